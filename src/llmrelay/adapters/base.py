@@ -1,0 +1,179 @@
+"""What a wire adapter is, and the helpers every adapter shares.
+
+An adapter is sans-IO: it turns a :class:`ChatRequest` into an :class:`HttpRequest`, turns an
+:class:`HttpResponse` (or SSE events) into a :class:`Response` (or chunks), and maps error
+answers onto the hierarchy in ``llmrelay.errors``. ``map_error`` is the adapter's single mapping
+point; everything it raises names the provider and model and never contains the API key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Protocol
+
+import orjson
+
+from ..errors import (
+    APIError,
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    InvalidResponseError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    RateLimitedError,
+    ServerError,
+)
+from ..headers import parse_retry_after, request_id_from
+from ..providers import Deployment
+from ..transport.base import HttpRequest, HttpResponse
+from ..transport.sse import SSEEvent
+from ..types import ChatRequest, Response, StreamChunk
+
+__all__ = [
+    "StreamState",
+    "WireAdapter",
+    "decode_json",
+    "error_for_status",
+    "lower_headers",
+    "redact",
+]
+
+
+class StreamState(Protocol):
+    """Per-stream parser state: feed it SSE events, then ask for the final response."""
+
+    #: True once the wire format's terminal event was seen.
+    done: bool
+
+    def feed(self, event: SSEEvent) -> list[StreamChunk]:
+        """Chunks for one event (maybe none). Raises a typed error for in-stream errors."""
+        ...
+
+    def finish(self) -> Response:
+        """The complete response from everything fed so far."""
+        ...
+
+    def partial(self) -> Response:
+        """What was received so far, for a stream that was cut."""
+        ...
+
+
+class WireAdapter(Protocol):
+    name: ClassVar[str]
+
+    def build_request(self, req: ChatRequest, dep: Deployment) -> HttpRequest: ...
+
+    def parse_response(self, resp: HttpResponse, req: ChatRequest, dep: Deployment) -> Response:
+        """Parse a 2xx answer (call ``map_error`` first for anything else)."""
+        ...
+
+    def map_error(
+        self, status: int, headers: Mapping[str, str], body: bytes, dep: Deployment
+    ) -> APIError:
+        """The one place an error answer becomes a typed error."""
+        ...
+
+    def stream_state(self, req: ChatRequest, dep: Deployment) -> StreamState: ...
+
+
+def lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def redact(text: str, dep: Deployment) -> str:
+    """Remove the deployment's API key from text copied out of a provider answer."""
+    if dep.api_key:
+        key = dep.api_key.get()
+        if key and key in text:
+            text = text.replace(key, "[REDACTED]")
+    return text
+
+
+def redact_obj(obj: Any, dep: Deployment) -> Any:
+    if not dep.api_key:
+        return obj
+    if isinstance(obj, str):
+        return redact(obj, dep)
+    if isinstance(obj, dict):
+        return {k: redact_obj(v, dep) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [redact_obj(v, dep) for v in obj]
+    return obj
+
+
+def decode_json(body: bytes, dep: Deployment, what: str = "response") -> Any:
+    """Decode a JSON body or raise ``InvalidResponseError`` that shows what came instead."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        snippet = body[:200].decode("utf-8", "replace")
+        kind = "HTML" if snippet.lstrip().lower().startswith(("<!doctype", "<html")) else "text"
+        raise InvalidResponseError(
+            f"the {what} is not valid JSON ({kind} instead, {len(body)} bytes): "
+            f"{redact(snippet, dep)!r}. Check the base URL ({dep.base_url}) points at the API",
+            provider=dep.provider,
+            model=dep.model,
+        ) from exc
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: BadRequestError,
+    422: BadRequestError,
+    429: RateLimitedError,
+    529: OverloadedError,
+}
+
+
+def error_for_status(status: int) -> type[APIStatusError]:
+    cls = _BY_STATUS.get(status)
+    if cls is not None:
+        return cls
+    if status >= 500:
+        return ServerError
+    return APIStatusError
+
+
+def make_error(
+    cls: type[APIError],
+    message: str,
+    *,
+    status: int | None,
+    headers: Mapping[str, str],
+    dep: Deployment,
+    body: Any = None,
+    retry_after: float | None = None,
+) -> APIError:
+    return cls(
+        redact(message, dep),
+        provider=dep.provider,
+        model=dep.model,
+        status=status,
+        headers=headers,
+        retry_after=retry_after if retry_after is not None else parse_retry_after(headers),
+        request_id=request_id_from(headers),
+        body=redact_obj(body, dep),
+    )
+
+
+def invalid(
+    message: str, dep: Deployment, headers: Mapping[str, str] | None = None
+) -> InvalidResponseError:
+    return InvalidResponseError(
+        redact(message, dep),
+        provider=dep.provider,
+        model=dep.model,
+        request_id=request_id_from(headers or {}),
+    )
+
+
+def as_int(v: Any) -> int:
+    """A token count from a provider answer; anything odd counts as 0."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0

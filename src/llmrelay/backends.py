@@ -1,0 +1,121 @@
+"""Backends: what actually answers one attempt of a call.
+
+``HttpBackend`` joins a sans-IO wire adapter to a transport. Other backends (the ``test``
+provider, user functions) answer without a network. The engine picks one per deployment.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator
+from typing import Any, Protocol, runtime_checkable
+
+from .adapters.base import WireAdapter
+from .errors import APIConnectionError, APITimeoutError, StreamInterruptedError, UnknownModelError
+from .headers import request_id_from
+from .providers import Deployment
+from .transport.base import HttpResponse, Timeouts, Transport
+from .transport.sse import SSEDecoder
+from .types import ChatRequest, Response, StreamChunk, chunk
+
+__all__ = ["Backend", "HttpBackend", "get_adapter", "register_adapter"]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Answers one attempt. ``stream`` yields chunks; its last chunk has ``done=True`` and the
+    complete ``response``."""
+
+    async def complete(self, req: ChatRequest, dep: Deployment, timeouts: Timeouts) -> Response: ...
+
+    def stream(
+        self, req: ChatRequest, dep: Deployment, timeouts: Timeouts
+    ) -> AsyncIterator[StreamChunk]: ...
+
+
+_ADAPTER_MODULES: dict[str, tuple[str, str]] = {
+    "openai_chat": ("llmrelay.adapters.openai_chat", "OpenAIChatAdapter"),
+    "anthropic_messages": ("llmrelay.adapters.anthropic_messages", "AnthropicMessagesAdapter"),
+    "gemini": ("llmrelay.adapters.gemini", "GeminiAdapter"),
+}
+_ADAPTERS: dict[str, WireAdapter] = {}
+
+
+def register_adapter(wire: str, adapter: WireAdapter) -> None:
+    """Add a wire adapter (for a provider row whose ``wire`` names it)."""
+    _ADAPTERS[wire] = adapter
+
+
+def get_adapter(wire: str) -> WireAdapter:
+    a = _ADAPTERS.get(wire)
+    if a is None:
+        spec = _ADAPTER_MODULES.get(wire)
+        if spec is None:
+            raise UnknownModelError(f"no wire adapter named {wire!r}")
+        cls: Any = getattr(importlib.import_module(spec[0]), spec[1])
+        a = _ADAPTERS[wire] = cls()
+    return a
+
+
+class HttpBackend:
+    """An adapter plus a transport."""
+
+    __slots__ = ("adapter", "transport")
+
+    def __init__(self, adapter: WireAdapter, transport: Transport) -> None:
+        self.adapter = adapter
+        self.transport = transport
+
+    async def complete(self, req: ChatRequest, dep: Deployment, timeouts: Timeouts) -> Response:
+        adapter = self.adapter
+        http_req = adapter.build_request(req, dep)
+        resp = await self.transport.send(http_req, timeouts)
+        if resp.status >= 300:
+            raise adapter.map_error(resp.status, resp.headers, resp.body, dep)
+        r = adapter.parse_response(resp, req, dep)
+        if http_req.adjusted:
+            r.adjusted_params = http_req.adjusted
+        return r
+
+    async def stream(
+        self, req: ChatRequest, dep: Deployment, timeouts: Timeouts
+    ) -> AsyncIterator[StreamChunk]:
+        adapter = self.adapter
+        http_req = adapter.build_request(req, dep)
+        async with self.transport.stream(http_req, timeouts) as s:
+            if s.status >= 300:
+                raise adapter.map_error(s.status, s.headers, await s.aread(), dep)
+            ctype = (s.headers.get("content-type") or s.headers.get("Content-Type") or "").lower()
+            if ctype.startswith("application/json"):
+                # Some servers answer a stream request with one JSON body (often an error).
+                body = await s.aread()
+                resp = adapter.parse_response(HttpResponse(s.status, s.headers, body), req, dep)
+                yield chunk(resp.text, finish_reason=resp.finish_reason, usage=resp.usage)
+                yield chunk(done=True, response=resp, finish_reason=resp.finish_reason)
+                return
+            state = adapter.stream_state(req, dep)
+            decoder = SSEDecoder()
+            try:
+                async for data in s.aiter_bytes():
+                    for ev in decoder.feed(data):
+                        for c in state.feed(ev):
+                            yield c
+                    if state.done:
+                        break
+                for ev in decoder.flush():
+                    for c in state.feed(ev):
+                        yield c
+            except (APIConnectionError, APITimeoutError) as exc:
+                raise StreamInterruptedError(
+                    f"the stream broke: {exc.message}",
+                    provider=dep.provider,
+                    model=dep.model,
+                    partial=state.partial(),
+                ) from exc
+            resp = state.finish()
+            resp.request_id = resp.request_id or request_id_from(s.headers)
+            if http_req.adjusted:
+                resp.adjusted_params = http_req.adjusted
+            yield chunk(
+                done=True, response=resp, finish_reason=resp.finish_reason, usage=resp.usage
+            )

@@ -1,0 +1,143 @@
+"""Built-in model configurations: the aliases the seeds use, plus current OpenAI, Anthropic and
+Gemini models. Each is registered in ``CONFIG_REGISTRY`` under its alias."""
+
+from __future__ import annotations
+
+from .base import register_config
+from .provider_configs import AnthropicBaseConfig, GroqBaseConfig
+from .registry import define_config
+
+# --------------------------------------------------------------------------- the seeds' aliases
+
+
+@register_config
+class MixtralEightXSevenBConfig(GroqBaseConfig):
+    """Mixtral 8x7B on Groq (seed 002)."""
+
+    @classmethod
+    def alias(cls) -> str:
+        return "mixtral-8x7b"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = "mixtral-8x7b-32768"
+        self.max_tokens = 32768
+
+
+@register_config
+class LlamaThreeSeventyBConfig(GroqBaseConfig):
+    """Llama 3 70B on Groq (seed 002)."""
+
+    @classmethod
+    def alias(cls) -> str:
+        return "llama3-70b"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = "llama3-70b-8192"
+        self.max_tokens = 8192
+
+
+@register_config
+class LlamaThreeEightBConfig(GroqBaseConfig):
+    """Llama 3 8B on Groq (seed 000)."""
+
+    @classmethod
+    def alias(cls) -> str:
+        return "llama3-8b"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = "llama3-8b-8192"
+        self.max_tokens = 8192
+
+
+@register_config
+class GemmaTwoNineBConfig(GroqBaseConfig):
+    """Gemma 2 9B on Groq (seed 002)."""
+
+    @classmethod
+    def alias(cls) -> str:
+        return "gemma2-9b"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = "gemma2-9b-it"
+        self.max_tokens = 8192
+
+
+@register_config
+class QwenCoderThirtyTwoBConfig(GroqBaseConfig):
+    """Qwen 2.5 Coder 32B on Groq (seed 000)."""
+
+    @classmethod
+    def alias(cls) -> str:
+        return "qwen-coder-32b"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = "qwen-2.5-coder-32b"
+        self.max_tokens = 8192
+
+
+@register_config
+class ClaudeThreeOpusConfig(AnthropicBaseConfig):
+    """Claude 3 Opus (seed 000's ``c3opus``)."""
+
+    @classmethod
+    def alias(cls) -> str:
+        return "c3opus"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = "claude-3-opus-20240229"
+        self.max_tokens = 4096
+
+
+# --------------------------------------------------------------------------- current models
+
+for _provider, _rows in (
+    (
+        "openai",
+        (
+            ("gpt-5", "gpt-5"),
+            ("gpt-5-mini", "gpt-5-mini"),
+            ("gpt-5-nano", "gpt-5-nano"),
+            ("gpt-4.1", "gpt-4.1"),
+            ("gpt-4.1-mini", "gpt-4.1-mini"),
+            ("gpt-4.1-nano", "gpt-4.1-nano"),
+            ("gpt-4o", "gpt-4o"),
+            ("gpt-4o-mini", "gpt-4o-mini"),
+            ("o4-mini", "o4-mini"),
+            ("o3", "o3"),
+        ),
+    ),
+    (
+        "anthropic",
+        (
+            ("claude-opus-4-5", "claude-opus-4-5"),
+            ("claude-opus-4-1", "claude-opus-4-1"),
+            ("claude-sonnet-4-5", "claude-sonnet-4-5"),
+            ("claude-haiku-4-5", "claude-haiku-4-5"),
+            ("claude-sonnet-4", "claude-sonnet-4-20250514"),
+        ),
+    ),
+    (
+        "gemini",
+        (
+            ("gemini-2.5-pro", "gemini-2.5-pro"),
+            ("gemini-2.5-flash", "gemini-2.5-flash"),
+            ("gemini-2.5-flash-lite", "gemini-2.5-flash-lite"),
+            ("gemini-2.0-flash", "gemini-2.0-flash"),
+        ),
+    ),
+    (
+        "groq",
+        (
+            ("llama-3.3-70b", "llama-3.3-70b-versatile"),
+            ("llama-3.1-8b", "llama-3.1-8b-instant"),
+        ),
+    ),
+):
+    for _alias, _model in _rows:
+        define_config(_alias, _provider, _model, max_tokens=4096, module=__name__)

@@ -1,0 +1,343 @@
+"""The llmrelay exception hierarchy.
+
+Every error llmrelay raises is an :class:`LLMRelayError`. Errors that come from a provider are
+translated in exactly one place per wire adapter (``map_error``) and re-raised ``from`` the
+underlying cause, so a 429, a 400 and a 401 always stay distinguishable::
+
+    LLMRelayError
+    ├── ConfigurationError                  (also ValueError) bad configuration, fix the code/config
+    │   ├── UnknownModelError               (also KeyError-free ValueError) alias/provider/model unknown
+    │   ├── MissingAPIKeyError              the key variable is unset; raised before any network call
+    │   ├── InvalidRequestError             a parameter or message is invalid (temperature 7, ...)
+    │   └── ConfigFileError                 a TOML/JSON/YAML file is malformed (names file, key, line)
+    ├── APIError                            something went wrong talking to a provider
+    │   ├── APIStatusError                  the provider answered with an error status
+    │   │   ├── BadRequestError             400 / 422
+    │   │   │   └── ContextWindowExceededError   the prompt does not fit the model's context
+    │   │   ├── AuthenticationError         401
+    │   │   ├── PermissionDeniedError       403
+    │   │   ├── NotFoundError               404 (unknown model or endpoint)
+    │   │   ├── ConflictError               409
+    │   │   ├── RateLimitedError            429, carries ``retry_after`` (seconds or None)
+    │   │   ├── QuotaExhaustedError         429 ``insufficient_quota`` / 402: out of credit, not retryable
+    │   │   └── ServerError                 5xx
+    │   │       └── OverloadedError         Anthropic 529 / "overloaded"
+    │   ├── ContentFilteredError            the provider refused the content (any status)
+    │   ├── APITimeoutError                 connect / read / total timeout (also TimeoutError)
+    │   ├── APIConnectionError              refused, reset, DNS, TLS (also ConnectionError)
+    │   ├── InvalidResponseError            the body is not what the wire format promises
+    │   └── StreamInterruptedError          a stream ended early; carries the partial response
+    ├── CircuitOpenError                    a breaker refuses the call; carries ``retry_after``
+    ├── RetryBudgetExhaustedError           the retry budget of a deployment is spent
+    ├── BudgetExceededError                 a spending budget would be exceeded
+    ├── DeadlineExceededError               the call's total deadline ran out (also TimeoutError)
+    ├── StructuredOutputError               the model's output did not validate, after every re-ask
+    ├── StateStoreError                     the state store (SQLite/Redis) failed
+    └── AllAttemptsFailedError              (also ExceptionGroup) every candidate of a fallback
+                                            chain failed; ``.exceptions`` holds each attempt's error
+
+Every error carries ``provider``, ``model``, ``status``, ``headers`` (lower-cased keys),
+``retry_after`` (seconds, parsed), ``request_id`` and ``body`` (the decoded error body, redacted).
+No error ever contains an API key: adapters redact the key from any text they copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AllAttemptsFailedError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExceededError",
+    "CircuitOpenError",
+    "ConfigFileError",
+    "ConfigurationError",
+    "ConflictError",
+    "ContentFilteredError",
+    "ContextWindowExceededError",
+    "DeadlineExceededError",
+    "InvalidRequestError",
+    "InvalidResponseError",
+    "LLMRelayError",
+    "MissingAPIKeyError",
+    "NotFoundError",
+    "OverloadedError",
+    "PermissionDeniedError",
+    "QuotaExhaustedError",
+    "RateLimitedError",
+    "RetryBudgetExhaustedError",
+    "ServerError",
+    "StateStoreError",
+    "StreamInterruptedError",
+    "StructuredOutputError",
+    "UnknownModelError",
+]
+
+_EMPTY: Mapping[str, str] = {}
+
+
+class LLMRelayError(Exception):
+    """Base class of every llmrelay error."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
+        request_id: str | None = None,
+        body: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.model = model
+        self.status = status
+        self.headers: Mapping[str, str] = (
+            {k.lower(): v for k, v in headers.items()} if headers else _EMPTY
+        )
+        self.retry_after = retry_after
+        self.request_id = request_id
+        self.body = body
+        # Filled by the engine: the attempts that led to this error (a list of Attempt).
+        self.trace: list[Any] = []
+
+    def __str__(self) -> str:
+        where = "/".join(p for p in (self.provider, self.model) if p)
+        extra = []
+        if self.status is not None:
+            extra.append(f"status {self.status}")
+        if self.request_id:
+            extra.append(f"request id {self.request_id}")
+        if self.retry_after is not None:
+            extra.append(f"retry after {self.retry_after:g}s")
+        suffix = f" ({', '.join(extra)})" if extra else ""
+        return f"[{where}] {self.message}{suffix}" if where else f"{self.message}{suffix}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.message, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[LLMRelayError], message: str, state: dict[str, Any]) -> LLMRelayError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+class ConfigurationError(LLMRelayError, ValueError):
+    """The configuration or the call's arguments are wrong; retrying will not help."""
+
+
+class UnknownModelError(ConfigurationError):
+    """An alias, provider or model that llmrelay does not know."""
+
+
+class MissingAPIKeyError(ConfigurationError):
+    """A provider needs a key and none is set. ``variable`` names the environment variable."""
+
+    def __init__(self, message: str, *, variable: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.variable = variable
+
+
+class InvalidRequestError(ConfigurationError):
+    """A message or parameter is invalid before anything is sent."""
+
+
+class ConfigFileError(ConfigurationError):
+    """A configuration file is malformed. ``path``, ``key`` and ``line`` locate the problem."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        key: str | None = None,
+        line: int | None = None,
+        **kw: Any,
+    ) -> None:
+        loc = path or "<config>"
+        if line is not None:
+            loc += f":{line}"
+        if key:
+            loc += f" [{key}]"
+        super().__init__(f"{loc}: {message}", **kw)
+        self.path = path
+        self.key = key
+        self.line = line
+
+
+# --------------------------------------------------------------------------- provider errors
+
+
+class APIError(LLMRelayError):
+    """An error while talking to a provider."""
+
+
+class APIStatusError(APIError):
+    """The provider answered with an HTTP error status."""
+
+
+class BadRequestError(APIStatusError):
+    """400/422: the provider rejected the request as invalid."""
+
+
+class ContextWindowExceededError(BadRequestError):
+    """The prompt (plus max_tokens) does not fit the model's context window."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing, wrong or revoked."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key may not use this model or endpoint."""
+
+
+class NotFoundError(APIStatusError):
+    """404: unknown model or endpoint (check the model name and base URL)."""
+
+
+class ConflictError(APIStatusError):
+    """409: a conflicting request; the official SDKs retry it."""
+
+
+class RateLimitedError(APIStatusError):
+    """429: too many requests or tokens per minute. ``retry_after`` says when to come back."""
+
+
+class QuotaExhaustedError(APIStatusError):
+    """The account is out of credit or quota (``insufficient_quota``); retrying will not help."""
+
+
+class ServerError(APIStatusError):
+    """5xx: the provider failed."""
+
+
+class OverloadedError(ServerError):
+    """The provider is overloaded (Anthropic 529 ``overloaded_error``)."""
+
+
+class ContentFilteredError(APIError):
+    """The provider refused the prompt or the output on content grounds."""
+
+
+class APITimeoutError(APIError, TimeoutError):
+    """Connecting or reading took longer than the configured timeout."""
+
+
+class APIConnectionError(APIError, ConnectionError):
+    """The connection could not be made or broke (refused, reset, DNS, TLS)."""
+
+
+class InvalidResponseError(APIError):
+    """The provider answered something that is not its documented wire format."""
+
+
+class StreamInterruptedError(APIError):
+    """A stream ended before its end event. ``partial`` holds the text and usage received."""
+
+    def __init__(self, message: str, *, partial: Any = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.partial = partial
+
+
+# --------------------------------------------------------------------------- engine errors
+
+
+class CircuitOpenError(LLMRelayError):
+    """The circuit breaker of a deployment is open (or its half-open probes are all taken)."""
+
+
+class RetryBudgetExhaustedError(LLMRelayError):
+    """The retry budget of a deployment is spent: too many recent calls needed retries."""
+
+
+class BudgetExceededError(LLMRelayError):
+    """The call would take a spending budget past its limit."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        scope: str | None = None,
+        limit_usd: float | None = None,
+        spent_usd: float | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, **kw)
+        self.scope = scope
+        self.limit_usd = limit_usd
+        self.spent_usd = spent_usd
+
+
+class DeadlineExceededError(LLMRelayError, TimeoutError):
+    """The call's total deadline ran out before any attempt succeeded."""
+
+
+class StructuredOutputError(LLMRelayError):
+    """The model's output did not validate into the response model, after every re-ask.
+
+    ``raw`` is the last output text and ``validation_error`` the last pydantic error.
+    """
+
+    def __init__(
+        self, message: str, *, raw: str | None = None, validation_error: Any = None, **kw: Any
+    ) -> None:
+        super().__init__(message, **kw)
+        self.raw = raw
+        self.validation_error = validation_error
+
+
+class StateStoreError(LLMRelayError):
+    """The state store (SQLite, Redis, PostgreSQL) failed or is misconfigured."""
+
+
+class AllAttemptsFailedError(LLMRelayError, ExceptionGroup):  # type: ignore[misc]
+    """Every candidate of a call failed. ``exceptions`` holds each attempt's error, in order."""
+
+    def __new__(
+        cls, message: str, exceptions: Sequence[Exception], **kw: Any
+    ) -> AllAttemptsFailedError:
+        return super().__new__(cls, message, list(exceptions))
+
+    def __init__(self, message: str, exceptions: Sequence[Exception], **kw: Any) -> None:
+        LLMRelayError.__init__(self, message, **kw)
+        # ExceptionGroup keeps the args as (message, exceptions).
+        self.args = (message, tuple(exceptions))
+
+    def derive(self, excs: Sequence[Exception]) -> AllAttemptsFailedError:  # type: ignore[override]
+        return AllAttemptsFailedError(self.message, excs)
+
+    def __str__(self) -> str:
+        parts = "; ".join(f"{type(e).__name__}: {e}" for e in self.exceptions)
+        return f"{self.message} ({len(self.exceptions)} attempts: {parts})"
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """The official SDKs' rule: connection errors, timeouts, 408, 409, 429, 5xx (not quota)."""
+    if isinstance(exc, QuotaExhaustedError | ContextWindowExceededError | ContentFilteredError):
+        return False
+    if isinstance(exc, APIConnectionError | APITimeoutError | StreamInterruptedError):
+        return True
+    if isinstance(exc, RateLimitedError | ServerError | ConflictError):
+        return True
+    if isinstance(exc, APIStatusError) and exc.status in (408, 409, 429):
+        return True
+    return isinstance(exc, APIStatusError) and exc.status is not None and exc.status >= 500

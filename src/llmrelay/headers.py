@@ -1,0 +1,101 @@
+"""Reading the HTTP headers that steer retries: ``retry-after-ms``, ``retry-after``,
+``x-should-retry`` and request ids.
+
+Malformed values ("inf", "nan", "-10", absurdly large numbers, bad or past dates) count as
+absent, as in the official SDKs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from email.utils import parsedate_to_datetime
+
+__all__ = ["MAX_HEADER_DELAY", "parse_retry_after", "request_id_from", "should_retry_header"]
+
+#: Values above this (seconds) are treated as malformed rather than obeyed.
+MAX_HEADER_DELAY = 7 * 24 * 3600.0
+
+_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "cf-ray")
+
+
+def _get(headers: Mapping[str, str], name: str) -> str | None:
+    v = headers.get(name)
+    if v is None and headers:
+        for k, val in headers.items():
+            if k.lower() == name:
+                return val
+    return v
+
+
+def _seconds(value: str, scale: float) -> float | None:
+    try:
+        f = float(value.strip())
+    except (ValueError, AttributeError):
+        return None
+    if math.isnan(f) or math.isinf(f) or f < 0:
+        return None
+    f *= scale
+    if f > MAX_HEADER_DELAY:
+        return None
+    return f
+
+
+def parse_retry_after(
+    headers: Mapping[str, str], now: Callable[[], float] = time.time
+) -> float | None:
+    """Seconds to wait as the server asked, or None when absent or malformed.
+
+    ``retry-after-ms`` wins over ``retry-after``; ``retry-after`` may be seconds or an HTTP
+    date (a date in the past counts as absent).
+    """
+    if not headers:
+        return None
+    ms = _get(headers, "retry-after-ms")
+    if ms is not None:
+        v = _seconds(ms, 0.001)
+        if v is not None:
+            return v
+    ra = _get(headers, "retry-after")
+    if ra is None:
+        return None
+    v = _seconds(ra, 1.0)
+    if v is not None:
+        return v
+    try:
+        when = parsedate_to_datetime(ra.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None:
+        return None
+    try:
+        delta = when.timestamp() - now()
+    except (OverflowError, OSError, ValueError):
+        return None
+    if delta <= 0 or delta > MAX_HEADER_DELAY or math.isnan(delta):
+        return None
+    return delta
+
+
+def should_retry_header(headers: Mapping[str, str]) -> bool | None:
+    """``x-should-retry: true|false`` as a bool; None when absent or anything else."""
+    v = _get(headers, "x-should-retry") if headers else None
+    if v is None:
+        return None
+    v = v.strip().lower()
+    if v == "true":
+        return True
+    if v == "false":
+        return False
+    return None
+
+
+def request_id_from(headers: Mapping[str, str]) -> str | None:
+    if not headers:
+        return None
+    for name in _REQUEST_ID_HEADERS:
+        v = headers.get(name)
+        if v:
+            return v
+    return None
