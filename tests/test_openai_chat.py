@@ -17,7 +17,9 @@ def client() -> llmrelay.Client:
     return llmrelay.Client()
 
 
-async def test_chat_text_usage_and_request_shape(fake: FakeUpstream, client: llmrelay.Client) -> None:
+async def test_chat_text_usage_and_request_shape(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
     r = await client.achat(
         MODEL,
         [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello there"}],
@@ -41,7 +43,9 @@ async def test_chat_text_usage_and_request_shape(fake: FakeUpstream, client: llm
     await client.aclose()
 
 
-async def test_stream_ends_with_complete_response(fake: FakeUpstream, client: llmrelay.Client) -> None:
+async def test_stream_ends_with_complete_response(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
     s = client.astream(MODEL, "stream me please", api_key=CANARY_KEY, base_url=fake.openai_base_url)
     deltas = []
     last = None
@@ -65,17 +69,29 @@ async def test_stream_ends_with_complete_response(fake: FakeUpstream, client: ll
         (Reply.error(409, "conflict"), llmrelay.ConflictError),
         (Reply.error(429, "Rate limit reached"), llmrelay.RateLimitedError),
         (
-            Reply.error(429, "You exceeded your current quota", type="insufficient_quota", code="insufficient_quota"),
+            Reply.error(
+                429,
+                "You exceeded your current quota",
+                type="insufficient_quota",
+                code="insufficient_quota",
+            ),
             llmrelay.QuotaExhaustedError,
         ),
         (
-            Reply.error(400, "This model's maximum context length is 8192 tokens", code="context_length_exceeded"),
+            Reply.error(
+                400,
+                "This model's maximum context length is 8192 tokens",
+                code="context_length_exceeded",
+            ),
             llmrelay.ContextWindowExceededError,
         ),
         (Reply.error(400, "filtered", code="content_filter"), llmrelay.ContentFilteredError),
         (Reply.error(500, "boom"), llmrelay.ServerError),
         (Reply.error(503, "The engine is currently overloaded"), llmrelay.ServerError),
-        (Reply.raw("<html><body>502 Bad Gateway</body></html>", content_type="text/html"), llmrelay.InvalidResponseError),
+        (
+            Reply.raw("<html><body>502 Bad Gateway</body></html>", content_type="text/html"),
+            llmrelay.InvalidResponseError,
+        ),
         (Reply.raw('{"id": "chatcmpl-1", "choices": [{"mess'), llmrelay.InvalidResponseError),
     ],
 )
@@ -84,7 +100,9 @@ async def test_errors_are_typed(
 ) -> None:
     fake.push(reply)
     with pytest.raises(error) as info:
-        await client.achat(MODEL, "hi", api_key=CANARY_KEY, base_url=fake.openai_base_url)
+        await client.achat(
+            MODEL, "hi", api_key=CANARY_KEY, base_url=fake.openai_base_url, retries=0
+        )
     e = info.value
     assert isinstance(e, llmrelay.LLMRelayError)
     assert e.provider == "openai" and e.model == "gpt-4.1-mini"
@@ -93,9 +111,15 @@ async def test_errors_are_typed(
 
 
 async def test_rate_limit_carries_retry_after(fake: FakeUpstream, client: llmrelay.Client) -> None:
-    fake.push(Reply.error(429, "slow down", headers={"retry-after": "3", "x-ratelimit-remaining-requests": "0"}))
+    fake.push(
+        Reply.error(
+            429, "slow down", headers={"retry-after": "3", "x-ratelimit-remaining-requests": "0"}
+        )
+    )
     with pytest.raises(llmrelay.RateLimitedError) as info:
-        await client.achat(MODEL, "hi", api_key=CANARY_KEY, base_url=fake.openai_base_url)
+        await client.achat(
+            MODEL, "hi", api_key=CANARY_KEY, base_url=fake.openai_base_url, retries=0
+        )
     assert info.value.retry_after == 3.0
     assert info.value.status == 429
     assert info.value.headers["x-ratelimit-remaining-requests"] == "0"
@@ -103,7 +127,9 @@ async def test_rate_limit_carries_retry_after(fake: FakeUpstream, client: llmrel
     await client.aclose()
 
 
-async def test_missing_key_is_raised_before_any_request(fake: FakeUpstream, client: llmrelay.Client) -> None:
+async def test_missing_key_is_raised_before_any_request(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
     with pytest.raises(llmrelay.MissingAPIKeyError) as info:
         await client.achat(MODEL, "hi", base_url=fake.openai_base_url)
     assert "OPENAI_API_KEY" in str(info.value)
@@ -134,7 +160,12 @@ async def test_tool_calls_pass_through(fake: FakeUpstream, client: llmrelay.Clie
     ]
     fake.push(Reply.tool_call("get_weather", {"city": "Paris"}))
     r = await client.achat(
-        MODEL, "weather?", tools=tools, tool_choice="auto", api_key=CANARY_KEY, base_url=fake.openai_base_url
+        MODEL,
+        "weather?",
+        tools=tools,
+        tool_choice="auto",
+        api_key=CANARY_KEY,
+        base_url=fake.openai_base_url,
     )
     assert r.finish_reason == "tool_calls"
     assert r.tool_calls[0].name == "get_weather"
@@ -157,7 +188,10 @@ async def test_tool_calls_pass_through(fake: FakeUpstream, client: llmrelay.Clie
 async def test_streamed_tool_call_is_assembled(fake: FakeUpstream, client: llmrelay.Client) -> None:
     fake.push(Reply.tool_call("lookup", {"q": "x" * 40}))
     s = client.astream(
-        MODEL, "go", tools=[{"name": "lookup", "parameters": {"type": "object"}}], api_key=CANARY_KEY,
+        MODEL,
+        "go",
+        tools=[{"name": "lookup", "parameters": {"type": "object"}}],
+        api_key=CANARY_KEY,
         base_url=fake.openai_base_url,
     )
     resp = await s.collect()
@@ -168,7 +202,10 @@ async def test_streamed_tool_call_is_assembled(fake: FakeUpstream, client: llmre
 
 async def test_image_parts_become_image_url(fake: FakeUpstream, client: llmrelay.Client) -> None:
     msg = llmrelay.Message.user(
-        [llmrelay.TextPart("what is this?"), llmrelay.ImagePart(data=b"\x89PNG", media_type="image/png")]
+        [
+            llmrelay.TextPart("what is this?"),
+            llmrelay.ImagePart(data=b"\x89PNG", media_type="image/png"),
+        ]
     )
     await client.achat(MODEL, [msg], api_key=CANARY_KEY, base_url=fake.openai_base_url)
     content = fake.requests[-1].body["messages"][0]["content"]
@@ -177,9 +214,11 @@ async def test_image_parts_become_image_url(fake: FakeUpstream, client: llmrelay
     await client.aclose()
 
 
-async def test_cut_stream_is_a_typed_error_with_partial_text(fake: FakeUpstream, client: llmrelay.Client) -> None:
+async def test_cut_stream_is_a_typed_error_with_partial_text(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
     fake.push(Reply.cut_stream(after_chunks=2, text="one two three four five"))
-    s = client.astream(MODEL, "hi", api_key=CANARY_KEY, base_url=fake.openai_base_url)
+    s = client.astream(MODEL, "hi", api_key=CANARY_KEY, base_url=fake.openai_base_url, retries=0)
     seen = []
     with pytest.raises(llmrelay.StreamInterruptedError) as info:
         async for c in s:
@@ -192,14 +231,29 @@ async def test_cut_stream_is_a_typed_error_with_partial_text(fake: FakeUpstream,
 async def test_in_stream_error_event(fake: FakeUpstream, client: llmrelay.Client) -> None:
     fake.push(Reply.stream_error(after_chunks=1, message="server melted", type="server_error"))
     s = client.astream(MODEL, "hi", api_key=CANARY_KEY, base_url=fake.openai_base_url)
-    with pytest.raises(llmrelay.ServerError, match="server melted"):
+    with pytest.raises(llmrelay.StreamInterruptedError, match="server melted") as info:
+        await s.collect()
+    assert isinstance(info.value.__cause__, llmrelay.ServerError)
+    assert info.value.partial.text == "Echo:"
+    # Before any output, the same error is the typed error itself (and may be retried).
+    fake.push(
+        *[Reply.stream_error(after_chunks=0, message="melted early", type="server_error")] * 3
+    )
+    s = client.astream(MODEL, "hi", api_key=CANARY_KEY, base_url=fake.openai_base_url, retries=0)
+    with pytest.raises(llmrelay.ServerError, match="melted early"):
         await s.collect()
     await client.aclose()
 
 
-async def test_mistral_translates_seed_and_drops_user(fake: FakeUpstream, client: llmrelay.Client) -> None:
+async def test_mistral_translates_seed_and_drops_user(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
     r = await client.achat(
-        "mistral/mistral-small-latest", "hi", seed=3, user="u1", api_key=CANARY_KEY,
+        "mistral/mistral-small-latest",
+        "hi",
+        seed=3,
+        user="u1",
+        api_key=CANARY_KEY,
         base_url=fake.openai_base_url,
     )
     body = fake.requests[-1].body

@@ -83,6 +83,12 @@ _EXPORTS: dict[str, str] = {
     "LLMResponseType": "llm_client",
     "LLMError": "llm_client",
     "LLMSettings": "llm_client",
+    # reliability (seed 004)
+    "LLMManager": "manager",
+    "CircuitBreaker": "breaker",
+    "BreakerRegistry": "breaker",
+    "RetryPolicy": "retry",
+    "RetryBudget": "retry",
     # test doubles
     "TestModel": "testing.models",
     "FunctionModel": "testing.models",
@@ -196,6 +202,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         StructuredOutputError,
         UnknownModelError,
     )
+    from .breaker import BreakerRegistry, CircuitBreaker
     from .handler import ModelHandler
     from .llm_client import (
         LLMClient,
@@ -208,8 +215,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         LLMResponseType,
         LLMSettings,
     )
+    from .manager import LLMManager
     from .providers import PROVIDERS, Deployment, ProviderSpec, Secret, register_provider_spec
     from .resolve import Target
+    from .retry import RetryBudget, RetryPolicy
     from .streaming import ResponseStream, SyncResponseStream
     from .testing.models import FunctionModel, TestModel
     from .trace import Attempt, format_trace

@@ -11,14 +11,21 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol, runtime_checkable
 
 from .adapters.base import WireAdapter
-from .errors import APIConnectionError, APITimeoutError, StreamInterruptedError, UnknownModelError
+from .errors import (
+    APIConnectionError,
+    APITimeoutError,
+    ConfigurationError,
+    InvalidResponseError,
+    StreamInterruptedError,
+    UnknownModelError,
+)
 from .headers import request_id_from
 from .providers import Deployment
 from .transport.base import HttpResponse, Timeouts, Transport
 from .transport.sse import SSEDecoder
-from .types import ChatRequest, Response, StreamChunk, chunk
+from .types import PARAM_NAMES, ChatRequest, Response, StreamChunk, Usage, chunk
 
-__all__ = ["Backend", "HttpBackend", "get_adapter", "register_adapter"]
+__all__ = ["Backend", "CallableBackend", "HttpBackend", "get_adapter", "register_adapter"]
 
 
 @runtime_checkable
@@ -73,8 +80,9 @@ class HttpBackend:
         if resp.status >= 300:
             raise adapter.map_error(resp.status, resp.headers, resp.body, dep)
         r = adapter.parse_response(resp, req, dep)
-        if http_req.adjusted:
-            r.adjusted_params = http_req.adjusted
+        r.headers = resp.headers
+        if http_req.adjusted or req.adjusted:
+            r.adjusted_params = {**(req.adjusted or {}), **http_req.adjusted}
         return r
 
     async def stream(
@@ -114,8 +122,81 @@ class HttpBackend:
                 ) from exc
             resp = state.finish()
             resp.request_id = resp.request_id or request_id_from(s.headers)
-            if http_req.adjusted:
-                resp.adjusted_params = http_req.adjusted
+            resp.headers = s.headers
+            if http_req.adjusted or req.adjusted:
+                resp.adjusted_params = {**(req.adjusted or {}), **http_req.adjusted}
             yield chunk(
                 done=True, response=resp, finish_reason=resp.finish_reason, usage=resp.usage
             )
+
+
+class CallableBackend:
+    """A user function as a model (seed 004): ``fn(prompt, kwargs) -> str``, sync or async.
+
+    ``prompt`` is the text of the last user message; ``kwargs`` holds the generation parameters
+    that were set (temperature, max_tokens, ... and ``extra`` fields flattened in). A sync
+    function runs in a worker thread so it never blocks the event loop. Usage is estimated
+    with ``llmrelay.tokens.estimate_tokens`` (a user function reports no token counts).
+    """
+
+    __slots__ = ("fn", "is_async", "name")
+
+    def __init__(self, fn: Any, name: str) -> None:
+        import inspect
+
+        if not callable(fn):
+            raise ConfigurationError(f"the inference function for {name!r} is not callable")
+        try:
+            inspect.signature(fn).bind("prompt", {})
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"the inference function for {name!r} must accept (prompt, kwargs): {exc}"
+            ) from None
+        except ValueError:  # builtins without a signature: accept and find out at call time
+            pass
+        self.fn = fn
+        self.name = name
+        self.is_async = inspect.iscoroutinefunction(fn)
+
+    async def complete(self, req: ChatRequest, dep: Deployment, timeouts: Timeouts) -> Response:
+        import asyncio
+        import inspect
+
+        last = next((m for m in reversed(req.messages) if m.role == "user"), None)
+        prompt = last.text() if last is not None else ""
+        p = req.params
+        kwargs = {f: getattr(p, f) for f in PARAM_NAMES if getattr(p, f) is not None}
+        if p.extra:
+            kwargs.update(p.extra)
+        if self.is_async:
+            out = await self.fn(prompt, kwargs)
+        else:
+            out = await asyncio.to_thread(self.fn, prompt, kwargs)
+            if inspect.isawaitable(out):
+                out = await out
+        if isinstance(out, Response):
+            return out
+        if not isinstance(out, str):
+            raise InvalidResponseError(
+                f"the inference function for {self.name!r} returned {type(out).__name__}; "
+                "it must return a str",
+                provider=dep.provider,
+                model=dep.model,
+            )
+        from .tokens import estimate_tokens
+
+        prompt_text = " ".join(m.text() for m in req.messages)
+        return Response(
+            text=out,
+            finish_reason="stop",
+            usage=Usage(estimate_tokens(prompt_text), estimate_tokens(out)),
+            provider=dep.provider,
+            model=dep.model,
+        )
+
+    async def stream(
+        self, req: ChatRequest, dep: Deployment, timeouts: Timeouts
+    ) -> AsyncIterator[StreamChunk]:
+        resp = await self.complete(req, dep, timeouts)
+        yield chunk(resp.text, finish_reason=resp.finish_reason, usage=resp.usage)
+        yield chunk(done=True, response=resp, finish_reason=resp.finish_reason, usage=resp.usage)

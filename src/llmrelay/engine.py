@@ -2,27 +2,48 @@
 
     resolve (alias / provider/model / backend object) -> request -> pipeline -> response
 
-The pipeline, for each candidate of the fallback chain, sends one attempt through the
-deployment's backend (an adapter plus the transport, or a network-free backend). Reliability and
-state layers (retries, breakers, limits, cache, budgets, accounting) hook in around
-``_attempts``; see ``docs/architecture.md``.
+    pipeline:  for each candidate of the fallback chain (routing.py):
+                   circuit breaker (breaker.py) -> retry loop (retry.py) -> backend
+                   (an adapter + the transport, or a network-free backend)
+
+Every response and every final error carries the decision trace (``trace.py``): one entry per
+attempt or skipped candidate. Clock and sleep are injectable so tests never sleep.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+import uuid
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .attempts import AttemptRunner
 from .backends import Backend, HttpBackend, get_adapter
+from .breaker import BreakerRegistry
 from .errors import (
     AllAttemptsFailedError,
+    ContentFilteredError,
+    ContextWindowExceededError,
     InvalidRequestError,
     LLMRelayError,
+    StreamInterruptedError,
+)
+from .layers import (
+    BudgetLayer,
+    CacheLayer,
+    CallContext,
+    CallRecord,
+    CatalogLayer,
+    LimiterLayer,
+    Recorder,
 )
 from .providers import Deployment, Secret
 from .resolve import Target, resolve_target, to_deployment
+from .retry import RetryBudget, RetryPolicy
+from .routing import Plan, moves_on
 from .streaming import ResponseStream
 from .trace import Attempt
 from .transport.base import Timeouts, Transport
@@ -33,6 +54,7 @@ from .types import (
     MessagesInput,
     Response,
     StreamChunk,
+    Usage,
     merge_params,
     normalize_messages,
 )
@@ -52,16 +74,40 @@ class CallOptions:
     api_key: str | Secret | None = None
     base_url: str | None = None
     headers: Mapping[str, str] | None = None
-    #: Seconds for the whole call, or a ``Timeouts`` for connect/read/total.
+    #: Seconds per attempt, or a ``Timeouts`` for connect/read/total of each attempt.
     timeout: float | Timeouts | None = None
+    #: Seconds for the whole call: every attempt, backoff and fallback.
+    deadline: float | None = None
+    #: Streams: seconds from the start of an attempt to its first content chunk.
+    first_token_timeout: float | None = None
     #: A system message prepended to the messages.
     system: str | None = None
     #: A pydantic model class: validate the output into it (structured output).
     response_model: Any = None
-    #: Re-asks with the validation error after the first structured-output failure.
+    #: Re-asks with the validation error after a structured-output failure.
     max_reasks: int = 1
-    #: Aliases or provider/model names to try in order after the model fails.
-    fallbacks: Sequence[str] | None = None
+    #: Retries per deployment (overrides the alias and engine settings).
+    retries: int | None = None
+    #: A full retry policy for this call.
+    retry: RetryPolicy | None = None
+    #: Aliases, provider/model names or Targets to try in order after the model fails.
+    fallbacks: Sequence[str | Target] | None = None
+    context_window_fallbacks: Sequence[str | Target] | None = None
+    content_filter_fallbacks: Sequence[str | Target] | None = None
+    #: Who the call is for: scopes the cache, budgets and limits (defaults to the API key).
+    tenant: str | None = None
+    #: Labels for budgets, limits and the request log, e.g. {"user": "u1", "team": "search"}.
+    tags: Mapping[str, str] | None = None
+    #: False skips the response cache for this call (read and write).
+    use_cache: bool | None = None
+    #: Seconds a cached answer of this call stays valid (overrides the cache's default).
+    cache_ttl: float | None = None
+    #: Read the cache but do not store this call's answer.
+    no_store: bool = False
+    #: Wait for a rate limit to free up (up to the deadline) instead of failing over at once.
+    wait_for_rate_limit: bool | None = None
+    #: Correlates this call's log rows and spans; generated when not given.
+    trace_id: str | None = None
 
 
 OPTION_NAMES = frozenset(f.name for f in fields(CallOptions))
@@ -73,26 +119,81 @@ def timeouts_from(value: float | Timeouts | None, default: Timeouts) -> Timeouts
         return default
     if isinstance(value, Timeouts):
         return value
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise InvalidRequestError(f"timeout must be a positive number of seconds, not {value!r}")
     return Timeouts(connect=min(float(value), default.connect or value), read=value, total=value)
 
 
-class Engine:
-    """Holds the transport and settings; answers calls. Safe to share across tasks and threads."""
+def _positive_option(name: str, value: float | None) -> None:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
+    ):
+        raise InvalidRequestError(f"{name} must be a positive number of seconds, not {value!r}")
+
+
+class Engine(AttemptRunner):
+    """Holds the transport and the reliability settings; answers calls.
+
+    Safe to share across tasks and threads. ``breakers=None`` turns circuit breakers off;
+    ``retry=RetryPolicy(max_retries=0)`` turns retries off.
+    """
 
     def __init__(
         self,
         transport: Transport | None = None,
         *,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        retry: RetryPolicy | None = None,
+        breakers: BreakerRegistry | bool | None = True,
+        retry_budget: bool = True,
+        fallbacks: Sequence[str] = (),
+        context_window_fallbacks: Sequence[str] = (),
+        content_filter_fallbacks: Sequence[str] = (),
+        deadline: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        cache: CacheLayer | None = None,
+        limiter: LimiterLayer | None = None,
+        budget: BudgetLayer | None = None,
+        catalog: CatalogLayer | None = None,
+        recorder: Recorder | None = None,
+        log_content: bool = False,
     ) -> None:
         if transport is None:
             from .transport.http import default_transport
 
             transport = default_transport()
+        _positive_option("deadline", deadline)
         self.transport = transport
         self.timeouts = timeouts
+        self.retry = retry or RetryPolicy()
+        if breakers is True:
+            breakers = BreakerRegistry(failure_threshold=5, recovery_timeout=30.0, clock=clock)
+        self.breakers: BreakerRegistry | None = breakers or None
+        self._budgets: dict[str, RetryBudget] | None = {} if retry_budget else None
+        from .routing import validate_chain
+
+        self.fallbacks = validate_chain(fallbacks) if fallbacks else ()
+        self.context_window_fallbacks = (
+            validate_chain(context_window_fallbacks, what="context-window chain")
+            if context_window_fallbacks
+            else ()
+        )
+        self.content_filter_fallbacks = (
+            validate_chain(content_filter_fallbacks, what="content-filter chain")
+            if content_filter_fallbacks
+            else ()
+        )
+        self.deadline = deadline
+        self.clock = clock
+        self.sleep = sleep
+        self.cache = cache
+        self.limiter = limiter
+        self.budget = budget
+        self.catalog = catalog
+        self.recorder = recorder
+        #: Store prompts and answers in the request log (off by default).
+        self.log_content = log_content
         self._http_backends: dict[str, HttpBackend] = {}
 
     # ------------------------------------------------------------------ resolution
@@ -110,7 +211,7 @@ class Engine:
             b = self._http_backends[dep.wire] = HttpBackend(get_adapter(dep.wire), self.transport)
         return b
 
-    def _targets(self, model: ModelRef, opts: CallOptions) -> list[Target]:
+    def _plan(self, model: ModelRef, opts: CallOptions) -> Plan:
         if isinstance(model, Target):
             primary = model
         elif isinstance(model, str):
@@ -123,13 +224,22 @@ class Engine:
                 f"model must be an alias, 'provider/model', a Target or a backend, not "
                 f"{type(model).__name__}"
             )
-        chain = opts.fallbacks if opts.fallbacks is not None else primary.fallbacks
-        if not chain:
-            return [primary]
-        return [primary, *(resolve_target(n) for n in chain)]
+        fallbacks = opts.fallbacks
+        if fallbacks is None and not primary.fallbacks and self.fallbacks:
+            fallbacks = self.fallbacks
+        return Plan.build(
+            primary,
+            fallbacks,
+            opts.context_window_fallbacks
+            if opts.context_window_fallbacks is not None
+            else self.context_window_fallbacks,
+            opts.content_filter_fallbacks
+            if opts.content_filter_fallbacks is not None
+            else self.content_filter_fallbacks,
+        )
 
     def _deployment(self, t: Target, opts: CallOptions, primary: bool) -> Deployment:
-        # Call-level key/base URL apply to the primary target only: fallbacks are other vendors.
+        # Call-level key/base URL apply to the primary only: fallbacks are other deployments.
         if primary:
             return to_deployment(
                 t, api_key=opts.api_key, base_url=opts.base_url, headers=opts.headers
@@ -144,7 +254,15 @@ class Engine:
             messages = [Message("system", t.system_message), *messages]
         return ChatRequest(messages, merge_params(t.params, params), stream)
 
-    # ------------------------------------------------------------------ calls
+    def _policy(self, t: Target, opts: CallOptions) -> RetryPolicy:
+        if opts.retry is not None:
+            return opts.retry
+        n = opts.retries if opts.retries is not None else t.policy.get("retries")
+        if n is not None and n != self.retry.max_retries:
+            return dataclasses.replace(self.retry, max_retries=n)
+        return self.retry
+
+    # ------------------------------------------------------------------ non-streamed calls
 
     async def complete(
         self,
@@ -154,69 +272,273 @@ class Engine:
         opts: CallOptions = _NO_OPTIONS,
     ) -> Response:
         """One logical, non-streamed call (structured output when ``opts.response_model``)."""
-        if opts.response_model is not None:
-            from .structured import complete_structured
-
-            return await complete_structured(self, model, messages, params, opts)
         return await self._complete(model, normalize_messages(messages, opts.system), params, opts)
 
+    def _context(self, plan: Plan, opts: CallOptions) -> CallContext:
+        start = self.clock()
+        deadline = opts.deadline if opts.deadline is not None else self.deadline
+        if deadline is not None:
+            _positive_option("deadline", deadline)
+        return CallContext(
+            opts,
+            opts.trace_id or uuid.uuid4().hex,
+            start,
+            deadline_at=start + deadline if deadline is not None else None,
+            alias=plan.primary.alias,
+        )
+
+    def _primary(
+        self, plan: Plan, opts: CallOptions
+    ) -> tuple[Deployment | None, LLMRelayError | None]:
+        """The primary deployment; its resolution error is raised unless fallbacks exist."""
+        try:
+            return self._deployment(plan.primary, opts, True), None
+        except LLMRelayError as exc:
+            if not plan.fallbacks:
+                raise
+            return None, exc
+
     async def _complete(
+        self, model: ModelRef, msgs: list[Message], params: GenerationParams, opts: CallOptions
+    ) -> Response:
+        """One logical call: cache -> budget -> candidates (-> structured re-asks) -> cost ->
+        record -> cache store."""
+        spec = None
+        if opts.response_model is not None:
+            from .structured import prepare
+
+            spec, params = prepare(opts.response_model, params, opts.max_reasks)
+        plan = self._plan(model, opts)
+        dep0, err0 = self._primary(plan, opts)
+        ctx = self._context(plan, opts)
+        req0 = self._request(plan.primary, msgs, params, False)
+        key = None
+        if dep0 is not None and self.cache is not None and opts.use_cache is not False:
+            key = self.cache.key(req0, dep0, self.backend_for(dep0), ctx)
+            if key is not None:
+                hit = await self.cache.get(key, ctx)
+                if hit is not None and (spec is None or _validates(spec, hit)):
+                    return self._serve_hit(hit, dep0, ctx, stream=False, req=req0)
+        reservation = None
+        try:
+            if self.budget is not None and dep0 is not None:
+                reservation = await self.budget.reserve(req0, dep0, ctx)
+            resp, dep, t = await self._candidates(plan, dep0, err0, msgs, params, ctx)
+            if spec is not None:
+                resp, dep, t = await self._structured(spec, resp, dep, t, msgs, params, ctx)
+            self._finish(resp, t, ctx)
+        except BaseException as exc:
+            self._record_failure(exc, plan, ctx, req0, stream=False)
+            raise
+        finally:
+            if reservation is not None:
+                assert self.budget is not None
+                await self.budget.settle(reservation, ctx)
+        if key is not None and not opts.no_store and resp.finish_reason != "error":
+            assert self.cache is not None
+            await self.cache.put(key, resp, ctx)
+        if self.recorder is not None:
+            self._record(resp, dep, ctx, req0, stream=False)
+        return resp
+
+    async def _candidates(
         self,
-        model: ModelRef,
+        plan: Plan,
+        dep0: Deployment | None,
+        err0: LLMRelayError | None,
         msgs: list[Message],
         params: GenerationParams,
-        opts: CallOptions,
-    ) -> Response:
-        start = time.perf_counter()
-        targets = self._targets(model, opts)
+        ctx: CallContext,
+    ) -> tuple[Response, Deployment, Target]:
+        """Try each candidate of the fallback chain in turn (non-streamed)."""
+        opts = ctx.opts
         timeouts = timeouts_from(opts.timeout, self.timeouts)
-        trace: list[Attempt] = []
-        errors: list[LLMRelayError] = []
-        for i, t in enumerate(targets):
+        trace = ctx.trace
+        errors: list[BaseException] = []
+        queue = [plan.primary, *plan.fallbacks]
+        i = 0
+        while i < len(queue):
+            t = queue[i]
+            i += 1
             try:
-                dep = self._deployment(t, opts, i == 0)
+                if t is plan.primary:
+                    if err0 is not None:
+                        raise err0
+                    assert dep0 is not None
+                    dep = dep0
+                else:
+                    dep = self._deployment(t, opts, False)
+                req = self._request(t, msgs, params, False)
+                if self.catalog is not None:
+                    req = self.catalog.prepare(req, dep)
             except LLMRelayError as exc:
-                if len(targets) == 1:
-                    raise
                 trace.append(
                     Attempt(t.label, "skipped", error=type(exc).__name__, reason=exc.message)
                 )
                 errors.append(exc)
+                nxt = self._next_chain(exc, plan, queue, i)
+                if nxt is None:
+                    break
+                queue = nxt
                 continue
-            req = self._request(t, msgs, params, False)
-            t0 = time.perf_counter()
             try:
-                resp = await self.backend_for(dep).complete(req, dep, timeouts)
-            except LLMRelayError as exc:
-                trace.append(
-                    Attempt(
-                        dep.label,
-                        "error",
-                        error=type(exc).__name__,
-                        status=exc.status,
-                        latency_s=time.perf_counter() - t0,
-                        message=exc.message,
-                    )
-                )
+                resp = await self._run(dep, req, self._policy(t, opts), timeouts, ctx)
+            except Exception as exc:
                 errors.append(exc)
+                nxt = self._next_chain(exc, plan, queue, i)
+                if nxt is None:
+                    break
+                queue = nxt
                 continue
-            now = time.perf_counter()
-            trace.append(Attempt(dep.label, "success", latency_s=now - t0))
-            resp.latency_s = now - start
-            resp.alias = t.alias
-            resp.trace = trace
-            resp.total_usage = resp.usage
-            return resp
+            return resp, dep, t
         raise self._failure(errors, trace)
 
+    async def _structured(
+        self,
+        spec: Any,
+        resp: Response,
+        dep: Deployment,
+        t: Target,
+        msgs: list[Message],
+        params: GenerationParams,
+        ctx: CallContext,
+    ) -> tuple[Response, Deployment, Target]:
+        """Validate the answer into the response model; re-ask the same deployment with the
+        validation errors (``max_reasks`` times) while it does not validate."""
+        from pydantic import ValidationError
+
+        from .structured import failure, parse_structured, reask_message
+
+        max_reasks = ctx.opts.max_reasks
+        for n in range(max_reasks + 1):
+            try:
+                resp.object = parse_structured(spec.model, resp.text)
+                return resp, dep, t
+            except ValidationError as exc:
+                left = n < max_reasks
+                ctx.trace[-1].reason = (
+                    f"output did not validate into {spec.model.__name__} ({exc.error_count()} "
+                    f"errors); {'re-asking' if left else 'no re-asks left'}"
+                )
+                if not left:
+                    err = failure(spec, resp, exc, n + 1, ctx.usage)
+                    err.trace = ctx.trace
+                    raise err from None
+                msgs = [
+                    *msgs,
+                    Message("assistant", resp.text or "(no output)"),
+                    reask_message(spec, exc, truncated=resp.finish_reason == "length"),
+                ]
+                resp, dep, t = await self._candidates(
+                    Plan(t, [], [], []), dep, None, msgs, params, ctx
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _finish(self, resp: Response, t: Target, ctx: CallContext) -> None:
+        resp.latency_s = self.clock() - ctx.start
+        resp.alias = t.alias
+        resp.trace = ctx.trace
+        resp.total_usage = ctx.usage
+        resp.cost = ctx.cost
+
+    def _serve_hit(
+        self, hit: Response, dep: Deployment, ctx: CallContext, *, stream: bool, req: ChatRequest
+    ) -> Response:
+        hit.cache_hit = True
+        ctx.cache_hit = True
+        ctx.trace.append(Attempt(dep.label, "cache_hit", reason="served from the response cache"))
+        hit.trace = ctx.trace
+        hit.latency_s = self.clock() - ctx.start
+        hit.total_usage = Usage()  # nothing was spent
+        if self.recorder is not None:
+            self._record(hit, dep, ctx, req, stream=stream)
+        return hit
+
+    def _record(
+        self, resp: Response, dep: Deployment, ctx: CallContext, req: ChatRequest, *, stream: bool
+    ) -> None:
+        if self.recorder is None:
+            return
+        self.recorder.record(
+            CallRecord(
+                trace_id=ctx.trace_id,
+                started_at=ctx.started_at,
+                alias=ctx.alias,
+                provider=dep.provider,
+                model=resp.model or dep.model,
+                outcome="cache_hit" if ctx.cache_hit else "success",
+                latency_s=resp.latency_s,
+                usage=ctx.usage if not ctx.cache_hit else resp.usage,
+                cost=ctx.cost,
+                attempts=list(ctx.trace),
+                time_to_first_token_s=resp.time_to_first_token_s,
+                cache_hit=ctx.cache_hit,
+                stream=stream,
+                tenant=ctx.tenant,
+                tags=dict(ctx.tags),
+                prompt=[m.to_dict() for m in req.messages] if self.log_content else None,
+                response_text=resp.text if self.log_content else None,
+            )
+        )
+
+    def _record_failure(
+        self, exc: BaseException, plan: Plan, ctx: CallContext, req: ChatRequest, *, stream: bool
+    ) -> None:
+        if self.recorder is None or not isinstance(exc, Exception):
+            return
+        last = next((a for a in reversed(ctx.trace) if a.outcome != "skipped"), None)
+        provider, _, model = (last.deployment if last else plan.primary.label).partition("/")
+        self.recorder.record(
+            CallRecord(
+                trace_id=ctx.trace_id,
+                started_at=ctx.started_at,
+                alias=ctx.alias,
+                provider=provider if model else plan.primary.provider,
+                model=model or plan.primary.model,
+                outcome="error",
+                latency_s=self.clock() - ctx.start,
+                usage=ctx.usage,
+                cost=ctx.cost,
+                attempts=list(ctx.trace),
+                error=type(exc).__name__,
+                status=getattr(exc, "status", None),
+                stream=stream,
+                tenant=ctx.tenant,
+                tags=dict(ctx.tags),
+                prompt=[m.to_dict() for m in req.messages] if self.log_content else None,
+            )
+        )
+
+    def _next_chain(
+        self, exc: BaseException, plan: Plan, queue: list[Target], i: int
+    ) -> list[Target] | None:
+        """The queue to continue with after ``exc`` at position ``i``, or None to stop."""
+        if isinstance(exc, ContextWindowExceededError) and plan.context_window:
+            chain, plan.context_window = plan.context_window, []
+            return queue[:i] + chain
+        if isinstance(exc, ContentFilteredError) and plan.content_filter:
+            chain, plan.content_filter = plan.content_filter, []
+            return queue[:i] + chain
+        if i < len(queue) and moves_on(exc):
+            return queue
+        return None
+
     @staticmethod
-    def _failure(errors: list[LLMRelayError], trace: list[Attempt]) -> LLMRelayError:
+    def _failure(errors: list[BaseException], trace: list[Attempt]) -> BaseException:
         if len(errors) == 1:
             err = errors[0]
         else:
-            err = AllAttemptsFailedError("every candidate failed", errors)
-        err.trace = trace
+            err = AllAttemptsFailedError(
+                f"all {len(errors)} candidates failed",
+                [e for e in errors if isinstance(e, Exception)],
+            )
+        if isinstance(err, LLMRelayError):
+            err.trace = trace
+        else:
+            err.llmrelay_trace = trace  # type: ignore[attr-defined]
         return err
+
+    # ------------------------------------------------------------------ streamed calls
 
     def stream(
         self,
@@ -230,71 +552,198 @@ class Engine:
             raise InvalidRequestError(
                 "response_model cannot be streamed; call without stream to get a validated object"
             )
+        _positive_option("first_token_timeout", opts.first_token_timeout)
         msgs = normalize_messages(messages, opts.system)
-        targets = self._targets(model, opts)
-        # Resolve the primary now so a missing key or unknown alias fails at the call site.
-        first = self._deployment(targets[0], opts, True)
-        return ResponseStream(self._stream(targets, first, msgs, params, opts))
+        plan = self._plan(model, opts)
+        dep0, err0 = self._primary(plan, opts)  # a missing key fails here
+        return ResponseStream(self._stream(plan, dep0, err0, msgs, params, opts))
 
     async def _stream(
         self,
-        targets: list[Target],
-        first: Deployment,
+        plan: Plan,
+        dep0: Deployment | None,
+        err0: LLMRelayError | None,
         msgs: list[Message],
         params: GenerationParams,
         opts: CallOptions,
     ) -> AsyncGenerator[StreamChunk, None]:
-        start = time.perf_counter()
+        """One logical streamed call: cache -> budget -> candidates; output flows as it comes."""
+        ctx = self._context(plan, opts)
+        req0 = self._request(plan.primary, msgs, params, True)
+        key = None
+        if dep0 is not None and self.cache is not None and opts.use_cache is not False:
+            key = self.cache.key(req0, dep0, self.backend_for(dep0), ctx)
+            if key is not None:
+                hit = await self.cache.get(key, ctx)
+                if hit is not None:
+                    resp = self._serve_hit(hit, dep0, ctx, stream=True, req=req0)
+                    for c in replay_chunks(resp):
+                        yield c
+                    return
+        reservation = None
+        try:
+            if self.budget is not None and dep0 is not None:
+                reservation = await self.budget.reserve(req0, dep0, ctx)
+            async for c in self._stream_candidates(plan, dep0, err0, msgs, params, ctx):
+                if c.done and c.response is not None and key is not None and not opts.no_store:
+                    assert self.cache is not None
+                    await self.cache.put(key, c.response, ctx)
+                yield c
+        except BaseException as exc:
+            self._record_failure(exc, plan, ctx, req0, stream=True)
+            raise
+        finally:
+            if reservation is not None:
+                assert self.budget is not None
+                await self.budget.settle(reservation, ctx)
+
+    async def _stream_candidates(
+        self,
+        plan: Plan,
+        dep0: Deployment | None,
+        err0: LLMRelayError | None,
+        msgs: list[Message],
+        params: GenerationParams,
+        ctx: CallContext,
+    ) -> AsyncGenerator[StreamChunk, None]:
+        opts = ctx.opts
+        clock = self.clock
         timeouts = timeouts_from(opts.timeout, self.timeouts)
-        trace: list[Attempt] = []
-        errors: list[LLMRelayError] = []
-        for i, t in enumerate(targets):
+        trace = ctx.trace
+        errors: list[BaseException] = []
+        queue = [plan.primary, *plan.fallbacks]
+        i = 0
+        while i < len(queue):
+            t = queue[i]
+            i += 1
             try:
-                dep = first if i == 0 else self._deployment(t, opts, False)
+                if t is plan.primary:
+                    if err0 is not None:
+                        raise err0
+                    assert dep0 is not None
+                    dep = dep0
+                else:
+                    dep = self._deployment(t, opts, False)
+                req = self._request(t, msgs, params, True)
+                if self.catalog is not None:
+                    req = self.catalog.prepare(req, dep)
             except LLMRelayError as exc:
                 trace.append(
                     Attempt(t.label, "skipped", error=type(exc).__name__, reason=exc.message)
                 )
                 errors.append(exc)
+                nxt = self._next_chain(exc, plan, queue, i)
+                if nxt is None:
+                    break
+                queue = nxt
                 continue
-            req = self._request(t, msgs, params, True)
-            t0 = time.perf_counter()
-            ttft: float | None = None
-            sent_any = False
-            agen = self.backend_for(dep).stream(req, dep, timeouts)
             try:
-                async for c in agen:
-                    if c.done:
-                        resp = c.response
-                        assert resp is not None
-                        now = time.perf_counter()
-                        trace.append(Attempt(dep.label, "success", latency_s=now - t0))
-                        resp.latency_s = now - start
-                        resp.time_to_first_token_s = ttft
-                        resp.alias = t.alias
-                        resp.trace = trace
-                        resp.total_usage = resp.usage
-                    elif ttft is None and (c.delta or c.tool_calls):
-                        ttft = time.perf_counter() - start
-                    sent_any = True
-                    yield c
-                return
-            except LLMRelayError as exc:
-                trace.append(
-                    Attempt(
-                        dep.label,
-                        "error",
-                        error=type(exc).__name__,
-                        status=exc.status,
-                        latency_s=time.perf_counter() - t0,
-                        message=exc.message,
-                    )
+                agen, head, t0, lim = await self._open_stream(
+                    dep, req, self._policy(t, opts), timeouts, ctx
                 )
-                if sent_any:
-                    # The caller has seen output: never splice another model in.
-                    exc.trace = trace
-                    raise
+            except Exception as exc:
                 errors.append(exc)
+                nxt = self._next_chain(exc, plan, queue, i)
+                if nxt is None:
+                    break
+                queue = nxt
+                continue
+            # Output reaches the caller from here on: no more retries or fallbacks.
+            text: list[str] = []
+            usage: Usage | None = None
+            ttft = clock() - ctx.start
+            final: Response | None = None
+            failure: BaseException | None = None
+            try:
+                for c in head:
+                    text.append(c.delta)
+                    usage = c.usage or usage
+                    if c.done:
+                        final = self._finish_stream(c, dep, t, t0, ttft, ctx)
+                    yield c
+                if final is None:
+                    async for c in agen:
+                        text.append(c.delta)
+                        usage = c.usage or usage
+                        if c.done:
+                            final = self._finish_stream(c, dep, t, t0, ttft, ctx)
+                        yield c
+                if final is not None and self.recorder is not None:
+                    self._record(final, dep, ctx, req, stream=True)
+                return
+            except Exception as exc:
+                failure = exc
+                ok = trace[-1]
+                ok.outcome, ok.error, ok.latency_s = "error", type(exc).__name__, clock() - t0
+                ok.status, ok.reason = getattr(exc, "status", None), "failed after output was sent"
+                if isinstance(exc, StreamInterruptedError):
+                    partial = exc.partial
+                    err = exc
+                else:
+                    partial = Response(
+                        text="".join(text),
+                        usage=usage or Usage(),
+                        provider=dep.provider,
+                        model=dep.model,
+                        alias=t.alias,
+                    )
+                    err = StreamInterruptedError(
+                        f"the stream failed after output was sent: {type(exc).__name__}: {exc}",
+                        provider=dep.provider,
+                        model=dep.model,
+                        status=getattr(exc, "status", None),
+                        partial=partial,
+                    )
+                if isinstance(partial, Response) and (
+                    partial.usage.input_tokens or partial.usage.output_tokens
+                ):
+                    self._account(dep, partial, ctx, ok)  # tokens spent on a cut stream still count
+                err.trace = trace
+                if err is exc:
+                    raise
+                raise err from exc
             finally:
-                await agen.aclose()  # type: ignore[attr-defined]
+                await agen.aclose()
+                if self.limiter is not None:
+                    await self.limiter.release(
+                        lim, final, final.headers if final is not None else None, failure
+                    )
         raise self._failure(errors, trace)
+
+    def _finish_stream(
+        self, c: StreamChunk, dep: Deployment, t: Target, t0: float, ttft: float, ctx: CallContext
+    ) -> Response:
+        resp = c.response
+        assert resp is not None
+        attempt = ctx.trace[-1]  # the success entry _open_stream added
+        attempt.latency_s = self.clock() - t0
+        self._account(dep, resp, ctx, attempt)
+        self._finish(resp, t, ctx)
+        resp.time_to_first_token_s = ttft
+        return resp
+
+
+def _validates(spec: Any, resp: Response) -> bool:
+    """Does a cached answer still validate into the response model? (Sets ``resp.object``.)"""
+    from pydantic import ValidationError
+
+    from .structured import parse_structured
+
+    try:
+        resp.object = parse_structured(spec.model, resp.text)
+    except ValidationError:
+        return False
+    return True
+
+
+def replay_chunks(resp: Response) -> list[StreamChunk]:
+    """A finished response as the chunks a stream would have sent (cache hits)."""
+    import re
+
+    from .types import ToolCallDelta, chunk
+
+    out = [chunk(p) for p in re.findall(r"\s*\S+", resp.text)]
+    for i, tc in enumerate(resp.tool_calls):
+        out.append(chunk(tool_calls=[ToolCallDelta(i, tc.id, tc.name, tc.arguments)]))
+    out.append(chunk(done=True, response=resp, finish_reason=resp.finish_reason, usage=resp.usage))
+    return out

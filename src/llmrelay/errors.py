@@ -6,10 +6,12 @@ underlying cause, so a 429, a 400 and a 401 always stay distinguishable::
 
     LLMRelayError
     ├── ConfigurationError                  (also ValueError) bad configuration, fix the code/config
-    │   ├── UnknownModelError               (also KeyError-free ValueError) alias/provider/model unknown
-    │   ├── MissingAPIKeyError              the key variable is unset; raised before any network call
+    │   ├── UnknownModelError               an alias, provider or model that is not known
+    │   ├── MissingAPIKeyError              the key variable is unset (raised before any request)
     │   ├── InvalidRequestError             a parameter or message is invalid (temperature 7, ...)
-    │   └── ConfigFileError                 a TOML/JSON/YAML file is malformed (names file, key, line)
+    │   ├── ConfigFileError                 a config file is malformed (names file, key, line)
+    │   ├── ModelRetiredError               the model is past its shutdown date (names the replacement)
+    │   └── UnsupportedCapabilityError      the model cannot take the request (an image, tools, ...)
     ├── APIError                            something went wrong talking to a provider
     │   ├── APIStatusError                  the provider answered with an error status
     │   │   ├── BadRequestError             400 / 422
@@ -19,7 +21,7 @@ underlying cause, so a 429, a 400 and a 401 always stay distinguishable::
     │   │   ├── NotFoundError               404 (unknown model or endpoint)
     │   │   ├── ConflictError               409
     │   │   ├── RateLimitedError            429, carries ``retry_after`` (seconds or None)
-    │   │   ├── QuotaExhaustedError         429 ``insufficient_quota`` / 402: out of credit, not retryable
+    │   │   ├── QuotaExhaustedError         429 ``insufficient_quota`` / 402: out of credit
     │   │   └── ServerError                 5xx
     │   │       └── OverloadedError         Anthropic 529 / "overloaded"
     │   ├── ContentFilteredError            the provider refused the content (any status)
@@ -66,6 +68,7 @@ __all__ = [
     "InvalidResponseError",
     "LLMRelayError",
     "MissingAPIKeyError",
+    "ModelRetiredError",
     "NotFoundError",
     "OverloadedError",
     "PermissionDeniedError",
@@ -77,6 +80,7 @@ __all__ = [
     "StreamInterruptedError",
     "StructuredOutputError",
     "UnknownModelError",
+    "UnsupportedCapabilityError",
 ]
 
 _EMPTY: Mapping[str, str] = {}
@@ -98,7 +102,8 @@ class LLMRelayError(Exception):
         body: Any = None,
     ) -> None:
         super().__init__(message)
-        self.message = message
+        if not isinstance(self, BaseExceptionGroup):  # a group's `message` is read-only (set)
+            self.message = message
         self.provider = provider
         self.model = model
         self.status = status
@@ -181,6 +186,31 @@ class ConfigFileError(ConfigurationError):
         self.path = path
         self.key = key
         self.line = line
+
+
+class ModelRetiredError(ConfigurationError):
+    """The model is past its provider's shutdown date. ``replacement`` names the successor."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        shutdown_date: str | None = None,
+        replacement: str | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, **kw)
+        self.shutdown_date = shutdown_date
+        self.replacement = replacement
+
+
+class UnsupportedCapabilityError(ConfigurationError):
+    """The model cannot take this request (an image to a text-only model, tools to a model
+    without tools). ``capability`` names what is missing. A fallback chain moves on."""
+
+    def __init__(self, message: str, *, capability: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.capability = capability
 
 
 # --------------------------------------------------------------------------- provider errors
@@ -294,15 +324,23 @@ class DeadlineExceededError(LLMRelayError, TimeoutError):
 class StructuredOutputError(LLMRelayError):
     """The model's output did not validate into the response model, after every re-ask.
 
-    ``raw`` is the last output text and ``validation_error`` the last pydantic error.
+    ``raw`` is the last output text, ``validation_error`` the last pydantic error and
+    ``total_usage`` the tokens of every attempt (a ``llmrelay.Usage``).
     """
 
     def __init__(
-        self, message: str, *, raw: str | None = None, validation_error: Any = None, **kw: Any
+        self,
+        message: str,
+        *,
+        raw: str | None = None,
+        validation_error: Any = None,
+        total_usage: Any = None,
+        **kw: Any,
     ) -> None:
         super().__init__(message, **kw)
         self.raw = raw
         self.validation_error = validation_error
+        self.total_usage = total_usage
 
 
 class StateStoreError(LLMRelayError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 __all__ = ["MAX_HEADER_DELAY", "parse_retry_after", "request_id_from", "should_retry_header"]
@@ -21,8 +22,10 @@ _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "cf-ra
 
 
 def _get(headers: Mapping[str, str], name: str) -> str | None:
+    """Case-insensitive lookup of a lower-case ``name``. aiohttp's header mappings already are
+    case-insensitive; plain dicts (mock transports, user code) are scanned."""
     v = headers.get(name)
-    if v is None and headers:
+    if v is None and isinstance(headers, dict):
         for k, val in headers.items():
             if k.lower() == name:
                 return val
@@ -36,7 +39,7 @@ def _seconds(value: str, scale: float) -> float | None:
         return None
     if math.isnan(f) or math.isinf(f) or f < 0:
         return None
-    f *= scale
+    f = f * scale + 0.0  # + 0.0 turns "-0" into 0.0
     if f > MAX_HEADER_DELAY:
         return None
     return f
@@ -69,6 +72,8 @@ def parse_retry_after(
         return None
     if when is None:
         return None
+    if when.tzinfo is None:  # "-0000" means UTC with no zone information (RFC 5322)
+        when = when.replace(tzinfo=UTC)
     try:
         delta = when.timestamp() - now()
     except (OverflowError, OSError, ValueError):
@@ -95,7 +100,7 @@ def request_id_from(headers: Mapping[str, str]) -> str | None:
     if not headers:
         return None
     for name in _REQUEST_ID_HEADERS:
-        v = headers.get(name)
+        v = _get(headers, name)
         if v:
             return v
     return None

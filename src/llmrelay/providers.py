@@ -273,6 +273,8 @@ def make_deployment(
     """
     spec = get_provider(provider)
     url = base_url or _env_first((spec.base_url_var, *spec.alt_base_url_envs)) or spec.base_url
+    if not url and spec.wire == "test":
+        url = f"local://{provider}"  # network-free backends have no URL
     if not url:
         raise UnknownModelError(
             f"provider {provider!r} has no default base URL; set {spec.base_url_var} or pass "

@@ -29,6 +29,11 @@ class ResponseStream:
     def __aiter__(self) -> AsyncIterator[StreamChunk]:
         return self
 
+    @property
+    def closed(self) -> bool:
+        """True once the stream has ended, failed or been closed."""
+        return self._closed
+
     async def __anext__(self) -> StreamChunk:
         if self._closed:
             raise StopAsyncIteration
@@ -39,6 +44,15 @@ class ResponseStream:
             raise
         if c.done:
             self.response = c.response
+            self._closed = True
+            # The final chunk: let the pipeline finish now, so the connection is released even
+            # if the caller stops here instead of asking for the (nonexistent) next chunk.
+            try:
+                await self._agen.__anext__()
+            except StopAsyncIteration:
+                pass
+            else:  # pragma: no cover - the engine never yields after the final chunk
+                await self._agen.aclose()
         return c
 
     async def aclose(self) -> None:
@@ -92,8 +106,14 @@ class SyncResponseStream:
         except StopAsyncIteration:
             raise StopIteration from None
 
+    @property
+    def closed(self) -> bool:
+        return self._stream.closed
+
     def close(self) -> None:
-        self._runner.run(self._stream.aclose())
+        """Stop the stream and close its connection."""
+        if not self._stream.closed:
+            self._runner.run(self._stream.aclose())
 
     def collect(self) -> Response:
         return self._runner.run(self._stream.collect())
@@ -112,9 +132,10 @@ class SyncResponseStream:
         self.close()
 
     def __del__(self) -> None:
-        # A sync stream abandoned mid-way: close it on its loop so the connection is freed.
+        # A sync stream abandoned mid-way: close it on its loop so the connection is freed. A
+        # finaliser may run on any thread, even inside the loop: never block a loop on itself.
         try:
-            if not self._stream._closed:
-                self.close()
+            if not self._stream.closed:
+                self._runner.close_soon(self._stream.aclose)
         except Exception:
             pass

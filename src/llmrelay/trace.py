@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from .types import Usage
+
 __all__ = ["Attempt", "format_trace"]
 
 Outcome = Literal["success", "error", "skipped", "cache_hit"]
@@ -27,6 +29,10 @@ class Attempt:
     reason: str | None = None
     #: The error message (redacted), for errors.
     message: str | None = None
+    #: Tokens the provider reported for this attempt (successes; cut streams may report some).
+    usage: Usage | None = None
+    #: What this attempt cost, in USD (None when unknown or not computed).
+    cost_usd: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -39,6 +45,8 @@ class Attempt:
             "backoff_s": round(self.backoff_s, 6),
             "reason": self.reason,
             "message": self.message,
+            "usage": self.usage.to_dict() if self.usage is not None else None,
+            "cost_usd": self.cost_usd,
         }
 
 

@@ -14,7 +14,7 @@ import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import orjson
 
@@ -117,7 +117,7 @@ class ImagePart(_Dumpable):
         return f"data:{inline[0]};base64,{inline[1]}"
 
 
-ContentPart = Union[TextPart, ImagePart]
+ContentPart = TextPart | ImagePart
 
 
 @dataclass(slots=True)
@@ -307,9 +307,19 @@ class Response(_Dumpable):
     cache_hit: bool = False
     #: Parameters the provider does not support, dropped or translated: ``{name: what happened}``.
     adjusted_params: dict[str, str] = field(default_factory=dict)
+    #: The HTTP response headers of the successful attempt (rate-limit headers and the like).
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __str__(self) -> str:
         return self.text
+
+    def to_dict(self) -> dict[str, Any]:
+        return orjson.loads(self.to_json())  # type: ignore[no-any-return]
+
+    def to_json(self) -> str:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["headers"] = {str(k).lower(): v for k, v in self.headers.items()}
+        return orjson.dumps(d, default=_json_default).decode()
 
     def message(self) -> Message:
         """The assistant message to append to the conversation."""
@@ -352,7 +362,7 @@ def chunk(
 
 # --------------------------------------------------------------------------- parameters
 
-ToolChoice = Union[Literal["auto", "none", "required"], str]
+ToolChoice = Literal["auto", "none", "required"] | str
 
 
 @dataclass(slots=True, frozen=True)
@@ -486,26 +496,39 @@ def merge_params(base: GenerationParams, overrides: GenerationParams) -> Generat
 
 
 class ChatRequest:
-    """A normalised request: messages plus parameters."""
+    """A normalised request: messages plus parameters.
 
-    __slots__ = ("messages", "params", "stream")
+    ``adjusted`` records parameters a layer dropped or translated before the adapter saw the
+    request (``{name: what happened}``); it ends up in ``Response.adjusted_params``.
+    """
 
-    def __init__(self, messages: list[Message], params: GenerationParams, stream: bool = False):
+    __slots__ = ("adjusted", "messages", "params", "stream")
+
+    def __init__(
+        self,
+        messages: list[Message],
+        params: GenerationParams,
+        stream: bool = False,
+        adjusted: dict[str, str] | None = None,
+    ):
         self.messages = messages
         self.params = params
         self.stream = stream
+        self.adjusted = adjusted
 
     def with_messages(self, messages: list[Message]) -> ChatRequest:
-        return ChatRequest(messages, self.params, self.stream)
+        return ChatRequest(messages, self.params, self.stream, self.adjusted)
 
     def with_params(self, **changes: Any) -> ChatRequest:
-        return ChatRequest(self.messages, dataclasses.replace(self.params, **changes), self.stream)
+        return ChatRequest(
+            self.messages, dataclasses.replace(self.params, **changes), self.stream, self.adjusted
+        )
 
     def __repr__(self) -> str:
         return f"ChatRequest({len(self.messages)} messages, stream={self.stream})"
 
 
-MessagesInput = Union[str, Message, Mapping[str, Any], Iterable[Message | Mapping[str, Any]]]
+MessagesInput = str | Message | Mapping[str, Any] | Iterable[Message | Mapping[str, Any]]
 
 
 def normalize_messages(messages: MessagesInput, system: str | None = None) -> list[Message]:

@@ -14,14 +14,25 @@ from .base import (
     create_model,
     register_config,
 )
-from .callers import ChatCaller, caller_for_provider
+from .callers import (
+    AnthropicCaller,
+    ChatCaller,
+    GeminiCaller,
+    GroqCaller,
+    OpenAICaller,
+    caller_for_provider,
+)
 from .provider_configs import *  # noqa: F403
 from .provider_configs import __all__ as _provider_all
 
 __all__ = [
     "CONFIG_REGISTRY",
+    "AnthropicCaller",
     "BaseModelConfig",
     "ChatCaller",
+    "GeminiCaller",
+    "GroqCaller",
+    "OpenAICaller",
     "ProviderBaseConfig",
     "caller_for_provider",
     "create_model",
@@ -59,7 +70,9 @@ def ensure_loaded() -> None:
 
 
 def load_config(path: str) -> list[str]:
-    """Load a TOML configuration file now; returns the aliases it defined."""
+    """Load a TOML configuration file now (in addition to ``llmrelay.toml`` /
+    ``$LLMRELAY_CONFIG``); returns the aliases it defined. A bad file raises
+    ``ConfigFileError`` naming the file, line and key, and changes nothing."""
     ensure_loaded()
     from .toml_file import load_file
 

@@ -3,6 +3,7 @@ provider base configurations every model configuration inherits its defaults fro
 
 from __future__ import annotations
 
+import difflib
 import os
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
@@ -44,12 +45,22 @@ CONFIG_REGISTRY: dict[str, type[BaseModelConfig]] = {}
 
 
 def register_config(cls: type[BaseModelConfig]) -> type[BaseModelConfig]:
-    """Class decorator: register a configuration under its ``alias()``."""
+    """Class decorator: register a configuration under its ``alias()`` (the seed's decorator).
+
+    Registering another class under an existing alias replaces it (that is how a TOML file or
+    user code overrides a built-in alias).
+    """
     if not (isinstance(cls, type) and issubclass(cls, BaseModelConfig)):
-        raise ConfigurationError(f"register_config expects a BaseModelConfig subclass, not {cls!r}")
+        raise ConfigurationError(
+            f"register_config expects a BaseModelConfig subclass, not {cls!r}; "
+            "decorate the class itself: @register_config above `class MyConfig(...)`"
+        )
     alias = cls.alias()
     if not isinstance(alias, str) or not alias.strip():
-        raise ConfigurationError(f"{cls.__name__}.alias() must return a non-empty string")
+        raise ConfigurationError(
+            f"{cls.__name__}.alias() must return a non-empty string, not {alias!r}; define "
+            "`@classmethod def alias(cls) -> str: return 'my-alias'`"
+        )
     CONFIG_REGISTRY[alias] = cls
     return cls
 
@@ -64,7 +75,15 @@ class ProviderBaseConfig(BaseModelConfig):
         super().__init__()
         self.temperature: float | None = 0.7
         self.max_tokens: int | None = 1024
-        self.api_key_env: str = f"{self.provider.upper()}_API_KEY"
+        spec = PROVIDERS.get(self.provider)
+        #: The environment variable holding the key (the provider's, e.g. ``GROQ_API_KEY``).
+        self.api_key_env: str | None = (
+            spec.key_env
+            if spec is not None
+            else f"{self.provider.upper()}_API_KEY"
+            if self.provider
+            else None
+        )
         self.top_p: float | None = 1.0
         self.frequency_penalty: float | None = 0.0
         self.presence_penalty: float | None = 0.0
@@ -75,10 +94,13 @@ class ProviderBaseConfig(BaseModelConfig):
         self.base_url: str | None = None
         #: Aliases or provider/model names to try when this model fails.
         self.fallbacks: list[str] = []
+        #: Per-alias reliability settings (retries, timeouts, ...), read by the engine.
+        self.policy: dict[str, Any] = {}
 
     def get_params(self) -> dict[str, Any]:
-        """The seed's parameter dictionary, plus ``provider``, ``base_url`` and
-        ``api_key_env``. ``api_key`` is a :class:`~llmrelay.Secret` (it never prints)."""
+        """The seed's parameter dictionary, plus ``provider``, ``base_url``, ``api_key_env``,
+        ``fallbacks`` and ``policy``. ``api_key`` is a :class:`~llmrelay.Secret` (it never
+        prints; ``.get()`` returns the value), or ``""`` when the variable is unset."""
         key = os.getenv(self.api_key_env, "") if self.api_key_env else ""
         spec = PROVIDERS.get(self.provider)
         if not key and spec is not None:
@@ -100,7 +122,12 @@ class ProviderBaseConfig(BaseModelConfig):
             "provider": self.provider,
             "base_url": self.base_url,
             "api_key_env": self.api_key_env,
-            "fallbacks": list(self.fallbacks),
+            # Copies, so a caller cannot change the config (bad values are passed on as they
+            # are, for validation to name them).
+            "fallbacks": list(self.fallbacks)
+            if isinstance(self.fallbacks, list | tuple)
+            else self.fallbacks,
+            "policy": dict(self.policy) if isinstance(self.policy, dict) else self.policy,
         }
 
     def caller_class(self) -> type[Any]:
@@ -115,25 +142,33 @@ class ProviderBaseConfig(BaseModelConfig):
 def create_model(alias: str, **overrides: Any) -> BaseModelConfig:
     """Seed 002's factory, generalised to every provider: instantiate the configuration of
     ``alias`` and apply ``overrides``. An attribute the configuration does not have is an error
-    (not silently ignored), and the result is validated."""
+    (not silently ignored), and the result is validated (``temperature=7`` is an error).
+
+    >>> create_model("mixtral-8x7b", temperature=0.9).temperature
+    0.9
+    """
     from . import ensure_loaded
+    from .registry import instantiate, validate_config
 
     ensure_loaded()
-    cls = CONFIG_REGISTRY.get(alias)
+    cls = CONFIG_REGISTRY.get(alias) if isinstance(alias, str) else None
     if cls is None:
-        raise UnknownModelError(f"Model alias '{alias}' not found.")
-    config = cls()
+        close = difflib.get_close_matches(str(alias), list(CONFIG_REGISTRY), n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise UnknownModelError(
+            f"Model alias '{alias}' not found.{hint} Known aliases: "
+            f"{', '.join(sorted(CONFIG_REGISTRY))}"
+        )
+    config = instantiate(cls, alias)
+    known = sorted(k for k, v in vars(config).items() if not k.startswith("_") and not callable(v))
     for key, value in overrides.items():
         if key.startswith("_") or not hasattr(config, key) or callable(getattr(config, key)):
-            known = sorted(
-                k for k, v in vars(config).items() if not k.startswith("_") and not callable(v)
-            )
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigurationError(
-                f"configuration {alias!r} has no attribute {key!r}; settable attributes: "
-                f"{', '.join(known)}"
+                f"configuration {alias!r} ({cls.__name__}) has no attribute {key!r}{hint}; "
+                f"settable attributes: {', '.join(known)}"
             )
         setattr(config, key, value)
-    from .registry import validate_config
-
     validate_config(config)
     return config

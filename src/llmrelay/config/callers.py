@@ -1,62 +1,62 @@
 """Callers (seed 002's ``caller_class()``): built with ``get_params()``, they expose
-``call_llm(prompt) -> str`` (and ``acall_llm``), running the one engine."""
+``call_llm(prompt) -> str`` (and ``acall_llm``), running the one engine.
+
+``GroqCaller``, ``OpenAICaller``, ``AnthropicCaller``, ... are one class per provider (made by
+:func:`caller_for_provider`); all of them are :class:`ChatCaller` and differ only in the provider
+they default to when the params do not name one.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ConfigurationError
-from ..providers import Secret
-from ..resolve import Target
+from ..errors import InvalidRequestError, UnknownModelError
+from ..providers import PROVIDERS
+from .registry import target_from_params
 
-__all__ = ["ChatCaller", "caller_for_provider"]
-
-_PARAM_KEYS = (
-    "temperature",
-    "max_tokens",
-    "top_p",
-    "frequency_penalty",
-    "presence_penalty",
-    "stop",
-)
+__all__ = [
+    "AnthropicCaller",
+    "ChatCaller",
+    "GeminiCaller",
+    "GroqCaller",
+    "OpenAICaller",
+    "caller_for_provider",
+]
 
 
 class ChatCaller:
-    """Calls a model with the parameters of a configuration."""
+    """Calls a model with the parameters of a configuration.
+
+    ``params`` is the dict of ``config.get_params()``; it is validated here (a bad value raises
+    ``ConfigurationError`` naming it). ``client`` is the ``llmrelay.Client`` to call through
+    (default: the shared default client); ``alias`` labels responses and error messages.
+    """
 
     provider: str = ""
 
-    def __init__(self, params: dict[str, Any], *, client: Any = None) -> None:
-        if not isinstance(params, dict):
-            raise ConfigurationError("a caller is built from the dict of config.get_params()")
-        model = params.get("model")
-        if not isinstance(model, str) or not model:
-            raise ConfigurationError("the caller's params have no 'model'")
-        provider = params.get("provider") or self.provider
-        if not provider:
-            raise ConfigurationError("the caller's params have no 'provider'")
-        from ..types import build_params
-
-        self._params = build_params(
-            {k: params[k] for k in _PARAM_KEYS if params.get(k) is not None}
+    def __init__(
+        self, params: dict[str, Any], *, client: Any = None, alias: str | None = None
+    ) -> None:
+        what = f"configuration {alias!r}" if alias else f"the params of {type(self).__name__}"
+        self._target = target_from_params(
+            params,
+            alias=alias,
+            provider=self.provider or None,
+            key_env=None,
+            what=what,
         )
-        key = params.get("api_key")
-        self._target = Target(
-            provider=provider,
-            model=model,
-            params=self._params,
-            system_message=params.get("system_message") or None,
-            base_url=params.get("base_url") or None,
-            api_key=key
-            if isinstance(key, Secret) and key
-            else Secret(key)
-            if isinstance(key, str) and key
-            else None,
-            api_key_env=params.get("api_key_env"),
-            fallbacks=tuple(params.get("fallbacks") or ()),
-        )
-        self._stream = bool(params.get("stream"))
+        self._stream = params.get("stream") is True
         self._client = client
+
+    @property
+    def provider_name(self) -> str:
+        """The provider this caller calls (e.g. ``"groq"``)."""
+        return self._target.provider
+
+    @property
+    def model(self) -> str:
+        """The provider's model id (e.g. ``"llama3-8b-8192"``)."""
+        return self._target.model
 
     @property
     def client(self) -> Any:
@@ -67,18 +67,26 @@ class ChatCaller:
         return self._client
 
     async def acall_llm(self, prompt: str) -> str:
+        """Send ``prompt`` (after the configuration's system message) and return the text."""
         from ..engine import CallOptions
         from ..types import GenerationParams
 
+        if not isinstance(prompt, str):
+            raise InvalidRequestError(
+                f"call_llm() takes the prompt as a string, not {type(prompt).__name__}; "
+                "use llmrelay.Client().chat() to send a list of messages"
+            )
         engine = self.client.engine
         if self._stream:
             s = engine.stream(self._target, prompt, GenerationParams(), CallOptions())
-            return (await s.collect()).text
+            return str((await s.collect()).text)
         resp = await engine.complete(self._target, prompt, GenerationParams(), CallOptions())
         return str(resp.text)
 
     def call_llm(self, prompt: str) -> str:
-        """Send ``prompt`` (after the configuration's system message) and return the text."""
+        """Send ``prompt`` (after the configuration's system message) and return the text.
+
+        Works from sync code and from inside a running event loop (e.g. Jupyter)."""
         from .._sync import run_sync
 
         return run_sync(self.acall_llm(prompt))
@@ -88,15 +96,27 @@ class ChatCaller:
 
 
 _CALLERS: dict[str, type[ChatCaller]] = {}
+_CLASS_NAMES = {
+    "openai": "OpenAI",
+    "deepseek": "DeepSeek",
+    "openrouter": "OpenRouter",
+    "xai": "XAI",
+    "lmstudio": "LMStudio",
+    "vllm": "VLLM",
+}
 
 
 def caller_for_provider(provider: str) -> type[ChatCaller]:
     """``GroqCaller``, ``OpenAICaller``, ...: named per provider, all on the one engine."""
     cls = _CALLERS.get(provider)
     if cls is None:
-        name = {"openai": "OpenAI", "xai": "XAI", "lmstudio": "LMStudio", "vllm": "VLLM"}.get(
-            provider, provider.capitalize()
-        )
+        if provider not in PROVIDERS:
+            raise UnknownModelError(
+                f"no caller for unknown provider {provider!r}; known providers: "
+                f"{', '.join(sorted(PROVIDERS))}. A configuration class must set `provider` "
+                "(or subclass a provider base config such as GroqBaseConfig)"
+            )
+        name = _CLASS_NAMES.get(provider, provider.capitalize())
         cls = type(f"{name}Caller", (ChatCaller,), {"provider": provider, "__module__": __name__})
         _CALLERS[provider] = cls
     return cls

@@ -16,11 +16,13 @@
 
 Other top-level tables (``defaults``, ``state``, ``cache``, ``limits``, ``budgets``, ``log``,
 ``catalog``) are read by the layers they configure (:func:`file_settings`). Every problem is a
-``ConfigFileError`` naming the file, the line and the key.
+``ConfigFileError`` naming the file, the line and the key. A file is checked completely before
+anything in it is applied, so a bad file changes nothing.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -29,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigFileError, LLMRelayError
-from ..providers import PROVIDERS, register_provider_spec
+from ..providers import PROVIDERS, ProviderSpec, register_provider_spec
 
-__all__ = ["file_settings", "load_default_file", "load_file"]
+__all__ = ["default_path", "file_settings", "load_default_file", "load_file"]
 
 SECTIONS = frozenset(
     {"models", "providers", "defaults", "state", "cache", "limits", "budgets", "log", "catalog"}
@@ -53,6 +55,23 @@ MODEL_KEYS: dict[str, tuple[type, ...]] = {
     "policy": (dict,),
 }
 PROVIDER_KEYS: dict[str, tuple[type, ...]] = {"base_url": (str,), "api_key_env": (str,)}
+_TYPE_NAMES: dict[tuple[type, ...], str] = {
+    (str,): "a string",
+    (int,): "an integer",
+    (int, float): "a number",
+    (str, list): "a string or a list of strings",
+    (list,): "a list of non-empty strings",
+    (bool,): "true or false",
+    (dict,): "a table",
+}
+_TOML_TYPES = {
+    str: "a string",
+    int: "an integer",
+    float: "a float",
+    bool: "a boolean",
+    list: "an array",
+    dict: "a table",
+}
 
 _settings: dict[str, Any] = {}
 
@@ -62,44 +81,123 @@ def file_settings(section: str) -> dict[str, Any]:
     return dict(_settings.get(section) or {})
 
 
-def _line_of(text: str, table: str, key: str | None) -> int | None:
-    """Best-effort line number of ``[table]`` (and ``key`` inside it) in the TOML text."""
-    lines = text.splitlines()
-    header = re.compile(
-        r"^\s*\[\s*"
-        + r"\s*\.\s*".join(
-            re.escape(p)
-            if re.fullmatch(r"[A-Za-z0-9_-]+", p)
-            else r'["\']' + re.escape(p) + r'["\']'
-            for p in table.split(".", 1 if table.startswith(("models.", "providers.")) else 0)
+# --------------------------------------------------------------------------- locating lines
+
+_KEY_PART = re.compile(r"""\s*("(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_-]+)\s*""")
+
+
+def _key_path(s: str) -> tuple[str, ...] | None:
+    """``a."b.c".d`` -> ("a", "b.c", "d"); None if ``s`` is not a dotted key."""
+    parts: list[str] = []
+    pos = 0
+    while True:
+        m = _KEY_PART.match(s, pos)
+        if m is None:
+            return None
+        tok = m.group(1)
+        parts.append(tok[1:-1] if tok[0] in "\"'" else tok)
+        pos = m.end()
+        if pos == len(s):
+            return tuple(parts)
+        if s[pos] != ".":
+            return None
+        pos += 1
+
+
+_HEADER = re.compile(r"^\s*\[\[?(?P<path>[^\[\]]+)\]\]?\s*(#.*)?$")
+_ASSIGN = re.compile(r"""^\s*(?P<lhs>(?:"(?:[^"\\]|\\.)*"|'[^']*'|[^=#"'\s][^=#"']*?)+?)\s*=""")
+
+
+def _line_of(text: str, path: tuple[str, ...]) -> int | None:
+    """Best-effort 1-based line where the table or key ``path`` is written: its ``[header]``,
+    its ``key = ...`` line (plain, dotted or quoted), or the line of its closest parent."""
+    best: tuple[int, int] | None = None  # (matched length, line)
+    current: tuple[str, ...] = ()
+    for i, line in enumerate(text.splitlines(), 1):
+        full: tuple[str, ...] | None = None
+        h = _HEADER.match(line)
+        if h is not None:
+            current = _key_path(h.group("path")) or ()
+            full = current
+        else:
+            a = _ASSIGN.match(line)
+            if a is not None:
+                lhs = _key_path(a.group("lhs"))
+                if lhs is not None:
+                    full = current + lhs
+        if full is None:
+            continue
+        n = 0
+        while n < min(len(full), len(path)) and full[n] == path[n]:
+            n += 1
+        if n == len(path):
+            return i
+        if n and n == len(full) and (best is None or n > best[0]):
+            best = (n, i)  # a parent of the path (e.g. its table header)
+    return best[1] if best else None
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _Checker:
+    """Builds located ``ConfigFileError``s for one file."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.text = text
+
+    def error(self, path: tuple[str, ...], msg: str) -> ConfigFileError:
+        return ConfigFileError(
+            msg, path=str(self.path), key=".".join(path), line=_line_of(self.text, path)
         )
-        + r"\s*\]"
-    )
-    start = None
-    for i, line in enumerate(lines):
-        if header.match(line):
-            start = i
-            break
-    if start is None:
-        return None
-    if key is None:
-        return start + 1
-    kre = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
-    for j in range(start + 1, len(lines)):
-        if lines[j].lstrip().startswith("["):
-            break
-        if kre.match(lines[j]):
-            return j + 1
-    return start + 1
+
+    def table(self, path: tuple[str, ...], value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.error(
+                path,
+                f"{'.'.join(path)} must be a table ([{'.'.join(path)}]), not "
+                f"{_TOML_TYPES.get(type(value), type(value).__name__)}",
+            )
+        return value
+
+    def types(
+        self, table: tuple[str, ...], entry: dict[str, Any], allowed: dict[str, tuple[type, ...]]
+    ) -> None:
+        for key, value in entry.items():
+            if key not in allowed:
+                close = difflib.get_close_matches(key, list(allowed), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise self.error(
+                    (*table, key), f"unknown key {key!r}{hint}; allowed keys: {', '.join(allowed)}"
+                )
+            types = allowed[key]
+            ok = isinstance(value, types) and (bool in types or not isinstance(value, bool))
+            if ok and isinstance(value, list):
+                ok = all(isinstance(v, str) and v for v in value)
+            if not ok:
+                got = _TOML_TYPES.get(type(value), type(value).__name__)
+                if isinstance(value, list):
+                    got = "an array with a non-string or empty item"
+                want = _TYPE_NAMES.get(types, " or ".join(t.__name__ for t in types))
+                raise self.error((*table, key), f"{key} must be {want}, not {got} ({value!r})")
 
 
 def load_file(path: str | os.PathLike[str]) -> list[str]:
-    """Parse, validate and apply a configuration file; return the aliases it defines."""
+    """Parse, validate and apply a configuration file; return the aliases it defines.
+
+    The whole file is checked first; nothing is applied unless all of it is valid.
+    """
     p = Path(path)
     try:
         text = p.read_text("utf-8")
     except OSError as exc:
-        raise ConfigFileError(f"cannot read the file: {exc.strerror or exc}", path=str(p)) from None
+        hint = " (set by LLMRELAY_CONFIG)" if os.environ.get("LLMRELAY_CONFIG") == str(path) else ""
+        raise ConfigFileError(
+            f"cannot read the configuration file{hint}: {exc.strerror or exc}", path=str(p)
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigFileError(f"the file is not UTF-8 text: {exc}", path=str(p)) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -107,118 +205,126 @@ def load_file(path: str | os.PathLike[str]) -> list[str]:
         raise ConfigFileError(
             f"not valid TOML: {exc}", path=str(p), line=int(m.group(1)) if m else None
         ) from None
+    check = _Checker(p, text)
     for section, value in data.items():
         if section not in SECTIONS:
-            raise ConfigFileError(
-                f"unknown table [{section}]; known tables: {', '.join(sorted(SECTIONS))}",
-                path=str(p),
-                key=section,
-                line=_line_of(text, section, None),
+            close = difflib.get_close_matches(section, list(SECTIONS), n=1)
+            hint = f" (did you mean [{close[0]}]?)" if close else ""
+            raise check.error(
+                (section,),
+                f"unknown table [{section}]{hint}; known tables: {', '.join(sorted(SECTIONS))}",
             )
-        if not isinstance(value, dict):
-            raise ConfigFileError(f"[{section}] must be a table", path=str(p), key=section)
-    for name, prov in (data.get("providers") or {}).items():
-        _apply_provider(p, text, name, prov)
-    aliases: list[str] = []
-    models = data.get("models") or {}
+        check.table((section,), value)
+
+    # Phase 1: check everything.
+    provider_changes: list[ProviderSpec] = []
+    for name, entry in data.get("providers", {}).items():
+        provider_changes.extend(_check_provider(check, name, entry))
+    models: dict[str, Any] = data.get("models", {})
     for alias, entry in models.items():
-        _check_model(p, text, alias, entry, models)
-    for alias, entry in models.items():
-        aliases.append(_define_model(p, text, alias, entry))
-    _settings.clear()
+        _check_model(check, alias, entry, set(models))
+    # Model checks run against the providers as this file sets them; undone on failure.
+    saved = dict(PROVIDERS)
+    try:
+        for spec in provider_changes:
+            register_provider_spec(spec)
+        classes = [_build_model(check, alias, entry) for alias, entry in models.items()]
+    except BaseException:
+        PROVIDERS.clear()
+        PROVIDERS.update(saved)
+        raise
+
+    # Phase 2: apply.
+    from .base import register_config
+
+    for cls in classes:
+        register_config(cls)
+    # A later file's table replaces an earlier file's table of the same name.
     _settings.update({k: v for k, v in data.items() if k not in ("models", "providers")})
-    return aliases
+    return list(models)
 
 
-def _err(path: Path, text: str, table: str, key: str | None, msg: str) -> ConfigFileError:
-    return ConfigFileError(
-        msg, path=str(path), key=f"{table}.{key}" if key else table, line=_line_of(text, table, key)
-    )
-
-
-def _check_types(
-    path: Path, text: str, table: str, entry: dict[str, Any], allowed: dict[str, tuple[type, ...]]
-) -> None:
-    for key, value in entry.items():
-        if key not in allowed:
-            raise _err(
-                path, text, table, key, f"unknown key {key!r}; allowed: {', '.join(allowed)}"
-            )
-        types = allowed[key]
-        if isinstance(value, bool) and bool not in types:
-            raise _err(
-                path, text, table, key, f"{key} must be {' or '.join(t.__name__ for t in types)}"
-            )
-        if not isinstance(value, types):
-            raise _err(
-                path,
-                text,
-                table,
-                key,
-                f"{key} must be {' or '.join(t.__name__ for t in types)}, not {type(value).__name__}",
-            )
-
-
-def _apply_provider(path: Path, text: str, name: str, entry: Any) -> None:
-    table = f"providers.{name}"
-    if not isinstance(entry, dict):
-        raise _err(path, text, table, None, f"[{table}] must be a table")
+def _check_provider(check: _Checker, name: str, entry: Any) -> list[ProviderSpec]:
+    table = ("providers", name)
+    entry = check.table(table, entry)
     spec = PROVIDERS.get(name)
     if spec is None:
-        raise _err(
-            path,
-            text,
+        close = difflib.get_close_matches(name, list(PROVIDERS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise check.error(
             table,
-            None,
-            f"unknown provider {name!r}; known: {', '.join(sorted(PROVIDERS))}",
+            f"unknown provider {name!r}{hint}; known providers: {', '.join(sorted(PROVIDERS))}",
         )
-    _check_types(path, text, table, entry, PROVIDER_KEYS)
+    check.types(table, entry, PROVIDER_KEYS)
+    base_url = entry.get("base_url")
+    if base_url is not None and not base_url.startswith(("http://", "https://")):
+        raise check.error(
+            (*table, "base_url"), f"base_url must start with http:// or https://, not {base_url!r}"
+        )
     changes: dict[str, Any] = {}
-    if "base_url" in entry:
-        changes["base_url"] = entry["base_url"]
+    if base_url is not None:
+        changes["base_url"] = base_url
     if "api_key_env" in entry:
         changes["key_env"] = entry["api_key_env"]
-    if changes:
-        register_provider_spec(replace(spec, **changes))
+    return [replace(spec, **changes)] if changes else []
 
 
-def _check_model(path: Path, text: str, alias: str, entry: Any, models: dict[str, Any]) -> None:
-    table = f"models.{alias}"
-    if not isinstance(entry, dict):
-        raise _err(path, text, table, None, f"[{table}] must be a table")
-    _check_types(path, text, table, entry, MODEL_KEYS)
-    for required in ("provider", "model"):
+def _check_model(check: _Checker, alias: str, entry: Any, file_aliases: set[str]) -> None:
+    from .base import CONFIG_REGISTRY
+
+    table = ("models", alias)
+    entry = check.table(table, entry)
+    if not alias.strip():
+        raise check.error(table, "an alias must not be empty")
+    check.types(table, entry, MODEL_KEYS)
+    for required, example in (("provider", '"groq"'), ("model", '"llama-3.1-8b-instant"')):
         if required not in entry:
-            raise _err(path, text, table, None, f"[{table}] needs `{required} = ...`")
-    if entry["provider"] not in PROVIDERS:
-        raise _err(
-            path,
-            text,
-            table,
-            "provider",
-            f"unknown provider {entry['provider']!r}; known: {', '.join(sorted(PROVIDERS))}",
+            raise check.error(
+                (*table, required), f"[models.{alias}] needs `{required} = {example}`"
+            )
+    provider = entry["provider"]
+    if provider not in PROVIDERS:
+        close = difflib.get_close_matches(provider, list(PROVIDERS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise check.error(
+            (*table, "provider"),
+            f"unknown provider {provider!r}{hint}; known providers: {', '.join(sorted(PROVIDERS))}",
         )
+    if not entry["model"].strip():
+        raise check.error((*table, "model"), "model must not be empty")
     fallbacks = entry.get("fallbacks", [])
-    if not all(isinstance(f, str) and f for f in fallbacks):
-        raise _err(path, text, table, "fallbacks", "fallbacks must be a list of model names")
     if alias in fallbacks:
-        raise _err(path, text, table, "fallbacks", f"{alias!r} lists itself as a fallback")
+        raise check.error((*table, "fallbacks"), f"{alias!r} lists itself as a fallback")
+    for f in fallbacks:
+        prov, sep, _ = f.partition("/")
+        if sep and prov not in PROVIDERS and f not in file_aliases and f not in CONFIG_REGISTRY:
+            raise check.error(
+                (*table, "fallbacks"),
+                f"fallback {f!r} names unknown provider {prov!r}; known providers: "
+                f"{', '.join(sorted(PROVIDERS))}",
+            )
 
 
-def _define_model(path: Path, text: str, alias: str, entry: dict[str, Any]) -> str:
-    from .registry import define_config, validate_config
+def _build_model(check: _Checker, alias: str, entry: dict[str, Any]) -> type[Any]:
+    from .registry import InvalidConfigValueError, make_config_class, validate_config
 
+    table = ("models", alias)
     attrs = {k: v for k, v in entry.items() if k not in ("provider", "model")}
     try:
-        cls = define_config(
+        cls = make_config_class(
             alias, entry["provider"], entry["model"], module="llmrelay.config.toml", **attrs
         )
         validate_config(cls())
-    except ConfigFileError:
-        raise
+    except InvalidConfigValueError as exc:
+        raise check.error((*table, exc.field), _strip_what(exc.message)) from None
     except LLMRelayError as exc:
-        raise _err(path, text, f"models.{alias}", None, exc.message) from None
-    return alias
+        raise check.error(table, _strip_what(exc.message)) from None
+    return cls
+
+
+def _strip_what(message: str) -> str:
+    """Drop the "configuration 'x' (XConfig): " prefix: the file error already locates it."""
+    return re.sub(r"^configuration '[^']*' \([^)]*\):\s*", "", message)
 
 
 def default_path() -> Path | None:

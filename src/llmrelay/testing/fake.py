@@ -340,7 +340,7 @@ class FakeUpstream:
     def _dialect_for(self, path: str) -> Dialect | None:
         if path.startswith("/v1beta/") or (path.startswith("/v1/models/") and ":" in path):
             return self._dialects["gemini"]
-        if path.endswith("/messages") or path.endswith("/messages/count_tokens"):
+        if path.endswith(("/messages", "/messages/count_tokens")):
             return self._dialects.get("anthropic")
         if path.endswith("/chat/completions"):
             return self._dialects["openai"]
@@ -380,7 +380,8 @@ class FakeUpstream:
             else:
                 d = self._dialects["openai"]
             if self.api_key and not d.check_auth(request, self.api_key):
-                return self._json(401, d.error(401, "Invalid API key", None, "invalid_api_key"), d)
+                st = _auth_status(d)
+                return self._json(st, d.error(st, "Invalid API key", None, "invalid_api_key"), d)
             return self._json(200, d.models(self.models), d)
         dialect = self._dialect_for(path)
         if dialect is None:
@@ -393,9 +394,10 @@ class FakeUpstream:
         if reply.kind == "hang" or reply.delay:
             await asyncio.sleep(reply.delay)
         if self.api_key and not dialect.check_auth(request, self.api_key):
+            st = _auth_status(dialect)
             return self._json(
-                401,
-                dialect.error(401, "Invalid API key provided", None, "invalid_api_key"),
+                st,
+                dialect.error(st, "Invalid API key provided", None, "invalid_api_key"),
                 dialect,
             )
         if reply.kind == "raw":
@@ -516,3 +518,8 @@ class FakeUpstream:
 def _lead_frames(dialect: Dialect) -> int:
     """Frames a dialect sends before its first content frame (Anthropic: message_start...)."""
     return int(getattr(dialect, "lead_frames", 0))
+
+
+def _auth_status(dialect: Dialect) -> int:
+    """The status a dialect's provider answers a bad key with (Gemini: 400, others 401)."""
+    return int(getattr(dialect, "auth_error_status", 401))

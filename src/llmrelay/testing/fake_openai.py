@@ -35,7 +35,8 @@ def _text_of(content: Any) -> str:
 
 class OpenAIDialect:
     name = "openai"
-    lead_frames = 0
+    #: Like api.openai.com, a text stream opens with a role chunk whose content is "".
+    lead_frames = 1
 
     def parse(self, body: dict[str, Any], path: str, query: Mapping[str, str]) -> FakeRequest:
         from .fake import FakeRequest
@@ -152,37 +153,36 @@ class OpenAIDialect:
         finish: str,
     ) -> list[bytes]:
         frames = []
-        for i, p in enumerate(pieces):
-            delta: dict[str, Any] = {"content": p}
-            if i == 0:
-                delta = {"role": "assistant", "content": p, "refusal": None}
-            frames.append(self._chunk(req, delta, None))
+        if pieces:
+            frames.append(
+                self._chunk(req, {"role": "assistant", "content": "", "refusal": None}, None)
+            )
+        for p in pieces:
+            frames.append(self._chunk(req, {"content": p}, None))
         if tool:
+            # The first tool chunk carries the id, the name and empty arguments (and the role
+            # when no text came first); the arguments then arrive in fragments.
             args = orjson.dumps(tool[1]).decode()
             half = len(args) // 2
-            frames.append(
-                self._chunk(
-                    req,
+            head: dict[str, Any] = {
+                "tool_calls": [
                     {
-                        "tool_calls": [
-                            {
-                                "index": 0,
-                                "id": "call_fake_0001",
-                                "type": "function",
-                                "function": {"name": tool[0], "arguments": args[:half]},
-                            }
-                        ]
-                    },
-                    None,
+                        "index": 0,
+                        "id": "call_fake_0001",
+                        "type": "function",
+                        "function": {"name": tool[0], "arguments": ""},
+                    }
+                ]
+            }
+            if not pieces:
+                head = {"role": "assistant", "content": None, **head, "refusal": None}
+            frames.append(self._chunk(req, head, None))
+            for part in (args[:half], args[half:]):
+                frames.append(
+                    self._chunk(
+                        req, {"tool_calls": [{"index": 0, "function": {"arguments": part}}]}, None
+                    )
                 )
-            )
-            frames.append(
-                self._chunk(
-                    req,
-                    {"tool_calls": [{"index": 0, "function": {"arguments": args[half:]}}]},
-                    None,
-                )
-            )
         frames.append(self._chunk(req, {}, finish))
         if req.include_usage:
             obj = {

@@ -17,8 +17,8 @@ from a real provider.
 from __future__ import annotations
 
 import inspect
-from abc import ABC, abstractmethod
 import re
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any

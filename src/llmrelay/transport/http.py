@@ -2,13 +2,18 @@
 
 Low-level I/O errors are translated here, in one place, into ``APIConnectionError`` and
 ``APITimeoutError`` (chained ``from`` the cause); adapters never see aiohttp exceptions.
+``asyncio.CancelledError`` is never caught: a cancelled call stays cancelled.
+
+Each loop's session is closed when the loop shuts down its async generators (``asyncio.run`` and
+``asyncio.Runner`` do), or by :meth:`AiohttpTransport.aclose` on that loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -19,16 +24,32 @@ from .base import HttpRequest, HttpResponse, StreamingResponse, Timeouts
 
 __all__ = ["AiohttpTransport", "default_transport", "translate_io_error"]
 
+_NON_HTTP_URL: type[Exception] = getattr(aiohttp, "NonHttpUrlClientError", aiohttp.InvalidURL)
+
+
+def _where(url: str) -> str:
+    # Never echo a query string: some providers (Gemini) may carry a key there.
+    return url.split("?", 1)[0]
+
 
 def translate_io_error(exc: BaseException, request: HttpRequest) -> LLMRelayError:
     """Map an aiohttp/OS error to the llmrelay hierarchy (the transport's one mapping point)."""
-    where = request.url.split("?", 1)[0]
+    return _translate(exc, _where(request.url))
+
+
+def _translate(exc: BaseException, where: str) -> LLMRelayError:
     if isinstance(exc, LLMRelayError):
         return exc
+    if isinstance(exc, _NON_HTTP_URL):
+        return ConfigurationError(
+            f"invalid base URL {where!r}: only http:// and https:// URLs are supported. "
+            "Check the base_url setting"
+        )
     if isinstance(exc, aiohttp.InvalidURL):
-        return ConfigurationError(f"invalid base URL {where!r}: {exc}. Check the base_url setting")
-    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
-        return APITimeoutError(f"request to {where} timed out")
+        return ConfigurationError(f"invalid base URL {where!r}. Check the base_url setting")
+    if isinstance(exc, TimeoutError):  # aiohttp's ServerTimeoutError is a TimeoutError
+        detail = f": {exc}" if str(exc) else ""
+        return APITimeoutError(f"request to {where} timed out{detail}")
     if isinstance(exc, aiohttp.ClientConnectorError):
         return APIConnectionError(f"could not connect to {where}: {exc.os_error or exc}")
     if isinstance(exc, aiohttp.ServerDisconnectedError):
@@ -37,54 +58,89 @@ def translate_io_error(exc: BaseException, request: HttpRequest) -> LLMRelayErro
         return APIConnectionError(f"the response body from {where} was cut short: {exc}")
     if isinstance(exc, aiohttp.ClientError | OSError):
         return APIConnectionError(f"connection to {where} failed: {type(exc).__name__}: {exc}")
+    if isinstance(exc, ValueError):
+        # aiohttp refuses header values with control characters; the usual cause is an API key
+        # read from a file with its trailing newline. The value itself is never echoed.
+        return ConfigurationError(
+            f"the request to {where} could not be built: {exc}. Check the API key and headers "
+            "for stray whitespace or newlines"
+        )
     return APIConnectionError(f"request to {where} failed: {type(exc).__name__}: {exc}")
 
 
 _IO_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
+#: Opening a request may also fail with ValueError (bad header values).
+_OPEN_ERRORS = (*_IO_ERRORS, ValueError)
+
+_Sessions = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[aiohttp.ClientSession, Any]]
 
 
 async def _closer(
     session: aiohttp.ClientSession,
-    sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any],
+    sessions: _Sessions,
+    lock: threading.Lock,
     loop: asyncio.AbstractEventLoop,
 ) -> AsyncIterator[None]:
     """Parked async generator: ``asyncio.run`` finalises it at shutdown, closing the session."""
     try:
         yield
     finally:
-        entry = sessions.get(loop)
-        if entry is not None and entry[0] is session:
-            del sessions[loop]
+        with lock:
+            entry = sessions.get(loop)
+            if entry is not None and entry[0] is session:
+                del sessions[loop]
         if not session.closed:
             await session.close()
 
 
-class _AiohttpStream:
-    __slots__ = ("_resp", "headers", "status")
+class _ByteIterator:
+    """Network chunks of a response body, with I/O errors translated.
 
-    def __init__(self, resp: aiohttp.ClientResponse) -> None:
-        self._resp = resp
-        self.status = resp.status
-        self.headers = resp.headers
+    A plain async iterator rather than an async generator, so leaving it half-read needs no
+    finalisation on the event loop.
+    """
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        req = self._resp.request_info
+    __slots__ = ("_content", "_where")
+
+    def __init__(self, resp: aiohttp.ClientResponse, where: str) -> None:
+        self._content = resp.content
+        self._where = where
+
+    def __aiter__(self) -> _ByteIterator:
+        return self
+
+    async def __anext__(self) -> bytes:
         try:
-            async for data in self._resp.content.iter_any():
-                yield data
+            data = await self._content.readany()
         except _IO_ERRORS as exc:
-            raise translate_io_error(exc, HttpRequest("GET", str(req.url), {})) from exc
+            raise _translate(exc, self._where) from exc
+        if not data:
+            raise StopAsyncIteration
+        return data
+
+
+class _AiohttpStream:
+    __slots__ = ("_resp", "_where", "headers", "status")
+
+    def __init__(self, resp: aiohttp.ClientResponse, where: str) -> None:
+        self._resp = resp
+        self._where = where
+        self.status: int = resp.status
+        self.headers: Mapping[str, str] = resp.headers
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        return _ByteIterator(self._resp, self._where)
 
     async def aread(self) -> bytes:
         try:
             return await self._resp.read()
         except _IO_ERRORS as exc:
-            url = str(self._resp.request_info.url)
-            raise translate_io_error(exc, HttpRequest("GET", url, {})) from exc
+            raise _translate(exc, self._where) from exc
 
 
 class AiohttpTransport:
-    """Pooled HTTP/1.1 transport. Safe to share; it keeps one session per running loop."""
+    """Pooled HTTP/1.1 transport. Safe to share across tasks, loops and threads: it keeps one
+    session per event loop."""
 
     def __init__(
         self,
@@ -97,9 +153,9 @@ class AiohttpTransport:
         self._limit_per_host = max_connections_per_host
         self._keepalive = keepalive_timeout
         # loop -> (session, parked closer generator); the closer must stay referenced.
-        self._sessions: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[aiohttp.ClientSession, Any]
-        ] = weakref.WeakKeyDictionary()
+        self._sessions: _Sessions = weakref.WeakKeyDictionary()
+        # Loops of several threads (the sync bridge) may add and drop sessions concurrently.
+        self._lock = threading.Lock()
         self._timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
 
     async def _session(self) -> aiohttp.ClientSession:
@@ -121,8 +177,13 @@ class AiohttpTransport:
             trust_env=False,
             skip_auto_headers=("User-Agent",),
         )
-        closer = _closer(session, self._sessions, loop)
-        self._sessions[loop] = (session, closer)
+        closer = _closer(session, self._sessions, self._lock, loop)
+        with self._lock:
+            # A loop closed without shutting down its async generators keeps its entry (the
+            # session references the loop): drop those so they do not pile up.
+            for stale in [lp for lp in self._sessions if lp.is_closed()]:
+                del self._sessions[stale]
+            self._sessions[loop] = (session, closer)
         await closer.__anext__()
         return session
 
@@ -145,7 +206,7 @@ class AiohttpTransport:
             ) as resp:
                 body = await resp.read()
                 return HttpResponse(resp.status, resp.headers, body)
-        except _IO_ERRORS as exc:
+        except _OPEN_ERRORS as exc:
             raise translate_io_error(exc, request) from exc
 
     def stream(
@@ -166,11 +227,11 @@ class AiohttpTransport:
                 headers=request.headers,
                 timeout=self._timeout(timeouts),
             )
-        except _IO_ERRORS as exc:
+        except _OPEN_ERRORS as exc:
             raise translate_io_error(exc, request) from exc
         completed = False
         try:
-            yield _AiohttpStream(resp)
+            yield _AiohttpStream(resp, _where(request.url))
             completed = resp.content.at_eof()
         finally:
             if completed:
@@ -182,11 +243,9 @@ class AiohttpTransport:
 
     async def aclose(self) -> None:
         """Close the session of the running loop (other loops close with their loop)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # pragma: no cover - called outside a loop
-            return
-        entry = self._sessions.pop(loop, None)
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            entry = self._sessions.pop(loop, None)
         if entry is not None:
             session, closer = entry
             await closer.aclose()
@@ -195,11 +254,14 @@ class AiohttpTransport:
 
 
 _default: AiohttpTransport | None = None
+_default_lock = threading.Lock()
 
 
 def default_transport() -> AiohttpTransport:
     """The process-wide shared transport."""
     global _default
     if _default is None:
-        _default = AiohttpTransport()
+        with _default_lock:
+            if _default is None:
+                _default = AiohttpTransport()
     return _default

@@ -3,8 +3,13 @@
 Feed it bytes exactly as they arrive from the network; it yields complete events. It handles
 CR, LF and CRLF line ends (a CR at the end of one chunk followed by LF at the start of the next is
 one line end), multi-byte UTF-8 characters split across chunks, comment lines (``:ping``),
-``event``/``data``/``id``/``retry`` fields, multi-line data, a leading BOM, and ignores unknown
-fields. It is pure: no I/O, so any chunking of the same bytes yields the same events.
+``event``/``data``/``id``/``retry`` fields, multi-line data, a field with no colon, a leading
+BOM, and ignores unknown fields. It is pure: no I/O, so any chunking of the same bytes yields the
+same events.
+
+At the end of the stream call :meth:`SSEDecoder.flush`: as the spec says, an event whose closing
+blank line never came is discarded, and :attr:`SSEDecoder.has_partial` then tells a stream cut
+mid-event from a clean end.
 """
 
 from __future__ import annotations
@@ -17,7 +22,12 @@ __all__ = ["SSEDecoder", "SSEEvent"]
 
 @dataclass(slots=True, frozen=True)
 class SSEEvent:
-    """One dispatched event. ``event`` defaults to ``"message"``."""
+    """One dispatched event.
+
+    ``event`` defaults to ``"message"``; ``id`` is the stream's last event ID (it persists across
+    events, per the spec); ``retry`` is a reconnection time in milliseconds sent since the
+    previous event, if any.
+    """
 
     data: str
     event: str = "message"
@@ -26,12 +36,14 @@ class SSEEvent:
 
 
 class SSEDecoder:
+    """Bytes in, :class:`SSEEvent` out. One decoder per stream."""
+
     __slots__ = (
         "_buf",
         "_data",
         "_decoder",
         "_event",
-        "_id",
+        "_in_event",
         "_last_id",
         "_pending_cr",
         "_retry",
@@ -40,103 +52,101 @@ class SSEDecoder:
 
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        #: The unfinished last line (never holds a CR or LF).
         self._buf = ""
+        #: The previous text ended with CR: an LF starting the next text belongs to it.
         self._pending_cr = False
         self._started = False
         self._data: list[str] = []
         self._event = ""
-        self._id: str | None = None
+        #: A field line was seen since the last blank line.
+        self._in_event = False
         self._last_id: str | None = None
         self._retry: int | None = None
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        """Decode a network chunk; return the events it completes."""
+        """Decode a network chunk; return the events it completes (often none or one)."""
         text = self._decoder.decode(chunk)
         return self._feed_text(text) if text else []
 
     def flush(self) -> list[SSEEvent]:
-        """End of stream: per the spec, an event without its blank line is discarded.
-
-        Returns nothing today; kept for symmetry and so callers can tell a clean end from a cut
-        (``has_partial``).
-        """
-        text = self._decoder.decode(b"", final=True)
-        events = self._feed_text(text) if text else []
-        if self._pending_cr:
-            self._pending_cr = False
-            events.extend(self._line(""))
-        return events
+        """End of stream. Returns the events still to dispatch: always none, because the spec
+        discards an event whose closing blank line never came. Check :attr:`has_partial` (before
+        or after ``flush``) to tell such a cut from a clean end."""
+        tail = self._decoder.decode(b"", final=True)
+        if tail:
+            # Only replacement characters for a truncated UTF-8 sequence: never a line end.
+            self._buf += tail
+        self._pending_cr = False
+        return []
 
     @property
     def has_partial(self) -> bool:
-        """True when bytes of an unfinished event are buffered."""
-        return bool(self._buf or self._data or self._event)
+        """True when the bytes fed so far end inside an event (a partial line, an undecoded
+        UTF-8 sequence, or field lines without their closing blank line)."""
+        return bool(self._buf) or self._in_event or bool(self._decoder.getstate()[0])
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The last ``id`` the stream set (what a reconnect would send as Last-Event-ID)."""
+        return self._last_id
 
     def _feed_text(self, text: str) -> list[SSEEvent]:
         if not self._started:
             self._started = True
-            if text.startswith("\ufeff"):
+            if text[0] == "\ufeff":
                 text = text[1:]
+                if not text:
+                    return []
         if self._pending_cr:
             self._pending_cr = False
-            if text.startswith("\n"):
+            if text[0] == "\n":
                 text = text[1:]
-        buf = self._buf + text
+                if not text:
+                    return []
+        buf = self._buf + text if self._buf else text
+        if "\r" in buf:
+            # A CR at the very end may be the first half of a CRLF split across chunks.
+            self._pending_cr = buf[-1] == "\r"
+            buf = buf.replace("\r\n", "\n").replace("\r", "\n")
+        lines = buf.split("\n")
+        self._buf = lines.pop()
+        if not lines:
+            return []
         events: list[SSEEvent] = []
-        start = 0
-        n = len(buf)
-        while start < n:
-            # Find the next line end of any kind.
-            i_lf = buf.find("\n", start)
-            i_cr = buf.find("\r", start)
-            if i_lf == -1 and i_cr == -1:
-                break
-            if i_cr == -1 or (i_lf != -1 and i_lf < i_cr):
-                end, nxt = i_lf, i_lf + 1
-            else:
-                end = i_cr
-                if i_cr + 1 < n:
-                    nxt = i_cr + 2 if buf[i_cr + 1] == "\n" else i_cr + 1
-                else:
-                    # CR at the very end: the LF may arrive in the next chunk.
-                    nxt = n
-                    self._pending_cr = True
-            ev = self._line(buf[start:end])
-            if ev:
-                events.extend(ev)
-            start = nxt
-        self._buf = buf[start:]
+        for line in lines:
+            if not line:
+                ev = self._dispatch()
+                if ev is not None:
+                    events.append(ev)
+            elif line[0] != ":":  # a leading colon is a comment / keep-alive ping
+                self._field(line)
         return events
 
-    def _line(self, line: str) -> list[SSEEvent]:
-        if not line:
-            return self._dispatch()
-        if line[0] == ":":
-            return []  # comment / keep-alive ping
-        field, sep, value = line.partition(":")
-        if sep and value.startswith(" "):
+    def _field(self, line: str) -> None:
+        self._in_event = True
+        name, sep, value = line.partition(":")
+        # No colon: the whole line is the field name and the value is empty.
+        if sep and value and value[0] == " ":
             value = value[1:]
-        if field == "data":
+        if name == "data":
             self._data.append(value)
-        elif field == "event":
+        elif name == "event":
             self._event = value
-        elif field == "id":
+        elif name == "id":
             if "\x00" not in value:
-                self._id = value
-        elif field == "retry":
-            if value.isdigit():
-                self._retry = int(value)
+                self._last_id = value
+        elif name == "retry" and value.isascii() and value.isdigit():
+            # Only ASCII digits count ("²".isdigit() is true but int("²") fails).
+            self._retry = int(value)
         # Unknown fields are ignored (spec).
-        return []
 
-    def _dispatch(self) -> list[SSEEvent]:
-        if self._id is not None:
-            self._last_id = self._id
+    def _dispatch(self) -> SSEEvent | None:
+        self._in_event = False
         if not self._data:
             # No data: the spec resets the event type and dispatches nothing.
             self._event = ""
-            self._id = None
-            return []
+            return None
         ev = SSEEvent(
             data="\n".join(self._data),
             event=self._event or "message",
@@ -145,6 +155,5 @@ class SSEDecoder:
         )
         self._data = []
         self._event = ""
-        self._id = None
         self._retry = None
-        return [ev]
+        return ev

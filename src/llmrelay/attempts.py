@@ -1,0 +1,331 @@
+"""Attempts on one deployment: circuit breaker, deadline, rate limit, then the retry loop.
+
+:class:`AttemptRunner` is the part of the engine that talks to one deployment; the engine
+(``engine.py``) decides which deployments to try. It expects its host to provide ``clock``,
+``sleep``, ``breakers``, ``limiter``, ``catalog`` and ``backend_for``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    APITimeoutError,
+    CircuitOpenError,
+    DeadlineExceededError,
+    LLMRelayError,
+    RetryBudgetExhaustedError,
+)
+from .layers import CallContext, CatalogLayer, LimiterLayer
+from .providers import Deployment
+from .retry import RetryBudget, RetryPolicy
+from .trace import Attempt
+from .transport.base import Timeouts
+from .types import ChatRequest, Response, StreamChunk
+
+if TYPE_CHECKING:
+    from .backends import Backend
+    from .breaker import BreakerRegistry, CircuitBreaker
+
+__all__ = ["AttemptRunner"]
+
+
+class AttemptRunner:
+    """Runs attempts on one deployment (mixed into ``Engine``)."""
+
+    clock: Callable[[], float]
+    sleep: Callable[[float], Awaitable[Any]]
+    breakers: BreakerRegistry | None
+    limiter: LimiterLayer | None
+    catalog: CatalogLayer | None
+    _budgets: dict[str, RetryBudget] | None
+
+    if TYPE_CHECKING:
+
+        def backend_for(self, dep: Deployment) -> Backend: ...
+
+    def breaker_for(self, dep: Deployment) -> CircuitBreaker | None:
+        return self.breakers.get(dep.key) if self.breakers is not None else None
+
+    def _budget(self, key: str) -> RetryBudget | None:
+        if self._budgets is None:
+            return None
+        b = self._budgets.get(key)
+        if b is None:
+            b = self._budgets[key] = RetryBudget()
+        return b
+
+    def _remaining(self, deadline_at: float | None) -> float | None:
+        return None if deadline_at is None else deadline_at - self.clock()
+
+    def _attempt_timeouts(self, timeouts: Timeouts, remaining: float | None) -> Timeouts:
+        if remaining is None or (timeouts.total is not None and timeouts.total <= remaining):
+            return timeouts
+        return Timeouts(
+            connect=min(timeouts.connect or remaining, remaining),
+            read=timeouts.read,
+            total=remaining,
+        )
+
+    def _deadline_error(self, dep: Deployment, last: BaseException | None) -> DeadlineExceededError:
+        err = DeadlineExceededError(
+            "the call's deadline ran out"
+            + (f" (last error: {type(last).__name__})" if last else ""),
+            provider=dep.provider,
+            model=dep.model,
+        )
+        if last is not None:
+            err.__cause__ = last
+        return err
+
+    async def _backoff(
+        self,
+        exc: BaseException,
+        policy: RetryPolicy,
+        retries_done: int,
+        dep: Deployment,
+        budget: RetryBudget | None,
+        deadline_at: float | None,
+        trace: list[Attempt],
+    ) -> float | None:
+        """Seconds slept before the next retry, or None when this deployment is done."""
+        decision = policy.decide(exc, retries_done)
+        if not decision.retry:
+            if trace and trace[-1].reason is None:
+                trace[-1].reason = decision.reason
+            return None
+        if budget is not None and not budget.can_retry():
+            trace[-1].reason = "retry budget exhausted"
+            raise RetryBudgetExhaustedError(
+                f"retry budget of {dep.label} is spent (too many recent failures); not retrying",
+                provider=dep.provider,
+                model=dep.model,
+            ) from exc
+        delay = decision.delay
+        remaining = self._remaining(deadline_at)
+        if remaining is not None:
+            floor = min(1.0, 0.1 * remaining)
+            if remaining - floor <= 0:
+                trace[-1].reason = "deadline reached"
+                raise self._deadline_error(dep, exc)
+            delay = min(delay, remaining - floor)  # the last sleep is cut to fit
+        if delay > 0:
+            await self.sleep(delay)
+        return delay
+
+    async def _admit(
+        self,
+        dep: Deployment,
+        req: ChatRequest,
+        ctx: CallContext,
+        breaker: CircuitBreaker | None,
+        number: int,
+        slept: float,
+    ) -> tuple[Any, Any]:
+        """Breaker, deadline and rate limit, before one attempt. Returns (breaker permit,
+        limiter permit); raises (recording a skip in the trace) when the attempt may not run."""
+        permit = None
+        if breaker is not None:
+            try:
+                permit = breaker.acquire()
+            except CircuitOpenError as exc:
+                exc.provider, exc.model = dep.provider, dep.model
+                ctx.trace.append(
+                    Attempt(
+                        dep.label,
+                        "skipped",
+                        number,
+                        "CircuitOpenError",
+                        backoff_s=slept,
+                        reason=f"breaker open, retry after {exc.retry_after or 0:.1f}s",
+                    )
+                )
+                raise
+        remaining = self._remaining(ctx.deadline_at)
+        if remaining is not None and remaining <= 0:
+            if breaker is not None and permit is not None:
+                breaker.release(permit)
+            raise self._deadline_error(dep, None)
+        lim = None
+        if self.limiter is not None:
+            try:
+                lim = await self.limiter.acquire(dep, req, ctx)
+            except BaseException as exc:
+                if breaker is not None and permit is not None:
+                    breaker.release(permit)
+                if isinstance(exc, LLMRelayError):
+                    ctx.trace.append(
+                        Attempt(
+                            dep.label,
+                            "skipped",
+                            number,
+                            type(exc).__name__,
+                            backoff_s=slept,
+                            reason=f"rate limit: {exc.message}",
+                        )
+                    )
+                raise
+        return permit, lim
+
+    async def _run(
+        self,
+        dep: Deployment,
+        req: ChatRequest,
+        policy: RetryPolicy,
+        timeouts: Timeouts,
+        ctx: CallContext,
+    ) -> Response:
+        """Attempts on one deployment: breaker and rate limit, then the retry loop."""
+        backend = self.backend_for(dep)
+        breaker = self.breaker_for(dep)
+        budget = self._budget(dep.key)
+        limiter = self.limiter
+        clock = self.clock
+        trace = ctx.trace
+        retries = 0
+        slept = 0.0
+        while True:
+            permit, lim = await self._admit(dep, req, ctx, breaker, retries + 1, slept)
+            remaining = self._remaining(ctx.deadline_at)
+            t0 = clock()
+            try:
+                resp = await backend.complete(req, dep, self._attempt_timeouts(timeouts, remaining))
+            except Exception as exc:
+                if breaker is not None and permit is not None:
+                    breaker.on_failure(permit, exc)
+                if limiter is not None:
+                    await limiter.release(lim, None, getattr(exc, "headers", None), exc)
+                if budget is not None and policy.is_retryable(exc):
+                    budget.on_failure()
+                trace.append(_error_attempt(dep, retries + 1, exc, clock() - t0, slept))
+                rem = self._remaining(ctx.deadline_at)
+                if isinstance(exc, APITimeoutError) and rem is not None and rem <= 0:
+                    raise self._deadline_error(dep, exc) from exc
+                d = await self._backoff(exc, policy, retries, dep, budget, ctx.deadline_at, trace)
+                if d is None:
+                    raise
+                slept = d
+                retries += 1
+                continue
+            except BaseException:
+                if breaker is not None and permit is not None:
+                    breaker.release(permit)
+                if limiter is not None:
+                    await limiter.release(lim, None, None, None)
+                raise
+            if breaker is not None and permit is not None:
+                breaker.on_success(permit)
+            if budget is not None:
+                budget.on_success()
+            if limiter is not None:
+                await limiter.release(lim, resp, resp.headers, None)
+            attempt = Attempt(
+                dep.label, "success", retries + 1, latency_s=clock() - t0, backoff_s=slept
+            )
+            trace.append(attempt)
+            self._account(dep, resp, ctx, attempt)
+            return resp
+
+    async def _open_stream(
+        self,
+        dep: Deployment,
+        req: ChatRequest,
+        policy: RetryPolicy,
+        timeouts: Timeouts,
+        ctx: CallContext,
+    ) -> tuple[AsyncGenerator[StreamChunk, None], list[StreamChunk], float, Any]:
+        """Start a stream on ``dep`` and read up to its first content chunk, with retries.
+
+        Returns the live generator, the chunks read so far, the attempt's start time and the
+        rate limiter's permit (released when the stream ends).
+        """
+        backend = self.backend_for(dep)
+        breaker = self.breaker_for(dep)
+        budget = self._budget(dep.key)
+        limiter = self.limiter
+        clock = self.clock
+        trace = ctx.trace
+        first_token_timeout = ctx.opts.first_token_timeout
+        retries = 0
+        slept = 0.0
+        while True:
+            permit, lim = await self._admit(dep, req, ctx, breaker, retries + 1, slept)
+            remaining = self._remaining(ctx.deadline_at)
+            t0 = clock()
+            agen: AsyncGenerator[StreamChunk, None] = backend.stream(  # type: ignore[assignment]
+                req, dep, self._attempt_timeouts(timeouts, remaining)
+            )
+            head: list[StreamChunk] = []
+            limit = first_token_timeout
+            if remaining is not None:
+                limit = remaining if limit is None else min(limit, remaining)
+            try:
+                async with asyncio.timeout(limit):
+                    async for c in agen:
+                        head.append(c)
+                        if c.delta or c.tool_calls or c.reasoning or c.done:
+                            break
+            except Exception as caught:
+                await agen.aclose()
+                exc: Exception = caught
+                if isinstance(caught, TimeoutError) and not isinstance(caught, LLMRelayError):
+                    exc = APITimeoutError(
+                        f"no first token within {limit:g}s", provider=dep.provider, model=dep.model
+                    )
+                    exc.__cause__ = caught
+                if breaker is not None and permit is not None:
+                    breaker.on_failure(permit, exc)
+                if limiter is not None:
+                    await limiter.release(lim, None, getattr(exc, "headers", None), exc)
+                if budget is not None and policy.is_retryable(exc):
+                    budget.on_failure()
+                trace.append(_error_attempt(dep, retries + 1, exc, clock() - t0, slept))
+                d = await self._backoff(exc, policy, retries, dep, budget, ctx.deadline_at, trace)
+                if d is None:
+                    if exc is caught:
+                        raise
+                    raise exc from caught
+                slept = d
+                retries += 1
+                continue
+            except BaseException:
+                await agen.aclose()
+                if breaker is not None and permit is not None:
+                    breaker.release(permit)
+                if limiter is not None:
+                    await limiter.release(lim, None, None, None)
+                raise
+            if breaker is not None and permit is not None:
+                breaker.on_success(permit)
+            if budget is not None:
+                budget.on_success()
+            trace.append(Attempt(dep.label, "success", retries + 1, backoff_s=slept))
+            return agen, head, t0, lim
+
+    def _account(self, dep: Deployment, resp: Response, ctx: CallContext, attempt: Attempt) -> None:
+        """Add one provider answer's usage (and cost) to the call."""
+        usage = resp.usage
+        attempt.usage = usage
+        ctx.usage = ctx.usage + usage
+        if self.catalog is not None:
+            c = self.catalog.cost(dep, usage)
+            attempt.cost_usd = c.usd
+            ctx.cost = c if ctx.cost is None else ctx.cost + c
+
+
+def _error_attempt(
+    dep: Deployment, number: int, exc: BaseException, latency: float, slept: float
+) -> Attempt:
+    return Attempt(
+        dep.label,
+        "error",
+        number,
+        type(exc).__name__,
+        getattr(exc, "status", None),
+        latency,
+        slept,
+        None,
+        getattr(exc, "message", None) or str(exc)[:300],
+    )

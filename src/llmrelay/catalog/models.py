@@ -1,0 +1,310 @@
+"""The catalog's domain types (seed 003's ``models.py``): ``ModelFamily``, ``MediaType``,
+``LLMCapabilities``, ``LLMProfile`` and the price block every profile carries.
+
+They are frozen, slotted dataclasses validated on construction: a negative price, a context
+window of zero or a shutdown date before the deprecation date raises ``ConfigurationError``
+naming the model and the field. Prices are US dollars per **million** tokens, as every provider
+publishes them; ``None`` means unknown (never silently $0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from datetime import date
+from enum import Enum
+from typing import Any
+
+from ..errors import ConfigurationError
+
+__all__ = [
+    "CAPABILITY_NAMES",
+    "LLMCapabilities",
+    "LLMProfile",
+    "MediaType",
+    "ModelFamily",
+    "Pricing",
+]
+
+
+class ModelFamily(str, Enum):
+    """The family a model belongs to (used for grouping and tokenizer choice)."""
+
+    GPT = "gpt"
+    O_SERIES = "o-series"
+    GPT_OSS = "gpt-oss"
+    CLAUDE = "claude"
+    GEMINI = "gemini"
+    GEMMA = "gemma"
+    LLAMA = "llama"
+    MISTRAL = "mistral"
+    MIXTRAL = "mixtral"
+    QWEN = "qwen"
+    DEEPSEEK = "deepseek"
+    GROK = "grok"
+    KIMI = "kimi"
+    OTHER = "other"
+
+    @classmethod
+    def parse(cls, value: str | ModelFamily, *, where: str = "") -> ModelFamily:
+        if isinstance(value, ModelFamily):
+            return value
+        try:
+            return cls(value)
+        except ValueError:
+            raise ConfigurationError(
+                f"{where}unknown model family {value!r}; use one of "
+                f"{', '.join(f.value for f in cls)}"
+            ) from None
+
+
+class MediaType(str, Enum):
+    """A modality a model reads or writes."""
+
+    TEXT = "text"
+    IMAGE = "image"
+    AUDIO = "audio"
+    VIDEO = "video"
+    PDF = "pdf"
+
+    @classmethod
+    def parse(cls, value: str | MediaType, *, where: str = "") -> MediaType:
+        if isinstance(value, MediaType):
+            return value
+        try:
+            return cls(value)
+        except ValueError:
+            raise ConfigurationError(
+                f"{where}unknown media type {value!r}; use one of "
+                f"{', '.join(m.value for m in cls)}"
+            ) from None
+
+    @classmethod
+    def from_mime_type(cls, mime: str) -> MediaType:
+        """``"image/png"`` -> IMAGE, ``"application/pdf"`` -> PDF, ``"text/plain"`` -> TEXT."""
+        major, _, minor = mime.lower().partition("/")
+        if minor == "pdf":
+            return cls.PDF
+        if major in ("image", "audio", "video", "text"):
+            return cls(major)
+        raise ConfigurationError(f"no media type for MIME type {mime!r}")
+
+
+def _check_int(where: str, name: str, v: Any) -> None:
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
+        raise ConfigurationError(f"{where}{name} must be a positive integer or null, not {v!r}")
+
+
+def _check_price(where: str, name: str, v: Any) -> None:
+    if v is None:
+        return
+    if isinstance(v, bool) or not isinstance(v, int | float) or math.isnan(v) or v < 0:
+        raise ConfigurationError(
+            f"{where}price {name} must be a non-negative number of dollars per million tokens "
+            f"or null (unknown), not {v!r}"
+        )
+    if math.isinf(v):
+        raise ConfigurationError(f"{where}price {name} must be finite, not {v!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Pricing:
+    """Dollars per million tokens, with where the numbers come from.
+
+    ``cached_input`` prices prompt-cache reads, ``cache_write`` prompt-cache writes (Anthropic);
+    ``reasoning`` prices reasoning ("thinking") tokens -- every provider in the bundled catalog
+    bills them as output tokens, so it defaults to ``output`` when not given.
+    """
+
+    input: float | None = None
+    output: float | None = None
+    cached_input: float | None = None
+    cache_write: float | None = None
+    reasoning: float | None = None
+    source: str | None = None
+    as_of: str | None = None
+    note: str | None = None
+
+    def validate(self, where: str = "") -> None:
+        for f in ("input", "output", "cached_input", "cache_write", "reasoning"):
+            _check_price(where, f, getattr(self, f))
+        if self.as_of is not None:
+            _parse_date(self.as_of, f"{where}prices.as_of")
+
+    @property
+    def known(self) -> bool:
+        return self.input is not None and self.output is not None
+
+    @property
+    def reasoning_price(self) -> float | None:
+        return self.reasoning if self.reasoning is not None else self.output
+
+    @property
+    def cached_input_price(self) -> float | None:
+        return self.cached_input if self.cached_input is not None else self.input
+
+    @property
+    def cache_write_price(self) -> float | None:
+        return self.cache_write if self.cache_write is not None else self.input
+
+
+#: The capability flags a query may name (``get_models_by_capability(capability=...)``).
+CAPABILITY_NAMES: tuple[str, ...] = (
+    "supports_streaming",
+    "supports_tools",
+    "supports_function_calling",
+    "supports_vision",
+    "supports_json_mode",
+    "supports_json_schema",
+    "supports_system_prompt",
+    "supports_reasoning",
+    "supports_prompt_caching",
+    "supports_audio",
+    "supports_pdf",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LLMCapabilities:
+    """What a model can do, its limits and its prices (seed 003's ``LLMCapabilities``)."""
+
+    max_context_window: int | None = None
+    max_output_tokens: int | None = None
+    supports_streaming: bool = True
+    supports_tools: bool = False
+    supports_vision: bool = False
+    supports_json_mode: bool = False
+    supports_json_schema: bool = False
+    supports_system_prompt: bool = True
+    supports_reasoning: bool = False
+    supports_prompt_caching: bool = False
+    input_modalities: frozenset[MediaType] = frozenset({MediaType.TEXT})
+    output_modalities: frozenset[MediaType] = frozenset({MediaType.TEXT})
+    pricing: Pricing = field(default_factory=Pricing)
+
+    def validate(self, where: str = "") -> None:
+        _check_int(where, "max_context_window", self.max_context_window)
+        _check_int(where, "max_output_tokens", self.max_output_tokens)
+        if (
+            self.max_context_window is not None
+            and self.max_output_tokens is not None
+            and self.max_output_tokens > self.max_context_window
+        ):
+            raise ConfigurationError(
+                f"{where}max_output_tokens ({self.max_output_tokens}) is larger than the context "
+                f"window ({self.max_context_window})"
+            )
+        self.pricing.validate(where)
+
+    # seed 003 spellings
+    @property
+    def supports_function_calling(self) -> bool:
+        return self.supports_tools
+
+    @property
+    def supports_audio(self) -> bool:
+        return MediaType.AUDIO in self.input_modalities
+
+    @property
+    def supports_pdf(self) -> bool:
+        return MediaType.PDF in self.input_modalities
+
+    @property
+    def input_cost_per_1k_tokens(self) -> float | None:
+        p = self.pricing.input
+        return None if p is None else p / 1000.0
+
+    @property
+    def output_cost_per_1k_tokens(self) -> float | None:
+        p = self.pricing.output
+        return None if p is None else p / 1000.0
+
+
+def _parse_date(value: Any, where: str) -> date:
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ConfigurationError(f"{where} must be a date written YYYY-MM-DD, not {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class LLMProfile:
+    """One model of one provider: identity, lifecycle and capabilities (seed 003's
+    ``LLMProfile``). ``name`` is the provider's model id; ``id`` is ``provider/name``."""
+
+    provider: str
+    name: str
+    capabilities: LLMCapabilities = field(default_factory=LLMCapabilities)
+    family: ModelFamily = ModelFamily.OTHER
+    aliases: tuple[str, ...] = ()
+    display_name: str | None = None
+    description: str | None = None
+    release_date: date | None = None
+    deprecation_date: date | None = None
+    shutdown_date: date | None = None
+    replacement: str | None = None
+    lifecycle_source: str | None = None
+    #: ``o200k_base`` / ``cl100k_base`` for exact token counts, None for the estimate.
+    tokenizer: str | None = None
+    #: Where this row came from: "bundled", "user", "detected" or a file path.
+    origin: str = "user"
+
+    def __post_init__(self) -> None:
+        where = f"model {self.provider}/{self.name}: "
+        if not isinstance(self.provider, str) or not self.provider.strip():
+            raise ConfigurationError(f"a model profile needs a provider, not {self.provider!r}")
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ConfigurationError(f"a model profile needs a model name, not {self.name!r}")
+        if not isinstance(self.capabilities, LLMCapabilities):
+            raise ConfigurationError(f"{where}capabilities must be an LLMCapabilities")
+        self.capabilities.validate(where)
+        if not isinstance(self.family, ModelFamily):
+            object.__setattr__(self, "family", ModelFamily.parse(self.family, where=where))
+        for a in self.aliases:
+            if not isinstance(a, str) or not a.strip():
+                raise ConfigurationError(f"{where}every alias must be a non-empty string")
+        for f in ("release_date", "deprecation_date", "shutdown_date"):
+            v = getattr(self, f)
+            if v is not None and not isinstance(v, date):
+                object.__setattr__(self, f, _parse_date(v, f"{where}{f}"))
+        if (
+            self.deprecation_date is not None
+            and self.shutdown_date is not None
+            and self.shutdown_date < self.deprecation_date
+        ):
+            raise ConfigurationError(
+                f"{where}shutdown_date {self.shutdown_date} is before deprecation_date "
+                f"{self.deprecation_date}"
+            )
+        if self.tokenizer not in (None, "o200k_base", "cl100k_base"):
+            raise ConfigurationError(
+                f"{where}tokenizer must be 'o200k_base', 'cl100k_base' or null, "
+                f"not {self.tokenizer!r}"
+            )
+
+    @property
+    def id(self) -> str:
+        return f"{self.provider}/{self.name}"
+
+    @property
+    def pricing(self) -> Pricing:
+        return self.capabilities.pricing
+
+    def is_deprecated(self, today: date) -> bool:
+        return (self.deprecation_date is not None and today >= self.deprecation_date) or (
+            self.shutdown_date is not None and not self.is_retired(today)
+        )
+
+    def is_retired(self, today: date) -> bool:
+        return self.shutdown_date is not None and today >= self.shutdown_date
+
+    def replace(self, **changes: Any) -> LLMProfile:
+        return dataclasses.replace(self, **changes)
+
+    def __repr__(self) -> str:
+        return f"LLMProfile({self.id!r}, family={self.family.value!r})"

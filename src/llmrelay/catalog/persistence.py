@@ -1,0 +1,456 @@
+"""Catalog rows and their files: JSON, YAML (the ``yaml`` extra) and SQLite.
+
+A catalog document is ``{"schema_version": 1, "catalog_version": ..., "as_of": ..., "models":
+[row, ...]}``; a row is the flat, documented form of an :class:`LLMProfile`::
+
+    {"provider": "openai", "model": "gpt-4.1-mini", "aliases": [...], "family": "gpt",
+     "context_window": 1047576, "max_output_tokens": 32768,
+     "prices": {"input": 0.4, "output": 1.6, "cached_input": 0.1, "reasoning": null,
+                "source": "https://...", "as_of": "2026-11-24", "note": null},
+     "capabilities": {"vision": true, "tools": true, "json_schema": true, ...},
+     "modalities": {"input": ["text", "image"], "output": ["text"]},
+     "release_date": "2025-04-14", "deprecation_date": null, "shutdown_date": null,
+     "replacement": null}
+
+Unknown keys are errors (a typo must not silently drop a price). Every problem is a
+``ConfigFileError`` naming the file, the row and the field.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Mapping
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..errors import ConfigFileError, ConfigurationError
+from .models import LLMCapabilities, LLMProfile, MediaType, ModelFamily, Pricing
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "dump_json",
+    "dump_sqlite",
+    "dump_yaml",
+    "load_document",
+    "load_json",
+    "load_sqlite",
+    "load_yaml",
+    "merge_rows",
+    "profile_from_row",
+    "profile_to_row",
+]
+
+SCHEMA_VERSION = 1
+
+_ROW_KEYS = frozenset(
+    {
+        "provider",
+        "model",
+        "aliases",
+        "family",
+        "display_name",
+        "description",
+        "context_window",
+        "max_output_tokens",
+        "prices",
+        "capabilities",
+        "modalities",
+        "release_date",
+        "deprecation_date",
+        "shutdown_date",
+        "replacement",
+        "lifecycle_source",
+        "tokenizer",
+    }
+)
+_PRICE_KEYS = frozenset(
+    {"input", "output", "cached_input", "cache_write", "reasoning", "source", "as_of", "note"}
+)
+_CAP_KEYS: dict[str, str] = {
+    "streaming": "supports_streaming",
+    "tools": "supports_tools",
+    "vision": "supports_vision",
+    "json_mode": "supports_json_mode",
+    "json_schema": "supports_json_schema",
+    "system_prompt": "supports_system_prompt",
+    "reasoning": "supports_reasoning",
+    "prompt_caching": "supports_prompt_caching",
+}
+_DOC_KEYS = frozenset({"schema_version", "catalog_version", "as_of", "notes", "models"})
+
+
+def _err(msg: str, path: str | None, key: str | None = None) -> ConfigFileError:
+    return ConfigFileError(msg, path=path, key=key)
+
+
+def _expect(v: Any, types: type | tuple[type, ...], what: str, path: str | None, key: str) -> Any:
+    if v is not None and (not isinstance(v, types) or isinstance(v, bool) and bool not in types):
+        want = types.__name__ if isinstance(types, type) else " or ".join(t.__name__ for t in types)
+        raise _err(f"{what} must be {want}, not {v!r}", path, key)
+    return v
+
+
+def profile_from_row(
+    row: Any, *, path: str | None = None, index: int | None = None, origin: str = "user"
+) -> LLMProfile:
+    """Build and validate a profile from a row; ``ConfigFileError`` names what is wrong."""
+    where = f"models[{index}]" if index is not None else "model"
+    if not isinstance(row, Mapping):
+        raise _err(f"{where} must be a table/object, not {type(row).__name__}", path, where)
+    label = f"{row.get('provider')}/{row.get('model')}"
+    key = f"{where} ({label})"
+    unknown = set(row) - _ROW_KEYS
+    if unknown:
+        raise _err(
+            f"unknown field(s) {', '.join(sorted(unknown))}; known fields: "
+            f"{', '.join(sorted(_ROW_KEYS))}",
+            path,
+            key,
+        )
+    for req in ("provider", "model"):
+        if not isinstance(row.get(req), str) or not row[req].strip():
+            raise _err(f"{req} must be a non-empty string, not {row.get(req)!r}", path, key)
+    prices = row.get("prices") or {}
+    caps = row.get("capabilities") or {}
+    mods = row.get("modalities") or {}
+    for name, table, known in (
+        ("prices", prices, _PRICE_KEYS),
+        ("capabilities", caps, frozenset(_CAP_KEYS)),
+        ("modalities", mods, frozenset({"input", "output"})),
+    ):
+        if not isinstance(table, Mapping):
+            raise _err(f"{name} must be a table/object, not {table!r}", path, key)
+        bad = set(table) - known
+        if bad:
+            raise _err(
+                f"unknown {name} field(s) {', '.join(sorted(bad))}; known: "
+                f"{', '.join(sorted(known))}",
+                path,
+                key,
+            )
+    for c, v in caps.items():
+        if not isinstance(v, bool):
+            raise _err(f"capabilities.{c} must be true or false, not {v!r}", path, key)
+    aliases = row.get("aliases") or []
+    if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
+        raise _err(f"aliases must be a list of strings, not {aliases!r}", path, key)
+    for f in ("display_name", "description", "replacement", "lifecycle_source", "tokenizer"):
+        _expect(row.get(f), str, f, path, key)
+    for f in ("source", "as_of", "note"):
+        _expect(prices.get(f), str, f"prices.{f}", path, key)
+    try:
+        pricing = Pricing(
+            input=prices.get("input"),
+            output=prices.get("output"),
+            cached_input=prices.get("cached_input"),
+            cache_write=prices.get("cache_write"),
+            reasoning=prices.get("reasoning"),
+            source=prices.get("source"),
+            as_of=prices.get("as_of"),
+            note=prices.get("note"),
+        )
+
+        def media(side: str) -> frozenset[MediaType]:
+            items = mods.get(side)
+            if items is None:
+                return frozenset({MediaType.TEXT})
+            if not isinstance(items, list):
+                raise ConfigurationError(f"modalities.{side} must be a list, not {items!r}")
+            return frozenset(MediaType.parse(m, where=f"modalities.{side}: ") for m in items)
+
+        in_mods = media("input")
+        cap_kwargs = {_CAP_KEYS[k]: v for k, v in caps.items()}
+        if "vision" not in caps and MediaType.IMAGE in in_mods:
+            cap_kwargs["supports_vision"] = True
+        capabilities = LLMCapabilities(
+            max_context_window=row.get("context_window"),
+            max_output_tokens=row.get("max_output_tokens"),
+            input_modalities=in_mods,
+            output_modalities=media("output"),
+            pricing=pricing,
+            **cap_kwargs,
+        )
+        return LLMProfile(
+            provider=row["provider"],
+            name=row["model"],
+            capabilities=capabilities,
+            family=ModelFamily.parse(row.get("family") or "other"),
+            aliases=tuple(aliases),
+            display_name=row.get("display_name"),
+            description=row.get("description"),
+            release_date=row.get("release_date"),
+            deprecation_date=row.get("deprecation_date"),
+            shutdown_date=row.get("shutdown_date"),
+            replacement=row.get("replacement"),
+            lifecycle_source=row.get("lifecycle_source"),
+            tokenizer=row.get("tokenizer"),
+            origin=origin,
+        )
+    except ConfigFileError:
+        raise
+    except ConfigurationError as exc:
+        msg = exc.message.removeprefix(f"model {label}: ")
+        raise _err(msg, path, key) from None
+
+
+def _iso(d: date | None) -> str | None:
+    return None if d is None else d.isoformat()
+
+
+def profile_to_row(p: LLMProfile) -> dict[str, Any]:
+    """The row form of a profile (inverse of :func:`profile_from_row`)."""
+    c = p.capabilities
+    pr = c.pricing
+    row: dict[str, Any] = {
+        "provider": p.provider,
+        "model": p.name,
+        "aliases": list(p.aliases),
+        "family": p.family.value,
+        "display_name": p.display_name,
+        "description": p.description,
+        "context_window": c.max_context_window,
+        "max_output_tokens": c.max_output_tokens,
+        "prices": {
+            "input": pr.input,
+            "output": pr.output,
+            "cached_input": pr.cached_input,
+            "cache_write": pr.cache_write,
+            "reasoning": pr.reasoning,
+            "source": pr.source,
+            "as_of": pr.as_of,
+            "note": pr.note,
+        },
+        "capabilities": {k: getattr(c, attr) for k, attr in _CAP_KEYS.items()},
+        "modalities": {
+            "input": sorted(m.value for m in c.input_modalities),
+            "output": sorted(m.value for m in c.output_modalities),
+        },
+        "release_date": _iso(p.release_date),
+        "deprecation_date": _iso(p.deprecation_date),
+        "shutdown_date": _iso(p.shutdown_date),
+        "replacement": p.replacement,
+        "lifecycle_source": p.lifecycle_source,
+        "tokenizer": p.tokenizer,
+    }
+    return row
+
+
+def merge_rows(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` wins field by field; the ``prices``, ``capabilities`` and ``modalities``
+    tables are merged one level deep (a user file may change one price of a bundled model)."""
+    out = dict(base)
+    for k, v in override.items():
+        if k in ("prices", "capabilities", "modalities") and isinstance(v, Mapping):
+            inner = out.get(k)
+            out[k] = {**(inner if isinstance(inner, Mapping) else {}), **v}
+        else:
+            out[k] = v
+    return out
+
+
+# --------------------------------------------------------------------------- documents
+
+
+def _document(data: Any, path: str | None) -> tuple[dict[str, Any], list[Any]]:
+    if isinstance(data, list):  # a bare list of rows
+        return {"schema_version": SCHEMA_VERSION}, data
+    if not isinstance(data, Mapping):
+        raise _err(
+            f"a catalog must be an object with a 'models' list, not {type(data).__name__}", path
+        )
+    unknown = set(data) - _DOC_KEYS
+    if unknown:
+        raise _err(
+            f"unknown top-level field(s) {', '.join(sorted(unknown))}; known: "
+            f"{', '.join(sorted(_DOC_KEYS))}",
+            path,
+        )
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise _err(
+            f"schema_version {version!r} is not supported (this llmrelay reads version "
+            f"{SCHEMA_VERSION}); upgrade llmrelay or rewrite the file",
+            path,
+            "schema_version",
+        )
+    rows = data.get("models")
+    if not isinstance(rows, list):
+        raise _err(f"'models' must be a list of model rows, not {rows!r}", path, "models")
+    meta = {k: v for k, v in data.items() if k != "models"}
+    return meta, rows
+
+
+def load_document(
+    data: Any, *, path: str | None = None, origin: str = "user"
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Validate a parsed document; returns its metadata and its rows (each checked by
+    building its profile). Raises ``ConfigFileError`` on the first problem."""
+    meta, rows = _document(data, path)
+    seen: set[tuple[str, str]] = set()
+    for i, row in enumerate(rows):
+        p = profile_from_row(row, path=path, index=i, origin=origin)
+        if (p.provider, p.name) in seen:
+            raise _err(f"{p.id} is listed twice", path, f"models[{i}]")
+        seen.add((p.provider, p.name))
+    return meta, [dict(r) for r in rows]
+
+
+def _read(path: str | os.PathLike[str]) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise _err(f"cannot read the catalog file: {exc.strerror or exc}", str(path)) from None
+
+
+Loaded = tuple[dict[str, Any], list[dict[str, Any]]]
+
+
+def load_json(path: str | os.PathLike[str], *, origin: str = "user") -> Loaded:
+    raw = _read(path)
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _err(f"not valid JSON: {exc}", str(path)) from None
+    return load_document(data, path=str(path), origin=origin)
+
+
+def _yaml() -> Any:
+    try:
+        import yaml
+    except ImportError:
+        raise ConfigurationError(
+            "reading or writing YAML catalogs needs PyYAML: pip install llmrelay[yaml]"
+        ) from None
+    return yaml
+
+
+def load_yaml(path: str | os.PathLike[str], *, origin: str = "user") -> Loaded:
+    yaml = _yaml()
+    raw = _read(path)
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise _err(f"not valid YAML: {exc}", str(path)) from None
+    return load_document(_dates_to_str(data), path=str(path), origin=origin)
+
+
+def _dates_to_str(obj: Any) -> Any:
+    """YAML turns 2025-04-14 into a date; rows hold ISO strings."""
+    if isinstance(obj, date):
+        return obj.isoformat()
+    if isinstance(obj, dict):
+        return {k: _dates_to_str(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_dates_to_str(v) for v in obj]
+    return obj
+
+
+def _doc(meta: Mapping[str, Any], rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, **meta, "models": [dict(r) for r in rows]}
+
+
+def dump_json(
+    path: str | os.PathLike[str], meta: Mapping[str, Any], rows: Iterable[Mapping[str, Any]]
+) -> None:
+    Path(path).write_bytes(orjson.dumps(_doc(meta, rows), option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def dump_yaml(
+    path: str | os.PathLike[str], meta: Mapping[str, Any], rows: Iterable[Mapping[str, Any]]
+) -> None:
+    yaml = _yaml()
+    Path(path).write_text(yaml.safe_dump(_doc(meta, rows), sort_keys=False), "utf-8")
+
+
+_SQL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS catalog_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS catalog_models (
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    context_window INTEGER,
+    input_per_mtok REAL,
+    output_per_mtok REAL,
+    shutdown_date TEXT,
+    row_json TEXT NOT NULL,
+    PRIMARY KEY (provider, model)
+);
+"""
+
+
+def dump_sqlite(
+    path: str | os.PathLike[str], meta: Mapping[str, Any], rows: Iterable[Mapping[str, Any]]
+) -> None:
+    """Write the catalog to a SQLite database (tables ``catalog_meta``, ``catalog_models``;
+    one JSON row per model plus a few columns for SQL queries). Replaces what was there."""
+    con = sqlite3.connect(str(path))
+    try:
+        with con:
+            con.executescript(_SQL_SCHEMA)
+            con.execute("DELETE FROM catalog_meta")
+            con.execute("DELETE FROM catalog_models")
+            full = {"schema_version": SCHEMA_VERSION, **meta}
+            con.executemany(
+                "INSERT INTO catalog_meta (key, value) VALUES (?, ?)",
+                [(k, orjson.dumps(v).decode()) for k, v in full.items()],
+            )
+            con.executemany(
+                "INSERT INTO catalog_models VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        r["provider"],
+                        r["model"],
+                        r.get("context_window"),
+                        (r.get("prices") or {}).get("input"),
+                        (r.get("prices") or {}).get("output"),
+                        r.get("shutdown_date"),
+                        orjson.dumps(r).decode(),
+                    )
+                    for r in rows
+                ],
+            )
+    except sqlite3.Error as exc:
+        raise _err(f"cannot write the catalog database: {exc}", str(path)) from None
+    finally:
+        con.close()
+
+
+def load_sqlite(path: str | os.PathLike[str], *, origin: str = "user") -> Loaded:
+    p = str(path)
+    if not Path(p).is_file():
+        raise _err("the catalog database does not exist", p)
+    try:
+        con = sqlite3.connect(f"file:{Path(p).as_posix()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise _err(f"cannot open the catalog database: {exc}", p) from None
+    try:
+        meta = {k: orjson.loads(v) for k, v in con.execute("SELECT key, value FROM catalog_meta")}
+        rows = [
+            orjson.loads(r)
+            for (r,) in con.execute("SELECT row_json FROM catalog_models ORDER BY provider, model")
+        ]
+    except (sqlite3.Error, orjson.JSONDecodeError) as exc:
+        raise _err(
+            f"not a llmrelay catalog database ({exc}); write one with LLMRegistry.save()", p
+        ) from None
+    finally:
+        con.close()
+    return load_document({**meta, "models": rows}, path=p, origin=origin)
+
+
+def format_for(path: str | os.PathLike[str]) -> str:
+    """``json``, ``yaml`` or ``sqlite`` from the file extension."""
+    ext = Path(path).suffix.lower()
+    if ext == ".json":
+        return "json"
+    if ext in (".yaml", ".yml"):
+        return "yaml"
+    if ext in (".db", ".sqlite", ".sqlite3"):
+        return "sqlite"
+    raise ConfigurationError(
+        f"cannot tell the catalog format of {str(path)!r} from its extension; use .json, "
+        ".yaml/.yml or .db/.sqlite/.sqlite3"
+    )

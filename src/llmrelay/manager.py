@@ -1,0 +1,345 @@
+"""Seed 004's ``LLMManager``: registered models, an active model, a fallback chain, retries
+with exponential backoff, a circuit breaker per model, response caching and metrics -- all on
+the one engine.
+
+``max_retries`` is seed 004's "maximum retry attempts": the total number of attempts per model,
+so ``LLMManager(max_retries=5)`` tries once, then waits 1 s, 2 s, 4 s and 8 s between the next
+four attempts (the seed's schedule; pass ``retry_policy=`` for jittered backoff instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ._sync import run_sync
+from .backends import CallableBackend
+from .breaker import BreakerRegistry
+from .engine import CallOptions, Engine
+from .errors import ConfigurationError, UnknownModelError
+from .providers import make_deployment
+from .resolve import Target, resolve_target
+from .retry import RetryPolicy
+from .trace import Attempt
+from .transport.base import Transport
+from .types import PARAM_NAMES, Message, Response, build_params
+
+__all__ = ["LLMManager"]
+
+
+@dataclass(slots=True)
+class _Stats:
+    requests: int = 0
+    successes: int = 0
+    failures: int = 0
+    latency_total: float = 0.0
+    tokens: int = 0
+    retries: int = 0
+
+
+@dataclass(slots=True)
+class _Model:
+    name: str
+    target: Target
+    metadata: dict[str, Any]
+    key: str
+    stats: _Stats = field(default_factory=_Stats)
+
+
+class _MemoryCache:
+    """A bounded in-memory LRU of generated texts."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._data: dict[str, str] = {}
+        self._max = max_entries
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            v = self._data.pop(key, None)
+            if v is not None:
+                self._data[key] = v  # most recently used goes last
+            return v
+
+    def set(self, key: str, value: str) -> None:
+        with self._lock:
+            self._data.pop(key, None)
+            self._data[key] = value
+            while len(self._data) > self._max:
+                del self._data[next(iter(self._data))]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+class LLMManager:
+    """Enhanced LLM manager with reliability and monitoring features (seed 004)."""
+
+    def __init__(
+        self,
+        max_retries: int = 3,
+        enable_caching: bool = True,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        failure_threshold: int = 5,
+        recovery_timeout: float = 60,
+        cache_max_entries: int = 10_000,
+        transport: Transport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 1:
+            raise ConfigurationError(
+                "max_retries is the number of attempts per model and must be >= 1, "
+                f"not {max_retries!r}"
+            )
+        policy = retry_policy or RetryPolicy(
+            max_retries=max_retries - 1,
+            base_delay=1.0,
+            max_delay=max(1.0, 2.0 ** max(0, max_retries - 2)),
+            jitter=False,
+            retry_unknown_errors=True,
+        )
+        self.max_retries = max_retries
+        self.enable_caching = enable_caching
+        self._engine = Engine(
+            transport,
+            retry=policy,
+            breakers=BreakerRegistry(
+                failure_threshold=failure_threshold, recovery_timeout=recovery_timeout, clock=clock
+            ),
+            clock=clock,
+            sleep=sleep,
+        )
+        self._models: dict[str, _Model] = {}
+        self._by_label: dict[str, str] = {}
+        self._active: str | None = None
+        self._chain: list[str] = []
+        self._cache = _MemoryCache(cache_max_entries)
+        self._lock = threading.Lock()
+        self._total = self._ok = self._failed = 0
+        self._cache_hits = self._cache_misses = 0
+        self._tokens = self._retries = 0
+        self._cost = 0.0
+        self._cost_known = False
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    # ------------------------------------------------------------------ configuration
+
+    def register_model(
+        self,
+        name: str,
+        inference_fn: Callable[[str, dict[str, Any]], str | Awaitable[str]] | str,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Register a model: a function ``(prompt, kwargs) -> str`` (sync or async), or the name
+        of an alias / ``provider/model`` to call through its adapter."""
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigurationError("a model needs a non-empty string name")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise ConfigurationError(
+                f"metadata for {name!r} must be a dict, not {type(metadata).__name__}"
+            )
+        if isinstance(inference_fn, str):
+            target = resolve_target(inference_fn)
+        else:
+            backend = CallableBackend(inference_fn, name)  # checks the signature now
+            target = Target("test", name, options={"backend": backend})
+        dep = make_deployment(
+            target.provider,
+            target.model,
+            base_url=target.base_url,
+            options=target.options,
+            require_key=False,
+        )
+        with self._lock:
+            old = self._models.get(name)
+            if old is not None:
+                self._by_label.pop(old.target.label if old.target.alias else dep.label, None)
+            self._models[name] = _Model(name, target, dict(metadata or {}), dep.key)
+            self._by_label[dep.label] = name
+
+    def set_active_model(self, name: str) -> None:
+        self._require(name)
+        self._active = name
+
+    def set_fallback_chain(self, model_names: Sequence[str]) -> None:
+        """Models to try in order when a call fails (the active model is tried first)."""
+        if isinstance(model_names, str) or not isinstance(model_names, Sequence):
+            raise ConfigurationError("the fallback chain must be a list of registered model names")
+        if not model_names:
+            raise ConfigurationError("the fallback chain is empty; list at least one model")
+        seen: set[str] = set()
+        for n in model_names:
+            self._require(n)
+            if n in seen:
+                raise ConfigurationError(f"the fallback chain lists {n!r} twice (a cycle)")
+            seen.add(n)
+        self._chain = list(model_names)
+
+    def _require(self, name: str) -> _Model:
+        m = self._models.get(name)
+        if m is None:
+            known = ", ".join(sorted(self._models)) or "none yet"
+            raise UnknownModelError(
+                f"model {name!r} is not registered (registered: {known}); call register_model first"
+            )
+        return m
+
+    def list_models(self) -> list[str]:
+        return list(self._models)
+
+    # ------------------------------------------------------------------ generation
+
+    def _candidates(self) -> list[_Model]:
+        order: list[str] = []
+        if self._active is not None:
+            order.append(self._active)
+        order.extend(n for n in self._chain if n not in order)
+        if not order:
+            raise ConfigurationError(
+                "no active model: call set_active_model(name) or set_fallback_chain([...])"
+            )
+        return [self._models[n] for n in order]
+
+    @staticmethod
+    def _cache_key(names: list[str], prompt: str, kwargs: dict[str, Any]) -> str:
+        blob = orjson.dumps([names, prompt, kwargs], option=orjson.OPT_SORT_KEYS, default=repr)
+        return hashlib.sha256(blob).hexdigest()
+
+    async def agenerate(self, prompt: str, use_cache: bool = True, **kwargs: Any) -> str:
+        """Generate with retry, circuit breakers and fallback; cached when enabled."""
+        if not isinstance(prompt, str) or not prompt:
+            raise ConfigurationError("prompt must be a non-empty string")
+        candidates = self._candidates()
+        names = [m.name for m in candidates]
+        caching = self.enable_caching and use_cache
+        key = self._cache_key(names, prompt, kwargs) if caching else ""
+        with self._lock:
+            self._total += 1
+        if caching:
+            hit = self._cache.get(key)
+            with self._lock:
+                if hit is not None:
+                    self._cache_hits += 1
+                    self._ok += 1
+                    return hit
+                self._cache_misses += 1
+        api_params = {k: v for k, v in kwargs.items() if k in PARAM_NAMES}
+        extra = {k: v for k, v in kwargs.items() if k not in PARAM_NAMES}
+        if extra:
+            api_params["extra"] = extra
+        params = build_params(api_params)
+        opts = CallOptions(fallbacks=[m.target for m in candidates[1:]])
+        try:
+            resp = await self._engine._complete(
+                candidates[0].target, [Message("user", prompt)], params, opts
+            )
+        except BaseException as exc:
+            trace = getattr(exc, "trace", None) or getattr(exc, "llmrelay_trace", None) or []
+            self._record(trace, None)
+            with self._lock:
+                self._failed += 1
+            raise
+        self._record(resp.trace, resp)
+        with self._lock:
+            self._ok += 1
+        if caching:
+            self._cache.set(key, resp.text)
+        return resp.text
+
+    def generate(self, prompt: str, use_cache: bool = True, **kwargs: Any) -> str:
+        """Sync ``agenerate`` (seed 004's signature)."""
+        return run_sync(self.agenerate(prompt, use_cache, **kwargs))
+
+    def _record(self, trace: list[Attempt], resp: Response | None) -> None:
+        with self._lock:
+            for a in trace:
+                name = self._by_label.get(a.deployment)
+                m = self._models.get(name) if name else None
+                if a.number > 1 and a.outcome != "skipped":
+                    self._retries += 1
+                if m is None or a.outcome == "skipped":
+                    continue
+                st = m.stats
+                st.requests += 1
+                st.latency_total += a.latency_s
+                if a.number > 1:
+                    st.retries += 1
+                if a.outcome == "success":
+                    st.successes += 1
+                else:
+                    st.failures += 1
+            if resp is not None:
+                tokens = resp.usage.total_tokens
+                self._tokens += tokens
+                name = self._by_label.get(f"{resp.provider}/{resp.model}") or (
+                    self._by_label.get(trace[-1].deployment) if trace else None
+                )
+                m = self._models.get(name) if name else None
+                if m is not None:
+                    m.stats.tokens += tokens
+                    price = m.metadata.get("cost_per_1k_tokens")
+                    if isinstance(price, int | float) and not isinstance(price, bool):
+                        self._cost += tokens / 1000 * price
+                        self._cost_known = True
+
+    # ------------------------------------------------------------------ introspection
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    def get_model_info(self, model_name: str) -> dict[str, Any]:
+        m = self._require(model_name)
+        st = m.stats
+        breaker = self._engine.breakers.get(m.key) if self._engine.breakers else None
+        return {
+            "name": m.name,
+            "provider": m.metadata.get("provider", m.target.provider),
+            "metadata": dict(m.metadata),
+            "active": self._active == m.name,
+            "stats": {
+                "requests": st.requests,
+                "successes": st.successes,
+                "failures": st.failures,
+                "avg_latency": st.latency_total / st.requests if st.requests else 0.0,
+                "total_tokens": st.tokens,
+                "retries": st.retries,
+            },
+            "circuit_breaker_state": breaker.state if breaker is not None else "closed",
+        }
+
+    def get_metrics(self) -> dict[str, Any]:
+        with self._lock:
+            lookups = self._cache_hits + self._cache_misses
+            out: dict[str, Any] = {
+                "total_requests": self._total,
+                "successful_requests": self._ok,
+                "failed_requests": self._failed,
+                "success_rate": self._ok / self._total if self._total else 0.0,
+                "cache_hits": self._cache_hits,
+                "cache_misses": self._cache_misses,
+                "cache_hit_rate": self._cache_hits / lookups if lookups else 0.0,
+                "total_tokens": self._tokens,
+                "total_retries": self._retries,
+                "active_model": self._active,
+                "registered_models": len(self._models),
+            }
+            out["total_cost"] = round(self._cost, 10) if self._cost_known else None
+            return out
+
+    def reset_circuit_breaker(self, model_name: str) -> None:
+        m = self._require(model_name)
+        if self._engine.breakers is not None:
+            self._engine.breakers.get(m.key).reset()

@@ -1,0 +1,316 @@
+"""Anthropic Messages, as the fake upstream speaks it (the format of api.anthropic.com).
+
+Non-stream bodies are ``{"type": "message", "content": [...], "stop_reason", "usage"}``; streams
+are named SSE events (``message_start``, ``content_block_start``, ``ping``,
+``content_block_delta``, ``content_block_stop``, ``message_delta``, ``message_stop``); errors
+are ``{"type": "error", "error": {"type", "message"}}``, in a stream as ``event: error``. Usage
+follows Anthropic's convention: ``input_tokens`` excludes the cache reads
+(``cache_read_input_tokens``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from .fake import FakeRequest, _Usage
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+#: The fake's generic finish reasons (OpenAI's words) as Anthropic stop reasons.
+_STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "content_filter": "refusal",
+}
+
+_MESSAGE_ID = "msg_fake0001"
+_TOOL_ID = "toolu_fake0001"
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for b in content:
+            if not isinstance(b, dict):
+                continue
+            if b.get("type") == "text":
+                parts.append(str(b.get("text", "")))
+            elif b.get("type") == "tool_result":
+                parts.append(_text_of(b.get("content")))
+        return " ".join(p for p in parts if p)
+    return ""
+
+
+def _user_text(content: Any) -> str | None:
+    """The user's own text in a turn (None for a turn of tool results only)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [
+            str(b.get("text", ""))
+            for b in content
+            if isinstance(b, dict) and b.get("type") == "text"
+        ]
+        return " ".join(texts) if texts else None
+    return None
+
+
+def _frame(event: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+class AnthropicDialect:
+    name = "anthropic"
+    #: message_start, content_block_start and ping come before the first content delta.
+    lead_frames = 3
+
+    def parse(self, body: dict[str, Any], path: str, query: Mapping[str, str]) -> FakeRequest:
+        from .fake import FakeRequest
+
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise ValueError("model: Field required")
+        if not isinstance(body.get("max_tokens"), int):
+            raise ValueError("max_tokens: Field required")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise ValueError("messages: at least one message is required")
+        last_user = ""
+        texts = []
+        system = body.get("system")
+        if system:
+            texts.append(_text_of(system))
+        for i, m in enumerate(messages):
+            role = m.get("role") if isinstance(m, dict) else None
+            if role not in ("user", "assistant"):
+                raise ValueError(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+            content = m.get("content")
+            texts.append(_text_of(content))
+            if role == "user":
+                own = _user_text(content)
+                if own is not None:
+                    last_user = own
+        tools = {
+            t["name"]: t.get("input_schema", {"type": "object"}) for t in body.get("tools") or []
+        }
+        forced = None
+        tc = body.get("tool_choice")
+        if isinstance(tc, dict):
+            if tc.get("type") == "tool":
+                forced = tc["name"]
+                if forced not in tools:
+                    raise ValueError(f"tool_choice names the unknown tool {forced!r}")
+            elif tc.get("type") == "any" and tools:
+                forced = next(iter(tools))
+        return FakeRequest(
+            model=model,
+            last_user_text=last_user,
+            prompt_text=" ".join(t for t in texts if t),
+            stream=bool(body.get("stream")),
+            forced_tool=forced,
+            tool_schemas=tools,
+            include_usage=True,
+        )
+
+    def check_auth(self, request: web.Request, api_key: str) -> bool:
+        # x-api-key is the documented header; recent official SDKs send the key as a bearer
+        # token, which the API accepts too.
+        return (
+            request.headers.get("x-api-key") == api_key
+            or request.headers.get("authorization") == f"Bearer {api_key}"
+        )
+
+    def request_id_header(self) -> str:
+        return "request-id"
+
+    def _usage(self, u: _Usage, output_tokens: int) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "input_tokens": max(0, u.input_tokens - u.cached_tokens),
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": u.cached_tokens,
+            "output_tokens": output_tokens,
+            "service_tier": "standard",
+        }
+        if u.reasoning_tokens:
+            out["output_tokens_details"] = {"thinking_tokens": u.reasoning_tokens}
+        return out
+
+    def _message(
+        self,
+        req: FakeRequest,
+        content: list[dict[str, Any]],
+        stop: str | None,
+        usage: dict[str, Any],
+    ) -> dict[str, Any]:
+        return {
+            "id": _MESSAGE_ID,
+            "type": "message",
+            "role": "assistant",
+            "model": req.model,
+            "content": content,
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": usage,
+        }
+
+    def body(
+        self, req: FakeRequest, text: str, tool: tuple[str, Any] | None, usage: _Usage, finish: str
+    ) -> dict[str, Any]:
+        content: list[dict[str, Any]] = []
+        if text:
+            content.append({"type": "text", "text": text})
+        if tool:
+            content.append({"type": "tool_use", "id": _TOOL_ID, "name": tool[0], "input": tool[1]})
+        return self._message(
+            req,
+            content,
+            _STOP_REASONS.get(finish, finish),
+            self._usage(usage, usage.output_tokens),
+        )
+
+    def stream_events(
+        self,
+        req: FakeRequest,
+        pieces: list[str],
+        tool: tuple[str, Any] | None,
+        usage: _Usage,
+        finish: str,
+    ) -> list[bytes]:
+        frames = [
+            _frame(
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": self._message(req, [], None, self._usage(usage, 1)),
+                },
+            )
+        ]
+        index = 0
+        if pieces or not tool:
+            frames.append(
+                _frame(
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {"type": "text", "text": ""},
+                    },
+                )
+            )
+            frames.append(_frame("ping", {"type": "ping"}))
+            for p in pieces:
+                frames.append(
+                    _frame(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "text_delta", "text": p},
+                        },
+                    )
+                )
+            frames.append(
+                _frame("content_block_stop", {"type": "content_block_stop", "index": index})
+            )
+            index += 1
+        if tool:
+            frames.append(
+                _frame(
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {
+                            "type": "tool_use",
+                            "id": _TOOL_ID,
+                            "name": tool[0],
+                            "input": {},
+                        },
+                    },
+                )
+            )
+            if index == 0:
+                frames.append(_frame("ping", {"type": "ping"}))
+            args = orjson.dumps(tool[1]).decode()
+            half = len(args) // 2
+            for part in ("", args[:half], args[half:]):
+                frames.append(
+                    _frame(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "input_json_delta", "partial_json": part},
+                        },
+                    )
+                )
+            frames.append(
+                _frame("content_block_stop", {"type": "content_block_stop", "index": index})
+            )
+        frames.append(
+            _frame(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {
+                        "stop_reason": _STOP_REASONS.get(finish, finish),
+                        "stop_sequence": None,
+                    },
+                    "usage": {"output_tokens": usage.output_tokens},
+                },
+            )
+        )
+        frames.append(_frame("message_stop", {"type": "message_stop"}))
+        return frames
+
+    def error(
+        self, status: int, message: str, type_: str | None, code: str | None
+    ) -> dict[str, Any]:
+        etype = type_ or _ERROR_TYPES.get(
+            status, "api_error" if status >= 500 else "invalid_request_error"
+        )
+        return {"type": "error", "error": {"type": etype, "message": message}}
+
+    def stream_error(self, message: str, type_: str | None) -> bytes:
+        return _frame(
+            "error",
+            {"type": "error", "error": {"type": type_ or "api_error", "message": message}},
+        )
+
+    def models(self, names: list[str]) -> dict[str, Any]:
+        data = [
+            {
+                "type": "model",
+                "id": n,
+                "display_name": n.replace("-", " ").title(),
+                "created_at": "2025-09-29T00:00:00Z",
+                "lifecycle": "active",
+            }
+            for n in names
+        ]
+        return {
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }

@@ -1,0 +1,438 @@
+"""Google Gemini, as the fake upstream speaks it (the format of generativelanguage.googleapis.com).
+
+Requests are checked the way Google checks them: unknown fields, bad roles, empty parts,
+non-object function arguments or responses and a key in the wrong place are refused with
+Google's error body (``{"error": {"code", "message", "status", "details"}}``), so an adapter that
+builds a wrong body fails its tests.
+
+Scripted errors (``Reply.error(status, message, type=..., code=...)``): ``type`` is the
+``google.rpc`` status string (default from the HTTP status, e.g. 429 → ``RESOURCE_EXHAUSTED``);
+``code`` adds a detail: a quota id (anything containing ``Per``, e.g.
+``GenerateRequestsPerDayPerProjectPerModel-FreeTier``) becomes a ``QuotaFailure`` violation,
+any other code an ``ErrorInfo`` reason (e.g. ``API_KEY_INVALID``). A 429 always carries a
+``RetryInfo`` with ``retryDelay`` ``"30s"``, as Google's do.
+
+Thought parts (``thought: true``) are sent when the request asks for them
+(``generationConfig.thinkingConfig.includeThoughts``) and the reply has ``reasoning_tokens``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from .fake import FakeRequest, _Usage
+
+__all__ = ["GeminiDialect", "GeminiFakeRequest"]
+
+#: HTTP status → google.rpc.Code name, as Google's JSON errors spell it.
+STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+_CODES = frozenset(STATUS_NAMES.values()) | {"FAILED_PRECONDITION", "OUT_OF_RANGE", "UNKNOWN"}
+#: Error types other dialects use (``Reply.stream_error`` defaults) → (HTTP code, status).
+_TYPE_ALIASES = {
+    "overloaded_error": (503, "UNAVAILABLE"),
+    "rate_limit_error": (429, "RESOURCE_EXHAUSTED"),
+    "invalid_request_error": (400, "INVALID_ARGUMENT"),
+    "server_error": (500, "INTERNAL"),
+    "api_error": (500, "INTERNAL"),
+}
+_FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "content_filter": "SAFETY"}
+_TOP_FIELDS = frozenset(
+    {
+        "model",
+        "contents",
+        "tools",
+        "toolConfig",
+        "safetySettings",
+        "systemInstruction",
+        "generationConfig",
+        "cachedContent",
+    }
+)
+_CONFIG_FIELDS = frozenset(
+    {
+        "stopSequences",
+        "responseMimeType",
+        "responseSchema",
+        "responseJsonSchema",
+        "responseModalities",
+        "candidateCount",
+        "maxOutputTokens",
+        "temperature",
+        "topP",
+        "topK",
+        "seed",
+        "presencePenalty",
+        "frequencyPenalty",
+        "responseLogprobs",
+        "logprobs",
+        "enableEnhancedCivicAnswers",
+        "speechConfig",
+        "thinkingConfig",
+        "imageConfig",
+        "mediaResolution",
+    }
+)
+_PART_FIELDS = frozenset(
+    {
+        "text",
+        "inlineData",
+        "fileData",
+        "functionCall",
+        "functionResponse",
+        "executableCode",
+        "codeExecutionResult",
+        "thought",
+        "thoughtSignature",
+        "videoMetadata",
+        "mediaResolution",
+        "partMetadata",
+    }
+)
+_DECL_FIELDS = frozenset(
+    {
+        "name",
+        "description",
+        "behavior",
+        "parameters",
+        "parametersJsonSchema",
+        "response",
+        "responseJsonSchema",
+    }
+)
+_DATA_FIELDS = ("text", "inlineData", "fileData", "functionCall", "functionResponse")
+_PATH = re.compile(r"/models/([^/:]+):(generateContent|streamGenerateContent)$")
+_SEP = b"\r\n\r\n"
+
+
+@dataclass(slots=True)
+class GeminiFakeRequest(FakeRequest):
+    include_thoughts: bool = False
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(w[:1].upper() + w[1:] for w in rest)
+
+
+def _obj(value: Any, where: str, known: frozenset[str] | None = None) -> dict[str, Any]:
+    """A message-typed JSON object with its keys in lowerCamelCase. Google's proto-JSON parser
+    takes ``snake_case`` as well (the official SDK sends ``parameters_json_schema``)."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} must be an object")
+    out = {_camel(k): v for k, v in value.items()}
+    if known is not None:
+        unknown = set(out) - known
+        if unknown:
+            raise ValueError(
+                f'Invalid JSON payload: unknown name "{sorted(unknown)[0]}" at {where}'
+            )
+    return out
+
+
+def _check_parts(parts: Any, where: str) -> list[dict[str, Any]]:
+    if not isinstance(parts, list) or not parts:
+        raise ValueError(f"{where}.parts must be a non-empty array")
+    out = []
+    for j, raw in enumerate(parts):
+        at = f"{where}.parts[{j}]"
+        p = _obj(raw, at, _PART_FIELDS)
+        if sum(k in p for k in _DATA_FIELDS) != 1:
+            raise ValueError(f"{at} must hold exactly one kind of data")
+        if "inlineData" in p and not {"mimeType", "data"} <= set(_obj(p["inlineData"], at)):
+            raise ValueError(f"{at}.inlineData needs mimeType and data")
+        if "fileData" in p and "fileUri" not in _obj(p["fileData"], at):
+            raise ValueError(f"{at}.fileData needs fileUri")
+        if "functionCall" in p:
+            fc = _obj(p["functionCall"], f"{at}.functionCall")
+            if not fc.get("name") or not isinstance(fc.get("args", {}), dict):
+                raise ValueError(f"{at}.functionCall needs a name and object args")
+        if "functionResponse" in p:
+            fr = _obj(p["functionResponse"], f"{at}.functionResponse")
+            if not fr.get("name") or not isinstance(fr.get("response"), dict):
+                raise ValueError(f"{at}.functionResponse needs a name and an object response")
+        out.append(p)
+    return out
+
+
+def _texts(parts: list[dict[str, Any]]) -> list[str]:
+    return [p["text"] for p in parts if isinstance(p.get("text"), str) and not p.get("thought")]
+
+
+class GeminiDialect:
+    name = "gemini"
+    lead_frames = 0
+
+    def parse(self, body: dict[str, Any], path: str, query: Mapping[str, str]) -> FakeRequest:
+        m = _PATH.search(path)
+        if m is None:
+            raise ValueError(
+                f"unknown method {path}; use :generateContent or :streamGenerateContent"
+            )
+        body = _obj(body, "the request", _TOP_FIELDS)
+        contents = body.get("contents")
+        if not isinstance(contents, list) or not contents:
+            raise ValueError("contents is not specified")
+        texts: list[str] = []
+        if body.get("systemInstruction") is not None:
+            si = _obj(body["systemInstruction"], "system_instruction")
+            texts.extend(_texts(_check_parts(si.get("parts"), "system_instruction")))
+        last_user = ""
+        for i, raw in enumerate(contents):
+            c = _obj(raw, f"contents[{i}]", frozenset({"role", "parts"}))
+            role = c.get("role", "user")
+            if role not in ("user", "model"):
+                raise ValueError(f"contents[{i}].role must be 'user' or 'model', not {role!r}")
+            t = _texts(_check_parts(c.get("parts"), f"contents[{i}]"))
+            texts.extend(t)
+            if role == "user" and t:
+                last_user = " ".join(t)
+        gc = _obj(body.get("generationConfig") or {}, "generation_config", _CONFIG_FIELDS)
+        schema = gc.get("responseJsonSchema") or gc.get("responseSchema")
+        tools: dict[str, dict[str, Any]] = {}
+        for n, raw_tool in enumerate(body.get("tools") or []):
+            tool = _obj(raw_tool, f"tools[{n}]")
+            for raw_fd in tool.get("functionDeclarations") or []:
+                fd = _obj(raw_fd, f"tools[{n}].function_declarations", _DECL_FIELDS)
+                if "parameters" in fd and "parametersJsonSchema" in fd:
+                    raise ValueError("parameters and parametersJsonSchema are mutually exclusive")
+                tools[fd["name"]] = (
+                    fd.get("parametersJsonSchema") or fd.get("parameters") or {"type": "object"}
+                )
+        forced = None
+        tc = _obj(body.get("toolConfig") or {}, "tool_config")
+        fcc = _obj(tc.get("functionCallingConfig") or {}, "function_calling_config")
+        if fcc.get("mode") == "ANY" and tools:
+            allowed = fcc.get("allowedFunctionNames") or list(tools)
+            forced = allowed[0]
+        thinking = _obj(gc.get("thinkingConfig") or {}, "thinking_config")
+        return GeminiFakeRequest(
+            model=m.group(1),
+            last_user_text=last_user,
+            prompt_text=" ".join(texts),
+            stream=m.group(2) == "streamGenerateContent",
+            json_schema=schema if isinstance(schema, dict) else None,
+            json_mode=gc.get("responseMimeType") == "application/json",
+            forced_tool=forced,
+            tool_schemas=tools,
+            include_thoughts=bool(thinking.get("includeThoughts")),
+        )
+
+    def check_auth(self, request: web.Request, api_key: str) -> bool:
+        return (
+            request.headers.get("x-goog-api-key") == api_key or request.query.get("key") == api_key
+        )
+
+    #: Google answers a bad key with 400 INVALID_ARGUMENT, not 401.
+    auth_error_status = 400
+
+    def request_id_header(self) -> str:
+        return "x-goog-request-id"
+
+    # ------------------------------------------------------------------ answers
+
+    def _usage(self, u: _Usage, final: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "promptTokenCount": u.input_tokens,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": u.input_tokens}],
+        }
+        if not final:
+            out["totalTokenCount"] = u.input_tokens
+            return out
+        # ``output_tokens`` counts reasoning (OpenAI's convention); Gemini reports the answer
+        # (candidates) and the thoughts apart.
+        r = u.reasoning_tokens
+        visible = u.output_tokens - r if u.output_tokens >= r else u.output_tokens
+        out["candidatesTokenCount"] = visible
+        out["totalTokenCount"] = u.input_tokens + visible + r
+        if r:
+            out["thoughtsTokenCount"] = r
+        if u.cached_tokens:
+            out["cachedContentTokenCount"] = u.cached_tokens
+            out["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": u.cached_tokens}]
+        return out
+
+    def _thought(self, req: FakeRequest, usage: _Usage) -> list[dict[str, Any]]:
+        if usage.reasoning_tokens and getattr(req, "include_thoughts", False):
+            text = f"**Reading the request**\n\nThe user wrote: {req.last_user_text}"
+            return [{"text": text, "thought": True}]
+        return []
+
+    def _tool_part(self, tool: tuple[str, Any]) -> dict[str, Any]:
+        args = tool[1] if isinstance(tool[1], dict) else {"value": tool[1]}
+        return {"functionCall": {"name": tool[0], "args": args}}
+
+    def _response(
+        self,
+        req: FakeRequest,
+        parts: list[dict[str, Any]],
+        finish: str | None,
+        usage: dict[str, Any],
+    ) -> dict[str, Any]:
+        cand: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+        if finish is not None:
+            cand["finishReason"] = _FINISH.get(finish, finish)
+        return {
+            "candidates": [cand],
+            "usageMetadata": usage,
+            "modelVersion": req.model,
+            "responseId": "fakeGeminiResp0001",
+        }
+
+    def body(
+        self, req: FakeRequest, text: str, tool: tuple[str, Any] | None, usage: _Usage, finish: str
+    ) -> dict[str, Any]:
+        parts = self._thought(req, usage)
+        if text or not tool:
+            parts.append({"text": text})
+        if tool:
+            parts.append(self._tool_part(tool))
+        return self._response(req, parts, finish, self._usage(usage))
+
+    def _frame(self, obj: dict[str, Any]) -> bytes:
+        return b"data: " + orjson.dumps(obj) + _SEP
+
+    def stream_events(
+        self,
+        req: FakeRequest,
+        pieces: list[str],
+        tool: tuple[str, Any] | None,
+        usage: _Usage,
+        finish: str,
+    ) -> list[bytes]:
+        """One chunk per piece; the last chunk carries the finish reason and the full usage
+        (Google has no separate end event)."""
+        groups: list[list[dict[str, Any]]] = [[{"text": p}] for p in pieces]
+        if tool:
+            groups.append([self._tool_part(tool)])
+        if not groups:
+            groups.append([{"text": ""}])
+        groups[0][:0] = self._thought(req, usage)
+        frames = []
+        for i, parts in enumerate(groups):
+            last = i == len(groups) - 1
+            frames.append(
+                self._frame(
+                    self._response(
+                        req, parts, finish if last else None, self._usage(usage, final=last)
+                    )
+                )
+            )
+        return frames
+
+    def error(
+        self, status: int, message: str, type_: str | None, code: str | None
+    ) -> dict[str, Any]:
+        gstatus = type_ if type_ in _CODES else None
+        if gstatus is None and type_ in _TYPE_ALIASES:
+            gstatus = _TYPE_ALIASES[type_][1]
+        if gstatus is None:
+            gstatus = STATUS_NAMES.get(status, "INTERNAL" if status >= 500 else "UNKNOWN")
+        details: list[dict[str, Any]] = []
+        if code == "invalid_api_key":  # the fake's own key check
+            message = "API key not valid. Please pass a valid API key."
+            code = "API_KEY_INVALID"
+        if code and "Per" in code:
+            details.append(
+                {
+                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                    "violations": [
+                        {
+                            "quotaMetric": "generativelanguage.googleapis.com/"
+                            + (
+                                "generate_requests_per_model_per_day"
+                                if "PerDay" in code
+                                else "generate_content_requests"
+                            ),
+                            "quotaId": code,
+                            "quotaDimensions": {"location": "global", "model": "fake"},
+                            "quotaValue": "250",
+                        }
+                    ],
+                }
+            )
+        elif code:
+            details.append(
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": code,
+                    "domain": "googleapis.com",
+                    "metadata": {"service": "generativelanguage.googleapis.com"},
+                }
+            )
+            details.append(
+                {
+                    "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+                    "locale": "en-US",
+                    "message": message,
+                }
+            )
+        if status == 429:
+            details.append(
+                {
+                    "@type": "type.googleapis.com/google.rpc.Help",
+                    "links": [
+                        {
+                            "description": "Learn more about Gemini API quotas",
+                            "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+                        }
+                    ],
+                }
+            )
+            details.append(
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "30s"}
+            )
+        err: dict[str, Any] = {"code": status, "message": message, "status": gstatus}
+        if details:
+            err["details"] = details
+        return {"error": err}
+
+    def stream_error(self, message: str, type_: str | None) -> bytes:
+        status, gstatus = _TYPE_ALIASES.get(type_ or "", (500, "INTERNAL"))
+        if type_ in _CODES:
+            gstatus = type_
+            status = next((k for k, v in STATUS_NAMES.items() if v == type_), 500)
+        return self._frame({"error": {"code": status, "message": message, "status": gstatus}})
+
+    def models(self, names: list[str]) -> dict[str, Any]:
+        return {
+            "models": [
+                {
+                    "name": f"models/{n}",
+                    "version": "001",
+                    "displayName": n.replace("-", " ").title(),
+                    "description": f"{n} (fake)",
+                    "inputTokenLimit": 1048576,
+                    "outputTokenLimit": 65536,
+                    "supportedGenerationMethods": [
+                        "generateContent",
+                        "countTokens",
+                        "createCachedContent",
+                        "batchGenerateContent",
+                    ],
+                    "temperature": 1.0,
+                    "topP": 0.95,
+                    "topK": 64,
+                    "maxTemperature": 2.0,
+                    "thinking": True,
+                }
+                for n in names
+            ]
+        }

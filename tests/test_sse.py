@@ -1,0 +1,328 @@
+"""The incremental SSE decoder: line ends, chunking, UTF-8, fields, and a chunking property."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmrelay.transport.sse import SSEDecoder, SSEEvent
+
+
+def decode_whole(data: bytes) -> list[SSEEvent]:
+    d = SSEDecoder()
+    return d.feed(data) + d.flush()
+
+
+def decode_split(data: bytes, cuts: list[int]) -> list[SSEEvent]:
+    d = SSEDecoder()
+    out: list[SSEEvent] = []
+    prev = 0
+    for cut in [*sorted(set(cuts)), len(data)]:
+        out += d.feed(data[prev:cut])
+        prev = cut
+    return out + d.flush()
+
+
+def bytewise(data: bytes) -> list[SSEEvent]:
+    return decode_split(data, list(range(len(data))))
+
+
+# --------------------------------------------------------------------------- line ends
+
+
+@pytest.mark.parametrize("eol", ["\n", "\r", "\r\n"])
+def test_each_line_end_style(eol: str) -> None:
+    raw = f"event: a{eol}data: one{eol}{eol}data: two{eol}{eol}".encode()
+    expected = [SSEEvent("one", "a"), SSEEvent("two")]
+    assert decode_whole(raw) == expected
+    assert bytewise(raw) == expected
+
+
+def test_mixed_line_ends_in_one_stream() -> None:
+    raw = b"data: a\r\ndata: b\rdata: c\n\r\ndata: d\r\r"
+    assert decode_whole(raw) == [SSEEvent("a\nb\nc"), SSEEvent("d")]
+
+
+def test_crlf_split_across_chunks_is_one_line_end() -> None:
+    d = SSEDecoder()
+    # CR ends the first chunk, LF starts the next: one line end, not a blank line in between.
+    assert d.feed(b"data: x\r") == []
+    assert d.feed(b"\ndata: y\r") == []
+    assert d.feed(b"\n\r") == [SSEEvent("x\ny")]
+    assert d.feed(b"\n") == []  # the LF after that CR
+    assert not d.has_partial
+
+
+def test_cr_then_cr_across_chunks_is_two_line_ends() -> None:
+    d = SSEDecoder()
+    assert d.feed(b"data: x\r") == []
+    assert d.feed(b"\r") == [SSEEvent("x")]
+
+
+def test_cr_at_chunk_end_then_empty_chunk_then_lf() -> None:
+    d = SSEDecoder()
+    assert d.feed(b"data: x\r") == []
+    assert d.feed(b"") == []
+    assert d.feed(b"\n") == []  # still the same CRLF
+    assert d.feed(b"\n") == [SSEEvent("x")]
+
+
+# --------------------------------------------------------------------------- chunking and UTF-8
+
+
+def test_event_split_across_chunks() -> None:
+    d = SSEDecoder()
+    assert d.feed(b"da") == []
+    assert d.feed(b'ta: {"a":') == []
+    assert d.has_partial
+    assert d.feed(b" 1}\n") == []
+    assert d.feed(b"\n") == [SSEEvent('{"a": 1}')]
+    assert not d.has_partial
+
+
+@pytest.mark.parametrize("ch", ["é", "€", "😀", "中"])
+def test_multibyte_character_split_at_every_byte(ch: str) -> None:
+    raw = f"data: a{ch}b\n\n".encode()
+    start = raw.index(ch.encode())
+    for cut in range(start + 1, start + len(ch.encode())):
+        d = SSEDecoder()
+        first = d.feed(raw[:cut])
+        assert first == []
+        assert d.has_partial
+        assert d.feed(raw[cut:]) == [SSEEvent(f"a{ch}b")]
+
+
+def test_emoji_fed_one_byte_at_a_time() -> None:
+    raw = "event: 🎉\ndata: ça coûte 5€ 😀\n\n".encode()
+    assert bytewise(raw) == [SSEEvent("ça coûte 5€ 😀", "🎉")]
+
+
+def test_invalid_utf8_is_replaced_not_raised() -> None:
+    assert decode_whole(b"data: a\xffb\n\n") == [SSEEvent("a\ufffdb")]
+
+
+# --------------------------------------------------------------------------- fields
+
+
+def test_comments_and_pings_are_ignored() -> None:
+    raw = b": ping\n:\n:keep-alive\ndata: x\n: in the middle\ndata: y\n\n: ping\n\n"
+    assert decode_whole(raw) == [SSEEvent("x\ny")]
+
+
+def test_all_fields() -> None:
+    raw = b"event: update\nid: 42\nretry: 1500\ndata: hello\n\n"
+    assert decode_whole(raw) == [SSEEvent("hello", "update", "42", 1500)]
+
+
+def test_id_persists_and_retry_belongs_to_one_event() -> None:
+    raw = b"id: 7\nretry: 10\ndata: a\n\ndata: b\n\nid\ndata: c\n\n"
+    d = SSEDecoder()
+    a, b, c = d.feed(raw)
+    assert (a.id, a.retry) == ("7", 10)
+    assert (b.id, b.retry) == ("7", None)  # the last event ID persists (spec)
+    assert c.id == ""  # "id" with no colon resets it to the empty string
+    assert d.last_event_id == ""
+
+
+def test_id_with_nul_is_ignored() -> None:
+    assert decode_whole(b"id: 1\n\nid: a\x00b\ndata: x\n\n") == [SSEEvent("x", id="1")]
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5", "-3", "", " ", "²", "١٢"])
+def test_non_ascii_digit_retry_is_ignored(value: str) -> None:
+    assert decode_whole(f"retry: {value}\ndata: x\n\n".encode()) == [SSEEvent("x")]
+
+
+def test_multi_line_data_joins_with_lf() -> None:
+    assert decode_whole(b"data: line one\ndata:line two\ndata:  indented\n\n") == [
+        SSEEvent("line one\nline two\n indented")
+    ]
+
+
+def test_field_with_no_colon() -> None:
+    # "data" alone is a data field with an empty value; two of them make "\n".
+    assert decode_whole(b"data\n\n") == [SSEEvent("")]
+    assert decode_whole(b"data\ndata\n\n") == [SSEEvent("\n")]
+    assert decode_whole(b"event\ndata: x\n\n") == [SSEEvent("x", "message")]
+
+
+def test_only_one_leading_space_is_stripped() -> None:
+    assert decode_whole(b"data:   x \n\n") == [SSEEvent("  x ")]
+    assert decode_whole(b"data:x:y\n\n") == [SSEEvent("x:y")]
+
+
+def test_leading_bom_is_stripped_once() -> None:
+    assert decode_whole(b"\xef\xbb\xbfdata: x\n\n") == [SSEEvent("x")]
+    assert bytewise(b"\xef\xbb\xbfdata: x\n\n") == [SSEEvent("x")]
+    # A second BOM is part of the field name, so the line is an unknown field.
+    assert decode_whole(b"\xef\xbb\xbf\xef\xbb\xbfdata: x\n\n") == []
+    # A BOM later in the stream is data.
+    assert decode_whole(b"data: \xef\xbb\xbfx\n\n") == [SSEEvent("\ufeffx")]
+
+
+def test_unknown_fields_are_ignored() -> None:
+    assert decode_whole(b"foo: bar\nDATA: no\ndata: yes\nEvent: x\n\n") == [SSEEvent("yes")]
+
+
+def test_event_without_data_dispatches_nothing_and_resets_the_type() -> None:
+    raw = b"event: lonely\n\ndata: x\n\nevent: a\nid: 3\n\n"
+    d = SSEDecoder()
+    assert d.feed(raw) == [SSEEvent("x")]  # "lonely" does not leak into the next event
+    assert d.last_event_id == "3"
+    assert not d.has_partial
+
+
+def test_blank_lines_alone_dispatch_nothing() -> None:
+    assert decode_whole(b"\n\n\r\n\r\r") == []
+
+
+# --------------------------------------------------------------------------- provider framing
+
+
+def test_openai_framing_with_done() -> None:
+    raw = (
+        b'data: {"id":"c1","choices":[{"delta":{"content":"Hi"}}]}\n\n'
+        b": OPENROUTER PROCESSING\n\n"
+        b'data: {"id":"c1","choices":[],"usage":{"total_tokens":3}}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    events = bytewise(raw)
+    assert [e.event for e in events] == ["message"] * 3
+    assert events[0].data == '{"id":"c1","choices":[{"delta":{"content":"Hi"}}]}'
+    assert events[-1].data == "[DONE]"
+
+
+def test_anthropic_event_framing() -> None:
+    raw = (
+        b'event: message_start\ndata: {"type":"message_start"}\n\n'
+        b'event: ping\ndata: {"type": "ping"}\n\n'
+        b'event: content_block_delta\r\ndata: {"type":"content_block_delta",\r\n'
+        b'data: "delta":{"text":"Hi"}}\r\n\r\n'
+        b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    )
+    events = decode_whole(raw)
+    assert [e.event for e in events] == [
+        "message_start",
+        "ping",
+        "content_block_delta",
+        "message_stop",
+    ]
+    assert events[2].data == '{"type":"content_block_delta",\n"delta":{"text":"Hi"}}'
+
+
+# --------------------------------------------------------------------------- end of stream
+
+
+def test_clean_end_has_no_partial() -> None:
+    d = SSEDecoder()
+    assert d.feed(b"data: x\n\n") == [SSEEvent("x")]
+    assert d.flush() == []
+    assert not d.has_partial
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        b"data: cut",  # mid-line
+        b"data: cut\n",  # a complete field line, no blank line
+        b"data: cut\r",  # the same with CR
+        b"event: x\n",  # a field but no data yet
+        b"data: \xe2\x82",  # inside a UTF-8 sequence
+    ],
+)
+def test_stream_cut_mid_event(tail: bytes) -> None:
+    d = SSEDecoder()
+    assert d.feed(b"data: first\n\n" + tail) == [SSEEvent("first")]
+    assert d.has_partial
+    assert d.flush() == []  # the spec discards an unterminated event
+    assert d.has_partial  # and the cut stays visible after flush
+
+
+def test_only_comments_after_last_event_is_not_partial() -> None:
+    d = SSEDecoder()
+    d.feed(b"data: x\n\n: ping\n")
+    assert d.flush() == []
+    assert not d.has_partial
+
+
+def test_truncated_utf8_at_flush_becomes_replacement() -> None:
+    d = SSEDecoder()
+    d.feed(b"data: \xe2\x82")
+    d.flush()
+    assert d.has_partial
+    assert d.feed(b"\n\n") == [SSEEvent("\ufffd")]
+
+
+# --------------------------------------------------------------------------- property
+
+_EOLS = ["\n", "\r", "\r\n"]
+#: Characters that stress the decoder: multi-byte UTF-8 of every length, a BOM, NUL, and Unicode
+#: line separators that are NOT SSE line ends (NEL, LS, PS, VT, FF), plus any other character.
+_TRICKY = "aZ :é€😀中\ufeff\x00\x85\u2028\u2029\x0b\x0c\t𝄞"
+_char = st.one_of(
+    st.sampled_from(_TRICKY),
+    st.characters(exclude_categories=["Cs"], exclude_characters="\r\n"),
+)
+_name = st.text(alphabet=_char, min_size=1, max_size=8)
+_line_text = st.text(alphabet=_char, max_size=16)
+
+
+@st.composite
+def event_streams(draw: st.DrawFn) -> tuple[bytes, list[SSEEvent]]:
+    """A serialised stream (random names, unicode data, line ends, comments, fields) and the
+    events it must decode to."""
+    lines: list[str] = []
+    expected: list[SSEEvent] = []
+    last_id: str | None = None
+    for _ in range(draw(st.integers(0, 6))):
+        if draw(st.booleans()):
+            lines.append(":" + draw(_line_text))  # comment / ping
+        name = draw(st.one_of(st.none(), _name))
+        if name is not None:
+            lines.append(f"event: {name}")
+        ev_id = draw(st.one_of(st.none(), _line_text.filter(lambda s: "\x00" not in s)))
+        if ev_id is not None:
+            lines.append(f"id: {ev_id}")
+            last_id = ev_id
+        retry = draw(st.one_of(st.none(), st.integers(0, 10**6)))
+        if retry is not None:
+            lines.append(f"retry: {retry}")
+        if draw(st.booleans()):
+            lines.append(draw(st.sampled_from(["foo: bar", "Data: no", "retry: soon", "x"])))
+        values: list[str] = []
+        for dl in draw(st.lists(_line_text, min_size=1, max_size=3)):
+            if draw(st.booleans()):
+                lines.append(f"data: {dl}")
+                values.append(dl)
+            else:  # no space after the colon: a leading space of the value is then stripped
+                lines.append(f"data:{dl}")
+                values.append(dl.removeprefix(" "))
+            if draw(st.booleans()):
+                lines.append(":" + draw(_line_text))
+        expected.append(SSEEvent("\n".join(values), name or "message", last_id, retry))
+        lines.append("")  # the blank line that dispatches
+    parts: list[str] = []
+    eol = ""
+    for line in lines:
+        # After a CR, an empty line ending in LF would merge into one CRLF: pick another end.
+        choices = ["\r", "\r\n"] if eol == "\r" and not line else _EOLS
+        eol = draw(st.sampled_from(choices))
+        parts += (line, eol)
+    text = "".join(parts)
+    bom = "\ufeff" if draw(st.booleans()) else ""
+    return (bom + text).encode(), expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(stream=event_streams(), data=st.data())
+def test_any_chunking_yields_the_same_events(
+    stream: tuple[bytes, list[SSEEvent]], data: st.DataObject
+) -> None:
+    raw, expected = stream
+    whole = decode_whole(raw)
+    assert whole == expected
+    # Random split points, and every split point at once (1-byte chunks).
+    cuts = data.draw(st.lists(st.integers(0, len(raw)), max_size=40))
+    assert decode_split(raw, cuts) == whole
+    assert bytewise(raw) == whole
