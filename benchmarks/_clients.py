@@ -45,10 +45,11 @@ LITELLM_OFFLINE_ENV = {
 #: name -> what is measured; the order is the order of the tables.
 CLIENTS: dict[str, str] = {
     "aiohttp": "raw aiohttp + orjson, one ClientSession (the floor)",
-    "llmrelay": "llmrelay.Client().achat(...), default engine (retries, breaker, retry budget)",
-    "llmrelay-nolayers": "llmrelay.Client(engine=Engine(...every reliability layer off...))",
-    "llmrelay-engine": "llmrelay Engine.complete(...) with prebuilt params/options",
-    "llmrelay-fallback": "llmrelay.Client().achat(..., fallbacks=[...]), primary succeeds",
+    "llmrelay": "Client().achat/astream(...): default layers (catalog, retries, breakers)",
+    "llmrelay-reliability": "Client(engine=Engine()): retries, breakers, retry budget; no catalog",
+    "llmrelay-nolayers": "Client(engine=Engine(...)) with every optional layer off",
+    "llmrelay-fallback": "Client().achat/astream(..., fallbacks=[...]); the primary answers",
+    "llmrelay-metrics": "Client(metrics=True): in-process metrics on",
     "openai": "openai.AsyncOpenAI(max_retries=0).chat.completions.create(...)",
     "litellm": "litellm.acompletion(...)",
 }
@@ -136,11 +137,23 @@ async def _aiohttp(base_url: str, stream: bool, _: dict[str, Any]) -> tuple[Call
 
 
 async def _llmrelay(
-    base_url: str, stream: bool, extra: dict[str, Any], layers: bool = True
+    base_url: str, stream: bool, extra: dict[str, Any], engine: str = "client"
 ) -> tuple[Call, Close]:
+    """``engine``: "client" (``Client()`` as users make it), "metrics" (``Client(metrics=True)``),
+    "reliability" (``Engine()``'s defaults) or "bare" (every optional layer off)."""
     import llmrelay
 
-    client = llmrelay.Client() if layers else llmrelay.Client(engine=bare_engine())
+    if engine == "client":
+        client = llmrelay.Client()
+    elif engine == "metrics":
+        try:
+            client = llmrelay.Client(metrics=True)
+        except TypeError as exc:
+            raise Unavailable(f"this llmrelay has no Client(metrics=...): {exc}") from exc
+    elif engine == "reliability":
+        client = llmrelay.Client(engine=llmrelay.Engine())
+    else:
+        client = llmrelay.Client(engine=bare_engine())
     kw: dict[str, Any] = {"api_key": API_KEY, "base_url": base_url, **extra}
     model = "openai/" + MODEL
 
@@ -159,8 +172,8 @@ async def _llmrelay(
 
 
 def bare_engine() -> Any:
-    """An ``Engine`` with every reliability layer it has switched off (retries, breakers, retry
-    budget). Only the keyword arguments this version of ``Engine`` accepts are passed."""
+    """An ``Engine`` with every optional layer off: no retries, breakers, retry budget, catalog,
+    cache, limiter, budget or recorder. Only the arguments this ``Engine`` accepts are passed."""
     import inspect
 
     from llmrelay.engine import Engine
@@ -176,34 +189,22 @@ def bare_engine() -> Any:
     return Engine(**{k: v for k, v in off.items() if k in accepted})
 
 
+async def _llmrelay_reliability(
+    base_url: str, stream: bool, extra: dict[str, Any]
+) -> tuple[Call, Close]:
+    return await _llmrelay(base_url, stream, extra, engine="reliability")
+
+
 async def _llmrelay_nolayers(
     base_url: str, stream: bool, extra: dict[str, Any]
 ) -> tuple[Call, Close]:
-    return await _llmrelay(base_url, stream, extra, layers=False)
+    return await _llmrelay(base_url, stream, extra, engine="bare")
 
 
-async def _llmrelay_engine(
+async def _llmrelay_metrics(
     base_url: str, stream: bool, extra: dict[str, Any]
 ) -> tuple[Call, Close]:
-    from llmrelay.api import split_kwargs
-    from llmrelay.engine import Engine
-
-    engine = Engine()
-    params, opts = split_kwargs({"api_key": API_KEY, "base_url": base_url, **extra})
-    model = "openai/" + MODEL
-
-    async def call() -> str:
-        r = await engine.complete(model, MESSAGES, params, opts)
-        return r.text
-
-    async def call_stream() -> str:
-        parts: list[str] = []
-        async for c in engine.stream(model, MESSAGES, params, opts):
-            if c.delta:
-                parts.append(c.delta)
-        return "".join(parts)
-
-    return (call_stream if stream else call), engine.transport.aclose
+    return await _llmrelay(base_url, stream, extra, engine="metrics")
 
 
 async def _llmrelay_fallback(
@@ -281,9 +282,10 @@ async def _litellm(base_url: str, stream: bool, _: dict[str, Any]) -> tuple[Call
 FACTORIES: dict[str, Callable[[str, bool, dict[str, Any]], Awaitable[tuple[Call, Close]]]] = {
     "aiohttp": _aiohttp,
     "llmrelay": _llmrelay,
+    "llmrelay-reliability": _llmrelay_reliability,
     "llmrelay-nolayers": _llmrelay_nolayers,
-    "llmrelay-engine": _llmrelay_engine,
     "llmrelay-fallback": _llmrelay_fallback,
+    "llmrelay-metrics": _llmrelay_metrics,
     "openai": _openai,
     "litellm": _litellm,
 }

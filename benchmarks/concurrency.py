@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
 
     rows: list[dict[str, Any]] = []
-    head = f"{'client':<19}{'conc':>6}{'CPU µs/call':>13}{'best':>8}"
-    head += f"{'x at ' + str(args.concurrency[0]):>9}{'best x':>8}"
+    head = f"{'client':<22}{'conc':>6}{'CPU µs/call':>13}{'best':>8}"
+    head += f"{'x at ' + str(args.concurrency[0]):>10}{'best x':>8}"
     head += f"{'µs wall/call':>14}"
     print(head)
     print("-" * len(head))
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         ok = [r for r in runs[client] if r["status"] == "ok"]
         if not ok:
             first = runs[client][0]
-            print(f"{client:<19}  {first['status']}: {first.get('reason', '')}")
+            print(f"{client:<22}  {first['status']}: {first.get('reason', '')}")
             rows.append({"client": client, "status": first["status"]})
             continue
         base_cpu: float | None = None
@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
             print(
-                f"{client:<19}{conc:>6}{cpu:>13,.0f}{st['cpu_best_us']:>8,.0f}"
-                f"{cpu / base_cpu:>8.2f}x{st['cpu_best_us'] / base_best:>7.2f}x{wall:>14,.0f}"
+                f"{client:<22}{conc:>6}{cpu:>13,.0f}{st['cpu_best_us']:>8,.0f}"
+                f"{cpu / base_cpu:>9.2f}x{st['cpu_best_us'] / base_best:>7.2f}x{wall:>14,.0f}"
             )
         print()
     if args.json:

@@ -83,7 +83,7 @@ def summarize(runs: dict[str, list[dict[str, Any]]], concs: list[int]) -> list[d
 def print_table(rows: list[dict[str, Any]], title: str) -> None:
     print(title)
     head = (
-        f"{'client':<19}{'conc':>5}{'CPU µs/call':>13}{'best':>8}{'wall µs/call':>14}"
+        f"{'client':<22}{'conc':>5}{'CPU µs/call':>13}{'best':>8}{'wall µs/call':>14}"
         f"{'CPU x floor':>13}{'best x floor':>14}{'wall x floor':>14}"
     )
     print(head)
@@ -95,16 +95,16 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
             print()
         last = r["concurrency"]
         if r["status"] != "ok":
-            print(f"{r['client']:<19}{r['concurrency']:>5}  {r['status']}: {r['reason']}")
+            print(f"{r['client']:<22}{r['concurrency']:>5}  {r['status']}: {r['reason']}")
             continue
         print(
-            f"{r['client']:<19}{r['concurrency']:>5}{r['cpu_us']:>13,.0f}{r['cpu_best_us']:>8,.0f}"
+            f"{r['client']:<22}{r['concurrency']:>5}{r['cpu_us']:>13,.0f}{r['cpu_best_us']:>8,.0f}"
             f"{r['wall_us']:>14,.0f}{r.get('cpu_ratio', nan):>12.2f}x"
             f"{r.get('cpu_best_ratio', nan):>13.2f}x{r.get('wall_ratio', nan):>13.2f}x"
         )
     print()
     for name in dict.fromkeys(r["client"] for r in rows):
-        print(f"  {name:<18} {CLIENTS[name]}")
+        print(f"  {name:<21} {CLIENTS[name]}")
     leaks = sorted({a for r in rows for a in r.get("network_attempts", [])})
     print()
     print("network attempts outside 127.0.0.1:", ", ".join(leaks) if leaks else "none")

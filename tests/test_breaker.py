@@ -104,9 +104,11 @@ def test_seed_semantics_with_call() -> None:
     assert b.retry_after == pytest.approx(0.5)
 
     clock.advance(0.5)
-    assert b.state == "half-open" and b.retry_after == 0.0
+    assert b.state == "half-open"
+    assert b.retry_after == 0.0
     assert b.call(counted) == "ok"  # the probe succeeds
-    assert b.state == "closed" and calls == 1
+    assert b.state == "closed"
+    assert calls == 1
 
     # Again: open, wait, probe fails -> open for another full recovery timeout.
     for _ in range(5):
@@ -117,7 +119,8 @@ def test_seed_semantics_with_call() -> None:
     assert b.state == "half-open"
     with pytest.raises(Boom):
         b.call(boom)
-    assert b.state == "open" and b.retry_after == pytest.approx(60.0)
+    assert b.state == "open"
+    assert b.retry_after == pytest.approx(60.0)
     assert b.open_count == 3  # the failed probe re-opened it a third time
 
 
@@ -296,7 +299,8 @@ def test_half_open_max_calls() -> None:
     assert all(p.probe for p in probes)
     with pytest.raises(CircuitOpenError) as info:
         b.acquire()
-    assert "half-open" in str(info.value) and info.value.retry_after is not None
+    assert "half-open" in str(info.value)
+    assert info.value.retry_after is not None
     assert info.value.retry_after > 0
     b.on_success(probes[0])
     b.on_success(probes[1])
@@ -314,7 +318,8 @@ def test_one_failed_probe_reopens_and_voids_the_others() -> None:
     clock.advance(10)
     p1, p2 = b.acquire(), b.acquire()
     b.on_failure(p1, ServerError("500", status=500))
-    assert b.state == "open" and b.retry_after == pytest.approx(10)
+    assert b.state == "open"
+    assert b.retry_after == pytest.approx(10)
     b.on_success(p2)  # a late success of the old half-open round
     assert b.state == "open"
 
@@ -371,7 +376,8 @@ def test_sync_base_exception_gives_the_permit_back() -> None:
 
     with pytest.raises(KeyboardInterrupt):
         b.call(interrupted)
-    assert b.call(ok) == "ok" and b.state == "closed"
+    assert b.call(ok) == "ok"
+    assert b.state == "closed"
 
 
 # --------------------------------------------------------------------------- late results
@@ -389,7 +395,8 @@ def test_late_failure_neither_extends_nor_reopens() -> None:
     for p in early:
         b.on_failure(p, ServerError("late 500", status=500))
     assert b.retry_after == pytest.approx(10)  # not extended
-    assert events == [("closed", "open")] and b.open_count == 1
+    assert events == [("closed", "open")]
+    assert b.open_count == 1
     clock.advance(10)
     b.on_success(b.acquire())
     assert b.state == "closed"
@@ -418,12 +425,14 @@ async def test_late_failure_through_concurrent_calls() -> None:
     for _ in range(2):
         with pytest.raises(ServerError):
             await b.call(fast_fail)
-    assert b.state == "open" and opened == ["open"]
+    assert b.state == "open"
+    assert opened == ["open"]
     clock.advance(29)
     release.set()
     with pytest.raises(ServerError):
         await slow
-    assert opened == ["open"] and b.retry_after == pytest.approx(1)
+    assert opened == ["open"]
+    assert b.retry_after == pytest.approx(1)
 
 
 def test_late_success_does_not_close() -> None:
@@ -498,7 +507,8 @@ def test_reset() -> None:
     fail(b)
     assert b.state == "open"
     b.reset()
-    assert b.state == "closed" and b.retry_after == 0.0
+    assert b.state == "closed"
+    assert b.retry_after == 0.0
     assert b.call(ok) == "ok"
     b.on_failure(inflight, ServerError("late", status=500))  # from before the reset
     assert b.state == "closed"
@@ -516,7 +526,8 @@ def test_a_listener_may_use_the_breaker() -> None:
 
     b.listeners.append(on_change)
     fail(b)
-    assert b.state == "closed" and seen == ["open", "closed"]
+    assert b.state == "closed"
+    assert seen == ["open", "closed"]
 
 
 @pytest.mark.parametrize(
@@ -563,12 +574,13 @@ def test_registry_one_breaker_per_key() -> None:
     assert reg.get("openai/gpt-4.1-mini@https://api.openai.com/v1") is a
     assert reg.get("openai/gpt-4.1-mini@http://127.0.0.1:1/v1") is not a
     assert a.name == "openai/gpt-4.1-mini@https://api.openai.com/v1"
-    assert reg.peek("nope") is None and len(reg.items()) == 2
+    assert reg.peek("nope") is None
+    assert len(reg.items()) == 2
     fail(a)
-    assert (
-        a.state == "open" and reg.get("openai/gpt-4.1-mini@http://127.0.0.1:1/v1").state == "closed"
-    )
-    assert llmrelay.CircuitBreaker is CircuitBreaker and llmrelay.BreakerRegistry is BreakerRegistry
+    assert a.state == "open"
+    assert reg.get("openai/gpt-4.1-mini@http://127.0.0.1:1/v1").state == "closed"
+    assert llmrelay.CircuitBreaker is CircuitBreaker
+    assert llmrelay.BreakerRegistry is BreakerRegistry
 
 
 def test_engine_default_breakers() -> None:
@@ -653,9 +665,10 @@ class BreakerMachine(RuleBasedStateMachine):
             with pytest.raises(CircuitOpenError) as info:
                 self.breaker.acquire()
             ra = info.value.retry_after
-            assert ra is not None and ra > 0
+            assert ra is not None
+            assert ra > 0
             if m.state == "open":
-                assert ra == pytest.approx(m.opened_at + m.recovery - now)
+                assert ra == pytest.approx(m.recovery - (now - m.opened_at))
             return
         p = self.breaker.acquire()
         probe = m.state == "half-open"
@@ -727,7 +740,7 @@ class BreakerMachine(RuleBasedStateMachine):
         now = self.clock()
         assert self.breaker.state == self.model.visible(now)
         if self.model.state == "open":
-            expected = max(0.0, self.model.opened_at + self.model.recovery - now)
+            expected = max(0.0, self.model.recovery - (now - self.model.opened_at))
             assert self.breaker.retry_after == pytest.approx(expected)
         else:
             assert self.breaker.retry_after == 0.0
@@ -764,7 +777,8 @@ async def test_fifty_callers_at_a_half_open_breaker_through_the_engine(fake: Fak
     )
     ok_results = [r for r in results if isinstance(r, llmrelay.Response)]
     refused = [r for r in results if isinstance(r, CircuitOpenError)]
-    assert len(ok_results) == 3 and len(refused) == 47, results
+    assert len(ok_results) == 3, results
+    assert len(refused) == 47, results
     assert len(fake.requests) == 1 + 3  # exactly the permitted probes reached the upstream
     assert all(r.text == "recovered" for r in ok_results)
     assert all(e.retry_after is not None and e.retry_after > 0 for e in refused)

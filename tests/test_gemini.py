@@ -108,6 +108,20 @@ async def test_multi_turn_roles_and_user_is_dropped(
     assert set(r.adjusted_params) == {"user"}
 
 
+async def test_empty_text_is_left_out(fake: FakeUpstream, client: llmrelay.Client) -> None:
+    msgs = [
+        llmrelay.Message.user("first"),
+        llmrelay.Message.assistant(""),  # an empty answer
+        llmrelay.Message.user([llmrelay.TextPart(""), llmrelay.TextPart("second")]),
+    ]
+    r = await client.achat(MODEL, msgs, **_kw(fake))
+    assert r.text == "Echo: first second"
+    # Google refuses empty text parts; the empty model turn goes and the user turns merge.
+    assert fake.requests[-1].body["contents"] == [
+        {"role": "user", "parts": [{"text": "first"}, {"text": "second"}]}
+    ]
+
+
 async def test_extra_merges_into_generation_config(
     fake: FakeUpstream, client: llmrelay.Client
 ) -> None:

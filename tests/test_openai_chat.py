@@ -32,13 +32,18 @@ async def test_chat_text_usage_and_request_shape(
     )
     assert r.text == "Echo: hello there"
     assert r.finish_reason == "stop"
-    assert r.provider == "openai" and r.model == "gpt-4.1-mini"
-    assert r.usage.input_tokens > 0 and r.usage.output_tokens > 0
-    assert r.request_id and r.request_id.startswith("req_fake_")
+    assert r.provider == "openai"
+    assert r.model == "gpt-4.1-mini"
+    assert r.usage.input_tokens > 0
+    assert r.usage.output_tokens > 0
+    assert r.request_id
+    assert r.request_id.startswith("req_fake_")
     assert r.trace[0].outcome == "success"
     body = fake.requests[-1].body
     assert body["max_completion_tokens"] == 50  # OpenAI's current field
-    assert body["stop"] == ["END"] and body["seed"] == 7 and body["temperature"] == 0.2
+    assert body["stop"] == ["END"]
+    assert body["seed"] == 7
+    assert body["temperature"] == 0.2
     assert fake.requests[-1].headers["authorization"] == f"Bearer {CANARY_KEY}"
     await client.aclose()
 
@@ -52,7 +57,9 @@ async def test_stream_ends_with_complete_response(
     async for c in s:
         deltas.append(c.delta)
         last = c
-    assert last is not None and last.done and last.response is not None
+    assert last is not None
+    assert last.done
+    assert last.response is not None
     assert "".join(deltas) == "Echo: stream me please" == last.response.text
     assert last.response.usage.output_tokens > 0  # from the include_usage chunk
     assert fake.requests[-1].body["stream_options"] == {"include_usage": True}
@@ -105,8 +112,10 @@ async def test_errors_are_typed(
         )
     e = info.value
     assert isinstance(e, llmrelay.LLMRelayError)
-    assert e.provider == "openai" and e.model == "gpt-4.1-mini"
-    assert CANARY_KEY not in str(e) and CANARY_KEY not in repr(e)
+    assert e.provider == "openai"
+    assert e.model == "gpt-4.1-mini"
+    assert CANARY_KEY not in str(e)
+    assert CANARY_KEY not in repr(e)
     await client.aclose()
 
 
@@ -123,7 +132,8 @@ async def test_rate_limit_carries_retry_after(fake: FakeUpstream, client: llmrel
     assert info.value.retry_after == 3.0
     assert info.value.status == 429
     assert info.value.headers["x-ratelimit-remaining-requests"] == "0"
-    assert info.value.request_id and info.value.request_id.startswith("req_fake_")
+    assert info.value.request_id
+    assert info.value.request_id.startswith("req_fake_")
     await client.aclose()
 
 
@@ -142,7 +152,8 @@ async def test_env_key_and_base_url(fake: FakeUpstream, monkeypatch: pytest.Monk
     monkeypatch.setenv("GROQ_BASE_URL", fake.openai_base_url)
     client = llmrelay.Client()
     r = await client.achat("groq/llama-3.1-8b-instant", "hi")
-    assert r.provider == "groq" and r.text == "Echo: hi"
+    assert r.provider == "groq"
+    assert r.text == "Echo: hi"
     assert "max_tokens" not in fake.requests[-1].body
     await client.aclose()
 
@@ -171,7 +182,8 @@ async def test_tool_calls_pass_through(fake: FakeUpstream, client: llmrelay.Clie
     assert r.tool_calls[0].name == "get_weather"
     assert r.tool_calls[0].parsed_arguments() == {"city": "Paris"}
     sent = fake.requests[-1].body
-    assert sent["tools"][0]["function"]["name"] == "get_weather" and sent["tool_choice"] == "auto"
+    assert sent["tools"][0]["function"]["name"] == "get_weather"
+    assert sent["tool_choice"] == "auto"
     # And the tool result goes back in OpenAI's shape.
     msgs = [
         {"role": "user", "content": "weather?"},
@@ -219,10 +231,14 @@ async def test_cut_stream_is_a_typed_error_with_partial_text(
 ) -> None:
     fake.push(Reply.cut_stream(after_chunks=2, text="one two three four five"))
     s = client.astream(MODEL, "hi", api_key=CANARY_KEY, base_url=fake.openai_base_url, retries=0)
-    seen = []
-    with pytest.raises(llmrelay.StreamInterruptedError) as info:
+    seen: list[str] = []
+
+    async def read_all() -> None:
         async for c in s:
             seen.append(c.delta)
+
+    with pytest.raises(llmrelay.StreamInterruptedError) as info:
+        await read_all()
     assert "".join(seen) == "one two"
     assert info.value.partial.text == "one two"
     await client.aclose()
@@ -257,6 +273,8 @@ async def test_mistral_translates_seed_and_drops_user(
         base_url=fake.openai_base_url,
     )
     body = fake.requests[-1].body
-    assert body["random_seed"] == 3 and "seed" not in body and "user" not in body
+    assert body["random_seed"] == 3
+    assert "seed" not in body
+    assert "user" not in body
     assert set(r.adjusted_params) == {"seed", "user"}
     await client.aclose()

@@ -278,7 +278,8 @@ def test_malformed_retry_after_ms_falls_back_to_retry_after() -> None:
 @pytest.mark.parametrize("done", [2, 3, 100])
 def test_no_retries_left(done: int) -> None:
     d = POLICY.decide(err(ServerError, 500), done)
-    assert not d.retry and "no retries left (2 allowed)" in d.reason
+    assert not d.retry
+    assert "no retries left (2 allowed)" in d.reason
     # Even a server that insists gets no more than max_retries.
     forced = err(ServerError, 500, headers={"x-should-retry": "true"})
     assert not POLICY.decide(forced, done).retry
@@ -368,7 +369,8 @@ def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> N
         assert got is None
     else:
         assert got == pytest.approx(expected)
-        assert got >= 0 and math.copysign(1.0, got) == 1.0
+        assert got >= 0
+        assert math.copysign(1.0, got) == 1.0
 
 
 @given(st.text(max_size=40))
@@ -411,7 +413,8 @@ def test_jittered_backoff_stays_in_bounds(base: float, extra: float, n: int, see
     cap = base + extra
     p = RetryPolicy(base_delay=base, max_delay=cap, rng=random.Random(seed))
     d = p.backoff(n)
-    assert isinstance(d, float) and math.isfinite(d)
+    assert isinstance(d, float)
+    assert math.isfinite(d)
     assert 0.0 <= Fraction(d) <= _bound(base, cap, n)
 
 
@@ -489,7 +492,8 @@ def test_invalid_policy_is_a_configuration_error(kwargs: dict[str, Any]) -> None
 
 
 def test_public_exports() -> None:
-    assert llmrelay.RetryPolicy is RetryPolicy and llmrelay.RetryBudget is RetryBudget
+    assert llmrelay.RetryPolicy is RetryPolicy
+    assert llmrelay.RetryBudget is RetryBudget
 
 
 # --------------------------------------------------------------------------- budget
@@ -505,7 +509,8 @@ def test_retry_budget_throttles_then_recovers() -> None:
     assert not b.can_retry()  # 5 tokens: retries stop
     for _ in range(20):
         b.on_failure()
-    assert b.tokens == 0.0 and not b.can_retry()  # never negative
+    assert b.tokens == 0.0
+    assert not b.can_retry()
     for _ in range(10):
         b.on_success()
     assert not b.can_retry()  # 5.0: still at the threshold
@@ -554,7 +559,8 @@ def test_sync_retry_loop_sleeps_the_schedule() -> None:
     slept: list[float] = []
     fn = Flaky(err(ServerError, 500), err(APIConnectionError))
     assert retry(fn, RetryPolicy(jitter=False), sleep=slept.append) == "ok"
-    assert fn.calls == 3 and slept == [0.5, 1.0]
+    assert fn.calls == 3
+    assert slept == [0.5, 1.0]
 
 
 def test_sync_retry_loop_obeys_retry_after() -> None:
@@ -570,7 +576,9 @@ def test_sync_retry_loop_gives_up() -> None:
     fn = Flaky(err(ServerError, 500), err(ServerError, 502), last, err(ServerError, 504))
     with pytest.raises(ServerError) as info:
         retry(fn, RetryPolicy(jitter=False), sleep=slept.append)
-    assert info.value is last and fn.calls == 3 and slept == [0.5, 1.0]
+    assert info.value is last
+    assert fn.calls == 3
+    assert slept == [0.5, 1.0]
 
 
 def test_sync_retry_loop_does_not_retry_client_errors() -> None:
@@ -578,7 +586,8 @@ def test_sync_retry_loop_does_not_retry_client_errors() -> None:
     fn = Flaky(err(BadRequestError, 400))
     with pytest.raises(BadRequestError):
         retry(fn, sleep=slept.append)
-    assert fn.calls == 1 and slept == []
+    assert fn.calls == 1
+    assert slept == []
 
 
 async def test_async_retry_loop() -> None:
@@ -597,7 +606,8 @@ async def test_async_retry_loop() -> None:
         return "done"
 
     assert await aretry(fn, RetryPolicy(jitter=False), sleep=fake_sleep) == "done"
-    assert calls == 3 and slept == [0.5, 1.0]
+    assert calls == 3
+    assert slept == [0.5, 1.0]
 
     flaky = Flaky(err(APITimeoutError))
     assert await aretry(flaky, RetryPolicy(jitter=False), sleep=fake_sleep) == "ok"  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ from llmrelay.errors import (
 from llmrelay.testing.fake import FakeUpstream, Reply
 from llmrelay.testing.fake_openai import OpenAIDialect
 from llmrelay.transport import HttpRequest, HttpResponse, MockTransport, Timeouts
-from llmrelay.transport.http import AiohttpTransport
+from llmrelay.transport.http import AiohttpTransport, translate_io_error
 
 from .conftest import CANARY_KEY
 from .edge_server import EdgeServer, completion
@@ -123,7 +123,8 @@ async def test_read_timeout_mid_stream(edge: EdgeServer) -> None:
         "hi",
         api_key=CANARY_KEY,
         base_url=edge.base_url("sse"),
-        timeout=Timeouts(connect=5, read=0.05, total=None),
+        # Generous enough for the first chunks to arrive on a loaded machine.
+        timeout=Timeouts(connect=5, read=0.2, total=None),
         retries=0,
     )
     seen: list[str] = []
@@ -161,6 +162,24 @@ async def test_total_timeout_via_call_option(edge: EdgeServer, timeout: object) 
     await client.aclose()
 
 
+async def test_total_timeout_mid_stream(edge: EdgeServer) -> None:
+    client = llmrelay.Client()
+    s = client.astream(
+        MODEL,
+        "hi",
+        api_key=CANARY_KEY,
+        base_url=edge.base_url("sse"),
+        timeout=Timeouts(connect=None, read=None, total=0.2),
+        retries=0,
+    )
+    with pytest.raises(StreamInterruptedError) as info:
+        await s.collect()
+    assert info.value.partial.text == "Hello"
+    assert isinstance(info.value.__cause__, APITimeoutError)
+    await wait_for(edge.disconnected["sse"].wait, "the stream's connection was not closed")
+    await client.aclose()
+
+
 async def test_body_cut_midway(edge: EdgeServer, fake: FakeUpstream) -> None:
     t = AiohttpTransport()
     with pytest.raises(APIConnectionError) as info:
@@ -186,6 +205,14 @@ async def test_header_with_newline_is_a_configuration_error(fake: FakeUpstream, 
     assert CANARY_KEY[8:] not in repr(info.value)
     assert fake.requests == []
     await client.aclose()
+
+
+def test_translated_value_error_never_echoes_a_header_value() -> None:
+    req = HttpRequest("POST", "http://h/v1?key=q", {"authorization": f"Bearer {CANARY_KEY}"})
+    err = translate_io_error(ValueError(f"bad header: Bearer {CANARY_KEY}"), req)
+    assert isinstance(err, ConfigurationError)
+    assert CANARY_KEY not in str(err)
+    assert "key=q" not in str(err)
 
 
 @pytest.mark.parametrize("base_url", ["ftp://127.0.0.1/v1", "http://127.0.0.1:99999/v1"])

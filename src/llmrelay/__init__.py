@@ -4,7 +4,7 @@
 adapters, aiohttp, pydantic and optional extras stay out of programs that do not touch them.
 
     >>> import llmrelay
-    >>> llmrelay.chat("groq/llama-3.1-8b-instant", "Hello!").text   # doctest: +SKIP
+    >>> llmrelay.chat("groq/openai/gpt-oss-20b", "Hello!").text   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -89,6 +89,29 @@ _EXPORTS: dict[str, str] = {
     "BreakerRegistry": "breaker",
     "RetryPolicy": "retry",
     "RetryBudget": "retry",
+    # catalog, tokens and costs (seed 003)
+    "LLMCapabilities": "catalog.models",
+    "LLMProfile": "catalog.models",
+    "ModelFamily": "catalog.models",
+    "MediaType": "catalog.models",
+    "LLMRegistry": "catalog.registry",
+    "Provider": "catalog.providers",
+    "ProviderRegistry": "catalog.providers",
+    "ModelCapabilityDetectorFactory": "catalog.detect",
+    "Catalog": "catalog.layer",
+    "Cost": "layers",
+    "calculate_cost": "costs",
+    "estimate_request_cost": "costs",
+    "count_tokens": "tokens",
+    "count_message_tokens": "tokens",
+    # state and accounting
+    "Budgets": "budgets",
+    "BudgetLimit": "budgets",
+    "ResponseCache": "cache",
+    "RateLimiter": "ratelimit",
+    "Limits": "ratelimit",
+    "BatchResult": "batch",
+    "amap": "batch",
     # test doubles
     "TestModel": "testing.models",
     "FunctionModel": "testing.models",
@@ -119,12 +142,13 @@ _ERRORS = (
     "InvalidResponseError",
     "StreamInterruptedError",
     "CircuitOpenError",
-    "RetryBudgetExhaustedError",
     "BudgetExceededError",
     "DeadlineExceededError",
     "StructuredOutputError",
     "StateStoreError",
     "AllAttemptsFailedError",
+    "ModelRetiredError",
+    "UnsupportedCapabilityError",
 )
 _EXPORTS.update(dict.fromkeys(_ERRORS, "errors"))
 
@@ -146,6 +170,15 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .api import Client, achat, astream, chat, stream
+    from .batch import BatchResult, amap
+    from .breaker import BreakerRegistry, CircuitBreaker
+    from .budgets import BudgetLimit, Budgets
+    from .cache import ResponseCache
+    from .catalog.detect import ModelCapabilityDetectorFactory
+    from .catalog.layer import Catalog
+    from .catalog.models import LLMCapabilities, LLMProfile, MediaType, ModelFamily
+    from .catalog.providers import Provider, ProviderRegistry
+    from .catalog.registry import LLMRegistry
     from .config import (
         CONFIG_REGISTRY,
         AnthropicBaseConfig,
@@ -169,6 +202,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         load_config,
         register_config,
     )
+    from .costs import calculate_cost, estimate_request_cost
     from .engine import CallOptions, Engine
     from .errors import (
         AllAttemptsFailedError,
@@ -190,20 +224,21 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         InvalidResponseError,
         LLMRelayError,
         MissingAPIKeyError,
+        ModelRetiredError,
         NotFoundError,
         OverloadedError,
         PermissionDeniedError,
         QuotaExhaustedError,
         RateLimitedError,
-        RetryBudgetExhaustedError,
         ServerError,
         StateStoreError,
         StreamInterruptedError,
         StructuredOutputError,
         UnknownModelError,
+        UnsupportedCapabilityError,
     )
-    from .breaker import BreakerRegistry, CircuitBreaker
     from .handler import ModelHandler
+    from .layers import Cost
     from .llm_client import (
         LLMClient,
         LLMError,
@@ -217,10 +252,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from .manager import LLMManager
     from .providers import PROVIDERS, Deployment, ProviderSpec, Secret, register_provider_spec
+    from .ratelimit import Limits, RateLimiter
     from .resolve import Target
     from .retry import RetryBudget, RetryPolicy
     from .streaming import ResponseStream, SyncResponseStream
     from .testing.models import FunctionModel, TestModel
+    from .tokens import count_message_tokens, count_tokens
     from .trace import Attempt, format_trace
     from .transport.base import HttpRequest, HttpResponse, MockTransport, Timeouts
     from .types import (

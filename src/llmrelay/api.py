@@ -7,7 +7,10 @@ options (api_key, base_url, timeout, response_model, fallbacks, ...); anything e
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from ._sync import run_sync
 from .engine import OPTION_NAMES, CallOptions, Engine, ModelRef
@@ -15,6 +18,11 @@ from .errors import InvalidRequestError
 from .streaming import ResponseStream, SyncResponseStream
 from .transport.base import Timeouts, Transport
 from .types import PARAM_NAMES, GenerationParams, MessagesInput, Response, build_params
+
+if TYPE_CHECKING:
+    from .batch import BatchResult
+    from .metrics import Metrics
+    from .requestlog import RequestLog
 
 __all__ = ["Client", "achat", "astream", "chat", "default_client", "stream"]
 
@@ -41,7 +49,7 @@ class Client:
     """One fast, typed interface to every provider.
 
     >>> client = Client()
-    >>> client.chat("groq/llama-3.1-8b-instant", "Hello!").text   # doctest: +SKIP
+    >>> client.chat("groq/openai/gpt-oss-20b", "Hello!").text   # doctest: +SKIP
     """
 
     def __init__(
@@ -50,11 +58,62 @@ class Client:
         transport: Transport | None = None,
         timeout: float | Timeouts | None = None,
         engine: Engine | None = None,
+        metrics: bool | Metrics = False,
+        log: bool | str | os.PathLike[str] | RequestLog | None = None,
+        log_content: bool | None = None,
+        cache: Any = None,
+        limits: Any = None,
+        state: Any = None,
     ) -> None:
-        if engine is None:
-            from .engine import DEFAULT_TIMEOUTS, timeouts_from
+        """``metrics=True`` counts every call (``client.metrics.get_metrics()``); ``log=True``
+        writes each call to the configured request log (``[log]``, ``LLMRELAY_LOG_*``; default
+        SQLite ``~/.local/share/llmrelay/requests.db``), ``log="path.db"`` or a
+        ``postgresql://`` DSN to that one; ``log_content=True`` also stores prompts and answers.
+        Without ``log`` nothing is written anywhere. Both need the engine built here.
 
-            engine = Engine(transport, timeouts=timeouts_from(timeout, DEFAULT_TIMEOUTS))
+        ``cache``: True, False or a ``ResponseCache`` (default ``[cache] enabled``: off);
+        ``limits``: a dict of rate limits or a ``RateLimiter`` (default ``[limits]``);
+        ``state``: where cache, limits and breakers live -- ``"redis://..."``,
+        ``"sqlite:///path"``, ``"memory"`` or a store (default ``[state]`` /
+        ``LLMRELAY_REDIS_URL``, else in process). See ``llmrelay.state``."""
+        if engine is not None and not (cache is None and limits is None and state is None):
+            raise InvalidRequestError(
+                "cache=, limits= and state= configure the engine built here; with engine=, pass "
+                "Engine(cache=..., limiter=...) instead"
+            )
+        self.metrics: Metrics | None = None
+        self.log: RequestLog | None = None
+        self._owns_log = False
+        recorder = None
+        if metrics or (log is not None and log is not False):
+            if engine is not None:
+                raise InvalidRequestError(
+                    "metrics= and log= build the engine's recorder; with engine=, pass "
+                    "Engine(recorder=...) instead (CompositeRecorder combines several)"
+                )
+            from .recorders import client_recorders
+
+            rec = client_recorders(metrics, log)
+            self.metrics, self.log, self._owns_log = rec.metrics, rec.log, rec.owns_log
+            recorder = rec.recorder
+            if log_content is None:
+                log_content = rec.log_content
+        if engine is None:
+            from .catalog.layer import Catalog
+            from .engine import DEFAULT_TIMEOUTS, timeouts_from
+            from .state.config import build_layers
+
+            layers = build_layers(state=state, cache=cache, limits=limits)
+            # The catalog checks each request against its model and prices every answer
+            # (Response.cost); it loads its data on the first call.
+            engine = Engine(
+                transport,
+                timeouts=timeouts_from(timeout, DEFAULT_TIMEOUTS),
+                catalog=Catalog(),
+                recorder=recorder,
+                log_content=bool(log_content),
+                **layers.engine_kwargs(),
+            )
         self.engine = engine
 
     async def achat(self, model: ModelRef, messages: MessagesInput, **kwargs: Any) -> Response:
@@ -77,9 +136,31 @@ class Client:
         params, opts = split_kwargs(kwargs)
         return SyncResponseStream(self.engine.stream(model, messages, params, opts))
 
+    async def amap(
+        self, model: ModelRef, prompts: Iterable[Any], **kwargs: Any
+    ) -> list[BatchResult]:
+        """Run one call per item, ``concurrency`` at a time, resumable with ``journal=PATH``;
+        results in input order (see :func:`llmrelay.batch.amap`)."""
+        from .batch import amap
+
+        return await amap(model, prompts, client=self, **kwargs)
+
+    def map(self, model: ModelRef, prompts: Iterable[Any], **kwargs: Any) -> list[BatchResult]:
+        """Sync ``amap`` (see :func:`llmrelay.batch.map`)."""
+        from .batch import map as batch_map
+
+        return batch_map(model, prompts, client=self, **kwargs)
+
     async def aclose(self) -> None:
-        """Close this client's connections on the running loop."""
+        """Close this client's connections on the running loop (and the request log it opened,
+        after writing what is pending)."""
         await self.engine.transport.aclose()
+        for layer in (self.engine.cache, self.engine.limiter, self.engine.breakers):
+            close = getattr(layer, "aclose", None)
+            if close is not None:
+                await close()  # this loop's state-store connections
+        if self._owns_log and self.log is not None:
+            await asyncio.to_thread(self.log.close)
 
 
 _default: Client | None = None

@@ -16,7 +16,6 @@ from .errors import (
     CircuitOpenError,
     DeadlineExceededError,
     LLMRelayError,
-    RetryBudgetExhaustedError,
 )
 from .layers import CallContext, CatalogLayer, LimiterLayer
 from .providers import Deployment
@@ -97,12 +96,10 @@ class AttemptRunner:
                 trace[-1].reason = decision.reason
             return None
         if budget is not None and not budget.can_retry():
-            trace[-1].reason = "retry budget exhausted"
-            raise RetryBudgetExhaustedError(
-                f"retry budget of {dep.label} is spent (too many recent failures); not retrying",
-                provider=dep.provider,
-                model=dep.model,
-            ) from exc
+            # Keep the provider's error (as gRPC's retry throttling keeps the status): the call
+            # moves to its next candidate, and the trace says why it was not retried here.
+            trace[-1].reason = f"retry budget of {dep.label} spent: too many recent failures"
+            return None
         delay = decision.delay
         remaining = self._remaining(deadline_at)
         if remaining is not None:
@@ -129,7 +126,9 @@ class AttemptRunner:
         permit = None
         if breaker is not None:
             try:
-                permit = breaker.acquire()
+                # Shared (Redis) breakers decide with one round trip; in-process ones at once.
+                aacquire = getattr(breaker, "aacquire", None)
+                permit = await aacquire() if aacquire is not None else breaker.acquire()
             except CircuitOpenError as exc:
                 exc.provider, exc.model = dep.provider, dep.model
                 ctx.trace.append(
@@ -194,7 +193,7 @@ class AttemptRunner:
                 resp = await backend.complete(req, dep, self._attempt_timeouts(timeouts, remaining))
             except Exception as exc:
                 if breaker is not None and permit is not None:
-                    breaker.on_failure(permit, exc)
+                    await _on_failure(breaker, permit, exc)
                 if limiter is not None:
                     await limiter.release(lim, None, getattr(exc, "headers", None), exc)
                 if budget is not None and policy.is_retryable(exc):
@@ -203,6 +202,9 @@ class AttemptRunner:
                 rem = self._remaining(ctx.deadline_at)
                 if isinstance(exc, APITimeoutError) and rem is not None and rem <= 0:
                     raise self._deadline_error(dep, exc) from exc
+                if breaker is not None and breaker.state == "open":
+                    trace[-1].reason = "the breaker opened: not retrying"
+                    raise
                 d = await self._backoff(exc, policy, retries, dep, budget, ctx.deadline_at, trace)
                 if d is None:
                     raise
@@ -216,7 +218,7 @@ class AttemptRunner:
                     await limiter.release(lim, None, None, None)
                 raise
             if breaker is not None and permit is not None:
-                breaker.on_success(permit)
+                await _on_success(breaker, permit)
             if budget is not None:
                 budget.on_success()
             if limiter is not None:
@@ -276,12 +278,20 @@ class AttemptRunner:
                     )
                     exc.__cause__ = caught
                 if breaker is not None and permit is not None:
-                    breaker.on_failure(permit, exc)
+                    await _on_failure(breaker, permit, exc)
                 if limiter is not None:
                     await limiter.release(lim, None, getattr(exc, "headers", None), exc)
                 if budget is not None and policy.is_retryable(exc):
                     budget.on_failure()
                 trace.append(_error_attempt(dep, retries + 1, exc, clock() - t0, slept))
+                rem = self._remaining(ctx.deadline_at)
+                if isinstance(exc, APITimeoutError) and rem is not None and rem <= 0:
+                    raise self._deadline_error(dep, exc) from caught
+                if breaker is not None and breaker.state == "open":
+                    trace[-1].reason = "the breaker opened: not retrying"
+                    if exc is caught:
+                        raise
+                    raise exc from caught
                 d = await self._backoff(exc, policy, retries, dep, budget, ctx.deadline_at, trace)
                 if d is None:
                     if exc is caught:
@@ -298,7 +308,7 @@ class AttemptRunner:
                     await limiter.release(lim, None, None, None)
                 raise
             if breaker is not None and permit is not None:
-                breaker.on_success(permit)
+                await _on_success(breaker, permit)
             if budget is not None:
                 budget.on_success()
             trace.append(Attempt(dep.label, "success", retries + 1, backoff_s=slept))
@@ -329,3 +339,19 @@ def _error_attempt(
         None,
         getattr(exc, "message", None) or str(exc)[:300],
     )
+
+
+async def _on_success(breaker: CircuitBreaker, permit: Any) -> None:
+    hook = getattr(breaker, "aon_success", None)
+    if hook is not None:
+        await hook(permit)
+    else:
+        breaker.on_success(permit)
+
+
+async def _on_failure(breaker: CircuitBreaker, permit: Any, exc: BaseException) -> None:
+    hook = getattr(breaker, "aon_failure", None)
+    if hook is not None:
+        await hook(permit, exc)
+    else:
+        breaker.on_failure(permit, exc)

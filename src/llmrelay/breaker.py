@@ -183,7 +183,7 @@ class CircuitBreaker:
         """Seconds until an open breaker lets a probe through (0 when not open)."""
         if self._state != "open":
             return 0.0
-        return max(0.0, self._opened_at + self.recovery_timeout - self.clock())
+        return max(0.0, self.recovery_timeout - (self.clock() - self._opened_at))
 
     def _transition(self, new: State) -> None:
         old = self._state
@@ -216,7 +216,8 @@ class CircuitBreaker:
             return Permit(self._generation, False, now)
         with self._lock:
             if self._state == "open":
-                remaining = self._opened_at + self.recovery_timeout - now
+                # The same arithmetic as ``state``, so both agree at the boundary.
+                remaining = self.recovery_timeout - (now - self._opened_at)
                 if remaining > 0:
                     raise CircuitOpenError(
                         f"circuit breaker{' ' + self.name if self.name else ''} is open",

@@ -200,7 +200,11 @@ class Budgets:
                 f"unknown_cost must be 'deny' or 'allow', not {unknown_cost!r}"
             )
         self.limits = list(limits)
-        self.ledger: Ledger = ledger or MemoryLedger()
+        if ledger is None:
+            from .state import default_ledger
+
+            ledger = default_ledger()  # Redis when configured (LLMRELAY_REDIS_URL), else memory
+        self.ledger: Ledger = ledger
         self.estimator = estimator or _default_estimator
         self.unknown_cost = unknown_cost
         self.clock = clock

@@ -23,7 +23,7 @@ microseconds.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -84,12 +84,15 @@ class Rates:
         if self.reason is not None:
             return Cost.unknown(self.reason)
         inp, out = self.input, self.output
-        assert inp is not None and out is not None
+        assert inp is not None
+        assert out is not None
         cached = min(u.cached_tokens, u.input_tokens)
         written = min(u.cache_write_tokens, u.input_tokens - cached)
         fresh = u.input_tokens - cached - written
         reasoning = min(u.reasoning_tokens, u.output_tokens)
-        input_usd = fresh * inp + written * (self.cache_write if self.cache_write is not None else inp)
+        input_usd = fresh * inp + written * (
+            self.cache_write if self.cache_write is not None else inp
+        )
         cached_usd = cached * (self.cached if self.cached is not None else inp)
         output_usd = (u.output_tokens - reasoning) * out
         reasoning_usd = reasoning * (self.reasoning if self.reasoning is not None else out)
@@ -101,6 +104,18 @@ class Rates:
             cached_usd,
             reasoning_usd,
         )
+
+
+_registry_fn: Callable[[], LLMRegistry] | None = None
+
+
+def _default_registry() -> LLMRegistry:
+    global _registry_fn
+    if _registry_fn is None:
+        from .catalog.registry import default_registry
+
+        _registry_fn = default_registry
+    return _registry_fn()
 
 
 def rates_for(registry: LLMRegistry, provider: str | None, model: str) -> Rates | None:
@@ -151,11 +166,15 @@ def to_usage(usage: Usage | Mapping[str, Any]) -> Usage:
         return usage
     if not isinstance(usage, Mapping):
         raise InvalidRequestError(
-            f"usage must be an llmrelay.Usage or a dict of token counts, not "
-            f"{type(usage).__name__}"
+            f"usage must be an llmrelay.Usage or a dict of token counts, not {type(usage).__name__}"
         )
-    out = {"input_tokens": 0, "output_tokens": 0, "cached_tokens": 0, "cache_write_tokens": 0,
-           "reasoning_tokens": 0}
+    out = {
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cached_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
+    }
     extra_input = 0
     for k, v in usage.items():
         if k in _USAGE_KEYS:
@@ -165,11 +184,13 @@ def to_usage(usage: Usage | Mapping[str, Any]) -> Usage:
             out[_ANTHROPIC_KEYS[k]] = n
             extra_input += n
         elif k == "prompt_tokens_details" and isinstance(v, Mapping):
-            out["cached_tokens"] = _count("prompt_tokens_details.cached_tokens",
-                                          v.get("cached_tokens") or 0)
+            out["cached_tokens"] = _count(
+                "prompt_tokens_details.cached_tokens", v.get("cached_tokens") or 0
+            )
         elif k == "completion_tokens_details" and isinstance(v, Mapping):
-            out["reasoning_tokens"] = _count("completion_tokens_details.reasoning_tokens",
-                                             v.get("reasoning_tokens") or 0)
+            out["reasoning_tokens"] = _count(
+                "completion_tokens_details.reasoning_tokens", v.get("reasoning_tokens") or 0
+            )
         elif k == "total_tokens":
             _count(k, v)
         else:
@@ -183,17 +204,23 @@ def to_usage(usage: Usage | Mapping[str, Any]) -> Usage:
 
 
 def calculate_cost(
-    model: str | LLMProfile, usage: Usage | Mapping[str, Any], *, registry: LLMRegistry | None = None
+    model: str | LLMProfile,
+    usage: Usage | Mapping[str, Any],
+    *,
+    registry: LLMRegistry | None = None,
 ) -> Cost:
     """The cost of ``usage`` on ``model`` ("provider/model", an alias or a bare id, or a
     profile). An unknown model or price gives a typed unknown cost, never $0."""
-    from .catalog.models import LLMProfile
-    from .catalog.registry import default_registry
+    u = usage if type(usage) is Usage else to_usage(usage)
+    if not isinstance(model, str):
+        from .catalog.models import LLMProfile
 
-    u = to_usage(usage)
-    if isinstance(model, LLMProfile):
+        if not isinstance(model, LLMProfile):
+            raise InvalidRequestError(
+                f"model must be a model name or an LLMProfile, not {type(model).__name__}"
+            )
         return Rates.of(model).cost(u)
-    reg = registry or default_registry()
+    reg = registry or _default_registry()
     key = ("rates-by-name", model)
     rates = reg.cache.get(key)
     if rates is None:
@@ -213,15 +240,16 @@ def estimate_request_cost(
     for OpenAI models, else the documented estimate) at the input price, plus ``max_tokens``
     (else the model's maximum output) at the higher of the output and reasoning prices.
     None when the model or its price is unknown."""
-    from .catalog.registry import default_registry
     from .tokens import count_message_tokens
 
-    reg = registry or default_registry()
+    reg = registry or _default_registry()
     rates = rates_for(reg, dep.provider, dep.model)
     if rates is None or not rates.known:
         return None
     profile = reg.lookup(dep.provider, dep.model)
-    assert profile is not None and rates.input is not None and rates.output is not None
+    assert profile is not None
+    assert rates.input is not None
+    assert rates.output is not None
     caps = profile.capabilities
     prompt = count_message_tokens(
         req.messages,

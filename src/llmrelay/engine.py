@@ -13,6 +13,7 @@ attempt or skipped candidate. Clock and sleep are injectable so tests never slee
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 import uuid
@@ -27,6 +28,7 @@ from .errors import (
     AllAttemptsFailedError,
     ContentFilteredError,
     ContextWindowExceededError,
+    DeadlineExceededError,
     InvalidRequestError,
     LLMRelayError,
     StreamInterruptedError,
@@ -525,8 +527,18 @@ class Engine(AttemptRunner):
 
     @staticmethod
     def _failure(errors: list[BaseException], trace: list[Attempt]) -> BaseException:
+        last = errors[-1]
         if len(errors) == 1:
-            err = errors[0]
+            err = last
+        elif isinstance(last, DeadlineExceededError):
+            # The deadline stopped the chain (not every candidate failed): say so, with the
+            # candidates that did fail as the cause.
+            err = last
+            if err.__cause__ is None:
+                err.__cause__ = AllAttemptsFailedError(
+                    f"{len(errors) - 1} candidates failed before the deadline",
+                    [e for e in errors[:-1] if isinstance(e, Exception)],
+                )
         else:
             err = AllAttemptsFailedError(
                 f"all {len(errors)} candidates failed",
@@ -584,11 +596,19 @@ class Engine(AttemptRunner):
         try:
             if self.budget is not None and dep0 is not None:
                 reservation = await self.budget.reserve(req0, dep0, ctx)
-            async for c in self._stream_candidates(plan, dep0, err0, msgs, params, ctx):
-                if c.done and c.response is not None and key is not None and not opts.no_store:
-                    assert self.cache is not None
-                    await self.cache.put(key, c.response, ctx)
-                yield c
+            inner = self._stream_candidates(plan, dep0, err0, msgs, params, ctx)
+            async with contextlib.aclosing(inner):
+                async for c in inner:
+                    if (
+                        c.done
+                        and c.response is not None
+                        and key is not None
+                        and not opts.no_store
+                        and c.response.finish_reason != "error"
+                    ):
+                        assert self.cache is not None
+                        await self.cache.put(key, c.response, ctx)
+                    yield c
         except BaseException as exc:
             self._record_failure(exc, plan, ctx, req0, stream=True)
             raise

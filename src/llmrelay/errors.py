@@ -10,7 +10,7 @@ underlying cause, so a 429, a 400 and a 401 always stay distinguishable::
     │   ├── MissingAPIKeyError              the key variable is unset (raised before any request)
     │   ├── InvalidRequestError             a parameter or message is invalid (temperature 7, ...)
     │   ├── ConfigFileError                 a config file is malformed (names file, key, line)
-    │   ├── ModelRetiredError               the model is past its shutdown date (names the replacement)
+    │   ├── ModelRetiredError               past its shutdown date (names the replacement)
     │   └── UnsupportedCapabilityError      the model cannot take the request (an image, tools, ...)
     ├── APIError                            something went wrong talking to a provider
     │   ├── APIStatusError                  the provider answered with an error status
@@ -30,7 +30,6 @@ underlying cause, so a 429, a 400 and a 401 always stay distinguishable::
     │   ├── InvalidResponseError            the body is not what the wire format promises
     │   └── StreamInterruptedError          a stream ended early; carries the partial response
     ├── CircuitOpenError                    a breaker refuses the call; carries ``retry_after``
-    ├── RetryBudgetExhaustedError           the retry budget of a deployment is spent
     ├── BudgetExceededError                 a spending budget would be exceeded
     ├── DeadlineExceededError               the call's total deadline ran out (also TimeoutError)
     ├── StructuredOutputError               the model's output did not validate, after every re-ask
@@ -74,7 +73,6 @@ __all__ = [
     "PermissionDeniedError",
     "QuotaExhaustedError",
     "RateLimitedError",
-    "RetryBudgetExhaustedError",
     "ServerError",
     "StateStoreError",
     "StreamInterruptedError",
@@ -295,10 +293,6 @@ class CircuitOpenError(LLMRelayError):
     """The circuit breaker of a deployment is open (or its half-open probes are all taken)."""
 
 
-class RetryBudgetExhaustedError(LLMRelayError):
-    """The retry budget of a deployment is spent: too many recent calls needed retries."""
-
-
 class BudgetExceededError(LLMRelayError):
     """The call would take a spending budget past its limit."""
 
@@ -347,7 +341,7 @@ class StateStoreError(LLMRelayError):
     """The state store (SQLite, Redis, PostgreSQL) failed or is misconfigured."""
 
 
-class AllAttemptsFailedError(LLMRelayError, ExceptionGroup):  # type: ignore[misc]
+class AllAttemptsFailedError(LLMRelayError, ExceptionGroup):
     """Every candidate of a call failed. ``exceptions`` holds each attempt's error, in order."""
 
     def __new__(

@@ -24,11 +24,11 @@ _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "cf-ra
 def _get(headers: Mapping[str, str], name: str) -> str | None:
     """Case-insensitive lookup of a lower-case ``name``. aiohttp's header mappings already are
     case-insensitive; plain dicts (mock transports, user code) are scanned."""
-    v = headers.get(name)
+    v: str | None = headers.get(name)
     if v is None and isinstance(headers, dict):
         for k, val in headers.items():
             if k.lower() == name:
-                return val
+                return str(val)
     return v
 
 

@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Cost:
     """The price of some usage. ``usd`` is None when the price is not known -- never a silent 0."""
 

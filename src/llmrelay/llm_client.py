@@ -421,7 +421,7 @@ def _candidate(c: Any, i: int) -> tuple[str, str]:
     else:
         raise InvalidRequestError(
             f"preferred_models[{i}] is {c!r}; pass a (provider, model) pair, e.g. "
-            "(LLMProviders.OPENAI, LLMModels.GPT_4_1_MINI) or ('groq', 'llama-3.1-8b-instant')"
+            "(LLMProviders.OPENAI, LLMModels.GPT_4_1_MINI) or ('groq', 'openai/gpt-oss-20b')"
         )
     if not isinstance(provider, str) or provider not in PROVIDERS:
         known = ", ".join(sorted(PROVIDERS))

@@ -55,35 +55,60 @@ class LLMProviders(StrEnum):
 
 
 class LLMModels(StrEnum):
-    """Well-known model ids. Any other model name works too, as a plain string."""
+    """Well-known model ids. Any other model name works too, as a plain string.
 
-    # OpenAI (the seed's three first)
+    The seed's three come first; the rest are the models their providers serve on 2026-11-24,
+    newest first (deprecated ones answer until their shutdown date: see the catalog), and the
+    two Groq Llama ids kept for existing code although Groq shut them down."""
+
+    # the seed's (gpt-4.1-nano and o4-mini were shut down on 2026-10-23)
     GPT_4_1_NANO = "gpt-4.1-nano"
     GPT_4_1_MINI = "gpt-4.1-mini"
     O4_MINI = "o4-mini"
-    GPT_4_1 = "gpt-4.1"
-    GPT_4O = "gpt-4o"
-    GPT_4O_MINI = "gpt-4o-mini"
+    # OpenAI
+    GPT_6_2_ASTRA = "gpt-6.2-astra"
+    GPT_6_2_SOL = "gpt-6.2-sol"
+    GPT_6_ASTRA = "gpt-6-astra"
+    GPT_6_1_SOL = "gpt-6.1-sol"
+    GPT_6_SOL = "gpt-6-sol"
+    GPT_6_1_TERRA = "gpt-6.1-terra"
+    GPT_6_LUNA = "gpt-6-luna"
+    GPT_5_6_SOL = "gpt-5.6-sol"
+    GPT_5_6_TERRA = "gpt-5.6-terra"
+    GPT_5_6_LUNA = "gpt-5.6-luna"
+    GPT_5_5 = "gpt-5.5"
     GPT_5 = "gpt-5"
     GPT_5_MINI = "gpt-5-mini"
     GPT_5_NANO = "gpt-5-nano"
     O3 = "o3"
+    GPT_4_1 = "gpt-4.1"
+    GPT_4O = "gpt-4o"
+    GPT_4O_MINI = "gpt-4o-mini"
     # Anthropic
+    CLAUDE_FABLE_5_1 = "claude-fable-5-1"
+    CLAUDE_OPUS_5_5 = "claude-opus-5-5"
+    CLAUDE_SONNET_5_5 = "claude-sonnet-5-5"
+    CLAUDE_HAIKU_5_5 = "claude-haiku-5-5"
+    CLAUDE_OPUS_4_6 = "claude-opus-4-6"
+    CLAUDE_SONNET_4_6 = "claude-sonnet-4-6"
     CLAUDE_OPUS_4_5 = "claude-opus-4-5"
-    CLAUDE_OPUS_4_1 = "claude-opus-4-1"
     CLAUDE_SONNET_4_5 = "claude-sonnet-4-5"
     CLAUDE_HAIKU_4_5 = "claude-haiku-4-5"
-    CLAUDE_SONNET_4 = "claude-sonnet-4-20250514"
     # Google Gemini
+    GEMINI_4_ARGON = "gemini-4-argon"
+    GEMINI_3_8_FLASH = "gemini-3.8-flash"
+    GEMINI_3_5_FLASH = "gemini-3.5-flash"
+    GEMINI_3_5_FLASH_LITE = "gemini-3.5-flash-lite"
+    GEMINI_3_1_FLASH_LITE = "gemini-3.1-flash-lite"
     GEMINI_2_5_PRO = "gemini-2.5-pro"
     GEMINI_2_5_FLASH = "gemini-2.5-flash"
     GEMINI_2_5_FLASH_LITE = "gemini-2.5-flash-lite"
-    GEMINI_2_0_FLASH = "gemini-2.0-flash"
     # Groq
-    LLAMA_3_3_70B_VERSATILE = "llama-3.3-70b-versatile"
-    LLAMA_3_1_8B_INSTANT = "llama-3.1-8b-instant"
     GPT_OSS_120B = "openai/gpt-oss-120b"
     GPT_OSS_20B = "openai/gpt-oss-20b"
+    QWEN_3_6_27B = "qwen/qwen3.6-27b"
+    LLAMA_3_3_70B_VERSATILE = "llama-3.3-70b-versatile"  # shut down 2026-08-16
+    LLAMA_3_1_8B_INSTANT = "llama-3.1-8b-instant"  # shut down 2026-08-16
 
     @property
     def provider(self) -> LLMProviders:
@@ -98,7 +123,7 @@ _MODEL_PROVIDERS: dict[str, LLMProviders] = {
         else _P.GEMINI
         if m.value.startswith("gemini-")
         else _P.GROQ
-        if m.value.startswith(("llama-", "openai/gpt-oss"))
+        if m.value.startswith(("llama-", "openai/gpt-oss", "qwen/"))
         else _P.OPENAI
     )
     for m in LLMModels

@@ -10,23 +10,21 @@ four attempts (the seed's schedule; pass ``retry_policy=`` for jittered backoff 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from ._sync import run_sync
 from .backends import CallableBackend
-from .breaker import BreakerRegistry
+from .cache import ResponseCache
 from .engine import CallOptions, Engine
 from .errors import ConfigurationError, UnknownModelError
 from .providers import make_deployment
 from .resolve import Target, resolve_target
 from .retry import RetryPolicy
+from .state.config import build_layers
 from .trace import Attempt
 from .transport.base import Transport
 from .types import PARAM_NAMES, Message, Response, build_params
@@ -50,34 +48,9 @@ class _Model:
     target: Target
     metadata: dict[str, Any]
     key: str
+    #: The deployment label its trace entries carry ("provider/model").
+    label: str = ""
     stats: _Stats = field(default_factory=_Stats)
-
-
-class _MemoryCache:
-    """A bounded in-memory LRU of generated texts."""
-
-    def __init__(self, max_entries: int = 10_000) -> None:
-        self._data: dict[str, str] = {}
-        self._max = max_entries
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> str | None:
-        with self._lock:
-            v = self._data.pop(key, None)
-            if v is not None:
-                self._data[key] = v  # most recently used goes last
-            return v
-
-    def set(self, key: str, value: str) -> None:
-        with self._lock:
-            self._data.pop(key, None)
-            self._data[key] = value
-            while len(self._data) > self._max:
-                del self._data[next(iter(self._data))]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
 
 
 class LLMManager:
@@ -110,20 +83,25 @@ class LLMManager:
         )
         self.max_retries = max_retries
         self.enable_caching = enable_caching
+        # Cache (in memory, or shared when [state] / LLMRELAY_REDIS_URL says so), configured
+        # limits and budgets, and breakers (shared through Redis when it is configured).
+        layers = build_layers(
+            cache=bool(enable_caching),
+            cache_max_entries=cache_max_entries,
+            breaker_settings={
+                "failure_threshold": failure_threshold,
+                "recovery_timeout": recovery_timeout,
+                "clock": clock,
+            },
+        )
+        self._cache: ResponseCache | None = layers.cache
         self._engine = Engine(
-            transport,
-            retry=policy,
-            breakers=BreakerRegistry(
-                failure_threshold=failure_threshold, recovery_timeout=recovery_timeout, clock=clock
-            ),
-            clock=clock,
-            sleep=sleep,
+            transport, retry=policy, clock=clock, sleep=sleep, **layers.engine_kwargs()
         )
         self._models: dict[str, _Model] = {}
         self._by_label: dict[str, str] = {}
         self._active: str | None = None
         self._chain: list[str] = []
-        self._cache = _MemoryCache(cache_max_entries)
         self._lock = threading.Lock()
         self._total = self._ok = self._failed = 0
         self._cache_hits = self._cache_misses = 0
@@ -164,11 +142,10 @@ class LLMManager:
             require_key=False,
         )
         with self._lock:
-            old = self._models.get(name)
-            if old is not None:
-                self._by_label.pop(old.target.label if old.target.alias else dep.label, None)
-            self._models[name] = _Model(name, target, dict(metadata or {}), dep.key)
-            self._by_label[dep.label] = name
+            self._models[name] = _Model(name, target, dict(metadata or {}), dep.key, dep.label)
+            # Rebuilt, so a replaced registration leaves no stale entry behind (two names on one
+            # deployment: the later registration gets its trace entries).
+            self._by_label = {m.label: m.name for m in self._models.values()}
 
     def set_active_model(self, name: str) -> None:
         self._require(name)
@@ -213,35 +190,20 @@ class LLMManager:
             )
         return [self._models[n] for n in order]
 
-    @staticmethod
-    def _cache_key(names: list[str], prompt: str, kwargs: dict[str, Any]) -> str:
-        blob = orjson.dumps([names, prompt, kwargs], option=orjson.OPT_SORT_KEYS, default=repr)
-        return hashlib.sha256(blob).hexdigest()
-
     async def agenerate(self, prompt: str, use_cache: bool = True, **kwargs: Any) -> str:
         """Generate with retry, circuit breakers and fallback; cached when enabled."""
         if not isinstance(prompt, str) or not prompt:
             raise ConfigurationError("prompt must be a non-empty string")
         candidates = self._candidates()
-        names = [m.name for m in candidates]
-        caching = self.enable_caching and use_cache
-        key = self._cache_key(names, prompt, kwargs) if caching else ""
+        caching = bool(self.enable_caching and use_cache and self._cache is not None)
         with self._lock:
             self._total += 1
-        if caching:
-            hit = self._cache.get(key)
-            with self._lock:
-                if hit is not None:
-                    self._cache_hits += 1
-                    self._ok += 1
-                    return hit
-                self._cache_misses += 1
         api_params = {k: v for k, v in kwargs.items() if k in PARAM_NAMES}
         extra = {k: v for k, v in kwargs.items() if k not in PARAM_NAMES}
         if extra:
             api_params["extra"] = extra
         params = build_params(api_params)
-        opts = CallOptions(fallbacks=[m.target for m in candidates[1:]])
+        opts = CallOptions(fallbacks=[m.target for m in candidates[1:]], use_cache=caching)
         try:
             resp = await self._engine._complete(
                 candidates[0].target, [Message("user", prompt)], params, opts
@@ -251,12 +213,17 @@ class LLMManager:
             self._record(trace, None)
             with self._lock:
                 self._failed += 1
+                self._cache_misses += caching
             raise
+        if resp.cache_hit:
+            with self._lock:
+                self._cache_hits += 1
+                self._ok += 1
+            return resp.text
         self._record(resp.trace, resp)
         with self._lock:
             self._ok += 1
-        if caching:
-            self._cache.set(key, resp.text)
+            self._cache_misses += caching
         return resp.text
 
     def generate(self, prompt: str, use_cache: bool = True, **kwargs: Any) -> str:
@@ -298,7 +265,9 @@ class LLMManager:
     # ------------------------------------------------------------------ introspection
 
     def clear_cache(self) -> None:
-        self._cache.clear()
+        """Empty the response cache (a shared one too: every process using it)."""
+        if self._cache is not None:
+            run_sync(self._cache.clear())
 
     def get_model_info(self, model_name: str) -> dict[str, Any]:
         m = self._require(model_name)

@@ -248,8 +248,8 @@ def _env_first(names: tuple[str | None, ...]) -> str | None:
     for n in names:
         if n:
             v = os.environ.get(n)
-            if v:
-                return v
+            if v and v.strip():
+                return v.strip()  # keys and URLs pasted with a trailing newline still work
     return None
 
 

@@ -94,7 +94,7 @@ def resolve_target(name: str) -> Target:
     raise UnknownModelError(
         f"unknown model {name!r}: not an alias and not 'provider/model'.{hint} "
         f"Use an alias ({len(aliases)} known; `llmrelay models` lists them) or write "
-        "'provider/model', e.g. 'groq/llama-3.1-8b-instant'"
+        "'provider/model', e.g. 'groq/openai/gpt-oss-20b'"
     )
 
 

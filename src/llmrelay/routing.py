@@ -30,7 +30,6 @@ from .errors import (
     NotFoundError,
     PermissionDeniedError,
     QuotaExhaustedError,
-    RetryBudgetExhaustedError,
     UnsupportedCapabilityError,
 )
 from .resolve import Target, resolve_target
@@ -84,10 +83,16 @@ class Plan:
         def res(names: Sequence[str | Target] | None) -> list[Target]:
             if not names:
                 return []
-            out = []
+            if isinstance(names, str):
+                raise ConfigurationError(
+                    f"a fallback chain must be a list of model names, not the string {names!r}"
+                )
+            out: list[Target] = []
+            seen = {primary.label}
             for n in names:
                 t = n if isinstance(n, Target) else resolve_target(n)
-                if t.label != primary.label:
+                if t.label not in seen:  # the primary itself or a repeat: a cycle, dropped
+                    seen.add(t.label)
                     out.append(t)
             return out
 
@@ -104,7 +109,6 @@ def moves_on(exc: BaseException) -> bool:
     if isinstance(
         exc,
         CircuitOpenError
-        | RetryBudgetExhaustedError
         | MissingAPIKeyError
         | AuthenticationError
         | PermissionDeniedError

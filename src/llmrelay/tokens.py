@@ -29,6 +29,7 @@ import os
 import re
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("llmrelay.tokens")
+log.addHandler(logging.NullHandler())  # the application decides where warnings go
 
 Encoding = Literal["o200k_base", "cl100k_base"]
 ChatFormat = Literal["openai", "anthropic", "gemini"]
@@ -54,7 +56,12 @@ _WORDS = re.compile(r"\w+|[^\w\s]")
 #: Tokens counted for one image, by chat format. OpenAI: 85 for ``detail="low"``, otherwise
 #: 765 (a 1024x1024 image at high detail: 85 + 4 tiles x 170). Anthropic: 1,600 (about its
 #: per-image maximum, (width x height) / 750 at the default size limit). Gemini: 258 (one tile).
-IMAGE_TOKENS: Mapping[str, int] = {"openai": 765, "openai_low": 85, "anthropic": 1600, "gemini": 258}
+IMAGE_TOKENS: Mapping[str, int] = {
+    "openai": 765,
+    "openai_low": 85,
+    "anthropic": 1600,
+    "gemini": 258,
+}
 
 
 def estimate_tokens(text: str) -> int:
@@ -158,11 +165,14 @@ def _load_bindings() -> Any | None:
 
 
 def _public_encoding(name: str) -> _Counter | None:
-    try:
-        import bpe_openai
-    except ImportError:
-        return None
-    return _PublicEncoding(bpe_openai.get_encoding(name))
+    with warnings.catch_warnings():
+        # bpe-openai 0.1.x reads its tables with a deprecated importlib.resources call.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import bpe_openai
+        except ImportError:
+            return None
+        return _PublicEncoding(bpe_openai.get_encoding(name))
 
 
 class _Backend:

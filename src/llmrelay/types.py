@@ -625,7 +625,8 @@ def _message_from_mapping(m: Mapping[str, Any]) -> Message:
             if isinstance(tc, ToolCall):
                 calls.append(tc)
             elif isinstance(tc, Mapping):
-                fn = tc.get("function") if isinstance(tc.get("function"), Mapping) else tc
+                fn_raw = tc.get("function")
+                fn: Mapping[str, Any] = fn_raw if isinstance(fn_raw, Mapping) else tc
                 args = fn.get("arguments", "{}")
                 calls.append(
                     ToolCall(

@@ -114,12 +114,14 @@ def _image(p: ImagePart) -> dict[str, Any]:
 def _parts(content: str | list[ContentPart] | None) -> list[dict[str, Any]]:
     if content is None:
         return []
+    # Gemini refuses empty text parts ("it has an empty text parameter"): leave them out.
     if isinstance(content, str):
-        return [{"text": content}]
+        return [{"text": content}] if content else []
     out: list[dict[str, Any]] = []
     for p in content:
         if isinstance(p, TextPart):
-            out.append({"text": p.text})
+            if p.text:
+                out.append({"text": p.text})
         elif isinstance(p, ImagePart):
             out.append(_image(p))
     return out
@@ -156,7 +158,8 @@ def _contents(messages: list[Message]) -> tuple[list[dict[str, Any]], list[dict[
     last_kind = ""
     for i, m in enumerate(messages):
         if m.role == "system":
-            system.append({"text": m.text()})
+            if m.text():
+                system.append({"text": m.text()})
             continue
         if m.role == "tool":
             call_id = m.tool_call_id or ""
@@ -181,6 +184,8 @@ def _contents(messages: list[Message]) -> tuple[list[dict[str, Any]], list[dict[
         else:
             parts = _parts(m.content)
             role, kind = "user", "user"
+        if not parts:
+            continue  # an empty turn (e.g. an empty answer): Gemini refuses empty parts
         if kind == last_kind and contents:
             contents[-1]["parts"].extend(parts)
         else:

@@ -43,8 +43,16 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .detect import ModelCapabilityDetectorFactory
-    from .layer import Catalog
-    from .models import CAPABILITY_NAMES, LLMCapabilities, LLMProfile, MediaType, ModelFamily, Pricing
-    from .providers import Provider, ProviderRegistry
-    from .registry import LLMRegistry, default_registry, set_default_registry
+    from .detect import ModelCapabilityDetectorFactory as ModelCapabilityDetectorFactory
+    from .layer import Catalog as Catalog
+    from .models import CAPABILITY_NAMES as CAPABILITY_NAMES
+    from .models import LLMCapabilities as LLMCapabilities
+    from .models import LLMProfile as LLMProfile
+    from .models import MediaType as MediaType
+    from .models import ModelFamily as ModelFamily
+    from .models import Pricing as Pricing
+    from .providers import Provider as Provider
+    from .providers import ProviderRegistry as ProviderRegistry
+    from .registry import LLMRegistry as LLMRegistry
+    from .registry import default_registry as default_registry
+    from .registry import set_default_registry as set_default_registry

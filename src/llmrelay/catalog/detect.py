@@ -79,6 +79,10 @@ class DetectedModel:
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
+def _map(v: Any) -> Mapping[str, Any]:
+    return v if isinstance(v, Mapping) else {}
+
+
 def _int(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
 
@@ -168,12 +172,12 @@ class OpenAICompatibleDetector(ModelCapabilityDetector):
             mid = it["id"]
             if _NOT_CHAT.search(mid):
                 continue
-            top = it.get("top_provider") if isinstance(it.get("top_provider"), Mapping) else {}
-            arch = it.get("architecture") if isinstance(it.get("architecture"), Mapping) else {}
-            caps = it.get("capabilities") if isinstance(it.get("capabilities"), Mapping) else {}
+            top = _map(it.get("top_provider"))
+            arch = _map(it.get("architecture"))
+            caps = _map(it.get("capabilities"))
             params = it.get("supported_parameters")
             mods = arch.get("input_modalities")
-            pricing = it.get("pricing") if isinstance(it.get("pricing"), Mapping) else {}
+            pricing = _map(it.get("pricing"))
             tools: bool | None = None
             if isinstance(params, list):
                 tools = "tools" in params
@@ -231,7 +235,7 @@ class AnthropicDetector(ModelCapabilityDetector):
             for it in items:
                 if not isinstance(it, Mapping) or not isinstance(it.get("id"), str):
                     raise self._bad(f"an entry without an id: {str(it)[:100]}")
-                caps = it.get("capabilities") if isinstance(it.get("capabilities"), Mapping) else {}
+                caps = _map(it.get("capabilities"))
                 out.append(
                     DetectedModel(
                         it["id"],
@@ -328,9 +332,12 @@ def _snapshot_base(registry: LLMRegistry, provider: str, model_id: str) -> LLMPr
     best: LLMProfile | None = None
     for p in registry.list(provider):
         for name in (p.name, *p.aliases):
-            if model_id.startswith(name) and _SNAPSHOT.match(model_id[len(name) :]):
-                if best is None or len(name) > len(best.name):
-                    best = p
+            if (
+                model_id.startswith(name)
+                and _SNAPSHOT.match(model_id[len(name) :])
+                and (best is None or len(name) > len(best.name))
+            ):
+                best = p
     return best
 
 
@@ -533,9 +540,7 @@ class ModelCapabilityDetectorFactory:
         return await cls.register_provider_models("openai", api_key, **kw)
 
     @classmethod
-    async def register_anthropic_models(
-        cls, api_key: str | Secret, **kw: Any
-    ) -> list[LLMProfile]:
+    async def register_anthropic_models(cls, api_key: str | Secret, **kw: Any) -> list[LLMProfile]:
         return await cls.register_provider_models("anthropic", api_key, **kw)
 
     @classmethod

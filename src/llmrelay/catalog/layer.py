@@ -23,9 +23,12 @@ attempt's usage (``llmrelay.costs``); an unknown price is a typed unknown ``Cost
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
+from ..costs import rates_for
 from ..errors import ContextWindowExceededError, UnsupportedCapabilityError
 from ..layers import Cost
 from ..tokens import IMAGE_TOKENS, count_message_tokens, estimate_tokens, is_exact
@@ -40,6 +43,8 @@ __all__ = ["Catalog"]
 
 #: Count exactly once the estimate passes this share of the context window.
 EXACT_COUNT_THRESHOLD = 0.5
+#: Seconds a passed lifecycle check stays valid for a model.
+LIFECYCLE_RECHECK_S = 60.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -49,11 +54,33 @@ class _Entry:
     max_output: int | None
     vision: bool
     tools: bool
-    #: Retired, and at a base URL other than the provider's own: no checks apply.
-    passthrough: bool
+    #: At the provider's own API (retirement is enforced only there).
+    official: bool
+    #: Has a deprecation or shutdown date: the lifecycle check runs.
+    lifecycle: bool
+
+
+#: The hosts of the providers' own APIs: retirement is enforced only there.
+OFFICIAL_HOSTS: dict[str, str] = {
+    "openai": "api.openai.com",
+    "anthropic": "api.anthropic.com",
+    "gemini": "generativelanguage.googleapis.com",
+    "groq": "api.groq.com",
+    "mistral": "api.mistral.ai",
+    "deepseek": "api.deepseek.com",
+    "together": "api.together.xyz",
+    "fireworks": "api.fireworks.ai",
+    "openrouter": "openrouter.ai",
+    "xai": "api.x.ai",
+}
 
 
 def _is_official(dep: Deployment) -> bool:
+    """Is ``dep`` the provider's own API (not a proxy, mirror or test server)? Providers not
+    in ``OFFICIAL_HOSTS`` count as official at the base URL their spec names."""
+    host = OFFICIAL_HOSTS.get(dep.provider)
+    if host is not None:
+        return urlsplit(dep.base_url).hostname == host
     spec = dep.spec
     return bool(spec is not None and spec.base_url and dep.base_url == spec.base_url.rstrip("/"))
 
@@ -64,6 +91,8 @@ class Catalog:
 
     def __init__(self, registry: LLMRegistry | None = None) -> None:
         self._registry = registry
+        #: (model id, official) -> (when its lifecycle check passed, retired and elsewhere).
+        self._checked: dict[tuple[str, bool], tuple[float, bool]] = {}
 
     @property
     def registry(self) -> LLMRegistry:
@@ -75,8 +104,7 @@ class Catalog:
 
     def _entry(self, dep: Deployment) -> _Entry | None:
         reg = self.registry
-        official = _is_official(dep)
-        key = ("layer", dep.provider, dep.model, official)
+        key = ("layer", dep.provider, dep.model, dep.base_url)
         cache = reg.cache
         try:
             return cache[key]  # type: ignore[no-any-return]
@@ -92,27 +120,48 @@ class Catalog:
                 c.max_output_tokens,
                 c.supports_vision,
                 c.supports_tools,
-                p.is_retired(reg.today()) and not official,
+                _is_official(dep),
+                p.shutdown_date is not None or p.deprecation_date is not None,
             )
         cache[key] = entry
         return entry
+
+    def _retired_elsewhere(self, e: _Entry) -> bool:
+        """The registry's lifecycle check (warns; raises for a retired model at the provider's
+        own API). Returns True for a retired model served elsewhere: it passes unchecked.
+        A passed check is reused for a minute per deployment, so a model that retires while
+        the process runs is caught within the minute."""
+        key = (e.profile.id, e.official)
+        now = time.monotonic()
+        last = self._checked.get(key)
+        if last is not None and now - last[0] < LIFECYCLE_RECHECK_S:
+            return last[1]
+        reg = self.registry
+        reg.check_lifecycle(e.profile, enforce=e.official)
+        elsewhere = not e.official and e.profile.is_retired(reg.today())
+        self._checked[key] = (now, elsewhere)
+        return elsewhere
 
     def prepare(self, req: ChatRequest, dep: Deployment) -> ChatRequest:
         e = self._entry(dep)
         if e is None:
             return req
-        reg = self.registry
-        if e.passthrough:
-            reg.check_lifecycle(e.profile, enforce=False)  # warns once
+        if e.lifecycle and self._retired_elsewhere(e):
             return req
-        if e.profile.shutdown_date is not None or e.profile.deprecation_date is not None:
-            reg.check_lifecycle(e.profile)
         images = 0
-        if not e.vision or e.window is not None:
-            for m in req.messages:
-                c = m.content
-                if c is not None and not isinstance(c, str):
-                    images += sum(1 for part in c if isinstance(part, ImagePart))
+        chars = 0
+        for m in req.messages:
+            c = m.content
+            if isinstance(c, str):
+                chars += len(c)
+            elif c is not None:
+                for part in c:
+                    if isinstance(part, ImagePart):
+                        images += 1
+                    else:
+                        chars += len(part.text)
+            if m.tool_calls:
+                chars += sum(len(tc.arguments) + len(tc.name) for tc in m.tool_calls)
         if images and not e.vision:
             raise UnsupportedCapabilityError(
                 f"{dep.label} does not accept images (the request has {images}); send text "
@@ -142,8 +191,15 @@ class Catalog:
                 req.stream,
                 adjusted,
             )
-        if e.window is not None:
-            self._check_window(req, dep, e, e.window, max_tokens or 0, images)
+        window = e.window
+        if window is not None:
+            # A token is at least one UTF-8 byte and a character at most four bytes, so this
+            # bound is never below the real count: most prompts end the check here.
+            bound = 4 * chars + images * max(IMAGE_TOKENS.values()) + 8 * len(req.messages) + 3
+            if params.tools:
+                bound += 4 * sum(len(str(t.parameters)) + len(t.name) + 40 for t in params.tools)
+            if bound + (max_tokens or 0) > window:
+                self._check_window(req, dep, e, window, max_tokens or 0, images)
         return out
 
     def _check_window(
@@ -186,8 +242,6 @@ class Catalog:
             )
 
     def cost(self, dep: Deployment, usage: Usage) -> Cost:
-        from ..costs import rates_for
-
         rates = rates_for(self.registry, dep.provider, dep.model)
         if rates is None:
             return Cost.unknown(f"no price for {dep.label} in the catalog")

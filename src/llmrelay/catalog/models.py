@@ -13,7 +13,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from datetime import date
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from ..errors import ConfigurationError
@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 
-class ModelFamily(str, Enum):
+class ModelFamily(StrEnum):
     """The family a model belongs to (used for grouping and tokenizer choice)."""
 
     GPT = "gpt"
@@ -59,7 +59,7 @@ class ModelFamily(str, Enum):
             ) from None
 
 
-class MediaType(str, Enum):
+class MediaType(StrEnum):
     """A modality a model reads or writes."""
 
     TEXT = "text"
@@ -76,8 +76,7 @@ class MediaType(str, Enum):
             return cls(value)
         except ValueError:
             raise ConfigurationError(
-                f"{where}unknown media type {value!r}; use one of "
-                f"{', '.join(m.value for m in cls)}"
+                f"{where}unknown media type {value!r}; use one of {', '.join(m.value for m in cls)}"
             ) from None
 
     @classmethod

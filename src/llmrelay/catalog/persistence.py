@@ -87,11 +87,9 @@ def _err(msg: str, path: str | None, key: str | None = None) -> ConfigFileError:
     return ConfigFileError(msg, path=path, key=key)
 
 
-def _expect(v: Any, types: type | tuple[type, ...], what: str, path: str | None, key: str) -> Any:
-    if v is not None and (not isinstance(v, types) or isinstance(v, bool) and bool not in types):
-        want = types.__name__ if isinstance(types, type) else " or ".join(t.__name__ for t in types)
-        raise _err(f"{what} must be {want}, not {v!r}", path, key)
-    return v
+def _expect_str(v: Any, what: str, path: str | None, key: str) -> None:
+    if v is not None and not isinstance(v, str):
+        raise _err(f"{what} must be a string, not {v!r}", path, key)
 
 
 def profile_from_row(
@@ -139,9 +137,9 @@ def profile_from_row(
     if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
         raise _err(f"aliases must be a list of strings, not {aliases!r}", path, key)
     for f in ("display_name", "description", "replacement", "lifecycle_source", "tokenizer"):
-        _expect(row.get(f), str, f, path, key)
+        _expect_str(row.get(f), f, path, key)
     for f in ("source", "as_of", "note"):
-        _expect(prices.get(f), str, f"prices.{f}", path, key)
+        _expect_str(prices.get(f), f"prices.{f}", path, key)
     try:
         pricing = Pricing(
             input=prices.get("input"),
@@ -369,6 +367,7 @@ def dump_yaml(
 _SQL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS catalog_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS catalog_models (
+    position INTEGER NOT NULL,
     provider TEXT NOT NULL,
     model TEXT NOT NULL,
     context_window INTEGER,
@@ -398,9 +397,10 @@ def dump_sqlite(
                 [(k, orjson.dumps(v).decode()) for k, v in full.items()],
             )
             con.executemany(
-                "INSERT INTO catalog_models VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO catalog_models VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
+                        i,
                         r["provider"],
                         r["model"],
                         r.get("context_window"),
@@ -409,7 +409,7 @@ def dump_sqlite(
                         r.get("shutdown_date"),
                         orjson.dumps(r).decode(),
                     )
-                    for r in rows
+                    for i, r in enumerate(rows)
                 ],
             )
     except sqlite3.Error as exc:
@@ -430,7 +430,7 @@ def load_sqlite(path: str | os.PathLike[str], *, origin: str = "user") -> Loaded
         meta = {k: orjson.loads(v) for k, v in con.execute("SELECT key, value FROM catalog_meta")}
         rows = [
             orjson.loads(r)
-            for (r,) in con.execute("SELECT row_json FROM catalog_models ORDER BY provider, model")
+            for (r,) in con.execute("SELECT row_json FROM catalog_models ORDER BY position")
         ]
     except (sqlite3.Error, orjson.JSONDecodeError) as exc:
         raise _err(

@@ -49,7 +49,7 @@ class Provider:
     ``api_base``: base URL (``https://api.groq.com/openai/v1``); ``api_key_env``: the variable
     holding its key; ``wire``: ``openai_chat`` (default for new providers),
     ``anthropic_messages`` or ``gemini``; ``rate_limits``: see ``RATE_LIMIT_KEYS``; ``models``:
-    per-model settings (``{"llama-3.1-8b-instant": {"rate_limits": {...}}}``).
+    per-model settings (``{"openai/gpt-oss-20b": {"rate_limits": {...}}}``).
     """
 
     api_base: str | None = None
@@ -66,13 +66,9 @@ class Provider:
             not isinstance(self.api_base, str)
             or not self.api_base.startswith(("http://", "https://"))
         ):
-            raise ConfigurationError(
-                f"api_base must be an http(s) URL, not {self.api_base!r}"
-            )
+            raise ConfigurationError(f"api_base must be an http(s) URL, not {self.api_base!r}")
         if self.wire is not None and self.wire not in _WIRES:
-            raise ConfigurationError(
-                f"wire must be one of {', '.join(_WIRES)}, not {self.wire!r}"
-            )
+            raise ConfigurationError(f"wire must be one of {', '.join(_WIRES)}, not {self.wire!r}")
         _check_limits(self.rate_limits, "rate_limits")
         if not isinstance(self.models, Mapping):
             raise ConfigurationError("models must be a mapping of model name -> settings")

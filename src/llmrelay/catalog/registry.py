@@ -25,6 +25,7 @@ allow_retired = true``).
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import logging
 import math
@@ -43,6 +44,9 @@ from .models import CAPABILITY_NAMES, LLMCapabilities, LLMProfile
 __all__ = ["LLMRegistry", "bundled_metadata", "default_registry"]
 
 log = logging.getLogger("llmrelay.catalog")
+# A library logs to its logger and lets the application decide where it goes: without this,
+# Python's last-resort handler would print the warnings on stderr of every program.
+log.addHandler(logging.NullHandler())
 
 _Key = tuple[str, str]
 
@@ -312,7 +316,9 @@ class LLMRegistry:
         self._ensure()
         return len(self._profiles)
 
-    def list(self, provider: str | None = None, *, include_retired: bool = True) -> list[LLMProfile]:
+    def list(
+        self, provider: str | None = None, *, include_retired: bool = True
+    ) -> builtins.list[LLMProfile]:
         """Every model (of ``provider``), in catalog order."""
         self._ensure()
         today = self.today()
@@ -323,7 +329,7 @@ class LLMRegistry:
             and (include_retired or not p.is_retired(today))
         ]
 
-    def providers(self) -> list[str]:
+    def providers(self) -> builtins.list[str]:
         self._ensure()
         return sorted({k[0] for k in self._profiles})
 
@@ -335,7 +341,7 @@ class LLMRegistry:
         *,
         provider: str | None = None,
         include_retired: bool = False,
-    ) -> list[LLMProfile]:
+    ) -> builtins.list[LLMProfile]:
         """Models with ``capability`` (e.g. ``"supports_vision"``), a context window of at least
         ``min_context_window`` and an input price of at most ``max_cost_per_1k`` dollars per
         1,000 tokens (models with an unknown price are left out when a price bound is given).
@@ -361,8 +367,7 @@ class LLMRegistry:
             or max_cost_per_1k < 0
         ):
             raise ConfigurationError(
-                f"max_cost_per_1k must be a non-negative number of dollars, not "
-                f"{max_cost_per_1k!r}"
+                f"max_cost_per_1k must be a non-negative number of dollars, not {max_cost_per_1k!r}"
             )
         out = []
         for p in self.list(provider, include_retired=include_retired):
@@ -391,7 +396,8 @@ class LLMRegistry:
         allowed."""
         today = self.today()
         if profile.is_retired(today):
-            instead = f"; use {profile.replacement!r} instead" if profile.replacement else ""
+            repl = self.current_replacement(profile)
+            instead = f"; use {repl!r} instead" if repl else ""
             if enforce and not self.allow_retired:
                 raise ModelRetiredError(
                     f"{profile.id} was shut down on {profile.shutdown_date}{instead}. To call it "
@@ -400,30 +406,42 @@ class LLMRegistry:
                     provider=profile.provider,
                     model=profile.name,
                     shutdown_date=str(profile.shutdown_date),
-                    replacement=profile.replacement,
+                    replacement=repl,
                 )
             self._warn_once(
-                profile, f"{profile.id} was shut down by its provider on {profile.shutdown_date}"
+                profile,
+                f"{profile.id} was shut down by its provider on {profile.shutdown_date}",
+                repl,
             )
         elif profile.is_deprecated(today):
-            when = (
-                f"; it shuts down on {profile.shutdown_date}"
-                if profile.shutdown_date
-                else ""
+            when = f"; it shuts down on {profile.shutdown_date}" if profile.shutdown_date else ""
+            self._warn_once(
+                profile, f"{profile.id} is deprecated{when}", self.current_replacement(profile)
             )
-            self._warn_once(profile, f"{profile.id} is deprecated{when}")
+
+    def current_replacement(self, profile: LLMProfile) -> str | None:
+        """The model to use instead: the named replacement, followed while that one is itself
+        retired (``mixtral-8x7b-32768`` -> ``llama-3.3-70b-versatile`` -> ...)."""
+        repl = profile.replacement
+        today = self.today()
+        seen = {profile.id}
+        for _ in range(8):
+            if repl is None:
+                return None
+            nxt = self.lookup(profile.provider, repl)
+            if nxt is None or nxt.id in seen or not nxt.is_retired(today) or not nxt.replacement:
+                return repl
+            seen.add(nxt.id)
+            repl = nxt.replacement
+        return repl
 
     @staticmethod
-    def _warn_once(profile: LLMProfile, what: str) -> None:
+    def _warn_once(profile: LLMProfile, what: str, replacement: str | None) -> None:
         with _warned_lock:
             if profile.id in _warned:
                 return
             _warned.add(profile.id)
-        instead = (
-            f"; migrate to {profile.replacement!r}"
-            if profile.replacement
-            else "; no replacement is named"
-        )
+        instead = f"; migrate to {replacement!r}" if replacement else "; no replacement is named"
         log.warning("%s%s", what, instead, extra={"model": profile.id})
 
     def validate_model(self, name: str) -> LLMProfile:
@@ -439,7 +457,7 @@ class LLMRegistry:
         self._ensure()
         return dict(self._meta)
 
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self) -> builtins.list[dict[str, Any]]:
         """Every model as a catalog row (the file form)."""
         self._ensure()
         with self._lock:
@@ -458,13 +476,15 @@ class LLMRegistry:
             raise ConfigurationError(f"unknown catalog format {fmt!r}; use json, yaml or sqlite")
         dump(path, meta, self.rows())
 
-    def load(self, path: str | os.PathLike[str], *, format: str | None = None) -> list[str]:
+    def load(
+        self, path: str | os.PathLike[str], *, format: str | None = None
+    ) -> builtins.list[str]:
         """Load a catalog file over this registry (its rows win, field by field). The file is
         checked completely first; a bad file changes nothing. Returns the ids it set."""
         self._ensure()
         return self._load_file(path, format)
 
-    def _load_file(self, path: str | os.PathLike[str], format: str | None) -> list[str]:
+    def _load_file(self, path: str | os.PathLike[str], format: str | None) -> builtins.list[str]:
         fmt = format or persistence.format_for(path)
         loader = {
             "json": persistence.load_json,

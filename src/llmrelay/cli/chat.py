@@ -75,8 +75,11 @@ async def _call(
 ) -> Response:
     """One call; with ``stream``, deltas go to ``out`` as they arrive (``None``: collect only)."""
     from ..api import Client
+    from ..requestlog.settings import log_settings
 
-    client = Client()
+    # The call goes to the request log when `[log] enabled = true` or LLMRELAY_LOG is set;
+    # otherwise nothing is written.
+    client = Client(log=True if log_settings().enabled else None)
     try:
         if not stream:
             return await client.achat(model, prompt, **kwargs)

@@ -1,8 +1,8 @@
 """``llmrelay``: the command-line interface (argument parsing, dispatch, exit codes).
 
-Commands live in their own modules (``chat``, ``models``, ``demo``) and are imported only when
-run, so ``llmrelay --help`` stays fast. Errors print one line, ``error: <message>``, on stderr
-and exit with a code a shell script can branch on:
+Commands live in their own modules (``chat``, ``models``, ``batch``, ``demo``) and are imported
+only when run, so ``llmrelay --help`` stays fast. Errors print one line, ``error: <message>``, on
+stderr and exit with a code a shell script can branch on:
 
 ====  ==========================================================================
 0     success
@@ -11,7 +11,9 @@ and exit with a code a shell script can branch on:
 3     authentication or permission refused by the provider (401/403)
 4     rate limited or out of quota (429, 402)
 5     any other provider or network error (5xx, timeout, connection, bad response)
-130   interrupted (Ctrl-C)
+6     ``batch``: the batch ran to the end but some items failed (errors in the output file)
+7     ``batch``: every item succeeded but malformed input lines were skipped
+130   interrupted (Ctrl-C; ``batch`` keeps every finished item in its journal)
 ====  ==========================================================================
 """
 
@@ -141,6 +143,45 @@ def build_parser() -> argparse.ArgumentParser:
         "llmrelay's real code paths. Needs no API key and no network.",
     )
     demo.add_argument("-q", "--quiet", action="store_true", help="one line per step")
+
+    batch = sub.add_parser(
+        "batch",
+        help="run every line of a JSONL file through a model (concurrent, resumable)",
+        description="Send one call per input line, N at a time, and write the answers as JSONL "
+        'in input order. Lines: {"id": ..., "prompt": ...}, {"messages": [...]} or plain '
+        "text; a malformed line is reported with its line number and skipped. Finished items "
+        "are journaled (default <output>.journal): after a crash or Ctrl-C, run the same "
+        "command again to resume without re-running them.",
+        epilog="exit codes: 0 every item ok, 2 usage/configuration (nothing ran), 6 some items "
+        "failed, 7 malformed lines skipped, 130 interrupted (resume by running it again).",
+    )
+    batch.add_argument("input", help="the input JSONL file ('-': read stdin)")
+    batch.add_argument("-o", "--output", required=True, metavar="PATH", help="the output file")
+    batch.add_argument("-m", "--model", help="an alias or provider/model; default: $LLMRELAY_MODEL")
+    batch.add_argument(
+        "--concurrency", type=int, default=8, metavar="N", help="calls in flight (default 8)"
+    )
+    batch.add_argument("--journal", metavar="PATH", help="the journal (default <output>.journal)")
+    batch.add_argument(
+        "--retry-failed", action="store_true", help="re-run items the journal records as failed"
+    )
+    batch.add_argument("--system", metavar="TEXT", help="a system message for every item")
+    batch.add_argument("-t", "--temperature", type=float, help="sampling temperature")
+    batch.add_argument("--max-tokens", type=int, metavar="N", help="limit on output tokens")
+    batch.add_argument(
+        "--timeout", type=_positive_float, metavar="SECONDS", help="timeout for each call"
+    )
+    batch.add_argument(
+        "--retries", type=_non_negative_int, metavar="N", help="retries per call on failure"
+    )
+    batch.add_argument(
+        "--base-url", metavar="URL", help="send to this base URL instead of the provider's"
+    )
+
+    from ._logread import add_logs_parser, add_usage_parser
+
+    add_usage_parser(sub)
+    add_logs_parser(sub)
     return parser
 
 

@@ -119,6 +119,6 @@ def run(args: argparse.Namespace) -> int:
     n_ready = sum(1 for r in rows if r["key_status"] in (YES, NOT_NEEDED))
     Console(sys.stderr).line(
         f"{len(rows)} aliases, {n_ready} ready to call. Any provider/model works too "
-        "(e.g. groq/llama-3.1-8b-instant); `llmrelay models --providers` lists providers."
+        "(e.g. groq/openai/gpt-oss-20b); `llmrelay models --providers` lists providers."
     )
     return 0

@@ -180,7 +180,7 @@ def target_from_params(
     if not isinstance(model, str) or not model.strip():
         raise InvalidConfigValueError(
             f"{what} has no model (model={model!r}); set self.model to the provider's model "
-            "id, e.g. 'llama-3.1-8b-instant'",
+            "id, e.g. 'openai/gpt-oss-20b'",
             field="model",
         )
     prov = p.get("provider") or provider or infer_provider(model)

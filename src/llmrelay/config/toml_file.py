@@ -8,11 +8,11 @@
 
     [models.fast]                     # an alias, usable everywhere a model name is
     provider = "groq"
-    model = "llama-3.1-8b-instant"
+    model = "openai/gpt-oss-20b"
     temperature = 0.2
     max_tokens = 512
     system_message = "Answer briefly."
-    fallbacks = ["gpt-4o-mini"]
+    fallbacks = ["gpt-6-luna"]
 
 Other top-level tables (``defaults``, ``state``, ``cache``, ``limits``, ``budgets``, ``log``,
 ``catalog``) are read by the layers they configure (:func:`file_settings`). Every problem is a
@@ -277,7 +277,7 @@ def _check_model(check: _Checker, alias: str, entry: Any, file_aliases: set[str]
     if not alias.strip():
         raise check.error(table, "an alias must not be empty")
     check.types(table, entry, MODEL_KEYS)
-    for required, example in (("provider", '"groq"'), ("model", '"llama-3.1-8b-instant"')):
+    for required, example in (("provider", '"groq"'), ("model", '"openai/gpt-oss-20b"')):
         if required not in entry:
             raise check.error(
                 (*table, required), f"[models.{alias}] needs `{required} = {example}`"

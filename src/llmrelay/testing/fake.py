@@ -294,8 +294,10 @@ class FakeUpstream:
         self._site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await self._site.start()
         server = self._site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        sockets = getattr(server, "sockets", None)
+        if not sockets:
+            raise RuntimeError("the fake upstream did not start listening")
+        self.port = int(sockets[0].getsockname()[1])
         return self
 
     async def stop(self) -> None:

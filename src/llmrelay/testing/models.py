@@ -144,12 +144,10 @@ class FunctionModel(_DoubleBase):
         try:
             inspect.signature(fn).bind([], GenerationParams())
         except TypeError as exc:
-            raise TypeError(
-                f"FunctionModel's fn must accept (messages, params): {exc}"
-            ) from None
+            raise TypeError(f"FunctionModel's fn must accept (messages, params): {exc}") from None
         super().__init__()
         self._fn = fn
-        self.name = name or getattr(fn, "__name__", "function-model")
+        self.name = name or str(getattr(fn, "__name__", "function-model"))
 
     async def _answer(self, req: ChatRequest, dep: Deployment) -> Response:
         out = self._fn(list(req.messages), req.params)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -34,10 +34,19 @@ def _where(url: str) -> str:
 
 def translate_io_error(exc: BaseException, request: HttpRequest) -> LLMRelayError:
     """Map an aiohttp/OS error to the llmrelay hierarchy (the transport's one mapping point)."""
-    return _translate(exc, _where(request.url))
+    return _translate(exc, _where(request.url), request.headers.values())
 
 
-def _translate(exc: BaseException, where: str) -> LLMRelayError:
+def _scrub(text: str, secrets: Iterable[str]) -> str:
+    """Remove header values (keys among them) from an error text."""
+    for value in secrets:
+        for part in value.split():
+            if len(part) >= 8 and part in text:
+                text = text.replace(part, "***")
+    return text
+
+
+def _translate(exc: BaseException, where: str, secrets: Iterable[str] = ()) -> LLMRelayError:
     if isinstance(exc, LLMRelayError):
         return exc
     if isinstance(exc, _NON_HTTP_URL):
@@ -62,8 +71,8 @@ def _translate(exc: BaseException, where: str) -> LLMRelayError:
         # aiohttp refuses header values with control characters; the usual cause is an API key
         # read from a file with its trailing newline. The value itself is never echoed.
         return ConfigurationError(
-            f"the request to {where} could not be built: {exc}. Check the API key and headers "
-            "for stray whitespace or newlines"
+            f"the request to {where} could not be built: {_scrub(str(exc), secrets)}. Check the "
+            "API key and headers for stray whitespace or newlines"
         )
     return APIConnectionError(f"request to {where} failed: {type(exc).__name__}: {exc}")
 

@@ -1,0 +1,136 @@
+"""Reading the rate-limit headers providers send with every answer.
+
+- OpenAI and compatibles (Groq, Together, ...): ``x-ratelimit-limit-requests``,
+  ``x-ratelimit-remaining-requests``, ``x-ratelimit-reset-requests`` and the same for
+  ``-tokens``; resets are durations like ``1s``, ``6m0s``, ``20ms``, ``1h2m3.5s``.
+- Anthropic: ``anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,
+  reset}``; resets are RFC 3339 times.
+- ``retry-after`` / ``retry-after-ms`` on a 429.
+
+Malformed values count as absent (as the retry logic treats them).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from .headers import MAX_HEADER_DELAY, parse_retry_after
+
+__all__ = ["HeaderInfo", "parse_duration", "parse_reset", "read_limit_headers"]
+
+Vector = tuple[float, float, float, float]
+
+#: (header family, kind) -> dimension index (rpm, tpm, itpm, otpm)
+_OPENAI = {"requests": 0, "tokens": 1}
+_ANTHROPIC = {"requests": 0, "tokens": 1, "input-tokens": 2, "output-tokens": 3}
+
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|us|µs|ns|h|m|s)")
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderInfo:
+    #: Seconds the deployment must not be called (0: no block).
+    block: float
+    #: Limits per minute the provider announced (0: none), per dimension.
+    learned: Vector
+    #: Units the provider counts as used in its current window (-1: unknown).
+    used: Vector
+
+
+def parse_duration(value: str) -> float | None:
+    """``"6m0s"`` -> 360.0, ``"1.5s"`` -> 1.5, ``"20ms"`` -> 0.02, ``"3"`` -> 3.0; None if
+    malformed, negative or absurdly long."""
+    v = value.strip()
+    if not v:
+        return None
+    try:
+        total = float(v)
+    except ValueError:
+        pos = 0
+        total = 0.0
+        for m in _PART.finditer(v):
+            if m.start() != pos:
+                return None
+            total += float(m.group(1)) * _UNITS[m.group(2)]
+            pos = m.end()
+        if pos != len(v) or pos == 0:
+            return None
+    if not math.isfinite(total) or total < 0 or total > MAX_HEADER_DELAY:
+        return None
+    return total
+
+
+def parse_reset(value: str, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds until a reset given as an RFC 3339 time (Anthropic) or a duration (OpenAI)."""
+    v = value.strip()
+    if "T" in v and "-" in v:
+        try:
+            when = datetime.fromisoformat(v.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if when.tzinfo is None:
+            return None
+        delta = when.timestamp() - now()
+        if not math.isfinite(delta) or delta > MAX_HEADER_DELAY:
+            return None
+        return max(0.0, delta)
+    return parse_duration(v)
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        f = float(value.strip())
+    except ValueError:
+        return None
+    return f if math.isfinite(f) and f >= 0 else None
+
+
+def read_limit_headers(
+    headers: Mapping[str, str], *, rate_limited: bool = False, now: Callable[[], float] = time.time
+) -> HeaderInfo | None:
+    """What the headers say about the deployment's limits, or None if they say nothing."""
+    found: dict[str, str] = {}
+    for k, v in headers.items():
+        lk = k.lower()
+        if lk.startswith(("x-ratelimit-", "anthropic-ratelimit-", "retry-after")):
+            found[lk] = v
+    if not found:
+        return None
+    learned = [0.0, 0.0, 0.0, 0.0]
+    used = [-1.0, -1.0, -1.0, -1.0]
+    block = 0.0
+    families = (
+        (_OPENAI, "x-ratelimit-limit-{}", "x-ratelimit-remaining-{}", "x-ratelimit-reset-{}"),
+        (
+            _ANTHROPIC,
+            "anthropic-ratelimit-{}-limit",
+            "anthropic-ratelimit-{}-remaining",
+            "anthropic-ratelimit-{}-reset",
+        ),
+    )
+    for kinds, lim_h, rem_h, reset_h in families:
+        for kind, i in kinds.items():
+            limit = _number(found.get(lim_h.format(kind)))
+            remaining = _number(found.get(rem_h.format(kind)))
+            if limit is not None and limit > 0:
+                learned[i] = limit
+                if remaining is not None:
+                    used[i] = max(0.0, limit - remaining)
+            if remaining is not None and remaining < 1:
+                raw = found.get(reset_h.format(kind))
+                reset = parse_reset(raw, now) if raw is not None else None
+                if reset is not None:
+                    block = max(block, reset)
+    if rate_limited:
+        ra = parse_retry_after(found, now)
+        if ra is not None:
+            block = max(block, ra)
+    return HeaderInfo(block, tuple(learned), tuple(used))  # type: ignore[arg-type]
