@@ -2,9 +2,10 @@
 
 Each client is measured in a fresh process (``python benchmarks/_clients.py --client NAME ...``)
 so one library's imports, background threads and garbage never weigh on another's numbers. The
-worker pins itself to one CPU (the upstream runs on another), warms up, then makes ``calls``
-calls at each concurrency, recording ``time.process_time()`` (CPU of every thread of this
-process) and ``time.perf_counter()`` (wall) around them. It prints one JSON object.
+worker pins itself to one CPU (the upstream runs on another), checks the first answer, warms up,
+then makes ``calls`` calls at each concurrency in a few timed batches, recording
+``time.process_time()`` (CPU of every thread of this process) and ``time.perf_counter()`` (wall)
+around each batch. It prints one JSON object.
 
 Every worker installs an audit hook that records (and refuses) any socket connection or DNS
 lookup to a host other than the loopback, so a run proves that no client touched the network.

@@ -90,10 +90,9 @@ def measure(stmt: str, runs: int) -> dict[str, Any]:
     }
 
 
-def importtime_profile(module: str, top: int) -> list[tuple[int, int, str]]:
-    """The ``top`` slowest modules by cumulative µs under ``python -X importtime``."""
+def _importtime(code: str) -> list[tuple[int, int, str]]:
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        [sys.executable, "-X", "importtime", "-c", code],
         capture_output=True,
         text=True,
         env=_ENV,
@@ -105,6 +104,14 @@ def importtime_profile(module: str, top: int) -> list[tuple[int, int, str]]:
             continue
         self_us, cum_us, name = line.split(":", 1)[1].split("|")
         rows.append((int(cum_us), int(self_us), name.strip()))
+    return rows
+
+
+def importtime_profile(module: str, top: int) -> list[tuple[int, int, str]]:
+    """The ``top`` slowest modules by cumulative µs under ``python -X importtime``, leaving out
+    the modules a bare interpreter imports at start-up (site, encodings, ...)."""
+    startup = {name for _, _, name in _importtime("pass")}
+    rows = [r for r in _importtime(f"import {module}") if r[2] not in startup]
     rows.sort(reverse=True)
     return rows[:top]
 

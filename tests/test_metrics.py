@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import llmrelay
 from llmrelay.errors import ConfigurationError
-from llmrelay.layers import CallRecord, Cost
+from llmrelay.layers import CallRecord, Cost, Recorder
 from llmrelay.metrics import Histogram, Metrics
 from llmrelay.recorders import CompositeRecorder
 from llmrelay.testing.fake import FakeUpstream, Reply
@@ -430,3 +430,5 @@ def test_composite_recorder_isolates_failures(caplog: pytest.LogCaptureFixture) 
     with pytest.raises(ConfigurationError, match="record"):
         CompositeRecorder([object()])  # type: ignore[list-item]
     assert "Metrics" in repr(c)
+    assert isinstance(c, Recorder)
+    assert isinstance(m1, Recorder)

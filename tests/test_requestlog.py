@@ -650,6 +650,29 @@ def test_interpreter_exit_writes_everything(tmp_path: Path) -> None:
     assert len(table(db, "attempts")) == 6
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_writes_its_own_rows_only(db: Path) -> None:
+    lg = RequestLog(db, flush_interval=3600)
+    try:
+        lg.record(record("parent"))  # queued, not written yet
+        pid = os.fork()
+        if pid == 0:  # the child: a fresh writer, without the parent's queue
+            code = 1
+            try:
+                lg.record(record("child"))
+                code = 0 if lg.flush() else 2
+                lg.close()
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert lg.flush()
+    finally:
+        lg.close()
+    assert sorted(r["trace_id"] for r in table(db, "requests")) == ["child", "parent"]
+
+
 # --------------------------------------------------------------------------- queries
 
 

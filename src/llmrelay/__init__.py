@@ -89,6 +89,11 @@ _EXPORTS: dict[str, str] = {
     "BreakerRegistry": "breaker",
     "RetryPolicy": "retry",
     "RetryBudget": "retry",
+    # observability: metrics, the request log, spans
+    "Metrics": "metrics",
+    "RequestLog": "requestlog",
+    "CompositeRecorder": "recorders",
+    "OtelSpans": "otel",
     # catalog, tokens and costs (seed 003)
     "LLMCapabilities": "catalog.models",
     "LLMProfile": "catalog.models",
@@ -251,8 +256,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         LLMSettings,
     )
     from .manager import LLMManager
+    from .metrics import Metrics
+    from .otel import OtelSpans
     from .providers import PROVIDERS, Deployment, ProviderSpec, Secret, register_provider_spec
     from .ratelimit import Limits, RateLimiter
+    from .recorders import CompositeRecorder
+    from .requestlog import RequestLog
     from .resolve import Target
     from .retry import RetryBudget, RetryPolicy
     from .streaming import ResponseStream, SyncResponseStream

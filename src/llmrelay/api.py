@@ -100,19 +100,30 @@ class Client:
                 log_content = rec.log_content
         if engine is None:
             from .catalog.layer import Catalog
+            from .defaults import engine_defaults
             from .engine import DEFAULT_TIMEOUTS, timeouts_from
             from .state.config import build_layers
 
-            layers = build_layers(state=state, cache=cache, limits=limits)
+            # [defaults] (retries, timeouts, deadline, fallbacks, breaker options) from the
+            # configuration file; arguments given here win.
+            kwargs = engine_defaults()
+            layers = build_layers(
+                state=state,
+                cache=cache,
+                limits=limits,
+                breaker_settings=kwargs.pop("breaker_settings", None),
+            )
+            kwargs = {**layers.engine_kwargs(), **kwargs}
+            if timeout is not None:
+                kwargs["timeouts"] = timeouts_from(timeout, DEFAULT_TIMEOUTS)
             # The catalog checks each request against its model and prices every answer
             # (Response.cost); it loads its data on the first call.
             engine = Engine(
                 transport,
-                timeouts=timeouts_from(timeout, DEFAULT_TIMEOUTS),
                 catalog=Catalog(),
                 recorder=recorder,
                 log_content=bool(log_content),
-                **layers.engine_kwargs(),
+                **kwargs,
             )
         self.engine = engine
 

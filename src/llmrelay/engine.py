@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
@@ -62,6 +63,8 @@ from .types import (
 )
 
 __all__ = ["DEFAULT_TIMEOUTS", "CallOptions", "Engine", "ModelRef"]
+
+logger = logging.getLogger("llmrelay.engine")
 
 DEFAULT_TIMEOUTS = Timeouts(connect=10.0, read=600.0, total=600.0)
 
@@ -197,6 +200,7 @@ class Engine(AttemptRunner):
         #: Store prompts and answers in the request log (off by default).
         self.log_content = log_content
         self._http_backends: dict[str, HttpBackend] = {}
+        self._recorder_failed = False
 
     # ------------------------------------------------------------------ resolution
 
@@ -461,7 +465,7 @@ class Engine(AttemptRunner):
     ) -> None:
         if self.recorder is None:
             return
-        self.recorder.record(
+        self._emit(
             CallRecord(
                 trace_id=ctx.trace_id,
                 started_at=ctx.started_at,
@@ -486,18 +490,20 @@ class Engine(AttemptRunner):
     def _record_failure(
         self, exc: BaseException, plan: Plan, ctx: CallContext, req: ChatRequest, *, stream: bool
     ) -> None:
-        if self.recorder is None or not isinstance(exc, Exception):
+        if self.recorder is None:
             return
         last = next((a for a in reversed(ctx.trace) if a.outcome != "skipped"), None)
         provider, _, model = (last.deployment if last else plan.primary.label).partition("/")
-        self.recorder.record(
+        # A cancelled call, or a stream the caller left early, may still have spent tokens.
+        outcome = "error" if isinstance(exc, Exception) else "cancelled"
+        self._emit(
             CallRecord(
                 trace_id=ctx.trace_id,
                 started_at=ctx.started_at,
                 alias=ctx.alias,
                 provider=provider if model else plan.primary.provider,
                 model=model or plan.primary.model,
-                outcome="error",
+                outcome=outcome,
                 latency_s=self.clock() - ctx.start,
                 usage=ctx.usage,
                 cost=ctx.cost,
@@ -510,6 +516,16 @@ class Engine(AttemptRunner):
                 prompt=[m.to_dict() for m in req.messages] if self.log_content else None,
             )
         )
+
+    def _emit(self, rec: CallRecord) -> None:
+        """Hand a record to the recorder; a failing recorder never fails the call."""
+        assert self.recorder is not None
+        try:
+            self.recorder.record(rec)
+        except Exception:
+            if not self._recorder_failed:
+                self._recorder_failed = True
+                logger.exception("the recorder %r failed; calls go on unrecorded", self.recorder)
 
     def _next_chain(
         self, exc: BaseException, plan: Plan, queue: list[Target], i: int

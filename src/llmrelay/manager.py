@@ -95,8 +95,14 @@ class LLMManager:
             },
         )
         self._cache: ResponseCache | None = layers.cache
+        # No retry budget: seed 004 promises its full schedule on every failing call.
         self._engine = Engine(
-            transport, retry=policy, clock=clock, sleep=sleep, **layers.engine_kwargs()
+            transport,
+            retry=policy,
+            retry_budget=False,
+            clock=clock,
+            sleep=sleep,
+            **layers.engine_kwargs(),
         )
         self._models: dict[str, _Model] = {}
         self._by_label: dict[str, str] = {}

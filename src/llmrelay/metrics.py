@@ -234,14 +234,15 @@ class Metrics:
         outcome = rec.outcome
         with self._lock:
             self._total += 1
-            if outcome == "error":
-                self._failed += 1
-                err = rec.error or "Error"
-                self._errors[err] = self._errors.get(err, 0) + 1
-            else:
+            if outcome == "success":
                 self._ok += 1
-                if outcome == "cache_hit":
-                    self._cache_hits += 1
+            elif outcome == "cache_hit":
+                self._ok += 1
+                self._cache_hits += 1
+            else:  # "error" (or any other way a call can end without an answer)
+                self._failed += 1
+                err = rec.error or outcome
+                self._errors[err] = self._errors.get(err, 0) + 1
             key = (rec.provider, rec.model, outcome)
             self._calls[key] = self._calls.get(key, 0) + 1
             self._latency.observe(rec.latency_s)

@@ -12,7 +12,7 @@ from .rows import AttemptRow, RequestRow
 
 __all__ = ["OUTCOMES", "LogFilter", "LogStore", "UsageBy", "check_identifier", "usage_row"]
 
-OUTCOMES = ("success", "error", "cache_hit")
+OUTCOMES = ("success", "error", "cancelled", "cache_hit")
 UsageBy = Literal["model", "day"]
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")

@@ -359,7 +359,7 @@ class PostgresStore:
         rows = self._fetch(
             f"""SELECT {key} AS k,
                 COUNT(*) AS requests,
-                COUNT(*) FILTER (WHERE outcome = 'error') AS errors,
+                COUNT(*) FILTER (WHERE outcome IN ('error', 'cancelled')) AS errors,
                 COUNT(*) FILTER (WHERE cache_hit) AS cache_hits,
                 SUM(CASE WHEN cache_hit THEN 0 ELSE input_tokens END) AS input_tokens,
                 SUM(CASE WHEN cache_hit THEN 0 ELSE output_tokens END) AS output_tokens,

@@ -147,7 +147,7 @@ _INSERT_ATTEMPT = _insert("attempts", ATTEMPT_COLUMNS)
 
 _USAGE_COLUMNS = """
     COUNT(*) AS requests,
-    SUM(outcome = 'error') AS errors,
+    SUM(outcome IN ('error', 'cancelled')) AS errors,
     SUM(cache_hit) AS cache_hits,
     SUM(CASE WHEN cache_hit THEN 0 ELSE input_tokens END) AS input_tokens,
     SUM(CASE WHEN cache_hit THEN 0 ELSE output_tokens END) AS output_tokens,

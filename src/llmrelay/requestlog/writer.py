@@ -1,9 +1,9 @@
 """``RequestLog``: a ``Recorder`` that writes every finished call to a store, off the hot path.
 
-``record()`` appends the ``CallRecord`` to an in-memory queue and returns (no I/O, no lock, well
-under a microsecond). One daemon thread per log drains the queue, builds the rows and writes them
-in batches: as soon as ``batch_size`` calls are waiting, otherwise every ``flush_interval``
-seconds.
+``record()`` appends the ``CallRecord`` to an in-memory queue and returns: no I/O, no lock, a
+``deque.append`` (about a microsecond, see ``benchmarks/recorder_overhead.py``). One daemon
+thread per log drains the queue, builds the rows and writes them in batches: as soon as
+``batch_size`` calls are waiting, otherwise every ``flush_interval`` seconds.
 
 Why a thread and not an asyncio task: calls arrive from many event loops (``asyncio.run`` per
 script, the sync facade's private loops, worker threads); a task belongs to one loop and dies --
