@@ -16,8 +16,8 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import random
 import time
-import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -287,7 +287,7 @@ class Engine(AttemptRunner):
             _positive_option("deadline", deadline)
         return CallContext(
             opts,
-            opts.trace_id or uuid.uuid4().hex,
+            opts.trace_id or f"{random.getrandbits(128):032x}",  # uuid4 costs a syscall
             start,
             deadline_at=start + deadline if deadline is not None else None,
             alias=plan.primary.alias,
@@ -329,7 +329,7 @@ class Engine(AttemptRunner):
         try:
             if self.budget is not None and dep0 is not None:
                 reservation = await self.budget.reserve(req0, dep0, ctx)
-            resp, dep, t = await self._candidates(plan, dep0, err0, msgs, params, ctx)
+            resp, dep, t = await self._candidates(plan, dep0, err0, msgs, params, ctx, req0)
             if spec is not None:
                 resp, dep, t = await self._structured(spec, resp, dep, t, msgs, params, ctx)
             self._finish(resp, t, ctx)
@@ -355,8 +355,10 @@ class Engine(AttemptRunner):
         msgs: list[Message],
         params: GenerationParams,
         ctx: CallContext,
+        req0: ChatRequest | None = None,
     ) -> tuple[Response, Deployment, Target]:
-        """Try each candidate of the fallback chain in turn (non-streamed)."""
+        """Try each candidate of the fallback chain in turn (non-streamed). ``req0`` is the
+        primary's request when the caller already built it."""
         opts = ctx.opts
         timeouts = timeouts_from(opts.timeout, self.timeouts)
         trace = ctx.trace
@@ -374,7 +376,10 @@ class Engine(AttemptRunner):
                     dep = dep0
                 else:
                     dep = self._deployment(t, opts, False)
-                req = self._request(t, msgs, params, False)
+                if t is plan.primary and req0 is not None:
+                    req = req0
+                else:
+                    req = self._request(t, msgs, params, False)
                 if self.catalog is not None:
                     req = self.catalog.prepare(req, dep)
             except LLMRelayError as exc:
@@ -612,7 +617,7 @@ class Engine(AttemptRunner):
         try:
             if self.budget is not None and dep0 is not None:
                 reservation = await self.budget.reserve(req0, dep0, ctx)
-            inner = self._stream_candidates(plan, dep0, err0, msgs, params, ctx)
+            inner = self._stream_candidates(plan, dep0, err0, msgs, params, ctx, req0)
             async with contextlib.aclosing(inner):
                 async for c in inner:
                     if (
@@ -641,6 +646,7 @@ class Engine(AttemptRunner):
         msgs: list[Message],
         params: GenerationParams,
         ctx: CallContext,
+        req0: ChatRequest | None = None,
     ) -> AsyncGenerator[StreamChunk, None]:
         opts = ctx.opts
         clock = self.clock
@@ -660,7 +666,10 @@ class Engine(AttemptRunner):
                     dep = dep0
                 else:
                     dep = self._deployment(t, opts, False)
-                req = self._request(t, msgs, params, True)
+                if t is plan.primary and req0 is not None:
+                    req = req0
+                else:
+                    req = self._request(t, msgs, params, True)
                 if self.catalog is not None:
                     req = self.catalog.prepare(req, dep)
             except LLMRelayError as exc:

@@ -283,14 +283,20 @@ def make_deployment(
             model=model,
         )
     key_var = api_key_env or spec.key_env
-    secret: Secret | None
+    key_value: str | None
     if isinstance(api_key, Secret):
-        secret = api_key
+        key_value = api_key.get()
     elif api_key:
-        secret = Secret(api_key)
+        key_value = api_key
     else:
-        value = _env_first((key_var, *spec.alt_key_envs))
-        secret = Secret(value) if value else None
+        key_value = _env_first((key_var, *spec.alt_key_envs))
+    # The same inputs give the same (immutable) deployment: reuse it instead of rebuilding one
+    # per call. Headers/options are compared by identity (they come from a cached Target).
+    ck = (provider, model, key_value, url, key_var, alias, id(spec), id(headers), id(options))
+    hit = _DEPLOYMENTS.get(ck) if not defaults else None
+    if hit is not None and hit[0] is spec and hit[1] is headers and hit[2] is options:
+        return hit[3]
+    secret = Secret(key_value) if key_value else None
     if secret is None and spec.key_required and require_key:
         raise MissingAPIKeyError(
             f"no API key for {spec.display_name or provider}: set the environment variable "
@@ -299,7 +305,7 @@ def make_deployment(
             provider=provider,
             model=model,
         )
-    return Deployment(
+    dep = Deployment(
         provider=provider,
         model=model,
         wire=spec.wire,
@@ -312,3 +318,12 @@ def make_deployment(
         defaults=dict(defaults) if defaults else {},
         options=dict(options) if options else {},
     )
+    if not defaults:
+        if len(_DEPLOYMENTS) >= 512:
+            _DEPLOYMENTS.clear()
+        _DEPLOYMENTS[ck] = (spec, headers, options, dep)
+    return dep
+
+
+#: make_deployment's reuse cache: inputs -> (spec, headers, options, deployment).
+_DEPLOYMENTS: dict[tuple[Any, ...], tuple[Any, Any, Any, Deployment]] = {}

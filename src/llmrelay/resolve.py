@@ -75,6 +75,21 @@ def resolve_target(name: str) -> Target:
         t = lookup(name)
         if t is not None:
             return t
+    t = _NAMED.get(name)
+    if t is not None and t.provider in PROVIDERS:
+        return t  # a provider/model name resolved before (Targets are immutable)
+    t = _resolve_name(name)
+    if len(_NAMED) >= 1024:
+        _NAMED.clear()
+    _NAMED[name] = t
+    return t
+
+
+#: provider/model and bare model names already resolved (aliases are looked up first).
+_NAMED: dict[str, Target] = {}
+
+
+def _resolve_name(name: str) -> Target:
     provider, sep, model = name.partition("/")
     if sep:
         if provider in PROVIDERS:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -339,11 +340,15 @@ def instantiate(cls: Any, alias: str) -> BaseModelConfig:
 _cache: dict[str, tuple[type[BaseModelConfig], Target]] = {}
 
 
+def _ensure_loaded() -> None:
+    """``config.ensure_loaded`` without an import statement on every lookup (hot path)."""
+    pkg = sys.modules["llmrelay.config"]
+    pkg.ensure_loaded()
+
+
 def lookup(alias: str) -> Target | None:
     """The target of a registered alias (``None`` if it is not one), built once per class."""
-    from . import ensure_loaded
-
-    ensure_loaded()
+    _ensure_loaded()
     cls = CONFIG_REGISTRY.get(alias)
     if cls is None:
         return None

@@ -289,7 +289,10 @@ class FakeUpstream:
         return app
 
     async def start(self) -> FakeUpstream:
-        self._runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
+        # A short shutdown: a test's hanging reply must not hold up its teardown.
+        self._runner = web.AppRunner(
+            self._app(), access_log=None, handle_signals=False, shutdown_timeout=0.1
+        )
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await self._site.start()

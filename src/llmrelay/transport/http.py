@@ -165,7 +165,7 @@ class AiohttpTransport:
         self._sessions: _Sessions = weakref.WeakKeyDictionary()
         # Loops of several threads (the sync bridge) may add and drop sessions concurrently.
         self._lock = threading.Lock()
-        self._timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
+        self._timeouts: dict[tuple[Timeouts, bool], aiohttp.ClientTimeout] = {}
 
     async def _session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -196,11 +196,19 @@ class AiohttpTransport:
         await closer.__anext__()
         return session
 
-    def _timeout(self, t: Timeouts) -> aiohttp.ClientTimeout:
-        ct = self._timeouts.get(t)
+    def _timeout(self, t: Timeouts, stream: bool = False) -> aiohttp.ClientTimeout:
+        """aiohttp's timeout for ``t``. A read timeout that cannot fire before the total one is
+        left out of non-streamed requests: each read timeout costs aiohttp a timer per read."""
+        key = (t, stream)
+        ct = self._timeouts.get(key)
         if ct is None:
-            ct = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.read)
-            self._timeouts[t] = ct
+            read = t.read
+            if not stream and read is not None and t.total is not None and read >= t.total:
+                read = None
+            ct = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=read)
+            if len(self._timeouts) >= 64:  # deadlines make one-off values: keep this bounded
+                self._timeouts.clear()
+            self._timeouts[key] = ct
         return ct
 
     async def send(self, request: HttpRequest, timeouts: Timeouts) -> HttpResponse:
@@ -234,7 +242,7 @@ class AiohttpTransport:
                 request.url,
                 data=request.body,
                 headers=request.headers,
-                timeout=self._timeout(timeouts),
+                timeout=self._timeout(timeouts, stream=True),
             )
         except _OPEN_ERRORS as exc:
             raise translate_io_error(exc, request) from exc
