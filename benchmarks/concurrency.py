@@ -21,7 +21,7 @@ from typing import Any
 
 from _clients import CLIENTS, run_worker, versions
 from _upstream import pick_cpus, start_upstream
-from overhead import parse_list, stats
+from overhead import parse_clients, parse_list, stats
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,10 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
     args = ap.parse_args(argv)
 
-    clients = [c.strip() for c in args.clients.split(",") if c.strip()]
-    unknown = [c for c in clients if c not in CLIENTS]
-    if unknown:
-        ap.error(f"unknown client(s) {', '.join(unknown)}; choose from {', '.join(CLIENTS)}")
+    clients = parse_clients(ap, args.clients)
     up_cpu, client_cpu = pick_cpus(not args.no_pin)
     info = versions()
     print(

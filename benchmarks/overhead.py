@@ -34,6 +34,15 @@ def parse_list(value: str) -> list[int]:
     return out
 
 
+def parse_clients(ap: argparse.ArgumentParser, value: str) -> list[str]:
+    """The ``--clients`` names; an unknown one is a usage error."""
+    clients = [c.strip() for c in value.split(",") if c.strip()]
+    unknown = [c for c in clients if c not in CLIENTS]
+    if unknown:
+        ap.error(f"unknown client(s) {', '.join(unknown)}; choose from {', '.join(CLIENTS)}")
+    return clients
+
+
 def stats(results: list[dict[str, Any]], conc: int) -> dict[str, Any]:
     """Median and best (minimum) over every timed batch of every round at one concurrency."""
     cpu = [
@@ -136,10 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
     args = ap.parse_args(argv)
 
-    clients = [c.strip() for c in args.clients.split(",") if c.strip()]
-    unknown = [c for c in clients if c not in CLIENTS]
-    if unknown:
-        ap.error(f"unknown client(s) {', '.join(unknown)}; choose from {', '.join(CLIENTS)}")
+    clients = parse_clients(ap, args.clients)
     if FLOOR not in clients:
         clients.insert(0, FLOOR)
     extra = json.loads(args.llmrelay_kwargs)

@@ -19,6 +19,19 @@ _PROVIDER_VARS = [
 ]
 
 
+class FakeClock:
+    """A clock for ``clock=`` arguments: stands still until ``advance``-d."""
+
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """No real keys or base URLs leak into tests; no llmrelay.toml from the cwd is picked up."""

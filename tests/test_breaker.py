@@ -32,18 +32,7 @@ from llmrelay.errors import (
 )
 from llmrelay.testing.fake import FakeUpstream, Reply
 
-from .conftest import CANARY_KEY
-
-
-class FakeClock:
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
+from .conftest import CANARY_KEY, FakeClock
 
 
 class Boom(Exception):

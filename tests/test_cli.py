@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import pathlib
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 import llmrelay
+from llmrelay import tokens
 from llmrelay.cli import main as cli_main
 from llmrelay.cli._output import Console, scrub
 from llmrelay.cli.main import exit_code_for, main
@@ -479,46 +480,152 @@ def test_rich_output_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
 # --------------------------------------------------------------------------- demo
 
 
-def _has(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+DEMO_STEPS = (
+    "Alias lookup: one name, resolved to a provider and a model",
+    "Streaming: the answer arrives chunk by chunk",
+    "Structured output: a validated pydantic object instead of text",
+    "Errors: a provider failure becomes a typed exception",
+    "Retries: a failed attempt is tried again after a backoff",
+    "Fallbacks: when a provider keeps failing, another one answers",
+    "One interface, many providers",
+    "Accounting: tokens and dollars for every answer",
+    "Seed 000: ModelHandler, alias in, text out (sync)",
+)
+DOLLARS = r"\$0\.0*[1-9]\d?"  # a cost under a cent, two significant figures
+
+
+def _demo_steps(out: str) -> dict[int, str]:
+    """The demo's steps by number (each its heading's title, then its indented lines), checking
+    that exactly the expected steps are there, in order."""
+    headings = list(re.finditer(r"^(\d+)\. (.+)$", out, flags=re.MULTILINE))
+    assert [(int(m[1]), m[2]) for m in headings] == list(enumerate(DEMO_STEPS, 1))
+    ends = [m.start() for m in headings[1:]] + [out.index("\nDone: ")]
+    return {int(m[1]): out[m.end() : end] for m, end in zip(headings, ends, strict=True)}
+
+
+def _lines(section: str) -> list[str]:
+    return [line.strip() for line in section.strip().splitlines()]
 
 
 def test_demo_runs_every_step(cli: Run) -> None:
     code, out, err = cli("demo")
     assert code == 0, err
     assert err == ""
-    for heading in (
-        "1. Alias lookup",
-        "2. Streaming",
-        "3. Structured output",
-        "4. Errors",
-        "5. One interface",
+    step = _demo_steps(out)
+
+    # 1. alias lookup, with the answer's tokens and cost
+    assert "alias 'gpt-6-luna' -> provider 'openai', model 'gpt-6-luna'" in step[1]
+    assert "> r = await client.achat('gpt-6-luna', 'What does llmrelay do?')" in step[1]
+    assert "answer: Echo: What does llmrelay do?" in step[1]
+    first_cost = re.search(
+        rf"from openai/gpt-6-luna: \d+ input \+ \d+ output tokens, cost ({DOLLARS}), "
+        r"[\d.]+ ms, request id req_fake_\d+",
+        step[1],
+    )
+    assert first_cost is not None, step[1]
+
+    # 2. streaming
+    assert "chunks: [Echo:][ Stream][ a][ short][ sentence,][ please.]" in step[2]
+    assert "6 chunks, then the complete response (finish reason 'stop')" in step[2]
+    assert re.search(rf"usage: \d+ input \+ \d+ output tokens, cost {DOLLARS}, ", step[2])
+
+    # 3. structured output
+    assert "response_model=City)" in step[3]
+    assert "sent: response_format json_schema 'City'" in step[3]
+    assert "r.object: City(name='Tokyo', country='Japan', population=37400000)" in step[3]
+    assert "type: City, population + 1 = 37400001" in step[3]
+
+    # 4. a typed error and its trace
+    assert "> await client.achat('gpt-6-luna', 'Hello again', retries=0)" in step[4]
+    assert "raised RateLimitedError: [openai/gpt-6-luna] Rate limit reached" in step[4]
+    assert "exc.status = 429, exc.retry_after = 1.0 (seconds)" in step[4]
+    assert "> print(llmrelay.format_trace(exc.trace))" in step[4]
+    assert re.search(
+        r"1\. openai/gpt-6-luna  #1  error  [\d.]+ ms  RateLimitedError \(status 429\)  "
+        r"- no retries left \(0 allowed\)",
+        step[4],
+    )
+
+    # 5. a retry after HTTP 500, with the backoff slept
+    policy = "> policy = llmrelay.RetryPolicy(base_delay=0.05, max_delay=0.2, jitter=False)"
+    assert policy in step[5]
+    assert "retry=policy)" in step[5]
+    assert "answer: Echo: Hello, third time" in step[5]
+    trace = [line for line in _lines(step[5]) if re.match(r"\d\. ", line)]
+    assert len(trace) == 2, step[5]
+    assert re.fullmatch(
+        r"1\. openai/gpt-6-luna  #1  error  [\d.]+ ms  ServerError \(status 500\)", trace[0]
+    )
+    assert re.fullmatch(
+        r"2\. openai/gpt-6-luna  #2  success  after 50 ms backoff  [\d.]+ ms", trace[1]
+    )
+    assert re.search(rf"1 retry after 50 ms of backoff; .*cost {DOLLARS}", step[5])
+
+    # 6. a fallback to another provider after every attempt failed with 503
+    assert "every openai attempt with HTTP 503 (all 3: the first and its 2 retries)" in step[6]
+    assert "fallbacks=['claude-sonnet-5-5'])" in step[6]
+    assert "answer: Echo: Hello from wherever works" in step[6]
+    trace = [line for line in _lines(step[6]) if re.match(r"\d\. ", line)]
+    assert len(trace) == 4, step[6]
+    for line, (n, backoff) in zip(
+        trace[:3],
+        ((1, ""), (2, "after 50 ms backoff  "), (3, "after 100 ms backoff  ")),
+        strict=True,
     ):
-        assert heading in out
-    assert "alias 'gpt-4.1-mini' -> provider 'openai', model 'gpt-4.1-mini'" in out
-    assert "answer: Echo: What does llmrelay do?" in out
-    assert "chunks: [Echo:][ Stream][ a][ short][ sentence,][ please.]" in out
-    assert "raised RateLimitedError" in out
-    assert "exc.retry_after = 1.0" in out
-    if _has("llmrelay.structured"):
-        assert "City(name='Tokyo', country='Japan', population=37400000)" in out
-    else:
-        assert "skipped structured output: llmrelay.structured" in out
-    for module, alias in (
-        ("anthropic_messages", "claude-sonnet-4-5"),
-        ("gemini", "gemini-2.5-flash"),
+        error = rf"{n}\. openai/gpt-6-luna  #{n}  error  {backoff}[\d.]+ ms  "
+        assert re.match(error + r"ServerError \(status 503\)", line), line
+    assert trace[2].endswith("- no retries left (2 allowed)")
+    assert re.fullmatch(r"4\. anthropic/claude-sonnet-5-5  #1  success  [\d.]+ ms", trace[3])
+    assert re.search(rf"from anthropic/claude-sonnet-5-5: .*cost {DOLLARS}", step[6])
+
+    # 7. the same call through the other wire APIs
+    for alias, provider, wire in (
+        ("claude-sonnet-5-5", "anthropic", "anthropic_messages"),
+        ("gemini-3.8-flash", "gemini", "gemini"),
     ):
-        if _has(f"llmrelay.adapters.{module}"):
-            assert f"{alias} -> " in out
-            assert "Echo: Hello from the same call" in out
-        else:
-            assert f"llmrelay.adapters.{module} is not part of this build" in out
-    if _has("llmrelay.handler"):
-        assert "'Echo: Hello from seed 000'" in out
-    else:
-        assert "llmrelay.handler is not part of this build" in out
+        assert f"> r = await client.achat({alias!r}, 'Hello from the same call')" in step[7]
+        assert (
+            f"{alias} -> {provider}/{alias} ({wire} wire API): Echo: Hello from the same call"
+            in step[7]
+        )
+    assert len(re.findall(rf"output tokens, cost {DOLLARS}, ", step[7])) == 2
+
+    # 8. accounting: a known price in dollars, an unknown one never $0, totals, token counts
+    assert re.search(
+        rf"openai/gpt-6-luna: \d+ input \+ \d+ output tokens -> {re.escape(first_cost[1])} "
+        rf"\({DOLLARS} input \+ {DOLLARS} output\)",
+        step[8],
+    ), step[8]
+    assert "> r = await client.achat('qwen3.6-27b', " in step[8]
+    assert re.search(
+        r"groq/qwen/qwen3\.6-27b: \d+ input \+ \d+ output tokens -> cost unknown: "
+        r"the catalog has no price for groq/qwen/qwen3\.6-27b$",
+        step[8],
+        flags=re.MULTILINE,
+    ), step[8]
+    assert "r.cost.usd = None, r.cost.known = False (never a silent $0)" in step[8]
+    assert "> r.total_usage" in step[8]
+    assert re.search(
+        rf"this tour's 8 answers: \d+ input \+ \d+ output tokens, {DOLLARS} for the 7 with a "
+        r"known price, 1 unknown",
+        step[8],
+    ), step[8]
+    text = "What does llmrelay do?"
+    assert f"> llmrelay.count_tokens({text!r}, 'gpt-6-luna')" in step[8]
+    how = "exact (o200k_base), counted offline" if tokens.is_exact("gpt-6-luna") else "an estimate"
+    assert f"{llmrelay.count_tokens(text, 'gpt-6-luna')} tokens, {how}" in step[8]
+    estimate = llmrelay.count_tokens(text, "claude-sonnet-5-5")
+    assert f"claude-sonnet-5-5: {estimate} tokens, an estimate (no public tokenizer)" in step[8]
+
+    # 9. seed 000's sync facade
+    assert "> ModelHandler().get_response('gpt-oss-20b', 'Hello from seed 000')" in step[9]
+    assert "-> 'Echo: Hello from seed 000'" in step[9]
+
+    assert "cost $0.00," not in out  # no answer is priced at a silent zero
+    assert re.search(r"^Done: 10 calls in [\d.]+ s", out, flags=re.MULTILINE)
     assert "Next steps" in out
     assert "export OPENAI_API_KEY=" in out
+    assert 'llmrelay chat -m gpt-6-luna "Hello"' in out
     assert "sk-demo-" not in out  # the generated key is not shown either
     # The demo's environment was for its own calls only.
     assert "OPENAI_API_KEY" not in os.environ
@@ -526,12 +633,30 @@ def test_demo_runs_every_step(cli: Run) -> None:
 
 
 def test_demo_quiet(cli: Run) -> None:
-    code, out, _ = cli("demo", "--quiet")
-    assert code == 0
-    assert out.splitlines()[0].startswith("1. alias gpt-4.1-mini -> openai/gpt-4.1-mini")
-    assert "RateLimitedError, retry_after=1.0" in out
+    code, out, err = cli("demo", "--quiet")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    # one line per step (two for step 7's two providers), a blank line, then the total
+    assert "".join(line.split(".", 1)[0] for line in lines[:-2]) == "1234567789"
+    assert lines[-2] == ""
+    assert lines[-1].startswith("Done: 10 calls in ")
+    expected = (
+        "1. alias gpt-6-luna -> openai/gpt-6-luna: Echo: What does llmrelay do?",
+        "2. streamed 6 chunks; usage ",
+        "3. structured output: City(name='Tokyo', country='Japan', population=37400000)",
+        "4. RateLimitedError, retry_after=1.0",
+        "5. HTTP 500, retried after 50 ms backoff: Echo: Hello, third time",
+        "6. gpt-6-luna: 3 x HTTP 503 -> fell back to anthropic/claude-sonnet-5-5: "
+        "Echo: Hello from wherever works",
+        "7. claude-sonnet-5-5 via anthropic_messages: Echo: Hello from the same call",
+        "7. gemini-3.8-flash via gemini: Echo: Hello from the same call",
+        "8. gpt-6-luna cost $0.",
+        "9. ModelHandler().get_response('gpt-oss-20b'): Echo: Hello from seed 000",
+    )
+    for line, start in zip(lines[:-2], expected, strict=True):
+        assert line.startswith(start), (line, start)
+    assert "; qwen/qwen3.6-27b cost unknown; count_tokens: " in lines[8]
     assert "Next steps" not in out
-    assert out.rstrip().splitlines()[-1].startswith("Done:")
 
 
 # --------------------------------------------------------------------------- processes
@@ -571,7 +696,8 @@ def test_process_exit_codes(fake_thread: FakeUpstream) -> None:
 def test_process_demo_and_lazy_import() -> None:
     demo = _subprocess("demo", "-q")
     assert demo.returncode == 0, demo.stderr
-    assert "Done:" in demo.stdout
+    assert "\n9. ModelHandler().get_response(" in demo.stdout
+    assert "\nDone: 10 calls in " in demo.stdout
     probe = subprocess.run(
         [
             sys.executable,

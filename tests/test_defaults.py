@@ -120,3 +120,43 @@ def test_bad_defaults_name_the_file_and_key(text: str, key: str, words: str) -> 
     assert err.key == key
     assert err.path == str(path)
     assert words in str(err)
+
+
+async def test_alias_policy_sets_retries_timeout_and_deadline(fake: FakeUpstream) -> None:
+    write_config(
+        f"""
+[models.careful]
+provider = "openai"
+model = "gpt-6-luna"
+base_url = "{fake.openai_base_url}"
+policy = {{ retries = 0, timeout = 7, deadline = 9 }}
+"""
+    )
+    client = llmrelay.Client()
+    engine = client.engine
+    target = llmrelay.resolve.resolve_target("careful")
+    opts = llmrelay.CallOptions()
+    assert engine._policy(target, opts).max_retries == 0
+    assert engine._timeouts(target, opts).total == 7
+    fake.push(Reply.error(500, "down"))
+    with pytest.raises(llmrelay.ServerError):
+        await client.achat("careful", "hi", api_key=CANARY_KEY)
+    assert len(fake.requests) == 1
+    # The call's own arguments still win.
+    assert engine._timeouts(target, llmrelay.CallOptions(timeout=3)).total == 3
+    await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("policy", "words"),
+    [
+        ("{ retry = 1 }", "unknown policy key 'retry'"),
+        ("{ retries = -1 }", "whole number"),
+        ("{ timeout = 0 }", "positive number"),
+        ('{ deadline = "soon" }', "positive number"),
+    ],
+)
+def test_bad_alias_policy_is_a_file_error(policy: str, words: str) -> None:
+    write_config(f'[models.x]\nprovider = "openai"\nmodel = "gpt-6-luna"\npolicy = {policy}\n')
+    with pytest.raises(llmrelay.ConfigFileError, match=words):
+        llmrelay.Client().chat("x", "hi")

@@ -39,24 +39,13 @@ from llmrelay.routing import validate_chain
 from llmrelay.testing.fake import FakeUpstream, Reply
 from llmrelay.trace import Attempt, format_trace
 
-from .conftest import CANARY_KEY
+from .conftest import CANARY_KEY, FakeClock
 
 MODEL = "openai/gpt-4.1-mini"
 OPENAI = "openai/gpt-4.1-mini"
 GROQ = "groq/llama-3.1-8b-instant"
 MISTRAL = "mistral/mistral-small-latest"
 ANTHROPIC = "anthropic/claude-sonnet-4-5"
-
-
-class FakeClock:
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
 
 
 class Rig:

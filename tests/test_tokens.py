@@ -233,7 +233,8 @@ def test_public_api_fallback_when_the_compiled_module_cannot_load(
 def test_counts_equal_tiktoken_on_the_same_tables() -> None:
     """Cross-check against OpenAI's reference implementation, fed the tables bpe-openai ships
     (tiktoken itself would download them)."""
-    tiktoken = pytest.importorskip("tiktoken")
+    import tiktoken  # a dev dependency: the reference the counts are checked against
+
     with warnings.catch_warnings():  # bpe-openai reads its tables with a deprecated API
         warnings.simplefilter("ignore", DeprecationWarning)
         from bpe_openai import registry

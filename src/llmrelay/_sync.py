@@ -206,20 +206,26 @@ def _shutdown() -> None:
     global _bg_loop
     bg = _bg_loop
     if bg is not None and not bg.is_closed():
-
-        async def _close() -> None:
-            await bg.shutdown_asyncgens()
-
-        try:
-            asyncio.run_coroutine_threadsafe(_close(), bg).result(5)
-        except Exception:
-            pass
-        bg.call_soon_threadsafe(bg.stop)
-        if _bg_thread is not None:
-            _bg_thread.join(5)
-        if not bg.is_running():
-            bg.close()
+        stop_loop_thread(bg, _bg_thread, bg.shutdown_asyncgens())
         _bg_loop = None
+
+
+def stop_loop_thread(
+    loop: asyncio.AbstractEventLoop,
+    thread: threading.Thread | None,
+    last: Coroutine[Any, Any, None],
+) -> None:
+    """Stop a loop that ``thread`` runs forever: run ``last`` on it (closing what lives on the
+    loop), stop it, join the thread and close the loop. Each wait is at most 5 seconds."""
+    try:
+        asyncio.run_coroutine_threadsafe(last, loop).result(5)
+    except Exception:
+        pass
+    loop.call_soon_threadsafe(loop.stop)
+    if thread is not None:
+        thread.join(5)
+    if not loop.is_running():
+        loop.close()
 
 
 atexit.register(_shutdown)

@@ -168,6 +168,56 @@ class AttemptRunner:
                 raise
         return permit, lim
 
+    async def _failed(
+        self,
+        exc: Exception,
+        caught: Exception,
+        dep: Deployment,
+        ctx: CallContext,
+        policy: RetryPolicy,
+        breaker: CircuitBreaker | None,
+        permit: Any,
+        lim: Any,
+        budget: RetryBudget | None,
+        retries: int,
+        t0: float,
+        slept: float,
+    ) -> float:
+        """Book a failed attempt (breaker, rate limit, retry budget, trace), then back off.
+
+        ``exc`` is the attempt's error, ``caught`` what was raised (``exc`` or its cause).
+        Returns the seconds slept before the next attempt; raises ``exc`` (or a deadline error)
+        when there is no next attempt.
+        """
+        if breaker is not None and permit is not None:
+            await _on_failure(breaker, permit, exc)
+        if self.limiter is not None:
+            await self.limiter.release(lim, None, getattr(exc, "headers", None), exc)
+        if budget is not None and policy.is_retryable(exc):
+            budget.on_failure()
+        trace = ctx.trace
+        trace.append(_error_attempt(dep, retries + 1, exc, self.clock() - t0, slept))
+        rem = self._remaining(ctx.deadline_at)
+        if isinstance(exc, APITimeoutError) and rem is not None and rem <= 0:
+            raise self._deadline_error(dep, exc) from caught
+        d: float | None = None
+        if breaker is not None and breaker.state == "open":
+            trace[-1].reason = "the breaker opened: not retrying"
+        else:
+            d = await self._backoff(exc, policy, retries, dep, budget, ctx.deadline_at, trace)
+        if d is None:
+            if exc is caught:
+                raise exc
+            raise exc from caught
+        return d
+
+    async def _abandoned(self, breaker: CircuitBreaker | None, permit: Any, lim: Any) -> None:
+        """Give back the permits of an attempt that was cancelled: it has no outcome to count."""
+        if breaker is not None and permit is not None:
+            breaker.release(permit)
+        if self.limiter is not None:
+            await self.limiter.release(lim, None, None, None)
+
     async def _run(
         self,
         dep: Deployment,
@@ -192,35 +242,15 @@ class AttemptRunner:
             try:
                 resp = await backend.complete(req, dep, self._attempt_timeouts(timeouts, remaining))
             except Exception as exc:
-                if breaker is not None and permit is not None:
-                    await _on_failure(breaker, permit, exc)
-                if limiter is not None:
-                    await limiter.release(lim, None, getattr(exc, "headers", None), exc)
-                if budget is not None and policy.is_retryable(exc):
-                    budget.on_failure()
-                trace.append(_error_attempt(dep, retries + 1, exc, clock() - t0, slept))
-                rem = self._remaining(ctx.deadline_at)
-                if isinstance(exc, APITimeoutError) and rem is not None and rem <= 0:
-                    raise self._deadline_error(dep, exc) from exc
-                if breaker is not None and breaker.state == "open":
-                    trace[-1].reason = "the breaker opened: not retrying"
-                    raise
-                d = await self._backoff(exc, policy, retries, dep, budget, ctx.deadline_at, trace)
-                if d is None:
-                    raise
-                slept = d
+                slept = await self._failed(
+                    exc, exc, dep, ctx, policy, breaker, permit, lim, budget, retries, t0, slept
+                )
                 retries += 1
                 continue
             except BaseException:
-                if breaker is not None and permit is not None:
-                    breaker.release(permit)
-                if limiter is not None:
-                    await limiter.release(lim, None, None, None)
+                await self._abandoned(breaker, permit, lim)
                 raise
-            if breaker is not None and permit is not None:
-                await _on_success(breaker, permit)
-            if budget is not None:
-                budget.on_success()
+            await _succeeded(breaker, permit, budget)
             if limiter is not None:
                 await limiter.release(lim, resp, resp.headers, None)
             attempt = Attempt(
@@ -246,7 +276,6 @@ class AttemptRunner:
         backend = self.backend_for(dep)
         breaker = self.breaker_for(dep)
         budget = self._budget(dep.key)
-        limiter = self.limiter
         clock = self.clock
         trace = ctx.trace
         first_token_timeout = ctx.opts.first_token_timeout
@@ -277,40 +306,16 @@ class AttemptRunner:
                         f"no first token within {limit:g}s", provider=dep.provider, model=dep.model
                     )
                     exc.__cause__ = caught
-                if breaker is not None and permit is not None:
-                    await _on_failure(breaker, permit, exc)
-                if limiter is not None:
-                    await limiter.release(lim, None, getattr(exc, "headers", None), exc)
-                if budget is not None and policy.is_retryable(exc):
-                    budget.on_failure()
-                trace.append(_error_attempt(dep, retries + 1, exc, clock() - t0, slept))
-                rem = self._remaining(ctx.deadline_at)
-                if isinstance(exc, APITimeoutError) and rem is not None and rem <= 0:
-                    raise self._deadline_error(dep, exc) from caught
-                if breaker is not None and breaker.state == "open":
-                    trace[-1].reason = "the breaker opened: not retrying"
-                    if exc is caught:
-                        raise
-                    raise exc from caught
-                d = await self._backoff(exc, policy, retries, dep, budget, ctx.deadline_at, trace)
-                if d is None:
-                    if exc is caught:
-                        raise
-                    raise exc from caught
-                slept = d
+                slept = await self._failed(
+                    exc, caught, dep, ctx, policy, breaker, permit, lim, budget, retries, t0, slept
+                )
                 retries += 1
                 continue
             except BaseException:
                 await agen.aclose()
-                if breaker is not None and permit is not None:
-                    breaker.release(permit)
-                if limiter is not None:
-                    await limiter.release(lim, None, None, None)
+                await self._abandoned(breaker, permit, lim)
                 raise
-            if breaker is not None and permit is not None:
-                await _on_success(breaker, permit)
-            if budget is not None:
-                budget.on_success()
+            await _succeeded(breaker, permit, budget)
             trace.append(Attempt(dep.label, "success", retries + 1, backoff_s=slept))
             return agen, head, t0, lim
 
@@ -339,6 +344,15 @@ def _error_attempt(
         None,
         getattr(exc, "message", None) or str(exc)[:300],
     )
+
+
+async def _succeeded(
+    breaker: CircuitBreaker | None, permit: Any, budget: RetryBudget | None
+) -> None:
+    if breaker is not None and permit is not None:
+        await _on_success(breaker, permit)
+    if budget is not None:
+        budget.on_success()
 
 
 async def _on_success(breaker: CircuitBreaker, permit: Any) -> None:

@@ -47,7 +47,7 @@ import orjson
 
 from .errors import ConfigurationError, InvalidRequestError, StateStoreError
 from .layers import Cost
-from .state.base import Store, check_ttl
+from .state.base import Store, ThrottledWarning, check_ttl
 from .types import ChatRequest, Response, ToolCall, Usage, _json_default
 
 if TYPE_CHECKING:
@@ -328,7 +328,7 @@ class ResponseCache:
         self._prefix = f"{store.prefix}cache:{namespace}:"
         self._get_now: Callable[[str], bytes | None] | None = getattr(store, "get_now", None)
         self.stats = CacheStats()
-        self._warned_at = -math.inf
+        self._warn_store = ThrottledWarning(log)
 
     def __repr__(self) -> str:
         return f"ResponseCache(namespace={self.namespace!r}, ttl={self.ttl}, store={self.store!r})"
@@ -430,7 +430,4 @@ class ResponseCache:
         await self.store.aclose()
 
     def _warn(self, exc: StateStoreError) -> None:
-        now = time.monotonic()
-        if now - self._warned_at >= 60.0:
-            self._warned_at = now
-            log.warning("the response cache is bypassed while its store fails: %s", exc.message)
+        self._warn_store("the response cache is bypassed while its store fails: %s", exc.message)

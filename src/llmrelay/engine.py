@@ -8,31 +8,34 @@
 
 Every response and every final error carries the decision trace (``trace.py``): one entry per
 attempt or skipped candidate. Clock and sleep are injectable so tests never sleep.
+
+The engine is split by concern: the attempts on one deployment are ``attempts.py``'s
+``AttemptRunner``, streamed calls are ``engine_stream.py``'s ``StreamingCalls`` (both mixed into
+:class:`Engine`), and the per-call options are ``call_options.py``'s (re-exported here).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
-from .attempts import AttemptRunner
 from .backends import Backend, HttpBackend, get_adapter
 from .breaker import BreakerRegistry
+from .call_options import DEFAULT_TIMEOUTS, NO_OPTIONS, CallOptions, positive_option
+from .call_options import OPTION_NAMES as OPTION_NAMES  # re-exported
+from .call_options import timeouts_from as timeouts_from  # re-exported
+from .engine_stream import StreamingCalls
+from .engine_stream import replay_chunks as replay_chunks  # re-exported
 from .errors import (
     AllAttemptsFailedError,
-    ContentFilteredError,
-    ContextWindowExceededError,
     DeadlineExceededError,
     InvalidRequestError,
     LLMRelayError,
-    StreamInterruptedError,
 )
 from .layers import (
     BudgetLayer,
@@ -43,11 +46,10 @@ from .layers import (
     LimiterLayer,
     Recorder,
 )
-from .providers import Deployment, Secret
+from .providers import Deployment
 from .resolve import Target, resolve_target, to_deployment
 from .retry import RetryBudget, RetryPolicy
-from .routing import Plan, moves_on
-from .streaming import ResponseStream
+from .routing import Chain, Plan
 from .trace import Attempt
 from .transport.base import Timeouts, Transport
 from .types import (
@@ -56,7 +58,6 @@ from .types import (
     Message,
     MessagesInput,
     Response,
-    StreamChunk,
     Usage,
     merge_params,
     normalize_messages,
@@ -66,77 +67,13 @@ __all__ = ["DEFAULT_TIMEOUTS", "CallOptions", "Engine", "ModelRef"]
 
 logger = logging.getLogger("llmrelay.engine")
 
-DEFAULT_TIMEOUTS = Timeouts(connect=10.0, read=600.0, total=600.0)
+T = TypeVar("T")
 
 #: What a caller may name as the model: an alias or "provider/model", a Target, or a backend.
 ModelRef = str | Target | Backend
 
 
-@dataclass(slots=True)
-class CallOptions:
-    """Per-call options that are not generation parameters."""
-
-    api_key: str | Secret | None = None
-    base_url: str | None = None
-    headers: Mapping[str, str] | None = None
-    #: Seconds per attempt, or a ``Timeouts`` for connect/read/total of each attempt.
-    timeout: float | Timeouts | None = None
-    #: Seconds for the whole call: every attempt, backoff and fallback.
-    deadline: float | None = None
-    #: Streams: seconds from the start of an attempt to its first content chunk.
-    first_token_timeout: float | None = None
-    #: A system message prepended to the messages.
-    system: str | None = None
-    #: A pydantic model class: validate the output into it (structured output).
-    response_model: Any = None
-    #: Re-asks with the validation error after a structured-output failure.
-    max_reasks: int = 1
-    #: Retries per deployment (overrides the alias and engine settings).
-    retries: int | None = None
-    #: A full retry policy for this call.
-    retry: RetryPolicy | None = None
-    #: Aliases, provider/model names or Targets to try in order after the model fails.
-    fallbacks: Sequence[str | Target] | None = None
-    context_window_fallbacks: Sequence[str | Target] | None = None
-    content_filter_fallbacks: Sequence[str | Target] | None = None
-    #: Who the call is for: scopes the cache, budgets and limits (defaults to the API key).
-    tenant: str | None = None
-    #: Labels for budgets, limits and the request log, e.g. {"user": "u1", "team": "search"}.
-    tags: Mapping[str, str] | None = None
-    #: False skips the response cache for this call (read and write).
-    use_cache: bool | None = None
-    #: Seconds a cached answer of this call stays valid (overrides the cache's default).
-    cache_ttl: float | None = None
-    #: Read the cache but do not store this call's answer.
-    no_store: bool = False
-    #: Wait for a rate limit to free up (up to the deadline) instead of failing over at once.
-    wait_for_rate_limit: bool | None = None
-    #: Correlates this call's log rows and spans; generated when not given.
-    trace_id: str | None = None
-
-
-OPTION_NAMES = frozenset(f.name for f in fields(CallOptions))
-_NO_OPTIONS = CallOptions()
-
-
-def timeouts_from(value: float | Timeouts | None, default: Timeouts) -> Timeouts:
-    if value is None:
-        return default
-    if isinstance(value, Timeouts):
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise InvalidRequestError(f"timeout must be a positive number of seconds, not {value!r}")
-    return Timeouts(connect=min(float(value), default.connect or value), read=value, total=value)
-
-
-def _positive_option(name: str, value: float | None) -> None:
-    if value is not None and (
-        isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
-    ):
-        raise InvalidRequestError(f"{name} must be a positive number of seconds, not {value!r}")
-
-
-class Engine(AttemptRunner):
+class Engine(StreamingCalls):
     """Holds the transport and the reliability settings; answers calls.
 
     Safe to share across tasks and threads. ``breakers=None`` turns circuit breakers off;
@@ -168,7 +105,7 @@ class Engine(AttemptRunner):
             from .transport.http import default_transport
 
             transport = default_transport()
-        _positive_option("deadline", deadline)
+        positive_option("deadline", deadline)
         self.transport = transport
         self.timeouts = timeouts
         self.retry = retry or RetryPolicy()
@@ -260,6 +197,11 @@ class Engine(AttemptRunner):
             messages = [Message("system", t.system_message), *messages]
         return ChatRequest(messages, merge_params(t.params, params), stream)
 
+    def _timeouts(self, t: Target, opts: CallOptions) -> Timeouts:
+        """Per attempt: the call's ``timeout``, else the alias policy's, else the engine's."""
+        value = opts.timeout if opts.timeout is not None else t.policy.get("timeout")
+        return timeouts_from(value, self.timeouts)
+
     def _policy(self, t: Target, opts: CallOptions) -> RetryPolicy:
         if opts.retry is not None:
             return opts.retry
@@ -275,16 +217,18 @@ class Engine(AttemptRunner):
         model: ModelRef,
         messages: MessagesInput,
         params: GenerationParams,
-        opts: CallOptions = _NO_OPTIONS,
+        opts: CallOptions = NO_OPTIONS,
     ) -> Response:
         """One logical, non-streamed call (structured output when ``opts.response_model``)."""
         return await self._complete(model, normalize_messages(messages, opts.system), params, opts)
 
     def _context(self, plan: Plan, opts: CallOptions) -> CallContext:
         start = self.clock()
-        deadline = opts.deadline if opts.deadline is not None else self.deadline
+        deadline = opts.deadline
+        if deadline is None:
+            deadline = plan.primary.policy.get("deadline", self.deadline)
         if deadline is not None:
-            _positive_option("deadline", deadline)
+            positive_option("deadline", deadline)
         return CallContext(
             opts,
             opts.trace_id or f"{random.getrandbits(128):032x}",  # uuid4 costs a syscall
@@ -359,50 +303,81 @@ class Engine(AttemptRunner):
     ) -> tuple[Response, Deployment, Target]:
         """Try each candidate of the fallback chain in turn (non-streamed). ``req0`` is the
         primary's request when the caller already built it."""
+        resp, dep, t, _ = await self._try_candidates(
+            plan, dep0, err0, msgs, params, ctx, req0, False, self._run
+        )
+        return resp, dep, t
+
+    async def _try_candidates(
+        self,
+        plan: Plan,
+        dep0: Deployment | None,
+        err0: LLMRelayError | None,
+        msgs: list[Message],
+        params: GenerationParams,
+        ctx: CallContext,
+        req0: ChatRequest | None,
+        stream: bool,
+        attempt: Callable[
+            [Deployment, ChatRequest, RetryPolicy, Timeouts, CallContext], Awaitable[T]
+        ],
+    ) -> tuple[T, Deployment, Target, ChatRequest]:
+        """Walk the fallback chain until ``attempt`` (the attempts on one deployment: ``_run``
+        or ``_open_stream``) succeeds; returns what it returned, with the deployment, target
+        and request it succeeded on. Raises the call's failure when no candidate succeeds."""
         opts = ctx.opts
-        timeouts = timeouts_from(opts.timeout, self.timeouts)
-        trace = ctx.trace
-        errors: list[BaseException] = []
-        queue = [plan.primary, *plan.fallbacks]
-        i = 0
-        while i < len(queue):
-            t = queue[i]
-            i += 1
+        chain = Chain(plan)
+        for t in chain:
             try:
-                if t is plan.primary:
-                    if err0 is not None:
-                        raise err0
-                    assert dep0 is not None
-                    dep = dep0
-                else:
-                    dep = self._deployment(t, opts, False)
-                if t is plan.primary and req0 is not None:
-                    req = req0
-                else:
-                    req = self._request(t, msgs, params, False)
-                if self.catalog is not None:
-                    req = self.catalog.prepare(req, dep)
+                dep, req = self._prepare(t, plan, dep0, err0, msgs, params, ctx, req0, stream)
             except LLMRelayError as exc:
-                trace.append(
-                    Attempt(t.label, "skipped", error=type(exc).__name__, reason=exc.message)
-                )
-                errors.append(exc)
-                nxt = self._next_chain(exc, plan, queue, i)
-                if nxt is None:
+                if not chain.failed(exc):
                     break
-                queue = nxt
                 continue
             try:
-                resp = await self._run(dep, req, self._policy(t, opts), timeouts, ctx)
+                out = await attempt(dep, req, self._policy(t, opts), self._timeouts(t, opts), ctx)
             except Exception as exc:
-                errors.append(exc)
-                nxt = self._next_chain(exc, plan, queue, i)
-                if nxt is None:
+                if not chain.failed(exc):
                     break
-                queue = nxt
                 continue
-            return resp, dep, t
-        raise self._failure(errors, trace)
+            return out, dep, t, req
+        raise self._failure(chain.errors, ctx.trace)
+
+    def _prepare(
+        self,
+        t: Target,
+        plan: Plan,
+        dep0: Deployment | None,
+        err0: LLMRelayError | None,
+        msgs: list[Message],
+        params: GenerationParams,
+        ctx: CallContext,
+        req0: ChatRequest | None,
+        stream: bool,
+    ) -> tuple[Deployment, ChatRequest]:
+        """The deployment and request for candidate ``t`` (``dep0``/``err0``/``req0`` are the
+        primary's). A candidate that cannot be called (a missing key, an unknown model, a
+        capability the catalog says it lacks) is recorded as skipped and its error raised."""
+        try:
+            if t is plan.primary:
+                if err0 is not None:
+                    raise err0
+                assert dep0 is not None
+                dep = dep0
+            else:
+                dep = self._deployment(t, ctx.opts, False)
+            if t is plan.primary and req0 is not None:
+                req = req0
+            else:
+                req = self._request(t, msgs, params, stream)
+            if self.catalog is not None:
+                req = self.catalog.prepare(req, dep)
+        except LLMRelayError as exc:
+            ctx.trace.append(
+                Attempt(t.label, "skipped", error=type(exc).__name__, reason=exc.message)
+            )
+            raise
+        return dep, req
 
     async def _structured(
         self,
@@ -532,20 +507,6 @@ class Engine(AttemptRunner):
                 self._recorder_failed = True
                 logger.exception("the recorder %r failed; calls go on unrecorded", self.recorder)
 
-    def _next_chain(
-        self, exc: BaseException, plan: Plan, queue: list[Target], i: int
-    ) -> list[Target] | None:
-        """The queue to continue with after ``exc`` at position ``i``, or None to stop."""
-        if isinstance(exc, ContextWindowExceededError) and plan.context_window:
-            chain, plan.context_window = plan.context_window, []
-            return queue[:i] + chain
-        if isinstance(exc, ContentFilteredError) and plan.content_filter:
-            chain, plan.content_filter = plan.content_filter, []
-            return queue[:i] + chain
-        if i < len(queue) and moves_on(exc):
-            return queue
-        return None
-
     @staticmethod
     def _failure(errors: list[BaseException], trace: list[Attempt]) -> BaseException:
         last = errors[-1]
@@ -571,202 +532,6 @@ class Engine(AttemptRunner):
             err.llmrelay_trace = trace  # type: ignore[attr-defined]
         return err
 
-    # ------------------------------------------------------------------ streamed calls
-
-    def stream(
-        self,
-        model: ModelRef,
-        messages: MessagesInput,
-        params: GenerationParams,
-        opts: CallOptions = _NO_OPTIONS,
-    ) -> ResponseStream:
-        """A streamed call. Resolution and validation errors are raised here, before iteration."""
-        if opts.response_model is not None:
-            raise InvalidRequestError(
-                "response_model cannot be streamed; call without stream to get a validated object"
-            )
-        _positive_option("first_token_timeout", opts.first_token_timeout)
-        msgs = normalize_messages(messages, opts.system)
-        plan = self._plan(model, opts)
-        dep0, err0 = self._primary(plan, opts)  # a missing key fails here
-        return ResponseStream(self._stream(plan, dep0, err0, msgs, params, opts))
-
-    async def _stream(
-        self,
-        plan: Plan,
-        dep0: Deployment | None,
-        err0: LLMRelayError | None,
-        msgs: list[Message],
-        params: GenerationParams,
-        opts: CallOptions,
-    ) -> AsyncGenerator[StreamChunk, None]:
-        """One logical streamed call: cache -> budget -> candidates; output flows as it comes."""
-        ctx = self._context(plan, opts)
-        req0 = self._request(plan.primary, msgs, params, True)
-        key = None
-        if dep0 is not None and self.cache is not None and opts.use_cache is not False:
-            key = self.cache.key(req0, dep0, self.backend_for(dep0), ctx)
-            if key is not None:
-                hit = await self.cache.get(key, ctx)
-                if hit is not None:
-                    resp = self._serve_hit(hit, dep0, ctx, stream=True, req=req0)
-                    for c in replay_chunks(resp):
-                        yield c
-                    return
-        reservation = None
-        try:
-            if self.budget is not None and dep0 is not None:
-                reservation = await self.budget.reserve(req0, dep0, ctx)
-            inner = self._stream_candidates(plan, dep0, err0, msgs, params, ctx, req0)
-            async with contextlib.aclosing(inner):
-                async for c in inner:
-                    if (
-                        c.done
-                        and c.response is not None
-                        and key is not None
-                        and not opts.no_store
-                        and c.response.finish_reason != "error"
-                    ):
-                        assert self.cache is not None
-                        await self.cache.put(key, c.response, ctx)
-                    yield c
-        except BaseException as exc:
-            self._record_failure(exc, plan, ctx, req0, stream=True)
-            raise
-        finally:
-            if reservation is not None:
-                assert self.budget is not None
-                await self.budget.settle(reservation, ctx)
-
-    async def _stream_candidates(
-        self,
-        plan: Plan,
-        dep0: Deployment | None,
-        err0: LLMRelayError | None,
-        msgs: list[Message],
-        params: GenerationParams,
-        ctx: CallContext,
-        req0: ChatRequest | None = None,
-    ) -> AsyncGenerator[StreamChunk, None]:
-        opts = ctx.opts
-        clock = self.clock
-        timeouts = timeouts_from(opts.timeout, self.timeouts)
-        trace = ctx.trace
-        errors: list[BaseException] = []
-        queue = [plan.primary, *plan.fallbacks]
-        i = 0
-        while i < len(queue):
-            t = queue[i]
-            i += 1
-            try:
-                if t is plan.primary:
-                    if err0 is not None:
-                        raise err0
-                    assert dep0 is not None
-                    dep = dep0
-                else:
-                    dep = self._deployment(t, opts, False)
-                if t is plan.primary and req0 is not None:
-                    req = req0
-                else:
-                    req = self._request(t, msgs, params, True)
-                if self.catalog is not None:
-                    req = self.catalog.prepare(req, dep)
-            except LLMRelayError as exc:
-                trace.append(
-                    Attempt(t.label, "skipped", error=type(exc).__name__, reason=exc.message)
-                )
-                errors.append(exc)
-                nxt = self._next_chain(exc, plan, queue, i)
-                if nxt is None:
-                    break
-                queue = nxt
-                continue
-            try:
-                agen, head, t0, lim = await self._open_stream(
-                    dep, req, self._policy(t, opts), timeouts, ctx
-                )
-            except Exception as exc:
-                errors.append(exc)
-                nxt = self._next_chain(exc, plan, queue, i)
-                if nxt is None:
-                    break
-                queue = nxt
-                continue
-            # Output reaches the caller from here on: no more retries or fallbacks.
-            text: list[str] = []
-            usage: Usage | None = None
-            ttft = clock() - ctx.start
-            final: Response | None = None
-            failure: BaseException | None = None
-            try:
-                for c in head:
-                    text.append(c.delta)
-                    usage = c.usage or usage
-                    if c.done:
-                        final = self._finish_stream(c, dep, t, t0, ttft, ctx)
-                    yield c
-                if final is None:
-                    async for c in agen:
-                        text.append(c.delta)
-                        usage = c.usage or usage
-                        if c.done:
-                            final = self._finish_stream(c, dep, t, t0, ttft, ctx)
-                        yield c
-                if final is not None and self.recorder is not None:
-                    self._record(final, dep, ctx, req, stream=True)
-                return
-            except Exception as exc:
-                failure = exc
-                ok = trace[-1]
-                ok.outcome, ok.error, ok.latency_s = "error", type(exc).__name__, clock() - t0
-                ok.status, ok.reason = getattr(exc, "status", None), "failed after output was sent"
-                if isinstance(exc, StreamInterruptedError):
-                    partial = exc.partial
-                    err = exc
-                else:
-                    partial = Response(
-                        text="".join(text),
-                        usage=usage or Usage(),
-                        provider=dep.provider,
-                        model=dep.model,
-                        alias=t.alias,
-                    )
-                    err = StreamInterruptedError(
-                        f"the stream failed after output was sent: {type(exc).__name__}: {exc}",
-                        provider=dep.provider,
-                        model=dep.model,
-                        status=getattr(exc, "status", None),
-                        partial=partial,
-                    )
-                if isinstance(partial, Response) and (
-                    partial.usage.input_tokens or partial.usage.output_tokens
-                ):
-                    self._account(dep, partial, ctx, ok)  # tokens spent on a cut stream still count
-                err.trace = trace
-                if err is exc:
-                    raise
-                raise err from exc
-            finally:
-                await agen.aclose()
-                if self.limiter is not None:
-                    await self.limiter.release(
-                        lim, final, final.headers if final is not None else None, failure
-                    )
-        raise self._failure(errors, trace)
-
-    def _finish_stream(
-        self, c: StreamChunk, dep: Deployment, t: Target, t0: float, ttft: float, ctx: CallContext
-    ) -> Response:
-        resp = c.response
-        assert resp is not None
-        attempt = ctx.trace[-1]  # the success entry _open_stream added
-        attempt.latency_s = self.clock() - t0
-        self._account(dep, resp, ctx, attempt)
-        self._finish(resp, t, ctx)
-        resp.time_to_first_token_s = ttft
-        return resp
-
 
 def _validates(spec: Any, resp: Response) -> bool:
     """Does a cached answer still validate into the response model? (Sets ``resp.object``.)"""
@@ -779,16 +544,3 @@ def _validates(spec: Any, resp: Response) -> bool:
     except ValidationError:
         return False
     return True
-
-
-def replay_chunks(resp: Response) -> list[StreamChunk]:
-    """A finished response as the chunks a stream would have sent (cache hits)."""
-    import re
-
-    from .types import ToolCallDelta, chunk
-
-    out = [chunk(p) for p in re.findall(r"\s*\S+", resp.text)]
-    for i, tc in enumerate(resp.tool_calls):
-        out.append(chunk(tool_calls=[ToolCallDelta(i, tc.id, tc.name, tc.arguments)]))
-    out.append(chunk(done=True, response=resp, finish_reason=resp.finish_reason, usage=resp.usage))
-    return out

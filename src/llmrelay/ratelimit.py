@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError, RateLimitedError, StateStoreError, StreamInterruptedError
 from .ratelimit_headers import HeaderInfo, read_limit_headers
-from .state.base import FailMode, Store, check_fail_mode
+from .state.base import FailMode, Store, ThrottledWarning, check_fail_mode, refused
 from .state.buckets import Buckets, Charge, MemoryBuckets, Refusal, Settle
 from .types import ChatRequest, Response
 
@@ -230,7 +230,7 @@ class RateLimiter:
         self._buckets: Buckets = _buckets_for(store, clock)
         self._ids = itertools.count()
         self._pid = f"{os.getpid()}-{id(self):x}"
-        self._warned_at = -math.inf
+        self._warn_store = ThrottledWarning(log)
         #: Calls let through unlimited because the store failed (fail-open).
         self.store_errors = 0
         self._dep_cache: dict[tuple[str, str | None], Limits] = {}
@@ -365,18 +365,12 @@ class RateLimiter:
 
     def _store_failed(self, exc: StateStoreError, permit: LimitPermit) -> LimitPermit:
         if self.on_store_error == "closed":
-            raise StateStoreError(
-                f"rate limits cannot be checked, so the call is refused (on_store_error='closed'):"
-                f" {exc.message}"
-            ) from exc
+            raise refused("rate limits", exc) from exc
         self.store_errors += 1
-        now = time.monotonic()
-        if now - self._warned_at >= 60.0:
-            self._warned_at = now
-            log.warning(
-                "rate limits are not enforced while the state store fails (fail-open): %s",
-                exc.message,
-            )
+        self._warn_store(
+            "rate limits are not enforced while the state store fails (fail-open): %s",
+            exc.message,
+        )
         permit.enforced = False
         return permit
 

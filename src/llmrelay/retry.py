@@ -27,26 +27,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .errors import (
-    APIConnectionError,
-    APIStatusError,
-    APITimeoutError,
-    ConfigurationError,
-    ConflictError,
-    ContentFilteredError,
-    ContextWindowExceededError,
-    QuotaExhaustedError,
-    RateLimitedError,
-    ServerError,
-    StreamInterruptedError,
-)
+from .errors import ConfigurationError, LLMRelayError
+from .errors import is_retryable as sdk_retryable
 from .headers import MAX_HEADER_DELAY, parse_retry_after, should_retry_header
 
 __all__ = ["RetryBudget", "RetryDecision", "RetryPolicy", "aretry", "retry"]
 
 T = TypeVar("T")
 
-_RETRY_STATUSES = frozenset({408, 409, 429})
 #: Beyond this exponent base * 2**n overflows for every positive float base.
 _MAX_EXPONENT = 4096
 
@@ -108,18 +96,10 @@ class RetryPolicy:
         return self.rng.uniform(0.0, exp)
 
     def is_retryable(self, exc: BaseException) -> bool:
-        """The SDKs' rule, before headers are considered."""
-        if isinstance(exc, QuotaExhaustedError | ContextWindowExceededError | ContentFilteredError):
-            return False
-        if isinstance(exc, APIConnectionError | APITimeoutError | StreamInterruptedError):
+        """The SDKs' rule (:func:`llmrelay.errors.is_retryable`), before headers are
+        considered; an exception that is not llmrelay's only with ``retry_unknown_errors``."""
+        if sdk_retryable(exc):
             return True
-        if isinstance(exc, RateLimitedError | ServerError | ConflictError):
-            return True
-        if isinstance(exc, APIStatusError):
-            s = exc.status
-            return s is not None and (s in _RETRY_STATUSES or s >= 500)
-        from .errors import LLMRelayError
-
         if isinstance(exc, LLMRelayError):
             return False
         return self.retry_unknown_errors and isinstance(exc, Exception)

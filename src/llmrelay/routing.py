@@ -34,7 +34,7 @@ from .errors import (
 )
 from .resolve import Target, resolve_target
 
-__all__ = ["Plan", "moves_on", "validate_chain"]
+__all__ = ["Chain", "Plan", "moves_on", "validate_chain"]
 
 
 def validate_chain(
@@ -119,3 +119,42 @@ def moves_on(exc: BaseException) -> bool:
     if isinstance(exc, ContextWindowExceededError | ContentFilteredError | BadRequestError):
         return False
     return not isinstance(exc, ConfigurationError)
+
+
+class Chain:
+    """Walks the candidates of a plan in order (iterate it); after a candidate fails,
+    :meth:`failed` says whether to go on, switching to the context-window or content-filter
+    chain when the error calls for it (each at most once)."""
+
+    __slots__ = ("_i", "_plan", "_queue", "errors")
+
+    def __init__(self, plan: Plan) -> None:
+        self._plan = plan
+        self._queue = [plan.primary, *plan.fallbacks]
+        self._i = 0
+        #: Every failure so far, in order.
+        self.errors: list[BaseException] = []
+
+    def __iter__(self) -> Chain:
+        return self
+
+    def __next__(self) -> Target:
+        if self._i >= len(self._queue):
+            raise StopIteration
+        t = self._queue[self._i]
+        self._i += 1
+        return t
+
+    def failed(self, exc: BaseException) -> bool:
+        """Record that the current candidate failed with ``exc``; True to try the next one."""
+        self.errors.append(exc)
+        plan, i = self._plan, self._i
+        if isinstance(exc, ContextWindowExceededError) and plan.context_window:
+            chain, plan.context_window = plan.context_window, []
+            self._queue = self._queue[:i] + chain
+            return True
+        if isinstance(exc, ContentFilteredError) and plan.content_filter:
+            chain, plan.content_filter = plan.content_filter, []
+            self._queue = self._queue[:i] + chain
+            return True
+        return i < len(self._queue) and moves_on(exc)

@@ -8,7 +8,7 @@ point; everything it raises names the provider and model and never contains the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Protocol
 
 import orjson
@@ -25,20 +25,28 @@ from ..errors import (
     PermissionDeniedError,
     RateLimitedError,
     ServerError,
+    StreamInterruptedError,
 )
 from ..headers import parse_retry_after, request_id_from
 from ..providers import Deployment
 from ..transport.base import HttpRequest, HttpResponse
 from ..transport.sse import SSEEvent
-from ..types import ChatRequest, Response, StreamChunk
+from ..types import ChatRequest, ContentPart, ImagePart, Response, StreamChunk, TextPart, ToolCall
 
 __all__ = [
     "StreamState",
     "WireAdapter",
+    "content_parts",
     "decode_json",
+    "error_body",
     "error_for_status",
+    "event_json",
+    "in_band_error",
+    "interrupted",
     "lower_headers",
     "redact",
+    "status_message",
+    "tool_call_args",
 ]
 
 
@@ -177,3 +185,90 @@ def invalid(
 def as_int(v: Any) -> int:
     """A token count from a provider answer; anything odd counts as 0."""
     return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
+
+
+# --------------------------------------------------------------------------- shared by adapters
+
+
+def event_json(data: str, dep: Deployment) -> dict[str, Any]:
+    """One stream event's JSON object, or ``InvalidResponseError`` saying what came instead."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise invalid(f"stream event is not JSON: {data[:200]!r}", dep) from None
+    if not isinstance(obj, dict):
+        raise invalid("stream event is not a JSON object", dep)
+    return obj
+
+
+def error_body(body: bytes) -> Any:
+    """The JSON of an error answer, or None when it is empty or not JSON."""
+    try:
+        return orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+def status_message(status: int, body: bytes) -> str:
+    """The message for an error answer that carries none: its status and the start of its body."""
+    text = body[:300].decode("utf-8", "replace").strip()
+    return f"HTTP {status}" + (f": {text}" if text else "")
+
+
+MapError = Callable[[int, Mapping[str, str], bytes, Deployment], APIError]
+
+
+def in_band_error(
+    map_error: MapError,
+    obj: Mapping[str, Any],
+    body: bytes,
+    headers: Mapping[str, str],
+    dep: Deployment,
+) -> APIError:
+    """The typed error for an ``{"error": {"code": ...}}`` object inside a 2xx body or stream.
+
+    Its ``code`` is taken as the status when it is one (else 500), and an error that no status
+    class fits counts as a server error (the provider failed mid-answer).
+    """
+    err = obj.get("error")
+    code = err.get("code") if isinstance(err, dict) else None
+    status = code if isinstance(code, int) and 400 <= code < 600 else 500
+    e = map_error(status, headers, body, dep)
+    if type(e).__name__ == "APIStatusError":
+        e = make_error(ServerError, e.message, status=status, headers=headers, dep=dep)
+    return e
+
+
+def interrupted(message: str, dep: Deployment, partial: Response) -> StreamInterruptedError:
+    """The error for a stream that ended before its terminal event; ``partial`` is what came."""
+    return StreamInterruptedError(message, provider=dep.provider, model=dep.model, partial=partial)
+
+
+def content_parts(
+    content: str | list[ContentPart] | None,
+    text: Callable[[str], dict[str, Any]],
+    image: Callable[[ImagePart], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """A message's content as the provider's parts, built by ``text`` and ``image``; empty
+    texts are left out (Anthropic and Gemini refuse them)."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [text(content)] if content else []
+    out: list[dict[str, Any]] = []
+    for p in content:
+        if isinstance(p, TextPart):
+            if p.text:
+                out.append(text(p.text))
+        elif isinstance(p, ImagePart):
+            out.append(image(p))
+    return out
+
+
+def tool_call_args(tc: ToolCall) -> dict[str, Any] | None:
+    """An assistant tool call's arguments as a JSON object, or None when they are not one."""
+    try:
+        args = orjson.loads(tc.arguments or "{}")
+    except orjson.JSONDecodeError:
+        return None
+    return args if isinstance(args, dict) else None

@@ -17,7 +17,6 @@ from ..errors import (
     ContentFilteredError,
     ContextWindowExceededError,
     QuotaExhaustedError,
-    ServerError,
 )
 from ..headers import request_id_from
 from ..providers import Deployment
@@ -37,7 +36,18 @@ from ..types import (
     chunk,
     make_usage,
 )
-from .base import as_int, decode_json, error_for_status, invalid, make_error
+from .base import (
+    as_int,
+    decode_json,
+    error_body,
+    error_for_status,
+    event_json,
+    in_band_error,
+    interrupted,
+    invalid,
+    make_error,
+    status_message,
+)
 
 __all__ = ["OpenAIChatAdapter"]
 
@@ -241,10 +251,7 @@ class OpenAIChatAdapter:
     def map_error(
         self, status: int, headers: Mapping[str, str], body: bytes, dep: Deployment
     ) -> APIError:
-        try:
-            data = orjson.loads(body) if body else None
-        except orjson.JSONDecodeError:
-            data = None
+        data = error_body(body)
         err = data.get("error") if isinstance(data, dict) else None
         message = ""
         code = etype = ""
@@ -258,8 +265,7 @@ class OpenAIChatAdapter:
             message = str(data.get("message") or data.get("detail") or "")
             etype = str(data.get("type") or "")
         if not message:
-            text = body[:300].decode("utf-8", "replace").strip()
-            message = f"HTTP {status}" + (f": {text}" if text else "")
+            message = status_message(status, body)
         low = f"{code} {etype} {message}".lower()
         cls: type[APIError]
         if status in (400, 413, 422) and any(m in low for m in _CONTEXT_MARKERS):
@@ -307,20 +313,9 @@ class _OpenAIStream:
         if data == "[DONE]":
             self.done = True
             return []
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise invalid(f"stream event is not JSON: {data[:200]!r}", self._dep) from None
-        if not isinstance(obj, dict):
-            raise invalid("stream event is not a JSON object", self._dep)
+        obj = event_json(data, self._dep)
         if "error" in obj and "choices" not in obj:
-            err = obj["error"]
-            status = err.get("code") if isinstance(err, dict) else None
-            status = status if isinstance(status, int) and 400 <= status < 600 else 500
-            e = self._adapter.map_error(status, {}, data.encode(), self._dep)
-            if type(e).__name__ == "APIStatusError":
-                e = make_error(ServerError, e.message, status=status, headers={}, dep=self._dep)
-            raise e
+            raise in_band_error(self._adapter.map_error, obj, data.encode(), {}, self._dep)
         if self._id is None:
             self._id = obj.get("id")
             self._model = obj.get("model")
@@ -389,13 +384,8 @@ class _OpenAIStream:
     def finish(self) -> Response:
         # Some compatible servers omit [DONE]; a finish reason is then the end marker.
         if not self.done and self._raw_finish is None:
-            from ..errors import StreamInterruptedError
-
-            raise StreamInterruptedError(
-                "the stream ended before its final event",
-                provider=self._dep.provider,
-                model=self._dep.model,
-                partial=self._response(),
+            raise interrupted(
+                "the stream ended before its final event", self._dep, self._response()
             )
         return self._response()
 

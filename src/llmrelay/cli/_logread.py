@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ __all__ = [
     "fmt_cost",
     "fmt_seconds",
     "fmt_time",
+    "int_at_least",
     "open_log",
     "parse_since",
     "positive_int",
@@ -52,14 +54,22 @@ def parse_since(text: str, now: float | None = None) -> float:
     return dt.timestamp()
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text!r}")
-    return value
+def int_at_least(least: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number, ``least`` or more."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be {least} or more, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1)
 
 
 def days_ago(days: int, now: float | None = None) -> float:

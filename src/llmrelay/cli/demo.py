@@ -4,18 +4,16 @@ It starts the in-repo fake upstream (:class:`llmrelay.testing.fake.FakeUpstream`
 points every provider's ``<PROVIDER>_BASE_URL`` at it and sets every ``<PROVIDER>_API_KEY`` to a
 generated dummy key (in this process only, restored afterwards), then makes real calls through
 the real code paths: alias resolution, the wire adapters, the transport, SSE streaming,
-structured output, error mapping and the seed-000 ``ModelHandler``. The fake echoes prompts
-unless scripted otherwise.
-
-Steps whose module is not part of this build (another wire adapter, structured output, the
-handler) say so and are skipped, so the demo always runs.
+structured output, error mapping, retries and fallbacks, cost accounting and the seed-000
+``ModelHandler``. The fake echoes prompts unless a step scripts it otherwise (an error status, a
+fixed answer).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
+import math
 import os
 import secrets
 import sys
@@ -23,32 +21,28 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._output import Console, scrub
 
 if TYPE_CHECKING:
     from ..api import Client
+    from ..retry import RetryPolicy
     from ..testing.fake import FakeUpstream
+    from ..trace import Attempt
     from ..types import Response
 
 __all__ = ["run"]
 
-ALIAS = "gpt-4.1-mini"
-OTHER_PROVIDERS = (
-    # (wire adapter module, fake dialect, alias)
-    ("anthropic_messages", "anthropic", "claude-sonnet-4-5"),
-    ("gemini", "gemini", "gemini-2.5-flash"),
-)
-HANDLER_ALIAS = "llama3-8b"
+ALIAS = "gpt-6-luna"
+#: Where step 6 falls back to when every attempt at ``ALIAS`` fails: another provider.
+FALLBACK_ALIAS = "claude-sonnet-5-5"
+#: Step 7: the same call through the other wire APIs.
+OTHER_ALIASES = ("claude-sonnet-5-5", "gemini-3.8-flash")
+#: Step 8: a current model whose price the catalog does not know.
+UNPRICED_ALIAS = "qwen3.6-27b"
+HANDLER_ALIAS = "gpt-oss-20b"
 DOCS_URL = "https://github.com/llmrelay/llmrelay#readme"
-
-
-def _has_module(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ImportError:
-        return False
 
 
 @contextmanager
@@ -82,13 +76,37 @@ def _point_env(fake: FakeUpstream, key: str) -> dict[str, str]:
     return env
 
 
+def _dollars(usd: float) -> str:
+    """US dollars; amounts under a cent keep two significant figures (``$0.0000046``)."""
+    if usd == 0 or usd >= 0.01:
+        return f"${usd:,.2f}"
+    return f"${usd:.{1 - math.floor(math.log10(usd))}f}"
+
+
+def _cost(r: Response) -> str:
+    """``$0.0000046``, or ``unknown`` when the catalog has no price (never ``$0``)."""
+    c = r.cost
+    if c is None or not c.known or c.usd is None:
+        return "unknown"
+    return _dollars(c.usd)
+
+
+def _tokens(r: Response) -> str:
+    return f"{r.usage.input_tokens} input + {r.usage.output_tokens} output tokens"
+
+
 def _usage(r: Response) -> str:
-    u = r.usage
-    parts = [f"{u.input_tokens} input + {u.output_tokens} output tokens"]
-    parts.append(f"{r.latency_s * 1000:.1f} ms")
+    parts = [_tokens(r), f"cost {_cost(r)}", f"{r.latency_s * 1000:.1f} ms"]
     if r.request_id:
         parts.append(f"request id {r.request_id}")
     return ", ".join(parts)
+
+
+def _retry_code(policy: RetryPolicy) -> str:
+    return (
+        f"policy = llmrelay.RetryPolicy(base_delay={policy.base_delay}, "
+        f"max_delay={policy.max_delay}, jitter={policy.jitter})"
+    )
 
 
 @dataclass
@@ -98,7 +116,8 @@ class Tour:
     out: Console
     quiet: bool
     calls: int = 0
-    skipped: list[str] = field(default_factory=list)
+    #: Every Response of the tour, for the accounting step.
+    answers: list[Response] = field(default_factory=list)
 
     def step(self, n: int, title: str) -> None:
         if not self.quiet:
@@ -109,16 +128,26 @@ class Tour:
         if not self.quiet:
             self.out.line("   " + text, style=style)
 
+    def code(self, text: str) -> None:
+        """A line of the code that makes the step's call."""
+        self.say("> " + text, style="dim")
+
     def summary(self, n: int, text: str) -> None:
         """The line that quiet mode keeps."""
         if self.quiet:
             self.out.line(f"{n}. {text}")
 
-    def skip(self, n: int, what: str, module: str) -> None:
-        note = f"skipped {what}: {module} is not part of this build"
-        self.skipped.append(what)
-        self.say(note, style="yellow")
-        self.summary(n, note)
+    def answered(self, r: Response) -> Response:
+        self.calls += 1
+        self.answers.append(r)
+        return r
+
+    def trace(self, trace: list[Attempt], name: str = "r") -> None:
+        from ..trace import format_trace
+
+        self.code(f"print(llmrelay.format_trace({name}.trace))")
+        for line in scrub(format_trace(trace)).splitlines():
+            self.say("  " + line)
 
 
 # --------------------------------------------------------------------------- the steps
@@ -131,9 +160,8 @@ async def _alias_lookup(tour: Tour, client: Client) -> None:
     t = resolve_target(ALIAS)
     tour.say(f"alias {ALIAS!r} -> provider {t.provider!r}, model {t.model!r}")
     prompt = "What does llmrelay do?"
-    tour.say(f"> await client.achat({ALIAS!r}, {prompt!r})", style="dim")
-    r = await client.achat(ALIAS, prompt)
-    tour.calls += 1
+    tour.code(f"r = await client.achat({ALIAS!r}, {prompt!r})")
+    r = tour.answered(await client.achat(ALIAS, prompt))
     tour.say(f"answer: {r.text}", style="green")
     tour.say(f"from {r.provider}/{r.model}: {_usage(r)}")
     tour.summary(1, f"alias {ALIAS} -> {r.provider}/{r.model}: {r.text}")
@@ -142,7 +170,7 @@ async def _alias_lookup(tour: Tour, client: Client) -> None:
 async def _streaming(tour: Tour, client: Client) -> None:
     tour.step(2, "Streaming: the answer arrives chunk by chunk")
     prompt = "Stream a short sentence, please."
-    tour.say(f"> async for chunk in client.astream({ALIAS!r}, {prompt!r})", style="dim")
+    tour.code(f"async for chunk in client.astream({ALIAS!r}, {prompt!r})")
     if not tour.quiet:
         tour.out.write("   chunks: ")
     n = 0
@@ -153,21 +181,18 @@ async def _streaming(tour: Tour, client: Client) -> None:
                 n += 1
                 if not tour.quiet:
                     tour.out.write(f"[{c.delta}]")
-    tour.calls += 1
     if not tour.quiet:
         tour.out.write("\n")
     r = s.response
-    assert r is not None  # the engine always ends a stream with the complete response
+    if r is None:
+        raise RuntimeError("the stream ended without its complete response")
+    tour.answered(r)
     tour.say(f"{n} chunks, then the complete response (finish reason {r.finish_reason!r})")
     tour.say(f"usage: {_usage(r)}")
     tour.summary(2, f"streamed {n} chunks; usage {r.usage.input_tokens}+{r.usage.output_tokens}")
 
 
 async def _structured(tour: Tour, client: Client, fake: FakeUpstream) -> None:
-    tour.step(3, "Structured output: a validated pydantic object instead of text")
-    if not _has_module("llmrelay.structured"):
-        tour.skip(3, "structured output", "llmrelay.structured")
-        return
     from pydantic import BaseModel
 
     from ..testing.fake import Reply
@@ -177,105 +202,193 @@ async def _structured(tour: Tour, client: Client, fake: FakeUpstream) -> None:
         country: str
         population: int
 
+    tour.step(3, "Structured output: a validated pydantic object instead of text")
     tour.say("class City(BaseModel): name: str; country: str; population: int")
     prompt = "Which city has the most people?"
-    tour.say(f"> await client.achat({ALIAS!r}, {prompt!r}, response_model=City)", style="dim")
+    tour.code(f"r = await client.achat({ALIAS!r}, {prompt!r}, response_model=City)")
     tour.say("(the fake upstream plays the model: it is scripted to answer Tokyo)")
     fake.push(Reply.ok('{"name": "Tokyo", "country": "Japan", "population": 37400000}'))
-    r = await client.achat(ALIAS, prompt, response_model=City)
-    tour.calls += 1
-    sent = fake.requests[-1].body if fake.requests else None
+    r = tour.answered(await client.achat(ALIAS, prompt, response_model=City))
+    sent = fake.requests[-1].body
     fmt = sent.get("response_format") if isinstance(sent, dict) else None
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         tour.say(f"sent: response_format json_schema {fmt['json_schema'].get('name')!r}")
     city = r.object
-    tour.say(f"object: {city!r}", style="green")
+    tour.say(f"r.object: {city!r}", style="green")
     tour.say(f"type: {type(city).__name__}, population + 1 = {city.population + 1}")
     tour.summary(3, f"structured output: {city!r}")
 
 
 async def _error(tour: Tour, client: Client, fake: FakeUpstream) -> None:
-    from ..engine import OPTION_NAMES
     from ..errors import RateLimitedError
     from ..testing.fake import Reply
-    from ..trace import format_trace
 
     tour.step(4, "Errors: a provider failure becomes a typed exception")
     tour.say("the fake answers the next call with HTTP 429 and 'retry-after: 1'")
     fake.push(
         Reply.error(429, "Rate limit reached for requests per minute", headers={"retry-after": "1"})
     )
-    # Show the error itself rather than the retry that would follow it.
-    opts: dict[str, Any] = {"retries": 0} if "retries" in OPTION_NAMES else {}
-    shown = ", retries=0" if opts else ""
-    tour.say(f"> await client.achat({ALIAS!r}, 'Hello again'{shown})", style="dim")
+    # retries=0 shows the error itself rather than the retry that would follow it (step 5).
+    tour.code(f"await client.achat({ALIAS!r}, 'Hello again', retries=0)")
     try:
-        await client.achat(ALIAS, "Hello again", **opts)
+        await client.achat(ALIAS, "Hello again", retries=0)
     except RateLimitedError as exc:
         tour.calls += 1
         tour.say(f"raised {type(exc).__name__}: {scrub(str(exc))}", style="red")
         tour.say(f"exc.status = {exc.status}, exc.retry_after = {exc.retry_after} (seconds)")
-        if exc.trace:
-            tour.say("decision trace (what `llmrelay chat --trace` prints):")
-            for line in scrub(format_trace(exc.trace)).splitlines():
-                tour.say("  " + line)
+        tour.say("its decision trace, as `llmrelay chat --trace` prints it:")
+        tour.trace(exc.trace, "exc")
         tour.summary(4, f"{type(exc).__name__}, retry_after={exc.retry_after}")
         return
     raise RuntimeError("the scripted 429 did not raise RateLimitedError")
 
 
-async def _providers(tour: Tour, client: Client) -> None:
-    from ..resolve import resolve_target
-    from ..testing.fake_dialects import DIALECTS
+async def _retries(tour: Tour, client: Client, fake: FakeUpstream, policy: RetryPolicy) -> None:
+    from ..testing.fake import Reply
 
-    tour.step(5, "One interface, many providers")
+    tour.step(5, "Retries: a failed attempt is tried again after a backoff")
+    tour.say("the fake answers the next call with HTTP 500, then normally")
+    tour.say("(a small exact backoff keeps the demo fast; default: 2 retries, 0.5-8 s, jittered)")
+    fake.push(Reply.error(500, "The server had an error while processing your request"))
+    prompt = "Hello, third time"
+    tour.code(_retry_code(policy))
+    tour.code(f"r = await client.achat({ALIAS!r}, {prompt!r}, retry=policy)")
+    r = tour.answered(await client.achat(ALIAS, prompt, retry=policy))
+    if [a.outcome for a in r.trace] != ["error", "success"]:
+        raise RuntimeError("the scripted HTTP 500 was not retried once")
+    slept_ms = sum(a.backoff_s for a in r.trace) * 1000
+    tour.say(f"answer: {r.text}", style="green")
+    tour.trace(r.trace)
+    tour.say(f"1 retry after {slept_ms:.0f} ms of backoff; {_usage(r)}")
+    tour.summary(5, f"HTTP 500, retried after {slept_ms:.0f} ms backoff: {r.text}")
+
+
+async def _fallback(tour: Tour, client: Client, fake: FakeUpstream, policy: RetryPolicy) -> None:
+    from ..resolve import resolve_target
+    from ..testing.fake import Reply
+
+    primary = resolve_target(ALIAS).provider
+    attempts = policy.max_retries + 1
+    tour.step(6, "Fallbacks: when a provider keeps failing, another one answers")
+    tour.say(
+        f"the fake answers every {primary} attempt with HTTP 503 "
+        f"(all {attempts}: the first and its {policy.max_retries} retries)"
+    )
+    overloaded = Reply.error(503, "The server is overloaded", path_contains="/chat/completions")
+    fake.push(*(overloaded for _ in range(attempts)))
+    prompt = "Hello from wherever works"
+    tour.code(f"r = await client.achat({ALIAS!r}, {prompt!r}, retry=policy,")
+    tour.code(f"                       fallbacks=[{FALLBACK_ALIAS!r}])")
+    r = tour.answered(await client.achat(ALIAS, prompt, retry=policy, fallbacks=[FALLBACK_ALIAS]))
+    if r.provider == primary:
+        raise RuntimeError(f"the scripted HTTP 503s did not make {ALIAS} fall back")
+    tour.say(f"answer: {r.text}", style="green")
+    tour.trace(r.trace)
+    tour.say(f"from {r.provider}/{r.model}: {_usage(r)}")
+    tour.summary(
+        6, f"{ALIAS}: {attempts} x HTTP 503 -> fell back to {r.provider}/{r.model}: {r.text}"
+    )
+
+
+async def _providers(tour: Tour, client: Client) -> None:
+    from ..providers import PROVIDERS
+
+    tour.step(7, "One interface, many providers")
+    tour.say("the same call as step 1, through the other wire APIs")
     prompt = "Hello from the same call"
-    for adapter, dialect, alias in OTHER_PROVIDERS:
-        module = f"llmrelay.adapters.{adapter}"
-        if not _has_module(module):
-            tour.skip(5, f"the {alias} call", module)
-            continue
-        if dialect not in DIALECTS:
-            tour.skip(5, f"the {alias} call", f"the fake upstream's {dialect} dialect")
-            continue
-        t = resolve_target(alias)
-        r = await client.achat(alias, prompt)
-        tour.calls += 1
-        tour.say(f"{alias} -> {t.provider}/{t.model} ({adapter} wire API): {r.text}")
+    for alias in OTHER_ALIASES:
+        tour.code(f"r = await client.achat({alias!r}, {prompt!r})")
+        r = tour.answered(await client.achat(alias, prompt))
+        wire = PROVIDERS[r.provider].wire
+        tour.say(f"{alias} -> {r.provider}/{r.model} ({wire} wire API): {r.text}")
         tour.say(f"   {_usage(r)}", style="dim")
-        tour.summary(5, f"{alias} via {adapter}: {r.text}")
+        tour.summary(7, f"{alias} via {wire}: {r.text}")
+
+
+async def _accounting(tour: Tour, client: Client) -> None:
+    from ..tokens import count_tokens, encoding_for_model, is_exact
+    from ..types import Usage
+
+    tour.step(8, "Accounting: tokens and dollars for every answer")
+    first = tour.answers[0]
+    c = first.cost
+    if c is None:
+        raise RuntimeError("the client priced no answer: its catalog layer is off")
+    tour.code("r.cost  # step 1's answer, priced from the bundled model catalog")
+    tour.say(
+        f"{first.provider}/{first.model}: {_tokens(first)} -> {_cost(first)} "
+        f"({_dollars(c.input_usd or 0.0)} input + {_dollars(c.output_usd or 0.0)} output)"
+    )
+    prompt = "Hello, what do you cost?"
+    tour.code(f"r = await client.achat({UNPRICED_ALIAS!r}, {prompt!r})")
+    r = tour.answered(await client.achat(UNPRICED_ALIAS, prompt))
+    if r.cost is None or r.cost.known:
+        raise RuntimeError(
+            f"the catalog now prices {UNPRICED_ALIAS}: give the demo a model it does not price"
+        )
+    reason = (r.cost.reason or "").split(" (")[0]  # the catalog's note follows in brackets
+    tour.say(f"{r.provider}/{r.model}: {_tokens(r)} -> cost {_cost(r)}: {reason}", style="yellow")
+    tour.say(f"r.cost.usd = {r.cost.usd!r}, r.cost.known = {r.cost.known} (never a silent $0)")
+    known = [a.cost.usd for a in tour.answers if a.cost is not None and a.cost.known]
+    unknown = len(tour.answers) - len(known)
+    spent = sum((a.total_usage or a.usage for a in tour.answers), Usage())
+    tour.code("r.total_usage  # summed over every attempt: retries, re-asks, fallbacks")
+    tour.say(
+        f"this tour's {len(tour.answers)} answers: {spent.input_tokens} input + "
+        f"{spent.output_tokens} output tokens, {_dollars(sum(known))} for the {len(known)} "
+        f"with a known price, {unknown} unknown"
+    )
+    text = "What does llmrelay do?"
+    model = first.model
+    tour.code(f"llmrelay.count_tokens({text!r}, {model!r})")
+    n = count_tokens(text, model)
+    how = (
+        f"exact ({encoding_for_model(model)}), counted offline"
+        if is_exact(model)
+        else "an estimate (install llmrelay[tokens] for exact counts)"
+    )
+    other = OTHER_ALIASES[0]
+    tour.say(f"{n} tokens, {how}")
+    tour.say(f"{other}: {count_tokens(text, other)} tokens, an estimate (no public tokenizer)")
+    tour.summary(
+        8,
+        f"{first.model} cost {_cost(first)}; {r.model} cost {_cost(r)}; count_tokens: {n} tokens",
+    )
 
 
 def _handler(tour: Tour) -> None:
     """Seed 000's sync ``ModelHandler`` (run outside the tour's event loop)."""
-    if not _has_module("llmrelay.handler"):
-        tour.skip(5, "the ModelHandler call", "llmrelay.handler")
-        return
     from .._sync import run_sync
     from ..handler import ModelHandler
     from ..transport.http import default_transport
 
+    tour.step(9, "Seed 000: ModelHandler, alias in, text out (sync)")
     prompt = "Hello from seed 000"
-    tour.say(f"> ModelHandler().get_response({HANDLER_ALIAS!r}, {prompt!r})", style="dim")
+    tour.code(f"ModelHandler().get_response({HANDLER_ALIAS!r}, {prompt!r})")
     try:
         text = ModelHandler().get_response(HANDLER_ALIAS, prompt)
     finally:
         run_sync(default_transport().aclose())  # this thread's pooled session
     tour.calls += 1
-    tour.say(f"-> {text!r}")
-    tour.summary(5, f"ModelHandler().get_response({HANDLER_ALIAS!r}): {text}")
+    tour.say(f"-> {text!r}", style="green")
+    tour.summary(9, f"ModelHandler().get_response({HANDLER_ALIAS!r}): {text}")
 
 
 async def _tour(tour: Tour, fake: FakeUpstream) -> None:
     from ..api import Client
+    from ..retry import RetryPolicy
 
+    policy = RetryPolicy(base_delay=0.05, max_delay=0.2, jitter=False)
     client = Client(timeout=10.0)
     try:
         await _alias_lookup(tour, client)
         await _streaming(tour, client)
         await _structured(tour, client, fake)
         await _error(tour, client, fake)
+        await _retries(tour, client, fake, policy)
+        await _fallback(tour, client, fake, policy)
         await _providers(tour, client)
+        await _accounting(tour, client)
     finally:
         await client.aclose()
 
@@ -285,7 +398,7 @@ def _next_steps(out: Console) -> None:
     out.line("Next steps", style="bold cyan")
     for text in (
         "export OPENAI_API_KEY=...   (or ANTHROPIC_API_KEY, GEMINI_API_KEY, GROQ_API_KEY, ...)",
-        'llmrelay chat -m gpt-4.1-mini "Hello"   (an alias, or any provider/model)',
+        f'llmrelay chat -m {ALIAS} "Hello"   (an alias, or any provider/model)',
         "llmrelay models             every alias, and whether its key is set",
         "llmrelay chat --help        streaming, --json, --trace, exit codes",
         f"docs: README.md, docs/ and {DOCS_URL}",

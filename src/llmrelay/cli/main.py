@@ -61,18 +61,11 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     from .._version import __version__
+    from ._logread import add_logs_parser, add_usage_parser, int_at_least
+
+    non_negative_int = int_at_least(0)
 
     parser = argparse.ArgumentParser(
         prog="llmrelay",
@@ -114,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chat.add_argument(
         "--retries",
-        type=_non_negative_int,
+        type=non_negative_int,
         metavar="N",
         help="retries on a retryable failure (default: the alias's or the engine's setting)",
     )
@@ -172,13 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=_positive_float, metavar="SECONDS", help="timeout for each call"
     )
     batch.add_argument(
-        "--retries", type=_non_negative_int, metavar="N", help="retries per call on failure"
+        "--retries", type=non_negative_int, metavar="N", help="retries per call on failure"
     )
     batch.add_argument(
         "--base-url", metavar="URL", help="send to this base URL instead of the provider's"
     )
-
-    from ._logread import add_logs_parser, add_usage_parser
 
     add_usage_parser(sub)
     add_logs_parser(sub)

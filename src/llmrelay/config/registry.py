@@ -260,6 +260,7 @@ def target_from_params(
         raise InvalidConfigValueError(
             f"{what}: policy must be a dict, not {type(policy).__name__}", field="policy"
         )
+    _check_policy(policy, what)
     return Target(
         provider=prov,
         model=model,
@@ -335,6 +336,30 @@ def instantiate(cls: Any, alias: str) -> BaseModelConfig:
                 "method; subclass llmrelay.BaseModelConfig"
             )
     return config  # type: ignore[no-any-return]
+
+
+#: What an alias's ``policy`` may set: retries per deployment, seconds per attempt, seconds
+#: for the whole call.
+POLICY_KEYS = ("retries", "timeout", "deadline")
+
+
+def _check_policy(policy: Mapping[str, Any], what: str) -> None:
+    for key, value in policy.items():
+        if key not in POLICY_KEYS:
+            raise InvalidConfigValueError(
+                f"{what}: unknown policy key {key!r}; allowed: {', '.join(POLICY_KEYS)}",
+                field="policy",
+            )
+        ok = not isinstance(value, bool) and (
+            isinstance(value, int) and value >= 0
+            if key == "retries"
+            else isinstance(value, int | float) and value > 0
+        )
+        if not ok:
+            need = "a whole number >= 0" if key == "retries" else "a positive number of seconds"
+            raise InvalidConfigValueError(
+                f"{what}: policy {key} must be {need}, not {value!r}", field="policy"
+            )
 
 
 _cache: dict[str, tuple[type[BaseModelConfig], Target]] = {}

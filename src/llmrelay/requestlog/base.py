@@ -63,6 +63,18 @@ class LogFilter:
         provider, sep, model = self.model.partition("/")
         return (provider, model) if sep else (None, self.model)
 
+    def equals(self) -> list[tuple[str, str]]:
+        """The ``(column, value)`` pairs a row must match exactly (every store's ``WHERE``)."""
+        provider, model = self.model_parts()
+        pairs = (
+            ("provider", provider),
+            ("model", model),
+            ("alias", self.alias),
+            ("outcome", self.outcome),
+            ("trace_id", self.trace_id),
+        )
+        return [(column, value) for column, value in pairs if value is not None]
+
 
 def usage_row(key: str, value: str, r: dict[str, Any]) -> dict[str, Any]:
     """One line of a usage report, from a store's aggregate row (keys as in the SQL)."""

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
+from .._sync import stop_loop_thread
 from ..errors import ConfigurationError, StateStoreError
 from .base import LogFilter, UsageBy, check_identifier, usage_row
 from .rows import ATTEMPT_COLUMNS, REQUEST_COLUMNS, AttemptRow, RequestRow
@@ -375,17 +376,9 @@ class PostgresStore:
         args: list[Any] = []
         clauses = ["TRUE"]
         self._where(f.since, f.until, args, clauses)
-        provider, model = f.model_parts()
-        for column, value in (
-            ("provider", provider),
-            ("model", model),
-            ("alias", f.alias),
-            ("outcome", f.outcome),
-            ("trace_id", f.trace_id),
-        ):
-            if value is not None:
-                args.append(value)
-                clauses.append(f"{column} = ${len(args)}")
+        for column, value in f.equals():
+            args.append(value)
+            clauses.append(f"{column} = ${len(args)}")
         args.append(f.limit)
         rows = self._fetch(
             f"SELECT * FROM {self.requests_table} WHERE {' AND '.join(clauses)} "
@@ -422,15 +415,7 @@ class PostgresStore:
                 except Exception:
                     conn.terminate()
 
-        try:
-            asyncio.run_coroutine_threadsafe(shut(), loop).result(5.0)
-        except Exception:
-            pass
-        loop.call_soon_threadsafe(loop.stop)
-        if thread is not None:
-            thread.join(5.0)
-        if not loop.is_running():
-            loop.close()
+        stop_loop_thread(loop, thread, shut())
 
     def forget(self) -> None:
         """Drop the connection and loop without touching them (after ``os.fork``, in the child)."""

@@ -267,18 +267,10 @@ class SQLiteStore:
 
     def recent(self, f: LogFilter) -> list[dict[str, Any]]:
         where, args = self._time_where(f.since, f.until)
-        provider, model = f.model_parts()
         clauses = [where]
-        for column, value in (
-            ("provider", provider),
-            ("model", model),
-            ("alias", f.alias),
-            ("outcome", f.outcome),
-            ("trace_id", f.trace_id),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                args.append(value)
+        for column, value in f.equals():
+            clauses.append(f"{column} = ?")
+            args.append(value)
         args.append(f.limit)
         rows = self._query(
             f"SELECT * FROM requests WHERE {' AND '.join(clauses)} "

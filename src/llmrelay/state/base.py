@@ -9,19 +9,23 @@ open or closed.
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from typing import Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, StateStoreError
 
 __all__ = [
     "FailMode",
     "Store",
+    "ThrottledWarning",
     "check_fail_mode",
     "check_ttl",
     "hash_tag",
     "redact_url",
+    "refused",
 ]
 
 #: What a layer does when its store fails: ``"open"`` carries on without the store (the cache
@@ -101,3 +105,28 @@ def redact_url(url: str) -> str:
     user = parts.username or ""
     netloc = f"{user}:***@{host}" if parts.password is not None else f"{user}@{host}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def refused(what: str, exc: StateStoreError) -> StateStoreError:
+    """The error of a layer that fails closed: ``what`` (e.g. ``"rate limits"``) cannot be
+    checked while the store fails, so the call is refused. Raise it ``from exc``."""
+    return StateStoreError(
+        f"{what} cannot be checked, so the call is refused (on_store_error='closed'): {exc.message}"
+    )
+
+
+class ThrottledWarning:
+    """Logs a warning at most once a minute: a layer that fails open warns that its store
+    fails without flooding the log with one line per call."""
+
+    __slots__ = ("_at", "_log")
+
+    def __init__(self, log: logging.Logger) -> None:
+        self._log = log
+        self._at = -math.inf
+
+    def __call__(self, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._at >= 60.0:
+            self._at = now
+            self._log.warning(msg, *args)

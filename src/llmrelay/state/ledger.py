@@ -16,12 +16,10 @@ failure to record is logged as an error.
 from __future__ import annotations
 
 import logging
-import math
-import time
 from collections.abc import Sequence
 
 from ..errors import StateStoreError
-from .base import FailMode, check_fail_mode
+from .base import FailMode, ThrottledWarning, check_fail_mode, refused
 from .redis_store import RedisStore
 from .scripts import LEDGER_RESERVE, LEDGER_SETTLE
 
@@ -47,7 +45,7 @@ class RedisLedger:
         self.store = store
         self.on_store_error = check_fail_mode(on_store_error, "on_store_error")
         self._tag = f"{{{store.prefix}budget}}:"
-        self._warned_at = -math.inf
+        self._warn_store = ThrottledWarning(log)
 
     def __repr__(self) -> str:
         return f"RedisLedger({self.store!r})"
@@ -57,16 +55,10 @@ class RedisLedger:
 
     def _failed(self, exc: StateStoreError, what: str) -> None:
         if self.on_store_error == "closed":
-            raise StateStoreError(
-                f"the budget cannot be checked, so the call is refused (on_store_error='closed'):"
-                f" {exc.message}"
-            ) from exc
-        now = time.monotonic()
-        if now - self._warned_at >= 60.0:
-            self._warned_at = now
-            log.warning(
-                "budgets are not enforced while the state store fails (%s): %s", what, exc.message
-            )
+            raise refused("the budget", exc) from exc
+        self._warn_store(
+            "budgets are not enforced while the state store fails (%s): %s", what, exc.message
+        )
 
     async def reserve(self, entries: Sequence[tuple[str, float]], amount: float) -> int | None:
         keys = [self._key(k) for k, _ in entries]

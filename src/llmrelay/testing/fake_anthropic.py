@@ -75,8 +75,20 @@ def _user_text(content: Any) -> str | None:
     return None
 
 
-def _frame(event: str, data: dict[str, Any]) -> bytes:
-    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+def _event(kind: str, **fields: Any) -> bytes:
+    """One SSE frame; its JSON ``type`` is its event name, as in all of Anthropic's."""
+    data = {"type": kind, **fields}
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def _block(index: int, block: dict[str, Any], deltas: list[dict[str, Any]]) -> list[bytes]:
+    """One content block: its start (a ping follows the first block's), deltas and stop."""
+    frames = [_event("content_block_start", index=index, content_block=block)]
+    if index == 0:
+        frames.append(_event("ping"))
+    frames += [_event("content_block_delta", index=index, delta=d) for d in deltas]
+    frames.append(_event("content_block_stop", index=index))
+    return frames
 
 
 class AnthropicDialect:
@@ -197,90 +209,30 @@ class AnthropicDialect:
         finish: str,
     ) -> list[bytes]:
         frames = [
-            _frame(
-                "message_start",
-                {
-                    "type": "message_start",
-                    "message": self._message(req, [], None, self._usage(usage, 1)),
-                },
-            )
+            _event("message_start", message=self._message(req, [], None, self._usage(usage, 1)))
         ]
         index = 0
         if pieces or not tool:
-            frames.append(
-                _frame(
-                    "content_block_start",
-                    {
-                        "type": "content_block_start",
-                        "index": index,
-                        "content_block": {"type": "text", "text": ""},
-                    },
-                )
-            )
-            frames.append(_frame("ping", {"type": "ping"}))
-            for p in pieces:
-                frames.append(
-                    _frame(
-                        "content_block_delta",
-                        {
-                            "type": "content_block_delta",
-                            "index": index,
-                            "delta": {"type": "text_delta", "text": p},
-                        },
-                    )
-                )
-            frames.append(
-                _frame("content_block_stop", {"type": "content_block_stop", "index": index})
-            )
+            text = [{"type": "text_delta", "text": p} for p in pieces]
+            frames += _block(index, {"type": "text", "text": ""}, text)
             index += 1
         if tool:
-            frames.append(
-                _frame(
-                    "content_block_start",
-                    {
-                        "type": "content_block_start",
-                        "index": index,
-                        "content_block": {
-                            "type": "tool_use",
-                            "id": _TOOL_ID,
-                            "name": tool[0],
-                            "input": {},
-                        },
-                    },
-                )
-            )
-            if index == 0:
-                frames.append(_frame("ping", {"type": "ping"}))
             args = orjson.dumps(tool[1]).decode()
             half = len(args) // 2
-            for part in ("", args[:half], args[half:]):
-                frames.append(
-                    _frame(
-                        "content_block_delta",
-                        {
-                            "type": "content_block_delta",
-                            "index": index,
-                            "delta": {"type": "input_json_delta", "partial_json": part},
-                        },
-                    )
-                )
-            frames.append(
-                _frame("content_block_stop", {"type": "content_block_stop", "index": index})
-            )
+            block = {"type": "tool_use", "id": _TOOL_ID, "name": tool[0], "input": {}}
+            parts = [
+                {"type": "input_json_delta", "partial_json": part}
+                for part in ("", args[:half], args[half:])
+            ]
+            frames += _block(index, block, parts)
         frames.append(
-            _frame(
+            _event(
                 "message_delta",
-                {
-                    "type": "message_delta",
-                    "delta": {
-                        "stop_reason": _STOP_REASONS.get(finish, finish),
-                        "stop_sequence": None,
-                    },
-                    "usage": {"output_tokens": usage.output_tokens},
-                },
+                delta={"stop_reason": _STOP_REASONS.get(finish, finish), "stop_sequence": None},
+                usage={"output_tokens": usage.output_tokens},
             )
         )
-        frames.append(_frame("message_stop", {"type": "message_stop"}))
+        frames.append(_event("message_stop"))
         return frames
 
     def error(
@@ -292,10 +244,7 @@ class AnthropicDialect:
         return {"type": "error", "error": {"type": etype, "message": message}}
 
     def stream_error(self, message: str, type_: str | None) -> bytes:
-        return _frame(
-            "error",
-            {"type": "error", "error": {"type": type_ or "api_error", "message": message}},
-        )
+        return _event("error", error={"type": type_ or "api_error", "message": message})
 
     def models(self, names: list[str]) -> dict[str, Any]:
         data = [

@@ -33,6 +33,21 @@ def _text_of(content: Any) -> str:
     return ""
 
 
+def _chunk_object(req: FakeRequest, choices: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake0001",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": req.model,
+        "system_fingerprint": "fp_fake",
+        "choices": choices,
+    }
+
+
+def _data(obj: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
 class OpenAIDialect:
     name = "openai"
     #: Like api.openai.com, a text stream opens with a role chunk whose content is "".
@@ -132,17 +147,11 @@ class OpenAIDialect:
         }
 
     def _chunk(self, req: FakeRequest, delta: dict[str, Any], finish: str | None) -> bytes:
-        obj = {
-            "id": "chatcmpl-fake0001",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": req.model,
-            "system_fingerprint": "fp_fake",
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        obj = _chunk_object(req, [choice])
         if req.include_usage:
             obj["usage"] = None
-        return b"data: " + orjson.dumps(obj) + b"\n\n"
+        return _data(obj)
 
     def stream_events(
         self,
@@ -185,16 +194,7 @@ class OpenAIDialect:
                 )
         frames.append(self._chunk(req, {}, finish))
         if req.include_usage:
-            obj = {
-                "id": "chatcmpl-fake0001",
-                "object": "chat.completion.chunk",
-                "created": int(time.time()),
-                "model": req.model,
-                "system_fingerprint": "fp_fake",
-                "choices": [],
-                "usage": self._usage(usage),
-            }
-            frames.append(b"data: " + orjson.dumps(obj) + b"\n\n")
+            frames.append(_data({**_chunk_object(req, []), "usage": self._usage(usage)}))
         frames.append(b"data: [DONE]\n\n")
         return frames
 
@@ -213,7 +213,7 @@ class OpenAIDialect:
                 "code": None,
             }
         }
-        return b"data: " + orjson.dumps(err) + b"\n\n"
+        return _data(err)
 
     def models(self, names: list[str]) -> dict[str, Any]:
         return {
