@@ -23,6 +23,8 @@ from llmrelay.routing import moves_on
 from llmrelay.testing.fake import FakeUpstream, Reply
 from llmrelay.transport.base import HttpRequest, HttpResponse, MockTransport
 
+from .conftest import CANARY_KEY
+
 IMAGE = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
 TEXT_ONLY = "groq/openai/gpt-oss-120b"  # no vision in the catalog
 VISION = "openai/gpt-4.1-mini"
@@ -275,3 +277,29 @@ async def test_custom_registry_in_the_engine(fake: FakeUpstream, point_at: Point
 def test_unsupported_capability_moves_on() -> None:
     assert moves_on(UnsupportedCapabilityError("no images", capability="vision"))
     assert moves_on(ModelRetiredError("gone"))
+
+
+async def test_openai_reasoning_models_get_only_default_sampling(fake: FakeUpstream) -> None:
+    """gpt-5 / o-series / gpt-6 answer 400 to temperature 0.2: it is dropped, and said so."""
+    client = llmrelay.Client()
+    r = await client.achat(
+        "openai/gpt-6-luna",
+        "hi",
+        temperature=0.2,
+        top_p=1.0,
+        presence_penalty=0.5,
+        api_key=CANARY_KEY,
+        base_url=fake.openai_base_url,
+    )
+    body = fake.requests[-1].body
+    for name in ("temperature", "top_p", "presence_penalty"):
+        assert name not in body
+    assert set(r.adjusted_params) == {"temperature", "presence_penalty"}  # top_p was the default
+    assert "reasoning model" in r.adjusted_params["temperature"]
+    # A model that is not a reasoning model keeps its sampling parameters.
+    r = await client.achat(
+        "openai/gpt-4.1", "hi", temperature=0.2, api_key=CANARY_KEY, base_url=fake.openai_base_url
+    )
+    assert fake.requests[-1].body["temperature"] == 0.2
+    assert "temperature" not in r.adjusted_params
+    await client.aclose()

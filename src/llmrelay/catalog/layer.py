@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..costs import rates_for
@@ -58,6 +58,8 @@ class _Entry:
     official: bool
     #: Has a deprecation or shutdown date: the lifecycle check runs.
     lifecycle: bool
+    #: An OpenAI reasoning model: only the default sampling parameters are accepted.
+    fixed_sampling: bool = False
 
 
 #: The hosts of the providers' own APIs: retirement is enforced only there.
@@ -122,6 +124,7 @@ class Catalog:
                 c.supports_tools,
                 _is_official(dep),
                 p.shutdown_date is not None or p.deprecation_date is not None,
+                c.supports_reasoning and dep.provider in ("openai", "azure"),
             )
         cache[key] = entry
         return entry
@@ -181,10 +184,14 @@ class Catalog:
             )
         max_tokens = params.max_tokens
         out = req
+        if e.fixed_sampling:
+            out = _drop_sampling(out, dep)
+            params = out.params
         if max_tokens is not None and e.max_output is not None and max_tokens > e.max_output:
             max_tokens = e.max_output
             adjusted = dict(req.adjusted or {})
             adjusted["max_tokens"] = f"clamped to {e.max_output}: the model's maximum output"
+            adjusted = {**(out.adjusted or {}), **adjusted}
             out = ChatRequest(
                 req.messages,
                 dataclasses.replace(params, max_tokens=e.max_output),
@@ -254,3 +261,35 @@ class Catalog:
 
     def __repr__(self) -> str:
         return f"Catalog({self._registry!r})"
+
+
+#: Sampling parameters OpenAI's reasoning models reject unless left at their default.
+_SAMPLING_DEFAULTS: dict[str, float] = {
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "frequency_penalty": 0.0,
+    "presence_penalty": 0.0,
+}
+
+
+def _drop_sampling(req: ChatRequest, dep: Deployment) -> ChatRequest:
+    """OpenAI's reasoning models answer 400 to any sampling parameter but its default: drop
+    them (a seed config's temperature 0.7 would otherwise fail every call) and say so."""
+    p = req.params
+    drop = {
+        name: value
+        for name, default in _SAMPLING_DEFAULTS.items()
+        if (value := getattr(p, name)) is not None
+    }
+    if not drop:
+        return req
+    adjusted = dict(req.adjusted or {})
+    for name, value in drop.items():
+        if value != _SAMPLING_DEFAULTS[name]:
+            adjusted[name] = (
+                f"dropped: {dep.label} is a reasoning model and accepts only the default "
+                f"({_SAMPLING_DEFAULTS[name]:g})"
+            )
+    changes: dict[str, Any] = dict.fromkeys(drop)
+    params = dataclasses.replace(p, **changes)
+    return ChatRequest(req.messages, params, req.stream, adjusted or None)
