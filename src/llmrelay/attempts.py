@@ -350,17 +350,13 @@ async def _succeeded(
     breaker: CircuitBreaker | None, permit: Any, budget: RetryBudget | None
 ) -> None:
     if breaker is not None and permit is not None:
-        await _on_success(breaker, permit)
+        hook = getattr(breaker, "aon_success", None)  # shared (Redis) breakers
+        if hook is not None:
+            await hook(permit)
+        else:
+            breaker.on_success(permit)
     if budget is not None:
         budget.on_success()
-
-
-async def _on_success(breaker: CircuitBreaker, permit: Any) -> None:
-    hook = getattr(breaker, "aon_success", None)
-    if hook is not None:
-        await hook(permit)
-    else:
-        breaker.on_success(permit)
 
 
 async def _on_failure(breaker: CircuitBreaker, permit: Any, exc: BaseException) -> None:

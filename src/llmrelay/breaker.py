@@ -65,7 +65,7 @@ def counts_as_failure(exc: BaseException) -> bool:
     return isinstance(exc, Exception)
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Permit:
     """Admission to call through a breaker; hand it back with the outcome."""
 

@@ -273,7 +273,9 @@ class Engine(StreamingCalls):
         try:
             if self.budget is not None and dep0 is not None:
                 reservation = await self.budget.reserve(req0, dep0, ctx)
-            resp, dep, t = await self._candidates(plan, dep0, err0, msgs, params, ctx, req0)
+            resp, dep, t, _ = await self._try_candidates(
+                plan, dep0, err0, msgs, params, ctx, req0, False, self._run
+            )
             if spec is not None:
                 resp, dep, t = await self._structured(spec, resp, dep, t, msgs, params, ctx)
             self._finish(resp, t, ctx)
@@ -290,23 +292,6 @@ class Engine(StreamingCalls):
         if self.recorder is not None:
             self._record(resp, dep, ctx, req0, stream=False)
         return resp
-
-    async def _candidates(
-        self,
-        plan: Plan,
-        dep0: Deployment | None,
-        err0: LLMRelayError | None,
-        msgs: list[Message],
-        params: GenerationParams,
-        ctx: CallContext,
-        req0: ChatRequest | None = None,
-    ) -> tuple[Response, Deployment, Target]:
-        """Try each candidate of the fallback chain in turn (non-streamed). ``req0`` is the
-        primary's request when the caller already built it."""
-        resp, dep, t, _ = await self._try_candidates(
-            plan, dep0, err0, msgs, params, ctx, req0, False, self._run
-        )
-        return resp, dep, t
 
     async def _try_candidates(
         self,
@@ -341,7 +326,9 @@ class Engine(StreamingCalls):
                     break
                 continue
             return out, dep, t, req
-        raise self._failure(chain.errors, ctx.trace)
+        failure = self._failure(chain.errors, ctx.trace)
+        chain.errors.clear()  # the traceback keeps this frame: do not keep the error from it too
+        raise failure
 
     def _prepare(
         self,
@@ -415,8 +402,8 @@ class Engine(StreamingCalls):
                     Message("assistant", resp.text or "(no output)"),
                     reask_message(spec, exc, truncated=resp.finish_reason == "length"),
                 ]
-                resp, dep, t = await self._candidates(
-                    Plan(t, [], [], []), dep, None, msgs, params, ctx
+                resp, dep, t, _ = await self._try_candidates(
+                    Plan(t, [], [], []), dep, None, msgs, params, ctx, None, False, self._run
                 )
         raise AssertionError("unreachable")  # pragma: no cover
 

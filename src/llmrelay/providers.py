@@ -230,11 +230,12 @@ class Deployment:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     #: Adapter-specific options (e.g. Azure ``api_version``, the test provider's script).
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: Identity for breakers, limits and metrics: provider, model and base URL (computed once:
+    #: it is read several times per call).
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        """Identity for breakers, limits and metrics: provider, model and base URL."""
-        return f"{self.provider}/{self.model}@{self.base_url}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.provider}/{self.model}@{self.base_url}")
 
     @property
     def label(self) -> str:

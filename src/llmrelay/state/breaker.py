@@ -50,7 +50,7 @@ _NAMES: tuple[State, State, State] = ("closed", "open", "half-open")
 _ids = itertools.count()
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class SharedPermit(Permit):
     """A permit of the shared state (``generation`` is the Redis generation)."""
 
