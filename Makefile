@@ -6,6 +6,7 @@ BIN    := $(VENV)/bin
 .PHONY: demo test lint typecheck unit bench clean
 
 $(BIN)/.installed: pyproject.toml
+	@echo "Creating $(VENV) and installing llmrelay with its dev extras (once; about a minute)..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $@

@@ -22,6 +22,7 @@ import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import orjson
@@ -190,24 +191,6 @@ def bare_engine() -> Any:
     return Engine(**{k: v for k, v in off.items() if k in accepted})
 
 
-async def _llmrelay_reliability(
-    base_url: str, stream: bool, extra: dict[str, Any]
-) -> tuple[Call, Close]:
-    return await _llmrelay(base_url, stream, extra, engine="reliability")
-
-
-async def _llmrelay_nolayers(
-    base_url: str, stream: bool, extra: dict[str, Any]
-) -> tuple[Call, Close]:
-    return await _llmrelay(base_url, stream, extra, engine="bare")
-
-
-async def _llmrelay_metrics(
-    base_url: str, stream: bool, extra: dict[str, Any]
-) -> tuple[Call, Close]:
-    return await _llmrelay(base_url, stream, extra, engine="metrics")
-
-
 async def _llmrelay_fallback(
     base_url: str, stream: bool, extra: dict[str, Any]
 ) -> tuple[Call, Close]:
@@ -283,10 +266,10 @@ async def _litellm(base_url: str, stream: bool, _: dict[str, Any]) -> tuple[Call
 FACTORIES: dict[str, Callable[[str, bool, dict[str, Any]], Awaitable[tuple[Call, Close]]]] = {
     "aiohttp": _aiohttp,
     "llmrelay": _llmrelay,
-    "llmrelay-reliability": _llmrelay_reliability,
-    "llmrelay-nolayers": _llmrelay_nolayers,
+    "llmrelay-reliability": partial(_llmrelay, engine="reliability"),
+    "llmrelay-nolayers": partial(_llmrelay, engine="bare"),
     "llmrelay-fallback": _llmrelay_fallback,
-    "llmrelay-metrics": _llmrelay_metrics,
+    "llmrelay-metrics": partial(_llmrelay, engine="metrics"),
     "openai": _openai,
     "litellm": _litellm,
 }

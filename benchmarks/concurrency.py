@@ -98,8 +98,6 @@ def main(argv: list[str] | None = None) -> int:
                     "client": client,
                     "status": "ok",
                     "concurrency": conc,
-                    "cpu_us": cpu,
-                    "wall_us": wall,
                     "cpu_vs_lowest": cpu / base_cpu,
                     **st,
                 }

@@ -95,9 +95,9 @@ def ctx(**kw: Any) -> CallContext:
     return CallContext(CallOptions(**kw), "bench", 0.0)
 
 
-async def memory_rows(n: int) -> list[dict[str, Any]]:
+async def cache_hit(cache: ResponseCache) -> Callable[[], Awaitable[None]]:
+    """Store ``ANSWER`` for ``REQ``; return one hit: key + get + decode."""
     backend = HttpBackend(get_adapter("openai_chat"), default_transport())
-    cache = ResponseCache(MemoryStore())
     c = ctx()
     key = cache.key(REQ, DEP, backend, c)
     assert key is not None
@@ -107,6 +107,15 @@ async def memory_rows(n: int) -> list[dict[str, Any]]:
         k = cache.key(REQ, DEP, backend, c)
         assert k is not None
         assert await cache.get(k, c) is not None
+
+    return hit
+
+
+async def memory_rows(n: int) -> list[dict[str, Any]]:
+    cache = ResponseCache(MemoryStore())
+    hit = await cache_hit(cache)
+    backend = HttpBackend(get_adapter("openai_chat"), default_transport())
+    c = ctx()
 
     async def key_only() -> None:
         cache.key(REQ, DEP, backend, c)
@@ -127,17 +136,8 @@ async def memory_rows(n: int) -> list[dict[str, Any]]:
 async def redis_rows(url: str, n: int, trips: RoundTrips) -> list[dict[str, Any]]:
     prefix = f"llmrelay-bench:{uuid.uuid4().hex[:8]}:"
     store = RedisStore(url, prefix=prefix, timeout=5)
-    backend = HttpBackend(get_adapter("openai_chat"), default_transport())
-    cache = ResponseCache(store)
+    hit = await cache_hit(ResponseCache(store))
     c = ctx()
-    key = cache.key(REQ, DEP, backend, c)
-    assert key is not None
-    await cache.put(key, ANSWER, c)
-
-    async def hit() -> None:
-        k = cache.key(REQ, DEP, backend, c)
-        assert k is not None
-        assert await cache.get(k, c) is not None
 
     limiter = RateLimiter({"openai/gpt-4.1-mini": {"rpm": 1e12, "tpm": 1e15}}, store=store)
     scoped = RateLimiter(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
@@ -53,6 +53,25 @@ def fake_thread() -> Iterator[FakeUpstream]:
     """A fake upstream on a background thread, for sync code."""
     with FakeUpstream.running(api_key=CANARY_KEY) as f:
         yield f
+
+
+#: ``cli(*argv)`` runs ``llmrelay.cli.main.main`` in-process.
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Run:
+    """Run ``main(argv)`` in-process; return (exit code, stdout, stderr), canary-checked."""
+    from llmrelay.cli.main import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        assert CANARY_KEY not in out
+        assert CANARY_KEY not in err
+        return code, out, err
+
+    return run
 
 
 @pytest.fixture

@@ -38,40 +38,48 @@ def kw(fake: FakeUpstream, **extra: Any) -> dict[str, Any]:
     return {"api_key": CANARY_KEY, "base_url": fake.anthropic_base_url, **extra}
 
 
-def sse(*events: tuple[str, dict[str, Any]]) -> bytes:
+Event = tuple[str, dict[str, Any]]
+TEXT_BLOCK = {"type": "text", "text": ""}
+END_TURN = {"stop_reason": "end_turn", "stop_sequence": None}
+
+
+def sse(*events: Event) -> bytes:
     return b"".join(
         b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
         for name, data in events
     )
 
 
-def message_start(usage: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    msg = {
+def event(kind: str, **fields: Any) -> Event:
+    """One stream event; its JSON ``type`` is its name, as in all of Anthropic's."""
+    return (kind, {"type": kind, **fields})
+
+
+def text_delta(index: int, text: str) -> Event:
+    return event("content_block_delta", index=index, delta={"type": "text_delta", "text": text})
+
+
+def message(
+    content: list[dict[str, Any]], stop: str | None, usage: dict[str, Any]
+) -> dict[str, Any]:
+    return {
         "id": "msg_raw",
         "type": "message",
         "role": "assistant",
         "model": "claude-sonnet-4-5",
-        "content": [],
-        "stop_reason": None,
+        "content": content,
+        "stop_reason": stop,
         "stop_sequence": None,
         "usage": usage,
     }
-    return ("message_start", {"type": "message_start", "message": msg})
+
+
+def message_start(usage: dict[str, Any]) -> Event:
+    return event("message_start", message=message([], None, usage))
 
 
 def message_body(content: list[dict[str, Any]], stop: str, usage: dict[str, Any]) -> bytes:
-    return orjson.dumps(
-        {
-            "id": "msg_raw",
-            "type": "message",
-            "role": "assistant",
-            "model": "claude-sonnet-4-5",
-            "content": content,
-            "stop_reason": stop,
-            "stop_sequence": None,
-            "usage": usage,
-        }
-    )
+    return orjson.dumps(message(content, stop, usage))
 
 
 # --------------------------------------------------------------------------- text and shape
@@ -231,67 +239,34 @@ async def test_stream_thinking_ping_and_unknown_events(
 ) -> None:
     body = sse(
         message_start({"input_tokens": 12, "output_tokens": 1}),
-        (
+        event(
             "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "thinking", "thinking": "", "signature": ""},
-            },
+            index=0,
+            content_block={"type": "thinking", "thinking": "", "signature": ""},
         ),
-        ("ping", {"type": "ping"}),
-        (
+        event("ping"),
+        event(
             "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "thinking_delta", "thinking": "Let me think."},
-            },
+            index=0,
+            delta={"type": "thinking_delta", "thinking": "Let me think."},
         ),
-        (
+        event(
             "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "signature_delta", "signature": "EqQBCgIYAh"},
-            },
+            index=0,
+            delta={"type": "signature_delta", "signature": "EqQBCgIYAh"},
         ),
-        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        ("brand_new_event", {"type": "brand_new_event", "anything": [1, 2]}),
-        (
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 1,
-                "content_block": {"type": "text", "text": ""},
-            },
-        ),
-        (
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 1,
-                "delta": {"type": "text_delta", "text": "The answer"},
-            },
-        ),
-        (
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 1,
-                "delta": {"type": "text_delta", "text": " is 4."},
-            },
-        ),
-        ("content_block_stop", {"type": "content_block_stop", "index": 1}),
-        (
+        event("content_block_stop", index=0),
+        event("brand_new_event", anything=[1, 2]),
+        event("content_block_start", index=1, content_block=TEXT_BLOCK),
+        text_delta(1, "The answer"),
+        text_delta(1, " is 4."),
+        event("content_block_stop", index=1),
+        event(
             "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": {"output_tokens": 30, "output_tokens_details": {"thinking_tokens": 20}},
-            },
+            delta=END_TURN,
+            usage={"output_tokens": 30, "output_tokens_details": {"thinking_tokens": 20}},
         ),
-        ("message_stop", {"type": "message_stop"}),
+        event("message_stop"),
     )
     fake.push(Reply.raw(body, content_type="text/event-stream"))
     reasoning, text = [], []
@@ -356,22 +331,8 @@ async def test_stream_without_message_stop_is_interrupted(
 ) -> None:
     body = sse(
         message_start({"input_tokens": 3, "output_tokens": 1}),
-        (
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-        ),
-        (
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": "Hal"},
-            },
-        ),
+        event("content_block_start", index=0, content_block=TEXT_BLOCK),
+        text_delta(0, "Hal"),
     )
     fake.push(Reply.raw(body, content_type="text/event-stream"))
     with pytest.raises(llmrelay.StreamInterruptedError) as info:
@@ -731,32 +692,15 @@ async def test_cached_tokens_are_counted_as_input(
     # Streamed: message_start's counts, overwritten by message_delta's cumulative ones.
     body = sse(
         message_start({**usage, "output_tokens": 1}),
-        (
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-        ),
-        (
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": "ok"},
-            },
-        ),
-        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        (
+        event("content_block_start", index=0, content_block=TEXT_BLOCK),
+        text_delta(0, "ok"),
+        event("content_block_stop", index=0),
+        event(
             "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": {"output_tokens": 7, "cache_creation_input_tokens": 40},
-            },
+            delta=END_TURN,
+            usage={"output_tokens": 7, "cache_creation_input_tokens": 40},
         ),
-        ("message_stop", {"type": "message_stop"}),
+        event("message_stop"),
     )
     fake.push(Reply.raw(body, content_type="text/event-stream"))
     resp = await client.astream(MODEL, "hi", **kw(fake)).collect()

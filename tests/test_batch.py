@@ -39,7 +39,7 @@ from llmrelay.testing.fake import FakeUpstream, Reply
 from llmrelay.testing.models import FunctionModel, TestModel
 from llmrelay.types import GenerationParams, Message
 
-from .conftest import CANARY_KEY
+from .conftest import CANARY_KEY, Run
 
 Fn = Callable[[list[Message], GenerationParams], Any]
 
@@ -607,19 +607,6 @@ async def test_structured_results_are_rebuilt_from_the_journal(
 
 # --------------------------------------------------------------------------- the CLI
 
-Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Run:
-    def run(*argv: str) -> tuple[int, str, str]:
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        assert CANARY_KEY not in out + err
-        return code, out, err
-
-    return run
-
 
 @pytest.fixture
 def named_model(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, FunctionModel], str]:
@@ -653,22 +640,10 @@ def test_cli_end_to_end_against_the_fake(
         '{"messages": [{"role": "user", "content": "from messages"}], "temperature": 0.2}',
     )
     out = tmp_path / "out.jsonl"
-    code, stdout, err = cli(
-        "batch",
-        str(src),
-        "-o",
-        str(out),
-        "-m",
-        "gpt-4.1-mini",
-        "--base-url",
-        fake_thread.openai_base_url,
-        "--concurrency",
-        "2",
-        "--system",
-        "Be brief.",
-        "--max-tokens",
-        "30",
-    )
+    args = ["batch", str(src), "-o", str(out), "-m", "gpt-4.1-mini"]
+    args += ["--base-url", fake_thread.openai_base_url, "--system", "Be brief."]
+    args += ["--max-tokens", "30"]
+    code, stdout, err = cli(*args, "--concurrency", "2")
     assert code == 0, err
     assert stdout == ""
     rows = output(out)
@@ -695,20 +670,7 @@ def test_cli_end_to_end_against_the_fake(
 
     # Run again: everything comes from the journal, no request is sent.
     fake_thread.clear()
-    code, _, err = cli(
-        "batch",
-        str(src),
-        "-o",
-        str(out),
-        "-m",
-        "gpt-4.1-mini",
-        "--base-url",
-        fake_thread.openai_base_url,
-        "--system",
-        "Be brief.",
-        "--max-tokens",
-        "30",
-    )
+    code, _, err = cli(*args)
     assert code == 0
     assert fake_thread.requests == []
     assert output(out) == rows
@@ -750,18 +712,8 @@ def test_cli_failed_items_exit_6(
     fake_thread.push(Reply.ok("one"), Reply.error(400, "bad prompt"), Reply.ok("three"))
     src = write_lines(tmp_path / "in.jsonl", "a", "b", "c")
     out = tmp_path / "out.jsonl"
-    args = [
-        "batch",
-        str(src),
-        "-o",
-        str(out),
-        "-m",
-        "gpt-4.1-mini",
-        "--base-url",
-        fake_thread.openai_base_url,
-        "--concurrency",
-        "1",
-    ]
+    args = ["batch", str(src), "-o", str(out), "-m", "gpt-4.1-mini"]
+    args += ["--base-url", fake_thread.openai_base_url, "--concurrency", "1"]
     code, _, err = cli(*args)
     assert code == EXIT_ITEMS_FAILED
     rows = output(out)

@@ -25,7 +25,7 @@ from llmrelay.testing.models import FunctionModel, TestModel
 from llmrelay.types import ChatRequest, Message, Response, ToolCall, Usage, build_params
 
 from . import redis_services
-from .conftest import CANARY_KEY
+from .conftest import CANARY_KEY, FakeClock
 
 MODEL = "openai/gpt-4o-mini"
 
@@ -33,14 +33,6 @@ MODEL = "openai/gpt-4o-mini"
 redis_prefix = redis_services.redis_prefix
 redis_store = redis_services.redis_store
 redis_url = redis_services.redis_url
-
-
-class Clock:
-    def __init__(self, t: float = 100.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def _chat_requests(fake: FakeUpstream) -> int:
@@ -182,7 +174,7 @@ async def test_answers_that_ended_in_an_error_are_not_stored() -> None:
 
 
 async def test_per_call_use_cache_no_store_and_ttl() -> None:
-    clock = Clock()
+    clock = FakeClock()
     cache = ResponseCache(MemoryStore(clock=clock), ttl=100)
     client = llmrelay.Client(cache=cache)
     model = TestModel(["a", "b", "c", "d", "e"])

@@ -8,7 +8,6 @@ import pathlib
 import re
 import subprocess
 import sys
-from collections.abc import Callable
 
 import orjson
 import pytest
@@ -20,26 +19,10 @@ from llmrelay.cli._output import Console, scrub
 from llmrelay.cli.main import exit_code_for, main
 from llmrelay.testing.fake import FakeUpstream, Reply
 
-from .conftest import CANARY_KEY
+from .conftest import CANARY_KEY, Run
 
 MODEL = "gpt-4.1-mini"
 SEED_ALIASES = ("mixtral-8x7b", "llama3-70b", "llama3-8b", "gemma2-9b", "c3opus", "qwen-coder-32b")
-
-Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Run:
-    """Run ``main(argv)`` in-process; return (exit code, stdout, stderr), canary-checked."""
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        assert CANARY_KEY not in out
-        assert CANARY_KEY not in err
-        return code, out, err
-
-    return run
 
 
 @pytest.fixture

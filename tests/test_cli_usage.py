@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,23 +20,10 @@ from llmrelay.trace import Attempt
 from llmrelay.types import Usage
 
 from .config_isolation import isolated_config
-from .conftest import CANARY_KEY
+from .conftest import CANARY_KEY, Run
 
-Run = Callable[..., tuple[int, str, str]]
 DAY = 86400.0
 NOW = time.time()
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Run:
-    def run(*argv: str) -> tuple[int, str, str]:
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        assert CANARY_KEY not in out
-        assert CANARY_KEY not in err
-        return code, out, err
-
-    return run
 
 
 def rec(trace: str, started: float, **kw: Any) -> CallRecord:

@@ -122,6 +122,15 @@ def test_bad_defaults_name_the_file_and_key(text: str, key: str, words: str) -> 
     assert words in str(err)
 
 
+def test_bad_defaults_of_a_loaded_file_name_that_file() -> None:
+    path = Path.cwd() / "team.toml"
+    path.write_text('[defaults]\nretries = "two"\n')
+    llmrelay.load_config(str(path))
+    with pytest.raises(llmrelay.ConfigFileError) as info:
+        llmrelay.Client()
+    assert (info.value.path, info.value.key) == (str(path), "defaults.retries")
+
+
 async def test_alias_policy_sets_retries_timeout_and_deadline(fake: FakeUpstream) -> None:
     write_config(
         f"""

@@ -14,7 +14,7 @@ from llmrelay.catalog.detect import ModelCapabilityDetectorFactory as Factory
 from llmrelay.catalog.registry import LLMRegistry
 from llmrelay.errors import AllAttemptsFailedError, AuthenticationError, InvalidResponseError
 from llmrelay.testing.fake import FakeUpstream
-from llmrelay.transport.base import HttpRequest, HttpResponse, MockTransport
+from llmrelay.transport.base import HttpRequest, HttpResponse, MockTransport, Transport
 from llmrelay.transport.http import default_transport
 
 from .conftest import CANARY_KEY
@@ -37,20 +37,23 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
         yield f
 
 
+@pytest.fixture
+async def transport() -> AsyncIterator[Transport]:
+    t = default_transport()
+    yield t
+    await t.aclose()
+
+
 def fresh() -> LLMRegistry:
     return LLMRegistry(catalog_files=())
 
 
-async def test_openai_compatible_models_list(upstream: FakeUpstream) -> None:
+async def test_openai_compatible_models_list(upstream: FakeUpstream, transport: Transport) -> None:
     reg = fresh()
     known_price = reg.get("openai/gpt-4.1-mini").pricing
-    transport = default_transport()
-    try:
-        found = await Factory.register_openai_models(
-            CANARY_KEY, base_url=upstream.openai_base_url, registry=reg, transport=transport
-        )
-    finally:
-        await transport.aclose()
+    found = await Factory.register_openai_models(
+        CANARY_KEY, base_url=upstream.openai_base_url, registry=reg, transport=transport
+    )
     req = upstream.requests[-1]
     assert (req.method, req.path) == ("GET", "/v1/models")
     assert req.headers["authorization"] == f"Bearer {CANARY_KEY}"
@@ -72,15 +75,11 @@ async def test_openai_compatible_models_list(upstream: FakeUpstream) -> None:
     assert "not in the catalog" in (cost.reason or "")
 
 
-async def test_anthropic_models_list(upstream: FakeUpstream) -> None:
+async def test_anthropic_models_list(upstream: FakeUpstream, transport: Transport) -> None:
     reg = fresh()
-    transport = default_transport()
-    try:
-        found = await Factory.register_anthropic_models(
-            CANARY_KEY, base_url=upstream.anthropic_base_url, registry=reg, transport=transport
-        )
-    finally:
-        await transport.aclose()
+    found = await Factory.register_anthropic_models(
+        CANARY_KEY, base_url=upstream.anthropic_base_url, registry=reg, transport=transport
+    )
     req = upstream.requests[-1]
     assert req.path == "/v1/models"
     assert req.query["limit"] == "1000"
@@ -93,15 +92,11 @@ async def test_anthropic_models_list(upstream: FakeUpstream) -> None:
     assert new.pricing.input is None
 
 
-async def test_gemini_models_list(upstream: FakeUpstream) -> None:
+async def test_gemini_models_list(upstream: FakeUpstream, transport: Transport) -> None:
     reg = fresh()
-    transport = default_transport()
-    try:
-        await Factory.register_gemini_models(
-            CANARY_KEY, base_url=upstream.gemini_base_url, registry=reg, transport=transport
-        )
-    finally:
-        await transport.aclose()
+    await Factory.register_gemini_models(
+        CANARY_KEY, base_url=upstream.gemini_base_url, registry=reg, transport=transport
+    )
     req = upstream.requests[-1]
     assert req.path == "/v1beta/models"
     assert req.headers["x-goog-api-key"] == CANARY_KEY

@@ -25,7 +25,7 @@ from llmrelay.testing.models import TestModel
 from llmrelay.types import ChatRequest, Message, Response, Usage, build_params
 
 from . import redis_services
-from .conftest import CANARY_KEY
+from .conftest import CANARY_KEY, FakeClock
 from .redis_services import free_port
 
 # pytest fixtures
@@ -34,13 +34,12 @@ redis_store = redis_services.redis_store
 redis_url = redis_services.redis_url
 
 
-class Clock:
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-        self.slept: list[float] = []
+class Clock(FakeClock):
+    """A fake clock whose ``sleep`` records the delay and moves the clock on."""
 
-    def __call__(self) -> float:
-        return self.t
+    def __init__(self, t: float = 1000.0) -> None:
+        super().__init__(t)
+        self.slept: list[float] = []
 
     async def sleep(self, s: float) -> None:
         self.slept.append(s)

@@ -736,6 +736,8 @@ def test_bad_arguments_are_typed_errors(tmp_path: Path) -> None:
         RequestLog(tmp_path / "x.db", batch_size=0)
     with pytest.raises(ConfigurationError, match="flush_interval"):
         RequestLog(tmp_path / "x.db", flush_interval=-1)
+    with pytest.raises(ConfigurationError, match="retry_delay"):
+        RequestLog(tmp_path / "x.db", retry_delay=float("inf"))  # the writer could not wait it
     with pytest.raises(ConfigurationError, match="LogStore"):
         RequestLog(object())  # type: ignore[arg-type]
     with pytest.raises(InvalidRequestError, match="outcome must be one of"):

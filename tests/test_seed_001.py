@@ -499,6 +499,9 @@ def test_settings_defaults_and_explicit_environ() -> None:
     assert s.allowed_models == ["gpt-4.1-nano", "o4-mini"]
     assert s.api_key_for("openai") == Secret("k")
     assert s.not_allowed_reason("openai", "gpt-4o") == "model 'gpt-4o' is not in allowed_models"
+    # Keys and URLs pasted with a newline work, as everywhere else in llmrelay.
+    s = LLMSettings.from_env({"OPENAI_API_KEY": "k\n", "OPENAI_BASE_URL": " http://h/v1\n"})
+    assert (s.api_key_for("openai"), s.base_url_for("openai")) == (Secret("k"), "http://h/v1")
 
 
 @pytest.mark.parametrize(

@@ -563,6 +563,7 @@ def test_bad_input_is_rejected_at_configuration_time() -> None:
         llm.generate("")
     with pytest.raises(ConfigurationError):
         llm.generate("x", temperature=7)  # out of range, caught before the function runs
+    assert llm.get_metrics()["total_requests"] == 0  # rejected calls are not requests
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "3", None])

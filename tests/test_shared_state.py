@@ -28,6 +28,7 @@ from llmrelay.ratelimit import RateLimiter
 from llmrelay.retry import RetryPolicy
 from llmrelay.state import RedisLedger, RedisStore, SharedBreakerRegistry
 from llmrelay.state.breaker import SharedCircuitBreaker
+from llmrelay.state.scripts import CB_READ
 from llmrelay.testing.models import TestModel
 from llmrelay.types import ChatRequest, Message, build_params
 
@@ -150,6 +151,20 @@ async def test_the_sync_view_catches_up_within_its_interval(redis_store: RedisSt
     await b.flush()
     with pytest.raises(CircuitOpenError):
         b.acquire()
+
+
+async def test_a_snapshot_taken_before_the_first_write_cannot_close_the_view(
+    redis_store: RedisStore,
+) -> None:
+    """A background refresh read before any failure was recorded, its answer arriving after
+    the failures' answers (they travel on other connections), must not undo them."""
+    b = SharedBreakerRegistry(redis_store, failure_threshold=2, recovery_timeout=600).get("late")
+    early = await redis_store.eval(CB_READ, b._keys, b._args)  # read first ...
+    for _ in range(2):
+        await b.aon_failure(await b.aacquire(), ServerError("x", status=500))
+    assert b.state == "open"
+    b._apply(early, b.clock())  # ... answered last
+    assert b.state == "open"
 
 
 async def test_two_tenants_in_two_processes_never_see_each_others_entries(

@@ -30,6 +30,7 @@ from llmrelay.state.config import settings_from_config
 
 from . import redis_services
 from .config_isolation import isolated_config
+from .conftest import FakeClock
 from .redis_services import free_port
 
 # pytest fixtures
@@ -38,19 +39,11 @@ redis_store = redis_services.redis_store
 redis_url = redis_services.redis_url
 
 
-class Clock:
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
 # --------------------------------------------------------------------------- memory
 
 
 async def test_memory_store_ttl_lru_and_prefix_clear() -> None:
-    clock = Clock()
+    clock = FakeClock()
     s = MemoryStore(3, clock=clock)
     await s.set("a:1", b"one", 10)
     await s.set("a:2", b"two", None)
@@ -79,7 +72,7 @@ def test_ttl_validation() -> None:
 
 
 async def test_sqlite_store_is_shared_by_two_connections_and_expires(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock()
     path = tmp_path / "state.db"
     a = SQLiteStore(path, clock=clock)
     b = SQLiteStore(path, clock=clock)  # another process would open it the same way

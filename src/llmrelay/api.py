@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._sync import run_sync
-from .engine import OPTION_NAMES, CallOptions, Engine, ModelRef
+from .call_options import NO_OPTIONS, OPTION_NAMES, CallOptions
+from .engine import Engine, ModelRef
 from .errors import InvalidRequestError
 from .streaming import ResponseStream, SyncResponseStream
 from .transport.base import Timeouts, Transport
@@ -49,7 +50,7 @@ def split_kwargs(kwargs: dict[str, Any]) -> tuple[GenerationParams, CallOptions]
                 f"call options: {', '.join(sorted(OPTION_NAMES))}; provider-specific fields go in "
                 "extra={...}"
             )
-    return build_params(params), (CallOptions(**opts) if opts else CallOptions())
+    return build_params(params), (CallOptions(**opts) if opts else NO_OPTIONS)
 
 
 class Client:

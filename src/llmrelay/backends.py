@@ -7,7 +7,7 @@ provider, user functions) answer without a network. The engine picks one per dep
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from .adapters.base import WireAdapter
@@ -19,9 +19,9 @@ from .errors import (
     StreamInterruptedError,
     UnknownModelError,
 )
-from .headers import request_id_from
+from .headers import get_header, request_id_from
 from .providers import Deployment
-from .transport.base import HttpResponse, Timeouts, Transport
+from .transport.base import HttpRequest, HttpResponse, Timeouts, Transport
 from .transport.sse import SSEDecoder
 from .types import PARAM_NAMES, ChatRequest, Response, StreamChunk, Usage, chunk
 
@@ -79,11 +79,7 @@ class HttpBackend:
         resp = await self.transport.send(http_req, timeouts)
         if resp.status >= 300:
             raise adapter.map_error(resp.status, resp.headers, resp.body, dep)
-        r = adapter.parse_response(resp, req, dep)
-        r.headers = resp.headers
-        if http_req.adjusted or req.adjusted:
-            r.adjusted_params = {**(req.adjusted or {}), **http_req.adjusted}
-        return r
+        return _finish(adapter.parse_response(resp, req, dep), resp.headers, req, http_req)
 
     async def stream(
         self, req: ChatRequest, dep: Deployment, timeouts: Timeouts
@@ -93,11 +89,12 @@ class HttpBackend:
         async with self.transport.stream(http_req, timeouts) as s:
             if s.status >= 300:
                 raise adapter.map_error(s.status, s.headers, await s.aread(), dep)
-            ctype = (s.headers.get("content-type") or s.headers.get("Content-Type") or "").lower()
-            if ctype.startswith("application/json"):
+            ctype = get_header(s.headers, "content-type") or ""
+            if ctype.lower().startswith("application/json"):
                 # Some servers answer a stream request with one JSON body (often an error).
                 body = await s.aread()
                 resp = adapter.parse_response(HttpResponse(s.status, s.headers, body), req, dep)
+                _finish(resp, s.headers, req, http_req)
                 yield chunk(resp.text, finish_reason=resp.finish_reason, usage=resp.usage)
                 yield chunk(done=True, response=resp, finish_reason=resp.finish_reason)
                 return
@@ -120,14 +117,22 @@ class HttpBackend:
                     model=dep.model,
                     partial=state.partial(),
                 ) from exc
-            resp = state.finish()
+            resp = _finish(state.finish(), s.headers, req, http_req)
             resp.request_id = resp.request_id or request_id_from(s.headers)
-            resp.headers = s.headers
-            if http_req.adjusted or req.adjusted:
-                resp.adjusted_params = {**(req.adjusted or {}), **http_req.adjusted}
             yield chunk(
                 done=True, response=resp, finish_reason=resp.finish_reason, usage=resp.usage
             )
+
+
+def _finish(
+    resp: Response, headers: Mapping[str, str], req: ChatRequest, http_req: HttpRequest
+) -> Response:
+    """What every answer of an ``HttpBackend`` carries: the HTTP headers of the response (rate
+    limits and the like) and the parameters adjusted for the provider, by layers or adapter."""
+    resp.headers = headers
+    if http_req.adjusted or req.adjusted:
+        resp.adjusted_params = {**(req.adjusted or {}), **http_req.adjusted}
+    return resp
 
 
 class CallableBackend:

@@ -37,7 +37,6 @@ from .errors import (
     CircuitOpenError,
     ConfigurationError,
     ContentFilteredError,
-    LLMRelayError,
     NotFoundError,
     PermissionDeniedError,
 )
@@ -326,24 +325,26 @@ class CircuitBreaker:
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            if isinstance(exc, Exception):
-                self.on_failure(permit, exc)
-            else:
-                self.release(permit)
+            self._abort(permit, exc)
             raise
         if inspect.isawaitable(result):
             return self._settle(permit, result)
         self.on_success(permit)
         return result
 
+    def _abort(self, permit: Permit, exc: BaseException) -> None:
+        """Book a call that raised: a failure (if it counts as one), or -- cancelled, interrupted
+        -- no outcome, giving the permit back."""
+        if isinstance(exc, Exception):
+            self.on_failure(permit, exc)
+        else:
+            self.release(permit)
+
     async def _settle(self, permit: Permit, awaitable: Awaitable[T]) -> T:
         try:
             result = await awaitable
-        except BaseException as exc:  # CancelledError gives the permit back
-            if isinstance(exc, Exception):
-                self.on_failure(permit, exc)
-            else:
-                self.release(permit)
+        except BaseException as exc:
+            self._abort(permit, exc)
             raise
         self.on_success(permit)
         return result
@@ -354,10 +355,7 @@ class CircuitBreaker:
         try:
             awaitable = func(*args, **kwargs)
         except BaseException as exc:
-            if isinstance(exc, Exception):
-                self.on_failure(permit, exc)
-            else:
-                self.release(permit)
+            self._abort(permit, exc)
             raise
         return await self._settle(permit, awaitable)
 
@@ -389,8 +387,3 @@ class BreakerRegistry:
 
     def items(self) -> list[tuple[str, CircuitBreaker]]:
         return list(self._breakers.items())
-
-
-def describe_open(exc: LLMRelayError) -> str:
-    ra = exc.retry_after
-    return f"breaker open (retry after {ra:.1f}s)" if ra is not None else "breaker open"

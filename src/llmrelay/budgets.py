@@ -24,7 +24,6 @@ spent and reserved amounts is pluggable: in memory here, Redis to share it acros
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 import time
@@ -34,6 +33,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .errors import BudgetExceededError, ConfigurationError
+from .state.base import key_id
 
 if TYPE_CHECKING:
     from .layers import CallContext
@@ -80,7 +80,7 @@ class BudgetLimit:
         elif self.scope == "tenant":
             v = ctx.tenant
         elif self.scope == "key":
-            v = _key_id(dep)
+            v = key_id(dep.api_key)
         elif self.scope == "user":
             v = ctx.tags.get("user")
         else:
@@ -99,12 +99,6 @@ class BudgetLimit:
             else "total"
         )
         return f"{self.scope}|{value}|{self.period}|{pid}"
-
-
-def _key_id(dep: Deployment) -> str | None:
-    if dep.api_key is None:
-        return None
-    return hashlib.sha256(dep.api_key.get().encode()).hexdigest()[:16]
 
 
 class Ledger(Protocol):

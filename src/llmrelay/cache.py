@@ -41,14 +41,14 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import orjson
 
 from .errors import ConfigurationError, InvalidRequestError, StateStoreError
 from .layers import Cost
-from .state.base import Store, ThrottledWarning, check_ttl
-from .types import ChatRequest, Response, ToolCall, Usage, _json_default
+from .state.base import Store, ThrottledWarning, check_ttl, key_digest
+from .types import ChatRequest, FinishReason, Response, ToolCall, Usage, _json_default
 
 if TYPE_CHECKING:
     from .backends import Backend
@@ -69,6 +69,8 @@ log = logging.getLogger("llmrelay.cache")
 DEFAULT_TTL = 3600.0
 _FORMAT = 2
 _FREE = Cost(0.0, True, 0.0, 0.0)
+#: The finish reasons a stored answer may have (besides None).
+_FINISH = frozenset(get_args(FinishReason))
 
 
 @dataclass(slots=True)
@@ -169,7 +171,7 @@ def response_from_dict(d: Mapping[str, Any]) -> Response:
     if not isinstance(adjusted, dict):
         raise ValueError("adjusted_params must be a mapping")
     finish = d.get("finish_reason")
-    if finish not in (None, "stop", "length", "tool_calls", "content_filter", "error", "other"):
+    if finish not in (None, *_FINISH):
         raise ValueError(f"unknown finish_reason {finish!r}")
     return Response(
         text=_str(d, "text"),
@@ -183,9 +185,6 @@ def response_from_dict(d: Mapping[str, Any]) -> Response:
         request_id=_str(d, "request_id", True),
         adjusted_params=adjusted,
     )
-
-
-_FINISH = frozenset(("stop", "length", "tool_calls", "content_filter", "error", "other"))
 
 
 def _encode(resp: Response, saved: float | None, at: float) -> bytes:
@@ -262,23 +261,13 @@ def _saved_cost(ctx: CallContext) -> float | None:
 # --------------------------------------------------------------------------- keys
 
 
-_KEY_SCOPES: dict[str, bytes] = {}
-
-
 def _scope(dep: Deployment, ctx: CallContext) -> bytes:
-    """The tenant, else a hash of the API key (memoised: hashing costs a microsecond)."""
+    """The tenant, else a hash of the API key."""
     tenant = ctx.tenant
     if tenant is not None:
         return b"t:" + tenant.encode()
-    key = dep.api_key.get() if dep.api_key is not None else ""
-    if not key:
-        return b"-"
-    scope = _KEY_SCOPES.get(key)
-    if scope is None:
-        scope = b"k:" + hashlib.sha256(key.encode()).digest()[:16]
-        if len(_KEY_SCOPES) < 1024:
-            _KEY_SCOPES[key] = scope
-    return scope
+    digest = key_digest(dep.api_key)
+    return b"-" if digest is None else b"k:" + digest[:16]
 
 
 def _identity(backend: Any, dep: Deployment) -> str:

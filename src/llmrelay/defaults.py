@@ -65,23 +65,21 @@ _BREAKER_KEYS = (
 
 
 def _error(message: str, key: str) -> ConfigFileError:
-    from .config.toml_file import default_path
+    from .config.toml_file import settings_path
 
-    path = default_path()
-    return ConfigFileError(message, path=str(path) if path else None, key=f"defaults.{key}")
+    return ConfigFileError(message, path=settings_path("defaults"), key=f"defaults.{key}")
 
 
-def engine_defaults(table: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """``Engine`` keyword arguments from ``[defaults]`` (or the given table).
+def engine_defaults() -> dict[str, Any]:
+    """``Engine`` keyword arguments from the configuration file's ``[defaults]``.
 
     Returns only what the table sets, plus ``breaker_settings`` for the state layer.
     """
-    if table is None:
-        from .config import ensure_loaded
-        from .config.toml_file import file_settings
+    from .config import ensure_loaded
+    from .config.toml_file import file_settings
 
-        ensure_loaded()
-        table = file_settings("defaults")
+    ensure_loaded()
+    table = file_settings("defaults")
     out: dict[str, Any] = {}
     if not table:
         return out

@@ -49,7 +49,7 @@ from .layers import (
 from .providers import Deployment
 from .resolve import Target, resolve_target, to_deployment
 from .retry import RetryBudget, RetryPolicy
-from .routing import Chain, Plan
+from .routing import Chain, Plan, validate_chain
 from .trace import Attempt
 from .transport.base import Timeouts, Transport
 from .types import (
@@ -113,8 +113,6 @@ class Engine(StreamingCalls):
             breakers = BreakerRegistry(failure_threshold=5, recovery_timeout=30.0, clock=clock)
         self.breakers: BreakerRegistry | None = breakers or None
         self._budgets: dict[str, RetryBudget] | None = {} if retry_budget else None
-        from .routing import validate_chain
-
         self.fallbacks = validate_chain(fallbacks) if fallbacks else ()
         self.context_window_fallbacks = (
             validate_chain(context_window_fallbacks, what="context-window chain")
@@ -262,13 +260,13 @@ class Engine(StreamingCalls):
         dep0, err0 = self._primary(plan, opts)
         ctx = self._context(plan, opts)
         req0 = self._request(plan.primary, msgs, params, False)
-        key = None
-        if dep0 is not None and self.cache is not None and opts.use_cache is not False:
-            key = self.cache.key(req0, dep0, self.backend_for(dep0), ctx)
-            if key is not None:
-                hit = await self.cache.get(key, ctx)
-                if hit is not None and (spec is None or _validates(spec, hit)):
-                    return self._serve_hit(hit, dep0, ctx, stream=False, req=req0)
+        key = self._cache_key(dep0, req0, ctx)
+        if key is not None:
+            assert self.cache is not None
+            assert dep0 is not None
+            hit = await self.cache.get(key, ctx)
+            if hit is not None and (spec is None or _validates(spec, hit)):
+                return self._serve_hit(hit, dep0, ctx, stream=False, req=req0)
         reservation = None
         try:
             if self.budget is not None and dep0 is not None:
@@ -286,12 +284,28 @@ class Engine(StreamingCalls):
             if reservation is not None:
                 assert self.budget is not None
                 await self.budget.settle(reservation, ctx)
-        if key is not None and not opts.no_store and resp.finish_reason != "error":
-            assert self.cache is not None
-            await self.cache.put(key, resp, ctx)
+        if key is not None:
+            await self._cache_store(key, resp, ctx)
         if self.recorder is not None:
             self._record(resp, dep, ctx, req0, stream=False)
         return resp
+
+    def _cache_key(
+        self, dep0: Deployment | None, req0: ChatRequest, ctx: CallContext
+    ) -> str | None:
+        """The response cache's key for the call; None when the call is not cached (no cache,
+        ``use_cache=False``, an unresolved primary, or a request the cache will not take)."""
+        cache = self.cache
+        if cache is None or dep0 is None or ctx.opts.use_cache is False:
+            return None
+        return cache.key(req0, dep0, self.backend_for(dep0), ctx)
+
+    async def _cache_store(self, key: str, resp: Response, ctx: CallContext) -> None:
+        """Store a fresh answer under ``key``, unless the call said ``no_store`` or it is an
+        error."""
+        if not ctx.opts.no_store and resp.finish_reason != "error":
+            assert self.cache is not None
+            await self.cache.put(key, resp, ctx)
 
     async def _try_candidates(
         self,

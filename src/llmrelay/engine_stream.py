@@ -68,6 +68,12 @@ class StreamingCalls(AttemptRunner):
 
         def _finish(self, resp: Response, t: Target, ctx: CallContext) -> None: ...
 
+        def _cache_key(
+            self, dep0: Deployment | None, req0: ChatRequest, ctx: CallContext
+        ) -> str | None: ...
+
+        async def _cache_store(self, key: str, resp: Response, ctx: CallContext) -> None: ...
+
         def _serve_hit(
             self,
             hit: Response,
@@ -143,16 +149,16 @@ class StreamingCalls(AttemptRunner):
         """One logical streamed call: cache -> budget -> candidates; output flows as it comes."""
         ctx = self._context(plan, opts)
         req0 = self._request(plan.primary, msgs, params, True)
-        key = None
-        if dep0 is not None and self.cache is not None and opts.use_cache is not False:
-            key = self.cache.key(req0, dep0, self.backend_for(dep0), ctx)
-            if key is not None:
-                hit = await self.cache.get(key, ctx)
-                if hit is not None:
-                    resp = self._serve_hit(hit, dep0, ctx, stream=True, req=req0)
-                    for c in replay_chunks(resp):
-                        yield c
-                    return
+        key = self._cache_key(dep0, req0, ctx)
+        if key is not None:
+            assert self.cache is not None
+            assert dep0 is not None
+            hit = await self.cache.get(key, ctx)
+            if hit is not None:
+                resp = self._serve_hit(hit, dep0, ctx, stream=True, req=req0)
+                for c in replay_chunks(resp):
+                    yield c
+                return
         reservation = None
         try:
             if self.budget is not None and dep0 is not None:
@@ -160,15 +166,8 @@ class StreamingCalls(AttemptRunner):
             inner = self._stream_candidates(plan, dep0, err0, msgs, params, ctx, req0)
             async with contextlib.aclosing(inner):
                 async for c in inner:
-                    if (
-                        c.done
-                        and c.response is not None
-                        and key is not None
-                        and not opts.no_store
-                        and c.response.finish_reason != "error"
-                    ):
-                        assert self.cache is not None
-                        await self.cache.put(key, c.response, ctx)
+                    if c.done and c.response is not None and key is not None:
+                        await self._cache_store(key, c.response, ctx)
                     yield c
         except BaseException as exc:
             self._record_failure(exc, plan, ctx, req0, stream=True)

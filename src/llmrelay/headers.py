@@ -13,7 +13,13 @@ from collections.abc import Callable, Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
-__all__ = ["MAX_HEADER_DELAY", "parse_retry_after", "request_id_from", "should_retry_header"]
+__all__ = [
+    "MAX_HEADER_DELAY",
+    "get_header",
+    "parse_retry_after",
+    "request_id_from",
+    "should_retry_header",
+]
 
 #: Values above this (seconds) are treated as malformed rather than obeyed.
 MAX_HEADER_DELAY = 7 * 24 * 3600.0
@@ -21,7 +27,7 @@ MAX_HEADER_DELAY = 7 * 24 * 3600.0
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "cf-ray")
 
 
-def _get(headers: Mapping[str, str], name: str) -> str | None:
+def get_header(headers: Mapping[str, str], name: str) -> str | None:
     """Case-insensitive lookup of a lower-case ``name``. aiohttp's header mappings already are
     case-insensitive; plain dicts (mock transports, user code) are scanned."""
     v: str | None = headers.get(name)
@@ -55,12 +61,12 @@ def parse_retry_after(
     """
     if not headers:
         return None
-    ms = _get(headers, "retry-after-ms")
+    ms = get_header(headers, "retry-after-ms")
     if ms is not None:
         v = _seconds(ms, 0.001)
         if v is not None:
             return v
-    ra = _get(headers, "retry-after")
+    ra = get_header(headers, "retry-after")
     if ra is None:
         return None
     v = _seconds(ra, 1.0)
@@ -85,7 +91,7 @@ def parse_retry_after(
 
 def should_retry_header(headers: Mapping[str, str]) -> bool | None:
     """``x-should-retry: true|false`` as a bool; None when absent or anything else."""
-    v = _get(headers, "x-should-retry") if headers else None
+    v = get_header(headers, "x-should-retry") if headers else None
     if v is None:
         return None
     v = v.strip().lower()
@@ -100,7 +106,7 @@ def request_id_from(headers: Mapping[str, str]) -> str | None:
     if not headers:
         return None
     for name in _REQUEST_ID_HEADERS:
-        v = _get(headers, name)
+        v = get_header(headers, name)
         if v:
             return v
     return None

@@ -23,14 +23,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from enum import Enum, StrEnum
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._sync import run_sync
 from .api import Client, split_kwargs
-from .engine import CallOptions
+from .engine import OPTION_NAMES, CallOptions
 from .errors import (
     AllAttemptsFailedError,
     ConfigurationError,
@@ -39,7 +39,14 @@ from .errors import (
     MissingAPIKeyError,
     StructuredOutputError,
 )
-from .llm_settings import LLMModels, LLMProviders, LLMSettings, split_model_ref
+from .llm_settings import (
+    LLMModels,
+    LLMProviders,
+    LLMSettings,
+    field_errors,
+    plain,
+    split_model_ref,
+)
 from .providers import PROVIDERS
 from .resolve import Target
 from .trace import Attempt
@@ -71,14 +78,6 @@ class LLMResponseType(StrEnum):
     ERROR = "error"
 
 
-def _field_errors(exc: ValidationError) -> str:
-    """Pydantic errors without the input values (which may be secrets)."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
-        for e in exc.errors(include_url=False, include_input=False)
-    )
-
-
 class LLMMessage(BaseModel):
     """One chat message of seed 001: a role and text content."""
 
@@ -94,7 +93,7 @@ class LLMMessage(BaseModel):
             super().__init__(**data)
         except ValidationError as exc:
             raise InvalidRequestError(
-                f"invalid LLMMessage: {_field_errors(exc)}. Roles: system, user, assistant, tool; "
+                f"invalid LLMMessage: {field_errors(exc)}. Roles: system, user, assistant, tool; "
                 "content is a string"
             ) from None
 
@@ -203,10 +202,6 @@ _OPTIONS_FROM_SETTINGS = frozenset(
 )
 
 Candidate = tuple[LLMProviders | str, LLMModels | str] | str
-
-
-def _value(v: Any) -> Any:
-    return v.value if isinstance(v, Enum) else v
 
 
 class LLMClient:
@@ -371,8 +366,6 @@ class LLMClient:
                 f"{', '.join(bad)} cannot be passed to get_response: keys and base URLs come "
                 "from LLMSettings and the candidates from preferred_models (and auto=True)"
             )
-        from .engine import OPTION_NAMES
-
         unknown_opts = sorted(k for k in params if k in OPTION_NAMES and k not in _OPTIONS_ALLOWED)
         if unknown_opts:
             raise InvalidRequestError(
@@ -417,7 +410,7 @@ def _candidate(c: Any, i: int) -> tuple[str, str]:
             )
         provider, model = ref
     elif isinstance(c, Sequence) and len(c) == 2:
-        provider, model = _value(c[0]), _value(c[1])
+        provider, model = plain(c[0]), plain(c[1])
     else:
         raise InvalidRequestError(
             f"preferred_models[{i}] is {c!r}; pass a (provider, model) pair, e.g. "

@@ -32,7 +32,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, Va
 from .errors import ConfigurationError
 from .providers import PROVIDERS, Secret, infer_provider
 
-__all__ = ["LLMModels", "LLMProviders", "LLMSettings", "model_provider", "split_model_ref"]
+__all__ = ["LLMModels", "LLMProviders", "LLMSettings", "field_errors", "plain", "split_model_ref"]
 
 
 class LLMProviders(StrEnum):
@@ -143,17 +143,20 @@ def split_model_ref(ref: str) -> tuple[str, str] | None:
     return (inferred, ref) if inferred else None
 
 
-def model_provider(model: str) -> str | None:
-    """The provider of a known model id, or one its name's prefix implies."""
-    known = _MODEL_PROVIDERS.get(model)
-    return known.value if known is not None else infer_provider(model)
-
-
 # --------------------------------------------------------------------------- field types
 
 
-def _plain(v: Any) -> Any:
+def plain(v: Any) -> Any:
+    """An enum member's value (``LLMProviders.OPENAI`` -> ``"openai"``); anything else as is."""
     return v.value if isinstance(v, Enum) else v
+
+
+def field_errors(exc: ValidationError) -> str:
+    """Pydantic errors without the input values (which may be secrets)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
+        for e in exc.errors(include_url=False, include_input=False)
+    )
 
 
 def _names(v: Any) -> Any:
@@ -172,7 +175,7 @@ def _names(v: Any) -> Any:
     if isinstance(v, list | tuple | set | frozenset):
         out = []
         for item in v:
-            item = _plain(item)
+            item = plain(item)
             if isinstance(item, str):
                 item = item.strip()
                 if not item:
@@ -188,12 +191,12 @@ def _provider_names(v: Any) -> Any:
 
 
 def _provider_name(v: Any) -> Any:
-    v = _plain(v)
+    v = plain(v)
     return v.strip().lower() if isinstance(v, str) else v
 
 
 def _model_name(v: Any) -> Any:
-    v = _plain(v)
+    v = plain(v)
     return v.strip() if isinstance(v, str) else v
 
 
@@ -272,11 +275,7 @@ class LLMSettings(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
-                for e in exc.errors(include_url=False, include_input=False)
-            )
-            raise ConfigurationError(f"invalid LLMSettings: {problems}") from None
+            raise ConfigurationError(f"invalid LLMSettings: {field_errors(exc)}") from None
         self._check()
 
     @classmethod
@@ -396,9 +395,11 @@ class LLMSettings(BaseModel):
 
 
 def _first(env: Mapping[str, str], names: tuple[str | None, ...]) -> str | None:
+    """The first of ``names`` set in ``env``, stripped (as the engine reads the environment:
+    a key pasted with a trailing newline still works)."""
     for n in names:
         if n:
-            v = env.get(n)
+            v = env.get(n, "").strip()
             if v:
                 return v
     return None

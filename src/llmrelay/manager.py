@@ -202,53 +202,51 @@ class LLMManager:
             raise ConfigurationError("prompt must be a non-empty string")
         candidates = self._candidates()
         caching = bool(self.enable_caching and use_cache and self._cache is not None)
-        with self._lock:
-            self._total += 1
         api_params = {k: v for k, v in kwargs.items() if k in PARAM_NAMES}
         extra = {k: v for k, v in kwargs.items() if k not in PARAM_NAMES}
         if extra:
             api_params["extra"] = extra
-        params = build_params(api_params)
+        params = build_params(api_params)  # bad parameters fail here, before the call counts
         opts = CallOptions(fallbacks=[m.target for m in candidates[1:]], use_cache=caching)
+        with self._lock:
+            self._total += 1
         try:
             resp = await self._engine._complete(
                 candidates[0].target, [Message("user", prompt)], params, opts
             )
         except BaseException as exc:
             trace = getattr(exc, "trace", None) or getattr(exc, "llmrelay_trace", None) or []
-            self._record(trace, None)
-            with self._lock:
-                self._failed += 1
-                self._cache_misses += caching
+            self._record(trace, None, caching)
             raise
-        if resp.cache_hit:
-            with self._lock:
-                self._cache_hits += 1
-                self._ok += 1
-            return resp.text
-        self._record(resp.trace, resp)
-        with self._lock:
-            self._ok += 1
-            self._cache_misses += caching
+        self._record(resp.trace, resp, caching)
         return resp.text
 
     def generate(self, prompt: str, use_cache: bool = True, **kwargs: Any) -> str:
         """Sync ``agenerate`` (seed 004's signature)."""
         return run_sync(self.agenerate(prompt, use_cache, **kwargs))
 
-    def _record(self, trace: list[Attempt], resp: Response | None) -> None:
+    def _record(self, trace: list[Attempt], resp: Response | None, caching: bool) -> None:
+        """Count a finished call: ``resp`` is its answer, None when it failed."""
         with self._lock:
+            if resp is None:
+                self._failed += 1
+            else:
+                self._ok += 1
+                if resp.cache_hit:
+                    self._cache_hits += 1
+                    return  # nothing was called
+            self._cache_misses += caching
             for a in trace:
                 name = self._by_label.get(a.deployment)
                 m = self._models.get(name) if name else None
-                if a.number > 1 and a.outcome != "skipped":
+                if a.is_retry:
                     self._retries += 1
                 if m is None or a.outcome == "skipped":
                     continue
                 st = m.stats
                 st.requests += 1
                 st.latency_total += a.latency_s
-                if a.number > 1:
+                if a.is_retry:
                     st.retries += 1
                 if a.outcome == "success":
                     st.successes += 1

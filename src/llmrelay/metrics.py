@@ -275,7 +275,7 @@ class Metrics:
                     moved = True
                 m.requests += 1
                 m.latency.observe(a.latency_s)
-                if a.number > 1:
+                if a.is_retry:
                     m.retries += 1
                     self._retries += 1
                 if o == "success":

@@ -81,7 +81,7 @@ class OtelSpans:
             "llmrelay.cache_hit": rec.cache_hit,
             "llmrelay.latency_s": rec.latency_s,
             "llmrelay.attempts": len(rec.attempts),
-            "llmrelay.retries": sum(1 for a in tried if a.number > 1 and a.outcome != "cache_hit"),
+            "llmrelay.retries": sum(a.is_retry for a in tried),
             "llmrelay.cost_known": known,
         }
         if u.cached_tokens:

@@ -226,8 +226,6 @@ class Deployment:
     alias: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     spec: ProviderSpec | None = None
-    #: Defaults from the alias config, applied under the call's own parameters.
-    defaults: Mapping[str, Any] = field(default_factory=dict)
     #: Adapter-specific options (e.g. Azure ``api_version``, the test provider's script).
     options: Mapping[str, Any] = field(default_factory=dict)
     #: Identity for breakers, limits and metrics: provider, model and base URL (computed once:
@@ -263,7 +261,6 @@ def make_deployment(
     base_url: str | None = None,
     alias: str | None = None,
     headers: Mapping[str, str] | None = None,
-    defaults: Mapping[str, Any] | None = None,
     options: Mapping[str, Any] | None = None,
     require_key: bool = True,
 ) -> Deployment:
@@ -294,7 +291,7 @@ def make_deployment(
     # The same inputs give the same (immutable) deployment: reuse it instead of rebuilding one
     # per call. Headers/options are compared by identity (they come from a cached Target).
     ck = (provider, model, key_value, url, key_var, alias, id(spec), id(headers), id(options))
-    hit = _DEPLOYMENTS.get(ck) if not defaults else None
+    hit = _DEPLOYMENTS.get(ck)
     if hit is not None and hit[0] is spec and hit[1] is headers and hit[2] is options:
         return hit[3]
     secret = Secret(key_value) if key_value else None
@@ -316,13 +313,11 @@ def make_deployment(
         alias=alias,
         headers=dict(headers) if headers else {},
         spec=spec,
-        defaults=dict(defaults) if defaults else {},
         options=dict(options) if options else {},
     )
-    if not defaults:
-        if len(_DEPLOYMENTS) >= 512:
-            _DEPLOYMENTS.clear()
-        _DEPLOYMENTS[ck] = (spec, headers, options, dep)
+    if len(_DEPLOYMENTS) >= 512:
+        _DEPLOYMENTS.clear()
+    _DEPLOYMENTS[ck] = (spec, headers, options, dep)
     return dep
 
 

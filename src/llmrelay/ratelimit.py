@@ -47,7 +47,6 @@ logged at most once a minute); ``on_store_error="closed"`` refuses calls with
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import logging
 import math
@@ -59,7 +58,15 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError, RateLimitedError, StateStoreError, StreamInterruptedError
 from .ratelimit_headers import HeaderInfo, read_limit_headers
-from .state.base import FailMode, Store, ThrottledWarning, check_fail_mode, refused
+from .state.base import (
+    FailMode,
+    Store,
+    ThrottledWarning,
+    check_fail_mode,
+    check_positive,
+    key_id,
+    refused,
+)
 from .state.buckets import Buckets, Charge, MemoryBuckets, Refusal, Settle
 from .types import ChatRequest, Response
 
@@ -157,12 +164,6 @@ class LimitPermit:
     enforced: bool = True
 
 
-def _key_id(dep: Deployment) -> str | None:
-    if dep.api_key is None or not dep.api_key.get():
-        return None
-    return hashlib.sha256(dep.api_key.get().encode()).hexdigest()[:16]
-
-
 _SCOPE_KINDS = ("user:", "tenant:", "key:")
 
 
@@ -202,21 +203,8 @@ class RateLimiter:
                 raise ConfigurationError("per-key limits are written 'key:*' (each API key apart)")
             self.limits[scope] = Limits.coerce(lim, f"limits[{scope!r}]")
         for name, v in (("max_wait", max_wait), ("lease", lease), ("poll_interval", poll_interval)):
-            if (
-                isinstance(v, bool)
-                or not isinstance(v, int | float)
-                or not math.isfinite(v)
-                or v <= 0
-            ):
-                raise ConfigurationError(f"{name} must be a positive number of seconds, not {v!r}")
-        if (
-            isinstance(output_estimate, bool)
-            or not isinstance(output_estimate, int)
-            or output_estimate < 1
-        ):
-            raise ConfigurationError(
-                f"output_estimate must be an integer >= 1, not {output_estimate!r}"
-            )
+            check_positive(v, name)
+        check_positive(output_estimate, "output_estimate", integer=True)
         self.wait = bool(wait)
         self.max_wait = float(max_wait)
         self.learn_from_headers = learn_from_headers
@@ -257,7 +245,7 @@ class RateLimiter:
 
     def _scopes(self, dep: Deployment, ctx: CallContext) -> list[tuple[str, Limits]]:
         limits = self.limits
-        kid = _key_id(dep)
+        kid = key_id(dep.api_key)
         dep_scope = f"dep:{dep.key}" + (f"#{kid}" if kid else "")
         out = []
         dl = self._deployment_limits(dep, ctx.alias)

@@ -25,9 +25,23 @@ __all__ = ["HeaderInfo", "parse_duration", "parse_reset", "read_limit_headers"]
 
 Vector = tuple[float, float, float, float]
 
-#: (header family, kind) -> dimension index (rpm, tpm, itpm, otpm)
-_OPENAI = {"requests": 0, "tokens": 1}
-_ANTHROPIC = {"requests": 0, "tokens": 1, "input-tokens": 2, "output-tokens": 3}
+#: Per dimension a provider reports (index into rpm, tpm, itpm, otpm): its limit, remaining
+#: and reset headers -- OpenAI's, then Anthropic's. Spelled out once, not on every call.
+_FAMILIES: tuple[tuple[int, str, str, str], ...] = (
+    *(
+        (i, f"x-ratelimit-limit-{k}", f"x-ratelimit-remaining-{k}", f"x-ratelimit-reset-{k}")
+        for k, i in (("requests", 0), ("tokens", 1))
+    ),
+    *(
+        (
+            i,
+            f"anthropic-ratelimit-{k}-limit",
+            f"anthropic-ratelimit-{k}-remaining",
+            f"anthropic-ratelimit-{k}-reset",
+        )
+        for k, i in (("requests", 0), ("tokens", 1), ("input-tokens", 2), ("output-tokens", 3))
+    ),
+)
 
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|us|µs|ns|h|m|s)")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
@@ -107,28 +121,18 @@ def read_limit_headers(
     learned = [0.0, 0.0, 0.0, 0.0]
     used = [-1.0, -1.0, -1.0, -1.0]
     block = 0.0
-    families = (
-        (_OPENAI, "x-ratelimit-limit-{}", "x-ratelimit-remaining-{}", "x-ratelimit-reset-{}"),
-        (
-            _ANTHROPIC,
-            "anthropic-ratelimit-{}-limit",
-            "anthropic-ratelimit-{}-remaining",
-            "anthropic-ratelimit-{}-reset",
-        ),
-    )
-    for kinds, lim_h, rem_h, reset_h in families:
-        for kind, i in kinds.items():
-            limit = _number(found.get(lim_h.format(kind)))
-            remaining = _number(found.get(rem_h.format(kind)))
-            if limit is not None and limit > 0:
-                learned[i] = limit
-                if remaining is not None:
-                    used[i] = max(0.0, limit - remaining)
-            if remaining is not None and remaining < 1:
-                raw = found.get(reset_h.format(kind))
-                reset = parse_reset(raw, now) if raw is not None else None
-                if reset is not None:
-                    block = max(block, reset)
+    for i, lim_h, rem_h, reset_h in _FAMILIES:
+        limit = _number(found.get(lim_h))
+        remaining = _number(found.get(rem_h))
+        if limit is not None and limit > 0:
+            learned[i] = limit
+            if remaining is not None:
+                used[i] = max(0.0, limit - remaining)
+        if remaining is not None and remaining < 1:
+            raw = found.get(reset_h)
+            reset = parse_reset(raw, now) if raw is not None else None
+            if reset is not None:
+                block = max(block, reset)
     if rate_limited:
         ra = parse_retry_after(found, now)
         if ra is not None:

@@ -10,11 +10,9 @@ from typing import Any
 
 from .errors import UnknownModelError
 from .providers import PROVIDERS, Deployment, Secret, infer_provider, make_deployment
-from .types import GenerationParams
+from .types import NO_PARAMS, GenerationParams
 
 __all__ = ["Target", "alias_sources", "register_alias_source", "resolve_target", "to_deployment"]
-
-_NO_PARAMS = GenerationParams()
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +22,7 @@ class Target:
     provider: str
     model: str
     alias: str | None = None
-    params: GenerationParams = _NO_PARAMS
+    params: GenerationParams = NO_PARAMS
     system_message: str | None = None
     base_url: str | None = None
     api_key: Secret | None = None

@@ -33,6 +33,8 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from .errors import InvalidRequestError
+
 if TYPE_CHECKING:
     from .types import Message, MessagesInput, Tool
 
@@ -257,12 +259,8 @@ def count_tokens(text: str, model: str | None = None, *, encoding: str | None = 
     ordinary text, as the chat APIs treat it.
     """
     if not isinstance(text, str):
-        from .errors import InvalidRequestError
-
         raise InvalidRequestError(f"count_tokens needs a string, not {type(text).__name__}")
     if encoding is not None and encoding not in ("o200k_base", "cl100k_base"):
-        from .errors import InvalidRequestError
-
         raise InvalidRequestError(
             f"unknown encoding {encoding!r}; use 'o200k_base' or 'cl100k_base'"
         )

@@ -34,6 +34,11 @@ class Attempt:
     #: What this attempt cost, in USD (None when unknown or not computed).
     cost_usd: float | None = None
 
+    @property
+    def is_retry(self) -> bool:
+        """A second or later attempt on its deployment that reached the provider."""
+        return self.number > 1 and (self.outcome == "success" or self.outcome == "error")
+
     def to_dict(self) -> dict[str, object]:
         return {
             "deployment": self.deployment,

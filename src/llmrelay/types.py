@@ -388,7 +388,9 @@ class GenerationParams(_Dumpable):
 
 
 PARAM_NAMES = frozenset(f.name for f in dataclasses.fields(GenerationParams)) - {"extra"}
-_EMPTY_PARAMS = GenerationParams()
+#: The parameters of a call that sets none. ``merge_params`` skips its work when either side
+#: is this very object, so defaults (``build_params({})``, ``Target.params``) must use it.
+NO_PARAMS = GenerationParams()
 
 
 def _number(name: str, v: Any, lo: float, hi: float) -> float:
@@ -405,7 +407,7 @@ def _number(name: str, v: Any, lo: float, hi: float) -> float:
 def build_params(values: Mapping[str, Any]) -> GenerationParams:
     """Validate generation parameters (None means "not set"); raise ``InvalidRequestError``."""
     if not values:
-        return _EMPTY_PARAMS
+        return NO_PARAMS
     unknown = [k for k in values if k not in PARAM_NAMES and k != "extra"]
     if unknown:
         raise InvalidRequestError(
@@ -480,14 +482,14 @@ def build_params(values: Mapping[str, Any]) -> GenerationParams:
                 f"tool_choice names {tc!r}, which is not among the tools given"
                 + (f" ({', '.join(sorted(names))})" if names else "")
             )
-    return GenerationParams(**out)
+    return GenerationParams(**out) if out else NO_PARAMS
 
 
 def merge_params(base: GenerationParams, overrides: GenerationParams) -> GenerationParams:
     """``overrides`` wins wherever it is set; ``extra`` dicts are merged."""
-    if base is _EMPTY_PARAMS:
+    if base is NO_PARAMS:
         return overrides
-    if overrides is _EMPTY_PARAMS:
+    if overrides is NO_PARAMS:
         return base
     changes = {f: getattr(overrides, f) for f in PARAM_NAMES if getattr(overrides, f) is not None}
     if overrides.extra:

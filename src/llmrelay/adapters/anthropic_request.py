@@ -6,7 +6,6 @@ See ``anthropic_messages`` for how the common request maps onto Anthropic's form
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +22,7 @@ from ..types import (
     Message,
     ToolCall,
 )
-from .base import content_parts, tool_call_args
+from .base import content_parts, json_schema_format, send_headers, tool_call_args
 
 __all__ = [
     "ANTHROPIC_VERSION",
@@ -74,13 +73,7 @@ def structured_output(p: GenerationParams) -> Structured | None:
     rf = p.response_format
     if rf is None or rf.get("type") != "json_schema":
         return None
-    js = rf.get("json_schema")
-    schema = js.get("schema") if isinstance(js, Mapping) else None
-    if not isinstance(js, Mapping) or not isinstance(schema, Mapping):
-        raise InvalidRequestError(
-            "response_format of type 'json_schema' needs "
-            "{'json_schema': {'name': ..., 'schema': {...}}}"
-        )
+    js, schema = json_schema_format(rf)
     raw_name = js.get("name")
     name = _TOOL_NAME_BAD.sub("_", raw_name)[:64] if isinstance(raw_name, str) else ""
     desc = js.get("description")
@@ -97,7 +90,9 @@ def structured_output(p: GenerationParams) -> Structured | None:
     if wrapped:
         # Anthropic tool inputs must be objects: carry any other schema as {"value": ...},
         # keeping $defs at the root so "#/$defs/..." references still resolve.
-        defs = {k: input_schema.pop(k) for k in ("$defs", "definitions") if k in input_schema}
+        defs: dict[str, Any] = {
+            k: input_schema.pop(k) for k in ("$defs", "definitions") if k in input_schema
+        }
         input_schema = {
             "type": "object",
             "properties": {"value": input_schema},
@@ -132,13 +127,12 @@ def _blocks(content: str | list[ContentPart] | None) -> list[dict[str, Any]]:
 
 
 def _tool_use(tc: ToolCall) -> dict[str, Any]:
-    args = tool_call_args(tc)
-    if args is None:
-        raise InvalidRequestError(
-            f"the assistant tool call {tc.name!r} (id {tc.id!r}) has arguments that are not a "
-            "JSON object; Anthropic needs each tool call's input as an object"
-        )
-    return {"type": "tool_use", "id": tc.id, "name": tc.name, "input": args}
+    return {
+        "type": "tool_use",
+        "id": tc.id,
+        "name": tc.name,
+        "input": tool_call_args(tc, "Anthropic"),
+    }
 
 
 def _tool_result(m: Message) -> dict[str, Any]:
@@ -281,16 +275,7 @@ def build_request(req: ChatRequest, dep: Deployment) -> HttpRequest:
         "accept": "text/event-stream" if req.stream else "application/json",
         "anthropic-version": ANTHROPIC_VERSION,
     }
-    spec = dep.spec
-    key = dep.api_key.get() if dep.api_key else None
-    if key:
-        auth = spec.auth if spec is not None else "x-api-key"
-        if auth == "bearer":
-            headers["authorization"] = "Bearer " + key
-        elif auth != "none":
-            headers["x-api-key"] = key
-    if spec is not None and spec.extra_headers:
-        headers.update(spec.extra_headers)
-    if dep.headers:
-        headers.update(dep.headers)
+    # The key goes in x-api-key unless the provider row asks for a bearer token or none.
+    auth = dep.spec.auth if dep.spec is not None else "x-api-key"
+    send_headers(headers, dep, auth if auth in ("bearer", "none") else "x-api-key")
     return HttpRequest("POST", _url(dep.base_url), headers, orjson.dumps(body), adjusted)

@@ -19,6 +19,7 @@ from ..errors import (
     AuthenticationError,
     BadRequestError,
     ConflictError,
+    InvalidRequestError,
     InvalidResponseError,
     NotFoundError,
     OverloadedError,
@@ -28,7 +29,7 @@ from ..errors import (
     StreamInterruptedError,
 )
 from ..headers import parse_retry_after, request_id_from
-from ..providers import Deployment
+from ..providers import AuthStyle, Deployment
 from ..transport.base import HttpRequest, HttpResponse
 from ..transport.sse import SSEEvent
 from ..types import ChatRequest, ContentPart, ImagePart, Response, StreamChunk, TextPart, ToolCall
@@ -43,8 +44,9 @@ __all__ = [
     "event_json",
     "in_band_error",
     "interrupted",
-    "lower_headers",
+    "json_schema_format",
     "redact",
+    "send_headers",
     "status_message",
     "tool_call_args",
 ]
@@ -85,10 +87,6 @@ class WireAdapter(Protocol):
         ...
 
     def stream_state(self, req: ChatRequest, dep: Deployment) -> StreamState: ...
-
-
-def lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k.lower(): v for k, v in headers.items()}
 
 
 def redact(text: str, dep: Deployment) -> str:
@@ -234,7 +232,7 @@ def in_band_error(
     code = err.get("code") if isinstance(err, dict) else None
     status = code if isinstance(code, int) and 400 <= code < 600 else 500
     e = map_error(status, headers, body, dep)
-    if type(e).__name__ == "APIStatusError":
+    if type(e) is APIStatusError:
         e = make_error(ServerError, e.message, status=status, headers=headers, dep=dep)
     return e
 
@@ -265,10 +263,48 @@ def content_parts(
     return out
 
 
-def tool_call_args(tc: ToolCall) -> dict[str, Any] | None:
-    """An assistant tool call's arguments as a JSON object, or None when they are not one."""
+def tool_call_args(tc: ToolCall, provider: str) -> dict[str, Any]:
+    """An assistant tool call's arguments as a JSON object (``provider`` needs them as one), or
+    ``InvalidRequestError`` saying they are not."""
     try:
         args = orjson.loads(tc.arguments or "{}")
     except orjson.JSONDecodeError:
-        return None
-    return args if isinstance(args, dict) else None
+        args = None
+    if not isinstance(args, dict):
+        raise InvalidRequestError(
+            f"the assistant tool call {tc.name!r} (id {tc.id!r}) has arguments that are not a "
+            f"JSON object ({tc.arguments[:80]!r}); {provider} needs each tool call's arguments "
+            "as an object"
+        )
+    return args
+
+
+def json_schema_format(rf: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    """``(json_schema, schema)`` of a ``{"type": "json_schema"}`` response format, or
+    ``InvalidRequestError`` showing its shape."""
+    js = rf.get("json_schema")
+    schema = js.get("schema") if isinstance(js, Mapping) else None
+    if not isinstance(js, Mapping) or not isinstance(schema, Mapping):
+        raise InvalidRequestError(
+            "response_format of type 'json_schema' needs "
+            "{'json_schema': {'name': ..., 'schema': {...}}}"
+        )
+    return js, schema
+
+
+def send_headers(headers: dict[str, str], dep: Deployment, auth: AuthStyle) -> dict[str, str]:
+    """``headers`` plus the deployment's key sent the ``auth`` way (``bearer``: an
+    ``Authorization: Bearer`` header; ``none``: not sent; any other style names the header),
+    then the provider's extra headers and the deployment's own, which win."""
+    key = dep.api_key.get() if dep.api_key else None
+    if key and auth != "none":
+        if auth == "bearer":
+            headers["authorization"] = "Bearer " + key
+        else:
+            headers[auth] = key
+    spec = dep.spec
+    if spec is not None and spec.extra_headers:
+        headers.update(spec.extra_headers)
+    if dep.headers:
+        headers.update(dep.headers)
+    return headers

@@ -41,7 +41,14 @@ from ..types import (
     Response,
     ToolCall,
 )
-from .base import content_parts, decode_json, invalid, tool_call_args
+from .base import (
+    content_parts,
+    decode_json,
+    invalid,
+    json_schema_format,
+    send_headers,
+    tool_call_args,
+)
 from .gemini_errors import check_prompt_blocked, in_band_error, map_error
 from .gemini_stream import GeminiStream, Parts, finish_reason, first_candidate, usage_from
 
@@ -88,16 +95,6 @@ def _parts(content: str | list[ContentPart] | None) -> list[dict[str, Any]]:
     return content_parts(content, _text, _image)
 
 
-def _call_args(tc: ToolCall) -> dict[str, Any]:
-    args = tool_call_args(tc)
-    if args is None:
-        raise InvalidRequestError(
-            f"the assistant tool call {tc.name!r} has arguments that are not a JSON object "
-            f"({tc.arguments[:80]!r}); Gemini needs the arguments as an object"
-        )
-    return args
-
-
 def _tool_result(text: str) -> dict[str, Any]:
     """Gemini wants an object: a JSON object goes as is, anything else as ``{"result": ...}``."""
     try:
@@ -116,8 +113,9 @@ def _contents(messages: list[Message]) -> tuple[list[dict[str, Any]], list[dict[
     last_kind = ""
     for i, m in enumerate(messages):
         if m.role == "system":
-            if m.text():
-                system.append({"text": m.text()})
+            text = m.text()
+            if text:
+                system.append({"text": text})
             continue
         if m.role == "tool":
             call_id = m.tool_call_id or ""
@@ -134,7 +132,8 @@ def _contents(messages: list[Message]) -> tuple[list[dict[str, Any]], list[dict[
             parts = _parts(m.content)
             for n, tc in enumerate(m.tool_calls or ()):
                 names[tc.id] = tc.name
-                part: dict[str, Any] = {"functionCall": {"name": tc.name, "args": _call_args(tc)}}
+                args = tool_call_args(tc, "Gemini")
+                part: dict[str, Any] = {"functionCall": {"name": tc.name, "args": args}}
                 if n == 0:
                     part["thoughtSignature"] = SIGNATURE_SENTINEL
                 parts.append(part)
@@ -172,15 +171,8 @@ def _generation_config(p: GenerationParams) -> dict[str, Any]:
     if rf is not None:
         kind = rf.get("type")
         if kind == "json_schema":
-            js = rf.get("json_schema")
-            schema = js.get("schema") if isinstance(js, Mapping) else None
-            if not isinstance(schema, Mapping):
-                raise InvalidRequestError(
-                    "response_format json_schema needs {'json_schema': {'name': ..., "
-                    "'schema': {...}}}"
-                )
             gc["responseMimeType"] = "application/json"
-            gc["responseJsonSchema"] = schema
+            gc["responseJsonSchema"] = json_schema_format(rf)[1]
         elif kind == "json_object":
             gc["responseMimeType"] = "application/json"
         elif kind != "text":
@@ -236,16 +228,14 @@ class GeminiAdapter:
             # Merge objects one level deep, so extra={"generationConfig": {"thinkingConfig":
             # ...}} adds to the generation config instead of replacing it.
             body[k] = {**cur, **v} if isinstance(cur, dict) and isinstance(v, Mapping) else v
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        if req.stream:
-            headers["accept"] = "text/event-stream"
-        key = dep.api_key.get() if dep.api_key else None
-        if key:
-            headers["x-goog-api-key"] = key
-        if dep.spec is not None and dep.spec.extra_headers:
-            headers.update(dep.spec.extra_headers)
-        if dep.headers:
-            headers.update(dep.headers)
+        headers = send_headers(
+            {
+                "content-type": "application/json",
+                "accept": "text/event-stream" if req.stream else "application/json",
+            },
+            dep,
+            "x-goog-api-key",
+        )
         model = dep.model
         if not model.startswith(("models/", "tunedModels/")):
             model = "models/" + model

@@ -46,6 +46,7 @@ from .base import (
     interrupted,
     invalid,
     make_error,
+    send_headers,
     status_message,
 )
 
@@ -195,19 +196,14 @@ class OpenAIChatAdapter:
                     adjusted[old] = f"sent as {new!r}"
         if p.extra:
             body.update(p.extra)
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        if req.stream:
-            headers["accept"] = "text/event-stream"
-        key = dep.api_key.get() if dep.api_key else None
-        if key:
-            if spec is not None and spec.auth == "api-key":
-                headers["api-key"] = key
-            else:
-                headers["authorization"] = "Bearer " + key
-        if spec is not None and spec.extra_headers:
-            headers.update(spec.extra_headers)
-        if dep.headers:
-            headers.update(dep.headers)
+        headers = send_headers(
+            {
+                "content-type": "application/json",
+                "accept": "text/event-stream" if req.stream else "application/json",
+            },
+            dep,
+            "api-key" if spec is not None and spec.auth == "api-key" else "bearer",
+        )
         url = dep.base_url + "/chat/completions"
         api_version = dep.options.get("api_version")
         if api_version:

@@ -26,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from dataclasses import replace as dc_replace
 from typing import Any, ClassVar
@@ -34,6 +35,8 @@ from urllib.parse import urlencode
 
 import orjson
 
+from ..adapters.anthropic_request import ANTHROPIC_VERSION
+from ..adapters.base import send_headers
 from ..errors import AllAttemptsFailedError, InvalidResponseError, LLMRelayError
 from ..providers import Deployment, Secret, get_provider, make_deployment
 from ..transport.base import HttpRequest, Timeouts, Transport
@@ -51,7 +54,6 @@ __all__ = [
 ]
 
 _TIMEOUTS = Timeouts(connect=10.0, read=30.0, total=60.0)
-ANTHROPIC_VERSION = "2023-06-01"
 #: OpenAI model-list ids that are not chat models (embeddings, speech, images, moderation).
 _NOT_CHAT = re.compile(
     r"^(text-embedding|embed|whisper|tts|dall-e|gpt-image|omni-moderation|text-moderation|"
@@ -106,23 +108,8 @@ class ModelCapabilityDetector(ABC):
 
     def headers(self) -> dict[str, str]:
         spec = self.dep.spec
-        h = {"accept": "application/json"}
-        key = self.dep.api_key.get() if self.dep.api_key else None
-        if key:
-            auth = spec.auth if spec is not None else "bearer"
-            if auth == "api-key":
-                h["api-key"] = key
-            elif auth == "x-api-key":
-                h["x-api-key"] = key
-            elif auth == "x-goog-api-key":
-                h["x-goog-api-key"] = key
-            elif auth != "none":
-                h["authorization"] = "Bearer " + key
-        if spec is not None and spec.extra_headers:
-            h.update(spec.extra_headers)
-        if self.dep.headers:
-            h.update(self.dep.headers)
-        return h
+        auth = spec.auth if spec is not None else "bearer"
+        return send_headers({"accept": "application/json"}, self.dep, auth)
 
     async def _get(self, url: str) -> Any:
         from ..backends import get_adapter
@@ -409,6 +396,21 @@ def merge_detected(registry: LLMRegistry, provider: str, found: DetectedModel) -
     return registry.register(profile)
 
 
+@asynccontextmanager
+async def _transport(given: Transport | None) -> AsyncIterator[Transport]:
+    """``given``, or a default transport of our own, closed afterwards."""
+    if given is not None:
+        yield given
+        return
+    from ..transport.http import default_transport
+
+    own = default_transport()
+    try:
+        yield own
+    finally:
+        await own.aclose()
+
+
 class ModelCapabilityDetectorFactory:
     """Builds detectors and registers what they find (seed 003's factory)."""
 
@@ -440,17 +442,9 @@ class ModelCapabilityDetectorFactory:
     ) -> list[LLMProfile]:
         """List ``provider``'s models and register them; returns their profiles."""
         reg = registry if registry is not None else default_registry()
-        own = transport is None
-        if transport is None:
-            from ..transport.http import default_transport
-
-            transport = default_transport()
-        try:
-            det = cls.create_detector(provider, api_key, base_url=base_url, transport=transport)
+        async with _transport(transport) as t:
+            det = cls.create_detector(provider, api_key, base_url=base_url, transport=t)
             found = await det.list_models()
-        finally:
-            if own:
-                await transport.aclose()
         return [merge_detected(reg, provider, f) for f in found]
 
     @classmethod
@@ -483,25 +477,17 @@ class ModelCapabilityDetectorFactory:
                 "openai_api_key=..., gemini_api_key=... or api_keys={provider: key})"
             )
         reg = registry if registry is not None else default_registry()
-        own = transport is None
-        if transport is None:
-            from ..transport.http import default_transport
-
-            transport = default_transport()
         urls = base_urls or {}
-        try:
+        async with _transport(transport) as t:
             results = await asyncio.gather(
                 *(
                     cls.register_provider_models(
-                        name, key, base_url=urls.get(name), registry=reg, transport=transport
+                        name, key, base_url=urls.get(name), registry=reg, transport=t
                     )
                     for name, key in keys.items()
                 ),
                 return_exceptions=True,
             )
-        finally:
-            if own:
-                await transport.aclose()
         errors = [r for r in results if isinstance(r, BaseException)]
         for e in errors:
             if not isinstance(e, Exception):

@@ -189,9 +189,10 @@ class Catalog:
             params = out.params
         if max_tokens is not None and e.max_output is not None and max_tokens > e.max_output:
             max_tokens = e.max_output
-            adjusted = dict(req.adjusted or {})
-            adjusted["max_tokens"] = f"clamped to {e.max_output}: the model's maximum output"
-            adjusted = {**(out.adjusted or {}), **adjusted}
+            adjusted = {
+                **(out.adjusted or {}),
+                "max_tokens": f"clamped to {e.max_output}: the model's maximum output",
+            }
             out = ChatRequest(
                 req.messages,
                 dataclasses.replace(params, max_tokens=e.max_output),
@@ -276,19 +277,16 @@ def _drop_sampling(req: ChatRequest, dep: Deployment) -> ChatRequest:
     """OpenAI's reasoning models answer 400 to any sampling parameter but its default: drop
     them (a seed config's temperature 0.7 would otherwise fail every call) and say so."""
     p = req.params
-    drop = {
-        name: value
-        for name, default in _SAMPLING_DEFAULTS.items()
-        if (value := getattr(p, name)) is not None
-    }
+    drop = [name for name in _SAMPLING_DEFAULTS if getattr(p, name) is not None]
     if not drop:
         return req
     adjusted = dict(req.adjusted or {})
-    for name, value in drop.items():
-        if value != _SAMPLING_DEFAULTS[name]:
+    for name in drop:
+        default = _SAMPLING_DEFAULTS[name]
+        if getattr(p, name) != default:
             adjusted[name] = (
                 f"dropped: {dep.label} is a reasoning model and accepts only the default "
-                f"({_SAMPLING_DEFAULTS[name]:g})"
+                f"({default:g})"
             )
     changes: dict[str, Any] = dict.fromkeys(drop)
     params = dataclasses.replace(p, **changes)

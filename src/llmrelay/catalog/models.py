@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ConfigurationError
 
@@ -26,6 +26,22 @@ __all__ = [
     "ModelFamily",
     "Pricing",
 ]
+
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def _member(cls: type[_E], value: str | _E, unknown: str) -> _E:
+    """``value`` as a member of ``cls``; ``ConfigurationError`` (``unknown`` and the choices)
+    when it is none."""
+    if isinstance(value, cls):
+        return value
+    try:
+        return cls(value)
+    except ValueError:
+        raise ConfigurationError(
+            f"{unknown} {value!r}; use one of {', '.join(m.value for m in cls)}"
+        ) from None
 
 
 class ModelFamily(StrEnum):
@@ -48,15 +64,7 @@ class ModelFamily(StrEnum):
 
     @classmethod
     def parse(cls, value: str | ModelFamily, *, where: str = "") -> ModelFamily:
-        if isinstance(value, ModelFamily):
-            return value
-        try:
-            return cls(value)
-        except ValueError:
-            raise ConfigurationError(
-                f"{where}unknown model family {value!r}; use one of "
-                f"{', '.join(f.value for f in cls)}"
-            ) from None
+        return _member(cls, value, f"{where}unknown model family")
 
 
 class MediaType(StrEnum):
@@ -70,14 +78,7 @@ class MediaType(StrEnum):
 
     @classmethod
     def parse(cls, value: str | MediaType, *, where: str = "") -> MediaType:
-        if isinstance(value, MediaType):
-            return value
-        try:
-            return cls(value)
-        except ValueError:
-            raise ConfigurationError(
-                f"{where}unknown media type {value!r}; use one of {', '.join(m.value for m in cls)}"
-            ) from None
+        return _member(cls, value, f"{where}unknown media type")
 
     @classmethod
     def from_mime_type(cls, mime: str) -> MediaType:

@@ -18,9 +18,10 @@ Unknown keys are errors (a typo must not silently drop a price). Every problem i
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from .models import LLMCapabilities, LLMProfile, MediaType, ModelFamily, Pricing
 
 __all__ = [
     "SCHEMA_VERSION",
+    "codec",
     "dump_json",
     "dump_sqlite",
     "dump_yaml",
@@ -67,9 +69,9 @@ _ROW_KEYS = frozenset(
         "tokenizer",
     }
 )
-_PRICE_KEYS = frozenset(
-    {"input", "output", "cached_input", "cache_write", "reasoning", "source", "as_of", "note"}
-)
+#: The ``prices`` table of a row holds the fields of ``Pricing``, by the same names.
+_PRICE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Pricing))
+_PRICE_KEYS = frozenset(_PRICE_FIELDS)
 _CAP_KEYS: dict[str, str] = {
     "streaming": "supports_streaming",
     "tools": "supports_tools",
@@ -141,16 +143,7 @@ def profile_from_row(
     for f in ("source", "as_of", "note"):
         _expect_str(prices.get(f), f"prices.{f}", path, key)
     try:
-        pricing = Pricing(
-            input=prices.get("input"),
-            output=prices.get("output"),
-            cached_input=prices.get("cached_input"),
-            cache_write=prices.get("cache_write"),
-            reasoning=prices.get("reasoning"),
-            source=prices.get("source"),
-            as_of=prices.get("as_of"),
-            note=prices.get("note"),
-        )
+        pricing = Pricing(**{f: prices.get(f) for f in _PRICE_FIELDS})
 
         def media(side: str) -> frozenset[MediaType]:
             items = mods.get(side)
@@ -212,16 +205,7 @@ def profile_to_row(p: LLMProfile) -> dict[str, Any]:
         "description": p.description,
         "context_window": c.max_context_window,
         "max_output_tokens": c.max_output_tokens,
-        "prices": {
-            "input": pr.input,
-            "output": pr.output,
-            "cached_input": pr.cached_input,
-            "cache_write": pr.cache_write,
-            "reasoning": pr.reasoning,
-            "source": pr.source,
-            "as_of": pr.as_of,
-            "note": pr.note,
-        },
+        "prices": {f: getattr(pr, f) for f in _PRICE_FIELDS},
         "capabilities": {k: getattr(c, attr) for k, attr in _CAP_KEYS.items()},
         "modalities": {
             "input": sorted(m.value for m in c.input_modalities),
@@ -439,6 +423,26 @@ def load_sqlite(path: str | os.PathLike[str], *, origin: str = "user") -> Loaded
     finally:
         con.close()
     return load_document({**meta, "models": rows}, path=p, origin=origin)
+
+
+Loader = Callable[..., Loaded]
+Dumper = Callable[[str | os.PathLike[str], Mapping[str, Any], Iterable[Mapping[str, Any]]], None]
+
+#: Each file format's reader and writer.
+_CODECS: dict[str, tuple[Loader, Dumper]] = {
+    "json": (load_json, dump_json),
+    "yaml": (load_yaml, dump_yaml),
+    "sqlite": (load_sqlite, dump_sqlite),
+}
+
+
+def codec(path: str | os.PathLike[str], format: str | None = None) -> tuple[Loader, Dumper]:
+    """The reader and writer of ``format`` (else of ``path``'s extension)."""
+    fmt = format or format_for(path)
+    found = _CODECS.get(fmt)
+    if found is None:
+        raise ConfigurationError(f"unknown catalog format {fmt!r}; use json, yaml or sqlite")
+    return found
 
 
 def format_for(path: str | os.PathLike[str]) -> str:

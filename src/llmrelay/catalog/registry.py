@@ -465,15 +465,8 @@ class LLMRegistry:
 
     def save(self, path: str | os.PathLike[str], *, format: str | None = None) -> None:
         """Write every model to ``path``: JSON, YAML or SQLite (from the extension)."""
-        fmt = format or persistence.format_for(path)
+        _, dump = persistence.codec(path, format)
         meta = {k: v for k, v in self.metadata.items() if k != "schema_version"}
-        dump = {
-            "json": persistence.dump_json,
-            "yaml": persistence.dump_yaml,
-            "sqlite": persistence.dump_sqlite,
-        }.get(fmt)
-        if dump is None:
-            raise ConfigurationError(f"unknown catalog format {fmt!r}; use json, yaml or sqlite")
         dump(path, meta, self.rows())
 
     def load(
@@ -485,16 +478,9 @@ class LLMRegistry:
         return self._load_file(path, format)
 
     def _load_file(self, path: str | os.PathLike[str], format: str | None) -> builtins.list[str]:
-        fmt = format or persistence.format_for(path)
-        loader = {
-            "json": persistence.load_json,
-            "yaml": persistence.load_yaml,
-            "sqlite": persistence.load_sqlite,
-        }.get(fmt)
-        if loader is None:
-            raise ConfigurationError(f"unknown catalog format {fmt!r}; use json, yaml or sqlite")
+        load, _ = persistence.codec(path, format)
         origin = str(Path(path))
-        _, rows = loader(path, origin=origin)
+        _, rows = load(path, origin=origin)
         with self._lock:
             merged = []
             for i, row in enumerate(rows):
@@ -508,12 +494,16 @@ class LLMRegistry:
 
     @classmethod
     def from_file(
-        cls, path: str | os.PathLike[str], *, bundled: bool = False, **kw: Any
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        bundled: bool = False,
+        format: str | None = None,
+        **kw: Any,
     ) -> LLMRegistry:
         """A registry holding the models of one file (over the bundled data if ``bundled``)."""
         reg = cls(bundled=bundled, catalog_files=(), **kw)
-        reg._ensure()
-        reg.load(path)
+        reg.load(path, format=format)
         return reg
 
     # seed 003 spellings
@@ -528,21 +518,15 @@ class LLMRegistry:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str], **kw: Any) -> LLMRegistry:
-        reg = cls(bundled=kw.pop("bundled", False), catalog_files=(), **kw)
-        reg.load(path, format="json")
-        return reg
+        return cls.from_file(path, format="json", **kw)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str], **kw: Any) -> LLMRegistry:
-        reg = cls(bundled=kw.pop("bundled", False), catalog_files=(), **kw)
-        reg.load(path, format="yaml")
-        return reg
+        return cls.from_file(path, format="yaml", **kw)
 
     @classmethod
     def from_sqlite(cls, path: str | os.PathLike[str], **kw: Any) -> LLMRegistry:
-        reg = cls(bundled=kw.pop("bundled", False), catalog_files=(), **kw)
-        reg.load(path, format="sqlite")
-        return reg
+        return cls.from_file(path, format="sqlite", **kw)
 
     def __repr__(self) -> str:
         n = len(self._profiles) if self._loaded else "not loaded"

@@ -79,6 +79,16 @@ def days_ago(days: int, now: float | None = None) -> float:
     return start.timestamp()
 
 
+def _add_since(p: Any) -> None:
+    """``--since WHEN`` on a parser or an argument group."""
+    p.add_argument(
+        "--since",
+        type=parse_since,
+        metavar="WHEN",
+        help="only requests since WHEN: 2h, 30m, 7d, 2025-06-01 or 2025-06-01T14:30 (UTC)",
+    )
+
+
 def add_log_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--db",
@@ -137,12 +147,7 @@ def add_usage_parser(sub: Any) -> None:
         "model and by day (UTC). An unknown price is shown as ?, never as 0.",
     )
     when = p.add_mutually_exclusive_group()
-    when.add_argument(
-        "--since",
-        type=parse_since,
-        metavar="WHEN",
-        help="only requests since WHEN: 2h, 30m, 7d, 2025-06-01 or 2025-06-01T14:30 (UTC)",
-    )
+    _add_since(when)
     when.add_argument(
         "--days", type=positive_int, metavar="N", help="only the last N days (1 = today, UTC)"
     )
@@ -164,12 +169,7 @@ def add_logs_parser(sub: Any) -> None:
     p.add_argument("--alias", help="only calls made through this alias")
     p.add_argument("--outcome", choices=("success", "error", "cache_hit"), help="only this outcome")
     p.add_argument("--trace-id", metavar="ID", help="only the call(s) with this trace id")
-    p.add_argument(
-        "--since",
-        type=parse_since,
-        metavar="WHEN",
-        help="only requests since WHEN: 2h, 30m, 7d, 2025-06-01 or 2025-06-01T14:30 (UTC)",
-    )
+    _add_since(p)
     p.add_argument(
         "--attempts",
         action="store_true",

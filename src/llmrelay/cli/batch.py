@@ -37,7 +37,8 @@ from typing import IO, Any, TextIO
 from ..batch import BatchItem, BatchResult, parse_item
 from ..errors import InvalidRequestError
 from ._output import Console, scrub
-from .chat import _model
+from .chat import _model, call_kwargs
+from .main import EXIT_INTERRUPTED, error_line
 
 __all__ = ["EXIT_ITEMS_FAILED", "EXIT_MALFORMED_INPUT", "Progress", "read_items", "run"]
 
@@ -45,7 +46,6 @@ __all__ = ["EXIT_ITEMS_FAILED", "EXIT_MALFORMED_INPUT", "Progress", "read_items"
 EXIT_ITEMS_FAILED = 6
 #: Exit code: the batch ran to the end and every item succeeded, but input lines were skipped.
 EXIT_MALFORMED_INPUT = 7
-EXIT_INTERRUPTED = 130
 
 #: Failed items listed one by one on stderr before "... and N more".
 _SHOWN_FAILURES = 10
@@ -167,17 +167,6 @@ def _rich_progress(file: TextIO, *columns: Any) -> Any:
     return RichProgress(*columns, console=RichConsole(file=file), transient=False)
 
 
-def _call_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {}
-    for name in ("system", "temperature", "max_tokens", "timeout", "retries"):
-        value = getattr(args, name)
-        if value is not None:
-            kwargs[name] = value
-    if args.base_url:
-        kwargs["base_url"] = args.base_url
-    return kwargs
-
-
 def _paths(args: argparse.Namespace) -> tuple[str, str]:
     out = args.output
     journal = args.journal or f"{out}.journal"
@@ -255,8 +244,6 @@ def _write_output(path: str, results: list[BatchResult]) -> None:
 
 
 def _report_failures(results: list[BatchResult], lines: list[int], err: Console) -> None:
-    from .main import error_line
-
     failed = [r for r in results if not r.ok]
     for r in failed[:_SHOWN_FAILURES]:
         assert r.error is not None
@@ -271,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
     out, journal = _paths(args)
     err = Console(sys.stderr)
     items, lines, malformed = _read_input(args.input, err)
-    kwargs = _call_kwargs(args)
+    kwargs = call_kwargs(args)
     progress = Progress(len(items), sys.stderr)
     try:
         results = asyncio.run(_run_batch(model, items, kwargs, args, journal, progress))

@@ -12,7 +12,7 @@ from ..errors import InvalidRequestError, UnknownModelError
 from ..types import Response
 from ._output import Console, scrub
 
-__all__ = ["MODEL_ENV", "read_prompt", "run"]
+__all__ = ["MODEL_ENV", "call_kwargs", "read_prompt", "run"]
 
 #: The environment variable naming the default model of ``llmrelay chat``.
 MODEL_ENV = "LLMRELAY_MODEL"
@@ -53,18 +53,13 @@ def _model(arg: str | None) -> str:
     return model
 
 
-def _call_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+def call_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The call options given on the command line (``chat`` and ``batch`` share them)."""
     kwargs: dict[str, Any] = {}
-    if args.system is not None:
-        kwargs["system"] = args.system
-    if args.temperature is not None:
-        kwargs["temperature"] = args.temperature
-    if args.max_tokens is not None:
-        kwargs["max_tokens"] = args.max_tokens
-    if args.timeout is not None:
-        kwargs["timeout"] = args.timeout
-    if args.retries is not None:
-        kwargs["retries"] = args.retries
+    for name in ("system", "temperature", "max_tokens", "timeout", "retries"):
+        value = getattr(args, name)
+        if value is not None:
+            kwargs[name] = value
     if args.base_url:
         kwargs["base_url"] = args.base_url
     return kwargs
@@ -105,7 +100,7 @@ async def _call(
 def run(args: argparse.Namespace) -> int:
     model = _model(args.model)
     prompt = read_prompt(args.prompt)
-    kwargs = _call_kwargs(args)
+    kwargs = call_kwargs(args)
     out = Console(sys.stdout, plain=True)
     stream = args.stream if args.stream is not None else (sys.stdout.isatty() and not args.json)
     printing = stream and not args.json

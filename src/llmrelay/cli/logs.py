@@ -21,16 +21,21 @@ __all__ = ["run"]
 _HEADERS = ("time (UTC)", "trace id", "model", "alias", "outcome", "in", "out", "cost", "latency")
 
 
+def _outcome(row: dict[str, Any]) -> str:
+    """``success``, or ``error ServerError 500``: the outcome, error class and status."""
+    outcome: str = row["outcome"]
+    if row["error"]:
+        outcome += f" {row['error']}" + (f" {row['status']}" if row["status"] else "")
+    return scrub(outcome)
+
+
 def _request_cells(r: dict[str, Any]) -> list[str]:
-    outcome = r["outcome"]
-    if r["error"]:
-        outcome += f" {r['error']}" + (f" {r['status']}" if r["status"] else "")
     return [
         fmt_time(r["started_at"]),
         r["trace_id"],
         f"{r['provider']}/{r['model']}",
         r["alias"] or "-",
-        scrub(outcome),
+        _outcome(r),
         f"{r['input_tokens']:,}",
         f"{r['output_tokens']:,}",
         fmt_cost(r["cost_usd"]),
@@ -39,9 +44,6 @@ def _request_cells(r: dict[str, Any]) -> list[str]:
 
 
 def _attempt_cells(a: dict[str, Any]) -> list[str]:
-    outcome = a["outcome"]
-    if a["error"]:
-        outcome += f" {a['error']}" + (f" {a['status']}" if a["status"] else "")
     detail = a["reason"] or a["message"] or ""
     if a["backoff_s"]:
         detail = f"after {fmt_seconds(a['backoff_s'])} backoff" + (f"; {detail}" if detail else "")
@@ -50,7 +52,7 @@ def _attempt_cells(a: dict[str, Any]) -> list[str]:
         scrub(detail)[:80],
         f"{a['provider']}/{a['model']}",
         "",
-        scrub(outcome),
+        _outcome(a),
         f"{a['input_tokens']:,}",
         f"{a['output_tokens']:,}",
         fmt_cost(a["cost_usd"]),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from ..errors import ConfigurationError, UnknownModelError
@@ -16,6 +17,7 @@ __all__ = [
     "BaseModelConfig",
     "ProviderBaseConfig",
     "create_model",
+    "did_you_mean",
     "register_config",
 ]
 
@@ -38,6 +40,12 @@ class BaseModelConfig(ABC):
     @abstractmethod
     def caller_class(self) -> type[Any]:
         """Returns the reference to the appropriate caller class."""
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest candidate, or ``""``."""
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 #: alias -> configuration class (seed 002's global registry).
@@ -163,10 +171,9 @@ def create_model(alias: str, **overrides: Any) -> BaseModelConfig:
     known = sorted(k for k, v in vars(config).items() if not k.startswith("_") and not callable(v))
     for key, value in overrides.items():
         if key.startswith("_") or not hasattr(config, key) or callable(getattr(config, key)):
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigurationError(
-                f"configuration {alias!r} ({cls.__name__}) has no attribute {key!r}{hint}; "
+                f"configuration {alias!r} ({cls.__name__}) has no attribute {key!r}"
+                f"{did_you_mean(key, known)}; "
                 f"settable attributes: {', '.join(known)}"
             )
         setattr(config, key, value)

@@ -68,8 +68,8 @@ class ChatCaller:
 
     async def acall_llm(self, prompt: str) -> str:
         """Send ``prompt`` (after the configuration's system message) and return the text."""
-        from ..engine import CallOptions
-        from ..types import GenerationParams
+        from ..call_options import NO_OPTIONS
+        from ..types import NO_PARAMS
 
         if not isinstance(prompt, str):
             raise InvalidRequestError(
@@ -78,9 +78,9 @@ class ChatCaller:
             )
         engine = self.client.engine
         if self._stream:
-            s = engine.stream(self._target, prompt, GenerationParams(), CallOptions())
+            s = engine.stream(self._target, prompt, NO_PARAMS, NO_OPTIONS)
             return str((await s.collect()).text)
-        resp = await engine.complete(self._target, prompt, GenerationParams(), CallOptions())
+        resp = await engine.complete(self._target, prompt, NO_PARAMS, NO_OPTIONS)
         return str(resp.text)
 
     def call_llm(self, prompt: str) -> str:

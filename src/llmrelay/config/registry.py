@@ -7,7 +7,6 @@ configurations (which subclass ``BaseModelConfig`` directly) work exactly like o
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import sys
@@ -18,7 +17,13 @@ from ..errors import ConfigurationError, InvalidRequestError, UnknownModelError
 from ..providers import PROVIDERS, Secret, infer_provider
 from ..resolve import Target
 from ..types import build_params
-from .base import CONFIG_REGISTRY, BaseModelConfig, ProviderBaseConfig, register_config
+from .base import (
+    CONFIG_REGISTRY,
+    BaseModelConfig,
+    ProviderBaseConfig,
+    did_you_mean,
+    register_config,
+)
 
 __all__ = [
     "InvalidConfigValueError",
@@ -102,7 +107,7 @@ def make_config_class(
             if k.startswith("_") or k not in vars(self):
                 known = sorted(a for a in vars(self) if not a.startswith("_"))
                 raise InvalidConfigValueError(
-                    f"configuration {alias!r}: unknown attribute {k!r}{_did_you_mean(k, known)}; "
+                    f"configuration {alias!r}: unknown attribute {k!r}{did_you_mean(k, known)}; "
                     f"known attributes: {', '.join(known)}",
                     field=k,
                 )
@@ -124,11 +129,6 @@ def make_config_class(
     )
     cls()  # an unknown attribute fails here, at definition time
     return cls
-
-
-def _did_you_mean(name: str, candidates: set[str] | list[str]) -> str:
-    close = difflib.get_close_matches(name, list(candidates), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _caller_provider(config: BaseModelConfig) -> str | None:

@@ -32,8 +32,9 @@ from typing import Any
 
 from ..errors import ConfigFileError, LLMRelayError
 from ..providers import PROVIDERS, ProviderSpec, register_provider_spec
+from .base import CONFIG_REGISTRY, did_you_mean, register_config
 
-__all__ = ["default_path", "file_settings", "load_default_file", "load_file"]
+__all__ = ["default_path", "file_settings", "load_default_file", "load_file", "settings_path"]
 
 SECTIONS = frozenset(
     {"models", "providers", "defaults", "state", "cache", "limits", "budgets", "log", "catalog"}
@@ -73,12 +74,20 @@ _TOML_TYPES = {
     dict: "a table",
 }
 
-_settings: dict[str, Any] = {}
+#: table name -> (the file it was read from, the table)
+_settings: dict[str, tuple[str, Any]] = {}
 
 
 def file_settings(section: str) -> dict[str, Any]:
     """The loaded file's table ``section`` (empty when absent)."""
-    return dict(_settings.get(section) or {})
+    entry = _settings.get(section)
+    return dict(entry[1] or {}) if entry else {}
+
+
+def settings_path(section: str) -> str | None:
+    """The file the table ``section`` was read from, for errors found when a layer reads it."""
+    entry = _settings.get(section)
+    return entry[0] if entry else None
 
 
 # --------------------------------------------------------------------------- locating lines
@@ -166,10 +175,10 @@ class _Checker:
     ) -> None:
         for key, value in entry.items():
             if key not in allowed:
-                close = difflib.get_close_matches(key, list(allowed), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise self.error(
-                    (*table, key), f"unknown key {key!r}{hint}; allowed keys: {', '.join(allowed)}"
+                    (*table, key),
+                    f"unknown key {key!r}{did_you_mean(key, allowed)}; allowed keys: "
+                    f"{', '.join(allowed)}",
                 )
             types = allowed[key]
             ok = isinstance(value, types) and (bool in types or not isinstance(value, bool))
@@ -235,12 +244,10 @@ def load_file(path: str | os.PathLike[str]) -> list[str]:
         raise
 
     # Phase 2: apply.
-    from .base import register_config
-
     for cls in classes:
         register_config(cls)
     # A later file's table replaces an earlier file's table of the same name.
-    _settings.update({k: v for k, v in data.items() if k not in ("models", "providers")})
+    _settings.update({k: (str(p), v) for k, v in data.items() if k not in ("models", "providers")})
     return list(models)
 
 
@@ -249,11 +256,10 @@ def _check_provider(check: _Checker, name: str, entry: Any) -> list[ProviderSpec
     entry = check.table(table, entry)
     spec = PROVIDERS.get(name)
     if spec is None:
-        close = difflib.get_close_matches(name, list(PROVIDERS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise check.error(
             table,
-            f"unknown provider {name!r}{hint}; known providers: {', '.join(sorted(PROVIDERS))}",
+            f"unknown provider {name!r}{did_you_mean(name, PROVIDERS)}; known providers: "
+            f"{', '.join(sorted(PROVIDERS))}",
         )
     check.types(table, entry, PROVIDER_KEYS)
     base_url = entry.get("base_url")
@@ -270,8 +276,6 @@ def _check_provider(check: _Checker, name: str, entry: Any) -> list[ProviderSpec
 
 
 def _check_model(check: _Checker, alias: str, entry: Any, file_aliases: set[str]) -> None:
-    from .base import CONFIG_REGISTRY
-
     table = ("models", alias)
     entry = check.table(table, entry)
     if not alias.strip():
@@ -284,11 +288,10 @@ def _check_model(check: _Checker, alias: str, entry: Any, file_aliases: set[str]
             )
     provider = entry["provider"]
     if provider not in PROVIDERS:
-        close = difflib.get_close_matches(provider, list(PROVIDERS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise check.error(
             (*table, "provider"),
-            f"unknown provider {provider!r}{hint}; known providers: {', '.join(sorted(PROVIDERS))}",
+            f"unknown provider {provider!r}{did_you_mean(provider, PROVIDERS)}; known "
+            f"providers: {', '.join(sorted(PROVIDERS))}",
         )
     if not entry["model"].strip():
         raise check.error((*table, "model"), "model must not be empty")

@@ -10,7 +10,15 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from ..errors import ConfigurationError, InvalidRequestError
 from .rows import AttemptRow, RequestRow
 
-__all__ = ["OUTCOMES", "LogFilter", "LogStore", "UsageBy", "check_identifier", "usage_row"]
+__all__ = [
+    "OUTCOMES",
+    "USAGE_COLUMNS",
+    "LogFilter",
+    "LogStore",
+    "UsageBy",
+    "check_identifier",
+    "usage_row",
+]
 
 OUTCOMES = ("success", "error", "cancelled", "cache_hit")
 UsageBy = Literal["model", "day"]
@@ -74,6 +82,19 @@ class LogFilter:
             ("trace_id", self.trace_id),
         )
         return [(column, value) for column, value in pairs if value is not None]
+
+
+#: The aggregates of a usage report over the request rows, in SQL that SQLite and PostgreSQL
+#: both run (booleans are 0/1 integers in SQLite); :func:`usage_row` reads them.
+USAGE_COLUMNS = """
+    COUNT(*) AS requests,
+    SUM(CASE WHEN outcome IN ('error', 'cancelled') THEN 1 ELSE 0 END) AS errors,
+    SUM(CASE WHEN cache_hit THEN 1 ELSE 0 END) AS cache_hits,
+    SUM(CASE WHEN cache_hit THEN 0 ELSE input_tokens END) AS input_tokens,
+    SUM(CASE WHEN cache_hit THEN 0 ELSE output_tokens END) AS output_tokens,
+    SUM(cost_usd) AS cost_usd,
+    SUM(CASE WHEN cost_known THEN 0 ELSE 1 END) AS cost_unknown
+"""
 
 
 def usage_row(key: str, value: str, r: dict[str, Any]) -> dict[str, Any]:

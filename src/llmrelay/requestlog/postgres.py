@@ -23,7 +23,7 @@ import orjson
 
 from .._sync import stop_loop_thread
 from ..errors import ConfigurationError, StateStoreError
-from .base import LogFilter, UsageBy, check_identifier, usage_row
+from .base import USAGE_COLUMNS, LogFilter, UsageBy, check_identifier, usage_row
 from .rows import ATTEMPT_COLUMNS, REQUEST_COLUMNS, AttemptRow, RequestRow
 
 __all__ = ["PostgresStore", "redact_dsn"]
@@ -358,16 +358,8 @@ class PostgresStore:
         else:
             key, order = "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')", "k"
         rows = self._fetch(
-            f"""SELECT {key} AS k,
-                COUNT(*) AS requests,
-                COUNT(*) FILTER (WHERE outcome IN ('error', 'cancelled')) AS errors,
-                COUNT(*) FILTER (WHERE cache_hit) AS cache_hits,
-                SUM(CASE WHEN cache_hit THEN 0 ELSE input_tokens END) AS input_tokens,
-                SUM(CASE WHEN cache_hit THEN 0 ELSE output_tokens END) AS output_tokens,
-                SUM(cost_usd) AS cost_usd,
-                COUNT(*) FILTER (WHERE NOT cost_known) AS cost_unknown
-            FROM {self.requests_table} WHERE {" AND ".join(clauses)}
-            GROUP BY k ORDER BY {order}""",
+            f"SELECT {key} AS k, {USAGE_COLUMNS} FROM {self.requests_table} "
+            f"WHERE {' AND '.join(clauses)} GROUP BY k ORDER BY {order}",
             args,
         )
         return [usage_row(by, r["k"], dict(r)) for r in rows]

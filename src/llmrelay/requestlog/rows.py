@@ -146,7 +146,7 @@ def rows_from_record(
         provider, sep, model = a.deployment.partition("/")
         if not sep:
             provider, model = "", a.deployment
-        if a.number > 1 and (a.outcome == "success" or a.outcome == "error"):
+        if a.is_retry:
             retries += 1
         au = a.usage
         acost, aknown = attempt_cost(a)

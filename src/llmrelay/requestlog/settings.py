@@ -81,11 +81,11 @@ class LogSettings:
 
 def _file_table() -> dict[str, Any]:
     from ..config import ensure_loaded
-    from ..config.toml_file import default_path, file_settings
+    from ..config.toml_file import file_settings, settings_path
 
     ensure_loaded()
     table = file_settings("log")
-    where = str(default_path() or "<config>")
+    where = settings_path("log") or "<config>"
     for key, value in table.items():
         want = _KEYS.get(key)
         if want is None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StateStoreError
-from .base import LogFilter, UsageBy, usage_row
+from .base import USAGE_COLUMNS, LogFilter, UsageBy, usage_row
 from .rows import ATTEMPT_COLUMNS, REQUEST_COLUMNS, AttemptRow, RequestRow
 
 __all__ = ["MIGRATIONS", "MIGRATIONS_TABLE", "SQLiteStore", "migrate"]
@@ -145,16 +145,6 @@ def _insert(table: str, columns: tuple[str, ...]) -> str:
 _INSERT_REQUEST = _insert("requests", REQUEST_COLUMNS)
 _INSERT_ATTEMPT = _insert("attempts", ATTEMPT_COLUMNS)
 
-_USAGE_COLUMNS = """
-    COUNT(*) AS requests,
-    SUM(outcome IN ('error', 'cancelled')) AS errors,
-    SUM(cache_hit) AS cache_hits,
-    SUM(CASE WHEN cache_hit THEN 0 ELSE input_tokens END) AS input_tokens,
-    SUM(CASE WHEN cache_hit THEN 0 ELSE output_tokens END) AS output_tokens,
-    SUM(cost_usd) AS cost_usd,
-    SUM(NOT cost_known) AS cost_unknown
-"""
-
 
 def _dict(row: sqlite3.Row) -> dict[str, Any]:
     d = dict(row)
@@ -259,7 +249,7 @@ class SQLiteStore:
             key = "strftime('%Y-%m-%d', started_at, 'unixepoch')"
             order = "k"
         rows = self._query(
-            f"SELECT {key} AS k, {_USAGE_COLUMNS} FROM requests WHERE {where} "
+            f"SELECT {key} AS k, {USAGE_COLUMNS} FROM requests WHERE {where} "
             f"GROUP BY k ORDER BY {order}",
             args,
         )

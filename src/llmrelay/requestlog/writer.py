@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
+from ..state.base import check_positive
 from .base import LogFilter, LogStore, UsageBy
 from .rows import AttemptRow, RequestRow, rows_from_record
 
@@ -61,13 +62,6 @@ class _Marker:
         self.target = -1
 
 
-def _positive(name: str, value: Any, *, integer: bool = False) -> None:
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
-        kind = "a whole number" if integer else "a number"
-        raise ConfigurationError(f"{name} must be {kind} > 0, not {value!r}")
-
-
 class RequestLog:
     """Logs one row per logical call and one per attempt to SQLite or PostgreSQL.
 
@@ -89,11 +83,11 @@ class RequestLog:
         max_retry_delay: float = 30.0,
         connect_now: bool = False,
     ) -> None:
-        _positive("batch_size", batch_size, integer=True)
-        _positive("flush_interval", flush_interval)
-        _positive("max_pending", max_pending, integer=True)
-        _positive("retry_delay", retry_delay)
-        _positive("max_retry_delay", max_retry_delay)
+        check_positive(batch_size, "batch_size", integer=True)
+        check_positive(flush_interval, "flush_interval")
+        check_positive(max_pending, "max_pending", integer=True)
+        check_positive(retry_delay, "retry_delay")
+        check_positive(max_retry_delay, "max_retry_delay")
         if store is None or isinstance(store, str | os.PathLike):
             from .settings import open_store
 

@@ -9,21 +9,28 @@ open or closed.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigurationError, StateStoreError
+
+if TYPE_CHECKING:
+    from ..providers import Secret
 
 __all__ = [
     "FailMode",
     "Store",
     "ThrottledWarning",
     "check_fail_mode",
+    "check_positive",
     "check_ttl",
     "hash_tag",
+    "key_digest",
+    "key_id",
     "redact_url",
     "refused",
 ]
@@ -78,6 +85,20 @@ def check_ttl(ttl: object, what: str = "ttl") -> float | None:
     return float(ttl)
 
 
+def check_positive(value: object, what: str, *, integer: bool = False, zero: bool = False) -> None:
+    """A ConfigurationError naming ``what`` unless ``value`` is a finite number of seconds
+    greater than 0 (``zero``: or equal to 0), or with ``integer`` a whole number."""
+    ok = (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and (isinstance(value, int) or (not integer and math.isfinite(value)))
+        and (value >= 0 if zero else value > 0)
+    )
+    if not ok:
+        kind = "a whole number" if integer else "a number of seconds"
+        raise ConfigurationError(f"{what} must be {kind} {'>=' if zero else '>'} 0, not {value!r}")
+
+
 def check_fail_mode(value: object, what: str) -> FailMode:
     if value not in ("open", "closed"):
         raise ConfigurationError(
@@ -91,6 +112,36 @@ def hash_tag(text: str) -> str:
     """``text`` made safe inside a Redis Cluster hash tag (``{...}``): braces are replaced, so
     every key of one logical object hashes to the same slot."""
     return text.replace("{", "(").replace("}", ")")
+
+
+#: API key -> (SHA-256, its first 16 hex digits); bounded, so odd use cannot grow it forever.
+_KEY_HASHES: dict[str, tuple[bytes, str]] = {}
+
+
+def _key_hashes(api_key: Secret | None) -> tuple[bytes, str] | None:
+    key = api_key.get() if api_key is not None else ""
+    if not key:
+        return None
+    hashes = _KEY_HASHES.get(key)
+    if hashes is None:  # hashing costs about a microsecond: once per key, not once per call
+        digest = hashlib.sha256(key.encode()).digest()
+        hashes = (digest, digest[:8].hex())
+        if len(_KEY_HASHES) < 1024:
+            _KEY_HASHES[key] = hashes
+    return hashes
+
+
+def key_digest(api_key: Secret | None) -> bytes | None:
+    """The SHA-256 of an API key (None without one): how the layers tell keys apart -- cache
+    entries, rate-limit scopes, budgets -- without ever storing a key."""
+    hashes = _key_hashes(api_key)
+    return None if hashes is None else hashes[0]
+
+
+def key_id(api_key: Secret | None) -> str | None:
+    """An API key's name in shared state: the first 16 hex digits of its SHA-256."""
+    hashes = _key_hashes(api_key)
+    return None if hashes is None else hashes[1]
 
 
 def redact_url(url: str) -> str:

@@ -40,7 +40,7 @@ from typing import Any
 
 from ..breaker import BreakerRegistry, CircuitBreaker, Permit, State, counts_as_failure
 from ..errors import CircuitOpenError, ConfigurationError, StateStoreError
-from .base import hash_tag
+from .base import check_positive, hash_tag
 from .redis_store import RedisStore
 from .scripts import CB_ACQUIRE, CB_OUTCOME, CB_READ, CB_RESET
 
@@ -361,9 +361,7 @@ class SharedBreakerRegistry(BreakerRegistry):
                 "consecutive failures (failure_threshold, recovery_timeout, half_open_max_calls)"
             )
         for n in ("probe_lease", "sync_interval"):
-            v = settings.get(n, 1.0)
-            if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
-                raise ConfigurationError(f"{n} must be a positive number of seconds, not {v!r}")
+            check_positive(settings.get(n, 1.0), n)
         local = {k: v for k, v in settings.items() if k not in ("probe_lease", "sync_interval")}
         super().__init__(**local)  # validates the common settings now
         self.settings = settings

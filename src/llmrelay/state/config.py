@@ -45,7 +45,6 @@ documented in ``llmrelay.state``.
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -54,7 +53,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigFileError, ConfigurationError, StateStoreError
-from .base import Store
+from .base import Store, check_positive
 
 if TYPE_CHECKING:
     from ..breaker import BreakerRegistry
@@ -106,19 +105,8 @@ class StateSettings:
             )
         if not isinstance(self.prefix, str):
             raise ConfigurationError(f"state prefix must be a string, not {self.prefix!r}")
-        for name in ("timeout", "retry_interval"):
-            v = getattr(self, name)
-            if (
-                isinstance(v, bool)
-                or not isinstance(v, int | float)
-                or not math.isfinite(v)
-                or v < 0
-            ):
-                raise ConfigurationError(
-                    f"state {name} must be a number of seconds >= 0, not {v!r}"
-                )
-        if self.timeout == 0:
-            raise ConfigurationError("state timeout must be greater than 0 seconds")
+        check_positive(self.timeout, "state timeout")
+        check_positive(self.retry_interval, "state retry_interval", zero=True)
 
 
 # --------------------------------------------------------------------------- reading config
@@ -143,9 +131,10 @@ def _file_table(section: str, known: set[str] | None) -> dict[str, Any]:
 
 
 def _file_error(section: str, key: str, message: str) -> ConfigFileError:
-    from ..config.toml_file import _line_of, default_path
+    from ..config.toml_file import _line_of, settings_path
 
-    path = default_path()
+    where = settings_path(section)
+    path = Path(where) if where else None
     line = None
     if path is not None:
         try:
@@ -283,11 +272,18 @@ def default_ledger(settings: StateSettings | None = None, **kw: Any) -> Ledger:
     """The budget ledger of the configured state: Redis when configured, else in memory."""
     if settings is None:
         settings = settings_from_config()
-    if settings is not None and settings.backend == "redis":
+    if settings is None or settings.backend != "redis":
+        return _ledger_for(None)
+    return _ledger_for(open_store(settings), **kw)
+
+
+def _ledger_for(store: Store | None, **kw: Any) -> Ledger:
+    """A ledger in ``store`` when it is Redis (``kw`` are ``RedisLedger`` options), else one
+    in this process (budgets in a SQLite or memory store stay in process)."""
+    if store is not None and store.kind == "redis":
         from .ledger import RedisLedger
         from .redis_store import RedisStore
 
-        store = open_store(settings)
         assert isinstance(store, RedisStore)
         return RedisLedger(store, **kw)
     from ..budgets import MemoryLedger
@@ -408,18 +404,7 @@ def _budgets_layer(store: Store | None, table: Mapping[str, Any]) -> Budgets | N
             if not isinstance(e, Mapping):
                 raise ConfigurationError("each [[budgets.limit]] must be a table")
             limits.append(BudgetLimit(**e))
-        ledger: Ledger
-        on_error = table.get("on_store_error", "closed")
-        if store is not None and store.kind == "redis":
-            from .ledger import RedisLedger
-            from .redis_store import RedisStore
-
-            assert isinstance(store, RedisStore)
-            ledger = RedisLedger(store, on_store_error=on_error)
-        else:
-            from ..budgets import MemoryLedger
-
-            ledger = MemoryLedger()
+        ledger = _ledger_for(store, on_store_error=table.get("on_store_error", "closed"))
         return Budgets(limits, ledger=ledger, unknown_cost=table.get("unknown_cost", "deny"))
     except (ConfigurationError, TypeError) as exc:
         raise _file_error("budgets", "limit", getattr(exc, "message", str(exc))) from None

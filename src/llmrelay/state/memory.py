@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..errors import ConfigurationError
+from .base import check_positive
 
 __all__ = ["MemoryStore"]
 
@@ -28,8 +28,7 @@ class MemoryStore:
         prefix: str = "llmrelay:",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
-            raise ConfigurationError(f"max_entries must be an integer >= 1, not {max_entries!r}")
+        check_positive(max_entries, "max_entries", integer=True)
         self.max_entries = max_entries
         self.prefix = prefix
         self.clock = clock

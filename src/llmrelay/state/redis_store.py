@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError, StateStoreError
-from .base import redact_url
+from .base import check_positive, redact_url
 
 __all__ = ["RedisStore", "Script", "import_redis"]
 
@@ -121,18 +121,8 @@ class RedisStore:
     ) -> None:
         self.url = check_redis_url(url)
         self.where = redact_url(url)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise ConfigurationError(
-                f"timeout must be a positive number of seconds, not {timeout!r}"
-            )
-        if (
-            isinstance(retry_interval, bool)
-            or not isinstance(retry_interval, int | float)
-            or retry_interval < 0
-        ):
-            raise ConfigurationError(
-                f"retry_interval must be a number of seconds >= 0, not {retry_interval!r}"
-            )
+        check_positive(timeout, "timeout")
+        check_positive(retry_interval, "retry_interval", zero=True)
         self.prefix = prefix
         self.timeout = float(timeout)
         self.retry_interval = float(retry_interval)

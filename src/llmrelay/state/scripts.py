@@ -136,7 +136,9 @@ return 1
 # Every script returns a snapshot {st, gen, open_remaining_ms, f, admitted, epoch, version}:
 # every write bumps the version, so a process never lets an older snapshot (one that arrived
 # late) overwrite a newer one; the epoch changes when the hash is created anew (expiry, a
-# restarted Redis).
+# restarted Redis). Every script, a read too, creates the hash when it is missing: a snapshot
+# of no hash has no epoch to be ordered by, so arriving after the snapshots of the writes that
+# followed it, it would show closed a breaker those writes had opened.
 
 _CB_LOAD = """
 local h, p = KEYS[1], KEYS[2]
@@ -164,6 +166,7 @@ end
 local function snap(admitted)
   return {st, gen, rem(), f, admitted, epoch, ver}
 end
+if epoch == '0' then bump() end
 """
 
 #: ARGV[6]: probe token. admitted: 1 a normal call, 2 a probe, 0 refused.

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from ..errors import ConfigurationError, StateStoreError
+from .base import check_positive
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -60,10 +61,8 @@ class SQLiteStore:
     ) -> None:
         if on_corrupt not in ("recover", "raise"):
             raise ConfigurationError(f"on_corrupt must be 'recover' or 'raise', not {on_corrupt!r}")
-        if max_entries is not None and (
-            isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1
-        ):
-            raise ConfigurationError(f"max_entries must be an integer >= 1, not {max_entries!r}")
+        if max_entries is not None:
+            check_positive(max_entries, "max_entries", integer=True)
         if not str(path).strip():
             raise ConfigurationError("the SQLite state path is empty; give a file name")
         self.path = Path(path).expanduser()

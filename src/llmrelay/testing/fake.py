@@ -165,6 +165,10 @@ class RecordedRequest:
 
 class Dialect(Protocol):
     name: str
+    #: Frames sent before the first content frame (Anthropic: message_start, ...).
+    lead_frames: int
+    #: The status the provider answers a bad key with (Gemini: 400).
+    auth_error_status: int
 
     def parse(self, body: dict[str, Any], path: str, query: Mapping[str, str]) -> FakeRequest: ...
 
@@ -346,7 +350,7 @@ class FakeUpstream:
         if path.startswith("/v1beta/") or (path.startswith("/v1/models/") and ":" in path):
             return self._dialects["gemini"]
         if path.endswith(("/messages", "/messages/count_tokens")):
-            return self._dialects.get("anthropic")
+            return self._dialects["anthropic"]
         if path.endswith("/chat/completions"):
             return self._dialects["openai"]
         return None
@@ -381,13 +385,10 @@ class FakeUpstream:
             if path.startswith("/v1beta"):
                 d = self._dialects["gemini"]
             elif "anthropic-version" in request.headers:
-                d = self._dialects.get("anthropic") or self._dialects["openai"]
+                d = self._dialects["anthropic"]
             else:
                 d = self._dialects["openai"]
-            if self.api_key and not d.check_auth(request, self.api_key):
-                st = _auth_status(d)
-                return self._json(st, d.error(st, "Invalid API key", None, "invalid_api_key"), d)
-            return self._json(200, d.models(self.models), d)
+            return self._refuse_key(request, d) or self._json(200, d.models(self.models), d)
         dialect = self._dialect_for(path)
         if dialect is None:
             return web.json_response({"error": {"message": f"no route {path}"}}, status=404)
@@ -398,13 +399,9 @@ class FakeUpstream:
             return web.Response(status=500)
         if reply.kind == "hang" or reply.delay:
             await asyncio.sleep(reply.delay)
-        if self.api_key and not dialect.check_auth(request, self.api_key):
-            st = _auth_status(dialect)
-            return self._json(
-                st,
-                dialect.error(st, "Invalid API key provided", None, "invalid_api_key"),
-                dialect,
-            )
+        refused = self._refuse_key(request, dialect)
+        if refused is not None:
+            return refused
         if reply.kind == "raw":
             return web.Response(
                 status=reply.status,
@@ -445,6 +442,14 @@ class FakeUpstream:
             payload = dialect.body(req, text, tool, usage, finish)
             return self._json(200, payload, dialect, reply.headers)
         return await self._stream(request, dialect, req, reply, text, tool, usage, finish)
+
+    def _refuse_key(self, request: web.Request, dialect: Dialect) -> web.Response | None:
+        """The provider's answer to a missing or wrong key (None when the key is right)."""
+        if not self.api_key or dialect.check_auth(request, self.api_key):
+            return None
+        st = dialect.auth_error_status
+        err = dialect.error(st, "Invalid API key provided", None, "invalid_api_key")
+        return self._json(st, err, dialect)
 
     def _answer(self, req: FakeRequest, reply: Reply) -> tuple[str, tuple[str, Any] | None]:
         if reply.kind == "tool_call":
@@ -501,14 +506,14 @@ class FakeUpstream:
         )
         await resp.prepare(request)
         if reply.kind == "cut_stream":
-            for f in frames[: reply.after_chunks + _lead_frames(dialect)]:
+            for f in frames[: reply.after_chunks + dialect.lead_frames]:
                 await resp.write(f)
             assert request.transport is not None
             request.transport.close()
             return resp
         if reply.kind == "stream_error":
             # after_chunks=0: the error is the very first event of the stream.
-            n = reply.after_chunks + _lead_frames(dialect) if reply.after_chunks else 0
+            n = reply.after_chunks + dialect.lead_frames if reply.after_chunks else 0
             for f in frames[:n]:
                 await resp.write(f)
             await resp.write(dialect.stream_error(reply.message, reply.error_type))
@@ -518,13 +523,3 @@ class FakeUpstream:
             await resp.write(f)
         await resp.write_eof()
         return resp
-
-
-def _lead_frames(dialect: Dialect) -> int:
-    """Frames a dialect sends before its first content frame (Anthropic: message_start...)."""
-    return int(getattr(dialect, "lead_frames", 0))
-
-
-def _auth_status(dialect: Dialect) -> int:
-    """The status a dialect's provider answers a bad key with (Gemini: 400, others 401)."""
-    return int(getattr(dialect, "auth_error_status", 401))

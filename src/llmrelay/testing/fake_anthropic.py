@@ -95,6 +95,7 @@ class AnthropicDialect:
     name = "anthropic"
     #: message_start, content_block_start and ping come before the first content delta.
     lead_frames = 3
+    auth_error_status = 401
 
     def parse(self, body: dict[str, Any], path: str, query: Mapping[str, str]) -> FakeRequest:
         from .fake import FakeRequest

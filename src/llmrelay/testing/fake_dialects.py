@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .fake_anthropic import AnthropicDialect
 from .fake_gemini import GeminiDialect
 from .fake_openai import OpenAIDialect
 
-DIALECTS: dict[str, Any] = {
+if TYPE_CHECKING:
+    from .fake import Dialect
+
+DIALECTS: dict[str, Dialect] = {
     "openai": OpenAIDialect(),
     "anthropic": AnthropicDialect(),
     "gemini": GeminiDialect(),

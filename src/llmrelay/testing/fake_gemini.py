@@ -179,6 +179,8 @@ def _texts(parts: list[dict[str, Any]]) -> list[str]:
 class GeminiDialect:
     name = "gemini"
     lead_frames = 0
+    #: Google answers a bad key with 400 INVALID_ARGUMENT, not 401.
+    auth_error_status = 400
 
     def parse(self, body: dict[str, Any], path: str, query: Mapping[str, str]) -> FakeRequest:
         m = _PATH.search(path)
@@ -239,9 +241,6 @@ class GeminiDialect:
         return (
             request.headers.get("x-goog-api-key") == api_key or request.query.get("key") == api_key
         )
-
-    #: Google answers a bad key with 400 INVALID_ARGUMENT, not 401.
-    auth_error_status = 400
 
     def request_id_header(self) -> str:
         return "x-goog-request-id"

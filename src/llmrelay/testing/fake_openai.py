@@ -52,6 +52,7 @@ class OpenAIDialect:
     name = "openai"
     #: Like api.openai.com, a text stream opens with a role chunk whose content is "".
     lead_frames = 1
+    auth_error_status = 401
 
     def parse(self, body: dict[str, Any], path: str, query: Mapping[str, str]) -> FakeRequest:
         from .fake import FakeRequest

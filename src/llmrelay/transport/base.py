@@ -43,16 +43,6 @@ class HttpResponse:
     headers: Mapping[str, str]
     body: bytes
 
-    def header(self, name: str) -> str | None:
-        """Case-insensitive header lookup (name must be lower-case)."""
-        v = self.headers.get(name)
-        if v is not None:
-            return v
-        for k, val in self.headers.items():
-            if k.lower() == name:
-                return val
-        return None
-
 
 @dataclass(slots=True, frozen=True)
 class Timeouts:
