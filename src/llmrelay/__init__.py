@@ -142,6 +142,7 @@ _ERRORS = (
     "ConflictError",
     "RateLimitedError",
     "QuotaExhaustedError",
+    "RedirectError",
     "ServerError",
     "OverloadedError",
     "ContentFilteredError",
@@ -252,6 +253,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .errors import PermissionDeniedError as PermissionDeniedError
     from .errors import QuotaExhaustedError as QuotaExhaustedError
     from .errors import RateLimitedError as RateLimitedError
+    from .errors import RedirectError as RedirectError
     from .errors import ServerError as ServerError
     from .errors import StateStoreError as StateStoreError
     from .errors import StreamInterruptedError as StreamInterruptedError

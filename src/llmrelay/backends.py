@@ -10,7 +10,7 @@ import importlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from .adapters.base import WireAdapter
+from .adapters.base import WireAdapter, status_error
 from .errors import (
     APIConnectionError,
     APITimeoutError,
@@ -78,7 +78,7 @@ class HttpBackend:
         http_req = adapter.build_request(req, dep)
         resp = await self.transport.send(http_req, timeouts)
         if resp.status >= 300:
-            raise adapter.map_error(resp.status, resp.headers, resp.body, dep)
+            raise status_error(adapter.map_error, resp.status, resp.headers, resp.body, dep)
         return _finish(adapter.parse_response(resp, req, dep), resp.headers, req, http_req)
 
     async def stream(
@@ -88,7 +88,8 @@ class HttpBackend:
         http_req = adapter.build_request(req, dep)
         async with self.transport.stream(http_req, timeouts) as s:
             if s.status >= 300:
-                raise adapter.map_error(s.status, s.headers, await s.aread(), dep)
+                body = await s.aread() if s.status >= 400 else b""
+                raise status_error(adapter.map_error, s.status, s.headers, body, dep)
             ctype = get_header(s.headers, "content-type") or ""
             if ctype.lower().startswith("application/json"):
                 # Some servers answer a stream request with one JSON body (often an error).

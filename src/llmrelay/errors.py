@@ -22,6 +22,7 @@ underlying cause, so a 429, a 400 and a 401 always stay distinguishable::
     │   │   ├── ConflictError               409
     │   │   ├── RateLimitedError            429, carries ``retry_after`` (seconds or None)
     │   │   ├── QuotaExhaustedError         429 ``insufficient_quota`` / 402: out of credit
+    │   │   ├── RedirectError               3xx: redirects are refused (the key stays at its origin)
     │   │   └── ServerError                 5xx
     │   │       └── OverloadedError         Anthropic 529 / "overloaded"
     │   ├── ContentFilteredError            the provider refused the content (any status)
@@ -39,7 +40,9 @@ underlying cause, so a 429, a 400 and a 401 always stay distinguishable::
 
 Every error carries ``provider``, ``model``, ``status``, ``headers`` (lower-cased keys),
 ``retry_after`` (seconds, parsed), ``request_id`` and ``body`` (the decoded error body, redacted).
-No error ever contains an API key: adapters redact the key from any text they copy.
+No error ever contains an API key: adapters redact the key from any text they copy, response
+headers named like credentials (``CREDENTIAL_HEADERS``) or holding the key are redacted, and no
+error chains a cause that carries the request's headers.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ __all__ = [
     "PermissionDeniedError",
     "QuotaExhaustedError",
     "RateLimitedError",
+    "RedirectError",
     "ServerError",
     "StateStoreError",
     "StreamInterruptedError",
@@ -82,6 +86,20 @@ __all__ = [
 ]
 
 _EMPTY: Mapping[str, str] = {}
+
+#: Header names whose values are credentials: an error never keeps their values.
+CREDENTIAL_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "x-api-key",
+        "x-goog-api-key",
+        "api-key",
+        "cookie",
+        "set-cookie",
+    }
+)
+REDACTED = "[REDACTED]"
 
 
 class LLMRelayError(Exception):
@@ -106,7 +124,12 @@ class LLMRelayError(Exception):
         self.model = model
         self.status = status
         self.headers: Mapping[str, str] = (
-            {k.lower(): v for k, v in headers.items()} if headers else _EMPTY
+            {
+                k.lower(): REDACTED if k.lower() in CREDENTIAL_HEADERS else v
+                for k, v in headers.items()
+            }
+            if headers
+            else _EMPTY
         )
         self.retry_after = retry_after
         self.request_id = request_id
@@ -252,6 +275,16 @@ class RateLimitedError(APIStatusError):
 
 class QuotaExhaustedError(APIStatusError):
     """The account is out of credit or quota (``insufficient_quota``); retrying will not help."""
+
+
+class RedirectError(APIStatusError):
+    """3xx: the provider answered a redirect. Provider calls never follow redirects, so the API
+    key is only ever sent to the configured base URL. ``location`` is the origin
+    (``scheme://host:port``) the redirect pointed at, or None when it named none."""
+
+    def __init__(self, message: str, *, location: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.location = location
 
 
 class ServerError(APIStatusError):

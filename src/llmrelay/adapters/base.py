@@ -14,6 +14,8 @@ from typing import Any, ClassVar, Protocol
 import orjson
 
 from ..errors import (
+    CREDENTIAL_HEADERS,
+    REDACTED,
     APIError,
     APIStatusError,
     AuthenticationError,
@@ -25,6 +27,7 @@ from ..errors import (
     OverloadedError,
     PermissionDeniedError,
     RateLimitedError,
+    RedirectError,
     ServerError,
     StreamInterruptedError,
 )
@@ -46,7 +49,9 @@ __all__ = [
     "interrupted",
     "json_schema_format",
     "redact",
+    "redact_headers",
     "send_headers",
+    "status_error",
     "status_message",
     "tool_call_args",
 ]
@@ -89,40 +94,152 @@ class WireAdapter(Protocol):
     def stream_state(self, req: ChatRequest, dep: Deployment) -> StreamState: ...
 
 
-def redact(text: str, dep: Deployment) -> str:
-    """Remove the deployment's API key from text copied out of a provider answer."""
-    if dep.api_key:
-        key = dep.api_key.get()
-        if key and key in text:
-            text = text.replace(key, "[REDACTED]")
+def secrets_of(dep: Deployment) -> tuple[str, ...]:
+    """The deployment's secrets: its API key and the values of credential headers it sends
+    (a token after ``Bearer``/``Basic`` counts on its own too). Only error paths call this."""
+    out: list[str] = []
+    key = dep.api_key.get() if dep.api_key else None
+    if key:
+        out.append(key)
+    extra = dep.spec.extra_headers if dep.spec is not None else {}
+    for headers in (extra, dep.headers):
+        for name, value in headers.items():
+            if name.lower() in CREDENTIAL_HEADERS and value:
+                out.append(value)
+                token = value.split(None, 1)[-1]
+                if token != value and token:
+                    out.append(token)
+    return tuple(out)
+
+
+def _redact(text: str, secrets: tuple[str, ...]) -> str:
+    for s in secrets:
+        if s in text:
+            text = text.replace(s, REDACTED)
     return text
 
 
-def redact_obj(obj: Any, dep: Deployment) -> Any:
-    if not dep.api_key:
-        return obj
+def redact(text: str, dep: Deployment) -> str:
+    """Remove the deployment's secrets (``secrets_of``) from text copied out of an answer."""
+    return _redact(text, secrets_of(dep))
+
+
+def _redact_obj(obj: Any, secrets: tuple[str, ...]) -> Any:
     if isinstance(obj, str):
-        return redact(obj, dep)
+        return _redact(obj, secrets)
     if isinstance(obj, dict):
-        return {k: redact_obj(v, dep) for k, v in obj.items()}
+        return {_redact_obj(k, secrets): _redact_obj(v, secrets) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [redact_obj(v, dep) for v in obj]
+        return [_redact_obj(v, secrets) for v in obj]
     return obj
 
 
+def redact_obj(obj: Any, dep: Deployment) -> Any:
+    """``obj`` (decoded JSON) with the deployment's secrets removed from every string, keys too."""
+    secrets = secrets_of(dep)
+    return _redact_obj(obj, secrets) if secrets else obj
+
+
+def redact_headers(headers: Mapping[str, str], dep: Deployment) -> dict[str, str]:
+    """Response headers for an error: lower-cased names; a value is replaced by
+    ``[REDACTED]`` when the name is a credential header or the value holds a secret."""
+    secrets = secrets_of(dep)
+    out: dict[str, str] = {}
+    for k, v in headers.items():
+        name = k.lower()
+        if name in CREDENTIAL_HEADERS or any(s in v for s in secrets):
+            out[name] = REDACTED
+        else:
+            out[name] = v
+    return out
+
+
+def _origin(url: str) -> str | None:
+    """``scheme://host:port`` of an absolute URL (never its user info, path or query)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.hostname:
+        return None
+    if port is None:
+        port = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    host = parts.hostname
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port is not None else "")
+
+
+def redirect_error(status: int, headers: Mapping[str, str], dep: Deployment) -> RedirectError:
+    """The error for a 3xx answer. Redirects are never followed (the key would go along), so
+    the message names where it pointed (its origin only) and what to fix."""
+    location = None
+    for k, v in headers.items():
+        if k.lower() == "location":
+            location = v
+            break
+    target = _origin(location) if location else None
+    here = _origin(dep.base_url)
+    if target is None:
+        where = "a path on the same server" if location else "nowhere (no Location header)"
+    elif target == here:
+        where = f"another URL on the same origin {target}"
+    else:
+        where = f"another origin, {target}"
+    secrets = secrets_of(dep)
+    shown = _redact(target, secrets) if target else None
+    err = RedirectError(
+        _redact(
+            f"the provider answered HTTP {status}, a redirect to {where}. llmrelay does not "
+            "follow redirects on provider calls, so the API key is only sent to the configured "
+            f"base URL ({_redact(here or dep.base_url, secrets)}): set base_url to the URL the "
+            "provider serves its API at",
+            secrets,
+        ),
+        location=shown,
+        provider=dep.provider,
+        model=dep.model,
+        status=status,
+        headers=redact_headers(headers, dep),
+        request_id=_rid(headers, secrets),
+    )
+    return err
+
+
+def status_error(
+    map_error: MapError, status: int, headers: Mapping[str, str], body: bytes, dep: Deployment
+) -> APIError:
+    """The typed error for a non-2xx answer: a redirect (3xx) or the adapter's ``map_error``."""
+    if status < 400:
+        return redirect_error(status, headers, dep)
+    return map_error(status, headers, body, dep)
+
+
+def _rid(headers: Mapping[str, str], secrets: tuple[str, ...]) -> str | None:
+    rid = request_id_from(headers)
+    return _redact(rid, secrets) if rid and secrets else rid
+
+
 def decode_json(body: bytes, dep: Deployment, what: str = "response") -> Any:
-    """Decode a JSON body or raise ``InvalidResponseError`` that shows what came instead."""
+    """Decode a JSON body or raise ``InvalidResponseError`` that shows what came instead.
+
+    The decoder's error is not chained: it holds the whole body (``doc``), which may quote
+    a secret."""
     try:
         return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        snippet = body[:200].decode("utf-8", "replace")
-        kind = "HTML" if snippet.lstrip().lower().startswith(("<!doctype", "<html")) else "text"
-        raise InvalidResponseError(
-            f"the {what} is not valid JSON ({kind} instead, {len(body)} bytes): "
-            f"{redact(snippet, dep)!r}. Check the base URL ({dep.base_url}) points at the API",
-            provider=dep.provider,
-            model=dep.model,
-        ) from exc
+    except orjson.JSONDecodeError:
+        pass
+    snippet = body[:200].decode("utf-8", "replace")
+    kind = "HTML" if snippet.lstrip().lower().startswith(("<!doctype", "<html")) else "text"
+    raise InvalidResponseError(
+        f"the {what} is not valid JSON ({kind} instead, {len(body)} bytes): "
+        f"{redact(snippet, dep)!r}. Check the base URL ({dep.base_url}) points at the API",
+        provider=dep.provider,
+        model=dep.model,
+    )
 
 
 _BY_STATUS: dict[int, type[APIStatusError]] = {
@@ -157,26 +274,28 @@ def make_error(
     body: Any = None,
     retry_after: float | None = None,
 ) -> APIError:
+    secrets = secrets_of(dep)
     return cls(
-        redact(message, dep),
+        _redact(message, secrets),
         provider=dep.provider,
         model=dep.model,
         status=status,
-        headers=headers,
+        headers=redact_headers(headers, dep),
         retry_after=retry_after if retry_after is not None else parse_retry_after(headers),
-        request_id=request_id_from(headers),
-        body=redact_obj(body, dep),
+        request_id=_rid(headers, secrets),
+        body=_redact_obj(body, secrets) if secrets else body,
     )
 
 
 def invalid(
     message: str, dep: Deployment, headers: Mapping[str, str] | None = None
 ) -> InvalidResponseError:
+    secrets = secrets_of(dep)
     return InvalidResponseError(
-        redact(message, dep),
+        _redact(message, secrets),
         provider=dep.provider,
         model=dep.model,
-        request_id=request_id_from(headers or {}),
+        request_id=_rid(headers or {}, secrets),
     )
 
 
@@ -188,12 +307,17 @@ def as_int(v: Any) -> int:
 # --------------------------------------------------------------------------- shared by adapters
 
 
+_NOT_JSON = object()
+
+
 def event_json(data: str, dep: Deployment) -> dict[str, Any]:
     """One stream event's JSON object, or ``InvalidResponseError`` saying what came instead."""
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError:
-        raise invalid(f"stream event is not JSON: {data[:200]!r}", dep) from None
+        obj = _NOT_JSON  # raised below, outside the handler: the decoder's error holds the data
+    if obj is _NOT_JSON:
+        raise invalid(f"stream event is not JSON: {data[:200]!r}", dep)
     if not isinstance(obj, dict):
         raise invalid("stream event is not a JSON object", dep)
     return obj

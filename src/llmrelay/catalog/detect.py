@@ -36,7 +36,7 @@ from urllib.parse import urlencode
 import orjson
 
 from ..adapters.anthropic_request import ANTHROPIC_VERSION
-from ..adapters.base import send_headers
+from ..adapters.base import send_headers, status_error
 from ..errors import AllAttemptsFailedError, InvalidResponseError, LLMRelayError
 from ..providers import Deployment, Secret, get_provider, make_deployment
 from ..transport.base import HttpRequest, Timeouts, Transport
@@ -115,18 +115,19 @@ class ModelCapabilityDetector(ABC):
         from ..backends import get_adapter
 
         resp = await self.transport.send(HttpRequest("GET", url, self.headers()), _TIMEOUTS)
-        if resp.status >= 400:
-            raise get_adapter(self.dep.wire).map_error(
-                resp.status, resp.headers, resp.body, self.dep
-            )
+        if resp.status >= 300:
+            map_error = get_adapter(self.dep.wire).map_error
+            raise status_error(map_error, resp.status, resp.headers, resp.body, self.dep)
         try:
             return orjson.loads(resp.body)
         except orjson.JSONDecodeError as exc:
-            raise InvalidResponseError(
+            # Raised outside the handler: the decoder's error holds the body (``doc``).
+            err = InvalidResponseError(
                 f"the model list at {url.split('?')[0]} is not JSON: {exc}",
                 provider=self.dep.provider,
                 status=resp.status,
-            ) from None
+            )
+        raise err
 
     def _bad(self, what: str) -> InvalidResponseError:
         return InvalidResponseError(

@@ -1,7 +1,13 @@
 """The aiohttp transport: one pooled ``ClientSession`` per event loop.
 
 Low-level I/O errors are translated here, in one place, into ``APIConnectionError`` and
-``APITimeoutError`` (chained ``from`` the cause); adapters never see aiohttp exceptions.
+``APITimeoutError``; adapters never see aiohttp exceptions. The aiohttp error is chained as the
+cause only when it cannot hold request data (``safe_cause``): ``ClientResponseError`` and its kin
+carry the request's headers, the API key among them, so they are never chained (not even as
+``__context__``).
+
+Redirects are never followed (``allow_redirects=False``): a 3xx answer is returned as it is and
+the backend turns it into ``RedirectError``, so the key only goes to the configured origin.
 ``asyncio.CancelledError`` is never caught: a cancelled call stays cancelled.
 
 Each loop's session is closed when the loop shuts down its async generators (``asyncio.run`` and
@@ -22,7 +28,7 @@ import aiohttp
 from ..errors import APIConnectionError, APITimeoutError, ConfigurationError, LLMRelayError
 from .base import HttpRequest, HttpResponse, StreamingResponse, Timeouts
 
-__all__ = ["AiohttpTransport", "default_transport", "translate_io_error"]
+__all__ = ["AiohttpTransport", "default_transport", "safe_cause", "translate_io_error"]
 
 _NON_HTTP_URL: type[Exception] = getattr(aiohttp, "NonHttpUrlClientError", aiohttp.InvalidURL)
 
@@ -65,6 +71,9 @@ def _translate(exc: BaseException, where: str, secrets: Iterable[str] = ()) -> L
         return APIConnectionError(f"{where} closed the connection before answering")
     if isinstance(exc, aiohttp.ClientPayloadError):
         return APIConnectionError(f"the response body from {where} was cut short: {exc}")
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # Its text holds the URL (query included) and the server's reason phrase: not echoed.
+        return APIConnectionError(f"request to {where} failed: {type(exc).__name__}")
     if isinstance(exc, aiohttp.ClientError | OSError):
         return APIConnectionError(f"connection to {where} failed: {type(exc).__name__}: {exc}")
     if isinstance(exc, ValueError):
@@ -75,6 +84,19 @@ def _translate(exc: BaseException, where: str, secrets: Iterable[str] = ()) -> L
             "API key and headers for stray whitespace or newlines"
         )
     return APIConnectionError(f"request to {where} failed: {type(exc).__name__}: {exc}")
+
+
+def safe_cause(exc: BaseException) -> BaseException | None:
+    """``exc`` when it may be chained to a translated error, else None. Connection, timeout and
+    payload errors hold no request data; others may (``ClientResponseError.request_info`` holds
+    the request headers, ``InvalidURL`` the URL with its query, a ``ValueError`` a header)."""
+    if isinstance(exc, aiohttp.ClientResponseError | aiohttp.InvalidURL | ValueError):
+        return None
+    if isinstance(exc, OSError | TimeoutError | aiohttp.ClientPayloadError):
+        return exc
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return exc
+    return None
 
 
 _IO_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
@@ -122,10 +144,12 @@ class _ByteIterator:
         try:
             data = await self._content.readany()
         except _IO_ERRORS as exc:
-            raise _translate(exc, self._where) from exc
-        if not data:
-            raise StopAsyncIteration
-        return data
+            err, cause = _translate(exc, self._where), safe_cause(exc)
+        else:
+            if not data:
+                raise StopAsyncIteration
+            return data
+        raise err from cause  # outside the handler: an unsafe error is not even the context
 
 
 class _AiohttpStream:
@@ -144,7 +168,8 @@ class _AiohttpStream:
         try:
             return await self._resp.read()
         except _IO_ERRORS as exc:
-            raise _translate(exc, self._where) from exc
+            err, cause = _translate(exc, self._where), safe_cause(exc)
+        raise err from cause
 
 
 class AiohttpTransport:
@@ -220,11 +245,13 @@ class AiohttpTransport:
                 data=request.body,
                 headers=request.headers,
                 timeout=self._timeout(timeouts),
+                allow_redirects=False,
             ) as resp:
                 body = await resp.read()
                 return HttpResponse(resp.status, resp.headers, body)
         except _OPEN_ERRORS as exc:
-            raise translate_io_error(exc, request) from exc
+            err, cause = translate_io_error(exc, request), safe_cause(exc)
+        raise err from cause
 
     def stream(
         self, request: HttpRequest, timeouts: Timeouts
@@ -236,6 +263,7 @@ class AiohttpTransport:
         self, request: HttpRequest, timeouts: Timeouts
     ) -> AsyncIterator[StreamingResponse]:
         session = await self._session()
+        resp: aiohttp.ClientResponse | None = None
         try:
             resp = await session.request(
                 request.method,
@@ -243,9 +271,12 @@ class AiohttpTransport:
                 data=request.body,
                 headers=request.headers,
                 timeout=self._timeout(timeouts, stream=True),
+                allow_redirects=False,
             )
         except _OPEN_ERRORS as exc:
-            raise translate_io_error(exc, request) from exc
+            err, cause = translate_io_error(exc, request), safe_cause(exc)
+        if resp is None:
+            raise err from cause
         completed = False
         try:
             yield _AiohttpStream(resp, _where(request.url))
