@@ -387,12 +387,30 @@ class AllAttemptsFailedError(LLMRelayError, ExceptionGroup):
         # ExceptionGroup keeps the args as (message, exceptions).
         self.args = (message, tuple(exceptions))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A group is rebuilt through __new__ with its members (the base rebuild has none).
+        return (
+            _rebuild_group,
+            (type(self), self.message, list(self.exceptions), dict(self.__dict__)),
+        )
+
     def derive(self, excs: Sequence[Exception]) -> AllAttemptsFailedError:  # type: ignore[override]
         return AllAttemptsFailedError(self.message, excs)
 
     def __str__(self) -> str:
         parts = "; ".join(f"{type(e).__name__}: {e}" for e in self.exceptions)
         return f"{self.message} ({len(self.exceptions)} attempts: {parts})"
+
+
+def _rebuild_group(
+    cls: type[AllAttemptsFailedError],
+    message: str,
+    exceptions: list[Exception],
+    state: dict[str, Any],
+) -> AllAttemptsFailedError:
+    err = cls(message, exceptions)
+    err.__dict__.update(state)
+    return err
 
 
 def is_retryable(exc: BaseException) -> bool:
