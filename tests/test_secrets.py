@@ -595,3 +595,25 @@ async def test_an_unsafe_cause_is_not_even_the_context(fake: FakeUpstream) -> No
     assert info.value.__context__ is None
     assert_clean(info.value)
     await t.aclose()
+
+
+async def test_a_refused_redirect_moves_a_fallback_chain_on(
+    hostile: Hostile, fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GROQ_API_KEY", KEY)
+    monkeypatch.setenv("GROQ_BASE_URL", fake.openai_base_url)
+    client = llmrelay.Client()
+    r = await client.achat(
+        WIRES["openai"],
+        "hi",
+        api_key=KEY,
+        base_url=hostile.base_url("redirect"),
+        fallbacks=["groq/llama-3.1-8b-instant"],
+    )
+    assert r.text == "Echo: hi"
+    assert [(a.outcome, a.error) for a in r.trace] == [
+        ("error", "RedirectError"),
+        ("success", None),
+    ]
+    assert hostile.stolen == []
+    await client.aclose()
