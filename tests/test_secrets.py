@@ -617,3 +617,20 @@ async def test_a_refused_redirect_moves_a_fallback_chain_on(
     ]
     assert hostile.stolen == []
     await client.aclose()
+
+
+async def test_model_detection_refuses_redirects_too(hostile: Hostile) -> None:
+    from llmrelay.catalog.detect import ModelCapabilityDetectorFactory as Factory
+    from llmrelay.catalog.registry import LLMRegistry
+
+    kinds = []
+    for route in ("redirect", "e401", "html"):
+        with pytest.raises(LLMRelayError) as info:
+            await Factory.register_openai_models(
+                KEY, base_url=hostile.base_url(route), registry=LLMRegistry(catalog_files=())
+            )
+        assert_clean(info.value)
+        kinds.append(type(info.value))
+    assert kinds == [RedirectError, llmrelay.AuthenticationError, llmrelay.InvalidResponseError]
+    assert hostile.stolen == []
+    assert hostile.seen == ["redirect", "e401", "html"]
