@@ -382,7 +382,7 @@ async def test_no_error_leaks_the_key(
         **direct,
     )
     # 4. Structured output that never validates, from an upstream echoing the key in headers.
-    echo = {"x-echo": KEY, "set-cookie": f"s={KEY}", "x-api-key": KEY}
+    echo = {"x-echo": KEY, "set-cookie": f"s={KEY}", "x-api-key": KEY, "x-request-id": KEY}
     fake.push(Reply.ok('{"city": 3}', headers=echo))
     await sweep.call(
         WIRES["openai"],

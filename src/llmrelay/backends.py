@@ -10,7 +10,7 @@ import importlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from .adapters.base import WireAdapter, status_error
+from .adapters.base import WireAdapter, answer_request_id, status_error
 from .errors import (
     APIConnectionError,
     APITimeoutError,
@@ -19,7 +19,7 @@ from .errors import (
     StreamInterruptedError,
     UnknownModelError,
 )
-from .headers import get_header, request_id_from
+from .headers import get_header
 from .providers import Deployment
 from .transport.base import HttpRequest, HttpResponse, Timeouts, Transport
 from .transport.sse import SSEDecoder
@@ -119,7 +119,7 @@ class HttpBackend:
                     partial=state.partial(),
                 ) from exc
             resp = _finish(state.finish(), s.headers, req, http_req)
-            resp.request_id = resp.request_id or request_id_from(s.headers)
+            resp.request_id = resp.request_id or answer_request_id(s.headers, dep)
             yield chunk(
                 done=True, response=resp, finish_reason=resp.finish_reason, usage=resp.usage
             )

@@ -37,7 +37,6 @@ from ..errors import (
     OverloadedError,
     QuotaExhaustedError,
 )
-from ..headers import request_id_from
 from ..providers import Deployment
 from ..transport.base import HttpRequest, HttpResponse
 from ..types import ChatRequest, Response, ToolCall
@@ -48,7 +47,15 @@ from .anthropic_request import (
     structured_output,
 )
 from .anthropic_stream import AnthropicStream, finish_reason, status_of, usage_from
-from .base import decode_json, error_body, error_for_status, invalid, make_error, status_message
+from .base import (
+    answer_request_id,
+    decode_json,
+    error_body,
+    error_for_status,
+    invalid,
+    make_error,
+    status_message,
+)
 
 __all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicMessagesAdapter", "usage_from"]
 
@@ -127,7 +134,7 @@ class AnthropicMessagesAdapter:
             model=str(data.get("model") or dep.model),
             alias=dep.alias,
             id=data.get("id") if isinstance(data.get("id"), str) else None,
-            request_id=request_id_from(resp.headers),
+            request_id=answer_request_id(resp.headers, dep),
         )
 
     def map_error(

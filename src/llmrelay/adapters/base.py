@@ -40,6 +40,7 @@ from ..types import ChatRequest, ContentPart, ImagePart, Response, StreamChunk, 
 __all__ = [
     "StreamState",
     "WireAdapter",
+    "answer_request_id",
     "content_parts",
     "decode_json",
     "error_body",
@@ -221,6 +222,17 @@ def status_error(
 def _rid(headers: Mapping[str, str], secrets: tuple[str, ...]) -> str | None:
     rid = request_id_from(headers)
     return _redact(rid, secrets) if rid and secrets else rid
+
+
+def answer_request_id(headers: Mapping[str, str], dep: Deployment) -> str | None:
+    """The request id of a successful answer; ``[REDACTED]`` when it holds a secret (errors and
+    logs quote it, e.g. ``StructuredOutputError``)."""
+    rid = request_id_from(headers)
+    if rid and (dep.api_key or dep.headers or (dep.spec is not None and dep.spec.extra_headers)):
+        for s in secrets_of(dep):
+            if s in rid:
+                return REDACTED
+    return rid
 
 
 def decode_json(body: bytes, dep: Deployment, what: str = "response") -> Any:

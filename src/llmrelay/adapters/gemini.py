@@ -29,7 +29,6 @@ from typing import Any, ClassVar
 import orjson
 
 from ..errors import APIError, InvalidRequestError
-from ..headers import request_id_from
 from ..providers import Deployment
 from ..transport.base import HttpRequest, HttpResponse
 from ..types import (
@@ -42,6 +41,7 @@ from ..types import (
     ToolCall,
 )
 from .base import (
+    answer_request_id,
     content_parts,
     decode_json,
     invalid,
@@ -272,7 +272,7 @@ class GeminiAdapter:
             model=str(data.get("modelVersion") or dep.model),
             alias=dep.alias,
             id=data.get("responseId"),
-            request_id=request_id_from(resp.headers),
+            request_id=answer_request_id(resp.headers, dep),
         )
 
     def _from_chunks(self, chunks: list[Any], resp: HttpResponse, dep: Deployment) -> Response:
@@ -284,7 +284,7 @@ class GeminiAdapter:
                 raise in_band_error(c, resp.headers, dep)
             state.feed_obj(c, resp.headers)
         out = state.finish()
-        out.request_id = request_id_from(resp.headers)
+        out.request_id = answer_request_id(resp.headers, dep)
         return out
 
     def map_error(

@@ -18,7 +18,6 @@ from ..errors import (
     ContextWindowExceededError,
     QuotaExhaustedError,
 )
-from ..headers import request_id_from
 from ..providers import Deployment
 from ..transport.base import HttpRequest, HttpResponse
 from ..transport.sse import SSEEvent
@@ -37,6 +36,7 @@ from ..types import (
     make_usage,
 )
 from .base import (
+    answer_request_id,
     as_int,
     decode_json,
     error_body,
@@ -241,7 +241,7 @@ class OpenAIChatAdapter:
             model=str(data.get("model") or dep.model),
             alias=dep.alias,
             id=data.get("id"),
-            request_id=request_id_from(resp.headers),
+            request_id=answer_request_id(resp.headers, dep),
         )
 
     def map_error(
