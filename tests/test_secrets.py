@@ -85,7 +85,17 @@ ERROR_ROUTES: dict[str, tuple[int, str, str, str, str]] = {
     ),
     "filter": (400, "content_filter", "content_filter", "INVALID_ARGUMENT", "content_filter"),
 }
-OTHER_ROUTES = ("html", "notjson", "shape", "redirect", "relredirect", "loop", "reset", "cut")
+OTHER_ROUTES = (
+    "html",
+    "notjson",
+    "shape",
+    "redirect",
+    "relredirect",
+    "schemeless",
+    "loop",
+    "reset",
+    "cut",
+)
 STREAM_ROUTES = ("cut", "sseerror", "ssegarbage")
 
 
@@ -156,6 +166,9 @@ class Hostile:
             return web.Response(status=307, headers={**echo, "location": thief})
         if route == "relredirect":
             return web.Response(status=308, headers={**echo, "location": f"/v2?key={secret}"})
+        if route == "schemeless":  # another origin, written without a scheme
+            where = f"//localhost:{self.thief_port}/v2?key={secret}"
+            return web.Response(status=302, headers={**echo, "location": where})
         if route == "loop":
             return web.Response(status=307, headers={**echo, "location": str(request.url)})
         if route == "stall":
@@ -492,8 +505,12 @@ async def test_redirects_are_refused_for_every_status_and_origin(hostile: Hostil
         assert info.value.location == f"http://127.0.0.1:{hostile.port}"
         with pytest.raises(RedirectError) as info:
             await client.achat(model, "hi", api_key=KEY, base_url=hostile.base_url("relredirect"))
-        assert info.value.location is None
+        assert info.value.location == f"http://127.0.0.1:{hostile.port}"  # a relative URL
         assert info.value.status == 308
+        with pytest.raises(RedirectError) as info:
+            await client.achat(model, "hi", api_key=KEY, base_url=hostile.base_url("schemeless"))
+        assert info.value.location == f"http://localhost:{hostile.thief_port}"
+        assert "another origin" in str(info.value)
     assert hostile.stolen == []
     await client.aclose()
 

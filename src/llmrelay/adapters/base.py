@@ -182,10 +182,17 @@ def redirect_error(status: int, headers: Mapping[str, str], dep: Deployment) -> 
         if k.lower() == "location":
             location = v
             break
-    target = _origin(location) if location else None
     here = _origin(dep.base_url)
+    target = None
+    if location:
+        from urllib.parse import urljoin
+
+        try:  # a relative or scheme-relative (//host/...) Location resolves against the URL
+            target = _origin(urljoin(dep.base_url + "/", location.strip()))
+        except ValueError:
+            target = None
     if target is None:
-        where = "a path on the same server" if location else "nowhere (no Location header)"
+        where = "an unusable Location" if location else "nowhere (no Location header)"
     elif target == here:
         where = f"another URL on the same origin {target}"
     else:
