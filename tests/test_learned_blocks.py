@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 
 import llmrelay
 from llmrelay.engine import CallOptions, Engine
-from llmrelay.errors import ConfigurationError, RateLimitedError
+from llmrelay.errors import ConfigFileError, ConfigurationError, RateLimitedError
 from llmrelay.layers import CallContext
 from llmrelay.providers import make_deployment
 from llmrelay.ratelimit import RateLimiter
@@ -209,6 +210,21 @@ def test_max_block_is_validated() -> None:
     assert RateLimiter({}).max_block == DEFAULT_MAX_BLOCK == 60.0
     with pytest.raises(ConfigurationError, match="max_block"):
         llmrelay.Client(limits=RateLimiter({}, max_block=-5))
+
+
+def test_max_block_from_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from .config_isolation import isolated_config
+
+    path = tmp_path / "llmrelay.toml"
+    monkeypatch.setenv("LLMRELAY_CONFIG", str(path))
+    path.write_text('[limits]\nmax_block = 300\n[limits."openai/gpt-4o-mini"]\nrpm = 5\n')
+    with isolated_config():
+        limiter = llmrelay.Client().engine.limiter
+        assert isinstance(limiter, RateLimiter)
+        assert limiter.max_block == 300.0
+    path.write_text('[limits]\nmax_block = -1\n[limits."openai/gpt-4o-mini"]\nrpm = 5\n')
+    with isolated_config(), pytest.raises(ConfigFileError, match="max_block"):
+        llmrelay.Client()
 
 
 # --------------------------------------------------------------------------- the stores
