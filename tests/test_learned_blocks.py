@@ -432,3 +432,22 @@ async def test_limiter_release_caps_what_it_learns() -> None:
     with pytest.raises(RateLimitedError) as ei:
         await limiter.acquire(DEP, _req(), _ctx())
     assert ei.value.retry_after == pytest.approx(60.0)
+
+
+@pytest.mark.services
+def test_processes_sharing_redis_see_a_capped_block(
+    fake_thread: FakeUpstream, redis_url: str, redis_prefix: str
+) -> None:
+    """One OS process learns "reset in 160h" over a real socket; it and another process (with
+    a shorter ceiling) are kept away at most their ceiling, and the fake sees one request."""
+    from .test_shared_state import run_workers
+
+    fake_thread.push(Reply.ok("last one", headers=out_of("requests", "160h")))
+    base = fake_thread.openai_base_url
+    (first,) = run_workers(["learned_block", redis_url, redis_prefix, base, CANARY_KEY, 60, 2])
+    assert first["store_errors"] == 0
+    assert first["seen"][0] == "ok"
+    assert 50.0 < first["seen"][1] <= 60.0
+    (second,) = run_workers(["learned_block", redis_url, redis_prefix, base, CANARY_KEY, 3, 1])
+    assert 0.0 < second["seen"][0] <= 3.0
+    assert len(fake_thread.requests) == 1
