@@ -118,7 +118,38 @@ async def cache_put(url: str, prefix: str, tenant: str, answer: str) -> dict[str
     return {"text": r.text, "hit": r.cache_hit, "stores": cache.stats.stores}
 
 
+async def learned_block(
+    url: str, prefix: str, base_url: str, api_key: str, max_block: float, calls: int
+) -> dict[str, object]:
+    """``calls`` calls to the fake at ``base_url`` through a Redis-shared limiter; what each did
+    (``"ok"``, or the ``retry_after`` of the limiter's refusal)."""
+    import llmrelay
+    from llmrelay.errors import RateLimitedError
+    from llmrelay.ratelimit import RateLimiter
+    from llmrelay.retry import RetryPolicy
+    from llmrelay.state.redis_store import RedisStore
+
+    store = RedisStore(url, prefix=prefix, retry_interval=0, timeout=10)
+    limiter = RateLimiter({}, store=store, max_block=max_block)
+    engine = llmrelay.Engine(limiter=limiter, retry=RetryPolicy(max_retries=0))
+    client = llmrelay.Client(engine=engine)
+    await store.ping()
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+    seen: list[object] = []
+    for _ in range(calls):
+        try:
+            await client.achat("openai/gpt-4o-mini", "hi", api_key=api_key, base_url=base_url)
+            seen.append("ok")
+        except RateLimitedError as exc:
+            seen.append(exc.retry_after)
+    await client.aclose()
+    await store.aclose()
+    return {"seen": seen, "store_errors": limiter.store_errors}
+
+
 COMMANDS = {
+    "learned_block": learned_block,
     "limiter": limiter_burst,
     "ledger": ledger_burst,
     "breaker": open_breaker,

@@ -278,7 +278,7 @@ def test_read_limit_headers_openai_and_anthropic() -> None:
     assert info is not None
     assert info.learned == (500.0, 30000.0, 0.0, 0.0)
     assert info.used == (1.0, 30000.0, -1.0, -1.0)
-    assert info.block == 360.0
+    assert info.block == 60.0  # a per-minute limit is whole again within a minute
     now = datetime(2025, 1, 1, tzinfo=UTC)
     reset = (now + timedelta(seconds=12)).isoformat()
     info = read_limit_headers(

@@ -213,6 +213,82 @@ async def test_429_above_the_ceiling_fails_fast(fake: FakeUpstream, rig: Rig) ->
     assert "ceiling" in reason
 
 
+@pytest.mark.parametrize("header", [{"retry-after": "30"}, {"retry-after-ms": "30000"}])
+async def test_429_whose_wait_outlasts_the_deadline_fails_fast(
+    fake: FakeUpstream, rig: Rig, header: dict[str, str]
+) -> None:
+    """Issue 8: retry-after 30 with a 3 s deadline was retried at +2.7, +2.97 and +3.0 s."""
+    fake.push(Reply.error(429, "slow down", headers=header), Reply.ok("too early"))
+    with pytest.raises(RateLimitedError) as info:
+        await rig.client.achat(MODEL, "hi", **direct(fake, deadline=3))
+    assert len(fake.requests) == 1  # nothing sent before the server said to come back
+    assert rig.slept == []
+    e = info.value
+    assert e.status == 429
+    assert e.retry_after == 30.0
+    assert [a.outcome for a in e.trace] == ["error"]
+    reason = e.trace[-1].reason
+    assert reason is not None
+    assert "server asked to retry after 30s" in reason
+    assert "deadline" in reason
+    check_trace_clean(e.trace)
+
+
+async def test_429_whose_wait_outlasts_the_deadline_fails_fast_on_the_real_clock(
+    fake: FakeUpstream,
+) -> None:
+    """The same with the default engine (real clock and sleep): no attempt, no wait."""
+    client = llmrelay.Client()
+    fake.push(Reply.error(429, "slow down", headers={"retry-after": "30"}), Reply.ok("early"))
+    with pytest.raises(RateLimitedError) as info:
+        await client.achat(MODEL, "hi", **direct(fake, deadline=3))
+    assert len(fake.requests) == 1
+    assert info.value.retry_after == 30.0
+    await client.aclose()
+
+
+async def test_stream_429_whose_wait_outlasts_the_deadline_fails_fast(
+    fake: FakeUpstream, rig: Rig
+) -> None:
+    fake.push(Reply.error(429, "slow down", headers={"retry-after": "30"}), Reply.ok("early"))
+    s = rig.client.astream(MODEL, "hi", **direct(fake, deadline=3))
+    deltas, exc = await collect(s)
+    assert deltas == []
+    assert isinstance(exc, RateLimitedError)
+    assert exc.retry_after == 30.0
+    assert len(fake.requests) == 1
+    assert rig.slept == []
+
+
+async def test_429_wait_that_fits_the_deadline_is_waited_in_full(
+    fake: FakeUpstream, rig: Rig
+) -> None:
+    """Never earlier than the server said: the wait is not cut to the deadline."""
+    tick_per_request(fake, rig.clock, 1.0)
+    fake.push(Reply.error(429, "slow down", headers={"retry-after": "5"}))
+    r = await rig.client.achat(MODEL, "hi", **direct(fake, deadline=10))
+    assert r.text == "Echo: hi"
+    assert rig.slept == [5.0]
+    # Now 4 s of 10 are left after the first answer: a 5 s wait does not fit (10% kept).
+    rig.clock.t = 1000.0
+    fake.push(Reply.error(429, "slow down", headers={"retry-after": "5"}))
+    with pytest.raises(RateLimitedError):
+        await rig.client.achat(MODEL, "hi", **direct(fake, deadline=6))
+    assert rig.slept == [5.0]
+    assert len(fake.requests) == 3
+
+
+async def test_429_whose_wait_outlasts_the_deadline_moves_to_the_fallback(
+    fake: FakeUpstream, rig: Rig, point_at: Callable[[FakeUpstream], FakeUpstream]
+) -> None:
+    point_at(fake)
+    fake.push(Reply.error(429, "slow down", headers={"retry-after": "30"}))
+    r = await rig.client.achat(MODEL, "hi", **direct(fake, deadline=3, fallbacks=[GROQ]))
+    assert r.provider == "groq"
+    assert [(a.deployment, a.outcome) for a in r.trace] == [(OPENAI, "error"), (GROQ, "success")]
+    assert rig.slept == []
+
+
 async def test_429_insufficient_quota_is_not_retried(fake: FakeUpstream, rig: Rig) -> None:
     fake.push(Reply.error(429, "quota", type="insufficient_quota", code="insufficient_quota"))
     with pytest.raises(llmrelay.QuotaExhaustedError):

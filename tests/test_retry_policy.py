@@ -296,6 +296,147 @@ def test_ceiling_is_configurable() -> None:
     assert RetryPolicy(max_retry_after=120).decide(e, 0) == RetryDecision(True, 90.0, "retry-after")
 
 
+# (id, error, time left before the deadline, retry?, delay, reason): a server's wait is obeyed
+# in full or not at all; a backoff is not judged against the deadline by the pure core.
+DEADLINE_TABLE: list[tuple[str, LLMRelayError, float, bool, float, str]] = [
+    (
+        "retry-after 30 with 3 s left fails fast",
+        err(RateLimitedError, 429, headers={"retry-after": "30"}),
+        3.0,
+        False,
+        0.0,
+        "server asked to retry after 30s but only 3s are left before the deadline",
+    ),
+    (
+        "retry-after 30 with 2.7 s left",
+        err(RateLimitedError, 429, headers={"retry-after": "30"}),
+        2.7,
+        False,
+        0.0,
+        "only 2.7s are left",
+    ),
+    (
+        "retry-after-ms just over what is left",
+        err(ServerError, 503, headers={"retry-after-ms": "3001"}),
+        3.0,
+        False,
+        0.0,
+        "retry after 3.001s",
+    ),
+    (
+        "adapter retry_after 30 with 29.99 s left",
+        err(RateLimitedError, 429, retry_after=30.0),
+        29.99,
+        False,
+        0.0,
+        "server asked",
+    ),
+    (
+        "HTTP date 30 s away with 10 s left",
+        err(RateLimitedError, 429, headers={"retry-after": http_date(30)}),
+        10.0,
+        False,
+        0.0,
+        "server asked",
+    ),
+    (
+        "retry-after with no time left",
+        err(RateLimitedError, 429, headers={"retry-after": "1"}),
+        -0.5,
+        False,
+        0.0,
+        "only 0s are left",
+    ),
+    (
+        "NaN time left counts as none",
+        err(RateLimitedError, 429, headers={"retry-after": "1"}),
+        math.nan,
+        False,
+        0.0,
+        "server asked",
+    ),
+    (
+        "retry-after exactly what is left is waited in full",
+        err(RateLimitedError, 429, headers={"retry-after": "3"}),
+        3.0,
+        True,
+        3.0,
+        "retry-after",
+    ),
+    (
+        "retry-after that fits is waited in full",
+        err(RateLimitedError, 429, headers={"retry-after": "30"}),
+        45.0,
+        True,
+        30.0,
+        "retry-after",
+    ),
+    (
+        "the ceiling still wins when the deadline is far",
+        err(RateLimitedError, 429, headers={"retry-after": "90"}),
+        1000.0,
+        False,
+        0.0,
+        "exceeds the 60s ceiling",
+    ),
+    (
+        "a backoff is not judged against the deadline",
+        err(ServerError, 500),
+        0.1,
+        True,
+        BACKOFF,
+        "backoff",
+    ),
+    (
+        "malformed retry-after falls back to backoff",
+        err(RateLimitedError, 429, headers={"retry-after": "inf"}),
+        0.1,
+        True,
+        BACKOFF,
+        "backoff",
+    ),
+    (
+        "not retryable stays not retryable",
+        err(BadRequestError, 400, headers={"retry-after": "1"}),
+        100.0,
+        False,
+        0.0,
+        "not retryable",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("exc", "left", "should", "delay", "reason"),
+    [pytest.param(e, t, r, d, why, id=name) for name, e, t, r, d, why in DEADLINE_TABLE],
+)
+def test_decide_with_time_left(
+    exc: BaseException, left: float, should: bool, delay: float, reason: str
+) -> None:
+    d = POLICY.decide(exc, 0, left)
+    assert d.retry is should
+    assert reason in d.reason
+    assert d.delay == pytest.approx(delay)
+    if d.retry and d.reason == "retry-after":
+        assert d.delay <= left  # never a wait that outlasts the deadline
+    # Without a deadline the same error gets the plain decision.
+    assert POLICY.decide(exc, 0) == POLICY.decide(exc, 0, None)
+
+
+@given(
+    st.floats(min_value=0.0, max_value=60.0, allow_nan=False),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+def test_a_server_wait_is_never_cut_short(after: float, left: float) -> None:
+    """Whatever the time left, a retry that follows a server's wait waits all of it."""
+    d = POLICY.decide(err(RateLimitedError, 429, retry_after=after), 0, left)
+    if d.retry:
+        assert d.delay == after
+        assert after <= left
+    else:
+        assert not after <= left
+
+
 def test_retry_unknown_errors_opt_in() -> None:
     p = RetryPolicy(retry_unknown_errors=True, jitter=False)
     assert p.decide(ValueError("flaky"), 0) == RetryDecision(True, 0.5, "backoff")

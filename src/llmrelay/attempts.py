@@ -90,7 +90,12 @@ class AttemptRunner:
         trace: list[Attempt],
     ) -> float | None:
         """Seconds slept before the next retry, or None when this deployment is done."""
-        decision = policy.decide(exc, retries_done)
+        remaining = self._remaining(deadline_at)
+        # Time the next attempt may still start in: a share of what is left is kept for it.
+        window = None if remaining is None else remaining - min(1.0, 0.1 * remaining)
+        # A server-requested wait that does not fit in ``window`` is not retried (the decision
+        # says so): the provider's error, with its retry_after, ends this deployment at once.
+        decision = policy.decide(exc, retries_done, window)
         if not decision.retry:
             if trace and trace[-1].reason is None:
                 trace[-1].reason = decision.reason
@@ -101,13 +106,11 @@ class AttemptRunner:
             trace[-1].reason = f"retry budget of {dep.label} spent: too many recent failures"
             return None
         delay = decision.delay
-        remaining = self._remaining(deadline_at)
-        if remaining is not None:
-            floor = min(1.0, 0.1 * remaining)
-            if remaining - floor <= 0:
+        if window is not None:
+            if window <= 0:
                 trace[-1].reason = "deadline reached"
                 raise self._deadline_error(dep, exc)
-            delay = min(delay, remaining - floor)  # the last sleep is cut to fit
+            delay = min(delay, window)  # a backoff is cut to fit; a server's wait already fits
         if delay > 0:
             await self.sleep(delay)
         return delay

@@ -29,7 +29,11 @@ the provider reports after it; a call that fails gives its tokens back.
 ``6m0s``), ``anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,
 reset}`` (RFC 3339 resets) and, on a 429, ``retry-after``. A limit the provider announces
 applies where none is configured; what it counts as used moves our counters forward; a
-dimension at zero remaining, or a 429's ``retry-after``, blocks the deployment until its reset.
+dimension at zero remaining, or a 429's ``retry-after``, blocks the deployment until its reset
+-- but never longer than the limit's own period (a minute for per-minute limits, a day for
+per-day ones) nor ``max_block`` (60 s by default): one answer saying "reset in 160h" does not
+take the deployment away for a week. Nonsense values (``inf``, ``nan``, negative, garbage) are
+ignored.
 
 **When a call does not fit**: by default the limiter raises :class:`RateLimitedError` at once,
 with ``retry_after``, and the engine moves on to the next candidate of the fallback chain
@@ -57,7 +61,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError, RateLimitedError, StateStoreError, StreamInterruptedError
-from .ratelimit_headers import HeaderInfo, read_limit_headers
+from .ratelimit_headers import DEFAULT_MAX_BLOCK, HeaderInfo, read_limit_headers
 from .state.base import (
     FailMode,
     Store,
@@ -178,6 +182,7 @@ class RateLimiter:
         wait: bool = False,
         max_wait: float = 60.0,
         learn_from_headers: bool = True,
+        max_block: float = DEFAULT_MAX_BLOCK,
         output_estimate: int = 1024,
         lease: float = 900.0,
         on_store_error: FailMode = "open",
@@ -202,12 +207,19 @@ class RateLimiter:
             if scope.startswith("key:") and scope != "key:*":
                 raise ConfigurationError("per-key limits are written 'key:*' (each API key apart)")
             self.limits[scope] = Limits.coerce(lim, f"limits[{scope!r}]")
-        for name, v in (("max_wait", max_wait), ("lease", lease), ("poll_interval", poll_interval)):
+        for name, v in (
+            ("max_wait", max_wait),
+            ("lease", lease),
+            ("poll_interval", poll_interval),
+            ("max_block", max_block),
+        ):
             check_positive(v, name)
         check_positive(output_estimate, "output_estimate", integer=True)
         self.wait = bool(wait)
         self.max_wait = float(max_wait)
         self.learn_from_headers = learn_from_headers
+        #: Seconds a block learned from provider headers lasts at most.
+        self.max_block = float(max_block)
         self.output_estimate = output_estimate
         self.lease = float(lease)
         self.on_store_error = check_fail_mode(on_store_error, "on_store_error")
@@ -215,7 +227,7 @@ class RateLimiter:
         self.sleep = sleep
         self.poll_interval = float(poll_interval)
         self.store = store
-        self._buckets: Buckets = _buckets_for(store, clock)
+        self._buckets: Buckets = _buckets_for(store, clock, self.max_block)
         self._ids = itertools.count()
         self._pid = f"{os.getpid()}-{id(self):x}"
         self._warn_store = ThrottledWarning(log)
@@ -388,7 +400,11 @@ class RateLimiter:
         deltas = (0.0, d_in + d_out, d_in, d_out)
         info: HeaderInfo | None = None
         if self.learn_from_headers and headers:
-            info = read_limit_headers(headers, rate_limited=getattr(exc, "status", None) == 429)
+            info = read_limit_headers(
+                headers,
+                rate_limited=getattr(exc, "status", None) == 429,
+                max_block=self.max_block,
+            )
         settles = []
         for c in permit.charges:
             if info is not None and c.scope == permit.dep_scope:
@@ -428,11 +444,11 @@ def _describe(scope: str) -> str:
     return f"{kind} {name!r}"
 
 
-def _buckets_for(store: Store | None, clock: Callable[[], float]) -> Buckets:
+def _buckets_for(store: Store | None, clock: Callable[[], float], max_block: float) -> Buckets:
     if store is None or store.kind != "redis":
-        return MemoryBuckets(clock)
+        return MemoryBuckets(clock, max_block)
     from .state.buckets import RedisBuckets
     from .state.redis_store import RedisStore
 
     assert isinstance(store, RedisStore)
-    return RedisBuckets(store)
+    return RedisBuckets(store, max_block)

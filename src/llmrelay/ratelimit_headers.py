@@ -8,6 +8,12 @@
 - ``retry-after`` / ``retry-after-ms`` on a 429.
 
 Malformed values count as absent (as the retry logic treats them).
+
+A block learned from these headers never outlasts the provider's own limit period -- the
+families above are per-minute limits, so their resets count for at most 60 s; explicit
+``-minute`` / ``-hour`` / ``-day`` families (``x-ratelimit-reset-requests-day``, as Cerebras
+sends) for at most that period -- nor ``max_block`` (60 s by default), which also caps a
+429's ``retry-after``. A single absurd header ("160h") cannot take a deployment away for days.
 """
 
 from __future__ import annotations
@@ -21,15 +27,34 @@ from datetime import datetime
 
 from .headers import MAX_HEADER_DELAY, parse_retry_after
 
-__all__ = ["HeaderInfo", "parse_duration", "parse_reset", "read_limit_headers"]
+__all__ = [
+    "DEFAULT_MAX_BLOCK",
+    "HeaderInfo",
+    "parse_duration",
+    "parse_reset",
+    "read_limit_headers",
+]
 
 Vector = tuple[float, float, float, float]
 
-#: Per dimension a provider reports (index into rpm, tpm, itpm, otpm): its limit, remaining
-#: and reset headers -- OpenAI's, then Anthropic's. Spelled out once, not on every call.
-_FAMILIES: tuple[tuple[int, str, str, str], ...] = (
+#: Seconds a learned block lasts at most unless configured otherwise (``max_block``).
+DEFAULT_MAX_BLOCK = 60.0
+
+_MINUTE, _HOUR, _DAY = 60.0, 3600.0, 86400.0
+
+#: Per dimension a provider reports (index into rpm, tpm, itpm, otpm, or -1 for a limit over a
+#: longer period, which only blocks): its limit, remaining and reset headers and the period the
+#: limit is counted over -- OpenAI's, Anthropic's, then explicit per-period families. Spelled
+#: out once, not on every call.
+_FAMILIES: tuple[tuple[int, str, str, str, float], ...] = (
     *(
-        (i, f"x-ratelimit-limit-{k}", f"x-ratelimit-remaining-{k}", f"x-ratelimit-reset-{k}")
+        (
+            i,
+            f"x-ratelimit-limit-{k}",
+            f"x-ratelimit-remaining-{k}",
+            f"x-ratelimit-reset-{k}",
+            _MINUTE,
+        )
         for k, i in (("requests", 0), ("tokens", 1))
     ),
     *(
@@ -38,8 +63,20 @@ _FAMILIES: tuple[tuple[int, str, str, str], ...] = (
             f"anthropic-ratelimit-{k}-limit",
             f"anthropic-ratelimit-{k}-remaining",
             f"anthropic-ratelimit-{k}-reset",
+            _MINUTE,
         )
         for k, i in (("requests", 0), ("tokens", 1), ("input-tokens", 2), ("output-tokens", 3))
+    ),
+    *(
+        (
+            i if period == _MINUTE else -1,
+            f"x-ratelimit-limit-{k}-{p}",
+            f"x-ratelimit-remaining-{k}-{p}",
+            f"x-ratelimit-reset-{k}-{p}",
+            period,
+        )
+        for k, i in (("requests", 0), ("tokens", 1))
+        for p, period in (("minute", _MINUTE), ("hour", _HOUR), ("day", _DAY))
     ),
 )
 
@@ -108,9 +145,17 @@ def _number(value: str | None) -> float | None:
 
 
 def read_limit_headers(
-    headers: Mapping[str, str], *, rate_limited: bool = False, now: Callable[[], float] = time.time
+    headers: Mapping[str, str],
+    *,
+    rate_limited: bool = False,
+    now: Callable[[], float] = time.time,
+    max_block: float = DEFAULT_MAX_BLOCK,
 ) -> HeaderInfo | None:
-    """What the headers say about the deployment's limits, or None if they say nothing."""
+    """What the headers say about the deployment's limits, or None if they say nothing.
+
+    The block is at most the period of the limit that asked for it and at most ``max_block``
+    seconds; a learned limit below one unit per minute is garbage and ignored.
+    """
     found: dict[str, str] = {}
     for k, v in headers.items():
         lk = k.lower()
@@ -121,20 +166,24 @@ def read_limit_headers(
     learned = [0.0, 0.0, 0.0, 0.0]
     used = [-1.0, -1.0, -1.0, -1.0]
     block = 0.0
-    for i, lim_h, rem_h, reset_h in _FAMILIES:
-        limit = _number(found.get(lim_h))
+    for i, lim_h, rem_h, reset_h, period in _FAMILIES:
         remaining = _number(found.get(rem_h))
-        if limit is not None and limit > 0:
-            learned[i] = limit
-            if remaining is not None:
-                used[i] = max(0.0, limit - remaining)
+        if i >= 0:
+            limit = _number(found.get(lim_h))
+            if limit is not None and limit >= 1:
+                learned[i] = limit
+                if remaining is not None:
+                    used[i] = max(0.0, limit - remaining)
         if remaining is not None and remaining < 1:
             raw = found.get(reset_h)
             reset = parse_reset(raw, now) if raw is not None else None
             if reset is not None:
-                block = max(block, reset)
+                # A limit counted over a minute is whole again within the minute, whatever
+                # the header claims.
+                block = max(block, min(reset, period))
     if rate_limited:
         ra = parse_retry_after(found, now)
         if ra is not None:
             block = max(block, ra)
+    block = min(block, max_block)
     return HeaderInfo(block, tuple(learned), tuple(used))  # type: ignore[arg-type]

@@ -3,7 +3,9 @@
 The defaults follow the official OpenAI and Anthropic SDKs: 2 retries; retry connection errors,
 timeouts, 408, 409, 429 (never ``insufficient_quota``), 5xx and Anthropic's 529; obey
 ``x-should-retry``; wait ``retry-after-ms`` / ``retry-after`` when the server asks (up to a
-ceiling, 60 s by default, above which the call fails fast); otherwise full-jitter exponential
+ceiling, 60 s by default, above which the call fails fast; a wait that does not fit in the time
+left before the call's deadline fails fast too -- never retry earlier than the server said,
+never cut its wait short); otherwise full-jitter exponential
 backoff: a uniform delay in ``[0, min(cap, base * 2**n)]``. Never retry 400/401/403/404,
 context-window or content-filter errors.
 
@@ -104,8 +106,16 @@ class RetryPolicy:
             return False
         return self.retry_unknown_errors and isinstance(exc, Exception)
 
-    def decide(self, exc: BaseException, retries_done: int) -> RetryDecision:
-        """Should the call be retried after ``exc``, having retried ``retries_done`` times?"""
+    def decide(
+        self, exc: BaseException, retries_done: int, time_left: float | None = None
+    ) -> RetryDecision:
+        """Should the call be retried after ``exc``, having retried ``retries_done`` times?
+
+        ``time_left``: seconds the caller may still wait before the next attempt must start
+        (None: no deadline). A server-requested wait longer than that is not retried: the wait
+        is never cut short, so retrying earlier than the server said cannot happen. A backoff
+        (no server wait) is not judged here; the caller cuts it to fit.
+        """
         if retries_done >= self.max_retries:
             return RetryDecision(False, reason=f"no retries left ({self.max_retries} allowed)")
         headers = getattr(exc, "headers", None) or {}
@@ -126,6 +136,12 @@ class RetryPolicy:
                 return RetryDecision(
                     False,
                     reason=f"retry-after {after:g}s exceeds the {self.max_retry_after:g}s ceiling",
+                )
+            if time_left is not None and not after <= time_left:  # NaN: nothing left
+                return RetryDecision(
+                    False,
+                    reason=f"server asked to retry after {after:g}s but only "
+                    f"{max(0.0, time_left):.3g}s are left before the deadline",
                 )
             return RetryDecision(True, after, reason="retry-after")
         return RetryDecision(True, self.backoff(retries_done), reason="backoff")

@@ -6,10 +6,15 @@ provider headers; see ``scripts.py`` for the Redis side. An acquire is all-or-no
 every scope of a call: in process under one lock; in Redis each scope is one atomic script (its
 keys share a hash tag) and the scopes are sent in one pipelined round trip -- when one scope
 refuses, the others are refunded in a second round trip.
+
+A block is at most ``max_block`` seconds (the limiter's setting); a block that is not a finite
+positive number is ignored. In Redis the ceiling is applied when reading too, so a block written
+by a process with a longer (or no) ceiling is cut back to this process's.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -86,11 +91,26 @@ class _Scope:
     holders: dict[str, float] = field(default_factory=dict)  # permit id -> lease expiry
 
 
+#: Blocks are at most this long (seconds) unless the limiter says otherwise.
+MAX_BLOCK = 60.0
+
+
+def _block(seconds: float, ceiling: float) -> float:
+    """A learned block made safe: NaN, infinite and negative count as none; at most
+    ``ceiling``."""
+    if not (seconds > 0 and math.isfinite(seconds)):
+        return 0.0
+    return min(seconds, ceiling)
+
+
 class MemoryBuckets:
     """Counters in this process (one lock; every operation is a few dict lookups)."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, max_block: float = MAX_BLOCK
+    ) -> None:
         self.clock = clock
+        self.max_block = max_block
         self._scopes: dict[str, _Scope] = {}
         self._lock = threading.Lock()
 
@@ -160,8 +180,9 @@ class MemoryBuckets:
                     if st.used[i] >= 0:
                         tat = max(tat, now + st.used[i] * WINDOW / lim)
                     s.tat[i] = tat
-                if st.block > 0:
-                    s.blocked_until = max(s.blocked_until, now + st.block)
+                block = _block(st.block, self.max_block)
+                if block > 0:
+                    s.blocked_until = max(s.blocked_until, now + block)
 
 
 # --------------------------------------------------------------------------- Redis
@@ -172,8 +193,10 @@ _KEY_TTL_MS = 3_600_000  # counters of a scope unused for an hour are dropped
 class RedisBuckets:
     """Counters in Redis, shared by every process using the same server and prefix."""
 
-    def __init__(self, store: RedisStore) -> None:
+    def __init__(self, store: RedisStore, max_block: float = MAX_BLOCK) -> None:
         self.store = store
+        self.max_block = max_block
+        self._max_block_ms = _num(max_block * 1000)
 
     def _keys(self, scope: str) -> list[str]:
         base = f"{self.store.prefix}rl:{{{hash_tag(scope)}}}"
@@ -187,7 +210,7 @@ class RedisBuckets:
             args: list[object] = [permit_id, max(1, round(lease * 1000)), c.concurrent]
             for i in range(4):
                 args += [_num(c.limits[i]), _num(c.costs[i])]
-            args.append(_KEY_TTL_MS)
+            args += [_KEY_TTL_MS, self._max_block_ms]
             calls.append((RL_ACQUIRE, self._keys(c.scope), args))
         results = await self.store.eval_many(calls)
         refusals: list[Refusal] = []
@@ -221,7 +244,7 @@ class RedisBuckets:
             args: list[object] = [permit_id]
             for i in range(4):
                 args += [_num(st.limits[i]), _num(st.deltas[i])]
-            args.append(_num(st.block * 1000))
+            args.append(_num(_block(st.block, self.max_block) * 1000))
             args += [_num(x) for x in st.learned]
             args += [_num(x) for x in st.used]
             args.append(_KEY_TTL_MS)

@@ -20,6 +20,7 @@
     [limits]
     wait = false                       # true: wait for room (up to max_wait / the deadline)
     max_wait = 60
+    max_block = 60                     # longest pause a provider's rate-limit headers impose
     on_store_error = "open"
     [limits."openai/gpt-4o-mini"]
     rpm = 500
@@ -77,7 +78,14 @@ ENV_REDIS_URL = "LLMRELAY_REDIS_URL"
 _BACKENDS = ("memory", "sqlite", "redis")
 _STATE_KEYS = {"backend", "url", "path", "prefix", "connect_now", "timeout", "retry_interval"}
 _CACHE_KEYS = {"enabled", "ttl", "namespace", "max_entries"}
-_LIMIT_OPTIONS = {"wait", "max_wait", "learn_from_headers", "output_estimate", "on_store_error"}
+_LIMIT_OPTIONS = {
+    "wait",
+    "max_wait",
+    "learn_from_headers",
+    "max_block",
+    "output_estimate",
+    "on_store_error",
+}
 _BUDGET_OPTIONS = {"on_store_error", "unknown_cost", "limit"}
 
 

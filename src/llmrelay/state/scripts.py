@@ -38,7 +38,8 @@ local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 
 _DIMS = "local dims = {'rpm', 'tpm', 'itpm', 'otpm'}\nlocal W = 60000\n"
 
-#: ARGV: permit id, lease ms, concurrency limit (0: none), (limit, cost) x 4, key ttl ms.
+#: ARGV: permit id, lease ms, concurrency limit (0: none), (limit, cost) x 4, key ttl ms,
+#: longest block ms (a longer stored block is cut back to it).
 #: Returns {1, '0', ''} admitted, {0, wait_ms, dim} refused, {-1, limit, dim} never fits.
 RL_ACQUIRE = Script(
     "rl_acquire",
@@ -47,7 +48,14 @@ RL_ACQUIRE = Script(
     + """
 local h, z = KEYS[1], KEYS[2]
 local blk = tonumber(redis.call('HGET', h, 'blk') or '0')
-if blk > now then return {0, tostring(blk - now), 'blocked'} end
+if blk > now then
+  local cap = tonumber(ARGV[13])
+  if blk - now > cap then
+    blk = now + cap
+    redis.call('HSET', h, 'blk', string.format('%.17g', blk))
+  end
+  return {0, tostring(blk - now), 'blocked'}
+end
 local upd = {}
 local wait, wdim = 0, ''
 for i = 1, 4 do
