@@ -98,7 +98,8 @@ TAG_CHECKS: dict[str, Callable[[list[Any], list[int]], bool]] = {
         e, "finishReason", lambda v: v in ("SAFETY", "RECITATION", "PROHIBITED_CONTENT")
     ),
     "tool_call": lambda e, s: any(
-        d.get("type") == "tool_use" or "functionCall" in d or "tool_calls" in d for d in _dicts(e)
+        d.get("type") in ("tool_use", "function_call") or "functionCall" in d or "tool_calls" in d
+        for d in _dicts(e)
     ),
     "tool_call_stream": lambda e, s: any(
         d.get("type") == "tool_use"
@@ -156,7 +157,7 @@ def test_file_is_intact_and_parses_as_declared(e: Entry) -> None:
     if e.format == "chunks_txt":
         lines = [ln for ln in data.split(b"\n") if ln.strip()]
         assert len(chunk_events(data)) == len(lines) > 0
-    if e.format == "vcr_yaml":
+    if e.format in ("vcr_yaml", "call_capture"):
         for ex in every:
             assert ex.request is not None
             assert ex.request.method in {"GET", "POST"}
@@ -172,6 +173,15 @@ def test_tags_are_true_of_the_recording(e: Entry) -> None:
     checked = [t for t in e.tags if t in TAG_CHECKS]
     for tag in checked:
         assert TAG_CHECKS[tag](evs, statuses), f"{e.id}: tag {tag!r} is not shown by the recording"
+    if "request_id_header" in e.tags:
+        names = {n.lower() for ex in chosen for n, _ in ex.response.headers}
+        assert names & {"request-id", "x-request-id"}, f"{e.id}: no request id header"
+    if "sampling_params_dropped" in e.tags:
+        for ex in chosen:
+            assert ex.request is not None
+            assert ex.request.body is not None
+            sent = json.loads(ex.request.body)
+            assert not {"temperature", "top_p", "top_k"} & set(sent), f"{e.id}: sampling sent"
     if e.streamed:
         assert len(evs) > 1 or e.format == "chunks_txt" or "json_array_stream" in e.tags
 
@@ -215,7 +225,7 @@ def test_framing_keeps_every_line_byte_for_byte(e: Entry) -> None:
 def test_coverage_of_the_set() -> None:
     wires = Counter(e.wire for e in ENTRIES)
     providers = Counter(e.provider for e in ENTRIES)
-    assert len(ENTRIES) >= 38
+    assert len(ENTRIES) >= 43
     assert {"openai_chat", "openai_responses", "anthropic_messages", "gemini"} <= set(wires)
     assert {"openai", "anthropic", "gemini", "groq", "openrouter", "azure"} <= set(providers)
     assert any(e.streamed for e in ENTRIES)

@@ -18,6 +18,9 @@ Three file formats:
   ``sse_event_data`` -> ``event: <type>\\ndata: <line>\\n\\n``
   (the event name is the line's ``type``), and ``done_marker`` adds ``data: [DONE]\\n\\n``.
   The line's bytes are never changed (whitespace and all).
+- ``call_capture``: vercel/ai's live captures, a JSON document whose ``calls`` list holds
+  ``{request: {url, method, headers, body}, response: {status, headers, body}}`` with the bodies
+  as JSON values; a body is sent as ``json.dumps(body)`` (the capture kept no raw bytes).
 - ``json_body``: a whole non-streamed response body (vercel/ai ``.json`` fixtures), served with
   the manifest's ``status`` (an error body's status is taken from its provider's documented
   mapping where the file does not carry it; the manifest says which).
@@ -41,13 +44,13 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent
 MANIFEST = ROOT / "MANIFEST.toml"
 
-Format = Literal["vcr_yaml", "chunks_txt", "json_body"]
+Format = Literal["vcr_yaml", "chunks_txt", "json_body", "call_capture"]
 Framing = Literal["sse_data", "sse_event_data"]
 Wire = Literal[
     "openai_chat", "openai_responses", "openai_embeddings", "anthropic_messages", "gemini"
 ]
 
-FORMATS: frozenset[str] = frozenset({"vcr_yaml", "chunks_txt", "json_body"})
+FORMATS: frozenset[str] = frozenset({"vcr_yaml", "chunks_txt", "json_body", "call_capture"})
 FRAMINGS: frozenset[str] = frozenset({"sse_data", "sse_event_data"})
 WIRES: frozenset[str] = frozenset(
     {"openai_chat", "openai_responses", "openai_embeddings", "anthropic_messages", "gemini"}
@@ -305,11 +308,40 @@ def chunk_events(data: bytes) -> list[Any]:
     return [json.loads(line) for line in data.split(b"\n") if line.strip()]
 
 
+def parse_capture(data: bytes, name: str = "capture") -> list[Exchange]:
+    """Every call of a vercel/ai live capture, in order."""
+    doc = json.loads(data)
+    calls = doc.get("calls") if isinstance(doc, dict) else None
+    if not isinstance(calls, list) or not calls:
+        raise RecordingError(f"{name}: not a call capture (no calls list)")
+    out: list[Exchange] = []
+    for i, call in enumerate(calls):
+        req, resp = call["request"], call["response"]
+        req_body = req.get("body")
+        out.append(
+            Exchange(
+                request=RecordedRequest(
+                    method=str(req["method"]),
+                    uri=str(req["url"]),
+                    body=None if req_body is None else json.dumps(req_body).encode("utf-8"),
+                ),
+                response=RecordedResponse(
+                    status=_status(resp["status"], f"{name}[{i}]"),
+                    headers=_headers(resp.get("headers"), f"{name}[{i}]"),
+                    frames=(json.dumps(resp.get("body")).encode("utf-8"),),
+                ),
+            )
+        )
+    return out
+
+
 def exchanges(e: Entry) -> list[Exchange]:
     """The exchange(s) a manifest entry holds, ready to serve."""
     data = e.raw()
     if e.format == "vcr_yaml":
         return parse_cassette(data, e.path)
+    if e.format == "call_capture":
+        return parse_capture(data, e.path)
     if e.format == "chunks_txt":
         assert e.framing is not None
         chunk_events(data)  # every line must be JSON
