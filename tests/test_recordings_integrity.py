@@ -97,6 +97,7 @@ TAG_CHECKS: dict[str, Callable[[list[Any], list[int]], bool]] = {
     "safety_finish": lambda e, s: _has_key(
         e, "finishReason", lambda v: v in ("SAFETY", "RECITATION", "PROHIBITED_CONTENT")
     ),
+    "model_armor_finish": lambda e, s: _has_key(e, "finishReason", lambda v: v == "MODEL_ARMOR"),
     "tool_call": lambda e, s: any(
         d.get("type") in ("tool_use", "function_call") or "functionCall" in d or "tool_calls" in d
         for d in _dicts(e)
@@ -206,6 +207,30 @@ async def test_replayed_byte_exact_over_a_socket(e: Entry) -> None:
     assert len(server.received) == len(every)
 
 
+def _raw_vcr_body(e: Entry) -> bool:
+    """Whether the cassette keeps response bodies as sent (not re-serialized from JSON)."""
+    text = e.raw().decode("utf-8")
+    return e.format == "vcr_yaml" and "parsed_body:" not in text and "type: json" not in text
+
+
+@pytest.mark.parametrize("e", [e for e in ENTRIES if _raw_vcr_body(e)], ids=lambda e: e.id)
+def test_recorded_content_length_matches_the_kept_body(e: Entry) -> None:
+    """Where the recorded response says how long it was, the kept body has exactly that length
+    (or, gzip-encoded, still inflates to JSON): a check on the copy that does not depend on this
+    repository's own bookkeeping."""
+    checked = 0
+    for ex in exchanges(e):
+        lengths = [v for n, v in ex.response.headers if n.lower() == "content-length"]
+        if lengths:
+            assert len(ex.response.body) == int(lengths[0])
+            checked += 1
+        elif "gzip_body" in e.tags:
+            assert json.loads(decoded_body(ex.response))
+            checked += 1
+    if "content_length_unrecorded" not in e.tags:
+        assert checked, f"{e.id}: nothing to check the kept body against"
+
+
 @pytest.mark.parametrize("e", [e for e in ENTRIES if e.format == "chunks_txt"], ids=lambda e: e.id)
 def test_framing_keeps_every_line_byte_for_byte(e: Entry) -> None:
     data = e.raw()
@@ -225,7 +250,7 @@ def test_framing_keeps_every_line_byte_for_byte(e: Entry) -> None:
 def test_coverage_of_the_set() -> None:
     wires = Counter(e.wire for e in ENTRIES)
     providers = Counter(e.provider for e in ENTRIES)
-    assert len(ENTRIES) >= 43
+    assert len(ENTRIES) >= 48
     assert {"openai_chat", "openai_responses", "anthropic_messages", "gemini"} <= set(wires)
     assert {"openai", "anthropic", "gemini", "groq", "openrouter", "azure"} <= set(providers)
     assert any(e.streamed for e in ENTRIES)
