@@ -97,6 +97,8 @@ TAG_CHECKS: dict[str, Callable[[list[Any], list[int]], bool]] = {
     "safety_finish": lambda e, s: _has_key(
         e, "finishReason", lambda v: v in ("SAFETY", "RECITATION", "PROHIBITED_CONTENT")
     ),
+    "reasoning_summary": lambda e, s: any(d.get("type") == "summary_text" for d in _dicts(e)),
+    "encrypted_reasoning": lambda e, s: _has_key(e, "encrypted_content"),
     "model_armor_finish": lambda e, s: _has_key(e, "finishReason", lambda v: v == "MODEL_ARMOR"),
     "tool_call": lambda e, s: any(
         d.get("type") in ("tool_use", "function_call") or "functionCall" in d or "tool_calls" in d
@@ -250,8 +252,14 @@ def test_framing_keeps_every_line_byte_for_byte(e: Entry) -> None:
 def test_coverage_of_the_set() -> None:
     wires = Counter(e.wire for e in ENTRIES)
     providers = Counter(e.provider for e in ENTRIES)
-    assert len(ENTRIES) >= 48
-    assert {"openai_chat", "openai_responses", "anthropic_messages", "gemini"} <= set(wires)
+    assert len(ENTRIES) >= 56
+    assert set(wires) == {
+        "openai_chat",
+        "openai_responses",
+        "openai_embeddings",
+        "anthropic_messages",
+        "gemini",
+    }
     assert {"openai", "anthropic", "gemini", "groq", "openrouter", "azure"} <= set(providers)
     assert any(e.streamed for e in ENTRIES)
     assert any(not e.streamed for e in ENTRIES)
