@@ -252,7 +252,7 @@ def test_framing_keeps_every_line_byte_for_byte(e: Entry) -> None:
 def test_coverage_of_the_set() -> None:
     wires = Counter(e.wire for e in ENTRIES)
     providers = Counter(e.provider for e in ENTRIES)
-    assert len(ENTRIES) >= 56
+    assert len(ENTRIES) >= 60
     assert set(wires) == {
         "openai_chat",
         "openai_responses",
