@@ -417,11 +417,7 @@ class ReplayServer:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert server is not None
-        sockets = getattr(server, "sockets", None)
-        assert sockets
-        self._port = int(sockets[0].getsockname()[1])
+        self._port = int(runner.addresses[0][1])
         self._runner = runner
         return self
 
