@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,16 +13,23 @@ import orjson
 import pytest
 
 import llmrelay
-from llmrelay.budgets import BudgetLimit, Budgets, MemoryLedger
+from llmrelay.budgets import BudgetLimit, Budgets, Ledger, MemoryLedger
 from llmrelay.layers import Cost
 from llmrelay.providers import Deployment
+from llmrelay.state import RedisLedger, RedisStore
 from llmrelay.testing.fake import FakeUpstream, Reply
 from llmrelay.types import ChatRequest, GenerationParams, Message, Usage
 
+from . import redis_services
 from .config_isolation import isolated_config
 from .conftest import CANARY_KEY
 
 DAY = 86_400.0
+
+# pytest fixtures
+redis_url = redis_services.redis_url
+redis_prefix = redis_services.redis_prefix
+redis_store = redis_services.redis_store
 
 
 class FixedPrices:
@@ -408,7 +416,16 @@ async def test_a_stream_left_early_is_charged_for_what_it_sent(fake: FakeUpstrea
 
 
 async def test_a_cancelled_call_leaves_nothing_reserved(fake: FakeUpstream) -> None:
-    ledger = MemoryLedger()
+    await cancel_mid_call(fake, MemoryLedger())
+
+
+async def test_a_cancelled_call_leaves_nothing_reserved_in_redis(
+    fake: FakeUpstream, redis_store: RedisStore
+) -> None:
+    await cancel_mid_call(fake, RedisLedger(redis_store))
+
+
+async def cancel_mid_call(fake: FakeUpstream, ledger: Ledger) -> None:
     budgets = Budgets([BudgetLimit(1.0, period="total")], ledger=ledger)
     client = llmrelay.Client(engine=llmrelay.Engine(budget=budgets, catalog=llmrelay.Catalog()))
     fake.push(Reply.hang(30.0))
@@ -451,4 +468,32 @@ async def test_structured_re_asks_are_reserved_for(fake: FakeUpstream) -> None:
         )
     assert len(fake.requests) == 1
     assert await ledger.spent(TOTAL) == (pytest.approx(0.01), 0.0)
+    await client.aclose()
+
+
+async def test_calls_cancelled_at_every_step_leave_nothing_reserved_in_redis(
+    fake: FakeUpstream, redis_store: RedisStore
+) -> None:
+    # Call i is cancelled after i turns of the event loop: between them the cancellations land
+    # on every await of a call -- in the middle of the ledger's round trips too.
+    ledger = RedisLedger(redis_store)
+    budgets = Budgets([BudgetLimit(1.0, period="total")], ledger=ledger)
+    client = llmrelay.Client(engine=llmrelay.Engine(budget=budgets, catalog=llmrelay.Catalog()))
+
+    async def cancel_after(turns: int) -> None:
+        task = asyncio.ensure_future(
+            client.achat(
+                CHEAP, "hi", max_tokens=16, api_key=CANARY_KEY, base_url=fake.openai_base_url
+            )
+        )
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    await asyncio.gather(*(cancel_after(i) for i in range(120)))
+    spent, reserved = await ledger.spent(TOTAL)
+    assert reserved == pytest.approx(0.0)
+    assert spent <= 1.0
     await client.aclose()
