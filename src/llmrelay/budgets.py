@@ -4,7 +4,9 @@ Each call *reserves* its estimated cost (input tokens + ``max_tokens`` at the mo
 against every budget that applies to it before anything is sent, and *settles* with the actual
 cost afterwards (every attempt, retry, fallback and re-ask included). The check-and-reserve is
 atomic, so concurrent calls can never spend past a limit: the last dollar goes to one caller
-and the others get :class:`BudgetExceededError`.
+and the others get :class:`BudgetExceededError`. It is repeated before each fallback and re-ask
+of the call, topping the reservation up to what the call spent plus that candidate's estimate,
+so a pricier fallback is refused before it is sent rather than paid for.
 
 .. code-block:: python
 
