@@ -497,3 +497,40 @@ async def test_calls_cancelled_at_every_step_leave_nothing_reserved_in_redis(
     assert reserved == pytest.approx(0.0)
     assert spent <= 1.0
     await client.aclose()
+
+
+async def test_a_fallback_on_another_key_is_charged_to_that_keys_budget(
+    groq_on_fake: FakeUpstream,
+) -> None:
+    # Per-key budgets follow the candidate: the failed primary's key is charged nothing, the
+    # fallback's key pays for the answer, and the fallback's key budget is checked before it.
+    from llmrelay.providers import Secret
+    from llmrelay.state.base import key_id
+
+    prices = PerModelPrices({CHEAP: 0.001, PRICEY: 0.3})
+    ledger = MemoryLedger()
+    per_key = BudgetLimit(0.5, period="total", scope="key")
+    budgets = Budgets(
+        [BudgetLimit(10.0, period="total"), per_key], ledger=ledger, estimator=prices.estimate
+    )
+    client = llmrelay.Client(engine=llmrelay.Engine(budget=budgets, catalog=prices))
+    primary_key = "sk-primary-0000"
+    dead = dead_url()
+
+    async def one() -> llmrelay.Response:
+        return await client.achat(
+            CHEAP, "hi", api_key=primary_key, base_url=dead, retries=0, fallbacks=[PRICEY]
+        )
+
+    r = await one()
+    assert r.provider == "groq"
+    with pytest.raises(llmrelay.BudgetExceededError) as info:
+        await one()  # $0.30 spent on the fallback's key: another $0.375 estimate passes $0.5
+    assert info.value.scope == "key"
+    assert await ledger.spent(per_key.ledger_key(key_id(Secret(primary_key)), 0)) == (0.0, 0.0)
+    assert await ledger.spent(per_key.ledger_key(key_id(Secret(CANARY_KEY)), 0)) == (
+        pytest.approx(0.3),
+        0.0,
+    )
+    assert await ledger.spent(TOTAL) == (pytest.approx(0.3), 0.0)
+    await client.aclose()
