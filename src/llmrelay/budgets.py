@@ -264,18 +264,36 @@ class Budgets:
                 limit_usd=applied[0].limit_usd,
             )
         if res is None:
-            res = Reservation([], 0.0, [], current=[k for k, _ in entries])
-            _mark(res, ctx)
+            # The call's first reservation (the hot path): one ledger operation on all keys.
+            keys = [k for k, _ in entries]
+            res = Reservation([], 0.0, [], current=keys)
+            if ctx.cost is not None or ctx.usage.total_tokens:
+                _mark(res, ctx)
             ctx.reservation = res  # before any await: a cancelled call still settles it
+            first = res
+
+            def hold_all(failed: int | None) -> None:
+                if failed is None:
+                    first.keys, first.limits, first.amount = keys, applied, estimate
+                    first.held = dict.fromkeys(keys, estimate)
+
+            op = self.ledger.reserve(entries, estimate)
+            if self._local:
+                failed = await op
+                hold_all(failed)
+            else:
+                failed = await self._ledger_op(op, hold_all)
+            if failed is not None:
+                await self._refuse(entries, applied, failed, estimate, dep, ctx)
+            return res
+        # A later candidate: top up each key to what it spent so far plus this estimate.
         r = res
-        # What each key must hold now: spent there so far plus this candidate's estimate.
         groups: dict[float, list[int]] = {}
         for i, (key, _) in enumerate(entries):
-            need = res.spent.get(key, 0.0) + estimate - res.held.get(key, 0.0)
+            need = r.spent.get(key, 0.0) + estimate - r.held.get(key, 0.0)
             if need > 1e-12:
                 groups.setdefault(need, []).append(i)
         for need, idx in groups.items():
-            group = [entries[i] for i in idx]
 
             def hold(failed: int | None, idx: list[int] = idx, need: float = need) -> None:
                 if failed is None:
@@ -287,25 +305,36 @@ class Budgets:
                         r.held[key] = r.held.get(key, 0.0) + need
                         r.amount = max(r.amount, r.held[key])
 
+            group = [entries[i] for i in idx]
             failed = await self._ledger_op(self.ledger.reserve(group, need), hold)
-            if failed is None:
-                continue
-            i = idx[failed]
-            lim = applied[i]
-            spent, reserved = await self.ledger.spent(entries[i][0])
-            more = " more" if ctx.trace else ""
-            raise BudgetExceededError(
-                f"the {lim.period} budget of ${lim.limit_usd:g} for {lim.scope}"
-                f"{'=' + (lim.match or '') if lim.match else ''} would be exceeded: ${spent:.6f} "
-                f"spent, ${reserved:.6f} reserved by calls in flight, this call may cost up to "
-                f"${need:.6f}{more} on {dep.label}",
-                provider=dep.provider,
-                model=dep.model,
-                scope=lim.scope,
-                limit_usd=lim.limit_usd,
-                spent_usd=spent,
-            )
-        return res
+            if failed is not None:
+                await self._refuse(entries, applied, idx[failed], need, dep, ctx)
+        return r
+
+    async def _refuse(
+        self,
+        entries: list[tuple[str, float]],
+        applied: list[BudgetLimit],
+        i: int,
+        need: float,
+        dep: Deployment,
+        ctx: CallContext,
+    ) -> None:
+        """Raise the budget error for entry ``i``, which could not take ``need`` more dollars."""
+        lim = applied[i]
+        spent, reserved = await self.ledger.spent(entries[i][0])
+        more = " more" if ctx.trace else ""
+        raise BudgetExceededError(
+            f"the {lim.period} budget of ${lim.limit_usd:g} for {lim.scope}"
+            f"{'=' + (lim.match or '') if lim.match else ''} would be exceeded: ${spent:.6f} "
+            f"spent, ${reserved:.6f} reserved by calls in flight, this call may cost up to "
+            f"${need:.6f}{more} on {dep.label}",
+            provider=dep.provider,
+            model=dep.model,
+            scope=lim.scope,
+            limit_usd=lim.limit_usd,
+            spent_usd=spent,
+        )
 
     async def settle(self, reservation: Any, ctx: CallContext) -> None:
         """Release everything the call held and record what it spent, per budget key: the
@@ -315,13 +344,31 @@ class Budgets:
             return
         assert isinstance(reservation, Reservation)
         res = reservation
+        if not res.held:
+            return
+        if not res.spent and res.current == res.keys:
+            # One candidate's keys, nothing spent before it (the usual call): every key holds
+            # the same amount and is charged the same -- one ledger operation.
+            tokens = ctx.usage.total_tokens
+            usd = _known_usd(ctx)
+            if tokens == res.mark_tokens:
+                actual = 0.0  # no provider answered
+            elif usd is not None:
+                actual = max(usd - res.mark_usd, 0.0)
+            else:
+                actual = res.amount  # tokens used at an unknown price: what was held
+            res.held = {}
+            op = self.ledger.settle(res.keys, res.amount, actual)
+            await (op if self._local else self._ledger_op(op))
+            return
         _close_segment(res, ctx)
         by_amounts: dict[tuple[float, float], list[str]] = {}
         for key, held in res.held.items():
             by_amounts.setdefault((held, res.spent.get(key, 0.0)), []).append(key)
         res.held = {}  # settled once, even if settle is called again
         for (held, actual), keys in by_amounts.items():
-            await self._ledger_op(self.ledger.settle(keys, held, actual))
+            op = self.ledger.settle(keys, held, actual)
+            await (op if self._local else self._ledger_op(op))
 
     async def _ledger_op(
         self, op: Coroutine[Any, Any, T], done: Callable[[T], None] | None = None
