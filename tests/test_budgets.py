@@ -534,3 +534,23 @@ async def test_a_fallback_on_another_key_is_charged_to_that_keys_budget(
     )
     assert await ledger.spent(TOTAL) == (pytest.approx(0.3), 0.0)
     await client.aclose()
+
+
+async def test_a_stream_cut_after_output_is_charged_for_what_it_sent(fake: FakeUpstream) -> None:
+    ledger = MemoryLedger()
+    budgets = Budgets([BudgetLimit(1.0, period="total")], ledger=ledger)
+    client = llmrelay.Client(engine=llmrelay.Engine(budget=budgets, catalog=llmrelay.Catalog()))
+    fake.push(Reply.cut_stream(after_chunks=3, text="one two three four five six"))
+    s = client.astream(CHEAP, "count me", api_key=CANARY_KEY, base_url=fake.openai_base_url)
+    with pytest.raises(llmrelay.StreamInterruptedError) as info:
+        await s.collect()
+    partial = info.value.partial
+    assert isinstance(partial, llmrelay.Response)
+    assert partial.text
+    assert partial.usage.estimated
+    assert partial.usage.output_tokens == llmrelay.count_tokens(partial.text, CHEAP)
+    spent, reserved = await ledger.spent(TOTAL)
+    assert reserved == pytest.approx(0.0)
+    assert spent == pytest.approx(llmrelay.calculate_cost(CHEAP, partial.usage).usd)
+    assert spent > 0
+    await client.aclose()
