@@ -148,12 +148,73 @@ async def learned_block(
     return {"seen": seen, "store_errors": limiter.store_errors}
 
 
+async def budget_fallback_burst(
+    url: str, prefix: str, n: int, fake_url: str, dead_url: str, limit: float
+) -> dict[str, int]:
+    """``n`` concurrent calls whose primary always fails (nothing listens at ``dead_url``) and
+    whose fallback, on the fake at ``fake_url``, costs $0.10 an answer (100,000x the primary),
+    all against one total budget of ``limit`` dollars kept in Redis."""
+    import os
+
+    os.environ["GROQ_API_KEY"] = "sk-worker"
+    os.environ["GROQ_BASE_URL"] = fake_url
+    from llmrelay import Client
+    from llmrelay.budgets import BudgetLimit, Budgets
+    from llmrelay.engine import Engine
+    from llmrelay.errors import BudgetExceededError
+    from llmrelay.layers import Cost
+    from llmrelay.providers import Deployment
+    from llmrelay.state.ledger import RedisLedger
+    from llmrelay.state.redis_store import RedisStore
+    from llmrelay.types import ChatRequest, Usage
+
+    prices = {"openai/gpt-4.1-mini": 0.000001, "groq/llama-3.1-8b-instant": 0.1}
+
+    class Prices:
+        def prepare(self, req: ChatRequest, dep: Deployment) -> ChatRequest:
+            return req
+
+        def cost(self, dep: Deployment, usage: Usage) -> Cost:
+            return Cost(prices[dep.label], True)
+
+    store = RedisStore(url, prefix=prefix, retry_interval=0, timeout=10)
+    budgets = Budgets(
+        [BudgetLimit(limit, period="total")],
+        ledger=RedisLedger(store),
+        estimator=lambda r, d: prices[d.label] * 1.5,
+    )
+    client = Client(engine=Engine(budget=budgets, catalog=Prices()))
+    await store.ping()
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+
+    async def one() -> str:
+        try:
+            await client.achat(
+                "openai/gpt-4.1-mini",
+                "hi",
+                api_key="sk-worker",
+                base_url=dead_url,
+                retries=0,
+                fallbacks=["groq/llama-3.1-8b-instant"],
+            )
+        except BudgetExceededError:
+            return "refused"
+        return "ok"
+
+    results = await asyncio.gather(*(one() for _ in range(n)))
+    await client.aclose()
+    await store.aclose()
+    return {"ok": results.count("ok"), "refused": results.count("refused")}
+
+
 COMMANDS = {
     "learned_block": learned_block,
     "limiter": limiter_burst,
     "ledger": ledger_burst,
     "breaker": open_breaker,
     "cache": cache_put,
+    "budget_fallback": budget_fallback_burst,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from llmrelay.retry import RetryPolicy
 from llmrelay.state import RedisLedger, RedisStore, SharedBreakerRegistry
 from llmrelay.state.breaker import SharedCircuitBreaker
 from llmrelay.state.scripts import CB_READ
+from llmrelay.testing.fake import FakeUpstream
 from llmrelay.testing.models import TestModel
 from llmrelay.types import ChatRequest, Message, build_params
 
@@ -114,6 +116,38 @@ def test_processes_together_never_spend_past_a_budget(redis_url: str, redis_pref
         ["ledger", redis_url, redis_prefix, 300, 10.0, 0.25],
     )
     assert a["reserved"] + b["reserved"] == 40  # $10 / $0.25
+
+
+def test_four_processes_racing_through_a_pricier_fallback_never_overspend(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """200 concurrent calls in 4 processes; each primary fails, each fallback costs $0.10
+    (100,000x the primary) and is reserved for before it is sent: $2 pays 20 of them at most."""
+    dead = f"http://127.0.0.1:{redis_services.free_port()}/v1"
+    with FakeUpstream.running(api_key="sk-worker") as fake:
+        results = run_workers(
+            *[
+                ["budget_fallback", redis_url, redis_prefix, 50, fake.openai_base_url, dead, 2.0]
+                for _ in range(4)
+            ]
+        )
+        sent = len(fake.requests)
+    ok = sum(r["ok"] for r in results)
+    assert ok + sum(r["refused"] for r in results) == 200
+    assert 1 <= ok <= 20
+    assert sent == ok  # a refused fallback is never sent
+
+    async def read() -> tuple[float, float]:
+        store = RedisStore(redis_url, prefix=redis_prefix, retry_interval=0, timeout=10)
+        try:
+            return await RedisLedger(store).spent("global|*|total|total")
+        finally:
+            await store.aclose()
+
+    spent, reserved = asyncio.run(read())
+    assert spent <= 2.0 + 1e-9
+    assert spent == pytest.approx(0.1 * ok)
+    assert reserved == pytest.approx(0.0)  # nothing left held by any process
 
 
 async def test_a_breaker_one_process_opens_is_open_in_another(

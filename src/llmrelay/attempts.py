@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -260,7 +261,7 @@ class AttemptRunner:
                 dep.label, "success", retries + 1, latency_s=clock() - t0, backoff_s=slept
             )
             trace.append(attempt)
-            self._account(dep, resp, ctx, attempt)
+            self._account(dep, resp, ctx, attempt, req)
             return resp
 
     async def _open_stream(
@@ -322,13 +323,30 @@ class AttemptRunner:
             trace.append(Attempt(dep.label, "success", retries + 1, backoff_s=slept))
             return agen, head, t0, lim
 
-    def _account(self, dep: Deployment, resp: Response, ctx: CallContext, attempt: Attempt) -> None:
-        """Add one provider answer's usage (and cost) to the call."""
+    def _account(
+        self,
+        dep: Deployment,
+        resp: Response,
+        ctx: CallContext,
+        attempt: Attempt,
+        req: ChatRequest | None = None,
+    ) -> None:
+        """Add one provider answer's usage (and cost) to the call. An answer without usage (no
+        usage chunk in the stream, no ``usage`` in the body) is counted from ``req`` and its
+        text, marked estimated: an answer is never a silent $0."""
         usage = resp.usage
+        if req is not None and usage.input_tokens == 0 and usage.output_tokens == 0:
+            from .costs import estimate_usage
+
+            usage = resp.usage = estimate_usage(
+                req, dep, resp, registry=getattr(self.catalog, "registry", None)
+            )
         attempt.usage = usage
         ctx.usage = ctx.usage + usage
         if self.catalog is not None:
             c = self.catalog.cost(dep, usage)
+            if usage.estimated and not c.estimated:
+                c = dataclasses.replace(c, estimated=True)
             attempt.cost_usd = c.usd
             ctx.cost = c if ctx.cost is None else ctx.cost + c
 

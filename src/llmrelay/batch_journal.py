@@ -142,8 +142,11 @@ def result_record(
 def _usage(d: Any) -> Usage:
     if not isinstance(d, Mapping):
         return Usage()
-    names = {f.name for f in dataclasses.fields(Usage)}
-    return Usage(**{k: int(v) for k, v in d.items() if k in names and isinstance(v, int)})
+    names = {f.name for f in dataclasses.fields(Usage)} - {"estimated"}
+    counts: dict[str, Any] = {k: int(v) for k, v in d.items() if k in names and isinstance(v, int)}
+    u = Usage(**counts)
+    u.estimated = d.get("estimated") is True
+    return u
 
 
 def restore_outcome(rec: Mapping[str, Any], response_model: Any) -> Response | Exception:

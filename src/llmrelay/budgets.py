@@ -4,7 +4,9 @@ Each call *reserves* its estimated cost (input tokens + ``max_tokens`` at the mo
 against every budget that applies to it before anything is sent, and *settles* with the actual
 cost afterwards (every attempt, retry, fallback and re-ask included). The check-and-reserve is
 atomic, so concurrent calls can never spend past a limit: the last dollar goes to one caller
-and the others get :class:`BudgetExceededError`.
+and the others get :class:`BudgetExceededError`. It is repeated before each fallback and re-ask
+of the call, topping the reservation up to what the call spent plus that candidate's estimate,
+so a pricier fallback is refused before it is sent rather than paid for.
 
 .. code-block:: python
 
@@ -24,13 +26,14 @@ spent and reserved amounts is pluggable: in memory here, Redis to share it acros
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from .errors import BudgetExceededError, ConfigurationError
 from .state.base import key_id
@@ -41,6 +44,8 @@ if TYPE_CHECKING:
     from .types import ChatRequest
 
 __all__ = ["BudgetLimit", "Budgets", "Ledger", "MemoryLedger", "Reservation"]
+
+T = TypeVar("T")
 
 Period = Literal["day", "month", "total"]
 _PERIODS = ("day", "month", "total")
@@ -152,9 +157,24 @@ class MemoryLedger:
 
 @dataclass(slots=True)
 class Reservation:
+    """What one call holds in the ledger, per budget key, and what it spent there so far.
+
+    The call's candidates may differ in the keys they are charged to (a ``key`` scope follows
+    the deployment's API key): spending is attributed to the keys of the candidate that made
+    it, by marking the call's cost each time it moves to another candidate."""
+
     keys: list[str]
     amount: float
     limits: list[BudgetLimit] = field(default_factory=list)
+    #: Dollars reserved in the ledger per key (released at settle).
+    held: dict[str, float] = field(default_factory=dict)
+    #: Dollars spent per key by the candidates before the current one.
+    spent: dict[str, float] = field(default_factory=dict)
+    #: The keys the current candidate is charged to.
+    current: list[str] = field(default_factory=list)
+    #: The call's known cost, and its token count, when the current candidate started.
+    mark_usd: float = 0.0
+    mark_tokens: int = 0
 
 
 Estimator = Callable[["ChatRequest", "Deployment"], "float | None"]
@@ -199,6 +219,8 @@ class Budgets:
 
             ledger = default_ledger()  # Redis when configured (LLMRELAY_REDIS_URL), else memory
         self.ledger: Ledger = ledger
+        #: An in-process ledger has no await point: its operations cannot be cut by a cancel.
+        self._local = type(ledger) is MemoryLedger
         self.estimator = estimator or _default_estimator
         self.unknown_cost = unknown_cost
         self.clock = clock
@@ -206,6 +228,15 @@ class Budgets:
     async def reserve(
         self, req: ChatRequest, dep: Deployment, ctx: CallContext
     ) -> Reservation | None:
+        """Hold this candidate's estimate (plus what the call already spent) on every budget
+        that applies to it; called before each candidate of a call (see ``BudgetLayer``).
+
+        The first candidate reserves its estimate; a later one (a fallback after a failure or a
+        skipped primary, a structured re-ask) tops the call's reservation up to what was spent
+        plus its own estimate -- one atomic ledger operation, refused with
+        :class:`BudgetExceededError` when it would pass a limit. The common call (the first
+        candidate answers) does exactly one ledger operation."""
+        res: Reservation | None = ctx.reservation
         now = self.clock()
         entries: list[tuple[str, float]] = []
         applied: list[BudgetLimit] = []
@@ -214,12 +245,15 @@ class Budgets:
             if v is not None:
                 entries.append((lim.ledger_key(v, now), float(lim.limit_usd)))
                 applied.append(lim)
+        if res is not None:
+            _close_segment(res, ctx)
+            res.current = [k for k, _ in entries]
         if not entries:
-            return None
+            return res
         estimate = self.estimator(req, dep)
         if estimate is None:
             if self.unknown_cost == "allow":
-                return None
+                return res
             raise BudgetExceededError(
                 f"a budget applies but the price of {dep.label} is unknown, so the call cannot be "
                 "checked against it; add the model's price to the catalog or set "
@@ -229,36 +263,168 @@ class Budgets:
                 scope=applied[0].scope,
                 limit_usd=applied[0].limit_usd,
             )
-        failed = await self.ledger.reserve(entries, estimate)
-        if failed is not None:
-            lim = applied[failed]
-            spent, reserved = await self.ledger.spent(entries[failed][0])
-            raise BudgetExceededError(
-                f"the {lim.period} budget of ${lim.limit_usd:g} for {lim.scope}"
-                f"{'=' + (lim.match or '') if lim.match else ''} would be exceeded: ${spent:.6f} "
-                f"spent, ${reserved:.6f} reserved by calls in flight, this call may cost up to "
-                f"${estimate:.6f}",
-                provider=dep.provider,
-                model=dep.model,
-                scope=lim.scope,
-                limit_usd=lim.limit_usd,
-                spent_usd=spent,
-            )
-        return Reservation([k for k, _ in entries], estimate, applied)
+        if res is None:
+            # The call's first reservation (the hot path): one ledger operation on all keys.
+            keys = [k for k, _ in entries]
+            res = Reservation([], 0.0, [], current=keys)
+            if ctx.cost is not None or ctx.usage.total_tokens:
+                _mark(res, ctx)
+            ctx.reservation = res  # before any await: a cancelled call still settles it
+            first = res
+
+            def hold_all(failed: int | None) -> None:
+                if failed is None:
+                    first.keys, first.limits, first.amount = keys, applied, estimate
+                    first.held = dict.fromkeys(keys, estimate)
+
+            op = self.ledger.reserve(entries, estimate)
+            if self._local:
+                failed = await op
+                hold_all(failed)
+            else:
+                failed = await self._ledger_op(op, hold_all)
+            if failed is not None:
+                await self._refuse(entries, applied, failed, estimate, dep, ctx)
+            return res
+        # A later candidate: top up each key to what it spent so far plus this estimate.
+        r = res
+        groups: dict[float, list[int]] = {}
+        for i, (key, _) in enumerate(entries):
+            need = r.spent.get(key, 0.0) + estimate - r.held.get(key, 0.0)
+            if need > 1e-12:
+                groups.setdefault(need, []).append(i)
+        for need, idx in groups.items():
+
+            def hold(failed: int | None, idx: list[int] = idx, need: float = need) -> None:
+                if failed is None:
+                    for i in idx:
+                        key = entries[i][0]
+                        if key not in r.held:
+                            r.keys.append(key)
+                            r.limits.append(applied[i])
+                        r.held[key] = r.held.get(key, 0.0) + need
+                        r.amount = max(r.amount, r.held[key])
+
+            group = [entries[i] for i in idx]
+            failed = await self._ledger_op(self.ledger.reserve(group, need), hold)
+            if failed is not None:
+                await self._refuse(entries, applied, idx[failed], need, dep, ctx)
+        return r
+
+    async def _refuse(
+        self,
+        entries: list[tuple[str, float]],
+        applied: list[BudgetLimit],
+        i: int,
+        need: float,
+        dep: Deployment,
+        ctx: CallContext,
+    ) -> None:
+        """Raise the budget error for entry ``i``, which could not take ``need`` more dollars."""
+        lim = applied[i]
+        spent, reserved = await self.ledger.spent(entries[i][0])
+        more = " more" if ctx.trace else ""
+        raise BudgetExceededError(
+            f"the {lim.period} budget of ${lim.limit_usd:g} for {lim.scope}"
+            f"{'=' + (lim.match or '') if lim.match else ''} would be exceeded: ${spent:.6f} "
+            f"spent, ${reserved:.6f} reserved by calls in flight, this call may cost up to "
+            f"${need:.6f}{more} on {dep.label}",
+            provider=dep.provider,
+            model=dep.model,
+            scope=lim.scope,
+            limit_usd=lim.limit_usd,
+            spent_usd=spent,
+        )
 
     async def settle(self, reservation: Any, ctx: CallContext) -> None:
+        """Release everything the call held and record what it spent, per budget key: the
+        priced cost when known; else nothing when no provider answered, and what was held when
+        tokens were used at an unknown price (conservative)."""
         if reservation is None:
             return
         assert isinstance(reservation, Reservation)
-        cost = ctx.cost
-        actual = cost.usd if cost is not None and cost.known and cost.usd is not None else None
-        if actual is None:
-            # Nothing was spent (no provider answered), or the price is unknown: with no usage
-            # the call cost nothing; with usage but no price, keep the estimate (conservative).
-            actual = 0.0 if ctx.usage.total_tokens == 0 else reservation.amount
-        await self.ledger.settle(reservation.keys, reservation.amount, actual)
+        res = reservation
+        if not res.held:
+            return
+        if not res.spent and res.current == res.keys:
+            # One candidate's keys, nothing spent before it (the usual call): every key holds
+            # the same amount and is charged the same -- one ledger operation.
+            tokens = ctx.usage.total_tokens
+            usd = _known_usd(ctx)
+            if tokens == res.mark_tokens:
+                actual = 0.0  # no provider answered
+            elif usd is not None:
+                actual = max(usd - res.mark_usd, 0.0)
+            else:
+                actual = res.amount  # tokens used at an unknown price: what was held
+            res.held = {}
+            op = self.ledger.settle(res.keys, res.amount, actual)
+            await (op if self._local else self._ledger_op(op))
+            return
+        _close_segment(res, ctx)
+        by_amounts: dict[tuple[float, float], list[str]] = {}
+        for key, held in res.held.items():
+            by_amounts.setdefault((held, res.spent.get(key, 0.0)), []).append(key)
+        res.held = {}  # settled once, even if settle is called again
+        for (held, actual), keys in by_amounts.items():
+            op = self.ledger.settle(keys, held, actual)
+            await (op if self._local else self._ledger_op(op))
+
+    async def _ledger_op(
+        self, op: Coroutine[Any, Any, T], done: Callable[[T], None] | None = None
+    ) -> T:
+        """Await a ledger operation so that cancelling the call cannot lose its effect; ``done``
+        sees its answer in every case (a reservation made is recorded, so it is released).
+
+        A remote ledger's (Redis) operation runs as its own task: if the call is cancelled
+        while the round trip is in flight, the operation completes and its answer is recorded
+        before the cancellation goes on. (A second cancellation during that wait gives up
+        waiting; the operation still completes in the ledger.)"""
+        if self._local:
+            out = await op
+        else:
+            task = asyncio.ensure_future(op)
+            try:
+                out = await asyncio.shield(task)
+            except asyncio.CancelledError:
+                out = await asyncio.shield(task)
+                if done is not None:
+                    done(out)
+                raise
+        if done is not None:
+            done(out)
+        return out
 
     async def status(self, limit: BudgetLimit, value: str = "*") -> dict[str, float]:
         """Spent and reserved dollars of one budget in the current period."""
         spent, reserved = await self.ledger.spent(limit.ledger_key(value, self.clock()))
         return {"limit_usd": float(limit.limit_usd), "spent_usd": spent, "reserved_usd": reserved}
+
+
+def _known_usd(ctx: CallContext) -> float | None:
+    cost = ctx.cost
+    if cost is not None and cost.known and cost.usd is not None:
+        return cost.usd
+    return None
+
+
+def _mark(res: Reservation, ctx: CallContext) -> None:
+    res.mark_usd = _known_usd(ctx) or 0.0
+    res.mark_tokens = ctx.usage.total_tokens
+
+
+def _close_segment(res: Reservation, ctx: CallContext) -> None:
+    """Charge what the call spent since the current candidate started to that candidate's keys."""
+    tokens = ctx.usage.total_tokens
+    if tokens == res.mark_tokens:
+        return  # nothing answered since
+    usd = _known_usd(ctx)
+    for key in res.current:
+        if usd is not None:
+            res.spent[key] = res.spent.get(key, 0.0) + max(usd - res.mark_usd, 0.0)
+        else:
+            # Tokens were used at an unknown price: count all that was held as spent.
+            res.spent[key] = max(res.spent.get(key, 0.0), res.held.get(key, 0.0))
+    if usd is not None:
+        res.mark_usd = usd
+    res.mark_tokens = tokens

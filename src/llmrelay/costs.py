@@ -35,9 +35,16 @@ if TYPE_CHECKING:
     from .catalog.models import LLMProfile
     from .catalog.registry import LLMRegistry
     from .providers import Deployment
-    from .types import ChatRequest
+    from .types import ChatRequest, Response
 
-__all__ = ["Cost", "Rates", "calculate_cost", "estimate_request_cost", "rates_for"]
+__all__ = [
+    "Cost",
+    "Rates",
+    "calculate_cost",
+    "estimate_request_cost",
+    "estimate_usage",
+    "rates_for",
+]
 
 _M = 1_000_000.0
 
@@ -103,6 +110,7 @@ class Rates:
             output_usd,
             cached_usd,
             reasoning_usd,
+            estimated=u.estimated,
         )
 
 
@@ -176,6 +184,7 @@ def to_usage(usage: Usage | Mapping[str, Any]) -> Usage:
         "reasoning_tokens": 0,
     }
     extra_input = 0
+    estimated = False
     for k, v in usage.items():
         if k in _USAGE_KEYS:
             out[_USAGE_KEYS[k]] = _count(k, v)
@@ -193,6 +202,8 @@ def to_usage(usage: Usage | Mapping[str, Any]) -> Usage:
             )
         elif k == "total_tokens":
             _count(k, v)
+        elif k == "estimated" and isinstance(v, bool):
+            estimated = v
         else:
             raise InvalidRequestError(
                 f"unknown usage field {k!r}; use input_tokens, output_tokens, cached_tokens, "
@@ -200,7 +211,14 @@ def to_usage(usage: Usage | Mapping[str, Any]) -> Usage:
                 "completion_tokens)"
             )
     out["input_tokens"] += extra_input
-    return Usage(**out)
+    return Usage(
+        out["input_tokens"],
+        out["output_tokens"],
+        out["cached_tokens"],
+        out["cache_write_tokens"],
+        out["reasoning_tokens"],
+        estimated,
+    )
 
 
 def calculate_cost(
@@ -264,3 +282,22 @@ def estimate_request_cost(
         return None
     per_out = max(rates.output, rates.reasoning if rates.reasoning is not None else 0.0)
     return prompt * rates.input + out * per_out
+
+
+def estimate_usage(
+    req: ChatRequest, dep: Deployment, resp: Response, *, registry: LLMRegistry | None = None
+) -> Usage:
+    """The usage of an answer whose provider reported none (a stream without a usage chunk, a
+    body without ``usage``), counted here: the prompt from the request (as
+    :func:`estimate_request_cost` counts it), the completion from the text and tool calls
+    received. Marked ``estimated=True``; exact only where ``llmrelay.count_tokens`` is."""
+    from .tokens import count_message_tokens, count_tokens
+
+    reg = registry or _default_registry()
+    profile = reg.lookup(dep.provider, dep.model)
+    enc = profile.tokenizer if profile is not None else None
+    prompt = count_message_tokens(req.messages, dep.label, tools=req.params.tools, encoding=enc)
+    out = count_tokens(resp.text, dep.label, encoding=enc) if resp.text else 0
+    for tc in resp.tool_calls:
+        out += count_tokens(tc.name + tc.arguments, dep.label, encoding=enc)
+    return Usage(prompt, out, estimated=True)

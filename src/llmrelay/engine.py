@@ -33,6 +33,7 @@ from .engine_stream import StreamingCalls
 from .engine_stream import replay_chunks as replay_chunks  # re-exported
 from .errors import (
     AllAttemptsFailedError,
+    BudgetExceededError,
     DeadlineExceededError,
     InvalidRequestError,
     LLMRelayError,
@@ -267,10 +268,7 @@ class Engine(StreamingCalls):
             hit = await self.cache.get(key, ctx)
             if hit is not None and (spec is None or _validates(spec, hit)):
                 return self._serve_hit(hit, dep0, ctx, stream=False, req=req0)
-        reservation = None
         try:
-            if self.budget is not None and dep0 is not None:
-                reservation = await self.budget.reserve(req0, dep0, ctx)
             resp, dep, t, _ = await self._try_candidates(
                 plan, dep0, err0, msgs, params, ctx, req0, False, self._run
             )
@@ -281,9 +279,9 @@ class Engine(StreamingCalls):
             self._record_failure(exc, plan, ctx, req0, stream=False)
             raise
         finally:
-            if reservation is not None:
+            if ctx.reservation is not None:
                 assert self.budget is not None
-                await self.budget.settle(reservation, ctx)
+                await self.budget.settle(ctx.reservation, ctx)
         if key is not None:
             await self._cache_store(key, resp, ctx)
         if self.recorder is not None:
@@ -333,6 +331,17 @@ class Engine(StreamingCalls):
                 if not chain.failed(exc):
                     break
                 continue
+            if self.budget is not None:
+                # Before every candidate, not once per call: a fallback (or a re-ask) may cost
+                # far more than the primary the call was first admitted for.
+                try:
+                    ctx.reservation = await self.budget.reserve(req, dep, ctx)
+                except BudgetExceededError as exc:
+                    ctx.trace.append(
+                        Attempt(t.label, "skipped", error=type(exc).__name__, reason=exc.message)
+                    )
+                    chain.errors.append(exc)  # the budget ends the call: no further candidates
+                    break
             try:
                 out = await attempt(dep, req, self._policy(t, opts), self._timeouts(t, opts), ctx)
             except Exception as exc:
@@ -513,13 +522,14 @@ class Engine(StreamingCalls):
         last = errors[-1]
         if len(errors) == 1:
             err = last
-        elif isinstance(last, DeadlineExceededError):
-            # The deadline stopped the chain (not every candidate failed): say so, with the
-            # candidates that did fail as the cause.
+        elif isinstance(last, DeadlineExceededError | BudgetExceededError):
+            # The deadline or the budget stopped the chain (not every candidate failed): say
+            # so, with the candidates that did fail as the cause.
             err = last
             if err.__cause__ is None:
+                what = "the deadline" if isinstance(last, DeadlineExceededError) else "the budget"
                 err.__cause__ = AllAttemptsFailedError(
-                    f"{len(errors) - 1} candidates failed before the deadline",
+                    f"{len(errors) - 1} candidates failed before {what}",
                     [e for e in errors[:-1] if isinstance(e, Exception)],
                 )
         else:

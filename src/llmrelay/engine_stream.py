@@ -159,10 +159,7 @@ class StreamingCalls(AttemptRunner):
                 for c in replay_chunks(resp):
                     yield c
                 return
-        reservation = None
         try:
-            if self.budget is not None and dep0 is not None:
-                reservation = await self.budget.reserve(req0, dep0, ctx)
             inner = self._stream_candidates(plan, dep0, err0, msgs, params, ctx, req0)
             async with contextlib.aclosing(inner):
                 async for c in inner:
@@ -173,9 +170,9 @@ class StreamingCalls(AttemptRunner):
             self._record_failure(exc, plan, ctx, req0, stream=True)
             raise
         finally:
-            if reservation is not None:
+            if ctx.reservation is not None:
                 assert self.budget is not None
-                await self.budget.settle(reservation, ctx)
+                await self.budget.settle(ctx.reservation, ctx)
 
     async def _stream_candidates(
         self,
@@ -203,14 +200,14 @@ class StreamingCalls(AttemptRunner):
                 text.append(c.delta)
                 usage = c.usage or usage
                 if c.done:
-                    final = self._finish_stream(c, dep, t, t0, ttft, ctx)
+                    final = self._finish_stream(c, dep, t, t0, ttft, ctx, req)
                 yield c
             if final is None:
                 async for c in agen:
                     text.append(c.delta)
                     usage = c.usage or usage
                     if c.done:
-                        final = self._finish_stream(c, dep, t, t0, ttft, ctx)
+                        final = self._finish_stream(c, dep, t, t0, ttft, ctx, req)
                     yield c
             if final is not None and self.recorder is not None:
                 self._record(final, dep, ctx, req, stream=True)
@@ -237,14 +234,20 @@ class StreamingCalls(AttemptRunner):
                     status=getattr(exc, "status", None),
                     partial=partial,
                 )
-            if isinstance(partial, Response) and (
-                partial.usage.input_tokens or partial.usage.output_tokens
-            ):
-                self._account(dep, partial, ctx, ok)  # tokens spent on a cut stream still count
+            if isinstance(partial, Response):
+                # Tokens spent on a cut stream still count (counted here when not reported).
+                self._account(dep, partial, ctx, ok, req)
             err.trace = trace
             if err is exc:
                 raise
             raise err from exc
+        except BaseException:
+            if final is None:
+                # The caller left early, or the call was cancelled: what was streamed so far
+                # was still spent (counted here when not reported).
+                cut = Response(text="".join(text), usage=usage or Usage())
+                self._account(dep, cut, ctx, trace[-1], req)
+            raise
         finally:
             await agen.aclose()
             if self.limiter is not None:
@@ -253,13 +256,21 @@ class StreamingCalls(AttemptRunner):
                 )
 
     def _finish_stream(
-        self, c: StreamChunk, dep: Deployment, t: Target, t0: float, ttft: float, ctx: CallContext
+        self,
+        c: StreamChunk,
+        dep: Deployment,
+        t: Target,
+        t0: float,
+        ttft: float,
+        ctx: CallContext,
+        req: ChatRequest,
     ) -> Response:
         resp = c.response
         assert resp is not None
         attempt = ctx.trace[-1]  # the success entry _open_stream added
         attempt.latency_s = self.clock() - t0
-        self._account(dep, resp, ctx, attempt)
+        self._account(dep, resp, ctx, attempt, req)
+        c.usage = resp.usage  # estimated when the stream reported none
         self._finish(resp, t, ctx)
         resp.time_to_first_token_s = ttft
         return resp

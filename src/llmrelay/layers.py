@@ -46,6 +46,8 @@ class Cost:
     reasoning_usd: float | None = None
     #: Why the price is unknown (e.g. "no price for groq/foo in the catalog").
     reason: str | None = None
+    #: True when some of the usage priced was counted by llmrelay, not reported by the provider.
+    estimated: bool = False
 
     @classmethod
     def unknown(cls, reason: str) -> Cost:
@@ -65,6 +67,7 @@ class Cost:
             add(self.output_usd, other.output_usd),
             add(self.cached_usd, other.cached_usd),
             add(self.reasoning_usd, other.reasoning_usd),
+            estimated=self.estimated or other.estimated,
         )
 
 
@@ -83,6 +86,9 @@ class CallContext:
     usage: Usage = field(default_factory=Usage)
     cost: Cost | None = None
     cache_hit: bool = False
+    #: What the budget layer holds for this call (``BudgetLayer.reserve``'s answer), settled once
+    #: when the call ends, whatever its outcome.
+    reservation: Any = None
 
     @property
     def tenant(self) -> str | None:
@@ -153,7 +159,14 @@ class LimiterLayer(Protocol):
 
 @runtime_checkable
 class BudgetLayer(Protocol):
-    """Spending limits: reserve the estimate before the call, settle the actual after."""
+    """Spending limits: reserve the estimate before the call, settle the actual after.
+
+    ``reserve`` is called before *every* candidate the call reaches (the primary, each fallback,
+    each structured re-ask), with ``ctx.reservation`` holding what the call reserved so far
+    (None at first); it returns the call's reservation, extended to cover what was spent plus the
+    candidate's estimate, or raises ``BudgetExceededError``. ``settle`` runs once, when the call
+    ends (success, error, cancellation), with ``ctx.reservation``.
+    """
 
     async def reserve(self, req: ChatRequest, dep: Deployment, ctx: CallContext) -> Any: ...
 

@@ -240,6 +240,10 @@ class Usage(_Dumpable):
     ``cached_tokens`` (read from the prompt cache) and ``cache_write_tokens`` are parts of
     ``input_tokens``; ``reasoning_tokens`` is part of ``output_tokens`` -- OpenAI's convention.
     Adapters of providers that report them separately (Anthropic) add them in.
+
+    ``estimated`` is True when the provider reported no usage (a stream without a usage chunk,
+    a body without ``usage``) and the engine counted the tokens itself: the prompt from the
+    request, the completion from the text received (``llmrelay.count_tokens``).
     """
 
     input_tokens: int = 0
@@ -247,6 +251,7 @@ class Usage(_Dumpable):
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    estimated: bool = False
 
     @property
     def total_tokens(self) -> int:
@@ -267,6 +272,7 @@ class Usage(_Dumpable):
             self.cached_tokens + other.cached_tokens,
             self.cache_write_tokens + other.cache_write_tokens,
             self.reasoning_tokens + other.reasoning_tokens,
+            self.estimated or other.estimated,
         )
 
 

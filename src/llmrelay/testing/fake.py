@@ -58,6 +58,9 @@ class Reply:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     finish: str = "stop"
+    #: Report no usage, as servers that ignore ``stream_options`` do: no ``usage`` in the body,
+    #: no usage frame in an OpenAI-format stream.
+    no_usage: bool = False
     #: Only answer requests whose path contains this (others get the default reply).
     path_contains: str | None = None
 
@@ -432,6 +435,8 @@ class FakeUpstream:
             reply.reasoning_tokens,
         )
         finish = "tool_calls" if tool else reply.finish
+        if reply.no_usage:
+            req.include_usage = False
         if not req.stream:
             if reply.kind in ("cut_stream", "stream_error"):
                 # Non-stream request: a cut becomes a truncated body.
@@ -440,6 +445,9 @@ class FakeUpstream:
                     status=200, body=full[: len(full) // 2], content_type="application/json"
                 )
             payload = dialect.body(req, text, tool, usage, finish)
+            if reply.no_usage:
+                payload.pop("usage", None)
+                payload.pop("usageMetadata", None)
             return self._json(200, payload, dialect, reply.headers)
         return await self._stream(request, dialect, req, reply, text, tool, usage, finish)
 
