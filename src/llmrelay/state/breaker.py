@@ -187,9 +187,9 @@ class SharedCircuitBreaker(CircuitBreaker):
         self._apply(snap, now)
         admitted, gen, fails = int(snap[4]), int(snap[1]), int(snap[3])
         if admitted == 1:
-            return SharedPermit(gen, False, now, "", fails)
+            return SharedPermit(gen, False, now, token="", fails_seen=fails)
         if admitted == 2:
-            return SharedPermit(gen, True, now, token, fails)
+            return SharedPermit(gen, True, now, token=token, fails_seen=fails)
         raise self._open_error(int(snap[0]), float(snap[2]) / 1000)
 
     def _open_error(self, st: int, retry_after: float) -> CircuitOpenError:
@@ -283,7 +283,7 @@ class SharedCircuitBreaker(CircuitBreaker):
         with self._v_lock:
             st, gen, fails = self._v_state, self._v_gen, self._v_fails
             if st == 0:
-                return SharedPermit(gen, False, now, "", fails)
+                return SharedPermit(gen, False, now, token="", fails_seen=fails)
             if st == 1 and now < self._v_open_until:
                 raise self._open_error(1, self._v_open_until - now)
             if self._local_probe_gen != gen:
@@ -291,7 +291,7 @@ class SharedCircuitBreaker(CircuitBreaker):
             if self._local_probes >= self.half_open_max_calls:
                 raise self._open_error(2, min(1.0, self.recovery_timeout))
             self._local_probes += 1
-            return SharedPermit(gen, True, now, "", fails)
+            return SharedPermit(gen, True, now, token="", fails_seen=fails)
 
     def on_success(self, permit: Permit) -> None:
         if not isinstance(permit, SharedPermit):
