@@ -118,11 +118,34 @@ async def cache_put(url: str, prefix: str, tenant: str, answer: str) -> dict[str
     return {"text": r.text, "hit": r.cache_hit, "stores": cache.stats.stores}
 
 
+async def hold_probe(url: str, prefix: str, key: str, lease: float) -> dict[str, object]:
+    """Open a shared breaker, take its half-open probe, say ``holding`` and keep it until
+    killed (the test SIGKILLs this process)."""
+    from llmrelay.errors import ServerError
+    from llmrelay.state.breaker import SharedBreakerRegistry
+    from llmrelay.state.redis_store import RedisStore
+
+    store = RedisStore(url, prefix=prefix, retry_interval=0, timeout=10)
+    reg = SharedBreakerRegistry(
+        store, failure_threshold=1, recovery_timeout=0.001, probe_lease=lease
+    )
+    b = reg.get(key)
+    await b.aon_failure(await b.aacquire(), ServerError("down", status=503))
+    while await b.refresh() == "open":  # the recovery timeout is one millisecond
+        pass
+    probe = await b.aacquire()
+    assert probe.probe
+    print("holding", flush=True)
+    await asyncio.Event().wait()  # the probe runs until the process dies
+    return {}
+
+
 COMMANDS = {
     "limiter": limiter_burst,
     "ledger": ledger_burst,
     "breaker": open_breaker,
     "cache": cache_put,
+    "hold_probe": hold_probe,
 }
 
 

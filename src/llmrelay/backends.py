@@ -146,9 +146,11 @@ def unbuildable(exc: Exception, dep: Deployment) -> InvalidRequestError:
     surrogate in a message, a parameter or key of the wrong type): it is never the deployment's
     failure, so breakers do not count it. The API key never appears in it."""
     text = f"{type(exc).__name__}: {exc}".encode("utf-8", "backslashreplace").decode()
-    key = dep.api_key.get() if dep.api_key else None
-    if isinstance(key, str) and len(key) >= 4:
-        text = text.replace(key, "[REDACTED]")
+    key: object = dep.api_key.get() if dep.api_key else None
+    if key is not None:  # a key of the wrong type may be echoed too (bytes, a number ...)
+        for shown in {str(key), repr(key)}:
+            if len(shown) >= 3:
+                text = text.replace(shown, "[REDACTED]")
     return InvalidRequestError(
         f"the request to {dep.label} could not be built ({text[:300]}); check the messages, "
         "parameters and api_key of the call",
