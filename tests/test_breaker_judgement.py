@@ -214,6 +214,7 @@ async def _cut_streams(client: llmrelay.Client, fake: FakeUpstream) -> list[Base
         )
         deltas, exc = await collect(s)
         if isinstance(exc, StreamInterruptedError):
+            assert isinstance(exc, APIConnectionError)  # what cut it, and a ConnectionError
             assert "".join(deltas) == "one two"
             assert exc.partial is not None
             assert exc.partial.text == "one two"

@@ -18,8 +18,8 @@ from .errors import (
     InvalidRequestError,
     InvalidResponseError,
     LLMRelayError,
-    StreamInterruptedError,
     UnknownModelError,
+    interrupted_by,
 )
 from .headers import get_header, request_id_from
 from .providers import Deployment
@@ -122,12 +122,10 @@ class HttpBackend:
                         for c in state.feed(ev):
                             yield c
                 except (APIConnectionError, APITimeoutError) as exc:
-                    raise StreamInterruptedError(
-                        f"the stream broke: {exc.message}",
-                        provider=dep.provider,
-                        model=dep.model,
-                        partial=state.partial(),
-                    ) from exc
+                    # Both a StreamInterruptedError and the connection error or timeout it is.
+                    cut = interrupted_by(exc, f"the stream broke: {exc.message}", state.partial())
+                    cut.provider, cut.model = dep.provider, dep.model
+                    raise cut from exc
                 resp = _finish(state.finish(), s.headers, req, http_req)
                 resp.request_id = resp.request_id or request_id_from(s.headers)
                 yield chunk(
