@@ -147,6 +147,25 @@ async def test_caller_errors_never_open_the_breaker(fake: FakeUpstream, wire: st
         await client.aclose()
 
 
+@pytest.mark.parametrize("wire", sorted(WIRES))
+async def test_caller_errors_in_streams_never_open_the_breaker(
+    fake: FakeUpstream, wire: str
+) -> None:
+    client = llmrelay.Client(engine=llmrelay.Engine())
+    url = base_url(fake, wire)
+    try:
+        for prompt, kw in BAD_CALLS:
+            kw = {"api_key": CANARY_KEY, **kw}
+            _, exc = await collect(client.astream(WIRES[wire], prompt, base_url=url, **kw))
+            assert isinstance(exc, InvalidRequestError)
+            assert CANARY_KEY not in str(exc)
+        assert fake.requests == []
+        r = await client.astream(WIRES[wire], "hello", base_url=url, api_key=CANARY_KEY).collect()
+        assert r.text == "Echo: hello"
+    finally:
+        await client.aclose()
+
+
 @pytest.mark.services
 @pytest.mark.parametrize("wire", sorted(WIRES))
 async def test_caller_errors_never_open_a_shared_breaker(

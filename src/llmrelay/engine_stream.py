@@ -241,6 +241,8 @@ class StreamingCalls(AttemptRunner):
                     # An error the provider sent mid-stream stays that error (an OverloadedError,
                     # a RateLimitedError ...) and is a StreamInterruptedError too.
                     err = interrupted_by(exc, message, partial)
+                    err.provider = err.provider or dep.provider
+                    err.model = err.model or dep.model
                 else:
                     err = StreamInterruptedError(
                         message,
