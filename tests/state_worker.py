@@ -208,6 +208,28 @@ async def budget_fallback_burst(
     return {"ok": results.count("ok"), "refused": results.count("refused")}
 
 
+async def hold_probe(url: str, prefix: str, key: str, lease: float) -> dict[str, object]:
+    """Open a shared breaker, take its half-open probe, say ``holding`` and keep it until
+    killed (the test SIGKILLs this process)."""
+    from llmrelay.errors import ServerError
+    from llmrelay.state.breaker import SharedBreakerRegistry
+    from llmrelay.state.redis_store import RedisStore
+
+    store = RedisStore(url, prefix=prefix, retry_interval=0, timeout=10)
+    reg = SharedBreakerRegistry(
+        store, failure_threshold=1, recovery_timeout=0.001, probe_lease=lease
+    )
+    b = reg.get(key)
+    await b.aon_failure(await b.aacquire(), ServerError("down", status=503))
+    while await b.refresh() == "open":  # the recovery timeout is one millisecond
+        pass
+    probe = await b.aacquire()
+    assert probe.probe
+    print("holding", flush=True)
+    await asyncio.Event().wait()  # the probe runs until the process dies
+    return {}
+
+
 COMMANDS = {
     "learned_block": learned_block,
     "limiter": limiter_burst,
@@ -215,6 +237,7 @@ COMMANDS = {
     "breaker": open_breaker,
     "cache": cache_put,
     "budget_fallback": budget_fallback_burst,
+    "hold_probe": hold_probe,
 }
 
 

@@ -271,11 +271,13 @@ class AttemptRunner:
         policy: RetryPolicy,
         timeouts: Timeouts,
         ctx: CallContext,
-    ) -> tuple[AsyncGenerator[StreamChunk, None], list[StreamChunk], float, Any]:
+    ) -> tuple[AsyncGenerator[StreamChunk, None], list[StreamChunk], float, Any, Any]:
         """Start a stream on ``dep`` and read up to its first content chunk, with retries.
 
-        Returns the live generator, the chunks read so far, the attempt's start time and the
-        rate limiter's permit (released when the stream ends).
+        Returns the live generator, the chunks read so far, the attempt's start time, the rate
+        limiter's permit (released when the stream ends) and the breaker's permit: the stream's
+        outcome for the breaker is only known when it ends (``_stream_outcome``), so a stream
+        cut after its first chunks counts as the failure it is.
         """
         backend = self.backend_for(dep)
         breaker = self.breaker_for(dep)
@@ -319,9 +321,26 @@ class AttemptRunner:
                 await agen.aclose()
                 await self._abandoned(breaker, permit, lim)
                 raise
-            await _succeeded(breaker, permit, budget)
+            if budget is not None:
+                budget.on_success()
+            if permit is not None:
+                permit.first_output = breaker.clock() if breaker is not None else None
             trace.append(Attempt(dep.label, "success", retries + 1, backoff_s=slept))
-            return agen, head, t0, lim
+            return agen, head, t0, lim, permit
+
+    async def _stream_outcome(
+        self, dep: Deployment, permit: Any, failure: BaseException | None
+    ) -> None:
+        """Book a stream that started (see ``_open_stream``) with its breaker when it ends: a
+        failure after output counts as ``counts_as_failure`` says; a stream that finished, or
+        that its caller left, was served."""
+        breaker = self.breaker_for(dep)
+        if breaker is None or permit is None:
+            return
+        if isinstance(failure, Exception):
+            await _on_failure(breaker, permit, failure)
+        else:
+            await _succeeded(breaker, permit, None)
 
     def _account(
         self,

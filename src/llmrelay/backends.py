@@ -15,9 +15,11 @@ from .errors import (
     APIConnectionError,
     APITimeoutError,
     ConfigurationError,
+    InvalidRequestError,
     InvalidResponseError,
-    StreamInterruptedError,
+    LLMRelayError,
     UnknownModelError,
+    interrupted_by,
 )
 from .headers import get_header
 from .providers import Deployment
@@ -75,8 +77,14 @@ class HttpBackend:
 
     async def complete(self, req: ChatRequest, dep: Deployment, timeouts: Timeouts) -> Response:
         adapter = self.adapter
-        http_req = adapter.build_request(req, dep)
-        resp = await self.transport.send(http_req, timeouts)
+        try:
+            http_req = adapter.build_request(req, dep)
+            resp = await self.transport.send(http_req, timeouts)
+        except LLMRelayError:
+            raise
+        except Exception as exc:
+            # The transport types every I/O failure: anything else is the request itself.
+            raise unbuildable(exc, dep) from None
         if resp.status >= 300:
             raise status_error(adapter.map_error, resp.status, resp.headers, resp.body, dep)
         return _finish(adapter.parse_response(resp, req, dep), resp.headers, req, http_req)
@@ -85,44 +93,69 @@ class HttpBackend:
         self, req: ChatRequest, dep: Deployment, timeouts: Timeouts
     ) -> AsyncIterator[StreamChunk]:
         adapter = self.adapter
-        http_req = adapter.build_request(req, dep)
-        async with self.transport.stream(http_req, timeouts) as s:
-            if s.status >= 300:
-                body = await s.aread() if s.status >= 400 else b""
-                raise status_error(adapter.map_error, s.status, s.headers, body, dep)
-            ctype = get_header(s.headers, "content-type") or ""
-            if ctype.lower().startswith("application/json"):
-                # Some servers answer a stream request with one JSON body (often an error).
-                body = await s.aread()
-                resp = adapter.parse_response(HttpResponse(s.status, s.headers, body), req, dep)
-                _finish(resp, s.headers, req, http_req)
-                yield chunk(resp.text, finish_reason=resp.finish_reason, usage=resp.usage)
-                yield chunk(done=True, response=resp, finish_reason=resp.finish_reason)
-                return
-            state = adapter.stream_state(req, dep)
-            decoder = SSEDecoder()
-            try:
-                async for data in s.aiter_bytes():
-                    for ev in decoder.feed(data):
+        sent = False
+        try:
+            http_req = adapter.build_request(req, dep)
+            async with self.transport.stream(http_req, timeouts) as s:
+                sent = True
+                if s.status >= 300:
+                    body = await s.aread() if s.status >= 400 else b""
+                    raise status_error(adapter.map_error, s.status, s.headers, body, dep)
+                ctype = get_header(s.headers, "content-type") or ""
+                if ctype.lower().startswith("application/json"):
+                    # Some servers answer a stream request with one JSON body (often an error).
+                    body = await s.aread()
+                    resp = adapter.parse_response(HttpResponse(s.status, s.headers, body), req, dep)
+                    _finish(resp, s.headers, req, http_req)
+                    yield chunk(resp.text, finish_reason=resp.finish_reason, usage=resp.usage)
+                    yield chunk(done=True, response=resp, finish_reason=resp.finish_reason)
+                    return
+                state = adapter.stream_state(req, dep)
+                decoder = SSEDecoder()
+                try:
+                    async for data in s.aiter_bytes():
+                        for ev in decoder.feed(data):
+                            for c in state.feed(ev):
+                                yield c
+                        if state.done:
+                            break
+                    for ev in decoder.flush():
                         for c in state.feed(ev):
                             yield c
-                    if state.done:
-                        break
-                for ev in decoder.flush():
-                    for c in state.feed(ev):
-                        yield c
-            except (APIConnectionError, APITimeoutError) as exc:
-                raise StreamInterruptedError(
-                    f"the stream broke: {exc.message}",
-                    provider=dep.provider,
-                    model=dep.model,
-                    partial=state.partial(),
-                ) from exc
-            resp = _finish(state.finish(), s.headers, req, http_req)
-            resp.request_id = resp.request_id or answer_request_id(s.headers, dep)
-            yield chunk(
-                done=True, response=resp, finish_reason=resp.finish_reason, usage=resp.usage
-            )
+                except (APIConnectionError, APITimeoutError) as exc:
+                    # Both a StreamInterruptedError and the connection error or timeout it is.
+                    cut = interrupted_by(exc, f"the stream broke: {exc.message}", state.partial())
+                    cut.provider, cut.model = dep.provider, dep.model
+                    raise cut from exc
+                resp = _finish(state.finish(), s.headers, req, http_req)
+                resp.request_id = resp.request_id or answer_request_id(s.headers, dep)
+                yield chunk(
+                    done=True, response=resp, finish_reason=resp.finish_reason, usage=resp.usage
+                )
+        except LLMRelayError:
+            raise
+        except Exception as exc:
+            if sent:
+                raise
+            raise unbuildable(exc, dep) from None
+
+
+def unbuildable(exc: Exception, dep: Deployment) -> InvalidRequestError:
+    """The caller's error for a request that failed before it reached the provider (a lone
+    surrogate in a message, a parameter or key of the wrong type): it is never the deployment's
+    failure, so breakers do not count it. The API key never appears in it."""
+    text = f"{type(exc).__name__}: {exc}".encode("utf-8", "backslashreplace").decode()
+    key: object = dep.api_key.get() if dep.api_key else None
+    if key is not None:  # a key of the wrong type may be echoed too (bytes, a number ...)
+        for shown in {str(key), repr(key)}:
+            if len(shown) >= 3:
+                text = text.replace(shown, "[REDACTED]")
+    return InvalidRequestError(
+        f"the request to {dep.label} could not be built ({text[:300]}); check the messages, "
+        "parameters and api_key of the call",
+        provider=dep.provider,
+        model=dep.model,
+    )
 
 
 def _finish(

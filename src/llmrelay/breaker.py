@@ -14,8 +14,10 @@ States: ``closed`` (calls flow), ``open`` (calls fail fast with :class:`CircuitO
 - Each call is admitted with the breaker's *generation*; a result that arrives after the state
   changed (a late failure from a call started before the break) is ignored, so it neither extends
   an open period nor fires a second open event.
-- Client errors (400, 401, 403, 404, context window, content filter, bad configuration) do not
-  count; 429, 5xx, 529, timeouts, connection errors and non-llmrelay exceptions do.
+- What counts is declared by the error classes (:func:`counts_as_failure`): the caller's errors
+  (invalid input, 400, 401, 403, 404, context window, content filter, configuration) never do;
+  429, 5xx, 529, timeouts, connection errors, broken streams and the guarded function's own
+  exceptions do.
 - The clock is monotonic and injectable. A lock guards only state changes; calls run
   concurrently.
 """
@@ -31,36 +33,29 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from .errors import (
-    AuthenticationError,
-    BadRequestError,
-    CircuitOpenError,
-    ConfigurationError,
-    ContentFilteredError,
-    NotFoundError,
-    PermissionDeniedError,
-)
+from .errors import CircuitOpenError, ConfigurationError, LLMRelayError
 
 __all__ = ["BreakerRegistry", "CircuitBreaker", "Permit", "State", "counts_as_failure"]
 
 State = Literal["closed", "open", "half-open"]
 T = TypeVar("T")
 
-_CLIENT_ERRORS = (
-    BadRequestError,
-    AuthenticationError,
-    PermissionDeniedError,
-    NotFoundError,
-    ContentFilteredError,
-    ConfigurationError,
-    CircuitOpenError,
-)
-
 
 def counts_as_failure(exc: BaseException) -> bool:
-    """Does this error say the deployment is unhealthy (vs. the request being wrong)?"""
-    if isinstance(exc, _CLIENT_ERRORS):
-        return False
+    """Does this error say the deployment is unhealthy (vs. the call being wrong)?
+
+    The declared rule: an llmrelay error counts when its class says so
+    (``LLMRelayError.breaker_failure``): 429, 5xx, 529, timeouts, connection errors, broken
+    streams and answers that are not the wire format do; the caller's errors (invalid input, a
+    request that cannot be built, 400/401/403/404, refused content, configuration) and llmrelay's
+    own refusals (an open breaker, a budget, a deadline, the state store) never do. Any other
+    ``Exception`` counts: it was raised by the guarded function itself (``CircuitBreaker.call``,
+    a user inference function), which is the deployment. The engine never lets the caller's
+    mistakes reach a breaker as such: what fails while a provider request is being built is an
+    ``InvalidRequestError``. Cancellation and interrupts never count.
+    """
+    if isinstance(exc, LLMRelayError):
+        return exc.breaker_failure
     return isinstance(exc, Exception)
 
 
@@ -71,6 +66,9 @@ class Permit:
     generation: int
     probe: bool
     started: float
+    #: When a stream's first output came (its outcome is booked when it ends, but a slow call
+    #: is one slow to answer, not a long answer).
+    first_output: float | None = None
 
 
 def _positive(name: str, v: Any, *, integer: bool = False) -> None:
@@ -244,7 +242,9 @@ class CircuitBreaker:
     def on_success(self, permit: Permit) -> None:
         now = self.clock()
         slow = (
-            self.slow_call_duration is not None and now - permit.started >= self.slow_call_duration
+            self.slow_call_duration is not None
+            and (now if permit.first_output is None else permit.first_output) - permit.started
+            >= self.slow_call_duration
         )
         if permit.generation != self._generation:
             return  # a late result from before a state change
@@ -277,7 +277,9 @@ class CircuitBreaker:
                     self._transition("open")
             return
         slow = (
-            self.slow_call_duration is not None and now - permit.started >= self.slow_call_duration
+            self.slow_call_duration is not None
+            and (now if permit.first_output is None else permit.first_output) - permit.started
+            >= self.slow_call_duration
         )
         self._record(permit, True, slow, now)
 

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, TypeVar
 
 from .attempts import AttemptRunner
 from .call_options import NO_OPTIONS, CallOptions, positive_option
-from .errors import InvalidRequestError, LLMRelayError, StreamInterruptedError
+from .errors import (
+    APIError,
+    InvalidRequestError,
+    LLMRelayError,
+    StreamInterruptedError,
+    interrupted_by,
+)
 from .layers import BudgetLayer, CacheLayer, CallContext, Recorder
 from .providers import Deployment
 from .resolve import Target
@@ -186,7 +192,7 @@ class StreamingCalls(AttemptRunner):
     ) -> AsyncGenerator[StreamChunk, None]:
         clock = self.clock
         trace = ctx.trace
-        (agen, head, t0, lim), dep, t, req = await self._try_candidates(
+        (agen, head, t0, lim, permit), dep, t, req = await self._try_candidates(
             plan, dep0, err0, msgs, params, ctx, req0, True, self._open_stream
         )
         # Output reaches the caller from here on: no more retries or fallbacks.
@@ -227,13 +233,21 @@ class StreamingCalls(AttemptRunner):
                     model=dep.model,
                     alias=t.alias,
                 )
-                err = StreamInterruptedError(
-                    f"the stream failed after output was sent: {type(exc).__name__}: {exc}",
-                    provider=dep.provider,
-                    model=dep.model,
-                    status=getattr(exc, "status", None),
-                    partial=partial,
-                )
+                message = f"the stream failed after output was sent: {type(exc).__name__}: {exc}"
+                if isinstance(exc, APIError):
+                    # An error the provider sent mid-stream stays that error (an OverloadedError,
+                    # a RateLimitedError ...) and is a StreamInterruptedError too.
+                    err = interrupted_by(exc, message, partial)
+                    err.provider = err.provider or dep.provider
+                    err.model = err.model or dep.model
+                else:
+                    err = StreamInterruptedError(
+                        message,
+                        provider=dep.provider,
+                        model=dep.model,
+                        status=getattr(exc, "status", None),
+                        partial=partial,
+                    )
             if isinstance(partial, Response):
                 # Tokens spent on a cut stream still count (counted here when not reported).
                 self._account(dep, partial, ctx, ok, req)
@@ -250,6 +264,7 @@ class StreamingCalls(AttemptRunner):
             raise
         finally:
             await agen.aclose()
+            await self._stream_outcome(dep, permit, failure)
             if self.limiter is not None:
                 await self.limiter.release(
                     lim, final, final.headers if final is not None else None, failure

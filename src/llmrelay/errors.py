@@ -47,8 +47,9 @@ error chains a cause that carries the request's headers.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = [
     "APIConnectionError",
@@ -104,6 +105,12 @@ REDACTED = "[REDACTED]"
 
 class LLMRelayError(Exception):
     """Base class of every llmrelay error."""
+
+    #: Does this error say the *deployment* is unhealthy, so a circuit breaker counts it? The
+    #: declared rule every breaker follows (``llmrelay.breaker.counts_as_failure``): only provider
+    #: and transport failures do; the caller's errors (bad input, a request that cannot be built,
+    #: a 400/401/403/404, a refused content) and llmrelay's own refusals never do.
+    breaker_failure: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -240,6 +247,8 @@ class UnsupportedCapabilityError(ConfigurationError):
 class APIError(LLMRelayError):
     """An error while talking to a provider."""
 
+    breaker_failure = True
+
 
 class APIStatusError(APIError):
     """The provider answered with an HTTP error status."""
@@ -247,6 +256,8 @@ class APIStatusError(APIError):
 
 class BadRequestError(APIStatusError):
     """400/422: the provider rejected the request as invalid."""
+
+    breaker_failure = False
 
 
 class ContextWindowExceededError(BadRequestError):
@@ -256,13 +267,19 @@ class ContextWindowExceededError(BadRequestError):
 class AuthenticationError(APIStatusError):
     """401: the API key is missing, wrong or revoked."""
 
+    breaker_failure = False
+
 
 class PermissionDeniedError(APIStatusError):
     """403: the key may not use this model or endpoint."""
 
+    breaker_failure = False
+
 
 class NotFoundError(APIStatusError):
     """404: unknown model or endpoint (check the model name and base URL)."""
+
+    breaker_failure = False
 
 
 class ConflictError(APIStatusError):
@@ -298,6 +315,8 @@ class OverloadedError(ServerError):
 class ContentFilteredError(APIError):
     """The provider refused the prompt or the output on content grounds."""
 
+    breaker_failure = False
+
 
 class APITimeoutError(APIError, TimeoutError):
     """Connecting or reading took longer than the configured timeout."""
@@ -317,6 +336,58 @@ class StreamInterruptedError(APIError):
     def __init__(self, message: str, *, partial: Any = None, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.partial = partial
+
+
+_interrupted_lock = threading.Lock()
+_interrupted_classes: dict[type[APIError], type[StreamInterruptedError]] = {}
+
+
+def interrupted_class(cls: type[APIError]) -> type[StreamInterruptedError]:
+    """The class of a stream cut by ``cls`` (an error the provider sent mid-stream, or the
+    connection failing): a subclass of both ``StreamInterruptedError`` and ``cls``, so
+    ``except OverloadedError`` and ``except StreamInterruptedError`` both catch it. One class per
+    ``cls``, created on first use; its instances pickle (rebuilt through this function). A
+    breaker judges it as ``cls`` declares."""
+    if issubclass(cls, StreamInterruptedError):
+        return cls
+    made = _interrupted_classes.get(cls)
+    if made is None:
+        with _interrupted_lock:
+            made = _interrupted_classes.get(cls)
+            if made is None:
+                made = type(
+                    "StreamInterruptedError",
+                    (StreamInterruptedError, cls),
+                    {
+                        "__module__": __name__,
+                        "__qualname__": f"StreamInterruptedError[{cls.__qualname__}]",
+                        "__doc__": f"A stream cut by {cls.__name__} after output was sent.",
+                        "__slots__": (),
+                        "breaker_failure": cls.breaker_failure,
+                        "interrupted_by": cls,
+                        "__reduce__": _reduce_interrupted,
+                    },
+                )
+                _interrupted_classes[cls] = made
+    return made
+
+
+def _reduce_interrupted(self: StreamInterruptedError) -> tuple[Any, ...]:
+    return (_rebuild_interrupted, (type(self).interrupted_by, self.message, dict(self.__dict__)))  # type: ignore[attr-defined]
+
+
+def _rebuild_interrupted(cls: type[APIError], message: str, state: dict[str, Any]) -> LLMRelayError:
+    return _rebuild(interrupted_class(cls), message, state)
+
+
+def interrupted_by(exc: APIError, message: str, partial: Any) -> StreamInterruptedError:
+    """``exc`` (raised after output was sent) as the error of a cut stream: an instance of both
+    ``StreamInterruptedError`` and ``type(exc)``, with every field of ``exc`` and ``partial``."""
+    state = dict(exc.__dict__)
+    state.update(message=message, partial=partial, trace=[])
+    err = _rebuild(interrupted_class(type(exc)), message, state)
+    assert isinstance(err, StreamInterruptedError)
+    return err
 
 
 # --------------------------------------------------------------------------- engine errors

@@ -8,7 +8,9 @@ The state machine is seed 004's (``failure_threshold`` consecutive failures open
 after ``recovery_timeout`` at most ``half_open_max_calls`` probes run; all succeeding close it,
 any failing re-opens it; results from an earlier generation are ignored). Every transition is a
 Lua script on Redis (``scripts.py``) timed by Redis ``TIME``. Half-open probes hold a lease
-(``probe_lease`` seconds), so a process that dies during its probe cannot wedge the breaker.
+(``probe_lease`` seconds, 10 by default) that the live process renews every third of it while
+the probe runs, however long it runs; a process that dies (SIGKILL, a lost host) stops renewing,
+so its lease ends within ``probe_lease`` and the next caller gets the probe.
 
 **Sync and async.** The engine's breaker calls are synchronous and Redis is not, so each breaker
 offers both:
@@ -34,6 +36,7 @@ import itertools
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +45,7 @@ from ..breaker import BreakerRegistry, CircuitBreaker, Permit, State, counts_as_
 from ..errors import CircuitOpenError, ConfigurationError, StateStoreError
 from .base import check_positive, hash_tag
 from .redis_store import RedisStore
-from .scripts import CB_ACQUIRE, CB_OUTCOME, CB_READ, CB_RESET
+from .scripts import CB_ACQUIRE, CB_OUTCOME, CB_READ, CB_RENEW, CB_RESET
 
 __all__ = ["SharedBreakerRegistry", "SharedCircuitBreaker", "SharedPermit"]
 
@@ -50,12 +53,14 @@ _NAMES: tuple[State, State, State] = ("closed", "open", "half-open")
 _ids = itertools.count()
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)
 class SharedPermit(Permit):
     """A permit of the shared state (``generation`` is the Redis generation)."""
 
     token: str = ""
     fails_seen: int = 0
+    #: The task renewing a probe's lease while the probe runs (cancelled with its outcome).
+    renewer: asyncio.Task[None] | None = None
 
 
 class SharedCircuitBreaker(CircuitBreaker):
@@ -69,7 +74,7 @@ class SharedCircuitBreaker(CircuitBreaker):
         failure_threshold: int = 5,
         recovery_timeout: float = 60,
         half_open_max_calls: int = 1,
-        probe_lease: float = 300.0,
+        probe_lease: float = 10.0,
         sync_interval: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         is_failure: Callable[[BaseException], bool] = counts_as_failure,
@@ -110,6 +115,7 @@ class SharedCircuitBreaker(CircuitBreaker):
         self._local_probe_gen = -1
         self._local_probes = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._renewals: set[asyncio.Task[None]] = set()
         #: False after a Redis operation failed, until one succeeds: the local state rules.
         self._remote_ok = True
         self._token_prefix = f"{os.getpid()}-{next(_ids)}-"
@@ -187,10 +193,29 @@ class SharedCircuitBreaker(CircuitBreaker):
         self._apply(snap, now)
         admitted, gen, fails = int(snap[4]), int(snap[1]), int(snap[3])
         if admitted == 1:
-            return SharedPermit(gen, False, now, "", fails)
+            return SharedPermit(gen, False, now, token="", fails_seen=fails)
         if admitted == 2:
-            return SharedPermit(gen, True, now, token, fails)
+            permit = SharedPermit(gen, True, now, token=token, fails_seen=fails)
+            task = asyncio.get_running_loop().create_task(self._renew(weakref.ref(permit), token))
+            self._renewals.add(task)
+            task.add_done_callback(self._renewals.discard)
+            permit.renewer = task
+            return permit
         raise self._open_error(int(snap[0]), float(snap[2]) / 1000)
+
+    async def _renew(self, ref: weakref.ref[SharedPermit], token: str) -> None:
+        """Keep a live probe's lease: every third of ``probe_lease`` while the probe runs. A
+        process that dies stops renewing, and its lease ends within ``probe_lease``."""
+        args = [token, self._args[3]]
+        while True:
+            await asyncio.sleep(self.probe_lease / 3)
+            if ref() is None:
+                return  # the permit was dropped without an outcome: let the lease end
+            try:
+                if not await self.store.eval(CB_RENEW, self._keys, args):
+                    return
+            except StateStoreError:
+                continue  # try again next time; the lease runs out if Redis stays away
 
     def _open_error(self, st: int, retry_after: float) -> CircuitOpenError:
         if st == 1:
@@ -224,6 +249,9 @@ class SharedCircuitBreaker(CircuitBreaker):
             await self._outcome("r", permit, None)
 
     async def _outcome(self, kind: str, permit: SharedPermit, exc: BaseException | None) -> None:
+        if permit.renewer is not None:
+            permit.renewer.cancel()
+            permit.renewer = None
         if permit.probe and not permit.token and kind != "s":
             with self._v_lock:
                 self._local_probes = max(0, self._local_probes - 1)
@@ -283,7 +311,7 @@ class SharedCircuitBreaker(CircuitBreaker):
         with self._v_lock:
             st, gen, fails = self._v_state, self._v_gen, self._v_fails
             if st == 0:
-                return SharedPermit(gen, False, now, "", fails)
+                return SharedPermit(gen, False, now, token="", fails_seen=fails)
             if st == 1 and now < self._v_open_until:
                 raise self._open_error(1, self._v_open_until - now)
             if self._local_probe_gen != gen:
@@ -291,7 +319,7 @@ class SharedCircuitBreaker(CircuitBreaker):
             if self._local_probes >= self.half_open_max_calls:
                 raise self._open_error(2, min(1.0, self.recovery_timeout))
             self._local_probes += 1
-            return SharedPermit(gen, True, now, "", fails)
+            return SharedPermit(gen, True, now, token="", fails_seen=fails)
 
     def on_success(self, permit: Permit) -> None:
         if not isinstance(permit, SharedPermit):

@@ -13,6 +13,7 @@ __all__ = [
     "CB_ACQUIRE",
     "CB_OUTCOME",
     "CB_READ",
+    "CB_RENEW",
     "CB_RESET",
     "LEDGER_RESERVE",
     "LEDGER_SETTLE",
@@ -278,6 +279,21 @@ return snap(0)
 )
 
 CB_READ = Script("cb_read", _NOW + _CB_LOAD + "return snap(0)\n")
+
+#: A live probe extends its lease: KEYS[2] the probe set; ARGV: token, lease ms. Returns 1, or
+#: 0 when the lease is gone (it expired, or the breaker changed state): then it stays gone.
+CB_RENEW = Script(
+    "cb_renew",
+    _NOW
+    + """
+local p = KEYS[2]
+local score = redis.call('ZSCORE', p, ARGV[1])
+if not score or tonumber(score) <= now then return 0 end
+redis.call('ZADD', p, 'XX', now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', p, tonumber(ARGV[2]) + 1000)
+return 1
+""",
+)
 
 # --------------------------------------------------------------------------- budgets
 #
