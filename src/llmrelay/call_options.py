@@ -10,10 +10,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .errors import InvalidRequestError
+from .errors import ConfigurationError, InvalidRequestError
 from .providers import Secret
 from .resolve import Target
 from .retry import RetryPolicy
+from .state.base import check_ttl
 from .transport.base import Timeouts
 
 __all__ = [
@@ -70,10 +71,69 @@ class CallOptions:
     #: Correlates this call's log rows and spans; generated when not given.
     trace_id: str | None = None
 
+    def __post_init__(self) -> None:
+        # Built once per call that sets options (never for NO_OPTIONS): only type checks here,
+        # so bad input fails with a named argument before anything is resolved or sent.
+        if self.api_key is not None and not isinstance(self.api_key, str | Secret):
+            _bad("api_key", "a string or a Secret", type(self.api_key))  # never show a key
+        for name in ("base_url", "system", "tenant", "trace_id"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, str):
+                _bad(name, "a string", v)
+        if self.headers is not None:
+            _check_str_map("headers", self.headers)
+        if self.tags is not None:
+            _check_str_map("tags", self.tags)
+        if self.timeout is not None and not isinstance(self.timeout, Timeouts):
+            timeouts_from(self.timeout, DEFAULT_TIMEOUTS)
+        positive_option("deadline", self.deadline)
+        positive_option("first_token_timeout", self.first_token_timeout)
+        if self.cache_ttl is not None:
+            try:
+                check_ttl(self.cache_ttl, "cache_ttl")
+            except ConfigurationError as exc:
+                raise InvalidRequestError(exc.message) from None
+        m = self.max_reasks
+        if isinstance(m, bool) or not isinstance(m, int) or m < 0:
+            _bad("max_reasks", "an integer >= 0", m)
+        r = self.retries
+        if r is not None and (isinstance(r, bool) or not isinstance(r, int) or r < 0):
+            _bad("retries", "an integer >= 0 (max_retries per deployment)", r)
+        if self.retry is not None and not isinstance(self.retry, RetryPolicy):
+            _bad("retry", "a RetryPolicy", self.retry)
+        for name in ("fallbacks", "context_window_fallbacks", "content_filter_fallbacks"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, str) or not isinstance(v, Sequence)):
+                _bad(name, "a list of aliases, 'provider/model' names or Targets", v)
+        for name in ("use_cache", "wait_for_rate_limit"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, bool):
+                _bad(name, "True, False or None", v)
+        if not isinstance(self.no_store, bool):
+            _bad("no_store", "True or False", self.no_store)
 
-OPTION_NAMES = frozenset(f.name for f in fields(CallOptions))
-#: The options of a call that sets none.
-NO_OPTIONS = CallOptions()
+
+def _shown(value: Any) -> str:
+    """A short, safe description of a bad value (arbitrary objects may have hostile reprs)."""
+    if isinstance(value, type):
+        return value.__name__
+    if isinstance(value, str | int | float | bool) and type(value) in (str, int, float, bool):
+        return repr(value)[:80]
+    return type(value).__name__
+
+
+def _bad(name: str, allowed: str, value: Any) -> None:
+    raise InvalidRequestError(f"{name} must be {allowed}, not {_shown(value)}")
+
+
+def _check_str_map(name: str, value: Any) -> None:
+    if not isinstance(value, Mapping):
+        _bad(name, "a dict of string keys to string values", value)
+    for k, v in value.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise InvalidRequestError(
+                f"{name} must map strings to strings, not {_shown(k)}: {type(v).__name__}"
+            )
 
 
 def timeouts_from(value: float | Timeouts | None, default: Timeouts) -> Timeouts:
@@ -83,7 +143,9 @@ def timeouts_from(value: float | Timeouts | None, default: Timeouts) -> Timeouts
     if isinstance(value, Timeouts):
         return value
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise InvalidRequestError(f"timeout must be a positive number of seconds, not {value!r}")
+        raise InvalidRequestError(
+            f"timeout must be a positive number of seconds or a Timeouts, not {_shown(value)}"
+        )
     return Timeouts(connect=min(float(value), default.connect or value), read=value, total=value)
 
 
@@ -92,4 +154,11 @@ def positive_option(name: str, value: float | None) -> None:
     if value is not None and (
         isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
     ):
-        raise InvalidRequestError(f"{name} must be a positive number of seconds, not {value!r}")
+        raise InvalidRequestError(
+            f"{name} must be a positive number of seconds, not {_shown(value)}"
+        )
+
+
+OPTION_NAMES = frozenset(f.name for f in fields(CallOptions))
+#: The options of a call that sets none.
+NO_OPTIONS = CallOptions()
