@@ -612,12 +612,12 @@ def unencodable_part(req: ChatRequest) -> str:
         for k, tc in enumerate(m.tool_calls or ()):
             if not _encodes([tc.id, tc.name, tc.arguments]):
                 return f"{where}, tool_calls[{k}]"
-    p = req.params
-    for key, value in p.extra.items():
+    params = req.params
+    for key, value in params.extra.items():
         if not _encodes({key: value}):
             return f"extra[{key!r}]"
     for name in sorted(PARAM_NAMES):
-        if not _encodes(getattr(p, name)):
+        if not _encodes(getattr(params, name)):
             return f"the {name} parameter"
     return "a message or parameter"
 
@@ -669,7 +669,7 @@ def normalize_messages(messages: MessagesInput, system: str | None = None) -> li
             and len(m) == 2
             and role != "tool"
         ):
-            out.append(Message(role, content))  # the common case
+            out.append(Message(role, content))  # type: ignore[arg-type]  # the common case
             continue
         try:
             out.append(_message_from_mapping(m))
@@ -760,4 +760,4 @@ def _message_from_mapping(m: Mapping[str, Any]) -> Message:
                 )
             else:
                 raise InvalidRequestError("tool_calls must be a list of dicts or ToolCall")
-    return Message(role, content, m.get("name"), calls, m.get("tool_call_id"))
+    return Message(role, content, m.get("name"), calls, m.get("tool_call_id"))  # type: ignore[arg-type]
