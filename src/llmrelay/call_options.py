@@ -73,44 +73,65 @@ class CallOptions:
 
     def __post_init__(self) -> None:
         # Built once per call that sets options (never for NO_OPTIONS): only type checks here,
-        # so bad input fails with a named argument before anything is resolved or sent.
+        # unrolled (no getattr loops), so bad input fails with a named argument before anything
+        # is resolved or sent; the rarely-set groups are checked only when one of them is set.
         if self.api_key is not None and not isinstance(self.api_key, str | Secret):
             _bad("api_key", "a string or a Secret", type(self.api_key))  # never show a key
-        for name in ("base_url", "system", "tenant", "trace_id"):
-            v = getattr(self, name)
-            if v is not None and not isinstance(v, str):
-                _bad(name, "a string", v)
+        if self.base_url is not None and not isinstance(self.base_url, str):
+            _bad("base_url", "a string", self.base_url)
+        if self.system is not None and not isinstance(self.system, str):
+            _bad("system", "a string", self.system)
+        if self.tenant is not None and not isinstance(self.tenant, str):
+            _bad("tenant", "a string", self.tenant)
+        if self.trace_id is not None and not isinstance(self.trace_id, str):
+            _bad("trace_id", "a string", self.trace_id)
         if self.headers is not None:
             _check_str_map("headers", self.headers)
         if self.tags is not None:
             _check_str_map("tags", self.tags)
-        if self.timeout is not None and not isinstance(self.timeout, Timeouts):
-            timeouts_from(self.timeout, DEFAULT_TIMEOUTS)
-        positive_option("deadline", self.deadline)
-        positive_option("first_token_timeout", self.first_token_timeout)
+        t = self.timeout
+        if (
+            t is not None
+            and not isinstance(t, Timeouts)
+            and (isinstance(t, bool) or not isinstance(t, int | float) or not t > 0)
+        ):
+            _bad("timeout", "a positive number of seconds or a Timeouts", t)
+        if self.deadline is not None:
+            positive_option("deadline", self.deadline)
+        if self.first_token_timeout is not None:
+            positive_option("first_token_timeout", self.first_token_timeout)
         if self.cache_ttl is not None:
             try:
                 check_ttl(self.cache_ttl, "cache_ttl")
             except ConfigurationError as exc:
                 raise InvalidRequestError(exc.message) from None
         m = self.max_reasks
-        if isinstance(m, bool) or not isinstance(m, int) or m < 0:
+        if (m.__class__ is not int and (isinstance(m, bool) or not isinstance(m, int))) or m < 0:
             _bad("max_reasks", "an integer >= 0", m)
         r = self.retries
         if r is not None and (isinstance(r, bool) or not isinstance(r, int) or r < 0):
             _bad("retries", "an integer >= 0 (max_retries per deployment)", r)
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
             _bad("retry", "a RetryPolicy", self.retry)
+        if (
+            self.fallbacks is not None
+            or self.context_window_fallbacks is not None
+            or self.content_filter_fallbacks is not None
+        ):
+            self._check_chains()
+        if self.use_cache is not None and self.use_cache.__class__ is not bool:
+            _bad("use_cache", "True, False or None", self.use_cache)
+        w = self.wait_for_rate_limit
+        if w is not None and w.__class__ is not bool:
+            _bad("wait_for_rate_limit", "True, False or None", w)
+        if self.no_store.__class__ is not bool:
+            _bad("no_store", "True or False", self.no_store)
+
+    def _check_chains(self) -> None:
         for name in ("fallbacks", "context_window_fallbacks", "content_filter_fallbacks"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, str) or not isinstance(v, Sequence)):
                 _bad(name, "a list of aliases, 'provider/model' names or Targets", v)
-        for name in ("use_cache", "wait_for_rate_limit"):
-            v = getattr(self, name)
-            if v is not None and not isinstance(v, bool):
-                _bad(name, "True, False or None", v)
-        if not isinstance(self.no_store, bool):
-            _bad("no_store", "True or False", self.no_store)
 
 
 def _shown(value: Any) -> str:

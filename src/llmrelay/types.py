@@ -180,7 +180,7 @@ class Message(_Dumpable):
     tool_call_id: str | None = None
 
     def __post_init__(self) -> None:
-        if self.role.__class__ is not str or self.role not in _ROLES:
+        if not isinstance(self.role, str) or self.role not in _ROLES:
             raise InvalidRequestError(
                 f"unknown role {_kind(self.role)}; use one of system, user, assistant, tool"
             )
