@@ -378,3 +378,15 @@ def test_infinite_timeouts_mean_no_limit(rig: Rig) -> None:
 def test_helpers_name_the_bad_argument(rig: Rig, call: Callable[[], Any], match: str) -> None:
     with pytest.raises(ConfigurationError, match=match):
         call()
+
+
+def test_string_enum_roles_are_still_roles(rig: Rig) -> None:
+    """The checks are type checks, not exact-class checks: a str subclass is a string."""
+    import enum
+
+    class Role(enum.StrEnum):
+        USER = "user"
+
+    assert Message(Role.USER, "x").role == "user"
+    resp = rig.client.chat(MODEL, [{"role": Role.USER, "content": "hi", "name": "u"}])
+    assert resp.text == "Echo: hi"
