@@ -693,3 +693,17 @@ def test_process_demo_and_lazy_import() -> None:
         check=True,
     )
     assert probe.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("where", ["prompt", "system"])
+def test_chat_text_that_is_not_unicode_is_a_usage_error(
+    cli: Run, fake_thread: FakeUpstream, openai_key: str, where: str
+) -> None:
+    """Bytes that are not UTF-8 in argv reach Python as lone surrogates: exit 2, nothing sent."""
+    bad = b"caf\xe9".decode("utf-8", "surrogateescape")
+    args = ["--system", bad, "hi"] if where == "system" else [bad]
+    code, out, err = cli(*chat_args(fake_thread, "--no-stream", *args))
+    assert (code, out) == (2, "")
+    assert "surrogates" in err
+    assert ("(user), content" if where == "prompt" else "(system), content") in err
+    assert not fake_thread.requests

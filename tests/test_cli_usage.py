@@ -286,3 +286,16 @@ def test_chat_logs_where_the_config_file_says(
         assert row["response"] == "Echo: to the file"
         assert row["prompt"][-1] == {"role": "user", "content": "to the file"}
         assert path.is_file()
+
+
+@pytest.mark.parametrize("command", ["logs", "usage"])
+def test_a_file_that_is_not_a_log_is_a_usage_error(cli: Run, tmp_path: Path, command: str) -> None:
+    notadb = tmp_path / "notes.txt"
+    notadb.write_text("just some text, not SQLite\n")
+    code, out, err = cli(command, "--db", str(notadb))
+    assert (code, out) == (2, "")
+    assert f"{notadb} is not a request log" in err
+    assert notadb.read_text() == "just some text, not SQLite\n"  # left as it was
+    code, _, err = cli(command, "--db", "postgresql://[not-a-host")
+    assert code == 2
+    assert "check the DSN" in err

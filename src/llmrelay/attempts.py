@@ -63,6 +63,8 @@ class AttemptRunner:
     def _attempt_timeouts(self, timeouts: Timeouts, remaining: float | None) -> Timeouts:
         if remaining is None or (timeouts.total is not None and timeouts.total <= remaining):
             return timeouts
+        # The clock may pass the deadline between the check and here: time out at once.
+        remaining = max(remaining, 1e-3)
         return Timeouts(
             connect=min(timeouts.connect or remaining, remaining),
             read=timeouts.read,

@@ -233,7 +233,7 @@ def parse_item(
 
 
 def _parse_items(prompts: Iterable[Any]) -> list[BatchItem]:
-    if isinstance(prompts, str | bytes | Mapping):
+    if isinstance(prompts, str | bytes | Mapping) or not isinstance(prompts, Iterable):
         raise InvalidRequestError(
             "prompts must be a list (or other iterable) of items, not a single "
             f"{type(prompts).__name__}; wrap one prompt as [prompt]"

@@ -67,15 +67,27 @@ class BudgetLimit:
                 f"a budget's limit_usd must be a positive number of dollars, not {v!r}"
             )
         if self.period not in _PERIODS:
-            raise ConfigurationError(
-                f"budget period must be one of {', '.join(_PERIODS)}, not {self.period!r}"
+            shown = (
+                repr(self.period)[:80]
+                if isinstance(self.period, str)
+                else "a " + type(self.period).__name__
             )
-        ok = self.scope in ("global", "tenant", "key", "user") or (
-            self.scope.startswith("tag:") and len(self.scope) > 4
+            raise ConfigurationError(
+                f"budget period must be one of {', '.join(_PERIODS)}, not {shown}"
+            )
+        scope = self.scope
+        ok = isinstance(scope, str) and (
+            scope in ("global", "tenant", "key", "user")
+            or (scope.startswith("tag:") and len(scope) > 4)
         )
         if not ok:
+            shown = repr(scope)[:80] if isinstance(scope, str) else type(scope).__name__
             raise ConfigurationError(
-                f"budget scope must be global, tenant, key, user or tag:<name>, not {self.scope!r}"
+                f"budget scope must be global, tenant, key, user or tag:<name>, not {shown}"
+            )
+        if self.match is not None and not isinstance(self.match, str):
+            raise ConfigurationError(
+                f"a budget's match must be a string or None, not {type(self.match).__name__}"
             )
 
     def value_for(self, dep: Deployment, ctx: CallContext) -> str | None:
@@ -202,6 +214,12 @@ class Budgets:
         unknown_cost: Literal["deny", "allow"] = "deny",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if isinstance(limits, BudgetLimit):
+            limits = [limits]
+        if isinstance(limits, str | bytes) or not isinstance(limits, Sequence):
+            raise ConfigurationError(
+                f"Budgets takes a list of BudgetLimit objects, not {type(limits).__name__}"
+            )
         if not limits:
             raise ConfigurationError("Budgets needs at least one BudgetLimit")
         for lim in limits:
@@ -209,9 +227,21 @@ class Budgets:
                 raise ConfigurationError(
                     f"budgets must be BudgetLimit objects, not {type(lim).__name__}"
                 )
-        if unknown_cost not in ("deny", "allow"):
+        if not isinstance(unknown_cost, str) or unknown_cost not in ("deny", "allow"):
+            shown = (
+                repr(unknown_cost)[:80]
+                if isinstance(unknown_cost, str)
+                else "a " + type(unknown_cost).__name__
+            )
+            raise ConfigurationError(f"unknown_cost must be 'deny' or 'allow', not {shown}")
+        for name, fn in (("estimator", estimator), ("clock", clock)):
+            if fn is not None and not callable(fn):
+                raise ConfigurationError(f"{name} must be a function, not {type(fn).__name__}")
+        if ledger is not None and not all(
+            callable(getattr(ledger, m, None)) for m in ("reserve", "settle", "spent")
+        ):
             raise ConfigurationError(
-                f"unknown_cost must be 'deny' or 'allow', not {unknown_cost!r}"
+                f"ledger must be a Ledger (reserve, settle, spent), not {type(ledger).__name__}"
             )
         self.limits = list(limits)
         if ledger is None:

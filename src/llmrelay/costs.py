@@ -238,6 +238,13 @@ def calculate_cost(
                 f"model must be a model name or an LLMProfile, not {type(model).__name__}"
             )
         return Rates.of(model).cost(u)
+    if registry is not None:
+        from .catalog.registry import LLMRegistry
+
+        if not isinstance(registry, LLMRegistry):
+            raise InvalidRequestError(
+                f"registry must be an LLMRegistry or None, not {type(registry).__name__}"
+            )
     reg = registry or _default_registry()
     key = ("rates-by-name", model)
     rates = reg.cache.get(key)

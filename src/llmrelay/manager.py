@@ -77,7 +77,7 @@ class LLMManager:
         policy = retry_policy or RetryPolicy(
             max_retries=max_retries - 1,
             base_delay=1.0,
-            max_delay=max(1.0, 2.0 ** max(0, max_retries - 2)),
+            max_delay=max(1.0, 2.0 ** min(max(0, max_retries - 2), 60)),
             jitter=False,
             retry_unknown_errors=True,
         )

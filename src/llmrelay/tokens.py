@@ -260,11 +260,29 @@ def count_tokens(text: str, model: str | None = None, *, encoding: str | None = 
     """
     if not isinstance(text, str):
         raise InvalidRequestError(f"count_tokens needs a string, not {type(text).__name__}")
-    if encoding is not None and encoding not in ("o200k_base", "cl100k_base"):
+    _check_model_encoding(model, encoding)
+    try:
+        return _text_counter(model, encoding)(text)
+    except UnicodeEncodeError:
+        raise _surrogates("the text") from None
+
+
+def _surrogates(where: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"{where} holds lone surrogates (not valid Unicode): it cannot be counted or sent"
+    )
+
+
+def _check_model_encoding(model: object, encoding: object) -> None:
+    if model is not None and not isinstance(model, str):
         raise InvalidRequestError(
-            f"unknown encoding {encoding!r}; use 'o200k_base' or 'cl100k_base'"
+            f"model must be a model name such as 'gpt-4o' or None, not {type(model).__name__}"
         )
-    return _text_counter(model, encoding)(text)
+    if encoding is not None and (
+        not isinstance(encoding, str) or encoding not in ("o200k_base", "cl100k_base")
+    ):
+        shown = repr(encoding)[:80] if isinstance(encoding, str) else type(encoding).__name__
+        raise InvalidRequestError(f"unknown encoding {shown}; use 'o200k_base' or 'cl100k_base'")
 
 
 # --------------------------------------------------------------------------- chat messages
@@ -340,15 +358,24 @@ def count_message_tokens(
     from .types import Tool as ToolType
     from .types import normalize_messages
 
+    _check_model_encoding(model, encoding)
+    if tools is not None and (isinstance(tools, str | bytes) or not isinstance(tools, Iterable)):
+        raise InvalidRequestError(f"tools must be a list of tools, not {type(tools).__name__}")
     msgs = normalize_messages(messages)
     count = _text_counter(model, encoding)
     fmt = _chat_format(model)
     n = _REPLY_PRIMING
-    for m in msgs:
-        n += _PER_MESSAGE + count(m.role) + _content_tokens(m, count, fmt)
-        if m.name:
-            n += count(m.name) + _PER_NAME
+    for i, m in enumerate(msgs):
+        try:
+            n += _PER_MESSAGE + count(m.role) + _content_tokens(m, count, fmt)
+            if m.name:
+                n += count(m.name) + _PER_NAME
+        except UnicodeEncodeError:
+            raise _surrogates(f"message {i} ({m.role})") from None
     if tools:
         enc = encoding or encoding_for_model(model)
-        n += _tool_tokens([ToolType.coerce(t) for t in tools], count, enc)
+        try:
+            n += _tool_tokens([ToolType.coerce(t) for t in tools], count, enc)
+        except UnicodeEncodeError:
+            raise _surrogates("tool definitions") from None
     return n

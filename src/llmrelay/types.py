@@ -67,6 +67,14 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot serialise {type(obj).__name__}")
 
 
+def _kind(value: Any) -> str:
+    """A short, safe description of a bad value for an error message (an arbitrary object's
+    repr may be huge or raise, so only plain scalars are shown)."""
+    if type(value) in (str, int, float, bool) or value is None:
+        return repr(value)[:80]
+    return type(value).__name__
+
+
 # --------------------------------------------------------------------------- messages
 
 
@@ -95,6 +103,19 @@ class ImagePart(_Dumpable):
             raise InvalidRequestError(
                 "an image given as `data` needs its `media_type`, e.g. media_type='image/png'"
             )
+        if self.url is not None and not isinstance(self.url, str):
+            raise InvalidRequestError(f"an image `url` must be a string, not {_kind(self.url)}")
+        if self.data is not None and not isinstance(self.data, bytes | bytearray | memoryview):
+            raise InvalidRequestError(
+                f"an image's `data` must be bytes (or a base64 string in a dict part), not "
+                f"{_kind(self.data)}"
+            )
+        if self.detail not in (None, "auto", "low", "high"):
+            raise InvalidRequestError(
+                f"an image's detail must be 'auto', 'low', 'high' or None, not {_kind(self.detail)}"
+            )
+        if self.media_type is not None and not isinstance(self.media_type, str):
+            raise InvalidRequestError(f"media_type must be a string, not {_kind(self.media_type)}")
 
     def as_base64(self) -> tuple[str, str] | None:
         """``(media_type, base64 data)`` for inline images and ``data:`` URLs, else None."""
@@ -159,14 +180,47 @@ class Message(_Dumpable):
     tool_call_id: str | None = None
 
     def __post_init__(self) -> None:
-        if self.role not in _ROLES:
+        if not isinstance(self.role, str) or self.role not in _ROLES:
             raise InvalidRequestError(
-                f"unknown role {self.role!r}; use one of system, user, assistant, tool"
+                f"unknown role {_kind(self.role)}; use one of system, user, assistant, tool"
             )
+        c = self.content
+        if c is not None and c.__class__ is not str:
+            self._check_content(c)
+        if self.name is not None or self.tool_call_id is not None or self.tool_calls is not None:
+            self._check_fields()
         if self.role == "tool" and not self.tool_call_id:
             raise InvalidRequestError("a 'tool' message needs the `tool_call_id` it answers")
         if self.content is None and not self.tool_calls:
             raise InvalidRequestError(f"a {self.role!r} message needs `content`")
+
+    @staticmethod
+    def _check_content(c: Any) -> None:
+        if isinstance(c, str):
+            return
+        if not isinstance(c, list) or not all(isinstance(p, TextPart | ImagePart) for p in c):
+            raise InvalidRequestError(
+                f"a Message's content must be a string or a list of TextPart/ImagePart, not "
+                f"{_kind(c)}"
+            )
+        for p in c:
+            if isinstance(p, TextPart) and not isinstance(p.text, str):
+                raise InvalidRequestError(
+                    f"a text part's text must be a string, not {_kind(p.text)}"
+                )
+
+    def _check_fields(self) -> None:
+        for name in ("name", "tool_call_id"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, str):
+                raise InvalidRequestError(f"a Message's {name} must be a string, not {_kind(v)}")
+        tcs = self.tool_calls
+        if tcs is not None and (
+            not isinstance(tcs, list) or not all(isinstance(t, ToolCall) for t in tcs)
+        ):
+            raise InvalidRequestError(
+                f"a Message's tool_calls must be a list of ToolCall, not {_kind(tcs)}"
+            )
 
     @classmethod
     def system(cls, text: str) -> Message:
@@ -477,8 +531,10 @@ def build_params(values: Mapping[str, Any]) -> GenerationParams:
                 raise InvalidRequestError(f"user must be a string, not {v!r}")
             out[k] = v
         elif k == "extra":
-            if not isinstance(v, Mapping):
-                raise InvalidRequestError("extra must be a dict of provider-specific fields")
+            if not isinstance(v, Mapping) or not all(isinstance(key, str) for key in v):
+                raise InvalidRequestError(
+                    "extra must be a dict of provider-specific fields with string keys"
+                )
             out[k] = dict(v)
     tc = out.get("tool_choice")
     if tc is not None and tc not in ("auto", "none", "required"):
@@ -536,6 +592,42 @@ class ChatRequest:
         return f"ChatRequest({len(self.messages)} messages, stream={self.stream})"
 
 
+def _encodes(value: Any) -> bool:
+    try:
+        orjson.dumps(value, default=_json_default)
+    except TypeError:  # orjson.JSONEncodeError
+        return False
+    return True
+
+
+def unencodable_part(req: ChatRequest) -> str:
+    """Where a request holds a value JSON cannot carry (a lone surrogate, an object): named for
+    the error message. Only called after encoding failed, so its cost is off the happy path."""
+    for i, m in enumerate(req.messages):
+        where = f"message {i} ({m.role})"
+        c = m.content
+        if isinstance(c, list):
+            for j, p in enumerate(c):
+                if not _encodes(p.text if isinstance(p, TextPart) else p.url):
+                    return f"{where}, part {j}"
+        elif not _encodes(c):
+            return f"{where}, content"
+        for name in ("name", "tool_call_id"):
+            if not _encodes(getattr(m, name)):
+                return f"{where}, {name}"
+        for k, tc in enumerate(m.tool_calls or ()):
+            if not _encodes([tc.id, tc.name, tc.arguments]):
+                return f"{where}, tool_calls[{k}]"
+    params = req.params
+    for key, value in params.extra.items():
+        if not _encodes({key: value}):
+            return f"extra[{key!r}]"
+    for name in sorted(PARAM_NAMES):
+        if not _encodes(getattr(params, name)):
+            return f"the {name} parameter"
+    return "a message or parameter"
+
+
 MessagesInput = str | Message | Mapping[str, Any] | Iterable[Message | Mapping[str, Any]]
 
 
@@ -547,6 +639,8 @@ def normalize_messages(messages: MessagesInput, system: str | None = None) -> li
     """
     out: list[Message] = []
     if system:
+        if not isinstance(system, str):
+            raise InvalidRequestError(f"system must be a string, not {_kind(system)}")
         out.append(Message("system", system))
     if isinstance(messages, str):
         if not messages:
@@ -554,6 +648,13 @@ def normalize_messages(messages: MessagesInput, system: str | None = None) -> li
         out.append(Message("user", messages))
         return out
     items: Iterable[Any] = (messages,) if isinstance(messages, Message | Mapping) else messages
+    if not isinstance(items, list | tuple) and (
+        not isinstance(items, Iterable) or isinstance(items, bytes | bytearray | memoryview)
+    ):
+        raise InvalidRequestError(
+            f"messages must be a prompt string, a Message, a dict or a list of them, not "
+            f"{_kind(messages)}"
+        )
     n = 0
     for i, m in enumerate(items):
         n += 1
@@ -567,8 +668,14 @@ def normalize_messages(messages: MessagesInput, system: str | None = None) -> li
             )
         role = m.get("role")
         content = m.get("content")
-        if role in _ROLES and isinstance(content, str) and len(m) == 2 and role != "tool":
-            out.append(Message(role, content))  # the common case
+        if (
+            role.__class__ is str
+            and role in _ROLES
+            and isinstance(content, str)
+            and len(m) == 2
+            and role != "tool"
+        ):
+            out.append(Message(role, content))  # type: ignore[arg-type]  # the common case
             continue
         try:
             out.append(_message_from_mapping(m))
@@ -604,20 +711,25 @@ def _part(p: Any) -> ContentPart:
     if t == "image":
         data = p.get("data")
         if isinstance(data, str):
-            data = base64.b64decode(data)
+            try:
+                data = base64.b64decode(data, validate=True)
+            except ValueError:  # binascii.Error, or non-ASCII text
+                raise InvalidRequestError("an image part's `data` is not valid base64") from None
         return ImagePart(
             url=p.get("url"), data=data, media_type=p.get("media_type"), detail=p.get("detail")
         )
-    raise InvalidRequestError(f"unknown content part type {t!r}; use 'text' or 'image'")
+    raise InvalidRequestError(f"unknown content part type {_kind(t)}; use 'text' or 'image'")
 
 
 def _message_from_mapping(m: Mapping[str, Any]) -> Message:
     unknown = set(m) - {"role", "content", "name", "tool_calls", "tool_call_id"}
     if unknown:
-        raise InvalidRequestError(f"unknown message field(s) {', '.join(sorted(unknown))}")
+        raise InvalidRequestError(
+            f"unknown message field(s) {', '.join(sorted(_kind(k) for k in unknown))}"
+        )
     role = m.get("role")
-    if role not in _ROLES:
-        raise InvalidRequestError(f"role {role!r} is not one of system, user, assistant, tool")
+    if not isinstance(role, str) or role not in _ROLES:
+        raise InvalidRequestError(f"role {_kind(role)} is not one of system, user, assistant, tool")
     content = m.get("content")
     if isinstance(content, list):
         content = [_part(p) for p in content]
@@ -628,6 +740,8 @@ def _message_from_mapping(m: Mapping[str, Any]) -> Message:
     calls: list[ToolCall] | None = None
     tcs = m.get("tool_calls")
     if tcs:
+        if not isinstance(tcs, list | tuple):
+            raise InvalidRequestError("tool_calls must be a list of dicts or ToolCall")
         calls = []
         for tc in tcs:
             if isinstance(tc, ToolCall):
@@ -636,13 +750,20 @@ def _message_from_mapping(m: Mapping[str, Any]) -> Message:
                 fn_raw = tc.get("function")
                 fn: Mapping[str, Any] = fn_raw if isinstance(fn_raw, Mapping) else tc
                 args = fn.get("arguments", "{}")
+                if not isinstance(args, str):
+                    try:
+                        args = orjson.dumps(args).decode()
+                    except TypeError:  # orjson.JSONEncodeError: not JSON, or lone surrogates
+                        raise InvalidRequestError(
+                            "a tool call's arguments must be a JSON string or JSON-serialisable"
+                        ) from None
                 calls.append(
                     ToolCall(
                         str(tc.get("id", "")),
                         str(fn.get("name", "")),
-                        args if isinstance(args, str) else orjson.dumps(args).decode(),
+                        args,
                     )
                 )
             else:
                 raise InvalidRequestError("tool_calls must be a list of dicts or ToolCall")
-    return Message(role, content, m.get("name"), calls, m.get("tool_call_id"))
+    return Message(role, content, m.get("name"), calls, m.get("tool_call_id"))  # type: ignore[arg-type]

@@ -22,7 +22,13 @@ from ..types import (
     Message,
     ToolCall,
 )
-from .base import content_parts, json_schema_format, send_headers, tool_call_args
+from .base import (
+    content_parts,
+    encode_body,
+    json_schema_format,
+    send_headers,
+    tool_call_args,
+)
 
 __all__ = [
     "ANTHROPIC_VERSION",
@@ -278,4 +284,4 @@ def build_request(req: ChatRequest, dep: Deployment) -> HttpRequest:
     # The key goes in x-api-key unless the provider row asks for a bearer token or none.
     auth = dep.spec.auth if dep.spec is not None else "x-api-key"
     send_headers(headers, dep, auth if auth in ("bearer", "none") else "x-api-key")
-    return HttpRequest("POST", _url(dep.base_url), headers, orjson.dumps(body), adjusted)
+    return HttpRequest("POST", _url(dep.base_url), headers, encode_body(body, req, dep), adjusted)

@@ -35,7 +35,16 @@ from ..headers import parse_retry_after, request_id_from
 from ..providers import AuthStyle, Deployment
 from ..transport.base import HttpRequest, HttpResponse
 from ..transport.sse import SSEEvent
-from ..types import ChatRequest, ContentPart, ImagePart, Response, StreamChunk, TextPart, ToolCall
+from ..types import (
+    ChatRequest,
+    ContentPart,
+    ImagePart,
+    Response,
+    StreamChunk,
+    TextPart,
+    ToolCall,
+    unencodable_part,
+)
 
 __all__ = [
     "StreamState",
@@ -43,6 +52,7 @@ __all__ = [
     "answer_request_id",
     "content_parts",
     "decode_json",
+    "encode_body",
     "error_body",
     "error_for_status",
     "event_json",
@@ -93,6 +103,21 @@ class WireAdapter(Protocol):
         ...
 
     def stream_state(self, req: ChatRequest, dep: Deployment) -> StreamState: ...
+
+
+def encode_body(body: Mapping[str, Any], req: ChatRequest, dep: Deployment) -> bytes:
+    """The request body as JSON. A body orjson refuses (text with lone surrogates, a value in
+    ``extra`` that is not JSON) is the caller's input: ``InvalidRequestError`` naming where,
+    raised before anything is sent. The check is orjson's own, so the happy path pays nothing."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidRequestError(
+            f"the request cannot be encoded as JSON: {unencodable_part(req)} ({exc}); "
+            "text must be valid Unicode (no lone surrogates) and values must be JSON",
+            provider=dep.provider,
+            model=dep.model,
+        ) from None
 
 
 def secrets_of(dep: Deployment) -> tuple[str, ...]:

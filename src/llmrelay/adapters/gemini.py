@@ -44,6 +44,7 @@ from .base import (
     answer_request_id,
     content_parts,
     decode_json,
+    encode_body,
     invalid,
     json_schema_format,
     send_headers,
@@ -243,7 +244,7 @@ class GeminiAdapter:
             url = f"{dep.base_url}/{model}:streamGenerateContent?alt=sse"
         else:
             url = f"{dep.base_url}/{model}:generateContent"
-        return HttpRequest("POST", url, headers, orjson.dumps(body), adjusted)
+        return HttpRequest("POST", url, headers, encode_body(body, req, dep), adjusted)
 
     def parse_response(self, resp: HttpResponse, req: ChatRequest, dep: Deployment) -> Response:
         data = decode_json(resp.body, dep)

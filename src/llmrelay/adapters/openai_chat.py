@@ -39,6 +39,7 @@ from .base import (
     answer_request_id,
     as_int,
     decode_json,
+    encode_body,
     error_body,
     error_for_status,
     event_json,
@@ -208,7 +209,7 @@ class OpenAIChatAdapter:
         api_version = dep.options.get("api_version")
         if api_version:
             url += f"?api-version={api_version}"
-        return HttpRequest("POST", url, headers, orjson.dumps(body), adjusted)
+        return HttpRequest("POST", url, headers, encode_body(body, req, dep), adjusted)
 
     def parse_response(self, resp: HttpResponse, req: ChatRequest, dep: Deployment) -> Response:
         data = decode_json(resp.body, dep)

@@ -102,7 +102,7 @@ def add_log_arguments(p: argparse.ArgumentParser) -> None:
 
 def open_log(db: str | None) -> LogStore:
     """The store to read; a SQLite file that does not exist is an error (nothing is created)."""
-    from ..errors import ConfigurationError
+    from ..errors import ConfigurationError, StateStoreError
     from ..requestlog.settings import ENV_LOG, is_dsn, log_settings, open_store
 
     target = db or log_settings().target
@@ -116,7 +116,17 @@ def open_log(db: str | None) -> LogStore:
                 f"{_ENABLE_HINT}{hint}"
             )
     store = open_store(target)
-    store.open()
+    try:
+        store.open()
+    except StateStoreError as exc:
+        if is_dsn(target):
+            if not isinstance(exc.__cause__ or exc.__context__, ValueError):
+                raise  # the database server may be down: not a usage error
+            raise ConfigurationError(f"{exc.message}; check the DSN given") from None
+        raise ConfigurationError(
+            f"{Path(target).expanduser()} is not a request log (a SQLite database written by "
+            f"llmrelay): {exc.message}; pass the log's path with --db"
+        ) from None
     return store
 
 

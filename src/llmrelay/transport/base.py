@@ -13,6 +13,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..errors import InvalidRequestError
+
 __all__ = [
     "HttpRequest",
     "HttpResponse",
@@ -44,6 +46,9 @@ class HttpResponse:
     body: bytes
 
 
+_INF = float("inf")
+
+
 @dataclass(slots=True, frozen=True)
 class Timeouts:
     """Seconds; None means no limit. ``read`` applies to each read of the body or stream."""
@@ -51,6 +56,19 @@ class Timeouts:
     connect: float | None = 10.0
     read: float | None = 600.0
     total: float | None = 600.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read", "total"):
+            v = getattr(self, name)
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
+                raise InvalidRequestError(
+                    f"Timeouts({name}=...) must be a positive number of seconds or None (no "
+                    f"limit), not {v!r}"
+                )
+            if v == _INF:  # infinity is "no limit"; the event loop cannot schedule it
+                object.__setattr__(self, name, None)
 
 
 class StreamingResponse(Protocol):
