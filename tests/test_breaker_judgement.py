@@ -156,7 +156,12 @@ async def test_caller_errors_in_streams_never_open_the_breaker(
     try:
         for prompt, kw in BAD_CALLS:
             kw = {"api_key": CANARY_KEY, **kw}
-            _, exc = await collect(client.astream(WIRES[wire], prompt, base_url=url, **kw))
+            # Bad input is refused when the stream is asked for or when it is read: either way
+            # with a typed error and nothing sent.
+            try:
+                _, exc = await collect(client.astream(WIRES[wire], prompt, base_url=url, **kw))
+            except InvalidRequestError as early:
+                exc = early
             assert isinstance(exc, InvalidRequestError)
             assert CANARY_KEY not in str(exc)
         assert fake.requests == []
