@@ -178,11 +178,11 @@ def bare_engine() -> Any:
     cache, limiter, budget or recorder. Only the arguments this ``Engine`` accepts are passed."""
     import inspect
 
-    from llmrelay.engine import Engine
+    from llmrelay.core.engine import Engine
 
     off: dict[str, Any] = {"breakers": False, "retry_budget": False}
     try:
-        from llmrelay.retry import RetryPolicy
+        from llmrelay.core.retry import RetryPolicy
 
         off["retry"] = RetryPolicy(max_retries=0)
     except ImportError:

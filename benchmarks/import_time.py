@@ -31,7 +31,7 @@ STATEMENTS: dict[str, str] = {
     "from llmrelay import Client": "from llmrelay import Client",
     "llmrelay.Client()": "import llmrelay; llmrelay.Client()",
     "Client() + openai adapter": (
-        "import llmrelay; llmrelay.Client(); import llmrelay.adapters.openai_chat"
+        "import llmrelay; llmrelay.Client(); import llmrelay.providers.adapters.openai_chat"
     ),
     "import aiohttp": "import aiohttp",
     "import openai": "import openai",

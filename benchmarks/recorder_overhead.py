@@ -29,11 +29,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from llmrelay.layers import CallRecord, Cost
-from llmrelay.metrics import Metrics
-from llmrelay.recorders import CompositeRecorder
-from llmrelay.requestlog import RequestLog
-from llmrelay.trace import Attempt
+from llmrelay.core.layers import CallRecord, Cost
+from llmrelay.core.trace import Attempt
+from llmrelay.observe.metrics import Metrics
+from llmrelay.observe.recorders import CompositeRecorder
+from llmrelay.observe.requestlog import RequestLog
 from llmrelay.types import Usage
 
 TARGET_US = 10.0
@@ -112,7 +112,7 @@ def part1(n: int, rounds: int) -> None:
     try:
         from opentelemetry.sdk.trace import TracerProvider
 
-        from llmrelay.otel import OtelSpans
+        from llmrelay.observe.otel import OtelSpans
 
         spans = OtelSpans(TracerProvider())  # no exporter: the cost of making spans
         time_record("OtelSpans (SDK, no exporter)", spans.record, max(n // 10, 1), rounds)

@@ -91,7 +91,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 def _make_clients(names: list[str], transport_factory: Callable[[], Any]) -> dict[str, Any]:
     import llmrelay
-    from llmrelay.retry import RetryPolicy
+    from llmrelay.core.retry import RetryPolicy
 
     out = {}
     for name in names:
@@ -254,8 +254,8 @@ def _ns_samples(fn: Callable[[], Any], after: Callable[[Any], None], n: int) -> 
 
 async def half_open(n: int, batches: int) -> dict[str, Any]:
     import llmrelay
-    from llmrelay.breaker import BreakerRegistry
     from llmrelay.errors import CircuitOpenError, ServerError
+    from llmrelay.reliability.breaker import BreakerRegistry
 
     out: dict[str, Any] = {}
     clock = FakeClock()

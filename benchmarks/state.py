@@ -28,13 +28,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from llmrelay.backends import HttpBackend, get_adapter
-from llmrelay.cache import ResponseCache
-from llmrelay.engine import CallOptions
-from llmrelay.layers import CallContext
-from llmrelay.providers import make_deployment
-from llmrelay.ratelimit import RateLimiter
-from llmrelay.state import RedisLedger, RedisStore, SharedBreakerRegistry
+from llmrelay.core.engine import CallOptions
+from llmrelay.core.layers import CallContext
+from llmrelay.providers.backends import HttpBackend, get_adapter
+from llmrelay.providers.table import make_deployment
+from llmrelay.reliability.breaker_shared import SharedBreakerRegistry
+from llmrelay.reliability.budgets_ledger import RedisLedger
+from llmrelay.reliability.cache import ResponseCache
+from llmrelay.reliability.ratelimit import RateLimiter
+from llmrelay.state import RedisStore
 from llmrelay.state.memory import MemoryStore
 from llmrelay.transport.http import default_transport
 from llmrelay.types import ChatRequest, Message, Response, Usage, build_params

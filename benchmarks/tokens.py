@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from llmrelay.catalog.costs import calculate_cost
 from llmrelay.catalog.layer import Catalog
-from llmrelay.costs import calculate_cost
-from llmrelay.providers import make_deployment
-from llmrelay.tokens import count_message_tokens, count_tokens
+from llmrelay.catalog.tokens import count_message_tokens, count_tokens
+from llmrelay.providers.table import make_deployment
 from llmrelay.types import ChatRequest, GenerationParams, Message, Usage
 
 SIZE = 100_000

@@ -1,6 +1,6 @@
 """Isolation of the configuration package's global state between tests.
 
-``llmrelay.config`` keeps process-wide state: ``CONFIG_REGISTRY``, the provider table
+``llmrelay.seeds.seed002`` keeps process-wide state: ``CONFIG_REGISTRY``, the provider table
 ``PROVIDERS`` (changed by ``[providers.*]`` tables), whether the TOML file was loaded
 (``config._state``), the file's other tables (``toml_file._settings``) and the alias -> target
 cache (``registry._cache``). :func:`isolated_config` gives a test the built-in aliases, no file
@@ -15,10 +15,11 @@ from contextlib import contextmanager
 
 @contextmanager
 def isolated_config() -> Iterator[None]:
-    import llmrelay.config.models  # noqa: F401  (the built-in aliases are registered once)
-    from llmrelay import config
-    from llmrelay.config import CONFIG_REGISTRY, registry, toml_file
-    from llmrelay.providers import PROVIDERS
+    import llmrelay.seeds.seed002.builtin  # noqa: F401  (the built-in aliases are registered once)
+    from llmrelay.providers.table import PROVIDERS
+    from llmrelay.seeds import seed002 as config
+    from llmrelay.seeds.seed002 import CONFIG_REGISTRY, registry
+    from llmrelay.settings import file as toml_file
 
     saved_registry = dict(CONFIG_REGISTRY)
     saved_providers = dict(PROVIDERS)

@@ -77,7 +77,7 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Run:
 @pytest.fixture
 def keys(monkeypatch: pytest.MonkeyPatch) -> str:
     """Set every provider's key variable to the canary key."""
-    from llmrelay.providers import PROVIDERS
+    from llmrelay.providers.table import PROVIDERS
 
     for spec in PROVIDERS.values():
         if spec.key_env:
@@ -90,7 +90,7 @@ def point_at(monkeypatch: pytest.MonkeyPatch, keys: str):  # type: ignore[no-unt
     """point_at(fake): every provider's <PROVIDER>_BASE_URL points at the fake."""
 
     def apply(f: FakeUpstream) -> FakeUpstream:
-        from llmrelay.providers import PROVIDERS
+        from llmrelay.providers.table import PROVIDERS
 
         for spec in PROVIDERS.values():
             if spec.wire != "test":

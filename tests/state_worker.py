@@ -17,11 +17,11 @@ async def limiter_burst(
     url: str, prefix: str, n: int, rpm: int, concurrent: int
 ) -> dict[str, float]:
     """``n`` concurrent acquires on one deployment limited to ``rpm`` requests a minute."""
-    from llmrelay.engine import CallOptions
+    from llmrelay.core.engine import CallOptions
+    from llmrelay.core.layers import CallContext
     from llmrelay.errors import RateLimitedError
-    from llmrelay.layers import CallContext
-    from llmrelay.providers import make_deployment
-    from llmrelay.ratelimit import RateLimiter
+    from llmrelay.providers.table import make_deployment
+    from llmrelay.reliability.ratelimit import RateLimiter
     from llmrelay.state.redis_store import RedisStore
     from llmrelay.types import ChatRequest, GenerationParams, Message
 
@@ -57,7 +57,7 @@ async def limiter_burst(
 async def ledger_burst(
     url: str, prefix: str, n: int, limit: float, amount: float
 ) -> dict[str, int]:
-    from llmrelay.state.ledger import RedisLedger
+    from llmrelay.reliability.budgets_ledger import RedisLedger
     from llmrelay.state.redis_store import RedisStore
 
     store = RedisStore(url, prefix=prefix, retry_interval=0, timeout=10)
@@ -74,12 +74,12 @@ async def ledger_burst(
 async def open_breaker(url: str, prefix: str, key: str) -> dict[str, object]:
     """Fail calls through an engine with shared breakers until the breaker opens."""
     from llmrelay import Client
-    from llmrelay.engine import Engine
+    from llmrelay.core.engine import Engine
+    from llmrelay.core.retry import RetryPolicy
     from llmrelay.errors import ServerError
-    from llmrelay.retry import RetryPolicy
-    from llmrelay.state.breaker import SharedBreakerRegistry
+    from llmrelay.providers.doubles import TestModel
+    from llmrelay.reliability.breaker_shared import SharedBreakerRegistry
     from llmrelay.state.redis_store import RedisStore
-    from llmrelay.testing.models import TestModel
 
     store = RedisStore(url, prefix=prefix, retry_interval=0, timeout=10)
     breakers = SharedBreakerRegistry(store, failure_threshold=3, recovery_timeout=600)
@@ -104,9 +104,9 @@ async def open_breaker(url: str, prefix: str, key: str) -> dict[str, object]:
 async def cache_put(url: str, prefix: str, tenant: str, answer: str) -> dict[str, object]:
     """Answer one call for ``tenant`` through a Redis-backed cache (it stores the answer)."""
     from llmrelay import Client
-    from llmrelay.cache import ResponseCache
+    from llmrelay.providers.doubles import TestModel
+    from llmrelay.reliability.cache import ResponseCache
     from llmrelay.state.redis_store import RedisStore
-    from llmrelay.testing.models import TestModel
 
     cache = ResponseCache(RedisStore(url, prefix=prefix, retry_interval=0, timeout=10))
     client = Client(cache=cache)
@@ -124,9 +124,9 @@ async def learned_block(
     """``calls`` calls to the fake at ``base_url`` through a Redis-shared limiter; what each did
     (``"ok"``, or the ``retry_after`` of the limiter's refusal)."""
     import llmrelay
+    from llmrelay.core.retry import RetryPolicy
     from llmrelay.errors import RateLimitedError
-    from llmrelay.ratelimit import RateLimiter
-    from llmrelay.retry import RetryPolicy
+    from llmrelay.reliability.ratelimit import RateLimiter
     from llmrelay.state.redis_store import RedisStore
 
     store = RedisStore(url, prefix=prefix, retry_interval=0, timeout=10)
@@ -159,12 +159,12 @@ async def budget_fallback_burst(
     os.environ["GROQ_API_KEY"] = "sk-worker"
     os.environ["GROQ_BASE_URL"] = fake_url
     from llmrelay import Client
-    from llmrelay.budgets import BudgetLimit, Budgets
-    from llmrelay.engine import Engine
+    from llmrelay.core.engine import Engine
+    from llmrelay.core.layers import Cost
     from llmrelay.errors import BudgetExceededError
-    from llmrelay.layers import Cost
-    from llmrelay.providers import Deployment
-    from llmrelay.state.ledger import RedisLedger
+    from llmrelay.providers.table import Deployment
+    from llmrelay.reliability.budgets import BudgetLimit, Budgets
+    from llmrelay.reliability.budgets_ledger import RedisLedger
     from llmrelay.state.redis_store import RedisStore
     from llmrelay.types import ChatRequest, Usage
 
@@ -212,7 +212,7 @@ async def hold_probe(url: str, prefix: str, key: str, lease: float) -> dict[str,
     """Open a shared breaker, take its half-open probe, say ``holding`` and keep it until
     killed (the test SIGKILLs this process)."""
     from llmrelay.errors import ServerError
-    from llmrelay.state.breaker import SharedBreakerRegistry
+    from llmrelay.reliability.breaker_shared import SharedBreakerRegistry
     from llmrelay.state.redis_store import RedisStore
 
     store = RedisStore(url, prefix=prefix, retry_interval=0, timeout=10)

@@ -23,7 +23,7 @@ def test_import_loads_only_the_name_table() -> None:
     )
     loaded = set(probe.stdout.split())
     assert {"llmrelay", "llmrelay._version"} <= loaded
-    heavy = {"typing", "re", "enum", "asyncio", "aiohttp", "pydantic", "orjson", "llmrelay.api"}
+    heavy = {"typing", "re", "enum", "asyncio", "aiohttp", "pydantic", "orjson", "llmrelay.client"}
     assert not loaded & heavy
 
 

@@ -31,13 +31,13 @@ from yarl import URL
 
 import llmrelay
 from llmrelay import errors
-from llmrelay.breaker import BreakerRegistry
-from llmrelay.budgets import BudgetLimit, Budgets
 from llmrelay.errors import LLMRelayError, RedirectError
-from llmrelay.metrics import Metrics
-from llmrelay.ratelimit import RateLimiter
-from llmrelay.recorders import CompositeRecorder
-from llmrelay.requestlog import RequestLog
+from llmrelay.observe.metrics import Metrics
+from llmrelay.observe.recorders import CompositeRecorder
+from llmrelay.observe.requestlog import RequestLog
+from llmrelay.reliability.breaker import BreakerRegistry
+from llmrelay.reliability.budgets import BudgetLimit, Budgets
+from llmrelay.reliability.ratelimit import RateLimiter
 from llmrelay.state.redis_store import RedisStore
 from llmrelay.testing.fake import FakeUpstream, Reply
 from llmrelay.transport import HttpRequest, Timeouts
@@ -645,7 +645,7 @@ async def test_a_refused_redirect_moves_a_fallback_chain_on(
 
 async def test_model_detection_refuses_redirects_too(hostile: Hostile) -> None:
     from llmrelay.catalog.detect import ModelCapabilityDetectorFactory as Factory
-    from llmrelay.catalog.registry import LLMRegistry
+    from llmrelay.catalog.model_registry import LLMRegistry
 
     kinds = []
     for route in ("redirect", "e401", "html"):

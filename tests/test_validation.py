@@ -15,12 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import llmrelay
-from llmrelay import api
-from llmrelay.budgets import BudgetLimit, Budgets, MemoryLedger
-from llmrelay.call_options import OPTION_NAMES, CallOptions
-from llmrelay.engine import Engine
+from llmrelay import client as api
+from llmrelay.core.engine import Engine
+from llmrelay.core.options import OPTION_NAMES, CallOptions
+from llmrelay.core.retry import RetryPolicy
 from llmrelay.errors import ConfigurationError, InvalidRequestError, LLMRelayError
-from llmrelay.retry import RetryPolicy
+from llmrelay.reliability.budgets import BudgetLimit, Budgets, MemoryLedger
 from llmrelay.testing.fake import FakeUpstream
 from llmrelay.transport.base import Timeouts
 from llmrelay.types import PARAM_NAMES, Message, TextPart

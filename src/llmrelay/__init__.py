@@ -20,15 +20,15 @@ TYPE_CHECKING = False
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     # main facade
-    "Client": "api",
-    "chat": "api",
-    "achat": "api",
-    "stream": "api",
-    "astream": "api",
-    "ResponseStream": "streaming",
-    "SyncResponseStream": "streaming",
-    "Engine": "engine",
-    "CallOptions": "engine",
+    "Client": "client",
+    "chat": "client",
+    "achat": "client",
+    "stream": "client",
+    "astream": "client",
+    "ResponseStream": "core.streaming",
+    "SyncResponseStream": "core.streaming",
+    "Engine": "core.engine",
+    "CallOptions": "core.engine",
     # types
     "Message": "types",
     "TextPart": "types",
@@ -40,89 +40,89 @@ _EXPORTS: dict[str, str] = {
     "Response": "types",
     "StreamChunk": "types",
     "GenerationParams": "types",
-    "Attempt": "trace",
-    "format_trace": "trace",
+    "Attempt": "core.trace",
+    "format_trace": "core.trace",
     # providers and transport
-    "Secret": "providers",
-    "ProviderSpec": "providers",
-    "Deployment": "providers",
-    "PROVIDERS": "providers",
-    "register_provider_spec": "providers",
-    "Target": "resolve",
+    "Secret": "providers.table",
+    "ProviderSpec": "providers.table",
+    "Deployment": "providers.table",
+    "PROVIDERS": "providers.table",
+    "register_provider_spec": "providers.table",
+    "Target": "providers.resolve",
     "Timeouts": "transport.base",
     "MockTransport": "transport.base",
     "HttpRequest": "transport.base",
     "HttpResponse": "transport.base",
     # seed 002 / 000
-    "BaseModelConfig": "config",
-    "CONFIG_REGISTRY": "config",
-    "register_config": "config",
-    "create_model": "config",
-    "load_config": "config",
-    "ProviderBaseConfig": "config",
-    "ChatCaller": "config",
-    "GroqBaseConfig": "config",
-    "OpenAIBaseConfig": "config",
-    "AzureBaseConfig": "config",
-    "AnthropicBaseConfig": "config",
-    "GeminiBaseConfig": "config",
-    "MistralBaseConfig": "config",
-    "DeepSeekBaseConfig": "config",
-    "TogetherBaseConfig": "config",
-    "OpenRouterBaseConfig": "config",
-    "FireworksBaseConfig": "config",
-    "XAIBaseConfig": "config",
-    "OllamaBaseConfig": "config",
-    "VLLMBaseConfig": "config",
-    "LMStudioBaseConfig": "config",
-    "ModelHandler": "handler",
+    "BaseModelConfig": "seeds.seed002",
+    "CONFIG_REGISTRY": "seeds.seed002",
+    "register_config": "seeds.seed002",
+    "create_model": "seeds.seed002",
+    "load_config": "seeds.seed002",
+    "ProviderBaseConfig": "seeds.seed002",
+    "ChatCaller": "seeds.seed002",
+    "GroqBaseConfig": "seeds.seed002",
+    "OpenAIBaseConfig": "seeds.seed002",
+    "AzureBaseConfig": "seeds.seed002",
+    "AnthropicBaseConfig": "seeds.seed002",
+    "GeminiBaseConfig": "seeds.seed002",
+    "MistralBaseConfig": "seeds.seed002",
+    "DeepSeekBaseConfig": "seeds.seed002",
+    "TogetherBaseConfig": "seeds.seed002",
+    "OpenRouterBaseConfig": "seeds.seed002",
+    "FireworksBaseConfig": "seeds.seed002",
+    "XAIBaseConfig": "seeds.seed002",
+    "OllamaBaseConfig": "seeds.seed002",
+    "VLLMBaseConfig": "seeds.seed002",
+    "LMStudioBaseConfig": "seeds.seed002",
+    "ModelHandler": "seeds.seed000_handler",
     # seed 001
-    "LLMClient": "llm_client",
-    "LLMMessage": "llm_client",
-    "LLMMessageRole": "llm_client",
-    "LLMProviders": "llm_client",
-    "LLMModels": "llm_client",
-    "LLMResponse": "llm_client",
-    "LLMResponseType": "llm_client",
-    "LLMError": "llm_client",
-    "LLMSettings": "llm_client",
+    "LLMClient": "seeds.seed001_client",
+    "LLMMessage": "seeds.seed001_client",
+    "LLMMessageRole": "seeds.seed001_client",
+    "LLMProviders": "seeds.seed001_client",
+    "LLMModels": "seeds.seed001_client",
+    "LLMResponse": "seeds.seed001_client",
+    "LLMResponseType": "seeds.seed001_client",
+    "LLMError": "seeds.seed001_client",
+    "LLMSettings": "seeds.seed001_client",
     # reliability (seed 004)
-    "LLMManager": "manager",
-    "CircuitBreaker": "breaker",
-    "BreakerRegistry": "breaker",
-    "RetryPolicy": "retry",
-    "RetryBudget": "retry",
+    "LLMManager": "seeds.seed004_manager",
+    "CircuitBreaker": "reliability.breaker",
+    "BreakerRegistry": "reliability.breaker",
+    "RetryPolicy": "core.retry",
+    "RetryBudget": "core.retry",
     # observability: metrics, the request log, spans
-    "Metrics": "metrics",
-    "RequestLog": "requestlog",
-    "CompositeRecorder": "recorders",
-    "OtelSpans": "otel",
+    "Metrics": "observe.metrics",
+    "RequestLog": "observe.requestlog",
+    "CompositeRecorder": "observe.recorders",
+    "OtelSpans": "observe.otel",
     # catalog, tokens and costs (seed 003)
-    "LLMCapabilities": "catalog.models",
-    "LLMProfile": "catalog.models",
-    "ModelFamily": "catalog.models",
-    "MediaType": "catalog.models",
-    "LLMRegistry": "catalog.registry",
-    "Provider": "catalog.providers",
-    "ProviderRegistry": "catalog.providers",
+    "LLMCapabilities": "catalog.profiles",
+    "LLMProfile": "catalog.profiles",
+    "ModelFamily": "catalog.profiles",
+    "MediaType": "catalog.profiles",
+    "LLMRegistry": "catalog.model_registry",
+    "Provider": "catalog.provider_registry",
+    "ProviderRegistry": "catalog.provider_registry",
     "ModelCapabilityDetectorFactory": "catalog.detect",
     "Catalog": "catalog.layer",
-    "Cost": "layers",
-    "calculate_cost": "costs",
-    "estimate_request_cost": "costs",
-    "count_tokens": "tokens",
-    "count_message_tokens": "tokens",
+    "Cost": "core.layers",
+    "calculate_cost": "catalog.costs",
+    "estimate_request_cost": "catalog.costs",
+    "count_tokens": "catalog.tokens",
+    "count_message_tokens": "catalog.tokens",
     # state and accounting
-    "Budgets": "budgets",
-    "BudgetLimit": "budgets",
-    "ResponseCache": "cache",
-    "RateLimiter": "ratelimit",
-    "Limits": "ratelimit",
-    "BatchResult": "batch",
-    "amap": "batch",
+    "Budgets": "reliability.budgets",
+    "BudgetLimit": "reliability.budgets",
+    "ResponseCache": "reliability.cache",
+    "RateLimiter": "reliability.ratelimit",
+    "Limits": "reliability.ratelimit",
+    "BatchResult": "batch.runner",
+    "amap": "batch.runner",
     # test doubles
-    "TestModel": "testing.models",
-    "FunctionModel": "testing.models",
+    "TestModel": "providers.doubles",
+    "FunctionModel": "providers.doubles",
 }
 
 _ERRORS = (
@@ -182,52 +182,35 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     # under mypy --strict, which cannot read the computed __all__ above.
     from typing import Any
 
-    from .api import Client as Client
-    from .api import achat as achat
-    from .api import astream as astream
-    from .api import chat as chat
-    from .api import stream as stream
-    from .batch import BatchResult as BatchResult
-    from .batch import amap as amap
-    from .breaker import BreakerRegistry as BreakerRegistry
-    from .breaker import CircuitBreaker as CircuitBreaker
-    from .budgets import BudgetLimit as BudgetLimit
-    from .budgets import Budgets as Budgets
-    from .cache import ResponseCache as ResponseCache
+    from .batch.runner import BatchResult as BatchResult
+    from .batch.runner import amap as amap
+    from .catalog.costs import calculate_cost as calculate_cost
+    from .catalog.costs import estimate_request_cost as estimate_request_cost
     from .catalog.detect import ModelCapabilityDetectorFactory as ModelCapabilityDetectorFactory
     from .catalog.layer import Catalog as Catalog
-    from .catalog.models import LLMCapabilities as LLMCapabilities
-    from .catalog.models import LLMProfile as LLMProfile
-    from .catalog.models import MediaType as MediaType
-    from .catalog.models import ModelFamily as ModelFamily
-    from .catalog.providers import Provider as Provider
-    from .catalog.providers import ProviderRegistry as ProviderRegistry
-    from .catalog.registry import LLMRegistry as LLMRegistry
-    from .config import CONFIG_REGISTRY as CONFIG_REGISTRY
-    from .config import AnthropicBaseConfig as AnthropicBaseConfig
-    from .config import AzureBaseConfig as AzureBaseConfig
-    from .config import BaseModelConfig as BaseModelConfig
-    from .config import ChatCaller as ChatCaller
-    from .config import DeepSeekBaseConfig as DeepSeekBaseConfig
-    from .config import FireworksBaseConfig as FireworksBaseConfig
-    from .config import GeminiBaseConfig as GeminiBaseConfig
-    from .config import GroqBaseConfig as GroqBaseConfig
-    from .config import LMStudioBaseConfig as LMStudioBaseConfig
-    from .config import MistralBaseConfig as MistralBaseConfig
-    from .config import OllamaBaseConfig as OllamaBaseConfig
-    from .config import OpenAIBaseConfig as OpenAIBaseConfig
-    from .config import OpenRouterBaseConfig as OpenRouterBaseConfig
-    from .config import ProviderBaseConfig as ProviderBaseConfig
-    from .config import TogetherBaseConfig as TogetherBaseConfig
-    from .config import VLLMBaseConfig as VLLMBaseConfig
-    from .config import XAIBaseConfig as XAIBaseConfig
-    from .config import create_model as create_model
-    from .config import load_config as load_config
-    from .config import register_config as register_config
-    from .costs import calculate_cost as calculate_cost
-    from .costs import estimate_request_cost as estimate_request_cost
-    from .engine import CallOptions as CallOptions
-    from .engine import Engine as Engine
+    from .catalog.model_registry import LLMRegistry as LLMRegistry
+    from .catalog.profiles import LLMCapabilities as LLMCapabilities
+    from .catalog.profiles import LLMProfile as LLMProfile
+    from .catalog.profiles import MediaType as MediaType
+    from .catalog.profiles import ModelFamily as ModelFamily
+    from .catalog.provider_registry import Provider as Provider
+    from .catalog.provider_registry import ProviderRegistry as ProviderRegistry
+    from .catalog.tokens import count_message_tokens as count_message_tokens
+    from .catalog.tokens import count_tokens as count_tokens
+    from .client import Client as Client
+    from .client import achat as achat
+    from .client import astream as astream
+    from .client import chat as chat
+    from .client import stream as stream
+    from .core.engine import CallOptions as CallOptions
+    from .core.engine import Engine as Engine
+    from .core.layers import Cost as Cost
+    from .core.retry import RetryBudget as RetryBudget
+    from .core.retry import RetryPolicy as RetryPolicy
+    from .core.streaming import ResponseStream as ResponseStream
+    from .core.streaming import SyncResponseStream as SyncResponseStream
+    from .core.trace import Attempt as Attempt
+    from .core.trace import format_trace as format_trace
     from .errors import AllAttemptsFailedError as AllAttemptsFailedError
     from .errors import APIConnectionError as APIConnectionError
     from .errors import APIError as APIError
@@ -260,40 +243,57 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .errors import StructuredOutputError as StructuredOutputError
     from .errors import UnknownModelError as UnknownModelError
     from .errors import UnsupportedCapabilityError as UnsupportedCapabilityError
-    from .handler import ModelHandler as ModelHandler
-    from .layers import Cost as Cost
-    from .llm_client import LLMClient as LLMClient
-    from .llm_client import LLMError as LLMError
-    from .llm_client import LLMMessage as LLMMessage
-    from .llm_client import LLMMessageRole as LLMMessageRole
-    from .llm_client import LLMModels as LLMModels
-    from .llm_client import LLMProviders as LLMProviders
-    from .llm_client import LLMResponse as LLMResponse
-    from .llm_client import LLMResponseType as LLMResponseType
-    from .llm_client import LLMSettings as LLMSettings
-    from .manager import LLMManager as LLMManager
-    from .metrics import Metrics as Metrics
-    from .otel import OtelSpans as OtelSpans
-    from .providers import PROVIDERS as PROVIDERS
-    from .providers import Deployment as Deployment
-    from .providers import ProviderSpec as ProviderSpec
-    from .providers import Secret as Secret
-    from .providers import register_provider_spec as register_provider_spec
-    from .ratelimit import Limits as Limits
-    from .ratelimit import RateLimiter as RateLimiter
-    from .recorders import CompositeRecorder as CompositeRecorder
-    from .requestlog import RequestLog as RequestLog
-    from .resolve import Target as Target
-    from .retry import RetryBudget as RetryBudget
-    from .retry import RetryPolicy as RetryPolicy
-    from .streaming import ResponseStream as ResponseStream
-    from .streaming import SyncResponseStream as SyncResponseStream
-    from .testing.models import FunctionModel as FunctionModel
-    from .testing.models import TestModel as TestModel
-    from .tokens import count_message_tokens as count_message_tokens
-    from .tokens import count_tokens as count_tokens
-    from .trace import Attempt as Attempt
-    from .trace import format_trace as format_trace
+    from .observe.metrics import Metrics as Metrics
+    from .observe.otel import OtelSpans as OtelSpans
+    from .observe.recorders import CompositeRecorder as CompositeRecorder
+    from .observe.requestlog import RequestLog as RequestLog
+    from .providers.doubles import FunctionModel as FunctionModel
+    from .providers.doubles import TestModel as TestModel
+    from .providers.resolve import Target as Target
+    from .providers.table import PROVIDERS as PROVIDERS
+    from .providers.table import Deployment as Deployment
+    from .providers.table import ProviderSpec as ProviderSpec
+    from .providers.table import Secret as Secret
+    from .providers.table import register_provider_spec as register_provider_spec
+    from .reliability.breaker import BreakerRegistry as BreakerRegistry
+    from .reliability.breaker import CircuitBreaker as CircuitBreaker
+    from .reliability.budgets import BudgetLimit as BudgetLimit
+    from .reliability.budgets import Budgets as Budgets
+    from .reliability.cache import ResponseCache as ResponseCache
+    from .reliability.ratelimit import Limits as Limits
+    from .reliability.ratelimit import RateLimiter as RateLimiter
+    from .seeds.seed000_handler import ModelHandler as ModelHandler
+    from .seeds.seed001_client import LLMClient as LLMClient
+    from .seeds.seed001_client import LLMError as LLMError
+    from .seeds.seed001_client import LLMMessage as LLMMessage
+    from .seeds.seed001_client import LLMMessageRole as LLMMessageRole
+    from .seeds.seed001_client import LLMModels as LLMModels
+    from .seeds.seed001_client import LLMProviders as LLMProviders
+    from .seeds.seed001_client import LLMResponse as LLMResponse
+    from .seeds.seed001_client import LLMResponseType as LLMResponseType
+    from .seeds.seed001_client import LLMSettings as LLMSettings
+    from .seeds.seed002 import CONFIG_REGISTRY as CONFIG_REGISTRY
+    from .seeds.seed002 import AnthropicBaseConfig as AnthropicBaseConfig
+    from .seeds.seed002 import AzureBaseConfig as AzureBaseConfig
+    from .seeds.seed002 import BaseModelConfig as BaseModelConfig
+    from .seeds.seed002 import ChatCaller as ChatCaller
+    from .seeds.seed002 import DeepSeekBaseConfig as DeepSeekBaseConfig
+    from .seeds.seed002 import FireworksBaseConfig as FireworksBaseConfig
+    from .seeds.seed002 import GeminiBaseConfig as GeminiBaseConfig
+    from .seeds.seed002 import GroqBaseConfig as GroqBaseConfig
+    from .seeds.seed002 import LMStudioBaseConfig as LMStudioBaseConfig
+    from .seeds.seed002 import MistralBaseConfig as MistralBaseConfig
+    from .seeds.seed002 import OllamaBaseConfig as OllamaBaseConfig
+    from .seeds.seed002 import OpenAIBaseConfig as OpenAIBaseConfig
+    from .seeds.seed002 import OpenRouterBaseConfig as OpenRouterBaseConfig
+    from .seeds.seed002 import ProviderBaseConfig as ProviderBaseConfig
+    from .seeds.seed002 import TogetherBaseConfig as TogetherBaseConfig
+    from .seeds.seed002 import VLLMBaseConfig as VLLMBaseConfig
+    from .seeds.seed002 import XAIBaseConfig as XAIBaseConfig
+    from .seeds.seed002 import create_model as create_model
+    from .seeds.seed002 import load_config as load_config
+    from .seeds.seed002 import register_config as register_config
+    from .seeds.seed004_manager import LLMManager as LLMManager
     from .transport.base import HttpRequest as HttpRequest
     from .transport.base import HttpResponse as HttpResponse
     from .transport.base import MockTransport as MockTransport

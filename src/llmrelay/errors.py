@@ -107,7 +107,8 @@ class LLMRelayError(Exception):
     """Base class of every llmrelay error."""
 
     #: Does this error say the *deployment* is unhealthy, so a circuit breaker counts it? The
-    #: declared rule every breaker follows (``llmrelay.breaker.counts_as_failure``): only provider
+    #: declared rule every breaker follows (``llmrelay.reliability.breaker.counts_as_failure``):
+    # only provider
     #: and transport failures do; the caller's errors (bad input, a request that cannot be built,
     #: a 400/401/403/404, a refused content) and llmrelay's own refusals never do.
     breaker_failure: ClassVar[bool] = False

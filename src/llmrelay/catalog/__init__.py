@@ -15,17 +15,17 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "LLMCapabilities": "models",
-    "LLMProfile": "models",
-    "ModelFamily": "models",
-    "MediaType": "models",
-    "Pricing": "models",
-    "CAPABILITY_NAMES": "models",
-    "LLMRegistry": "registry",
-    "default_registry": "registry",
-    "set_default_registry": "registry",
-    "Provider": "providers",
-    "ProviderRegistry": "providers",
+    "LLMCapabilities": "profiles",
+    "LLMProfile": "profiles",
+    "ModelFamily": "profiles",
+    "MediaType": "profiles",
+    "Pricing": "profiles",
+    "CAPABILITY_NAMES": "profiles",
+    "LLMRegistry": "model_registry",
+    "default_registry": "model_registry",
+    "set_default_registry": "model_registry",
+    "Provider": "provider_registry",
+    "ProviderRegistry": "provider_registry",
     "ModelCapabilityDetectorFactory": "detect",
     "Catalog": "layer",
 }
@@ -45,14 +45,14 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:  # pragma: no cover
     from .detect import ModelCapabilityDetectorFactory as ModelCapabilityDetectorFactory
     from .layer import Catalog as Catalog
-    from .models import CAPABILITY_NAMES as CAPABILITY_NAMES
-    from .models import LLMCapabilities as LLMCapabilities
-    from .models import LLMProfile as LLMProfile
-    from .models import MediaType as MediaType
-    from .models import ModelFamily as ModelFamily
-    from .models import Pricing as Pricing
-    from .providers import Provider as Provider
-    from .providers import ProviderRegistry as ProviderRegistry
-    from .registry import LLMRegistry as LLMRegistry
-    from .registry import default_registry as default_registry
-    from .registry import set_default_registry as set_default_registry
+    from .model_registry import LLMRegistry as LLMRegistry
+    from .model_registry import default_registry as default_registry
+    from .model_registry import set_default_registry as set_default_registry
+    from .profiles import CAPABILITY_NAMES as CAPABILITY_NAMES
+    from .profiles import LLMCapabilities as LLMCapabilities
+    from .profiles import LLMProfile as LLMProfile
+    from .profiles import MediaType as MediaType
+    from .profiles import ModelFamily as ModelFamily
+    from .profiles import Pricing as Pricing
+    from .provider_registry import Provider as Provider
+    from .provider_registry import ProviderRegistry as ProviderRegistry

@@ -35,13 +35,13 @@ from urllib.parse import urlencode
 
 import orjson
 
-from ..adapters.anthropic_request import ANTHROPIC_VERSION
-from ..adapters.base import send_headers, status_error
 from ..errors import AllAttemptsFailedError, InvalidResponseError, LLMRelayError
-from ..providers import Deployment, Secret, get_provider, make_deployment
+from ..providers.adapters.anthropic_request import ANTHROPIC_VERSION
+from ..providers.adapters.base import send_headers, status_error
+from ..providers.table import Deployment, Secret, get_provider, make_deployment
 from ..transport.base import HttpRequest, Timeouts, Transport
-from .models import LLMCapabilities, LLMProfile, MediaType, ModelFamily, Pricing
-from .registry import LLMRegistry, default_registry
+from .model_registry import LLMRegistry, default_registry
+from .profiles import LLMCapabilities, LLMProfile, MediaType, ModelFamily, Pricing
 
 __all__ = [
     "AnthropicDetector",
@@ -112,7 +112,7 @@ class ModelCapabilityDetector(ABC):
         return send_headers({"accept": "application/json"}, self.dep, auth)
 
     async def _get(self, url: str) -> Any:
-        from ..backends import get_adapter
+        from ..providers.backends import get_adapter
 
         resp = await self.transport.send(HttpRequest("GET", url, self.headers()), _TIMEOUTS)
         if resp.status >= 300:

@@ -17,7 +17,7 @@ what each attempt used.
   still answers to a retired name is not the catalog's model: the request passes unchecked.
 
 Models the catalog does not know pass through unchecked. ``cost(dep, usage)`` prices one
-attempt's usage (``llmrelay.costs``); an unknown price is a typed unknown ``Cost``.
+attempt's usage (``llmrelay.catalog.costs``); an unknown price is a typed unknown ``Cost``.
 """
 
 from __future__ import annotations
@@ -28,16 +28,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..costs import rates_for
+from ..core.layers import Cost
 from ..errors import ContextWindowExceededError, UnsupportedCapabilityError
-from ..layers import Cost
-from ..tokens import IMAGE_TOKENS, count_message_tokens, estimate_tokens, is_exact
 from ..types import ChatRequest, ImagePart, Usage
+from .costs import rates_for
+from .tokens import IMAGE_TOKENS, count_message_tokens, estimate_tokens, is_exact
 
 if TYPE_CHECKING:
-    from ..providers import Deployment
-    from .models import LLMProfile
-    from .registry import LLMRegistry
+    from ..providers.table import Deployment
+    from .model_registry import LLMRegistry
+    from .profiles import LLMProfile
 
 __all__ = ["Catalog"]
 
@@ -99,7 +99,7 @@ class Catalog:
     @property
     def registry(self) -> LLMRegistry:
         if self._registry is None:
-            from .registry import default_registry
+            from .model_registry import default_registry
 
             self._registry = default_registry()
         return self._registry

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from ..errors import ConfigFileError, ConfigurationError
-from .models import LLMCapabilities, LLMProfile, MediaType, ModelFamily, Pricing
+from .profiles import LLMCapabilities, LLMProfile, MediaType, ModelFamily, Pricing
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..requestlog.base import LogStore
+    from ..observe.requestlog.base import LogStore
 
 __all__ = [
     "add_log_arguments",
@@ -103,7 +103,7 @@ def add_log_arguments(p: argparse.ArgumentParser) -> None:
 def open_log(db: str | None) -> LogStore:
     """The store to read; a SQLite file that does not exist is an error (nothing is created)."""
     from ..errors import ConfigurationError, StateStoreError
-    from ..requestlog.settings import ENV_LOG, is_dsn, log_settings, open_store
+    from ..settings.requestlog import ENV_LOG, is_dsn, log_settings, open_store
 
     target = db or log_settings().target
     if not is_dsn(target):

@@ -21,7 +21,7 @@ _MIN_SECRET_LEN = 8
 
 def key_values() -> list[str]:
     """The values of every API-key variable of every provider that is set right now."""
-    from ..providers import PROVIDERS
+    from ..providers.table import PROVIDERS
 
     names: set[str] = set()
     for spec in PROVIDERS.values():

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from typing import IO, Any, TextIO
 
-from ..batch import BatchItem, BatchResult, parse_item
+from ..batch.runner import BatchItem, BatchResult, parse_item
 from ..errors import InvalidRequestError
 from ._output import Console, scrub
 from .chat import _model, call_kwargs
@@ -202,8 +202,8 @@ async def _run_batch(
     journal: str,
     progress: Progress,
 ) -> list[BatchResult]:
-    from ..api import Client
-    from ..batch import amap
+    from ..batch.runner import amap
+    from ..client import Client
 
     client = Client()
     try:

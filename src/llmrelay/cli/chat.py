@@ -69,8 +69,8 @@ async def _call(
     model: str, prompt: str, kwargs: dict[str, Any], stream: bool, out: Console | None
 ) -> Response:
     """One call; with ``stream``, deltas go to ``out`` as they arrive (``None``: collect only)."""
-    from ..api import Client
-    from ..requestlog.settings import log_settings
+    from ..client import Client
+    from ..settings.requestlog import log_settings
 
     # The call goes to the request log when `[log] enabled = true` or LLMRELAY_LOG is set;
     # otherwise nothing is written.
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     if note and not args.json:
         err.line(note, style="yellow")
     if args.trace:
-        from ..trace import format_trace
+        from ..core.trace import format_trace
 
         err.line("trace:", style="bold")
         err.line(scrub(format_trace(resp.trace)) if resp.trace else "(no attempts recorded)")

@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING
 from ._output import Console, scrub
 
 if TYPE_CHECKING:
-    from ..api import Client
-    from ..retry import RetryPolicy
+    from ..client import Client
+    from ..core.retry import RetryPolicy
+    from ..core.trace import Attempt
     from ..testing.fake import FakeUpstream
-    from ..trace import Attempt
     from ..types import Response
 
 __all__ = ["run"]
@@ -62,7 +62,7 @@ def _env(values: dict[str, str]) -> Iterator[None]:
 
 def _point_env(fake: FakeUpstream, key: str) -> dict[str, str]:
     """Every provider's base URL at the fake and its key variable(s) set to ``key``."""
-    from ..providers import PROVIDERS
+    from ..providers.table import PROVIDERS
 
     env: dict[str, str] = {}
     for spec in PROVIDERS.values():
@@ -143,7 +143,7 @@ class Tour:
         return r
 
     def trace(self, trace: list[Attempt], name: str = "r") -> None:
-        from ..trace import format_trace
+        from ..core.trace import format_trace
 
         self.code(f"print(llmrelay.format_trace({name}.trace))")
         for line in scrub(format_trace(trace)).splitlines():
@@ -154,7 +154,7 @@ class Tour:
 
 
 async def _alias_lookup(tour: Tour, client: Client) -> None:
-    from ..resolve import resolve_target
+    from ..providers.resolve import resolve_target
 
     tour.step(1, "Alias lookup: one name, resolved to a provider and a model")
     t = resolve_target(ALIAS)
@@ -264,7 +264,7 @@ async def _retries(tour: Tour, client: Client, fake: FakeUpstream, policy: Retry
 
 
 async def _fallback(tour: Tour, client: Client, fake: FakeUpstream, policy: RetryPolicy) -> None:
-    from ..resolve import resolve_target
+    from ..providers.resolve import resolve_target
     from ..testing.fake import Reply
 
     primary = resolve_target(ALIAS).provider
@@ -291,7 +291,7 @@ async def _fallback(tour: Tour, client: Client, fake: FakeUpstream, policy: Retr
 
 
 async def _providers(tour: Tour, client: Client) -> None:
-    from ..providers import PROVIDERS
+    from ..providers.table import PROVIDERS
 
     tour.step(7, "One interface, many providers")
     tour.say("the same call as step 1, through the other wire APIs")
@@ -306,7 +306,7 @@ async def _providers(tour: Tour, client: Client) -> None:
 
 
 async def _accounting(tour: Tour, client: Client) -> None:
-    from ..tokens import count_tokens, encoding_for_model, is_exact
+    from ..catalog.tokens import count_tokens, encoding_for_model, is_exact
     from ..types import Usage
 
     tour.step(8, "Accounting: tokens and dollars for every answer")
@@ -359,7 +359,7 @@ async def _accounting(tour: Tour, client: Client) -> None:
 def _handler(tour: Tour) -> None:
     """Seed 000's sync ``ModelHandler`` (run outside the tour's event loop)."""
     from .._sync import run_sync
-    from ..handler import ModelHandler
+    from ..seeds.seed000_handler import ModelHandler
     from ..transport.http import default_transport
 
     tour.step(9, "Seed 000: ModelHandler, alias in, text out (sync)")
@@ -375,8 +375,8 @@ def _handler(tour: Tour) -> None:
 
 
 async def _tour(tour: Tour, fake: FakeUpstream) -> None:
-    from ..api import Client
-    from ..retry import RetryPolicy
+    from ..client import Client
+    from ..core.retry import RetryPolicy
 
     policy = RetryPolicy(base_delay=0.05, max_delay=0.2, jitter=False)
     client = Client(timeout=10.0)

@@ -61,7 +61,7 @@ def _attempt_cells(a: dict[str, Any]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..requestlog.base import LogFilter
+    from ..observe.requestlog.base import LogFilter
 
     f = LogFilter(
         model=args.model,

@@ -205,7 +205,7 @@ def exit_code_for(exc: BaseException) -> int:
 def error_line(exc: BaseException) -> str:
     """One line describing ``exc`` for a shell user; never contains an API key."""
     from ..errors import AuthenticationError, MissingAPIKeyError, PermissionDeniedError
-    from ..providers import PROVIDERS
+    from ..providers.table import PROVIDERS
     from ._output import scrub
 
     if isinstance(exc, MissingAPIKeyError) and exc.variable:
@@ -232,7 +232,7 @@ def report_error(exc: BaseException, *, trace: bool = False) -> int:
     err.line(error_line(exc), style="bold red")
     attempts = getattr(exc, "trace", None)
     if trace and attempts:
-        from ..trace import format_trace
+        from ..core.trace import format_trace
 
         err.line("trace:", style="bold")
         err.line(scrub(format_trace(attempts)))

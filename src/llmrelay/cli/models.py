@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 
 from ..errors import ConfigurationError
-from ..providers import PROVIDERS, ProviderSpec
-from ..resolve import Target, known_aliases, resolve_target
+from ..providers.resolve import Target, known_aliases, resolve_target
+from ..providers.table import PROVIDERS, ProviderSpec
 from ._output import Console
 
 __all__ = ["alias_rows", "key_status", "provider_rows", "run"]

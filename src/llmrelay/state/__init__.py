@@ -12,7 +12,7 @@ Stores (all behind :class:`Store`):
 
 Choose one in ``llmrelay.toml`` (``[state] backend = "redis"``, ``url = ...``) or with
 ``LLMRELAY_REDIS_URL`` alone, which makes every facade share its state through that Redis
-(:mod:`llmrelay.state.config`). ``Client(state="redis://...")`` picks one for one client.
+(:mod:`llmrelay.settings.state`). ``Client(state="redis://...")`` picks one for one client.
 
 **When the store fails** -- the documented behaviour of each layer:
 
@@ -41,38 +41,14 @@ _EXPORTS = {
     "MemoryStore": "memory",
     "SQLiteStore": "sqlite",
     "RedisStore": "redis_store",
-    "SharedBreakerRegistry": "breaker",
-    "SharedCircuitBreaker": "breaker",
-    "RedisLedger": "ledger",
-    "StateSettings": "config",
-    "Layers": "config",
-    "build_layers": "config",
-    "default_ledger": "config",
-    "from_config": "config",
-    "from_env": "config",
-    "open_store": "config",
-    "parse_state": "config",
-    "settings_from_config": "config",
 }
 
 __all__ = [
     "FailMode",
-    "Layers",
     "MemoryStore",
-    "RedisLedger",
     "RedisStore",
     "SQLiteStore",
-    "SharedBreakerRegistry",
-    "SharedCircuitBreaker",
-    "StateSettings",
     "Store",
-    "build_layers",
-    "default_ledger",
-    "from_config",
-    "from_env",
-    "open_store",
-    "parse_state",
-    "settings_from_config",
 ]
 
 
@@ -91,19 +67,6 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from .base import FailMode, Store
-    from .breaker import SharedBreakerRegistry, SharedCircuitBreaker
-    from .config import (
-        Layers,
-        StateSettings,
-        build_layers,
-        default_ledger,
-        from_config,
-        from_env,
-        open_store,
-        parse_state,
-        settings_from_config,
-    )
-    from .ledger import RedisLedger
     from .memory import MemoryStore
     from .redis_store import RedisStore
     from .sqlite import SQLiteStore

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..errors import ConfigurationError, StateStoreError
 
 if TYPE_CHECKING:
-    from ..providers import Secret
+    from ..providers.table import Secret
 
 __all__ = [
     "FailMode",

@@ -27,7 +27,7 @@ from typing import Any, Literal, Protocol
 import orjson
 from aiohttp import web
 
-from .schema import instance_from_schema
+from ..providers.schema_sample import instance_from_schema
 
 __all__ = ["FakeRequest", "FakeUpstream", "RecordedRequest", "Reply"]
 

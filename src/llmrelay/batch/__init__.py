@@ -1,0 +1,1 @@
+"""Batches: ``map`` over many prompts, resumable through a journal."""

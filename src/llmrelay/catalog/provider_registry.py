@@ -1,0 +1,181 @@
+"""The provider registry (seed 003's ``ProviderRegistry``): where each provider lives, its rate
+limits and its per-model settings.
+
+.. code-block:: python
+
+    providers = ProviderRegistry()
+    providers.register_provider(
+        "anthropic",
+        Provider(api_base="https://api.anthropic.com", rate_limits={"requests_per_minute": 60}),
+    )
+    providers.rate_limits("anthropic")      # {"requests_per_minute": 60} for the rate limiter
+
+Registering a provider feeds ``llmrelay.providers.table``: an existing provider keeps its wire
+format
+and key variable and takes the new base URL; a new name becomes an OpenAI-compatible provider
+(or the ``wire`` you name), so every adapter and ``provider/model`` name uses it at once.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..errors import ConfigurationError, UnknownModelError
+from ..providers.table import PROVIDERS, ProviderSpec, register_provider_spec
+
+__all__ = ["RATE_LIMIT_KEYS", "Provider", "ProviderRegistry"]
+
+#: The rate-limit keys a provider may declare (all positive numbers).
+RATE_LIMIT_KEYS: tuple[str, ...] = (
+    "requests_per_second",
+    "requests_per_minute",
+    "requests_per_day",
+    "tokens_per_minute",
+    "tokens_per_day",
+    "input_tokens_per_minute",
+    "output_tokens_per_minute",
+    "concurrent_requests",
+)
+_WIRES = ("openai_chat", "anthropic_messages", "gemini")
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """One provider's configuration.
+
+    ``api_base``: base URL (``https://api.groq.com/openai/v1``); ``api_key_env``: the variable
+    holding its key; ``wire``: ``openai_chat`` (default for new providers),
+    ``anthropic_messages`` or ``gemini``; ``rate_limits``: see ``RATE_LIMIT_KEYS``; ``models``:
+    per-model settings (``{"openai/gpt-oss-20b": {"rate_limits": {...}}}``).
+    """
+
+    api_base: str | None = None
+    rate_limits: Mapping[str, float] = field(default_factory=dict)
+    api_key_env: str | None = None
+    wire: str | None = None
+    display_name: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    key_required: bool = True
+
+    def __post_init__(self) -> None:
+        if self.api_base is not None and (
+            not isinstance(self.api_base, str)
+            or not self.api_base.startswith(("http://", "https://"))
+        ):
+            raise ConfigurationError(f"api_base must be an http(s) URL, not {self.api_base!r}")
+        if self.wire is not None and self.wire not in _WIRES:
+            raise ConfigurationError(f"wire must be one of {', '.join(_WIRES)}, not {self.wire!r}")
+        _check_limits(self.rate_limits, "rate_limits")
+        if not isinstance(self.models, Mapping):
+            raise ConfigurationError("models must be a mapping of model name -> settings")
+        for name, settings in self.models.items():
+            if not isinstance(settings, Mapping):
+                raise ConfigurationError(f"models[{name!r}] must be a mapping of settings")
+            if "rate_limits" in settings:
+                _check_limits(settings["rate_limits"], f"models[{name!r}].rate_limits")
+
+
+def _check_limits(limits: Any, where: str) -> None:
+    if not isinstance(limits, Mapping):
+        raise ConfigurationError(f"{where} must be a mapping like {{'requests_per_minute': 60}}")
+    for k, v in limits.items():
+        if k not in RATE_LIMIT_KEYS:
+            raise ConfigurationError(
+                f"unknown rate limit {k!r} in {where}; valid keys: {', '.join(RATE_LIMIT_KEYS)}"
+            )
+        if isinstance(v, bool) or not isinstance(v, int | float) or math.isnan(v) or v <= 0:
+            raise ConfigurationError(f"{where}[{k!r}] must be a positive number, not {v!r}")
+
+
+class ProviderRegistry:
+    """Providers by name. ``register_provider`` also updates ``llmrelay.providers.table`` (unless
+    ``apply=False``), so adapters and ``provider/model`` names use the new settings."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._providers: dict[str, Provider] = {}
+
+    def register_provider(self, name: str, provider: Provider, *, apply: bool = True) -> None:
+        if not isinstance(name, str) or not name.strip() or "/" in name:
+            raise ConfigurationError(f"a provider name must be a non-empty word, not {name!r}")
+        if not isinstance(provider, Provider):
+            raise ConfigurationError(
+                f"register_provider takes a Provider, not {type(provider).__name__}"
+            )
+        if apply:
+            register_provider_spec(self._spec(name, provider))
+        with self._lock:
+            self._providers[name] = provider
+
+    @staticmethod
+    def _spec(name: str, p: Provider) -> ProviderSpec:
+        existing = PROVIDERS.get(name)
+        if existing is not None:
+            changes: dict[str, Any] = {}
+            if p.api_base is not None:
+                changes["base_url"] = p.api_base
+            if p.api_key_env is not None:
+                changes["key_env"] = p.api_key_env
+            if p.wire is not None:
+                changes["wire"] = p.wire
+            if p.headers:
+                changes["extra_headers"] = {**existing.extra_headers, **p.headers}
+            if p.display_name:
+                changes["display_name"] = p.display_name
+            return replace(existing, **changes)
+        if p.api_base is None:
+            raise ConfigurationError(
+                f"provider {name!r} is new: give its api_base (the URL its API lives at)"
+            )
+        wire = p.wire or "openai_chat"
+        return ProviderSpec(
+            name=name,
+            wire=wire,
+            base_url=p.api_base,
+            key_env=p.api_key_env or f"{name.upper().replace('-', '_')}_API_KEY",
+            key_required=p.key_required,
+            auth={"anthropic_messages": "x-api-key", "gemini": "x-goog-api-key"}.get(
+                wire, "bearer"
+            ),  # type: ignore[arg-type]
+            extra_headers=dict(p.headers),
+            display_name=p.display_name or name,
+        )
+
+    def get_provider(self, name: str) -> Provider:
+        p = self._providers.get(name)
+        if p is None:
+            raise UnknownModelError(
+                f"provider {name!r} is not registered here; registered: "
+                f"{', '.join(sorted(self._providers)) or 'none'}"
+            )
+        return p
+
+    def list_providers(self) -> list[str]:
+        return sorted(self._providers)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._providers
+
+    def rate_limits(self, name: str, model: str | None = None) -> dict[str, float]:
+        """The provider's rate limits, with the model's own limits over them when given.
+        Empty when none are declared."""
+        p = self._providers.get(name)
+        if p is None:
+            return {}
+        limits = dict(p.rate_limits)
+        if model is not None:
+            m = p.models.get(model) or {}
+            limits.update(m.get("rate_limits") or {})
+        return limits
+
+    def get_provider_model_config(self, name: str, model: str) -> dict[str, Any]:
+        """The per-model settings a provider declares for ``model`` (empty when none)."""
+        return dict(self.get_provider(name).models.get(model) or {})
+
+    def __repr__(self) -> str:
+        return f"ProviderRegistry({', '.join(sorted(self._providers))})"

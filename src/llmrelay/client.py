@@ -1,0 +1,214 @@
+"""The main facade: ``Client`` and the module-level ``chat``/``achat``/``stream``/``astream``.
+
+Keyword arguments are split into generation parameters (temperature, max_tokens, ...) and call
+options (api_key, base_url, timeout, response_model, fallbacks, ...); anything else is an
+``InvalidRequestError`` naming it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ._sync import run_sync
+from .core.engine import Engine, ModelRef
+from .core.options import NO_OPTIONS, OPTION_NAMES, CallOptions
+from .core.streaming import ResponseStream, SyncResponseStream
+from .errors import InvalidRequestError
+from .transport.base import Timeouts, Transport
+from .types import (
+    PARAM_NAMES,
+    GenerationParams,
+    MessagesInput,
+    Response,
+    build_params,
+    normalize_messages,
+)
+
+if TYPE_CHECKING:
+    from .batch.runner import BatchResult
+    from .observe.metrics import Metrics
+    from .observe.requestlog import RequestLog
+
+__all__ = ["Client", "achat", "astream", "chat", "default_client", "stream"]
+
+
+def split_kwargs(kwargs: dict[str, Any]) -> tuple[GenerationParams, CallOptions]:
+    """Separate generation parameters from call options; reject unknown names."""
+    params: dict[str, Any] = {}
+    opts: dict[str, Any] = {}
+    for k, v in kwargs.items():
+        if k in PARAM_NAMES or k == "extra":
+            params[k] = v
+        elif k in OPTION_NAMES:
+            opts[k] = v
+        else:
+            raise InvalidRequestError(
+                f"unknown argument {k!r}. Generation parameters: {', '.join(sorted(PARAM_NAMES))}; "
+                f"call options: {', '.join(sorted(OPTION_NAMES))}; provider-specific fields go in "
+                "extra={...}"
+            )
+    return build_params(params), (CallOptions(**opts) if opts else NO_OPTIONS)
+
+
+class Client:
+    """One fast, typed interface to every provider.
+
+    >>> client = Client()
+    >>> client.chat("groq/openai/gpt-oss-20b", "Hello!").text   # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: Transport | None = None,
+        timeout: float | Timeouts | None = None,
+        engine: Engine | None = None,
+        metrics: bool | Metrics = False,
+        log: bool | str | os.PathLike[str] | RequestLog | None = None,
+        log_content: bool | None = None,
+        cache: Any = None,
+        limits: Any = None,
+        state: Any = None,
+    ) -> None:
+        """``metrics=True`` counts every call (``client.metrics.get_metrics()``); ``log=True``
+        writes each call to the configured request log (``[log]``, ``LLMRELAY_LOG_*``; default
+        SQLite ``~/.local/share/llmrelay/requests.db``), ``log="path.db"`` or a
+        ``postgresql://`` DSN to that one; ``log_content=True`` also stores prompts and answers.
+        Without ``log`` nothing is written anywhere. Both need the engine built here.
+
+        ``cache``: True, False or a ``ResponseCache`` (default ``[cache] enabled``: off);
+        ``limits``: a dict of rate limits or a ``RateLimiter`` (default ``[limits]``);
+        ``state``: where cache, limits and breakers live -- ``"redis://..."``,
+        ``"sqlite:///path"``, ``"memory"`` or a store (default ``[state]`` /
+        ``LLMRELAY_REDIS_URL``, else in process). See ``llmrelay.state``."""
+        if engine is not None and not (cache is None and limits is None and state is None):
+            raise InvalidRequestError(
+                "cache=, limits= and state= configure the engine built here; with engine=, pass "
+                "Engine(cache=..., limiter=...) instead"
+            )
+        self.metrics: Metrics | None = None
+        self.log: RequestLog | None = None
+        self._owns_log = False
+        recorder = None
+        if metrics or (log is not None and log is not False):
+            if engine is not None:
+                raise InvalidRequestError(
+                    "metrics= and log= build the engine's recorder; with engine=, pass "
+                    "Engine(recorder=...) instead (CompositeRecorder combines several)"
+                )
+            from .observe.recorders import client_recorders
+
+            rec = client_recorders(metrics, log)
+            self.metrics, self.log, self._owns_log = rec.metrics, rec.log, rec.owns_log
+            recorder = rec.recorder
+            if log_content is None:
+                log_content = rec.log_content
+        if engine is None:
+            from .catalog.layer import Catalog
+            from .core.engine import DEFAULT_TIMEOUTS, timeouts_from
+            from .settings.defaults import engine_defaults
+            from .settings.state import build_layers
+
+            # [defaults] (retries, timeouts, deadline, fallbacks, breaker options) from the
+            # configuration file; arguments given here win.
+            kwargs = engine_defaults()
+            layers = build_layers(
+                state=state,
+                cache=cache,
+                limits=limits,
+                breaker_settings=kwargs.pop("breaker_settings", None),
+            )
+            kwargs = {**layers.engine_kwargs(), **kwargs}
+            if timeout is not None:
+                kwargs["timeouts"] = timeouts_from(timeout, DEFAULT_TIMEOUTS)
+            # The catalog checks each request against its model and prices every answer
+            # (Response.cost); it loads its data on the first call.
+            engine = Engine(
+                transport,
+                catalog=Catalog(),
+                recorder=recorder,
+                log_content=bool(log_content),
+                **kwargs,
+            )
+        self.engine = engine
+
+    async def achat(self, model: ModelRef, messages: MessagesInput, **kwargs: Any) -> Response:
+        """Send a chat call and return the complete response."""
+        params, opts = split_kwargs(kwargs)
+        # Straight to the logical call (one coroutine fewer than Engine.complete).
+        engine = self.engine
+        return await engine._complete(
+            model, normalize_messages(messages, opts.system), params, opts
+        )
+
+    def chat(self, model: ModelRef, messages: MessagesInput, **kwargs: Any) -> Response:
+        """Sync ``achat`` (works inside a running event loop too)."""
+        params, opts = split_kwargs(kwargs)
+        return run_sync(self.engine.complete(model, messages, params, opts))
+
+    def astream(self, model: ModelRef, messages: MessagesInput, **kwargs: Any) -> ResponseStream:
+        """Stream a chat call: ``async for chunk in client.astream(...)``."""
+        params, opts = split_kwargs(kwargs)
+        return self.engine.stream(model, messages, params, opts)
+
+    def stream(self, model: ModelRef, messages: MessagesInput, **kwargs: Any) -> SyncResponseStream:
+        """Sync streaming: ``for chunk in client.stream(...)``."""
+        params, opts = split_kwargs(kwargs)
+        return SyncResponseStream(self.engine.stream(model, messages, params, opts))
+
+    async def amap(
+        self, model: ModelRef, prompts: Iterable[Any], **kwargs: Any
+    ) -> list[BatchResult]:
+        """Run one call per item, ``concurrency`` at a time, resumable with ``journal=PATH``;
+        results in input order (see :func:`llmrelay.batch.runner.amap`)."""
+        from .batch.runner import amap
+
+        return await amap(model, prompts, client=self, **kwargs)
+
+    def map(self, model: ModelRef, prompts: Iterable[Any], **kwargs: Any) -> list[BatchResult]:
+        """Sync ``amap`` (see :func:`llmrelay.batch.runner.map`)."""
+        from .batch.runner import map as batch_map
+
+        return batch_map(model, prompts, client=self, **kwargs)
+
+    async def aclose(self) -> None:
+        """Close this client's connections on the running loop (and the request log it opened,
+        after writing what is pending)."""
+        await self.engine.transport.aclose()
+        for layer in (self.engine.cache, self.engine.limiter, self.engine.breakers):
+            close = getattr(layer, "aclose", None)
+            if close is not None:
+                await close()  # this loop's state-store connections
+        if self._owns_log and self.log is not None:
+            await asyncio.to_thread(self.log.close)
+
+
+_default: Client | None = None
+
+
+def default_client() -> Client:
+    global _default
+    if _default is None:
+        _default = Client()
+    return _default
+
+
+async def achat(model: ModelRef, messages: MessagesInput, **kwargs: Any) -> Response:
+    """``await llmrelay.achat("openai/gpt-4.1-mini", "Hello")``."""
+    return await default_client().achat(model, messages, **kwargs)
+
+
+def chat(model: ModelRef, messages: MessagesInput, **kwargs: Any) -> Response:
+    """``llmrelay.chat("openai/gpt-4.1-mini", "Hello").text``."""
+    return default_client().chat(model, messages, **kwargs)
+
+
+def astream(model: ModelRef, messages: MessagesInput, **kwargs: Any) -> ResponseStream:
+    return default_client().astream(model, messages, **kwargs)
+
+
+def stream(model: ModelRef, messages: MessagesInput, **kwargs: Any) -> SyncResponseStream:
+    return default_client().stream(model, messages, **kwargs)

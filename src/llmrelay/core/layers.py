@@ -1,0 +1,193 @@
+"""The pluggable layers of the pipeline and what they see of a call.
+
+    cache -> budget -> [for each candidate: capabilities -> breaker -> rate limit ->
+                        retry(backend)] -> cost -> record -> cache store -> budget settle
+
+The engine calls each layer that is configured (``Engine(cache=..., budget=..., limiter=...,
+catalog=..., recorder=...)``); a layer that is ``None`` costs nothing. Layers never see API keys.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ..types import ChatRequest, Response, Usage
+from .trace import Attempt
+
+if TYPE_CHECKING:
+    from ..providers.backends import Backend
+    from ..providers.table import Deployment
+    from .engine import CallOptions
+
+__all__ = [
+    "BudgetLayer",
+    "CacheLayer",
+    "CallContext",
+    "CallRecord",
+    "CatalogLayer",
+    "Cost",
+    "LimiterLayer",
+    "Recorder",
+]
+
+
+@dataclass(slots=True)
+class Cost:
+    """The price of some usage. ``usd`` is None when the price is not known -- never a silent 0."""
+
+    usd: float | None
+    known: bool
+    input_usd: float | None = None
+    output_usd: float | None = None
+    cached_usd: float | None = None
+    reasoning_usd: float | None = None
+    #: Why the price is unknown (e.g. "no price for groq/foo in the catalog").
+    reason: str | None = None
+    #: True when some of the usage priced was counted by llmrelay, not reported by the provider.
+    estimated: bool = False
+
+    @classmethod
+    def unknown(cls, reason: str) -> Cost:
+        return cls(None, False, reason=reason)
+
+    def __add__(self, other: Cost) -> Cost:
+        if not (self.known and other.known) or self.usd is None or other.usd is None:
+            return Cost.unknown(self.reason or other.reason or "part of the cost is unknown")
+
+        def add(a: float | None, b: float | None) -> float | None:
+            return None if a is None and b is None else (a or 0.0) + (b or 0.0)
+
+        return Cost(
+            self.usd + other.usd,
+            True,
+            add(self.input_usd, other.input_usd),
+            add(self.output_usd, other.output_usd),
+            add(self.cached_usd, other.cached_usd),
+            add(self.reasoning_usd, other.reasoning_usd),
+            estimated=self.estimated or other.estimated,
+        )
+
+
+@dataclass(slots=True)
+class CallContext:
+    """What the layers know about one logical call (no secrets)."""
+
+    opts: CallOptions
+    trace_id: str
+    start: float
+    started_at: float = field(default_factory=time.time)
+    deadline_at: float | None = None
+    alias: str | None = None
+    trace: list[Attempt] = field(default_factory=list)
+    #: Usage summed over every provider answer in this call (retries, fallbacks, re-asks).
+    usage: Usage = field(default_factory=Usage)
+    cost: Cost | None = None
+    cache_hit: bool = False
+    #: What the budget layer holds for this call (``BudgetLayer.reserve``'s answer), settled once
+    #: when the call ends, whatever its outcome.
+    reservation: Any = None
+
+    @property
+    def tenant(self) -> str | None:
+        return self.opts.tenant
+
+    @property
+    def tags(self) -> Mapping[str, str]:
+        return self.opts.tags or {}
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """One finished logical call, for metrics and the request log."""
+
+    trace_id: str
+    started_at: float
+    alias: str | None
+    provider: str
+    model: str
+    outcome: str  # "success" | "error" | "cache_hit"
+    latency_s: float
+    usage: Usage
+    cost: Cost | None
+    attempts: list[Attempt]
+    time_to_first_token_s: float | None = None
+    error: str | None = None
+    status: int | None = None
+    cache_hit: bool = False
+    stream: bool = False
+    tenant: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    #: The messages and the answer, only when content logging is turned on.
+    prompt: Any = None
+    response_text: str | None = None
+
+
+@runtime_checkable
+class CacheLayer(Protocol):
+    """Exact-match response cache. Must never raise to the caller (fail open)."""
+
+    def key(
+        self, req: ChatRequest, dep: Deployment, backend: Backend, ctx: CallContext
+    ) -> str | None:
+        """The cache key of a request, or None when it must not be cached."""
+        ...
+
+    async def get(self, key: str, ctx: CallContext) -> Response | None: ...
+
+    async def put(self, key: str, resp: Response, ctx: CallContext) -> None: ...
+
+
+@runtime_checkable
+class LimiterLayer(Protocol):
+    """Rate limits per deployment and per key/user. ``acquire`` raises ``RateLimitedError``
+    (with ``retry_after``) when the call may not go now and waiting is not allowed or would
+    pass the deadline; the engine then moves to the next candidate."""
+
+    async def acquire(self, dep: Deployment, req: ChatRequest, ctx: CallContext) -> Any: ...
+
+    async def release(
+        self,
+        permit: Any,
+        resp: Response | None,
+        headers: Mapping[str, str] | None,
+        exc: BaseException | None,
+    ) -> None: ...
+
+
+@runtime_checkable
+class BudgetLayer(Protocol):
+    """Spending limits: reserve the estimate before the call, settle the actual after.
+
+    ``reserve`` is called before *every* candidate the call reaches (the primary, each fallback,
+    each structured re-ask), with ``ctx.reservation`` holding what the call reserved so far
+    (None at first); it returns the call's reservation, extended to cover what was spent plus the
+    candidate's estimate, or raises ``BudgetExceededError``. ``settle`` runs once, when the call
+    ends (success, error, cancellation), with ``ctx.reservation``.
+    """
+
+    async def reserve(self, req: ChatRequest, dep: Deployment, ctx: CallContext) -> Any: ...
+
+    async def settle(self, reservation: Any, ctx: CallContext) -> None: ...
+
+
+@runtime_checkable
+class CatalogLayer(Protocol):
+    """Model knowledge: capability checks before sending, and prices."""
+
+    def prepare(self, req: ChatRequest, dep: Deployment) -> ChatRequest:
+        """Check the request against the model's capabilities (raise a typed error), and drop or
+        translate parameters it does not support (recording each in the returned request)."""
+        ...
+
+    def cost(self, dep: Deployment, usage: Usage) -> Cost: ...
+
+
+@runtime_checkable
+class Recorder(Protocol):
+    """Metrics and the request log. ``record`` is called on the hot path: it must be cheap
+    and must not raise (queue the work, write in batches elsewhere)."""
+
+    def record(self, rec: CallRecord) -> None: ...

@@ -1,0 +1,185 @@
+"""Per-call options (:class:`CallOptions`) and the checks on them.
+
+These are the keyword arguments of a call that are not generation parameters: keys and URLs,
+timeouts and deadlines, fallbacks, cache and budget scoping. ``llmrelay.engine`` re-exports them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ..errors import ConfigurationError, InvalidRequestError
+from ..providers.resolve import Target
+from ..providers.table import Secret
+from ..state.base import check_ttl
+from ..transport.base import Timeouts
+from .retry import RetryPolicy
+
+__all__ = [
+    "DEFAULT_TIMEOUTS",
+    "NO_OPTIONS",
+    "OPTION_NAMES",
+    "CallOptions",
+    "positive_option",
+    "timeouts_from",
+]
+
+DEFAULT_TIMEOUTS = Timeouts(connect=10.0, read=600.0, total=600.0)
+
+
+@dataclass(slots=True)
+class CallOptions:
+    """Per-call options that are not generation parameters."""
+
+    api_key: str | Secret | None = None
+    base_url: str | None = None
+    headers: Mapping[str, str] | None = None
+    #: Seconds per attempt, or a ``Timeouts`` for connect/read/total of each attempt.
+    timeout: float | Timeouts | None = None
+    #: Seconds for the whole call: every attempt, backoff and fallback.
+    deadline: float | None = None
+    #: Streams: seconds from the start of an attempt to its first content chunk.
+    first_token_timeout: float | None = None
+    #: A system message prepended to the messages.
+    system: str | None = None
+    #: A pydantic model class: validate the output into it (structured output).
+    response_model: Any = None
+    #: Re-asks with the validation error after a structured-output failure.
+    max_reasks: int = 1
+    #: Retries per deployment (overrides the alias and engine settings).
+    retries: int | None = None
+    #: A full retry policy for this call.
+    retry: RetryPolicy | None = None
+    #: Aliases, provider/model names or Targets to try in order after the model fails.
+    fallbacks: Sequence[str | Target] | None = None
+    context_window_fallbacks: Sequence[str | Target] | None = None
+    content_filter_fallbacks: Sequence[str | Target] | None = None
+    #: Who the call is for: scopes the cache, budgets and limits (defaults to the API key).
+    tenant: str | None = None
+    #: Labels for budgets, limits and the request log, e.g. {"user": "u1", "team": "search"}.
+    tags: Mapping[str, str] | None = None
+    #: False skips the response cache for this call (read and write).
+    use_cache: bool | None = None
+    #: Seconds a cached answer of this call stays valid (overrides the cache's default).
+    cache_ttl: float | None = None
+    #: Read the cache but do not store this call's answer.
+    no_store: bool = False
+    #: Wait for a rate limit to free up (up to the deadline) instead of failing over at once.
+    wait_for_rate_limit: bool | None = None
+    #: Correlates this call's log rows and spans; generated when not given.
+    trace_id: str | None = None
+
+    def __post_init__(self) -> None:
+        # Built once per call that sets options (never for NO_OPTIONS): only type checks here,
+        # unrolled (no getattr loops), so bad input fails with a named argument before anything
+        # is resolved or sent; the rarely-set groups are checked only when one of them is set.
+        if self.api_key is not None and not isinstance(self.api_key, str | Secret):
+            _bad("api_key", "a string or a Secret", type(self.api_key))  # never show a key
+        if self.base_url is not None and not isinstance(self.base_url, str):
+            _bad("base_url", "a string", self.base_url)
+        if self.system is not None and not isinstance(self.system, str):
+            _bad("system", "a string", self.system)
+        if self.tenant is not None and not isinstance(self.tenant, str):
+            _bad("tenant", "a string", self.tenant)
+        if self.trace_id is not None and not isinstance(self.trace_id, str):
+            _bad("trace_id", "a string", self.trace_id)
+        if self.headers is not None:
+            _check_str_map("headers", self.headers)
+        if self.tags is not None:
+            _check_str_map("tags", self.tags)
+        t = self.timeout
+        if (
+            t is not None
+            and not isinstance(t, Timeouts)
+            and (isinstance(t, bool) or not isinstance(t, int | float) or not t > 0)
+        ):
+            _bad("timeout", "a positive number of seconds or a Timeouts", t)
+        if self.deadline is not None:
+            positive_option("deadline", self.deadline)
+        if self.first_token_timeout is not None:
+            positive_option("first_token_timeout", self.first_token_timeout)
+        if self.cache_ttl is not None:
+            try:
+                check_ttl(self.cache_ttl, "cache_ttl")
+            except ConfigurationError as exc:
+                raise InvalidRequestError(exc.message) from None
+        m = self.max_reasks
+        if (m.__class__ is not int and (isinstance(m, bool) or not isinstance(m, int))) or m < 0:
+            _bad("max_reasks", "an integer >= 0", m)
+        r = self.retries
+        if r is not None and (isinstance(r, bool) or not isinstance(r, int) or r < 0):
+            _bad("retries", "an integer >= 0 (max_retries per deployment)", r)
+        if self.retry is not None and not isinstance(self.retry, RetryPolicy):
+            _bad("retry", "a RetryPolicy", self.retry)
+        if (
+            self.fallbacks is not None
+            or self.context_window_fallbacks is not None
+            or self.content_filter_fallbacks is not None
+        ):
+            self._check_chains()
+        if self.use_cache is not None and self.use_cache.__class__ is not bool:
+            _bad("use_cache", "True, False or None", self.use_cache)
+        w = self.wait_for_rate_limit
+        if w is not None and w.__class__ is not bool:
+            _bad("wait_for_rate_limit", "True, False or None", w)
+        if self.no_store.__class__ is not bool:
+            _bad("no_store", "True or False", self.no_store)
+
+    def _check_chains(self) -> None:
+        for name in ("fallbacks", "context_window_fallbacks", "content_filter_fallbacks"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, str) or not isinstance(v, Sequence)):
+                _bad(name, "a list of aliases, 'provider/model' names or Targets", v)
+
+
+def _shown(value: Any) -> str:
+    """A short, safe description of a bad value (arbitrary objects may have hostile reprs)."""
+    if isinstance(value, type):
+        return value.__name__
+    if isinstance(value, str | int | float | bool) and type(value) in (str, int, float, bool):
+        return repr(value)[:80]
+    return type(value).__name__
+
+
+def _bad(name: str, allowed: str, value: Any) -> None:
+    raise InvalidRequestError(f"{name} must be {allowed}, not {_shown(value)}")
+
+
+def _check_str_map(name: str, value: Any) -> None:
+    if not isinstance(value, Mapping):
+        _bad(name, "a dict of string keys to string values", value)
+    for k, v in value.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise InvalidRequestError(
+                f"{name} must map strings to strings, not {_shown(k)}: {type(v).__name__}"
+            )
+
+
+def timeouts_from(value: float | Timeouts | None, default: Timeouts) -> Timeouts:
+    """The per-attempt timeouts a ``timeout=`` option asks for (``default`` when unset)."""
+    if value is None:
+        return default
+    if isinstance(value, Timeouts):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise InvalidRequestError(
+            f"timeout must be a positive number of seconds or a Timeouts, not {_shown(value)}"
+        )
+    return Timeouts(connect=min(float(value), default.connect or value), read=value, total=value)
+
+
+def positive_option(name: str, value: float | None) -> None:
+    """Raise ``InvalidRequestError`` unless ``value`` is None or a positive number."""
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
+    ):
+        raise InvalidRequestError(
+            f"{name} must be a positive number of seconds, not {_shown(value)}"
+        )
+
+
+OPTION_NAMES = frozenset(f.name for f in fields(CallOptions))
+#: The options of a call that sets none.
+NO_OPTIONS = CallOptions()

@@ -1,0 +1,141 @@
+"""Stream objects handed to callers: async and sync iterators of chunks.
+
+Iterating yields :class:`StreamChunk` items; the last one has ``done=True`` and carries the
+complete :class:`Response` (also at ``stream.response`` afterwards). Leaving early -- ``break``,
+an exception, ``close()``/``aclose()`` or the ``with`` block ending -- closes the HTTP connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from types import TracebackType
+
+from .._sync import Runner, runner
+from ..types import Response, StreamChunk
+
+__all__ = ["ResponseStream", "SyncResponseStream"]
+
+
+class ResponseStream:
+    """An async iterator of chunks (``async for chunk in stream``)."""
+
+    __slots__ = ("_agen", "_closed", "response")
+
+    def __init__(self, agen: AsyncGenerator[StreamChunk, None]) -> None:
+        self._agen = agen
+        self._closed = False
+        self.response: Response | None = None
+
+    def __aiter__(self) -> AsyncIterator[StreamChunk]:
+        return self
+
+    @property
+    def closed(self) -> bool:
+        """True once the stream has ended, failed or been closed."""
+        return self._closed
+
+    async def __anext__(self) -> StreamChunk:
+        if self._closed:
+            raise StopAsyncIteration
+        try:
+            c = await self._agen.__anext__()
+        except BaseException:
+            self._closed = True
+            raise
+        if c.done:
+            self.response = c.response
+            self._closed = True
+            # The final chunk: let the pipeline finish now, so the connection is released even
+            # if the caller stops here instead of asking for the (nonexistent) next chunk.
+            try:
+                await self._agen.__anext__()
+            except StopAsyncIteration:
+                pass
+            else:  # pragma: no cover - the engine never yields after the final chunk
+                await self._agen.aclose()
+        return c
+
+    async def aclose(self) -> None:
+        """Stop the stream and close its connection."""
+        if not self._closed:
+            self._closed = True
+            await self._agen.aclose()
+
+    async def collect(self) -> Response:
+        """Read the rest of the stream and return the complete response."""
+        async for _ in self:
+            pass
+        if self.response is None:  # pragma: no cover - the engine always ends with a response
+            raise RuntimeError("the stream ended without a final response")
+        return self.response
+
+    async def text_deltas(self) -> AsyncIterator[str]:
+        """Only the text pieces."""
+        async for c in self:
+            if c.delta:
+                yield c.delta
+
+    async def __aenter__(self) -> ResponseStream:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class SyncResponseStream:
+    """The same stream for sync code (``for chunk in stream``), driven on one private loop."""
+
+    __slots__ = ("_runner", "_stream")
+
+    def __init__(self, stream: ResponseStream, run: Runner | None = None) -> None:
+        self._stream = stream
+        self._runner = run or runner()
+
+    @property
+    def response(self) -> Response | None:
+        return self._stream.response
+
+    def __iter__(self) -> Iterator[StreamChunk]:
+        return self
+
+    def __next__(self) -> StreamChunk:
+        try:
+            return self._runner.run(self._stream.__anext__())
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    @property
+    def closed(self) -> bool:
+        return self._stream.closed
+
+    def close(self) -> None:
+        """Stop the stream and close its connection."""
+        if not self._stream.closed:
+            self._runner.run(self._stream.aclose())
+
+    def collect(self) -> Response:
+        return self._runner.run(self._stream.collect())
+
+    def text_deltas(self) -> Iterator[str]:
+        for c in self:
+            if c.delta:
+                yield c.delta
+
+    def __enter__(self) -> SyncResponseStream:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # A sync stream abandoned mid-way: close it on its loop so the connection is freed. A
+        # finaliser may run on any thread, even inside the loop: never block a loop on itself.
+        try:
+            if not self._stream.closed:
+                self._runner.close_soon(self._stream.aclose)
+        except Exception:
+            pass

@@ -1,0 +1,1 @@
+"""Observability: recorders, metrics, the request log, OpenTelemetry spans, Prometheus."""

@@ -1,0 +1,478 @@
+"""What a wire adapter is, and the helpers every adapter shares.
+
+An adapter is sans-IO: it turns a :class:`ChatRequest` into an :class:`HttpRequest`, turns an
+:class:`HttpResponse` (or SSE events) into a :class:`Response` (or chunks), and maps error
+answers onto the hierarchy in ``llmrelay.errors``. ``map_error`` is the adapter's single mapping
+point; everything it raises names the provider and model and never contains the API key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Protocol
+
+import orjson
+
+from ...errors import (
+    CREDENTIAL_HEADERS,
+    REDACTED,
+    APIError,
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    InvalidRequestError,
+    InvalidResponseError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    RateLimitedError,
+    RedirectError,
+    ServerError,
+    StreamInterruptedError,
+)
+from ...transport.base import HttpRequest, HttpResponse
+from ...transport.headers import parse_retry_after, request_id_from
+from ...transport.sse import SSEEvent
+from ...types import (
+    ChatRequest,
+    ContentPart,
+    ImagePart,
+    Response,
+    StreamChunk,
+    TextPart,
+    ToolCall,
+    unencodable_part,
+)
+from ..table import AuthStyle, Deployment
+
+__all__ = [
+    "StreamState",
+    "WireAdapter",
+    "answer_request_id",
+    "content_parts",
+    "decode_json",
+    "encode_body",
+    "error_body",
+    "error_for_status",
+    "event_json",
+    "in_band_error",
+    "interrupted",
+    "json_schema_format",
+    "redact",
+    "redact_headers",
+    "send_headers",
+    "status_error",
+    "status_message",
+    "tool_call_args",
+]
+
+
+class StreamState(Protocol):
+    """Per-stream parser state: feed it SSE events, then ask for the final response."""
+
+    #: True once the wire format's terminal event was seen.
+    done: bool
+
+    def feed(self, event: SSEEvent) -> list[StreamChunk]:
+        """Chunks for one event (maybe none). Raises a typed error for in-stream errors."""
+        ...
+
+    def finish(self) -> Response:
+        """The complete response from everything fed so far."""
+        ...
+
+    def partial(self) -> Response:
+        """What was received so far, for a stream that was cut."""
+        ...
+
+
+class WireAdapter(Protocol):
+    name: ClassVar[str]
+
+    def build_request(self, req: ChatRequest, dep: Deployment) -> HttpRequest: ...
+
+    def parse_response(self, resp: HttpResponse, req: ChatRequest, dep: Deployment) -> Response:
+        """Parse a 2xx answer (call ``map_error`` first for anything else)."""
+        ...
+
+    def map_error(
+        self, status: int, headers: Mapping[str, str], body: bytes, dep: Deployment
+    ) -> APIError:
+        """The one place an error answer becomes a typed error."""
+        ...
+
+    def stream_state(self, req: ChatRequest, dep: Deployment) -> StreamState: ...
+
+
+def encode_body(body: Mapping[str, Any], req: ChatRequest, dep: Deployment) -> bytes:
+    """The request body as JSON. A body orjson refuses (text with lone surrogates, a value in
+    ``extra`` that is not JSON) is the caller's input: ``InvalidRequestError`` naming where,
+    raised before anything is sent. The check is orjson's own, so the happy path pays nothing."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidRequestError(
+            f"the request cannot be encoded as JSON: {unencodable_part(req)} ({exc}); "
+            "text must be valid Unicode (no lone surrogates) and values must be JSON",
+            provider=dep.provider,
+            model=dep.model,
+        ) from None
+
+
+def secrets_of(dep: Deployment) -> tuple[str, ...]:
+    """The deployment's secrets: its API key and the values of credential headers it sends
+    (a token after ``Bearer``/``Basic`` counts on its own too). Only error paths call this."""
+    out: list[str] = []
+    key = dep.api_key.get() if dep.api_key else None
+    if key:
+        out.append(key)
+    extra = dep.spec.extra_headers if dep.spec is not None else {}
+    for headers in (extra, dep.headers):
+        for name, value in headers.items():
+            if name.lower() in CREDENTIAL_HEADERS and value:
+                out.append(value)
+                token = value.split(None, 1)[-1]
+                if token != value and token:
+                    out.append(token)
+    return tuple(out)
+
+
+def _redact(text: str, secrets: tuple[str, ...]) -> str:
+    for s in secrets:
+        if s in text:
+            text = text.replace(s, REDACTED)
+    return text
+
+
+def redact(text: str, dep: Deployment) -> str:
+    """Remove the deployment's secrets (``secrets_of``) from text copied out of an answer."""
+    return _redact(text, secrets_of(dep))
+
+
+def _redact_obj(obj: Any, secrets: tuple[str, ...]) -> Any:
+    if isinstance(obj, str):
+        return _redact(obj, secrets)
+    if isinstance(obj, dict):
+        return {_redact_obj(k, secrets): _redact_obj(v, secrets) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_redact_obj(v, secrets) for v in obj]
+    return obj
+
+
+def redact_obj(obj: Any, dep: Deployment) -> Any:
+    """``obj`` (decoded JSON) with the deployment's secrets removed from every string, keys too."""
+    secrets = secrets_of(dep)
+    return _redact_obj(obj, secrets) if secrets else obj
+
+
+def redact_headers(headers: Mapping[str, str], dep: Deployment) -> dict[str, str]:
+    """Response headers for an error: lower-cased names; a value is replaced by
+    ``[REDACTED]`` when the name is a credential header or the value holds a secret."""
+    secrets = secrets_of(dep)
+    out: dict[str, str] = {}
+    for k, v in headers.items():
+        name = k.lower()
+        if name in CREDENTIAL_HEADERS or any(s in v for s in secrets):
+            out[name] = REDACTED
+        else:
+            out[name] = v
+    return out
+
+
+def _origin(url: str) -> str | None:
+    """``scheme://host:port`` of an absolute URL (never its user info, path or query)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.hostname:
+        return None
+    if port is None:
+        port = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    host = parts.hostname
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port is not None else "")
+
+
+def redirect_error(status: int, headers: Mapping[str, str], dep: Deployment) -> RedirectError:
+    """The error for a 3xx answer. Redirects are never followed (the key would go along), so
+    the message names where it pointed (its origin only) and what to fix."""
+    location = None
+    for k, v in headers.items():
+        if k.lower() == "location":
+            location = v
+            break
+    here = _origin(dep.base_url)
+    target = None
+    if location:
+        from urllib.parse import urljoin
+
+        try:  # a relative or scheme-relative (//host/...) Location resolves against the URL
+            target = _origin(urljoin(dep.base_url + "/", location.strip()))
+        except ValueError:
+            target = None
+    if target is None:
+        where = "an unusable Location" if location else "nowhere (no Location header)"
+    elif target == here:
+        where = f"another URL on the same origin {target}"
+    else:
+        where = f"another origin, {target}"
+    secrets = secrets_of(dep)
+    shown = _redact(target, secrets) if target else None
+    err = RedirectError(
+        _redact(
+            f"the provider answered HTTP {status}, a redirect to {where}. llmrelay does not "
+            "follow redirects on provider calls, so the API key is only sent to the configured "
+            f"base URL ({_redact(here or dep.base_url, secrets)}): set base_url to the URL the "
+            "provider serves its API at",
+            secrets,
+        ),
+        location=shown,
+        provider=dep.provider,
+        model=dep.model,
+        status=status,
+        headers=redact_headers(headers, dep),
+        request_id=_rid(headers, secrets),
+    )
+    return err
+
+
+def status_error(
+    map_error: MapError, status: int, headers: Mapping[str, str], body: bytes, dep: Deployment
+) -> APIError:
+    """The typed error for a non-2xx answer: a redirect (3xx) or the adapter's ``map_error``."""
+    if status < 400:
+        return redirect_error(status, headers, dep)
+    return map_error(status, headers, body, dep)
+
+
+def _rid(headers: Mapping[str, str], secrets: tuple[str, ...]) -> str | None:
+    rid = request_id_from(headers)
+    return _redact(rid, secrets) if rid and secrets else rid
+
+
+def answer_request_id(headers: Mapping[str, str], dep: Deployment) -> str | None:
+    """The request id of a successful answer; ``[REDACTED]`` when it holds a secret (errors and
+    logs quote it, e.g. ``StructuredOutputError``)."""
+    rid = request_id_from(headers)
+    if rid and (dep.api_key or dep.headers or (dep.spec is not None and dep.spec.extra_headers)):
+        for s in secrets_of(dep):
+            if s in rid:
+                return REDACTED
+    return rid
+
+
+def decode_json(body: bytes, dep: Deployment, what: str = "response") -> Any:
+    """Decode a JSON body or raise ``InvalidResponseError`` that shows what came instead.
+
+    The decoder's error is not chained: it holds the whole body (``doc``), which may quote
+    a secret."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    snippet = body[:200].decode("utf-8", "replace")
+    kind = "HTML" if snippet.lstrip().lower().startswith(("<!doctype", "<html")) else "text"
+    raise InvalidResponseError(
+        f"the {what} is not valid JSON ({kind} instead, {len(body)} bytes): "
+        f"{redact(snippet, dep)!r}. Check the base URL ({dep.base_url}) points at the API",
+        provider=dep.provider,
+        model=dep.model,
+    )
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: BadRequestError,
+    422: BadRequestError,
+    429: RateLimitedError,
+    529: OverloadedError,
+}
+
+
+def error_for_status(status: int) -> type[APIStatusError]:
+    cls = _BY_STATUS.get(status)
+    if cls is not None:
+        return cls
+    if status >= 500:
+        return ServerError
+    return APIStatusError
+
+
+def make_error(
+    cls: type[APIError],
+    message: str,
+    *,
+    status: int | None,
+    headers: Mapping[str, str],
+    dep: Deployment,
+    body: Any = None,
+    retry_after: float | None = None,
+) -> APIError:
+    secrets = secrets_of(dep)
+    return cls(
+        _redact(message, secrets),
+        provider=dep.provider,
+        model=dep.model,
+        status=status,
+        headers=redact_headers(headers, dep),
+        retry_after=retry_after if retry_after is not None else parse_retry_after(headers),
+        request_id=_rid(headers, secrets),
+        body=_redact_obj(body, secrets) if secrets else body,
+    )
+
+
+def invalid(
+    message: str, dep: Deployment, headers: Mapping[str, str] | None = None
+) -> InvalidResponseError:
+    secrets = secrets_of(dep)
+    return InvalidResponseError(
+        _redact(message, secrets),
+        provider=dep.provider,
+        model=dep.model,
+        request_id=_rid(headers or {}, secrets),
+    )
+
+
+def as_int(v: Any) -> int:
+    """A token count from a provider answer; anything odd counts as 0."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
+
+
+# --------------------------------------------------------------------------- shared by adapters
+
+
+_NOT_JSON = object()
+
+
+def event_json(data: str, dep: Deployment) -> dict[str, Any]:
+    """One stream event's JSON object, or ``InvalidResponseError`` saying what came instead."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        obj = _NOT_JSON  # raised below, outside the handler: the decoder's error holds the data
+    if obj is _NOT_JSON:
+        raise invalid(f"stream event is not JSON: {data[:200]!r}", dep)
+    if not isinstance(obj, dict):
+        raise invalid("stream event is not a JSON object", dep)
+    return obj
+
+
+def error_body(body: bytes) -> Any:
+    """The JSON of an error answer, or None when it is empty or not JSON."""
+    try:
+        return orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+def status_message(status: int, body: bytes) -> str:
+    """The message for an error answer that carries none: its status and the start of its body."""
+    text = body[:300].decode("utf-8", "replace").strip()
+    return f"HTTP {status}" + (f": {text}" if text else "")
+
+
+MapError = Callable[[int, Mapping[str, str], bytes, Deployment], APIError]
+
+
+def in_band_error(
+    map_error: MapError,
+    obj: Mapping[str, Any],
+    body: bytes,
+    headers: Mapping[str, str],
+    dep: Deployment,
+) -> APIError:
+    """The typed error for an ``{"error": {"code": ...}}`` object inside a 2xx body or stream.
+
+    Its ``code`` is taken as the status when it is one (else 500), and an error that no status
+    class fits counts as a server error (the provider failed mid-answer).
+    """
+    err = obj.get("error")
+    code = err.get("code") if isinstance(err, dict) else None
+    status = code if isinstance(code, int) and 400 <= code < 600 else 500
+    e = map_error(status, headers, body, dep)
+    if type(e) is APIStatusError:
+        e = make_error(ServerError, e.message, status=status, headers=headers, dep=dep)
+    return e
+
+
+def interrupted(message: str, dep: Deployment, partial: Response) -> StreamInterruptedError:
+    """The error for a stream that ended before its terminal event; ``partial`` is what came."""
+    return StreamInterruptedError(message, provider=dep.provider, model=dep.model, partial=partial)
+
+
+def content_parts(
+    content: str | list[ContentPart] | None,
+    text: Callable[[str], dict[str, Any]],
+    image: Callable[[ImagePart], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """A message's content as the provider's parts, built by ``text`` and ``image``; empty
+    texts are left out (Anthropic and Gemini refuse them)."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [text(content)] if content else []
+    out: list[dict[str, Any]] = []
+    for p in content:
+        if isinstance(p, TextPart):
+            if p.text:
+                out.append(text(p.text))
+        elif isinstance(p, ImagePart):
+            out.append(image(p))
+    return out
+
+
+def tool_call_args(tc: ToolCall, provider: str) -> dict[str, Any]:
+    """An assistant tool call's arguments as a JSON object (``provider`` needs them as one), or
+    ``InvalidRequestError`` saying they are not."""
+    try:
+        args = orjson.loads(tc.arguments or "{}")
+    except orjson.JSONDecodeError:
+        args = None
+    if not isinstance(args, dict):
+        raise InvalidRequestError(
+            f"the assistant tool call {tc.name!r} (id {tc.id!r}) has arguments that are not a "
+            f"JSON object ({tc.arguments[:80]!r}); {provider} needs each tool call's arguments "
+            "as an object"
+        )
+    return args
+
+
+def json_schema_format(rf: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    """``(json_schema, schema)`` of a ``{"type": "json_schema"}`` response format, or
+    ``InvalidRequestError`` showing its shape."""
+    js = rf.get("json_schema")
+    schema = js.get("schema") if isinstance(js, Mapping) else None
+    if not isinstance(js, Mapping) or not isinstance(schema, Mapping):
+        raise InvalidRequestError(
+            "response_format of type 'json_schema' needs "
+            "{'json_schema': {'name': ..., 'schema': {...}}}"
+        )
+    return js, schema
+
+
+def send_headers(headers: dict[str, str], dep: Deployment, auth: AuthStyle) -> dict[str, str]:
+    """``headers`` plus the deployment's key sent the ``auth`` way (``bearer``: an
+    ``Authorization: Bearer`` header; ``none``: not sent; any other style names the header),
+    then the provider's extra headers and the deployment's own, which win."""
+    key = dep.api_key.get() if dep.api_key else None
+    if key and auth != "none":
+        if auth == "bearer":
+            headers["authorization"] = "Bearer " + key
+        else:
+            headers[auth] = key
+    spec = dep.spec
+    if spec is not None and spec.extra_headers:
+        headers.update(spec.extra_headers)
+    if dep.headers:
+        headers.update(dep.headers)
+    return headers

@@ -1,0 +1,244 @@
+"""Backends: what actually answers one attempt of a call.
+
+``HttpBackend`` joins a sans-IO wire adapter to a transport. Other backends (the ``test``
+provider, user functions) answer without a network. The engine picks one per deployment.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from ..errors import (
+    APIConnectionError,
+    APITimeoutError,
+    ConfigurationError,
+    InvalidRequestError,
+    InvalidResponseError,
+    LLMRelayError,
+    UnknownModelError,
+    interrupted_by,
+)
+from ..transport.base import HttpRequest, HttpResponse, Timeouts, Transport
+from ..transport.headers import get_header
+from ..transport.sse import SSEDecoder
+from ..types import PARAM_NAMES, ChatRequest, Response, StreamChunk, Usage, chunk
+from .adapters.base import WireAdapter, answer_request_id, status_error
+from .table import Deployment
+
+__all__ = ["Backend", "CallableBackend", "HttpBackend", "get_adapter", "register_adapter"]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Answers one attempt. ``stream`` yields chunks; its last chunk has ``done=True`` and the
+    complete ``response``."""
+
+    async def complete(self, req: ChatRequest, dep: Deployment, timeouts: Timeouts) -> Response: ...
+
+    def stream(
+        self, req: ChatRequest, dep: Deployment, timeouts: Timeouts
+    ) -> AsyncIterator[StreamChunk]: ...
+
+
+_ADAPTER_MODULES: dict[str, tuple[str, str]] = {
+    "openai_chat": ("llmrelay.providers.adapters.openai_chat", "OpenAIChatAdapter"),
+    "anthropic_messages": (
+        "llmrelay.providers.adapters.anthropic_messages",
+        "AnthropicMessagesAdapter",
+    ),
+    "gemini": ("llmrelay.providers.adapters.gemini", "GeminiAdapter"),
+}
+_ADAPTERS: dict[str, WireAdapter] = {}
+
+
+def register_adapter(wire: str, adapter: WireAdapter) -> None:
+    """Add a wire adapter (for a provider row whose ``wire`` names it)."""
+    _ADAPTERS[wire] = adapter
+
+
+def get_adapter(wire: str) -> WireAdapter:
+    a = _ADAPTERS.get(wire)
+    if a is None:
+        spec = _ADAPTER_MODULES.get(wire)
+        if spec is None:
+            raise UnknownModelError(f"no wire adapter named {wire!r}")
+        cls: Any = getattr(importlib.import_module(spec[0]), spec[1])
+        a = _ADAPTERS[wire] = cls()
+    return a
+
+
+class HttpBackend:
+    """An adapter plus a transport."""
+
+    __slots__ = ("adapter", "transport")
+
+    def __init__(self, adapter: WireAdapter, transport: Transport) -> None:
+        self.adapter = adapter
+        self.transport = transport
+
+    async def complete(self, req: ChatRequest, dep: Deployment, timeouts: Timeouts) -> Response:
+        adapter = self.adapter
+        try:
+            http_req = adapter.build_request(req, dep)
+            resp = await self.transport.send(http_req, timeouts)
+        except LLMRelayError:
+            raise
+        except Exception as exc:
+            # The transport types every I/O failure: anything else is the request itself.
+            raise unbuildable(exc, dep) from None
+        if resp.status >= 300:
+            raise status_error(adapter.map_error, resp.status, resp.headers, resp.body, dep)
+        return _finish(adapter.parse_response(resp, req, dep), resp.headers, req, http_req)
+
+    async def stream(
+        self, req: ChatRequest, dep: Deployment, timeouts: Timeouts
+    ) -> AsyncIterator[StreamChunk]:
+        adapter = self.adapter
+        sent = False
+        try:
+            http_req = adapter.build_request(req, dep)
+            async with self.transport.stream(http_req, timeouts) as s:
+                sent = True
+                if s.status >= 300:
+                    body = await s.aread() if s.status >= 400 else b""
+                    raise status_error(adapter.map_error, s.status, s.headers, body, dep)
+                ctype = get_header(s.headers, "content-type") or ""
+                if ctype.lower().startswith("application/json"):
+                    # Some servers answer a stream request with one JSON body (often an error).
+                    body = await s.aread()
+                    resp = adapter.parse_response(HttpResponse(s.status, s.headers, body), req, dep)
+                    _finish(resp, s.headers, req, http_req)
+                    yield chunk(resp.text, finish_reason=resp.finish_reason, usage=resp.usage)
+                    yield chunk(done=True, response=resp, finish_reason=resp.finish_reason)
+                    return
+                state = adapter.stream_state(req, dep)
+                decoder = SSEDecoder()
+                try:
+                    async for data in s.aiter_bytes():
+                        for ev in decoder.feed(data):
+                            for c in state.feed(ev):
+                                yield c
+                        if state.done:
+                            break
+                    for ev in decoder.flush():
+                        for c in state.feed(ev):
+                            yield c
+                except (APIConnectionError, APITimeoutError) as exc:
+                    # Both a StreamInterruptedError and the connection error or timeout it is.
+                    cut = interrupted_by(exc, f"the stream broke: {exc.message}", state.partial())
+                    cut.provider, cut.model = dep.provider, dep.model
+                    raise cut from exc
+                resp = _finish(state.finish(), s.headers, req, http_req)
+                resp.request_id = resp.request_id or answer_request_id(s.headers, dep)
+                yield chunk(
+                    done=True, response=resp, finish_reason=resp.finish_reason, usage=resp.usage
+                )
+        except LLMRelayError:
+            raise
+        except Exception as exc:
+            if sent:
+                raise
+            raise unbuildable(exc, dep) from None
+
+
+def unbuildable(exc: Exception, dep: Deployment) -> InvalidRequestError:
+    """The caller's error for a request that failed before it reached the provider (a lone
+    surrogate in a message, a parameter or key of the wrong type): it is never the deployment's
+    failure, so breakers do not count it. The API key never appears in it."""
+    text = f"{type(exc).__name__}: {exc}".encode("utf-8", "backslashreplace").decode()
+    key: object = dep.api_key.get() if dep.api_key else None
+    if key is not None:  # a key of the wrong type may be echoed too (bytes, a number ...)
+        for shown in {str(key), repr(key)}:
+            if len(shown) >= 3:
+                text = text.replace(shown, "[REDACTED]")
+    return InvalidRequestError(
+        f"the request to {dep.label} could not be built ({text[:300]}); check the messages, "
+        "parameters and api_key of the call",
+        provider=dep.provider,
+        model=dep.model,
+    )
+
+
+def _finish(
+    resp: Response, headers: Mapping[str, str], req: ChatRequest, http_req: HttpRequest
+) -> Response:
+    """What every answer of an ``HttpBackend`` carries: the HTTP headers of the response (rate
+    limits and the like) and the parameters adjusted for the provider, by layers or adapter."""
+    resp.headers = headers
+    if http_req.adjusted or req.adjusted:
+        resp.adjusted_params = {**(req.adjusted or {}), **http_req.adjusted}
+    return resp
+
+
+class CallableBackend:
+    """A user function as a model (seed 004): ``fn(prompt, kwargs) -> str``, sync or async.
+
+    ``prompt`` is the text of the last user message; ``kwargs`` holds the generation parameters
+    that were set (temperature, max_tokens, ... and ``extra`` fields flattened in). A sync
+    function runs in a worker thread so it never blocks the event loop. Usage is estimated
+    with ``llmrelay.catalog.tokens.estimate_tokens`` (a user function reports no token counts).
+    """
+
+    __slots__ = ("fn", "is_async", "name")
+
+    def __init__(self, fn: Any, name: str) -> None:
+        import inspect
+
+        if not callable(fn):
+            raise ConfigurationError(f"the inference function for {name!r} is not callable")
+        try:
+            inspect.signature(fn).bind("prompt", {})
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"the inference function for {name!r} must accept (prompt, kwargs): {exc}"
+            ) from None
+        except ValueError:  # builtins without a signature: accept and find out at call time
+            pass
+        self.fn = fn
+        self.name = name
+        self.is_async = inspect.iscoroutinefunction(fn)
+
+    async def complete(self, req: ChatRequest, dep: Deployment, timeouts: Timeouts) -> Response:
+        import asyncio
+        import inspect
+
+        last = next((m for m in reversed(req.messages) if m.role == "user"), None)
+        prompt = last.text() if last is not None else ""
+        p = req.params
+        kwargs = {f: getattr(p, f) for f in PARAM_NAMES if getattr(p, f) is not None}
+        if p.extra:
+            kwargs.update(p.extra)
+        if self.is_async:
+            out = await self.fn(prompt, kwargs)
+        else:
+            out = await asyncio.to_thread(self.fn, prompt, kwargs)
+            if inspect.isawaitable(out):
+                out = await out
+        if isinstance(out, Response):
+            return out
+        if not isinstance(out, str):
+            raise InvalidResponseError(
+                f"the inference function for {self.name!r} returned {type(out).__name__}; "
+                "it must return a str",
+                provider=dep.provider,
+                model=dep.model,
+            )
+        from ..catalog.tokens import estimate_tokens
+
+        prompt_text = " ".join(m.text() for m in req.messages)
+        return Response(
+            text=out,
+            finish_reason="stop",
+            usage=Usage(estimate_tokens(prompt_text), estimate_tokens(out)),
+            provider=dep.provider,
+            model=dep.model,
+        )
+
+    async def stream(
+        self, req: ChatRequest, dep: Deployment, timeouts: Timeouts
+    ) -> AsyncIterator[StreamChunk]:
+        resp = await self.complete(req, dep, timeouts)
+        yield chunk(resp.text, finish_reason=resp.finish_reason, usage=resp.usage)
+        yield chunk(done=True, response=resp, finish_reason=resp.finish_reason, usage=resp.usage)

@@ -1,0 +1,95 @@
+"""A budget ledger in Redis: one spent/reserved account per budget key, shared by every process.
+
+Implements :class:`llmrelay.reliability.budgets.Ledger`. The check-and-reserve over all the budgets
+of a call
+is one Lua script, so concurrent calls in any number of processes never spend past a limit. The
+accounts of one store prefix share a hash tag (that is what keeps the multi-key script atomic on
+Redis Cluster); day and month accounts expire a while after their period. The period of an
+account is chosen by the caller's clock (``Budgets(clock=...)``), as with the in-memory ledger.
+
+**Failure of the store** fails **closed** by default: a reservation that cannot be checked is
+refused with :class:`StateStoreError` (a budget that cannot be enforced is not a budget).
+``on_store_error="open"`` lets such calls through instead (logged), and their spending is then
+not recorded. Recording what a finished call spent never raises: its answer is delivered and a
+failure to record is logged as an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from ..errors import StateStoreError
+from ..state.base import FailMode, ThrottledWarning, check_fail_mode, refused
+from ..state.redis_store import RedisStore
+from ..state.scripts import LEDGER_RESERVE, LEDGER_SETTLE
+
+__all__ = ["RedisLedger"]
+
+log = logging.getLogger("llmrelay.budgets")
+
+_DAY_MS = 86_400_000
+#: How long an account outlives its period (so a late settle still lands in it).
+_TTL_MS = {"day": 3 * _DAY_MS, "month": 70 * _DAY_MS, "total": 0}
+
+
+def _ttl_ms(key: str) -> int:
+    parts = key.split("|")
+    period = parts[-2] if len(parts) >= 4 else "total"
+    return _TTL_MS.get(period, 0)
+
+
+class RedisLedger:
+    """``Budgets([...], ledger=RedisLedger(store))``."""
+
+    def __init__(self, store: RedisStore, *, on_store_error: FailMode = "closed") -> None:
+        self.store = store
+        self.on_store_error = check_fail_mode(on_store_error, "on_store_error")
+        self._tag = f"{{{store.prefix}budget}}:"
+        self._warn_store = ThrottledWarning(log)
+
+    def __repr__(self) -> str:
+        return f"RedisLedger({self.store!r})"
+
+    def _key(self, key: str) -> str:
+        return self._tag + key
+
+    def _failed(self, exc: StateStoreError, what: str) -> None:
+        if self.on_store_error == "closed":
+            raise refused("the budget", exc) from exc
+        self._warn_store(
+            "budgets are not enforced while the state store fails (%s): %s", what, exc.message
+        )
+
+    async def reserve(self, entries: Sequence[tuple[str, float]], amount: float) -> int | None:
+        keys = [self._key(k) for k, _ in entries]
+        args: list[object] = [repr(float(amount))]
+        for k, limit in entries:
+            args += [repr(float(limit)), _ttl_ms(k)]
+        try:
+            failed = int(await self.store.eval(LEDGER_RESERVE, keys, args))
+        except StateStoreError as exc:
+            self._failed(exc, "reserve")
+            return None
+        return None if failed < 0 else failed
+
+    async def settle(self, keys: Sequence[str], reserved: float, actual: float) -> None:
+        args: list[object] = [repr(float(reserved)), repr(float(actual))]
+        args += [_ttl_ms(k) for k in keys]
+        try:
+            await self.store.eval(LEDGER_SETTLE, [self._key(k) for k in keys], args)
+        except StateStoreError as exc:
+            # The call already ran: its answer is delivered, and the failure is logged loudly.
+            log.error(
+                "could not record $%.6f spent against budget(s) %s: %s",
+                actual,
+                ", ".join(keys),
+                exc.message,
+            )
+
+    async def spent(self, key: str) -> tuple[float, float]:
+        values = await self.store.call("hmget", self._key(key), "s", "r")
+        return float(values[0] or 0.0), float(values[1] or 0.0)
+
+    async def aclose(self) -> None:
+        await self.store.aclose()

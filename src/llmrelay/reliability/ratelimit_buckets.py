@@ -1,0 +1,265 @@
+"""Where the rate limiter keeps its counters: in process, or in Redis (shared).
+
+Both implement the same GCRA over a one-minute window per dimension (requests, tokens, input
+tokens, output tokens), a concurrency count with leases, and blocks and limits learned from
+provider headers; see ``scripts.py`` for the Redis side. An acquire is all-or-nothing over
+every scope of a call: in process under one lock; in Redis each scope is one atomic script (its
+keys share a hash tag) and the scopes are sent in one pipelined round trip -- when one scope
+refuses, the others are refunded in a second round trip.
+
+A block is at most ``max_block`` seconds (the limiter's setting); a block that is not a finite
+positive number is ignored. In Redis the ceiling is applied when reading too, so a block written
+by a process with a longer (or no) ceiling is cut back to this process's.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..state.base import hash_tag
+from ..state.redis_store import RedisStore
+from ..state.scripts import RL_ACQUIRE, RL_RELEASE
+
+__all__ = ["DIMS", "Buckets", "Charge", "MemoryBuckets", "RedisBuckets", "Refusal", "Settle"]
+
+DIMS = ("rpm", "tpm", "itpm", "otpm")
+WINDOW = 60.0
+Vector = tuple[float, float, float, float]
+_ZERO: Vector = (0.0, 0.0, 0.0, 0.0)
+_UNKNOWN: Vector = (-1.0, -1.0, -1.0, -1.0)
+
+
+@dataclass(slots=True, frozen=True)
+class Charge:
+    """What one call asks of one scope."""
+
+    scope: str
+    limits: Vector  # per dimension, 0 = not configured (a learned limit applies, if any)
+    costs: Vector
+    concurrent: int  # 0 = no concurrency limit
+
+
+@dataclass(slots=True, frozen=True)
+class Refusal:
+    scope: str
+    dim: str
+    #: Seconds until the call could fit; None when it never can (cost above the limit).
+    retry_after: float | None
+    limit: float | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Settle:
+    """What to change in one scope after the call."""
+
+    scope: str
+    limits: Vector
+    deltas: Vector  # actual - reserved, per dimension (negative gives back)
+    block: float = 0.0  # seconds the provider asked us to stay away
+    learned: Vector = _ZERO  # limits the provider announced (0 = none)
+    used: Vector = _UNKNOWN  # units the provider counts as used in its window (-1 = unknown)
+
+
+class Buckets(Protocol):
+    async def acquire(
+        self, charges: Sequence[Charge], permit_id: str, lease: float
+    ) -> Refusal | None: ...
+
+    async def release(self, settles: Sequence[Settle], permit_id: str) -> None: ...
+
+
+# --------------------------------------------------------------------------- in process
+
+
+def _worse(a: Refusal | None, b: Refusal) -> Refusal:
+    """The refusal with the longer wait."""
+    if a is None or (a.retry_after or 0.0) < (b.retry_after or 0.0):
+        return b
+    return a
+
+
+@dataclass(slots=True)
+class _Scope:
+    tat: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+    learned: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+    blocked_until: float = 0.0
+    holders: dict[str, float] = field(default_factory=dict)  # permit id -> lease expiry
+
+
+#: Blocks are at most this long (seconds) unless the limiter says otherwise.
+MAX_BLOCK = 60.0
+
+
+def _block(seconds: float, ceiling: float) -> float:
+    """A learned block made safe: NaN, infinite and negative count as none; at most
+    ``ceiling``."""
+    if not (seconds > 0 and math.isfinite(seconds)):
+        return 0.0
+    return min(seconds, ceiling)
+
+
+class MemoryBuckets:
+    """Counters in this process (one lock; every operation is a few dict lookups)."""
+
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, max_block: float = MAX_BLOCK
+    ) -> None:
+        self.clock = clock
+        self.max_block = max_block
+        self._scopes: dict[str, _Scope] = {}
+        self._lock = threading.Lock()
+
+    def _scope(self, name: str) -> _Scope:
+        s = self._scopes.get(name)
+        if s is None:
+            s = self._scopes[name] = _Scope()
+        return s
+
+    async def acquire(
+        self, charges: Sequence[Charge], permit_id: str, lease: float
+    ) -> Refusal | None:
+        now = self.clock()
+        with self._lock:
+            updates: list[tuple[_Scope, int, float]] = []
+            worst: Refusal | None = None
+            for c in charges:
+                s = self._scope(c.scope)
+                if s.blocked_until > now:
+                    worst = _worse(worst, Refusal(c.scope, "blocked", s.blocked_until - now))
+                    continue
+                for i in range(4):
+                    lim = c.limits[i] or s.learned[i]
+                    cost = c.costs[i]
+                    if lim <= 0 or cost <= 0:
+                        continue
+                    if cost > lim:
+                        return Refusal(c.scope, DIMS[i], None, lim)
+                    nt = max(s.tat[i], now) + cost * WINDOW / lim
+                    over = nt - now - WINDOW
+                    if over > 1e-9:
+                        worst = _worse(worst, Refusal(c.scope, DIMS[i], over))
+                    else:
+                        updates.append((s, i, nt))
+                if c.concurrent:
+                    for pid in [p for p, exp in s.holders.items() if exp <= now]:
+                        del s.holders[pid]
+                    if len(s.holders) >= c.concurrent:
+                        worst = _worse(worst, Refusal(c.scope, "concurrent", 0.0))
+            if worst is not None:
+                return worst
+            for s, i, nt in updates:
+                s.tat[i] = nt
+            for c in charges:
+                if c.concurrent:
+                    self._scopes[c.scope].holders[permit_id] = now + lease
+            return None
+
+    async def release(self, settles: Sequence[Settle], permit_id: str) -> None:
+        now = self.clock()
+        with self._lock:
+            for st in settles:
+                s = self._scope(st.scope)
+                s.holders.pop(permit_id, None)
+                for i in range(4):
+                    if st.learned[i] > 0:
+                        s.learned[i] = st.learned[i]
+                    lim = st.limits[i] or s.learned[i]
+                    if lim <= 0:
+                        continue
+                    d = st.deltas[i]
+                    tat = s.tat[i]
+                    if d > 0:
+                        tat = max(tat, now) + d * WINDOW / lim
+                    elif d < 0 and tat > 0:
+                        tat += d * WINDOW / lim
+                    if st.used[i] >= 0:
+                        tat = max(tat, now + st.used[i] * WINDOW / lim)
+                    s.tat[i] = tat
+                block = _block(st.block, self.max_block)
+                if block > 0:
+                    s.blocked_until = max(s.blocked_until, now + block)
+
+
+# --------------------------------------------------------------------------- Redis
+
+_KEY_TTL_MS = 3_600_000  # counters of a scope unused for an hour are dropped
+
+
+class RedisBuckets:
+    """Counters in Redis, shared by every process using the same server and prefix."""
+
+    def __init__(self, store: RedisStore, max_block: float = MAX_BLOCK) -> None:
+        self.store = store
+        self.max_block = max_block
+        self._max_block_ms = _num(max_block * 1000)
+
+    def _keys(self, scope: str) -> list[str]:
+        base = f"{self.store.prefix}rl:{{{hash_tag(scope)}}}"
+        return [base, base + ":c"]
+
+    async def acquire(
+        self, charges: Sequence[Charge], permit_id: str, lease: float
+    ) -> Refusal | None:
+        calls = []
+        for c in charges:
+            args: list[object] = [permit_id, max(1, round(lease * 1000)), c.concurrent]
+            for i in range(4):
+                args += [_num(c.limits[i]), _num(c.costs[i])]
+            args += [_KEY_TTL_MS, self._max_block_ms]
+            calls.append((RL_ACQUIRE, self._keys(c.scope), args))
+        results = await self.store.eval_many(calls)
+        refusals: list[Refusal] = []
+        admitted: list[Charge] = []
+        for c, r in zip(charges, results, strict=True):
+            status, value, dim = int(r[0]), float(r[1]), _text(r[2])
+            if status == 1:
+                admitted.append(c)
+            elif status == -1:
+                refusals.append(Refusal(c.scope, dim, None, value))
+            else:
+                refusals.append(Refusal(c.scope, dim, value / 1000))
+        if not refusals:
+            return None
+        if admitted:  # all-or-nothing: give back what the other scopes took
+            await self.release(
+                [Settle(c.scope, c.limits, _neg(c.costs)) for c in admitted],
+                permit_id,
+            )
+        never = next((r for r in refusals if r.retry_after is None), None)
+        if never is not None:
+            return never
+        worst = refusals[0]
+        for r in refusals[1:]:
+            worst = _worse(worst, r)
+        return worst
+
+    async def release(self, settles: Sequence[Settle], permit_id: str) -> None:
+        calls = []
+        for st in settles:
+            args: list[object] = [permit_id]
+            for i in range(4):
+                args += [_num(st.limits[i]), _num(st.deltas[i])]
+            args.append(_num(_block(st.block, self.max_block) * 1000))
+            args += [_num(x) for x in st.learned]
+            args += [_num(x) for x in st.used]
+            args.append(_KEY_TTL_MS)
+            calls.append((RL_RELEASE, self._keys(st.scope), args))
+        if calls:
+            await self.store.eval_many(calls)
+
+
+def _neg(v: Vector) -> Vector:
+    return (-v[0], -v[1], -v[2], -v[3])
+
+
+def _num(x: float) -> str:
+    return repr(float(x)) if x != int(x) else str(int(x))
+
+
+def _text(v: object) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)

@@ -1,0 +1,280 @@
+"""The openai_chat adapter against the fake upstream, over real sockets."""
+
+from __future__ import annotations
+
+import pytest
+
+import llmrelay
+from llmrelay.testing.fake import FakeUpstream, Reply
+
+from ..conftest import CANARY_KEY
+
+MODEL = "openai/gpt-4.1-mini"
+
+
+@pytest.fixture
+def client() -> llmrelay.Client:
+    return llmrelay.Client()
+
+
+async def test_chat_text_usage_and_request_shape(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
+    r = await client.achat(
+        MODEL,
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello there"}],
+        api_key=CANARY_KEY,
+        base_url=fake.openai_base_url,
+        temperature=0.2,
+        max_tokens=50,
+        stop="END",
+        seed=7,
+    )
+    assert r.text == "Echo: hello there"
+    assert r.finish_reason == "stop"
+    assert r.provider == "openai"
+    assert r.model == "gpt-4.1-mini"
+    assert r.usage.input_tokens > 0
+    assert r.usage.output_tokens > 0
+    assert r.request_id
+    assert r.request_id.startswith("req_fake_")
+    assert r.trace[0].outcome == "success"
+    body = fake.requests[-1].body
+    assert body["max_completion_tokens"] == 50  # OpenAI's current field
+    assert body["stop"] == ["END"]
+    assert body["seed"] == 7
+    assert body["temperature"] == 0.2
+    assert fake.requests[-1].headers["authorization"] == f"Bearer {CANARY_KEY}"
+    await client.aclose()
+
+
+async def test_stream_ends_with_complete_response(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
+    s = client.astream(MODEL, "stream me please", api_key=CANARY_KEY, base_url=fake.openai_base_url)
+    deltas = []
+    last = None
+    async for c in s:
+        deltas.append(c.delta)
+        last = c
+    assert last is not None
+    assert last.done
+    assert last.response is not None
+    assert "".join(deltas) == "Echo: stream me please" == last.response.text
+    assert last.response.usage.output_tokens > 0  # from the include_usage chunk
+    assert fake.requests[-1].body["stream_options"] == {"include_usage": True}
+    await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        (Reply.error(400, "bad thing"), llmrelay.BadRequestError),
+        (Reply.error(401, "Incorrect API key"), llmrelay.AuthenticationError),
+        (Reply.error(403, "nope"), llmrelay.PermissionDeniedError),
+        (Reply.error(404, "The model does not exist"), llmrelay.NotFoundError),
+        (Reply.error(409, "conflict"), llmrelay.ConflictError),
+        (Reply.error(429, "Rate limit reached"), llmrelay.RateLimitedError),
+        (
+            Reply.error(
+                429,
+                "You exceeded your current quota",
+                type="insufficient_quota",
+                code="insufficient_quota",
+            ),
+            llmrelay.QuotaExhaustedError,
+        ),
+        (
+            Reply.error(
+                400,
+                "This model's maximum context length is 8192 tokens",
+                code="context_length_exceeded",
+            ),
+            llmrelay.ContextWindowExceededError,
+        ),
+        (Reply.error(400, "filtered", code="content_filter"), llmrelay.ContentFilteredError),
+        (Reply.error(500, "boom"), llmrelay.ServerError),
+        (Reply.error(503, "The engine is currently overloaded"), llmrelay.ServerError),
+        (
+            Reply.raw("<html><body>502 Bad Gateway</body></html>", content_type="text/html"),
+            llmrelay.InvalidResponseError,
+        ),
+        (Reply.raw('{"id": "chatcmpl-1", "choices": [{"mess'), llmrelay.InvalidResponseError),
+    ],
+)
+async def test_errors_are_typed(
+    fake: FakeUpstream, client: llmrelay.Client, reply: Reply, error: type[Exception]
+) -> None:
+    fake.push(reply)
+    with pytest.raises(error) as info:
+        await client.achat(
+            MODEL, "hi", api_key=CANARY_KEY, base_url=fake.openai_base_url, retries=0
+        )
+    e = info.value
+    assert isinstance(e, llmrelay.LLMRelayError)
+    assert e.provider == "openai"
+    assert e.model == "gpt-4.1-mini"
+    assert CANARY_KEY not in str(e)
+    assert CANARY_KEY not in repr(e)
+    await client.aclose()
+
+
+async def test_rate_limit_carries_retry_after(fake: FakeUpstream, client: llmrelay.Client) -> None:
+    fake.push(
+        Reply.error(
+            429, "slow down", headers={"retry-after": "3", "x-ratelimit-remaining-requests": "0"}
+        )
+    )
+    with pytest.raises(llmrelay.RateLimitedError) as info:
+        await client.achat(
+            MODEL, "hi", api_key=CANARY_KEY, base_url=fake.openai_base_url, retries=0
+        )
+    assert info.value.retry_after == 3.0
+    assert info.value.status == 429
+    assert info.value.headers["x-ratelimit-remaining-requests"] == "0"
+    assert info.value.request_id
+    assert info.value.request_id.startswith("req_fake_")
+    await client.aclose()
+
+
+async def test_missing_key_is_raised_before_any_request(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
+    with pytest.raises(llmrelay.MissingAPIKeyError) as info:
+        await client.achat(MODEL, "hi", base_url=fake.openai_base_url)
+    assert "OPENAI_API_KEY" in str(info.value)
+    assert info.value.variable == "OPENAI_API_KEY"
+    assert fake.requests == []
+
+
+async def test_env_key_and_base_url(fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GROQ_API_KEY", CANARY_KEY)
+    monkeypatch.setenv("GROQ_BASE_URL", fake.openai_base_url)
+    client = llmrelay.Client()
+    r = await client.achat("groq/llama-3.1-8b-instant", "hi")
+    assert r.provider == "groq"
+    assert r.text == "Echo: hi"
+    assert "max_tokens" not in fake.requests[-1].body
+    await client.aclose()
+
+
+async def test_tool_calls_pass_through(fake: FakeUpstream, client: llmrelay.Client) -> None:
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Weather for a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
+    fake.push(Reply.tool_call("get_weather", {"city": "Paris"}))
+    r = await client.achat(
+        MODEL,
+        "weather?",
+        tools=tools,
+        tool_choice="auto",
+        api_key=CANARY_KEY,
+        base_url=fake.openai_base_url,
+    )
+    assert r.finish_reason == "tool_calls"
+    assert r.tool_calls[0].name == "get_weather"
+    assert r.tool_calls[0].parsed_arguments() == {"city": "Paris"}
+    sent = fake.requests[-1].body
+    assert sent["tools"][0]["function"]["name"] == "get_weather"
+    assert sent["tool_choice"] == "auto"
+    # And the tool result goes back in OpenAI's shape.
+    msgs = [
+        {"role": "user", "content": "weather?"},
+        r.message(),
+        llmrelay.Message.tool(r.tool_calls[0].id, '{"temp": 21}'),
+    ]
+    await client.achat(MODEL, msgs, tools=tools, api_key=CANARY_KEY, base_url=fake.openai_base_url)
+    sent = fake.requests[-1].body["messages"]
+    assert sent[1]["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert sent[2] == {"role": "tool", "content": '{"temp": 21}', "tool_call_id": "call_fake_0001"}
+    await client.aclose()
+
+
+async def test_streamed_tool_call_is_assembled(fake: FakeUpstream, client: llmrelay.Client) -> None:
+    fake.push(Reply.tool_call("lookup", {"q": "x" * 40}))
+    s = client.astream(
+        MODEL,
+        "go",
+        tools=[{"name": "lookup", "parameters": {"type": "object"}}],
+        api_key=CANARY_KEY,
+        base_url=fake.openai_base_url,
+    )
+    resp = await s.collect()
+    assert resp.tool_calls[0].name == "lookup"
+    assert resp.tool_calls[0].parsed_arguments() == {"q": "x" * 40}
+    await client.aclose()
+
+
+async def test_image_parts_become_image_url(fake: FakeUpstream, client: llmrelay.Client) -> None:
+    msg = llmrelay.Message.user(
+        [
+            llmrelay.TextPart("what is this?"),
+            llmrelay.ImagePart(data=b"\x89PNG", media_type="image/png"),
+        ]
+    )
+    await client.achat(MODEL, [msg], api_key=CANARY_KEY, base_url=fake.openai_base_url)
+    content = fake.requests[-1].body["messages"][0]["content"]
+    assert content[0] == {"type": "text", "text": "what is this?"}
+    assert content[1]["image_url"]["url"].startswith("data:image/png;base64,")
+    await client.aclose()
+
+
+async def test_cut_stream_is_a_typed_error_with_partial_text(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
+    fake.push(Reply.cut_stream(after_chunks=2, text="one two three four five"))
+    s = client.astream(MODEL, "hi", api_key=CANARY_KEY, base_url=fake.openai_base_url, retries=0)
+    seen: list[str] = []
+
+    async def read_all() -> None:
+        async for c in s:
+            seen.append(c.delta)
+
+    with pytest.raises(llmrelay.StreamInterruptedError) as info:
+        await read_all()
+    assert "".join(seen) == "one two"
+    assert info.value.partial.text == "one two"
+    await client.aclose()
+
+
+async def test_in_stream_error_event(fake: FakeUpstream, client: llmrelay.Client) -> None:
+    fake.push(Reply.stream_error(after_chunks=1, message="server melted", type="server_error"))
+    s = client.astream(MODEL, "hi", api_key=CANARY_KEY, base_url=fake.openai_base_url)
+    with pytest.raises(llmrelay.StreamInterruptedError, match="server melted") as info:
+        await s.collect()
+    assert isinstance(info.value.__cause__, llmrelay.ServerError)
+    assert info.value.partial.text == "Echo:"
+    # Before any output, the same error is the typed error itself (and may be retried).
+    fake.push(
+        *[Reply.stream_error(after_chunks=0, message="melted early", type="server_error")] * 3
+    )
+    s = client.astream(MODEL, "hi", api_key=CANARY_KEY, base_url=fake.openai_base_url, retries=0)
+    with pytest.raises(llmrelay.ServerError, match="melted early"):
+        await s.collect()
+    await client.aclose()
+
+
+async def test_mistral_translates_seed_and_drops_user(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
+    r = await client.achat(
+        "mistral/mistral-small-latest",
+        "hi",
+        seed=3,
+        user="u1",
+        api_key=CANARY_KEY,
+        base_url=fake.openai_base_url,
+    )
+    body = fake.requests[-1].body
+    assert body["random_seed"] == 3
+    assert "seed" not in body
+    assert "user" not in body
+    assert set(r.adjusted_params) == {"seed", "user"}
+    await client.aclose()
