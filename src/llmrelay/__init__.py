@@ -148,6 +148,7 @@ _ERRORS = (
     "APITimeoutError",
     "APIConnectionError",
     "InvalidResponseError",
+    "ResponseTooLargeError",
     "StreamInterruptedError",
     "CircuitOpenError",
     "BudgetExceededError",
@@ -252,6 +253,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .errors import PermissionDeniedError as PermissionDeniedError
     from .errors import QuotaExhaustedError as QuotaExhaustedError
     from .errors import RateLimitedError as RateLimitedError
+    from .errors import ResponseTooLargeError as ResponseTooLargeError
     from .errors import ServerError as ServerError
     from .errors import StateStoreError as StateStoreError
     from .errors import StreamInterruptedError as StreamInterruptedError

@@ -36,7 +36,7 @@ from urllib.parse import urlencode
 import orjson
 
 from ..adapters.anthropic_request import ANTHROPIC_VERSION
-from ..adapters.base import send_headers
+from ..adapters.base import send_headers, short_json_error
 from ..errors import AllAttemptsFailedError, InvalidResponseError, LLMRelayError
 from ..providers import Deployment, Secret, get_provider, make_deployment
 from ..transport.base import HttpRequest, Timeouts, Transport
@@ -122,11 +122,13 @@ class ModelCapabilityDetector(ABC):
         try:
             return orjson.loads(resp.body)
         except orjson.JSONDecodeError as exc:
-            raise InvalidResponseError(
-                f"the model list at {url.split('?')[0]} is not JSON: {exc}",
-                provider=self.dep.provider,
-                status=resp.status,
-            ) from None
+            cause = short_json_error(exc, self.dep)
+        # Outside the except block: the whole body is not kept as __context__.
+        raise InvalidResponseError(
+            f"the model list at {url.split('?')[0]} is not JSON: {cause}",
+            provider=self.dep.provider,
+            status=resp.status,
+        ) from cause
 
     def _bad(self, what: str) -> InvalidResponseError:
         return InvalidResponseError(
