@@ -90,7 +90,7 @@ class Hostile:
         if kind in ("bigjson", "bigjson-length"):
             resp = web.StreamResponse(status=status, headers={"content-type": "application/json"})
             if kind == "bigjson-length":
-                resp.content_length = HOSTILE + 12
+                resp.content_length = HOSTILE + 11  # {"pad": "...."}
             await resp.prepare(request)
             await resp.write(b'{"pad": "')
             await _pour(resp, b"x" * (256 * 1024), HOSTILE)
