@@ -154,6 +154,14 @@ class Hostile:
                 secret: [secret],
             }
             return web.json_response({"error": err, secret: secret}, status=status, headers=echo)
+        if route == "big":  # over a small max_response_bytes
+            return web.json_response({"pad": "x" * 4096, secret: secret}, headers=echo)
+        if route == "bigevent":  # one stream event over a small max_event_bytes
+            resp = web.StreamResponse(headers={"content-type": "text/event-stream", **echo})
+            await resp.prepare(request)
+            await resp.write(f'data: {{"pad": "{"x" * 4096}", "k": "{secret}"}}\n\n'.encode())
+            await resp.write_eof()
+            return resp
         if route == "html":
             body = f"<!doctype html><p>key {secret}</p>"
             return web.Response(text=body, content_type="text/html", headers=echo)
@@ -440,6 +448,13 @@ async def test_no_error_leaks_the_key(
     await limited.close()
     await store.aclose()
     produced.extend(limited.errors)
+    # Answers over the size limits, the key in them.
+    small = Sweep(tmp_path / "small.db", max_response_bytes=1024, max_event_bytes=1024)
+    for model in WIRES.values():
+        await small.call(model, base_url=hostile.base_url("big"), **direct)
+        await small.stream(model, base_url=hostile.base_url("bigevent"), **direct)
+    await small.close()
+    produced.extend(small.errors)
     # A key pasted into the config file, where it does not belong and where it breaks the TOML.
     model = '[models.x]\nprovider = "openai"\nmodel = "gpt-4.1-mini"\n'
     for text in (f'{model}api_key = "{KEY}"\n', f'{model}api_key = "{KEY}\n'):

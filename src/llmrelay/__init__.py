@@ -149,6 +149,7 @@ _ERRORS = (
     "APITimeoutError",
     "APIConnectionError",
     "InvalidResponseError",
+    "ResponseTooLargeError",
     "StreamInterruptedError",
     "CircuitOpenError",
     "BudgetExceededError",
@@ -237,6 +238,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .errors import QuotaExhaustedError as QuotaExhaustedError
     from .errors import RateLimitedError as RateLimitedError
     from .errors import RedirectError as RedirectError
+    from .errors import ResponseTooLargeError as ResponseTooLargeError
     from .errors import ServerError as ServerError
     from .errors import StateStoreError as StateStoreError
     from .errors import StreamInterruptedError as StreamInterruptedError

@@ -72,6 +72,8 @@ class Client:
         cache: Any = None,
         limits: Any = None,
         state: Any = None,
+        max_response_bytes: int | None = None,
+        max_event_bytes: int | None = None,
     ) -> None:
         """``metrics=True`` counts every call (``client.metrics.get_metrics()``); ``log=True``
         writes each call to the configured request log (``[log]``, ``LLMRELAY_LOG_*``; default
@@ -83,7 +85,24 @@ class Client:
         ``limits``: a dict of rate limits or a ``RateLimiter`` (default ``[limits]``);
         ``state``: where cache, limits and breakers live -- ``"redis://..."``,
         ``"sqlite:///path"``, ``"memory"`` or a store (default ``[state]`` /
-        ``LLMRELAY_REDIS_URL``, else in process). See ``llmrelay.state``."""
+        ``LLMRELAY_REDIS_URL``, else in process). See ``llmrelay.state``.
+
+        ``max_response_bytes`` (default ``[defaults] max_response_bytes``, else 32 MiB) bounds
+        a response body once decompressed, ``max_event_bytes`` (else 4 MiB) one stream event;
+        past either, ``ResponseTooLargeError``."""
+        sizes = {
+            k: v
+            for k, v in (
+                ("max_response_bytes", max_response_bytes),
+                ("max_event_bytes", max_event_bytes),
+            )
+            if v is not None
+        }
+        if engine is not None and sizes:
+            raise InvalidRequestError(
+                "max_response_bytes= and max_event_bytes= configure the engine built here; with "
+                "engine=, pass them to Engine(...) instead"
+            )
         if engine is not None and not (cache is None and limits is None and state is None):
             raise InvalidRequestError(
                 "cache=, limits= and state= configure the engine built here; with engine=, pass "
@@ -124,6 +143,7 @@ class Client:
             kwargs = {**layers.engine_kwargs(), **kwargs}
             if timeout is not None:
                 kwargs["timeouts"] = timeouts_from(timeout, DEFAULT_TIMEOUTS)
+            kwargs.update(sizes)
             # The catalog checks each request against its model and prices every answer
             # (Response.cost); it loads its data on the first call.
             engine = Engine(

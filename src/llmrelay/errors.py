@@ -29,6 +29,7 @@ underlying cause, so a 429, a 400 and a 401 always stay distinguishable::
     │   ├── APITimeoutError                 connect / read / total timeout (also TimeoutError)
     │   ├── APIConnectionError              refused, reset, DNS, TLS (also ConnectionError)
     │   ├── InvalidResponseError            the body is not what the wire format promises
+    │   │   └── ResponseTooLargeError       the body or a stream event is over the size limit
     │   └── StreamInterruptedError          a stream ended early; carries the partial response
     ├── CircuitOpenError                    a breaker refuses the call; carries ``retry_after``
     ├── BudgetExceededError                 a spending budget would be exceeded
@@ -78,6 +79,7 @@ __all__ = [
     "QuotaExhaustedError",
     "RateLimitedError",
     "RedirectError",
+    "ResponseTooLargeError",
     "ServerError",
     "StateStoreError",
     "StreamInterruptedError",
@@ -329,6 +331,21 @@ class APIConnectionError(APIError, ConnectionError):
 
 class InvalidResponseError(APIError):
     """The provider answered something that is not its documented wire format."""
+
+
+class ResponseTooLargeError(InvalidResponseError):
+    """The answer (or one stream event) is larger than the configured limit; reading stopped
+    there. ``limit`` is the limit in bytes and ``setting`` the option that raises it
+    (``max_response_bytes`` or ``max_event_bytes``). Not retryable (the same deployment would
+    answer the same) and it counts against the deployment's breaker: the provider misbehaves,
+    not the caller."""
+
+    def __init__(
+        self, message: str, *, limit: int | None = None, setting: str | None = None, **kw: Any
+    ) -> None:
+        super().__init__(message, **kw)
+        self.limit = limit
+        self.setting = setting
 
 
 class StreamInterruptedError(APIError):

@@ -37,7 +37,7 @@ import orjson
 
 from ..errors import AllAttemptsFailedError, InvalidResponseError, LLMRelayError
 from ..providers.adapters.anthropic_request import ANTHROPIC_VERSION
-from ..providers.adapters.base import send_headers, status_error
+from ..providers.adapters.base import send_headers, short_json_error, status_error
 from ..providers.table import Deployment, Secret, get_provider, make_deployment
 from ..transport.base import HttpRequest, Timeouts, Transport
 from .model_registry import LLMRegistry, default_registry
@@ -121,13 +121,13 @@ class ModelCapabilityDetector(ABC):
         try:
             return orjson.loads(resp.body)
         except orjson.JSONDecodeError as exc:
-            # Raised outside the handler: the decoder's error holds the body (``doc``).
-            err = InvalidResponseError(
-                f"the model list at {url.split('?')[0]} is not JSON: {exc}",
-                provider=self.dep.provider,
-                status=resp.status,
-            )
-        raise err
+            cause = short_json_error(exc, self.dep)
+        # Outside the except block: the whole body is not kept as __context__.
+        raise InvalidResponseError(
+            f"the model list at {url.split('?')[0]} is not JSON: {cause}",
+            provider=self.dep.provider,
+            status=resp.status,
+        ) from cause
 
     def _bad(self, what: str) -> InvalidResponseError:
         return InvalidResponseError(

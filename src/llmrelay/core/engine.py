@@ -31,11 +31,16 @@ from ..errors import (
     InvalidRequestError,
     LLMRelayError,
 )
-from ..providers.backends import Backend, HttpBackend, get_adapter
+from ..providers.backends import Backend, HttpBackend, get_adapter, size_limit
 from ..providers.resolve import Target, resolve_target, to_deployment
 from ..providers.table import Deployment
 from ..reliability.breaker import BreakerRegistry
-from ..transport.base import Timeouts, Transport
+from ..transport.base import (
+    DEFAULT_MAX_EVENT_BYTES,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    Timeouts,
+    Transport,
+)
 from ..types import (
     ChatRequest,
     GenerationParams,
@@ -78,7 +83,9 @@ class Engine(StreamingCalls):
     """Holds the transport and the reliability settings; answers calls.
 
     Safe to share across tasks and threads. ``breakers=None`` turns circuit breakers off;
-    ``retry=RetryPolicy(max_retries=0)`` turns retries off.
+    ``retry=RetryPolicy(max_retries=0)`` turns retries off. ``max_response_bytes`` (default
+    32 MiB) bounds a response body once decompressed and ``max_event_bytes`` (default 4 MiB) one
+    stream event: past either, reading stops with ``ResponseTooLargeError``.
     """
 
     def __init__(
@@ -101,7 +108,12 @@ class Engine(StreamingCalls):
         catalog: CatalogLayer | None = None,
         recorder: Recorder | None = None,
         log_content: bool = False,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
+        #: Bounds on what one answer may hold (decoded body, one stream event), in bytes.
+        self.max_response_bytes = size_limit("max_response_bytes", max_response_bytes)
+        self.max_event_bytes = size_limit("max_event_bytes", max_event_bytes)
         if transport is None:
             from ..transport.http import default_transport
 
@@ -150,7 +162,12 @@ class Engine(StreamingCalls):
                 from ..providers.doubles import backend_for_test_model
 
                 return backend_for_test_model(dep.model)
-            b = self._http_backends[dep.wire] = HttpBackend(get_adapter(dep.wire), self.transport)
+            b = self._http_backends[dep.wire] = HttpBackend(
+                get_adapter(dep.wire),
+                self.transport,
+                max_response_bytes=self.max_response_bytes,
+                max_event_bytes=self.max_event_bytes,
+            )
         return b
 
     def _plan(self, model: ModelRef, opts: CallOptions) -> Plan:

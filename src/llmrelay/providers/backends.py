@@ -17,17 +17,40 @@ from ..errors import (
     InvalidRequestError,
     InvalidResponseError,
     LLMRelayError,
+    ResponseTooLargeError,
     UnknownModelError,
     interrupted_by,
 )
-from ..transport.base import HttpRequest, HttpResponse, Timeouts, Transport
+from ..transport.base import (
+    DEFAULT_MAX_EVENT_BYTES,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    HttpRequest,
+    HttpResponse,
+    StreamingResponse,
+    Timeouts,
+    Transport,
+)
 from ..transport.headers import get_header
 from ..transport.sse import SSEDecoder
 from ..types import PARAM_NAMES, ChatRequest, Response, StreamChunk, Usage, chunk
 from .adapters.base import WireAdapter, answer_request_id, status_error
 from .table import Deployment
 
-__all__ = ["Backend", "CallableBackend", "HttpBackend", "get_adapter", "register_adapter"]
+__all__ = [
+    "Backend",
+    "CallableBackend",
+    "HttpBackend",
+    "get_adapter",
+    "register_adapter",
+    "size_limit",
+]
+
+
+def size_limit(name: str, value: object) -> int:
+    """``value`` as a size limit in bytes, or ``ConfigurationError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigurationError(f"{name} must be a positive whole number of bytes, not {value!r}")
+    return value
 
 
 @runtime_checkable
@@ -70,19 +93,33 @@ def get_adapter(wire: str) -> WireAdapter:
 
 
 class HttpBackend:
-    """An adapter plus a transport."""
+    """An adapter plus a transport. ``max_response_bytes`` bounds a response body (decoded)
+    and ``max_event_bytes`` one stream event; past either, ``ResponseTooLargeError``."""
 
-    __slots__ = ("adapter", "transport")
+    __slots__ = ("adapter", "max_event_bytes", "max_response_bytes", "transport")
 
-    def __init__(self, adapter: WireAdapter, transport: Transport) -> None:
+    def __init__(
+        self,
+        adapter: WireAdapter,
+        transport: Transport,
+        *,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> None:
         self.adapter = adapter
         self.transport = transport
+        self.max_response_bytes = size_limit("max_response_bytes", max_response_bytes)
+        self.max_event_bytes = size_limit("max_event_bytes", max_event_bytes)
 
     async def complete(self, req: ChatRequest, dep: Deployment, timeouts: Timeouts) -> Response:
         adapter = self.adapter
         try:
             http_req = adapter.build_request(req, dep)
+            http_req.max_response_bytes = self.max_response_bytes
             resp = await self.transport.send(http_req, timeouts)
+        except ResponseTooLargeError as exc:
+            _locate(exc, dep)
+            raise
         except LLMRelayError:
             raise
         except Exception as exc:
@@ -99,22 +136,23 @@ class HttpBackend:
         sent = False
         try:
             http_req = adapter.build_request(req, dep)
+            http_req.max_response_bytes = self.max_response_bytes
             async with self.transport.stream(http_req, timeouts) as s:
                 sent = True
                 if s.status >= 300:
-                    body = await s.aread() if s.status >= 400 else b""
+                    body = await _aread(s, dep) if s.status >= 400 else b""
                     raise status_error(adapter.map_error, s.status, s.headers, body, dep)
                 ctype = get_header(s.headers, "content-type") or ""
                 if ctype.lower().startswith("application/json"):
                     # Some servers answer a stream request with one JSON body (often an error).
-                    body = await s.aread()
+                    body = await _aread(s, dep)
                     resp = adapter.parse_response(HttpResponse(s.status, s.headers, body), req, dep)
                     _finish(resp, s.headers, req, http_req)
                     yield chunk(resp.text, finish_reason=resp.finish_reason, usage=resp.usage)
                     yield chunk(done=True, response=resp, finish_reason=resp.finish_reason)
                     return
                 state = adapter.stream_state(req, dep)
-                decoder = SSEDecoder()
+                decoder = SSEDecoder(self.max_event_bytes)
                 try:
                     async for data in s.aiter_bytes():
                         for ev in decoder.feed(data):
@@ -130,6 +168,9 @@ class HttpBackend:
                     cut = interrupted_by(exc, f"the stream broke: {exc.message}", state.partial())
                     cut.provider, cut.model = dep.provider, dep.model
                     raise cut from exc
+                except ResponseTooLargeError as exc:
+                    _locate(exc, dep)
+                    raise
                 resp = _finish(state.finish(), s.headers, req, http_req)
                 resp.request_id = resp.request_id or answer_request_id(s.headers, dep)
                 yield chunk(
@@ -159,6 +200,21 @@ def unbuildable(exc: Exception, dep: Deployment) -> InvalidRequestError:
         provider=dep.provider,
         model=dep.model,
     )
+
+
+def _locate(exc: ResponseTooLargeError, dep: Deployment) -> None:
+    """Name the provider and model in ``exc`` (raised by the transport or the SSE decoder,
+    which know no deployment)."""
+    exc.provider = exc.provider or dep.provider
+    exc.model = exc.model or dep.model
+
+
+async def _aread(s: StreamingResponse, dep: Deployment) -> bytes:
+    try:
+        return await s.aread()
+    except ResponseTooLargeError as exc:
+        _locate(exc, dep)
+        raise
 
 
 def _finish(

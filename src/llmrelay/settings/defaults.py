@@ -9,6 +9,8 @@
     fallbacks = ["gpt-6-luna"]       # tried in order when a model fails
     context_window_fallbacks = ["gemini-3.5-flash"]
     content_filter_fallbacks = []
+    max_response_bytes = 33554432    # a response body, decoded (32 MiB)
+    max_event_bytes = 4194304        # one stream event (4 MiB)
 
     [defaults.retry]                 # RetryPolicy options
     base_delay = 0.5
@@ -48,6 +50,8 @@ _TOP: dict[str, tuple[type, ...]] = {
     "content_filter_fallbacks": (list,),
     "retry": (dict,),
     "breaker": (dict,),
+    "max_response_bytes": (int,),
+    "max_event_bytes": (int,),
 }
 _RETRY_KEYS = ("base_delay", "max_delay", "max_retry_after", "jitter")
 _BREAKER_KEYS = (
@@ -112,6 +116,11 @@ def engine_defaults() -> dict[str, Any]:
     for chain in ("fallbacks", "context_window_fallbacks", "content_filter_fallbacks"):
         if table.get(chain):
             out[chain] = _checked(chain, partial(validate_chain, table[chain], what=chain))
+    for size in ("max_response_bytes", "max_event_bytes"):
+        if size in table:
+            from ..providers.backends import size_limit
+
+            out[size] = _checked(size, partial(size_limit, size, table[size]))
     breaker = dict(table.get("breaker") or {})
     _only(breaker, _BREAKER_KEYS, "breaker")
     if breaker.pop("enabled", True) is False:

@@ -13,16 +13,25 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..errors import InvalidRequestError
+from ..errors import InvalidRequestError, ResponseTooLargeError
 
 __all__ = [
+    "DEFAULT_MAX_EVENT_BYTES",
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "HttpRequest",
     "HttpResponse",
     "MockTransport",
     "StreamingResponse",
     "Timeouts",
     "Transport",
+    "response_too_large",
 ]
+
+
+#: The most a response body may hold once decompressed (``max_response_bytes``): 32 MiB.
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+#: The most one Server-Sent Events line or event may hold (``max_event_bytes``): 4 MiB.
+DEFAULT_MAX_EVENT_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -33,6 +42,10 @@ class HttpRequest:
     body: bytes | None = None
     #: Parameters the adapter dropped or renamed for this provider: {param: what happened}.
     adjusted: dict[str, str] = field(default_factory=dict)
+    #: The most the response body may hold, decoded (after gzip/deflate/br): a transport stops
+    #: reading there and raises ``ResponseTooLargeError``. Streams read by ``aiter_bytes`` are
+    #: not counted as a whole (their events are, by the SSE decoder).
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     def __repr__(self) -> str:
         # Headers may hold keys: never print them.
@@ -92,6 +105,18 @@ class Transport(Protocol):
     async def aclose(self) -> None: ...
 
 
+def response_too_large(where: str, limit: int) -> ResponseTooLargeError:
+    """The error for a body found larger than ``limit`` decoded bytes (reading stopped there)."""
+    return ResponseTooLargeError(
+        f"the response from {where} is larger than the limit of {limit} bytes "
+        "(max_response_bytes, counted after decompression); reading stopped there. If such an "
+        "answer is expected, raise the limit: Client(max_response_bytes=...) or "
+        "max_response_bytes in the configuration file's [defaults]",
+        limit=limit,
+        setting="max_response_bytes",
+    )
+
+
 Handler = Callable[[HttpRequest], "HttpResponse | Awaitable[HttpResponse]"]
 
 
@@ -100,13 +125,18 @@ class _MockStream:
     status: int
     headers: Mapping[str, str]
     chunks: Sequence[bytes]
+    request: HttpRequest
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
         for c in self.chunks:
             yield c
 
     async def aread(self) -> bytes:
-        return b"".join(self.chunks)
+        body = b"".join(self.chunks)
+        limit = self.request.max_response_bytes
+        if len(body) > limit:
+            raise response_too_large(self.request.url.split("?", 1)[0], limit)
+        return body
 
 
 class MockTransport:
@@ -131,7 +161,10 @@ class MockTransport:
         return result
 
     async def send(self, request: HttpRequest, timeouts: Timeouts) -> HttpResponse:
-        return await self._call(request)
+        resp = await self._call(request)
+        if len(resp.body) > request.max_response_bytes:
+            raise response_too_large(request.url.split("?", 1)[0], request.max_response_bytes)
+        return resp
 
     def stream(
         self, request: HttpRequest, timeouts: Timeouts
@@ -142,7 +175,7 @@ class MockTransport:
             body = resp.body
             size = self._chunk_size or max(len(body), 1)
             chunks = [body[i : i + size] for i in range(0, len(body), size)]
-            yield _MockStream(resp.status, resp.headers, chunks)
+            yield _MockStream(resp.status, resp.headers, chunks, request)
 
         return cm()
 

@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 
 from ..errors import APIConnectionError, APITimeoutError, ConfigurationError, LLMRelayError
-from .base import HttpRequest, HttpResponse, StreamingResponse, Timeouts
+from .base import HttpRequest, HttpResponse, StreamingResponse, Timeouts, response_too_large
 
 __all__ = ["AiohttpTransport", "default_transport", "safe_cause", "translate_io_error"]
 
@@ -124,6 +124,33 @@ async def _closer(
             await session.close()
 
 
+async def _read_limited(resp: aiohttp.ClientResponse, limit: int, where: str) -> bytes:
+    """The whole body, decoded, or ``ResponseTooLargeError`` once it passes ``limit`` bytes.
+
+    aiohttp decompresses as it reads, in bounded pieces, so counting what ``readany`` hands out
+    counts decoded bytes and stops a compression bomb after about ``limit`` of them. The
+    connection is closed, not pooled, when reading stops early.
+    """
+    length = resp.content_length
+    if length is not None and length > limit and "content-encoding" not in resp.headers:
+        resp.close()
+        raise response_too_large(where, limit)
+    content = resp.content
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        data = await content.readany()
+        if not data:
+            break
+        total += len(data)
+        if total > limit:
+            chunks.clear()
+            resp.close()
+            raise response_too_large(where, limit)
+        chunks.append(data)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 class _ByteIterator:
     """Network chunks of a response body, with I/O errors translated.
 
@@ -153,11 +180,12 @@ class _ByteIterator:
 
 
 class _AiohttpStream:
-    __slots__ = ("_resp", "_where", "headers", "status")
+    __slots__ = ("_limit", "_resp", "_where", "headers", "status")
 
-    def __init__(self, resp: aiohttp.ClientResponse, where: str) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, where: str, limit: int) -> None:
         self._resp = resp
         self._where = where
+        self._limit = limit
         self.status: int = resp.status
         self.headers: Mapping[str, str] = resp.headers
 
@@ -166,7 +194,7 @@ class _AiohttpStream:
 
     async def aread(self) -> bytes:
         try:
-            return await self._resp.read()
+            return await _read_limited(self._resp, self._limit, self._where)
         except _IO_ERRORS as exc:
             err, cause = _translate(exc, self._where), safe_cause(exc)
         raise err from cause
@@ -247,7 +275,7 @@ class AiohttpTransport:
                 timeout=self._timeout(timeouts),
                 allow_redirects=False,
             ) as resp:
-                body = await resp.read()
+                body = await _read_limited(resp, request.max_response_bytes, _where(request.url))
                 return HttpResponse(resp.status, resp.headers, body)
         except _OPEN_ERRORS as exc:
             err, cause = translate_io_error(exc, request), safe_cause(exc)
@@ -279,7 +307,7 @@ class AiohttpTransport:
             raise err from cause
         completed = False
         try:
-            yield _AiohttpStream(resp, _where(request.url))
+            yield _AiohttpStream(resp, _where(request.url), request.max_response_bytes)
             completed = resp.content.at_eof()
         finally:
             if completed:

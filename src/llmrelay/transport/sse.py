@@ -10,12 +10,20 @@ same events.
 At the end of the stream call :meth:`SSEDecoder.flush`: as the spec says, an event whose closing
 blank line never came is discarded, and :attr:`SSEDecoder.has_partial` then tells a stream cut
 mid-event from a clean end.
+
+Memory is bounded: a line, or the data of one event, longer than ``max_event_bytes``
+characters of decoded text (the byte count for ASCII, never more than it) raises
+``ResponseTooLargeError`` as soon as it is seen, so an endless line is not buffered whole. The
+stream as a whole is not limited: it may run as long as its events stay small.
 """
 
 from __future__ import annotations
 
 import codecs
 from dataclasses import dataclass
+
+from ..errors import ResponseTooLargeError
+from .base import DEFAULT_MAX_EVENT_BYTES
 
 __all__ = ["SSEDecoder", "SSEEvent"]
 
@@ -45,12 +53,17 @@ class SSEDecoder:
         "_event",
         "_in_event",
         "_last_id",
+        "_limit",
         "_pending_cr",
         "_retry",
+        "_size",
         "_started",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._limit = max_event_bytes
+        #: Characters of data in the current event so far.
+        self._size = 0
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         #: The unfinished last line (never holds a CR or LF).
         self._buf = ""
@@ -111,10 +124,15 @@ class SSEDecoder:
             buf = buf.replace("\r\n", "\n").replace("\r", "\n")
         lines = buf.split("\n")
         self._buf = lines.pop()
+        if len(self._buf) > self._limit:
+            self._buf = ""
+            raise self._too_large("line")
         if not lines:
             return []
         events: list[SSEEvent] = []
         for line in lines:
+            if len(line) > self._limit:
+                raise self._too_large("line")
             if not line:
                 ev = self._dispatch()
                 if ev is not None:
@@ -130,6 +148,10 @@ class SSEDecoder:
         if sep and value and value[0] == " ":
             value = value[1:]
         if name == "data":
+            self._size += len(value) + 1
+            if self._size > self._limit:
+                self._data = []
+                raise self._too_large("event")
             self._data.append(value)
         elif name == "event":
             self._event = value
@@ -154,6 +176,17 @@ class SSEDecoder:
             retry=self._retry,
         )
         self._data = []
+        self._size = 0
         self._event = ""
         self._retry = None
         return ev
+
+    def _too_large(self, what: str) -> ResponseTooLargeError:
+        return ResponseTooLargeError(
+            f"a stream {what} is longer than the limit of {self._limit} characters "
+            "(max_event_bytes); reading stopped there. If such events are expected, raise the "
+            "limit: Client(max_event_bytes=...) or max_event_bytes in the configuration file's "
+            "[defaults]",
+            limit=self._limit,
+            setting="max_event_bytes",
+        )

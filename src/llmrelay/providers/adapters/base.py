@@ -267,15 +267,52 @@ def answer_request_id(headers: Mapping[str, str], dep: Deployment) -> str | None
     return rid
 
 
+#: The most of a malformed body an exception keeps (characters around the error).
+EXCERPT_CHARS = 2048
+
+
+def excerpt(text: str, dep: Deployment | None, start: int = 0, size: int = EXCERPT_CHARS) -> str:
+    """``text[start:start + size]`` with the deployment's secrets removed, also a piece of a
+    secret cut by either edge of the window."""
+    part = text[start : start + size]
+    for key in secrets_of(dep) if dep is not None else ():
+        part = part.replace(key, REDACTED)
+        for n in range(min(len(key) - 1, len(part)), 0, -1):
+            if part.endswith(key[:n]):
+                part = part[:-n]
+                break
+        for n in range(min(len(key) - 1, len(part)), 0, -1):
+            if part.startswith(key[-n:]):
+                part = part[n:]
+                break
+    return part
+
+
+def short_json_error(exc: orjson.JSONDecodeError, dep: Deployment | None) -> ValueError:
+    """A stand-in for ``exc`` to chain as a cause: orjson's error keeps the whole document in
+    ``doc``; this one keeps at most :data:`EXCERPT_CHARS` redacted characters around the error
+    position. Raise the new error outside the ``except`` block, or ``__context__`` keeps
+    ``exc`` (and its document) anyway."""
+    start = max(0, exc.pos - EXCERPT_CHARS // 2)
+    doc = excerpt(exc.doc, dep, start)
+    short = orjson.JSONDecodeError(exc.msg, doc, min(exc.pos - start, len(doc)))
+    short.args = (
+        f"{exc.args[0] if exc.args else exc.msg} (doc keeps {len(doc)} of {len(exc.doc)} "
+        f"characters, from character {start})",
+    )
+    return short
+
+
 def decode_json(body: bytes, dep: Deployment, what: str = "response") -> Any:
     """Decode a JSON body or raise ``InvalidResponseError`` that shows what came instead.
 
-    The decoder's error is not chained: it holds the whole body (``doc``), which may quote
-    a secret."""
+    Neither the error nor its cause keeps the body: only a short redacted excerpt."""
     try:
         return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        pass
+    except orjson.JSONDecodeError as exc:
+        cause = short_json_error(exc, dep)
+    # Raised here, not in the except block: the original error (whole body) is not kept as
+    # __context__.
     snippet = body[:200].decode("utf-8", "replace")
     kind = "HTML" if snippet.lstrip().lower().startswith(("<!doctype", "<html")) else "text"
     raise InvalidResponseError(
@@ -283,7 +320,7 @@ def decode_json(body: bytes, dep: Deployment, what: str = "response") -> Any:
         f"{redact(snippet, dep)!r}. Check the base URL ({dep.base_url}) points at the API",
         provider=dep.provider,
         model=dep.model,
-    )
+    ) from cause
 
 
 _BY_STATUS: dict[int, type[APIStatusError]] = {
@@ -319,6 +356,8 @@ def make_error(
     retry_after: float | None = None,
 ) -> APIError:
     secrets = secrets_of(dep)
+    if len(message) > EXCERPT_CHARS:
+        message = excerpt(message, dep) + "..."
     return cls(
         _redact(message, secrets),
         provider=dep.provider,
@@ -351,26 +390,32 @@ def as_int(v: Any) -> int:
 # --------------------------------------------------------------------------- shared by adapters
 
 
-_NOT_JSON = object()
-
-
 def event_json(data: str, dep: Deployment) -> dict[str, Any]:
     """One stream event's JSON object, or ``InvalidResponseError`` saying what came instead."""
     try:
         obj = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        obj = _NOT_JSON  # raised below, outside the handler: the decoder's error holds the data
-    if obj is _NOT_JSON:
-        raise invalid(f"stream event is not JSON: {data[:200]!r}", dep)
-    if not isinstance(obj, dict):
+    except orjson.JSONDecodeError as exc:
+        cause = short_json_error(exc, dep)
+    else:
+        if isinstance(obj, dict):
+            return obj
         raise invalid("stream event is not a JSON object", dep)
-    return obj
+    # Outside the except block: the event's whole text is not kept as __context__.
+    raise invalid(f"stream event is not JSON: {data[:200]!r}", dep) from cause
+
+
+#: An error answer larger than this is not decoded: its error carries no ``body`` and its
+#: message is the status and the start of the text (no provider sends such errors).
+MAX_ERROR_BODY = 64 * 1024
 
 
 def error_body(body: bytes) -> Any:
-    """The JSON of an error answer, or None when it is empty or not JSON."""
+    """The JSON of an error answer, or None when it is empty, not JSON or over
+    :data:`MAX_ERROR_BODY` bytes (an error keeps no large body)."""
+    if not body or len(body) > MAX_ERROR_BODY:
+        return None
     try:
-        return orjson.loads(body) if body else None
+        return orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
 
