@@ -80,7 +80,10 @@ def test_plain_request() -> None:
 def test_tool_loop_request_matches_the_recorded_one() -> None:
     """The second request of a recorded parallel tool loop: the same turns built by the adapter
     give the same assistant and tool-result turns as the request Anthropic accepted."""
-    sent = orjson.loads(recorded("anthropic-parallel-tool-use-stream-loop", 1).request.body or b"")
+    asked = recorded("anthropic-parallel-tool-use-stream-loop", 1).request
+    assert asked is not None
+    assert asked.body is not None
+    sent = orjson.loads(asked.body)
     ids = ("toolu_011ouQLPrqhKSuFJtuJrpaUX", "toolu_01NtJRxGhJcEQ4axN1FzHayX")
     text = sent["messages"][1]["content"][0]["text"]
     msgs = [
