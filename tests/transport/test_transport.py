@@ -329,12 +329,12 @@ async def test_mock_transport_async_handler_and_errors() -> None:
 
 @pytest.mark.parametrize("chunk_size", [None, 1, 7])
 async def test_mock_transport_stream(chunk_size: int | None) -> None:
-    from llmrelay.testing.fake import FakeRequest, _Usage
+    from llmrelay.testing.fake_base import FakeRequest, FakeUsage
 
     dialect = OpenAIDialect()
     req = FakeRequest("gpt-4.1-mini", "hi", "hi", stream=True)
     sse = b"".join(
-        dialect.stream_events(req, ["Héllo", " wörld", " 😀"], None, _Usage(3, 3), "stop")
+        dialect.stream_events(req, ["Héllo", " wörld", " 😀"], None, FakeUsage(3, 3), "stop")
     )
 
     def handler(request: HttpRequest) -> HttpResponse:

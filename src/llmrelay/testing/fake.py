@@ -22,12 +22,14 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import orjson
 from aiohttp import web
 
 from ..providers.schema_sample import instance_from_schema
+from .fake_base import Dialect, FakeRequest, FakeUsage
+from .fake_dialects import DIALECTS
 
 __all__ = ["FakeRequest", "FakeUpstream", "RecordedRequest", "Reply"]
 
@@ -143,73 +145,12 @@ class Reply:
 
 
 @dataclass(slots=True)
-class FakeRequest:
-    """What a dialect understood of a request."""
-
-    model: str
-    last_user_text: str
-    prompt_text: str
-    stream: bool
-    json_schema: dict[str, Any] | None = None
-    json_mode: bool = False
-    forced_tool: str | None = None
-    tool_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
-    include_usage: bool = True
-
-
-@dataclass(slots=True)
 class RecordedRequest:
     method: str
     path: str
     query: dict[str, str]
     headers: dict[str, str]
     body: Any
-
-
-class Dialect(Protocol):
-    name: str
-    #: Frames sent before the first content frame (Anthropic: message_start, ...).
-    lead_frames: int
-    #: The status the provider answers a bad key with (Gemini: 400).
-    auth_error_status: int
-
-    def parse(self, body: dict[str, Any], path: str, query: Mapping[str, str]) -> FakeRequest: ...
-
-    def check_auth(self, request: web.Request, api_key: str) -> bool: ...
-
-    def body(
-        self, req: FakeRequest, text: str, tool: tuple[str, Any] | None, usage: _Usage, finish: str
-    ) -> dict[str, Any]: ...
-
-    def stream_events(
-        self,
-        req: FakeRequest,
-        pieces: list[str],
-        tool: tuple[str, Any] | None,
-        usage: _Usage,
-        finish: str,
-    ) -> list[bytes]:
-        """SSE frames: ``lead_frames`` opening frames, then one frame per piece, then the
-        closing frames (finish reason, usage, end marker)."""
-        ...
-
-    def error(
-        self, status: int, message: str, type_: str | None, code: str | None
-    ) -> dict[str, Any]: ...
-
-    def stream_error(self, message: str, type_: str | None) -> bytes: ...
-
-    def models(self, names: list[str]) -> dict[str, Any]: ...
-
-    def request_id_header(self) -> str: ...
-
-
-@dataclass(slots=True)
-class _Usage:
-    input_tokens: int
-    output_tokens: int
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
 
 
 def rough_tokens(text: str) -> int:
@@ -247,8 +188,6 @@ class FakeUpstream:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
-        from .fake_dialects import DIALECTS
-
         self._dialects: dict[str, Dialect] = DIALECTS
 
     # ------------------------------------------------------------------ control
@@ -426,7 +365,7 @@ class FakeUpstream:
             err = dialect.error(400, f"invalid request: {exc}", "invalid_request_error", None)
             return self._json(400, err, dialect)
         text, tool = self._answer(req, reply)
-        usage = _Usage(
+        usage = FakeUsage(
             reply.input_tokens if reply.input_tokens is not None else rough_tokens(req.prompt_text),
             reply.output_tokens
             if reply.output_tokens is not None
@@ -496,7 +435,7 @@ class FakeUpstream:
         reply: Reply,
         text: str,
         tool: tuple[str, Any] | None,
-        usage: _Usage,
+        usage: FakeUsage,
         finish: str,
     ) -> web.StreamResponse:
         pieces = split_pieces(text) if text else []

@@ -11,13 +11,12 @@ follows Anthropic's convention: ``input_tokens`` excludes the cache reads
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from .fake import FakeRequest, _Usage
+from .fake_base import FakeRequest, FakeUsage
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -98,8 +97,6 @@ class AnthropicDialect:
     auth_error_status = 401
 
     def parse(self, body: dict[str, Any], path: str, query: Mapping[str, str]) -> FakeRequest:
-        from .fake import FakeRequest
-
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise ValueError("model: Field required")
@@ -156,7 +153,7 @@ class AnthropicDialect:
     def request_id_header(self) -> str:
         return "request-id"
 
-    def _usage(self, u: _Usage, output_tokens: int) -> dict[str, Any]:
+    def _usage(self, u: FakeUsage, output_tokens: int) -> dict[str, Any]:
         out: dict[str, Any] = {
             "input_tokens": max(0, u.input_tokens - u.cached_tokens),
             "cache_creation_input_tokens": 0,
@@ -187,7 +184,12 @@ class AnthropicDialect:
         }
 
     def body(
-        self, req: FakeRequest, text: str, tool: tuple[str, Any] | None, usage: _Usage, finish: str
+        self,
+        req: FakeRequest,
+        text: str,
+        tool: tuple[str, Any] | None,
+        usage: FakeUsage,
+        finish: str,
     ) -> dict[str, Any]:
         content: list[dict[str, Any]] = []
         if text:
@@ -206,7 +208,7 @@ class AnthropicDialect:
         req: FakeRequest,
         pieces: list[str],
         tool: tuple[str, Any] | None,
-        usage: _Usage,
+        usage: FakeUsage,
         finish: str,
     ) -> list[bytes]:
         frames = [

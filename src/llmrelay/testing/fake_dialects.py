@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .fake_anthropic import AnthropicDialect
+from .fake_base import Dialect
 from .fake_gemini import GeminiDialect
 from .fake_openai import OpenAIDialect
-
-if TYPE_CHECKING:
-    from .fake import Dialect
 
 DIALECTS: dict[str, Dialect] = {
     "openai": OpenAIDialect(),

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .fake import FakeRequest, _Usage
+from .fake_base import FakeRequest, FakeUsage
 
 __all__ = ["GeminiDialect", "GeminiFakeRequest"]
 
@@ -247,7 +247,7 @@ class GeminiDialect:
 
     # ------------------------------------------------------------------ answers
 
-    def _usage(self, u: _Usage, final: bool = True) -> dict[str, Any]:
+    def _usage(self, u: FakeUsage, final: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
             "promptTokenCount": u.input_tokens,
             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": u.input_tokens}],
@@ -268,7 +268,7 @@ class GeminiDialect:
             out["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": u.cached_tokens}]
         return out
 
-    def _thought(self, req: FakeRequest, usage: _Usage) -> list[dict[str, Any]]:
+    def _thought(self, req: FakeRequest, usage: FakeUsage) -> list[dict[str, Any]]:
         if usage.reasoning_tokens and getattr(req, "include_thoughts", False):
             text = f"**Reading the request**\n\nThe user wrote: {req.last_user_text}"
             return [{"text": text, "thought": True}]
@@ -296,7 +296,12 @@ class GeminiDialect:
         }
 
     def body(
-        self, req: FakeRequest, text: str, tool: tuple[str, Any] | None, usage: _Usage, finish: str
+        self,
+        req: FakeRequest,
+        text: str,
+        tool: tuple[str, Any] | None,
+        usage: FakeUsage,
+        finish: str,
     ) -> dict[str, Any]:
         parts = self._thought(req, usage)
         if text or not tool:
@@ -313,7 +318,7 @@ class GeminiDialect:
         req: FakeRequest,
         pieces: list[str],
         tool: tuple[str, Any] | None,
-        usage: _Usage,
+        usage: FakeUsage,
         finish: str,
     ) -> list[bytes]:
         """One chunk per piece; the last chunk carries the finish reason and the full usage

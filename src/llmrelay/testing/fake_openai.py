@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from .fake import FakeRequest, _Usage
+from .fake_base import FakeRequest, FakeUsage
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -55,8 +54,6 @@ class OpenAIDialect:
     auth_error_status = 401
 
     def parse(self, body: dict[str, Any], path: str, query: Mapping[str, str]) -> FakeRequest:
-        from .fake import FakeRequest
-
         messages = body["messages"]
         if not isinstance(messages, list) or not messages:
             raise ValueError("'messages' must be a non-empty array")
@@ -100,7 +97,7 @@ class OpenAIDialect:
     def request_id_header(self) -> str:
         return "x-request-id"
 
-    def _usage(self, u: _Usage) -> dict[str, Any]:
+    def _usage(self, u: FakeUsage) -> dict[str, Any]:
         return {
             "prompt_tokens": u.input_tokens,
             "completion_tokens": u.output_tokens,
@@ -124,7 +121,12 @@ class OpenAIDialect:
         ]
 
     def body(
-        self, req: FakeRequest, text: str, tool: tuple[str, Any] | None, usage: _Usage, finish: str
+        self,
+        req: FakeRequest,
+        text: str,
+        tool: tuple[str, Any] | None,
+        usage: FakeUsage,
+        finish: str,
     ) -> dict[str, Any]:
         message: dict[str, Any] = {
             "role": "assistant",
@@ -159,7 +161,7 @@ class OpenAIDialect:
         req: FakeRequest,
         pieces: list[str],
         tool: tuple[str, Any] | None,
-        usage: _Usage,
+        usage: FakeUsage,
         finish: str,
     ) -> list[bytes]:
         frames = []

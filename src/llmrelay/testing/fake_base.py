@@ -1,0 +1,81 @@
+"""What the fake upstream and its wire dialects share: the parsed request, the usage to report
+and the dialect protocol. It imports nothing of the fake, so the dialect modules and ``fake.py``
+both build on it without importing each other."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+
+__all__ = ["Dialect", "FakeRequest", "FakeUsage"]
+
+
+@dataclass(slots=True)
+class FakeRequest:
+    """What a dialect understood of a request."""
+
+    model: str
+    last_user_text: str
+    prompt_text: str
+    stream: bool
+    json_schema: dict[str, Any] | None = None
+    json_mode: bool = False
+    forced_tool: str | None = None
+    tool_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    include_usage: bool = True
+
+
+@dataclass(slots=True)
+class FakeUsage:
+    """The token counts a reply reports (each dialect renders them its own way)."""
+
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+class Dialect(Protocol):
+    name: str
+    #: Frames sent before the first content frame (Anthropic: message_start, ...).
+    lead_frames: int
+    #: The status the provider answers a bad key with (Gemini: 400).
+    auth_error_status: int
+
+    def parse(self, body: dict[str, Any], path: str, query: Mapping[str, str]) -> FakeRequest: ...
+
+    def check_auth(self, request: web.Request, api_key: str) -> bool: ...
+
+    def body(
+        self,
+        req: FakeRequest,
+        text: str,
+        tool: tuple[str, Any] | None,
+        usage: FakeUsage,
+        finish: str,
+    ) -> dict[str, Any]: ...
+
+    def stream_events(
+        self,
+        req: FakeRequest,
+        pieces: list[str],
+        tool: tuple[str, Any] | None,
+        usage: FakeUsage,
+        finish: str,
+    ) -> list[bytes]:
+        """SSE frames: ``lead_frames`` opening frames, then one frame per piece, then the
+        closing frames (finish reason, usage, end marker)."""
+        ...
+
+    def error(
+        self, status: int, message: str, type_: str | None, code: str | None
+    ) -> dict[str, Any]: ...
+
+    def stream_error(self, message: str, type_: str | None) -> bytes: ...
+
+    def models(self, names: list[str]) -> dict[str, Any]: ...
+
+    def request_id_header(self) -> str: ...

@@ -1,0 +1,308 @@
+"""The gemini adapter without sockets: request bytes built, recorded answers parsed.
+
+Recorded answers come from tests/recordings (the Gemini API as captured by vercel/ai,
+pydantic-ai and llm-gemini, gzip and JSON-array streams included); SSE streams go through the
+real SSE decoder, whole and cut into small reads.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from llmrelay.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ContentFilteredError,
+    InvalidRequestError,
+    OverloadedError,
+    QuotaExhaustedError,
+    RateLimitedError,
+    StreamInterruptedError,
+)
+from llmrelay.providers.adapters.gemini import SIGNATURE_SENTINEL, GeminiAdapter
+from llmrelay.types import Message, ToolCall, ToolCallDelta, Usage
+
+from ..conftest import CANARY_KEY
+from .sansio import (
+    BASE,
+    body_of,
+    chat,
+    deployment,
+    plain_headers,
+    reasoning_of,
+    recorded_frames,
+    recorded_response,
+    response,
+    sends_key,
+    sse,
+    stream,
+    text_of,
+)
+
+A = GeminiAdapter()
+DEP = deployment("gemini", "gemini-2.5-flash")
+WEATHER = {
+    "name": "weather",
+    "description": "Weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+
+
+# ------------------------------------------------------------------------------------ requests
+
+
+def test_plain_request() -> None:
+    req = chat(
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello"}],
+        temperature=0.3,
+        max_tokens=40,
+        stop="END",
+    )
+    http = A.build_request(req, DEP)
+    assert http.method == "POST"
+    assert http.url == f"{BASE}/models/gemini-2.5-flash:generateContent"
+    assert plain_headers(http) == {"content-type": "application/json", "accept": "application/json"}
+    assert sends_key(http, "x-goog-api-key")  # in a header, never in the URL
+    assert body_of(http) == {
+        "contents": [{"role": "user", "parts": [{"text": "hello"}]}],
+        "systemInstruction": {"parts": [{"text": "Be brief."}]},
+        "generationConfig": {"temperature": 0.3, "maxOutputTokens": 40, "stopSequences": ["END"]},
+    }
+
+
+def test_stream_request_and_dropped_user() -> None:
+    http = A.build_request(chat("hi", stream=True, user="u-1"), DEP)
+    assert http.url == f"{BASE}/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    assert plain_headers(http)["accept"] == "text/event-stream"
+    assert "user" not in body_of(http)
+    assert http.adjusted == {"user": "dropped: Google Gemini does not support it"}
+
+
+def test_tools_and_a_parallel_tool_turn() -> None:
+    msgs = [
+        Message("user", "weather in Oslo and Rome?"),
+        Message(
+            "assistant",
+            None,
+            tool_calls=[
+                ToolCall("c1", "weather", '{"city":"Oslo"}'),
+                ToolCall("c2", "weather", '{"city":"Rome"}'),
+            ],
+        ),
+        Message("tool", '{"sky":"snow"}', tool_call_id="c1"),
+        Message("tool", "sunny", tool_call_id="c2"),
+    ]
+    body = body_of(A.build_request(chat(msgs, tools=[WEATHER], tool_choice="weather"), DEP))
+    assert body["tools"] == [
+        {
+            "functionDeclarations": [
+                {
+                    "name": "weather",
+                    "description": "Weather in a city",
+                    "parametersJsonSchema": WEATHER["parameters"],
+                }
+            ]
+        }
+    ]
+    assert body["toolConfig"] == {
+        "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["weather"]}
+    }
+    assert body["contents"][1:] == [
+        {
+            "role": "model",
+            "parts": [
+                {
+                    "functionCall": {"name": "weather", "args": {"city": "Oslo"}},
+                    "thoughtSignature": SIGNATURE_SENTINEL,
+                },
+                {"functionCall": {"name": "weather", "args": {"city": "Rome"}}},
+            ],
+        },
+        {
+            "role": "user",
+            "parts": [
+                {"functionResponse": {"name": "weather", "response": {"sky": "snow"}}},
+                {"functionResponse": {"name": "weather", "response": {"result": "sunny"}}},
+            ],
+        },
+    ]
+    for choice, mode in (("auto", "AUTO"), ("none", "NONE"), ("required", "ANY")):
+        b = body_of(A.build_request(chat("hi", tools=[WEATHER], tool_choice=choice), DEP))
+        assert b["toolConfig"] == {"functionCallingConfig": {"mode": mode}}
+
+
+def test_tool_result_without_its_call_is_refused() -> None:
+    msgs = [Message("user", "hi"), Message("tool", "42", tool_call_id="nowhere")]
+    with pytest.raises(InvalidRequestError, match="messages\\[1\\] answers tool call 'nowhere'"):
+        A.build_request(chat(msgs), DEP)
+
+
+# ------------------------------------------------------------------------------------ answers
+
+
+def test_recorded_text_answer_and_usage() -> None:
+    r = A.parse_response(recorded_response("gemini3-text"), chat("hi"), DEP)
+    assert (
+        r.text == "There are **3** r's in strawberry.\n\nHere is the breakdown: st**r**awbe**rr**y."
+    )
+    assert r.finish_reason == "stop"
+    assert r.model == "gemini-3-pro-preview"
+    assert r.id == "Un6LacrVMcjUxs0PmJfWoQc"
+    # Thoughts are output tokens, reported apart as reasoning.
+    assert r.usage == Usage(input_tokens=9, output_tokens=28 + 244, reasoning_tokens=244)
+
+
+def test_recorded_tool_call_answer() -> None:
+    r = A.parse_response(recorded_response("gemini3-tool-call-thought-signature"), chat("x"), DEP)
+    assert r.tool_calls == [ToolCall("call_0", "weather", '{"location":"San Francisco"}')]
+    assert r.finish_reason == "tool_calls"  # Gemini ends a turn of calls with STOP
+    assert r.raw_finish_reason == "STOP"
+    assert r.usage == Usage(input_tokens=29, output_tokens=15 + 1801, reasoning_tokens=1801)
+
+
+def test_recorded_max_tokens_answer_without_parts() -> None:
+    r = A.parse_response(recorded_response("gemini-max-tokens-empty-content"), chat("x"), DEP)
+    assert r.text == ""
+    assert r.finish_reason == "length"
+    assert r.usage == Usage(input_tokens=15, output_tokens=2, reasoning_tokens=2)
+
+
+def test_recorded_json_array_streams_read_as_one_answer() -> None:
+    """``streamGenerateContent`` without ``alt=sse`` answers a JSON array (here gzip-encoded)."""
+    r = A.parse_response(recorded_response("gemini15-stream-json-array-gzip"), chat("x"), DEP)
+    assert r.text == "Percy\n"
+    assert r.finish_reason == "stop"
+    assert r.usage == Usage(input_tokens=10, output_tokens=2)
+    assert r.model == "gemini-1.5-flash-002"
+    t = A.parse_response(recorded_response("gemini3-stream-tool-call-id-gzip"), chat("x"), DEP)
+    assert t.tool_calls == [ToolCall("c9bjmkfz", "pelican_name_generator", '{"type":"funny"}')]
+    assert t.finish_reason == "tool_calls"
+    assert t.usage == Usage(input_tokens=28, output_tokens=19 + 248, reasoning_tokens=248)
+
+
+def test_recorded_blocked_prompt_is_content_filtered() -> None:
+    with pytest.raises(ContentFilteredError, match="blockReason PROHIBITED_CONTENT"):
+        A.parse_response(recorded_response("gemini-prompt-blocked"), chat("x"), DEP)
+    with pytest.raises(ContentFilteredError, match="blockReason PROHIBITED_CONTENT"):
+        stream(A, chat("x", stream=True), DEP, recorded_frames("gemini-prompt-blocked-stream"))
+    armor = recorded_response("vertex-gemini-model-armor-prompt-blocked", 1)
+    with pytest.raises(ContentFilteredError, match="blockReason MODEL_ARMOR"):
+        A.parse_response(armor, chat("x"), DEP)
+
+
+# ------------------------------------------------------------------------------------ streams
+
+
+@pytest.mark.parametrize("piece", [None, 1, 11])
+def test_recorded_stream_with_a_tool_call(piece: int | None) -> None:
+    rid = "gemini3-tool-call-stream"
+    chunks, state = stream(A, chat("x", stream=True), DEP, recorded_frames(rid), piece)
+    deltas = [d for c in chunks for d in c.tool_calls]
+    assert deltas == [ToolCallDelta(0, "call_0", "weather", '{"location":"San Francisco"}')]
+    usage = Usage(input_tokens=29, output_tokens=15 + 45, reasoning_tokens=45)
+    assert [(c.finish_reason, c.usage) for c in chunks if c.finish_reason] == [
+        ("tool_calls", usage)
+    ]
+    r = state.finish()
+    assert r.tool_calls == [ToolCall("call_0", "weather", '{"location":"San Francisco"}')]
+    assert r.usage == usage
+    assert r.id == "b36LacjwM668nsEP2tbsgQQ"
+
+
+def test_recorded_text_stream_with_an_empty_last_part() -> None:
+    rid = "gemini3-stream-empty-text-thought-signature"
+    chunks, state = stream(A, chat("x", stream=True), DEP, recorded_frames(rid), 4)
+    assert text_of(chunks) == "4"
+    r = state.finish()
+    assert r.text == "4"
+    assert r.finish_reason == "stop"
+    assert r.usage == Usage(input_tokens=15, output_tokens=53, reasoning_tokens=52)
+
+
+def test_recorded_stream_thought_parts_are_reasoning() -> None:
+    rid = "vertex-gemini3-stream-thought-part-partial-args"
+    chunks, state = stream(A, chat("x", stream=True), DEP, recorded_frames(rid))
+    assert reasoning_of(chunks).startswith("**Processing User Requests**")
+    assert text_of(chunks) == ""
+    names = [d.name for c in chunks for d in c.tool_calls]
+    assert names[:2] == ["read_theme", "read_screen"]
+    assert state.finish().finish_reason == "tool_calls"
+
+
+def test_in_stream_error_is_typed() -> None:
+    frames = sse(
+        {"candidates": [{"content": {"parts": [{"text": "Hel"}]}}]},
+        {"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}},
+    )
+    with pytest.raises(OverloadedError, match="UNAVAILABLE: The model is overloaded") as info:
+        stream(A, chat("x", stream=True), DEP, [frames])
+    assert info.value.status == 503
+
+
+def test_cut_stream_keeps_the_partial_answer() -> None:
+    frames = sse({"candidates": [{"content": {"parts": [{"text": "half"}]}}]})
+    chunks, state = stream(A, chat("x", stream=True), DEP, [frames])
+    assert text_of(chunks) == "half"
+    with pytest.raises(StreamInterruptedError) as info:
+        state.finish()
+    assert info.value.partial.text == "half"
+
+
+# ------------------------------------------------------------------------------------ errors
+
+
+def test_recorded_rate_limit_carries_the_retry_delay() -> None:
+    resp = recorded_response("gemini-429-retry-info")
+    e = A.map_error(resp.status, resp.headers, resp.body, DEP)
+    assert isinstance(e, RateLimitedError)
+    assert e.retry_after == 34.4
+    assert str(e).startswith(f"[{DEP.label}] RESOURCE_EXHAUSTED: You exceeded your current quota")
+
+
+@pytest.mark.parametrize(
+    ("rid", "needle"),
+    [
+        ("gemini-400-invalid-argument", "INVALID_ARGUMENT: Penalty is not enabled"),
+        ("gemini-400-thinking-level-unsupported", "Thinking level MINIMAL is not supported"),
+        ("gemini-400-forced-tool-with-json-mime", "Forced function calling (ANY mode)"),
+    ],
+)
+def test_recorded_bad_requests(rid: str, needle: str) -> None:
+    resp = recorded_response(rid)
+    e = A.map_error(resp.status, resp.headers, resp.body, DEP)
+    assert isinstance(e, BadRequestError)
+    assert e.status == 400
+    assert needle in str(e)
+
+
+def test_daily_quota_and_bad_key_classes() -> None:
+    daily = {
+        "error": {
+            "code": 429,
+            "message": "Quota exceeded",
+            "status": "RESOURCE_EXHAUSTED",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                    "violations": [{"quotaId": "GenerateRequestsPerDayPerProjectPerModel"}],
+                }
+            ],
+        }
+    }
+    resp = response(daily, 429)
+    assert type(A.map_error(429, resp.headers, resp.body, DEP)) is QuotaExhaustedError
+    bad_key = {
+        "error": {
+            "code": 400,
+            "message": f"API key not valid. Please pass a valid API key. ({CANARY_KEY})",
+            "status": "INVALID_ARGUMENT",
+            "details": [
+                {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}
+            ],
+        }
+    }
+    resp = response(bad_key, 400)
+    e = A.map_error(400, resp.headers, resp.body, DEP)
+    assert type(e) is AuthenticationError
+    assert CANARY_KEY not in str(e)
+    assert CANARY_KEY not in repr(e.body)
