@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..._sync import run_sync
+from ...core.options import NO_OPTIONS
 from ...errors import InvalidRequestError, UnknownModelError
+from ...providers.aliases import target_from_params
 from ...providers.table import PROVIDERS
-from .registry import target_from_params
+from ...types import NO_PARAMS
+from .base import CALLER_CLASSES, CALLER_FACTORY, BaseModelConfig, ProviderBaseConfig
 
 __all__ = [
     "AnthropicCaller",
@@ -21,6 +25,7 @@ __all__ = [
     "GroqCaller",
     "OpenAICaller",
     "caller_for_provider",
+    "uses_llmrelay_caller",
 ]
 
 
@@ -68,9 +73,6 @@ class ChatCaller:
 
     async def acall_llm(self, prompt: str) -> str:
         """Send ``prompt`` (after the configuration's system message) and return the text."""
-        from ...core.options import NO_OPTIONS
-        from ...types import NO_PARAMS
-
         if not isinstance(prompt, str):
             raise InvalidRequestError(
                 f"call_llm() takes the prompt as a string, not {type(prompt).__name__}; "
@@ -87,15 +89,13 @@ class ChatCaller:
         """Send ``prompt`` (after the configuration's system message) and return the text.
 
         Works from sync code and from inside a running event loop (e.g. Jupyter)."""
-        from ..._sync import run_sync
-
         return run_sync(self.acall_llm(prompt))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._target.provider}/{self._target.model}>"
 
 
-_CALLERS: dict[str, type[ChatCaller]] = {}
+_CALLERS = CALLER_CLASSES  # the one table, read by ProviderBaseConfig.caller_class()
 _CLASS_NAMES = {
     "openai": "OpenAI",
     "deepseek": "DeepSeek",
@@ -126,3 +126,17 @@ GroqCaller = caller_for_provider("groq")
 OpenAICaller = caller_for_provider("openai")
 AnthropicCaller = caller_for_provider("anthropic")
 GeminiCaller = caller_for_provider("gemini")
+
+
+def uses_llmrelay_caller(config: BaseModelConfig) -> bool:
+    """Whether the configuration's caller is one of ours (so its params must make a target)."""
+    if isinstance(config, ProviderBaseConfig):
+        return True
+    try:
+        caller = config.caller_class()
+    except Exception:
+        return False
+    return isinstance(caller, type) and issubclass(caller, ChatCaller)
+
+
+CALLER_FACTORY.append(caller_for_provider)
