@@ -436,13 +436,16 @@ _lock = threading.RLock()
 
 
 def pull_file() -> int:
-    """Apply the configuration files loaded since the last call (their ``[providers]`` and
+    """Apply the configuration files loaded and not applied yet (their ``[providers]`` and
     ``[models]``); return how many files are applied. Loads ``llmrelay.toml`` on first use."""
     n = settings_file.generation()
     if n == len(_file_models):
         return n
+    return _apply_files(settings_file.loaded_files())
+
+
+def _apply_files(files: tuple[settings_file.LoadedFile, ...]) -> int:
     with _lock:
-        files = settings_file.loaded_files()
         for f in files[len(_file_models) :]:
             for spec in check_file(f):
                 register_provider_spec(spec)
@@ -454,13 +457,18 @@ def pull_file() -> int:
         return len(_file_models)
 
 
+def _on_load(f: settings_file.LoadedFile) -> None:
+    """A file was kept (checked by :func:`check_file`): apply it now, as seed 002 did."""
+    _apply_files(settings_file.loaded_files())
+
+
 def file_models() -> list[dict[str, dict[str, Any]]]:
     """Each applied file's ``[models]`` entries, in load order (for seed 002's classes)."""
     pull_file()
     return list(_file_models)
 
 
-settings_file.register_check(check_file)
+settings_file.register_check(check_file, _on_load)
 
 # --------------------------------------------------------------------------- lookup
 

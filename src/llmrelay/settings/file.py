@@ -122,15 +122,23 @@ _settings: dict[str, tuple[str, Any]] = {}
 _files: list[LoadedFile] = []
 #: checks of the lower layers that know more than the shape (e.g. the provider table)
 _checks: list[Callable[[LoadedFile], object]] = []
+#: what the lower layers apply from a file once it is kept (e.g. ``[providers]``)
+_appliers: list[Callable[[LoadedFile], object]] = []
 _state = "new"  # -> "loading" -> "loaded" (the default file)
 _lock = threading.RLock()
 
 
-def register_check(check: Callable[[LoadedFile], object]) -> None:
-    """Run ``check(file)`` on every file before it is applied; it raises ``ConfigFileError``
-    to refuse the file (then nothing of it applies). Files loaded before registration are not
-    checked here: the registering layer checks them when it reads them."""
+def register_check(
+    check: Callable[[LoadedFile], object], apply: Callable[[LoadedFile], object] | None = None
+) -> None:
+    """Run ``check(file)`` on every file before it is kept; it raises ``ConfigFileError`` to
+    refuse the file (then nothing of it applies). Once the file is kept, ``apply(file)`` runs.
+
+    Files loaded before registration are neither checked nor applied here: the registering
+    layer does that when it first reads them."""
     _checks.append(check)
+    if apply is not None:
+        _appliers.append(apply)
 
 
 def ensure_loaded() -> None:
@@ -340,6 +348,8 @@ def load_file(path: str | os.PathLike[str]) -> list[str]:
             {k: (str(p), v) for k, v in data.items() if k not in ("models", "providers")}
         )
         _files.append(loaded)
+        for apply in _appliers:
+            apply(loaded)
     return list(models)
 
 
