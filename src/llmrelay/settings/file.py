@@ -194,7 +194,8 @@ def loaded_files() -> tuple[LoadedFile, ...]:
 
 def generation() -> int:
     """How many files are loaded (changes when one more is): cheap, for a layer's cache."""
-    ensure_loaded()
+    if _state != "loaded":
+        ensure_loaded()
     return len(_files)
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..._sync import run_sync
-from ...core.options import NO_OPTIONS
 from ...errors import InvalidRequestError, UnknownModelError
 from ...providers.aliases import target_from_params
 from ...providers.table import PROVIDERS
@@ -73,6 +71,10 @@ class ChatCaller:
 
     async def acall_llm(self, prompt: str) -> str:
         """Send ``prompt`` (after the configuration's system message) and return the text."""
+        # Loaded on the first call, not when seed 002 is imported: the call options pull in the
+        # retry core and asyncio (no cycle: core never imports the seeds).
+        from ...core.options import NO_OPTIONS
+
         if not isinstance(prompt, str):
             raise InvalidRequestError(
                 f"call_llm() takes the prompt as a string, not {type(prompt).__name__}; "
@@ -89,6 +91,8 @@ class ChatCaller:
         """Send ``prompt`` (after the configuration's system message) and return the text.
 
         Works from sync code and from inside a running event loop (e.g. Jupyter)."""
+        from ..._sync import run_sync  # asyncio: loaded on the first sync call, not on import
+
         return run_sync(self.acall_llm(prompt))
 
     def __repr__(self) -> str:
