@@ -75,11 +75,13 @@ def test_file_aliases_and_providers_without_seed_002(fake_thread: FakeUpstream, 
     )
     out = run_fresh(
         "import json, llmrelay\n"
+        "from llmrelay.providers.resolve import resolve_target\n"
         "a = llmrelay.chat('fast', 'one')\n"
         "b = llmrelay.chat('gpt-oss-20b', 'two')\n"  # a built-in Groq alias, moved by [providers]
-        "print(json.dumps([a.text, a.alias, b.text, b.alias]))"
+        "print(json.dumps([a.text, a.alias, b.text, b.alias, repr(resolve_target('fast'))]))"
     )
-    assert out == ["Echo: one", "fast", "Echo: two", "gpt-oss-20b"]
+    # Seed 002 (here) makes a class of the file's alias: it resolves to the same target.
+    assert out == ["Echo: one", "fast", "Echo: two", "gpt-oss-20b", repr(registry.lookup("fast"))]
     first, second = (q.body for q in fake_thread.requests)
     assert first["model"] == second["model"] == "openai/gpt-oss-20b"
     assert first["temperature"] == 0.2
