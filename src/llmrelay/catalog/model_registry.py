@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigFileError, ConfigurationError, ModelRetiredError, UnknownModelError
+from ..settings.file import file_settings
 from . import persistence
 from .profiles import CAPABILITY_NAMES, LLMCapabilities, LLMProfile
 
@@ -141,10 +142,6 @@ class LLMRegistry:
 
     @staticmethod
     def _settings() -> dict[str, Any]:
-        from ..seeds.seed002 import ensure_loaded
-        from ..settings.file import file_settings
-
-        ensure_loaded()
         s = file_settings("catalog")
         unknown = set(s) - {"path", "allow_retired"}
         if unknown:

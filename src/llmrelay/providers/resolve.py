@@ -4,63 +4,20 @@ backend object) into a :class:`Target`, and a target into a concrete ``Deploymen
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
 
 from ..errors import UnknownModelError
-from ..types import NO_PARAMS, GenerationParams
+from .aliases import Target, alias_sources, known_aliases, lookup, register_alias_source
 from .table import PROVIDERS, Deployment, Secret, infer_provider, make_deployment
 
-__all__ = ["Target", "alias_sources", "register_alias_source", "resolve_target", "to_deployment"]
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A model as configured: provider, model and the alias's defaults."""
-
-    provider: str
-    model: str
-    alias: str | None = None
-    params: GenerationParams = NO_PARAMS
-    system_message: str | None = None
-    base_url: str | None = None
-    api_key: Secret | None = None
-    api_key_env: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    options: Mapping[str, Any] = field(default_factory=dict)
-    #: Aliases or provider/model names to try, in order, when this one fails.
-    fallbacks: tuple[str, ...] = ()
-    #: Per-alias reliability settings (retries, timeouts, ...), read by the engine.
-    policy: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        return self.alias or f"{self.provider}/{self.model}"
-
-
-AliasLookup = Callable[[str], "Target | None"]
-AliasLister = Callable[[], list[str]]
-
-# Alias sources, consulted in order (the config registry registers itself on import).
-_SOURCES: list[tuple[AliasLookup, AliasLister]] = []
-
-
-def register_alias_source(lookup: AliasLookup, lister: AliasLister) -> None:
-    _SOURCES.append((lookup, lister))
-
-
-def alias_sources() -> list[tuple[AliasLookup, AliasLister]]:
-    if not _SOURCES:
-        from ..seeds import seed002 as config  # noqa: F401  (registers the config registry as a source)
-    return _SOURCES
-
-
-def known_aliases() -> list[str]:
-    out: list[str] = []
-    for _, lister in alias_sources():
-        out.extend(lister())
-    return out
+__all__ = [
+    "Target",
+    "alias_sources",
+    "known_aliases",
+    "register_alias_source",
+    "resolve_target",
+    "to_deployment",
+]
 
 
 def resolve_target(name: str) -> Target:
@@ -69,10 +26,9 @@ def resolve_target(name: str) -> Target:
         raise UnknownModelError(
             f"model must be a non-empty string (an alias or 'provider/model'), not {name!r}"
         )
-    for lookup, _ in alias_sources():
-        t = lookup(name)
-        if t is not None:
-            return t
+    t = lookup(name)
+    if t is not None:
+        return t
     t = _NAMED.get(name)
     if t is not None and t.provider in PROVIDERS:
         return t  # a provider/model name resolved before (Targets are immutable)

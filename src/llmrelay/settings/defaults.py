@@ -35,7 +35,12 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
+from ..core.options import DEFAULT_TIMEOUTS, timeouts_from
+from ..core.retry import RetryPolicy
+from ..core.routing import validate_chain
 from ..errors import ConfigFileError, ConfigurationError
+from ..reliability.breaker import CircuitBreaker
+from .file import file_settings, settings_path
 
 __all__ = ["engine_defaults"]
 
@@ -69,8 +74,6 @@ _BREAKER_KEYS = (
 
 
 def _error(message: str, key: str) -> ConfigFileError:
-    from .file import settings_path
-
     return ConfigFileError(message, path=settings_path("defaults"), key=f"defaults.{key}")
 
 
@@ -79,10 +82,6 @@ def engine_defaults() -> dict[str, Any]:
 
     Returns only what the table sets, plus ``breaker_settings`` for the state layer.
     """
-    from ..seeds.seed002 import ensure_loaded
-    from .file import file_settings
-
-    ensure_loaded()
     table = file_settings("defaults")
     out: dict[str, Any] = {}
     if not table:
@@ -93,10 +92,6 @@ def engine_defaults() -> dict[str, Any]:
             raise _error(f"unknown key {key!r}; allowed: {', '.join(_TOP)}", key)
         if isinstance(value, bool) or not isinstance(value, types):
             raise _error(f"{key} must be {' or '.join(t.__name__ for t in types)}", key)
-    from ..core.engine import DEFAULT_TIMEOUTS, timeouts_from
-    from ..core.retry import RetryPolicy
-    from ..core.routing import validate_chain
-
     retry_table = dict(table.get("retry") or {})
     _only(retry_table, _RETRY_KEYS, "retry")
     if "retries" in table or retry_table:
@@ -126,8 +121,6 @@ def engine_defaults() -> dict[str, Any]:
     if breaker.pop("enabled", True) is False:
         out["breakers"] = None
     elif breaker:
-        from ..reliability.breaker import CircuitBreaker
-
         _checked("breaker", lambda: CircuitBreaker(**breaker))  # validate now
         out["breaker_settings"] = breaker
     return out

@@ -18,6 +18,12 @@ Other top-level tables (``defaults``, ``state``, ``cache``, ``limits``, ``budget
 ``catalog``) are read by the layers they configure (:func:`file_settings`). Every problem is a
 ``ConfigFileError`` naming the file, the line and the key. A file is checked completely before
 anything in it is applied, so a bad file changes nothing.
+
+This module is the only reader of the file and of ``LLMRELAY_CONFIG``: it loads the file on the
+first :func:`file_settings` (or :func:`loaded_files`) and checks its shape (known tables and
+keys, TOML types). What needs the provider table (known providers, parameter ranges) is checked
+by :mod:`llmrelay.providers.aliases`, registered here with :func:`register_check`, which
+also applies ``[providers]`` and ``[models]``. It imports nothing of llmrelay but the errors.
 """
 
 from __future__ import annotations
@@ -25,16 +31,30 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import threading
 import tomllib
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigFileError, LLMRelayError
-from ..providers.table import PROVIDERS, ProviderSpec, register_provider_spec
-from ..seeds.seed002.base import CONFIG_REGISTRY, did_you_mean, register_config
+from ..errors import ConfigFileError
 
-__all__ = ["default_path", "file_settings", "load_default_file", "load_file", "settings_path"]
+__all__ = [
+    "LoadedFile",
+    "default_path",
+    "did_you_mean",
+    "ensure_loaded",
+    "error_at",
+    "file_settings",
+    "generation",
+    "line_of",
+    "load_default_file",
+    "load_file",
+    "loaded_files",
+    "register_check",
+    "settings_path",
+]
 
 SECTIONS = frozenset(
     {"models", "providers", "defaults", "state", "cache", "limits", "budgets", "log", "catalog"}
@@ -74,12 +94,76 @@ _TOML_TYPES = {
     dict: "a table",
 }
 
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest candidate, or ``""``."""
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedFile:
+    """A configuration file that was read and checked: its path, text and tables."""
+
+    path: str
+    text: str
+    tables: Mapping[str, Any]
+
+    def error(self, key: tuple[str, ...], message: str) -> ConfigFileError:
+        """A ``ConfigFileError`` locating ``key`` (a table path) in this file."""
+        return ConfigFileError(
+            message, path=self.path, key=".".join(key), line=line_of(self.text, key)
+        )
+
+
 #: table name -> (the file it was read from, the table)
 _settings: dict[str, tuple[str, Any]] = {}
+#: every file loaded, in load order
+_files: list[LoadedFile] = []
+#: checks of the lower layers that know more than the shape (e.g. the provider table)
+_checks: list[Callable[[LoadedFile], object]] = []
+#: what the lower layers apply from a file once it is kept (e.g. ``[providers]``)
+_appliers: list[Callable[[LoadedFile], object]] = []
+_state = "new"  # -> "loading" -> "loaded" (the default file)
+_lock = threading.RLock()
+
+
+def register_check(
+    check: Callable[[LoadedFile], object], apply: Callable[[LoadedFile], object] | None = None
+) -> None:
+    """Run ``check(file)`` on every file before it is kept; it raises ``ConfigFileError`` to
+    refuse the file (then nothing of it applies). Once the file is kept, ``apply(file)`` runs.
+
+    Files loaded before registration are neither checked nor applied here: the registering
+    layer does that when it first reads them."""
+    _checks.append(check)
+    if apply is not None:
+        _appliers.append(apply)
+
+
+def ensure_loaded() -> None:
+    """Load ``llmrelay.toml`` (or ``$LLMRELAY_CONFIG``) once, if there is one.
+
+    A malformed file raises ``ConfigFileError`` here, and again on the next call until fixed.
+    """
+    global _state
+    if _state == "loaded":
+        return
+    with _lock:
+        if _state != "new":  # loaded meanwhile, or loading further up this thread's stack
+            return
+        _state = "loading"
+        try:
+            load_default_file()
+            _state = "loaded"
+        except BaseException:
+            _state = "new"
+            raise
 
 
 def file_settings(section: str) -> dict[str, Any]:
-    """The loaded file's table ``section`` (empty when absent)."""
+    """The configuration file's table ``section`` (empty when absent); loads the file first."""
+    ensure_loaded()
     entry = _settings.get(section)
     return dict(entry[1] or {}) if entry else {}
 
@@ -88,6 +172,31 @@ def settings_path(section: str) -> str | None:
     """The file the table ``section`` was read from, for errors found when a layer reads it."""
     entry = _settings.get(section)
     return entry[0] if entry else None
+
+
+def error_at(section: str, key: str, message: str) -> ConfigFileError:
+    """A ``ConfigFileError`` for ``[section] key``, located in the file that set the table."""
+    where = settings_path(section)
+    line = None
+    if where is not None:
+        for f in reversed(_files):
+            if f.path == where:
+                line = line_of(f.text, (section, key))
+                break
+    return ConfigFileError(message, path=where, key=f"{section}.{key}", line=line)
+
+
+def loaded_files() -> tuple[LoadedFile, ...]:
+    """Every file loaded (the default one first, if any), in load order."""
+    ensure_loaded()
+    return tuple(_files)
+
+
+def generation() -> int:
+    """How many files are loaded (changes when one more is): cheap, for a layer's cache."""
+    if _state != "loaded":
+        ensure_loaded()
+    return len(_files)
 
 
 # --------------------------------------------------------------------------- locating lines
@@ -117,7 +226,7 @@ _HEADER = re.compile(r"^\s*\[\[?(?P<path>[^\[\]]+)\]\]?\s*(#.*)?$")
 _ASSIGN = re.compile(r"""^\s*(?P<lhs>(?:"(?:[^"\\]|\\.)*"|'[^']*'|[^=#"'\s][^=#"']*?)+?)\s*=""")
 
 
-def _line_of(text: str, path: tuple[str, ...]) -> int | None:
+def line_of(text: str, path: tuple[str, ...]) -> int | None:
     """Best-effort 1-based line where the table or key ``path`` is written: its ``[header]``,
     its ``key = ...`` line (plain, dotted or quoted), or the line of its closest parent."""
     best: tuple[int, int] | None = None  # (matched length, line)
@@ -158,7 +267,7 @@ class _Checker:
 
     def error(self, path: tuple[str, ...], msg: str) -> ConfigFileError:
         return ConfigFileError(
-            msg, path=str(self.path), key=".".join(path), line=_line_of(self.text, path)
+            msg, path=str(self.path), key=".".join(path), line=line_of(self.text, path)
         )
 
     def table(self, path: tuple[str, ...], value: Any) -> dict[str, Any]:
@@ -193,9 +302,10 @@ class _Checker:
 
 
 def load_file(path: str | os.PathLike[str]) -> list[str]:
-    """Parse, validate and apply a configuration file; return the aliases it defines.
+    """Parse, check and keep a configuration file; return the aliases it defines.
 
-    The whole file is checked first; nothing is applied unless all of it is valid.
+    The whole file is checked first (its shape here, the rest by the registered checks);
+    nothing of it is kept unless all of it is valid.
     """
     p = Path(path)
     try:
@@ -225,57 +335,37 @@ def load_file(path: str | os.PathLike[str]) -> list[str]:
             )
         check.table((section,), value)
 
-    # Phase 1: check everything.
-    provider_changes: list[ProviderSpec] = []
-    for name, entry in data.get("providers", {}).items():
-        provider_changes.extend(_check_provider(check, name, entry))
     models: dict[str, Any] = data.get("models", {})
+    for name, entry in data.get("providers", {}).items():
+        _check_provider(check, name, entry)
     for alias, entry in models.items():
-        _check_model(check, alias, entry, set(models))
-    # Model checks run against the providers as this file sets them; undone on failure.
-    saved = dict(PROVIDERS)
-    try:
-        for spec in provider_changes:
-            register_provider_spec(spec)
-        classes = [_build_model(check, alias, entry) for alias, entry in models.items()]
-    except BaseException:
-        PROVIDERS.clear()
-        PROVIDERS.update(saved)
-        raise
-
-    # Phase 2: apply.
-    for cls in classes:
-        register_config(cls)
-    # A later file's table replaces an earlier file's table of the same name.
-    _settings.update({k: (str(p), v) for k, v in data.items() if k not in ("models", "providers")})
+        _check_model(check, alias, entry)
+    loaded = LoadedFile(str(p), text, data)
+    with _lock:
+        for c in _checks:
+            c(loaded)
+        # A later file's table replaces an earlier file's table of the same name.
+        _settings.update(
+            {k: (str(p), v) for k, v in data.items() if k not in ("models", "providers")}
+        )
+        _files.append(loaded)
+        for apply in _appliers:
+            apply(loaded)
     return list(models)
 
 
-def _check_provider(check: _Checker, name: str, entry: Any) -> list[ProviderSpec]:
+def _check_provider(check: _Checker, name: str, entry: Any) -> None:
     table = ("providers", name)
     entry = check.table(table, entry)
-    spec = PROVIDERS.get(name)
-    if spec is None:
-        raise check.error(
-            table,
-            f"unknown provider {name!r}{did_you_mean(name, PROVIDERS)}; known providers: "
-            f"{', '.join(sorted(PROVIDERS))}",
-        )
     check.types(table, entry, PROVIDER_KEYS)
     base_url = entry.get("base_url")
     if base_url is not None and not base_url.startswith(("http://", "https://")):
         raise check.error(
             (*table, "base_url"), f"base_url must start with http:// or https://, not {base_url!r}"
         )
-    changes: dict[str, Any] = {}
-    if base_url is not None:
-        changes["base_url"] = base_url
-    if "api_key_env" in entry:
-        changes["key_env"] = entry["api_key_env"]
-    return [replace(spec, **changes)] if changes else []
 
 
-def _check_model(check: _Checker, alias: str, entry: Any, file_aliases: set[str]) -> None:
+def _check_model(check: _Checker, alias: str, entry: Any) -> None:
     table = ("models", alias)
     entry = check.table(table, entry)
     if not alias.strip():
@@ -286,48 +376,10 @@ def _check_model(check: _Checker, alias: str, entry: Any, file_aliases: set[str]
             raise check.error(
                 (*table, required), f"[models.{alias}] needs `{required} = {example}`"
             )
-    provider = entry["provider"]
-    if provider not in PROVIDERS:
-        raise check.error(
-            (*table, "provider"),
-            f"unknown provider {provider!r}{did_you_mean(provider, PROVIDERS)}; known "
-            f"providers: {', '.join(sorted(PROVIDERS))}",
-        )
     if not entry["model"].strip():
         raise check.error((*table, "model"), "model must not be empty")
-    fallbacks = entry.get("fallbacks", [])
-    if alias in fallbacks:
+    if alias in entry.get("fallbacks", []):
         raise check.error((*table, "fallbacks"), f"{alias!r} lists itself as a fallback")
-    for f in fallbacks:
-        prov, sep, _ = f.partition("/")
-        if sep and prov not in PROVIDERS and f not in file_aliases and f not in CONFIG_REGISTRY:
-            raise check.error(
-                (*table, "fallbacks"),
-                f"fallback {f!r} names unknown provider {prov!r}; known providers: "
-                f"{', '.join(sorted(PROVIDERS))}",
-            )
-
-
-def _build_model(check: _Checker, alias: str, entry: dict[str, Any]) -> type[Any]:
-    from ..seeds.seed002.registry import InvalidConfigValueError, make_config_class, validate_config
-
-    table = ("models", alias)
-    attrs = {k: v for k, v in entry.items() if k not in ("provider", "model")}
-    try:
-        cls = make_config_class(
-            alias, entry["provider"], entry["model"], module="llmrelay.seeds.seed002.toml", **attrs
-        )
-        validate_config(cls())
-    except InvalidConfigValueError as exc:
-        raise check.error((*table, exc.field), _strip_what(exc.message)) from None
-    except LLMRelayError as exc:
-        raise check.error(table, _strip_what(exc.message)) from None
-    return cls
-
-
-def _strip_what(message: str) -> str:
-    """Drop the "configuration 'x' (XConfig): " prefix: the file error already locates it."""
-    return re.sub(r"^configuration '[^']*' \([^)]*\):\s*", "", message)
 
 
 def default_path() -> Path | None:

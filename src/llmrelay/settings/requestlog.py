@@ -28,6 +28,7 @@ from typing import Any
 
 from ..errors import ConfigFileError, ConfigurationError
 from ..observe.requestlog.base import LogStore
+from .file import file_settings, settings_path
 
 __all__ = [
     "ENV_CONTENT",
@@ -80,10 +81,6 @@ class LogSettings:
 
 
 def _file_table() -> dict[str, Any]:
-    from ..seeds.seed002 import ensure_loaded
-    from .file import file_settings, settings_path
-
-    ensure_loaded()
     table = file_settings("log")
     where = settings_path("log") or "<config>"
     for key, value in table.items():

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigFileError, ConfigurationError, StateStoreError
 from ..state.base import Store, check_positive
+from .file import error_at, file_settings
 
 if TYPE_CHECKING:
     from ..reliability.breaker import BreakerRegistry
@@ -121,10 +122,6 @@ class StateSettings:
 
 
 def _file_table(section: str, known: set[str] | None) -> dict[str, Any]:
-    from ..seeds.seed002 import ensure_loaded
-    from .file import file_settings
-
-    ensure_loaded()
     table = file_settings(section)
     if known is not None:
         unknown = set(table) - known
@@ -139,19 +136,7 @@ def _file_table(section: str, known: set[str] | None) -> dict[str, Any]:
 
 
 def _file_error(section: str, key: str, message: str) -> ConfigFileError:
-    from .file import _line_of, settings_path
-
-    where = settings_path(section)
-    path = Path(where) if where else None
-    line = None
-    if path is not None:
-        try:
-            line = _line_of(path.read_text("utf-8"), (section, key))
-        except (OSError, UnicodeDecodeError):
-            line = None
-    return ConfigFileError(
-        message, path=str(path) if path else None, key=f"{section}.{key}", line=line
-    )
+    return error_at(section, key, message)
 
 
 def _typed(section: str, table: Mapping[str, Any], key: str, types: tuple[type, ...]) -> Any:

@@ -1,22 +1,25 @@
 """Seed 002: ``BaseModelConfig``, the ``CONFIG_REGISTRY`` and ``register_config``, and the
-provider base configurations every model configuration inherits its defaults from."""
+provider base configuration every model configuration inherits its defaults from.
+
+Nothing of seed 002 is imported here: the caller classes register themselves in
+:data:`CALLER_CLASSES` (``callers.py``), which ``ProviderBaseConfig.caller_class()`` reads."""
 
 from __future__ import annotations
 
-import difflib
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable
 from typing import Any, ClassVar
 
-from ...errors import ConfigurationError, UnknownModelError
+from ...errors import ConfigurationError
 from ...providers.table import PROVIDERS, Secret
+from ...settings.file import did_you_mean
 
 __all__ = [
+    "CALLER_CLASSES",
     "CONFIG_REGISTRY",
     "BaseModelConfig",
     "ProviderBaseConfig",
-    "create_model",
     "did_you_mean",
     "register_config",
 ]
@@ -42,12 +45,6 @@ class BaseModelConfig(ABC):
         """Returns the reference to the appropriate caller class."""
 
 
-def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest candidate, or ``""``."""
-    close = difflib.get_close_matches(name, list(candidates), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 #: alias -> configuration class (seed 002's global registry).
 CONFIG_REGISTRY: dict[str, type[BaseModelConfig]] = {}
 
@@ -71,6 +68,12 @@ def register_config(cls: type[BaseModelConfig]) -> type[BaseModelConfig]:
         )
     CONFIG_REGISTRY[alias] = cls
     return cls
+
+
+#: provider -> its caller class (``GroqCaller``, ...), filled by ``callers.py``.
+CALLER_CLASSES: dict[str, type[Any]] = {}
+#: ``callers.caller_for_provider``, which makes the caller class of any other known provider.
+CALLER_FACTORY: list[Callable[[str], type[Any]]] = []
 
 
 class ProviderBaseConfig(BaseModelConfig):
@@ -139,43 +142,8 @@ class ProviderBaseConfig(BaseModelConfig):
         }
 
     def caller_class(self) -> type[Any]:
-        from .callers import caller_for_provider
-
-        return caller_for_provider(self.provider)
+        cls = CALLER_CLASSES.get(self.provider)
+        return cls if cls is not None else CALLER_FACTORY[0](self.provider)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} alias={self.alias()!r} {self.provider}/{self.model}>"
-
-
-def create_model(alias: str, **overrides: Any) -> BaseModelConfig:
-    """Seed 002's factory, generalised to every provider: instantiate the configuration of
-    ``alias`` and apply ``overrides``. An attribute the configuration does not have is an error
-    (not silently ignored), and the result is validated (``temperature=7`` is an error).
-
-    >>> create_model("mixtral-8x7b", temperature=0.9).temperature
-    0.9
-    """
-    from . import ensure_loaded
-    from .registry import instantiate, validate_config
-
-    ensure_loaded()
-    cls = CONFIG_REGISTRY.get(alias) if isinstance(alias, str) else None
-    if cls is None:
-        close = difflib.get_close_matches(str(alias), list(CONFIG_REGISTRY), n=3)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise UnknownModelError(
-            f"Model alias '{alias}' not found.{hint} Known aliases: "
-            f"{', '.join(sorted(CONFIG_REGISTRY))}"
-        )
-    config = instantiate(cls, alias)
-    known = sorted(k for k, v in vars(config).items() if not k.startswith("_") and not callable(v))
-    for key, value in overrides.items():
-        if key.startswith("_") or not hasattr(config, key) or callable(getattr(config, key)):
-            raise ConfigurationError(
-                f"configuration {alias!r} ({cls.__name__}) has no attribute {key!r}"
-                f"{did_you_mean(key, known)}; "
-                f"settable attributes: {', '.join(known)}"
-            )
-        setattr(config, key, value)
-    validate_config(config)
-    return config

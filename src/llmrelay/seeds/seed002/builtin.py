@@ -1,9 +1,14 @@
 """Built-in model configurations: the aliases the seeds use (kept although their models are
 retired), plus the current OpenAI, Anthropic, Gemini and Groq models. Each is registered in
-``CONFIG_REGISTRY`` under its alias."""
+``CONFIG_REGISTRY`` under its alias when seed 002 is imported.
+
+The aliases themselves are data of the alias table (:mod:`llmrelay.providers.aliases`:
+``SEED_ALIASES``, ``CURRENT_MODELS``), which resolves them without seed 002; the classes here
+give seed 002's registry the same aliases, with the same targets."""
 
 from __future__ import annotations
 
+from ...providers.aliases import CURRENT_MODELS as _CURRENT_MODELS
 from .base import register_config
 from .provider_configs import AnthropicBaseConfig, GroqBaseConfig
 from .registry import define_config
@@ -97,61 +102,8 @@ class ClaudeThreeOpusConfig(AnthropicBaseConfig):
 
 # --------------------------------------------------------------------------- current models
 
-#: ``(alias, provider model id)`` per provider: the models each provider serves on 2026-11-24
-#: (newest first), including deprecated ones that still answer until their shutdown date (see
-#: the catalog). Models already shut down have no built-in alias, except the seeds' above.
-CURRENT_MODELS: dict[str, tuple[tuple[str, str], ...]] = {
-    "openai": (
-        ("gpt-6.2-astra", "gpt-6.2-astra"),
-        ("gpt-6.2-sol", "gpt-6.2-sol"),
-        ("gpt-6-astra", "gpt-6-astra"),
-        ("gpt-6.1-sol", "gpt-6.1-sol"),
-        ("gpt-6-sol", "gpt-6-sol"),
-        ("gpt-6.1-terra", "gpt-6.1-terra"),
-        ("gpt-6-luna", "gpt-6-luna"),
-        ("gpt-5.6-sol", "gpt-5.6-sol"),
-        ("gpt-5.6-terra", "gpt-5.6-terra"),
-        ("gpt-5.6-luna", "gpt-5.6-luna"),
-        ("gpt-5.5", "gpt-5.5"),
-        ("gpt-5", "gpt-5"),  # shuts down 2026-12-11
-        ("gpt-5-mini", "gpt-5-mini"),  # shuts down 2026-12-11
-        ("gpt-5-nano", "gpt-5-nano"),  # shuts down 2026-12-11
-        ("o3", "o3"),  # shuts down 2026-12-11
-        ("gpt-4.1", "gpt-4.1"),  # shuts down 2027-01-14
-        ("gpt-4.1-mini", "gpt-4.1-mini"),  # shuts down 2027-01-14
-        ("gpt-4o", "gpt-4o"),  # shuts down 2027-01-14
-        ("gpt-4o-mini", "gpt-4o-mini"),  # shuts down 2027-01-14
-    ),
-    "anthropic": (
-        ("claude-fable-5-1", "claude-fable-5-1"),
-        ("claude-opus-5-5", "claude-opus-5-5"),
-        ("claude-sonnet-5-5", "claude-sonnet-5-5"),
-        ("claude-haiku-5-5", "claude-haiku-5-5"),
-        ("claude-opus-5", "claude-opus-5"),
-        ("claude-sonnet-5", "claude-sonnet-5"),
-        ("claude-opus-4-8", "claude-opus-4-8"),
-        ("claude-opus-4-6", "claude-opus-4-6"),
-        ("claude-sonnet-4-6", "claude-sonnet-4-6"),
-        ("claude-opus-4-5", "claude-opus-4-5"),
-        ("claude-sonnet-4-5", "claude-sonnet-4-5"),
-        ("claude-haiku-4-5", "claude-haiku-4-5"),
-    ),
-    "gemini": (
-        ("gemini-4-argon", "gemini-4-argon"),
-        ("gemini-3.8-flash", "gemini-3.8-flash"),
-        ("gemini-3.5-flash", "gemini-3.5-flash"),
-        ("gemini-3.5-flash-lite", "gemini-3.5-flash-lite"),
-        ("gemini-3.1-flash-lite", "gemini-3.1-flash-lite"),
-        ("gemini-2.5-pro", "gemini-2.5-pro"),  # shuts down 2026-12-01
-        ("gemini-2.5-flash", "gemini-2.5-flash"),  # shuts down 2026-12-01
-        ("gemini-2.5-flash-lite", "gemini-2.5-flash-lite"),
-    ),
-    "groq": (
-        ("gpt-oss-120b", "openai/gpt-oss-120b"),
-        ("gpt-oss-20b", "openai/gpt-oss-20b"),
-        ("qwen3.6-27b", "qwen/qwen3.6-27b"),  # a preview model on Groq
-    ),
-}
+#: The current models (data of the alias table, :mod:`llmrelay.providers.aliases`).
+CURRENT_MODELS = _CURRENT_MODELS
 
 for _provider, _rows in CURRENT_MODELS.items():
     for _alias, _model in _rows:

@@ -11,8 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import InvalidRequestError, UnknownModelError
+from ...providers.aliases import target_from_params
 from ...providers.table import PROVIDERS
-from .registry import target_from_params
+from ...types import NO_PARAMS
+from .base import CALLER_CLASSES, CALLER_FACTORY, BaseModelConfig, ProviderBaseConfig
 
 __all__ = [
     "AnthropicCaller",
@@ -21,6 +23,7 @@ __all__ = [
     "GroqCaller",
     "OpenAICaller",
     "caller_for_provider",
+    "uses_llmrelay_caller",
 ]
 
 
@@ -68,8 +71,9 @@ class ChatCaller:
 
     async def acall_llm(self, prompt: str) -> str:
         """Send ``prompt`` (after the configuration's system message) and return the text."""
+        # Loaded on the first call, not when seed 002 is imported: the call options pull in the
+        # retry core and asyncio (no cycle: core never imports the seeds).
         from ...core.options import NO_OPTIONS
-        from ...types import NO_PARAMS
 
         if not isinstance(prompt, str):
             raise InvalidRequestError(
@@ -87,7 +91,7 @@ class ChatCaller:
         """Send ``prompt`` (after the configuration's system message) and return the text.
 
         Works from sync code and from inside a running event loop (e.g. Jupyter)."""
-        from ..._sync import run_sync
+        from ..._sync import run_sync  # asyncio: loaded on the first sync call, not on import
 
         return run_sync(self.acall_llm(prompt))
 
@@ -95,7 +99,7 @@ class ChatCaller:
         return f"<{type(self).__name__} {self._target.provider}/{self._target.model}>"
 
 
-_CALLERS: dict[str, type[ChatCaller]] = {}
+_CALLERS = CALLER_CLASSES  # the one table, read by ProviderBaseConfig.caller_class()
 _CLASS_NAMES = {
     "openai": "OpenAI",
     "deepseek": "DeepSeek",
@@ -126,3 +130,17 @@ GroqCaller = caller_for_provider("groq")
 OpenAICaller = caller_for_provider("openai")
 AnthropicCaller = caller_for_provider("anthropic")
 GeminiCaller = caller_for_provider("gemini")
+
+
+def uses_llmrelay_caller(config: BaseModelConfig) -> bool:
+    """Whether the configuration's caller is one of ours (so its params must make a target)."""
+    if isinstance(config, ProviderBaseConfig):
+        return True
+    try:
+        caller = config.caller_class()
+    except Exception:
+        return False
+    return isinstance(caller, type) and issubclass(caller, ChatCaller)
+
+
+CALLER_FACTORY.append(caller_for_provider)

@@ -1,22 +1,31 @@
-"""From configurations to targets: validation, alias lookup, and defining configurations
-from data (the TOML file and the built-in model list).
+"""Seed 002's registry of configuration classes: defining configurations from data (the
+built-in aliases and the configuration file's ``[models]``), looking an alias up, and
+``create_model``.
 
-A configuration is read only through its ``get_params()`` dict, so hand-written seed-style
-configurations (which subclass ``BaseModelConfig`` directly) work exactly like ours.
+The file's aliases are read through :mod:`llmrelay.providers.aliases` (which loads and checks
+the file); :func:`ensure_loaded` gives each of them a configuration class in ``CONFIG_REGISTRY``,
+like the built-in ones, so the registry lists every alias.
 """
 
 from __future__ import annotations
 
-import os
+import difflib
 import re
-import sys
-from collections.abc import Mapping
+import threading
 from typing import Any
 
-from ...errors import ConfigurationError, InvalidRequestError, UnknownModelError
-from ...providers.resolve import Target
-from ...providers.table import PROVIDERS, Secret, infer_provider
-from ...types import build_params
+from ...errors import ConfigurationError, UnknownModelError
+from ...providers.aliases import (
+    PARAM_KEYS,
+    POLICY_KEYS,
+    InvalidConfigValueError,
+    Target,
+    file_models,
+    pull_file,
+    target_from_params,
+)
+from ...providers.table import PROVIDERS
+from . import provider_configs
 from .base import (
     CONFIG_REGISTRY,
     BaseModelConfig,
@@ -24,11 +33,17 @@ from .base import (
     did_you_mean,
     register_config,
 )
+from .callers import uses_llmrelay_caller
+from .targets import instantiate, target_from_config, validate_config
 
 __all__ = [
+    "PARAM_KEYS",
+    "POLICY_KEYS",
     "InvalidConfigValueError",
     "aliases",
+    "create_model",
     "define_config",
+    "ensure_loaded",
     "instantiate",
     "lookup",
     "make_config_class",
@@ -38,24 +53,10 @@ __all__ = [
     "validate_config",
 ]
 
-#: The keys of ``get_params()`` that are generation parameters.
-PARAM_KEYS = (
-    "temperature",
-    "max_tokens",
-    "top_p",
-    "frequency_penalty",
-    "presence_penalty",
-    "stop",
-)
-_BASES: dict[str, type[ProviderBaseConfig]] = {}
-
-
-class InvalidConfigValueError(ConfigurationError):
-    """One attribute of a configuration has an invalid value; ``field`` names it."""
-
-    def __init__(self, message: str, *, field: str, **kw: Any) -> None:
-        super().__init__(message, **kw)
-        self.field = field
+#: provider -> its base configuration class (seed 002's ``GroqBaseConfig`` pattern).
+_BASES: dict[str, type[ProviderBaseConfig]] = {
+    cls.provider: cls for cls in (getattr(provider_configs, n) for n in provider_configs.__all__)
+}
 
 
 def _known_providers() -> str:
@@ -63,12 +64,6 @@ def _known_providers() -> str:
 
 
 def _provider_base(provider: str) -> type[ProviderBaseConfig]:
-    if not _BASES:
-        from . import provider_configs
-
-        for name in provider_configs.__all__:
-            cls = getattr(provider_configs, name)
-            _BASES[cls.provider] = cls
     base = _BASES.get(provider)
     if base is None:
         if provider not in PROVIDERS:
@@ -131,249 +126,41 @@ def make_config_class(
     return cls
 
 
-def _caller_provider(config: BaseModelConfig) -> str | None:
-    """The provider of the config's caller class, for seed-style configs whose ``get_params()``
-    does not say it (``caller_class()`` returning ``GroqCaller`` means Groq)."""
-    try:
-        caller = config.caller_class()
-    except Exception:  # a broken caller_class() is reported when the caller is built
-        return None
-    provider = getattr(caller, "provider", None)
-    return provider if isinstance(provider, str) and provider else None
-
-
-def target_from_config(config: BaseModelConfig, alias: str | None = None) -> Target:
-    """Read a configuration through its ``get_params()`` (so seed-style configs work too)."""
-    alias = alias or type(config).alias()
-    what = f"configuration {alias!r} ({type(config).__name__})"
-    p = config.get_params()
-    if not isinstance(p, Mapping):
-        raise ConfigurationError(f"{what}: get_params() must return a dict, not {type(p).__name__}")
-    provider = getattr(config, "provider", None) or None
-    if not p.get("provider") and not provider:
-        provider = _caller_provider(config)
-    return target_from_params(
-        p,
-        alias=alias,
-        provider=provider,
-        key_env=getattr(config, "api_key_env", None) or None,
-        what=what,
-    )
-
-
-def target_from_params(
-    p: Mapping[str, Any],
-    *,
-    alias: str | None = None,
-    provider: str | None = None,
-    key_env: str | None = None,
-    what: str = "the configuration",
-) -> Target:
-    """Validate a ``get_params()`` dict and turn it into a ``Target``.
-
-    ``provider`` is used when the dict has no ``"provider"`` (e.g. the caller class's provider).
-    A key equal to its environment variable's value is not stored: it is read again at each call,
-    so a rotated or removed key takes effect without rebuilding anything.
-    """
-    if not isinstance(p, Mapping):
-        raise ConfigurationError(f"{what}: the params must be a dict, not {type(p).__name__}")
-    model = p.get("model")
-    if not isinstance(model, str) or not model.strip():
-        raise InvalidConfigValueError(
-            f"{what} has no model (model={model!r}); set self.model to the provider's model "
-            "id, e.g. 'openai/gpt-oss-20b'",
-            field="model",
-        )
-    prov = p.get("provider") or provider or infer_provider(model)
-    if not prov:
-        raise InvalidConfigValueError(
-            f"{what} does not say its provider; subclass a provider base config (e.g. "
-            "GroqBaseConfig), add 'provider' to get_params(), or return a provider's caller "
-            "from caller_class() (e.g. llmrelay.config.callers.GroqCaller)",
-            field="provider",
-        )
-    if not isinstance(prov, str) or prov not in PROVIDERS:
-        raise UnknownModelError(
-            f"{what} names unknown provider {prov!r}; known providers: {_known_providers()}. "
-            "Register another OpenAI-compatible vendor with llmrelay.register_provider_spec()"
-        )
-    spec = PROVIDERS[prov]
-    values: dict[str, Any] = {}
-    for k in PARAM_KEYS:
-        v = p.get(k)
-        if v is None:
-            continue
-        try:
-            build_params({k: v})
-        except InvalidRequestError as exc:
-            raise InvalidConfigValueError(f"{what}: {exc.message}", field=k) from None
-        values[k] = v
-    params = build_params(values)
-
-    system = _optional_str(p, "system_message", what)
-    base_url = _optional_str(p, "base_url", what)
-    if base_url and not base_url.startswith(("http://", "https://")):
-        raise InvalidConfigValueError(
-            f"{what}: base_url must start with http:// or https://, not {base_url!r}",
-            field="base_url",
-        )
-    env_name = _optional_str(p, "api_key_env", what) or key_env or None
-    stream = p.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise InvalidConfigValueError(
-            f"{what}: stream must be True or False, not {stream!r}", field="stream"
-        )
-
-    key = p.get("api_key")
-    if isinstance(key, Secret):
-        key = key.get()
-    elif key is not None and not isinstance(key, str):
-        raise InvalidConfigValueError(
-            f"{what}: api_key must be a string (or llmrelay.Secret), not {type(key).__name__}",
-            field="api_key",
-        )
-    secret: Secret | None = None
-    if key:
-        env_names = (env_name or spec.key_env, *spec.alt_key_envs)
-        if key not in {os.environ.get(n) for n in env_names if n}:
-            secret = Secret(key)  # a literal key in the config (env keys are read per call)
-
-    fallbacks = p.get("fallbacks") or ()
-    if isinstance(fallbacks, str) or not isinstance(fallbacks, list | tuple):
-        raise InvalidConfigValueError(
-            f"{what}: fallbacks must be a list of aliases or 'provider/model' names, "
-            f"not {fallbacks!r}",
-            field="fallbacks",
-        )
-    if not all(isinstance(f, str) and f.strip() for f in fallbacks):
-        raise InvalidConfigValueError(
-            f"{what}: every fallback must be a non-empty alias or 'provider/model' name, "
-            f"not {list(fallbacks)!r}",
-            field="fallbacks",
-        )
-    if alias is not None and alias in fallbacks:
-        raise InvalidConfigValueError(
-            f"{what} lists itself ({alias!r}) as a fallback", field="fallbacks"
-        )
-    policy = p.get("policy") or {}
-    if not isinstance(policy, Mapping):
-        raise InvalidConfigValueError(
-            f"{what}: policy must be a dict, not {type(policy).__name__}", field="policy"
-        )
-    _check_policy(policy, what)
-    return Target(
-        provider=prov,
-        model=model,
-        alias=alias,
-        params=params,
-        system_message=system or None,
-        base_url=base_url or None,
-        api_key=secret,
-        api_key_env=env_name,
-        fallbacks=tuple(fallbacks),
-        policy=dict(policy),
-    )
-
-
-def _optional_str(p: Mapping[str, Any], name: str, what: str) -> str | None:
-    v = p.get(name)
-    if v is None or isinstance(v, str):
-        return v
-    raise InvalidConfigValueError(
-        f"{what}: {name} must be a string, not {type(v).__name__} {v!r}", field=name
-    )
-
-
-def uses_llmrelay_caller(config: BaseModelConfig) -> bool:
-    """Whether the configuration's caller is one of ours (so its params must make a target)."""
-    if isinstance(config, ProviderBaseConfig):
-        return True
-    from .callers import ChatCaller
-
-    try:
-        caller = config.caller_class()
-    except Exception:
-        return False
-    return isinstance(caller, type) and issubclass(caller, ChatCaller)
-
-
-def validate_config(config: BaseModelConfig, alias: str | None = None) -> Target | None:
-    """Check a configuration the way a call would use it; raise ``ConfigurationError``.
-
-    Returns the target, or ``None`` for a configuration whose caller is the user's own class
-    (then only the shape of ``get_params()`` is checked: llmrelay cannot know its meaning).
-    """
-    if uses_llmrelay_caller(config):
-        return target_from_config(config, alias)
-    p = config.get_params()
-    if not isinstance(p, Mapping):
-        raise ConfigurationError(
-            f"{type(config).__name__}.get_params() must return a dict, not {type(p).__name__}"
-        )
-    return None
-
-
-def instantiate(cls: Any, alias: str) -> BaseModelConfig:
-    """``cls()`` for the configuration registered as ``alias``, with a clear error when the
-    registry holds something that is not a configuration class or that cannot be built."""
-    if not isinstance(cls, type):
-        raise ConfigurationError(
-            f"the registry maps alias {alias!r} to {cls!r}, which is not a configuration class; "
-            "register classes (e.g. with @register_config), not instances"
-        )
-    try:
-        config = cls()
-    except TypeError as exc:
-        raise ConfigurationError(
-            f"configuration class {cls.__name__} (alias {alias!r}) cannot be instantiated "
-            f"without arguments: {exc}. Implement alias(), get_params() and caller_class(), "
-            "and give __init__ no required parameters"
-        ) from exc
-    for method in ("get_params", "caller_class"):
-        if not callable(getattr(config, method, None)):
-            raise ConfigurationError(
-                f"configuration class {cls.__name__} (alias {alias!r}) has no {method}() "
-                "method; subclass llmrelay.BaseModelConfig"
-            )
-    return config  # type: ignore[no-any-return]
-
-
-#: What an alias's ``policy`` may set: retries per deployment, seconds per attempt, seconds
-#: for the whole call.
-POLICY_KEYS = ("retries", "timeout", "deadline")
-
-
-def _check_policy(policy: Mapping[str, Any], what: str) -> None:
-    for key, value in policy.items():
-        if key not in POLICY_KEYS:
-            raise InvalidConfigValueError(
-                f"{what}: unknown policy key {key!r}; allowed: {', '.join(POLICY_KEYS)}",
-                field="policy",
-            )
-        ok = not isinstance(value, bool) and (
-            isinstance(value, int) and value >= 0
-            if key == "retries"
-            else isinstance(value, int | float) and value > 0
-        )
-        if not ok:
-            need = "a whole number >= 0" if key == "retries" else "a positive number of seconds"
-            raise InvalidConfigValueError(
-                f"{what}: policy {key} must be {need}, not {value!r}", field="policy"
-            )
-
-
 _cache: dict[str, tuple[type[BaseModelConfig], Target]] = {}
+#: how many configuration files have their aliases registered as classes
+_materialised = 0
+_lock = threading.RLock()
 
 
-def _ensure_loaded() -> None:
-    """``config.ensure_loaded`` without an import statement on every lookup (hot path)."""
-    pkg = sys.modules["llmrelay.seeds.seed002"]
-    pkg.ensure_loaded()
+def ensure_loaded() -> None:
+    """Register a configuration class for each alias of the configuration file (loaded once,
+    through :mod:`llmrelay.providers.aliases`), as for the built-in aliases.
+
+    A malformed file raises ``ConfigFileError`` here, and again on the next call until fixed.
+    """
+    global _materialised
+    if pull_file() == _materialised:
+        return
+    with _lock:
+        files = file_models()
+        for models in files[_materialised:]:
+            for alias, entry in models.items():
+                attrs = {k: v for k, v in entry.items() if k not in ("provider", "model")}
+                register_config(
+                    make_config_class(
+                        alias,
+                        entry["provider"],
+                        entry["model"],
+                        module="llmrelay.seeds.seed002.toml",
+                        **attrs,
+                    )
+                )
+        _materialised = len(files)
 
 
 def lookup(alias: str) -> Target | None:
     """The target of a registered alias (``None`` if it is not one), built once per class."""
-    _ensure_loaded()
+    ensure_loaded()
     cls = CONFIG_REGISTRY.get(alias)
     if cls is None:
         return None
@@ -386,7 +173,36 @@ def lookup(alias: str) -> Target | None:
 
 
 def aliases() -> list[str]:
-    from . import ensure_loaded
-
     ensure_loaded()
     return list(CONFIG_REGISTRY)
+
+
+def create_model(alias: str, **overrides: Any) -> BaseModelConfig:
+    """Seed 002's factory, generalised to every provider: instantiate the configuration of
+    ``alias`` and apply ``overrides``. An attribute the configuration does not have is an error
+    (not silently ignored), and the result is validated (``temperature=7`` is an error).
+
+    >>> create_model("mixtral-8x7b", temperature=0.9).temperature
+    0.9
+    """
+    ensure_loaded()
+    cls = CONFIG_REGISTRY.get(alias) if isinstance(alias, str) else None
+    if cls is None:
+        close = difflib.get_close_matches(str(alias), list(CONFIG_REGISTRY), n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise UnknownModelError(
+            f"Model alias '{alias}' not found.{hint} Known aliases: "
+            f"{', '.join(sorted(CONFIG_REGISTRY))}"
+        )
+    config = instantiate(cls, alias)
+    known = sorted(k for k, v in vars(config).items() if not k.startswith("_") and not callable(v))
+    for key, value in overrides.items():
+        if key.startswith("_") or not hasattr(config, key) or callable(getattr(config, key)):
+            raise ConfigurationError(
+                f"configuration {alias!r} ({cls.__name__}) has no attribute {key!r}"
+                f"{did_you_mean(key, known)}; "
+                f"settable attributes: {', '.join(known)}"
+            )
+        setattr(config, key, value)
+    validate_config(config)
+    return config
