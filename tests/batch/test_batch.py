@@ -360,7 +360,8 @@ def test_engine_preflight_resolves_the_primary(monkeypatch: pytest.MonkeyPatch) 
     assert engine.preflight("openai/gpt-4.1-mini", opts) is None
     assert engine.plan("openai/gpt-4.1-mini", opts).fallbacks
     dep = engine.preflight("openai/gpt-4.1-mini", CallOptions(api_key=CANARY_KEY))
-    assert dep is not None and dep.provider == "openai"
+    assert dep is not None
+    assert dep.provider == "openai"
     assert CANARY_KEY not in repr(dep)
 
 
