@@ -84,7 +84,7 @@ class Client:
                     "metrics= and log= build the engine's recorder; with engine=, pass "
                     "Engine(recorder=...) instead (CompositeRecorder combines several)"
                 )
-            from .observe.recorders import client_recorders
+            from .settings.recorders import client_recorders
 
             rec = client_recorders(metrics, log)
             self.metrics, self.log, self._owns_log = rec.metrics, rec.log, rec.owns_log
