@@ -95,7 +95,7 @@ class Client:
             from .catalog.layer import Catalog
             from .core.engine import DEFAULT_TIMEOUTS, timeouts_from
             from .settings.defaults import engine_defaults
-            from .settings.state import build_layers
+            from .settings.layers import build_layers
 
             # [defaults] (retries, timeouts, deadline, fallbacks, breaker options) from the
             # configuration file; arguments given here win.
