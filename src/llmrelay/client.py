@@ -14,10 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from ._sync import run_sync
 from .batch.runner import BatchResult, run_batch, run_batch_sync
+from .catalog.layer import Catalog
 from .core.engine import Engine
-from .core.options import ModelRef, split_kwargs
+from .core.options import DEFAULT_TIMEOUTS, ModelRef, split_kwargs, timeouts_from
 from .core.streaming import ResponseStream, SyncResponseStream
 from .errors import InvalidRequestError
+from .settings.defaults import engine_defaults
+from .settings.layers import build_layers
 from .transport.base import Timeouts, Transport
 from .types import MessagesInput, Response, normalize_messages
 
@@ -84,6 +87,7 @@ class Client:
                     "metrics= and log= build the engine's recorder; with engine=, pass "
                     "Engine(recorder=...) instead (CompositeRecorder combines several)"
                 )
+            # Loaded only when asked for (metrics and the request log cost ~50 ms to import).
             from .settings.recorders import client_recorders
 
             rec = client_recorders(metrics, log)
@@ -92,11 +96,6 @@ class Client:
             if log_content is None:
                 log_content = rec.log_content
         if engine is None:
-            from .catalog.layer import Catalog
-            from .core.engine import DEFAULT_TIMEOUTS, timeouts_from
-            from .settings.defaults import engine_defaults
-            from .settings.layers import build_layers
-
             # [defaults] (retries, timeouts, deadline, fallbacks, breaker options) from the
             # configuration file; arguments given here win.
             kwargs = engine_defaults()

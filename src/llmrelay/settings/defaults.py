@@ -89,7 +89,7 @@ def engine_defaults() -> dict[str, Any]:
             raise _error(f"unknown key {key!r}; allowed: {', '.join(_TOP)}", key)
         if isinstance(value, bool) or not isinstance(value, types):
             raise _error(f"{key} must be {' or '.join(t.__name__ for t in types)}", key)
-    from ..core.engine import DEFAULT_TIMEOUTS, timeouts_from
+    from ..core.options import DEFAULT_TIMEOUTS, timeouts_from
     from ..core.retry import RetryPolicy
     from ..core.routing import validate_chain
 
