@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from ..catalog.costs import estimate_request_cost
 from ..errors import BudgetExceededError, ConfigurationError
 from ..state.base import key_id
 from .budgets_ledger import Ledger, MemoryLedger, default_ledger
@@ -144,8 +145,6 @@ Estimator = Callable[["ChatRequest", "Deployment"], "float | None"]
 
 
 def _default_estimator(req: ChatRequest, dep: Deployment) -> float | None:
-    from ..catalog.costs import estimate_request_cost
-
     return estimate_request_cost(req, dep)
 
 
