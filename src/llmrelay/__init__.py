@@ -119,7 +119,7 @@ _EXPORTS: dict[str, str] = {
     "RateLimiter": "reliability.ratelimit",
     "Limits": "reliability.ratelimit",
     "BatchResult": "batch.runner",
-    "amap": "batch.runner",
+    "amap": "client",
     # test doubles
     "TestModel": "providers.doubles",
     "FunctionModel": "providers.doubles",
@@ -184,7 +184,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from typing import Any
 
     from .batch.runner import BatchResult as BatchResult
-    from .batch.runner import amap as amap
     from .catalog.costs import calculate_cost as calculate_cost
     from .catalog.costs import estimate_request_cost as estimate_request_cost
     from .catalog.detect import ModelCapabilityDetectorFactory as ModelCapabilityDetectorFactory
@@ -200,6 +199,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .catalog.tokens import count_tokens as count_tokens
     from .client import Client as Client
     from .client import achat as achat
+    from .client import amap as amap
     from .client import astream as astream
     from .client import chat as chat
     from .client import stream as stream

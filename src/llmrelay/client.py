@@ -13,44 +13,32 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._sync import run_sync
-from .core.engine import Engine, ModelRef
-from .core.options import NO_OPTIONS, OPTION_NAMES, CallOptions
+from .batch.runner import BatchResult, run_batch, run_batch_sync
+from .catalog.layer import Catalog
+from .core.engine import Engine
+from .core.options import DEFAULT_TIMEOUTS, ModelRef, split_kwargs, timeouts_from
 from .core.streaming import ResponseStream, SyncResponseStream
 from .errors import InvalidRequestError
+from .settings.defaults import engine_defaults
+from .settings.layers import build_layers
 from .transport.base import Timeouts, Transport
-from .types import (
-    PARAM_NAMES,
-    GenerationParams,
-    MessagesInput,
-    Response,
-    build_params,
-    normalize_messages,
-)
+from .types import MessagesInput, Response, normalize_messages
 
 if TYPE_CHECKING:
-    from .batch.runner import BatchResult
     from .observe.metrics import Metrics
     from .observe.requestlog import RequestLog
 
-__all__ = ["Client", "achat", "astream", "chat", "default_client", "stream"]
-
-
-def split_kwargs(kwargs: dict[str, Any]) -> tuple[GenerationParams, CallOptions]:
-    """Separate generation parameters from call options; reject unknown names."""
-    params: dict[str, Any] = {}
-    opts: dict[str, Any] = {}
-    for k, v in kwargs.items():
-        if k in PARAM_NAMES or k == "extra":
-            params[k] = v
-        elif k in OPTION_NAMES:
-            opts[k] = v
-        else:
-            raise InvalidRequestError(
-                f"unknown argument {k!r}. Generation parameters: {', '.join(sorted(PARAM_NAMES))}; "
-                f"call options: {', '.join(sorted(OPTION_NAMES))}; provider-specific fields go in "
-                "extra={...}"
-            )
-    return build_params(params), (CallOptions(**opts) if opts else NO_OPTIONS)
+__all__ = [
+    "Client",
+    "achat",
+    "amap",
+    "astream",
+    "chat",
+    "default_client",
+    "map",
+    "split_kwargs",
+    "stream",
+]
 
 
 class Client:
@@ -118,7 +106,8 @@ class Client:
                     "metrics= and log= build the engine's recorder; with engine=, pass "
                     "Engine(recorder=...) instead (CompositeRecorder combines several)"
                 )
-            from .observe.recorders import client_recorders
+            # Loaded only when asked for (metrics and the request log cost ~50 ms to import).
+            from .settings.recorders import client_recorders
 
             rec = client_recorders(metrics, log)
             self.metrics, self.log, self._owns_log = rec.metrics, rec.log, rec.owns_log
@@ -126,11 +115,6 @@ class Client:
             if log_content is None:
                 log_content = rec.log_content
         if engine is None:
-            from .catalog.layer import Catalog
-            from .core.engine import DEFAULT_TIMEOUTS, timeouts_from
-            from .settings.defaults import engine_defaults
-            from .settings.state import build_layers
-
             # [defaults] (retries, timeouts, deadline, fallbacks, breaker options) from the
             # configuration file; arguments given here win.
             kwargs = engine_defaults()
@@ -183,16 +167,13 @@ class Client:
         self, model: ModelRef, prompts: Iterable[Any], **kwargs: Any
     ) -> list[BatchResult]:
         """Run one call per item, ``concurrency`` at a time, resumable with ``journal=PATH``;
-        results in input order (see :func:`llmrelay.batch.runner.amap`)."""
-        from .batch.runner import amap
-
-        return await amap(model, prompts, client=self, **kwargs)
+        results in input order (see :mod:`llmrelay.batch.runner`)."""
+        return await run_batch(self.engine, model, prompts, **kwargs)
 
     def map(self, model: ModelRef, prompts: Iterable[Any], **kwargs: Any) -> list[BatchResult]:
-        """Sync ``amap`` (see :func:`llmrelay.batch.runner.map`)."""
-        from .batch.runner import map as batch_map
-
-        return batch_map(model, prompts, client=self, **kwargs)
+        """Sync ``amap``; Ctrl-C stops the batch with every finished item journaled, then raises
+        ``KeyboardInterrupt``."""
+        return run_batch_sync(self.engine, model, prompts, **kwargs)
 
     async def aclose(self) -> None:
         """Close this client's connections on the running loop (and the request log it opened,
@@ -232,3 +213,18 @@ def astream(model: ModelRef, messages: MessagesInput, **kwargs: Any) -> Response
 
 def stream(model: ModelRef, messages: MessagesInput, **kwargs: Any) -> SyncResponseStream:
     return default_client().stream(model, messages, **kwargs)
+
+
+async def amap(
+    model: ModelRef, prompts: Iterable[Any], *, client: Client | None = None, **kwargs: Any
+) -> list[BatchResult]:
+    """``await llmrelay.amap("openai/gpt-4.1-mini", prompts, concurrency=16)``: one call per
+    item on ``client`` (default: the shared client); see :meth:`Client.amap`."""
+    return await (client if client is not None else default_client()).amap(model, prompts, **kwargs)
+
+
+def map(
+    model: ModelRef, prompts: Iterable[Any], *, client: Client | None = None, **kwargs: Any
+) -> list[BatchResult]:
+    """Sync :func:`amap`."""
+    return (client if client is not None else default_client()).map(model, prompts, **kwargs)

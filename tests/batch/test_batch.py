@@ -1,4 +1,4 @@
-"""The batch helper (``llmrelay.batch.runner.amap``/``map``, ``Client.amap``/``map``) and
+"""The batch helper (``llmrelay.amap``/``llmrelay.client.map``, ``Client.amap``/``map``) and
 ``llmrelay batch``: order, the concurrency limit, per-item failures, the journal (resume, torn
 lines, locking), and the CLI end to end -- in-process and in real processes killed halfway."""
 
@@ -19,12 +19,13 @@ import orjson
 import pytest
 
 import llmrelay
-from llmrelay.batch import runner as batch
-from llmrelay.batch.runner import BatchResult, Journal, amap, parse_item
+from llmrelay import client as client_module
+from llmrelay.batch.runner import BatchResult, Journal, parse_item, run_batch
 from llmrelay.cli.batch import EXIT_ITEMS_FAILED, EXIT_MALFORMED_INPUT, Progress
 from llmrelay.cli.main import main
-from llmrelay.client import Client
+from llmrelay.client import Client, amap
 from llmrelay.core.engine import Engine
+from llmrelay.core.options import CallOptions
 from llmrelay.errors import (
     AllAttemptsFailedError,
     BadRequestError,
@@ -318,6 +319,52 @@ async def test_bad_batch_arguments(client: Client, tmp_path: pathlib.Path) -> No
     assert records(tmp_path / "j") == []
 
 
+async def test_run_batch_on_a_bare_engine() -> None:
+    """The batch runs on an Engine (no Client): batch-wide arguments split once, an item's own
+    arguments override them, and a failing item does not stop the others."""
+    seen: list[tuple[str, float | None, int | None]] = []
+
+    async def fn(messages: list[Message], params: GenerationParams) -> str:
+        text = messages[-1].text()
+        seen.append((text, params.temperature, params.seed))
+        if text == "boom":
+            raise ValueError("no")
+        return f"A:{text}"
+
+    engine = Engine()
+    try:
+        results = await run_batch(
+            engine,
+            FunctionModel(fn),
+            ["a", {"prompt": "b", "temperature": 0.9}, "boom"],
+            temperature=0.1,
+            seed=7,
+            retries=0,
+        )
+    finally:
+        await engine.transport.aclose()
+    assert [r.text for r in results[:2]] == ["A:a", "A:b"]
+    assert not results[2].ok
+    assert sorted(seen) == [("a", 0.1, 7), ("b", 0.9, 7), ("boom", 0.1, 7)]
+
+
+def test_engine_preflight_resolves_the_primary(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    engine = Engine()
+    with pytest.raises(MissingAPIKeyError):
+        engine.preflight("openai/gpt-4.1-mini")
+    with pytest.raises(UnknownModelError):
+        engine.preflight("no-such-model")
+    # With a fallback the unresolvable primary is not an error yet: a fallback may answer.
+    opts = CallOptions(fallbacks=["anthropic/claude-3-5-haiku-latest"])
+    assert engine.preflight("openai/gpt-4.1-mini", opts) is None
+    assert engine.plan("openai/gpt-4.1-mini", opts).fallbacks
+    dep = engine.preflight("openai/gpt-4.1-mini", CallOptions(api_key=CANARY_KEY))
+    assert dep is not None
+    assert dep.provider == "openai"
+    assert CANARY_KEY not in repr(dep)
+
+
 def test_parse_item_default_ids_and_sources() -> None:
     item = parse_item({"prompt": "x", "seed": 3}, 4, default_id=9, source="in.jsonl:9")
     assert (item.index, item.id, item.messages, item.kwargs) == (4, 9, "x", {"seed": 3})
@@ -467,7 +514,7 @@ def test_sync_map_interrupted_then_resumed(tmp_path: pathlib.Path) -> None:
         c.map(FunctionModel(fn, name="m"), prompts, concurrency=1, journal=path)
     assert [r["id"] for r in records(path)] == [0, 1, 2]
     again: list[str] = []
-    results = batch.map(answering(again, name="m"), prompts, client=c, journal=path)
+    results = client_module.map(answering(again, name="m"), prompts, client=c, journal=path)
     assert again == ["p3", "p4", "p5"]
     assert [r.text for r in results] == [f"A:{p}" for p in prompts]
 

@@ -27,7 +27,7 @@ from llmrelay.providers.doubles import TestModel
 from llmrelay.providers.table import make_deployment
 from llmrelay.reliability.breaker_shared import SharedBreakerRegistry, SharedCircuitBreaker
 from llmrelay.reliability.budgets import BudgetLimit, Budgets
-from llmrelay.reliability.budgets_ledger import RedisLedger
+from llmrelay.reliability.budgets_ledger import MemoryLedger, RedisLedger
 from llmrelay.reliability.cache import ResponseCache
 from llmrelay.reliability.ratelimit import RateLimiter
 from llmrelay.state import RedisStore
@@ -36,6 +36,7 @@ from llmrelay.testing.fake import FakeUpstream
 from llmrelay.types import ChatRequest, Message, build_params
 
 from .. import redis_services
+from ..config_isolation import isolated_config
 from ..redis_services import OwnRedis, count_prefix
 
 pytestmark = pytest.mark.services
@@ -315,6 +316,30 @@ async def test_redis_ledger_budgets_are_shared_and_atomic(redis_store: RedisStor
     assert status["reserved_usd"] == pytest.approx(0.8)
     assert status["spent_usd"] == 0.0
     assert r2 is not None
+
+
+async def test_budgets_without_a_ledger_share_the_configured_redis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str, redis_prefix: str
+) -> None:
+    """``Budgets(ledger=None)`` takes the configured state: two of them, built apart from any
+    client, enforce one limit together through Redis (and an unconfigured one stays local)."""
+    limits = [BudgetLimit(1.0, "total")]
+    dep = make_deployment("openai", "gpt-4o-mini", api_key="sk-x")
+    req = ChatRequest([Message("user", "hi")], build_params({}))
+    with isolated_config():
+        local = Budgets(limits, estimator=lambda r, d: 0.6)
+    path = tmp_path / "llmrelay.toml"
+    path.write_text(f'[state]\nbackend = "redis"\nurl = "{redis_url}"\nprefix = "{redis_prefix}"\n')
+    monkeypatch.setenv("LLMRELAY_CONFIG", str(path))
+    with isolated_config():
+        a = Budgets(limits, estimator=lambda r, d: 0.6)
+        b = Budgets(limits, estimator=lambda r, d: 0.6)
+    await a.reserve(req, dep, _ctx())
+    with pytest.raises(BudgetExceededError, match=r"\$0.600000 reserved"):
+        await b.reserve(req, dep, _ctx())
+    assert isinstance(local.ledger, MemoryLedger)  # nothing configured: in this process
+    await local.reserve(req, dep, _ctx())  # nothing reserved there by a or b
+    assert count_prefix(redis_url, redis_prefix) > 0
 
 
 # --------------------------------------------------------------------------- Redis restarting

@@ -15,16 +15,11 @@ import llmrelay
 from llmrelay._sync import run_sync
 from llmrelay.errors import ConfigFileError, ConfigurationError, StateStoreError
 from llmrelay.reliability.breaker_shared import SharedBreakerRegistry
-from llmrelay.settings.state import (
-    StateSettings,
-    build_layers,
-    from_env,
-    open_store,
-    parse_state,
-    settings_from_config,
-)
+from llmrelay.settings.layers import build_layers, from_env
+from llmrelay.settings.state import StateSettings, parse_state, settings_from_config
 from llmrelay.state import MemoryStore, RedisStore, SQLiteStore
 from llmrelay.state.base import check_ttl, redact_url
+from llmrelay.state.open import open_store
 
 from .. import redis_services
 from ..config_isolation import isolated_config

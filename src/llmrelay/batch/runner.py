@@ -1,4 +1,8 @@
-"""Batch calls: ``amap`` / ``map`` over many prompts, concurrent, in order, resumable.
+"""Batch calls: many prompts through one engine, concurrent, in order, resumable.
+
+:func:`run_batch` (and its sync twin :func:`run_batch_sync`) runs a batch on an ``Engine``;
+the public ``llmrelay.amap`` / ``Client.amap`` / ``Client.map`` (in :mod:`llmrelay.client`) call
+it with their client's engine.
 
 .. code-block:: python
 
@@ -44,20 +48,38 @@ import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from .._sync import run_sync
-from ..client import Client, default_client, split_kwargs
-from ..core.engine import OPTION_NAMES, Engine, ModelRef
 from ..core.layers import Cost
+from ..core.options import OPTION_NAMES, CallOptions, ModelRef, split_kwargs
 from ..errors import InvalidRequestError
 from ..providers.resolve import Target
-from ..types import PARAM_NAMES, Message, MessagesInput, Response, Usage, normalize_messages
+from ..types import (
+    PARAM_NAMES,
+    GenerationParams,
+    Message,
+    MessagesInput,
+    Response,
+    Usage,
+    normalize_messages,
+)
 from .journal import Journal, json_default, restore_outcome, result_record
 
-__all__ = ["BatchItem", "BatchResult", "Journal", "amap", "fingerprint", "map", "parse_item"]
+if TYPE_CHECKING:
+    from ..core.engine import Engine
+
+__all__ = [
+    "BatchItem",
+    "BatchResult",
+    "Journal",
+    "fingerprint",
+    "parse_item",
+    "run_batch",
+    "run_batch_sync",
+]
 
 #: What an item id may be.
 ItemId = str | int
@@ -294,13 +316,10 @@ def _check_concurrency(value: Any) -> int:
     return value
 
 
-def _preflight(client: Any, model: ModelRef, kwargs: dict[str, Any]) -> None:
+def _preflight(engine: Engine, model: ModelRef, kwargs: dict[str, Any]) -> None:
     """Resolve the model once so an unknown model or a missing key fails before any call."""
-    engine = getattr(client, "engine", None)
-    if not isinstance(engine, Engine):
-        return
     _, opts = split_kwargs(kwargs)
-    engine._primary(engine._plan(model, opts), opts)
+    engine.preflight(model, opts)
 
 
 async def _notify(on_result: OnResult | None, res: BatchResult) -> None:
@@ -310,11 +329,11 @@ async def _notify(on_result: OnResult | None, res: BatchResult) -> None:
             await out
 
 
-async def amap(
+async def run_batch(
+    engine: Engine,
     model: ModelRef,
     prompts: Iterable[Any],
     *,
-    client: Client | None = None,
     concurrency: int = 8,
     journal: str | os.PathLike[str] | None = None,
     on_result: OnResult | None = None,
@@ -331,9 +350,7 @@ async def amap(
     _check_concurrency(concurrency)
     items = _parse_items(prompts)
     call_kwargs.setdefault("wait_for_rate_limit", True)
-    split_kwargs(call_kwargs)  # unknown argument names fail here, before anything runs
-    if client is None:
-        client = default_client()
+    base = split_kwargs(call_kwargs)  # unknown argument names fail here, before anything runs
     results: list[BatchResult | None] = [None] * len(items)
     jr = Journal.open(journal) if journal is not None else None
     try:
@@ -355,9 +372,18 @@ async def amap(
                 await _notify(on_result, res)
         if todo:
             if not any(k in item.kwargs for item, _ in todo for k in _ROUTING_ARGS):
-                _preflight(client, model, call_kwargs)
+                _preflight(engine, model, call_kwargs)
             await _run(
-                client, model, todo, results, jr, on_result, fail_fast, concurrency, call_kwargs
+                engine,
+                model,
+                todo,
+                results,
+                jr,
+                on_result,
+                fail_fast,
+                concurrency,
+                call_kwargs,
+                base,
             )
     finally:
         if jr is not None:
@@ -368,7 +394,7 @@ async def amap(
 
 
 async def _run(
-    client: Client,
+    engine: Engine,
     model: ModelRef,
     todo: list[tuple[BatchItem, str]],
     results: list[BatchResult | None],
@@ -377,6 +403,7 @@ async def _run(
     fail_fast: bool,
     concurrency: int,
     call_kwargs: dict[str, Any],
+    base: tuple[GenerationParams, CallOptions],
 ) -> None:
     """The worker pool: each worker takes the next item until none are left or one aborts."""
     queue = iter(todo)
@@ -394,9 +421,10 @@ async def _run(
         for item, fp in queue:
             if abort:
                 return
-            kwargs = {**call_kwargs, **item.kwargs} if item.kwargs else call_kwargs
             try:
-                resp = await client.achat(model, item.messages, **kwargs)
+                # The batch-wide arguments were split once; an item with its own splits again.
+                params, opts = split_kwargs({**call_kwargs, **item.kwargs}) if item.kwargs else base
+                resp = await engine.complete(model, item.messages, params, opts)
                 res = BatchResult(item.index, item.id, response=resp)
             except asyncio.CancelledError:
                 raise
@@ -432,12 +460,13 @@ async def _run(
             raise o
 
 
-def map(
+def run_batch_sync(
+    engine: Engine,
     model: ModelRef,
     prompts: Iterable[Any],
     **kwargs: Any,
 ) -> list[BatchResult]:
-    """Sync :func:`amap` (same arguments). Ctrl-C stops the batch with every finished item
+    """Sync :func:`run_batch` (same arguments). Ctrl-C stops the batch with every finished item
     journaled, then raises ``KeyboardInterrupt``."""
     holder: list[asyncio.Task[Any]] = []
 
@@ -445,7 +474,7 @@ def map(
         task = asyncio.current_task()
         if task is not None:
             holder.append(task)
-        return await amap(model, prompts, **kwargs)
+        return await run_batch(engine, model, prompts, **kwargs)
 
     try:
         return run_sync(main())

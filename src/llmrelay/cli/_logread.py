@@ -103,7 +103,8 @@ def add_log_arguments(p: argparse.ArgumentParser) -> None:
 def open_log(db: str | None) -> LogStore:
     """The store to read; a SQLite file that does not exist is an error (nothing is created)."""
     from ..errors import ConfigurationError, StateStoreError
-    from ..settings.requestlog import ENV_LOG, is_dsn, log_settings, open_store
+    from ..observe.requestlog.stores import open_store
+    from ..settings.requestlog import ENV_LOG, is_dsn, log_settings
 
     target = db or log_settings().target
     if not is_dsn(target):

@@ -202,15 +202,13 @@ async def _run_batch(
     journal: str,
     progress: Progress,
 ) -> list[BatchResult]:
-    from ..batch.runner import amap
     from ..client import Client
 
     client = Client()
     try:
-        return await amap(
+        return await client.amap(
             model,
             items,
-            client=client,
             concurrency=args.concurrency,
             journal=journal,
             on_result=progress,

@@ -170,6 +170,17 @@ class Engine(StreamingCalls):
             )
         return b
 
+    def plan(self, model: ModelRef, opts: CallOptions = NO_OPTIONS) -> Plan:
+        """Where a call to ``model`` goes: its primary target and fallback chains."""
+        return self._plan(model, opts)
+
+    def preflight(self, model: ModelRef, opts: CallOptions = NO_OPTIONS) -> Deployment | None:
+        """Resolve the primary deployment now (keys, base URL), before any call is sent.
+
+        Raises its resolution error (unknown model, missing key) unless the call has fallbacks,
+        in which case an unresolvable primary is ``None`` (a fallback may still answer)."""
+        return self._primary(self._plan(model, opts), opts)[0]
+
     def _plan(self, model: ModelRef, opts: CallOptions) -> Plan:
         if isinstance(model, Target):
             primary = model

@@ -2,6 +2,9 @@
 
 These are the keyword arguments of a call that are not generation parameters: keys and URLs,
 timeouts and deadlines, fallbacks, cache and budget scoping. ``llmrelay.engine`` re-exports them.
+:func:`split_kwargs` separates a call's keyword arguments into generation parameters and these
+options; :data:`ModelRef` is what a caller may name as the model (used by the engine, the client
+and batches alike).
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ..errors import ConfigurationError, InvalidRequestError
+from ..providers.backends import Backend
 from ..providers.resolve import Target
 from ..providers.table import Secret
 from ..state.base import check_ttl
 from ..transport.base import Timeouts
+from ..types import PARAM_NAMES, GenerationParams, build_params
 from .retry import RetryPolicy
 
 __all__ = [
@@ -22,9 +27,14 @@ __all__ = [
     "NO_OPTIONS",
     "OPTION_NAMES",
     "CallOptions",
+    "ModelRef",
     "positive_option",
+    "split_kwargs",
     "timeouts_from",
 ]
+
+#: What a caller may name as the model: an alias or "provider/model", a Target, or a backend.
+ModelRef = str | Target | Backend
 
 DEFAULT_TIMEOUTS = Timeouts(connect=10.0, read=600.0, total=600.0)
 
@@ -183,3 +193,21 @@ def positive_option(name: str, value: float | None) -> None:
 OPTION_NAMES = frozenset(f.name for f in fields(CallOptions))
 #: The options of a call that sets none.
 NO_OPTIONS = CallOptions()
+
+
+def split_kwargs(kwargs: dict[str, Any]) -> tuple[GenerationParams, CallOptions]:
+    """Separate generation parameters from call options; reject unknown names."""
+    params: dict[str, Any] = {}
+    opts: dict[str, Any] = {}
+    for k, v in kwargs.items():
+        if k in PARAM_NAMES or k == "extra":
+            params[k] = v
+        elif k in OPTION_NAMES:
+            opts[k] = v
+        else:
+            raise InvalidRequestError(
+                f"unknown argument {k!r}. Generation parameters: {', '.join(sorted(PARAM_NAMES))}; "
+                f"call options: {', '.join(sorted(OPTION_NAMES))}; provider-specific fields go in "
+                "extra={...}"
+            )
+    return build_params(params), (CallOptions(**opts) if opts else NO_OPTIONS)

@@ -7,14 +7,14 @@ reported once on the ``llmrelay.recorders`` logger and never fails the call or t
 Cost rules (the request log and the metrics agree): a known cost is used as is; a cache hit
 costs ``0.0`` (nothing was spent); a call or attempt that reported no tokens costs ``0.0``;
 anything else without a price is unknown -- ``(None, False)``, never a silent 0.
+
+What ``Client(metrics=..., log=...)`` assembles from these is in :mod:`llmrelay.settings.recorders`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigurationError
@@ -23,16 +23,8 @@ if TYPE_CHECKING:
     from ..core.layers import CallRecord, Recorder
     from ..core.trace import Attempt
     from ..types import Usage
-    from .metrics import Metrics
-    from .requestlog import RequestLog
 
-__all__ = [
-    "ClientRecorders",
-    "CompositeRecorder",
-    "attempt_cost",
-    "call_cost",
-    "client_recorders",
-]
+__all__ = ["CompositeRecorder", "attempt_cost", "call_cost"]
 
 logger = logging.getLogger("llmrelay.recorders")
 
@@ -92,65 +84,3 @@ class CompositeRecorder:
                         "recorder %s failed; the call is not affected (reported once)",
                         type(r).__name__,
                     )
-
-
-@dataclass(slots=True)
-class ClientRecorders:
-    """What ``Client(metrics=..., log=...)`` builds (see :func:`client_recorders`)."""
-
-    metrics: Metrics | None = None
-    log: RequestLog | None = None
-    #: The log was opened here (the client closes it) rather than passed in.
-    owns_log: bool = False
-    #: Store prompts and answers (``[log] content`` when ``log=True``).
-    log_content: bool = False
-    recorder: Recorder | None = None
-
-
-def client_recorders(
-    metrics: bool | Metrics = False,
-    log: bool | str | os.PathLike[str] | RequestLog | None = None,
-) -> ClientRecorders:
-    """The recorders of ``Client(metrics=..., log=...)``.
-
-    ``metrics``: True for a new :class:`~llmrelay.observe.metrics.Metrics`, or one to share.
-    ``log``: True for the configured log (``[log]`` / ``LLMRELAY_LOG_*``, default the SQLite file
-    ``~/.local/share/llmrelay/requests.db``), a SQLite path or ``postgresql://`` DSN, or a
-    :class:`~llmrelay.observe.requestlog.RequestLog` to share. None/False: no log, no file written.
-    """
-    out = ClientRecorders()
-    if isinstance(metrics, bool):
-        if metrics:
-            from .metrics import Metrics
-
-            out.metrics = Metrics()
-    elif callable(getattr(metrics, "get_metrics", None)) and callable(
-        getattr(metrics, "record", None)
-    ):
-        out.metrics = metrics
-    else:
-        raise ConfigurationError(f"metrics must be True, False or a Metrics, not {metrics!r}")
-    if log is not None and log is not False:
-        from .requestlog import RequestLog
-
-        if isinstance(log, RequestLog):
-            out.log = log
-        elif log is True:
-            from ..settings.requestlog import log_settings
-
-            settings = log_settings()
-            out.log, out.owns_log = RequestLog(settings.target), True
-            out.log_content = settings.content
-        elif isinstance(log, str | os.PathLike):
-            out.log, out.owns_log = RequestLog(log), True
-        else:
-            raise ConfigurationError(
-                "log must be True (the configured log), a SQLite path, a postgresql:// DSN or a "
-                f"RequestLog, not {type(log).__name__}"
-            )
-    parts: list[Recorder] = [r for r in (out.metrics, out.log) if r is not None]
-    if len(parts) == 1:
-        out.recorder = parts[0]
-    elif parts:
-        out.recorder = CompositeRecorder(parts)
-    return out

@@ -20,23 +20,24 @@ so a pricier fallback is refused before it is sent rather than paid for.
 Scopes: ``global`` (one budget for all calls), ``tenant`` (``tenant=`` of the call), ``key``
 (per API key, by a hash of it), ``user`` (``tags={"user": ...}``), ``tag:<name>`` (any tag).
 A call without the scope's value is not counted against that budget. The ledger holding
-spent and reserved amounts is pluggable: in memory here, Redis to share it across processes
-(``llmrelay.state``).
+spent and reserved amounts is pluggable (:mod:`.budgets_ledger`): in memory, or Redis to share
+it across processes (``llmrelay.state``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from ..catalog.costs import estimate_request_cost
 from ..errors import BudgetExceededError, ConfigurationError
 from ..state.base import key_id
+from .budgets_ledger import Ledger, MemoryLedger, default_ledger
 
 if TYPE_CHECKING:
     from ..core.layers import CallContext
@@ -118,55 +119,6 @@ class BudgetLimit:
         return f"{self.scope}|{value}|{self.period}|{pid}"
 
 
-class Ledger(Protocol):
-    """Where spent and reserved dollars live. Both operations are atomic over all keys."""
-
-    async def reserve(self, entries: Sequence[tuple[str, float]], amount: float) -> int | None:
-        """Reserve ``amount`` on every ``(key, limit)`` if none would pass its limit.
-
-        Returns None on success, else the index of the first entry that would overflow."""
-        ...
-
-    async def settle(self, keys: Sequence[str], reserved: float, actual: float) -> None:
-        """Turn a reservation into spending: ``reserved`` is released, ``actual`` is spent."""
-        ...
-
-    async def spent(self, key: str) -> tuple[float, float]:
-        """(spent, reserved) for a key."""
-        ...
-
-
-class MemoryLedger:
-    """An in-process ledger (one lock; operations are tiny)."""
-
-    def __init__(self) -> None:
-        self._spent: dict[str, float] = {}
-        self._reserved: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    async def reserve(self, entries: Sequence[tuple[str, float]], amount: float) -> int | None:
-        with self._lock:
-            for i, (key, limit) in enumerate(entries):
-                if (
-                    self._spent.get(key, 0.0) + self._reserved.get(key, 0.0) + amount
-                    > limit + 1e-12
-                ):
-                    return i
-            for key, _ in entries:
-                self._reserved[key] = self._reserved.get(key, 0.0) + amount
-            return None
-
-    async def settle(self, keys: Sequence[str], reserved: float, actual: float) -> None:
-        with self._lock:
-            for key in keys:
-                self._reserved[key] = max(0.0, self._reserved.get(key, 0.0) - reserved)
-                self._spent[key] = self._spent.get(key, 0.0) + actual
-
-    async def spent(self, key: str) -> tuple[float, float]:
-        with self._lock:
-            return self._spent.get(key, 0.0), self._reserved.get(key, 0.0)
-
-
 @dataclass(slots=True)
 class Reservation:
     """What one call holds in the ledger, per budget key, and what it spent there so far.
@@ -193,8 +145,6 @@ Estimator = Callable[["ChatRequest", "Deployment"], "float | None"]
 
 
 def _default_estimator(req: ChatRequest, dep: Deployment) -> float | None:
-    from ..catalog.costs import estimate_request_cost
-
     return estimate_request_cost(req, dep)
 
 
@@ -245,8 +195,6 @@ class Budgets:
             )
         self.limits = list(limits)
         if ledger is None:
-            from ..settings.state import default_ledger
-
             ledger = default_ledger()  # Redis when configured (LLMRELAY_REDIS_URL), else memory
         self.ledger: Ledger = ledger
         #: An in-process ledger has no await point: its operations cannot be cut by a cancel.

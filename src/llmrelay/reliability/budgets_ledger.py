@@ -1,11 +1,16 @@
-"""A budget ledger in Redis: one spent/reserved account per budget key, shared by every process.
+"""Budget ledgers: where spent and reserved dollars live.
 
-Implements :class:`llmrelay.reliability.budgets.Ledger`. The check-and-reserve over all the budgets
-of a call
-is one Lua script, so concurrent calls in any number of processes never spend past a limit. The
-accounts of one store prefix share a hash tag (that is what keeps the multi-key script atomic on
-Redis Cluster); day and month accounts expire a while after their period. The period of an
-account is chosen by the caller's clock (``Budgets(clock=...)``), as with the in-memory ledger.
+:class:`Ledger` is what :class:`~llmrelay.reliability.budgets.Budgets` needs; :class:`MemoryLedger`
+keeps it in this process, :class:`RedisLedger` in Redis, and :func:`default_ledger` picks the
+configured one (Redis when ``[state]`` / ``LLMRELAY_REDIS_URL`` say so, else memory): that is
+what ``Budgets(ledger=None)`` uses.
+
+**RedisLedger**: one spent/reserved account per budget key, shared by every process. The
+check-and-reserve over all the budgets of a call is one Lua script, so concurrent calls in any
+number of processes never spend past a limit. The accounts of one store prefix share a hash tag
+(that is what keeps the multi-key script atomic on Redis Cluster); day and month accounts expire
+a while after their period. The period of an account is chosen by the caller's clock
+(``Budgets(clock=...)``), as with the in-memory ledger.
 
 **Failure of the store** fails **closed** by default: a reservation that cannot be checked is
 refused with :class:`StateStoreError` (a budget that cannot be enforced is not a budget).
@@ -17,16 +22,70 @@ failure to record is logged as an error.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
+from typing import Any, Protocol
 
 from ..errors import StateStoreError
-from ..state.base import FailMode, ThrottledWarning, check_fail_mode, refused
+from ..settings.state import StateSettings, settings_from_config
+from ..state.base import FailMode, Store, ThrottledWarning, check_fail_mode, refused
+from ..state.open import open_store
 from ..state.redis_store import RedisStore
 from ..state.scripts import LEDGER_RESERVE, LEDGER_SETTLE
 
-__all__ = ["RedisLedger"]
+__all__ = ["Ledger", "MemoryLedger", "RedisLedger", "default_ledger", "ledger_for"]
 
 log = logging.getLogger("llmrelay.budgets")
+
+
+class Ledger(Protocol):
+    """Where spent and reserved dollars live. Both operations are atomic over all keys."""
+
+    async def reserve(self, entries: Sequence[tuple[str, float]], amount: float) -> int | None:
+        """Reserve ``amount`` on every ``(key, limit)`` if none would pass its limit.
+
+        Returns None on success, else the index of the first entry that would overflow."""
+        ...
+
+    async def settle(self, keys: Sequence[str], reserved: float, actual: float) -> None:
+        """Turn a reservation into spending: ``reserved`` is released, ``actual`` is spent."""
+        ...
+
+    async def spent(self, key: str) -> tuple[float, float]:
+        """(spent, reserved) for a key."""
+        ...
+
+
+class MemoryLedger:
+    """An in-process ledger (one lock; operations are tiny)."""
+
+    def __init__(self) -> None:
+        self._spent: dict[str, float] = {}
+        self._reserved: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    async def reserve(self, entries: Sequence[tuple[str, float]], amount: float) -> int | None:
+        with self._lock:
+            for i, (key, limit) in enumerate(entries):
+                if (
+                    self._spent.get(key, 0.0) + self._reserved.get(key, 0.0) + amount
+                    > limit + 1e-12
+                ):
+                    return i
+            for key, _ in entries:
+                self._reserved[key] = self._reserved.get(key, 0.0) + amount
+            return None
+
+    async def settle(self, keys: Sequence[str], reserved: float, actual: float) -> None:
+        with self._lock:
+            for key in keys:
+                self._reserved[key] = max(0.0, self._reserved.get(key, 0.0) - reserved)
+                self._spent[key] = self._spent.get(key, 0.0) + actual
+
+    async def spent(self, key: str) -> tuple[float, float]:
+        with self._lock:
+            return self._spent.get(key, 0.0), self._reserved.get(key, 0.0)
+
 
 _DAY_MS = 86_400_000
 #: How long an account outlives its period (so a late settle still lands in it).
@@ -93,3 +152,21 @@ class RedisLedger:
 
     async def aclose(self) -> None:
         await self.store.aclose()
+
+
+def default_ledger(settings: StateSettings | None = None, **kw: Any) -> Ledger:
+    """The budget ledger of the configured state: Redis when configured, else in memory."""
+    if settings is None:
+        settings = settings_from_config()
+    if settings is None or settings.backend != "redis":
+        return ledger_for(None)
+    return ledger_for(open_store(settings), **kw)
+
+
+def ledger_for(store: Store | None, **kw: Any) -> Ledger:
+    """A ledger in ``store`` when it is Redis (``kw`` are ``RedisLedger`` options), else one
+    in this process (budgets in a SQLite or memory store stay in process)."""
+    if store is not None and store.kind == "redis":
+        assert isinstance(store, RedisStore)
+        return RedisLedger(store, **kw)
+    return MemoryLedger()

@@ -29,8 +29,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._sync import run_sync
-from ..client import Client, split_kwargs
+from ..client import Client
 from ..core.engine import OPTION_NAMES, CallOptions
+from ..core.options import split_kwargs
 from ..core.trace import Attempt
 from ..errors import (
     AllAttemptsFailedError,

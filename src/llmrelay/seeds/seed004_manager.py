@@ -25,7 +25,7 @@ from ..providers.backends import CallableBackend
 from ..providers.resolve import Target, resolve_target
 from ..providers.table import make_deployment
 from ..reliability.cache import ResponseCache
-from ..settings.state import build_layers
+from ..settings.layers import build_layers
 from ..transport.base import Transport
 from ..types import PARAM_NAMES, Message, Response, build_params
 

@@ -4,6 +4,9 @@ The library writes no file unless logging is turned on: ``Client(log=...)``, an
 ``Engine(recorder=RequestLog(...))``, or -- for the CLI's ``chat`` -- ``[log] enabled = true``
 or ``LLMRELAY_LOG``.
 
+This module only reads the settings; :func:`llmrelay.observe.requestlog.stores.open_store` opens
+the store they name.
+
 .. code-block:: toml
 
     [log]
@@ -27,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigFileError, ConfigurationError
-from ..observe.requestlog.base import LogStore
 from .file import file_settings, settings_path
 
 __all__ = [
@@ -39,7 +41,6 @@ __all__ = [
     "default_log_path",
     "is_dsn",
     "log_settings",
-    "open_store",
 ]
 
 ENV_LOG = "LLMRELAY_LOG"
@@ -139,20 +140,3 @@ def log_settings() -> LogSettings:
     if flag is not None:
         content = flag
     return LogSettings(enabled, path, dsn, content)
-
-
-def open_store(target: str | os.PathLike[str] | None = None) -> LogStore:
-    """A store for ``target``: a ``postgresql://`` DSN, a SQLite path, or (None) the configured
-    one (``[log]`` / environment; SQLite at :func:`default_log_path` when nothing is set)."""
-    if target is None:
-        target = log_settings().target
-    text = os.fspath(target)
-    if not text.strip():
-        raise ConfigurationError("the request log location is empty: give a file path or a DSN")
-    if is_dsn(text):
-        from ..observe.requestlog.postgres import PostgresStore
-
-        return PostgresStore(text)
-    from ..observe.requestlog.sqlite import SQLiteStore
-
-    return SQLiteStore(Path(text).expanduser())

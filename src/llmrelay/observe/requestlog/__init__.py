@@ -8,7 +8,8 @@ Nothing is written unless logging is turned on (``Client(log=...)``,
 ``Engine(recorder=RequestLog(...))``, or ``[log] enabled = true`` / ``LLMRELAY_LOG=1`` for the
 CLI). Prompts and answers are stored only with content logging on (``Engine(log_content=True)``,
 ``[log] content = true``). See :mod:`.writer` for how rows are written and kept safe,
-:mod:`.settings` for the configuration, ``llmrelay usage`` and ``llmrelay logs`` to read it.
+:mod:`llmrelay.settings.requestlog` for the configuration (:mod:`.stores` opens the store it
+names), ``llmrelay usage`` and ``llmrelay logs`` to read it.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from ...errors import ConfigurationError
 from ...state.base import check_positive
 from .base import LogFilter, LogStore, UsageBy
 from .rows import AttemptRow, RequestRow, rows_from_record
+from .stores import open_store
 
 if TYPE_CHECKING:
     from ...core.layers import CallRecord
@@ -89,8 +90,6 @@ class RequestLog:
         check_positive(retry_delay, "retry_delay")
         check_positive(max_retry_delay, "max_retry_delay")
         if store is None or isinstance(store, str | os.PathLike):
-            from ...settings.requestlog import open_store
-
             store = open_store(store)
         elif not all(callable(getattr(store, m, None)) for m in ("open", "write", "close")):
             raise ConfigurationError(
