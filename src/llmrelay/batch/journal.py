@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from ..core.layers import Cost
+from ..catalog.costs import Cost
 from ..errors import (
     AllAttemptsFailedError,
     InvalidRequestError,

@@ -49,9 +49,9 @@ from typing import Any
 import orjson
 
 from .._sync import run_sync
+from ..catalog.costs import Cost
 from ..client import Client, default_client, split_kwargs
 from ..core.engine import OPTION_NAMES, Engine, ModelRef
-from ..core.layers import Cost
 from ..errors import InvalidRequestError
 from ..providers.resolve import Target
 from ..types import PARAM_NAMES, Message, MessagesInput, Response, Usage, normalize_messages

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, get_args
 
 import orjson
 
-from ..core.layers import Cost
+from ..catalog.costs import Cost
 from ..errors import ConfigurationError, InvalidRequestError, StateStoreError
 from ..state.base import Store, ThrottledWarning, check_ttl, key_digest
 from ..types import ChatRequest, FinishReason, Response, ToolCall, Usage, _json_default
