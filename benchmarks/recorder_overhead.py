@@ -29,7 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from llmrelay.core.layers import CallRecord, Cost
+from llmrelay.catalog.costs import Cost
+from llmrelay.core.layers import CallRecord
 from llmrelay.core.trace import Attempt
 from llmrelay.observe.metrics import Metrics
 from llmrelay.observe.recorders import CompositeRecorder

@@ -159,8 +159,8 @@ async def budget_fallback_burst(
     os.environ["GROQ_API_KEY"] = "sk-worker"
     os.environ["GROQ_BASE_URL"] = fake_url
     from llmrelay import Client
+    from llmrelay.catalog.costs import Cost
     from llmrelay.core.engine import Engine
-    from llmrelay.core.layers import Cost
     from llmrelay.errors import BudgetExceededError
     from llmrelay.providers.table import Deployment
     from llmrelay.reliability.budgets import BudgetLimit, Budgets

@@ -107,7 +107,7 @@ _EXPORTS: dict[str, str] = {
     "ProviderRegistry": "catalog.provider_registry",
     "ModelCapabilityDetectorFactory": "catalog.detect",
     "Catalog": "catalog.layer",
-    "Cost": "core.layers",
+    "Cost": "catalog.costs",
     "calculate_cost": "catalog.costs",
     "estimate_request_cost": "catalog.costs",
     "count_tokens": "catalog.tokens",
@@ -184,6 +184,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from typing import Any
 
     from .batch.runner import BatchResult as BatchResult
+    from .catalog.costs import Cost as Cost
     from .catalog.costs import calculate_cost as calculate_cost
     from .catalog.costs import estimate_request_cost as estimate_request_cost
     from .catalog.detect import ModelCapabilityDetectorFactory as ModelCapabilityDetectorFactory
@@ -205,7 +206,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .client import stream as stream
     from .core.engine import CallOptions as CallOptions
     from .core.engine import Engine as Engine
-    from .core.layers import Cost as Cost
     from .core.retry import RetryBudget as RetryBudget
     from .core.retry import RetryPolicy as RetryPolicy
     from .core.streaming import ResponseStream as ResponseStream

@@ -21,9 +21,11 @@ import pytest
 import llmrelay
 from llmrelay import client as client_module
 from llmrelay.batch.runner import BatchResult, Journal, parse_item, run_batch
+from llmrelay.catalog.costs import Cost
 from llmrelay.cli.batch import EXIT_ITEMS_FAILED, EXIT_MALFORMED_INPUT, Progress
 from llmrelay.cli.main import main
 from llmrelay.client import Client, amap
+from llmrelay.core.codec import response_to_dict
 from llmrelay.core.engine import Engine
 from llmrelay.core.options import CallOptions
 from llmrelay.errors import (
@@ -38,7 +40,7 @@ from llmrelay.errors import (
 from llmrelay.providers import doubles as test_models
 from llmrelay.providers.doubles import FunctionModel, TestModel
 from llmrelay.testing.fake import FakeUpstream, Reply
-from llmrelay.types import GenerationParams, Message
+from llmrelay.types import GenerationParams, Message, Usage
 
 from ..conftest import CANARY_KEY, Run
 
@@ -63,7 +65,7 @@ def records(path: pathlib.Path) -> list[dict[str, Any]]:
     lines = path.read_bytes().split(b"\n")
     assert lines[-1] == b""  # ends with a complete line
     head, *rest = (orjson.loads(line) for line in lines[:-1])
-    assert head["llmrelay_batch_journal"] == 1
+    assert head["llmrelay_batch_journal"] == 2
     return rest
 
 
@@ -414,9 +416,88 @@ async def test_journal_records_every_finished_item(client: Client, tmp_path: pat
     assert sorted(str(r["id"]) for r in recs) == ["1", "a"]
     by_id = {r["id"]: r for r in recs}
     assert by_id["a"]["ok"] is True
-    assert by_id["a"]["text"] == "A:x"
-    assert by_id["a"]["usage"] == results[0].response.usage.to_dict()  # type: ignore[union-attr]
+    assert by_id["a"]["response"] == response_to_dict(results[0].response)  # type: ignore[arg-type]
+    assert by_id["a"]["response"]["text"] == "A:x"
     assert isinstance(by_id[1]["h"], str)
+
+
+#: A journal written by llmrelay before the codec (version 1: the response's fields flat in
+#: the record), exactly as it wrote it for ``amap(FunctionModel(fn, name="m"), ["x", {"id": "k",
+#: "prompt": "y"}, "boom"], retries=0)`` where ``fn`` failed on "boom".
+_V1_JOURNAL = (
+    b'{"llmrelay_batch_journal":1,"created":1796292510.451}\n'
+    b'{"id":0,"h":"b92cb5d12429ed667b8f8ff6","t":1796292510.58,"ok":true,"text":"A:x","finis'
+    b'h_reason":"stop","provider":"test","model":"m","usage":{"input_tokens":1,"output_token'
+    b's":3,"cached_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0,"estimated":false},'
+    b'"total_usage":{"input_tokens":1,"output_tokens":3,"cached_tokens":0,"cache_write_token'
+    b's":0,"reasoning_tokens":0,"estimated":false},"cost":{"usd":null,"known":false,"input_u'
+    b'sd":null,"output_usd":null,"cached_usd":null,"reasoning_usd":null,"reason":"no price f'
+    b'or test/m in the catalog","estimated":false}}\n'
+    b'{"id":"k","h":"1ab130028847dabfad0dbe70","t":1796292510.581,"ok":true,"text":"A:y","fi'
+    b'nish_reason":"stop","provider":"test","model":"m","usage":{"input_tokens":1,"output_to'
+    b'kens":3,"cached_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0,"estimated":fals'
+    b'e},"total_usage":{"input_tokens":1,"output_tokens":3,"cached_tokens":0,"cache_write_to'
+    b'kens":0,"reasoning_tokens":0,"estimated":false},"cost":{"usd":null,"known":false,"inpu'
+    b't_usd":null,"output_usd":null,"cached_usd":null,"reasoning_usd":null,"reason":"no pric'
+    b'e for test/m in the catalog","estimated":false}}\n'
+    b'{"id":2,"h":"01de7bef0bc9d400b42f77bc","t":1796292510.581,"ok":false,"error":{"type":"'
+    b'ValueError","message":"no"}}\n'
+)
+
+
+async def test_a_version_1_journal_is_resumed(client: Client, tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "run.journal"
+    path.write_bytes(_V1_JOURNAL)
+    calls: list[str] = []
+    items: list[Any] = ["x", {"id": "k", "prompt": "y"}, "boom"]
+    results = await amap(answering(calls, name="m"), items, client=client, journal=path)
+    assert calls == []  # all three come from the journal, fingerprints unchanged
+    ok, k, failed = results
+    assert ok.resumed
+    assert ok.response is not None
+    assert (ok.text, ok.response.provider, ok.response.model) == ("A:x", "test", "m")
+    assert ok.response.usage == Usage(1, 3)
+    assert ok.response.total_usage == Usage(1, 3)
+    assert ok.response.cost == Cost.unknown("no price for test/m in the catalog")
+    assert k.id == "k"
+    assert k.text == "A:y"
+    assert isinstance(failed.error, ValueError)
+    assert str(failed.error) == "no"
+    again = await amap(
+        answering(calls, name="m"), items, client=client, journal=path, retry_failed=True
+    )
+    assert calls == ["boom"]  # only the failed item ran again
+    assert again[2].text == "A:boom"
+    lines = path.read_bytes().splitlines()
+    assert orjson.loads(lines[0])["llmrelay_batch_journal"] == 1  # the header is not rewritten
+    assert orjson.loads(lines[-1])["response"]["text"] == "A:boom"  # the new record: version 2
+
+
+async def test_a_journal_of_a_newer_version_is_refused(
+    client: Client, tmp_path: pathlib.Path
+) -> None:
+    path = tmp_path / "run.journal"
+    path.write_bytes(b'{"llmrelay_batch_journal":3}\n')
+    with pytest.raises(InvalidRequestError, match="has version 3; this llmrelay reads versions 1"):
+        await amap(answering(), ["x"], client=client, journal=path)
+
+
+async def test_an_unreadable_response_record_runs_its_item_again(
+    client: Client, tmp_path: pathlib.Path
+) -> None:
+    path = tmp_path / "run.journal"
+    await amap(answering(name="m"), ["x", "y"], client=client, journal=path)
+    head, *lines = path.read_bytes().splitlines()
+    recs = [orjson.loads(line) for line in lines]
+    for rec in recs:
+        if rec["id"] == 0:
+            rec["response"]["usage"]["input_tokens"] = -1  # damaged: not a count
+    path.write_bytes(b"\n".join([head, *map(orjson.dumps, recs), b""]))
+    calls: list[str] = []
+    results = await amap(answering(calls, name="m"), ["x", "y"], client=client, journal=path)
+    assert calls == ["x"]
+    assert [r.resumed for r in results] == [False, True]
+    assert [r.text for r in results] == ["A:x", "A:y"]
 
 
 async def test_resume_after_keyboard_interrupt(client: Client, tmp_path: pathlib.Path) -> None:

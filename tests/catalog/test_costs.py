@@ -5,10 +5,16 @@ from __future__ import annotations
 import pytest
 
 import llmrelay
-from llmrelay.catalog.costs import Rates, calculate_cost, estimate_request_cost, rates_for, to_usage
+from llmrelay.catalog.costs import (
+    Cost,
+    Rates,
+    calculate_cost,
+    estimate_request_cost,
+    rates_for,
+    to_usage,
+)
 from llmrelay.catalog.layer import Catalog
 from llmrelay.catalog.model_registry import LLMRegistry
-from llmrelay.core.layers import Cost
 from llmrelay.errors import InvalidRequestError
 from llmrelay.providers.table import make_deployment
 from llmrelay.types import ChatRequest, GenerationParams, Message, Usage

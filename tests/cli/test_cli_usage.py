@@ -12,8 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
+from llmrelay.catalog.costs import Cost
 from llmrelay.cli.main import main
-from llmrelay.core.layers import CallRecord, Cost
+from llmrelay.core.layers import CallRecord
 from llmrelay.core.trace import Attempt
 from llmrelay.observe.requestlog import RequestLog
 from llmrelay.testing.fake import FakeUpstream, Reply

@@ -14,7 +14,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import llmrelay
-from llmrelay.core.layers import CallRecord, Cost, Recorder
+from llmrelay.catalog.costs import Cost
+from llmrelay.core.layers import CallRecord, Recorder
 from llmrelay.core.trace import Attempt
 from llmrelay.errors import ConfigurationError
 from llmrelay.observe.metrics import Histogram, Metrics

@@ -24,7 +24,8 @@ import orjson
 import pytest
 
 import llmrelay
-from llmrelay.core.layers import CallRecord, Cost
+from llmrelay.catalog.costs import Cost
+from llmrelay.core.layers import CallRecord
 from llmrelay.core.trace import Attempt
 from llmrelay.errors import (
     ConfigFileError,

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 import llmrelay
-from llmrelay.core.layers import Cost
+from llmrelay.catalog.costs import Cost
 from llmrelay.providers.table import Deployment
 from llmrelay.reliability.budgets import BudgetLimit, Budgets, Ledger, MemoryLedger
 from llmrelay.reliability.budgets_ledger import RedisLedger

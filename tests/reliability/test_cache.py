@@ -19,7 +19,7 @@ from llmrelay.errors import (
 )
 from llmrelay.providers.doubles import FunctionModel, TestModel
 from llmrelay.providers.table import make_deployment
-from llmrelay.reliability.cache import ResponseCache, response_from_dict, response_to_dict
+from llmrelay.reliability.cache import ResponseCache
 from llmrelay.state import MemoryStore, RedisStore, SQLiteStore
 from llmrelay.testing.fake import FakeUpstream, Reply
 from llmrelay.types import ChatRequest, Message, Response, ToolCall, Usage, build_params
@@ -216,13 +216,21 @@ async def test_a_corrupted_entry_is_deleted_and_counted_as_a_miss(fake: FakeUpst
     kw = {"api_key": CANARY_KEY, "base_url": fake.openai_base_url}
     await client.achat(MODEL, "q", **kw)
     (key,) = list(store._data)
-    for junk in (b"\xff not json", b"[2, 5]", b'{"v": 2}', b"[]"):
+    junk_entries = (
+        b"\xff not json",
+        b"[2, 5]",
+        b'{"v": 2}',
+        b"[]",
+        b'{"c": 3, "r": {"v": 1}, "saved": null, "at": 0}',
+        b'{"c": 3, "r": {"v": 1, "text": 5}, "saved": null, "at": 0}',
+    )
+    for junk in junk_entries:
         await store.set(key, junk, None)
         r = await client.achat(MODEL, "q", **kw)
         assert not r.cache_hit
         assert r.text == "Echo: q"
     stats = client.engine.cache.stats  # type: ignore[union-attr]
-    assert stats.corrupt == 4
+    assert stats.corrupt == len(junk_entries)
     assert stats.hits == 0
     assert (await client.achat(MODEL, "q", **kw)).cache_hit  # re-stored after the last miss
     await client.aclose()
@@ -259,30 +267,76 @@ async def test_clear_empties_only_its_namespace() -> None:
     assert (await b.achat(model, "q")).cache_hit
 
 
-def test_response_dict_round_trip() -> None:
-    r = Response(
-        text="hi",
-        tool_calls=[ToolCall("c1", "f", '{"a": 1}')],
-        finish_reason="tool_calls",
-        raw_finish_reason="tool_calls",
-        usage=Usage(3, 4, 1, 0, 2),
-        provider="openai",
-        model="m",
-        id="x",
-        request_id="req",
-        adjusted_params={"seed": "dropped"},
+async def test_an_entry_written_by_an_older_llmrelay_is_served(fake: FakeUpstream) -> None:
+    """Entries of format 2 (a compact list, before the codec) stay readable: a shared Redis or
+    SQLite cache keeps its entries across an upgrade."""
+    store = MemoryStore()
+    client = llmrelay.Client(cache=ResponseCache(store))
+    kw = {"api_key": CANARY_KEY, "base_url": fake.openai_base_url}
+    await client.achat(MODEL, "q", **kw)
+    (key,) = list(store._data)
+    old = (
+        b'[2,"from an older llmrelay",[["c1","f","{\\"a\\": 1}"]],"tool_calls","tool_calls",'
+        b'[3,4,1,0,2],"openai","gpt-4o-mini","chatcmpl-1","req-1",{"seed":"dropped"},0.0025,'
+        b"1700000000.0]"
     )
-    for d in (response_to_dict(r), r.to_dict()):
-        back = response_from_dict(d)
-        assert response_to_dict(back) == response_to_dict(r)
-    for bad in (
-        {"text": 1},
-        {"text": "x", "usage": {"input_tokens": -1}},
-        [],
-        {"text": "x", "finish_reason": "??"},
-    ):
-        with pytest.raises(ValueError):
-            response_from_dict(bad)  # type: ignore[arg-type]
+    await store.set(key, old, None)
+    r = await client.achat(MODEL, "q", **kw)
+    assert r.cache_hit
+    assert r.text == "from an older llmrelay"
+    assert r.tool_calls == [ToolCall("c1", "f", '{"a": 1}')]
+    assert (r.finish_reason, r.raw_finish_reason) == ("tool_calls", "tool_calls")
+    assert r.usage == Usage(3, 4, 1, 0, 2)
+    assert (r.provider, r.model, r.id, r.request_id) == (
+        "openai",
+        "gpt-4o-mini",
+        "chatcmpl-1",
+        "req-1",
+    )
+    assert r.adjusted_params == {"seed": "dropped"}
+    assert r.cost is not None
+    assert r.cost.usd == 0.0
+    stats = client.engine.cache.stats  # type: ignore[union-attr]
+    assert stats.saved_cost_usd == pytest.approx(0.0025)
+    assert stats.corrupt == 0
+    await client.aclose()
+
+
+async def test_an_entry_keeps_what_the_answer_was_not_what_the_call_was() -> None:
+    """The stored record carries the answer (usage, estimated or not, ids, adjusted params);
+    what described the storing call (alias, latency, total usage, cost) is the serving call's."""
+    store = MemoryStore()
+    client = llmrelay.Client(cache=ResponseCache(store))
+
+    def fn(messages: list[Message], params: object) -> Response:
+        return Response(
+            text="hi",
+            finish_reason="stop",
+            usage=Usage(5, 6, estimated=True),
+            id="r-1",
+            request_id="q-1",
+            adjusted_params={"seed": "dropped"},
+        )
+
+    model = FunctionModel(fn, name="m")
+    first = await client.achat(model, "q")
+    (key,) = list(store._data)
+    raw = await store.get(key)
+    assert raw is not None
+    entry = orjson.loads(raw)
+    assert (entry["c"], entry["r"]["v"]) == (3, 1)
+    call_fields = ("alias", "total_usage", "cost", "time_to_first_token_s", "latency_s")
+    assert [entry["r"][k] for k in call_fields] == [None, None, None, None, 0.0]
+    second = await client.achat(model, "q")
+    assert second.cache_hit
+    assert not first.cache_hit
+    assert second.usage == first.usage == Usage(5, 6, estimated=True)
+    assert (second.id, second.request_id) == ("r-1", "q-1")
+    assert second.adjusted_params == first.adjusted_params
+    assert second.total_usage == Usage()
+    assert second.cost is not None
+    assert second.cost.usd == 0.0
+    await client.aclose()
 
 
 def test_a_request_the_adapter_cannot_build_is_not_cached() -> None:
@@ -358,7 +412,7 @@ async def test_redis_cache_hit_and_tenants(redis_store: RedisStore) -> None:
     assert len(keys) == 2
     value = await redis_store.get(keys[0].decode())
     assert value is not None
-    assert orjson.loads(value)[0] == 2  # the entry format
+    assert orjson.loads(value)["c"] == 3  # the entry format
     ttl = await redis_store.call("pttl", keys[0])
     assert 0 < ttl <= 3_600_000
     assert await a.engine.cache.clear() == 2  # type: ignore[union-attr]

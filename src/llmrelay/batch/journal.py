@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import dataclasses
-import hashlib
 import os
 import time
 from collections.abc import Mapping
@@ -20,7 +18,9 @@ from typing import Any
 
 import orjson
 
-from ..core.layers import Cost
+from ..catalog.costs import Cost
+from ..core.codec import FORMAT as CODEC_FORMAT
+from ..core.codec import dumps, response_from_dict, response_to_dict
 from ..errors import (
     AllAttemptsFailedError,
     InvalidRequestError,
@@ -28,38 +28,26 @@ from ..errors import (
     StateStoreError,
     _rebuild,
 )
-from ..types import Response, ToolCall, Usage
+from ..types import Response
 
 __all__ = [
     "Journal",
     "error_record",
-    "json_default",
     "restore_error",
     "restore_outcome",
     "result_record",
 ]
 
 _HEADER_KEY = "llmrelay_batch_journal"
-_VERSION = 1
+#: The version this llmrelay writes: item records hold the response as a codec record
+#: (``{"id", "h", "t", "ok": true, "response": {...}}``). Version 1 journals (the response's
+#: fields flat in the record) are still read and resumed.
+_VERSION = 2
+_READS = (1, 2)
 _HEADER_PREFIX = b'{"' + _HEADER_KEY.encode() + b'"'
 _ERROR_BASE_ATTRS = frozenset(
     ("message", "provider", "model", "status", "headers", "retry_after", "request_id", "body")
 )
-
-
-def json_default(obj: Any) -> Any:
-    """orjson's ``default`` for records and fingerprints: classes by name, bytes by hash."""
-    if isinstance(obj, type):  # a response_model class
-        return f"{obj.__module__}.{obj.__qualname__}"
-    if isinstance(obj, bytes | bytearray):
-        return hashlib.blake2b(obj, digest_size=16).hexdigest()
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump(mode="json")
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    return repr(obj)
 
 
 def error_record(exc: BaseException) -> dict[str, Any]:
@@ -121,59 +109,48 @@ def result_record(
 ) -> dict[str, Any]:
     """The journal record of one finished item: its ``response``, or else its ``error``."""
     rec: dict[str, Any] = {"id": item_id, "h": fp, "t": round(time.time(), 3)}
-    r = response
-    if r is None:
+    if response is None:
         rec["ok"] = False
         rec["error"] = error_record(error) if error is not None else {}
         return rec
     rec["ok"] = True
-    rec["text"] = r.text
-    if r.tool_calls:
-        rec["tool_calls"] = [tc.to_dict() for tc in r.tool_calls]
-    rec["finish_reason"] = r.finish_reason
-    rec["provider"] = r.provider
-    rec["model"] = r.model
-    rec["usage"] = r.usage.to_dict()
-    if r.total_usage is not None:
-        rec["total_usage"] = r.total_usage.to_dict()
-    rec["cost"] = dataclasses.asdict(r.cost) if isinstance(r.cost, Cost) else None
+    rec["response"] = response_to_dict(response)
     return rec
 
 
-def _usage(d: Any) -> Usage:
-    if not isinstance(d, Mapping):
-        return Usage()
-    names = {f.name for f in dataclasses.fields(Usage)} - {"estimated"}
-    counts: dict[str, Any] = {k: int(v) for k, v in d.items() if k in names and isinstance(v, int)}
-    u = Usage(**counts)
-    u.estimated = d.get("estimated") is True
-    return u
+def _legacy_record(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """A version-1 record (text, tool calls, finish reason, provider, model, usage, total usage
+    and cost flat in the item record) as a codec record."""
+    return {
+        "v": CODEC_FORMAT,
+        "text": rec.get("text"),
+        "tool_calls": rec.get("tool_calls", []),
+        "finish_reason": rec.get("finish_reason"),
+        "raw_finish_reason": None,
+        "usage": rec.get("usage"),
+        "total_usage": rec.get("total_usage"),
+        "provider": rec.get("provider"),
+        "model": rec.get("model"),
+        "alias": None,
+        "id": None,
+        "request_id": None,
+        "latency_s": 0.0,
+        "time_to_first_token_s": None,
+        "cost": rec.get("cost"),
+        "cache_hit": False,
+        "adjusted_params": {},
+    }
 
 
 def restore_outcome(rec: Mapping[str, Any], response_model: Any) -> Response | Exception:
     """What a record holds: the response (validated into ``response_model`` when one is
-    given), or the error the item failed with."""
+    given), or the error the item failed with. Raises ``InvalidResponseError`` for a response
+    record that cannot be read back (the batch then runs the item again)."""
     if not rec.get("ok"):
         err = rec.get("error")
         return restore_error(err if isinstance(err, Mapping) else {})
-    cost = rec.get("cost")
-    names = {f.name for f in dataclasses.fields(Cost)}
-    resp = Response(
-        text=str(rec.get("text") or ""),
-        tool_calls=[
-            ToolCall(str(tc.get("id", "")), str(tc.get("name", "")), str(tc.get("arguments", "")))
-            for tc in rec.get("tool_calls") or ()
-            if isinstance(tc, Mapping)
-        ],
-        finish_reason=rec.get("finish_reason"),
-        usage=_usage(rec.get("usage")),
-        provider=str(rec.get("provider") or ""),
-        model=str(rec.get("model") or ""),
-        total_usage=_usage(rec["total_usage"]) if "total_usage" in rec else None,
-        cost=Cost(**{k: v for k, v in cost.items() if k in names})
-        if isinstance(cost, Mapping)
-        else None,
-    )
+    data = rec["response"] if "response" in rec else _legacy_record(rec)
+    resp = response_from_dict(data, cost_type=Cost)
     if response_model is not None:
         from ..core.structured import parse_structured
 
@@ -242,10 +219,10 @@ class Journal:
                 raise not_journal from None
             if not isinstance(head, dict) or _HEADER_KEY not in head:
                 raise not_journal
-            if head[_HEADER_KEY] != _VERSION:
+            if head[_HEADER_KEY] not in _READS:
                 raise InvalidRequestError(
                     f"the batch journal {p} has version {head[_HEADER_KEY]!r}; this llmrelay "
-                    f"reads version {_VERSION}. Delete it to start over"
+                    f"reads versions {_READS[0]} to {_READS[-1]}. Delete it to start over"
                 )
         elif tail and not (_HEADER_PREFIX.startswith(tail[:32]) or tail.startswith(_HEADER_PREFIX)):
             raise not_journal
@@ -271,7 +248,7 @@ class Journal:
         return journal
 
     def _append(self, rec: Mapping[str, Any]) -> None:
-        view = memoryview(orjson.dumps(rec, default=json_default) + b"\n")
+        view = memoryview(dumps(rec) + b"\n")
         try:
             while view:
                 view = view[os.write(self._fd, view) :]

@@ -30,12 +30,13 @@ with ``fail_fast=True`` the first failure cancels the calls in flight and is rai
 
 **Journal** (``journal=PATH``): an append-only JSONL file. The first line is a header; every
 later line records one finished item (``id``, a fingerprint ``h`` of the request, then either
-``text``/``usage``/``cost``/... or ``error``), written the moment the item finishes, and synced to
-disk in small groups. Run the same batch again with the same journal and every item whose record
-matches its request (same id and fingerprint: model, messages and parameters) is not called again:
-its recorded result is returned (``resumed=True``). Items that failed are re-run only with
-``retry_failed=True``; an item whose request changed is re-run. A partly written last line (a
-crash mid-write) is dropped and its item re-run, so nothing is done twice and nothing is lost. A
+``response``, the record of :mod:`llmrelay.core.codec`, or ``error``), written the moment the
+item finishes, and synced to disk in small groups. Run the same batch again with the same
+journal and every item whose record matches its request (same id and fingerprint: model,
+messages and parameters) is not called again: its recorded result is returned
+(``resumed=True``). Items that failed are re-run only with ``retry_failed=True``; an item whose
+request changed is re-run. A partly written last line (a crash mid-write) is dropped and its
+item re-run, so nothing is done twice and nothing is lost. A
 journal is locked while a batch uses it.
 """
 
@@ -53,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .._sync import run_sync
-from ..core.layers import Cost
+from ..catalog.costs import Cost
 from ..core.options import OPTION_NAMES, CallOptions, ModelRef, split_kwargs
 from ..errors import InvalidRequestError
 from ..providers.resolve import Target
@@ -66,7 +67,7 @@ from ..types import (
     Usage,
     normalize_messages,
 )
-from .journal import Journal, json_default, restore_outcome, result_record
+from .journal import Journal, restore_outcome, result_record
 
 if TYPE_CHECKING:
     from ..core.engine import Engine
@@ -284,6 +285,22 @@ def _model_label(model: ModelRef) -> str:
     return str(getattr(model, "name", type(model).__name__))
 
 
+def _fingerprint_default(obj: Any) -> Any:
+    """orjson's ``default`` for fingerprints: classes by name, bytes by hash, else the repr (a
+    fingerprint names a request; it is never read back, so it is not the codec's default)."""
+    if isinstance(obj, type):  # a response_model class
+        return f"{obj.__module__}.{obj.__qualname__}"
+    if isinstance(obj, bytes | bytearray):
+        return hashlib.blake2b(obj, digest_size=16).hexdigest()
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    return repr(obj)
+
+
 def fingerprint(model: ModelRef, item: BatchItem, base: Mapping[str, Any]) -> str:
     """A short hash of what decides an item's answer: model, messages, parameters, system."""
     merged = {**base, **item.kwargs}
@@ -292,7 +309,7 @@ def fingerprint(model: ModelRef, item: BatchItem, base: Mapping[str, Any]) -> st
     }
     payload = orjson.dumps(
         [_model_label(model), item.messages, content],
-        default=json_default,
+        default=_fingerprint_default,
         option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
     )
     return hashlib.blake2b(payload, digest_size=12).hexdigest()

@@ -27,7 +27,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..core.layers import Cost
 from ..errors import InvalidRequestError, UnknownModelError
 from ..types import Usage
 
@@ -47,6 +46,43 @@ __all__ = [
 ]
 
 _M = 1_000_000.0
+
+
+@dataclass(slots=True)
+class Cost:
+    """The price of some usage. ``usd`` is None when the price is not known -- never a silent 0."""
+
+    usd: float | None
+    known: bool
+    input_usd: float | None = None
+    output_usd: float | None = None
+    cached_usd: float | None = None
+    reasoning_usd: float | None = None
+    #: Why the price is unknown (e.g. "no price for groq/foo in the catalog").
+    reason: str | None = None
+    #: True when some of the usage priced was counted by llmrelay, not reported by the provider.
+    estimated: bool = False
+
+    @classmethod
+    def unknown(cls, reason: str) -> Cost:
+        return cls(None, False, reason=reason)
+
+    def __add__(self, other: Cost) -> Cost:
+        if not (self.known and other.known) or self.usd is None or other.usd is None:
+            return Cost.unknown(self.reason or other.reason or "part of the cost is unknown")
+
+        def add(a: float | None, b: float | None) -> float | None:
+            return None if a is None and b is None else (a or 0.0) + (b or 0.0)
+
+        return Cost(
+            self.usd + other.usd,
+            True,
+            add(self.input_usd, other.input_usd),
+            add(self.output_usd, other.output_usd),
+            add(self.cached_usd, other.cached_usd),
+            add(self.reasoning_usd, other.reasoning_usd),
+            estimated=self.estimated or other.estimated,
+        )
 
 
 @dataclass(slots=True, frozen=True)

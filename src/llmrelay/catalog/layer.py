@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..core.layers import Cost
 from ..errors import ContextWindowExceededError, UnsupportedCapabilityError
 from ..types import ChatRequest, ImagePart, Usage
-from .costs import rates_for
+from .costs import Cost, rates_for
 from .tokens import IMAGE_TOKENS, count_message_tokens, estimate_tokens, is_exact
 
 if TYPE_CHECKING:

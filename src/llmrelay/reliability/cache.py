@@ -39,16 +39,16 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from ..core.layers import Cost
+from ..catalog.costs import Cost
+from ..core.codec import FORMAT as CODEC_FORMAT
+from ..core.codec import dumps, loads, response_from_dict, response_to_dict
 from ..errors import ConfigurationError, InvalidRequestError, StateStoreError
 from ..state.base import Store, ThrottledWarning, check_ttl, key_digest
-from ..types import ChatRequest, FinishReason, Response, ToolCall, Usage, _json_default
+from ..types import ChatRequest, Response
 
 if TYPE_CHECKING:
     from ..core.layers import CallContext
@@ -59,18 +59,13 @@ __all__ = [
     "DEFAULT_TTL",
     "CacheStats",
     "ResponseCache",
-    "response_from_dict",
-    "response_to_dict",
 ]
 
 log = logging.getLogger("llmrelay.cache")
 
 #: Seconds an entry lives when neither the cache nor the call says otherwise.
 DEFAULT_TTL = 3600.0
-_FORMAT = 2
 _FREE = Cost(0.0, True, 0.0, 0.0)
-#: The finish reasons a stored answer may have (besides None).
-_FINISH = frozenset(get_args(FinishReason))
 
 
 @dataclass(slots=True)
@@ -106,148 +101,72 @@ class CacheStats:
 
 # --------------------------------------------------------------------------- encoding
 
-
-def response_to_dict(resp: Response) -> dict[str, Any]:
-    """The cacheable part of a response, in the shape of ``Response.to_dict()``."""
-    u = resp.usage
-    return {
-        "text": resp.text,
-        "tool_calls": [
-            {"id": t.id, "name": t.name, "arguments": t.arguments} for t in resp.tool_calls
-        ],
-        "finish_reason": resp.finish_reason,
-        "raw_finish_reason": resp.raw_finish_reason,
-        "usage": {
-            "input_tokens": u.input_tokens,
-            "output_tokens": u.output_tokens,
-            "cached_tokens": u.cached_tokens,
-            "cache_write_tokens": u.cache_write_tokens,
-            "reasoning_tokens": u.reasoning_tokens,
-        },
-        "provider": resp.provider,
-        "model": resp.model,
-        "id": resp.id,
-        "request_id": resp.request_id,
-        "adjusted_params": dict(resp.adjusted_params),
-    }
-
-
-def _str(d: Mapping[str, Any], k: str, optional: bool = False) -> Any:
-    v = d.get(k)
-    if v is None and optional:
-        return None
-    if not isinstance(v, str):
-        raise ValueError(f"{k} must be a string")
-    return v
-
-
-def _int(d: Mapping[str, Any], k: str) -> int:
-    v = d.get(k, 0)
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise ValueError(f"usage.{k} must be a count")
-    return v
-
-
-def response_from_dict(d: Mapping[str, Any]) -> Response:
-    """A ``Response`` from ``response_to_dict`` / ``Response.to_dict()`` output (other fields,
-    like ``trace`` or ``cost``, are ignored). Raises ``ValueError`` when malformed."""
-    if not isinstance(d, Mapping):
-        raise ValueError("a response must be a mapping")
-    calls = d.get("tool_calls") or []
-    if not isinstance(calls, list):
-        raise ValueError("tool_calls must be a list")
-    tool_calls = [ToolCall(_str(c, "id"), _str(c, "name"), _str(c, "arguments")) for c in calls]
-    u = d.get("usage") or {}
-    if not isinstance(u, Mapping):
-        raise ValueError("usage must be a mapping")
-    usage = Usage(
-        _int(u, "input_tokens"),
-        _int(u, "output_tokens"),
-        _int(u, "cached_tokens"),
-        _int(u, "cache_write_tokens"),
-        _int(u, "reasoning_tokens"),
-    )
-    adjusted = d.get("adjusted_params") or {}
-    if not isinstance(adjusted, dict):
-        raise ValueError("adjusted_params must be a mapping")
-    finish = d.get("finish_reason")
-    if finish not in (None, *_FINISH):
-        raise ValueError(f"unknown finish_reason {finish!r}")
-    return Response(
-        text=_str(d, "text"),
-        tool_calls=tool_calls,
-        finish_reason=finish,
-        raw_finish_reason=_str(d, "raw_finish_reason", True),
-        usage=usage,
-        provider=_str(d, "provider"),
-        model=_str(d, "model"),
-        id=_str(d, "id", True),
-        request_id=_str(d, "request_id", True),
-        adjusted_params=adjusted,
-    )
+#: The format of the entries this version writes: ``{"c": 3, "r": <codec record>, "saved":
+#: <cost of the original answer or null>, "at": <unix time stored>}``. Entries of format 2 (a
+#: compact list, written before the codec) are still read.
+_FORMAT = 3
+_LEGACY_FORMAT = 2
 
 
 def _encode(resp: Response, saved: float | None, at: float) -> bytes:
-    """The stored form: a compact list (decoding it is about twice as fast as a dict)."""
-    u = resp.usage
-    usage = [u.input_tokens, u.output_tokens, u.cached_tokens, u.cache_write_tokens]
-    usage.append(u.reasoning_tokens)
-    return orjson.dumps(
-        [
-            _FORMAT,
-            resp.text,
-            [[t.id, t.name, t.arguments] for t in resp.tool_calls],
-            resp.finish_reason,
-            resp.raw_finish_reason,
-            usage,
-            resp.provider,
-            resp.model,
-            resp.id,
-            resp.request_id,
-            dict(resp.adjusted_params),
-            saved,
-            at,
-        ]
-    )
+    """The stored entry. What described the call that stored the answer rather than the answer
+    (alias, latencies, total usage, cost) is left out: the call served from it sets its own."""
+    r = response_to_dict(resp)
+    r["alias"] = r["time_to_first_token_s"] = r["total_usage"] = r["cost"] = None
+    r["latency_s"] = 0.0
+    return dumps({"c": _FORMAT, "r": r, "saved": saved, "at": at})
 
 
 def _decode(raw: bytes) -> tuple[Response, float | None]:
-    """An entry back into a Response; ValueError (or TypeError) when it is not a valid entry."""
-    e = orjson.loads(raw)
-    if type(e) is not list or len(e) != 13 or e[0] != _FORMAT:
-        raise ValueError("not a cache entry of this format")
-    _, text, calls, finish, raw_finish, u, provider, model, rid, request_id, adjusted, saved, _ = e
-    if type(text) is not str or type(provider) is not str or type(model) is not str:
-        raise ValueError("bad text, provider or model")
-    if finish is not None and finish not in _FINISH:
-        raise ValueError("bad finish_reason")
-    for v in (raw_finish, rid, request_id):
-        if v is not None and type(v) is not str:
-            raise ValueError("bad id")
-    if type(u) is not list or len(u) != 5 or not all(type(x) is int and x >= 0 for x in u):
-        raise ValueError("bad usage")
-    if type(adjusted) is not dict or type(calls) is not list:
-        raise ValueError("bad adjusted_params or tool_calls")
-    tool_calls = []
-    for c in calls:
-        if type(c) is not list or len(c) != 3 or not all(type(x) is str for x in c):
-            raise ValueError("bad tool call")
-        tool_calls.append(ToolCall(c[0], c[1], c[2]))
+    """An entry back into a Response and what it cost first; ``InvalidResponseError`` (or
+    ``ValueError``) when it is not a valid entry."""
+    e = loads(raw)
+    if type(e) is dict and e.get("c") == _FORMAT and len(e) == 4:
+        resp, saved = response_from_dict(e["r"]), e["saved"]
+    elif type(e) is list and len(e) == 13 and e[0] == _LEGACY_FORMAT:
+        resp, saved = response_from_dict(_legacy_record(e)), e[11]
+    else:
+        raise ValueError("not a cache entry of a known format")
     if saved is not None and (type(saved) not in (int, float) or not math.isfinite(saved)):
         raise ValueError("bad cost")
-    resp = Response(
-        text=text,
-        tool_calls=tool_calls,
-        finish_reason=finish,
-        raw_finish_reason=raw_finish,
-        usage=Usage(u[0], u[1], u[2], u[3], u[4]),
-        provider=provider,
-        model=model,
-        id=rid,
-        request_id=request_id,
-        adjusted_params=adjusted,
-    )
     return resp, saved
+
+
+def _legacy_record(e: list[Any]) -> dict[str, Any]:
+    """A format-2 entry (``[2, text, [[id, name, args]], finish, raw finish, [5 counts],
+    provider, model, id, request_id, adjusted, saved, at]``) as a codec record."""
+    _, text, calls, finish, raw_finish, u, provider, model, rid, request_id, adjusted, _, _ = e
+    if type(u) is not list or len(u) != 5 or type(calls) is not list:
+        raise ValueError("bad usage or tool_calls")
+    for c in calls:
+        if type(c) is not list or len(c) != 3:
+            raise ValueError("bad tool call")
+    return {
+        "v": CODEC_FORMAT,
+        "text": text,
+        "tool_calls": [{"id": c[0], "name": c[1], "arguments": c[2]} for c in calls],
+        "finish_reason": finish,
+        "raw_finish_reason": raw_finish,
+        "usage": {
+            "input_tokens": u[0],
+            "output_tokens": u[1],
+            "cached_tokens": u[2],
+            "cache_write_tokens": u[3],
+            "reasoning_tokens": u[4],
+            "estimated": False,
+        },
+        "total_usage": None,
+        "provider": provider,
+        "model": model,
+        "alias": None,
+        "id": rid,
+        "request_id": request_id,
+        "latency_s": 0.0,
+        "time_to_first_token_s": None,
+        "cost": None,
+        "cache_hit": False,
+        "adjusted_params": adjusted,
+    }
 
 
 def _saved_cost(ctx: CallContext) -> float | None:
@@ -349,13 +268,7 @@ class ResponseCache:
             else:
                 h.update(_identity(backend, dep).encode())
                 h.update(b"\0")
-                h.update(
-                    orjson.dumps(
-                        [req.messages, req.params],
-                        default=_json_default,
-                        option=orjson.OPT_SORT_KEYS,
-                    )
-                )
+                h.update(dumps([req.messages, req.params], sort_keys=True))
         except Exception:
             return None  # the request cannot be built; the call itself reports why
         return self._prefix + h.hexdigest()

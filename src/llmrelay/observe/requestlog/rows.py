@@ -22,8 +22,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import orjson
-
+from ...core.codec import dumps, messages_to_json
 from ..recorders import attempt_cost, call_cost
 
 if TYPE_CHECKING:
@@ -116,20 +115,6 @@ REQUEST_COLUMNS: tuple[str, ...] = RequestRow._fields
 ATTEMPT_COLUMNS: tuple[str, ...] = AttemptRow._fields
 
 
-def _json(value: Any) -> str:
-    return orjson.dumps(value, default=str, option=orjson.OPT_SORT_KEYS).decode()
-
-
-def _prompt(prompt: Any) -> str:
-    """The messages as JSON, without their empty (None) fields."""
-    if isinstance(prompt, list):
-        prompt = [
-            {k: v for k, v in m.items() if v is not None} if isinstance(m, dict) else m
-            for m in prompt
-        ]
-    return _json(prompt)
-
-
 def rows_from_record(
     rec: CallRecord, row_id: str | None = None
 ) -> tuple[RequestRow, list[AttemptRow]]:
@@ -198,8 +183,8 @@ def rows_from_record(
         len(attempts),
         retries,
         rec.tenant,
-        _json(dict(rec.tags)) if rec.tags else "{}",
-        _prompt(rec.prompt) if rec.prompt is not None else None,
+        dumps(dict(rec.tags), sort_keys=True).decode() if rec.tags else "{}",
+        messages_to_json(rec.prompt) if rec.prompt is not None else None,
         rec.response_text,
     )
     return req, attempts

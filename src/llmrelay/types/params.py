@@ -1,0 +1,157 @@
+"""Generation parameters: :class:`GenerationParams`, validated by :func:`build_params`."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..errors import InvalidRequestError
+from .messages import Tool, _Dumpable
+
+__all__ = [
+    "NO_PARAMS",
+    "PARAM_NAMES",
+    "GenerationParams",
+    "ToolChoice",
+    "build_params",
+    "merge_params",
+]
+
+ToolChoice = Literal["auto", "none", "required"] | str
+
+
+@dataclass(slots=True, frozen=True)
+class GenerationParams(_Dumpable):
+    """Generation parameters, already validated (build them with :func:`build_params`).
+
+    ``tool_choice`` is ``"auto"``, ``"none"``, ``"required"`` or the name of one tool.
+    ``extra`` holds provider-specific body fields, merged into the request as given.
+    """
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] | None = None
+    seed: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    tools: tuple[Tool, ...] | None = None
+    tool_choice: ToolChoice | None = None
+    response_format: Mapping[str, Any] | None = None
+    user: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+PARAM_NAMES = frozenset(f.name for f in dataclasses.fields(GenerationParams)) - {"extra"}
+#: The parameters of a call that sets none. ``merge_params`` skips its work when either side
+#: is this very object, so defaults (``build_params({})``, ``Target.params``) must use it.
+NO_PARAMS = GenerationParams()
+
+
+def _number(name: str, v: Any, lo: float, hi: float) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise InvalidRequestError(f"{name} must be a number between {lo:g} and {hi:g}, not {v!r}")
+    f = float(v)
+    if math.isnan(f) or not lo <= f <= hi:
+        raise InvalidRequestError(
+            f"{name}={v!r} is out of range; use a value from {lo:g} to {hi:g}"
+        )
+    return f
+
+
+def build_params(values: Mapping[str, Any]) -> GenerationParams:
+    """Validate generation parameters (None means "not set"); raise ``InvalidRequestError``."""
+    if not values:
+        return NO_PARAMS
+    unknown = [k for k in values if k not in PARAM_NAMES and k != "extra"]
+    if unknown:
+        raise InvalidRequestError(
+            f"unknown parameter(s) {', '.join(sorted(unknown))}; known parameters are "
+            f"{', '.join(sorted(PARAM_NAMES))}. Pass provider-specific fields as extra={{...}}"
+        )
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        if v is None:
+            continue
+        if k == "temperature":
+            out[k] = _number(k, v, 0.0, 2.0)
+        elif k == "top_p":
+            out[k] = _number(k, v, 0.0, 1.0)
+        elif k in ("frequency_penalty", "presence_penalty"):
+            out[k] = _number(k, v, -2.0, 2.0)
+        elif k == "max_tokens":
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise InvalidRequestError(f"max_tokens must be a positive integer, not {v!r}")
+            out[k] = v
+        elif k == "seed":
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise InvalidRequestError(f"seed must be an integer, not {v!r}")
+            out[k] = v
+        elif k == "stop":
+            stops = (v,) if isinstance(v, str) else tuple(v) if isinstance(v, Sequence) else None
+            if stops is None or not all(isinstance(s, str) and s for s in stops):
+                raise InvalidRequestError(f"stop must be a string or a list of strings, not {v!r}")
+            out[k] = stops
+        elif k == "tools":
+            if not isinstance(v, Sequence) or isinstance(v, str | bytes):
+                raise InvalidRequestError("tools must be a list of tools")
+            out[k] = tuple(Tool.coerce(t) for t in v)
+        elif k == "tool_choice":
+            if isinstance(v, Mapping):
+                fn = v.get("function")
+                name = fn.get("name") if isinstance(fn, Mapping) else v.get("name")
+                if not isinstance(name, str):
+                    raise InvalidRequestError(
+                        "a dict tool_choice must name the tool: {'name': 'my_tool'}"
+                    )
+                v = name
+            if not isinstance(v, str) or not v:
+                raise InvalidRequestError(
+                    f"tool_choice must be 'auto', 'none', 'required' or a tool name, not {v!r}"
+                )
+            out[k] = v
+        elif k == "response_format":
+            if v in ("json", "json_object"):
+                v = {"type": "json_object"}
+            elif v == "text":
+                v = {"type": "text"}
+            if not isinstance(v, Mapping) or "type" not in v:
+                raise InvalidRequestError(
+                    "response_format must be 'json', 'text' or a dict with a 'type' "
+                    "(or pass response_model=<pydantic model> for structured output)"
+                )
+            out[k] = dict(v)
+        elif k == "user":
+            if not isinstance(v, str):
+                raise InvalidRequestError(f"user must be a string, not {v!r}")
+            out[k] = v
+        elif k == "extra":
+            if not isinstance(v, Mapping) or not all(isinstance(key, str) for key in v):
+                raise InvalidRequestError(
+                    "extra must be a dict of provider-specific fields with string keys"
+                )
+            out[k] = dict(v)
+    tc = out.get("tool_choice")
+    if tc is not None and tc not in ("auto", "none", "required"):
+        names = {t.name for t in out.get("tools", ())}
+        if tc not in names:
+            raise InvalidRequestError(
+                f"tool_choice names {tc!r}, which is not among the tools given"
+                + (f" ({', '.join(sorted(names))})" if names else "")
+            )
+    return GenerationParams(**out) if out else NO_PARAMS
+
+
+def merge_params(base: GenerationParams, overrides: GenerationParams) -> GenerationParams:
+    """``overrides`` wins wherever it is set; ``extra`` dicts are merged."""
+    if base is NO_PARAMS:
+        return overrides
+    if overrides is NO_PARAMS:
+        return base
+    changes = {f: getattr(overrides, f) for f in PARAM_NAMES if getattr(overrides, f) is not None}
+    if overrides.extra:
+        changes["extra"] = {**base.extra, **overrides.extra}
+    return dataclasses.replace(base, **changes)
