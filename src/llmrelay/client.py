@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._sync import run_sync
-from .batch.runner import BatchResult, run_batch, run_batch_sync
 from .catalog.layer import Catalog
 from .core.engine import Engine
 from .core.options import DEFAULT_TIMEOUTS, ModelRef, split_kwargs, timeouts_from
@@ -25,6 +24,7 @@ from .transport.base import Timeouts, Transport
 from .types import MessagesInput, Response, normalize_messages
 
 if TYPE_CHECKING:
+    from .batch.runner import BatchResult
     from .observe.metrics import Metrics
     from .observe.requestlog import RequestLog
 
@@ -168,11 +168,15 @@ class Client:
     ) -> list[BatchResult]:
         """Run one call per item, ``concurrency`` at a time, resumable with ``journal=PATH``;
         results in input order (see :mod:`llmrelay.batch.runner`)."""
+        from .batch.runner import run_batch  # loaded by the first batch: Client stays light
+
         return await run_batch(self.engine, model, prompts, **kwargs)
 
     def map(self, model: ModelRef, prompts: Iterable[Any], **kwargs: Any) -> list[BatchResult]:
         """Sync ``amap``; Ctrl-C stops the batch with every finished item journaled, then raises
         ``KeyboardInterrupt``."""
+        from .batch.runner import run_batch_sync  # loaded by the first batch
+
         return run_batch_sync(self.engine, model, prompts, **kwargs)
 
     async def aclose(self) -> None:
