@@ -61,28 +61,13 @@ class _Entry:
     fixed_sampling: bool = False
 
 
-#: The hosts of the providers' own APIs: retirement is enforced only there.
-OFFICIAL_HOSTS: dict[str, str] = {
-    "openai": "api.openai.com",
-    "anthropic": "api.anthropic.com",
-    "gemini": "generativelanguage.googleapis.com",
-    "groq": "api.groq.com",
-    "mistral": "api.mistral.ai",
-    "deepseek": "api.deepseek.com",
-    "together": "api.together.xyz",
-    "fireworks": "api.fireworks.ai",
-    "openrouter": "openrouter.ai",
-    "xai": "api.x.ai",
-}
-
-
 def _is_official(dep: Deployment) -> bool:
-    """Is ``dep`` the provider's own API (not a proxy, mirror or test server)? Providers not
-    in ``OFFICIAL_HOSTS`` count as official at the base URL their spec names."""
-    host = OFFICIAL_HOSTS.get(dep.provider)
-    if host is not None:
-        return urlsplit(dep.base_url).hostname == host
+    """Is ``dep`` the provider's own API (not a proxy, mirror or test server)? The provider
+    table's ``official_host`` says where that is; providers without one count as official at
+    the base URL their spec names."""
     spec = dep.spec
+    if spec is not None and spec.official_host is not None:
+        return urlsplit(dep.base_url).hostname == spec.official_host
     return bool(spec is not None and spec.base_url and dep.base_url == spec.base_url.rstrip("/"))
 
 

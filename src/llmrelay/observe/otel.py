@@ -20,20 +20,20 @@ from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
 from ..errors import ConfigurationError
+from ..providers.table import PROVIDERS
 from .recorders import call_cost
 
 if TYPE_CHECKING:
     from ..core.layers import CallRecord
 
-__all__ = ["PROVIDER_NAMES", "OtelSpans"]
+__all__ = ["OtelSpans", "provider_name"]
 
-#: llmrelay provider -> the GenAI semantic conventions' ``gen_ai.provider.name`` value.
-PROVIDER_NAMES = {
-    "gemini": "gcp.gemini",
-    "mistral": "mistral_ai",
-    "xai": "x_ai",
-    "azure": "azure.ai.openai",
-}
+
+def provider_name(provider: str) -> str:
+    """The GenAI semantic conventions' ``gen_ai.provider.name`` for an llmrelay provider (the
+    provider table's ``otel_name`` column)."""
+    spec = PROVIDERS.get(provider)
+    return (spec.otel_name if spec is not None else "") or provider
 
 
 def _model(label: str) -> str:
@@ -64,7 +64,7 @@ class OtelSpans:
         end = start + int(max(rec.latency_s, 0.0) * 1e9)
         tried = [a for a in rec.attempts if a.outcome != "skipped"]
         requested = _model(tried[0].deployment) if tried else rec.model
-        provider = PROVIDER_NAMES.get(rec.provider, rec.provider)
+        provider = provider_name(rec.provider)
         u = rec.usage
         cost, known = call_cost(rec)
         attrs: dict[str, Any] = {

@@ -84,6 +84,11 @@ class ProviderSpec:
     extra_headers: Mapping[str, str] = field(default_factory=dict)
     display_name: str = ""
     docs: str = ""
+    #: The host of the provider's own API: the catalog enforces retirements only there (a
+    #: proxy or mirror may still serve a model). None: official at the spec's base URL.
+    official_host: str | None = None
+    #: The GenAI semantic conventions' ``gen_ai.provider.name`` (OpenTelemetry); "" = ``name``.
+    otel_name: str = ""
 
     @property
     def base_url_var(self) -> str:
@@ -119,6 +124,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
             "OPENAI_API_KEY",
             max_tokens_field="max_completion_tokens",
             display_name="OpenAI",
+            official_host="api.openai.com",
         ),
         ProviderSpec(
             "azure",
@@ -130,6 +136,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
             alt_base_url_envs=("AZURE_OPENAI_BASE_URL",),
             max_tokens_field="max_completion_tokens",
             display_name="Azure OpenAI",
+            otel_name="azure.ai.openai",
             docs="base URL like https://<resource>.openai.azure.com/openai/v1",
         ),
         ProviderSpec(
@@ -139,6 +146,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
             "ANTHROPIC_API_KEY",
             auth="x-api-key",
             display_name="Anthropic",
+            official_host="api.anthropic.com",
         ),
         ProviderSpec(
             "gemini",
@@ -148,20 +156,48 @@ PROVIDERS: dict[str, ProviderSpec] = {
             auth="x-goog-api-key",
             alt_key_envs=("GOOGLE_API_KEY",),
             display_name="Google Gemini",
+            official_host="generativelanguage.googleapis.com",
+            otel_name="gcp.gemini",
         ),
-        _openai_compat("groq", "https://api.groq.com/openai/v1", display="Groq"),
+        _openai_compat(
+            "groq", "https://api.groq.com/openai/v1", display="Groq", official_host="api.groq.com"
+        ),
         _openai_compat(
             "mistral",
             "https://api.mistral.ai/v1",
             display="Mistral",
+            official_host="api.mistral.ai",
+            otel_name="mistral_ai",
             param_renames={"seed": "random_seed"},
             unsupported_params=frozenset({"user"}),
         ),
-        _openai_compat("deepseek", "https://api.deepseek.com/v1", display="DeepSeek"),
-        _openai_compat("together", "https://api.together.xyz/v1", display="Together AI"),
-        _openai_compat("openrouter", "https://openrouter.ai/api/v1", display="OpenRouter"),
-        _openai_compat("fireworks", "https://api.fireworks.ai/inference/v1", display="Fireworks"),
-        _openai_compat("xai", "https://api.x.ai/v1", display="xAI"),
+        _openai_compat(
+            "deepseek",
+            "https://api.deepseek.com/v1",
+            display="DeepSeek",
+            official_host="api.deepseek.com",
+        ),
+        _openai_compat(
+            "together",
+            "https://api.together.xyz/v1",
+            display="Together AI",
+            official_host="api.together.xyz",
+        ),
+        _openai_compat(
+            "openrouter",
+            "https://openrouter.ai/api/v1",
+            display="OpenRouter",
+            official_host="openrouter.ai",
+        ),
+        _openai_compat(
+            "fireworks",
+            "https://api.fireworks.ai/inference/v1",
+            display="Fireworks",
+            official_host="api.fireworks.ai",
+        ),
+        _openai_compat(
+            "xai", "https://api.x.ai/v1", display="xAI", official_host="api.x.ai", otel_name="x_ai"
+        ),
         _openai_compat("ollama", "http://localhost:11434/v1", key_required=False, display="Ollama"),
         _openai_compat("vllm", "http://localhost:8000/v1", key_required=False, display="vLLM"),
         _openai_compat(
