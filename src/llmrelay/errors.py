@@ -114,6 +114,10 @@ class LLMRelayError(Exception):
     #: and transport failures do; the caller's errors (bad input, a request that cannot be built,
     #: a 400/401/403/404, a refused content) and llmrelay's own refusals never do.
     breaker_failure: ClassVar[bool] = False
+    #: Set on a timeout whose limit was the caller's, not the deployment's: a ``timeout`` the
+    #: call shortened, a ``first_token_timeout``, or an attempt cut to fit the call's
+    #: ``deadline``. Such a timeout says nothing about the deployment: no breaker counts it.
+    caller_limited: bool = False
 
     def __init__(
         self,

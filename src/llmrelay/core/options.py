@@ -22,6 +22,7 @@ __all__ = [
     "NO_OPTIONS",
     "OPTION_NAMES",
     "CallOptions",
+    "caller_limited",
     "positive_option",
     "timeouts_from",
 ]
@@ -168,6 +169,24 @@ def timeouts_from(value: float | Timeouts | None, default: Timeouts) -> Timeouts
             f"timeout must be a positive number of seconds or a Timeouts, not {_shown(value)}"
         )
     return Timeouts(connect=min(float(value), default.connect or value), read=value, total=value)
+
+
+def caller_limited(opts: CallOptions, in_force: Timeouts, sent: Timeouts, own: Timeouts) -> bool:
+    """Was an attempt's time limit the caller's rather than the deployment's? True when the
+    call's deadline cut it (``sent`` is not ``in_force``) or the call's ``timeout`` is shorter
+    than the engine's own ``own`` (read or total; connect too when a ``Timeouts`` was given). Only asked after a timeout, never per call."""
+    if sent is not in_force:
+        return True
+    if opts.timeout is None:  # the alias's or the engine's: the deployment's own
+        return False
+    inf = float("inf")
+    pairs = [(in_force.read, own.read), (in_force.total, own.total)]
+    if isinstance(opts.timeout, Timeouts):  # a number sets connect only as a cap of its own
+        pairs.append((in_force.connect, own.connect))
+    return any(
+        (mine if mine is not None else inf) < (theirs if theirs is not None else inf)
+        for mine, theirs in pairs
+    )
 
 
 def positive_option(name: str, value: float | None) -> None:

@@ -48,14 +48,16 @@ def counts_as_failure(exc: BaseException) -> bool:
     (``LLMRelayError.breaker_failure``): 429, 5xx, 529, timeouts, connection errors, broken
     streams and answers that are not the wire format do; the caller's errors (invalid input, a
     request that cannot be built, 400/401/403/404, refused content, configuration) and llmrelay's
-    own refusals (an open breaker, a budget, a deadline, the state store) never do. Any other
+    own refusals (an open breaker, a budget, a deadline, the state store) never do, and neither
+    does a timeout whose limit the caller chose (``LLMRelayError.caller_limited``: a shortened
+    ``timeout``, a ``first_token_timeout``, an attempt cut to fit a ``deadline``). Any other
     ``Exception`` counts: it was raised by the guarded function itself (``CircuitBreaker.call``,
     a user inference function), which is the deployment. The engine never lets the caller's
     mistakes reach a breaker as such: what fails while a provider request is being built is an
     ``InvalidRequestError``. Cancellation and interrupts never count.
     """
     if isinstance(exc, LLMRelayError):
-        return exc.breaker_failure
+        return exc.breaker_failure and not exc.caller_limited
     return isinstance(exc, Exception)
 
 
