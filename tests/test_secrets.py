@@ -214,19 +214,17 @@ class Hostile:
     def _ok_echo(wire: str, token: str) -> dict[str, Any]:
         if wire == "anthropic":
             content = [{"type": "text", "text": "hi"}]
-            return {
-                **{"id": token, "model": token, "content": content, "stop_reason": token},
-                "usage": {"input_tokens": 1, "output_tokens": 1},
+            usage = {"input_tokens": 1, "output_tokens": 1}
+            return {"id": token, "model": token, "content": content, "stop_reason": token} | {
+                "usage": usage
             }
         if wire == "gemini":
             part = {"content": {"parts": [{"text": "hi"}]}, "finishReason": token}
             return {"candidates": [part], "modelVersion": token, "responseId": token}
         choice = {"index": 0, "message": {"role": "assistant", "content": "hi"}}
-        return {
-            **{"id": token, "model": token, "system_fingerprint": token},
-            "choices": [{**choice, "finish_reason": token}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1},
-        }
+        usage = {"prompt_tokens": 1, "completion_tokens": 1}
+        top = {"id": token, "model": token, "system_fingerprint": token}
+        return top | {"choices": [{**choice, "finish_reason": token}], "usage": usage}
 
     @staticmethod
     def _sse(route: str, wire: str, secret: str) -> bytes:
@@ -609,7 +607,8 @@ async def test_a_successful_answer_echoing_the_key_reaches_no_log_or_metric(
         assert KEY not in f"{r.model} {r.id} {r.raw_finish_reason} {r.request_id} {r.trace!r}"
         chunks = [c async for c in client.astream(model, "hi", api_key=KEY, base_url=url)]
         done = chunks[-1].response
-        assert done is not None and KEY not in f"{done.model} {done.id} {done.raw_finish_reason}"
+        assert done is not None
+        assert KEY not in f"{done.model} {done.id} {done.raw_finish_reason}"
     await client.aclose()
     log.flush()
     log.close()
@@ -629,7 +628,8 @@ async def test_a_mixed_case_key_in_a_lowercased_redirect_host_is_redacted(
         )
     err = info.value
     assert err.location == "http://[REDACTED].example.test:80"
-    assert key.lower() not in str(err) and key.lower() not in repr(vars(err))
+    assert key.lower() not in str(err)
+    assert key.lower() not in repr(vars(err))
     assert "[REDACTED].example.test" in str(err)
 
 

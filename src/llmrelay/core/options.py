@@ -174,7 +174,8 @@ def timeouts_from(value: float | Timeouts | None, default: Timeouts) -> Timeouts
 def caller_limited(opts: CallOptions, in_force: Timeouts, sent: Timeouts, own: Timeouts) -> bool:
     """Was an attempt's time limit the caller's rather than the deployment's? True when the
     call's deadline cut it (``sent`` is not ``in_force``) or the call's ``timeout`` is shorter
-    than the engine's own ``own`` (read or total; connect too when a ``Timeouts`` was given). Only asked after a timeout, never per call."""
+    than the engine's own ``own`` (read or total; connect too when a ``Timeouts`` was given).
+    Only asked after a timeout, never per call."""
     if sent is not in_force:
         return True
     if opts.timeout is None:  # the alias's or the engine's: the deployment's own
