@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..errors import ConfigurationError, InvalidRequestError
+from ..errors import ConfigurationError, InvalidRequestError, finite, shown
 from ..providers.resolve import Target
 from ..providers.table import Secret
 from ..state.base import check_ttl
@@ -94,7 +94,7 @@ class CallOptions:
         if (
             t is not None
             and not isinstance(t, Timeouts)
-            and (isinstance(t, bool) or not isinstance(t, int | float) or not t > 0)
+            and (isinstance(t, bool) or not isinstance(t, int | float) or not t > 0 or _huge(t))
         ):
             _bad("timeout", "a positive number of seconds or a Timeouts", t)
         if self.deadline is not None:
@@ -135,13 +135,16 @@ class CallOptions:
                 _bad(name, "a list of aliases, 'provider/model' names or Targets", v)
 
 
+def _huge(value: float) -> bool:
+    """An int too large for a float (``10**400``): ``float()`` of it raises OverflowError."""
+    return isinstance(value, int) and not finite(value)
+
+
 def _shown(value: Any) -> str:
     """A short, safe description of a bad value (arbitrary objects may have hostile reprs)."""
     if isinstance(value, type):
         return value.__name__
-    if isinstance(value, str | int | float | bool) and type(value) in (str, int, float, bool):
-        return repr(value)[:80]
-    return type(value).__name__
+    return shown(value)
 
 
 def _bad(name: str, allowed: str, value: Any) -> None:
@@ -164,7 +167,12 @@ def timeouts_from(value: float | Timeouts | None, default: Timeouts) -> Timeouts
         return default
     if isinstance(value, Timeouts):
         return value
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not value > 0
+        or _huge(value)
+    ):
         raise InvalidRequestError(
             f"timeout must be a positive number of seconds or a Timeouts, not {_shown(value)}"
         )
@@ -193,7 +201,10 @@ def caller_limited(opts: CallOptions, in_force: Timeouts, sent: Timeouts, own: T
 def positive_option(name: str, value: float | None) -> None:
     """Raise ``InvalidRequestError`` unless ``value`` is None or a positive number."""
     if value is not None and (
-        isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not value > 0
+        or _huge(value)
     ):
         raise InvalidRequestError(
             f"{name} must be a positive number of seconds, not {_shown(value)}"

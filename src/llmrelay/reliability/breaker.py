@@ -25,7 +25,6 @@ States: ``closed`` (calls flow), ``open`` (calls fail fast with :class:`CircuitO
 from __future__ import annotations
 
 import inspect
-import math
 import threading
 import time
 from collections import deque
@@ -33,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from ..errors import CircuitOpenError, ConfigurationError, LLMRelayError
+from ..errors import CircuitOpenError, ConfigurationError, LLMRelayError, finite, shown
 
 __all__ = ["BreakerRegistry", "CircuitBreaker", "Permit", "State", "counts_as_failure"]
 
@@ -78,9 +77,9 @@ def _positive(name: str, v: Any, *, integer: bool = False) -> None:
     ok_type = (isinstance(v, int) if integer else isinstance(v, int | float)) and not isinstance(
         v, bool
     )
-    if not ok_type or not math.isfinite(v) or v <= 0:
+    if not ok_type or not finite(v) or v <= 0:
         kind = "an integer" if integer else "a finite number"
-        raise ConfigurationError(f"{name} must be {kind} > 0, not {v!r}")
+        raise ConfigurationError(f"{name} must be {kind} > 0, not {shown(v)}")
 
 
 class CircuitBreaker:

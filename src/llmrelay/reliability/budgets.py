@@ -27,7 +27,6 @@ spent and reserved amounts is pluggable: in memory here, Redis to share it acros
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -35,7 +34,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
-from ..errors import BudgetExceededError, ConfigurationError
+from ..errors import BudgetExceededError, ConfigurationError, bad_number
+from ..errors import shown as shown_arg
 from ..state.base import key_id
 
 if TYPE_CHECKING:
@@ -62,9 +62,9 @@ class BudgetLimit:
 
     def __post_init__(self) -> None:
         v = self.limit_usd
-        if isinstance(v, bool) or not isinstance(v, int | float) or math.isnan(v) or v <= 0:
+        if isinstance(v, bool) or not isinstance(v, int | float) or bad_number(v) or v <= 0:
             raise ConfigurationError(
-                f"a budget's limit_usd must be a positive number of dollars, not {v!r}"
+                f"a budget's limit_usd must be a positive number of dollars, not {shown_arg(v)}"
             )
         if self.period not in _PERIODS:
             shown = (
