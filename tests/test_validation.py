@@ -29,6 +29,17 @@ from .conftest import CANARY_KEY
 
 MODEL = "openai/gpt-4.1-mini"
 
+
+class HostileRepr:
+    """An argument whose ``repr`` raises: error messages must not call it."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr called")
+
+
+#: Past what a float holds: ``float()``/``math.isfinite`` of it raise OverflowError.
+HUGE = 10**400
+
 _surrogates = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
 _text = st.text(st.characters() | _surrogates, max_size=6)
 _scalar = st.one_of(
@@ -36,7 +47,8 @@ _scalar = st.one_of(
     st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(),  # nan, +-inf, -0.0, subnormals
-    st.sampled_from([float("nan"), float("inf"), -1, 0, "", "\ud800", "x\udfff"]),
+    st.sampled_from([float("nan"), float("inf"), -1, 0, "", "\ud800", "x\udfff", HUGE]),
+    st.builds(HostileRepr),
     _text,
     st.binary(max_size=6),
     st.builds(object),

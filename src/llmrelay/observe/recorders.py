@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, shown
 
 if TYPE_CHECKING:
     from ..core.layers import CallRecord, Recorder
@@ -129,7 +129,7 @@ def client_recorders(
     ):
         out.metrics = metrics
     else:
-        raise ConfigurationError(f"metrics must be True, False or a Metrics, not {metrics!r}")
+        raise ConfigurationError(f"metrics must be True, False or a Metrics, not {shown(metrics)}")
     if log is not None and log is not False:
         from .requestlog import RequestLog
 
