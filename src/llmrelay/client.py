@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._sync import run_sync
 from .core.engine import Engine, ModelRef
+from .core.layers import check_parts
 from .core.options import NO_OPTIONS, OPTION_NAMES, CallOptions
 from .core.streaming import ResponseStream, SyncResponseStream
 from .errors import InvalidRequestError
@@ -98,6 +99,7 @@ class Client:
             )
             if v is not None
         }
+        check_parts(engine=engine)
         if engine is not None and sizes:
             raise InvalidRequestError(
                 "max_response_bytes= and max_event_bytes= configure the engine built here; with "
