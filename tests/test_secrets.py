@@ -185,6 +185,17 @@ class Hostile:
             return web.json_response({"error": {"message": "boom"}}, status=500, headers=names)
         if route == "casehost":  # the key in a redirect's host, which URLs lower-case
             return web.Response(status=307, headers={"location": f"http://{token}.example.test/"})
+        if route == "cutecho":  # Anthropic stream echoing the key in its model, then ending early
+            start = {"type": "message_start", "message": {"id": token, "model": token}}
+            start["message"]["usage"] = {"input_tokens": 1, "output_tokens": 0}
+            delta = {"type": "content_block_delta", "index": 0}
+            delta["delta"] = {"type": "text_delta", "text": "hi"}
+            resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+            await resp.prepare(request)
+            for name, ev in (("message_start", start), ("content_block_delta", delta)):
+                await resp.write(f"event: {name}\ndata: ".encode() + orjson.dumps(ev) + b"\n\n")
+            await resp.write_eof()
+            return resp
         if route == "okecho":  # a successful answer echoing the key in the strings it supplies
             rid = {"x-request-id": f"req-{token}"}
             return web.json_response(self._ok_echo(_wire_of(request.path), token), headers=rid)
@@ -616,6 +627,20 @@ async def test_a_successful_answer_echoing_the_key_reaches_no_log_or_metric(
     assert KEY not in metrics.to_prometheus()
     for path in tmp_path.rglob("*.db*"):
         assert KEY.encode() not in path.read_bytes(), path
+
+
+async def test_a_stream_cut_after_echoing_the_key_keeps_no_key_in_its_partial(
+    hostile: Hostile,
+) -> None:
+    client = llmrelay.Client(engine=llmrelay.Engine(breakers=None))
+    url = hostile.base_url("cutecho")
+    with pytest.raises(errors.StreamInterruptedError) as info:
+        async for _ in client.astream(WIRES["anthropic"], "hi", api_key=KEY, base_url=url):
+            pass
+    assert info.value.partial is not None
+    assert info.value.partial.text == "hi"
+    assert_clean(info.value)
+    await client.aclose()
 
 
 async def test_a_mixed_case_key_in_a_lowercased_redirect_host_is_redacted(

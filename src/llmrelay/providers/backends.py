@@ -165,7 +165,8 @@ class HttpBackend:
                             yield c
                 except (APIConnectionError, APITimeoutError) as exc:
                     # Both a StreamInterruptedError and the connection error or timeout it is.
-                    cut = interrupted_by(exc, f"the stream broke: {exc.message}", state.partial())
+                    partial = scrub_answer(state.partial(), dep)
+                    cut = interrupted_by(exc, f"the stream broke: {exc.message}", partial)
                     cut.provider, cut.model = dep.provider, dep.model
                     raise cut from exc
                 except ResponseTooLargeError as exc:

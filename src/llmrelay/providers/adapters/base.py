@@ -483,6 +483,7 @@ def in_band_error(
 
 def interrupted(message: str, dep: Deployment, partial: Response) -> StreamInterruptedError:
     """The error for a stream that ended before its terminal event; ``partial`` is what came."""
+    partial = scrub_answer(partial, dep)
     return StreamInterruptedError(message, provider=dep.provider, model=dep.model, partial=partial)
 
 
