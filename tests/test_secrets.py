@@ -179,6 +179,26 @@ class Hostile:
             return web.Response(status=302, headers={**echo, "location": where})
         if route == "loop":
             return web.Response(status=307, headers={**echo, "location": str(request.url)})
+        token = secret.split()[-1] if secret else "none"
+        if route == "echoname":  # header NAMES carrying the key (values are harmless)
+            names = {f"x-echo-{token}": "1", token: "2", f"X-{token.upper()}": "3", "x-ok": "4"}
+            return web.json_response({"error": {"message": "boom"}}, status=500, headers=names)
+        if route == "casehost":  # the key in a redirect's host, which URLs lower-case
+            return web.Response(status=307, headers={"location": f"http://{token}.example.test/"})
+        if route == "cutecho":  # Anthropic stream echoing the key in its model, then ending early
+            start = {"type": "message_start", "message": {"id": token, "model": token}}
+            start["message"]["usage"] = {"input_tokens": 1, "output_tokens": 0}
+            delta = {"type": "content_block_delta", "index": 0}
+            delta["delta"] = {"type": "text_delta", "text": "hi"}
+            resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+            await resp.prepare(request)
+            for name, ev in (("message_start", start), ("content_block_delta", delta)):
+                await resp.write(f"event: {name}\ndata: ".encode() + orjson.dumps(ev) + b"\n\n")
+            await resp.write_eof()
+            return resp
+        if route == "okecho":  # a successful answer echoing the key in the strings it supplies
+            rid = {"x-request-id": f"req-{token}"}
+            return web.json_response(self._ok_echo(_wire_of(request.path), token), headers=rid)
         if route == "stall":
             assert self._release is not None
             await self._release.wait()
@@ -200,6 +220,22 @@ class Hostile:
             await resp.write_eof()
             return resp
         return web.json_response({"error": {"message": f"no route {route}"}}, status=404)
+
+    @staticmethod
+    def _ok_echo(wire: str, token: str) -> dict[str, Any]:
+        if wire == "anthropic":
+            content = [{"type": "text", "text": "hi"}]
+            usage = {"input_tokens": 1, "output_tokens": 1}
+            return {"id": token, "model": token, "content": content, "stop_reason": token} | {
+                "usage": usage
+            }
+        if wire == "gemini":
+            part = {"content": {"parts": [{"text": "hi"}]}, "finishReason": token}
+            return {"candidates": [part], "modelVersion": token, "responseId": token}
+        choice = {"index": 0, "message": {"role": "assistant", "content": "hi"}}
+        usage = {"prompt_tokens": 1, "completion_tokens": 1}
+        top = {"id": token, "model": token, "system_fingerprint": token}
+        return top | {"choices": [{**choice, "finish_reason": token}], "usage": usage}
 
     @staticmethod
     def _sse(route: str, wire: str, secret: str) -> bytes:
@@ -550,6 +586,76 @@ def test_error_headers_are_redacted_by_name_and_by_value(hostile: Hostile) -> No
     assert info.value.request_id == "[REDACTED]"
     assert info.value.body["error"]["message"] == "Incorrect key; your key [REDACTED] was refused"
     assert info.value.body["[REDACTED]"] == "[REDACTED]"
+
+
+def test_header_names_holding_the_key_are_dropped(hostile: Hostile) -> None:
+    """An upstream echoing the key as a header *name* (``x-echo-<key>``, the key itself, upper
+    case): such headers are dropped from the error, the others kept."""
+    client = llmrelay.Client(engine=llmrelay.Engine(breakers=None))
+    for model in WIRES.values():
+        with pytest.raises(llmrelay.ServerError) as info:
+            client.chat(model, "hi", api_key=KEY, base_url=hostile.base_url("echoname"), retries=0)
+        assert info.value.headers["x-ok"] == "4"
+        assert not [n for n in info.value.headers if KEY in n.lower()]
+        assert_clean(info.value)
+
+
+async def test_a_successful_answer_echoing_the_key_reaches_no_log_or_metric(
+    hostile: Hostile, tmp_path: Path
+) -> None:
+    """``model``, ``id``, the raw finish reason (and the request id) of a 200 answer come from
+    the provider: an upstream echoing the key there must not put it into the metrics labels,
+    the request log, the response or its trace."""
+    db = tmp_path / "requests.db"
+    metrics, log = Metrics(), RequestLog(db)
+    client = llmrelay.Client(engine=llmrelay.Engine(recorder=CompositeRecorder([metrics, log])))
+    for model in WIRES.values():
+        url = hostile.base_url("okecho")
+        r = await client.achat(model, "hi", api_key=KEY, base_url=url, retries=0)
+        assert r.text == "hi"
+        assert r.headers["x-request-id"] == f"req-{KEY}"  # the upstream did echo it
+        assert KEY not in r.to_json().replace(f"req-{KEY}", "")
+        assert KEY not in f"{r.model} {r.id} {r.raw_finish_reason} {r.request_id} {r.trace!r}"
+        chunks = [c async for c in client.astream(model, "hi", api_key=KEY, base_url=url)]
+        done = chunks[-1].response
+        assert done is not None
+        assert KEY not in f"{done.model} {done.id} {done.raw_finish_reason}"
+    await client.aclose()
+    log.flush()
+    log.close()
+    assert metrics.get_metrics()  # the calls were counted
+    assert KEY not in metrics.to_prometheus()
+    for path in tmp_path.rglob("*.db*"):
+        assert KEY.encode() not in path.read_bytes(), path
+
+
+async def test_a_stream_cut_after_echoing_the_key_keeps_no_key_in_its_partial(
+    hostile: Hostile,
+) -> None:
+    client = llmrelay.Client(engine=llmrelay.Engine(breakers=None))
+    url = hostile.base_url("cutecho")
+    with pytest.raises(errors.StreamInterruptedError) as info:
+        async for _ in client.astream(WIRES["anthropic"], "hi", api_key=KEY, base_url=url):
+            pass
+    assert info.value.partial is not None
+    assert info.value.partial.text == "hi"
+    assert_clean(info.value)
+    await client.aclose()
+
+
+async def test_a_mixed_case_key_in_a_lowercased_redirect_host_is_redacted(
+    hostile: Hostile,
+) -> None:
+    key = "sk-ant-api03-AbCdEf0123456789XyZ"
+    with pytest.raises(RedirectError) as info:
+        await llmrelay.achat(
+            WIRES["anthropic"], "hi", api_key=key, base_url=hostile.base_url("casehost")
+        )
+    err = info.value
+    assert err.location == "http://[REDACTED].example.test:80"
+    assert key.lower() not in str(err)
+    assert key.lower() not in repr(vars(err))
+    assert "[REDACTED].example.test" in str(err)
 
 
 def test_a_credential_header_of_the_deployment_is_a_secret_too(hostile: Hostile) -> None:

@@ -29,6 +29,17 @@ from .conftest import CANARY_KEY
 
 MODEL = "openai/gpt-4.1-mini"
 
+
+class HostileRepr:
+    """An argument whose ``repr`` raises: error messages must not call it."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr called")
+
+
+#: Past what a float holds: ``float()``/``math.isfinite`` of it raise OverflowError.
+HUGE = 10**400
+
 _surrogates = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
 _text = st.text(st.characters() | _surrogates, max_size=6)
 _scalar = st.one_of(
@@ -36,7 +47,8 @@ _scalar = st.one_of(
     st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(),  # nan, +-inf, -0.0, subnormals
-    st.sampled_from([float("nan"), float("inf"), -1, 0, "", "\ud800", "x\udfff"]),
+    st.sampled_from([float("nan"), float("inf"), -1, 0, "", "\ud800", "x\udfff", HUGE]),
+    st.builds(HostileRepr),
     _text,
     st.binary(max_size=6),
     st.builds(object),
@@ -390,3 +402,76 @@ def test_string_enum_roles_are_still_roles(rig: Rig) -> None:
     assert Message(Role.USER, "x").role == "user"
     resp = rig.client.chat(MODEL, [{"role": Role.USER, "content": "hi", "name": "u"}])
     assert resp.text == "Echo: hi"
+
+
+# --------------------------------------------------------------------------- huge numbers, reprs
+
+
+def _chat(**kw: Any) -> Callable[[], Any]:
+    return lambda: llmrelay.Client().chat(MODEL, "hi", **kw)
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (_chat(temperature=HUGE), "temperature"),
+        (_chat(top_p=HUGE), "top_p"),
+        (_chat(presence_penalty=HUGE), "presence_penalty"),
+        (_chat(timeout=HUGE), "timeout"),
+        (_chat(deadline=HUGE), "deadline"),
+        (_chat(first_token_timeout=HUGE), "first_token_timeout"),
+        (_chat(cache_ttl=HUGE), "cache_ttl"),
+        (lambda: Timeouts(connect=HUGE), "connect"),
+        (lambda: Engine(deadline=HUGE), "deadline"),
+        (lambda: BudgetLimit(HUGE), "limit_usd"),
+        (lambda: llmrelay.RateLimiter(max_block=HUGE), "max_block"),
+        (lambda: llmrelay.RateLimiter({MODEL: {"rpm": HUGE}}), "rpm"),
+        (lambda: llmrelay.LLMManager(failure_threshold=HUGE), "failure_threshold"),
+        (lambda: llmrelay.LLMManager(recovery_timeout=HUGE), "recovery_timeout"),
+        (lambda: llmrelay.calculate_cost(MODEL, {"prompt_tokens": HUGE}), "prompt_tokens"),
+        (lambda: llmrelay.calculate_cost(MODEL, llmrelay.Usage(HUGE, 1)), "token counts"),
+    ],
+)
+def test_a_number_too_large_for_a_float_is_named(
+    rig: Rig, call: Callable[[], Any], name: str
+) -> None:
+    """``10**400`` makes ``float()`` and ``math.isfinite`` raise OverflowError: every check
+    turns it into the typed error naming the argument, without printing its 400 digits."""
+    exc = rig.check(call)
+    assert isinstance(exc, LLMRelayError), exc
+    assert name in str(exc)
+    assert "0" * 100 not in str(exc)
+
+
+@pytest.mark.parametrize(
+    "name", ["temperature", "max_tokens", "stop", "seed", "tool_choice", "user", "response_model"]
+)
+def test_a_value_whose_repr_raises_is_named_by_its_type(rig: Rig, name: str) -> None:
+    exc = rig.check(lambda: rig.client.chat(MODEL, "hi", **{name: HostileRepr()}))
+    assert isinstance(exc, InvalidRequestError)
+    assert name in str(exc)
+    assert "HostileRepr" in str(exc)
+    assert not rig.fake.requests
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: llmrelay.Client(engine=5), "engine"),  # type: ignore[arg-type]
+        (lambda: Engine(budget=5), "budget"),  # type: ignore[arg-type]
+        (lambda: Engine(breakers=5), "breakers"),  # type: ignore[arg-type]
+        (lambda: Engine(retry=5), "retry"),  # type: ignore[arg-type]
+        (lambda: Engine(cache="yes"), "cache"),  # type: ignore[arg-type]
+        (lambda: Engine(limiter={"rpm": 5}), "limiter"),  # type: ignore[arg-type]
+        (lambda: Engine(catalog=object()), "catalog"),  # type: ignore[arg-type]
+        (lambda: Engine(recorder=print), "recorder"),  # type: ignore[arg-type]
+        (lambda: Engine(transport=5), "transport"),  # type: ignore[arg-type]
+    ],
+)
+def test_parts_of_the_wrong_type_are_refused_when_passed(
+    rig: Rig, call: Callable[[], Any], name: str
+) -> None:
+    """Not later, as AttributeError on the first call."""
+    with pytest.raises(ConfigurationError, match=f"^{name} must be"):
+        call()
+    assert not rig.fake.requests

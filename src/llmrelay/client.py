@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 from ._sync import run_sync
 from .catalog.layer import Catalog
 from .core.engine import Engine
-from .core.options import DEFAULT_TIMEOUTS, ModelRef, split_kwargs, timeouts_from
+from .core.layers import check_parts
+from .core.options import (
+    DEFAULT_TIMEOUTS,
+    ModelRef,
+    split_kwargs,
+    timeouts_from,
+)
 from .core.streaming import ResponseStream, SyncResponseStream
 from .errors import InvalidRequestError
 from .settings.defaults import engine_defaults
@@ -86,6 +92,7 @@ class Client:
             )
             if v is not None
         }
+        check_parts(engine=engine)
         if engine is not None and sizes:
             raise InvalidRequestError(
                 "max_response_bytes= and max_event_bytes= configure the engine built here; with "

@@ -48,6 +48,7 @@ error chains a cause that carries the request's headers.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -114,6 +115,10 @@ class LLMRelayError(Exception):
     #: and transport failures do; the caller's errors (bad input, a request that cannot be built,
     #: a 400/401/403/404, a refused content) and llmrelay's own refusals never do.
     breaker_failure: ClassVar[bool] = False
+    #: Set on a timeout whose limit was the caller's, not the deployment's: a ``timeout`` the
+    #: call shortened, a ``first_token_timeout``, or an attempt cut to fit the call's
+    #: ``deadline``. Such a timeout says nothing about the deployment: no breaker counts it.
+    caller_limited: bool = False
 
     def __init__(
         self,
@@ -500,6 +505,32 @@ def _rebuild_group(
     err = cls(message, exceptions)
     err.__dict__.update(state)
     return err
+
+
+def finite(v: float) -> bool:
+    """``math.isfinite`` that answers False for an int too large for a float (``10**400``),
+    where ``math.isfinite`` and ``float()`` raise ``OverflowError``. For argument checks."""
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
+def bad_number(v: float) -> bool:
+    """NaN, or an int too large for a float: what a check that allows ``inf`` still refuses."""
+    return v != v or (isinstance(v, int) and not finite(v))
+
+
+def shown(value: object) -> str:
+    """A short, safe description of a bad argument for an error message: the repr of a plain
+    ``str``/``int``/``float``/``bool`` (cut to 80 characters), else only its type's name --
+    an arbitrary object's ``repr`` may raise, be huge or hold a secret."""
+    t = type(value)
+    if t is int and not finite(value):  # type: ignore[arg-type]
+        return "an int too large for a float"
+    if t in (str, int, float, bool):
+        return repr(value)[:80]
+    return t.__name__
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -189,6 +189,29 @@ async def test_against_the_fake_upstream(fake: FakeUpstream, client: Client) -> 
     assert {r.body["max_completion_tokens"] for r in fake.requests} == {20}
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"journal": 5}, "journal must be a file path"),
+        ({"journal": ["run.journal"]}, "journal must be a file path"),
+        ({"on_result": 5}, "on_result must be a function"),
+        ({"on_result": "print"}, "on_result must be a function"),
+        ({"temperature": 10**400}, "temperature"),
+        ({"timeout": 10**400}, "timeout"),
+        ({"deadline": 10**400}, "deadline"),
+    ],
+)
+async def test_bad_batch_arguments_are_refused_before_anything_is_sent(
+    fake: FakeUpstream, client: Client, kwargs: dict[str, Any], match: str
+) -> None:
+    """Over a real socket: a wrong ``journal``, ``on_result`` or a number too large for a float
+    is a typed error naming the argument, and the upstream sees no request."""
+    kw = {"api_key": CANARY_KEY, "base_url": fake.openai_base_url}
+    with pytest.raises(InvalidRequestError, match=match):
+        await amap("openai/gpt-4.1-mini", ["a", "b"], client=client, **kw, **kwargs)
+    assert fake.requests == []
+
+
 # --------------------------------------------------------------------------- failures
 
 

@@ -500,3 +500,83 @@ async def test_a_probe_stops_renewing_once_it_has_its_outcome(redis_store: Redis
     await b.aon_failure(again, ServerError("still down", status=503))
     assert b.state == "open"
     assert not b._renewals
+
+
+# --------------------------------------------------------------------------- caller time limits
+
+
+async def _slow_calls(client: llmrelay.Client, fake: FakeUpstream, how: str) -> None:
+    kw: dict[str, Any] = {"base_url": fake.openai_base_url, "api_key": CANARY_KEY, "retries": 0}
+    for _ in range(4):  # twice the failure threshold
+        fake.push(Reply.hang(0.3))
+        if how == "first_token_timeout":
+            _, exc = await collect(
+                client.astream(WIRES["openai"], "hi", first_token_timeout=0.01, **kw)
+            )
+            assert isinstance(exc, APITimeoutError)
+            continue
+        with pytest.raises((APITimeoutError, DeadlineExceededError)) as info:
+            await client.achat(WIRES["openai"], "hi", **{how: 0.01}, **kw)
+        if how == "deadline":
+            assert isinstance(info.value, DeadlineExceededError)
+
+
+@pytest.mark.parametrize("how", ["timeout", "deadline", "first_token_timeout"])
+async def test_a_callers_short_time_limit_never_opens_the_breaker(
+    fake: FakeUpstream, how: str
+) -> None:
+    """A healthy but slow deployment and one caller asking for 10 ms: its own timeouts, deadline
+    or first-token limit fail its calls, never the deployment for everyone else."""
+    breakers = BreakerRegistry(failure_threshold=2, recovery_timeout=30)
+    client = llmrelay.Client(engine=llmrelay.Engine(breakers=breakers))
+    try:
+        await _slow_calls(client, fake, how)
+        [(_, b)] = breakers.items()
+        assert b.state == "closed"
+        kw = {"base_url": fake.openai_base_url, "api_key": CANARY_KEY}
+        r = await client.achat(WIRES["openai"], "still there", **kw)
+        assert r.text == "Echo: still there"
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("caller_timeout", [None, 0.05])
+async def test_the_deployments_own_timeout_still_opens_the_breaker(
+    fake: FakeUpstream, caller_timeout: float | None
+) -> None:
+    """The engine's own timeouts (and a caller's timeout no shorter than them) time out a hung
+    deployment: that counts, and the breaker opens."""
+    breakers = BreakerRegistry(failure_threshold=2, recovery_timeout=30)
+    own = llmrelay.Timeouts(connect=1.0, read=0.02, total=0.02)
+    client = llmrelay.Client(engine=llmrelay.Engine(breakers=breakers, timeouts=own))
+    kw: dict[str, Any] = {"base_url": fake.openai_base_url, "api_key": CANARY_KEY, "retries": 0}
+    if caller_timeout is not None:
+        kw["timeout"] = caller_timeout
+    try:
+        for _ in range(2):
+            fake.push(Reply.hang(0.3))
+            with pytest.raises(APITimeoutError) as info:
+                await client.achat(WIRES["openai"], "hi", **kw)
+            assert info.value.caller_limited is False
+        with pytest.raises(CircuitOpenError):
+            await client.achat(WIRES["openai"], "hi", **kw)
+    finally:
+        await client.aclose()
+
+
+def test_only_a_caller_limited_timeout_is_excused() -> None:
+    from llmrelay.core.options import CallOptions, caller_limited
+    from llmrelay.transport import Timeouts
+
+    own = Timeouts(connect=10.0, read=600.0, total=600.0)
+    assert caller_limited(CallOptions(), own, own, own) is False
+    assert caller_limited(CallOptions(), own, Timeouts(total=0.5), own) is True  # deadline cut
+    shorter = Timeouts(connect=10.0, read=5.0, total=5.0)
+    assert caller_limited(CallOptions(timeout=5.0), shorter, shorter, own) is True
+    longer = Timeouts(connect=10.0, read=900.0, total=900.0)
+    assert caller_limited(CallOptions(timeout=900.0), longer, longer, own) is False
+    exc = APITimeoutError("slow")
+    exc.caller_limited = True
+    assert counts_as_failure(exc) is False
+    assert counts_as_failure(pickle.loads(pickle.dumps(exc))) is False
+    assert counts_as_failure(APITimeoutError("slow")) is True

@@ -451,3 +451,84 @@ def test_processes_sharing_redis_see_a_capped_block(
     (second,) = run_workers(["learned_block", redis_url, redis_prefix, base, CANARY_KEY, 3, 1])
     assert 0.0 < second["seen"][0] <= 3.0
     assert len(fake_thread.requests) == 1
+
+
+# --------------------------------------------------------------------------- learned limits expire
+
+#: One answer announcing a per-minute token limit of 100 (nothing used yet).
+TOKENS_100 = {
+    "x-ratelimit-limit-tokens": "100",
+    "x-ratelimit-remaining-tokens": "100",
+    "x-ratelimit-reset-tokens": "1s",
+}
+
+
+async def test_a_call_above_a_learned_limit_is_sent_and_only_a_configured_one_refuses(
+    fake: FakeUpstream,
+) -> None:
+    """A learned limit is the provider's word of a moment: a call needing more is sent (the
+    provider decides), never refused as "can never be admitted". A configured one still is."""
+    clock = Clock()
+    client = _client(RateLimiter({}, clock=clock, sleep=clock.sleep), clock)
+    fake.push(Reply.ok("x", headers=TOKENS_100))
+    await client.achat(MODEL, "a", **_kw(fake))
+    for _ in range(3):
+        r = await client.achat(MODEL, "big", max_tokens=500, **_kw(fake))
+        assert r.text == "Echo: big"
+    assert len(fake.requests) == 4
+    configured = _client(RateLimiter({MODEL: {"tpm": 100}}, clock=clock, sleep=clock.sleep), clock)
+    with pytest.raises(RateLimitedError, match="never be admitted") as ei:
+        await configured.achat(MODEL, "big", max_tokens=500, **_kw(fake))
+    assert ei.value.retry_after is None
+    assert len(fake.requests) == 4
+    for c in (client, configured):
+        await c.aclose()
+
+
+async def test_a_learned_limit_blocks_at_most_max_block(fake: FakeUpstream) -> None:
+    """An answer reporting far more usage than the learned limit allows pushes the counter
+    days ahead: the deployment is kept away at most ``max_block`` (the learned limit expires)."""
+    clock = Clock()
+    client = _client(RateLimiter({}, clock=clock, sleep=clock.sleep, max_block=30), clock)
+    fake.push(Reply.ok("x", headers=TOKENS_100, input_tokens=5, output_tokens=10**6))
+    await client.achat(MODEL, "a", max_tokens=10, **_kw(fake))
+    with pytest.raises(RateLimitedError, match="per-minute limit") as ei:
+        await client.achat(MODEL, "b", max_tokens=10, **_kw(fake))
+    assert ei.value.retry_after is not None
+    assert 0.0 < ei.value.retry_after <= 30.0
+    clock.advance(30.0)
+    fake.push(Reply.ok("y", headers=TOKENS_100))  # the limit is learned again, counts afresh
+    assert (await client.achat(MODEL, "c", max_tokens=10, **_kw(fake))).text == "y"
+    assert (await client.achat(MODEL, "d", max_tokens=10, **_kw(fake))).text == "Echo: d"
+    assert len(fake.requests) == 3
+    await client.aclose()
+
+
+@pytest.mark.services
+async def test_a_limit_learned_in_redis_never_refuses_forever(
+    fake: FakeUpstream, redis_store: RedisStore, redis_url: str
+) -> None:
+    """Shared through Redis: another limiter (another process's view) sends the call needing
+    more than the learned limit, and the learned limit is stored with an expiry of at most
+    ``max_block``."""
+    import redis
+
+    clock = Clock()
+    first = _client(RateLimiter({}, store=redis_store), clock)
+    second = _client(RateLimiter({}, store=redis_store), clock)
+    fake.push(Reply.ok("x", headers=TOKENS_100))
+    await first.achat(MODEL, "a", **_kw(fake))
+    r = await second.achat(MODEL, "big", max_tokens=500, **_kw(fake))
+    assert r.text == "Echo: big"
+    assert len(fake.requests) == 2
+    raw = redis.Redis.from_url(redis_url)
+    try:
+        [key] = [k for k in raw.scan_iter(f"{redis_store.prefix}rl:*") if not k.endswith(b":c")]
+        assert raw.hget(key, "Ltpm") == b"100"
+        secs, micros = raw.time()
+        left_ms = float(raw.hget(key, "Lexp") or 0) - (secs * 1000 + micros / 1000)
+        assert 0.0 < left_ms <= DEFAULT_MAX_BLOCK * 1000
+    finally:
+        raw.close()
+    for c in (first, second):
+        await c.aclose()

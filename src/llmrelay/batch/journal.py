@@ -183,6 +183,10 @@ class Journal:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Journal:
+        if not isinstance(path, str | os.PathLike):
+            raise InvalidRequestError(
+                f"journal must be a file path (a str or os.PathLike), not {type(path).__name__}"
+            )
         p = os.fspath(path)
         try:
             flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)

@@ -56,7 +56,7 @@ import orjson
 from .._sync import run_sync
 from ..catalog.costs import Cost
 from ..core.options import OPTION_NAMES, CallOptions, ModelRef, split_kwargs
-from ..errors import InvalidRequestError
+from ..errors import InvalidRequestError, shown
 from ..providers.resolve import Target
 from ..types import (
     PARAM_NAMES,
@@ -328,9 +328,17 @@ def _restore_result(rec: Mapping[str, Any], item: BatchItem, response_model: Any
 def _check_concurrency(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidRequestError(
-            f"concurrency must be a positive integer (calls in flight at once), not {value!r}"
+            f"concurrency must be a positive integer (calls in flight at once), not {shown(value)}"
         )
     return value
+
+
+def _check_on_result(value: Any) -> None:
+    if value is not None and not callable(value):
+        raise InvalidRequestError(
+            f"on_result must be a function of one BatchResult (sync or async) or None, not "
+            f"{type(value).__name__}"
+        )
 
 
 def _preflight(engine: Engine, model: ModelRef, kwargs: dict[str, Any]) -> None:
@@ -365,6 +373,7 @@ async def run_batch(
     every item (``wait_for_rate_limit`` defaults to True). See the module docstring.
     """
     _check_concurrency(concurrency)
+    _check_on_result(on_result)
     items = _parse_items(prompts)
     call_kwargs.setdefault("wait_for_rate_limit", True)
     base = split_kwargs(call_kwargs)  # unknown argument names fail here, before anything runs

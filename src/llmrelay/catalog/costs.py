@@ -22,12 +22,11 @@ microseconds.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidRequestError, UnknownModelError
+from ..errors import InvalidRequestError, UnknownModelError, finite, shown
 from ..types import Usage
 
 if TYPE_CHECKING:
@@ -194,8 +193,8 @@ _ANTHROPIC_KEYS = {
 
 
 def _count(name: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0 or math.isnan(v):
-        raise InvalidRequestError(f"usage {name} must be a non-negative integer, not {v!r}")
+    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0 or not finite(v):
+        raise InvalidRequestError(f"usage {name} must be a non-negative integer, not {shown(v)}")
     if isinstance(v, float) and not v.is_integer():
         raise InvalidRequestError(f"usage {name} must be a whole number of tokens, not {v!r}")
     return int(v)
@@ -273,7 +272,7 @@ def calculate_cost(
             raise InvalidRequestError(
                 f"model must be a model name or an LLMProfile, not {type(model).__name__}"
             )
-        return Rates.of(model).cost(u)
+        return _cost_of(Rates.of(model), u)
     if registry is not None:
         from .model_registry import LLMRegistry
 
@@ -291,7 +290,17 @@ def calculate_cost(
             return Cost.unknown(exc.message)
         rates = reg.cache[key] = Rates.of(profile)
     assert isinstance(rates, Rates)
-    return rates.cost(u)
+    return _cost_of(rates, u)
+
+
+def _cost_of(rates: Rates, u: Usage) -> Cost:
+    try:
+        return rates.cost(u)
+    except OverflowError:  # token counts past what a float holds (a Usage built by hand)
+        raise InvalidRequestError(
+            "usage token counts are too large to price: each must be a non-negative integer "
+            "that fits a float"
+        ) from None
 
 
 def estimate_request_cost(

@@ -17,6 +17,7 @@ from ..providers.table import Deployment
 from ..transport.base import Timeouts
 from ..types import ChatRequest, Response, StreamChunk
 from .layers import CallContext, CatalogLayer, LimiterLayer
+from .options import caller_limited
 from .retry import RetryBudget, RetryPolicy
 from .trace import Attempt
 
@@ -36,6 +37,7 @@ class AttemptRunner:
     limiter: LimiterLayer | None
     catalog: CatalogLayer | None
     _budgets: dict[str, RetryBudget] | None
+    timeouts: Timeouts
 
     if TYPE_CHECKING:
 
@@ -240,9 +242,12 @@ class AttemptRunner:
             permit, lim = await self._admit(dep, req, ctx, breaker, retries + 1, slept)
             remaining = self._remaining(ctx.deadline_at)
             t0 = clock()
+            sent = self._attempt_timeouts(timeouts, remaining)
             try:
-                resp = await backend.complete(req, dep, self._attempt_timeouts(timeouts, remaining))
+                resp = await backend.complete(req, dep, sent)
             except Exception as exc:
+                if isinstance(exc, APITimeoutError):
+                    exc.caller_limited = caller_limited(ctx.opts, timeouts, sent, self.timeouts)
                 slept = await self._failed(
                     exc, exc, dep, ctx, policy, breaker, permit, lim, budget, retries, t0, slept
                 )
@@ -288,8 +293,9 @@ class AttemptRunner:
             permit, lim = await self._admit(dep, req, ctx, breaker, retries + 1, slept)
             remaining = self._remaining(ctx.deadline_at)
             t0 = clock()
+            sent = self._attempt_timeouts(timeouts, remaining)
             agen: AsyncGenerator[StreamChunk, None] = backend.stream(  # type: ignore[assignment]
-                req, dep, self._attempt_timeouts(timeouts, remaining)
+                req, dep, sent
             )
             head: list[StreamChunk] = []
             limit = first_token_timeout
@@ -309,6 +315,9 @@ class AttemptRunner:
                         f"no first token within {limit:g}s", provider=dep.provider, model=dep.model
                     )
                     exc.__cause__ = caught
+                    exc.caller_limited = True  # first_token_timeout and deadline: the caller's
+                elif isinstance(exc, APITimeoutError):
+                    exc.caller_limited = caller_limited(ctx.opts, timeouts, sent, self.timeouts)
                 slept = await self._failed(
                     exc, caught, dep, ctx, policy, breaker, permit, lim, budget, retries, t0, slept
                 )

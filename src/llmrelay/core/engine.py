@@ -61,6 +61,7 @@ from .layers import (
     CatalogLayer,
     LimiterLayer,
     Recorder,
+    check_parts,
 )
 from .options import DEFAULT_TIMEOUTS, NO_OPTIONS, CallOptions, positive_option
 from .options import OPTION_NAMES as OPTION_NAMES  # re-exported
@@ -119,6 +120,8 @@ class Engine(StreamingCalls):
 
             transport = default_transport()
         positive_option("deadline", deadline)
+        check_parts(transport=transport, breakers=breakers, retry=retry, cache=cache)
+        check_parts(limiter=limiter, budget=budget, catalog=catalog, recorder=recorder)
         self.transport = transport
         self.timeouts = timeouts
         self.retry = retry or RetryPolicy()

@@ -31,6 +31,7 @@ __all__ = [
     "CatalogLayer",
     "LimiterLayer",
     "Recorder",
+    "check_parts",
 ]
 
 
@@ -154,3 +155,32 @@ class Recorder(Protocol):
     and must not raise (queue the work, write in batches elsewhere)."""
 
     def record(self, rec: CallRecord) -> None: ...
+
+
+#: What each pluggable part of an ``Engine`` must have: the methods the engine calls on it.
+_REQUIRED: dict[str, tuple[str, tuple[str, ...]]] = {
+    "transport": ("a Transport", ("send", "stream", "aclose")),
+    "breakers": ("a BreakerRegistry, True, False or None", ("get", "items")),
+    "retry": ("a RetryPolicy or None", ("decide",)),
+    "cache": ("a CacheLayer (e.g. ResponseCache) or None", ("key", "get", "put")),
+    "limiter": ("a LimiterLayer (e.g. RateLimiter) or None", ("acquire", "release")),
+    "budget": ("a BudgetLayer (e.g. Budgets) or None", ("reserve", "settle")),
+    "catalog": ("a CatalogLayer (e.g. Catalog) or None", ("prepare", "cost")),
+    "recorder": ("a Recorder (e.g. Metrics, RequestLog) or None", ("record",)),
+    "engine": ("an llmrelay Engine or None", ("complete", "stream")),
+}
+
+
+def check_parts(**parts: Any) -> None:
+    """``ConfigurationError`` naming the argument unless each given part (None and, for
+    ``breakers``, a bool are "default"/"off") has the methods the engine calls on it: a wrong
+    object fails when it is passed, not with AttributeError on some later call. Once, at
+    construction."""
+    from ..errors import ConfigurationError
+
+    for name, value in parts.items():
+        if value is None or (name == "breakers" and value.__class__ is bool):
+            continue
+        what, methods = _REQUIRED[name]
+        if not all(callable(getattr(value, m, None)) for m in methods):
+            raise ConfigurationError(f"{name} must be {what}, not {type(value).__name__}")

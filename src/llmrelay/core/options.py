@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..errors import ConfigurationError, InvalidRequestError
+from ..errors import ConfigurationError, InvalidRequestError, finite, shown
 from ..providers.backends import Backend
 from ..providers.resolve import Target
 from ..providers.table import Secret
@@ -28,6 +28,7 @@ __all__ = [
     "OPTION_NAMES",
     "CallOptions",
     "ModelRef",
+    "caller_limited",
     "positive_option",
     "split_kwargs",
     "timeouts_from",
@@ -103,7 +104,7 @@ class CallOptions:
         if (
             t is not None
             and not isinstance(t, Timeouts)
-            and (isinstance(t, bool) or not isinstance(t, int | float) or not t > 0)
+            and (isinstance(t, bool) or not isinstance(t, int | float) or not t > 0 or _huge(t))
         ):
             _bad("timeout", "a positive number of seconds or a Timeouts", t)
         if self.deadline is not None:
@@ -144,13 +145,16 @@ class CallOptions:
                 _bad(name, "a list of aliases, 'provider/model' names or Targets", v)
 
 
+def _huge(value: float) -> bool:
+    """An int too large for a float (``10**400``): ``float()`` of it raises OverflowError."""
+    return isinstance(value, int) and not finite(value)
+
+
 def _shown(value: Any) -> str:
     """A short, safe description of a bad value (arbitrary objects may have hostile reprs)."""
     if isinstance(value, type):
         return value.__name__
-    if isinstance(value, str | int | float | bool) and type(value) in (str, int, float, bool):
-        return repr(value)[:80]
-    return type(value).__name__
+    return shown(value)
 
 
 def _bad(name: str, allowed: str, value: Any) -> None:
@@ -173,17 +177,44 @@ def timeouts_from(value: float | Timeouts | None, default: Timeouts) -> Timeouts
         return default
     if isinstance(value, Timeouts):
         return value
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not value > 0
+        or _huge(value)
+    ):
         raise InvalidRequestError(
             f"timeout must be a positive number of seconds or a Timeouts, not {_shown(value)}"
         )
     return Timeouts(connect=min(float(value), default.connect or value), read=value, total=value)
 
 
+def caller_limited(opts: CallOptions, in_force: Timeouts, sent: Timeouts, own: Timeouts) -> bool:
+    """Was an attempt's time limit the caller's rather than the deployment's? True when the
+    call's deadline cut it (``sent`` is not ``in_force``) or the call's ``timeout`` is shorter
+    than the engine's own ``own`` (read or total; connect too when a ``Timeouts`` was given).
+    Only asked after a timeout, never per call."""
+    if sent is not in_force:
+        return True
+    if opts.timeout is None:  # the alias's or the engine's: the deployment's own
+        return False
+    inf = float("inf")
+    pairs = [(in_force.read, own.read), (in_force.total, own.total)]
+    if isinstance(opts.timeout, Timeouts):  # a number sets connect only as a cap of its own
+        pairs.append((in_force.connect, own.connect))
+    return any(
+        (mine if mine is not None else inf) < (theirs if theirs is not None else inf)
+        for mine, theirs in pairs
+    )
+
+
 def positive_option(name: str, value: float | None) -> None:
     """Raise ``InvalidRequestError`` unless ``value`` is None or a positive number."""
     if value is not None and (
-        isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not value > 0
+        or _huge(value)
     ):
         raise InvalidRequestError(
             f"{name} must be a positive number of seconds, not {_shown(value)}"

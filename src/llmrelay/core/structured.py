@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..errors import InvalidRequestError, StructuredOutputError
+from ..errors import InvalidRequestError, StructuredOutputError, shown
 from ..types import GenerationParams, Message, Response, Usage
 
 if TYPE_CHECKING:
@@ -154,9 +154,9 @@ def _check_model(response_model: Any) -> type[BaseModel]:
             f"response_model must be a pydantic model class, not an instance of "
             f"{type(response_model).__name__}; pass response_model={type(response_model).__name__}"
         )
-    shown = response_model.__name__ if isinstance(response_model, type) else repr(response_model)
+    what = response_model.__name__ if isinstance(response_model, type) else shown(response_model)
     raise InvalidRequestError(
-        f"response_model must be a pydantic BaseModel subclass, not {shown[:80]}; define one, "
+        f"response_model must be a pydantic BaseModel subclass, not {what[:80]}; define one, "
         "e.g. class Answer(BaseModel): text: str, and pass response_model=Answer"
     )
 

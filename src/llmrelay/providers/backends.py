@@ -33,7 +33,7 @@ from ..transport.base import (
 from ..transport.headers import get_header
 from ..transport.sse import SSEDecoder
 from ..types import PARAM_NAMES, ChatRequest, Response, StreamChunk, Usage, chunk
-from .adapters.base import WireAdapter, answer_request_id, status_error
+from .adapters.base import WireAdapter, answer_request_id, scrub_answer, status_error
 from .table import Deployment
 
 __all__ = [
@@ -127,7 +127,7 @@ class HttpBackend:
             raise unbuildable(exc, dep) from None
         if resp.status >= 300:
             raise status_error(adapter.map_error, resp.status, resp.headers, resp.body, dep)
-        return _finish(adapter.parse_response(resp, req, dep), resp.headers, req, http_req)
+        return _finish(adapter.parse_response(resp, req, dep), resp.headers, req, http_req, dep)
 
     async def stream(
         self, req: ChatRequest, dep: Deployment, timeouts: Timeouts
@@ -147,7 +147,7 @@ class HttpBackend:
                     # Some servers answer a stream request with one JSON body (often an error).
                     body = await _aread(s, dep)
                     resp = adapter.parse_response(HttpResponse(s.status, s.headers, body), req, dep)
-                    _finish(resp, s.headers, req, http_req)
+                    _finish(resp, s.headers, req, http_req, dep)
                     yield chunk(resp.text, finish_reason=resp.finish_reason, usage=resp.usage)
                     yield chunk(done=True, response=resp, finish_reason=resp.finish_reason)
                     return
@@ -165,13 +165,14 @@ class HttpBackend:
                             yield c
                 except (APIConnectionError, APITimeoutError) as exc:
                     # Both a StreamInterruptedError and the connection error or timeout it is.
-                    cut = interrupted_by(exc, f"the stream broke: {exc.message}", state.partial())
+                    partial = scrub_answer(state.partial(), dep)
+                    cut = interrupted_by(exc, f"the stream broke: {exc.message}", partial)
                     cut.provider, cut.model = dep.provider, dep.model
                     raise cut from exc
                 except ResponseTooLargeError as exc:
                     _locate(exc, dep)
                     raise
-                resp = _finish(state.finish(), s.headers, req, http_req)
+                resp = _finish(state.finish(), s.headers, req, http_req, dep)
                 resp.request_id = resp.request_id or answer_request_id(s.headers, dep)
                 yield chunk(
                     done=True, response=resp, finish_reason=resp.finish_reason, usage=resp.usage
@@ -218,10 +219,17 @@ async def _aread(s: StreamingResponse, dep: Deployment) -> bytes:
 
 
 def _finish(
-    resp: Response, headers: Mapping[str, str], req: ChatRequest, http_req: HttpRequest
+    resp: Response,
+    headers: Mapping[str, str],
+    req: ChatRequest,
+    http_req: HttpRequest,
+    dep: Deployment,
 ) -> Response:
     """What every answer of an ``HttpBackend`` carries: the HTTP headers of the response (rate
-    limits and the like) and the parameters adjusted for the provider, by layers or adapter."""
+    limits and the like) and the parameters adjusted for the provider, by layers or adapter.
+    Provider-supplied strings that reach logs and metrics are scrubbed of the deployment's
+    secrets (``scrub_answer``)."""
+    scrub_answer(resp, dep)
     resp.headers = headers
     if http_req.adjusted or req.adjusted:
         resp.adjusted_params = {**(req.adjusted or {}), **http_req.adjusted}

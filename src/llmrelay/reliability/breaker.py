@@ -25,7 +25,6 @@ States: ``closed`` (calls flow), ``open`` (calls fail fast with :class:`CircuitO
 from __future__ import annotations
 
 import inspect
-import math
 import threading
 import time
 from collections import deque
@@ -33,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from ..errors import CircuitOpenError, ConfigurationError, LLMRelayError
+from ..errors import CircuitOpenError, ConfigurationError, LLMRelayError, finite, shown
 
 __all__ = ["BreakerRegistry", "CircuitBreaker", "Permit", "State", "counts_as_failure"]
 
@@ -48,14 +47,16 @@ def counts_as_failure(exc: BaseException) -> bool:
     (``LLMRelayError.breaker_failure``): 429, 5xx, 529, timeouts, connection errors, broken
     streams and answers that are not the wire format do; the caller's errors (invalid input, a
     request that cannot be built, 400/401/403/404, refused content, configuration) and llmrelay's
-    own refusals (an open breaker, a budget, a deadline, the state store) never do. Any other
+    own refusals (an open breaker, a budget, a deadline, the state store) never do, and neither
+    does a timeout whose limit the caller chose (``LLMRelayError.caller_limited``: a shortened
+    ``timeout``, a ``first_token_timeout``, an attempt cut to fit a ``deadline``). Any other
     ``Exception`` counts: it was raised by the guarded function itself (``CircuitBreaker.call``,
     a user inference function), which is the deployment. The engine never lets the caller's
     mistakes reach a breaker as such: what fails while a provider request is being built is an
     ``InvalidRequestError``. Cancellation and interrupts never count.
     """
     if isinstance(exc, LLMRelayError):
-        return exc.breaker_failure
+        return exc.breaker_failure and not exc.caller_limited
     return isinstance(exc, Exception)
 
 
@@ -76,9 +77,9 @@ def _positive(name: str, v: Any, *, integer: bool = False) -> None:
     ok_type = (isinstance(v, int) if integer else isinstance(v, int | float)) and not isinstance(
         v, bool
     )
-    if not ok_type or not math.isfinite(v) or v <= 0:
+    if not ok_type or not finite(v) or v <= 0:
         kind = "an integer" if integer else "a finite number"
-        raise ConfigurationError(f"{name} must be {kind} > 0, not {v!r}")
+        raise ConfigurationError(f"{name} must be {kind} > 0, not {shown(v)}")
 
 
 class CircuitBreaker:

@@ -27,7 +27,6 @@ it across processes (``llmrelay.state``).
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +34,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ..catalog.costs import estimate_request_cost
-from ..errors import BudgetExceededError, ConfigurationError
+from ..errors import BudgetExceededError, ConfigurationError, bad_number
+from ..errors import shown as shown_arg
 from ..state.base import key_id
 from .budgets_ledger import Ledger, MemoryLedger, default_ledger
 
@@ -63,9 +63,9 @@ class BudgetLimit:
 
     def __post_init__(self) -> None:
         v = self.limit_usd
-        if isinstance(v, bool) or not isinstance(v, int | float) or math.isnan(v) or v <= 0:
+        if isinstance(v, bool) or not isinstance(v, int | float) or bad_number(v) or v <= 0:
             raise ConfigurationError(
-                f"a budget's limit_usd must be a positive number of dollars, not {v!r}"
+                f"a budget's limit_usd must be a positive number of dollars, not {shown_arg(v)}"
             )
         if self.period not in _PERIODS:
             shown = (

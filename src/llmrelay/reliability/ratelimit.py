@@ -54,14 +54,20 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigurationError, RateLimitedError, StateStoreError, StreamInterruptedError
+from ..errors import (
+    ConfigurationError,
+    RateLimitedError,
+    StateStoreError,
+    StreamInterruptedError,
+    finite,
+    shown,
+)
 from ..state.base import (
     FailMode,
     Store,
@@ -114,10 +120,10 @@ class Limits:
             ok = (isinstance(v, int) if integer else isinstance(v, int | float)) and not isinstance(
                 v, bool
             )
-            if not ok or not math.isfinite(v) or v <= 0:
+            if not ok or not finite(v) or v <= 0:
                 kind = "a whole number" if integer else "a number"
                 raise ConfigurationError(
-                    f"rate limit {f.name}={v!r} is invalid: it must be {kind} greater than 0 "
+                    f"rate limit {f.name}={shown(v)} is invalid: it must be {kind} greater than 0 "
                     "(leave it out for no limit)"
                 )
 

@@ -87,6 +87,8 @@ def _worse(a: Refusal | None, b: Refusal) -> Refusal:
 class _Scope:
     tat: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
     learned: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+    #: Learned limits hold until then (``max_block`` after the last answer announcing them).
+    learned_until: float = 0.0
     blocked_until: float = 0.0
     holders: dict[str, float] = field(default_factory=dict)  # permit id -> lease expiry
 
@@ -132,16 +134,21 @@ class MemoryBuckets:
                 if s.blocked_until > now:
                     worst = _worse(worst, Refusal(c.scope, "blocked", s.blocked_until - now))
                     continue
+                learned = s.learned_until > now
                 for i in range(4):
-                    lim = c.limits[i] or s.learned[i]
+                    lim = c.limits[i] or (s.learned[i] if learned else 0.0)
                     cost = c.costs[i]
                     if lim <= 0 or cost <= 0:
                         continue
                     if cost > lim:
-                        return Refusal(c.scope, DIMS[i], None, lim)
+                        if c.limits[i]:  # only a configured limit can say "never"
+                            return Refusal(c.scope, DIMS[i], None, lim)
+                        continue  # above a learned one: send it, the provider decides
                     nt = max(s.tat[i], now) + cost * WINDOW / lim
                     over = nt - now - WINDOW
                     if over > 1e-9:
+                        if not c.limits[i]:  # a learned limit is forgotten by then
+                            over = min(over, s.learned_until - now)
                         worst = _worse(worst, Refusal(c.scope, DIMS[i], over))
                     else:
                         updates.append((s, i, nt))
@@ -165,10 +172,17 @@ class MemoryBuckets:
             for st in settles:
                 s = self._scope(st.scope)
                 s.holders.pop(permit_id, None)
+                if any(x > 0 for x in st.learned):
+                    if s.learned_until <= now:  # relearned after expiry: forget stale counts
+                        for i in range(4):
+                            if not st.limits[i]:
+                                s.tat[i] = 0.0
+                    s.learned_until = now + self.max_block
+                learned = s.learned_until > now
                 for i in range(4):
                     if st.learned[i] > 0:
                         s.learned[i] = st.learned[i]
-                    lim = st.limits[i] or s.learned[i]
+                    lim = st.limits[i] or (s.learned[i] if learned else 0.0)
                     if lim <= 0:
                         continue
                     d = st.deltas[i]
@@ -247,7 +261,7 @@ class RedisBuckets:
             args.append(_num(_block(st.block, self.max_block) * 1000))
             args += [_num(x) for x in st.learned]
             args += [_num(x) for x in st.used]
-            args.append(_KEY_TTL_MS)
+            args += [_KEY_TTL_MS, self._max_block_ms]
             calls.append((RL_RELEASE, self._keys(st.scope), args))
         if calls:
             await self.store.eval_many(calls)

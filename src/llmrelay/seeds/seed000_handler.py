@@ -30,7 +30,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigurationError, InvalidRequestError, LLMRelayError, UnknownModelError
+from ..errors import (
+    ConfigurationError,
+    InvalidRequestError,
+    LLMRelayError,
+    UnknownModelError,
+    shown,
+)
 from .seed002 import CONFIG_REGISTRY, BaseModelConfig, ensure_loaded
 from .seed002.callers import ChatCaller
 from .seed002.registry import instantiate, validate_config
@@ -271,9 +277,13 @@ def _unknown_alias(alias: Any, registry: Registry) -> UnknownModelError:
     """The seed's exact ``ValueError`` message; hints go in a note (shown in tracebacks)."""
     import difflib
 
-    err = UnknownModelError(f"No configuration found for alias '{alias}'.")
+    try:  # the seed formats it with str(); an object whose str/repr raises is named by type
+        shown_alias = str(alias)
+    except Exception:
+        shown_alias = shown(alias)
+    err = UnknownModelError(f"No configuration found for alias '{shown_alias}'.")
     known = list(registry.keys())
-    close = difflib.get_close_matches(str(alias), known, n=3)
+    close = difflib.get_close_matches(shown_alias, known, n=3)
     if close:
         err.add_note(f"Did you mean {', '.join(repr(c) for c in close)}?")
     err.add_note(

@@ -20,7 +20,7 @@ from .._sync import run_sync
 from ..core.engine import CallOptions, Engine
 from ..core.retry import RetryPolicy
 from ..core.trace import Attempt
-from ..errors import ConfigurationError, UnknownModelError
+from ..errors import ConfigurationError, UnknownModelError, shown
 from ..providers.backends import CallableBackend
 from ..providers.resolve import Target, resolve_target
 from ..providers.table import make_deployment
@@ -72,7 +72,7 @@ class LLMManager:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 1:
             raise ConfigurationError(
                 "max_retries is the number of attempts per model and must be >= 1, "
-                f"not {max_retries!r}"
+                f"not {shown(max_retries)}"
             )
         policy = retry_policy or RetryPolicy(
             max_retries=max_retries - 1,
@@ -176,7 +176,8 @@ class LLMManager:
         if m is None:
             known = ", ".join(sorted(self._models)) or "none yet"
             raise UnknownModelError(
-                f"model {name!r} is not registered (registered: {known}); call register_model first"
+                f"model {shown(name)} is not registered (registered: {known}); call register_model "
+                "first"
             )
         return m
 

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, shown
 from ..observe.metrics import Metrics
 from ..observe.recorders import CompositeRecorder
 from ..observe.requestlog import RequestLog
@@ -55,7 +55,7 @@ def client_recorders(
     ):
         out.metrics = metrics
     else:
-        raise ConfigurationError(f"metrics must be True, False or a Metrics, not {metrics!r}")
+        raise ConfigurationError(f"metrics must be True, False or a Metrics, not {shown(metrics)}")
     if log is not None and log is not False:
         if isinstance(log, RequestLog):
             out.log = log

@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
-from ..errors import ConfigurationError, StateStoreError
+from ..errors import ConfigurationError, StateStoreError, finite, shown
 
 if TYPE_CHECKING:
     from ..providers.table import Secret
@@ -72,9 +72,9 @@ def check_ttl(ttl: object, what: str = "ttl") -> float | None:
     """A TTL in seconds: a positive finite number, or None for "never expires"."""
     if ttl is None:
         return None
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not math.isfinite(ttl):
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not finite(ttl):
         raise ConfigurationError(
-            f"{what} must be a positive number of seconds or None (no expiry), not {ttl!r}"
+            f"{what} must be a positive number of seconds or None (no expiry), not {shown(ttl)}"
         )
     if ttl <= 0:
         raise ConfigurationError(
@@ -91,12 +91,14 @@ def check_positive(value: object, what: str, *, integer: bool = False, zero: boo
     ok = (
         isinstance(value, int | float)
         and not isinstance(value, bool)
-        and (isinstance(value, int) or (not integer and math.isfinite(value)))
+        and ((isinstance(value, int) and integer) or (not integer and finite(value)))
         and (value >= 0 if zero else value > 0)
     )
     if not ok:
         kind = "a whole number" if integer else "a number of seconds"
-        raise ConfigurationError(f"{what} must be {kind} {'>=' if zero else '>'} 0, not {value!r}")
+        raise ConfigurationError(
+            f"{what} must be {kind} {'>=' if zero else '>'} 0, not {shown(value)}"
+        )
 
 
 def check_fail_mode(value: object, what: str) -> FailMode:

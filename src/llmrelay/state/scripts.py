@@ -41,7 +41,9 @@ _DIMS = "local dims = {'rpm', 'tpm', 'itpm', 'otpm'}\nlocal W = 60000\n"
 
 #: ARGV: permit id, lease ms, concurrency limit (0: none), (limit, cost) x 4, key ttl ms,
 #: longest block ms (a longer stored block is cut back to it).
-#: Returns {1, '0', ''} admitted, {0, wait_ms, dim} refused, {-1, limit, dim} never fits.
+#: Returns {1, '0', ''} admitted, {0, wait_ms, dim} refused, {-1, limit, dim} never fits (a
+#: configured limit only: a cost above a learned limit is sent, the provider decides). Learned
+#: limits ("L<dim>") hold until "Lexp" (ms), ``max_block`` after the last answer announcing them.
 RL_ACQUIRE = Script(
     "rl_acquire",
     _NOW
@@ -59,16 +61,24 @@ if blk > now then
 end
 local upd = {}
 local wait, wdim = 0, ''
+local lexp = tonumber(redis.call('HGET', h, 'Lexp') or '0')
+local learned = lexp > now
 for i = 1, 4 do
   local lim = tonumber(ARGV[2 + 2 * i])
   local cost = tonumber(ARGV[3 + 2 * i])
-  if lim <= 0 then lim = tonumber(redis.call('HGET', h, 'L' .. dims[i]) or '0') end
+  local configured = lim > 0
+  if not configured then
+    lim = 0
+    if learned then lim = tonumber(redis.call('HGET', h, 'L' .. dims[i]) or '0') end
+  end
+  if lim > 0 and cost > 0 and cost > lim and not configured then lim = 0 end
   if lim > 0 and cost > 0 then
     if cost > lim then return {-1, tostring(lim), dims[i]} end
     local tat = tonumber(redis.call('HGET', h, dims[i]) or '0')
     if tat < now then tat = now end
     local nt = tat + cost * W / lim
     local over = nt - now - W
+    if over > 0 and not configured and over > lexp - now then over = lexp - now end
     if over > 0 then
       if over > wait then wait = over; wdim = dims[i] end
     else
@@ -93,7 +103,8 @@ return {1, '0', ''}
 )
 
 #: ARGV: permit id ('' when it holds no slot), (limit, delta) x 4, block ms, learned limit x 4
-#: (0: none), units used per the provider x 4 (-1: unknown), key ttl ms.
+#: (0: none), units used per the provider x 4 (-1: unknown), key ttl ms, longest block ms (how
+#: long learned limits hold).
 RL_RELEASE = Script(
     "rl_release",
     _NOW
@@ -101,11 +112,28 @@ RL_RELEASE = Script(
     + """
 local h, z = KEYS[1], KEYS[2]
 if ARGV[1] ~= '' then redis.call('ZREM', z, ARGV[1]) end
+local lexp = tonumber(redis.call('HGET', h, 'Lexp') or '0')
+local fresh = false
+for i = 1, 4 do
+  if tonumber(ARGV[10 + i]) > 0 then fresh = true end
+end
+if fresh then
+  if lexp <= now then
+    for i = 1, 4 do
+      if tonumber(ARGV[2 * i]) <= 0 then redis.call('HDEL', h, dims[i]) end
+    end
+  end
+  lexp = now + tonumber(ARGV[20])
+  redis.call('HSET', h, 'Lexp', string.format('%.17g', lexp))
+end
 for i = 1, 4 do
   local learned = tonumber(ARGV[10 + i])
   if learned > 0 then redis.call('HSET', h, 'L' .. dims[i], tostring(learned)) end
   local lim = tonumber(ARGV[2 * i])
-  if lim <= 0 then lim = tonumber(redis.call('HGET', h, 'L' .. dims[i]) or '0') end
+  if lim <= 0 then
+    lim = 0
+    if lexp > now then lim = tonumber(redis.call('HGET', h, 'L' .. dims[i]) or '0') end
+  end
   if lim > 0 then
     local d = tonumber(ARGV[2 * i + 1])
     local used = tonumber(ARGV[14 + i])

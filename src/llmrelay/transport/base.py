@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..errors import InvalidRequestError, ResponseTooLargeError
+from ..errors import InvalidRequestError, ResponseTooLargeError, finite, shown
 
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
@@ -75,10 +75,15 @@ class Timeouts:
             v = getattr(self, name)
             if v is None:
                 continue
-            if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, int | float)
+                or not v > 0
+                or (isinstance(v, int) and not finite(v))
+            ):
                 raise InvalidRequestError(
                     f"Timeouts({name}=...) must be a positive number of seconds or None (no "
-                    f"limit), not {v!r}"
+                    f"limit), not {shown(v)}"
                 )
             if v == _INF:  # infinity is "no limit"; the event loop cannot schedule it
                 object.__setattr__(self, name, None)

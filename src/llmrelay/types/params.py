@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..errors import InvalidRequestError
+from ..errors import InvalidRequestError, finite, shown
 from .messages import Tool, _Dumpable
 
 __all__ = [
@@ -53,13 +52,14 @@ NO_PARAMS = GenerationParams()
 
 def _number(name: str, v: Any, lo: float, hi: float) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float):
-        raise InvalidRequestError(f"{name} must be a number between {lo:g} and {hi:g}, not {v!r}")
-    f = float(v)
-    if math.isnan(f) or not lo <= f <= hi:
         raise InvalidRequestError(
-            f"{name}={v!r} is out of range; use a value from {lo:g} to {hi:g}"
+            f"{name} must be a number between {lo:g} and {hi:g}, not {shown(v)}"
         )
-    return f
+    if not finite(v) or not lo <= v <= hi:
+        raise InvalidRequestError(
+            f"{name}={shown(v)} is out of range; use a value from {lo:g} to {hi:g}"
+        )
+    return float(v)
 
 
 def build_params(values: Mapping[str, Any]) -> GenerationParams:
@@ -84,16 +84,18 @@ def build_params(values: Mapping[str, Any]) -> GenerationParams:
             out[k] = _number(k, v, -2.0, 2.0)
         elif k == "max_tokens":
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise InvalidRequestError(f"max_tokens must be a positive integer, not {v!r}")
+                raise InvalidRequestError(f"max_tokens must be a positive integer, not {shown(v)}")
             out[k] = v
         elif k == "seed":
             if isinstance(v, bool) or not isinstance(v, int):
-                raise InvalidRequestError(f"seed must be an integer, not {v!r}")
+                raise InvalidRequestError(f"seed must be an integer, not {shown(v)}")
             out[k] = v
         elif k == "stop":
             stops = (v,) if isinstance(v, str) else tuple(v) if isinstance(v, Sequence) else None
             if stops is None or not all(isinstance(s, str) and s for s in stops):
-                raise InvalidRequestError(f"stop must be a string or a list of strings, not {v!r}")
+                raise InvalidRequestError(
+                    f"stop must be a string or a list of strings, not {shown(v)}"
+                )
             out[k] = stops
         elif k == "tools":
             if not isinstance(v, Sequence) or isinstance(v, str | bytes):
@@ -110,7 +112,7 @@ def build_params(values: Mapping[str, Any]) -> GenerationParams:
                 v = name
             if not isinstance(v, str) or not v:
                 raise InvalidRequestError(
-                    f"tool_choice must be 'auto', 'none', 'required' or a tool name, not {v!r}"
+                    f"tool_choice must be 'auto', 'none', 'required' or a tool name, not {shown(v)}"
                 )
             out[k] = v
         elif k == "response_format":
@@ -126,7 +128,7 @@ def build_params(values: Mapping[str, Any]) -> GenerationParams:
             out[k] = dict(v)
         elif k == "user":
             if not isinstance(v, str):
-                raise InvalidRequestError(f"user must be a string, not {v!r}")
+                raise InvalidRequestError(f"user must be a string, not {shown(v)}")
             out[k] = v
         elif k == "extra":
             if not isinstance(v, Mapping) or not all(isinstance(key, str) for key in v):

@@ -166,18 +166,49 @@ def redact_obj(obj: Any, dep: Deployment) -> Any:
     return _redact_obj(obj, secrets) if secrets else obj
 
 
+def _with_lower(secrets: tuple[str, ...]) -> tuple[str, ...]:
+    """``secrets`` plus their lower-cased forms, for text we lower-case (header names, hosts)."""
+    return secrets + tuple(s.lower() for s in secrets if s.lower() != s)
+
+
 def redact_headers(headers: Mapping[str, str], dep: Deployment) -> dict[str, str]:
     """Response headers for an error: lower-cased names; a value is replaced by
-    ``[REDACTED]`` when the name is a credential header or the value holds a secret."""
+    ``[REDACTED]`` when the name is a credential header or the value holds a secret. A header
+    whose *name* holds a secret (an upstream echoing the key as ``x-echo-<key>``) is dropped:
+    neither its name nor its value is kept."""
     secrets = secrets_of(dep)
+    lowered = _with_lower(secrets)
     out: dict[str, str] = {}
     for k, v in headers.items():
         name = k.lower()
+        if any(s in name for s in lowered):
+            continue
         if name in CREDENTIAL_HEADERS or any(s in v for s in secrets):
             out[name] = REDACTED
         else:
             out[name] = v
     return out
+
+
+def scrub_answer(resp: Response, dep: Deployment) -> Response:
+    """Remove the deployment's secrets from the strings a successful answer copies from the
+    provider and that reach metrics labels, request logs, traces and errors: ``model``, ``id``,
+    ``raw_finish_reason``, ``request_id``. Free when the deployment has no secret; a ``model``
+    equal to the one asked for is not searched."""
+    if not (dep.api_key or dep.headers or (dep.spec is not None and dep.spec.extra_headers)):
+        return resp
+    secrets = secrets_of(dep)
+    if not secrets:
+        return resp
+    if resp.model and resp.model != dep.model:
+        resp.model = _redact(resp.model, secrets)
+    if resp.id:
+        resp.id = _redact(resp.id, secrets)
+    if resp.raw_finish_reason:
+        resp.raw_finish_reason = _redact(resp.raw_finish_reason, secrets)
+    if resp.request_id:
+        resp.request_id = _redact(resp.request_id, secrets)
+    return resp
 
 
 def _origin(url: str) -> str | None:
@@ -222,7 +253,7 @@ def redirect_error(status: int, headers: Mapping[str, str], dep: Deployment) -> 
         where = f"another URL on the same origin {target}"
     else:
         where = f"another origin, {target}"
-    secrets = secrets_of(dep)
+    secrets = _with_lower(secrets_of(dep))  # the origin's host is lower-cased
     shown = _redact(target, secrets) if target else None
     err = RedirectError(
         _redact(
@@ -452,6 +483,7 @@ def in_band_error(
 
 def interrupted(message: str, dep: Deployment, partial: Response) -> StreamInterruptedError:
     """The error for a stream that ended before its terminal event; ``partial`` is what came."""
+    partial = scrub_answer(partial, dep)
     return StreamInterruptedError(message, provider=dep.provider, model=dep.model, partial=partial)
 
 
