@@ -300,7 +300,7 @@ def _preflight(client: Any, model: ModelRef, kwargs: dict[str, Any]) -> None:
     if not isinstance(engine, Engine):
         return
     _, opts = split_kwargs(kwargs)
-    engine._primary(engine._plan(model, opts), opts)
+    engine.preflight(model, opts)
 
 
 async def _notify(on_result: OnResult | None, res: BatchResult) -> None:
