@@ -207,34 +207,44 @@ class AttemptRunner:
             await self.host.sleep(delay)
         return delay
 
+    def _admit_now(self, tr: _Try) -> None:
+        """``_admit`` without awaiting: an in-process breaker (or none) and no rate limiter."""
+        breaker = tr.breaker
+        permit = None
+        if breaker is not None:
+            try:
+                permit = breaker.acquire()
+            except CircuitOpenError as exc:
+                _refused(tr, exc)
+                raise
+        deadline_at = tr.ctx.deadline_at
+        if deadline_at is not None and deadline_at - self.host.clock() <= 0:
+            if breaker is not None and permit is not None:
+                breaker.release(permit)
+            raise _deadline_error(tr.dep, None)
+        tr.permit, tr.lim = permit, None
+
     async def _admit(self, tr: _Try) -> None:
         """Breaker, deadline and rate limit, before one attempt: sets the attempt's permits;
         raises (recording a skip in the trace) when the attempt may not run."""
         dep, ctx, breaker = tr.dep, tr.ctx, tr.breaker
+        limiter = self.host.limiter
+        if limiter is None and (breaker is None or not breaker.asynchronous):
+            self._admit_now(tr)
+            return
         permit = None
         if breaker is not None:
             try:
                 # Shared (Redis) breakers decide with one round trip; in-process ones at once.
                 permit = await breaker.aacquire() if breaker.asynchronous else breaker.acquire()
             except CircuitOpenError as exc:
-                exc.provider, exc.model = dep.provider, dep.model
-                ctx.trace.append(
-                    Attempt(
-                        dep.label,
-                        "skipped",
-                        tr.retries + 1,
-                        "CircuitOpenError",
-                        backoff_s=tr.slept,
-                        reason=f"breaker open, retry after {exc.retry_after or 0:.1f}s",
-                    )
-                )
+                _refused(tr, exc)
                 raise
         if ctx.deadline_at is not None and ctx.deadline_at - self.host.clock() <= 0:
             if breaker is not None and permit is not None:
                 breaker.release(permit)
             raise _deadline_error(dep, None)
         lim = None
-        limiter = self.host.limiter
         if limiter is not None:
             try:
                 lim = await limiter.acquire(dep, tr.req, ctx)
@@ -303,8 +313,13 @@ class AttemptRunner:
         timeouts = self.timeouts(t, call.opts)
         clock = host.clock
         ctx = tr.ctx
+        breaker = tr.breaker
+        at_once = host.limiter is None and (breaker is None or not breaker.asynchronous)
         while True:
-            await self._admit(tr)
+            if at_once:
+                self._admit_now(tr)  # no coroutine for an in-process breaker without a limiter
+            else:
+                await self._admit(tr)
             deadline_at = ctx.deadline_at
             to = timeouts
             if deadline_at is not None:
@@ -425,6 +440,22 @@ class AttemptRunner:
                 c = dataclasses.replace(c, estimated=True)
             attempt.cost_usd = c.usd
             ctx.cost = c if ctx.cost is None else ctx.cost + c
+
+
+def _refused(tr: _Try, exc: CircuitOpenError) -> None:
+    """Book a breaker's refusal: the error names the deployment; the trace says why."""
+    dep = tr.dep
+    exc.provider, exc.model = dep.provider, dep.model
+    tr.ctx.trace.append(
+        Attempt(
+            dep.label,
+            "skipped",
+            tr.retries + 1,
+            "CircuitOpenError",
+            backoff_s=tr.slept,
+            reason=f"breaker open, retry after {exc.retry_after or 0:.1f}s",
+        )
+    )
 
 
 def _deadline_error(dep: Deployment, last: BaseException | None) -> DeadlineExceededError:

@@ -154,7 +154,19 @@ class Call:
         candidate succeeds."""
         ctx = self.ctx
         budget = self.engine.budget
-        chain = Chain(self.plan)
+        plan = self.plan
+        if budget is None and not (plan.fallbacks or plan.context_window or plan.content_filter):
+            # One candidate and no budget (most calls): the chain below, without its
+            # bookkeeping. Its failure is the candidate's error, carrying the trace.
+            t = plan.primary
+            try:
+                dep, req = self.prepare(t)
+                out = await attempt(self, dep, req, t)
+            except Exception as exc:
+                _traced(exc, ctx.trace)
+                raise
+            return out, dep, t, req
+        chain = Chain(plan)
         for t in chain:
             try:
                 dep, req = self.prepare(t)
@@ -362,8 +374,13 @@ def _failure(errors: list[BaseException], trace: list[Attempt]) -> BaseException
             f"all {len(errors)} candidates failed",
             [e for e in errors if isinstance(e, Exception)],
         )
+    _traced(err, trace)
+    return err
+
+
+def _traced(err: BaseException, trace: list[Attempt]) -> None:
+    """Attach the call's decision trace to its failure."""
     if isinstance(err, LLMRelayError):
         err.trace = trace
     else:
         err.llmrelay_trace = trace  # type: ignore[attr-defined]
-    return err
