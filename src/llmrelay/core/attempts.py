@@ -281,7 +281,7 @@ class AttemptRunner:
         if tr.budget is not None and tr.policy.is_retryable(exc):
             tr.budget.on_failure()
         trace = tr.ctx.trace
-        trace.append(_error_attempt(dep, tr.retries + 1, exc, self.host.clock() - tr.t0, tr.slept))
+        trace.append(_error_attempt(tr, exc, self.host.clock() - tr.t0))
         rem = self._remaining(tr.ctx.deadline_at)
         if isinstance(exc, APITimeoutError) and rem is not None and rem <= 0:
             raise _deadline_error(dep, exc) from caught
@@ -469,17 +469,15 @@ def _deadline_error(dep: Deployment, last: BaseException | None) -> DeadlineExce
     return err
 
 
-def _error_attempt(
-    dep: Deployment, number: int, exc: BaseException, latency: float, slept: float
-) -> Attempt:
+def _error_attempt(tr: _Try, exc: BaseException, latency: float) -> Attempt:
     return Attempt(
-        dep.label,
+        tr.dep.label,
         "error",
-        number,
+        tr.retries + 1,
         type(exc).__name__,
         getattr(exc, "status", None),
         latency,
-        slept,
+        tr.slept,
         None,
         getattr(exc, "message", None) or str(exc)[:300],
     )
