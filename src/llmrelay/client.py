@@ -151,7 +151,7 @@ class Client:
         params, opts = split_kwargs(kwargs)
         # Straight to the logical call (one coroutine fewer than Engine.complete).
         engine = self.engine
-        return await engine._complete(
+        return await engine.complete_messages(
             model, normalize_messages(messages, opts.system), params, opts
         )
 

@@ -145,14 +145,14 @@ policy = {{ retries = 0, timeout = 7, deadline = 9 }}
     engine = client.engine
     target = llmrelay.providers.resolve.resolve_target("careful")
     opts = llmrelay.CallOptions()
-    assert engine._policy(target, opts).max_retries == 0
-    assert engine._timeouts(target, opts).total == 7
+    assert engine.attempts.policy(target, opts).max_retries == 0
+    assert engine.attempts.timeouts(target, opts).total == 7
     fake.push(Reply.error(500, "down"))
     with pytest.raises(llmrelay.ServerError):
         await client.achat("careful", "hi", api_key=CANARY_KEY)
     assert len(fake.requests) == 1
     # The call's own arguments still win.
-    assert engine._timeouts(target, llmrelay.CallOptions(timeout=3)).total == 3
+    assert engine.attempts.timeouts(target, llmrelay.CallOptions(timeout=3)).total == 3
     await client.aclose()
 
 

@@ -1,8 +1,9 @@
 """Attempts on one deployment: circuit breaker, deadline, rate limit, then the retry loop.
 
 :class:`AttemptRunner` is the part of the engine that talks to one deployment; the engine
-(``engine.py``) decides which deployments to try. It expects its host to provide ``clock``,
-``sleep``, ``breakers``, ``limiter``, ``catalog`` and ``backend_for``.
+(``engine.py``) owns one and decides which deployments to try (``call.py``). It reads the
+engine's settings (clock, sleep, breakers, limiter, catalog, retry policy, timeouts) through
+the :class:`Host` protocol, so settings changed on the engine apply to the next call.
 """
 
 from __future__ import annotations
@@ -10,43 +11,124 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import APITimeoutError, CircuitOpenError, DeadlineExceededError, LLMRelayError
+from ..providers.resolve import Target
 from ..providers.table import Deployment
 from ..transport.base import Timeouts
 from ..types import ChatRequest, Response, StreamChunk
 from .layers import CallContext, CatalogLayer, LimiterLayer
-from .options import caller_limited
+from .options import CallOptions, caller_limited, timeouts_from
 from .retry import RetryBudget, RetryPolicy
 from .trace import Attempt
 
 if TYPE_CHECKING:
     from ..providers.backends import Backend
-    from ..reliability.breaker import BreakerRegistry, CircuitBreaker
+    from .call import Call
 
-__all__ = ["AttemptRunner"]
+__all__ = ["AttemptRunner", "Breaker", "BreakerSource", "Host"]
 
 
-class AttemptRunner:
-    """Runs attempts on one deployment (mixed into ``Engine``)."""
+class Breaker(Protocol):
+    """What the engine needs of a circuit breaker (``reliability.breaker.CircuitBreaker`` and
+    the shared ``SharedCircuitBreaker``). When ``asynchronous`` is true the engine uses the
+    ``a*`` methods (one store round trip each), else the synchronous ones."""
+
+    asynchronous: bool
+    clock: Callable[[], float]
+
+    @property
+    def state(self) -> str: ...
+
+    def acquire(self) -> Any: ...
+
+    def release(self, permit: Any) -> None: ...
+
+    def on_success(self, permit: Any) -> None: ...
+
+    def on_failure(self, permit: Any, exc: BaseException) -> None: ...
+
+    async def aacquire(self) -> Any: ...
+
+    async def aon_success(self, permit: Any) -> None: ...
+
+    async def aon_failure(self, permit: Any, exc: BaseException) -> None: ...
+
+
+class BreakerSource(Protocol):
+    """A breaker registry: one breaker per deployment key."""
+
+    def get(self, key: str) -> Breaker: ...
+
+
+class Host(Protocol):
+    """The engine's settings the attempts read (the engine implements it)."""
 
     clock: Callable[[], float]
     sleep: Callable[[float], Awaitable[Any]]
-    breakers: BreakerRegistry | None
     limiter: LimiterLayer | None
     catalog: CatalogLayer | None
-    _budgets: dict[str, RetryBudget] | None
+    retry: RetryPolicy
     timeouts: Timeouts
 
-    if TYPE_CHECKING:
+    @property
+    def breakers(self) -> BreakerSource | None: ...
 
-        def backend_for(self, dep: Deployment) -> Backend: ...
+    def backend_for(self, dep: Deployment) -> Backend: ...
 
-    def breaker_for(self, dep: Deployment) -> CircuitBreaker | None:
-        return self.breakers.get(dep.key) if self.breakers is not None else None
 
-    def _budget(self, key: str) -> RetryBudget | None:
+class _Try:
+    """The attempts on one deployment for one candidate: what every attempt of the retry loop
+    shares, built once per candidate (not per attempt)."""
+
+    __slots__ = (
+        "breaker",
+        "budget",
+        "ctx",
+        "dep",
+        "lim",
+        "permit",
+        "policy",
+        "req",
+        "retries",
+        "slept",
+        "t0",
+    )
+
+    def __init__(
+        self, dep: Deployment, req: ChatRequest, ctx: CallContext, policy: RetryPolicy
+    ) -> None:
+        self.dep = dep
+        self.req = req
+        self.ctx = ctx
+        self.policy = policy
+        self.breaker: Breaker | None = None
+        self.budget: RetryBudget | None = None
+        self.retries = 0
+        self.slept = 0.0
+        self.permit: Any = None
+        self.lim: Any = None
+        self.t0 = 0.0
+
+
+class AttemptRunner:
+    """Runs attempts on one deployment; owned by the engine (``engine.attempts``)."""
+
+    __slots__ = ("_budgets", "host")
+
+    def __init__(self, host: Host, *, retry_budget: bool = True) -> None:
+        self.host = host
+        self._budgets: dict[str, RetryBudget] | None = {} if retry_budget else None
+
+    # ------------------------------------------------------------------ per deployment
+
+    def breaker_for(self, dep: Deployment) -> Breaker | None:
+        breakers = self.host.breakers
+        return breakers.get(dep.key) if breakers is not None else None
+
+    def budget_for(self, key: str) -> RetryBudget | None:
+        """The retry budget of a deployment key (None when retry budgets are off)."""
         if self._budgets is None:
             return None
         b = self._budgets.get(key)
@@ -54,10 +136,39 @@ class AttemptRunner:
             b = self._budgets[key] = RetryBudget()
         return b
 
-    def _remaining(self, deadline_at: float | None) -> float | None:
-        return None if deadline_at is None else deadline_at - self.clock()
+    def timeouts(self, t: Target, opts: CallOptions) -> Timeouts:
+        """Per attempt: the call's ``timeout``, else the alias policy's, else the engine's."""
+        value = opts.timeout if opts.timeout is not None else t.policy.get("timeout")
+        if value is None:
+            return self.host.timeouts
+        return timeouts_from(value, self.host.timeouts)
 
-    def _attempt_timeouts(self, timeouts: Timeouts, remaining: float | None) -> Timeouts:
+    def policy(self, t: Target, opts: CallOptions) -> RetryPolicy:
+        """The retry policy of a call on ``t``: the call's, else the alias policy's retries."""
+        if opts.retry is not None:
+            return opts.retry
+        retry = self.host.retry
+        n = opts.retries if opts.retries is not None else t.policy.get("retries")
+        if n is not None and n != retry.max_retries:
+            return dataclasses.replace(retry, max_retries=n)
+        return retry
+
+    def _start(self, call: Call, dep: Deployment, req: ChatRequest, t: Target) -> _Try:
+        tr = _Try(dep, req, call.ctx, self.policy(t, call.opts))
+        breakers = self.host.breakers
+        if breakers is not None:
+            tr.breaker = breakers.get(dep.key)
+        if self._budgets is not None:
+            tr.budget = self.budget_for(dep.key)
+        return tr
+
+    # ------------------------------------------------------------------ the retry loop
+
+    def _remaining(self, deadline_at: float | None) -> float | None:
+        return None if deadline_at is None else deadline_at - self.host.clock()
+
+    @staticmethod
+    def _attempt_timeouts(timeouts: Timeouts, remaining: float | None) -> Timeouts:
         if remaining is None or (timeouts.total is not None and timeouts.total <= remaining):
             return timeouts
         # The clock may pass the deadline between the check and here: time out at once.
@@ -68,92 +179,75 @@ class AttemptRunner:
             total=remaining,
         )
 
-    def _deadline_error(self, dep: Deployment, last: BaseException | None) -> DeadlineExceededError:
-        err = DeadlineExceededError(
-            "the call's deadline ran out"
-            + (f" (last error: {type(last).__name__})" if last else ""),
-            provider=dep.provider,
-            model=dep.model,
-        )
-        if last is not None:
-            err.__cause__ = last
-        return err
-
-    async def _backoff(
-        self,
-        exc: BaseException,
-        policy: RetryPolicy,
-        retries_done: int,
-        dep: Deployment,
-        budget: RetryBudget | None,
-        deadline_at: float | None,
-        trace: list[Attempt],
-    ) -> float | None:
+    async def _backoff(self, tr: _Try, exc: BaseException) -> float | None:
         """Seconds slept before the next retry, or None when this deployment is done."""
-        remaining = self._remaining(deadline_at)
+        trace = tr.ctx.trace
+        remaining = self._remaining(tr.ctx.deadline_at)
         # Time the next attempt may still start in: a share of what is left is kept for it.
         window = None if remaining is None else remaining - min(1.0, 0.1 * remaining)
         # A server-requested wait that does not fit in ``window`` is not retried (the decision
         # says so): the provider's error, with its retry_after, ends this deployment at once.
-        decision = policy.decide(exc, retries_done, window)
+        decision = tr.policy.decide(exc, tr.retries, window)
         if not decision.retry:
             if trace and trace[-1].reason is None:
                 trace[-1].reason = decision.reason
             return None
-        if budget is not None and not budget.can_retry():
+        if tr.budget is not None and not tr.budget.can_retry():
             # Keep the provider's error (as gRPC's retry throttling keeps the status): the call
             # moves to its next candidate, and the trace says why it was not retried here.
-            trace[-1].reason = f"retry budget of {dep.label} spent: too many recent failures"
+            trace[-1].reason = f"retry budget of {tr.dep.label} spent: too many recent failures"
             return None
         delay = decision.delay
         if window is not None:
             if window <= 0:
                 trace[-1].reason = "deadline reached"
-                raise self._deadline_error(dep, exc)
+                raise _deadline_error(tr.dep, exc)
             delay = min(delay, window)  # a backoff is cut to fit; a server's wait already fits
         if delay > 0:
-            await self.sleep(delay)
+            await self.host.sleep(delay)
         return delay
 
-    async def _admit(
-        self,
-        dep: Deployment,
-        req: ChatRequest,
-        ctx: CallContext,
-        breaker: CircuitBreaker | None,
-        number: int,
-        slept: float,
-    ) -> tuple[Any, Any]:
-        """Breaker, deadline and rate limit, before one attempt. Returns (breaker permit,
-        limiter permit); raises (recording a skip in the trace) when the attempt may not run."""
+    def _admit_now(self, tr: _Try) -> None:
+        """``_admit`` without awaiting: an in-process breaker (or none) and no rate limiter."""
+        breaker = tr.breaker
+        permit = None
+        if breaker is not None:
+            try:
+                permit = breaker.acquire()
+            except CircuitOpenError as exc:
+                _refused(tr, exc)
+                raise
+        deadline_at = tr.ctx.deadline_at
+        if deadline_at is not None and deadline_at - self.host.clock() <= 0:
+            if breaker is not None and permit is not None:
+                breaker.release(permit)
+            raise _deadline_error(tr.dep, None)
+        tr.permit, tr.lim = permit, None
+
+    async def _admit(self, tr: _Try) -> None:
+        """Breaker, deadline and rate limit, before one attempt: sets the attempt's permits;
+        raises (recording a skip in the trace) when the attempt may not run."""
+        dep, ctx, breaker = tr.dep, tr.ctx, tr.breaker
+        limiter = self.host.limiter
+        if limiter is None and (breaker is None or not breaker.asynchronous):
+            self._admit_now(tr)
+            return
         permit = None
         if breaker is not None:
             try:
                 # Shared (Redis) breakers decide with one round trip; in-process ones at once.
-                aacquire = getattr(breaker, "aacquire", None)
-                permit = await aacquire() if aacquire is not None else breaker.acquire()
+                permit = await breaker.aacquire() if breaker.asynchronous else breaker.acquire()
             except CircuitOpenError as exc:
-                exc.provider, exc.model = dep.provider, dep.model
-                ctx.trace.append(
-                    Attempt(
-                        dep.label,
-                        "skipped",
-                        number,
-                        "CircuitOpenError",
-                        backoff_s=slept,
-                        reason=f"breaker open, retry after {exc.retry_after or 0:.1f}s",
-                    )
-                )
+                _refused(tr, exc)
                 raise
-        remaining = self._remaining(ctx.deadline_at)
-        if remaining is not None and remaining <= 0:
+        if ctx.deadline_at is not None and ctx.deadline_at - self.host.clock() <= 0:
             if breaker is not None and permit is not None:
                 breaker.release(permit)
-            raise self._deadline_error(dep, None)
+            raise _deadline_error(dep, None)
         lim = None
-        if self.limiter is not None:
+        if limiter is not None:
             try:
-                lim = await self.limiter.acquire(dep, req, ctx)
+                lim = await limiter.acquire(dep, tr.req, ctx)
             except BaseException as exc:
                 if breaker is not None and permit is not None:
                     breaker.release(permit)
@@ -162,137 +256,116 @@ class AttemptRunner:
                         Attempt(
                             dep.label,
                             "skipped",
-                            number,
+                            tr.retries + 1,
                             type(exc).__name__,
-                            backoff_s=slept,
+                            backoff_s=tr.slept,
                             reason=f"rate limit: {exc.message}",
                         )
                     )
                 raise
-        return permit, lim
+        tr.permit, tr.lim = permit, lim
 
-    async def _failed(
-        self,
-        exc: Exception,
-        caught: Exception,
-        dep: Deployment,
-        ctx: CallContext,
-        policy: RetryPolicy,
-        breaker: CircuitBreaker | None,
-        permit: Any,
-        lim: Any,
-        budget: RetryBudget | None,
-        retries: int,
-        t0: float,
-        slept: float,
-    ) -> float:
+    async def _failed(self, tr: _Try, exc: Exception, caught: Exception) -> None:
         """Book a failed attempt (breaker, rate limit, retry budget, trace), then back off.
 
         ``exc`` is the attempt's error, ``caught`` what was raised (``exc`` or its cause).
-        Returns the seconds slept before the next attempt; raises ``exc`` (or a deadline error)
+        Sets the seconds slept before the next attempt; raises ``exc`` (or a deadline error)
         when there is no next attempt.
         """
-        if breaker is not None and permit is not None:
-            await _on_failure(breaker, permit, exc)
-        if self.limiter is not None:
-            await self.limiter.release(lim, None, getattr(exc, "headers", None), exc)
-        if budget is not None and policy.is_retryable(exc):
-            budget.on_failure()
-        trace = ctx.trace
-        trace.append(_error_attempt(dep, retries + 1, exc, self.clock() - t0, slept))
-        rem = self._remaining(ctx.deadline_at)
+        breaker, dep = tr.breaker, tr.dep
+        if breaker is not None and tr.permit is not None:
+            await _on_failure(breaker, tr.permit, exc)
+        limiter = self.host.limiter
+        if limiter is not None:
+            await limiter.release(tr.lim, None, getattr(exc, "headers", None), exc)
+        if tr.budget is not None and tr.policy.is_retryable(exc):
+            tr.budget.on_failure()
+        trace = tr.ctx.trace
+        trace.append(_error_attempt(tr, exc, self.host.clock() - tr.t0))
+        rem = self._remaining(tr.ctx.deadline_at)
         if isinstance(exc, APITimeoutError) and rem is not None and rem <= 0:
-            raise self._deadline_error(dep, exc) from caught
+            raise _deadline_error(dep, exc) from caught
         d: float | None = None
         if breaker is not None and breaker.state == "open":
             trace[-1].reason = "the breaker opened: not retrying"
         else:
-            d = await self._backoff(exc, policy, retries, dep, budget, ctx.deadline_at, trace)
+            d = await self._backoff(tr, exc)
         if d is None:
             if exc is caught:
                 raise exc
             raise exc from caught
-        return d
+        tr.slept = d
+        tr.retries += 1
 
-    async def _abandoned(self, breaker: CircuitBreaker | None, permit: Any, lim: Any) -> None:
+    async def _abandoned(self, tr: _Try) -> None:
         """Give back the permits of an attempt that was cancelled: it has no outcome to count."""
-        if breaker is not None and permit is not None:
-            breaker.release(permit)
-        if self.limiter is not None:
-            await self.limiter.release(lim, None, None, None)
+        if tr.breaker is not None and tr.permit is not None:
+            tr.breaker.release(tr.permit)
+        limiter = self.host.limiter
+        if limiter is not None:
+            await limiter.release(tr.lim, None, None, None)
 
-    async def _run(
-        self,
-        dep: Deployment,
-        req: ChatRequest,
-        policy: RetryPolicy,
-        timeouts: Timeouts,
-        ctx: CallContext,
-    ) -> Response:
+    async def run(self, call: Call, dep: Deployment, req: ChatRequest, t: Target) -> Response:
         """Attempts on one deployment: breaker and rate limit, then the retry loop."""
-        backend = self.backend_for(dep)
-        breaker = self.breaker_for(dep)
-        budget = self._budget(dep.key)
-        limiter = self.limiter
-        clock = self.clock
-        trace = ctx.trace
-        retries = 0
-        slept = 0.0
+        host = self.host
+        backend = host.backend_for(dep)
+        tr = self._start(call, dep, req, t)
+        timeouts = self.timeouts(t, call.opts)
+        clock = host.clock
+        ctx = tr.ctx
+        breaker = tr.breaker
+        at_once = host.limiter is None and (breaker is None or not breaker.asynchronous)
         while True:
-            permit, lim = await self._admit(dep, req, ctx, breaker, retries + 1, slept)
-            remaining = self._remaining(ctx.deadline_at)
-            t0 = clock()
-            sent = self._attempt_timeouts(timeouts, remaining)
+            if at_once:
+                self._admit_now(tr)  # no coroutine for an in-process breaker without a limiter
+            else:
+                await self._admit(tr)
+            deadline_at = ctx.deadline_at
+            to = timeouts
+            if deadline_at is not None:
+                to = self._attempt_timeouts(timeouts, deadline_at - clock())
+            tr.t0 = clock()
             try:
-                resp = await backend.complete(req, dep, sent)
+                resp = await backend.complete(req, dep, to)
             except Exception as exc:
                 if isinstance(exc, APITimeoutError):
-                    exc.caller_limited = caller_limited(ctx.opts, timeouts, sent, self.timeouts)
-                slept = await self._failed(
-                    exc, exc, dep, ctx, policy, breaker, permit, lim, budget, retries, t0, slept
-                )
-                retries += 1
+                    exc.caller_limited = caller_limited(ctx.opts, timeouts, to, host.timeouts)
+                await self._failed(tr, exc, exc)
                 continue
             except BaseException:
-                await self._abandoned(breaker, permit, lim)
+                await self._abandoned(tr)
                 raise
-            await _succeeded(breaker, permit, budget)
+            await _succeeded(tr.breaker, tr.permit, tr.budget)
+            limiter = host.limiter
             if limiter is not None:
-                await limiter.release(lim, resp, resp.headers, None)
+                await limiter.release(tr.lim, resp, resp.headers, None)
             attempt = Attempt(
-                dep.label, "success", retries + 1, latency_s=clock() - t0, backoff_s=slept
+                dep.label, "success", tr.retries + 1, latency_s=clock() - tr.t0, backoff_s=tr.slept
             )
-            trace.append(attempt)
-            self._account(dep, resp, ctx, attempt, req)
+            ctx.trace.append(attempt)
+            self.account(dep, resp, ctx, attempt, req)
             return resp
 
-    async def _open_stream(
-        self,
-        dep: Deployment,
-        req: ChatRequest,
-        policy: RetryPolicy,
-        timeouts: Timeouts,
-        ctx: CallContext,
+    async def open_stream(
+        self, call: Call, dep: Deployment, req: ChatRequest, t: Target
     ) -> tuple[AsyncGenerator[StreamChunk, None], list[StreamChunk], float, Any, Any]:
         """Start a stream on ``dep`` and read up to its first content chunk, with retries.
 
         Returns the live generator, the chunks read so far, the attempt's start time, the rate
         limiter's permit (released when the stream ends) and the breaker's permit: the stream's
-        outcome for the breaker is only known when it ends (``_stream_outcome``), so a stream
+        outcome for the breaker is only known when it ends (``stream_outcome``), so a stream
         cut after its first chunks counts as the failure it is.
         """
-        backend = self.backend_for(dep)
-        breaker = self.breaker_for(dep)
-        budget = self._budget(dep.key)
-        clock = self.clock
-        trace = ctx.trace
-        first_token_timeout = ctx.opts.first_token_timeout
-        retries = 0
-        slept = 0.0
+        backend = self.host.backend_for(dep)
+        tr = self._start(call, dep, req, t)
+        timeouts = self.timeouts(t, call.opts)
+        clock = self.host.clock
+        ctx = tr.ctx
+        first_token_timeout = call.opts.first_token_timeout
         while True:
-            permit, lim = await self._admit(dep, req, ctx, breaker, retries + 1, slept)
+            await self._admit(tr)
             remaining = self._remaining(ctx.deadline_at)
-            t0 = clock()
+            tr.t0 = clock()
             sent = self._attempt_timeouts(timeouts, remaining)
             agen: AsyncGenerator[StreamChunk, None] = backend.stream(  # type: ignore[assignment]
                 req, dep, sent
@@ -317,27 +390,27 @@ class AttemptRunner:
                     exc.__cause__ = caught
                     exc.caller_limited = True  # first_token_timeout and deadline: the caller's
                 elif isinstance(exc, APITimeoutError):
-                    exc.caller_limited = caller_limited(ctx.opts, timeouts, sent, self.timeouts)
-                slept = await self._failed(
-                    exc, caught, dep, ctx, policy, breaker, permit, lim, budget, retries, t0, slept
-                )
-                retries += 1
+                    exc.caller_limited = caller_limited(
+                        ctx.opts, timeouts, sent, self.host.timeouts
+                    )
+                await self._failed(tr, exc, caught)
                 continue
             except BaseException:
                 await agen.aclose()
-                await self._abandoned(breaker, permit, lim)
+                await self._abandoned(tr)
                 raise
-            if budget is not None:
-                budget.on_success()
+            if tr.budget is not None:
+                tr.budget.on_success()
+            permit = tr.permit
             if permit is not None:
-                permit.first_output = breaker.clock() if breaker is not None else None
-            trace.append(Attempt(dep.label, "success", retries + 1, backoff_s=slept))
-            return agen, head, t0, lim, permit
+                permit.first_output = tr.breaker.clock() if tr.breaker is not None else None
+            ctx.trace.append(Attempt(dep.label, "success", tr.retries + 1, backoff_s=tr.slept))
+            return agen, head, tr.t0, tr.lim, permit
 
-    async def _stream_outcome(
+    async def stream_outcome(
         self, dep: Deployment, permit: Any, failure: BaseException | None
     ) -> None:
-        """Book a stream that started (see ``_open_stream``) with its breaker when it ends: a
+        """Book a stream that started (see ``open_stream``) with its breaker when it ends: a
         failure after output counts as ``counts_as_failure`` says; a stream that finished, or
         that its caller left, was served."""
         breaker = self.breaker_for(dep)
@@ -348,7 +421,7 @@ class AttemptRunner:
         else:
             await _succeeded(breaker, permit, None)
 
-    def _account(
+    def account(
         self,
         dep: Deployment,
         resp: Response,
@@ -360,54 +433,76 @@ class AttemptRunner:
         usage chunk in the stream, no ``usage`` in the body) is counted from ``req`` and its
         text, marked estimated: an answer is never a silent $0."""
         usage = resp.usage
+        catalog = self.host.catalog
         if req is not None and usage.input_tokens == 0 and usage.output_tokens == 0:
             from ..catalog.costs import estimate_usage
 
             usage = resp.usage = estimate_usage(
-                req, dep, resp, registry=getattr(self.catalog, "registry", None)
+                req, dep, resp, registry=getattr(catalog, "registry", None)
             )
         attempt.usage = usage
         ctx.usage = ctx.usage + usage
-        if self.catalog is not None:
-            c = self.catalog.cost(dep, usage)
+        if catalog is not None:
+            c = catalog.cost(dep, usage)
             if usage.estimated and not c.estimated:
                 c = dataclasses.replace(c, estimated=True)
             attempt.cost_usd = c.usd
             ctx.cost = c if ctx.cost is None else ctx.cost + c
 
 
-def _error_attempt(
-    dep: Deployment, number: int, exc: BaseException, latency: float, slept: float
-) -> Attempt:
+def _refused(tr: _Try, exc: CircuitOpenError) -> None:
+    """Book a breaker's refusal: the error names the deployment; the trace says why."""
+    dep = tr.dep
+    exc.provider, exc.model = dep.provider, dep.model
+    tr.ctx.trace.append(
+        Attempt(
+            dep.label,
+            "skipped",
+            tr.retries + 1,
+            "CircuitOpenError",
+            backoff_s=tr.slept,
+            reason=f"breaker open, retry after {exc.retry_after or 0:.1f}s",
+        )
+    )
+
+
+def _deadline_error(dep: Deployment, last: BaseException | None) -> DeadlineExceededError:
+    err = DeadlineExceededError(
+        "the call's deadline ran out" + (f" (last error: {type(last).__name__})" if last else ""),
+        provider=dep.provider,
+        model=dep.model,
+    )
+    if last is not None:
+        err.__cause__ = last
+    return err
+
+
+def _error_attempt(tr: _Try, exc: BaseException, latency: float) -> Attempt:
     return Attempt(
-        dep.label,
+        tr.dep.label,
         "error",
-        number,
+        tr.retries + 1,
         type(exc).__name__,
         getattr(exc, "status", None),
         latency,
-        slept,
+        tr.slept,
         None,
         getattr(exc, "message", None) or str(exc)[:300],
     )
 
 
-async def _succeeded(
-    breaker: CircuitBreaker | None, permit: Any, budget: RetryBudget | None
-) -> None:
+async def _succeeded(breaker: Breaker | None, permit: Any, budget: RetryBudget | None) -> None:
     if breaker is not None and permit is not None:
-        hook = getattr(breaker, "aon_success", None)  # shared (Redis) breakers
-        if hook is not None:
-            await hook(permit)
+        if breaker.asynchronous:
+            await breaker.aon_success(permit)  # shared (Redis) breakers
         else:
             breaker.on_success(permit)
     if budget is not None:
         budget.on_success()
 
 
-async def _on_failure(breaker: CircuitBreaker, permit: Any, exc: BaseException) -> None:
-    hook = getattr(breaker, "aon_failure", None)
-    if hook is not None:
-        await hook(permit, exc)
+async def _on_failure(breaker: Breaker, permit: Any, exc: BaseException) -> None:
+    if breaker.asynchronous:
+        await breaker.aon_failure(permit, exc)
     else:
         breaker.on_failure(permit, exc)

@@ -1,7 +1,8 @@
 """Structured output: ``response_model=<pydantic model>`` in, a validated instance out.
 
-When a call has a ``response_model``, the engine (``Engine._complete``) uses :func:`prepare` to
-ask the provider for JSON matching the model's JSON schema through the wire-neutral request
+When a call has a ``response_model``, the engine (``Engine.complete_messages``) uses
+:func:`prepare` to ask the provider for JSON matching the model's JSON schema through the
+wire-neutral request
 ``params.response_format = {"type": "json_schema", "json_schema": {"name", "schema", "strict"}}``
 (each adapter translates it natively: OpenAI passes it through, Anthropic forces a tool, Gemini
 sets ``responseJsonSchema``), validates ``Response.text`` with ``model_validate_json`` and, when

@@ -85,6 +85,10 @@ def _positive(name: str, v: Any, *, integer: bool = False) -> None:
 class CircuitBreaker:
     """A circuit breaker. ``call(func, *args, **kwargs)`` runs ``func`` through it."""
 
+    #: Decides in process: the engine calls ``acquire``/``on_success``/``on_failure`` directly
+    #: (the shared breaker, which needs a store round trip, says True and is awaited).
+    asynchronous = False
+
     def __init__(
         self,
         failure_threshold: int = 5,
@@ -232,6 +236,16 @@ class CircuitBreaker:
                 self._probes_in_flight += 1
                 return Permit(self._generation, True, now)
             return Permit(self._generation, False, now)
+
+    async def aacquire(self) -> Permit:
+        """``acquire`` as a coroutine (the shared breaker's shape)."""
+        return self.acquire()
+
+    async def aon_success(self, permit: Permit) -> None:
+        self.on_success(permit)
+
+    async def aon_failure(self, permit: Permit, exc: BaseException) -> None:
+        self.on_failure(permit, exc)
 
     def release(self, permit: Permit) -> None:
         """The call ended without an outcome (cancelled, or an error that does not count)."""

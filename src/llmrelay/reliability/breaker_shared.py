@@ -66,6 +66,8 @@ class SharedPermit(Permit):
 class SharedCircuitBreaker(CircuitBreaker):
     """One deployment's breaker, shared through Redis (see the module docs)."""
 
+    asynchronous = True  # acquire and outcomes are store round trips: the engine awaits them
+
     def __init__(
         self,
         key: str,

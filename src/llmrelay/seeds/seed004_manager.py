@@ -212,7 +212,7 @@ class LLMManager:
         with self._lock:
             self._total += 1
         try:
-            resp = await self._engine._complete(
+            resp = await self._engine.complete_messages(
                 candidates[0].target, [Message("user", prompt)], params, opts
             )
         except BaseException as exc:

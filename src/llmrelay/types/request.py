@@ -117,25 +117,30 @@ def normalize_messages(messages: MessagesInput, system: str | None = None) -> li
             raise InvalidRequestError("the prompt is empty; pass some text")
         out.append(Message("user", messages))
         return out
-    items: Iterable[Any] = (messages,) if isinstance(messages, Message | Mapping) else messages
-    if not isinstance(items, list | tuple) and (
-        not isinstance(items, Iterable) or isinstance(items, bytes | bytearray | memoryview)
-    ):
-        raise InvalidRequestError(
-            f"messages must be a prompt string, a Message, a dict or a list of them, not "
-            f"{_kind(messages)}"
-        )
+    items: Iterable[Any]
+    if messages.__class__ is list:
+        items = messages  # the common case: no ABC checks
+    else:
+        items = (messages,) if isinstance(messages, Message | Mapping) else messages
+        if not isinstance(items, list | tuple) and (
+            not isinstance(items, Iterable) or isinstance(items, bytes | bytearray | memoryview)
+        ):
+            raise InvalidRequestError(
+                f"messages must be a prompt string, a Message, a dict or a list of them, not "
+                f"{_kind(messages)}"
+            )
     n = 0
     for i, m in enumerate(items):
         n += 1
-        if isinstance(m, Message):
-            out.append(m)
-            continue
-        if not isinstance(m, Mapping):
-            raise InvalidRequestError(
-                f"messages[{i}] is a {type(m).__name__}; pass dicts like "
-                "{'role': 'user', 'content': 'hi'} or llmrelay.Message objects"
-            )
+        if m.__class__ is not dict:
+            if isinstance(m, Message):
+                out.append(m)
+                continue
+            if not isinstance(m, Mapping):
+                raise InvalidRequestError(
+                    f"messages[{i}] is a {type(m).__name__}; pass dicts like "
+                    "{'role': 'user', 'content': 'hi'} or llmrelay.Message objects"
+                )
         role = m.get("role")
         content = m.get("content")
         if (
