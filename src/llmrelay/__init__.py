@@ -33,6 +33,9 @@ _EXPORTS: dict[str, str] = {
     "Message": "types",
     "TextPart": "types",
     "ImagePart": "types",
+    "DocumentPart": "types",
+    "AudioPart": "types",
+    "ReasoningPart": "types",
     "Tool": "types",
     "ToolCall": "types",
     "ToolCallDelta": "types",
@@ -300,9 +303,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .transport.base import HttpResponse as HttpResponse
     from .transport.base import MockTransport as MockTransport
     from .transport.base import Timeouts as Timeouts
+    from .types import AudioPart as AudioPart
+    from .types import DocumentPart as DocumentPart
     from .types import GenerationParams as GenerationParams
     from .types import ImagePart as ImagePart
     from .types import Message as Message
+    from .types import ReasoningPart as ReasoningPart
     from .types import Response as Response
     from .types import StreamChunk as StreamChunk
     from .types import TextPart as TextPart

@@ -321,9 +321,30 @@ class OverloadedError(ServerError):
 
 
 class ContentFilteredError(APIError):
-    """The provider refused the prompt or the output on content grounds."""
+    """The provider refused the prompt or the output on content grounds: an OpenAI
+    ``refusal``, an Anthropic ``stop_reason: "refusal"``, a Gemini ``SAFETY``/``RECITATION``/
+    ``PROHIBITED_CONTENT`` finish or blocked prompt, an HTTP content-policy error.
+
+    ``category`` is the provider's reason as it names it (``"SAFETY"``, ``"cyber"``, OpenAI's
+    ``"refusal"``, ...), ``explanation`` the provider's words (the refusal message, Anthropic's
+    ``stop_details.explanation``) and ``partial_text`` what the model wrote before it stopped.
+    Triggers ``content_filter_fallbacks``; never paid for with a structured-output re-ask."""
 
     breaker_failure = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        category: str | None = None,
+        explanation: str | None = None,
+        partial_text: str = "",
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, **kw)
+        self.category = category
+        self.explanation = explanation
+        self.partial_text = partial_text
 
 
 class APITimeoutError(APIError, TimeoutError):

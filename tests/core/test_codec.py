@@ -24,7 +24,16 @@ from llmrelay.core.codec import (
 )
 from llmrelay.core.trace import Attempt
 from llmrelay.errors import InvalidResponseError
-from llmrelay.types import FinishReason, ImagePart, Message, Response, TextPart, ToolCall, Usage
+from llmrelay.types import (
+    FinishReason,
+    ImagePart,
+    Message,
+    ReasoningPart,
+    Response,
+    TextPart,
+    ToolCall,
+    Usage,
+)
 
 _SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -49,7 +58,13 @@ _opt_text = st.none() | st.text(max_size=20)
 _FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "text": st.text(),
     "tool_calls": st.lists(
-        st.builds(ToolCall, st.text(max_size=10), st.text(max_size=10), st.text(max_size=40)),
+        st.builds(
+            ToolCall,
+            st.text(max_size=10),
+            st.text(max_size=10),
+            st.text(max_size=40),
+            st.none() | st.text(max_size=10),
+        ),
         max_size=3,
     ),
     "finish_reason": st.none() | st.sampled_from(get_args(FinishReason)),
@@ -69,6 +84,19 @@ _FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "cache_hit": st.booleans(),
     "adjusted_params": st.dictionaries(st.text(max_size=8), st.text(max_size=20), max_size=3),
     "headers": st.dictionaries(st.text("abc-", max_size=8), st.text(max_size=8), max_size=2),
+    "reasoning": st.text(max_size=20),
+    "reasoning_parts": st.lists(
+        st.builds(
+            ReasoningPart,
+            st.text(max_size=10),
+            _opt_text,
+            _opt_text,
+            _opt_text,
+            _opt_text,
+            st.booleans(),
+        ),
+        max_size=2,
+    ),
 }
 _responses = st.builds(Response, **_FIELDS)
 
@@ -140,15 +168,23 @@ def _valid() -> dict[str, Any]:
             total_usage=Usage(6, 8),
             cost=Cost(0.5, True, 0.2, 0.3),
             adjusted_params={"seed": "dropped"},
+            reasoning="because",
+            reasoning_parts=[ReasoningPart("because", signature="sig", provider="anthropic")],
         )
     )
 
 
 #: For each key of a record, values it must not hold.
 _WRONG: dict[str, list[Any]] = {
-    "v": [None, 0, 2, "1", True],
+    "v": [None, 0, 3, "2", True],
     "text": [None, 5, b"x", ["hi"]],
-    "tool_calls": [None, "x", [["c1", "f", "{}"]], [{"id": "c1", "name": "f"}]],
+    "tool_calls": [
+        None,
+        "x",
+        [["c1", "f", "{}"]],
+        [{"id": "c1", "name": "f"}],
+        [{"id": "c1", "name": "f", "arguments": "{}", "signature": 5}],
+    ],
     "finish_reason": ["??", 1, ["stop"], "STOP"],
     "raw_finish_reason": [5, ["x"]],
     "usage": [None, [], {"input_tokens": 1}, {**_valid()["usage"], "input_tokens": -1}],
@@ -163,6 +199,14 @@ _WRONG: dict[str, list[Any]] = {
     "cost": [[], {"usd": 1.0}, {**_valid()["cost"], "usd": "1"}, {**_valid()["cost"], "known": 1}],
     "cache_hit": [None, 1, "true"],
     "adjusted_params": [None, [], {"seed": 1}],
+    "reasoning": [None, 1, ["x"]],
+    "reasoning_parts": [
+        None,
+        "x",
+        [{"text": "t"}],
+        [{**_valid()["reasoning_parts"][0], "signature": 1}],
+        [{**_valid()["reasoning_parts"][0], "redacted": "no"}],
+    ],
 }
 
 
@@ -188,8 +232,8 @@ def test_a_missing_or_unknown_key_is_refused_and_named() -> None:
     del record["model"]
     with pytest.raises(InvalidResponseError, match="missing \\['model'\\]"):
         response_from_dict(record)
-    with pytest.raises(InvalidResponseError, match="unknown \\['reasoning'\\]"):
-        response_from_dict({**_valid(), "reasoning": "thought"})
+    with pytest.raises(InvalidResponseError, match="unknown \\['thoughts'\\]"):
+        response_from_dict({**_valid(), "thoughts": "thought"})
     with pytest.raises(InvalidResponseError, match="must be an object, not list"):
         response_from_dict([])  # type: ignore[arg-type]
 
@@ -249,3 +293,29 @@ def test_messages_to_json_is_the_prompt_column() -> None:
     assert list(orjson.loads(messages_to_json([{"b": 1, "a": 2}]))[0]) == ["a", "b"]
     odd = object()
     assert orjson.loads(messages_to_json([{"x": odd}])) == [{"x": str(odd)}]
+
+
+def test_a_version_1_record_is_read_as_having_no_reasoning() -> None:
+    """Records written before reasoning and tool-call signatures were carried (format 1: a
+    shared cache or a batch journal across an upgrade) are read, with none of either."""
+    record = _valid()
+    record["v"] = 1
+    del record["reasoning"], record["reasoning_parts"]
+    for c in record["tool_calls"]:
+        del c["signature"]
+    back = response_from_dict(record, cost_type=Cost)
+    assert (back.text, back.reasoning, back.reasoning_parts) == ("hi", "", [])
+    assert back.tool_calls == [ToolCall("c1", "f", '{"a": 1}')]
+    record["reasoning"] = 5  # a version 1 record with a bad extra key is still refused
+    with pytest.raises(InvalidResponseError, match="reasoning must be a string"):
+        response_from_dict(record)
+
+
+def test_reasoning_parts_survive_and_rebuild_the_assistant_message() -> None:
+    back = response_from_dict(loads(dumps(_valid())), cost_type=Cost)
+    assert back.reasoning_parts == [ReasoningPart("because", signature="sig", provider="anthropic")]
+    msg = back.message()
+    assert isinstance(msg.content, list)
+    assert msg.content[0] == ReasoningPart("because", signature="sig", provider="anthropic")
+    assert msg.content[1] == TextPart("hi")
+    assert msg.tool_calls == [ToolCall("c1", "f", '{"a": 1}')]

@@ -324,7 +324,7 @@ async def test_an_entry_keeps_what_the_answer_was_not_what_the_call_was() -> Non
     raw = await store.get(key)
     assert raw is not None
     entry = orjson.loads(raw)
-    assert (entry["c"], entry["r"]["v"]) == (3, 1)
+    assert (entry["c"], entry["r"]["v"]) == (3, 2)
     call_fields = ("alias", "total_usage", "cost", "time_to_first_token_s", "latency_s")
     assert [entry["r"][k] for k in call_fields] == [None, None, None, None, 0.0]
     second = await client.achat(model, "q")

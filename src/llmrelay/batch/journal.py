@@ -19,7 +19,6 @@ from typing import Any
 import orjson
 
 from ..catalog.costs import Cost
-from ..core.codec import FORMAT as CODEC_FORMAT
 from ..core.codec import dumps, response_from_dict, response_to_dict
 from ..errors import (
     AllAttemptsFailedError,
@@ -122,7 +121,7 @@ def _legacy_record(rec: Mapping[str, Any]) -> dict[str, Any]:
     """A version-1 record (text, tool calls, finish reason, provider, model, usage, total usage
     and cost flat in the item record) as a codec record."""
     return {
-        "v": CODEC_FORMAT,
+        "v": 1,  # the codec reads version 1 records (no reasoning, no signatures)
         "text": rec.get("text"),
         "tool_calls": rec.get("tool_calls", []),
         "finish_reason": rec.get("finish_reason"),

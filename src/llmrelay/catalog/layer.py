@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..errors import ContextWindowExceededError, UnsupportedCapabilityError
-from ..types import ChatRequest, ImagePart, Usage
+from ..types import ChatRequest, ImagePart, ReasoningPart, TextPart, Usage
 from .costs import Cost, rates_for
 from .tokens import IMAGE_TOKENS, count_message_tokens, estimate_tokens, is_exact
 
@@ -145,7 +145,7 @@ class Catalog:
                 for part in c:
                     if isinstance(part, ImagePart):
                         images += 1
-                    else:
+                    elif isinstance(part, TextPart | ReasoningPart):
                         chars += len(part.text)
             if m.tool_calls:
                 chars += sum(len(tc.arguments) + len(tc.name) for tc in m.tool_calls)
@@ -210,7 +210,7 @@ class Catalog:
                 estimate += estimate_tokens(c) + 4
             elif c is not None:
                 estimate += 4 + sum(
-                    estimate_tokens(p.text) for p in c if not isinstance(p, ImagePart)
+                    estimate_tokens(p.text) for p in c if isinstance(p, TextPart | ReasoningPart)
                 )
             for tc in m.tool_calls or ():
                 estimate += estimate_tokens(tc.arguments) + 4

@@ -322,7 +322,7 @@ def _tool_tokens(tools: Sequence[Tool], count: Callable[[str], int], enc: str | 
 
 
 def _content_tokens(m: Message, count: Callable[[str], int], fmt: ChatFormat) -> int:
-    from ..types import ImagePart
+    from ..types import ImagePart, ReasoningPart, TextPart
 
     c = m.content
     n = 0
@@ -333,7 +333,7 @@ def _content_tokens(m: Message, count: Callable[[str], int], fmt: ChatFormat) ->
             if isinstance(part, ImagePart):
                 key = "openai_low" if fmt == "openai" and part.detail == "low" else fmt
                 n += IMAGE_TOKENS[key]
-            else:
+            elif isinstance(part, TextPart | ReasoningPart):
                 n += count(part.text)
     for tc in m.tool_calls or ():
         n += count(tc.name) + count(tc.arguments) + _PER_MESSAGE

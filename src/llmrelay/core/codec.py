@@ -9,7 +9,8 @@ another version, with a missing or unknown key, or a value of the wrong type rai
 
 What a record carries: every field of ``Response`` that describes the answer -- text, tool
 calls, finish reasons, usage (``estimated`` included), total usage, provider, model, alias, ids,
-latencies, cost, ``cache_hit`` and adjusted parameters. Not carried (:data:`NOT_CARRIED`):
+latencies, cost, ``cache_hit``, adjusted parameters, reasoning text and reasoning parts, tool-call
+signatures. Not carried (:data:`NOT_CARRIED`):
 ``object`` (an instance of the caller's ``response_model``: the batch re-validates the text),
 ``trace`` (this process's record of its attempts, with live error objects) and ``headers`` (the
 HTTP headers of one attempt; they may hold cookies).
@@ -30,7 +31,7 @@ from typing import Any, Final, cast, get_args
 import orjson
 
 from ..errors import InvalidResponseError
-from ..types import FinishReason, Response, ToolCall, Usage
+from ..types import FinishReason, ReasoningPart, Response, ToolCall, Usage
 from ..types import _json_default as json_default
 
 __all__ = [
@@ -44,8 +45,9 @@ __all__ = [
     "response_to_dict",
 ]
 
-#: The version written as ``"v"``; records of another version are refused.
-FORMAT: Final = 1
+#: The version written as ``"v"``. Version 1 records (before reasoning and tool-call
+#: signatures were carried) are read as having none; records of any other version are refused.
+FORMAT: Final = 2
 #: The ``Response`` fields a record does not carry (see the module docstring).
 NOT_CARRIED: Final = frozenset(("object", "trace", "headers"))
 
@@ -61,7 +63,8 @@ _USAGE_KEYS = frozenset((*_USAGE_COUNTS, "estimated"))
 #: The fields of ``llmrelay.Cost``: amounts (a number or None), then the rest.
 _COST_AMOUNTS = ("usd", "input_usd", "output_usd", "cached_usd", "reasoning_usd")
 _COST_KEYS = frozenset((*_COST_AMOUNTS, "known", "reason", "estimated"))
-_TOOL_CALL_KEYS = frozenset(("id", "name", "arguments"))
+_TOOL_CALL_KEYS = frozenset(("id", "name", "arguments", "signature"))
+_REASONING_KEYS = frozenset(("text", "signature", "data", "id", "provider", "redacted"))
 _KEYS = frozenset(
     (
         "v",
@@ -81,6 +84,8 @@ _KEYS = frozenset(
         "cost",
         "cache_hit",
         "adjusted_params",
+        "reasoning",
+        "reasoning_parts",
     )
 )
 
@@ -130,7 +135,8 @@ def response_to_dict(resp: Response) -> dict[str, Any]:
         "v": FORMAT,
         "text": resp.text,
         "tool_calls": [
-            {"id": t.id, "name": t.name, "arguments": t.arguments} for t in resp.tool_calls
+            {"id": t.id, "name": t.name, "arguments": t.arguments, "signature": t.signature}
+            for t in resp.tool_calls
         ],
         "finish_reason": resp.finish_reason,
         "raw_finish_reason": resp.raw_finish_reason,
@@ -146,7 +152,34 @@ def response_to_dict(resp: Response) -> dict[str, Any]:
         "cost": _cost(resp.cost),
         "cache_hit": resp.cache_hit,
         "adjusted_params": dict(resp.adjusted_params),
+        "reasoning": resp.reasoning,
+        "reasoning_parts": [
+            {
+                "text": p.text,
+                "signature": p.signature,
+                "data": p.data,
+                "id": p.id,
+                "provider": p.provider,
+                "redacted": p.redacted,
+            }
+            for p in resp.reasoning_parts
+        ],
     }
+
+
+def _upgrade_v1(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A version 1 record as version 2: no reasoning, tool calls without signatures."""
+    out = dict(d)
+    out["v"] = FORMAT
+    out.setdefault("reasoning", "")
+    out.setdefault("reasoning_parts", [])
+    calls = out.get("tool_calls")
+    if type(calls) is list:
+        out["tool_calls"] = [
+            {**c, "signature": None} if type(c) is dict and "signature" not in c else c
+            for c in calls
+        ]
+    return out
 
 
 # --------------------------------------------------------------------------- decoding
@@ -239,6 +272,8 @@ def response_from_dict(
 
     A cache hit decodes one, so the common case is checked inline; anything it does not accept
     goes through :func:`_checked`, which accepts the same records and names what is wrong."""
+    if type(d) is dict and d.get("v") == 1 and d["v"] is not True:
+        d = _upgrade_v1(d)
     if type(d) is not dict or len(d) != _N_KEYS or d.get("v") != FORMAT or d["v"] is True:
         return _checked(d, cost_type)
     try:
@@ -256,6 +291,7 @@ def response_from_dict(
             d["total_usage"],
             d["cost"],
         )
+        reasoning, rparts = d["reasoning"], d["reasoning_parts"]
     except KeyError:
         return _checked(d, cost_type)
     usage = _fast_usage(d["usage"])
@@ -277,6 +313,8 @@ def response_from_dict(
         or type(cache_hit) is not bool
         or type(adjusted) is not dict
         or type(calls) is not list
+        or type(reasoning) is not str
+        or rparts != []
     ):
         return _checked(d, cost_type)
     for v in adjusted.values():
@@ -284,12 +322,17 @@ def response_from_dict(
             return _checked(d, cost_type)
     tool_calls = []
     for c in calls:
-        if type(c) is not dict or len(c) != 3:
+        if type(c) is not dict or len(c) != 4:
             return _checked(d, cost_type)
-        i, n, args = c.get("id"), c.get("name"), c.get("arguments")
-        if type(i) is not str or type(n) is not str or type(args) is not str:
+        i, n, args, sig = c.get("id"), c.get("name"), c.get("arguments"), c.get("signature")
+        if (
+            type(i) is not str
+            or type(n) is not str
+            or type(args) is not str
+            or not (sig is None or type(sig) is str)
+        ):
             return _checked(d, cost_type)
-        tool_calls.append(ToolCall(i, n, args))
+        tool_calls.append(ToolCall(i, n, args, sig))
     return Response(
         text,
         tool_calls,
@@ -307,6 +350,7 @@ def response_from_dict(
         cost=_cost_from(cost, cost_type) if cost is not None else None,
         cache_hit=cache_hit,
         adjusted_params=adjusted,
+        reasoning=reasoning,
     )
 
 
@@ -328,6 +372,24 @@ def _checked(d: Any, cost_type: Callable[..., Any] | None) -> Response:
                 _str(c["id"], f"tool_calls[{i}].id"),
                 _str(c["name"], f"tool_calls[{i}].name"),
                 _str(c["arguments"], f"tool_calls[{i}].arguments"),
+                _str(c["signature"], f"tool_calls[{i}].signature", optional=True),
+            )
+        )
+    rparts = d["reasoning_parts"]
+    if type(rparts) is not list:
+        raise _bad("reasoning_parts must be a list")
+    reasoning_parts = []
+    for i, p in enumerate(rparts):
+        what = f"reasoning_parts[{i}]"
+        _keys(p, _REASONING_KEYS, what)
+        reasoning_parts.append(
+            ReasoningPart(
+                text=_str(p["text"], f"{what}.text"),
+                signature=_str(p["signature"], f"{what}.signature", optional=True),
+                data=_str(p["data"], f"{what}.data", optional=True),
+                id=_str(p["id"], f"{what}.id", optional=True),
+                provider=_str(p["provider"], f"{what}.provider", optional=True),
+                redacted=_bool(p["redacted"], f"{what}.redacted"),
             )
         )
     finish: Any = d["finish_reason"]
@@ -356,6 +418,8 @@ def _checked(d: Any, cost_type: Callable[..., Any] | None) -> Response:
         cost=_cost_from(d["cost"], cost_type),
         cache_hit=_bool(d["cache_hit"], "cache_hit"),
         adjusted_params=adjusted,
+        reasoning=_str(d["reasoning"], "reasoning"),
+        reasoning_parts=reasoning_parts,
     )
 
 

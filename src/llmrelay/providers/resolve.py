@@ -7,6 +7,7 @@ import difflib
 from collections.abc import Mapping
 
 from ..errors import UnknownModelError
+from ..types import _kind
 from .aliases import Target, alias_sources, known_aliases, lookup, register_alias_source
 from .table import PROVIDERS, Deployment, Secret, infer_provider, make_deployment
 
@@ -24,7 +25,7 @@ def resolve_target(name: str) -> Target:
     """Alias first, then ``provider/model``, then a bare model name with a known prefix."""
     if not isinstance(name, str) or not name.strip():
         raise UnknownModelError(
-            f"model must be a non-empty string (an alias or 'provider/model'), not {name!r}"
+            f"model must be a non-empty string (an alias or 'provider/model'), not {_kind(name)}"
         )
     t = lookup(name)
     if t is not None:

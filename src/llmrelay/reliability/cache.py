@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..catalog.costs import Cost
-from ..core.codec import FORMAT as CODEC_FORMAT
 from ..core.codec import dumps, loads, response_from_dict, response_to_dict
 from ..errors import ConfigurationError, InvalidRequestError, StateStoreError
 from ..state.base import Store, ThrottledWarning, check_ttl, key_digest
@@ -142,7 +141,7 @@ def _legacy_record(e: list[Any]) -> dict[str, Any]:
         if type(c) is not list or len(c) != 3:
             raise ValueError("bad tool call")
     return {
-        "v": CODEC_FORMAT,
+        "v": 1,  # the codec reads version 1 records (no reasoning, no signatures)
         "text": text,
         "tool_calls": [{"id": c[0], "name": c[1], "arguments": c[2]} for c in calls],
         "finish_reason": finish,

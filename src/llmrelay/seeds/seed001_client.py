@@ -43,7 +43,7 @@ from ..errors import (
 )
 from ..providers.resolve import Target
 from ..providers.table import PROVIDERS
-from ..types import Message, MessagesInput, Usage, normalize_messages
+from ..types import Message, MessagesInput, Usage, _kind, normalize_messages
 from .seed001_settings import (
     LLMModels,
     LLMProviders,
@@ -244,7 +244,7 @@ class LLMClient:
     ) -> list[tuple[str, str]]:
         """The (provider, model) pairs a call tries, in order, deduplicated."""
         if not isinstance(auto, bool):
-            raise InvalidRequestError(f"auto must be True or False, not {auto!r}")
+            raise InvalidRequestError(f"auto must be True or False, not {_kind(auto)}")
         out: list[tuple[str, str]] = []
         if preferred_models is not None:
             if isinstance(preferred_models, str | bytes) or not isinstance(
@@ -414,13 +414,13 @@ def _candidate(c: Any, i: int) -> tuple[str, str]:
         provider, model = plain(c[0]), plain(c[1])
     else:
         raise InvalidRequestError(
-            f"preferred_models[{i}] is {c!r}; pass a (provider, model) pair, e.g. "
+            f"preferred_models[{i}] is {_kind(c)}; pass a (provider, model) pair, e.g. "
             "(LLMProviders.OPENAI, LLMModels.GPT_4_1_MINI) or ('groq', 'openai/gpt-oss-20b')"
         )
     if not isinstance(provider, str) or provider not in PROVIDERS:
         known = ", ".join(sorted(PROVIDERS))
         raise InvalidRequestError(
-            f"preferred_models[{i}]: unknown provider {provider!r}; known providers: {known}"
+            f"preferred_models[{i}]: unknown provider {_kind(provider)}; known providers: {known}"
         )
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequestError(f"preferred_models[{i}]: the model must be a non-empty string")

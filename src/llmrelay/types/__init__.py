@@ -2,7 +2,8 @@
 
 ``llmrelay.types`` is a documented import path; its names live in four modules:
 
-* :mod:`.messages` -- ``Message``, ``TextPart``, ``ImagePart``, ``ToolCall``, ``ToolCallDelta``,
+* :mod:`.messages` -- ``Message``, ``TextPart``, ``ImagePart``, ``DocumentPart``,
+  ``AudioPart``, ``ReasoningPart``, ``ToolCall``, ``ToolCallDelta``,
   ``Tool`` (the request side);
 * :mod:`.response` -- ``Usage``, ``Response``, ``StreamChunk`` (the answer side);
 * :mod:`.params` -- ``GenerationParams``, ``build_params``, ``merge_params``;
@@ -18,9 +19,13 @@ the bad value and the fix.
 from __future__ import annotations
 
 from .messages import _ROLES as _ROLES
+from .messages import PART_TYPES as PART_TYPES
+from .messages import AudioPart as AudioPart
 from .messages import ContentPart as ContentPart
+from .messages import DocumentPart as DocumentPart
 from .messages import ImagePart as ImagePart
 from .messages import Message as Message
+from .messages import ReasoningPart as ReasoningPart
 from .messages import Role as Role
 from .messages import TextPart as TextPart
 from .messages import Tool as Tool
@@ -47,13 +52,16 @@ from .response import chunk as chunk
 from .response import make_usage as make_usage
 
 __all__ = [
+    "AudioPart",
     "ChatRequest",
     "ContentPart",
+    "DocumentPart",
     "FinishReason",
     "GenerationParams",
     "ImagePart",
     "Message",
     "MessagesInput",
+    "ReasoningPart",
     "Response",
     "Role",
     "StreamChunk",

@@ -18,9 +18,12 @@ import orjson
 from ..errors import InvalidRequestError, InvalidResponseError
 
 __all__ = [
+    "AudioPart",
     "ContentPart",
+    "DocumentPart",
     "ImagePart",
     "Message",
+    "ReasoningPart",
     "Role",
     "TextPart",
     "Tool",
@@ -28,9 +31,11 @@ __all__ = [
     "ToolCallDelta",
 ]
 
-Role = Literal["system", "user", "assistant", "tool"]
+#: ``developer`` is OpenAI's name for instructions from the application (the o-series and
+#: later); adapters of providers without it send it as a system instruction.
+Role = Literal["system", "developer", "user", "assistant", "tool"]
 
-_ROLES = frozenset(("system", "user", "assistant", "tool"))
+_ROLES = frozenset(("system", "developer", "user", "assistant", "tool"))
 
 
 class _Dumpable:
@@ -71,6 +76,9 @@ class TextPart(_Dumpable):
 
     text: str
     type: Literal["text"] = "text"
+    #: Anthropic prompt-cache marker for the end of this block, e.g. ``{"type": "ephemeral"}``
+    #: (optionally with ``"ttl": "1h"``); providers that cache automatically ignore it.
+    cache_control: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -125,7 +133,120 @@ class ImagePart(_Dumpable):
         return f"data:{inline[0]};base64,{inline[1]}"
 
 
-ContentPart = TextPart | ImagePart
+def _check_inline(kind: str, url: Any, data: Any, media_type: Any) -> None:
+    if (url is None) == (data is None):
+        raise InvalidRequestError(f"a {kind} part needs exactly one of `url` or `data`")
+    if url is not None and not isinstance(url, str):
+        raise InvalidRequestError(f"a {kind} `url` must be a string, not {_kind(url)}")
+    if data is not None and not isinstance(data, bytes | bytearray | memoryview):
+        raise InvalidRequestError(
+            f"a {kind}'s `data` must be bytes (or a base64 string in a dict part), not "
+            f"{_kind(data)}"
+        )
+    if media_type is not None and not isinstance(media_type, str):
+        raise InvalidRequestError(f"media_type must be a string, not {_kind(media_type)}")
+
+
+@dataclass(slots=True)
+class DocumentPart(_Dumpable):
+    """A document (a PDF, or plain text): a URL or raw bytes with their media type, e.g.
+    ``DocumentPart(data=pdf_bytes, media_type="application/pdf", name="report.pdf")``. Sent as
+    Anthropic ``document`` blocks, Gemini ``inlineData``/``fileData`` and OpenAI ``file`` parts;
+    a provider that takes no documents refuses it before anything is sent."""
+
+    url: str | None = None
+    data: bytes | None = None
+    media_type: str | None = None
+    name: str | None = None
+    type: Literal["document"] = "document"
+    cache_control: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        _check_inline("document", self.url, self.data, self.media_type)
+        if self.data is not None and not self.media_type:
+            raise InvalidRequestError(
+                "a document given as `data` needs its `media_type`, e.g. "
+                "media_type='application/pdf'"
+            )
+        if self.name is not None and not isinstance(self.name, str):
+            raise InvalidRequestError(f"a document's name must be a string, not {_kind(self.name)}")
+
+    def as_base64(self) -> tuple[str, str] | None:
+        """``(media_type, base64 data)`` for inline documents and ``data:`` URLs, else None."""
+        return _inline_base64(self.url, self.data, self.media_type)
+
+
+@dataclass(slots=True)
+class AudioPart(_Dumpable):
+    """Audio input: raw bytes with their media type (``audio/wav``, ``audio/mpeg``, ...). Sent as
+    OpenAI ``input_audio`` and Gemini ``inlineData``; a provider that takes no audio refuses it
+    before anything is sent."""
+
+    data: bytes
+    media_type: str
+    type: Literal["audio"] = "audio"
+
+    def __post_init__(self) -> None:
+        _check_inline("audio", None, self.data, self.media_type)
+        if not self.media_type or not self.media_type.startswith("audio/"):
+            raise InvalidRequestError(
+                f"an audio part's media_type must be 'audio/...', not {_kind(self.media_type)}"
+            )
+
+    @property
+    def format(self) -> str:
+        """The short format name OpenAI expects (``wav``, ``mp3``, ...)."""
+        sub = self.media_type.split("/", 1)[1].split(";", 1)[0]
+        return {"mpeg": "mp3", "x-wav": "wav", "wave": "wav"}.get(sub, sub)
+
+    def as_base64(self) -> str:
+        return base64.b64encode(self.data).decode("ascii")
+
+
+@dataclass(slots=True)
+class ReasoningPart(_Dumpable):
+    """The model's reasoning in an assistant message: its text (or summary) where the provider
+    shows it, and the opaque pieces the provider needs back in the next turn -- an Anthropic
+    thinking ``signature``, a ``redacted_thinking`` block's ``data``, an OpenAI Responses
+    reasoning item's ``id`` and ``encrypted_content`` (``data``), a Gemini thought
+    ``signature``. ``provider`` names the wire API that produced it (``anthropic``, ``gemini``,
+    ``openai_responses``): adapters replay only their own parts and leave the others out."""
+
+    text: str = ""
+    signature: str | None = None
+    data: str | None = None
+    id: str | None = None
+    provider: str | None = None
+    redacted: bool = False
+    type: Literal["reasoning"] = "reasoning"
+
+    def __post_init__(self) -> None:
+        for name in ("signature", "data", "id", "provider"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, str):
+                raise InvalidRequestError(
+                    f"a reasoning part's {name} must be a string, not {_kind(v)}"
+                )
+        if not isinstance(self.text, str):
+            raise InvalidRequestError(
+                f"a reasoning part's text must be a string, not {_kind(self.text)}"
+            )
+
+
+def _inline_base64(
+    url: str | None, data: bytes | None, media_type: str | None
+) -> tuple[str, str] | None:
+    if data is not None:
+        return media_type or "application/octet-stream", base64.b64encode(data).decode("ascii")
+    if url and url.startswith("data:"):
+        header, _, payload = url.partition(",")
+        return header[5:].split(";", 1)[0] or "application/octet-stream", payload
+    return None
+
+
+ContentPart = TextPart | ImagePart | DocumentPart | AudioPart | ReasoningPart
+#: The part classes a Message's content list may hold.
+PART_TYPES = (TextPart, ImagePart, DocumentPart, AudioPart, ReasoningPart)
 
 
 @dataclass(slots=True)
@@ -135,6 +256,9 @@ class ToolCall(_Dumpable):
     id: str
     name: str
     arguments: str = "{}"
+    #: An opaque signature the provider attached to this call and needs back when the call is
+    #: replayed (Gemini ``thoughtSignature``); None for providers without one.
+    signature: str | None = None
 
     def parsed_arguments(self) -> Any:
         """The arguments decoded from JSON (raises ``InvalidResponseError`` if malformed)."""
@@ -165,16 +289,25 @@ class Message(_Dumpable):
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+    #: On a ``tool`` message: the tool failed and ``content`` says how (Anthropic ``is_error``;
+    #: other providers get the text as is).
+    is_error: bool | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.role, str) or self.role not in _ROLES:
             raise InvalidRequestError(
-                f"unknown role {_kind(self.role)}; use one of system, user, assistant, tool"
+                f"unknown role {_kind(self.role)}; use one of system, developer, user, "
+                "assistant, tool"
             )
         c = self.content
         if c is not None and c.__class__ is not str:
             self._check_content(c)
-        if self.name is not None or self.tool_call_id is not None or self.tool_calls is not None:
+        if (
+            self.name is not None
+            or self.tool_call_id is not None
+            or self.tool_calls is not None
+            or self.is_error is not None
+        ):
             self._check_fields()
         if self.role == "tool" and not self.tool_call_id:
             raise InvalidRequestError("a 'tool' message needs the `tool_call_id` it answers")
@@ -185,15 +318,20 @@ class Message(_Dumpable):
     def _check_content(c: Any) -> None:
         if isinstance(c, str):
             return
-        if not isinstance(c, list) or not all(isinstance(p, TextPart | ImagePart) for p in c):
+        if not isinstance(c, list) or not all(isinstance(p, PART_TYPES) for p in c):
             raise InvalidRequestError(
-                f"a Message's content must be a string or a list of TextPart/ImagePart, not "
-                f"{_kind(c)}"
+                f"a Message's content must be a string or a list of TextPart, ImagePart, "
+                f"DocumentPart, AudioPart or ReasoningPart, not {_kind(c)}"
             )
         for p in c:
             if isinstance(p, TextPart) and not isinstance(p.text, str):
                 raise InvalidRequestError(
                     f"a text part's text must be a string, not {_kind(p.text)}"
+                )
+            cc = getattr(p, "cache_control", None)
+            if cc is not None and not isinstance(cc, dict):
+                raise InvalidRequestError(
+                    f"cache_control must be a dict like {{'type': 'ephemeral'}}, not {_kind(cc)}"
                 )
 
     def _check_fields(self) -> None:
@@ -201,6 +339,10 @@ class Message(_Dumpable):
             v = getattr(self, name)
             if v is not None and not isinstance(v, str):
                 raise InvalidRequestError(f"a Message's {name} must be a string, not {_kind(v)}")
+        if self.is_error is not None and not isinstance(self.is_error, bool):
+            raise InvalidRequestError(
+                f"a Message's is_error must be True, False or None, not {_kind(self.is_error)}"
+            )
         tcs = self.tool_calls
         if tcs is not None and (
             not isinstance(tcs, list) or not all(isinstance(t, ToolCall) for t in tcs)
@@ -245,6 +387,8 @@ class Tool(_Dumpable):
     description: str | None = None
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
     strict: bool | None = None
+    #: Anthropic prompt-cache marker after this tool's definition (see ``TextPart``).
+    cache_control: dict[str, Any] | None = None
 
     @classmethod
     def coerce(cls, value: Any) -> Tool:
@@ -262,10 +406,26 @@ class Tool(_Dumpable):
                 raise InvalidRequestError(
                     f"tool {name!r}: `parameters` must be a JSON schema object"
                 )
-            unknown = set(value) - {"name", "description", "parameters", "strict", "type"}
+            unknown = set(value) - {
+                "name",
+                "description",
+                "parameters",
+                "strict",
+                "type",
+                "cache_control",
+            }
             if unknown:
                 raise InvalidRequestError(
                     f"tool {name!r} has unknown field(s) {', '.join(sorted(unknown))}"
                 )
-            return cls(name, value.get("description"), dict(params), value.get("strict"))
+            cc = value.get("cache_control")
+            if cc is not None and not isinstance(cc, Mapping):
+                raise InvalidRequestError(f"tool {name!r}: `cache_control` must be a dict")
+            return cls(
+                name,
+                value.get("description"),
+                dict(params),
+                value.get("strict"),
+                dict(cc) if cc is not None else None,
+            )
         raise InvalidRequestError(f"a tool must be a Tool or a dict, not {type(value).__name__}")

@@ -16,9 +16,13 @@ import orjson
 from ..errors import InvalidRequestError
 from .messages import (
     _ROLES,
+    PART_TYPES,
+    AudioPart,
     ContentPart,
+    DocumentPart,
     ImagePart,
     Message,
+    ReasoningPart,
     TextPart,
     ToolCall,
     _json_default,
@@ -78,7 +82,7 @@ def unencodable_part(req: ChatRequest) -> str:
         c = m.content
         if isinstance(c, list):
             for j, p in enumerate(c):
-                if not _encodes(p.text if isinstance(p, TextPart) else p.url):
+                if not _encodes(p):
                     return f"{where}, part {j}"
         elif not _encodes(c):
             return f"{where}, content"
@@ -161,8 +165,28 @@ def normalize_messages(messages: MessagesInput, system: str | None = None) -> li
     return out
 
 
+def _b64(data: Any, what: str) -> Any:
+    if isinstance(data, str):
+        try:
+            return base64.b64decode(data, validate=True)
+        except ValueError:  # binascii.Error, or non-ASCII text
+            raise InvalidRequestError(f"{what}'s `data` is not valid base64") from None
+    return data
+
+
+def _cache_control(p: Mapping[str, Any]) -> dict[str, Any] | None:
+    cc = p.get("cache_control")
+    if cc is None:
+        return None
+    if not isinstance(cc, Mapping):
+        raise InvalidRequestError(
+            f"cache_control must be a dict like {{'type': 'ephemeral'}}, not {_kind(cc)}"
+        )
+    return dict(cc)
+
+
 def _part(p: Any) -> ContentPart:
-    if isinstance(p, TextPart | ImagePart):
+    if isinstance(p, PART_TYPES):
         return p
     if isinstance(p, str):
         return TextPart(p)
@@ -175,7 +199,7 @@ def _part(p: Any) -> ContentPart:
         text = p.get("text")
         if not isinstance(text, str):
             raise InvalidRequestError("a text part needs a string `text`")
-        return TextPart(text)
+        return TextPart(text, cache_control=_cache_control(p))
     if t == "image_url":  # OpenAI's shape
         iu = p.get("image_url")
         url = iu.get("url") if isinstance(iu, Mapping) else iu
@@ -184,27 +208,65 @@ def _part(p: Any) -> ContentPart:
             raise InvalidRequestError("an image_url part needs image_url.url")
         return ImagePart(url=url, detail=detail)
     if t == "image":
-        data = p.get("data")
-        if isinstance(data, str):
-            try:
-                data = base64.b64decode(data, validate=True)
-            except ValueError:  # binascii.Error, or non-ASCII text
-                raise InvalidRequestError("an image part's `data` is not valid base64") from None
         return ImagePart(
-            url=p.get("url"), data=data, media_type=p.get("media_type"), detail=p.get("detail")
+            url=p.get("url"),
+            data=_b64(p.get("data"), "an image part"),
+            media_type=p.get("media_type"),
+            detail=p.get("detail"),
         )
-    raise InvalidRequestError(f"unknown content part type {_kind(t)}; use 'text' or 'image'")
+    if t == "document":
+        return DocumentPart(
+            url=p.get("url"),
+            data=_b64(p.get("data"), "a document part"),
+            media_type=p.get("media_type"),
+            name=p.get("name"),
+            cache_control=_cache_control(p),
+        )
+    if t == "file":  # OpenAI's shape: {"file": {"file_data": "data:...;base64,...", "filename"}}
+        f = p.get("file")
+        data_url = f.get("file_data") if isinstance(f, Mapping) else None
+        if not isinstance(data_url, str) or not data_url.startswith("data:"):
+            raise InvalidRequestError(
+                "a file part needs file.file_data as a data: URL "
+                "(uploaded file ids are not portable across providers)"
+            )
+        name = f.get("filename") if isinstance(f, Mapping) else None
+        return DocumentPart(url=data_url, name=name)
+    if t == "audio":
+        return AudioPart(_b64(p.get("data"), "an audio part"), p.get("media_type"))  # type: ignore[arg-type]
+    if t == "input_audio":  # OpenAI's shape: {"input_audio": {"data": b64, "format": "wav"}}
+        ia = p.get("input_audio")
+        fmt = ia.get("format") if isinstance(ia, Mapping) else None
+        if not isinstance(fmt, str):
+            raise InvalidRequestError("an input_audio part needs input_audio.format, e.g. 'wav'")
+        media = "audio/mpeg" if fmt == "mp3" else f"audio/{fmt}"
+        return AudioPart(_b64(ia.get("data"), "an input_audio part"), media)  # type: ignore[union-attr]
+    if t == "reasoning":
+        return ReasoningPart(
+            text=p.get("text") or "",
+            signature=p.get("signature"),
+            data=p.get("data"),
+            id=p.get("id"),
+            provider=p.get("provider"),
+            redacted=bool(p.get("redacted", False)),
+        )
+    raise InvalidRequestError(
+        f"unknown content part type {_kind(t)}; use 'text', 'image', 'document', 'audio' "
+        "or 'reasoning'"
+    )
 
 
 def _message_from_mapping(m: Mapping[str, Any]) -> Message:
-    unknown = set(m) - {"role", "content", "name", "tool_calls", "tool_call_id"}
+    unknown = set(m) - {"role", "content", "name", "tool_calls", "tool_call_id", "is_error"}
     if unknown:
         raise InvalidRequestError(
             f"unknown message field(s) {', '.join(sorted(_kind(k) for k in unknown))}"
         )
     role = m.get("role")
     if not isinstance(role, str) or role not in _ROLES:
-        raise InvalidRequestError(f"role {_kind(role)} is not one of system, user, assistant, tool")
+        raise InvalidRequestError(
+            f"role {_kind(role)} is not one of system, developer, user, assistant, tool"
+        )
     content = m.get("content")
     if isinstance(content, list):
         content = [_part(p) for p in content]
@@ -232,13 +294,22 @@ def _message_from_mapping(m: Mapping[str, Any]) -> Message:
                         raise InvalidRequestError(
                             "a tool call's arguments must be a JSON string or JSON-serialisable"
                         ) from None
+                sig = tc.get("signature")
                 calls.append(
                     ToolCall(
                         str(tc.get("id", "")),
                         str(fn.get("name", "")),
                         args,
+                        sig if isinstance(sig, str) else None,
                     )
                 )
             else:
                 raise InvalidRequestError("tool_calls must be a list of dicts or ToolCall")
-    return Message(role, content, m.get("name"), calls, m.get("tool_call_id"))  # type: ignore[arg-type]
+    return Message(
+        role,  # type: ignore[arg-type]
+        content,
+        m.get("name"),
+        calls,
+        m.get("tool_call_id"),
+        m.get("is_error"),
+    )

@@ -9,7 +9,16 @@ from typing import Any, Literal
 
 import orjson
 
-from .messages import Message, ToolCall, ToolCallDelta, _Dumpable, _json_default
+from .messages import (
+    ContentPart,
+    Message,
+    ReasoningPart,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    _Dumpable,
+    _json_default,
+)
 
 __all__ = ["FinishReason", "Response", "StreamChunk", "Usage", "chunk", "make_usage"]
 
@@ -98,6 +107,12 @@ class Response(_Dumpable):
     adjusted_params: dict[str, str] = field(default_factory=dict)
     #: The HTTP response headers of the successful attempt (rate-limit headers and the like).
     headers: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    #: The model's reasoning text (or summary), where the provider returns it; "" otherwise.
+    reasoning: str = ""
+    #: The reasoning blocks as the provider sent them, with the opaque signatures and encrypted
+    #: data it needs back: :meth:`message` puts them in the assistant message so a tool loop
+    #: replays them exactly.
+    reasoning_parts: list[ReasoningPart] = field(default_factory=list)
 
     def __str__(self) -> str:
         return self.text
@@ -111,8 +126,14 @@ class Response(_Dumpable):
         return orjson.dumps(d, default=_json_default).decode()
 
     def message(self) -> Message:
-        """The assistant message to append to the conversation."""
-        return Message("assistant", self.text or None, tool_calls=list(self.tool_calls) or None)
+        """The assistant message to append to the conversation (with the reasoning parts the
+        provider needs back, and each tool call's signature)."""
+        if not self.reasoning_parts:
+            return Message("assistant", self.text or None, tool_calls=list(self.tool_calls) or None)
+        content: list[ContentPart] = list(self.reasoning_parts)
+        if self.text:
+            content.append(TextPart(self.text))
+        return Message("assistant", content, tool_calls=list(self.tool_calls) or None)
 
 
 @dataclass(slots=True)
