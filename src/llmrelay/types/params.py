@@ -13,13 +13,20 @@ from .messages import Tool, _Dumpable
 __all__ = [
     "NO_PARAMS",
     "PARAM_NAMES",
+    "REASONING_EFFORTS",
     "GenerationParams",
+    "ReasoningEffort",
     "ToolChoice",
     "build_params",
     "merge_params",
 ]
 
 ToolChoice = Literal["auto", "none", "required"] | str
+#: One reasoning effort for every provider: mapped to OpenAI ``reasoning_effort`` (Responses
+#: ``reasoning.effort``), Anthropic extended thinking / ``effort`` and Gemini ``thinkingConfig``
+#: per the catalog's rows; ``"none"`` turns reasoning off where the model allows it.
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
+REASONING_EFFORTS: tuple[str, ...] = ("none", "minimal", "low", "medium", "high")
 
 
 @dataclass(slots=True, frozen=True)
@@ -41,6 +48,7 @@ class GenerationParams(_Dumpable):
     tool_choice: ToolChoice | None = None
     response_format: Mapping[str, Any] | None = None
     user: str | None = None
+    reasoning_effort: ReasoningEffort | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -129,6 +137,13 @@ def build_params(values: Mapping[str, Any]) -> GenerationParams:
         elif k == "user":
             if not isinstance(v, str):
                 raise InvalidRequestError(f"user must be a string, not {shown(v)}")
+            out[k] = v
+        elif k == "reasoning_effort":
+            if not isinstance(v, str) or v not in REASONING_EFFORTS:
+                raise InvalidRequestError(
+                    f"reasoning_effort must be one of {', '.join(REASONING_EFFORTS)}, not "
+                    f"{shown(v)}"
+                )
             out[k] = v
         elif k == "extra":
             if not isinstance(v, Mapping) or not all(isinstance(key, str) for key in v):
