@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit fuzz bench clean
 
 $(BIN)/.installed: pyproject.toml
 	@echo "Creating $(VENV) and installing llmrelay with its dev extras (once; about a minute)..."
@@ -31,6 +31,10 @@ typecheck: $(BIN)/.installed
 
 unit: $(BIN)/.installed
 	$(BIN)/python -m pytest -W error
+
+## The property tests with fresh random examples (every run differs; `make test` repeats one set).
+fuzz: $(BIN)/.installed
+	LLMRELAY_HYPOTHESIS=fuzz $(BIN)/python -m pytest -W error -q $(shell grep -rl "@given" tests)
 
 ## Benchmarks against raw aiohttp, the openai SDK and LiteLLM (installs the bench extra).
 bench: $(BIN)/.bench-installed

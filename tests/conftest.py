@@ -6,8 +6,16 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from llmrelay.testing.fake import FakeUpstream
+
+# `make test` (and CI) draw the same hypothesis examples every run, so `main` stays green on
+# what was checked; `make fuzz` draws new random examples each run (run it before submitting:
+# it is how the hostile-repr bugs were found). A failure prints the example and its blob.
+hypothesis_settings.register_profile("repeatable", derandomize=True, print_blob=True)
+hypothesis_settings.register_profile("fuzz", derandomize=False, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("LLMRELAY_HYPOTHESIS", "repeatable"))
 
 #: A key that must never appear in any output, log, repr or exception.
 CANARY_KEY = "sk-canary-7f3a9c2e1b4d8f6a0e5c"
