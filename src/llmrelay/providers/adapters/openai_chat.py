@@ -121,6 +121,13 @@ def reasoning_of(d: Mapping[str, Any]) -> str:
     return ""
 
 
+def _groq_request_id(data: Mapping[str, Any]) -> str | None:
+    """Groq's request id in the body (``x_groq.id``), for an answer without the header."""
+    xg = data.get("x_groq")
+    rid = xg.get("id") if isinstance(xg, dict) else None
+    return rid if isinstance(rid, str) and rid else None
+
+
 def _filtered_categories(choice: Mapping[str, Any]) -> str | None:
     """Azure's ``content_filter_results``: the names of the categories that filtered."""
     results = choice.get("content_filter_results")
@@ -304,7 +311,7 @@ class OpenAIChatAdapter:
             model=str(data.get("model") or dep.model),
             alias=dep.alias,
             id=data.get("id"),
-            request_id=answer_request_id(resp.headers, dep),
+            request_id=answer_request_id(resp.headers, dep) or _groq_request_id(data),
             reasoning=reasoning_of(msg),
         )
 
@@ -369,6 +376,7 @@ class _OpenAIStream:
         "_raw_finish",
         "_reasoning",
         "_refusal",
+        "_rid",
         "_text",
         "_tools",
         "_usage",
@@ -388,6 +396,8 @@ class _OpenAIStream:
         self._usage: Usage | None = None
         self._id: str | None = None
         self._model: str | None = None
+        #: The request id a Groq stream carries in ``x_groq.id`` (other vendors: headers only).
+        self._rid: str | None = None if dep.provider == "groq" else ""
         self.done = False
 
     def feed(self, event: SSEEvent) -> list[StreamChunk]:
@@ -406,6 +416,8 @@ class _OpenAIStream:
             model = obj.get("model")
             if model:
                 self._model = model
+        if self._rid is None:
+            self._rid = _groq_request_id(obj)
         out: list[StreamChunk] = []
         u = obj.get("usage")
         usage = usage_from(u) if isinstance(u, dict) else None
@@ -503,6 +515,7 @@ class _OpenAIStream:
             model=self._model or self._dep.model,
             alias=self._dep.alias,
             id=self._id,
+            request_id=self._rid or None,
             reasoning="".join(self._reasoning),
         )
 
