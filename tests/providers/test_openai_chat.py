@@ -410,3 +410,23 @@ async def test_unsupported_document_is_refused_before_sending(
         )
     assert fake.requests == []
     await client.aclose()
+
+
+async def test_audio_goes_only_to_models_whose_catalog_row_takes_audio(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
+    clip = llmrelay.Message.user(
+        [llmrelay.AudioPart(b"RIFFfake", "audio/wav"), llmrelay.TextPart("transcribe")]
+    )
+    # gpt-4.1-mini's catalog row reads text and images only: refused before sending.
+    with pytest.raises(llmrelay.UnsupportedCapabilityError) as info:
+        await client.achat(MODEL, [clip], api_key=CANARY_KEY, base_url=fake.openai_base_url)
+    assert info.value.capability == "audio"
+    assert fake.requests == []
+    # A model the catalog does not know (an audio model) gets the input_audio part.
+    await client.achat(
+        "openai/gpt-4o-audio-preview", [clip], api_key=CANARY_KEY, base_url=fake.openai_base_url
+    )
+    part = fake.requests[-1].body["messages"][0]["content"][0]
+    assert part == {"type": "input_audio", "input_audio": {"data": "UklGRmZha2U=", "format": "wav"}}
+    await client.aclose()
