@@ -291,7 +291,7 @@ class OpenAIChatAdapter:
         raw_finish = choice.get("finish_reason")
         text = content if isinstance(content, str) else ""
         refusal = msg.get("refusal")
-        if (refusal and isinstance(refusal, str)) or raw_finish == "content_filter":
+        if (refusal and refusal.__class__ is str) or raw_finish == "content_filter":
             rid = data.get("id")
             raise filtered_error(
                 dep,
@@ -311,8 +311,11 @@ class OpenAIChatAdapter:
             model=str(data.get("model") or dep.model),
             alias=dep.alias,
             id=data.get("id"),
-            request_id=answer_request_id(resp.headers, dep) or _groq_request_id(data),
-            reasoning=reasoning_of(msg),
+            request_id=answer_request_id(resp.headers, dep)
+            or (_groq_request_id(data) if dep.provider == "groq" else None),
+            reasoning=reasoning_of(msg)
+            if "reasoning" in msg or "reasoning_content" in msg or "reasoning_details" in msg
+            else "",
         )
 
     def map_error(
@@ -420,16 +423,28 @@ class _OpenAIStream:
             self._rid = _groq_request_id(obj)
         out: list[StreamChunk] = []
         u = obj.get("usage")
-        usage = usage_from(u) if isinstance(u, dict) else None
+        usage = usage_from(u) if u.__class__ is dict else None
         if usage is not None:
             self._usage = usage
         choices = obj.get("choices")
-        if isinstance(choices, list) and choices:
+        if choices.__class__ is list and choices:
             ch = choices[0]
-            if isinstance(ch, dict):
-                c = self._choice(ch)
-                if c is not None:
-                    out.append(c)
+            if ch.__class__ is dict:
+                delta = ch.get("delta")
+                # The common chunk, {"delta": {"content": "..."}} and no finish: text only.
+                if (
+                    delta.__class__ is dict
+                    and len(delta) == 1
+                    and ch.get("finish_reason") is None
+                    and (text := delta.get("content")).__class__ is str
+                ):
+                    if text:
+                        self._text.append(text)
+                        out.append(chunk(text))
+                else:
+                    c = self._choice(ch, delta)
+                    if c is not None:
+                        out.append(c)
         if obj.get("error"):
             # An error object next to (or without) choices: OpenRouter reports a failure
             # mid-stream this way. Typed; what came before it stays in ``partial()`` (the
@@ -439,8 +454,7 @@ class _OpenAIStream:
             out.append(chunk(usage=usage))
         return out
 
-    def _choice(self, ch: dict[str, Any]) -> StreamChunk | None:
-        delta = ch.get("delta")
+    def _choice(self, ch: dict[str, Any], delta: Any) -> StreamChunk | None:
         text = reasoning = None
         tdeltas: list[ToolCallDelta] = []
         if isinstance(delta, dict) and delta:
