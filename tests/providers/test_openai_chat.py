@@ -342,6 +342,8 @@ async def test_streamed_refusal_raises_at_the_end(
         await s.collect()
     assert info.value.explanation == "I won't write that."
     assert info.value.partial_text == ""
+    assert info.value.request_id is not None
+    assert info.value.request_id.startswith("req_fake_")  # the stream's header
     assert len(fake.requests) == 1
     await client.aclose()
 

@@ -625,6 +625,11 @@ def test_audio_is_input_audio_or_refused() -> None:
     with pytest.raises(UnsupportedCapabilityError) as info:
         A.build_request(chat(msgs), deployment("groq", "m"))
     assert info.value.capability == "audio"
+    ogg = [Message("user", [AudioPart(b"OggS", "audio/ogg")])]
+    with pytest.raises(UnsupportedCapabilityError, match="'ogg' audio"):
+        A.build_request(chat(ogg), DEP)  # OpenAI documents wav and mp3
+    body = body_of(A.build_request(chat(ogg), deployment("openrouter", "m")))
+    assert body["messages"][0]["content"][0]["input_audio"]["format"] == "ogg"
 
 
 def test_reasoning_parts_signatures_and_is_error_in_a_tool_loop() -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ...errors import UnsupportedCapabilityError
+from ...errors import UnsupportedCapabilityError, shown
 from ...types import AudioPart, DocumentPart, ImagePart, Message, TextPart
 from ..table import Deployment
 
@@ -44,11 +44,15 @@ class Vendor:
     document_urls: bool = False
     #: ``input_audio`` content parts.
     audio: bool = False
+    #: The ``input_audio`` formats the vendor documents (empty: not checked here).
+    audio_formats: frozenset[str] = frozenset()
     #: Keeps ``cache_control`` on content parts.
     cache_control: bool = False
     #: How ``reasoning_effort`` is sent ("" = the vendor documents none: dropped and reported).
     effort: EffortStyle = ""
 
+
+_WAV_MP3 = frozenset(("wav", "mp3"))
 
 #: Sources (checked 2026-12-03): OpenAI "File inputs" (Chat Completions takes PDF file parts,
 #: base64 or file id; no file URLs), "Audio" (input_audio wav/mp3), reasoning_effort
@@ -58,8 +62,16 @@ class Vendor:
 #: Groq "Reasoning" (reasoning_effort: none/default on Qwen 3, low/medium/high on GPT-OSS);
 #: DeepSeek "Thinking Mode" (reasoning_effort; thinking {type: disabled} turns it off).
 VENDORS: dict[str, Vendor] = {
-    "openai": Vendor(developer_role=True, documents="pdf", audio=True, effort="reasoning_effort"),
-    "azure": Vendor(developer_role=True, audio=True, effort="reasoning_effort"),
+    "openai": Vendor(
+        developer_role=True,
+        documents="pdf",
+        audio=True,
+        audio_formats=_WAV_MP3,
+        effort="reasoning_effort",
+    ),
+    "azure": Vendor(
+        developer_role=True, audio=True, audio_formats=_WAV_MP3, effort="reasoning_effort"
+    ),
     "openrouter": Vendor(
         documents="any", document_urls=True, audio=True, cache_control=True, effort="openrouter"
     ),
@@ -145,8 +157,17 @@ def _parts(parts: list[Any], v: Vendor, dep: Deployment) -> list[dict[str, Any]]
                     "audio",
                     "transcribe it first, or use an audio model (OpenAI gpt-4o-audio, Gemini)",
                 )
+            fmt = p.format
+            if v.audio_formats and fmt not in v.audio_formats:
+                takes = " or ".join(sorted(v.audio_formats))
+                raise _refuse(
+                    dep,
+                    f"{shown(fmt)} audio (input_audio takes {takes})",
+                    "audio",
+                    "convert the audio to WAV or MP3 first",
+                )
             out.append(
-                {"type": "input_audio", "input_audio": {"data": p.as_base64(), "format": p.format}}
+                {"type": "input_audio", "input_audio": {"data": p.as_base64(), "format": fmt}}
             )
         # ReasoningPart: another wire API's replay data, never sent to Chat Completions.
     return out
