@@ -720,3 +720,25 @@ def test_reasoning_effort_through_extra_is_sent_as_given() -> None:
 def test_plain_request_has_no_new_fields() -> None:
     body = body_of(A.build_request(chat("hi"), deployment("openrouter", "m")))
     assert body == {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_tool_deltas_without_index_are_told_apart_by_id() -> None:
+    """Some compatible servers send tool deltas without ``index``: a delta with a new id
+    starts the next call, one without an id continues the last."""
+
+    def tc(**kw: object) -> dict[str, object]:
+        return {"choices": [{"index": 0, "delta": {"tool_calls": [kw]}}]}
+
+    frames = sse(
+        tc(id="a", type="function", function={"name": "weather", "arguments": '{"city":'}),
+        tc(function={"arguments": '"Oslo"}'}),
+        tc(id="b", type="function", function={"name": "time", "arguments": "{}"}),
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+        done=True,
+    )
+    chunks, state = stream(A, chat("x", stream=True), DEP, [frames])
+    assert [d.index for c in chunks for d in c.tool_calls] == [0, 0, 1]
+    assert state.finish().tool_calls == [
+        ToolCall("a", "weather", '{"city":"Oslo"}'),
+        ToolCall("b", "time", "{}"),
+    ]

@@ -491,13 +491,20 @@ class _OpenAIStream:
     def _tool_delta(self, tc: dict[str, Any]) -> ToolCallDelta:
         """One tool-call delta. Some servers (OpenRouter relaying Novita, kimi-k2) repeat the
         id and the whole name in every delta of a call: both are taken once, the first time
-        they come, and only new arguments are appended."""
-        idx = tc.get("index", 0)
+        they come, and only new arguments are appended. A delta without ``index`` (some
+        compatible servers omit it) continues the last call, unless it brings another id: then
+        it starts the next one."""
+        new_id = tc.get("id") or None
+        idx = tc.get("index")
+        if idx.__class__ is not int:
+            idx = max(self._tools) if self._tools else 0
+            last = self._tools.get(idx)
+            if last is not None and new_id is not None and last[0] not in (None, new_id):
+                idx += 1
         fn = tc.get("function") or {}
         slot = self._tools.get(idx)
         if slot is None:
             slot = self._tools[idx] = [None, "", []]
-        new_id = tc.get("id") or None
         if new_id is not None:
             if slot[0] is None:
                 slot[0] = new_id
