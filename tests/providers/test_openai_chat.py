@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import BaseModel
 
 import llmrelay
 from llmrelay.testing.fake import FakeUpstream, Reply
@@ -277,4 +278,157 @@ async def test_mistral_translates_seed_and_drops_user(
     assert "seed" not in body
     assert "user" not in body
     assert set(r.adjusted_params) == {"seed", "user"}
+    await client.aclose()
+
+
+# ------------------------------------------------------------------------------------ issue 10
+
+
+class Verdict(BaseModel):
+    ok: bool
+    reason: str
+
+
+async def test_refusal_with_response_model_is_not_reasked(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
+    fake.push(Reply.refuse("I can't help with that request."))
+    with pytest.raises(llmrelay.ContentFilteredError) as info:
+        await client.achat(
+            MODEL,
+            "judge this",
+            response_model=Verdict,
+            max_reasks=2,
+            api_key=CANARY_KEY,
+            base_url=fake.openai_base_url,
+        )
+    e = info.value
+    assert e.category == "refusal"
+    assert e.explanation == "I can't help with that request."
+    assert e.request_id is not None
+    assert e.request_id.startswith("req_fake_")
+    assert len(fake.requests) == 1  # no structured-output re-ask, no retry
+    assert fake.requests[0].body["response_format"]["type"] == "json_schema"
+    await client.aclose()
+
+
+async def test_refusal_moves_to_the_content_filter_chain(
+    fake: FakeUpstream, client: llmrelay.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GROQ_API_KEY", CANARY_KEY)
+    monkeypatch.setenv("GROQ_BASE_URL", fake.openai_base_url)
+    fake.push(Reply.refuse("No."))
+    r = await client.achat(
+        MODEL,
+        "judge this",
+        response_model=Verdict,
+        content_filter_fallbacks=["groq/llama-3.1-8b-instant"],
+        api_key=CANARY_KEY,
+        base_url=fake.openai_base_url,
+    )
+    assert r.provider == "groq"
+    assert isinstance(r.object, Verdict)
+    assert r.trace[0].error == "ContentFilteredError"
+    assert [q.body["model"] for q in fake.requests] == ["gpt-4.1-mini", "llama-3.1-8b-instant"]
+    await client.aclose()
+
+
+async def test_streamed_refusal_raises_at_the_end(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
+    fake.push(Reply.refuse("I won't write that."))
+    s = client.astream(MODEL, "hi", api_key=CANARY_KEY, base_url=fake.openai_base_url)
+    with pytest.raises(llmrelay.ContentFilteredError) as info:
+        await s.collect()
+    assert info.value.explanation == "I won't write that."
+    assert info.value.partial_text == ""
+    assert info.value.request_id is not None
+    assert info.value.request_id.startswith("req_fake_")  # the stream's header
+    assert len(fake.requests) == 1
+    await client.aclose()
+
+
+async def test_content_filter_finish_is_typed_over_the_socket(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
+    fake.push(Reply.ok("half a story", finish="content_filter"))
+    with pytest.raises(llmrelay.ContentFilteredError) as info:
+        await client.achat(MODEL, "hi", api_key=CANARY_KEY, base_url=fake.openai_base_url)
+    assert info.value.partial_text == "half a story"
+    assert info.value.category == "content_filter"
+    await client.aclose()
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+async def test_reasoning_plain_and_streamed(
+    fake: FakeUpstream, client: llmrelay.Client, field: str
+) -> None:
+    thought = "The user greets me. I greet back."
+    fake.push(Reply.ok("Hello!", reasoning=thought, reasoning_field=field))
+    r = await client.achat(MODEL, "hi", api_key=CANARY_KEY, base_url=fake.openai_base_url)
+    assert r.text == "Hello!"
+    assert r.reasoning == thought
+    fake.push(Reply.ok("Hello!", reasoning=thought, reasoning_field=field))
+    s = client.astream(MODEL, "hi", api_key=CANARY_KEY, base_url=fake.openai_base_url)
+    pieces: list[str] = []
+    last = None
+    async for c in s:
+        pieces.append(c.reasoning)
+        last = c
+    assert "".join(pieces) == thought
+    assert last is not None
+    assert last.response is not None
+    assert last.response.reasoning == thought
+    assert last.response.text == "Hello!"
+    await client.aclose()
+
+
+async def test_reasoning_effort_and_developer_role_reach_openai(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
+    r = await client.achat(
+        MODEL,
+        [{"role": "developer", "content": "Be terse."}, {"role": "user", "content": "hi"}],
+        reasoning_effort="low",
+        api_key=CANARY_KEY,
+        base_url=fake.openai_base_url,
+    )
+    body = fake.requests[-1].body
+    assert body["reasoning_effort"] == "low"
+    assert body["messages"][0] == {"role": "developer", "content": "Be terse."}
+    assert "reasoning_effort" not in r.adjusted_params
+    await client.aclose()
+
+
+async def test_unsupported_document_is_refused_before_sending(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
+    msg = llmrelay.Message.user(
+        [llmrelay.DocumentPart(data=b"%PDF-1.4", media_type="application/pdf")]
+    )
+    with pytest.raises(llmrelay.UnsupportedCapabilityError, match="documents"):
+        await client.achat(
+            "groq/llama-3.1-8b-instant", [msg], api_key=CANARY_KEY, base_url=fake.openai_base_url
+        )
+    assert fake.requests == []
+    await client.aclose()
+
+
+async def test_audio_goes_only_to_models_whose_catalog_row_takes_audio(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
+    clip = llmrelay.Message.user(
+        [llmrelay.AudioPart(b"RIFFfake", "audio/wav"), llmrelay.TextPart("transcribe")]
+    )
+    # gpt-4.1-mini's catalog row reads text and images only: refused before sending.
+    with pytest.raises(llmrelay.UnsupportedCapabilityError) as info:
+        await client.achat(MODEL, [clip], api_key=CANARY_KEY, base_url=fake.openai_base_url)
+    assert info.value.capability == "audio"
+    assert fake.requests == []
+    # A model the catalog does not know (an audio model) gets the input_audio part.
+    await client.achat(
+        "openai/gpt-4o-audio-preview", [clip], api_key=CANARY_KEY, base_url=fake.openai_base_url
+    )
+    part = fake.requests[-1].body["messages"][0]["content"][0]
+    assert part == {"type": "input_audio", "input_audio": {"data": "UklGRmZha2U=", "format": "wav"}}
     await client.aclose()

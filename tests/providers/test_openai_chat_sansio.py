@@ -19,9 +19,20 @@ from llmrelay.errors import (
     RateLimitedError,
     ServerError,
     StreamInterruptedError,
+    UnsupportedCapabilityError,
 )
 from llmrelay.providers.adapters.openai_chat import OpenAIChatAdapter
-from llmrelay.types import Message, ToolCall, ToolCallDelta, Usage
+from llmrelay.transport.base import HttpResponse
+from llmrelay.types import (
+    AudioPart,
+    DocumentPart,
+    Message,
+    ReasoningPart,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 
 from ..conftest import CANARY_KEY
 from ..recordings.replay import events
@@ -30,7 +41,9 @@ from .sansio import (
     body_of,
     chat,
     deployment,
+    feed,
     plain_headers,
+    reasoning_of,
     recorded,
     recorded_frames,
     recorded_response,
@@ -326,3 +339,406 @@ def test_error_keeps_retry_after_and_hides_an_echoed_key() -> None:
     assert "Incorrect API key provided" in str(e)
     assert CANARY_KEY not in str(e)
     assert CANARY_KEY not in repr(e.body)
+
+
+# ------------------------------------------------------------------------------------ issue 10
+
+
+def _answer(message: dict[str, object], finish: str = "stop", **extra: object) -> HttpResponse:
+    body = {
+        "id": "chatcmpl-r1",
+        "model": "gpt-4.1-mini",
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, **extra}],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 4},
+    }
+    return response(body, **{"x-request-id": "req_refused"})
+
+
+def test_refusal_is_a_typed_error_with_the_refusal_text() -> None:
+    refused = _answer({"role": "assistant", "content": None, "refusal": "I can't help with that."})
+    with pytest.raises(ContentFilteredError) as info:
+        A.parse_response(refused, chat("x"), DEP)
+    e = info.value
+    assert e.category == "refusal"
+    assert e.explanation == "I can't help with that."
+    assert e.partial_text == ""
+    assert e.request_id == "req_refused"
+    assert "I can't help with that." in str(e)
+    assert "chatcmpl-r1" in str(e)
+
+
+def test_refusal_null_is_an_answer() -> None:
+    r = A.parse_response(
+        _answer({"role": "assistant", "content": "fine", "refusal": None}), chat("x"), DEP
+    )
+    assert r.text == "fine"
+
+
+def test_azure_content_filter_finish_is_typed_with_the_categories() -> None:
+    msg = {"role": "assistant", "content": "Partial ans"}
+    results = {
+        "hate": {"filtered": False, "severity": "safe"},
+        "violence": {"filtered": True, "severity": "high"},
+    }
+    cut = _answer(msg, "content_filter", content_filter_results=results)
+    with pytest.raises(ContentFilteredError) as info:
+        A.parse_response(cut, chat("x"), deployment("azure", "gpt-4o"))
+    assert info.value.category == "content_filter"
+    assert info.value.explanation == "violence"
+    assert info.value.partial_text == "Partial ans"
+
+
+@pytest.mark.parametrize("piece", [None, 4])
+def test_streamed_refusal_raises_at_the_end_with_the_partial_text(piece: int | None) -> None:
+    def delta(d: dict[str, object], finish: str | None = None) -> dict[str, object]:
+        return {"id": "c9", "choices": [{"index": 0, "delta": d, "finish_reason": finish}]}
+
+    frames = sse(
+        delta({"role": "assistant", "content": "Sure", "refusal": None}),
+        delta({"refusal": ""}),
+        delta({"refusal": "I can't"}),
+        delta({"refusal": " help."}),
+        delta({}, "stop"),
+        done=True,
+    )
+    chunks, state = stream(A, chat("x", stream=True), DEP, [frames], piece)
+    assert text_of(chunks) == "Sure"  # the refusal is not answer text
+    with pytest.raises(ContentFilteredError) as info:
+        state.finish()
+    assert info.value.category == "refusal"
+    assert info.value.explanation == "I can't help."
+    assert info.value.partial_text == "Sure"
+
+
+def test_streamed_content_filter_finish_raises_at_the_end() -> None:
+    frames = sse(
+        {"id": "c1", "choices": [{"index": 0, "delta": {"content": "Once"}}]},
+        {"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter"}]},
+        done=True,
+    )
+    chunks, state = stream(A, chat("x", stream=True), DEP, [frames])
+    assert [c.finish_reason for c in chunks if c.finish_reason] == ["content_filter"]
+    with pytest.raises(ContentFilteredError) as info:
+        state.finish()
+    assert info.value.partial_text == "Once"
+    assert info.value.category == "content_filter"
+
+
+@pytest.mark.parametrize(
+    ("rid", "starts"),
+    [
+        ("groq-reasoning", 'Okay, so the user is asking how many times the letter "r"'),
+        ("deepseek-reasoner-reasoning-content", "We are asked: \"How many 'r's"),
+        ("openrouter-kimi-k2-5-reasoning", "The user is asking for the answer to 2+2."),
+        ("groq-qwen-reasoning-only-length", "Here's a thinking process:"),
+    ],
+)
+def test_recorded_reasoning_is_kept(rid: str, starts: str) -> None:
+    msg = events(recorded(rid).response)[0]["choices"][0]["message"]
+    r = A.parse_response(recorded_response(rid), chat("x"), DEP)
+    assert r.reasoning.startswith(starts)
+    assert r.reasoning == (msg.get("reasoning") or msg.get("reasoning_content"))
+    assert r.reasoning_parts == []  # nothing to replay on this wire
+
+
+def test_reasoning_details_text_when_no_reasoning_field() -> None:
+    details = [
+        {"type": "reasoning.text", "text": "step one. "},
+        {"type": "reasoning.encrypted", "data": "opaque"},
+        {"type": "reasoning.summary", "summary": "summed up"},
+    ]
+    msg = {"role": "assistant", "content": "ok", "reasoning_details": details}
+    r = A.parse_response(_answer(msg), chat("x"), DEP)
+    assert r.reasoning == "step one. summed up"
+
+
+@pytest.mark.parametrize("piece", [None, 5])
+def test_recorded_stream_reasoning_content(piece: int | None) -> None:
+    rid = "deepseek-reasoner-tool-call-stream"
+    sent = "".join(
+        ev["choices"][0]["delta"].get("reasoning_content") or ""
+        for ev in events(recorded(rid).response)
+        if ev.get("choices")
+    )
+    chunks, state = stream(A, chat("x", stream=True), DEP, recorded_frames(rid), piece)
+    assert sent.startswith("The user is asking for the weather in San Francisco.")
+    assert reasoning_of(chunks) == sent
+    assert state.finish().reasoning == sent
+
+
+def test_repeated_tool_name_and_id_in_every_delta_are_taken_once() -> None:
+    """No public recording of this was found (tests/recordings/README.md): these bytes follow
+    the shape OpenRouter sends when relaying Novita's kimi-k2, as reported in issue 10 -- every
+    tool delta repeats ``id``, ``type`` and the whole ``function.name`` while ``arguments``
+    grows piece by piece."""
+
+    def tc(args: str) -> dict[str, object]:
+        call = {
+            "index": 0,
+            "id": "functions.llm_version:0",
+            "type": "function",
+            "function": {"name": "llm_version", "arguments": args},
+        }
+        return {"id": "gen-1", "choices": [{"index": 0, "delta": {"tool_calls": [call]}}]}
+
+    frames = sse(
+        tc(""),
+        tc('{"pkg"'),
+        tc(': "llm"}'),
+        {"id": "gen-1", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+        done=True,
+    )
+    chunks, state = stream(A, chat("x", stream=True), DEP, [frames], 6)
+    deltas = [d for c in chunks for d in c.tool_calls]
+    assert deltas[0] == ToolCallDelta(0, "functions.llm_version:0", "llm_version", "")
+    assert [(d.id, d.name) for d in deltas[1:]] == [(None, None), (None, None)]
+    assert state.finish().tool_calls == [
+        ToolCall("functions.llm_version:0", "llm_version", '{"pkg": "llm"}')
+    ]
+
+
+@pytest.mark.parametrize("rid", ["azure-text-stream-prompt-filter", "azure-model-router-stream"])
+def test_azure_metadata_from_the_first_chunk_that_has_it(rid: str) -> None:
+    evs = events(recorded(rid).response)
+    assert evs[0]["id"] == ""
+    assert evs[0]["model"] == ""
+    first = next(ev for ev in evs if ev.get("id"))
+    _, state = stream(A, chat("x", stream=True), deployment("azure", "gpt-4"), recorded_frames(rid))
+    r = state.finish()
+    assert r.id == first["id"]
+    assert r.model == first["model"]
+
+
+def test_recorded_in_band_error_next_to_choices_is_raised() -> None:
+    rid = "openrouter-stream-inband-error"
+    state = A.stream_state(chat("x", stream=True), DEP)
+    with pytest.raises(BadRequestError, match="Token limit reached") as info:
+        feed(state, recorded_frames(rid))
+    assert info.value.status == 400
+    partial = state.partial()
+    assert partial.reasoning == "We need to respond to a greeting. The user"
+    assert partial.usage == Usage(input_tokens=43, output_tokens=10, reasoning_tokens=11)
+
+
+def test_cache_write_tokens_are_read_once() -> None:
+    body = {
+        "choices": [{"message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": 194,
+            "completion_tokens": 2,
+            "prompt_tokens_details": {"cached_tokens": 50, "cache_write_tokens": 100},
+        },
+    }
+    r = A.parse_response(response(body), chat("x"), DEP)
+    # Both are parts of prompt_tokens (OpenRouter "Usage Accounting"): not added again.
+    assert r.usage == Usage(
+        input_tokens=194, output_tokens=2, cached_tokens=50, cache_write_tokens=100
+    )
+    assert r.usage.total_tokens == 196
+
+
+def test_openrouter_metadata_raw_is_in_the_message() -> None:
+    limited = recorded_response("openrouter-429-metadata-raw")
+    e = A.map_error(limited.status, limited.headers, limited.body, deployment("openrouter", "m"))
+    assert isinstance(e, RateLimitedError)
+    assert "Provider returned error (Google: google/gemini-2.0-flash-exp:free is " in e.message
+    assert "temporarily rate-limited upstream" in e.message
+
+
+def test_metadata_raw_is_redacted_and_json_raw_is_shown() -> None:
+    err = {
+        "message": "Provider returned error",
+        "code": 400,
+        "metadata": {"raw": {"error": f"bad key {CANARY_KEY}"}, "provider_name": "X"},
+        "request_id": "req_in_body",
+    }
+    resp = response({"error": err}, 400)
+    e = A.map_error(400, resp.headers, resp.body, DEP)
+    assert CANARY_KEY not in str(e)
+    assert "bad key [REDACTED]" in e.message
+    assert e.request_id == "req_in_body"  # no id header: the body's id
+
+
+# ------------------------------------------------------------------------------------ content
+
+
+def test_developer_role_per_vendor() -> None:
+    msgs = [Message("developer", "Be terse."), Message("user", "hi")]
+    for provider, role in [
+        ("openai", "developer"),
+        ("azure", "developer"),
+        ("groq", "system"),
+        ("deepseek", "system"),
+        ("openrouter", "system"),
+        ("vllm", "system"),
+    ]:
+        body = body_of(A.build_request(chat(msgs), deployment(provider, "m")))
+        assert body["messages"][0] == {"role": role, "content": "Be terse."}, provider
+
+
+PDF = b"%PDF-1.4 tiny"
+
+
+def test_document_is_a_file_part_for_openai_and_openrouter() -> None:
+    doc = DocumentPart(data=PDF, media_type="application/pdf", name="r.pdf")
+    msgs = [Message("user", [TextPart("Summarise"), doc])]
+    want = {
+        "type": "file",
+        "file": {
+            "filename": "r.pdf",
+            "file_data": "data:application/pdf;base64,JVBERi0xLjQgdGlueQ==",
+        },
+    }
+    for provider in ("openai", "openrouter"):
+        body = body_of(A.build_request(chat(msgs), deployment(provider, "m")))
+        assert body["messages"][0]["content"][1] == want
+    url_doc = Message("user", [DocumentPart(url="https://example.test/a.pdf", name="a.pdf")])
+    body = body_of(A.build_request(chat([url_doc]), deployment("openrouter", "m")))
+    assert body["messages"][0]["content"][0]["file"]["file_data"] == "https://example.test/a.pdf"
+    with pytest.raises(UnsupportedCapabilityError, match="by URL"):
+        A.build_request(chat([url_doc]), DEP)
+    txt = Message("user", [DocumentPart(data=b"hi", media_type="text/plain")])
+    with pytest.raises(UnsupportedCapabilityError, match="only PDF"):
+        A.build_request(chat([txt]), DEP)
+
+
+@pytest.mark.parametrize("provider", ["groq", "deepseek", "mistral", "vllm", "azure"])
+def test_document_is_refused_before_sending_where_not_documented(provider: str) -> None:
+    msgs = [Message("user", [DocumentPart(data=PDF, media_type="application/pdf")])]
+    with pytest.raises(UnsupportedCapabilityError) as info:
+        A.build_request(chat(msgs), deployment(provider, "m"))
+    assert info.value.capability == "documents"
+    assert info.value.provider == provider
+
+
+def test_audio_is_input_audio_or_refused() -> None:
+    msgs = [Message("user", [AudioPart(b"RIFF....", "audio/wav"), TextPart("what is said?")])]
+    for provider in ("openai", "azure", "openrouter"):
+        body = body_of(A.build_request(chat(msgs), deployment(provider, "m")))
+        assert body["messages"][0]["content"][0] == {
+            "type": "input_audio",
+            "input_audio": {"data": "UklGRi4uLi4=", "format": "wav"},
+        }
+    mp3 = [Message("user", [AudioPart(b"ID3", "audio/mpeg")])]
+    body = body_of(A.build_request(chat(mp3), DEP))
+    assert body["messages"][0]["content"][0]["input_audio"]["format"] == "mp3"
+    with pytest.raises(UnsupportedCapabilityError) as info:
+        A.build_request(chat(msgs), deployment("groq", "m"))
+    assert info.value.capability == "audio"
+    ogg = [Message("user", [AudioPart(b"OggS", "audio/ogg")])]
+    with pytest.raises(UnsupportedCapabilityError, match="'ogg' audio"):
+        A.build_request(chat(ogg), DEP)  # OpenAI documents wav and mp3
+    body = body_of(A.build_request(chat(ogg), deployment("openrouter", "m")))
+    assert body["messages"][0]["content"][0]["input_audio"]["format"] == "ogg"
+
+
+def test_reasoning_parts_signatures_and_is_error_in_a_tool_loop() -> None:
+    msgs = [
+        Message("user", "weather?"),
+        Message(
+            "assistant",
+            [ReasoningPart("thinking", signature="sig", provider="anthropic"), TextPart("Let me")],
+            tool_calls=[ToolCall("c1", "weather", "{}", signature="gsig")],
+        ),
+        Message("tool", "city not found", tool_call_id="c1", is_error=True),
+        Message("assistant", [ReasoningPart("only thoughts")], tool_calls=[ToolCall("c2", "w")]),
+    ]
+    body = body_of(A.build_request(chat(msgs), DEP))
+    assert body["messages"][1] == {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "Let me"}],
+        "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}
+        ],
+    }
+    assert body["messages"][2] == {
+        "role": "tool",
+        "content": "city not found",
+        "tool_call_id": "c1",
+    }
+    assert body["messages"][3]["content"] is None
+
+
+def test_cache_control_only_where_the_vendor_takes_it() -> None:
+    cc = {"type": "ephemeral", "ttl": "5m"}
+    msgs = [Message("system", [TextPart("long context", cache_control=cc)])]
+    body = body_of(A.build_request(chat(msgs), deployment("openrouter", "m")))
+    assert body["messages"][0]["content"] == [
+        {"type": "text", "text": "long context", "cache_control": cc}
+    ]
+    body = body_of(A.build_request(chat(msgs), DEP))
+    assert body["messages"][0]["content"] == [{"type": "text", "text": "long context"}]
+
+
+def test_prompt_cache_key_via_extra() -> None:
+    body = body_of(A.build_request(chat("hi", extra={"prompt_cache_key": "tenant-7"}), DEP))
+    assert body["prompt_cache_key"] == "tenant-7"
+
+
+# ------------------------------------------------------------------------------------ effort
+
+
+@pytest.mark.parametrize(
+    ("provider", "effort", "sent", "note"),
+    [
+        ("openai", "none", {"reasoning_effort": "none"}, None),
+        ("openai", "minimal", {"reasoning_effort": "minimal"}, None),
+        ("azure", "high", {"reasoning_effort": "high"}, None),
+        ("openrouter", "low", {"reasoning": {"effort": "low"}}, "sent as reasoning.effort"),
+        ("openrouter", "none", {"reasoning": {"effort": "none"}}, "sent as reasoning.effort"),
+        ("deepseek", "high", {"reasoning_effort": "high"}, None),
+        ("deepseek", "none", {"thinking": {"type": "disabled"}}, "sent as thinking"),
+        ("groq", "none", {"reasoning_effort": "none"}, None),
+        ("groq", "medium", {"reasoning_effort": "medium"}, None),
+        ("groq", "minimal", {"reasoning_effort": "low"}, "sent as 'low'"),
+        ("mistral", "high", {}, "dropped"),
+        ("vllm", "low", {}, "dropped"),
+    ],
+)
+def test_reasoning_effort_per_vendor(
+    provider: str, effort: str, sent: dict[str, object], note: str | None
+) -> None:
+    http = A.build_request(chat("hi", reasoning_effort=effort), deployment(provider, "m"))
+    body = body_of(http)
+    keys = ("reasoning_effort", "reasoning", "thinking")
+    assert {k: body[k] for k in keys if k in body} == sent
+    if note is None:
+        assert "reasoning_effort" not in http.adjusted
+    else:
+        assert http.adjusted["reasoning_effort"].startswith(note)
+
+
+def test_reasoning_effort_through_extra_is_sent_as_given() -> None:
+    http = A.build_request(
+        chat("hi", reasoning_effort="low", extra={"reasoning_effort": "low"}),
+        deployment("vllm", "m"),
+    )
+    assert body_of(http)["reasoning_effort"] == "low"
+    assert http.adjusted == {}
+
+
+def test_plain_request_has_no_new_fields() -> None:
+    body = body_of(A.build_request(chat("hi"), deployment("openrouter", "m")))
+    assert body == {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_tool_deltas_without_index_are_told_apart_by_id() -> None:
+    """Some compatible servers send tool deltas without ``index``: a delta with a new id
+    starts the next call, one without an id continues the last."""
+
+    def tc(**kw: object) -> dict[str, object]:
+        return {"choices": [{"index": 0, "delta": {"tool_calls": [kw]}}]}
+
+    frames = sse(
+        tc(id="a", type="function", function={"name": "weather", "arguments": '{"city":'}),
+        tc(function={"arguments": '"Oslo"}'}),
+        tc(id="b", type="function", function={"name": "time", "arguments": "{}"}),
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+        done=True,
+    )
+    chunks, state = stream(A, chat("x", stream=True), DEP, [frames])
+    assert [d.index for c in chunks for d in c.tool_calls] == [0, 0, 1]
+    assert state.finish().tool_calls == [
+        ToolCall("a", "weather", '{"city":"Oslo"}'),
+        ToolCall("b", "time", "{}"),
+    ]

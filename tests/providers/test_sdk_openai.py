@@ -326,3 +326,39 @@ async def test_in_stream_error_is_the_sdks_api_error(
     assert seen == ["", "Echo:"]
     assert isinstance(info.value.body, dict)
     assert info.value.body["type"] == "server_error"
+
+
+async def test_refusal_as_the_sdk_reads_it(sdk: openai.AsyncOpenAI, fake: FakeUpstream) -> None:
+    fake.push(Reply.refuse("I can't help with that."))
+    r = await sdk.chat.completions.create(model=MODEL, messages=user("x"))
+    msg = r.choices[0].message
+    assert msg.refusal == "I can't help with that."
+    assert msg.content is None
+    assert r.choices[0].finish_reason == "stop"
+    fake.push(Reply.refuse("I can't help with that."))
+    stream = await sdk.chat.completions.create(model=MODEL, messages=user("x"), stream=True)
+    chunks = [c async for c in stream]
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert deltas[0].role == "assistant"
+    assert deltas[0].content is None
+    assert "".join(d.refusal or "" for d in deltas) == "I can't help with that."
+    assert all(not d.content for d in deltas)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+async def test_reasoning_as_the_sdk_reads_it(
+    sdk: openai.AsyncOpenAI, fake: FakeUpstream, field: str
+) -> None:
+    thought = "Two and two make four."
+    fake.push(Reply.ok("4", reasoning=thought, reasoning_field=field))
+    r = await sdk.chat.completions.create(model=MODEL, messages=user("2+2?"))
+    msg = r.choices[0].message
+    assert msg.content == "4"
+    assert msg.model_extra == {field: thought}  # not an OpenAI field: kept as an extra
+    fake.push(Reply.ok("4", reasoning=thought, reasoning_field=field))
+    stream = await sdk.chat.completions.create(model=MODEL, messages=user("2+2?"), stream=True)
+    deltas = [c.choices[0].delta async for c in stream if c.choices]
+    extras = [d.model_extra or {} for d in deltas]
+    assert "".join(e.get(field) or "" for e in extras) == thought
+    assert "".join(d.content or "" for d in deltas) == "4"

@@ -3,7 +3,8 @@ what each attempt used.
 
 ``prepare(req, dep)`` (once per candidate of the fallback chain):
 
-* an image to a model without vision, or tools to a model without tools ->
+* an image to a model without vision, audio to a model whose input modalities lack audio,
+  or tools to a model without tools ->
   ``UnsupportedCapabilityError`` (the engine moves to the next candidate when there is one);
 * ``max_tokens`` above the model's maximum output -> clamped, and the response's
   ``adjusted_params`` says so;
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..errors import ContextWindowExceededError, UnsupportedCapabilityError
-from ..types import ChatRequest, ImagePart, ReasoningPart, TextPart, Usage
+from ..types import AudioPart, ChatRequest, ImagePart, ReasoningPart, TextPart, Usage
 from .costs import Cost, rates_for
 from .tokens import IMAGE_TOKENS, count_message_tokens, estimate_tokens, is_exact
 
@@ -59,6 +60,8 @@ class _Entry:
     lifecycle: bool
     #: An OpenAI reasoning model: only the default sampling parameters are accepted.
     fixed_sampling: bool = False
+    #: Audio among the model's input modalities.
+    audio: bool = True
 
 
 def _is_official(dep: Deployment) -> bool:
@@ -109,6 +112,7 @@ class Catalog:
                 _is_official(dep),
                 p.shutdown_date is not None or p.deprecation_date is not None,
                 c.supports_reasoning and dep.provider in ("openai", "azure"),
+                "audio" in c.input_modalities,
             )
         cache[key] = entry
         return entry
@@ -135,7 +139,7 @@ class Catalog:
             return req
         if e.lifecycle and self._retired_elsewhere(e):
             return req
-        images = 0
+        images = audio = 0
         chars = 0
         for m in req.messages:
             c = m.content
@@ -147,6 +151,8 @@ class Catalog:
                         images += 1
                     elif isinstance(part, TextPart | ReasoningPart):
                         chars += len(part.text)
+                    elif isinstance(part, AudioPart):
+                        audio += 1
             if m.tool_calls:
                 chars += sum(len(tc.arguments) + len(tc.name) for tc in m.tool_calls)
         if images and not e.vision:
@@ -156,6 +162,14 @@ class Catalog:
                 provider=dep.provider,
                 model=dep.model,
                 capability="vision",
+            )
+        if audio and not e.audio:
+            raise UnsupportedCapabilityError(
+                f"{dep.label} does not accept audio input (the request has {audio} audio "
+                "part(s)); transcribe it first or use a model whose input includes audio",
+                provider=dep.provider,
+                model=dep.model,
+                capability="audio",
             )
         params = req.params
         if params.tools and not e.tools:

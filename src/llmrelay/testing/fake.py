@@ -65,10 +65,22 @@ class Reply:
     no_usage: bool = False
     #: Only answer requests whose path contains this (others get the default reply).
     path_contains: str | None = None
+    #: Reasoning text sent before the answer (OpenAI format: ``message.<reasoning_field>``
+    #: and ``delta.<reasoning_field>`` pieces; ``reasoning_content`` as DeepSeek and vLLM send
+    #: it, or ``reasoning`` as OpenRouter and Groq do).
+    reasoning: str | None = None
+    reasoning_field: str = "reasoning_content"
+    #: A refusal instead of an answer (OpenAI format: ``message.refusal`` / ``delta.refusal``).
+    refusal: str | None = None
 
     @classmethod
     def ok(cls, text: str, **kw: Any) -> Reply:
         return cls("text", text=text, **kw)
+
+    @classmethod
+    def refuse(cls, refusal: str, **kw: Any) -> Reply:
+        """The model declines: no content, the refusal text instead (finish ``stop``)."""
+        return cls("text", text="", refusal=refusal, **kw)
 
     @classmethod
     def tool_call(cls, name: str, args: Any, **kw: Any) -> Reply:
@@ -364,6 +376,10 @@ class FakeUpstream:
         except (KeyError, TypeError, ValueError) as exc:
             err = dialect.error(400, f"invalid request: {exc}", "invalid_request_error", None)
             return self._json(400, err, dialect)
+        if reply.reasoning is not None:
+            req.reasoning, req.reasoning_field = reply.reasoning, reply.reasoning_field
+        if reply.refusal is not None:
+            req.refusal = reply.refusal
         text, tool = self._answer(req, reply)
         usage = FakeUsage(
             reply.input_tokens if reply.input_tokens is not None else rough_tokens(req.prompt_text),

@@ -26,6 +26,11 @@ class FakeRequest:
     forced_tool: str | None = None
     tool_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
     include_usage: bool = True
+    #: What the reply asks the dialect to add (set by the fake from the scripted ``Reply``):
+    #: reasoning text (OpenAI dialect: in ``reasoning_field``) and a refusal.
+    reasoning: str = ""
+    reasoning_field: str = "reasoning_content"
+    refusal: str | None = None
 
 
 @dataclass(slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -130,10 +131,12 @@ class OpenAIDialect:
     ) -> dict[str, Any]:
         message: dict[str, Any] = {
             "role": "assistant",
-            "content": None if tool else text,
-            "refusal": None,
+            "content": None if tool or req.refusal is not None else text,
+            "refusal": req.refusal,
             "annotations": [],
         }
+        if req.reasoning:
+            message[req.reasoning_field] = req.reasoning
         if tool:
             message["tool_calls"] = self._tool_calls(tool)
         return {
@@ -165,10 +168,21 @@ class OpenAIDialect:
         finish: str,
     ) -> list[bytes]:
         frames = []
-        if pieces:
+        if req.refusal is not None:
+            # As api.openai.com streams a refusal: a role chunk with content null and an
+            # empty refusal, then the refusal in delta.refusal pieces, then finish "stop".
+            frames.append(
+                self._chunk(req, {"role": "assistant", "content": None, "refusal": ""}, None)
+            )
+            for p in re.findall(r"\s*\S+", req.refusal) or [req.refusal]:
+                frames.append(self._chunk(req, {"refusal": p}, None))
+        elif pieces or req.reasoning:
             frames.append(
                 self._chunk(req, {"role": "assistant", "content": "", "refusal": None}, None)
             )
+        if req.reasoning:
+            for p in re.findall(r"\s*\S+", req.reasoning) or [req.reasoning]:
+                frames.append(self._chunk(req, {req.reasoning_field: p}, None))
         for p in pieces:
             frames.append(self._chunk(req, {"content": p}, None))
         if tool:

@@ -23,11 +23,8 @@ from ...transport.sse import SSEEvent
 from ...types import (
     ChatRequest,
     FinishReason,
-    ImagePart,
-    Message,
     Response,
     StreamChunk,
-    TextPart,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -47,9 +44,11 @@ from .base import (
     interrupted,
     invalid,
     make_error,
+    redact,
     send_headers,
     status_message,
 )
+from .openai_request import encode_message, map_reasoning_effort
 
 __all__ = ["OpenAIChatAdapter"]
 
@@ -74,40 +73,17 @@ _CONTEXT_MARKERS = (
 _FILTER_CODES = ("content_filter", "content_policy_violation", "responsibleaipolicyviolation")
 
 
-def _message(m: Message) -> dict[str, Any]:
-    c = m.content
-    out: dict[str, Any] = {"role": m.role}
-    if c is None or isinstance(c, str):
-        out["content"] = c
-    else:
-        parts: list[dict[str, Any]] = []
-        for p in c:
-            if isinstance(p, TextPart):
-                parts.append({"type": "text", "text": p.text})
-            elif isinstance(p, ImagePart):
-                iu: dict[str, Any] = {"url": p.as_url()}
-                if p.detail:
-                    iu["detail"] = p.detail
-                parts.append({"type": "image_url", "image_url": iu})
-        out["content"] = parts
-    if m.name:
-        out["name"] = m.name
-    if m.tool_calls:
-        out["tool_calls"] = [
-            {"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}
-            for t in m.tool_calls
-        ]
-    if m.tool_call_id:
-        out["tool_call_id"] = m.tool_call_id
-    return out
-
-
 def usage_from(u: Any) -> Usage:
     if not isinstance(u, dict):
         return make_usage()
     ptd = u.get("prompt_tokens_details")
     ctd = u.get("completion_tokens_details")
-    cached = as_int(ptd.get("cached_tokens")) if isinstance(ptd, dict) else 0
+    cached = written = 0
+    if isinstance(ptd, dict):
+        cached = as_int(ptd.get("cached_tokens"))
+        # OpenRouter: tokens written to the prompt cache, part of prompt_tokens like
+        # cached_tokens (its "Usage Accounting" page); OpenAI and DeepSeek report none.
+        written = as_int(ptd.get("cache_write_tokens"))
     if not cached:
         cached = as_int(u.get("prompt_cache_hit_tokens"))  # DeepSeek
     reasoning = as_int(ctd.get("reasoning_tokens")) if isinstance(ctd, dict) else 0
@@ -116,7 +92,83 @@ def usage_from(u: Any) -> Usage:
         output_tokens=as_int(u.get("completion_tokens")),
         cached_tokens=cached,
         reasoning_tokens=reasoning,
+        cache_write_tokens=written,
     )
+
+
+def reasoning_of(d: Mapping[str, Any]) -> str:
+    """The reasoning text of a message or delta: ``reasoning`` (OpenRouter, Groq, vLLM),
+    ``reasoning_content`` (DeepSeek, vLLM, many hosts) or the text of OpenRouter's
+    ``reasoning_details`` (``reasoning.text`` / ``reasoning.summary`` items; encrypted items have
+    none)."""
+    r = d.get("reasoning")
+    if r.__class__ is str and r:
+        return r
+    r = d.get("reasoning_content")
+    if r.__class__ is str and r:
+        return r
+    details = d.get("reasoning_details")
+    if details.__class__ is list and details:
+        out = []
+        for item in details:
+            if isinstance(item, dict):
+                t = item.get("text") if item.get("type") == "reasoning.text" else None
+                if t is None and item.get("type") == "reasoning.summary":
+                    t = item.get("summary")
+                if isinstance(t, str):
+                    out.append(t)
+        return "".join(out)
+    return ""
+
+
+def _groq_request_id(data: Mapping[str, Any]) -> str | None:
+    """Groq's request id in the body (``x_groq.id``), for an answer without the header."""
+    xg = data.get("x_groq")
+    rid = xg.get("id") if isinstance(xg, dict) else None
+    return rid if isinstance(rid, str) and rid else None
+
+
+def _filtered_categories(choice: Mapping[str, Any]) -> str | None:
+    """Azure's ``content_filter_results``: the names of the categories that filtered."""
+    results = choice.get("content_filter_results")
+    if not isinstance(results, dict):
+        return None
+    names = [
+        str(k) for k, v in results.items() if isinstance(v, dict) and v.get("filtered") is True
+    ]
+    return ", ".join(sorted(names)) or None
+
+
+def filtered_error(
+    dep: Deployment,
+    headers: Mapping[str, str],
+    *,
+    refusal: str | None,
+    categories: str | None,
+    partial_text: str,
+    response_id: str | None = None,
+) -> ContentFilteredError:
+    """The error for an answer the model refused (``refusal`` text) or the provider's content
+    filter stopped (``finish_reason: content_filter``, Azure's ``categories``)."""
+    explanation: str | None
+    if refusal is not None:
+        message = f"the model refused to answer: {refusal}"
+        category, explanation = "refusal", refusal
+    else:
+        what = f" ({categories})" if categories else ""
+        message = (
+            f"the provider's content filter stopped the answer{what}: finish_reason "
+            "content_filter; rephrase the request or configure content_filter_fallbacks"
+        )
+        category, explanation = "content_filter", categories
+    if response_id:
+        message += f" [response id {response_id}]"
+    err = make_error(ContentFilteredError, message, status=None, headers=headers, dep=dep)
+    assert isinstance(err, ContentFilteredError)
+    err.category = category
+    err.explanation = redact(explanation, dep) if explanation else None
+    err.partial_text = redact(partial_text, dep) if partial_text else ""
+    return err
 
 
 def _tool_calls(raw: Any) -> list[ToolCall]:
@@ -142,7 +194,7 @@ class OpenAIChatAdapter:
         p = req.params
         body: dict[str, Any] = {
             "model": dep.model,
-            "messages": [_message(m) for m in req.messages],
+            "messages": [encode_message(m, dep) for m in req.messages],
         }
         if p.temperature is not None:
             body["temperature"] = p.temperature
@@ -184,6 +236,8 @@ class OpenAIChatAdapter:
             if spec is None or spec.stream_usage:
                 body["stream_options"] = {"include_usage": True}
         adjusted: dict[str, str] = {}
+        if p.reasoning_effort is not None:
+            map_reasoning_effort(body, p.reasoning_effort, dep, adjusted)
         if spec is not None and (spec.unsupported_params or spec.param_renames):
             for name in spec.unsupported_params:
                 if name in body:
@@ -197,6 +251,9 @@ class OpenAIChatAdapter:
                     adjusted[old] = f"sent as {new!r}"
         if p.extra:
             body.update(p.extra)
+            if adjusted:  # what the caller sends through extra is sent as given
+                for k in p.extra:
+                    adjusted.pop(k, None)
         headers = send_headers(
             {
                 "content-type": "application/json",
@@ -215,8 +272,8 @@ class OpenAIChatAdapter:
         data = decode_json(resp.body, dep)
         if not isinstance(data, dict):
             raise invalid("the response is not a JSON object", dep, resp.headers)
-        if "error" in data and "choices" not in data:
-            raise self.map_error(500, resp.headers, resp.body, dep)
+        if data.get("error") and not data.get("choices"):
+            raise in_band_error(self.map_error, data, resp.body, resp.headers, dep)
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise invalid("the response has no choices", dep, resp.headers)
@@ -232,8 +289,20 @@ class OpenAIChatAdapter:
                 if isinstance(p, dict) and p.get("type") == "text"
             )
         raw_finish = choice.get("finish_reason")
+        text = content if isinstance(content, str) else ""
+        refusal = msg.get("refusal")
+        if (refusal and refusal.__class__ is str) or raw_finish == "content_filter":
+            rid = data.get("id")
+            raise filtered_error(
+                dep,
+                resp.headers,
+                refusal=refusal if isinstance(refusal, str) and refusal else None,
+                categories=_filtered_categories(choice),
+                partial_text=text,
+                response_id=rid if isinstance(rid, str) else None,
+            )
         return Response(
-            text=content if isinstance(content, str) else "",
+            text=text,
             tool_calls=_tool_calls(msg.get("tool_calls")),
             finish_reason=_FINISH.get(raw_finish, "other") if raw_finish else None,
             raw_finish_reason=raw_finish,
@@ -242,7 +311,11 @@ class OpenAIChatAdapter:
             model=str(data.get("model") or dep.model),
             alias=dep.alias,
             id=data.get("id"),
-            request_id=answer_request_id(resp.headers, dep),
+            request_id=answer_request_id(resp.headers, dep)
+            or (_groq_request_id(data) if dep.provider == "groq" else None),
+            reasoning=reasoning_of(msg)
+            if "reasoning" in msg or "reasoning_content" in msg or "reasoning_details" in msg
+            else "",
         )
 
     def map_error(
@@ -252,10 +325,22 @@ class OpenAIChatAdapter:
         err = data.get("error") if isinstance(data, dict) else None
         message = ""
         code = etype = ""
+        body_rid: Any = None
         if isinstance(err, dict):
             message = str(err.get("message") or "")
             code = str(err.get("code") or "")
             etype = str(err.get("type") or "")
+            meta = err.get("metadata")
+            if isinstance(meta, dict):
+                # OpenRouter: the upstream's own words are in metadata.raw (a string or JSON),
+                # the message often only says "Provider returned error".
+                raw = meta.get("raw")
+                if raw is not None and not isinstance(raw, str):
+                    raw = orjson.dumps(raw).decode()
+                where = meta.get("provider_name")
+                if raw or where:
+                    message += f" ({where or 'upstream'}: {raw or 'no details'})"
+            body_rid = err.get("request_id") or data.get("request_id")
         elif isinstance(err, str):
             message = err
         elif isinstance(data, dict):
@@ -273,9 +358,12 @@ class OpenAIChatAdapter:
             cls = QuotaExhaustedError
         else:
             cls = error_for_status(status)
-        return make_error(
+        e = make_error(
             cls, message, status=status, headers=headers, dep=dep, body=data if data else None
         )
+        if e.request_id is None and isinstance(body_rid, str) and body_rid:
+            e.request_id = redact(body_rid, dep)
+        return e
 
     def stream_state(self, req: ChatRequest, dep: Deployment) -> _OpenAIStream:
         return _OpenAIStream(self, dep)
@@ -285,9 +373,13 @@ class _OpenAIStream:
     __slots__ = (
         "_adapter",
         "_dep",
+        "_filter",
         "_id",
         "_model",
         "_raw_finish",
+        "_reasoning",
+        "_refusal",
+        "_rid",
         "_text",
         "_tools",
         "_usage",
@@ -298,11 +390,17 @@ class _OpenAIStream:
         self._adapter = adapter
         self._dep = dep
         self._text: list[str] = []
+        self._reasoning: list[str] = []
+        self._refusal: list[str] | None = None
+        self._filter: str | None = None
+        #: index -> [id, name, argument pieces]
         self._tools: dict[int, list[Any]] = {}
         self._raw_finish: str | None = None
         self._usage: Usage | None = None
         self._id: str | None = None
         self._model: str | None = None
+        #: The request id a Groq stream carries in ``x_groq.id`` (other vendors: headers only).
+        self._rid: str | None = None if dep.provider == "groq" else ""
         self.done = False
 
     def feed(self, event: SSEEvent) -> list[StreamChunk]:
@@ -311,54 +409,116 @@ class _OpenAIStream:
             self.done = True
             return []
         obj = event_json(data, self._dep)
-        if "error" in obj and "choices" not in obj:
-            raise in_band_error(self._adapter.map_error, obj, data.encode(), {}, self._dep)
-        if self._id is None:
-            self._id = obj.get("id")
-            self._model = obj.get("model")
+        if not self._id:
+            # Azure opens with id "" / model "" (prompt filter results): take the first
+            # chunk that has them.
+            rid = obj.get("id")
+            if rid:
+                self._id = rid
+        if not self._model:
+            model = obj.get("model")
+            if model:
+                self._model = model
+        if self._rid is None:
+            self._rid = _groq_request_id(obj)
         out: list[StreamChunk] = []
         u = obj.get("usage")
-        usage = usage_from(u) if isinstance(u, dict) else None
+        usage = usage_from(u) if u.__class__ is dict else None
         if usage is not None:
             self._usage = usage
         choices = obj.get("choices")
-        if isinstance(choices, list) and choices:
+        if choices.__class__ is list and choices:
             ch = choices[0]
-            if isinstance(ch, dict):
-                delta = ch.get("delta") or {}
-                text = delta.get("content") if isinstance(delta, dict) else None
-                tdeltas: list[ToolCallDelta] = []
-                if isinstance(delta, dict) and isinstance(delta.get("tool_calls"), list):
-                    for tc in delta["tool_calls"]:
-                        if not isinstance(tc, dict):
-                            continue
-                        idx = tc.get("index", 0)
-                        fn = tc.get("function") or {}
-                        slot = self._tools.setdefault(idx, [None, "", []])
-                        if tc.get("id"):
-                            slot[0] = tc["id"]
-                        if fn.get("name"):
-                            slot[1] += fn["name"]
-                        args = fn.get("arguments") or ""
-                        if args:
-                            slot[2].append(args)
-                        tdeltas.append(ToolCallDelta(idx, tc.get("id"), fn.get("name"), args))
-                raw_finish = ch.get("finish_reason")
-                if raw_finish:
-                    self._raw_finish = raw_finish
-                if text or tdeltas or raw_finish:
+            if ch.__class__ is dict:
+                delta = ch.get("delta")
+                # The common chunk, {"delta": {"content": "..."}} and no finish: text only.
+                if (
+                    delta.__class__ is dict
+                    and len(delta) == 1
+                    and ch.get("finish_reason") is None
+                    and (text := delta.get("content")).__class__ is str
+                ):
                     if text:
                         self._text.append(text)
-                    out.append(
-                        chunk(
-                            text or "",
-                            tool_calls=tdeltas,
-                            finish_reason=_FINISH.get(raw_finish, "other") if raw_finish else None,
-                        )
-                    )
+                        out.append(chunk(text))
+                else:
+                    c = self._choice(ch, delta)
+                    if c is not None:
+                        out.append(c)
+        if obj.get("error"):
+            # An error object next to (or without) choices: OpenRouter reports a failure
+            # mid-stream this way. Typed; what came before it stays in ``partial()`` (the
+            # engine makes it a StreamInterruptedError carrying the partial answer).
+            raise in_band_error(self._adapter.map_error, obj, data.encode(), {}, self._dep)
         if usage is not None:
             out.append(chunk(usage=usage))
         return out
+
+    def _choice(self, ch: dict[str, Any], delta: Any) -> StreamChunk | None:
+        text = reasoning = None
+        tdeltas: list[ToolCallDelta] = []
+        if isinstance(delta, dict) and delta:
+            text = delta.get("content")
+            reasoning = reasoning_of(delta)
+            refusal = delta.get("refusal")
+            if refusal and isinstance(refusal, str):
+                if self._refusal is None:
+                    self._refusal = []
+                self._refusal.append(refusal)
+            calls = delta.get("tool_calls")
+            if isinstance(calls, list):
+                for tc in calls:
+                    if isinstance(tc, dict):
+                        tdeltas.append(self._tool_delta(tc))
+        raw_finish = ch.get("finish_reason")
+        if raw_finish:
+            self._raw_finish = raw_finish
+            if raw_finish == "content_filter":
+                self._filter = _filtered_categories(ch) or ""
+        if text or reasoning or tdeltas or raw_finish:
+            if text:
+                self._text.append(text)
+            if reasoning:
+                self._reasoning.append(reasoning)
+            return chunk(
+                text or "",
+                tool_calls=tdeltas,
+                reasoning=reasoning or "",
+                finish_reason=_FINISH.get(raw_finish, "other") if raw_finish else None,
+            )
+        return None
+
+    def _tool_delta(self, tc: dict[str, Any]) -> ToolCallDelta:
+        """One tool-call delta. Some servers (OpenRouter relaying Novita, kimi-k2) repeat the
+        id and the whole name in every delta of a call: both are taken once, the first time
+        they come, and only new arguments are appended. A delta without ``index`` (some
+        compatible servers omit it) continues the last call, unless it brings another id: then
+        it starts the next one."""
+        new_id = tc.get("id") or None
+        idx = tc.get("index")
+        if idx.__class__ is not int:
+            idx = max(self._tools) if self._tools else 0
+            last = self._tools.get(idx)
+            if last is not None and new_id is not None and last[0] not in (None, new_id):
+                idx += 1
+        fn = tc.get("function") or {}
+        slot = self._tools.get(idx)
+        if slot is None:
+            slot = self._tools[idx] = [None, "", []]
+        if new_id is not None:
+            if slot[0] is None:
+                slot[0] = new_id
+            else:
+                new_id = None  # repeated: not news
+        name = fn.get("name") if isinstance(fn, dict) else None
+        if name and isinstance(name, str) and not slot[1]:
+            slot[1] = name
+        else:
+            name = None
+        args = (fn.get("arguments") if isinstance(fn, dict) else None) or ""
+        if args:
+            slot[2].append(args)
+        return ToolCallDelta(idx, new_id, name, args)
 
     def _response(self) -> Response:
         tools = [
@@ -376,6 +536,8 @@ class _OpenAIStream:
             model=self._model or self._dep.model,
             alias=self._dep.alias,
             id=self._id,
+            request_id=self._rid or None,
+            reasoning="".join(self._reasoning),
         )
 
     def finish(self) -> Response:
@@ -383,6 +545,15 @@ class _OpenAIStream:
         if not self.done and self._raw_finish is None:
             raise interrupted(
                 "the stream ended before its final event", self._dep, self._response()
+            )
+        if self._refusal is not None or self._filter is not None:
+            raise filtered_error(
+                self._dep,
+                {},
+                refusal="".join(self._refusal) if self._refusal is not None else None,
+                categories=self._filter or None,
+                partial_text="".join(self._text),
+                response_id=self._id,
             )
         return self._response()
 
