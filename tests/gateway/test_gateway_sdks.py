@@ -37,7 +37,8 @@ async def test_openai_sdk_plain_call(gw: Running) -> None:
     assert c.choices[0].message.content == "Echo: hello"
     assert c.choices[0].finish_reason == "stop"
     assert c.model == GPT
-    assert c.usage is not None and c.usage.prompt_tokens > 0
+    assert c.usage is not None
+    assert c.usage.prompt_tokens > 0
     assert r.headers["x-request-id"].startswith("req_")
     # The provider got the gateway's key, never the client's.
     (sent,) = gw.fake.requests
@@ -62,7 +63,8 @@ async def test_openai_sdk_stream_with_usage(gw: Running) -> None:
             usage = chunk.usage
     assert text == "Echo: stream me"
     assert finish == "stop"
-    assert usage is not None and usage.completion_tokens > 0
+    assert usage is not None
+    assert usage.completion_tokens > 0
 
 
 async def test_openai_sdk_tool_call_from_a_claude_model(gw: Running) -> None:
@@ -148,7 +150,8 @@ async def test_models_are_listed_for_the_key(gw: Running) -> None:
     key = await gw.key(models=["claude-*", GPT])
     page = await _oai(gw, key).models.list()
     names = [m.id for m in page.data]
-    assert names and all(n == GPT or n.startswith("claude-") for n in names)
+    assert names
+    assert all(n == GPT or n.startswith("claude-") for n in names)
 
 
 # --------------------------------------------------------------------------- keys
