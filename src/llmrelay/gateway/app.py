@@ -55,6 +55,9 @@ class GatewaySettings:
     shutdown_grace: float = 30.0
     #: Models listed by ``GET /v1/models`` (default: every known alias).
     models: tuple[str, ...] = ()
+    #: Seconds a worker trusts what it read of a key: revocations and policy changes made
+    #: anywhere take effect on every instance within this time.
+    key_cache_ttl: float = 1.0
 
 
 def check_bind(settings: GatewaySettings) -> None:
@@ -100,7 +103,7 @@ class Gateway:
     ) -> None:
         self.client = client
         self.settings = settings
-        self.keys = KeyCache(keys) if keys is not None else None
+        self.keys = KeyCache(keys, ttl=settings.key_cache_ttl) if keys is not None else None
         self.key_store = keys
         self.budgets = budgets
         self.limiter = limiter

@@ -9,6 +9,7 @@
     host = "127.0.0.1"
     port = 4000
     key_store = "keys.db"          # or "postgresql://..." for several hosts
+    key_cache_ttl = 1.0            # revocations reach every instance within this time
     max_body_bytes = 4194304
     cache_scope = "team"           # team | key | shared
     shutdown_grace = 30
@@ -43,6 +44,7 @@ _SERVER_KEYS = {
     "shutdown_grace",
     "models",
     "log",
+    "key_cache_ttl",
 }
 
 
@@ -63,6 +65,9 @@ def settings_from(table: Mapping[str, Any], **overrides: Any) -> tuple[GatewaySe
         raise ConfigurationError(f"[server] port must be 0-65535, not {s.port!r}")
     if not isinstance(s.max_body_bytes, int) or s.max_body_bytes < 1024:
         raise ConfigurationError("[server] max_body_bytes must be an integer >= 1024")
+    ttl = s.key_cache_ttl
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 <= ttl <= 60:
+        raise ConfigurationError("[server] key_cache_ttl must be 0-60 seconds")
     if s.cache_scope not in ("team", "key", "shared"):
         raise ConfigurationError("[server] cache_scope must be team, key or shared")
     if isinstance(s.models, list):
@@ -77,6 +82,7 @@ def build_gateway(
     from ..catalog.layer import Catalog
     from ..client import Client
     from ..core.engine import Engine
+    from ..reliability.budgets_ledger import ledger_for
     from ..settings.defaults import engine_defaults
     from ..settings.layers import build_layers
     from .keys import open_key_store
@@ -91,7 +97,7 @@ def build_gateway(
     static = layers.budgets
     budgets = KeyBudgets(
         static=static.limits if static is not None else (),
-        ledger=static.ledger if static is not None else None,
+        ledger=static.ledger if static is not None else ledger_for(layers.store),
     )
     recorder = None
     if log:
