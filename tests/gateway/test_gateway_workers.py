@@ -179,3 +179,53 @@ async def test_a_key_revoked_on_one_is_refused_by_the_other(
     while await _fire(urls, key, 2) != [401, 401]:
         assert time.monotonic() - t0 < 1.0, "still accepted a second after revocation"
         await asyncio.sleep(0.05)
+
+
+async def test_sigterm_finishes_in_flight_requests_and_flushes_the_log(tmp_path: Path) -> None:
+    import signal
+    import sqlite3
+
+    log = tmp_path / "requests.db"
+    config = tmp_path / "llmrelay.toml"
+    config.write_text(f'[server]\nlog = true\nshutdown_grace = 20\n\n[log]\npath = "{log}"\n')
+    with FakeUpstream.running(api_key=CANARY_KEY) as fake:
+        fake.push(Reply.ok("slow answer", delay=1.0))
+        env = _env(fake, config)
+        env.pop("LLMRELAY_ADMIN_KEY")  # loopback, no keys: an open local proxy
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llmrelay.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_live([url], [proc])
+            body = orjson.dumps({"model": MODEL, "messages": [{"role": "user", "content": "x"}]})
+            async with aiohttp.ClientSession() as s:
+                pending = asyncio.ensure_future(
+                    s.post(
+                        url + "/v1/chat/completions",
+                        data=body,
+                        headers={"content-type": "application/json"},
+                    )
+                )
+                while not fake.requests:  # the call reached the upstream
+                    await asyncio.sleep(0.01)
+                proc.send_signal(signal.SIGTERM)
+                r = await pending
+                assert r.status == 200
+                assert (await r.json())["choices"][0]["message"]["content"] == "slow answer"
+                r.release()
+            code = await asyncio.to_thread(proc.wait, 30)
+            assert code == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            assert proc.stderr is not None
+            proc.stderr.close()
+    with sqlite3.connect(log) as db:
+        (n,) = db.execute("SELECT count(*) FROM requests").fetchone()
+    assert n == 1

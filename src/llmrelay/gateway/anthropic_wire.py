@@ -42,7 +42,6 @@ _KNOWN = frozenset(
         "stream",
         "temperature",
         "top_p",
-        "top_k",
         "stop_sequences",
         "tools",
         "tool_choice",
@@ -257,7 +256,13 @@ def parse_messages_request(body: Any) -> GatewayCall:
     """The call a Messages body asks for; ``InvalidRequestError`` naming the field."""
     if not isinstance(body, Mapping):
         raise InvalidRequestError("the request body must be a JSON object")
-    unknown = sorted(k for k in body if k not in _KNOWN)
+    if body.get("top_k") is not None:
+        raise InvalidRequestError(
+            "top_k is not supported by the gateway (not every model behind it has it); use "
+            "temperature or top_p",
+            body={"param": "top_k"},
+        )
+    unknown = sorted(k for k in body if k not in _KNOWN and k != "top_k")
     if unknown:
         raise InvalidRequestError(
             f"{unknown[0]}: Extra inputs are not permitted", body={"param": unknown[0]}

@@ -99,6 +99,7 @@ class Gateway:
         keys: KeyStore | None = None,
         budgets: KeyBudgets | None = None,
         limiter: KeyRateLimiter | None = None,
+        request_log: Any = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
@@ -107,6 +108,8 @@ class Gateway:
         self.key_store = keys
         self.budgets = budgets
         self.limiter = limiter
+        #: The request log the engine writes to (flushed and closed on shutdown).
+        self.request_log = request_log
         self.clock = clock
         #: (key id, model, status) -> [requests, seconds]
         self.stats: dict[tuple[str, str, int], list[float]] = {}
@@ -131,6 +134,8 @@ class Gateway:
         await self.client.aclose()
         if self.key_store is not None:
             await self.key_store.close()
+        if self.request_log is not None:
+            await asyncio.to_thread(self.request_log.close)
 
     # ------------------------------------------------------------------ request plumbing
 

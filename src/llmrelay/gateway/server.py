@@ -100,10 +100,12 @@ def build_gateway(
         ledger=static.ledger if static is not None else ledger_for(layers.store),
     )
     recorder = None
+    request_log = None
     if log:
         from ..settings.recorders import client_recorders
 
-        recorder = client_recorders(False, True).recorder
+        rec = client_recorders(False, True)
+        recorder, request_log = rec.recorder, rec.log
     engine = Engine(
         transport,
         catalog=Catalog(),
@@ -115,7 +117,14 @@ def build_gateway(
         **kwargs,
     )
     keys = open_key_store(settings.key_store) if settings.key_store else None
-    return Gateway(Client(engine=engine), settings, keys=keys, budgets=budgets, limiter=limiter)
+    return Gateway(
+        Client(engine=engine),
+        settings,
+        keys=keys,
+        budgets=budgets,
+        limiter=limiter,
+        request_log=request_log,
+    )
 
 
 def _worker(settings: GatewaySettings, log: bool, reuse_port: bool) -> None:
