@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from ..catalog.costs import estimate_request_cost
 from ..errors import BudgetExceededError, ConfigurationError, bad_number
@@ -170,7 +170,7 @@ class Budgets:
             raise ConfigurationError(
                 f"Budgets takes a list of BudgetLimit objects, not {type(limits).__name__}"
             )
-        if not limits:
+        if not limits and not self.limits_per_call:
             raise ConfigurationError("Budgets needs at least one BudgetLimit")
         for lim in limits:
             if not isinstance(lim, BudgetLimit):
@@ -203,6 +203,16 @@ class Budgets:
         self.unknown_cost = unknown_cost
         self.clock = clock
 
+    #: True in a subclass whose :meth:`applicable` builds the limits per call (so none need be
+    #: given to the constructor).
+    limits_per_call: ClassVar[bool] = False
+
+    def applicable(self, ctx: CallContext) -> Sequence[BudgetLimit]:
+        """The limits to check for a call (each still decides with ``value_for``): all of
+        them. A subclass with a limit per subject (the gateway's per-key budgets) returns only
+        the call's own, so a call costs the same with ten keys or ten thousand."""
+        return self.limits
+
     async def reserve(
         self, req: ChatRequest, dep: Deployment, ctx: CallContext
     ) -> Reservation | None:
@@ -218,7 +228,7 @@ class Budgets:
         now = self.clock()
         entries: list[tuple[str, float]] = []
         applied: list[BudgetLimit] = []
-        for lim in self.limits:
+        for lim in self.applicable(ctx):
             v = lim.value_for(dep, ctx)
             if v is not None:
                 entries.append((lim.ledger_key(v, now), float(lim.limit_usd)))

@@ -58,7 +58,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import (
     ConfigurationError,
@@ -285,7 +285,17 @@ class RateLimiter:
                 kl = limits.get("key:*")
                 if kl is not None:
                     out.append((f"key:{kid}", kl))
+        if self.scopes_per_call:
+            out.extend(self.call_scopes(ctx))
         return out
+
+    #: True in a subclass that adds scopes per call (:meth:`call_scopes`).
+    scopes_per_call: ClassVar[bool] = False
+
+    def call_scopes(self, ctx: CallContext) -> list[tuple[str, Limits]]:
+        """Scopes a call belongs to beyond the configured ones (none here): the gateway adds
+        each virtual key's and team's own limits."""
+        return []
 
     def _estimate(self, req: ChatRequest) -> tuple[int, int]:
         from ..catalog.tokens import estimate_tokens
@@ -307,7 +317,10 @@ class RateLimiter:
         charges = [Charge(s, lim.vector, costs, lim.concurrent or 0) for s, lim in scopes]
         needs_id = any(c.concurrent for c in charges)
         permit_id = f"{self._pid}-{next(self._ids)}" if needs_id else ""
-        permit = LimitPermit(charges, permit_id, est_in, est_out, scopes[0][0])
+        first = scopes[0][0]  # the deployment's scope when it has one (learned limits go there)
+        permit = LimitPermit(
+            charges, permit_id, est_in, est_out, first if first.startswith("dep:") else ""
+        )
         wait = ctx.opts.wait_for_rate_limit
         if wait is None:
             wait = self.wait

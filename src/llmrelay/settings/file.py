@@ -57,7 +57,18 @@ __all__ = [
 ]
 
 SECTIONS = frozenset(
-    {"models", "providers", "defaults", "state", "cache", "limits", "budgets", "log", "catalog"}
+    {
+        "models",
+        "providers",
+        "defaults",
+        "state",
+        "cache",
+        "limits",
+        "budgets",
+        "log",
+        "catalog",
+        "server",
+    }
 )
 MODEL_KEYS: dict[str, tuple[type, ...]] = {
     "provider": (str,),

@@ -1,0 +1,385 @@
+"""The gateway side by side with a bare aiohttp pass-through proxy and LiteLLM's proxy.
+
+    python benchmarks/gateway.py [--requests 20000] [--json out.json] [--rss-requests 100000]
+
+One run starts the fast local upstream (``_upstream.py``) and, one at a time, each server on
+the same CPU (``taskset``-style affinity: the server alone on one core; the upstream and the load
+generator on the other), then measures:
+
+- requests/s, non-streamed, 32 connections (``--requests`` calls);
+- added latency at concurrency 1: p50 and p99 of a call through the server minus p50 of the
+  same call straight to the upstream;
+- streamed: time to first byte added (p50, concurrency 1) and requests/s at 32 connections;
+- RSS of the server process after ``--rss-requests`` calls (and after the first 10,000).
+
+Servers: ``bare`` (parse the request JSON, forward it with one aiohttp session, parse the
+answer, return it: the floor), ``llmrelay`` (``llmrelay serve`` with a virtual key carrying a
+budget and an rpm limit, and the request log on), ``litellm`` (``litellm --config``, when the
+``litellm[proxy]`` package is installed: ``make bench`` installs it). Ratios are printed
+against ``bare`` and ``litellm``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _upstream import pick_cpus, raise_fd_limit, start_upstream
+
+MODEL = "openai/gpt-4.1-mini"
+BODY = orjson.dumps(
+    {"model": MODEL, "messages": [{"role": "user", "content": "How do I pool connections?"}]}
+)
+STREAM_BODY = orjson.dumps(
+    {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "How do I pool connections?"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+)
+ADMIN = "sk-admin-bench"
+
+
+# --------------------------------------------------------------------------- the bare proxy
+
+
+def bare_proxy(port: int, upstream: str) -> None:
+    """The floor: parse, forward, parse, return -- nothing else."""
+    from aiohttp import web
+
+    async def make() -> web.Application:
+        app = web.Application()
+        session: dict[str, aiohttp.ClientSession] = {}
+
+        async def start(_: web.Application) -> None:
+            session["s"] = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
+            )
+
+        async def stop(_: web.Application) -> None:
+            await session["s"].close()
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            body = orjson.loads(await request.read())
+            body["model"] = "gpt-4.1-mini"
+            headers = {"authorization": "Bearer sk-upstream", "content-type": "application/json"}
+            async with session["s"].post(
+                upstream + "/chat/completions", data=orjson.dumps(body), headers=headers
+            ) as r:
+                if body.get("stream"):
+                    out = web.StreamResponse(headers={"content-type": "text/event-stream"})
+                    await out.prepare(request)
+                    async for piece in r.content.iter_any():
+                        await out.write(piece)
+                    await out.write_eof()
+                    return out
+                answer = orjson.loads(await r.read())
+            return web.Response(body=orjson.dumps(answer), content_type="application/json")
+
+        app.on_startup.append(start)
+        app.on_cleanup.append(stop)
+        app.router.add_post("/v1/chat/completions", handle)
+        app.router.add_get("/health/live", lambda _: web.json_response({"ok": True}))
+        return app
+
+    web.run_app(make(), host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _server(kind: str, upstream: str, cpu: int | None, tmp: Path) -> Iterator[tuple[str, str, int]]:
+    """Start one server; yield (base URL, key to send, pid)."""
+    port = _free_port()
+    env = dict(os.environ)
+    for k in list(env):
+        if k.startswith("LLMRELAY_") or k.endswith(("_API_KEY", "_BASE_URL")):
+            env.pop(k)
+    key = "sk-none"
+    if kind == "bare":
+        cmd = [sys.executable, __file__, "--bare-proxy", str(port), "--upstream", upstream]
+    elif kind == "llmrelay":
+        config = tmp / "llmrelay.toml"
+        config.write_text(
+            f'[server]\nkey_store = "{tmp / "keys.db"}"\nlog = true\n\n'
+            f'[log]\npath = "{tmp / "requests.db"}"\n'
+        )
+        env.update(
+            LLMRELAY_CONFIG=str(config),
+            LLMRELAY_ADMIN_KEY=ADMIN,
+            OPENAI_BASE_URL=upstream,
+            OPENAI_API_KEY="sk-upstream",
+        )
+        made = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "llmrelay.cli",
+                "keys",
+                "--json",
+                "create",
+                "--name",
+                "bench",
+                "--budget-usd",
+                "1000000",
+                "--rpm",
+                "100000000",
+            ],
+            env=env,
+            capture_output=True,
+            check=True,
+        )
+        key = orjson.loads(made.stdout)["key"]
+        cmd = [sys.executable, "-m", "llmrelay.cli", "serve", "--port", str(port)]
+    else:
+        config = tmp / "litellm.yaml"
+        config.write_text(
+            "model_list:\n"
+            f"  - model_name: {MODEL}\n"
+            "    litellm_params:\n"
+            "      model: openai/gpt-4.1-mini\n"
+            f"      api_base: {upstream}\n"
+            "      api_key: sk-upstream\n"
+        )
+        cmd = [
+            str(Path(sys.executable).parent / "litellm"),
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--num_workers",
+            "1",
+        ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(proc.pid, {cpu})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(url, proc, kind)
+        yield url, key, proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes], kind: str) -> None:
+    import urllib.request
+
+    path = "/health/liveliness" if kind == "litellm" else "/health/live"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise RuntimeError(f"{kind} exited: {err[-2000:]}")
+        try:
+            with urllib.request.urlopen(url + path, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{kind} did not start")
+
+
+def _rss_mb(pid: int) -> float:
+    total = 0
+    for p in [pid, *_children(pid)]:
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+# --------------------------------------------------------------------------- load
+
+
+async def _rps(url: str, key: str, n: int, conns: int, body: bytes) -> tuple[float, int]:
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=conns)
+    errors = 0
+    async with aiohttp.ClientSession(connector=connector) as s:
+        it = iter(range(n))
+
+        async def worker() -> None:
+            nonlocal errors
+            for _ in it:
+                async with s.post(url + "/v1/chat/completions", data=body, headers=headers) as r:
+                    await r.read()
+                    errors += r.status != 200
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(conns)))
+        return n / (time.perf_counter() - t0), errors
+
+
+async def _latencies(url: str, key: str, n: int, body: bytes, first_byte: bool) -> list[float]:
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+    out = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as s:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            async with s.post(url + "/v1/chat/completions", data=body, headers=headers) as r:
+                if first_byte:
+                    await r.content.readany()
+                    out.append(time.perf_counter() - t0)
+                    await r.read()
+                else:
+                    await r.read()
+                    out.append(time.perf_counter() - t0)
+    return out
+
+
+def _p(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+async def measure(
+    url: str, key: str, args: argparse.Namespace, direct: dict[str, float], pid: int
+) -> dict[str, Any]:
+    await _rps(url, key, 500, 32, BODY)  # warm up
+    rps, errors = await _rps(url, key, args.requests, 32, BODY)
+    lat = await _latencies(url, key, args.latency_calls, BODY, False)
+    ttfb = await _latencies(url, key, args.latency_calls, STREAM_BODY, True)
+    srps, serrors = await _rps(url, key, max(1000, args.requests // 4), 32, STREAM_BODY)
+    out = {
+        "rps": rps,
+        "errors": errors + serrors,
+        "added_p50_ms": (statistics.median(lat) - direct["p50"]) * 1e3,
+        "added_p99_ms": (_p(lat, 0.99) - direct["p50"]) * 1e3,
+        "ttfb_added_p50_ms": (statistics.median(ttfb) - direct["ttfb_p50"]) * 1e3,
+        "stream_rps": srps,
+        "rss_mb": _rss_mb(pid),
+    }
+    if args.rss_requests:
+        done = args.requests + 500 + max(1000, args.requests // 4) + 2 * args.latency_calls
+        if done < 10_000:
+            await _rps(url, key, 10_000 - done, 32, BODY)
+            done = 10_000
+        out["rss_mb_10k"] = _rss_mb(pid)
+        if args.rss_requests > done:
+            await _rps(url, key, args.rss_requests - done, 32, BODY)
+        out["rss_mb_end"] = _rss_mb(pid)
+        out["rss_requests"] = max(done, args.rss_requests)
+    return out
+
+
+async def direct_baseline(upstream: str, n: int) -> dict[str, float]:
+    base = upstream.removesuffix("/v1")
+    body = orjson.dumps({**orjson.loads(BODY), "model": "gpt-4.1-mini"})
+    sbody = orjson.dumps({**orjson.loads(STREAM_BODY), "model": "gpt-4.1-mini"})
+    lat = await _latencies(base, "sk-upstream", n, body, False)
+    ttfb = await _latencies(base, "sk-upstream", n, sbody, True)
+    return {"p50": statistics.median(lat), "ttfb_p50": statistics.median(ttfb)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=20000)
+    ap.add_argument("--latency-calls", type=int, default=2000)
+    ap.add_argument("--rss-requests", type=int, default=0, help="e.g. 100000")
+    ap.add_argument("--servers", default="bare,llmrelay,litellm")
+    ap.add_argument("--json", metavar="PATH")
+    ap.add_argument("--no-pin", action="store_true")
+    ap.add_argument("--bare-proxy", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--upstream", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.bare_proxy:
+        bare_proxy(args.bare_proxy, args.upstream)
+        return 0
+    raise_fd_limit()
+    up_cpu, server_cpu = pick_cpus(not args.no_pin)
+    if up_cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {up_cpu})  # the load generator shares the upstream's core
+    results: dict[str, Any] = {}
+    with start_upstream(up_cpu) as up, tempfile.TemporaryDirectory() as tmp:
+        direct = asyncio.run(direct_baseline(up.base_url, args.latency_calls))
+        results["direct"] = direct
+        for kind in args.servers.split(","):
+            try:
+                where = Path(tmp) / kind
+                where.mkdir()
+                with _server(kind, up.base_url, server_cpu, where) as (url, key, pid):
+                    results[kind] = asyncio.run(measure(url, key, args, direct, pid))
+            except (RuntimeError, FileNotFoundError, subprocess.CalledProcessError) as exc:
+                results[kind] = {"unavailable": str(exc)[-500:]}
+            print(kind, orjson.dumps(results[kind]).decode(), flush=True)
+    _report(results)
+    if args.json:
+        Path(args.json).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    return 0
+
+
+def _report(r: dict[str, Any]) -> None:
+    print()
+    print(
+        f"{'server':10} {'rps':>8} {'p50 +ms':>8} {'p99 +ms':>8} {'ttfb +ms':>9} "
+        f"{'s-rps':>8} {'RSS MB':>7}"
+    )
+    for kind, m in r.items():
+        if kind == "direct" or "unavailable" in m:
+            continue
+        print(
+            f"{kind:10} {m['rps']:8.0f} {m['added_p50_ms']:8.3f} {m['added_p99_ms']:8.3f} "
+            f"{m['ttfb_added_p50_ms']:9.3f} {m['stream_rps']:8.0f} {m['rss_mb']:7.1f}"
+        )
+    ours, bare, lite = r.get("llmrelay", {}), r.get("bare", {}), r.get("litellm", {})
+    if "rps" in ours and "rps" in bare:
+        print(f"\nllmrelay / bare rps: {ours['rps'] / bare['rps']:.2f}x (target >= 0.7x)")
+        print(
+            f"added p50: {ours['added_p50_ms'] / max(bare['added_p50_ms'], 1e-9):.2f}x the bare "
+            f"proxy's (target <= 1.5x); p99 {ours['added_p99_ms']:.2f} ms (target < 2 ms)"
+        )
+        ttfb = ours["ttfb_added_p50_ms"] / max(bare["ttfb_added_p50_ms"], 1e-9)
+        print(
+            f"stream TTFB added: {ttfb:.2f}x (target <= 1.5x); stream rps "
+            f"{ours['stream_rps'] / bare['stream_rps']:.2f}x"
+        )
+    if "rps" in ours and "rps" in lite:
+        print(f"llmrelay / litellm rps: {ours['rps'] / lite['rps']:.1f}x (target >= 30x)")
+    for kind, m in r.items():
+        if isinstance(m, dict) and "unavailable" in m:
+            print(f"{kind}: unavailable: {m['unavailable'][:300]}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

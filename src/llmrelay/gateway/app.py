@@ -1,0 +1,537 @@
+"""The gateway's HTTP application: OpenAI- and Anthropic-shaped endpoints over one engine.
+
+Request path (one aiohttp handler, no middleware): read the body (bounded) -> authenticate the
+key (:class:`~.keys.KeyCache`, one store read per key per second) -> the key's model allow-list
+-> translate the wire shape to our call (``openai_wire`` / ``anthropic_wire``) -> the same engine
+every library call uses, with the key's budget and limits as engine layers (``policy``) -> the
+answer translated back (JSON or SSE). Nothing a client sends chooses the upstream: there is no
+field for a base URL, a key or a header, and the call options the gateway passes are its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ..client import Client
+from ..errors import ConfigurationError, ContentFilteredError, InvalidRequestError, LLMRelayError
+from ..providers.resolve import known_aliases
+from ..types import Response
+from . import anthropic_wire, openai_wire
+from .keys import KeyCache, KeyStore, VirtualKey
+from .policy import KeyBudgets, KeyRateLimiter
+from .wire import GatewayCall, HttpError, http_error
+
+__all__ = ["Gateway", "GatewaySettings", "check_bind"]
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@dataclass(slots=True)
+class GatewaySettings:
+    """The ``[server]`` table."""
+
+    host: str = "127.0.0.1"
+    port: int = 4000
+    #: Largest request body accepted, in bytes (413 past it).
+    max_body_bytes: int = 4 * 1024 * 1024
+    #: Where virtual keys live: a SQLite path or a ``postgresql://`` DSN (None: no keys).
+    key_store: str | None = None
+    #: ``LLMRELAY_ADMIN_KEY``: the key that may call anything (and is required to bind beyond
+    #: loopback).
+    admin_key: str | None = field(default=None, repr=False)
+    #: Whose answers the response cache shares: ``"team"`` (the key's team, else the key),
+    #: ``"key"`` or ``"shared"``.
+    cache_scope: str = "team"
+    #: Seconds in-flight requests get to finish after SIGTERM.
+    shutdown_grace: float = 30.0
+    #: Models listed by ``GET /v1/models`` (default: every known alias).
+    models: tuple[str, ...] = ()
+    #: Seconds a worker trusts what it read of a key: revocations and policy changes made
+    #: anywhere take effect on every instance within this time.
+    key_cache_ttl: float = 1.0
+
+
+def check_bind(settings: GatewaySettings) -> None:
+    """Refuse to listen beyond loopback without an admin key."""
+    if settings.admin_key:
+        return
+    host = settings.host
+    try:
+        loopback = host in _LOOPBACK or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigurationError(
+            f"refusing to listen on {host} without an admin key: set LLMRELAY_ADMIN_KEY (and "
+            "create virtual keys with `llmrelay keys create`), or bind to 127.0.0.1"
+        )
+
+
+@dataclass(slots=True)
+class _Caller:
+    key: VirtualKey | None  # None: the admin key, or open loopback mode
+    label: str
+
+
+class _Unauthorized(Exception):
+    def __init__(self, error: HttpError) -> None:
+        self.error = error
+
+
+class Gateway:
+    """One worker's application. ``client`` is the engine every call goes through; build it
+    with :meth:`build_client` so the key budgets and limits are its layers."""
+
+    def __init__(
+        self,
+        client: Client,
+        settings: GatewaySettings,
+        *,
+        keys: KeyStore | None = None,
+        budgets: KeyBudgets | None = None,
+        limiter: KeyRateLimiter | None = None,
+        request_log: Any = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.keys = KeyCache(keys, ttl=settings.key_cache_ttl) if keys is not None else None
+        self.key_store = keys
+        self.budgets = budgets
+        self.limiter = limiter
+        #: The request log the engine writes to (flushed and closed on shutdown).
+        self.request_log = request_log
+        self.clock = clock
+        #: (key id, model, status) -> [requests, seconds]
+        self.stats: dict[tuple[str, str, int], list[float]] = {}
+        self.in_flight = 0
+
+    # ------------------------------------------------------------------ the application
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.settings.max_body_bytes)
+        r = app.router
+        r.add_post("/v1/chat/completions", self.chat_completions)
+        r.add_post("/v1/messages", self.messages)
+        r.add_post("/v1/messages/count_tokens", self.count_tokens)
+        r.add_get("/v1/models", self.list_models)
+        r.add_get("/health/live", self.live)
+        r.add_get("/health/ready", self.ready)
+        r.add_get("/metrics", self.metrics)
+        app.on_cleanup.append(self._cleanup)
+        return app
+
+    async def _cleanup(self, _: web.Application) -> None:
+        await self.client.aclose()
+        if self.key_store is not None:
+            await self.key_store.close()
+        if self.request_log is not None:
+            await asyncio.to_thread(self.request_log.close)
+
+    # ------------------------------------------------------------------ request plumbing
+
+    async def _body(self, request: web.Request) -> Any:
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise _Unauthorized(
+                HttpError(
+                    413,
+                    "request_too_large",
+                    f"the request body is over {self.settings.max_body_bytes} bytes",
+                )
+            ) from None
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise InvalidRequestError("the request body is not valid JSON") from None
+
+    async def _authenticate(self, request: web.Request) -> _Caller:
+        auth = request.headers.get("authorization", "")
+        presented = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+        if presented is None:
+            presented = request.headers.get("x-api-key")
+        admin = self.settings.admin_key
+        if not presented:
+            if admin is None and self.keys is None:
+                return _Caller(None, "local")  # loopback only (check_bind), no keys configured
+            raise _Unauthorized(
+                HttpError(401, "missing_api_key", "pass your key as 'Authorization: Bearer ...'")
+            )
+        if admin is not None and _same(presented, admin):
+            return _Caller(None, "admin")
+        key = await self.keys.lookup(presented) if self.keys is not None else None
+        if key is None:
+            raise _Unauthorized(HttpError(401, "invalid_api_key", "the API key is not valid"))
+        why = key.state(self.clock())
+        if why is not None:
+            raise _Unauthorized(HttpError(401, f"key_{why}", f"the API key is {why}"))
+        return _Caller(key, key.id)
+
+    def _options(self, caller: _Caller, call: GatewayCall, request_id: str) -> dict[str, Any]:
+        key = caller.key
+        opts: dict[str, Any] = {"trace_id": request_id}
+        if key is None:
+            return opts
+        if key.models and not key.allows(call.model):
+            raise _Unauthorized(
+                HttpError(403, "model_not_allowed", f"this key may not call {call.model[:100]}")
+            )
+        tags = {"vkey": key.id}
+        if key.team:
+            tags["team"] = key.team
+        opts["tags"] = tags
+        scope = self.settings.cache_scope
+        if scope == "team":
+            opts["tenant"] = f"team:{key.team}" if key.team else f"key:{key.id}"
+        elif scope == "key":
+            opts["tenant"] = f"key:{key.id}"
+        if self.budgets is not None:
+            self.budgets.limit_for(key)
+        if self.limiter is not None:
+            self.limiter.limits_for(key)
+        return opts
+
+    def _count(self, caller: str, model: str, status: int, seconds: float) -> None:
+        k = (caller, model, status)
+        s = self.stats.get(k)
+        if s is None:
+            if len(self.stats) > 50_000:
+                self.stats.clear()
+            s = self.stats[k] = [0.0, 0.0]
+        s[0] += 1
+        s[1] += seconds
+
+    def _error(
+        self, wire: str, err: HttpError, request_id: str, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        if wire == "anthropic":
+            body = anthropic_wire.error_body(err.status, err.message)
+        else:
+            body = openai_wire.error_body(err.status, err.message, err.code, err.param)
+        hdrs = {"x-request-id": request_id, **err.headers(), **(headers or {})}
+        return web.Response(
+            body=body, status=err.status, content_type="application/json", headers=hdrs
+        )
+
+    async def _serve(
+        self,
+        request: web.Request,
+        wire: str,
+        parse: Callable[[Any], GatewayCall],
+        answer: Callable[
+            [web.Request, GatewayCall, dict[str, Any], str], Awaitable[web.StreamResponse]
+        ],
+    ) -> web.StreamResponse:
+        request_id = "req_" + uuid.uuid4().hex
+        t0 = time.perf_counter()
+        who, model = "-", "-"
+        try:
+            caller = await self._authenticate(request)
+            who = caller.label
+            call = parse(await self._body(request))
+            model = call.model
+            opts = self._options(caller, call, request_id)
+            self.in_flight += 1
+            try:
+                out = await answer(request, call, opts, request_id)
+            finally:
+                self.in_flight -= 1
+        except _Unauthorized as exc:
+            out = self._error(wire, exc.error, request_id)
+        except LLMRelayError as exc:
+            err = http_error(exc)
+            if isinstance(exc, InvalidRequestError) and isinstance(exc.body, dict):
+                err.param = exc.body.get("param")
+            out = self._error(wire, err, request_id)
+        # A model name a client made up is not a label (no unbounded metric series).
+        shown_model = model if out.status < 400 or out.status in (429, 502, 503, 504) else "-"
+        self._count(who, shown_model, out.status, time.perf_counter() - t0)
+        return out
+
+    def _trace_headers(self, request: web.Request, resp: Response | None) -> dict[str, str]:
+        if resp is None or request.headers.get("x-llmrelay-trace") != "1":
+            return {}
+        trace = [
+            {
+                "deployment": a.deployment,
+                "outcome": a.outcome,
+                "number": a.number,
+                "error": a.error,
+                "status": a.status,
+                "latency_s": round(a.latency_s, 6),
+                "reason": a.reason,
+            }
+            for a in resp.trace
+        ]
+        return {"x-llmrelay-trace": orjson.dumps(trace).decode()}
+
+    # ------------------------------------------------------------------ OpenAI
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(
+            request, "openai", openai_wire.parse_chat_request, self._openai_answer
+        )
+
+    async def _openai_answer(
+        self, request: web.Request, call: GatewayCall, opts: dict[str, Any], request_id: str
+    ) -> web.StreamResponse:
+        call_id = "chatcmpl-" + request_id[4:]
+        if call.stream:
+            return await self._openai_stream(request, call, opts, request_id, call_id)
+        refusal: str | None = None
+        try:
+            resp = await self.client.achat(call.model, call.messages, **call.params, **opts)
+        except ContentFilteredError as exc:
+            refusal = exc.explanation or "I can't help with that."
+            resp = Response(text=exc.partial_text, finish_reason="stop")
+        headers = {"x-request-id": request_id, **self._trace_headers(request, resp)}
+        return web.Response(
+            body=openai_wire.render_response(resp, call.model, call_id, refusal=refusal),
+            content_type="application/json",
+            headers=headers,
+        )
+
+    async def _openai_stream(
+        self,
+        request: web.Request,
+        call: GatewayCall,
+        opts: dict[str, Any],
+        request_id: str,
+        call_id: str,
+    ) -> web.StreamResponse:
+        stream = self.client.astream(call.model, call.messages, **call.params, **opts)
+        created = int(time.time())
+        out: web.StreamResponse | None = None
+        first = True
+        try:
+            async for c in stream:
+                if out is None:
+                    out = await self._start_sse(request, request_id)
+                if c.done:
+                    await out.write(
+                        openai_wire.stream_tail(
+                            c.response, call_id, call.model, created, call.include_usage
+                        )
+                    )
+                    break
+                frame = openai_wire.render_chunk(
+                    c, call_id, call.model, created, first, call.include_usage
+                )
+                if frame:
+                    first = False
+                    await out.write(frame)
+        except ContentFilteredError as exc:
+            if out is None:
+                out = await self._start_sse(request, request_id)
+            refusal = exc.explanation or "I can't help with that."
+            await out.write(
+                openai_wire.stream_tail(
+                    None, call_id, call.model, created, call.include_usage, refusal=refusal
+                )
+            )
+        except LLMRelayError as exc:
+            if out is None:
+                raise  # nothing sent yet: a plain error response
+            err = http_error(exc)
+            await out.write(openai_wire.stream_error(err.message, err.code))
+        except (ConnectionResetError, asyncio.CancelledError):
+            await stream.aclose()  # the client left: stop the upstream, charge what was produced
+            raise
+        finally:
+            await stream.aclose()
+        if out is None:  # an empty stream: still a valid one
+            out = await self._start_sse(request, request_id)
+            await out.write(
+                openai_wire.stream_tail(None, call_id, call.model, created, call.include_usage)
+            )
+        await out.write_eof()
+        return out
+
+    async def _start_sse(self, request: web.Request, request_id: str) -> web.StreamResponse:
+        out = web.StreamResponse(
+            headers={
+                "content-type": "text/event-stream; charset=utf-8",
+                "cache-control": "no-cache",
+                "x-request-id": request_id,
+            }
+        )
+        await out.prepare(request)
+        return out
+
+    # ------------------------------------------------------------------ Anthropic
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(
+            request, "anthropic", anthropic_wire.parse_messages_request, self._anthropic_answer
+        )
+
+    async def _anthropic_answer(
+        self, request: web.Request, call: GatewayCall, opts: dict[str, Any], request_id: str
+    ) -> web.StreamResponse:
+        call_id = "msg_" + request_id[4:]
+        if call.stream:
+            return await self._anthropic_stream(request, call, opts, request_id, call_id)
+        refused = False
+        try:
+            resp = await self.client.achat(call.model, call.messages, **call.params, **opts)
+        except ContentFilteredError as exc:
+            refused = True
+            resp = Response(text=exc.partial_text, finish_reason="content_filter")
+        headers = {
+            "request-id": request_id,
+            "x-request-id": request_id,
+            **self._trace_headers(request, resp),
+        }
+        return web.Response(
+            body=anthropic_wire.render_response(resp, call.model, call_id, refusal=refused),
+            content_type="application/json",
+            headers=headers,
+        )
+
+    async def _anthropic_stream(
+        self,
+        request: web.Request,
+        call: GatewayCall,
+        opts: dict[str, Any],
+        request_id: str,
+        call_id: str,
+    ) -> web.StreamResponse:
+        stream = self.client.astream(call.model, call.messages, **call.params, **opts)
+        writer = anthropic_wire.StreamWriter(call_id, call.model)
+        out: web.StreamResponse | None = None
+        try:
+            async for c in stream:
+                if out is None:
+                    out = await self._start_sse(request, request_id)
+                    await out.write(writer.start())
+                if c.done:
+                    await out.write(writer.finish(c.response))
+                    break
+                frame = writer.chunk(c)
+                if frame:
+                    await out.write(frame)
+        except ContentFilteredError:
+            if out is None:
+                out = await self._start_sse(request, request_id)
+                await out.write(writer.start())
+            await out.write(writer.finish(None, refusal=True))
+        except LLMRelayError as exc:
+            if out is None:
+                raise
+            err = http_error(exc)
+            await out.write(anthropic_wire.stream_error(err.status, err.message))
+        except (ConnectionResetError, asyncio.CancelledError):
+            await stream.aclose()
+            raise
+        finally:
+            await stream.aclose()
+        if out is None:
+            out = await self._start_sse(request, request_id)
+            await out.write(writer.start() + writer.finish(None))
+        await out.write_eof()
+        return out
+
+    async def count_tokens(self, request: web.Request) -> web.StreamResponse:
+        request_id = "req_" + uuid.uuid4().hex
+        try:
+            await self._authenticate(request)
+            body = await self._body(request)
+            if isinstance(body, dict):
+                body = {"max_tokens": 1, **body}
+            call = anthropic_wire.parse_messages_request(body)
+            from ..catalog.tokens import count_message_tokens
+
+            n = count_message_tokens(call.messages, call.model, tools=call.params.get("tools"))
+        except _Unauthorized as exc:
+            return self._error("anthropic", exc.error, request_id)
+        except LLMRelayError as exc:
+            return self._error("anthropic", http_error(exc), request_id)
+        return web.json_response({"input_tokens": n}, headers={"request-id": request_id})
+
+    # ------------------------------------------------------------------ the rest
+
+    async def list_models(self, request: web.Request) -> web.StreamResponse:
+        request_id = "req_" + uuid.uuid4().hex
+        try:
+            caller = await self._authenticate(request)
+        except _Unauthorized as exc:
+            return self._error("openai", exc.error, request_id)
+        names = list(self.settings.models) or sorted(known_aliases())
+        if caller.key is not None:
+            names = [n for n in names if caller.key.allows(n)]
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "llmrelay"} for n in names]
+        return web.json_response({"object": "list", "data": data})
+
+    async def live(self, _: web.Request) -> web.StreamResponse:
+        return web.json_response({"status": "ok"})
+
+    async def ready(self, _: web.Request) -> web.StreamResponse:
+        checks: dict[str, str] = {}
+        ok = True
+        if self.key_store is not None:
+            try:
+                await self.key_store.by_id("key_readiness_probe")
+                checks["keys"] = "ok"
+            except LLMRelayError as exc:
+                ok = False
+                checks["keys"] = type(exc).__name__
+        store = getattr(self.client.engine.limiter, "store", None)
+        if store is not None and hasattr(store, "ping"):
+            try:
+                await store.ping()
+                checks["state"] = "ok"
+            except Exception as exc:
+                ok = False
+                checks["state"] = type(exc).__name__
+        return web.json_response(
+            {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
+        )
+
+    async def metrics(self, _: web.Request) -> web.StreamResponse:
+        lines = [
+            "# HELP llmrelay_gateway_requests_total Requests answered, by key, model and status.",
+            "# TYPE llmrelay_gateway_requests_total counter",
+        ]
+        for (who, model, status), (n, _s) in sorted(self.stats.items()):
+            lines.append(
+                f'llmrelay_gateway_requests_total{{key="{_label(who)}",model="{_label(model)}",'
+                f'status="{status}"}} {int(n)}'
+            )
+        lines += [
+            "# HELP llmrelay_gateway_request_seconds_total Seconds spent answering, by key, model "
+            "and status.",
+            "# TYPE llmrelay_gateway_request_seconds_total counter",
+        ]
+        for (who, model, status), (_n, s) in sorted(self.stats.items()):
+            lines.append(
+                f'llmrelay_gateway_request_seconds_total{{key="{_label(who)}",model="{_label(model)}",'
+                f'status="{status}"}} {s:.6f}'
+            )
+        lines += [
+            "# HELP llmrelay_gateway_in_flight Requests being answered now.",
+            "# TYPE llmrelay_gateway_in_flight gauge",
+            f"llmrelay_gateway_in_flight {self.in_flight}",
+        ]
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
+def _label(v: str) -> str:
+    return v[:120].replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _same(a: str, b: str) -> bool:
+    import hmac
+
+    return hmac.compare_digest(
+        a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass")
+    )

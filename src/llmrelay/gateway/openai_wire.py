@@ -1,0 +1,245 @@
+"""The OpenAI Chat Completions wire, server side: read a ``POST /v1/chat/completions`` body into
+our call, write our ``Response`` (or stream) back as OpenAI's JSON and SSE.
+
+Only fields that describe the conversation and the generation are read; anything that could
+choose the upstream (base URL, API key, headers, provider-specific body fields) has no field
+here, so a caller cannot reach it. An unknown field is refused with 400 naming it, as OpenAI
+does ("Unrecognized request argument supplied"), except the ones OpenAI clients send that have
+no meaning behind a gateway (:data:`IGNORED`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from ..errors import InvalidRequestError, shown
+from ..types import Message, Response, StreamChunk, normalize_messages
+from .wire import GatewayCall, usage_of
+
+__all__ = ["IGNORED", "parse_chat_request", "render_chunk", "render_response", "stream_tail"]
+
+#: Fields OpenAI clients send that a gateway accepts and does not forward: storage and
+#: bookkeeping on OpenAI's side, or output options every answer here already satisfies.
+IGNORED = frozenset(
+    {"store", "metadata", "service_tier", "parallel_tool_calls", "prediction", "modalities"}
+)
+_PARAMS = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "max_tokens": "max_tokens",
+    "max_completion_tokens": "max_tokens",
+    "stop": "stop",
+    "seed": "seed",
+    "frequency_penalty": "frequency_penalty",
+    "presence_penalty": "presence_penalty",
+    "tools": "tools",
+    "tool_choice": "tool_choice",
+    "response_format": "response_format",
+    "user": "user",
+    "reasoning_effort": "reasoning_effort",
+}
+_KNOWN = frozenset({"model", "messages", "stream", "stream_options", "n", *_PARAMS, *IGNORED})
+_FINISH = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+
+def parse_chat_request(body: Any) -> GatewayCall:
+    """The call a Chat Completions body asks for; ``InvalidRequestError`` naming the field."""
+    if not isinstance(body, Mapping):
+        raise InvalidRequestError("the request body must be a JSON object")
+    unknown = sorted(k for k in body if k not in _KNOWN)
+    if unknown:
+        raise InvalidRequestError(
+            f"Unrecognized request argument supplied: {shown(unknown[0])}",
+            body={"param": unknown[0]},
+        )
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequestError("`model` is required: the name of a model or alias")
+    n = body.get("n", 1)
+    if n not in (1, None):
+        raise InvalidRequestError(f"n={shown(n)} is not supported; ask for one choice (n=1)")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise InvalidRequestError(f"`stream` must be true or false, not {shown(stream)}")
+    opts = body.get("stream_options")
+    include_usage = False
+    if opts is not None:
+        if not isinstance(opts, Mapping) or not isinstance(opts.get("include_usage", False), bool):
+            raise InvalidRequestError(
+                "stream_options must be an object like {'include_usage': true}"
+            )
+        include_usage = bool(opts.get("include_usage", False))
+    if "max_tokens" in body and "max_completion_tokens" in body:
+        raise InvalidRequestError("give max_tokens or max_completion_tokens, not both")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequestError("`messages` must be a non-empty list of messages")
+    msgs: list[Message] = normalize_messages(messages)
+    params: dict[str, Any] = {}
+    for field, name in _PARAMS.items():
+        v = body.get(field)
+        if v is not None:
+            params[name] = v
+    choice = params.get("tool_choice")
+    if isinstance(choice, Mapping) and choice.get("type") == "function":
+        fn = choice.get("function")
+        params["tool_choice"] = fn.get("name") if isinstance(fn, Mapping) else None
+    return GatewayCall(
+        model=model, messages=msgs, params=params, stream=stream, include_usage=include_usage
+    )
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def _tool_calls(resp: Response) -> list[dict[str, Any]]:
+    return [
+        {"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}
+        for t in resp.tool_calls
+    ]
+
+
+def _usage(resp: Response) -> dict[str, Any]:
+    u = usage_of(resp)
+    return {
+        "prompt_tokens": u.input_tokens,
+        "completion_tokens": u.output_tokens,
+        "total_tokens": u.input_tokens + u.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+    }
+
+
+def render_response(
+    resp: Response, model: str, call_id: str, *, refusal: str | None = None
+) -> bytes:
+    """``resp`` as a ``chat.completion`` object (``refusal`` set: the model refused)."""
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": resp.text if (resp.text or not resp.tool_calls) and refusal is None else None,
+        "refusal": refusal,
+    }
+    if resp.tool_calls:
+        message["tool_calls"] = _tool_calls(resp)
+    if resp.reasoning:
+        message["reasoning_content"] = resp.reasoning
+    finish = _FINISH.get(resp.finish_reason or "", "stop")
+    return orjson.dumps(
+        {
+            "id": call_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+            ],
+            "usage": _usage(resp),
+        }
+    )
+
+
+def _frame(obj: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def _chunk_obj(call_id: str, model: str, created: int, choices: list[Any]) -> dict[str, Any]:
+    return {
+        "id": call_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": choices,
+    }
+
+
+def render_chunk(
+    c: StreamChunk, call_id: str, model: str, created: int, first: bool, include_usage: bool
+) -> bytes:
+    """One stream chunk as SSE (the first carries the role). The final chunk (``c.done``) is
+    written by :func:`stream_tail`; it yields nothing here."""
+    if c.done:
+        return b""
+    delta: dict[str, Any] = {}
+    if first:
+        delta["role"] = "assistant"
+    if c.delta:
+        delta["content"] = c.delta
+    elif first:
+        delta["content"] = ""
+    if c.reasoning:
+        delta["reasoning_content"] = c.reasoning
+    if c.tool_calls:
+        calls = []
+        for d in c.tool_calls:
+            fn: dict[str, Any] = {"arguments": d.arguments}
+            item: dict[str, Any] = {"index": d.index, "function": fn}
+            if d.id:
+                item["id"] = d.id
+                item["type"] = "function"
+            if d.name:
+                fn["name"] = d.name
+            calls.append(item)
+        delta["tool_calls"] = calls
+    if not delta:
+        return b""
+    obj = _chunk_obj(call_id, model, created, [{"index": 0, "delta": delta, "finish_reason": None}])
+    if include_usage:
+        obj["usage"] = None
+    return _frame(obj)
+
+
+def stream_tail(
+    resp: Response | None,
+    call_id: str,
+    model: str,
+    created: int,
+    include_usage: bool,
+    *,
+    refusal: str | None = None,
+) -> bytes:
+    """The last frames: the finish reason, the usage chunk when asked for, ``[DONE]``."""
+    finish = "stop" if resp is None else _FINISH.get(resp.finish_reason or "", "stop")
+    delta: dict[str, Any] = {}
+    if refusal is not None:
+        delta["refusal"] = refusal
+    obj = _chunk_obj(
+        call_id, model, created, [{"index": 0, "delta": delta, "finish_reason": finish}]
+    )
+    if include_usage:
+        obj["usage"] = None
+    out = _frame(obj)
+    if include_usage and resp is not None:
+        out += _frame({**_chunk_obj(call_id, model, created, []), "usage": _usage(resp)})
+    return out + b"data: [DONE]\n\n"
+
+
+def error_body(status: int, message: str, code: str | None, param: str | None = None) -> bytes:
+    """OpenAI's error object."""
+    etype = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "invalid_request_error",
+        413: "invalid_request_error",
+        429: "rate_limit_error",
+    }.get(status, "api_error" if status < 500 else "server_error")
+    return orjson.dumps(
+        {"error": {"message": message, "type": etype, "param": param, "code": code}}
+    )
+
+
+def stream_error(message: str, code: str | None) -> bytes:
+    """An error after the stream started: OpenAI's in-band error event, then ``[DONE]``."""
+    return (
+        _frame({"error": {"message": message, "type": "server_error", "param": None, "code": code}})
+        + b"data: [DONE]\n\n"
+    )

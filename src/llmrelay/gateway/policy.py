@@ -1,0 +1,102 @@
+"""Each virtual key's budget and rate limits, enforced by the engine's own layers.
+
+A gateway call carries its key's id and team in its tags (``vkey``, ``team``). The budget
+layer (:class:`KeyBudgets`) checks the key's budget and, when the team has one, the team's;
+the rate limiter (:class:`KeyRateLimiter`) adds the key's rpm/tpm as one more scope. Both are
+the engine's layers, so reservations are made before the call and settled after it, retries and
+fallbacks are charged, and with ``LLMRELAY_REDIS_URL`` every gateway instance shares one ledger
+and one set of counters: admitted calls never pass a key's limit, however many instances run.
+Only the call's own limits are looked at (a dict lookup), so ten thousand keys cost what one
+does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..core.layers import CallContext
+from ..reliability.budgets import BudgetLimit, Budgets
+from ..reliability.ratelimit import Limits, RateLimiter
+from .keys import VirtualKey
+
+__all__ = ["KeyBudgets", "KeyRateLimiter", "TeamBudget"]
+
+
+class TeamBudget:
+    """A team's budget (``[server.teams.NAME] budget_usd = ..., budget_period = ...``)."""
+
+    __slots__ = ("limit",)
+
+    def __init__(self, team: str, budget_usd: float, period: Any = "month") -> None:
+        self.limit = BudgetLimit(budget_usd, period, scope="tag:team", match=team)
+
+
+class KeyBudgets(Budgets):
+    """Budgets per virtual key and per team (see the module docstring)."""
+
+    limits_per_call = True
+
+    def __init__(
+        self,
+        *,
+        static: Sequence[BudgetLimit] = (),
+        teams: Mapping[str, TeamBudget] | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(list(static), **kw)
+        self._static = tuple(static)
+        self._keys: dict[str, tuple[VirtualKey, BudgetLimit]] = {}
+        self._teams = {t: b.limit for t, b in (teams or {}).items()}
+
+    def limit_for(self, key: VirtualKey) -> BudgetLimit | None:
+        """The key's budget limit (rebuilt when the key's record changed)."""
+        if key.budget_usd is None:
+            self._keys.pop(key.id, None)
+            return None
+        held = self._keys.get(key.id)
+        if held is not None and held[0] is key:
+            return held[1]
+        lim = BudgetLimit(key.budget_usd, key.budget_period, scope="tag:vkey", match=key.id)
+        if len(self._keys) > 100_000:
+            self._keys.clear()
+        self._keys[key.id] = (key, lim)
+        return lim
+
+    def applicable(self, ctx: CallContext) -> Sequence[BudgetLimit]:
+        tags = ctx.tags
+        out = list(self._static)
+        held = self._keys.get(tags.get("vkey", ""))
+        if held is not None:
+            out.append(held[1])
+        team = tags.get("team")
+        if team is not None and team in self._teams:
+            out.append(self._teams[team])
+        return out
+
+
+class KeyRateLimiter(RateLimiter):
+    """The configured limits plus each virtual key's rpm/tpm."""
+
+    scopes_per_call = True
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._keys: dict[str, tuple[VirtualKey, Limits]] = {}
+
+    def limits_for(self, key: VirtualKey) -> None:
+        """Take the key's current limits (call with each authenticated request's record)."""
+        if key.rpm is None and key.tpm is None:
+            self._keys.pop(key.id, None)
+            return
+        held = self._keys.get(key.id)
+        if held is not None and held[0] is key:
+            return
+        if len(self._keys) > 100_000:
+            self._keys.clear()
+        self._keys[key.id] = (key, Limits(rpm=key.rpm, tpm=key.tpm))
+
+    def call_scopes(self, ctx: CallContext) -> list[tuple[str, Limits]]:
+        vkey = ctx.tags.get("vkey")
+        held = self._keys.get(vkey) if vkey is not None else None
+        return [(f"vkey:{vkey}", held[1])] if held is not None else []

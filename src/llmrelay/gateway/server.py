@@ -1,0 +1,172 @@
+"""Build and run the gateway: the ``[server]`` table, the engine with per-key layers, workers.
+
+``llmrelay serve`` reads ``llmrelay.toml`` (aliases, ``[defaults]``, providers, ``[limits]``,
+``[budgets]``, ``[cache]``, ``[state]``, ``[log]``) plus its ``[server]`` table:
+
+.. code-block:: toml
+
+    [server]
+    host = "127.0.0.1"
+    port = 4000
+    key_store = "keys.db"          # or "postgresql://..." for several hosts
+    key_cache_ttl = 1.0            # revocations reach every instance within this time
+    max_body_bytes = 4194304
+    cache_scope = "team"           # team | key | shared
+    shutdown_grace = 30
+    log = true                     # the request log, as [log] configures it
+
+``--workers N`` starts N processes on one port (``SO_REUSEPORT``); they share budgets, limits,
+breakers and the cache through ``LLMRELAY_REDIS_URL`` and keys (and the request log) through
+PostgreSQL -- with SQLite, one host only.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import ConfigurationError
+from .app import Gateway, GatewaySettings, check_bind
+from .policy import KeyBudgets, KeyRateLimiter
+
+__all__ = ["build_gateway", "run", "settings_from"]
+
+_SERVER_KEYS = {
+    "host",
+    "port",
+    "key_store",
+    "max_body_bytes",
+    "cache_scope",
+    "shutdown_grace",
+    "models",
+    "log",
+    "key_cache_ttl",
+}
+
+
+def settings_from(table: Mapping[str, Any], **overrides: Any) -> tuple[GatewaySettings, bool]:
+    """The gateway settings from a ``[server]`` table (and ``LLMRELAY_ADMIN_KEY``), with
+    command-line overrides; also whether the request log is on."""
+    unknown = sorted(set(table) - _SERVER_KEYS)
+    if unknown:
+        raise ConfigurationError(
+            f"[server] has unknown key {unknown[0]!r}; known keys: "
+            f"{', '.join(sorted(_SERVER_KEYS))}"
+        )
+    values = {k: v for k, v in table.items() if k != "log"}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    s = GatewaySettings(**values)
+    s.admin_key = os.environ.get("LLMRELAY_ADMIN_KEY") or None
+    if not isinstance(s.port, int) or not 0 <= s.port < 65536:
+        raise ConfigurationError(f"[server] port must be 0-65535, not {s.port!r}")
+    if not isinstance(s.max_body_bytes, int) or s.max_body_bytes < 1024:
+        raise ConfigurationError("[server] max_body_bytes must be an integer >= 1024")
+    ttl = s.key_cache_ttl
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 <= ttl <= 60:
+        raise ConfigurationError("[server] key_cache_ttl must be 0-60 seconds")
+    if s.cache_scope not in ("team", "key", "shared"):
+        raise ConfigurationError("[server] cache_scope must be team, key or shared")
+    if isinstance(s.models, list):
+        s.models = tuple(s.models)
+    return s, bool(table.get("log", False))
+
+
+def build_gateway(
+    settings: GatewaySettings, *, log: bool = False, transport: Any = None
+) -> Gateway:
+    """A gateway whose engine carries the per-key budget and rate-limit layers."""
+    from ..catalog.layer import Catalog
+    from ..client import Client
+    from ..core.engine import Engine
+    from ..reliability.budgets_ledger import ledger_for
+    from ..settings.defaults import engine_defaults
+    from ..settings.layers import build_layers
+    from .keys import open_key_store
+
+    kwargs = engine_defaults()
+    layers = build_layers(breaker_settings=kwargs.pop("breaker_settings", None))
+    configured = layers.limiter
+    limiter = KeyRateLimiter(
+        configured.limits if configured is not None else None,
+        store=layers.store,
+    )
+    static = layers.budgets
+    budgets = KeyBudgets(
+        static=static.limits if static is not None else (),
+        ledger=static.ledger if static is not None else ledger_for(layers.store),
+    )
+    recorder = None
+    request_log = None
+    if log:
+        from ..settings.recorders import client_recorders
+
+        rec = client_recorders(False, True)
+        recorder, request_log = rec.recorder, rec.log
+    engine = Engine(
+        transport,
+        catalog=Catalog(),
+        recorder=recorder,
+        cache=layers.cache,
+        breakers=layers.breakers,
+        limiter=limiter,
+        budget=budgets,
+        **kwargs,
+    )
+    keys = open_key_store(settings.key_store) if settings.key_store else None
+    return Gateway(
+        Client(engine=engine),
+        settings,
+        keys=keys,
+        budgets=budgets,
+        limiter=limiter,
+        request_log=request_log,
+    )
+
+
+def _worker(settings: GatewaySettings, log: bool, reuse_port: bool) -> None:
+    from aiohttp import web
+
+    gw = build_gateway(settings, log=log)
+    web.run_app(
+        gw.app(),
+        host=settings.host,
+        port=settings.port,
+        reuse_port=reuse_port,
+        shutdown_timeout=settings.shutdown_grace,
+        handler_cancellation=True,
+        access_log=None,
+        print=None,
+    )
+
+
+def run(settings: GatewaySettings, *, workers: int = 1, log: bool = False) -> int:
+    """Serve until SIGTERM/SIGINT (each worker finishes in-flight requests within the grace)."""
+    check_bind(settings)
+    where = f"http://{settings.host}:{settings.port}"
+    note = "" if settings.admin_key else " (no LLMRELAY_ADMIN_KEY: loopback only)"
+    sys.stderr.write(f"llmrelay gateway on {where} with {workers} worker(s){note}\n")
+    if workers <= 1:
+        _worker(settings, log, False)
+        return 0
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_worker, args=(settings, log, True), daemon=False)
+        for _ in range(workers)
+    ]
+    for p in procs:
+        p.start()
+
+    def forward(signum: int, _: Any) -> None:
+        for p in procs:
+            if p.pid is not None and p.is_alive():
+                os.kill(p.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for p in procs:
+        p.join()
+    return 0 if all(p.exitcode == 0 for p in procs) else 1

@@ -1,0 +1,153 @@
+"""What both wire shapes share: the call a request asks for, and how our errors become HTTP.
+
+:func:`http_error` is the one mapping from an llmrelay error to a status, a short code and a
+message safe to show a gateway client: upstream errors keep their kind (429 with
+``retry-after``, 5xx as 502, timeouts as 504) but never the upstream's headers, body or
+request id, and a failure of the gateway's own provider credentials (401/403 from upstream) is
+a 502 that does not say more -- the client did nothing wrong and must not learn about keys.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import (
+    AllAttemptsFailedError,
+    APIConnectionError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    BudgetExceededError,
+    CircuitOpenError,
+    ConfigurationError,
+    ContentFilteredError,
+    ContextWindowExceededError,
+    DeadlineExceededError,
+    LLMRelayError,
+    MissingAPIKeyError,
+    ModelRetiredError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    QuotaExhaustedError,
+    RateLimitedError,
+    StructuredOutputError,
+    UnknownModelError,
+    UnsupportedCapabilityError,
+)
+from ..types import Message, Response, Usage
+
+__all__ = ["GatewayCall", "HttpError", "http_error", "usage_of"]
+
+
+@dataclass(slots=True)
+class GatewayCall:
+    """One call as a client's request describes it (either wire)."""
+
+    model: str
+    messages: list[Message]
+    params: dict[str, Any] = field(default_factory=dict)
+    stream: bool = False
+    include_usage: bool = False
+
+
+@dataclass(slots=True)
+class HttpError:
+    """An error as the gateway answers it."""
+
+    status: int
+    code: str
+    message: str
+    retry_after: float | None = None
+    param: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"retry-after": str(max(1, math.ceil(self.retry_after)))}
+
+
+def usage_of(resp: Response) -> Usage:
+    """The usage a client is shown: the answer's own (the attempt that succeeded)."""
+    return resp.usage
+
+
+def _upstream(exc: LLMRelayError) -> HttpError:
+    """A provider's failure after our retries and fallbacks."""
+    if isinstance(exc, AuthenticationError | PermissionDeniedError | MissingAPIKeyError):
+        return HttpError(
+            502, "upstream_auth", "the upstream provider refused the gateway's credentials"
+        )
+    if isinstance(exc, QuotaExhaustedError):
+        return HttpError(502, "upstream_quota", "the upstream provider's quota is exhausted")
+    if isinstance(exc, RateLimitedError):
+        return HttpError(
+            429, "rate_limit_exceeded", "the upstream provider is rate limiting", exc.retry_after
+        )
+    if isinstance(exc, CircuitOpenError | OverloadedError):
+        return HttpError(
+            503, "unavailable", "the model is temporarily unavailable", exc.retry_after
+        )
+    if isinstance(exc, APITimeoutError | DeadlineExceededError):
+        return HttpError(504, "timeout", "the upstream provider did not answer in time")
+    if isinstance(exc, ContextWindowExceededError):
+        return HttpError(
+            400, "context_length_exceeded", "the prompt does not fit the model's context window"
+        )
+    if isinstance(exc, NotFoundError):
+        return HttpError(404, "model_not_found", "the upstream provider does not know this model")
+    if isinstance(exc, BadRequestError):
+        return HttpError(
+            400,
+            "invalid_request",
+            f"the upstream provider rejected the request: {exc.message[:300]}",
+        )
+    if isinstance(exc, APIConnectionError):
+        return HttpError(502, "upstream_unreachable", "the upstream provider could not be reached")
+    return HttpError(502, "upstream_error", "the upstream provider failed")
+
+
+def _ours(exc: LLMRelayError) -> bool:
+    """Raised by llmrelay's own rate limiter (not a provider's 429)."""
+    body = exc.body
+    return isinstance(body, dict) and body.get("source") == "llmrelay.ratelimit"
+
+
+def http_error(exc: BaseException) -> HttpError:
+    """The status, code and message a gateway client gets for ``exc``."""
+    if isinstance(exc, AllAttemptsFailedError):
+        # The most telling failure: a caller error beats an upstream one, the last otherwise.
+        errors = [e for e in exc.exceptions if isinstance(e, LLMRelayError)]
+        for e in errors:
+            if isinstance(e, ConfigurationError):
+                return http_error(e)
+        return (
+            http_error(errors[-1])
+            if errors
+            else HttpError(502, "upstream_error", "every attempt failed")
+        )
+    if isinstance(exc, BudgetExceededError):
+        return HttpError(429, "budget_exceeded", exc.message, exc.retry_after)
+    if isinstance(exc, CircuitOpenError):
+        return HttpError(
+            503, "unavailable", "the model is temporarily unavailable", exc.retry_after
+        )
+    if isinstance(exc, UnknownModelError):
+        return HttpError(404, "model_not_found", exc.message)
+    if isinstance(exc, ModelRetiredError):
+        return HttpError(404, "model_retired", exc.message)
+    if isinstance(exc, MissingAPIKeyError):
+        return _upstream(exc)
+    if isinstance(exc, UnsupportedCapabilityError | ConfigurationError):
+        return HttpError(400, "invalid_request", exc.message)
+    if isinstance(exc, StructuredOutputError):
+        return HttpError(502, "invalid_output", exc.message)
+    if isinstance(exc, RateLimitedError) and _ours(exc):
+        return HttpError(429, "rate_limit_exceeded", exc.message, exc.retry_after)
+    if isinstance(exc, ContentFilteredError):
+        return HttpError(400, "content_filter", "the provider refused the content")
+    if isinstance(exc, LLMRelayError):
+        return _upstream(exc)
+    return HttpError(500, "internal_error", "the gateway failed")

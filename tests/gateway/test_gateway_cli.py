@@ -1,0 +1,97 @@
+"""`llmrelay keys` and `llmrelay serve` from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from llmrelay.errors import ConfigurationError
+from llmrelay.gateway.app import GatewaySettings, check_bind
+from llmrelay.gateway.keys import hash_key, open_key_store
+
+from ..conftest import Run
+
+
+def test_keys_create_list_update_revoke(cli: Run, tmp_path: Path) -> None:
+    db = str(tmp_path / "k.db")
+    code, out, err = cli(
+        "keys", "--key-store", db, "--json", "create", "--name", "ci", "--team", "search",
+        "--models", "claude-*,openai/gpt-4.1-mini", "--budget-usd", "5", "--rpm", "60",
+        "--expires", "30d",
+    )  # fmt: skip
+    assert code == 0, err
+    made = orjson.loads(out)
+    assert made["key"].startswith("sk-relay-")
+    assert len(made["key"]) > 50
+    code, out, _ = cli("keys", "--key-store", db, "--json", "list")
+    (row,) = orjson.loads(out)
+    assert row["id"] == made["id"]
+    assert row["models"] == ["claude-*", "openai/gpt-4.1-mini"]
+    assert (row["team"], row["budget_usd"], row["rpm"]) == ("search", 5.0, 60)
+    assert made["key"] not in out
+    assert hash_key(made["key"]) not in out
+    code, out, _ = cli("keys", "--key-store", db, "update", made["id"], "--rpm", "10")
+    assert code == 0
+    assert "updated" in out
+    code, out, _ = cli("keys", "--key-store", db, "revoke", made["id"])
+    assert code == 0
+    assert "revoked" in out
+    code, out, _ = cli("keys", "--key-store", db, "--json", "list")
+    (row,) = orjson.loads(out)
+    assert row["rpm"] == 10
+    assert row["revoked_at"] is not None
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["create", "--name", "x", "--rpm", "0"], "--rpm must be a positive integer"),
+        (["create", "--name", "x", "--budget-usd", "-1"], "--budget-usd must be a positive"),
+        (["create", "--name", "x", "--expires", "soon"], "--expires must be like 30d"),
+        (["create", "--name", " "], "non-empty --name"),
+        (["revoke", "key_nope"], "no key with id"),
+    ],
+)
+def test_bad_key_arguments_are_named(
+    cli: Run, tmp_path: Path, argv: list[str], needle: str
+) -> None:
+    code, _, err = cli("keys", "--key-store", str(tmp_path / "k.db"), *argv)
+    assert code == 2
+    assert needle in err
+
+
+def test_keys_without_a_store_say_how_to_configure_one(cli: Run) -> None:
+    code, _, err = cli("keys", "list")
+    assert code == 2
+    assert "--key-store" in err
+
+
+def test_binding_beyond_loopback_needs_an_admin_key() -> None:
+    check_bind(GatewaySettings(host="127.0.0.1"))
+    check_bind(GatewaySettings(host="::1"))
+    check_bind(GatewaySettings(host="0.0.0.0", admin_key="sk-admin"))
+    for host in ("0.0.0.0", "10.0.0.5", "example.com"):
+        with pytest.raises(ConfigurationError, match="LLMRELAY_ADMIN_KEY"):
+            check_bind(GatewaySettings(host=host))
+
+
+def test_serve_refuses_a_public_bind_without_an_admin_key(cli: Run) -> None:
+    code, _, err = cli("serve", "--host", "0.0.0.0", "--port", "0")
+    assert code == 2
+    assert "without an admin key" in err
+
+
+async def test_a_key_is_stored_only_as_its_hash(tmp_path: Path) -> None:
+    store = open_key_store(str(tmp_path / "k.db"))
+    secret, rec = await store.create(name="n")
+    raw = (tmp_path / "k.db").read_bytes() + b"".join(
+        p.read_bytes() for p in tmp_path.glob("k.db-*")
+    )
+    assert secret.encode() not in raw
+    assert (await store.authenticate(secret)) == rec
+    assert await store.authenticate(secret + "x") is None
+    assert "key_hash" not in repr(rec)
+    assert rec.key_hash not in repr(rec)
+    await store.close()

@@ -1,0 +1,250 @@
+"""The official SDKs as gateway clients, over real sockets: plain, streamed, tools, any model
+behind either endpoint, and the errors each SDK must recognise."""
+
+from __future__ import annotations
+
+import anthropic
+import openai
+import pytest
+
+from llmrelay.testing.fake import Reply
+
+from ..conftest import CANARY_KEY, FakeClock
+from .conftest import ADMIN, Running
+
+GPT = "openai/gpt-4.1-mini"
+CLAUDE = "anthropic/claude-sonnet-4-5"
+
+
+def _oai(gw: Running, key: str = ADMIN) -> openai.AsyncOpenAI:
+    c = openai.AsyncOpenAI(api_key=key, base_url=gw.url + "/v1", max_retries=0)
+    gw.clients.append(c)
+    return c
+
+
+def _ant(gw: Running, key: str = ADMIN) -> anthropic.AsyncAnthropic:
+    c = anthropic.AsyncAnthropic(api_key=key, base_url=gw.url, max_retries=0)
+    gw.clients.append(c)
+    return c
+
+
+async def test_openai_sdk_plain_call(gw: Running) -> None:
+    client = _oai(gw)
+    r = await client.chat.completions.with_raw_response.create(
+        model=GPT, messages=[{"role": "user", "content": "hello"}]
+    )
+    c = r.parse()
+    assert c.choices[0].message.content == "Echo: hello"
+    assert c.choices[0].finish_reason == "stop"
+    assert c.model == GPT
+    assert c.usage is not None
+    assert c.usage.prompt_tokens > 0
+    assert r.headers["x-request-id"].startswith("req_")
+    # The provider got the gateway's key, never the client's.
+    (sent,) = gw.fake.requests
+    assert sent.headers.get("authorization") == f"Bearer {CANARY_KEY}"
+    assert CANARY_KEY not in r.text
+
+
+async def test_openai_sdk_stream_with_usage(gw: Running) -> None:
+    client = _oai(gw)
+    stream = await client.chat.completions.create(
+        model=GPT,
+        messages=[{"role": "user", "content": "stream me"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    text, finish, usage = "", None, None
+    async for chunk in stream:
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+            finish = chunk.choices[0].finish_reason or finish
+        if chunk.usage is not None:
+            usage = chunk.usage
+    assert text == "Echo: stream me"
+    assert finish == "stop"
+    assert usage is not None
+    assert usage.completion_tokens > 0
+
+
+async def test_openai_sdk_tool_call_from_a_claude_model(gw: Running) -> None:
+    gw.fake.push(Reply.tool_call("get_weather", {"city": "Paris"}))
+    client = _oai(gw)
+    c = await client.chat.completions.create(
+        model=CLAUDE,
+        messages=[{"role": "user", "content": "weather?"}],
+        tools=[
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+                },
+            }
+        ],
+    )
+    (call,) = c.choices[0].message.tool_calls or []
+    assert call.function.name == "get_weather"
+    assert call.function.arguments == '{"city":"Paris"}'
+    assert c.choices[0].finish_reason == "tool_calls"
+    (sent,) = gw.fake.requests
+    assert sent.path.endswith("/v1/messages")  # translated to Anthropic's wire upstream
+
+
+async def test_anthropic_sdk_calls_a_gpt_alias(gw: Running) -> None:
+    client = _ant(gw)
+    m = await client.messages.create(
+        model=GPT, max_tokens=100, messages=[{"role": "user", "content": "hi there"}]
+    )
+    assert m.content[0].type == "text"
+    assert m.content[0].text == "Echo: hi there"
+    assert m.stop_reason == "end_turn"
+    assert m.usage.output_tokens > 0
+    (sent,) = gw.fake.requests
+    assert sent.path.endswith("/chat/completions")
+
+
+async def test_anthropic_sdk_stream(gw: Running) -> None:
+    client = _ant(gw)
+    async with client.messages.stream(
+        model=CLAUDE, max_tokens=100, messages=[{"role": "user", "content": "flow"}]
+    ) as stream:
+        text = "".join([t async for t in stream.text_stream])
+        final = await stream.get_final_message()
+    assert text == "Echo: flow"
+    assert final.stop_reason == "end_turn"
+
+
+async def test_anthropic_sdk_tool_use_round_trip(gw: Running) -> None:
+    gw.fake.push(Reply.tool_call("lookup", {"q": "x"}))
+    client = _ant(gw)
+    tools = [{"name": "lookup", "input_schema": {"type": "object", "properties": {}}}]
+    m = await client.messages.create(
+        model=GPT,
+        max_tokens=100,
+        tools=tools,  # type: ignore[arg-type]
+        messages=[{"role": "user", "content": "find x"}],
+    )
+    (block,) = [b for b in m.content if b.type == "tool_use"]
+    assert (block.name, block.input) == ("lookup", {"q": "x"})
+    assert m.stop_reason == "tool_use"
+    m2 = await client.messages.create(
+        model=GPT,
+        max_tokens=100,
+        tools=tools,  # type: ignore[arg-type]
+        messages=[
+            {"role": "user", "content": "find x"},
+            {"role": "assistant", "content": m.content},  # type: ignore[typeddict-item]
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": block.id, "content": "42"}],
+            },
+        ],
+    )
+    assert m2.content[0].type == "text"
+    sent = gw.fake.requests[-1].body
+    assert sent["messages"][-1] == {"role": "tool", "tool_call_id": block.id, "content": "42"}
+
+
+async def test_models_are_listed_for_the_key(gw: Running) -> None:
+    key = await gw.key(models=["claude-*", GPT])
+    page = await _oai(gw, key).models.list()
+    names = [m.id for m in page.data]
+    assert names
+    assert all(n == GPT or n.startswith("claude-") for n in names)
+
+
+# --------------------------------------------------------------------------- keys
+
+
+async def test_unknown_key_is_401_in_each_shape(gw: Running) -> None:
+    with pytest.raises(openai.AuthenticationError):
+        await _oai(gw, "sk-relay-nope").chat.completions.create(
+            model=GPT, messages=[{"role": "user", "content": "x"}]
+        )
+    with pytest.raises(anthropic.AuthenticationError) as ei:
+        await _ant(gw, "sk-relay-nope").messages.create(
+            model=GPT, max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
+    assert ei.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
+    assert gw.fake.requests == []
+
+
+async def test_a_key_may_call_only_its_models(gw: Running) -> None:
+    key = await gw.key(models=["claude-*"])
+    with pytest.raises(openai.PermissionDeniedError):
+        await _oai(gw, key).chat.completions.create(
+            model=GPT, messages=[{"role": "user", "content": "x"}]
+        )
+    assert gw.fake.requests == []
+
+
+async def test_a_revoked_key_is_refused_within_the_cache_time(gw: Running) -> None:
+    clock = FakeClock()
+    assert gw.gateway.keys is not None
+    gw.gateway.keys.clock = clock
+    key = await gw.key()
+    c = _oai(gw, key)
+    await c.chat.completions.create(model=GPT, messages=[{"role": "user", "content": "x"}])
+    store = gw.gateway.key_store
+    assert store is not None
+    (record,) = await store.all()
+    await store.revoke(record.id)  # as `llmrelay keys revoke` does, from any instance
+    clock.advance(0.5)  # still cached: this instance has not re-read the key yet
+    await c.chat.completions.create(model=GPT, messages=[{"role": "user", "content": "x"}])
+    clock.advance(0.6)  # past the one-second cache: refused
+    with pytest.raises(openai.AuthenticationError, match="revoked"):
+        await c.chat.completions.create(model=GPT, messages=[{"role": "user", "content": "x"}])
+
+
+async def test_rpm_of_a_key_is_enforced_with_retry_after(gw: Running) -> None:
+    key = await gw.key(rpm=2)
+    c = _oai(gw, key)
+    for _ in range(2):
+        await c.chat.completions.create(model=GPT, messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.RateLimitError) as ei:
+        await c.chat.completions.create(model=GPT, messages=[{"role": "user", "content": "x"}])
+    assert int(ei.value.response.headers["retry-after"]) >= 1
+    assert len(gw.fake.requests) == 2
+
+
+async def test_budget_of_a_key_is_enforced(gw: Running) -> None:
+    key = await gw.key(budget_usd=0.000001)
+    with pytest.raises(openai.RateLimitError) as ei:
+        await _oai(gw, key).chat.completions.create(
+            model=GPT, messages=[{"role": "user", "content": "x" * 2000}], max_tokens=1000
+        )
+    assert ei.value.code == "budget_exceeded"
+    assert gw.fake.requests == []
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+async def test_unknown_fields_cannot_reach_the_upstream(gw: Running) -> None:
+    for field in ("base_url", "api_key", "extra_headers", "api_base"):
+        with pytest.raises(openai.BadRequestError) as ei:
+            await _oai(gw).chat.completions.create(
+                model=GPT,
+                messages=[{"role": "user", "content": "x"}],
+                extra_body={field: "http://evil.example"},
+            )
+        assert field in str(ei.value)
+    assert gw.fake.requests == []
+
+
+async def test_unknown_model_is_404(gw: Running) -> None:
+    with pytest.raises(openai.NotFoundError):
+        await _oai(gw).chat.completions.create(
+            model="no-such-model-anywhere", messages=[{"role": "user", "content": "x"}]
+        )
+
+
+async def test_upstream_failure_is_502_without_upstream_details(gw: Running) -> None:
+    gw.fake.push(*[Reply.error(500, f"boom {CANARY_KEY}") for _ in range(10)])
+    with pytest.raises(openai.APIStatusError) as ei:
+        await _oai(gw).chat.completions.create(
+            model=GPT, messages=[{"role": "user", "content": "x"}]
+        )
+    assert ei.value.status_code == 502
+    assert CANARY_KEY not in ei.value.response.text
