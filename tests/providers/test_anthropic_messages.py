@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 import llmrelay
+from llmrelay.errors import ContentFilteredError
 from llmrelay.providers.adapters.anthropic_messages import AnthropicMessagesAdapter
 from llmrelay.providers.table import make_deployment
 from llmrelay.testing.fake import FakeUpstream, Reply
@@ -17,6 +18,8 @@ from llmrelay.types import ChatRequest, GenerationParams, Message, build_params
 from ..conftest import CANARY_KEY
 
 MODEL = "anthropic/claude-sonnet-4-5"
+#: A model without JSON outputs: structured output is a forced tool there.
+TOOL_MODEL = "anthropic/claude-3-5-haiku-latest"
 PERSON = {
     "type": "object",
     "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
@@ -180,7 +183,6 @@ async def test_base_url_with_v1_is_not_doubled(fake: FakeUpstream, client: llmre
         ("stop", "stop"),  # end_turn
         ("stop_sequence", "stop"),
         ("length", "length"),  # max_tokens
-        ("content_filter", "content_filter"),  # refusal
         ("pause_turn", "other"),
         ("model_context_window_exceeded", "length"),
     ],
@@ -195,6 +197,28 @@ async def test_stop_reasons(
     s = await client.astream(MODEL, "hi", **kw(fake)).collect()
     assert s.finish_reason == expected
     assert s.text == "partial answer"
+    await client.aclose()
+
+
+async def test_refusal_is_a_content_filtered_error_with_the_partial_text(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
+    """stop_reason "refusal" is no successful answer: plain and streamed it raises
+    ContentFilteredError (streamed: at the end, the text that came kept)."""
+    fake.push(Reply.ok("partial answer", finish="content_filter"))
+    with pytest.raises(ContentFilteredError) as info:
+        await client.achat(MODEL, "hi", **kw(fake))
+    assert info.value.partial_text == "partial answer"
+    fake.push(Reply.ok("partial answer", finish="content_filter"))
+    got: list[str] = []
+
+    async def consume() -> None:
+        async for c in client.astream(MODEL, "hi", **kw(fake)):
+            got.append(c.delta)
+
+    with pytest.raises(ContentFilteredError) as info:
+        await consume()
+    assert "".join(got) == "partial answer" == info.value.partial_text
     await client.aclose()
 
 
@@ -720,7 +744,9 @@ def person_format() -> dict[str, Any]:
 async def test_structured_output_via_forced_tool(
     fake: FakeUpstream, client: llmrelay.Client
 ) -> None:
-    r = await client.achat(MODEL, "Invent a person", response_format=person_format(), **kw(fake))
+    r = await client.achat(
+        TOOL_MODEL, "Invent a person", response_format=person_format(), **kw(fake)
+    )
     assert orjson.loads(r.text) == {"name": "example", "age": 42}
     assert r.tool_calls == []
     assert r.finish_reason == "stop"
@@ -738,7 +764,7 @@ async def test_structured_output_streams_as_text(
     deltas = []
     resp = None
     async for c in client.astream(
-        MODEL, "Invent a person", response_format=person_format(), **kw(fake)
+        TOOL_MODEL, "Invent a person", response_format=person_format(), **kw(fake)
     ):
         deltas.append(c.delta)
         assert c.tool_calls == []
@@ -761,13 +787,13 @@ async def test_structured_output_with_non_object_schema(
         "$defs": {"Tag": {"type": "string"}},
     }
     rf = {"type": "json_schema", "json_schema": {"name": "tag list!", "schema": schema}}
-    r = await client.achat(MODEL, "tags", response_format=rf, **kw(fake))
+    r = await client.achat(TOOL_MODEL, "tags", response_format=rf, **kw(fake))
     assert orjson.loads(r.text) == ["example"]
     tool = fake.requests[-1].body["tools"][0]
     assert tool["name"] == "tag_list_"  # made a valid tool name
     assert tool["input_schema"]["type"] == "object"
     assert tool["input_schema"]["$defs"] == {"Tag": {"type": "string"}}
-    resp = await client.astream(MODEL, "tags", response_format=rf, **kw(fake)).collect()
+    resp = await client.astream(TOOL_MODEL, "tags", response_format=rf, **kw(fake)).collect()
     assert orjson.loads(resp.text) == ["example"]
     assert schema["$defs"] == {"Tag": {"type": "string"}}  # the caller's schema is untouched
     await client.aclose()
@@ -777,7 +803,7 @@ async def test_structured_output_alongside_user_tools(
     fake: FakeUpstream, client: llmrelay.Client
 ) -> None:
     r = await client.achat(
-        MODEL,
+        TOOL_MODEL,
         "Invent a person",
         tools=[WEATHER_TOOL],
         tool_choice="auto",
@@ -805,7 +831,7 @@ async def test_json_object_mode_is_a_system_instruction(
 
 def test_adapter_parses_structured_tool_use_body() -> None:
     adapter = AnthropicMessagesAdapter()
-    dep = make_deployment("anthropic", "claude-sonnet-4-5", api_key=CANARY_KEY)
+    dep = make_deployment("anthropic", "claude-3-5-haiku-latest", api_key=CANARY_KEY)
     req = ChatRequest([Message.user("hi")], build_params({"response_format": person_format()}))
     from llmrelay.transport.base import HttpResponse
 

@@ -60,6 +60,14 @@ class Reply:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     finish: str = "stop"
+    #: The model's thinking (Anthropic: a thinking block with a signature, streamed as
+    #: thinking_delta + signature_delta) and a redacted_thinking block's opaque data.
+    reasoning: str = ""
+    redacted_reasoning: str = ""
+    #: With ``finish="content_filter"``: the refusal's category and explanation (Anthropic
+    #: ``stop_details``).
+    refusal_category: str | None = None
+    refusal_explanation: str | None = None
     #: Report no usage, as servers that ignore ``stream_options`` do: no ``usage`` in the body,
     #: no usage frame in an OpenAI-format stream.
     no_usage: bool = False
@@ -364,6 +372,9 @@ class FakeUpstream:
         except (KeyError, TypeError, ValueError) as exc:
             err = dialect.error(400, f"invalid request: {exc}", "invalid_request_error", None)
             return self._json(400, err, dialect)
+        req.reasoning, req.redacted_reasoning = reply.reasoning, reply.redacted_reasoning
+        req.refusal_category = reply.refusal_category
+        req.refusal_explanation = reply.refusal_explanation
         text, tool = self._answer(req, reply)
         usage = FakeUsage(
             reply.input_tokens if reply.input_tokens is not None else rough_tokens(req.prompt_text),

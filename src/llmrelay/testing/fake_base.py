@@ -26,6 +26,12 @@ class FakeRequest:
     forced_tool: str | None = None
     tool_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
     include_usage: bool = True
+    #: Set from the scripted reply: the model's thinking text, an opaque redacted-thinking
+    #: payload, and a refusal's category and explanation (dialects that have them send them).
+    reasoning: str = ""
+    redacted_reasoning: str = ""
+    refusal_category: str | None = None
+    refusal_explanation: str | None = None
 
 
 @dataclass(slots=True)

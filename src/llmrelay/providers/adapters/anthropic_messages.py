@@ -38,7 +38,7 @@ from ...errors import (
     QuotaExhaustedError,
 )
 from ...transport.base import HttpRequest, HttpResponse
-from ...types import ChatRequest, Response, ToolCall
+from ...types import ChatRequest, ReasoningPart, Response, ToolCall
 from ..table import Deployment
 from .anthropic_request import (
     ANTHROPIC_VERSION,
@@ -46,14 +46,23 @@ from .anthropic_request import (
     build_request,
     structured_output,
 )
-from .anthropic_stream import AnthropicStream, finish_reason, status_of, usage_from
+from .anthropic_stream import (
+    AnthropicStream,
+    finish_reason,
+    reasoning_part,
+    refusal_error,
+    status_of,
+    usage_from,
+)
 from .base import (
+    _rid,
     answer_request_id,
     decode_json,
     error_body,
     error_for_status,
     invalid,
     make_error,
+    secrets_of,
     status_message,
 )
 
@@ -94,9 +103,10 @@ class AnthropicMessagesAdapter:
         content = data.get("content")
         if not isinstance(content, list):
             raise invalid("the response has no content list", dep, resp.headers)
-        structured = structured_output(req.params)
+        structured = structured_output(req.params, dep.model)
         texts: list[str] = []
         calls: list[ToolCall] = []
+        parts: list[ReasoningPart] = []
         answer: str | None = None
         for i, block in enumerate(content):
             if not isinstance(block, dict):
@@ -119,8 +129,15 @@ class AnthropicMessagesAdapter:
                         orjson.dumps(tool_input if tool_input is not None else {}).decode(),
                     )
                 )
-            # thinking, redacted_thinking and server-tool blocks carry no answer text.
+            else:
+                part = reasoning_part(block)
+                if part is not None:
+                    parts.append(part)
+            # server-tool blocks carry no answer text.
         raw_finish = data.get("stop_reason")
+        rid = answer_request_id(resp.headers, dep)
+        if raw_finish == "refusal":
+            raise refusal_error(data.get("stop_details"), "".join(texts), dep, rid)
         finish = finish_reason(raw_finish)
         if answer is not None and finish == "tool_calls" and not calls:
             finish = "stop"
@@ -134,7 +151,9 @@ class AnthropicMessagesAdapter:
             model=str(data.get("model") or dep.model),
             alias=dep.alias,
             id=data.get("id") if isinstance(data.get("id"), str) else None,
-            request_id=answer_request_id(resp.headers, dep),
+            request_id=rid,
+            reasoning="".join(p.text for p in parts if not p.redacted),
+            reasoning_parts=parts,
         )
 
     def map_error(
@@ -166,7 +185,7 @@ class AnthropicMessagesAdapter:
             cls = ContentFilteredError
         else:
             cls = error_for_status(status)
-        return make_error(
+        err = make_error(
             cls,
             f"{etype}: {message}" if etype else message,
             status=status,
@@ -174,6 +193,12 @@ class AnthropicMessagesAdapter:
             dep=dep,
             body=data if data else None,
         )
+        # Anthropic puts the request id in the body too ({"type": "error", ..., "request_id"});
+        # the request-id header wins when both are there.
+        body_rid = data.get("request_id") if isinstance(data, dict) else None
+        if err.request_id is None and isinstance(body_rid, str) and body_rid:
+            err.request_id = _rid({"request-id": body_rid}, secrets_of(dep))
+        return err
 
     def stream_state(self, req: ChatRequest, dep: Deployment) -> AnthropicStream:
-        return AnthropicStream(self, dep, structured_output(req.params))
+        return AnthropicStream(self, dep, structured_output(req.params, dep.model))
