@@ -12,6 +12,7 @@ import pytest
 
 from llmrelay.errors import (
     BadRequestError,
+    ContentFilteredError,
     ContextWindowExceededError,
     InvalidRequestError,
     OverloadedError,
@@ -20,7 +21,7 @@ from llmrelay.errors import (
     StreamInterruptedError,
 )
 from llmrelay.providers.adapters.anthropic_messages import AnthropicMessagesAdapter
-from llmrelay.types import Message, ToolCall, ToolCallDelta, Usage
+from llmrelay.types import Message, ReasoningPart, TextPart, ToolCall, ToolCallDelta, Usage
 
 from ..conftest import CANARY_KEY
 from .sansio import (
@@ -157,6 +158,57 @@ def test_recorded_thinking_and_tool_use_answer() -> None:
     assert r.text == ""  # the thinking block is not answer text
     assert r.finish_reason == "tool_calls"
     assert r.usage == Usage(input_tokens=619, output_tokens=94, reasoning_tokens=53)
+    recorded_block = orjson.loads(recorded_response("anthropic-thinking-tool-use").body)["content"][
+        0
+    ]
+    assert r.reasoning == recorded_block["thinking"]
+    assert r.reasoning_parts == [
+        ReasoningPart(
+            recorded_block["thinking"],
+            signature=recorded_block["signature"],
+            provider="anthropic",
+        )
+    ]
+
+
+def test_thinking_is_replayed_before_the_tool_use_in_the_next_turn() -> None:
+    """The API refuses a tool loop whose assistant turn lost its thinking block ("Expected
+    `thinking` or `redacted_thinking`, but found `tool_use`"): the block goes back first,
+    byte for byte, with its signature."""
+    raw = orjson.loads(recorded_response("anthropic-thinking-tool-use").body)
+    r = A.parse_response(recorded_response("anthropic-thinking-tool-use"), chat("hi"), DEP)
+    msgs = [
+        Message("user", "check the sandbox"),
+        r.message(),
+        Message("tool", "no errors", tool_call_id=r.tool_calls[0].id),
+    ]
+    body = body_of(A.build_request(chat(msgs, reasoning_effort="low"), DEP))
+    sent = body["messages"][1]["content"]
+    assert sent[0] == {k: raw["content"][0][k] for k in ("type", "thinking", "signature")}
+    assert sent[1] == {
+        "type": "tool_use",
+        "id": "toolu_01Vr1rLVLRYrbNn7qECH8SPR",
+        "name": "checkSandboxErrors",
+        "input": {},
+    }
+    assert body["messages"][2]["content"][0]["type"] == "tool_result"
+
+
+def test_only_anthropic_reasoning_parts_are_replayed() -> None:
+    content = [
+        ReasoningPart("gemini thought", signature="c2ln", provider="gemini"),
+        ReasoningPart("no signature", provider="anthropic"),
+        ReasoningPart(data="opaque==", redacted=True, provider="anthropic"),
+        TextPart("answer"),
+        ReasoningPart("kept", signature="sig", provider="anthropic"),
+    ]
+    msgs = [Message("user", "q"), Message("assistant", content), Message("user", "next")]
+    body = body_of(A.build_request(chat(msgs), DEP))
+    assert body["messages"][1]["content"] == [
+        {"type": "redacted_thinking", "data": "opaque=="},
+        {"type": "thinking", "thinking": "kept", "signature": "sig"},
+        {"type": "text", "text": "answer"},
+    ]
 
 
 def test_cache_reads_and_writes_count_as_input() -> None:
@@ -176,22 +228,57 @@ def test_cache_reads_and_writes_count_as_input() -> None:
     )
 
 
-def test_recorded_refusal_is_a_content_filter_finish() -> None:
-    for rid in ("anthropic-refusal", "anthropic-refusal-no-details"):
-        r = A.parse_response(recorded_response(rid), chat("x"), DEP)
-        assert r.finish_reason == "content_filter"
-        assert r.raw_finish_reason == "refusal"
-        assert r.text == ""
+CYBER = (
+    "This request triggered restrictions on violative cyber content and was blocked under "
+    "Anthropic's Usage Policy."
+)
 
 
-def test_recorded_streamed_refusal_is_a_content_filter_finish() -> None:
+def test_recorded_refusal_is_a_content_filtered_error() -> None:
+    """stop_reason "refusal" used to come back as a successful empty answer; it is a typed
+    error carrying stop_details' category and explanation."""
+    with pytest.raises(ContentFilteredError) as info:
+        A.parse_response(recorded_response("anthropic-refusal"), chat("x"), DEP)
+    e = info.value
+    assert (e.category, e.explanation, e.partial_text) == ("cyber", CYBER, "")
+    assert "category cyber" in str(e)
+    with pytest.raises(ContentFilteredError) as info:
+        A.parse_response(recorded_response("anthropic-refusal-no-details"), chat("x"), DEP)
+    assert (info.value.category, info.value.explanation) == (None, None)
+
+
+def test_recorded_streamed_refusal_raises_at_the_end() -> None:
     chunks, state = stream(
         A, chat("x", stream=True), DEP, recorded_frames("anthropic-refusal-stream")
     )
     assert [c.finish_reason for c in chunks if c.finish_reason] == ["content_filter"]
-    r = state.finish()
-    assert r.raw_finish_reason == "refusal"
-    assert r.usage == Usage(input_tokens=18, output_tokens=5)
+    assert state.done
+    with pytest.raises(ContentFilteredError) as info:
+        state.finish()
+    assert (info.value.category, info.value.explanation) == ("cyber", CYBER)
+    assert state.partial().usage == Usage(input_tokens=18, output_tokens=5)
+
+
+def test_streamed_refusal_keeps_the_partial_text() -> None:
+    frames = sse(
+        {"type": "message_start", "message": {"id": "msg_1", "usage": {"input_tokens": 5}}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Su"}},
+        {
+            "type": "message_delta",
+            "delta": {
+                "stop_reason": "refusal",
+                "stop_details": {"type": "refusal", "category": "bio", "explanation": None},
+            },
+            "usage": {"output_tokens": 2},
+        },
+        {"type": "message_stop"},
+        events=True,
+    )
+    _, state = stream(A, chat("x", stream=True), DEP, [frames])
+    with pytest.raises(ContentFilteredError) as info:
+        state.finish()
+    assert (info.value.partial_text, info.value.category) == ("Su", "bio")
 
 
 def test_error_inside_a_200_body_is_raised() -> None:
@@ -248,6 +335,36 @@ def test_recorded_thinking_stream(piece: int | None) -> None:
     assert r.text.startswith("# Finding GCD(1071, 462) Using the Euclidean Algorithm")
     assert "I'm working through" not in r.text
     assert r.usage == Usage(input_tokens=47, output_tokens=373, reasoning_tokens=62)
+    events = [orjson.loads(f.split(b"data: ", 1)[1]) for f in recorded_frames(rid)]
+    signatures = [
+        e["delta"]["signature"]
+        for e in events
+        if e.get("delta", {}).get("type") == "signature_delta"
+    ]
+    assert r.reasoning == reasoning_of(chunks)
+    assert r.reasoning_parts == [
+        ReasoningPart(r.reasoning, signature="".join(signatures), provider="anthropic")
+    ]
+    assert signatures
+
+
+def test_recorded_redacted_thinking_stream() -> None:
+    rid = "anthropic-redacted-thinking-stream"
+    frames = recorded_frames(rid)
+    chunks, state = stream(A, chat("x", stream=True), DEP, frames, 7)
+    r = state.finish()
+    body = b"".join(frames)
+    datas = [
+        orjson.loads(line[6:])["content_block"]["data"]
+        for line in body.split(b"\n")
+        if line.startswith(b"data: ") and b'"redacted_thinking"' in line
+    ]
+    assert len(datas) == 2
+    assert r.reasoning_parts == [
+        ReasoningPart(data=d, redacted=True, provider="anthropic") for d in datas
+    ]
+    assert r.reasoning == "" == reasoning_of(chunks)
+    assert r.text == text_of(chunks) != ""
 
 
 def test_recorded_compatible_stream_with_usage_in_message_delta() -> None:
@@ -338,6 +455,11 @@ def test_recorded_errors_are_mapped(rid: str, needle: str) -> None:
     assert e.status == 400
     assert needle in str(e)
     assert str(e).startswith(f"[{DEP.label}] invalid_request_error: ")
+    # The id Anthropic puts in the error body (no request-id header in these recordings).
+    assert e.request_id == orjson.loads(resp.body)["request_id"]
+    assert e.request_id.startswith("req_011C")
+    with_header = A.map_error(400, {"request-id": "req_header"}, resp.body, DEP)
+    assert with_header.request_id == "req_header"
 
 
 @pytest.mark.parametrize(
