@@ -321,7 +321,9 @@ def _thinking(
         body.setdefault("output_config", {})["effort"] = EFFORT[effort]
         if effort == "minimal":
             adjusted["reasoning_effort"] = "sent as effort 'low': Anthropic has no 'minimal'"
-        return {"type": "adaptive"}
+        # Opus 4.7+ and Fable 5 omit the thinking text unless asked ("display" defaults to
+        # "omitted" there): ask for the summary so Response.reasoning has it.
+        return {"type": "adaptive", "display": "summarized"}
     budget = BUDGET_TOKENS[effort]
     if p.max_tokens is None:
         body["max_tokens"] = DEFAULT_MAX_TOKENS + budget
