@@ -344,13 +344,14 @@ def _thinking(
 def _without_sampling(
     p: GenerationParams, body: dict[str, Any], extra: dict[str, Any], adjusted: dict[str, str]
 ) -> None:
-    """Thinking takes no temperature or top_k, and top_p only from 0.95 to 1
+    """Thinking takes no change of temperature (1, the default, is accepted) or top_k, and
+    top_p only from 0.95 to 1
     (https://platform.claude.com/docs/en/build-with-claude/extended-thinking)."""
     why = "dropped: Anthropic takes no {} with thinking on"
-    if body.pop("temperature", None) is not None:
-        adjusted["temperature"] = why.format("temperature")
-    if extra.pop("temperature", None) is not None:
-        adjusted["temperature"] = why.format("temperature")
+    for where in (body, extra):
+        if where.get("temperature", 1.0) != 1.0:
+            del where["temperature"]
+            adjusted["temperature"] = why.format("temperature other than 1")
     if extra.pop("top_k", None) is not None:
         adjusted["top_k"] = why.format("top_k")
     if p.top_p is not None and p.top_p < 0.95:
