@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 import llmrelay
-from llmrelay.errors import ContentFilteredError
+from llmrelay.errors import BadRequestError, ContentFilteredError
 from llmrelay.providers.adapters.anthropic_messages import AnthropicMessagesAdapter
 from llmrelay.providers.table import make_deployment
 from llmrelay.testing.fake import FakeUpstream, Reply
@@ -219,6 +219,37 @@ async def test_refusal_is_a_content_filtered_error_with_the_partial_text(
     with pytest.raises(ContentFilteredError) as info:
         await consume()
     assert "".join(got) == "partial answer" == info.value.partial_text
+    await client.aclose()
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_thinking_tool_loop_against_the_fake(
+    fake: FakeUpstream, client: llmrelay.Client, streamed: bool
+) -> None:
+    """The fake refuses, as the API does, a thinking tool loop whose assistant turn lost its
+    thinking block; llmrelay's replay of ``r.message()`` passes."""
+
+    async def ask(msgs: list[Any]) -> llmrelay.Response:
+        params = {"tools": [WEATHER_TOOL], "reasoning_effort": "low", **kw(fake)}
+        if streamed:
+            return await client.astream(MODEL, msgs, **params).collect()
+        return await client.achat(MODEL, msgs, **params)
+
+    fake.push(Reply.tool_call("get_weather", {"city": "Oslo"}, reasoning="Need the weather."))
+    msgs: list[Any] = [Message("user", "Weather in Oslo?")]
+    r = await ask(msgs)
+    assert r.reasoning == "Need the weather."
+    assert r.reasoning_parts[0].signature
+    msgs += [r.message(), Message("tool", "sunny", tool_call_id=r.tool_calls[0].id)]
+    fake.push(Reply.ok("It is sunny."))
+    assert (await ask(msgs)).text == "It is sunny."
+    sent = fake.requests[-1].body["messages"][1]["content"]
+    assert [b["type"] for b in sent] == ["thinking", "tool_use"]
+    # Without the thinking block the fake answers the API's 400.
+    fake.push(Reply.ok("unused"))
+    bare = [msgs[0], Message("assistant", None, tool_calls=r.tool_calls), msgs[2]]
+    with pytest.raises(BadRequestError, match="Expected `thinking`"):
+        await ask(bare)
     await client.aclose()
 
 

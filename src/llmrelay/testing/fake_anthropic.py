@@ -80,6 +80,24 @@ def _thinking_on(body: dict[str, Any]) -> bool:
     return isinstance(t, dict) and t.get("type") in ("enabled", "adaptive")
 
 
+def _check_thinking_replayed(messages: list[Any]) -> None:
+    """With thinking on, the API refuses a tool loop whose last assistant turn lost its
+    thinking block: a tool_use there must follow a thinking or redacted_thinking block."""
+    last = next((m for m in reversed(messages) if m.get("role") == "assistant"), None)
+    content = last.get("content") if isinstance(last, dict) else None
+    if not isinstance(content, list) or not any(
+        isinstance(b, dict) and b.get("type") == "tool_use" for b in content
+    ):
+        return
+    first = content[0] if isinstance(content[0], dict) else {}
+    if first.get("type") not in ("thinking", "redacted_thinking"):
+        raise ValueError(
+            "messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+            f"`{first.get('type')}`. When `thinking` is enabled, a final `assistant` message "
+            "must start with a thinking block"
+        )
+
+
 def _thinking_blocks(req: FakeRequest) -> list[dict[str, Any]]:
     """The scripted thinking (``Reply(reasoning=...)``) as Anthropic's thinking block, with a
     signature, and a redacted_thinking block when the reply asks for one."""
@@ -166,6 +184,8 @@ class AnthropicDialect:
             else None
         )
         schema = fmt.get("schema") if isinstance(fmt, dict) else None
+        if _thinking_on(body):
+            _check_thinking_replayed(messages)
         if isinstance(tc, dict) and tc.get("type") in ("any", "tool") and _thinking_on(body):
             raise ValueError("Thinking may not be enabled when tool_choice forces tool use.")
         return FakeRequest(
