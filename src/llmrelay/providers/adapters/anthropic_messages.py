@@ -2,7 +2,8 @@
 
 How the common request maps onto Anthropic's format:
 
-* system messages become the top-level ``system`` string (joined with blank lines);
+* system and developer messages become the top-level ``system`` string (joined with blank
+  lines), or a list of text blocks when a part carries ``cache_control``;
 * ``max_tokens`` is required by Anthropic: :data:`DEFAULT_MAX_TOKENS` when the caller set none;
 * ``stop`` is sent as ``stop_sequences``, ``user`` as ``metadata.user_id``; ``temperature``
   above 1 is clamped to Anthropic's maximum of 1; ``seed``, ``frequency_penalty`` and
@@ -10,8 +11,18 @@ How the common request maps onto Anthropic's format:
   ``Response.adjusted_params``;
 * assistant tool calls become ``tool_use`` blocks and ``tool`` messages ``tool_result`` blocks
   of a user turn (consecutive turns of the same role are merged, as Anthropic expects);
-* structured output (``response_format`` ``json_schema``) is a forced tool whose input is the
-  answer: it comes back as ``Response.text`` (JSON), streamed as text deltas.
+* structured output (``response_format`` ``json_schema``) is Anthropic's JSON outputs
+  (``output_config.format``) on the models that have them, else a forced tool whose input is
+  the answer; either way it comes back as ``Response.text`` (JSON), streamed as text deltas;
+* ``reasoning_effort`` becomes adaptive thinking + ``output_config.effort`` or a thinking
+  ``budget_tokens`` per model (``anthropic_models``); thinking drops temperature, ``top_k`` and
+  forced tool choice (reported in ``adjusted_params``);
+* ``thinking`` / ``redacted_thinking`` blocks become ``Response.reasoning`` and
+  ``Response.reasoning_parts`` and are sent back first in the assistant turn that replays them;
+* ``stop_reason: "refusal"`` raises ``ContentFilteredError`` (``stop_details`` category and
+  explanation, the partial text); streams raise it at the end;
+* ``cache_control`` on text and document parts and on tools is sent on the Anthropic block (at
+  most 4 breakpoints); documents are ``document`` blocks; audio is refused before sending.
 
 Usage: Anthropic's ``input_tokens`` does NOT include prompt-cache reads and writes, which it
 reports separately. ``Usage.input_tokens`` follows llmrelay's (OpenAI's) convention and counts
