@@ -28,6 +28,7 @@ read ``native_json_schema`` and ``thinking_mode`` from the catalog row instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 __all__ = ["BUDGET_TOKENS", "EFFORT", "MIN_BUDGET_TOKENS", "ModelRules", "rules_for"]
@@ -89,6 +90,7 @@ MIN_BUDGET_TOKENS = 1024
 _ORDERED = sorted(RULES.items(), key=lambda kv: -len(kv[0]))
 
 
+@lru_cache(maxsize=512)
 def rules_for(model: str) -> ModelRules:
     """The rules of ``model`` (a bare id, or one with a platform prefix such as
     ``anthropic.claude-...`` or ``anthropic/claude-...``)."""

@@ -504,13 +504,6 @@ def build_request(req: ChatRequest, dep: Deployment) -> HttpRequest:
         if isinstance(extra.get("output_config"), dict) and "output_config" in body:
             extra["output_config"] = {**body["output_config"], **extra["output_config"]}
         body.update(extra)
-    breakpoints = _count_breakpoints(body)
-    if breakpoints > MAX_CACHE_BREAKPOINTS:
-        raise InvalidRequestError(
-            f"the request has {breakpoints} cache_control breakpoints; Anthropic allows at most "
-            f"{MAX_CACHE_BREAKPOINTS} (tools, system and messages together): keep "
-            "cache_control on the last part of each prefix you want cached"
-        )
     headers = {
         "content-type": "application/json",
         "accept": "text/event-stream" if req.stream else "application/json",
@@ -519,4 +512,13 @@ def build_request(req: ChatRequest, dep: Deployment) -> HttpRequest:
     # The key goes in x-api-key unless the provider row asks for a bearer token or none.
     auth = dep.spec.auth if dep.spec is not None else "x-api-key"
     send_headers(headers, dep, auth if auth in ("bearer", "none") else "x-api-key")
-    return HttpRequest("POST", _url(dep.base_url), headers, encode_body(body, req, dep), adjusted)
+    encoded = encode_body(body, req, dep)
+    if b'"cache_control"' in encoded:  # counted only when some block may carry one
+        breakpoints = _count_breakpoints(body)
+        if breakpoints > MAX_CACHE_BREAKPOINTS:
+            raise InvalidRequestError(
+                f"the request has {breakpoints} cache_control breakpoints; Anthropic allows at "
+                f"most {MAX_CACHE_BREAKPOINTS} (tools, system and messages together): keep "
+                "cache_control on the last part of each prefix you want cached"
+            )
+    return HttpRequest("POST", _url(dep.base_url), headers, encoded, adjusted)
