@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
+from pydantic import BaseModel
 
 import llmrelay
 from llmrelay.errors import BadRequestError, ContentFilteredError
@@ -770,6 +771,38 @@ async def test_cached_tokens_are_counted_as_input(
 
 def person_format() -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": {"name": "Person", "schema": PERSON}}
+
+
+class Person(BaseModel):
+    name: str
+    age: int
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_response_model_uses_json_outputs_with_thinking_on(
+    fake: FakeUpstream, client: llmrelay.Client, streamed: bool
+) -> None:
+    """On a model with JSON outputs, response_model= is output_config.format (no forced tool,
+    which thinking would refuse), and it works with thinking on."""
+    params: dict[str, Any] = {"reasoning_effort": "medium", **kw(fake)}
+    fake.push(Reply(reasoning="A person: name and age."))
+    model = "anthropic/claude-opus-4-7"
+    if streamed:  # response_model= does not stream (yet): the same schema as response_format
+        rf = {"type": "json_schema", "json_schema": {"name": "Person", "schema": PERSON}}
+        r = await client.astream(model, "Invent a person", response_format=rf, **params).collect()
+        assert Person.model_validate_json(r.text)
+    else:
+        r = await client.achat(model, "Invent a person", response_model=Person, **params)
+        assert isinstance(r.object, Person)
+    assert r.reasoning == "A person: name and age."
+    body = fake.requests[-1].body
+    assert body["output_config"]["format"]["type"] == "json_schema"
+    assert body["output_config"]["format"]["schema"]["properties"].keys() == {"name", "age"}
+    assert body["output_config"]["effort"] == "medium"
+    assert body["thinking"]["type"] == "adaptive"
+    assert "tools" not in body
+    assert "tool_choice" not in body
+    await client.aclose()
 
 
 async def test_structured_output_via_forced_tool(
