@@ -399,6 +399,7 @@ async def test_recorded_adaptive_thinking_refusal_sends_the_recorded_body(
                 **kw(server),
             ).collect()
     assert info.value.category == "reasoning_extraction"
+    assert info.value.request_id == "req_011Cef1BeSqcyH3S7gNQq2MN"  # the stream's header
     assert info.value.explanation is not None
     assert "reverse engineering" in info.value.explanation
     # The recorded body, plus the effort llmrelay maps reasoning_effort to.

@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..errors import (
     APIConnectionError,
+    APIError,
     APITimeoutError,
     ConfigurationError,
     InvalidRequestError,
@@ -172,7 +173,15 @@ class HttpBackend:
                 except ResponseTooLargeError as exc:
                     _locate(exc, dep)
                     raise
-                resp = _finish(state.finish(), s.headers, req, http_req, dep)
+                except APIError as exc:  # an in-stream error event: the answer's request id
+                    exc.request_id = exc.request_id or answer_request_id(s.headers, dep)
+                    raise
+                try:
+                    final = state.finish()
+                except APIError as exc:  # e.g. a refusal raised at the end of the stream
+                    exc.request_id = exc.request_id or answer_request_id(s.headers, dep)
+                    raise
+                resp = _finish(final, s.headers, req, http_req, dep)
                 resp.request_id = resp.request_id or answer_request_id(s.headers, dep)
                 yield chunk(
                     done=True, response=resp, finish_reason=resp.finish_reason, usage=resp.usage
