@@ -252,8 +252,12 @@ async def test_thinking_tool_loop_replays_the_signed_block_first(client: llmrela
     assert assistant["role"] == "assistant"
     assert assistant["content"] == [
         {"type": "thinking", "thinking": block["thinking"], "signature": block["signature"]},
-        {"type": "tool_use", "id": "toolu_01Vr1rLVLRYrbNn7qECH8SPR", "name": "checkSandboxErrors"}
-        | {"input": {}},
+        {
+            "type": "tool_use",
+            "id": "toolu_01Vr1rLVLRYrbNn7qECH8SPR",
+            "name": "checkSandboxErrors",
+            "input": {},
+        },
     ]
     await client.aclose()
 

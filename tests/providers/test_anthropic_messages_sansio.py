@@ -265,6 +265,16 @@ def test_structured_output_is_native_where_the_model_has_json_outputs() -> None:
     assert (r.text, r.finish_reason) == ('{"name": "Ada"}', "stop")
 
 
+def test_a_schema_that_cannot_be_strict_is_a_tool_everywhere() -> None:
+    loose = {
+        "type": "json_schema",
+        "json_schema": {"name": "bag", "schema": {"type": "object"}, "strict": False},
+    }
+    body, _ = _body("claude-sonnet-4-5", response_format=loose)
+    assert "output_config" not in body
+    assert body["tool_choice"] == {"type": "tool", "name": "bag"}
+
+
 def test_structured_output_is_a_tool_on_older_models() -> None:
     body, _ = _body("claude-3-5-haiku-latest", response_format=PERSON)
     assert body["tool_choice"] == {"type": "tool", "name": "person"}

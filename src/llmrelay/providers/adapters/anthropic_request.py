@@ -86,12 +86,14 @@ class Structured:
 
 def structured_output(p: GenerationParams, model: str | None = None) -> Structured | None:
     """The forced tool for a ``json_schema`` response format, or None (no such format, or
-    ``model`` takes Anthropic's native JSON outputs, ``output_config.format``)."""
+    ``model`` takes Anthropic's native JSON outputs, ``output_config.format``). A schema marked
+    ``strict: false`` (one that cannot be closed, e.g. a free-form dict: JSON outputs need
+    ``additionalProperties: false`` on every object) travels as a tool on every model."""
     rf = p.response_format
     if rf is None or rf.get("type") != "json_schema":
         return None
     js, schema = json_schema_format(rf)
-    if model is not None and rules_for(model).native_json:
+    if model is not None and rules_for(model).native_json and js.get("strict") is not False:
         return None
     raw_name = js.get("name")
     name = _TOOL_NAME_BAD.sub("_", raw_name)[:64] if isinstance(raw_name, str) else ""
