@@ -52,6 +52,12 @@ async def _read(stream: llmrelay.ResponseStream) -> list[StreamChunk]:
     return [c async for c in stream]
 
 
+async def _drain(stream: llmrelay.ResponseStream, seen: list[str]) -> None:
+    """Read a stream to its end (or its error), keeping the text deltas it yielded."""
+    async for c in stream:
+        seen.append(c.delta)
+
+
 # --------------------------------------------------------------------------- streamed objects
 
 
@@ -65,7 +71,8 @@ async def test_stream_text_then_a_final_chunk_with_the_validated_object(
     finally:
         await client.aclose()
     *body, last = chunks
-    assert [c.done for c in chunks].count(True) == 1 and last.done
+    assert [c.done for c in chunks].count(True) == 1
+    assert last.done
     assert "".join(c.delta for c in body) == GOOD  # the text streamed as it came
     assert len([c for c in body if c.delta]) > 1
     assert last.response is not None
@@ -115,8 +122,7 @@ async def test_a_streamed_answer_that_never_validates_raises_after_its_text(
     try:
         stream = client.astream(MODEL, "who?", response_model=Person, max_reasks=0, **_kw(fake))
         with pytest.raises(StructuredOutputError, match="did not validate into Person") as info:
-            async for c in stream:
-                seen.append(c.delta)
+            await _drain(stream, seen)
     finally:
         await client.aclose()
     assert "".join(seen) == BAD
@@ -136,11 +142,11 @@ async def test_a_refusal_at_the_end_of_a_structured_stream_is_never_reasked(
     try:
         stream = client.astream(MODEL, "who?", response_model=Person, **_kw(fake))
         with pytest.raises(ContentFilteredError) as info:
-            async for c in stream:
-                seen.append(c.delta)
+            await _drain(stream, seen)
         err = info.value
         assert not isinstance(err, StreamInterruptedError)  # the answer, not a broken stream
-        assert seen and err.partial_text == "".join(seen)
+        assert seen
+        assert err.partial_text == "".join(seen)
         assert (err.provider, err.model) == ("openai", "gpt-4.1-mini")
         assert err.trace[-1].reason == "refused after output was sent"
         assert len(fake.requests) == 1  # no re-ask
@@ -159,8 +165,7 @@ async def test_a_refusal_at_the_end_of_a_plain_stream_keeps_the_partial_text(
     seen: list[str] = []
     try:
         with pytest.raises(ContentFilteredError) as info:
-            async for c in client.astream(MODEL, "tell me more", **_kw(fake)):
-                seen.append(c.delta)
+            await _drain(client.astream(MODEL, "tell me more", **_kw(fake)), seen)
     finally:
         await client.aclose()
     assert "".join(seen) == "Echo: tell"
@@ -299,13 +304,14 @@ async def test_a_blocked_gemini_prompt_falls_back_and_is_not_reasked(
             r = await client.astream(GEMINI, "who?", **kw).collect()
         else:
             r = await client.achat(GEMINI, "who?", **kw)
+        fake.push(Reply.raw(body))
         with pytest.raises(ContentFilteredError, match="SAFETY"):
-            fake.push(Reply.raw(body))
             await client.achat(GEMINI, "who?", response_model=Person)
     finally:
         await client.aclose()
     assert isinstance(r.object, Person)
     paths = [q.path for q in fake.requests]
     assert len(paths) == 3
-    assert "gemini-2.5-flash" in paths[0] and paths[1].endswith("/chat/completions")
+    assert "gemini-2.5-flash" in paths[0]
+    assert paths[1].endswith("/chat/completions")
     assert "gemini-2.5-flash" in paths[2]

@@ -99,7 +99,9 @@ async def stream_structured(call: Call) -> AsyncGenerator[StreamChunk, None]:
                     final = c  # held back until it validates
                 else:
                     yield c
-        assert final is not None and final.response is not None and started
+        assert final is not None
+        assert final.response is not None
+        assert started
         resp, s = final.response, started[0]
         try:
             resp.object = parse_structured(spec.model, resp.text)
