@@ -84,6 +84,27 @@ async def test_stream_text_then_a_final_chunk_with_the_validated_object(
     assert req.body["response_format"]["json_schema"]["name"] == "Person"
 
 
+@pytest.mark.parametrize(
+    ("model", "wire"),
+    [("anthropic/claude-sonnet-4-5", "anthropic_messages"), (GEMINI, "gemini")],
+)
+async def test_structured_streams_on_the_other_wires(
+    fake: FakeUpstream, model: str, wire: str
+) -> None:
+    client = llmrelay.Client()
+    try:
+        chunks = await _read(
+            client.astream(model, "who?", response_model=Person, **_kw(fake, wire))
+        )
+    finally:
+        await client.aclose()
+    resp = chunks[-1].response
+    assert resp is not None
+    assert isinstance(resp.object, Person)
+    assert "".join(c.delta for c in chunks) == resp.text
+    assert len(fake.requests) == 1
+
+
 async def test_a_bad_streamed_answer_is_reasked_once_and_the_reask_streams(
     fake: FakeUpstream,
 ) -> None:

@@ -96,3 +96,21 @@ async def test_an_alias_without_arguments_sends_only_model_and_messages(
         await client.aclose()
     a, b = (r.body for r in fake.requests)
     assert a == b == {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_docs_list_what_every_builtin_alias_sends() -> None:
+    """docs/aliases.md has one row per built-in alias naming the provider/model it sends."""
+    from pathlib import Path
+
+    from llmrelay.seeds.seed002 import CONFIG_REGISTRY
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "aliases.md").read_text("utf-8")
+    rows = [line for line in doc.splitlines() if line.startswith("| `")]
+    assert len(rows) == len(BUILTIN_ALIASES)
+    for alias, row in BUILTIN_ALIASES.items():
+        cls = CONFIG_REGISTRY[alias]
+        assert any(
+            r.startswith(f"| `{alias}` | `{row.provider}/{row.model}` | {row.config_max_tokens} |")
+            and f"`{cls.__name__}`" in r
+            for r in rows
+        ), alias
