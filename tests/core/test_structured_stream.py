@@ -336,3 +336,26 @@ async def test_a_blocked_gemini_prompt_falls_back_and_is_not_reasked(
     assert "gemini-2.5-flash" in paths[0]
     assert paths[1].endswith("/chat/completions")
     assert "gemini-2.5-flash" in paths[2]
+
+
+class _Records:
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+
+    def record(self, rec: Any) -> None:
+        self.records.append(rec)
+
+
+async def test_a_reasked_stream_is_recorded_once_with_both_attempts(fake: FakeUpstream) -> None:
+    fake.push(Reply.ok(BAD, input_tokens=11, output_tokens=7))
+    fake.push(Reply.ok(GOOD, input_tokens=20, output_tokens=6))
+    recorder = _Records()
+    client = llmrelay.Client(engine=Engine(recorder=recorder))  # type: ignore[arg-type]
+    try:
+        r = await client.astream(MODEL, "who?", response_model=Person, **_kw(fake)).collect()
+    finally:
+        await client.aclose()
+    assert isinstance(r.object, Person)
+    (rec,) = recorder.records
+    assert (rec.outcome, rec.stream, len(rec.attempts)) == ("success", True, 2)
+    assert (rec.usage.input_tokens, rec.usage.output_tokens) == (31, 13)
