@@ -31,8 +31,10 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime
+from datetime import time as dtime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,8 @@ _bundled: tuple[dict[str, Any], list[dict[str, Any]]] | None = None
 
 #: Models already warned about (deprecated or retired), process-wide.
 _warned: set[str] = set()
+#: Aliases already warned about (their model shuts down soon), process-wide.
+_alias_warned: set[str] = set()
 _warned_lock = threading.Lock()
 
 
@@ -83,12 +87,19 @@ def _utc_today() -> date:
     return datetime.now(UTC).date()
 
 
+def _noon(day: date) -> float:
+    """Midday UTC of ``day`` as an epoch time (the price clock of a registry given only a
+    ``today``)."""
+    return datetime.combine(day, dtime(12), UTC).timestamp()
+
+
 class LLMRegistry:
     """Every known model. Thread-safe; lookups are dictionary reads.
 
     ``bundled=False`` starts empty; ``catalog_files`` adds files over the bundled data (by
-    default the configured file, see the module docs; pass ``()`` for none). ``today`` is
-    injectable for lifecycle tests.
+    default the configured file, see the module docs; pass ``()`` for none). The clock is
+    injectable for tests: ``today`` (a UTC date, for lifecycle; prices then use its midday) or
+    ``now`` (epoch seconds, for both).
     """
 
     def __init__(
@@ -98,7 +109,8 @@ class LLMRegistry:
         bundled: bool = True,
         catalog_files: Iterable[str | os.PathLike[str]] | None = None,
         allow_retired: bool | None = None,
-        today: Callable[[], date] = _utc_today,
+        today: Callable[[], date] | None = None,
+        now: Callable[[], float] | None = None,
     ) -> None:
         self._lock = threading.RLock()
         self._rows: dict[_Key, dict[str, Any]] = {}
@@ -112,7 +124,19 @@ class LLMRegistry:
         self._loaded = False
         self._pending = list(profiles)
         self._allow_retired = allow_retired
-        self.today = today
+        # One clock for lifecycle (days) and prices (epoch seconds): inject either.
+        if today is None:
+            if now is None:
+                self.now: Callable[[], float] = time.time
+                self.today: Callable[[], date] = _utc_today
+            else:
+                clock = now
+                self.now = clock
+                self.today = lambda: datetime.fromtimestamp(clock(), UTC).date()
+        else:
+            day = today
+            self.today = day
+            self.now = now if now is not None else (lambda: _noon(day()))
 
     # ------------------------------------------------------------------ loading
 
@@ -367,6 +391,7 @@ class LLMRegistry:
                 f"max_cost_per_1k must be a non-negative number of dollars, not {max_cost_per_1k!r}"
             )
         out = []
+        today = self.today()
         for p in self.list(provider, include_retired=include_retired):
             c: LLMCapabilities = p.capabilities
             if not getattr(c, name):
@@ -374,8 +399,8 @@ class LLMRegistry:
             if min_context_window is not None and (c.max_context_window or 0) < min_context_window:
                 continue
             if max_cost_per_1k is not None:
-                per_1k = c.input_cost_per_1k_tokens
-                if per_1k is None or per_1k > max_cost_per_1k + 1e-15:
+                price = p.pricing_on(today).input
+                if price is None or price / 1000.0 > max_cost_per_1k + 1e-15:
                     continue
             out.append(p)
         return out
@@ -389,11 +414,21 @@ class LLMRegistry:
 
     def check_lifecycle(self, profile: LLMProfile, *, enforce: bool = True) -> None:
         """Warn (once per model per process) about a deprecated or retired model; raise
-        ``ModelRetiredError`` for a retired one when ``enforce`` and retired models are not
-        allowed."""
-        today = self.today()
-        if profile.is_retired(today):
-            repl = self.current_replacement(profile)
+        ``ModelRetiredError`` for a retired-and-refused one when ``enforce`` and retired models
+        are not allowed. The lifecycle states (``LLMProfile.lifecycle_state``):
+
+        * ``deprecated`` (a shutdown date is announced): warn, naming the date and replacement;
+        * ``retired`` (the provider refuses it): raise, naming the replacement;
+        * ``retired_routed`` (the provider answers with its replacement): warn and send; the
+          call is billed at the replacement's rate;
+        * ``retired_tiers`` (retired for some account tiers only): warn and send; the
+          provider refuses it if your account is on one of those tiers.
+        """
+        state = profile.lifecycle_state(self.today())
+        if state == "active":
+            return
+        repl = self.current_replacement(profile)
+        if state == "retired":
             instead = f"; use {repl!r} instead" if repl else ""
             if enforce and not self.allow_retired:
                 raise ModelRetiredError(
@@ -405,16 +440,22 @@ class LLMRegistry:
                     shutdown_date=str(profile.shutdown_date),
                     replacement=repl,
                 )
-            self._warn_once(
-                profile,
-                f"{profile.id} was shut down by its provider on {profile.shutdown_date}",
-                repl,
+            what = f"{profile.id} was shut down by its provider on {profile.shutdown_date}"
+        elif state == "retired_routed":
+            what = (
+                f"{profile.id} was retired on {profile.shutdown_date}: the provider answers "
+                f"requests for it with {repl!r} and bills them at that model's rate"
             )
-        elif profile.is_deprecated(today):
+        elif state == "retired_tiers":
+            what = (
+                f"{profile.id} was retired on {profile.shutdown_date} for the "
+                f"{', '.join(profile.retired_tiers)} tier(s): the provider refuses it on those "
+                "tiers and still serves it on others"
+            )
+        else:
             when = f"; it shuts down on {profile.shutdown_date}" if profile.shutdown_date else ""
-            self._warn_once(
-                profile, f"{profile.id} is deprecated{when}", self.current_replacement(profile)
-            )
+            what = f"{profile.id} is deprecated{when}"
+        self._warn_once(profile, what, repl)
 
     def current_replacement(self, profile: LLMProfile) -> str | None:
         """The model to use instead: the named replacement, followed while that one is itself
@@ -431,6 +472,31 @@ class LLMRegistry:
             seen.add(nxt.id)
             repl = nxt.replacement
         return repl
+
+    def warn_alias(self, alias: str, profile: LLMProfile, within_days: int) -> None:
+        """Warn once per process per alias when ``alias`` points at a model that shuts down
+        within ``within_days`` (not yet shut down: the lifecycle check covers that)."""
+        shutdown = profile.shutdown_date
+        if shutdown is None or alias in _alias_warned:
+            return
+        left = (shutdown - self.today()).days
+        if left < 0 or left > within_days:
+            return
+        with _warned_lock:
+            if alias in _alias_warned:
+                return
+            _alias_warned.add(alias)
+        repl = self.current_replacement(profile)
+        instead = f"; point it at {repl!r} instead" if repl else "; no replacement is named"
+        log.warning(
+            "alias %r points at %s, which shuts down on %s (in %d days)%s",
+            alias,
+            profile.id,
+            shutdown,
+            left,
+            instead,
+            extra={"model": profile.id, "alias": alias},
+        )
 
     @staticmethod
     def _warn_once(profile: LLMProfile, what: str, replacement: str | None) -> None:
