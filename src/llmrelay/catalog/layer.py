@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 from ..errors import ContextWindowExceededError, UnsupportedCapabilityError, shown
 from ..types import ChatRequest, ImagePart, ReasoningPart, TextPart, Usage
 from .costs import Cost, rates_for
-from .profiles import ParamRule
+from .profiles import EXTRA_RULE_PARAMS, ParamRule
 from .tokens import IMAGE_TOKENS, count_message_tokens, estimate_tokens, is_exact
 
 if TYPE_CHECKING:
@@ -307,7 +307,7 @@ def _apply_rules(
     adjusted = dict(req.adjusted or {})
     for rule in rules:
         name = rule.param
-        value = getattr(p, name)
+        value = p.extra.get(name) if name in EXTRA_RULE_PARAMS else getattr(p, name)
         if name in drop or not _applies(rule, value, effort):
             continue
         drop.append(name)
@@ -327,6 +327,8 @@ def _apply_rules(
         adjusted[name] = f"dropped: {dep.label} rejects it{why}"
     if not drop:
         return req
-    changes: dict[str, Any] = dict.fromkeys(drop)
+    changes: dict[str, Any] = dict.fromkeys(n for n in drop if n not in EXTRA_RULE_PARAMS)
+    if any(n in EXTRA_RULE_PARAMS for n in drop):
+        changes["extra"] = {k: v for k, v in p.extra.items() if k not in drop}
     params = dataclasses.replace(p, **changes)
     return ChatRequest(req.messages, params, req.stream, adjusted or None)

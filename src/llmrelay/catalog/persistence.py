@@ -109,9 +109,7 @@ _CAP_KEYS: dict[str, str] = {
     "native_json_schema": "supports_native_json_schema",
 }
 #: The fields of one ``price_schedule`` period: its dates plus the ``prices`` fields.
-_PERIOD_KEYS = frozenset({"from", "until"}) | frozenset(
-    f.name for f in dataclasses.fields(Pricing)
-)
+_PERIOD_KEYS = frozenset({"from", "until"}) | frozenset(f.name for f in dataclasses.fields(Pricing))
 _RULE_KEYS = frozenset(f.name for f in dataclasses.fields(ParamRule))
 _DOC_KEYS = frozenset({"schema_version", "catalog_version", "as_of", "notes", "models"})
 

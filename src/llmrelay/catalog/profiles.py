@@ -175,6 +175,9 @@ class PricePeriod:
 #: default, e.g. OpenAI's GPT-6 family).
 PARAM_RULE_CONDITIONS: tuple[str, ...] = ("always", "reasoning", "unless_reasoning_none")
 
+#: Provider parameters a rule may name that travel in ``GenerationParams.extra``.
+EXTRA_RULE_PARAMS: frozenset[str] = frozenset({"top_k"})
+
 #: What a :class:`ParamRule` rejects: ``any`` value, or only a ``forced`` tool choice
 #: (``"required"`` or a named tool).
 PARAM_RULE_VALUES: tuple[str, ...] = ("any", "forced")
@@ -195,10 +198,10 @@ class ParamRule:
     note: str | None = None
 
     def validate(self, where: str = "") -> None:
-        if self.param not in PARAM_NAMES:
+        if self.param not in PARAM_NAMES and self.param not in EXTRA_RULE_PARAMS:
             raise ConfigurationError(
                 f"{where}rejected_params: unknown parameter {self.param!r}; use one of "
-                f"{', '.join(sorted(PARAM_NAMES))}"
+                f"{', '.join(sorted(PARAM_NAMES | EXTRA_RULE_PARAMS))}"
             )
         if self.when not in PARAM_RULE_CONDITIONS:
             raise ConfigurationError(

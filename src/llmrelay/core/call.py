@@ -142,7 +142,7 @@ class Call:
             catalog = engine.catalog
             if catalog is not None:
                 if self.opts.strict_params:
-                    req = catalog.prepare(req, dep, strict_params=True)  # type: ignore[call-arg]
+                    req = catalog.prepare(req, dep, strict_params=True)
                 else:
                     req = catalog.prepare(req, dep)
         except LLMRelayError as exc:
