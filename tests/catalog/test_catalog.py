@@ -74,8 +74,10 @@ def test_bundled_catalog_is_versioned_and_sourced() -> None:
         if p.replacement is not None:  # a named replacement is itself in the catalog
             assert r.lookup(p.provider, p.replacement) is not None, p.id
         # every row says when it was last checked, and against what
-        assert p.verified_at is not None and p.verified_at <= date(2026, 12, 3), p.id
-        assert p.sources and all(s.startswith("https://") for s in p.sources), p.id
+        assert p.verified_at is not None, p.id
+        assert p.verified_at <= date(2026, 12, 3), p.id
+        assert p.sources, p.id
+        assert all(s.startswith("https://") for s in p.sources), p.id
         for period in p.price_schedule:
             assert (period.pricing.source or "").startswith("https://"), p.id
         for rule in p.rejected_params:

@@ -383,8 +383,8 @@ def _document(data: Any, path: str | None) -> tuple[dict[str, Any], list[Any]]:
     if version not in READABLE_VERSIONS:
         raise _err(
             f"schema_version {shown(version)} is not supported (this llmrelay reads versions "
-            f"{', '.join(map(str, READABLE_VERSIONS))}); upgrade llmrelay, or rewrite the file "
-            "with LLMRegistry.from_file(old).save(new) using the llmrelay that wrote it",
+            f"{', '.join(map(str, READABLE_VERSIONS))}): a newer llmrelay wrote it; upgrade "
+            "llmrelay, or remove the newer fields and set schema_version to 2",
             path,
             "schema_version",
         )
