@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 import llmrelay
+from llmrelay.catalog import layer as layer_mod
 from llmrelay.catalog import model_registry as registry_mod
 from llmrelay.catalog.check import check_catalog
 from llmrelay.catalog.costs import rates_for
@@ -39,7 +40,7 @@ M = 1_000_000
 @pytest.fixture(autouse=True)
 def _fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(registry_mod, "_warned", set())
-    monkeypatch.setattr(registry_mod, "_alias_warned", set())
+    monkeypatch.setattr(layer_mod, "_alias_warned", set())
     with isolated_config():
         yield
 
@@ -311,7 +312,7 @@ async def test_alias_to_a_model_shutting_down_soon_warns_once(
     await client.aclose()
     # 40 days before, no alias warning
     caplog.clear()
-    registry_mod._alias_warned.clear()
+    layer_mod._alias_warned.clear()
     client = client_for(registry_on(date(2026, 11, 1)))
     await client.achat("o3", "hi")
     assert not [m for m in caplog.records if "alias 'o3'" in m.getMessage()]

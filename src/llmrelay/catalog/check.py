@@ -59,7 +59,7 @@ class Change:
             "model": self.model,
             "kind": self.kind,
             "on": self.on.isoformat(),
-            **{"detail": self.detail},
+            "detail": self.detail,
         }
 
 
@@ -142,13 +142,13 @@ def check_catalog(
         report.changes.extend(_changes(p, day, horizon))
     for provider, rows in CURRENT_MODELS.items():
         for alias, model in rows:
-            p = registry.lookup(provider, model)
-            s = None if p is None else p.shutdown_date
-            if p is not None and s is not None and day <= s <= horizon:
-                repl = registry.current_replacement(p) or "(none named)"
+            target = registry.lookup(provider, model)
+            s = None if target is None else target.shutdown_date
+            if target is not None and s is not None and day <= s <= horizon:
+                repl = registry.current_replacement(target) or "(none named)"
                 report.changes.append(
                     Change(
-                        p.id,
+                        target.id,
                         "alias",
                         s,
                         f"built-in alias {alias!r} points at it; point it at {repl}",

@@ -30,6 +30,8 @@ attempt's usage (``llmrelay.catalog.costs``); an unknown price is a typed unknow
 from __future__ import annotations
 
 import dataclasses
+import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -47,6 +49,8 @@ if TYPE_CHECKING:
     from .profiles import LLMProfile
 
 __all__ = ["ALIAS_WARN_DAYS", "Catalog"]
+
+log = logging.getLogger("llmrelay.catalog")
 
 #: An alias whose model shuts down within this many days warns when called.
 ALIAS_WARN_DAYS = 30
@@ -132,8 +136,8 @@ class Catalog:
         key = (e.profile.id, e.official)
         now = time.monotonic()
         last = self._checked.get(key)
-        if alias is not None:
-            self.registry.warn_alias(alias, e.profile, ALIAS_WARN_DAYS)
+        if alias is not None and alias not in _alias_warned:
+            _warn_alias(self.registry, alias, e.profile)
         if last is not None and now - last[0] < LIFECYCLE_RECHECK_S:
             return last[1]
         reg = self.registry
@@ -261,6 +265,37 @@ class Catalog:
 
     def __repr__(self) -> str:
         return f"Catalog({self._registry!r})"
+
+
+#: Aliases already warned about (their model shuts down soon), process-wide.
+_alias_warned: set[str] = set()
+_alias_lock = threading.Lock()
+
+
+def _warn_alias(registry: LLMRegistry, alias: str, profile: LLMProfile) -> None:
+    """Warn once per process per alias when ``alias`` points at a model that shuts down
+    within ``ALIAS_WARN_DAYS`` (not yet shut down: the lifecycle check covers that)."""
+    shutdown = profile.shutdown_date
+    if shutdown is None:
+        return
+    left = (shutdown - registry.today()).days
+    if left < 0 or left > ALIAS_WARN_DAYS:
+        return
+    with _alias_lock:
+        if alias in _alias_warned:
+            return
+        _alias_warned.add(alias)
+    repl = registry.current_replacement(profile)
+    instead = f"; point it at {repl!r} instead" if repl else "; no replacement is named"
+    log.warning(
+        "alias %r points at %s, which shuts down on %s (in %d days)%s",
+        alias,
+        profile.id,
+        shutdown,
+        left,
+        instead,
+        extra={"model": profile.id, "alias": alias},
+    )
 
 
 #: Sampling parameters OpenAI's reasoning models reject unless left at their default: the rules

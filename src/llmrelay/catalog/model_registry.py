@@ -58,8 +58,6 @@ _bundled: tuple[dict[str, Any], list[dict[str, Any]]] | None = None
 
 #: Models already warned about (deprecated or retired), process-wide.
 _warned: set[str] = set()
-#: Aliases already warned about (their model shuts down soon), process-wide.
-_alias_warned: set[str] = set()
 _warned_lock = threading.Lock()
 
 
@@ -472,31 +470,6 @@ class LLMRegistry:
             seen.add(nxt.id)
             repl = nxt.replacement
         return repl
-
-    def warn_alias(self, alias: str, profile: LLMProfile, within_days: int) -> None:
-        """Warn once per process per alias when ``alias`` points at a model that shuts down
-        within ``within_days`` (not yet shut down: the lifecycle check covers that)."""
-        shutdown = profile.shutdown_date
-        if shutdown is None or alias in _alias_warned:
-            return
-        left = (shutdown - self.today()).days
-        if left < 0 or left > within_days:
-            return
-        with _warned_lock:
-            if alias in _alias_warned:
-                return
-            _alias_warned.add(alias)
-        repl = self.current_replacement(profile)
-        instead = f"; point it at {repl!r} instead" if repl else "; no replacement is named"
-        log.warning(
-            "alias %r points at %s, which shuts down on %s (in %d days)%s",
-            alias,
-            profile.id,
-            shutdown,
-            left,
-            instead,
-            extra={"model": profile.id, "alias": alias},
-        )
 
     @staticmethod
     def _warn_once(profile: LLMProfile, what: str, replacement: str | None) -> None:
