@@ -544,3 +544,32 @@ def test_a_newer_schema_is_refused_naming_the_fix(tmp_path: Path) -> None:
         ConfigFileError, match=r"reads versions 1, 2\): a newer llmrelay wrote it; upgrade llmrelay"
     ):
         LLMRegistry.from_file(f)
+
+
+def test_account_tiers_decide_a_tier_specific_retirement(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="llmrelay.catalog")
+    p = registry_on(TODAY).get("groq/llama-3.3-70b-versatile")
+    # unknown tier: a warning that says how to decide, no error
+    registry_on(TODAY).check_lifecycle(p)
+    assert "account_tiers" in caplog.records[-1].getMessage()
+    caplog.clear()
+    registry_mod._warned.clear()
+    # a tier that keeps the model: silent
+    registry_on(TODAY, account_tiers={"groq": "enterprise"}).check_lifecycle(p)
+    assert caplog.records == []
+    # a retired tier: refused like a retired model, naming the replacement
+    free = registry_on(TODAY, account_tiers={"groq": "free"})
+    with pytest.raises(ModelRetiredError, match="for the free tier") as ei:
+        free.check_lifecycle(p)
+    assert ei.value.replacement == "openai/gpt-oss-120b"
+    free.check_lifecycle(p, enforce=False)  # at a mirror: warned, not refused
+
+
+def test_account_tiers_setting_is_checked() -> None:
+    from llmrelay.catalog.lifecycle import tiers_setting
+
+    assert tiers_setting({"account_tiers": {"groq": "developer"}}) == {"groq": "developer"}
+    with pytest.raises(ConfigFileError, match="account_tiers must be a table"):
+        tiers_setting({"account_tiers": "free"})

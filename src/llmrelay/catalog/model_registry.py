@@ -39,9 +39,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigFileError, ConfigurationError, ModelRetiredError, UnknownModelError
+from ..errors import ConfigFileError, ConfigurationError, UnknownModelError
 from ..settings.file import file_settings
-from . import persistence
+from . import lifecycle, persistence
 from .profiles import CAPABILITY_NAMES, LLMCapabilities, LLMProfile
 
 __all__ = ["LLMRegistry", "bundled_metadata", "default_registry"]
@@ -107,6 +107,7 @@ class LLMRegistry:
         bundled: bool = True,
         catalog_files: Iterable[str | os.PathLike[str]] | None = None,
         allow_retired: bool | None = None,
+        account_tiers: Mapping[str, str] | None = None,
         today: Callable[[], date] | None = None,
         now: Callable[[], float] | None = None,
     ) -> None:
@@ -122,6 +123,7 @@ class LLMRegistry:
         self._loaded = False
         self._pending = list(profiles)
         self._allow_retired = allow_retired
+        self._tiers = None if account_tiers is None else dict(account_tiers)
         # One clock for lifecycle (days) and prices (epoch seconds): inject either.
         if today is None:
             if now is None:
@@ -157,6 +159,8 @@ class LLMRegistry:
                     self._settings().get("allow_retired", False)
                 )
             self._allow_retired = allow
+            if self._tiers is None:
+                self._tiers = lifecycle.tiers_setting(self._settings())
             self._loaded = True
             pending, self._pending = self._pending, []
             for p in pending:
@@ -165,11 +169,11 @@ class LLMRegistry:
     @staticmethod
     def _settings() -> dict[str, Any]:
         s = file_settings("catalog")
-        unknown = set(s) - {"path", "allow_retired"}
+        unknown = set(s) - {"path", "allow_retired", "account_tiers"}
         if unknown:
             raise ConfigFileError(
                 f"unknown key(s) {', '.join(sorted(unknown))} in [catalog]; known keys: "
-                "allow_retired, path",
+                "account_tiers, allow_retired, path",
                 key="catalog",
             )
         if "allow_retired" in s and not isinstance(s["allow_retired"], bool):
@@ -410,6 +414,12 @@ class LLMRegistry:
         self._ensure()
         return bool(self._allow_retired)
 
+    @property
+    def account_tiers(self) -> dict[str, str]:
+        """Your account tier per provider (``account_tiers=`` or ``[catalog] account_tiers``)."""
+        self._ensure()
+        return dict(self._tiers or {})
+
     def check_lifecycle(self, profile: LLMProfile, *, enforce: bool = True) -> None:
         """Warn (once per model per process) about a deprecated or retired model; raise
         ``ModelRetiredError`` for a retired-and-refused one when ``enforce`` and retired models
@@ -419,41 +429,11 @@ class LLMRegistry:
         * ``retired`` (the provider refuses it): raise, naming the replacement;
         * ``retired_routed`` (the provider answers with its replacement): warn and send; the
           call is billed at the replacement's rate;
-        * ``retired_tiers`` (retired for some account tiers only): warn and send; the
-          provider refuses it if your account is on one of those tiers.
+        * ``retired_tiers`` (retired for some account tiers only): warn and send, unless
+          ``account_tiers`` names your tier at that provider: a retired tier is then refused
+          like ``retired``, another one passes without a warning.
         """
-        state = profile.lifecycle_state(self.today())
-        if state == "active":
-            return
-        repl = self.current_replacement(profile)
-        if state == "retired":
-            instead = f"; use {repl!r} instead" if repl else ""
-            if enforce and not self.allow_retired:
-                raise ModelRetiredError(
-                    f"{profile.id} was shut down on {profile.shutdown_date}{instead}. To call it "
-                    "anyway (e.g. a mirror that still serves it), allow retired models: "
-                    "LLMRegistry(allow_retired=True) or LLMRELAY_ALLOW_RETIRED=1",
-                    provider=profile.provider,
-                    model=profile.name,
-                    shutdown_date=str(profile.shutdown_date),
-                    replacement=repl,
-                )
-            what = f"{profile.id} was shut down by its provider on {profile.shutdown_date}"
-        elif state == "retired_routed":
-            what = (
-                f"{profile.id} was retired on {profile.shutdown_date}: the provider answers "
-                f"requests for it with {repl!r} and bills them at that model's rate"
-            )
-        elif state == "retired_tiers":
-            what = (
-                f"{profile.id} was retired on {profile.shutdown_date} for the "
-                f"{', '.join(profile.retired_tiers)} tier(s): the provider refuses it on those "
-                "tiers and still serves it on others"
-            )
-        else:
-            when = f"; it shuts down on {profile.shutdown_date}" if profile.shutdown_date else ""
-            what = f"{profile.id} is deprecated{when}"
-        self._warn_once(profile, what, repl)
+        lifecycle.check(self, profile, enforce=enforce)
 
     def current_replacement(self, profile: LLMProfile) -> str | None:
         """The model to use instead: the named replacement, followed while that one is itself
@@ -472,7 +452,7 @@ class LLMRegistry:
         return repl
 
     @staticmethod
-    def _warn_once(profile: LLMProfile, what: str, replacement: str | None) -> None:
+    def warn_once(profile: LLMProfile, what: str, replacement: str | None) -> None:
         with _warned_lock:
             if profile.id in _warned:
                 return
