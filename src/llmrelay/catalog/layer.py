@@ -92,8 +92,9 @@ class Catalog:
 
     def __init__(self, registry: LLMRegistry | None = None) -> None:
         self._registry = registry
-        #: (model id, official) -> (when its lifecycle check passed, retired and elsewhere).
-        self._checked: dict[tuple[str, bool], tuple[float, bool]] = {}
+        #: (model id, official, alias) -> (when its lifecycle check passed, retired and
+        #: elsewhere).
+        self._checked: dict[tuple[str, bool, str | None], tuple[float, bool]] = {}
 
     @property
     def registry(self) -> LLMRegistry:
@@ -133,14 +134,14 @@ class Catalog:
         own API). Returns True for a retired-and-refused model served elsewhere: it passes
         unchecked. A passed check is reused for a minute per deployment, so a model that
         retires while the process runs is caught within the minute."""
-        key = (e.profile.id, e.official)
+        key = (e.profile.id, e.official, alias)
         now = time.monotonic()
         last = self._checked.get(key)
-        if alias is not None and alias not in _alias_warned:
-            _warn_alias(self.registry, alias, e.profile)
         if last is not None and now - last[0] < LIFECYCLE_RECHECK_S:
             return last[1]
         reg = self.registry
+        if alias is not None and alias not in _alias_warned:
+            _warn_alias(reg, alias, e.profile)
         reg.check_lifecycle(e.profile, enforce=e.official)
         elsewhere = not e.official and e.profile.lifecycle_state(reg.today()) == "retired"
         self._checked[key] = (now, elsewhere)
