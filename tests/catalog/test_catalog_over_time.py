@@ -80,6 +80,20 @@ def test_gemini_4_argon_costs_the_price_in_force_on_the_day(day: date, usd: floa
     ).usd == pytest.approx(usd)
 
 
+def test_price_queries_use_the_price_in_force() -> None:
+    def cheap(day: date) -> list[str]:
+        found = registry_on(day).get_models_by_capability(
+            "vision", max_cost_per_1k=0.003, provider="gemini"
+        )
+        return [p.name for p in found]
+
+    assert "gemini-4-argon" in cheap(date(2026, 11, 30))  # $2 per million input
+    assert "gemini-4-argon" not in cheap(TODAY)  # $4 since 2026-12-01
+    # a profile priced without a registry uses its own schedule
+    argon = registry_on(TODAY).get("gemini/gemini-4-argon")
+    assert llmrelay.calculate_cost(argon, USAGE, at=date(2026, 11, 1)).usd == pytest.approx(12.0)
+
+
 def test_a_promotion_ends_and_the_list_price_returns() -> None:
     r = registry_on(TODAY)
     last = datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)

@@ -30,6 +30,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
+from time import time as time_now
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequestError, UnknownModelError, finite, shown
@@ -363,6 +364,9 @@ def calculate_cost(
             raise InvalidRequestError(
                 f"model must be a model name or an LLMProfile, not {type(model).__name__}"
             )
+        if registry is None and model.retirement != "routed":  # no registry needed
+            t = time_now() if when is None else when
+            return _cost_of(Rates.of(model, model.pricing_on(utc_day(t))), u)
         reg0 = registry or _default_registry()
         t = reg0.now() if when is None else when
         return _cost_of(resolve_rates(reg0, model, t)[0], u)
