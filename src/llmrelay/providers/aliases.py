@@ -143,8 +143,6 @@ CURRENT_MODELS: dict[str, tuple[tuple[str, str], ...]] = {
         ("gemini-3.5-flash", "gemini-3.5-flash"),
         ("gemini-3.5-flash-lite", "gemini-3.5-flash-lite"),
         ("gemini-3.1-flash-lite", "gemini-3.1-flash-lite"),
-        ("gemini-2.5-pro", "gemini-2.5-pro"),  # shuts down 2026-12-01
-        ("gemini-2.5-flash", "gemini-2.5-flash"),  # shuts down 2026-12-01
         ("gemini-2.5-flash-lite", "gemini-2.5-flash-lite"),
     ),
     "groq": (
