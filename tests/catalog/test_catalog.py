@@ -17,7 +17,7 @@ import pytest
 
 import llmrelay
 from llmrelay.catalog import model_registry as registry_mod
-from llmrelay.catalog.model_registry import LLMRegistry, bundled_metadata
+from llmrelay.catalog.model_registry import LLMRegistry, blended_cost_per_1k, bundled_metadata
 from llmrelay.catalog.profiles import LLMCapabilities, LLMProfile, MediaType, ModelFamily, Pricing
 from llmrelay.catalog.provider_registry import Provider, ProviderRegistry
 from llmrelay.errors import (
@@ -154,15 +154,36 @@ def test_get_models_by_capability_as_the_seed_shows() -> None:
         c = p.capabilities
         assert c.supports_vision
         assert (c.max_context_window or 0) >= 16000
-        assert (c.input_cost_per_1k_tokens or 1.0) <= 0.01
+        assert (blended_cost_per_1k(c) or 1.0) <= 0.01
         assert not p.is_retired(r.today())
     ids = {p.id for p in vision}
     assert "openai/gpt-4.1-mini" in ids
     assert "groq/openai/gpt-oss-120b" not in ids  # text only
     assert "openai/gpt-4" not in ids  # text only and retired
     cheap_tools = r.get_models_by_capability("tools", max_cost_per_1k=0.0002)
-    assert all((p.capabilities.input_cost_per_1k_tokens or 1) <= 0.0002 for p in cheap_tools)
+    assert all((blended_cost_per_1k(p.capabilities) or 1) <= 0.0002 for p in cheap_tools)
     assert r.get_models_by_capability("supports_function_calling")
+
+
+def test_max_cost_per_1k_compares_the_blended_price() -> None:
+    """3:1 input:output: $1/M in + $9/M out blends to $3/M = $0.003 per 1k; the input price
+    alone ($0.001 per 1k) would pass a $0.002 bound that the blend does not."""
+    r = lifecycle_registry(
+        profiles=[
+            {"provider": "acme", "model": "cheap-in", "capabilities": {"vision": True},
+             "prices": {"input": 1.0, "output": 9.0}},
+            {"provider": "acme", "model": "even", "capabilities": {"vision": True},
+             "prices": {"input": 2.0, "output": 2.0}},
+            {"provider": "acme", "model": "no-output-price", "capabilities": {"vision": True},
+             "prices": {"input": 0.1}},
+        ]
+    )  # fmt: skip
+    assert blended_cost_per_1k(r.get("acme/cheap-in").capabilities) == pytest.approx(0.003)
+    names = [p.name for p in r.get_models_by_capability("vision", max_cost_per_1k=0.002)]
+    assert names == ["even"]
+    names = [p.name for p in r.get_models_by_capability("vision", max_cost_per_1k=0.003)]
+    assert names == ["cheap-in", "even"]
+    assert blended_cost_per_1k(r.get("acme/no-output-price").capabilities) is None
 
 
 def test_unknown_capability_lists_the_valid_ones() -> None:

@@ -42,7 +42,14 @@ from ..settings.file import file_settings
 from . import persistence
 from .profiles import CAPABILITY_NAMES, LLMCapabilities, LLMProfile
 
-__all__ = ["LLMRegistry", "bundled_metadata", "default_registry"]
+__all__ = [
+    "BLEND_INPUT_WEIGHT",
+    "BLEND_OUTPUT_WEIGHT",
+    "LLMRegistry",
+    "blended_cost_per_1k",
+    "bundled_metadata",
+    "default_registry",
+]
 
 log = logging.getLogger("llmrelay.catalog")
 # A library logs to its logger and lets the application decide where it goes: without this,
@@ -81,6 +88,22 @@ def _truthy(v: str | None) -> bool:
 
 def _utc_today() -> date:
     return datetime.now(UTC).date()
+
+
+#: ``get_models_by_capability(max_cost_per_1k=...)`` compares a blended price: input and output
+#: tokens weighed 3:1, the usual mix of a chat call (long prompt, shorter answer).
+BLEND_INPUT_WEIGHT = 3
+BLEND_OUTPUT_WEIGHT = 1
+
+
+def blended_cost_per_1k(capabilities: LLMCapabilities) -> float | None:
+    """Dollars per 1,000 tokens blended 3:1 input:output -- ``(3 * input + output) / 4`` --
+    or None when the input or output price is unknown."""
+    i, o = capabilities.input_cost_per_1k_tokens, capabilities.output_cost_per_1k_tokens
+    if i is None or o is None:
+        return None
+    total = BLEND_INPUT_WEIGHT + BLEND_OUTPUT_WEIGHT
+    return (BLEND_INPUT_WEIGHT * i + BLEND_OUTPUT_WEIGHT * o) / total
 
 
 class LLMRegistry:
@@ -340,9 +363,14 @@ class LLMRegistry:
         include_retired: bool = False,
     ) -> builtins.list[LLMProfile]:
         """Models with ``capability`` (e.g. ``"supports_vision"``), a context window of at least
-        ``min_context_window`` and an input price of at most ``max_cost_per_1k`` dollars per
-        1,000 tokens (models with an unknown price are left out when a price bound is given).
-        Retired models are left out unless ``include_retired``."""
+        ``min_context_window`` and a blended price of at most ``max_cost_per_1k`` dollars per
+        1,000 tokens. Retired models are left out unless ``include_retired``.
+
+        The blended price weighs input and output 3:1 (``BLEND_INPUT_WEIGHT`` :
+        ``BLEND_OUTPUT_WEIGHT``), the usual mix of a chat call and the blend public price
+        comparisons use: ``(3 * input + 1 * output) / 4`` per 1,000 tokens (see
+        :func:`blended_cost_per_1k`). A model whose input or output price is unknown is left
+        out when a price bound is given."""
         name = capability if capability.startswith("supports_") else f"supports_{capability}"
         if name not in CAPABILITY_NAMES:
             raise ConfigurationError(
@@ -374,7 +402,7 @@ class LLMRegistry:
             if min_context_window is not None and (c.max_context_window or 0) < min_context_window:
                 continue
             if max_cost_per_1k is not None:
-                per_1k = c.input_cost_per_1k_tokens
+                per_1k = blended_cost_per_1k(c)
                 if per_1k is None or per_1k > max_cost_per_1k + 1e-15:
                     continue
             out.append(p)
