@@ -19,14 +19,16 @@ import llmrelay
 from llmrelay.catalog import model_registry as registry_mod
 from llmrelay.catalog.model_registry import LLMRegistry, blended_cost_per_1k, bundled_metadata
 from llmrelay.catalog.profiles import LLMCapabilities, LLMProfile, MediaType, ModelFamily, Pricing
-from llmrelay.catalog.provider_registry import Provider, ProviderRegistry
+from llmrelay.catalog.provider_registry import Provider, ProviderRegistry, default_providers
+from llmrelay.core.options import NO_OPTIONS
 from llmrelay.errors import (
     ConfigFileError,
     ConfigurationError,
     ModelRetiredError,
     UnknownModelError,
 )
-from llmrelay.providers.table import PROVIDERS, make_deployment
+from llmrelay.providers.resolve import Target
+from llmrelay.providers.table import PROVIDERS, Secret, make_deployment
 
 from ..config_isolation import isolated_config
 
@@ -470,9 +472,12 @@ def test_retired_models_left_out_of_queries() -> None:
 @pytest.fixture
 def restore_providers() -> Any:
     saved = dict(PROVIDERS)
+    default = default_providers()
+    registered = dict(default._providers), dict(default._specs)
     yield
     PROVIDERS.clear()
     PROVIDERS.update(saved)
+    default._providers, default._specs = registered
 
 
 def test_provider_registry_as_the_seed_shows(restore_providers: None) -> None:
@@ -491,16 +496,35 @@ def test_provider_registry_as_the_seed_shows(restore_providers: None) -> None:
         "tokens_per_minute": 40_000,
     }
     assert providers.rate_limits("groq") == {}
-    # fed to llmrelay.providers.table: adapters use the new base URL, the wire stays
-    dep = make_deployment("anthropic", "claude-haiku-4-5", api_key="k")
-    assert dep.base_url == "https://anthropic.internal.example"
-    assert dep.wire == "anthropic_messages"
     assert providers.list_providers() == ["anthropic"]
     assert providers.get_provider_model_config("anthropic", "claude-haiku-4-5")
+    # A registry no client uses changes nothing process-wide ...
+    dep = make_deployment("anthropic", "claude-haiku-4-5", api_key="k")
+    assert dep.base_url == "https://api.anthropic.com"
+    # ... a client handed it uses the new base URL; the wire stays
+    client = llmrelay.Client(providers=providers)
+    dep = client.engine.deployment(Target("anthropic", "claude-haiku-4-5", api_key=Secret("k")),
+                                   NO_OPTIONS, False)  # fmt: skip
+    assert dep.base_url == "https://anthropic.internal.example"
+    assert dep.wire == "anthropic_messages"
+    assert (
+        llmrelay.Client()
+        .engine.deployment(
+            Target("anthropic", "claude-haiku-4-5", api_key=Secret("k")), NO_OPTIONS, False
+        )
+        .base_url
+        == "https://api.anthropic.com"
+    )
+    # The default registry is the process's: registering there feeds the provider table.
+    default_providers().register_provider(
+        "anthropic", Provider(api_base="https://anthropic.internal.example")
+    )
+    dep = make_deployment("anthropic", "claude-haiku-4-5", api_key="k")
+    assert dep.base_url == "https://anthropic.internal.example"
 
 
 def test_a_new_provider_becomes_openai_compatible(restore_providers: None) -> None:
-    providers = ProviderRegistry()
+    providers = default_providers()
     providers.register_provider("acme-cloud", Provider(api_base="https://api.acme.example/v1"))
     dep = make_deployment("acme-cloud", "m", api_key="k")
     assert (dep.wire, dep.base_url, dep.api_key_env) == (
@@ -512,6 +536,18 @@ def test_a_new_provider_becomes_openai_compatible(restore_providers: None) -> No
     from llmrelay.providers.resolve import resolve_target
 
     assert resolve_target("acme-cloud/m").provider == "acme-cloud"
+
+
+def test_a_new_provider_in_a_clients_own_registry(restore_providers: None) -> None:
+    providers = ProviderRegistry()
+    providers.register_provider("acme-two", Provider(api_base="https://api.acme2.example/v1"))
+    assert "acme-two" not in PROVIDERS
+    with pytest.raises(UnknownModelError):
+        llmrelay.Client().engine.plan("acme-two/m")
+    engine = llmrelay.Client(providers=providers).engine
+    t = engine.plan("acme-two/m").primary
+    dep = engine.deployment(Target(t.provider, t.model, api_key=Secret("k")), NO_OPTIONS, True)
+    assert (dep.wire, dep.base_url) == ("openai_chat", "https://api.acme2.example/v1")
 
 
 @pytest.mark.parametrize(

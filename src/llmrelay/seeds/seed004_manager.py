@@ -116,6 +116,7 @@ class LLMManager:
             retry_budget=False,
             clock=clock,
             sleep=sleep,
+            limiter_factory=layers.provider_limiter,
             **layers.engine_kwargs(),
         )
         self._models: dict[str, _Model] = {}
