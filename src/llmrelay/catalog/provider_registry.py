@@ -82,9 +82,7 @@ class Provider:
             not isinstance(self.api_base, str)
             or not self.api_base.startswith(("http://", "https://"))
         ):
-            raise ConfigurationError(
-                f"api_base must be an http(s) URL, not {shown(self.api_base)}"
-            )
+            raise ConfigurationError(f"api_base must be an http(s) URL, not {shown(self.api_base)}")
         if self.wire is not None and self.wire not in _WIRES:
             raise ConfigurationError(
                 f"wire must be one of {', '.join(_WIRES)}, not {shown(self.wire)}"
@@ -115,9 +113,7 @@ def _check_limits(limits: Any, where: str) -> None:
             or math.isinf(v)
             or v <= 0
         ):
-            raise ConfigurationError(
-                f"{where}[{k!r}] must be a positive number, not {_kind_of(v)}"
-            )
+            raise ConfigurationError(f"{where}[{k!r}] must be a positive number, not {_kind_of(v)}")
 
 
 def _kind_of(v: Any) -> str:
