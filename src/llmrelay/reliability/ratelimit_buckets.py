@@ -2,11 +2,11 @@
 
 Both implement the same GCRA per dimension, each over its own window: requests, tokens, input
 tokens, output tokens per minute, requests per second, requests and tokens per day (``DIMS``,
-``WINDOWS``); a concurrency count with leases; and blocks and limits learned from provider
-headers (the four per-minute dimensions); see ``scripts.py`` for the Redis side. An acquire is all-or-nothing over
-every scope of a call: in process under one lock; in Redis each scope is one atomic script (its
-keys share a hash tag) and the scopes are sent in one pipelined round trip -- when one scope
-refuses, the others are refunded in a second round trip.
+``WINDOWS``); a concurrency count with leases; and blocks and limits learned from provider headers
+(the four per-minute dimensions); see ``scripts.py`` for the Redis side. An acquire is
+all-or-nothing over every scope of a call: in process under one lock; in Redis each scope is one
+atomic script (its keys share a hash tag) and the scopes are sent in one pipelined round trip --
+when one scope refuses, the others are refunded in a second round trip.
 
 A block is at most ``max_block`` seconds (the limiter's setting); a block that is not a finite
 positive number is ignored. In Redis the ceiling is applied when reading too, so a block written
