@@ -108,6 +108,7 @@ _EXPORTS: dict[str, str] = {
     "LLMRegistry": "catalog.model_registry",
     "Provider": "catalog.provider_registry",
     "ProviderRegistry": "catalog.provider_registry",
+    "default_providers": "catalog.provider_registry",
     "ModelCapabilityDetectorFactory": "catalog.detect",
     "Catalog": "catalog.layer",
     "Cost": "catalog.costs",
@@ -115,6 +116,8 @@ _EXPORTS: dict[str, str] = {
     "estimate_request_cost": "catalog.costs",
     "count_tokens": "catalog.tokens",
     "count_message_tokens": "catalog.tokens",
+    "fit_messages": "catalog.tokens",
+    "FitResult": "catalog.tokens",
     # state and accounting
     "Budgets": "reliability.budgets",
     "BudgetLimit": "reliability.budgets",
@@ -199,8 +202,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .catalog.profiles import ModelFamily as ModelFamily
     from .catalog.provider_registry import Provider as Provider
     from .catalog.provider_registry import ProviderRegistry as ProviderRegistry
+    from .catalog.provider_registry import default_providers as default_providers
+    from .catalog.tokens import FitResult as FitResult
     from .catalog.tokens import count_message_tokens as count_message_tokens
     from .catalog.tokens import count_tokens as count_tokens
+    from .catalog.tokens import fit_messages as fit_messages
     from .client import Client as Client
     from .client import achat as achat
     from .client import amap as amap
