@@ -39,7 +39,8 @@ def test_oldest_turns_go_first_and_system_stays() -> None:
     msgs = turns(10)
     full = count_message_tokens(msgs, MODEL)
     r = fit_messages(msgs, MODEL, budget_tokens=full // 2, truncate=False)
-    assert r.changed and not r.truncated
+    assert r.changed
+    assert not r.truncated
     assert r.messages[0].role == "system"
     kept = [m.text() for m in r.messages[1:]]
     assert kept[-1].endswith("turn 9")  # the newest turns stay, in order
