@@ -478,6 +478,7 @@ def restore_providers() -> Any:
     PROVIDERS.clear()
     PROVIDERS.update(saved)
     default._providers, default._specs = registered
+    default.version += 1
 
 
 def test_provider_registry_as_the_seed_shows(restore_providers: None) -> None:

@@ -53,14 +53,17 @@ def openai(fake: FakeUpstream, keys: str, monkeypatch: pytest.MonkeyPatch) -> Fa
 
 @pytest.fixture
 def restore_default() -> Iterator[None]:
-    """Leave the default registry and the provider table as they were."""
+    """Leave the default registry and the provider table as they were; engines made before
+    the test (another test's ``default_client()``) do not see what it declares."""
     saved = dict(PROVIDERS)
     default = default_providers()
     registered = dict(default._providers), dict(default._specs)
+    watchers, default._watchers = default._watchers, []
     yield
     PROVIDERS.clear()
     PROVIDERS.update(saved)
     default._providers, default._specs = registered
+    default._watchers = watchers
     default.version += 1
 
 
