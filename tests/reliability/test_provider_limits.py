@@ -9,6 +9,7 @@ through a real Redis by two clients. Calls go to the fake upstream over real soc
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,7 @@ from llmrelay.state import RedisStore
 from llmrelay.testing.fake import FakeUpstream, Reply
 
 from .. import redis_services
+from ..config_isolation import isolated_config
 from ..conftest import FakeClock
 
 # pytest fixtures
@@ -292,3 +294,32 @@ async def test_per_day_limits_shared_over_redis(
     assert ei.value.retry_after is not None
     assert ei.value.retry_after > 60  # a day's allowance, not a minute's
     assert "requests per-day limit" in str(ei.value)
+
+
+async def test_shared_over_redis_when_llmrelay_redis_url_is_set(
+    openai: FakeUpstream,
+    redis_url: str,
+    redis_prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No ``limits=`` and no ``state=``: the configured Redis (``LLMRELAY_REDIS_URL``) holds the
+    limiter each client makes for the declared limits."""
+    config = tmp_path / "llmrelay.toml"
+    config.write_text(f'[state]\nprefix = "{redis_prefix}"\n')
+    monkeypatch.setenv("LLMRELAY_CONFIG", str(config))
+    monkeypatch.setenv("LLMRELAY_REDIS_URL", redis_url)
+    with isolated_config():
+        providers = registry(requests_per_minute=2)
+        a, b = llmrelay.Client(providers=providers), llmrelay.Client(providers=providers)
+        for c in (a, b):
+            limiter = c.engine.limiter
+            assert isinstance(limiter, RateLimiter)
+            assert isinstance(limiter.store, RedisStore)
+        await a.achat(MODEL, "1")
+        await b.achat(MODEL, "2")
+        with pytest.raises(RateLimitedError):
+            await b.achat(MODEL, "3")
+        for c in (a, b):
+            await c.aclose()
+    assert len(openai.requests) == 2
