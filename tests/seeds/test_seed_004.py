@@ -272,6 +272,21 @@ def test_response_caching() -> None:
     assert len(fn.calls) == 5
 
 
+async def test_cache_hit_rate_has_the_denominator_of_client_metrics() -> None:
+    """The same calls through LLMManager and Client(metrics=True): one hit, one miss, one call
+    bypassing the cache -> both say 1/3 (hits / calls)."""
+    llm_manager, _, _ = manager(enable_caching=True)
+    llm_manager.register_model("m", Recorder("answer"))
+    client = llmrelay.Client(metrics=True, cache=True)
+    model = llmrelay.TestModel(["answer"] * 3, name="m")
+    for use_cache in (True, True, False):
+        await llm_manager.agenerate("What is AI?", use_cache=use_cache)
+        await client.achat(model, "What is AI?", use_cache=use_cache)
+    assert client.metrics is not None
+    from_client = client.metrics.get_metrics()["cache_hit_rate"]
+    assert llm_manager.get_metrics()["cache_hit_rate"] == from_client == pytest.approx(1 / 3)
+
+
 def test_caching_disabled() -> None:
     llm_manager, _, _ = manager(enable_caching=False)
     fn = Recorder("x")
