@@ -108,6 +108,7 @@ _EXPORTS: dict[str, str] = {
     "LLMRegistry": "catalog.model_registry",
     "Provider": "catalog.provider_registry",
     "ProviderRegistry": "catalog.provider_registry",
+    "default_providers": "catalog.provider_registry",
     "ModelCapabilityDetectorFactory": "catalog.detect",
     "Catalog": "catalog.layer",
     "Cost": "catalog.costs",
@@ -115,6 +116,8 @@ _EXPORTS: dict[str, str] = {
     "estimate_request_cost": "catalog.costs",
     "count_tokens": "catalog.tokens",
     "count_message_tokens": "catalog.tokens",
+    "fit_messages": "catalog.fit",
+    "FitResult": "catalog.fit",
     # state and accounting
     "Budgets": "reliability.budgets",
     "BudgetLimit": "reliability.budgets",
@@ -191,6 +194,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .catalog.costs import calculate_cost as calculate_cost
     from .catalog.costs import estimate_request_cost as estimate_request_cost
     from .catalog.detect import ModelCapabilityDetectorFactory as ModelCapabilityDetectorFactory
+    from .catalog.fit import FitResult as FitResult
+    from .catalog.fit import fit_messages as fit_messages
     from .catalog.layer import Catalog as Catalog
     from .catalog.model_registry import LLMRegistry as LLMRegistry
     from .catalog.profiles import LLMCapabilities as LLMCapabilities
@@ -199,6 +204,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .catalog.profiles import ModelFamily as ModelFamily
     from .catalog.provider_registry import Provider as Provider
     from .catalog.provider_registry import ProviderRegistry as ProviderRegistry
+    from .catalog.provider_registry import default_providers as default_providers
     from .catalog.tokens import count_message_tokens as count_message_tokens
     from .catalog.tokens import count_tokens as count_tokens
     from .client import Client as Client

@@ -31,6 +31,7 @@ from .types import MessagesInput, Response, normalize_messages
 
 if TYPE_CHECKING:
     from .batch.runner import BatchResult
+    from .catalog.provider_registry import ProviderRegistry
     from .observe.metrics import Metrics
     from .observe.requestlog import RequestLog
 
@@ -68,6 +69,7 @@ class Client:
         state: Any = None,
         max_response_bytes: int | None = None,
         max_event_bytes: int | None = None,
+        providers: ProviderRegistry | None = None,
     ) -> None:
         """``metrics=True`` counts every call (``client.metrics.get_metrics()``); ``log=True``
         writes each call to the configured request log (``[log]``, ``LLMRELAY_LOG_*``; default
@@ -80,6 +82,10 @@ class Client:
         ``state``: where cache, limits and breakers live -- ``"redis://..."``,
         ``"sqlite:///path"``, ``"memory"`` or a store (default ``[state]`` /
         ``LLMRELAY_REDIS_URL``, else in process). See ``llmrelay.state``.
+
+        ``providers``: the ``ProviderRegistry`` this client uses (default: the default one,
+        ``llmrelay.default_providers()``): its base URLs, and its providers' declared rate
+        limits, enforced by this client's limiter (made on ``state`` when there is none).
 
         ``max_response_bytes`` (default ``[defaults] max_response_bytes``, else 32 MiB) bounds
         a response body once decompressed, ``max_event_bytes`` (else 4 MiB) one stream event;
@@ -98,10 +104,12 @@ class Client:
                 "max_response_bytes= and max_event_bytes= configure the engine built here; with "
                 "engine=, pass them to Engine(...) instead"
             )
-        if engine is not None and not (cache is None and limits is None and state is None):
+        if engine is not None and not (
+            cache is None and limits is None and state is None and providers is None
+        ):
             raise InvalidRequestError(
-                "cache=, limits= and state= configure the engine built here; with engine=, pass "
-                "Engine(cache=..., limiter=...) instead"
+                "cache=, limits=, state= and providers= configure the engine built here; with "
+                "engine=, pass Engine(cache=..., limiter=..., providers=...) instead"
             )
         self.metrics: Metrics | None = None
         self.log: RequestLog | None = None
@@ -142,6 +150,8 @@ class Client:
                 catalog=Catalog(),
                 recorder=recorder,
                 log_content=bool(log_content),
+                providers=providers,
+                limiter_factory=layers.provider_limiter,
                 **kwargs,
             )
         self.engine = engine

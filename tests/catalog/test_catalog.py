@@ -17,16 +17,18 @@ import pytest
 
 import llmrelay
 from llmrelay.catalog import model_registry as registry_mod
-from llmrelay.catalog.model_registry import LLMRegistry, bundled_metadata
+from llmrelay.catalog.model_registry import LLMRegistry, blended_cost_per_1k, bundled_metadata
 from llmrelay.catalog.profiles import LLMCapabilities, LLMProfile, MediaType, ModelFamily, Pricing
-from llmrelay.catalog.provider_registry import Provider, ProviderRegistry
+from llmrelay.catalog.provider_registry import Provider, ProviderRegistry, default_providers
+from llmrelay.core.options import NO_OPTIONS
 from llmrelay.errors import (
     ConfigFileError,
     ConfigurationError,
     ModelRetiredError,
     UnknownModelError,
 )
-from llmrelay.providers.table import PROVIDERS, make_deployment
+from llmrelay.providers.resolve import Target
+from llmrelay.providers.table import PROVIDERS, Secret, make_deployment
 
 from ..config_isolation import isolated_config
 
@@ -163,15 +165,36 @@ def test_get_models_by_capability_as_the_seed_shows() -> None:
         c = p.capabilities
         assert c.supports_vision
         assert (c.max_context_window or 0) >= 16000
-        assert (c.input_cost_per_1k_tokens or 1.0) <= 0.01
+        assert (blended_cost_per_1k(c) or 1.0) <= 0.01
         assert not p.is_retired(r.today())
     ids = {p.id for p in vision}
     assert "openai/gpt-4.1-mini" in ids
     assert "groq/openai/gpt-oss-120b" not in ids  # text only
     assert "openai/gpt-4" not in ids  # text only and retired
     cheap_tools = r.get_models_by_capability("tools", max_cost_per_1k=0.0002)
-    assert all((p.capabilities.input_cost_per_1k_tokens or 1) <= 0.0002 for p in cheap_tools)
+    assert all((blended_cost_per_1k(p.capabilities) or 1) <= 0.0002 for p in cheap_tools)
     assert r.get_models_by_capability("supports_function_calling")
+
+
+def test_max_cost_per_1k_compares_the_blended_price() -> None:
+    """3:1 input:output: $1/M in + $9/M out blends to $3/M = $0.003 per 1k; the input price
+    alone ($0.001 per 1k) would pass a $0.002 bound that the blend does not."""
+    r = lifecycle_registry(
+        profiles=[
+            {"provider": "acme", "model": "cheap-in", "capabilities": {"vision": True},
+             "prices": {"input": 1.0, "output": 9.0}},
+            {"provider": "acme", "model": "even", "capabilities": {"vision": True},
+             "prices": {"input": 2.0, "output": 2.0}},
+            {"provider": "acme", "model": "no-output-price", "capabilities": {"vision": True},
+             "prices": {"input": 0.1}},
+        ]
+    )  # fmt: skip
+    assert blended_cost_per_1k(r.get("acme/cheap-in").capabilities) == pytest.approx(0.003)
+    names = [p.name for p in r.get_models_by_capability("vision", max_cost_per_1k=0.002)]
+    assert names == ["even"]
+    names = [p.name for p in r.get_models_by_capability("vision", max_cost_per_1k=0.003)]
+    assert names == ["cheap-in", "even"]
+    assert blended_cost_per_1k(r.get("acme/no-output-price").capabilities) is None
 
 
 def test_unknown_capability_lists_the_valid_ones() -> None:
@@ -458,9 +481,13 @@ def test_retired_models_left_out_of_queries() -> None:
 @pytest.fixture
 def restore_providers() -> Any:
     saved = dict(PROVIDERS)
+    default = default_providers()
+    registered = dict(default._providers), dict(default._specs)
     yield
     PROVIDERS.clear()
     PROVIDERS.update(saved)
+    default._providers, default._specs = registered
+    default.version += 1
 
 
 def test_provider_registry_as_the_seed_shows(restore_providers: None) -> None:
@@ -479,16 +506,35 @@ def test_provider_registry_as_the_seed_shows(restore_providers: None) -> None:
         "tokens_per_minute": 40_000,
     }
     assert providers.rate_limits("groq") == {}
-    # fed to llmrelay.providers.table: adapters use the new base URL, the wire stays
-    dep = make_deployment("anthropic", "claude-haiku-4-5", api_key="k")
-    assert dep.base_url == "https://anthropic.internal.example"
-    assert dep.wire == "anthropic_messages"
     assert providers.list_providers() == ["anthropic"]
     assert providers.get_provider_model_config("anthropic", "claude-haiku-4-5")
+    # A registry no client uses changes nothing process-wide ...
+    dep = make_deployment("anthropic", "claude-haiku-4-5", api_key="k")
+    assert dep.base_url == "https://api.anthropic.com"
+    # ... a client handed it uses the new base URL; the wire stays
+    client = llmrelay.Client(providers=providers)
+    dep = client.engine.deployment(Target("anthropic", "claude-haiku-4-5", api_key=Secret("k")),
+                                   NO_OPTIONS, False)  # fmt: skip
+    assert dep.base_url == "https://anthropic.internal.example"
+    assert dep.wire == "anthropic_messages"
+    assert (
+        llmrelay.Client()
+        .engine.deployment(
+            Target("anthropic", "claude-haiku-4-5", api_key=Secret("k")), NO_OPTIONS, False
+        )
+        .base_url
+        == "https://api.anthropic.com"
+    )
+    # The default registry is the process's: registering there feeds the provider table.
+    default_providers().register_provider(
+        "anthropic", Provider(api_base="https://anthropic.internal.example")
+    )
+    dep = make_deployment("anthropic", "claude-haiku-4-5", api_key="k")
+    assert dep.base_url == "https://anthropic.internal.example"
 
 
 def test_a_new_provider_becomes_openai_compatible(restore_providers: None) -> None:
-    providers = ProviderRegistry()
+    providers = default_providers()
     providers.register_provider("acme-cloud", Provider(api_base="https://api.acme.example/v1"))
     dep = make_deployment("acme-cloud", "m", api_key="k")
     assert (dep.wire, dep.base_url, dep.api_key_env) == (
@@ -500,6 +546,18 @@ def test_a_new_provider_becomes_openai_compatible(restore_providers: None) -> No
     from llmrelay.providers.resolve import resolve_target
 
     assert resolve_target("acme-cloud/m").provider == "acme-cloud"
+
+
+def test_a_new_provider_in_a_clients_own_registry(restore_providers: None) -> None:
+    providers = ProviderRegistry()
+    providers.register_provider("acme-two", Provider(api_base="https://api.acme2.example/v1"))
+    assert "acme-two" not in PROVIDERS
+    with pytest.raises(UnknownModelError):
+        llmrelay.Client().engine.plan("acme-two/m")
+    engine = llmrelay.Client(providers=providers).engine
+    t = engine.plan("acme-two/m").primary
+    dep = engine.deployment(Target(t.provider, t.model, api_key=Secret("k")), NO_OPTIONS, True)
+    assert (dep.wire, dep.base_url) == ("openai_chat", "https://api.acme2.example/v1")
 
 
 @pytest.mark.parametrize(

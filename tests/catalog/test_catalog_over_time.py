@@ -83,12 +83,13 @@ def test_gemini_4_argon_costs_the_price_in_force_on_the_day(day: date, usd: floa
 def test_price_queries_use_the_price_in_force() -> None:
     def cheap(day: date) -> list[str]:
         found = registry_on(day).get_models_by_capability(
-            "vision", max_cost_per_1k=0.003, provider="gemini"
+            "vision", max_cost_per_1k=0.005, provider="gemini"
         )
         return [p.name for p in found]
 
-    assert "gemini-4-argon" in cheap(date(2026, 11, 30))  # $2 per million input
-    assert "gemini-4-argon" not in cheap(TODAY)  # $4 since 2026-12-01
+    # blended 3:1 input:output: ($2 x 3 + $10) / 4 = $4 per million, then $8 since 2026-12-01
+    assert "gemini-4-argon" in cheap(date(2026, 11, 30))
+    assert "gemini-4-argon" not in cheap(TODAY)
     # a profile priced without a registry uses its own schedule
     argon = registry_on(TODAY).get("gemini/gemini-4-argon")
     assert llmrelay.calculate_cost(argon, USAGE, at=date(2026, 11, 1)).usd == pytest.approx(12.0)

@@ -71,8 +71,8 @@ def test_limits_are_validated_at_configuration_time() -> None:
     for bad in ({"rpm": 0}, {"rpm": -1}, {"tpm": float("nan")}, {"rpm": True}, {"concurrent": 1.5}):
         with pytest.raises(ConfigurationError, match="greater than 0"):
             Limits.coerce(bad)
-    with pytest.raises(ConfigurationError, match="unknown rate limit 'rps'"):
-        Limits.coerce({"rps": 1})
+    with pytest.raises(ConfigurationError, match="unknown rate limit 'rph'"):
+        Limits.coerce({"rph": 1})
     with pytest.raises(ConfigurationError, match=r"limits\['openai/x'\]: rate limit rpm=0"):
         RateLimiter({"openai/x": {"rpm": 0}})
     with pytest.raises(ConfigurationError, match="rpm=-3"):
@@ -87,6 +87,10 @@ def test_limits_are_validated_at_configuration_time() -> None:
     assert Limits.coerce({"requests_per_minute": 60, "max_concurrent": 2}) == Limits(
         rpm=60, concurrent=2
     )
+    # ... every key seed 003 names, per second and per day included
+    assert Limits.coerce(
+        {"requests_per_second": 1, "requests_per_day": 1000, "tokens_per_day": 10**6}
+    ) == Limits(rps=1, rpd=1000, tpd=10**6)
 
 
 # --------------------------------------------------------------------------- requests

@@ -142,7 +142,76 @@ def test_fallback_chain() -> None:
     assert sleeps.delays == [1.0, 2.0]
     assert gpt35.calls == []
     info = llm_manager.get_model_info("gpt-4")["stats"]
-    assert (info["requests"], info["successes"], info["failures"]) == (3, 0, 3)
+    # one call tried gpt-4 (three attempts: two retries) and it could not answer
+    assert (info["requests"], info["successes"], info["failures"]) == (1, 0, 1)
+    assert info["retries"] == 2
+    assert llm_manager.get_model_info("claude-opus")["stats"]["requests"] == 1
+
+
+def test_fallback_chain_skips_an_unregistered_name(caplog: pytest.LogCaptureFixture) -> None:
+    """The seed's chain names "gpt-3.5", which its example never registers: skipped, with a
+    warning when the chain is set and a trace entry when the walk reaches it."""
+    llm_manager, _, _ = seed_manager()
+    llm_manager.set_active_model("gpt-4")
+    caplog.set_level("WARNING", logger="llmrelay.manager")
+    llm_manager.set_fallback_chain(["gpt-4", "claude-opus", "gpt-3.5"])
+    assert [r.getMessage() for r in caplog.records] == [
+        "fallback chain: 'gpt-3.5' not registered; skipped until registered "
+        "(registered: claude-opus, gpt-4)"
+    ]
+    assert llm_manager.generate("Analyze this data...") == "Generated response from GPT-4"
+
+    failing = Recorder("never", fail=100)
+    llm_manager.register_model("gpt-4", failing)
+    llm_manager.register_model("claude-opus", Recorder("never", fail=100))
+    with pytest.raises(AllAttemptsFailedError) as info:
+        llm_manager.generate("Analyze this data...", use_cache=False)
+    trace = info.value.trace
+    assert [(a.deployment, a.outcome) for a in trace] == [
+        *[("test/gpt-4", "error")] * 3,
+        *[("test/claude-opus", "error")] * 3,
+        ("gpt-3.5", "skipped"),
+    ]
+    assert trace[-1].reason == "'gpt-3.5' is in the fallback chain but not registered"
+
+    # Registered later, it is used.
+    llm_manager.register_model("gpt-3.5", Recorder("Generated response from GPT-3.5"))
+    assert llm_manager.generate("x", use_cache=False) == "Generated response from GPT-3.5"
+
+
+def test_an_unregistered_name_between_two_models_is_skipped_in_place() -> None:
+    llm_manager, _, _ = manager(max_retries=1)
+    llm_manager.register_model("a", Recorder("a", fail=100))
+    llm_manager.register_model("c", Recorder("c"))
+    llm_manager.set_fallback_chain(["a", "b", "c"])
+    assert llm_manager.generate("x") == "c"
+    llm_manager.register_model("b", Recorder("b"))  # the chain now reaches b
+    assert llm_manager.generate("y") == "b"
+    m = llm_manager.get_metrics()
+    assert (m["total_requests"], m["successful_requests"]) == (2, 2)
+
+
+def test_chain_with_no_registered_model_is_a_clear_error() -> None:
+    llm_manager, _, _ = manager()
+    llm_manager.set_fallback_chain(["nobody"])
+    with pytest.raises(UnknownModelError, match="register_model"):
+        llm_manager.generate("x")
+    with pytest.raises(ConfigurationError, match="each entry must be a model name"):
+        llm_manager.set_fallback_chain(["a", 3])  # type: ignore[list-item]
+
+
+def test_no_active_model_uses_the_first_registered_model() -> None:
+    """The circuit-breaker example calls generate() right after register_model, with no
+    active model."""
+    llm_manager, _, _ = manager()
+    with pytest.raises(ConfigurationError, match="register_model"):
+        llm_manager.generate("x")
+    first, second = Recorder("first"), Recorder("second")
+    llm_manager.register_model("unreliable-model", first)
+    llm_manager.register_model("other", second)
+    assert llm_manager.generate("Test prompt") == "first"
+    assert second.calls == []
+    assert llm_manager.get_model_info("unreliable-model")["active"] is False
 
 
 def test_fallback_reaches_the_last_model_and_all_failing_is_one_error() -> None:
@@ -185,16 +254,37 @@ def test_response_caching() -> None:
     metrics = llm_manager.get_metrics()
     assert metrics["cache_hit_rate"] == 0.5
     assert metrics["total_requests"] == 2
+    # The rate is cache_hits / total_requests: a call that bypasses the cache counts too, as
+    # in Client(metrics=True).
+    llm_manager.generate("What is AI?", use_cache=False)
+    metrics = llm_manager.get_metrics()
+    assert metrics["cache_hit_rate"] == pytest.approx(1 / 3)
+    assert (metrics["cache_hits"], metrics["cache_misses"]) == (1, 1)
 
     # Other parameters are another entry; use_cache=False bypasses the cache.
     llm_manager.generate("What is AI?", temperature=0.1)
     llm_manager.generate("What is AI?", use_cache=False)
-    assert len(fn.calls) == 3
+    assert len(fn.calls) == 4
 
     # Clear cache when needed
     llm_manager.clear_cache()
     llm_manager.generate("What is AI?", use_cache=True)
-    assert len(fn.calls) == 4
+    assert len(fn.calls) == 5
+
+
+async def test_cache_hit_rate_has_the_denominator_of_client_metrics() -> None:
+    """The same calls through LLMManager and Client(metrics=True): one hit, one miss, one call
+    bypassing the cache -> both say 1/3 (hits / calls)."""
+    llm_manager, _, _ = manager(enable_caching=True)
+    llm_manager.register_model("m", Recorder("answer"))
+    client = llmrelay.Client(metrics=True, cache=True)
+    model = llmrelay.TestModel(["answer"] * 3, name="m")
+    for use_cache in (True, True, False):
+        await llm_manager.agenerate("What is AI?", use_cache=use_cache)
+        await client.achat(model, "What is AI?", use_cache=use_cache)
+    assert client.metrics is not None
+    from_client = client.metrics.get_metrics()["cache_hit_rate"]
+    assert llm_manager.get_metrics()["cache_hit_rate"] == from_client == pytest.approx(1 / 3)
 
 
 def test_caching_disabled() -> None:
@@ -344,8 +434,11 @@ def test_performance_monitoring(capsys: pytest.CaptureFixture[str]) -> None:
     assert out[3].startswith("Total tokens: ")
     assert int(out[3].split(": ")[1]) > 0
     assert out[4] == "Total retries: 1"
-    assert out[5:8] == ["Requests: 3", "Successes: 2", "Failures: 1"]
-    assert out[8] == "Average latency: 0.000s"  # the fake clock does not move during calls
+    # per call: "one" (a failure, then a retry that answered) and "two"; the cached call
+    # reached no model
+    assert out[5:8] == ["Requests: 2", "Successes: 2", "Failures: 0"]
+    # per call, backoff included: the fake clock moved only by the retry's 1 s wait
+    assert out[8] == "Average latency: 0.500s"
     assert out[9] == "Circuit state: closed"
 
     assert metrics["total_tokens"] == model_info["stats"]["total_tokens"]
@@ -492,8 +585,9 @@ def test_registering_provider_models_against_the_fake(
     assert metrics["success_rate"] == 1.0
     assert metrics["total_tokens"] > 0
     gpt4 = llm.get_model_info("gpt-4")
-    assert gpt4["stats"]["requests"] == 4
-    assert gpt4["stats"]["failures"] == 3
+    assert gpt4["stats"]["requests"] == 2  # two calls tried it (the second three times)
+    assert gpt4["stats"]["failures"] == 1
+    assert gpt4["stats"]["retries"] == 2
     assert gpt4["stats"]["total_tokens"] > 0
     assert llm.get_model_info("claude-opus")["stats"]["successes"] == 1
     assert metrics["total_cost"] == pytest.approx(gpt4["stats"]["total_tokens"] / 1000 * 0.01)
@@ -548,16 +642,12 @@ def test_bad_input_is_rejected_at_configuration_time() -> None:
         llm.set_fallback_chain([])
     with pytest.raises(ConfigurationError, match="twice"):
         llm.set_fallback_chain(["gpt-4", "gpt-4"])
-    with pytest.raises(UnknownModelError):
-        llm.set_fallback_chain(["gpt-4", "claude-opus"])
     with pytest.raises(ConfigurationError):
         llm.set_fallback_chain("gpt-4")  # type: ignore[arg-type]
     with pytest.raises(UnknownModelError):
         llm.get_model_info("nope")
     with pytest.raises(UnknownModelError):
         llm.reset_circuit_breaker("nope")
-    with pytest.raises(ConfigurationError, match="active model"):
-        llm.generate("nothing active yet")
     llm.set_active_model("gpt-4")
     with pytest.raises(ConfigurationError):
         llm.generate("")

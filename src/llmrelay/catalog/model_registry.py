@@ -42,9 +42,19 @@ from typing import Any
 from ..errors import ConfigFileError, ConfigurationError, UnknownModelError
 from ..settings.file import file_settings
 from . import lifecycle, persistence
-from .profiles import CAPABILITY_NAMES, LLMCapabilities, LLMProfile
+from .profiles import BLEND_INPUT_WEIGHT as BLEND_INPUT_WEIGHT
+from .profiles import BLEND_OUTPUT_WEIGHT as BLEND_OUTPUT_WEIGHT
+from .profiles import CAPABILITY_NAMES, LLMCapabilities, LLMProfile, blended_price_per_1k
+from .profiles import blended_cost_per_1k as blended_cost_per_1k
 
-__all__ = ["LLMRegistry", "bundled_metadata", "default_registry"]
+__all__ = [
+    "BLEND_INPUT_WEIGHT",
+    "BLEND_OUTPUT_WEIGHT",
+    "LLMRegistry",
+    "blended_cost_per_1k",
+    "bundled_metadata",
+    "default_registry",
+]
 
 log = logging.getLogger("llmrelay.catalog")
 # A library logs to its logger and lets the application decide where it goes: without this,
@@ -366,9 +376,14 @@ class LLMRegistry:
         include_retired: bool = False,
     ) -> builtins.list[LLMProfile]:
         """Models with ``capability`` (e.g. ``"supports_vision"``), a context window of at least
-        ``min_context_window`` and an input price of at most ``max_cost_per_1k`` dollars per
-        1,000 tokens (models with an unknown price are left out when a price bound is given).
-        Retired models are left out unless ``include_retired``."""
+        ``min_context_window`` and a blended price of at most ``max_cost_per_1k`` dollars per
+        1,000 tokens. Retired models are left out unless ``include_retired``.
+
+        The blended price weighs input and output 3:1 (``BLEND_INPUT_WEIGHT`` :
+        ``BLEND_OUTPUT_WEIGHT``), the usual mix of a chat call and the blend public price
+        comparisons use: ``(3 * input + 1 * output) / 4`` per 1,000 tokens (see
+        :func:`blended_cost_per_1k`). A model whose input or output price is unknown is left
+        out when a price bound is given."""
         name = capability if capability.startswith("supports_") else f"supports_{capability}"
         if name not in CAPABILITY_NAMES:
             raise ConfigurationError(
@@ -401,8 +416,8 @@ class LLMRegistry:
             if min_context_window is not None and (c.max_context_window or 0) < min_context_window:
                 continue
             if max_cost_per_1k is not None:
-                price = p.pricing_on(today).input
-                if price is None or price / 1000.0 > max_cost_per_1k + 1e-15:
+                per_1k = blended_price_per_1k(p.pricing_on(today))
+                if per_1k is None or per_1k > max_cost_per_1k + 1e-15:
                     continue
             out.append(p)
         return out

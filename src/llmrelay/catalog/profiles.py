@@ -478,3 +478,29 @@ class LLMProfile:
 
     def __repr__(self) -> str:
         return f"LLMProfile({self.id!r}, family={self.family.value!r})"
+
+
+#: ``get_models_by_capability(max_cost_per_1k=...)`` compares a blended price: input and output
+#: tokens weighed 3:1, the usual mix of a chat call (long prompt, shorter answer).
+BLEND_INPUT_WEIGHT = 3
+BLEND_OUTPUT_WEIGHT = 1
+
+
+def blended_cost_per_1k(capabilities: LLMCapabilities) -> float | None:
+    """Dollars per 1,000 tokens blended 3:1 input:output -- ``(3 * input + output) / 4`` --
+    or None when the input or output price is unknown (the base price)."""
+    i, o = capabilities.input_cost_per_1k_tokens, capabilities.output_cost_per_1k_tokens
+    if i is None or o is None:
+        return None
+    total = BLEND_INPUT_WEIGHT + BLEND_OUTPUT_WEIGHT
+    return (BLEND_INPUT_WEIGHT * i + BLEND_OUTPUT_WEIGHT * o) / total
+
+
+def blended_price_per_1k(pricing: Pricing) -> float | None:
+    """:func:`blended_cost_per_1k` of a price (dollars per million tokens) in force on a day."""
+    if pricing.input is None or pricing.output is None:
+        return None
+    total = BLEND_INPUT_WEIGHT + BLEND_OUTPUT_WEIGHT
+    return (
+        (BLEND_INPUT_WEIGHT * pricing.input + BLEND_OUTPUT_WEIGHT * pricing.output) / total / 1000
+    )

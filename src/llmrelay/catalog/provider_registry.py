@@ -9,25 +9,40 @@ limits and its per-model settings.
         Provider(api_base="https://api.anthropic.com", rate_limits={"requests_per_minute": 60}),
     )
     providers.rate_limits("anthropic")      # {"requests_per_minute": 60} for the rate limiter
+    client = llmrelay.Client(providers=providers)   # this client uses it
 
-Registering a provider feeds ``llmrelay.providers.table``: an existing provider keeps its wire
-format
-and key variable and takes the new base URL; a new name becomes an OpenAI-compatible provider
-(or the ``wire`` you name), so every adapter and ``provider/model`` name uses it at once.
+**Which registry applies.** A registry applies to the clients that use it: the default one
+(:func:`default_providers`) to every ``Client`` (and every facade built on one) not handed
+another, a registry of your own to ``Client(providers=registry)``. Registering into the default
+registry also feeds the process-wide provider table (``llmrelay.providers.table``), so every
+adapter and ``provider/model`` name uses it at once; registering into a ``ProviderRegistry()``
+no client uses changes nothing process-wide. An existing provider keeps its wire format and key
+variable and takes the new base URL (the provider's default: ``<PROVIDER>_BASE_URL`` and a
+call's ``base_url=`` still win); a new name becomes an OpenAI-compatible provider (or the
+``wire`` you name).
+
+**Rate limits** a provider declares (``requests_per_second``, ``requests_per_minute``,
+``requests_per_day``, ``tokens_per_minute``, ``tokens_per_day``, ``input_tokens_per_minute``,
+``output_tokens_per_minute``, ``concurrent_requests``) are enforced by the rate limiter of every
+client using the registry (:mod:`llmrelay.reliability.ratelimit`; shared through Redis when
+``LLMRELAY_REDIS_URL`` is set): one scope per provider and API key, shared by its models, and
+one per model for limits a ``models`` entry declares. A client without a limiter gets one when
+the first limits are declared.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..errors import ConfigurationError, UnknownModelError
+from ..errors import ConfigurationError, UnknownModelError, shown
 from ..providers.table import PROVIDERS, ProviderSpec, register_provider_spec
 
-__all__ = ["RATE_LIMIT_KEYS", "Provider", "ProviderRegistry"]
+__all__ = ["RATE_LIMIT_KEYS", "Provider", "ProviderRegistry", "default_providers"]
 
 #: The rate-limit keys a provider may declare (all positive numbers).
 RATE_LIMIT_KEYS: tuple[str, ...] = (
@@ -67,17 +82,19 @@ class Provider:
             not isinstance(self.api_base, str)
             or not self.api_base.startswith(("http://", "https://"))
         ):
-            raise ConfigurationError(f"api_base must be an http(s) URL, not {self.api_base!r}")
+            raise ConfigurationError(f"api_base must be an http(s) URL, not {shown(self.api_base)}")
         if self.wire is not None and self.wire not in _WIRES:
-            raise ConfigurationError(f"wire must be one of {', '.join(_WIRES)}, not {self.wire!r}")
+            raise ConfigurationError(
+                f"wire must be one of {', '.join(_WIRES)}, not {shown(self.wire)}"
+            )
         _check_limits(self.rate_limits, "rate_limits")
         if not isinstance(self.models, Mapping):
             raise ConfigurationError("models must be a mapping of model name -> settings")
         for name, settings in self.models.items():
             if not isinstance(settings, Mapping):
-                raise ConfigurationError(f"models[{name!r}] must be a mapping of settings")
+                raise ConfigurationError(f"models[{shown(name)}] must be a mapping of settings")
             if "rate_limits" in settings:
-                _check_limits(settings["rate_limits"], f"models[{name!r}].rate_limits")
+                _check_limits(settings["rate_limits"], f"models[{shown(name)}].rate_limits")
 
 
 def _check_limits(limits: Any, where: str) -> None:
@@ -86,31 +103,88 @@ def _check_limits(limits: Any, where: str) -> None:
     for k, v in limits.items():
         if k not in RATE_LIMIT_KEYS:
             raise ConfigurationError(
-                f"unknown rate limit {k!r} in {where}; valid keys: {', '.join(RATE_LIMIT_KEYS)}"
+                f"unknown rate limit {shown(k)} in {where}; valid keys: "
+                f"{', '.join(RATE_LIMIT_KEYS)}"
             )
-        if isinstance(v, bool) or not isinstance(v, int | float) or math.isnan(v) or v <= 0:
-            raise ConfigurationError(f"{where}[{k!r}] must be a positive number, not {v!r}")
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, int | float)
+            or math.isnan(v)
+            or math.isinf(v)
+            or v <= 0
+        ):
+            raise ConfigurationError(f"{where}[{k!r}] must be a positive number, not {_kind_of(v)}")
+
+
+def _kind_of(v: Any) -> str:
+    return shown(v)
 
 
 class ProviderRegistry:
-    """Providers by name. ``register_provider`` also updates ``llmrelay.providers.table`` (unless
-    ``apply=False``), so adapters and ``provider/model`` names use the new settings."""
+    """Providers by name, for the clients that use this registry (see the module docs)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._providers: dict[str, Provider] = {}
+        self._specs: dict[str, ProviderSpec] = {}
+        self._default = False
+        #: Bumped by every registration (the rate limiter re-reads limits when it changes).
+        self.version = 0
+        self._watchers: list[weakref.ref[Any]] = []
 
-    def register_provider(self, name: str, provider: Provider, *, apply: bool = True) -> None:
+    @property
+    def is_default(self) -> bool:
+        """Is this the registry every client uses unless handed another?"""
+        return self._default
+
+    def register_provider(
+        self, name: str, provider: Provider, *, apply: bool | None = None
+    ) -> None:
+        """Register (or replace) a provider. ``apply``: also feed the process-wide provider
+        table -- by default only the default registry does."""
         if not isinstance(name, str) or not name.strip() or "/" in name:
-            raise ConfigurationError(f"a provider name must be a non-empty word, not {name!r}")
+            raise ConfigurationError(
+                f"a provider name must be a non-empty word without '/', not {shown(name)}"
+            )
         if not isinstance(provider, Provider):
             raise ConfigurationError(
                 f"register_provider takes a Provider, not {type(provider).__name__}"
             )
-        if apply:
-            register_provider_spec(self._spec(name, provider))
+        spec = self._spec(name, provider)
+        if self._default if apply is None else apply:
+            register_provider_spec(spec)
         with self._lock:
             self._providers[name] = provider
+            self._specs[name] = spec
+            self.version += 1
+            watchers = [w() for w in self._watchers]
+            self._watchers = [w for w, o in zip(self._watchers, watchers, strict=True) if o]
+        if self.has_limits:
+            for engine in watchers:
+                if engine is not None:
+                    engine.use_provider_limits(self)
+
+    def watch(self, engine: Any) -> None:
+        """Tell ``engine`` (weakly held) when providers here declare rate limits -- now, if
+        some do: it calls ``engine.use_provider_limits(self)``."""
+        with self._lock:
+            self._watchers = [w for w in self._watchers if w() is not None]
+            self._watchers.append(weakref.ref(engine))
+        if self.has_limits:
+            engine.use_provider_limits(self)
+
+    @property
+    def has_limits(self) -> bool:
+        """Does any provider here declare rate limits (its own or a model's)?"""
+        return any(
+            p.rate_limits or any("rate_limits" in m for m in p.models.values())
+            for p in list(self._providers.values())
+        )
+
+    def spec_for(self, name: str) -> ProviderSpec | None:
+        """How this registry reaches provider ``name`` (None: not registered here). The default
+        registry's specs are the process-wide table's."""
+        return self._specs.get(name)
 
     @staticmethod
     def _spec(name: str, p: Provider) -> ProviderSpec:
@@ -150,7 +224,7 @@ class ProviderRegistry:
         p = self._providers.get(name)
         if p is None:
             raise UnknownModelError(
-                f"provider {name!r} is not registered here; registered: "
+                f"provider {shown(name)} is not registered here; registered: "
                 f"{', '.join(sorted(self._providers)) or 'none'}"
             )
         return p
@@ -173,9 +247,39 @@ class ProviderRegistry:
             limits.update(m.get("rate_limits") or {})
         return limits
 
+    def declared_limits(
+        self, name: str, model: str
+    ) -> tuple[Mapping[str, float], Mapping[str, float]] | None:
+        """What the rate limiter enforces for ``name``/``model``: the provider's own limits
+        (shared by its models) and the model's (empty when none); None when the provider is
+        not registered here."""
+        p = self._providers.get(name)
+        if p is None:
+            return None
+        m = p.models.get(model) or {}
+        return p.rate_limits, m.get("rate_limits") or {}
+
     def get_provider_model_config(self, name: str, model: str) -> dict[str, Any]:
         """The per-model settings a provider declares for ``model`` (empty when none)."""
         return dict(self.get_provider(name).models.get(model) or {})
 
     def __repr__(self) -> str:
-        return f"ProviderRegistry({', '.join(sorted(self._providers))})"
+        what = "default: " if self._default else ""
+        return f"ProviderRegistry({what}{', '.join(sorted(self._providers))})"
+
+
+_DEFAULT: ProviderRegistry | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_providers() -> ProviderRegistry:
+    """The registry every client uses unless handed another; registering here also feeds the
+    process-wide provider table."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        with _DEFAULT_LOCK:
+            if _DEFAULT is None:
+                reg = ProviderRegistry()
+                reg._default = True
+                _DEFAULT = reg
+    return _DEFAULT

@@ -21,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from ..errors import InvalidRequestError, LLMRelayError
+from ..catalog.provider_registry import ProviderRegistry, default_providers
+from ..errors import InvalidRequestError, LLMRelayError, UnknownModelError
 from ..providers.backends import Backend, HttpBackend, get_adapter, size_limit
 from ..providers.resolve import Target, resolve_target, to_deployment
 from ..providers.table import Deployment
@@ -70,7 +72,10 @@ class Engine:
     """Holds the transport and the reliability settings; answers calls.
 
     Safe to share across tasks and threads. ``breakers=None`` turns circuit breakers off;
-    ``retry=RetryPolicy(max_retries=0)`` turns retries off. ``max_response_bytes`` (default
+    ``retry=RetryPolicy(max_retries=0)`` turns retries off. ``providers``: the provider registry
+    whose base URLs and declared rate limits apply (default: ``default_providers()``); when a
+    provider there declares limits and the engine has no limiter, ``limiter_factory()`` (else
+    an in-process ``RateLimiter``) makes one. ``max_response_bytes`` (default
     32 MiB) bounds a response body once decompressed and ``max_event_bytes`` (default 4 MiB) one
     stream event: past either, reading stops with ``ResponseTooLargeError``.
     """
@@ -97,6 +102,8 @@ class Engine:
         log_content: bool = False,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        providers: ProviderRegistry | None = None,
+        limiter_factory: Callable[[], LimiterLayer] | None = None,
     ) -> None:
         #: Bounds on what one answer may hold (decoded body, one stream event), in bytes.
         self.max_response_bytes = size_limit("max_response_bytes", max_response_bytes)
@@ -139,6 +146,34 @@ class Engine:
         self._recorder_failed = False
         #: The attempts on one deployment (breaker, deadline, rate limit, retries); owned.
         self.attempts = AttemptRunner(self, retry_budget=retry_budget)
+        if providers is not None and not isinstance(providers, ProviderRegistry):
+            raise InvalidRequestError(
+                f"providers must be a ProviderRegistry, not {type(providers).__name__}"
+            )
+        #: The provider registry this engine uses (base URLs, declared rate limits).
+        self.providers = providers if providers is not None else default_providers()
+        self._own_specs = not self.providers.is_default
+        self._limiter_factory = limiter_factory
+        self._limiter_lock = threading.Lock()
+        self.providers.watch(self)
+
+    def use_provider_limits(self, registry: ProviderRegistry) -> None:
+        """Enforce the rate limits ``registry``'s providers declare (called by the registry):
+        through this engine's limiter, made now if it has none."""
+        with self._limiter_lock:
+            lim = self.limiter
+            if lim is None:
+                if self._limiter_factory is not None:
+                    lim = self._limiter_factory()
+                else:
+                    from ..reliability.ratelimit import RateLimiter
+
+                    lim = RateLimiter(clock=self.clock, sleep=self.sleep)
+                check_parts(limiter=lim)
+                self.limiter = lim
+        attach = getattr(lim, "use_providers", None)
+        if attach is not None:
+            attach(registry)
 
     # ------------------------------------------------------------------ resolution
 
@@ -171,7 +206,7 @@ class Engine:
         if isinstance(model, Target):
             primary = model
         elif isinstance(model, str):
-            primary = resolve_target(model)
+            primary = self.resolve(model)
         elif isinstance(model, Backend):
             name = getattr(model, "name", type(model).__name__)
             primary = Target("test", str(name), options={"backend": model})
@@ -194,6 +229,17 @@ class Engine:
             else self.content_filter_fallbacks,
         )
 
+    def resolve(self, name: str) -> Target:
+        """``resolve_target``, plus ``provider/model`` for a provider only this engine's own
+        registry knows."""
+        try:
+            return resolve_target(name)
+        except UnknownModelError:
+            provider, sep, model = name.partition("/")
+            if self._own_specs and sep and model and self.providers.spec_for(provider):
+                return Target(provider, model)
+            raise
+
     def preflight(self, model: ModelRef, opts: CallOptions = NO_OPTIONS) -> Deployment | None:
         """Resolve a call's primary deployment without calling it: raises its resolution error
         (unknown model, missing key) unless the call has fallbacks (then None)."""
@@ -213,11 +259,12 @@ class Engine:
     def deployment(self, t: Target, opts: CallOptions, primary: bool) -> Deployment:
         """The deployment of target ``t`` for a call."""
         # Call-level key/base URL apply to the primary only: fallbacks are other deployments.
+        spec = self.providers.spec_for(t.provider) if self._own_specs else None
         if primary:
             return to_deployment(
-                t, api_key=opts.api_key, base_url=opts.base_url, headers=opts.headers
+                t, api_key=opts.api_key, base_url=opts.base_url, headers=opts.headers, spec=spec
             )
-        return to_deployment(t, headers=opts.headers)
+        return to_deployment(t, headers=opts.headers, spec=spec)
 
     def context(self, plan: Plan, opts: CallOptions) -> CallContext:
         """A new call's context: its trace id, start time and deadline."""

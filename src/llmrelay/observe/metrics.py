@@ -7,15 +7,16 @@
 ``record()`` only updates counters and two histograms under one uncontended lock (no I/O,
 no allocation beyond a new model's first call): a few microseconds per call.
 
-**Two levels.** The totals of :meth:`Metrics.get_metrics` count *logical calls* (one per
-``chat``, whatever retries and fallbacks it took): ``total_requests``, ``successful_requests``,
-``failed_requests``, ``success_rate``, ``cache_hits``, ``cache_hit_rate`` (hits / calls),
-``total_tokens`` (spent: cache hits count 0), ``total_retries`` (attempts after the first on a
-deployment), ``total_fallbacks`` (calls that tried more than one deployment), ``latency`` (the
-whole call, backoff included) and ``time_to_first_token`` (streams). The per-model stats
-(``models``, :meth:`Metrics.get_model_info`) count *attempts* on each ``provider/model``, as seed
-004's ``LLMManager`` does: a call that failed over from A to B counts a failure for A and a
-success for B. ``avg_latency`` and the ``latency`` percentiles are per attempt there.
+**Two levels.** The totals of :meth:`Metrics.get_metrics` count *logical calls* (one per ``chat``,
+whatever retries and fallbacks it took): ``total_requests``, ``successful_requests``,
+``failed_requests``, ``success_rate``, ``cache_hits``, ``cache_hit_rate`` (hits / calls, as
+``LLMManager`` computes it), ``total_tokens`` (spent: cache hits count 0), ``total_retries``
+(attempts after the first on a deployment), ``total_fallbacks`` (calls that tried more than one
+deployment), ``latency`` (the whole call, backoff included) and ``time_to_first_token`` (streams).
+The per-model stats (``models``, :meth:`Metrics.get_model_info`) count *attempts* on each
+``provider/model`` (seed 004's ``LLMManager`` counts *calls* per model instead): a call that failed
+over from A to B counts a failure for A and a success for B. ``avg_latency`` and the ``latency``
+percentiles are per attempt there.
 
 **Cost.** ``total_cost`` is the sum of the known costs; ``cost_unknown_requests`` counts the
 calls whose price is unknown (not in the catalog, no catalog configured) and are therefore *not*

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from ..errors import UnknownModelError
 from ..types import _kind
 from .aliases import Target, alias_sources, known_aliases, lookup, register_alias_source
-from .table import PROVIDERS, Deployment, Secret, infer_provider, make_deployment
+from .table import PROVIDERS, Deployment, ProviderSpec, Secret, infer_provider, make_deployment
 
 __all__ = [
     "Target",
@@ -74,8 +74,10 @@ def to_deployment(
     api_key: str | Secret | None = None,
     base_url: str | None = None,
     headers: Mapping[str, str] | None = None,
+    spec: ProviderSpec | None = None,
 ) -> Deployment:
-    """Resolve the key and base URL of a target (call arguments win over the alias config)."""
+    """Resolve the key and base URL of a target (call arguments win over the alias config);
+    ``spec``: the provider as a client's own registry has it (else the process-wide table)."""
     hdrs: Mapping[str, str] | None = t.headers
     if headers:
         hdrs = {**t.headers, **headers}
@@ -88,4 +90,5 @@ def to_deployment(
         alias=t.alias,
         headers=hdrs,
         options=t.options,
+        spec=spec,
     )

@@ -299,13 +299,16 @@ def make_deployment(
     headers: Mapping[str, str] | None = None,
     options: Mapping[str, Any] | None = None,
     require_key: bool = True,
+    spec: ProviderSpec | None = None,
 ) -> Deployment:
     """Resolve key and base URL (call > config > environment > provider default).
 
     Raises ``MissingAPIKeyError`` naming the variable when a required key is unset, so nothing
-    is sent without credentials.
+    is sent without credentials. ``spec``: how to reach the provider when not the process-wide
+    table's row (a client's own provider registry).
     """
-    spec = get_provider(provider)
+    if spec is None:
+        spec = get_provider(provider)
     url = base_url or _env_first((spec.base_url_var, *spec.alt_base_url_envs)) or spec.base_url
     if not url and spec.wire == "test":
         url = f"local://{provider}"  # network-free backends have no URL

@@ -11,9 +11,18 @@
     client = llmrelay.Client(limits=limiter)                 # or Client(limits={...})
 
 **Dimensions**: requests (``rpm``), tokens (``tpm``, input + output), input tokens (``itpm``),
-output tokens (``otpm``) per minute -- each a GCRA over a one-minute window, so a full minute's
-burst is allowed as providers do -- and ``concurrent`` requests in flight. Seed 003's spellings
-(``requests_per_minute``, ``tokens_per_minute``, ``max_concurrent`` ...) are accepted.
+output tokens (``otpm``) per minute; requests per second (``rps``); requests (``rpd``) and
+tokens (``tpd``) per day -- each a GCRA over its own window (a second, a minute, a day), so a
+full window's burst is allowed as providers do -- and ``concurrent`` requests in flight. Seed
+003's spellings (``requests_per_minute``, ``requests_per_second``, ``requests_per_day``,
+``tokens_per_minute``, ``tokens_per_day``, ``max_concurrent`` ...) are accepted.
+
+**Providers' declared limits**: a ``Provider(rate_limits={...})`` registered in the provider
+registry a ``Client`` uses (the default one, ``llmrelay.catalog.provider_registry.
+default_providers()``, or ``Client(providers=registry)``) is enforced by that client's limiter
+(one is made on the client's state store when it had none): the provider's limits are one
+scope per provider and API key (``provider:<name>``), shared by all its models; limits a
+``Provider(models={...})`` entry declares for one model are a scope of that model.
 
 **Scopes**: a deployment (matched by alias, ``provider/model``, ``provider/*`` or ``provider``,
 then ``*``; each API key of a deployment is counted apart, as providers do), a user
@@ -82,6 +91,7 @@ from .ratelimit_buckets import Buckets, Charge, MemoryBuckets, Refusal, Settle
 from .ratelimit_headers import DEFAULT_MAX_BLOCK, HeaderInfo, read_limit_headers
 
 if TYPE_CHECKING:
+    from ..catalog.provider_registry import ProviderRegistry
     from ..core.layers import CallContext
     from ..providers.table import Deployment
 
@@ -91,7 +101,10 @@ log = logging.getLogger("llmrelay.ratelimit")
 
 _ALIASES = {
     "requests_per_minute": "rpm",
+    "requests_per_second": "rps",
+    "requests_per_day": "rpd",
     "tokens_per_minute": "tpm",
+    "tokens_per_day": "tpd",
     "input_tokens_per_minute": "itpm",
     "output_tokens_per_minute": "otpm",
     "max_concurrent": "concurrent",
@@ -110,6 +123,10 @@ class Limits:
     itpm: float | None = None
     otpm: float | None = None
     concurrent: int | None = None
+    #: Requests per second; requests and tokens (input + output) per day.
+    rps: float | None = None
+    rpd: float | None = None
+    tpd: float | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -142,7 +159,8 @@ class Limits:
             name = _ALIASES.get(k, k)
             if name not in known:
                 raise ConfigurationError(
-                    f"unknown rate limit {k!r} in {where}; use rpm, tpm, itpm, otpm or concurrent"
+                    f"unknown rate limit {shown(k)} in {where}; use rpm, tpm, itpm, otpm, rps, "
+                    "rpd, tpd or concurrent"
                 )
             out[name] = v
         try:
@@ -151,12 +169,21 @@ class Limits:
             raise ConfigurationError(f"{where}: {exc.message}") from None
 
     @property
-    def vector(self) -> tuple[float, float, float, float]:
-        return (self.rpm or 0.0, self.tpm or 0.0, self.itpm or 0.0, self.otpm or 0.0)
+    def vector(self) -> tuple[float, ...]:
+        """One limit per dimension of ``ratelimit_buckets.DIMS`` (0: none)."""
+        return (
+            self.rpm or 0.0,
+            self.tpm or 0.0,
+            self.itpm or 0.0,
+            self.otpm or 0.0,
+            self.rps or 0.0,
+            self.rpd or 0.0,
+            self.tpd or 0.0,
+        )
 
     @property
     def has_tokens(self) -> bool:
-        return bool(self.tpm or self.itpm or self.otpm)
+        return bool(self.tpm or self.itpm or self.otpm or self.tpd)
 
 
 _NONE = Limits()
@@ -242,6 +269,50 @@ class RateLimiter:
         self.store_errors = 0
         self._dep_cache: dict[tuple[str, str | None], Limits] = {}
         self._other_scopes = any(k.startswith(_SCOPE_KINDS) for k in self.limits)
+        #: Provider registries whose declared limits apply (``use_providers``).
+        self._registries: tuple[ProviderRegistry, ...] = ()
+        self._declared: dict[tuple[str, str], list[tuple[str, Limits]]] = {}
+        self._declared_versions: tuple[int, ...] = ()
+
+    def use_providers(self, registry: ProviderRegistry) -> None:
+        """Enforce the rate limits the providers of ``registry`` declare (the engine calls this
+        for the registry its client uses). With several registries, the first that registers a
+        provider gives its limits."""
+        if all(r is not registry for r in self._registries):
+            self._registries = (*self._registries, registry)
+            self._declared = {}
+
+    def _declared_scopes(self, dep: Deployment) -> list[tuple[str, Limits]]:
+        """The scopes of the limits a provider registry declares for ``dep`` (cached until a
+        registry changes): ``provider:<name>`` and ``provider:<name>/<model>``."""
+        versions = tuple(r.version for r in self._registries)
+        if versions != self._declared_versions:
+            self._declared = {}
+            self._declared_versions = versions
+        ck = (dep.provider, dep.model)
+        hit = self._declared.get(ck)
+        if hit is not None:
+            return hit
+        out: list[tuple[str, Limits]] = []
+        for reg in self._registries:
+            declared = reg.declared_limits(dep.provider, dep.model)
+            if declared is None:
+                continue
+            own, per_model = declared
+            where = f"the rate_limits of provider {dep.provider!r}"
+            if own:
+                out.append((f"provider:{dep.provider}", Limits.coerce(own, where)))
+            if per_model:
+                out.append(
+                    (
+                        f"provider:{dep.provider}/{dep.model}",
+                        Limits.coerce(per_model, f"{where}, model {dep.model!r}"),
+                    )
+                )
+            break
+        if len(self._declared) < 10_000:
+            self._declared[ck] = out
+        return out
 
     def __repr__(self) -> str:
         return f"RateLimiter({len(self.limits)} scopes, store={self.store!r})"
@@ -270,6 +341,10 @@ class RateLimiter:
         dl = self._deployment_limits(dep, ctx.alias)
         if dl is not _NONE or self.learn_from_headers:
             out.append((dep_scope, dl))
+        if self._registries:
+            suffix = f"#{kid}" if kid else ""  # providers count per API key
+            for scope, lim in self._declared_scopes(dep):
+                out.append((scope + suffix, lim))
         if self._other_scopes:
             user = ctx.tags.get("user")
             if user is not None:
@@ -313,7 +388,8 @@ class RateLimiter:
         if not scopes:
             return None
         est_in, est_out = self._estimate(req)
-        costs = (1.0, float(est_in + est_out), float(est_in), float(est_out))
+        tokens = float(est_in + est_out)
+        costs = (1.0, tokens, float(est_in), float(est_out), 1.0, 1.0, tokens)
         charges = [Charge(s, lim.vector, costs, lim.concurrent or 0) for s, lim in scopes]
         needs_id = any(c.concurrent for c in charges)
         permit_id = f"{self._pid}-{next(self._ids)}" if needs_id else ""
@@ -343,8 +419,9 @@ class RateLimiter:
         where = _describe(r.scope)
         if r.retry_after is None:
             raise self._error(
-                f"this request needs more {_DIM_NAMES[r.dim]} than {where} allows per minute "
-                f"({r.limit:g}); it can never be admitted. Lower max_tokens or shorten the prompt",
+                f"this request needs more {_DIM_NAMES[r.dim]} than {where} allows "
+                f"{_PERIODS.get(r.dim, 'per minute')} ({r.limit:g}); it can never be admitted. "
+                "Lower max_tokens or shorten the prompt",
                 dep,
                 r,
                 None,
@@ -357,7 +434,10 @@ class RateLimiter:
             what = f"the provider asked us to pause {where}"
         else:
             ra = r.retry_after
-            what = f"{where} is at its {_DIM_NAMES[r.dim]} per-minute limit"
+            what = (
+                f"{where} is at its {_DIM_NAMES[r.dim]} "
+                f"{_PERIODS.get(r.dim, 'per minute').replace(' ', '-')} limit"
+            )
         if not wait:
             raise self._error(f"{what}; retry after {ra:.2f}s", dep, r, ra)
         budget = self.max_wait - waited
@@ -417,7 +497,7 @@ class RateLimiter:
             d_out = float(usage.output_tokens - permit.est_out)
         else:  # nothing known to be spent: give the tokens back (the request still counts)
             d_in, d_out = -float(permit.est_in), -float(permit.est_out)
-        deltas = (0.0, d_in + d_out, d_in, d_out)
+        deltas = (0.0, d_in + d_out, d_in, d_out, 0.0, 0.0, d_in + d_out)
         info: HeaderInfo | None = None
         if self.learn_from_headers and headers:
             info = read_limit_headers(
@@ -452,7 +532,11 @@ _DIM_NAMES = {
     "otpm": "output tokens",
     "concurrent": "concurrent requests",
     "blocked": "requests",
+    "rps": "requests",
+    "rpd": "requests",
+    "tpd": "tokens",
 }
+_PERIODS = {"rps": "per second", "rpd": "per day", "tpd": "per day"}
 
 
 def _describe(scope: str) -> str:
@@ -460,6 +544,8 @@ def _describe(scope: str) -> str:
         return "deployment " + scope[4:].split("#", 1)[0]
     if scope.startswith("key:"):
         return "the API key"
+    if scope.startswith("provider:"):
+        return "provider " + scope[9:].split("#", 1)[0] + " (its declared rate limits)"
     kind, _, name = scope.partition(":")
     return f"{kind} {name!r}"
 

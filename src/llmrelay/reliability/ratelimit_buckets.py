@@ -1,11 +1,12 @@
 """Where the rate limiter keeps its counters: in process, or in Redis (shared).
 
-Both implement the same GCRA over a one-minute window per dimension (requests, tokens, input
-tokens, output tokens), a concurrency count with leases, and blocks and limits learned from
-provider headers; see ``scripts.py`` for the Redis side. An acquire is all-or-nothing over
-every scope of a call: in process under one lock; in Redis each scope is one atomic script (its
-keys share a hash tag) and the scopes are sent in one pipelined round trip -- when one scope
-refuses, the others are refunded in a second round trip.
+Both implement the same GCRA per dimension, each over its own window: requests, tokens, input
+tokens, output tokens per minute, requests per second, requests and tokens per day (``DIMS``,
+``WINDOWS``); a concurrency count with leases; and blocks and limits learned from provider headers
+(the four per-minute dimensions); see ``scripts.py`` for the Redis side. An acquire is
+all-or-nothing over every scope of a call: in process under one lock; in Redis each scope is one
+atomic script (its keys share a hash tag) and the scopes are sent in one pipelined round trip --
+when one scope refuses, the others are refunded in a second round trip.
 
 A block is at most ``max_block`` seconds (the limiter's setting); a block that is not a finite
 positive number is ignored. In Redis the ceiling is applied when reading too, so a block written
@@ -27,11 +28,23 @@ from ..state.scripts import RL_ACQUIRE, RL_RELEASE
 
 __all__ = ["DIMS", "Buckets", "Charge", "MemoryBuckets", "RedisBuckets", "Refusal", "Settle"]
 
-DIMS = ("rpm", "tpm", "itpm", "otpm")
+DIMS = ("rpm", "tpm", "itpm", "otpm", "rps", "rpd", "tpd")
+#: The window of each dimension of ``DIMS``, in seconds.
+WINDOWS = (60.0, 60.0, 60.0, 60.0, 1.0, 86_400.0, 86_400.0)
 WINDOW = 60.0
-Vector = tuple[float, float, float, float]
+#: Per dimension of ``DIMS``; a shorter vector (the four per-minute dimensions) is padded with
+#: zeros.
+Vector = tuple[float, ...]
+#: Limits learned from headers and units used: the four per-minute dimensions only.
+_LEARNED = 4
 _ZERO: Vector = (0.0, 0.0, 0.0, 0.0)
 _UNKNOWN: Vector = (-1.0, -1.0, -1.0, -1.0)
+_N = len(DIMS)
+
+
+def _full(v: Vector) -> Vector:
+    """``v`` with one value per dimension (missing ones 0)."""
+    return v if len(v) == _N else (*v, *(0.0,) * (_N - len(v)))
 
 
 @dataclass(slots=True, frozen=True)
@@ -85,7 +98,7 @@ def _worse(a: Refusal | None, b: Refusal) -> Refusal:
 
 @dataclass(slots=True)
 class _Scope:
-    tat: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+    tat: list[float] = field(default_factory=lambda: [0.0] * _N)
     learned: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
     #: Learned limits hold until then (``max_block`` after the last answer announcing them).
     learned_until: float = 0.0
@@ -135,19 +148,22 @@ class MemoryBuckets:
                     worst = _worse(worst, Refusal(c.scope, "blocked", s.blocked_until - now))
                     continue
                 learned = s.learned_until > now
-                for i in range(4):
-                    lim = c.limits[i] or (s.learned[i] if learned else 0.0)
-                    cost = c.costs[i]
+                limits, costs = _full(c.limits), _full(c.costs)
+                for i in range(_N):
+                    configured = limits[i]
+                    lim = configured or (s.learned[i] if learned and i < _LEARNED else 0.0)
+                    cost = costs[i]
                     if lim <= 0 or cost <= 0:
                         continue
                     if cost > lim:
-                        if c.limits[i]:  # only a configured limit can say "never"
+                        if configured:  # only a configured limit can say "never"
                             return Refusal(c.scope, DIMS[i], None, lim)
                         continue  # above a learned one: send it, the provider decides
-                    nt = max(s.tat[i], now) + cost * WINDOW / lim
-                    over = nt - now - WINDOW
+                    w = WINDOWS[i]
+                    nt = max(s.tat[i], now) + cost * w / lim
+                    over = nt - now - w
                     if over > 1e-9:
-                        if not c.limits[i]:  # a learned limit is forgotten by then
+                        if not configured:  # a learned limit is forgotten by then
                             over = min(over, s.learned_until - now)
                         worst = _worse(worst, Refusal(c.scope, DIMS[i], over))
                     else:
@@ -172,27 +188,30 @@ class MemoryBuckets:
             for st in settles:
                 s = self._scope(st.scope)
                 s.holders.pop(permit_id, None)
+                limits, deltas = _full(st.limits), _full(st.deltas)
                 if any(x > 0 for x in st.learned):
                     if s.learned_until <= now:  # relearned after expiry: forget stale counts
-                        for i in range(4):
-                            if not st.limits[i]:
+                        for i in range(_LEARNED):
+                            if not limits[i]:
                                 s.tat[i] = 0.0
                     s.learned_until = now + self.max_block
                 learned = s.learned_until > now
-                for i in range(4):
-                    if st.learned[i] > 0:
+                for i in range(_N):
+                    header = i < _LEARNED
+                    if header and st.learned[i] > 0:
                         s.learned[i] = st.learned[i]
-                    lim = st.limits[i] or (s.learned[i] if learned else 0.0)
+                    lim = limits[i] or (s.learned[i] if learned and header else 0.0)
                     if lim <= 0:
                         continue
-                    d = st.deltas[i]
+                    w = WINDOWS[i]
+                    d = deltas[i]
                     tat = s.tat[i]
                     if d > 0:
-                        tat = max(tat, now) + d * WINDOW / lim
+                        tat = max(tat, now) + d * w / lim
                     elif d < 0 and tat > 0:
-                        tat += d * WINDOW / lim
-                    if st.used[i] >= 0:
-                        tat = max(tat, now + st.used[i] * WINDOW / lim)
+                        tat += d * w / lim
+                    if header and st.used[i] >= 0:
+                        tat = max(tat, now + st.used[i] * w / lim)
                     s.tat[i] = tat
                 block = _block(st.block, self.max_block)
                 if block > 0:
@@ -202,6 +221,13 @@ class MemoryBuckets:
 # --------------------------------------------------------------------------- Redis
 
 _KEY_TTL_MS = 3_600_000  # counters of a scope unused for an hour are dropped
+_DAY_TTL_MS = 86_460_000  # ... a day and a minute when it counts per day
+
+
+def _ttl_ms(limits: Vector) -> int:
+    """How long a scope's counters must outlive its last use: the longest window it counts."""
+    full = _full(limits)
+    return _DAY_TTL_MS if full[5] or full[6] else _KEY_TTL_MS
 
 
 class RedisBuckets:
@@ -222,9 +248,10 @@ class RedisBuckets:
         calls = []
         for c in charges:
             args: list[object] = [permit_id, max(1, round(lease * 1000)), c.concurrent]
-            for i in range(4):
-                args += [_num(c.limits[i]), _num(c.costs[i])]
-            args += [_KEY_TTL_MS, self._max_block_ms]
+            limits, costs = _full(c.limits), _full(c.costs)
+            for i in range(_N):
+                args += [_num(limits[i]), _num(costs[i])]
+            args += [_ttl_ms(c.limits), self._max_block_ms]
             calls.append((RL_ACQUIRE, self._keys(c.scope), args))
         results = await self.store.eval_many(calls)
         refusals: list[Refusal] = []
@@ -256,19 +283,20 @@ class RedisBuckets:
         calls = []
         for st in settles:
             args: list[object] = [permit_id]
-            for i in range(4):
-                args += [_num(st.limits[i]), _num(st.deltas[i])]
+            limits, deltas = _full(st.limits), _full(st.deltas)
+            for i in range(_N):
+                args += [_num(limits[i]), _num(deltas[i])]
             args.append(_num(_block(st.block, self.max_block) * 1000))
-            args += [_num(x) for x in st.learned]
-            args += [_num(x) for x in st.used]
-            args += [_KEY_TTL_MS, self._max_block_ms]
+            args += [_num(x) for x in st.learned[:_LEARNED]]
+            args += [_num(x) for x in st.used[:_LEARNED]]
+            args += [_ttl_ms(st.limits), self._max_block_ms]
             calls.append((RL_RELEASE, self._keys(st.scope), args))
         if calls:
             await self.store.eval_many(calls)
 
 
 def _neg(v: Vector) -> Vector:
-    return (-v[0], -v[1], -v[2], -v[3])
+    return tuple(-x for x in v)
 
 
 def _num(x: float) -> str:

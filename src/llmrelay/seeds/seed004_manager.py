@@ -5,11 +5,23 @@ the one engine.
 ``max_retries`` is seed 004's "maximum retry attempts": the total number of attempts per model,
 so ``LLMManager(max_retries=5)`` tries once, then waits 1 s, 2 s, 4 s and 8 s between the next
 four attempts (the seed's schedule; pass ``retry_policy=`` for jittered backoff instead).
+
+Lenient where the seed's examples are: a fallback chain may name a model not registered (yet)
+-- it is skipped, with a warning on the ``llmrelay.manager`` logger when the chain is set and a
+``skipped`` entry in the call's trace each time the walk reaches it (registered later, it is
+used); ``generate()`` with no active model and no chain uses the first registered model.
+
+Statistics: per model, ``requests`` counts the calls that tried the model (retries are
+``retries``, not more requests), ``successes`` the calls it answered and ``failures`` the calls
+it could not answer (all its attempts failed); ``avg_latency`` is per such call, its retries
+and their backoff included. ``cache_hit_rate`` is ``cache_hits / total_requests``: the share of
+calls the cache answered, the same denominator as ``success_rate`` and as ``Client(metrics=True)``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -30,6 +42,8 @@ from ..transport.base import Transport
 from ..types import PARAM_NAMES, Message, Response, build_params
 
 __all__ = ["LLMManager"]
+
+log = logging.getLogger("llmrelay.manager")
 
 
 @dataclass(slots=True)
@@ -102,6 +116,7 @@ class LLMManager:
             retry_budget=False,
             clock=clock,
             sleep=sleep,
+            limiter_factory=layers.provider_limiter,
             **layers.engine_kwargs(),
         )
         self._models: dict[str, _Model] = {}
@@ -158,17 +173,29 @@ class LLMManager:
         self._active = name
 
     def set_fallback_chain(self, model_names: Sequence[str]) -> None:
-        """Models to try in order when a call fails (the active model is tried first)."""
+        """Models to try in order when a call fails (the active model is tried first). A name
+        not registered is skipped (a warning now, a ``skipped`` trace entry per call) until it
+        is registered."""
         if isinstance(model_names, str) or not isinstance(model_names, Sequence):
             raise ConfigurationError("the fallback chain must be a list of registered model names")
         if not model_names:
             raise ConfigurationError("the fallback chain is empty; list at least one model")
         seen: set[str] = set()
         for n in model_names:
-            self._require(n)
+            if not isinstance(n, str) or not n.strip():
+                raise ConfigurationError(
+                    f"the fallback chain lists {shown(n)}: each entry must be a model name"
+                )
             if n in seen:
                 raise ConfigurationError(f"the fallback chain lists {n!r} twice (a cycle)")
             seen.add(n)
+        missing = [n for n in model_names if n not in self._models]
+        if missing:
+            log.warning(
+                "fallback chain: %s not registered; skipped until registered (registered: %s)",
+                ", ".join(repr(n) for n in missing),
+                ", ".join(sorted(self._models)) or "none yet",
+            )
         self._chain = list(model_names)
 
     def _require(self, name: str) -> _Model:
@@ -186,22 +213,33 @@ class LLMManager:
 
     # ------------------------------------------------------------------ generation
 
-    def _candidates(self) -> list[_Model]:
-        order: list[str] = []
-        if self._active is not None:
-            order.append(self._active)
-        order.extend(n for n in self._chain if n not in order)
+    def _order(self) -> list[str]:
+        """The names a call walks: the active model, then the chain; with neither, the first
+        registered model (seed 004 calls ``generate()`` right after ``register_model``)."""
+        with self._lock:
+            order: list[str] = []
+            if self._active is not None:
+                order.append(self._active)
+            order.extend(n for n in self._chain if n not in order)
+            if not order and self._models:
+                order.append(next(iter(self._models)))
         if not order:
             raise ConfigurationError(
-                "no active model: call set_active_model(name) or set_fallback_chain([...])"
+                "no model registered: call register_model(name, inference_fn) first"
             )
-        return [self._models[n] for n in order]
+        if not any(n in self._models for n in order):
+            raise UnknownModelError(
+                f"none of the fallback chain's models is registered ({', '.join(order)}); call "
+                "register_model first"
+            )
+        return order
 
     async def agenerate(self, prompt: str, use_cache: bool = True, **kwargs: Any) -> str:
         """Generate with retry, circuit breakers and fallback; cached when enabled."""
         if not isinstance(prompt, str) or not prompt:
             raise ConfigurationError("prompt must be a non-empty string")
-        candidates = self._candidates()
+        order = self._order()
+        candidates = [self._models[n] for n in order if n in self._models]
         caching = bool(self.enable_caching and use_cache and self._cache is not None)
         api_params = {k: v for k, v in kwargs.items() if k in PARAM_NAMES}
         extra = {k: v for k, v in kwargs.items() if k not in PARAM_NAMES}
@@ -217,10 +255,42 @@ class LLMManager:
             )
         except BaseException as exc:
             trace = getattr(exc, "trace", None) or getattr(exc, "llmrelay_trace", None) or []
+            self._skip_unregistered(order, trace, False)
             self._record(trace, None, caching)
             raise
+        self._skip_unregistered(order, resp.trace, True)
         self._record(resp.trace, resp, caching)
         return resp.text
+
+    def _skip_unregistered(self, order: list[str], trace: list[Attempt], answered: bool) -> None:
+        """Put a ``skipped`` entry in ``trace`` (in place) for each unregistered name of the
+        chain the walk reached: every one when the call failed; those before the model that
+        answered when it succeeded."""
+        if len(order) == len([n for n in order if n in self._models]) or not isinstance(
+            trace, list
+        ):
+            return
+        out: list[Attempt] = []
+        i = 0
+        for n in order:
+            m = self._models.get(n)
+            if m is None:
+                if answered and i >= len(trace):
+                    break  # the walk ended before this name
+                out.append(
+                    Attempt(
+                        n,
+                        "skipped",
+                        error="UnknownModelError",
+                        reason=f"{n!r} is in the fallback chain but not registered",
+                    )
+                )
+                continue
+            while i < len(trace) and trace[i].deployment == m.label:
+                out.append(trace[i])
+                i += 1
+        out.extend(trace[i:])
+        trace[:] = out
 
     def generate(self, prompt: str, use_cache: bool = True, **kwargs: Any) -> str:
         """Sync ``agenerate`` (seed 004's signature)."""
@@ -237,6 +307,7 @@ class LLMManager:
                     self._cache_hits += 1
                     return  # nothing was called
             self._cache_misses += caching
+            tried: dict[str, bool] = {}  # model name -> answered, in the order tried
             for a in trace:
                 name = self._by_label.get(a.deployment)
                 m = self._models.get(name) if name else None
@@ -245,11 +316,14 @@ class LLMManager:
                 if m is None or a.outcome == "skipped":
                     continue
                 st = m.stats
-                st.requests += 1
-                st.latency_total += a.latency_s
+                st.latency_total += a.latency_s + a.backoff_s
                 if a.is_retry:
                     st.retries += 1
-                if a.outcome == "success":
+                tried[m.name] = tried.get(m.name, False) or a.outcome == "success"
+            for name, answered in tried.items():  # one request per call per model
+                st = self._models[name].stats
+                st.requests += 1
+                if answered:
                     st.successes += 1
                 else:
                     st.failures += 1
@@ -296,7 +370,6 @@ class LLMManager:
 
     def get_metrics(self) -> dict[str, Any]:
         with self._lock:
-            lookups = self._cache_hits + self._cache_misses
             out: dict[str, Any] = {
                 "total_requests": self._total,
                 "successful_requests": self._ok,
@@ -304,7 +377,8 @@ class LLMManager:
                 "success_rate": self._ok / self._total if self._total else 0.0,
                 "cache_hits": self._cache_hits,
                 "cache_misses": self._cache_misses,
-                "cache_hit_rate": self._cache_hits / lookups if lookups else 0.0,
+                # The share of calls the cache answered (as Client(metrics=True) counts it).
+                "cache_hit_rate": self._cache_hits / self._total if self._total else 0.0,
                 "total_tokens": self._tokens,
                 "total_retries": self._retries,
                 "active_model": self._active,

@@ -82,6 +82,13 @@ class Layers:
     #: ``True`` means the engine's own in-process breakers.
     breakers: BreakerRegistry | bool = True
     budgets: Budgets | None = None
+    #: ``[limits]``' options (wait, max_wait, ...), for a limiter made later.
+    limit_options: Mapping[str, Any] | None = None
+
+    def provider_limiter(self) -> RateLimiter:
+        """A limiter for the rate limits providers declare (``Engine(limiter_factory=...)``):
+        on this facade's store, with ``[limits]``' options."""
+        return RateLimiter({}, store=self.store, **(self.limit_options or {}))
 
     def engine_kwargs(self) -> dict[str, Any]:
         return {
@@ -209,6 +216,7 @@ def build_layers(
     limits_table = _file_table("limits", None) if use_files else {}
     budgets_table = _file_table("budgets", _BUDGET_OPTIONS) if use_files else {}
     layers = Layers(store=store)
+    layers.limit_options = {k: v for k, v in limits_table.items() if k in _LIMIT_OPTIONS}
     layers.cache = _cache_layer(cache, store, cache_table, cache_max_entries)
     layers.limiter = _limiter_layer(limits, store, limits_table)
     layers.budgets = _budgets_layer(store, budgets_table)

@@ -29,17 +29,22 @@ local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 # --------------------------------------------------------------------------- rate limits
 #
 # One scope (a deployment, a user, a tenant, a key) = a hash KEYS[1] with, per dimension
-# (rpm, tpm, itpm, otpm), the GCRA "theoretical arrival time" in ms, the learned limit
-# ("L<dim>") and a block ("blk", ms) learned from provider headers; and a sorted set KEYS[2]
-# of the permits holding a concurrency slot, scored by their lease expiry.
+# (rpm, tpm, itpm, otpm, rps, rpd, tpd), the GCRA "theoretical arrival time" in ms, the learned
+# limit ("L<dim>", the four per-minute dimensions only) and a block ("blk", ms) learned from
+# provider headers; and a sorted set KEYS[2] of the permits holding a concurrency slot, scored
+# by their lease expiry.
 #
-# GCRA with a window W of 60 s: a cost of n units at a limit of L per minute moves the arrival
-# time by n * W / L; the call is admitted while the arrival time stays within W of now (a full
-# minute's burst, as providers allow).
+# GCRA with a window W per dimension (60 s; 1 s for rps; a day for rpd and tpd): a cost of n
+# units at a limit of L per window moves the arrival time by n * W / L; the call is admitted
+# while the arrival time stays within W of now (a full window's burst, as providers allow).
 
-_DIMS = "local dims = {'rpm', 'tpm', 'itpm', 'otpm'}\nlocal W = 60000\n"
+_DIMS = (
+    "local dims = {'rpm', 'tpm', 'itpm', 'otpm', 'rps', 'rpd', 'tpd'}\n"
+    "local wins = {60000, 60000, 60000, 60000, 1000, 86400000, 86400000}\n"
+    "local W = 60000\nlocal N = 7\n"
+)
 
-#: ARGV: permit id, lease ms, concurrency limit (0: none), (limit, cost) x 4, key ttl ms,
+#: ARGV: permit id, lease ms, concurrency limit (0: none), (limit, cost) x 7, key ttl ms,
 #: longest block ms (a longer stored block is cut back to it).
 #: Returns {1, '0', ''} admitted, {0, wait_ms, dim} refused, {-1, limit, dim} never fits (a
 #: configured limit only: a cost above a learned limit is sent, the provider decides). Learned
@@ -52,7 +57,7 @@ RL_ACQUIRE = Script(
 local h, z = KEYS[1], KEYS[2]
 local blk = tonumber(redis.call('HGET', h, 'blk') or '0')
 if blk > now then
-  local cap = tonumber(ARGV[13])
+  local cap = tonumber(ARGV[19])
   if blk - now > cap then
     blk = now + cap
     redis.call('HSET', h, 'blk', string.format('%.17g', blk))
@@ -63,21 +68,24 @@ local upd = {}
 local wait, wdim = 0, ''
 local lexp = tonumber(redis.call('HGET', h, 'Lexp') or '0')
 local learned = lexp > now
-for i = 1, 4 do
+for i = 1, N do
   local lim = tonumber(ARGV[2 + 2 * i])
   local cost = tonumber(ARGV[3 + 2 * i])
   local configured = lim > 0
   if not configured then
     lim = 0
-    if learned then lim = tonumber(redis.call('HGET', h, 'L' .. dims[i]) or '0') end
+    if learned and i <= 4 then
+      lim = tonumber(redis.call('HGET', h, 'L' .. dims[i]) or '0')
+    end
   end
   if lim > 0 and cost > 0 and cost > lim and not configured then lim = 0 end
   if lim > 0 and cost > 0 then
     if cost > lim then return {-1, tostring(lim), dims[i]} end
+    local w = wins[i]
     local tat = tonumber(redis.call('HGET', h, dims[i]) or '0')
     if tat < now then tat = now end
-    local nt = tat + cost * W / lim
-    local over = nt - now - W
+    local nt = tat + cost * w / lim
+    local over = nt - now - w
     if over > 0 and not configured and over > lexp - now then over = lexp - now end
     if over > 0 then
       if over > wait then wait = over; wdim = dims[i] end
@@ -97,14 +105,14 @@ if cl > 0 then
   redis.call('PEXPIRE', z, math.floor(lease + W))
 end
 if #upd > 0 then redis.call('HSET', h, unpack(upd)) end
-redis.call('PEXPIRE', h, tonumber(ARGV[12]))
+redis.call('PEXPIRE', h, tonumber(ARGV[18]))
 return {1, '0', ''}
 """,
 )
 
-#: ARGV: permit id ('' when it holds no slot), (limit, delta) x 4, block ms, learned limit x 4
+#: ARGV: permit id ('' when it holds no slot), (limit, delta) x 7, block ms, learned limit x 4
 #: (0: none), units used per the provider x 4 (-1: unknown), key ttl ms, longest block ms (how
-#: long learned limits hold).
+#: long learned limits hold). Learned limits and units used are for the per-minute dimensions.
 RL_RELEASE = Script(
     "rl_release",
     _NOW
@@ -115,7 +123,7 @@ if ARGV[1] ~= '' then redis.call('ZREM', z, ARGV[1]) end
 local lexp = tonumber(redis.call('HGET', h, 'Lexp') or '0')
 local fresh = false
 for i = 1, 4 do
-  if tonumber(ARGV[10 + i]) > 0 then fresh = true end
+  if tonumber(ARGV[16 + i]) > 0 then fresh = true end
 end
 if fresh then
   if lexp <= now then
@@ -123,43 +131,50 @@ if fresh then
       if tonumber(ARGV[2 * i]) <= 0 then redis.call('HDEL', h, dims[i]) end
     end
   end
-  lexp = now + tonumber(ARGV[20])
+  lexp = now + tonumber(ARGV[26])
   redis.call('HSET', h, 'Lexp', string.format('%.17g', lexp))
 end
-for i = 1, 4 do
-  local learned = tonumber(ARGV[10 + i])
+for i = 1, N do
+  local learned = 0
+  local used = -1
+  if i <= 4 then
+    learned = tonumber(ARGV[16 + i])
+    used = tonumber(ARGV[20 + i])
+  end
   if learned > 0 then redis.call('HSET', h, 'L' .. dims[i], tostring(learned)) end
   local lim = tonumber(ARGV[2 * i])
   if lim <= 0 then
     lim = 0
-    if lexp > now then lim = tonumber(redis.call('HGET', h, 'L' .. dims[i]) or '0') end
+    if lexp > now and i <= 4 then
+      lim = tonumber(redis.call('HGET', h, 'L' .. dims[i]) or '0')
+    end
   end
   if lim > 0 then
+    local w = wins[i]
     local d = tonumber(ARGV[2 * i + 1])
-    local used = tonumber(ARGV[14 + i])
     local tat = tonumber(redis.call('HGET', h, dims[i]) or '0')
     local nt = tat
     if d > 0 then
       if nt < now then nt = now end
-      nt = nt + d * W / lim
+      nt = nt + d * w / lim
     elseif d < 0 and tat > 0 then
-      nt = tat + d * W / lim
+      nt = tat + d * w / lim
     end
     if used >= 0 then
-      local floor = now + used * W / lim
+      local floor = now + used * w / lim
       if floor > nt then nt = floor end
     end
     if nt ~= tat then redis.call('HSET', h, dims[i], string.format('%.17g', nt)) end
   end
 end
-local block = tonumber(ARGV[10])
+local block = tonumber(ARGV[16])
 if block > 0 then
   local till = now + block
   if till > tonumber(redis.call('HGET', h, 'blk') or '0') then
     redis.call('HSET', h, 'blk', string.format('%.17g', till))
   end
 end
-redis.call('PEXPIRE', h, tonumber(ARGV[19]))
+redis.call('PEXPIRE', h, tonumber(ARGV[25]))
 return 1
 """,
 )

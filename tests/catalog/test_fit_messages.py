@@ -1,0 +1,147 @@
+"""``fit_messages``: seed 003's token optimization -- a conversation fitted into a model's
+context window or a token budget, oldest turns first, tool calls kept with their results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import llmrelay
+from llmrelay import FitResult, count_message_tokens, fit_messages
+from llmrelay.catalog.fit import TRUNCATION_MARK
+from llmrelay.catalog.model_registry import default_registry
+from llmrelay.errors import ContextWindowExceededError, InvalidRequestError
+from llmrelay.types import Message, ToolCall
+
+MODEL = "openai/gpt-4.1-mini"
+
+
+def turns(n: int, words: int = 50) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [{"role": "system", "content": "Be brief."}]
+    for i in range(n):
+        role = "user" if i % 2 == 0 else "assistant"
+        out.append({"role": role, "content": "word " * words + f"turn {i}"})
+    return out
+
+
+def test_a_conversation_that_fits_is_unchanged() -> None:
+    msgs = turns(4)
+    r = fit_messages(msgs, MODEL)
+    assert isinstance(r, FitResult)
+    assert not r.changed
+    assert (r.removed, r.truncated) == ([], [])
+    assert r.tokens == count_message_tokens(msgs, MODEL)
+    assert len(r.messages) == 5
+
+
+def test_oldest_turns_go_first_and_system_stays() -> None:
+    msgs = turns(10)
+    full = count_message_tokens(msgs, MODEL)
+    r = fit_messages(msgs, MODEL, budget_tokens=full // 2, truncate=False)
+    assert r.changed
+    assert not r.truncated
+    assert r.messages[0].role == "system"
+    kept = [m.text() for m in r.messages[1:]]
+    assert kept[-1].endswith("turn 9")  # the newest turns stay, in order
+    assert [m.text()[-6:] for m in r.removed] == [f"turn {i}" for i in range(len(r.removed))]
+    assert r.tokens == count_message_tokens(r.messages, MODEL) <= full // 2
+    # nothing more was removed than needed: putting back the last removed turn overflows
+    back = [r.messages[0], r.removed[-1], *r.messages[1:]]
+    assert count_message_tokens(back, MODEL) > full // 2
+
+
+def test_the_oldest_turn_is_cut_rather_than_dropped_when_part_of_it_fits() -> None:
+    msgs = turns(10)
+    budget = count_message_tokens(msgs, MODEL) - 30
+    r = fit_messages(msgs, MODEL, budget_tokens=budget)
+    assert r.removed == []
+    assert [m.text()[-6:] for m in r.truncated] == ["turn 0"]
+    cut = r.messages[1]
+    assert cut.text().startswith(TRUNCATION_MARK)
+    assert cut.text().endswith("turn 0")  # the end of the turn is kept
+    assert r.tokens == count_message_tokens(r.messages, MODEL) <= budget
+    assert r.tokens >= budget - 2  # as much as fits is kept
+
+
+def test_the_context_window_less_max_tokens_is_the_budget() -> None:
+    window = default_registry().get(MODEL).capabilities.max_context_window
+    assert window
+    msgs = turns(10)
+    r = fit_messages(msgs, MODEL, max_tokens=window - 200)
+    assert r.budget == 200
+    assert r.tokens <= 200
+    both = fit_messages(msgs, MODEL, max_tokens=window - 200, budget_tokens=150)
+    assert both.budget == 150  # the smaller of the two
+
+
+def test_tool_calls_stay_with_their_results() -> None:
+    call = Message(
+        "assistant",
+        None,
+        tool_calls=[ToolCall("call_a", "lookup", '{"q": "a"}'), ToolCall("call_b", "lookup", "{}")],
+    )
+    msgs = [
+        Message("system", "Use tools."),
+        Message("user", "word " * 40 + "first question"),
+        call,
+        Message("tool", "result a " * 30, tool_call_id="call_a"),
+        Message("tool", "result b " * 30, tool_call_id="call_b"),
+        Message("assistant", "The answer is 42."),
+        Message("user", "And now?"),
+    ]
+    full = count_message_tokens(msgs, MODEL)
+    # Budget that needs the first question and part of the tool exchange gone: the call and
+    # both its results go together, never one without the others.
+    tool_part = count_message_tokens(msgs[2:5], MODEL) - count_message_tokens(msgs[2:3], MODEL)
+    budget = full - count_message_tokens(msgs[1:2], MODEL) - tool_part // 2
+    r = fit_messages(msgs, MODEL, budget_tokens=budget)
+    assert r.removed[0] is msgs[1]
+    assert r.removed[1:] == [call, msgs[3], msgs[4]]
+    assert [m.role for m in r.messages] == ["system", "assistant", "user"]
+    for m in r.messages:
+        assert m.role != "tool"
+    # A budget needing only the first question gone keeps the whole exchange.
+    r = fit_messages(msgs, MODEL, budget_tokens=full - 10, truncate=False)
+    assert r.removed == [msgs[1]]
+    assert [m.role for m in r.messages][1:4] == ["assistant", "tool", "tool"]
+
+
+def test_the_newest_turn_is_cut_when_it_alone_is_too_long() -> None:
+    msgs = [Message("system", "Be brief."), Message("user", "word " * 500 + "the question")]
+    r = fit_messages(msgs, MODEL, budget_tokens=100)
+    assert r.tokens <= 100
+    assert r.messages[-1].text().endswith("the question")
+    assert r.truncated == [msgs[1]]
+
+
+def test_what_cannot_fit_is_a_typed_error() -> None:
+    msgs = [Message("system", "rule " * 300), Message("user", "hi")]
+    with pytest.raises(ContextWindowExceededError, match="available"):
+        fit_messages(msgs, MODEL, budget_tokens=50)
+    with pytest.raises(ContextWindowExceededError):
+        fit_messages(turns(3), MODEL, budget_tokens=30, truncate=False)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"budget_tokens": -1}, "budget_tokens"),
+        ({"budget_tokens": 1.5}, "budget_tokens"),
+        ({"max_tokens": True}, "max_tokens"),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(InvalidRequestError, match=match):
+        fit_messages("hello", MODEL, **kwargs)
+
+
+def test_a_budget_is_needed_without_a_model() -> None:
+    with pytest.raises(InvalidRequestError, match="budget_tokens"):
+        fit_messages("hello")
+    assert fit_messages("hello", budget_tokens=100).messages[0].text() == "hello"
+
+
+def test_exported() -> None:
+    assert llmrelay.fit_messages is fit_messages
+    assert "fit_messages" in llmrelay.__all__

@@ -1,0 +1,325 @@
+"""Rate limits declared on a ``Provider`` (seed 003) are enforced by the engine.
+
+Every key seed 003's provider registry names -- per second, per minute, per day, requests and
+tokens -- goes through the one rate limiter: in process with a fake clock here, and shared
+through a real Redis by two clients. Calls go to the fake upstream over real sockets, as the
+``openai`` provider pointed at it by ``OPENAI_BASE_URL``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import llmrelay
+from llmrelay.catalog.provider_registry import Provider, ProviderRegistry, default_providers
+from llmrelay.core.engine import Engine
+from llmrelay.core.retry import RetryPolicy
+from llmrelay.errors import ConfigurationError, RateLimitedError
+from llmrelay.providers.table import PROVIDERS
+from llmrelay.reliability.ratelimit import RateLimiter
+from llmrelay.state import RedisStore
+from llmrelay.testing.fake import FakeUpstream, Reply
+
+from .. import redis_services
+from ..config_isolation import isolated_config
+from ..conftest import FakeClock
+
+# pytest fixtures
+redis_prefix = redis_services.redis_prefix
+redis_store = redis_services.redis_store
+redis_url = redis_services.redis_url
+
+MODEL = "openai/gpt-4.1-mini"
+
+
+class Clock(FakeClock):
+    """A fake clock whose ``sleep`` records the delay and moves the clock on."""
+
+    def __init__(self, t: float = 1000.0) -> None:
+        super().__init__(t)
+        self.slept: list[float] = []
+
+    async def sleep(self, s: float) -> None:
+        self.slept.append(s)
+        self.t += s
+
+
+@pytest.fixture
+def openai(fake: FakeUpstream, keys: str, monkeypatch: pytest.MonkeyPatch) -> FakeUpstream:
+    monkeypatch.setenv("OPENAI_BASE_URL", fake.openai_base_url)
+    return fake
+
+
+@pytest.fixture
+def restore_default() -> Iterator[None]:
+    """Leave the default registry and the provider table as they were; engines made before
+    the test (another test's ``default_client()``) do not see what it declares."""
+    saved = dict(PROVIDERS)
+    default = default_providers()
+    registered = dict(default._providers), dict(default._specs)
+    watchers, default._watchers = default._watchers, []
+    yield
+    PROVIDERS.clear()
+    PROVIDERS.update(saved)
+    default._providers, default._specs = registered
+    default._watchers = watchers
+    default.version += 1
+
+
+def registry(**limits: float) -> ProviderRegistry:
+    providers = ProviderRegistry()
+    providers.register_provider("openai", Provider(rate_limits=limits))
+    return providers
+
+
+def client(providers: ProviderRegistry, clock: Clock, **kw: object) -> llmrelay.Client:
+    limiter = RateLimiter({}, clock=clock, sleep=clock.sleep, **kw)  # type: ignore[arg-type]
+    return llmrelay.Client(providers=providers, limits=limiter)
+
+
+# --------------------------------------------------------------------------- per minute
+
+
+async def test_rpm_2_limits_the_third_call_in_the_window(openai: FakeUpstream) -> None:
+    clock = Clock()
+    c = client(registry(requests_per_minute=2), clock)
+    await c.achat(MODEL, "1")
+    await c.achat(MODEL, "2")
+    with pytest.raises(RateLimitedError) as ei:
+        await c.achat(MODEL, "3")
+    e = ei.value
+    assert e.retry_after == pytest.approx(30.0)  # GCRA: one request every 30 s
+    assert e.body["scope"] == "provider openai (its declared rate limits)"
+    assert "requests per-minute limit" in str(e)
+    assert len(openai.requests) == 2  # the third was never sent
+    assert clock.slept == []
+    clock.advance(30)
+    await c.achat(MODEL, "4")
+    assert len(openai.requests) == 3
+
+
+async def test_the_limit_is_the_providers_shared_by_its_models(openai: FakeUpstream) -> None:
+    clock = Clock()
+    c = client(registry(requests_per_minute=2), clock)
+    await c.achat("openai/gpt-4.1-mini", "1")
+    await c.achat("openai/gpt-4.1-nano", "2")
+    with pytest.raises(RateLimitedError):
+        await c.achat("openai/gpt-4o-mini", "3")
+
+
+async def test_waiting_instead_of_raising(openai: FakeUpstream) -> None:
+    """With ``wait=True`` (the limiter's documented option) the third call waits its turn."""
+    clock = Clock()
+    c = client(registry(requests_per_minute=2), clock, wait=True)
+    for i in range(3):
+        await c.achat(MODEL, str(i))
+    assert clock.slept == [pytest.approx(30.0)]
+    assert len(openai.requests) == 3
+
+
+async def test_a_models_own_limits_add_a_scope(openai: FakeUpstream) -> None:
+    clock = Clock()
+    providers = ProviderRegistry()
+    providers.register_provider(
+        "openai",
+        Provider(
+            rate_limits={"requests_per_minute": 100},
+            models={"gpt-4.1-nano": {"rate_limits": {"requests_per_minute": 1}}},
+        ),
+    )
+    c = client(providers, clock)
+    await c.achat("openai/gpt-4.1-nano", "1")
+    with pytest.raises(RateLimitedError) as ei:
+        await c.achat("openai/gpt-4.1-nano", "2")
+    assert "gpt-4.1-nano" in ei.value.body["scope"]
+    await c.achat("openai/gpt-4.1-mini", "another model: the provider has room")
+
+
+# --------------------------------------------------------------------------- per second, per day
+
+
+async def test_requests_per_second(openai: FakeUpstream) -> None:
+    clock = Clock()
+    c = client(registry(requests_per_second=1), clock)
+    await c.achat(MODEL, "1")
+    with pytest.raises(RateLimitedError) as ei:
+        await c.achat(MODEL, "2")
+    assert ei.value.retry_after == pytest.approx(1.0)
+    assert "requests per-second limit" in str(ei.value)
+    clock.advance(1)
+    await c.achat(MODEL, "3")
+
+
+async def test_requests_per_day(openai: FakeUpstream) -> None:
+    clock = Clock()
+    c = client(registry(requests_per_day=3), clock)
+    for i in range(3):
+        await c.achat(MODEL, str(i))
+    with pytest.raises(RateLimitedError) as ei:
+        await c.achat(MODEL, "4")
+    assert ei.value.retry_after == pytest.approx(86_400 / 3)
+    assert "requests per-day limit" in str(ei.value)
+    clock.advance(3600)  # an hour later: still the same day's allowance
+    with pytest.raises(RateLimitedError):
+        await c.achat(MODEL, "5")
+    clock.advance(86_400 / 3 - 3600)
+    await c.achat(MODEL, "6")
+    assert len(openai.requests) == 4
+
+
+async def test_tokens_per_day(openai: FakeUpstream) -> None:
+    clock = Clock()
+    c = client(registry(tokens_per_day=1000), clock)
+    await c.achat(MODEL, "hello", max_tokens=400)
+    # the first call's reservation was settled with the tokens the fake reported
+    with pytest.raises(RateLimitedError) as ei:
+        await c.achat(MODEL, "hello", max_tokens=990)
+    assert "tokens per-day limit" in str(ei.value)
+    with pytest.raises(RateLimitedError, match="can never be admitted"):
+        await c.achat(MODEL, "hello", max_tokens=2000)  # more than a whole day allows
+    await c.achat(MODEL, "hello", max_tokens=400)
+
+
+async def test_tokens_per_minute(openai: FakeUpstream) -> None:
+    clock = Clock()
+    c = client(registry(tokens_per_minute=500), clock)
+    openai.push(Reply.ok("long answer", input_tokens=20, output_tokens=380))
+    r = await c.achat(MODEL, "hello", max_tokens=400)
+    assert r.usage.total_tokens == 400
+    # settled with what the answer used: 100 tokens are left in the minute
+    with pytest.raises(RateLimitedError, match="tokens per-minute limit"):
+        await c.achat(MODEL, "hello", max_tokens=200)
+    await c.achat(MODEL, "hello", max_tokens=50)
+    clock.advance(60)
+    await c.achat(MODEL, "hello", max_tokens=400)
+
+
+def test_every_key_the_seed_names_is_accepted() -> None:
+    Provider(
+        rate_limits={
+            "requests_per_second": 1,
+            "requests_per_minute": 2,
+            "requests_per_day": 3,
+            "tokens_per_minute": 4,
+            "tokens_per_day": 5,
+        }
+    )
+    for bad in ({"requests_per_hour": 1}, {"requests_per_day": 0}, {"tokens_per_day": "5"}):
+        with pytest.raises(ConfigurationError):
+            Provider(rate_limits=bad)
+
+
+# --------------------------------------------------------------------------- which registry
+
+
+async def test_a_registry_no_client_uses_changes_nothing(openai: FakeUpstream) -> None:
+    registry(requests_per_minute=1)  # registered, handed to nobody
+    c = llmrelay.Client()
+    for i in range(3):
+        await c.achat(MODEL, str(i))
+    assert c.engine.limiter is None  # no limiter was made for it
+
+
+async def test_the_default_registry_applies_to_existing_clients(
+    openai: FakeUpstream, restore_default: None
+) -> None:
+    """A client made before the limits were declared gets a limiter when they are."""
+    clock = Clock()
+    engine = Engine(clock=clock, sleep=clock.sleep, retry=RetryPolicy(max_retries=0))
+    c = llmrelay.Client(engine=engine)
+    assert engine.limiter is None
+    default_providers().register_provider(
+        "openai", Provider(rate_limits={"requests_per_minute": 2})
+    )
+    assert engine.limiter is not None
+    await c.achat(MODEL, "1")
+    await c.achat(MODEL, "2")
+    with pytest.raises(RateLimitedError):
+        await c.achat(MODEL, "3")
+    # A client with its own registry is not bound by the default one's limits.
+    own = client(ProviderRegistry(), Clock())
+    for i in range(3):
+        await own.achat(MODEL, str(i))
+
+
+async def test_limits_declared_later_reach_a_client_using_the_registry(
+    openai: FakeUpstream,
+) -> None:
+    clock = Clock()
+    providers = ProviderRegistry()
+    c = client(providers, clock)
+    for i in range(3):
+        await c.achat(MODEL, str(i))
+    providers.register_provider("openai", Provider(rate_limits={"requests_per_minute": 1}))
+    await c.achat(MODEL, "first under the new limit")
+    with pytest.raises(RateLimitedError):
+        await c.achat(MODEL, "second")
+
+
+# --------------------------------------------------------------------------- shared via Redis
+
+
+async def test_shared_over_redis_by_two_clients(
+    openai: FakeUpstream, redis_store: RedisStore
+) -> None:
+    """Two clients on one Redis (as two processes would be): rpm 2 for both together."""
+    providers = registry(requests_per_minute=2)
+    a = llmrelay.Client(providers=providers, state=redis_store)
+    b = llmrelay.Client(providers=providers, state=redis_store)
+    assert a.engine.limiter is not b.engine.limiter
+    await a.achat(MODEL, "1")
+    await b.achat(MODEL, "2")
+    with pytest.raises(RateLimitedError) as ei:
+        await a.achat(MODEL, "3")
+    assert ei.value.retry_after is not None
+    assert 0 < ei.value.retry_after <= 30.0
+    with pytest.raises(RateLimitedError):
+        await b.achat(MODEL, "4")
+    assert len(openai.requests) == 2
+
+
+async def test_per_day_limits_shared_over_redis(
+    openai: FakeUpstream, redis_store: RedisStore
+) -> None:
+    providers = registry(requests_per_day=2)
+    a = llmrelay.Client(providers=providers, state=redis_store)
+    b = llmrelay.Client(providers=providers, state=redis_store)
+    await a.achat(MODEL, "1")
+    await b.achat(MODEL, "2")
+    with pytest.raises(RateLimitedError) as ei:
+        await b.achat(MODEL, "3")
+    assert ei.value.retry_after is not None
+    assert ei.value.retry_after > 60  # a day's allowance, not a minute's
+    assert "requests per-day limit" in str(ei.value)
+
+
+async def test_shared_over_redis_when_llmrelay_redis_url_is_set(
+    openai: FakeUpstream,
+    redis_url: str,
+    redis_prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No ``limits=`` and no ``state=``: the configured Redis (``LLMRELAY_REDIS_URL``) holds the
+    limiter each client makes for the declared limits."""
+    config = tmp_path / "llmrelay.toml"
+    config.write_text(f'[state]\nprefix = "{redis_prefix}"\n')
+    monkeypatch.setenv("LLMRELAY_CONFIG", str(config))
+    monkeypatch.setenv("LLMRELAY_REDIS_URL", redis_url)
+    with isolated_config():
+        providers = registry(requests_per_minute=2)
+        a, b = llmrelay.Client(providers=providers), llmrelay.Client(providers=providers)
+        for c in (a, b):
+            limiter = c.engine.limiter
+            assert isinstance(limiter, RateLimiter)
+            assert isinstance(limiter.store, RedisStore)
+        await a.achat(MODEL, "1")
+        await b.achat(MODEL, "2")
+        with pytest.raises(RateLimitedError):
+            await b.achat(MODEL, "3")
+        for c in (a, b):
+            await c.aclose()
+    assert len(openai.requests) == 2
