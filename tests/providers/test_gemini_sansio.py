@@ -22,9 +22,12 @@ from llmrelay.errors import (
 from llmrelay.providers.adapters.gemini import SIGNATURE_SENTINEL, GeminiAdapter
 from llmrelay.types import Message, ToolCall, ToolCallDelta, Usage
 
+from ..recordings.replay import events
+
 from ..conftest import CANARY_KEY
 from .sansio import (
     BASE,
+    recorded,
     body_of,
     chat,
     deployment,
@@ -46,6 +49,26 @@ WEATHER = {
     "description": "Weather in a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
 }
+
+
+def signatures(rid: str, interaction: int = 0) -> list[str]:
+    """Every thoughtSignature of a recording's answer, in order (read from the JSON events,
+    not through the adapter)."""
+    out: list[str] = []
+
+    def walk(v: object) -> None:
+        if isinstance(v, dict):
+            if isinstance(v.get("thoughtSignature"), str):
+                out.append(v["thoughtSignature"])
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    for ev in events(recorded(rid, interaction).response):
+        walk(ev)
+    return out
 
 
 # ------------------------------------------------------------------------------------ requests
@@ -112,17 +135,23 @@ def test_tools_and_a_parallel_tool_turn() -> None:
             "role": "model",
             "parts": [
                 {
-                    "functionCall": {"name": "weather", "args": {"city": "Oslo"}},
-                    "thoughtSignature": SIGNATURE_SENTINEL,
+                    "functionCall": {"name": "weather", "args": {"city": "Oslo"}, "id": "c1"},
+                    "thoughtSignature": SIGNATURE_SENTINEL,  # no signature: built by hand
                 },
-                {"functionCall": {"name": "weather", "args": {"city": "Rome"}}},
+                {"functionCall": {"name": "weather", "args": {"city": "Rome"}, "id": "c2"}},
             ],
         },
         {
             "role": "user",
             "parts": [
-                {"functionResponse": {"name": "weather", "response": {"sky": "snow"}}},
-                {"functionResponse": {"name": "weather", "response": {"result": "sunny"}}},
+                {"functionResponse": {"name": "weather", "response": {"sky": "snow"}, "id": "c1"}},
+                {
+                    "functionResponse": {
+                        "name": "weather",
+                        "response": {"result": "sunny"},
+                        "id": "c2",
+                    }
+                },
             ],
         },
     ]
@@ -153,8 +182,17 @@ def test_recorded_text_answer_and_usage() -> None:
 
 
 def test_recorded_tool_call_answer() -> None:
-    r = A.parse_response(recorded_response("gemini3-tool-call-thought-signature"), chat("x"), DEP)
-    assert r.tool_calls == [ToolCall("call_0", "weather", '{"location":"San Francisco"}')]
+    rid = "gemini3-tool-call-thought-signature"
+    r = A.parse_response(recorded_response(rid), chat("x"), DEP)
+    # No functionCall.id: the id is made from the response id; the signature is kept.
+    assert r.tool_calls == [
+        ToolCall(
+            "call_JniLacKqGqH0xs0P0O776As_0",
+            "weather",
+            '{"location":"San Francisco"}',
+            signature=signatures(rid)[0],
+        )
+    ]
     assert r.finish_reason == "tool_calls"  # Gemini ends a turn of calls with STOP
     assert r.raw_finish_reason == "STOP"
     assert r.usage == Usage(input_tokens=29, output_tokens=15 + 1801, reasoning_tokens=1801)
@@ -175,7 +213,10 @@ def test_recorded_json_array_streams_read_as_one_answer() -> None:
     assert r.usage == Usage(input_tokens=10, output_tokens=2)
     assert r.model == "gemini-1.5-flash-002"
     t = A.parse_response(recorded_response("gemini3-stream-tool-call-id-gzip"), chat("x"), DEP)
-    assert t.tool_calls == [ToolCall("c9bjmkfz", "pelican_name_generator", '{"type":"funny"}')]
+    sig = signatures("gemini3-stream-tool-call-id-gzip")[0]
+    assert t.tool_calls == [
+        ToolCall("c9bjmkfz", "pelican_name_generator", '{"type":"funny"}', signature=sig)
+    ]
     assert t.finish_reason == "tool_calls"
     assert t.usage == Usage(input_tokens=28, output_tokens=19 + 248, reasoning_tokens=248)
 
@@ -198,13 +239,16 @@ def test_recorded_stream_with_a_tool_call(piece: int | None) -> None:
     rid = "gemini3-tool-call-stream"
     chunks, state = stream(A, chat("x", stream=True), DEP, recorded_frames(rid), piece)
     deltas = [d for c in chunks for d in c.tool_calls]
-    assert deltas == [ToolCallDelta(0, "call_0", "weather", '{"location":"San Francisco"}')]
+    cid = "call_b36LacjwM668nsEP2tbsgQQ_0"
+    assert deltas == [ToolCallDelta(0, cid, "weather", '{"location":"San Francisco"}')]
+    assert state.done  # the finishReason chunk ends a Gemini stream
     usage = Usage(input_tokens=29, output_tokens=15 + 45, reasoning_tokens=45)
     assert [(c.finish_reason, c.usage) for c in chunks if c.finish_reason] == [
         ("tool_calls", usage)
     ]
     r = state.finish()
-    assert r.tool_calls == [ToolCall("call_0", "weather", '{"location":"San Francisco"}')]
+    sig = signatures(rid)[0]
+    assert r.tool_calls == [ToolCall(cid, "weather", '{"location":"San Francisco"}', sig)]
     assert r.usage == usage
     assert r.id == "b36LacjwM668nsEP2tbsgQQ"
 
