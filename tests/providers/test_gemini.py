@@ -66,7 +66,8 @@ async def test_text_usage_and_request_shape(fake: FakeUpstream, client: llmrelay
     assert r.raw_finish_reason == "STOP"
     assert r.provider == "gemini"
     assert r.model == "gemini-2.5-flash"
-    assert r.id is not None and r.id.startswith("fakeGemini")
+    assert r.id is not None
+    assert r.id.startswith("fakeGemini")
     assert r.usage.input_tokens > 0
     assert r.usage.output_tokens > 0
     assert r.request_id
@@ -157,7 +158,8 @@ async def test_stream_ends_with_complete_response(
     assert [f for f in finishes if f] == ["stop", "stop"]  # the last chunk, then the done chunk
     u = last.response.usage
     assert (u.input_tokens, u.output_tokens, u.cached_tokens) == (11, 3, 4)
-    assert last.response.id is not None and last.response.id.startswith("fakeGemini")
+    assert last.response.id is not None
+    assert last.response.id.startswith("fakeGemini")
     sent = fake.requests[-1]
     assert sent.path == PATH + ":streamGenerateContent"
     assert sent.query == {"alt": "sse"}  # and no ?key=
@@ -434,9 +436,7 @@ async def test_safety_stop_triggers_content_filter_fallbacks(
     client = llmrelay.Client(engine=llmrelay.Engine(content_filter_fallbacks=[MODEL]))
     try:
         fake.push(Reply.ok("nope", finish="content_filter", path_contains="gemini-2.5-pro"))
-        r = await client.achat(
-            "gemini/gemini-2.5-pro", "hi", api_key=CANARY_KEY, retries=0
-        )
+        r = await client.achat("gemini/gemini-2.5-pro", "hi", api_key=CANARY_KEY, retries=0)
         assert r.text == "Echo: hi"
         assert r.model == "gemini-2.5-flash"
         assert [a.error for a in r.trace] == ["ContentFilteredError", None]
@@ -658,9 +658,10 @@ async def test_function_call_ids_from_gemini_are_kept(
     fake.push(Reply.raw(orjson.dumps(body)))
     r = await client.achat(MODEL, "hi", **_kw(fake))
     assert r.id is None  # no responseId: generated ids get a random part
-    assert [(t.id, t.name, t.arguments) for t in r.tool_calls][0] == ("fc_9", "f", '{"a":1}')
+    assert next((t.id, t.name, t.arguments) for t in r.tool_calls) == ("fc_9", "f", '{"a":1}')
     made = r.tool_calls[1].id
-    assert made.startswith("call_") and made.endswith("_1")
+    assert made.startswith("call_")
+    assert made.endswith("_1")
     fake.push(Reply.raw(orjson.dumps(body)))
     again = await client.achat(MODEL, "hi", **_kw(fake))
     assert again.tool_calls[1].id != made  # unique across answers

@@ -434,7 +434,9 @@ def test_recorded_text_signature_is_kept_and_replayed_on_its_text() -> None:
     assert [(p.signature, p.id, p.provider, p.text) for p in r.reasoning_parts] == [
         (sig, f"text:{len(r.text)}", "gemini", "")
     ]
-    body = body_of(A.build_request(chat([Message.user("hi"), r.message(), Message.user("and?")]), DEP))
+    body = body_of(
+        A.build_request(chat([Message.user("hi"), r.message(), Message.user("and?")]), DEP)
+    )
     assert body["contents"][1] == {
         "role": "model",
         "parts": [{"text": r.text, "thoughtSignature": sig}],
@@ -509,7 +511,9 @@ def test_thought_parts_with_signatures_are_replayed_in_place() -> None:
         ("call_R9_1", None),
     ]
     m = r.message()
-    replay = body_of(A.build_request(chat([Message.user("x"), m, Message.user("more")]), DEP))["contents"][1]["parts"]
+    replay = body_of(A.build_request(chat([Message.user("x"), m, Message.user("more")]), DEP))[
+        "contents"
+    ][1]["parts"]
     assert replay == [
         {"text": "Let me think. Done.", "thought": True, "thoughtSignature": "U0lHMQ=="},
         {"text": "Answer here.", "thoughtSignature": "U0lHMg=="},
