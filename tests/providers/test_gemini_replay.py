@@ -368,6 +368,90 @@ async def test_function_call_id_and_sentinel_request(client: llmrelay.Client) ->
     ]
 
 
+async def test_vertex_nested_partial_args_stream(client: llmrelay.Client) -> None:
+    """One call whose arguments arrive as string pieces at nested JSON paths."""
+    rid = "vertex-gemini3-stream-partial-args-nested"
+    expected: dict[str, str] = {}
+    for ev in events(served(rid)[0]):
+        for part in ev["candidates"][0]["content"]["parts"]:
+            for pa in part.get("functionCall", {}).get("partialArgs", []):
+                expected[pa["jsonPath"]] = expected.get(pa["jsonPath"], "") + pa["stringValue"]
+    async with ReplayServer(served(rid)) as server:
+        s = client.astream("gemini/gemini-3.1-pro-preview", "a lasagna recipe", **kw(server))
+        deltas = [d async for c in s for d in c.tool_calls]
+    r = s.response
+    assert r is not None
+    (call,) = r.tool_calls
+    assert call.name == "cookRecipe"
+    assert call.id == "call_tjXVaYaxFISTq8YP_MWiyAo_0"
+    assert call.signature == signatures(rid)[0]
+    args = call.parsed_arguments()
+    for path, value in expected.items():
+        node: Any = args
+        for step in path[2:].replace("]", "").replace("[", ".").split("."):
+            node = node[int(step)] if step.isdigit() else node[step]
+        assert node == value, path
+    assert len(args["recipe"]["ingredients"]) == 10
+    assert args["recipe"]["steps"][9] == "Let stand for 15 minutes before serving."
+    assert [d.index for d in deltas] == [0, 0]  # opened once, arguments once
+    assert (r.usage.input_tokens, r.usage.reasoning_tokens) == (31, 1026)
+    assert r.finish_reason == "tool_calls"
+
+
+async def test_gemini3_thought_parts_and_signed_text_two_turns(client: llmrelay.Client) -> None:
+    """Turn 1 has a thought part and a text part with the signature; turn 2 sends the text back
+    with that signature. Differences from the recorded turn-2 request, by design: the unsigned
+    thought part is not sent back (Gemini reads nothing from unsigned thought text), and the
+    signature goes back exactly as received (the SDK re-encoded it URL-safe)."""
+    import base64
+
+    rid = "gemini3-thought-parts-signed-text-two-turns"
+    first, second = recorded_body(rid, 0), recorded_body(rid, 1)
+    question2 = second["contents"][2]["parts"][0]["text"]
+    thinking = {"generationConfig": {"thinkingConfig": {"includeThoughts": True}}}
+    tool = {
+        "name": "dummy",
+        "description": "",
+        "parameters": first["tools"][0]["functionDeclarations"][0]["parameters_json_schema"],
+    }
+    msgs: list[Any] = [
+        llmrelay.Message.system("You are a helpful assistant."),
+        llmrelay.Message.user("How do I cross the street?"),
+    ]
+    async with ReplayServer(served(rid)) as server:
+        r = await client.achat(
+            "gemini/gemini-3-pro-preview", msgs, tools=[tool], extra=thinking, **kw(server)
+        )
+        msgs += [r.message(), llmrelay.Message.user(question2)]
+        r2 = await client.achat(
+            "gemini/gemini-3-pro-preview", msgs, tools=[tool], extra=thinking, **kw(server)
+        )
+    ours1, ours2 = sent(server, 0), sent(server, 1)
+    same_contents(ours1["contents"], first["contents"])
+    assert ours1["systemInstruction"]["parts"] == first["systemInstruction"]["parts"]
+    assert ours1["generationConfig"]["thinkingConfig"] == {"includeThoughts": True}
+    assert r.reasoning.startswith("**A Safe Street-Crossing Guide: My Thought Process**")
+    assert r.text.startswith("Crossing the street safely is a fundamental skill")
+    sig = signatures(rid)[0]
+    assert [(p.id, p.signature) for p in r.reasoning_parts] == [
+        ("thought", None),
+        (f"text:{len(r.text)}", sig),
+    ]
+    recorded_model = second["contents"][1]["parts"]
+    assert recorded_model[0]["thought"] is True
+    assert recorded_model[1]["text"] == r.text
+    assert base64.urlsafe_b64decode(recorded_model[1]["thoughtSignature"]) == base64.b64decode(sig)
+    assert ours2["contents"][1] == {
+        "role": "model",
+        "parts": [{"text": r.text, "thoughtSignature": sig}],
+    }
+    same_contents(
+        [ours2["contents"][0], ours2["contents"][2]], [second["contents"][0], second["contents"][2]]
+    )
+    assert r2.usage.reasoning_tokens == 1115
+    assert r2.id == "UN4gafq5OY-kmtkPwqS6kAs"
+
+
 # --------------------------------------------------------------------------- streams of text
 
 
@@ -432,6 +516,29 @@ async def test_blocked_prompt_triggers_content_filter_fallbacks(
         "/v1beta/models/gemini-3-flash-preview",
         "/v1beta/models/gemini-3-pro-preview",
     ]
+
+
+async def test_safety_finish_with_a_blocked_rating(client: llmrelay.Client) -> None:
+    rid = "gemini-safety-finish-blocked-rating"
+    recorded = recorded_body(rid)
+    async with ReplayServer(served(rid)) as server:
+        with pytest.raises(llmrelay.ContentFilteredError) as info:
+            await client.achat(
+                "gemini/gemini-2.5-flash",
+                [
+                    {"role": "system", "content": "You hate the world!"},
+                    {"role": "user", "content": "Tell me a joke about a Brazilians."},
+                ],
+                extra={"safetySettings": recorded["safetySettings"]},
+                **kw(server),
+            )
+    ours = sent(server)
+    same_contents(ours["contents"], recorded["contents"])
+    assert ours["systemInstruction"]["parts"] == recorded["systemInstruction"]["parts"]
+    assert ours["safetySettings"] == recorded["safetySettings"]
+    e = info.value
+    assert (e.category, e.explanation, e.partial_text) == ("SAFETY", "hate_speech (LOW)", "")
+    assert "finishReason SAFETY" in str(e)
 
 
 async def test_vertex_model_armor_finish(client: llmrelay.Client) -> None:
