@@ -574,6 +574,26 @@ def test_other_providers_reasoning_parts_are_not_replayed() -> None:
         ("gemini-2.5-pro", "low", {"thinkingBudget": 1024, "includeThoughts": True}, None),
         ("gemini-2.5-pro", "none", None, "cannot turn thinking off"),
         ("gemini-1.5-flash", "high", None, "no known thinking setting"),
+        (
+            "gemini-3.1-pro-preview",
+            "minimal",
+            {"thinkingLevel": "LOW", "includeThoughts": True},
+            "sent as low",
+        ),
+        (
+            "gemini-3.1-pro-preview",
+            "medium",
+            {"thinkingLevel": "MEDIUM", "includeThoughts": True},
+            None,
+        ),
+        (
+            "gemini-3.5-flash",
+            "minimal",
+            {"thinkingLevel": "MINIMAL", "includeThoughts": True},
+            None,
+        ),
+        ("gemini-3.5-flash", "none", None, "cannot turn thinking off"),
+        ("models/gemini-2.5-flash-lite", "none", {"thinkingBudget": 0}, None),
     ],
 )
 def test_reasoning_effort_to_thinking_config(

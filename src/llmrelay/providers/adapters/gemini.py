@@ -25,6 +25,7 @@ mapped in ``gemini_errors.py``.
 from __future__ import annotations
 
 import mimetypes
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -278,33 +279,31 @@ class _Thinking:
     nearest: Mapping[str, str] = field(default_factory=dict)
 
 
-# reasoning_effort -> generationConfig.thinkingConfig, by model family (the first prefix that
-# matches the model name wins). Sources, read 2026-12-03:
-#   https://ai.google.dev/gemini-api/docs/thinking (thinkingLevel for Gemini 3: Pro takes low
-#   and high and cannot turn thinking off, Flash takes minimal/low/medium/high; thinkingBudget
-#   for 2.5: 0 turns it off on Flash and Flash-Lite, not on Pro (128-32768), Flash-Lite's
-#   smallest budget is 512);
+# reasoning_effort -> generationConfig.thinkingConfig, by model family (the first pattern that
+# matches the start of the model name wins). Sources, read 2026-12-03:
+#   https://ai.google.dev/gemini-api/docs/thinking (thinkingLevel for Gemini 3 and later: 3 Pro
+#   takes low and high and cannot turn thinking off, 3.x Pro takes no minimal, Flash takes
+#   minimal/low/medium/high, and minimal does not guarantee no thinking; thinkingBudget for
+#   2.5: 0 turns it off on Flash and Flash-Lite, not on Pro (128-32768), Flash-Lite's smallest
+#   budget is 512);
 #   https://ai.google.dev/gemini-api/docs/openai (Google's own reasoning_effort mapping for
 #   2.5: low 1,024, medium 8,192, high 24,576 tokens; "none" turns thinking off);
 #   recording gemini-400-thinking-level-unsupported ("Thinking level MINIMAL is not supported
 #   for this model").
 _BUDGETS = {"low": 1024, "medium": 8192, "high": 24576}
+_LEVELS = {"minimal": "MINIMAL", "low": "LOW", "medium": "MEDIUM", "high": "HIGH"}
 THINKING: tuple[tuple[str, _Thinking], ...] = (
     (
-        "gemini-3-pro",
+        r"gemini-3-pro",
         _Thinking({"low": "LOW", "high": "HIGH"}, nearest={"minimal": "low", "medium": "high"}),
     ),
     (
-        "gemini-3.1-pro",
+        r"gemini-(?:[3-9]|\d\d)(?:\.\d+)?-pro",
         _Thinking({"low": "LOW", "medium": "MEDIUM", "high": "HIGH"}, nearest={"minimal": "low"}),
     ),
-    (
-        "gemini-3",
-        _Thinking({"minimal": "MINIMAL", "low": "LOW", "medium": "MEDIUM", "high": "HIGH"}),
-    ),
-    ("gemini-2.5-pro", _Thinking({"minimal": 128, **_BUDGETS})),
-    ("gemini-2.5-flash-lite", _Thinking({"minimal": 512, **_BUDGETS}, off=0)),
-    ("gemini-2.5-flash", _Thinking({"minimal": 512, **_BUDGETS}, off=0)),
+    (r"gemini-(?:[3-9]|\d\d)", _Thinking(_LEVELS)),
+    (r"gemini-2\.5-pro", _Thinking({"minimal": 128, **_BUDGETS})),
+    (r"gemini-2\.5-flash", _Thinking({"minimal": 512, **_BUDGETS}, off=0)),
 )
 
 
@@ -312,7 +311,7 @@ def _thinking(effort: str, model: str, adjusted: dict[str, str]) -> dict[str, An
     """``thinkingConfig`` for ``reasoning_effort`` on ``model`` (thought summaries included, so
     ``Response.reasoning`` has them), or None with the reason in ``adjusted``."""
     name = model.removeprefix("models/").rsplit("/", 1)[-1]
-    rule = next((r for prefix, r in THINKING if name.startswith(prefix)), None)
+    rule = next((r for pattern, r in THINKING if re.match(pattern, name)), None)
     if rule is None:
         adjusted["reasoning_effort"] = (
             f"dropped: no known thinking setting for Gemini model {name}; pass "
