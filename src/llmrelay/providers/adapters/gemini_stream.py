@@ -278,9 +278,10 @@ class Turn:
                     self._end_thought(sig)
                 continue
             self._end_thought()
-            if isinstance(t, str):
-                self.text.append(t)
-                text.append(t)
+            if not isinstance(t, str):
+                continue  # images, code execution ...: not read (nor replayed)
+            self.text.append(t)
+            text.append(t)
             if sig:
                 end = sum(len(x) for x in self.text)
                 self.reasoning_parts.append(
