@@ -448,6 +448,12 @@ async def test_safety_stop_triggers_content_filter_fallbacks(
         )
         assert isinstance(r.object, City)
         assert len([q for q in fake.requests if "gemini-2.5-pro" in q.path]) == 2
+        # A stream stopped before any output falls back too.
+        fake.push(Reply.ok("", finish="content_filter", path_contains="gemini-2.5-pro"))
+        s = client.astream("gemini/gemini-2.5-pro", "hi", api_key=CANARY_KEY, retries=0)
+        assert "".join([c.delta async for c in s]) == "Echo: hi"
+        assert s.response is not None
+        assert s.response.model == "gemini-2.5-flash"
     finally:
         await client.aclose()
 
