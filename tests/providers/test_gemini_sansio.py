@@ -719,3 +719,38 @@ def test_stream_done_only_at_the_finish_chunk() -> None:
     assert not state.done
     feed(state, [sse({"candidates": [{"content": {"parts": []}, "finishReason": "STOP"}]})])
     assert state.done
+
+
+def test_signatures_survive_the_response_codec_and_other_parts_are_not_pinned() -> None:
+    """A cached or journalled answer (the one Response codec) replays the same signatures."""
+    from llmrelay.core.codec import response_from_dict, response_to_dict
+
+    body = {
+        "candidates": [
+            {
+                "content": {
+                    "parts": [
+                        {
+                            "inlineData": {"mimeType": "image/png", "data": "AA=="},
+                            "thoughtSignature": "SU1H",
+                        },
+                        {"text": "Here.", "thoughtSignature": "VFhU"},
+                        {"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "Rk4="},
+                    ]
+                },
+                "finishReason": "STOP",
+            }
+        ],
+        "responseId": "R2",
+    }
+    r = A.parse_response(response(body), chat("x"), DEP)
+    assert [(p.id, p.signature) for p in r.reasoning_parts] == [("text:5", "VFhU")]
+    back = response_from_dict(response_to_dict(r))
+    assert back.reasoning_parts == r.reasoning_parts
+    assert back.tool_calls == r.tool_calls
+    msgs = [Message.user("x"), back.message(), Message.tool("call_R2_0", "ok")]
+    parts = body_of(A.build_request(chat(msgs), DEP))["contents"][1]["parts"]
+    assert parts == [
+        {"text": "Here.", "thoughtSignature": "VFhU"},
+        {"functionCall": {"name": "f", "args": {}, "id": "call_R2_0"}, "thoughtSignature": "Rk4="},
+    ]
