@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 import pydantic
@@ -11,6 +12,7 @@ import pytest
 
 import llmrelay
 from llmrelay.testing.fake import FakeUpstream, Reply
+from llmrelay.testing.fake_gemini import fake_signature
 
 from ..conftest import CANARY_KEY
 
@@ -65,7 +67,8 @@ async def test_text_usage_and_request_shape(fake: FakeUpstream, client: llmrelay
     assert r.raw_finish_reason == "STOP"
     assert r.provider == "gemini"
     assert r.model == "gemini-2.5-flash"
-    assert r.id == "fakeGeminiResp0001"
+    assert r.id is not None
+    assert r.id.startswith("fakeGemini")
     assert r.usage.input_tokens > 0
     assert r.usage.output_tokens > 0
     assert r.request_id
@@ -156,7 +159,8 @@ async def test_stream_ends_with_complete_response(
     assert [f for f in finishes if f] == ["stop", "stop"]  # the last chunk, then the done chunk
     u = last.response.usage
     assert (u.input_tokens, u.output_tokens, u.cached_tokens) == (11, 3, 4)
-    assert last.response.id == "fakeGeminiResp0001"
+    assert last.response.id is not None
+    assert last.response.id.startswith("fakeGemini")
     sent = fake.requests[-1]
     assert sent.path == PATH + ":streamGenerateContent"
     assert sent.query == {"alt": "sse"}  # and no ?key=
@@ -395,21 +399,63 @@ async def test_blocked_prompt_is_content_filtered(
         await client.astream(MODEL, "something bad", **_kw(fake)).collect()
 
 
-async def test_safety_stop_of_the_answer_is_a_finish_reason(
+async def test_safety_stop_of_the_answer_is_content_filtered(
     fake: FakeUpstream, client: llmrelay.Client
 ) -> None:
+    """finishReason SAFETY is a ContentFilteredError (it used to be an answer with finish
+    ``content_filter`` that content_filter_fallbacks never saw), plain and streamed."""
     fake.push(Reply.ok("partial answ", finish="content_filter"))
-    r = await client.achat(MODEL, "hi", **_kw(fake))
-    assert r.finish_reason == "content_filter"
-    assert r.raw_finish_reason == "SAFETY"
-    for raw, mapped in (
-        ("length", "length"),
-        ("RECITATION", "content_filter"),
-        ("LANGUAGE", "other"),
-    ):
+    with pytest.raises(llmrelay.ContentFilteredError) as info:
+        await client.achat(MODEL, "hi", **_kw(fake))
+    e = info.value
+    assert (e.category, e.explanation, e.partial_text) == (
+        "SAFETY",
+        "dangerous_content (HIGH)",
+        "partial answ",
+    )
+    assert "finishReason SAFETY" in str(e)
+    fake.push(Reply.ok("partial answer here", finish="content_filter"))
+    seen: list[str] = []
+    with pytest.raises(llmrelay.ContentFilteredError) as cut:
+        await _drain(client.astream(MODEL, "hi", **_kw(fake)), seen)
+    assert "".join(seen) == "partial answer here"  # streamed first, raised at the end
+    assert cut.value.partial_text == "partial answer here"
+    assert cut.value.category == "SAFETY"
+    for raw, mapped in (("length", "length"), ("LANGUAGE", "other")):
         fake.push(Reply.ok("x", finish=raw))
         r = await client.achat(MODEL, "hi", **_kw(fake))
         assert r.finish_reason == mapped
+    fake.push(Reply.ok("x", finish="RECITATION"))
+    with pytest.raises(llmrelay.ContentFilteredError, match="RECITATION"):
+        await client.achat(MODEL, "hi", **_kw(fake))
+
+
+async def test_safety_stop_triggers_content_filter_fallbacks(
+    fake: FakeUpstream, point_at: Any
+) -> None:
+    point_at(fake)
+    client = llmrelay.Client(engine=llmrelay.Engine(content_filter_fallbacks=[MODEL]))
+    try:
+        fake.push(Reply.ok("nope", finish="content_filter", path_contains="gemini-2.5-pro"))
+        r = await client.achat("gemini/gemini-2.5-pro", "hi", api_key=CANARY_KEY, retries=0)
+        assert r.text == "Echo: hi"
+        assert r.model == "gemini-2.5-flash"
+        assert [a.error for a in r.trace] == ["ContentFilteredError", None]
+        # A structured-output call is not re-asked: the fallback answers it.
+        fake.push(Reply.ok("{}", finish="content_filter", path_contains="gemini-2.5-pro"))
+        r = await client.achat(
+            "gemini/gemini-2.5-pro", "a city", response_model=City, api_key=CANARY_KEY, retries=0
+        )
+        assert isinstance(r.object, City)
+        assert len([q for q in fake.requests if "gemini-2.5-pro" in q.path]) == 2
+        # A stream stopped before any output falls back too.
+        fake.push(Reply.ok("", finish="content_filter", path_contains="gemini-2.5-pro"))
+        s = client.astream("gemini/gemini-2.5-pro", "hi", api_key=CANARY_KEY, retries=0)
+        assert "".join([c.delta async for c in s]) == "Echo: hi"
+        assert s.response is not None
+        assert s.response.model == "gemini-2.5-flash"
+    finally:
+        await client.aclose()
 
 
 # --------------------------------------------------------------------------- streams that fail
@@ -471,7 +517,9 @@ async def test_tool_calls_both_ways(fake: FakeUpstream, client: llmrelay.Client)
     assert r.raw_finish_reason == "STOP"
     assert r.text == ""
     call = r.tool_calls[0]
-    assert (call.id, call.name) == ("call_0", "get_weather")
+    # Gemini 2.5 sends no id: one is made from the response id (unique per answer).
+    assert r.id is not None
+    assert (call.id, call.name) == (f"call_{r.id}_0", "get_weather")
     assert call.parsed_arguments() == {"city": "Paris"}
     sent = fake.requests[-1].body
     assert sent["tools"] == [
@@ -496,19 +544,30 @@ async def test_tool_calls_both_ways(fake: FakeUpstream, client: llmrelay.Client)
     r2 = await client.achat(MODEL, msgs, tools=[WEATHER], **_kw(fake))
     assert r2.text == "Echo: weather?"
     contents = fake.requests[-1].body["contents"]
+    # No signature came with the call (Gemini 2.5 without thinking), so the documented
+    # stand-in goes on it; the ids go both ways.
     assert contents[1] == {
         "role": "model",
         "parts": [
             {
-                "functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+                "functionCall": {"name": "get_weather", "args": {"city": "Paris"}, "id": call.id},
                 "thoughtSignature": "skip_thought_signature_validator",
             }
         ],
     }
     assert contents[2] == {
         "role": "user",
-        "parts": [{"functionResponse": {"name": "get_weather", "response": {"temp": 21}}}],
+        "parts": [
+            {
+                "functionResponse": {
+                    "name": "get_weather",
+                    "response": {"temp": 21},
+                    "id": call.id,
+                }
+            }
+        ],
     }
+    assert r2.id != r.id
 
 
 async def test_parallel_results_share_one_turn_and_non_objects_are_wrapped(
@@ -529,11 +588,13 @@ async def test_parallel_results_share_one_turn_and_non_objects_are_wrapped(
     assert len(contents) == 3
     model_parts = contents[1]["parts"]
     assert model_parts[0] == {"text": "Checking."}
-    assert "thoughtSignature" in model_parts[1]
+    # Built by hand, no signatures: the stand-in on the first call of the turn only.
+    assert model_parts[1]["thoughtSignature"] == "skip_thought_signature_validator"
     assert "thoughtSignature" not in model_parts[2]
+    assert [p["functionCall"]["id"] for p in model_parts[1:]] == ["a", "b"]
     assert contents[2]["parts"] == [
-        {"functionResponse": {"name": "get_weather", "response": {"result": "sunny"}}},
-        {"functionResponse": {"name": "get_time", "response": {"result": [1, 2]}}},
+        {"functionResponse": {"name": "get_weather", "response": {"result": "sunny"}, "id": "a"}},
+        {"functionResponse": {"name": "get_time", "response": {"result": [1, 2]}, "id": "b"}},
     ]
 
 
@@ -578,7 +639,7 @@ async def test_streamed_tool_call(fake: FakeUpstream, client: llmrelay.Client) -
     assert resp is not None
     assert resp.finish_reason == "tool_calls"
     assert resp.tool_calls[0].name == "lookup"
-    assert resp.tool_calls[0].id == "call_0"
+    assert resp.tool_calls[0].id == f"call_{resp.id}_0"
     assert resp.tool_calls[0].parsed_arguments() == {"q": "x" * 40}
     assert [(d.index, d.name) for d in deltas] == [(0, "lookup")]
     assert resp.usage.output_tokens == 12
@@ -603,10 +664,14 @@ async def test_function_call_ids_from_gemini_are_kept(
     }
     fake.push(Reply.raw(orjson.dumps(body)))
     r = await client.achat(MODEL, "hi", **_kw(fake))
-    assert [(t.id, t.name, t.arguments) for t in r.tool_calls] == [
-        ("fc_9", "f", '{"a":1}'),
-        ("call_1", "g", "{}"),
-    ]
+    assert r.id is None  # no responseId: generated ids get a random part
+    assert next((t.id, t.name, t.arguments) for t in r.tool_calls) == ("fc_9", "f", '{"a":1}')
+    made = r.tool_calls[1].id
+    assert made.startswith("call_")
+    assert made.endswith("_1")
+    fake.push(Reply.raw(orjson.dumps(body)))
+    again = await client.achat(MODEL, "hi", **_kw(fake))
+    assert again.tool_calls[1].id != made  # unique across answers
 
 
 # --------------------------------------------------------------------------- images
@@ -750,3 +815,82 @@ async def test_fake_refuses_a_malformed_body(fake: FakeUpstream) -> None:
             data = await resp.json()
         assert resp.status == 200
         assert orjson.loads(data["candidates"][0]["content"]["parts"][0]["text"]) == {"echo": "hi"}
+
+
+# --------------------------------------------------------------------------- Gemini 3 tool loops
+
+G3 = "gemini/gemini-3-flash-preview"
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_gemini3_two_turn_tool_loop_replays_signature_and_ids(
+    fake: FakeUpstream, client: llmrelay.Client, streamed: bool
+) -> None:
+    """The fake issues a functionCall id and a thought signature as Gemini 3 does, and refuses
+    a replay without that signature, as Gemini 3 does: the loop works end to end."""
+    fake.push(Reply.tool_call("get_weather", {"city": "Paris"}, reasoning_tokens=9))
+    msgs: list[object] = [llmrelay.Message.user("weather in Paris?")]
+    kw = {"tools": [WEATHER], "reasoning_effort": "low", **_kw(fake)}
+    if streamed:
+        s = client.astream(G3, msgs, **kw)
+        thoughts = [c.reasoning async for c in s]
+        r = s.response
+        assert r is not None
+        assert "The user wrote: weather in Paris?" in "".join(thoughts)
+    else:
+        r = await client.achat(G3, msgs, **kw)
+    assert fake.requests[-1].body["generationConfig"]["thinkingConfig"] == {
+        "thinkingLevel": "LOW",
+        "includeThoughts": True,
+    }
+    (call,) = r.tool_calls
+    assert call.id.startswith("fc")  # Gemini's own id
+    assert call.signature == fake_signature("get_weather")
+    assert r.reasoning.startswith("**Reading the request**")
+    msgs += [r.message(), llmrelay.Message.tool(call.id, '{"temp": 21}')]
+    fake.push(Reply.ok("Sunny, 21.", reasoning_tokens=4))
+    if streamed:
+        s2 = client.astream(G3, msgs, **kw)
+        assert "".join([c.delta async for c in s2]) == "Sunny, 21."
+        r2 = s2.response
+        assert r2 is not None
+    else:
+        r2 = await client.achat(G3, msgs, **kw)
+    sent = fake.requests[-1].body["contents"]
+    model_turn = sent[1]["parts"]
+    assert model_turn[-1] == {
+        "functionCall": {"name": "get_weather", "args": {"city": "Paris"}, "id": call.id},
+        "thoughtSignature": fake_signature("get_weather"),
+    }
+    assert sent[2]["parts"] == [
+        {"functionResponse": {"name": "get_weather", "response": {"temp": 21}, "id": call.id}}
+    ]
+    assert r2.text == "Sunny, 21."
+    # The text's signature is kept too, and goes back on the text in a third turn.
+    assert [p.signature for p in r2.reasoning_parts if p.id and p.id.startswith("text:")] == [
+        fake_signature("text")
+    ]
+    msgs += [r2.message(), llmrelay.Message.user("thanks")]
+    await client.achat(G3, msgs, **kw)
+    third = fake.requests[-1].body["contents"]
+    assert {"text": "Sunny, 21.", "thoughtSignature": fake_signature("text")} in third[3]["parts"]
+
+
+async def test_gemini3_refuses_a_replay_without_its_signature(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
+    call = llmrelay.ToolCall("fc1", "get_weather", '{"city": "Paris"}', signature="Zm9yZ2Vk")
+    msgs = [
+        llmrelay.Message.user("weather?"),
+        llmrelay.Message.assistant(tool_calls=[call]),
+        llmrelay.Message.tool("fc1", "sunny"),
+    ]
+    with pytest.raises(llmrelay.BadRequestError, match="Thought signature is not valid"):
+        await client.achat(G3, msgs, **_kw(fake))
+    # Built by hand without a signature: the documented stand-in is accepted.
+    call.signature = None
+    r = await client.achat(G3, msgs, **_kw(fake))
+    assert r.text == "Echo: weather?"
+    assert fake.requests[-1].body["contents"][1]["parts"][0]["thoughtSignature"] == (
+        "skip_thought_signature_validator"
+    )

@@ -14,10 +14,23 @@ any other code an ``ErrorInfo`` reason (e.g. ``API_KEY_INVALID``). A 429 always 
 
 Thought parts (``thought: true``) are sent when the request asks for them
 (``generationConfig.thinkingConfig.includeThoughts``) and the reply has ``reasoning_tokens``.
+A reply with ``finish="content_filter"`` ends with ``finishReason: SAFETY`` and a blocked
+``safetyRatings`` entry, as Google's filters do.
+
+Gemini 3 models (a model name starting ``gemini-3``) behave as Google documents for them
+(https://ai.google.dev/gemini-api/docs/thought-signatures): a function call comes with an ``id``
+and a ``thoughtSignature`` on the first ``functionCall`` part, a text answer with a signature
+on its last part; and a request whose current turn (the model turns after the last user text)
+replays a function call without the signature the fake issued for it (or Google's
+``skip_thought_signature_validator`` stand-in) on the first ``functionCall`` part of each step
+is refused with 400, as Gemini 3 refuses it. The fake's signatures are
+``base64("fake-thought:<function name or text>")``, so a test can tell which one came back.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -118,6 +131,7 @@ _DECL_FIELDS = frozenset(
     }
 )
 _DATA_FIELDS = ("text", "inlineData", "fileData", "functionCall", "functionResponse")
+_SENTINELS = frozenset({"skip_thought_signature_validator", "context_engineering_is_the_way_to_go"})
 _PATH = re.compile(r"/models/([^/:]+):(generateContent|streamGenerateContent)$")
 _SEP = b"\r\n\r\n"
 
@@ -125,6 +139,42 @@ _SEP = b"\r\n\r\n"
 @dataclass(slots=True)
 class GeminiFakeRequest(FakeRequest):
     include_thoughts: bool = False
+    #: A Gemini 3 model: ids and thought signatures on answers, signatures checked on replay.
+    signs: bool = False
+    #: The answer's responseId: made from the request's contents, so it differs per turn.
+    response_id: str = "fakeGeminiResponse"
+
+
+def fake_signature(what: str) -> str:
+    """The thought signature the fake issues for a function call (its name) or a text part."""
+    return base64.b64encode(f"fake-thought:{what}".encode()).decode()
+
+
+def _check_signatures(contents: list[dict[str, Any]]) -> None:
+    """Gemini 3's check: in the current turn, the first ``functionCall`` of every model step
+    carries a signature, and a signature the fake issued names that call's function."""
+    start = 0
+    for i, c in enumerate(contents):
+        parts = c.get("parts") or []
+        if c.get("role", "user") == "user" and any("text" in p for p in parts):
+            start = i + 1
+    for i, c in enumerate(contents[start:], start):
+        if c.get("role") != "model":
+            continue
+        calls = [p for p in c["parts"] if "functionCall" in p]
+        if not calls:
+            continue
+        sig = calls[0].get("thoughtSignature")
+        name = calls[0]["functionCall"].get("name")
+        if not sig:
+            raise ValueError(
+                f"Function call `{name}` in the {i + 1}. content block is missing a "
+                "`thought_signature`."
+            )
+        if sig in _SENTINELS:
+            continue
+        if sig != fake_signature(str(name)):
+            raise ValueError(f"Thought signature is not valid for function call `{name}`.")
 
 
 def _camel(name: str) -> str:
@@ -197,15 +247,21 @@ class GeminiDialect:
             si = _obj(body["systemInstruction"], "system_instruction")
             texts.extend(_texts(_check_parts(si.get("parts"), "system_instruction")))
         last_user = ""
+        checked: list[dict[str, Any]] = []
         for i, raw in enumerate(contents):
             c = _obj(raw, f"contents[{i}]", frozenset({"role", "parts"}))
             role = c.get("role", "user")
             if role not in ("user", "model"):
                 raise ValueError(f"contents[{i}].role must be 'user' or 'model', not {role!r}")
-            t = _texts(_check_parts(c.get("parts"), f"contents[{i}]"))
+            parts = _check_parts(c.get("parts"), f"contents[{i}]")
+            checked.append({"role": role, "parts": parts})
+            t = _texts(parts)
             texts.extend(t)
             if role == "user" and t:
                 last_user = " ".join(t)
+        signs = m.group(1).startswith("gemini-3")
+        if signs:
+            _check_signatures(checked)
         gc = _obj(body.get("generationConfig") or {}, "generation_config", _CONFIG_FIELDS)
         schema = gc.get("responseJsonSchema") or gc.get("responseSchema")
         tools: dict[str, dict[str, Any]] = {}
@@ -235,6 +291,8 @@ class GeminiDialect:
             forced_tool=forced,
             tool_schemas=tools,
             include_thoughts=bool(thinking.get("includeThoughts")),
+            signs=signs,
+            response_id="fakeGemini" + hashlib.sha256(orjson.dumps(checked)).hexdigest()[:16],
         )
 
     def check_auth(self, request: web.Request, api_key: str) -> bool:
@@ -274,9 +332,14 @@ class GeminiDialect:
             return [{"text": text, "thought": True}]
         return []
 
-    def _tool_part(self, tool: tuple[str, Any]) -> dict[str, Any]:
+    def _tool_part(self, req: FakeRequest, tool: tuple[str, Any]) -> dict[str, Any]:
         args = tool[1] if isinstance(tool[1], dict) else {"value": tool[1]}
-        return {"functionCall": {"name": tool[0], "args": args}}
+        fc: dict[str, Any] = {"name": tool[0], "args": args}
+        if not getattr(req, "signs", False):
+            return {"functionCall": fc}
+        digest = hashlib.sha256(orjson.dumps([req.prompt_text, tool[0], args])).hexdigest()
+        fc["id"] = f"fc{digest[:8]}"
+        return {"functionCall": fc, "thoughtSignature": fake_signature(tool[0])}
 
     def _response(
         self,
@@ -288,11 +351,20 @@ class GeminiDialect:
         cand: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
         if finish is not None:
             cand["finishReason"] = _FINISH.get(finish, finish)
+            if cand["finishReason"] == "SAFETY":
+                cand["safetyRatings"] = [
+                    {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},
+                    {
+                        "category": "HARM_CATEGORY_DANGEROUS_CONTENT",
+                        "probability": "HIGH",
+                        "blocked": True,
+                    },
+                ]
         return {
             "candidates": [cand],
             "usageMetadata": usage,
             "modelVersion": req.model,
-            "responseId": "fakeGeminiResp0001",
+            "responseId": getattr(req, "response_id", "fakeGeminiResponse"),
         }
 
     def body(
@@ -306,8 +378,10 @@ class GeminiDialect:
         parts = self._thought(req, usage)
         if text or not tool:
             parts.append({"text": text})
+            if getattr(req, "signs", False) and not tool:
+                parts[-1]["thoughtSignature"] = fake_signature("text")
         if tool:
-            parts.append(self._tool_part(tool))
+            parts.append(self._tool_part(req, tool))
         return self._response(req, parts, finish, self._usage(usage))
 
     def _frame(self, obj: dict[str, Any]) -> bytes:
@@ -325,7 +399,10 @@ class GeminiDialect:
         (Google has no separate end event)."""
         groups: list[list[dict[str, Any]]] = [[{"text": p}] for p in pieces]
         if tool:
-            groups.append([self._tool_part(tool)])
+            groups.append([self._tool_part(req, tool)])
+        elif getattr(req, "signs", False):
+            # Gemini 3 streams the text's signature in an empty last text part.
+            groups.append([{"text": "", "thoughtSignature": fake_signature("text")}])
         if not groups:
             groups.append([{"text": ""}])
         groups[0][:0] = self._thought(req, usage)

@@ -11,10 +11,12 @@ Tool parameters go out as ``parametersJsonSchema`` and structured output as
 ``parameters``/``responseSchema`` fields take Google's OpenAPI-3.0 ``Schema`` subset and reject
 those keywords ("Unknown name \\"$defs\\""), so they would need a lossy rewrite of every schema.
 
-Gemini 3 rejects a replayed ``functionCall`` without its ``thoughtSignature``. ``ToolCall`` has no
-field to carry the signature back, so replayed calls get the sentinel Google documents for history
-the model did not produce itself (``skip_thought_signature_validator``): the request is accepted,
-the model's earlier reasoning is not restored.
+Gemini 3 rejects a replayed ``functionCall`` without its ``thoughtSignature``. Signatures come
+back where they were received (``ToolCall.signature`` on its ``functionCall`` part, thought and
+text signatures from ``Response.reasoning_parts`` on theirs), with ``functionCall.id`` and
+``functionResponse.id``; only a turn of calls with no signature at all (written by hand, or by
+another provider) gets the sentinel Google documents (``skip_thought_signature_validator``).
+``reasoning_effort`` becomes ``generationConfig.thinkingConfig`` by model family (:data:`THINKING`).
 
 This module builds the request; answers and streams are read in ``gemini_stream.py`` and errors
 mapped in ``gemini_errors.py``.
@@ -23,26 +25,30 @@ mapped in ``gemini_errors.py``.
 from __future__ import annotations
 
 import mimetypes
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import orjson
 
-from ...errors import APIError, InvalidRequestError
+from ...errors import APIError, InvalidRequestError, shown
 from ...transport.base import HttpRequest, HttpResponse
 from ...types import (
+    AudioPart,
     ChatRequest,
     ContentPart,
+    DocumentPart,
     GenerationParams,
     ImagePart,
     Message,
+    ReasoningPart,
     Response,
-    ToolCall,
+    TextPart,
 )
 from ..table import Deployment
 from .base import (
     answer_request_id,
-    content_parts,
     decode_json,
     encode_body,
     invalid,
@@ -51,13 +57,33 @@ from .base import (
     tool_call_args,
 )
 from .gemini_errors import check_prompt_blocked, in_band_error, map_error
-from .gemini_stream import GeminiStream, Parts, finish_reason, first_candidate, usage_from
+from .gemini_stream import (
+    FILTER_REASONS,
+    GeminiStream,
+    Turn,
+    filtered,
+    finish_reason,
+    first_candidate,
+    usage_from,
+)
 
 __all__ = ["GeminiAdapter"]
 
 _TOOL_CHOICE_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
-#: Google's documented stand-in for a thought signature we do not have (see the module doc).
+#: Google's documented stand-in for a thought signature a function call does not have
+#: (https://ai.google.dev/gemini-api/docs/thought-signatures, FAQ: history written by hand or
+#: moved from another model): sent only on the first call of a model turn none of whose calls
+#: has a signature. Gemini accepts the turn; no earlier reasoning is restored.
 SIGNATURE_SENTINEL = "skip_thought_signature_validator"
+#: Document types by extension, for ``fileData`` URLs without a media type.
+_DOCUMENT_TYPES = {
+    "pdf": "application/pdf",
+    "txt": "text/plain",
+    "md": "text/markdown",
+    "html": "text/html",
+    "csv": "text/csv",
+    "xml": "text/xml",
+}
 #: Gemini's image types by extension (mimetypes' table differs between systems).
 _IMAGE_TYPES = {
     "png": "image/png",
@@ -73,71 +99,160 @@ _IMAGE_TYPES = {
 # --------------------------------------------------------------------------- request
 
 
-def _image(p: ImagePart) -> dict[str, Any]:
-    inline = p.as_base64()
-    if inline is not None:
-        return {"inlineData": {"mimeType": inline[0], "data": inline[1]}}
-    url = p.url or ""
-    path = url.split("?", 1)[0].split("#", 1)[0]
-    ext = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
-    mime = p.media_type or _IMAGE_TYPES.get(ext) or mimetypes.guess_type(path)[0]
+def _file(url: str, mime: str | None) -> dict[str, Any]:
     fd: dict[str, Any] = {"fileUri": url}
     if mime:
         fd["mimeType"] = mime
     return {"fileData": fd}
 
 
-def _text(text: str) -> dict[str, Any]:
-    return {"text": text}
+def _ext(url: str) -> tuple[str, str]:
+    path = url.split("?", 1)[0].split("#", 1)[0]
+    ext = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
+    return path, ext
+
+
+def _image(p: ImagePart) -> dict[str, Any]:
+    inline = p.as_base64()
+    if inline is not None:
+        return {"inlineData": {"mimeType": inline[0], "data": inline[1]}}
+    url = p.url or ""
+    path, ext = _ext(url)
+    return _file(url, p.media_type or _IMAGE_TYPES.get(ext) or mimetypes.guess_type(path)[0])
+
+
+def _document(p: DocumentPart) -> dict[str, Any]:
+    """PDFs and text documents go inline (``inlineData``) or by URI (``fileData``: a Files API
+    URI, a ``gs://`` object or a public URL), as https://ai.google.dev/gemini-api/docs/document-processing
+    shows."""
+    inline = p.as_base64()
+    if inline is not None:
+        return {"inlineData": {"mimeType": inline[0], "data": inline[1]}}
+    url = p.url or ""
+    path, ext = _ext(url)
+    return _file(url, p.media_type or _DOCUMENT_TYPES.get(ext) or mimetypes.guess_type(path)[0])
 
 
 def _parts(content: str | list[ContentPart] | None) -> list[dict[str, Any]]:
-    # Gemini refuses empty text parts ("it has an empty text parameter"): they are left out.
-    return content_parts(content, _text, _image)
+    """A user (or system) message's parts. Gemini refuses empty text parts ("it has an empty
+    text parameter"): they are left out. ``cache_control`` is ignored: Gemini caches repeated
+    prompt prefixes by itself (implicit caching), and explicit caches are separate objects
+    (``cachedContent``) a caller passes through ``extra``. Reasoning parts of other turns are
+    not the user's: they are left out."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"text": content}] if content else []
+    out: list[dict[str, Any]] = []
+    for p in content:
+        if isinstance(p, TextPart):
+            if p.text:
+                out.append({"text": p.text})
+        elif isinstance(p, ImagePart):
+            out.append(_image(p))
+        elif isinstance(p, DocumentPart):
+            out.append(_document(p))
+        elif isinstance(p, AudioPart):
+            out.append({"inlineData": {"mimeType": p.media_type, "data": p.as_base64()}})
+    return out
 
 
-def _tool_result(text: str) -> dict[str, Any]:
-    """Gemini wants an object: a JSON object goes as is, anything else as ``{"result": ...}``."""
+def _model_parts(m: Message) -> list[dict[str, Any]]:
+    """An assistant message as a ``model`` turn, with every thought signature back in the part
+    it came with (``gemini_stream.Turn`` says where each one was): signed thoughts first, then
+    the text (cut where a signed text part ended), then the function calls with their ids and
+    signatures. A turn of calls none of which has a signature (history written by hand or by
+    another provider) gets Google's documented stand-in on its first call, which Gemini 3
+    accepts in place of a signature it made (see :data:`SIGNATURE_SENTINEL`)."""
+    content = m.content
+    out: list[dict[str, Any]] = []
+    text_sigs: list[tuple[int, str]] = []
+    texts: list[str] = []
+    if isinstance(content, str):
+        texts.append(content)
+    else:
+        for p in content or ():
+            if isinstance(p, ReasoningPart):
+                if p.provider != "gemini" or not p.signature:
+                    continue  # another provider's, or a thought Gemini did not sign
+                if p.id and p.id.startswith("text:") and p.id[5:].isdigit():
+                    text_sigs.append((int(p.id[5:]), p.signature))
+                else:
+                    out.append({"text": p.text, "thought": True, "thoughtSignature": p.signature})
+            elif isinstance(p, TextPart):
+                texts.append(p.text)
+            else:
+                out.extend(_parts([p]))
+    text = "".join(texts)
+    start = 0
+    for end, sig in sorted(text_sigs):
+        end = min(max(end, start), len(text))
+        if end > start:
+            out.append({"text": text[start:end], "thoughtSignature": sig})
+        elif out and "text" in out[-1] and "thought" not in out[-1] and start:
+            out[-1].setdefault("thoughtSignature", sig)  # an empty signed part at the end
+        start = end
+    if start < len(text):
+        out.append({"text": text[start:]})
+    calls = m.tool_calls or []
+    signed = any(tc.signature for tc in calls)
+    for n, tc in enumerate(calls):
+        fc: dict[str, Any] = {"name": tc.name, "args": tool_call_args(tc, "Gemini")}
+        if tc.id:
+            fc["id"] = tc.id
+        part: dict[str, Any] = {"functionCall": fc}
+        if tc.signature:
+            part["thoughtSignature"] = tc.signature
+        elif n == 0 and not signed:
+            part["thoughtSignature"] = SIGNATURE_SENTINEL
+        out.append(part)
+    return out
+
+
+def _tool_result(text: str, is_error: bool | None) -> dict[str, Any]:
+    """Gemini wants an object: a JSON object goes as is, anything else as ``{"result": ...}``;
+    a failed tool's result goes as ``{"error": ...}``, the key Google documents for error
+    details (``FunctionResponse.response``: "output" for the output, "error" for errors)."""
     try:
         value = orjson.loads(text) if text else text
     except orjson.JSONDecodeError:
         value = text
+    if is_error:
+        return {"error": value}
     return value if isinstance(value, dict) else {"result": value}
 
 
 def _contents(messages: list[Message]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """``(contents, system parts)``. Consecutive turns of one role are merged, and consecutive
-    tool results become one ``user`` turn, as Gemini expects answers to parallel calls."""
+    """``(contents, system parts)``. ``system`` and ``developer`` messages become the system
+    instruction. Consecutive turns of one role are merged, and consecutive tool results become
+    one ``user`` turn, as Gemini expects answers to parallel calls."""
     contents: list[dict[str, Any]] = []
     system: list[dict[str, Any]] = []
     names: dict[str, str] = {}
     last_kind = ""
     for i, m in enumerate(messages):
-        if m.role == "system":
-            text = m.text()
-            if text:
-                system.append({"text": text})
+        if m.role in ("system", "developer"):
+            system.extend(_parts(m.content))
             continue
         if m.role == "tool":
             call_id = m.tool_call_id or ""
             name = names.get(call_id) or m.name
             if not name:
                 raise InvalidRequestError(
-                    f"messages[{i}] answers tool call {call_id!r}, which no earlier assistant "
-                    "message made; Gemini needs the function name: keep the assistant message "
-                    "with its tool_calls in the conversation, or set the tool message's `name`"
+                    f"messages[{i}] answers tool call {shown(call_id)}, which no earlier "
+                    "assistant message made; Gemini needs the function name: keep the assistant "
+                    "message with its tool_calls in the conversation, or set the tool message's "
+                    "`name`"
                 )
-            parts = [{"functionResponse": {"name": name, "response": _tool_result(m.text())}}]
+            fr: dict[str, Any] = {"name": name, "response": _tool_result(m.text(), m.is_error)}
+            if call_id:
+                fr["id"] = call_id
+            parts = [{"functionResponse": fr}]
             role, kind = "user", "tool"
         elif m.role == "assistant":
-            parts = _parts(m.content)
-            for n, tc in enumerate(m.tool_calls or ()):
+            for tc in m.tool_calls or ():
                 names[tc.id] = tc.name
-                args = tool_call_args(tc, "Gemini")
-                part: dict[str, Any] = {"functionCall": {"name": tc.name, "args": args}}
-                if n == 0:
-                    part["thoughtSignature"] = SIGNATURE_SENTINEL
-                parts.append(part)
+            parts = _model_parts(m)
             role, kind = "model", "model"
         else:
             parts = _parts(m.content)
@@ -152,7 +267,75 @@ def _contents(messages: list[Message]) -> tuple[list[dict[str, Any]], list[dict[
     return contents, system
 
 
-def _generation_config(p: GenerationParams) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class _Thinking:
+    """How one model family takes ``reasoning_effort``: Gemini 3 as ``thinkingLevel``, 2.5 as
+    ``thinkingBudget`` (tokens). ``off`` is the setting that turns thinking off, where the
+    family has one."""
+
+    levels: Mapping[str, str | int]
+    off: str | int | None = None
+    #: What a level the family lacks is sent as (``minimal`` on 3 Pro is LOW).
+    nearest: Mapping[str, str] = field(default_factory=dict)
+
+
+# reasoning_effort -> generationConfig.thinkingConfig, by model family (the first pattern that
+# matches the start of the model name wins). Sources, read 2026-12-03:
+#   https://ai.google.dev/gemini-api/docs/thinking (thinkingLevel for Gemini 3 and later: 3 Pro
+#   takes low and high and cannot turn thinking off, 3.x Pro takes no minimal, Flash takes
+#   minimal/low/medium/high, and minimal does not guarantee no thinking; thinkingBudget for
+#   2.5: 0 turns it off on Flash and Flash-Lite, not on Pro (128-32768), Flash-Lite's smallest
+#   budget is 512);
+#   https://ai.google.dev/gemini-api/docs/openai (Google's own reasoning_effort mapping for
+#   2.5: low 1,024, medium 8,192, high 24,576 tokens; "none" turns thinking off);
+#   recording gemini-400-thinking-level-unsupported ("Thinking level MINIMAL is not supported
+#   for this model").
+_BUDGETS = {"low": 1024, "medium": 8192, "high": 24576}
+_LEVELS = {"minimal": "MINIMAL", "low": "LOW", "medium": "MEDIUM", "high": "HIGH"}
+THINKING: tuple[tuple[str, _Thinking], ...] = (
+    (
+        r"gemini-3-pro",
+        _Thinking({"low": "LOW", "high": "HIGH"}, nearest={"minimal": "low", "medium": "high"}),
+    ),
+    (
+        r"gemini-(?:[3-9]|\d\d)(?:\.\d+)?-pro",
+        _Thinking({"low": "LOW", "medium": "MEDIUM", "high": "HIGH"}, nearest={"minimal": "low"}),
+    ),
+    (r"gemini-(?:[3-9]|\d\d)", _Thinking(_LEVELS)),
+    (r"gemini-2\.5-pro", _Thinking({"minimal": 128, **_BUDGETS})),
+    (r"gemini-2\.5-flash", _Thinking({"minimal": 512, **_BUDGETS}, off=0)),
+)
+
+
+def _thinking(effort: str, model: str, adjusted: dict[str, str]) -> dict[str, Any] | None:
+    """``thinkingConfig`` for ``reasoning_effort`` on ``model`` (thought summaries included, so
+    ``Response.reasoning`` has them), or None with the reason in ``adjusted``."""
+    name = model.removeprefix("models/").rsplit("/", 1)[-1]
+    rule = next((r for pattern, r in THINKING if re.match(pattern, name)), None)
+    if rule is None:
+        adjusted["reasoning_effort"] = (
+            f"dropped: no known thinking setting for Gemini model {name}; pass "
+            "extra={'generationConfig': {'thinkingConfig': {...}}} to set one"
+        )
+        return None
+    if effort == "none":
+        if rule.off is None:
+            adjusted["reasoning_effort"] = f"dropped: {name} cannot turn thinking off"
+            return None
+        value: str | int = rule.off
+    else:
+        level = rule.nearest.get(effort, effort)
+        if level != effort:
+            adjusted["reasoning_effort"] = f"sent as {level}: {name} takes {', '.join(rule.levels)}"
+        value = rule.levels[level]
+    if isinstance(value, str):
+        return {"thinkingLevel": value, "includeThoughts": True}
+    if value == 0:
+        return {"thinkingBudget": 0}  # thinking off: there are no thoughts to include
+    return {"thinkingBudget": value, "includeThoughts": True}
+
+
+def _generation_config(p: GenerationParams, model: str, adjusted: dict[str, str]) -> dict[str, Any]:
     gc: dict[str, Any] = {}
     if p.temperature is not None:
         gc["temperature"] = p.temperature
@@ -181,6 +364,10 @@ def _generation_config(p: GenerationParams) -> dict[str, Any]:
                 f"response_format type {kind!r} is not supported by Gemini; use 'text', "
                 "'json_object' or 'json_schema'"
             )
+    if p.reasoning_effort is not None:
+        tc = _thinking(p.reasoning_effort, model, adjusted)
+        if tc is not None:
+            gc["thinkingConfig"] = tc
     return gc
 
 
@@ -207,7 +394,8 @@ class GeminiAdapter:
         body: dict[str, Any] = {"contents": contents}
         if system:
             body["systemInstruction"] = {"parts": system}
-        gc = _generation_config(p)
+        adjusted: dict[str, str] = {}
+        gc = _generation_config(p, dep.model, adjusted)
         if gc:
             body["generationConfig"] = gc
         if p.tools:
@@ -221,7 +409,6 @@ class GeminiAdapter:
             body["tools"] = [{"functionDeclarations": decls}]
         if p.tool_choice is not None:
             body["toolConfig"] = _tool_config(p.tool_choice)
-        adjusted: dict[str, str] = {}
         if p.user is not None:
             adjusted["user"] = "dropped: Google Gemini does not support it"
         for k, v in p.extra.items():
@@ -259,21 +446,29 @@ class GeminiAdapter:
         cand = first_candidate(data)
         if cand is None:
             raise invalid("the response has no candidates", dep, resp.headers)
-        parts = Parts(cand.get("content"))
-        calls = [ToolCall(c[0] or f"call_{i}", c[1], c[2]) for i, c in enumerate(parts.calls)]
+        rid = data.get("responseId")
+        rid = rid if isinstance(rid, str) else None
+        turn = Turn()
+        turn.add(cand.get("content"), rid)
+        turn.finish()
         raw = cand.get("finishReason")
         raw = raw if isinstance(raw, str) else None
+        if raw in FILTER_REASONS:
+            assert raw is not None
+            raise filtered(raw, cand, "".join(turn.text), dep, resp.headers, data)
         return Response(
-            text="".join(parts.text),
-            tool_calls=calls,
-            finish_reason=finish_reason(raw, bool(calls)),
+            text="".join(turn.text),
+            tool_calls=turn.calls,
+            finish_reason=finish_reason(raw, bool(turn.calls)),
             raw_finish_reason=raw,
             usage=usage_from(data.get("usageMetadata")),
             provider=dep.provider,
             model=str(data.get("modelVersion") or dep.model),
             alias=dep.alias,
-            id=data.get("responseId"),
+            id=rid,
             request_id=answer_request_id(resp.headers, dep),
+            reasoning="".join(turn.thoughts),
+            reasoning_parts=turn.reasoning_parts,
         )
 
     def _from_chunks(self, chunks: list[Any], resp: HttpResponse, dep: Deployment) -> Response:

@@ -30,7 +30,7 @@ from ..table import Deployment
 from . import base
 from .base import error_body, error_for_status, make_error, status_message
 
-__all__ = ["check_prompt_blocked", "in_band_error", "map_error"]
+__all__ = ["check_prompt_blocked", "flagged_ratings", "in_band_error", "map_error"]
 
 _CONTEXT_MARKERS = ("input token count", "exceeds the maximum number of tokens", "too many tokens")
 _AUTH_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_NOT_FOUND"})
@@ -111,19 +111,33 @@ def in_band_error(obj: dict[str, Any], headers: Mapping[str, str], dep: Deployme
     return base.in_band_error(map_error, obj, orjson.dumps(obj), headers, dep)
 
 
+def flagged_ratings(ratings: Any) -> list[str]:
+    """The categories of ``safetyRatings`` that were blocked or rated MEDIUM/HIGH, e.g.
+    ``["dangerous_content (HIGH)"]``."""
+    out = []
+    for r in ratings if isinstance(ratings, list) else ():
+        if not isinstance(r, dict):
+            continue
+        prob = r.get("probability")
+        if r.get("blocked") or prob in ("MEDIUM", "HIGH"):
+            name = str(r.get("category", "")).removeprefix("HARM_CATEGORY_").lower()
+            out.append(f"{name} ({prob})" if isinstance(prob, str) else name)
+    return out
+
+
 def check_prompt_blocked(data: dict[str, Any], dep: Deployment, headers: Mapping[str, str]) -> None:
-    """Raise ``ContentFilteredError`` when Gemini blocked the prompt (no candidates)."""
+    """Raise ``ContentFilteredError`` when Gemini blocked the prompt (no candidates):
+    ``category`` is the ``blockReason``, ``explanation`` Vertex's ``blockReasonMessage`` or the
+    flagged safety ratings."""
     pf = data.get("promptFeedback")
     if data.get("candidates") or not isinstance(pf, dict) or not pf.get("blockReason"):
         return
     reason = str(pf["blockReason"])
-    flagged = [
-        str(r.get("category", "")).removeprefix("HARM_CATEGORY_").lower()
-        for r in pf.get("safetyRatings") or ()
-        if isinstance(r, dict) and (r.get("blocked") or r.get("probability") in ("MEDIUM", "HIGH"))
-    ]
-    detail = f" ({', '.join(flagged)})" if flagged else ""
-    raise make_error(
+    said = pf.get("blockReasonMessage")
+    flagged = ", ".join(flagged_ratings(pf.get("safetyRatings")))
+    explanation = said if isinstance(said, str) and said else flagged or None
+    detail = f" ({explanation})" if explanation else ""
+    err = make_error(
         ContentFilteredError,
         f"Gemini blocked the prompt: blockReason {reason}{detail}",
         status=None,
@@ -131,6 +145,9 @@ def check_prompt_blocked(data: dict[str, Any], dep: Deployment, headers: Mapping
         dep=dep,
         body=data,
     )
+    assert isinstance(err, ContentFilteredError)
+    err.category, err.explanation = reason, explanation
+    raise err
 
 
 def _retry_delay(details: list[Any]) -> float | None:
