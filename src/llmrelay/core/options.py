@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ..errors import ConfigurationError, InvalidRequestError, finite, shown
+from ..providers.api_choice import check_api
 from ..providers.backends import Backend
 from ..providers.resolve import Target
 from ..providers.table import Secret
@@ -81,6 +82,9 @@ class CallOptions:
     wait_for_rate_limit: bool | None = None
     #: Correlates this call's log rows and spans; generated when not given.
     trace_id: str | None = None
+    #: OpenAI wire API for this call: "responses" or "chat" (default: the alias's, the
+    #: provider's, else what the model needs; see ``llmrelay.providers.api_choice``).
+    api: str | None = None
 
     def __post_init__(self) -> None:
         # Built once per call that sets options (never for NO_OPTIONS): only type checks here,
@@ -137,6 +141,8 @@ class CallOptions:
             _bad("wait_for_rate_limit", "True, False or None", w)
         if self.no_store.__class__ is not bool:
             _bad("no_store", "True or False", self.no_store)
+        if self.api is not None:
+            check_api(self.api)
 
     def _check_chains(self) -> None:
         for name in ("fallbacks", "context_window_fallbacks", "content_filter_fallbacks"):

@@ -66,6 +66,8 @@ class ResponsesStream:
     # ------------------------------------------------------------------ events
 
     def feed(self, event: SSEEvent) -> list[StreamChunk]:
+        if self.done:
+            return []  # the answer is complete: anything after its terminal event is not it
         obj = event_json(event.data, self._dep)
         kind = obj.get("type")
         if kind == "response.output_text.delta":
