@@ -91,7 +91,8 @@ async def _stream(
     finally:
         await client.aclose()
     last = chunks[-1]
-    assert last.done and last.response is not None
+    assert last.done
+    assert last.response is not None
     return chunks, last.response
 
 
@@ -103,8 +104,10 @@ async def test_plain_text() -> None:
     assert r.raw_finish_reason == "completed"
     assert (r.usage.input_tokens, r.usage.output_tokens) == (11, 5)
     assert r.model == "gpt-5.5-2026-04-23"
-    assert r.id is not None and r.id.startswith("resp_")
-    assert r.request_id is not None and r.request_id.startswith("req_")
+    assert r.id is not None
+    assert r.id.startswith("resp_")
+    assert r.request_id is not None
+    assert r.request_id.startswith("req_")
     sent = server.received[0]
     assert sent.path_qs == "/responses"
     body = sent.json()
@@ -129,14 +132,16 @@ async def test_tool_loop_sends_function_call_items() -> None:
         assert r.finish_reason == "tool_calls"
         [tc] = r.tool_calls
         assert tc.id.startswith("call_")  # the call_id, not the item id
-        assert tc.name and tc.parsed_arguments()
+        assert tc.name
+        assert tc.parsed_arguments()
         msgs = [
             Message("user", "Look up the population of Pundora"),
             r.message(),
             Message("tool", "123124", tool_call_id=tc.id),
         ]
         r2 = await _chat(server, "openai/gpt-5.5", msgs, tools=TOOLS)
-    assert r2.text and r2.finish_reason == "stop"
+    assert r2.text
+    assert r2.finish_reason == "stop"
     second = server.received[1].json()["input"]
     assert second[1] == {
         "type": "function_call",
@@ -147,7 +152,8 @@ async def test_tool_loop_sends_function_call_items() -> None:
     assert second[2] == {"type": "function_call_output", "call_id": tc.id, "output": "123124"}
     # the flat tool shape of the Responses API
     tools = server.received[0].json()["tools"]
-    assert tools[0]["type"] == "function" and tools[0]["name"] == "lookup_population"
+    assert tools[0]["type"] == "function"
+    assert tools[0]["name"] == "lookup_population"
     assert "function" not in tools[0]
 
 
@@ -158,7 +164,8 @@ async def test_streamed_tool_call() -> None:
         )
     [tc] = r.tool_calls
     deltas = [d for c in chunks for d in c.tool_calls]
-    assert deltas[0].id == tc.id and deltas[0].name == tc.name
+    assert deltas[0].id == tc.id
+    assert deltas[0].name == tc.name
     assert "".join(d.arguments for d in deltas) == tc.arguments
     assert {d.index for d in deltas} == {0}
     assert r.finish_reason == "tool_calls"
@@ -182,7 +189,8 @@ async def test_encrypted_reasoning_round_trips_as_recorded() -> None:
     """The recorded second request (simonw/llm, store=false) replays the reasoning item with
     its encrypted content before the function call: ours sends the same items."""
     rec = exchanges(entry("openai-responses-encrypted-reasoning-round-trip"))
-    assert rec[1].request is not None and rec[1].request.body is not None
+    assert rec[1].request is not None
+    assert rec[1].request.body is not None
     recorded_input = json.loads(rec[1].request.body)["input"]
     prompt = recorded_input[0]["content"]
     async with _replay("openai-responses-encrypted-reasoning-round-trip") as server:
@@ -213,14 +221,17 @@ async def test_reasoning_summary_and_cached_tokens() -> None:
         assert r.reasoning  # the five summary_text parts, joined
         assert r.reasoning.count("\n\n") >= 4
         [part] = r.reasoning_parts
-        assert part.text == r.reasoning and part.data and part.id
+        assert part.text == r.reasoning
+        assert part.data
+        assert part.id
         assert r.usage.reasoning_tokens == 1792
         [tc] = r.tool_calls
         msgs = [Message("user", "hello"), r.message(), Message("tool", "ok", tool_call_id=tc.id)]
         r2 = await _chat(server, "openai/gpt-5", msgs, tools=TOOLS)
     assert r2.usage.cached_tokens == 2048
     replayed = server.received[1].json()["input"][1]
-    assert replayed["type"] == "reasoning" and replayed["id"] == part.id
+    assert replayed["type"] == "reasoning"
+    assert replayed["id"] == part.id
     assert replayed["encrypted_content"] == part.data
     assert [s["text"] for s in replayed["summary"]] == [part.text]
 
@@ -237,7 +248,8 @@ async def test_streamed_reasoning_summary_and_tool_calls() -> None:
     async with _replay("openai-responses-reasoning-stream") as server:
         chunks, r = await _stream(server, "openai/o3-mini", "weather?", tools=TOOLS)
     assert "".join(c.reasoning for c in chunks) == summary == r.reasoning
-    assert r.reasoning_parts and r.reasoning_parts[0].data
+    assert r.reasoning_parts
+    assert r.reasoning_parts[0].data
     assert r.tool_calls
     assert r.finish_reason == "tool_calls"
     done = [ev["item"] for ev in evs[:first_end] if ev["type"] == "response.output_item.done"]
@@ -280,7 +292,9 @@ async def test_recorded_reasoning_json_body() -> None:
         r = await _chat(server, "openai/gpt-5-mini", "hi")
     assert r.text
     [part] = r.reasoning_parts
-    assert part.data and part.id and part.text == r.reasoning
+    assert part.data
+    assert part.id
+    assert part.text == r.reasoning
     assert isinstance(part, ReasoningPart)
 
 
@@ -288,7 +302,8 @@ async def test_azure_function_call_json_body() -> None:
     async with _replay("azure-responses-function-call") as server:
         r = await _chat(server, "azure/gpt-5.1", "weather?", tools=TOOLS)
     [tc] = r.tool_calls
-    assert isinstance(tc, ToolCall) and tc.id.startswith("call_")
+    assert isinstance(tc, ToolCall)
+    assert tc.id.startswith("call_")
     assert r.usage.input_tokens > 0
     assert server.received[0].headers  # the key goes as api-key (Azure), never in the URL
     names = {k.lower(): v for k, v in server.received[0].headers}

@@ -26,6 +26,9 @@ class FakeRequest:
     forced_tool: str | None = None
     tool_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
     include_usage: bool = True
+    #: The request asks for reasoning (OpenAI Responses ``reasoning``): answer with a reasoning
+    #: item.
+    reasoning: bool = False
 
 
 @dataclass(slots=True)

@@ -63,6 +63,7 @@ _UNSUPPORTED = {
     "presence_penalty": "dropped: the Responses API takes no presence_penalty",
 }
 
+
 def is_reasoning_model(model: str) -> bool:
     """Is ``model`` an OpenAI reasoning model (by its name)?"""
     return _REASONING_MODEL.match(model.rsplit("/", 1)[-1]) is not None

@@ -207,5 +207,3 @@ def response_from(
         reasoning="\n\n".join(out.reasoning),
         reasoning_parts=out.reasoning_parts,
     )
-
-
