@@ -27,6 +27,7 @@ from llmrelay.settings import file as settings_file
 from llmrelay.testing.fake import FakeUpstream, Reply
 from llmrelay.types import Message
 
+from ..config_isolation import isolated_config
 from ..conftest import CANARY_KEY
 
 TOOL = {
@@ -251,16 +252,17 @@ base_url = "{fake.openai_base_url}"
 api = "responses"
 """
     )
-    settings_file.load_file(cfg)
-    client = llmrelay.Client()
-    await client.achat("thinker", "hi")
-    assert fake.requests[-1].path == "/v1/responses"
-    await client.achat("thinker", "hi", api="chat")
-    assert fake.requests[-1].path == "/v1/chat/completions"
-    await client.achat("azure/my-deployment", "hi")
-    assert fake.requests[-1].path == "/v1/responses"
-    assert fake.requests[-1].headers["api-key"] == CANARY_KEY
-    await client.aclose()
+    with isolated_config():
+        settings_file.load_file(cfg)
+        client = llmrelay.Client()
+        await client.achat("thinker", "hi")
+        assert fake.requests[-1].path == "/v1/responses"
+        await client.achat("thinker", "hi", api="chat")
+        assert fake.requests[-1].path == "/v1/chat/completions"
+        await client.achat("azure/my-deployment", "hi")
+        assert fake.requests[-1].path == "/v1/responses"
+        assert fake.requests[-1].headers["api-key"] == CANARY_KEY
+        await client.aclose()
 
 
 def test_bad_api_values_are_typed_errors(tmp_path: Path) -> None:
@@ -270,9 +272,10 @@ def test_bad_api_values_are_typed_errors(tmp_path: Path) -> None:
         llmrelay.chat("anthropic/claude-sonnet-4-5", "hi", api="responses", api_key=CANARY_KEY)
     bad = tmp_path / "bad.toml"
     bad.write_text('[models.x]\nprovider = "openai"\nmodel = "gpt-4.1"\napi = "rest"\n')
-    with pytest.raises(ConfigFileError, match="api must be"):
-        settings_file.load_file(bad)
     worse = tmp_path / "worse.toml"
     worse.write_text('[providers.anthropic]\napi = "responses"\n')
-    with pytest.raises(ConfigFileError, match="speaks the anthropic_messages API"):
-        settings_file.load_file(worse)
+    with isolated_config():
+        with pytest.raises(ConfigFileError, match="api must be"):
+            settings_file.load_file(bad)
+        with pytest.raises(ConfigFileError, match="speaks the anthropic_messages API"):
+            settings_file.load_file(worse)
