@@ -279,3 +279,27 @@ def test_bad_api_values_are_typed_errors(tmp_path: Path) -> None:
             settings_file.load_file(bad)
         with pytest.raises(ConfigFileError, match="speaks the anthropic_messages API"):
             settings_file.load_file(worse)
+
+
+async def test_structured_output_through_text_format(fake: FakeUpstream) -> None:
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        name: str
+        population: int
+
+    client = llmrelay.Client()
+    r = await client.achat(
+        "openai/gpt-4.1-mini",
+        "a city",
+        response_model=City,
+        api_key=CANARY_KEY,
+        base_url=fake.openai_base_url,
+        api="responses",
+    )
+    assert isinstance(r.object, City)
+    fmt = fake.requests[-1].body["text"]["format"]
+    assert fmt["type"] == "json_schema"
+    assert set(fmt["schema"]["properties"]) == {"name", "population"}
+    assert "response_format" not in fake.requests[-1].body
+    await client.aclose()
