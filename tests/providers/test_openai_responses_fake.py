@@ -18,6 +18,7 @@ from openai.types.responses import (
 import llmrelay
 from llmrelay.errors import (
     ConfigFileError,
+    ConfigurationError,
     InvalidRequestError,
     ServerError,
     StreamInterruptedError,
@@ -303,3 +304,22 @@ async def test_structured_output_through_text_format(fake: FakeUpstream) -> None
     assert set(fmt["schema"]["properties"]) == {"name", "population"}
     assert "response_format" not in fake.requests[-1].body
     await client.aclose()
+
+
+async def test_seed_002_configuration_chooses_the_api(fake: FakeUpstream) -> None:
+    from llmrelay.seeds.seed002 import registry
+
+    with isolated_config():
+        registry.define_config(
+            "resp-alias", "openai", "gpt-4.1-mini", base_url=fake.openai_base_url, api="responses"
+        )
+        target = registry.lookup("resp-alias")
+        assert target is not None
+        assert target.options == {"api": "responses"}
+        client = llmrelay.Client()
+        await client.achat("resp-alias", "hi", api_key=CANARY_KEY)
+        assert fake.requests[-1].path == "/v1/responses"
+        await client.aclose()
+        registry.define_config("bad-alias", "openai", "gpt-4.1", api="grpc")
+        with pytest.raises(ConfigurationError, match="api must be 'chat' or 'responses'"):
+            registry.lookup("bad-alias")
