@@ -6,15 +6,17 @@ OpenAI-compatible vendors that implement ``/v1/responses``; which API a call use
 ``llmrelay.providers.api_choice``. Errors have the Chat Completions shape and are typed by the
 same mapping (:class:`~.openai_chat.OpenAIChatAdapter`).
 
-Request (documented at https://platform.openai.com/docs/api-reference/responses/create):
-system/developer messages before the first other message become ``instructions``; the rest
-become ``input`` items -- ``message`` items, ``function_call`` / ``function_call_output`` items
-for tool turns and ``reasoning`` items replayed from this API's own ``ReasoningPart`` s (id,
-summary and ``encrypted_content``). ``store`` is false unless ``extra`` says otherwise: llmrelay
-sends the whole conversation each turn, so nothing needs to be kept at OpenAI, and for
-reasoning models ``include: ["reasoning.encrypted_content"]`` is added so reasoning still
-round-trips (the default the OpenAI Agents SDK, simonw/llm and the Vercel AI SDK use with
-``store=false``).
+Request (fields as the openai SDK's types generated from OpenAI's API spec name them,
+``openai.types.responses.response_create_params``, checked against recorded requests in
+``tests/recordings``): system/developer messages before the first other message become
+``instructions``; the rest become ``input`` items -- ``message`` items, ``function_call`` /
+``function_call_output`` items for tool turns and ``reasoning`` items replayed from this API's
+own ``ReasoningPart`` s (id, summary and ``encrypted_content``).
+
+``store`` is false unless ``extra`` says otherwise: llmrelay sends the whole conversation each
+turn, so nothing needs to be kept at OpenAI, and for reasoning models
+``include: ["reasoning.encrypted_content"]`` is added so reasoning still round-trips (what
+simonw/llm and the Vercel AI SDK send with ``store=false``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from ...errors import APIError, InvalidRequestError
+from ...errors import APIError, InvalidRequestError, shown
 from ...transport.base import HttpRequest, HttpResponse
 from ...types import (
     AudioPart,
@@ -199,7 +201,7 @@ def _text_format(rf: Mapping[str, Any]) -> dict[str, Any]:
         return {"type": kind}
     raise InvalidRequestError(
         f"the Responses API takes response_format of type 'json_schema', 'json_object' or "
-        f"'text', not {str(kind)[:40]!r}"
+        f"'text', not {shown(kind)}"
     )
 
 
