@@ -102,7 +102,9 @@ async def test_sdk_streams_and_accumulates_the_same_response(sdk: openai.AsyncOp
     kinds = []
     deltas = []
     async with sdk.responses.stream(
-        model="gpt-5.5", input="stream me please", reasoning={"effort": "low"}
+        model="gpt-5.5",
+        input="stream me please",
+        reasoning={"effort": "low", "summary": "auto"},
     ) as stream:
         async for event in stream:
             kinds.append(event.type)
@@ -164,7 +166,11 @@ async def test_chat_and_stream_through_responses(fake: FakeUpstream) -> None:
 async def test_reasoning_round_trips_in_a_tool_loop(fake: FakeUpstream) -> None:
     client = llmrelay.Client()
     kw = {"api_key": CANARY_KEY, "base_url": fake.openai_base_url, "api": "responses"}
+    r = await client.achat("openai/gpt-5.5", "plain", **kw)
+    assert r.reasoning == ""  # a reasoning model without an effort: encrypted item, no summary
+    assert r.reasoning_parts[0].data
     fake.push(Reply.tool_call("get_weather", {"city": "Paris"}))
+    kw["reasoning_effort"] = "low"
     r = await client.achat("openai/gpt-5.5", "weather in Paris?", tools=[TOOL], **kw)
     assert r.reasoning == "Thinking about: weather in Paris?"
     [part] = r.reasoning_parts

@@ -26,9 +26,9 @@ class FakeRequest:
     forced_tool: str | None = None
     tool_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
     include_usage: bool = True
-    #: The request asks for reasoning (OpenAI Responses ``reasoning``): answer with a reasoning
-    #: item.
-    reasoning: bool = False
+    #: OpenAI Responses: None, or answer with a reasoning item (a reasoning model, or a
+    #: ``reasoning`` effort); the value is the ``reasoning.summary`` asked for ("" = none).
+    reasoning: str | None = None
 
 
 @dataclass(slots=True)

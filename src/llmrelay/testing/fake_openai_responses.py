@@ -4,9 +4,9 @@ The shapes follow recorded api.openai.com traffic (``tests/recordings``: simonw/
 pydantic-ai and vercel/ai cassettes): a ``response`` object whose ``output`` holds ``reasoning``,
 ``message`` (``output_text`` parts) and ``function_call`` items; streams of typed events
 (``event: <type>`` + ``data: {"type": <type>, "sequence_number": n, ...}``) that end with
-``response.completed`` / ``response.incomplete`` and no ``[DONE]``. A request with ``reasoning``
-(a reasoning model or an effort) gets a reasoning item with a summary and opaque
-``encrypted_content``, as OpenAI answers with ``include: ["reasoning.encrypted_content"]``.
+``response.completed`` / ``response.incomplete`` and no ``[DONE]``. A request with a reasoning
+effort or ``include: ["reasoning.encrypted_content"]`` gets a reasoning item with opaque
+``encrypted_content``, and a summary when ``reasoning.summary`` asks for one.
 """
 
 from __future__ import annotations
@@ -41,6 +41,16 @@ def _text_of(content: Any) -> str:
             if isinstance(p, dict) and p.get("type") in ("input_text", "output_text", "text")
         )
     return ""
+
+
+def _reasoning(body: dict[str, Any]) -> str | None:
+    """The request's reasoning: None (no reasoning item), else the summary it asks for."""
+    r = body.get("reasoning")
+    r = r if isinstance(r, dict) else {}
+    wants = r.get("effort") not in (None, "none") or "reasoning.encrypted_content" in (
+        body.get("include") or ()
+    )
+    return str(r.get("summary") or "") if wants else None
 
 
 def _event(obj: dict[str, Any]) -> bytes:
@@ -93,8 +103,7 @@ class ResponsesDialect:
             json_mode=fmt.get("type") == "json_object",
             forced_tool=forced,
             tool_schemas=tools,
-            reasoning=isinstance(body.get("reasoning"), dict)
-            and body["reasoning"].get("effort") != "none",
+            reasoning=_reasoning(body),
         )
 
     def check_auth(self, request: web.Request, api_key: str) -> bool:
@@ -160,11 +169,12 @@ class ResponsesDialect:
     @staticmethod
     def _reasoning_item(req: FakeRequest) -> dict[str, Any]:
         secret = base64.urlsafe_b64encode(f"fake reasoning for {req.model}".encode()).decode()
+        summary = f"Thinking about: {req.last_user_text}"
         return {
             "id": _RS_ID,
             "type": "reasoning",
             "encrypted_content": "gAAAAAB" + secret,
-            "summary": [{"type": "summary_text", "text": f"Thinking about: {req.last_user_text}"}],
+            "summary": [{"type": "summary_text", "text": summary}] if req.reasoning else [],
         }
 
     @staticmethod
@@ -192,7 +202,7 @@ class ResponsesDialect:
         self, req: FakeRequest, text: str, tool: tuple[str, Any] | None
     ) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        if req.reasoning:
+        if req.reasoning is not None:
             out.append(self._reasoning_item(req))
         if tool:
             out.append(self._call(tool, orjson.dumps(tool[1]).decode()))
@@ -239,9 +249,8 @@ class ResponsesDialect:
             }
         )
         index = 0
-        if req.reasoning:
+        if req.reasoning is not None:
             item = self._reasoning_item(req)
-            summary = item["summary"][0]["text"]
             emit(
                 {
                     "type": "response.output_item.added",
@@ -249,18 +258,14 @@ class ResponsesDialect:
                     "item": {**item, "summary": []},
                 }
             )
-            part = {"type": "summary_text", "text": ""}
-            common = {"item_id": _RS_ID, "output_index": index, "summary_index": 0}
-            emit({"type": "response.reasoning_summary_part.added", **common, "part": part})
-            emit({"type": "response.reasoning_summary_text.delta", **common, "delta": summary})
-            emit({"type": "response.reasoning_summary_text.done", **common, "text": summary})
-            emit(
-                {
-                    "type": "response.reasoning_summary_part.done",
-                    **common,
-                    "part": {"type": "summary_text", "text": summary},
-                }
-            )
+            for i, part in enumerate(item["summary"]):
+                summary = part["text"]
+                common = {"item_id": _RS_ID, "output_index": index, "summary_index": i}
+                blank = {"type": "summary_text", "text": ""}
+                emit({"type": "response.reasoning_summary_part.added", **common, "part": blank})
+                emit({"type": "response.reasoning_summary_text.delta", **common, "delta": summary})
+                emit({"type": "response.reasoning_summary_text.done", **common, "text": summary})
+                emit({"type": "response.reasoning_summary_part.done", **common, "part": part})
             emit({"type": "response.output_item.done", "output_index": index, "item": item})
             index += 1
         text = "".join(pieces)

@@ -241,16 +241,19 @@ def build_body(req: ChatRequest, dep: Deployment) -> tuple[dict[str, Any], dict[
         )
     if p.response_format is not None:
         body["text"] = {"format": _text_format(p.response_format)}
-    reasoning = is_reasoning_model(dep.model) or (
-        p.reasoning_effort is not None and p.reasoning_effort != "none"
-    )
-    if p.reasoning_effort is not None:
-        r: dict[str, Any] = {"effort": p.reasoning_effort}
-        if p.reasoning_effort != "none":
-            r["summary"] = "auto"
-        body["reasoning"] = r
-    elif reasoning:
-        body["reasoning"] = {"summary": "auto"}
+    effort = p.reasoning_effort
+    reasoning = is_reasoning_model(dep.model) or (effort is not None and effort != "none")
+    if effort is not None:
+        # A summary only when the caller asks for reasoning: OpenAI refuses summaries to
+        # organisations it has not verified, so a plain call never asks for one.
+        body["reasoning"] = (
+            {"effort": effort}
+            if effort == "none"
+            else {
+                "effort": effort,
+                "summary": "auto",
+            }
+        )
     if p.user is not None:
         body["user"] = p.user
     body["store"] = False
