@@ -38,14 +38,23 @@ from ...types import (
     TextPart,
 )
 from ..table import Deployment
-from .base import decode_json, encode_body, invalid, json_schema_format, send_headers
+from .base import (
+    answer_request_id,
+    decode_json,
+    encode_body,
+    invalid,
+    json_schema_format,
+    send_headers,
+)
 from .openai_responses_output import (
     WIRE,
     failed_error,
     map_error,
     parse_output,
+    plain_text,
     raise_refusal,
     response_from,
+    usage_from,
 )
 from .openai_responses_stream import ResponsesStream
 
@@ -68,7 +77,19 @@ _UNSUPPORTED = {
 
 def is_reasoning_model(model: str) -> bool:
     """Is ``model`` an OpenAI reasoning model (by its name)?"""
-    return _REASONING_MODEL.match(model.rsplit("/", 1)[-1]) is not None
+    try:
+        return _REASONING[model]
+    except KeyError:
+        pass
+    yes = _REASONING_MODEL.match(model.rsplit("/", 1)[-1]) is not None
+    if len(_REASONING) >= 1024:
+        _REASONING.clear()
+    _REASONING[model] = yes
+    return yes
+
+
+#: model id -> is_reasoning_model (asked once per call).
+_REASONING: dict[str, bool] = {}
 
 
 # --------------------------------------------------------------------------- request
@@ -219,10 +240,11 @@ def build_body(req: ChatRequest, dep: Deployment) -> tuple[dict[str, Any], dict[
         body["top_p"] = p.top_p
     if p.max_tokens is not None:
         body["max_output_tokens"] = p.max_tokens
-    for name, what in _UNSUPPORTED.items():
-        v = getattr(p, name)
-        if v is not None and v != 0:
-            adjusted[name] = what
+    if p.stop or p.seed is not None or p.frequency_penalty or p.presence_penalty:
+        for name, what in _UNSUPPORTED.items():
+            v = getattr(p, name)
+            if v is not None and v != 0:
+                adjusted[name] = what
     if p.tools:
         tools = []
         for t in p.tools:
@@ -298,6 +320,21 @@ class OpenAIResponsesAdapter:
         output = data.get("output")
         if not isinstance(output, list):
             raise invalid("the response has no output list", dep, resp.headers)
+        if status == "completed":
+            text = plain_text(output)
+            if text is not None:  # most answers: one message of text, nothing else to read
+                rid = data.get("id")
+                return Response(
+                    text=text,
+                    finish_reason="stop",
+                    raw_finish_reason="completed",
+                    usage=usage_from(data.get("usage")),
+                    provider=dep.provider,
+                    model=str(data.get("model") or dep.model),
+                    alias=dep.alias,
+                    id=rid if isinstance(rid, str) else None,
+                    request_id=answer_request_id(resp.headers, dep),
+                )
         out = parse_output(output)
         raise_refusal(out, dep, resp.headers)
         return response_from(data, out, dep, resp.headers)

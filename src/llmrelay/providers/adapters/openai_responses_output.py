@@ -25,6 +25,7 @@ __all__ = [
     "finish_of",
     "map_error",
     "parse_output",
+    "plain_text",
     "raise_refusal",
     "response_from",
     "usage_from",
@@ -98,9 +99,11 @@ class Output:
             for part in item.get("content") or ():
                 if not isinstance(part, dict):
                     continue
-                if part.get("type") == "output_text":
-                    self.text.append(str(part.get("text") or ""))
-                elif part.get("type") == "refusal":
+                ptype = part.get("type")
+                if ptype == "output_text":
+                    text = part.get("text")
+                    self.text.append(text if isinstance(text, str) else "")
+                elif ptype == "refusal":
                     self.refusal.append(str(part.get("refusal") or ""))
         elif kind == "function_call":
             args = item.get("arguments")
@@ -135,6 +138,28 @@ class Output:
             )
 
 
+def plain_text(output: list[Any]) -> str | None:
+    """The text of an output that is one message of ``output_text`` parts (most answers), else
+    None (tool calls, reasoning, refusals, anything else: read with :func:`parse_output`)."""
+    if len(output) != 1:
+        return None
+    item = output[0]
+    if item.__class__ is not dict or item.get("type") != "message":
+        return None
+    content = item.get("content")
+    if content.__class__ is not list:
+        return None
+    texts = []
+    for part in content:
+        if part.__class__ is not dict or part.get("type") != "output_text":
+            return None
+        text = part.get("text")
+        if text.__class__ is not str:
+            return None
+        texts.append(text)
+    return texts[0] if len(texts) == 1 else "".join(texts)
+
+
 def parse_output(output: Any) -> Output:
     out = Output()
     if isinstance(output, list):
@@ -146,6 +171,8 @@ def parse_output(output: Any) -> Output:
 def finish_of(status: Any, details: Any, out: Output) -> tuple[FinishReason | None, str | None]:
     """``(finish_reason, raw_finish_reason)`` of a response's ``status`` and
     ``incomplete_details``."""
+    if status == "completed":
+        return ("tool_calls" if out.tool_calls else "stop"), "completed"
     if status == "incomplete":
         reason = details.get("reason") if isinstance(details, dict) else None
         raw = str(reason) if reason else "incomplete"
@@ -154,8 +181,6 @@ def finish_of(status: Any, details: Any, out: Output) -> tuple[FinishReason | No
         if reason == "content_filter":
             return "content_filter", raw
         return "other", raw
-    if status == "completed":
-        return ("tool_calls" if out.tool_calls else "stop"), "completed"
     if status is None:
         return ("tool_calls" if out.tool_calls else None), None
     return "other", str(status)
@@ -193,6 +218,7 @@ def response_from(
     data: Mapping[str, Any], out: Output, dep: Deployment, headers: Mapping[str, str]
 ) -> Response:
     finish, raw = finish_of(data.get("status"), data.get("incomplete_details"), out)
+    rid = data.get("id")
     return Response(
         text="".join(out.text),
         tool_calls=out.tool_calls,
@@ -202,8 +228,8 @@ def response_from(
         provider=dep.provider,
         model=str(data.get("model") or dep.model),
         alias=dep.alias,
-        id=data.get("id") if isinstance(data.get("id"), str) else None,
+        id=rid if isinstance(rid, str) else None,
         request_id=answer_request_id(headers, dep) if headers else None,
-        reasoning="\n\n".join(out.reasoning),
+        reasoning="\n\n".join(out.reasoning) if out.reasoning else "",
         reasoning_parts=out.reasoning_parts,
     )
