@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from _responses import aiohttp_client as _aiohttp_responses_client
 from _upstream import STREAM_TEXT, TEXT, raise_fd_limit
 
 MODEL = "gpt-4.1-mini"
@@ -54,6 +55,7 @@ CLIENTS: dict[str, str] = {
     "llmrelay-metrics": "Client(metrics=True): in-process metrics on",
     "openai": "openai.AsyncOpenAI(max_retries=0).chat.completions.create(...)",
     "litellm": "litellm.acompletion(...)",
+    "aiohttp-responses": "raw aiohttp + orjson on POST /v1/responses (the floor of --api responses)",
 }
 
 Call = Callable[[], Awaitable[str]]
@@ -263,8 +265,15 @@ async def _litellm(base_url: str, stream: bool, _: dict[str, Any]) -> tuple[Call
     return (call_stream if stream else call), close
 
 
+async def _aiohttp_responses(
+    base_url: str, stream: bool, _: dict[str, Any]
+) -> tuple[Call, Close]:
+    return await _aiohttp_responses_client(base_url, stream, MODEL, MESSAGES, API_KEY)
+
+
 FACTORIES: dict[str, Callable[[str, bool, dict[str, Any]], Awaitable[tuple[Call, Close]]]] = {
     "aiohttp": _aiohttp,
+    "aiohttp-responses": _aiohttp_responses,
     "llmrelay": _llmrelay,
     "llmrelay-reliability": partial(_llmrelay, engine="reliability"),
     "llmrelay-nolayers": partial(_llmrelay, engine="bare"),

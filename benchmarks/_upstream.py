@@ -24,6 +24,7 @@ import sys
 from collections.abc import Iterator
 
 import orjson
+from _responses import RESPONSE_BODY, STREAM_EVENTS
 
 __all__ = ["COMPLETION", "STREAM_TEXT", "TEXT", "Upstream", "start_upstream"]
 
@@ -128,6 +129,20 @@ STREAM_RESPONSE = (
     + b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n"
     + _chunked(_stream_events())
 )
+_RBODY = RESPONSE_BODY(MODEL, TEXT)
+#: ``POST /v1/responses`` (``overhead.py --api responses``): the same text, Responses shapes.
+RESPONSES_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+    + _COMMON
+    + b"content-length: %d\r\n\r\n" % len(_RBODY)
+    + _RBODY
+)
+RESPONSES_STREAM = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+    + _COMMON
+    + b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n"
+    + _chunked(STREAM_EVENTS(MODEL, STREAM_TEXT))
+)
 _NOT_FOUND_BODY = b'{"error":{"message":"not found","type":"invalid_request_error"}}'
 NOT_FOUND = (
     b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n"
@@ -169,6 +184,9 @@ class _HTTPProtocol(asyncio.Protocol):
             buf = buf[total:]
             if head.startswith(b"POST ") and b"/chat/completions" in head[: head.find(b"\r\n")]:
                 transport.write(STREAM_RESPONSE if _STREAM_FLAG.search(body) else RESPONSE)
+            elif head.startswith(b"POST ") and b"/responses" in head[: head.find(b"\r\n")]:
+                stream = _STREAM_FLAG.search(body)
+                transport.write(RESPONSES_STREAM if stream else RESPONSES_RESPONSE)
             else:
                 transport.write(NOT_FOUND)
             if _CONN_CLOSE.search(head):

@@ -3,6 +3,7 @@
     python benchmarks/overhead.py                      # 2,000 calls, concurrency 1 and 32
     python benchmarks/overhead.py --streaming          # a streamed call (~30 SSE events)
     python benchmarks/overhead.py --calls 5000 --rounds 5 --json out.json
+    python benchmarks/overhead.py --api responses      # the OpenAI Responses API instead
 
 A local OpenAI-compatible upstream (``_upstream.py``) runs in its own process, pinned to one CPU;
 each client runs in a fresh worker process pinned to another (``_clients.py``), warms up, then
@@ -60,7 +61,9 @@ def stats(results: list[dict[str, Any]], conc: int) -> dict[str, Any]:
     }
 
 
-def summarize(runs: dict[str, list[dict[str, Any]]], concs: list[int]) -> list[dict[str, Any]]:
+def summarize(
+    runs: dict[str, list[dict[str, Any]]], concs: list[int], floor_name: str = FLOOR
+) -> list[dict[str, Any]]:
     """One row per (concurrency, client), with ratios to the floor at the same concurrency."""
     rows: list[dict[str, Any]] = []
     for conc in concs:
@@ -79,7 +82,7 @@ def summarize(runs: dict[str, list[dict[str, Any]]], concs: list[int]) -> list[d
                 continue
             row = {"client": client, "concurrency": conc, "status": "ok", **stats(ok, conc)}
             row["network_attempts"] = sorted({a for r in ok for a in r["network_attempts"]})
-            if client == FLOOR:
+            if client == floor_name:
                 floor = row
             if floor is not None:
                 row["cpu_ratio"] = row["cpu_us"] / floor["cpu_us"]
@@ -132,8 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", type=int, default=5, help="timed batches per round")
     ap.add_argument("--streaming", action="store_true", help="measure a streamed call")
     ap.add_argument(
+        "--api",
+        choices=("chat", "responses"),
+        default="chat",
+        help="responses: llmrelay calls with api='responses' against raw aiohttp on "
+        "/v1/responses (the openai and litellm clients are left out: they speak chat here)",
+    )
+    ap.add_argument(
         "--clients",
-        default=",".join(CLIENTS),
+        default=",".join(c for c in CLIENTS if c != "aiohttp-responses"),
         help=f"comma-separated subset of: {', '.join(CLIENTS)}",
     )
     ap.add_argument(
@@ -146,11 +156,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     clients = parse_clients(ap, args.clients)
-    if FLOOR not in clients:
-        clients.insert(0, FLOOR)
+    floor = FLOOR
     extra = json.loads(args.llmrelay_kwargs)
+    if args.api == "responses":
+        floor = "aiohttp-responses"
+        clients = [c for c in clients if c.startswith("llmrelay")]
+        extra = {**extra, "api": "responses"}
+    if floor not in clients:
+        clients.insert(0, floor)
     up_cpu, client_cpu = pick_cpus(not args.no_pin)
-    mode = "streamed" if args.streaming else "non-streamed"
+    mode = ("streamed" if args.streaming else "non-streamed") + (
+        " Responses" if args.api == "responses" else ""
+    )
     info = versions()
     print(
         f"llmrelay overhead benchmark: {mode} chat calls, {args.calls} calls x "
@@ -187,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                     flush=True,
                 )
-    rows = summarize(runs, args.concurrency)
+    rows = summarize(runs, args.concurrency, floor)
     print()
     print_table(
         rows,

@@ -98,6 +98,19 @@ def test_chat_parameters_reach_the_request(
     assert body["max_completion_tokens"] == 55
 
 
+def test_chat_api_responses(cli: Run, fake_thread: FakeUpstream, openai_key: str) -> None:
+    code, out, _ = cli(*chat_args(fake_thread, "--api", "responses", "--no-stream", "hey"))
+    assert (code, out) == (0, "Echo: hey\n")
+    assert fake_thread.requests[-1].path == "/v1/responses"
+    assert fake_thread.requests[-1].body["input"] == [{"role": "user", "content": "hey"}]
+    code, out, _ = cli(*chat_args(fake_thread, "--api", "responses", "--stream", "streamed"))
+    assert (code, out) == (0, "Echo: streamed\n")
+    assert fake_thread.requests[-1].body["stream"] is True
+    code, out, err = cli(*chat_args(fake_thread, "--api", "soap", "hey"))
+    assert code == 2
+    assert "invalid choice: 'soap'" in err
+
+
 def test_chat_json_prints_the_full_response(
     cli: Run, fake_thread: FakeUpstream, openai_key: str
 ) -> None:

@@ -62,6 +62,9 @@ def call_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             kwargs[name] = value
     if args.base_url:
         kwargs["base_url"] = args.base_url
+    api = getattr(args, "api", None)  # chat only (batch has no --api)
+    if api is not None:
+        kwargs["api"] = api
     return kwargs
 
 

@@ -116,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--base-url", metavar="URL", help="send to this base URL instead of the provider's"
     )
     chat.add_argument(
+        "--api",
+        choices=("chat", "responses"),
+        help="the OpenAI API to call: chat (Chat Completions) or responses (default: the "
+        "alias's or provider's setting, else Responses only where the model needs it)",
+    )
+    chat.add_argument(
         "--trace", action="store_true", help="print the decision trace on stderr after the answer"
     )
 

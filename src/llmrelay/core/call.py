@@ -21,6 +21,7 @@ from ..errors import (
     DeadlineExceededError,
     LLMRelayError,
 )
+from ..providers.api_choice import choose_api
 from ..providers.resolve import Target
 from ..providers.table import Deployment
 from ..types import ChatRequest, GenerationParams, Message, Response, Usage, merge_params
@@ -145,6 +146,7 @@ class Call:
                     req = catalog.prepare(req, dep, strict_params=True)
                 else:
                     req = catalog.prepare(req, dep)
+            dep = choose_api(dep, req, self.opts.api, primary)
         except LLMRelayError as exc:
             self.ctx.trace.append(
                 Attempt(t.label, "skipped", error=type(exc).__name__, reason=exc.message)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ..errors import ConfigurationError, InvalidRequestError, finite, shown
+from ..providers.api_choice import check_api
 from ..providers.backends import Backend
 from ..providers.resolve import Target
 from ..providers.table import Secret
@@ -84,6 +85,9 @@ class CallOptions:
     #: Refuse (``UnsupportedCapabilityError``, before sending) a parameter the catalog says
     #: the model rejects, instead of dropping it and reporting it in ``adjusted_params``.
     strict_params: bool = False
+    #: OpenAI wire API for this call: "responses" or "chat" (default: the alias's, the
+    #: provider's, else what the model needs; see ``llmrelay.providers.api_choice``).
+    api: str | None = None
 
     def __post_init__(self) -> None:
         # Built once per call that sets options (never for NO_OPTIONS): only type checks here,
@@ -142,6 +146,8 @@ class CallOptions:
             _bad("no_store", "True or False", self.no_store)
         if self.strict_params.__class__ is not bool:
             _bad("strict_params", "True or False", self.strict_params)
+        if self.api is not None:
+            check_api(self.api)
 
     def _check_chains(self) -> None:
         for name in ("fallbacks", "context_window_fallbacks", "content_filter_fallbacks"):

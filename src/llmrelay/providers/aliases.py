@@ -34,7 +34,7 @@ from ..errors import (
     UnknownModelError,
 )
 from ..settings import file as settings_file
-from ..types import NO_PARAMS, GenerationParams, build_params
+from ..types import NO_PARAMS, GenerationParams, _kind, build_params
 from .table import PROVIDERS, ProviderSpec, Secret, infer_provider, register_provider_spec
 
 __all__ = [
@@ -345,6 +345,7 @@ def target_from_params(
             f"{what}: policy must be a dict, not {type(policy).__name__}", field="policy"
         )
     _check_policy(policy, what)
+    api = _api(p, spec, what)
     return Target(
         provider=prov,
         model=model,
@@ -356,7 +357,27 @@ def target_from_params(
         api_key_env=env_name,
         fallbacks=tuple(fallbacks),
         policy=dict(policy),
+        options={"api": api} if api else {},
     )
+
+
+def _api(p: Mapping[str, Any], spec: ProviderSpec, what: str) -> str | None:
+    """The configuration's ``api`` ("chat" | "responses"); Responses only for a provider that
+    speaks the OpenAI API."""
+    api = p.get("api")
+    if api is None:
+        return None
+    if api not in ("chat", "responses"):
+        raise InvalidConfigValueError(
+            f"{what}: api must be 'chat' or 'responses', not {_kind(api)}", field="api"
+        )
+    if api == "responses" and spec.wire != "openai_chat":
+        raise InvalidConfigValueError(
+            f"{what}: api = 'responses' needs an OpenAI or OpenAI-compatible provider; "
+            f"{spec.name} speaks the {spec.wire} API",
+            field="api",
+        )
+    return str(api)
 
 
 def _optional_str(p: Mapping[str, Any], name: str, what: str) -> str | None:
@@ -418,6 +439,14 @@ def check_file(f: settings_file.LoadedFile) -> list[ProviderSpec]:
             new["base_url"] = entry["base_url"]
         if "api_key_env" in entry:
             new["key_env"] = entry["api_key_env"]
+        if "api" in entry:
+            if entry["api"] == "responses" and spec.wire != "openai_chat":
+                raise f.error(
+                    ("providers", name, "api"),
+                    f'api = "responses" needs a provider that speaks the OpenAI API; {name} '
+                    f"speaks the {spec.wire} API",
+                )
+            new["api"] = entry["api"]
         if new:
             changes.append(replace(spec, **new))
     models: dict[str, Any] = f.tables.get("models", {})

@@ -73,6 +73,10 @@ _ADAPTER_MODULES: dict[str, tuple[str, str]] = {
         "AnthropicMessagesAdapter",
     ),
     "gemini": ("llmrelay.providers.adapters.gemini", "GeminiAdapter"),
+    "openai_responses": (
+        "llmrelay.providers.adapters.openai_responses",
+        "OpenAIResponsesAdapter",
+    ),
 }
 _ADAPTERS: dict[str, WireAdapter] = {}
 

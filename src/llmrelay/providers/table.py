@@ -89,6 +89,10 @@ class ProviderSpec:
     official_host: str | None = None
     #: The GenAI semantic conventions' ``gen_ai.provider.name`` (OpenTelemetry); "" = ``name``.
     otel_name: str = ""
+    #: openai_chat providers: ``"responses"`` sends every call through the Responses API,
+    #: ``"chat"`` none; None: Chat Completions unless the model needs Responses
+    #: (``llmrelay.providers.api_choice``).
+    api: str | None = None
 
     @property
     def base_url_var(self) -> str:

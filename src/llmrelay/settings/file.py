@@ -85,8 +85,13 @@ MODEL_KEYS: dict[str, tuple[type, ...]] = {
     "fallbacks": (list,),
     "stream": (bool,),
     "policy": (dict,),
+    "api": (str,),
 }
-PROVIDER_KEYS: dict[str, tuple[type, ...]] = {"base_url": (str,), "api_key_env": (str,)}
+PROVIDER_KEYS: dict[str, tuple[type, ...]] = {
+    "base_url": (str,),
+    "api_key_env": (str,),
+    "api": (str,),
+}
 _TYPE_NAMES: dict[tuple[type, ...], str] = {
     (str,): "a string",
     (int,): "an integer",
@@ -374,6 +379,15 @@ def _check_provider(check: _Checker, name: str, entry: Any) -> None:
         raise check.error(
             (*table, "base_url"), f"base_url must start with http:// or https://, not {base_url!r}"
         )
+    _check_api(check, table, entry)
+
+
+def _check_api(check: _Checker, table: tuple[str, ...], entry: dict[str, Any]) -> None:
+    api = entry.get("api")
+    if api is not None and api not in ("chat", "responses"):
+        raise check.error(
+            (*table, "api"), f'api must be "chat" or "responses" (the OpenAI API), not {api!r}'
+        )
 
 
 def _check_model(check: _Checker, alias: str, entry: Any) -> None:
@@ -391,6 +405,7 @@ def _check_model(check: _Checker, alias: str, entry: Any) -> None:
         raise check.error((*table, "model"), "model must not be empty")
     if alias in entry.get("fallbacks", []):
         raise check.error((*table, "fallbacks"), f"{alias!r} lists itself as a fallback")
+    _check_api(check, table, entry)
 
 
 def default_path() -> Path | None:

@@ -1,6 +1,7 @@
 """An in-process fake LLM upstream on 127.0.0.1 that speaks the real wire formats.
 
-One server answers OpenAI Chat Completions (``/v1/chat/completions``, ``/v1/models``), Anthropic
+One server answers OpenAI Chat Completions (``/v1/chat/completions``, ``/v1/models``), OpenAI
+Responses (``/v1/responses``), Anthropic
 Messages (``/v1/messages``, ``/v1/models``) and Gemini (``/v1beta/models/{m}:generateContent``,
 ``:streamGenerateContent``, ``/v1beta/models``), each through a *dialect* that renders replies in
 its provider's exact format. The official ``openai`` and ``anthropic`` SDKs parse what it sends.
@@ -314,6 +315,8 @@ class FakeUpstream:
             return self._dialects["anthropic"]
         if path.endswith("/chat/completions"):
             return self._dialects["openai"]
+        if path.endswith("/responses"):
+            return self._dialects["openai_responses"]
         return None
 
     def _next_reply(self, path: str) -> Reply | None:

@@ -29,7 +29,9 @@ class FakeRequest:
     #: Set by the fake from the scripted ``Reply``: reasoning text (OpenAI dialect: in
     #: ``reasoning_field``; Anthropic: a signed thinking block), an opaque redacted-thinking
     #: payload, a refusal (OpenAI), and a refusal's category and explanation (Anthropic).
-    reasoning: str = ""
+    #: OpenAI Responses: ``reasoning`` None means no reasoning item, else the summary asked
+    #: for ("" = none).
+    reasoning: str | None = None
     reasoning_field: str = "reasoning_content"
     refusal: str | None = None
     redacted_reasoning: str = ""

@@ -6,9 +6,11 @@ from .fake_anthropic import AnthropicDialect
 from .fake_base import Dialect
 from .fake_gemini import GeminiDialect
 from .fake_openai import OpenAIDialect
+from .fake_openai_responses import ResponsesDialect
 
 DIALECTS: dict[str, Dialect] = {
     "openai": OpenAIDialect(),
     "anthropic": AnthropicDialect(),
     "gemini": GeminiDialect(),
+    "openai_responses": ResponsesDialect(),
 }

@@ -107,6 +107,8 @@ class ProviderBaseConfig(BaseModelConfig):
         self.fallbacks: list[str] = []
         #: Per-alias reliability settings (retries, timeouts, ...), read by the engine.
         self.policy: dict[str, Any] = {}
+        #: The OpenAI API to call: "responses" or "chat" (None: what the model needs).
+        self.api: str | None = None
 
     def get_params(self) -> dict[str, Any]:
         """The seed's parameter dictionary, plus ``provider``, ``base_url``, ``api_key_env``,
@@ -139,6 +141,7 @@ class ProviderBaseConfig(BaseModelConfig):
             if isinstance(self.fallbacks, list | tuple)
             else self.fallbacks,
             "policy": dict(self.policy) if isinstance(self.policy, dict) else self.policy,
+            **({"api": self.api} if self.api is not None else {}),
         }
 
     def caller_class(self) -> type[Any]:
