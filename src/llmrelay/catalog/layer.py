@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from ..errors import ContextWindowExceededError, UnsupportedCapabilityError
 from ..types import AudioPart, ChatRequest, ImagePart, ReasoningPart, TextPart, Usage
 from .costs import Cost, rates_for
+from .embeddings import embedding_model
 from .tokens import IMAGE_TOKENS, count_message_tokens, estimate_tokens, is_exact
 
 if TYPE_CHECKING:
@@ -136,6 +137,14 @@ class Catalog:
     def prepare(self, req: ChatRequest, dep: Deployment) -> ChatRequest:
         e = self._entry(dep)
         if e is None:
+            if embedding_model(dep.provider, dep.model) is not None:
+                raise UnsupportedCapabilityError(
+                    f"{dep.label} is an embedding model: it cannot chat; call "
+                    "llmrelay.embed(...) with it, or chat with a chat model",
+                    provider=dep.provider,
+                    model=dep.model,
+                    capability="chat",
+                )
             return req
         if e.lifecycle and self._retired_elsewhere(e):
             return req

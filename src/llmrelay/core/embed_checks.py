@@ -108,8 +108,8 @@ def check_inputs(inputs: object) -> list[str]:
     for i, s in enumerate(out):
         if not isinstance(s, str):
             raise InvalidRequestError(
-                f"inputs[{i}] is {_kind(s)}; every input must be a string (embed text, "
-                "not token ids or other objects)"
+                f"inputs[{i}] is of type {type(s).__name__}; every input must be a string "
+                "(embed text, not token ids or other objects)"
             )
         if not s:
             raise InvalidRequestError(
