@@ -28,8 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequestError, UnknownModelError, finite, shown
 from ..types import Usage
-from ..types.embeddings import EmbedRequest
-from .embeddings import embedding_model
+from ..types.embed_request import EmbedRequest
 
 if TYPE_CHECKING:
     from ..providers.table import Deployment
@@ -363,6 +362,8 @@ def estimate_usage(
 
 def embedding_cost(provider: str, model: str, usage: Usage) -> Cost:
     """The price of an embeddings answer's input tokens (``data/embeddings.json``)."""
+    from .embeddings import embedding_model  # the table loads with the first embeddings call
+
     row = embedding_model(provider, model)
     if row is None or row.input_per_1m is None:
         return Cost.unknown(f"no embeddings price for {provider}/{model}")

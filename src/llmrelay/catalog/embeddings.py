@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
-from importlib import resources
 
 from ..errors import ConfigurationError
 
@@ -82,6 +81,8 @@ def _load() -> dict[tuple[str, str], EmbeddingModel]:
     global _TABLE
     with _LOCK:
         if _TABLE is None:
+            from importlib import resources
+
             raw = resources.files("llmrelay").joinpath("data", "embeddings.json").read_text("utf-8")
             try:
                 rows = [_row(d) for d in json.loads(raw)["models"]]

@@ -32,7 +32,6 @@ from urllib.parse import urlsplit
 from ..errors import ContextWindowExceededError, UnsupportedCapabilityError
 from ..types import AudioPart, ChatRequest, ImagePart, ReasoningPart, TextPart, Usage
 from .costs import Cost, rates_for
-from .embeddings import embedding_model
 from .tokens import IMAGE_TOKENS, count_message_tokens, estimate_tokens, is_exact
 
 if TYPE_CHECKING:
@@ -137,6 +136,8 @@ class Catalog:
     def prepare(self, req: ChatRequest, dep: Deployment) -> ChatRequest:
         e = self._entry(dep)
         if e is None:
+            from .embeddings import embedding_model  # loaded only for models not in the catalog
+
             if embedding_model(dep.provider, dep.model) is not None:
                 raise UnsupportedCapabilityError(
                     f"{dep.label} is an embedding model: it cannot chat; call "

@@ -78,7 +78,7 @@ from ..state.base import (
     refused,
 )
 from ..types import ChatRequest, Response
-from ..types.embeddings import EmbedRequest
+from ..types.embed_request import EmbedRequest
 from .ratelimit_buckets import Buckets, Charge, MemoryBuckets, Refusal, Settle
 from .ratelimit_headers import DEFAULT_MAX_BLOCK, HeaderInfo, read_limit_headers
 

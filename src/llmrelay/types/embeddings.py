@@ -9,54 +9,14 @@ from __future__ import annotations
 
 import sys
 from array import array
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .params import NO_PARAMS
-from .request import ChatRequest
+from .embed_request import EmbedRequest as EmbedRequest
 from .response import Usage
 
 __all__ = ["EmbedBatch", "EmbedRequest", "Embeddings", "float32_from_le_bytes"]
-
-
-class EmbedRequest(ChatRequest):
-    """An embeddings request: it travels through the same attempts (breaker, rate limit,
-    retries) as a chat request, so it is one; its messages are empty.
-
-    ``tokens`` is the estimate the rate limiter and the budget count (input tokens only: an
-    embedding has no output tokens)."""
-
-    __slots__ = ("dimensions", "extra", "inputs", "task_type", "tokens", "user")
-
-    def __init__(
-        self,
-        inputs: list[str],
-        dimensions: int | None = None,
-        *,
-        tokens: int = 0,
-        task_type: str | None = None,
-        user: str | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__([], NO_PARAMS)
-        self.inputs = inputs
-        self.dimensions = dimensions
-        self.tokens = tokens
-        self.task_type = task_type
-        self.user = user
-        self.extra = extra
-
-    def part(self, inputs: list[str], tokens: int) -> EmbedRequest:
-        """The same request for a part of the inputs (one batch)."""
-        return EmbedRequest(
-            inputs,
-            self.dimensions,
-            tokens=tokens,
-            task_type=self.task_type,
-            user=self.user,
-            extra=self.extra,
-        )
 
 
 def float32_from_le_bytes(data: bytes) -> array[float]:
