@@ -105,6 +105,14 @@ def check_inputs(inputs: object) -> list[str]:
     out = inputs if isinstance(inputs, list) else list(inputs)
     if not out:
         raise InvalidRequestError("inputs is empty: give at least one text to embed")
+    try:
+        # At C speed: join refuses anything but str (subclasses included); "" is found by
+        # identity or equality. Only a failure walks the list to name the input.
+        "".join(out)
+        if "" not in out:
+            return out
+    except TypeError:
+        pass
     for i, s in enumerate(out):
         if not isinstance(s, str):
             raise InvalidRequestError(
@@ -191,6 +199,8 @@ def check_tokens(inputs: list[str], row: EmbeddingModel) -> None:
     limit = row.max_input_tokens
     safe = limit // 4
     enc = row.tokenizer
+    if max(map(len, inputs)) <= safe:
+        return
     for i, s in enumerate(inputs):
         if len(s) <= safe:
             continue
@@ -217,11 +227,12 @@ def batches(
 ) -> list[list[int]]:
     """``idx`` cut into batches of at most ``max_inputs`` inputs and, when the model caps a
     request's tokens, at most that many (estimated high: 3 characters a token)."""
-    if max_tokens is None:
+    budget = max_tokens * 3 if max_tokens is not None else 0
+    if max_tokens is None or max(map(len, inputs)) * max_inputs + 3 * max_inputs <= budget:
+        # No batch of max_inputs inputs can reach the token cap: cut by count alone.
         return [idx[i : i + max_inputs] for i in range(0, len(idx), max_inputs)]
     out: list[list[int]] = []
     cur: list[int] = []
-    budget = max_tokens * 3
     used = 0
     for i in idx:
         n = len(inputs[i]) + 3
