@@ -4,6 +4,7 @@ answers become typed errors."""
 
 from __future__ import annotations
 
+import base64
 import json
 from array import array
 from typing import Any
@@ -55,8 +56,75 @@ async def test_the_openai_sdk_parses_the_fake(fmt: str | None) -> None:
 
 
 def _replay_rid(rid: str) -> ReplayServer:
-    assert entry(rid).wire == "openai_embeddings"
+    assert entry(rid).wire in ("openai_embeddings", "gemini")
     return ReplayServer([x.response for x in exchanges(entry(rid))])
+
+
+def _recorded_request(rid: str) -> Any:
+    req = exchanges(entry(rid))[0].request
+    assert req is not None
+    assert req.body is not None
+    return json.loads(req.body)
+
+
+async def _aembed(rid: str, model: Any, inputs: list[str], **kw: Any) -> tuple[Any, Any]:
+    """Embed against the replayed recording; (result or error, the body llmrelay sent)."""
+    c = llmrelay.Client(engine=llmrelay.Engine(catalog=llmrelay.Catalog()))
+    out: Any
+    async with _replay_rid(rid) as server:
+        try:
+            out = await c.aembed(model, inputs, api_key=CANARY_KEY, base_url=server.url, **kw)
+        except llmrelay.LLMRelayError as exc:
+            out = exc
+        assert len(server.received) == 1  # nothing retried: the recordings hold one answer
+        sent = server.received[0]
+    await c.aclose()
+    return out, sent
+
+
+async def test_recorded_base64_answer_decodes_to_the_same_float32_numbers() -> None:
+    rid = "openai-embeddings-base64-two-inputs"
+    out, sent = await _aembed(rid, "openai/text-embedding-3-small", ["hello", "world"])
+    assert sent.json() == _recorded_request(rid)  # the same body the official SDK sent
+    assert sent.path_qs == "/embeddings"
+    recorded = events(exchanges(entry(rid))[0].response)[0]
+    expected = [base64.b64decode(d["embedding"]) for d in recorded["data"]]
+    assert [array("f", v).tobytes() for v in out.vectors] == expected
+    assert out.dimensions == 1536
+    assert out.usage.input_tokens == 2
+    assert not out.usage.estimated
+
+
+async def test_recorded_unknown_openai_model_is_not_found() -> None:
+    rid = "openai-embeddings-404-model-not-found"
+    err, sent = await _aembed(rid, "openai/nonexistent", ["Hello, world!"])
+    assert sent.json() == _recorded_request(rid)
+    assert isinstance(err, llmrelay.NotFoundError)
+    assert "does not exist" in err.message
+
+
+async def test_recorded_gemini_batch_answer() -> None:
+    rid = "gemini-batch-embed-768-retrieval-query"
+    model = "gemini/gemini-embedding-2-preview"
+    out, sent = await _aembed(
+        rid, model, ["Hello, world!"], dimensions=768, task_type="RETRIEVAL_QUERY"
+    )
+    (recorded_req,) = _recorded_request(rid)["requests"]
+    # One input goes to :embedContent (its body is one of the batch's requests, without the
+    # model the URL names); the recording used :batchEmbedContents. Both answers parse.
+    assert sent.path_qs == "/models/gemini-embedding-2-preview:embedContent"
+    assert sent.json() == {k: v for k, v in recorded_req.items() if k != "model"}
+    recorded = events(exchanges(entry(rid))[0].response)[0]
+    assert out.vectors == [list(array("f", recorded["embeddings"][0]["values"]))]
+    assert out.dimensions == 768
+    assert out.usage.estimated  # the API reported no usageMetadata
+
+
+async def test_recorded_gemini_unknown_model_is_not_found() -> None:
+    rid = "gemini-batch-embed-404-unknown-model"
+    err, _ = await _aembed(rid, "gemini/nonexistent-model", ["a", "b"], task_type="RETRIEVAL_QUERY")
+    assert isinstance(err, llmrelay.NotFoundError)
+    assert "not supported for embedContent" in err.message
 
 
 async def test_recorded_two_input_answer() -> None:
