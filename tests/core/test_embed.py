@@ -230,9 +230,43 @@ async def test_the_cache_serves_each_input_once(fake: FakeUpstream) -> None:
     assert again.cache_hits == 2
     assert again.vectors == [first.vectors[1], vector("c", 8).tolist(), first.vectors[0]]
     assert again.usage.input_tokens == 1
+    cache = c.engine.cache
+    assert isinstance(cache, llmrelay.ResponseCache)
+    assert cache.stats.hits == 2
+    assert cache.stats.saved_cost_usd == pytest.approx(2 * 0.02 / 1e6)  # one token each
     other = await embed(c, fake, SMALL, ["a"], dimensions=4)  # another size: another entry
     assert other.cache_hits == 0
     assert len(other[0]) == 4
+
+
+async def test_a_failed_batch_cancels_the_others_and_the_fallback_embeds_all(
+    fake: FakeUpstream,
+) -> None:
+    c = llmrelay.Client(engine=engine())
+    fake.push(Reply.error(401, "bad key", path_contains="/v1beta/"))
+    primary = Target("gemini", "gemini-embedding-001", base_url=fake.gemini_base_url)
+    fallback = Target(
+        "openai",
+        "text-embedding-3-large",
+        base_url=fake.openai_base_url,
+        api_key=llmrelay.Secret(CANARY_KEY),
+    )
+    texts = [f"doc {i}" for i in range(250)]
+    out = await c.aembed(primary, texts, dimensions=128, api_key=CANARY_KEY, fallbacks=[fallback])
+    assert out.provider == "openai"
+    assert fake.requests[-1].body["input"] == texts  # every input again, on one model
+    assert out.vectors == [vector(t, 128).tolist() for t in texts]
+    assert out.trace[0].outcome == "error"
+    assert out.trace[-1].deployment == "openai/text-embedding-3-large"
+
+
+async def test_metrics_count_embeddings_calls(fake: FakeUpstream) -> None:
+    c = llmrelay.Client(metrics=True)
+    await embed(c, fake, SMALL, ["a", "b"], dimensions=2)
+    assert c.metrics is not None
+    m = c.metrics.get_metrics()
+    assert m["total_requests"] == 1
+    await c.aclose()
 
 
 async def test_rate_limits_count_input_tokens(fake: FakeUpstream) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -269,10 +270,12 @@ class _EmbedCall:
         got: list[EmbedBatch],
         dep: Deployment,
     ) -> None:
-        """Each freshly embedded input under its own key (the vector as base64 float32)."""
+        """Each freshly embedded input under its own key (the vector as base64 float32), with
+        its own estimated tokens and price (what a later hit saves, in the cache's stats)."""
         from ..catalog.tokens import estimate_tokens
 
         inputs, ctx = self.inputs, self.ctx
+        priced = self.engine.catalog is not None
         for idx, b in zip(parts, got, strict=True):
             d = b.dimensions
             for j, i in enumerate(idx):
@@ -280,14 +283,17 @@ class _EmbedCall:
                 if key is None:
                     continue
                 vec = b.data[j * d : (j + 1) * d].tobytes()
+                usage = Usage(estimate_tokens(inputs[i]), estimated=True)
                 entry = Response(
                     text=base64.b64encode(vec).decode("ascii"),
                     finish_reason="stop",
-                    usage=Usage(estimate_tokens(inputs[i]), estimated=True),
+                    usage=usage,
                     provider=dep.provider,
                     model=dep.model,
                 )
-                await cache.put(key, entry, ctx)
+                usd = embedding_cost(dep.provider, dep.model, usage).usd if priced else None
+                own = Attempt(dep.label, "success", cost_usd=usd)
+                await cache.put(key, entry, dataclasses.replace(ctx, trace=[own]))
 
     def record(self, result: Embeddings | None, exc: BaseException | None) -> None:
         engine, ctx = self.engine, self.ctx
