@@ -7,8 +7,9 @@ The upstream is ``llmrelay.testing``'s fake (real OpenAI ``/v1/embeddings`` shap
 float32 vectors) in its own process, so its CPU is never counted. Both clients send the same
 batches (2,048 inputs each, 4 in flight, ``encoding_format: "base64"``) and end with the same
 thing: every vector, in input order, as float32 numbers in one ``array('f')``. The raw client
-is what a careful user would write with aiohttp, orjson and ``binascii`` (no checks); llmrelay runs through
-``Client()`` with its default layers (catalog and costs, breakers, retries, per-input checks).
+is what a careful user would write with aiohttp, orjson and ``binascii`` (no checks); llmrelay
+runs through ``Client()`` with its default layers (catalog and costs, breakers, retries,
+per-input checks).
 CPU is ``time.process_time()`` of this process per embed call; the median of ``--rounds``
 interleaved rounds is reported, with the ratio to raw aiohttp (budget: 1.2x).
 """
