@@ -16,10 +16,16 @@ from llmrelay.core.layers import CallRecord
 from llmrelay.providers.resolve import Target
 from llmrelay.reliability.budgets import BudgetLimit, Budgets
 from llmrelay.reliability.ratelimit import RateLimiter
+from llmrelay.state import RedisStore
 from llmrelay.testing.fake import FakeUpstream, Reply
 from llmrelay.testing.fake_embeddings import vector
 
+from .. import redis_services
 from ..conftest import CANARY_KEY, FakeClock
+
+redis_prefix = redis_services.redis_prefix
+redis_store = redis_services.redis_store
+redis_url = redis_services.redis_url
 
 SMALL = "openai/text-embedding-3-small"
 
@@ -237,6 +243,19 @@ async def test_the_cache_serves_each_input_once(fake: FakeUpstream) -> None:
     other = await embed(c, fake, SMALL, ["a"], dimensions=4)  # another size: another entry
     assert other.cache_hits == 0
     assert len(other[0]) == 4
+
+
+async def test_the_cache_works_on_redis_for_many_inputs(
+    fake: FakeUpstream, redis_store: RedisStore
+) -> None:
+    c = llmrelay.Client(engine=engine(cache=llmrelay.ResponseCache(redis_store)))
+    texts = [f"doc {i}" for i in range(300)]
+    first = await embed(c, fake, SMALL, texts[:200], dimensions=4)
+    again = await embed(c, fake, SMALL, texts, dimensions=4)
+    assert fake.requests[-1].body["input"] == texts[200:]
+    assert again.cache_hits == 200
+    assert again.vectors[:200] == first.vectors
+    assert again.vectors == [vector(t, 4).tolist() for t in texts]
 
 
 async def test_a_failed_batch_cancels_the_others_and_the_fallback_embeds_all(

@@ -184,10 +184,8 @@ class _EmbedCall:
         keys: list[str | None] = []
         found: dict[int, array[float]] = {}
         if cache is not None:
-            for i, s in enumerate(inputs):
-                key = cache.key(self.request([s]), dep, backend, ctx)
-                keys.append(key)
-                hit = await cache.get(key, ctx) if key is not None else None
+            keys = [cache.key(self.request([s]), dep, backend, ctx) for s in inputs]
+            for i, hit in enumerate(await _chunked([(cache.get, k) for k in keys], ctx)):
                 if hit is not None and hit.model == dep.model:
                     found[i] = float32_from_le_bytes(base64.b64decode(hit.text))
         todo = [i for i in range(n) if i not in found] if found else list(range(n))
@@ -276,6 +274,7 @@ class _EmbedCall:
 
         inputs, ctx = self.inputs, self.ctx
         priced = self.engine.catalog is not None
+        puts: list[tuple[Callable[..., Awaitable[Any]], str | None, Response, CallContext]] = []
         for idx, b in zip(parts, got, strict=True):
             d = b.dimensions
             for j, i in enumerate(idx):
@@ -293,7 +292,9 @@ class _EmbedCall:
                 )
                 usd = embedding_cost(dep.provider, dep.model, usage).usd if priced else None
                 own = Attempt(dep.label, "success", cost_usd=usd)
-                await cache.put(key, entry, dataclasses.replace(ctx, trace=[own]))
+                puts.append((cache.put, key, entry, dataclasses.replace(ctx, trace=[own])))
+        for at in range(0, len(puts), _CACHE_CHUNK):
+            await asyncio.gather(*(put(k, e, c) for put, k, e, c in puts[at : at + _CACHE_CHUNK]))
 
     def record(self, result: Embeddings | None, exc: BaseException | None) -> None:
         engine, ctx = self.engine, self.ctx
@@ -327,6 +328,27 @@ class _EmbedCall:
                 tags=dict(ctx.tags),
             )
         )
+
+
+#: Cache reads and writes in flight at once (one store round trip each).
+_CACHE_CHUNK = 64
+
+
+async def _chunked(
+    calls: list[tuple[Callable[[str, CallContext], Awaitable[Any]], str | None]],
+    ctx: CallContext,
+) -> list[Any]:
+    """``fn(key, ctx)`` for each (fn, key), ``_CACHE_CHUNK`` at a time, answers in order (None
+    for a None key)."""
+
+    async def none() -> None:
+        return None
+
+    out: list[Any] = []
+    for at in range(0, len(calls), _CACHE_CHUNK):
+        part = calls[at : at + _CACHE_CHUNK]
+        out += await asyncio.gather(*(fn(k, ctx) if k is not None else none() for fn, k in part))
+    return out
 
 
 def _assemble(
