@@ -292,9 +292,10 @@ async def test_openai_reasoning_models_get_only_default_sampling(fake: FakeUpstr
         base_url=fake.openai_base_url,
     )
     body = fake.requests[-1].body
-    for name in ("temperature", "top_p", "presence_penalty"):
+    for name in ("temperature", "presence_penalty"):
         assert name not in body
-    assert set(r.adjusted_params) == {"temperature", "presence_penalty"}  # top_p was the default
+    assert body["top_p"] == 1.0  # the model's own default is accepted: sent as set
+    assert set(r.adjusted_params) == {"temperature", "presence_penalty"}
     assert "reasoning model" in r.adjusted_params["temperature"]
     # A model that is not a reasoning model keeps its sampling parameters.
     r = await client.achat(

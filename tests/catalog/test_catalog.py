@@ -52,7 +52,7 @@ def _fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def test_bundled_catalog_is_versioned_and_sourced() -> None:
     meta = bundled_metadata()
-    assert meta["schema_version"] == 1
+    assert meta["schema_version"] == 2
     assert meta["catalog_version"]
     date.fromisoformat(meta["as_of"])
     r = reg()
@@ -73,6 +73,15 @@ def test_bundled_catalog_is_versioned_and_sourced() -> None:
             assert p.lifecycle_source, p.id
         if p.replacement is not None:  # a named replacement is itself in the catalog
             assert r.lookup(p.provider, p.replacement) is not None, p.id
+        # every row says when it was last checked, and against what
+        assert p.verified_at is not None, p.id
+        assert p.verified_at <= date(2026, 12, 3), p.id
+        assert p.sources, p.id
+        assert all(s.startswith("https://") for s in p.sources), p.id
+        for period in p.price_schedule:
+            assert (period.pricing.source or "").startswith("https://"), p.id
+        for rule in p.rejected_params:
+            assert (rule.source or "").startswith("https://"), (p.id, rule.param)
     assert len(unpriced) <= 3, unpriced  # real numbers, not gaps, almost everywhere
     for name in unpriced:  # and a gap prices as unknown
         cost = llmrelay.calculate_cost(name, {"input_tokens": 10, "output_tokens": 10}, registry=r)
@@ -314,7 +323,7 @@ def test_seed_spellings_of_persistence(tmp_path: Path) -> None:
     ("content", "match"),
     [
         ("{not json", "not valid JSON"),
-        ('{"schema_version": 2, "models": []}', "schema_version 2 is not supported"),
+        ('{"schema_version": 3, "models": []}', "schema_version 3 is not supported"),
         ('{"models": {}}', "'models' must be a list"),
         ('{"model": []}', "unknown top-level field"),
         ('{"models": [{"provider": "a"}]}', "model must be a non-empty string"),

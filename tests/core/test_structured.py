@@ -340,11 +340,6 @@ async def test_response_model_and_response_format_together_is_an_error(
         await client.achat(TestModel(), "hi", response_model=UserProfile, response_format="json")
 
 
-def test_response_model_cannot_be_streamed(client: llmrelay.Client) -> None:
-    with pytest.raises(InvalidRequestError, match="cannot be streamed"):
-        client.stream(TestModel(), "hi", response_model=UserProfile)
-
-
 # --------------------------------------------------------------------------- schemas
 
 

@@ -53,7 +53,9 @@ def run_fresh(code: str) -> dict[str, object]:
 
 def test_builtin_aliases_resolve_alike_with_and_without_seed_002() -> None:
     names = list(CONFIG_REGISTRY)
-    assert set(names) == set(aliases._BUILTIN)  # the seed's classes and the data agree on names
+    assert set(names) == set(
+        aliases.BUILTIN_ALIASES
+    )  # the seed's classes and the data agree on names
     fresh = run_fresh(
         "import json\nfrom llmrelay.providers.resolve import known_aliases, resolve_target\n"
         "print(json.dumps({'names': known_aliases(),"
@@ -86,7 +88,11 @@ def test_file_aliases_and_providers_without_seed_002(fake_thread: FakeUpstream, 
     assert first["model"] == second["model"] == "openai/gpt-oss-20b"
     assert first["temperature"] == 0.2
     assert first["messages"][0] == {"role": "system", "content": "Be brief."}
-    assert second["messages"][0]["content"] == "You are a helpful assistant."
+    # A built-in alias sends only its model: no seed-002 system message or sampling defaults.
+    assert second == {
+        "model": "openai/gpt-oss-20b",
+        "messages": [{"role": "user", "content": "two"}],
+    }
 
 
 def test_a_bad_file_is_refused_and_a_fixed_one_loads_without_seed_002() -> None:

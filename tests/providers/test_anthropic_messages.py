@@ -6,8 +6,10 @@ from typing import Any
 
 import orjson
 import pytest
+from pydantic import BaseModel
 
 import llmrelay
+from llmrelay.errors import BadRequestError, ContentFilteredError
 from llmrelay.providers.adapters.anthropic_messages import AnthropicMessagesAdapter
 from llmrelay.providers.table import make_deployment
 from llmrelay.testing.fake import FakeUpstream, Reply
@@ -17,6 +19,8 @@ from llmrelay.types import ChatRequest, GenerationParams, Message, build_params
 from ..conftest import CANARY_KEY
 
 MODEL = "anthropic/claude-sonnet-4-5"
+#: A model without JSON outputs: structured output is a forced tool there.
+TOOL_MODEL = "anthropic/claude-3-5-haiku-latest"
 PERSON = {
     "type": "object",
     "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
@@ -180,7 +184,6 @@ async def test_base_url_with_v1_is_not_doubled(fake: FakeUpstream, client: llmre
         ("stop", "stop"),  # end_turn
         ("stop_sequence", "stop"),
         ("length", "length"),  # max_tokens
-        ("content_filter", "content_filter"),  # refusal
         ("pause_turn", "other"),
         ("model_context_window_exceeded", "length"),
     ],
@@ -195,6 +198,59 @@ async def test_stop_reasons(
     s = await client.astream(MODEL, "hi", **kw(fake)).collect()
     assert s.finish_reason == expected
     assert s.text == "partial answer"
+    await client.aclose()
+
+
+async def test_refusal_is_a_content_filtered_error_with_the_partial_text(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
+    """stop_reason "refusal" is no successful answer: plain and streamed it raises
+    ContentFilteredError (streamed: at the end, the text that came kept)."""
+    fake.push(Reply.ok("partial answer", finish="content_filter"))
+    with pytest.raises(ContentFilteredError) as info:
+        await client.achat(MODEL, "hi", **kw(fake))
+    assert info.value.partial_text == "partial answer"
+    fake.push(Reply.ok("partial answer", finish="content_filter"))
+    got: list[str] = []
+
+    async def consume() -> None:
+        async for c in client.astream(MODEL, "hi", **kw(fake)):
+            got.append(c.delta)
+
+    with pytest.raises(ContentFilteredError) as info:
+        await consume()
+    assert "".join(got) == "partial answer" == info.value.partial_text
+    await client.aclose()
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_thinking_tool_loop_against_the_fake(
+    fake: FakeUpstream, client: llmrelay.Client, streamed: bool
+) -> None:
+    """The fake refuses, as the API does, a thinking tool loop whose assistant turn lost its
+    thinking block; llmrelay's replay of ``r.message()`` passes."""
+
+    async def ask(msgs: list[Any]) -> llmrelay.Response:
+        params = {"tools": [WEATHER_TOOL], "reasoning_effort": "low", **kw(fake)}
+        if streamed:
+            return await client.astream(MODEL, msgs, **params).collect()
+        return await client.achat(MODEL, msgs, **params)
+
+    fake.push(Reply.tool_call("get_weather", {"city": "Oslo"}, reasoning="Need the weather."))
+    msgs: list[Any] = [Message("user", "Weather in Oslo?")]
+    r = await ask(msgs)
+    assert r.reasoning == "Need the weather."
+    assert r.reasoning_parts[0].signature
+    msgs += [r.message(), Message("tool", "sunny", tool_call_id=r.tool_calls[0].id)]
+    fake.push(Reply.ok("It is sunny."))
+    assert (await ask(msgs)).text == "It is sunny."
+    sent = fake.requests[-1].body["messages"][1]["content"]
+    assert [b["type"] for b in sent] == ["thinking", "tool_use"]
+    # Without the thinking block the fake answers the API's 400.
+    fake.push(Reply.ok("unused"))
+    bare = [msgs[0], Message("assistant", None, tool_calls=r.tool_calls), msgs[2]]
+    with pytest.raises(BadRequestError, match="Expected `thinking`"):
+        await ask(bare)
     await client.aclose()
 
 
@@ -717,10 +773,44 @@ def person_format() -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": {"name": "Person", "schema": PERSON}}
 
 
+class Person(BaseModel):
+    name: str
+    age: int
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_response_model_uses_json_outputs_with_thinking_on(
+    fake: FakeUpstream, client: llmrelay.Client, streamed: bool
+) -> None:
+    """On a model with JSON outputs, response_model= is output_config.format (no forced tool,
+    which thinking would refuse), and it works with thinking on."""
+    params: dict[str, Any] = {"reasoning_effort": "medium", **kw(fake)}
+    fake.push(Reply(reasoning="A person: name and age."))
+    model = "anthropic/claude-opus-4-7"
+    if streamed:  # response_model= does not stream (yet): the same schema as response_format
+        rf = {"type": "json_schema", "json_schema": {"name": "Person", "schema": PERSON}}
+        r = await client.astream(model, "Invent a person", response_format=rf, **params).collect()
+        assert Person.model_validate_json(r.text)
+    else:
+        r = await client.achat(model, "Invent a person", response_model=Person, **params)
+        assert isinstance(r.object, Person)
+    assert r.reasoning == "A person: name and age."
+    body = fake.requests[-1].body
+    assert body["output_config"]["format"]["type"] == "json_schema"
+    assert body["output_config"]["format"]["schema"]["properties"].keys() == {"name", "age"}
+    assert body["output_config"]["effort"] == "medium"
+    assert body["thinking"]["type"] == "adaptive"
+    assert "tools" not in body
+    assert "tool_choice" not in body
+    await client.aclose()
+
+
 async def test_structured_output_via_forced_tool(
     fake: FakeUpstream, client: llmrelay.Client
 ) -> None:
-    r = await client.achat(MODEL, "Invent a person", response_format=person_format(), **kw(fake))
+    r = await client.achat(
+        TOOL_MODEL, "Invent a person", response_format=person_format(), **kw(fake)
+    )
     assert orjson.loads(r.text) == {"name": "example", "age": 42}
     assert r.tool_calls == []
     assert r.finish_reason == "stop"
@@ -738,7 +828,7 @@ async def test_structured_output_streams_as_text(
     deltas = []
     resp = None
     async for c in client.astream(
-        MODEL, "Invent a person", response_format=person_format(), **kw(fake)
+        TOOL_MODEL, "Invent a person", response_format=person_format(), **kw(fake)
     ):
         deltas.append(c.delta)
         assert c.tool_calls == []
@@ -761,13 +851,13 @@ async def test_structured_output_with_non_object_schema(
         "$defs": {"Tag": {"type": "string"}},
     }
     rf = {"type": "json_schema", "json_schema": {"name": "tag list!", "schema": schema}}
-    r = await client.achat(MODEL, "tags", response_format=rf, **kw(fake))
+    r = await client.achat(TOOL_MODEL, "tags", response_format=rf, **kw(fake))
     assert orjson.loads(r.text) == ["example"]
     tool = fake.requests[-1].body["tools"][0]
     assert tool["name"] == "tag_list_"  # made a valid tool name
     assert tool["input_schema"]["type"] == "object"
     assert tool["input_schema"]["$defs"] == {"Tag": {"type": "string"}}
-    resp = await client.astream(MODEL, "tags", response_format=rf, **kw(fake)).collect()
+    resp = await client.astream(TOOL_MODEL, "tags", response_format=rf, **kw(fake)).collect()
     assert orjson.loads(resp.text) == ["example"]
     assert schema["$defs"] == {"Tag": {"type": "string"}}  # the caller's schema is untouched
     await client.aclose()
@@ -777,7 +867,7 @@ async def test_structured_output_alongside_user_tools(
     fake: FakeUpstream, client: llmrelay.Client
 ) -> None:
     r = await client.achat(
-        MODEL,
+        TOOL_MODEL,
         "Invent a person",
         tools=[WEATHER_TOOL],
         tool_choice="auto",
@@ -805,7 +895,7 @@ async def test_json_object_mode_is_a_system_instruction(
 
 def test_adapter_parses_structured_tool_use_body() -> None:
     adapter = AnthropicMessagesAdapter()
-    dep = make_deployment("anthropic", "claude-sonnet-4-5", api_key=CANARY_KEY)
+    dep = make_deployment("anthropic", "claude-3-5-haiku-latest", api_key=CANARY_KEY)
     req = ChatRequest([Message.user("hi")], build_params({"response_format": person_format()}))
     from llmrelay.transport.base import HttpResponse
 

@@ -7,20 +7,34 @@ into small reads.
 
 from __future__ import annotations
 
+import base64
+from typing import Any
+
 import orjson
 import pytest
 
 from llmrelay.errors import (
     BadRequestError,
+    ContentFilteredError,
     ContextWindowExceededError,
     InvalidRequestError,
     OverloadedError,
     QuotaExhaustedError,
     RateLimitedError,
     StreamInterruptedError,
+    UnsupportedCapabilityError,
 )
 from llmrelay.providers.adapters.anthropic_messages import AnthropicMessagesAdapter
-from llmrelay.types import Message, ToolCall, ToolCallDelta, Usage
+from llmrelay.types import (
+    AudioPart,
+    DocumentPart,
+    Message,
+    ReasoningPart,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 
 from ..conftest import CANARY_KEY
 from .sansio import (
@@ -130,6 +144,254 @@ def test_stream_request_and_clamped_temperature() -> None:
     assert http.adjusted["temperature"].startswith("clamped to 1.0")
 
 
+# ------------------------------------------------------------------- thinking / reasoning_effort
+
+
+def _body(model: str, **params: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    http = A.build_request(chat("hi", **params), deployment("anthropic", model))
+    return body_of(http), http.adjusted
+
+
+@pytest.mark.parametrize(
+    ("model", "effort", "thinking", "output_config"),
+    [
+        # Claude 4.6 and later: adaptive thinking + output_config.effort.
+        ("claude-opus-4-7", "high", {"type": "adaptive", "display": "summarized"}, "high"),
+        ("claude-sonnet-4-6", "medium", {"type": "adaptive", "display": "summarized"}, "medium"),
+        ("claude-sonnet-5-5", "low", {"type": "adaptive", "display": "summarized"}, "low"),
+        ("claude-opus-4-6", "minimal", {"type": "adaptive", "display": "summarized"}, "low"),
+        # Sonnet/Opus/Haiku 4.5 and older: budget thinking.
+        ("claude-sonnet-4-5", "medium", {"type": "enabled", "budget_tokens": 8192}, None),
+        ("claude-haiku-4-5-20251001", "low", {"type": "enabled", "budget_tokens": 2048}, None),
+        ("claude-3-7-sonnet-20250219", "minimal", {"type": "enabled", "budget_tokens": 1024}, None),
+        # reasoning_effort none: no thinking where it is off by default.
+        ("claude-sonnet-4-5", "none", None, None),
+        ("claude-opus-4-7", "none", None, None),
+    ],
+)
+def test_reasoning_effort_maps_to_thinking(
+    model: str, effort: str, thinking: Any, output_config: str | None
+) -> None:
+    body, _ = _body(model, reasoning_effort=effort)
+    assert body.get("thinking") == thinking
+    assert body.get("output_config", {}).get("effort") == output_config
+    if thinking and thinking["type"] == "enabled":
+        # max_tokens must exceed the budget: the default grows by the budget.
+        assert body["max_tokens"] == 4096 + thinking["budget_tokens"]
+
+
+def test_reasoning_effort_on_models_without_a_choice() -> None:
+    body, adjusted = _body("claude-fable-5-1", reasoning_effort="none")
+    assert body["thinking"]["type"] == "adaptive"  # Fable always thinks
+    assert body["output_config"] == {"effort": "low"}
+    assert "cannot be disabled" in adjusted["reasoning_effort"]
+    body, adjusted = _body("claude-3-5-haiku-latest", reasoning_effort="high")
+    assert "thinking" not in body
+    assert "output_config" not in body
+    assert adjusted["reasoning_effort"] == "dropped: this model has no extended thinking"
+
+
+def test_thinking_drops_what_it_cannot_take() -> None:
+    body, adjusted = _body(
+        "claude-sonnet-4-5",
+        reasoning_effort="low",
+        temperature=0.2,
+        top_p=0.5,
+        tools=[PELICAN],
+        tool_choice="required",
+        extra={"top_k": 5},
+    )
+    assert "temperature" not in body
+    assert "top_k" not in body
+    assert body["top_p"] == 0.95
+    assert body["tool_choice"] == {"type": "auto"}
+    assert set(adjusted) == {"temperature", "top_k", "top_p", "tool_choice"}
+    # Thinking switched on through extra counts too.
+    body, adjusted = _body(
+        "claude-sonnet-4-5",
+        temperature=0.2,
+        extra={"thinking": {"type": "enabled", "budget_tokens": 2000}},
+    )
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 2000}
+    assert "temperature" not in body
+    assert "temperature" in adjusted
+
+
+def test_thinking_budget_fits_below_max_tokens() -> None:
+    body, adjusted = _body("claude-sonnet-4-5", reasoning_effort="high", max_tokens=6000)
+    assert body["max_tokens"] == 6000
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 3000}
+    assert "3000" in adjusted["reasoning_effort"]
+    with pytest.raises(InvalidRequestError, match="leaves no room for thinking"):
+        _body("claude-sonnet-4-5", reasoning_effort="low", max_tokens=1000)
+
+
+# ------------------------------------------------------------------------ structured output
+
+PERSON = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "person",
+        "schema": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}},
+            "required": ["name"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def test_structured_output_is_native_where_the_model_has_json_outputs() -> None:
+    body, adjusted = _body("claude-sonnet-4-5", response_format=PERSON)
+    assert body["output_config"] == {
+        "format": {"type": "json_schema", "schema": PERSON["json_schema"]["schema"]}
+    }
+    assert "tools" not in body
+    assert "tool_choice" not in body
+    assert adjusted == {}
+    # With thinking on, both travel in the one output_config.
+    body, _ = _body("claude-opus-4-7", response_format=PERSON, reasoning_effort="low")
+    assert body["output_config"]["effort"] == "low"
+    assert body["output_config"]["format"]["type"] == "json_schema"
+    # The answer is the text block.
+    answer = {
+        "content": [{"type": "text", "text": '{"name": "Ada"}'}],
+        "stop_reason": "end_turn",
+        "usage": {"input_tokens": 3, "output_tokens": 4},
+    }
+    dep = deployment("anthropic", "claude-sonnet-4-5")
+    r = A.parse_response(response(answer), chat("x", response_format=PERSON), dep)
+    assert (r.text, r.finish_reason) == ('{"name": "Ada"}', "stop")
+
+
+def test_a_schema_that_cannot_be_strict_is_a_tool_everywhere() -> None:
+    loose = {
+        "type": "json_schema",
+        "json_schema": {"name": "bag", "schema": {"type": "object"}, "strict": False},
+    }
+    body, _ = _body("claude-sonnet-4-5", response_format=loose)
+    assert "output_config" not in body
+    assert body["tool_choice"] == {"type": "tool", "name": "bag"}
+
+
+def test_structured_output_is_a_tool_on_older_models() -> None:
+    body, _ = _body("claude-3-5-haiku-latest", response_format=PERSON)
+    assert body["tool_choice"] == {"type": "tool", "name": "person"}
+    assert "output_config" not in body
+    # Forced tool use is refused with thinking on: the tool is offered and asked for.
+    body, adjusted = _body(
+        "claude-sonnet-4-20250514", response_format=PERSON, reasoning_effort="low"
+    )
+    assert body["tool_choice"] == {"type": "auto"}
+    assert [t["name"] for t in body["tools"]] == ["person"]
+    assert "calling person" in body["system"]
+    assert "forced tool use is refused" in adjusted["response_format"]
+
+
+# ------------------------------------------------------------------------ content and caching
+
+
+def test_developer_role_and_system_parts_with_cache_control() -> None:
+    cached = {"type": "ephemeral"}
+    msgs = [
+        {"role": "developer", "content": "Rules."},
+        {
+            "role": "system",
+            "content": [{"type": "text", "text": "Long context.", "cache_control": cached}],
+        },
+        {"role": "user", "content": "hi"},
+    ]
+    body = body_of(A.build_request(chat(msgs), DEP))
+    assert body["system"] == [
+        {"type": "text", "text": "Rules."},
+        {"type": "text", "text": "Long context.", "cache_control": cached},
+    ]
+    # Without cache_control the system prompt stays one string.
+    plain = body_of(A.build_request(chat([msgs[0], msgs[2]]), DEP))
+    assert plain["system"] == "Rules."
+
+
+def test_cache_control_on_message_parts_and_tools() -> None:
+    cached = {"type": "ephemeral", "ttl": "1h"}
+    user = Message("user", [TextPart("big document", cache_control=cached), TextPart("q")])
+    tool = {**PELICAN, "cache_control": {"type": "ephemeral"}}
+    body = body_of(A.build_request(chat([user], tools=[tool]), DEP))
+    assert body["messages"][0]["content"] == [
+        {"type": "text", "text": "big document", "cache_control": cached},
+        {"type": "text", "text": "q"},
+    ]
+    assert body["tools"][0]["cache_control"] == {"type": "ephemeral"}
+    # One text part with cache_control is not collapsed into a plain string.
+    one = body_of(
+        A.build_request(chat([Message("user", [TextPart("x", cache_control=cached)])]), DEP)
+    )
+    assert one["messages"][0]["content"] == [{"type": "text", "text": "x", "cache_control": cached}]
+
+
+def test_more_than_four_cache_breakpoints_is_refused_before_sending() -> None:
+    cc = {"type": "ephemeral"}
+    parts = [TextPart(f"part {i}", cache_control=cc) for i in range(5)]
+    with pytest.raises(InvalidRequestError, match="5 cache_control breakpoints"):
+        A.build_request(chat([Message("user", parts)]), DEP)
+    A.build_request(chat([Message("user", parts[:4])]), DEP)
+
+
+def test_documents() -> None:
+    pdf = DocumentPart(data=b"%PDF-1.4 x", media_type="application/pdf", name="r.pdf")
+    txt = DocumentPart(data="héllo".encode(), media_type="text/plain")
+    url = DocumentPart(url="https://example.test/a.pdf", cache_control={"type": "ephemeral"})
+    body = body_of(A.build_request(chat([Message("user", [pdf, txt, url, TextPart("sum")])]), DEP))
+    blocks = body["messages"][0]["content"]
+    assert blocks[0] == {
+        "type": "document",
+        "source": {
+            "type": "base64",
+            "media_type": "application/pdf",
+            "data": base64.b64encode(b"%PDF-1.4 x").decode(),
+        },
+        "title": "r.pdf",
+    }
+    assert blocks[1]["source"] == {"type": "text", "media_type": "text/plain", "data": "héllo"}
+    assert blocks[2] == {
+        "type": "document",
+        "source": {"type": "url", "url": "https://example.test/a.pdf"},
+        "cache_control": {"type": "ephemeral"},
+    }
+    # OpenAI's file part carries a PDF too.
+    data_url = "data:application/pdf;base64," + base64.b64encode(b"%PDF").decode()
+    msgs = [{"role": "user", "content": [{"type": "file", "file": {"file_data": data_url}}]}]
+    sent = body_of(A.build_request(chat(msgs), DEP))["messages"][0]["content"][0]
+    assert sent["source"]["media_type"] == "application/pdf"
+    doc = DocumentPart(data=b"x", media_type="application/msword")
+    with pytest.raises(UnsupportedCapabilityError, match="PDF"):
+        A.build_request(chat([Message("user", [doc])]), DEP)
+
+
+def test_audio_is_refused_before_sending() -> None:
+    part = AudioPart(data=b"RIFF", media_type="audio/wav")
+    with pytest.raises(UnsupportedCapabilityError, match="no audio") as info:
+        A.build_request(chat([Message("user", [part, TextPart("transcribe")])]), DEP)
+    assert info.value.capability == "audio"
+
+
+def test_tool_result_is_error() -> None:
+    msgs = [
+        Message("user", "weather?"),
+        Message("assistant", None, tool_calls=[ToolCall("toolu_1", "weather", "{}")]),
+        Message("tool", "city not found", tool_call_id="toolu_1", is_error=True),
+    ]
+    body = body_of(A.build_request(chat(msgs), DEP))
+    assert body["messages"][2]["content"] == [
+        {
+            "type": "tool_result",
+            "tool_use_id": "toolu_1",
+            "content": "city not found",
+            "is_error": True,
+        }
+    ]
+
+
 def test_request_without_a_user_turn_is_refused() -> None:
     with pytest.raises(InvalidRequestError, match="at least one user message"):
         A.build_request(chat([{"role": "system", "content": "only system"}]), DEP)
@@ -157,6 +419,57 @@ def test_recorded_thinking_and_tool_use_answer() -> None:
     assert r.text == ""  # the thinking block is not answer text
     assert r.finish_reason == "tool_calls"
     assert r.usage == Usage(input_tokens=619, output_tokens=94, reasoning_tokens=53)
+    recorded_block = orjson.loads(recorded_response("anthropic-thinking-tool-use").body)["content"][
+        0
+    ]
+    assert r.reasoning == recorded_block["thinking"]
+    assert r.reasoning_parts == [
+        ReasoningPart(
+            recorded_block["thinking"],
+            signature=recorded_block["signature"],
+            provider="anthropic",
+        )
+    ]
+
+
+def test_thinking_is_replayed_before_the_tool_use_in_the_next_turn() -> None:
+    """The API refuses a tool loop whose assistant turn lost its thinking block ("Expected
+    `thinking` or `redacted_thinking`, but found `tool_use`"): the block goes back first,
+    byte for byte, with its signature."""
+    raw = orjson.loads(recorded_response("anthropic-thinking-tool-use").body)
+    r = A.parse_response(recorded_response("anthropic-thinking-tool-use"), chat("hi"), DEP)
+    msgs = [
+        Message("user", "check the sandbox"),
+        r.message(),
+        Message("tool", "no errors", tool_call_id=r.tool_calls[0].id),
+    ]
+    body = body_of(A.build_request(chat(msgs, reasoning_effort="low"), DEP))
+    sent = body["messages"][1]["content"]
+    assert sent[0] == {k: raw["content"][0][k] for k in ("type", "thinking", "signature")}
+    assert sent[1] == {
+        "type": "tool_use",
+        "id": "toolu_01Vr1rLVLRYrbNn7qECH8SPR",
+        "name": "checkSandboxErrors",
+        "input": {},
+    }
+    assert body["messages"][2]["content"][0]["type"] == "tool_result"
+
+
+def test_only_anthropic_reasoning_parts_are_replayed() -> None:
+    content = [
+        ReasoningPart("gemini thought", signature="c2ln", provider="gemini"),
+        ReasoningPart("no signature", provider="anthropic"),
+        ReasoningPart(data="opaque==", redacted=True, provider="anthropic"),
+        TextPart("answer"),
+        ReasoningPart("kept", signature="sig", provider="anthropic"),
+    ]
+    msgs = [Message("user", "q"), Message("assistant", content), Message("user", "next")]
+    body = body_of(A.build_request(chat(msgs), DEP))
+    assert body["messages"][1]["content"] == [
+        {"type": "redacted_thinking", "data": "opaque=="},
+        {"type": "thinking", "thinking": "kept", "signature": "sig"},
+        {"type": "text", "text": "answer"},
+    ]
 
 
 def test_cache_reads_and_writes_count_as_input() -> None:
@@ -176,22 +489,57 @@ def test_cache_reads_and_writes_count_as_input() -> None:
     )
 
 
-def test_recorded_refusal_is_a_content_filter_finish() -> None:
-    for rid in ("anthropic-refusal", "anthropic-refusal-no-details"):
-        r = A.parse_response(recorded_response(rid), chat("x"), DEP)
-        assert r.finish_reason == "content_filter"
-        assert r.raw_finish_reason == "refusal"
-        assert r.text == ""
+CYBER = (
+    "This request triggered restrictions on violative cyber content and was blocked under "
+    "Anthropic's Usage Policy."
+)
 
 
-def test_recorded_streamed_refusal_is_a_content_filter_finish() -> None:
+def test_recorded_refusal_is_a_content_filtered_error() -> None:
+    """stop_reason "refusal" used to come back as a successful empty answer; it is a typed
+    error carrying stop_details' category and explanation."""
+    with pytest.raises(ContentFilteredError) as info:
+        A.parse_response(recorded_response("anthropic-refusal"), chat("x"), DEP)
+    e = info.value
+    assert (e.category, e.explanation, e.partial_text) == ("cyber", CYBER, "")
+    assert "category cyber" in str(e)
+    with pytest.raises(ContentFilteredError) as info:
+        A.parse_response(recorded_response("anthropic-refusal-no-details"), chat("x"), DEP)
+    assert (info.value.category, info.value.explanation) == (None, None)
+
+
+def test_recorded_streamed_refusal_raises_at_the_end() -> None:
     chunks, state = stream(
         A, chat("x", stream=True), DEP, recorded_frames("anthropic-refusal-stream")
     )
     assert [c.finish_reason for c in chunks if c.finish_reason] == ["content_filter"]
-    r = state.finish()
-    assert r.raw_finish_reason == "refusal"
-    assert r.usage == Usage(input_tokens=18, output_tokens=5)
+    assert state.done
+    with pytest.raises(ContentFilteredError) as info:
+        state.finish()
+    assert (info.value.category, info.value.explanation) == ("cyber", CYBER)
+    assert state.partial().usage == Usage(input_tokens=18, output_tokens=5)
+
+
+def test_streamed_refusal_keeps_the_partial_text() -> None:
+    frames = sse(
+        {"type": "message_start", "message": {"id": "msg_1", "usage": {"input_tokens": 5}}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Su"}},
+        {
+            "type": "message_delta",
+            "delta": {
+                "stop_reason": "refusal",
+                "stop_details": {"type": "refusal", "category": "bio", "explanation": None},
+            },
+            "usage": {"output_tokens": 2},
+        },
+        {"type": "message_stop"},
+        events=True,
+    )
+    _, state = stream(A, chat("x", stream=True), DEP, [frames])
+    with pytest.raises(ContentFilteredError) as info:
+        state.finish()
+    assert (info.value.partial_text, info.value.category) == ("Su", "bio")
 
 
 def test_error_inside_a_200_body_is_raised() -> None:
@@ -248,6 +596,36 @@ def test_recorded_thinking_stream(piece: int | None) -> None:
     assert r.text.startswith("# Finding GCD(1071, 462) Using the Euclidean Algorithm")
     assert "I'm working through" not in r.text
     assert r.usage == Usage(input_tokens=47, output_tokens=373, reasoning_tokens=62)
+    events = [orjson.loads(f.split(b"data: ", 1)[1]) for f in recorded_frames(rid)]
+    signatures = [
+        e["delta"]["signature"]
+        for e in events
+        if e.get("delta", {}).get("type") == "signature_delta"
+    ]
+    assert r.reasoning == reasoning_of(chunks)
+    assert r.reasoning_parts == [
+        ReasoningPart(r.reasoning, signature="".join(signatures), provider="anthropic")
+    ]
+    assert signatures
+
+
+def test_recorded_redacted_thinking_stream() -> None:
+    rid = "anthropic-redacted-thinking-stream"
+    frames = recorded_frames(rid)
+    chunks, state = stream(A, chat("x", stream=True), DEP, frames, 7)
+    r = state.finish()
+    body = b"".join(frames)
+    datas = [
+        orjson.loads(line[6:])["content_block"]["data"]
+        for line in body.split(b"\n")
+        if line.startswith(b"data: ") and b'"redacted_thinking"' in line
+    ]
+    assert len(datas) == 2
+    assert r.reasoning_parts == [
+        ReasoningPart(data=d, redacted=True, provider="anthropic") for d in datas
+    ]
+    assert r.reasoning == "" == reasoning_of(chunks)
+    assert r.text == text_of(chunks) != ""
 
 
 def test_recorded_compatible_stream_with_usage_in_message_delta() -> None:
@@ -338,6 +716,11 @@ def test_recorded_errors_are_mapped(rid: str, needle: str) -> None:
     assert e.status == 400
     assert needle in str(e)
     assert str(e).startswith(f"[{DEP.label}] invalid_request_error: ")
+    # The id Anthropic puts in the error body (no request-id header in these recordings).
+    assert e.request_id == orjson.loads(resp.body)["request_id"]
+    assert e.request_id.startswith("req_011C")
+    with_header = A.map_error(400, {"request-id": "req_header"}, resp.body, DEP)
+    assert with_header.request_id == "req_header"
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,10 @@ speaks api.anthropic.com's real format (bodies, SSE streams, model lists and err
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anthropic
+import orjson
 import pytest
 
 from llmrelay.testing.fake import FakeUpstream, Reply
@@ -199,3 +201,113 @@ async def test_sdk_sees_in_stream_error_event(
     assert "content_block_delta" in kinds
     assert isinstance(info.value.body, dict)
     assert info.value.body["error"]["type"] == "overloaded_error"
+
+
+async def test_sdk_parses_thinking_blocks(
+    fake: FakeUpstream, sdk: anthropic.AsyncAnthropic
+) -> None:
+    fake.push(Reply.ok("42", reasoning="Six times seven.", redacted_reasoning="b3BhcXVl"))
+    msg = await sdk.messages.create(
+        model=MODEL,
+        max_tokens=4000,
+        thinking={"type": "enabled", "budget_tokens": 2000},
+        messages=[{"role": "user", "content": "6*7?"}],
+    )
+    assert [b.type for b in msg.content] == ["thinking", "redacted_thinking", "text"]
+    thinking, redacted, text = msg.content
+    assert thinking.type == "thinking"
+    assert thinking.thinking == "Six times seven."
+    assert thinking.signature.startswith("sig_fake_")
+    assert redacted.type == "redacted_thinking"
+    assert redacted.data == "b3BhcXVl"
+    assert text.type == "text"
+    assert text.text == "42"
+
+
+async def test_sdk_streams_thinking_and_signature(
+    fake: FakeUpstream, sdk: anthropic.AsyncAnthropic
+) -> None:
+    fake.push(Reply.ok("42", reasoning="Six times seven."))
+    async with sdk.messages.stream(
+        model=MODEL,
+        max_tokens=4000,
+        thinking={"type": "enabled", "budget_tokens": 2000},
+        messages=[{"role": "user", "content": "6*7?"}],
+    ) as stream:
+        kinds = [e.type async for e in stream]
+        final = await stream.get_final_message()
+    assert "thinking" in kinds
+    assert "signature" in kinds
+    block = final.content[0]
+    assert block.type == "thinking"
+    assert block.thinking == "Six times seven."
+    assert block.signature.startswith("sig_fake_")
+    assert final.content[1].type == "text"
+
+
+async def test_sdk_parses_a_refusal_with_stop_details(
+    fake: FakeUpstream, sdk: anthropic.AsyncAnthropic
+) -> None:
+    fake.push(
+        Reply.ok(
+            "",
+            finish="content_filter",
+            refusal_category="cyber",
+            refusal_explanation="blocked under the Usage Policy",
+        )
+    )
+    msg = await sdk.messages.create(
+        model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "x"}]
+    )
+    assert msg.stop_reason == "refusal"
+    assert msg.stop_details is not None
+    assert msg.stop_details.category == "cyber"
+    assert msg.stop_details.explanation == "blocked under the Usage Policy"
+    fake.push(Reply.ok("Sure, h", finish="content_filter", refusal_category="cyber"))
+    async with sdk.messages.stream(
+        model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "x"}]
+    ) as stream:
+        final = await stream.get_final_message()
+    assert final.stop_reason == "refusal"
+    assert final.stop_details is not None
+    assert final.stop_details.category == "cyber"
+
+
+async def test_sdk_json_outputs(fake: FakeUpstream, sdk: anthropic.AsyncAnthropic) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    }
+    msg = await sdk.messages.create(
+        model=MODEL,
+        max_tokens=100,
+        messages=[{"role": "user", "content": "a city"}],
+        output_config={"format": {"type": "json_schema", "schema": schema}},
+    )
+    assert msg.content[0].type == "text"
+    assert set(orjson.loads(msg.content[0].text)) == {"city"}
+
+
+async def test_fake_refuses_a_tool_loop_that_lost_its_thinking(
+    fake: FakeUpstream, sdk: anthropic.AsyncAnthropic
+) -> None:
+    """As the API does: with thinking on, the last assistant turn's tool_use must follow its
+    thinking block."""
+    turns: list[Any] = [
+        {"role": "user", "content": "weather?"},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}],
+        },
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1"}]},
+    ]
+    with pytest.raises(anthropic.BadRequestError, match="Expected `thinking`"):
+        await sdk.messages.create(
+            model=MODEL,
+            max_tokens=4000,
+            thinking={"type": "enabled", "budget_tokens": 2000},
+            tools=[WEATHER],  # type: ignore[list-item]
+            messages=turns,
+        )

@@ -24,7 +24,7 @@ from llmrelay import (
     create_model,
     register_config,
 )
-from llmrelay.providers.resolve import resolve_target
+from llmrelay.providers.resolve import Target, resolve_target
 from llmrelay.seeds.seed002 import callers, registry
 from llmrelay.seeds.seed002.builtin import (
     ClaudeThreeOpusConfig,
@@ -387,7 +387,18 @@ def test_every_builtin_alias_resolves_to_a_known_provider() -> None:
         caller_cls = config.caller_class()
         assert issubclass(caller_cls, ChatCaller)
         assert caller_cls.provider == target.provider
-        assert registry.validate_config(config) == target
+        # The class (ModelHandler, create_model) keeps the seed's defaults; the alias itself
+        # stands for its provider and model only (issue 10).
+        seeded = registry.validate_config(config)
+        assert seeded is not None
+        assert (seeded.provider, seeded.model, seeded.alias) == (
+            target.provider,
+            target.model,
+            alias,
+        )
+        assert seeded.system_message == "You are a helpful assistant."
+        assert seeded.params.temperature == 0.7
+        assert target == Target(target.provider, target.model, alias=alias)
 
 
 def test_current_models_of_every_wire_api() -> None:

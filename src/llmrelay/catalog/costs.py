@@ -16,14 +16,21 @@ How usage is priced (our ``Usage`` convention: cached and cache-write tokens are
   price (every bundled provider bills them as output tokens).
 
 A model without a known price gives ``Cost(usd=None, known=False, reason=...)``, never $0.
-Prices are looked up once per model and kept as per-token rates, so a cost takes a few
-microseconds.
+
+Prices over time: a row may carry a ``price_schedule`` (a new price from a date, a promotion
+with an end date), and a model the provider routes to its replacement after shutdown is billed
+at the replacement's rate. The price of a call is the one in force at the call's time (UTC
+days). The rates in force are resolved once and kept with the span of time they hold for (up to
+the next boundary of the schedule), so a cost is one comparison and a few multiplications.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from time import time as time_now
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequestError, UnknownModelError, finite, shown
@@ -34,7 +41,7 @@ if TYPE_CHECKING:
     from ..providers.table import Deployment
     from ..types import ChatRequest, Response
     from .model_registry import LLMRegistry
-    from .profiles import LLMProfile
+    from .profiles import LLMProfile, Pricing
 
 __all__ = [
     "Cost",
@@ -44,6 +51,8 @@ __all__ = [
     "estimate_request_cost",
     "estimate_usage",
     "rates_for",
+    "resolve_rates",
+    "utc_day",
 ]
 
 _M = 1_000_000.0
@@ -103,8 +112,9 @@ class Rates:
         return self.reason is None
 
     @classmethod
-    def of(cls, profile: LLMProfile) -> Rates:
-        pr = profile.pricing
+    def of(cls, profile: LLMProfile, pricing: Pricing | None = None, label: str = "") -> Rates:
+        """The rates of ``pricing`` (default: the profile's base prices)."""
+        pr = profile.pricing if pricing is None else pricing
 
         def per_token(v: float | None) -> float | None:
             return None if v is None else v / _M
@@ -120,7 +130,7 @@ class Rates:
             per_token(pr.cached_input_price),
             per_token(pr.cache_write_price),
             per_token(pr.reasoning_price),
-            profile.id,
+            label or profile.id,
             reason,
         )
 
@@ -163,18 +173,97 @@ def _default_registry() -> LLMRegistry:
     return _registry_fn()
 
 
-def rates_for(registry: LLMRegistry, provider: str | None, model: str) -> Rates | None:
-    """The cached rates of a model (None when the catalog does not know it)."""
+_DAY_S = 86400.0
+
+
+def _epoch(day: date) -> float:
+    return datetime.combine(day, time(), UTC).timestamp()
+
+
+def utc_day(t: float) -> date:
+    """The UTC day of an epoch time."""
+    return datetime.fromtimestamp(t, UTC).date()
+
+
+def resolve_rates(
+    registry: LLMRegistry, profile: LLMProfile, t: float
+) -> tuple[Rates, float, float]:
+    """The rates in force for ``profile`` at epoch time ``t``, with the span ``[lo, hi)`` of
+    epoch times they hold for. A model past its shutdown that the provider routes to its
+    replacement is priced at the replacement's rates from the shutdown day on."""
+    day = utc_day(t)
+    lo, hi = -math.inf, math.inf
+    shutdown = profile.shutdown_date
+    if profile.retirement == "routed" and shutdown is not None:
+        if day >= shutdown:
+            name = registry.current_replacement(profile)
+            repl = registry.lookup(profile.provider, name) if name else None
+            if repl is not None and repl.retirement != "routed":
+                rates, rlo, rhi = resolve_rates(registry, repl, t)
+                label = f"{profile.id} (routed to {repl.id}, billed at its rate)"
+                return (
+                    Rates(
+                        rates.input,
+                        rates.output,
+                        rates.cached,
+                        rates.cache_write,
+                        rates.reasoning,
+                        label,
+                        rates.reason,
+                    ),
+                    max(rlo, _epoch(shutdown)),
+                    rhi,
+                )
+            lo = _epoch(shutdown)
+        else:
+            hi = _epoch(shutdown)
+    for b in profile.price_boundaries():
+        e = _epoch(b)
+        if b <= day:
+            lo = max(lo, e)
+        else:
+            hi = min(hi, e)
+            break
+    return Rates.of(profile, profile.pricing_on(day)), lo, hi
+
+
+def rates_for(
+    registry: LLMRegistry, provider: str | None, model: str, at: float | None = None
+) -> Rates | None:
+    """The rates of a model in force at epoch time ``at`` (default: the registry's clock),
+    or None when the catalog does not know the model. Cached with the span they hold for."""
     key = ("rates", provider, model)
     cache = registry.cache
-    try:
-        return cache[key]  # type: ignore[no-any-return]
-    except KeyError:
-        pass
+    t = registry.now() if at is None else at
+    entry = cache.get(key)
+    if entry is not None and entry[1] <= t < entry[2]:
+        return entry[0]  # type: ignore[no-any-return]
     profile = registry.lookup(provider, model)
-    rates = Rates.of(profile) if profile is not None else None
-    cache[key] = rates
+    if profile is None:
+        cache[key] = (None, -math.inf, math.inf)
+        return None
+    rates, lo, hi = resolve_rates(registry, profile, t)
+    cache[key] = (rates, lo, hi)
     return rates
+
+
+def _when(at: date | datetime | float | None) -> float | None:
+    if at is None:
+        return None
+    if isinstance(at, datetime):
+        if at.tzinfo is None:
+            raise InvalidRequestError(
+                "at must be a timezone-aware datetime (e.g. datetime.now(UTC)), a date or an "
+                "epoch time"
+            )
+        return at.timestamp()
+    if isinstance(at, date):
+        return _epoch(at) + _DAY_S / 2
+    if isinstance(at, int | float) and not isinstance(at, bool) and finite(at):
+        return float(at)
+    raise InvalidRequestError(
+        f"at must be a date, an aware datetime or an epoch time, not {type(at).__name__}"
+    )
 
 
 _USAGE_KEYS = {
@@ -263,10 +352,13 @@ def calculate_cost(
     usage: Usage | Mapping[str, Any],
     *,
     registry: LLMRegistry | None = None,
+    at: date | datetime | float | None = None,
 ) -> Cost:
     """The cost of ``usage`` on ``model`` ("provider/model", an alias or a bare id, or a
-    profile). An unknown model or price gives a typed unknown cost, never $0."""
+    profile) at the prices in force at ``at`` (a date, an aware datetime or an epoch time;
+    default: now). An unknown model or price gives a typed unknown cost, never $0."""
     u = usage if type(usage) is Usage else to_usage(usage)
+    when = _when(at)
     if not isinstance(model, str):
         from .profiles import LLMProfile
 
@@ -274,7 +366,12 @@ def calculate_cost(
             raise InvalidRequestError(
                 f"model must be a model name or an LLMProfile, not {type(model).__name__}"
             )
-        return _cost_of(Rates.of(model), u)
+        if registry is None and model.retirement != "routed":  # no registry needed
+            t = time_now() if when is None else when
+            return _cost_of(Rates.of(model, model.pricing_on(utc_day(t))), u)
+        reg0 = registry or _default_registry()
+        t = reg0.now() if when is None else when
+        return _cost_of(resolve_rates(reg0, model, t)[0], u)
     if registry is not None:
         from .model_registry import LLMRegistry
 
@@ -283,15 +380,15 @@ def calculate_cost(
                 f"registry must be an LLMRegistry or None, not {type(registry).__name__}"
             )
     reg = registry or _default_registry()
-    key = ("rates-by-name", model)
-    rates = reg.cache.get(key)
-    if rates is None:
+    key = ("profile-by-name", model)
+    profile = reg.cache.get(key)
+    if profile is None:
         try:
-            profile = reg.get(model)
+            profile = reg.cache[key] = reg.get(model)
         except UnknownModelError as exc:
             return Cost.unknown(exc.message)
-        rates = reg.cache[key] = Rates.of(profile)
-    assert isinstance(rates, Rates)
+    rates = rates_for(reg, profile.provider, profile.name, when)
+    assert rates is not None
     return _cost_of(rates, u)
 
 

@@ -16,6 +16,13 @@ what each attempt used.
 * a deprecated model logs a warning once; a retired one raises ``ModelRetiredError`` at the
   provider's own endpoint. At another base URL (a proxy, a mirror, a test server) whatever
   still answers to a retired name is not the catalog's model: the request passes unchecked.
+  A model the provider routes to its replacement, or retires for some account tiers only,
+  warns and is sent (see ``LLMRegistry.check_lifecycle``). A call made through an alias whose
+  model shuts down within ``ALIAS_WARN_DAYS`` warns once per alias, naming the replacement;
+* parameters the row's ``rejected_params`` say the model rejects are dropped and reported in
+  ``Response.adjusted_params`` (a value equal to the rule's ``default`` is sent: accepted);
+  with ``strict_params=True`` (a call option) a parameter the caller set is refused instead,
+  with ``UnsupportedCapabilityError(capability="parameters")``, before anything is sent.
 
 Models the catalog does not know pass through unchecked. ``cost(dep, usage)`` prices one
 attempt's usage (``llmrelay.catalog.costs``); an unknown price is a typed unknown ``Cost``.
@@ -24,14 +31,17 @@ attempt's usage (``llmrelay.catalog.costs``); an unknown price is a typed unknow
 from __future__ import annotations
 
 import dataclasses
+import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..errors import ContextWindowExceededError, UnsupportedCapabilityError
+from ..errors import ContextWindowExceededError, UnsupportedCapabilityError, shown
 from ..types import AudioPart, ChatRequest, ImagePart, ReasoningPart, TextPart, Usage
 from .costs import Cost, rates_for
+from .profiles import EXTRA_RULE_PARAMS, ParamRule
 from .tokens import IMAGE_TOKENS, count_message_tokens, estimate_tokens, is_exact
 
 if TYPE_CHECKING:
@@ -39,7 +49,12 @@ if TYPE_CHECKING:
     from .model_registry import LLMRegistry
     from .profiles import LLMProfile
 
-__all__ = ["Catalog"]
+__all__ = ["ALIAS_WARN_DAYS", "Catalog"]
+
+log = logging.getLogger("llmrelay.catalog")
+
+#: An alias whose model shuts down within this many days warns when called.
+ALIAS_WARN_DAYS = 30
 
 #: Count exactly once the estimate passes this share of the context window.
 EXACT_COUNT_THRESHOLD = 0.5
@@ -58,8 +73,8 @@ class _Entry:
     official: bool
     #: Has a deprecation or shutdown date: the lifecycle check runs.
     lifecycle: bool
-    #: An OpenAI reasoning model: only the default sampling parameters are accepted.
-    fixed_sampling: bool = False
+    #: The parameters the model rejects.
+    rules: tuple[ParamRule, ...] = ()
     #: Audio among the model's input modalities.
     audio: bool = True
 
@@ -80,8 +95,9 @@ class Catalog:
 
     def __init__(self, registry: LLMRegistry | None = None) -> None:
         self._registry = registry
-        #: (model id, official) -> (when its lifecycle check passed, retired and elsewhere).
-        self._checked: dict[tuple[str, bool], tuple[float, bool]] = {}
+        #: (model id, official, alias) -> (when its lifecycle check passed, retired and
+        #: elsewhere).
+        self._checked: dict[tuple[str, bool, str | None], tuple[float, bool]] = {}
 
     @property
     def registry(self) -> LLMRegistry:
@@ -111,29 +127,33 @@ class Catalog:
                 c.supports_tools,
                 _is_official(dep),
                 p.shutdown_date is not None or p.deprecation_date is not None,
-                c.supports_reasoning and dep.provider in ("openai", "azure"),
+                p.rejected_params or _implied_rules(p, dep),
                 "audio" in c.input_modalities,
             )
         cache[key] = entry
         return entry
 
-    def _retired_elsewhere(self, e: _Entry) -> bool:
+    def _retired_elsewhere(self, e: _Entry, alias: str | None) -> bool:
         """The registry's lifecycle check (warns; raises for a retired model at the provider's
-        own API). Returns True for a retired model served elsewhere: it passes unchecked.
-        A passed check is reused for a minute per deployment, so a model that retires while
-        the process runs is caught within the minute."""
-        key = (e.profile.id, e.official)
+        own API). Returns True for a retired-and-refused model served elsewhere: it passes
+        unchecked. A passed check is reused for a minute per deployment, so a model that
+        retires while the process runs is caught within the minute."""
+        key = (e.profile.id, e.official, alias)
         now = time.monotonic()
         last = self._checked.get(key)
         if last is not None and now - last[0] < LIFECYCLE_RECHECK_S:
             return last[1]
         reg = self.registry
+        if alias is not None and alias not in _alias_warned:
+            _warn_alias(reg, alias, e.profile)
         reg.check_lifecycle(e.profile, enforce=e.official)
-        elsewhere = not e.official and e.profile.is_retired(reg.today())
+        elsewhere = not e.official and e.profile.lifecycle_state(reg.today()) == "retired"
         self._checked[key] = (now, elsewhere)
         return elsewhere
 
-    def prepare(self, req: ChatRequest, dep: Deployment) -> ChatRequest:
+    def prepare(
+        self, req: ChatRequest, dep: Deployment, *, strict_params: bool = False
+    ) -> ChatRequest:
         e = self._entry(dep)
         if e is None:
             from .embeddings import embedding_model  # loaded only for models not in the catalog
@@ -147,7 +167,7 @@ class Catalog:
                     capability="chat",
                 )
             return req
-        if e.lifecycle and self._retired_elsewhere(e):
+        if e.lifecycle and self._retired_elsewhere(e, dep.alias):
             return req
         images = audio = 0
         chars = 0
@@ -192,8 +212,8 @@ class Catalog:
             )
         max_tokens = params.max_tokens
         out = req
-        if e.fixed_sampling:
-            out = _drop_sampling(out, dep)
+        if e.rules:
+            out = _apply_rules(out, dep, e.rules, strict_params)
             params = out.params
         if max_tokens is not None and e.max_output is not None and max_tokens > e.max_output:
             max_tokens = e.max_output
@@ -272,30 +292,105 @@ class Catalog:
         return f"Catalog({self._registry!r})"
 
 
-#: Sampling parameters OpenAI's reasoning models reject unless left at their default.
+#: Aliases already warned about (their model shuts down soon), process-wide.
+_alias_warned: set[str] = set()
+_alias_lock = threading.Lock()
+
+
+def _warn_alias(registry: LLMRegistry, alias: str, profile: LLMProfile) -> None:
+    """Warn once per process per alias when ``alias`` points at a model that shuts down
+    within ``ALIAS_WARN_DAYS`` (not yet shut down: the lifecycle check covers that)."""
+    shutdown = profile.shutdown_date
+    if shutdown is None:
+        return
+    left = (shutdown - registry.today()).days
+    if left < 0 or left > ALIAS_WARN_DAYS:
+        return
+    with _alias_lock:
+        if alias in _alias_warned:
+            return
+        _alias_warned.add(alias)
+    repl = registry.current_replacement(profile)
+    instead = f"; point it at {repl!r} instead" if repl else "; no replacement is named"
+    log.warning(
+        "alias %r points at %s, which shuts down on %s (in %d days)%s",
+        alias,
+        profile.id,
+        shutdown,
+        left,
+        instead,
+        extra={"model": profile.id, "alias": alias},
+    )
+
+
+#: Sampling parameters OpenAI's reasoning models reject unless left at their default: the rules
+#: a user catalog row of such a model gets when it names none.
 _SAMPLING_DEFAULTS: dict[str, float] = {
     "temperature": 1.0,
     "top_p": 1.0,
     "frequency_penalty": 0.0,
     "presence_penalty": 0.0,
 }
+_REASONING_NOTE = "a reasoning model accepts only the default"
 
 
-def _drop_sampling(req: ChatRequest, dep: Deployment) -> ChatRequest:
-    """OpenAI's reasoning models answer 400 to any sampling parameter but its default: drop
-    them (a seed config's temperature 0.7 would otherwise fail every call) and say so."""
+def _implied_rules(p: LLMProfile, dep: Deployment) -> tuple[ParamRule, ...]:
+    """Rules for a row that names none: an OpenAI (or Azure) reasoning model answers 400 to a
+    sampling parameter other than its default."""
+    if not (p.capabilities.supports_reasoning and dep.provider in ("openai", "azure")):
+        return ()
+    return tuple(
+        ParamRule(name, default=default, note=f"{_REASONING_NOTE} ({default:g})")
+        for name, default in _SAMPLING_DEFAULTS.items()
+    )
+
+
+def _applies(rule: ParamRule, value: object, effort: str | None) -> bool:
+    if value is None:
+        return False
+    if rule.when == "reasoning" and (effort is None or effort == "none"):
+        return False
+    if rule.when == "unless_reasoning_none" and effort == "none":
+        return False
+    return not (rule.values == "forced" and value in ("auto", "none"))
+
+
+def _apply_rules(
+    req: ChatRequest, dep: Deployment, rules: tuple[ParamRule, ...], strict: bool
+) -> ChatRequest:
+    """Drop the parameters ``rules`` reject (the model would answer 400) and report each in
+    ``adjusted_params``; a value equal to the rule's default is accepted and sent. With
+    ``strict``, refuse such a parameter instead."""
     p = req.params
-    drop = [name for name in _SAMPLING_DEFAULTS if getattr(p, name) is not None]
+    effort = p.reasoning_effort
+    drop: list[str] = []
+    adjusted = dict(req.adjusted or {})
+    for rule in rules:
+        name = rule.param
+        value = p.extra.get(name) if name in EXTRA_RULE_PARAMS else getattr(p, name)
+        if name in drop or not _applies(rule, value, effort):
+            continue
+        if rule.default is not None and value == rule.default:
+            # The model's own default is accepted (recorded: claude-fable-5-1 answered a body
+            # with temperature 1.0): sent as the caller set it.
+            continue
+        drop.append(name)
+        why = f" ({rule.note})" if rule.note else ""
+        if strict:
+            src = f" (documented at {rule.source})" if rule.source else ""
+            raise UnsupportedCapabilityError(
+                f"{dep.label} rejects {name}={shown(value)}{why}{src}; remove it, or call "
+                "without strict_params=True to have it dropped and reported in "
+                "adjusted_params",
+                provider=dep.provider,
+                model=dep.model,
+                capability="parameters",
+            )
+        adjusted[name] = f"dropped: {dep.label} rejects it{why}"
     if not drop:
         return req
-    adjusted = dict(req.adjusted or {})
-    for name in drop:
-        default = _SAMPLING_DEFAULTS[name]
-        if getattr(p, name) != default:
-            adjusted[name] = (
-                f"dropped: {dep.label} is a reasoning model and accepts only the default "
-                f"({default:g})"
-            )
-    changes: dict[str, Any] = dict.fromkeys(drop)
+    changes: dict[str, Any] = dict.fromkeys(n for n in drop if n not in EXTRA_RULE_PARAMS)
+    if any(n in EXTRA_RULE_PARAMS for n in drop):
+        changes["extra"] = {k: v for k, v in p.extra.items() if k not in drop}
     params = dataclasses.replace(p, **changes)
     return ChatRequest(req.messages, params, req.stream, adjusted or None)

@@ -31,15 +31,17 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime
+from datetime import time as dtime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigFileError, ConfigurationError, ModelRetiredError, UnknownModelError
+from ..errors import ConfigFileError, ConfigurationError, UnknownModelError
 from ..settings.file import file_settings
-from . import persistence
+from . import lifecycle, persistence
 from .profiles import CAPABILITY_NAMES, LLMCapabilities, LLMProfile
 
 __all__ = ["LLMRegistry", "bundled_metadata", "default_registry"]
@@ -83,12 +85,19 @@ def _utc_today() -> date:
     return datetime.now(UTC).date()
 
 
+def _noon(day: date) -> float:
+    """Midday UTC of ``day`` as an epoch time (the price clock of a registry given only a
+    ``today``)."""
+    return datetime.combine(day, dtime(12), UTC).timestamp()
+
+
 class LLMRegistry:
     """Every known model. Thread-safe; lookups are dictionary reads.
 
     ``bundled=False`` starts empty; ``catalog_files`` adds files over the bundled data (by
-    default the configured file, see the module docs; pass ``()`` for none). ``today`` is
-    injectable for lifecycle tests.
+    default the configured file, see the module docs; pass ``()`` for none). The clock is
+    injectable for tests: ``today`` (a UTC date, for lifecycle; prices then use its midday) or
+    ``now`` (epoch seconds, for both).
     """
 
     def __init__(
@@ -98,7 +107,9 @@ class LLMRegistry:
         bundled: bool = True,
         catalog_files: Iterable[str | os.PathLike[str]] | None = None,
         allow_retired: bool | None = None,
-        today: Callable[[], date] = _utc_today,
+        account_tiers: Mapping[str, str] | None = None,
+        today: Callable[[], date] | None = None,
+        now: Callable[[], float] | None = None,
     ) -> None:
         self._lock = threading.RLock()
         self._rows: dict[_Key, dict[str, Any]] = {}
@@ -112,7 +123,20 @@ class LLMRegistry:
         self._loaded = False
         self._pending = list(profiles)
         self._allow_retired = allow_retired
-        self.today = today
+        self._tiers = None if account_tiers is None else dict(account_tiers)
+        # One clock for lifecycle (days) and prices (epoch seconds): inject either.
+        if today is None:
+            if now is None:
+                self.now: Callable[[], float] = time.time
+                self.today: Callable[[], date] = _utc_today
+            else:
+                clock = now
+                self.now = clock
+                self.today = lambda: datetime.fromtimestamp(clock(), UTC).date()
+        else:
+            day = today
+            self.today = day
+            self.now = now if now is not None else (lambda: _noon(day()))
 
     # ------------------------------------------------------------------ loading
 
@@ -135,6 +159,8 @@ class LLMRegistry:
                     self._settings().get("allow_retired", False)
                 )
             self._allow_retired = allow
+            if self._tiers is None:
+                self._tiers = lifecycle.tiers_setting(self._settings())
             self._loaded = True
             pending, self._pending = self._pending, []
             for p in pending:
@@ -143,11 +169,11 @@ class LLMRegistry:
     @staticmethod
     def _settings() -> dict[str, Any]:
         s = file_settings("catalog")
-        unknown = set(s) - {"path", "allow_retired"}
+        unknown = set(s) - {"path", "allow_retired", "account_tiers"}
         if unknown:
             raise ConfigFileError(
                 f"unknown key(s) {', '.join(sorted(unknown))} in [catalog]; known keys: "
-                "allow_retired, path",
+                "account_tiers, allow_retired, path",
                 key="catalog",
             )
         if "allow_retired" in s and not isinstance(s["allow_retired"], bool):
@@ -367,6 +393,7 @@ class LLMRegistry:
                 f"max_cost_per_1k must be a non-negative number of dollars, not {max_cost_per_1k!r}"
             )
         out = []
+        today = self.today()
         for p in self.list(provider, include_retired=include_retired):
             c: LLMCapabilities = p.capabilities
             if not getattr(c, name):
@@ -374,8 +401,8 @@ class LLMRegistry:
             if min_context_window is not None and (c.max_context_window or 0) < min_context_window:
                 continue
             if max_cost_per_1k is not None:
-                per_1k = c.input_cost_per_1k_tokens
-                if per_1k is None or per_1k > max_cost_per_1k + 1e-15:
+                price = p.pricing_on(today).input
+                if price is None or price / 1000.0 > max_cost_per_1k + 1e-15:
                     continue
             out.append(p)
         return out
@@ -387,34 +414,26 @@ class LLMRegistry:
         self._ensure()
         return bool(self._allow_retired)
 
+    @property
+    def account_tiers(self) -> dict[str, str]:
+        """Your account tier per provider (``account_tiers=`` or ``[catalog] account_tiers``)."""
+        self._ensure()
+        return dict(self._tiers or {})
+
     def check_lifecycle(self, profile: LLMProfile, *, enforce: bool = True) -> None:
         """Warn (once per model per process) about a deprecated or retired model; raise
-        ``ModelRetiredError`` for a retired one when ``enforce`` and retired models are not
-        allowed."""
-        today = self.today()
-        if profile.is_retired(today):
-            repl = self.current_replacement(profile)
-            instead = f"; use {repl!r} instead" if repl else ""
-            if enforce and not self.allow_retired:
-                raise ModelRetiredError(
-                    f"{profile.id} was shut down on {profile.shutdown_date}{instead}. To call it "
-                    "anyway (e.g. a mirror that still serves it), allow retired models: "
-                    "LLMRegistry(allow_retired=True) or LLMRELAY_ALLOW_RETIRED=1",
-                    provider=profile.provider,
-                    model=profile.name,
-                    shutdown_date=str(profile.shutdown_date),
-                    replacement=repl,
-                )
-            self._warn_once(
-                profile,
-                f"{profile.id} was shut down by its provider on {profile.shutdown_date}",
-                repl,
-            )
-        elif profile.is_deprecated(today):
-            when = f"; it shuts down on {profile.shutdown_date}" if profile.shutdown_date else ""
-            self._warn_once(
-                profile, f"{profile.id} is deprecated{when}", self.current_replacement(profile)
-            )
+        ``ModelRetiredError`` for a retired-and-refused one when ``enforce`` and retired models
+        are not allowed. The lifecycle states (``LLMProfile.lifecycle_state``):
+
+        * ``deprecated`` (a shutdown date is announced): warn, naming the date and replacement;
+        * ``retired`` (the provider refuses it): raise, naming the replacement;
+        * ``retired_routed`` (the provider answers with its replacement): warn and send; the
+          call is billed at the replacement's rate;
+        * ``retired_tiers`` (retired for some account tiers only): warn and send, unless
+          ``account_tiers`` names your tier at that provider: a retired tier is then refused
+          like ``retired``, another one passes without a warning.
+        """
+        lifecycle.check(self, profile, enforce=enforce)
 
     def current_replacement(self, profile: LLMProfile) -> str | None:
         """The model to use instead: the named replacement, followed while that one is itself
@@ -433,7 +452,7 @@ class LLMRegistry:
         return repl
 
     @staticmethod
-    def _warn_once(profile: LLMProfile, what: str, replacement: str | None) -> None:
+    def warn_once(profile: LLMProfile, what: str, replacement: str | None) -> None:
         with _warned_lock:
             if profile.id in _warned:
                 return

@@ -10,7 +10,15 @@ A catalog document is ``{"schema_version": 1, "catalog_version": ..., "as_of": .
      "capabilities": {"vision": true, "tools": true, "json_schema": true, ...},
      "modalities": {"input": ["text", "image"], "output": ["text"]},
      "release_date": "2025-04-14", "deprecation_date": null, "shutdown_date": null,
-     "replacement": null}
+     "replacement": null, "retirement": "refused", "retired_tiers": [],
+     "price_schedule": [{"from": "2026-12-01", "until": null, "input": 0.8, ...}],
+     "rejected_params": [{"param": "temperature", "when": "always", "source": "https://..."}],
+     "tools_api": null, "verified_at": "2026-12-03", "sources": ["https://..."]}
+
+Schema version 2 added ``price_schedule``, ``retirement``, ``retired_tiers``,
+``rejected_params``, ``tools_api``, ``verified_at``, ``sources`` and the ``native_json_schema``
+capability. Version-1 files (none of these) are read as they are: every new field is optional.
+A ``price_schedule`` period gives the prices that change; the others are the row's ``prices``.
 
 Unknown keys are errors (a typo must not silently drop a price). Every problem is a
 ``ConfigFileError`` naming the file, the row and the field.
@@ -28,8 +36,16 @@ from typing import Any
 
 import orjson
 
-from ..errors import ConfigFileError, ConfigurationError
-from .profiles import LLMCapabilities, LLMProfile, MediaType, ModelFamily, Pricing
+from ..errors import ConfigFileError, ConfigurationError, shown
+from .profiles import (
+    LLMCapabilities,
+    LLMProfile,
+    MediaType,
+    ModelFamily,
+    ParamRule,
+    PricePeriod,
+    Pricing,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -46,7 +62,9 @@ __all__ = [
     "profile_to_row",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Versions this llmrelay reads (1: before dated prices, lifecycle kinds and param rules).
+READABLE_VERSIONS = (1, 2)
 
 _ROW_KEYS = frozenset(
     {
@@ -67,6 +85,13 @@ _ROW_KEYS = frozenset(
         "replacement",
         "lifecycle_source",
         "tokenizer",
+        "price_schedule",
+        "retirement",
+        "retired_tiers",
+        "rejected_params",
+        "tools_api",
+        "verified_at",
+        "sources",
     }
 )
 #: The ``prices`` table of a row holds the fields of ``Pricing``, by the same names.
@@ -81,7 +106,11 @@ _CAP_KEYS: dict[str, str] = {
     "system_prompt": "supports_system_prompt",
     "reasoning": "supports_reasoning",
     "prompt_caching": "supports_prompt_caching",
+    "native_json_schema": "supports_native_json_schema",
 }
+#: The fields of one ``price_schedule`` period: its dates plus the ``prices`` fields.
+_PERIOD_KEYS = frozenset({"from", "until"}) | frozenset(f.name for f in dataclasses.fields(Pricing))
+_RULE_KEYS = frozenset(f.name for f in dataclasses.fields(ParamRule))
 _DOC_KEYS = frozenset({"schema_version", "catalog_version", "as_of", "notes", "models"})
 
 
@@ -138,8 +167,22 @@ def profile_from_row(
     aliases = row.get("aliases") or []
     if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
         raise _err(f"aliases must be a list of strings, not {aliases!r}", path, key)
-    for f in ("display_name", "description", "replacement", "lifecycle_source", "tokenizer"):
+    for f in (
+        "display_name",
+        "description",
+        "replacement",
+        "lifecycle_source",
+        "tokenizer",
+        "tools_api",
+        "verified_at",
+    ):
         _expect_str(row.get(f), f, path, key)
+    for f in ("retired_tiers", "sources"):
+        items = row.get(f) or []
+        if not isinstance(items, list) or not all(isinstance(a, str) and a for a in items):
+            raise _err(f"{f} must be a list of strings, not {items!r}", path, key)
+    retirement = row.get("retirement") or "refused"
+    _expect_str(retirement, "retirement", path, key)
     for f in ("source", "as_of", "note"):
         _expect_str(prices.get(f), f"prices.{f}", path, key)
     try:
@@ -166,6 +209,13 @@ def profile_from_row(
             **cap_kwargs,
         )
         return LLMProfile(
+            price_schedule=_schedule(row.get("price_schedule"), prices),
+            retirement=retirement,
+            retired_tiers=tuple(row.get("retired_tiers") or ()),
+            rejected_params=_rules(row.get("rejected_params")),
+            tools_api=row.get("tools_api"),
+            verified_at=row.get("verified_at"),
+            sources=tuple(row.get("sources") or ()),
             provider=row["provider"],
             name=row["model"],
             capabilities=capabilities,
@@ -186,6 +236,77 @@ def profile_from_row(
     except ConfigurationError as exc:
         msg = exc.message.removeprefix(f"model {label}: ")
         raise _err(msg, path, key) from None
+
+
+def _schedule(items: Any, base: Mapping[str, Any]) -> tuple[PricePeriod, ...]:
+    """The ``price_schedule`` list as periods; a period's missing prices are the base ones."""
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise ConfigurationError(f"price_schedule must be a list of periods, not {items!r}")
+    out = []
+    for i, item in enumerate(items):
+        where = f"price_schedule[{i}]"
+        if not isinstance(item, Mapping):
+            raise ConfigurationError(f"{where} must be a table/object, not {item!r}")
+        bad = set(item) - _PERIOD_KEYS
+        if bad:
+            raise ConfigurationError(
+                f"{where}: unknown field(s) {', '.join(sorted(bad))}; known: "
+                f"{', '.join(sorted(_PERIOD_KEYS))}"
+            )
+        if "from" not in item:
+            raise ConfigurationError(f"{where} needs 'from', the first day the price applies")
+        start = _parse_day(item["from"], f"{where}.from")
+        end = None if item.get("until") is None else _parse_day(item["until"], f"{where}.until")
+        fields = {f: item[f] if f in item else base.get(f) for f in _PRICE_FIELDS}
+        out.append(PricePeriod(start, end, Pricing(**fields)))
+    return tuple(out)
+
+
+def _parse_day(v: Any, where: str) -> date:
+    if isinstance(v, str):
+        try:
+            return date.fromisoformat(v)
+        except ValueError:
+            pass
+    raise ConfigurationError(f"{where} must be a date written YYYY-MM-DD, not {v!r}")
+
+
+def _rules(items: Any) -> tuple[ParamRule, ...]:
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise ConfigurationError(f"rejected_params must be a list of rules, not {items!r}")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping) or not isinstance(item.get("param"), str):
+            raise ConfigurationError(
+                f"rejected_params[{i}] must be a table with a 'param' name, not {item!r}"
+            )
+        bad = set(item) - _RULE_KEYS
+        if bad:
+            raise ConfigurationError(
+                f"rejected_params[{i}]: unknown field(s) {', '.join(sorted(bad))}; known: "
+                f"{', '.join(sorted(_RULE_KEYS))}"
+            )
+        for f in ("when", "values", "source", "note"):
+            if item.get(f) is not None and not isinstance(item[f], str):
+                raise ConfigurationError(f"rejected_params[{i}].{f} must be a string")
+        out.append(ParamRule(**{k: v for k, v in item.items() if v is not None}))
+    return tuple(out)
+
+
+def _period_row(p: PricePeriod) -> dict[str, Any]:
+    return {
+        "from": p.start.isoformat(),
+        "until": _iso(p.end),
+        **{f: getattr(p.pricing, f) for f in _PRICE_FIELDS},
+    }
+
+
+def _rule_row(r: ParamRule) -> dict[str, Any]:
+    return {f.name: getattr(r, f.name) for f in dataclasses.fields(ParamRule)}
 
 
 def _iso(d: date | None) -> str | None:
@@ -217,6 +338,13 @@ def profile_to_row(p: LLMProfile) -> dict[str, Any]:
         "replacement": p.replacement,
         "lifecycle_source": p.lifecycle_source,
         "tokenizer": p.tokenizer,
+        "price_schedule": [_period_row(x) for x in p.price_schedule],
+        "retirement": p.retirement,
+        "retired_tiers": list(p.retired_tiers),
+        "rejected_params": [_rule_row(r) for r in p.rejected_params],
+        "tools_api": p.tools_api,
+        "verified_at": _iso(p.verified_at),
+        "sources": list(p.sources),
     }
     return row
 
@@ -252,10 +380,11 @@ def _document(data: Any, path: str | None) -> tuple[dict[str, Any], list[Any]]:
             path,
         )
     version = data.get("schema_version", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise _err(
-            f"schema_version {version!r} is not supported (this llmrelay reads version "
-            f"{SCHEMA_VERSION}); upgrade llmrelay or rewrite the file",
+            f"schema_version {shown(version)} is not supported (this llmrelay reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}): a newer llmrelay wrote it; upgrade "
+            "llmrelay, or remove the newer fields and set schema_version to 2",
             path,
             "schema_version",
         )

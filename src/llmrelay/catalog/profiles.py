@@ -17,13 +17,19 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from ..errors import ConfigurationError
+from ..types import PARAM_NAMES
 
 __all__ = [
     "CAPABILITY_NAMES",
+    "LIFECYCLE_STATES",
+    "PARAM_RULE_CONDITIONS",
+    "RETIREMENT_KINDS",
     "LLMCapabilities",
     "LLMProfile",
     "MediaType",
     "ModelFamily",
+    "ParamRule",
+    "PricePeriod",
     "Pricing",
 ]
 
@@ -149,6 +155,88 @@ class Pricing:
         return self.cache_write if self.cache_write is not None else self.input
 
 
+@dataclass(frozen=True, slots=True)
+class PricePeriod:
+    """A dated price: ``pricing`` is in force from ``start`` (inclusive, 00:00 UTC) until
+    ``end`` (exclusive; None: open-ended). A period with an end is a promotion: when it ends,
+    the price falls back to the latest period (or the row's base ``prices``) still in force."""
+
+    start: date
+    end: date | None
+    pricing: Pricing
+
+    def covers(self, day: date) -> bool:
+        return self.start <= day and (self.end is None or day < self.end)
+
+
+#: When a :class:`ParamRule` applies: ``always``; ``reasoning`` -- only when
+#: ``reasoning_effort`` is set to something other than ``"none"`` (extended thinking);
+#: ``unless_reasoning_none`` -- unless ``reasoning_effort="none"`` (the model reasons by
+#: default, e.g. OpenAI's GPT-6 family).
+PARAM_RULE_CONDITIONS: tuple[str, ...] = ("always", "reasoning", "unless_reasoning_none")
+
+#: Provider parameters a rule may name that travel in ``GenerationParams.extra``.
+EXTRA_RULE_PARAMS: frozenset[str] = frozenset({"top_k"})
+
+#: What a :class:`ParamRule` rejects: ``any`` value, or only a ``forced`` tool choice
+#: (``"required"`` or a named tool).
+PARAM_RULE_VALUES: tuple[str, ...] = ("any", "forced")
+
+
+@dataclass(frozen=True, slots=True)
+class ParamRule:
+    """A generation parameter the model rejects (HTTP 400), with where that is documented.
+
+    ``default`` is the one value the model accepts (OpenAI reasoning models take
+    ``temperature=1``): a request carrying exactly it has the parameter dropped silently."""
+
+    param: str
+    when: str = "always"
+    values: str = "any"
+    default: float | None = None
+    source: str | None = None
+    note: str | None = None
+
+    def validate(self, where: str = "") -> None:
+        if self.param not in PARAM_NAMES and self.param not in EXTRA_RULE_PARAMS:
+            raise ConfigurationError(
+                f"{where}rejected_params: unknown parameter {self.param!r}; use one of "
+                f"{', '.join(sorted(PARAM_NAMES | EXTRA_RULE_PARAMS))}"
+            )
+        if self.when not in PARAM_RULE_CONDITIONS:
+            raise ConfigurationError(
+                f"{where}rejected_params.when must be one of {', '.join(PARAM_RULE_CONDITIONS)}, "
+                f"not {self.when!r}"
+            )
+        if self.values not in PARAM_RULE_VALUES:
+            raise ConfigurationError(
+                f"{where}rejected_params.values must be one of {', '.join(PARAM_RULE_VALUES)}, "
+                f"not {self.values!r}"
+            )
+        if self.values == "forced" and self.param != "tool_choice":
+            raise ConfigurationError(
+                f"{where}rejected_params: values 'forced' applies to tool_choice only"
+            )
+        if self.default is not None:
+            _check_price(where, f"rejected_params.{self.param}.default", self.default)
+
+
+#: What happens to a model after its shutdown date: ``refused`` (the provider answers with an
+#: error: llmrelay raises ``ModelRetiredError`` before sending), ``routed`` (the provider
+#: serves the request with ``replacement`` and bills it at the replacement's rate) or
+#: ``tiers`` (retired only for the account tiers in ``retired_tiers``: warn, still send).
+RETIREMENT_KINDS: tuple[str, ...] = ("refused", "routed", "tiers")
+
+#: :meth:`LLMProfile.lifecycle_state` values.
+LIFECYCLE_STATES: tuple[str, ...] = (
+    "active",
+    "deprecated",
+    "retired",
+    "retired_routed",
+    "retired_tiers",
+)
+
+
 #: The capability flags a query may name (``get_models_by_capability(capability=...)``).
 CAPABILITY_NAMES: tuple[str, ...] = (
     "supports_streaming",
@@ -162,6 +250,7 @@ CAPABILITY_NAMES: tuple[str, ...] = (
     "supports_prompt_caching",
     "supports_audio",
     "supports_pdf",
+    "supports_native_json_schema",
 )
 
 
@@ -179,6 +268,10 @@ class LLMCapabilities:
     supports_system_prompt: bool = True
     supports_reasoning: bool = False
     supports_prompt_caching: bool = False
+    #: The provider's own JSON-schema output format (Anthropic ``output_config.format``,
+    #: OpenAI ``response_format`` json_schema, Gemini ``responseSchema``); False: structured
+    #: output needs a forced tool.
+    supports_native_json_schema: bool = False
     input_modalities: frozenset[MediaType] = frozenset({MediaType.TEXT})
     output_modalities: frozenset[MediaType] = frozenset({MediaType.TEXT})
     pricing: Pricing = field(default_factory=Pricing)
@@ -253,6 +346,21 @@ class LLMProfile:
     tokenizer: str | None = None
     #: Where this row came from: "bundled", "user", "detected" or a file path.
     origin: str = "user"
+    #: Dated prices over the base ``capabilities.pricing`` (see :meth:`pricing_on`).
+    price_schedule: tuple[PricePeriod, ...] = ()
+    #: What happens after ``shutdown_date`` (one of ``RETIREMENT_KINDS``).
+    retirement: str = "refused"
+    #: ``retirement="tiers"``: the account tiers the model is retired for.
+    retired_tiers: tuple[str, ...] = ()
+    #: Generation parameters the model rejects (see :class:`ParamRule`).
+    rejected_params: tuple[ParamRule, ...] = ()
+    #: ``"responses"`` when the model calls tools only through OpenAI's Responses API (the
+    #: Chat Completions endpoint rejects ``tools`` for it); None: any endpoint.
+    tools_api: str | None = None
+    #: The day the row was last checked against its sources.
+    verified_at: date | None = None
+    #: Where the row's facts come from (the provider's pages first).
+    sources: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         where = f"model {self.provider}/{self.name}: "
@@ -268,7 +376,7 @@ class LLMProfile:
         for a in self.aliases:
             if not isinstance(a, str) or not a.strip():
                 raise ConfigurationError(f"{where}every alias must be a non-empty string")
-        for f in ("release_date", "deprecation_date", "shutdown_date"):
+        for f in ("release_date", "deprecation_date", "shutdown_date", "verified_at"):
             v = getattr(self, f)
             if v is not None and not isinstance(v, date):
                 object.__setattr__(self, f, _parse_date(v, f"{where}{f}"))
@@ -281,15 +389,77 @@ class LLMProfile:
                 f"{where}shutdown_date {self.shutdown_date} is before deprecation_date "
                 f"{self.deprecation_date}"
             )
+        self._check_lifecycle_fields(where)
         if self.tokenizer not in (None, "o200k_base", "cl100k_base"):
             raise ConfigurationError(
                 f"{where}tokenizer must be 'o200k_base', 'cl100k_base' or null, "
                 f"not {self.tokenizer!r}"
             )
 
+    def _check_lifecycle_fields(self, where: str) -> None:
+        if self.retirement not in RETIREMENT_KINDS:
+            raise ConfigurationError(
+                f"{where}retirement must be one of {', '.join(RETIREMENT_KINDS)}, "
+                f"not {self.retirement!r}"
+            )
+        if self.retirement == "routed" and not self.replacement:
+            raise ConfigurationError(
+                f"{where}retirement 'routed' needs the replacement the provider routes to"
+            )
+        if self.retirement == "tiers" and not self.retired_tiers:
+            raise ConfigurationError(
+                f"{where}retirement 'tiers' needs retired_tiers (the account tiers it is "
+                "retired for)"
+            )
+        if self.tools_api not in (None, "responses"):
+            raise ConfigurationError(
+                f"{where}tools_api must be 'responses' or null, not {self.tools_api!r}"
+            )
+        for rule in self.rejected_params:
+            rule.validate(where)
+        last: date | None = None
+        for period in self.price_schedule:
+            period.pricing.validate(f"{where}price_schedule[{period.start}]: ")
+            if period.end is not None and period.end <= period.start:
+                raise ConfigurationError(
+                    f"{where}price_schedule: the period from {period.start} ends on "
+                    f"{period.end}, not after it starts"
+                )
+            if last is not None and period.start < last:
+                raise ConfigurationError(
+                    f"{where}price_schedule must be in date order ({period.start} comes "
+                    f"after {last})"
+                )
+            last = period.start
+
     @property
     def id(self) -> str:
         return f"{self.provider}/{self.name}"
+
+    def pricing_on(self, day: date) -> Pricing:
+        """The price in force on ``day`` (UTC): the latest-starting schedule period that
+        covers it, else the base ``capabilities.pricing``."""
+        found = self.capabilities.pricing
+        for period in self.price_schedule:
+            if period.covers(day):
+                found = period.pricing
+        return found
+
+    def price_boundaries(self) -> tuple[date, ...]:
+        """Every day on which the price in force may change (sorted)."""
+        days = {p.start for p in self.price_schedule}
+        days.update(p.end for p in self.price_schedule if p.end is not None)
+        return tuple(sorted(days))
+
+    def lifecycle_state(self, today: date) -> str:
+        """One of ``LIFECYCLE_STATES`` on ``today``."""
+        if self.is_retired(today):
+            if self.retirement == "routed":
+                return "retired_routed"
+            if self.retirement == "tiers":
+                return "retired_tiers"
+            return "retired"
+        return "deprecated" if self.is_deprecated(today) else "active"
 
     @property
     def pricing(self) -> Pricing:

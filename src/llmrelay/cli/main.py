@@ -13,6 +13,7 @@ stderr and exit with a code a shell script can branch on:
 5     any other provider or network error (5xx, timeout, connection, bad response)
 6     ``batch``: the batch ran to the end but some items failed (errors in the output file)
 7     ``batch``: every item succeeded but malformed input lines were skipped
+8     ``catalog check``: a row is due for re-verification or a change takes effect soon
 130   interrupted (Ctrl-C; ``batch`` keeps every finished item in its journal)
 ====  ==========================================================================
 """
@@ -178,6 +179,37 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--base-url", metavar="URL", help="send to this base URL instead of the provider's"
     )
+
+    catalog = sub.add_parser(
+        "catalog",
+        help="keep the model catalog true (check it for stale rows and upcoming changes)",
+        description="Commands on the model catalog (bundled data + your catalog file).",
+    )
+    catalog_sub = catalog.add_subparsers(dest="catalog_command", metavar="SUBCOMMAND")
+    catalog_sub.required = True
+    check = catalog_sub.add_parser(
+        "check",
+        help="rows verified too long ago, and prices or shutdowns taking effect soon",
+        description="List rows whose verified_at is older than --max-age days, and dated "
+        "price changes, promotion ends, shutdowns and built-in aliases to shutting-down models "
+        "within --within days.",
+        epilog="exit codes: 0 nothing to act on, 8 something listed, 2 usage/configuration.",
+    )
+    check.add_argument(
+        "--max-age",
+        type=non_negative_int,
+        default=30,
+        metavar="DAYS",
+        help="a row verified more than DAYS ago is stale (default 30)",
+    )
+    check.add_argument(
+        "--within",
+        type=non_negative_int,
+        default=30,
+        metavar="DAYS",
+        help="list changes taking effect in the next DAYS days (default 30)",
+    )
+    check.add_argument("--json", action="store_true", help="machine-readable output")
 
     add_usage_parser(sub)
     add_logs_parser(sub)

@@ -139,8 +139,12 @@ class Call:
                 req = self.req0
             else:
                 req = build_request(t, self.msgs, self.params, self.stream)
-            if engine.catalog is not None:
-                req = engine.catalog.prepare(req, dep)
+            catalog = engine.catalog
+            if catalog is not None:
+                if self.opts.strict_params:
+                    req = catalog.prepare(req, dep, strict_params=True)
+                else:
+                    req = catalog.prepare(req, dep)
         except LLMRelayError as exc:
             self.ctx.trace.append(
                 Attempt(t.label, "skipped", error=type(exc).__name__, reason=exc.message)

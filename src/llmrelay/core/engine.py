@@ -259,7 +259,7 @@ class Engine:
         budget -> candidates (-> structured re-asks) -> cost -> record -> cache store."""
         spec = None
         if opts.response_model is not None:
-            from .structured import prepare
+            from .structured import prepare, validates
 
             spec, params = prepare(opts.response_model, params, opts.max_reasks)
         call = Call(self, self.plan(model, opts), msgs, params, opts, spec=spec)
@@ -269,7 +269,7 @@ class Engine:
         if key is not None:
             assert self.cache is not None
             hit = await self.cache.get(key, ctx)
-            if hit is not None and (spec is None or _validates(spec, hit)):
+            if hit is not None and (spec is None or validates(spec, hit)):
                 return call.serve_hit(hit)
         try:
             resp, dep, t, _ = await call.candidates(self.attempts.run)
@@ -295,14 +295,19 @@ class Engine:
         params: GenerationParams,
         opts: CallOptions = NO_OPTIONS,
     ) -> ResponseStream:
-        """A streamed call. Resolution and validation errors are raised here, before iteration."""
+        """A streamed call. Resolution and validation errors are raised here, before iteration.
+
+        With ``opts.response_model`` the text streams as it comes and the final chunk's
+        ``response.object`` is the validated object (a re-ask re-streams: see ``streamed.py``).
+        """
+        spec = None
         if opts.response_model is not None:
-            raise InvalidRequestError(
-                "response_model cannot be streamed; call without stream to get a validated object"
-            )
+            from .structured import prepare
+
+            spec, params = prepare(opts.response_model, params, opts.max_reasks)
         positive_option("first_token_timeout", opts.first_token_timeout)
         msgs = normalize_messages(messages, opts.system)
-        call = Call(self, self.plan(model, opts), msgs, params, opts, stream=True)
+        call = Call(self, self.plan(model, opts), msgs, params, opts, stream=True, spec=spec)
         return ResponseStream(stream_call(call))  # a missing key failed in Call()
 
     # ------------------------------------------------------------------ recording
@@ -316,16 +321,3 @@ class Engine:
             if not self._recorder_failed:
                 self._recorder_failed = True
                 logger.exception("the recorder %r failed; calls go on unrecorded", self.recorder)
-
-
-def _validates(spec: Any, resp: Response) -> bool:
-    """Does a cached answer still validate into the response model? (Sets ``resp.object``.)"""
-    from pydantic import ValidationError
-
-    from .structured import parse_structured
-
-    try:
-        resp.object = parse_structured(spec.model, resp.text)
-    except ValidationError:
-        return False
-    return True

@@ -141,9 +141,13 @@ class BudgetLayer(Protocol):
 class CatalogLayer(Protocol):
     """Model knowledge: capability checks before sending, and prices."""
 
-    def prepare(self, req: ChatRequest, dep: Deployment) -> ChatRequest:
+    def prepare(
+        self, req: ChatRequest, dep: Deployment, *, strict_params: bool = False
+    ) -> ChatRequest:
         """Check the request against the model's capabilities (raise a typed error), and drop or
-        translate parameters it does not support (recording each in the returned request)."""
+        translate parameters it does not support (recording each in the returned request).
+        ``strict_params=True`` (passed only when the call sets it): refuse a parameter the
+        model rejects instead of dropping it."""
         ...
 
     def cost(self, dep: Deployment, usage: Usage) -> Cost: ...

@@ -81,6 +81,9 @@ class CallOptions:
     wait_for_rate_limit: bool | None = None
     #: Correlates this call's log rows and spans; generated when not given.
     trace_id: str | None = None
+    #: Refuse (``UnsupportedCapabilityError``, before sending) a parameter the catalog says
+    #: the model rejects, instead of dropping it and reporting it in ``adjusted_params``.
+    strict_params: bool = False
 
     def __post_init__(self) -> None:
         # Built once per call that sets options (never for NO_OPTIONS): only type checks here,
@@ -137,6 +140,8 @@ class CallOptions:
             _bad("wait_for_rate_limit", "True, False or None", w)
         if self.no_store.__class__ is not bool:
             _bad("no_store", "True or False", self.no_store)
+        if self.strict_params.__class__ is not bool:
+            _bad("strict_params", "True or False", self.strict_params)
 
     def _check_chains(self) -> None:
         for name in ("fallbacks", "context_window_fallbacks", "content_filter_fallbacks"):

@@ -2,8 +2,16 @@
 
 Cache (a hit is replayed as chunks), budget, then the candidates of the fallback chain until
 one starts streaming. Once output has reached the caller there are no more retries or
-fallbacks: a failure becomes ``StreamInterruptedError`` carrying the partial response. The
+fallbacks: a failure becomes ``StreamInterruptedError`` carrying the partial response -- except
+a refusal (``ContentFilteredError``), which is the provider's answer, not a broken stream: it is
+raised as it is, after the text streamed so far, with that text in ``partial_text``. The
 attempts themselves are the engine's :class:`~llmrelay.core.attempts.AttemptRunner`'s.
+
+Structured output (``response_model=``, :func:`stream_structured`): the text chunks stream as
+they come; the final chunk (``done=True``) is held back until its text validates, then sent
+with ``response.object`` set. Output that does not validate is re-asked on the same deployment
+(``max_reasks``, as for a non-streamed call) and the re-ask streams too: its chunks follow, and
+only the last answer's final chunk is sent. A refusal is never re-asked.
 """
 
 from __future__ import annotations
@@ -11,13 +19,19 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator
 
-from ..errors import APIError, StreamInterruptedError, interrupted_by
+from ..errors import (
+    APIError,
+    ContentFilteredError,
+    LLMRelayError,
+    StreamInterruptedError,
+    interrupted_by,
+)
 from ..providers.resolve import Target
 from ..providers.table import Deployment
-from ..types import ChatRequest, Response, StreamChunk, Usage
+from ..types import ChatRequest, Message, Response, StreamChunk, Usage
 from .call import Call
 
-__all__ = ["replay_chunks", "stream_call"]
+__all__ = ["replay_chunks", "stream_call", "stream_structured"]
 
 
 async def stream_call(call: Call) -> AsyncGenerator[StreamChunk, None]:
@@ -28,12 +42,12 @@ async def stream_call(call: Call) -> AsyncGenerator[StreamChunk, None]:
     if key is not None:
         assert engine.cache is not None
         hit = await engine.cache.get(key, call.ctx)
-        if hit is not None:
+        if hit is not None and (call.spec is None or _validates(call, hit)):
             for c in replay_chunks(call.serve_hit(hit)):
                 yield c
             return
     try:
-        inner = stream_candidates(call)
+        inner = stream_candidates(call) if call.spec is None else stream_structured(call)
         async with contextlib.aclosing(inner):
             async for c in inner:
                 if c.done and c.response is not None and key is not None:
@@ -57,8 +71,69 @@ class _Streamed:
         self.dep, self.req, self.t, self.t0, self.ttft = dep, req, t, t0, ttft
 
 
-async def stream_candidates(call: Call) -> AsyncGenerator[StreamChunk, None]:
-    """The candidates until one starts streaming, then its output."""
+def _validates(call: Call, resp: Response) -> bool:
+    from .structured import validates
+
+    assert call.spec is not None
+    return validates(call.spec, resp)
+
+
+async def stream_structured(call: Call) -> AsyncGenerator[StreamChunk, None]:
+    """A streamed call with a response model: stream, validate the answer once at its end,
+    re-ask (re-streaming) while it does not validate; the final chunk carries the object."""
+    from pydantic import ValidationError
+
+    from .structured import failure, parse_structured, reask_message
+
+    spec, ctx = call.spec, call.ctx
+    assert spec is not None
+    max_reasks = call.opts.max_reasks
+    cur, msgs = call, call.msgs
+    for n in range(max_reasks + 1):
+        started: list[_Streamed] = []
+        final: StreamChunk | None = None
+        inner = stream_candidates(cur, started, record=False)
+        async with contextlib.aclosing(inner):
+            async for c in inner:
+                if c.done:
+                    final = c  # held back until it validates
+                else:
+                    yield c
+        assert final is not None
+        assert final.response is not None
+        assert started
+        resp, s = final.response, started[0]
+        try:
+            resp.object = parse_structured(spec.model, resp.text)
+        except ValidationError as exc:
+            left = n < max_reasks
+            ctx.trace[-1].reason = (
+                f"output did not validate into {spec.model.__name__} ({exc.error_count()} "
+                f"errors); {'re-asking' if left else 'no re-asks left'}"
+            )
+            if not left:
+                err = failure(spec, resp, exc, n + 1, ctx.usage)
+                err.trace = ctx.trace
+                raise err from None
+            msgs = [
+                *msgs,
+                Message("assistant", resp.text or "(no output)"),
+                reask_message(spec, exc, truncated=resp.finish_reason == "length"),
+            ]
+            cur = call._reask(s.t, s.dep, msgs)
+            cur.stream = True
+            continue
+        if call.engine.recorder is not None:
+            call.record(resp, s.dep, s.req)
+        yield final
+        return
+
+
+async def stream_candidates(
+    call: Call, started: list[_Streamed] | None = None, *, record: bool = True
+) -> AsyncGenerator[StreamChunk, None]:
+    """The candidates until one starts streaming, then its output (``started`` receives what
+    started; ``record=False`` leaves recording the call to the caller)."""
     engine = call.engine
     attempts = engine.attempts
     clock = engine.clock
@@ -67,6 +142,8 @@ async def stream_candidates(call: Call) -> AsyncGenerator[StreamChunk, None]:
     (agen, head, t0, lim, permit), dep, t, req = await call.candidates(attempts.open_stream)
     # Output reaches the caller from here on: no more retries or fallbacks.
     s = _Streamed(dep, req, t, t0, clock() - ctx.start)
+    if started is not None:
+        started.append(s)
     text: list[str] = []
     usage: Usage | None = None
     final: Response | None = None
@@ -85,13 +162,14 @@ async def stream_candidates(call: Call) -> AsyncGenerator[StreamChunk, None]:
                 if c.done:
                     final = finish_stream(call, c, s)
                 yield c
-        if final is not None and engine.recorder is not None:
+        if final is not None and record and engine.recorder is not None:
             call.record(final, dep, req)
     except Exception as exc:
         failure = exc
         ok = trace[-1]
         ok.outcome, ok.error, ok.latency_s = "error", type(exc).__name__, clock() - t0
         ok.status, ok.reason = getattr(exc, "status", None), "failed after output was sent"
+        err: LLMRelayError
         if isinstance(exc, StreamInterruptedError):
             partial = exc.partial
             err = exc
@@ -104,7 +182,14 @@ async def stream_candidates(call: Call) -> AsyncGenerator[StreamChunk, None]:
                 alias=t.alias,
             )
             message = f"the stream failed after output was sent: {type(exc).__name__}: {exc}"
-            if isinstance(exc, APIError):
+            if isinstance(exc, ContentFilteredError):
+                # A refusal ends the answer: raised as it is, after the text already streamed.
+                ok.reason = "refused after output was sent"
+                exc.partial_text = exc.partial_text or partial.text
+                exc.provider = exc.provider or dep.provider
+                exc.model = exc.model or dep.model
+                err = exc
+            elif isinstance(exc, APIError):
                 # An error the provider sent mid-stream stays that error (an OverloadedError,
                 # a RateLimitedError ...) and is a StreamInterruptedError too.
                 err = interrupted_by(exc, message, partial)

@@ -44,6 +44,7 @@ __all__ = [
     "prepare",
     "reask_message",
     "structured_spec",
+    "validates",
 ]
 
 #: Keywords strict mode rejects that only constrain values: moved into the description (the
@@ -315,6 +316,17 @@ def extract_json(text: str) -> str:
 def parse_structured(model: type[BaseModel], text: str) -> BaseModel:
     """Validate a reply into ``model`` (raises ``pydantic.ValidationError``)."""
     return model.model_validate_json(extract_json(text))
+
+
+def validates(spec: StructuredSpec, resp: Response) -> bool:
+    """Does a cached answer still validate into the response model? (Sets ``resp.object``.)"""
+    from pydantic import ValidationError
+
+    try:
+        resp.object = parse_structured(spec.model, resp.text)
+    except ValidationError:
+        return False
+    return True
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:

@@ -7,10 +7,14 @@ Filled from, in order of precedence:
    for every alias (it materialises the built-in and file aliases as configuration classes);
 2. the configuration file's ``[models]`` tables (read through :mod:`llmrelay.settings.file`,
    which also applies the file's ``[providers]`` tables here);
-3. the built-in aliases (:data:`SEED_ALIASES`, :data:`CURRENT_MODELS`).
+3. the built-in aliases (:data:`BUILTIN_ALIASES`, from :data:`SEED_ALIASES` and
+   :data:`CURRENT_MODELS`): a built-in alias stands for its provider and model only, so
+   ``chat("gpt-4o-mini", ...)`` sends the same request as ``chat("openai/gpt-4o-mini", ...)``.
 
-An alias entry is the parameter dict of a seed-002 configuration (``get_params()``), validated by
+A file alias is the parameter dict of a seed-002 configuration (``get_params()``), validated by
 :func:`target_from_params` into a :class:`~llmrelay.providers.resolve.Target` once, then cached.
+Seed 002's defaults (system message, temperature 0.7, ...) belong to its configuration classes
+(and so to ``ModelHandler`` and ``create_model``), not to the built-in aliases.
 Nothing here imports the seeds.
 """
 
@@ -34,14 +38,17 @@ from ..types import NO_PARAMS, GenerationParams, build_params
 from .table import PROVIDERS, ProviderSpec, Secret, infer_provider, register_provider_spec
 
 __all__ = [
+    "BUILTIN_ALIASES",
     "CURRENT_MODELS",
     "PARAM_KEYS",
     "POLICY_KEYS",
     "SEED_ALIASES",
+    "BuiltinAlias",
     "InvalidConfigValueError",
     "Target",
     "alias_sources",
     "base_params",
+    "builtin_target",
     "file_models",
     "known_aliases",
     "lookup",
@@ -78,20 +85,22 @@ class Target:
 # --------------------------------------------------------------------------- built-in data
 
 #: The seeds' aliases (kept although their models are retired): alias -> (provider, model,
-#: max_tokens). Seed 002 also defines them as hand-written classes (``seeds/seed002/builtin.py``).
-SEED_ALIASES: dict[str, tuple[str, str, int]] = {
-    "mixtral-8x7b": ("groq", "mixtral-8x7b-32768", 32768),
-    "llama3-70b": ("groq", "llama3-70b-8192", 8192),
-    "llama3-8b": ("groq", "llama3-8b-8192", 8192),
-    "gemma2-9b": ("groq", "gemma2-9b-it", 8192),
-    "qwen-coder-32b": ("groq", "qwen-2.5-coder-32b", 8192),
-    "c3opus": ("anthropic", "claude-3-opus-20240229", 4096),
+#: max_tokens, the seed-002 class name). ``max_tokens`` is the attribute of the alias's seed-002
+#: configuration class (the seed's ``MixtralEightXSevenBConfig`` has ``max_tokens = 32768``);
+#: a call through the alias does not send it (see :func:`builtin_target`).
+SEED_ALIASES: dict[str, tuple[str, str, int, str]] = {
+    "mixtral-8x7b": ("groq", "mixtral-8x7b-32768", 32768, "MixtralEightXSevenBConfig"),
+    "llama3-70b": ("groq", "llama3-70b-8192", 8192, "LlamaThreeSeventyBConfig"),
+    "llama3-8b": ("groq", "llama3-8b-8192", 8192, "LlamaThreeEightBConfig"),
+    "gemma2-9b": ("groq", "gemma2-9b-it", 8192, "GemmaTwoNineBConfig"),
+    "qwen-coder-32b": ("groq", "qwen-2.5-coder-32b", 8192, "QwenCoderThirtyTwoBConfig"),
+    "c3opus": ("anthropic", "claude-3-opus-20240229", 4096, "ClaudeThreeOpusConfig"),
 }
 
 #: ``(alias, provider model id)`` per provider: the models each provider serves on 2026-11-24
 #: (newest first), including deprecated ones that still answer until their shutdown date (see
 #: the catalog). Models already shut down have no built-in alias, except the seeds' above.
-#: Each has ``max_tokens = 4096``.
+#: Their seed-002 configuration classes have ``max_tokens = 4096``.
 CURRENT_MODELS: dict[str, tuple[tuple[str, str], ...]] = {
     "openai": (
         ("gpt-6.2-astra", "gpt-6.2-astra"),
@@ -134,8 +143,6 @@ CURRENT_MODELS: dict[str, tuple[tuple[str, str], ...]] = {
         ("gemini-3.5-flash", "gemini-3.5-flash"),
         ("gemini-3.5-flash-lite", "gemini-3.5-flash-lite"),
         ("gemini-3.1-flash-lite", "gemini-3.1-flash-lite"),
-        ("gemini-2.5-pro", "gemini-2.5-pro"),  # shuts down 2026-12-01
-        ("gemini-2.5-flash", "gemini-2.5-flash"),  # shuts down 2026-12-01
         ("gemini-2.5-flash-lite", "gemini-2.5-flash-lite"),
     ),
     "groq": (
@@ -145,15 +152,33 @@ CURRENT_MODELS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 
-#: Built-in alias -> its attributes over the provider's defaults (``model``, ``max_tokens``).
-_BUILTIN: dict[str, tuple[str, dict[str, Any]]] = {
-    **{a: (p, {"model": m, "max_tokens": n}) for a, (p, m, n) in SEED_ALIASES.items()},
-    **{
-        a: (p, {"model": m, "max_tokens": 4096})
-        for p, rows in CURRENT_MODELS.items()
-        for a, m in rows
-    },
+
+@dataclass(frozen=True, slots=True)
+class BuiltinAlias:
+    """A built-in alias: the provider and model it names. A call through it sends exactly what
+    a call through ``provider/model`` sends. ``config_max_tokens`` and ``class_name`` are for
+    the alias's seed-002 configuration class only (generated from this row by
+    ``llmrelay.seeds.seed002.builtin``, with the seed's defaults)."""
+
+    provider: str
+    model: str
+    config_max_tokens: int = 4096
+    class_name: str | None = None
+
+
+#: Every built-in alias (the one source of the alias table and of seed 002's built-in classes).
+BUILTIN_ALIASES: dict[str, BuiltinAlias] = {
+    **{a: BuiltinAlias(p, m, n, c) for a, (p, m, n, c) in SEED_ALIASES.items()},
+    **{a: BuiltinAlias(p, m) for p, rows in CURRENT_MODELS.items() for a, m in rows},
 }
+
+
+def builtin_target(name: str) -> Target | None:
+    """The target of built-in alias ``name`` (``None`` if it is not one): its provider and
+    model, nothing else -- no system message, no sampling parameters, no ``max_tokens``."""
+    b = BUILTIN_ALIASES.get(name)
+    return None if b is None else Target(b.provider, b.model, alias=name)
+
 
 #: The seed-002 defaults every provider configuration starts from.
 _DEFAULTS: dict[str, Any] = {
@@ -425,7 +450,7 @@ def check_file(f: settings_file.LoadedFile) -> list[ProviderSpec]:
 
 
 def _is_alias(name: str) -> bool:
-    return name in _BUILTIN or name in _from_files
+    return name in BUILTIN_ALIASES or name in _from_files
 
 
 #: per applied file, its ``[models]`` entries (alias -> the TOML table), in load order
@@ -513,11 +538,11 @@ def lookup(name: str) -> Target | None:
         return t
     p = _from_files.get(name)
     if p is None:
-        b = _BUILTIN.get(name)
-        if b is None:
+        t = builtin_target(name)
+        if t is None:
             return None
-        p = _file_params(b[0], b[1])
-    t = target_from_params(p, alias=name, what=f"configuration {name!r}")
+    else:
+        t = target_from_params(p, alias=name, what=f"configuration {name!r}")
     _targets[name] = t
     return t
 
@@ -529,7 +554,7 @@ def known_aliases() -> list[str]:
     if not _replaced:
         pull_file()
         seen = set(out)
-        for a in (*_BUILTIN, *_from_files):
+        for a in (*BUILTIN_ALIASES, *_from_files):
             if a not in seen:
                 seen.add(a)
                 out.append(a)

@@ -62,14 +62,21 @@ class Reply:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     finish: str = "stop"
+    #: A redacted_thinking block's opaque data (Anthropic).
+    redacted_reasoning: str = ""
+    #: With ``finish="content_filter"``: the refusal's category and explanation (Anthropic
+    #: ``stop_details``).
+    refusal_category: str | None = None
+    refusal_explanation: str | None = None
     #: Report no usage, as servers that ignore ``stream_options`` do: no ``usage`` in the body,
     #: no usage frame in an OpenAI-format stream.
     no_usage: bool = False
     #: Only answer requests whose path contains this (others get the default reply).
     path_contains: str | None = None
-    #: Reasoning text sent before the answer (OpenAI format: ``message.<reasoning_field>``
-    #: and ``delta.<reasoning_field>`` pieces; ``reasoning_content`` as DeepSeek and vLLM send
-    #: it, or ``reasoning`` as OpenRouter and Groq do).
+    #: The model's reasoning, sent before the answer. Anthropic: a thinking block with a
+    #: signature (streamed as thinking_delta + signature_delta). OpenAI format:
+    #: ``message.<reasoning_field>`` and ``delta.<reasoning_field>`` pieces
+    #: (``reasoning_content`` as DeepSeek and vLLM send it, ``reasoning`` as OpenRouter and Groq).
     reasoning: str | None = None
     reasoning_field: str = "reasoning_content"
     #: A refusal instead of an answer (OpenAI format: ``message.refusal`` / ``delta.refusal``).
@@ -384,6 +391,9 @@ class FakeUpstream:
             req.reasoning, req.reasoning_field = reply.reasoning, reply.reasoning_field
         if reply.refusal is not None:
             req.refusal = reply.refusal
+        req.redacted_reasoning = reply.redacted_reasoning
+        req.refusal_category = reply.refusal_category
+        req.refusal_explanation = reply.refusal_explanation
         text, tool = self._answer(req, reply)
         usage = FakeUsage(
             reply.input_tokens if reply.input_tokens is not None else rough_tokens(req.prompt_text),

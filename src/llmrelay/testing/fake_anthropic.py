@@ -10,6 +10,7 @@ follows Anthropic's convention: ``input_tokens`` excludes the cache reads
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -74,6 +75,41 @@ def _user_text(content: Any) -> str | None:
     return None
 
 
+def _thinking_on(body: dict[str, Any]) -> bool:
+    t = body.get("thinking")
+    return isinstance(t, dict) and t.get("type") in ("enabled", "adaptive")
+
+
+def _check_thinking_replayed(messages: list[Any]) -> None:
+    """With thinking on, the API refuses a tool loop whose last assistant turn lost its
+    thinking block: a tool_use there must follow a thinking or redacted_thinking block."""
+    last = next((m for m in reversed(messages) if m.get("role") == "assistant"), None)
+    content = last.get("content") if isinstance(last, dict) else None
+    if not isinstance(content, list) or not any(
+        isinstance(b, dict) and b.get("type") == "tool_use" for b in content
+    ):
+        return
+    first = content[0] if isinstance(content[0], dict) else {}
+    if first.get("type") not in ("thinking", "redacted_thinking"):
+        raise ValueError(
+            "messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+            f"`{first.get('type')}`. When `thinking` is enabled, a final `assistant` message "
+            "must start with a thinking block"
+        )
+
+
+def _thinking_blocks(req: FakeRequest) -> list[dict[str, Any]]:
+    """The scripted thinking (``Reply(reasoning=...)``) as Anthropic's thinking block, with a
+    signature, and a redacted_thinking block when the reply asks for one."""
+    blocks: list[dict[str, Any]] = []
+    if req.reasoning:
+        sig = "sig_fake_" + hashlib.sha256(req.reasoning.encode()).hexdigest()[:24]
+        blocks.append({"type": "thinking", "thinking": req.reasoning, "signature": sig})
+    if req.redacted_reasoning:
+        blocks.append({"type": "redacted_thinking", "data": req.redacted_reasoning})
+    return blocks
+
+
 def _event(kind: str, **fields: Any) -> bytes:
     """One SSE frame; its JSON ``type`` is its event name, as in all of Anthropic's."""
     data = {"type": kind, **fields}
@@ -88,6 +124,16 @@ def _block(index: int, block: dict[str, Any], deltas: list[dict[str, Any]]) -> l
     frames += [_event("content_block_delta", index=index, delta=d) for d in deltas]
     frames.append(_event("content_block_stop", index=index))
     return frames
+
+
+def _stop_details(req: FakeRequest) -> dict[str, Any] | None:
+    if req.refusal_category is None and req.refusal_explanation is None:
+        return None
+    return {
+        "type": "refusal",
+        "category": req.refusal_category,
+        "explanation": req.refusal_explanation,
+    }
 
 
 class AnthropicDialect:
@@ -132,8 +178,19 @@ class AnthropicDialect:
                     raise ValueError(f"tool_choice names the unknown tool {forced!r}")
             elif tc.get("type") == "any" and tools:
                 forced = next(iter(tools))
+        fmt = (
+            body.get("output_config", {}).get("format")
+            if isinstance(body.get("output_config"), dict)
+            else None
+        )
+        schema = fmt.get("schema") if isinstance(fmt, dict) else None
+        if _thinking_on(body):
+            _check_thinking_replayed(messages)
+        if isinstance(tc, dict) and tc.get("type") in ("any", "tool") and _thinking_on(body):
+            raise ValueError("Thinking may not be enabled when tool_choice forces tool use.")
         return FakeRequest(
             model=model,
+            json_schema=schema if isinstance(schema, dict) else None,
             last_user_text=last_user,
             prompt_text=" ".join(t for t in texts if t),
             stream=bool(body.get("stream")),
@@ -172,7 +229,7 @@ class AnthropicDialect:
         stop: str | None,
         usage: dict[str, Any],
     ) -> dict[str, Any]:
-        return {
+        msg = {
             "id": _MESSAGE_ID,
             "type": "message",
             "role": "assistant",
@@ -182,6 +239,9 @@ class AnthropicDialect:
             "stop_sequence": None,
             "usage": usage,
         }
+        if stop == "refusal":
+            msg["stop_details"] = _stop_details(req)
+        return msg
 
     def body(
         self,
@@ -191,7 +251,7 @@ class AnthropicDialect:
         usage: FakeUsage,
         finish: str,
     ) -> dict[str, Any]:
-        content: list[dict[str, Any]] = []
+        content: list[dict[str, Any]] = _thinking_blocks(req)
         if text:
             content.append({"type": "text", "text": text})
         if tool:
@@ -215,6 +275,20 @@ class AnthropicDialect:
             _event("message_start", message=self._message(req, [], None, self._usage(usage, 1)))
         ]
         index = 0
+        for block in _thinking_blocks(req):
+            if block["type"] == "thinking":
+                start = {"type": "thinking", "thinking": "", "signature": ""}
+                half = len(block["thinking"]) // 2
+                deltas = [
+                    {"type": "thinking_delta", "thinking": part}
+                    for part in (block["thinking"][:half], block["thinking"][half:])
+                    if part
+                ]
+                deltas.append({"type": "signature_delta", "signature": block["signature"]})
+                frames += _block(index, start, deltas)
+            else:
+                frames += _block(index, block, [])
+            index += 1
         if pieces or not tool:
             text = [{"type": "text_delta", "text": p} for p in pieces]
             frames += _block(index, {"type": "text", "text": ""}, text)
@@ -228,10 +302,14 @@ class AnthropicDialect:
                 for part in ("", args[:half], args[half:])
             ]
             frames += _block(index, block, parts)
+        stop = _STOP_REASONS.get(finish, finish)
+        delta: dict[str, Any] = {"stop_reason": stop, "stop_sequence": None}
+        if stop == "refusal":
+            delta["stop_details"] = _stop_details(req)
         frames.append(
             _event(
                 "message_delta",
-                delta={"stop_reason": _STOP_REASONS.get(finish, finish), "stop_sequence": None},
+                delta=delta,
                 usage={"output_tokens": usage.output_tokens},
             )
         )

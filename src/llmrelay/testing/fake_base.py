@@ -26,11 +26,15 @@ class FakeRequest:
     forced_tool: str | None = None
     tool_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
     include_usage: bool = True
-    #: What the reply asks the dialect to add (set by the fake from the scripted ``Reply``):
-    #: reasoning text (OpenAI dialect: in ``reasoning_field``) and a refusal.
+    #: Set by the fake from the scripted ``Reply``: reasoning text (OpenAI dialect: in
+    #: ``reasoning_field``; Anthropic: a signed thinking block), an opaque redacted-thinking
+    #: payload, a refusal (OpenAI), and a refusal's category and explanation (Anthropic).
     reasoning: str = ""
     reasoning_field: str = "reasoning_content"
     refusal: str | None = None
+    redacted_reasoning: str = ""
+    refusal_category: str | None = None
+    refusal_explanation: str | None = None
 
 
 @dataclass(slots=True)

@@ -2,7 +2,8 @@
 
 How the common request maps onto Anthropic's format:
 
-* system messages become the top-level ``system`` string (joined with blank lines);
+* system and developer messages become the top-level ``system`` string (joined with blank
+  lines), or a list of text blocks when a part carries ``cache_control``;
 * ``max_tokens`` is required by Anthropic: :data:`DEFAULT_MAX_TOKENS` when the caller set none;
 * ``stop`` is sent as ``stop_sequences``, ``user`` as ``metadata.user_id``; ``temperature``
   above 1 is clamped to Anthropic's maximum of 1; ``seed``, ``frequency_penalty`` and
@@ -10,8 +11,18 @@ How the common request maps onto Anthropic's format:
   ``Response.adjusted_params``;
 * assistant tool calls become ``tool_use`` blocks and ``tool`` messages ``tool_result`` blocks
   of a user turn (consecutive turns of the same role are merged, as Anthropic expects);
-* structured output (``response_format`` ``json_schema``) is a forced tool whose input is the
-  answer: it comes back as ``Response.text`` (JSON), streamed as text deltas.
+* structured output (``response_format`` ``json_schema``) is Anthropic's JSON outputs
+  (``output_config.format``) on the models that have them, else a forced tool whose input is
+  the answer; either way it comes back as ``Response.text`` (JSON), streamed as text deltas;
+* ``reasoning_effort`` becomes adaptive thinking + ``output_config.effort`` or a thinking
+  ``budget_tokens`` per model (``anthropic_models``); thinking drops temperature, ``top_k`` and
+  forced tool choice (reported in ``adjusted_params``);
+* ``thinking`` / ``redacted_thinking`` blocks become ``Response.reasoning`` and
+  ``Response.reasoning_parts`` and are sent back first in the assistant turn that replays them;
+* ``stop_reason: "refusal"`` raises ``ContentFilteredError`` (``stop_details`` category and
+  explanation, the partial text); streams raise it at the end;
+* ``cache_control`` on text and document parts and on tools is sent on the Anthropic block (at
+  most 4 breakpoints); documents are ``document`` blocks; audio is refused before sending.
 
 Usage: Anthropic's ``input_tokens`` does NOT include prompt-cache reads and writes, which it
 reports separately. ``Usage.input_tokens`` follows llmrelay's (OpenAI's) convention and counts
@@ -38,7 +49,7 @@ from ...errors import (
     QuotaExhaustedError,
 )
 from ...transport.base import HttpRequest, HttpResponse
-from ...types import ChatRequest, Response, ToolCall
+from ...types import ChatRequest, ReasoningPart, Response, ToolCall
 from ..table import Deployment
 from .anthropic_request import (
     ANTHROPIC_VERSION,
@@ -46,14 +57,23 @@ from .anthropic_request import (
     build_request,
     structured_output,
 )
-from .anthropic_stream import AnthropicStream, finish_reason, status_of, usage_from
+from .anthropic_stream import (
+    AnthropicStream,
+    finish_reason,
+    reasoning_part,
+    refusal_error,
+    status_of,
+    usage_from,
+)
 from .base import (
+    _rid,
     answer_request_id,
     decode_json,
     error_body,
     error_for_status,
     invalid,
     make_error,
+    secrets_of,
     status_message,
 )
 
@@ -94,9 +114,10 @@ class AnthropicMessagesAdapter:
         content = data.get("content")
         if not isinstance(content, list):
             raise invalid("the response has no content list", dep, resp.headers)
-        structured = structured_output(req.params)
+        structured = structured_output(req.params, dep.model)
         texts: list[str] = []
         calls: list[ToolCall] = []
+        parts: list[ReasoningPart] = []
         answer: str | None = None
         for i, block in enumerate(content):
             if not isinstance(block, dict):
@@ -119,8 +140,15 @@ class AnthropicMessagesAdapter:
                         orjson.dumps(tool_input if tool_input is not None else {}).decode(),
                     )
                 )
-            # thinking, redacted_thinking and server-tool blocks carry no answer text.
+            else:
+                part = reasoning_part(block)
+                if part is not None:
+                    parts.append(part)
+            # server-tool blocks carry no answer text.
         raw_finish = data.get("stop_reason")
+        rid = answer_request_id(resp.headers, dep)
+        if raw_finish == "refusal":
+            raise refusal_error(data.get("stop_details"), "".join(texts), dep, rid)
         finish = finish_reason(raw_finish)
         if answer is not None and finish == "tool_calls" and not calls:
             finish = "stop"
@@ -134,7 +162,9 @@ class AnthropicMessagesAdapter:
             model=str(data.get("model") or dep.model),
             alias=dep.alias,
             id=data.get("id") if isinstance(data.get("id"), str) else None,
-            request_id=answer_request_id(resp.headers, dep),
+            request_id=rid,
+            reasoning="".join(p.text for p in parts if not p.redacted),
+            reasoning_parts=parts,
         )
 
     def map_error(
@@ -166,7 +196,7 @@ class AnthropicMessagesAdapter:
             cls = ContentFilteredError
         else:
             cls = error_for_status(status)
-        return make_error(
+        err = make_error(
             cls,
             f"{etype}: {message}" if etype else message,
             status=status,
@@ -174,6 +204,12 @@ class AnthropicMessagesAdapter:
             dep=dep,
             body=data if data else None,
         )
+        # Anthropic puts the request id in the body too ({"type": "error", ..., "request_id"});
+        # the request-id header wins when both are there.
+        body_rid = data.get("request_id") if isinstance(data, dict) else None
+        if err.request_id is None and isinstance(body_rid, str) and body_rid:
+            err.request_id = _rid({"request-id": body_rid}, secrets_of(dep))
+        return err
 
     def stream_state(self, req: ChatRequest, dep: Deployment) -> AnthropicStream:
-        return AnthropicStream(self, dep, structured_output(req.params))
+        return AnthropicStream(self, dep, structured_output(req.params, dep.model))

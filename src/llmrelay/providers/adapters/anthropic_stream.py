@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ...errors import ContentFilteredError
 from ...transport.sse import SSEEvent
 from ...types import (
     FinishReason,
+    ReasoningPart,
     Response,
     StreamChunk,
     ToolCall,
@@ -26,13 +28,20 @@ from ...types import (
     make_usage,
 )
 from ..table import Deployment
-from .anthropic_request import Structured
-from .base import as_int, event_json, interrupted
+from .anthropic_request import REASONING_PROVIDER, Structured
+from .base import as_int, event_json, interrupted, redact
 
 if TYPE_CHECKING:
     from .anthropic_messages import AnthropicMessagesAdapter
 
-__all__ = ["AnthropicStream", "finish_reason", "status_of", "usage_from"]
+__all__ = [
+    "AnthropicStream",
+    "finish_reason",
+    "reasoning_part",
+    "refusal_error",
+    "status_of",
+    "usage_from",
+]
 
 _FINISH: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -84,6 +93,52 @@ def usage_from(u: Any) -> Usage:
     )
 
 
+def reasoning_part(block: Mapping[str, Any]) -> ReasoningPart | None:
+    """A ``thinking`` / ``redacted_thinking`` block as a :class:`ReasoningPart` (kept exactly,
+    so the next turn of a tool loop can send it back), or None for any other block."""
+    kind = block.get("type")
+    if kind == "thinking":
+        text = block.get("thinking")
+        sig = block.get("signature")
+        return ReasoningPart(
+            text if isinstance(text, str) else "",
+            signature=sig if isinstance(sig, str) else None,
+            provider=REASONING_PROVIDER,
+        )
+    if kind == "redacted_thinking":
+        data = block.get("data")
+        return ReasoningPart(
+            data=data if isinstance(data, str) else "", redacted=True, provider=REASONING_PROVIDER
+        )
+    return None
+
+
+def refusal_error(
+    details: Any, text: str, dep: Deployment, request_id: str | None = None
+) -> ContentFilteredError:
+    """The error for ``stop_reason: "refusal"``: ``stop_details`` gives the category and the
+    explanation (both may be null); ``text`` is what the model wrote before it stopped
+    (https://platform.claude.com/docs/en/build-with-claude/handling-stop-reasons)."""
+    category = explanation = None
+    if isinstance(details, dict):
+        c, e = details.get("category"), details.get("explanation")
+        category = c if isinstance(c, str) else None
+        explanation = redact(e, dep) if isinstance(e, str) else None
+    message = "Anthropic refused to answer (stop_reason 'refusal'"
+    message += f", category {category})" if category else ")"
+    if explanation:
+        message += f": {explanation}"
+    return ContentFilteredError(
+        message,
+        category=category,
+        explanation=explanation,
+        partial_text=redact(text, dep) if text else "",
+        provider=dep.provider,
+        model=dep.model,
+        request_id=request_id,
+    )
+
+
 def status_of(obj: Mapping[str, Any]) -> int:
     """The HTTP status an error object (in a 200 body or a stream) stands for."""
     err = obj.get("error")
@@ -100,6 +155,22 @@ class _ToolSlot:
     initial: Any
 
 
+@dataclass(slots=True)
+class _ThinkingSlot:
+    """A thinking block being streamed: its text pieces and signature, or a redacted block."""
+
+    texts: list[str]
+    signature: str | None
+    data: str | None = None
+
+    def part(self) -> ReasoningPart:
+        if self.data is not None:
+            return ReasoningPart(data=self.data, redacted=True, provider=REASONING_PROVIDER)
+        return ReasoningPart(
+            "".join(self.texts), signature=self.signature, provider=REASONING_PROVIDER
+        )
+
+
 class AnthropicStream:
     """The state of one streamed answer: feed it SSE events, then ``finish()``."""
 
@@ -111,8 +182,10 @@ class AnthropicStream:
         "_id",
         "_model",
         "_raw_finish",
+        "_stop_details",
         "_structured",
         "_text",
+        "_thinking",
         "_tokens",
         "_tools",
         "done",
@@ -130,6 +203,9 @@ class AnthropicStream:
         self._answer_block: int | None = None
         self._answer: list[str] = []
         self._raw_finish: str | None = None
+        self._stop_details: Any = None
+        #: Thinking and redacted_thinking blocks by index, in the order they came.
+        self._thinking: dict[int, _ThinkingSlot] = {}
         #: Anthropic's raw usage fields; message_delta values overwrite message_start's.
         self._tokens: dict[str, Any] = {}
         self._id: str | None = None
@@ -165,6 +241,8 @@ class AnthropicStream:
             raw = delta.get("stop_reason") if isinstance(delta, dict) else None
             if isinstance(raw, str):
                 self._raw_finish = raw
+            if isinstance(delta, dict) and delta.get("stop_details") is not None:
+                self._stop_details = delta.get("stop_details")
             u = obj.get("usage")
             if isinstance(u, dict):
                 self._tokens.update({k: v for k, v in u.items() if v is not None})
@@ -195,6 +273,16 @@ class AnthropicStream:
             )
             self._tools[index] = slot
             return [chunk(tool_calls=[ToolCallDelta(slot.ordinal, slot.id, name, "")])]
+        elif kind == "thinking":
+            text, sig = block.get("thinking"), block.get("signature")
+            first = text if isinstance(text, str) and text else ""
+            self._thinking[index] = _ThinkingSlot(
+                [first] if first else [], sig if isinstance(sig, str) and sig else None
+            )
+            return [chunk(reasoning=first)] if first else []
+        elif kind == "redacted_thinking":
+            data = block.get("data")
+            self._thinking[index] = _ThinkingSlot([], None, data if isinstance(data, str) else "")
         return []
 
     def _delta(self, obj: dict[str, Any]) -> list[StreamChunk]:
@@ -224,8 +312,16 @@ class AnthropicStream:
         elif kind == "thinking_delta":
             thinking = delta.get("thinking")
             if isinstance(thinking, str) and thinking:
+                t = self._thinking.get(index) if isinstance(index, int) else None
+                if t is not None:
+                    t.texts.append(thinking)
                 return [chunk(reasoning=thinking)]
-        return []  # signature_delta, citations_delta, ...
+        elif kind == "signature_delta":
+            sig = delta.get("signature")
+            t = self._thinking.get(index) if isinstance(index, int) else None
+            if t is not None and isinstance(sig, str):
+                t.signature = (t.signature or "") + sig
+        return []  # citations_delta, ...
 
     def _block_stop(self, obj: dict[str, Any]) -> list[StreamChunk]:
         s = self._structured
@@ -251,6 +347,7 @@ class AnthropicStream:
         if s is not None and self._answer_block is not None:
             raw = "".join(self._answer)
             text = s.text_from_raw(raw) if s.wrapped else (raw or "{}")
+        parts = [t.part() for t in self._thinking.values()]
         return Response(
             text=text,
             tool_calls=calls,
@@ -261,6 +358,8 @@ class AnthropicStream:
             model=self._model or self._dep.model,
             alias=self._dep.alias,
             id=self._id,
+            reasoning="".join(p.text for p in parts if not p.redacted),
+            reasoning_parts=parts,
         )
 
     def finish(self) -> Response:
@@ -268,7 +367,10 @@ class AnthropicStream:
             raise interrupted(
                 "the stream ended before its message_stop event", self._dep, self._response()
             )
-        return self._response()
+        resp = self._response()
+        if self._raw_finish == "refusal":
+            raise refusal_error(self._stop_details, resp.text, self._dep)
+        return resp
 
     def partial(self) -> Response:
         return self._response()

@@ -2,109 +2,41 @@
 retired), plus the current OpenAI, Anthropic, Gemini and Groq models. Each is registered in
 ``CONFIG_REGISTRY`` under its alias when seed 002 is imported.
 
-The aliases themselves are data of the alias table (:mod:`llmrelay.providers.aliases`:
-``SEED_ALIASES``, ``CURRENT_MODELS``), which resolves them without seed 002; the classes here
-give seed 002's registry the same aliases, with the same targets."""
+The classes are generated from the alias table's data (:data:`llmrelay.providers.aliases.
+BUILTIN_ALIASES`, the one place a built-in alias is defined): each subclasses its provider's
+base configuration (``GroqBaseConfig``, ...) and sets ``model`` and ``max_tokens``, as the
+seed's ``MixtralEightXSevenBConfig`` does, so it has the seed's defaults (temperature 0.7, the
+system message, ...) -- which ``ModelHandler`` and ``create_model`` use. A call through the
+alias itself (``Client.chat("mixtral-8x7b", ...)``) sends only the provider's model: the
+registry answers it with the alias table's target while the alias still maps to its built-in
+class (see :func:`~llmrelay.seeds.seed002.registry.lookup`).
+"""
 
 from __future__ import annotations
 
-from ...providers.aliases import CURRENT_MODELS as _CURRENT_MODELS
-from .base import register_config
-from .provider_configs import AnthropicBaseConfig, GroqBaseConfig
-from .registry import define_config
+from ...providers.aliases import BUILTIN_ALIASES
+from .base import ProviderBaseConfig
+from .registry import define_builtin
 
-# --------------------------------------------------------------------------- the seeds' aliases
+__all__ = [
+    "BUILTIN_CLASSES",
+    "ClaudeThreeOpusConfig",
+    "GemmaTwoNineBConfig",
+    "LlamaThreeEightBConfig",
+    "LlamaThreeSeventyBConfig",
+    "MixtralEightXSevenBConfig",
+    "QwenCoderThirtyTwoBConfig",
+]
 
+#: alias -> its generated configuration class.
+BUILTIN_CLASSES: dict[str, type[ProviderBaseConfig]] = {
+    alias: define_builtin(alias, row, module=__name__) for alias, row in BUILTIN_ALIASES.items()
+}
 
-@register_config
-class MixtralEightXSevenBConfig(GroqBaseConfig):
-    """Mixtral 8x7B on Groq (seed 002)."""
-
-    @classmethod
-    def alias(cls) -> str:
-        return "mixtral-8x7b"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.model = "mixtral-8x7b-32768"
-        self.max_tokens = 32768
-
-
-@register_config
-class LlamaThreeSeventyBConfig(GroqBaseConfig):
-    """Llama 3 70B on Groq (seed 002)."""
-
-    @classmethod
-    def alias(cls) -> str:
-        return "llama3-70b"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.model = "llama3-70b-8192"
-        self.max_tokens = 8192
-
-
-@register_config
-class LlamaThreeEightBConfig(GroqBaseConfig):
-    """Llama 3 8B on Groq (seed 000)."""
-
-    @classmethod
-    def alias(cls) -> str:
-        return "llama3-8b"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.model = "llama3-8b-8192"
-        self.max_tokens = 8192
-
-
-@register_config
-class GemmaTwoNineBConfig(GroqBaseConfig):
-    """Gemma 2 9B on Groq (seed 002)."""
-
-    @classmethod
-    def alias(cls) -> str:
-        return "gemma2-9b"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.model = "gemma2-9b-it"
-        self.max_tokens = 8192
-
-
-@register_config
-class QwenCoderThirtyTwoBConfig(GroqBaseConfig):
-    """Qwen 2.5 Coder 32B on Groq (seed 000)."""
-
-    @classmethod
-    def alias(cls) -> str:
-        return "qwen-coder-32b"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.model = "qwen-2.5-coder-32b"
-        self.max_tokens = 8192
-
-
-@register_config
-class ClaudeThreeOpusConfig(AnthropicBaseConfig):
-    """Claude 3 Opus (seed 000's ``c3opus``)."""
-
-    @classmethod
-    def alias(cls) -> str:
-        return "c3opus"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.model = "claude-3-opus-20240229"
-        self.max_tokens = 4096
-
-
-# --------------------------------------------------------------------------- current models
-
-#: The current models (data of the alias table, :mod:`llmrelay.providers.aliases`).
-CURRENT_MODELS = _CURRENT_MODELS
-
-for _provider, _rows in CURRENT_MODELS.items():
-    for _alias, _model in _rows:
-        define_config(_alias, _provider, _model, max_tokens=4096, module=__name__)
+# The seed's classes by name (``from llmrelay.config import MixtralEightXSevenBConfig``).
+MixtralEightXSevenBConfig = BUILTIN_CLASSES["mixtral-8x7b"]
+LlamaThreeSeventyBConfig = BUILTIN_CLASSES["llama3-70b"]
+LlamaThreeEightBConfig = BUILTIN_CLASSES["llama3-8b"]
+GemmaTwoNineBConfig = BUILTIN_CLASSES["gemma2-9b"]
+QwenCoderThirtyTwoBConfig = BUILTIN_CLASSES["qwen-coder-32b"]
+ClaudeThreeOpusConfig = BUILTIN_CLASSES["c3opus"]

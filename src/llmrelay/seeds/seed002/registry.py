@@ -18,8 +18,10 @@ from ...errors import ConfigurationError, UnknownModelError
 from ...providers.aliases import (
     PARAM_KEYS,
     POLICY_KEYS,
+    BuiltinAlias,
     InvalidConfigValueError,
     Target,
+    builtin_target,
     file_models,
     pull_file,
     target_from_params,
@@ -42,6 +44,7 @@ __all__ = [
     "InvalidConfigValueError",
     "aliases",
     "create_model",
+    "define_builtin",
     "define_config",
     "ensure_loaded",
     "instantiate",
@@ -86,11 +89,43 @@ def define_config(
     return cls
 
 
-def make_config_class(
-    alias: str, provider: str, model: str, *, module: str | None = None, **attrs: Any
+#: alias -> the configuration class generated for the built-in alias (:func:`define_builtin`).
+_BUILTIN_CLASSES: dict[str, type[BaseModelConfig]] = {}
+
+
+def define_builtin(
+    alias: str, row: BuiltinAlias, *, module: str | None = None
 ) -> type[ProviderBaseConfig]:
-    """The class ``define_config`` registers, without registering it. Attributes that the
-    provider's base configuration does not have are an error."""
+    """Create and register the seed-002 class of a built-in alias (a row of the alias table).
+
+    While the registry maps ``alias`` to this class, :func:`lookup` answers with the alias
+    table's target (the provider's model, nothing else); the class itself keeps the seed's
+    defaults for ``ModelHandler``, ``create_model`` and ``get_params()``."""
+    cls = make_config_class(
+        alias,
+        row.provider,
+        row.model,
+        module=module,
+        name=row.class_name,
+        max_tokens=row.config_max_tokens,
+    )
+    register_config(cls)
+    _BUILTIN_CLASSES[alias] = cls
+    return cls
+
+
+def make_config_class(
+    alias: str,
+    provider: str,
+    model: str,
+    *,
+    module: str | None = None,
+    name: str | None = None,
+    **attrs: Any,
+) -> type[ProviderBaseConfig]:
+    """The class ``define_config`` registers, without registering it (named ``name``, default
+    from the alias). Attributes that the provider's base configuration does not have are an
+    error."""
     if not isinstance(alias, str) or not alias.strip():
         raise ConfigurationError(f"an alias must be a non-empty string, not {alias!r}")
     base = _provider_base(provider)
@@ -111,9 +146,10 @@ def make_config_class(
     def _alias(cls: type) -> str:
         return alias
 
-    name = "".join(p.capitalize() for p in re.split(r"[^A-Za-z0-9]+", alias))
+    if name is None:
+        name = "".join(p.capitalize() for p in re.split(r"[^A-Za-z0-9]+", alias)) + "Config"
     cls: type[ProviderBaseConfig] = type(
-        f"{name}Config",
+        name,
         (base,),
         {
             "__init__": __init__,
@@ -159,7 +195,12 @@ def ensure_loaded() -> None:
 
 
 def lookup(alias: str) -> Target | None:
-    """The target of a registered alias (``None`` if it is not one), built once per class."""
+    """The target of a registered alias (``None`` if it is not one), built once per class.
+
+    A built-in alias still mapped to its generated class resolves to the alias table's target
+    (provider and model only): the seed's defaults of the class are not sent by a call through
+    the alias. A class registered by user code or a file alias is read through its
+    ``get_params()``."""
     ensure_loaded()
     cls = CONFIG_REGISTRY.get(alias)
     if cls is None:
@@ -167,7 +208,9 @@ def lookup(alias: str) -> Target | None:
     hit = _cache.get(alias)
     if hit is not None and hit[0] is cls:
         return hit[1]
-    t = target_from_config(instantiate(cls, alias), alias)
+    t = builtin_target(alias) if _BUILTIN_CLASSES.get(alias) is cls else None
+    if t is None:
+        t = target_from_config(instantiate(cls, alias), alias)
     _cache[alias] = (cls, t)
     return t
 

@@ -1,0 +1,158 @@
+"""Keeping the catalog true: which rows are due for a re-check, and what changes soon.
+
+``check_catalog(registry)`` (and ``llmrelay catalog check``) reports:
+
+* **stale rows** -- ``verified_at`` older than ``max_age_days`` (or missing): check them
+  against the provider's pages and update their prices, limits, dates and ``verified_at``;
+* **upcoming changes** within ``within_days``: a dated price taking effect, a promotion ending,
+  a shutdown, and a built-in alias whose model shuts down (point it at the replacement).
+
+Dates are UTC days; "today" is the registry's clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ..providers.aliases import CURRENT_MODELS
+
+if TYPE_CHECKING:
+    from .model_registry import LLMRegistry
+    from .profiles import LLMProfile, Pricing
+
+__all__ = ["CatalogReport", "Change", "StaleRow", "check_catalog"]
+
+
+@dataclass(frozen=True, slots=True)
+class StaleRow:
+    """A row whose last verification is older than the threshold (``verified_at`` None:
+    never verified)."""
+
+    model: str
+    verified_at: date | None
+    age_days: int | None
+    sources: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "verified_at": None if self.verified_at is None else self.verified_at.isoformat(),
+            "age_days": self.age_days,
+            "sources": list(self.sources),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Something that takes effect on ``on``: ``kind`` is ``price`` (a dated price starts),
+    ``promotion_end``, ``shutdown`` or ``alias`` (a built-in alias's model shuts down)."""
+
+    model: str
+    kind: str
+    on: date
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "kind": self.kind,
+            "on": self.on.isoformat(),
+            "detail": self.detail,
+        }
+
+
+@dataclass(slots=True)
+class CatalogReport:
+    today: date
+    max_age_days: int
+    within_days: int
+    stale: list[StaleRow] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+
+    @property
+    def actionable(self) -> bool:
+        """Is there anything to act on?"""
+        return bool(self.stale or self.changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "today": self.today.isoformat(),
+            "max_age_days": self.max_age_days,
+            "within_days": self.within_days,
+            "stale": [s.as_dict() for s in self.stale],
+            "changes": [c.as_dict() for c in self.changes],
+        }
+
+
+def _price(p: Pricing) -> str:
+    def money(v: float | None) -> str:
+        return "?" if v is None else f"${v:g}"
+
+    cached = f", cached {money(p.cached_input)}" if p.cached_input is not None else ""
+    return f"{money(p.input)} in / {money(p.output)} out{cached} per 1M tokens"
+
+
+def _changes(p: LLMProfile, today: date, horizon: date) -> list[Change]:
+    out = []
+    for period in p.price_schedule:
+        if today <= period.start <= horizon:
+            out.append(
+                Change(p.id, "price", period.start, f"price becomes {_price(period.pricing)}")
+            )
+        if period.end is not None and today <= period.end <= horizon:
+            after = p.pricing_on(period.end)
+            out.append(
+                Change(
+                    p.id,
+                    "promotion_end",
+                    period.end,
+                    f"the promotional price ends; {_price(after)} from then",
+                )
+            )
+    s = p.shutdown_date
+    if s is not None and today <= s <= horizon:
+        what = {
+            "routed": f"the provider routes it to {p.replacement} (billed at that rate)",
+            "tiers": f"retired for the {', '.join(p.retired_tiers)} tier(s)",
+        }.get(p.retirement, "requests fail from then")
+        repl = f"; replacement: {p.replacement}" if p.replacement else ""
+        out.append(Change(p.id, "shutdown", s, f"shuts down: {what}{repl}"))
+    return out
+
+
+def check_catalog(
+    registry: LLMRegistry,
+    *,
+    max_age_days: int = 30,
+    within_days: int = 30,
+    today: date | None = None,
+) -> CatalogReport:
+    """Rows verified more than ``max_age_days`` ago, and the price changes, promotion ends,
+    shutdowns and built-in aliases to shutting-down models due within ``within_days``."""
+    day = today or registry.today()
+    horizon = day + timedelta(days=within_days)
+    report = CatalogReport(day, max_age_days, within_days)
+    for p in registry.list():
+        v = p.verified_at
+        if v is None or (day - v).days > max_age_days:
+            age = None if v is None else (day - v).days
+            report.stale.append(StaleRow(p.id, v, age, p.sources))
+        report.changes.extend(_changes(p, day, horizon))
+    for provider, rows in CURRENT_MODELS.items():
+        for alias, model in rows:
+            target = registry.lookup(provider, model)
+            s = None if target is None else target.shutdown_date
+            if target is not None and s is not None and day <= s <= horizon:
+                repl = registry.current_replacement(target) or "(none named)"
+                report.changes.append(
+                    Change(
+                        target.id,
+                        "alias",
+                        s,
+                        f"built-in alias {alias!r} points at it; point it at {repl}",
+                    )
+                )
+    report.changes.sort(key=lambda c: (c.on, c.model, c.kind))
+    return report

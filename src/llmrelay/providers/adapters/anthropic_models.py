@@ -1,0 +1,102 @@
+"""Anthropic Messages: what each Claude model accepts, as data (keyed by model-name prefix).
+
+Sources (read 2026-12-03):
+
+* thinking modes -- https://platform.claude.com/docs/en/build-with-claude/adaptive-thinking and
+  https://platform.claude.com/docs/en/build-with-claude/extended-thinking: "Extended thinking
+  (``thinking.type: "enabled"`` with ``budget_tokens``) is deprecated. Claude 4.7 and later
+  models do not support it and reject requests that use it"; Opus 4.6 / Sonnet 4.6 take
+  ``{"type": "adaptive"}`` (``enabled`` deprecated there); "older models (Sonnet 4.5, Opus 4.5,
+  etc.) do not support adaptive thinking and require ``thinking.type: "enabled"`` with
+  ``budget_tokens``"; Fable 5(.1), Mythos 5(.1) and Mythos Preview *only* support adaptive
+  thinking (``{"type": "disabled"}`` is a 400 there too). ``budget_tokens`` is at least 1024
+  and below ``max_tokens``;
+* effort -- https://platform.claude.com/docs/en/build-with-claude/effort: ``output_config.effort``
+  (``low``/``medium``/``high``, plus ``xhigh``/``max`` on some models), supported on the adaptive
+  models below (and Opus 4.5);
+* JSON outputs -- https://platform.claude.com/docs/en/build-with-claude/structured-outputs:
+  ``output_config: {"format": {"type": "json_schema", "schema": {...}}}``, generally available
+  for Opus 4.6, Sonnet 4.6, Sonnet 4.5, Opus 4.5 and Haiku 4.5 (launched in beta for Opus 4.1),
+  and for the later Opus/Sonnet/Haiku/Fable/Mythos families (Amazon Bedrock's Claude
+  structured-outputs page). Older models get a forced tool instead.
+
+The catalog does not say this yet (its ``json_schema`` capability is true for every Claude model,
+tool-emulated or native, and it has no thinking-mode field); when it does, the adapter should
+read ``native_json_schema`` and ``thinking_mode`` from the catalog row instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+__all__ = ["BUDGET_TOKENS", "EFFORT", "MIN_BUDGET_TOKENS", "ModelRules", "rules_for"]
+
+ThinkingMode = Literal["adaptive", "budget", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRules:
+    #: How thinking is switched on: ``{"type": "adaptive"}`` + ``output_config.effort``,
+    #: ``{"type": "enabled", "budget_tokens": N}``, or not at all (the model has no thinking).
+    thinking: ThinkingMode
+    #: Takes ``output_config.format`` (JSON outputs); else structured output is a forced tool.
+    native_json: bool
+    #: Thinking cannot be switched off (``reasoning_effort="none"`` becomes the lowest effort).
+    always_thinks: bool = False
+
+
+_ADAPTIVE_ONLY = ModelRules("adaptive", native_json=True, always_thinks=True)
+_ADAPTIVE = ModelRules("adaptive", native_json=True)
+_BUDGET_JSON = ModelRules("budget", native_json=True)
+_BUDGET = ModelRules("budget", native_json=False)
+_NO_THINKING = ModelRules("none", native_json=False)
+
+#: Model-name prefix -> rules; the longest matching prefix wins. A model not listed (a gateway's
+#: own name, a future model) gets :data:`UNKNOWN`: budget thinking and a forced tool, the forms
+#: every thinking-capable Anthropic-compatible server took before adaptive thinking.
+RULES: dict[str, ModelRules] = {
+    "claude-fable-5": _ADAPTIVE_ONLY,
+    "claude-mythos-5": _ADAPTIVE_ONLY,
+    "claude-mythos-preview": _ADAPTIVE_ONLY,
+    "claude-opus-5": _ADAPTIVE,
+    "claude-sonnet-5": _ADAPTIVE,
+    "claude-haiku-5": _ADAPTIVE,
+    "claude-opus-4-8": _ADAPTIVE,
+    "claude-opus-4-7": _ADAPTIVE,
+    "claude-opus-4-6": _ADAPTIVE,
+    "claude-sonnet-4-6": _ADAPTIVE,
+    "claude-opus-4-5": _BUDGET_JSON,
+    "claude-sonnet-4-5": _BUDGET_JSON,
+    "claude-haiku-4-5": _BUDGET_JSON,
+    "claude-opus-4-1": _BUDGET_JSON,
+    "claude-opus-4-0": _BUDGET,
+    "claude-opus-4-2025": _BUDGET,
+    "claude-sonnet-4-0": _BUDGET,
+    "claude-sonnet-4-2025": _BUDGET,
+    "claude-3-7-sonnet": _BUDGET,
+    "claude-3": _NO_THINKING,
+}
+UNKNOWN = _BUDGET
+
+#: ``reasoning_effort`` -> ``output_config.effort`` (adaptive models). Anthropic has no
+#: ``minimal``: it is sent as ``low``.
+EFFORT: dict[str, str] = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
+#: ``reasoning_effort`` -> ``budget_tokens`` (budget models); 1024 is Anthropic's minimum.
+BUDGET_TOKENS: dict[str, int] = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384}
+MIN_BUDGET_TOKENS = 1024
+
+_ORDERED = sorted(RULES.items(), key=lambda kv: -len(kv[0]))
+
+
+@lru_cache(maxsize=512)
+def rules_for(model: str) -> ModelRules:
+    """The rules of ``model`` (a bare id, or one with a platform prefix such as
+    ``anthropic.claude-...`` or ``anthropic/claude-...``)."""
+    at = model.find("claude-")
+    name = model[at:] if at > 0 else model
+    for prefix, rules in _ORDERED:
+        if name.startswith(prefix):
+            return rules
+    return UNKNOWN
