@@ -69,8 +69,10 @@ __all__ = ["embed"]
 class _Pricing:
     """The runner's catalog for embeddings: prices from ``data/embeddings.json``."""
 
-    def prepare(self, req: ChatRequest, dep: Deployment) -> ChatRequest:
-        return req
+    def prepare(
+        self, req: ChatRequest, dep: Deployment, *, strict_params: bool = False
+    ) -> ChatRequest:
+        return req  # the embeddings checks ran before the call (embed_checks.py)
 
     def cost(self, dep: Deployment, usage: Usage) -> Cost:
         return embedding_cost(dep.provider, dep.model, usage)
