@@ -55,7 +55,9 @@ CLIENTS: dict[str, str] = {
     "llmrelay-metrics": "Client(metrics=True): in-process metrics on",
     "openai": "openai.AsyncOpenAI(max_retries=0).chat.completions.create(...)",
     "litellm": "litellm.acompletion(...)",
-    "aiohttp-responses": "raw aiohttp + orjson on POST /v1/responses (the floor of --api responses)",
+    "aiohttp-responses": (
+        "raw aiohttp + orjson on POST /v1/responses (the floor of --api responses)"
+    ),
 }
 
 Call = Callable[[], Awaitable[str]]
@@ -265,9 +267,7 @@ async def _litellm(base_url: str, stream: bool, _: dict[str, Any]) -> tuple[Call
     return (call_stream if stream else call), close
 
 
-async def _aiohttp_responses(
-    base_url: str, stream: bool, _: dict[str, Any]
-) -> tuple[Call, Close]:
+async def _aiohttp_responses(base_url: str, stream: bool, _: dict[str, Any]) -> tuple[Call, Close]:
     return await _aiohttp_responses_client(base_url, stream, MODEL, MESSAGES, API_KEY)
 
 

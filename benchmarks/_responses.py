@@ -69,12 +69,12 @@ _USAGE = {
 }
 
 
-def RESPONSE_BODY(model: str, text: str) -> bytes:  # noqa: N802 - a constant's builder
+def RESPONSE_BODY(model: str, text: str) -> bytes:
     """The non-streamed answer."""
     return orjson.dumps(_response(model, "completed", [_message(text)], _USAGE))
 
 
-def STREAM_EVENTS(model: str, text: str) -> list[bytes]:  # noqa: N802
+def STREAM_EVENTS(model: str, text: str) -> list[bytes]:
     """The streamed answer's events (word-sized text deltas, ~30 of them)."""
     seq = 0
     out: list[bytes] = []

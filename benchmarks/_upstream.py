@@ -24,6 +24,7 @@ import sys
 from collections.abc import Iterator
 
 import orjson
+
 from _responses import RESPONSE_BODY, STREAM_EVENTS
 
 __all__ = ["COMPLETION", "STREAM_TEXT", "TEXT", "Upstream", "start_upstream"]

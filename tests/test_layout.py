@@ -66,6 +66,7 @@ LAYERS: Mapping[str, int] = {
     "llmrelay.core.streamed": 5,
     "llmrelay.core.engine_stream": 5,
     "llmrelay.core.attempts": 5,
+    "llmrelay.core.embed": 5,
     # 6: assembly of what a client uses, batches
     "llmrelay.settings.defaults": 6,
     "llmrelay.settings.layers": 6,

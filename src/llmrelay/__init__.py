@@ -25,6 +25,9 @@ _EXPORTS: dict[str, str] = {
     "achat": "client",
     "stream": "client",
     "astream": "client",
+    "embed": "client",
+    "aembed": "client",
+    "Embeddings": "types.embeddings",
     "ResponseStream": "core.streaming",
     "SyncResponseStream": "core.streaming",
     "Engine": "core.engine",
@@ -209,9 +212,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .catalog.tokens import count_tokens as count_tokens
     from .client import Client as Client
     from .client import achat as achat
+    from .client import aembed as aembed
     from .client import amap as amap
     from .client import astream as astream
     from .client import chat as chat
+    from .client import embed as embed
     from .client import stream as stream
     from .core.engine import CallOptions as CallOptions
     from .core.engine import Engine as Engine
@@ -322,3 +327,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .types import ToolCall as ToolCall
     from .types import ToolCallDelta as ToolCallDelta
     from .types import Usage as Usage
+    from .types.embeddings import Embeddings as Embeddings

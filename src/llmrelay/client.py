@@ -34,14 +34,17 @@ if TYPE_CHECKING:
     from .catalog.provider_registry import ProviderRegistry
     from .observe.metrics import Metrics
     from .observe.requestlog import RequestLog
+    from .types.embeddings import Embeddings
 
 __all__ = [
     "Client",
     "achat",
+    "aembed",
     "amap",
     "astream",
     "chat",
     "default_client",
+    "embed",
     "map",
     "split_kwargs",
     "stream",
@@ -180,6 +183,24 @@ class Client:
         params, opts = split_kwargs(kwargs)
         return SyncResponseStream(self.engine.stream(model, messages, params, opts))
 
+    async def aembed(
+        self, model: ModelRef, inputs: Any, *, dimensions: int | None = None, **kwargs: Any
+    ) -> Embeddings:
+        """Embed ``inputs`` (a list of strings) with an embedding model: one float32 vector per
+        input, in order, with usage and cost; see :mod:`llmrelay.core.embed` and
+        ``docs/embeddings.md``."""
+        from .core.embed import embed  # loaded by the first embed call
+        from .core.embed_checks import split_embed_kwargs
+
+        opts, settings = split_embed_kwargs(kwargs)
+        return await embed(self.engine, model, inputs, dimensions, opts, settings)
+
+    def embed(
+        self, model: ModelRef, inputs: Any, *, dimensions: int | None = None, **kwargs: Any
+    ) -> Embeddings:
+        """Sync ``aembed``."""
+        return run_sync(self.aembed(model, inputs, dimensions=dimensions, **kwargs))
+
     async def amap(
         self, model: ModelRef, prompts: Iterable[Any], **kwargs: Any
     ) -> list[BatchResult]:
@@ -234,6 +255,20 @@ def astream(model: ModelRef, messages: MessagesInput, **kwargs: Any) -> Response
 
 def stream(model: ModelRef, messages: MessagesInput, **kwargs: Any) -> SyncResponseStream:
     return default_client().stream(model, messages, **kwargs)
+
+
+async def aembed(
+    model: ModelRef, inputs: Any, *, dimensions: int | None = None, **kwargs: Any
+) -> Embeddings:
+    """``await llmrelay.aembed("openai/text-embedding-3-small", ["a", "b"])``."""
+    return await default_client().aembed(model, inputs, dimensions=dimensions, **kwargs)
+
+
+def embed(
+    model: ModelRef, inputs: Any, *, dimensions: int | None = None, **kwargs: Any
+) -> Embeddings:
+    """``llmrelay.embed("openai/text-embedding-3-small", ["a", "b"]).vectors``."""
+    return default_client().embed(model, inputs, dimensions=dimensions, **kwargs)
 
 
 async def amap(

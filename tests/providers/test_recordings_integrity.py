@@ -259,6 +259,7 @@ def test_coverage_of_the_set() -> None:
         "openai_embeddings",
         "anthropic_messages",
         "gemini",
+        "gemini_embeddings",
     }
     assert {"openai", "anthropic", "gemini", "groq", "openrouter", "azure"} <= set(providers)
     assert any(e.streamed for e in ENTRIES)

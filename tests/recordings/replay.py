@@ -47,13 +47,25 @@ MANIFEST = ROOT / "MANIFEST.toml"
 Format = Literal["vcr_yaml", "chunks_txt", "json_body", "call_capture"]
 Framing = Literal["sse_data", "sse_event_data"]
 Wire = Literal[
-    "openai_chat", "openai_responses", "openai_embeddings", "anthropic_messages", "gemini"
+    "openai_chat",
+    "openai_responses",
+    "openai_embeddings",
+    "anthropic_messages",
+    "gemini",
+    "gemini_embeddings",
 ]
 
 FORMATS: frozenset[str] = frozenset({"vcr_yaml", "chunks_txt", "json_body", "call_capture"})
 FRAMINGS: frozenset[str] = frozenset({"sse_data", "sse_event_data"})
 WIRES: frozenset[str] = frozenset(
-    {"openai_chat", "openai_responses", "openai_embeddings", "anthropic_messages", "gemini"}
+    {
+        "openai_chat",
+        "openai_responses",
+        "openai_embeddings",
+        "anthropic_messages",
+        "gemini",
+        "gemini_embeddings",
+    }
 )
 
 # Hop-by-hop or length headers a replay must not copy: the server sets its own.

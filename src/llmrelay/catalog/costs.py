@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequestError, UnknownModelError, finite, shown
 from ..types import Usage
+from ..types.embed_request import EmbedRequest
 
 if TYPE_CHECKING:
     from ..providers.table import Deployment
@@ -46,6 +47,7 @@ __all__ = [
     "Cost",
     "Rates",
     "calculate_cost",
+    "embedding_cost",
     "estimate_request_cost",
     "estimate_usage",
     "rates_for",
@@ -406,7 +408,10 @@ def estimate_request_cost(
     """An upper estimate of a call's cost for budget reservations: the prompt's tokens (exact
     for OpenAI models, else the documented estimate) at the input price, plus ``max_tokens``
     (else the model's maximum output) at the higher of the output and reasoning prices.
-    None when the model or its price is unknown."""
+    None when the model or its price is unknown. An embeddings request is its input tokens at
+    the embedding model's price."""
+    if isinstance(req, EmbedRequest):
+        return embedding_cost(dep.provider, dep.model, Usage(req.tokens)).usd
     from .tokens import count_message_tokens
 
     reg = registry or _default_registry()
@@ -450,3 +455,14 @@ def estimate_usage(
     for tc in resp.tool_calls:
         out += count_tokens(tc.name + tc.arguments, dep.label, encoding=enc)
     return Usage(prompt, out, estimated=True)
+
+
+def embedding_cost(provider: str, model: str, usage: Usage) -> Cost:
+    """The price of an embeddings answer's input tokens (``data/embeddings.json``)."""
+    from .embeddings import embedding_model  # the table loads with the first embeddings call
+
+    row = embedding_model(provider, model)
+    if row is None or row.input_per_1m is None:
+        return Cost.unknown(f"no embeddings price for {provider}/{model}")
+    usd = usage.input_tokens * row.input_per_1m / 1e6
+    return Cost(usd, True, input_usd=usd, estimated=usage.estimated)

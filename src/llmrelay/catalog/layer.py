@@ -156,6 +156,16 @@ class Catalog:
     ) -> ChatRequest:
         e = self._entry(dep)
         if e is None:
+            from .embeddings import embedding_model  # loaded only for models not in the catalog
+
+            if embedding_model(dep.provider, dep.model) is not None:
+                raise UnsupportedCapabilityError(
+                    f"{dep.label} is an embedding model: it cannot chat; call "
+                    "llmrelay.embed(...) with it, or chat with a chat model",
+                    provider=dep.provider,
+                    model=dep.model,
+                    capability="chat",
+                )
             return req
         if e.lifecycle and self._retired_elsewhere(e, dep.alias):
             return req

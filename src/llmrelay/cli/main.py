@@ -125,11 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--trace", action="store_true", help="print the decision trace on stderr after the answer"
     )
 
+    from .embed import add_parser as add_embed_parser
     from .keys import add_parser as add_keys_parser
     from .serve import add_parser as add_serve_parser
 
     add_serve_parser(sub)
     add_keys_parser(sub)
+    add_embed_parser(sub)
 
     models = sub.add_parser(
         "models",

@@ -87,6 +87,7 @@ from ..state.base import (
     refused,
 )
 from ..types import ChatRequest, Response
+from ..types.embed_request import EmbedRequest
 from .ratelimit_buckets import Buckets, Charge, MemoryBuckets, Refusal, Settle
 from .ratelimit_headers import DEFAULT_MAX_BLOCK, HeaderInfo, read_limit_headers
 
@@ -373,6 +374,8 @@ class RateLimiter:
         return []
 
     def _estimate(self, req: ChatRequest) -> tuple[int, int]:
+        if isinstance(req, EmbedRequest):
+            return req.tokens, 0  # embeddings: input tokens only
         from ..catalog.tokens import estimate_tokens
 
         text = " ".join(m.text() for m in req.messages)

@@ -31,6 +31,8 @@ from aiohttp import web
 from ..providers.schema_sample import instance_from_schema
 from .fake_base import Dialect, FakeRequest, FakeUsage
 from .fake_dialects import DIALECTS
+from .fake_embeddings import answer as embeddings_answer
+from .fake_embeddings import is_embeddings_path
 
 __all__ = ["FakeRequest", "FakeUpstream", "RecordedRequest", "Reply"]
 
@@ -313,7 +315,7 @@ class FakeUpstream:
             return self._dialects["gemini"]
         if path.endswith(("/messages", "/messages/count_tokens")):
             return self._dialects["anthropic"]
-        if path.endswith("/chat/completions"):
+        if path.endswith(("/chat/completions", "/embeddings")):
             return self._dialects["openai"]
         if path.endswith("/responses"):
             return self._dialects["openai_responses"]
@@ -381,6 +383,8 @@ class FakeUpstream:
             )
         if not isinstance(body, dict):
             return self._json(400, dialect.error(400, "body must be JSON", None, None), dialect)
+        if is_embeddings_path(path):
+            return self._json(*embeddings_answer(path, body), dialect, reply.headers)
         try:
             req = dialect.parse(body, path, request.query)
         except (KeyError, TypeError, ValueError) as exc:

@@ -1,0 +1,464 @@
+"""Embeddings through the engine: one logical call turns a list of texts into vectors.
+
+    check (inputs, model kinds, dimensions, token limits: before anything is sent)
+      -> for each candidate of the fallback chain (only models of the same dimensions):
+            response cache per input -> budget -> batches (split at the model's per-request
+            limits, sent concurrently, bounded) -> each batch: the engine's attempts
+            (breaker, deadline, rate limit counting input tokens, retries) -> cost
+      -> reassemble in input order -> cache store -> record
+
+The attempts are the engine's own :class:`~llmrelay.core.attempts.AttemptRunner` logic: an
+:class:`EmbedRequest` is a ``ChatRequest`` (without messages), answered by an ``HttpBackend``
+over an embeddings adapter; the runner sees the engine's breakers, limiter, clock, sleep,
+retry policy and timeouts through a small host (``_EmbedHost``). A call's vectors all come from
+one model: when a candidate fails part-way, the next candidate embeds every input again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from ..catalog.costs import Cost, embedding_cost
+from ..errors import (
+    InvalidRequestError,
+    InvalidResponseError,
+    LLMRelayError,
+    shown,
+)
+from ..providers.backends import Backend, HttpBackend
+from ..providers.resolve import Target, resolve_target
+from ..providers.table import Deployment
+from ..transport.base import Timeouts
+from ..types import ChatRequest, Response, Usage, _kind
+from ..types.embeddings import EmbedBatch, Embeddings, EmbedRequest, float32_from_le_bytes
+from .attempts import AttemptRunner, BreakerSource
+from .call import _failure, _traced
+from .embed_checks import (
+    DEFAULT_CONCURRENCY,
+    Candidate,
+    batches,
+    candidate,
+    check_dimensions,
+    check_inputs,
+    check_tokens,
+    embed_adapter,
+    estimate_tokens_of,
+)
+from .layers import CallContext, CallRecord, CatalogLayer, LimiterLayer
+from .options import CallOptions
+from .retry import RetryPolicy
+from .routing import Chain, Plan
+from .trace import Attempt
+
+if TYPE_CHECKING:
+    from array import array
+
+    from .call import Call
+    from .engine import Engine
+
+__all__ = ["embed"]
+
+# --------------------------------------------------------------------------- the host
+
+
+class _Pricing:
+    """The runner's catalog for embeddings: prices from ``data/embeddings.json``."""
+
+    def prepare(
+        self, req: ChatRequest, dep: Deployment, *, strict_params: bool = False
+    ) -> ChatRequest:
+        return req  # the embeddings checks ran before the call (embed_checks.py)
+
+    def cost(self, dep: Deployment, usage: Usage) -> Cost:
+        return embedding_cost(dep.provider, dep.model, usage)
+
+
+_PRICING = _Pricing()
+
+
+class _EmbedHost:
+    """The engine's settings, as the attempt runner reads them, with embeddings backends."""
+
+    clock: Callable[[], float]
+    sleep: Callable[[float], Awaitable[Any]]
+    limiter: LimiterLayer | None
+    catalog: CatalogLayer | None
+    retry: RetryPolicy
+    timeouts: Timeouts
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._backends: dict[str, HttpBackend] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the engine's settings (once per call: changes apply to the next call)."""
+        e = self.engine
+        self.clock, self.sleep, self.limiter = e.clock, e.sleep, e.limiter
+        self.catalog = _PRICING if e.catalog is not None else None
+        self.retry, self.timeouts = e.retry, e.timeouts
+
+    @property
+    def breakers(self) -> BreakerSource | None:
+        return self.engine.breakers
+
+    def backend_for(self, dep: Deployment) -> Backend:
+        b = self._backends.get(dep.wire)
+        if b is None:
+            e = self.engine
+            b = self._backends[dep.wire] = HttpBackend(
+                embed_adapter(dep.wire),
+                e.transport,
+                max_response_bytes=e.max_response_bytes,
+                max_event_bytes=e.max_event_bytes,
+            )
+        return b
+
+
+_RUNNERS: weakref.WeakKeyDictionary[Engine, AttemptRunner] = weakref.WeakKeyDictionary()
+
+
+def _runner(engine: Engine) -> AttemptRunner:
+    r = _RUNNERS.get(engine)
+    if r is None:
+        r = _RUNNERS[engine] = AttemptRunner(_EmbedHost(engine))
+        r._budgets = engine.attempts._budgets  # one retry budget per deployment, shared
+    else:
+        cast(_EmbedHost, r.host).refresh()
+    return r
+
+
+# --------------------------------------------------------------------------- the call
+
+
+class _EmbedCall:
+    """One logical embeddings call (what the runner reads of a call: ``ctx`` and ``opts``)."""
+
+    __slots__ = ("ctx", "dimensions", "engine", "inputs", "opts", "runner", "settings")
+
+    def __init__(
+        self,
+        engine: Engine,
+        inputs: list[str],
+        dimensions: int | None,
+        opts: CallOptions,
+        settings: dict[str, Any],
+    ) -> None:
+        self.engine = engine
+        self.inputs = inputs
+        self.dimensions = dimensions
+        self.opts = opts
+        self.settings = settings
+        self.runner = _runner(engine)
+        self.ctx: CallContext
+
+    def request(self, inputs: list[str]) -> EmbedRequest:
+        s = self.settings
+        return EmbedRequest(
+            inputs,
+            self.dimensions,
+            tokens=estimate_tokens_of(inputs),
+            task_type=s.get("task_type"),
+            user=s.get("user"),
+            extra=s.get("extra"),
+        )
+
+    async def candidate(self, t: Target, c: Candidate, primary: bool) -> Embeddings:
+        """Every input embedded by ``t`` (cached inputs read from the cache)."""
+        engine, ctx, inputs = self.engine, self.ctx, self.inputs
+        try:
+            dep = engine.deployment(t, self.opts, primary)
+            if c.row is not None and not primary:
+                check_tokens(inputs, c.row)
+        except LLMRelayError as exc:
+            ctx.trace.append(
+                Attempt(t.label, "skipped", error=type(exc).__name__, reason=exc.message)
+            )
+            raise
+        n = len(inputs)
+        backend = self.runner.host.backend_for(dep)
+        cache = engine.cache if self.opts.use_cache is not False else None
+        keys: list[str | None] = []
+        found: dict[int, array[float]] = {}
+        if cache is not None:
+            keys = [cache.key(self.request([s]), dep, backend, ctx) for s in inputs]
+            for i, hit in enumerate(await _chunked([(cache.get, k) for k in keys], ctx)):
+                if hit is not None and hit.model == dep.model:
+                    found[i] = float32_from_le_bytes(base64.b64decode(hit.text))
+        todo = [i for i in range(n) if i not in found] if found else list(range(n))
+        got: list[EmbedBatch] = []
+        parts: list[list[int]] = []
+        if todo:
+            budget = engine.budget
+            if budget is not None:
+                whole = self.request([inputs[i] for i in todo])
+                ctx.reservation = await budget.reserve(whole, dep, ctx)
+            max_inputs = c.row.max_inputs if c.row else c.adapter.max_inputs
+            max_tokens = c.row.max_request_tokens if c.row else None
+            parts = batches(todo, inputs, max_inputs, max_tokens)
+            got = await self._send(dep, t, parts)
+        dim = got[0].dimensions if got else len(next(iter(found.values())))
+        for b in got:
+            if b.dimensions != dim:
+                raise InvalidResponseError(
+                    f"{dep.label} answered vectors of {b.dimensions} and {dim} dimensions in "
+                    "one call",
+                    provider=dep.provider,
+                    model=dep.model,
+                )
+        if not found:
+            data = got[0].data
+            for b in got[1:]:
+                data.extend(b.data)
+        else:
+            data = _assemble(n, dim, found, parts, got)
+        if cache is not None and not self.opts.no_store:
+            await self._store(cache, keys, parts, got, dep)
+        return Embeddings(
+            data,
+            dim,
+            model=dep.model,
+            provider=dep.provider,
+            alias=t.alias,
+            cache_hits=len(found),
+        )
+
+    async def _send(self, dep: Deployment, t: Target, parts: list[list[int]]) -> list[EmbedBatch]:
+        """The batches on ``dep``, at most ``concurrency`` at once, answers in order. The first
+        failure cancels the others and is raised."""
+        inputs, run = self.inputs, self.runner.run
+        call = cast("Call", self)  # the runner reads only ``ctx`` and ``opts`` of a call
+
+        async def one(idx: list[int]) -> EmbedBatch:
+            resp = await run(call, dep, self.request([inputs[i] for i in idx]), t)
+            batch = resp.object
+            assert isinstance(batch, EmbedBatch)
+            return batch
+
+        if len(parts) == 1:
+            return [await one(parts[0])]
+        limit = asyncio.Semaphore(int(self.settings.get("concurrency") or DEFAULT_CONCURRENCY))
+
+        async def bounded(idx: list[int]) -> EmbedBatch:
+            async with limit:
+                return await one(idx)
+
+        tasks = [asyncio.ensure_future(bounded(p)) for p in parts]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in tasks:
+            exc = task.exception()
+            if exc is not None:
+                raise exc
+        return [task.result() for task in tasks]
+
+    async def _store(
+        self,
+        cache: Any,
+        keys: list[str | None],
+        parts: list[list[int]],
+        got: list[EmbedBatch],
+        dep: Deployment,
+    ) -> None:
+        """Each freshly embedded input under its own key (the vector as base64 float32), with
+        its own estimated tokens and price (what a later hit saves, in the cache's stats)."""
+        from ..catalog.tokens import estimate_tokens
+
+        inputs, ctx = self.inputs, self.ctx
+        priced = self.engine.catalog is not None
+        puts: list[tuple[Callable[..., Awaitable[Any]], str | None, Response, CallContext]] = []
+        for idx, b in zip(parts, got, strict=True):
+            d = b.dimensions
+            for j, i in enumerate(idx):
+                key = keys[i]
+                if key is None:
+                    continue
+                vec = b.data[j * d : (j + 1) * d].tobytes()
+                usage = Usage(estimate_tokens(inputs[i]), estimated=True)
+                entry = Response(
+                    text=base64.b64encode(vec).decode("ascii"),
+                    finish_reason="stop",
+                    usage=usage,
+                    provider=dep.provider,
+                    model=dep.model,
+                )
+                usd = embedding_cost(dep.provider, dep.model, usage).usd if priced else None
+                own = Attempt(dep.label, "success", cost_usd=usd)
+                puts.append((cache.put, key, entry, dataclasses.replace(ctx, trace=[own])))
+        for at in range(0, len(puts), _CACHE_CHUNK):
+            await asyncio.gather(*(put(k, e, c) for put, k, e, c in puts[at : at + _CACHE_CHUNK]))
+
+    def record(self, result: Embeddings | None, exc: BaseException | None) -> None:
+        engine, ctx = self.engine, self.ctx
+        if engine.recorder is None:
+            return
+        if result is not None:
+            provider, model = result.provider, result.model
+        else:
+            last = next((a for a in reversed(ctx.trace) if a.outcome != "skipped"), None)
+            label = last.deployment if last else ""
+            provider, _, model = label.partition("/")
+        hit = result is not None and result.cache_hits == len(self.inputs)
+        engine.emit(
+            CallRecord(
+                trace_id=ctx.trace_id,
+                started_at=ctx.started_at,
+                alias=ctx.alias,
+                provider=provider,
+                model=model,
+                outcome=("cache_hit" if hit else "success")
+                if exc is None
+                else ("error" if isinstance(exc, Exception) else "cancelled"),
+                latency_s=engine.clock() - ctx.start,
+                usage=ctx.usage,
+                cost=ctx.cost,
+                attempts=list(ctx.trace),
+                error=type(exc).__name__ if exc is not None else None,
+                status=getattr(exc, "status", None),
+                cache_hit=hit,
+                tenant=ctx.tenant,
+                tags=dict(ctx.tags),
+            )
+        )
+
+
+#: Cache reads and writes in flight at once (one store round trip each).
+_CACHE_CHUNK = 64
+
+
+async def _chunked(
+    calls: list[tuple[Callable[[str, CallContext], Awaitable[Any]], str | None]],
+    ctx: CallContext,
+) -> list[Any]:
+    """``fn(key, ctx)`` for each (fn, key), ``_CACHE_CHUNK`` at a time, answers in order (None
+    for a None key)."""
+
+    async def none() -> None:
+        return None
+
+    out: list[Any] = []
+    for at in range(0, len(calls), _CACHE_CHUNK):
+        part = calls[at : at + _CACHE_CHUNK]
+        out += await asyncio.gather(*(fn(k, ctx) if k is not None else none() for fn, k in part))
+    return out
+
+
+def _assemble(
+    n: int,
+    dim: int,
+    found: dict[int, array[float]],
+    parts: list[list[int]],
+    got: list[EmbedBatch],
+) -> array[float]:
+    """Cached and fresh vectors, in input order."""
+    from array import array as _array
+
+    out = _array("f", bytes(4 * n * dim))
+    for i, vec in found.items():
+        if len(vec) != dim:
+            raise InvalidResponseError(
+                f"a cached vector has {len(vec)} dimensions, the fresh ones {dim}"
+            )
+        out[i * dim : (i + 1) * dim] = vec
+    for idx, b in zip(parts, got, strict=True):
+        for j, i in enumerate(idx):
+            out[i * dim : (i + 1) * dim] = b.data[j * dim : (j + 1) * dim]
+    return out
+
+
+def _plan(model: object, opts: CallOptions) -> Plan:
+    if isinstance(model, Target):
+        primary = model
+    elif isinstance(model, str):
+        primary = resolve_target(model)
+    else:
+        raise InvalidRequestError(
+            f"embed() needs a model name ('provider/model' or an alias) or a Target, not "
+            f"{_kind(model)}"
+        )
+    # Only the call's own fallbacks (or the alias's): the engine's default chain is of chat
+    # models.
+    return Plan.build(primary, opts.fallbacks, None, None)
+
+
+async def embed(
+    engine: Engine,
+    model: object,
+    inputs: object,
+    dimensions: object = None,
+    opts: CallOptions | None = None,
+    settings: dict[str, Any] | None = None,
+) -> Embeddings:
+    """Embed ``inputs`` with ``model`` through ``engine`` (see the module docstring)."""
+    texts = check_inputs(inputs)
+    dims = check_dimensions(dimensions)
+    opts = opts or CallOptions()
+    settings = settings or {}
+    conc = settings.get("concurrency")
+    if conc is not None and (type(conc) is not int or conc < 1):
+        raise InvalidRequestError(f"concurrency must be a positive whole number, not {shown(conc)}")
+    plan = _plan(model, opts)
+    targets = [plan.primary, *plan.fallbacks]
+    cands = {id(t): candidate(t, dims) for t in targets}
+    first = cands[id(plan.primary)]
+    for t in plan.fallbacks:
+        other = cands[id(t)].dimensions
+        if other is not None and first.dimensions is not None and other != first.dimensions:
+            raise InvalidRequestError(
+                f"the fallback {t.label} answers {other}-dimension vectors, "
+                f"{plan.primary.label} {first.dimensions}: vectors of different sizes cannot "
+                "be mixed; pass dimensions= both accept, or fall back to a model of the same "
+                "size"
+            )
+    if first.row is not None:
+        check_tokens(texts, first.row)
+    call = _EmbedCall(engine, texts, dims, opts, settings)
+    ctx = call.ctx = engine.context(plan, opts)
+    chain = Chain(plan)
+    result: Embeddings | None = None
+    try:
+        try:
+            for t in chain:
+                try:
+                    result = await call.candidate(t, cands[id(t)], t is plan.primary)
+                    break
+                except Exception as exc:
+                    if not chain.failed(exc):
+                        break
+            if result is None:
+                failure = _failure(chain.errors, ctx.trace)
+                chain.errors.clear()
+                raise failure
+        finally:
+            if ctx.reservation is not None:
+                budget = engine.budget
+                assert budget is not None
+                await budget.settle(ctx.reservation, ctx)
+    except BaseException as exc:
+        _traced(exc, ctx.trace)
+        call.record(None, exc)
+        raise
+    result.usage = ctx.usage
+    result.cost = ctx.cost
+    result.trace = ctx.trace
+    result.latency_s = engine.clock() - ctx.start
+    if result.cache_hits:
+        ctx.trace.append(
+            Attempt(
+                f"{result.provider}/{result.model}",
+                "cache_hit",
+                reason=f"{result.cache_hits} of {len(texts)} inputs served from the response cache",
+            )
+        )
+    call.record(result, None)
+    return result

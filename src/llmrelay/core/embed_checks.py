@@ -1,0 +1,246 @@
+"""Embeddings calls: their options and the checks made before anything is sent (inputs,
+model kinds, dimensions, token limits), and how inputs are cut into batches."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..catalog.embeddings import EmbeddingModel, embedding_model
+from ..errors import InvalidRequestError, LLMRelayError, UnsupportedCapabilityError, shown
+from ..providers.resolve import Target
+from ..providers.table import get_provider
+from ..types import _kind
+from .options import CallOptions
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "EMBED_OPTIONS",
+    "Candidate",
+    "batches",
+    "candidate",
+    "check_dimensions",
+    "check_inputs",
+    "check_tokens",
+    "embed_adapter",
+    "estimate_tokens_of",
+    "split_embed_kwargs",
+]
+
+#: Call options an embeddings call takes (the others are about chat).
+_CALL_OPTIONS = frozenset(
+    {
+        "api_key",
+        "base_url",
+        "headers",
+        "timeout",
+        "deadline",
+        "retries",
+        "retry",
+        "fallbacks",
+        "tenant",
+        "tags",
+        "use_cache",
+        "cache_ttl",
+        "no_store",
+        "wait_for_rate_limit",
+        "trace_id",
+    }
+)
+#: Embeddings options: Gemini's ``task_type``, OpenAI's ``user``, provider fields in
+#: ``extra``, and how many batches may be in flight at once.
+EMBED_OPTIONS = frozenset({"task_type", "user", "extra", "concurrency"})
+DEFAULT_CONCURRENCY = 4
+
+#: Wire adapter of chat -> its embeddings adapter (module, class).
+_ADAPTERS: dict[str, tuple[str, str]] = {
+    "openai_chat": ("openai_embeddings", "OpenAIEmbeddingsAdapter"),
+    "gemini": ("gemini_embeddings", "GeminiEmbeddingsAdapter"),
+}
+_ADAPTER_CACHE: dict[str, Any] = {}
+
+
+def embed_adapter(wire: str) -> Any:
+    """The embeddings adapter for a provider speaking ``wire`` (None when it has none)."""
+    a = _ADAPTER_CACHE.get(wire)
+    if a is None:
+        spec = _ADAPTERS.get(wire)
+        if spec is None:
+            return None
+        mod = importlib.import_module(f"llmrelay.providers.adapters.{spec[0]}")
+        a = _ADAPTER_CACHE[wire] = getattr(mod, spec[1])()
+    return a
+
+
+def split_embed_kwargs(kwargs: Mapping[str, Any]) -> tuple[CallOptions, dict[str, Any]]:
+    """Separate call options from embeddings options; reject every other name."""
+    opts: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for k, v in kwargs.items():
+        if k in _CALL_OPTIONS:
+            opts[k] = v
+        elif k in EMBED_OPTIONS:
+            extra[k] = v
+        else:
+            raise InvalidRequestError(
+                f"embed() takes no argument {k!r}. Embeddings options: "
+                f"{', '.join(sorted(EMBED_OPTIONS))}; call options: "
+                f"{', '.join(sorted(_CALL_OPTIONS))}; provider fields go in extra={{...}}"
+            )
+    return CallOptions(**opts), extra
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_inputs(inputs: object) -> list[str]:
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not isinstance(inputs, Sequence) or isinstance(inputs, bytes | bytearray):
+        raise InvalidRequestError(
+            f"inputs must be a list of strings (or one string), not {_kind(inputs)}"
+        )
+    out = inputs if isinstance(inputs, list) else list(inputs)
+    if not out:
+        raise InvalidRequestError("inputs is empty: give at least one text to embed")
+    try:
+        # At C speed: join refuses anything but str (subclasses included); "" is found by
+        # identity or equality. Only a failure walks the list to name the input.
+        "".join(out)
+        if "" not in out:
+            return out
+    except TypeError:
+        pass
+    for i, s in enumerate(out):
+        if not isinstance(s, str):
+            raise InvalidRequestError(
+                f"inputs[{i}] is of type {type(s).__name__}; every input must be a string "
+                "(embed text, not token ids or other objects)"
+            )
+        if not s:
+            raise InvalidRequestError(
+                f"inputs[{i}] is an empty string; providers refuse empty inputs: drop it or "
+                "embed a placeholder"
+            )
+    return out
+
+
+def check_dimensions(dimensions: object) -> int | None:
+    if dimensions is None:
+        return None
+    if type(dimensions) is not int or dimensions <= 0:
+        raise InvalidRequestError(
+            f"dimensions must be a positive whole number, not {shown(dimensions)}"
+        )
+    return dimensions
+
+
+@dataclass(slots=True)
+class Candidate:
+    """What the checks found out about one candidate model."""
+
+    adapter: Any
+    row: EmbeddingModel | None
+    #: The vector length this candidate will answer with (None: unknown).
+    dimensions: int | None
+
+
+def candidate(t: Target, dimensions: int | None) -> Candidate:
+    """Can ``t`` embed, with ``dimensions``? Raises a typed error naming the problem."""
+    label = f"{t.provider}/{t.model}"
+    adapter = embed_adapter(get_provider(t.provider).wire)
+    if adapter is None:
+        raise UnsupportedCapabilityError(
+            f"{label}: provider {t.provider!r} serves no embeddings API llmrelay speaks "
+            "(OpenAI-compatible /embeddings or Gemini embedContent); use an embedding model of "
+            "openai, azure, gemini, mistral, together, fireworks, ollama, vllm or lmstudio",
+            provider=t.provider,
+            model=t.model,
+            capability="embeddings",
+        )
+    row = embedding_model(t.provider, t.model)
+    if row is None and _is_chat_model(t):
+        raise UnsupportedCapabilityError(
+            f"{label} is a chat model, not an embedding model; embed with an embedding model "
+            "such as openai/text-embedding-3-small or gemini/gemini-embedding-001",
+            provider=t.provider,
+            model=t.model,
+            capability="embeddings",
+        )
+    if row is not None and dimensions is not None and not row.accepts(dimensions):
+        if row.min_dimensions is None:
+            allowed = f"only its full size, {row.dimensions}"
+        else:
+            allowed = f"{row.min_dimensions} to {row.dimensions}"
+        raise InvalidRequestError(
+            f"{label} cannot return {dimensions}-dimension vectors: it takes {allowed}; pass "
+            "another dimensions= or leave it out",
+            provider=t.provider,
+            model=t.model,
+        )
+    dims = dimensions if dimensions is not None else (row.dimensions if row else None)
+    return Candidate(adapter, row, dims)
+
+
+def _is_chat_model(t: Target) -> bool:
+    from ..catalog.model_registry import default_registry
+
+    try:
+        return default_registry().lookup(t.provider, t.model) is not None
+    except LLMRelayError:
+        return False
+
+
+def check_tokens(inputs: list[str], row: EmbeddingModel) -> None:
+    """Every input within the model's token limit (counted only past a length that cannot
+    exceed it: a token is at least one UTF-8 byte, a character at most four)."""
+    limit = row.max_input_tokens
+    safe = limit // 4
+    enc = row.tokenizer
+    if max(map(len, inputs)) <= safe:
+        return
+    for i, s in enumerate(inputs):
+        if len(s) <= safe:
+            continue
+        from ..catalog.tokens import count_tokens, estimate_tokens
+
+        n = count_tokens(s, encoding=enc) if enc else estimate_tokens(s)
+        if n > limit:
+            raise InvalidRequestError(
+                f"inputs[{i}] has {n} tokens; {row.label} embeds at most {limit} tokens per "
+                "input: split the text into smaller chunks",
+                provider=row.provider,
+                model=row.model,
+            )
+
+
+def estimate_tokens_of(inputs: list[str]) -> int:
+    """The rate limiter's and budget's estimate of some inputs' tokens (about 4 characters a
+    token, plus one per input)."""
+    return sum(map(len, inputs)) // 4 + len(inputs)
+
+
+def batches(
+    idx: list[int], inputs: list[str], max_inputs: int, max_tokens: int | None
+) -> list[list[int]]:
+    """``idx`` cut into batches of at most ``max_inputs`` inputs and, when the model caps a
+    request's tokens, at most that many (estimated high: 3 characters a token)."""
+    budget = max_tokens * 3 if max_tokens is not None else 0
+    if max_tokens is None or max(map(len, inputs)) * max_inputs + 3 * max_inputs <= budget:
+        # No batch of max_inputs inputs can reach the token cap: cut by count alone.
+        return [idx[i : i + max_inputs] for i in range(0, len(idx), max_inputs)]
+    out: list[list[int]] = []
+    cur: list[int] = []
+    used = 0
+    for i in idx:
+        n = len(inputs[i]) + 3
+        if cur and (len(cur) >= max_inputs or used + n > budget):
+            out.append(cur)
+            cur, used = [], 0
+        cur.append(i)
+        used += n
+    if cur:
+        out.append(cur)
+    return out
