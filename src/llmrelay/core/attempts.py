@@ -335,12 +335,20 @@ class AttemptRunner:
             except BaseException:
                 await self._abandoned(tr)
                 raise
-            await _succeeded(tr.breaker, tr.permit, tr.budget)
+            permit = tr.permit
+            if breaker is not None and permit is not None:
+                if breaker.asynchronous:
+                    await breaker.aon_success(permit)  # shared (Redis) breakers
+                else:
+                    breaker.on_success(permit)  # no coroutine for an in-process one
+            if tr.budget is not None:
+                tr.budget.on_success()
             limiter = host.limiter
             if limiter is not None:
                 await limiter.release(tr.lim, resp, resp.headers, None)
+            # (deployment, outcome, number, error, status, latency_s, backoff_s)
             attempt = Attempt(
-                dep.label, "success", tr.retries + 1, latency_s=clock() - tr.t0, backoff_s=tr.slept
+                dep.label, "success", tr.retries + 1, None, None, clock() - tr.t0, tr.slept
             )
             ctx.trace.append(attempt)
             self.account(dep, resp, ctx, attempt, req)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .engine import Engine
     from .structured import StructuredSpec
 
-__all__ = ["Call", "build_request"]
+__all__ = ["Call", "build_request", "traced"]
 
 logger = logging.getLogger("llmrelay.engine")
 
@@ -142,30 +142,59 @@ class Call:
             if engine.catalog is not None:
                 req = engine.catalog.prepare(req, dep)
         except LLMRelayError as exc:
-            self.ctx.trace.append(
-                Attempt(t.label, "skipped", error=type(exc).__name__, reason=exc.message)
-            )
+            self._skipped(t, exc)
             raise
         return dep, req
+
+    def _skipped(self, t: Target, exc: LLMRelayError) -> None:
+        self.ctx.trace.append(
+            Attempt(t.label, "skipped", error=type(exc).__name__, reason=exc.message)
+        )
+
+    def single(self) -> tuple[Deployment, ChatRequest, Target] | None:
+        """The deployment, request and target of the only candidate of a call without
+        fallbacks or budget, prepared (a failure carries the trace); None for other calls."""
+        plan = self.plan
+        engine = self.engine
+        if engine.budget is not None or plan.fallbacks or plan.context_window:
+            return None
+        if plan.content_filter:
+            return None
+        t = plan.primary
+        try:
+            dep, req = self.dep0, self.req0
+            if dep is None or req is None:
+                return (*self.prepare(t), t)
+            catalog = engine.catalog
+            if catalog is not None:  # ``prepare`` of the primary, inline
+                try:
+                    req = catalog.prepare(req, dep)
+                except LLMRelayError as exc:
+                    self._skipped(t, exc)
+                    raise
+        except Exception as exc:
+            traced(exc, self.ctx.trace)
+            raise
+        return dep, req, t
 
     async def candidates(self, attempt: AttemptFn[T]) -> tuple[T, Deployment, Target, ChatRequest]:
         """Walk the fallback chain until ``attempt`` succeeds; returns what it returned, with
         the deployment, target and request it succeeded on. Raises the call's failure when no
         candidate succeeds."""
         ctx = self.ctx
-        budget = self.engine.budget
-        plan = self.plan
-        if budget is None and not (plan.fallbacks or plan.context_window or plan.content_filter):
+        one = self.single()
+        if one is not None:
             # One candidate and no budget (most calls): the chain below, without its
             # bookkeeping. Its failure is the candidate's error, carrying the trace.
-            t = plan.primary
+            dep, req, t = one
             try:
-                dep, req = self.prepare(t)
                 out = await attempt(self, dep, req, t)
             except Exception as exc:
-                _traced(exc, ctx.trace)
+                traced(exc, ctx.trace)
                 raise
             return out, dep, t, req
+        budget = self.engine.budget
+        plan = self.plan
         chain = Chain(plan)
         for t in chain:
             try:
@@ -374,11 +403,11 @@ def _failure(errors: list[BaseException], trace: list[Attempt]) -> BaseException
             f"all {len(errors)} candidates failed",
             [e for e in errors if isinstance(e, Exception)],
         )
-    _traced(err, trace)
+    traced(err, trace)
     return err
 
 
-def _traced(err: BaseException, trace: list[Attempt]) -> None:
+def traced(err: BaseException, trace: list[Attempt]) -> None:
     """Attach the call's decision trace to its failure."""
     if isinstance(err, LLMRelayError):
         err.trace = trace
