@@ -100,8 +100,16 @@ class Call:
         """Start the call's clock and build its context, primary request and cache key (a
         streamed call begins when it is first iterated)."""
         self.ctx = self.engine.context(self.plan, self.opts)
-        self.req0 = build_request(self.plan.primary, self.msgs, self.params, self.stream)
-        self.cache_key = self._key()
+        if self.engine.cache is not None:  # else built when first needed (``primary_request``)
+            self.req0 = build_request(self.plan.primary, self.msgs, self.params, self.stream)
+            self.cache_key = self._key()
+
+    def primary_request(self) -> ChatRequest:
+        """The primary's request (built once)."""
+        req = self.req0
+        if req is None:
+            req = self.req0 = build_request(self.plan.primary, self.msgs, self.params, self.stream)
+        return req
 
     @property
     def reservation(self) -> Any:
@@ -135,8 +143,8 @@ class Call:
                 dep = self.dep0
             else:
                 dep = engine.deployment(t, self.opts, False)
-            if primary and self.req0 is not None:
-                req = self.req0
+            if primary:
+                req = self.primary_request()
             else:
                 req = build_request(t, self.msgs, self.params, self.stream)
             if engine.catalog is not None:
@@ -162,9 +170,12 @@ class Call:
             return None
         t = plan.primary
         try:
-            dep, req = self.dep0, self.req0
-            if dep is None or req is None:
-                return (*self.prepare(t), t)
+            dep = self.dep0
+            if dep is None:
+                return (*self.prepare(t), t)  # raises the primary's resolution error
+            # An open breaker answers first: before the request is built and checked.
+            engine.attempts.refuse_open(self, dep)
+            req = self.primary_request()
             catalog = engine.catalog
             if catalog is not None:  # ``prepare`` of the primary, inline
                 try:
@@ -320,8 +331,7 @@ class Call:
     def _prompt(self, req: ChatRequest | None = None) -> list[dict[str, Any]] | None:
         if not self.engine.log_content:
             return None
-        req = req or self.req0
-        assert req is not None
+        req = req or self.primary_request()
         return [m.to_dict() for m in req.messages]
 
     def record(self, resp: Response, dep: Deployment, req: ChatRequest | None = None) -> None:

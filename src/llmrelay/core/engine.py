@@ -170,7 +170,9 @@ class Engine:
 
     def plan(self, model: ModelRef, opts: CallOptions = NO_OPTIONS) -> Plan:
         """The call's primary target and fallback chains (raises on an unknown model)."""
-        if isinstance(model, Target):
+        if model.__class__ is str:
+            primary = resolve_target(model)
+        elif isinstance(model, Target):
             primary = model
         elif isinstance(model, str):
             primary = resolve_target(model)
