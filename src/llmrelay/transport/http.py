@@ -148,6 +148,8 @@ async def _read_limited(resp: aiohttp.ClientResponse, limit: int, where: str) ->
             resp.close()
             raise response_too_large(where, limit)
         chunks.append(data)
+        if content.at_eof():  # all read: no further readany to learn it
+            break
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
