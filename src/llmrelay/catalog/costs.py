@@ -140,6 +140,19 @@ class Rates:
         inp, out = self.input, self.output
         assert inp is not None
         assert out is not None
+        if not (u.cached_tokens or u.cache_write_tokens or u.reasoning_tokens):
+            # Most answers: the sums below with their zero terms left out (the same floats).
+            input_usd = u.input_tokens * inp
+            output_usd = u.output_tokens * out
+            return Cost(
+                input_usd + output_usd,
+                True,
+                input_usd,
+                output_usd,
+                0.0,
+                0.0,
+                estimated=u.estimated,
+            )
         cached = min(u.cached_tokens, u.input_tokens)
         written = min(u.cache_write_tokens, u.input_tokens - cached)
         fresh = u.input_tokens - cached - written

@@ -60,6 +60,8 @@ ALIAS_WARN_DAYS = 30
 EXACT_COUNT_THRESHOLD = 0.5
 #: Seconds a passed lifecycle check stays valid for a model.
 LIFECYCLE_RECHECK_S = 60.0
+#: The most tokens an image may count for (any provider's estimate).
+_MAX_IMAGE_TOKENS = max(IMAGE_TOKENS.values())
 
 
 @dataclass(slots=True, frozen=True)
@@ -173,7 +175,7 @@ class Catalog:
         chars = 0
         for m in req.messages:
             c = m.content
-            if isinstance(c, str):
+            if c.__class__ is str or isinstance(c, str):
                 chars += len(c)
             elif c is not None:
                 for part in c:
@@ -231,7 +233,7 @@ class Catalog:
         if window is not None:
             # A token is at least one UTF-8 byte and a character at most four bytes, so this
             # bound is never below the real count: most prompts end the check here.
-            bound = 4 * chars + images * max(IMAGE_TOKENS.values()) + 8 * len(req.messages) + 3
+            bound = 4 * chars + images * _MAX_IMAGE_TOKENS + 8 * len(req.messages) + 3
             if params.tools:
                 bound += 4 * sum(len(str(t.parameters)) + len(t.name) + 40 for t in params.tools)
             if bound + (max_tokens or 0) > window:

@@ -207,6 +207,24 @@ class AttemptRunner:
             await self.host.sleep(delay)
         return delay
 
+    def refuse_open(self, call: Call, dep: Deployment) -> None:
+        """Raise ``CircuitOpenError`` (booked in the trace) when the in-process breaker of
+        ``dep`` is open: asked before the request is checked against the catalog, so a refused
+        call costs little. A breaker that admits (closed, or a probe when half-open) is left as
+        it was; the attempt asks it again."""
+        breakers = self.host.breakers
+        if breakers is None:
+            return
+        breaker = breakers.get(dep.key)
+        if breaker.asynchronous or breaker.state != "open":
+            return
+        try:
+            permit = breaker.acquire()
+        except CircuitOpenError as exc:
+            _book_refusal(call.ctx, dep, exc)
+            raise
+        breaker.release(permit)  # opened long enough ago: the attempt takes the probe
+
     def _admit_now(self, tr: _Try) -> None:
         """``_admit`` without awaiting: an in-process breaker (or none) and no rate limiter."""
         breaker = tr.breaker
@@ -335,12 +353,20 @@ class AttemptRunner:
             except BaseException:
                 await self._abandoned(tr)
                 raise
-            await _succeeded(tr.breaker, tr.permit, tr.budget)
+            permit = tr.permit
+            if breaker is not None and permit is not None:
+                if breaker.asynchronous:
+                    await breaker.aon_success(permit)  # shared (Redis) breakers
+                else:
+                    breaker.on_success(permit)  # no coroutine for an in-process one
+            if tr.budget is not None:
+                tr.budget.on_success()
             limiter = host.limiter
             if limiter is not None:
                 await limiter.release(tr.lim, resp, resp.headers, None)
+            # (deployment, outcome, number, error, status, latency_s, backoff_s)
             attempt = Attempt(
-                dep.label, "success", tr.retries + 1, latency_s=clock() - tr.t0, backoff_s=tr.slept
+                dep.label, "success", tr.retries + 1, None, None, clock() - tr.t0, tr.slept
             )
             ctx.trace.append(attempt)
             self.account(dep, resp, ctx, attempt, req)
@@ -451,16 +477,23 @@ class AttemptRunner:
 
 
 def _refused(tr: _Try, exc: CircuitOpenError) -> None:
-    """Book a breaker's refusal: the error names the deployment; the trace says why."""
-    dep = tr.dep
+    _book_refusal(tr.ctx, tr.dep, exc, tr)
+
+
+def _book_refusal(
+    ctx: CallContext, dep: Deployment, exc: CircuitOpenError, tr: _Try | None = None
+) -> None:
+    """Book a breaker's refusal: the error names the deployment; the trace says why (``tr``:
+    the attempts so far on ``dep``; None before the first)."""
+    number, slept = (tr.retries + 1, tr.slept) if tr is not None else (1, 0.0)
     exc.provider, exc.model = dep.provider, dep.model
-    tr.ctx.trace.append(
+    ctx.trace.append(
         Attempt(
             dep.label,
             "skipped",
-            tr.retries + 1,
+            number,
             "CircuitOpenError",
-            backoff_s=tr.slept,
+            backoff_s=slept,
             reason=f"breaker open, retry after {exc.retry_after or 0:.1f}s",
         )
     )

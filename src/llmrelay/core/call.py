@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .engine import Engine
     from .structured import StructuredSpec
 
-__all__ = ["Call", "build_request"]
+__all__ = ["Call", "build_request", "traced"]
 
 logger = logging.getLogger("llmrelay.engine")
 
@@ -101,8 +101,16 @@ class Call:
         """Start the call's clock and build its context, primary request and cache key (a
         streamed call begins when it is first iterated)."""
         self.ctx = self.engine.context(self.plan, self.opts)
-        self.req0 = build_request(self.plan.primary, self.msgs, self.params, self.stream)
-        self.cache_key = self._key()
+        if self.engine.cache is not None:  # else built when first needed (``primary_request``)
+            self.req0 = build_request(self.plan.primary, self.msgs, self.params, self.stream)
+            self.cache_key = self._key()
+
+    def primary_request(self) -> ChatRequest:
+        """The primary's request (built once)."""
+        req = self.req0
+        if req is None:
+            req = self.req0 = build_request(self.plan.primary, self.msgs, self.params, self.stream)
+        return req
 
     @property
     def reservation(self) -> Any:
@@ -136,8 +144,8 @@ class Call:
                 dep = self.dep0
             else:
                 dep = engine.deployment(t, self.opts, False)
-            if primary and self.req0 is not None:
-                req = self.req0
+            if primary:
+                req = self.primary_request()
             else:
                 req = build_request(t, self.msgs, self.params, self.stream)
             catalog = engine.catalog
@@ -148,30 +156,66 @@ class Call:
                     req = catalog.prepare(req, dep)
             dep = choose_api(dep, req, self.opts.api, primary)
         except LLMRelayError as exc:
-            self.ctx.trace.append(
-                Attempt(t.label, "skipped", error=type(exc).__name__, reason=exc.message)
-            )
+            self._skipped(t, exc)
             raise
         return dep, req
+
+    def _skipped(self, t: Target, exc: LLMRelayError) -> None:
+        self.ctx.trace.append(
+            Attempt(t.label, "skipped", error=type(exc).__name__, reason=exc.message)
+        )
+
+    def single(self) -> tuple[Deployment, ChatRequest, Target] | None:
+        """The deployment, request and target of the only candidate of a call without
+        fallbacks or budget, prepared (a failure carries the trace); None for other calls."""
+        plan = self.plan
+        engine = self.engine
+        if engine.budget is not None or plan.fallbacks or plan.context_window:
+            return None
+        if plan.content_filter:
+            return None
+        t = plan.primary
+        try:
+            dep = self.dep0
+            if dep is None:
+                return (*self.prepare(t), t)  # raises the primary's resolution error
+            # An open breaker answers first: before the request is built and checked.
+            engine.attempts.refuse_open(self, dep)
+            req = self.primary_request()
+            catalog = engine.catalog
+            try:  # ``prepare`` of the primary, inline
+                if catalog is not None:
+                    if self.opts.strict_params:
+                        req = catalog.prepare(req, dep, strict_params=True)
+                    else:
+                        req = catalog.prepare(req, dep)
+                dep = choose_api(dep, req, self.opts.api, True)
+            except LLMRelayError as exc:
+                self._skipped(t, exc)
+                raise
+        except Exception as exc:
+            traced(exc, self.ctx.trace)
+            raise
+        return dep, req, t
 
     async def candidates(self, attempt: AttemptFn[T]) -> tuple[T, Deployment, Target, ChatRequest]:
         """Walk the fallback chain until ``attempt`` succeeds; returns what it returned, with
         the deployment, target and request it succeeded on. Raises the call's failure when no
         candidate succeeds."""
         ctx = self.ctx
-        budget = self.engine.budget
-        plan = self.plan
-        if budget is None and not (plan.fallbacks or plan.context_window or plan.content_filter):
+        one = self.single()
+        if one is not None:
             # One candidate and no budget (most calls): the chain below, without its
             # bookkeeping. Its failure is the candidate's error, carrying the trace.
-            t = plan.primary
+            dep, req, t = one
             try:
-                dep, req = self.prepare(t)
                 out = await attempt(self, dep, req, t)
             except Exception as exc:
-                _traced(exc, ctx.trace)
+                traced(exc, ctx.trace)
                 raise
             return out, dep, t, req
+        budget = self.engine.budget
+        plan = self.plan
         chain = Chain(plan)
         for t in chain:
             try:
@@ -297,8 +341,7 @@ class Call:
     def _prompt(self, req: ChatRequest | None = None) -> list[dict[str, Any]] | None:
         if not self.engine.log_content:
             return None
-        req = req or self.req0
-        assert req is not None
+        req = req or self.primary_request()
         return [m.to_dict() for m in req.messages]
 
     def record(self, resp: Response, dep: Deployment, req: ChatRequest | None = None) -> None:
@@ -380,11 +423,11 @@ def _failure(errors: list[BaseException], trace: list[Attempt]) -> BaseException
             f"all {len(errors)} candidates failed",
             [e for e in errors if isinstance(e, Exception)],
         )
-    _traced(err, trace)
+    traced(err, trace)
     return err
 
 
-def _traced(err: BaseException, trace: list[Attempt]) -> None:
+def traced(err: BaseException, trace: list[Attempt]) -> None:
     """Attach the call's decision trace to its failure."""
     if isinstance(err, LLMRelayError):
         err.trace = trace

@@ -37,7 +37,7 @@ from ..transport.base import Timeouts
 from ..types import ChatRequest, Response, Usage, _kind
 from ..types.embeddings import EmbedBatch, Embeddings, EmbedRequest, float32_from_le_bytes
 from .attempts import AttemptRunner, BreakerSource
-from .call import _failure, _traced
+from .call import _failure, traced
 from .embed_checks import (
     DEFAULT_CONCURRENCY,
     Candidate,
@@ -445,7 +445,7 @@ async def embed(
                 assert budget is not None
                 await budget.settle(ctx.reservation, ctx)
     except BaseException as exc:
-        _traced(exc, ctx.trace)
+        traced(exc, ctx.trace)
         call.record(None, exc)
         raise
     result.usage = ctx.usage

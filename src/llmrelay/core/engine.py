@@ -30,7 +30,7 @@ from ..catalog.provider_registry import ProviderRegistry, default_providers
 from ..errors import InvalidRequestError, LLMRelayError, UnknownModelError
 from ..providers.backends import Backend, HttpBackend, get_adapter, size_limit
 from ..providers.resolve import Target, resolve_target, to_deployment
-from ..providers.table import Deployment
+from ..providers.table import PROVIDERS, Deployment
 from ..reliability.breaker import BreakerRegistry
 from ..transport.base import (
     DEFAULT_MAX_EVENT_BYTES,
@@ -40,7 +40,7 @@ from ..transport.base import (
 )
 from ..types import GenerationParams, Message, MessagesInput, Response, normalize_messages
 from .attempts import AttemptRunner, Breaker
-from .call import Call
+from .call import Call, traced
 from .layers import (
     BudgetLayer,
     CacheLayer,
@@ -143,6 +143,8 @@ class Engine:
         #: Store prompts and answers in the request log (off by default).
         self.log_content = log_content
         self._http_backends: dict[str, HttpBackend] = {}
+        #: (id(target), api_key, base_url) -> (target, deployment), see ``deployment``.
+        self._deployments: dict[tuple[int, Any, Any], tuple[Target, Deployment]] = {}
         self._recorder_failed = False
         #: The attempts on one deployment (breaker, deadline, rate limit, retries); owned.
         self.attempts = AttemptRunner(self, retry_budget=retry_budget)
@@ -203,7 +205,9 @@ class Engine:
 
     def plan(self, model: ModelRef, opts: CallOptions = NO_OPTIONS) -> Plan:
         """The call's primary target and fallback chains (raises on an unknown model)."""
-        if isinstance(model, Target):
+        if model.__class__ is str:
+            primary = self.resolve(model) if self._own_specs else resolve_target(model)
+        elif isinstance(model, Target):
             primary = model
         elif isinstance(model, str):
             primary = self.resolve(model)
@@ -218,6 +222,15 @@ class Engine:
         fallbacks = opts.fallbacks
         if fallbacks is None and not primary.fallbacks and self.fallbacks:
             fallbacks = self.fallbacks
+        if not (
+            fallbacks
+            or (fallbacks is None and primary.fallbacks)
+            or opts.context_window_fallbacks
+            or opts.content_filter_fallbacks
+            or (opts.context_window_fallbacks is None and self.context_window_fallbacks)
+            or (opts.content_filter_fallbacks is None and self.content_filter_fallbacks)
+        ):
+            return Plan(primary, [], [], [])  # one candidate (most calls): nothing to resolve
         return Plan.build(
             primary,
             fallbacks,
@@ -260,11 +273,31 @@ class Engine:
         """The deployment of target ``t`` for a call."""
         # Call-level key/base URL apply to the primary only: fallbacks are other deployments.
         spec = self.providers.spec_for(t.provider) if self._own_specs else None
-        if primary:
+        if not primary:
+            return to_deployment(t, headers=opts.headers, spec=spec)
+        api_key, base_url = opts.api_key, opts.base_url
+        if (
+            spec is not None
+            or opts.headers
+            or not (api_key or t.api_key)
+            or not (base_url or t.base_url)
+        ):
+            # The environment (or the client's own provider registry) may supply the key or
+            # URL: read it on every call.
             return to_deployment(
-                t, api_key=opts.api_key, base_url=opts.base_url, headers=opts.headers, spec=spec
+                t, api_key=api_key, base_url=base_url, headers=opts.headers, spec=spec
             )
-        return to_deployment(t, headers=opts.headers, spec=spec)
+        # Key and URL given: nothing comes from the environment, so the same target, key and
+        # URL give the same deployment (while the provider's row is the same).
+        ck = (id(t), api_key, base_url)
+        hit = self._deployments.get(ck)
+        if hit is not None and hit[0] is t and PROVIDERS.get(t.provider) is hit[1].spec:
+            return hit[1]
+        dep = to_deployment(t, api_key=api_key, base_url=base_url)
+        if len(self._deployments) >= 256:
+            self._deployments.clear()
+        self._deployments[ck] = (t, dep)
+        return dep
 
     def context(self, plan: Plan, opts: CallOptions) -> CallContext:
         """A new call's context: its trace id, start time and deadline."""
@@ -319,7 +352,16 @@ class Engine:
             if hit is not None and (spec is None or validates(spec, hit)):
                 return call.serve_hit(hit)
         try:
-            resp, dep, t, _ = await call.candidates(self.attempts.run)
+            one = call.single()
+            if one is not None:  # one candidate: its attempts, without the candidates' walk
+                dep, req, t = one
+                try:
+                    resp = await self.attempts.run(call, dep, req, t)
+                except Exception as exc:
+                    traced(exc, ctx.trace)
+                    raise
+            else:
+                resp, dep, t, _ = await call.candidates(self.attempts.run)
             if spec is not None:
                 resp, dep, t = await call.structured(resp, dep, t)
             call.finish(resp, t)

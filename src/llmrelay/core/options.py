@@ -20,7 +20,7 @@ from ..providers.resolve import Target
 from ..providers.table import Secret
 from ..state.base import check_ttl
 from ..transport.base import Timeouts
-from ..types import PARAM_NAMES, GenerationParams, build_params
+from ..types import NO_PARAMS, PARAM_NAMES, GenerationParams, build_params
 from .retry import RetryPolicy
 
 __all__ = [
@@ -237,8 +237,30 @@ OPTION_NAMES = frozenset(f.name for f in fields(CallOptions))
 NO_OPTIONS = CallOptions()
 
 
+#: kwargs (as items) -> their split, for calls whose keyword values are all strings or None
+#: (``api_key``, ``base_url``, ``tenant`` ...): the same arguments give the same (unchanged)
+#: options, checked once instead of on every call.
+_SPLITS: dict[tuple[tuple[str, Any], ...], tuple[GenerationParams, CallOptions]] = {}
+
+
 def split_kwargs(kwargs: dict[str, Any]) -> tuple[GenerationParams, CallOptions]:
     """Separate generation parameters from call options; reject unknown names."""
+    if not kwargs:
+        return NO_PARAMS, NO_OPTIONS
+    for v in kwargs.values():
+        if v is not None and v.__class__ is not str:
+            return _split(kwargs)
+    key = tuple(kwargs.items())
+    hit = _SPLITS.get(key)
+    if hit is None:
+        hit = _split(kwargs)
+        if len(_SPLITS) >= 256:  # one-off values (trace ids): keep this bounded
+            _SPLITS.clear()
+        _SPLITS[key] = hit
+    return hit
+
+
+def _split(kwargs: dict[str, Any]) -> tuple[GenerationParams, CallOptions]:
     params: dict[str, Any] = {}
     opts: dict[str, Any] = {}
     for k, v in kwargs.items():

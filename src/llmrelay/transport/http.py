@@ -148,6 +148,8 @@ async def _read_limited(resp: aiohttp.ClientResponse, limit: int, where: str) ->
             resp.close()
             raise response_too_large(where, limit)
         chunks.append(data)
+        if content.at_eof():  # all read: no further readany to learn it
+            break
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
@@ -219,11 +221,22 @@ class AiohttpTransport:
         # Loops of several threads (the sync bridge) may add and drop sessions concurrently.
         self._lock = threading.Lock()
         self._timeouts: dict[tuple[Timeouts, bool], aiohttp.ClientTimeout] = {}
+        #: The loop and session of the last call (most calls come from the same loop): the
+        #: loop by weak reference, so a finished loop is not kept.
+        self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], aiohttp.ClientSession] | None = (
+            None
+        )
+        #: The non-streamed timeouts of the last call and their aiohttp form.
+        self._last_timeout: tuple[Timeouts, aiohttp.ClientTimeout] | None = None
 
     async def _session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0]() is loop and not last[1].closed:
+            return last[1]  # the loop of the previous call (no weak-dictionary look-up)
         entry = self._sessions.get(loop)
         if entry is not None and not entry[0].closed:
+            self._last = (weakref.ref(loop), entry[0])
             return entry[0]
         connector = aiohttp.TCPConnector(
             limit=self._limit,
@@ -247,11 +260,15 @@ class AiohttpTransport:
                 del self._sessions[stale]
             self._sessions[loop] = (session, closer)
         await closer.__anext__()
+        self._last = (weakref.ref(loop), session)
         return session
 
     def _timeout(self, t: Timeouts, stream: bool = False) -> aiohttp.ClientTimeout:
         """aiohttp's timeout for ``t``. A read timeout that cannot fire before the total one is
         left out of non-streamed requests: each read timeout costs aiohttp a timer per read."""
+        last = self._last_timeout
+        if not stream and last is not None and last[0] is t:
+            return last[1]
         key = (t, stream)
         ct = self._timeouts.get(key)
         if ct is None:
@@ -262,6 +279,8 @@ class AiohttpTransport:
             if len(self._timeouts) >= 64:  # deadlines make one-off values: keep this bounded
                 self._timeouts.clear()
             self._timeouts[key] = ct
+        if not stream:
+            self._last_timeout = (t, ct)
         return ct
 
     async def send(self, request: HttpRequest, timeouts: Timeouts) -> HttpResponse:
@@ -320,6 +339,7 @@ class AiohttpTransport:
     async def aclose(self) -> None:
         """Close the session of the running loop (other loops close with their loop)."""
         loop = asyncio.get_running_loop()
+        self._last = None
         with self._lock:
             entry = self._sessions.pop(loop, None)
         if entry is not None:

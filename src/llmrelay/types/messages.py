@@ -379,6 +379,23 @@ class Message(_Dumpable):
         return "".join(p.text for p in c if isinstance(p, TextPart))
 
 
+_new_message = object.__new__
+
+
+def plain_message(role: str, content: str) -> Message:
+    """``Message(role, content)`` for a role and text already checked (``role`` in ``_ROLES``
+    and not ``tool``, ``content`` a ``str``): the same object, without the checks. Every field
+    is set here; ``tests/types`` holds it equal to ``Message(role, content)``."""
+    m: Message = _new_message(Message)
+    m.role = role  # type: ignore[assignment]
+    m.content = content
+    m.name = None
+    m.tool_calls = None
+    m.tool_call_id = None
+    m.is_error = None
+    return m
+
+
 @dataclass(slots=True)
 class Tool(_Dumpable):
     """A function the model may call. ``parameters`` is a JSON schema object."""

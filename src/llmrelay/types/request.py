@@ -27,6 +27,7 @@ from .messages import (
     ToolCall,
     _json_default,
     _kind,
+    plain_message,
 )
 from .params import PARAM_NAMES, GenerationParams
 
@@ -111,6 +112,10 @@ def normalize_messages(messages: MessagesInput, system: str | None = None) -> li
     Accepts OpenAI-shaped dicts (``image_url`` parts, ``function`` tool calls). Raises
     ``InvalidRequestError`` naming the bad message and what is wrong with it.
     """
+    if messages.__class__ is list and not system and messages:
+        plain = _plain_messages(messages)
+        if plain is not None:
+            return plain
     out: list[Message] = []
     if system:
         if not isinstance(system, str):
@@ -154,7 +159,7 @@ def normalize_messages(messages: MessagesInput, system: str | None = None) -> li
             and len(m) == 2
             and role != "tool"
         ):
-            out.append(Message(role, content))  # type: ignore[arg-type]  # the common case
+            out.append(plain_message(role, content))  # the common case, checked just above
             continue
         try:
             out.append(_message_from_mapping(m))
@@ -163,6 +168,26 @@ def normalize_messages(messages: MessagesInput, system: str | None = None) -> li
     if n == 0:
         raise InvalidRequestError("messages is empty; pass at least one message or a prompt")
     return out
+
+
+def _plain_messages(messages: list[Any]) -> list[Message] | None:
+    """The messages of the most common call, a list of ``{"role": ..., "content": "text"}``
+    dicts (not ``tool``), as ``Message`` objects; None when any item is anything else (then
+    ``normalize_messages`` checks every item and names what is wrong)."""
+    out: list[Message] = []
+    for m in messages:
+        if m.__class__ is not dict or len(m) != 2:
+            return None
+        role = m.get("role")
+        content = m.get("content")
+        if role.__class__ is not str or role not in _PLAIN_ROLES or content.__class__ is not str:
+            return None
+        out.append(plain_message(role, content))
+    return out
+
+
+#: The roles of a message that needs nothing but its text.
+_PLAIN_ROLES = _ROLES - {"tool"}
 
 
 def _b64(data: Any, what: str) -> Any:

@@ -120,9 +120,38 @@ def encode_body(body: Mapping[str, Any], req: ChatRequest, dep: Deployment) -> b
         ) from None
 
 
+class _Facts:
+    """What the adapters derive from one deployment, once (a deployment is immutable): its
+    secrets and, per auth style, the headers that carry them."""
+
+    __slots__ = ("auth_headers", "dep", "secrets")
+
+    def __init__(self, dep: Deployment) -> None:
+        self.dep = dep
+        self.secrets = _find_secrets(dep)
+        self.auth_headers: dict[str, dict[str, str]] = {}
+
+
+#: id(deployment) -> its facts (the entry holds the deployment, so the id is not reused).
+_FACTS: dict[int, _Facts] = {}
+
+
+def _facts(dep: Deployment) -> _Facts:
+    f = _FACTS.get(id(dep))
+    if f is None or f.dep is not dep:
+        if len(_FACTS) >= 1024:  # deployments are reused (make_deployment): keep this bounded
+            _FACTS.clear()
+        f = _FACTS[id(dep)] = _Facts(dep)
+    return f
+
+
 def secrets_of(dep: Deployment) -> tuple[str, ...]:
     """The deployment's secrets: its API key and the values of credential headers it sends
-    (a token after ``Bearer``/``Basic`` counts on its own too). Only error paths call this."""
+    (a token after ``Bearer``/``Basic`` counts on its own too); found once per deployment."""
+    return _facts(dep).secrets
+
+
+def _find_secrets(dep: Deployment) -> tuple[str, ...]:
     out: list[str] = []
     key = dep.api_key.get() if dep.api_key else None
     if key:
@@ -193,15 +222,22 @@ def redact_headers(headers: Mapping[str, str], dep: Deployment) -> dict[str, str
 def scrub_answer(resp: Response, dep: Deployment) -> Response:
     """Remove the deployment's secrets from the strings a successful answer copies from the
     provider and that reach metrics labels, request logs, traces and errors: ``model``, ``id``,
-    ``raw_finish_reason``, ``request_id``. Free when the deployment has no secret; a ``model``
-    equal to the one asked for is not searched."""
-    if not (dep.api_key or dep.headers or (dep.spec is not None and dep.spec.extra_headers)):
-        return resp
-    secrets = secrets_of(dep)
+    ``raw_finish_reason``, ``request_id``. Cheap when the deployment has no secret (its
+    secrets are found once per deployment); a ``model`` equal to the one asked for is not
+    searched."""
+    secrets = _facts(dep).secrets
     if not secrets:
         return resp
-    if resp.model and resp.model != dep.model:
-        resp.model = _redact(resp.model, secrets)
+    model = resp.model
+    # One search of the four strings together; a secret found goes field by field below.
+    blob = f"{model}\0{resp.id}\0{resp.raw_finish_reason}\0{resp.request_id}"
+    for s in secrets:
+        if s in blob:
+            break
+    else:
+        return resp
+    if model and model != dep.model:
+        resp.model = _redact(model, secrets)
     if resp.id:
         resp.id = _redact(resp.id, secrets)
     if resp.raw_finish_reason:
@@ -291,8 +327,8 @@ def answer_request_id(headers: Mapping[str, str], dep: Deployment) -> str | None
     """The request id of a successful answer; ``[REDACTED]`` when it holds a secret (errors and
     logs quote it, e.g. ``StructuredOutputError``)."""
     rid = request_id_from(headers)
-    if rid and (dep.api_key or dep.headers or (dep.spec is not None and dep.spec.extra_headers)):
-        for s in secrets_of(dep):
+    if rid:
+        for s in _facts(dep).secrets:
             if s in rid:
                 return REDACTED
     return rid
@@ -415,7 +451,9 @@ def invalid(
 
 def as_int(v: Any) -> int:
     """A token count from a provider answer; anything odd counts as 0."""
-    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
+    if v.__class__ is int:  # what JSON decoding gives: no isinstance checks
+        return v if v >= 0 else 0
+    return v if v is not None and isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
 
 
 # --------------------------------------------------------------------------- shared by adapters
@@ -540,16 +578,23 @@ def json_schema_format(rf: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mappin
 def send_headers(headers: dict[str, str], dep: Deployment, auth: AuthStyle) -> dict[str, str]:
     """``headers`` plus the deployment's key sent the ``auth`` way (``bearer``: an
     ``Authorization: Bearer`` header; ``none``: not sent; any other style names the header),
-    then the provider's extra headers and the deployment's own, which win."""
-    key = dep.api_key.get() if dep.api_key else None
-    if key and auth != "none":
-        if auth == "bearer":
-            headers["authorization"] = "Bearer " + key
-        else:
-            headers[auth] = key
-    spec = dep.spec
-    if spec is not None and spec.extra_headers:
-        headers.update(spec.extra_headers)
-    if dep.headers:
-        headers.update(dep.headers)
+    then the provider's extra headers and the deployment's own, which win. What the
+    deployment adds is built once per deployment and auth style."""
+    facts = _facts(dep)
+    added = facts.auth_headers.get(auth)
+    if added is None:
+        added = {}
+        key = dep.api_key.get() if dep.api_key else None
+        if key and auth != "none":
+            if auth == "bearer":
+                added["authorization"] = "Bearer " + key
+            else:
+                added[auth] = key
+        spec = dep.spec
+        if spec is not None and spec.extra_headers:
+            added.update(spec.extra_headers)
+        if dep.headers:
+            added.update(dep.headers)
+        facts.auth_headers[auth] = added
+    headers.update(added)
     return headers

@@ -76,23 +76,26 @@ _FILTER_CODES = ("content_filter", "content_policy_violation", "responsibleaipol
 def usage_from(u: Any) -> Usage:
     if not isinstance(u, dict):
         return make_usage()
-    ptd = u.get("prompt_tokens_details")
-    ctd = u.get("completion_tokens_details")
+    get = u.get
+    ptd = get("prompt_tokens_details")
+    ctd = get("completion_tokens_details")
     cached = written = 0
-    if isinstance(ptd, dict):
+    if ptd.__class__ is dict:
         cached = as_int(ptd.get("cached_tokens"))
         # OpenRouter: tokens written to the prompt cache, part of prompt_tokens like
         # cached_tokens (its "Usage Accounting" page); OpenAI and DeepSeek report none.
         written = as_int(ptd.get("cache_write_tokens"))
     if not cached:
-        cached = as_int(u.get("prompt_cache_hit_tokens"))  # DeepSeek
-    reasoning = as_int(ctd.get("reasoning_tokens")) if isinstance(ctd, dict) else 0
-    return make_usage(
-        input_tokens=as_int(u.get("prompt_tokens")),
-        output_tokens=as_int(u.get("completion_tokens")),
-        cached_tokens=cached,
-        reasoning_tokens=reasoning,
-        cache_write_tokens=written,
+        cached = as_int(get("prompt_cache_hit_tokens"))  # DeepSeek
+    reasoning = as_int(ctd.get("reasoning_tokens")) if ctd.__class__ is dict else 0
+    inp = get("prompt_tokens")
+    out = get("completion_tokens")
+    return Usage(  # (input, output, cached, cache_write, reasoning); as_int, inline when int
+        inp if inp.__class__ is int and inp >= 0 else as_int(inp),
+        out if out.__class__ is int and out >= 0 else as_int(out),
+        cached,
+        written,
+        reasoning,
     )
 
 

@@ -1,0 +1,127 @@
+"""The lean per-call path (issue 9 item 7) keeps every behaviour of the full one: the plain
+message, the cached split of keyword arguments, the open breaker asked before the catalog,
+and the secrets found once per deployment."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+import llmrelay
+from llmrelay.core.options import split_kwargs
+from llmrelay.errors import (
+    CircuitOpenError,
+    InvalidRequestError,
+    ServerError,
+    UnsupportedCapabilityError,
+)
+from llmrelay.providers.adapters.base import scrub_answer, secrets_of, send_headers
+from llmrelay.providers.table import make_deployment
+from llmrelay.testing.fake import FakeUpstream
+from llmrelay.types import ImagePart, Message, Response, TextPart, normalize_messages
+from llmrelay.types.messages import plain_message
+
+from ..conftest import CANARY_KEY
+
+MODEL = "openai/gpt-4.1-mini"
+#: In the catalog, without vision, not deprecated (Groq speaks the OpenAI wire).
+NO_VISION = "groq/openai/gpt-oss-20b"
+
+
+def test_plain_message_is_the_checked_message_with_every_field_set() -> None:
+    for role in ("system", "developer", "user", "assistant"):
+        fast, full = plain_message(role, "hi"), Message(role, "hi")  # type: ignore[arg-type]
+        assert fast == full
+        for f in dataclasses.fields(Message):  # a new field must be set by plain_message too
+            assert getattr(fast, f.name) == getattr(full, f.name), f.name
+
+
+def test_plain_dict_messages_take_the_fast_path_and_odd_ones_the_checked_one() -> None:
+    msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+    assert normalize_messages(msgs) == [Message("system", "s"), Message("user", "u")]
+    with pytest.raises(InvalidRequestError, match="needs the `tool_call_id`"):
+        normalize_messages([{"role": "tool", "content": "x"}])
+    with pytest.raises(InvalidRequestError, match="is not one of"):
+        normalize_messages([{"role": "robot", "content": "x"}])
+    with pytest.raises(InvalidRequestError):
+        normalize_messages([{"role": ["user"], "content": "x"}])  # unhashable role
+
+
+def test_split_kwargs_reuses_the_split_of_string_arguments_only() -> None:
+    kw = {"api_key": CANARY_KEY, "base_url": "http://h.test/v1"}
+    first = split_kwargs(dict(kw))
+    assert split_kwargs(dict(kw)) is first  # the same (unchanged) options object
+    assert first[1].api_key == CANARY_KEY
+    # Other values are split (and checked) on every call.
+    a = split_kwargs({"temperature": 0.5})
+    assert split_kwargs({"temperature": 0.5}) is not a
+    with pytest.raises(InvalidRequestError, match="temperature"):
+        split_kwargs({"temperature": True})
+    with pytest.raises(InvalidRequestError, match="unknown argument"):
+        split_kwargs({"nope": "x"})
+    with pytest.raises(InvalidRequestError, match="unknown argument"):
+        split_kwargs({"nope": "x"})  # a failed split is never cached
+
+
+async def _opened(client: llmrelay.Client, model: str, kw: dict[str, object]) -> None:
+    assert client.engine.breakers is not None
+    dep = client.engine.preflight(model, split_kwargs(kw)[1])
+    assert dep is not None
+    breaker = client.engine.breakers.get(dep.key)
+    while breaker.state != "open":
+        breaker.on_failure(breaker.acquire(), ServerError("down", status=500))
+
+
+async def test_an_open_breaker_answers_before_the_catalog_checks(fake: FakeUpstream) -> None:
+    """An image to a model without vision while its breaker is open: the breaker answers (the
+    request is not checked, nor sent); once the breaker admits again the check applies."""
+    clock = [0.0]
+    engine = llmrelay.Engine(
+        breakers=llmrelay.BreakerRegistry(
+            failure_threshold=1, recovery_timeout=30.0, clock=lambda: clock[0]
+        ),
+        catalog=llmrelay.Catalog(),
+    )
+    client = llmrelay.Client(engine=engine)
+    kw: dict[str, object] = {"api_key": CANARY_KEY, "base_url": fake.openai_base_url}
+    image = [Message("user", [TextPart("what is it?"), ImagePart(url="https://x.test/a.png")])]
+    try:
+        await _opened(client, NO_VISION, kw)
+        with pytest.raises(CircuitOpenError) as info:
+            await client.achat(NO_VISION, image, **kw)
+        assert [(a.outcome, a.error) for a in info.value.trace] == [("skipped", "CircuitOpenError")]
+        clock[0] = 31.0  # half-open: the probe's request is checked like any other
+        with pytest.raises(UnsupportedCapabilityError):
+            await client.achat(NO_VISION, image, **kw)
+        assert fake.requests == []
+    finally:
+        await client.aclose()
+
+
+def test_secrets_and_auth_headers_are_found_once_per_deployment() -> None:
+    dep = make_deployment(
+        "openai", "gpt-4.1-mini", api_key=CANARY_KEY, headers={"x-api-key": "hdr-secret-123"}
+    )
+    assert secrets_of(dep) is secrets_of(dep)
+    assert CANARY_KEY in secrets_of(dep)
+    assert "hdr-secret-123" in secrets_of(dep)
+    h1 = send_headers({"accept": "application/json"}, dep, "bearer")
+    h2 = send_headers({"accept": "application/json"}, dep, "bearer")
+    assert (
+        h1
+        == h2
+        == {
+            "accept": "application/json",
+            "authorization": "Bearer " + CANARY_KEY,
+            "x-api-key": "hdr-secret-123",
+        }
+    )
+    assert h1 is not h2  # each request gets its own dict
+    resp = Response(model="m-" + CANARY_KEY, id="id-hdr-secret-123", raw_finish_reason="stop")
+    scrub_answer(resp, dep)
+    assert CANARY_KEY not in resp.model
+    assert "hdr-secret-123" not in (resp.id or "")
+    clean = Response(model="gpt-4.1-mini-2025", id="chatcmpl-1", raw_finish_reason="stop")
+    scrub_answer(clean, dep)
+    assert (clean.model, clean.id) == ("gpt-4.1-mini-2025", "chatcmpl-1")
