@@ -28,7 +28,7 @@ from ..types import Response
 from . import anthropic_wire, openai_wire
 from .keys import KeyCache, KeyStore, VirtualKey
 from .policy import KeyBudgets, KeyRateLimiter
-from .wire import GatewayCall, HttpError, http_error
+from .wire import GatewayCall, HttpError, check_model, http_error
 
 __all__ = ["Gateway", "GatewaySettings", "check_bind"]
 
@@ -239,6 +239,7 @@ class Gateway:
             caller = await self._authenticate(request)
             who = caller.label
             call = parse(await self._body(request))
+            check_model(call.model)
             model = call.model
             opts = self._options(caller, call, request_id)
             self.in_flight += 1

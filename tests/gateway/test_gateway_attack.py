@@ -1,0 +1,190 @@
+"""The gateway attacked the way the world would, over real sockets: a hostile upstream that
+echoes the gateway's provider key, model names that try to steer the upstream request, request
+bodies that try to exhaust memory, and the official SDKs parsing what comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import io
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from llmrelay.testing.fake import Reply
+
+from ..conftest import CANARY_KEY
+from .conftest import ADMIN, Running
+
+GPT = "openai/gpt-4.1-mini"
+CLAUDE = "anthropic/claude-sonnet-4-5"
+AUTH = {"authorization": f"Bearer {ADMIN}"}
+
+
+async def _post(
+    gw: Running, path: str, body: bytes, headers: dict[str, str] | None = None
+) -> tuple[int, bytes, dict[str, str]]:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            gw.url + path,
+            data=io.BytesIO(body),
+            headers={**AUTH, "content-type": "application/json", **(headers or {})},
+        ) as r,
+    ):
+        return r.status, await r.read(), dict(r.headers)
+
+
+def _no_canary(raw: bytes, headers: dict[str, str]) -> None:
+    assert CANARY_KEY.encode() not in raw
+    assert CANARY_KEY[:20] not in " ".join(headers.values())
+
+
+def _chat(model: str = GPT, **kw: Any) -> bytes:
+    return orjson.dumps({"model": model, "messages": [{"role": "user", "content": "x"}], **kw})
+
+
+def _msgs(model: str = GPT, **kw: Any) -> bytes:
+    return orjson.dumps(
+        {"model": model, "max_tokens": 50, "messages": [{"role": "user", "content": "x"}], **kw}
+    )
+
+
+_ECHO = f"Incorrect value for header; got Bearer {CANARY_KEY} (request req_abc)"
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 422, 500])
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+async def test_an_upstream_echoing_the_provider_key_never_reaches_the_client(
+    gw: Running, status: int, stream: bool, path: str
+) -> None:
+    gw.fake.push(*[Reply.error(status, _ECHO, headers={"x-echo": CANARY_KEY})] * 6)
+    body = (_chat if path.endswith("completions") else _msgs)(stream=stream)
+    code, raw, headers = await _post(gw, path, body, {"x-llmrelay-trace": "1"})
+    assert code >= 400
+    _no_canary(raw, headers)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+async def test_an_upstream_echoing_the_key_mid_stream_never_reaches_the_client(
+    gw: Running, path: str
+) -> None:
+    gw.fake.push(*[Reply.stream_error(after_chunks=2, message=_ECHO)] * 6)
+    body = (_chat if path.endswith("completions") else _msgs)(stream=True)
+    code, raw, headers = await _post(gw, path, body, {"x-llmrelay-trace": "1"})
+    _no_canary(raw, headers)
+
+
+async def test_trace_of_a_retried_call_does_not_carry_the_upstream_message(gw: Running) -> None:
+    gw.fake.push(Reply.error(500, _ECHO), Reply.ok("fine"))
+    code, raw, headers = await _post(gw, "/v1/chat/completions", _chat(), {"x-llmrelay-trace": "1"})
+    assert code == 200
+    assert "x-llmrelay-trace" in headers
+    _no_canary(raw, headers)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "gemini/gemini-2.0-flash:countTokens?x=",
+        "gemini/gemini-2.0-flash#",
+        "gemini/../../v1/files",
+        "gemini/models/gemini-2.0-flash:batchGenerateContent?",
+        "gemini/gemini-2.0-flash%3F",
+        "gemini/a b",
+        "gemini/a\\..\\b",
+    ],
+)
+async def test_a_model_name_cannot_steer_the_upstream_path(gw: Running, model: str) -> None:
+    code, raw, _ = await _post(gw, "/v1/chat/completions", _chat(model))
+    for sent in gw.fake.requests:
+        assert sent.path.startswith("/v1beta/models/"), sent.path
+        assert sent.path.endswith(":generateContent"), sent.path
+        assert sent.query == {}, sent.query
+    assert code == 400, raw
+    assert orjson.loads(raw)["error"]["param"] == "model"
+    assert gw.fake.requests == []
+
+
+@pytest.mark.parametrize("model", ["gemini/gemini-2.0-flash", "gemini-2.0-flash"])
+async def test_ordinary_model_paths_still_work(gw: Running, model: str) -> None:
+    code, raw, _ = await _post(gw, "/v1/chat/completions", _chat(model))
+    assert code == 200, raw
+    (sent,) = gw.fake.requests
+    assert sent.path.startswith("/v1beta/")
+
+
+@pytest.mark.parametrize("model", ["ollama/llama3", "vllm/x", "lmstudio/y", "test/echo"])
+async def test_unconfigured_keyless_providers_and_test_doubles_are_not_reachable(
+    gw: Running, monkeypatch: pytest.MonkeyPatch, model: str
+) -> None:
+    # Their default base URLs are ports on the gateway's own host (localhost:11434, ...):
+    # a client must not make the gateway post there unless the operator configured them.
+    for var in ("OLLAMA_BASE_URL", "VLLM_BASE_URL", "LMSTUDIO_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    for path, body in (("/v1/chat/completions", _chat(model)), ("/v1/messages", _msgs(model))):
+        code, raw, _ = await _post(gw, path, body)
+        assert code == 404, raw
+        assert b"not configured" in raw
+
+
+async def test_a_configured_keyless_provider_is_reachable(gw: Running) -> None:
+    code, raw, _ = await _post(gw, "/v1/chat/completions", _chat("ollama/llama3.1:8b"))
+    assert code == 200, raw
+    (sent,) = gw.fake.requests
+    assert sent.body["model"] == "llama3.1:8b"
+
+
+async def test_a_gzip_bomb_request_is_413(gw: Running) -> None:
+    inner = b'{"model": "x", "messages": [{"role": "user", "content": "' + b"a" * (64 << 20)
+    bomb = gzip.compress(inner, 9)
+    assert len(bomb) < 1 << 20
+    code, raw, _ = await _post(gw, "/v1/chat/completions", bomb, {"content-encoding": "gzip"})
+    assert code == 413, raw
+    assert gw.fake.requests == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"authorization": "Bearer "},
+        {"authorization": "Bearer \t "},
+        {"authorization": "Basic " + ADMIN},
+        {"authorization": ADMIN},
+        {"authorization": "Bearer " + ADMIN[:-1]},
+        {"authorization": "Bearer " + ADMIN + "x"},
+        {"authorization": "Bearer x", "x-api-key": ADMIN},
+        {"x-api-key": ""},
+        {"x-api-key": " "},
+        {"x-api-key": "sk-relay-" + "A" * 4000},
+    ],
+)
+async def test_auth_header_variants_are_refused(gw: Running, headers: dict[str, str]) -> None:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            gw.url + "/v1/chat/completions",
+            data=_chat(),
+            headers={"content-type": "application/json", **headers},
+        ) as r,
+    ):
+        assert r.status == 401, await r.read()
+    assert gw.fake.requests == []
+
+
+async def test_non_utf8_key_bytes_are_401(gw: Running) -> None:
+    host, port = gw.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    body = _chat()
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer sk-\xff\xfe\xed" + ADMIN.encode() + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
+    )
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    assert data.startswith(b"HTTP/1.1 401"), data[:200]
