@@ -75,6 +75,8 @@ async def test_an_upstream_echoing_the_key_mid_stream_never_reaches_the_client(
     gw.fake.push(*[Reply.stream_error(after_chunks=2, message=_ECHO)] * 6)
     body = (_chat if path.endswith("completions") else _msgs)(stream=True)
     code, raw, headers = await _post(gw, path, body, {"x-llmrelay-trace": "1"})
+    assert code == 200
+    assert b"error" in raw
     _no_canary(raw, headers)
 
 
