@@ -190,3 +190,188 @@ async def test_non_utf8_key_bytes_are_401(gw: Running) -> None:
     data = await reader.read()
     writer.close()
     assert data.startswith(b"HTTP/1.1 401"), data[:200]
+
+
+# --------------------------------------------------------------------------- wire translation
+
+
+def _oai(gw: Running) -> Any:
+    import openai
+
+    c = openai.AsyncOpenAI(api_key=ADMIN, base_url=gw.url + "/v1", max_retries=0)
+    gw.clients.append(c)
+    return c
+
+
+def _ant(gw: Running) -> Any:
+    import anthropic
+
+    c = anthropic.AsyncAnthropic(api_key=ADMIN, base_url=gw.url, max_retries=0)
+    gw.clients.append(c)
+    return c
+
+
+_WEATHER = {
+    "name": "weather",
+    "description": "the weather",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+_WEATHER_OAI = {
+    "type": "function",
+    "function": {
+        "name": "weather",
+        "description": "the weather",
+        "parameters": _WEATHER["input_schema"],
+    },
+}
+
+
+async def test_openai_sdk_streams_a_claude_tool_call(gw: Running) -> None:
+    gw.fake.push(Reply.tool_call("weather", {"city": "Paris"}))
+    async with _oai(gw).chat.completions.stream(
+        model=CLAUDE,
+        messages=[{"role": "user", "content": "weather in Paris?"}],
+        tools=[_WEATHER_OAI],
+        stream_options={"include_usage": True},
+    ) as stream:
+        final = await stream.get_final_completion()
+    msg = final.choices[0].message
+    assert final.choices[0].finish_reason == "tool_calls"
+    (call,) = msg.tool_calls
+    assert call.function.name == "weather"
+    assert orjson.loads(call.function.arguments) == {"city": "Paris"}
+    assert call.id
+    assert final.usage is not None and final.usage.completion_tokens > 0
+
+
+async def test_anthropic_sdk_streams_a_gpt_tool_call(gw: Running) -> None:
+    gw.fake.push(Reply.tool_call("weather", {"city": "Paris"}))
+    async with _ant(gw).messages.stream(
+        model=GPT,
+        max_tokens=100,
+        messages=[{"role": "user", "content": "weather in Paris?"}],
+        tools=[_WEATHER],
+    ) as stream:
+        final = await stream.get_final_message()
+    assert final.stop_reason == "tool_use"
+    (block,) = [b for b in final.content if b.type == "tool_use"]
+    assert block.name == "weather"
+    assert block.input == {"city": "Paris"}
+    assert final.usage.output_tokens > 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_anthropic_usage_excludes_cache_reads_whatever_the_upstream(
+    gw: Running, stream: bool
+) -> None:
+    for model in (CLAUDE, GPT):
+        gw.fake.push(Reply.ok("hi", input_tokens=100, cached_tokens=60, output_tokens=3))
+        client = _ant(gw)
+        kw: dict[str, Any] = {
+            "model": model,
+            "max_tokens": 10,
+            "messages": [{"role": "user", "content": "x"}],
+        }
+        if stream:
+            async with client.messages.stream(**kw) as s:
+                m = await s.get_final_message()
+        else:
+            m = await client.messages.create(**kw)
+        assert m.usage.cache_read_input_tokens == 60, model
+        assert m.usage.input_tokens == 40, model
+        assert m.usage.output_tokens == 3, model
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_openai_usage_includes_cache_reads_whatever_the_upstream(
+    gw: Running, stream: bool
+) -> None:
+    for model in (CLAUDE, GPT):
+        gw.fake.push(Reply.ok("hi", input_tokens=100, cached_tokens=60, output_tokens=3))
+        client = _oai(gw)
+        kw: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "x"}]}
+        if stream:
+            async with client.chat.completions.stream(
+                **kw, stream_options={"include_usage": True}
+            ) as s:
+                c = await s.get_final_completion()
+        else:
+            c = await client.chat.completions.create(**kw)
+        assert c.usage is not None
+        assert c.usage.prompt_tokens == 100, model
+        assert c.usage.prompt_tokens_details.cached_tokens == 60, model
+        assert c.usage.completion_tokens == 3, model
+        assert c.usage.total_tokens == 103, model
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_refusal_crosses_both_ways(gw: Running, stream: bool) -> None:
+    # OpenAI upstream refuses -> Anthropic client sees stop_reason "refusal".
+    gw.fake.push(Reply.refuse("I can't help with that."))
+    kw: dict[str, Any] = {
+        "model": GPT,
+        "max_tokens": 10,
+        "messages": [{"role": "user", "content": "x"}],
+    }
+    if stream:
+        async with _ant(gw).messages.stream(**kw) as s:
+            m = await s.get_final_message()
+    else:
+        m = await _ant(gw).messages.create(**kw)
+    assert m.stop_reason == "refusal"
+    # Anthropic upstream refuses -> OpenAI client sees message.refusal.
+    gw.fake.push(
+        Reply.ok("", finish="content_filter", refusal_explanation="not allowed here")
+    )
+    okw: dict[str, Any] = {"model": CLAUDE, "messages": [{"role": "user", "content": "x"}]}
+    if stream:
+        async with _oai(gw).chat.completions.stream(**okw) as s2:
+            c = await s2.get_final_completion()
+    else:
+        c = await _oai(gw).chat.completions.create(**okw)
+    assert c.choices[0].message.refusal
+    assert not c.choices[0].message.content
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_max_tokens_stop_crosses_both_ways(gw: Running, stream: bool) -> None:
+    gw.fake.push(Reply.ok("cut", finish="length"))
+    kw: dict[str, Any] = {
+        "model": GPT,
+        "max_tokens": 1,
+        "messages": [{"role": "user", "content": "x"}],
+    }
+    if stream:
+        async with _ant(gw).messages.stream(**kw) as s:
+            m = await s.get_final_message()
+    else:
+        m = await _ant(gw).messages.create(**kw)
+    assert m.stop_reason == "max_tokens"
+    gw.fake.push(Reply.ok("cut", finish="length"))
+    okw: dict[str, Any] = {
+        "model": CLAUDE,
+        "max_tokens": 1,
+        "messages": [{"role": "user", "content": "x"}],
+    }
+    if stream:
+        finish = None
+        async for chunk in await _oai(gw).chat.completions.create(**okw, stream=True):
+            finish = chunk.choices[0].finish_reason if chunk.choices else finish
+    else:
+        finish = (await _oai(gw).chat.completions.create(**okw)).choices[0].finish_reason
+    assert finish == "length"
+
+
+async def test_stop_sequences_and_system_reach_a_gpt_upstream(gw: Running) -> None:
+    await _ant(gw).messages.create(
+        model=GPT,
+        max_tokens=10,
+        system=[{"type": "text", "text": "be brief"}],
+        stop_sequences=["END"],
+        messages=[{"role": "user", "content": "x"}],
+    )
+    (sent,) = gw.fake.requests
+    assert sent.body["stop"] == ["END"]
+    first = sent.body["messages"][0]
+    assert first["role"] == "system"
+    assert "be brief" in orjson.dumps(first["content"]).decode()
