@@ -241,7 +241,8 @@ async def test_openai_sdk_streams_a_claude_tool_call(gw: Running) -> None:
     assert call.function.name == "weather"
     assert orjson.loads(call.function.arguments) == {"city": "Paris"}
     assert call.id
-    assert final.usage is not None and final.usage.completion_tokens > 0
+    assert final.usage is not None
+    assert final.usage.completion_tokens > 0
 
 
 async def test_anthropic_sdk_streams_a_gpt_tool_call(gw: Running) -> None:
@@ -320,9 +321,7 @@ async def test_a_refusal_crosses_both_ways(gw: Running, stream: bool) -> None:
         m = await _ant(gw).messages.create(**kw)
     assert m.stop_reason == "refusal"
     # Anthropic upstream refuses -> OpenAI client sees message.refusal.
-    gw.fake.push(
-        Reply.ok("", finish="content_filter", refusal_explanation="not allowed here")
-    )
+    gw.fake.push(Reply.ok("", finish="content_filter", refusal_explanation="not allowed here"))
     okw: dict[str, Any] = {"model": CLAUDE, "messages": [{"role": "user", "content": "x"}]}
     if stream:
         async with _oai(gw).chat.completions.stream(**okw) as s2:
