@@ -374,3 +374,100 @@ async def test_stop_sequences_and_system_reach_a_gpt_upstream(gw: Running) -> No
     first = sent.body["messages"][0]
     assert first["role"] == "system"
     assert "be brief" in orjson.dumps(first["content"]).decode()
+
+
+# --------------------------------------------------------------------------- budgets and limits
+
+
+async def _spent(gw: Running, key: str) -> dict[str, float]:
+    assert gw.gateway.keys is not None
+    assert gw.gateway.budgets is not None
+    record = await gw.gateway.keys.lookup(key)
+    assert record is not None
+    limit = gw.gateway.budgets.limit_for(record)
+    assert limit is not None
+    return await gw.gateway.budgets.status(limit, record.id)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+async def test_a_client_leaving_mid_stream_is_charged_for_what_was_produced(
+    gw: Running, path: str
+) -> None:
+    key = await gw.key(budget_usd=100.0)
+    gw.fake.push(Reply.ok("word " * 2000, delay=0.0))
+    body = (_chat if path.endswith("completions") else _msgs)(stream=True, max_tokens=4000)
+    async with aiohttp.ClientSession() as s:
+        r = await s.post(
+            gw.url + path,
+            data=body,
+            headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+        )
+        await r.content.readany()
+        r.close()
+    for _ in range(300):
+        if gw.gateway.in_flight == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert gw.gateway.in_flight == 0
+    st = await _spent(gw, key)
+    assert st["reserved_usd"] == 0  # the reservation was settled, not left to expire
+    assert st["spent_usd"] > 0  # what was streamed before the client left was charged
+
+
+async def test_concurrent_requests_never_pass_a_keys_rpm(gw: Running) -> None:
+    key = await gw.key(rpm=7)
+    codes = await asyncio.gather(
+        *[
+            _post(gw, "/v1/chat/completions", _chat(), {"authorization": f"Bearer {key}"})
+            for _ in range(60)
+        ]
+    )
+    assert sum(1 for c, _, _ in codes if c == 200) == 7
+    assert {c for c, _, _ in codes} == {200, 429}
+    assert len(gw.fake.requests) == 7
+
+
+async def test_concurrent_requests_never_pass_a_keys_budget(gw: Running) -> None:
+    # Each call reserves its worst case (max_tokens) and is charged its real cost.
+    key = await gw.key(budget_usd=0.002)
+    body = _chat(max_tokens=1000)
+    codes = await asyncio.gather(
+        *[
+            _post(gw, "/v1/chat/completions", body, {"authorization": f"Bearer {key}"})
+            for _ in range(60)
+        ]
+    )
+    ok = sum(1 for c, _, _ in codes if c == 200)
+    assert 0 < ok < 60
+    st = await _spent(gw, key)
+    assert st["spent_usd"] <= 0.002
+    assert st["reserved_usd"] == 0
+
+
+async def test_budget_and_rpm_changes_take_effect(gw: Running) -> None:
+    assert gw.gateway.keys is not None
+    assert gw.gateway.key_store is not None
+    gw.gateway.keys.ttl = 0  # re-read the key on every request
+    key = await gw.key(budget_usd=100.0, rpm=100)
+    auth = {"authorization": f"Bearer {key}"}
+    assert (await _post(gw, "/v1/chat/completions", _chat(), auth))[0] == 200
+    record = await gw.gateway.keys.lookup(key)
+    assert record is not None
+    await gw.gateway.key_store.update(record.id, budget_usd=1e-9)
+    code, raw, _ = await _post(gw, "/v1/chat/completions", _chat(), auth)
+    assert code == 429
+    assert orjson.loads(raw)["error"]["code"] == "budget_exceeded"
+    await gw.gateway.key_store.update(record.id, budget_usd=100.0, rpm=2)
+    assert (await _post(gw, "/v1/chat/completions", _chat(), auth))[0] == 200
+    code, raw, _ = await _post(gw, "/v1/chat/completions", _chat(), auth)
+    assert code == 429, raw  # 2 calls this minute already: the new rpm holds at once
+    assert orjson.loads(raw)["error"]["code"] == "rate_limit_exceeded"
+    await gw.gateway.key_store.revoke(record.id)
+    assert (await _post(gw, "/v1/chat/completions", _chat(), auth))[0] == 401
+
+
+async def test_an_expired_key_is_401(gw: Running) -> None:
+    key = await gw.key(expires_at=1.0)
+    code, raw, _ = await _post(gw, "/v1/messages", _msgs(), {"authorization": f"Bearer {key}"})
+    assert code == 401
+    assert orjson.loads(raw)["error"]["type"] == "authentication_error"
