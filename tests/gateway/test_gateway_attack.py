@@ -471,3 +471,29 @@ async def test_an_expired_key_is_401(gw: Running) -> None:
     code, raw, _ = await _post(gw, "/v1/messages", _msgs(), {"authorization": f"Bearer {key}"})
     assert code == 401
     assert orjson.loads(raw)["error"]["type"] == "authentication_error"
+
+
+# --------------------------------------------------------------------------- slow and big clients
+
+
+async def _raw(gw: Running, data: bytes) -> bytes:
+    host, port = gw.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+
+
+async def test_a_body_that_never_finishes_arriving_is_408(gw: Running) -> None:
+    gw.gateway.settings.read_timeout = 0.2
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + ADMIN.encode() + b"\r\nContent-Length: 1000\r\n\r\n"
+    )
+    data = await _raw(gw, head + b'{"model": ')  # ... and nothing more
+    assert data.startswith(b"HTTP/1.1 408"), data[:200]
+    assert b"request_timeout" in data
+    assert gw.fake.requests == []

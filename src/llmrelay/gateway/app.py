@@ -58,6 +58,9 @@ class GatewaySettings:
     #: Seconds a worker trusts what it read of a key: revocations and policy changes made
     #: anywhere take effect on every instance within this time.
     key_cache_ttl: float = 1.0
+    #: Seconds a client has to send its whole body once its headers arrived (408 past it; a
+    #: client that never finishes its headers is closed after aiohttp's keep-alive timeout).
+    read_timeout: float = 30.0
 
 
 def check_bind(settings: GatewaySettings) -> None:
@@ -141,7 +144,17 @@ class Gateway:
 
     async def _body(self, request: web.Request) -> Any:
         try:
-            raw = await request.read()
+            async with asyncio.timeout(self.settings.read_timeout):
+                raw = await request.read()
+        except TimeoutError:
+            raise _Unauthorized(
+                HttpError(
+                    408,
+                    "request_timeout",
+                    f"the request body did not arrive within {self.settings.read_timeout:g} "
+                    "seconds",
+                )
+            ) from None
         except web.HTTPRequestEntityTooLarge:
             raise _Unauthorized(
                 HttpError(
@@ -219,9 +232,12 @@ class Gateway:
         else:
             body = openai_wire.error_body(err.status, err.message, err.code, err.param)
         hdrs = {"x-request-id": request_id, **err.headers(), **(headers or {})}
-        return web.Response(
+        out = web.Response(
             body=body, status=err.status, content_type="application/json", headers=hdrs
         )
+        if err.status in (408, 413):
+            out.force_close()  # the rest of the body is not worth reading
+        return out
 
     async def _serve(
         self,
