@@ -497,3 +497,19 @@ async def test_a_body_that_never_finishes_arriving_is_408(gw: Running) -> None:
     assert data.startswith(b"HTTP/1.1 408"), data[:200]
     assert b"request_timeout" in data
     assert gw.fake.requests == []
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+async def test_made_up_model_names_do_not_become_metric_series(gw: Running) -> None:
+    key = await gw.key(rpm=1)
+    auth = {"authorization": f"Bearer {key}"}
+    assert (await _post(gw, "/v1/chat/completions", _chat(), auth))[0] == 200
+    for i in range(30):  # refused by the key's rpm before any provider saw the name
+        code, _, _ = await _post(gw, "/v1/chat/completions", _chat(f"openai/made-up-{i}"), auth)
+        assert code == 429
+    async with aiohttp.ClientSession() as s, s.get(gw.url + "/metrics") as r:
+        text = await r.text()
+    assert "made-up" not in text
+    assert f'model="{GPT}",status="200"}} 1' in text

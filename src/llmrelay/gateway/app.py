@@ -23,6 +23,7 @@ from aiohttp import web
 
 from ..client import Client
 from ..errors import ConfigurationError, ContentFilteredError, InvalidRequestError, LLMRelayError
+from ..providers.aliases import lookup
 from ..providers.resolve import known_aliases
 from ..types import Response
 from . import anthropic_wire, openai_wire
@@ -117,6 +118,8 @@ class Gateway:
         #: (key id, model, status) -> [requests, seconds]
         self.stats: dict[tuple[str, str, int], list[float]] = {}
         self.in_flight = 0
+        #: Models that may be metric labels (see _model_label).
+        self._models: set[str] = set()
 
     # ------------------------------------------------------------------ the application
 
@@ -214,6 +217,16 @@ class Gateway:
             self.limiter.limits_for(key)
         return opts
 
+    def _model_label(self, model: str, status: int) -> str:
+        """A model name a client made up is not a label (no unbounded metric series): only
+        aliases and models that answered (at most 1,000 of them) are; the rest are "-"."""
+        if model in self._models:
+            return model
+        if (status < 400 and len(self._models) < 1000) or lookup(model) is not None:
+            self._models.add(model)
+            return model
+        return "-"
+
     def _count(self, caller: str, model: str, status: int, seconds: float) -> None:
         k = (caller, model, status)
         s = self.stats.get(k)
@@ -270,9 +283,7 @@ class Gateway:
             if isinstance(exc, InvalidRequestError) and isinstance(exc.body, dict):
                 err.param = exc.body.get("param")
             out = self._error(wire, err, request_id)
-        # A model name a client made up is not a label (no unbounded metric series).
-        shown_model = model if out.status < 400 or out.status in (429, 502, 503, 504) else "-"
-        self._count(who, shown_model, out.status, time.perf_counter() - t0)
+        self._count(who, self._model_label(model, out.status), out.status, time.perf_counter() - t0)
         return out
 
     def _trace_headers(self, request: web.Request, resp: Response | None) -> dict[str, str]:
