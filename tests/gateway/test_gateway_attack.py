@@ -513,3 +513,55 @@ async def test_made_up_model_names_do_not_become_metric_series(gw: Running) -> N
         text = await r.text()
     assert "made-up" not in text
     assert f'model="{GPT}",status="200"}} 1' in text
+
+
+# --------------------------------------------------------------------------- open (keyless) mode
+
+
+@pytest.fixture
+async def open_gw(fake: Any, point_at: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from aiohttp import web
+
+    from llmrelay.gateway.app import GatewaySettings
+    from llmrelay.gateway.server import build_gateway
+
+    point_at(fake)
+    gateway = build_gateway(GatewaySettings(host="127.0.0.1", port=0))
+    runner = web.AppRunner(gateway.app(), handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}", fake
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 200),
+        ({"origin": "http://localhost:3000"}, 200),
+        ({"host": "localhost:4000"}, 200),
+        ({"host": "[::1]:4000"}, 200),
+        ({"origin": "https://evil.example"}, 403),  # a web page posting cross-site
+        ({"origin": "null"}, 403),  # a sandboxed iframe or file:// page
+        ({"host": "evil.example:4000"}, 403),  # DNS rebinding: evil.example -> 127.0.0.1
+        ({"host": "127.0.0.1.evil.example"}, 403),
+    ],
+)
+async def test_keyless_mode_serves_only_local_clients(
+    open_gw: Any, headers: dict[str, str], status: int
+) -> None:
+    url, fake = open_gw
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            url + "/v1/chat/completions",
+            data=_chat(),
+            headers={"content-type": "text/plain", **headers},
+        ) as r,
+    ):
+        assert r.status == status, await r.read()
+    assert len(fake.requests) == (1 if status == 200 else 0)

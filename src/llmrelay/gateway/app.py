@@ -179,7 +179,19 @@ class Gateway:
         admin = self.settings.admin_key
         if not presented:
             if admin is None and self.keys is None:
-                return _Caller(None, "local")  # loopback only (check_bind), no keys configured
+                # Loopback only (check_bind), no keys configured. A web page the developer
+                # opens must not spend their provider keys: no cross-site requests (a browser
+                # sends Origin) and no DNS-rebound ones (Host names another site).
+                if not (_loopback_host(request.host) and _loopback_origin(request)):
+                    raise _Unauthorized(
+                        HttpError(
+                            403,
+                            "not_local",
+                            "without keys the gateway answers only local clients (Host and "
+                            "Origin must be loopback); create a key with `llmrelay keys create`",
+                        )
+                    )
+                return _Caller(None, "local")
             raise _Unauthorized(
                 HttpError(401, "missing_api_key", "pass your key as 'Authorization: Bearer ...'")
             )
@@ -551,6 +563,25 @@ class Gateway:
             f"llmrelay_gateway_in_flight {self.in_flight}",
         ]
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
+def _loopback_host(hostport: str) -> bool:
+    host = hostport.rsplit(":", 1)[0] if hostport.count(":") == 1 else hostport
+    host = host.removeprefix("[").split("]")[0].lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _loopback_origin(request: web.Request) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # not a browser's cross-site request
+    scheme, sep, rest = origin.partition("://")
+    return bool(sep) and scheme in ("http", "https") and _loopback_host(rest.split("/")[0])
 
 
 def _label(v: str) -> str:
