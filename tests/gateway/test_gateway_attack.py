@@ -565,3 +565,169 @@ async def test_keyless_mode_serves_only_local_clients(
     ):
         assert r.status == status, await r.read()
     assert len(fake.requests) == (1 if status == 200 else 0)
+
+
+# --------------------------------------------------------------------------- parallel tool calls
+
+
+def _sse(*objs: Any) -> bytes:
+    return b"".join(b"data: " + orjson.dumps(o) + b"\n\n" for o in objs) + b"data: [DONE]\n\n"
+
+
+def _named(*events: dict[str, Any]) -> bytes:
+    return b"".join(
+        b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps(e) + b"\n\n" for e in events
+    )
+
+
+def _oc(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "gpt-4.1-mini",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+_OPENAI_TWO_TOOLS = _sse(
+    _oc({"role": "assistant", "content": None}),
+    _oc(
+        {
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": "call_a",
+                    "type": "function",
+                    "function": {"name": "weather", "arguments": ""},
+                }
+            ]
+        }
+    ),
+    _oc({"tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]}),
+    _oc({"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]}),
+    _oc(
+        {
+            "tool_calls": [
+                {
+                    "index": 1,
+                    "id": "call_b",
+                    "type": "function",
+                    "function": {"name": "weather", "arguments": ""},
+                }
+            ]
+        }
+    ),
+    _oc({"tool_calls": [{"index": 1, "function": {"arguments": '{"city": "Rome"}'}}]}),
+    _oc({}, "tool_calls"),
+    {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "gpt-4.1-mini",
+        "choices": [],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30},
+    },
+)
+
+_ANTHROPIC_TWO_TOOLS = _named(
+    {
+        "type": "message_start",
+        "message": {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-sonnet-4-5",
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 10, "output_tokens": 1},
+        },
+    },
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "text_delta", "text": "Checking."},
+    },
+    {"type": "content_block_stop", "index": 0},
+    {
+        "type": "content_block_start",
+        "index": 1,
+        "content_block": {"type": "tool_use", "id": "toolu_a", "name": "weather", "input": {}},
+    },
+    {
+        "type": "content_block_delta",
+        "index": 1,
+        "delta": {"type": "input_json_delta", "partial_json": '{"city": "Paris"}'},
+    },
+    {"type": "content_block_stop", "index": 1},
+    {
+        "type": "content_block_start",
+        "index": 2,
+        "content_block": {"type": "tool_use", "id": "toolu_b", "name": "weather", "input": {}},
+    },
+    {
+        "type": "content_block_delta",
+        "index": 2,
+        "delta": {"type": "input_json_delta", "partial_json": '{"city": "Rome"}'},
+    },
+    {"type": "content_block_stop", "index": 2},
+    {
+        "type": "message_delta",
+        "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+        "usage": {"output_tokens": 20},
+    },
+    {"type": "message_stop"},
+)
+
+
+async def test_anthropic_sdk_gets_two_streamed_gpt_tool_calls(gw: Running) -> None:
+    gw.fake.push(Reply.raw(_OPENAI_TWO_TOOLS, content_type="text/event-stream"))
+    async with _ant(gw).messages.stream(
+        model=GPT,
+        max_tokens=100,
+        messages=[{"role": "user", "content": "weather in Paris and Rome?"}],
+        tools=[_WEATHER],
+    ) as stream:
+        final = await stream.get_final_message()
+    uses = [b for b in final.content if b.type == "tool_use"]
+    assert [(b.id, b.input) for b in uses] == [
+        ("call_a", {"city": "Paris"}),
+        ("call_b", {"city": "Rome"}),
+    ]
+    assert final.stop_reason == "tool_use"
+
+
+async def test_openai_sdk_gets_two_streamed_claude_tool_calls(gw: Running) -> None:
+    gw.fake.push(Reply.raw(_ANTHROPIC_TWO_TOOLS, content_type="text/event-stream"))
+    async with _oai(gw).chat.completions.stream(
+        model=CLAUDE,
+        messages=[{"role": "user", "content": "weather in Paris and Rome?"}],
+        tools=[_WEATHER_OAI],
+    ) as stream:
+        final = await stream.get_final_completion()
+    msg = final.choices[0].message
+    assert msg.content == "Checking."
+    assert [(t.id, orjson.loads(t.function.arguments)) for t in msg.tool_calls or []] == [
+        ("toolu_a", {"city": "Paris"}),
+        ("toolu_b", {"city": "Rome"}),
+    ]
+    assert final.choices[0].finish_reason == "tool_calls"
+
+
+async def test_openai_sdk_gets_two_claude_tool_calls(gw: Running) -> None:
+    gw.fake.push(Reply.raw(_ANTHROPIC_TWO_TOOLS, content_type="text/event-stream"))
+    raw = await _oai(gw).chat.completions.with_raw_response.create(
+        model=CLAUDE,
+        messages=[{"role": "user", "content": "weather in Paris and Rome?"}],
+        tools=[_WEATHER_OAI],
+        stream=True,
+    )
+    indices: list[int] = []
+    async for chunk in raw.parse():
+        for c in chunk.choices:
+            for t in c.delta.tool_calls or []:
+                indices.append(t.index)
+    # OpenAI numbers tool calls 0, 1, ... (not Anthropic's content block indices)
+    assert sorted(set(indices)) == [0, 1]
