@@ -731,3 +731,24 @@ async def test_openai_sdk_gets_two_claude_tool_calls(gw: Running) -> None:
                 indices.append(t.index)
     # OpenAI numbers tool calls 0, 1, ... (not Anthropic's content block indices)
     assert sorted(set(indices)) == [0, 1]
+
+
+async def test_count_tokens_obeys_the_allow_list(gw: Running) -> None:
+    key = await gw.key(models=["claude-*"])
+    auth = {"authorization": f"Bearer {key}"}
+    code, raw, _ = await _post(gw, "/v1/messages/count_tokens", _msgs(GPT), auth)
+    assert code == 403, raw
+    assert orjson.loads(raw)["error"]["type"] == "permission_error"
+    code, raw, _ = await _post(gw, "/v1/messages/count_tokens", _msgs("claude-sonnet-4-5"), auth)
+    assert code == 200, raw
+
+
+async def test_anthropic_sdk_sees_an_error_mid_stream(gw: Running) -> None:
+    import anthropic
+
+    gw.fake.push(*[Reply.stream_error(after_chunks=2, message="boom")] * 6)
+    with pytest.raises(anthropic.APIStatusError):
+        async with _ant(gw).messages.stream(
+            model=GPT, max_tokens=50, messages=[{"role": "user", "content": "x"}]
+        ) as stream:
+            await stream.get_final_message()

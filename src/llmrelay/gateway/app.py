@@ -91,6 +91,13 @@ class _Unauthorized(Exception):
         self.error = error
 
 
+def _check_allowed(key: VirtualKey, model: str) -> None:
+    if not key.allows(model):
+        raise _Unauthorized(
+            HttpError(403, "model_not_allowed", f"this key may not call {model[:100]}")
+        )
+
+
 class Gateway:
     """One worker's application. ``client`` is the engine every call goes through; build it
     with :meth:`build_client` so the key budgets and limits are its layers."""
@@ -210,10 +217,7 @@ class Gateway:
         opts: dict[str, Any] = {"trace_id": request_id}
         if key is None:
             return opts
-        if key.models and not key.allows(call.model):
-            raise _Unauthorized(
-                HttpError(403, "model_not_allowed", f"this key may not call {call.model[:100]}")
-            )
+        _check_allowed(key, call.model)
         tags = {"vkey": key.id}
         if key.team:
             tags["team"] = key.team
@@ -484,11 +488,13 @@ class Gateway:
     async def count_tokens(self, request: web.Request) -> web.StreamResponse:
         request_id = "req_" + uuid.uuid4().hex
         try:
-            await self._authenticate(request)
+            caller = await self._authenticate(request)
             body = await self._body(request)
             if isinstance(body, dict):
                 body = {"max_tokens": 1, **body}
             call = anthropic_wire.parse_messages_request(body)
+            if caller.key is not None:
+                _check_allowed(caller.key, call.model)
             from ..catalog.tokens import count_message_tokens
 
             n = count_message_tokens(call.messages, call.model, tools=call.params.get("tools"))
