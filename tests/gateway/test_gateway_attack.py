@@ -752,3 +752,21 @@ async def test_anthropic_sdk_sees_an_error_mid_stream(gw: Running) -> None:
             model=GPT, max_tokens=50, messages=[{"role": "user", "content": "x"}]
         ) as stream:
             await stream.get_final_message()
+
+
+async def test_concurrent_requests_without_max_tokens_never_pass_a_keys_budget(
+    gw: Running,
+) -> None:
+    # No max_tokens: the reservation must assume the model's longest answer, or concurrent
+    # calls that each looked affordable overspend together.
+    key = await gw.key(budget_usd=0.2)
+    gw.fake.push(*[Reply.ok("long answer", output_tokens=8000)] * 60)
+    codes = await asyncio.gather(
+        *[
+            _post(gw, "/v1/chat/completions", _chat(), {"authorization": f"Bearer {key}"})
+            for _ in range(60)
+        ]
+    )
+    assert any(c == 200 for c, _, _ in codes)
+    st = await _spent(gw, key)
+    assert st["spent_usd"] <= 0.2, st
