@@ -770,3 +770,114 @@ async def test_concurrent_requests_without_max_tokens_never_pass_a_keys_budget(
     assert any(c == 200 for c, _, _ in codes)
     st = await _spent(gw, key)
     assert st["spent_usd"] <= 0.2, st
+
+
+async def test_a_successful_upstream_answer_echoing_the_key_in_its_metadata(gw: Running) -> None:
+    body = {
+        "id": f"chatcmpl-{CANARY_KEY}",
+        "object": "chat.completion",
+        "created": 1,
+        "model": f"gpt-4.1-mini-{CANARY_KEY}",
+        "system_fingerprint": CANARY_KEY,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "ok"},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+    for path, req in (("/v1/chat/completions", _chat()), ("/v1/messages", _msgs())):
+        gw.fake.push(Reply.raw(orjson.dumps(body), headers={"x-request-id": CANARY_KEY}))
+        code, raw, headers = await _post(gw, path, req, {"x-llmrelay-trace": "1"})
+        assert code == 200, raw
+        _no_canary(raw, headers)
+
+
+_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+
+
+async def test_images_and_tool_results_cross_both_ways(gw: Running) -> None:
+    await _oai(gw).chat.completions.create(
+        model=CLAUDE,
+        messages=[
+            {"role": "system", "content": "sys"},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is this?"},
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{_PNG}"}},
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "weather", "arguments": '{"city": "Paris"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        ],
+        tools=[_WEATHER_OAI],
+    )
+    sent = gw.fake.requests[-1].body
+    assert sent["system"] in ("sys", [{"type": "text", "text": "sys"}])
+    image = sent["messages"][0]["content"][1]
+    assert image["type"] == "image"
+    assert image["source"] == {"type": "base64", "media_type": "image/png", "data": _PNG}
+    use = sent["messages"][1]["content"][-1]
+    assert (use["type"], use["id"], use["input"]) == ("tool_use", "call_1", {"city": "Paris"})
+    result = sent["messages"][2]["content"][0]
+    assert (result["type"], result["tool_use_id"]) == ("tool_result", "call_1")
+
+    await _ant(gw).messages.create(
+        model=GPT,
+        max_tokens=20,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "image",
+                        "source": {"type": "base64", "media_type": "image/png", "data": _PNG},
+                    },
+                    {"type": "text", "text": "what is this?"},
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": [
+                    {
+                        "type": "tool_use",
+                        "id": "toolu_1",
+                        "name": "weather",
+                        "input": {"city": "Paris"},
+                    },
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "toolu_1",
+                        "content": "sunny",
+                        "is_error": False,
+                    },
+                ],
+            },
+        ],
+        tools=[_WEATHER],
+    )
+    sent = gw.fake.requests[-1].body
+    part = sent["messages"][0]["content"][0]
+    assert part == {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{_PNG}"}}
+    call = sent["messages"][1]["tool_calls"][0]
+    assert call["id"] == "toolu_1"
+    assert orjson.loads(call["function"]["arguments"]) == {"city": "Paris"}
+    assert sent["messages"][2] == {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"}
