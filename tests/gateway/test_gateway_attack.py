@@ -795,7 +795,10 @@ async def test_a_successful_upstream_answer_echoing_the_key_in_its_metadata(gw: 
         _no_canary(raw, headers)
 
 
-_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+_PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJ"
+    "RU5ErkJggg=="
+)
 
 
 async def test_images_and_tool_results_cross_both_ways(gw: Running) -> None:

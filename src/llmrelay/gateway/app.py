@@ -33,8 +33,6 @@ from .wire import GatewayCall, HttpError, check_model, http_error
 
 __all__ = ["Gateway", "GatewaySettings", "check_bind"]
 
-_LOOPBACK = ("127.0.0.1", "::1", "localhost")
-
 
 @dataclass(slots=True)
 class GatewaySettings:
@@ -69,11 +67,7 @@ def check_bind(settings: GatewaySettings) -> None:
     if settings.admin_key:
         return
     host = settings.host
-    try:
-        loopback = host in _LOOPBACK or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not _loopback_host(host):
         raise ConfigurationError(
             f"refusing to listen on {host} without an admin key: set LLMRELAY_ADMIN_KEY (and "
             "create virtual keys with `llmrelay keys create`), or bind to 127.0.0.1"
@@ -572,6 +566,7 @@ class Gateway:
 
 
 def _loopback_host(hostport: str) -> bool:
+    """Is ``host[:port]`` (or a bare IPv6 address) a loopback name or address?"""
     host = hostport.rsplit(":", 1)[0] if hostport.count(":") == 1 else hostport
     host = host.removeprefix("[").split("]")[0].lower()
     if host == "localhost":
