@@ -884,3 +884,19 @@ async def test_images_and_tool_results_cross_both_ways(gw: Running) -> None:
     assert call["id"] == "toolu_1"
     assert orjson.loads(call["function"]["arguments"]) == {"city": "Paris"}
     assert sent["messages"][2] == {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"}
+
+
+async def test_openai_sdk_strict_parse_of_a_claude_structured_answer(gw: Running) -> None:
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        name: str
+        country: str
+
+    gw.fake.push(Reply.ok('{"name": "Paris", "country": "France"}'))
+    done = await _oai(gw).chat.completions.parse(
+        model=CLAUDE,
+        messages=[{"role": "user", "content": "a city"}],
+        response_format=City,
+    )
+    assert done.choices[0].message.parsed == City(name="Paris", country="France")
