@@ -900,3 +900,20 @@ async def test_openai_sdk_strict_parse_of_a_claude_structured_answer(gw: Running
         response_format=City,
     )
     assert done.choices[0].message.parsed == City(name="Paris", country="France")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"model": "openai/gpt-4.1-mini", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"model": "openai/gpt-4.1-mini", "max_tokens": 1' + b"0" * 5000 + b', "messages": []}',
+        b'{"model": "openai/gpt-4.1-mini", "temperature": 1e999999, "messages": []}',
+        b'{"model": "' + b"a" * 100_000 + b'", "messages": [{"role": "user", "content": "x"}]}',
+    ],
+)
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+async def test_pathological_json_is_400(gw: Running, body: bytes, path: str) -> None:
+    code, raw, _ = await _post(gw, path, body)
+    assert code == 400, raw[:300]
+    assert len(raw) < 2000  # the answer does not echo the input
+    assert gw.fake.requests == []
