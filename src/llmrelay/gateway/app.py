@@ -23,16 +23,15 @@ from aiohttp import web
 
 from ..client import Client
 from ..errors import ConfigurationError, ContentFilteredError, InvalidRequestError, LLMRelayError
+from ..providers.aliases import lookup
 from ..providers.resolve import known_aliases
 from ..types import Response
 from . import anthropic_wire, openai_wire
 from .keys import KeyCache, KeyStore, VirtualKey
 from .policy import KeyBudgets, KeyRateLimiter
-from .wire import GatewayCall, HttpError, http_error
+from .wire import GatewayCall, HttpError, check_model, http_error
 
 __all__ = ["Gateway", "GatewaySettings", "check_bind"]
-
-_LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 @dataclass(slots=True)
@@ -58,6 +57,9 @@ class GatewaySettings:
     #: Seconds a worker trusts what it read of a key: revocations and policy changes made
     #: anywhere take effect on every instance within this time.
     key_cache_ttl: float = 1.0
+    #: Seconds a client has to send its whole body once its headers arrived (408 past it; a
+    #: client that never finishes its headers is closed after aiohttp's keep-alive timeout).
+    read_timeout: float = 30.0
 
 
 def check_bind(settings: GatewaySettings) -> None:
@@ -65,11 +67,7 @@ def check_bind(settings: GatewaySettings) -> None:
     if settings.admin_key:
         return
     host = settings.host
-    try:
-        loopback = host in _LOOPBACK or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not _loopback_host(host):
         raise ConfigurationError(
             f"refusing to listen on {host} without an admin key: set LLMRELAY_ADMIN_KEY (and "
             "create virtual keys with `llmrelay keys create`), or bind to 127.0.0.1"
@@ -85,6 +83,13 @@ class _Caller:
 class _Unauthorized(Exception):
     def __init__(self, error: HttpError) -> None:
         self.error = error
+
+
+def _check_allowed(key: VirtualKey, model: str) -> None:
+    if not key.allows(model):
+        raise _Unauthorized(
+            HttpError(403, "model_not_allowed", f"this key may not call {model[:100]}")
+        )
 
 
 class Gateway:
@@ -114,6 +119,8 @@ class Gateway:
         #: (key id, model, status) -> [requests, seconds]
         self.stats: dict[tuple[str, str, int], list[float]] = {}
         self.in_flight = 0
+        #: Models that may be metric labels (see _model_label).
+        self._models: set[str] = set()
 
     # ------------------------------------------------------------------ the application
 
@@ -141,7 +148,17 @@ class Gateway:
 
     async def _body(self, request: web.Request) -> Any:
         try:
-            raw = await request.read()
+            async with asyncio.timeout(self.settings.read_timeout):
+                raw = await request.read()
+        except TimeoutError:
+            raise _Unauthorized(
+                HttpError(
+                    408,
+                    "request_timeout",
+                    f"the request body did not arrive within {self.settings.read_timeout:g} "
+                    "seconds",
+                )
+            ) from None
         except web.HTTPRequestEntityTooLarge:
             raise _Unauthorized(
                 HttpError(
@@ -163,7 +180,19 @@ class Gateway:
         admin = self.settings.admin_key
         if not presented:
             if admin is None and self.keys is None:
-                return _Caller(None, "local")  # loopback only (check_bind), no keys configured
+                # Loopback only (check_bind), no keys configured. A web page the developer
+                # opens must not spend their provider keys: no cross-site requests (a browser
+                # sends Origin) and no DNS-rebound ones (Host names another site).
+                if not (_loopback_host(request.host) and _loopback_origin(request)):
+                    raise _Unauthorized(
+                        HttpError(
+                            403,
+                            "not_local",
+                            "without keys the gateway answers only local clients (Host and "
+                            "Origin must be loopback); create a key with `llmrelay keys create`",
+                        )
+                    )
+                return _Caller(None, "local")
             raise _Unauthorized(
                 HttpError(401, "missing_api_key", "pass your key as 'Authorization: Bearer ...'")
             )
@@ -182,10 +211,7 @@ class Gateway:
         opts: dict[str, Any] = {"trace_id": request_id}
         if key is None:
             return opts
-        if key.models and not key.allows(call.model):
-            raise _Unauthorized(
-                HttpError(403, "model_not_allowed", f"this key may not call {call.model[:100]}")
-            )
+        _check_allowed(key, call.model)
         tags = {"vkey": key.id}
         if key.team:
             tags["team"] = key.team
@@ -200,6 +226,16 @@ class Gateway:
         if self.limiter is not None:
             self.limiter.limits_for(key)
         return opts
+
+    def _model_label(self, model: str, status: int) -> str:
+        """A model name a client made up is not a label (no unbounded metric series): only
+        aliases and models that answered (at most 1,000 of them) are; the rest are "-"."""
+        if model in self._models:
+            return model
+        if (status < 400 and len(self._models) < 1000) or lookup(model) is not None:
+            self._models.add(model)
+            return model
+        return "-"
 
     def _count(self, caller: str, model: str, status: int, seconds: float) -> None:
         k = (caller, model, status)
@@ -219,9 +255,12 @@ class Gateway:
         else:
             body = openai_wire.error_body(err.status, err.message, err.code, err.param)
         hdrs = {"x-request-id": request_id, **err.headers(), **(headers or {})}
-        return web.Response(
+        out = web.Response(
             body=body, status=err.status, content_type="application/json", headers=hdrs
         )
+        if err.status in (408, 413):
+            out.force_close()  # the rest of the body is not worth reading
+        return out
 
     async def _serve(
         self,
@@ -239,6 +278,7 @@ class Gateway:
             caller = await self._authenticate(request)
             who = caller.label
             call = parse(await self._body(request))
+            check_model(call.model)
             model = call.model
             opts = self._options(caller, call, request_id)
             self.in_flight += 1
@@ -253,9 +293,7 @@ class Gateway:
             if isinstance(exc, InvalidRequestError) and isinstance(exc.body, dict):
                 err.param = exc.body.get("param")
             out = self._error(wire, err, request_id)
-        # A model name a client made up is not a label (no unbounded metric series).
-        shown_model = model if out.status < 400 or out.status in (429, 502, 503, 504) else "-"
-        self._count(who, shown_model, out.status, time.perf_counter() - t0)
+        self._count(who, self._model_label(model, out.status), out.status, time.perf_counter() - t0)
         return out
 
     def _trace_headers(self, request: web.Request, resp: Response | None) -> dict[str, str]:
@@ -444,11 +482,13 @@ class Gateway:
     async def count_tokens(self, request: web.Request) -> web.StreamResponse:
         request_id = "req_" + uuid.uuid4().hex
         try:
-            await self._authenticate(request)
+            caller = await self._authenticate(request)
             body = await self._body(request)
             if isinstance(body, dict):
                 body = {"max_tokens": 1, **body}
             call = anthropic_wire.parse_messages_request(body)
+            if caller.key is not None:
+                _check_allowed(caller.key, call.model)
             from ..catalog.tokens import count_message_tokens
 
             n = count_message_tokens(call.messages, call.model, tools=call.params.get("tools"))
@@ -523,6 +563,26 @@ class Gateway:
             f"llmrelay_gateway_in_flight {self.in_flight}",
         ]
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
+def _loopback_host(hostport: str) -> bool:
+    """Is ``host[:port]`` (or a bare IPv6 address) a loopback name or address?"""
+    host = hostport.rsplit(":", 1)[0] if hostport.count(":") == 1 else hostport
+    host = host.removeprefix("[").split("]")[0].lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _loopback_origin(request: web.Request) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # not a browser's cross-site request
+    scheme, sep, rest = origin.partition("://")
+    return bool(sep) and scheme in ("http", "https") and _loopback_host(rest.split("/")[0])
 
 
 def _label(v: str) -> str:

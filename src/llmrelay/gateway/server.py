@@ -13,6 +13,7 @@
     max_body_bytes = 4194304
     cache_scope = "team"           # team | key | shared
     shutdown_grace = 30
+    read_timeout = 30              # seconds to send the body (408 past it)
     log = true                     # the request log, as [log] configures it
 
 ``--workers N`` starts N processes on one port (``SO_REUSEPORT``); they share budgets, limits,
@@ -45,6 +46,7 @@ _SERVER_KEYS = {
     "models",
     "log",
     "key_cache_ttl",
+    "read_timeout",
 }
 
 
@@ -68,6 +70,9 @@ def settings_from(table: Mapping[str, Any], **overrides: Any) -> tuple[GatewaySe
     ttl = s.key_cache_ttl
     if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 <= ttl <= 60:
         raise ConfigurationError("[server] key_cache_ttl must be 0-60 seconds")
+    rt = s.read_timeout
+    if isinstance(rt, bool) or not isinstance(rt, int | float) or not 0 < rt <= 3600:
+        raise ConfigurationError("[server] read_timeout must be 0-3600 seconds")
     if s.cache_scope not in ("team", "key", "shared"):
         raise ConfigurationError("[server] cache_scope must be team, key or shared")
     if isinstance(s.models, list):

@@ -10,6 +10,8 @@ a 502 that does not say more -- the client did nothing wrong and must not learn 
 from __future__ import annotations
 
 import math
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +27,7 @@ from ..errors import (
     ContentFilteredError,
     ContextWindowExceededError,
     DeadlineExceededError,
+    InvalidRequestError,
     LLMRelayError,
     MissingAPIKeyError,
     ModelRetiredError,
@@ -37,9 +40,41 @@ from ..errors import (
     UnknownModelError,
     UnsupportedCapabilityError,
 )
+from ..providers.resolve import resolve_target
+from ..providers.table import PROVIDERS
 from ..types import Message, Response, Usage
 
-__all__ = ["GatewayCall", "HttpError", "http_error", "usage_of"]
+__all__ = ["GatewayCall", "HttpError", "check_model", "http_error", "usage_of"]
+
+#: What a model name a client sends may contain: every provider's model ids and our aliases fit
+#: (``ft:gpt-4o:org::id``, ``llama3.1:8b``, ``accounts/x/models/y``, ``claude-3@20240229``);
+#: ``?``, ``#``, ``%``, ``\``, whitespace and ``..`` segments would steer a URL that carries
+#: the model in its path (Gemini's ``models/{model}:generateContent``) to another endpoint.
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+/-]{0,255}")
+
+
+def check_model(name: str) -> None:
+    """Refuse a client's model name that could reach anything but a configured model: a name
+    that could rewrite the upstream URL (400), the test doubles, or a keyless provider (Ollama,
+    vLLM, LM Studio) whose base URL the operator never set -- its default is a port on the
+    gateway's own host (404)."""
+    if not _MODEL_NAME.fullmatch(name) or ".." in re.split(r"[/:]", name):
+        raise InvalidRequestError(
+            "`model` may contain letters, digits and . _ : @ + - / (at most 256 characters)",
+            body={"param": "model"},
+        )
+    target = resolve_target(name)
+    spec = PROVIDERS.get(target.provider)
+    if spec is None:
+        return
+    configured = target.base_url or any(
+        os.environ.get(v, "").strip() for v in (spec.base_url_var, *spec.alt_base_url_envs)
+    )
+    if spec.wire == "test" or (not spec.key_required and not configured):
+        raise UnknownModelError(
+            f"provider {spec.name} is not configured on this gateway",
+            provider=spec.name,
+        )
 
 
 @dataclass(slots=True)
