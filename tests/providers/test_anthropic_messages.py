@@ -246,11 +246,64 @@ async def test_thinking_tool_loop_against_the_fake(
     assert (await ask(msgs)).text == "It is sunny."
     sent = fake.requests[-1].body["messages"][1]["content"]
     assert [b["type"] for b in sent] == ["thinking", "tool_use"]
-    # Without the thinking block the fake answers the API's 400.
+    # Without the thinking block the fake answers the API's 400 to thinking asked by hand...
     fake.push(Reply.ok("unused"))
     bare = [msgs[0], Message("assistant", None, tool_calls=r.tool_calls), msgs[2]]
     with pytest.raises(BadRequestError, match="Expected `thinking`"):
-        await ask(bare)
+        await client.achat(
+            MODEL,
+            bare,
+            tools=[WEATHER_TOOL],
+            extra={"thinking": {"type": "enabled", "budget_tokens": 1024}},
+            **kw(fake),
+        )
+    # ...while reasoning_effort leaves thinking off until that tool-use turn ends (the API's
+    # own advice), and says so.
+    fake.push(Reply.ok("It is sunny."))
+    done = await ask(bare)
+    assert done.text == "It is sunny."
+    assert "thinking" not in fake.requests[-1].body
+    assert "reasoning_effort" in done.adjusted_params
+    await client.aclose()
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_tool_loop_started_on_openai_continues_on_anthropic_with_thinking(
+    fake: FakeUpstream, client: llmrelay.Client, streamed: bool
+) -> None:
+    """A tool loop begun on another provider (as after a fallback) carries no thinking block;
+    Anthropic refuses thinking on that turn, so reasoning_effort waits for the next user
+    turn instead of costing a 400. The tool call id survives the switch."""
+    fake.push(Reply.tool_call("get_weather", {"city": "Oslo"}))
+    first = await client.achat(
+        "openai/gpt-4o-mini",
+        "Weather in Oslo?",
+        tools=[WEATHER_TOOL],
+        api_key=CANARY_KEY,
+        base_url=fake.openai_base_url,
+    )
+    call_id = first.tool_calls[0].id
+    msgs: list[Any] = [
+        "Weather in Oslo?",
+        first.message(),
+        Message("tool", "sunny", tool_call_id=call_id),
+    ]
+    msgs[0] = Message("user", msgs[0])
+    params: dict[str, Any] = {"tools": [WEATHER_TOOL], "reasoning_effort": "high", **kw(fake)}
+    fake.push(Reply.ok("It is sunny."), Reply.ok("Bye.", reasoning="Wrap up."))
+    if streamed:
+        r = await client.astream(MODEL, msgs, **params).collect()
+    else:
+        r = await client.achat(MODEL, msgs, **params)
+    assert r.text == "It is sunny."
+    sent = fake.requests[-1].body
+    assert "thinking" not in sent
+    assert sent["messages"][1]["content"][0]["id"] == call_id
+    assert sent["messages"][2]["content"][0]["tool_use_id"] == call_id
+    # The next user turn thinks again.
+    msgs += [r.message(), Message("user", "Thanks")]
+    await client.achat(MODEL, msgs, **params)
+    assert fake.requests[-1].body["thinking"]["type"] == "enabled"
     await client.aclose()
 
 

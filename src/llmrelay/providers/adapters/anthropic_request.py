@@ -309,6 +309,13 @@ def _thinking(
     effort = p.reasoning_effort
     if effort is None:
         return None
+    if effort != "none" and _open_turn_without_thinking(body["messages"]):
+        adjusted["reasoning_effort"] = (
+            "dropped for this request: the tool-use turn being continued started without a "
+            "thinking block (another provider's, or thinking was off), and Anthropic refuses "
+            "thinking then; it applies again from the next user turn"
+        )
+        return None
     if rules.thinking == "none":
         adjusted["reasoning_effort"] = "dropped: this model has no extended thinking"
         return None
@@ -341,6 +348,25 @@ def _thinking(
             f"thinking budget cut to {budget} tokens to fit below max_tokens {p.max_tokens}"
         )
     return {"type": "enabled", "budget_tokens": budget}
+
+
+def _open_turn_without_thinking(messages: list[dict[str, Any]]) -> bool:
+    """True when the request continues a tool-use turn (the last turn is tool results, after
+    an assistant turn with tool_use) whose assistant turn does not start with a thinking
+    block: with thinking on, Anthropic refuses it ("When `thinking` is enabled, a final
+    `assistant` message must start with a thinking block ... To avoid this requirement,
+    disable `thinking`"); a tool loop is one assistant turn, one thinking configuration."""
+    if len(messages) < 2:
+        return False
+    last, prev = messages[-1], messages[-2]
+    c, a = last["content"], prev["content"]
+    if prev["role"] != "assistant" or not isinstance(c, list) or not isinstance(a, list):
+        return False
+    if not any(b.get("type") == "tool_result" for b in c):
+        return False
+    if not any(b.get("type") == "tool_use" for b in a):
+        return False
+    return a[0].get("type") not in ("thinking", "redacted_thinking")
 
 
 def _without_sampling(
