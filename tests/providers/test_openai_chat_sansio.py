@@ -657,6 +657,11 @@ def test_reasoning_parts_signatures_and_is_error_in_a_tool_loop() -> None:
         "tool_call_id": "c1",
     }
     assert body["messages"][3]["content"] is None
+    # An Anthropic turn that only thought (cut by max_tokens) sends no empty content array
+    # (the Chat Completions schema's array content has minItems 1).
+    thought = [ReasoningPart("hmm", signature="s", provider="anthropic_messages")]
+    msgs = [Message("user", "hi"), Message("assistant", thought), Message("user", "go on")]
+    assert body_of(A.build_request(chat(msgs), DEP))["messages"][1]["content"] == ""
 
 
 def test_cache_control_only_where_the_vendor_takes_it() -> None:

@@ -185,8 +185,10 @@ def encode_message(m: Message, dep: Deployment) -> dict[str, Any]:
     else:
         assert isinstance(c, list)
         parts = _parts(c, vendor_of(dep), dep)
-        if not parts and m.tool_calls:
-            out["content"] = None  # an assistant turn of reasoning and tool calls only
+        if not parts and (c or m.tool_calls):
+            # Only another API's reasoning parts: no content array (the spec's minItems is 1);
+            # null beside tool calls, else an empty text.
+            out["content"] = None if m.tool_calls else ""
         else:
             out["content"] = parts
     if m.name:
