@@ -713,6 +713,30 @@ def test_reasoning_effort_per_vendor(
         assert http.adjusted["reasoning_effort"].startswith(note)
 
 
+@pytest.mark.parametrize(
+    ("model", "effort", "sent", "note"),
+    [
+        ("qwen/qwen3-32b", "none", "none", None),
+        ("qwen/qwen3-32b", "high", "default", "sent as 'default'"),
+        ("qwen/qwen3-32b", "low", "default", "sent as 'default'"),
+        ("openai/gpt-oss-120b", "high", "high", None),
+        ("openai/gpt-oss-20b", "none", "low", "sent as 'low'"),
+        ("openai/gpt-oss-20b", "minimal", "low", "sent as 'low'"),
+    ],
+)
+def test_groq_reasoning_effort_per_model(
+    model: str, effort: str, sent: str, note: str | None
+) -> None:
+    """Groq "Reasoning": Qwen 3 takes reasoning_effort none or default only, GPT-OSS low,
+    medium or high only; anything else is a 400."""
+    http = A.build_request(chat("hi", reasoning_effort=effort), deployment("groq", model))
+    assert body_of(http)["reasoning_effort"] == sent
+    if note is None:
+        assert "reasoning_effort" not in http.adjusted
+    else:
+        assert http.adjusted["reasoning_effort"].startswith(note)
+
+
 def test_reasoning_effort_through_extra_is_sent_as_given() -> None:
     http = A.build_request(
         chat("hi", reasoning_effort="low", extra={"reasoning_effort": "low"}),
