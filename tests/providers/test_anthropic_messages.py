@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -969,3 +970,55 @@ def test_adapter_parses_structured_tool_use_body() -> None:
     assert r.finish_reason == "stop"
     assert r.tool_calls == []
     assert r.request_id == "req_1"
+
+
+async def test_tool_call_ids_from_other_providers_are_made_valid_for_anthropic(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
+    """Kimi K2 (Moonshot, Novita, vLLM) names its tool calls ``functions.get_weather:0``;
+    Anthropic takes only ``^[a-zA-Z0-9_-]+$`` ids. Continued on Anthropic, both the tool_use and
+    its tool_result carry the same valid id, and two ids never become one."""
+    calls = [
+        {"id": i, "type": "function", "function": {"name": "get_weather", "arguments": a}}
+        for i, a in (
+            ("functions.get_weather:0", '{"city":"Oslo"}'),
+            ("functions.get_weather.0", '{"city":"Bergen"}'),
+        )
+    ]
+    kimi = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "model": "moonshotai/kimi-k2",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": None, "tool_calls": calls},
+                "finish_reason": "tool_calls",
+            }
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10},
+    }
+    fake.push(Reply.raw(orjson.dumps(kimi)))
+    first = await client.achat(
+        "openrouter/moonshotai/kimi-k2",
+        "Weather in Oslo and Bergen?",
+        tools=[WEATHER_TOOL],
+        api_key=CANARY_KEY,
+        base_url=fake.openai_base_url,
+    )
+    assert [c.id for c in first.tool_calls] == [
+        "functions.get_weather:0",
+        "functions.get_weather.0",
+    ]
+    msgs: list[Any] = [Message("user", "Weather in Oslo and Bergen?"), first.message()]
+    msgs += [Message("tool", "sunny", tool_call_id=c.id) for c in first.tool_calls]
+    fake.push(Reply.ok("Sunny in both."))
+    r = await client.achat(MODEL, msgs, tools=[WEATHER_TOOL], **kw(fake))
+    assert r.text == "Sunny in both."
+    sent = fake.requests[-1].body["messages"]
+    uses = [b["id"] for b in sent[1]["content"]]
+    results = [b["tool_use_id"] for b in sent[2]["content"]]
+    assert uses == results
+    assert len(set(uses)) == 2
+    assert all(re.fullmatch(r"[a-zA-Z0-9_-]+", u) for u in uses)
+    await client.aclose()

@@ -11,6 +11,7 @@ follows Anthropic's convention: ``input_tokens`` excludes the cache reads
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -78,6 +79,22 @@ def _user_text(content: Any) -> str | None:
 def _thinking_on(body: dict[str, Any]) -> bool:
     t = body.get("thinking")
     return isinstance(t, dict) and t.get("type") in ("enabled", "adaptive")
+
+
+_TOOL_ID_OK = re.compile(r"^[a-zA-Z0-9_-]+$")
+
+
+def _check_tool_ids(i: int, content: Any) -> None:
+    """The API validates tool_use ids against ``^[a-zA-Z0-9_-]+$`` (a 400 otherwise)."""
+    if not isinstance(content, list):
+        return
+    for j, b in enumerate(content):
+        bad = not _TOOL_ID_OK.match(str(b.get("id", ""))) if isinstance(b, dict) else False
+        if bad and b.get("type") == "tool_use":
+            raise ValueError(
+                f"messages.{i}.content.{j}.tool_use.id: String should match pattern "
+                "'^[a-zA-Z0-9_-]+$'"
+            )
 
 
 def _check_thinking_replayed(messages: list[Any]) -> None:
@@ -161,6 +178,7 @@ class AnthropicDialect:
             if role not in ("user", "assistant"):
                 raise ValueError(f"messages.{i}.role: Input should be 'user' or 'assistant'")
             content = m.get("content")
+            _check_tool_ids(i, content)
             texts.append(_text_of(content))
             if role == "user":
                 own = _user_text(content)

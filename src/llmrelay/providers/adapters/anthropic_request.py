@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -225,17 +226,27 @@ def _blocks(content: str | list[ContentPart] | None, *, assistant: bool = False)
     return thinking + out
 
 
+def _tool_id(raw: str | None) -> str | None:
+    """A tool call id as Anthropic takes it (``^[a-zA-Z0-9_-]+$``). Ids from other providers
+    may not fit (Kimi K2's ``functions.get_weather:0``): those are rewritten the same way on
+    the tool_use and its tool_result, with a hash of the original so two never collide."""
+    if raw is None or (raw and not _TOOL_NAME_BAD.search(raw)):
+        return raw
+    digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{_TOOL_NAME_BAD.sub('_', raw)[:48]}_{digest}"
+
+
 def _tool_use(tc: ToolCall) -> dict[str, Any]:
     return {
         "type": "tool_use",
-        "id": tc.id,
+        "id": _tool_id(tc.id),
         "name": tc.name,
         "input": tool_call_args(tc, "Anthropic"),
     }
 
 
 def _tool_result(m: Message) -> dict[str, Any]:
-    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": m.tool_call_id}
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": _tool_id(m.tool_call_id)}
     c = m.content
     if isinstance(c, str):
         if c:
