@@ -406,7 +406,7 @@ def _is_thinking(value: Any) -> bool:
 
 
 def _count_breakpoints(body: dict[str, Any]) -> int:
-    n = 0
+    n = int("cache_control" in body)  # automatic caching (top level) takes a slot too
     for key in ("tools", "system"):
         v = body.get(key)
         if isinstance(v, list):
@@ -557,7 +557,7 @@ def build_request(req: ChatRequest, dep: Deployment) -> HttpRequest:
         if breakpoints > MAX_CACHE_BREAKPOINTS:
             raise InvalidRequestError(
                 f"the request has {breakpoints} cache_control breakpoints; Anthropic allows at "
-                f"most {MAX_CACHE_BREAKPOINTS} (tools, system and messages together): keep "
+                f"most {MAX_CACHE_BREAKPOINTS} (tools, system, messages and a top-level one together): keep "
                 "cache_control on the last part of each prefix you want cached"
             )
     return HttpRequest("POST", _url(dep.base_url), headers, encoded, adjusted)
