@@ -557,7 +557,7 @@ def build_request(req: ChatRequest, dep: Deployment) -> HttpRequest:
         if breakpoints > MAX_CACHE_BREAKPOINTS:
             raise InvalidRequestError(
                 f"the request has {breakpoints} cache_control breakpoints; Anthropic allows at "
-                f"most {MAX_CACHE_BREAKPOINTS} (tools, system, messages and a top-level one together): keep "
-                "cache_control on the last part of each prefix you want cached"
+                f"most {MAX_CACHE_BREAKPOINTS} (tools, system, messages and a top-level one "
+                "together): keep cache_control on the last part of each prefix you want cached"
             )
     return HttpRequest("POST", _url(dep.base_url), headers, encoded, adjusted)
