@@ -1022,3 +1022,22 @@ async def test_tool_call_ids_from_other_providers_are_made_valid_for_anthropic(
     assert len(set(uses)) == 2
     assert all(re.fullmatch(r"[a-zA-Z0-9_-]+", u) for u in uses)
     await client.aclose()
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_fake_speaks_reply_refuse_as_anthropic_refuses(
+    fake: FakeUpstream, client: llmrelay.Client, streamed: bool
+) -> None:
+    """``Reply.refuse`` (the fake's one way to script a refusal for any wire) is Anthropic's
+    ``stop_reason: "refusal"`` here, not a successful empty answer."""
+
+    async def ask() -> llmrelay.Response:
+        if streamed:
+            return await client.astream(MODEL, "hi", **kw(fake)).collect()
+        return await client.achat(MODEL, "hi", **kw(fake))
+
+    fake.push(Reply.refuse("I can't help with that."))
+    with pytest.raises(ContentFilteredError) as info:
+        await ask()
+    assert info.value.explanation == "I can't help with that."
+    await client.aclose()

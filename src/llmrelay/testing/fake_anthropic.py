@@ -144,13 +144,16 @@ def _block(index: int, block: dict[str, Any], deltas: list[dict[str, Any]]) -> l
 
 
 def _stop_details(req: FakeRequest) -> dict[str, Any] | None:
-    if req.refusal_category is None and req.refusal_explanation is None:
+    explanation = req.refusal_explanation or req.refusal
+    if req.refusal_category is None and explanation is None:
         return None
-    return {
-        "type": "refusal",
-        "category": req.refusal_category,
-        "explanation": req.refusal_explanation,
-    }
+    return {"type": "refusal", "category": req.refusal_category, "explanation": explanation}
+
+
+def _stop_reason(req: FakeRequest, finish: str) -> str:
+    """``Reply.refuse(...)`` is Anthropic's refusal (``stop_reason: "refusal"``), as
+    ``finish="content_filter"`` is."""
+    return "refusal" if req.refusal is not None else _STOP_REASONS.get(finish, finish)
 
 
 class AnthropicDialect:
@@ -277,7 +280,7 @@ class AnthropicDialect:
         return self._message(
             req,
             content,
-            _STOP_REASONS.get(finish, finish),
+            _stop_reason(req, finish),
             self._usage(usage, usage.output_tokens),
         )
 
@@ -320,7 +323,7 @@ class AnthropicDialect:
                 for part in ("", args[:half], args[half:])
             ]
             frames += _block(index, block, parts)
-        stop = _STOP_REASONS.get(finish, finish)
+        stop = _stop_reason(req, finish)
         delta: dict[str, Any] = {"stop_reason": stop, "stop_sequence": None}
         if stop == "refusal":
             delta["stop_details"] = _stop_details(req)
