@@ -1041,3 +1041,26 @@ async def test_fake_speaks_reply_refuse_as_anthropic_refuses(
         await ask()
     assert info.value.explanation == "I can't help with that."
     await client.aclose()
+
+
+class TreeNode(BaseModel):
+    name: str
+    children: list[TreeNode] = []
+
+
+async def test_a_recursive_response_model_travels_as_a_tool(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
+    """JSON outputs (``output_config.format``) take no recursive schema; a model that refers
+    to itself (a tree) is asked for with a tool even where the model has JSON outputs."""
+    tree = {"name": "root", "children": [{"name": "leaf", "children": []}]}
+    fake.push(Reply.tool_call("TreeNode", tree))
+    r = await client.achat(
+        "anthropic/claude-sonnet-4-5", "a tree", response_model=TreeNode, **kw(fake)
+    )
+    assert r.object == TreeNode.model_validate(tree)
+    sent = fake.requests[-1].body
+    assert "format" not in sent.get("output_config", {})
+    assert [t["name"] for t in sent["tools"]] == ["TreeNode"]
+    assert "$defs" in sent["tools"][0]["input_schema"]
+    await client.aclose()

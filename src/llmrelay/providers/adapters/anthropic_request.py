@@ -94,7 +94,12 @@ def structured_output(p: GenerationParams, model: str | None = None) -> Structur
     if rf is None or rf.get("type") != "json_schema":
         return None
     js, schema = json_schema_format(rf)
-    if model is not None and rules_for(model).native_json and js.get("strict") is not False:
+    if (
+        model is not None
+        and rules_for(model).native_json
+        and js.get("strict") is not False
+        and not _recursive(schema)
+    ):
         return None
     raw_name = js.get("name")
     name = _TOOL_NAME_BAD.sub("_", raw_name)[:64] if isinstance(raw_name, str) else ""
@@ -122,6 +127,47 @@ def structured_output(p: GenerationParams, model: str | None = None) -> Structur
             **defs,
         }
     return Structured(name or "json_output", description, input_schema, wrapped)
+
+
+def _refs(node: Any, out: set[str]) -> set[str]:
+    """The local ``#/$defs/X`` (or ``#/definitions/X``) names ``node`` refers to."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/"):
+            out.add(ref.rsplit("/", 1)[-1])
+        for v in node.values():
+            _refs(v, out)
+    elif isinstance(node, list):
+        for v in node:
+            _refs(v, out)
+    return out
+
+
+def _recursive(schema: Any) -> bool:
+    """Does the schema refer to itself (a tree, a linked list)? JSON outputs take no recursive
+    schema, so such a model travels as a tool (whose input schema may recurse)."""
+    if not isinstance(schema, dict):
+        return False
+    defs: dict[str, Any] = {}
+    for key in ("$defs", "definitions"):
+        d = schema.get(key)
+        if isinstance(d, dict):
+            defs.update(d)
+    graph = {name: _refs(body, set()) for name, body in defs.items()}
+    seen: set[str] = set()
+
+    def cycles(name: str, path: frozenset[str]) -> bool:
+        if name in path:
+            return True
+        if name in seen:
+            return False
+        seen.add(name)
+        return any(cycles(n, path | {name}) for n in graph.get(name, ()))
+
+    root = {k: v for k, v in schema.items() if k not in ("$defs", "definitions")}
+    if '"$ref":"#"' in orjson.dumps(root).decode():
+        return True
+    return any(cycles(n, frozenset()) for n in graph)
 
 
 # --------------------------------------------------------------------------- content blocks
