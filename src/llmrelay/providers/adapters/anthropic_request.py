@@ -31,7 +31,14 @@ from ...types import (
     ToolCall,
 )
 from ..table import Deployment
-from .anthropic_models import BUDGET_TOKENS, EFFORT, MIN_BUDGET_TOKENS, ModelRules, rules_for
+from .anthropic_models import (
+    BUDGET_TOKENS,
+    EFFORT,
+    MIN_BUDGET_TOKENS,
+    ModelRules,
+    rules_for,
+    schema_recurses,
+)
 from .base import encode_body, json_schema_format, send_headers, tool_call_args
 
 __all__ = [
@@ -98,7 +105,7 @@ def structured_output(p: GenerationParams, model: str | None = None) -> Structur
         model is not None
         and rules_for(model).native_json
         and js.get("strict") is not False
-        and not _recursive(schema)
+        and not schema_recurses(schema)
     ):
         return None
     raw_name = js.get("name")
@@ -127,47 +134,6 @@ def structured_output(p: GenerationParams, model: str | None = None) -> Structur
             **defs,
         }
     return Structured(name or "json_output", description, input_schema, wrapped)
-
-
-def _refs(node: Any, out: set[str]) -> set[str]:
-    """The local ``#/$defs/X`` (or ``#/definitions/X``) names ``node`` refers to."""
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/"):
-            out.add(ref.rsplit("/", 1)[-1])
-        for v in node.values():
-            _refs(v, out)
-    elif isinstance(node, list):
-        for v in node:
-            _refs(v, out)
-    return out
-
-
-def _recursive(schema: Any) -> bool:
-    """Does the schema refer to itself (a tree, a linked list)? JSON outputs take no recursive
-    schema, so such a model travels as a tool (whose input schema may recurse)."""
-    if not isinstance(schema, dict):
-        return False
-    defs: dict[str, Any] = {}
-    for key in ("$defs", "definitions"):
-        d = schema.get(key)
-        if isinstance(d, dict):
-            defs.update(d)
-    graph = {name: _refs(body, set()) for name, body in defs.items()}
-    seen: set[str] = set()
-
-    def cycles(name: str, path: frozenset[str]) -> bool:
-        if name in path:
-            return True
-        if name in seen:
-            return False
-        seen.add(name)
-        return any(cycles(n, path | {name}) for n in graph.get(name, ()))
-
-    root = {k: v for k, v in schema.items() if k not in ("$defs", "definitions")}
-    if '"$ref":"#"' in orjson.dumps(root).decode():
-        return True
-    return any(cycles(n, frozenset()) for n in graph)
 
 
 # --------------------------------------------------------------------------- content blocks
