@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -246,11 +247,64 @@ async def test_thinking_tool_loop_against_the_fake(
     assert (await ask(msgs)).text == "It is sunny."
     sent = fake.requests[-1].body["messages"][1]["content"]
     assert [b["type"] for b in sent] == ["thinking", "tool_use"]
-    # Without the thinking block the fake answers the API's 400.
+    # Without the thinking block the fake answers the API's 400 to thinking asked by hand...
     fake.push(Reply.ok("unused"))
     bare = [msgs[0], Message("assistant", None, tool_calls=r.tool_calls), msgs[2]]
     with pytest.raises(BadRequestError, match="Expected `thinking`"):
-        await ask(bare)
+        await client.achat(
+            MODEL,
+            bare,
+            tools=[WEATHER_TOOL],
+            extra={"thinking": {"type": "enabled", "budget_tokens": 1024}},
+            **kw(fake),
+        )
+    # ...while reasoning_effort leaves thinking off until that tool-use turn ends (the API's
+    # own advice), and says so.
+    fake.push(Reply.ok("It is sunny."))
+    done = await ask(bare)
+    assert done.text == "It is sunny."
+    assert "thinking" not in fake.requests[-1].body
+    assert "reasoning_effort" in done.adjusted_params
+    await client.aclose()
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_tool_loop_started_on_openai_continues_on_anthropic_with_thinking(
+    fake: FakeUpstream, client: llmrelay.Client, streamed: bool
+) -> None:
+    """A tool loop begun on another provider (as after a fallback) carries no thinking block;
+    Anthropic refuses thinking on that turn, so reasoning_effort waits for the next user
+    turn instead of costing a 400. The tool call id survives the switch."""
+    fake.push(Reply.tool_call("get_weather", {"city": "Oslo"}))
+    first = await client.achat(
+        "openai/gpt-4o-mini",
+        "Weather in Oslo?",
+        tools=[WEATHER_TOOL],
+        api_key=CANARY_KEY,
+        base_url=fake.openai_base_url,
+    )
+    call_id = first.tool_calls[0].id
+    msgs: list[Any] = [
+        "Weather in Oslo?",
+        first.message(),
+        Message("tool", "sunny", tool_call_id=call_id),
+    ]
+    msgs[0] = Message("user", msgs[0])
+    params: dict[str, Any] = {"tools": [WEATHER_TOOL], "reasoning_effort": "high", **kw(fake)}
+    fake.push(Reply.ok("It is sunny."), Reply.ok("Bye.", reasoning="Wrap up."))
+    if streamed:
+        r = await client.astream(MODEL, msgs, **params).collect()
+    else:
+        r = await client.achat(MODEL, msgs, **params)
+    assert r.text == "It is sunny."
+    sent = fake.requests[-1].body
+    assert "thinking" not in sent
+    assert sent["messages"][1]["content"][0]["id"] == call_id
+    assert sent["messages"][2]["content"][0]["tool_use_id"] == call_id
+    # The next user turn thinks again.
+    msgs += [r.message(), Message("user", "Thanks")]
+    await client.achat(MODEL, msgs, **params)
+    assert fake.requests[-1].body["thinking"]["type"] == "enabled"
     await client.aclose()
 
 
@@ -916,3 +970,97 @@ def test_adapter_parses_structured_tool_use_body() -> None:
     assert r.finish_reason == "stop"
     assert r.tool_calls == []
     assert r.request_id == "req_1"
+
+
+async def test_tool_call_ids_from_other_providers_are_made_valid_for_anthropic(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
+    """Kimi K2 (Moonshot, Novita, vLLM) names its tool calls ``functions.get_weather:0``;
+    Anthropic takes only ``^[a-zA-Z0-9_-]+$`` ids. Continued on Anthropic, both the tool_use and
+    its tool_result carry the same valid id, and two ids never become one."""
+    calls = [
+        {"id": i, "type": "function", "function": {"name": "get_weather", "arguments": a}}
+        for i, a in (
+            ("functions.get_weather:0", '{"city":"Oslo"}'),
+            ("functions.get_weather.0", '{"city":"Bergen"}'),
+        )
+    ]
+    kimi = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "model": "moonshotai/kimi-k2",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": None, "tool_calls": calls},
+                "finish_reason": "tool_calls",
+            }
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10},
+    }
+    fake.push(Reply.raw(orjson.dumps(kimi)))
+    first = await client.achat(
+        "openrouter/moonshotai/kimi-k2",
+        "Weather in Oslo and Bergen?",
+        tools=[WEATHER_TOOL],
+        api_key=CANARY_KEY,
+        base_url=fake.openai_base_url,
+    )
+    assert [c.id for c in first.tool_calls] == [
+        "functions.get_weather:0",
+        "functions.get_weather.0",
+    ]
+    msgs: list[Any] = [Message("user", "Weather in Oslo and Bergen?"), first.message()]
+    msgs += [Message("tool", "sunny", tool_call_id=c.id) for c in first.tool_calls]
+    fake.push(Reply.ok("Sunny in both."))
+    r = await client.achat(MODEL, msgs, tools=[WEATHER_TOOL], **kw(fake))
+    assert r.text == "Sunny in both."
+    sent = fake.requests[-1].body["messages"]
+    uses = [b["id"] for b in sent[1]["content"]]
+    results = [b["tool_use_id"] for b in sent[2]["content"]]
+    assert uses == results
+    assert len(set(uses)) == 2
+    assert all(re.fullmatch(r"[a-zA-Z0-9_-]+", u) for u in uses)
+    await client.aclose()
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_fake_speaks_reply_refuse_as_anthropic_refuses(
+    fake: FakeUpstream, client: llmrelay.Client, streamed: bool
+) -> None:
+    """``Reply.refuse`` (the fake's one way to script a refusal for any wire) is Anthropic's
+    ``stop_reason: "refusal"`` here, not a successful empty answer."""
+
+    async def ask() -> llmrelay.Response:
+        if streamed:
+            return await client.astream(MODEL, "hi", **kw(fake)).collect()
+        return await client.achat(MODEL, "hi", **kw(fake))
+
+    fake.push(Reply.refuse("I can't help with that."))
+    with pytest.raises(ContentFilteredError) as info:
+        await ask()
+    assert info.value.explanation == "I can't help with that."
+    await client.aclose()
+
+
+class TreeNode(BaseModel):
+    name: str
+    children: list[TreeNode] = []
+
+
+async def test_a_recursive_response_model_travels_as_a_tool(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
+    """JSON outputs (``output_config.format``) take no recursive schema; a model that refers
+    to itself (a tree) is asked for with a tool even where the model has JSON outputs."""
+    tree = {"name": "root", "children": [{"name": "leaf", "children": []}]}
+    fake.push(Reply.tool_call("TreeNode", tree))
+    r = await client.achat(
+        "anthropic/claude-sonnet-4-5", "a tree", response_model=TreeNode, **kw(fake)
+    )
+    assert r.object == TreeNode.model_validate(tree)
+    sent = fake.requests[-1].body
+    assert "format" not in sent.get("output_config", {})
+    assert [t["name"] for t in sent["tools"]] == ["TreeNode"]
+    assert "$defs" in sent["tools"][0]["input_schema"]
+    await client.aclose()

@@ -335,6 +335,12 @@ def test_more_than_four_cache_breakpoints_is_refused_before_sending() -> None:
     with pytest.raises(InvalidRequestError, match="5 cache_control breakpoints"):
         A.build_request(chat([Message("user", parts)]), DEP)
     A.build_request(chat([Message("user", parts[:4])]), DEP)
+    # Automatic caching (a top-level cache_control) takes one of the four slots too: the API
+    # answers "A maximum of 4 blocks with cache_control may be provided. Found 5."
+    auto = {"cache_control": cc}
+    with pytest.raises(InvalidRequestError, match="5 cache_control breakpoints"):
+        A.build_request(chat([Message("user", parts[:4])], extra=auto), DEP)
+    A.build_request(chat([Message("user", parts[:3])], extra=auto), DEP)
 
 
 def test_documents() -> None:

@@ -432,3 +432,45 @@ async def test_audio_goes_only_to_models_whose_catalog_row_takes_audio(
     part = fake.requests[-1].body["messages"][0]["content"][0]
     assert part == {"type": "input_audio", "input_audio": {"data": "UklGRmZha2U=", "format": "wav"}}
     await client.aclose()
+
+
+async def test_parallel_tool_calls_all_at_index_0_stay_apart(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
+    """Gemini's OpenAI-compatible endpoint (and gateways relaying Gemini) stream parallel calls
+    each complete in its own delta, every one at ``index: 0`` with its own id: they are two
+    calls, not one with concatenated arguments."""
+    import orjson
+
+    def tc(**kw: object) -> bytes:
+        chunk = {"id": "c1", "object": "chat.completion.chunk", "model": "gemini-2.5-flash"}
+        chunk["choices"] = [{"index": 0, "delta": {"role": "assistant", "tool_calls": [kw]}}]
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    fn = {"name": "get_weather"}
+    body = (
+        tc(
+            index=0,
+            id="function-call-1",
+            type="function",
+            function={**fn, "arguments": '{"city":"Oslo"}'},
+        )
+        + tc(
+            index=0,
+            id="function-call-2",
+            type="function",
+            function={**fn, "arguments": '{"city":"Rome"}'},
+        )
+        + tc(index=0, function={"arguments": ""})
+        + b'data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{},'
+        b'"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+    )
+    fake.push(Reply.raw(body, content_type="text/event-stream"))
+    r = await client.astream(
+        MODEL, "weather in Oslo and Rome", api_key=CANARY_KEY, base_url=fake.openai_base_url
+    ).collect()
+    assert [(c.id, c.name, c.arguments) for c in r.tool_calls] == [
+        ("function-call-1", "get_weather", '{"city":"Oslo"}'),
+        ("function-call-2", "get_weather", '{"city":"Rome"}'),
+    ]
+    await client.aclose()

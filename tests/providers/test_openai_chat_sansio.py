@@ -657,6 +657,11 @@ def test_reasoning_parts_signatures_and_is_error_in_a_tool_loop() -> None:
         "tool_call_id": "c1",
     }
     assert body["messages"][3]["content"] is None
+    # An Anthropic turn that only thought (cut by max_tokens) sends no empty content array
+    # (the Chat Completions schema's array content has minItems 1).
+    thought = [ReasoningPart("hmm", signature="s", provider="anthropic_messages")]
+    msgs = [Message("user", "hi"), Message("assistant", thought), Message("user", "go on")]
+    assert body_of(A.build_request(chat(msgs), DEP))["messages"][1]["content"] == ""
 
 
 def test_cache_control_only_where_the_vendor_takes_it() -> None:
@@ -702,6 +707,30 @@ def test_reasoning_effort_per_vendor(
     body = body_of(http)
     keys = ("reasoning_effort", "reasoning", "thinking")
     assert {k: body[k] for k in keys if k in body} == sent
+    if note is None:
+        assert "reasoning_effort" not in http.adjusted
+    else:
+        assert http.adjusted["reasoning_effort"].startswith(note)
+
+
+@pytest.mark.parametrize(
+    ("model", "effort", "sent", "note"),
+    [
+        ("qwen/qwen3-32b", "none", "none", None),
+        ("qwen/qwen3-32b", "high", "default", "sent as 'default'"),
+        ("qwen/qwen3-32b", "low", "default", "sent as 'default'"),
+        ("openai/gpt-oss-120b", "high", "high", None),
+        ("openai/gpt-oss-20b", "none", "low", "sent as 'low'"),
+        ("openai/gpt-oss-20b", "minimal", "low", "sent as 'low'"),
+    ],
+)
+def test_groq_reasoning_effort_per_model(
+    model: str, effort: str, sent: str, note: str | None
+) -> None:
+    """Groq "Reasoning": Qwen 3 takes reasoning_effort none or default only, GPT-OSS low,
+    medium or high only; anything else is a 400."""
+    http = A.build_request(chat("hi", reasoning_effort=effort), deployment("groq", model))
+    assert body_of(http)["reasoning_effort"] == sent
     if note is None:
         assert "reasoning_effort" not in http.adjusted
     else:

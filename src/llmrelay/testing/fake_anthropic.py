@@ -11,6 +11,7 @@ follows Anthropic's convention: ``input_tokens`` excludes the cache reads
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -80,6 +81,22 @@ def _thinking_on(body: dict[str, Any]) -> bool:
     return isinstance(t, dict) and t.get("type") in ("enabled", "adaptive")
 
 
+_TOOL_ID_OK = re.compile(r"^[a-zA-Z0-9_-]+$")
+
+
+def _check_tool_ids(i: int, content: Any) -> None:
+    """The API validates tool_use ids against ``^[a-zA-Z0-9_-]+$`` (a 400 otherwise)."""
+    if not isinstance(content, list):
+        return
+    for j, b in enumerate(content):
+        bad = not _TOOL_ID_OK.match(str(b.get("id", ""))) if isinstance(b, dict) else False
+        if bad and b.get("type") == "tool_use":
+            raise ValueError(
+                f"messages.{i}.content.{j}.tool_use.id: String should match pattern "
+                "'^[a-zA-Z0-9_-]+$'"
+            )
+
+
 def _check_thinking_replayed(messages: list[Any]) -> None:
     """With thinking on, the API refuses a tool loop whose last assistant turn lost its
     thinking block: a tool_use there must follow a thinking or redacted_thinking block."""
@@ -127,13 +144,16 @@ def _block(index: int, block: dict[str, Any], deltas: list[dict[str, Any]]) -> l
 
 
 def _stop_details(req: FakeRequest) -> dict[str, Any] | None:
-    if req.refusal_category is None and req.refusal_explanation is None:
+    explanation = req.refusal_explanation or req.refusal
+    if req.refusal_category is None and explanation is None:
         return None
-    return {
-        "type": "refusal",
-        "category": req.refusal_category,
-        "explanation": req.refusal_explanation,
-    }
+    return {"type": "refusal", "category": req.refusal_category, "explanation": explanation}
+
+
+def _stop_reason(req: FakeRequest, finish: str) -> str:
+    """``Reply.refuse(...)`` is Anthropic's refusal (``stop_reason: "refusal"``), as
+    ``finish="content_filter"`` is."""
+    return "refusal" if req.refusal is not None else _STOP_REASONS.get(finish, finish)
 
 
 class AnthropicDialect:
@@ -161,6 +181,7 @@ class AnthropicDialect:
             if role not in ("user", "assistant"):
                 raise ValueError(f"messages.{i}.role: Input should be 'user' or 'assistant'")
             content = m.get("content")
+            _check_tool_ids(i, content)
             texts.append(_text_of(content))
             if role == "user":
                 own = _user_text(content)
@@ -259,7 +280,7 @@ class AnthropicDialect:
         return self._message(
             req,
             content,
-            _STOP_REASONS.get(finish, finish),
+            _stop_reason(req, finish),
             self._usage(usage, usage.output_tokens),
         )
 
@@ -302,7 +323,7 @@ class AnthropicDialect:
                 for part in ("", args[:half], args[half:])
             ]
             frames += _block(index, block, parts)
-        stop = _STOP_REASONS.get(finish, finish)
+        stop = _stop_reason(req, finish)
         delta: dict[str, Any] = {"stop_reason": stop, "stop_sequence": None}
         if stop == "refusal":
             delta["stop_details"] = _stop_details(req)

@@ -29,9 +29,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
-__all__ = ["BUDGET_TOKENS", "EFFORT", "MIN_BUDGET_TOKENS", "ModelRules", "rules_for"]
+import orjson
+
+__all__ = [
+    "BUDGET_TOKENS",
+    "EFFORT",
+    "MIN_BUDGET_TOKENS",
+    "ModelRules",
+    "rules_for",
+    "schema_recurses",
+]
 
 ThinkingMode = Literal["adaptive", "budget", "none"]
 
@@ -100,3 +109,44 @@ def rules_for(model: str) -> ModelRules:
         if name.startswith(prefix):
             return rules
     return UNKNOWN
+
+
+def _refs(node: Any, out: set[str]) -> set[str]:
+    """The local ``#/$defs/X`` (or ``#/definitions/X``) names ``node`` refers to."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/"):
+            out.add(ref.rsplit("/", 1)[-1])
+        for v in node.values():
+            _refs(v, out)
+    elif isinstance(node, list):
+        for v in node:
+            _refs(v, out)
+    return out
+
+
+def schema_recurses(schema: Any) -> bool:
+    """Does the JSON schema refer to itself (a tree, a linked list), through ``#`` or its
+    ``$defs``? (Anthropic's JSON outputs take no recursive schema.)"""
+    if not isinstance(schema, dict):
+        return False
+    defs: dict[str, Any] = {}
+    for key in ("$defs", "definitions"):
+        d = schema.get(key)
+        if isinstance(d, dict):
+            defs.update(d)
+    graph = {name: _refs(body, set()) for name, body in defs.items()}
+    seen: set[str] = set()
+
+    def cycles(name: str, path: frozenset[str]) -> bool:
+        if name in path:
+            return True
+        if name in seen:
+            return False
+        seen.add(name)
+        return any(cycles(n, path | {name}) for n in graph.get(name, ()))
+
+    root = {k: v for k, v in schema.items() if k not in ("$defs", "definitions")}
+    if '"$ref":"#"' in orjson.dumps(root).decode():
+        return True
+    return any(cycles(n, frozenset()) for n in graph)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,14 @@ from ...types import (
     ToolCall,
 )
 from ..table import Deployment
-from .anthropic_models import BUDGET_TOKENS, EFFORT, MIN_BUDGET_TOKENS, ModelRules, rules_for
+from .anthropic_models import (
+    BUDGET_TOKENS,
+    EFFORT,
+    MIN_BUDGET_TOKENS,
+    ModelRules,
+    rules_for,
+    schema_recurses,
+)
 from .base import encode_body, json_schema_format, send_headers, tool_call_args
 
 __all__ = [
@@ -93,7 +101,12 @@ def structured_output(p: GenerationParams, model: str | None = None) -> Structur
     if rf is None or rf.get("type") != "json_schema":
         return None
     js, schema = json_schema_format(rf)
-    if model is not None and rules_for(model).native_json and js.get("strict") is not False:
+    if (
+        model is not None
+        and rules_for(model).native_json
+        and js.get("strict") is not False
+        and not schema_recurses(schema)
+    ):
         return None
     raw_name = js.get("name")
     name = _TOOL_NAME_BAD.sub("_", raw_name)[:64] if isinstance(raw_name, str) else ""
@@ -225,17 +238,27 @@ def _blocks(content: str | list[ContentPart] | None, *, assistant: bool = False)
     return thinking + out
 
 
+def _tool_id(raw: str | None) -> str | None:
+    """A tool call id as Anthropic takes it (``^[a-zA-Z0-9_-]+$``). Ids from other providers
+    may not fit (Kimi K2's ``functions.get_weather:0``): those are rewritten the same way on
+    the tool_use and its tool_result, with a hash of the original so two never collide."""
+    if raw is None or (raw and not _TOOL_NAME_BAD.search(raw)):
+        return raw
+    digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{_TOOL_NAME_BAD.sub('_', raw)[:48]}_{digest}"
+
+
 def _tool_use(tc: ToolCall) -> dict[str, Any]:
     return {
         "type": "tool_use",
-        "id": tc.id,
+        "id": _tool_id(tc.id),
         "name": tc.name,
         "input": tool_call_args(tc, "Anthropic"),
     }
 
 
 def _tool_result(m: Message) -> dict[str, Any]:
-    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": m.tool_call_id}
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": _tool_id(m.tool_call_id)}
     c = m.content
     if isinstance(c, str):
         if c:
@@ -309,6 +332,13 @@ def _thinking(
     effort = p.reasoning_effort
     if effort is None:
         return None
+    if effort != "none" and _open_turn_without_thinking(body["messages"]):
+        adjusted["reasoning_effort"] = (
+            "dropped for this request: the tool-use turn being continued started without a "
+            "thinking block (another provider's, or thinking was off), and Anthropic refuses "
+            "thinking then; it applies again from the next user turn"
+        )
+        return None
     if rules.thinking == "none":
         adjusted["reasoning_effort"] = "dropped: this model has no extended thinking"
         return None
@@ -343,6 +373,25 @@ def _thinking(
     return {"type": "enabled", "budget_tokens": budget}
 
 
+def _open_turn_without_thinking(messages: list[dict[str, Any]]) -> bool:
+    """True when the request continues a tool-use turn (the last turn is tool results, after
+    an assistant turn with tool_use) whose assistant turn does not start with a thinking
+    block: with thinking on, Anthropic refuses it ("When `thinking` is enabled, a final
+    `assistant` message must start with a thinking block ... To avoid this requirement,
+    disable `thinking`"); a tool loop is one assistant turn, one thinking configuration."""
+    if len(messages) < 2:
+        return False
+    last, prev = messages[-1], messages[-2]
+    c, a = last["content"], prev["content"]
+    if prev["role"] != "assistant" or not isinstance(c, list) or not isinstance(a, list):
+        return False
+    if not any(b.get("type") == "tool_result" for b in c):
+        return False
+    if not any(b.get("type") == "tool_use" for b in a):
+        return False
+    return a[0].get("type") not in ("thinking", "redacted_thinking")
+
+
 def _without_sampling(
     p: GenerationParams, body: dict[str, Any], extra: dict[str, Any], adjusted: dict[str, str]
 ) -> None:
@@ -369,7 +418,7 @@ def _is_thinking(value: Any) -> bool:
 
 
 def _count_breakpoints(body: dict[str, Any]) -> int:
-    n = 0
+    n = int("cache_control" in body)  # automatic caching (top level) takes a slot too
     for key in ("tools", "system"):
         v = body.get(key)
         if isinstance(v, list):
@@ -520,7 +569,7 @@ def build_request(req: ChatRequest, dep: Deployment) -> HttpRequest:
         if breakpoints > MAX_CACHE_BREAKPOINTS:
             raise InvalidRequestError(
                 f"the request has {breakpoints} cache_control breakpoints; Anthropic allows at "
-                f"most {MAX_CACHE_BREAKPOINTS} (tools, system and messages together): keep "
-                "cache_control on the last part of each prefix you want cached"
+                f"most {MAX_CACHE_BREAKPOINTS} (tools, system, messages and a top-level one "
+                "together): keep cache_control on the last part of each prefix you want cached"
             )
     return HttpRequest("POST", _url(dep.base_url), headers, encoded, adjusted)

@@ -383,6 +383,7 @@ class _OpenAIStream:
         "_reasoning",
         "_refusal",
         "_rid",
+        "_slot",
         "_text",
         "_tools",
         "_usage",
@@ -398,6 +399,8 @@ class _OpenAIStream:
         self._filter: str | None = None
         #: index -> [id, name, argument pieces]
         self._tools: dict[int, list[Any]] = {}
+        #: wire index -> our index, where a server reuses an index for another call
+        self._slot: dict[int, int] = {}
         self._raw_finish: str | None = None
         self._usage: Usage | None = None
         self._id: str | None = None
@@ -496,7 +499,9 @@ class _OpenAIStream:
         id and the whole name in every delta of a call: both are taken once, the first time
         they come, and only new arguments are appended. A delta without ``index`` (some
         compatible servers omit it) continues the last call, unless it brings another id: then
-        it starts the next one."""
+        it starts the next one. Gemini's OpenAI-compatible endpoint sends parallel calls all at
+        ``index: 0``, each with its own id: a new id at an index that holds another call starts
+        the next call too (later deltas at that index continue it)."""
         new_id = tc.get("id") or None
         idx = tc.get("index")
         if idx.__class__ is not int:
@@ -504,6 +509,13 @@ class _OpenAIStream:
             last = self._tools.get(idx)
             if last is not None and new_id is not None and last[0] not in (None, new_id):
                 idx += 1
+        else:
+            wire = idx
+            idx = self._slot.get(wire, wire)
+            last = self._tools.get(idx)
+            if last is not None and new_id is not None and last[0] not in (None, new_id):
+                idx = max(self._tools) + 1
+                self._slot[wire] = idx
         fn = tc.get("function") or {}
         slot = self._tools.get(idx)
         if slot is None:

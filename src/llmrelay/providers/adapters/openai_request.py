@@ -59,7 +59,8 @@ _WAV_MP3 = frozenset(("wav", "mp3"))
 #: none..high; Azure OpenAI "reasoning models" (developer messages, reasoning_effort) and
 #: audio models; OpenRouter "PDF Inputs" (file parts, data or URL), "Prompt caching"
 #: (cache_control on content parts), "Reasoning Tokens" (reasoning.effort none..xhigh);
-#: Groq "Reasoning" (reasoning_effort: none/default on Qwen 3, low/medium/high on GPT-OSS);
+#: Groq "Reasoning" (reasoning_effort: none/default on Qwen 3, low/medium/high on GPT-OSS;
+#: mapped per model);
 #: DeepSeek "Thinking Mode" (reasoning_effort; thinking {type: disabled} turns it off).
 VENDORS: dict[str, Vendor] = {
     "openai": Vendor(
@@ -185,8 +186,10 @@ def encode_message(m: Message, dep: Deployment) -> dict[str, Any]:
     else:
         assert isinstance(c, list)
         parts = _parts(c, vendor_of(dep), dep)
-        if not parts and m.tool_calls:
-            out["content"] = None  # an assistant turn of reasoning and tool calls only
+        if not parts and (c or m.tool_calls):
+            # Only another API's reasoning parts: no content array (the spec's minItems is 1);
+            # null beside tool calls, else an empty text.
+            out["content"] = None if m.tool_calls else ""
         else:
             out["content"] = parts
     if m.name:
@@ -222,10 +225,21 @@ def map_reasoning_effort(
         else:
             body["reasoning_effort"] = effort
     elif style == "groq":
-        sent = _GROQ_EFFORT[effort]
+        model = dep.model.lower()
+        if "qwen3" in model:
+            # Qwen 3 on Groq takes only none (thinking off) or default (on).
+            sent = "none" if effort == "none" else "default"
+            why = "Groq's Qwen 3 takes only 'none' or 'default'"
+        elif "gpt-oss" in model:
+            # GPT-OSS always reasons: low, medium or high.
+            sent = "low" if effort in ("none", "minimal") else effort
+            why = "Groq's GPT-OSS takes only 'low', 'medium' or 'high'"
+        else:
+            sent = _GROQ_EFFORT[effort]
+            why = f"Groq documents no '{effort}'"
         body["reasoning_effort"] = sent
         if sent != effort:
-            adjusted["reasoning_effort"] = f"sent as '{sent}': Groq documents no '{effort}'"
+            adjusted["reasoning_effort"] = f"sent as '{sent}': {why}"
     else:
         adjusted["reasoning_effort"] = (
             f"dropped: {_display(dep)} documents no reasoning_effort parameter (pass "
