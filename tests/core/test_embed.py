@@ -341,3 +341,51 @@ def test_the_sync_facade_and_the_module_functions(fake_sync: FakeUpstream) -> No
 def fake_sync() -> Any:
     with FakeUpstream.running(api_key=CANARY_KEY) as f:
         yield f
+
+
+async def test_vectors_of_another_size_than_asked_are_refused_and_not_cached() -> None:
+    """An upstream answering 16 floats to ``dimensions=8`` (a proxy ignoring the parameter, a
+    misconfigured deployment) is an ``InvalidResponseError``, and nothing is cached."""
+    from aiohttp import web
+
+    from llmrelay.errors import InvalidResponseError
+    from llmrelay.reliability.cache import ResponseCache
+    from llmrelay.state.memory import MemoryStore
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.json()
+        data = [
+            {"object": "embedding", "index": i, "embedding": [0.25] * 16}
+            for i in range(len(body["input"]))
+        ]
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": 2, "total_tokens": 2},
+            }
+        )
+
+    app = web.Application()
+    app.router.add_post("/v1/embeddings", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    store = MemoryStore()
+    client = llmrelay.Client(cache=ResponseCache(store))
+    try:
+        with pytest.raises(InvalidResponseError, match="16 dimensions; the call expects 8"):
+            await client.aembed(
+                "openai/text-embedding-3-small",
+                ["a", "b"],
+                dimensions=8,
+                api_key=CANARY_KEY,
+                base_url=f"http://127.0.0.1:{port}/v1",
+            )
+        assert store._data == {}
+    finally:
+        await client.aclose()
+        await runner.cleanup()

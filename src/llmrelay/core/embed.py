@@ -203,6 +203,15 @@ class _EmbedCall:
             parts = batches(todo, inputs, max_inputs, max_tokens)
             got = await self._send(dep, t, parts)
         dim = got[0].dimensions if got else len(next(iter(found.values())))
+        if got and c.dimensions is not None and dim != c.dimensions:
+            # Checked before anything is cached or returned: a fallback or a cache entry
+            # must never hold vectors of another size than the call asked for.
+            raise InvalidResponseError(
+                f"{dep.label} answered vectors of {dim} dimensions; the call expects "
+                f"{c.dimensions}",
+                provider=dep.provider,
+                model=dep.model,
+            )
         for b in got:
             if b.dimensions != dim:
                 raise InvalidResponseError(
