@@ -10,7 +10,7 @@ import io
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import redirect_stdout
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from llmrelay.testing.fake import FakeUpstream, Reply
 from llmrelay.transport.base import HttpRequest, HttpResponse, MockTransport
 
 from ..config_isolation import isolated_config
+from ..conftest import Run
 
 Point = Callable[[FakeUpstream], FakeUpstream]
 TODAY = date(2026, 12, 3)
@@ -588,3 +589,24 @@ def test_account_tiers_setting_is_checked() -> None:
     assert tiers_setting({"account_tiers": {"groq": "developer"}}) == {"groq": "developer"}
     with pytest.raises(ConfigFileError, match="account_tiers must be a table"):
         tiers_setting({"account_tiers": "free"})
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        1e20,
+        -1e20,
+        -1.0,
+        datetime.max.replace(tzinfo=timezone(timedelta(hours=-1))),
+        date(9999, 12, 31),
+    ],
+)
+def test_a_time_outside_the_calendar_is_a_typed_error(at: object) -> None:
+    with pytest.raises(llmrelay.InvalidRequestError, match="between 1970-01-01 and 9999-12-30"):
+        llmrelay.calculate_cost("gemini/gemini-4-argon", USAGE, at=at)  # type: ignore[arg-type]
+
+
+def test_catalog_check_refuses_a_window_past_a_century(cli: Run) -> None:
+    code, _, err = cli("catalog", "check", "--within", "99999999")
+    assert code == 2
+    assert "--within must be at most 36500 days" in err

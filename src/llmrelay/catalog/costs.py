@@ -260,6 +260,18 @@ def rates_for(
     return rates
 
 
+#: The epoch times a price can be looked up for: 1970-01-01 up to 9999-12-30 (UTC).
+_LAST_EPOCH = 253402128000.0
+
+
+def _in_range(t: float) -> float:
+    if not 0.0 <= t < _LAST_EPOCH:
+        raise InvalidRequestError(
+            "at must be a time between 1970-01-01 and 9999-12-30 (UTC); got one outside it"
+        )
+    return t
+
+
 def _when(at: date | datetime | float | None) -> float | None:
     if at is None:
         return None
@@ -269,11 +281,11 @@ def _when(at: date | datetime | float | None) -> float | None:
                 "at must be a timezone-aware datetime (e.g. datetime.now(UTC)), a date or an "
                 "epoch time"
             )
-        return at.timestamp()
+        return _in_range(at.timestamp())
     if isinstance(at, date):
-        return _epoch(at) + _DAY_S / 2
+        return _in_range(_epoch(at) + _DAY_S / 2)
     if isinstance(at, int | float) and not isinstance(at, bool) and finite(at):
-        return float(at)
+        return _in_range(float(at))
     raise InvalidRequestError(
         f"at must be a date, an aware datetime or an epoch time, not {type(at).__name__}"
     )

@@ -14,6 +14,7 @@ import orjson
 
 from ..catalog.check import check_catalog
 from ..catalog.model_registry import default_registry
+from ..errors import ConfigurationError
 from ._output import Console
 
 __all__ = ["EXIT_ACTION_NEEDED", "run"]
@@ -23,6 +24,9 @@ EXIT_ACTION_NEEDED = 8
 
 
 def run(args: argparse.Namespace) -> int:
+    for flag, days in (("--max-age", args.max_age), ("--within", args.within)):
+        if days > 36500:
+            raise ConfigurationError(f"{flag} must be at most 36500 days (100 years), not {days}")
     report = check_catalog(default_registry(), max_age_days=args.max_age, within_days=args.within)
     out = Console(sys.stdout)
     if args.json:
