@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import openai
+import orjson
 import pytest
 from openai.types.responses import (
     ResponseFunctionToolCall,
@@ -329,3 +330,29 @@ async def test_seed_002_configuration_chooses_the_api(fake: FakeUpstream) -> Non
         registry.define_config("bad-alias", "openai", "gpt-4.1", api="grpc")
         with pytest.raises(ConfigurationError, match="api must be 'chat' or 'responses'"):
             registry.lookup("bad-alias")
+
+
+@pytest.mark.parametrize("status", ["queued", "in_progress"])
+async def test_an_unfinished_background_response_is_not_an_answer(
+    fake: FakeUpstream, status: str
+) -> None:
+    body = {
+        "id": "resp_1",
+        "object": "response",
+        "status": status,
+        "model": "gpt-4.1-mini",
+        "output": [],
+        "usage": None,
+    }
+    fake.push(Reply.raw(orjson.dumps(body)))
+    client = llmrelay.Client()
+    with pytest.raises(llmrelay.InvalidResponseError, match=f"the response is {status}"):
+        await client.achat(
+            "openai/gpt-4.1-mini",
+            "hi",
+            api_key=CANARY_KEY,
+            base_url=fake.openai_base_url,
+            api="responses",
+            retries=0,
+        )
+    await client.aclose()

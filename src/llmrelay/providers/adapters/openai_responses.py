@@ -317,6 +317,15 @@ class OpenAIResponsesAdapter:
         status = data.get("status")
         if status == "failed" or (data.get("error") and "output" not in data):
             raise failed_error(data.get("error"), dep, resp.headers)
+        if status in ("queued", "in_progress"):
+            # A background response (``extra={"background": True}``) is not an answer yet;
+            # returning it would pass an empty or partial text off as the model's reply.
+            raise invalid(
+                f"the response is {status}, not finished: background responses are not "
+                "supported (call without background=True)",
+                dep,
+                resp.headers,
+            )
         output = data.get("output")
         if not isinstance(output, list):
             raise invalid("the response has no output list", dep, resp.headers)
