@@ -29,7 +29,7 @@ from ..types import (
     TextPart,
     ToolCall,
 )
-from .wire import GatewayCall, usage_of
+from .wire import GatewayCall, HttpError, usage_of
 
 __all__ = ["StreamWriter", "error_body", "parse_messages_request", "render_response"]
 
@@ -466,7 +466,11 @@ class StreamWriter:
                 )
         return out
 
-    def finish(self, resp: Response | None, *, refusal: bool = False) -> bytes:
+    def error(self, err: HttpError) -> bytes:
+        return stream_error(err.status, err.message)
+
+    def finish(self, resp: Response | None, *, refusal: str | None = None) -> bytes:
+        """The closing events; ``refusal`` set (the refusal's words): ``stop_reason: refusal``."""
         out = b""
         if resp is not None and self._open == "thinking":
             sig = next((p.signature for p in resp.reasoning_parts if p.signature), None)
@@ -478,7 +482,7 @@ class StreamWriter:
         out += self._close()
         stop = (
             "refusal"
-            if refusal
+            if refusal is not None
             else "end_turn"
             if resp is None
             else _STOP.get(resp.finish_reason or "", "end_turn")

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -25,7 +25,7 @@ from ..client import Client
 from ..errors import ConfigurationError, ContentFilteredError, InvalidRequestError, LLMRelayError
 from ..providers.aliases import lookup
 from ..providers.resolve import known_aliases
-from ..types import Response
+from ..types import Response, StreamChunk
 from . import anthropic_wire, openai_wire
 from .keys import KeyCache, KeyStore, VirtualKey
 from .policy import KeyBudgets, KeyRateLimiter
@@ -72,6 +72,22 @@ def check_bind(settings: GatewaySettings) -> None:
             f"refusing to listen on {host} without an admin key: set LLMRELAY_ADMIN_KEY (and "
             "create virtual keys with `llmrelay keys create`), or bind to 127.0.0.1"
         )
+
+
+#: What a refusal says when the provider gave no words for it.
+_REFUSED = "I can't help with that."
+
+
+class _StreamWriter(Protocol):
+    """Renders a stream in one wire shape (``openai_wire`` / ``anthropic_wire``)."""
+
+    def start(self) -> bytes: ...
+
+    def chunk(self, c: StreamChunk) -> bytes: ...
+
+    def finish(self, resp: Response | None, *, refusal: str | None = None) -> bytes: ...
+
+    def error(self, err: HttpError) -> bytes: ...
 
 
 @dataclass(slots=True)
@@ -325,12 +341,13 @@ class Gateway:
     ) -> web.StreamResponse:
         call_id = "chatcmpl-" + request_id[4:]
         if call.stream:
-            return await self._openai_stream(request, call, opts, request_id, call_id)
+            writer = openai_wire.StreamWriter(call_id, call.model, call.include_usage)
+            return await self._sse(request, request_id, call, opts, writer)
         refusal: str | None = None
         try:
             resp = await self.client.achat(call.model, call.messages, **call.params, **opts)
         except ContentFilteredError as exc:
-            refusal = exc.explanation or "I can't help with that."
+            refusal = exc.explanation or _REFUSED
             resp = Response(text=exc.partial_text, finish_reason="stop")
         headers = {"x-request-id": request_id, **self._trace_headers(request, resp)}
         return web.Response(
@@ -339,63 +356,49 @@ class Gateway:
             headers=headers,
         )
 
-    async def _openai_stream(
+    async def _sse(
         self,
         request: web.Request,
+        request_id: str,
         call: GatewayCall,
         opts: dict[str, Any],
-        request_id: str,
-        call_id: str,
+        writer: _StreamWriter,
     ) -> web.StreamResponse:
+        """A streamed answer in either wire shape (``writer`` renders the frames). A refusal
+        ends the stream as a refusal; an error after the first frame ends it in band; an error
+        before it is a plain error response. A client that leaves cancels the upstream (the
+        stream is closed): only what was produced is charged."""
         stream = self.client.astream(call.model, call.messages, **call.params, **opts)
-        created = int(time.time())
         out: web.StreamResponse | None = None
-        first = True
         try:
             async for c in stream:
                 if out is None:
-                    out = await self._start_sse(request, request_id)
+                    out = await self._start_sse(request, request_id, writer)
                 if c.done:
-                    await out.write(
-                        openai_wire.stream_tail(
-                            c.response, call_id, call.model, created, call.include_usage
-                        )
-                    )
+                    await out.write(writer.finish(c.response))
                     break
-                frame = openai_wire.render_chunk(
-                    c, call_id, call.model, created, first, call.include_usage
-                )
+                frame = writer.chunk(c)
                 if frame:
-                    first = False
                     await out.write(frame)
         except ContentFilteredError as exc:
             if out is None:
-                out = await self._start_sse(request, request_id)
-            refusal = exc.explanation or "I can't help with that."
-            await out.write(
-                openai_wire.stream_tail(
-                    None, call_id, call.model, created, call.include_usage, refusal=refusal
-                )
-            )
+                out = await self._start_sse(request, request_id, writer)
+            await out.write(writer.finish(None, refusal=exc.explanation or _REFUSED))
         except LLMRelayError as exc:
             if out is None:
                 raise  # nothing sent yet: a plain error response
-            err = http_error(exc)
-            await out.write(openai_wire.stream_error(err.message, err.code))
-        except (ConnectionResetError, asyncio.CancelledError):
-            await stream.aclose()  # the client left: stop the upstream, charge what was produced
-            raise
+            await out.write(writer.error(http_error(exc)))
         finally:
             await stream.aclose()
         if out is None:  # an empty stream: still a valid one
-            out = await self._start_sse(request, request_id)
-            await out.write(
-                openai_wire.stream_tail(None, call_id, call.model, created, call.include_usage)
-            )
+            out = await self._start_sse(request, request_id, writer)
+            await out.write(writer.finish(None))
         await out.write_eof()
         return out
 
-    async def _start_sse(self, request: web.Request, request_id: str) -> web.StreamResponse:
+    async def _start_sse(
+        self, request: web.Request, request_id: str, writer: _StreamWriter
+    ) -> web.StreamResponse:
         out = web.StreamResponse(
             headers={
                 "content-type": "text/event-stream; charset=utf-8",
@@ -404,6 +407,9 @@ class Gateway:
             }
         )
         await out.prepare(request)
+        opening = writer.start()
+        if opening:
+            await out.write(opening)
         return out
 
     # ------------------------------------------------------------------ Anthropic
@@ -418,7 +424,9 @@ class Gateway:
     ) -> web.StreamResponse:
         call_id = "msg_" + request_id[4:]
         if call.stream:
-            return await self._anthropic_stream(request, call, opts, request_id, call_id)
+            return await self._sse(
+                request, request_id, call, opts, anthropic_wire.StreamWriter(call_id, call.model)
+            )
         refused = False
         try:
             resp = await self.client.achat(call.model, call.messages, **call.params, **opts)
@@ -435,49 +443,6 @@ class Gateway:
             content_type="application/json",
             headers=headers,
         )
-
-    async def _anthropic_stream(
-        self,
-        request: web.Request,
-        call: GatewayCall,
-        opts: dict[str, Any],
-        request_id: str,
-        call_id: str,
-    ) -> web.StreamResponse:
-        stream = self.client.astream(call.model, call.messages, **call.params, **opts)
-        writer = anthropic_wire.StreamWriter(call_id, call.model)
-        out: web.StreamResponse | None = None
-        try:
-            async for c in stream:
-                if out is None:
-                    out = await self._start_sse(request, request_id)
-                    await out.write(writer.start())
-                if c.done:
-                    await out.write(writer.finish(c.response))
-                    break
-                frame = writer.chunk(c)
-                if frame:
-                    await out.write(frame)
-        except ContentFilteredError:
-            if out is None:
-                out = await self._start_sse(request, request_id)
-                await out.write(writer.start())
-            await out.write(writer.finish(None, refusal=True))
-        except LLMRelayError as exc:
-            if out is None:
-                raise
-            err = http_error(exc)
-            await out.write(anthropic_wire.stream_error(err.status, err.message))
-        except (ConnectionResetError, asyncio.CancelledError):
-            await stream.aclose()
-            raise
-        finally:
-            await stream.aclose()
-        if out is None:
-            out = await self._start_sse(request, request_id)
-            await out.write(writer.start() + writer.finish(None))
-        await out.write_eof()
-        return out
 
     async def count_tokens(self, request: web.Request) -> web.StreamResponse:
         request_id = "req_" + uuid.uuid4().hex

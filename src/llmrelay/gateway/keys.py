@@ -23,6 +23,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -196,25 +197,26 @@ def _from_row(r: Sequence[Any]) -> VirtualKey:
     )
 
 
-class KeyStore:
-    """Where keys live. Use :func:`open_key_store`."""
+class KeyStore(ABC):
+    """Where keys live: the five storage operations (SQLite and PostgreSQL below) and the key
+    operations built on them. Use :func:`open_key_store`."""
 
     description = "keys"
 
-    async def insert(self, key: VirtualKey) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def insert(self, key: VirtualKey) -> None: ...
 
-    async def by_hash(self, key_hash: str) -> VirtualKey | None:
-        raise NotImplementedError
+    @abstractmethod
+    async def by_hash(self, key_hash: str) -> VirtualKey | None: ...
 
-    async def by_id(self, key_id: str) -> VirtualKey | None:
-        raise NotImplementedError
+    @abstractmethod
+    async def by_id(self, key_id: str) -> VirtualKey | None: ...
 
-    async def all(self) -> list[VirtualKey]:
-        raise NotImplementedError
+    @abstractmethod
+    async def all(self) -> list[VirtualKey]: ...
 
-    async def replace(self, key: VirtualKey) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def replace(self, key: VirtualKey) -> None: ...
 
     async def close(self) -> None:
         return None

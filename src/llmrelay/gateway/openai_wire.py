@@ -18,9 +18,16 @@ import orjson
 
 from ..errors import InvalidRequestError, shown
 from ..types import Message, Response, StreamChunk, normalize_messages
-from .wire import GatewayCall, usage_of
+from .wire import GatewayCall, HttpError, usage_of
 
-__all__ = ["IGNORED", "parse_chat_request", "render_chunk", "render_response", "stream_tail"]
+__all__ = [
+    "IGNORED",
+    "StreamWriter",
+    "parse_chat_request",
+    "render_chunk",
+    "render_response",
+    "stream_tail",
+]
 
 #: Fields OpenAI clients send that a gateway accepts and does not forward: storage and
 #: bookkeeping on OpenAI's side, or output options every answer here already satisfies.
@@ -243,3 +250,36 @@ def stream_error(message: str, code: str | None) -> bytes:
         _frame({"error": {"message": message, "type": "server_error", "param": None, "code": code}})
         + b"data: [DONE]\n\n"
     )
+
+
+class StreamWriter:
+    """Our stream chunks as Chat Completions SSE frames (the same interface as
+    ``anthropic_wire.StreamWriter``: ``start``, ``chunk``, ``finish``, ``error``)."""
+
+    __slots__ = ("call_id", "created", "first", "include_usage", "model")
+
+    def __init__(self, call_id: str, model: str, include_usage: bool) -> None:
+        self.call_id = call_id
+        self.model = model
+        self.include_usage = include_usage
+        self.created = int(time.time())
+        self.first = True
+
+    def start(self) -> bytes:
+        return b""  # Chat Completions has no opening event
+
+    def chunk(self, c: StreamChunk) -> bytes:
+        frame = render_chunk(
+            c, self.call_id, self.model, self.created, self.first, self.include_usage
+        )
+        if frame:
+            self.first = False
+        return frame
+
+    def finish(self, resp: Response | None, *, refusal: str | None = None) -> bytes:
+        return stream_tail(
+            resp, self.call_id, self.model, self.created, self.include_usage, refusal=refusal
+        )
+
+    def error(self, err: HttpError) -> bytes:
+        return stream_error(err.message, err.code)
