@@ -253,7 +253,7 @@ class Call:
         validation errors (``max_reasks`` times) while it does not validate."""
         from pydantic import ValidationError
 
-        from .structured import failure, parse_structured, reask_message
+        from .structured import next_reask, parse_structured
 
         spec, ctx = self.spec, self.ctx
         assert spec is not None
@@ -264,20 +264,7 @@ class Call:
                 resp.object = parse_structured(spec.model, resp.text)
                 return resp, dep, t
             except ValidationError as exc:
-                left = n < max_reasks
-                ctx.trace[-1].reason = (
-                    f"output did not validate into {spec.model.__name__} ({exc.error_count()} "
-                    f"errors); {'re-asking' if left else 'no re-asks left'}"
-                )
-                if not left:
-                    err = failure(spec, resp, exc, n + 1, ctx.usage)
-                    err.trace = ctx.trace
-                    raise err from None
-                msgs = [
-                    *msgs,
-                    Message("assistant", resp.text or "(no output)"),
-                    reask_message(spec, exc, truncated=resp.finish_reason == "length"),
-                ]
+                msgs = next_reask(spec, resp, exc, n, max_reasks, ctx.trace, ctx.usage, msgs)
                 reask = self._reask(t, dep, msgs)
                 resp, dep, t, _ = await reask.candidates(self.engine.attempts.run)
         raise AssertionError("unreachable")  # pragma: no cover

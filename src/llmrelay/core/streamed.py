@@ -28,7 +28,7 @@ from ..errors import (
 )
 from ..providers.resolve import Target
 from ..providers.table import Deployment
-from ..types import ChatRequest, Message, Response, StreamChunk, Usage
+from ..types import ChatRequest, Response, StreamChunk, Usage
 from .call import Call
 
 __all__ = ["replay_chunks", "stream_call", "stream_structured"]
@@ -83,7 +83,7 @@ async def stream_structured(call: Call) -> AsyncGenerator[StreamChunk, None]:
     re-ask (re-streaming) while it does not validate; the final chunk carries the object."""
     from pydantic import ValidationError
 
-    from .structured import failure, parse_structured, reask_message
+    from .structured import next_reask, parse_structured
 
     spec, ctx = call.spec, call.ctx
     assert spec is not None
@@ -106,20 +106,7 @@ async def stream_structured(call: Call) -> AsyncGenerator[StreamChunk, None]:
         try:
             resp.object = parse_structured(spec.model, resp.text)
         except ValidationError as exc:
-            left = n < max_reasks
-            ctx.trace[-1].reason = (
-                f"output did not validate into {spec.model.__name__} ({exc.error_count()} "
-                f"errors); {'re-asking' if left else 'no re-asks left'}"
-            )
-            if not left:
-                err = failure(spec, resp, exc, n + 1, ctx.usage)
-                err.trace = ctx.trace
-                raise err from None
-            msgs = [
-                *msgs,
-                Message("assistant", resp.text or "(no output)"),
-                reask_message(spec, exc, truncated=resp.finish_reason == "length"),
-            ]
+            msgs = next_reask(spec, resp, exc, n, max_reasks, ctx.trace, ctx.usage, msgs)
             cur = call._reask(s.t, s.dep, msgs)
             cur.stream = True
             continue

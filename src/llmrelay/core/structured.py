@@ -404,3 +404,32 @@ def failure(
         model=last.model or None,
         request_id=last.request_id,
     )
+
+
+def next_reask(
+    spec: StructuredSpec,
+    resp: Response,
+    exc: ValidationError,
+    n: int,
+    max_reasks: int,
+    trace: list[Any],
+    total: Usage,
+    msgs: list[Message],
+) -> list[Message]:
+    """After the ``n``-th answer (from 0) did not validate: the messages of the re-ask (the
+    answer, then what was wrong), or raise :func:`failure` when no re-ask is left. Notes the
+    decision on the last trace entry. Shared by plain and streamed calls."""
+    left = n < max_reasks
+    trace[-1].reason = (
+        f"output did not validate into {spec.model.__name__} ({exc.error_count()} "
+        f"errors); {'re-asking' if left else 'no re-asks left'}"
+    )
+    if not left:
+        err = failure(spec, resp, exc, n + 1, total)
+        err.trace = trace
+        raise err from None
+    return [
+        *msgs,
+        Message("assistant", resp.text or "(no output)"),
+        reask_message(spec, exc, truncated=resp.finish_reason == "length"),
+    ]
