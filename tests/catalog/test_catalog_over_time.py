@@ -24,11 +24,15 @@ from llmrelay.catalog.check import check_catalog
 from llmrelay.catalog.costs import rates_for
 from llmrelay.catalog.layer import Catalog
 from llmrelay.catalog.model_registry import LLMRegistry, set_default_registry
+from llmrelay.catalog.persistence import profile_from_row, profile_to_row
 from llmrelay.cli.main import main as cli_main
 from llmrelay.core.engine import Engine
 from llmrelay.errors import ConfigFileError, ModelRetiredError, UnsupportedCapabilityError
+from llmrelay.providers.resolve import resolve_target
+from llmrelay.providers.table import Deployment
 from llmrelay.testing.fake import FakeUpstream, Reply
 from llmrelay.transport.base import HttpRequest, HttpResponse, MockTransport
+from llmrelay.types import ChatRequest, Message, build_params
 
 from ..config_isolation import isolated_config
 from ..conftest import Run
@@ -397,15 +401,14 @@ async def test_forced_tool_choice_rules(fake: FakeUpstream, point_at: Point) -> 
     await client.aclose()
 
 
-def _prepared(model: str, **params: Any) -> Any:
-    from llmrelay.providers.resolve import resolve_target
-    from llmrelay.providers.table import Deployment
-    from llmrelay.types import ChatRequest, Message, build_params
-
+def _dep(model: str) -> Deployment:
     t = resolve_target(model)
-    dep = Deployment(t.provider, t.model, "openai", "https://example.invalid")
+    return Deployment(t.provider, t.model, "openai", "https://example.invalid")
+
+
+def _prepared(model: str, **params: Any) -> Any:
     req = ChatRequest([Message("user", "hi")], build_params(params))
-    return Catalog(registry_on(TODAY)).prepare(req, dep)
+    return Catalog(registry_on(TODAY)).prepare(req, _dep(model))
 
 
 def test_rule_conditions() -> None:
@@ -426,6 +429,91 @@ def test_rule_conditions() -> None:
     k = _prepared("anthropic/claude-haiku-5-5", extra={"top_k": 5, "other": 1})
     assert k.params.extra == {"other": 1}
     assert "top_k" in k.adjusted
+
+
+async def test_reasoning_effort_a_model_does_not_take_is_not_sent(
+    fake: FakeUpstream, point_at: Point
+) -> None:
+    """The catalog says which reasoning_effort values each OpenAI model takes: gpt-4o-mini
+    none at all (OpenAI answers 400), o3 low/medium/high (no 'none'), GPT-5 no 'none', GPT-5.5
+    no 'minimal'. Others are dropped and reported, or refused with strict_params=True before
+    anything is sent; a value the model takes is sent as given."""
+    point_at(fake)
+    client = client_for(registry_on(TODAY))
+    r = await client.achat("openai/gpt-4o-mini", "hi", reasoning_effort="low")
+    assert "reasoning_effort" not in fake.requests[-1].body
+    assert r.adjusted_params["reasoning_effort"].startswith(
+        "dropped: openai/gpt-4o-mini rejects it (not a reasoning model"
+    )
+    for model, effort in [("o3", "none"), ("gpt-5", "none"), ("gpt-5.5", "minimal")]:
+        r = await client.achat(f"openai/{model}", "hi", reasoning_effort=effort)
+        assert "reasoning_effort" not in fake.requests[-1].body, model
+        assert f"rejects reasoning_effort='{effort}'" in r.adjusted_params["reasoning_effort"]
+    for model, effort in [("o3", "high"), ("gpt-5", "minimal"), ("gpt-5.5", "none")]:
+        r = await client.achat(f"openai/{model}", "hi", reasoning_effort=effort)
+        assert fake.requests[-1].body["reasoning_effort"] == effort, model
+        assert "reasoning_effort" not in r.adjusted_params
+    sent = len(fake.requests)
+    with pytest.raises(UnsupportedCapabilityError) as ei:
+        await client.achat("openai/o3", "hi", reasoning_effort="none", strict_params=True)
+    assert ei.value.capability == "parameters"
+    assert "rejects reasoning_effort='none' (it takes low, medium or high)" in ei.value.message
+    assert "community.openai.com" in ei.value.message  # the rule's source
+    with pytest.raises(UnsupportedCapabilityError, match=r"gpt-4o-mini rejects reasoning_effort"):
+        await client.achat("openai/gpt-4o-mini", "hi", reasoning_effort="high", strict_params=True)
+    assert len(fake.requests) == sent
+    await client.aclose()
+
+
+def test_reasoning_effort_rules_sans_io() -> None:
+    """The same decision without a socket: the catalog layer prepares the request, the Chat
+    Completions adapter builds the body from what is left."""
+    from llmrelay.providers.adapters.openai_chat import OpenAIChatAdapter
+
+    out = _prepared("openai/gpt-6.2-astra", reasoning_effort="none", temperature=0.3)
+    # 'none' is not taken: not sent, so the model reasons and rejects temperature too
+    assert (out.params.reasoning_effort, out.params.temperature) == (None, None)
+    assert set(out.adjusted) == {"reasoning_effort", "temperature"}
+    body = orjson.loads(OpenAIChatAdapter().build_request(out, _dep("openai/gpt-6.2-astra")).body)
+    assert "reasoning_effort" not in body
+    assert "temperature" not in body
+    kept = _prepared("openai/gpt-6-sol", reasoning_effort="none", temperature=0.3)
+    assert (kept.params.reasoning_effort, kept.params.temperature) == ("none", 0.3)
+    assert not kept.adjusted
+    # a user row of an OpenAI model that does not reason: reasoning_effort is implied rejected
+    r = registry_on(TODAY, bundled=False)
+    r.register({"provider": "openai", "model": "my-chat", "capabilities": {"reasoning": False}})
+    t = ChatRequest([Message("user", "hi")], build_params({"reasoning_effort": "low"}))
+    assert Catalog(r).prepare(t, _dep("openai/my-chat")).params.reasoning_effort is None
+    # rules are checked when loaded, and kept through a round trip
+    with pytest.raises(Exception, match="accepts applies to reasoning_effort only"):
+        r.register(
+            {
+                "provider": "a",
+                "model": "b",
+                "rejected_params": [{"param": "temperature", "accepts": ["low"]}],
+            }
+        )
+    with pytest.raises(Exception, match="unknown value"):
+        r.register(
+            {
+                "provider": "a",
+                "model": "c",
+                "rejected_params": [{"param": "reasoning_effort", "accepts": ["xhigh"]}],
+            }
+        )
+    with pytest.raises(Exception, match="must be a list of values"):
+        r.register(
+            {
+                "provider": "a",
+                "model": "d",
+                "rejected_params": [{"param": "reasoning_effort", "accepts": "low"}],
+            }
+        )
+    o3 = registry_on(TODAY).get("openai/o3")
+    again = profile_from_row(orjson.loads(orjson.dumps(profile_to_row(o3))))
+    assert again.rejected_params == o3.rejected_params
+    assert again.rejected_params[0].accepts == ("low", "medium", "high")
 
 
 def test_row_fields_for_the_adapters() -> None:

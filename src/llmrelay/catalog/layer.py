@@ -129,7 +129,7 @@ class Catalog:
                 c.supports_tools,
                 _is_official(dep),
                 p.shutdown_date is not None or p.deprecation_date is not None,
-                p.rejected_params or _implied_rules(p, dep),
+                _effort_first(p.rejected_params or _implied_rules(p, dep)),
                 "audio" in c.input_modalities,
             )
         cache[key] = entry
@@ -334,27 +334,47 @@ _SAMPLING_DEFAULTS: dict[str, float] = {
     "presence_penalty": 0.0,
 }
 _REASONING_NOTE = "a reasoning model accepts only the default"
+_NO_REASONING_NOTE = "the model does not reason"
 
 
 def _implied_rules(p: LLMProfile, dep: Deployment) -> tuple[ParamRule, ...]:
     """Rules for a row that names none: an OpenAI (or Azure) reasoning model answers 400 to a
-    sampling parameter other than its default."""
-    if not (p.capabilities.supports_reasoning and dep.provider in ("openai", "azure")):
+    sampling parameter other than its default, a model that does not reason to
+    ``reasoning_effort``."""
+    if dep.provider not in ("openai", "azure"):
         return ()
+    if not p.capabilities.supports_reasoning:
+        return (ParamRule("reasoning_effort", note=_NO_REASONING_NOTE),)
     return tuple(
         ParamRule(name, default=default, note=f"{_REASONING_NOTE} ({default:g})")
         for name, default in _SAMPLING_DEFAULTS.items()
     )
 
 
+def _effort_first(rules: tuple[ParamRule, ...]) -> tuple[ParamRule, ...]:
+    """``rules`` with those on ``reasoning_effort`` first: whether the effort is sent decides
+    the rules that depend on it (``when``)."""
+    return tuple(sorted(rules, key=lambda r: r.param != "reasoning_effort"))
+
+
 def _applies(rule: ParamRule, value: object, effort: str | None) -> bool:
     if value is None:
         return False
+    if rule.accepts:
+        return value not in rule.accepts
     if rule.when == "reasoning" and (effort is None or effort == "none"):
         return False
     if rule.when == "unless_reasoning_none" and effort == "none":
         return False
     return not (rule.values == "forced" and value in ("auto", "none"))
+
+
+def _takes(rule: ParamRule) -> str:
+    """What a rule lets through, for its messages: " (it takes low, medium or high)"."""
+    if not rule.accepts:
+        return ""
+    *head, last = rule.accepts
+    return f" (it takes {', '.join(head)} or {last})" if head else f" (it takes only {last})"
 
 
 def _apply_rules(
@@ -377,18 +397,23 @@ def _apply_rules(
             # with temperature 1.0): sent as the caller set it.
             continue
         drop.append(name)
+        if name == "reasoning_effort":
+            effort = None  # not sent: the rules that depend on it see the model's default
         why = f" ({rule.note})" if rule.note else ""
+        takes = _takes(rule)
         if strict:
             src = f" (documented at {rule.source})" if rule.source else ""
+            fix = "use one of those values" if takes else "remove it"
             raise UnsupportedCapabilityError(
-                f"{dep.label} rejects {name}={shown(value)}{why}{src}; remove it, or call "
+                f"{dep.label} rejects {name}={shown(value)}{takes}{why}{src}; {fix}, or call "
                 "without strict_params=True to have it dropped and reported in "
                 "adjusted_params",
                 provider=dep.provider,
                 model=dep.model,
                 capability="parameters",
             )
-        adjusted[name] = f"dropped: {dep.label} rejects it{why}"
+        what = f"{name}={shown(value)}" if takes else "it"
+        adjusted[name] = f"dropped: {dep.label} rejects {what}{takes}{why}"
     if not drop:
         return req
     changes: dict[str, Any] = dict.fromkeys(n for n in drop if n not in EXTRA_RULE_PARAMS)

@@ -12,7 +12,8 @@ A catalog document is ``{"schema_version": 1, "catalog_version": ..., "as_of": .
      "release_date": "2025-04-14", "deprecation_date": null, "shutdown_date": null,
      "replacement": null, "retirement": "refused", "retired_tiers": [],
      "price_schedule": [{"from": "2026-12-01", "until": null, "input": 0.8, ...}],
-     "rejected_params": [{"param": "temperature", "when": "always", "source": "https://..."}],
+     "rejected_params": [{"param": "temperature", "when": "always", "source": "https://..."},
+                         {"param": "reasoning_effort", "accepts": ["low", "medium", "high"]}],
      "tools_api": null, "verified_at": "2026-12-03", "sources": ["https://..."]}
 
 Schema version 2 added ``price_schedule``, ``retirement``, ``retired_tiers``,
@@ -293,7 +294,15 @@ def _rules(items: Any) -> tuple[ParamRule, ...]:
         for f in ("when", "values", "source", "note"):
             if item.get(f) is not None and not isinstance(item[f], str):
                 raise ConfigurationError(f"rejected_params[{i}].{f} must be a string")
-        out.append(ParamRule(**{k: v for k, v in item.items() if v is not None}))
+        fields = {k: v for k, v in item.items() if v is not None}
+        if "accepts" in fields:
+            accepts = fields["accepts"]
+            if not isinstance(accepts, list) or not all(isinstance(v, str) for v in accepts):
+                raise ConfigurationError(
+                    f"rejected_params[{i}].accepts must be a list of values, not {shown(accepts)}"
+                )
+            fields["accepts"] = tuple(accepts)
+        out.append(ParamRule(**fields))
     return tuple(out)
 
 
@@ -306,7 +315,9 @@ def _period_row(p: PricePeriod) -> dict[str, Any]:
 
 
 def _rule_row(r: ParamRule) -> dict[str, Any]:
-    return {f.name: getattr(r, f.name) for f in dataclasses.fields(ParamRule)}
+    row = {f.name: getattr(r, f.name) for f in dataclasses.fields(ParamRule)}
+    row["accepts"] = list(r.accepts)
+    return row
 
 
 def _iso(d: date | None) -> str | None:

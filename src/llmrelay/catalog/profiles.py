@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from ..errors import ConfigurationError
 from ..types import PARAM_NAMES
+from ..types.params import REASONING_EFFORTS
 
 __all__ = [
     "CAPABILITY_NAMES",
@@ -188,7 +189,10 @@ class ParamRule:
     """A generation parameter the model rejects (HTTP 400), with where that is documented.
 
     ``default`` is the one value the model accepts (OpenAI reasoning models take
-    ``temperature=1``): a request carrying exactly it has the parameter dropped silently."""
+    ``temperature=1``): a request carrying exactly it has the parameter dropped silently.
+    ``accepts`` lists the values the model takes (``reasoning_effort`` only: OpenAI's o-series
+    takes ``low``, ``medium``, ``high``); any other value is rejected. A rule without it
+    rejects every value (``values`` says which)."""
 
     param: str
     when: str = "always"
@@ -196,6 +200,7 @@ class ParamRule:
     default: float | None = None
     source: str | None = None
     note: str | None = None
+    accepts: tuple[str, ...] = ()
 
     def validate(self, where: str = "") -> None:
         if self.param not in PARAM_NAMES and self.param not in EXTRA_RULE_PARAMS:
@@ -219,6 +224,17 @@ class ParamRule:
             )
         if self.default is not None:
             _check_price(where, f"rejected_params.{self.param}.default", self.default)
+        if self.accepts:
+            if self.param != "reasoning_effort":
+                raise ConfigurationError(
+                    f"{where}rejected_params: accepts applies to reasoning_effort only"
+                )
+            bad = [v for v in self.accepts if v not in REASONING_EFFORTS]
+            if bad:
+                raise ConfigurationError(
+                    f"{where}rejected_params.reasoning_effort.accepts: unknown value(s) "
+                    f"{', '.join(map(repr, bad))}; use {', '.join(REASONING_EFFORTS)}"
+                )
 
 
 #: What happens to a model after its shutdown date: ``refused`` (the provider answers with an
