@@ -458,6 +458,68 @@ async def test_safety_stop_triggers_content_filter_fallbacks(
         await client.aclose()
 
 
+async def test_scripted_refusal_is_a_typed_content_filter(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
+    """``Reply.refuse`` on the fake Gemini is a filter finish with Google's words in
+    ``finishMessage``: a ContentFilteredError whose category is the finish reason and whose
+    explanation is the finishMessage (over the flagged ratings), plain and streamed."""
+    fake.push(Reply.refuse("I can't help with that."))
+    with pytest.raises(llmrelay.ContentFilteredError) as info:
+        await client.achat(MODEL, "something bad", **_kw(fake))
+    e = info.value
+    assert (e.category, e.explanation, e.partial_text) == (
+        "SAFETY",
+        "I can't help with that.",
+        "",
+    )
+    assert "finishReason SAFETY" in str(e)
+    assert "I can't help with that." in str(e)
+    fake.push(
+        Reply.refuse(
+            "ignored", refusal_category="PROHIBITED_CONTENT", refusal_explanation="policy 7"
+        )
+    )
+    seen: list[str] = []
+    with pytest.raises(llmrelay.ContentFilteredError) as cut:
+        await _drain(client.astream(MODEL, "something bad", **_kw(fake)), seen)
+    assert (cut.value.category, cut.value.explanation) == ("PROHIBITED_CONTENT", "policy 7")
+    assert "".join(seen) == ""
+    # the wire: what the fake sent is what Google sends
+    fake.push(Reply.refuse("No.", refusal_category="RECITATION"))
+    with pytest.raises(llmrelay.ContentFilteredError, match="RECITATION") as rec:
+        await client.achat(MODEL, "recite it", **_kw(fake))
+    assert rec.value.explanation == "No."
+
+
+async def test_scripted_refusal_triggers_content_filter_fallbacks(
+    fake: FakeUpstream, point_at: Any
+) -> None:
+    point_at(fake)
+    client = llmrelay.Client(engine=llmrelay.Engine(content_filter_fallbacks=[MODEL]))
+    try:
+        fake.push(Reply.refuse("I won't.", path_contains="gemini-2.5-pro"))
+        r = await client.achat("gemini/gemini-2.5-pro", "hi", api_key=CANARY_KEY, retries=0)
+        assert r.text == "Echo: hi"
+        assert r.model == "gemini-2.5-flash"
+        assert [a.error for a in r.trace] == ["ContentFilteredError", None]
+        # streamed: the refusal before any output falls back too
+        fake.push(Reply.refuse("I won't.", path_contains="gemini-2.5-pro"))
+        s = client.astream("gemini/gemini-2.5-pro", "hi", api_key=CANARY_KEY, retries=0)
+        assert "".join([c.delta async for c in s]) == "Echo: hi"
+        assert s.response is not None
+        assert [a.error for a in s.response.trace] == ["ContentFilteredError", None]
+        # structured output: no re-ask is paid for the refusal
+        fake.push(Reply.refuse("I won't.", path_contains="gemini-2.5-pro"))
+        r = await client.achat(
+            "gemini/gemini-2.5-pro", "a city", response_model=City, api_key=CANARY_KEY, retries=0
+        )
+        assert isinstance(r.object, City)
+        assert len([q for q in fake.requests if "gemini-2.5-pro" in q.path]) == 3
+    finally:
+        await client.aclose()
+
+
 # --------------------------------------------------------------------------- streams that fail
 
 

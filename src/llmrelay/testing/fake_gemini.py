@@ -15,7 +15,10 @@ any other code an ``ErrorInfo`` reason (e.g. ``API_KEY_INVALID``). A 429 always 
 Thought parts (``thought: true``) are sent when the request asks for them
 (``generationConfig.thinkingConfig.includeThoughts``) and the reply has ``reasoning_tokens``.
 A reply with ``finish="content_filter"`` ends with ``finishReason: SAFETY`` and a blocked
-``safetyRatings`` entry, as Google's filters do.
+``safetyRatings`` entry, as Google's filters do. ``Reply.refuse(text)`` (Gemini has no refusal
+field) ends the same way with ``text`` as the candidate's ``finishMessage``;
+``refusal_category=`` replaces SAFETY with another finish reason (``PROHIBITED_CONTENT``,
+``RECITATION``, ...) and ``refusal_explanation=`` the ``finishMessage``.
 
 Gemini 3 models (a model name starting ``gemini-3``) behave as Google documents for them
 (https://ai.google.dev/gemini-api/docs/thought-signatures): a function call comes with an ``id``
@@ -350,7 +353,15 @@ class GeminiDialect:
     ) -> dict[str, Any]:
         cand: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
         if finish is not None:
-            cand["finishReason"] = _FINISH.get(finish, finish)
+            reason = _FINISH.get(finish, finish)
+            if finish == "content_filter" or (req.refusal is not None and finish != "tool_calls"):
+                # Gemini has no refusal field: a refusal is a filter finish (the scripted
+                # category, else SAFETY) with Google's own words in finishMessage.
+                reason = req.refusal_category or "SAFETY"
+                said = req.refusal_explanation or req.refusal
+                if said:
+                    cand["finishMessage"] = said
+            cand["finishReason"] = reason
             if cand["finishReason"] == "SAFETY":
                 cand["safetyRatings"] = [
                     {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},
