@@ -386,17 +386,17 @@ async def test_reasoning_plain_and_streamed(
 async def test_reasoning_effort_and_developer_role_reach_openai(
     fake: FakeUpstream, client: llmrelay.Client
 ) -> None:
-    r = await client.achat(
-        MODEL,
-        [{"role": "developer", "content": "Be terse."}, {"role": "user", "content": "hi"}],
-        reasoning_effort="low",
-        api_key=CANARY_KEY,
-        base_url=fake.openai_base_url,
-    )
+    msgs = [{"role": "developer", "content": "Be terse."}, {"role": "user", "content": "hi"}]
+    kw = {"api_key": CANARY_KEY, "base_url": fake.openai_base_url}
+    r = await client.achat("openai/gpt-5-mini", msgs, reasoning_effort="low", **kw)
     body = fake.requests[-1].body
     assert body["reasoning_effort"] == "low"
     assert body["messages"][0] == {"role": "developer", "content": "Be terse."}
     assert "reasoning_effort" not in r.adjusted_params
+    # gpt-4.1-mini does not reason: its catalog row says OpenAI answers 400 to the parameter
+    r = await client.achat(MODEL, msgs, reasoning_effort="low", **kw)
+    assert "reasoning_effort" not in fake.requests[-1].body
+    assert r.adjusted_params["reasoning_effort"].startswith("dropped:")
     await client.aclose()
 
 
@@ -473,4 +473,122 @@ async def test_parallel_tool_calls_all_at_index_0_stay_apart(
         ("function-call-1", "get_weather", '{"city":"Oslo"}'),
         ("function-call-2", "get_weather", '{"city":"Rome"}'),
     ]
+    await client.aclose()
+
+
+#: Google's documented exchange for thought signatures over its OpenAI-compatible endpoint
+#: (https://ai.google.dev/gemini-api/docs/thought-signatures, "OpenAI compatibility": the model
+#: turn of step 1 carries ``extra_content.google.thought_signature`` on its function call, and
+#: the step-2 request sends it back on the same tool call). No public recording of this endpoint
+#: with signatures was found (searched: ``thought_signature`` ``extra_content``), so the answer
+#: is the documented one in a Chat Completions envelope.
+GEMINI_TOOL_ANSWER = {
+    "id": "gemini-answer-1",
+    "object": "chat.completion",
+    "created": 1764000000,
+    "model": "gemini-3-flash-preview",
+    "choices": [
+        {
+            "index": 0,
+            "finish_reason": "tool_calls",
+            "message": {
+                "role": "assistant",
+                "tool_calls": [
+                    {
+                        "extra_content": {"google": {"thought_signature": "<Signature A>"}},
+                        "function": {"arguments": '{"flight":"AA100"}', "name": "check_flight"},
+                        "id": "function-call-1",
+                        "type": "function",
+                    }
+                ],
+            },
+        }
+    ],
+    "usage": {"prompt_tokens": 30, "completion_tokens": 10, "total_tokens": 40},
+}
+FLIGHT_TOOL = {
+    "name": "check_flight",
+    "parameters": {"type": "object", "properties": {"flight": {"type": "string"}}},
+}
+
+
+async def test_gemini_thought_signatures_come_back_where_they_came(
+    fake: FakeUpstream, client: llmrelay.Client
+) -> None:
+    """Gemini's OpenAI-compatible endpoint puts a thought signature on each tool call
+    (``extra_content.google.thought_signature``); Gemini 3 answers 400 to a next turn without
+    it. It is kept on ``ToolCall.signature`` and sent back in the same place, plain and
+    streamed, to that endpoint only."""
+    import orjson
+
+    kw = {"api_key": CANARY_KEY, "base_url": fake.openai_base_url}
+    model = "gemini_openai/gemini-3-flash-preview"
+    ask = "Check flight status for AA100 and book a taxi 2 hours before if delayed."
+    fake.push(Reply.raw(orjson.dumps(GEMINI_TOOL_ANSWER)))
+    r = await client.achat(model, ask, tools=[FLIGHT_TOOL], **kw)
+    assert [(c.id, c.name, c.arguments, c.signature) for c in r.tool_calls] == [
+        ("function-call-1", "check_flight", '{"flight":"AA100"}', "<Signature A>")
+    ]
+    history = [
+        {"role": "user", "content": ask},
+        r.message(),
+        {
+            "role": "tool",
+            "tool_call_id": "function-call-1",
+            "content": '{"status":"delayed","departure_time":"12 PM"}',
+        },
+    ]
+    await client.achat(model, history, tools=[FLIGHT_TOOL], **kw)
+    replayed = fake.requests[-1].body["messages"][1]["tool_calls"]
+    assert replayed == [
+        {
+            "id": "function-call-1",
+            "type": "function",
+            "function": {"name": "check_flight", "arguments": '{"flight":"AA100"}'},
+            "extra_content": {"google": {"thought_signature": "<Signature A>"}},
+        }
+    ]
+    # Another vendor never sees Google's field.
+    await client.achat("openai/gpt-4.1-mini", history, tools=[FLIGHT_TOOL], **kw)
+    assert "extra_content" not in fake.requests[-1].body["messages"][1]["tool_calls"][0]
+
+    # Streamed: the signature comes in the delta that opens the call (parallel calls: on the
+    # first one only), arguments in later deltas.
+    def chunk(delta: dict[str, object], finish: str | None = None) -> bytes:
+        c = {"id": "s1", "object": "chat.completion.chunk", "model": "gemini-3-flash-preview"}
+        c["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish}]
+        return b"data: " + orjson.dumps(c) + b"\n\n"
+
+    sig = {"extra_content": {"google": {"thought_signature": "<Signature B>"}}}
+    body = (
+        chunk(
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {"index": 0, "id": "function-call-2", "type": "function", **sig,
+                     "function": {"name": "check_flight", "arguments": ""}},
+                ],
+            }
+        )
+        + chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"flight":"BA1"}'}}]})
+        + chunk(
+            {
+                "tool_calls": [
+                    {"index": 1, "id": "function-call-3", "type": "function",
+                     "function": {"name": "check_flight", "arguments": '{"flight":"LH2"}'}},
+                ]
+            },
+            "tool_calls",
+        )
+        + b"data: [DONE]\n\n"
+    )  # fmt: skip
+    fake.push(Reply.raw(body, content_type="text/event-stream"))
+    s = await client.astream(model, ask, tools=[FLIGHT_TOOL], **kw).collect()
+    assert [(c.id, c.arguments, c.signature) for c in s.tool_calls] == [
+        ("function-call-2", '{"flight":"BA1"}', "<Signature B>"),
+        ("function-call-3", '{"flight":"LH2"}', None),
+    ]
+    await client.achat(model, [history[0], s.message()], **kw)
+    calls = fake.requests[-1].body["messages"][1]["tool_calls"]
+    assert [c.get("extra_content") for c in calls] == [sig["extra_content"], None]
     await client.aclose()

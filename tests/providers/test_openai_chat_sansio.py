@@ -771,3 +771,29 @@ def test_tool_deltas_without_index_are_told_apart_by_id() -> None:
         ToolCall("a", "weather", '{"city":"Oslo"}'),
         ToolCall("b", "time", "{}"),
     ]
+
+
+def test_thought_signatures_go_back_to_gemini_only() -> None:
+    """``extra_content.google.thought_signature`` (Google's "Thought signatures" page,
+    OpenAI compatibility) is read from any answer into ``ToolCall.signature`` and sent back on
+    the same tool call only to Gemini's OpenAI-compatible endpoint: the ``gemini_openai``
+    provider or any row pointed at generativelanguage.googleapis.com."""
+    from .test_openai_chat import GEMINI_TOOL_ANSWER
+
+    gem = deployment("gemini_openai", "gemini-3-flash-preview")
+    r = A.parse_response(response(GEMINI_TOOL_ANSWER), chat("hi"), gem)
+    assert r.tool_calls[0].signature == "<Signature A>"
+    turn = [Message.user("hi"), r.message()]
+    google = "https://generativelanguage.googleapis.com/v1beta/openai"
+    for dep in (gem, deployment("openai", "gemini-3-flash-preview", base_url=google)):
+        call = body_of(A.build_request(chat(turn), dep))["messages"][1]["tool_calls"][0]
+        assert call["extra_content"] == {"google": {"thought_signature": "<Signature A>"}}
+    for dep in (DEP, deployment("openrouter", "google/gemini-3-flash-preview")):
+        call = body_of(A.build_request(chat(turn), dep))["messages"][1]["tool_calls"][0]
+        assert "extra_content" not in call
+    # odd shapes are no signature (and never an error)
+    for extra in ([], {"google": "x"}, {"google": {"thought_signature": 7}}, {"other": {}}):
+        odd = {"id": "c", "function": {"name": "f", "arguments": {"a": 1}}, "extra_content": extra}
+        body = {"choices": [{"message": {"tool_calls": [odd]}, "finish_reason": "tool_calls"}]}
+        call = A.parse_response(response(body), chat("hi"), gem).tool_calls[0]
+        assert (call.signature, call.arguments) == (None, '{"a":1}')

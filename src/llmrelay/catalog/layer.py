@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..errors import ContextWindowExceededError, UnsupportedCapabilityError, shown
-from ..types import AudioPart, ChatRequest, ImagePart, ReasoningPart, TextPart, Usage
+from ..types import NO_PARAMS, AudioPart, ChatRequest, ImagePart, ReasoningPart, TextPart, Usage
 from .costs import Cost, rates_for
 from .profiles import EXTRA_RULE_PARAMS, ParamRule
 from .tokens import IMAGE_TOKENS, count_message_tokens, estimate_tokens, is_exact
@@ -214,7 +214,7 @@ class Catalog:
             )
         max_tokens = params.max_tokens
         out = req
-        if e.rules:
+        if e.rules and params is not NO_PARAMS:  # a call that sets nothing breaks no rule
             out = _apply_rules(out, dep, e.rules, strict_params)
             params = out.params
         if max_tokens is not None and e.max_output is not None and max_tokens > e.max_output:

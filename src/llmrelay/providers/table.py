@@ -163,6 +163,20 @@ PROVIDERS: dict[str, ProviderSpec] = {
             official_host="generativelanguage.googleapis.com",
             otel_name="gcp.gemini",
         ),
+        ProviderSpec(
+            # Gemini through its OpenAI-compatible endpoint (Chat Completions): the Gemini key
+            # as a bearer token; thought signatures travel in tool calls' ``extra_content``.
+            "gemini_openai",
+            "openai_chat",
+            "https://generativelanguage.googleapis.com/v1beta/openai",
+            "GEMINI_API_KEY",
+            alt_key_envs=("GOOGLE_API_KEY",),
+            display_name="Google Gemini (OpenAI-compatible)",
+            official_host="generativelanguage.googleapis.com",
+            otel_name="gcp.gemini",
+            api="chat",
+            docs="https://ai.google.dev/gemini-api/docs/openai",
+        ),
         _openai_compat(
             "groq", "https://api.groq.com/openai/v1", display="Groq", official_host="api.groq.com"
         ),

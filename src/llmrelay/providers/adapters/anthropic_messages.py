@@ -39,8 +39,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-import orjson
-
 from ...errors import (
     APIError,
     ContentFilteredError,
@@ -68,6 +66,7 @@ from .anthropic_stream import (
 from .base import (
     _rid,
     answer_request_id,
+    args_text,
     decode_json,
     error_body,
     error_for_status,
@@ -137,7 +136,7 @@ class AnthropicMessagesAdapter:
                     ToolCall(
                         str(block.get("id") or f"toolu_{i}"),
                         name,
-                        orjson.dumps(tool_input if tool_input is not None else {}).decode(),
+                        args_text(tool_input),
                     )
                 )
             else:

@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from ...errors import ContentFilteredError
 from ...transport.sse import SSEEvent
 from ...types import (
@@ -29,7 +27,7 @@ from ...types import (
 )
 from ..table import Deployment
 from .anthropic_request import REASONING_PROVIDER, Structured
-from .base import as_int, event_json, interrupted, redact
+from .base import args_text, as_int, event_json, interrupted, redact
 
 if TYPE_CHECKING:
     from .anthropic_messages import AnthropicMessagesAdapter
@@ -340,7 +338,7 @@ class AnthropicStream:
         for slot in self._tools.values():
             args = "".join(slot.args)
             if not args:
-                args = orjson.dumps(slot.initial).decode() if slot.initial else "{}"
+                args = args_text(slot.initial or None)
             calls.append(ToolCall(slot.id or f"toolu_{slot.ordinal}", slot.name, args))
         text = "".join(self._text)
         s = self._structured

@@ -30,6 +30,7 @@ from ...errors import (
     RedirectError,
     ServerError,
     StreamInterruptedError,
+    shown,
 )
 from ...transport.base import HttpRequest, HttpResponse
 from ...transport.headers import parse_retry_after, request_id_from
@@ -50,6 +51,7 @@ __all__ = [
     "StreamState",
     "WireAdapter",
     "answer_request_id",
+    "args_text",
     "content_parts",
     "decode_json",
     "encode_body",
@@ -290,7 +292,7 @@ def redirect_error(status: int, headers: Mapping[str, str], dep: Deployment) -> 
     else:
         where = f"another origin, {target}"
     secrets = _with_lower(secrets_of(dep))  # the origin's host is lower-cased
-    shown = _redact(target, secrets) if target else None
+    redacted_target = _redact(target, secrets) if target else None
     err = RedirectError(
         _redact(
             f"the provider answered HTTP {status}, a redirect to {where}. llmrelay does not "
@@ -299,7 +301,7 @@ def redirect_error(status: int, headers: Mapping[str, str], dep: Deployment) -> 
             "provider serves its API at",
             secrets,
         ),
-        location=shown,
+        location=redacted_target,
         provider=dep.provider,
         model=dep.model,
         status=status,
@@ -548,18 +550,29 @@ def content_parts(
 
 def tool_call_args(tc: ToolCall, provider: str) -> dict[str, Any]:
     """An assistant tool call's arguments as a JSON object (``provider`` needs them as one), or
-    ``InvalidRequestError`` saying they are not."""
+    ``InvalidRequestError`` saying they are not. The inverse of :func:`args_text`."""
     try:
         args = orjson.loads(tc.arguments or "{}")
-    except orjson.JSONDecodeError:
+    except (orjson.JSONDecodeError, TypeError):
         args = None
     if not isinstance(args, dict):
+        raw = tc.arguments[:80] if isinstance(tc.arguments, str) else tc.arguments
         raise InvalidRequestError(
-            f"the assistant tool call {tc.name!r} (id {tc.id!r}) has arguments that are not a "
-            f"JSON object ({tc.arguments[:80]!r}); {provider} needs each tool call's arguments "
-            "as an object"
+            f"the assistant tool call {shown(tc.name)} (id {shown(tc.id)}) has arguments that "
+            f"are not a JSON object ({shown(raw)}); {provider} needs each tool call's "
+            "arguments as an object"
         )
     return args
+
+
+def args_text(value: Any) -> str:
+    """A tool call's arguments as they arrive in an answer, as ``ToolCall.arguments`` keeps
+    them: JSON text. A string is the text the model wrote (kept as sent, even when it is not
+    valid JSON); an object (Anthropic ``input``, Gemini ``args``, some OpenAI-compatible
+    servers) is encoded; nothing is ``"{}"``."""
+    if value.__class__ is str:
+        return value
+    return "{}" if value is None else orjson.dumps(value).decode()
 
 
 def json_schema_format(rf: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str, Any]]:

@@ -34,6 +34,7 @@ from ...types import (
 from ..table import Deployment
 from .base import (
     answer_request_id,
+    args_text,
     as_int,
     decode_json,
     encode_body,
@@ -174,6 +175,15 @@ def filtered_error(
     return err
 
 
+def thought_signature(tc: Mapping[str, Any]) -> str | None:
+    """The thought signature Gemini's OpenAI-compatible endpoint puts on a tool call (or a
+    delta of one): ``extra_content.google.thought_signature``; None elsewhere."""
+    extra = tc.get("extra_content")
+    google = extra.get("google") if extra.__class__ is dict else None
+    sig = google.get("thought_signature") if google.__class__ is dict else None
+    return sig if sig.__class__ is str and sig else None
+
+
 def _tool_calls(raw: Any) -> list[ToolCall]:
     out: list[ToolCall] = []
     if not isinstance(raw, list):
@@ -181,11 +191,17 @@ def _tool_calls(raw: Any) -> list[ToolCall]:
     for i, tc in enumerate(raw):
         if not isinstance(tc, dict):
             continue
-        fn = tc.get("function") or {}
-        args = fn.get("arguments", "{}")
-        if not isinstance(args, str):
-            args = orjson.dumps(args).decode()
-        out.append(ToolCall(str(tc.get("id") or f"call_{i}"), str(fn.get("name", "")), args))
+        fn = tc.get("function")
+        if not isinstance(fn, dict):
+            fn = {}
+        out.append(
+            ToolCall(
+                str(tc.get("id") or f"call_{i}"),
+                str(fn.get("name", "")),
+                args_text(fn.get("arguments")),
+                thought_signature(tc) if "extra_content" in tc else None,
+            )
+        )
     return out
 
 
@@ -397,7 +413,7 @@ class _OpenAIStream:
         self._reasoning: list[str] = []
         self._refusal: list[str] | None = None
         self._filter: str | None = None
-        #: index -> [id, name, argument pieces]
+        #: index -> [id, name, argument pieces, thought signature]
         self._tools: dict[int, list[Any]] = {}
         #: wire index -> our index, where a server reuses an index for another call
         self._slot: dict[int, int] = {}
@@ -519,7 +535,9 @@ class _OpenAIStream:
         fn = tc.get("function") or {}
         slot = self._tools.get(idx)
         if slot is None:
-            slot = self._tools[idx] = [None, "", []]
+            slot = self._tools[idx] = [None, "", [], None]
+        if slot[3] is None and "extra_content" in tc:
+            slot[3] = thought_signature(tc)
         if new_id is not None:
             if slot[0] is None:
                 slot[0] = new_id
@@ -537,7 +555,7 @@ class _OpenAIStream:
 
     def _response(self) -> Response:
         tools = [
-            ToolCall(v[0] or f"call_{i}", v[1], "".join(v[2]) or "{}")
+            ToolCall(v[0] or f"call_{i}", v[1], "".join(v[2]) or "{}", v[3])
             for i, v in sorted(self._tools.items())
         ]
         raw = self._raw_finish

@@ -12,10 +12,14 @@ the same messages and parameters. :data:`VENDORS` says, per provider row, what e
   others cache automatically and the marker is left out);
 * how ``reasoning_effort`` is spelled (``reasoning_effort``; OpenRouter ``reasoning.effort``;
   DeepSeek turns thinking off with ``thinking: {"type": "disabled"}``); where a vendor documents
-  no such parameter it is dropped and reported in ``Response.adjusted_params``.
+  no such parameter it is dropped and reported in ``Response.adjusted_params``;
+* thought signatures: Gemini's OpenAI-compatible endpoint (the ``gemini_openai`` provider, or
+  any provider pointed at ``generativelanguage.googleapis.com``) gets each tool call's
+  ``ToolCall.signature`` back as ``extra_content.google.thought_signature``, where it came
+  from; other vendors never see it.
 
 Reasoning parts of earlier assistant turns belong to other wire APIs and are never sent here;
-``ToolCall.signature`` is ignored; ``Message.is_error`` has no OpenAI field (the text says it).
+``Message.is_error`` has no OpenAI field (the text says it).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ...errors import UnsupportedCapabilityError, shown
-from ...types import AudioPart, DocumentPart, ImagePart, Message, TextPart
+from ...types import AudioPart, DocumentPart, ImagePart, Message, TextPart, ToolCall
 from ..table import Deployment
 
 __all__ = ["VENDORS", "Vendor", "encode_message", "map_reasoning_effort", "vendor_of"]
@@ -50,6 +54,8 @@ class Vendor:
     cache_control: bool = False
     #: How ``reasoning_effort`` is sent ("" = the vendor documents none: dropped and reported).
     effort: EffortStyle = ""
+    #: Takes tool calls' thought signatures back in ``extra_content.google.thought_signature``.
+    thought_signatures: bool = False
 
 
 _WAV_MP3 = frozenset(("wav", "mp3"))
@@ -61,7 +67,10 @@ _WAV_MP3 = frozenset(("wav", "mp3"))
 #: (cache_control on content parts), "Reasoning Tokens" (reasoning.effort none..xhigh);
 #: Groq "Reasoning" (reasoning_effort: none/default on Qwen 3, low/medium/high on GPT-OSS;
 #: mapped per model);
-#: DeepSeek "Thinking Mode" (reasoning_effort; thinking {type: disabled} turns it off).
+#: DeepSeek "Thinking Mode" (reasoning_effort; thinking {type: disabled} turns it off);
+#: Google "OpenAI compatibility" (reasoning_effort mapped to thinking levels/budgets by
+#: Google) and "Thought signatures" (in tool calls' extra_content.google.thought_signature,
+#: to be sent back as received: Gemini 3 answers 400 without them).
 VENDORS: dict[str, Vendor] = {
     "openai": Vendor(
         developer_role=True,
@@ -78,11 +87,16 @@ VENDORS: dict[str, Vendor] = {
     ),
     "groq": Vendor(effort="groq"),
     "deepseek": Vendor(effort="deepseek"),
+    "gemini_openai": Vendor(effort="reasoning_effort", thought_signatures=True),
 }
 _GENERIC = Vendor()
+#: Where Gemini's OpenAI-compatible endpoint lives, whichever provider row points there.
+_GOOGLE = "https://generativelanguage.googleapis.com/"
 
 
 def vendor_of(dep: Deployment) -> Vendor:
+    if dep.base_url.startswith(_GOOGLE):
+        return VENDORS["gemini_openai"]
     return VENDORS.get(dep.provider, _GENERIC)
 
 
@@ -174,18 +188,30 @@ def _parts(parts: list[Any], v: Vendor, dep: Deployment) -> list[dict[str, Any]]
     return out
 
 
+def _tool_call(t: ToolCall, v: Vendor) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": t.id,
+        "type": "function",
+        "function": {"name": t.name, "arguments": t.arguments},
+    }
+    if t.signature is not None and v.thought_signatures:
+        out["extra_content"] = {"google": {"thought_signature": t.signature}}
+    return out
+
+
 def encode_message(m: Message, dep: Deployment) -> dict[str, Any]:
     """One message in Chat Completions form, as ``dep``'s vendor takes it."""
     c = m.content
     role = m.role
-    if role == "developer" and not vendor_of(dep).developer_role:
+    v = vendor_of(dep)
+    if role == "developer" and not v.developer_role:
         role = "system"
     out: dict[str, Any] = {"role": role}
     if c is None or c.__class__ is str:
         out["content"] = c
     else:
         assert isinstance(c, list)
-        parts = _parts(c, vendor_of(dep), dep)
+        parts = _parts(c, v, dep)
         if not parts and (c or m.tool_calls):
             # Only another API's reasoning parts: no content array (the spec's minItems is 1);
             # null beside tool calls, else an empty text.
@@ -195,10 +221,7 @@ def encode_message(m: Message, dep: Deployment) -> dict[str, Any]:
     if m.name:
         out["name"] = m.name
     if m.tool_calls:
-        out["tool_calls"] = [
-            {"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}
-            for t in m.tool_calls
-        ]
+        out["tool_calls"] = [_tool_call(t, v) for t in m.tool_calls]
     if m.tool_call_id:
         out["tool_call_id"] = m.tool_call_id
     return out
