@@ -8,6 +8,7 @@ provider sends — recorded ones from ``tests/recordings`` where one fits — th
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -17,7 +18,14 @@ from llmrelay.providers.adapters.base import StreamState, WireAdapter
 from llmrelay.providers.table import Deployment, make_deployment
 from llmrelay.transport.base import HttpRequest, HttpResponse
 from llmrelay.transport.sse import SSEDecoder
-from llmrelay.types import ChatRequest, MessagesInput, StreamChunk, build_params, normalize_messages
+from llmrelay.types import (
+    ChatRequest,
+    MessagesInput,
+    Response,
+    StreamChunk,
+    build_params,
+    normalize_messages,
+)
 
 from ..conftest import CANARY_KEY
 from ..recordings.replay import Exchange, decoded_body, entry, exchanges
@@ -102,6 +110,30 @@ def stream(
 ) -> tuple[list[StreamChunk], StreamState]:
     state = adapter.stream_state(req, dep)
     return feed(state, frames, piece), state
+
+
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """One adapter at its test deployment, as every sans-IO test module drives it:
+    ``W.body(req)`` is the JSON body it sends, ``W.parse(resp, req)`` the answer it reads,
+    ``W.stream(req, frames)`` the chunks and state of a stream. ``dep`` overrides the
+    deployment for one call."""
+
+    adapter: WireAdapter
+    dep: Deployment
+
+    def body(self, req: ChatRequest, dep: Deployment | None = None) -> Any:
+        return body_of(self.adapter.build_request(req, dep or self.dep))
+
+    def parse(
+        self, resp: HttpResponse, req: ChatRequest, dep: Deployment | None = None
+    ) -> Response:
+        return self.adapter.parse_response(resp, req, dep or self.dep)
+
+    def stream(
+        self, req: ChatRequest, frames: Iterable[bytes], piece: int | None = None
+    ) -> tuple[list[StreamChunk], StreamState]:
+        return stream(self.adapter, req, self.dep, frames, piece)
 
 
 def recorded(rid: str, interaction: int = 0) -> Exchange:

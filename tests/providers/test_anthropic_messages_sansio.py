@@ -39,6 +39,7 @@ from llmrelay.types import (
 from ..conftest import CANARY_KEY
 from .sansio import (
     BASE,
+    Wire,
     body_of,
     chat,
     deployment,
@@ -50,12 +51,11 @@ from .sansio import (
     response,
     sends_key,
     sse,
-    stream,
     text_of,
 )
 
-A = AnthropicMessagesAdapter()
-DEP = deployment("anthropic", "claude-sonnet-4-5")
+W = Wire(AnthropicMessagesAdapter(), deployment("anthropic", "claude-sonnet-4-5"))
+A, DEP = W.adapter, W.dep
 PELICAN = {"name": "pelican_name_generator", "parameters": {"properties": {}, "type": "object"}}
 
 
@@ -114,7 +114,7 @@ def test_tool_loop_request_matches_the_recorded_one() -> None:
         Message("tool", "Sammy", tool_call_id=ids[1]),
     ]
     req = chat(msgs, stream=True, tools=[PELICAN], max_tokens=8192, temperature=1.0)
-    body = body_of(A.build_request(req, deployment("anthropic", "claude-3-5-haiku-latest")))
+    body = W.body(req, deployment("anthropic", "claude-3-5-haiku-latest"))
     assert body["messages"][1:] == sent["messages"][1:]
     assert body["messages"][0] == {"role": "user", "content": "Two names for a pet pelican"}
     assert [t["input_schema"] for t in body["tools"]] == [t["input_schema"] for t in sent["tools"]]
@@ -132,7 +132,7 @@ def test_tool_loop_request_matches_the_recorded_one() -> None:
     ],
 )
 def test_tool_choice(choice: str, sent: dict[str, str]) -> None:
-    body = body_of(A.build_request(chat("hi", tools=[PELICAN], tool_choice=choice), DEP))
+    body = W.body(chat("hi", tools=[PELICAN], tool_choice=choice))
     assert body["tool_choice"] == sent
 
 
@@ -261,7 +261,7 @@ def test_structured_output_is_native_where_the_model_has_json_outputs() -> None:
         "usage": {"input_tokens": 3, "output_tokens": 4},
     }
     dep = deployment("anthropic", "claude-sonnet-4-5")
-    r = A.parse_response(response(answer), chat("x", response_format=PERSON), dep)
+    r = W.parse(response(answer), chat("x", response_format=PERSON), dep)
     assert (r.text, r.finish_reason) == ('{"name": "Ada"}', "stop")
 
 
@@ -302,13 +302,13 @@ def test_developer_role_and_system_parts_with_cache_control() -> None:
         },
         {"role": "user", "content": "hi"},
     ]
-    body = body_of(A.build_request(chat(msgs), DEP))
+    body = W.body(chat(msgs))
     assert body["system"] == [
         {"type": "text", "text": "Rules."},
         {"type": "text", "text": "Long context.", "cache_control": cached},
     ]
     # Without cache_control the system prompt stays one string.
-    plain = body_of(A.build_request(chat([msgs[0], msgs[2]]), DEP))
+    plain = W.body(chat([msgs[0], msgs[2]]))
     assert plain["system"] == "Rules."
 
 
@@ -316,16 +316,14 @@ def test_cache_control_on_message_parts_and_tools() -> None:
     cached = {"type": "ephemeral", "ttl": "1h"}
     user = Message("user", [TextPart("big document", cache_control=cached), TextPart("q")])
     tool = {**PELICAN, "cache_control": {"type": "ephemeral"}}
-    body = body_of(A.build_request(chat([user], tools=[tool]), DEP))
+    body = W.body(chat([user], tools=[tool]))
     assert body["messages"][0]["content"] == [
         {"type": "text", "text": "big document", "cache_control": cached},
         {"type": "text", "text": "q"},
     ]
     assert body["tools"][0]["cache_control"] == {"type": "ephemeral"}
     # One text part with cache_control is not collapsed into a plain string.
-    one = body_of(
-        A.build_request(chat([Message("user", [TextPart("x", cache_control=cached)])]), DEP)
-    )
+    one = W.body(chat([Message("user", [TextPart("x", cache_control=cached)])]))
     assert one["messages"][0]["content"] == [{"type": "text", "text": "x", "cache_control": cached}]
 
 
@@ -347,7 +345,7 @@ def test_documents() -> None:
     pdf = DocumentPart(data=b"%PDF-1.4 x", media_type="application/pdf", name="r.pdf")
     txt = DocumentPart(data="héllo".encode(), media_type="text/plain")
     url = DocumentPart(url="https://example.test/a.pdf", cache_control={"type": "ephemeral"})
-    body = body_of(A.build_request(chat([Message("user", [pdf, txt, url, TextPart("sum")])]), DEP))
+    body = W.body(chat([Message("user", [pdf, txt, url, TextPart("sum")])]))
     blocks = body["messages"][0]["content"]
     assert blocks[0] == {
         "type": "document",
@@ -367,7 +365,7 @@ def test_documents() -> None:
     # OpenAI's file part carries a PDF too.
     data_url = "data:application/pdf;base64," + base64.b64encode(b"%PDF").decode()
     msgs = [{"role": "user", "content": [{"type": "file", "file": {"file_data": data_url}}]}]
-    sent = body_of(A.build_request(chat(msgs), DEP))["messages"][0]["content"][0]
+    sent = W.body(chat(msgs))["messages"][0]["content"][0]
     assert sent["source"]["media_type"] == "application/pdf"
     doc = DocumentPart(data=b"x", media_type="application/msword")
     with pytest.raises(UnsupportedCapabilityError, match="PDF"):
@@ -387,7 +385,7 @@ def test_tool_result_is_error() -> None:
         Message("assistant", None, tool_calls=[ToolCall("toolu_1", "weather", "{}")]),
         Message("tool", "city not found", tool_call_id="toolu_1", is_error=True),
     ]
-    body = body_of(A.build_request(chat(msgs), DEP))
+    body = W.body(chat(msgs))
     assert body["messages"][2]["content"] == [
         {
             "type": "tool_result",
@@ -407,7 +405,7 @@ def test_request_without_a_user_turn_is_refused() -> None:
 
 
 def test_recorded_text_answer_and_usage() -> None:
-    r = A.parse_response(recorded_response("anthropic-text"), chat("hi"), DEP)
+    r = W.parse(recorded_response("anthropic-text"), chat("hi"))
     assert r.text == (
         "Hello! I'm doing well, thanks for asking. How are you doing today? "
         "Is there anything I can help you with?"
@@ -420,7 +418,7 @@ def test_recorded_text_answer_and_usage() -> None:
 
 
 def test_recorded_thinking_and_tool_use_answer() -> None:
-    r = A.parse_response(recorded_response("anthropic-thinking-tool-use"), chat("hi"), DEP)
+    r = W.parse(recorded_response("anthropic-thinking-tool-use"), chat("hi"))
     assert r.tool_calls == [ToolCall("toolu_01Vr1rLVLRYrbNn7qECH8SPR", "checkSandboxErrors", "{}")]
     assert r.text == ""  # the thinking block is not answer text
     assert r.finish_reason == "tool_calls"
@@ -443,13 +441,13 @@ def test_thinking_is_replayed_before_the_tool_use_in_the_next_turn() -> None:
     `thinking` or `redacted_thinking`, but found `tool_use`"): the block goes back first,
     byte for byte, with its signature."""
     raw = orjson.loads(recorded_response("anthropic-thinking-tool-use").body)
-    r = A.parse_response(recorded_response("anthropic-thinking-tool-use"), chat("hi"), DEP)
+    r = W.parse(recorded_response("anthropic-thinking-tool-use"), chat("hi"))
     msgs = [
         Message("user", "check the sandbox"),
         r.message(),
         Message("tool", "no errors", tool_call_id=r.tool_calls[0].id),
     ]
-    body = body_of(A.build_request(chat(msgs, reasoning_effort="low"), DEP))
+    body = W.body(chat(msgs, reasoning_effort="low"))
     sent = body["messages"][1]["content"]
     assert sent[0] == {k: raw["content"][0][k] for k in ("type", "thinking", "signature")}
     assert sent[1] == {
@@ -470,7 +468,7 @@ def test_only_anthropic_reasoning_parts_are_replayed() -> None:
         ReasoningPart("kept", signature="sig", provider="anthropic"),
     ]
     msgs = [Message("user", "q"), Message("assistant", content), Message("user", "next")]
-    body = body_of(A.build_request(chat(msgs), DEP))
+    body = W.body(chat(msgs))
     assert body["messages"][1]["content"] == [
         {"type": "redacted_thinking", "data": "opaque=="},
         {"type": "thinking", "thinking": "kept", "signature": "sig"},
@@ -489,7 +487,7 @@ def test_cache_reads_and_writes_count_as_input() -> None:
             "output_tokens": 2,
         },
     }
-    r = A.parse_response(response(body), chat("x"), DEP)
+    r = W.parse(response(body), chat("x"))
     assert r.usage == Usage(
         input_tokens=130, output_tokens=2, cached_tokens=100, cache_write_tokens=20
     )
@@ -505,19 +503,17 @@ def test_recorded_refusal_is_a_content_filtered_error() -> None:
     """stop_reason "refusal" used to come back as a successful empty answer; it is a typed
     error carrying stop_details' category and explanation."""
     with pytest.raises(ContentFilteredError) as info:
-        A.parse_response(recorded_response("anthropic-refusal"), chat("x"), DEP)
+        W.parse(recorded_response("anthropic-refusal"), chat("x"))
     e = info.value
     assert (e.category, e.explanation, e.partial_text) == ("cyber", CYBER, "")
     assert "category cyber" in str(e)
     with pytest.raises(ContentFilteredError) as info:
-        A.parse_response(recorded_response("anthropic-refusal-no-details"), chat("x"), DEP)
+        W.parse(recorded_response("anthropic-refusal-no-details"), chat("x"))
     assert (info.value.category, info.value.explanation) == (None, None)
 
 
 def test_recorded_streamed_refusal_raises_at_the_end() -> None:
-    chunks, state = stream(
-        A, chat("x", stream=True), DEP, recorded_frames("anthropic-refusal-stream")
-    )
+    chunks, state = W.stream(chat("x", stream=True), recorded_frames("anthropic-refusal-stream"))
     assert [c.finish_reason for c in chunks if c.finish_reason] == ["content_filter"]
     assert state.done
     with pytest.raises(ContentFilteredError) as info:
@@ -542,7 +538,7 @@ def test_streamed_refusal_keeps_the_partial_text() -> None:
         {"type": "message_stop"},
         events=True,
     )
-    _, state = stream(A, chat("x", stream=True), DEP, [frames])
+    _, state = W.stream(chat("x", stream=True), [frames])
     with pytest.raises(ContentFilteredError) as info:
         state.finish()
     assert (info.value.partial_text, info.value.category) == ("Su", "bio")
@@ -551,7 +547,7 @@ def test_streamed_refusal_keeps_the_partial_text() -> None:
 def test_error_inside_a_200_body_is_raised() -> None:
     body = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
     with pytest.raises(OverloadedError, match="Overloaded"):
-        A.parse_response(response(body), chat("x"), DEP)
+        W.parse(response(body), chat("x"))
 
 
 # ------------------------------------------------------------------------------------ streams
@@ -560,7 +556,7 @@ def test_error_inside_a_200_body_is_raised() -> None:
 @pytest.mark.parametrize("piece", [None, 1, 9])
 def test_recorded_stream_with_text_then_tool_use(piece: int | None) -> None:
     rid = "anthropic-tool-no-args-stream"
-    chunks, state = stream(A, chat("x", stream=True), DEP, recorded_frames(rid), piece)
+    chunks, state = W.stream(chat("x", stream=True), recorded_frames(rid), piece)
     assert text_of(chunks) == "I'll update the issue list for you."
     deltas = [d for c in chunks for d in c.tool_calls]
     assert deltas == [ToolCallDelta(0, "toolu_01QE1WLsSVp5hy5Q3GmGTmjP", "updateIssueList", "")]
@@ -574,7 +570,7 @@ def test_recorded_stream_with_text_then_tool_use(piece: int | None) -> None:
 
 def test_recorded_parallel_tool_use_stream() -> None:
     rid = "anthropic-parallel-tool-use-stream-loop"
-    chunks, state = stream(A, chat("x", stream=True), DEP, recorded_frames(rid, 0))
+    chunks, state = W.stream(chat("x", stream=True), recorded_frames(rid, 0))
     deltas = [d for c in chunks for d in c.tool_calls]
     assert [(d.index, d.id) for d in deltas] == [
         (0, "toolu_011ouQLPrqhKSuFJtuJrpaUX"),
@@ -587,7 +583,7 @@ def test_recorded_parallel_tool_use_stream() -> None:
     ]
     assert r.text.startswith("I'll help you generate two potential names")
     assert r.usage == Usage(input_tokens=310, output_tokens=84)
-    chunks2, state2 = stream(A, chat("x", stream=True), DEP, recorded_frames(rid, 1), 4)
+    chunks2, state2 = W.stream(chat("x", stream=True), recorded_frames(rid, 1), 4)
     assert state2.finish().text == text_of(chunks2)
     assert state2.finish().finish_reason == "stop"
 
@@ -595,7 +591,7 @@ def test_recorded_parallel_tool_use_stream() -> None:
 @pytest.mark.parametrize("piece", [None, 5])
 def test_recorded_thinking_stream(piece: int | None) -> None:
     rid = "anthropic-thinking-stream-signature-delta"
-    chunks, state = stream(A, chat("x", stream=True), DEP, recorded_frames(rid), piece)
+    chunks, state = W.stream(chat("x", stream=True), recorded_frames(rid), piece)
     assert reasoning_of(chunks).startswith("I'm working through the Euclidean algori")
     assert all(not (c.reasoning and c.delta) for c in chunks)
     r = state.finish()
@@ -618,7 +614,7 @@ def test_recorded_thinking_stream(piece: int | None) -> None:
 def test_recorded_redacted_thinking_stream() -> None:
     rid = "anthropic-redacted-thinking-stream"
     frames = recorded_frames(rid)
-    chunks, state = stream(A, chat("x", stream=True), DEP, frames, 7)
+    chunks, state = W.stream(chat("x", stream=True), frames, 7)
     r = state.finish()
     body = b"".join(frames)
     datas = [
@@ -636,7 +632,7 @@ def test_recorded_redacted_thinking_stream() -> None:
 
 def test_recorded_compatible_stream_with_usage_in_message_delta() -> None:
     rid = "anthropic-compatible-message-delta-input-tokens"
-    chunks, state = stream(A, chat("x", stream=True), DEP, recorded_frames(rid))
+    chunks, state = W.stream(chat("x", stream=True), recorded_frames(rid))
     assert text_of(chunks) == "pong"
     assert state.finish().usage == Usage(input_tokens=61, output_tokens=2)
 
@@ -668,7 +664,7 @@ def test_streamed_tool_arguments_in_pieces() -> None:
         {"type": "message_stop"},
         events=True,
     )
-    chunks, state = stream(A, chat("x", stream=True), DEP, [frames], 6)
+    chunks, state = W.stream(chat("x", stream=True), [frames], 6)
     assert [d.arguments for c in chunks for d in c.tool_calls] == ["", '{"city"', ': "Oslo"}']
     r = state.finish()
     assert r.tool_calls == [ToolCall("toolu_1", "weather", '{"city": "Oslo"}')]
@@ -682,7 +678,7 @@ def test_in_stream_error_event_is_typed() -> None:
         events=True,
     )
     with pytest.raises(OverloadedError, match="Overloaded"):
-        stream(A, chat("x", stream=True), DEP, [frames])
+        W.stream(chat("x", stream=True), [frames])
 
 
 def test_cut_stream_keeps_the_partial_answer() -> None:
@@ -696,7 +692,7 @@ def test_cut_stream_keeps_the_partial_answer() -> None:
         },
         events=True,
     )
-    chunks, state = stream(A, chat("x", stream=True), DEP, [frames])
+    chunks, state = W.stream(chat("x", stream=True), [frames])
     assert text_of(chunks) == "half"
     assert not state.done
     with pytest.raises(StreamInterruptedError) as info:

@@ -31,6 +31,7 @@ from ..recordings.replay import (
     events,
     exchanges,
     load_manifest,
+    string_values,
 )
 
 WEATHER = {
@@ -71,21 +72,7 @@ def recorded_body(rid: str, n: int = 0) -> Any:
 
 def signatures(rid: str) -> list[str]:
     """The recording's thoughtSignatures in order, read from its JSON (not by the adapter)."""
-    out: list[str] = []
-
-    def walk(v: object) -> None:
-        if isinstance(v, dict):
-            if isinstance(v.get("thoughtSignature"), str):
-                out.append(v["thoughtSignature"])
-            for x in v.values():
-                walk(x)
-        elif isinstance(v, list):
-            for x in v:
-                walk(x)
-
-    for ex in chosen(rid):
-        walk(events(ex.response))
-    return out
+    return string_values([events(ex.response) for ex in chosen(rid)], "thoughtSignature")
 
 
 def kw(server: ReplayServer, **more: Any) -> dict[str, Any]:

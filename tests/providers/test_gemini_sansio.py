@@ -23,9 +23,10 @@ from llmrelay.providers.adapters.gemini import SIGNATURE_SENTINEL, GeminiAdapter
 from llmrelay.types import Message, ToolCall, ToolCallDelta, Usage
 
 from ..conftest import CANARY_KEY
-from ..recordings.replay import events
+from ..recordings.replay import events, string_values
 from .sansio import (
     BASE,
+    Wire,
     body_of,
     chat,
     deployment,
@@ -37,12 +38,11 @@ from .sansio import (
     response,
     sends_key,
     sse,
-    stream,
     text_of,
 )
 
-A = GeminiAdapter()
-DEP = deployment("gemini", "gemini-2.5-flash")
+W = Wire(GeminiAdapter(), deployment("gemini", "gemini-2.5-flash"))
+A, DEP = W.adapter, W.dep
 WEATHER = {
     "name": "weather",
     "description": "Weather in a city",
@@ -53,21 +53,7 @@ WEATHER = {
 def signatures(rid: str, interaction: int = 0) -> list[str]:
     """Every thoughtSignature of a recording's answer, in order (read from the JSON events,
     not through the adapter)."""
-    out: list[str] = []
-
-    def walk(v: object) -> None:
-        if isinstance(v, dict):
-            if isinstance(v.get("thoughtSignature"), str):
-                out.append(v["thoughtSignature"])
-            for x in v.values():
-                walk(x)
-        elif isinstance(v, list):
-            for x in v:
-                walk(x)
-
-    for ev in events(recorded(rid, interaction).response):
-        walk(ev)
-    return out
+    return string_values(events(recorded(rid, interaction).response), "thoughtSignature")
 
 
 # ------------------------------------------------------------------------------------ requests
@@ -114,7 +100,7 @@ def test_tools_and_a_parallel_tool_turn() -> None:
         Message("tool", '{"sky":"snow"}', tool_call_id="c1"),
         Message("tool", "sunny", tool_call_id="c2"),
     ]
-    body = body_of(A.build_request(chat(msgs, tools=[WEATHER], tool_choice="weather"), DEP))
+    body = W.body(chat(msgs, tools=[WEATHER], tool_choice="weather"))
     assert body["tools"] == [
         {
             "functionDeclarations": [
@@ -155,7 +141,7 @@ def test_tools_and_a_parallel_tool_turn() -> None:
         },
     ]
     for choice, mode in (("auto", "AUTO"), ("none", "NONE"), ("required", "ANY")):
-        b = body_of(A.build_request(chat("hi", tools=[WEATHER], tool_choice=choice), DEP))
+        b = W.body(chat("hi", tools=[WEATHER], tool_choice=choice))
         assert b["toolConfig"] == {"functionCallingConfig": {"mode": mode}}
 
 
@@ -169,7 +155,7 @@ def test_tool_result_without_its_call_is_refused() -> None:
 
 
 def test_recorded_text_answer_and_usage() -> None:
-    r = A.parse_response(recorded_response("gemini3-text"), chat("hi"), DEP)
+    r = W.parse(recorded_response("gemini3-text"), chat("hi"))
     assert (
         r.text == "There are **3** r's in strawberry.\n\nHere is the breakdown: st**r**awbe**rr**y."
     )
@@ -182,7 +168,7 @@ def test_recorded_text_answer_and_usage() -> None:
 
 def test_recorded_tool_call_answer() -> None:
     rid = "gemini3-tool-call-thought-signature"
-    r = A.parse_response(recorded_response(rid), chat("x"), DEP)
+    r = W.parse(recorded_response(rid), chat("x"))
     # No functionCall.id: the id is made from the response id; the signature is kept.
     assert r.tool_calls == [
         ToolCall(
@@ -198,7 +184,7 @@ def test_recorded_tool_call_answer() -> None:
 
 
 def test_recorded_max_tokens_answer_without_parts() -> None:
-    r = A.parse_response(recorded_response("gemini-max-tokens-empty-content"), chat("x"), DEP)
+    r = W.parse(recorded_response("gemini-max-tokens-empty-content"), chat("x"))
     assert r.text == ""
     assert r.finish_reason == "length"
     assert r.usage == Usage(input_tokens=15, output_tokens=2, reasoning_tokens=2)
@@ -206,12 +192,12 @@ def test_recorded_max_tokens_answer_without_parts() -> None:
 
 def test_recorded_json_array_streams_read_as_one_answer() -> None:
     """``streamGenerateContent`` without ``alt=sse`` answers a JSON array (here gzip-encoded)."""
-    r = A.parse_response(recorded_response("gemini15-stream-json-array-gzip"), chat("x"), DEP)
+    r = W.parse(recorded_response("gemini15-stream-json-array-gzip"), chat("x"))
     assert r.text == "Percy\n"
     assert r.finish_reason == "stop"
     assert r.usage == Usage(input_tokens=10, output_tokens=2)
     assert r.model == "gemini-1.5-flash-002"
-    t = A.parse_response(recorded_response("gemini3-stream-tool-call-id-gzip"), chat("x"), DEP)
+    t = W.parse(recorded_response("gemini3-stream-tool-call-id-gzip"), chat("x"))
     sig = signatures("gemini3-stream-tool-call-id-gzip")[0]
     assert t.tool_calls == [
         ToolCall("c9bjmkfz", "pelican_name_generator", '{"type":"funny"}', signature=sig)
@@ -222,12 +208,12 @@ def test_recorded_json_array_streams_read_as_one_answer() -> None:
 
 def test_recorded_blocked_prompt_is_content_filtered() -> None:
     with pytest.raises(ContentFilteredError, match="blockReason PROHIBITED_CONTENT"):
-        A.parse_response(recorded_response("gemini-prompt-blocked"), chat("x"), DEP)
+        W.parse(recorded_response("gemini-prompt-blocked"), chat("x"))
     with pytest.raises(ContentFilteredError, match="blockReason PROHIBITED_CONTENT"):
-        stream(A, chat("x", stream=True), DEP, recorded_frames("gemini-prompt-blocked-stream"))
+        W.stream(chat("x", stream=True), recorded_frames("gemini-prompt-blocked-stream"))
     armor = recorded_response("vertex-gemini-model-armor-prompt-blocked", 1)
     with pytest.raises(ContentFilteredError, match="blockReason MODEL_ARMOR"):
-        A.parse_response(armor, chat("x"), DEP)
+        W.parse(armor, chat("x"))
 
 
 # ------------------------------------------------------------------------------------ streams
@@ -236,7 +222,7 @@ def test_recorded_blocked_prompt_is_content_filtered() -> None:
 @pytest.mark.parametrize("piece", [None, 1, 11])
 def test_recorded_stream_with_a_tool_call(piece: int | None) -> None:
     rid = "gemini3-tool-call-stream"
-    chunks, state = stream(A, chat("x", stream=True), DEP, recorded_frames(rid), piece)
+    chunks, state = W.stream(chat("x", stream=True), recorded_frames(rid), piece)
     deltas = [d for c in chunks for d in c.tool_calls]
     cid = "call_b36LacjwM668nsEP2tbsgQQ_0"
     assert deltas == [ToolCallDelta(0, cid, "weather", '{"location":"San Francisco"}')]
@@ -254,7 +240,7 @@ def test_recorded_stream_with_a_tool_call(piece: int | None) -> None:
 
 def test_recorded_text_stream_with_an_empty_last_part() -> None:
     rid = "gemini3-stream-empty-text-thought-signature"
-    chunks, state = stream(A, chat("x", stream=True), DEP, recorded_frames(rid), 4)
+    chunks, state = W.stream(chat("x", stream=True), recorded_frames(rid), 4)
     assert text_of(chunks) == "4"
     r = state.finish()
     assert r.text == "4"
@@ -264,7 +250,7 @@ def test_recorded_text_stream_with_an_empty_last_part() -> None:
 
 def test_recorded_stream_thought_parts_are_reasoning() -> None:
     rid = "vertex-gemini3-stream-thought-part-partial-args"
-    chunks, state = stream(A, chat("x", stream=True), DEP, recorded_frames(rid))
+    chunks, state = W.stream(chat("x", stream=True), recorded_frames(rid))
     assert reasoning_of(chunks).startswith("**Processing User Requests**")
     assert text_of(chunks) == ""
     names = [d.name for c in chunks for d in c.tool_calls]
@@ -278,13 +264,13 @@ def test_in_stream_error_is_typed() -> None:
         {"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}},
     )
     with pytest.raises(OverloadedError, match="UNAVAILABLE: The model is overloaded") as info:
-        stream(A, chat("x", stream=True), DEP, [frames])
+        W.stream(chat("x", stream=True), [frames])
     assert info.value.status == 503
 
 
 def test_cut_stream_keeps_the_partial_answer() -> None:
     frames = sse({"candidates": [{"content": {"parts": [{"text": "half"}]}}]})
-    chunks, state = stream(A, chat("x", stream=True), DEP, [frames])
+    chunks, state = W.stream(chat("x", stream=True), [frames])
     assert text_of(chunks) == "half"
     with pytest.raises(StreamInterruptedError) as info:
         state.finish()
@@ -359,7 +345,7 @@ def test_recorded_partial_args_stream_is_one_call_per_function_call() -> None:
     become a call per piece; now each function call is one call, in order."""
     rid = "vertex-gemini3-stream-thought-part-partial-args"
     for piece in (None, 7):
-        chunks, state = stream(A, chat("x", stream=True), DEP, recorded_frames(rid), piece)
+        chunks, state = W.stream(chat("x", stream=True), recorded_frames(rid), piece)
         assert state.done
         r = state.finish()
         prefix = "call__vr4aYiWEJnYodAPkujX0QM_"
@@ -407,7 +393,7 @@ def test_partial_args_paths_and_value_kinds() -> None:
         fc(),
         {"candidates": [{"content": {"parts": [{"text": ""}]}, "finishReason": "STOP"}]},
     )
-    _, state = stream(A, chat("x", stream=True), DEP, [frames], 5)
+    _, state = W.stream(chat("x", stream=True), [frames], 5)
     (call,) = state.finish().tool_calls
     assert call.id == "fc1"
     assert call.parsed_arguments() == {
@@ -423,20 +409,18 @@ def test_non_partial_stream_parts_stay_one_call_each() -> None:
         {"candidates": [{"content": {"parts": [part, part]}}], "responseId": "R1"},
         {"candidates": [{"content": {"parts": [part]}, "finishReason": "STOP"}]},
     )
-    _, state = stream(A, chat("x", stream=True), DEP, [frames])
+    _, state = W.stream(chat("x", stream=True), [frames])
     assert [t.id for t in state.finish().tool_calls] == ["call_R1_0", "call_R1_1", "call_R1_2"]
 
 
 def test_recorded_text_signature_is_kept_and_replayed_on_its_text() -> None:
     rid = "gemini3-text"
-    r = A.parse_response(recorded_response(rid), chat("hi"), DEP)
+    r = W.parse(recorded_response(rid), chat("hi"))
     (sig,) = signatures(rid)
     assert [(p.signature, p.id, p.provider, p.text) for p in r.reasoning_parts] == [
         (sig, f"text:{len(r.text)}", "gemini", "")
     ]
-    body = body_of(
-        A.build_request(chat([Message.user("hi"), r.message(), Message.user("and?")]), DEP)
-    )
+    body = W.body(chat([Message.user("hi"), r.message(), Message.user("and?")]))
     assert body["contents"][1] == {
         "role": "model",
         "parts": [{"text": r.text, "thoughtSignature": sig}],
@@ -445,21 +429,21 @@ def test_recorded_text_signature_is_kept_and_replayed_on_its_text() -> None:
 
 def test_recorded_empty_last_part_signature_goes_back_on_the_text() -> None:
     rid = "gemini3-stream-empty-text-thought-signature"
-    _, state = stream(A, chat("x", stream=True), DEP, recorded_frames(rid))
+    _, state = W.stream(chat("x", stream=True), recorded_frames(rid))
     r = state.finish()
     (sig,) = signatures(rid)
     assert [(p.signature, p.id) for p in r.reasoning_parts] == [(sig, "text:1")]
-    body = body_of(A.build_request(chat([Message.user("x"), r.message(), Message.user("y")]), DEP))
+    body = W.body(chat([Message.user("x"), r.message(), Message.user("y")]))
     assert body["contents"][1]["parts"] == [{"text": "4", "thoughtSignature": sig}]
 
 
 def test_recorded_tool_loop_replays_the_signature_not_the_sentinel() -> None:
     """The call's own signature and id go back; the sentinel used to be sent every time."""
     rid = "gemini3-tool-call-thought-signature"
-    r = A.parse_response(recorded_response(rid), chat("x"), DEP)
+    r = W.parse(recorded_response(rid), chat("x"))
     call = r.tool_calls[0]
     msgs = [Message("user", "weather?"), r.message(), Message.tool(call.id, '{"temp": 21}')]
-    body = body_of(A.build_request(chat(msgs), DEP))
+    body = W.body(chat(msgs))
     assert body["contents"][1:] == [
         {
             "role": "model",
@@ -503,7 +487,7 @@ def test_thought_parts_with_signatures_are_replayed_in_place() -> None:
         ],
         "responseId": "R9",
     }
-    r = A.parse_response(response(body), chat("x"), DEP)
+    r = W.parse(response(body), chat("x"))
     assert r.text == "Answer here."
     assert r.reasoning == "Let me think. Done."
     assert [(t.id, t.signature) for t in r.tool_calls] == [
@@ -511,9 +495,7 @@ def test_thought_parts_with_signatures_are_replayed_in_place() -> None:
         ("call_R9_1", None),
     ]
     m = r.message()
-    replay = body_of(A.build_request(chat([Message.user("x"), m, Message.user("more")]), DEP))[
-        "contents"
-    ][1]["parts"]
+    replay = W.body(chat([Message.user("x"), m, Message.user("more")]))["contents"][1]["parts"]
     assert replay == [
         {"text": "Let me think. Done.", "thought": True, "thoughtSignature": "U0lHMQ=="},
         {"text": "Answer here.", "thoughtSignature": "U0lHMg=="},
@@ -536,7 +518,7 @@ def test_other_providers_reasoning_parts_are_not_replayed() -> None:
             TextPart("ok"),
         ],
     )
-    body = body_of(A.build_request(chat([Message.user("hi"), m, Message.user("and?")]), DEP))
+    body = W.body(chat([Message.user("hi"), m, Message.user("and?")]))
     assert body["contents"][1] == {"role": "model", "parts": [{"text": "ok"}]}
 
 
@@ -610,7 +592,7 @@ def test_reasoning_effort_to_thinking_config(
 
 def test_recorded_thoughts_answer_has_reasoning_and_signature() -> None:
     rid = "gemini3-reasoning"
-    r = A.parse_response(recorded_response(rid), chat("x"), DEP)
+    r = W.parse(recorded_response(rid), chat("x"))
     assert r.reasoning == ""  # thoughts not included: only the signature came
     assert [p.signature for p in r.reasoning_parts] == signatures(rid)
     assert r.usage.reasoning_tokens == 282
@@ -636,7 +618,7 @@ def test_developer_documents_audio_and_tool_errors() -> None:
         Message("tool", "not found", tool_call_id="c1", is_error=True),
         Message("tool", '{"code": 404}', tool_call_id="c1", is_error=True),
     ]
-    body = body_of(A.build_request(chat(msgs), DEP))
+    body = W.body(chat(msgs))
     # developer -> system instruction; cache_control is not sent (Gemini caches implicitly).
     assert body["systemInstruction"] == {"parts": [{"text": "Be brief."}, {"text": "Cite pages."}]}
     assert body["contents"][0]["parts"] == [
@@ -655,7 +637,7 @@ def test_developer_documents_audio_and_tool_errors() -> None:
 def test_recorded_model_armor_finish_is_content_filtered() -> None:
     rid = "vertex-gemini-model-armor-response-block"
     with pytest.raises(ContentFilteredError) as info:
-        A.parse_response(recorded_response(rid), chat("x"), DEP)
+        W.parse(recorded_response(rid), chat("x"))
     e = info.value
     assert e.category == "MODEL_ARMOR"
     assert e.explanation is not None
@@ -665,11 +647,11 @@ def test_recorded_model_armor_finish_is_content_filtered() -> None:
 
 def test_recorded_blocked_prompts_carry_category_and_explanation() -> None:
     with pytest.raises(ContentFilteredError) as info:
-        A.parse_response(recorded_response("gemini-prompt-blocked"), chat("x"), DEP)
+        W.parse(recorded_response("gemini-prompt-blocked"), chat("x"))
     assert (info.value.category, info.value.explanation) == ("PROHIBITED_CONTENT", None)
     armor = recorded_response("vertex-gemini-model-armor-prompt-blocked", 1)
     with pytest.raises(ContentFilteredError) as info:
-        A.parse_response(armor, chat("x"), DEP)
+        W.parse(armor, chat("x"))
     assert info.value.category == "MODEL_ARMOR"
     assert info.value.explanation == "The prompt violated Prompt Injection and Jailbreak filters."
 
@@ -698,7 +680,7 @@ def test_filter_finishes_raise_with_the_partial_text(reason: str) -> None:
             }
         ]
     }
-    chunks, state = stream(A, chat("x", stream=True), DEP, [sse(first, last)])
+    chunks, state = W.stream(chat("x", stream=True), [sse(first, last)])
     assert text_of(chunks) == "Once upon a"
     assert state.done
     with pytest.raises(ContentFilteredError) as info:
@@ -707,7 +689,7 @@ def test_filter_finishes_raise_with_the_partial_text(reason: str) -> None:
     assert info.value.explanation == "hate_speech (MEDIUM)"
     assert info.value.partial_text == "Once upon a"
     with pytest.raises(ContentFilteredError):
-        A.parse_response(response(last), chat("x"), DEP)
+        W.parse(response(last), chat("x"))
 
 
 def test_stream_done_only_at_the_finish_chunk() -> None:
@@ -743,13 +725,13 @@ def test_signatures_survive_the_response_codec_and_other_parts_are_not_pinned() 
         ],
         "responseId": "R2",
     }
-    r = A.parse_response(response(body), chat("x"), DEP)
+    r = W.parse(response(body), chat("x"))
     assert [(p.id, p.signature) for p in r.reasoning_parts] == [("text:5", "VFhU")]
     back = response_from_dict(response_to_dict(r))
     assert back.reasoning_parts == r.reasoning_parts
     assert back.tool_calls == r.tool_calls
     msgs = [Message.user("x"), back.message(), Message.tool("call_R2_0", "ok")]
-    parts = body_of(A.build_request(chat(msgs), DEP))["contents"][1]["parts"]
+    parts = W.body(chat(msgs))["contents"][1]["parts"]
     assert parts == [
         {"text": "Here.", "thoughtSignature": "VFhU"},
         {"functionCall": {"name": "f", "args": {}, "id": "call_R2_0"}, "thoughtSignature": "Rk4="},

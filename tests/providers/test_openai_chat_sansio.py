@@ -38,6 +38,7 @@ from ..conftest import CANARY_KEY
 from ..recordings.replay import events
 from .sansio import (
     BASE,
+    Wire,
     body_of,
     chat,
     deployment,
@@ -54,8 +55,8 @@ from .sansio import (
     text_of,
 )
 
-A = OpenAIChatAdapter()
-DEP = deployment("openai", "gpt-4.1-mini")
+W = Wire(OpenAIChatAdapter(), deployment("openai", "gpt-4.1-mini"))
+A, DEP = W.adapter, W.dep
 WEATHER = {
     "type": "function",
     "function": {
@@ -119,7 +120,7 @@ def test_tools_and_tool_turns_in_the_request() -> None:
     }
     assert body["messages"][2] == {"role": "tool", "content": "sunny", "tool_call_id": "call_1"}
     for choice in ("auto", "none", "required"):
-        b = body_of(A.build_request(chat("hi", tools=[WEATHER], tool_choice=choice), DEP))
+        b = W.body(chat("hi", tools=[WEATHER], tool_choice=choice))
         assert b["tool_choice"] == choice
 
 
@@ -150,7 +151,7 @@ def test_unencodable_text_is_refused_before_sending() -> None:
 def test_recorded_text_answer_and_usage() -> None:
     resp = recorded_response("openai-chat-text")
     sent = events(recorded("openai-chat-text").response)[0]
-    r = A.parse_response(resp, chat("hi"), DEP)
+    r = W.parse(resp, chat("hi"))
     assert r.text == sent["choices"][0]["message"]["content"]
     assert r.text.startswith("**Holiday Name:** Galaxy Day")
     assert r.finish_reason == "stop"
@@ -163,7 +164,7 @@ def test_recorded_text_answer_and_usage() -> None:
 
 
 def test_recorded_tool_call_answer() -> None:
-    r = A.parse_response(recorded_response("groq-tool-call"), chat("hi"), DEP)
+    r = W.parse(recorded_response("groq-tool-call"), chat("hi"))
     assert r.tool_calls == [ToolCall("ax9fskhev", "weather", "{}")]
     assert r.finish_reason == "tool_calls"
     assert r.text == ""
@@ -171,10 +172,10 @@ def test_recorded_tool_call_answer() -> None:
 
 
 def test_recorded_usage_counts_cache_and_reasoning() -> None:
-    r = A.parse_response(recorded_response("deepseek-reasoner-reasoning-content"), chat("x"), DEP)
+    r = W.parse(recorded_response("deepseek-reasoner-reasoning-content"), chat("x"))
     assert r.usage == Usage(input_tokens=18, output_tokens=345, reasoning_tokens=315)
     assert r.text.startswith('The word "strawberry" contains three')
-    r2 = A.parse_response(recorded_response("deepseek-chat-text-length"), chat("x"), DEP)
+    r2 = W.parse(recorded_response("deepseek-chat-text-length"), chat("x"))
     assert r2.finish_reason == "length"
     assert r2.usage == Usage(input_tokens=13, output_tokens=300)
 
@@ -184,13 +185,13 @@ def test_deepseek_cache_hit_field_counts_as_cached() -> None:
         "choices": [{"message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 40, "completion_tokens": 2, "prompt_cache_hit_tokens": 32},
     }
-    r = A.parse_response(response(body), chat("x"), DEP)
+    r = W.parse(response(body), chat("x"))
     assert r.usage == Usage(input_tokens=40, output_tokens=2, cached_tokens=32)
 
 
 def test_error_inside_a_200_body_is_raised() -> None:
     with pytest.raises(ServerError, match="upstream broke"):
-        A.parse_response(response({"error": {"message": "upstream broke"}}), chat("x"), DEP)
+        W.parse(response({"error": {"message": "upstream broke"}}), chat("x"))
 
 
 # ------------------------------------------------------------------------------------ streams
@@ -199,7 +200,7 @@ def test_error_inside_a_200_body_is_raised() -> None:
 @pytest.mark.parametrize("piece", [None, 1, 7])
 def test_recorded_stream_with_fragmented_tool_arguments(piece: int | None) -> None:
     rid = "deepseek-reasoner-tool-call-stream"
-    chunks, state = stream(A, chat("x", stream=True), DEP, recorded_frames(rid), piece)
+    chunks, state = W.stream(chat("x", stream=True), recorded_frames(rid), piece)
     deltas = [d for c in chunks for d in c.tool_calls]
     assert deltas[0] == ToolCallDelta(0, "call_00_ioIn7yN9p1ZOMNpDLwd4MgAF", "weather", "")
     assert all(d.index == 0 and d.id is None and d.name is None for d in deltas[1:])
@@ -217,7 +218,7 @@ def test_recorded_stream_with_fragmented_tool_arguments(piece: int | None) -> No
 
 
 def test_recorded_stream_with_whole_tool_call_in_one_delta() -> None:
-    chunks, state = stream(A, chat("x", stream=True), DEP, recorded_frames("groq-tool-call-stream"))
+    chunks, state = W.stream(chat("x", stream=True), recorded_frames("groq-tool-call-stream"))
     assert chunks[0].tool_calls == [ToolCallDelta(0, "tk85n1k4m", "weather", "{}")]
     r = state.finish()
     assert r.tool_calls == [ToolCall("tk85n1k4m", "weather", "{}")]
@@ -228,7 +229,7 @@ def test_recorded_stream_with_whole_tool_call_in_one_delta() -> None:
 @pytest.mark.parametrize("piece", [None, 3])
 def test_recorded_text_stream_with_usage_only_chunk(piece: int | None) -> None:
     rid = "azure-model-router-stream"
-    chunks, state = stream(A, chat("x", stream=True), DEP, recorded_frames(rid), piece)
+    chunks, state = W.stream(chat("x", stream=True), recorded_frames(rid), piece)
     assert [c.delta for c in chunks if c.delta] == ["Capital", " of", " Denmark", "."]
     usage = Usage(input_tokens=15, output_tokens=78, reasoning_tokens=64)
     assert chunks[-1].usage == usage
@@ -240,7 +241,7 @@ def test_recorded_text_stream_with_usage_only_chunk(piece: int | None) -> None:
 
 def test_recorded_stream_with_sse_comments() -> None:
     rid = "openrouter-stream-cache-write-tokens-usage-only"
-    chunks, state = stream(A, chat("x", stream=True), DEP, recorded_frames(rid))
+    chunks, state = W.stream(chat("x", stream=True), recorded_frames(rid))
     assert text_of(chunks) == "Hello!"
     r = state.finish()
     assert r.text == "Hello!"
@@ -260,7 +261,7 @@ def test_parallel_tool_calls_are_kept_apart_by_index() -> None:
         {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
         done=True,
     )
-    chunks, state = stream(A, chat("x", stream=True), DEP, [frames], 5)
+    chunks, state = W.stream(chat("x", stream=True), [frames], 5)
     assert [d.index for c in chunks for d in c.tool_calls] == [0, 1, 0, 1]
     assert state.finish().tool_calls == [
         ToolCall("call_a", "weather", '{"city":"Oslo"}'),
@@ -274,13 +275,13 @@ def test_in_stream_error_event_is_typed() -> None:
         {"error": {"message": "Rate limit reached", "code": 429}},
     )
     with pytest.raises(RateLimitedError, match="Rate limit reached") as info:
-        stream(A, chat("x", stream=True), DEP, [frames])
+        W.stream(chat("x", stream=True), [frames])
     assert info.value.status == 429
 
 
 def test_cut_stream_keeps_the_partial_answer() -> None:
     frames = sse({"id": "c1", "choices": [{"index": 0, "delta": {"content": "half an"}}]})
-    chunks, state = stream(A, chat("x", stream=True), DEP, [frames])
+    chunks, state = W.stream(chat("x", stream=True), [frames])
     assert text_of(chunks) == "half an"
     with pytest.raises(StreamInterruptedError) as info:
         state.finish()
@@ -357,7 +358,7 @@ def _answer(message: dict[str, object], finish: str = "stop", **extra: object) -
 def test_refusal_is_a_typed_error_with_the_refusal_text() -> None:
     refused = _answer({"role": "assistant", "content": None, "refusal": "I can't help with that."})
     with pytest.raises(ContentFilteredError) as info:
-        A.parse_response(refused, chat("x"), DEP)
+        W.parse(refused, chat("x"))
     e = info.value
     assert e.category == "refusal"
     assert e.explanation == "I can't help with that."
@@ -368,9 +369,7 @@ def test_refusal_is_a_typed_error_with_the_refusal_text() -> None:
 
 
 def test_refusal_null_is_an_answer() -> None:
-    r = A.parse_response(
-        _answer({"role": "assistant", "content": "fine", "refusal": None}), chat("x"), DEP
-    )
+    r = W.parse(_answer({"role": "assistant", "content": "fine", "refusal": None}), chat("x"))
     assert r.text == "fine"
 
 
@@ -382,7 +381,7 @@ def test_azure_content_filter_finish_is_typed_with_the_categories() -> None:
     }
     cut = _answer(msg, "content_filter", content_filter_results=results)
     with pytest.raises(ContentFilteredError) as info:
-        A.parse_response(cut, chat("x"), deployment("azure", "gpt-4o"))
+        W.parse(cut, chat("x"), deployment("azure", "gpt-4o"))
     assert info.value.category == "content_filter"
     assert info.value.explanation == "violence"
     assert info.value.partial_text == "Partial ans"
@@ -401,7 +400,7 @@ def test_streamed_refusal_raises_at_the_end_with_the_partial_text(piece: int | N
         delta({}, "stop"),
         done=True,
     )
-    chunks, state = stream(A, chat("x", stream=True), DEP, [frames], piece)
+    chunks, state = W.stream(chat("x", stream=True), [frames], piece)
     assert text_of(chunks) == "Sure"  # the refusal is not answer text
     with pytest.raises(ContentFilteredError) as info:
         state.finish()
@@ -416,7 +415,7 @@ def test_streamed_content_filter_finish_raises_at_the_end() -> None:
         {"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter"}]},
         done=True,
     )
-    chunks, state = stream(A, chat("x", stream=True), DEP, [frames])
+    chunks, state = W.stream(chat("x", stream=True), [frames])
     assert [c.finish_reason for c in chunks if c.finish_reason] == ["content_filter"]
     with pytest.raises(ContentFilteredError) as info:
         state.finish()
@@ -435,7 +434,7 @@ def test_streamed_content_filter_finish_raises_at_the_end() -> None:
 )
 def test_recorded_reasoning_is_kept(rid: str, starts: str) -> None:
     msg = events(recorded(rid).response)[0]["choices"][0]["message"]
-    r = A.parse_response(recorded_response(rid), chat("x"), DEP)
+    r = W.parse(recorded_response(rid), chat("x"))
     assert r.reasoning.startswith(starts)
     assert r.reasoning == (msg.get("reasoning") or msg.get("reasoning_content"))
     assert r.reasoning_parts == []  # nothing to replay on this wire
@@ -448,7 +447,7 @@ def test_reasoning_details_text_when_no_reasoning_field() -> None:
         {"type": "reasoning.summary", "summary": "summed up"},
     ]
     msg = {"role": "assistant", "content": "ok", "reasoning_details": details}
-    r = A.parse_response(_answer(msg), chat("x"), DEP)
+    r = W.parse(_answer(msg), chat("x"))
     assert r.reasoning == "step one. summed up"
 
 
@@ -460,7 +459,7 @@ def test_recorded_stream_reasoning_content(piece: int | None) -> None:
         for ev in events(recorded(rid).response)
         if ev.get("choices")
     )
-    chunks, state = stream(A, chat("x", stream=True), DEP, recorded_frames(rid), piece)
+    chunks, state = W.stream(chat("x", stream=True), recorded_frames(rid), piece)
     assert sent.startswith("The user is asking for the weather in San Francisco.")
     assert reasoning_of(chunks) == sent
     assert state.finish().reasoning == sent
@@ -488,7 +487,7 @@ def test_repeated_tool_name_and_id_in_every_delta_are_taken_once() -> None:
         {"id": "gen-1", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
         done=True,
     )
-    chunks, state = stream(A, chat("x", stream=True), DEP, [frames], 6)
+    chunks, state = W.stream(chat("x", stream=True), [frames], 6)
     deltas = [d for c in chunks for d in c.tool_calls]
     assert deltas[0] == ToolCallDelta(0, "functions.llm_version:0", "llm_version", "")
     assert [(d.id, d.name) for d in deltas[1:]] == [(None, None), (None, None)]
@@ -529,7 +528,7 @@ def test_cache_write_tokens_are_read_once() -> None:
             "prompt_tokens_details": {"cached_tokens": 50, "cache_write_tokens": 100},
         },
     }
-    r = A.parse_response(response(body), chat("x"), DEP)
+    r = W.parse(response(body), chat("x"))
     # Both are parts of prompt_tokens (OpenRouter "Usage Accounting"): not added again.
     assert r.usage == Usage(
         input_tokens=194, output_tokens=2, cached_tokens=50, cache_write_tokens=100
@@ -572,7 +571,7 @@ def test_developer_role_per_vendor() -> None:
         ("openrouter", "system"),
         ("vllm", "system"),
     ]:
-        body = body_of(A.build_request(chat(msgs), deployment(provider, "m")))
+        body = W.body(chat(msgs), deployment(provider, "m"))
         assert body["messages"][0] == {"role": role, "content": "Be terse."}, provider
 
 
@@ -590,10 +589,10 @@ def test_document_is_a_file_part_for_openai_and_openrouter() -> None:
         },
     }
     for provider in ("openai", "openrouter"):
-        body = body_of(A.build_request(chat(msgs), deployment(provider, "m")))
+        body = W.body(chat(msgs), deployment(provider, "m"))
         assert body["messages"][0]["content"][1] == want
     url_doc = Message("user", [DocumentPart(url="https://example.test/a.pdf", name="a.pdf")])
-    body = body_of(A.build_request(chat([url_doc]), deployment("openrouter", "m")))
+    body = W.body(chat([url_doc]), deployment("openrouter", "m"))
     assert body["messages"][0]["content"][0]["file"]["file_data"] == "https://example.test/a.pdf"
     with pytest.raises(UnsupportedCapabilityError, match="by URL"):
         A.build_request(chat([url_doc]), DEP)
@@ -614,13 +613,13 @@ def test_document_is_refused_before_sending_where_not_documented(provider: str) 
 def test_audio_is_input_audio_or_refused() -> None:
     msgs = [Message("user", [AudioPart(b"RIFF....", "audio/wav"), TextPart("what is said?")])]
     for provider in ("openai", "azure", "openrouter"):
-        body = body_of(A.build_request(chat(msgs), deployment(provider, "m")))
+        body = W.body(chat(msgs), deployment(provider, "m"))
         assert body["messages"][0]["content"][0] == {
             "type": "input_audio",
             "input_audio": {"data": "UklGRi4uLi4=", "format": "wav"},
         }
     mp3 = [Message("user", [AudioPart(b"ID3", "audio/mpeg")])]
-    body = body_of(A.build_request(chat(mp3), DEP))
+    body = W.body(chat(mp3))
     assert body["messages"][0]["content"][0]["input_audio"]["format"] == "mp3"
     with pytest.raises(UnsupportedCapabilityError) as info:
         A.build_request(chat(msgs), deployment("groq", "m"))
@@ -628,7 +627,7 @@ def test_audio_is_input_audio_or_refused() -> None:
     ogg = [Message("user", [AudioPart(b"OggS", "audio/ogg")])]
     with pytest.raises(UnsupportedCapabilityError, match="'ogg' audio"):
         A.build_request(chat(ogg), DEP)  # OpenAI documents wav and mp3
-    body = body_of(A.build_request(chat(ogg), deployment("openrouter", "m")))
+    body = W.body(chat(ogg), deployment("openrouter", "m"))
     assert body["messages"][0]["content"][0]["input_audio"]["format"] == "ogg"
 
 
@@ -643,7 +642,7 @@ def test_reasoning_parts_signatures_and_is_error_in_a_tool_loop() -> None:
         Message("tool", "city not found", tool_call_id="c1", is_error=True),
         Message("assistant", [ReasoningPart("only thoughts")], tool_calls=[ToolCall("c2", "w")]),
     ]
-    body = body_of(A.build_request(chat(msgs), DEP))
+    body = W.body(chat(msgs))
     assert body["messages"][1] == {
         "role": "assistant",
         "content": [{"type": "text", "text": "Let me"}],
@@ -661,22 +660,22 @@ def test_reasoning_parts_signatures_and_is_error_in_a_tool_loop() -> None:
     # (the Chat Completions schema's array content has minItems 1).
     thought = [ReasoningPart("hmm", signature="s", provider="anthropic_messages")]
     msgs = [Message("user", "hi"), Message("assistant", thought), Message("user", "go on")]
-    assert body_of(A.build_request(chat(msgs), DEP))["messages"][1]["content"] == ""
+    assert W.body(chat(msgs))["messages"][1]["content"] == ""
 
 
 def test_cache_control_only_where_the_vendor_takes_it() -> None:
     cc = {"type": "ephemeral", "ttl": "5m"}
     msgs = [Message("system", [TextPart("long context", cache_control=cc)])]
-    body = body_of(A.build_request(chat(msgs), deployment("openrouter", "m")))
+    body = W.body(chat(msgs), deployment("openrouter", "m"))
     assert body["messages"][0]["content"] == [
         {"type": "text", "text": "long context", "cache_control": cc}
     ]
-    body = body_of(A.build_request(chat(msgs), DEP))
+    body = W.body(chat(msgs))
     assert body["messages"][0]["content"] == [{"type": "text", "text": "long context"}]
 
 
 def test_prompt_cache_key_via_extra() -> None:
-    body = body_of(A.build_request(chat("hi", extra={"prompt_cache_key": "tenant-7"}), DEP))
+    body = W.body(chat("hi", extra={"prompt_cache_key": "tenant-7"}))
     assert body["prompt_cache_key"] == "tenant-7"
 
 
@@ -747,7 +746,7 @@ def test_reasoning_effort_through_extra_is_sent_as_given() -> None:
 
 
 def test_plain_request_has_no_new_fields() -> None:
-    body = body_of(A.build_request(chat("hi"), deployment("openrouter", "m")))
+    body = W.body(chat("hi"), deployment("openrouter", "m"))
     assert body == {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -765,7 +764,7 @@ def test_tool_deltas_without_index_are_told_apart_by_id() -> None:
         {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
         done=True,
     )
-    chunks, state = stream(A, chat("x", stream=True), DEP, [frames])
+    chunks, state = W.stream(chat("x", stream=True), [frames])
     assert [d.index for c in chunks for d in c.tool_calls] == [0, 0, 1]
     assert state.finish().tool_calls == [
         ToolCall("a", "weather", '{"city":"Oslo"}'),
@@ -781,19 +780,19 @@ def test_thought_signatures_go_back_to_gemini_only() -> None:
     from .test_openai_chat import GEMINI_TOOL_ANSWER
 
     gem = deployment("gemini_openai", "gemini-3-flash-preview")
-    r = A.parse_response(response(GEMINI_TOOL_ANSWER), chat("hi"), gem)
+    r = W.parse(response(GEMINI_TOOL_ANSWER), chat("hi"), gem)
     assert r.tool_calls[0].signature == "<Signature A>"
     turn = [Message.user("hi"), r.message()]
     google = "https://generativelanguage.googleapis.com/v1beta/openai"
     for dep in (gem, deployment("openai", "gemini-3-flash-preview", base_url=google)):
-        call = body_of(A.build_request(chat(turn), dep))["messages"][1]["tool_calls"][0]
+        call = W.body(chat(turn), dep)["messages"][1]["tool_calls"][0]
         assert call["extra_content"] == {"google": {"thought_signature": "<Signature A>"}}
     for dep in (DEP, deployment("openrouter", "google/gemini-3-flash-preview")):
-        call = body_of(A.build_request(chat(turn), dep))["messages"][1]["tool_calls"][0]
+        call = W.body(chat(turn), dep)["messages"][1]["tool_calls"][0]
         assert "extra_content" not in call
     # odd shapes are no signature (and never an error)
     for extra in ([], {"google": "x"}, {"google": {"thought_signature": 7}}, {"other": {}}):
         odd = {"id": "c", "function": {"name": "f", "arguments": {"a": 1}}, "extra_content": extra}
         body = {"choices": [{"message": {"tool_calls": [odd]}, "finish_reason": "tool_calls"}]}
-        call = A.parse_response(response(body), chat("hi"), gem).tool_calls[0]
+        call = W.parse(response(body), chat("hi"), gem).tool_calls[0]
         assert (call.signature, call.arguments) == (None, '{"a":1}')

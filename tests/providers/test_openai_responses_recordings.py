@@ -309,3 +309,16 @@ async def test_azure_function_call_json_body() -> None:
     names = {k.lower(): v for k, v in server.received[0].headers}
     assert names["api-key"] == CANARY_KEY
     assert CANARY_KEY not in server.received[0].path_qs
+
+
+async def test_400_unsupported_temperature_is_typed() -> None:
+    """The recorded 400 a reasoning model gives a temperature: a model the catalog does not
+    know gets the temperature sent (nothing to drop it by), and the answer is a typed
+    BadRequestError naming the parameter, not retried."""
+    async with _replay("openai-responses-400-temperature") as server:
+        with pytest.raises(BadRequestError) as ei:
+            await _chat(server, "openai/my-reasoner", "hi", temperature=0.5)
+        assert json.loads(server.received[0].body)["temperature"] == 0.5
+        assert len(server.received) == 1
+    assert ei.value.status == 400
+    assert "'temperature' is not supported with this model" in ei.value.message

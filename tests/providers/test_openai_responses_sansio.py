@@ -35,10 +35,20 @@ from llmrelay.types import (
 )
 
 from ..conftest import CANARY_KEY
-from .sansio import body_of, chat, deployment, recorded_frames, response, sends_key, sse, stream
+from .sansio import (
+    Wire,
+    body_of,
+    chat,
+    deployment,
+    recorded_frames,
+    response,
+    sends_key,
+    sse,
+    stream,
+)
 
-A = OpenAIResponsesAdapter()
-DEP = deployment("openai", "gpt-4.1-mini")
+W = Wire(OpenAIResponsesAdapter(), deployment("openai", "gpt-4.1-mini"))
+A, DEP = W.adapter, W.dep
 REASONER = deployment("openai", "gpt-5.5")
 
 
@@ -248,20 +258,20 @@ def _message(*parts: dict[str, Any]) -> dict[str, Any]:
 
 def test_usage_and_incomplete() -> None:
     text = {"type": "output_text", "text": "cut sh"}
-    r = A.parse_response(response(_answer([_message(text)])), chat("hi"), DEP)
+    r = W.parse(response(_answer([_message(text)])), chat("hi"))
     assert (r.text, r.finish_reason, r.raw_finish_reason) == ("cut sh", "stop", "completed")
     u = r.usage
     assert (u.input_tokens, u.output_tokens, u.cached_tokens, u.reasoning_tokens) == (10, 7, 4, 2)
     for reason, finish in (("max_output_tokens", "length"), ("content_filter", "content_filter")):
         body = _answer([_message(text)], status="incomplete", incomplete_details={"reason": reason})
-        r = A.parse_response(response(body), chat("hi"), DEP)
+        r = W.parse(response(body), chat("hi"))
         assert (r.finish_reason, r.raw_finish_reason, r.text) == (finish, reason, "cut sh")
 
 
 def test_refusal_is_content_filtered() -> None:
     refusal = {"type": "refusal", "refusal": "I can't help with that."}
     with pytest.raises(ContentFilteredError) as ei:
-        A.parse_response(response(_answer([_message(refusal)])), chat("hi"), DEP)
+        W.parse(response(_answer([_message(refusal)])), chat("hi"))
     assert ei.value.category == "refusal"
     assert ei.value.explanation == "I can't help with that."
     assert ei.value.provider == "openai"
@@ -275,7 +285,7 @@ def test_failed_responses_are_typed() -> None:
     ):
         body = _answer([], status="failed", error={"code": code, "message": f"{code} happened"})
         with pytest.raises(cls, match=code):
-            A.parse_response(response(body), chat("hi"), DEP)
+            W.parse(response(body), chat("hi"))
 
 
 # ---------------------------------------------------------------------------- streams
@@ -292,7 +302,7 @@ def test_stream_refusal_incomplete_and_cut() -> None:
         {"type": "response.completed", "response": {"status": "completed", "output": []}},
     )
     with pytest.raises(ContentFilteredError) as ei:
-        stream(A, chat("hi", stream=True), DEP, [refusal])
+        W.stream(chat("hi", stream=True), [refusal])
     assert ei.value.category == "refusal"
     assert ei.value.explanation == "No."
     incomplete = _events(
@@ -305,12 +315,12 @@ def test_stream_refusal_incomplete_and_cut() -> None:
             },
         },
     )
-    chunks, state = stream(A, chat("hi", stream=True), DEP, [incomplete])
+    chunks, state = W.stream(chat("hi", stream=True), [incomplete])
     r = state.finish()
     assert (r.text, r.finish_reason) == ("cut", "length")
     assert chunks[-1].finish_reason == "length"
     cut = _events({"type": "response.output_text.delta", "delta": "half", "output_index": 0})
-    _, state = stream(A, chat("hi", stream=True), DEP, [cut])
+    _, state = W.stream(chat("hi", stream=True), [cut])
     with pytest.raises(StreamInterruptedError) as si:
         state.finish()
     assert si.value.partial is not None
@@ -329,14 +339,14 @@ def test_stream_call_without_deltas_and_nested_error_event() -> None:
         {"type": "response.output_item.done", "output_index": 0, "item": item},
         {"type": "response.completed", "response": {"status": "completed", "output": [item]}},
     )
-    chunks, state = stream(A, chat("hi", stream=True), DEP, [frames], piece=7)
+    chunks, state = W.stream(chat("hi", stream=True), [frames], piece=7)
     deltas = [d for c in chunks for d in c.tool_calls]
     assert (deltas[0].id, deltas[0].name) == ("call_9", "f")
     assert "".join(d.arguments for d in deltas) == '{"a":1}'
     assert state.finish().finish_reason == "tool_calls"
     err = _events({"type": "error", "error": {"code": "server_error", "message": "oops"}})
     with pytest.raises(ServerError, match="oops"):
-        stream(A, chat("hi", stream=True), DEP, [err])
+        W.stream(chat("hi", stream=True), [err])
 
 
 def test_recorded_stream_in_small_pieces_gives_the_same_answer() -> None:

@@ -465,3 +465,22 @@ def events(response: RecordedResponse) -> list[Any]:
         if payload and payload != "[DONE]":
             out.append(json.loads(payload))
     return out
+
+
+def string_values(value: object, key: str) -> list[str]:
+    """Every string under ``key`` anywhere in decoded JSON, in document order (e.g. a
+    recording's ``thoughtSignature``s, read without the adapter)."""
+    out: list[str] = []
+
+    def walk(v: object) -> None:
+        if isinstance(v, dict):
+            if isinstance(v.get(key), str):
+                out.append(v[key])
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    walk(value)
+    return out
