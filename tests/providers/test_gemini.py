@@ -399,28 +399,41 @@ async def test_blocked_prompt_is_content_filtered(
         await client.astream(MODEL, "something bad", **_kw(fake)).collect()
 
 
+async def _filtered(
+    client: llmrelay.Client, fake: FakeUpstream, reply: Reply, *, streamed: bool = False
+) -> tuple[llmrelay.ContentFilteredError, str]:
+    """Push ``reply`` and ask once, plain or streamed: the ContentFilteredError raised and the
+    text streamed before it."""
+    fake.push(reply)
+    seen: list[str] = []
+
+    async def ask() -> object:
+        if streamed:
+            return await _drain(client.astream(MODEL, "hi", **_kw(fake)), seen)
+        return await client.achat(MODEL, "hi", **_kw(fake))
+
+    with pytest.raises(llmrelay.ContentFilteredError) as info:
+        await ask()
+    return info.value, "".join(seen)
+
+
 async def test_safety_stop_of_the_answer_is_content_filtered(
     fake: FakeUpstream, client: llmrelay.Client
 ) -> None:
     """finishReason SAFETY is a ContentFilteredError (it used to be an answer with finish
     ``content_filter`` that content_filter_fallbacks never saw), plain and streamed."""
-    fake.push(Reply.ok("partial answ", finish="content_filter"))
-    with pytest.raises(llmrelay.ContentFilteredError) as info:
-        await client.achat(MODEL, "hi", **_kw(fake))
-    e = info.value
+    e, _ = await _filtered(client, fake, Reply.ok("partial answ", finish="content_filter"))
     assert (e.category, e.explanation, e.partial_text) == (
         "SAFETY",
         "dangerous_content (HIGH)",
         "partial answ",
     )
     assert "finishReason SAFETY" in str(e)
-    fake.push(Reply.ok("partial answer here", finish="content_filter"))
-    seen: list[str] = []
-    with pytest.raises(llmrelay.ContentFilteredError) as cut:
-        await _drain(client.astream(MODEL, "hi", **_kw(fake)), seen)
-    assert "".join(seen) == "partial answer here"  # streamed first, raised at the end
-    assert cut.value.partial_text == "partial answer here"
-    assert cut.value.category == "SAFETY"
+    cut = Reply.ok("partial answer here", finish="content_filter")
+    e, seen = await _filtered(client, fake, cut, streamed=True)
+    assert seen == "partial answer here"  # streamed first, raised at the end
+    assert e.partial_text == "partial answer here"
+    assert e.category == "SAFETY"
     for raw, mapped in (("length", "length"), ("LANGUAGE", "other")):
         fake.push(Reply.ok("x", finish=raw))
         r = await client.achat(MODEL, "hi", **_kw(fake))
@@ -464,32 +477,14 @@ async def test_scripted_refusal_is_a_typed_content_filter(
     """``Reply.refuse`` on the fake Gemini is a filter finish with Google's words in
     ``finishMessage``: a ContentFilteredError whose category is the finish reason and whose
     explanation is the finishMessage (over the flagged ratings), plain and streamed."""
-    fake.push(Reply.refuse("I can't help with that."))
-    with pytest.raises(llmrelay.ContentFilteredError) as info:
-        await client.achat(MODEL, "something bad", **_kw(fake))
-    e = info.value
-    assert (e.category, e.explanation, e.partial_text) == (
-        "SAFETY",
-        "I can't help with that.",
-        "",
-    )
-    assert "finishReason SAFETY" in str(e)
-    assert "I can't help with that." in str(e)
-    fake.push(
-        Reply.refuse(
-            "ignored", refusal_category="PROHIBITED_CONTENT", refusal_explanation="policy 7"
-        )
-    )
-    seen: list[str] = []
-    with pytest.raises(llmrelay.ContentFilteredError) as cut:
-        await _drain(client.astream(MODEL, "something bad", **_kw(fake)), seen)
-    assert (cut.value.category, cut.value.explanation) == ("PROHIBITED_CONTENT", "policy 7")
-    assert "".join(seen) == ""
-    # the wire: what the fake sent is what Google sends
-    fake.push(Reply.refuse("No.", refusal_category="RECITATION"))
-    with pytest.raises(llmrelay.ContentFilteredError, match="RECITATION") as rec:
-        await client.achat(MODEL, "recite it", **_kw(fake))
-    assert rec.value.explanation == "No."
+    e, _ = await _filtered(client, fake, Reply.refuse("I can't help with that."))
+    assert (e.category, e.explanation, e.partial_text) == ("SAFETY", "I can't help with that.", "")
+    assert "finishReason SAFETY (I can't help with that.)" in str(e)
+    odd = Reply.refuse("x", refusal_category="PROHIBITED_CONTENT", refusal_explanation="policy 7")
+    e, seen = await _filtered(client, fake, odd, streamed=True)
+    assert (e.category, e.explanation, seen) == ("PROHIBITED_CONTENT", "policy 7", "")
+    e, _ = await _filtered(client, fake, Reply.refuse("No.", refusal_category="RECITATION"))
+    assert (e.category, e.explanation) == ("RECITATION", "No.")
 
 
 async def test_scripted_refusal_triggers_content_filter_fallbacks(
