@@ -790,6 +790,10 @@ def test_thought_signatures_go_back_to_gemini_only() -> None:
     for dep in (DEP, deployment("openrouter", "google/gemini-3-flash-preview")):
         call = W.body(chat(turn), dep)["messages"][1]["tool_calls"][0]
         assert "extra_content" not in call
+    # a history of dicts in Google's documented request form keeps the signature too
+    as_dicts = [{"role": "user", "content": "hi"}, W.body(chat(turn), gem)["messages"][1]]
+    again = W.body(chat(as_dicts), gem)["messages"][1]["tool_calls"][0]
+    assert again["extra_content"] == {"google": {"thought_signature": "<Signature A>"}}
     # odd shapes are no signature (and never an error)
     for extra in ([], {"google": "x"}, {"google": {"thought_signature": 7}}, {"other": {}}):
         odd = {"id": "c", "function": {"name": "f", "arguments": {"a": 1}}, "extra_content": extra}

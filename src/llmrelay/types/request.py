@@ -320,6 +320,11 @@ def _message_from_mapping(m: Mapping[str, Any]) -> Message:
                             "a tool call's arguments must be a JSON string or JSON-serialisable"
                         ) from None
                 sig = tc.get("signature")
+                if sig is None and "extra_content" in tc:
+                    # Gemini's OpenAI-compatible form: extra_content.google.thought_signature
+                    extra = tc["extra_content"]
+                    google = extra.get("google") if isinstance(extra, Mapping) else None
+                    sig = google.get("thought_signature") if isinstance(google, Mapping) else None
                 calls.append(
                     ToolCall(
                         str(tc.get("id", "")),

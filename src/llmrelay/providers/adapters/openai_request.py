@@ -203,15 +203,14 @@ def encode_message(m: Message, dep: Deployment) -> dict[str, Any]:
     """One message in Chat Completions form, as ``dep``'s vendor takes it."""
     c = m.content
     role = m.role
-    v = vendor_of(dep)
-    if role == "developer" and not v.developer_role:
+    if role == "developer" and not vendor_of(dep).developer_role:
         role = "system"
     out: dict[str, Any] = {"role": role}
     if c is None or c.__class__ is str:
         out["content"] = c
     else:
         assert isinstance(c, list)
-        parts = _parts(c, v, dep)
+        parts = _parts(c, vendor_of(dep), dep)
         if not parts and (c or m.tool_calls):
             # Only another API's reasoning parts: no content array (the spec's minItems is 1);
             # null beside tool calls, else an empty text.
@@ -221,6 +220,7 @@ def encode_message(m: Message, dep: Deployment) -> dict[str, Any]:
     if m.name:
         out["name"] = m.name
     if m.tool_calls:
+        v = vendor_of(dep)
         out["tool_calls"] = [_tool_call(t, v) for t in m.tool_calls]
     if m.tool_call_id:
         out["tool_call_id"] = m.tool_call_id
