@@ -52,6 +52,7 @@ class LLMProviders(StrEnum):
     VLLM = "vllm"
     LMSTUDIO = "lmstudio"
     AZURE = "azure"
+    GEMINI_OPENAI = "gemini_openai"
 
 
 class LLMModels(StrEnum):
@@ -270,6 +271,8 @@ class LLMSettings(BaseModel):
     provider_lmstudio_api_key: Key = None
     provider_azure_base_url: Url = None
     provider_azure_api_key: Key = None
+    provider_gemini_openai_base_url: Url = None
+    provider_gemini_openai_api_key: Key = None
 
     def __init__(self, **data: Any) -> None:
         try:
