@@ -66,7 +66,6 @@ from .anthropic_stream import (
 from .base import (
     _rid,
     answer_request_id,
-    args_text,
     decode_json,
     error_body,
     error_for_status,
@@ -75,6 +74,7 @@ from .base import (
     secrets_of,
     status_message,
 )
+from .tool_args import args_text
 
 __all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicMessagesAdapter", "usage_from"]
 

@@ -39,7 +39,8 @@ from .anthropic_models import (
     rules_for,
     schema_recurses,
 )
-from .base import encode_body, json_schema_format, send_headers, tool_call_args
+from .base import encode_body, json_schema_format, send_headers
+from .tool_args import tool_call_args
 
 __all__ = [
     "ANTHROPIC_VERSION",

@@ -27,7 +27,8 @@ from ...types import (
 )
 from ..table import Deployment
 from .anthropic_request import REASONING_PROVIDER, Structured
-from .base import args_text, as_int, event_json, interrupted, redact
+from .base import as_int, event_json, interrupted, redact
+from .tool_args import args_text
 
 if TYPE_CHECKING:
     from .anthropic_messages import AnthropicMessagesAdapter

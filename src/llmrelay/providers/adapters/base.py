@@ -30,7 +30,6 @@ from ...errors import (
     RedirectError,
     ServerError,
     StreamInterruptedError,
-    shown,
 )
 from ...transport.base import HttpRequest, HttpResponse
 from ...transport.headers import parse_retry_after, request_id_from
@@ -42,7 +41,6 @@ from ...types import (
     Response,
     StreamChunk,
     TextPart,
-    ToolCall,
     unencodable_part,
 )
 from ..table import AuthStyle, Deployment
@@ -51,7 +49,6 @@ __all__ = [
     "StreamState",
     "WireAdapter",
     "answer_request_id",
-    "args_text",
     "content_parts",
     "decode_json",
     "encode_body",
@@ -66,7 +63,6 @@ __all__ = [
     "send_headers",
     "status_error",
     "status_message",
-    "tool_call_args",
 ]
 
 
@@ -546,33 +542,6 @@ def content_parts(
         elif isinstance(p, ImagePart):
             out.append(image(p))
     return out
-
-
-def tool_call_args(tc: ToolCall, provider: str) -> dict[str, Any]:
-    """An assistant tool call's arguments as a JSON object (``provider`` needs them as one), or
-    ``InvalidRequestError`` saying they are not. The inverse of :func:`args_text`."""
-    try:
-        args = orjson.loads(tc.arguments or "{}")
-    except (orjson.JSONDecodeError, TypeError):
-        args = None
-    if not isinstance(args, dict):
-        raw = tc.arguments[:80] if isinstance(tc.arguments, str) else tc.arguments
-        raise InvalidRequestError(
-            f"the assistant tool call {shown(tc.name)} (id {shown(tc.id)}) has arguments that "
-            f"are not a JSON object ({shown(raw)}); {provider} needs each tool call's "
-            "arguments as an object"
-        )
-    return args
-
-
-def args_text(value: Any) -> str:
-    """A tool call's arguments as they arrive in an answer, as ``ToolCall.arguments`` keeps
-    them: JSON text. A string is the text the model wrote (kept as sent, even when it is not
-    valid JSON); an object (Anthropic ``input``, Gemini ``args``, some OpenAI-compatible
-    servers) is encoded; nothing is ``"{}"``."""
-    if value.__class__ is str:
-        return value
-    return "{}" if value is None else orjson.dumps(value).decode()
 
 
 def json_schema_format(rf: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str, Any]]:

@@ -54,7 +54,6 @@ from .base import (
     invalid,
     json_schema_format,
     send_headers,
-    tool_call_args,
 )
 from .gemini_errors import check_prompt_blocked, in_band_error, map_error
 from .gemini_stream import (
@@ -66,6 +65,7 @@ from .gemini_stream import (
     first_candidate,
     usage_from,
 )
+from .tool_args import tool_call_args
 
 __all__ = ["GeminiAdapter"]
 

@@ -34,7 +34,6 @@ from ...types import (
 from ..table import Deployment
 from .base import (
     answer_request_id,
-    args_text,
     as_int,
     decode_json,
     encode_body,
@@ -50,6 +49,7 @@ from .base import (
     status_message,
 )
 from .openai_request import encode_message, map_reasoning_effort
+from .tool_args import args_text
 
 __all__ = ["OpenAIChatAdapter"]
 
