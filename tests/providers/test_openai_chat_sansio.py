@@ -800,3 +800,26 @@ def test_thought_signatures_go_back_to_gemini_only() -> None:
         body = {"choices": [{"message": {"tool_calls": [odd]}, "finish_reason": "tool_calls"}]}
         call = W.parse(response(body), chat("hi"), gem).tool_calls[0]
         assert (call.signature, call.arguments) == (None, '{"a":1}')
+
+
+def test_made_up_tool_call_ids_differ_across_answers() -> None:
+    """A compatible server that sends tool calls without ids: llmrelay makes them up as
+    ``call_<answer id or random>_<n>``, so two answers of a tool loop never share one (they
+    used to restart at ``call_0``); a stream's partial and final answers agree."""
+    calls = [{"function": {"name": "f", "arguments": "{}"}}] * 2
+    body = {"choices": [{"message": {"tool_calls": calls}, "finish_reason": "tool_calls"}]}
+    first = [c.id for c in W.parse(response(body), chat("x")).tool_calls]
+    second = [c.id for c in W.parse(response(body), chat("x")).tool_calls]
+    assert len({*first, *second}) == 4
+    assert all(i.startswith("call_") for i in first)
+    named = [c.id for c in W.parse(response({**body, "id": "chatcmpl-7"}), chat("x")).tool_calls]
+    assert named == ["call_chatcmpl-7_0", "call_chatcmpl-7_1"]
+    frames = [
+        sse({"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"name": "f"}}]}}]}),
+        sse({"choices": [{"delta": {}, "finish_reason": "tool_calls"}]}, done=True),
+    ]
+    _, state = W.stream(chat("x", stream=True), frames)
+    partial = state.partial().tool_calls[0].id
+    assert state.finish().tool_calls[0].id == partial
+    _, again = W.stream(chat("x", stream=True), frames)
+    assert again.finish().tool_calls[0].id != partial

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,6 +48,7 @@ from ...types import (
 from ..table import Deployment
 from .base import as_int, event_json, interrupted, make_error
 from .gemini_errors import check_prompt_blocked, flagged_ratings, in_band_error
+from .tool_args import call_id_prefix
 
 __all__ = [
     "FILTER_REASONS",
@@ -236,8 +236,7 @@ class Turn:
 
     def _id(self, response_id: str | None) -> str:
         if self._prefix is None:
-            # Unique across answers: the response id where Gemini sends one, else random.
-            self._prefix = response_id if response_id else secrets.token_hex(6)
+            self._prefix = call_id_prefix(response_id)
         return f"call_{self._prefix}_{len(self.calls)}"
 
     def _end_thought(self, signature: str | None = None) -> None:

@@ -49,7 +49,7 @@ from .base import (
     status_message,
 )
 from .openai_request import encode_message, map_reasoning_effort
-from .tool_args import args_text
+from .tool_args import args_text, call_id_prefix
 
 __all__ = ["OpenAIChatAdapter"]
 
@@ -184,19 +184,24 @@ def thought_signature(tc: Mapping[str, Any]) -> str | None:
     return sig if sig.__class__ is str and sig else None
 
 
-def _tool_calls(raw: Any) -> list[ToolCall]:
+def _tool_calls(raw: Any, response_id: object) -> list[ToolCall]:
     out: list[ToolCall] = []
     if not isinstance(raw, list):
         return out
+    prefix = None
     for i, tc in enumerate(raw):
         if not isinstance(tc, dict):
             continue
         fn = tc.get("function")
         if not isinstance(fn, dict):
             fn = {}
+        cid = tc.get("id")
+        if not cid:  # some compatible servers send none: made up, unique across answers
+            prefix = prefix or call_id_prefix(response_id)
+            cid = f"call_{prefix}_{i}"
         out.append(
             ToolCall(
-                str(tc.get("id") or f"call_{i}"),
+                str(cid),
                 str(fn.get("name", "")),
                 args_text(fn.get("arguments")),
                 thought_signature(tc) if "extra_content" in tc else None,
@@ -322,7 +327,7 @@ class OpenAIChatAdapter:
             )
         return Response(
             text=text,
-            tool_calls=_tool_calls(msg.get("tool_calls")),
+            tool_calls=_tool_calls(msg.get("tool_calls"), data.get("id")),
             finish_reason=_FINISH.get(raw_finish, "other") if raw_finish else None,
             raw_finish_reason=raw_finish,
             usage=usage_from(data.get("usage")),
@@ -395,6 +400,7 @@ class _OpenAIStream:
         "_filter",
         "_id",
         "_model",
+        "_prefix",
         "_raw_finish",
         "_reasoning",
         "_refusal",
@@ -421,6 +427,8 @@ class _OpenAIStream:
         self._usage: Usage | None = None
         self._id: str | None = None
         self._model: str | None = None
+        #: Of the ids made up for tool calls that came without one (see ``call_id_prefix``).
+        self._prefix: str | None = None
         #: The request id a Groq stream carries in ``x_groq.id`` (other vendors: headers only).
         self._rid: str | None = None if dep.provider == "groq" else ""
         self.done = False
@@ -554,8 +562,10 @@ class _OpenAIStream:
         return ToolCallDelta(idx, new_id, name, args)
 
     def _response(self) -> Response:
+        if self._prefix is None and any(v[0] is None for v in self._tools.values()):
+            self._prefix = call_id_prefix(self._id)  # kept: partial() and finish() agree
         tools = [
-            ToolCall(v[0] or f"call_{i}", v[1], "".join(v[2]) or "{}", v[3])
+            ToolCall(v[0] or f"call_{self._prefix}_{i}", v[1], "".join(v[2]) or "{}", v[3])
             for i, v in sorted(self._tools.items())
         ]
         raw = self._raw_finish

@@ -8,6 +8,7 @@ typed error before sending when they are not a JSON object.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import orjson
@@ -15,7 +16,7 @@ import orjson
 from ...errors import InvalidRequestError, shown
 from ...types import ToolCall
 
-__all__ = ["args_text", "tool_call_args"]
+__all__ = ["args_text", "call_id_prefix", "tool_call_args"]
 
 
 def tool_call_args(tc: ToolCall, provider: str) -> dict[str, Any]:
@@ -43,3 +44,10 @@ def args_text(value: Any) -> str:
     if value.__class__ is str:
         return value
     return "{}" if value is None else orjson.dumps(value).decode()
+
+
+def call_id_prefix(response_id: object) -> str:
+    """What the ids llmrelay makes up for tool calls that came without one start with
+    (``call_<prefix>_<n>``): the answer's id where it has one, else random, so they differ from
+    one answer to the next (a tool loop never has two calls of the same id)."""
+    return response_id if isinstance(response_id, str) and response_id else secrets.token_hex(6)
