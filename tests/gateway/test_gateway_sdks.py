@@ -3,6 +3,8 @@ behind either endpoint, and the errors each SDK must recognise."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import anthropic
 import openai
 import pytest
@@ -248,3 +250,41 @@ async def test_upstream_failure_is_502_without_upstream_details(gw: Running) -> 
         )
     assert ei.value.status_code == 502
     assert CANARY_KEY not in ei.value.response.text
+
+
+async def test_openai_sdk_tool_loop_keeps_gemini_thought_signatures(gw: Running) -> None:
+    """A Gemini 3 function call through the OpenAI endpoint carries its thought signature as
+    Google's OpenAI-compatible API does (``extra_content.google.thought_signature``); the SDK
+    sends the message back as it got it and the next turn replays the real signature to
+    Gemini, not the stand-in."""
+    from llmrelay.testing.fake_gemini import fake_signature
+
+    gw.fake.push(Reply.tool_call("get_weather", {"city": "Paris"}))
+    client = _oai(gw)
+    tools: Any = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
+    ask: Any = {"role": "user", "content": "weather?"}
+    c = await client.chat.completions.create(
+        model="gemini/gemini-3.5-flash", messages=[ask], tools=tools
+    )
+    message = c.choices[0].message
+    assert message.model_dump()["tool_calls"][0]["extra_content"] == {
+        "google": {"thought_signature": fake_signature("get_weather")}
+    }
+    (call,) = message.tool_calls or []
+    answer: Any = {"role": "tool", "tool_call_id": call.id, "content": "sunny"}
+    c = await client.chat.completions.create(
+        model="gemini/gemini-3.5-flash",
+        messages=[ask, message.model_dump(exclude_none=True), answer],
+        tools=tools,
+    )
+    assert c.choices[0].message.content
+    model_turn = gw.fake.requests[-1].body["contents"][1]
+    assert model_turn["parts"][0]["thoughtSignature"] == fake_signature("get_weather")

@@ -109,10 +109,19 @@ def parse_chat_request(body: Any) -> GatewayCall:
 
 
 def _tool_calls(resp: Response) -> list[dict[str, Any]]:
-    return [
-        {"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}
-        for t in resp.tool_calls
-    ]
+    out = []
+    for t in resp.tool_calls:
+        call: dict[str, Any] = {
+            "id": t.id,
+            "type": "function",
+            "function": {"name": t.name, "arguments": t.arguments},
+        }
+        if t.signature is not None:
+            # A Gemini thought signature, in Google's OpenAI-compatible place: an SDK keeps the
+            # field and sends it back with the call, and the next turn replays it to Gemini.
+            call["extra_content"] = {"google": {"thought_signature": t.signature}}
+        out.append(call)
+    return out
 
 
 def _usage(resp: Response) -> dict[str, Any]:
