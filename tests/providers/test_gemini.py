@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -443,30 +443,42 @@ async def test_safety_stop_of_the_answer_is_content_filtered(
         await client.achat(MODEL, "hi", **_kw(fake))
 
 
-async def test_safety_stop_triggers_content_filter_fallbacks(
-    fake: FakeUpstream, point_at: Any
+def _safety_stop(text: str) -> Reply:
+    return Reply.ok(text, finish="content_filter", path_contains="gemini-2.5-pro")
+
+
+def _refusal(text: str) -> Reply:
+    return Reply.refuse("I won't.", path_contains="gemini-2.5-pro")
+
+
+@pytest.mark.parametrize("stop", [_safety_stop, _refusal], ids=["safety_finish", "refusal"])
+async def test_filter_stop_triggers_content_filter_fallbacks(
+    fake: FakeUpstream, point_at: Any, stop: Callable[[str], Reply]
 ) -> None:
+    """A SAFETY finish and a scripted refusal (the fake's filter finish with a finishMessage)
+    move on to the content-filter chain: plain, structured (no re-ask paid) and streamed."""
     point_at(fake)
     client = llmrelay.Client(engine=llmrelay.Engine(content_filter_fallbacks=[MODEL]))
     try:
-        fake.push(Reply.ok("nope", finish="content_filter", path_contains="gemini-2.5-pro"))
+        fake.push(stop("nope"))
         r = await client.achat("gemini/gemini-2.5-pro", "hi", api_key=CANARY_KEY, retries=0)
         assert r.text == "Echo: hi"
         assert r.model == "gemini-2.5-flash"
         assert [a.error for a in r.trace] == ["ContentFilteredError", None]
         # A structured-output call is not re-asked: the fallback answers it.
-        fake.push(Reply.ok("{}", finish="content_filter", path_contains="gemini-2.5-pro"))
+        fake.push(stop("{}"))
         r = await client.achat(
             "gemini/gemini-2.5-pro", "a city", response_model=City, api_key=CANARY_KEY, retries=0
         )
         assert isinstance(r.object, City)
         assert len([q for q in fake.requests if "gemini-2.5-pro" in q.path]) == 2
         # A stream stopped before any output falls back too.
-        fake.push(Reply.ok("", finish="content_filter", path_contains="gemini-2.5-pro"))
+        fake.push(stop(""))
         s = client.astream("gemini/gemini-2.5-pro", "hi", api_key=CANARY_KEY, retries=0)
         assert "".join([c.delta async for c in s]) == "Echo: hi"
         assert s.response is not None
         assert s.response.model == "gemini-2.5-flash"
+        assert [a.error for a in s.response.trace] == ["ContentFilteredError", None]
     finally:
         await client.aclose()
 
@@ -485,34 +497,6 @@ async def test_scripted_refusal_is_a_typed_content_filter(
     assert (e.category, e.explanation, seen) == ("PROHIBITED_CONTENT", "policy 7", "")
     e, _ = await _filtered(client, fake, Reply.refuse("No.", refusal_category="RECITATION"))
     assert (e.category, e.explanation) == ("RECITATION", "No.")
-
-
-async def test_scripted_refusal_triggers_content_filter_fallbacks(
-    fake: FakeUpstream, point_at: Any
-) -> None:
-    point_at(fake)
-    client = llmrelay.Client(engine=llmrelay.Engine(content_filter_fallbacks=[MODEL]))
-    try:
-        fake.push(Reply.refuse("I won't.", path_contains="gemini-2.5-pro"))
-        r = await client.achat("gemini/gemini-2.5-pro", "hi", api_key=CANARY_KEY, retries=0)
-        assert r.text == "Echo: hi"
-        assert r.model == "gemini-2.5-flash"
-        assert [a.error for a in r.trace] == ["ContentFilteredError", None]
-        # streamed: the refusal before any output falls back too
-        fake.push(Reply.refuse("I won't.", path_contains="gemini-2.5-pro"))
-        s = client.astream("gemini/gemini-2.5-pro", "hi", api_key=CANARY_KEY, retries=0)
-        assert "".join([c.delta async for c in s]) == "Echo: hi"
-        assert s.response is not None
-        assert [a.error for a in s.response.trace] == ["ContentFilteredError", None]
-        # structured output: no re-ask is paid for the refusal
-        fake.push(Reply.refuse("I won't.", path_contains="gemini-2.5-pro"))
-        r = await client.achat(
-            "gemini/gemini-2.5-pro", "a city", response_model=City, api_key=CANARY_KEY, retries=0
-        )
-        assert isinstance(r.object, City)
-        assert len([q for q in fake.requests if "gemini-2.5-pro" in q.path]) == 3
-    finally:
-        await client.aclose()
 
 
 # --------------------------------------------------------------------------- streams that fail
