@@ -48,7 +48,7 @@ from .base import (
     send_headers,
     status_message,
 )
-from .openai_request import encode_message, map_reasoning_effort
+from .openai_request import encode_message, map_reasoning_effort, thought_signature
 from .tool_args import args_text, call_id_prefix
 
 __all__ = ["OpenAIChatAdapter"]
@@ -173,15 +173,6 @@ def filtered_error(
     err.explanation = redact(explanation, dep) if explanation else None
     err.partial_text = redact(partial_text, dep) if partial_text else ""
     return err
-
-
-def thought_signature(tc: Mapping[str, Any]) -> str | None:
-    """The thought signature Gemini's OpenAI-compatible endpoint puts on a tool call (or a
-    delta of one): ``extra_content.google.thought_signature``; None elsewhere."""
-    extra = tc.get("extra_content")
-    google = extra.get("google") if extra.__class__ is dict else None
-    sig = google.get("thought_signature") if google.__class__ is dict else None
-    return sig if sig.__class__ is str and sig else None
 
 
 def _tool_calls(raw: Any, response_id: object) -> list[ToolCall]:

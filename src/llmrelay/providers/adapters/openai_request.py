@@ -24,6 +24,7 @@ Reasoning parts of earlier assistant turns belong to other wire APIs and are nev
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,7 +32,14 @@ from ...errors import UnsupportedCapabilityError, shown
 from ...types import AudioPart, DocumentPart, ImagePart, Message, TextPart, ToolCall
 from ..table import Deployment
 
-__all__ = ["VENDORS", "Vendor", "encode_message", "map_reasoning_effort", "vendor_of"]
+__all__ = [
+    "VENDORS",
+    "Vendor",
+    "encode_message",
+    "map_reasoning_effort",
+    "thought_signature",
+    "vendor_of",
+]
 
 EffortStyle = Literal["", "reasoning_effort", "openrouter", "deepseek", "groq"]
 
@@ -186,6 +194,15 @@ def _parts(parts: list[Any], v: Vendor, dep: Deployment) -> list[dict[str, Any]]
             )
         # ReasoningPart: another wire API's replay data, never sent to Chat Completions.
     return out
+
+
+def thought_signature(tc: Mapping[str, Any]) -> str | None:
+    """The thought signature Gemini's OpenAI-compatible endpoint puts on a tool call (or a
+    delta of one): ``extra_content.google.thought_signature``; None elsewhere."""
+    extra = tc.get("extra_content")
+    google = extra.get("google") if extra.__class__ is dict else None
+    sig = google.get("thought_signature") if google.__class__ is dict else None
+    return sig if sig.__class__ is str and sig else None
 
 
 def _tool_call(t: ToolCall, v: Vendor) -> dict[str, Any]:
