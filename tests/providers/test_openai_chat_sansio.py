@@ -794,6 +794,13 @@ def test_thought_signatures_go_back_to_gemini_only() -> None:
     as_dicts = [{"role": "user", "content": "hi"}, W.body(chat(turn), gem)["messages"][1]]
     again = W.body(chat(as_dicts), gem)["messages"][1]["tool_calls"][0]
     assert again["extra_content"] == {"google": {"thought_signature": "<Signature A>"}}
+    # Google's endpoint reads audio (input_audio, Gemini's formats); documents are refused
+    ogg = [Message("user", [AudioPart(b"OggS", "audio/ogg")])]
+    part = W.body(chat(ogg), gem)["messages"][0]["content"][0]
+    assert part == {"type": "input_audio", "input_audio": {"data": "T2dnUw==", "format": "ogg"}}
+    pdf = [Message("user", [DocumentPart(data=b"%PDF", media_type="application/pdf")])]
+    with pytest.raises(UnsupportedCapabilityError):
+        W.body(chat(pdf), gem)
     # odd shapes are no signature (and never an error)
     for extra in ([], {"google": "x"}, {"google": {"thought_signature": 7}}, {"other": {}}):
         odd = {"id": "c", "function": {"name": "f", "arguments": {"a": 1}}, "extra_content": extra}

@@ -77,8 +77,9 @@ _WAV_MP3 = frozenset(("wav", "mp3"))
 #: mapped per model);
 #: DeepSeek "Thinking Mode" (reasoning_effort; thinking {type: disabled} turns it off);
 #: Google "OpenAI compatibility" (reasoning_effort mapped to thinking levels/budgets by
-#: Google) and "Thought signatures" (in tool calls' extra_content.google.thought_signature,
-#: to be sent back as received: Gemini 3 answers 400 without them).
+#: Google; "Audio understanding": input_audio parts in Gemini's formats) and "Thought
+#: signatures" (in tool calls' extra_content.google.thought_signature, to be sent back as
+#: received: Gemini 3 answers 400 without them).
 VENDORS: dict[str, Vendor] = {
     "openai": Vendor(
         developer_role=True,
@@ -95,7 +96,7 @@ VENDORS: dict[str, Vendor] = {
     ),
     "groq": Vendor(effort="groq"),
     "deepseek": Vendor(effort="deepseek"),
-    "gemini_openai": Vendor(effort="reasoning_effort", thought_signatures=True),
+    "gemini_openai": Vendor(audio=True, effort="reasoning_effort", thought_signatures=True),
 }
 _GENERIC = Vendor()
 #: Where Gemini's OpenAI-compatible endpoint lives, whichever provider row points there.
