@@ -14,7 +14,13 @@ from dataclasses import dataclass
 
 from ..errors import ConfigurationError
 
-__all__ = ["EmbeddingModel", "embedding_model", "embedding_models", "register_embedding_model"]
+__all__ = [
+    "EmbeddingModel",
+    "embedding_model",
+    "embedding_models",
+    "provider_of",
+    "register_embedding_model",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +107,19 @@ def embedding_model(provider: str, model: str) -> EmbeddingModel | None:
     if row is None and model.startswith("models/"):
         row = table.get((provider, model[7:]))
     return row
+
+
+def provider_of(model: str) -> str | None:
+    """The provider of a bare embedding model name (``text-embedding-3-small`` -> ``openai``):
+    the provider of the table's one row of that name or, when several providers list it, the
+    one of them reachable without configuring a base URL (Azure's rows need the resource's
+    URL). None when the table has no such row or the name stays ambiguous."""
+    from ..providers.table import PROVIDERS
+
+    found = [p for (p, m) in _load() if m == model]
+    if len(found) > 1:
+        found = [p for p in found if p in PROVIDERS and PROVIDERS[p].base_url is not None]
+    return found[0] if len(found) == 1 else None
 
 
 def embedding_models() -> list[EmbeddingModel]:
