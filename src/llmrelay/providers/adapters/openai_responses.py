@@ -36,6 +36,7 @@ from ...types import (
     ReasoningPart,
     Response,
     TextPart,
+    ToolCall,
 )
 from ..table import Deployment
 from .base import (
@@ -152,8 +153,24 @@ def _reasoning_item(p: ReasoningPart) -> dict[str, Any]:
     return item
 
 
+def _call_item(tc: ToolCall) -> dict[str, Any]:
+    return {
+        "type": "function_call",
+        "call_id": tc.id,
+        "name": tc.name,
+        "arguments": tc.arguments or "{}",
+    }
+
+
 def _assistant_items(m: Message, out: list[dict[str, Any]]) -> None:
+    """An assistant message as output items, in the order the answer had them: each reasoning
+    item directly before the item that followed it (the API refuses a function call without
+    its reasoning item, and a reasoning item without its following item). The parts are read
+    in order; a reasoning part's ``before_call`` puts that call right after it; text goes where
+    its parts are; the remaining calls follow."""
     c = m.content
+    calls = m.tool_calls or ()
+    placed: set[str] = set()
     text = ""
     if isinstance(c, str):
         text = c
@@ -162,21 +179,25 @@ def _assistant_items(m: Message, out: list[dict[str, Any]]) -> None:
             if isinstance(p, ReasoningPart):
                 # Only this API's own reasoning items go back (an Anthropic or Gemini part
                 # means nothing here), and only those with the id the API needs.
-                if p.provider == WIRE and p.id:
-                    out.append(_reasoning_item(p))
+                if p.provider != WIRE or not p.id:
+                    continue
+                if text:
+                    out.append({"role": "assistant", "content": text})
+                    text = ""
+                out.append(_reasoning_item(p))
+                after = p.before_call
+                if after is not None and after not in placed:
+                    tc = next((tc for tc in calls if tc.id == after), None)
+                    if tc is not None:
+                        out.append(_call_item(tc))
+                        placed.add(after)
             elif isinstance(p, TextPart):
                 text += p.text
     if text:
         out.append({"role": "assistant", "content": text})
-    for tc in m.tool_calls or ():
-        out.append(
-            {
-                "type": "function_call",
-                "call_id": tc.id,
-                "name": tc.name,
-                "arguments": tc.arguments or "{}",
-            }
-        )
+    for tc in calls:
+        if tc.id not in placed:
+            out.append(_call_item(tc))
 
 
 def build_input(messages: Iterable[Message]) -> tuple[str | None, list[dict[str, Any]]]:
