@@ -25,7 +25,7 @@ from ...transport.base import HttpRequest, HttpResponse
 from ...types import Response, Usage
 from ...types.embeddings import EmbedBatch, EmbedRequest, float32_from_le_bytes
 from ..table import Deployment
-from .base import as_int, decode_json, encode_body, invalid, send_headers
+from .base import as_int, decode_json, encode_body, invalid, openai_post
 from .openai_chat import OpenAIChatAdapter
 
 __all__ = ["BASE64_PROVIDERS", "OpenAIEmbeddingsAdapter"]
@@ -51,17 +51,7 @@ class OpenAIEmbeddingsAdapter:
             body["encoding_format"] = "base64"
         if req.extra:
             body.update(req.extra)
-        spec = dep.spec
-        headers = send_headers(
-            {"content-type": "application/json", "accept": "application/json"},
-            dep,
-            "api-key" if spec is not None and spec.auth == "api-key" else "bearer",
-        )
-        url = dep.base_url + "/embeddings"
-        api_version = dep.options.get("api_version")
-        if api_version:
-            url += f"?api-version={api_version}"
-        return HttpRequest("POST", url, headers, encode_body(body, req, dep))
+        return openai_post(dep, "/embeddings", encode_body(body, req, dep), False)
 
     def parse_response(self, resp: HttpResponse, req: EmbedRequest, dep: Deployment) -> Response:
         data = decode_json(resp.body, dep)

@@ -45,7 +45,7 @@ from .base import (
     encode_body,
     invalid,
     json_schema_format,
-    send_headers,
+    openai_post,
 )
 from .openai_responses_output import (
     WIRE,
@@ -315,21 +315,8 @@ class OpenAIResponsesAdapter:
     name: ClassVar[str] = WIRE
 
     def build_request(self, req: ChatRequest, dep: Deployment) -> HttpRequest:
-        spec = dep.spec
         body, adjusted = build_body(req, dep)
-        headers = send_headers(
-            {
-                "content-type": "application/json",
-                "accept": "text/event-stream" if req.stream else "application/json",
-            },
-            dep,
-            "api-key" if spec is not None and spec.auth == "api-key" else "bearer",
-        )
-        url = dep.base_url + "/responses"
-        api_version = dep.options.get("api_version")
-        if api_version:
-            url += f"?api-version={api_version}"
-        return HttpRequest("POST", url, headers, encode_body(body, req, dep), adjusted)
+        return openai_post(dep, "/responses", encode_body(body, req, dep), req.stream, adjusted)
 
     def parse_response(self, resp: HttpResponse, req: ChatRequest, dep: Deployment) -> Response:
         data = decode_json(resp.body, dep)
