@@ -202,3 +202,31 @@ def test_over_the_socket_any_duplicates_and_batch_size(
     bodies = [r.body["input"] for r in fake_thread.requests]
     assert all(len(b) <= k for b in bodies)
     assert sorted(s for b in bodies for s in b) == sorted(set(texts))  # each distinct text once
+
+
+class _Liar(str):
+    """A str that claims to equal every other and hashes alike (and lies about its length)."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __len__(self) -> int:
+        return 0
+
+    def __bool__(self) -> bool:
+        raise RuntimeError("hostile __bool__")
+
+
+async def test_str_subclasses_cannot_merge_distinct_texts(fake: FakeUpstream) -> None:
+    c = client()
+    texts = [_Liar("one"), _Liar("two"), "two", _Liar("one")]
+    out = await c.aembed(
+        SMALL, texts, dimensions=4, api_key=CANARY_KEY, base_url=fake.openai_base_url
+    )
+    assert sent(fake) == ["one", "two"]
+    assert out.vectors == [vector(t, 4).tolist() for t in ["one", "two", "two", "one"]]
+    with pytest.raises(llmrelay.InvalidRequestError, match=r"inputs\[1\] is an empty string"):
+        await c.aembed(SMALL, [_Liar("x"), _Liar("")], api_key=CANARY_KEY)

@@ -106,25 +106,29 @@ def check_inputs(inputs: object) -> list[str]:
     if not out:
         raise InvalidRequestError("inputs is empty: give at least one text to embed")
     try:
-        # At C speed: join refuses anything but str (subclasses included); "" is found by
-        # identity or equality. Only a failure walks the list to name the input.
-        "".join(out)
-        if "" not in out:
-            return out
+        "".join(out)  # at C speed: refuses anything but str (subclasses included)
     except TypeError:
-        pass
-    for i, s in enumerate(out):
-        if not isinstance(s, str):
-            raise InvalidRequestError(
-                f"inputs[{i}] is of type {type(s).__name__}; every input must be a string "
-                "(embed text, not token ids or other objects)"
-            )
-        if not s:
-            raise InvalidRequestError(
-                f"inputs[{i}] is an empty string; providers refuse empty inputs: drop it or "
-                "embed a placeholder"
-            )
+        for i, s in enumerate(out):
+            if not isinstance(s, str):
+                raise InvalidRequestError(
+                    f"inputs[{i}] is of type {type(s).__name__}; every input must be a string "
+                    "(embed text, not token ids or other objects)"
+                ) from None
+    if set(map(type, out)) != {str}:
+        out = _plain(out)
+    if "" in out:
+        raise InvalidRequestError(
+            f"inputs[{out.index('')}] is an empty string; providers refuse empty inputs: drop "
+            "it or embed a placeholder"
+        )
     return out
+
+
+def _plain(texts: list[str]) -> list[str]:
+    """The texts as plain ``str``: a subclass's own ``__eq__``, ``__hash__`` or ``__len__``
+    must not decide which inputs count as one (the call sends each distinct text once) or
+    how long one is."""
+    return [s if type(s) is str else str.__str__(s) for s in texts]
 
 
 def check_dimensions(dimensions: object) -> int | None:

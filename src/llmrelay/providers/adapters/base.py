@@ -578,13 +578,13 @@ def openai_post(
     bearer token) and Azure's ``?api-version=`` when the deployment sets one."""
     spec = dep.spec
     headers = send_headers(
-        {"content-type": "application/json", "accept": _ACCEPT[stream]},
+        {
+            "content-type": "application/json",
+            "accept": "text/event-stream" if stream else "application/json",
+        },
         dep,
         "api-key" if spec is not None and spec.auth == "api-key" else "bearer",
     )
     version = dep.options.get("api_version")
     url = f"{dep.base_url}{path}?api-version={version}" if version else dep.base_url + path
     return HttpRequest("POST", url, headers, body, adjusted if adjusted is not None else {})
-
-
-_ACCEPT = {True: "text/event-stream", False: "application/json"}
