@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from array import array
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,26 +22,15 @@ from llmrelay.testing.fake import FakeUpstream
 from llmrelay.testing.fake_embeddings import vector
 from llmrelay.types.embeddings import EmbedBatch
 
-from ..conftest import CANARY_KEY, FakeClock
+from ..conftest import CANARY_KEY
+from .test_embed import engine
+from .test_embed import fake as fake  # the fixture
 
 SMALL = "openai/text-embedding-3-small"
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream(api_key=CANARY_KEY) as f:
-        yield f
-
-
 def client(**kw: Any) -> llmrelay.Client:
-    clock = FakeClock()
-
-    async def sleep(seconds: float) -> None:
-        clock.advance(seconds)
-
-    return llmrelay.Client(
-        engine=llmrelay.Engine(clock=clock, sleep=sleep, catalog=llmrelay.Catalog(), **kw)
-    )
+    return llmrelay.Client(engine=engine(**kw))
 
 
 def sent(fake: FakeUpstream) -> list[str]:

@@ -424,7 +424,16 @@ def reassemble(
     from array import array as _array
 
     if found:
-        out = _assemble(n, dim, found, parts, got)
+        out = _array("f", bytes(4 * n * dim))
+        for i, vec in found.items():
+            if len(vec) != dim:
+                raise InvalidResponseError(
+                    f"a cached vector has {len(vec)} dimensions, the fresh ones {dim}"
+                )
+            out[i * dim : (i + 1) * dim] = vec
+        for idx, b in zip(parts, got, strict=True):
+            for j, i in enumerate(idx):
+                out[i * dim : (i + 1) * dim] = b.data[j * dim : (j + 1) * dim]
     elif len(got) == 1:
         out = got[0].data  # the common call: one batch, nothing cached, in input order
     else:
@@ -433,29 +442,6 @@ def reassemble(
         for b in got:
             out.extend(b.data)
     return fan_out(out, dim, where) if where is not None else out
-
-
-def _assemble(
-    n: int,
-    dim: int,
-    found: dict[int, array[float]],
-    parts: list[list[int]],
-    got: list[EmbedBatch],
-) -> array[float]:
-    """Cached and fresh vectors, each at its index."""
-    from array import array as _array
-
-    out = _array("f", bytes(4 * n * dim))
-    for i, vec in found.items():
-        if len(vec) != dim:
-            raise InvalidResponseError(
-                f"a cached vector has {len(vec)} dimensions, the fresh ones {dim}"
-            )
-        out[i * dim : (i + 1) * dim] = vec
-    for idx, b in zip(parts, got, strict=True):
-        for j, i in enumerate(idx):
-            out[i * dim : (i + 1) * dim] = b.data[j * dim : (j + 1) * dim]
-    return out
 
 
 def _plan(engine: Engine, model: object, opts: CallOptions) -> Plan:
