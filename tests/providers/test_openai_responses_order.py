@@ -258,3 +258,13 @@ def test_calls_a_caller_dropped_or_reordered_are_sent_as_the_message_has_them() 
         "c2",
         "c1",
     ]
+
+
+def test_a_repeated_call_id_loses_no_call() -> None:
+    msg = Message(
+        "assistant",
+        [ReasoningPart(id="rs_1", data="E", provider="openai_responses", before_call="c1")],
+        tool_calls=[ToolCall("c1", "f", "{}"), ToolCall("c1", "g", "{}")],
+    )
+    _, items = build_input([msg])
+    assert [i.get("id") or i.get("name") for i in items] == ["rs_1", "f", "g"]

@@ -170,7 +170,7 @@ def _assistant_items(m: Message, out: list[dict[str, Any]]) -> None:
     its parts are; the remaining calls follow."""
     c = m.content
     calls = m.tool_calls or ()
-    placed: set[str] = set()
+    placed: set[int] = set()  # indexes into calls (ids may repeat in a malformed history)
     text = ""
     if isinstance(c, str):
         text = c
@@ -186,17 +186,20 @@ def _assistant_items(m: Message, out: list[dict[str, Any]]) -> None:
                     text = ""
                 out.append(_reasoning_item(p))
                 after = p.before_call
-                if after is not None and after not in placed:
-                    tc = next((tc for tc in calls if tc.id == after), None)
-                    if tc is not None:
-                        out.append(_call_item(tc))
-                        placed.add(after)
+                if after is not None:
+                    k = next(
+                        (k for k, tc in enumerate(calls) if tc.id == after and k not in placed),
+                        None,
+                    )
+                    if k is not None:
+                        out.append(_call_item(calls[k]))
+                        placed.add(k)
             elif isinstance(p, TextPart):
                 text += p.text
     if text:
         out.append({"role": "assistant", "content": text})
-    for tc in calls:
-        if tc.id not in placed:
+    for k, tc in enumerate(calls):
+        if k not in placed:
             out.append(_call_item(tc))
 
 
