@@ -19,7 +19,7 @@ from ..conftest import CANARY_KEY
 from .conftest import ADMIN, Running
 
 GPT = "openai/gpt-4.1-mini"
-CLAUDE = "anthropic/claude-sonnet-4-5"
+CLAUDE = "anthropic/claude-haiku-4-5"
 AUTH = {"authorization": f"Bearer {ADMIN}"}
 
 
@@ -637,7 +637,7 @@ _ANTHROPIC_TWO_TOOLS = _named(
             "id": "msg_1",
             "type": "message",
             "role": "assistant",
-            "model": "claude-sonnet-4-5",
+            "model": "claude-haiku-4-5",
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
@@ -739,7 +739,7 @@ async def test_count_tokens_obeys_the_allow_list(gw: Running) -> None:
     code, raw, _ = await _post(gw, "/v1/messages/count_tokens", _msgs(GPT), auth)
     assert code == 403, raw
     assert orjson.loads(raw)["error"]["type"] == "permission_error"
-    code, raw, _ = await _post(gw, "/v1/messages/count_tokens", _msgs("claude-sonnet-4-5"), auth)
+    code, raw, _ = await _post(gw, "/v1/messages/count_tokens", _msgs("claude-haiku-4-5"), auth)
     assert code == 200, raw
 
 
