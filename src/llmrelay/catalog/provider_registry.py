@@ -27,7 +27,13 @@ call's ``base_url=`` still win); a new name becomes an OpenAI-compatible provide
 client using the registry (:mod:`llmrelay.reliability.ratelimit`; shared through Redis when
 ``LLMRELAY_REDIS_URL`` is set): one scope per provider and API key, shared by its models, and
 one per model for limits a ``models`` entry declares. A client without a limiter gets one when
-the first limits are declared.
+the first limits are declared. The limits are the provider's quota, so every client in a process
+counts against the same scope (per provider, base URL, API key and declared limits); in Redis,
+every process does.
+
+**Per-model settings** are keyed by the model's id (``gpt-4.1-nano``) or ``<provider>/<id>``
+(``openai/gpt-4.1-nano``); both are stored as the id. For a provider the catalog knows, a key
+naming none of its models is a ``ConfigurationError`` when the provider is registered.
 """
 
 from __future__ import annotations

@@ -22,7 +22,10 @@ registry a ``Client`` uses (the default one, ``llmrelay.catalog.provider_registr
 default_providers()``, or ``Client(providers=registry)``) is enforced by that client's limiter
 (one is made on the client's state store when it had none): the provider's limits are one
 scope per provider and API key (``provider:<name>``), shared by all its models; limits a
-``Provider(models={...})`` entry declares for one model are a scope of that model.
+``Provider(models={...})`` entry declares for one model are a scope of that model. These scopes
+are the provider's quota, not one limiter's: in process they are counted once for every limiter
+on the same clock (keyed by provider, base URL, API key and the declared limits; see
+``ratelimit_buckets.SHARED_PREFIX``), in Redis once for every process.
 
 **Scopes**: a deployment (matched by alias, ``provider/model``, ``provider/*`` or ``provider``,
 then ``*``; each API key of a deployment is counted apart, as providers do), a user
