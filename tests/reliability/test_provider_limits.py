@@ -417,6 +417,7 @@ async def test_idle_process_wide_scopes_are_dropped_past_the_bound(
     monkeypatch.setattr(rb, "MAX_SHARED_SCOPES", 3)
     clock = Clock()
     buckets = rb.MemoryBuckets(clock)
+    buckets._shared.prune_at = 3
     limits = (60.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     costs = (1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     for i in range(3):
@@ -429,3 +430,9 @@ async def test_idle_process_wide_scopes_are_dropped_past_the_bound(
     assert await buckets.acquire([rb.Charge("provider:p5", limits, costs, 0)], "", 1) is None
     assert await buckets.acquire([rb.Charge("provider:p6", limits, costs, 0)], "", 1) is None
     assert len(buckets._shared.scopes) == 4
+    # nothing could go: the next sweep waits until the table has doubled
+    assert buckets._shared.prune_at == 6
+    # the scopes kept still count: p4's request still holds a second of its minute
+    one_a_minute = (1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    assert await buckets.acquire([rb.Charge("provider:p4", one_a_minute, costs, 0)], "", 1)
+    assert await buckets.acquire([rb.Charge("provider:p9", one_a_minute, costs, 0)], "", 1) is None

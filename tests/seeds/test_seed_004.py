@@ -8,6 +8,7 @@ calls the fake upstream over real sockets.
 from __future__ import annotations
 
 import asyncio
+import pickle
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -252,6 +253,7 @@ def test_all_failing_reports_the_attempts_actually_made() -> None:
     assert len(a.calls) + len(b.calls) == 6
     assert e.attempts == 6
     assert "6 attempts" in str(e)
+    assert pickle.loads(pickle.dumps(e)).attempts == 6
     assert "2 attempts" not in str(e)
     assert [type(x) for x in e.exceptions] == [ValueError, TimeoutError]  # last error of each
     assert [a.outcome for a in e.trace].count("skipped") == 1

@@ -133,6 +133,9 @@ class _SharedScopes:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.scopes: dict[str, _Scope] = {}
+        #: Prune when the table reaches this size (doubles while nothing can go, so a table of
+        #: busy scopes is not swept on every new scope).
+        self.prune_at = MAX_SHARED_SCOPES
 
     def prune(self, now: float) -> None:
         """Drop the scopes in the state a new one would have (caller holds the lock)."""
@@ -146,6 +149,7 @@ class _SharedScopes:
         ]
         for name in idle:
             del self.scopes[name]
+        self.prune_at = max(MAX_SHARED_SCOPES, 2 * len(self.scopes))
 
 
 _SHARED_LOCK = threading.Lock()
@@ -202,7 +206,7 @@ class MemoryBuckets:
         table = self._shared.scopes if name.startswith(SHARED_PREFIX) else self._scopes
         s = table.get(name)
         if s is None:
-            if table is self._shared.scopes and len(table) >= MAX_SHARED_SCOPES:
+            if table is self._shared.scopes and len(table) >= self._shared.prune_at:
                 self._shared.prune(self.clock())
             s = table[name] = _Scope()
         return s
