@@ -34,7 +34,7 @@ from ..conftest import FakeClock
         ({"rate_limits": {"concurrent_requests": 1.5}}, "whole number"),
         ({"rate_limits": [("requests_per_minute", 1)]}, "mapping"),
         ({"headers": 5}, "headers must be a mapping"),
-        ({"headers": {"a": 5}}, r"headers\['a'\] must be a string"),
+        ({"headers": {"a": 5}}, r"headers: 'a' must be a string"),
         ({"headers": {5: "a"}}, "not a valid header name"),
         ({"headers": {"X-A\r\nX-B": "v"}}, "not a valid header name"),
         ({"headers": {"X A": "v"}}, "not a valid header name"),
