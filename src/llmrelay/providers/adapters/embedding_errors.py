@@ -26,8 +26,8 @@ from .base import error_body, error_for_status, make_error, redact, status_messa
 
 __all__ = ["map_error"]
 
-#: Words of an input (or batch) over the model's token limits, in both providers' messages.
-_TOO_LONG = ("context length", "too many tokens", "exceeds the context", "tokens in the batch")
+#: Words of an input over the model's token limit, in both providers' messages.
+_TOO_LONG = ("context length", "too many tokens", "exceeds the context")
 
 
 def _message(data: Any) -> str:
