@@ -10,6 +10,7 @@ import json
 from array import array
 from typing import Any
 
+import aiohttp
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -529,3 +530,74 @@ def test_any_answer_is_vectors_or_a_typed_error(body: Any, n: int) -> None:
         assert resp.object.count == n
         assert len(resp.object.data) == n * resp.object.dimensions
         assert resp.object.dimensions > 0
+
+
+def _shape(v: Any) -> Any:
+    """The structure of a JSON value: keys, list nesting and leaf kinds (not the values)."""
+    if isinstance(v, dict):
+        return {k: _shape(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_shape(v[0])] if v else []
+    if isinstance(v, bool) or v is None:
+        return type(v).__name__
+    return "number" if isinstance(v, int | float) else type(v).__name__
+
+
+@pytest.mark.parametrize(
+    ("rid", "path"),
+    [
+        ("voyage-embeddings-base64-query", "/voyage/v1/embeddings"),
+        ("voyage-embeddings-base64-documents-zero-tokens", "/voyage/v1/embeddings"),
+        ("cohere-embed-v2-float-query", "/v2/embed"),
+        ("cohere-embed-v2-float-documents", "/v2/embed"),
+    ],
+)
+async def test_the_fake_answers_the_recorded_requests_in_the_recorded_shape(
+    fake: FakeUpstream, rid: str, path: str
+) -> None:
+    """The fake's answer to the very request a real client sent has the real answer's shape
+    (every key, nesting and kind), and its vectors the recorded length."""
+    recorded = _recorded_answer(rid)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            fake.url + path,
+            json=_recorded_request(rid),
+            headers={"authorization": f"Bearer {CANARY_KEY}"},
+        ) as resp,
+    ):
+        assert resp.status == 200
+        got = await resp.json()
+    assert _shape(got) == _shape(recorded)
+    if "data" in got:
+        assert [len(d["embedding"]) for d in got["data"]] == [
+            len(d["embedding"]) for d in recorded["data"]
+        ]
+    else:
+        assert [len(v) for v in got["embeddings"]["float"]] == [
+            len(v) for v in recorded["embeddings"]["float"]
+        ]
+
+
+@pytest.mark.parametrize(
+    ("rid", "base"),
+    [
+        ("voyage-embeddings-400-unknown-model", "voyage"),
+        ("cohere-embed-v2-404-unknown-model", "cohere"),
+    ],
+)
+async def test_the_fakes_errors_have_the_recorded_shape(
+    fake: FakeUpstream, rid: str, base: str
+) -> None:
+    recorded = _recorded_answer(rid)
+    status = exchanges(entry(rid))[0].response.status
+    fake.push(Reply.error(status, "scripted"))
+    url = fake.base_url_for(base) + ("/embeddings" if base == "voyage" else "/embed")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            url, json=_recorded_request(rid), headers={"authorization": f"Bearer {CANARY_KEY}"}
+        ) as resp,
+    ):
+        assert resp.status == status
+        assert _shape(await resp.json()) == _shape(recorded)

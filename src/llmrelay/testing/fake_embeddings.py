@@ -226,6 +226,9 @@ def _cohere(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         "id": hashlib.sha256(repr(texts).encode()).hexdigest()[:36],
         "embeddings": {"float": [vector(t, dims).tolist() for t in texts]},
         "texts": texts,
-        "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": n}},
+        "meta": {
+            "api_version": {"version": "2"},
+            "billed_units": {"image_tokens": 0, "input_tokens": n},
+        },
         "response_type": "embeddings_by_type",
     }
