@@ -114,7 +114,7 @@ async def test_recorded_voyage_unknown_model_is_a_bad_request() -> None:
 async def test_recorded_cohere_query_and_documents() -> None:
     rid = "cohere-embed-v2-float-query"
     out, sent = await _replay(rid, "cohere/embed-v4.0", ["Hello, world!"], input_type="query")
-    assert sent.path_qs == "/embed"
+    assert sent.path_qs == "/v2/embed"
     assert sent.json() == _without_nulls(_recorded_request(rid))
     recorded = _recorded_answer(rid)
     assert out.vectors == [list(array("f", recorded["embeddings"]["float"][0]))]
@@ -344,7 +344,7 @@ def test_keys_and_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
     dep = make_deployment("cohere", "embed-v4.0")
     assert dep.api_key is not None
     assert dep.api_key.get() == "co-from-the-sdk-variable"
-    assert dep.base_url == "https://api.cohere.com/v2"
+    assert dep.base_url == "https://api.cohere.com"  # as Cohere's SDKs take it
     assert make_deployment("voyage", "v", api_key="k").base_url == "https://api.voyageai.com/v1"
 
 
@@ -592,7 +592,7 @@ async def test_the_fakes_errors_have_the_recorded_shape(
     recorded = _recorded_answer(rid)
     status = exchanges(entry(rid))[0].response.status
     fake.push(Reply.error(status, "scripted"))
-    url = fake.base_url_for(base) + ("/embeddings" if base == "voyage" else "/embed")
+    url = fake.base_url_for(base) + ("/embeddings" if base == "voyage" else "/v2/embed")
     async with (
         aiohttp.ClientSession() as session,
         session.post(

@@ -180,7 +180,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
         ProviderSpec(
             "cohere",
             "cohere",
-            "https://api.cohere.com/v2",
+            "https://api.cohere.com",
             "COHERE_API_KEY",
             alt_key_envs=("CO_API_KEY",),
             display_name="Cohere",

@@ -248,7 +248,8 @@ class FakeUpstream:
 
     @property
     def cohere_base_url(self) -> str:
-        return self.url + "/v2"
+        """What Cohere's SDKs take as base URL (the adapter adds ``/v2/embed``)."""
+        return self.url
 
     def base_url_for(self, provider_or_wire: str) -> str:
         """The base URL an SDK/provider row of this family would use for this fake."""

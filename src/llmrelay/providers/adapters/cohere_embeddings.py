@@ -1,5 +1,5 @@
-"""Cohere embeddings, Embed API v2 (``POST {base_url}/embed``, https://api.cohere.com/v2),
-sans-IO.
+"""Cohere embeddings, Embed API v2 (``POST {base_url}/v2/embed``; the base URL is the one
+Cohere's SDKs take, ``https://api.cohere.com``), sans-IO.
 
 Request (https://docs.cohere.com/reference/embed and the ``/v2/embed`` operation of Cohere's
 OpenAPI spec): ``model``, ``texts`` (at most 96), ``input_type`` (required for Embed v3 and
@@ -72,7 +72,7 @@ class CohereEmbeddingsAdapter:
         headers = send_headers(
             {"content-type": "application/json", "accept": "application/json"}, dep, "bearer"
         )
-        return HttpRequest("POST", dep.base_url + "/embed", headers, encode_body(body, req, dep))
+        return HttpRequest("POST", dep.base_url + "/v2/embed", headers, encode_body(body, req, dep))
 
     def parse_response(self, resp: HttpResponse, req: EmbedRequest, dep: Deployment) -> Response:
         data = decode_json(resp.body, dep)
