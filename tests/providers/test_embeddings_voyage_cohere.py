@@ -601,3 +601,29 @@ async def test_the_fakes_errors_have_the_recorded_shape(
     ):
         assert resp.status == status
         assert _shape(await resp.json()) == _shape(recorded)
+
+
+def test_the_catalog_rows_agree_with_the_adapters() -> None:
+    from llmrelay.catalog.embeddings import embedding_models
+
+    rows = [r for r in embedding_models() if r.provider in ("voyage", "cohere")]
+    assert {r.provider for r in rows} == {"voyage", "cohere"}
+    for r in rows:
+        adapter = VoyageEmbeddingsAdapter if r.provider == "voyage" else CohereEmbeddingsAdapter
+        assert r.max_inputs == adapter.max_inputs
+        assert r.source.startswith("https://")
+        assert r.checked
+        if r.dimension_choices is not None:
+            assert r.dimensions in r.dimension_choices
+            assert r.accepts(max(r.dimension_choices))
+            assert not r.accepts(r.dimension_choices[0] + 1)
+
+
+@pytest.mark.parametrize("bad", [[], [0], ["256"], [256.0], "256", {"a": 1}])
+def test_a_malformed_dimension_choices_is_refused(bad: Any) -> None:
+    from llmrelay.catalog.embeddings import _row
+
+    row = {"provider": "p", "model": "m", "dimensions": 8, "max_input_tokens": 1, "max_inputs": 1}
+    assert _row(row).dimension_choices is None
+    with pytest.raises(ValueError, match="dimension_choices"):
+        _row({**row, "dimension_choices": bad})
