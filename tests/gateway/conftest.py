@@ -1,12 +1,19 @@
-"""A gateway on a real port in the test's loop, in front of the fake upstream."""
+"""A gateway on a real port in the test's loop, in front of the fake upstream, and what the
+gateway tests share to talk to it: raw posts (``post``) and the official SDKs (``oai``,
+``ant``)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import io
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import anthropic
+import openai
 import pytest
 from aiohttp import web
 
@@ -15,6 +22,9 @@ from llmrelay.gateway.server import build_gateway
 from llmrelay.testing.fake import FakeUpstream
 
 ADMIN = "sk-admin-test-0d9c8b7a6f5e4d3c"
+AUTH = {"authorization": f"Bearer {ADMIN}"}
+GPT = "openai/gpt-4.1-mini"
+CLAUDE = "anthropic/claude-haiku-4-5"
 
 
 @dataclass
@@ -31,6 +41,24 @@ class Running:
         return secret
 
 
+@asynccontextmanager
+async def serving(settings: GatewaySettings, fake: FakeUpstream) -> AsyncIterator[Running]:
+    """A gateway built from ``settings`` listening on a free loopback port."""
+    gateway = build_gateway(settings)
+    runner = web.AppRunner(gateway.app(), handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    running = Running(gateway, f"http://127.0.0.1:{port}", fake)
+    try:
+        yield running
+    finally:
+        for c in running.clients:
+            await c.close()
+        await runner.cleanup()
+
+
 @pytest.fixture
 def gateway_settings(tmp_path: Path) -> GatewaySettings:
     return GatewaySettings(
@@ -45,16 +73,55 @@ async def gw(
     gateway_settings: GatewaySettings,
 ) -> AsyncIterator[Running]:
     point_at(fake)
-    gateway = build_gateway(gateway_settings)
-    runner = web.AppRunner(gateway.app(), handler_cancellation=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    running = Running(gateway, f"http://127.0.0.1:{port}", fake)
-    try:
+    async with serving(gateway_settings, fake) as running:
         yield running
-    finally:
-        for c in running.clients:
-            await c.close()
-        await runner.cleanup()
+
+
+@pytest.fixture
+async def open_gw(
+    fake: FakeUpstream, point_at: Callable[[FakeUpstream], FakeUpstream]
+) -> AsyncIterator[Running]:
+    """Keyless mode: no admin key, no key store, loopback only."""
+    point_at(fake)
+    async with serving(GatewaySettings(host="127.0.0.1", port=0), fake) as running:
+        yield running
+
+
+async def post(
+    gw: Running,
+    path: str,
+    body: bytes,
+    headers: dict[str, str] | None = None,
+    *,
+    auth: dict[str, str] = AUTH,
+) -> tuple[int, bytes, Mapping[str, str]]:
+    """POST ``body`` with the admin key (``auth``; ``headers`` add to or replace it); the
+    status, body and (case-insensitive) headers of the answer."""
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            gw.url + path,
+            data=io.BytesIO(body),
+            headers={**auth, "content-type": "application/json", **(headers or {})},
+        ) as r,
+    ):
+        return r.status, await r.read(), r.headers.copy()
+
+
+async def get(gw: Running, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    async with aiohttp.ClientSession() as s, s.get(gw.url + path, headers=headers) as r:
+        return r.status, await r.read()
+
+
+def oai(gw: Running, key: str = ADMIN) -> openai.AsyncOpenAI:
+    """An ``openai.AsyncOpenAI`` pointed at the gateway (closed after the test)."""
+    c = openai.AsyncOpenAI(api_key=key, base_url=gw.url + "/v1", max_retries=0)
+    gw.clients.append(c)
+    return c
+
+
+def ant(gw: Running, key: str = ADMIN) -> anthropic.AsyncAnthropic:
+    """An ``anthropic.AsyncAnthropic`` pointed at the gateway (closed after the test)."""
+    c = anthropic.AsyncAnthropic(api_key=key, base_url=gw.url, max_retries=0)
+    gw.clients.append(c)
+    return c

@@ -60,6 +60,9 @@ class GatewaySettings:
     #: Seconds a client has to send its whole body once its headers arrived (408 past it; a
     #: client that never finishes its headers is closed after aiohttp's keep-alive timeout).
     read_timeout: float = 30.0
+    #: Serve ``GET /metrics`` without the admin key (it names keys, teams and models: by
+    #: default, with an admin key set, only the admin key may read it).
+    metrics_public: bool = False
 
 
 def check_bind(settings: GatewaySettings) -> None:
@@ -194,21 +197,22 @@ class Gateway:
         if presented is None:
             presented = request.headers.get("x-api-key")
         admin = self.settings.admin_key
-        if not presented:
-            if admin is None and self.keys is None:
-                # Loopback only (check_bind), no keys configured. A web page the developer
-                # opens must not spend their provider keys: no cross-site requests (a browser
-                # sends Origin) and no DNS-rebound ones (Host names another site).
-                if not (_loopback_host(request.host) and _loopback_origin(request)):
-                    raise _Unauthorized(
-                        HttpError(
-                            403,
-                            "not_local",
-                            "without keys the gateway answers only local clients (Host and "
-                            "Origin must be loopback); create a key with `llmrelay keys create`",
-                        )
+        if admin is None and self.keys is None:
+            # Loopback only (check_bind), no keys configured: whatever key a client presents
+            # is ignored (the SDKs always send one) and never forwarded. A web page the
+            # developer opens must not spend their provider keys: no cross-site requests (a
+            # browser sends Origin) and no DNS-rebound ones (Host names another site).
+            if not (_loopback_host(request.host) and _loopback_origin(request)):
+                raise _Unauthorized(
+                    HttpError(
+                        403,
+                        "not_local",
+                        "without keys the gateway answers only local clients (Host and "
+                        "Origin must be loopback); create a key with `llmrelay keys create`",
                     )
-                return _Caller(None, "local")
+                )
+            return _Caller(None, "local")
+        if not presented:
             raise _Unauthorized(
                 HttpError(401, "missing_api_key", "pass your key as 'Authorization: Bearer ...'")
             )
@@ -502,7 +506,19 @@ class Gateway:
             {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
         )
 
-    async def metrics(self, _: web.Request) -> web.StreamResponse:
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        admin = self.settings.admin_key
+        if admin is not None and not self.settings.metrics_public:
+            auth = request.headers.get("authorization", "")
+            presented = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+            if not _same(presented, admin):
+                err = HttpError(
+                    401,
+                    "admin_key_required",
+                    "/metrics needs the admin key ('Authorization: Bearer $LLMRELAY_ADMIN_KEY'),"
+                    " or set [server] metrics_public = true",
+                )
+                return self._error("openai", err, "req_" + uuid.uuid4().hex)
         lines = [
             "# HELP llmrelay_gateway_requests_total Requests answered, by key, model and status.",
             "# TYPE llmrelay_gateway_requests_total counter",
