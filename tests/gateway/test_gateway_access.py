@@ -3,7 +3,10 @@ the key every SDK sends, and large bodies parsed off the event loop."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,3 +89,50 @@ async def test_keyless_mode_takes_whatever_key_the_anthropic_sdk_sends(
     (sent,) = open_gw.fake.requests
     assert sent.headers.get("x-api-key") == CANARY_KEY
     assert "dummy" not in str(sent.headers)
+
+
+# --------------------------------------------------------------------------- large bodies
+
+
+async def test_a_large_body_is_parsed_while_other_requests_are_answered(
+    gw: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The large request's parse waits (in its thread) until a small request was answered:
+    were it parsed on the event loop, the small one could not be served and the wait would
+    run out."""
+    from llmrelay.gateway import anthropic_wire
+    from llmrelay.gateway.app import THREAD_PARSE_BYTES
+
+    real = anthropic_wire.parse_messages_request
+    parsing, answered = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def parse(body: Any) -> Any:
+        if len(str(body.get("messages"))) > THREAD_PARSE_BYTES:
+            parsing.set()
+            seen.append(answered.wait(20))
+        return real(body)
+
+    monkeypatch.setattr(anthropic_wire, "parse_messages_request", parse)
+    big = [{"role": "user", "content": "y" * (THREAD_PARSE_BYTES + 10)}]
+    client = ant(gw)
+    task = asyncio.create_task(client.messages.create(model=GPT, max_tokens=5, messages=big))
+    assert await asyncio.to_thread(parsing.wait, 20)
+    small = await client.messages.create(
+        model=GPT, max_tokens=5, messages=[{"role": "user", "content": "small"}]
+    )
+    answered.set()
+    assert small.content[0].type == "text"
+    done = await task
+    assert seen == [True]
+    assert done.stop_reason == "end_turn"
+
+
+async def test_count_tokens_of_a_large_body(gw: Running) -> None:
+    from llmrelay.gateway.app import THREAD_PARSE_BYTES
+
+    n = await ant(gw).messages.count_tokens(
+        model="claude-sonnet-4-5",
+        messages=[{"role": "user", "content": "word " * (THREAD_PARSE_BYTES // 4)}],
+    )
+    assert n.input_tokens > THREAD_PARSE_BYTES // 8

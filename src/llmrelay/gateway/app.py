@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from aiohttp import web
@@ -31,7 +31,12 @@ from .keys import KeyCache, KeyStore, VirtualKey
 from .policy import KeyBudgets, KeyRateLimiter
 from .wire import GatewayCall, HttpError, check_model, http_error
 
-__all__ = ["Gateway", "GatewaySettings", "check_bind"]
+__all__ = ["THREAD_PARSE_BYTES", "Gateway", "GatewaySettings", "check_bind"]
+
+#: Request bodies this large or larger are parsed in a worker thread (JSON, base64 images and
+#: documents), not on the event loop that serves every other request.
+THREAD_PARSE_BYTES = 256 * 1024
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -165,7 +170,15 @@ class Gateway:
 
     # ------------------------------------------------------------------ request plumbing
 
-    async def _body(self, request: web.Request) -> Any:
+    async def _parse(self, request: web.Request, parse: Callable[[Any], _T]) -> _T:
+        """The request's body read and parsed by ``parse``; a large body (images, documents,
+        long conversations) in a worker thread, so the event loop keeps serving the others."""
+        raw = await self._read(request)
+        if len(raw) < THREAD_PARSE_BYTES:
+            return parse(_json(raw))
+        return await asyncio.to_thread(lambda: parse(_json(raw)))
+
+    async def _read(self, request: web.Request) -> bytes:
         try:
             async with asyncio.timeout(self.settings.read_timeout):
                 raw = await request.read()
@@ -186,10 +199,7 @@ class Gateway:
                     f"the request body is over {self.settings.max_body_bytes} bytes",
                 )
             ) from None
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise InvalidRequestError("the request body is not valid JSON") from None
+        return raw
 
     async def _authenticate(self, request: web.Request) -> _Caller:
         auth = request.headers.get("authorization", "")
@@ -297,7 +307,7 @@ class Gateway:
         try:
             caller = await self._authenticate(request)
             who = caller.label
-            call = parse(await self._body(request))
+            call = await self._parse(request, parse)
             check_model(call.model)
             model = call.model
             opts = self._options(caller, call, request_id)
@@ -452,15 +462,18 @@ class Gateway:
         request_id = "req_" + uuid.uuid4().hex
         try:
             caller = await self._authenticate(request)
-            body = await self._body(request)
-            if isinstance(body, dict):
-                body = {"max_tokens": 1, **body}
-            call = anthropic_wire.parse_messages_request(body)
+            call = await self._parse(request, _count_tokens_request)
             if caller.key is not None:
                 _check_allowed(caller.key, call.model)
             from ..catalog.tokens import count_message_tokens
 
-            n = count_message_tokens(call.messages, call.model, tools=call.params.get("tools"))
+            def count() -> int:
+                return count_message_tokens(
+                    call.messages, call.model, tools=call.params.get("tools")
+                )
+
+            large = (request.content_length or 0) >= THREAD_PARSE_BYTES
+            n = await asyncio.to_thread(count) if large else count()
         except _Unauthorized as exc:
             return self._error("anthropic", exc.error, request_id)
         except LLMRelayError as exc:
@@ -544,6 +557,20 @@ class Gateway:
             f"llmrelay_gateway_in_flight {self.in_flight}",
         ]
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
+def _count_tokens_request(body: Any) -> GatewayCall:
+    """A ``count_tokens`` body: a Messages body without ``max_tokens``."""
+    if isinstance(body, dict):
+        body = {"max_tokens": 1, **body}
+    return anthropic_wire.parse_messages_request(body)
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidRequestError("the request body is not valid JSON") from None
 
 
 def _loopback_host(hostport: str) -> bool:
