@@ -42,9 +42,12 @@ class Running:
 
 
 @asynccontextmanager
-async def serving(settings: GatewaySettings, fake: FakeUpstream) -> AsyncIterator[Running]:
-    """A gateway built from ``settings`` listening on a free loopback port."""
-    gateway = build_gateway(settings)
+async def serving(
+    settings: GatewaySettings, fake: FakeUpstream, *, log: bool = False
+) -> AsyncIterator[Running]:
+    """A gateway built from ``settings`` listening on a free loopback port (``log``: with the
+    request log ``LLMRELAY_LOG_*`` configures)."""
+    gateway = build_gateway(settings, log=log)
     runner = web.AppRunner(gateway.app(), handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

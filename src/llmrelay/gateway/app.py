@@ -26,7 +26,8 @@ from ..errors import ConfigurationError, ContentFilteredError, InvalidRequestErr
 from ..providers.aliases import lookup
 from ..providers.resolve import known_aliases
 from ..types import Response, StreamChunk
-from . import anthropic_wire, openai_wire
+from ..types.embeddings import Embeddings
+from . import anthropic_wire, embeddings_wire, openai_wire
 from .keys import KeyCache, KeyStore, VirtualKey
 from .policy import KeyBudgets, KeyRateLimiter
 from .wire import GatewayCall, HttpError, check_model, http_error
@@ -154,6 +155,7 @@ class Gateway:
         r.add_post("/v1/chat/completions", self.chat_completions)
         r.add_post("/v1/messages", self.messages)
         r.add_post("/v1/messages/count_tokens", self.count_tokens)
+        r.add_post("/v1/embeddings", self.embeddings)
         r.add_get("/v1/models", self.list_models)
         r.add_get("/health/live", self.live)
         r.add_get("/health/ready", self.ready)
@@ -326,7 +328,9 @@ class Gateway:
         self._count(who, self._model_label(model, out.status), out.status, time.perf_counter() - t0)
         return out
 
-    def _trace_headers(self, request: web.Request, resp: Response | None) -> dict[str, str]:
+    def _trace_headers(
+        self, request: web.Request, resp: Response | Embeddings | None
+    ) -> dict[str, str]:
         if resp is None or request.headers.get("x-llmrelay-trace") != "1":
             return {}
         trace = [
@@ -479,6 +483,25 @@ class Gateway:
         except LLMRelayError as exc:
             return self._error("anthropic", http_error(exc), request_id)
         return web.json_response({"input_tokens": n}, headers={"request-id": request_id})
+
+    # ------------------------------------------------------------------ embeddings
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(
+            request, "openai", embeddings_wire.parse_embeddings_request, self._embeddings_answer
+        )
+
+    async def _embeddings_answer(
+        self, request: web.Request, call: GatewayCall, opts: dict[str, Any], request_id: str
+    ) -> web.StreamResponse:
+        p = call.params
+        kw = {k: p[k] for k in ("dimensions", "user") if k in p}
+        result = await self.client.aembed(call.model, p["inputs"], **kw, **opts)
+        return web.Response(
+            body=embeddings_wire.render_embeddings(result, call.model, p["encoding_format"]),
+            content_type="application/json",
+            headers={"x-request-id": request_id, **self._trace_headers(request, result)},
+        )
 
     # ------------------------------------------------------------------ the rest
 
