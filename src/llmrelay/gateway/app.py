@@ -11,7 +11,6 @@ field for a base URL, a key or a header, and the call options the gateway passes
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,8 +26,10 @@ from ..providers.aliases import lookup
 from ..providers.resolve import known_aliases
 from ..types import Response, StreamChunk
 from ..types.embeddings import Embeddings
-from . import anthropic_wire, embeddings_wire, openai_wire
+from . import anthropic_wire, embeddings_wire, openai_wire, responses_stream, responses_wire
+from .access import loopback_host, loopback_origin, same_secret
 from .keys import KeyCache, KeyStore, VirtualKey
+from .observe import prometheus_text, readiness
 from .policy import KeyBudgets, KeyRateLimiter
 from .wire import GatewayCall, HttpError, check_model, http_error
 
@@ -76,7 +77,7 @@ def check_bind(settings: GatewaySettings) -> None:
     if settings.admin_key:
         return
     host = settings.host
-    if not _loopback_host(host):
+    if not loopback_host(host):
         raise ConfigurationError(
             f"refusing to listen on {host} without an admin key: set LLMRELAY_ADMIN_KEY (and "
             "create virtual keys with `llmrelay keys create`), or bind to 127.0.0.1"
@@ -156,6 +157,7 @@ class Gateway:
         r.add_post("/v1/messages", self.messages)
         r.add_post("/v1/messages/count_tokens", self.count_tokens)
         r.add_post("/v1/embeddings", self.embeddings)
+        r.add_post("/v1/responses", self.responses)
         r.add_get("/v1/models", self.list_models)
         r.add_get("/health/live", self.live)
         r.add_get("/health/ready", self.ready)
@@ -214,7 +216,7 @@ class Gateway:
             # is ignored (the SDKs always send one) and never forwarded. A web page the
             # developer opens must not spend their provider keys: no cross-site requests (a
             # browser sends Origin) and no DNS-rebound ones (Host names another site).
-            if not (_loopback_host(request.host) and _loopback_origin(request)):
+            if not (loopback_host(request.host) and loopback_origin(request)):
                 raise _Unauthorized(
                     HttpError(
                         403,
@@ -228,7 +230,7 @@ class Gateway:
             raise _Unauthorized(
                 HttpError(401, "missing_api_key", "pass your key as 'Authorization: Bearer ...'")
             )
-        if admin is not None and _same(presented, admin):
+        if admin is not None and same_secret(presented, admin):
             return _Caller(None, "admin")
         key = await self.keys.lookup(presented) if self.keys is not None else None
         if key is None:
@@ -361,18 +363,22 @@ class Gateway:
         if call.stream:
             writer = openai_wire.StreamWriter(call_id, call.model, call.include_usage)
             return await self._sse(request, request_id, call, opts, writer)
-        refusal: str | None = None
-        try:
-            resp = await self.client.achat(call.model, call.messages, **call.params, **opts)
-        except ContentFilteredError as exc:
-            refusal = exc.explanation or _REFUSED
-            resp = Response(text=exc.partial_text, finish_reason="stop")
+        resp, refusal = await self._achat(call, opts)
         headers = {"x-request-id": request_id, **self._trace_headers(request, resp)}
         return web.Response(
             body=openai_wire.render_response(resp, call.model, call_id, refusal=refusal),
             content_type="application/json",
             headers=headers,
         )
+
+    async def _achat(self, call: GatewayCall, opts: dict[str, Any]) -> tuple[Response, str | None]:
+        """The answer, and the refusal's words when the model refused (OpenAI's wires carry a
+        refusal in the answer; it is not an error)."""
+        try:
+            return await self.client.achat(call.model, call.messages, **call.params, **opts), None
+        except ContentFilteredError as exc:
+            refusal = exc.explanation or _REFUSED
+            return Response(text=exc.partial_text, finish_reason="stop"), refusal
 
     async def _sse(
         self,
@@ -484,6 +490,28 @@ class Gateway:
             return self._error("anthropic", http_error(exc), request_id)
         return web.json_response({"input_tokens": n}, headers={"request-id": request_id})
 
+    # ------------------------------------------------------------------ Responses
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(
+            request, "openai", responses_wire.parse_responses_request, self._responses_answer
+        )
+
+    async def _responses_answer(
+        self, request: web.Request, call: GatewayCall, opts: dict[str, Any], request_id: str
+    ) -> web.StreamResponse:
+        base = request_id[4:]
+        echo = call.echo if isinstance(call, responses_wire.ResponsesCall) else {}
+        if call.stream:
+            writer = responses_stream.StreamWriter(base, call.model, echo)
+            return await self._sse(request, request_id, call, opts, writer)
+        resp, refusal = await self._achat(call, opts)
+        return web.Response(
+            body=responses_wire.render_response(resp, call.model, base, echo, refusal=refusal),
+            content_type="application/json",
+            headers={"x-request-id": request_id, **self._trace_headers(request, resp)},
+        )
+
     # ------------------------------------------------------------------ embeddings
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
@@ -521,23 +549,7 @@ class Gateway:
         return web.json_response({"status": "ok"})
 
     async def ready(self, _: web.Request) -> web.StreamResponse:
-        checks: dict[str, str] = {}
-        ok = True
-        if self.key_store is not None:
-            try:
-                await self.key_store.by_id("key_readiness_probe")
-                checks["keys"] = "ok"
-            except LLMRelayError as exc:
-                ok = False
-                checks["keys"] = type(exc).__name__
-        store = getattr(self.client.engine.limiter, "store", None)
-        if store is not None and hasattr(store, "ping"):
-            try:
-                await store.ping()
-                checks["state"] = "ok"
-            except Exception as exc:
-                ok = False
-                checks["state"] = type(exc).__name__
+        checks, ok = await readiness(self.key_store, self.client.engine.limiter)
         return web.json_response(
             {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
         )
@@ -547,7 +559,7 @@ class Gateway:
         if admin is not None and not self.settings.metrics_public:
             auth = request.headers.get("authorization", "")
             presented = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-            if not _same(presented, admin):
+            if not same_secret(presented, admin):
                 err = HttpError(
                     401,
                     "admin_key_required",
@@ -555,31 +567,8 @@ class Gateway:
                     " or set [server] metrics_public = true",
                 )
                 return self._error("openai", err, "req_" + uuid.uuid4().hex)
-        lines = [
-            "# HELP llmrelay_gateway_requests_total Requests answered, by key, model and status.",
-            "# TYPE llmrelay_gateway_requests_total counter",
-        ]
-        for (who, model, status), (n, _s) in sorted(self.stats.items()):
-            lines.append(
-                f'llmrelay_gateway_requests_total{{key="{_label(who)}",model="{_label(model)}",'
-                f'status="{status}"}} {int(n)}'
-            )
-        lines += [
-            "# HELP llmrelay_gateway_request_seconds_total Seconds spent answering, by key, model "
-            "and status.",
-            "# TYPE llmrelay_gateway_request_seconds_total counter",
-        ]
-        for (who, model, status), (_n, s) in sorted(self.stats.items()):
-            lines.append(
-                f'llmrelay_gateway_request_seconds_total{{key="{_label(who)}",model="{_label(model)}",'
-                f'status="{status}"}} {s:.6f}'
-            )
-        lines += [
-            "# HELP llmrelay_gateway_in_flight Requests being answered now.",
-            "# TYPE llmrelay_gateway_in_flight gauge",
-            f"llmrelay_gateway_in_flight {self.in_flight}",
-        ]
-        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+        text = prometheus_text(self.stats, self.in_flight)
+        return web.Response(text=text, content_type="text/plain")
 
 
 def _count_tokens_request(body: Any) -> GatewayCall:
@@ -594,35 +583,3 @@ def _json(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise InvalidRequestError("the request body is not valid JSON") from None
-
-
-def _loopback_host(hostport: str) -> bool:
-    """Is ``host[:port]`` (or a bare IPv6 address) a loopback name or address?"""
-    host = hostport.rsplit(":", 1)[0] if hostport.count(":") == 1 else hostport
-    host = host.removeprefix("[").split("]")[0].lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _loopback_origin(request: web.Request) -> bool:
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True  # not a browser's cross-site request
-    scheme, sep, rest = origin.partition("://")
-    return bool(sep) and scheme in ("http", "https") and _loopback_host(rest.split("/")[0])
-
-
-def _label(v: str) -> str:
-    return v[:120].replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _same(a: str, b: str) -> bool:
-    import hmac
-
-    return hmac.compare_digest(
-        a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass")
-    )
