@@ -16,6 +16,7 @@ import anthropic
 import openai
 import pytest
 from aiohttp import web
+from hypothesis import strategies as st
 
 from llmrelay.gateway.app import Gateway, GatewaySettings
 from llmrelay.gateway.server import build_gateway
@@ -25,6 +26,19 @@ ADMIN = "sk-admin-test-0d9c8b7a6f5e4d3c"
 AUTH = {"authorization": f"Bearer {ADMIN}"}
 GPT = "openai/gpt-4.1-mini"
 CLAUDE = "anthropic/claude-haiku-4-5"
+
+#: Any JSON value (small): what a hostile client may put in any field.
+ANY_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from llmrelay.testing.fake import Reply
 
 from ..conftest import CANARY_KEY
+from .conftest import ANY_JSON as _json
 from .conftest import AUTH, GPT, Running, get, post
 
 
@@ -111,17 +112,6 @@ async def test_bad_anthropic_fields_are_named(
     assert gw.fake.requests == []
 
 
-_json = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
-    | st.floats(allow_nan=False)
-    | st.text(max_size=8),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
-    ),
-    max_leaves=12,
-)
 _bodies = st.fixed_dictionaries(
     {},
     optional={
