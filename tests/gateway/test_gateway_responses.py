@@ -332,3 +332,21 @@ async def test_openai_reasoning_items_replay_with_their_own_id(gw: Running, stre
     (reasoning,) = [i for i in items if i.get("type") == "reasoning"]
     assert reasoning["id"] == "rs_fake0001"
     assert reasoning["encrypted_content"].startswith("gAAAAAB")
+
+
+async def test_a_streamed_refusal_and_an_empty_answer(gw: Running) -> None:
+    gw.fake.push(Reply.refuse("Not this one."), Reply.ok(""))
+    client = oai(gw)
+    async with client.responses.stream(model=GPT, input="bad") as s:
+        kinds = [e.type async for e in s]
+        refused = await s.get_final_response()
+    assert "response.refusal.delta" in kinds
+    (msg,) = refused.output
+    assert msg.type == "message"
+    assert msg.content[0].type == "refusal"
+    assert msg.content[0].refusal == "Not this one."
+    async with client.responses.stream(model=CLAUDE, input="say nothing") as s:
+        empty = await s.get_final_response()
+    assert empty.status == "completed"
+    assert empty.output_text == ""
+    assert [o.type for o in empty.output] == ["message"]

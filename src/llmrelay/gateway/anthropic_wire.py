@@ -473,6 +473,8 @@ class StreamWriter:
         """A finished reasoning block, as Anthropic ends one: a thinking block gets its
         ``signature_delta`` (a client replays the signature in its next turn); a redacted one
         is a whole ``redacted_thinking`` block."""
+        if p.provider != "anthropic":  # another API's reasoning: nothing Anthropic could use
+            return self._close() if self._open == "thinking" else b""
         if p.redacted:
             block = {"type": "redacted_thinking", "data": p.data or ""}
             return self._begin("redacted_thinking", block) + self._close()
