@@ -27,7 +27,9 @@ from ..providers.resolve import known_aliases
 from ..types import Response, StreamChunk
 from ..types.embeddings import Embeddings
 from . import anthropic_wire, embeddings_wire, openai_wire, responses_stream, responses_wire
-from .access import loopback_host, loopback_origin, same_secret
+from .access import loopback_host as _loopback_host
+from .access import loopback_origin as _loopback_origin
+from .access import same_secret as _same
 from .keys import KeyCache, KeyStore, VirtualKey
 from .observe import prometheus_text, readiness
 from .policy import KeyBudgets, KeyRateLimiter
@@ -77,7 +79,7 @@ def check_bind(settings: GatewaySettings) -> None:
     if settings.admin_key:
         return
     host = settings.host
-    if not loopback_host(host):
+    if not _loopback_host(host):
         raise ConfigurationError(
             f"refusing to listen on {host} without an admin key: set LLMRELAY_ADMIN_KEY (and "
             "create virtual keys with `llmrelay keys create`), or bind to 127.0.0.1"
@@ -216,7 +218,7 @@ class Gateway:
             # is ignored (the SDKs always send one) and never forwarded. A web page the
             # developer opens must not spend their provider keys: no cross-site requests (a
             # browser sends Origin) and no DNS-rebound ones (Host names another site).
-            if not (loopback_host(request.host) and loopback_origin(request)):
+            if not (_loopback_host(request.host) and _loopback_origin(request)):
                 raise _Unauthorized(
                     HttpError(
                         403,
@@ -230,7 +232,7 @@ class Gateway:
             raise _Unauthorized(
                 HttpError(401, "missing_api_key", "pass your key as 'Authorization: Bearer ...'")
             )
-        if admin is not None and same_secret(presented, admin):
+        if admin is not None and _same(presented, admin):
             return _Caller(None, "admin")
         key = await self.keys.lookup(presented) if self.keys is not None else None
         if key is None:
@@ -559,7 +561,7 @@ class Gateway:
         if admin is not None and not self.settings.metrics_public:
             auth = request.headers.get("authorization", "")
             presented = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-            if not same_secret(presented, admin):
+            if not _same(presented, admin):
                 err = HttpError(
                     401,
                     "admin_key_required",
