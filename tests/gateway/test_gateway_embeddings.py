@@ -161,3 +161,12 @@ async def test_requests_are_logged_and_counted(
     assert row["model"] == "text-embedding-3-small"
     assert row["input_tokens"] > 0
     assert orjson.loads(row["tags"]) == {"vkey": record.id, "team": "search"}
+
+
+async def test_the_attempt_trace_on_request(gw: Running) -> None:
+    body = orjson.dumps({"model": SMALL, "input": ["a"], "encoding_format": "float"})
+    status, raw, headers = await post(gw, "/v1/embeddings", body, {"x-llmrelay-trace": "1"})
+    assert status == 200, raw
+    (attempt,) = orjson.loads(headers["x-llmrelay-trace"])
+    assert attempt["outcome"] == "success"
+    assert attempt["deployment"].endswith("text-embedding-3-small")
