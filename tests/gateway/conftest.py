@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import anthropic
 import openai
+import orjson
 import pytest
 from aiohttp import web
 from hypothesis import strategies as st
@@ -142,3 +143,29 @@ def ant(gw: Running, key: str = ADMIN) -> anthropic.AsyncAnthropic:
     c = anthropic.AsyncAnthropic(api_key=key, base_url=gw.url, max_retries=0)
     gw.clients.append(c)
     return c
+
+
+# --------------------------------------------------------------------------- upstream streams
+
+
+def chat_chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    """One Chat Completions stream chunk (for hand-made upstream streams)."""
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "gpt-4.1-mini",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def chat_sse(*objs: Any) -> bytes:
+    """``objs`` as a Chat Completions SSE body, ``[DONE]`` last."""
+    return b"".join(b"data: " + orjson.dumps(o) + b"\n\n" for o in objs) + b"data: [DONE]\n\n"
+
+
+def named_sse(*events: dict[str, Any]) -> bytes:
+    """``events`` as named SSE events (Anthropic, Responses): ``event: <type>``."""
+    return b"".join(
+        b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps(e) + b"\n\n" for e in events
+    )

@@ -16,7 +16,20 @@ import pytest
 from llmrelay.testing.fake import Reply
 
 from ..conftest import CANARY_KEY
-from .conftest import ADMIN, AUTH, CLAUDE, GPT, Running, ant, get, oai, post
+from .conftest import (
+    ADMIN,
+    AUTH,
+    CLAUDE,
+    GPT,
+    Running,
+    ant,
+    chat_chunk,
+    chat_sse,
+    get,
+    named_sse,
+    oai,
+    post,
+)
 
 
 def _no_canary(raw: bytes, headers: Mapping[str, str]) -> None:
@@ -519,29 +532,9 @@ async def test_keyless_mode_serves_only_local_clients(
 # --------------------------------------------------------------------------- parallel tool calls
 
 
-def _sse(*objs: Any) -> bytes:
-    return b"".join(b"data: " + orjson.dumps(o) + b"\n\n" for o in objs) + b"data: [DONE]\n\n"
-
-
-def _named(*events: dict[str, Any]) -> bytes:
-    return b"".join(
-        b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps(e) + b"\n\n" for e in events
-    )
-
-
-def _oc(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-1",
-        "object": "chat.completion.chunk",
-        "created": 1,
-        "model": "gpt-4.1-mini",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
-
-
-_OPENAI_TWO_TOOLS = _sse(
-    _oc({"role": "assistant", "content": None}),
-    _oc(
+_OPENAI_TWO_TOOLS = chat_sse(
+    chat_chunk({"role": "assistant", "content": None}),
+    chat_chunk(
         {
             "tool_calls": [
                 {
@@ -553,9 +546,9 @@ _OPENAI_TWO_TOOLS = _sse(
             ]
         }
     ),
-    _oc({"tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]}),
-    _oc({"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]}),
-    _oc(
+    chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]}),
+    chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]}),
+    chat_chunk(
         {
             "tool_calls": [
                 {
@@ -567,8 +560,8 @@ _OPENAI_TWO_TOOLS = _sse(
             ]
         }
     ),
-    _oc({"tool_calls": [{"index": 1, "function": {"arguments": '{"city": "Rome"}'}}]}),
-    _oc({}, "tool_calls"),
+    chat_chunk({"tool_calls": [{"index": 1, "function": {"arguments": '{"city": "Rome"}'}}]}),
+    chat_chunk({}, "tool_calls"),
     {
         "id": "chatcmpl-1",
         "object": "chat.completion.chunk",
@@ -579,7 +572,7 @@ _OPENAI_TWO_TOOLS = _sse(
     },
 )
 
-_ANTHROPIC_TWO_TOOLS = _named(
+_ANTHROPIC_TWO_TOOLS = named_sse(
     {
         "type": "message_start",
         "message": {

@@ -15,7 +15,7 @@ import pytest
 from llmrelay.testing.fake import Reply
 
 from ..conftest import CANARY_KEY
-from .conftest import CLAUDE, GPT, Running, oai, post
+from .conftest import CLAUDE, GPT, Running, chat_chunk, chat_sse, oai, post
 
 _WEATHER: Any = [
     {
@@ -350,3 +350,36 @@ async def test_a_streamed_refusal_and_an_empty_answer(gw: Running) -> None:
     assert empty.status == "completed"
     assert empty.output_text == ""
     assert [o.type for o in empty.output] == ["message"]
+
+
+def _call(index: int, args: str, call_id: str | None = None) -> dict[str, Any]:
+    fn: dict[str, Any] = {"arguments": args}
+    tc: dict[str, Any] = {"index": index, "function": fn}
+    if call_id:
+        tc.update(id=call_id, type="function")
+        fn["name"] = "get_weather"
+    return {"tool_calls": [tc]}
+
+
+async def test_interleaved_streamed_calls_after_text(gw: Running) -> None:
+    """Text, then two calls whose arguments interleave: each argument piece reaches its own
+    item, and the SDK's accumulator (which checks item identities) completes the answer."""
+    body = chat_sse(
+        chat_chunk({"role": "assistant", "content": "Checking."}),
+        chat_chunk(_call(0, "", "call_a")),
+        chat_chunk(_call(1, "", "call_b")),
+        chat_chunk(_call(0, '{"city": "Paris"}')),
+        chat_chunk(_call(1, '{"city": "Rome"}')),
+        chat_chunk({}, "tool_calls"),
+    )
+    gw.fake.push(Reply.raw(body, content_type="text/event-stream"))
+    async with oai(gw).responses.stream(model=GPT, input="two cities", tools=_WEATHER) as s:
+        final = await s.get_final_response()
+    msg, a, b = final.output
+    assert msg.type == "message"
+    assert final.output_text == "Checking."
+    assert a.type == b.type == "function_call"
+    assert [(a.call_id, orjson.loads(a.arguments)), (b.call_id, orjson.loads(b.arguments))] == [
+        ("call_a", {"city": "Paris"}),
+        ("call_b", {"city": "Rome"}),
+    ]
