@@ -169,7 +169,8 @@ async def test_a_streamed_function_call(gw: Running) -> None:
     assert orjson.loads(call.arguments) == {"city": "Oslo"}
 
 
-async def test_structured_output(gw: Running) -> None:
+@pytest.mark.parametrize("model", [GPT, CLAUDE])
+async def test_structured_output(gw: Running, model: str) -> None:
     schema = {
         "type": "object",
         "properties": {"name": {"type": "string"}},
@@ -177,17 +178,18 @@ async def test_structured_output(gw: Running) -> None:
         "additionalProperties": False,
     }
     resp = await oai(gw).responses.create(
-        model=GPT,
+        model=model,
         input="a name",
         text={
             "format": {"type": "json_schema", "name": "person", "schema": schema, "strict": True}
         },
     )
     assert set(orjson.loads(resp.output_text)) == {"name"}
-    rf = gw.fake.requests[0].body["response_format"]
-    assert rf["type"] == "json_schema"
-    assert rf["json_schema"]["name"] == "person"
-    assert rf["json_schema"]["schema"] == schema
+    if model == GPT:
+        rf = gw.fake.requests[0].body["response_format"]
+        assert rf["type"] == "json_schema"
+        assert rf["json_schema"]["name"] == "person"
+        assert rf["json_schema"]["schema"] == schema
 
 
 async def test_cut_short_is_incomplete(gw: Running) -> None:
@@ -256,6 +258,10 @@ async def test_claude_thinking_replays_through_reasoning_items(gw: Running, stre
         ({"input": []}, "input"),
         ({"text": {"format": {"type": "yaml"}}}, "text.format"),
         ({"tool_choice": {"type": "mcp"}}, "tool_choice"),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
+            "file_data",
+        ),
         ({"base_url": "http://evil.example"}, "base_url"),
         (
             {
@@ -383,3 +389,29 @@ async def test_interleaved_streamed_calls_after_text(gw: Running) -> None:
         ("call_a", {"city": "Paris"}),
         ("call_b", {"city": "Rome"}),
     ]
+
+
+async def test_files_and_images_reach_a_claude_model(gw: Running) -> None:
+    pdf = "data:application/pdf;base64,JVBERi0xLjQK"
+    png = "data:image/png;base64,iVBORw0KGgo="
+    await oai(gw).responses.create(
+        model=CLAUDE,
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "read these"},
+                    {"type": "input_file", "file_data": pdf, "filename": "a.pdf"},
+                    {"type": "input_image", "image_url": png, "detail": "auto"},
+                ],
+            }
+        ],
+    )
+    blocks = gw.fake.requests[0].body["messages"][0]["content"]
+    assert [b["type"] for b in blocks] == ["text", "document", "image"]
+    assert blocks[1]["source"] == {
+        "type": "base64",
+        "media_type": "application/pdf",
+        "data": "JVBERi0xLjQK",
+    }
+    assert blocks[2]["source"]["data"] == "iVBORw0KGgo="

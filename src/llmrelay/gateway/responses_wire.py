@@ -179,14 +179,13 @@ def _chat_part(p: Any, where: str) -> dict[str, Any]:
         return {"type": "image_url", "image_url": {"url": url, "detail": detail}}
     if t == "input_file":
         data = p.get("file_data")
-        if not isinstance(data, str):
+        if not isinstance(data, str) or not data.startswith("data:"):
             raise _bad(
-                f"{where}: input_file needs `file_data` as a data: URL (file ids and URLs are "
-                "not portable across providers)",
+                f"{where}: input_file needs `file_data` as a data: URL "
+                "('data:application/pdf;base64,...'; file ids and URLs are not portable across "
+                "providers)",
                 "input",
             )
-        if not data.startswith("data:"):
-            data = f"data:application/pdf;base64,{data}"
         return {"type": "file", "file": {"file_data": data, "filename": p.get("filename")}}
     return {"type": "input_audio", "input_audio": p.get("input_audio")}
 
