@@ -132,7 +132,7 @@ async def test_count_tokens_of_a_large_body(gw: Running) -> None:
     from llmrelay.gateway.app import THREAD_PARSE_BYTES
 
     n = await ant(gw).messages.count_tokens(
-        model="claude-sonnet-4-5",
+        model="claude-haiku-4-5",
         messages=[{"role": "user", "content": "word " * (THREAD_PARSE_BYTES // 4)}],
     )
     assert n.input_tokens > THREAD_PARSE_BYTES // 8

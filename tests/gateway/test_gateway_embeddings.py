@@ -170,3 +170,11 @@ async def test_the_attempt_trace_on_request(gw: Running) -> None:
     (attempt,) = orjson.loads(headers["x-llmrelay-trace"])
     assert attempt["outcome"] == "success"
     assert attempt["deployment"].endswith("text-embedding-3-small")
+
+
+@pytest.mark.parametrize("model", ["voyage/voyage-4", "cohere/embed-v4.0"])
+async def test_voyage_and_cohere_answer_in_openais_shape(gw: Running, model: str) -> None:
+    e = await oai(gw).embeddings.create(model=model, input=["a", "b"], dimensions=256)
+    assert [len(d.embedding) for d in e.data] == [256, 256]
+    assert e.usage.prompt_tokens > 0
+    assert len(gw.fake.requests) == 1
