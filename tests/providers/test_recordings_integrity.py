@@ -267,6 +267,8 @@ def test_coverage_of_the_set() -> None:
         "anthropic_messages",
         "gemini",
         "gemini_embeddings",
+        "voyage_embeddings",
+        "cohere_embeddings",
     }
     assert {"openai", "anthropic", "gemini", "groq", "openrouter", "azure"} <= set(providers)
     assert any(e.streamed for e in ENTRIES)

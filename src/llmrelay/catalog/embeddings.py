@@ -44,6 +44,10 @@ class EmbeddingModel:
     input_per_1m: float | None
     source: str
     checked: str
+    #: The only sizes the API takes, when it takes a fixed set (Voyage 256/512/1024/2048,
+    #: Cohere embed-v4.0 256/512/1024/1536; the largest may exceed the default). None: any
+    #: size from ``min_dimensions`` to ``dimensions``.
+    dimension_choices: tuple[int, ...] | None = None
 
     @property
     def label(self) -> str:
@@ -53,6 +57,8 @@ class EmbeddingModel:
         """Can the API return vectors of ``dimensions``?"""
         if dimensions == self.dimensions:
             return True
+        if self.dimension_choices is not None:
+            return dimensions in self.dimension_choices
         return (
             self.min_dimensions is not None and self.min_dimensions <= dimensions < self.dimensions
         )
@@ -80,7 +86,16 @@ def _row(d: dict[str, object]) -> EmbeddingModel:
         input_per_1m=float(price) if isinstance(price, int | float) else None,
         source=str(d.get("source", "")),
         checked=str(d.get("checked", "")),
+        dimension_choices=_choices(d.get("dimension_choices")),
     )
+
+
+def _choices(v: object) -> tuple[int, ...] | None:
+    if v is None:
+        return None
+    if not isinstance(v, list) or not v or not all(type(x) is int and x > 0 for x in v):
+        raise ValueError("dimension_choices must be a list of positive whole numbers")
+    return tuple(v)
 
 
 def _load() -> dict[tuple[str, str], EmbeddingModel]:

@@ -216,6 +216,7 @@ class _EmbedCall:
             task_type=s.get("task_type"),
             user=s.get("user"),
             extra=s.get("extra"),
+            input_type=s.get("input_type"),
         )
 
     async def candidate(self, t: Target, c: Candidate, primary: bool) -> Embeddings:

@@ -18,6 +18,7 @@ from .options import CallOptions
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "EMBED_OPTIONS",
+    "INPUT_TYPES",
     "Candidate",
     "batches",
     "candidate",
@@ -49,15 +50,20 @@ _CALL_OPTIONS = frozenset(
         "trace_id",
     }
 )
-#: Embeddings options: Gemini's ``task_type``, OpenAI's ``user``, provider fields in
-#: ``extra``, and how many batches may be in flight at once.
-EMBED_OPTIONS = frozenset({"task_type", "user", "extra", "concurrency"})
+#: Embeddings options: ``input_type`` (``"query"`` or ``"document"``, mapped per provider),
+#: Gemini's ``task_type``, OpenAI's ``user``, provider fields in ``extra``, and how many batches
+#: may be in flight at once.
+EMBED_OPTIONS = frozenset({"input_type", "task_type", "user", "extra", "concurrency"})
+#: The values ``input_type`` takes: what the texts are for, in retrieval.
+INPUT_TYPES = ("query", "document")
 DEFAULT_CONCURRENCY = 4
 
 #: Wire adapter of chat -> its embeddings adapter (module, class).
 _ADAPTERS: dict[str, tuple[str, str]] = {
     "openai_chat": ("openai_embeddings", "OpenAIEmbeddingsAdapter"),
     "gemini": ("gemini_embeddings", "GeminiEmbeddingsAdapter"),
+    "voyage": ("voyage_embeddings", "VoyageEmbeddingsAdapter"),
+    "cohere": ("cohere_embeddings", "CohereEmbeddingsAdapter"),
 }
 _ADAPTER_CACHE: dict[str, Any] = {}
 
@@ -88,6 +94,18 @@ def split_embed_kwargs(kwargs: Mapping[str, Any]) -> tuple[CallOptions, dict[str
                 f"embed() takes no argument {k!r}. Embeddings options: "
                 f"{', '.join(sorted(EMBED_OPTIONS))}; call options: "
                 f"{', '.join(sorted(_CALL_OPTIONS))}; provider fields go in extra={{...}}"
+            )
+    it = extra.get("input_type")
+    if it is not None:
+        if type(it) is not str or it not in INPUT_TYPES:
+            raise InvalidRequestError(
+                f"input_type must be 'query' or 'document' (or None), not {shown(it)}; a "
+                "provider's other kinds go in extra={...} (Cohere's 'classification', "
+                "'clustering') or task_type= (Gemini)"
+            )
+        if extra.get("task_type") is not None:
+            raise InvalidRequestError(
+                "pass input_type= or task_type= (Gemini's own name for it), not both"
             )
     return CallOptions(**opts), extra
 
@@ -158,8 +176,9 @@ def candidate(t: Target, dimensions: int | None) -> Candidate:
     if adapter is None:
         raise UnsupportedCapabilityError(
             f"{label}: provider {t.provider!r} serves no embeddings API llmrelay speaks "
-            "(OpenAI-compatible /embeddings or Gemini embedContent); use an embedding model of "
-            "openai, azure, gemini, mistral, together, fireworks, ollama, vllm or lmstudio",
+            "(OpenAI-compatible /embeddings, Gemini embedContent, Voyage, Cohere); use an "
+            "embedding model of openai, azure, gemini, voyage, cohere, mistral, together, "
+            "fireworks, ollama, vllm or lmstudio",
             provider=t.provider,
             model=t.model,
             capability="embeddings",
@@ -174,7 +193,9 @@ def candidate(t: Target, dimensions: int | None) -> Candidate:
             capability="embeddings",
         )
     if row is not None and dimensions is not None and not row.accepts(dimensions):
-        if row.min_dimensions is None:
+        if row.dimension_choices:
+            allowed = "one of " + ", ".join(map(str, row.dimension_choices))
+        elif row.min_dimensions is None:
             allowed = f"only its full size, {row.dimensions}"
         else:
             allowed = f"{row.min_dimensions} to {row.dimensions}"
