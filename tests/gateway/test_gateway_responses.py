@@ -415,3 +415,67 @@ async def test_files_and_images_reach_a_claude_model(gw: Running) -> None:
         "data": "JVBERi0xLjQK",
     }
     assert blocks[2]["source"]["data"] == "iVBORw0KGgo="
+
+
+async def test_interleaved_reasoning_and_calls_keep_their_order_both_ways(gw: Running) -> None:
+    """An OpenAI model behind answers reasoning, call, reasoning, call, text: the client sees
+    the items in that order, and when it replays them the model behind gets them back in that
+    order (each reasoning item right before the call that followed it)."""
+
+    def call(n: str) -> dict[str, Any]:
+        return {
+            "type": "function_call",
+            "id": f"fc_{n}",
+            "call_id": f"call_{n}",
+            "name": "get_weather",
+            "arguments": orjson.dumps({"city": n}).decode(),
+            "status": "completed",
+        }
+
+    def rs(n: str) -> dict[str, Any]:
+        return {"type": "reasoning", "id": f"rs_{n}", "summary": [], "encrypted_content": f"E{n}"}
+
+    text = {"type": "output_text", "text": "Both.", "annotations": []}
+    output = [
+        rs("a"),
+        call("a"),
+        rs("b"),
+        call("b"),
+        {"type": "message", "id": "msg_1", "role": "assistant", "content": [text]},
+    ]
+    answer = {"id": "resp_1", "object": "response", "status": "completed", "model": "gpt-6.1-sol"}
+    gw.fake.push(
+        Reply.raw(orjson.dumps({**answer, "output": output}), content_type="application/json"),
+        Reply.ok("ok"),
+    )
+    client = oai(gw)
+    first: Any = [{"role": "user", "content": "weather in a and b?"}]
+    kw: Any = {"model": "openai/gpt-6.1-sol", "tools": _WEATHER}
+    resp = await client.responses.create(input=first, **kw)
+    kinds = [o.type for o in resp.output]
+    assert kinds == ["reasoning", "function_call", "reasoning", "function_call", "message"]
+    follow = [
+        *first,
+        *[o.to_dict() for o in resp.output],
+        {"type": "function_call_output", "call_id": "call_a", "output": "mild"},
+        {"type": "function_call_output", "call_id": "call_b", "output": "hot"},
+    ]
+    await client.responses.create(input=follow, **kw)
+    items = gw.fake.requests[1].body["input"]
+    assert [i.get("type") or i["role"] for i in items] == [
+        "user",
+        "reasoning",
+        "function_call",
+        "reasoning",
+        "function_call",
+        "assistant",
+        "function_call_output",
+        "function_call_output",
+    ]
+    assert [i.get("id") or i.get("call_id") for i in items[1:5]] == [
+        "rs_a",
+        "call_a",
+        "rs_b",
+        "call_b",
+    ]
+    assert items[1]["encrypted_content"] == "Ea"

@@ -25,7 +25,7 @@ import base64
 import binascii
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -203,21 +203,28 @@ def _content_message(role: str, content: Any, where: str) -> Message:
 
 
 class _Assistant:
-    """Consecutive assistant-side items (messages, function calls, reasoning): one turn."""
+    """Consecutive assistant-side items (messages, function calls, reasoning): one turn. A
+    reasoning item directly followed by a function call names it (``before_call``), so the
+    turn goes on to the model in its order."""
 
     def __init__(self) -> None:
         self.out = Output()
         self.parts: list[ReasoningPart] = []
+        self._after_reasoning = False
 
     def add(self, item: Mapping[str, Any], where: str) -> None:
         kind = item.get("type")
+        after_reasoning, self._after_reasoning = self._after_reasoning, kind == "reasoning"
         if kind == "reasoning":
             self.parts.append(_reasoning_part(item, where))
             return
         if kind == "function_call":
-            if not isinstance(item.get("call_id"), str) or not isinstance(item.get("name"), str):
+            call_id = item.get("call_id")
+            if not isinstance(call_id, str) or not isinstance(item.get("name"), str):
                 raise _bad(f"{where}: a function_call needs `call_id` and `name`", "input")
             self.out.add(dict(item))
+            if after_reasoning:
+                self.parts[-1] = replace(self.parts[-1], before_call=call_id)
             return
         content = item.get("content")
         if isinstance(content, str):
@@ -479,16 +486,34 @@ def call_item(fid: str, call_id: str, name: str, args: str, status: str) -> dict
 
 
 def _output(resp: Response, base: str, refusal: str | None) -> list[dict[str, Any]]:
+    """The answer's output items: a reasoning part that came right before a call
+    (``before_call``) is followed by that call, as the model produced them; then the text, then
+    the other calls."""
     out: list[dict[str, Any]] = []
-    parts = resp.reasoning_parts
+    parts, calls = resp.reasoning_parts, resp.tool_calls
+    placed: set[int] = set()
+
+    def call(i: int) -> None:
+        t = calls[i]
+        out.append(call_item(f"fc_{base}_{i}", t.id, t.name, t.arguments, "completed"))
+        placed.add(i)
+
     for k, p in enumerate(parts):
         out.append(reasoning_item(f"rs_{base}_{k}", p, p.text))
+        if p.before_call is not None:
+            i = next(
+                (i for i, t in enumerate(calls) if t.id == p.before_call and i not in placed),
+                None,
+            )
+            if i is not None:
+                call(i)
     if not parts and resp.reasoning:
         out.append(reasoning_item(f"rs_{base}_0", None, resp.reasoning))
-    if resp.text or refusal is not None or not resp.tool_calls:
+    if resp.text or refusal is not None or not calls:
         out.append(message_item(f"msg_{base}_0", resp.text, refusal))
-    for i, t in enumerate(resp.tool_calls):
-        out.append(call_item(f"fc_{base}_{i}", t.id, t.name, t.arguments, "completed"))
+    for i in range(len(calls)):
+        if i not in placed:
+            call(i)
     return out
 
 
