@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from _responses import aiohttp_client as _aiohttp_responses_client
+from _responses import read_output_text, read_text_deltas
 from _upstream import STREAM_TEXT, TEXT, raise_fd_limit
 
 MODEL = "gpt-4.1-mini"
@@ -93,11 +93,21 @@ def _guard(event: str, args: tuple[Any, ...]) -> None:
 # ---------------------------------------------------------------------------- clients
 
 
-async def _aiohttp(base_url: str, stream: bool, _: dict[str, Any]) -> tuple[Call, Close]:
+def aiohttp_floor(
+    base_url: str,
+    path: str,
+    stream: bool,
+    payload: dict[str, Any],
+    read: Callable[[Any], str],
+    read_stream: Callable[[Any], Awaitable[str]],
+) -> tuple[Call, Close]:
+    """The floor client of one API: one aiohttp session posting ``payload`` (encoded per call)
+    to ``base_url + path``; ``read`` takes the text out of a decoded answer, ``read_stream``
+    out of the response's byte stream (its own loop: no call per event)."""
     import aiohttp
 
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-    url = base_url + "/chat/completions"
+    url = base_url + path
     headers = {
         "content-type": "application/json",
         "accept": "text/event-stream" if stream else "application/json",
@@ -106,40 +116,46 @@ async def _aiohttp(base_url: str, stream: bool, _: dict[str, Any]) -> tuple[Call
     loads, dumps = orjson.loads, orjson.dumps
 
     async def call() -> str:
-        body = dumps({"model": MODEL, "messages": MESSAGES})
-        async with session.post(url, data=body, headers=headers) as r:
+        async with session.post(url, data=dumps(payload), headers=headers) as r:
             if r.status != 200:
                 raise RuntimeError(f"HTTP {r.status}")
-            data = loads(await r.read())
-            return data["choices"][0]["message"]["content"]
+            return read(loads(await r.read()))
 
     async def call_stream() -> str:
-        body = dumps(
-            {
-                "model": MODEL,
-                "messages": MESSAGES,
-                "stream": True,
-                "stream_options": {"include_usage": True},
-            }
-        )
-        parts: list[str] = []
-        async with session.post(url, data=body, headers=headers) as r:
+        async with session.post(url, data=dumps(payload), headers=headers) as r:
             if r.status != 200:
                 raise RuntimeError(f"HTTP {r.status}")
-            async for line in r.content:
-                if not line.startswith(b"data: "):
-                    continue
-                payload = line[6:].rstrip()
-                if payload == b"[DONE]":
-                    break
-                ev = loads(payload)
-                for ch in ev["choices"]:
-                    piece = ch["delta"].get("content")
-                    if piece:
-                        parts.append(piece)
-        return "".join(parts)
+            return await read_stream(r.content)
 
     return (call_stream if stream else call), session.close
+
+
+def _chat_text(data: Any) -> str:
+    return str(data["choices"][0]["message"]["content"])
+
+
+async def _chat_deltas(content: Any) -> str:
+    loads = orjson.loads
+    parts: list[str] = []
+    async for line in content:
+        if not line.startswith(b"data: "):
+            continue
+        payload = line[6:].rstrip()
+        if payload == b"[DONE]":
+            break
+        ev = loads(payload)
+        for ch in ev["choices"]:
+            piece = ch["delta"].get("content")
+            if piece:
+                parts.append(piece)
+    return "".join(parts)
+
+
+async def _aiohttp(base_url: str, stream: bool, _: dict[str, Any]) -> tuple[Call, Close]:
+    payload: dict[str, Any] = {"model": MODEL, "messages": MESSAGES}
+    if stream:
+        payload.update(stream=True, stream_options={"include_usage": True})
+    return aiohttp_floor(base_url, "/chat/completions", stream, payload, _chat_text, _chat_deltas)
 
 
 async def _llmrelay(
@@ -268,7 +284,12 @@ async def _litellm(base_url: str, stream: bool, _: dict[str, Any]) -> tuple[Call
 
 
 async def _aiohttp_responses(base_url: str, stream: bool, _: dict[str, Any]) -> tuple[Call, Close]:
-    return await _aiohttp_responses_client(base_url, stream, MODEL, MESSAGES, API_KEY)
+    payload: dict[str, Any] = {"model": MODEL, "input": MESSAGES}
+    if stream:
+        payload["stream"] = True
+    return aiohttp_floor(
+        base_url, "/responses", stream, payload, read_output_text, read_text_deltas
+    )
 
 
 FACTORIES: dict[str, Callable[[str, bool, dict[str, Any]], Awaitable[tuple[Call, Close]]]] = {

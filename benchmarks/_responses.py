@@ -2,19 +2,18 @@
 
 The upstream's fixed answers to ``POST /v1/responses`` (the same text and token counts as its
 Chat Completions answers, in the shapes api.openai.com sends: see ``tests/recordings/llm/``) and
-the floor client: raw aiohttp posting a Responses body and reading ``output_text`` or the
+what the floor client (``_clients.aiohttp_floor``) reads of them: ``output_text`` or the
 ``response.output_text.delta`` events, nothing else.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
-__all__ = ["RESPONSE_BODY", "STREAM_EVENTS", "aiohttp_client"]
+__all__ = ["RESPONSE_BODY", "STREAM_EVENTS", "read_output_text", "read_text_deltas"]
 
 _ID = "resp_0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a3b"
 _MSG = "msg_0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a3c"
@@ -102,50 +101,29 @@ def STREAM_EVENTS(model: str, text: str) -> list[bytes]:
     return out
 
 
-async def aiohttp_client(
-    base_url: str, stream: bool, model: str, messages: list[dict[str, str]], api_key: str
-) -> tuple[Callable[[], Awaitable[str]], Callable[[], Awaitable[None]]]:
-    """The floor: raw aiohttp speaking the Responses API."""
-    import aiohttp
+def read_output_text(data: Any) -> str:
+    """The text of a decoded answer: its messages' ``output_text`` parts."""
+    return "".join(
+        c["text"]
+        for item in data["output"]
+        if item["type"] == "message"
+        for c in item["content"]
+        if c["type"] == "output_text"
+    )
 
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-    url = base_url + "/responses"
-    headers = {
-        "content-type": "application/json",
-        "accept": "text/event-stream" if stream else "application/json",
-        "authorization": "Bearer " + api_key,
-    }
-    loads, dumps = orjson.loads, orjson.dumps
 
-    async def call() -> str:
-        body = dumps({"model": model, "input": messages})
-        async with session.post(url, data=body, headers=headers) as r:
-            if r.status != 200:
-                raise RuntimeError(f"HTTP {r.status}")
-            data = loads(await r.read())
-            return "".join(
-                c["text"]
-                for item in data["output"]
-                if item["type"] == "message"
-                for c in item["content"]
-                if c["type"] == "output_text"
-            )
-
-    async def call_stream() -> str:
-        body = dumps({"model": model, "input": messages, "stream": True})
-        parts: list[str] = []
-        async with session.post(url, data=body, headers=headers) as r:
-            if r.status != 200:
-                raise RuntimeError(f"HTTP {r.status}")
-            async for line in r.content:
-                if not line.startswith(b"data: "):
-                    continue
-                ev = loads(line[6:])
-                kind = ev["type"]
-                if kind == "response.output_text.delta":
-                    parts.append(ev["delta"])
-                elif kind == "response.completed":
-                    break
-        return "".join(parts)
-
-    return (call_stream if stream else call), session.close
+async def read_text_deltas(content: Any) -> str:
+    """The text of a streamed answer: its ``response.output_text.delta`` events, up to
+    ``response.completed``."""
+    loads = orjson.loads
+    parts: list[str] = []
+    async for line in content:
+        if not line.startswith(b"data: "):
+            continue
+        ev = loads(line[6:])
+        kind = ev["type"]
+        if kind == "response.output_text.delta":
+            parts.append(ev["delta"])
+        elif kind == "response.completed":
+            break
+    return "".join(parts)

@@ -2,9 +2,11 @@
 
     # an upstream in its own process (not counted):
     python benchmarks/_upstream.py --port 8765 --cpu 1 &
-    # client CLIENT at concurrency CONC, N calls after a warm-up, against that upstream:
+    # client CLIENT at concurrency CONC, N calls after a warm-up, against that upstream
+    # (a trailing "responses": llmrelay calls with api="responses"; the floor of the Responses
+    # API is the client aiohttp-responses):
     valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
-        python benchmarks/instructions.py upstream CLIENT CONC N 8765
+        python benchmarks/instructions.py upstream CLIENT CONC N 8765 [responses]
     # N calls refused by an open breaker, in process (MODE: open = Client(), open-engine =
     # Client(engine=Engine())), or N successful in-process calls (client):
     valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
@@ -24,8 +26,9 @@ from _clients import API_KEY, FACTORIES, MESSAGES, drive
 from reliability import MODEL, _fixed_transport, _open
 
 
-async def upstream(client: str, conc: int, n: int, port: int) -> None:
-    call, close = await FACTORIES[client](f"http://127.0.0.1:{port}/v1", False, {})
+async def upstream(client: str, conc: int, n: int, port: int, api: str | None = None) -> None:
+    extra = {"api": api} if api and client.startswith("llmrelay") else {}
+    call, close = await FACTORIES[client](f"http://127.0.0.1:{port}/v1", False, extra)
     await drive(call, 100 + 2 * conc, conc)
     await drive(call, n, conc)
     await close()
@@ -64,7 +67,7 @@ async def in_process(mode: str, n: int) -> None:
 def main() -> None:
     if sys.argv[1] == "upstream":
         client, conc, n, port = sys.argv[2], *map(int, sys.argv[3:6])
-        asyncio.run(upstream(client, conc, n, port))
+        asyncio.run(upstream(client, conc, n, port, sys.argv[6] if len(sys.argv) > 6 else None))
     else:
         asyncio.run(in_process(sys.argv[1], int(sys.argv[2])))
 

@@ -148,6 +148,37 @@ async def learned_block(
     return {"seen": seen, "store_errors": limiter.store_errors}
 
 
+async def provider_limits(
+    url: str, prefix: str, base_url: str, api_key: str, rpm: int, calls: int
+) -> dict[str, object]:
+    """``calls`` calls to the fake at ``base_url`` by a client whose registry declares
+    ``Provider(rate_limits={"requests_per_minute": rpm})`` for openai, its state in Redis."""
+    import llmrelay
+    from llmrelay.catalog.provider_registry import Provider, ProviderRegistry
+    from llmrelay.errors import RateLimitedError
+    from llmrelay.state.redis_store import RedisStore
+
+    store = RedisStore(url, prefix=prefix, retry_interval=0, timeout=10)
+    providers = ProviderRegistry()
+    providers.register_provider("openai", Provider(rate_limits={"requests_per_minute": rpm}))
+    client = llmrelay.Client(providers=providers, state=store)
+    await store.ping()
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+    start = time.time()
+    ok = refused = 0
+    for _ in range(calls):
+        try:
+            await client.achat("openai/gpt-4.1-mini", "hi", api_key=api_key, base_url=base_url)
+            ok += 1
+        except RateLimitedError:
+            refused += 1
+    end = time.time()
+    await client.aclose()
+    await store.aclose()
+    return {"ok": ok, "refused": refused, "start": start, "end": end}
+
+
 async def budget_fallback_burst(
     url: str, prefix: str, n: int, fake_url: str, dead_url: str, limit: float
 ) -> dict[str, int]:
@@ -232,6 +263,7 @@ async def hold_probe(url: str, prefix: str, key: str, lease: float) -> dict[str,
 
 COMMANDS = {
     "learned_block": learned_block,
+    "provider_limits": provider_limits,
     "limiter": limiter_burst,
     "ledger": ledger_burst,
     "breaker": open_breaker,

@@ -283,6 +283,10 @@ def test_seed_facades_calls(
         ({"api_key": 123}, "api_key"),
         ({"headers": "str"}, "headers"),
         ({"headers": {1: 2}}, "headers"),
+        ({"headers": {"x-a": "v\r\nx-injected: 1"}}, "line break"),
+        ({"headers": {"x-a": "v\nx"}}, "line break"),
+        ({"headers": {"bad name": "v"}}, "header name"),
+        ({"headers": {"x-a": 5}}, "must be a string"),
         ({"system": 123}, "system"),
         ({"tenant": 123}, "tenant"),
         ({"extra": {1: 2}}, "extra"),
@@ -300,6 +304,13 @@ def test_each_bad_option_is_named(rig: Rig, kwargs: dict[str, Any], names: str) 
     exc = rig.check(lambda: rig.client.chat(MODEL, "hi", **kwargs))
     assert isinstance(exc, InvalidRequestError)
     assert names in str(exc)
+    assert not rig.fake.requests
+
+
+def test_header_injection_value_is_not_shown(rig: Rig) -> None:
+    exc = rig.check(lambda: rig.client.chat(MODEL, "hi", headers={"x-a": "sk-secret\r\nx-b: 1"}))
+    assert isinstance(exc, InvalidRequestError)
+    assert "sk-secret" not in str(exc)
     assert not rig.fake.requests
 
 

@@ -490,17 +490,32 @@ class StateStoreError(LLMRelayError):
 
 
 class AllAttemptsFailedError(LLMRelayError, ExceptionGroup):
-    """Every candidate of a call failed. ``exceptions`` holds each attempt's error, in order."""
+    """Every candidate of a call failed. ``exceptions`` holds each candidate's last error, in
+    order; ``attempts`` is the number of attempts actually sent (retries included; skipped
+    candidates and refusals before sending not counted), None when not known."""
 
     def __new__(
-        cls, message: str, exceptions: Sequence[Exception], **kw: Any
+        cls,
+        message: str,
+        exceptions: Sequence[Exception],
+        *,
+        attempts: int | None = None,
+        **kw: Any,
     ) -> AllAttemptsFailedError:
         return super().__new__(cls, message, list(exceptions))
 
-    def __init__(self, message: str, exceptions: Sequence[Exception], **kw: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        exceptions: Sequence[Exception],
+        *,
+        attempts: int | None = None,
+        **kw: Any,
+    ) -> None:
         LLMRelayError.__init__(self, message, **kw)
         # ExceptionGroup keeps the args as (message, exceptions).
         self.args = (message, tuple(exceptions))
+        self.attempts = attempts
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A group is rebuilt through __new__ with its members (the base rebuild has none).
@@ -514,7 +529,11 @@ class AllAttemptsFailedError(LLMRelayError, ExceptionGroup):
 
     def __str__(self) -> str:
         parts = "; ".join(f"{type(e).__name__}: {e}" for e in self.exceptions)
-        return f"{self.message} ({len(self.exceptions)} attempts: {parts})"
+        n = len(self.exceptions)
+        attempts = getattr(self, "attempts", None)
+        if attempts is None or attempts == n:
+            return f"{self.message} ({n} attempts: {parts})"
+        return f"{self.message} ({attempts} attempts; the last error of each candidate: {parts})"
 
 
 def _rebuild_group(

@@ -211,6 +211,57 @@ async def test_retired_and_refused_raises_naming_the_replacement(keys: str) -> N
     await client.aclose()
 
 
+async def test_claude_sonnet_4_5_retired_on_2026_11_30(keys: str) -> None:
+    """Re-verified 2026-12-03: Anthropic's Sonnet 4.5 page says it retires on 2026-11-30 with
+    Sonnet 5.5 as the replacement (the row had it active). The day before, it is sent."""
+    transport = MockTransport(_refuse)
+    client = client_for(registry_on(TODAY), transport)
+    with pytest.raises(ModelRetiredError, match="shut down on 2026-11-30") as ei:
+        await client.achat("anthropic/claude-sonnet-4-5-20250929", "hi")
+    assert ei.value.replacement == "claude-sonnet-5-5"
+    assert transport.requests == []
+    await client.aclose()
+    before = registry_on(date(2026, 11, 29)).get("anthropic/claude-sonnet-4-5")
+    assert not before.is_retired(date(2026, 11, 29))
+    assert before.is_retired(date(2026, 11, 30))
+
+
+@pytest.mark.parametrize(
+    ("model", "day", "in_out"),
+    [
+        # GPT-5.6 Sol: list price, the promotion OpenAI's page gives through 2026-11-21, list again
+        ("openai/gpt-5.6-sol", date(2026, 8, 20), (5.0, 30.0)),
+        ("openai/gpt-5.6-sol", date(2026, 8, 21), (4.0, 20.0)),
+        ("openai/gpt-5.6-sol", date(2026, 11, 21), (4.0, 20.0)),
+        ("openai/gpt-5.6-sol", date(2026, 11, 22), (5.0, 30.0)),
+        # Terra and Luna: the launch price until OpenAI's 2026-07-30 cut
+        ("openai/gpt-5.6-terra", date(2026, 7, 29), (2.5, 15.0)),
+        ("openai/gpt-5.6-terra", date(2026, 7, 30), (2.0, 12.0)),
+        ("openai/gpt-5.6-luna", date(2026, 7, 9), (1.0, 6.0)),
+        ("openai/gpt-5.6-luna", TODAY, (0.2, 1.2)),
+    ],
+)
+def test_gpt_5_6_prices_over_time(model: str, day: date, in_out: tuple[float, float]) -> None:
+    cost = llmrelay.calculate_cost(model, USAGE, registry=registry_on(TODAY), at=day)
+    assert cost.usd == pytest.approx(sum(in_out))
+
+
+def test_rows_rechecked_on_2026_12_03_name_their_sources() -> None:
+    r = registry_on(TODAY)
+    rows = {(row["provider"], row["model"]): row for row in r.rows()}
+    for key in (
+        ("anthropic", "claude-sonnet-4-5"),
+        ("anthropic", "claude-opus-5"),
+        ("openai", "gpt-5.6-terra"),
+        ("openai", "gpt-5.6-luna"),
+    ):
+        row = rows[key]
+        assert row["verified_at"] == "2026-12-03", key
+        assert row["sources"], key
+    # the promotion is not assumed to continue: Sol's row was not re-dated
+    assert rows[("openai", "gpt-5.6-sol")]["verified_at"] != "2026-12-03"
+
+
 def _gemini_ok(sent: list[HttpRequest]) -> Callable[[HttpRequest], HttpResponse]:
     def ok(request: HttpRequest) -> HttpResponse:
         sent.append(request)
@@ -413,8 +464,8 @@ def _prepared(model: str, **params: Any) -> Any:
 
 def test_rule_conditions() -> None:
     # Claude 4.5 rejects temperature only with extended thinking on
-    assert _prepared("anthropic/claude-sonnet-4-5", temperature=0.3).params.temperature == 0.3
-    out = _prepared("anthropic/claude-sonnet-4-5", temperature=0.3, reasoning_effort="high")
+    assert _prepared("anthropic/claude-haiku-4-5", temperature=0.3).params.temperature == 0.3
+    out = _prepared("anthropic/claude-haiku-4-5", temperature=0.3, reasoning_effort="high")
     assert out.params.temperature is None
     assert "temperature" in out.adjusted
     # GPT-6 takes sampling parameters only with reasoning_effort="none"

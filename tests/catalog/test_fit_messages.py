@@ -3,6 +3,7 @@ context window or a token budget, oldest turns first, tool calls kept with their
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import llmrelay
 from llmrelay import FitResult, count_message_tokens, fit_messages
 from llmrelay.catalog.fit import TRUNCATION_MARK
 from llmrelay.catalog.model_registry import default_registry
+from llmrelay.catalog.profiles import LLMCapabilities, LLMProfile
 from llmrelay.errors import ContextWindowExceededError, InvalidRequestError
 from llmrelay.types import Message, ToolCall
 
@@ -129,11 +131,46 @@ def test_what_cannot_fit_is_a_typed_error() -> None:
         ({"budget_tokens": -1}, "budget_tokens"),
         ({"budget_tokens": 1.5}, "budget_tokens"),
         ({"max_tokens": True}, "max_tokens"),
+        ({"truncate": "no"}, "truncate must be True"),  # truthy: it used to mean "cut"
+        ({"truncate": None}, "truncate must be True"),
+        ({"truncate": 0}, "truncate must be True"),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(InvalidRequestError, match=match):
         fit_messages("hello", MODEL, **kwargs)
+
+
+@pytest.fixture
+def tiny() -> Iterator[str]:
+    """A model whose context window is 600 tokens (an OpenAI one: exact counts)."""
+    reg = default_registry()
+    reg.register(LLMProfile("openai", "tiny-window-test", LLMCapabilities(max_context_window=600)))
+    yield "openai/tiny-window-test"
+    reg.unregister("openai/tiny-window-test")
+
+
+def test_one_message_alone_past_the_window(tiny: str) -> None:
+    """Seed 003's token optimization cuts the oldest turns first; a single turn longer than
+    the whole window is cut (documented: its start replaced by TRUNCATION_MARK) -- or, with
+    ``truncate=False`` or when it cannot be cut, a typed error naming the sizes."""
+    one = [Message("user", "word " * 1000 + "the question")]
+    need = count_message_tokens(one, tiny)
+    assert need > 600
+    r = fit_messages(one, tiny, max_tokens=100)
+    assert 400 < r.tokens <= 500
+    assert r.truncated == one
+    assert r.messages[0].text().startswith(TRUNCATION_MARK)
+    assert r.messages[0].text().endswith("the question")
+    with pytest.raises(ContextWindowExceededError) as ei:
+        fit_messages(one, tiny, max_tokens=100, truncate=False)
+    text = str(ei.value)
+    assert f"need {need} tokens" in text
+    assert "more than the 500 available" in text
+    assert "the newest turn alone exceeds it (truncate=False keeps it whole)" in text
+    system = [Message("system", "rule " * 700), Message("user", "hi")]
+    with pytest.raises(ContextWindowExceededError, match="system/developer messages alone"):
+        fit_messages(system, tiny)
 
 
 def test_a_budget_is_needed_without_a_model() -> None:

@@ -69,3 +69,14 @@ def test_embed_errors_exit_with_their_codes(cli: Run, fake_thread: FakeUpstream)
     assert code == 2
     assert "no model given" in err
     assert fake_thread.requests == []
+
+
+def test_embed_with_voyage_and_an_input_type(
+    cli: Run, fake_thread: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VOYAGE_API_KEY", CANARY_KEY)
+    args = ["embed", "-m", "voyage/voyage-3.5-lite", "--input-type", "query"]
+    code, out, _ = cli(*args, "--base-url", fake_thread.voyage_base_url, "where is it?")
+    assert code == 0
+    assert [orjson.loads(x) for x in out.splitlines()] == [vector("where is it?", 1024).tolist()]
+    assert fake_thread.requests[-1].body["input_type"] == "query"

@@ -176,7 +176,7 @@ def _valid() -> dict[str, Any]:
 
 #: For each key of a record, values it must not hold.
 _WRONG: dict[str, list[Any]] = {
-    "v": [None, 0, 3, "2", True],
+    "v": [None, 0, 4, "2", "3", True, 2.0],
     "text": [None, 5, b"x", ["hi"]],
     "tool_calls": [
         None,
@@ -309,6 +309,27 @@ def test_a_version_1_record_is_read_as_having_no_reasoning() -> None:
     record["reasoning"] = 5  # a version 1 record with a bad extra key is still refused
     with pytest.raises(InvalidResponseError, match="reasoning must be a string"):
         response_from_dict(record)
+
+
+def test_a_version_2_record_is_read_as_having_no_before_call() -> None:
+    """Format 2 reasoning parts had no ``before_call`` (which call came right after them)."""
+    record = _valid()
+    record["v"] = 2
+    for p in record["reasoning_parts"]:
+        del p["before_call"]
+    back = response_from_dict(record, cost_type=Cost)
+    assert back.reasoning_parts == [ReasoningPart("because", signature="sig", provider="anthropic")]
+    record["reasoning_parts"][0]["before_call"] = 7  # a bad value is still refused
+    with pytest.raises(InvalidResponseError, match="before_call"):
+        response_from_dict(record)
+
+
+def test_before_call_round_trips() -> None:
+    part = ReasoningPart(id="rs_1", data="enc", provider="openai_responses", before_call="c1")
+    resp = response_from_dict(_valid(), cost_type=Cost)
+    resp.reasoning_parts = [part]
+    back = response_from_dict(loads(dumps(response_to_dict(resp))), cost_type=Cost)
+    assert back.reasoning_parts == [part]
 
 
 def test_reasoning_parts_survive_and_rebuild_the_assistant_message() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import io
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -16,28 +16,23 @@ import pytest
 from llmrelay.testing.fake import Reply
 
 from ..conftest import CANARY_KEY
-from .conftest import ADMIN, Running
-
-GPT = "openai/gpt-4.1-mini"
-CLAUDE = "anthropic/claude-sonnet-4-5"
-AUTH = {"authorization": f"Bearer {ADMIN}"}
-
-
-async def _post(
-    gw: Running, path: str, body: bytes, headers: dict[str, str] | None = None
-) -> tuple[int, bytes, dict[str, str]]:
-    async with (
-        aiohttp.ClientSession() as s,
-        s.post(
-            gw.url + path,
-            data=io.BytesIO(body),
-            headers={**AUTH, "content-type": "application/json", **(headers or {})},
-        ) as r,
-    ):
-        return r.status, await r.read(), dict(r.headers)
+from .conftest import (
+    ADMIN,
+    AUTH,
+    CLAUDE,
+    GPT,
+    Running,
+    ant,
+    chat_chunk,
+    chat_sse,
+    get,
+    named_sse,
+    oai,
+    post,
+)
 
 
-def _no_canary(raw: bytes, headers: dict[str, str]) -> None:
+def _no_canary(raw: bytes, headers: Mapping[str, str]) -> None:
     assert CANARY_KEY.encode() not in raw
     assert CANARY_KEY[:20] not in " ".join(headers.values())
 
@@ -63,7 +58,7 @@ async def test_an_upstream_echoing_the_provider_key_never_reaches_the_client(
 ) -> None:
     gw.fake.push(*[Reply.error(status, _ECHO, headers={"x-echo": CANARY_KEY})] * 6)
     body = (_chat if path.endswith("completions") else _msgs)(stream=stream)
-    code, raw, headers = await _post(gw, path, body, {"x-llmrelay-trace": "1"})
+    code, raw, headers = await post(gw, path, body, {"x-llmrelay-trace": "1"})
     assert code >= 400
     _no_canary(raw, headers)
 
@@ -74,7 +69,7 @@ async def test_an_upstream_echoing_the_key_mid_stream_never_reaches_the_client(
 ) -> None:
     gw.fake.push(*[Reply.stream_error(after_chunks=2, message=_ECHO)] * 6)
     body = (_chat if path.endswith("completions") else _msgs)(stream=True)
-    code, raw, headers = await _post(gw, path, body, {"x-llmrelay-trace": "1"})
+    code, raw, headers = await post(gw, path, body, {"x-llmrelay-trace": "1"})
     assert code == 200
     assert b"error" in raw
     _no_canary(raw, headers)
@@ -82,7 +77,7 @@ async def test_an_upstream_echoing_the_key_mid_stream_never_reaches_the_client(
 
 async def test_trace_of_a_retried_call_does_not_carry_the_upstream_message(gw: Running) -> None:
     gw.fake.push(Reply.error(500, _ECHO), Reply.ok("fine"))
-    code, raw, headers = await _post(gw, "/v1/chat/completions", _chat(), {"x-llmrelay-trace": "1"})
+    code, raw, headers = await post(gw, "/v1/chat/completions", _chat(), {"x-llmrelay-trace": "1"})
     assert code == 200
     assert "x-llmrelay-trace" in headers
     _no_canary(raw, headers)
@@ -101,7 +96,7 @@ async def test_trace_of_a_retried_call_does_not_carry_the_upstream_message(gw: R
     ],
 )
 async def test_a_model_name_cannot_steer_the_upstream_path(gw: Running, model: str) -> None:
-    code, raw, _ = await _post(gw, "/v1/chat/completions", _chat(model))
+    code, raw, _ = await post(gw, "/v1/chat/completions", _chat(model))
     for sent in gw.fake.requests:
         assert sent.path.startswith("/v1beta/models/"), sent.path
         assert sent.path.endswith(":generateContent"), sent.path
@@ -113,7 +108,7 @@ async def test_a_model_name_cannot_steer_the_upstream_path(gw: Running, model: s
 
 @pytest.mark.parametrize("model", ["gemini/gemini-2.0-flash", "gemini-2.0-flash"])
 async def test_ordinary_model_paths_still_work(gw: Running, model: str) -> None:
-    code, raw, _ = await _post(gw, "/v1/chat/completions", _chat(model))
+    code, raw, _ = await post(gw, "/v1/chat/completions", _chat(model))
     assert code == 200, raw
     (sent,) = gw.fake.requests
     assert sent.path.startswith("/v1beta/")
@@ -128,13 +123,13 @@ async def test_unconfigured_keyless_providers_and_test_doubles_are_not_reachable
     for var in ("OLLAMA_BASE_URL", "VLLM_BASE_URL", "LMSTUDIO_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
     for path, body in (("/v1/chat/completions", _chat(model)), ("/v1/messages", _msgs(model))):
-        code, raw, _ = await _post(gw, path, body)
+        code, raw, _ = await post(gw, path, body)
         assert code == 404, raw
         assert b"not configured" in raw
 
 
 async def test_a_configured_keyless_provider_is_reachable(gw: Running) -> None:
-    code, raw, _ = await _post(gw, "/v1/chat/completions", _chat("ollama/llama3.1:8b"))
+    code, raw, _ = await post(gw, "/v1/chat/completions", _chat("ollama/llama3.1:8b"))
     assert code == 200, raw
     (sent,) = gw.fake.requests
     assert sent.body["model"] == "llama3.1:8b"
@@ -144,7 +139,7 @@ async def test_a_gzip_bomb_request_is_413(gw: Running) -> None:
     inner = b'{"model": "x", "messages": [{"role": "user", "content": "' + b"a" * (64 << 20)
     bomb = gzip.compress(inner, 9)
     assert len(bomb) < 1 << 20
-    code, raw, _ = await _post(gw, "/v1/chat/completions", bomb, {"content-encoding": "gzip"})
+    code, raw, _ = await post(gw, "/v1/chat/completions", bomb, {"content-encoding": "gzip"})
     assert code == 413, raw
     assert gw.fake.requests == []
 
@@ -195,22 +190,6 @@ async def test_non_utf8_key_bytes_are_401(gw: Running) -> None:
 # --------------------------------------------------------------------------- wire translation
 
 
-def _oai(gw: Running) -> Any:
-    import openai
-
-    c = openai.AsyncOpenAI(api_key=ADMIN, base_url=gw.url + "/v1", max_retries=0)
-    gw.clients.append(c)
-    return c
-
-
-def _ant(gw: Running) -> Any:
-    import anthropic
-
-    c = anthropic.AsyncAnthropic(api_key=ADMIN, base_url=gw.url, max_retries=0)
-    gw.clients.append(c)
-    return c
-
-
 _WEATHER = {
     "name": "weather",
     "description": "the weather",
@@ -228,7 +207,7 @@ _WEATHER_OAI = {
 
 async def test_openai_sdk_streams_a_claude_tool_call(gw: Running) -> None:
     gw.fake.push(Reply.tool_call("weather", {"city": "Paris"}))
-    async with _oai(gw).chat.completions.stream(
+    async with oai(gw).chat.completions.stream(
         model=CLAUDE,
         messages=[{"role": "user", "content": "weather in Paris?"}],
         tools=[_WEATHER_OAI],
@@ -247,7 +226,7 @@ async def test_openai_sdk_streams_a_claude_tool_call(gw: Running) -> None:
 
 async def test_anthropic_sdk_streams_a_gpt_tool_call(gw: Running) -> None:
     gw.fake.push(Reply.tool_call("weather", {"city": "Paris"}))
-    async with _ant(gw).messages.stream(
+    async with ant(gw).messages.stream(
         model=GPT,
         max_tokens=100,
         messages=[{"role": "user", "content": "weather in Paris?"}],
@@ -267,7 +246,7 @@ async def test_anthropic_usage_excludes_cache_reads_whatever_the_upstream(
 ) -> None:
     for model in (CLAUDE, GPT):
         gw.fake.push(Reply.ok("hi", input_tokens=100, cached_tokens=60, output_tokens=3))
-        client = _ant(gw)
+        client = ant(gw)
         kw: dict[str, Any] = {
             "model": model,
             "max_tokens": 10,
@@ -289,7 +268,7 @@ async def test_openai_usage_includes_cache_reads_whatever_the_upstream(
 ) -> None:
     for model in (CLAUDE, GPT):
         gw.fake.push(Reply.ok("hi", input_tokens=100, cached_tokens=60, output_tokens=3))
-        client = _oai(gw)
+        client = oai(gw)
         kw: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "x"}]}
         if stream:
             async with client.chat.completions.stream(
@@ -315,19 +294,19 @@ async def test_a_refusal_crosses_both_ways(gw: Running, stream: bool) -> None:
         "messages": [{"role": "user", "content": "x"}],
     }
     if stream:
-        async with _ant(gw).messages.stream(**kw) as s:
+        async with ant(gw).messages.stream(**kw) as s:
             m = await s.get_final_message()
     else:
-        m = await _ant(gw).messages.create(**kw)
+        m = await ant(gw).messages.create(**kw)
     assert m.stop_reason == "refusal"
     # Anthropic upstream refuses -> OpenAI client sees message.refusal.
     gw.fake.push(Reply.ok("", finish="content_filter", refusal_explanation="not allowed here"))
     okw: dict[str, Any] = {"model": CLAUDE, "messages": [{"role": "user", "content": "x"}]}
     if stream:
-        async with _oai(gw).chat.completions.stream(**okw) as s2:
+        async with oai(gw).chat.completions.stream(**okw) as s2:
             c = await s2.get_final_completion()
     else:
-        c = await _oai(gw).chat.completions.create(**okw)
+        c = await oai(gw).chat.completions.create(**okw)
     assert c.choices[0].message.refusal
     assert not c.choices[0].message.content
 
@@ -341,10 +320,10 @@ async def test_max_tokens_stop_crosses_both_ways(gw: Running, stream: bool) -> N
         "messages": [{"role": "user", "content": "x"}],
     }
     if stream:
-        async with _ant(gw).messages.stream(**kw) as s:
+        async with ant(gw).messages.stream(**kw) as s:
             m = await s.get_final_message()
     else:
-        m = await _ant(gw).messages.create(**kw)
+        m = await ant(gw).messages.create(**kw)
     assert m.stop_reason == "max_tokens"
     gw.fake.push(Reply.ok("cut", finish="length"))
     okw: dict[str, Any] = {
@@ -354,15 +333,15 @@ async def test_max_tokens_stop_crosses_both_ways(gw: Running, stream: bool) -> N
     }
     if stream:
         finish = None
-        async for chunk in await _oai(gw).chat.completions.create(**okw, stream=True):
+        async for chunk in await oai(gw).chat.completions.create(**okw, stream=True):
             finish = chunk.choices[0].finish_reason if chunk.choices else finish
     else:
-        finish = (await _oai(gw).chat.completions.create(**okw)).choices[0].finish_reason
+        finish = (await oai(gw).chat.completions.create(**okw)).choices[0].finish_reason
     assert finish == "length"
 
 
 async def test_stop_sequences_and_system_reach_a_gpt_upstream(gw: Running) -> None:
-    await _ant(gw).messages.create(
+    await ant(gw).messages.create(
         model=GPT,
         max_tokens=10,
         system=[{"type": "text", "text": "be brief"}],
@@ -418,7 +397,7 @@ async def test_concurrent_requests_never_pass_a_keys_rpm(gw: Running) -> None:
     key = await gw.key(rpm=7)
     codes = await asyncio.gather(
         *[
-            _post(gw, "/v1/chat/completions", _chat(), {"authorization": f"Bearer {key}"})
+            post(gw, "/v1/chat/completions", _chat(), {"authorization": f"Bearer {key}"})
             for _ in range(60)
         ]
     )
@@ -433,7 +412,7 @@ async def test_concurrent_requests_never_pass_a_keys_budget(gw: Running) -> None
     body = _chat(max_tokens=1000)
     codes = await asyncio.gather(
         *[
-            _post(gw, "/v1/chat/completions", body, {"authorization": f"Bearer {key}"})
+            post(gw, "/v1/chat/completions", body, {"authorization": f"Bearer {key}"})
             for _ in range(60)
         ]
     )
@@ -450,25 +429,25 @@ async def test_budget_and_rpm_changes_take_effect(gw: Running) -> None:
     gw.gateway.keys.ttl = 0  # re-read the key on every request
     key = await gw.key(budget_usd=100.0, rpm=100)
     auth = {"authorization": f"Bearer {key}"}
-    assert (await _post(gw, "/v1/chat/completions", _chat(), auth))[0] == 200
+    assert (await post(gw, "/v1/chat/completions", _chat(), auth))[0] == 200
     record = await gw.gateway.keys.lookup(key)
     assert record is not None
     await gw.gateway.key_store.update(record.id, budget_usd=1e-9)
-    code, raw, _ = await _post(gw, "/v1/chat/completions", _chat(), auth)
+    code, raw, _ = await post(gw, "/v1/chat/completions", _chat(), auth)
     assert code == 429
     assert orjson.loads(raw)["error"]["code"] == "budget_exceeded"
     await gw.gateway.key_store.update(record.id, budget_usd=100.0, rpm=2)
-    assert (await _post(gw, "/v1/chat/completions", _chat(), auth))[0] == 200
-    code, raw, _ = await _post(gw, "/v1/chat/completions", _chat(), auth)
+    assert (await post(gw, "/v1/chat/completions", _chat(), auth))[0] == 200
+    code, raw, _ = await post(gw, "/v1/chat/completions", _chat(), auth)
     assert code == 429, raw  # 2 calls this minute already: the new rpm holds at once
     assert orjson.loads(raw)["error"]["code"] == "rate_limit_exceeded"
     await gw.gateway.key_store.revoke(record.id)
-    assert (await _post(gw, "/v1/chat/completions", _chat(), auth))[0] == 401
+    assert (await post(gw, "/v1/chat/completions", _chat(), auth))[0] == 401
 
 
 async def test_an_expired_key_is_401(gw: Running) -> None:
     key = await gw.key(expires_at=1.0)
-    code, raw, _ = await _post(gw, "/v1/messages", _msgs(), {"authorization": f"Bearer {key}"})
+    code, raw, _ = await post(gw, "/v1/messages", _msgs(), {"authorization": f"Bearer {key}"})
     assert code == 401
     assert orjson.loads(raw)["error"]["type"] == "authentication_error"
 
@@ -505,37 +484,17 @@ async def test_a_body_that_never_finishes_arriving_is_408(gw: Running) -> None:
 async def test_made_up_model_names_do_not_become_metric_series(gw: Running) -> None:
     key = await gw.key(rpm=1)
     auth = {"authorization": f"Bearer {key}"}
-    assert (await _post(gw, "/v1/chat/completions", _chat(), auth))[0] == 200
+    assert (await post(gw, "/v1/chat/completions", _chat(), auth))[0] == 200
     for i in range(30):  # refused by the key's rpm before any provider saw the name
-        code, _, _ = await _post(gw, "/v1/chat/completions", _chat(f"openai/made-up-{i}"), auth)
+        code, _, _ = await post(gw, "/v1/chat/completions", _chat(f"openai/made-up-{i}"), auth)
         assert code == 429
-    async with aiohttp.ClientSession() as s, s.get(gw.url + "/metrics") as r:
-        text = await r.text()
+    _, raw = await get(gw, "/metrics", AUTH)
+    text = raw.decode()
     assert "made-up" not in text
     assert f'model="{GPT}",status="200"}} 1' in text
 
 
 # --------------------------------------------------------------------------- open (keyless) mode
-
-
-@pytest.fixture
-async def open_gw(fake: Any, point_at: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from aiohttp import web
-
-    from llmrelay.gateway.app import GatewaySettings
-    from llmrelay.gateway.server import build_gateway
-
-    point_at(fake)
-    gateway = build_gateway(GatewaySettings(host="127.0.0.1", port=0))
-    runner = web.AppRunner(gateway.app(), handler_cancellation=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}", fake
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize(
@@ -551,48 +510,31 @@ async def open_gw(fake: Any, point_at: Any, monkeypatch: pytest.MonkeyPatch) -> 
         ({"host": "127.0.0.1.evil.example"}, 403),
     ],
 )
+@pytest.mark.parametrize("key", [None, "anything", ADMIN])
 async def test_keyless_mode_serves_only_local_clients(
-    open_gw: Any, headers: dict[str, str], status: int
+    open_gw: Running, headers: dict[str, str], status: int, key: str | None
 ) -> None:
-    url, fake = open_gw
-    async with (
-        aiohttp.ClientSession() as s,
-        s.post(
-            url + "/v1/chat/completions",
-            data=_chat(),
-            headers={"content-type": "text/plain", **headers},
-        ) as r,
-    ):
-        assert r.status == status, await r.read()
-    assert len(fake.requests) == (1 if status == 200 else 0)
+    # Whatever key a local client presents (the SDKs always send one) is ignored.
+    auth = {"authorization": f"Bearer {key}"} if key else {}
+    code, raw, _ = await post(
+        open_gw,
+        "/v1/chat/completions",
+        _chat(),
+        {"content-type": "text/plain", **headers},
+        auth=auth,
+    )
+    assert code == status, raw
+    assert len(open_gw.fake.requests) == (1 if status == 200 else 0)
+    for sent in open_gw.fake.requests:
+        assert sent.headers.get("authorization") == f"Bearer {CANARY_KEY}"
 
 
 # --------------------------------------------------------------------------- parallel tool calls
 
 
-def _sse(*objs: Any) -> bytes:
-    return b"".join(b"data: " + orjson.dumps(o) + b"\n\n" for o in objs) + b"data: [DONE]\n\n"
-
-
-def _named(*events: dict[str, Any]) -> bytes:
-    return b"".join(
-        b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps(e) + b"\n\n" for e in events
-    )
-
-
-def _oc(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-1",
-        "object": "chat.completion.chunk",
-        "created": 1,
-        "model": "gpt-4.1-mini",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
-
-
-_OPENAI_TWO_TOOLS = _sse(
-    _oc({"role": "assistant", "content": None}),
-    _oc(
+_OPENAI_TWO_TOOLS = chat_sse(
+    chat_chunk({"role": "assistant", "content": None}),
+    chat_chunk(
         {
             "tool_calls": [
                 {
@@ -604,9 +546,9 @@ _OPENAI_TWO_TOOLS = _sse(
             ]
         }
     ),
-    _oc({"tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]}),
-    _oc({"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]}),
-    _oc(
+    chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]}),
+    chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]}),
+    chat_chunk(
         {
             "tool_calls": [
                 {
@@ -618,8 +560,8 @@ _OPENAI_TWO_TOOLS = _sse(
             ]
         }
     ),
-    _oc({"tool_calls": [{"index": 1, "function": {"arguments": '{"city": "Rome"}'}}]}),
-    _oc({}, "tool_calls"),
+    chat_chunk({"tool_calls": [{"index": 1, "function": {"arguments": '{"city": "Rome"}'}}]}),
+    chat_chunk({}, "tool_calls"),
     {
         "id": "chatcmpl-1",
         "object": "chat.completion.chunk",
@@ -630,14 +572,14 @@ _OPENAI_TWO_TOOLS = _sse(
     },
 )
 
-_ANTHROPIC_TWO_TOOLS = _named(
+_ANTHROPIC_TWO_TOOLS = named_sse(
     {
         "type": "message_start",
         "message": {
             "id": "msg_1",
             "type": "message",
             "role": "assistant",
-            "model": "claude-sonnet-4-5",
+            "model": "claude-haiku-4-5",
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
@@ -684,7 +626,7 @@ _ANTHROPIC_TWO_TOOLS = _named(
 
 async def test_anthropic_sdk_gets_two_streamed_gpt_tool_calls(gw: Running) -> None:
     gw.fake.push(Reply.raw(_OPENAI_TWO_TOOLS, content_type="text/event-stream"))
-    async with _ant(gw).messages.stream(
+    async with ant(gw).messages.stream(
         model=GPT,
         max_tokens=100,
         messages=[{"role": "user", "content": "weather in Paris and Rome?"}],
@@ -701,7 +643,7 @@ async def test_anthropic_sdk_gets_two_streamed_gpt_tool_calls(gw: Running) -> No
 
 async def test_openai_sdk_gets_two_streamed_claude_tool_calls(gw: Running) -> None:
     gw.fake.push(Reply.raw(_ANTHROPIC_TWO_TOOLS, content_type="text/event-stream"))
-    async with _oai(gw).chat.completions.stream(
+    async with oai(gw).chat.completions.stream(
         model=CLAUDE,
         messages=[{"role": "user", "content": "weather in Paris and Rome?"}],
         tools=[_WEATHER_OAI],
@@ -718,7 +660,7 @@ async def test_openai_sdk_gets_two_streamed_claude_tool_calls(gw: Running) -> No
 
 async def test_openai_sdk_gets_two_claude_tool_calls(gw: Running) -> None:
     gw.fake.push(Reply.raw(_ANTHROPIC_TWO_TOOLS, content_type="text/event-stream"))
-    raw = await _oai(gw).chat.completions.with_raw_response.create(
+    raw = await oai(gw).chat.completions.with_raw_response.create(
         model=CLAUDE,
         messages=[{"role": "user", "content": "weather in Paris and Rome?"}],
         tools=[_WEATHER_OAI],
@@ -736,10 +678,10 @@ async def test_openai_sdk_gets_two_claude_tool_calls(gw: Running) -> None:
 async def test_count_tokens_obeys_the_allow_list(gw: Running) -> None:
     key = await gw.key(models=["claude-*"])
     auth = {"authorization": f"Bearer {key}"}
-    code, raw, _ = await _post(gw, "/v1/messages/count_tokens", _msgs(GPT), auth)
+    code, raw, _ = await post(gw, "/v1/messages/count_tokens", _msgs(GPT), auth)
     assert code == 403, raw
     assert orjson.loads(raw)["error"]["type"] == "permission_error"
-    code, raw, _ = await _post(gw, "/v1/messages/count_tokens", _msgs("claude-sonnet-4-5"), auth)
+    code, raw, _ = await post(gw, "/v1/messages/count_tokens", _msgs("claude-haiku-4-5"), auth)
     assert code == 200, raw
 
 
@@ -748,7 +690,7 @@ async def test_anthropic_sdk_sees_an_error_mid_stream(gw: Running) -> None:
 
     gw.fake.push(*[Reply.stream_error(after_chunks=2, message="boom")] * 6)
     with pytest.raises(anthropic.APIStatusError):
-        async with _ant(gw).messages.stream(
+        async with ant(gw).messages.stream(
             model=GPT, max_tokens=50, messages=[{"role": "user", "content": "x"}]
         ) as stream:
             await stream.get_final_message()
@@ -763,7 +705,7 @@ async def test_concurrent_requests_without_max_tokens_never_pass_a_keys_budget(
     gw.fake.push(*[Reply.ok("long answer", output_tokens=8000)] * 60)
     codes = await asyncio.gather(
         *[
-            _post(gw, "/v1/chat/completions", _chat(), {"authorization": f"Bearer {key}"})
+            post(gw, "/v1/chat/completions", _chat(), {"authorization": f"Bearer {key}"})
             for _ in range(60)
         ]
     )
@@ -790,7 +732,7 @@ async def test_a_successful_upstream_answer_echoing_the_key_in_its_metadata(gw: 
     }
     for path, req in (("/v1/chat/completions", _chat()), ("/v1/messages", _msgs())):
         gw.fake.push(Reply.raw(orjson.dumps(body), headers={"x-request-id": CANARY_KEY}))
-        code, raw, headers = await _post(gw, path, req, {"x-llmrelay-trace": "1"})
+        code, raw, headers = await post(gw, path, req, {"x-llmrelay-trace": "1"})
         assert code == 200, raw
         _no_canary(raw, headers)
 
@@ -802,7 +744,7 @@ _PNG = (
 
 
 async def test_images_and_tool_results_cross_both_ways(gw: Running) -> None:
-    await _oai(gw).chat.completions.create(
+    await oai(gw).chat.completions.create(
         model=CLAUDE,
         messages=[
             {"role": "system", "content": "sys"},
@@ -838,7 +780,7 @@ async def test_images_and_tool_results_cross_both_ways(gw: Running) -> None:
     result = sent["messages"][2]["content"][0]
     assert (result["type"], result["tool_use_id"]) == ("tool_result", "call_1")
 
-    await _ant(gw).messages.create(
+    await ant(gw).messages.create(
         model=GPT,
         max_tokens=20,
         messages=[
@@ -894,7 +836,7 @@ async def test_openai_sdk_strict_parse_of_a_claude_structured_answer(gw: Running
         country: str
 
     gw.fake.push(Reply.ok('{"name": "Paris", "country": "France"}'))
-    done = await _oai(gw).chat.completions.parse(
+    done = await oai(gw).chat.completions.parse(
         model=CLAUDE,
         messages=[{"role": "user", "content": "a city"}],
         response_format=City,
@@ -913,7 +855,7 @@ async def test_openai_sdk_strict_parse_of_a_claude_structured_answer(gw: Running
 )
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
 async def test_pathological_json_is_400(gw: Running, body: bytes, path: str) -> None:
-    code, raw, _ = await _post(gw, path, body)
+    code, raw, _ = await post(gw, path, body)
     assert code == 400, raw[:300]
     assert len(raw) < 2000  # the answer does not echo the input
     assert gw.fake.requests == []

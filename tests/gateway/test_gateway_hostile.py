@@ -5,7 +5,7 @@ what must never come back (the provider key)."""
 from __future__ import annotations
 
 import asyncio
-import io
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -17,31 +17,21 @@ from hypothesis import strategies as st
 from llmrelay.testing.fake import Reply
 
 from ..conftest import CANARY_KEY
-from .conftest import ADMIN, Running
-
-GPT = "openai/gpt-4.1-mini"
-AUTH = {"authorization": f"Bearer {ADMIN}"}
+from .conftest import ANY_JSON as _json
+from .conftest import AUTH, GPT, Running, get, post
 
 
 async def _post(
     gw: Running, path: str, body: bytes, headers: dict[str, str] | None = None
-) -> tuple[int, Any, Any]:
-    async with (
-        aiohttp.ClientSession() as s,
-        s.post(
-            gw.url + path,
-            data=io.BytesIO(body),
-            headers={**AUTH, "content-type": "application/json", **(headers or {})},
-        ) as r,
-    ):
-        raw = await r.read()
-        assert CANARY_KEY.encode() not in raw
-        assert all(CANARY_KEY not in v for v in r.headers.values())
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            data = raw
-        return r.status, data, r.headers.copy()  # type: ignore[return-value]
+) -> tuple[int, Any, Mapping[str, str]]:
+    """``post``, the answer decoded when it is JSON; the provider key never comes back."""
+    status, raw, hdrs = await post(gw, path, body, headers)
+    assert CANARY_KEY.encode() not in raw
+    assert all(CANARY_KEY not in v for v in hdrs.values())
+    try:
+        return status, orjson.loads(raw), hdrs
+    except orjson.JSONDecodeError:
+        return status, raw, hdrs
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
@@ -122,17 +112,6 @@ async def test_bad_anthropic_fields_are_named(
     assert gw.fake.requests == []
 
 
-_json = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
-    | st.floats(allow_nan=False)
-    | st.text(max_size=8),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
-    ),
-    max_leaves=12,
-)
 _bodies = st.fixed_dictionaries(
     {},
     optional={
@@ -237,8 +216,8 @@ async def test_health_metrics_and_count_tokens(gw: Running) -> None:
         "/v1/chat/completions",
         orjson.dumps({"model": GPT, "messages": [{"role": "user", "content": "x"}]}),
     )
-    async with aiohttp.ClientSession() as s, s.get(gw.url + "/metrics") as r:
-        text = await r.text()
+    _, raw = await get(gw, "/metrics", AUTH)
+    text = raw.decode()
     assert f'llmrelay_gateway_requests_total{{key="admin",model="{GPT}",status="200"}} 1' in text
 
 

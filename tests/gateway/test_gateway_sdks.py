@@ -12,26 +12,11 @@ import pytest
 from llmrelay.testing.fake import Reply
 
 from ..conftest import CANARY_KEY, FakeClock
-from .conftest import ADMIN, Running
-
-GPT = "openai/gpt-4.1-mini"
-CLAUDE = "anthropic/claude-sonnet-4-5"
-
-
-def _oai(gw: Running, key: str = ADMIN) -> openai.AsyncOpenAI:
-    c = openai.AsyncOpenAI(api_key=key, base_url=gw.url + "/v1", max_retries=0)
-    gw.clients.append(c)
-    return c
-
-
-def _ant(gw: Running, key: str = ADMIN) -> anthropic.AsyncAnthropic:
-    c = anthropic.AsyncAnthropic(api_key=key, base_url=gw.url, max_retries=0)
-    gw.clients.append(c)
-    return c
+from .conftest import CLAUDE, GPT, Running, ant, oai
 
 
 async def test_openai_sdk_plain_call(gw: Running) -> None:
-    client = _oai(gw)
+    client = oai(gw)
     r = await client.chat.completions.with_raw_response.create(
         model=GPT, messages=[{"role": "user", "content": "hello"}]
     )
@@ -49,7 +34,7 @@ async def test_openai_sdk_plain_call(gw: Running) -> None:
 
 
 async def test_openai_sdk_stream_with_usage(gw: Running) -> None:
-    client = _oai(gw)
+    client = oai(gw)
     stream = await client.chat.completions.create(
         model=GPT,
         messages=[{"role": "user", "content": "stream me"}],
@@ -71,7 +56,7 @@ async def test_openai_sdk_stream_with_usage(gw: Running) -> None:
 
 async def test_openai_sdk_tool_call_from_a_claude_model(gw: Running) -> None:
     gw.fake.push(Reply.tool_call("get_weather", {"city": "Paris"}))
-    client = _oai(gw)
+    client = oai(gw)
     c = await client.chat.completions.create(
         model=CLAUDE,
         messages=[{"role": "user", "content": "weather?"}],
@@ -94,7 +79,7 @@ async def test_openai_sdk_tool_call_from_a_claude_model(gw: Running) -> None:
 
 
 async def test_anthropic_sdk_calls_a_gpt_alias(gw: Running) -> None:
-    client = _ant(gw)
+    client = ant(gw)
     m = await client.messages.create(
         model=GPT, max_tokens=100, messages=[{"role": "user", "content": "hi there"}]
     )
@@ -107,7 +92,7 @@ async def test_anthropic_sdk_calls_a_gpt_alias(gw: Running) -> None:
 
 
 async def test_anthropic_sdk_stream(gw: Running) -> None:
-    client = _ant(gw)
+    client = ant(gw)
     async with client.messages.stream(
         model=CLAUDE, max_tokens=100, messages=[{"role": "user", "content": "flow"}]
     ) as stream:
@@ -119,7 +104,7 @@ async def test_anthropic_sdk_stream(gw: Running) -> None:
 
 async def test_anthropic_sdk_tool_use_round_trip(gw: Running) -> None:
     gw.fake.push(Reply.tool_call("lookup", {"q": "x"}))
-    client = _ant(gw)
+    client = ant(gw)
     tools = [{"name": "lookup", "input_schema": {"type": "object", "properties": {}}}]
     m = await client.messages.create(
         model=GPT,
@@ -150,7 +135,7 @@ async def test_anthropic_sdk_tool_use_round_trip(gw: Running) -> None:
 
 async def test_models_are_listed_for_the_key(gw: Running) -> None:
     key = await gw.key(models=["claude-*", GPT])
-    page = await _oai(gw, key).models.list()
+    page = await oai(gw, key).models.list()
     names = [m.id for m in page.data]
     assert names
     assert all(n == GPT or n.startswith("claude-") for n in names)
@@ -161,11 +146,11 @@ async def test_models_are_listed_for_the_key(gw: Running) -> None:
 
 async def test_unknown_key_is_401_in_each_shape(gw: Running) -> None:
     with pytest.raises(openai.AuthenticationError):
-        await _oai(gw, "sk-relay-nope").chat.completions.create(
+        await oai(gw, "sk-relay-nope").chat.completions.create(
             model=GPT, messages=[{"role": "user", "content": "x"}]
         )
     with pytest.raises(anthropic.AuthenticationError) as ei:
-        await _ant(gw, "sk-relay-nope").messages.create(
+        await ant(gw, "sk-relay-nope").messages.create(
             model=GPT, max_tokens=5, messages=[{"role": "user", "content": "x"}]
         )
     assert ei.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
@@ -175,7 +160,7 @@ async def test_unknown_key_is_401_in_each_shape(gw: Running) -> None:
 async def test_a_key_may_call_only_its_models(gw: Running) -> None:
     key = await gw.key(models=["claude-*"])
     with pytest.raises(openai.PermissionDeniedError):
-        await _oai(gw, key).chat.completions.create(
+        await oai(gw, key).chat.completions.create(
             model=GPT, messages=[{"role": "user", "content": "x"}]
         )
     assert gw.fake.requests == []
@@ -186,7 +171,7 @@ async def test_a_revoked_key_is_refused_within_the_cache_time(gw: Running) -> No
     assert gw.gateway.keys is not None
     gw.gateway.keys.clock = clock
     key = await gw.key()
-    c = _oai(gw, key)
+    c = oai(gw, key)
     await c.chat.completions.create(model=GPT, messages=[{"role": "user", "content": "x"}])
     store = gw.gateway.key_store
     assert store is not None
@@ -201,7 +186,7 @@ async def test_a_revoked_key_is_refused_within_the_cache_time(gw: Running) -> No
 
 async def test_rpm_of_a_key_is_enforced_with_retry_after(gw: Running) -> None:
     key = await gw.key(rpm=2)
-    c = _oai(gw, key)
+    c = oai(gw, key)
     for _ in range(2):
         await c.chat.completions.create(model=GPT, messages=[{"role": "user", "content": "x"}])
     with pytest.raises(openai.RateLimitError) as ei:
@@ -213,7 +198,7 @@ async def test_rpm_of_a_key_is_enforced_with_retry_after(gw: Running) -> None:
 async def test_budget_of_a_key_is_enforced(gw: Running) -> None:
     key = await gw.key(budget_usd=0.000001)
     with pytest.raises(openai.RateLimitError) as ei:
-        await _oai(gw, key).chat.completions.create(
+        await oai(gw, key).chat.completions.create(
             model=GPT, messages=[{"role": "user", "content": "x" * 2000}], max_tokens=1000
         )
     assert ei.value.code == "budget_exceeded"
@@ -226,7 +211,7 @@ async def test_budget_of_a_key_is_enforced(gw: Running) -> None:
 async def test_unknown_fields_cannot_reach_the_upstream(gw: Running) -> None:
     for field in ("base_url", "api_key", "extra_headers", "api_base"):
         with pytest.raises(openai.BadRequestError) as ei:
-            await _oai(gw).chat.completions.create(
+            await oai(gw).chat.completions.create(
                 model=GPT,
                 messages=[{"role": "user", "content": "x"}],
                 extra_body={field: "http://evil.example"},
@@ -237,7 +222,7 @@ async def test_unknown_fields_cannot_reach_the_upstream(gw: Running) -> None:
 
 async def test_unknown_model_is_404(gw: Running) -> None:
     with pytest.raises(openai.NotFoundError):
-        await _oai(gw).chat.completions.create(
+        await oai(gw).chat.completions.create(
             model="no-such-model-anywhere", messages=[{"role": "user", "content": "x"}]
         )
 
@@ -245,7 +230,7 @@ async def test_unknown_model_is_404(gw: Running) -> None:
 async def test_upstream_failure_is_502_without_upstream_details(gw: Running) -> None:
     gw.fake.push(*[Reply.error(500, f"boom {CANARY_KEY}") for _ in range(10)])
     with pytest.raises(openai.APIStatusError) as ei:
-        await _oai(gw).chat.completions.create(
+        await oai(gw).chat.completions.create(
             model=GPT, messages=[{"role": "user", "content": "x"}]
         )
     assert ei.value.status_code == 502
@@ -260,7 +245,7 @@ async def test_openai_sdk_tool_loop_keeps_gemini_thought_signatures(gw: Running)
     from llmrelay.testing.fake_gemini import fake_signature
 
     gw.fake.push(Reply.tool_call("get_weather", {"city": "Paris"}))
-    client = _oai(gw)
+    client = oai(gw)
     tools: Any = [
         {
             "type": "function",

@@ -609,6 +609,10 @@ def test_recorded_thinking_stream(piece: int | None) -> None:
         ReasoningPart(r.reasoning, signature="".join(signatures), provider="anthropic")
     ]
     assert signatures
+    # Each finished block is also a chunk, when it ends (before the answer's text).
+    finished = [i for i, c in enumerate(chunks) if c.reasoning_part is not None]
+    assert [chunks[i].reasoning_part for i in finished] == r.reasoning_parts
+    assert "".join(c.delta for c in chunks[: finished[0]]) == ""
 
 
 def test_recorded_redacted_thinking_stream() -> None:
@@ -626,6 +630,7 @@ def test_recorded_redacted_thinking_stream() -> None:
     assert r.reasoning_parts == [
         ReasoningPart(data=d, redacted=True, provider="anthropic") for d in datas
     ]
+    assert [c.reasoning_part for c in chunks if c.reasoning_part] == r.reasoning_parts
     assert r.reasoning == "" == reasoning_of(chunks)
     assert r.text == text_of(chunks) != ""
 

@@ -277,7 +277,7 @@ def test_bad_api_values_are_typed_errors(tmp_path: Path) -> None:
     with pytest.raises(InvalidRequestError, match="api must be 'chat' or 'responses'"):
         llmrelay.chat("openai/gpt-4.1-mini", "hi", api="soap", api_key=CANARY_KEY)
     with pytest.raises(InvalidRequestError, match="needs an OpenAI or OpenAI-compatible"):
-        llmrelay.chat("anthropic/claude-sonnet-4-5", "hi", api="responses", api_key=CANARY_KEY)
+        llmrelay.chat("anthropic/claude-haiku-4-5", "hi", api="responses", api_key=CANARY_KEY)
     bad = tmp_path / "bad.toml"
     bad.write_text('[models.x]\nprovider = "openai"\nmodel = "gpt-4.1"\napi = "rest"\n')
     worse = tmp_path / "worse.toml"

@@ -250,6 +250,14 @@ async def test_streamed_reasoning_summary_and_tool_calls() -> None:
     assert "".join(c.reasoning for c in chunks) == summary == r.reasoning
     assert r.reasoning_parts
     assert r.reasoning_parts[0].data
+    # Each finished reasoning item is also a chunk, with its id and the encrypted content of
+    # its output_item.done event (OpenAI sends another encryption in response.completed).
+    finished = [c.reasoning_part for c in chunks if c.reasoning_part]
+    assert [(p.id, p.text) for p in finished] == [(p.id, p.text) for p in r.reasoning_parts]
+    items = [ev["item"] for ev in evs[:first_end] if ev["type"] == "response.output_item.done"]
+    assert [p.data for p in finished] == [
+        i["encrypted_content"] for i in items if i["type"] == "reasoning"
+    ]
     assert r.tool_calls
     assert r.finish_reason == "tool_calls"
     done = [ev["item"] for ev in evs[:first_end] if ev["type"] == "response.output_item.done"]

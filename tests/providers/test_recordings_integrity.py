@@ -137,6 +137,13 @@ TAG_CHECKS: dict[str, Callable[[list[Any], list[int]], bool]] = {
         isinstance(d.get("metadata"), dict) and d["metadata"].get("raw") for d in _dicts(e)
     ),
     "response_failed": lambda e, s: any(ev.get("type") == "response.failed" for ev in e),
+    "message_before_call": lambda e, s: any(
+        isinstance(d.get("output"), list)
+        and "function_call"
+        in (kinds := [i.get("type") for i in d["output"] if isinstance(i, dict)])
+        and "message" in kinds[: kinds.index("function_call")]
+        for d in _dicts(e)
+    ),
     "embedding": lambda e, s: _has_key(e, "embedding") or _has_key(e, "embeddings"),
 }
 for _code in (400, 401, 403, 404, 429, 500, 503, 529):
@@ -260,6 +267,8 @@ def test_coverage_of_the_set() -> None:
         "anthropic_messages",
         "gemini",
         "gemini_embeddings",
+        "voyage_embeddings",
+        "cohere_embeddings",
     }
     assert {"openai", "anthropic", "gemini", "groq", "openrouter", "azure"} <= set(providers)
     assert any(e.streamed for e in ENTRIES)

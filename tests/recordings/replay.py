@@ -53,6 +53,8 @@ Wire = Literal[
     "anthropic_messages",
     "gemini",
     "gemini_embeddings",
+    "voyage_embeddings",
+    "cohere_embeddings",
 ]
 
 FORMATS: frozenset[str] = frozenset({"vcr_yaml", "chunks_txt", "json_body", "call_capture"})
@@ -65,6 +67,8 @@ WIRES: frozenset[str] = frozenset(
         "anthropic_messages",
         "gemini",
         "gemini_embeddings",
+        "voyage_embeddings",
+        "cohere_embeddings",
     }
 )
 
@@ -280,7 +284,9 @@ def parse_cassette(data: bytes, name: str = "cassette") -> list[Exchange]:
         out.append(
             Exchange(
                 request=RecordedRequest(
-                    method=str(req["method"]),
+                    # Some cassettes keep the client library's spelling ("post", pydantic-ai's
+                    # Voyage recordings); an HTTP method goes over the wire upper-case.
+                    method=str(req["method"]).upper(),
                     uri=str(req["uri"]),
                     body=_side_body(req, where + ".request"),
                 ),

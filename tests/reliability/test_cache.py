@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 import llmrelay
+from llmrelay.core import codec
 from llmrelay.core.engine import CallOptions
 from llmrelay.core.layers import CallContext
 from llmrelay.errors import (
@@ -324,7 +325,7 @@ async def test_an_entry_keeps_what_the_answer_was_not_what_the_call_was() -> Non
     raw = await store.get(key)
     assert raw is not None
     entry = orjson.loads(raw)
-    assert (entry["c"], entry["r"]["v"]) == (3, 2)
+    assert (entry["c"], entry["r"]["v"]) == (3, codec.FORMAT)
     call_fields = ("alias", "total_usage", "cost", "time_to_first_token_s", "latency_s")
     assert [entry["r"][k] for k in call_fields] == [None, None, None, None, 0.0]
     second = await client.achat(model, "q")

@@ -323,3 +323,116 @@ async def test_shared_over_redis_when_llmrelay_redis_url_is_set(
         for c in (a, b):
             await c.aclose()
     assert len(openai.requests) == 2
+
+
+# --------------------------------------------------------------------------- one count per process
+
+
+async def test_two_clients_share_a_providers_limit_in_process(openai: FakeUpstream) -> None:
+    """A provider's declared limits are its quota, not each client's: two clients (each with
+    the limiter it makes for them) together get two calls a minute, not four."""
+    providers = registry(requests_per_minute=2)
+    a, b = llmrelay.Client(providers=providers), llmrelay.Client(providers=providers)
+    assert a.engine.limiter is not None
+    assert b.engine.limiter is not None
+    assert a.engine.limiter is not b.engine.limiter
+    await a.achat(MODEL, "1")
+    await b.achat(MODEL, "2")
+    for c in (a, b):
+        with pytest.raises(RateLimitedError) as ei:
+            await c.achat(MODEL, "3")
+        assert ei.value.retry_after is not None
+        assert 0 < ei.value.retry_after <= 30.0
+        assert ei.value.body["scope"] == "provider openai (its declared rate limits)"
+    assert len(openai.requests) == 2
+
+
+async def test_clients_with_their_own_limiters_share_it_and_wait(openai: FakeUpstream) -> None:
+    """Two clients with limiters of their own (on one clock) share the provider's count; the
+    one that waits (``wait=True``) waits the provider's turn."""
+    clock = Clock()
+    providers = registry(requests_per_minute=2)
+    a, b = client(providers, clock), client(providers, clock, wait=True)
+    await a.achat(MODEL, "1")
+    await a.achat(MODEL, "2")
+    await b.achat(MODEL, "3")  # waits for the provider's next slot
+    assert clock.slept == [pytest.approx(30.0)]
+    with pytest.raises(RateLimitedError):
+        await a.achat(MODEL, "4")
+    assert len(openai.requests) == 3
+
+
+async def test_registries_declaring_the_same_limits_share_one_count(
+    openai: FakeUpstream,
+) -> None:
+    clock = Clock()
+    a = client(registry(requests_per_minute=2), clock)
+    b = client(registry(requests_per_minute=2), clock)
+    await a.achat(MODEL, "1")
+    await b.achat(MODEL, "2")
+    with pytest.raises(RateLimitedError):
+        await b.achat(MODEL, "3")
+    # other limits are another count (the provider keyed with its limits) ...
+    other = client(registry(requests_per_minute=3), clock)
+    await other.achat(MODEL, "4")
+    # ... and so is the same provider at another base URL
+    elsewhere = client(registry(requests_per_minute=2), clock)
+    other_url = openai.openai_base_url.replace("127.0.0.1", "localhost")
+    await elsewhere.achat(MODEL, "5", base_url=other_url)
+    assert len(openai.requests) == 4
+
+
+async def test_one_api_key_is_one_count_across_clients(openai: FakeUpstream, keys: str) -> None:
+    clock = Clock()
+    a = client(registry(requests_per_minute=1), clock)
+    b = client(registry(requests_per_minute=1), clock)
+    await a.achat(MODEL, "1")
+    with pytest.raises(RateLimitedError):
+        await b.achat(MODEL, "2")
+
+
+def test_the_process_wide_counts_are_freed() -> None:
+    """The shared table of a clock goes with the clock; past its bound, idle scopes go."""
+    import gc
+    import weakref
+
+    from llmrelay.reliability import ratelimit_buckets as rb
+
+    clock = Clock()
+    table = rb.shared_scopes(clock)
+    assert rb.shared_scopes(clock) is table
+    assert rb.MemoryBuckets(clock)._shared is table
+    assert rb.shared_scopes(clock.sleep) is not table  # another method: another clock
+    gone = weakref.ref(table)
+    del clock, table
+    gc.collect()
+    assert gone() is None
+
+
+async def test_idle_process_wide_scopes_are_dropped_past_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from llmrelay.reliability import ratelimit_buckets as rb
+
+    monkeypatch.setattr(rb, "MAX_SHARED_SCOPES", 3)
+    clock = Clock()
+    buckets = rb.MemoryBuckets(clock)
+    buckets._shared.prune_at = 3
+    limits = (60.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    costs = (1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    for i in range(3):
+        assert await buckets.acquire([rb.Charge(f"provider:p{i}", limits, costs, 0)], "", 1) is None
+    clock.advance(1.0)  # each used one second of its minute: all idle again
+    assert await buckets.acquire([rb.Charge("provider:p3", limits, costs, 0)], "", 1) is None
+    assert sorted(buckets._shared.scopes) == ["provider:p3"]
+    # a scope still counting is kept
+    assert await buckets.acquire([rb.Charge("provider:p4", limits, costs, 0)], "", 1) is None
+    assert await buckets.acquire([rb.Charge("provider:p5", limits, costs, 0)], "", 1) is None
+    assert await buckets.acquire([rb.Charge("provider:p6", limits, costs, 0)], "", 1) is None
+    assert len(buckets._shared.scopes) == 4
+    # nothing could go: the next sweep waits until the table has doubled
+    assert buckets._shared.prune_at == 6
+    # the scopes kept still count: p4's request still holds a second of its minute
+    one_a_minute = (1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    assert await buckets.acquire([rb.Charge("provider:p4", one_a_minute, costs, 0)], "", 1)
+    assert await buckets.acquire([rb.Charge("provider:p9", one_a_minute, costs, 0)], "", 1) is None

@@ -27,7 +27,7 @@ from llmrelay import (
 )
 from llmrelay.core.engine import Engine
 from llmrelay.core.retry import RetryPolicy
-from llmrelay.providers.table import PROVIDERS
+from llmrelay.providers.table import EMBEDDINGS_ONLY_WIRES, PROVIDERS
 from llmrelay.testing.fake import FakeUpstream, Reply
 
 from ..conftest import CANARY_KEY
@@ -445,7 +445,9 @@ async def test_get_response_sync_inside_a_running_loop(
 
 
 def test_enums() -> None:
-    assert {p.value for p in LLMProviders} == set(PROVIDERS) - {"test"}
+    # Every chat provider: the embeddings-only rows (Voyage, Cohere) are not chat candidates.
+    chat = {n for n, spec in PROVIDERS.items() if spec.wire not in EMBEDDINGS_ONLY_WIRES}
+    assert {p.value for p in LLMProviders} == chat - {"test"}
     assert LLMProviders.OPENAI == "openai"
     assert LLMModels.GPT_4_1_NANO == "gpt-4.1-nano"
     assert LLMModels.GPT_4_1_MINI == "gpt-4.1-mini"

@@ -8,6 +8,7 @@ calls the fake upstream over real sockets.
 from __future__ import annotations
 
 import asyncio
+import pickle
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -234,6 +235,37 @@ def test_fallback_reaches_the_last_model_and_all_failing_is_one_error() -> None:
     metrics = llm_manager.get_metrics()
     assert metrics["total_requests"] == 2
     assert metrics["success_rate"] == 0.5
+
+
+def test_all_failing_reports_the_attempts_actually_made() -> None:
+    """Three attempts on each of two models (and an unregistered name skipped): the error says
+    six attempts were made -- not two (one per candidate), not seven (the skipped name)."""
+    llm_manager, _, _ = manager(max_retries=3, failure_threshold=100)
+    a = Recorder("a", fail=100, error=ValueError)
+    b = Recorder("b", fail=100, error=TimeoutError)
+    llm_manager.register_model("a", a)
+    llm_manager.register_model("b", b)
+    llm_manager.set_active_model("a")
+    llm_manager.set_fallback_chain(["b", "ghost"])
+    with pytest.raises(AllAttemptsFailedError) as info:
+        llm_manager.generate("x", use_cache=False)
+    e = info.value
+    assert len(a.calls) + len(b.calls) == 6
+    assert e.attempts == 6
+    assert "6 attempts" in str(e)
+    assert pickle.loads(pickle.dumps(e)).attempts == 6
+    assert "2 attempts" not in str(e)
+    assert [type(x) for x in e.exceptions] == [ValueError, TimeoutError]  # last error of each
+    assert [a.outcome for a in e.trace].count("skipped") == 1
+    # one attempt per candidate: the count and the errors agree
+    one, _, _ = manager(max_retries=1)
+    one.register_model("a", Recorder("a", fail=100))
+    one.register_model("b", Recorder("b", fail=100))
+    one.set_fallback_chain(["a", "b"])
+    with pytest.raises(AllAttemptsFailedError) as info:
+        one.generate("x", use_cache=False)
+    assert info.value.attempts == 2
+    assert "(2 attempts: RuntimeError" in str(info.value)
 
 
 # --------------------------------------------------------------------------- caching

@@ -37,6 +37,7 @@ from llmrelay.types import ChatRequest, Message, build_params
 
 from .. import redis_services
 from ..config_isolation import isolated_config
+from ..conftest import CANARY_KEY
 from ..redis_services import OwnRedis, count_prefix
 
 pytestmark = pytest.mark.services
@@ -101,6 +102,23 @@ def test_processes_together_admit_no_more_than_the_limit(redis_url: str, redis_p
     refill = math.floor(elapsed * 137 / 60) + 1
     assert 137 <= a["admitted"] + b["admitted"] <= 137 + refill
     assert refill < 137  # without atomic scripts each process alone would admit ~137
+
+
+def test_a_providers_declared_limits_hold_across_processes(
+    redis_url: str, redis_prefix: str, fake_thread: FakeUpstream
+) -> None:
+    """Seed 003's ``Provider(rate_limits=...)`` in two processes on one Redis: three requests a
+    minute for both together, not three each."""
+    base = fake_thread.openai_base_url
+    a, b = run_workers(
+        ["provider_limits", redis_url, redis_prefix, base, CANARY_KEY, 3, 4],
+        ["provider_limits", redis_url, redis_prefix, base, CANARY_KEY, 3, 4],
+    )
+    elapsed = max(a["end"], b["end"]) - min(a["start"], b["start"])
+    refill = math.floor(elapsed * 3 / 60)  # GCRA: one more every 20 s
+    assert 3 <= a["ok"] + b["ok"] <= 3 + refill
+    assert a["ok"] + a["refused"] == b["ok"] + b["refused"] == 4
+    assert len(fake_thread.requests) == a["ok"] + b["ok"]
 
 
 def test_processes_together_hold_no_more_than_the_concurrency_limit(

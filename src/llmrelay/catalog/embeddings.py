@@ -14,7 +14,13 @@ from dataclasses import dataclass
 
 from ..errors import ConfigurationError
 
-__all__ = ["EmbeddingModel", "embedding_model", "embedding_models", "register_embedding_model"]
+__all__ = [
+    "EmbeddingModel",
+    "embedding_model",
+    "embedding_models",
+    "provider_of",
+    "register_embedding_model",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +44,10 @@ class EmbeddingModel:
     input_per_1m: float | None
     source: str
     checked: str
+    #: The only sizes the API takes, when it takes a fixed set (Voyage 256/512/1024/2048,
+    #: Cohere embed-v4.0 256/512/1024/1536; the largest may exceed the default). None: any
+    #: size from ``min_dimensions`` to ``dimensions``.
+    dimension_choices: tuple[int, ...] | None = None
 
     @property
     def label(self) -> str:
@@ -47,6 +57,8 @@ class EmbeddingModel:
         """Can the API return vectors of ``dimensions``?"""
         if dimensions == self.dimensions:
             return True
+        if self.dimension_choices is not None:
+            return dimensions in self.dimension_choices
         return (
             self.min_dimensions is not None and self.min_dimensions <= dimensions < self.dimensions
         )
@@ -74,7 +86,16 @@ def _row(d: dict[str, object]) -> EmbeddingModel:
         input_per_1m=float(price) if isinstance(price, int | float) else None,
         source=str(d.get("source", "")),
         checked=str(d.get("checked", "")),
+        dimension_choices=_choices(d.get("dimension_choices")),
     )
+
+
+def _choices(v: object) -> tuple[int, ...] | None:
+    if v is None:
+        return None
+    if not isinstance(v, list) or not v or not all(type(x) is int and x > 0 for x in v):
+        raise ValueError("dimension_choices must be a list of positive whole numbers")
+    return tuple(v)
 
 
 def _load() -> dict[tuple[str, str], EmbeddingModel]:
@@ -101,6 +122,19 @@ def embedding_model(provider: str, model: str) -> EmbeddingModel | None:
     if row is None and model.startswith("models/"):
         row = table.get((provider, model[7:]))
     return row
+
+
+def provider_of(model: str) -> str | None:
+    """The provider of a bare embedding model name (``text-embedding-3-small`` -> ``openai``):
+    the provider of the table's one row of that name or, when several providers list it, the
+    one of them reachable without configuring a base URL (Azure's rows need the resource's
+    URL). None when the table has no such row or the name stays ambiguous."""
+    from ..providers.table import PROVIDERS
+
+    found = [p for (p, m) in _load() if m == model]
+    if len(found) > 1:
+        found = [p for p in found if p in PROVIDERS and PROVIDERS[p].base_url is not None]
+    return found[0] if len(found) == 1 else None
 
 
 def embedding_models() -> list[EmbeddingModel]:

@@ -132,6 +132,11 @@ def fit_messages(
     (the system messages alone are too long, or the last turn cannot be cut). Counts are
     ``count_message_tokens``' (exact for OpenAI models, an estimate for others).
     """
+    if not isinstance(truncate, bool):
+        raise InvalidRequestError(
+            f"truncate must be True (cut a turn that only partly needs to go) or False (drop "
+            f"whole turns only), not {shown(truncate)}"
+        )
     budget = _fit_budget(model, max_tokens, budget_tokens)
     msgs = list(normalize_messages(messages))
 
@@ -166,10 +171,18 @@ def fit_messages(
         result.removed.extend(msgs[i] for i in unit)
         total -= sum(costs[i] for i in unit)
     if total > budget:
+        pinned = sum(c for m, c in zip(msgs, costs, strict=True) if m.role in _PINNED)
+        kept = total - base - pinned
+        if pinned + base > budget:
+            fix = "the system/developer messages alone exceed it: shorten them"
+        elif truncate:
+            fix = "the newest turn cannot be cut enough to fit: shorten it"
+        else:
+            fix = "the newest turn alone exceeds it (truncate=False keeps it whole): shorten it"
         raise ContextWindowExceededError(
             f"the messages need {total} tokens with every older turn removed, more than the "
-            f"{budget} available: shorten the system messages or the last turn, or raise the "
-            "budget",
+            f"{budget} available (system/developer messages {pinned}, the newest turn {kept}, "
+            f"the reply's priming and tools {base}); {fix}, or raise the budget",
             model=model,
         )
     result.messages = [replaced.get(i, m) for i, m in enumerate(msgs) if i not in gone]

@@ -27,20 +27,28 @@ call's ``base_url=`` still win); a new name becomes an OpenAI-compatible provide
 client using the registry (:mod:`llmrelay.reliability.ratelimit`; shared through Redis when
 ``LLMRELAY_REDIS_URL`` is set): one scope per provider and API key, shared by its models, and
 one per model for limits a ``models`` entry declares. A client without a limiter gets one when
-the first limits are declared.
+the first limits are declared. The limits are the provider's quota, so every client in a process
+counts against the same scope (per provider, base URL, API key and declared limits); in Redis,
+every process does.
+
+**Per-model settings** are keyed by the model's id (``gpt-4.1-nano``) or ``<provider>/<id>``
+(``openai/gpt-4.1-nano``); both are stored as the id. For a provider the catalog knows, a key
+naming none of its models is a ``ConfigurationError`` when the provider is registered.
 """
 
 from __future__ import annotations
 
-import math
+import re
 import threading
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
-from ..errors import ConfigurationError, UnknownModelError, shown
+from ..errors import ConfigurationError, UnknownModelError, finite, shown
 from ..providers.table import PROVIDERS, ProviderSpec, register_provider_spec
+from ..transport.headers import header_problem
 
 __all__ = ["RATE_LIMIT_KEYS", "Provider", "ProviderRegistry", "default_providers"]
 
@@ -77,24 +85,110 @@ class Provider:
     models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     key_required: bool = True
 
+    def __repr__(self) -> str:
+        # Header values may be keys and a URL may carry a password: names and host only.
+        parts = []
+        if self.api_base is not None:
+            u = urlsplit(self.api_base)
+            host = u.hostname or ""
+            netloc = f"{host}:{u.port}" if u.port else host
+            parts.append(f"api_base={u._replace(netloc=netloc, query='').geturl()!r}")
+        for name in ("rate_limits", "api_key_env", "wire", "display_name"):
+            value = getattr(self, name)
+            if value:
+                parts.append(f"{name}={value!r}")
+        if self.headers:
+            parts.append(f"headers=[{', '.join(sorted(self.headers))}]")
+        if self.models:
+            parts.append(f"models=[{', '.join(sorted(self.models))}]")
+        if not self.key_required:
+            parts.append("key_required=False")
+        return f"Provider({', '.join(parts)})"
+
     def __post_init__(self) -> None:
-        if self.api_base is not None and (
-            not isinstance(self.api_base, str)
-            or not self.api_base.startswith(("http://", "https://"))
-        ):
-            raise ConfigurationError(f"api_base must be an http(s) URL, not {shown(self.api_base)}")
-        if self.wire is not None and self.wire not in _WIRES:
+        if self.api_base is not None:
+            _check_url(self.api_base)
+        if self.wire is not None and (not isinstance(self.wire, str) or self.wire not in _WIRES):
             raise ConfigurationError(
                 f"wire must be one of {', '.join(_WIRES)}, not {shown(self.wire)}"
             )
+        if self.api_key_env is not None and (
+            not isinstance(self.api_key_env, str) or not _ENV_NAME.fullmatch(self.api_key_env)
+        ):
+            raise ConfigurationError(
+                "api_key_env must name an environment variable (letters, digits and '_', not "
+                f"starting with a digit, e.g. 'GROQ_API_KEY'), not {shown(self.api_key_env)}"
+            )
+        if self.display_name is not None and (
+            not isinstance(self.display_name, str) or not self.display_name.strip()
+        ):
+            raise ConfigurationError(
+                f"display_name must be a non-empty string, not {shown(self.display_name)}"
+            )
+        if not isinstance(self.key_required, bool):
+            raise ConfigurationError(
+                f"key_required must be True or False, not {shown(self.key_required)}"
+            )
+        _check_headers(self.headers)
         _check_limits(self.rate_limits, "rate_limits")
         if not isinstance(self.models, Mapping):
             raise ConfigurationError("models must be a mapping of model name -> settings")
         for name, settings in self.models.items():
+            if not isinstance(name, str) or not name.strip():
+                raise ConfigurationError(
+                    f"models lists {shown(name)}: each key must be a model name"
+                )
             if not isinstance(settings, Mapping):
                 raise ConfigurationError(f"models[{shown(name)}] must be a mapping of settings")
             if "rate_limits" in settings:
                 _check_limits(settings["rate_limits"], f"models[{shown(name)}].rate_limits")
+        # Own copies: the caller's dicts changed later cannot bypass these checks.
+        object.__setattr__(self, "rate_limits", dict(self.rate_limits))
+        object.__setattr__(self, "headers", dict(self.headers))
+        models = {}
+        for name, settings in self.models.items():
+            own = dict(settings)
+            if "rate_limits" in own:
+                own["rate_limits"] = dict(own["rate_limits"])
+            models[name] = own
+        object.__setattr__(self, "models", models)
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _check_url(url: object) -> None:
+    if not isinstance(url, str):
+        raise ConfigurationError(f"api_base must be an http(s) URL, not {shown(url)}")
+    fix = "give the full URL of the API, like 'https://api.groq.com/openai/v1'"
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        raise ConfigurationError(
+            f"api_base {shown(url)} holds whitespace or control characters; {fix}"
+        )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (a bad port raises ValueError here)
+    except ValueError:
+        raise ConfigurationError(f"api_base {shown(url)} is not a valid URL; {fix}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ConfigurationError(
+            f"api_base must be an http:// or https:// URL, not {shown(url)}; {fix}"
+        )
+    if not parts.hostname:
+        raise ConfigurationError(f"api_base {shown(url)} names no host; {fix}")
+
+
+def _check_headers(headers: object) -> None:
+    """Header names are RFC 9110 tokens and values strings without CR, LF or NUL (a header
+    injection otherwise). Values are never shown: they may be keys."""
+    if not isinstance(headers, Mapping):
+        raise ConfigurationError(
+            f"headers must be a mapping of header name -> value, not {shown(headers)}"
+        )
+    for k, v in headers.items():
+        problem = header_problem(k, v)
+        if problem is not None:
+            raise ConfigurationError(f"headers: {shown(k)} {problem}")
 
 
 def _check_limits(limits: Any, where: str) -> None:
@@ -106,18 +200,15 @@ def _check_limits(limits: Any, where: str) -> None:
                 f"unknown rate limit {shown(k)} in {where}; valid keys: "
                 f"{', '.join(RATE_LIMIT_KEYS)}"
             )
+        integer = k == "concurrent_requests"
         if (
             isinstance(v, bool)
-            or not isinstance(v, int | float)
-            or math.isnan(v)
-            or math.isinf(v)
+            or not isinstance(v, int if integer else int | float)
+            or not finite(v)
             or v <= 0
         ):
-            raise ConfigurationError(f"{where}[{k!r}] must be a positive number, not {_kind_of(v)}")
-
-
-def _kind_of(v: Any) -> str:
-    return shown(v)
+            kind = "positive whole number" if integer else "positive number (finite)"
+            raise ConfigurationError(f"{where}[{k!r}] must be a {kind}, not {shown(v)}")
 
 
 class ProviderRegistry:
@@ -150,6 +241,7 @@ class ProviderRegistry:
             raise ConfigurationError(
                 f"register_provider takes a Provider, not {type(provider).__name__}"
             )
+        provider = _normalised_models(name, provider)
         spec = self._spec(name, provider)
         if self._default if apply is None else apply:
             register_provider_spec(spec)
@@ -243,8 +335,7 @@ class ProviderRegistry:
             return {}
         limits = dict(p.rate_limits)
         if model is not None:
-            m = p.models.get(model) or {}
-            limits.update(m.get("rate_limits") or {})
+            limits.update(_model_settings(name, p, model).get("rate_limits") or {})
         return limits
 
     def declared_limits(
@@ -256,16 +347,69 @@ class ProviderRegistry:
         p = self._providers.get(name)
         if p is None:
             return None
-        m = p.models.get(model) or {}
-        return p.rate_limits, m.get("rate_limits") or {}
+        return p.rate_limits, _model_settings(name, p, model).get("rate_limits") or {}
 
     def get_provider_model_config(self, name: str, model: str) -> dict[str, Any]:
         """The per-model settings a provider declares for ``model`` (empty when none)."""
-        return dict(self.get_provider(name).models.get(model) or {})
+        return dict(_model_settings(name, self.get_provider(name), model))
 
     def __repr__(self) -> str:
         what = "default: " if self._default else ""
         return f"ProviderRegistry({what}{', '.join(sorted(self._providers))})"
+
+
+def _normalised_models(name: str, provider: Provider) -> Provider:
+    """``provider`` with its ``models`` keyed by the provider's own model ids: a key may be
+    the bare id (``gpt-4.1-nano``) or ``<name>/<id>`` (``openai/gpt-4.1-nano``); a catalog
+    name of the model (an alias, a dated id) becomes its id. For a provider the catalog knows,
+    a key naming no model of it is a ``ConfigurationError`` (its limits would never apply)."""
+    if not provider.models:
+        return provider
+    from .model_registry import default_registry
+
+    catalog = default_registry()
+    known = name in catalog.providers()
+    out: dict[str, Mapping[str, Any]] = {}
+    for key, settings in provider.models.items():
+        model = key
+        prefix = f"{name}/"
+        # "openai/gpt-4.1-nano" at openai; Groq's own "openai/gpt-oss-20b" stays itself
+        if (
+            key.startswith(prefix)
+            and len(key) > len(prefix)
+            and not (known and catalog.lookup(name, key) is not None)
+        ):
+            model = key[len(prefix) :]
+        if known:
+            profile = catalog.lookup(name, model)
+            if profile is None:
+                raise ConfigurationError(
+                    f"models[{shown(key)}] of provider {shown(name)}: the catalog knows no such "
+                    f"model of {name}, so its settings would never apply. Use the model's id "
+                    f"(bare, or '{name}/<id>'; `llmrelay models --provider {name}` lists them), "
+                    "or add the model to the catalog first (LLMRegistry.register)"
+                )
+            model = profile.name
+        if model in out:
+            raise ConfigurationError(
+                f"models of provider {shown(name)} name the model {shown(model)} twice "
+                f"(as {shown(key)} too); keep one entry"
+            )
+        out[model] = settings
+    return replace(provider, models=out)
+
+
+def _model_settings(name: str, p: Provider, model: str) -> Mapping[str, Any]:
+    """The settings ``p`` declares for ``model`` (by id, or by another catalog name of it)."""
+    if not p.models:
+        return {}
+    hit = p.models.get(model)
+    if hit is None:
+        from .model_registry import default_registry
+
+        profile = default_registry().lookup(name, model)
+        hit = p.models.get(profile.name) if profile is not None else None
+    return hit or {}
 
 
 _DEFAULT: ProviderRegistry | None = None

@@ -43,6 +43,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--dimensions", type=int, metavar="N", help="shorter vectors, if supported")
     p.add_argument("--format", choices=("json", "npy"), default="json", help="output format")
     p.add_argument("-o", "--output", metavar="PATH", help="write here instead of stdout")
+    p.add_argument(
+        "--input-type",
+        choices=("query", "document"),
+        help="what the texts are for in retrieval (Voyage input_type, Cohere search_query/"
+        "search_document, Gemini RETRIEVAL_QUERY/RETRIEVAL_DOCUMENT; OpenAI ignores it)",
+    )
     p.add_argument("--task-type", metavar="TYPE", help="Gemini taskType (e.g. RETRIEVAL_QUERY)")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="timeout per request")
     p.add_argument("--retries", type=int, metavar="N", help="retries on a retryable failure")
@@ -104,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         kwargs["dimensions"] = args.dimensions
     if args.task_type:
         kwargs["task_type"] = args.task_type
+    if args.input_type:
+        kwargs["input_type"] = args.input_type
     for name in ("timeout", "retries", "base_url"):
         value = getattr(args, name)
         if value is not None:

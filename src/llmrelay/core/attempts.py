@@ -25,9 +25,8 @@ from .trace import Attempt
 
 if TYPE_CHECKING:
     from ..providers.backends import Backend
-    from .call import Call
 
-__all__ = ["AttemptRunner", "Breaker", "BreakerSource", "Host"]
+__all__ = ["AttemptRunner", "Breaker", "BreakerSource", "CallState", "Host"]
 
 
 class Breaker(Protocol):
@@ -76,6 +75,18 @@ class Host(Protocol):
     def breakers(self) -> BreakerSource | None: ...
 
     def backend_for(self, dep: Deployment) -> Backend: ...
+
+
+class CallState(Protocol):
+    """What the attempts read of the logical call they serve: its context (trace, usage, cost,
+    deadline) and its options. A chat call (``core.call.Call``) and an embeddings call
+    (``core.embed``) both are one."""
+
+    @property
+    def ctx(self) -> CallContext: ...
+
+    @property
+    def opts(self) -> CallOptions: ...
 
 
 class _Try:
@@ -153,7 +164,7 @@ class AttemptRunner:
             return dataclasses.replace(retry, max_retries=n)
         return retry
 
-    def _start(self, call: Call, dep: Deployment, req: ChatRequest, t: Target) -> _Try:
+    def _start(self, call: CallState, dep: Deployment, req: ChatRequest, t: Target) -> _Try:
         tr = _Try(dep, req, call.ctx, self.policy(t, call.opts))
         breakers = self.host.breakers
         if breakers is not None:
@@ -207,7 +218,7 @@ class AttemptRunner:
             await self.host.sleep(delay)
         return delay
 
-    def refuse_open(self, call: Call, dep: Deployment) -> None:
+    def refuse_open(self, call: CallState, dep: Deployment) -> None:
         """Raise ``CircuitOpenError`` (booked in the trace) when the in-process breaker of
         ``dep`` is open: asked before the request is checked against the catalog, so a refused
         call costs little. A breaker that admits (closed, or a probe when half-open) is left as
@@ -323,7 +334,7 @@ class AttemptRunner:
         if limiter is not None:
             await limiter.release(tr.lim, None, None, None)
 
-    async def run(self, call: Call, dep: Deployment, req: ChatRequest, t: Target) -> Response:
+    async def run(self, call: CallState, dep: Deployment, req: ChatRequest, t: Target) -> Response:
         """Attempts on one deployment: breaker and rate limit, then the retry loop."""
         host = self.host
         backend = host.backend_for(dep)
@@ -373,7 +384,7 @@ class AttemptRunner:
             return resp
 
     async def open_stream(
-        self, call: Call, dep: Deployment, req: ChatRequest, t: Target
+        self, call: CallState, dep: Deployment, req: ChatRequest, t: Target
     ) -> tuple[AsyncGenerator[StreamChunk, None], list[StreamChunk], float, Any, Any]:
         """Start a stream on ``dep`` and read up to its first content chunk, with retries.
 

@@ -28,7 +28,7 @@ from ..types import ChatRequest, GenerationParams, Message, Response, Usage, mer
 from .layers import CallContext, CallRecord
 from .options import CallOptions
 from .routing import Chain, Plan
-from .trace import Attempt
+from .trace import Attempt, sent_attempts
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -393,6 +393,7 @@ class Call:
 
 def _failure(errors: list[BaseException], trace: list[Attempt]) -> BaseException:
     last = errors[-1]
+    sent = sent_attempts(trace)
     if len(errors) == 1:
         err = last
     elif isinstance(last, DeadlineExceededError | BudgetExceededError):
@@ -404,11 +405,13 @@ def _failure(errors: list[BaseException], trace: list[Attempt]) -> BaseException
             err.__cause__ = AllAttemptsFailedError(
                 f"{len(errors) - 1} candidates failed before {what}",
                 [e for e in errors[:-1] if isinstance(e, Exception)],
+                attempts=sent,
             )
     else:
         err = AllAttemptsFailedError(
             f"all {len(errors)} candidates failed",
             [e for e in errors if isinstance(e, Exception)],
+            attempts=sent,
         )
     traced(err, trace)
     return err

@@ -3,7 +3,7 @@ stores answers: the response cache (``reliability/cache.py``), the batch journal
 (``batch/journal.py``) and the request log's content columns (``observe/requestlog/rows.py``).
 
 :func:`response_to_dict` gives a plain dict (JSON types only) marked with its format version
-(``"v": 1``); :func:`response_from_dict` rebuilds the ``Response`` and is strict: a record of
+(``"v": 3``); :func:`response_from_dict` rebuilds the ``Response`` and is strict: a record of
 another version, with a missing or unknown key, or a value of the wrong type raises
 ``InvalidResponseError`` naming the key, so a damaged entry is never served as an answer.
 
@@ -46,8 +46,10 @@ __all__ = [
 ]
 
 #: The version written as ``"v"``. Version 1 records (before reasoning and tool-call
-#: signatures were carried) are read as having none; records of any other version are refused.
-FORMAT: Final = 2
+#: signatures were carried) are read as having none, version 2 ones (before reasoning parts
+#: carried ``before_call``) as having no ``before_call``; records of any other version are
+#: refused.
+FORMAT: Final = 3
 #: The ``Response`` fields a record does not carry (see the module docstring).
 NOT_CARRIED: Final = frozenset(("object", "trace", "headers"))
 
@@ -64,7 +66,9 @@ _USAGE_KEYS = frozenset((*_USAGE_COUNTS, "estimated"))
 _COST_AMOUNTS = ("usd", "input_usd", "output_usd", "cached_usd", "reasoning_usd")
 _COST_KEYS = frozenset((*_COST_AMOUNTS, "known", "reason", "estimated"))
 _TOOL_CALL_KEYS = frozenset(("id", "name", "arguments", "signature"))
-_REASONING_KEYS = frozenset(("text", "signature", "data", "id", "provider", "redacted"))
+_REASONING_KEYS = frozenset(
+    ("text", "signature", "data", "id", "provider", "redacted", "before_call")
+)
 _KEYS = frozenset(
     (
         "v",
@@ -161,24 +165,33 @@ def response_to_dict(resp: Response) -> dict[str, Any]:
                 "id": p.id,
                 "provider": p.provider,
                 "redacted": p.redacted,
+                "before_call": p.before_call,
             }
             for p in resp.reasoning_parts
         ],
     }
 
 
-def _upgrade_v1(d: Mapping[str, Any]) -> dict[str, Any]:
-    """A version 1 record as version 2: no reasoning, tool calls without signatures."""
+def _upgrade(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A version 1 or 2 record as the current version: version 1 had no reasoning and tool
+    calls without signatures; version 2 reasoning parts had no ``before_call``."""
     out = dict(d)
-    out["v"] = FORMAT
-    out.setdefault("reasoning", "")
-    out.setdefault("reasoning_parts", [])
-    calls = out.get("tool_calls")
-    if type(calls) is list:
-        out["tool_calls"] = [
-            {**c, "signature": None} if type(c) is dict and "signature" not in c else c
-            for c in calls
+    if out["v"] == 1:
+        out.setdefault("reasoning", "")
+        out.setdefault("reasoning_parts", [])
+        calls = out.get("tool_calls")
+        if type(calls) is list:
+            out["tool_calls"] = [
+                {**c, "signature": None} if type(c) is dict and "signature" not in c else c
+                for c in calls
+            ]
+    parts = out.get("reasoning_parts")
+    if type(parts) is list:
+        out["reasoning_parts"] = [
+            {**p, "before_call": None} if type(p) is dict and "before_call" not in p else p
+            for p in parts
         ]
+    out["v"] = FORMAT
     return out
 
 
@@ -272,8 +285,8 @@ def response_from_dict(
 
     A cache hit decodes one, so the common case is checked inline; anything it does not accept
     goes through :func:`_checked`, which accepts the same records and names what is wrong."""
-    if type(d) is dict and d.get("v") == 1 and d["v"] is not True:
-        d = _upgrade_v1(d)
+    if type(d) is dict and d.get("v") in (1, 2) and type(d["v"]) is int:
+        d = _upgrade(d)
     if type(d) is not dict or len(d) != _N_KEYS or d.get("v") != FORMAT or d["v"] is True:
         return _checked(d, cost_type)
     try:
@@ -390,6 +403,7 @@ def _checked(d: Any, cost_type: Callable[..., Any] | None) -> Response:
                 id=_str(p["id"], f"{what}.id", optional=True),
                 provider=_str(p["provider"], f"{what}.provider", optional=True),
                 redacted=_bool(p["redacted"], f"{what}.redacted"),
+                before_call=_str(p["before_call"], f"{what}.before_call", optional=True),
             )
         )
     finish: Any = d["finish_reason"]

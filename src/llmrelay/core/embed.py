@@ -1,6 +1,8 @@
 """Embeddings through the engine: one logical call turns a list of texts into vectors.
 
     check (inputs, model kinds, dimensions, token limits: before anything is sent)
+      -> each distinct input once (a text repeated in the call is embedded, paid and cached
+         once; its vector is copied to every place it appears)
       -> for each candidate of the fallback chain (only models of the same dimensions):
             response cache per input -> budget -> batches (split at the model's per-request
             limits, sent concurrently, bounded) -> each batch: the engine's attempts
@@ -10,8 +12,16 @@
 The attempts are the engine's own :class:`~llmrelay.core.attempts.AttemptRunner` logic: an
 :class:`EmbedRequest` is a ``ChatRequest`` (without messages), answered by an ``HttpBackend``
 over an embeddings adapter; the runner sees the engine's breakers, limiter, clock, sleep,
-retry policy and timeouts through a small host (``_EmbedHost``). A call's vectors all come from
-one model: when a candidate fails part-way, the next candidate embeds every input again.
+retry policy and timeouts through a small host (``_EmbedHost``), and reads the call as a
+:class:`~llmrelay.core.attempts.CallState`. A call's vectors all come from one model: when a
+candidate fails part-way, the next candidate embeds every input again.
+
+An embeddings adapter (``embed_checks.embed_adapter`` maps a provider's wire to one) is a
+sans-IO object with ``max_inputs`` (the most inputs one request may carry),
+``build_request(EmbedRequest, Deployment) -> HttpRequest``,
+``parse_response(HttpResponse, EmbedRequest, Deployment) -> Response`` whose ``object`` is an
+:class:`~llmrelay.types.embeddings.EmbedBatch` (one vector per input of the request, in its
+order) and ``map_error(status, headers, body, Deployment) -> APIError``.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ import base64
 import dataclasses
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ..catalog.costs import Cost, embedding_cost
 from ..errors import (
@@ -31,7 +41,7 @@ from ..errors import (
     shown,
 )
 from ..providers.backends import Backend, HttpBackend
-from ..providers.resolve import Target, resolve_target
+from ..providers.resolve import Target
 from ..providers.table import Deployment
 from ..transport.base import Timeouts
 from ..types import ChatRequest, Response, Usage, _kind
@@ -58,7 +68,6 @@ from .trace import Attempt
 if TYPE_CHECKING:
     from array import array
 
-    from .call import Call
     from .engine import Engine
 
 __all__ = ["embed"]
@@ -120,41 +129,82 @@ class _EmbedHost:
         return b
 
 
-_RUNNERS: weakref.WeakKeyDictionary[Engine, AttemptRunner] = weakref.WeakKeyDictionary()
+_RUNNERS: weakref.WeakKeyDictionary[Engine, tuple[AttemptRunner, _EmbedHost]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def _runner(engine: Engine) -> AttemptRunner:
-    r = _RUNNERS.get(engine)
-    if r is None:
-        r = _RUNNERS[engine] = AttemptRunner(_EmbedHost(engine))
+def _runner(engine: Engine) -> tuple[AttemptRunner, _EmbedHost]:
+    got = _RUNNERS.get(engine)
+    if got is None:
+        host = _EmbedHost(engine)
+        r = AttemptRunner(host)
         r._budgets = engine.attempts._budgets  # one retry budget per deployment, shared
+        got = _RUNNERS[engine] = (r, host)
     else:
-        cast(_EmbedHost, r.host).refresh()
-    return r
+        got[1].refresh()
+    return got
 
 
 # --------------------------------------------------------------------------- the call
 
 
-class _EmbedCall:
-    """One logical embeddings call (what the runner reads of a call: ``ctx`` and ``opts``)."""
+def dedupe(texts: list[str]) -> tuple[list[str], list[int] | None]:
+    """The distinct texts in the order they first appear and, when some repeat, each text's
+    place among them (None when every text is distinct: the common case, one set built)."""
+    if len(set(texts)) == len(texts):
+        return texts, None
+    first: dict[str, int] = {}
+    where = [first.setdefault(s, len(first)) for s in texts]
+    return list(first), where
 
-    __slots__ = ("ctx", "dimensions", "engine", "inputs", "opts", "runner", "settings")
+
+def fan_out(data: array[float], dim: int, where: list[int]) -> array[float]:
+    """The vectors of the distinct texts (``data``, ``dim`` floats each) copied to every place
+    ``where`` says, in input order."""
+    from array import array as _array
+
+    raw = memoryview(data).cast("B")
+    w = 4 * dim
+    out = _array("f")
+    out.frombytes(b"".join([raw[u * w : (u + 1) * w] for u in where]))
+    return out
+
+
+class _EmbedCall:
+    """One logical embeddings call: a :class:`~llmrelay.core.attempts.CallState` for the
+    runner (``ctx`` and ``opts``). ``texts`` are the caller's inputs; ``inputs`` the distinct
+    ones, which are what is looked up, sent and cached; ``where`` maps each text to its
+    distinct input (None: every text is distinct)."""
+
+    __slots__ = (
+        "ctx",
+        "dimensions",
+        "engine",
+        "host",
+        "inputs",
+        "opts",
+        "runner",
+        "settings",
+        "texts",
+        "where",
+    )
 
     def __init__(
         self,
         engine: Engine,
-        inputs: list[str],
+        texts: list[str],
         dimensions: int | None,
         opts: CallOptions,
         settings: dict[str, Any],
     ) -> None:
         self.engine = engine
-        self.inputs = inputs
+        self.texts = texts
+        self.inputs, self.where = dedupe(texts)
         self.dimensions = dimensions
         self.opts = opts
         self.settings = settings
-        self.runner = _runner(engine)
+        self.runner, self.host = _runner(engine)
         self.ctx: CallContext
 
     def request(self, inputs: list[str]) -> EmbedRequest:
@@ -166,6 +216,7 @@ class _EmbedCall:
             task_type=s.get("task_type"),
             user=s.get("user"),
             extra=s.get("extra"),
+            input_type=s.get("input_type"),
         )
 
     async def candidate(self, t: Target, c: Candidate, primary: bool) -> Embeddings:
@@ -174,14 +225,14 @@ class _EmbedCall:
         try:
             dep = engine.deployment(t, self.opts, primary)
             if c.row is not None and not primary:
-                check_tokens(inputs, c.row)
+                check_tokens(self.texts, c.row)  # the caller's indexes in the error
         except LLMRelayError as exc:
             ctx.trace.append(
                 Attempt(t.label, "skipped", error=type(exc).__name__, reason=exc.message)
             )
             raise
         n = len(inputs)
-        backend = self.runner.host.backend_for(dep)
+        backend = self.host.backend_for(dep)
         cache = engine.cache if self.opts.use_cache is not False else None
         keys: list[str | None] = []
         found: dict[int, array[float]] = {}
@@ -220,31 +271,29 @@ class _EmbedCall:
                     provider=dep.provider,
                     model=dep.model,
                 )
-        if not found:
-            data = got[0].data
-            for b in got[1:]:
-                data.extend(b.data)
-        else:
-            data = _assemble(n, dim, found, parts, got)
+        data = reassemble(n, dim, found, parts, got, self.where)
         if cache is not None and not self.opts.no_store:
             await self._store(cache, keys, parts, got, dep)
+        where = self.where
+        hits = len(found)
+        if where is not None and found:
+            hits = sum(1 for u in where if u in found)  # each place a cached text fills
         return Embeddings(
             data,
             dim,
             model=dep.model,
             provider=dep.provider,
             alias=t.alias,
-            cache_hits=len(found),
+            cache_hits=hits,
         )
 
     async def _send(self, dep: Deployment, t: Target, parts: list[list[int]]) -> list[EmbedBatch]:
         """The batches on ``dep``, at most ``concurrency`` at once, answers in order. The first
         failure cancels the others and is raised."""
         inputs, run = self.inputs, self.runner.run
-        call = cast("Call", self)  # the runner reads only ``ctx`` and ``opts`` of a call
 
         async def one(idx: list[int]) -> EmbedBatch:
-            resp = await run(call, dep, self.request([inputs[i] for i in idx]), t)
+            resp = await run(self, dep, self.request([inputs[i] for i in idx]), t)
             batch = resp.object
             assert isinstance(batch, EmbedBatch)
             return batch
@@ -317,7 +366,7 @@ class _EmbedCall:
             last = next((a for a in reversed(ctx.trace) if a.outcome != "skipped"), None)
             label = last.deployment if last else ""
             provider, _, model = label.partition("/")
-        hit = result is not None and result.cache_hits == len(self.inputs)
+        hit = result is not None and result.cache_hits == len(self.texts)
         engine.emit(
             CallRecord(
                 trace_id=ctx.trace_id,
@@ -362,34 +411,47 @@ async def _chunked(
     return out
 
 
-def _assemble(
+def reassemble(
     n: int,
     dim: int,
     found: dict[int, array[float]],
     parts: list[list[int]],
     got: list[EmbedBatch],
+    where: list[int] | None,
 ) -> array[float]:
-    """Cached and fresh vectors, in input order."""
+    """The call's vectors in input order: the ``n`` distinct inputs' vectors, from the cache
+    (``found``: index -> vector) and the batches (``got[k]`` answers the indexes ``parts[k]``,
+    in that order), then copied to every place ``where`` says (None: inputs are distinct)."""
     from array import array as _array
 
-    out = _array("f", bytes(4 * n * dim))
-    for i, vec in found.items():
-        if len(vec) != dim:
-            raise InvalidResponseError(
-                f"a cached vector has {len(vec)} dimensions, the fresh ones {dim}"
-            )
-        out[i * dim : (i + 1) * dim] = vec
-    for idx, b in zip(parts, got, strict=True):
-        for j, i in enumerate(idx):
-            out[i * dim : (i + 1) * dim] = b.data[j * dim : (j + 1) * dim]
-    return out
+    if found:
+        out = _array("f", bytes(4 * n * dim))
+        for i, vec in found.items():
+            if len(vec) != dim:
+                raise InvalidResponseError(
+                    f"a cached vector has {len(vec)} dimensions, the fresh ones {dim}"
+                )
+            out[i * dim : (i + 1) * dim] = vec
+        for idx, b in zip(parts, got, strict=True):
+            for j, i in enumerate(idx):
+                out[i * dim : (i + 1) * dim] = b.data[j * dim : (j + 1) * dim]
+    elif len(got) == 1:
+        out = got[0].data  # the common call: one batch, nothing cached, in input order
+    else:
+        # Nothing cached: the batches are consecutive runs of 0..n-1, in order (``batches``).
+        out = _array("f")
+        for b in got:
+            out.extend(b.data)
+    return fan_out(out, dim, where) if where is not None else out
 
 
-def _plan(model: object, opts: CallOptions) -> Plan:
+def _plan(engine: Engine, model: object, opts: CallOptions) -> Plan:
+    """The call's candidates. Names resolve as a chat call's do (``Engine.resolve``: aliases,
+    ``provider/model``, bare names of the catalogs such as ``text-embedding-3-small``)."""
     if isinstance(model, Target):
         primary = model
     elif isinstance(model, str):
-        primary = resolve_target(model)
+        primary = engine.resolve(model)
     else:
         raise InvalidRequestError(
             f"embed() needs a model name ('provider/model' or an alias) or a Target, not "
@@ -397,7 +459,10 @@ def _plan(model: object, opts: CallOptions) -> Plan:
         )
     # Only the call's own fallbacks (or the alias's): the engine's default chain is of chat
     # models.
-    return Plan.build(primary, opts.fallbacks, None, None)
+    fallbacks = opts.fallbacks
+    if isinstance(fallbacks, list | tuple):
+        fallbacks = [engine.resolve(n) if isinstance(n, str) else n for n in fallbacks]
+    return Plan.build(primary, fallbacks, None, None)
 
 
 async def embed(
@@ -416,7 +481,7 @@ async def embed(
     conc = settings.get("concurrency")
     if conc is not None and (type(conc) is not int or conc < 1):
         raise InvalidRequestError(f"concurrency must be a positive whole number, not {shown(conc)}")
-    plan = _plan(model, opts)
+    plan = _plan(engine, model, opts)
     targets = [plan.primary, *plan.fallbacks]
     cands = {id(t): candidate(t, dims) for t in targets}
     first = cands[id(plan.primary)]

@@ -18,6 +18,7 @@ from .options import CallOptions
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "EMBED_OPTIONS",
+    "INPUT_TYPES",
     "Candidate",
     "batches",
     "candidate",
@@ -49,15 +50,20 @@ _CALL_OPTIONS = frozenset(
         "trace_id",
     }
 )
-#: Embeddings options: Gemini's ``task_type``, OpenAI's ``user``, provider fields in
-#: ``extra``, and how many batches may be in flight at once.
-EMBED_OPTIONS = frozenset({"task_type", "user", "extra", "concurrency"})
+#: Embeddings options: ``input_type`` (``"query"`` or ``"document"``, mapped per provider),
+#: Gemini's ``task_type``, OpenAI's ``user``, provider fields in ``extra``, and how many batches
+#: may be in flight at once.
+EMBED_OPTIONS = frozenset({"input_type", "task_type", "user", "extra", "concurrency"})
+#: The values ``input_type`` takes: what the texts are for, in retrieval.
+INPUT_TYPES = ("query", "document")
 DEFAULT_CONCURRENCY = 4
 
 #: Wire adapter of chat -> its embeddings adapter (module, class).
 _ADAPTERS: dict[str, tuple[str, str]] = {
     "openai_chat": ("openai_embeddings", "OpenAIEmbeddingsAdapter"),
     "gemini": ("gemini_embeddings", "GeminiEmbeddingsAdapter"),
+    "voyage": ("voyage_embeddings", "VoyageEmbeddingsAdapter"),
+    "cohere": ("cohere_embeddings", "CohereEmbeddingsAdapter"),
 }
 _ADAPTER_CACHE: dict[str, Any] = {}
 
@@ -89,6 +95,18 @@ def split_embed_kwargs(kwargs: Mapping[str, Any]) -> tuple[CallOptions, dict[str
                 f"{', '.join(sorted(EMBED_OPTIONS))}; call options: "
                 f"{', '.join(sorted(_CALL_OPTIONS))}; provider fields go in extra={{...}}"
             )
+    it = extra.get("input_type")
+    if it is not None:
+        if type(it) is not str or it not in INPUT_TYPES:
+            raise InvalidRequestError(
+                f"input_type must be 'query' or 'document' (or None), not {shown(it)}; a "
+                "provider's other kinds go in extra={...} (Cohere's 'classification', "
+                "'clustering') or task_type= (Gemini)"
+            )
+        if extra.get("task_type") is not None:
+            raise InvalidRequestError(
+                "pass input_type= or task_type= (Gemini's own name for it), not both"
+            )
     return CallOptions(**opts), extra
 
 
@@ -106,25 +124,29 @@ def check_inputs(inputs: object) -> list[str]:
     if not out:
         raise InvalidRequestError("inputs is empty: give at least one text to embed")
     try:
-        # At C speed: join refuses anything but str (subclasses included); "" is found by
-        # identity or equality. Only a failure walks the list to name the input.
-        "".join(out)
-        if "" not in out:
-            return out
+        "".join(out)  # at C speed: refuses anything but str (subclasses included)
     except TypeError:
-        pass
-    for i, s in enumerate(out):
-        if not isinstance(s, str):
-            raise InvalidRequestError(
-                f"inputs[{i}] is of type {type(s).__name__}; every input must be a string "
-                "(embed text, not token ids or other objects)"
-            )
-        if not s:
-            raise InvalidRequestError(
-                f"inputs[{i}] is an empty string; providers refuse empty inputs: drop it or "
-                "embed a placeholder"
-            )
+        for i, s in enumerate(out):
+            if not isinstance(s, str):
+                raise InvalidRequestError(
+                    f"inputs[{i}] is of type {type(s).__name__}; every input must be a string "
+                    "(embed text, not token ids or other objects)"
+                ) from None
+    if set(map(type, out)) != {str}:
+        out = _plain(out)
+    if "" in out:
+        raise InvalidRequestError(
+            f"inputs[{out.index('')}] is an empty string; providers refuse empty inputs: drop "
+            "it or embed a placeholder"
+        )
     return out
+
+
+def _plain(texts: list[str]) -> list[str]:
+    """The texts as plain ``str``: a subclass's own ``__eq__``, ``__hash__`` or ``__len__``
+    must not decide which inputs count as one (the call sends each distinct text once) or
+    how long one is."""
+    return [s if type(s) is str else str.__str__(s) for s in texts]
 
 
 def check_dimensions(dimensions: object) -> int | None:
@@ -154,8 +176,9 @@ def candidate(t: Target, dimensions: int | None) -> Candidate:
     if adapter is None:
         raise UnsupportedCapabilityError(
             f"{label}: provider {t.provider!r} serves no embeddings API llmrelay speaks "
-            "(OpenAI-compatible /embeddings or Gemini embedContent); use an embedding model of "
-            "openai, azure, gemini, mistral, together, fireworks, ollama, vllm or lmstudio",
+            "(OpenAI-compatible /embeddings, Gemini embedContent, Voyage, Cohere); use an "
+            "embedding model of openai, azure, gemini, voyage, cohere, mistral, together, "
+            "fireworks, ollama, vllm or lmstudio",
             provider=t.provider,
             model=t.model,
             capability="embeddings",
@@ -170,7 +193,9 @@ def candidate(t: Target, dimensions: int | None) -> Candidate:
             capability="embeddings",
         )
     if row is not None and dimensions is not None and not row.accepts(dimensions):
-        if row.min_dimensions is None:
+        if row.dimension_choices:
+            allowed = "one of " + ", ".join(map(str, row.dimension_choices))
+        elif row.min_dimensions is None:
             allowed = f"only its full size, {row.dimensions}"
         else:
             allowed = f"{row.min_dimensions} to {row.dimensions}"

@@ -206,7 +206,12 @@ class Engine:
     def plan(self, model: ModelRef, opts: CallOptions = NO_OPTIONS) -> Plan:
         """The call's primary target and fallback chains (raises on an unknown model)."""
         if model.__class__ is str:
-            primary = self.resolve(model) if self._own_specs else resolve_target(model)
+            try:
+                primary = self.resolve(model) if self._own_specs else resolve_target(model)
+            except UnknownModelError:
+                if self._own_specs:
+                    raise
+                primary = self.resolve(model)  # a bare catalog name (text-embedding-3-small)
         elif isinstance(model, Target):
             primary = model
         elif isinstance(model, str):
@@ -244,13 +249,20 @@ class Engine:
 
     def resolve(self, name: str) -> Target:
         """``resolve_target``, plus ``provider/model`` for a provider only this engine's own
-        registry knows."""
+        registry knows, plus a bare embedding model name the embeddings table knows
+        (``text-embedding-3-small`` -> ``openai``; chat models' bare names resolve through the
+        built-in aliases)."""
         try:
             return resolve_target(name)
         except UnknownModelError:
             provider, sep, model = name.partition("/")
             if self._own_specs and sep and model and self.providers.spec_for(provider):
                 return Target(provider, model)
+            from ..catalog.embeddings import provider_of
+
+            found = provider_of(name)
+            if found is not None:
+                return Target(found, name)
             raise
 
     def preflight(self, model: ModelRef, opts: CallOptions = NO_OPTIONS) -> Deployment | None:

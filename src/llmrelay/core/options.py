@@ -20,6 +20,7 @@ from ..providers.resolve import Target
 from ..providers.table import Secret
 from ..state.base import check_ttl
 from ..transport.base import Timeouts
+from ..transport.headers import header_problem
 from ..types import NO_PARAMS, PARAM_NAMES, GenerationParams, build_params
 from .retry import RetryPolicy
 
@@ -104,7 +105,7 @@ class CallOptions:
         if self.trace_id is not None and not isinstance(self.trace_id, str):
             _bad("trace_id", "a string", self.trace_id)
         if self.headers is not None:
-            _check_str_map("headers", self.headers)
+            _check_headers(self.headers)
         if self.tags is not None:
             _check_str_map("tags", self.tags)
         t = self.timeout
@@ -180,6 +181,15 @@ def _check_str_map(name: str, value: Any) -> None:
             raise InvalidRequestError(
                 f"{name} must map strings to strings, not {_shown(k)}: {type(v).__name__}"
             )
+
+
+def _check_headers(value: Any) -> None:
+    if not isinstance(value, Mapping):
+        _bad("headers", "a dict of header names to string values", value)
+    for k, v in value.items():
+        problem = header_problem(k, v)
+        if problem is not None:
+            raise InvalidRequestError(f"headers: {_shown(k)} {problem}")
 
 
 def timeouts_from(value: float | Timeouts | None, default: Timeouts) -> Timeouts:

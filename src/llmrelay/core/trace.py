@@ -7,7 +7,7 @@ from typing import Literal
 
 from ..types import Usage
 
-__all__ = ["Attempt", "format_trace"]
+__all__ = ["Attempt", "format_trace", "sent_attempts"]
 
 Outcome = Literal["success", "error", "skipped", "cache_hit"]
 
@@ -53,6 +53,12 @@ class Attempt:
             "usage": self.usage.to_dict() if self.usage is not None else None,
             "cost_usd": self.cost_usd,
         }
+
+
+def sent_attempts(trace: list[Attempt]) -> int:
+    """How many attempts of ``trace`` reached a provider (retries included; skipped candidates,
+    refusals before sending and cache hits not counted)."""
+    return sum(1 for a in trace if a.outcome == "error" or a.outcome == "success")
 
 
 def format_trace(trace: list[Attempt]) -> str:

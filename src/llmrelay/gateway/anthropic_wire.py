@@ -387,7 +387,8 @@ def _event(kind: str, data: dict[str, Any]) -> bytes:
 
 class StreamWriter:
     """Our stream chunks as Anthropic's events: one open content block at a time (thinking,
-    then text, then each tool call), as Anthropic sends them."""
+    then text, then each tool call), as Anthropic sends them. A thinking block ends with its
+    ``signature_delta`` when the upstream finished it (``StreamChunk.reasoning_part``)."""
 
     __slots__ = ("_index", "_open", "_tools", "call_id", "model")
 
@@ -437,6 +438,8 @@ class StreamWriter:
                     "delta": {"type": "thinking_delta", "thinking": c.reasoning},
                 },
             )
+        if c.reasoning_part is not None:
+            out += self._reasoning_done(c.reasoning_part)
         if c.delta:
             if self._open != "text":
                 out += self._begin("text", {"type": "text", "text": ""})
@@ -465,6 +468,28 @@ class StreamWriter:
                     },
                 )
         return out
+
+    def _reasoning_done(self, p: ReasoningPart) -> bytes:
+        """A finished reasoning block, as Anthropic ends one: a thinking block gets its
+        ``signature_delta`` (a client replays the signature in its next turn); a redacted one
+        is a whole ``redacted_thinking`` block."""
+        if p.provider != "anthropic":  # another API's reasoning: nothing Anthropic could use
+            return self._close() if self._open == "thinking" else b""
+        if p.redacted:
+            block = {"type": "redacted_thinking", "data": p.data or ""}
+            return self._begin("redacted_thinking", block) + self._close()
+        out = b""
+        if self._open != "thinking":  # a signed block whose text was empty
+            out += self._begin("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+        if p.signature:
+            out += _event(
+                "content_block_delta",
+                {
+                    "index": self._index,
+                    "delta": {"type": "signature_delta", "signature": p.signature},
+                },
+            )
+        return out + self._close()
 
     def error(self, err: HttpError) -> bytes:
         return stream_error(err.status, err.message)

@@ -11,12 +11,11 @@ field for a base URL, a key or a header, and the call options the gateway passes
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from aiohttp import web
@@ -26,12 +25,22 @@ from ..errors import ConfigurationError, ContentFilteredError, InvalidRequestErr
 from ..providers.aliases import lookup
 from ..providers.resolve import known_aliases
 from ..types import Response, StreamChunk
-from . import anthropic_wire, openai_wire
+from ..types.embeddings import Embeddings
+from . import anthropic_wire, embeddings_wire, openai_wire, responses_stream, responses_wire
+from .access import loopback_host as _loopback_host
+from .access import loopback_origin as _loopback_origin
+from .access import same_secret as _same
 from .keys import KeyCache, KeyStore, VirtualKey
+from .observe import prometheus_text, readiness
 from .policy import KeyBudgets, KeyRateLimiter
 from .wire import GatewayCall, HttpError, check_model, http_error
 
-__all__ = ["Gateway", "GatewaySettings", "check_bind"]
+__all__ = ["THREAD_PARSE_BYTES", "Gateway", "GatewaySettings", "check_bind"]
+
+#: Request bodies this large or larger are parsed in a worker thread (JSON, base64 images and
+#: documents), not on the event loop that serves every other request.
+THREAD_PARSE_BYTES = 256 * 1024
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -60,6 +69,9 @@ class GatewaySettings:
     #: Seconds a client has to send its whole body once its headers arrived (408 past it; a
     #: client that never finishes its headers is closed after aiohttp's keep-alive timeout).
     read_timeout: float = 30.0
+    #: Serve ``GET /metrics`` without the admin key (it names keys, teams and models: by
+    #: default, with an admin key set, only the admin key may read it).
+    metrics_public: bool = False
 
 
 def check_bind(settings: GatewaySettings) -> None:
@@ -146,6 +158,8 @@ class Gateway:
         r.add_post("/v1/chat/completions", self.chat_completions)
         r.add_post("/v1/messages", self.messages)
         r.add_post("/v1/messages/count_tokens", self.count_tokens)
+        r.add_post("/v1/embeddings", self.embeddings)
+        r.add_post("/v1/responses", self.responses)
         r.add_get("/v1/models", self.list_models)
         r.add_get("/health/live", self.live)
         r.add_get("/health/ready", self.ready)
@@ -162,7 +176,15 @@ class Gateway:
 
     # ------------------------------------------------------------------ request plumbing
 
-    async def _body(self, request: web.Request) -> Any:
+    async def _parse(self, request: web.Request, parse: Callable[[Any], _T]) -> _T:
+        """The request's body read and parsed by ``parse``; a large body (images, documents,
+        long conversations) in a worker thread, so the event loop keeps serving the others."""
+        raw = await self._read(request)
+        if len(raw) < THREAD_PARSE_BYTES:
+            return parse(_json(raw))
+        return await asyncio.to_thread(lambda: parse(_json(raw)))
+
+    async def _read(self, request: web.Request) -> bytes:
         try:
             async with asyncio.timeout(self.settings.read_timeout):
                 raw = await request.read()
@@ -183,10 +205,7 @@ class Gateway:
                     f"the request body is over {self.settings.max_body_bytes} bytes",
                 )
             ) from None
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise InvalidRequestError("the request body is not valid JSON") from None
+        return raw
 
     async def _authenticate(self, request: web.Request) -> _Caller:
         auth = request.headers.get("authorization", "")
@@ -194,21 +213,22 @@ class Gateway:
         if presented is None:
             presented = request.headers.get("x-api-key")
         admin = self.settings.admin_key
-        if not presented:
-            if admin is None and self.keys is None:
-                # Loopback only (check_bind), no keys configured. A web page the developer
-                # opens must not spend their provider keys: no cross-site requests (a browser
-                # sends Origin) and no DNS-rebound ones (Host names another site).
-                if not (_loopback_host(request.host) and _loopback_origin(request)):
-                    raise _Unauthorized(
-                        HttpError(
-                            403,
-                            "not_local",
-                            "without keys the gateway answers only local clients (Host and "
-                            "Origin must be loopback); create a key with `llmrelay keys create`",
-                        )
+        if admin is None and self.keys is None:
+            # Loopback only (check_bind), no keys configured: whatever key a client presents
+            # is ignored (the SDKs always send one) and never forwarded. A web page the
+            # developer opens must not spend their provider keys: no cross-site requests (a
+            # browser sends Origin) and no DNS-rebound ones (Host names another site).
+            if not (_loopback_host(request.host) and _loopback_origin(request)):
+                raise _Unauthorized(
+                    HttpError(
+                        403,
+                        "not_local",
+                        "without keys the gateway answers only local clients (Host and "
+                        "Origin must be loopback); create a key with `llmrelay keys create`",
                     )
-                return _Caller(None, "local")
+                )
+            return _Caller(None, "local")
+        if not presented:
             raise _Unauthorized(
                 HttpError(401, "missing_api_key", "pass your key as 'Authorization: Bearer ...'")
             )
@@ -293,7 +313,7 @@ class Gateway:
         try:
             caller = await self._authenticate(request)
             who = caller.label
-            call = parse(await self._body(request))
+            call = await self._parse(request, parse)
             check_model(call.model)
             model = call.model
             opts = self._options(caller, call, request_id)
@@ -312,7 +332,9 @@ class Gateway:
         self._count(who, self._model_label(model, out.status), out.status, time.perf_counter() - t0)
         return out
 
-    def _trace_headers(self, request: web.Request, resp: Response | None) -> dict[str, str]:
+    def _trace_headers(
+        self, request: web.Request, resp: Response | Embeddings | None
+    ) -> dict[str, str]:
         if resp is None or request.headers.get("x-llmrelay-trace") != "1":
             return {}
         trace = [
@@ -343,18 +365,22 @@ class Gateway:
         if call.stream:
             writer = openai_wire.StreamWriter(call_id, call.model, call.include_usage)
             return await self._sse(request, request_id, call, opts, writer)
-        refusal: str | None = None
-        try:
-            resp = await self.client.achat(call.model, call.messages, **call.params, **opts)
-        except ContentFilteredError as exc:
-            refusal = exc.explanation or _REFUSED
-            resp = Response(text=exc.partial_text, finish_reason="stop")
+        resp, refusal = await self._achat(call, opts)
         headers = {"x-request-id": request_id, **self._trace_headers(request, resp)}
         return web.Response(
             body=openai_wire.render_response(resp, call.model, call_id, refusal=refusal),
             content_type="application/json",
             headers=headers,
         )
+
+    async def _achat(self, call: GatewayCall, opts: dict[str, Any]) -> tuple[Response, str | None]:
+        """The answer, and the refusal's words when the model refused (OpenAI's wires carry a
+        refusal in the answer; it is not an error)."""
+        try:
+            return await self.client.achat(call.model, call.messages, **call.params, **opts), None
+        except ContentFilteredError as exc:
+            refusal = exc.explanation or _REFUSED
+            return Response(text=exc.partial_text, finish_reason="stop"), refusal
 
     async def _sse(
         self,
@@ -448,20 +474,64 @@ class Gateway:
         request_id = "req_" + uuid.uuid4().hex
         try:
             caller = await self._authenticate(request)
-            body = await self._body(request)
-            if isinstance(body, dict):
-                body = {"max_tokens": 1, **body}
-            call = anthropic_wire.parse_messages_request(body)
+            call = await self._parse(request, _count_tokens_request)
             if caller.key is not None:
                 _check_allowed(caller.key, call.model)
             from ..catalog.tokens import count_message_tokens
 
-            n = count_message_tokens(call.messages, call.model, tools=call.params.get("tools"))
+            def count() -> int:
+                return count_message_tokens(
+                    call.messages, call.model, tools=call.params.get("tools")
+                )
+
+            large = (request.content_length or 0) >= THREAD_PARSE_BYTES
+            n = await asyncio.to_thread(count) if large else count()
         except _Unauthorized as exc:
             return self._error("anthropic", exc.error, request_id)
         except LLMRelayError as exc:
             return self._error("anthropic", http_error(exc), request_id)
         return web.json_response({"input_tokens": n}, headers={"request-id": request_id})
+
+    # ------------------------------------------------------------------ Responses
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(
+            request, "openai", responses_wire.parse_responses_request, self._responses_answer
+        )
+
+    async def _responses_answer(
+        self, request: web.Request, call: GatewayCall, opts: dict[str, Any], request_id: str
+    ) -> web.StreamResponse:
+        base = request_id[4:]
+        echo = call.echo if isinstance(call, responses_wire.ResponsesCall) else {}
+        if call.stream:
+            writer = responses_stream.StreamWriter(base, call.model, echo)
+            return await self._sse(request, request_id, call, opts, writer)
+        resp, refusal = await self._achat(call, opts)
+        return web.Response(
+            body=responses_wire.render_response(resp, call.model, base, echo, refusal=refusal),
+            content_type="application/json",
+            headers={"x-request-id": request_id, **self._trace_headers(request, resp)},
+        )
+
+    # ------------------------------------------------------------------ embeddings
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(
+            request, "openai", embeddings_wire.parse_embeddings_request, self._embeddings_answer
+        )
+
+    async def _embeddings_answer(
+        self, request: web.Request, call: GatewayCall, opts: dict[str, Any], request_id: str
+    ) -> web.StreamResponse:
+        p = call.params
+        kw = {k: p[k] for k in ("dimensions", "user") if k in p}
+        result = await self.client.aembed(call.model, p["inputs"], **kw, **opts)
+        return web.Response(
+            body=embeddings_wire.render_embeddings(result, call.model, p["encoding_format"]),
+            content_type="application/json",
+            headers={"x-request-id": request_id, **self._trace_headers(request, result)},
+        )
 
     # ------------------------------------------------------------------ the rest
 
@@ -481,82 +551,37 @@ class Gateway:
         return web.json_response({"status": "ok"})
 
     async def ready(self, _: web.Request) -> web.StreamResponse:
-        checks: dict[str, str] = {}
-        ok = True
-        if self.key_store is not None:
-            try:
-                await self.key_store.by_id("key_readiness_probe")
-                checks["keys"] = "ok"
-            except LLMRelayError as exc:
-                ok = False
-                checks["keys"] = type(exc).__name__
-        store = getattr(self.client.engine.limiter, "store", None)
-        if store is not None and hasattr(store, "ping"):
-            try:
-                await store.ping()
-                checks["state"] = "ok"
-            except Exception as exc:
-                ok = False
-                checks["state"] = type(exc).__name__
+        checks, ok = await readiness(self.key_store, self.client.engine.limiter)
         return web.json_response(
             {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
         )
 
-    async def metrics(self, _: web.Request) -> web.StreamResponse:
-        lines = [
-            "# HELP llmrelay_gateway_requests_total Requests answered, by key, model and status.",
-            "# TYPE llmrelay_gateway_requests_total counter",
-        ]
-        for (who, model, status), (n, _s) in sorted(self.stats.items()):
-            lines.append(
-                f'llmrelay_gateway_requests_total{{key="{_label(who)}",model="{_label(model)}",'
-                f'status="{status}"}} {int(n)}'
-            )
-        lines += [
-            "# HELP llmrelay_gateway_request_seconds_total Seconds spent answering, by key, model "
-            "and status.",
-            "# TYPE llmrelay_gateway_request_seconds_total counter",
-        ]
-        for (who, model, status), (_n, s) in sorted(self.stats.items()):
-            lines.append(
-                f'llmrelay_gateway_request_seconds_total{{key="{_label(who)}",model="{_label(model)}",'
-                f'status="{status}"}} {s:.6f}'
-            )
-        lines += [
-            "# HELP llmrelay_gateway_in_flight Requests being answered now.",
-            "# TYPE llmrelay_gateway_in_flight gauge",
-            f"llmrelay_gateway_in_flight {self.in_flight}",
-        ]
-        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        admin = self.settings.admin_key
+        if admin is not None and not self.settings.metrics_public:
+            auth = request.headers.get("authorization", "")
+            presented = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+            if not _same(presented, admin):
+                err = HttpError(
+                    401,
+                    "admin_key_required",
+                    "/metrics needs the admin key ('Authorization: Bearer $LLMRELAY_ADMIN_KEY'),"
+                    " or set [server] metrics_public = true",
+                )
+                return self._error("openai", err, "req_" + uuid.uuid4().hex)
+        text = prometheus_text(self.stats, self.in_flight)
+        return web.Response(text=text, content_type="text/plain")
 
 
-def _loopback_host(hostport: str) -> bool:
-    """Is ``host[:port]`` (or a bare IPv6 address) a loopback name or address?"""
-    host = hostport.rsplit(":", 1)[0] if hostport.count(":") == 1 else hostport
-    host = host.removeprefix("[").split("]")[0].lower()
-    if host == "localhost":
-        return True
+def _count_tokens_request(body: Any) -> GatewayCall:
+    """A ``count_tokens`` body: a Messages body without ``max_tokens``."""
+    if isinstance(body, dict):
+        body = {"max_tokens": 1, **body}
+    return anthropic_wire.parse_messages_request(body)
+
+
+def _json(raw: bytes) -> Any:
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _loopback_origin(request: web.Request) -> bool:
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True  # not a browser's cross-site request
-    scheme, sep, rest = origin.partition("://")
-    return bool(sep) and scheme in ("http", "https") and _loopback_host(rest.split("/")[0])
-
-
-def _label(v: str) -> str:
-    return v[:120].replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _same(a: str, b: str) -> bool:
-    import hmac
-
-    return hmac.compare_digest(
-        a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass")
-    )
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidRequestError("the request body is not valid JSON") from None

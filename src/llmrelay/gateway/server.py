@@ -15,6 +15,7 @@
     shutdown_grace = 30
     read_timeout = 30              # seconds to send the body (408 past it)
     log = true                     # the request log, as [log] configures it
+    metrics_public = false         # true: GET /metrics without the admin key
 
 ``--workers N`` starts N processes on one port (``SO_REUSEPORT``); they share budgets, limits,
 breakers and the cache through ``LLMRELAY_REDIS_URL`` and keys (and the request log) through
@@ -47,6 +48,7 @@ _SERVER_KEYS = {
     "log",
     "key_cache_ttl",
     "read_timeout",
+    "metrics_public",
 }
 
 
@@ -73,6 +75,8 @@ def settings_from(table: Mapping[str, Any], **overrides: Any) -> tuple[GatewaySe
     rt = s.read_timeout
     if isinstance(rt, bool) or not isinstance(rt, int | float) or not 0 < rt <= 3600:
         raise ConfigurationError("[server] read_timeout must be 0-3600 seconds")
+    if not isinstance(s.metrics_public, bool):
+        raise ConfigurationError("[server] metrics_public must be true or false")
     if s.cache_scope not in ("team", "key", "shared"):
         raise ConfigurationError("[server] cache_scope must be team, key or shared")
     if isinstance(s.models, list):

@@ -134,7 +134,6 @@ CURRENT_MODELS: dict[str, tuple[tuple[str, str], ...]] = {
         ("claude-opus-4-6", "claude-opus-4-6"),
         ("claude-sonnet-4-6", "claude-sonnet-4-6"),
         ("claude-opus-4-5", "claude-opus-4-5"),
-        ("claude-sonnet-4-5", "claude-sonnet-4-5"),
         ("claude-haiku-4-5", "claude-haiku-4-5"),
     ),
     "gemini": (

@@ -20,6 +20,7 @@ from ..errors import (
     LLMRelayError,
     ResponseTooLargeError,
     UnknownModelError,
+    UnsupportedCapabilityError,
     interrupted_by,
 )
 from ..transport.base import (
@@ -35,7 +36,7 @@ from ..transport.headers import get_header
 from ..transport.sse import SSEDecoder
 from ..types import PARAM_NAMES, ChatRequest, Response, StreamChunk, Usage, chunk
 from .adapters.base import WireAdapter, answer_request_id, scrub_answer, status_error
-from .table import Deployment
+from .table import EMBEDDINGS_ONLY_WIRES, Deployment
 
 __all__ = [
     "Backend",
@@ -91,6 +92,13 @@ def get_adapter(wire: str) -> WireAdapter:
     if a is None:
         spec = _ADAPTER_MODULES.get(wire)
         if spec is None:
+            if wire in EMBEDDINGS_ONLY_WIRES:
+                raise UnsupportedCapabilityError(
+                    f"{wire} serves embeddings only: llmrelay speaks no chat API of it; call "
+                    "llmrelay.embed(...) with its models, or chat with another provider",
+                    provider=wire,
+                    capability="chat",
+                )
             raise UnknownModelError(f"no wire adapter named {wire!r}")
         cls: Any = getattr(importlib.import_module(spec[0]), spec[1])
         a = _ADAPTERS[wire] = cls()

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from ..errors import MissingAPIKeyError, UnknownModelError
 
 __all__ = [
+    "EMBEDDINGS_ONLY_WIRES",
     "PROVIDERS",
     "Deployment",
     "ProviderSpec",
@@ -24,6 +25,9 @@ __all__ = [
     "make_deployment",
     "register_provider_spec",
 ]
+
+#: Wires of providers llmrelay reaches for embeddings only (no chat adapter).
+EMBEDDINGS_ONLY_WIRES = frozenset({"voyage", "cohere"})
 
 AuthStyle = Literal["bearer", "api-key", "x-api-key", "x-goog-api-key", "none"]
 
@@ -176,6 +180,26 @@ PROVIDERS: dict[str, ProviderSpec] = {
             otel_name="gcp.gemini",
             api="chat",
             docs="https://ai.google.dev/gemini-api/docs/openai",
+        ),
+        # Embeddings-only rows: their wires have an embeddings adapter and no chat adapter.
+        ProviderSpec(
+            "voyage",
+            "voyage",
+            "https://api.voyageai.com/v1",
+            "VOYAGE_API_KEY",
+            display_name="Voyage AI",
+            official_host="api.voyageai.com",
+            docs="https://docs.voyageai.com/reference/embeddings-api",
+        ),
+        ProviderSpec(
+            "cohere",
+            "cohere",
+            "https://api.cohere.com",
+            "COHERE_API_KEY",
+            alt_key_envs=("CO_API_KEY",),
+            display_name="Cohere",
+            official_host="api.cohere.com",
+            docs="https://docs.cohere.com/reference/embed",
         ),
         _openai_compat(
             "groq", "https://api.groq.com/openai/v1", display="Groq", official_host="api.groq.com"

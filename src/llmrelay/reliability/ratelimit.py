@@ -22,7 +22,10 @@ registry a ``Client`` uses (the default one, ``llmrelay.catalog.provider_registr
 default_providers()``, or ``Client(providers=registry)``) is enforced by that client's limiter
 (one is made on the client's state store when it had none): the provider's limits are one
 scope per provider and API key (``provider:<name>``), shared by all its models; limits a
-``Provider(models={...})`` entry declares for one model are a scope of that model.
+``Provider(models={...})`` entry declares for one model are a scope of that model. These scopes
+are the provider's quota, not one limiter's: in process they are counted once for every limiter
+on the same clock (keyed by provider, base URL, API key and the declared limits; see
+``ratelimit_buckets.SHARED_PREFIX``), in Redis once for every process.
 
 **Scopes**: a deployment (matched by alias, ``provider/model``, ``provider/*`` or ``provider``,
 then ``*``; each API key of a deployment is counted apart, as providers do), a user
@@ -263,6 +266,7 @@ class RateLimiter:
         self.poll_interval = float(poll_interval)
         self.store = store
         self._buckets: Buckets = _buckets_for(store, clock, self.max_block)
+        self._in_process = store is None or store.kind != "redis"
         self._ids = itertools.count()
         self._pid = f"{os.getpid()}-{id(self):x}"
         self._warn_store = ThrottledWarning(log)
@@ -343,9 +347,16 @@ class RateLimiter:
         if dl is not _NONE or self.learn_from_headers:
             out.append((dep_scope, dl))
         if self._registries:
-            suffix = f"#{kid}" if kid else ""  # providers count per API key
-            for scope, lim in self._declared_scopes(dep):
-                out.append((scope + suffix, lim))
+            # Providers count per API key. In process, one count per provider, base URL and
+            # declared limits for every limiter (SHARED_PREFIX); in Redis, per provider.
+            if self._in_process:
+                suffix = f"#{kid or ''}@{dep.base_url}"
+                for scope, lim in self._declared_scopes(dep):
+                    out.append((f"{scope}{suffix}|{_spec(lim)}", lim))
+            else:
+                suffix = f"#{kid}" if kid else ""
+                for scope, lim in self._declared_scopes(dep):
+                    out.append((scope + suffix, lim))
         if self._other_scopes:
             user = ctx.tags.get("user")
             if user is not None:
@@ -551,6 +562,11 @@ def _describe(scope: str) -> str:
         return "provider " + scope[9:].split("#", 1)[0] + " (its declared rate limits)"
     kind, _, name = scope.partition(":")
     return f"{kind} {name!r}"
+
+
+def _spec(lim: Limits) -> str:
+    """The limits of a scope as text, for the name of a process-wide scope."""
+    return ",".join(f"{v:g}" for v in (*lim.vector, lim.concurrent or 0))
 
 
 def _buckets_for(store: Store | None, clock: Callable[[], float], max_block: float) -> Buckets:

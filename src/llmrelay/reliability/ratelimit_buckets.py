@@ -15,12 +15,14 @@ by a process with a longer (or no) ceiling is cut back to this process's.
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..state.base import hash_tag
 from ..state.redis_store import RedisStore
@@ -118,8 +120,78 @@ def _block(seconds: float, ceiling: float) -> float:
     return min(seconds, ceiling)
 
 
+#: Scopes named so are counted once per process (per clock), whichever limiter charges them:
+#: the rate limits providers declare are the provider's quota, not one client's.
+SHARED_PREFIX = "provider:"
+#: Past this many process-wide scopes, idle ones (no state a fresh scope lacks) are dropped.
+MAX_SHARED_SCOPES = 10_000
+
+
+class _SharedScopes:
+    """The process-wide scopes of the limiters on one clock, and the lock they all take."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.scopes: dict[str, _Scope] = {}
+        #: Prune when the table reaches this size (doubles while nothing can go, so a table of
+        #: busy scopes is not swept on every new scope).
+        self.prune_at = MAX_SHARED_SCOPES
+
+    def prune(self, now: float) -> None:
+        """Drop the scopes in the state a new one would have (caller holds the lock)."""
+        idle = [
+            name
+            for name, s in self.scopes.items()
+            if not s.holders
+            and s.blocked_until <= now
+            and s.learned_until <= now
+            and all(t <= now for t in s.tat)
+        ]
+        for name in idle:
+            del self.scopes[name]
+        self.prune_at = max(MAX_SHARED_SCOPES, 2 * len(self.scopes))
+
+
+_SHARED_LOCK = threading.Lock()
+#: Per clock (weakly held: a fake clock's table goes with it) ...
+_SHARED_WEAK: weakref.WeakKeyDictionary[Any, dict[Any, _SharedScopes]] = weakref.WeakKeyDictionary()
+#: ... or, for a clock that cannot be weakly referenced (``time.monotonic``), for good.
+_SHARED_STRONG: dict[Any, _SharedScopes] = {}
+
+
+def shared_scopes(clock: Callable[[], float]) -> _SharedScopes:
+    """The process-wide scopes of the limiters counting time with ``clock`` (a bound method
+    is its object's, whichever attribute access made it); a fresh private table when the clock
+    cannot be a dictionary key."""
+    owner: Any = clock
+    part: Any = None
+    if inspect.ismethod(clock):
+        owner, part = clock.__self__, clock.__func__
+    try:
+        with _SHARED_LOCK:
+            try:
+                per = _SHARED_WEAK.get(owner)
+                if per is None:
+                    per = _SHARED_WEAK[owner] = {}
+                table = per.get(part)
+                if table is None:
+                    table = per[part] = _SharedScopes()
+                return table
+            except TypeError:  # not weakly referenceable: a builtin such as time.monotonic
+                table = _SHARED_STRONG.get((owner, part))
+                if table is None:
+                    table = _SHARED_STRONG[(owner, part)] = _SharedScopes()
+                return table
+    except TypeError:  # unhashable clock: nothing to share with
+        return _SharedScopes()
+
+
 class MemoryBuckets:
-    """Counters in this process (one lock; every operation is a few dict lookups)."""
+    """Counters in this process (every operation is a few dict lookups under a lock).
+
+    Scopes named ``SHARED_PREFIX...`` are the process's, shared by every ``MemoryBuckets`` on
+    the same clock (and so under that clock's one lock); the others are this object's own.
+    """
 
     def __init__(
         self, clock: Callable[[], float] = time.monotonic, max_block: float = MAX_BLOCK
@@ -127,12 +199,16 @@ class MemoryBuckets:
         self.clock = clock
         self.max_block = max_block
         self._scopes: dict[str, _Scope] = {}
-        self._lock = threading.Lock()
+        self._shared = shared_scopes(clock)
+        self._lock = self._shared.lock
 
     def _scope(self, name: str) -> _Scope:
-        s = self._scopes.get(name)
+        table = self._shared.scopes if name.startswith(SHARED_PREFIX) else self._scopes
+        s = table.get(name)
         if s is None:
-            s = self._scopes[name] = _Scope()
+            if table is self._shared.scopes and len(table) >= self._shared.prune_at:
+                self._shared.prune(self.clock())
+            s = table[name] = _Scope()
         return s
 
     async def acquire(
@@ -179,7 +255,7 @@ class MemoryBuckets:
                 s.tat[i] = nt
             for c in charges:
                 if c.concurrent:
-                    self._scopes[c.scope].holders[permit_id] = now + lease
+                    self._scope(c.scope).holders[permit_id] = now + lease
             return None
 
     async def release(self, settles: Sequence[Settle], permit_id: str) -> None:

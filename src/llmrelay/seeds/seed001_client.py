@@ -32,7 +32,7 @@ from .._sync import run_sync
 from ..client import Client
 from ..core.engine import OPTION_NAMES, CallOptions
 from ..core.options import split_kwargs
-from ..core.trace import Attempt
+from ..core.trace import Attempt, sent_attempts
 from ..errors import (
     AllAttemptsFailedError,
     ConfigurationError,
@@ -391,7 +391,13 @@ class LLMClient:
             )
         if len(failures) == 1:
             return failures[0]
-        return AllAttemptsFailedError(f"all {len(failures)} candidates failed", failures)
+        sent = sum(
+            sent_attempts(f.trace) if f.trace else int(not isinstance(f, ConfigurationError))
+            for f in failures
+        )
+        return AllAttemptsFailedError(
+            f"all {len(failures)} candidates failed", failures, attempts=sent
+        )
 
 
 def _failed_attempt(label: str, exc: LLMRelayError) -> Attempt:

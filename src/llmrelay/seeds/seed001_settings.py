@@ -36,7 +36,8 @@ __all__ = ["LLMModels", "LLMProviders", "LLMSettings", "field_errors", "plain", 
 
 
 class LLMProviders(StrEnum):
-    """Every provider llmrelay can reach (the ``test`` doubles aside)."""
+    """Every provider llmrelay can chat with (the ``test`` doubles and the embeddings-only
+    ``voyage`` and ``cohere`` aside)."""
 
     OPENAI = "openai"
     ANTHROPIC = "anthropic"

@@ -32,7 +32,7 @@ from ..providers.schema_sample import instance_from_schema
 from .fake_base import Dialect, FakeRequest, FakeUsage
 from .fake_dialects import DIALECTS
 from .fake_embeddings import answer as embeddings_answer
-from .fake_embeddings import is_embeddings_path
+from .fake_embeddings import is_embeddings_path, is_voyage_path
 
 __all__ = ["FakeRequest", "FakeUpstream", "RecordedRequest", "Reply"]
 
@@ -241,12 +241,26 @@ class FakeUpstream:
     def gemini_base_url(self) -> str:
         return self.url + "/v1beta"
 
+    @property
+    def voyage_base_url(self) -> str:
+        """Voyage's ``/v1`` under a ``/voyage`` prefix (its path is OpenAI's)."""
+        return self.url + "/voyage/v1"
+
+    @property
+    def cohere_base_url(self) -> str:
+        """What Cohere's SDKs take as base URL (the adapter adds ``/v2/embed``)."""
+        return self.url
+
     def base_url_for(self, provider_or_wire: str) -> str:
         """The base URL an SDK/provider row of this family would use for this fake."""
         if provider_or_wire in ("anthropic", "anthropic_messages"):
             return self.anthropic_base_url
         if provider_or_wire == "gemini":
             return self.gemini_base_url
+        if provider_or_wire == "voyage":
+            return self.voyage_base_url
+        if provider_or_wire == "cohere":
+            return self.cohere_base_url
         return self.openai_base_url
 
     # ------------------------------------------------------------------ lifecycle
@@ -315,6 +329,10 @@ class FakeUpstream:
             return self._dialects["gemini"]
         if path.endswith(("/messages", "/messages/count_tokens")):
             return self._dialects["anthropic"]
+        if is_voyage_path(path):
+            return self._dialects["voyage"]
+        if path.endswith("/v2/embed"):
+            return self._dialects["cohere"]
         if path.endswith(("/chat/completions", "/embeddings")):
             return self._dialects["openai"]
         if path.endswith("/responses"):

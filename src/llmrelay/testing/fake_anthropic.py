@@ -15,10 +15,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from .fake_base import FakeRequest, FakeUsage
+from .fake_base import FakeRequest, FakeUsage, halves, sse, tool_arguments
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -129,8 +128,7 @@ def _thinking_blocks(req: FakeRequest) -> list[dict[str, Any]]:
 
 def _event(kind: str, **fields: Any) -> bytes:
     """One SSE frame; its JSON ``type`` is its event name, as in all of Anthropic's."""
-    data = {"type": kind, **fields}
-    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+    return sse({"type": kind, **fields}, kind)
 
 
 def _block(index: int, block: dict[str, Any], deltas: list[dict[str, Any]]) -> list[bytes]:
@@ -299,10 +297,9 @@ class AnthropicDialect:
         for block in _thinking_blocks(req):
             if block["type"] == "thinking":
                 start = {"type": "thinking", "thinking": "", "signature": ""}
-                half = len(block["thinking"]) // 2
                 deltas = [
                     {"type": "thinking_delta", "thinking": part}
-                    for part in (block["thinking"][:half], block["thinking"][half:])
+                    for part in halves(block["thinking"])
                     if part
                 ]
                 deltas.append({"type": "signature_delta", "signature": block["signature"]})
@@ -315,12 +312,10 @@ class AnthropicDialect:
             frames += _block(index, {"type": "text", "text": ""}, text)
             index += 1
         if tool:
-            args = orjson.dumps(tool[1]).decode()
-            half = len(args) // 2
             block = {"type": "tool_use", "id": _TOOL_ID, "name": tool[0], "input": {}}
             parts = [
                 {"type": "input_json_delta", "partial_json": part}
-                for part in ("", args[:half], args[half:])
+                for part in ("", *halves(tool_arguments(tool)))
             ]
             frames += _block(index, block, parts)
         stop = _stop_reason(req, finish)

@@ -1,16 +1,19 @@
-"""What the fake upstream and its wire dialects share: the parsed request, the usage to report
-and the dialect protocol. It imports nothing of the fake, so the dialect modules and ``fake.py``
-both build on it without importing each other."""
+"""What the fake upstream and its wire dialects share: the parsed request, the usage to report,
+the dialect protocol, and the pieces every dialect renders alike (SSE frames, a scripted tool
+call's arguments and the fragments a stream sends them in, a message's text). It imports
+nothing of the fake, so the dialect modules and ``fake.py`` both build on it without importing
+each other."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
 from aiohttp import web
 
-__all__ = ["Dialect", "FakeRequest", "FakeUsage"]
+__all__ = ["Dialect", "FakeRequest", "FakeUsage", "halves", "sse", "text_of", "tool_arguments"]
 
 
 @dataclass(slots=True)
@@ -47,6 +50,41 @@ class FakeUsage:
     output_tokens: int
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+def sse(data: Any, event: str | None = None) -> bytes:
+    """One SSE frame of JSON ``data``, after an ``event:`` line when ``event`` is given."""
+    frame = b"data: " + orjson.dumps(data) + b"\n\n"
+    return b"event: " + event.encode() + b"\n" + frame if event else frame
+
+
+def tool_arguments(tool: tuple[str, Any]) -> str:
+    """A scripted tool call's arguments as the JSON text providers send."""
+    return orjson.dumps(tool[1]).decode()
+
+
+def halves(text: str) -> tuple[str, str]:
+    """``text`` in the two fragments a stream sends it in (tool arguments, thinking)."""
+    half = len(text) // 2
+    return text[:half], text[half:]
+
+
+def text_of(content: Any, kinds: Container[str] = ("text",)) -> str:
+    """A message's text: a string as it is, or the ``text`` of its parts whose type is one of
+    ``kinds``, joined by spaces."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            str(p.get("text", ""))
+            for p in content
+            if isinstance(p, dict) and p.get("type") in kinds
+        )
+    return ""
 
 
 class Dialect(Protocol):

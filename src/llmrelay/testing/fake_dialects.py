@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .fake_anthropic import AnthropicDialect
 from .fake_base import Dialect
+from .fake_embed_dialects import CohereDialect, VoyageDialect
 from .fake_gemini import GeminiDialect
 from .fake_openai import OpenAIDialect
 from .fake_openai_responses import ResponsesDialect
@@ -13,4 +14,6 @@ DIALECTS: dict[str, Dialect] = {
     "anthropic": AnthropicDialect(),
     "gemini": GeminiDialect(),
     "openai_responses": ResponsesDialect(),
+    "voyage": VoyageDialect(),
+    "cohere": CohereDialect(),
 }

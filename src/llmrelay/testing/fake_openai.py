@@ -7,10 +7,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from .fake_base import FakeRequest, FakeUsage
+from .fake_base import FakeRequest, FakeUsage, halves, sse, text_of, tool_arguments
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -23,16 +22,6 @@ _ERROR_TYPES = {
 }
 
 
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(
-            p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
-        )
-    return ""
-
-
 def _chunk_object(req: FakeRequest, choices: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "id": "chatcmpl-fake0001",
@@ -42,10 +31,6 @@ def _chunk_object(req: FakeRequest, choices: list[dict[str, Any]]) -> dict[str, 
         "system_fingerprint": "fp_fake",
         "choices": choices,
     }
-
-
-def _data(obj: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
 class OpenAIDialect:
@@ -61,7 +46,7 @@ class OpenAIDialect:
         last_user = ""
         texts = []
         for m in messages:
-            t = _text_of(m.get("content"))
+            t = text_of(m.get("content"))
             texts.append(t)
             if m.get("role") == "user":
                 last_user = t
@@ -102,7 +87,7 @@ class OpenAIDialect:
         return {
             "prompt_tokens": u.input_tokens,
             "completion_tokens": u.output_tokens,
-            "total_tokens": u.input_tokens + u.output_tokens,
+            "total_tokens": u.total,
             "prompt_tokens_details": {"cached_tokens": u.cached_tokens, "audio_tokens": 0},
             "completion_tokens_details": {
                 "reasoning_tokens": u.reasoning_tokens,
@@ -117,7 +102,7 @@ class OpenAIDialect:
             {
                 "id": "call_fake_0001",
                 "type": "function",
-                "function": {"name": tool[0], "arguments": orjson.dumps(tool[1]).decode()},
+                "function": {"name": tool[0], "arguments": tool_arguments(tool)},
             }
         ]
 
@@ -157,7 +142,7 @@ class OpenAIDialect:
         obj = _chunk_object(req, [choice])
         if req.include_usage:
             obj["usage"] = None
-        return _data(obj)
+        return sse(obj)
 
     def stream_events(
         self,
@@ -188,8 +173,6 @@ class OpenAIDialect:
         if tool:
             # The first tool chunk carries the id, the name and empty arguments (and the role
             # when no text came first); the arguments then arrive in fragments.
-            args = orjson.dumps(tool[1]).decode()
-            half = len(args) // 2
             head: dict[str, Any] = {
                 "tool_calls": [
                     {
@@ -203,7 +186,7 @@ class OpenAIDialect:
             if not pieces:
                 head = {"role": "assistant", "content": None, **head, "refusal": None}
             frames.append(self._chunk(req, head, None))
-            for part in (args[:half], args[half:]):
+            for part in halves(tool_arguments(tool)):
                 frames.append(
                     self._chunk(
                         req, {"tool_calls": [{"index": 0, "function": {"arguments": part}}]}, None
@@ -211,7 +194,7 @@ class OpenAIDialect:
                 )
         frames.append(self._chunk(req, {}, finish))
         if req.include_usage:
-            frames.append(_data({**_chunk_object(req, []), "usage": self._usage(usage)}))
+            frames.append(sse({**_chunk_object(req, []), "usage": self._usage(usage)}))
         frames.append(b"data: [DONE]\n\n")
         return frames
 
@@ -230,7 +213,7 @@ class OpenAIDialect:
                 "code": None,
             }
         }
-        return _data(err)
+        return sse(err)
 
     def models(self, names: list[str]) -> dict[str, Any]:
         return {

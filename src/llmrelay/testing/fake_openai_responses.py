@@ -16,10 +16,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from .fake_base import FakeRequest, FakeUsage
+from .fake_base import FakeRequest, FakeUsage, halves, sse, text_of, tool_arguments
 from .fake_openai import OpenAIDialect
 
 __all__ = ["ResponsesDialect"]
@@ -31,16 +30,7 @@ _FC_ID = "fc_fake0001"
 _CALL_ID = "call_fake_0001"
 
 
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(
-            str(p.get("text", ""))
-            for p in content
-            if isinstance(p, dict) and p.get("type") in ("input_text", "output_text", "text")
-        )
-    return ""
+_TEXT_PARTS = ("input_text", "output_text", "text")
 
 
 def _reasoning(body: dict[str, Any]) -> str | None:
@@ -54,8 +44,7 @@ def _reasoning(body: dict[str, Any]) -> str | None:
 
 
 def _event(obj: dict[str, Any]) -> bytes:
-    kind: str = obj["type"]
-    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(obj) + b"\n\n"
+    return sse(obj, obj["type"])
 
 
 class ResponsesDialect:
@@ -78,7 +67,7 @@ class ResponsesDialect:
         for it in items:
             if not isinstance(it, dict):
                 raise ValueError("every input item must be an object")
-            t = _text_of(it.get("content")) or str(it.get("output") or "")
+            t = text_of(it.get("content"), _TEXT_PARTS) or str(it.get("output") or "")
             texts.append(t)
             if it.get("role") == "user":
                 last_user = t
@@ -120,7 +109,7 @@ class ResponsesDialect:
             "input_tokens_details": {"cached_tokens": u.cached_tokens, "cache_write_tokens": 0},
             "output_tokens": u.output_tokens,
             "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
-            "total_tokens": u.input_tokens + u.output_tokens,
+            "total_tokens": u.total,
         }
 
     def _response(
@@ -205,7 +194,7 @@ class ResponsesDialect:
         if req.reasoning is not None:
             out.append(self._reasoning_item(req))
         if tool:
-            out.append(self._call(tool, orjson.dumps(tool[1]).decode()))
+            out.append(self._call(tool, tool_arguments(tool)))
         else:
             out.append(self._message(text))
         return out
@@ -270,7 +259,7 @@ class ResponsesDialect:
             index += 1
         text = "".join(pieces)
         if tool:
-            args = orjson.dumps(tool[1]).decode()
+            args = tool_arguments(tool)
             emit(
                 {
                     "type": "response.output_item.added",
@@ -278,8 +267,7 @@ class ResponsesDialect:
                     "item": self._call(tool, "", "in_progress"),
                 }
             )
-            half = len(args) // 2
-            for part_args in (args[:half], args[half:]):
+            for part_args in halves(args):
                 emit(
                     {
                         "type": "response.function_call_arguments.delta",

@@ -8,6 +8,7 @@ absent, as in the official SDKs.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC
@@ -16,6 +17,7 @@ from email.utils import parsedate_to_datetime
 __all__ = [
     "MAX_HEADER_DELAY",
     "get_header",
+    "header_problem",
     "parse_retry_after",
     "request_id_from",
     "should_retry_header",
@@ -23,6 +25,26 @@ __all__ = [
 
 #: Values above this (seconds) are treated as malformed rather than obeyed.
 MAX_HEADER_DELAY = 7 * 24 * 3600.0
+
+#: RFC 9110 ``token``: what a header name may be made of.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def header_problem(name: object, value: object) -> str | None:
+    """What is wrong with one header a caller asks us to send, or None. Names are RFC 9110
+    tokens; values are strings without CR, LF or NUL (which would split the request's headers:
+    a header injection). The answer never shows the value: it may be a key."""
+    if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+        return "is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)"
+    if not isinstance(value, str):
+        return f"must be a string, not {type(value).__name__}"
+    if "\r" in value or "\n" in value or "\0" in value:
+        return (
+            "holds a line break or NUL character (not shown), which would split the "
+            "request's headers; remove it"
+        )
+    return None
+
 
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "cf-ray")
 

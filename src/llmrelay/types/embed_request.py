@@ -20,7 +20,7 @@ class EmbedRequest(ChatRequest):
     ``tokens`` is the estimate the rate limiter and the budget count (input tokens only: an
     embedding has no output tokens)."""
 
-    __slots__ = ("dimensions", "extra", "inputs", "task_type", "tokens", "user")
+    __slots__ = ("dimensions", "extra", "input_type", "inputs", "task_type", "tokens", "user")
 
     def __init__(
         self,
@@ -31,6 +31,7 @@ class EmbedRequest(ChatRequest):
         task_type: str | None = None,
         user: str | None = None,
         extra: Mapping[str, Any] | None = None,
+        input_type: str | None = None,
     ) -> None:
         super().__init__([], NO_PARAMS)
         self.inputs = inputs
@@ -39,6 +40,9 @@ class EmbedRequest(ChatRequest):
         self.task_type = task_type
         self.user = user
         self.extra = extra
+        #: ``"query"`` or ``"document"`` (or None): what the texts are for, mapped by each
+        #: embeddings adapter to its provider's field.
+        self.input_type = input_type
 
     def part(self, inputs: list[str], tokens: int) -> EmbedRequest:
         """The same request for a part of the inputs (one batch)."""
@@ -49,4 +53,5 @@ class EmbedRequest(ChatRequest):
             task_type=self.task_type,
             user=self.user,
             extra=self.extra,
+            input_type=self.input_type,
         )

@@ -210,7 +210,11 @@ class ReasoningPart(_Dumpable):
     thinking ``signature``, a ``redacted_thinking`` block's ``data``, an OpenAI Responses
     reasoning item's ``id`` and ``encrypted_content`` (``data``), a Gemini thought
     ``signature``. ``provider`` names the wire API that produced it (``anthropic``, ``gemini``,
-    ``openai_responses``): adapters replay only their own parts and leave the others out."""
+    ``openai_responses``): adapters replay only their own parts and leave the others out.
+    ``before_call`` is the id of the tool call that came right after this reasoning in the
+    answer (None: text or nothing came next): the OpenAI Responses API wants each reasoning
+    item back directly before the item that followed it, so an answer that interleaves
+    reasoning and calls (reasoning, call, reasoning, call, text) is replayed in its order."""
 
     text: str = ""
     signature: str | None = None
@@ -219,9 +223,10 @@ class ReasoningPart(_Dumpable):
     provider: str | None = None
     redacted: bool = False
     type: Literal["reasoning"] = "reasoning"
+    before_call: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("signature", "data", "id", "provider"):
+        for name in ("signature", "data", "id", "provider", "before_call"):
             v = getattr(self, name)
             if v is not None and not isinstance(v, str):
                 raise InvalidRequestError(

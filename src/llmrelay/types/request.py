@@ -274,6 +274,7 @@ def _part(p: Any) -> ContentPart:
             id=p.get("id"),
             provider=p.get("provider"),
             redacted=bool(p.get("redacted", False)),
+            before_call=p.get("before_call"),
         )
     raise InvalidRequestError(
         f"unknown content part type {_kind(t)}; use 'text', 'image', 'document', 'audio' "

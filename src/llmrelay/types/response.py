@@ -147,6 +147,10 @@ class StreamChunk(_Dumpable):
     usage: Usage | None = None
     done: bool = False
     response: Response | None = None
+    #: A reasoning block the provider finished (with its signature, or redacted), sent when
+    #: it ends: what a relay needs to pass the block on exactly (Anthropic's
+    #: ``signature_delta`` and ``redacted_thinking``). Its text came in ``reasoning`` chunks.
+    reasoning_part: ReasoningPart | None = None
 
 
 def chunk(
@@ -158,6 +162,7 @@ def chunk(
     usage: Usage | None = None,
     done: bool = False,
     response: Response | None = None,
+    reasoning_part: ReasoningPart | None = None,
 ) -> StreamChunk:
     return StreamChunk(
         delta,
@@ -167,4 +172,5 @@ def chunk(
         usage,
         done,
         response,
+        reasoning_part,
     )

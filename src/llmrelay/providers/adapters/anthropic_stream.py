@@ -324,8 +324,12 @@ class AnthropicStream:
 
     def _block_stop(self, obj: dict[str, Any]) -> list[StreamChunk]:
         s = self._structured
-        if s is not None and s.wrapped and obj.get("index") == self._answer_block:
+        index = obj.get("index")
+        if s is not None and s.wrapped and index == self._answer_block:
             return [chunk(s.text_from_raw("".join(self._answer)))]
+        t = self._thinking.get(index) if isinstance(index, int) else None
+        if t is not None:  # the finished block, signed or redacted, for relays to pass on
+            return [chunk(reasoning_part=t.part())]
         return []
 
     def _finish(self) -> FinishReason | None:

@@ -36,11 +36,8 @@ from ...transport.headers import parse_retry_after, request_id_from
 from ...transport.sse import SSEEvent
 from ...types import (
     ChatRequest,
-    ContentPart,
-    ImagePart,
     Response,
     StreamChunk,
-    TextPart,
     unencodable_part,
 )
 from ..table import AuthStyle, Deployment
@@ -49,7 +46,6 @@ __all__ = [
     "StreamState",
     "WireAdapter",
     "answer_request_id",
-    "content_parts",
     "decode_json",
     "encode_body",
     "error_body",
@@ -58,6 +54,7 @@ __all__ = [
     "in_band_error",
     "interrupted",
     "json_schema_format",
+    "openai_post",
     "redact",
     "redact_headers",
     "send_headers",
@@ -185,12 +182,6 @@ def _redact_obj(obj: Any, secrets: tuple[str, ...]) -> Any:
     if isinstance(obj, list):
         return [_redact_obj(v, secrets) for v in obj]
     return obj
-
-
-def redact_obj(obj: Any, dep: Deployment) -> Any:
-    """``obj`` (decoded JSON) with the deployment's secrets removed from every string, keys too."""
-    secrets = secrets_of(dep)
-    return _redact_obj(obj, secrets) if secrets else obj
 
 
 def _with_lower(secrets: tuple[str, ...]) -> tuple[str, ...]:
@@ -523,27 +514,6 @@ def interrupted(message: str, dep: Deployment, partial: Response) -> StreamInter
     return StreamInterruptedError(message, provider=dep.provider, model=dep.model, partial=partial)
 
 
-def content_parts(
-    content: str | list[ContentPart] | None,
-    text: Callable[[str], dict[str, Any]],
-    image: Callable[[ImagePart], dict[str, Any]],
-) -> list[dict[str, Any]]:
-    """A message's content as the provider's parts, built by ``text`` and ``image``; empty
-    texts are left out (Anthropic and Gemini refuse them)."""
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [text(content)] if content else []
-    out: list[dict[str, Any]] = []
-    for p in content:
-        if isinstance(p, TextPart):
-            if p.text:
-                out.append(text(p.text))
-        elif isinstance(p, ImagePart):
-            out.append(image(p))
-    return out
-
-
 def json_schema_format(rf: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
     """``(json_schema, schema)`` of a ``{"type": "json_schema"}`` response format, or
     ``InvalidRequestError`` showing its shape."""
@@ -580,3 +550,23 @@ def send_headers(headers: dict[str, str], dep: Deployment, auth: AuthStyle) -> d
         facts.auth_headers[auth] = added
     headers.update(added)
     return headers
+
+
+def openai_post(
+    dep: Deployment, path: str, body: bytes, stream: bool, adjusted: dict[str, str] | None = None
+) -> HttpRequest:
+    """A JSON ``POST {base_url}{path}`` to an OpenAI-style API (chat completions, responses,
+    embeddings): the key sent as the provider takes it (Azure's ``api-key`` header, else a
+    bearer token) and Azure's ``?api-version=`` when the deployment sets one."""
+    spec = dep.spec
+    headers = send_headers(
+        {
+            "content-type": "application/json",
+            "accept": "text/event-stream" if stream else "application/json",
+        },
+        dep,
+        "api-key" if spec is not None and spec.auth == "api-key" else "bearer",
+    )
+    version = dep.options.get("api_version")
+    url = f"{dep.base_url}{path}?api-version={version}" if version else dep.base_url + path
+    return HttpRequest("POST", url, headers, body, adjusted if adjusted is not None else {})

@@ -1,8 +1,10 @@
 """Gemini embeddings, sans-IO: ``{base_url}/models/{model}:embedContent`` for one input,
 ``:batchEmbedContents`` for several (at most 100 a request).
 
-Request (https://ai.google.dev/api/embeddings): ``content.parts[].text``, ``taskType``,
-``outputDimensionality``; the batch form wraps each in ``requests[]`` with its ``model``.
+Request (https://ai.google.dev/api/embeddings): ``content.parts[].text``, ``taskType`` (the
+call's ``task_type``, or its ``input_type``: ``query`` -> ``RETRIEVAL_QUERY``, ``document`` ->
+``RETRIEVAL_DOCUMENT``), ``outputDimensionality``; the batch form wraps each in ``requests[]``
+with its ``model``.
 Answer: ``embedding.values`` / ``embeddings[].values``, and ``usageMetadata.promptTokenCount``
 where the API reports it (when it does not, the tokens are estimated and marked so).
 """
@@ -23,6 +25,9 @@ from .gemini_errors import map_error
 
 __all__ = ["GeminiEmbeddingsAdapter"]
 
+#: The call's ``input_type`` as Gemini's ``taskType``.
+_TASK_TYPES = {"query": "RETRIEVAL_QUERY", "document": "RETRIEVAL_DOCUMENT"}
+
 
 class GeminiEmbeddingsAdapter:
     name: ClassVar[str] = "gemini_embeddings"
@@ -36,6 +41,8 @@ class GeminiEmbeddingsAdapter:
         extra: dict[str, Any] = {}
         if req.task_type is not None:
             extra["taskType"] = req.task_type
+        elif req.input_type is not None:
+            extra["taskType"] = _TASK_TYPES[req.input_type]
         if req.dimensions is not None:
             extra["outputDimensionality"] = req.dimensions
         if req.extra:

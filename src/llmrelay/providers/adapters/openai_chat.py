@@ -44,8 +44,8 @@ from .base import (
     interrupted,
     invalid,
     make_error,
+    openai_post,
     redact,
-    send_headers,
     status_message,
 )
 from .openai_request import encode_message, map_reasoning_effort, thought_signature
@@ -269,19 +269,9 @@ class OpenAIChatAdapter:
             if adjusted:  # what the caller sends through extra is sent as given
                 for k in p.extra:
                     adjusted.pop(k, None)
-        headers = send_headers(
-            {
-                "content-type": "application/json",
-                "accept": "text/event-stream" if req.stream else "application/json",
-            },
-            dep,
-            "api-key" if spec is not None and spec.auth == "api-key" else "bearer",
+        return openai_post(
+            dep, "/chat/completions", encode_body(body, req, dep), req.stream, adjusted
         )
-        url = dep.base_url + "/chat/completions"
-        api_version = dep.options.get("api_version")
-        if api_version:
-            url += f"?api-version={api_version}"
-        return HttpRequest("POST", url, headers, encode_body(body, req, dep), adjusted)
 
     def parse_response(self, resp: HttpResponse, req: ChatRequest, dep: Deployment) -> Response:
         data = decode_json(resp.body, dep)

@@ -3,7 +3,8 @@
 Served by OpenAI, Azure OpenAI (``?api-version=`` when the deployment sets one) and the
 OpenAI-compatible vendors of the provider table (Mistral, Together, Fireworks, Ollama, vLLM,
 LM Studio). Request: ``model``, ``input`` (a list of strings), ``dimensions`` when asked for,
-``user``, ``encoding_format``. Answer: ``data[]`` of ``{index, embedding}`` plus
+``user``, ``encoding_format``; the call's ``input_type`` is not sent (the API has no such
+field: a query and a document are embedded alike). Answer: ``data[]`` of ``{index, embedding}`` plus
 ``usage.prompt_tokens`` (https://platform.openai.com/docs/api-reference/embeddings).
 
 ``encoding_format: "base64"`` (little-endian float32, what the official SDKs ask for by default
@@ -25,10 +26,10 @@ from ...transport.base import HttpRequest, HttpResponse
 from ...types import Response, Usage
 from ...types.embeddings import EmbedBatch, EmbedRequest, float32_from_le_bytes
 from ..table import Deployment
-from .base import as_int, decode_json, encode_body, invalid, send_headers
+from .base import as_int, decode_json, encode_body, invalid, openai_post
 from .openai_chat import OpenAIChatAdapter
 
-__all__ = ["BASE64_PROVIDERS", "OpenAIEmbeddingsAdapter"]
+__all__ = ["BASE64_PROVIDERS", "OpenAIEmbeddingsAdapter", "data_answer"]
 
 #: Providers documented to answer ``encoding_format: "base64"``.
 BASE64_PROVIDERS = frozenset({"openai", "azure", "vllm"})
@@ -51,51 +52,49 @@ class OpenAIEmbeddingsAdapter:
             body["encoding_format"] = "base64"
         if req.extra:
             body.update(req.extra)
-        spec = dep.spec
-        headers = send_headers(
-            {"content-type": "application/json", "accept": "application/json"},
-            dep,
-            "api-key" if spec is not None and spec.auth == "api-key" else "bearer",
-        )
-        url = dep.base_url + "/embeddings"
-        api_version = dep.options.get("api_version")
-        if api_version:
-            url += f"?api-version={api_version}"
-        return HttpRequest("POST", url, headers, encode_body(body, req, dep))
+        return openai_post(dep, "/embeddings", encode_body(body, req, dep), False)
 
     def parse_response(self, resp: HttpResponse, req: EmbedRequest, dep: Deployment) -> Response:
         data = decode_json(resp.body, dep)
-        items = data.get("data") if isinstance(data, dict) else None
-        if not isinstance(items, list):
-            raise invalid("the embeddings answer has no 'data' list", dep, resp.headers)
-        n = len(req.inputs)
-        if len(items) != n:
-            raise invalid(
-                f"the embeddings answer holds {len(items)} vectors for {n} inputs",
-                dep,
-                resp.headers,
-            )
-        flat = _fast(items, n)
-        if flat is None:
-            flat = _flatten(_ordered(items, n, dep, resp.headers), dep, resp.headers)
-        dim = len(flat) // n if n else 0
-        if dim * n != len(flat) or (n and dim == 0):
-            raise invalid("the embeddings answer's vectors differ in length", dep, resp.headers)
-        usage = data.get("usage")
-        tokens = as_int(usage.get("prompt_tokens")) if isinstance(usage, dict) else 0
-        model = data.get("model")
-        return Response(
-            usage=Usage(tokens) if tokens else Usage(req.tokens, estimated=True),
-            provider=dep.provider,
-            model=model if isinstance(model, str) and model else dep.model,
-            finish_reason="stop",
-            object=EmbedBatch(flat, n, dim),
-        )
+        return data_answer(data, "prompt_tokens", resp, req, dep)
 
     def map_error(
         self, status: int, headers: Mapping[str, str], body: bytes, dep: Deployment
     ) -> APIError:
         return _CHAT.map_error(status, headers, body, dep)
+
+
+def data_answer(
+    data: Any, tokens_field: str, resp: HttpResponse, req: EmbedRequest, dep: Deployment
+) -> Response:
+    """The answer of an OpenAI-shaped embeddings API (``data[]`` of ``{index, embedding}``,
+    base64 or floats; ``usage.<tokens_field>``): OpenAI's and Voyage's."""
+    items = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise invalid("the embeddings answer has no 'data' list", dep, resp.headers)
+    n = len(req.inputs)
+    if len(items) != n:
+        raise invalid(
+            f"the embeddings answer holds {len(items)} vectors for {n} inputs",
+            dep,
+            resp.headers,
+        )
+    flat = _fast(items, n)
+    if flat is None:
+        flat = _flatten(_ordered(items, n, dep, resp.headers), dep, resp.headers)
+    dim = len(flat) // n if n else 0
+    if dim * n != len(flat) or (n and dim == 0):
+        raise invalid("the embeddings answer's vectors differ in length", dep, resp.headers)
+    usage = data.get("usage")
+    tokens = as_int(usage.get(tokens_field)) if isinstance(usage, dict) else 0
+    model = data.get("model")
+    return Response(
+        usage=Usage(tokens) if tokens else Usage(req.tokens, estimated=True),
+        provider=dep.provider,
+        model=model if isinstance(model, str) and model else dep.model,
+        finish_reason="stop",
+        object=EmbedBatch(flat, n, dim),
+    )
 
 
 def _fast(items: list[Any], n: int) -> array[float] | None:

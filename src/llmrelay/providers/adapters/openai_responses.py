@@ -36,6 +36,7 @@ from ...types import (
     ReasoningPart,
     Response,
     TextPart,
+    ToolCall,
 )
 from ..table import Deployment
 from .base import (
@@ -44,7 +45,7 @@ from .base import (
     encode_body,
     invalid,
     json_schema_format,
-    send_headers,
+    openai_post,
 )
 from .openai_responses_output import (
     WIRE,
@@ -152,8 +153,24 @@ def _reasoning_item(p: ReasoningPart) -> dict[str, Any]:
     return item
 
 
+def _call_item(tc: ToolCall) -> dict[str, Any]:
+    return {
+        "type": "function_call",
+        "call_id": tc.id,
+        "name": tc.name,
+        "arguments": tc.arguments or "{}",
+    }
+
+
 def _assistant_items(m: Message, out: list[dict[str, Any]]) -> None:
+    """An assistant message as output items, in the order the answer had them: each reasoning
+    item directly before the item that followed it (the API refuses a function call without
+    its reasoning item, and a reasoning item without its following item). The parts are read
+    in order; a reasoning part's ``before_call`` puts that call right after it; text goes where
+    its parts are; the remaining calls follow."""
     c = m.content
+    calls = m.tool_calls or ()
+    placed: set[int] = set()  # indexes into calls (ids may repeat in a malformed history)
     text = ""
     if isinstance(c, str):
         text = c
@@ -162,21 +179,28 @@ def _assistant_items(m: Message, out: list[dict[str, Any]]) -> None:
             if isinstance(p, ReasoningPart):
                 # Only this API's own reasoning items go back (an Anthropic or Gemini part
                 # means nothing here), and only those with the id the API needs.
-                if p.provider == WIRE and p.id:
-                    out.append(_reasoning_item(p))
+                if p.provider != WIRE or not p.id:
+                    continue
+                if text:
+                    out.append({"role": "assistant", "content": text})
+                    text = ""
+                out.append(_reasoning_item(p))
+                after = p.before_call
+                if after is not None:
+                    k = next(
+                        (k for k, tc in enumerate(calls) if tc.id == after and k not in placed),
+                        None,
+                    )
+                    if k is not None:
+                        out.append(_call_item(calls[k]))
+                        placed.add(k)
             elif isinstance(p, TextPart):
                 text += p.text
     if text:
         out.append({"role": "assistant", "content": text})
-    for tc in m.tool_calls or ():
-        out.append(
-            {
-                "type": "function_call",
-                "call_id": tc.id,
-                "name": tc.name,
-                "arguments": tc.arguments or "{}",
-            }
-        )
+    for k, tc in enumerate(calls):
+        if k not in placed:
+            out.append(_call_item(tc))
 
 
 def build_input(messages: Iterable[Message]) -> tuple[str | None, list[dict[str, Any]]]:
@@ -294,21 +318,8 @@ class OpenAIResponsesAdapter:
     name: ClassVar[str] = WIRE
 
     def build_request(self, req: ChatRequest, dep: Deployment) -> HttpRequest:
-        spec = dep.spec
         body, adjusted = build_body(req, dep)
-        headers = send_headers(
-            {
-                "content-type": "application/json",
-                "accept": "text/event-stream" if req.stream else "application/json",
-            },
-            dep,
-            "api-key" if spec is not None and spec.auth == "api-key" else "bearer",
-        )
-        url = dep.base_url + "/responses"
-        api_version = dep.options.get("api_version")
-        if api_version:
-            url += f"?api-version={api_version}"
-        return HttpRequest("POST", url, headers, encode_body(body, req, dep), adjusted)
+        return openai_post(dep, "/responses", encode_body(body, req, dep), req.stream, adjusted)
 
     def parse_response(self, resp: HttpResponse, req: ChatRequest, dep: Deployment) -> Response:
         data = decode_json(resp.body, dep)

@@ -7,6 +7,7 @@ output items a non-streamed one holds, so both give the same result.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -80,9 +81,20 @@ def usage_from(u: Any) -> Usage:
 
 
 class Output:
-    """What a response's ``output`` items say, collected for a :class:`Response`."""
+    """What a response's ``output`` items say, collected for a :class:`Response`.
 
-    __slots__ = ("reasoning", "reasoning_parts", "refusal", "text", "tool_calls")
+    Items are read in their order. A reasoning item directly followed by a function call
+    records that call's id (``ReasoningPart.before_call``), so the assistant message replays
+    the two together, in the answer's order (``openai_responses.build_input``)."""
+
+    __slots__ = (
+        "_after_reasoning",
+        "reasoning",
+        "reasoning_parts",
+        "refusal",
+        "text",
+        "tool_calls",
+    )
 
     def __init__(self) -> None:
         self.text: list[str] = []
@@ -90,10 +102,13 @@ class Output:
         self.tool_calls: list[ToolCall] = []
         self.reasoning: list[str] = []
         self.reasoning_parts: list[ReasoningPart] = []
+        #: The previous item was a reasoning item (the last of ``reasoning_parts``).
+        self._after_reasoning = False
 
     def add(self, item: Any) -> None:
         if not isinstance(item, dict):
             return
+        after_reasoning, self._after_reasoning = self._after_reasoning, False
         kind = item.get("type")
         if kind == "message":
             for part in item.get("content") or ():
@@ -109,8 +124,11 @@ class Output:
             args = item.get("arguments")
             if not isinstance(args, str):
                 args = orjson.dumps(args).decode() if args is not None else "{}"
-            call_id = item.get("call_id") or item.get("id") or f"call_{len(self.tool_calls)}"
-            self.tool_calls.append(ToolCall(str(call_id), str(item.get("name") or ""), args))
+            call_id = str(item.get("call_id") or item.get("id") or f"call_{len(self.tool_calls)}")
+            self.tool_calls.append(ToolCall(call_id, str(item.get("name") or ""), args))
+            if after_reasoning:
+                parts = self.reasoning_parts
+                parts[-1] = dataclasses.replace(parts[-1], before_call=call_id)
         elif kind == "reasoning":
             texts = [
                 str(s.get("text") or "")
@@ -136,6 +154,7 @@ class Output:
                     provider=WIRE,
                 )
             )
+            self._after_reasoning = True
 
 
 def plain_text(output: list[Any]) -> str | None:

@@ -155,6 +155,9 @@ class ResponsesStream:
                     *self._arguments(obj, item.get("arguments"), final=True),
                 ]
             return self._arguments(obj, item.get("arguments"), final=True)
+        if isinstance(item, dict) and item.get("type") == "reasoning":
+            # The finished item (id, encrypted content), for relays to pass on.
+            return [chunk(reasoning_part=parse_output([item]).reasoning_parts[0])]
         return []
 
     def _reasoning_delta(self, obj: dict[str, Any]) -> list[StreamChunk]:

@@ -1,0 +1,39 @@
+"""Who is asking: whether a host or an origin is local (keyless mode answers only local
+clients), and secrets compared in constant time."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+
+from aiohttp import web
+
+__all__ = ["loopback_host", "loopback_origin", "same_secret"]
+
+
+def loopback_host(hostport: str) -> bool:
+    """Is ``host[:port]`` (or a bare IPv6 address) a loopback name or address?"""
+    host = hostport.rsplit(":", 1)[0] if hostport.count(":") == 1 else hostport
+    host = host.removeprefix("[").split("]")[0].lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def loopback_origin(request: web.Request) -> bool:
+    """Did no web page of another site send this (no ``Origin``, or a loopback one)?"""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # not a browser's cross-site request
+    scheme, sep, rest = origin.partition("://")
+    return bool(sep) and scheme in ("http", "https") and loopback_host(rest.split("/")[0])
+
+
+def same_secret(a: str, b: str) -> bool:
+    """``a == b`` in constant time."""
+    return hmac.compare_digest(
+        a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass")
+    )

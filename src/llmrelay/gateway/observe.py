@@ -1,0 +1,67 @@
+"""What the gateway tells its operators: the readiness checks of ``GET /health/ready`` and the
+Prometheus text of ``GET /metrics``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import LLMRelayError
+from .keys import KeyStore
+
+__all__ = ["prometheus_text", "readiness"]
+
+
+async def readiness(key_store: KeyStore | None, limiter: Any) -> tuple[dict[str, str], bool]:
+    """Each configured store's check (``"ok"`` or the failure's type), and whether all passed."""
+    checks: dict[str, str] = {}
+    ok = True
+    if key_store is not None:
+        try:
+            await key_store.by_id("key_readiness_probe")
+            checks["keys"] = "ok"
+        except LLMRelayError as exc:
+            ok = False
+            checks["keys"] = type(exc).__name__
+    store = getattr(limiter, "store", None)
+    if store is not None and hasattr(store, "ping"):
+        try:
+            await store.ping()
+            checks["state"] = "ok"
+        except Exception as exc:
+            ok = False
+            checks["state"] = type(exc).__name__
+    return checks, ok
+
+
+def _label(v: str) -> str:
+    return v[:120].replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def prometheus_text(stats: dict[tuple[str, str, int], list[float]], in_flight: int) -> str:
+    """Requests and seconds by key, model and status; requests in flight."""
+    lines = [
+        "# HELP llmrelay_gateway_requests_total Requests answered, by key, model and status.",
+        "# TYPE llmrelay_gateway_requests_total counter",
+    ]
+    rows = sorted(stats.items())
+    for (who, model, status), (n, _s) in rows:
+        lines.append(
+            f'llmrelay_gateway_requests_total{{key="{_label(who)}",model="{_label(model)}",'
+            f'status="{status}"}} {int(n)}'
+        )
+    lines += [
+        "# HELP llmrelay_gateway_request_seconds_total Seconds spent answering, by key, model "
+        "and status.",
+        "# TYPE llmrelay_gateway_request_seconds_total counter",
+    ]
+    for (who, model, status), (_n, s) in rows:
+        lines.append(
+            f'llmrelay_gateway_request_seconds_total{{key="{_label(who)}",model="{_label(model)}",'
+            f'status="{status}"}} {s:.6f}'
+        )
+    lines += [
+        "# HELP llmrelay_gateway_in_flight Requests being answered now.",
+        "# TYPE llmrelay_gateway_in_flight gauge",
+        f"llmrelay_gateway_in_flight {in_flight}",
+    ]
+    return "\n".join(lines) + "\n"
