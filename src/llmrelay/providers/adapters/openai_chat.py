@@ -175,7 +175,7 @@ def filtered_error(
     return err
 
 
-def _tool_calls(raw: Any, response_id: object) -> list[ToolCall]:
+def _tool_calls(raw: Any, data: Mapping[str, Any]) -> list[ToolCall]:
     out: list[ToolCall] = []
     if not isinstance(raw, list):
         return out
@@ -188,7 +188,7 @@ def _tool_calls(raw: Any, response_id: object) -> list[ToolCall]:
             fn = {}
         cid = tc.get("id")
         if not cid:  # some compatible servers send none: made up, unique across answers
-            prefix = prefix or call_id_prefix(response_id)
+            prefix = prefix or call_id_prefix(data.get("id"))
             cid = f"call_{prefix}_{i}"
         out.append(
             ToolCall(
@@ -308,7 +308,7 @@ class OpenAIChatAdapter:
             )
         return Response(
             text=text,
-            tool_calls=_tool_calls(msg.get("tool_calls"), data.get("id")),
+            tool_calls=_tool_calls(msg.get("tool_calls"), data),
             finish_reason=_FINISH.get(raw_finish, "other") if raw_finish else None,
             raw_finish_reason=raw_finish,
             usage=usage_from(data.get("usage")),
