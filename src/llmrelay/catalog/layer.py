@@ -214,7 +214,7 @@ class Catalog:
             )
         max_tokens = params.max_tokens
         out = req
-        if e.rules and params is not NO_PARAMS:  # a call that sets nothing breaks no rule
+        if params is not NO_PARAMS and e.rules:  # a call that sets nothing breaks no rule
             out = _apply_rules(out, dep, e.rules, strict_params)
             params = out.params
         if max_tokens is not None and e.max_output is not None and max_tokens > e.max_output:
