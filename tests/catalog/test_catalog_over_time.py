@@ -661,3 +661,34 @@ def test_catalog_check_refuses_a_window_past_a_century(cli: Run) -> None:
     code, _, err = cli("catalog", "check", "--within", "99999999")
     assert code == 2
     assert "--within must be at most 36500 days" in err
+
+
+def test_check_lists_builtin_aliases_whose_model_has_already_shut_down(cli: Run) -> None:
+    """The day after gpt-5, gpt-5-mini, gpt-5-nano and o3 shut down (2026-12-11), their
+    built-in aliases point at refused models: the routine check must still name them (the
+    window only looked ahead, so they vanished from the report once the date passed)."""
+    after = date(2026, 12, 12)
+    rep = check_catalog(registry_on(after), max_age_days=3650, within_days=0)
+    retired = {(c.model, c.detail.split("'")[1]) for c in rep.retired_aliases}
+    assert {
+        ("openai/gpt-5", "gpt-5"),
+        ("openai/gpt-5-mini", "gpt-5-mini"),
+        ("openai/gpt-5-nano", "gpt-5-nano"),
+        ("openai/o3", "o3"),
+    } <= retired
+    assert all(
+        c.kind == "alias_retired" and c.on == date(2026, 12, 11) for c in rep.retired_aliases
+    )
+    assert "point it at gpt-6.1-sol" in next(
+        c.detail for c in rep.retired_aliases if c.model == "openai/gpt-5"
+    )
+    assert rep.actionable
+    assert rep.as_dict()["retired_aliases"][0]["kind"] == "alias_retired"
+    set_default_registry(registry_on(after))
+    try:
+        code, out, _ = cli("catalog", "check", "--max-age", "3650", "--within", "0")
+    finally:
+        set_default_registry(None)
+    assert code == 8
+    assert "Built-in aliases to models already shut down (" in out
+    assert "built-in alias 'o3'" in out
