@@ -313,6 +313,7 @@ class Engine:
             start,
             deadline_at=start + deadline if deadline is not None else None,
             alias=plan.primary.alias,
+            catalog=self.catalog,
         )
 
     # ------------------------------------------------------------------ calls

@@ -53,6 +53,8 @@ class CallContext:
     #: What the budget layer holds for this call (``BudgetLayer.reserve``'s answer), settled once
     #: when the call ends, whatever its outcome.
     reservation: Any = None
+    #: The engine's catalog layer (None: none), whose registry prices the budget's estimate.
+    catalog: Any = None
 
     @property
     def tenant(self) -> str | None:
