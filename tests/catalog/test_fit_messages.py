@@ -182,3 +182,27 @@ def test_a_budget_is_needed_without_a_model() -> None:
 def test_exported() -> None:
     assert llmrelay.fit_messages is fit_messages
     assert "fit_messages" in llmrelay.__all__
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: ToolCall("c1", "f", {"x": 1}),  # type: ignore[arg-type]
+        lambda: ToolCall(5, "f"),  # type: ignore[arg-type]
+        lambda: ToolCall("c1", None),  # type: ignore[arg-type]
+        lambda: ToolCall("c1", "f", "{}", signature=b"sig"),  # type: ignore[arg-type]
+    ],
+)
+def test_a_tool_call_of_the_wrong_types_is_a_typed_error(call: Any) -> None:
+    """A hand-built tool call with dict arguments (or a non-string id/name/signature) in a
+    message made fit_messages raise AttributeError ('dict' has no 'encode'); it is refused
+    as the message is built, before anything is counted or sent."""
+    msgs: list[Any] = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": [call()]},
+        {"role": "tool", "content": "r", "tool_call_id": "c1"},
+    ]
+    with pytest.raises(InvalidRequestError, match="tool call"):
+        fit_messages(msgs, budget_tokens=5)
+    with pytest.raises(InvalidRequestError, match="tool call"):
+        Message("assistant", None, tool_calls=[call()])
