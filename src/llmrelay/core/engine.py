@@ -314,6 +314,7 @@ class Engine:
             deadline_at=start + deadline if deadline is not None else None,
             alias=plan.primary.alias,
             catalog=self.catalog,
+            providers=self.providers,
         )
 
     # ------------------------------------------------------------------ calls
