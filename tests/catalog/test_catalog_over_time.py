@@ -692,3 +692,19 @@ def test_check_lists_builtin_aliases_whose_model_has_already_shut_down(cli: Run)
     assert code == 8
     assert "Built-in aliases to models already shut down (" in out
     assert "built-in alias 'o3'" in out
+
+
+def test_check_lists_stale_embedding_rows_too() -> None:
+    """The embedding models' table (data/embeddings.json: prices per 1M input tokens, limits,
+    ``source`` and ``checked``) is part of the routine: 31 days after its rows were checked
+    they are listed as stale like chat rows (they were never looked at: their prices could go
+    stale with ``catalog check`` exiting 0)."""
+    later = date(2027, 1, 3)
+    rep = check_catalog(registry_on(later, bundled=False), max_age_days=30, within_days=0)
+    embedding = {s.model: s for s in rep.stale}
+    row = embedding["openai/text-embedding-3-small (embeddings)"]
+    assert (row.verified_at, row.age_days) == (date(2026, 12, 3), 31)
+    assert "https://openai.com/api/pricing/" in row.sources
+    assert rep.actionable
+    fresh = check_catalog(registry_on(TODAY, bundled=False), max_age_days=30, within_days=0)
+    assert not fresh.actionable

@@ -3,7 +3,9 @@
 ``check_catalog(registry)`` (and ``llmrelay catalog check``) reports:
 
 * **stale rows** -- ``verified_at`` older than ``max_age_days`` (or missing): check them
-  against the provider's pages and update their prices, limits, dates and ``verified_at``;
+  against the provider's pages and update their prices, limits, dates and ``verified_at``; the
+  embedding models' table (``data/embeddings.json``, its ``checked`` dates) is checked the same
+  way, its rows named ``provider/model (embeddings)``;
 * **upcoming changes** within ``within_days``: a dated price taking effect, a promotion ending,
   a shutdown, and a built-in alias whose model shuts down (point it at the replacement);
 * **retired aliases** -- a built-in alias whose model has already shut down:
@@ -16,9 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from ..providers.aliases import CURRENT_MODELS
+from .embeddings import embedding_models
 
 if TYPE_CHECKING:
     from .model_registry import LLMRegistry
@@ -136,9 +140,9 @@ def check_catalog(
     within_days: int = 30,
     today: date | None = None,
 ) -> CatalogReport:
-    """Rows verified more than ``max_age_days`` ago, the price changes, promotion ends,
-    shutdowns and built-in aliases to shutting-down models due within ``within_days``, and the
-    built-in aliases whose model has already shut down."""
+    """Rows (chat and embedding models) verified more than ``max_age_days`` ago, the price
+    changes, promotion ends, shutdowns and built-in aliases to shutting-down models due within
+    ``within_days``, and the built-in aliases whose model has already shut down."""
     day = today or registry.today()
     horizon = day + timedelta(days=within_days)
     report = CatalogReport(day, max_age_days, within_days)
@@ -178,6 +182,20 @@ def check_catalog(
                         f"point it at {repl}",
                     )
                 )
+    for e in sorted(embedding_models(), key=attrgetter("provider", "model")):
+        try:
+            checked: date | None = date.fromisoformat(e.checked)
+        except ValueError:
+            checked = None
+        if checked is None or (day - checked).days > max_age_days:
+            report.stale.append(
+                StaleRow(
+                    f"{e.label} (embeddings)",
+                    checked,
+                    None if checked is None else (day - checked).days,
+                    tuple(s.strip().split(" ")[0] for s in e.source.split(";") if s.strip()),
+                )
+            )
     report.changes.sort(key=lambda c: (c.on, c.model, c.kind))
     report.retired_aliases.sort(key=lambda c: (c.on, c.model, c.detail))
     return report
