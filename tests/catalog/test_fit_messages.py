@@ -206,3 +206,23 @@ def test_a_tool_call_of_the_wrong_types_is_a_typed_error(call: Any) -> None:
         fit_messages(msgs, budget_tokens=5)
     with pytest.raises(InvalidRequestError, match="tool call"):
         Message("assistant", None, tool_calls=[call()])
+
+
+def test_max_tokens_past_the_window_names_max_tokens() -> None:
+    """max_tokens larger than the model's window said "-8952424 available ... the
+    system/developer messages alone exceed it: shorten them" (there were none) and printed a
+    10**400 in full; it names max_tokens and the window now. A budget smaller than the reply's
+    priming and tools blames those, not absent system messages."""
+    window = default_registry().get("openai/gpt-4.1-mini").capabilities.max_context_window
+    for max_tokens in (10**7, 10**400):
+        with pytest.raises(ContextWindowExceededError) as ei:
+            fit_messages("hi", "openai/gpt-4.1-mini", max_tokens=max_tokens)
+        msg = str(ei.value)
+        assert f"leaves no room in the {window}-token context window" in msg
+        assert "lower max_tokens" in msg
+        assert "system/developer" not in msg
+        assert len(msg) < 400
+    with pytest.raises(ContextWindowExceededError) as ei:
+        fit_messages("hi", budget_tokens=1)
+    assert "system/developer messages alone" not in str(ei.value)
+    assert "the reply's priming and tool definitions alone" in str(ei.value)
