@@ -314,6 +314,10 @@ def test_any_registry_arguments_give_typed_errors_and_change_nothing_shared(
         reg.register_provider(name, Provider(api_base="https://hyp.example/v1"), apply=apply)
     except ConfigurationError as exc:
         str(exc)
+        assert dict(PROVIDERS) == before  # refused: nothing process-wide changed
+        assert reg.list_providers() == []
+    else:
+        assert (dict(PROVIDERS) != before) == (apply is True)  # only apply=True feeds it
     finally:
         PROVIDERS.clear()
         PROVIDERS.update(before)
