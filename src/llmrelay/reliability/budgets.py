@@ -40,6 +40,7 @@ from ..state.base import key_id
 from .budgets_ledger import Ledger, MemoryLedger, default_ledger
 
 if TYPE_CHECKING:
+    from ..catalog.model_registry import LLMRegistry
     from ..core.layers import CallContext
     from ..providers.table import Deployment
     from ..types import ChatRequest
@@ -148,6 +149,14 @@ def _default_estimator(req: ChatRequest, dep: Deployment) -> float | None:
     return estimate_request_cost(req, dep)
 
 
+def _catalog_registry(ctx: CallContext) -> LLMRegistry | None:
+    """The registry of the call's engine catalog (None: the default one prices it)."""
+    from ..catalog.model_registry import LLMRegistry
+
+    reg = getattr(ctx.catalog, "registry", None)
+    return reg if isinstance(reg, LLMRegistry) else None
+
+
 class Budgets:
     """The budget layer (``Engine(budget=Budgets([...]))``).
 
@@ -238,7 +247,10 @@ class Budgets:
             res.current = [k for k, _ in entries]
         if not entries:
             return res
-        estimate = self.estimator(req, dep)
+        if self.estimator is _default_estimator:  # priced by the engine's own catalog
+            estimate = estimate_request_cost(req, dep, registry=_catalog_registry(ctx))
+        else:
+            estimate = self.estimator(req, dep)
         if estimate is None:
             if self.unknown_cost == "allow":
                 return res
