@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -108,6 +109,87 @@ def _check_allowed(key: VirtualKey, model: str) -> None:
         )
 
 
+class _EventStream(web.StreamResponse):
+    """An SSE response whose headers leave with its first frames, in one write (aiohttp's
+    ``web.Response`` does the same with its body). The stream starts when the first chunk is
+    there, so nothing waits for it."""
+
+    _send_headers_immediately = False
+
+
+class _Frames:
+    """An SSE response's frames, written once per turn of the event loop: the frames of events
+    that one upstream read delivered together leave in one write (one system call, not one per
+    frame), and no frame waits for a later one -- the write is made as soon as the handler
+    waits for the upstream. At most ``_HOLD`` bytes are held for a slow client; past that the
+    handler waits for the client (backpressure). What a write raises (the client left) is
+    raised in the handler by the next ``add`` or by ``close``."""
+
+    __slots__ = ("_buf", "_closed", "_due", "_held", "_loop", "_task", "out")
+
+    def __init__(self, out: web.StreamResponse) -> None:
+        self.out = out
+        self._buf: list[bytes] = []
+        self._held = 0
+        self._task: asyncio.Task[None] | None = None
+        self._due = False
+        self._closed = False
+        self._loop = asyncio.get_running_loop()
+
+    async def add(self, frame: bytes) -> None:
+        self._buf.append(frame)
+        self._held += len(frame)
+        task = self._task
+        if task is not None and task.done():
+            task.result()  # a write failed: raise it here
+        if self._held > _HOLD:
+            self._kick()
+            if self._task is not None:
+                await self._task  # the client reads slowly: wait for it
+        elif not self._due and (task is None or task.done()):
+            self._due = True
+            self._loop.call_soon(self._kick)
+
+    def _kick(self) -> None:
+        """Start the write task unless one is running (it takes what is added meanwhile)."""
+        self._due = False
+        task = self._task
+        if self._buf and not self._closed and (task is None or task.done()):
+            self._task = self._loop.create_task(self._drain())
+            self._task.add_done_callback(_seen)
+
+    async def _drain(self) -> None:
+        while self._buf:
+            data = b"".join(self._buf)
+            self._buf.clear()
+            self._held = 0
+            await self.out.write(data)
+
+    async def close(self, last: bytes) -> None:
+        """Write what is held and ``last``, and end the response."""
+        self._closed = True
+        if self._task is not None:
+            await self._task
+        data = b"".join(self._buf) + last
+        self._buf.clear()
+        await self.out.write_eof(data)
+
+    def cancel(self) -> None:
+        self._closed = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+
+#: Bytes of frames held for a client before the stream waits for it.
+_HOLD = 64 * 1024
+
+
+def _seen(task: asyncio.Task[None]) -> None:
+    """Mark a write task's failure as seen (the handler raises it, or has ended already)."""
+    if not task.cancelled():
+        task.exception()
+
+
 class Gateway:
     """One worker's application. ``client`` is the engine every call goes through; build it
     with :meth:`build_client` so the key budgets and limits are its layers."""
@@ -137,6 +219,9 @@ class Gateway:
         self.in_flight = 0
         #: Models that may be metric labels (see _model_label).
         self._models: set[str] = set()
+        #: Model names check_model passed (it resolves the name and reads the environment:
+        #: both fixed for a worker's life), at most 4,096 of them.
+        self._checked: set[str] = set()
 
     # ------------------------------------------------------------------ the application
 
@@ -164,8 +249,11 @@ class Gateway:
 
     async def _body(self, request: web.Request) -> Any:
         try:
-            async with asyncio.timeout(self.settings.read_timeout):
+            if request.content.is_eof():  # the whole body came with the headers: no wait
                 raw = await request.read()
+            else:
+                async with asyncio.timeout(self.settings.read_timeout):
+                    raw = await request.read()
         except TimeoutError:
             raise _Unauthorized(
                 HttpError(
@@ -287,14 +375,18 @@ class Gateway:
             [web.Request, GatewayCall, dict[str, Any], str], Awaitable[web.StreamResponse]
         ],
     ) -> web.StreamResponse:
-        request_id = "req_" + uuid.uuid4().hex
+        request_id = _request_id()
         t0 = time.perf_counter()
         who, model = "-", "-"
         try:
             caller = await self._authenticate(request)
             who = caller.label
             call = parse(await self._body(request))
-            check_model(call.model)
+            if call.model not in self._checked:
+                check_model(call.model)
+                if len(self._checked) >= 4096:
+                    self._checked.clear()
+                self._checked.add(call.model)
             model = call.model
             opts = self._options(caller, call, request_id)
             self.in_flight += 1
@@ -370,36 +462,44 @@ class Gateway:
         stream is closed): only what was produced is charged."""
         stream = self.client.astream(call.model, call.messages, **call.params, **opts)
         out: web.StreamResponse | None = None
+        frames: _Frames | None = None
+        last = b""
         try:
             async for c in stream:
-                if out is None:
-                    out = await self._start_sse(request, request_id, writer)
+                if frames is None:
+                    out, frames = await self._start_sse(request, request_id, writer)
                 if c.done:
-                    await out.write(writer.finish(c.response))
+                    last = writer.finish(c.response)
                     break
                 frame = writer.chunk(c)
                 if frame:
-                    await out.write(frame)
+                    await frames.add(frame)
         except ContentFilteredError as exc:
-            if out is None:
-                out = await self._start_sse(request, request_id, writer)
-            await out.write(writer.finish(None, refusal=exc.explanation or _REFUSED))
+            last = writer.finish(None, refusal=exc.explanation or _REFUSED)
         except LLMRelayError as exc:
-            if out is None:
+            if frames is None:
                 raise  # nothing sent yet: a plain error response
-            await out.write(writer.error(http_error(exc)))
+            last = writer.error(http_error(exc))
+        except BaseException:
+            if frames is not None:
+                frames.cancel()
+            raise
         finally:
             await stream.aclose()
-        if out is None:  # an empty stream: still a valid one
-            out = await self._start_sse(request, request_id, writer)
-            await out.write(writer.finish(None))
-        await out.write_eof()
+        if out is None or frames is None:  # a refusal or an empty stream: still a stream
+            out, frames = await self._start_sse(request, request_id, writer)
+            last = last or writer.finish(None)
+        try:
+            await frames.close(last)
+        except BaseException:
+            frames.cancel()
+            raise
         return out
 
     async def _start_sse(
         self, request: web.Request, request_id: str, writer: _StreamWriter
-    ) -> web.StreamResponse:
-        out = web.StreamResponse(
+    ) -> tuple[web.StreamResponse, _Frames]:
+        out = _EventStream(
             headers={
                 "content-type": "text/event-stream; charset=utf-8",
                 "cache-control": "no-cache",
@@ -407,10 +507,11 @@ class Gateway:
             }
         )
         await out.prepare(request)
+        frames = _Frames(out)
         opening = writer.start()
         if opening:
-            await out.write(opening)
-        return out
+            await frames.add(opening)
+        return out, frames
 
     # ------------------------------------------------------------------ Anthropic
 
@@ -445,7 +546,7 @@ class Gateway:
         )
 
     async def count_tokens(self, request: web.Request) -> web.StreamResponse:
-        request_id = "req_" + uuid.uuid4().hex
+        request_id = _request_id()
         try:
             caller = await self._authenticate(request)
             body = await self._body(request)
@@ -466,7 +567,7 @@ class Gateway:
     # ------------------------------------------------------------------ the rest
 
     async def list_models(self, request: web.Request) -> web.StreamResponse:
-        request_id = "req_" + uuid.uuid4().hex
+        request_id = _request_id()
         try:
             caller = await self._authenticate(request)
         except _Unauthorized as exc:
@@ -528,6 +629,16 @@ class Gateway:
             f"llmrelay_gateway_in_flight {self.in_flight}",
         ]
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
+def _request_id() -> str:
+    """``req_`` and 32 hex digits: 64 random bits drawn once per process, then a counter --
+    unique across workers and restarts without a system call per request."""
+    return f"req_{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count(1)
 
 
 def _loopback_host(hostport: str) -> bool:
