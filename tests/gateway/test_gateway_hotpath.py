@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llmrelay.gateway import app as gateway_app
-from llmrelay.gateway import openai_wire
+from llmrelay.gateway import openai_wire, sse
 from llmrelay.types import StreamChunk, ToolCallDelta
 
 
@@ -63,7 +63,7 @@ class _Out:
 
 
 def _frames(out: _Out) -> Any:
-    return gateway_app._Frames(out)  # type: ignore[arg-type]
+    return sse.Frames(out)  # type: ignore[arg-type]
 
 
 async def test_frames_that_arrive_together_leave_in_one_write() -> None:
@@ -98,7 +98,7 @@ async def test_a_slow_client_holds_at_most_the_limit() -> None:
         await asyncio.sleep(0)
         held = max(held, frames._held)
     assert not adding.done()  # the handler waits for the client
-    assert held <= gateway_app._HOLD + len(big)
+    assert held <= sse._HOLD + len(big)
     out.block.set()
     await adding
     await frames.close(b"")
