@@ -450,6 +450,9 @@ def _report(r: dict[str, Any]) -> None:
                 f"{'':16} RSS {m['rss_mb_10k']:.1f} MB after 10,000 requests, "
                 f"{m['rss_mb_end']:.1f} MB after {m['rss_requests']:,}"
             )
+    for kind, m in r.items():
+        if kind != "direct" and m.get("errors"):
+            print(f"{kind}: {m['errors']} requests were not answered 200: its numbers are void")
     bare, lite = r.get("bare", {}), r.get("litellm", {})
     for name in ("llmrelay",):
         ours = r.get(name, {})
