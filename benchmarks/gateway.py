@@ -11,7 +11,7 @@ generator on the other), then measures:
   same call straight to the upstream;
 - streamed: time to first byte added (p50, concurrency 1) and requests/s at 32 connections;
 - CPU time of the server process per non-streamed and per streamed request (user + system, from
-  ``/proc``): unlike requests/s it does not move when other programs share the machine;
+  ``/proc``): it moves much less than requests/s when other programs share the machine;
 - RSS of the server process after ``--rss-requests`` calls (and after the first 10,000; not for
   LiteLLM, which would take an hour).
 
