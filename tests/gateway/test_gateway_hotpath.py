@@ -8,13 +8,19 @@ import asyncio
 import re
 from typing import Any
 
+import aiohttp
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from llmrelay.catalog import tokens
 from llmrelay.gateway import app as gateway_app
 from llmrelay.gateway import openai_wire, sse
+from llmrelay.testing.fake import Reply
 from llmrelay.types import StreamChunk, ToolCallDelta
+
+from .conftest import Running
 
 
 @given(
@@ -125,3 +131,40 @@ def test_request_ids_are_unique_and_shaped_like_before() -> None:
     ids = {gateway_app._request_id() for _ in range(10_000)}
     assert len(ids) == 10_000
     assert all(re.fullmatch(r"req_[0-9a-f]{32}", i) for i in ids)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_budgeted_key_is_served_without_the_exact_tokenizer(
+    gw: Running, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    # The budget's reservation is the byte bound: the ~70 MB tokenizer never loads in a worker.
+    def no_tokenizer(*_: Any) -> Any:
+        raise AssertionError("the gateway must not load the exact tokenizer")
+
+    monkeypatch.setattr(tokens._backend, "tokenizer", no_tokenizer)
+    key = await gw.key(budget_usd=5.0, rpm=100)
+    gw.fake.push(Reply.ok("pooled", input_tokens=12, output_tokens=3))
+    body = {"model": "openai/gpt-4.1-mini", "messages": [{"role": "user", "content": "hi"}]}
+    if stream:
+        body |= {"stream": True, "stream_options": {"include_usage": True}}
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            gw.url + "/v1/chat/completions",
+            data=orjson.dumps(body),
+            headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+        ) as r,
+    ):
+        raw = await r.read()
+    assert r.status == 200, raw
+    assert b"pooled" in raw
+    # Charged what the upstream reported; nothing left reserved.
+    assert gw.gateway.keys is not None
+    assert gw.gateway.budgets is not None
+    record = await gw.gateway.keys.lookup(key)
+    assert record is not None
+    limit = gw.gateway.budgets.limit_for(record)
+    assert limit is not None
+    status = await gw.gateway.budgets.status(limit, record.id)
+    assert status["spent_usd"] > 0
+    assert status["reserved_usd"] == pytest.approx(0.0)
