@@ -28,11 +28,12 @@ class Frames:
     """An SSE response's frames, written once per turn of the event loop: the frames of events
     that one upstream read delivered together leave in one write (one system call, not one per
     frame), and no frame waits for a later one -- the write is made as soon as the handler
-    waits for the upstream. At most ``_HOLD`` bytes are held for a slow client; past that the
-    handler waits for the client (backpressure). What a write raises (the client left) is
-    raised in the handler by the next ``add`` or by ``close``."""
+    waits for the upstream. The first frame is written at once, with the headers (the time to
+    first byte does not wait for the rest of its burst). At most ``_HOLD`` bytes are held for a
+    slow client; past that the handler waits for the client (backpressure). What a write
+    raises (the client left) is raised in the handler by the next ``add`` or by ``close``."""
 
-    __slots__ = ("_buf", "_closed", "_due", "_held", "_loop", "_task", "out")
+    __slots__ = ("_buf", "_closed", "_due", "_held", "_loop", "_started", "_task", "out")
 
     def __init__(self, out: web.StreamResponse) -> None:
         self.out = out
@@ -41,9 +42,14 @@ class Frames:
         self._task: asyncio.Task[None] | None = None
         self._due = False
         self._closed = False
+        self._started = False
         self._loop = asyncio.get_running_loop()
 
     async def add(self, frame: bytes) -> None:
+        if not self._started:
+            self._started = True
+            await self.out.write(frame)
+            return
         self._buf.append(frame)
         self._held += len(frame)
         task = self._task
