@@ -581,13 +581,13 @@ async def test_the_estimate_uses_the_engines_catalog(
         }
     )
     seen: list[float | None] = []
-    real = llmrelay.reliability.budgets.estimate_request_cost
+    real = llmrelay.reliability.budgets.bound_request_cost
 
     def spy(*a: Any, **kw: Any) -> float | None:
         seen.append(real(*a, **kw))
         return seen[-1]
 
-    monkeypatch.setattr(llmrelay.reliability.budgets, "estimate_request_cost", spy)
+    monkeypatch.setattr(llmrelay.reliability.budgets, "bound_request_cost", spy)
     budgets = Budgets([BudgetLimit(limit_usd=5.0, period="total")], ledger=MemoryLedger())
     client = llmrelay.Client(engine=llmrelay.Engine(budget=budgets, catalog=Catalog(mine)))
     fake.push(Reply.ok("hi", input_tokens=10, output_tokens=5))
