@@ -15,7 +15,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llmrelay.catalog import tokens
-from llmrelay.gateway import app as gateway_app
 from llmrelay.gateway import openai_wire, sse, wire
 from llmrelay.testing.fake import Reply
 from llmrelay.types import StreamChunk, ToolCallDelta
