@@ -10,13 +10,19 @@ generator on the other), then measures:
 - added latency at concurrency 1: p50 and p99 of a call through the server minus p50 of the
   same call straight to the upstream;
 - streamed: time to first byte added (p50, concurrency 1) and requests/s at 32 connections;
-- RSS of the server process after ``--rss-requests`` calls (and after the first 10,000).
+- CPU time of the server process per non-streamed and per streamed request (user + system, from
+  ``/proc``): it moves much less than requests/s when other programs share the machine;
+- RSS of the server process after ``--rss-requests`` calls (and after the first 10,000; not for
+  LiteLLM, which would take an hour).
 
 Servers: ``bare`` (parse the request JSON, forward it with one aiohttp session, parse the
 answer, return it: the floor), ``llmrelay`` (``llmrelay serve`` with a virtual key carrying a
-budget and an rpm limit, and the request log on), ``litellm`` (``litellm --config``, when the
-``litellm[proxy]`` package is installed: ``make bench`` installs it). Ratios are printed
-against ``bare`` and ``litellm``.
+budget and an rpm limit, and the request log on), ``litellm`` (LiteLLM's proxy, ``litellm
+--config`` with a generated config naming the same upstream, a master key, no database; ``make
+bench`` installs ``litellm[proxy]``; ``--litellm PATH`` names another installation's
+``litellm`` command, e.g. one in its own virtualenv, since its pins can clash with the test
+dependencies). LiteLLM gets ``--litellm-requests`` calls (it is ~50x slower).
+Ratios are printed against ``bare`` and ``litellm``.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -111,8 +118,29 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+LITELLM_KEY = "sk-bench-" + "0123456789abcdef" * 3
+
+
+def litellm_command(given: str | None) -> str:
+    """The ``litellm`` command: ``given``, else the one beside this Python, else on PATH."""
+    if given:
+        return given
+    here = Path(sys.executable).parent / "litellm"
+    if here.exists():
+        return str(here)
+    found = shutil.which("litellm")
+    if found is None:
+        raise FileNotFoundError(
+            "litellm is not installed: `pip install 'litellm[proxy]'` (or `make bench`), or "
+            "pass --litellm PATH"
+        )
+    return found
+
+
 @contextlib.contextmanager
-def _server(kind: str, upstream: str, cpu: int | None, tmp: Path) -> Iterator[tuple[str, str, int]]:
+def _server(
+    kind: str, upstream: str, cpu: int | None, tmp: Path, litellm: str | None = None
+) -> Iterator[tuple[str, str, int]]:
     """Start one server; yield (base URL, key to send, pid)."""
     port = _free_port()
     env = dict(os.environ)
@@ -164,9 +192,19 @@ def _server(kind: str, upstream: str, cpu: int | None, tmp: Path) -> Iterator[tu
             "      model: openai/gpt-4.1-mini\n"
             f"      api_base: {upstream}\n"
             "      api_key: sk-upstream\n"
+            "general_settings:\n"
+            f"  master_key: {LITELLM_KEY}\n"  # it refuses to start without one
         )
+        # The bundled price map, not a download at start (the benchmark runs offline).
+        env.update(
+            LITELLM_LOCAL_MODEL_COST_MAP="True",
+            LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS="True",
+            LITELLM_LOCAL_BLOG_POSTS="True",
+            LITELLM_LOG="ERROR",
+        )
+        key = LITELLM_KEY
         cmd = [
-            str(Path(sys.executable).parent / "litellm"),
+            litellm_command(litellm),
             "--config",
             str(config),
             "--port",
@@ -174,13 +212,16 @@ def _server(kind: str, upstream: str, cpu: int | None, tmp: Path) -> Iterator[tu
             "--num_workers",
             "1",
         ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # stderr to a file: a server logging each request would fill a pipe nobody reads and stop.
+    err_file = tmp / "stderr.txt"
+    with err_file.open("wb") as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
     if cpu is not None and hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):
             os.sched_setaffinity(proc.pid, {cpu})
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait(url, proc, kind)
+        _wait(url, proc, kind, err_file)
         yield url, key, proc.pid
     finally:
         proc.terminate()
@@ -191,14 +232,14 @@ def _server(kind: str, upstream: str, cpu: int | None, tmp: Path) -> Iterator[tu
             proc.wait()
 
 
-def _wait(url: str, proc: subprocess.Popen[bytes], kind: str) -> None:
+def _wait(url: str, proc: subprocess.Popen[bytes], kind: str, err_file: Path) -> None:
     import urllib.request
 
     path = "/health/liveliness" if kind == "litellm" else "/health/live"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            err = err_file.read_bytes().decode(errors="replace")
             raise RuntimeError(f"{kind} exited: {err[-2000:]}")
         try:
             with urllib.request.urlopen(url + path, timeout=1):
@@ -219,6 +260,20 @@ def _rss_mb(pid: int) -> float:
         except OSError:
             pass
     return total / 1024
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of the process and its children (LiteLLM's worker)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for p in [pid, *_children(pid)]:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
 
 
 def _children(pid: int) -> list[int]:
@@ -274,24 +329,39 @@ def _p(values: list[float], q: float) -> float:
 
 
 async def measure(
-    url: str, key: str, args: argparse.Namespace, direct: dict[str, float], pid: int
+    url: str,
+    key: str,
+    args: argparse.Namespace,
+    direct: dict[str, float],
+    pid: int,
+    requests: int,
+    latency_calls: int,
+    rss: bool = True,
 ) -> dict[str, Any]:
     await _rps(url, key, 500, 32, BODY)  # warm up
-    rps, errors = await _rps(url, key, args.requests, 32, BODY)
-    lat = await _latencies(url, key, args.latency_calls, BODY, False)
-    ttfb = await _latencies(url, key, args.latency_calls, STREAM_BODY, True)
-    srps, serrors = await _rps(url, key, max(1000, args.requests // 4), 32, STREAM_BODY)
+    await _rps(url, key, 100, 32, STREAM_BODY)
+    cpu0 = _cpu_s(pid)
+    rps, errors = await _rps(url, key, requests, 32, BODY)
+    cpu = (_cpu_s(pid) - cpu0) / requests
+    lat = await _latencies(url, key, latency_calls, BODY, False)
+    ttfb = await _latencies(url, key, latency_calls, STREAM_BODY, True)
+    streamed = max(1000, requests // 4)
+    cpu0 = _cpu_s(pid)
+    srps, serrors = await _rps(url, key, streamed, 32, STREAM_BODY)
+    scpu = (_cpu_s(pid) - cpu0) / streamed
     out = {
         "rps": rps,
         "errors": errors + serrors,
+        "cpu_ms_per_request": cpu * 1e3,
         "added_p50_ms": (statistics.median(lat) - direct["p50"]) * 1e3,
         "added_p99_ms": (_p(lat, 0.99) - direct["p50"]) * 1e3,
         "ttfb_added_p50_ms": (statistics.median(ttfb) - direct["ttfb_p50"]) * 1e3,
         "stream_rps": srps,
+        "stream_cpu_ms_per_request": scpu * 1e3,
         "rss_mb": _rss_mb(pid),
     }
-    if args.rss_requests:
-        done = args.requests + 500 + max(1000, args.requests // 4) + 2 * args.latency_calls
+    if args.rss_requests and rss:
+        done = requests + 600 + streamed + 2 * latency_calls
         if done < 10_000:
             await _rps(url, key, 10_000 - done, 32, BODY)
             done = 10_000
@@ -318,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-calls", type=int, default=2000)
     ap.add_argument("--rss-requests", type=int, default=0, help="e.g. 100000")
     ap.add_argument("--servers", default="bare,llmrelay,litellm")
+    ap.add_argument("--litellm", metavar="PATH", help="the litellm command to run")
+    ap.add_argument("--litellm-requests", type=int, default=2000)
     ap.add_argument("--json", metavar="PATH")
     ap.add_argument("--no-pin", action="store_true")
     ap.add_argument("--bare-proxy", type=int, help=argparse.SUPPRESS)
@@ -338,8 +410,17 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 where = Path(tmp) / kind
                 where.mkdir()
-                with _server(kind, up.base_url, server_cpu, where) as (url, key, pid):
-                    results[kind] = asyncio.run(measure(url, key, args, direct, pid))
+                with _server(kind, up.base_url, server_cpu, where, args.litellm) as (
+                    url,
+                    key,
+                    pid,
+                ):
+                    n, lat = args.requests, args.latency_calls
+                    if kind == "litellm":
+                        n, lat = min(n, args.litellm_requests), min(lat, 500)
+                    # LiteLLM: 100,000 calls would take an hour; its RSS after warm-up is shown.
+                    run = measure(url, key, args, direct, pid, n, lat, kind != "litellm")
+                    results[kind] = asyncio.run(run)
             except (RuntimeError, FileNotFoundError, subprocess.CalledProcessError) as exc:
                 results[kind] = {"unavailable": str(exc)[-500:]}
             print(kind, orjson.dumps(results[kind]).decode(), flush=True)
@@ -352,30 +433,48 @@ def main(argv: list[str] | None = None) -> int:
 def _report(r: dict[str, Any]) -> None:
     print()
     print(
-        f"{'server':10} {'rps':>8} {'p50 +ms':>8} {'p99 +ms':>8} {'ttfb +ms':>9} "
-        f"{'s-rps':>8} {'RSS MB':>7}"
+        f"{'server':16} {'rps':>8} {'cpu ms':>7} {'p50 +ms':>8} {'p99 +ms':>8} {'ttfb +ms':>9} "
+        f"{'s-rps':>8} {'s-cpu ms':>8} {'RSS MB':>7}"
     )
     for kind, m in r.items():
         if kind == "direct" or "unavailable" in m:
             continue
         print(
-            f"{kind:10} {m['rps']:8.0f} {m['added_p50_ms']:8.3f} {m['added_p99_ms']:8.3f} "
-            f"{m['ttfb_added_p50_ms']:9.3f} {m['stream_rps']:8.0f} {m['rss_mb']:7.1f}"
+            f"{kind:16} {m['rps']:8.0f} {m['cpu_ms_per_request']:7.3f} "
+            f"{m['added_p50_ms']:8.3f} {m['added_p99_ms']:8.3f} "
+            f"{m['ttfb_added_p50_ms']:9.3f} {m['stream_rps']:8.0f} "
+            f"{m['stream_cpu_ms_per_request']:8.3f} {m['rss_mb']:7.1f}"
         )
-    ours, bare, lite = r.get("llmrelay", {}), r.get("bare", {}), r.get("litellm", {})
-    if "rps" in ours and "rps" in bare:
-        print(f"\nllmrelay / bare rps: {ours['rps'] / bare['rps']:.2f}x (target >= 0.7x)")
-        print(
-            f"added p50: {ours['added_p50_ms'] / max(bare['added_p50_ms'], 1e-9):.2f}x the bare "
-            f"proxy's (target <= 1.5x); p99 {ours['added_p99_ms']:.2f} ms (target < 2 ms)"
-        )
-        ttfb = ours["ttfb_added_p50_ms"] / max(bare["ttfb_added_p50_ms"], 1e-9)
-        print(
-            f"stream TTFB added: {ttfb:.2f}x (target <= 1.5x); stream rps "
-            f"{ours['stream_rps'] / bare['stream_rps']:.2f}x"
-        )
-    if "rps" in ours and "rps" in lite:
-        print(f"llmrelay / litellm rps: {ours['rps'] / lite['rps']:.1f}x (target >= 30x)")
+        if "rss_mb_end" in m:
+            print(
+                f"{'':16} RSS {m['rss_mb_10k']:.1f} MB after 10,000 requests, "
+                f"{m['rss_mb_end']:.1f} MB after {m['rss_requests']:,}"
+            )
+    for kind, m in r.items():
+        if kind != "direct" and m.get("errors"):
+            print(f"{kind}: {m['errors']} requests were not answered 200: its numbers are void")
+    bare, lite = r.get("bare", {}), r.get("litellm", {})
+    for name in ("llmrelay",):
+        ours = r.get(name, {})
+        if "rps" in ours and "rps" in bare:
+            print(f"\n{name} / bare rps: {ours['rps'] / bare['rps']:.2f}x (target >= 0.7x)")
+            cpu = ours["cpu_ms_per_request"] / bare["cpu_ms_per_request"]
+            scpu = ours["stream_cpu_ms_per_request"] / bare["stream_cpu_ms_per_request"]
+            print(f"  CPU per request: {cpu:.2f}x the bare proxy's; streamed {scpu:.2f}x")
+            p50 = ours["added_p50_ms"] / max(bare["added_p50_ms"], 1e-9)
+            print(
+                f"  added p50: {p50:.2f}x the bare proxy's (target <= 1.5x); "
+                f"p99 {ours['added_p99_ms']:.2f} ms (target < 2 ms)"
+            )
+            ttfb = ours["ttfb_added_p50_ms"] / max(bare["ttfb_added_p50_ms"], 1e-9)
+            print(
+                f"  stream TTFB added: {ttfb:.2f}x (target <= 1.5x); stream rps "
+                f"{ours['stream_rps'] / bare['stream_rps']:.2f}x"
+            )
+        if "rps" in ours and "rps" in lite:
+            print(f"  {name} / litellm rps: {ours['rps'] / lite['rps']:.1f}x (target >= 30x)")
+            cpu = lite["cpu_ms_per_request"] / ours["cpu_ms_per_request"]
+            print(f"  litellm / {name} CPU per request: {cpu:.1f}x")
     for kind, m in r.items():
         if isinstance(m, dict) and "unavailable" in m:
             print(f"{kind}: unavailable: {m['unavailable'][:300]}")

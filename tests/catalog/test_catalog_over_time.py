@@ -749,3 +749,50 @@ def test_catalog_check_refuses_a_window_past_a_century(cli: Run) -> None:
     code, _, err = cli("catalog", "check", "--within", "99999999")
     assert code == 2
     assert "--within must be at most 36500 days" in err
+
+
+def test_check_lists_builtin_aliases_whose_model_has_already_shut_down(cli: Run) -> None:
+    """The day after gpt-5, gpt-5-mini, gpt-5-nano and o3 shut down (2026-12-11), their
+    built-in aliases point at refused models: the routine check must still name them (the
+    window only looked ahead, so they vanished from the report once the date passed)."""
+    after = date(2026, 12, 12)
+    rep = check_catalog(registry_on(after), max_age_days=3650, within_days=0)
+    retired = {(c.model, c.detail.split("'")[1]) for c in rep.retired_aliases}
+    assert {
+        ("openai/gpt-5", "gpt-5"),
+        ("openai/gpt-5-mini", "gpt-5-mini"),
+        ("openai/gpt-5-nano", "gpt-5-nano"),
+        ("openai/o3", "o3"),
+    } <= retired
+    assert all(
+        c.kind == "alias_retired" and c.on == date(2026, 12, 11) for c in rep.retired_aliases
+    )
+    assert "point it at gpt-6.1-sol" in next(
+        c.detail for c in rep.retired_aliases if c.model == "openai/gpt-5"
+    )
+    assert rep.actionable
+    assert rep.as_dict()["retired_aliases"][0]["kind"] == "alias_retired"
+    set_default_registry(registry_on(after))
+    try:
+        code, out, _ = cli("catalog", "check", "--max-age", "3650", "--within", "0")
+    finally:
+        set_default_registry(None)
+    assert code == 8
+    assert "Built-in aliases to models already shut down (" in out
+    assert "built-in alias 'o3'" in out
+
+
+def test_check_lists_stale_embedding_rows_too() -> None:
+    """The embedding models' table (data/embeddings.json: prices per 1M input tokens, limits,
+    ``source`` and ``checked``) is part of the routine: 31 days after its rows were checked
+    they are listed as stale like chat rows (they were never looked at: their prices could go
+    stale with ``catalog check`` exiting 0)."""
+    later = date(2027, 1, 3)
+    rep = check_catalog(registry_on(later, bundled=False), max_age_days=30, within_days=0)
+    embedding = {s.model: s for s in rep.stale}
+    row = embedding["openai/text-embedding-3-small (embeddings)"]
+    assert (row.verified_at, row.age_days) == (date(2026, 12, 3), 31)
+    assert "https://openai.com/api/pricing/" in row.sources
+    assert rep.actionable
+    fresh = check_catalog(registry_on(TODAY, bundled=False), max_age_days=30, within_days=0)
+    assert not fresh.actionable

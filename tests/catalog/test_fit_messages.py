@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import llmrelay
 from llmrelay import FitResult, count_message_tokens, fit_messages
@@ -182,3 +184,117 @@ def test_a_budget_is_needed_without_a_model() -> None:
 def test_exported() -> None:
     assert llmrelay.fit_messages is fit_messages
     assert "fit_messages" in llmrelay.__all__
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: ToolCall("c1", "f", {"x": 1}),  # type: ignore[arg-type]
+        lambda: ToolCall(5, "f"),  # type: ignore[arg-type]
+        lambda: ToolCall("c1", None),  # type: ignore[arg-type]
+        lambda: ToolCall("c1", "f", "{}", signature=b"sig"),  # type: ignore[arg-type]
+    ],
+)
+def test_a_tool_call_of_the_wrong_types_is_a_typed_error(call: Any) -> None:
+    """A hand-built tool call with dict arguments (or a non-string id/name/signature) in a
+    message made fit_messages raise AttributeError ('dict' has no 'encode'); it is refused
+    as the message is built, before anything is counted or sent."""
+    msgs: list[Any] = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": [call()]},
+        {"role": "tool", "content": "r", "tool_call_id": "c1"},
+    ]
+    with pytest.raises(InvalidRequestError, match="tool call"):
+        fit_messages(msgs, budget_tokens=5)
+    with pytest.raises(InvalidRequestError, match="tool call"):
+        Message("assistant", None, tool_calls=[call()])
+
+
+def test_max_tokens_past_the_window_names_max_tokens() -> None:
+    """max_tokens larger than the model's window said "-8952424 available ... the
+    system/developer messages alone exceed it: shorten them" (there were none) and printed a
+    10**400 in full; it names max_tokens and the window now. A budget smaller than the reply's
+    priming and tools blames those, not absent system messages."""
+    window = default_registry().get("openai/gpt-4.1-mini").capabilities.max_context_window
+    for max_tokens in (10**7, 10**400):
+        with pytest.raises(ContextWindowExceededError) as ei:
+            fit_messages("hi", "openai/gpt-4.1-mini", max_tokens=max_tokens)
+        msg = str(ei.value)
+        assert f"leaves no room in the {window}-token context window" in msg
+        assert "lower max_tokens" in msg
+        assert "system/developer" not in msg
+        assert len(msg) < 400
+    with pytest.raises(ContextWindowExceededError) as ei:
+        fit_messages("hi", budget_tokens=1)
+    assert "system/developer messages alone" not in str(ei.value)
+    assert "the reply's priming and tool definitions alone" in str(ei.value)
+
+
+# --------------------------------------------------------------------------- any input
+
+
+class _HostileRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("repr of a caller's value was called")
+
+
+_junk = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**500), max_value=10**500),
+    st.floats(),
+    st.text(max_size=8),
+    st.binary(max_size=4),
+    st.builds(_HostileRepr),
+    st.lists(st.integers(), max_size=2),
+)
+_words = st.text(st.sampled_from("ab c\n"), min_size=1, max_size=60)
+
+
+@st.composite
+def _turns(draw: st.DrawFn) -> list[Any]:
+    out: list[Any] = []
+    if draw(st.booleans()):
+        out.append({"role": "system", "content": draw(_words)})
+    for i in range(draw(st.integers(1, 6))):
+        out.append({"role": "user", "content": draw(_words)})
+        if draw(st.booleans()):
+            ids = [f"c{i}_{k}" for k in range(draw(st.integers(1, 2)))]
+            calls = [ToolCall(c, "f", '{"q": "x"}') for c in ids]
+            out.append({"role": "assistant", "content": None, "tool_calls": calls})
+            out.extend({"role": "tool", "content": draw(_words), "tool_call_id": c} for c in ids)
+        out.append({"role": "assistant", "content": draw(_words)})
+    return out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    messages=_turns() | _junk | st.lists(_junk, max_size=3),
+    model=st.sampled_from([None, "openai/gpt-4.1-mini", "anthropic/claude-haiku-4-5"]) | _junk,
+    max_tokens=st.none() | st.integers(0, 2_000_000) | _junk,
+    budget_tokens=st.none() | st.integers(0, 400) | _junk,
+    truncate=st.booleans() | _junk,
+)
+def test_any_arguments_fit_or_give_a_typed_error(
+    messages: Any, model: Any, max_tokens: Any, budget_tokens: Any, truncate: Any
+) -> None:
+    """fit_messages takes anything: a typed error, or messages that fit the budget with every
+    tool call kept beside its results."""
+    from llmrelay.errors import LLMRelayError
+
+    try:
+        r = fit_messages(
+            messages,
+            model,
+            max_tokens=max_tokens,
+            budget_tokens=budget_tokens,
+            truncate=truncate,
+        )
+    except LLMRelayError as exc:
+        str(exc)
+        return
+    assert r.tokens <= r.budget
+    assert count_message_tokens(r.messages, model) == r.tokens
+    called = {c.id for m in r.messages for c in (m.tool_calls or ())}
+    answered = {m.tool_call_id for m in r.messages if m.role == "tool"}
+    assert called == answered

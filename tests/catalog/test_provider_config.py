@@ -247,3 +247,125 @@ async def test_a_provider_slash_model_limit_is_enforced(
     assert "gpt-4.1-nano" in ei.value.body["scope"]
     await c.achat("openai/gpt-4.1-mini", "another model")
     assert len(fake.requests) == 2
+
+
+# --------------------------------------------------------------------------- registry arguments
+
+
+class _HostileStr(str):
+    """A string whose repr raises (a caller's value may be anything)."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr of a caller's value was called")
+
+
+class _HostileInt(int):
+    def __repr__(self) -> str:
+        raise RuntimeError("repr of a caller's value was called")
+
+
+_any = st.one_of(
+    _values,
+    st.sampled_from(
+        [
+            10**400,
+            -(10**400),
+            _HostileStr("x"),
+            _HostileStr("supports_nothing"),
+            _HostileInt(-5),
+            object(),
+            "no",
+            "false",
+        ]
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=_any | st.just("hyp-prov"),
+    apply=_any | st.none(),
+    query=_any,
+    capability=_any | st.just("vision"),
+    min_ctx=_any | st.none(),
+    max_cost=_any | st.none(),
+    provider=_any | st.none(),
+)
+def test_any_registry_arguments_give_typed_errors_and_change_nothing_shared(
+    name: Any,
+    apply: Any,
+    query: Any,
+    capability: Any,
+    min_ctx: Any,
+    max_cost: Any,
+    provider: Any,
+) -> None:
+    """ProviderRegistry and get_models_by_capability take anything a caller passes: a typed
+    error or an answer -- never AttributeError/TypeError/OverflowError or a caller's repr --
+    and a bad call leaves the process-wide provider table as it was (``apply="no"`` is not a
+    yes)."""
+    from llmrelay.catalog.model_registry import LLMRegistry
+    from llmrelay.errors import LLMRelayError
+    from llmrelay.providers.table import PROVIDERS
+
+    before = dict(PROVIDERS)
+    reg = ProviderRegistry()
+    try:
+        reg.register_provider(name, Provider(api_base="https://hyp.example/v1"), apply=apply)
+    except ConfigurationError as exc:
+        str(exc)
+        assert dict(PROVIDERS) == before  # refused: nothing process-wide changed
+        assert reg.list_providers() == []
+    else:
+        assert (dict(PROVIDERS) != before) == (apply is True)  # only apply=True feeds it
+    finally:
+        PROVIDERS.clear()
+        PROVIDERS.update(before)
+    for call in (
+        lambda: reg.get_provider(query),
+        lambda: reg.rate_limits(query),
+        lambda: reg.rate_limits("hyp-prov", query),
+        lambda: reg.declared_limits(query, "m"),
+        lambda: reg.get_provider_model_config("hyp-prov", query),
+        lambda: query in reg,
+    ):
+        try:
+            call()
+        except LLMRelayError as exc:
+            str(exc)
+    catalog = LLMRegistry(catalog_files=())
+    try:
+        catalog.get_models_by_capability(
+            capability, min_context_window=min_ctx, max_cost_per_1k=max_cost, provider=provider
+        )
+    except LLMRelayError as exc:
+        str(exc)
+    try:
+        catalog.get(query)
+    except LLMRelayError as exc:
+        str(exc)
+
+
+def test_registering_with_apply_other_than_a_bool_is_refused() -> None:
+    from llmrelay.providers.table import PROVIDERS
+
+    before = dict(PROVIDERS)
+    for apply in ("no", "false", 0.0, 1, [True]):
+        with pytest.raises(ConfigurationError, match="apply must be True, False or None"):
+            ProviderRegistry().register_provider(
+                "hyp-apply", Provider(api_base="https://hyp.example/v1"), apply=apply
+            )
+    assert dict(PROVIDERS) == before
+
+
+def test_a_url_password_is_not_shown_in_api_base_errors() -> None:
+    for url in (
+        "ftp://user:pw-canary@h.example/",
+        "https://user:pw-canary@/v1",
+        "https://user:pw-canary@h.example:99999/",
+        "https://user:pw-canary@h.example/a b",
+    ):
+        with pytest.raises(ConfigurationError) as ei:
+            Provider(api_base=url)
+        assert "pw-canary" not in str(ei.value)
+        assert "user" in str(ei.value) or "h.example" in str(ei.value) or "URL" in str(ei.value)

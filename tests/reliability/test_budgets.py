@@ -555,3 +555,47 @@ async def test_a_stream_cut_after_output_is_charged_for_what_it_sent(fake: FakeU
     assert spent == pytest.approx(llmrelay.calculate_cost(CHEAP, partial.usage).usd)
     assert spent > 0
     await client.aclose()
+
+
+async def test_the_estimate_uses_the_engines_catalog(
+    fake: FakeUpstream, point_at: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call is reserved at the price the engine's own catalog gives, on that catalog's day:
+    a model priced only in ``Engine(catalog=Catalog(my_registry))`` was refused as "price
+    unknown" (the estimate read the default registry), and a price schedule was read on the
+    default registry's day, not the engine's (outside review of issue 11)."""
+    from datetime import date
+
+    from llmrelay.catalog.layer import Catalog
+    from llmrelay.catalog.model_registry import LLMRegistry
+
+    point_at(fake)
+    mine = LLMRegistry(catalog_files=(), today=lambda: date(2026, 11, 30))
+    mine.register(
+        {
+            "provider": "openai",
+            "model": "in-house-1",
+            "context_window": 8000,
+            "max_output_tokens": 1000,
+            "prices": {"input": 1.0, "output": 2.0},
+        }
+    )
+    seen: list[float | None] = []
+    real = llmrelay.reliability.budgets.bound_request_cost
+
+    def spy(*a: Any, **kw: Any) -> float | None:
+        seen.append(real(*a, **kw))
+        return seen[-1]
+
+    monkeypatch.setattr(llmrelay.reliability.budgets, "bound_request_cost", spy)
+    budgets = Budgets([BudgetLimit(limit_usd=5.0, period="total")], ledger=MemoryLedger())
+    client = llmrelay.Client(engine=llmrelay.Engine(budget=budgets, catalog=Catalog(mine)))
+    fake.push(Reply.ok("hi", input_tokens=10, output_tokens=5))
+    r = await client.achat("openai/in-house-1", "hi", max_tokens=100)
+    assert r.cost.known
+    assert seen[-1] is not None
+    # gemini-4-argon costs $10/M output on 2026-11-30 (the engine's day), $20/M from 12-01
+    fake.push(Reply.ok("hi", input_tokens=10, output_tokens=5))
+    await client.achat("gemini/gemini-4-argon", "hi", max_tokens=50_000)
+    assert seen[-1] == pytest.approx(0.5, abs=0.001)  # 50,000 x $10/M (not $20/M), + prompt
+    await client.aclose()

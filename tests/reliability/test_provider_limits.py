@@ -436,3 +436,23 @@ async def test_idle_process_wide_scopes_are_dropped_past_the_bound(
     one_a_minute = (1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     assert await buckets.acquire([rb.Charge("provider:p4", one_a_minute, costs, 0)], "", 1)
     assert await buckets.acquire([rb.Charge("provider:p9", one_a_minute, costs, 0)], "", 1) is None
+
+
+async def test_a_shared_limiter_applies_each_clients_own_registry(openai: FakeUpstream) -> None:
+    """One RateLimiter handed to two clients: the limits a registry declares apply to the
+    client using that registry, not to a client using another. Before, the limiter applied
+    every registry it had seen to every call, so a client whose registry declares nothing (or
+    other limits) got the first registry's limits (outside review of issue 11)."""
+    clock = Clock()
+    shared = RateLimiter({}, clock=clock, sleep=clock.sleep)
+    strict = registry(requests_per_minute=1)
+    a = llmrelay.Client(providers=strict, limits=shared)
+    b = llmrelay.Client(providers=ProviderRegistry(), limits=shared)  # declares nothing
+    c = llmrelay.Client(providers=registry(requests_per_minute=100), limits=shared)
+    await a.achat(MODEL, "a1")
+    with pytest.raises(RateLimitedError):
+        await a.achat(MODEL, "a2")
+    for i in range(3):
+        await b.achat(MODEL, f"b{i}")
+        await c.achat(MODEL, f"c{i}")
+    assert len(openai.requests) == 7

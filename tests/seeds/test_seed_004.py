@@ -726,3 +726,54 @@ def test_switching_a_name_between_a_function_and_a_provider_model(
     assert llm.generate("hi") == "Echo: hi"
     assert llm.get_model_info("b")["stats"]["successes"] == 1
     assert llm.get_model_info("a")["stats"]["requests"] == 0
+
+
+class _HostileStr(str):
+    """A model name whose repr raises (a caller's value may be anything)."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr of a caller's value was called")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [["gpt-4"], {"gpt-4": 1}, _HostileStr("ghost"), [_HostileStr("a"), _HostileStr("a")]],
+)
+def test_manager_arguments_of_any_kind_give_typed_errors(value: Any) -> None:
+    """A list or dict as a model name raised TypeError (unhashable), and a name whose repr
+    raises escaped from set_fallback_chain's error and warning; each is a typed error now, and
+    a refused call changes nothing (outside review of issue 11)."""
+    llm_manager, _, _ = manager(max_retries=1)
+    llm_manager.register_model("gpt-4", Recorder("ok"))
+    for call in (
+        lambda: llm_manager.set_active_model(value),
+        lambda: llm_manager.get_model_info(value),
+        lambda: llm_manager.reset_circuit_breaker(value),
+        lambda: llm_manager.set_fallback_chain(value if isinstance(value, list) else [value]),
+    ):
+        try:
+            call()
+        except (ConfigurationError, UnknownModelError) as exc:
+            str(exc)
+    assert llm_manager.get_metrics()["active_model"] in (None, "gpt-4")
+    assert llm_manager.generate("hi") == "ok"
+
+
+def test_a_chain_of_placeholders_falls_back_to_the_first_registered_model() -> None:
+    """Seed 004's best practice sets a chain of placeholder names ("primary-model", ...).
+    With no active model, a chain naming no registered model made every generate() fail
+    although a model was registered -- skipping the unregistered names leaves "no active
+    model", so the first registered model answers, after the skipped entries."""
+    llm_manager, _, _ = manager(max_retries=1)
+    llm_manager.register_model("model-name", Recorder("fine"))
+    llm_manager.set_fallback_chain(["primary-model", "backup-model-1"])
+    assert llm_manager.generate("x") == "fine"
+    failing, _, _ = manager(max_retries=1)
+    failing.register_model("model-name", Recorder("never", fail=100))
+    failing.set_fallback_chain(["primary-model"])
+    with pytest.raises(RuntimeError, match="simulated outage") as info:
+        failing.generate("x")
+    assert [(a.deployment, a.outcome) for a in info.value.llmrelay_trace] == [  # type: ignore[attr-defined]
+        ("primary-model", "skipped"),
+        ("test/model-name", "error"),
+    ]

@@ -637,6 +637,49 @@ def test_seed_002_factory_function_pattern() -> None:
     assert probe.stdout.split() == ["0.9", "mixtral-8x7b-32768"]
 
 
+def test_seed_002_factory_function_pattern_with_a_file_alias(tmp_path: Any) -> None:
+    """An alias of ``llmrelay.toml`` is in ``CONFIG_REGISTRY`` from first access too: it was
+    only there once some lookup had loaded the file (``"fast" in CONFIG_REGISTRY`` was False
+    until ``llmrelay.chat("fast", ...)`` had run)."""
+    (tmp_path / "llmrelay.toml").write_text(
+        '[models.fast]\nprovider = "groq"\nmodel = "openai/gpt-oss-20b"\ntemperature = 0.2\n'
+    )
+    code = SEED_002_FACTORY_FUNCTION_PATTERN_PROBE.replace('"mixtral-8x7b"', '"fast"')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMRELAY_")}
+    # this llmrelay, whatever the working directory (a relative PYTHONPATH would not follow)
+    src = os.path.dirname(os.path.dirname(llmrelay.__file__))
+    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
+    probe = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == ["0.9", "openai/gpt-oss-20b"]
+    # a malformed file does not break the import: the first lookup names the problem
+    (tmp_path / "llmrelay.toml").write_text("[models.fast\n")
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from llmrelay import CONFIG_REGISTRY, create_model\n"
+            "print('mixtral-8x7b' in CONFIG_REGISTRY)\ncreate_model('fast')\n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert probe.stdout == "True\n"
+    assert "ConfigFileError" in probe.stderr
+
+
 def test_config_registry_first_access_does_not_load_at_import() -> None:
     """``import llmrelay`` stays light: the aliases load on first access, not at import."""
     code = (

@@ -3,9 +3,13 @@
 ``check_catalog(registry)`` (and ``llmrelay catalog check``) reports:
 
 * **stale rows** -- ``verified_at`` older than ``max_age_days`` (or missing): check them
-  against the provider's pages and update their prices, limits, dates and ``verified_at``;
+  against the provider's pages and update their prices, limits, dates and ``verified_at``; the
+  embedding models' table (``data/embeddings.json``, its ``checked`` dates) is checked the same
+  way, its rows named ``provider/model (embeddings)``;
 * **upcoming changes** within ``within_days``: a dated price taking effect, a promotion ending,
-  a shutdown, and a built-in alias whose model shuts down (point it at the replacement).
+  a shutdown, and a built-in alias whose model shuts down (point it at the replacement);
+* **retired aliases** -- a built-in alias whose model has already shut down:
+  listed until the alias is pointed at a current model, however long ago the date passed.
 
 Dates are UTC days; "today" is the registry's clock.
 """
@@ -14,9 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from ..providers.aliases import CURRENT_MODELS
+from .embeddings import embedding_models
 
 if TYPE_CHECKING:
     from .model_registry import LLMRegistry
@@ -47,7 +53,8 @@ class StaleRow:
 @dataclass(frozen=True, slots=True)
 class Change:
     """Something that takes effect on ``on``: ``kind`` is ``price`` (a dated price starts),
-    ``promotion_end``, ``shutdown`` or ``alias`` (a built-in alias's model shuts down)."""
+    ``promotion_end``, ``shutdown`` or ``alias`` (a built-in alias's model shuts down);
+    ``alias_retired`` (its model shut down on ``on``, a day already past)."""
 
     model: str
     kind: str
@@ -70,11 +77,14 @@ class CatalogReport:
     within_days: int
     stale: list[StaleRow] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
+    #: Built-in aliases whose model has already shut down, whenever that was (refused, routed
+    #: or retired for some tiers: the detail says which).
+    retired_aliases: list[Change] = field(default_factory=list)
 
     @property
     def actionable(self) -> bool:
         """Is there anything to act on?"""
-        return bool(self.stale or self.changes)
+        return bool(self.stale or self.changes or self.retired_aliases)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +93,7 @@ class CatalogReport:
             "within_days": self.within_days,
             "stale": [s.as_dict() for s in self.stale],
             "changes": [c.as_dict() for c in self.changes],
+            "retired_aliases": [c.as_dict() for c in self.retired_aliases],
         }
 
 
@@ -129,8 +140,9 @@ def check_catalog(
     within_days: int = 30,
     today: date | None = None,
 ) -> CatalogReport:
-    """Rows verified more than ``max_age_days`` ago, and the price changes, promotion ends,
-    shutdowns and built-in aliases to shutting-down models due within ``within_days``."""
+    """Rows (chat and embedding models) verified more than ``max_age_days`` ago, the price
+    changes, promotion ends, shutdowns and built-in aliases to shutting-down models due within
+    ``within_days``, and the built-in aliases whose model has already shut down."""
     day = today or registry.today()
     horizon = day + timedelta(days=within_days)
     report = CatalogReport(day, max_age_days, within_days)
@@ -144,8 +156,10 @@ def check_catalog(
         for alias, model in rows:
             target = registry.lookup(provider, model)
             s = None if target is None else target.shutdown_date
-            if target is not None and s is not None and day <= s <= horizon:
-                repl = registry.current_replacement(target) or "(none named)"
+            if target is None or s is None or s > horizon:
+                continue
+            repl = registry.current_replacement(target) or "(none named)"
+            if day <= s:
                 report.changes.append(
                     Change(
                         target.id,
@@ -154,5 +168,34 @@ def check_catalog(
                         f"built-in alias {alias!r} points at it; point it at {repl}",
                     )
                 )
+            else:
+                how = {
+                    "routed": f"the provider answers with {target.replacement}",
+                    "tiers": f"refused on the {', '.join(target.retired_tiers)} tier(s)",
+                }.get(target.retirement, "refused")
+                report.retired_aliases.append(
+                    Change(
+                        target.id,
+                        "alias_retired",
+                        s,
+                        f"built-in alias {alias!r} points at it, shut down on {s} ({how}); "
+                        f"point it at {repl}",
+                    )
+                )
+    for e in sorted(embedding_models(), key=attrgetter("provider", "model")):
+        try:
+            checked: date | None = date.fromisoformat(e.checked)
+        except ValueError:
+            checked = None
+        if checked is None or (day - checked).days > max_age_days:
+            report.stale.append(
+                StaleRow(
+                    f"{e.label} (embeddings)",
+                    checked,
+                    None if checked is None else (day - checked).days,
+                    tuple(s.strip().split(" ")[0] for s in e.source.split(";") if s.strip()),
+                )
+            )
     report.changes.sort(key=lambda c: (c.on, c.model, c.kind))
+    report.retired_aliases.sort(key=lambda c: (c.on, c.model, c.detail))
     return report

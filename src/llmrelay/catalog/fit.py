@@ -63,6 +63,13 @@ def _fit_budget(model: str | None, max_tokens: int | None, budget_tokens: int | 
     if model is not None:
         window = default_registry().get(model).capabilities.max_context_window
         if window:
+            if max_tokens is not None and max_tokens >= window:
+                big = str(max_tokens) if max_tokens < 10**12 else "more than 10**12"
+                raise ContextWindowExceededError(
+                    f"max_tokens={big} leaves no room in the {window}-token context window of "
+                    f"{model} for the messages; lower max_tokens (the answer's share)",
+                    model=model,
+                )
             room = window - (max_tokens or 0)
             budget = room if budget is None else min(budget, room)
     if budget is None:
@@ -173,7 +180,9 @@ def fit_messages(
     if total > budget:
         pinned = sum(c for m, c in zip(msgs, costs, strict=True) if m.role in _PINNED)
         kept = total - base - pinned
-        if pinned + base > budget:
+        if base > budget:
+            fix = "the reply's priming and tool definitions alone exceed it: send fewer tools"
+        elif pinned + base > budget:
             fix = "the system/developer messages alone exceed it: shorten them"
         elif truncate:
             fix = "the newest turn cannot be cut enough to fit: shorten it"

@@ -39,7 +39,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigFileError, ConfigurationError, UnknownModelError
+from ..errors import ConfigFileError, ConfigurationError, UnknownModelError, finite, shown
 from ..settings.file import file_settings
 from . import lifecycle, persistence
 from .profiles import BLEND_INPUT_WEIGHT as BLEND_INPUT_WEIGHT
@@ -301,7 +301,7 @@ class LLMRegistry:
         """A model by id, alias or ``provider/model``. Raises ``UnknownModelError`` (with close
         matches) when it is not known, or when a bare name is ambiguous across providers."""
         if not isinstance(name, str) or not name.strip():
-            raise UnknownModelError(f"model name must be a non-empty string, not {name!r}")
+            raise UnknownModelError(f"model name must be a non-empty string, not {shown(name)}")
         if not self._loaded:
             self._ensure()
         model = name
@@ -315,7 +315,7 @@ class LLMRegistry:
                 if p is None and len(self._names.get(name, ())) > 1:
                     keys = self._names[name]
                     raise UnknownModelError(
-                        f"{name!r} is served by several providers ("
+                        f"{shown(name)} is served by several providers ("
                         + ", ".join(f"{k[0]}/{k[1]}" for k in keys)
                         + "); name one as 'provider/model'",
                         model=name,
@@ -326,7 +326,7 @@ class LLMRegistry:
         close = difflib.get_close_matches(name, ids, n=3, cutoff=0.6)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise UnknownModelError(
-            f"model {name!r} is not in the catalog.{hint} Register it with "
+            f"model {shown(name)} is not in the catalog.{hint} Register it with "
             "LLMRegistry.register(...) or add it to your catalog file ([catalog] path or "
             "LLMRELAY_CATALOG)",
             provider=provider,
@@ -384,10 +384,14 @@ class LLMRegistry:
         comparisons use: ``(3 * input + 1 * output) / 4`` per 1,000 tokens (see
         :func:`blended_cost_per_1k`). A model whose input or output price is unknown is left
         out when a price bound is given."""
+        if not isinstance(capability, str):
+            raise ConfigurationError(
+                f"capability must be a name like 'supports_vision', not {shown(capability)}"
+            )
         name = capability if capability.startswith("supports_") else f"supports_{capability}"
         if name not in CAPABILITY_NAMES:
             raise ConfigurationError(
-                f"unknown capability {capability!r}; valid capabilities: "
+                f"unknown capability {shown(capability)}; valid capabilities: "
                 f"{', '.join(CAPABILITY_NAMES)}"
             )
         if min_context_window is not None and (
@@ -396,16 +400,18 @@ class LLMRegistry:
             or min_context_window < 0
         ):
             raise ConfigurationError(
-                f"min_context_window must be a non-negative integer, not {min_context_window!r}"
+                "min_context_window must be a non-negative integer, not "
+                f"{shown(min_context_window)}"
             )
         if max_cost_per_1k is not None and (
             isinstance(max_cost_per_1k, bool)
             or not isinstance(max_cost_per_1k, int | float)
-            or math.isnan(max_cost_per_1k)
+            or (not finite(max_cost_per_1k) and max_cost_per_1k != math.inf)
             or max_cost_per_1k < 0
         ):
             raise ConfigurationError(
-                f"max_cost_per_1k must be a non-negative number of dollars, not {max_cost_per_1k!r}"
+                "max_cost_per_1k must be a non-negative number of dollars, not "
+                f"{shown(max_cost_per_1k)}"
             )
         out = []
         today = self.today()

@@ -157,25 +157,33 @@ class Provider:
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+_USERINFO = re.compile(r"(?<=//)[^/?#]*@")
+
+
+def _shown_url(url: str) -> str:
+    """``shown(url)`` with any ``user:password@`` replaced: a bad URL may still hold a key."""
+    return shown(_USERINFO.sub("***@", url))
+
+
 def _check_url(url: object) -> None:
     if not isinstance(url, str):
         raise ConfigurationError(f"api_base must be an http(s) URL, not {shown(url)}")
     fix = "give the full URL of the API, like 'https://api.groq.com/openai/v1'"
     if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
         raise ConfigurationError(
-            f"api_base {shown(url)} holds whitespace or control characters; {fix}"
+            f"api_base {_shown_url(url)} holds whitespace or control characters; {fix}"
         )
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  (a bad port raises ValueError here)
     except ValueError:
-        raise ConfigurationError(f"api_base {shown(url)} is not a valid URL; {fix}") from None
+        raise ConfigurationError(f"api_base {_shown_url(url)} is not a valid URL; {fix}") from None
     if parts.scheme.lower() not in ("http", "https"):
         raise ConfigurationError(
-            f"api_base must be an http:// or https:// URL, not {shown(url)}; {fix}"
+            f"api_base must be an http:// or https:// URL, not {_shown_url(url)}; {fix}"
         )
     if not parts.hostname:
-        raise ConfigurationError(f"api_base {shown(url)} names no host; {fix}")
+        raise ConfigurationError(f"api_base {_shown_url(url)} names no host; {fix}")
 
 
 def _check_headers(headers: object) -> None:
@@ -208,7 +216,8 @@ def _check_limits(limits: Any, where: str) -> None:
             or v <= 0
         ):
             kind = "positive whole number" if integer else "positive number (finite)"
-            raise ConfigurationError(f"{where}[{k!r}] must be a {kind}, not {shown(v)}")
+            name = RATE_LIMIT_KEYS[RATE_LIMIT_KEYS.index(k)]  # the plain str, not the caller's
+            raise ConfigurationError(f"{where}[{name!r}] must be a {kind}, not {shown(v)}")
 
 
 class ProviderRegistry:
@@ -240,6 +249,11 @@ class ProviderRegistry:
         if not isinstance(provider, Provider):
             raise ConfigurationError(
                 f"register_provider takes a Provider, not {type(provider).__name__}"
+            )
+        if apply is not None and not isinstance(apply, bool):
+            raise ConfigurationError(
+                "apply must be True, False or None (only the default registry feeds the "
+                f"process-wide provider table), not {shown(apply)}"
             )
         provider = _normalised_models(name, provider)
         spec = self._spec(name, provider)
@@ -296,7 +310,7 @@ class ProviderRegistry:
             return replace(existing, **changes)
         if p.api_base is None:
             raise ConfigurationError(
-                f"provider {name!r} is new: give its api_base (the URL its API lives at)"
+                f"provider {shown(name)} is new: give its api_base (the URL its API lives at)"
             )
         wire = p.wire or "openai_chat"
         return ProviderSpec(
@@ -313,7 +327,7 @@ class ProviderRegistry:
         )
 
     def get_provider(self, name: str) -> Provider:
-        p = self._providers.get(name)
+        p = self._providers.get(name) if isinstance(name, str) else None
         if p is None:
             raise UnknownModelError(
                 f"provider {shown(name)} is not registered here; registered: "
@@ -325,12 +339,12 @@ class ProviderRegistry:
         return sorted(self._providers)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._providers
+        return isinstance(name, str) and name in self._providers
 
     def rate_limits(self, name: str, model: str | None = None) -> dict[str, float]:
         """The provider's rate limits, with the model's own limits over them when given.
         Empty when none are declared."""
-        p = self._providers.get(name)
+        p = self._providers.get(name) if isinstance(name, str) else None
         if p is None:
             return {}
         limits = dict(p.rate_limits)
@@ -344,7 +358,7 @@ class ProviderRegistry:
         """What the rate limiter enforces for ``name``/``model``: the provider's own limits
         (shared by its models) and the model's (empty when none); None when the provider is
         not registered here."""
-        p = self._providers.get(name)
+        p = self._providers.get(name) if isinstance(name, str) else None
         if p is None:
             return None
         return p.rate_limits, _model_settings(name, p, model).get("rate_limits") or {}
@@ -401,7 +415,7 @@ def _normalised_models(name: str, provider: Provider) -> Provider:
 
 def _model_settings(name: str, p: Provider, model: str) -> Mapping[str, Any]:
     """The settings ``p`` declares for ``model`` (by id, or by another catalog name of it)."""
-    if not p.models:
+    if not p.models or not isinstance(model, str):
         return {}
     hit = p.models.get(model)
     if hit is None:

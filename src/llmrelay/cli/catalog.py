@@ -1,8 +1,8 @@
 """``llmrelay catalog check``: rows due for a re-check and changes taking effect soon.
 
 Exit status: 0 when there is nothing to act on, 8 when a row is stale or a price change,
-promotion end, shutdown or alias retirement falls within the window (so a scheduled CI job
-fails until the catalog is updated).
+promotion end, shutdown or alias retirement falls within the window, or a built-in alias
+points at a model already shut down (so a scheduled CI job fails until the catalog is updated).
 """
 
 from __future__ import annotations
@@ -51,6 +51,12 @@ def run(args: argparse.Namespace) -> int:
         out.table(
             ("date", "model", "what", "detail"),
             [(c.on.isoformat(), c.model, c.kind, c.detail) for c in report.changes],
+        )
+    if report.retired_aliases:
+        out.line(f"Built-in aliases to models already shut down ({len(report.retired_aliases)}):")
+        out.table(
+            ("shut down", "model", "detail"),
+            [(c.on.isoformat(), c.model, c.detail) for c in report.retired_aliases],
         )
     if not report.actionable:
         out.line(

@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="rows verified too long ago, and prices or shutdowns taking effect soon",
         description="List rows whose verified_at is older than --max-age days, and dated "
         "price changes, promotion ends, shutdowns and built-in aliases to shutting-down models "
-        "within --within days.",
+        "within --within days, and built-in aliases to models already shut down.",
         epilog="exit codes: 0 nothing to act on, 8 something listed, 2 usage/configuration.",
     )
     check.add_argument(

@@ -325,6 +325,8 @@ class Engine:
             start,
             deadline_at=start + deadline if deadline is not None else None,
             alias=plan.primary.alias,
+            catalog=self.catalog,
+            providers=self.providers,
         )
 
     # ------------------------------------------------------------------ calls

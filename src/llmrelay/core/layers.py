@@ -53,6 +53,11 @@ class CallContext:
     #: What the budget layer holds for this call (``BudgetLayer.reserve``'s answer), settled once
     #: when the call ends, whatever its outcome.
     reservation: Any = None
+    #: The engine's catalog layer (None: none), whose registry prices the budget's estimate.
+    catalog: Any = None
+    #: The provider registry of the call's engine: the rate limiter applies the limits it
+    #: declares (and no other registry's) to the call.
+    providers: Any = None
 
     @property
     def tenant(self) -> str | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -33,7 +32,8 @@ from .access import same_secret as _same
 from .keys import KeyCache, KeyStore, VirtualKey
 from .observe import prometheus_text, readiness
 from .policy import KeyBudgets, KeyRateLimiter
-from .wire import GatewayCall, HttpError, check_model, http_error
+from .sse import EventStream, Frames
+from .wire import GatewayCall, HttpError, check_model, http_error, json_body, new_request_id
 
 __all__ = ["THREAD_PARSE_BYTES", "Gateway", "GatewaySettings", "check_bind"]
 
@@ -149,6 +149,9 @@ class Gateway:
         self.in_flight = 0
         #: Models that may be metric labels (see _model_label).
         self._models: set[str] = set()
+        #: Model names check_model passed (it resolves the name and reads the environment:
+        #: both fixed for a worker's life), at most 4,096 of them.
+        self._checked: set[str] = set()
 
     # ------------------------------------------------------------------ the application
 
@@ -181,13 +184,16 @@ class Gateway:
         long conversations) in a worker thread, so the event loop keeps serving the others."""
         raw = await self._read(request)
         if len(raw) < THREAD_PARSE_BYTES:
-            return parse(_json(raw))
-        return await asyncio.to_thread(lambda: parse(_json(raw)))
+            return parse(json_body(raw))
+        return await asyncio.to_thread(lambda: parse(json_body(raw)))
 
     async def _read(self, request: web.Request) -> bytes:
         try:
-            async with asyncio.timeout(self.settings.read_timeout):
+            if request.content.is_eof():  # the whole body came with the headers: no wait
                 raw = await request.read()
+            else:
+                async with asyncio.timeout(self.settings.read_timeout):
+                    raw = await request.read()
         except TimeoutError:
             raise _Unauthorized(
                 HttpError(
@@ -307,14 +313,18 @@ class Gateway:
             [web.Request, GatewayCall, dict[str, Any], str], Awaitable[web.StreamResponse]
         ],
     ) -> web.StreamResponse:
-        request_id = "req_" + uuid.uuid4().hex
+        request_id = new_request_id()
         t0 = time.perf_counter()
         who, model = "-", "-"
         try:
             caller = await self._authenticate(request)
             who = caller.label
             call = await self._parse(request, parse)
-            check_model(call.model)
+            if call.model not in self._checked:
+                check_model(call.model)
+                if len(self._checked) >= 4096:
+                    self._checked.clear()
+                self._checked.add(call.model)
             model = call.model
             opts = self._options(caller, call, request_id)
             self.in_flight += 1
@@ -396,36 +406,44 @@ class Gateway:
         stream is closed): only what was produced is charged."""
         stream = self.client.astream(call.model, call.messages, **call.params, **opts)
         out: web.StreamResponse | None = None
+        frames: Frames | None = None
+        last = b""
         try:
             async for c in stream:
-                if out is None:
-                    out = await self._start_sse(request, request_id, writer)
+                if frames is None:
+                    out, frames = await self._start_sse(request, request_id, writer)
                 if c.done:
-                    await out.write(writer.finish(c.response))
+                    last = writer.finish(c.response)
                     break
                 frame = writer.chunk(c)
                 if frame:
-                    await out.write(frame)
+                    await frames.add(frame)
         except ContentFilteredError as exc:
-            if out is None:
-                out = await self._start_sse(request, request_id, writer)
-            await out.write(writer.finish(None, refusal=exc.explanation or _REFUSED))
+            last = writer.finish(None, refusal=exc.explanation or _REFUSED)
         except LLMRelayError as exc:
-            if out is None:
+            if frames is None:
                 raise  # nothing sent yet: a plain error response
-            await out.write(writer.error(http_error(exc)))
+            last = writer.error(http_error(exc))
+        except BaseException:
+            if frames is not None:
+                frames.cancel()
+            raise
         finally:
             await stream.aclose()
-        if out is None:  # an empty stream: still a valid one
-            out = await self._start_sse(request, request_id, writer)
-            await out.write(writer.finish(None))
-        await out.write_eof()
+        if out is None or frames is None:  # a refusal or an empty stream: still a stream
+            out, frames = await self._start_sse(request, request_id, writer)
+            last = last or writer.finish(None)
+        try:
+            await frames.close(last)
+        except BaseException:
+            frames.cancel()
+            raise
         return out
 
     async def _start_sse(
         self, request: web.Request, request_id: str, writer: _StreamWriter
-    ) -> web.StreamResponse:
-        out = web.StreamResponse(
+    ) -> tuple[web.StreamResponse, Frames]:
+        out = EventStream(
             headers={
                 "content-type": "text/event-stream; charset=utf-8",
                 "cache-control": "no-cache",
@@ -433,10 +451,11 @@ class Gateway:
             }
         )
         await out.prepare(request)
+        frames = Frames(out)
         opening = writer.start()
         if opening:
-            await out.write(opening)
-        return out
+            await frames.add(opening)
+        return out, frames
 
     # ------------------------------------------------------------------ Anthropic
 
@@ -471,7 +490,7 @@ class Gateway:
         )
 
     async def count_tokens(self, request: web.Request) -> web.StreamResponse:
-        request_id = "req_" + uuid.uuid4().hex
+        request_id = new_request_id()
         try:
             caller = await self._authenticate(request)
             call = await self._parse(request, _count_tokens_request)
@@ -536,7 +555,7 @@ class Gateway:
     # ------------------------------------------------------------------ the rest
 
     async def list_models(self, request: web.Request) -> web.StreamResponse:
-        request_id = "req_" + uuid.uuid4().hex
+        request_id = new_request_id()
         try:
             caller = await self._authenticate(request)
         except _Unauthorized as exc:
@@ -568,7 +587,7 @@ class Gateway:
                     "/metrics needs the admin key ('Authorization: Bearer $LLMRELAY_ADMIN_KEY'),"
                     " or set [server] metrics_public = true",
                 )
-                return self._error("openai", err, "req_" + uuid.uuid4().hex)
+                return self._error("openai", err, new_request_id())
         text = prometheus_text(self.stats, self.in_flight)
         return web.Response(text=text, content_type="text/plain")
 
@@ -578,10 +597,3 @@ def _count_tokens_request(body: Any) -> GatewayCall:
     if isinstance(body, dict):
         body = {"max_tokens": 1, **body}
     return anthropic_wire.parse_messages_request(body)
-
-
-def _json(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise InvalidRequestError("the request body is not valid JSON") from None

@@ -265,7 +265,7 @@ class StreamWriter:
     """Our stream chunks as Chat Completions SSE frames (the same interface as
     ``anthropic_wire.StreamWriter``: ``start``, ``chunk``, ``finish``, ``error``)."""
 
-    __slots__ = ("call_id", "created", "first", "include_usage", "model")
+    __slots__ = ("_around", "call_id", "created", "first", "include_usage", "model")
 
     def __init__(self, call_id: str, model: str, include_usage: bool) -> None:
         self.call_id = call_id
@@ -273,17 +273,38 @@ class StreamWriter:
         self.include_usage = include_usage
         self.created = int(time.time())
         self.first = True
+        self._around: tuple[bytes, bytes] | None = None
 
     def start(self) -> bytes:
         return b""  # Chat Completions has no opening event
 
     def chunk(self, c: StreamChunk) -> bytes:
+        if not self.first and c.delta and not (c.done or c.reasoning or c.tool_calls):
+            # Most frames carry text alone: the frame around it is the same every time.
+            around = self._around
+            if around is None:
+                around = self._around = self._text_frame()
+            return around[0] + orjson.dumps(c.delta) + around[1]
         frame = render_chunk(
             c, self.call_id, self.model, self.created, self.first, self.include_usage
         )
         if frame:
             self.first = False
         return frame
+
+    def _text_frame(self) -> tuple[bytes, bytes]:
+        """What ``render_chunk`` writes before and after a text delta (split at a marker)."""
+        marker = "\x00text\x00"
+        frame = render_chunk(
+            StreamChunk(delta=marker),
+            self.call_id,
+            self.model,
+            self.created,
+            False,
+            self.include_usage,
+        )
+        before, _, after = frame.partition(orjson.dumps(marker))
+        return before, after
 
     def finish(self, resp: Response | None, *, refusal: str | None = None) -> bytes:
         return stream_tail(

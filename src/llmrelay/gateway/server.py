@@ -99,14 +99,16 @@ def build_gateway(
     kwargs = engine_defaults()
     layers = build_layers(breaker_settings=kwargs.pop("breaker_settings", None))
     configured = layers.limiter
-    limiter = KeyRateLimiter(
+    limiter = KeyRateLimiter(  # with [limits]' options (wait, learn_from_headers, ...)
         configured.limits if configured is not None else None,
         store=layers.store,
+        **(layers.limit_options or {}),
     )
     static = layers.budgets
     budgets = KeyBudgets(
         static=static.limits if static is not None else (),
         ledger=static.ledger if static is not None else ledger_for(layers.store),
+        unknown_cost=static.unknown_cost if static is not None else "deny",
     )
     recorder = None
     request_log = None

@@ -9,11 +9,14 @@ a 502 that does not say more -- the client did nothing wrong and must not learn 
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from ..errors import (
     AllAttemptsFailedError,
@@ -44,7 +47,15 @@ from ..providers.resolve import resolve_target
 from ..providers.table import PROVIDERS
 from ..types import Message, Response, Usage
 
-__all__ = ["GatewayCall", "HttpError", "check_model", "http_error", "usage_of"]
+__all__ = [
+    "GatewayCall",
+    "HttpError",
+    "check_model",
+    "http_error",
+    "json_body",
+    "new_request_id",
+    "usage_of",
+]
 
 #: What a model name a client sends may contain: every provider's model ids and our aliases fit
 #: (``ft:gpt-4o:org::id``, ``llama3.1:8b``, ``accounts/x/models/y``, ``claude-3@20240229``);
@@ -186,3 +197,21 @@ def http_error(exc: BaseException) -> HttpError:
     if isinstance(exc, LLMRelayError):
         return _upstream(exc)
     return HttpError(500, "internal_error", "the gateway failed")
+
+
+def new_request_id() -> str:
+    """``req_`` and 32 hex digits: 64 random bits drawn once per process, then a counter --
+    unique across workers and restarts without a system call per request."""
+    return f"req_{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def json_body(raw: bytes) -> Any:
+    """A request body's JSON, or the typed 400 a client gets for one that is not JSON."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidRequestError("the request body is not valid JSON") from None

@@ -22,6 +22,20 @@ Scopes: ``global`` (one budget for all calls), ``tenant`` (``tenant=`` of the ca
 A call without the scope's value is not counted against that budget. The ledger holding
 spent and reserved amounts is pluggable (:mod:`.budgets_ledger`): in memory, or Redis to share
 it across processes (``llmrelay.state``).
+
+**What is reserved** (:func:`bound_request_cost`, the default estimator): an upper bound of the
+call's cost computed without a tokenizer -- no token count is more than the UTF-8 bytes it is
+made of (a byte-level BPE token, OpenAI's and Llama's, and a SentencePiece piece or byte-fallback
+token each stand for at least one byte), so the prompt is reserved as its bytes plus a fixed
+allowance per message, tool call, tool list, image and document, at the higher of the input and
+cache-write prices; the answer as ``max_tokens`` (else the model's maximum output, else its whole
+context window) at the higher of the output and reasoning prices. It costs microseconds and no
+memory (the exact tokenizer, ~70 MB, is never loaded for it), and it holds more than the call
+will cost -- about four times the prompt's tokens for English prose; the output allowance
+usually dominates anyway. Settling charges what the provider reported, so holding more only
+refuses calls sooner when a budget is nearly spent; holding less could let concurrent calls
+pass a limit together. Pass ``estimator=`` to choose another estimate (e.g.
+``llmrelay.estimate_request_cost``, the exact count for OpenAI models).
 """
 
 from __future__ import annotations
@@ -33,18 +47,31 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
-from ..catalog.costs import estimate_request_cost
+import orjson
+
+from ..catalog.costs import _default_registry, estimate_request_cost, rates_for
 from ..errors import BudgetExceededError, ConfigurationError, bad_number
 from ..errors import shown as shown_arg
 from ..state.base import key_id
+from ..types import AudioPart, DocumentPart, ImagePart, ReasoningPart, TextPart
+from ..types.embed_request import EmbedRequest
 from .budgets_ledger import Ledger, MemoryLedger, default_ledger
 
 if TYPE_CHECKING:
+    from ..catalog.model_registry import LLMRegistry
     from ..core.layers import CallContext
     from ..providers.table import Deployment
     from ..types import ChatRequest
 
-__all__ = ["BudgetLimit", "Budgets", "Ledger", "MemoryLedger", "Reservation"]
+__all__ = [
+    "BudgetLimit",
+    "Budgets",
+    "Ledger",
+    "MemoryLedger",
+    "Reservation",
+    "bound_request_cost",
+    "prompt_token_bound",
+]
 
 T = TypeVar("T")
 
@@ -108,15 +135,27 @@ class BudgetLimit:
         return v
 
     def ledger_key(self, value: str, now: float) -> str:
-        d = datetime.fromtimestamp(now, UTC)
-        pid = (
-            d.strftime("%Y-%m-%d")
-            if self.period == "day"
-            else d.strftime("%Y-%m")
-            if self.period == "month"
-            else "total"
-        )
-        return f"{self.scope}|{value}|{self.period}|{pid}"
+        period = self.period
+        if period == "total":
+            pid = "total"
+        else:
+            day, on_day, in_month = _PERIOD_IDS
+            if now // 86400.0 != day:
+                day, on_day, in_month = _period_ids(now)
+            pid = on_day if period == "day" else in_month
+        return f"{self.scope}|{value}|{period}|{pid}"
+
+
+def _period_ids(now: float) -> tuple[float, str, str]:
+    """The UTC day of ``now`` (days since the epoch) and its day and month ids, remembered:
+    every call of a day shares them."""
+    global _PERIOD_IDS
+    d = datetime.fromtimestamp(now, UTC)
+    _PERIOD_IDS = (now // 86400.0, d.strftime("%Y-%m-%d"), d.strftime("%Y-%m"))
+    return _PERIOD_IDS
+
+
+_PERIOD_IDS: tuple[float, str, str] = (float("nan"), "", "")
 
 
 @dataclass(slots=True)
@@ -143,9 +182,112 @@ class Reservation:
 
 Estimator = Callable[["ChatRequest", "Deployment"], "float | None"]
 
+#: The bound's allowances, in tokens, for what a prompt holds beyond its text's bytes. A
+#: message: OpenAI's format spends 3 tokens plus the role's; the others a few special tokens.
+_PER_MESSAGE = 8
+_PRIMING = 8
+#: Each tool definition and the schema of ``response_format`` are bounded by their JSON's bytes
+#: plus this; a list of tools by this more (Anthropic's tool-use system prompt is 346 tokens).
+_PER_TOOL = 32
+_TOOLS = 512
+#: One image: above the documented per-image counts at the providers' default sizes (OpenAI
+#: 1,445 at high detail on tile-priced models, ~2,500 on patch-priced ones; Anthropic ~1,600;
+#: Gemini 258 per tile). gpt-4o-mini prices an image as ~36,000 tokens: the bound is short there.
+_IMAGE = 5_000
+#: One document: this plus twice its bytes (a PDF page costs its text and an image of it).
+_DOCUMENT = 5_000
+#: A tool, schema or ``extra`` value that is not JSON (the adapters refuse it before sending).
+_UNENCODABLE = 65_536
 
-def _default_estimator(req: ChatRequest, dep: Deployment) -> float | None:
-    return estimate_request_cost(req, dep)
+
+def _utf8(s: str | None) -> int:
+    if not s:
+        return 0
+    return len(s) if s.isascii() else len(s.encode("utf-8", "surrogatepass"))
+
+
+def _json_bytes(value: Any) -> int:
+    try:
+        return len(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
+    except (TypeError, orjson.JSONEncodeError):
+        return _UNENCODABLE
+
+
+def prompt_token_bound(req: ChatRequest) -> int:
+    """An upper bound of a chat request's prompt tokens, for any provider, without a tokenizer:
+    the UTF-8 bytes of its text (no token is shorter than one byte) plus the allowances above
+    for message framing, tool calls, tool definitions, images and documents. See the module
+    docstring for why it holds."""
+    n = _PRIMING
+    for m in req.messages:
+        n += _PER_MESSAGE + _utf8(m.role) + _utf8(m.name) + _utf8(m.tool_call_id)
+        c = m.content
+        if isinstance(c, str):
+            n += _utf8(c)
+        elif c is not None:
+            for part in c:
+                if isinstance(part, TextPart):
+                    n += _utf8(part.text)
+                elif isinstance(part, ImagePart):
+                    n += _IMAGE
+                elif isinstance(part, DocumentPart):
+                    n += _DOCUMENT + 2 * len(part.data or b"") + 2 * _utf8(part.url)
+                elif isinstance(part, AudioPart):
+                    n += len(part.data)
+                elif isinstance(part, ReasoningPart):
+                    n += _utf8(part.text) + _utf8(part.signature) + _utf8(part.data)
+                else:  # a part type this bound does not know: the largest allowance
+                    n += _DOCUMENT + _UNENCODABLE
+        for tc in m.tool_calls or ():
+            n += _PER_MESSAGE + _utf8(tc.id) + _utf8(tc.name) + _utf8(tc.arguments)
+            n += _utf8(tc.signature)
+    p = req.params
+    if p.tools:
+        n += _TOOLS
+        for t in p.tools:
+            n += _PER_TOOL + _utf8(t.name) + _utf8(t.description) + _json_bytes(t.parameters)
+    if p.response_format:
+        n += _PER_TOOL + _json_bytes(p.response_format)
+    if p.extra:
+        n += _json_bytes(p.extra)
+    return n
+
+
+def bound_request_cost(
+    req: ChatRequest, dep: Deployment, *, registry: LLMRegistry | None = None
+) -> float | None:
+    """An upper bound of a call's cost for budget reservations (the default estimator):
+    :func:`prompt_token_bound` at the higher of the input and cache-write prices, plus
+    ``max_tokens`` (else the model's maximum output, else its context window) at the higher of
+    the output and reasoning prices. None when the model or its price is unknown. An embeddings
+    request is its input tokens at the embedding model's price. No tokenizer is loaded.
+    ``registry`` prices it (default: the process-wide catalog)."""
+    if isinstance(req, EmbedRequest):
+        return estimate_request_cost(req, dep)
+    reg = registry or _default_registry()
+    rates = rates_for(reg, dep.provider, dep.model)
+    if rates is None or rates.reason is not None:
+        return None
+    inp, outp = rates.input, rates.output
+    assert inp is not None
+    assert outp is not None
+    profile = reg.lookup(dep.provider, dep.model)
+    assert profile is not None
+    caps = profile.capabilities
+    out = req.params.max_tokens or caps.max_output_tokens or caps.max_context_window
+    if out is None:
+        return None
+    per_in = max(inp, rates.cache_write or 0.0)
+    per_out = max(outp, rates.reasoning or 0.0)
+    return prompt_token_bound(req) * per_in + out * per_out
+
+
+def _catalog_registry(ctx: CallContext) -> LLMRegistry | None:
+    """The registry of the call's engine catalog (None: the default one prices it)."""
+    from ..catalog.model_registry import LLMRegistry
+
+    reg = getattr(ctx.catalog, "registry", None)
+    return reg if isinstance(reg, LLMRegistry) else None
 
 
 class Budgets:
@@ -199,7 +341,9 @@ class Budgets:
         self.ledger: Ledger = ledger
         #: An in-process ledger has no await point: its operations cannot be cut by a cancel.
         self._local = type(ledger) is MemoryLedger
-        self.estimator = estimator or _default_estimator
+        self.estimator = estimator or bound_request_cost
+        #: Our own estimate (not a caller's function): priced by the engine's own catalog.
+        self._own_estimate = estimator is None
         self.unknown_cost = unknown_cost
         self.clock = clock
 
@@ -238,7 +382,12 @@ class Budgets:
             res.current = [k for k, _ in entries]
         if not entries:
             return res
-        estimate = self.estimator(req, dep)
+        if self._own_estimate:  # priced by the engine's own catalog
+            estimate = bound_request_cost(req, dep, registry=_catalog_registry(ctx))
+        elif self.estimator is estimate_request_cost:
+            estimate = estimate_request_cost(req, dep, registry=_catalog_registry(ctx))
+        else:
+            estimate = self.estimator(req, dep)
         if estimate is None:
             if self.unknown_cost == "allow":
                 return res

@@ -276,30 +276,38 @@ class RateLimiter:
         self._other_scopes = any(k.startswith(_SCOPE_KINDS) for k in self.limits)
         #: Provider registries whose declared limits apply (``use_providers``).
         self._registries: tuple[ProviderRegistry, ...] = ()
-        self._declared: dict[tuple[str, str], list[tuple[str, Limits]]] = {}
+        self._declared: dict[tuple[str, str, int | None], list[tuple[str, Limits]]] = {}
         self._declared_versions: tuple[int, ...] = ()
 
     def use_providers(self, registry: ProviderRegistry) -> None:
         """Enforce the rate limits the providers of ``registry`` declare (the engine calls this
-        for the registry its client uses). With several registries, the first that registers a
-        provider gives its limits."""
+        for the registry its client uses). A limiter shared by clients using several registries
+        applies to each call the limits of its own client's registry only."""
         if all(r is not registry for r in self._registries):
             self._registries = (*self._registries, registry)
             self._declared = {}
 
-    def _declared_scopes(self, dep: Deployment) -> list[tuple[str, Limits]]:
+    def _declared_scopes(self, dep: Deployment, registry: Any = None) -> list[tuple[str, Limits]]:
         """The scopes of the limits a provider registry declares for ``dep`` (cached until a
-        registry changes): ``provider:<name>`` and ``provider:<name>/<model>``."""
+        registry changes): ``provider:<name>`` and ``provider:<name>/<model>``. ``registry``:
+        the one the call's client uses -- only its limits apply (none when it declares none);
+        None (a call from outside an engine): the first registry here that knows the provider."""
         versions = tuple(r.version for r in self._registries)
         if versions != self._declared_versions:
             self._declared = {}
             self._declared_versions = versions
-        ck = (dep.provider, dep.model)
+        if registry is None:
+            regs = self._registries
+        elif any(r is registry for r in self._registries):
+            regs = (registry,)
+        else:
+            return []  # the client's registry declares no limits
+        ck = (dep.provider, dep.model, None if registry is None else id(registry))
         hit = self._declared.get(ck)
         if hit is not None:
             return hit
         out: list[tuple[str, Limits]] = []
-        for reg in self._registries:
+        for reg in regs:
             declared = reg.declared_limits(dep.provider, dep.model)
             if declared is None:
                 continue
@@ -351,11 +359,11 @@ class RateLimiter:
             # declared limits for every limiter (SHARED_PREFIX); in Redis, per provider.
             if self._in_process:
                 suffix = f"#{kid or ''}@{dep.base_url}"
-                for scope, lim in self._declared_scopes(dep):
+                for scope, lim in self._declared_scopes(dep, ctx.providers):
                     out.append((f"{scope}{suffix}|{_spec(lim)}", lim))
             else:
                 suffix = f"#{kid}" if kid else ""
-                for scope, lim in self._declared_scopes(dep):
+                for scope, lim in self._declared_scopes(dep, ctx.providers):
                     out.append((scope + suffix, lim))
         if self._other_scopes:
             user = ctx.tags.get("user")

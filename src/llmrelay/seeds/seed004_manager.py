@@ -9,7 +9,8 @@ four attempts (the seed's schedule; pass ``retry_policy=`` for jittered backoff 
 Lenient where the seed's examples are: a fallback chain may name a model not registered (yet)
 -- it is skipped, with a warning on the ``llmrelay.manager`` logger when the chain is set and a
 ``skipped`` entry in the call's trace each time the walk reaches it (registered later, it is
-used); ``generate()`` with no active model and no chain uses the first registered model.
+used); ``generate()`` with no active model and no chain (or a chain naming no registered model)
+uses the first registered model.
 
 Statistics: per model, ``requests`` counts the calls that tried the model (retries are
 ``retries``, not more requests), ``successes`` the calls it answered and ``failures`` the calls
@@ -187,19 +188,19 @@ class LLMManager:
                     f"the fallback chain lists {shown(n)}: each entry must be a model name"
                 )
             if n in seen:
-                raise ConfigurationError(f"the fallback chain lists {n!r} twice (a cycle)")
+                raise ConfigurationError(f"the fallback chain lists {shown(n)} twice (a cycle)")
             seen.add(n)
         missing = [n for n in model_names if n not in self._models]
         if missing:
             log.warning(
                 "fallback chain: %s not registered; skipped until registered (registered: %s)",
-                ", ".join(repr(n) for n in missing),
+                ", ".join(shown(n) for n in missing),
                 ", ".join(sorted(self._models)) or "none yet",
             )
         self._chain = list(model_names)
 
     def _require(self, name: str) -> _Model:
-        m = self._models.get(name)
+        m = self._models.get(name) if isinstance(name, str) else None
         if m is None:
             known = ", ".join(sorted(self._models)) or "none yet"
             raise UnknownModelError(
@@ -214,14 +215,18 @@ class LLMManager:
     # ------------------------------------------------------------------ generation
 
     def _order(self) -> list[str]:
-        """The names a call walks: the active model, then the chain; with neither, the first
-        registered model (seed 004 calls ``generate()`` right after ``register_model``)."""
+        """The names a call walks: the active model, then the chain; with no active model and
+        no registered name in the chain, the first registered model (seed 004 calls
+        ``generate()`` right after ``register_model``, and its best practices set a chain of
+        placeholder names)."""
         with self._lock:
             order: list[str] = []
             if self._active is not None:
                 order.append(self._active)
             order.extend(n for n in self._chain if n not in order)
-            if not order and self._models:
+            if self._active is None and self._models and not any(n in self._models for n in order):
+                # no active model, and the chain (if any) names none registered yet: its names
+                # are skipped, and the first registered model answers
                 order.append(next(iter(self._models)))
         if not order:
             raise ConfigurationError(
@@ -282,7 +287,7 @@ class LLMManager:
                         n,
                         "skipped",
                         error="UnknownModelError",
-                        reason=f"{n!r} is in the fallback chain but not registered",
+                        reason=f"{shown(n)} is in the fallback chain but not registered",
                     )
                 )
                 continue

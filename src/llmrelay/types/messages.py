@@ -355,6 +355,15 @@ class Message(_Dumpable):
             raise InvalidRequestError(
                 f"a Message's tool_calls must be a list of ToolCall, not {_kind(tcs)}"
             )
+        for t in tcs or ():
+            for field_name in ("id", "name", "arguments", "signature"):
+                v = getattr(t, field_name)
+                if not isinstance(v, str) and not (field_name == "signature" and v is None):
+                    raise InvalidRequestError(
+                        f"a tool call's {field_name} must be a string"
+                        + (" (the JSON text of the arguments)" if field_name == "arguments" else "")
+                        + f", not {_kind(v)}"
+                    )
 
     @classmethod
     def system(cls, text: str) -> Message:

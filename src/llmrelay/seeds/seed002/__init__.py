@@ -3,6 +3,7 @@ optional TOML file (``llmrelay.toml`` in the working directory, or ``$LLMRELAY_C
 
 from __future__ import annotations
 
+from ...errors import ConfigFileError
 from ...providers.aliases import register_alias_source
 from ...settings.file import load_file
 from . import builtin as _builtin  # noqa: F401  (registers the built-in aliases' classes)
@@ -55,3 +56,11 @@ def load_config(path: str) -> list[str]:
 
 # CONFIG_REGISTRY answers for every alias (built-in, file and user-registered ones).
 register_alias_source(_registry.lookup, _registry.aliases, whole_table=True)
+
+# ... from first access: the file's aliases are registered now, as the built-in ones are, so the
+# seed's `alias in CONFIG_REGISTRY` sees them before any lookup has run. A malformed file does
+# not break this import: the first lookup raises ConfigFileError naming its line.
+try:
+    ensure_loaded()
+except ConfigFileError:
+    pass

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from ...errors import ConfigurationError
+from ...errors import ConfigurationError, shown
 from ...providers.table import PROVIDERS, Secret
 from ...settings.file import did_you_mean
 
@@ -57,13 +57,13 @@ def register_config(cls: type[BaseModelConfig]) -> type[BaseModelConfig]:
     """
     if not (isinstance(cls, type) and issubclass(cls, BaseModelConfig)):
         raise ConfigurationError(
-            f"register_config expects a BaseModelConfig subclass, not {cls!r}; "
+            f"register_config expects a BaseModelConfig subclass, not {shown(cls)}; "
             "decorate the class itself: @register_config above `class MyConfig(...)`"
         )
     alias = cls.alias()
     if not isinstance(alias, str) or not alias.strip():
         raise ConfigurationError(
-            f"{cls.__name__}.alias() must return a non-empty string, not {alias!r}; define "
+            f"{cls.__name__}.alias() must return a non-empty string, not {shown(alias)}; define "
             "`@classmethod def alias(cls) -> str: return 'my-alias'`"
         )
     CONFIG_REGISTRY[alias] = cls
