@@ -263,6 +263,9 @@ async def test_claude_thinking_replays_through_reasoning_items(gw: Running, stre
             "file_data",
         ),
         ({"base_url": "http://evil.example"}, "base_url"),
+        ({"max_output_tokens": -5}, "max_output_tokens"),
+        ({"max_output_tokens": True}, "max_output_tokens"),
+        ({"reasoning": {"effort": 5}}, "reasoning.effort"),
         (
             {
                 "input": [
