@@ -14,7 +14,7 @@ import pytest
 
 from llmrelay.testing.fake import Reply
 
-from .conftest import CLAUDE, GPT, Running, oai, post
+from .conftest import CLAUDE, GPT, Running, get, oai, post
 
 #: A model behind OpenAI's Responses API (when tools are sent).
 SOL = "openai/gpt-6.1-sol"
@@ -150,3 +150,22 @@ async def test_a_refusal_replays_as_it_came(gw: Running, stream: bool) -> None:
     assert resp.output_text == "fine"
     sent = gw.fake.requests[1].body["messages"]
     assert sent[1] == {"role": "assistant", "content": "Not this one."}
+
+
+# --------------------------------------------------------------------------- keyless /metrics
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"host": "evil.example:4000"}, {"origin": "http://evil.example"}, {"origin": "null"}],
+)
+async def test_keyless_metrics_are_not_read_by_a_web_page(
+    open_gw: Running, headers: dict[str, str]
+) -> None:
+    await oai(open_gw).responses.create(model=GPT, input="x")
+    status, raw = await get(open_gw, "/metrics", headers)
+    assert status == 403, raw
+    assert b"llmrelay_gateway" not in raw
+    status, raw = await get(open_gw, "/metrics")
+    assert status == 200
+    assert f'model="{GPT}",status="200"}} 1'.encode() in raw

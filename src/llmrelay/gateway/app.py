@@ -218,15 +218,8 @@ class Gateway:
             # is ignored (the SDKs always send one) and never forwarded. A web page the
             # developer opens must not spend their provider keys: no cross-site requests (a
             # browser sends Origin) and no DNS-rebound ones (Host names another site).
-            if not (_loopback_host(request.host) and _loopback_origin(request)):
-                raise _Unauthorized(
-                    HttpError(
-                        403,
-                        "not_local",
-                        "without keys the gateway answers only local clients (Host and "
-                        "Origin must be loopback); create a key with `llmrelay keys create`",
-                    )
-                )
+            if not _local(request):
+                raise _Unauthorized(_NOT_LOCAL)
             return _Caller(None, "local")
         if not presented:
             raise _Unauthorized(
@@ -558,6 +551,10 @@ class Gateway:
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         admin = self.settings.admin_key
+        if admin is None and not self.settings.metrics_public and not _local(request):
+            # Open to local clients only: not to a web page (cross-site, DNS-rebound) the
+            # developer opens, which would read the keys, teams and models it names.
+            return self._error("openai", _NOT_LOCAL, "req_" + uuid.uuid4().hex)
         if admin is not None and not self.settings.metrics_public:
             auth = request.headers.get("authorization", "")
             presented = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
@@ -571,6 +568,20 @@ class Gateway:
                 return self._error("openai", err, "req_" + uuid.uuid4().hex)
         text = prometheus_text(self.stats, self.in_flight)
         return web.Response(text=text, content_type="text/plain")
+
+
+_NOT_LOCAL = HttpError(
+    403,
+    "not_local",
+    "without keys the gateway answers only local clients (Host and Origin must be loopback); "
+    "create a key with `llmrelay keys create`",
+)
+
+
+def _local(request: web.Request) -> bool:
+    """Sent by a local client: not by a web page of another site (a browser sends Origin)
+    nor a DNS-rebound one (Host names another site)."""
+    return _loopback_host(request.host) and _loopback_origin(request)
 
 
 def _count_tokens_request(body: Any) -> GatewayCall:
