@@ -6,6 +6,7 @@ page in keyless mode, concurrent embeddings whose text is denser than four chara
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from llmrelay.testing.fake import Reply
 
 from .conftest import CLAUDE, GPT, Running, get, oai, post
+from .test_gateway_attack import _spent
 
 #: A model behind OpenAI's Responses API (when tools are sent).
 SOL = "openai/gpt-6.1-sol"
@@ -169,3 +171,64 @@ async def test_keyless_metrics_are_not_read_by_a_web_page(
     status, raw = await get(open_gw, "/metrics")
     assert status == 200
     assert f'model="{GPT}",status="200"}} 1'.encode() in raw
+
+
+# --------------------------------------------------------------------------- embeddings
+
+
+async def test_concurrent_embeddings_of_dense_text_never_pass_a_keys_budget(
+    gw: Running,
+) -> None:
+    # "a a a ...": a token every two characters (punctuation, digits, CJK and emoji are as
+    # dense or denser). Reserved at four characters a token, concurrent calls overspend.
+    per_call = 4 * 2000 * 0.02 / 1e6  # 4 inputs of 2,000 tokens at $0.02 per million
+    key = await gw.key(budget_usd=5 * per_call)
+    body = orjson.dumps({"model": SMALL, "input": ["a " * 2000] * 4})
+    gw.fake.push(*[Reply.ok("", delay=0.2)] * 30)  # the calls overlap
+    codes = await asyncio.gather(
+        *[post(gw, "/v1/embeddings", body, {"authorization": f"Bearer {key}"}) for _ in range(30)]
+    )
+    ok = [orjson.loads(r) for c, r, _ in codes if c == 200]
+    assert ok
+    assert {u["usage"]["prompt_tokens"] for u in ok} == {8000}
+    st = await _spent(gw, key)
+    assert st["spent_usd"] <= 5 * per_call + 1e-12, (len(ok), st)
+
+
+async def test_concurrent_embeddings_of_dense_text_never_pass_a_keys_tpm(gw: Running) -> None:
+    key = await gw.key(tpm=20_000)
+    body = orjson.dumps({"model": SMALL, "input": ["a " * 2000] * 4})
+    gw.fake.push(*[Reply.ok("", delay=0.2)] * 10)
+    codes = await asyncio.gather(
+        *[post(gw, "/v1/embeddings", body, {"authorization": f"Bearer {key}"}) for _ in range(10)]
+    )
+    used = sum(orjson.loads(r)["usage"]["prompt_tokens"] for c, r, _ in codes if c == 200)
+    assert 0 < used <= 20_000
+    assert all(h.get("retry-after") for c, _, h in codes if c == 429)
+
+
+# --------------------------------------------------------------------------- budgets
+
+
+async def test_a_budget_refusal_says_when_to_retry(gw: Running) -> None:
+    key = await gw.key(budget_usd=0.002)
+    auth = {"authorization": f"Bearer {key}"}
+    body = orjson.dumps({"model": GPT, "input": "x", "max_output_tokens": 1000})
+    # Calls in flight hold the budget: retry in a second, when they have settled.
+    gw.fake.push(Reply.ok("long", output_tokens=1000, delay=0.2))
+    first, second = await asyncio.gather(
+        post(gw, "/v1/responses", body, auth), post(gw, "/v1/responses", body, auth)
+    )
+    assert sorted([first[0], second[0]]) == [200, 429]
+    refused = first if first[0] == 429 else second
+    assert orjson.loads(refused[1])["error"]["code"] == "budget_exceeded"
+    assert refused[2]["retry-after"] == "1"
+    # Spent: not before next month.
+    status, raw, headers = await post(gw, "/v1/responses", body, auth)
+    assert status == 429, raw
+    assert 1 <= int(headers["retry-after"]) <= 31 * 86400
+    # More than the whole budget: never (no retry-after).
+    big = orjson.dumps({"model": GPT, "input": "x", "max_output_tokens": 30_000})
+    status, _, headers = await post(gw, "/v1/responses", big, auth)
+    assert status == 429
+    assert "retry-after" not in headers
