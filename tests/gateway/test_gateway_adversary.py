@@ -232,3 +232,32 @@ async def test_a_budget_refusal_says_when_to_retry(gw: Running) -> None:
     status, _, headers = await post(gw, "/v1/responses", big, auth)
     assert status == 429
     assert "retry-after" not in headers
+
+
+# --------------------------------------------------------------------------- tools
+
+
+@pytest.mark.parametrize(
+    ("path", "tool"),
+    [
+        ("/v1/responses", {"type": "function", "name": "f", "strict": "yes"}),
+        ("/v1/responses", {"type": "function", "name": "f", "description": {"a": 1}}),
+        (
+            "/v1/chat/completions",
+            {"type": "function", "function": {"name": "f", "strict": 1}},
+        ),
+    ],
+)
+async def test_tool_fields_of_the_wrong_type_are_400_and_never_sent(
+    gw: Running, path: str, tool: dict[str, Any]
+) -> None:
+    body: dict[str, Any] = {"model": GPT, "tools": [tool]}
+    if path == "/v1/responses":
+        body["input"] = "x"
+    else:
+        body["messages"] = [{"role": "user", "content": "x"}]
+    status, raw, _ = await post(gw, path, orjson.dumps(body))
+    assert status == 400, raw
+    message = orjson.loads(raw)["error"]["message"]
+    assert "strict" in message or "description" in message
+    assert gw.fake.requests == []

@@ -87,7 +87,7 @@ async def test_a_chat_model_is_400_naming_it(gw: Running) -> None:
         ({"input": [[1, 2], [3]]}, "token ids"),
         ({"input": []}, "input"),
         ({"input": ["a", None]}, "input"),
-        ({"input": ["a", ""]}, "empty string"),
+        ({"input": ["a", ""]}, "input[1] is an empty string"),
         ({"encoding_format": "int8"}, "encoding_format"),
         ({"dimensions": 0}, "dimensions"),
         ({"dimensions": 9999}, "dimension"),

@@ -35,7 +35,7 @@ def _bad(message: str, param: str) -> InvalidRequestError:
 
 def _inputs(raw: Any) -> list[str]:
     if isinstance(raw, str):
-        return [raw]
+        raw = [raw]
     if not isinstance(raw, list) or not raw:
         raise _bad("`input` must be a string or a non-empty list of strings", "input")
     if any(not isinstance(s, str) for s in raw):
@@ -45,6 +45,12 @@ def _inputs(raw: Any) -> list[str]:
             "share a tokenizer): send the text"
             if tokens
             else "`input` must be a string or a list of strings",
+            "input",
+        )
+    if "" in raw:
+        raise _bad(
+            f"input[{raw.index('')}] is an empty string; providers refuse empty inputs: drop it "
+            "or embed a placeholder",
             "input",
         )
     return raw
