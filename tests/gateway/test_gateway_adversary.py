@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 
 from llmrelay.testing.fake import Reply
 
+from ..edge_server import EdgeServer
 from .conftest import CLAUDE, GPT, Running, get, oai, post
 from .test_gateway_attack import _spent
 
@@ -152,6 +155,61 @@ async def test_a_refusal_replays_as_it_came(gw: Running, stream: bool) -> None:
     assert resp.output_text == "fine"
     sent = gw.fake.requests[1].body["messages"]
     assert sent[1] == {"role": "assistant", "content": "Not this one."}
+
+
+# --------------------------------------------------------------------------- clients that leave
+
+
+@pytest.fixture
+def edge() -> Iterator[EdgeServer]:
+    """An upstream that streams two chunks and then stalls (``sse``), or never answers
+    (``stall``); ``disconnected[route]`` is set when the gateway closes its connection."""
+    with EdgeServer.running() as server:
+        yield server
+
+
+async def _settled(gw: Running, edge: EdgeServer, route: str) -> None:
+    assert await asyncio.to_thread(edge.disconnected[route].wait, 5.0), "upstream still open"
+    for _ in range(500):
+        if gw.gateway.in_flight == 0:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the request is still in flight")
+
+
+async def test_a_client_leaving_a_responses_stream_cancels_the_upstream(
+    gw: Running, edge: EdgeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", edge.base_url("sse"))
+    key = await gw.key(budget_usd=5.0)
+    body = orjson.dumps({"model": GPT, "input": "hi", "stream": True})
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+    async with aiohttp.ClientSession() as s:
+        r = await s.post(gw.url + "/v1/responses", data=body, headers=headers)
+        seen = b""
+        while b'"delta":"lo"' not in seen:
+            seen += await r.content.readany()
+        r.close()  # the upstream is still streaming
+    await _settled(gw, edge, "sse")
+    st = await _spent(gw, key)
+    assert st["reserved_usd"] == 0
+    assert 0 < st["spent_usd"] < 1e-5  # the prompt and "Hello", not max_tokens
+
+
+async def test_a_client_leaving_an_embeddings_call_cancels_the_upstream(
+    gw: Running, edge: EdgeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", edge.base_url("stall"))
+    key = await gw.key(budget_usd=5.0)
+    body = orjson.dumps({"model": SMALL, "input": ["hi"]})
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+    async with aiohttp.ClientSession() as s:
+        call = asyncio.create_task(s.post(gw.url + "/v1/embeddings", data=body, headers=headers))
+        assert await asyncio.to_thread(edge.started["stall"].wait, 5.0)
+        call.cancel()
+    await _settled(gw, edge, "stall")
+    st = await _spent(gw, key)
+    assert st == {"limit_usd": 5.0, "spent_usd": 0.0, "reserved_usd": 0.0}
 
 
 # --------------------------------------------------------------------------- keyless /metrics

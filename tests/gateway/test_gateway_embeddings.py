@@ -88,6 +88,7 @@ async def test_a_chat_model_is_400_naming_it(gw: Running) -> None:
         ({"input": []}, "input"),
         ({"input": ["a", None]}, "input"),
         ({"input": ["a", ""]}, "input[1] is an empty string"),
+        ({"input": ["a"] * 2049}, "at most 2048"),
         ({"encoding_format": "int8"}, "encoding_format"),
         ({"dimensions": 0}, "dimensions"),
         ({"dimensions": 9999}, "dimension"),
