@@ -477,7 +477,9 @@ class Gateway:
                     call.messages, call.model, tools=call.params.get("tools")
                 )
 
-            large = (request.content_length or 0) >= THREAD_PARSE_BYTES
+            # The body's size, not Content-Length: a chunked body has none (aiohttp keeps
+            # the body it read, so this reads nothing again).
+            large = len(await request.read()) >= THREAD_PARSE_BYTES
             n = await asyncio.to_thread(count) if large else count()
         except _Unauthorized as exc:
             return self._error("anthropic", exc.error, request_id)
