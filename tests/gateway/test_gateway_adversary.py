@@ -12,13 +12,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
+import anthropic
+import openai
 import orjson
 import pytest
 
 from llmrelay.testing.fake import Reply
 
 from ..edge_server import EdgeServer
-from .conftest import CLAUDE, GPT, Running, get, oai, post
+from .conftest import CLAUDE, GPT, Running, ant, get, oai, post
 from .test_gateway_attack import _spent
 
 #: A model behind OpenAI's Responses API (when tools are sent).
@@ -318,4 +320,25 @@ async def test_tool_fields_of_the_wrong_type_are_400_and_never_sent(
     assert status == 400, raw
     message = orjson.loads(raw)["error"]["message"]
     assert "strict" in message or "description" in message
+    assert gw.fake.requests == []
+
+
+# --------------------------------------------------------------------------- unknown endpoints
+
+
+async def test_endpoints_the_gateway_does_not_serve_are_404_in_the_sdks_shape(
+    gw: Running,
+) -> None:
+    with pytest.raises(openai.NotFoundError) as ei:
+        await oai(gw).responses.retrieve("resp_123")
+    assert "does not serve GET /v1/responses/resp_123" in ei.value.message
+    assert ei.value.code == "unknown_url"
+    with pytest.raises(openai.NotFoundError):
+        await oai(gw).files.list()
+    with pytest.raises(anthropic.NotFoundError) as ai:
+        await ant(gw).messages.batches.list()
+    assert ai.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+    status, raw = await get(gw, "/metrics/")
+    assert status == 404
+    assert orjson.loads(raw)["error"]["code"] == "unknown_url"
     assert gw.fake.requests == []

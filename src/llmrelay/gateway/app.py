@@ -164,6 +164,7 @@ class Gateway:
         r.add_get("/health/live", self.live)
         r.add_get("/health/ready", self.ready)
         r.add_get("/metrics", self.metrics)
+        r.add_route("*", "/{tail:.*}", self.unknown)  # last: only what nothing else matched
         app.on_cleanup.append(self._cleanup)
         return app
 
@@ -541,6 +542,18 @@ class Gateway:
             names = [n for n in names if caller.key.allows(n)]
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "llmrelay"} for n in names]
         return web.json_response({"object": "list", "data": data})
+
+    async def unknown(self, request: web.Request) -> web.StreamResponse:
+        """A path or method the gateway does not serve (``GET /v1/responses/{id}``, ...): 404
+        in the shape of the API the path belongs to, as the SDKs read errors."""
+        wire = "anthropic" if request.path.startswith("/v1/messages") else "openai"
+        where = f"{request.method[:10]} {request.path[:100]}"
+        err = HttpError(
+            404,
+            "unknown_url",
+            f"the gateway does not serve {where} (it keeps no responses, files or batches)",
+        )
+        return self._error(wire, err, "req_" + uuid.uuid4().hex)
 
     async def live(self, _: web.Request) -> web.StreamResponse:
         return web.json_response({"status": "ok"})
