@@ -292,6 +292,20 @@ async def test_a_budget_refusal_says_when_to_retry(gw: Running) -> None:
     status, _, headers = await post(gw, "/v1/responses", big, auth)
     assert status == 429
     assert "retry-after" not in headers
+    assert headers["x-should-retry"] == "false"  # the SDKs do not retry it
+    assert "x-should-retry" not in refused[2]
+
+
+async def test_a_request_larger_than_the_keys_tpm_is_not_retried(gw: Running) -> None:
+    key = await gw.key(tpm=100)
+    client = oai(gw, key)
+    client = client.with_options(max_retries=2)
+    with pytest.raises(openai.RateLimitError) as ei:
+        await client.embeddings.create(model=SMALL, input=["word " * 200])
+    assert ei.value.response.headers["x-should-retry"] == "false"
+    assert "retry-after" not in ei.value.response.headers
+    assert sum(n for (_, _, status), (n, _) in gw.gateway.stats.items() if status == 429) == 1
+    assert gw.fake.requests == []
 
 
 # --------------------------------------------------------------------------- tools
