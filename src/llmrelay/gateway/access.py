@@ -8,7 +8,17 @@ import ipaddress
 
 from aiohttp import web
 
-__all__ = ["loopback_host", "loopback_origin", "same_secret"]
+from .wire import HttpError
+
+__all__ = ["NOT_LOCAL", "local_client", "loopback_host", "loopback_origin", "same_secret"]
+
+#: What a request that is not a local client's gets without keys.
+NOT_LOCAL = HttpError(
+    403,
+    "not_local",
+    "without keys the gateway answers only local clients (Host and Origin must be loopback); "
+    "create a key with `llmrelay keys create`",
+)
 
 
 def loopback_host(hostport: str) -> bool:
@@ -30,6 +40,12 @@ def loopback_origin(request: web.Request) -> bool:
         return True  # not a browser's cross-site request
     scheme, sep, rest = origin.partition("://")
     return bool(sep) and scheme in ("http", "https") and loopback_host(rest.split("/")[0])
+
+
+def local_client(request: web.Request) -> bool:
+    """Sent by a local client: not by a web page of another site (a browser sends Origin)
+    nor a DNS-rebound one (Host names another site)."""
+    return loopback_host(request.host) and loopback_origin(request)
 
 
 def same_secret(a: str, b: str) -> bool:

@@ -27,8 +27,9 @@ from ..providers.resolve import known_aliases
 from ..types import Response, StreamChunk
 from ..types.embeddings import Embeddings
 from . import anthropic_wire, embeddings_wire, openai_wire, responses_stream, responses_wire
+from .access import NOT_LOCAL as _NOT_LOCAL
+from .access import local_client as _local
 from .access import loopback_host as _loopback_host
-from .access import loopback_origin as _loopback_origin
 from .access import same_secret as _same
 from .keys import KeyCache, KeyStore, VirtualKey
 from .observe import prometheus_text, readiness
@@ -216,9 +217,8 @@ class Gateway:
         admin = self.settings.admin_key
         if admin is None and self.keys is None:
             # Loopback only (check_bind), no keys configured: whatever key a client presents
-            # is ignored (the SDKs always send one) and never forwarded. A web page the
-            # developer opens must not spend their provider keys: no cross-site requests (a
-            # browser sends Origin) and no DNS-rebound ones (Host names another site).
+            # is ignored (the SDKs always send one) and never forwarded; a web page the
+            # developer opens must not spend their provider keys (local_client).
             if not _local(request):
                 raise _Unauthorized(_NOT_LOCAL)
             return _Caller(None, "local")
@@ -547,12 +547,8 @@ class Gateway:
         """A path or method the gateway does not serve (``GET /v1/responses/{id}``, ...): 404
         in the shape of the API the path belongs to, as the SDKs read errors."""
         wire = "anthropic" if request.path.startswith("/v1/messages") else "openai"
-        where = f"{request.method[:10]} {request.path[:100]}"
-        err = HttpError(
-            404,
-            "unknown_url",
-            f"the gateway does not serve {where} (it keeps no responses, files or batches)",
-        )
+        why = f"the gateway does not serve {request.method[:10]} {request.path[:100]} (it keeps "
+        err = HttpError(404, "unknown_url", why + "no responses, files or batches)")
         return self._error(wire, err, "req_" + uuid.uuid4().hex)
 
     async def live(self, _: web.Request) -> web.StreamResponse:
@@ -583,20 +579,6 @@ class Gateway:
                 return self._error("openai", err, "req_" + uuid.uuid4().hex)
         text = prometheus_text(self.stats, self.in_flight)
         return web.Response(text=text, content_type="text/plain")
-
-
-_NOT_LOCAL = HttpError(
-    403,
-    "not_local",
-    "without keys the gateway answers only local clients (Host and Origin must be loopback); "
-    "create a key with `llmrelay keys create`",
-)
-
-
-def _local(request: web.Request) -> bool:
-    """Sent by a local client: not by a web page of another site (a browser sends Origin)
-    nor a DNS-rebound one (Host names another site)."""
-    return _loopback_host(request.host) and _loopback_origin(request)
 
 
 def _count_tokens_request(body: Any) -> GatewayCall:
