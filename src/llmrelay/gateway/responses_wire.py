@@ -296,13 +296,20 @@ def _input(raw: Any) -> list[Message]:
             if not isinstance(call_id, str):
                 raise _bad(f"{where}: a function_call_output needs `call_id`", "input")
             if isinstance(output, list):
-                output = "".join(
-                    str(p.get("text") or "")
+                texts = [
+                    p.get("text")
                     for p in output
                     if isinstance(p, Mapping) and p.get("type") in ("input_text", "output_text")
-                )
+                ]
+                # Anything else (images, files) would be dropped without a word: refused.
+                strs = [t for t in texts if isinstance(t, str)]
+                output = "".join(strs) if len(strs) == len(output) else None
             if not isinstance(output, str):
-                raise _bad(f"{where}: a function_call_output needs `output` as a string", "input")
+                raise _bad(
+                    f"{where}: a function_call_output needs `output` as a string or a list of "
+                    "input_text parts",
+                    "input",
+                )
             out.append(Message("tool", output, tool_call_id=call_id))
         else:
             raise _bad(
