@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import orjson
 import pytest
 
 from llmrelay.gateway.app import GatewaySettings
@@ -136,3 +139,42 @@ async def test_count_tokens_of_a_large_body(gw: Running) -> None:
         messages=[{"role": "user", "content": "word " * (THREAD_PARSE_BYTES // 4)}],
     )
     assert n.input_tokens > THREAD_PARSE_BYTES // 8
+
+
+async def test_a_large_chunked_body_is_counted_off_the_event_loop(
+    gw: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunked body has no Content-Length: its size still decides where it is counted."""
+    from llmrelay.catalog import tokens
+    from llmrelay.gateway.app import THREAD_PARSE_BYTES
+
+    real = tokens.count_message_tokens
+    on_loop: list[bool] = []
+
+    def count(*args: Any, **kw: Any) -> int:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(tokens, "count_message_tokens", count)
+    body = orjson.dumps(
+        {
+            "model": "claude-haiku-4-5",
+            "messages": [{"role": "user", "content": "word " * (THREAD_PARSE_BYTES // 4)}],
+        }
+    )
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(0, len(body), 65536):
+            yield body[i : i + 65536]
+
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(gw.url + "/v1/messages/count_tokens", data=chunks(), headers=AUTH) as r,
+    ):
+        assert r.status == 200, await r.text()
+        assert "content-length" not in r.request_info.headers
+    assert on_loop == [False]

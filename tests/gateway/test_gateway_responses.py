@@ -263,6 +263,21 @@ async def test_claude_thinking_replays_through_reasoning_items(gw: Running, stre
             "file_data",
         ),
         ({"base_url": "http://evil.example"}, "base_url"),
+        ({"max_output_tokens": -5}, "max_output_tokens"),
+        (
+            {
+                "input": [
+                    {
+                        "type": "function_call_output",
+                        "call_id": "c",
+                        "output": [{"type": "input_image", "image_url": "data:image/png;base64,"}],
+                    }
+                ]
+            },
+            "input_text parts",
+        ),
+        ({"max_output_tokens": True}, "max_output_tokens"),
+        ({"reasoning": {"effort": 5}}, "reasoning.effort"),
         (
             {
                 "input": [

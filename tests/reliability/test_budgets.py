@@ -599,3 +599,25 @@ async def test_the_estimate_uses_the_engines_catalog(
     await client.achat("gemini/gemini-4-argon", "hi", max_tokens=50_000)
     assert seen[-1] == pytest.approx(0.5, abs=0.001)  # 50,000 x $10/M (not $20/M), + prompt
     await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("period", "spent", "need", "now", "after"),
+    [
+        ("month", 0.5, 0.4, "2026-12-31T23:00:00", 1.0),  # calls in flight hold the rest
+        ("month", 0.9, 0.4, "2026-12-31T23:00:00", 3600.0),  # next month is next year
+        ("month", 0.9, 0.4, "2026-02-28T00:00:00", 86400.0),
+        ("day", 0.9, 0.4, "2026-03-01T12:00:00", 43200.0),
+        ("total", 0.9, 0.4, "2026-03-01T12:00:00", None),
+        ("day", 0.0, 1.5, "2026-03-01T12:00:00", None),  # more than the whole budget
+    ],
+)
+def test_a_refusal_says_when_the_call_may_fit(
+    period: Any, spent: float, need: float, now: str, after: float | None
+) -> None:
+    from datetime import UTC, datetime
+
+    from llmrelay.reliability.budgets import _retry_after
+
+    t = datetime.fromisoformat(now).replace(tzinfo=UTC).timestamp()
+    assert _retry_after(BudgetLimit(1.0, period), spent, need, t) == after

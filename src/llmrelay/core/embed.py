@@ -207,12 +207,14 @@ class _EmbedCall:
         self.runner, self.host = _runner(engine)
         self.ctx: CallContext
 
-    def request(self, inputs: list[str]) -> EmbedRequest:
+    def request(self, inputs: list[str], *, estimate: bool = True) -> EmbedRequest:
+        """The request for ``inputs`` (``estimate=False``: without the token estimate the
+        limiter and the budget count, for a cache key)."""
         s = self.settings
         return EmbedRequest(
             inputs,
             self.dimensions,
-            tokens=estimate_tokens_of(inputs),
+            tokens=estimate_tokens_of(inputs) if estimate else 0,
             task_type=s.get("task_type"),
             user=s.get("user"),
             extra=s.get("extra"),
@@ -237,7 +239,7 @@ class _EmbedCall:
         keys: list[str | None] = []
         found: dict[int, array[float]] = {}
         if cache is not None:
-            keys = [cache.key(self.request([s]), dep, backend, ctx) for s in inputs]
+            keys = [cache.key(self.request([s], estimate=False), dep, backend, ctx) for s in inputs]
             for i, hit in enumerate(await _chunked([(cache.get, k) for k in keys], ctx)):
                 if hit is not None and hit.model == dep.model:
                     found[i] = float32_from_le_bytes(base64.b64decode(hit.text))

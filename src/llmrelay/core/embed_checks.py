@@ -242,9 +242,14 @@ def check_tokens(inputs: list[str], row: EmbeddingModel) -> None:
 
 
 def estimate_tokens_of(inputs: list[str]) -> int:
-    """The rate limiter's and budget's estimate of some inputs' tokens (about 4 characters a
-    token, plus one per input)."""
-    return sum(map(len, inputs)) // 4 + len(inputs)
+    """The rate limiter's and budget's estimate of some inputs' tokens: each input as a chat
+    prompt's text is estimated (the larger of its UTF-8 bytes / 4 and its words and
+    punctuation marks), plus one per input. Not characters / 4: punctuation, digits, CJK and
+    emoji take a token for a character or less, and concurrent calls reserved on too low an
+    estimate would together pass a budget or a tokens-per-minute limit."""
+    from ..catalog.tokens import estimate_tokens
+
+    return sum(map(estimate_tokens, inputs)) + len(inputs)
 
 
 def batches(

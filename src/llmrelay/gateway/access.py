@@ -8,7 +8,24 @@ import ipaddress
 
 from aiohttp import web
 
-__all__ = ["loopback_host", "loopback_origin", "same_secret"]
+from .wire import HttpError
+
+__all__ = [
+    "NOT_LOCAL",
+    "local_client",
+    "loopback_host",
+    "loopback_origin",
+    "metrics_refusal",
+    "same_secret",
+]
+
+#: What a request that is not a local client's gets without keys.
+NOT_LOCAL = HttpError(
+    403,
+    "not_local",
+    "without keys the gateway answers only local clients (Host and Origin must be loopback); "
+    "create a key with `llmrelay keys create`",
+)
 
 
 def loopback_host(hostport: str) -> bool:
@@ -32,8 +49,36 @@ def loopback_origin(request: web.Request) -> bool:
     return bool(sep) and scheme in ("http", "https") and loopback_host(rest.split("/")[0])
 
 
+def local_client(request: web.Request) -> bool:
+    """Sent by a local client: not by a web page of another site (a browser sends Origin)
+    nor a DNS-rebound one (Host names another site)."""
+    return loopback_host(request.host) and loopback_origin(request)
+
+
 def same_secret(a: str, b: str) -> bool:
     """``a == b`` in constant time."""
     return hmac.compare_digest(
         a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass")
     )
+
+
+_METRICS_KEY = HttpError(
+    401,
+    "admin_key_required",
+    "/metrics needs the admin key ('Authorization: Bearer $LLMRELAY_ADMIN_KEY'),"
+    " or set [server] metrics_public = true",
+)
+
+
+def metrics_refusal(request: web.Request, admin_key: str | None, public: bool) -> HttpError | None:
+    """Why ``/metrics`` is refused to this request, or None. With an admin key it needs that
+    key (unless ``public``); without one it is open to local clients only: not to a web page
+    (cross-site, DNS-rebound) the developer opens, which would read the keys, teams and models
+    it names."""
+    if public:
+        return None
+    if admin_key is None:
+        return None if local_client(request) else NOT_LOCAL
+    auth = request.headers.get("authorization", "")
+    presented = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+    return None if same_secret(presented, admin_key) else _METRICS_KEY

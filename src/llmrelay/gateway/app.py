@@ -26,8 +26,10 @@ from ..providers.resolve import known_aliases
 from ..types import Response, StreamChunk
 from ..types.embeddings import Embeddings
 from . import anthropic_wire, embeddings_wire, openai_wire, responses_stream, responses_wire
+from .access import NOT_LOCAL as _NOT_LOCAL
+from .access import local_client as _local
 from .access import loopback_host as _loopback_host
-from .access import loopback_origin as _loopback_origin
+from .access import metrics_refusal
 from .access import same_secret as _same
 from .keys import KeyCache, KeyStore, VirtualKey
 from .observe import prometheus_text, readiness
@@ -167,6 +169,7 @@ class Gateway:
         r.add_get("/health/live", self.live)
         r.add_get("/health/ready", self.ready)
         r.add_get("/metrics", self.metrics)
+        r.add_route("*", "/{tail:.*}", self.unknown)  # last: only what nothing else matched
         app.on_cleanup.append(self._cleanup)
         return app
 
@@ -221,18 +224,10 @@ class Gateway:
         admin = self.settings.admin_key
         if admin is None and self.keys is None:
             # Loopback only (check_bind), no keys configured: whatever key a client presents
-            # is ignored (the SDKs always send one) and never forwarded. A web page the
-            # developer opens must not spend their provider keys: no cross-site requests (a
-            # browser sends Origin) and no DNS-rebound ones (Host names another site).
-            if not (_loopback_host(request.host) and _loopback_origin(request)):
-                raise _Unauthorized(
-                    HttpError(
-                        403,
-                        "not_local",
-                        "without keys the gateway answers only local clients (Host and "
-                        "Origin must be loopback); create a key with `llmrelay keys create`",
-                    )
-                )
+            # is ignored (the SDKs always send one) and never forwarded; a web page the
+            # developer opens must not spend their provider keys (local_client).
+            if not _local(request):
+                raise _Unauthorized(_NOT_LOCAL)
             return _Caller(None, "local")
         if not presented:
             raise _Unauthorized(
@@ -503,7 +498,9 @@ class Gateway:
                     call.messages, call.model, tools=call.params.get("tools")
                 )
 
-            large = (request.content_length or 0) >= THREAD_PARSE_BYTES
+            # The body's size, not Content-Length: a chunked body has none (aiohttp keeps
+            # the body it read, so this reads nothing again).
+            large = len(await request.read()) >= THREAD_PARSE_BYTES
             n = await asyncio.to_thread(count) if large else count()
         except _Unauthorized as exc:
             return self._error("anthropic", exc.error, request_id)
@@ -566,6 +563,14 @@ class Gateway:
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "llmrelay"} for n in names]
         return web.json_response({"object": "list", "data": data})
 
+    async def unknown(self, request: web.Request) -> web.StreamResponse:
+        """A path or method the gateway does not serve (``GET /v1/responses/{id}``, ...): 404
+        in the shape of the API the path belongs to, as the SDKs read errors."""
+        wire = "anthropic" if request.path.startswith("/v1/messages") else "openai"
+        why = f"the gateway does not serve {request.method[:10]} {request.path[:100]} (it keeps "
+        err = HttpError(404, "unknown_url", why + "no responses, files or batches)")
+        return self._error(wire, err, new_request_id())
+
     async def live(self, _: web.Request) -> web.StreamResponse:
         return web.json_response({"status": "ok"})
 
@@ -576,18 +581,9 @@ class Gateway:
         )
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
-        admin = self.settings.admin_key
-        if admin is not None and not self.settings.metrics_public:
-            auth = request.headers.get("authorization", "")
-            presented = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-            if not _same(presented, admin):
-                err = HttpError(
-                    401,
-                    "admin_key_required",
-                    "/metrics needs the admin key ('Authorization: Bearer $LLMRELAY_ADMIN_KEY'),"
-                    " or set [server] metrics_public = true",
-                )
-                return self._error("openai", err, new_request_id())
+        refused = metrics_refusal(request, self.settings.admin_key, self.settings.metrics_public)
+        if refused is not None:
+            return self._error("openai", refused, new_request_id())
         text = prometheus_text(self.stats, self.in_flight)
         return web.Response(text=text, content_type="text/plain")
 

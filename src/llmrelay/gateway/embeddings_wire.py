@@ -27,6 +27,9 @@ from .wire import GatewayCall
 __all__ = ["parse_embeddings_request", "render_embeddings"]
 
 _KNOWN = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
+#: Inputs one request may hold, as OpenAI's API allows: a 4 MB body of one-letter inputs
+#: would otherwise be a million vectors (gigabytes) to hold and render for a cent of tokens.
+MAX_INPUTS = 2048
 
 
 def _bad(message: str, param: str) -> InvalidRequestError:
@@ -35,9 +38,15 @@ def _bad(message: str, param: str) -> InvalidRequestError:
 
 def _inputs(raw: Any) -> list[str]:
     if isinstance(raw, str):
-        return [raw]
+        raw = [raw]
     if not isinstance(raw, list) or not raw:
         raise _bad("`input` must be a string or a non-empty list of strings", "input")
+    if len(raw) > MAX_INPUTS:
+        raise _bad(
+            f"`input` has {len(raw)} items; at most {MAX_INPUTS} are embedded in one request: "
+            "split it",
+            "input",
+        )
     if any(not isinstance(s, str) for s in raw):
         tokens = all(isinstance(t, int) for t in raw) or all(isinstance(t, list) for t in raw)
         raise _bad(
@@ -45,6 +54,12 @@ def _inputs(raw: Any) -> list[str]:
             "share a tokenizer): send the text"
             if tokens
             else "`input` must be a string or a list of strings",
+            "input",
+        )
+    if "" in raw:
+        raise _bad(
+            f"input[{raw.index('')}] is an empty string; providers refuse empty inputs: drop it "
+            "or embed a placeholder",
             "input",
         )
     return raw

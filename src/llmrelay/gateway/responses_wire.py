@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidRequestError, shown
-from ..providers.adapters.openai_responses_output import Output
+from ..providers.adapters.openai_responses_output import WIRE, Output
 from ..types import Message, ReasoningPart, Response, TextPart, normalize_messages
 from .wire import GatewayCall, usage_of
 
@@ -145,10 +145,20 @@ def _unseal(sealed: str, where: str) -> ReasoningPart:
 def _reasoning_part(item: Mapping[str, Any], where: str) -> ReasoningPart:
     enc = item.get("encrypted_content")
     if isinstance(enc, str) and enc.startswith(_SEALED):
-        return _unseal(enc, where)
-    out = Output()  # OpenAI's own reasoning item, as its answers carry them
-    out.add(dict(item))
-    return out.reasoning_parts[0]
+        p = _unseal(enc, where)
+    else:
+        for name in ("summary", "content"):
+            if item.get(name) is not None and not isinstance(item[name], list):
+                raise _bad(f"{where}.{name} must be a list of parts", "input")
+        out = Output()  # OpenAI's own reasoning item, as its answers carry them
+        out.add(dict(item))
+        p = out.reasoning_parts[0]
+    if p.provider == WIRE and p.id and not p.data:
+        # An id without its encrypted content would make OpenAI look the item up in what it
+        # stored -- the gateway stores nothing (store=false), so that is someone else's item
+        # or none (and our own item ids mean nothing upstream): only the summary is kept.
+        p.id = None
+    return p
 
 
 # --------------------------------------------------------------------------- request
@@ -202,6 +212,18 @@ def _content_message(role: str, content: Any, where: str) -> Message:
     return m
 
 
+def _assistant_part(p: Any) -> Any:
+    """An assistant message's content part as ``Output`` reads it: text parts as output text,
+    and a refusal (an answer replayed as it came) as the text the model answered with."""
+    if isinstance(p, Mapping):
+        kind = p.get("type")
+        if kind in ("input_text", "text"):
+            return {**p, "type": "output_text"}
+        if kind == "refusal":
+            return {"type": "output_text", "text": p.get("refusal")}
+    return p
+
+
 class _Assistant:
     """Consecutive assistant-side items (messages, function calls, reasoning): one turn. A
     reasoning item directly followed by a function call names it (``before_call``), so the
@@ -230,12 +252,7 @@ class _Assistant:
         if isinstance(content, str):
             content = [{"type": "output_text", "text": content}]
         elif isinstance(content, list):
-            content = [
-                {**p, "type": "output_text"}
-                if isinstance(p, Mapping) and p.get("type") in ("input_text", "text")
-                else p
-                for p in content
-            ]
+            content = [_assistant_part(p) for p in content]
         else:
             raise _bad(f"{where}.content must be a string or a list of content parts", "input")
         self.out.add({"type": "message", "content": content})
@@ -286,13 +303,20 @@ def _input(raw: Any) -> list[Message]:
             if not isinstance(call_id, str):
                 raise _bad(f"{where}: a function_call_output needs `call_id`", "input")
             if isinstance(output, list):
-                output = "".join(
-                    str(p.get("text") or "")
+                texts = [
+                    p.get("text")
                     for p in output
                     if isinstance(p, Mapping) and p.get("type") in ("input_text", "output_text")
-                )
+                ]
+                # Anything else (images, files) would be dropped without a word: refused.
+                strs = [t for t in texts if isinstance(t, str)]
+                output = "".join(strs) if len(strs) == len(output) else None
             if not isinstance(output, str):
-                raise _bad(f"{where}: a function_call_output needs `output` as a string", "input")
+                raise _bad(
+                    f"{where}: a function_call_output needs `output` as a string or a list of "
+                    "input_text parts",
+                    "input",
+                )
             out.append(Message("tool", output, tool_call_id=call_id))
         else:
             raise _bad(
@@ -380,6 +404,11 @@ def parse_responses_request(body: Any) -> ResponsesCall:
         if instructions:
             messages.append(Message("system", instructions))
     messages.extend(_input(body.get("input")))
+    cap = body.get("max_output_tokens")
+    if cap is not None and (type(cap) is not int or cap < 1):
+        raise _bad(
+            f"max_output_tokens must be a positive integer, not {shown(cap)}", "max_output_tokens"
+        )
     params: dict[str, Any] = {}
     for src, dst in (
         ("temperature", "temperature"),
@@ -405,8 +434,11 @@ def parse_responses_request(body: Any) -> ResponsesCall:
     if reasoning is not None:
         if not isinstance(reasoning, Mapping):
             raise _bad("`reasoning` must be an object like {'effort': 'low'}", "reasoning")
-        if reasoning.get("effort") is not None:
-            params["reasoning_effort"] = reasoning["effort"]
+        effort = reasoning.get("effort")
+        if effort is not None:
+            if not isinstance(effort, str):
+                raise _bad(f"reasoning.effort must be a string, not {shown(effort)}", "reasoning")
+            params["reasoning_effort"] = effort
     echo = {
         "instructions": instructions,
         "max_output_tokens": body.get("max_output_tokens"),

@@ -108,10 +108,13 @@ class HttpError:
     message: str
     retry_after: float | None = None
     param: str | None = None
+    #: False: the same request can never succeed (a budget or a tokens-per-minute limit it
+    #: does not fit): ``x-should-retry: false``, which the official SDKs obey.
+    retry: bool = True
 
     def headers(self) -> dict[str, str]:
         if self.retry_after is None:
-            return {}
+            return {} if self.retry else {"x-should-retry": "false"}
         return {"retry-after": str(max(1, math.ceil(self.retry_after)))}
 
 
@@ -175,7 +178,8 @@ def http_error(exc: BaseException) -> HttpError:
             else HttpError(502, "upstream_error", "every attempt failed")
         )
     if isinstance(exc, BudgetExceededError):
-        return HttpError(429, "budget_exceeded", exc.message, exc.retry_after)
+        ra = exc.retry_after
+        return HttpError(429, "budget_exceeded", exc.message, ra, retry=ra is not None)
     if isinstance(exc, CircuitOpenError):
         return HttpError(
             503, "unavailable", "the model is temporarily unavailable", exc.retry_after
@@ -191,7 +195,8 @@ def http_error(exc: BaseException) -> HttpError:
     if isinstance(exc, StructuredOutputError):
         return HttpError(502, "invalid_output", exc.message)
     if isinstance(exc, RateLimitedError) and _ours(exc):
-        return HttpError(429, "rate_limit_exceeded", exc.message, exc.retry_after)
+        ra = exc.retry_after  # None: the request needs more than the limit allows at all
+        return HttpError(429, "rate_limit_exceeded", exc.message, ra, retry=ra is not None)
     if isinstance(exc, ContentFilteredError):
         return HttpError(400, "content_filter", "the provider refused the content")
     if isinstance(exc, LLMRelayError):

@@ -44,7 +44,7 @@ import asyncio
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import orjson
@@ -471,6 +471,7 @@ class Budgets:
             scope=lim.scope,
             limit_usd=lim.limit_usd,
             spent_usd=spent,
+            retry_after=_retry_after(lim, spent, need, self.clock()),
         )
 
     async def settle(self, reservation: Any, ctx: CallContext) -> None:
@@ -536,6 +537,22 @@ class Budgets:
         """Spent and reserved dollars of one budget in the current period."""
         spent, reserved = await self.ledger.spent(limit.ledger_key(value, self.clock()))
         return {"limit_usd": float(limit.limit_usd), "spent_usd": spent, "reserved_usd": reserved}
+
+
+def _retry_after(lim: BudgetLimit, spent: float, need: float, now: float) -> float | None:
+    """Seconds until a refused call may fit: a second when only calls in flight hold what it
+    needs (they settle when they finish), else the start of the next day or month (UTC); None
+    when it never will (a total budget, or a call that costs more than the whole limit)."""
+    if need > lim.limit_usd or (lim.period == "total" and spent + need > lim.limit_usd):
+        return None
+    if spent + need <= lim.limit_usd:
+        return 1.0
+    d = datetime.fromtimestamp(now, UTC)
+    if lim.period == "day":
+        start = d.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    else:
+        start = datetime(d.year + d.month // 12, d.month % 12 + 1, 1, tzinfo=UTC)
+    return start.timestamp() - now
 
 
 def _known_usd(ctx: CallContext) -> float | None:

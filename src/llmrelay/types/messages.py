@@ -452,11 +452,14 @@ class Tool(_Dumpable):
             cc = value.get("cache_control")
             if cc is not None and not isinstance(cc, Mapping):
                 raise InvalidRequestError(f"tool {name!r}: `cache_control` must be a dict")
-            return cls(
-                name,
-                value.get("description"),
-                dict(params),
-                value.get("strict"),
-                dict(cc) if cc is not None else None,
-            )
+            desc, strict = value.get("description"), value.get("strict")
+            if desc is not None and not isinstance(desc, str):
+                raise InvalidRequestError(
+                    f"tool {name!r}: `description` must be a string, not {_kind(desc)}"
+                )
+            if strict is not None and not isinstance(strict, bool):
+                raise InvalidRequestError(
+                    f"tool {name!r}: `strict` must be true or false, not {_kind(strict)}"
+                )
+            return cls(name, desc, dict(params), strict, dict(cc) if cc is not None else None)
         raise InvalidRequestError(f"a tool must be a Tool or a dict, not {type(value).__name__}")

@@ -157,6 +157,16 @@ def _parts(content: str | list[ContentPart] | None) -> list[dict[str, Any]]:
     return out
 
 
+def _text_end(part_id: str | None) -> int | None:
+    """Where a signed text part ended, from a ``text:<n>`` id (``gemini_stream.Turn``); None
+    for any other id (``str.isdigit`` passes digits ``int`` refuses, such as "²", and ``int``
+    refuses more than 4,300 of them)."""
+    if part_id is None or not part_id.startswith("text:"):
+        return None
+    n = part_id[5:]
+    return int(n) if 0 < len(n) <= 12 and n.isascii() and n.isdigit() else None
+
+
 def _model_parts(m: Message) -> list[dict[str, Any]]:
     """An assistant message as a ``model`` turn, with every thought signature back in the part
     it came with (``gemini_stream.Turn`` says where each one was): signed thoughts first, then
@@ -175,8 +185,9 @@ def _model_parts(m: Message) -> list[dict[str, Any]]:
             if isinstance(p, ReasoningPart):
                 if p.provider != "gemini" or not p.signature:
                     continue  # another provider's, or a thought Gemini did not sign
-                if p.id and p.id.startswith("text:") and p.id[5:].isdigit():
-                    text_sigs.append((int(p.id[5:]), p.signature))
+                end = _text_end(p.id)
+                if end is not None:
+                    text_sigs.append((end, p.signature))
                 else:
                     out.append({"text": p.text, "thought": True, "thoughtSignature": p.signature})
             elif isinstance(p, TextPart):

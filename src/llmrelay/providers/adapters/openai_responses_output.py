@@ -80,6 +80,12 @@ def usage_from(u: Any) -> Usage:
     )
 
 
+def _items(v: Any) -> list[Any]:
+    """``v`` if it is a list (an item's ``content`` or ``summary``), else nothing: a malformed
+    item is read as empty, never iterated as whatever else it is."""
+    return v if isinstance(v, list) else []
+
+
 class Output:
     """What a response's ``output`` items say, collected for a :class:`Response`.
 
@@ -111,7 +117,7 @@ class Output:
         after_reasoning, self._after_reasoning = self._after_reasoning, False
         kind = item.get("type")
         if kind == "message":
-            for part in item.get("content") or ():
+            for part in _items(item.get("content")):
                 if not isinstance(part, dict):
                     continue
                 ptype = part.get("type")
@@ -132,13 +138,13 @@ class Output:
         elif kind == "reasoning":
             texts = [
                 str(s.get("text") or "")
-                for s in item.get("summary") or ()
+                for s in _items(item.get("summary"))
                 if isinstance(s, dict) and s.get("type") == "summary_text"
             ]
             if not texts:  # raw reasoning text (open-weight models behind the API)
                 texts = [
                     str(s.get("text") or "")
-                    for s in item.get("content") or ()
+                    for s in _items(item.get("content"))
                     if isinstance(s, dict) and s.get("type") == "reasoning_text"
                 ]
             text = "\n\n".join(t for t in texts if t)
