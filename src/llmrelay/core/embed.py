@@ -159,6 +159,25 @@ def dedupe(texts: list[str]) -> tuple[list[str], list[int] | None]:
     return list(first), where
 
 
+#: Every byte value but 0x7F and 0xFF: what ``nonfinite`` deletes from the top bytes.
+_NOT_TOP = bytes(b for b in range(256) if b not in (0x7F, 0xFF))
+
+
+def nonfinite(data: array[float]) -> int | None:
+    """The index of the first NaN or infinity in ``data`` (None: every number is finite).
+
+    A float32 is not finite when its 8 exponent bits are all ones, so its most significant
+    byte is 0x7F or 0xFF: those bytes are picked out at C speed first, and the numbers looked
+    at one by one only when one is there (a finite number of magnitude 2**127 or more)."""
+    import math
+    import sys
+
+    top = memoryview(data).cast("B")[(3 if sys.byteorder == "little" else 0) :: 4]
+    if not bytes(top).translate(None, _NOT_TOP):
+        return None
+    return next((i for i, x in enumerate(data) if not math.isfinite(x)), None)
+
+
 def fan_out(data: array[float], dim: int, where: list[int]) -> array[float]:
     """The vectors of the distinct texts (``data``, ``dim`` floats each) copied to every place
     ``where`` says, in input order."""
@@ -268,6 +287,16 @@ class _EmbedCall:
                 raise InvalidResponseError(
                     f"{dep.label} answered vectors of {b.dimensions} and {dim} dimensions in "
                     "one call",
+                    provider=dep.provider,
+                    model=dep.model,
+                )
+            bad = nonfinite(b.data)
+            if bad is not None:
+                # NaN or infinity (a float32 NaN in base64, a JSON number past float32's
+                # range): no similarity can be computed with it, and it must not be cached.
+                raise InvalidResponseError(
+                    f"{dep.label} answered a vector whose number {bad % dim} is not a finite "
+                    "number (NaN or infinity)",
                     provider=dep.provider,
                     model=dep.model,
                 )

@@ -120,7 +120,10 @@ def check_inputs(inputs: object) -> list[str]:
         raise InvalidRequestError(
             f"inputs must be a list of strings (or one string), not {_kind(inputs)}"
         )
-    out = inputs if isinstance(inputs, list) else list(inputs)
+    # Always a copy: the texts checked are the texts sent, cached and answered, whatever the
+    # caller (another task, a list subclass whose iteration differs from its items) does with
+    # its own list while the call is in flight.
+    out = list(inputs)
     if not out:
         raise InvalidRequestError("inputs is empty: give at least one text to embed")
     try:

@@ -1,0 +1,129 @@
+"""Embeddings against what an outside reviewer threw at them (issue 12): hostile upstreams
+answering numbers that are not finite, and callers whose input list changes under the call."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import math
+from array import array
+from typing import Any
+
+import orjson
+import pytest
+
+import llmrelay
+from llmrelay.errors import InvalidResponseError
+from llmrelay.reliability.cache import ResponseCache
+from llmrelay.state.memory import MemoryStore
+from llmrelay.testing.fake import FakeUpstream, Reply
+from llmrelay.testing.fake_embeddings import vector
+
+from .test_embed import SMALL, embed, engine, fake
+
+__all__ = ["fake"]
+
+
+def _openai_answer(vectors: list[Any]) -> bytes:
+    return orjson.dumps(
+        {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
+            ],
+            "model": "text-embedding-3-small",
+            "usage": {"prompt_tokens": 2, "total_tokens": 2},
+        }
+    )
+
+
+def _b64(values: list[float]) -> str:
+    return base64.b64encode(array("f", values).tobytes()).decode()
+
+
+def _bad(n: int, bad: float) -> list[float]:
+    return [0.5] * (n - 1) + [bad]
+
+
+@pytest.mark.parametrize(
+    ("model", "body"),
+    [
+        # float32 NaN and infinity in OpenAI's base64 (no JSON parser stands in the way)
+        (SMALL, _openai_answer([_b64(_bad(256, math.nan)), _b64([0.5] * 256)])),
+        (SMALL, _openai_answer([_b64([0.5] * 256), _b64(_bad(256, -math.inf))])),
+        # a JSON number past float32's range becomes inf in an array('f')
+        (SMALL, _openai_answer([[0.5] * 256, _bad(256, 1e39)])),
+        ("mistral/mistral-embed", _openai_answer([_bad(1024, 1e39), [0.5] * 1024])),
+        (
+            "gemini/gemini-embedding-001",
+            orjson.dumps({"embeddings": [{"values": _bad(256, -1e39)}, {"values": [0.5] * 256}]}),
+        ),
+        (
+            "cohere/embed-v4.0",
+            orjson.dumps({"embeddings": {"float": [[0.5] * 256, _bad(256, 1e39)]}}),
+        ),
+    ],
+)
+async def test_vectors_that_are_not_finite_are_refused_and_not_cached(
+    fake: FakeUpstream, model: str, body: bytes
+) -> None:
+    store = MemoryStore()
+    c = llmrelay.Client(engine=engine(cache=ResponseCache(store)))
+    fake.push(Reply.raw(body))
+    kw: dict[str, Any] = {} if model.startswith("mistral") else {"dimensions": 256}
+    with pytest.raises(InvalidResponseError, match="not a finite number"):
+        await embed(c, fake, model, ["a", "b"], **kw)
+    assert store._data == {}
+
+
+async def test_a_caller_changing_its_list_during_the_call_changes_nothing_sent(
+    fake: FakeUpstream,
+) -> None:
+    """The inputs checked are the inputs sent, cached and answered: a caller (another task)
+    editing its list while the call is in flight must not get vectors of texts never checked,
+    nor a cache entry of one text under another's key."""
+    store = MemoryStore()
+    c = llmrelay.Client(engine=engine(cache=ResponseCache(store)))
+    texts = [f"doc {i}" for i in range(2049)]  # two batches of text-embedding-3-small
+    call = asyncio.ensure_future(embed(c, fake, SMALL, texts, dimensions=2, concurrency=1))
+    for _ in range(10_000):
+        if fake.requests:
+            break
+        await asyncio.sleep(0)
+    assert fake.requests, "the first batch never arrived"
+    texts[2048] = "changed"
+    texts[0] = 42  # type: ignore[call-overload]
+    out = await call
+    sent = [t for r in fake.requests for t in r.body["input"]]
+    assert sent == [f"doc {i}" for i in range(2049)]
+    assert out[2048] == vector("doc 2048", 2).tolist()
+    again = await embed(c, fake, SMALL, ["doc 2048"], dimensions=2)
+    assert again.cache_hits == 1
+    assert again[0] == vector("doc 2048", 2).tolist()
+
+
+async def test_a_list_subclass_cannot_show_the_checks_other_items(fake: FakeUpstream) -> None:
+    """A list subclass whose iteration differs from its items (what ``"".join`` reads) must not
+    get a non-string past the checks."""
+
+    class Two(list[Any]):
+        def __iter__(self) -> Any:
+            return iter(["a", "b"])
+
+    c = llmrelay.Client(engine=engine())
+    try:
+        out = await embed(c, fake, SMALL, Two(["a", 5]), dimensions=2)
+    except llmrelay.InvalidRequestError:
+        assert fake.requests == []
+    else:
+        (sent,) = fake.requests
+        assert all(type(t) is str for t in sent.body["input"])
+        assert len(out) == len(sent.body["input"])
+
+
+async def test_normalization_equal_texts_are_not_merged(fake: FakeUpstream) -> None:
+    composed, decomposed = "caf\u00e9", "cafe\u0301"
+    c = llmrelay.Client(engine=engine(cache=ResponseCache()))
+    out = await embed(c, fake, SMALL, [composed, decomposed, composed], dimensions=3)
+    assert fake.requests[-1].body["input"] == [composed, decomposed]
+    assert out.vectors == [vector(t, 3).tolist() for t in (composed, decomposed, composed)]
