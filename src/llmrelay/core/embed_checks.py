@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from ..catalog.embeddings import EmbeddingModel, embedding_model
 from ..errors import InvalidRequestError, LLMRelayError, UnsupportedCapabilityError, shown
 from ..providers.resolve import Target
@@ -95,6 +97,13 @@ def split_embed_kwargs(kwargs: Mapping[str, Any]) -> tuple[CallOptions, dict[str
                 f"{', '.join(sorted(EMBED_OPTIONS))}; call options: "
                 f"{', '.join(sorted(_CALL_OPTIONS))}; provider fields go in extra={{...}}"
             )
+    for name in ("user", "task_type"):
+        v = extra.get(name)
+        if v is not None and type(v) is not str:
+            raise InvalidRequestError(f"{name} must be a string (or None), not {_kind(v)}")
+    fields = extra.get("extra")
+    if fields is not None:
+        check_extra(fields)
     it = extra.get("input_type")
     if it is not None:
         if type(it) is not str or it not in INPUT_TYPES:
@@ -113,6 +122,23 @@ def split_embed_kwargs(kwargs: Mapping[str, Any]) -> tuple[CallOptions, dict[str
 # --------------------------------------------------------------------------- checks
 
 
+def check_extra(fields: object) -> None:
+    """``extra=`` is a dict of string keys to JSON values: checked here, not when the first
+    batch is built (by then the call holds a rate-limit slot and a budget reservation)."""
+    if not isinstance(fields, Mapping) or any(type(k) is not str for k in fields):
+        raise InvalidRequestError(
+            f"extra must be a dict of provider field names to JSON values, not {_kind(fields)}"
+        )
+    for k, v in fields.items():
+        try:
+            orjson.dumps(v)
+        except TypeError:  # orjson.JSONEncodeError: not JSON, or lone surrogates
+            raise InvalidRequestError(
+                f"extra[{shown(k)}] is not a JSON value ({_kind(v)}, or text with lone "
+                "surrogates): provider fields are sent as JSON"
+            ) from None
+
+
 def check_inputs(inputs: object) -> list[str]:
     if isinstance(inputs, str):
         inputs = [inputs]
@@ -127,7 +153,7 @@ def check_inputs(inputs: object) -> list[str]:
     if not out:
         raise InvalidRequestError("inputs is empty: give at least one text to embed")
     try:
-        "".join(out)  # at C speed: refuses anything but str (subclasses included)
+        joined = "".join(out)  # at C speed: refuses anything but str (subclasses included)
     except TypeError:
         for i, s in enumerate(out):
             if not isinstance(s, str):
@@ -135,6 +161,16 @@ def check_inputs(inputs: object) -> list[str]:
                     f"inputs[{i}] is of type {type(s).__name__}; every input must be a string "
                     "(embed text, not token ids or other objects)"
                 ) from None
+        raise  # pragma: no cover - join refuses only non-str items
+    if not joined.isascii():  # O(1) for ASCII text; else one encode, at C speed
+        try:
+            joined.encode("utf-8")
+        except UnicodeEncodeError:
+            i = next(i for i, s in enumerate(out) if not _utf8(s))
+            raise InvalidRequestError(
+                f"inputs[{i}] holds lone surrogates (not valid Unicode): it cannot be sent; "
+                "decode the text with errors='replace' or drop it"
+            ) from None
     if set(map(type, out)) != {str}:
         out = _plain(out)
     if "" in out:
@@ -143,6 +179,14 @@ def check_inputs(inputs: object) -> list[str]:
             "it or embed a placeholder"
         )
     return out
+
+
+def _utf8(s: str) -> bool:
+    try:
+        str.encode(s, "utf-8")  # str's own: a subclass's encode() must not decide
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _plain(texts: list[str]) -> list[str]:
