@@ -111,7 +111,7 @@ class Output:
         after_reasoning, self._after_reasoning = self._after_reasoning, False
         kind = item.get("type")
         if kind == "message":
-            for part in item.get("content") or ():
+            for part in _list(item.get("content")):
                 if not isinstance(part, dict):
                     continue
                 ptype = part.get("type")
@@ -132,13 +132,13 @@ class Output:
         elif kind == "reasoning":
             texts = [
                 str(s.get("text") or "")
-                for s in item.get("summary") or ()
+                for s in _list(item.get("summary"))
                 if isinstance(s, dict) and s.get("type") == "summary_text"
             ]
             if not texts:  # raw reasoning text (open-weight models behind the API)
                 texts = [
                     str(s.get("text") or "")
-                    for s in item.get("content") or ()
+                    for s in _list(item.get("content"))
                     if isinstance(s, dict) and s.get("type") == "reasoning_text"
                 ]
             text = "\n\n".join(t for t in texts if t)
@@ -155,6 +155,12 @@ class Output:
                 )
             )
             self._after_reasoning = True
+
+
+def _list(value: Any) -> list[Any]:
+    """An item's list field, or no entries when it is missing or not a list (an upstream's
+    malformed item is read as far as it makes sense, never a ``TypeError``)."""
+    return value if isinstance(value, list) else []
 
 
 def plain_text(output: list[Any]) -> str | None:

@@ -122,6 +122,8 @@ class ResponsesStream:
             return []
         if not isinstance(idx, int):
             idx = len(self._done_items) + len(self._calls) + 1000
+        elif idx in self._calls:
+            return []  # the same item announced again: one call, one tool index
         call_id = item.get("call_id") or item.get("id")
         name = str(item.get("name") or "")
         slot: list[Any] = [len(self._calls), call_id, name, []]

@@ -1,0 +1,162 @@
+"""The openai_responses adapter against a hostile or future upstream: any JSON in any output
+item or stream event gives an answer or a typed llmrelay error, never a builtins exception
+(issue 12 review); a repeated ``output_item.added`` does not announce a second call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmrelay.errors import LLMRelayError
+from llmrelay.providers.adapters.openai_responses import OpenAIResponsesAdapter
+from llmrelay.types import Response
+
+from .sansio import chat, deployment, feed, response, sse
+
+A = OpenAIResponsesAdapter()
+DEP = deployment("openai", "gpt-4.1-mini")
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_KEYS = [
+    "type",
+    "content",
+    "summary",
+    "text",
+    "refusal",
+    "arguments",
+    "call_id",
+    "id",
+    "name",
+    "encrypted_content",
+    "status",
+]
+_TYPES = [
+    "message",
+    "function_call",
+    "reasoning",
+    "output_text",
+    "refusal",
+    "summary_text",
+    "reasoning_text",
+    "web_search_call",
+    "a_future_item",
+]
+#: Output items and their parts: the real keys and type names, any JSON as their values.
+_item = st.recursive(
+    st.dictionaries(st.sampled_from(_KEYS), _json | st.sampled_from(_TYPES), max_size=5),
+    lambda inner: st.dictionaries(
+        st.sampled_from(_KEYS),
+        inner | st.lists(inner, max_size=3) | st.sampled_from(_TYPES),
+        max_size=5,
+    ),
+    max_leaves=10,
+)
+_output = st.lists(_item | _json, max_size=4) | _json
+
+
+def _answer_or_typed(call: Any) -> Any:
+    try:
+        return call()
+    except LLMRelayError as exc:
+        return exc
+
+
+@settings(max_examples=300, deadline=None)
+@given(output=_output, status=st.sampled_from(["completed", "incomplete", None]) | _json)
+def test_any_output_items_give_an_answer_or_a_typed_error(output: Any, status: Any) -> None:
+    body = {"id": "resp_1", "status": status, "output": output, "usage": {"input_tokens": 1}}
+    got = _answer_or_typed(lambda: A.parse_response(response(body), chat("hi"), DEP))
+    assert isinstance(got, Response | LLMRelayError)
+
+
+_EVENTS = [
+    "response.output_item.added",
+    "response.output_item.done",
+    "response.output_text.delta",
+    "response.function_call_arguments.delta",
+    "response.function_call_arguments.done",
+    "response.reasoning_summary_text.delta",
+    "response.refusal.delta",
+    "response.created",
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+    "error",
+    "response.a_future_event",
+]
+_event = st.fixed_dictionaries(
+    {"type": st.sampled_from(_EVENTS)},
+    optional={
+        "item": _item | _json,
+        "output_index": st.integers(0, 2) | _json,
+        "item_id": st.sampled_from(["fc_1", "rs_1"]) | _json,
+        "delta": st.text(max_size=4) | _json,
+        "arguments": st.text(max_size=4) | _json,
+        "response": st.fixed_dictionaries(
+            {}, optional={"status": _json, "output": _output, "error": _json}
+        )
+        | _json,
+        "error": _json,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=st.lists(_event, max_size=8))
+def test_any_stream_events_in_any_order_give_chunks_or_a_typed_error(events: list[Any]) -> None:
+    state = A.stream_state(chat("hi", stream=True), DEP)
+    got = _answer_or_typed(lambda: (feed(state, [sse(*events, events=True)]), state.finish()))
+    assert isinstance(got, tuple | LLMRelayError)
+
+
+def test_a_repeated_item_added_announces_one_call() -> None:
+    added = {
+        "type": "response.output_item.added",
+        "output_index": 0,
+        "item": {
+            "type": "function_call",
+            "id": "fc_1",
+            "call_id": "call_1",
+            "name": "f",
+            "arguments": "",
+        },
+    }
+    delta = {
+        "type": "response.function_call_arguments.delta",
+        "output_index": 0,
+        "item_id": "fc_1",
+        "delta": "{}",
+    }
+    state = A.stream_state(chat("hi", stream=True), DEP)
+    chunks = feed(state, [sse(added, added, delta, events=True)])
+    indexes = {d.index for c in chunks for d in c.tool_calls}
+    assert indexes == {0}
+    assert "".join(d.arguments or "" for c in chunks for d in c.tool_calls) == "{}"
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"type": "message", "content": 5},
+        {"type": "reasoning", "summary": 5},
+        {"type": "reasoning", "summary": [], "content": 7},
+    ],
+)
+def test_items_whose_lists_are_not_lists(item: dict[str, Any]) -> None:
+    body = orjson.dumps({"status": "completed", "output": [item]})
+    got = _answer_or_typed(lambda: A.parse_response(response(body), chat("hi"), DEP))
+    assert isinstance(got, Response | LLMRelayError)
