@@ -11,8 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import llmrelay
 from llmrelay.errors import LLMRelayError
 from llmrelay.providers.adapters.openai_responses import OpenAIResponsesAdapter
+from llmrelay.testing.fake import FakeUpstream, Reply
 from llmrelay.types import Response
 
 from .sansio import chat, deployment, feed, response, sse
@@ -160,3 +162,40 @@ def test_items_whose_lists_are_not_lists(item: dict[str, Any]) -> None:
     body = orjson.dumps({"status": "completed", "output": [item]})
     got = _answer_or_typed(lambda: A.parse_response(response(body), chat("hi"), DEP))
     assert isinstance(got, Response | LLMRelayError)
+
+
+# ---------------------------------------------------------------------------- same errors
+
+
+async def _call(client: llmrelay.Client, streamed: bool, api: str) -> None:
+    if streamed:
+        async for _ in client.astream("openai/gpt-4.1-mini", "hi", retries=0, api=api):
+            pass
+    else:
+        await client.achat("openai/gpt-4.1-mini", "hi", retries=0, api=api)
+
+
+@pytest.mark.parametrize("api", ["chat", "responses"])
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_a_content_filter_stop_is_the_same_error_on_both_apis(
+    fake: FakeUpstream, point_at: Any, api: str, streamed: bool
+) -> None:
+    """Chat Completions' ``finish_reason: content_filter`` is a ``ContentFilteredError`` (what
+    ``content_filter_fallbacks`` acts on); the Responses API's ``status: incomplete`` with
+    ``incomplete_details.reason: content_filter`` is the same stop and must be the same error,
+    not a successful answer of partial text."""
+    point_at(fake)
+    client = llmrelay.Client()
+    fallback = llmrelay.Client(engine=llmrelay.Engine(content_filter_fallbacks=["openai/gpt-4.1"]))
+    try:
+        fake.push(Reply.ok("half an ans", finish="content_filter"))
+        with pytest.raises(llmrelay.ContentFilteredError) as ei:
+            await _call(client, streamed, api)
+        assert ei.value.category == "content_filter"
+        fake.push(Reply.ok("nope", finish="content_filter"))
+        r = await fallback.achat("openai/gpt-4.1-mini", "hi", retries=0, api=api)
+        assert r.model == "gpt-4.1"
+        assert r.text == "Echo: hi"
+    finally:
+        await client.aclose()
+        await fallback.aclose()

@@ -21,6 +21,7 @@ from .openai_responses_output import (
     failed_error,
     finish_of,
     parse_output,
+    raise_filtered,
     raise_refusal,
     response_from,
 )
@@ -189,6 +190,7 @@ class ResponsesStream:
             out.refusal.append("".join(self._refusal))
         raise_refusal(out, self._dep, {})
         data = {"id": self._id, "model": self._model, **data}
+        raise_filtered(data, out, self._dep, {})
         resp = response_from(data, out, self._dep, {})
         self.response = resp
         return [chunk(finish_reason=resp.finish_reason, usage=resp.usage)]
