@@ -487,8 +487,9 @@ def _plan(engine: Engine, model: object, opts: CallOptions) -> Plan:
             f"{_kind(model)}"
         )
     # Only the call's own fallbacks (or the alias's): the engine's default chain is of chat
-    # models.
-    fallbacks = opts.fallbacks
+    # models. Both resolve as the primary does (an alias's ``fallbacks = ["text-embedding-3-
+    # large"]`` in llmrelay.toml names a bare embedding model too).
+    fallbacks = opts.fallbacks if opts.fallbacks is not None else primary.fallbacks
     if isinstance(fallbacks, list | tuple):
         fallbacks = [engine.resolve(n) if isinstance(n, str) else n for n in fallbacks]
     return Plan.build(primary, fallbacks, None, None)
