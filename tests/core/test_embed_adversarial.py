@@ -127,3 +127,58 @@ async def test_normalization_equal_texts_are_not_merged(fake: FakeUpstream) -> N
     out = await embed(c, fake, SMALL, [composed, decomposed, composed], dimensions=3)
     assert fake.requests[-1].body["input"] == [composed, decomposed]
     assert out.vectors == [vector(t, 3).tolist() for t in (composed, decomposed, composed)]
+
+
+async def test_a_batch_failing_while_an_earlier_one_is_in_flight_raises_its_typed_error() -> None:
+    """Batch 2 fails while batch 1 still waits for its answer: batch 1 is cancelled, and the
+    call raises batch 2's typed error (it raised batch 1's CancelledError: reading a cancelled
+    task's exception() raises, and the tasks were read in order)."""
+    from aiohttp import web
+
+    release = asyncio.Event()
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.json()
+        if body["input"][0] == "doc 0":
+            await release.wait()  # the first batch hangs until the test ends
+        return web.json_response({"error": {"message": "bad batch", "type": "x"}}, status=400)
+
+    app = web.Application()
+    app.router.add_post("/v1/embeddings", handle)
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    client = llmrelay.Client(engine=engine())
+    try:
+        with pytest.raises(llmrelay.BadRequestError, match="bad batch"):
+            await client.aembed(
+                SMALL,
+                [f"doc {i}" for i in range(2049)],
+                dimensions=2,
+                concurrency=2,
+                retries=0,
+                api_key="sk-test",
+                base_url=f"http://127.0.0.1:{port}/v1",
+            )
+    finally:
+        release.set()
+        await client.aclose()
+        await runner.cleanup()
+
+
+async def test_batches_answered_before_one_failed_are_cached(fake: FakeUpstream) -> None:
+    """One batch of three fails (after its retries): the call fails, but the batch that was
+    answered -- and paid for -- is cached, so trying again sends only the rest."""
+    c = llmrelay.Client(engine=engine(cache=ResponseCache()))
+    texts = [f"doc {i}" for i in range(4100)]  # 2048 + 2048 + 4
+    fake.push(Reply.ok("first batch: vectors"), Reply.error(400, "bad batch"))
+    with pytest.raises(llmrelay.BadRequestError):
+        await embed(c, fake, SMALL, texts, dimensions=2, concurrency=1, retries=0)
+    assert len(fake.requests) == 2  # the third batch was never sent
+    fake.requests.clear()
+    out = await embed(c, fake, SMALL, texts, dimensions=2, concurrency=1)
+    assert out.cache_hits == 2048
+    assert [t for r in fake.requests for t in r.body["input"]] == texts[2048:]
+    assert out.vectors == [vector(t, 2).tolist() for t in texts]
