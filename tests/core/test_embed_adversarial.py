@@ -182,3 +182,37 @@ async def test_batches_answered_before_one_failed_are_cached(fake: FakeUpstream)
     assert out.cache_hits == 2048
     assert [t for r in fake.requests for t in r.body["input"]] == texts[2048:]
     assert out.vectors == [vector(t, 2).tolist() for t in texts]
+
+
+async def test_the_rate_limit_estimate_counts_bytes_not_characters(fake: FakeUpstream) -> None:
+    """A token is about 4 bytes of UTF-8, not 4 characters: 200 CJK characters (600 bytes,
+    about 200 tokens to OpenAI's tokenizers) were estimated at 51 tokens, so a 100-tokens-a-
+    minute limit let them through. The estimate is the chat estimate's (bytes / 4)."""
+    from llmrelay.core.embed_checks import estimate_tokens_of
+    from llmrelay.reliability.ratelimit import RateLimiter
+
+    text = "\u6f22\u5b57" * 100
+    assert estimate_tokens_of([text]) >= 150
+    assert estimate_tokens_of(["abcd" * 10, "x"]) == 10 + 0 + 2  # ASCII: 4 characters a token
+    c = llmrelay.Client(engine=engine(limiter=RateLimiter({SMALL: {"tpm": 100}})))
+    with pytest.raises(llmrelay.RateLimitedError):
+        await embed(c, fake, SMALL, [text], dimensions=2)
+    assert fake.requests == []
+
+
+def test_batches_of_cjk_text_stay_under_the_request_token_cap() -> None:
+    """OpenAI caps a request at 300,000 tokens summed over its inputs; the batches were cut at
+    3 characters a token, which holds for English but not for CJK text (1 to 2.3 tokens a
+    character), so every batch of Chinese documents went over the cap and was refused."""
+    import random
+
+    from llmrelay.catalog.tokens import count_tokens
+    from llmrelay.core.embed_checks import batches
+
+    rnd = random.Random(12)
+    docs = ["".join(chr(rnd.randint(0x4E00, 0x9FFF)) for _ in range(300)) for _ in range(40)]
+    docs += ["plain english words " * 20, "emoji \U0001f600\U0001f680 " * 30]
+    parts = batches(list(range(len(docs))), docs, 2048, 3000)
+    assert sorted(i for p in parts for i in p) == list(range(len(docs)))
+    for p in parts:
+        assert sum(count_tokens(docs[i], encoding="cl100k_base") for i in p) <= 3000
