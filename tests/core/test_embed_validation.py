@@ -66,6 +66,7 @@ def test_any_embed_argument(fake_thread: FakeUpstream, inputs: Any, name: str, v
         retry=RetryPolicy(max_retries=0),
         sleep=_no_sleep,
         catalog=llmrelay.Catalog(),
+        cache=llmrelay.ResponseCache(),  # keyed by the tenant, the options, each input
     )
 
     async def go() -> None:
@@ -115,3 +116,19 @@ def test_bad_embeddings_options_are_named_before_anything_is_taken(
     assert len(fake_thread.requests) == before
     out = c.embed(SMALL, ["ok"], api_key=CANARY_KEY, base_url=fake_thread.openai_base_url)
     assert len(out) == 1
+
+
+def test_a_tenant_with_lone_surrogates_is_named_not_a_unicode_error(
+    fake_thread: FakeUpstream,
+) -> None:
+    """The tenant keys the response cache (encoded as UTF-8): a lone surrogate in it was a
+    bare UnicodeEncodeError out of embed() and chat() when a cache was on."""
+    c = llmrelay.Client(cache=llmrelay.ResponseCache())
+    before = len(fake_thread.requests)
+    kw: dict[str, Any] = {"api_key": CANARY_KEY, "base_url": fake_thread.openai_base_url}
+    with pytest.raises(llmrelay.InvalidRequestError, match="tenant holds lone surrogates"):
+        c.embed(SMALL, ["a"], tenant="t\ud800", **kw)
+    with pytest.raises(llmrelay.InvalidRequestError, match="tenant holds lone surrogates"):
+        c.chat("openai/gpt-4.1-mini", "hi", tenant="t\ud800", **kw)
+    assert len(fake_thread.requests) == before
+    assert len(c.embed(SMALL, ["a"], tenant="caf\u00e9", **kw)) == 1
