@@ -199,3 +199,25 @@ async def test_a_content_filter_stop_is_the_same_error_on_both_apis(
     finally:
         await client.aclose()
         await fallback.aclose()
+
+
+def test_a_stream_of_only_the_final_event_still_yields_its_text_and_calls() -> None:
+    """A relay that sends ``response.completed`` with the whole output and no deltas: the chunks
+    carry the text and the call (they carried nothing while ``response.text`` had both)."""
+    completed = {
+        "type": "response.completed",
+        "response": {
+            "id": "resp_1",
+            "status": "completed",
+            "output": [
+                {"type": "message", "content": [{"type": "output_text", "text": "Hello"}]},
+                {"type": "function_call", "call_id": "c1", "name": "f", "arguments": '{"a":1}'},
+            ],
+        },
+    }
+    state = A.stream_state(chat("hi", stream=True), DEP)
+    chunks = feed(state, [sse(completed, events=True)])
+    assert "".join(c.delta for c in chunks) == "Hello"
+    deltas = [d for c in chunks for d in c.tool_calls]
+    assert [(d.index, d.id, d.name, d.arguments) for d in deltas] == [(0, "c1", "f", '{"a":1}')]
+    assert state.finish().text == "Hello"

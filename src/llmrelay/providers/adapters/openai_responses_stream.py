@@ -193,7 +193,17 @@ class ResponsesStream:
         raise_filtered(data, out, self._dep, {})
         resp = response_from(data, out, self._dep, {})
         self.response = resp
-        return [chunk(finish_reason=resp.finish_reason, usage=resp.usage)]
+        end = chunk(finish_reason=resp.finish_reason, usage=resp.usage)
+        # What only the final event carries (a relay that sends no deltas) still reaches the
+        # chunks: a consumer of the stream sees the text and calls the response holds.
+        head: list[StreamChunk] = []
+        if not self._text and resp.text:
+            head.append(chunk(resp.text))
+        if not self._calls and resp.tool_calls:
+            calls = resp.tool_calls
+            deltas = [ToolCallDelta(i, c.id, c.name, c.arguments) for i, c in enumerate(calls)]
+            head.append(chunk(tool_calls=deltas))
+        return [*head, end] if head else [end]
 
     # ------------------------------------------------------------------ results
 
