@@ -221,3 +221,27 @@ def test_a_stream_of_only_the_final_event_still_yields_its_text_and_calls() -> N
     deltas = [d for c in chunks for d in c.tool_calls]
     assert [(d.index, d.id, d.name, d.arguments) for d in deltas] == [(0, "c1", "f", '{"a":1}')]
     assert state.finish().text == "Hello"
+
+
+async def test_azure_responses_on_a_deployments_url_is_refused_before_sending(
+    fake: FakeUpstream,
+) -> None:
+    """Azure serves the Responses API only at ``/openai/v1/responses``: a legacy
+    ``/openai/deployments/<name>`` base URL (fine for Chat Completions) would be a 404 after
+    sending; it is an InvalidRequestError naming the URL to use."""
+    from llmrelay.providers.resolve import Target
+
+    legacy = Target(
+        "azure",
+        "my-dep",
+        base_url=fake.url + "/openai/deployments/my-dep",
+        api_key=llmrelay.Secret("sk-test"),
+        options={"api_version": "2024-10-21"},
+    )
+    client = llmrelay.Client()
+    try:
+        with pytest.raises(llmrelay.InvalidRequestError, match="openai/v1"):
+            await client.achat(legacy, "hi", api="responses")
+        assert fake.requests == []
+    finally:
+        await client.aclose()

@@ -76,6 +76,16 @@ def _twin(dep: Deployment) -> Deployment:
     hit = _TWINS.get(id(dep))
     if hit is not None and hit[0] is dep:
         return hit[1]
+    if dep.provider == "azure" and "/openai/deployments/" in dep.base_url:
+        # Azure serves Responses only on its v1 surface, the deployment named in the body:
+        # ``.../openai/deployments/<name>/responses`` is a 404 after the request is sent.
+        raise InvalidRequestError(
+            f"{dep.label}: Azure OpenAI serves the Responses API at "
+            "https://<resource>.openai.azure.com/openai/v1 (no /openai/deployments/<name> "
+            "segment; the deployment is the model): set that base_url, or use api='chat'",
+            provider=dep.provider,
+            model=dep.model,
+        )
     twin = dep.replace(wire=_RESPONSES)
     if len(_TWINS) >= 512:
         _TWINS.clear()
