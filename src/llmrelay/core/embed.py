@@ -58,6 +58,7 @@ from .embed_checks import (
     check_tokens,
     embed_adapter,
     estimate_tokens_of,
+    nonfinite,
 )
 from .layers import CallContext, CallRecord, CatalogLayer, LimiterLayer
 from .options import CallOptions
@@ -157,22 +158,6 @@ def dedupe(texts: list[str]) -> tuple[list[str], list[int] | None]:
     first: dict[str, int] = {}
     where = [first.setdefault(s, len(first)) for s in texts]
     return list(first), where
-
-
-def nonfinite(data: array[float]) -> int | None:
-    """The index of the first NaN or infinity in ``data`` (None: every number is finite).
-
-    A float32 is not finite when its 8 exponent bits are all ones, so its most significant
-    byte is 0x7F or 0xFF: those bytes are picked out at C speed first (a copy and a stepped
-    slice of bytes: about 1 ms for 2.5 million numbers), and the numbers looked at one by one
-    only when one is there (a finite number of magnitude 2**127 or more)."""
-    import math
-    import sys
-
-    top = data.tobytes()[(3 if sys.byteorder == "little" else 0) :: 4]
-    if b"\x7f" not in top and b"\xff" not in top:
-        return None
-    return next((i for i, x in enumerate(data) if not math.isfinite(x)), None)
 
 
 def fan_out(data: array[float], dim: int, where: list[int]) -> array[float]:

@@ -4,6 +4,7 @@ model kinds, dimensions, token limits), and how inputs are cut into batches."""
 from __future__ import annotations
 
 import importlib
+from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ __all__ = [
     "check_tokens",
     "embed_adapter",
     "estimate_tokens_of",
+    "nonfinite",
     "split_embed_kwargs",
 ]
 
@@ -331,3 +333,19 @@ def _weight(s: str) -> int:
     tokens; an emoji 10). Characters are not compared to a budget of characters: 500 CJK
     characters are 500 to 1,200 tokens, not 167."""
     return 3 * len(s.encode("utf-8", "surrogatepass")) - 2 * len(s)
+
+
+def nonfinite(data: array[float]) -> int | None:
+    """The index of the first NaN or infinity in ``data`` (None: every number is finite).
+
+    A float32 is not finite when its 8 exponent bits are all ones, so its most significant
+    byte is 0x7F or 0xFF: those bytes are picked out at C speed first (a copy and a stepped
+    slice of bytes: about 1 ms for 2.5 million numbers), and the numbers looked at one by one
+    only when one is there (a finite number of magnitude 2**127 or more)."""
+    import math
+    import sys
+
+    top = data.tobytes()[(3 if sys.byteorder == "little" else 0) :: 4]
+    if b"\x7f" not in top and b"\xff" not in top:
+        return None
+    return next((i for i, x in enumerate(data) if not math.isfinite(x)), None)
