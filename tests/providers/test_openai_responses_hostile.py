@@ -17,6 +17,7 @@ from llmrelay.providers.adapters.openai_responses import OpenAIResponsesAdapter
 from llmrelay.testing.fake import FakeUpstream, Reply
 from llmrelay.types import Response
 
+from ..conftest import CANARY_KEY
 from .sansio import chat, deployment, feed, response, sse
 
 A = OpenAIResponsesAdapter()
@@ -243,5 +244,49 @@ async def test_azure_responses_on_a_deployments_url_is_refused_before_sending(
         with pytest.raises(llmrelay.InvalidRequestError, match="openai/v1"):
             await client.achat(legacy, "hi", api="responses")
         assert fake.requests == []
+    finally:
+        await client.aclose()
+
+
+# ---------------------------------------------------------------------------- API choice
+
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+
+
+async def test_a_catalog_row_with_tools_api_responses_decides(fake: FakeUpstream) -> None:
+    """The issue's "per catalog row": a row saying ``tools_api: "responses"`` (the catalog's own
+    field, which the bundled GPT-6 rows carry) sends its calls with tools through Responses. It
+    was ignored: only a hard-coded ``gpt-6`` name prefix switched, so a registered or refreshed
+    row of another model (``gpt-7-nova``) kept sending tools to Chat Completions, which rejects
+    them for such a model."""
+    from llmrelay.catalog.model_registry import LLMRegistry
+
+    reg = LLMRegistry()
+    reg.register(
+        {
+            "provider": "openai",
+            "model": "gpt-7-nova",
+            "tools_api": "responses",
+            "capabilities": {"tools": True},
+            "prices": {"input": 1.0, "output": 2.0},
+        }
+    )
+    client = llmrelay.Client(engine=llmrelay.Engine(catalog=llmrelay.Catalog(reg)))
+    kw: dict[str, Any] = {"api_key": CANARY_KEY, "base_url": fake.openai_base_url}
+    try:
+        await client.achat("openai/gpt-7-nova", "no tools", **kw)
+        assert fake.requests[-1].path == "/v1/chat/completions"
+        fake.push(Reply.tool_call("get_weather", {"city": "Oslo"}))
+        r = await client.achat("openai/gpt-7-nova", "weather?", tools=[TOOL], **kw)
+        assert fake.requests[-1].path == "/v1/responses"
+        assert r.tool_calls[0].name == "get_weather"
+        await client.achat("openai/gpt-7-nova", "weather?", tools=[TOOL], api="chat", **kw)
+        assert fake.requests[-1].path == "/v1/chat/completions"
     finally:
         await client.aclose()
