@@ -132,3 +132,29 @@ def test_a_tenant_with_lone_surrogates_is_named_not_a_unicode_error(
         c.chat("openai/gpt-4.1-mini", "hi", tenant="t\ud800", **kw)
     assert len(fake_thread.requests) == before
     assert len(c.embed(SMALL, ["a"], tenant="caf\u00e9", **kw)) == 1
+
+
+@pytest.mark.parametrize(
+    ("model", "extra", "words"),
+    [
+        ("voyage/voyage-3.5", {"output_dtype": "int8"}, "output_dtype"),
+        ("cohere/embed-v4.0", {"embedding_types": ["int8"]}, "embedding_types"),
+    ],
+)
+def test_a_provider_field_llmrelay_cannot_read_takes_no_rate_limit_slot(
+    fake_thread: FakeUpstream, model: str, extra: dict[str, Any], words: str
+) -> None:
+    """Voyage's ``output_dtype`` and Cohere's ``embedding_types`` other than float were refused
+    when the first batch was built, inside the attempt: after the rate limiter gave the call
+    its slot. They are checked with the other arguments now."""
+    limiter = llmrelay.RateLimiter({model: {"rpm": 1}})
+    c = llmrelay.Client(engine=Engine(limiter=limiter, catalog=llmrelay.Catalog()))
+    kw: dict[str, Any] = {
+        "api_key": CANARY_KEY,
+        "base_url": fake_thread.base_url_for(model.split("/")[0]),
+    }
+    before = len(fake_thread.requests)
+    with pytest.raises(llmrelay.InvalidRequestError, match=words):
+        c.embed(model, ["a"], extra=extra, **kw)
+    assert len(fake_thread.requests) == before
+    assert len(c.embed(model, ["a"], **kw)) == 1  # the slot is still free

@@ -546,6 +546,12 @@ async def embed(
                 "be mixed; pass dimensions= both accept, or fall back to a model of the same "
                 "size"
             )
+    fields = settings.get("extra")
+    if fields:
+        for t in targets:  # provider fields an adapter refuses: before anything is taken
+            check = getattr(cands[id(t)].adapter, "check_extra", None)
+            if check is not None:
+                check(fields, t.provider, t.model)
     if first.row is not None:
         check_tokens(texts, first.row)
     call = _EmbedCall(engine, texts, dims, opts, settings)
