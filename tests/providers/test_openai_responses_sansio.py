@@ -262,10 +262,17 @@ def test_usage_and_incomplete() -> None:
     assert (r.text, r.finish_reason, r.raw_finish_reason) == ("cut sh", "stop", "completed")
     u = r.usage
     assert (u.input_tokens, u.output_tokens, u.cached_tokens, u.reasoning_tokens) == (10, 7, 4, 2)
-    for reason, finish in (("max_output_tokens", "length"), ("content_filter", "content_filter")):
+    for reason, finish in (("max_output_tokens", "length"), ("some_future_reason", "other")):
         body = _answer([_message(text)], status="incomplete", incomplete_details={"reason": reason})
         r = W.parse(response(body), chat("hi"))
         assert (r.finish_reason, r.raw_finish_reason, r.text) == (finish, reason, "cut sh")
+    # A content filter stop is the error Chat Completions' finish_reason content_filter is.
+    body = _answer(
+        [_message(text)], status="incomplete", incomplete_details={"reason": "content_filter"}
+    )
+    with pytest.raises(ContentFilteredError) as ei:
+        A.parse_response(response(body), chat("hi"), DEP)
+    assert (ei.value.category, ei.value.partial_text) == ("content_filter", "cut sh")
 
 
 def test_refusal_is_content_filtered() -> None:

@@ -154,7 +154,7 @@ class Call:
                     req = catalog.prepare(req, dep, strict_params=True)
                 else:
                     req = catalog.prepare(req, dep)
-            dep = choose_api(dep, req, self.opts.api, primary)
+            dep = choose_api(dep, req, self.opts.api, primary, tools_api(catalog, dep, req))
         except LLMRelayError as exc:
             self._skipped(t, exc)
             raise
@@ -189,7 +189,7 @@ class Call:
                         req = catalog.prepare(req, dep, strict_params=True)
                     else:
                         req = catalog.prepare(req, dep)
-                dep = choose_api(dep, req, self.opts.api, True)
+                dep = choose_api(dep, req, self.opts.api, True, tools_api(catalog, dep, req))
             except LLMRelayError as exc:
                 self._skipped(t, exc)
                 raise
@@ -423,3 +423,15 @@ def traced(err: BaseException, trace: list[Attempt]) -> None:
         err.trace = trace
     else:
         err.llmrelay_trace = trace  # type: ignore[attr-defined]
+
+
+def tools_api(catalog: Any, dep: Deployment, req: ChatRequest) -> str | None:
+    """The catalog row's ``tools_api`` (``"responses"``: the model calls tools only through
+    OpenAI's Responses API) for a call with tools to an OpenAI-API deployment; None for every
+    other call (no lookup on their path)."""
+    if catalog is None or not req.params.tools or dep.wire != "openai_chat":
+        return None
+    profile = getattr(catalog, "profile", None)
+    p = profile(dep) if profile is not None else None
+    value = getattr(p, "tools_api", None)
+    return value if isinstance(value, str) else None

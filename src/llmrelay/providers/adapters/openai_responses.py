@@ -53,6 +53,7 @@ from .openai_responses_output import (
     map_error,
     parse_output,
     plain_text,
+    raise_filtered,
     raise_refusal,
     response_from,
     usage_from,
@@ -357,6 +358,7 @@ class OpenAIResponsesAdapter:
                 )
         out = parse_output(output)
         raise_refusal(out, dep, resp.headers)
+        raise_filtered(data, out, dep, resp.headers)
         return response_from(data, out, dep, resp.headers)
 
     def map_error(
