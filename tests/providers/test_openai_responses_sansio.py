@@ -95,7 +95,8 @@ def test_parts_become_input_parts() -> None:
                     AudioPart(data=b"RIFF", media_type="audio/wav"),
                 ],
             )
-        ]
+        ],
+        deployment("openrouter", "openai/gpt-4o-audio-preview"),  # documents input_audio
     )
     parts = body["input"][0]["content"]
     assert parts[0] == {"type": "input_text", "text": "look"}
@@ -108,8 +109,21 @@ def test_parts_become_input_parts() -> None:
     }
     assert parts[4] == {"type": "input_file", "file_url": "https://x.test/r.pdf"}
     assert parts[5] == {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
+    or_dep = deployment("openrouter", "openai/gpt-4o-audio-preview")
     with pytest.raises(InvalidRequestError, match="mp3 or wav"):
-        build([Message("user", [AudioPart(data=b"x", media_type="audio/ogg")])])
+        build([Message("user", [AudioPart(data=b"x", media_type="audio/ogg")])], or_dep)
+
+
+@pytest.mark.parametrize("provider", ["openai", "azure"])
+def test_openai_responses_refuses_audio_before_sending(provider: str) -> None:
+    """OpenAI's Responses ``input`` content is text, image or file (its reference; the SDK's
+    ``ResponseInputContentParam``): an ``input_audio`` part would be a 400 after the request
+    was paid for in time and a rate-limit slot."""
+    with pytest.raises(InvalidRequestError, match="no audio input"):
+        build(
+            [Message("user", [AudioPart(data=b"RIFF", media_type="audio/wav")])],
+            deployment(provider, "gpt-4.1-mini"),
+        )
 
 
 def test_tool_turns_and_foreign_reasoning() -> None:
