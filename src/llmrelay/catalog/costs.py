@@ -144,14 +144,9 @@ class Rates:
             # Most answers: the sums below with their zero terms left out (the same floats).
             input_usd = u.input_tokens * inp
             output_usd = u.output_tokens * out
+            # (usd, known, input, output, cached, reasoning, reason, estimated)
             return Cost(
-                input_usd + output_usd,
-                True,
-                input_usd,
-                output_usd,
-                0.0,
-                0.0,
-                estimated=u.estimated,
+                input_usd + output_usd, True, input_usd, output_usd, 0.0, 0.0, None, u.estimated
             )
         cached = min(u.cached_tokens, u.input_tokens)
         written = min(u.cache_write_tokens, u.input_tokens - cached)

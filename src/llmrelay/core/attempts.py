@@ -127,6 +127,12 @@ class AttemptRunner:
         breakers = self.host.breakers
         return breakers.get(dep.key) if breakers is not None else None
 
+    def parts(self, dep: Deployment) -> tuple[Breaker | None, RetryBudget | None]:
+        """The breaker and retry budget of ``dep`` (None when off)."""
+        breakers = self.host.breakers
+        key = dep.key
+        return breakers.get(key) if breakers is not None else None, self.budget_for(key)
+
     def budget_for(self, key: str) -> RetryBudget | None:
         """The retry budget of a deployment key (None when retry budgets are off)."""
         if self._budgets is None:
@@ -155,11 +161,7 @@ class AttemptRunner:
 
     def _start(self, call: Call, dep: Deployment, req: ChatRequest, t: Target) -> _Try:
         tr = _Try(dep, req, call.ctx, self.policy(t, call.opts))
-        breakers = self.host.breakers
-        if breakers is not None:
-            tr.breaker = breakers.get(dep.key)
-        if self._budgets is not None:
-            tr.budget = self.budget_for(dep.key)
+        tr.breaker, tr.budget = self.parts(dep)
         return tr
 
     # ------------------------------------------------------------------ the retry loop
@@ -327,12 +329,68 @@ class AttemptRunner:
         """Attempts on one deployment: breaker and rate limit, then the retry loop."""
         host = self.host
         backend = host.backend_for(dep)
-        tr = self._start(call, dep, req, t)
-        timeouts = self.timeouts(t, call.opts)
         clock = host.clock
-        ctx = tr.ctx
-        breaker = tr.breaker
+        ctx = call.ctx
+        breakers = host.breakers
+        breaker = breakers.get(dep.key) if breakers is not None else None
         at_once = host.limiter is None and (breaker is None or not breaker.asynchronous)
+        if at_once:
+            # The first attempt with an in-process breaker (or none) and no rate limiter, on
+            # locals: the retry loop's state (``_Try``) is built only when it fails. The same
+            # steps, in the same order, as the loop's first pass.
+            budgets = self._budgets
+            budget = None if budgets is None else budgets.get(dep.key) or self.budget_for(dep.key)
+            opts = call.opts
+            if (
+                opts.retry is None
+                and opts.retries is None
+                and opts.timeout is None
+                and not t.policy
+            ):
+                policy, timeouts = host.retry, host.timeouts  # ``policy()`` and ``timeouts()``
+            else:
+                policy, timeouts = self.policy(t, opts), self.timeouts(t, opts)
+            permit = None
+            if breaker is not None:
+                try:
+                    permit = breaker.acquire()
+                except CircuitOpenError as exc:
+                    _book_refusal(ctx, dep, exc)
+                    raise
+            deadline_at = ctx.deadline_at
+            to = timeouts
+            if deadline_at is not None:
+                if deadline_at - clock() <= 0:
+                    if breaker is not None and permit is not None:
+                        breaker.release(permit)
+                    raise _deadline_error(dep, None)
+                to = self._attempt_timeouts(timeouts, deadline_at - clock())
+            t0 = clock()
+            try:
+                resp = await backend.complete(req, dep, to)
+            except Exception as exc:
+                if isinstance(exc, APITimeoutError):
+                    exc.caller_limited = caller_limited(ctx.opts, timeouts, to, host.timeouts)
+                tr = _Try(dep, req, ctx, policy)
+                tr.breaker, tr.budget, tr.permit, tr.t0 = breaker, budget, permit, t0
+                await self._failed(tr, exc, exc)  # raises when there is no next attempt
+            except BaseException:
+                if breaker is not None and permit is not None:
+                    breaker.release(permit)  # ``_abandoned``: there is no rate limiter
+                raise
+            else:
+                if breaker is not None and permit is not None:
+                    breaker.on_success(permit)
+                if budget is not None:
+                    budget.on_success()
+                # (deployment, outcome, number, error, status, latency_s, backoff_s)
+                attempt = Attempt(dep.label, "success", 1, None, None, clock() - t0, 0.0)
+                ctx.trace.append(attempt)
+                self.account(dep, resp, ctx, attempt, req)
+                return resp
+        else:
+            tr = self._start(call, dep, req, t)
+            timeouts = self.timeouts(t, call.opts)
         while True:
             if at_once:
                 self._admit_now(tr)  # no coroutine for an in-process breaker without a limiter

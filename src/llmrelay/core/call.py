@@ -25,6 +25,7 @@ from ..providers.api_choice import choose_api
 from ..providers.resolve import Target
 from ..providers.table import Deployment
 from ..types import ChatRequest, GenerationParams, Message, Response, Usage, merge_params
+from ..types.params import NO_PARAMS
 from .layers import CallContext, CallRecord
 from .options import CallOptions
 from .routing import Chain, Plan
@@ -51,7 +52,8 @@ def build_request(
     parameters under the call's."""
     if t.system_message and not any(m.role == "system" for m in messages):
         messages = [Message("system", t.system_message), *messages]
-    return ChatRequest(messages, merge_params(t.params, params), stream)
+    base = t.params
+    return ChatRequest(messages, params if base is NO_PARAMS else merge_params(base, params), stream)
 
 
 class Call:
@@ -181,7 +183,9 @@ class Call:
                 return (*self.prepare(t), t)  # raises the primary's resolution error
             # An open breaker answers first: before the request is built and checked.
             engine.attempts.refuse_open(self, dep)
-            req = self.primary_request()
+            req = self.req0
+            if req is None:  # ``primary_request()``, inline
+                req = self.req0 = build_request(plan.primary, self.msgs, self.params, self.stream)
             catalog = engine.catalog
             try:  # ``prepare`` of the primary, inline
                 if catalog is not None:

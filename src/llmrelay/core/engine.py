@@ -38,7 +38,14 @@ from ..transport.base import (
     Timeouts,
     Transport,
 )
-from ..types import GenerationParams, Message, MessagesInput, Response, normalize_messages
+from ..types import (
+    GenerationParams,
+    Message,
+    MessagesInput,
+    Response,
+    Usage,
+    normalize_messages,
+)
 from .attempts import AttemptRunner, Breaker
 from .call import Call, traced
 from .layers import (
@@ -63,6 +70,10 @@ from .streaming import ResponseStream
 __all__ = ["DEFAULT_TIMEOUTS", "CallOptions", "Engine", "ModelRef"]
 
 logger = logging.getLogger("llmrelay.engine")
+
+_randbits = random.getrandbits
+_new = object.__new__
+_now = time.time
 
 #: What a caller may name as the model: an alias or "provider/model", a Target, or a backend.
 ModelRef = str | Target | Backend
@@ -145,6 +156,8 @@ class Engine:
         self._http_backends: dict[str, HttpBackend] = {}
         #: (id(target), api_key, base_url) -> (target, deployment), see ``deployment``.
         self._deployments: dict[tuple[int, Any, Any], tuple[Target, Deployment]] = {}
+        #: id(target) -> the plan of a call with no fallbacks on it, see ``plan``.
+        self._single_plans: dict[int, Plan] = {}
         self._recorder_failed = False
         #: The attempts on one deployment (breaker, deadline, rate limit, retries); owned.
         self.attempts = AttemptRunner(self, retry_budget=retry_budget)
@@ -230,7 +243,14 @@ class Engine:
             or (opts.context_window_fallbacks is None and self.context_window_fallbacks)
             or (opts.content_filter_fallbacks is None and self.content_filter_fallbacks)
         ):
-            return Plan(primary, [], [], [])  # one candidate (most calls): nothing to resolve
+            # One candidate (most calls): nothing to resolve. Its plan is kept per target (a
+            # plan of empty chains is never changed: ``Chain`` only empties non-empty ones).
+            plan = self._single_plans.get(id(primary))
+            if plan is None or plan.primary is not primary:
+                if len(self._single_plans) >= 256:
+                    self._single_plans.clear()
+                plan = self._single_plans[id(primary)] = Plan(primary, [], [], [])
+            return plan
         return Plan.build(
             primary,
             fallbacks,
@@ -307,13 +327,22 @@ class Engine:
             deadline = plan.primary.policy.get("deadline", self.deadline)
         if deadline is not None:
             positive_option("deadline", deadline)
-        return CallContext(
-            opts,
-            opts.trace_id or f"{random.getrandbits(128):032x}",  # uuid4 costs a syscall
-            start,
-            deadline_at=start + deadline if deadline is not None else None,
-            alias=plan.primary.alias,
-        )
+        # ``CallContext(opts, trace_id, start, deadline_at=..., alias=...)``, built without the
+        # dataclass ``__init__`` (keyword matching and default factories), every field set.
+        c: CallContext = _new(CallContext)
+        c.opts = opts
+        # 32 hex digits, as f"{getrandbits(128):032x}" (uuid4 costs a syscall)
+        c.trace_id = opts.trace_id or _randbits(128).to_bytes(16).hex()
+        c.start = start
+        c.started_at = _now()
+        c.deadline_at = start + deadline if deadline is not None else None
+        c.alias = plan.primary.alias
+        c.trace = []
+        c.usage = Usage()
+        c.cost = None
+        c.cache_hit = False
+        c.reservation = None
+        return c
 
     # ------------------------------------------------------------------ calls
 

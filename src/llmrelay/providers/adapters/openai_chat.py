@@ -30,6 +30,7 @@ from ...types import (
     Usage,
     chunk,
     make_usage,
+    new_response,
 )
 from ..table import Deployment
 from .base import (
@@ -76,21 +77,29 @@ _FILTER_CODES = ("content_filter", "content_policy_violation", "responsibleaipol
 def usage_from(u: Any) -> Usage:
     if not isinstance(u, dict):
         return make_usage()
+    # ``as_int`` inline where the value is a plain int or missing (what providers send).
     get = u.get
     ptd = get("prompt_tokens_details")
     ctd = get("completion_tokens_details")
     cached = written = 0
     if ptd.__class__ is dict:
-        cached = as_int(ptd.get("cached_tokens"))
+        v = ptd.get("cached_tokens")
+        cached = v if v.__class__ is int and v >= 0 else 0 if v is None else as_int(v)
         # OpenRouter: tokens written to the prompt cache, part of prompt_tokens like
         # cached_tokens (its "Usage Accounting" page); OpenAI and DeepSeek report none.
-        written = as_int(ptd.get("cache_write_tokens"))
+        v = ptd.get("cache_write_tokens")
+        written = v if v.__class__ is int and v >= 0 else 0 if v is None else as_int(v)
     if not cached:
-        cached = as_int(get("prompt_cache_hit_tokens"))  # DeepSeek
-    reasoning = as_int(ctd.get("reasoning_tokens")) if ctd.__class__ is dict else 0
+        v = get("prompt_cache_hit_tokens")  # DeepSeek
+        if v is not None:
+            cached = as_int(v)
+    reasoning = 0
+    if ctd.__class__ is dict:
+        v = ctd.get("reasoning_tokens")
+        reasoning = v if v.__class__ is int and v >= 0 else 0 if v is None else as_int(v)
     inp = get("prompt_tokens")
     out = get("completion_tokens")
-    return Usage(  # (input, output, cached, cache_write, reasoning); as_int, inline when int
+    return Usage(  # (input, output, cached, cache_write, reasoning)
         inp if inp.__class__ is int and inp >= 0 else as_int(inp),
         out if out.__class__ is int and out >= 0 else as_int(out),
         cached,
@@ -273,26 +282,29 @@ class OpenAIChatAdapter:
 
     def parse_response(self, resp: HttpResponse, req: ChatRequest, dep: Deployment) -> Response:
         data = decode_json(resp.body, dep)
-        if not isinstance(data, dict):
+        # orjson gives exact dicts, lists and strs: ``__class__ is`` checks, not ``isinstance``.
+        if data.__class__ is not dict:
             raise invalid("the response is not a JSON object", dep, resp.headers)
-        if data.get("error") and not data.get("choices"):
-            raise in_band_error(self.map_error, data, resp.body, resp.headers, dep)
         choices = data.get("choices")
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        if data.get("error") and not choices:
+            raise in_band_error(self.map_error, data, resp.body, resp.headers, dep)
+        if choices.__class__ is not list or not choices or choices[0].__class__ is not dict:
             raise invalid("the response has no choices", dep, resp.headers)
         choice = choices[0]
         msg = choice.get("message")
-        if not isinstance(msg, dict):
+        if msg.__class__ is not dict:
             raise invalid("the first choice has no message", dep, resp.headers)
-        content = msg.get("content")
-        if isinstance(content, list):  # some vendors answer with parts
-            content = "".join(
-                p.get("text", "")
-                for p in content
-                if isinstance(p, dict) and p.get("type") == "text"
-            )
+        text = msg.get("content")
+        if text.__class__ is not str:
+            if text.__class__ is list:  # some vendors answer with parts
+                text = "".join(
+                    p.get("text", "")
+                    for p in text
+                    if isinstance(p, dict) and p.get("type") == "text"
+                )
+            else:
+                text = ""
         raw_finish = choice.get("finish_reason")
-        text = content if isinstance(content, str) else ""
         refusal = msg.get("refusal")
         if (refusal and refusal.__class__ is str) or raw_finish == "content_filter":
             rid = data.get("id")
@@ -304,19 +316,21 @@ class OpenAIChatAdapter:
                 partial_text=text,
                 response_id=rid if isinstance(rid, str) else None,
             )
-        return Response(
-            text=text,
-            tool_calls=_tool_calls(msg.get("tool_calls")),
-            finish_reason=_FINISH.get(raw_finish, "other") if raw_finish else None,
-            raw_finish_reason=raw_finish,
-            usage=usage_from(data.get("usage")),
-            provider=dep.provider,
-            model=str(data.get("model") or dep.model),
-            alias=dep.alias,
-            id=data.get("id"),
-            request_id=answer_request_id(resp.headers, dep)
+        calls = msg.get("tool_calls")
+        model = data.get("model")
+        return new_response(  # Response(text=..., ..., reasoning=...), built directly
+            text,
+            _tool_calls(calls) if calls else [],
+            _FINISH.get(raw_finish, "other") if raw_finish else None,
+            raw_finish,
+            usage_from(data.get("usage")),
+            dep.provider,
+            model if model.__class__ is str and model else str(model or dep.model),
+            dep.alias,
+            data.get("id"),
+            answer_request_id(resp.headers, dep)
             or (_groq_request_id(data) if dep.provider == "groq" else None),
-            reasoning=reasoning_of(msg)
+            reasoning_of(msg)
             if "reasoning" in msg or "reasoning_content" in msg or "reasoning_details" in msg
             else "",
         )
