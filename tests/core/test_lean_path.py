@@ -66,8 +66,10 @@ def test_the_engine_context_is_the_dataclass_context_with_every_field_set() -> N
     for f in dataclasses.fields(CallContext):  # a new field must be set by context() too
         assert getattr(fast, f.name) == getattr(full, f.name), f.name
     other = engine.context(Plan(Target("openai", "m"), [], [], []), CallOptions())
-    assert other.trace is not fast.trace and other.usage is not fast.usage
-    assert len(other.trace_id) == 32 and int(other.trace_id, 16) >= 0  # 128 random bits, hex
+    assert other.trace is not fast.trace
+    assert other.usage is not fast.usage
+    assert len(other.trace_id) == 32
+    assert int(other.trace_id, 16) >= 0
 
 
 def test_plain_dict_messages_take_the_fast_path_and_odd_ones_the_checked_one() -> None:

@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import APITimeoutError, CircuitOpenError, DeadlineExceededError, LLMRelayError
+from ..providers.backends import HttpBackend, send_failed
 from ..providers.resolve import Target
 from ..providers.table import Deployment
 from ..transport.base import Timeouts
@@ -127,12 +128,6 @@ class AttemptRunner:
         breakers = self.host.breakers
         return breakers.get(dep.key) if breakers is not None else None
 
-    def parts(self, dep: Deployment) -> tuple[Breaker | None, RetryBudget | None]:
-        """The breaker and retry budget of ``dep`` (None when off)."""
-        breakers = self.host.breakers
-        key = dep.key
-        return breakers.get(key) if breakers is not None else None, self.budget_for(key)
-
     def budget_for(self, key: str) -> RetryBudget | None:
         """The retry budget of a deployment key (None when retry budgets are off)."""
         if self._budgets is None:
@@ -161,7 +156,10 @@ class AttemptRunner:
 
     def _start(self, call: Call, dep: Deployment, req: ChatRequest, t: Target) -> _Try:
         tr = _Try(dep, req, call.ctx, self.policy(t, call.opts))
-        tr.breaker, tr.budget = self.parts(dep)
+        breakers = self.host.breakers
+        if breakers is not None:
+            tr.breaker = breakers.get(dep.key)
+        tr.budget = self.budget_for(dep.key)
         return tr
 
     # ------------------------------------------------------------------ the retry loop
@@ -335,18 +333,13 @@ class AttemptRunner:
         breaker = breakers.get(dep.key) if breakers is not None else None
         at_once = host.limiter is None and (breaker is None or not breaker.asynchronous)
         if at_once:
-            # The first attempt with an in-process breaker (or none) and no rate limiter, on
-            # locals: the retry loop's state (``_Try``) is built only when it fails. The same
-            # steps, in the same order, as the loop's first pass.
+            # The loop's first pass on locals (an in-process breaker or none, no rate limiter):
+            # its state (``_Try``) is built only when the attempt fails.
             budgets = self._budgets
             budget = None if budgets is None else budgets.get(dep.key) or self.budget_for(dep.key)
             opts = call.opts
-            if (
-                opts.retry is None
-                and opts.retries is None
-                and opts.timeout is None
-                and not t.policy
-            ):
+            plain = opts.retry is None and opts.retries is None and opts.timeout is None
+            if plain and not t.policy:
                 policy, timeouts = host.retry, host.timeouts  # ``policy()`` and ``timeouts()``
             else:
                 policy, timeouts = self.policy(t, opts), self.timeouts(t, opts)
@@ -367,7 +360,15 @@ class AttemptRunner:
                 to = self._attempt_timeouts(timeouts, deadline_at - clock())
             t0 = clock()
             try:
-                resp = await backend.complete(req, dep, to)
+                if backend.__class__ is HttpBackend:  # its ``complete``, inline
+                    http_req = backend.request(req, dep)
+                    try:
+                        sent = await backend.transport.send(http_req, to)
+                    except Exception as exc:
+                        send_failed(exc, dep)
+                    resp = backend.answer(sent, req, http_req, dep)
+                else:
+                    resp = await backend.complete(req, dep, to)
             except Exception as exc:
                 if isinstance(exc, APITimeoutError):
                     exc.caller_limited = caller_limited(ctx.opts, timeouts, to, host.timeouts)

@@ -53,7 +53,9 @@ def build_request(
     if t.system_message and not any(m.role == "system" for m in messages):
         messages = [Message("system", t.system_message), *messages]
     base = t.params
-    return ChatRequest(messages, params if base is NO_PARAMS else merge_params(base, params), stream)
+    return ChatRequest(
+        messages, params if base is NO_PARAMS else merge_params(base, params), stream
+    )
 
 
 class Call:

@@ -124,7 +124,7 @@ async def _closer(
             await session.close()
 
 
-async def _read_limited(resp: aiohttp.ClientResponse, limit: int, where: str) -> bytes:
+async def _read_limited(resp: aiohttp.ClientResponse, limit: int, url: str) -> bytes:
     """The whole body, decoded, or ``ResponseTooLargeError`` once it passes ``limit`` bytes.
 
     aiohttp decompresses as it reads, in bounded pieces, so counting what ``readany`` hands out
@@ -134,7 +134,7 @@ async def _read_limited(resp: aiohttp.ClientResponse, limit: int, where: str) ->
     length = resp.content_length
     if length is not None and length > limit and "content-encoding" not in resp.headers:
         resp.close()
-        raise response_too_large(where, limit)
+        raise response_too_large(_where(url), limit)
     content = resp.content
     chunks: list[bytes] = []
     total = 0
@@ -146,7 +146,7 @@ async def _read_limited(resp: aiohttp.ClientResponse, limit: int, where: str) ->
         if total > limit:
             chunks.clear()
             resp.close()
-            raise response_too_large(where, limit)
+            raise response_too_large(_where(url), limit)
         chunks.append(data)
         if content.at_eof():  # all read: no further readany to learn it
             break
@@ -294,7 +294,7 @@ class AiohttpTransport:
                 timeout=self._timeout(timeouts),
                 allow_redirects=False,
             ) as resp:
-                body = await _read_limited(resp, request.max_response_bytes, _where(request.url))
+                body = await _read_limited(resp, request.max_response_bytes, request.url)
                 return HttpResponse(resp.status, resp.headers, body)
         except _OPEN_ERRORS as exc:
             err, cause = translate_io_error(exc, request), safe_cause(exc)

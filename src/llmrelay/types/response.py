@@ -25,9 +25,9 @@ __all__ = [
     "Response",
     "StreamChunk",
     "Usage",
-    "new_response",
     "chunk",
     "make_usage",
+    "new_response",
 ]
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error", "other"]

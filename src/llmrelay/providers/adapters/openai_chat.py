@@ -71,6 +71,9 @@ _CONTEXT_MARKERS = (
     "prompt is too long",
     "reduce the length",
 )
+#: ``parse_response``'s mark for a body that is not JSON.
+_NOT_JSON = object()
+
 _FILTER_CODES = ("content_filter", "content_policy_violation", "responsibleaipolicyviolation")
 
 
@@ -281,9 +284,14 @@ class OpenAIChatAdapter:
         return HttpRequest("POST", url, headers, encode_body(body, req, dep), adjusted)
 
     def parse_response(self, resp: HttpResponse, req: ChatRequest, dep: Deployment) -> Response:
-        data = decode_json(resp.body, dep)
+        try:
+            data = orjson.loads(resp.body)
+        except orjson.JSONDecodeError:
+            data = _NOT_JSON
         # orjson gives exact dicts, lists and strs: ``__class__ is`` checks, not ``isinstance``.
         if data.__class__ is not dict:
+            if data is _NOT_JSON:  # the typed error, raised outside the except block above
+                decode_json(resp.body, dep)
             raise invalid("the response is not a JSON object", dep, resp.headers)
         choices = data.get("choices")
         if data.get("error") and not choices:
