@@ -546,15 +546,10 @@ def _book_refusal(
     the attempts so far on ``dep``; None before the first)."""
     number, slept = (tr.retries + 1, tr.slept) if tr is not None else (1, 0.0)
     exc.provider, exc.model = dep.provider, dep.model
+    # (deployment, outcome, number, error, status, latency_s, backoff_s, reason)
+    reason = f"breaker open, retry after {exc.retry_after or 0:.1f}s"
     ctx.trace.append(
-        Attempt(
-            dep.label,
-            "skipped",
-            number,
-            "CircuitOpenError",
-            backoff_s=slept,
-            reason=f"breaker open, retry after {exc.retry_after or 0:.1f}s",
-        )
+        Attempt(dep.label, "skipped", number, "CircuitOpenError", None, 0.0, slept, reason)
     )
 
 
