@@ -526,7 +526,12 @@ class AttemptRunner:
                 req, dep, resp, registry=getattr(catalog, "registry", None)
             )
         attempt.usage = usage
-        ctx.usage = ctx.usage + usage
+        prev = ctx.usage  # a first answer's usage is the total (a sum of the same values)
+        fresh = not (prev.input_tokens or prev.output_tokens or prev.cached_tokens)
+        if fresh and not (prev.cache_write_tokens or prev.reasoning_tokens or prev.estimated):
+            ctx.usage = usage
+        else:
+            ctx.usage = prev + usage
         if catalog is not None:
             c = catalog.cost(dep, usage)
             if usage.estimated and not c.estimated:

@@ -96,7 +96,12 @@ class Call:
         self.stream = stream
         self.dep0: Deployment | None
         self.err0: LLMRelayError | None
-        self.dep0, self.err0 = engine.primary(plan, opts)  # raises unless fallbacks exist
+        try:  # ``engine.primary(plan, opts)``, inline: raises unless fallbacks exist
+            self.dep0, self.err0 = engine.deployment(plan.primary, opts, True), None
+        except LLMRelayError as exc:
+            if not plan.fallbacks:
+                raise
+            self.dep0, self.err0 = None, exc
         self.ctx: CallContext
         self.req0: ChatRequest | None = None
         self.cache_key: str | None = None

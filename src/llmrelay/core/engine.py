@@ -156,6 +156,8 @@ class Engine:
         self._http_backends: dict[str, HttpBackend] = {}
         #: (id(target), api_key, base_url) -> (target, deployment), see ``deployment``.
         self._deployments: dict[tuple[int, Any, Any], tuple[Target, Deployment]] = {}
+        #: (target, api_key, base_url, deployment) of the last ``deployment`` found above.
+        self._last_deployment: tuple[Target, Any, Any, Deployment] | None = None
         #: id(target) -> the plan of a call with no fallbacks on it, see ``plan``.
         self._single_plans: dict[int, Plan] = {}
         self._recorder_failed = False
@@ -309,14 +311,21 @@ class Engine:
             )
         # Key and URL given: nothing comes from the environment, so the same target, key and
         # URL give the same deployment (while the provider's row is the same).
+        last = self._last_deployment  # most calls repeat the previous one's: no key tuple
+        if last is not None and last[0] is t and last[1] == api_key and last[2] == base_url:
+            dep = last[3]
+            if PROVIDERS.get(t.provider) is dep.spec:
+                return dep
         ck = (id(t), api_key, base_url)
         hit = self._deployments.get(ck)
         if hit is not None and hit[0] is t and PROVIDERS.get(t.provider) is hit[1].spec:
-            return hit[1]
-        dep = to_deployment(t, api_key=api_key, base_url=base_url)
-        if len(self._deployments) >= 256:
-            self._deployments.clear()
-        self._deployments[ck] = (t, dep)
+            dep = hit[1]
+        else:
+            dep = to_deployment(t, api_key=api_key, base_url=base_url)
+            if len(self._deployments) >= 256:
+                self._deployments.clear()
+            self._deployments[ck] = (t, dep)
+        self._last_deployment = (t, api_key, base_url, dep)
         return dep
 
     def context(self, plan: Plan, opts: CallOptions) -> CallContext:
