@@ -333,7 +333,8 @@ class Engine:
         start = self.clock()
         deadline = opts.deadline
         if deadline is None:
-            deadline = plan.primary.policy.get("deadline", self.deadline)
+            policy = plan.primary.policy
+            deadline = policy.get("deadline", self.deadline) if policy else self.deadline
         if deadline is not None:
             positive_option("deadline", deadline)
         # ``CallContext(opts, trace_id, start, deadline_at=..., alias=...)``, built without the

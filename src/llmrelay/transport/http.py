@@ -284,14 +284,23 @@ class AiohttpTransport:
         return ct
 
     async def send(self, request: HttpRequest, timeouts: Timeouts) -> HttpResponse:
-        session = await self._session()
+        # The first checks of ``_session()`` and ``_timeout()``, inline (most calls: the same
+        # loop and timeouts as the previous call; no coroutine, no call).
+        last = self._last
+        if last is not None and last[0]() is asyncio.get_running_loop() and not last[1].closed:
+            session = last[1]
+        else:
+            session = await self._session()
         try:
+            prev = self._last_timeout
+            hit = prev is not None and prev[0] is timeouts
+            timeout = prev[1] if hit else self._timeout(timeouts)  # type: ignore[index]
             async with session.request(
                 request.method,
                 request.url,
                 data=request.body,
                 headers=request.headers,
-                timeout=self._timeout(timeouts),
+                timeout=timeout,
                 allow_redirects=False,
             ) as resp:
                 body = await _read_limited(resp, request.max_response_bytes, request.url)
