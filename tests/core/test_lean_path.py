@@ -72,6 +72,33 @@ def test_the_engine_context_is_the_dataclass_context_with_every_field_set() -> N
     assert int(other.trace_id, 16) >= 0
 
 
+def test_usage_from_builds_the_dataclass_usage_with_every_field_set() -> None:
+    from llmrelay.providers.adapters.openai_chat import usage_from
+
+    body = {
+        "prompt_tokens": 30,
+        "completion_tokens": 20,
+        "prompt_tokens_details": {"cached_tokens": 10, "cache_write_tokens": 5},
+        "completion_tokens_details": {"reasoning_tokens": 7},
+    }
+    fast, full = usage_from(body), Usage(30, 20, 10, 5, 7)
+    assert fast == full
+    for f in dataclasses.fields(Usage):  # a new field must be set by usage_from too
+        assert getattr(fast, f.name) == getattr(full, f.name), f.name
+    assert usage_from({"prompt_tokens": -1, "completion_tokens": True}) == Usage()
+
+
+def test_a_price_without_cached_or_reasoning_tokens_is_the_dataclass_cost() -> None:
+    from llmrelay.catalog.costs import Cost, Rates
+
+    rates = Rates(2e-6, 8e-6, 5e-7, None, None, "m")
+    fast = rates.cost(Usage(1000, 500, estimated=True))
+    full = Cost(0.006, True, 0.002, 0.004, 0.0, 0.0, None, True)
+    assert fast == full
+    for f in dataclasses.fields(Cost):  # a new field must be set there too
+        assert getattr(fast, f.name) == getattr(full, f.name), f.name
+
+
 def test_plain_dict_messages_take_the_fast_path_and_odd_ones_the_checked_one() -> None:
     msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
     assert normalize_messages(msgs) == [Message("system", "s"), Message("user", "u")]
