@@ -72,8 +72,7 @@ _CONTEXT_MARKERS = (
     "reduce the length",
 )
 _new = object.__new__
-#: ``parse_response``'s mark for a body that is not JSON.
-_NOT_JSON = object()
+_NOT_JSON = object()  # ``parse_response``'s mark for a body that is not JSON
 
 _FILTER_CODES = ("content_filter", "content_policy_violation", "responsibleaipolicyviolation")
 
@@ -103,9 +102,7 @@ def usage_from(u: Any) -> Usage:
         reasoning = v if v.__class__ is int and v >= 0 else 0 if v is None else as_int(v)
     inp = get("prompt_tokens")
     out = get("completion_tokens")
-    # ``Usage(input, output, cached, written, reasoning)`` without its ``__init__`` frame
-    # (``tests/core/test_lean_path.py`` holds the two equal).
-    usage: Usage = _new(Usage)
+    usage: Usage = _new(Usage)  # ``Usage(...)`` without its ``__init__`` (tests: equal)
     usage.input_tokens = inp if inp.__class__ is int and inp >= 0 else as_int(inp)
     usage.output_tokens = out if out.__class__ is int and out >= 0 else as_int(out)
     usage.cached_tokens = cached
