@@ -79,6 +79,8 @@ class _Entry:
     rules: tuple[ParamRule, ...] = ()
     #: Audio among the model's input modalities.
     audio: bool = True
+    #: ``profile.id`` (read by every lifecycle check).
+    profile_id: str = ""
 
 
 def _is_official(dep: Deployment) -> bool:
@@ -110,7 +112,9 @@ class Catalog:
         return self._registry
 
     def _entry(self, dep: Deployment) -> _Entry | None:
-        reg = self.registry
+        reg = self._registry
+        if reg is None:
+            reg = self.registry
         key = ("layer", dep.provider, dep.model, dep.base_url)
         cache = reg.cache
         try:
@@ -131,6 +135,7 @@ class Catalog:
                 p.shutdown_date is not None or p.deprecation_date is not None,
                 _effort_first(p.rejected_params or _implied_rules(p, dep)),
                 "audio" in c.input_modalities,
+                p.id,
             )
         cache[key] = entry
         return entry
@@ -140,7 +145,7 @@ class Catalog:
         own API). Returns True for a retired-and-refused model served elsewhere: it passes
         unchecked. A passed check is reused for a minute per deployment, so a model that
         retires while the process runs is caught within the minute."""
-        key = (e.profile.id, e.official, alias)
+        key = (e.profile_id, e.official, alias)
         now = time.monotonic()
         last = self._checked.get(key)
         if last is not None and now - last[0] < LIFECYCLE_RECHECK_S:
@@ -280,7 +285,8 @@ class Catalog:
             )
 
     def cost(self, dep: Deployment, usage: Usage) -> Cost:
-        rates = rates_for(self.registry, dep.provider, dep.model)
+        reg = self._registry
+        rates = rates_for(reg if reg is not None else self.registry, dep.provider, dep.model)
         if rates is None:
             return Cost.unknown(f"no price for {dep.label} in the catalog")
         return rates.cost(usage)

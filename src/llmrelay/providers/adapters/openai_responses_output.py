@@ -17,7 +17,8 @@ from ...errors import APIError, ContentFilteredError
 from ...types import FinishReason, ReasoningPart, Response, ToolCall, Usage, make_usage
 from ..table import Deployment
 from .base import answer_request_id, as_int, make_error
-from .openai_chat import OpenAIChatAdapter, filtered_error
+from .openai_answer import filtered_error
+from .openai_chat import OpenAIChatAdapter
 
 __all__ = [
     "WIRE",
