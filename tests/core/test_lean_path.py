@@ -61,7 +61,17 @@ def test_the_engine_context_is_the_dataclass_context_with_every_field_set() -> N
     engine = llmrelay.Engine(clock=lambda: 1.0)
     opts = CallOptions(trace_id="t", deadline=1.0)
     fast = engine.context(Plan(Target("openai", "m", alias="a"), [], [], []), opts)
-    full = CallContext(opts, "t", 1.0, started_at=fast.started_at, deadline_at=2.0, alias="a")
+    full = CallContext(
+        opts,
+        "t",
+        1.0,
+        started_at=fast.started_at,
+        deadline_at=2.0,
+        alias="a",
+        catalog=engine.catalog,
+        providers=engine.providers,
+    )
+    assert fast.providers is not None
     assert fast == full
     for f in dataclasses.fields(CallContext):  # a new field must be set by context() too
         assert getattr(fast, f.name) == getattr(full, f.name), f.name
