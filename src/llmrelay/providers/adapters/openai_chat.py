@@ -21,8 +21,10 @@ from ...errors import (
 from ...transport.base import HttpRequest, HttpResponse
 from ...transport.sse import SSEEvent
 from ...types import (
+    NO_PARAMS,
     ChatRequest,
     FinishReason,
+    GenerationParams,
     Response,
     StreamChunk,
     ToolCall,
@@ -32,7 +34,7 @@ from ...types import (
     make_usage,
     new_response,
 )
-from ..table import Deployment
+from ..table import Deployment, ProviderSpec
 from .base import (
     answer_request_id,
     decode_json,
@@ -110,6 +112,45 @@ def _tool_calls(raw: Any, data: Mapping[str, Any]) -> list[ToolCall]:
     return out
 
 
+def _params_into(body: dict[str, Any], p: GenerationParams, spec: ProviderSpec | None) -> None:
+    """The generation parameters a call sets, in Chat Completions' names."""
+    if p.temperature is not None:
+        body["temperature"] = p.temperature
+    if p.max_tokens is not None:
+        body[spec.max_tokens_field if spec else "max_tokens"] = p.max_tokens
+    if p.top_p is not None:
+        body["top_p"] = p.top_p
+    if p.stop:
+        body["stop"] = p.stop
+    if p.seed is not None:
+        body["seed"] = p.seed
+    if p.frequency_penalty is not None:
+        body["frequency_penalty"] = p.frequency_penalty
+    if p.presence_penalty is not None:
+        body["presence_penalty"] = p.presence_penalty
+    if p.tools:
+        tools = []
+        for t in p.tools:
+            fn: dict[str, Any] = {"name": t.name, "parameters": t.parameters}
+            if t.description:
+                fn["description"] = t.description
+            if t.strict is not None:
+                fn["strict"] = t.strict
+            tools.append({"type": "function", "function": fn})
+        body["tools"] = tools
+    if p.tool_choice is not None:
+        tc = p.tool_choice
+        body["tool_choice"] = (
+            tc
+            if tc in ("auto", "none", "required") or not isinstance(tc, str)
+            else {"type": "function", "function": {"name": tc}}
+        )
+    if p.response_format is not None:
+        body["response_format"] = p.response_format
+    if p.user is not None:
+        body["user"] = p.user
+
+
 class OpenAIChatAdapter:
     name: ClassVar[str] = "openai_chat"
 
@@ -120,41 +161,8 @@ class OpenAIChatAdapter:
             "model": dep.model,
             "messages": [encode_message(m, dep) for m in req.messages],
         }
-        if p.temperature is not None:
-            body["temperature"] = p.temperature
-        if p.max_tokens is not None:
-            body[spec.max_tokens_field if spec else "max_tokens"] = p.max_tokens
-        if p.top_p is not None:
-            body["top_p"] = p.top_p
-        if p.stop:
-            body["stop"] = p.stop
-        if p.seed is not None:
-            body["seed"] = p.seed
-        if p.frequency_penalty is not None:
-            body["frequency_penalty"] = p.frequency_penalty
-        if p.presence_penalty is not None:
-            body["presence_penalty"] = p.presence_penalty
-        if p.tools:
-            tools = []
-            for t in p.tools:
-                fn: dict[str, Any] = {"name": t.name, "parameters": t.parameters}
-                if t.description:
-                    fn["description"] = t.description
-                if t.strict is not None:
-                    fn["strict"] = t.strict
-                tools.append({"type": "function", "function": fn})
-            body["tools"] = tools
-        if p.tool_choice is not None:
-            tc = p.tool_choice
-            body["tool_choice"] = (
-                tc
-                if tc in ("auto", "none", "required") or not isinstance(tc, str)
-                else {"type": "function", "function": {"name": tc}}
-            )
-        if p.response_format is not None:
-            body["response_format"] = p.response_format
-        if p.user is not None:
-            body["user"] = p.user
+        if p is not NO_PARAMS:  # most calls set none: nothing to look at
+            _params_into(body, p, spec)
         if req.stream:
             body["stream"] = True
             if spec is None or spec.stream_usage:
