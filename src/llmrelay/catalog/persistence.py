@@ -12,6 +12,8 @@ A catalog document is ``{"schema_version": 1, "catalog_version": ..., "as_of": .
      "release_date": "2025-04-14", "deprecation_date": null, "shutdown_date": null,
      "replacement": null, "retirement": "refused", "retired_tiers": [],
      "price_schedule": [{"from": "2026-12-01", "until": null, "input": 0.8, ...}],
+     "price_windows": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "01:00",
+                        "end": "04:00", "multiplier": 2, "source": "https://..."}],
      "rejected_params": [{"param": "temperature", "when": "always", "source": "https://..."},
                          {"param": "reasoning_effort", "accepts": ["low", "medium", "high"]}],
      "tools_api": null, "verified_at": "2026-12-03", "sources": ["https://..."]}
@@ -20,6 +22,11 @@ Schema version 2 added ``price_schedule``, ``retirement``, ``retired_tiers``,
 ``rejected_params``, ``tools_api``, ``verified_at``, ``sources`` and the ``native_json_schema``
 capability. Version-1 files (none of these) are read as they are: every new field is optional.
 A ``price_schedule`` period gives the prices that change; the others are the row's ``prices``.
+Schema version 3 added ``price_windows`` (recurring UTC time-of-day prices: weekdays, a start
+and an end ``HH:MM`` with the end exclusive and at most ``24:00``, and either a ``multiplier``
+of the day's price or the window's own amounts) and ``prices.promotion_source`` (the price in
+force is a sale; ``llmrelay catalog check`` lists one with no end date). Older files are read
+as they are.
 
 Unknown keys are errors (a typo must not silently drop a price). Every problem is a
 ``ConfigFileError`` naming the file, the row and the field.
@@ -39,12 +46,15 @@ import orjson
 
 from ..errors import ConfigFileError, ConfigurationError, shown
 from .profiles import (
+    PRICE_AMOUNTS,
+    WEEKDAYS,
     LLMCapabilities,
     LLMProfile,
     MediaType,
     ModelFamily,
     ParamRule,
     PricePeriod,
+    PriceWindow,
     Pricing,
 )
 
@@ -63,9 +73,10 @@ __all__ = [
     "profile_to_row",
 ]
 
-SCHEMA_VERSION = 2
-#: Versions this llmrelay reads (1: before dated prices, lifecycle kinds and param rules).
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+#: Versions this llmrelay reads (1: before dated prices, lifecycle kinds and param rules;
+#: 2: before time-of-day price windows and promotion flags).
+READABLE_VERSIONS = (1, 2, 3)
 
 _ROW_KEYS = frozenset(
     {
@@ -87,6 +98,7 @@ _ROW_KEYS = frozenset(
         "lifecycle_source",
         "tokenizer",
         "price_schedule",
+        "price_windows",
         "retirement",
         "retired_tiers",
         "rejected_params",
@@ -111,6 +123,8 @@ _CAP_KEYS: dict[str, str] = {
 }
 #: The fields of one ``price_schedule`` period: its dates plus the ``prices`` fields.
 _PERIOD_KEYS = frozenset({"from", "until"}) | frozenset(f.name for f in dataclasses.fields(Pricing))
+#: The fields of one ``price_windows`` entry.
+_WINDOW_KEYS = frozenset({"days", "start", "end", "multiplier", "source", "note", *PRICE_AMOUNTS})
 _RULE_KEYS = frozenset(f.name for f in dataclasses.fields(ParamRule))
 _DOC_KEYS = frozenset({"schema_version", "catalog_version", "as_of", "notes", "models"})
 
@@ -184,7 +198,7 @@ def profile_from_row(
             raise _err(f"{f} must be a list of strings, not {items!r}", path, key)
     retirement = row.get("retirement") or "refused"
     _expect_str(retirement, "retirement", path, key)
-    for f in ("source", "as_of", "note"):
+    for f in ("source", "as_of", "note", "promotion_source"):
         _expect_str(prices.get(f), f"prices.{f}", path, key)
     try:
         pricing = Pricing(**{f: prices.get(f) for f in _PRICE_FIELDS})
@@ -211,6 +225,7 @@ def profile_from_row(
         )
         return LLMProfile(
             price_schedule=_schedule(row.get("price_schedule"), prices),
+            price_windows=_windows(row.get("price_windows")),
             retirement=retirement,
             retired_tiers=tuple(row.get("retired_tiers") or ()),
             rejected_params=_rules(row.get("rejected_params")),
@@ -261,8 +276,82 @@ def _schedule(items: Any, base: Mapping[str, Any]) -> tuple[PricePeriod, ...]:
         start = _parse_day(item["from"], f"{where}.from")
         end = None if item.get("until") is None else _parse_day(item["until"], f"{where}.until")
         fields = {f: item[f] if f in item else base.get(f) for f in _PRICE_FIELDS}
+        fields["promotion_source"] = item.get("promotion_source")  # a sale is never inherited
         out.append(PricePeriod(start, end, Pricing(**fields)))
     return tuple(out)
+
+
+def _windows(items: Any) -> tuple[PriceWindow, ...]:
+    """The ``price_windows`` list; each entry is validated by the profile (overlaps too)."""
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise ConfigurationError(f"price_windows must be a list of windows, not {shown(items)}")
+    out = []
+    for i, item in enumerate(items):
+        where = f"price_windows[{i}]"
+        if not isinstance(item, Mapping):
+            raise ConfigurationError(f"{where} must be a table/object, not {shown(item)}")
+        bad = set(item) - _WINDOW_KEYS
+        if bad:
+            raise ConfigurationError(
+                f"{where}: unknown field(s) {', '.join(sorted(map(str, bad)))}; known: "
+                f"{', '.join(sorted(_WINDOW_KEYS))}"
+            )
+        days = item.get("days")
+        if not isinstance(days, list) or not days or not all(d in WEEKDAYS for d in days):
+            raise ConfigurationError(
+                f"{where}.days must be a non-empty list of weekdays ({', '.join(WEEKDAYS)}), "
+                f"not {shown(days)}"
+            )
+        for f in ("source", "note"):
+            if item.get(f) is not None and not isinstance(item[f], str):
+                raise ConfigurationError(f"{where}.{f} must be a string")
+        amounts = {f: item[f] for f in PRICE_AMOUNTS if item.get(f) is not None}
+        out.append(
+            PriceWindow(
+                frozenset(WEEKDAYS.index(d) for d in days),
+                _parse_clock(item.get("start"), f"{where}.start"),
+                _parse_clock(item.get("end"), f"{where}.end"),
+                multiplier=item.get("multiplier"),
+                pricing=Pricing(**amounts) if amounts else None,
+                source=item.get("source"),
+                note=item.get("note"),
+            )
+        )
+    return tuple(out)
+
+
+def _parse_clock(v: Any, where: str) -> int:
+    """``"HH:MM"`` (UTC, ``00:00`` to ``24:00``) as seconds after midnight."""
+    if isinstance(v, str) and len(v) == 5 and v[2] == ":" and (v[:2] + v[3:]).isdigit():
+        h, m = int(v[:2]), int(v[3:])
+        if (h < 24 and m < 60) or (h == 24 and m == 0):
+            return h * 3600 + m * 60
+    raise ConfigurationError(
+        f"{where} must be a UTC time written HH:MM (00:00 to 24:00), not {shown(v)}"
+    )
+
+
+def _window_row(w: PriceWindow) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "days": [WEEKDAYS[d] for d in sorted(w.days)],
+        "start": _clock_str(w.start),
+        "end": _clock_str(w.end),
+    }
+    if w.multiplier is not None:
+        row["multiplier"] = w.multiplier
+    if w.pricing is not None:
+        row.update(
+            {f: getattr(w.pricing, f) for f in PRICE_AMOUNTS if getattr(w.pricing, f) is not None}
+        )
+    row["source"] = w.source
+    row["note"] = w.note
+    return row
+
+
+def _clock_str(s: int) -> str:
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
 
 
 def _parse_day(v: Any, where: str) -> date:
@@ -350,6 +439,7 @@ def profile_to_row(p: LLMProfile) -> dict[str, Any]:
         "lifecycle_source": p.lifecycle_source,
         "tokenizer": p.tokenizer,
         "price_schedule": [_period_row(x) for x in p.price_schedule],
+        "price_windows": [_window_row(w) for w in p.price_windows],
         "retirement": p.retirement,
         "retired_tiers": list(p.retired_tiers),
         "rejected_params": [_rule_row(r) for r in p.rejected_params],
@@ -395,7 +485,7 @@ def _document(data: Any, path: str | None) -> tuple[dict[str, Any], list[Any]]:
         raise _err(
             f"schema_version {shown(version)} is not supported (this llmrelay reads versions "
             f"{', '.join(map(str, READABLE_VERSIONS))}): a newer llmrelay wrote it; upgrade "
-            "llmrelay, or remove the newer fields and set schema_version to 2",
+            "llmrelay, or remove the newer fields and set schema_version to 3",
             path,
             "schema_version",
         )

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from ..errors import ConfigurationError
@@ -25,12 +27,14 @@ __all__ = [
     "LIFECYCLE_STATES",
     "PARAM_RULE_CONDITIONS",
     "RETIREMENT_KINDS",
+    "WEEKDAYS",
     "LLMCapabilities",
     "LLMProfile",
     "MediaType",
     "ModelFamily",
     "ParamRule",
     "PricePeriod",
+    "PriceWindow",
     "Pricing",
 ]
 
@@ -115,6 +119,10 @@ def _check_price(where: str, name: str, v: Any) -> None:
         raise ConfigurationError(f"{where}price {name} must be finite, not {v!r}")
 
 
+#: The amounts of a :class:`Pricing` (dollars per million tokens).
+PRICE_AMOUNTS: tuple[str, ...] = ("input", "output", "cached_input", "cache_write", "reasoning")
+
+
 @dataclass(frozen=True, slots=True)
 class Pricing:
     """Dollars per million tokens, with where the numbers come from.
@@ -132,12 +140,30 @@ class Pricing:
     source: str | None = None
     as_of: str | None = None
     note: str | None = None
+    #: Where the provider says this price is a sale or promotion (None: its list price). A
+    #: promotional price in force with no end date is listed by ``llmrelay catalog check``.
+    promotion_source: str | None = None
 
     def validate(self, where: str = "") -> None:
-        for f in ("input", "output", "cached_input", "cache_write", "reasoning"):
+        for f in PRICE_AMOUNTS:
             _check_price(where, f, getattr(self, f))
         if self.as_of is not None:
             _parse_date(self.as_of, f"{where}prices.as_of")
+        if self.promotion_source is not None and (
+            not isinstance(self.promotion_source, str) or not self.promotion_source.strip()
+        ):
+            raise ConfigurationError(
+                f"{where}prices.promotion_source must be the URL that says the price is a sale "
+                "or promotion, or null"
+            )
+
+    def scaled(self, factor: float) -> Pricing:
+        """Every known amount times ``factor`` (a time-of-day multiplier)."""
+
+        def times(v: float | None) -> float | None:
+            return None if v is None else v * factor
+
+        return dataclasses.replace(self, **{f: times(getattr(self, f)) for f in PRICE_AMOUNTS})
 
     @property
     def known(self) -> bool:
@@ -168,6 +194,108 @@ class PricePeriod:
 
     def covers(self, day: date) -> bool:
         return self.start <= day and (self.end is None or day < self.end)
+
+
+#: Day names of :attr:`PriceWindow.days`, Monday first (``datetime.weekday()`` order).
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+_DAY_S = 86400
+#: Seconds in a week; epoch time 345600 (1970-01-05) is a Monday 00:00 UTC.
+WEEK_S = 7 * _DAY_S
+_MONDAY_EPOCH = 345600
+
+
+@dataclass(frozen=True, slots=True)
+class PriceWindow:
+    """A recurring time-of-day price: on the UTC weekdays ``days`` (0 = Monday), from
+    ``start`` (inclusive) to ``end`` (exclusive), seconds after 00:00 UTC (``end`` at most
+    86400, i.e. 24:00; a window across midnight is written as two windows). In the window the
+    price is the day's price times ``multiplier``, or ``pricing`` when the window names its
+    own amounts (the amounts it leaves out are the day's). UTC has no daylight saving time, so
+    a window is the same instant all year."""
+
+    days: frozenset[int]
+    start: int
+    end: int
+    multiplier: float | None = None
+    pricing: Pricing | None = None
+    source: str | None = None
+    note: str | None = None
+
+    def validate(self, where: str) -> None:
+        if not self.days or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 6 for d in self.days
+        ):
+            raise ConfigurationError(
+                f"{where}days must name at least one weekday ({', '.join(WEEKDAYS)})"
+            )
+        for name, v in (("start", self.start), ("end", self.end)):
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= _DAY_S:
+                raise ConfigurationError(f"{where}{name} must be a time of day from 00:00 to 24:00")
+        if self.start >= self.end:
+            raise ConfigurationError(
+                f"{where}start ({_clock(self.start)}) must be before end ({_clock(self.end)}); "
+                "write a window across midnight as two windows"
+            )
+        if (self.multiplier is None) == (self.pricing is None):
+            raise ConfigurationError(
+                f"{where}give either a multiplier or the window's prices (input, output, ...)"
+            )
+        m = self.multiplier
+        if m is not None and (
+            isinstance(m, bool) or not isinstance(m, int | float) or not 0 < m < math.inf
+        ):
+            raise ConfigurationError(
+                f"{where}multiplier must be a positive finite number, not {m!r}"
+            )
+        if self.pricing is not None:
+            self.pricing.validate(where)
+
+    def applied(self, day_pricing: Pricing) -> Pricing:
+        """The price in the window, over the price of the day."""
+        if self.multiplier is not None:
+            return day_pricing.scaled(self.multiplier)
+        own = self.pricing
+        assert own is not None
+        return dataclasses.replace(
+            day_pricing,
+            **{f: getattr(own, f) for f in PRICE_AMOUNTS if getattr(own, f) is not None},
+        )
+
+    def describe(self) -> str:
+        days = ", ".join(WEEKDAYS[d] for d in sorted(self.days))
+        how = f"x{self.multiplier:g}" if self.multiplier is not None else "own prices"
+        return f"{days} {_clock(self.start)}-{_clock(self.end)} UTC ({how})"
+
+
+def _clock(s: int) -> str:
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
+
+
+@lru_cache(maxsize=256)
+def window_segments(
+    windows: tuple[PriceWindow, ...],
+) -> tuple[tuple[int, ...], tuple[PriceWindow | None, ...]]:
+    """The week (seconds after Monday 00:00 UTC) cut at every window edge: the sorted start
+    of each segment and the window in force over it (None: none). Windows must not overlap."""
+    edges = {0}
+    for w in windows:
+        for d in w.days:
+            edges.add(d * _DAY_S + w.start)
+            edges.add(d * _DAY_S + w.end)
+    starts = tuple(sorted(e for e in edges if e < WEEK_S))
+    owners: list[PriceWindow | None] = []
+    for s in starts:
+        day, sec = divmod(s, _DAY_S)
+        owners.append(next((w for w in windows if day in w.days and w.start <= sec < w.end), None))
+    return starts, tuple(owners)
+
+
+def week_position(t: float) -> tuple[float, float]:
+    """The start of the UTC week (Monday 00:00) holding epoch time ``t``, and ``t``'s offset
+    into it in seconds."""
+    week = math.floor((t - _MONDAY_EPOCH) / WEEK_S) * WEEK_S + _MONDAY_EPOCH
+    return float(week), t - week
 
 
 #: When a :class:`ParamRule` applies: ``always``; ``reasoning`` -- only when
@@ -364,6 +492,8 @@ class LLMProfile:
     origin: str = "user"
     #: Dated prices over the base ``capabilities.pricing`` (see :meth:`pricing_on`).
     price_schedule: tuple[PricePeriod, ...] = ()
+    #: Recurring time-of-day prices over the price of the day (see :class:`PriceWindow`).
+    price_windows: tuple[PriceWindow, ...] = ()
     #: What happens after ``shutdown_date`` (one of ``RETIREMENT_KINDS``).
     retirement: str = "refused"
     #: ``retirement="tiers"``: the account tiers the model is retired for.
@@ -447,6 +577,52 @@ class LLMProfile:
                     f"after {last})"
                 )
             last = period.start
+        self._check_windows(where)
+
+    def _check_windows(self, where: str) -> None:
+        for i, w in enumerate(self.price_windows):
+            w.validate(f"{where}price_windows[{i}]: ")
+            for j, other in enumerate(self.price_windows[:i]):
+                shared = w.days & other.days
+                if shared and w.start < other.end and other.start < w.end:
+                    raise ConfigurationError(
+                        f"{where}price_windows[{i}] ({w.describe()}) overlaps price_windows[{j}] "
+                        f"({other.describe()}) on {', '.join(WEEKDAYS[d] for d in sorted(shared))}"
+                        "; which price applies would be ambiguous"
+                    )
+
+    def window_at(self, t: float) -> tuple[PriceWindow | None, float, float]:
+        """The price window in force at epoch time ``t`` (None: none), with the span
+        ``[lo, hi)`` of epoch times it holds for (up to the next window edge)."""
+        if not self.price_windows:
+            return None, -math.inf, math.inf
+        starts, owners = window_segments(self.price_windows)
+        week, pos = week_position(t)
+        i = bisect_right(starts, pos) - 1
+        hi = starts[i + 1] if i + 1 < len(starts) else WEEK_S
+        return owners[i], week + starts[i], week + hi
+
+    def pricing_at(self, t: float, day: date) -> Pricing:
+        """The price in force at epoch time ``t`` (on UTC day ``day``): the day's price
+        (:meth:`pricing_on`) under the time-of-day window in force, if any."""
+        base = self.pricing_on(day)
+        window = self.window_at(t)[0]
+        return base if window is None else window.applied(base)
+
+    def highest_pricing_on(self, day: date) -> Pricing:
+        """The highest price each amount can take on ``day`` at any time of day: the day's
+        price and every window over it, amount by amount (budget reservations)."""
+        base = self.pricing_on(day)
+        if not self.price_windows:
+            return base
+        top = {f: getattr(base, f) for f in PRICE_AMOUNTS}
+        for w in self.price_windows:
+            p = w.applied(base)
+            for f in PRICE_AMOUNTS:
+                v, cur = getattr(p, f), top[f]
+                if v is not None and (cur is None or v > cur):
+                    top[f] = v
+        return dataclasses.replace(base, **top)
 
     @property
     def id(self) -> str:
