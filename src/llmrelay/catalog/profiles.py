@@ -18,7 +18,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, shown
 from ..types import PARAM_NAMES
 from ..types.params import REASONING_EFFORTS
 
@@ -163,7 +163,8 @@ class Pricing:
         def times(v: float | None) -> float | None:
             return None if v is None else v * factor
 
-        return dataclasses.replace(self, **{f: times(getattr(self, f)) for f in PRICE_AMOUNTS})
+        amounts: dict[str, Any] = {f: times(getattr(self, f)) for f in PRICE_AMOUNTS}
+        return dataclasses.replace(self, **amounts)
 
     @property
     def known(self) -> bool:
@@ -246,7 +247,7 @@ class PriceWindow:
             isinstance(m, bool) or not isinstance(m, int | float) or not 0 < m < math.inf
         ):
             raise ConfigurationError(
-                f"{where}multiplier must be a positive finite number, not {m!r}"
+                f"{where}multiplier must be a positive finite number, not {shown(m)}"
             )
         if self.pricing is not None:
             self.pricing.validate(where)
