@@ -641,7 +641,8 @@ def test_catalog_check_cli_on_the_bundled_catalog() -> None:
         text = out.getvalue()
         assert "Promotional prices with no end date (1)" in text
         assert "mistral/mistral-large-4-0" in text
-        assert "Taking effect" not in text and "verified more than" not in text
+        assert "Taking effect" not in text
+        assert "verified more than" not in text
         out = io.StringIO()
         with redirect_stdout(out):
             code = cli_main(["catalog", "check", "--max-age", "5", "--within", "0"])
@@ -700,7 +701,8 @@ def test_a_newer_schema_is_refused_naming_the_fix(tmp_path: Path) -> None:
     f = tmp_path / "future.json"
     f.write_bytes(orjson.dumps({"schema_version": 4, "models": []}))
     with pytest.raises(
-        ConfigFileError, match=r"reads versions 1, 2, 3\): a newer llmrelay wrote it; upgrade llmrelay"
+        ConfigFileError,
+        match=r"reads versions 1, 2, 3\): a newer llmrelay wrote it; upgrade llmrelay",
     ):
         LLMRegistry.from_file(f)
 
