@@ -45,16 +45,13 @@ from typing import Any
 import orjson
 
 from ..errors import ConfigFileError, ConfigurationError, shown
+from .pricing import period_row, schedule_from_list, window_row, windows_from_list
 from .profiles import (
-    PRICE_AMOUNTS,
-    WEEKDAYS,
     LLMCapabilities,
     LLMProfile,
     MediaType,
     ModelFamily,
     ParamRule,
-    PricePeriod,
-    PriceWindow,
     Pricing,
 )
 
@@ -121,10 +118,6 @@ _CAP_KEYS: dict[str, str] = {
     "prompt_caching": "supports_prompt_caching",
     "native_json_schema": "supports_native_json_schema",
 }
-#: The fields of one ``price_schedule`` period: its dates plus the ``prices`` fields.
-_PERIOD_KEYS = frozenset({"from", "until"}) | frozenset(f.name for f in dataclasses.fields(Pricing))
-#: The fields of one ``price_windows`` entry.
-_WINDOW_KEYS = frozenset({"days", "start", "end", "multiplier", "source", "note", *PRICE_AMOUNTS})
 _RULE_KEYS = frozenset(f.name for f in dataclasses.fields(ParamRule))
 _DOC_KEYS = frozenset({"schema_version", "catalog_version", "as_of", "notes", "models"})
 
@@ -224,8 +217,8 @@ def profile_from_row(
             **cap_kwargs,
         )
         return LLMProfile(
-            price_schedule=_schedule(row.get("price_schedule"), prices),
-            price_windows=_windows(row.get("price_windows")),
+            price_schedule=schedule_from_list(row.get("price_schedule"), prices),
+            price_windows=windows_from_list(row.get("price_windows")),
             retirement=retirement,
             retired_tiers=tuple(row.get("retired_tiers") or ()),
             rejected_params=_rules(row.get("rejected_params")),
@@ -252,115 +245,6 @@ def profile_from_row(
     except ConfigurationError as exc:
         msg = exc.message.removeprefix(f"model {label}: ")
         raise _err(msg, path, key) from None
-
-
-def _schedule(items: Any, base: Mapping[str, Any]) -> tuple[PricePeriod, ...]:
-    """The ``price_schedule`` list as periods; a period's missing prices are the base ones."""
-    if items is None:
-        return ()
-    if not isinstance(items, list):
-        raise ConfigurationError(f"price_schedule must be a list of periods, not {items!r}")
-    out = []
-    for i, item in enumerate(items):
-        where = f"price_schedule[{i}]"
-        if not isinstance(item, Mapping):
-            raise ConfigurationError(f"{where} must be a table/object, not {item!r}")
-        bad = set(item) - _PERIOD_KEYS
-        if bad:
-            raise ConfigurationError(
-                f"{where}: unknown field(s) {', '.join(sorted(bad))}; known: "
-                f"{', '.join(sorted(_PERIOD_KEYS))}"
-            )
-        if "from" not in item:
-            raise ConfigurationError(f"{where} needs 'from', the first day the price applies")
-        start = _parse_day(item["from"], f"{where}.from")
-        end = None if item.get("until") is None else _parse_day(item["until"], f"{where}.until")
-        fields = {f: item[f] if f in item else base.get(f) for f in _PRICE_FIELDS}
-        fields["promotion_source"] = item.get("promotion_source")  # a sale is never inherited
-        out.append(PricePeriod(start, end, Pricing(**fields)))
-    return tuple(out)
-
-
-def _windows(items: Any) -> tuple[PriceWindow, ...]:
-    """The ``price_windows`` list; each entry is validated by the profile (overlaps too)."""
-    if items is None:
-        return ()
-    if not isinstance(items, list):
-        raise ConfigurationError(f"price_windows must be a list of windows, not {shown(items)}")
-    out = []
-    for i, item in enumerate(items):
-        where = f"price_windows[{i}]"
-        if not isinstance(item, Mapping):
-            raise ConfigurationError(f"{where} must be a table/object, not {shown(item)}")
-        bad = set(item) - _WINDOW_KEYS
-        if bad:
-            raise ConfigurationError(
-                f"{where}: unknown field(s) {', '.join(sorted(map(str, bad)))}; known: "
-                f"{', '.join(sorted(_WINDOW_KEYS))}"
-            )
-        days = item.get("days")
-        if not isinstance(days, list) or not days or not all(d in WEEKDAYS for d in days):
-            raise ConfigurationError(
-                f"{where}.days must be a non-empty list of weekdays ({', '.join(WEEKDAYS)}), "
-                f"not {shown(days)}"
-            )
-        for f in ("source", "note"):
-            if item.get(f) is not None and not isinstance(item[f], str):
-                raise ConfigurationError(f"{where}.{f} must be a string")
-        amounts = {f: item[f] for f in PRICE_AMOUNTS if item.get(f) is not None}
-        out.append(
-            PriceWindow(
-                frozenset(WEEKDAYS.index(d) for d in days),
-                _parse_clock(item.get("start"), f"{where}.start"),
-                _parse_clock(item.get("end"), f"{where}.end"),
-                multiplier=item.get("multiplier"),
-                pricing=Pricing(**amounts) if amounts else None,
-                source=item.get("source"),
-                note=item.get("note"),
-            )
-        )
-    return tuple(out)
-
-
-def _parse_clock(v: Any, where: str) -> int:
-    """``"HH:MM"`` (UTC, ``00:00`` to ``24:00``) as seconds after midnight."""
-    if isinstance(v, str) and len(v) == 5 and v[2] == ":" and (v[:2] + v[3:]).isdigit():
-        h, m = int(v[:2]), int(v[3:])
-        if (h < 24 and m < 60) or (h == 24 and m == 0):
-            return h * 3600 + m * 60
-    raise ConfigurationError(
-        f"{where} must be a UTC time written HH:MM (00:00 to 24:00), not {shown(v)}"
-    )
-
-
-def _window_row(w: PriceWindow) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "days": [WEEKDAYS[d] for d in sorted(w.days)],
-        "start": _clock_str(w.start),
-        "end": _clock_str(w.end),
-    }
-    if w.multiplier is not None:
-        row["multiplier"] = w.multiplier
-    if w.pricing is not None:
-        row.update(
-            {f: getattr(w.pricing, f) for f in PRICE_AMOUNTS if getattr(w.pricing, f) is not None}
-        )
-    row["source"] = w.source
-    row["note"] = w.note
-    return row
-
-
-def _clock_str(s: int) -> str:
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
-
-
-def _parse_day(v: Any, where: str) -> date:
-    if isinstance(v, str):
-        try:
-            return date.fromisoformat(v)
-        except ValueError:
-            pass
-    raise ConfigurationError(f"{where} must be a date written YYYY-MM-DD, not {v!r}")
 
 
 def _rules(items: Any) -> tuple[ParamRule, ...]:
@@ -393,14 +277,6 @@ def _rules(items: Any) -> tuple[ParamRule, ...]:
             fields["accepts"] = tuple(accepts)
         out.append(ParamRule(**fields))
     return tuple(out)
-
-
-def _period_row(p: PricePeriod) -> dict[str, Any]:
-    return {
-        "from": p.start.isoformat(),
-        "until": _iso(p.end),
-        **{f: getattr(p.pricing, f) for f in _PRICE_FIELDS},
-    }
 
 
 def _rule_row(r: ParamRule) -> dict[str, Any]:
@@ -438,8 +314,8 @@ def profile_to_row(p: LLMProfile) -> dict[str, Any]:
         "replacement": p.replacement,
         "lifecycle_source": p.lifecycle_source,
         "tokenizer": p.tokenizer,
-        "price_schedule": [_period_row(x) for x in p.price_schedule],
-        "price_windows": [_window_row(w) for w in p.price_windows],
+        "price_schedule": [period_row(x) for x in p.price_schedule],
+        "price_windows": [window_row(w) for w in p.price_windows],
         "retirement": p.retirement,
         "retired_tiers": list(p.retired_tiers),
         "rejected_params": [_rule_row(r) for r in p.rejected_params],

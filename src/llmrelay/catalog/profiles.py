@@ -10,17 +10,25 @@ publishes them; ``None`` means unknown (never silently $0).
 from __future__ import annotations
 
 import dataclasses
-import math
-from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from functools import lru_cache
 from typing import Any, TypeVar
 
-from ..errors import ConfigurationError, shown
+from ..errors import ConfigurationError
 from ..types import PARAM_NAMES
 from ..types.params import REASONING_EFFORTS
+from .pricing import (
+    WEEKDAYS,
+    PricePeriod,
+    PriceWindow,
+    Pricing,
+    check_price,
+    check_windows,
+    highest_pricing,
+    parse_date,
+    window_at,
+)
 
 __all__ = [
     "CAPABILITY_NAMES",
@@ -107,198 +115,6 @@ def _check_int(where: str, name: str, v: Any) -> None:
         raise ConfigurationError(f"{where}{name} must be a positive integer or null, not {v!r}")
 
 
-def _check_price(where: str, name: str, v: Any) -> None:
-    if v is None:
-        return
-    if isinstance(v, bool) or not isinstance(v, int | float) or math.isnan(v) or v < 0:
-        raise ConfigurationError(
-            f"{where}price {name} must be a non-negative number of dollars per million tokens "
-            f"or null (unknown), not {v!r}"
-        )
-    if math.isinf(v):
-        raise ConfigurationError(f"{where}price {name} must be finite, not {v!r}")
-
-
-#: The amounts of a :class:`Pricing` (dollars per million tokens).
-PRICE_AMOUNTS: tuple[str, ...] = ("input", "output", "cached_input", "cache_write", "reasoning")
-
-
-@dataclass(frozen=True, slots=True)
-class Pricing:
-    """Dollars per million tokens, with where the numbers come from.
-
-    ``cached_input`` prices prompt-cache reads, ``cache_write`` prompt-cache writes (Anthropic);
-    ``reasoning`` prices reasoning ("thinking") tokens -- every provider in the bundled catalog
-    bills them as output tokens, so it defaults to ``output`` when not given.
-    """
-
-    input: float | None = None
-    output: float | None = None
-    cached_input: float | None = None
-    cache_write: float | None = None
-    reasoning: float | None = None
-    source: str | None = None
-    as_of: str | None = None
-    note: str | None = None
-    #: Where the provider says this price is a sale or promotion (None: its list price). A
-    #: promotional price in force with no end date is listed by ``llmrelay catalog check``.
-    promotion_source: str | None = None
-
-    def validate(self, where: str = "") -> None:
-        for f in PRICE_AMOUNTS:
-            _check_price(where, f, getattr(self, f))
-        if self.as_of is not None:
-            _parse_date(self.as_of, f"{where}prices.as_of")
-        if self.promotion_source is not None and (
-            not isinstance(self.promotion_source, str) or not self.promotion_source.strip()
-        ):
-            raise ConfigurationError(
-                f"{where}prices.promotion_source must be the URL that says the price is a sale "
-                "or promotion, or null"
-            )
-
-    def scaled(self, factor: float) -> Pricing:
-        """Every known amount times ``factor`` (a time-of-day multiplier)."""
-
-        def times(v: float | None) -> float | None:
-            return None if v is None else v * factor
-
-        amounts: dict[str, Any] = {f: times(getattr(self, f)) for f in PRICE_AMOUNTS}
-        return dataclasses.replace(self, **amounts)
-
-    @property
-    def known(self) -> bool:
-        return self.input is not None and self.output is not None
-
-    @property
-    def reasoning_price(self) -> float | None:
-        return self.reasoning if self.reasoning is not None else self.output
-
-    @property
-    def cached_input_price(self) -> float | None:
-        return self.cached_input if self.cached_input is not None else self.input
-
-    @property
-    def cache_write_price(self) -> float | None:
-        return self.cache_write if self.cache_write is not None else self.input
-
-
-@dataclass(frozen=True, slots=True)
-class PricePeriod:
-    """A dated price: ``pricing`` is in force from ``start`` (inclusive, 00:00 UTC) until
-    ``end`` (exclusive; None: open-ended). A period with an end is a promotion: when it ends,
-    the price falls back to the latest period (or the row's base ``prices``) still in force."""
-
-    start: date
-    end: date | None
-    pricing: Pricing
-
-    def covers(self, day: date) -> bool:
-        return self.start <= day and (self.end is None or day < self.end)
-
-
-#: Day names of :attr:`PriceWindow.days`, Monday first (``datetime.weekday()`` order).
-WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-_DAY_S = 86400
-#: Seconds in a week; epoch time 345600 (1970-01-05) is a Monday 00:00 UTC.
-WEEK_S = 7 * _DAY_S
-_MONDAY_EPOCH = 345600
-
-
-@dataclass(frozen=True, slots=True)
-class PriceWindow:
-    """A recurring time-of-day price: on the UTC weekdays ``days`` (0 = Monday), from
-    ``start`` (inclusive) to ``end`` (exclusive), seconds after 00:00 UTC (``end`` at most
-    86400, i.e. 24:00; a window across midnight is written as two windows). In the window the
-    price is the day's price times ``multiplier``, or ``pricing`` when the window names its
-    own amounts (the amounts it leaves out are the day's). UTC has no daylight saving time, so
-    a window is the same instant all year."""
-
-    days: frozenset[int]
-    start: int
-    end: int
-    multiplier: float | None = None
-    pricing: Pricing | None = None
-    source: str | None = None
-    note: str | None = None
-
-    def validate(self, where: str) -> None:
-        if not self.days or not all(
-            isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 6 for d in self.days
-        ):
-            raise ConfigurationError(
-                f"{where}days must name at least one weekday ({', '.join(WEEKDAYS)})"
-            )
-        for name, v in (("start", self.start), ("end", self.end)):
-            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= _DAY_S:
-                raise ConfigurationError(f"{where}{name} must be a time of day from 00:00 to 24:00")
-        if self.start >= self.end:
-            raise ConfigurationError(
-                f"{where}start ({_clock(self.start)}) must be before end ({_clock(self.end)}); "
-                "write a window across midnight as two windows"
-            )
-        if (self.multiplier is None) == (self.pricing is None):
-            raise ConfigurationError(
-                f"{where}give either a multiplier or the window's prices (input, output, ...)"
-            )
-        m = self.multiplier
-        if m is not None and (
-            isinstance(m, bool) or not isinstance(m, int | float) or not 0 < m < math.inf
-        ):
-            raise ConfigurationError(
-                f"{where}multiplier must be a positive finite number, not {shown(m)}"
-            )
-        if self.pricing is not None:
-            self.pricing.validate(where)
-
-    def applied(self, day_pricing: Pricing) -> Pricing:
-        """The price in the window, over the price of the day."""
-        if self.multiplier is not None:
-            return day_pricing.scaled(self.multiplier)
-        own = self.pricing
-        assert own is not None
-        return dataclasses.replace(
-            day_pricing,
-            **{f: getattr(own, f) for f in PRICE_AMOUNTS if getattr(own, f) is not None},
-        )
-
-    def describe(self) -> str:
-        days = ", ".join(WEEKDAYS[d] for d in sorted(self.days))
-        how = f"x{self.multiplier:g}" if self.multiplier is not None else "own prices"
-        return f"{days} {_clock(self.start)}-{_clock(self.end)} UTC ({how})"
-
-
-def _clock(s: int) -> str:
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
-
-
-@lru_cache(maxsize=256)
-def window_segments(
-    windows: tuple[PriceWindow, ...],
-) -> tuple[tuple[int, ...], tuple[PriceWindow | None, ...]]:
-    """The week (seconds after Monday 00:00 UTC) cut at every window edge: the sorted start
-    of each segment and the window in force over it (None: none). Windows must not overlap."""
-    edges = {0}
-    for w in windows:
-        for d in w.days:
-            edges.add(d * _DAY_S + w.start)
-            edges.add(d * _DAY_S + w.end)
-    starts = tuple(sorted(e for e in edges if e < WEEK_S))
-    owners: list[PriceWindow | None] = []
-    for s in starts:
-        day, sec = divmod(s, _DAY_S)
-        owners.append(next((w for w in windows if day in w.days and w.start <= sec < w.end), None))
-    return starts, tuple(owners)
-
-
-def week_position(t: float) -> tuple[float, float]:
-    """The start of the UTC week (Monday 00:00) holding epoch time ``t``, and ``t``'s offset
-    into it in seconds."""
-    week = math.floor((t - _MONDAY_EPOCH) / WEEK_S) * WEEK_S + _MONDAY_EPOCH
-    return float(week), t - week
-
-
 #: When a :class:`ParamRule` applies: ``always``; ``reasoning`` -- only when
 #: ``reasoning_effort`` is set to something other than ``"none"`` (extended thinking);
 #: ``unless_reasoning_none`` -- unless ``reasoning_effort="none"`` (the model reasons by
@@ -352,7 +168,7 @@ class ParamRule:
                 f"{where}rejected_params: values 'forced' applies to tool_choice only"
             )
         if self.default is not None:
-            _check_price(where, f"rejected_params.{self.param}.default", self.default)
+            check_price(where, f"rejected_params.{self.param}.default", self.default)
         if self.accepts:
             if self.param != "reasoning_effort":
                 raise ConfigurationError(
@@ -459,17 +275,6 @@ class LLMCapabilities:
         return None if p is None else p / 1000.0
 
 
-def _parse_date(value: Any, where: str) -> date:
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise ConfigurationError(f"{where} must be a date written YYYY-MM-DD, not {value!r}")
-
-
 @dataclass(frozen=True, slots=True)
 class LLMProfile:
     """One model of one provider: identity, lifecycle and capabilities (seed 003's
@@ -526,7 +331,7 @@ class LLMProfile:
         for f in ("release_date", "deprecation_date", "shutdown_date", "verified_at"):
             v = getattr(self, f)
             if v is not None and not isinstance(v, date):
-                object.__setattr__(self, f, _parse_date(v, f"{where}{f}"))
+                object.__setattr__(self, f, parse_date(v, f"{where}{f}"))
         if (
             self.deprecation_date is not None
             and self.shutdown_date is not None
@@ -578,52 +383,24 @@ class LLMProfile:
                     f"after {last})"
                 )
             last = period.start
-        self._check_windows(where)
-
-    def _check_windows(self, where: str) -> None:
-        for i, w in enumerate(self.price_windows):
-            w.validate(f"{where}price_windows[{i}]: ")
-            for j, other in enumerate(self.price_windows[:i]):
-                shared = w.days & other.days
-                if shared and w.start < other.end and other.start < w.end:
-                    raise ConfigurationError(
-                        f"{where}price_windows[{i}] ({w.describe()}) overlaps price_windows[{j}] "
-                        f"({other.describe()}) on {', '.join(WEEKDAYS[d] for d in sorted(shared))}"
-                        "; which price applies would be ambiguous"
-                    )
+        check_windows(self.price_windows, where)
 
     def window_at(self, t: float) -> tuple[PriceWindow | None, float, float]:
         """The price window in force at epoch time ``t`` (None: none), with the span
         ``[lo, hi)`` of epoch times it holds for (up to the next window edge)."""
-        if not self.price_windows:
-            return None, -math.inf, math.inf
-        starts, owners = window_segments(self.price_windows)
-        week, pos = week_position(t)
-        i = bisect_right(starts, pos) - 1
-        hi = starts[i + 1] if i + 1 < len(starts) else WEEK_S
-        return owners[i], week + starts[i], week + hi
+        return window_at(self.price_windows, t)
 
     def pricing_at(self, t: float, day: date) -> Pricing:
         """The price in force at epoch time ``t`` (on UTC day ``day``): the day's price
         (:meth:`pricing_on`) under the time-of-day window in force, if any."""
         base = self.pricing_on(day)
-        window = self.window_at(t)[0]
+        window = window_at(self.price_windows, t)[0]
         return base if window is None else window.applied(base)
 
     def highest_pricing_on(self, day: date) -> Pricing:
         """The highest price each amount can take on ``day`` at any time of day: the day's
         price and every window over it, amount by amount (budget reservations)."""
-        base = self.pricing_on(day)
-        if not self.price_windows:
-            return base
-        top = {f: getattr(base, f) for f in PRICE_AMOUNTS}
-        for w in self.price_windows:
-            p = w.applied(base)
-            for f in PRICE_AMOUNTS:
-                v, cur = getattr(p, f), top[f]
-                if v is not None and (cur is None or v > cur):
-                    top[f] = v
-        return dataclasses.replace(base, **top)
+        return highest_pricing(self.price_windows, self.pricing_on(day))
 
     @property
     def id(self) -> str:
