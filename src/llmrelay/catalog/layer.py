@@ -79,6 +79,8 @@ class _Entry:
     rules: tuple[ParamRule, ...] = ()
     #: Audio among the model's input modalities.
     audio: bool = True
+    #: ``profile.id`` (read by every lifecycle check).
+    profile_id: str = ""
 
 
 def _is_official(dep: Deployment) -> bool:
@@ -110,7 +112,9 @@ class Catalog:
         return self._registry
 
     def _entry(self, dep: Deployment) -> _Entry | None:
-        reg = self.registry
+        reg = self._registry
+        if reg is None:
+            reg = self.registry
         key = ("layer", dep.provider, dep.model, dep.base_url)
         cache = reg.cache
         try:
@@ -131,6 +135,7 @@ class Catalog:
                 p.shutdown_date is not None or p.deprecation_date is not None,
                 _effort_first(p.rejected_params or _implied_rules(p, dep)),
                 "audio" in c.input_modalities,
+                p.id,
             )
         cache[key] = entry
         return entry
@@ -140,7 +145,7 @@ class Catalog:
         own API). Returns True for a retired-and-refused model served elsewhere: it passes
         unchecked. A passed check is reused for a minute per deployment, so a model that
         retires while the process runs is caught within the minute."""
-        key = (e.profile.id, e.official, alias)
+        key = (e.profile_id, e.official, alias)
         now = time.monotonic()
         last = self._checked.get(key)
         if last is not None and now - last[0] < LIFECYCLE_RECHECK_S:
@@ -288,7 +293,9 @@ class Catalog:
         (the attempt's latency) before now on the registry's clock (now when None). The
         engine prices answers with it, so a call that started off-peak and ended in a
         time-of-day price window is billed at its start."""
-        reg = self.registry
+        reg = self._registry
+        if reg is None:
+            reg = self.registry
         at = None
         if elapsed_s is not None and elapsed_s > 0.0:
             at = reg.now() - elapsed_s

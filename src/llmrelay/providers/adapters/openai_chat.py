@@ -30,11 +30,11 @@ from ...types import (
     Usage,
     chunk,
     make_usage,
+    new_response,
 )
 from ..table import Deployment
 from .base import (
     answer_request_id,
-    as_int,
     decode_json,
     encode_body,
     error_body,
@@ -47,6 +47,13 @@ from .base import (
     openai_post,
     redact,
     status_message,
+)
+from .openai_answer import (
+    filtered_categories,
+    filtered_error,
+    groq_request_id,
+    reasoning_of,
+    usage_from,
 )
 from .openai_request import encode_message, map_reasoning_effort, thought_signature
 from .tool_args import args_text, call_id_prefix
@@ -71,108 +78,10 @@ _CONTEXT_MARKERS = (
     "prompt is too long",
     "reduce the length",
 )
+_new = object.__new__
+_NOT_JSON = object()  # ``parse_response``'s mark for a body that is not JSON
+
 _FILTER_CODES = ("content_filter", "content_policy_violation", "responsibleaipolicyviolation")
-
-
-def usage_from(u: Any) -> Usage:
-    if not isinstance(u, dict):
-        return make_usage()
-    get = u.get
-    ptd = get("prompt_tokens_details")
-    ctd = get("completion_tokens_details")
-    cached = written = 0
-    if ptd.__class__ is dict:
-        cached = as_int(ptd.get("cached_tokens"))
-        # OpenRouter: tokens written to the prompt cache, part of prompt_tokens like
-        # cached_tokens (its "Usage Accounting" page); OpenAI and DeepSeek report none.
-        written = as_int(ptd.get("cache_write_tokens"))
-    if not cached:
-        cached = as_int(get("prompt_cache_hit_tokens"))  # DeepSeek
-    reasoning = as_int(ctd.get("reasoning_tokens")) if ctd.__class__ is dict else 0
-    inp = get("prompt_tokens")
-    out = get("completion_tokens")
-    return Usage(  # (input, output, cached, cache_write, reasoning); as_int, inline when int
-        inp if inp.__class__ is int and inp >= 0 else as_int(inp),
-        out if out.__class__ is int and out >= 0 else as_int(out),
-        cached,
-        written,
-        reasoning,
-    )
-
-
-def reasoning_of(d: Mapping[str, Any]) -> str:
-    """The reasoning text of a message or delta: ``reasoning`` (OpenRouter, Groq, vLLM),
-    ``reasoning_content`` (DeepSeek, vLLM, many hosts) or the text of OpenRouter's
-    ``reasoning_details`` (``reasoning.text`` / ``reasoning.summary`` items; encrypted items have
-    none)."""
-    r = d.get("reasoning")
-    if r.__class__ is str and r:
-        return r
-    r = d.get("reasoning_content")
-    if r.__class__ is str and r:
-        return r
-    details = d.get("reasoning_details")
-    if details.__class__ is list and details:
-        out = []
-        for item in details:
-            if isinstance(item, dict):
-                t = item.get("text") if item.get("type") == "reasoning.text" else None
-                if t is None and item.get("type") == "reasoning.summary":
-                    t = item.get("summary")
-                if isinstance(t, str):
-                    out.append(t)
-        return "".join(out)
-    return ""
-
-
-def _groq_request_id(data: Mapping[str, Any]) -> str | None:
-    """Groq's request id in the body (``x_groq.id``), for an answer without the header."""
-    xg = data.get("x_groq")
-    rid = xg.get("id") if isinstance(xg, dict) else None
-    return rid if isinstance(rid, str) and rid else None
-
-
-def _filtered_categories(choice: Mapping[str, Any]) -> str | None:
-    """Azure's ``content_filter_results``: the names of the categories that filtered."""
-    results = choice.get("content_filter_results")
-    if not isinstance(results, dict):
-        return None
-    names = [
-        str(k) for k, v in results.items() if isinstance(v, dict) and v.get("filtered") is True
-    ]
-    return ", ".join(sorted(names)) or None
-
-
-def filtered_error(
-    dep: Deployment,
-    headers: Mapping[str, str],
-    *,
-    refusal: str | None,
-    categories: str | None,
-    partial_text: str,
-    response_id: str | None = None,
-) -> ContentFilteredError:
-    """The error for an answer the model refused (``refusal`` text) or the provider's content
-    filter stopped (``finish_reason: content_filter``, Azure's ``categories``)."""
-    explanation: str | None
-    if refusal is not None:
-        message = f"the model refused to answer: {refusal}"
-        category, explanation = "refusal", refusal
-    else:
-        what = f" ({categories})" if categories else ""
-        message = (
-            f"the provider's content filter stopped the answer{what}: finish_reason "
-            "content_filter; rephrase the request or configure content_filter_fallbacks"
-        )
-        category, explanation = "content_filter", categories
-    if response_id:
-        message += f" [response id {response_id}]"
-    err = make_error(ContentFilteredError, message, status=None, headers=headers, dep=dep)
-    assert isinstance(err, ContentFilteredError)
-    err.category = category
-    err.explanation = redact(explanation, dep) if explanation else None
-    err.partial_text = redact(partial_text, dep) if partial_text else ""
-    return err
 
 
 def _tool_calls(raw: Any, data: Mapping[str, Any]) -> list[ToolCall]:
@@ -274,27 +183,35 @@ class OpenAIChatAdapter:
         )
 
     def parse_response(self, resp: HttpResponse, req: ChatRequest, dep: Deployment) -> Response:
-        data = decode_json(resp.body, dep)
-        if not isinstance(data, dict):
+        try:
+            data = orjson.loads(resp.body)
+        except orjson.JSONDecodeError:
+            data = _NOT_JSON
+        # orjson gives exact dicts, lists and strs: ``__class__ is`` checks, not ``isinstance``.
+        if data.__class__ is not dict:
+            if data is _NOT_JSON:  # the typed error, raised outside the except block above
+                decode_json(resp.body, dep)
             raise invalid("the response is not a JSON object", dep, resp.headers)
-        if data.get("error") and not data.get("choices"):
-            raise in_band_error(self.map_error, data, resp.body, resp.headers, dep)
         choices = data.get("choices")
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        if data.get("error") and not choices:
+            raise in_band_error(self.map_error, data, resp.body, resp.headers, dep)
+        if choices.__class__ is not list or not choices or choices[0].__class__ is not dict:
             raise invalid("the response has no choices", dep, resp.headers)
         choice = choices[0]
         msg = choice.get("message")
-        if not isinstance(msg, dict):
+        if msg.__class__ is not dict:
             raise invalid("the first choice has no message", dep, resp.headers)
-        content = msg.get("content")
-        if isinstance(content, list):  # some vendors answer with parts
-            content = "".join(
-                p.get("text", "")
-                for p in content
-                if isinstance(p, dict) and p.get("type") == "text"
-            )
+        text = msg.get("content")
+        if text.__class__ is not str:
+            if text.__class__ is list:  # some vendors answer with parts
+                text = "".join(
+                    p.get("text", "")
+                    for p in text
+                    if isinstance(p, dict) and p.get("type") == "text"
+                )
+            else:
+                text = ""
         raw_finish = choice.get("finish_reason")
-        text = content if isinstance(content, str) else ""
         refusal = msg.get("refusal")
         if (refusal and refusal.__class__ is str) or raw_finish == "content_filter":
             rid = data.get("id")
@@ -302,23 +219,25 @@ class OpenAIChatAdapter:
                 dep,
                 resp.headers,
                 refusal=refusal if isinstance(refusal, str) and refusal else None,
-                categories=_filtered_categories(choice),
+                categories=filtered_categories(choice),
                 partial_text=text,
                 response_id=rid if isinstance(rid, str) else None,
             )
-        return Response(
-            text=text,
-            tool_calls=_tool_calls(msg.get("tool_calls"), data),
-            finish_reason=_FINISH.get(raw_finish, "other") if raw_finish else None,
-            raw_finish_reason=raw_finish,
-            usage=usage_from(data.get("usage")),
-            provider=dep.provider,
-            model=str(data.get("model") or dep.model),
-            alias=dep.alias,
-            id=data.get("id"),
-            request_id=answer_request_id(resp.headers, dep)
-            or (_groq_request_id(data) if dep.provider == "groq" else None),
-            reasoning=reasoning_of(msg)
+        calls = msg.get("tool_calls")
+        model = data.get("model")
+        return new_response(  # Response(text=..., ..., reasoning=...), built directly
+            text,
+            _tool_calls(calls, data) if calls else [],
+            _FINISH.get(raw_finish, "other") if raw_finish else None,
+            raw_finish,
+            usage_from(data.get("usage")),
+            dep.provider,
+            model if model.__class__ is str and model else str(model or dep.model),
+            dep.alias,
+            data.get("id"),
+            answer_request_id(resp.headers, dep)
+            or (groq_request_id(data) if dep.provider == "groq" else None),
+            reasoning_of(msg)
             if "reasoning" in msg or "reasoning_content" in msg or "reasoning_details" in msg
             else "",
         )
@@ -431,7 +350,7 @@ class _OpenAIStream:
             if model:
                 self._model = model
         if self._rid is None:
-            self._rid = _groq_request_id(obj)
+            self._rid = groq_request_id(obj)
         out: list[StreamChunk] = []
         u = obj.get("usage")
         usage = usage_from(u) if u.__class__ is dict else None
@@ -485,7 +404,7 @@ class _OpenAIStream:
         if raw_finish:
             self._raw_finish = raw_finish
             if raw_finish == "content_filter":
-                self._filter = _filtered_categories(ch) or ""
+                self._filter = filtered_categories(ch) or ""
         if text or reasoning or tdeltas or raw_finish:
             if text:
                 self._text.append(text)
