@@ -54,7 +54,7 @@ def _fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def test_bundled_catalog_is_versioned_and_sourced() -> None:
     meta = bundled_metadata()
-    assert meta["schema_version"] == 2
+    assert meta["schema_version"] == 3
     assert meta["catalog_version"]
     date.fromisoformat(meta["as_of"])
     r = reg()
@@ -346,7 +346,7 @@ def test_seed_spellings_of_persistence(tmp_path: Path) -> None:
     ("content", "match"),
     [
         ("{not json", "not valid JSON"),
-        ('{"schema_version": 3, "models": []}', "schema_version 3 is not supported"),
+        ('{"schema_version": 4, "models": []}', "schema_version 4 is not supported"),
         ('{"models": {}}', "'models' must be a list"),
         ('{"model": []}', "unknown top-level field"),
         ('{"models": [{"provider": "a"}]}', "model must be a non-empty string"),

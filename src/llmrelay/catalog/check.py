@@ -9,7 +9,10 @@
 * **upcoming changes** within ``within_days``: a dated price taking effect, a promotion ending,
   a shutdown, and a built-in alias whose model shuts down (point it at the replacement);
 * **retired aliases** -- a built-in alias whose model has already shut down:
-  listed until the alias is pointed at a current model, however long ago the date passed.
+  listed until the alias is pointed at a current model, however long ago the date passed;
+* **open promotions** -- a row whose price in force today is marked as a sale or promotion
+  (``prices.promotion_source``) with no end date: nothing says when it ends, so re-check it
+  and give the promotion its end (a ``price_schedule`` period with ``until``) once known.
 
 Dates are UTC days; "today" is the registry's clock.
 """
@@ -28,7 +31,7 @@ if TYPE_CHECKING:
     from .model_registry import LLMRegistry
     from .profiles import LLMProfile, Pricing
 
-__all__ = ["CatalogReport", "Change", "StaleRow", "check_catalog"]
+__all__ = ["CatalogReport", "Change", "OpenPromotion", "StaleRow", "check_catalog"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,19 @@ class Change:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class OpenPromotion:
+    """A row whose price in force is a promotion with no known end: ``price`` says what it
+    is, ``source`` where the provider calls it a sale."""
+
+    model: str
+    price: str
+    source: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "price": self.price, "source": self.source}
+
+
 @dataclass(slots=True)
 class CatalogReport:
     today: date
@@ -80,11 +96,13 @@ class CatalogReport:
     #: Built-in aliases whose model has already shut down, whenever that was (refused, routed
     #: or retired for some tiers: the detail says which).
     retired_aliases: list[Change] = field(default_factory=list)
+    #: Promotional prices in force with no end date (re-check when they end).
+    open_promotions: list[OpenPromotion] = field(default_factory=list)
 
     @property
     def actionable(self) -> bool:
         """Is there anything to act on?"""
-        return bool(self.stale or self.changes or self.retired_aliases)
+        return bool(self.stale or self.changes or self.retired_aliases or self.open_promotions)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +112,7 @@ class CatalogReport:
             "stale": [s.as_dict() for s in self.stale],
             "changes": [c.as_dict() for c in self.changes],
             "retired_aliases": [c.as_dict() for c in self.retired_aliases],
+            "open_promotions": [o.as_dict() for o in self.open_promotions],
         }
 
 
@@ -133,6 +152,19 @@ def _changes(p: LLMProfile, today: date, horizon: date) -> list[Change]:
     return out
 
 
+def _open_promotion(p: LLMProfile, day: date) -> OpenPromotion | None:
+    """The promotion in force on ``day`` when nothing says when it ends."""
+    period = None
+    for x in p.price_schedule:
+        if x.covers(day):
+            period = x
+    pricing = p.pricing if period is None else period.pricing
+    source = pricing.promotion_source
+    if source is None or (period is not None and period.end is not None):
+        return None
+    return OpenPromotion(p.id, _price(pricing), source)
+
+
 def check_catalog(
     registry: LLMRegistry,
     *,
@@ -142,7 +174,8 @@ def check_catalog(
 ) -> CatalogReport:
     """Rows (chat and embedding models) verified more than ``max_age_days`` ago, the price
     changes, promotion ends, shutdowns and built-in aliases to shutting-down models due within
-    ``within_days``, and the built-in aliases whose model has already shut down."""
+    ``within_days``, the built-in aliases whose model has already shut down, and promotional
+    prices in force with no end date."""
     day = today or registry.today()
     horizon = day + timedelta(days=within_days)
     report = CatalogReport(day, max_age_days, within_days)
@@ -152,6 +185,9 @@ def check_catalog(
             age = None if v is None else (day - v).days
             report.stale.append(StaleRow(p.id, v, age, p.sources))
         report.changes.extend(_changes(p, day, horizon))
+        promo = _open_promotion(p, day)
+        if promo is not None:
+            report.open_promotions.append(promo)
     for provider, rows in CURRENT_MODELS.items():
         for alias, model in rows:
             target = registry.lookup(provider, model)
@@ -198,4 +234,5 @@ def check_catalog(
             )
     report.changes.sort(key=lambda c: (c.on, c.model, c.kind))
     report.retired_aliases.sort(key=lambda c: (c.on, c.model, c.detail))
+    report.open_promotions.sort(key=attrgetter("model"))
     return report

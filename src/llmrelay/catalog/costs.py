@@ -18,14 +18,20 @@ How usage is priced (our ``Usage`` convention: cached and cache-write tokens are
 A model without a known price gives ``Cost(usd=None, known=False, reason=...)``, never $0.
 
 Prices over time: a row may carry a ``price_schedule`` (a new price from a date, a promotion
-with an end date), and a model the provider routes to its replacement after shutdown is billed
-at the replacement's rate. The price of a call is the one in force at the call's time (UTC
-days). The rates in force are resolved once and kept with the span of time they hold for (up to
-the next boundary of the schedule), so a cost is one comparison and a few multiplications.
+with an end date) and ``price_windows`` (recurring UTC time-of-day prices, e.g. DeepSeek's peak
+hours at twice the off-peak rate), and a model the provider routes to its replacement after
+shutdown is billed at the replacement's rate. The price of a call is the one in force when the
+call **started** (UTC days for the schedule; the window holding the start instant): a call
+that runs across a window edge is priced at its start. Budget reservations are made at the
+highest price any window of the day can take (:func:`highest_rates`), so they stay an upper
+bound whenever the call (or a retry) runs. The rates in force are resolved once and kept with
+the span of time they hold for (up to the next schedule boundary or window edge), so a cost is
+one comparison and a few multiplications.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -50,6 +56,7 @@ __all__ = [
     "embedding_cost",
     "estimate_request_cost",
     "estimate_usage",
+    "highest_rates",
     "rates_for",
     "resolve_rates",
     "utc_day",
@@ -240,7 +247,13 @@ def resolve_rates(
         else:
             hi = min(hi, e)
             break
-    return Rates.of(profile, profile.pricing_on(day)), lo, hi
+    pricing = profile.pricing_on(day)
+    if profile.price_windows:
+        window, wlo, whi = profile.window_at(t)
+        lo, hi = max(lo, wlo), min(hi, whi)
+        if window is not None:
+            pricing = window.applied(pricing)
+    return Rates.of(profile, pricing), lo, hi
 
 
 def rates_for(
@@ -261,6 +274,39 @@ def rates_for(
     rates, lo, hi = resolve_rates(registry, profile, t)
     cache[key] = (rates, lo, hi)
     return rates
+
+
+def highest_rates(
+    registry: LLMRegistry, provider: str | None, model: str, at: float | None = None
+) -> Rates | None:
+    """The rates in force at ``at`` (default: the registry's clock; :func:`rates_for`),
+    raised amount by amount to the highest any time-of-day window of that day sets: what a
+    budget reserves, so a call that starts (or is retried) in a dearer window is still
+    covered. The same as :func:`rates_for` for a row without windows."""
+    rates = rates_for(registry, provider, model, at)
+    if rates is None or not rates.known:
+        return rates
+    key = ("top-rates", provider, model)
+    t = registry.now() if at is None else at
+    cache = registry.cache
+    entry = cache.get(key)
+    if entry is not None and entry[1] <= t < entry[2]:
+        return entry[0]  # type: ignore[no-any-return]
+    day = utc_day(t)
+    top = rates
+    profile = registry.lookup(provider, model)
+    if profile is not None and profile.retirement == "routed":
+        shutdown = profile.shutdown_date
+        if shutdown is not None and day >= shutdown:  # billed as its replacement
+            name = registry.current_replacement(profile)
+            repl = registry.lookup(profile.provider, name) if name else None
+            profile = repl if repl is not None and repl.retirement != "routed" else None
+    if profile is not None and profile.price_windows:
+        top = dataclasses.replace(
+            Rates.of(profile, profile.highest_pricing_on(day)), label=rates.label
+        )
+    cache[key] = (top, _epoch(day), _epoch(day) + _DAY_S)
+    return top
 
 
 #: The epoch times a price can be looked up for: 1970-01-01 up to 9999-12-30 (UTC).
@@ -396,7 +442,7 @@ def calculate_cost(
             )
         if registry is None and model.retirement != "routed":  # no registry needed
             t = time_now() if when is None else when
-            return _cost_of(Rates.of(model, model.pricing_on(utc_day(t))), u)
+            return _cost_of(Rates.of(model, model.pricing_at(t, utc_day(t))), u)
         reg0 = registry or _default_registry()
         t = reg0.now() if when is None else when
         return _cost_of(resolve_rates(reg0, model, t)[0], u)
@@ -435,7 +481,8 @@ def estimate_request_cost(
 ) -> float | None:
     """An upper estimate of a call's cost for budget reservations: the prompt's tokens (exact
     for OpenAI models, else the documented estimate) at the input price, plus ``max_tokens``
-    (else the model's maximum output) at the higher of the output and reasoning prices.
+    (else the model's maximum output) at the higher of the output and reasoning prices -- the
+    highest prices of the day's time-of-day windows (:func:`highest_rates`).
     None when the model or its price is unknown. An embeddings request is its input tokens at
     the embedding model's price."""
     if isinstance(req, EmbedRequest):
@@ -443,7 +490,7 @@ def estimate_request_cost(
     from .tokens import count_message_tokens
 
     reg = registry or _default_registry()
-    rates = rates_for(reg, dep.provider, dep.model)
+    rates = highest_rates(reg, dep.provider, dep.model)
     if rates is None or not rates.known:
         return None
     profile = reg.lookup(dep.provider, dep.model)

@@ -285,8 +285,21 @@ class Catalog:
             )
 
     def cost(self, dep: Deployment, usage: Usage) -> Cost:
+        """The cost of ``usage`` at the price in force now (the registry's clock)."""
+        return self.cost_at(dep, usage, None)
+
+    def cost_at(self, dep: Deployment, usage: Usage, elapsed_s: float | None) -> Cost:
+        """The cost of ``usage`` at the price in force when the call started: ``elapsed_s``
+        (the attempt's latency) before now on the registry's clock (now when None). The
+        engine prices answers with it, so a call that started off-peak and ended in a
+        time-of-day price window is billed at its start."""
         reg = self._registry
-        rates = rates_for(reg if reg is not None else self.registry, dep.provider, dep.model)
+        if reg is None:
+            reg = self.registry
+        at = None
+        if elapsed_s is not None and elapsed_s > 0.0:
+            at = reg.now() - elapsed_s
+        rates = rates_for(reg, dep.provider, dep.model, at)
         if rates is None:
             return Cost.unknown(f"no price for {dep.label} in the catalog")
         return rates.cost(usage)

@@ -12,6 +12,8 @@ A catalog document is ``{"schema_version": 1, "catalog_version": ..., "as_of": .
      "release_date": "2025-04-14", "deprecation_date": null, "shutdown_date": null,
      "replacement": null, "retirement": "refused", "retired_tiers": [],
      "price_schedule": [{"from": "2026-12-01", "until": null, "input": 0.8, ...}],
+     "price_windows": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "01:00",
+                        "end": "04:00", "multiplier": 2, "source": "https://..."}],
      "rejected_params": [{"param": "temperature", "when": "always", "source": "https://..."},
                          {"param": "reasoning_effort", "accepts": ["low", "medium", "high"]}],
      "tools_api": null, "verified_at": "2026-12-03", "sources": ["https://..."]}
@@ -20,6 +22,11 @@ Schema version 2 added ``price_schedule``, ``retirement``, ``retired_tiers``,
 ``rejected_params``, ``tools_api``, ``verified_at``, ``sources`` and the ``native_json_schema``
 capability. Version-1 files (none of these) are read as they are: every new field is optional.
 A ``price_schedule`` period gives the prices that change; the others are the row's ``prices``.
+Schema version 3 added ``price_windows`` (recurring UTC time-of-day prices: weekdays, a start
+and an end ``HH:MM`` with the end exclusive and at most ``24:00``, and either a ``multiplier``
+of the day's price or the window's own amounts) and ``prices.promotion_source`` (the price in
+force is a sale; ``llmrelay catalog check`` lists one with no end date). Older files are read
+as they are.
 
 Unknown keys are errors (a typo must not silently drop a price). Every problem is a
 ``ConfigFileError`` naming the file, the row and the field.
@@ -38,13 +45,13 @@ from typing import Any
 import orjson
 
 from ..errors import ConfigFileError, ConfigurationError, shown
+from .pricing import period_row, schedule_from_list, window_row, windows_from_list
 from .profiles import (
     LLMCapabilities,
     LLMProfile,
     MediaType,
     ModelFamily,
     ParamRule,
-    PricePeriod,
     Pricing,
 )
 
@@ -63,9 +70,10 @@ __all__ = [
     "profile_to_row",
 ]
 
-SCHEMA_VERSION = 2
-#: Versions this llmrelay reads (1: before dated prices, lifecycle kinds and param rules).
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+#: Versions this llmrelay reads (1: before dated prices, lifecycle kinds and param rules;
+#: 2: before time-of-day price windows and promotion flags).
+READABLE_VERSIONS = (1, 2, 3)
 
 _ROW_KEYS = frozenset(
     {
@@ -87,6 +95,7 @@ _ROW_KEYS = frozenset(
         "lifecycle_source",
         "tokenizer",
         "price_schedule",
+        "price_windows",
         "retirement",
         "retired_tiers",
         "rejected_params",
@@ -109,8 +118,6 @@ _CAP_KEYS: dict[str, str] = {
     "prompt_caching": "supports_prompt_caching",
     "native_json_schema": "supports_native_json_schema",
 }
-#: The fields of one ``price_schedule`` period: its dates plus the ``prices`` fields.
-_PERIOD_KEYS = frozenset({"from", "until"}) | frozenset(f.name for f in dataclasses.fields(Pricing))
 _RULE_KEYS = frozenset(f.name for f in dataclasses.fields(ParamRule))
 _DOC_KEYS = frozenset({"schema_version", "catalog_version", "as_of", "notes", "models"})
 
@@ -184,7 +191,7 @@ def profile_from_row(
             raise _err(f"{f} must be a list of strings, not {items!r}", path, key)
     retirement = row.get("retirement") or "refused"
     _expect_str(retirement, "retirement", path, key)
-    for f in ("source", "as_of", "note"):
+    for f in ("source", "as_of", "note", "promotion_source"):
         _expect_str(prices.get(f), f"prices.{f}", path, key)
     try:
         pricing = Pricing(**{f: prices.get(f) for f in _PRICE_FIELDS})
@@ -210,7 +217,8 @@ def profile_from_row(
             **cap_kwargs,
         )
         return LLMProfile(
-            price_schedule=_schedule(row.get("price_schedule"), prices),
+            price_schedule=schedule_from_list(row.get("price_schedule"), prices),
+            price_windows=windows_from_list(row.get("price_windows")),
             retirement=retirement,
             retired_tiers=tuple(row.get("retired_tiers") or ()),
             rejected_params=_rules(row.get("rejected_params")),
@@ -237,41 +245,6 @@ def profile_from_row(
     except ConfigurationError as exc:
         msg = exc.message.removeprefix(f"model {label}: ")
         raise _err(msg, path, key) from None
-
-
-def _schedule(items: Any, base: Mapping[str, Any]) -> tuple[PricePeriod, ...]:
-    """The ``price_schedule`` list as periods; a period's missing prices are the base ones."""
-    if items is None:
-        return ()
-    if not isinstance(items, list):
-        raise ConfigurationError(f"price_schedule must be a list of periods, not {items!r}")
-    out = []
-    for i, item in enumerate(items):
-        where = f"price_schedule[{i}]"
-        if not isinstance(item, Mapping):
-            raise ConfigurationError(f"{where} must be a table/object, not {item!r}")
-        bad = set(item) - _PERIOD_KEYS
-        if bad:
-            raise ConfigurationError(
-                f"{where}: unknown field(s) {', '.join(sorted(bad))}; known: "
-                f"{', '.join(sorted(_PERIOD_KEYS))}"
-            )
-        if "from" not in item:
-            raise ConfigurationError(f"{where} needs 'from', the first day the price applies")
-        start = _parse_day(item["from"], f"{where}.from")
-        end = None if item.get("until") is None else _parse_day(item["until"], f"{where}.until")
-        fields = {f: item[f] if f in item else base.get(f) for f in _PRICE_FIELDS}
-        out.append(PricePeriod(start, end, Pricing(**fields)))
-    return tuple(out)
-
-
-def _parse_day(v: Any, where: str) -> date:
-    if isinstance(v, str):
-        try:
-            return date.fromisoformat(v)
-        except ValueError:
-            pass
-    raise ConfigurationError(f"{where} must be a date written YYYY-MM-DD, not {v!r}")
 
 
 def _rules(items: Any) -> tuple[ParamRule, ...]:
@@ -304,14 +277,6 @@ def _rules(items: Any) -> tuple[ParamRule, ...]:
             fields["accepts"] = tuple(accepts)
         out.append(ParamRule(**fields))
     return tuple(out)
-
-
-def _period_row(p: PricePeriod) -> dict[str, Any]:
-    return {
-        "from": p.start.isoformat(),
-        "until": _iso(p.end),
-        **{f: getattr(p.pricing, f) for f in _PRICE_FIELDS},
-    }
 
 
 def _rule_row(r: ParamRule) -> dict[str, Any]:
@@ -349,7 +314,8 @@ def profile_to_row(p: LLMProfile) -> dict[str, Any]:
         "replacement": p.replacement,
         "lifecycle_source": p.lifecycle_source,
         "tokenizer": p.tokenizer,
-        "price_schedule": [_period_row(x) for x in p.price_schedule],
+        "price_schedule": [period_row(x) for x in p.price_schedule],
+        "price_windows": [window_row(w) for w in p.price_windows],
         "retirement": p.retirement,
         "retired_tiers": list(p.retired_tiers),
         "rejected_params": [_rule_row(r) for r in p.rejected_params],
@@ -395,7 +361,7 @@ def _document(data: Any, path: str | None) -> tuple[dict[str, Any], list[Any]]:
         raise _err(
             f"schema_version {shown(version)} is not supported (this llmrelay reads versions "
             f"{', '.join(map(str, READABLE_VERSIONS))}): a newer llmrelay wrote it; upgrade "
-            "llmrelay, or remove the newer fields and set schema_version to 2",
+            "llmrelay, or remove the newer fields and set schema_version to 3",
             path,
             "schema_version",
         )

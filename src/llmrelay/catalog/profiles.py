@@ -10,7 +10,6 @@ publishes them; ``None`` means unknown (never silently $0).
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -19,18 +18,31 @@ from typing import Any, TypeVar
 from ..errors import ConfigurationError
 from ..types import PARAM_NAMES
 from ..types.params import REASONING_EFFORTS
+from .pricing import (
+    WEEKDAYS,
+    PricePeriod,
+    PriceWindow,
+    Pricing,
+    check_price,
+    check_windows,
+    highest_pricing,
+    parse_date,
+    window_at,
+)
 
 __all__ = [
     "CAPABILITY_NAMES",
     "LIFECYCLE_STATES",
     "PARAM_RULE_CONDITIONS",
     "RETIREMENT_KINDS",
+    "WEEKDAYS",
     "LLMCapabilities",
     "LLMProfile",
     "MediaType",
     "ModelFamily",
     "ParamRule",
     "PricePeriod",
+    "PriceWindow",
     "Pricing",
 ]
 
@@ -103,73 +115,6 @@ def _check_int(where: str, name: str, v: Any) -> None:
         raise ConfigurationError(f"{where}{name} must be a positive integer or null, not {v!r}")
 
 
-def _check_price(where: str, name: str, v: Any) -> None:
-    if v is None:
-        return
-    if isinstance(v, bool) or not isinstance(v, int | float) or math.isnan(v) or v < 0:
-        raise ConfigurationError(
-            f"{where}price {name} must be a non-negative number of dollars per million tokens "
-            f"or null (unknown), not {v!r}"
-        )
-    if math.isinf(v):
-        raise ConfigurationError(f"{where}price {name} must be finite, not {v!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class Pricing:
-    """Dollars per million tokens, with where the numbers come from.
-
-    ``cached_input`` prices prompt-cache reads, ``cache_write`` prompt-cache writes (Anthropic);
-    ``reasoning`` prices reasoning ("thinking") tokens -- every provider in the bundled catalog
-    bills them as output tokens, so it defaults to ``output`` when not given.
-    """
-
-    input: float | None = None
-    output: float | None = None
-    cached_input: float | None = None
-    cache_write: float | None = None
-    reasoning: float | None = None
-    source: str | None = None
-    as_of: str | None = None
-    note: str | None = None
-
-    def validate(self, where: str = "") -> None:
-        for f in ("input", "output", "cached_input", "cache_write", "reasoning"):
-            _check_price(where, f, getattr(self, f))
-        if self.as_of is not None:
-            _parse_date(self.as_of, f"{where}prices.as_of")
-
-    @property
-    def known(self) -> bool:
-        return self.input is not None and self.output is not None
-
-    @property
-    def reasoning_price(self) -> float | None:
-        return self.reasoning if self.reasoning is not None else self.output
-
-    @property
-    def cached_input_price(self) -> float | None:
-        return self.cached_input if self.cached_input is not None else self.input
-
-    @property
-    def cache_write_price(self) -> float | None:
-        return self.cache_write if self.cache_write is not None else self.input
-
-
-@dataclass(frozen=True, slots=True)
-class PricePeriod:
-    """A dated price: ``pricing`` is in force from ``start`` (inclusive, 00:00 UTC) until
-    ``end`` (exclusive; None: open-ended). A period with an end is a promotion: when it ends,
-    the price falls back to the latest period (or the row's base ``prices``) still in force."""
-
-    start: date
-    end: date | None
-    pricing: Pricing
-
-    def covers(self, day: date) -> bool:
-        return self.start <= day and (self.end is None or day < self.end)
-
-
 #: When a :class:`ParamRule` applies: ``always``; ``reasoning`` -- only when
 #: ``reasoning_effort`` is set to something other than ``"none"`` (extended thinking);
 #: ``unless_reasoning_none`` -- unless ``reasoning_effort="none"`` (the model reasons by
@@ -223,7 +168,7 @@ class ParamRule:
                 f"{where}rejected_params: values 'forced' applies to tool_choice only"
             )
         if self.default is not None:
-            _check_price(where, f"rejected_params.{self.param}.default", self.default)
+            check_price(where, f"rejected_params.{self.param}.default", self.default)
         if self.accepts:
             if self.param != "reasoning_effort":
                 raise ConfigurationError(
@@ -330,17 +275,6 @@ class LLMCapabilities:
         return None if p is None else p / 1000.0
 
 
-def _parse_date(value: Any, where: str) -> date:
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise ConfigurationError(f"{where} must be a date written YYYY-MM-DD, not {value!r}")
-
-
 @dataclass(frozen=True, slots=True)
 class LLMProfile:
     """One model of one provider: identity, lifecycle and capabilities (seed 003's
@@ -364,6 +298,8 @@ class LLMProfile:
     origin: str = "user"
     #: Dated prices over the base ``capabilities.pricing`` (see :meth:`pricing_on`).
     price_schedule: tuple[PricePeriod, ...] = ()
+    #: Recurring time-of-day prices over the price of the day (see :class:`PriceWindow`).
+    price_windows: tuple[PriceWindow, ...] = ()
     #: What happens after ``shutdown_date`` (one of ``RETIREMENT_KINDS``).
     retirement: str = "refused"
     #: ``retirement="tiers"``: the account tiers the model is retired for.
@@ -395,7 +331,7 @@ class LLMProfile:
         for f in ("release_date", "deprecation_date", "shutdown_date", "verified_at"):
             v = getattr(self, f)
             if v is not None and not isinstance(v, date):
-                object.__setattr__(self, f, _parse_date(v, f"{where}{f}"))
+                object.__setattr__(self, f, parse_date(v, f"{where}{f}"))
         if (
             self.deprecation_date is not None
             and self.shutdown_date is not None
@@ -447,6 +383,24 @@ class LLMProfile:
                     f"after {last})"
                 )
             last = period.start
+        check_windows(self.price_windows, where)
+
+    def window_at(self, t: float) -> tuple[PriceWindow | None, float, float]:
+        """The price window in force at epoch time ``t`` (None: none), with the span
+        ``[lo, hi)`` of epoch times it holds for (up to the next window edge)."""
+        return window_at(self.price_windows, t)
+
+    def pricing_at(self, t: float, day: date) -> Pricing:
+        """The price in force at epoch time ``t`` (on UTC day ``day``): the day's price
+        (:meth:`pricing_on`) under the time-of-day window in force, if any."""
+        base = self.pricing_on(day)
+        window = window_at(self.price_windows, t)[0]
+        return base if window is None else window.applied(base)
+
+    def highest_pricing_on(self, day: date) -> Pricing:
+        """The highest price each amount can take on ``day`` at any time of day: the day's
+        price and every window over it, amount by amount (budget reservations)."""
+        return highest_pricing(self.price_windows, self.pricing_on(day))
 
     @property
     def id(self) -> str:

@@ -1,8 +1,9 @@
 """``llmrelay catalog check``: rows due for a re-check and changes taking effect soon.
 
 Exit status: 0 when there is nothing to act on, 8 when a row is stale or a price change,
-promotion end, shutdown or alias retirement falls within the window, or a built-in alias
-points at a model already shut down (so a scheduled CI job fails until the catalog is updated).
+promotion end, shutdown or alias retirement falls within the window, a built-in alias
+points at a model already shut down, or a promotional price is in force with no end date (so a
+scheduled CI job fails until the catalog is updated).
 """
 
 from __future__ import annotations
@@ -57,6 +58,12 @@ def run(args: argparse.Namespace) -> int:
         out.table(
             ("shut down", "model", "detail"),
             [(c.on.isoformat(), c.model, c.detail) for c in report.retired_aliases],
+        )
+    if report.open_promotions:
+        out.line(f"Promotional prices with no end date ({len(report.open_promotions)}):")
+        out.table(
+            ("model", "price", "promotion source"),
+            [(o.model, o.price, o.source) for o in report.open_promotions],
         )
     if not report.actionable:
         out.line(

@@ -512,7 +512,11 @@ class AttemptRunner:
         else:
             ctx.usage = prev + usage
         if catalog is not None:
-            c = catalog.cost(dep, usage)
+            cost_at = getattr(catalog, "cost_at", None)  # the price when the call started
+            if cost_at is not None:
+                c = cost_at(dep, usage, attempt.latency_s)
+            else:
+                c = catalog.cost(dep, usage)
             if usage.estimated and not c.estimated:
                 c = dataclasses.replace(c, estimated=True)
             attempt.cost_usd = c.usd

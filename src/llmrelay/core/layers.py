@@ -157,7 +157,11 @@ class CatalogLayer(Protocol):
         model rejects instead of dropping it."""
         ...
 
-    def cost(self, dep: Deployment, usage: Usage) -> Cost: ...
+    def cost(self, dep: Deployment, usage: Usage) -> Cost:
+        """The price of ``usage``. A catalog that also has ``cost_at(dep, usage,
+        elapsed_s)`` is asked that instead, with the attempt's latency, to price the answer
+        at the call's start (the built-in one does)."""
+        ...
 
 
 @runtime_checkable

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import orjson
 
-from ..catalog.costs import _default_registry, estimate_request_cost, rates_for
+from ..catalog.costs import _default_registry, estimate_request_cost, highest_rates
 from ..errors import BudgetExceededError, ConfigurationError, bad_number
 from ..errors import shown as shown_arg
 from ..state.base import key_id
@@ -259,13 +259,15 @@ def bound_request_cost(
     """An upper bound of a call's cost for budget reservations (the default estimator):
     :func:`prompt_token_bound` at the higher of the input and cache-write prices, plus
     ``max_tokens`` (else the model's maximum output, else its context window) at the higher of
-    the output and reasoning prices. None when the model or its price is unknown. An embeddings
+    the output and reasoning prices -- the highest prices any time-of-day window of the day
+    sets (``highest_rates``: a call started off-peak and retried at peak is still covered).
+    None when the model or its price is unknown. An embeddings
     request is its input tokens at the embedding model's price. No tokenizer is loaded.
     ``registry`` prices it (default: the process-wide catalog)."""
     if isinstance(req, EmbedRequest):
         return estimate_request_cost(req, dep)
     reg = registry or _default_registry()
-    rates = rates_for(reg, dep.provider, dep.model)
+    rates = highest_rates(reg, dep.provider, dep.model)
     if rates is None or rates.reason is not None:
         return None
     inp, outp = rates.input, rates.output
