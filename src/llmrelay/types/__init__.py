@@ -34,6 +34,7 @@ from .messages import ToolCallDelta as ToolCallDelta
 from .messages import _Dumpable as _Dumpable
 from .messages import _json_default as _json_default
 from .messages import _kind as _kind
+from .params import MAX_PROMPT_CACHE_KEY as MAX_PROMPT_CACHE_KEY
 from .params import NO_PARAMS as NO_PARAMS
 from .params import PARAM_NAMES as PARAM_NAMES
 from .params import GenerationParams as GenerationParams

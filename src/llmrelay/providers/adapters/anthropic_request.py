@@ -483,7 +483,7 @@ def build_request(req: ChatRequest, dep: Deployment) -> HttpRequest:
         body["top_p"] = p.top_p
     if p.stop:
         body["stop_sequences"] = list(p.stop)
-    for name in ("seed", "frequency_penalty", "presence_penalty"):
+    for name in ("seed", "frequency_penalty", "presence_penalty", "prompt_cache_key"):
         if getattr(p, name) is not None:
             adjusted[name] = "dropped: Anthropic does not support it"
     if p.user is not None:

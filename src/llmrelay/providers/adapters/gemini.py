@@ -422,6 +422,8 @@ class GeminiAdapter:
             body["toolConfig"] = _tool_config(p.tool_choice)
         if p.user is not None:
             adjusted["user"] = "dropped: Google Gemini does not support it"
+        if p.prompt_cache_key is not None:
+            adjusted["prompt_cache_key"] = "dropped: Google Gemini does not support it"
         for k, v in p.extra.items():
             cur = body.get(k)
             # Merge objects one level deep, so extra={"generationConfig": {"thinkingConfig":

@@ -48,7 +48,7 @@ from .base import (
     redact,
     status_message,
 )
-from .openai_request import encode_message, map_reasoning_effort, thought_signature
+from .openai_request import encode_message, map_reasoning_effort, thought_signature, vendor_of
 from .tool_args import args_text, call_id_prefix
 
 __all__ = ["OpenAIChatAdapter"]
@@ -251,6 +251,14 @@ class OpenAIChatAdapter:
             if spec is None or spec.stream_usage:
                 body["stream_options"] = {"include_usage": True}
         adjusted: dict[str, str] = {}
+        if p.prompt_cache_key is not None:
+            if vendor_of(dep).prompt_cache_key:
+                body["prompt_cache_key"] = p.prompt_cache_key
+            else:
+                adjusted["prompt_cache_key"] = (
+                    f"dropped: {(spec.display_name if spec else '') or dep.provider} does not "
+                    "document prompt_cache_key"
+                )
         if p.reasoning_effort is not None:
             map_reasoning_effort(body, p.reasoning_effort, dep, adjusted)
         if spec is not None and (spec.unsupported_params or spec.param_renames):
