@@ -14,11 +14,13 @@ A catalog document is ``{"schema_version": 1, "catalog_version": ..., "as_of": .
      "price_schedule": [{"from": "2026-12-01", "until": null, "input": 0.8, ...}],
      "rejected_params": [{"param": "temperature", "when": "always", "source": "https://..."},
                          {"param": "reasoning_effort", "accepts": ["low", "medium", "high"]}],
-     "tools_api": null, "verified_at": "2026-12-03", "sources": ["https://..."]}
+     "tools_api": null, "verified_at": "2026-12-03", "sources": ["https://..."],
+     "reasoning": {"style": "level", "values": {"low": "LOW", "high": "HIGH"}, ...}}
 
 Schema version 2 added ``price_schedule``, ``retirement``, ``retired_tiers``,
-``rejected_params``, ``tools_api``, ``verified_at``, ``sources`` and the ``native_json_schema``
-capability. Version-1 files (none of these) are read as they are: every new field is optional.
+``rejected_params``, ``tools_api``, ``verified_at``, ``sources``, ``reasoning``
+(``llmrelay.types.ReasoningMap``) and the ``native_json_schema`` capability. Version-1 files
+(none of these) are read as they are: every new field is optional.
 A ``price_schedule`` period gives the prices that change; the others are the row's ``prices``.
 
 Unknown keys are errors (a typo must not silently drop a price). Every problem is a
@@ -38,6 +40,7 @@ from typing import Any
 import orjson
 
 from ..errors import ConfigFileError, ConfigurationError, shown
+from ..types.reasoning import ReasoningMap
 from .profiles import (
     LLMCapabilities,
     LLMProfile,
@@ -46,6 +49,7 @@ from .profiles import (
     ParamRule,
     PricePeriod,
     Pricing,
+    rules_from_rows,
 )
 
 __all__ = [
@@ -93,6 +97,7 @@ _ROW_KEYS = frozenset(
         "tools_api",
         "verified_at",
         "sources",
+        "reasoning",
     }
 )
 #: The ``prices`` table of a row holds the fields of ``Pricing``, by the same names.
@@ -111,7 +116,6 @@ _CAP_KEYS: dict[str, str] = {
 }
 #: The fields of one ``price_schedule`` period: its dates plus the ``prices`` fields.
 _PERIOD_KEYS = frozenset({"from", "until"}) | frozenset(f.name for f in dataclasses.fields(Pricing))
-_RULE_KEYS = frozenset(f.name for f in dataclasses.fields(ParamRule))
 _DOC_KEYS = frozenset({"schema_version", "catalog_version", "as_of", "notes", "models"})
 
 
@@ -213,10 +217,11 @@ def profile_from_row(
             price_schedule=_schedule(row.get("price_schedule"), prices),
             retirement=retirement,
             retired_tiers=tuple(row.get("retired_tiers") or ()),
-            rejected_params=_rules(row.get("rejected_params")),
+            rejected_params=rules_from_rows(row.get("rejected_params")),
             tools_api=row.get("tools_api"),
             verified_at=row.get("verified_at"),
             sources=tuple(row.get("sources") or ()),
+            reasoning=ReasoningMap.of_row(row.get("reasoning")),
             provider=row["provider"],
             name=row["model"],
             capabilities=capabilities,
@@ -274,38 +279,6 @@ def _parse_day(v: Any, where: str) -> date:
     raise ConfigurationError(f"{where} must be a date written YYYY-MM-DD, not {v!r}")
 
 
-def _rules(items: Any) -> tuple[ParamRule, ...]:
-    if items is None:
-        return ()
-    if not isinstance(items, list):
-        raise ConfigurationError(f"rejected_params must be a list of rules, not {items!r}")
-    out = []
-    for i, item in enumerate(items):
-        if not isinstance(item, Mapping) or not isinstance(item.get("param"), str):
-            raise ConfigurationError(
-                f"rejected_params[{i}] must be a table with a 'param' name, not {item!r}"
-            )
-        bad = set(item) - _RULE_KEYS
-        if bad:
-            raise ConfigurationError(
-                f"rejected_params[{i}]: unknown field(s) {', '.join(sorted(bad))}; known: "
-                f"{', '.join(sorted(_RULE_KEYS))}"
-            )
-        for f in ("when", "values", "source", "note"):
-            if item.get(f) is not None and not isinstance(item[f], str):
-                raise ConfigurationError(f"rejected_params[{i}].{f} must be a string")
-        fields = {k: v for k, v in item.items() if v is not None}
-        if "accepts" in fields:
-            accepts = fields["accepts"]
-            if not isinstance(accepts, list) or not all(isinstance(v, str) for v in accepts):
-                raise ConfigurationError(
-                    f"rejected_params[{i}].accepts must be a list of values, not {shown(accepts)}"
-                )
-            fields["accepts"] = tuple(accepts)
-        out.append(ParamRule(**fields))
-    return tuple(out)
-
-
 def _period_row(p: PricePeriod) -> dict[str, Any]:
     return {
         "from": p.start.isoformat(),
@@ -356,6 +329,7 @@ def profile_to_row(p: LLMProfile) -> dict[str, Any]:
         "tools_api": p.tools_api,
         "verified_at": _iso(p.verified_at),
         "sources": list(p.sources),
+        "reasoning": None if p.reasoning is None else p.reasoning.to_row(),
     }
     return row
 

@@ -41,6 +41,7 @@ from .params import GenerationParams as GenerationParams
 from .params import ToolChoice as ToolChoice
 from .params import build_params as build_params
 from .params import merge_params as merge_params
+from .reasoning import ReasoningMap as ReasoningMap
 from .request import ChatRequest as ChatRequest
 from .request import MessagesInput as MessagesInput
 from .request import normalize_messages as normalize_messages
@@ -62,6 +63,7 @@ __all__ = [
     "ImagePart",
     "Message",
     "MessagesInput",
+    "ReasoningMap",
     "ReasoningPart",
     "Response",
     "Role",
