@@ -339,20 +339,21 @@ def _thinking(
         adjusted["reasoning_effort"] = "dropped: this model has no extended thinking"
         return None
     level = rmap.nearest.get(effort, effort)
-    if effort == "none":
-        if level == "none":
-            return None  # thinking is off unless asked for
-        adjusted["reasoning_effort"] = (
-            f"sent as effort '{level}': this model always thinks (thinking cannot be disabled)"
-        )
-    elif level not in rmap.values:
+    if level == "none":
+        return None  # thinking is off unless asked for
+    if level not in rmap.values:
         takes = ", ".join(rmap.values)
         adjusted["reasoning_effort"] = f"dropped: this model takes no '{effort}' (only {takes})"
         return None
-    elif level != effort:
-        who = "Anthropic has" if effort == "minimal" else "this model takes"
-        adjusted["reasoning_effort"] = f"sent as effort '{level}': {who} no '{effort}'"
     value = rmap.values[level]
+    if level != effort:
+        sent = f"effort '{value}'" if rmap.style != "budget" else f"a {value}-token budget"
+        why = (
+            "this model always thinks (thinking cannot be disabled)"
+            if effort == "none"
+            else f"{'Anthropic has' if effort == 'minimal' else 'this model takes'} no '{effort}'"
+        )
+        adjusted["reasoning_effort"] = f"sent as {sent}: {why}"
     if rmap.style != "budget":
         body.setdefault("output_config", {})["effort"] = value
         # Opus 4.7+ and Fable 5 omit the thinking text unless asked ("display" defaults to
