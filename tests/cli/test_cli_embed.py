@@ -80,3 +80,20 @@ def test_embed_with_voyage_and_an_input_type(
     assert code == 0
     assert [orjson.loads(x) for x in out.splitlines()] == [vector("where is it?", 1024).tolist()]
     assert fake_thread.requests[-1].body["input_type"] == "query"
+
+
+def test_an_output_path_that_cannot_be_written_is_refused_before_sending(
+    cli: Run, fake_thread: FakeUpstream, tmp_path: pathlib.Path
+) -> None:
+    """``-o`` into a missing directory: exit 2 with a message naming the path, nothing sent
+    (it was an OSError traceback after the embeddings had been paid for)."""
+    before = len(fake_thread.requests)
+    path = tmp_path / "missing" / "v.npy"
+    code, _, err = cli(
+        "embed", "-m", MODEL, "--format", "npy", "-o", str(path),
+        "--base-url", fake_thread.openai_base_url, "a",
+    )  # fmt: skip
+    assert code == 2
+    assert "v.npy" in err
+    assert "Traceback" not in err
+    assert len(fake_thread.requests) == before

@@ -5,6 +5,8 @@ chat call (which then says the model is an embedding model)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,3 +93,31 @@ def test_a_name_two_reachable_providers_list_is_ambiguous(twin_rows: None) -> No
     assert provider_of("twin-embed") is None
     with pytest.raises(llmrelay.UnknownModelError):
         llmrelay.Client().engine.resolve("twin-embed")
+
+
+async def test_an_alias_of_llmrelay_toml_falls_back_to_a_bare_embedding_name(
+    fake: FakeUpstream, point_at: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``[models.search] fallbacks = ["text-embedding-3-large"]``: the alias's own chain resolves
+    bare embedding names as a call's ``fallbacks=`` does (it was an UnknownModelError on every
+    call, the primary's answer notwithstanding)."""
+    from llmrelay.testing.fake import Reply
+
+    from ..config_isolation import isolated_config
+
+    point_at(fake)
+    path = tmp_path / "llmrelay.toml"
+    path.write_text(
+        '[models.relay-test-search]\nprovider = "openai"\nmodel = "text-embedding-3-small"\n'
+        'fallbacks = ["text-embedding-3-large"]\n'
+    )
+    monkeypatch.setenv("LLMRELAY_CONFIG", str(path))
+    with isolated_config():
+        c = llmrelay.Client()
+        try:
+            fake.push(Reply.error(500, "down"))
+            out = await c.aembed("relay-test-search", ["hi"], dimensions=4, retries=0)
+        finally:
+            await c.aclose()
+    assert (out.provider, out.model) == ("openai", "text-embedding-3-large")
+    assert [a.outcome for a in out.trace] == ["error", "success"]

@@ -19,8 +19,9 @@ from llmrelay.errors import (
 from llmrelay.providers.adapters.base import scrub_answer, secrets_of, send_headers
 from llmrelay.providers.table import make_deployment
 from llmrelay.testing.fake import FakeUpstream
-from llmrelay.types import ImagePart, Message, Response, TextPart, normalize_messages
+from llmrelay.types import ImagePart, Message, Response, TextPart, Usage, normalize_messages
 from llmrelay.types.messages import plain_message
+from llmrelay.types.response import new_response
 
 from ..conftest import CANARY_KEY
 
@@ -35,6 +36,77 @@ def test_plain_message_is_the_checked_message_with_every_field_set() -> None:
         assert fast == full
         for f in dataclasses.fields(Message):  # a new field must be set by plain_message too
             assert getattr(fast, f.name) == getattr(full, f.name), f.name
+
+
+def test_new_response_is_the_dataclass_response_with_every_field_set() -> None:
+    args = ("t", [], "stop", "stop", Usage(1, 2), "openai", "m", "a", "id", "rid", "r")
+    names = [f.name for f in dataclasses.fields(Response)]
+    named = dict(zip(names[:10], args[:10], strict=True)) | {"reasoning": args[10]}
+    fast, full = new_response(*args), Response(**named)  # type: ignore[arg-type]
+    assert fast == full
+    for f in dataclasses.fields(Response):  # a new field must be set by new_response too
+        assert getattr(fast, f.name) == getattr(full, f.name), f.name
+    # Fresh mutable defaults per answer, as the dataclass's factories give.
+    other = new_response(*args)  # type: ignore[arg-type]
+    for name in ("trace", "adjusted_params", "reasoning_parts"):
+        assert getattr(other, name) is not getattr(fast, name)
+
+
+def test_the_engine_context_is_the_dataclass_context_with_every_field_set() -> None:
+    from llmrelay.core.layers import CallContext
+    from llmrelay.core.options import CallOptions
+    from llmrelay.core.routing import Plan
+    from llmrelay.providers.resolve import Target
+
+    engine = llmrelay.Engine(clock=lambda: 1.0)
+    opts = CallOptions(trace_id="t", deadline=1.0)
+    fast = engine.context(Plan(Target("openai", "m", alias="a"), [], [], []), opts)
+    full = CallContext(
+        opts,
+        "t",
+        1.0,
+        started_at=fast.started_at,
+        deadline_at=2.0,
+        alias="a",
+        catalog=engine.catalog,
+        providers=engine.providers,
+    )
+    assert fast.providers is not None
+    assert fast == full
+    for f in dataclasses.fields(CallContext):  # a new field must be set by context() too
+        assert getattr(fast, f.name) == getattr(full, f.name), f.name
+    other = engine.context(Plan(Target("openai", "m"), [], [], []), CallOptions())
+    assert other.trace is not fast.trace
+    assert other.usage is not fast.usage
+    assert len(other.trace_id) == 32
+    assert int(other.trace_id, 16) >= 0
+
+
+def test_usage_from_builds_the_dataclass_usage_with_every_field_set() -> None:
+    from llmrelay.providers.adapters.openai_answer import usage_from
+
+    body = {
+        "prompt_tokens": 30,
+        "completion_tokens": 20,
+        "prompt_tokens_details": {"cached_tokens": 10, "cache_write_tokens": 5},
+        "completion_tokens_details": {"reasoning_tokens": 7},
+    }
+    fast, full = usage_from(body), Usage(30, 20, 10, 5, 7)
+    assert fast == full
+    for f in dataclasses.fields(Usage):  # a new field must be set by usage_from too
+        assert getattr(fast, f.name) == getattr(full, f.name), f.name
+    assert usage_from({"prompt_tokens": -1, "completion_tokens": True}) == Usage()
+
+
+def test_a_price_without_cached_or_reasoning_tokens_is_the_dataclass_cost() -> None:
+    from llmrelay.catalog.costs import Cost, Rates
+
+    rates = Rates(2e-6, 8e-6, 5e-7, None, None, "m")
+    fast = rates.cost(Usage(1000, 500, estimated=True))
+    full = Cost(0.006, True, 0.002, 0.004, 0.0, 0.0, None, True)
+    assert fast == full
+    for f in dataclasses.fields(Cost):  # a new field must be set there too
+        assert getattr(fast, f.name) == getattr(full, f.name), f.name
 
 
 def test_plain_dict_messages_take_the_fast_path_and_odd_ones_the_checked_one() -> None:

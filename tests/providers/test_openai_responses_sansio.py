@@ -95,7 +95,8 @@ def test_parts_become_input_parts() -> None:
                     AudioPart(data=b"RIFF", media_type="audio/wav"),
                 ],
             )
-        ]
+        ],
+        deployment("openrouter", "openai/gpt-4o-audio-preview"),  # documents input_audio
     )
     parts = body["input"][0]["content"]
     assert parts[0] == {"type": "input_text", "text": "look"}
@@ -108,8 +109,21 @@ def test_parts_become_input_parts() -> None:
     }
     assert parts[4] == {"type": "input_file", "file_url": "https://x.test/r.pdf"}
     assert parts[5] == {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
+    or_dep = deployment("openrouter", "openai/gpt-4o-audio-preview")
     with pytest.raises(InvalidRequestError, match="mp3 or wav"):
-        build([Message("user", [AudioPart(data=b"x", media_type="audio/ogg")])])
+        build([Message("user", [AudioPart(data=b"x", media_type="audio/ogg")])], or_dep)
+
+
+@pytest.mark.parametrize("provider", ["openai", "azure"])
+def test_openai_responses_refuses_audio_before_sending(provider: str) -> None:
+    """OpenAI's Responses ``input`` content is text, image or file (its reference; the SDK's
+    ``ResponseInputContentParam``): an ``input_audio`` part would be a 400 after the request
+    was paid for in time and a rate-limit slot."""
+    with pytest.raises(InvalidRequestError, match="no audio input"):
+        build(
+            [Message("user", [AudioPart(data=b"RIFF", media_type="audio/wav")])],
+            deployment(provider, "gpt-4.1-mini"),
+        )
 
 
 def test_tool_turns_and_foreign_reasoning() -> None:
@@ -262,10 +276,17 @@ def test_usage_and_incomplete() -> None:
     assert (r.text, r.finish_reason, r.raw_finish_reason) == ("cut sh", "stop", "completed")
     u = r.usage
     assert (u.input_tokens, u.output_tokens, u.cached_tokens, u.reasoning_tokens) == (10, 7, 4, 2)
-    for reason, finish in (("max_output_tokens", "length"), ("content_filter", "content_filter")):
+    for reason, finish in (("max_output_tokens", "length"), ("some_future_reason", "other")):
         body = _answer([_message(text)], status="incomplete", incomplete_details={"reason": reason})
         r = W.parse(response(body), chat("hi"))
         assert (r.finish_reason, r.raw_finish_reason, r.text) == (finish, reason, "cut sh")
+    # A content filter stop is the error Chat Completions' finish_reason content_filter is.
+    body = _answer(
+        [_message(text)], status="incomplete", incomplete_details={"reason": "content_filter"}
+    )
+    with pytest.raises(ContentFilteredError) as ei:
+        A.parse_response(response(body), chat("hi"), DEP)
+    assert (ei.value.category, ei.value.partial_text) == ("content_filter", "cut sh")
 
 
 def test_refusal_is_content_filtered() -> None:

@@ -90,6 +90,8 @@ class _Entry:
     rules: tuple[ParamRule, ...] = ()
     #: Audio among the model's input modalities.
     audio: bool = True
+    #: ``profile.id`` (read by every lifecycle check).
+    profile_id: str = ""
     #: How the model takes ``reasoning_effort`` (the row's ``reasoning``), for the adapter.
     reasoning: ReasoningMap | None = None
 
@@ -123,7 +125,9 @@ class Catalog:
         return self._registry
 
     def _entry(self, dep: Deployment) -> _Entry | None:
-        reg = self.registry
+        reg = self._registry
+        if reg is None:
+            reg = self.registry
         key = ("layer", dep.provider, dep.model, dep.base_url)
         cache = reg.cache
         try:
@@ -144,6 +148,7 @@ class Catalog:
                 p.shutdown_date is not None or p.deprecation_date is not None,
                 _effort_first(p.rejected_params or _implied_rules(p, dep)),
                 "audio" in c.input_modalities,
+                p.id,
                 p.reasoning,
             )
         cache[key] = entry
@@ -154,7 +159,7 @@ class Catalog:
         own API). Returns True for a retired-and-refused model served elsewhere: it passes
         unchecked. A passed check is reused for a minute per deployment, so a model that
         retires while the process runs is caught within the minute."""
-        key = (e.profile.id, e.official, alias)
+        key = (e.profile_id, e.official, alias)
         now = time.monotonic()
         last = self._checked.get(key)
         if last is not None and now - last[0] < LIFECYCLE_RECHECK_S:
@@ -298,7 +303,8 @@ class Catalog:
             )
 
     def cost(self, dep: Deployment, usage: Usage) -> Cost:
-        rates = rates_for(self.registry, dep.provider, dep.model)
+        reg = self._registry
+        rates = rates_for(reg if reg is not None else self.registry, dep.provider, dep.model)
         if rates is None:
             return Cost.unknown(f"no price for {dep.label} in the catalog")
         return rates.cost(usage)

@@ -70,7 +70,7 @@ def estimate_tokens(text: str) -> int:
     """An estimate of the token count of ``text`` for models without a public tokenizer."""
     if not text:
         return 0
-    by_bytes = (len(text.encode("utf-8")) + 3) // 4
+    by_bytes = (len(text.encode("utf-8", "surrogatepass")) + 3) // 4  # lone ones: 3 bytes
     if by_bytes > 4096:
         return by_bytes  # long text: the byte estimate is accurate enough and O(n) cheap
     return max(by_bytes, len(_WORDS.findall(text)))

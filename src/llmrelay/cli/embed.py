@@ -87,6 +87,24 @@ def npy_bytes(emb: Embeddings) -> bytes:
     return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + bytes(data)
 
 
+def _unwritable(path: str, exc: OSError) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"cannot write the output file {path}: {exc.strerror or type(exc).__name__}; pass "
+        "-o with a path in a directory you can write to"
+    )
+
+
+def _check_writable(path: str) -> None:
+    """Refuse an ``-o`` path that cannot be written, without creating or truncating it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise _unwritable(path, IsADirectoryError(21, "it is a directory"))
+    if not os.path.isdir(folder):
+        raise _unwritable(path, FileNotFoundError(2, "its directory does not exist"))
+    if not os.access(path if os.path.exists(path) else folder, os.W_OK):
+        raise _unwritable(path, PermissionError(13, "permission denied"))
+
+
 async def _embed(model: str, texts: list[str], kwargs: dict[str, Any]) -> Embeddings:
     from ..client import Client
 
@@ -116,14 +134,19 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None:
             kwargs[name] = value
+    if args.output:
+        _check_writable(args.output)  # before anything is sent (and paid for)
     emb = asyncio.run(_embed(model, texts, kwargs))
     if args.format == "npy":
         data = npy_bytes(emb)
     else:
         data = b"".join(orjson.dumps(v) + b"\n" for v in emb.vectors)
     if args.output:
-        with open(args.output, "wb") as f:
-            f.write(data)
+        try:
+            with open(args.output, "wb") as f:
+                f.write(data)
+        except OSError as exc:
+            raise _unwritable(args.output, exc) from None
     else:
         out: IO[bytes] = sys.stdout.buffer
         out.write(data)

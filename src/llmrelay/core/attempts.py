@@ -14,11 +14,12 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import APITimeoutError, CircuitOpenError, DeadlineExceededError, LLMRelayError
+from ..providers.backends import HttpBackend, send_failed
 from ..providers.resolve import Target
 from ..providers.table import Deployment
 from ..transport.base import Timeouts
 from ..types import ChatRequest, Response, StreamChunk
-from .layers import CallContext, CatalogLayer, LimiterLayer
+from .layers import Breaker, BreakerSource, CallContext, CatalogLayer, LimiterLayer
 from .options import CallOptions, caller_limited, timeouts_from
 from .retry import RetryBudget, RetryPolicy
 from .trace import Attempt
@@ -27,38 +28,6 @@ if TYPE_CHECKING:
     from ..providers.backends import Backend
 
 __all__ = ["AttemptRunner", "Breaker", "BreakerSource", "CallState", "Host"]
-
-
-class Breaker(Protocol):
-    """What the engine needs of a circuit breaker (``reliability.breaker.CircuitBreaker`` and
-    the shared ``SharedCircuitBreaker``). When ``asynchronous`` is true the engine uses the
-    ``a*`` methods (one store round trip each), else the synchronous ones."""
-
-    asynchronous: bool
-    clock: Callable[[], float]
-
-    @property
-    def state(self) -> str: ...
-
-    def acquire(self) -> Any: ...
-
-    def release(self, permit: Any) -> None: ...
-
-    def on_success(self, permit: Any) -> None: ...
-
-    def on_failure(self, permit: Any, exc: BaseException) -> None: ...
-
-    async def aacquire(self) -> Any: ...
-
-    async def aon_success(self, permit: Any) -> None: ...
-
-    async def aon_failure(self, permit: Any, exc: BaseException) -> None: ...
-
-
-class BreakerSource(Protocol):
-    """A breaker registry: one breaker per deployment key."""
-
-    def get(self, key: str) -> Breaker: ...
 
 
 class Host(Protocol):
@@ -169,8 +138,7 @@ class AttemptRunner:
         breakers = self.host.breakers
         if breakers is not None:
             tr.breaker = breakers.get(dep.key)
-        if self._budgets is not None:
-            tr.budget = self.budget_for(dep.key)
+        tr.budget = self.budget_for(dep.key)
         return tr
 
     # ------------------------------------------------------------------ the retry loop
@@ -338,12 +306,71 @@ class AttemptRunner:
         """Attempts on one deployment: breaker and rate limit, then the retry loop."""
         host = self.host
         backend = host.backend_for(dep)
-        tr = self._start(call, dep, req, t)
-        timeouts = self.timeouts(t, call.opts)
         clock = host.clock
-        ctx = tr.ctx
-        breaker = tr.breaker
+        ctx = call.ctx
+        breakers = host.breakers
+        breaker = breakers.get(dep.key) if breakers is not None else None
         at_once = host.limiter is None and (breaker is None or not breaker.asynchronous)
+        if at_once:
+            # The loop's first pass on locals (an in-process breaker or none, no rate limiter):
+            # its state (``_Try``) is built only when the attempt fails.
+            budgets = self._budgets
+            budget = None if budgets is None else budgets.get(dep.key) or self.budget_for(dep.key)
+            opts = call.opts
+            plain = opts.retry is None and opts.retries is None and opts.timeout is None
+            if plain and not t.policy:
+                policy, timeouts = host.retry, host.timeouts  # ``policy()`` and ``timeouts()``
+            else:
+                policy, timeouts = self.policy(t, opts), self.timeouts(t, opts)
+            permit = None
+            if breaker is not None:
+                try:
+                    permit = breaker.acquire()
+                except CircuitOpenError as exc:
+                    _book_refusal(ctx, dep, exc)
+                    raise
+            deadline_at = ctx.deadline_at
+            to = timeouts
+            if deadline_at is not None:
+                if deadline_at - clock() <= 0:
+                    if breaker is not None and permit is not None:
+                        breaker.release(permit)
+                    raise _deadline_error(dep, None)
+                to = self._attempt_timeouts(timeouts, deadline_at - clock())
+            t0 = clock()
+            try:
+                if backend.__class__ is HttpBackend:  # its ``complete``, inline
+                    http_req = backend.request(req, dep)
+                    try:
+                        sent = await backend.transport.send(http_req, to)
+                    except Exception as exc:
+                        send_failed(exc, dep)
+                    resp = backend.answer(sent, req, http_req, dep)
+                else:
+                    resp = await backend.complete(req, dep, to)
+            except Exception as exc:
+                if isinstance(exc, APITimeoutError):
+                    exc.caller_limited = caller_limited(ctx.opts, timeouts, to, host.timeouts)
+                tr = _Try(dep, req, ctx, policy)
+                tr.breaker, tr.budget, tr.permit, tr.t0 = breaker, budget, permit, t0
+                await self._failed(tr, exc, exc)  # raises when there is no next attempt
+            except BaseException:
+                if breaker is not None and permit is not None:
+                    breaker.release(permit)  # ``_abandoned``: there is no rate limiter
+                raise
+            else:
+                if breaker is not None and permit is not None:
+                    breaker.on_success(permit)
+                if budget is not None:
+                    budget.on_success()
+                # (deployment, outcome, number, error, status, latency_s, backoff_s)
+                attempt = Attempt(dep.label, "success", 1, None, None, clock() - t0, 0.0)
+                ctx.trace.append(attempt)
+                self.account(dep, resp, ctx, attempt, req)
+                return resp
+        else:
+            tr = self._start(call, dep, req, t)
+            timeouts = self.timeouts(t, call.opts)
         while True:
             if at_once:
                 self._admit_now(tr)  # no coroutine for an in-process breaker without a limiter
@@ -478,7 +505,12 @@ class AttemptRunner:
                 req, dep, resp, registry=getattr(catalog, "registry", None)
             )
         attempt.usage = usage
-        ctx.usage = ctx.usage + usage
+        prev = ctx.usage  # a first answer's usage is the total (a sum of the same values)
+        fresh = not (prev.input_tokens or prev.output_tokens or prev.cached_tokens)
+        if fresh and not (prev.cache_write_tokens or prev.reasoning_tokens or prev.estimated):
+            ctx.usage = usage
+        else:
+            ctx.usage = prev + usage
         if catalog is not None:
             c = catalog.cost(dep, usage)
             if usage.estimated and not c.estimated:
@@ -498,15 +530,10 @@ def _book_refusal(
     the attempts so far on ``dep``; None before the first)."""
     number, slept = (tr.retries + 1, tr.slept) if tr is not None else (1, 0.0)
     exc.provider, exc.model = dep.provider, dep.model
+    # (deployment, outcome, number, error, status, latency_s, backoff_s, reason)
+    reason = f"breaker open, retry after {exc.retry_after or 0:.1f}s"
     ctx.trace.append(
-        Attempt(
-            dep.label,
-            "skipped",
-            number,
-            "CircuitOpenError",
-            backoff_s=slept,
-            reason=f"breaker open, retry after {exc.retry_after or 0:.1f}s",
-        )
+        Attempt(dep.label, "skipped", number, "CircuitOpenError", None, 0.0, slept, reason)
     )
 
 

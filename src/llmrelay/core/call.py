@@ -25,6 +25,7 @@ from ..providers.api_choice import choose_api
 from ..providers.resolve import Target
 from ..providers.table import Deployment
 from ..types import ChatRequest, GenerationParams, Message, Response, Usage, merge_params
+from ..types.params import NO_PARAMS
 from .layers import CallContext, CallRecord
 from .options import CallOptions
 from .routing import Chain, Plan
@@ -51,7 +52,10 @@ def build_request(
     parameters under the call's."""
     if t.system_message and not any(m.role == "system" for m in messages):
         messages = [Message("system", t.system_message), *messages]
-    return ChatRequest(messages, merge_params(t.params, params), stream)
+    base = t.params
+    return ChatRequest(
+        messages, params if base is NO_PARAMS else merge_params(base, params), stream
+    )
 
 
 class Call:
@@ -92,7 +96,12 @@ class Call:
         self.stream = stream
         self.dep0: Deployment | None
         self.err0: LLMRelayError | None
-        self.dep0, self.err0 = engine.primary(plan, opts)  # raises unless fallbacks exist
+        try:  # ``engine.primary(plan, opts)``, inline: raises unless fallbacks exist
+            self.dep0, self.err0 = engine.deployment(plan.primary, opts, True), None
+        except LLMRelayError as exc:
+            if not plan.fallbacks:
+                raise
+            self.dep0, self.err0 = None, exc
         self.ctx: CallContext
         self.req0: ChatRequest | None = None
         self.cache_key: str | None = None
@@ -154,7 +163,7 @@ class Call:
                     req = catalog.prepare(req, dep, strict_params=True)
                 else:
                     req = catalog.prepare(req, dep)
-            dep = choose_api(dep, req, self.opts.api, primary)
+            dep = choose_api(dep, req, self.opts.api, primary, tools_api(catalog, dep, req))
         except LLMRelayError as exc:
             self._skipped(t, exc)
             raise
@@ -181,7 +190,9 @@ class Call:
                 return (*self.prepare(t), t)  # raises the primary's resolution error
             # An open breaker answers first: before the request is built and checked.
             engine.attempts.refuse_open(self, dep)
-            req = self.primary_request()
+            req = self.req0
+            if req is None:  # ``primary_request()``, inline
+                req = self.req0 = build_request(plan.primary, self.msgs, self.params, self.stream)
             catalog = engine.catalog
             try:  # ``prepare`` of the primary, inline
                 if catalog is not None:
@@ -189,7 +200,7 @@ class Call:
                         req = catalog.prepare(req, dep, strict_params=True)
                     else:
                         req = catalog.prepare(req, dep)
-                dep = choose_api(dep, req, self.opts.api, True)
+                dep = choose_api(dep, req, self.opts.api, True, tools_api(catalog, dep, req))
             except LLMRelayError as exc:
                 self._skipped(t, exc)
                 raise
@@ -423,3 +434,15 @@ def traced(err: BaseException, trace: list[Attempt]) -> None:
         err.trace = trace
     else:
         err.llmrelay_trace = trace  # type: ignore[attr-defined]
+
+
+def tools_api(catalog: Any, dep: Deployment, req: ChatRequest) -> str | None:
+    """The catalog row's ``tools_api`` (``"responses"``: the model calls tools only through
+    OpenAI's Responses API) for a call with tools to an OpenAI-API deployment; None for every
+    other call (no lookup on their path)."""
+    if catalog is None or not req.params.tools or dep.wire != "openai_chat":
+        return None
+    profile = getattr(catalog, "profile", None)
+    p = profile(dep) if profile is not None else None
+    value = getattr(p, "tools_api", None)
+    return value if isinstance(value, str) else None

@@ -58,6 +58,7 @@ from .embed_checks import (
     check_tokens,
     embed_adapter,
     estimate_tokens_of,
+    nonfinite,
 )
 from .layers import CallContext, CallRecord, CatalogLayer, LimiterLayer
 from .options import CallOptions
@@ -254,25 +255,21 @@ class _EmbedCall:
             max_inputs = c.row.max_inputs if c.row else c.adapter.max_inputs
             max_tokens = c.row.max_request_tokens if c.row else None
             parts = batches(todo, inputs, max_inputs, max_tokens)
-            got = await self._send(dep, t, parts)
-        dim = got[0].dimensions if got else len(next(iter(found.values())))
-        if got and c.dimensions is not None and dim != c.dimensions:
-            # Checked before anything is cached or returned: a fallback or a cache entry
-            # must never hold vectors of another size than the call asked for.
-            raise InvalidResponseError(
-                f"{dep.label} answered vectors of {dim} dimensions; the call expects "
-                f"{c.dimensions}",
-                provider=dep.provider,
-                model=dep.model,
-            )
-        for b in got:
-            if b.dimensions != dim:
-                raise InvalidResponseError(
-                    f"{dep.label} answered vectors of {b.dimensions} and {dim} dimensions in "
-                    "one call",
-                    provider=dep.provider,
-                    model=dep.model,
-                )
+            answered, failure = await self._send(dep, t, parts)
+            if failure is not None:
+                # The batches that answered before one failed were paid for: they are cached
+                # (when valid), so the caller's next try does not pay for them again.
+                done = [(p, b) for p, b in zip(parts, answered, strict=True) if b is not None]
+                if done and cache is not None and not self.opts.no_store:
+                    kept = [b for _, b in done]
+                    try:
+                        self._checked(kept, dep, c)
+                    except InvalidResponseError:
+                        raise failure from None
+                    await self._store(cache, keys, [p for p, _ in done], kept, dep)
+                raise failure
+            got = [b for b in answered if b is not None]
+        dim = self._checked(got, dep, c) if got else len(next(iter(found.values())))
         data = reassemble(n, dim, found, parts, got, self.where)
         if cache is not None and not self.opts.no_store:
             await self._store(cache, keys, parts, got, dep)
@@ -289,9 +286,45 @@ class _EmbedCall:
             cache_hits=hits,
         )
 
-    async def _send(self, dep: Deployment, t: Target, parts: list[list[int]]) -> list[EmbedBatch]:
-        """The batches on ``dep``, at most ``concurrency`` at once, answers in order. The first
-        failure cancels the others and is raised."""
+    def _checked(self, got: list[EmbedBatch], dep: Deployment, c: Candidate) -> int:
+        """The dimensions of the batches ``dep`` answered, checked before anything is cached or
+        returned: the size the call expects, one size for all, every number finite."""
+        dim = got[0].dimensions
+        if c.dimensions is not None and dim != c.dimensions:
+            # A fallback or a cache entry must never hold vectors of another size than the call
+            # asked for.
+            raise InvalidResponseError(
+                f"{dep.label} answered vectors of {dim} dimensions; the call expects "
+                f"{c.dimensions}",
+                provider=dep.provider,
+                model=dep.model,
+            )
+        for b in got:
+            if b.dimensions != dim:
+                raise InvalidResponseError(
+                    f"{dep.label} answered vectors of {b.dimensions} and {dim} dimensions in "
+                    "one call",
+                    provider=dep.provider,
+                    model=dep.model,
+                )
+            bad = nonfinite(b.data)
+            if bad is not None:
+                # NaN or infinity (a float32 NaN in base64, a JSON number past float32's
+                # range): no similarity can be computed with it, and it must not be cached.
+                raise InvalidResponseError(
+                    f"{dep.label} answered a vector whose number {bad % dim} is not a finite "
+                    "number (NaN or infinity)",
+                    provider=dep.provider,
+                    model=dep.model,
+                )
+        return dim
+
+    async def _send(
+        self, dep: Deployment, t: Target, parts: list[list[int]]
+    ) -> tuple[list[EmbedBatch | None], Exception | None]:
+        """The batches on ``dep``, at most ``concurrency`` at once, answers in order, and the
+        first failure (None: every batch answered). A failure cancels the batches still
+        waiting or in flight (None in the answers); those that answered before it are kept."""
         inputs, run = self.inputs, self.runner.run
 
         async def one(idx: list[int]) -> EmbedBatch:
@@ -301,12 +334,24 @@ class _EmbedCall:
             return batch
 
         if len(parts) == 1:
-            return [await one(parts[0])]
+            try:
+                return [await one(parts[0])], None
+            except Exception as exc:
+                return [None], exc
         limit = asyncio.Semaphore(int(self.settings.get("concurrency") or DEFAULT_CONCURRENCY))
 
-        async def bounded(idx: list[int]) -> EmbedBatch:
+        failed = False
+
+        async def bounded(idx: list[int]) -> EmbedBatch | None:
+            nonlocal failed
             async with limit:
-                return await one(idx)
+                if failed:
+                    return None  # a batch failed while this one waited: it is not sent
+                try:
+                    return await one(idx)
+                except Exception:
+                    failed = True
+                    raise
 
         tasks = [asyncio.ensure_future(bounded(p)) for p in parts]
         try:
@@ -316,11 +361,17 @@ class _EmbedCall:
                 if not task.done():
                     task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-        for task in tasks:
-            exc = task.exception()
-            if exc is not None:
-                raise exc
-        return [task.result() for task in tasks]
+        # A task cancelled here raises CancelledError from exception(): only the failures
+        # that ended a task are read.
+        failures = [x for x in tasks if not x.cancelled() and x.exception() is not None]
+        if failures:
+            first = failures[0].exception()
+            assert first is not None
+            if not isinstance(first, Exception):
+                raise first  # pragma: no cover - a batch task ended by a BaseException
+            ok = [not x.cancelled() and x.exception() is None for x in tasks]
+            return [x.result() if k else None for x, k in zip(tasks, ok, strict=True)], first
+        return [x.result() for x in tasks], None  # no failure: no batch was skipped
 
     async def _store(
         self,
@@ -460,8 +511,9 @@ def _plan(engine: Engine, model: object, opts: CallOptions) -> Plan:
             f"{_kind(model)}"
         )
     # Only the call's own fallbacks (or the alias's): the engine's default chain is of chat
-    # models.
-    fallbacks = opts.fallbacks
+    # models. Both resolve as the primary does (an alias's ``fallbacks = ["text-embedding-3-
+    # large"]`` in llmrelay.toml names a bare embedding model too).
+    fallbacks = opts.fallbacks if opts.fallbacks is not None else primary.fallbacks
     if isinstance(fallbacks, list | tuple):
         fallbacks = [engine.resolve(n) if isinstance(n, str) else n for n in fallbacks]
     return Plan.build(primary, fallbacks, None, None)
@@ -496,6 +548,12 @@ async def embed(
                 "be mixed; pass dimensions= both accept, or fall back to a model of the same "
                 "size"
             )
+    fields = settings.get("extra")
+    if fields:
+        for t in targets:  # provider fields an adapter refuses: before anything is taken
+            check = getattr(cands[id(t)].adapter, "check_extra", None)
+            if check is not None:
+                check(fields, t.provider, t.model)
     if first.row is not None:
         check_tokens(texts, first.row)
     call = _EmbedCall(engine, texts, dims, opts, settings)

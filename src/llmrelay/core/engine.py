@@ -38,7 +38,14 @@ from ..transport.base import (
     Timeouts,
     Transport,
 )
-from ..types import GenerationParams, Message, MessagesInput, Response, normalize_messages
+from ..types import (
+    GenerationParams,
+    Message,
+    MessagesInput,
+    Response,
+    Usage,
+    normalize_messages,
+)
 from .attempts import AttemptRunner, Breaker
 from .call import Call, traced
 from .layers import (
@@ -63,6 +70,10 @@ from .streaming import ResponseStream
 __all__ = ["DEFAULT_TIMEOUTS", "CallOptions", "Engine", "ModelRef"]
 
 logger = logging.getLogger("llmrelay.engine")
+
+_randbits = random.getrandbits
+_new = object.__new__
+_now = time.time
 
 #: What a caller may name as the model: an alias or "provider/model", a Target, or a backend.
 ModelRef = str | Target | Backend
@@ -145,6 +156,10 @@ class Engine:
         self._http_backends: dict[str, HttpBackend] = {}
         #: (id(target), api_key, base_url) -> (target, deployment), see ``deployment``.
         self._deployments: dict[tuple[int, Any, Any], tuple[Target, Deployment]] = {}
+        #: (target, api_key, base_url, deployment) of the last ``deployment`` found above.
+        self._last_deployment: tuple[Target, Any, Any, Deployment] | None = None
+        #: id(target) -> the plan of a call with no fallbacks on it, see ``plan``.
+        self._single_plans: dict[int, Plan] = {}
         self._recorder_failed = False
         #: The attempts on one deployment (breaker, deadline, rate limit, retries); owned.
         self.attempts = AttemptRunner(self, retry_budget=retry_budget)
@@ -235,7 +250,14 @@ class Engine:
             or (opts.context_window_fallbacks is None and self.context_window_fallbacks)
             or (opts.content_filter_fallbacks is None and self.content_filter_fallbacks)
         ):
-            return Plan(primary, [], [], [])  # one candidate (most calls): nothing to resolve
+            # One candidate (most calls): nothing to resolve. Its plan is kept per target (a
+            # plan of empty chains is never changed: ``Chain`` only empties non-empty ones).
+            plan = self._single_plans.get(id(primary))
+            if plan is None or plan.primary is not primary:
+                if len(self._single_plans) >= 256:
+                    self._single_plans.clear()
+                plan = self._single_plans[id(primary)] = Plan(primary, [], [], [])
+            return plan
         return Plan.build(
             primary,
             fallbacks,
@@ -301,14 +323,21 @@ class Engine:
             )
         # Key and URL given: nothing comes from the environment, so the same target, key and
         # URL give the same deployment (while the provider's row is the same).
+        last = self._last_deployment  # most calls repeat the previous one's: no key tuple
+        if last is not None and last[0] is t and last[1] == api_key and last[2] == base_url:
+            dep = last[3]
+            if PROVIDERS.get(t.provider) is dep.spec:
+                return dep
         ck = (id(t), api_key, base_url)
         hit = self._deployments.get(ck)
         if hit is not None and hit[0] is t and PROVIDERS.get(t.provider) is hit[1].spec:
-            return hit[1]
-        dep = to_deployment(t, api_key=api_key, base_url=base_url)
-        if len(self._deployments) >= 256:
-            self._deployments.clear()
-        self._deployments[ck] = (t, dep)
+            dep = hit[1]
+        else:
+            dep = to_deployment(t, api_key=api_key, base_url=base_url)
+            if len(self._deployments) >= 256:
+                self._deployments.clear()
+            self._deployments[ck] = (t, dep)
+        self._last_deployment = (t, api_key, base_url, dep)
         return dep
 
     def context(self, plan: Plan, opts: CallOptions) -> CallContext:
@@ -316,18 +345,29 @@ class Engine:
         start = self.clock()
         deadline = opts.deadline
         if deadline is None:
-            deadline = plan.primary.policy.get("deadline", self.deadline)
+            policy = plan.primary.policy
+            deadline = policy.get("deadline", self.deadline) if policy else self.deadline
         if deadline is not None:
             positive_option("deadline", deadline)
-        return CallContext(
-            opts,
-            opts.trace_id or f"{random.getrandbits(128):032x}",  # uuid4 costs a syscall
-            start,
-            deadline_at=start + deadline if deadline is not None else None,
-            alias=plan.primary.alias,
-            catalog=self.catalog,
-            providers=self.providers,
-        )
+        # ``CallContext(opts, trace_id, start, deadline_at=..., alias=..., catalog=...,
+        # providers=...)``, built without the dataclass ``__init__`` (keyword matching and
+        # default factories), every field set.
+        c: CallContext = _new(CallContext)
+        c.opts = opts
+        # 32 hex digits, as f"{getrandbits(128):032x}" (uuid4 costs a syscall)
+        c.trace_id = opts.trace_id or _randbits(128).to_bytes(16).hex()
+        c.start = start
+        c.started_at = _now()
+        c.deadline_at = start + deadline if deadline is not None else None
+        c.alias = plan.primary.alias
+        c.trace = []
+        c.usage = Usage()
+        c.cost = None
+        c.cache_hit = False
+        c.reservation = None
+        c.catalog = self.catalog
+        c.providers = self.providers
+        return c
 
     # ------------------------------------------------------------------ calls
 

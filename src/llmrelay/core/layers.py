@@ -10,7 +10,7 @@ catalog=..., recorder=...)``); a layer that is ``None`` costs nothing. Layers ne
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from .engine import CallOptions
 
 __all__ = [
+    "Breaker",
+    "BreakerSource",
     "BudgetLayer",
     "CacheLayer",
     "CallContext",
@@ -193,3 +195,35 @@ def check_parts(**parts: Any) -> None:
         what, methods = _REQUIRED[name]
         if not all(callable(getattr(value, m, None)) for m in methods):
             raise ConfigurationError(f"{name} must be {what}, not {type(value).__name__}")
+
+
+class Breaker(Protocol):
+    """What the engine needs of a circuit breaker (``reliability.breaker.CircuitBreaker`` and
+    the shared ``SharedCircuitBreaker``). When ``asynchronous`` is true the engine uses the
+    ``a*`` methods (one store round trip each), else the synchronous ones."""
+
+    asynchronous: bool
+    clock: Callable[[], float]
+
+    @property
+    def state(self) -> str: ...
+
+    def acquire(self) -> Any: ...
+
+    def release(self, permit: Any) -> None: ...
+
+    def on_success(self, permit: Any) -> None: ...
+
+    def on_failure(self, permit: Any, exc: BaseException) -> None: ...
+
+    async def aacquire(self) -> Any: ...
+
+    async def aon_success(self, permit: Any) -> None: ...
+
+    async def aon_failure(self, permit: Any, exc: BaseException) -> None: ...
+
+
+class BreakerSource(Protocol):
+    """A breaker registry: one breaker per deployment key."""
+
+    def get(self, key: str) -> Breaker: ...

@@ -100,8 +100,12 @@ class CallOptions:
             _bad("base_url", "a string", self.base_url)
         if self.system is not None and not isinstance(self.system, str):
             _bad("system", "a string", self.system)
-        if self.tenant is not None and not isinstance(self.tenant, str):
-            _bad("tenant", "a string", self.tenant)
+        if self.tenant is not None:
+            if not isinstance(self.tenant, str):
+                _bad("tenant", "a string", self.tenant)
+            if not str.isascii(self.tenant) and not _unicode(self.tenant):
+                # It keys the cache, budgets and limits (encoded as UTF-8 there).
+                raise InvalidRequestError("tenant holds lone surrogates (not valid Unicode)")
         if self.trace_id is not None and not isinstance(self.trace_id, str):
             _bad("trace_id", "a string", self.trace_id)
         if self.headers is not None:
@@ -155,6 +159,14 @@ class CallOptions:
             v = getattr(self, name)
             if v is not None and (isinstance(v, str) or not isinstance(v, Sequence)):
                 _bad(name, "a list of aliases, 'provider/model' names or Targets", v)
+
+
+def _unicode(text: str) -> bool:
+    try:
+        str.encode(text, "utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _huge(value: float) -> bool:

@@ -11,12 +11,11 @@ leading system message), ``function`` tools, ``tool_choice``, ``text.format``
 :class:`~llmrelay.providers.adapters.openai_responses_output.Output` that reads OpenAI's own
 answers. The gateway keeps nothing between calls: ``previous_response_id``, ``conversation``,
 ``background`` and item references are refused (send the whole conversation), as are built-in
-tools (web search, file search, ...), which only OpenAI runs.
-
-Any model answers: a Claude or Gemini alias comes back as ``output`` items. A reasoning item's
-``encrypted_content`` carries what the model behind needs replayed (an Anthropic thinking
-signature, a redacted block, an OpenAI reasoning item's id and encrypted content), so a tool
-loop with reasoning round-trips through the gateway whatever model answers.
+tools (web search, file search, ...), which only OpenAI runs. Any model answers: a Claude or
+Gemini alias comes back as ``output`` items. A reasoning item's ``encrypted_content`` carries
+what the model behind needs replayed (an Anthropic thinking signature, a redacted block, an
+OpenAI reasoning item's id and encrypted content), so a tool loop with reasoning round-trips
+through the gateway whatever model answers.
 """
 
 from __future__ import annotations

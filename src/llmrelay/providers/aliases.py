@@ -532,7 +532,9 @@ AliasLister = Callable[[], list[str]]
 _SOURCES: list[tuple[AliasLookup, AliasLister]] = []
 #: Whether a registered source answers for the whole table (seed 002's registry does).
 _replaced = False
-_targets: dict[str, Target] = {}
+#: alias -> its target, or None for a name that is not an alias (both until the next file)
+_targets: dict[str, Target | None] = {}
+_UNKNOWN: Any = object()
 
 
 def register_alias_source(
@@ -561,13 +563,16 @@ def lookup(name: str) -> Target | None:
     if _replaced:
         return None
     pull_file()
-    t = _targets.get(name)
-    if t is not None:
-        return t
+    t = _targets.get(name, _UNKNOWN)
+    if t is not _UNKNOWN:
+        return t  # a Target, or None: not an alias
     p = _from_files.get(name)
     if p is None:
         t = builtin_target(name)
         if t is None:
+            if len(_targets) >= 4096:  # names a gateway's callers choose: keep this bounded
+                _targets.clear()
+            _targets[name] = None  # until the next file (``_apply_files`` clears the table)
             return None
     else:
         t = target_from_params(p, alias=name, what=f"configuration {name!r}")

@@ -8,8 +8,10 @@ Decided per candidate deployment of a call, first match wins:
    seed-002 configuration's ``get_params()``);
 3. the provider's ``api`` (``[providers.azure] api = "responses"``): how Azure OpenAI and
    OpenAI-compatible vendors that serve ``/v1/responses`` opt in;
-4. the model: :data:`RESPONSES_MODELS` names the models that need the Responses API for a
-   feature (``"tools"``: only calls that send tools switch) or for everything (``"always"``);
+4. the model: its catalog row's ``tools_api = "responses"`` (read by the engine for calls
+   with tools), else :data:`RESPONSES_MODELS`, which names the models that need the Responses
+   API for a feature (``"tools"``: only calls that send tools switch) or for everything
+   (``"always"``);
 5. otherwise Chat Completions.
 
 Only providers that speak ``openai_chat`` switch; the caller's code does not change (same
@@ -76,6 +78,16 @@ def _twin(dep: Deployment) -> Deployment:
     hit = _TWINS.get(id(dep))
     if hit is not None and hit[0] is dep:
         return hit[1]
+    if dep.provider == "azure" and "/openai/deployments/" in dep.base_url:
+        # Azure serves Responses only on its v1 surface, the deployment named in the body:
+        # ``.../openai/deployments/<name>/responses`` is a 404 after the request is sent.
+        raise InvalidRequestError(
+            f"{dep.label}: Azure OpenAI serves the Responses API at "
+            "https://<resource>.openai.azure.com/openai/v1 (no /openai/deployments/<name> "
+            "segment; the deployment is the model): set that base_url, or use api='chat'",
+            provider=dep.provider,
+            model=dep.model,
+        )
     twin = dep.replace(wire=_RESPONSES)
     if len(_TWINS) >= 512:
         _TWINS.clear()
@@ -83,11 +95,19 @@ def _twin(dep: Deployment) -> Deployment:
     return twin
 
 
-def choose_api(dep: Deployment, req: ChatRequest, api: str | None, strict: bool) -> Deployment:
+def choose_api(
+    dep: Deployment,
+    req: ChatRequest,
+    api: str | None,
+    strict: bool,
+    tools_api: str | None = None,
+) -> Deployment:
     """The deployment to send ``req`` to: ``dep`` itself, or its Responses twin (same key,
     limits and breaker). ``api`` is the call's option; with ``strict`` (the call's primary
     model) asking for Responses from a provider that cannot serve it is an
-    ``InvalidRequestError``; a fallback of another wire API keeps its own."""
+    ``InvalidRequestError``; a fallback of another wire API keeps its own. ``tools_api`` is the
+    catalog row's field (``"responses"``: tools only through Responses), read by the engine
+    for calls with tools; without it :data:`RESPONSES_MODELS` decides."""
     wire = dep.wire
     if wire != _CHAT:
         if api == "responses" and strict and wire not in (_RESPONSES, "test"):
@@ -104,7 +124,7 @@ def choose_api(dep: Deployment, req: ChatRequest, api: str | None, strict: bool)
             spec = dep.spec
             api = spec.api if spec is not None else None
     if api is None:
-        rule = needs_responses(dep.provider, dep.model)
+        rule = "tools" if tools_api == "responses" else needs_responses(dep.provider, dep.model)
         if rule == "always" or (rule == "tools" and req.params.tools):
             return _twin(dep)
         return dep

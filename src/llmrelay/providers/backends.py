@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NoReturn, Protocol, runtime_checkable
 
 from ..errors import (
     APIConnectionError,
@@ -44,6 +44,7 @@ __all__ = [
     "HttpBackend",
     "get_adapter",
     "register_adapter",
+    "send_failed",
     "size_limit",
 ]
 
@@ -125,19 +126,29 @@ class HttpBackend:
         self.max_event_bytes = size_limit("max_event_bytes", max_event_bytes)
 
     async def complete(self, req: ChatRequest, dep: Deployment, timeouts: Timeouts) -> Response:
-        adapter = self.adapter
+        # The engine's attempts take these steps inline (``AttemptRunner.run``): one coroutine
+        # fewer per call.
+        http_req = self.request(req, dep)
         try:
-            http_req = adapter.build_request(req, dep)
-            http_req.max_response_bytes = self.max_response_bytes
             resp = await self.transport.send(http_req, timeouts)
-        except ResponseTooLargeError as exc:
-            _locate(exc, dep)
-            raise
-        except LLMRelayError:
-            raise
         except Exception as exc:
-            # The transport types every I/O failure: anything else is the request itself.
-            raise unbuildable(exc, dep) from None
+            send_failed(exc, dep)
+        return self.answer(resp, req, http_req, dep)
+
+    def request(self, req: ChatRequest, dep: Deployment) -> HttpRequest:
+        """The HTTP request of ``req`` for ``dep`` (a failure raised as ``send_failed`` says)."""
+        try:
+            http_req = self.adapter.build_request(req, dep)
+        except Exception as exc:
+            send_failed(exc, dep)
+        http_req.max_response_bytes = self.max_response_bytes
+        return http_req
+
+    def answer(
+        self, resp: HttpResponse, req: ChatRequest, http_req: HttpRequest, dep: Deployment
+    ) -> Response:
+        """The answer of ``resp``, the response to ``http_req`` (``req`` built for ``dep``)."""
+        adapter = self.adapter
         if resp.status >= 300:
             raise status_error(adapter.map_error, resp.status, resp.headers, resp.body, dep)
         return _finish(adapter.parse_response(resp, req, dep), resp.headers, req, http_req, dep)
@@ -204,6 +215,19 @@ class HttpBackend:
             if sent:
                 raise
             raise unbuildable(exc, dep) from None
+
+
+def send_failed(exc: Exception, dep: Deployment) -> NoReturn:
+    """Raise what building or sending a request for ``dep`` raised: a typed error as it is (a
+    too-large answer names the deployment), anything else as the caller's
+    ``InvalidRequestError`` (the transport types every I/O failure: anything else is the
+    request itself)."""
+    if isinstance(exc, ResponseTooLargeError):
+        _locate(exc, dep)
+        raise exc
+    if isinstance(exc, LLMRelayError):
+        raise exc
+    raise unbuildable(exc, dep) from None
 
 
 def unbuildable(exc: Exception, dep: Deployment) -> InvalidRequestError:

@@ -309,13 +309,13 @@ class Deployment:
     #: Identity for breakers, limits and metrics: provider, model and base URL (computed once:
     #: it is read several times per call).
     key: str = field(init=False, repr=False, compare=False)
+    #: ``provider/model``, as traces, errors and logs name the deployment (computed once).
+    label: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "key", f"{self.provider}/{self.model}@{self.base_url}")
-
-    @property
-    def label(self) -> str:
-        return f"{self.provider}/{self.model}"
+        label = f"{self.provider}/{self.model}"
+        object.__setattr__(self, "label", label)
+        object.__setattr__(self, "key", f"{label}@{self.base_url}")
 
     def replace(self, **changes: Any) -> Deployment:
         return replace(self, **changes)

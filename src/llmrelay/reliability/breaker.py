@@ -216,15 +216,17 @@ class CircuitBreaker:
         state = self._state
         if state == "closed":
             return Permit(self._generation, False, now)
+        if state == "open":
+            # Refused without the lock: nothing changes (the arithmetic of ``state``).
+            remaining = self.recovery_timeout - (now - self._opened_at)
+            if remaining > 0:
+                raise self._refusal(remaining)
         with self._lock:
             if self._state == "open":
                 # The same arithmetic as ``state``, so both agree at the boundary.
                 remaining = self.recovery_timeout - (now - self._opened_at)
                 if remaining > 0:
-                    raise CircuitOpenError(
-                        f"circuit breaker{' ' + self.name if self.name else ''} is open",
-                        retry_after=remaining,
-                    )
+                    raise self._refusal(remaining)
                 self._transition("half-open")
             if self._state == "half-open":
                 if self._probes_in_flight + self._probe_successes >= self.half_open_max_calls:
@@ -236,6 +238,12 @@ class CircuitBreaker:
                 self._probes_in_flight += 1
                 return Permit(self._generation, True, now)
             return Permit(self._generation, False, now)
+
+    def _refusal(self, remaining: float) -> CircuitOpenError:
+        return CircuitOpenError(
+            f"circuit breaker{' ' + self.name if self.name else ''} is open",
+            retry_after=remaining,
+        )
 
     async def aacquire(self) -> Permit:
         """``acquire`` as a coroutine (the shared breaker's shape)."""

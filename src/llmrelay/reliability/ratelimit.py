@@ -74,6 +74,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import (
     ConfigurationError,
+    InvalidRequestError,
     RateLimitedError,
     StateStoreError,
     StreamInterruptedError,
@@ -398,6 +399,15 @@ class RateLimiter:
         from ..catalog.tokens import estimate_tokens
 
         text = " ".join(m.text() for m in req.messages)
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                # Refused before a slot is taken: the request could not be sent anyway.
+                raise InvalidRequestError(
+                    "a message holds lone surrogates (not valid Unicode): it cannot be sent; "
+                    "decode the text with errors='replace'"
+                ) from None
         est_in = estimate_tokens(text) + 3 * len(req.messages) + 3
         return est_in, req.params.max_tokens or self.output_estimate
 

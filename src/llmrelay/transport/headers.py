@@ -128,7 +128,9 @@ def request_id_from(headers: Mapping[str, str]) -> str | None:
     if not headers:
         return None
     for name in _REQUEST_ID_HEADERS:
-        v = get_header(headers, name)
+        v = headers.get(name)  # ``get_header``: its scan only for a dict without the name
+        if v is None and isinstance(headers, dict):
+            v = get_header(headers, name)
         if v:
             return v
     return None

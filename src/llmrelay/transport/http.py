@@ -124,7 +124,7 @@ async def _closer(
             await session.close()
 
 
-async def _read_limited(resp: aiohttp.ClientResponse, limit: int, where: str) -> bytes:
+async def _read_limited(resp: aiohttp.ClientResponse, limit: int, url: str) -> bytes:
     """The whole body, decoded, or ``ResponseTooLargeError`` once it passes ``limit`` bytes.
 
     aiohttp decompresses as it reads, in bounded pieces, so counting what ``readany`` hands out
@@ -134,7 +134,7 @@ async def _read_limited(resp: aiohttp.ClientResponse, limit: int, where: str) ->
     length = resp.content_length
     if length is not None and length > limit and "content-encoding" not in resp.headers:
         resp.close()
-        raise response_too_large(where, limit)
+        raise response_too_large(_where(url), limit)
     content = resp.content
     chunks: list[bytes] = []
     total = 0
@@ -146,7 +146,7 @@ async def _read_limited(resp: aiohttp.ClientResponse, limit: int, where: str) ->
         if total > limit:
             chunks.clear()
             resp.close()
-            raise response_too_large(where, limit)
+            raise response_too_large(_where(url), limit)
         chunks.append(data)
         if content.at_eof():  # all read: no further readany to learn it
             break
@@ -284,17 +284,26 @@ class AiohttpTransport:
         return ct
 
     async def send(self, request: HttpRequest, timeouts: Timeouts) -> HttpResponse:
-        session = await self._session()
+        # The first checks of ``_session()`` and ``_timeout()``, inline (most calls: the same
+        # loop and timeouts as the previous call; no coroutine, no call).
+        last = self._last
+        if last is not None and last[0]() is asyncio.get_running_loop() and not last[1].closed:
+            session = last[1]
+        else:
+            session = await self._session()
         try:
+            prev = self._last_timeout
+            hit = prev is not None and prev[0] is timeouts
+            timeout = prev[1] if hit else self._timeout(timeouts)  # type: ignore[index]
             async with session.request(
                 request.method,
                 request.url,
                 data=request.body,
                 headers=request.headers,
-                timeout=self._timeout(timeouts),
+                timeout=timeout,
                 allow_redirects=False,
             ) as resp:
-                body = await _read_limited(resp, request.max_response_bytes, _where(request.url))
+                body = await _read_limited(resp, request.max_response_bytes, request.url)
                 return HttpResponse(resp.status, resp.headers, body)
         except _OPEN_ERRORS as exc:
             err, cause = translate_io_error(exc, request), safe_cause(exc)

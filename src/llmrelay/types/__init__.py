@@ -52,6 +52,7 @@ from .response import StreamChunk as StreamChunk
 from .response import Usage as Usage
 from .response import chunk as chunk
 from .response import make_usage as make_usage
+from .response import new_response as new_response
 
 __all__ = [
     "AudioPart",

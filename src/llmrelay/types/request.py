@@ -27,6 +27,7 @@ from .messages import (
     ToolCall,
     _json_default,
     _kind,
+    _new_message,
     plain_message,
 )
 from .params import PARAM_NAMES, GenerationParams
@@ -184,6 +185,7 @@ def _plain_messages(messages: list[Any]) -> list[Message] | None:
     dicts (not ``tool``), as ``Message`` objects; None when any item is anything else (then
     ``normalize_messages`` checks every item and names what is wrong)."""
     out: list[Message] = []
+    append = out.append
     for m in messages:
         if m.__class__ is not dict or len(m) != 2:
             return None
@@ -191,7 +193,11 @@ def _plain_messages(messages: list[Any]) -> list[Message] | None:
         content = m.get("content")
         if role.__class__ is not str or role not in _PLAIN_ROLES or content.__class__ is not str:
             return None
-        out.append(plain_message(role, content))
+        # ``plain_message(role, content)``, inline (a call per message saved).
+        msg: Message = _new_message(Message)
+        msg.role, msg.content = role, content  # type: ignore[assignment]
+        msg.name = msg.tool_calls = msg.tool_call_id = msg.is_error = None
+        append(msg)
     return out
 
 

@@ -119,12 +119,14 @@ class _Facts:
     """What the adapters derive from one deployment, once (a deployment is immutable): its
     secrets and, per auth style, the headers that carry them."""
 
-    __slots__ = ("auth_headers", "dep", "secrets")
+    __slots__ = ("auth_headers", "dep", "posts", "secrets")
 
     def __init__(self, dep: Deployment) -> None:
         self.dep = dep
         self.secrets = _find_secrets(dep)
         self.auth_headers: dict[str, dict[str, str]] = {}
+        #: (path, stream) -> the URL and headers of an OpenAI-style POST (``openai_post``)
+        self.posts: dict[tuple[str, bool], tuple[str, dict[str, str]]] = {}
 
 
 #: id(deployment) -> its facts (the entry holds the deployment, so the id is not reused).
@@ -557,16 +559,22 @@ def openai_post(
 ) -> HttpRequest:
     """A JSON ``POST {base_url}{path}`` to an OpenAI-style API (chat completions, responses,
     embeddings): the key sent as the provider takes it (Azure's ``api-key`` header, else a
-    bearer token) and Azure's ``?api-version=`` when the deployment sets one."""
-    spec = dep.spec
-    headers = send_headers(
-        {
-            "content-type": "application/json",
-            "accept": "text/event-stream" if stream else "application/json",
-        },
-        dep,
-        "api-key" if spec is not None and spec.auth == "api-key" else "bearer",
-    )
-    version = dep.options.get("api_version")
-    url = f"{dep.base_url}{path}?api-version={version}" if version else dep.base_url + path
-    return HttpRequest("POST", url, headers, body, adjusted if adjusted is not None else {})
+    bearer token) and Azure's ``?api-version=`` when the deployment sets one. The URL and
+    headers are built once per deployment, path and streaming; each request gets its own copy
+    of the headers."""
+    posts = _facts(dep).posts
+    pre = posts.get((path, stream))
+    if pre is None:
+        spec = dep.spec
+        headers = send_headers(
+            {
+                "content-type": "application/json",
+                "accept": "text/event-stream" if stream else "application/json",
+            },
+            dep,
+            "api-key" if spec is not None and spec.auth == "api-key" else "bearer",
+        )
+        version = dep.options.get("api_version")
+        url = f"{dep.base_url}{path}?api-version={version}" if version else dep.base_url + path
+        pre = posts[(path, stream)] = (url, headers)
+    return HttpRequest("POST", pre[0], pre[1].copy(), body, {} if adjusted is None else adjusted)

@@ -55,24 +55,30 @@ class CohereEmbeddingsAdapter:
         if req.dimensions is not None:
             body["output_dimension"] = req.dimensions
         if req.extra:
-            kinds = req.extra.get("embedding_types")
-            if kinds is not None and not (
-                type(kinds) is list
-                and len(kinds) == 1
-                and type(kinds[0]) is str
-                and kinds[0] == "float"
-            ):
-                raise InvalidRequestError(
-                    f"extra embedding_types={shown(kinds)}: llmrelay returns float32 vectors, "
-                    "so only ['float'] (the default) can be asked for",
-                    provider=dep.provider,
-                    model=dep.model,
-                )
+            self.check_extra(req.extra, dep.provider, dep.model)
             body.update(req.extra)
         headers = send_headers(
             {"content-type": "application/json", "accept": "application/json"}, dep, "bearer"
         )
         return HttpRequest("POST", dep.base_url + "/v2/embed", headers, encode_body(body, req, dep))
+
+    @staticmethod
+    def check_extra(extra: Mapping[str, Any], provider: str, model: str) -> None:
+        """The provider fields llmrelay cannot read the answer of (checked before the call
+        takes anything, and again when a request is built)."""
+        kinds = extra.get("embedding_types")
+        if kinds is not None and not (
+            type(kinds) is list
+            and len(kinds) == 1
+            and type(kinds[0]) is str
+            and kinds[0] == "float"
+        ):
+            raise InvalidRequestError(
+                f"extra embedding_types={shown(kinds)}: llmrelay returns float32 vectors, "
+                "so only ['float'] (the default) can be asked for",
+                provider=provider,
+                model=model,
+            )
 
     def parse_response(self, resp: HttpResponse, req: EmbedRequest, dep: Deployment) -> Response:
         data = decode_json(resp.body, dep)

@@ -21,8 +21,10 @@ from ...errors import (
 from ...transport.base import HttpRequest, HttpResponse
 from ...transport.sse import SSEEvent
 from ...types import (
+    NO_PARAMS,
     ChatRequest,
     FinishReason,
+    GenerationParams,
     Response,
     StreamChunk,
     ToolCall,
@@ -30,11 +32,11 @@ from ...types import (
     Usage,
     chunk,
     make_usage,
+    new_response,
 )
-from ..table import Deployment
+from ..table import Deployment, ProviderSpec
 from .base import (
     answer_request_id,
-    as_int,
     decode_json,
     encode_body,
     error_body,
@@ -47,6 +49,13 @@ from .base import (
     openai_post,
     redact,
     status_message,
+)
+from .openai_answer import (
+    filtered_categories,
+    filtered_error,
+    groq_request_id,
+    reasoning_of,
+    usage_from,
 )
 from .openai_request import encode_message, map_reasoning_effort, thought_signature, vendor_of
 from .tool_args import args_text, call_id_prefix
@@ -71,108 +80,10 @@ _CONTEXT_MARKERS = (
     "prompt is too long",
     "reduce the length",
 )
+_new = object.__new__
+_NOT_JSON = object()  # ``parse_response``'s mark for a body that is not JSON
+
 _FILTER_CODES = ("content_filter", "content_policy_violation", "responsibleaipolicyviolation")
-
-
-def usage_from(u: Any) -> Usage:
-    if not isinstance(u, dict):
-        return make_usage()
-    get = u.get
-    ptd = get("prompt_tokens_details")
-    ctd = get("completion_tokens_details")
-    cached = written = 0
-    if ptd.__class__ is dict:
-        cached = as_int(ptd.get("cached_tokens"))
-        # OpenRouter: tokens written to the prompt cache, part of prompt_tokens like
-        # cached_tokens (its "Usage Accounting" page); OpenAI and DeepSeek report none.
-        written = as_int(ptd.get("cache_write_tokens"))
-    if not cached:
-        cached = as_int(get("prompt_cache_hit_tokens"))  # DeepSeek
-    reasoning = as_int(ctd.get("reasoning_tokens")) if ctd.__class__ is dict else 0
-    inp = get("prompt_tokens")
-    out = get("completion_tokens")
-    return Usage(  # (input, output, cached, cache_write, reasoning); as_int, inline when int
-        inp if inp.__class__ is int and inp >= 0 else as_int(inp),
-        out if out.__class__ is int and out >= 0 else as_int(out),
-        cached,
-        written,
-        reasoning,
-    )
-
-
-def reasoning_of(d: Mapping[str, Any]) -> str:
-    """The reasoning text of a message or delta: ``reasoning`` (OpenRouter, Groq, vLLM),
-    ``reasoning_content`` (DeepSeek, vLLM, many hosts) or the text of OpenRouter's
-    ``reasoning_details`` (``reasoning.text`` / ``reasoning.summary`` items; encrypted items have
-    none)."""
-    r = d.get("reasoning")
-    if r.__class__ is str and r:
-        return r
-    r = d.get("reasoning_content")
-    if r.__class__ is str and r:
-        return r
-    details = d.get("reasoning_details")
-    if details.__class__ is list and details:
-        out = []
-        for item in details:
-            if isinstance(item, dict):
-                t = item.get("text") if item.get("type") == "reasoning.text" else None
-                if t is None and item.get("type") == "reasoning.summary":
-                    t = item.get("summary")
-                if isinstance(t, str):
-                    out.append(t)
-        return "".join(out)
-    return ""
-
-
-def _groq_request_id(data: Mapping[str, Any]) -> str | None:
-    """Groq's request id in the body (``x_groq.id``), for an answer without the header."""
-    xg = data.get("x_groq")
-    rid = xg.get("id") if isinstance(xg, dict) else None
-    return rid if isinstance(rid, str) and rid else None
-
-
-def _filtered_categories(choice: Mapping[str, Any]) -> str | None:
-    """Azure's ``content_filter_results``: the names of the categories that filtered."""
-    results = choice.get("content_filter_results")
-    if not isinstance(results, dict):
-        return None
-    names = [
-        str(k) for k, v in results.items() if isinstance(v, dict) and v.get("filtered") is True
-    ]
-    return ", ".join(sorted(names)) or None
-
-
-def filtered_error(
-    dep: Deployment,
-    headers: Mapping[str, str],
-    *,
-    refusal: str | None,
-    categories: str | None,
-    partial_text: str,
-    response_id: str | None = None,
-) -> ContentFilteredError:
-    """The error for an answer the model refused (``refusal`` text) or the provider's content
-    filter stopped (``finish_reason: content_filter``, Azure's ``categories``)."""
-    explanation: str | None
-    if refusal is not None:
-        message = f"the model refused to answer: {refusal}"
-        category, explanation = "refusal", refusal
-    else:
-        what = f" ({categories})" if categories else ""
-        message = (
-            f"the provider's content filter stopped the answer{what}: finish_reason "
-            "content_filter; rephrase the request or configure content_filter_fallbacks"
-        )
-        category, explanation = "content_filter", categories
-    if response_id:
-        message += f" [response id {response_id}]"
-    err = make_error(ContentFilteredError, message, status=None, headers=headers, dep=dep)
-    assert isinstance(err, ContentFilteredError)
-    err.category = category
-    err.explanation = redact(explanation, dep) if explanation else None
-    err.partial_text = redact(partial_text, dep) if partial_text else ""
-    return err
 
 
 def _tool_calls(raw: Any, data: Mapping[str, Any]) -> list[ToolCall]:
@@ -201,6 +112,45 @@ def _tool_calls(raw: Any, data: Mapping[str, Any]) -> list[ToolCall]:
     return out
 
 
+def _params_into(body: dict[str, Any], p: GenerationParams, spec: ProviderSpec | None) -> None:
+    """The generation parameters a call sets, in Chat Completions' names."""
+    if p.temperature is not None:
+        body["temperature"] = p.temperature
+    if p.max_tokens is not None:
+        body[spec.max_tokens_field if spec else "max_tokens"] = p.max_tokens
+    if p.top_p is not None:
+        body["top_p"] = p.top_p
+    if p.stop:
+        body["stop"] = p.stop
+    if p.seed is not None:
+        body["seed"] = p.seed
+    if p.frequency_penalty is not None:
+        body["frequency_penalty"] = p.frequency_penalty
+    if p.presence_penalty is not None:
+        body["presence_penalty"] = p.presence_penalty
+    if p.tools:
+        tools = []
+        for t in p.tools:
+            fn: dict[str, Any] = {"name": t.name, "parameters": t.parameters}
+            if t.description:
+                fn["description"] = t.description
+            if t.strict is not None:
+                fn["strict"] = t.strict
+            tools.append({"type": "function", "function": fn})
+        body["tools"] = tools
+    if p.tool_choice is not None:
+        tc = p.tool_choice
+        body["tool_choice"] = (
+            tc
+            if tc in ("auto", "none", "required") or not isinstance(tc, str)
+            else {"type": "function", "function": {"name": tc}}
+        )
+    if p.response_format is not None:
+        body["response_format"] = p.response_format
+    if p.user is not None:
+        body["user"] = p.user
+
+
 class OpenAIChatAdapter:
     name: ClassVar[str] = "openai_chat"
 
@@ -211,56 +161,22 @@ class OpenAIChatAdapter:
             "model": dep.model,
             "messages": [encode_message(m, dep) for m in req.messages],
         }
-        if p.temperature is not None:
-            body["temperature"] = p.temperature
-        if p.max_tokens is not None:
-            body[spec.max_tokens_field if spec else "max_tokens"] = p.max_tokens
-        if p.top_p is not None:
-            body["top_p"] = p.top_p
-        if p.stop:
-            body["stop"] = p.stop
-        if p.seed is not None:
-            body["seed"] = p.seed
-        if p.frequency_penalty is not None:
-            body["frequency_penalty"] = p.frequency_penalty
-        if p.presence_penalty is not None:
-            body["presence_penalty"] = p.presence_penalty
-        if p.tools:
-            tools = []
-            for t in p.tools:
-                fn: dict[str, Any] = {"name": t.name, "parameters": t.parameters}
-                if t.description:
-                    fn["description"] = t.description
-                if t.strict is not None:
-                    fn["strict"] = t.strict
-                tools.append({"type": "function", "function": fn})
-            body["tools"] = tools
-        if p.tool_choice is not None:
-            tc = p.tool_choice
-            body["tool_choice"] = (
-                tc
-                if tc in ("auto", "none", "required") or not isinstance(tc, str)
-                else {"type": "function", "function": {"name": tc}}
-            )
-        if p.response_format is not None:
-            body["response_format"] = p.response_format
-        if p.user is not None:
-            body["user"] = p.user
+        if p is not NO_PARAMS:  # most calls set none: nothing to look at
+            _params_into(body, p, spec)
         if req.stream:
             body["stream"] = True
             if spec is None or spec.stream_usage:
                 body["stream_options"] = {"include_usage": True}
         adjusted: dict[str, str] = {}
-        if p.prompt_cache_key is not None:
-            if vendor_of(dep).prompt_cache_key:
-                body["prompt_cache_key"] = p.prompt_cache_key
-            else:
-                adjusted["prompt_cache_key"] = (
-                    f"dropped: {(spec.display_name if spec else '') or dep.provider} does not "
-                    "document prompt_cache_key"
-                )
-        if p.reasoning_effort is not None:
-            map_reasoning_effort(body, p.reasoning_effort, dep, adjusted)
+        if p is not NO_PARAMS:
+            if p.prompt_cache_key is not None:
+                if vendor_of(dep).prompt_cache_key:
+                    body["prompt_cache_key"] = p.prompt_cache_key
+                else:
+                    who = (spec.display_name if spec else "") or dep.provider
+                    adjusted["prompt_cache_key"] = f"dropped: {who} does not document it"
+            if p.reasoning_effort is not None:
+                map_reasoning_effort(body, p.reasoning_effort, dep, adjusted)
         if spec is not None and (spec.unsupported_params or spec.param_renames):
             for name in spec.unsupported_params:
                 if name in body:
@@ -282,27 +198,35 @@ class OpenAIChatAdapter:
         )
 
     def parse_response(self, resp: HttpResponse, req: ChatRequest, dep: Deployment) -> Response:
-        data = decode_json(resp.body, dep)
-        if not isinstance(data, dict):
+        try:
+            data = orjson.loads(resp.body)
+        except orjson.JSONDecodeError:
+            data = _NOT_JSON
+        # orjson gives exact dicts, lists and strs: ``__class__ is`` checks, not ``isinstance``.
+        if data.__class__ is not dict:
+            if data is _NOT_JSON:  # the typed error, raised outside the except block above
+                decode_json(resp.body, dep)
             raise invalid("the response is not a JSON object", dep, resp.headers)
-        if data.get("error") and not data.get("choices"):
-            raise in_band_error(self.map_error, data, resp.body, resp.headers, dep)
         choices = data.get("choices")
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        if data.get("error") and not choices:
+            raise in_band_error(self.map_error, data, resp.body, resp.headers, dep)
+        if choices.__class__ is not list or not choices or choices[0].__class__ is not dict:
             raise invalid("the response has no choices", dep, resp.headers)
         choice = choices[0]
         msg = choice.get("message")
-        if not isinstance(msg, dict):
+        if msg.__class__ is not dict:
             raise invalid("the first choice has no message", dep, resp.headers)
-        content = msg.get("content")
-        if isinstance(content, list):  # some vendors answer with parts
-            content = "".join(
-                p.get("text", "")
-                for p in content
-                if isinstance(p, dict) and p.get("type") == "text"
-            )
+        text = msg.get("content")
+        if text.__class__ is not str:
+            if text.__class__ is list:  # some vendors answer with parts
+                text = "".join(
+                    p.get("text", "")
+                    for p in text
+                    if isinstance(p, dict) and p.get("type") == "text"
+                )
+            else:
+                text = ""
         raw_finish = choice.get("finish_reason")
-        text = content if isinstance(content, str) else ""
         refusal = msg.get("refusal")
         if (refusal and refusal.__class__ is str) or raw_finish == "content_filter":
             rid = data.get("id")
@@ -310,23 +234,25 @@ class OpenAIChatAdapter:
                 dep,
                 resp.headers,
                 refusal=refusal if isinstance(refusal, str) and refusal else None,
-                categories=_filtered_categories(choice),
+                categories=filtered_categories(choice),
                 partial_text=text,
                 response_id=rid if isinstance(rid, str) else None,
             )
-        return Response(
-            text=text,
-            tool_calls=_tool_calls(msg.get("tool_calls"), data),
-            finish_reason=_FINISH.get(raw_finish, "other") if raw_finish else None,
-            raw_finish_reason=raw_finish,
-            usage=usage_from(data.get("usage")),
-            provider=dep.provider,
-            model=str(data.get("model") or dep.model),
-            alias=dep.alias,
-            id=data.get("id"),
-            request_id=answer_request_id(resp.headers, dep)
-            or (_groq_request_id(data) if dep.provider == "groq" else None),
-            reasoning=reasoning_of(msg)
+        calls = msg.get("tool_calls")
+        model = data.get("model")
+        return new_response(  # Response(text=..., ..., reasoning=...), built directly
+            text,
+            _tool_calls(calls, data) if calls else [],
+            _FINISH.get(raw_finish, "other") if raw_finish else None,
+            raw_finish,
+            usage_from(data.get("usage")),
+            dep.provider,
+            model if model.__class__ is str and model else str(model or dep.model),
+            dep.alias,
+            data.get("id"),
+            answer_request_id(resp.headers, dep)
+            or (groq_request_id(data) if dep.provider == "groq" else None),
+            reasoning_of(msg)
             if "reasoning" in msg or "reasoning_content" in msg or "reasoning_details" in msg
             else "",
         )
@@ -439,7 +365,7 @@ class _OpenAIStream:
             if model:
                 self._model = model
         if self._rid is None:
-            self._rid = _groq_request_id(obj)
+            self._rid = groq_request_id(obj)
         out: list[StreamChunk] = []
         u = obj.get("usage")
         usage = usage_from(u) if u.__class__ is dict else None
@@ -493,7 +419,7 @@ class _OpenAIStream:
         if raw_finish:
             self._raw_finish = raw_finish
             if raw_finish == "content_filter":
-                self._filter = _filtered_categories(ch) or ""
+                self._filter = filtered_categories(ch) or ""
         if text or reasoning or tdeltas or raw_finish:
             if text:
                 self._text.append(text)

@@ -53,6 +53,7 @@ from .openai_responses_output import (
     map_error,
     parse_output,
     plain_text,
+    raise_filtered,
     raise_refusal,
     response_from,
     usage_from,
@@ -96,7 +97,14 @@ _REASONING: dict[str, bool] = {}
 # --------------------------------------------------------------------------- request
 
 
-def _user_content(m: Message) -> str | list[dict[str, Any]]:
+#: Providers whose Responses API takes no audio input: OpenAI's reference lists text, image and
+#: file content for ``input`` (``ResponseInputContent``; ``ResponseInputAudio`` exists only for
+#: evals and graders), and points audio at Chat Completions. OpenRouter's Responses API
+#: documents ``input_audio``.
+_NO_AUDIO = frozenset({"openai", "azure"})
+
+
+def _user_content(m: Message, audio: bool = True) -> str | list[dict[str, Any]]:
     c = m.content
     if c is None:
         return ""
@@ -122,6 +130,11 @@ def _user_content(m: Message) -> str | list[dict[str, Any]]:
                     doc["filename"] = p.name
             parts.append(doc)
         elif isinstance(p, AudioPart):
+            if not audio:
+                raise InvalidRequestError(
+                    "OpenAI's Responses API takes no audio input (text, images and files only); "
+                    "send audio with api='chat' and an audio model, or transcribe it first"
+                )
             if p.format not in ("mp3", "wav"):
                 raise InvalidRequestError(
                     f"the Responses API takes mp3 or wav audio, not {p.media_type}; convert it "
@@ -203,9 +216,12 @@ def _assistant_items(m: Message, out: list[dict[str, Any]]) -> None:
             out.append(_call_item(tc))
 
 
-def build_input(messages: Iterable[Message]) -> tuple[str | None, list[dict[str, Any]]]:
+def build_input(
+    messages: Iterable[Message], *, audio: bool = True
+) -> tuple[str | None, list[dict[str, Any]]]:
     """``(instructions, input items)`` for a conversation: the leading system and developer
-    messages become the instructions; every later message an input item in order."""
+    messages become the instructions; every later message an input item in order. ``audio``:
+    whether the API behind takes audio parts (else they are refused before sending)."""
     instructions: list[str] = []
     items: list[dict[str, Any]] = []
     leading = True
@@ -222,7 +238,7 @@ def build_input(messages: Iterable[Message]) -> tuple[str | None, list[dict[str,
                 {"type": "function_call_output", "call_id": m.tool_call_id, "output": _text_of(m)}
             )
         elif role == "user":
-            items.append({"role": "user", "content": _user_content(m)})
+            items.append({"role": "user", "content": _user_content(m, audio)})
         else:  # a system or developer message later in the conversation keeps its place
             items.append({"role": role, "content": _text_of(m)})
     return ("\n\n".join(instructions) if instructions else None), items
@@ -253,7 +269,7 @@ def _text_format(rf: Mapping[str, Any]) -> dict[str, Any]:
 def build_body(req: ChatRequest, dep: Deployment) -> tuple[dict[str, Any], dict[str, str]]:
     """The request body and the parameters adjusted for the API (``{name: what happened}``)."""
     p = req.params
-    instructions, items = build_input(req.messages)
+    instructions, items = build_input(req.messages, audio=dep.provider not in _NO_AUDIO)
     body: dict[str, Any] = {"model": dep.model, "input": items}
     if instructions is not None:
         body["instructions"] = instructions
@@ -359,6 +375,7 @@ class OpenAIResponsesAdapter:
                 )
         out = parse_output(output)
         raise_refusal(out, dep, resp.headers)
+        raise_filtered(data, out, dep, resp.headers)
         return response_from(data, out, dep, resp.headers)
 
     def map_error(

@@ -17,6 +17,7 @@ from ...errors import APIError, ContentFilteredError
 from ...types import FinishReason, ReasoningPart, Response, ToolCall, Usage, make_usage
 from ..table import Deployment
 from .base import answer_request_id, as_int, make_error
+from .openai_answer import filtered_error
 from .openai_chat import OpenAIChatAdapter
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "map_error",
     "parse_output",
     "plain_text",
+    "raise_filtered",
     "raise_refusal",
     "response_from",
     "usage_from",
@@ -229,6 +231,29 @@ def raise_refusal(out: Output, dep: Deployment, headers: Mapping[str, str]) -> N
     err.category = "refusal"
     err.explanation = said
     raise err
+
+
+def raise_filtered(
+    data: Mapping[str, Any], out: Output, dep: Deployment, headers: Mapping[str, str]
+) -> None:
+    """``status: incomplete`` for ``content_filter`` is the stop Chat Completions calls
+    ``finish_reason: content_filter``: the same ``ContentFilteredError`` (with the text so far
+    as its ``partial_text``), so ``content_filter_fallbacks`` and callers see one error for
+    both APIs."""
+    details = data.get("incomplete_details")
+    if data.get("status") != "incomplete" or not isinstance(details, dict):
+        return
+    if details.get("reason") != "content_filter":
+        return
+    rid = data.get("id")
+    raise filtered_error(
+        dep,
+        headers,
+        refusal=None,
+        categories=None,
+        partial_text="".join(out.text),
+        response_id=rid if isinstance(rid, str) else None,
+    )
 
 
 def failed_error(error: Any, dep: Deployment, headers: Mapping[str, str]) -> APIError:

@@ -21,6 +21,7 @@ from .openai_responses_output import (
     failed_error,
     finish_of,
     parse_output,
+    raise_filtered,
     raise_refusal,
     response_from,
 )
@@ -122,6 +123,8 @@ class ResponsesStream:
             return []
         if not isinstance(idx, int):
             idx = len(self._done_items) + len(self._calls) + 1000
+        elif idx in self._calls:
+            return []  # the same item announced again: one call, one tool index
         call_id = item.get("call_id") or item.get("id")
         name = str(item.get("name") or "")
         slot: list[Any] = [len(self._calls), call_id, name, []]
@@ -187,9 +190,20 @@ class ResponsesStream:
             out.refusal.append("".join(self._refusal))
         raise_refusal(out, self._dep, {})
         data = {"id": self._id, "model": self._model, **data}
+        raise_filtered(data, out, self._dep, {})
         resp = response_from(data, out, self._dep, {})
         self.response = resp
-        return [chunk(finish_reason=resp.finish_reason, usage=resp.usage)]
+        end = chunk(finish_reason=resp.finish_reason, usage=resp.usage)
+        # What only the final event carries (a relay that sends no deltas) still reaches the
+        # chunks: a consumer of the stream sees the text and calls the response holds.
+        head: list[StreamChunk] = []
+        if not self._text and resp.text:
+            head.append(chunk(resp.text))
+        if not self._calls and resp.tool_calls:
+            calls = resp.tool_calls
+            deltas = [ToolCallDelta(i, c.id, c.name, c.arguments) for i, c in enumerate(calls)]
+            head.append(chunk(tool_calls=deltas))
+        return [*head, end] if head else [end]
 
     # ------------------------------------------------------------------ results
 

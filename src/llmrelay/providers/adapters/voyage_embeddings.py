@@ -17,7 +17,7 @@ Answer: OpenAI's shape -- ``data[]`` of ``{object, embedding, index}``, ``model`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ...errors import APIError, InvalidRequestError, shown
 from ...transport.base import HttpRequest, HttpResponse
@@ -48,14 +48,7 @@ class VoyageEmbeddingsAdapter:
         if req.dimensions is not None:
             body["output_dimension"] = req.dimensions
         if req.extra:
-            dtype = req.extra.get("output_dtype")
-            if dtype is not None and (type(dtype) is not str or dtype != "float"):
-                raise InvalidRequestError(
-                    f"extra output_dtype={shown(dtype)}: llmrelay returns float32 vectors, so "
-                    "only 'float' (the default) can be asked for",
-                    provider=dep.provider,
-                    model=dep.model,
-                )
+            self.check_extra(req.extra, dep.provider, dep.model)
             body.update(req.extra)
         headers = send_headers(
             {"content-type": "application/json", "accept": "application/json"}, dep, "bearer"
@@ -63,6 +56,19 @@ class VoyageEmbeddingsAdapter:
         return HttpRequest(
             "POST", dep.base_url + "/embeddings", headers, encode_body(body, req, dep)
         )
+
+    @staticmethod
+    def check_extra(extra: Mapping[str, Any], provider: str, model: str) -> None:
+        """The provider fields llmrelay cannot read the answer of (checked before the call
+        takes anything, and again when a request is built)."""
+        dtype = extra.get("output_dtype")
+        if dtype is not None and (type(dtype) is not str or dtype != "float"):
+            raise InvalidRequestError(
+                f"extra output_dtype={shown(dtype)}: llmrelay returns float32 vectors, so "
+                "only 'float' (the default) can be asked for",
+                provider=provider,
+                model=model,
+            )
 
     def parse_response(self, resp: HttpResponse, req: EmbedRequest, dep: Deployment) -> Response:
         return data_answer(decode_json(resp.body, dep), "total_tokens", resp, req, dep)
