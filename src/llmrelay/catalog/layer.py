@@ -19,6 +19,8 @@ what each attempt used.
   A model the provider routes to its replacement, or retires for some account tiers only,
   warns and is sent (see ``LLMRegistry.check_lifecycle``). A call made through an alias whose
   model shuts down within ``ALIAS_WARN_DAYS`` warns once per alias, naming the replacement;
+* a row's ``reasoning`` (how the model takes ``reasoning_effort``) travels to the adapter as
+  ``ChatRequest.reasoning`` when the caller sets an effort;
 * parameters the row's ``rejected_params`` say the model rejects are dropped and reported in
   ``Response.adjusted_params`` (a value equal to the rule's ``default`` is sent: accepted);
   with ``strict_params=True`` (a call option) a parameter the caller set is refused instead,
@@ -39,7 +41,16 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..errors import ContextWindowExceededError, UnsupportedCapabilityError, shown
-from ..types import NO_PARAMS, AudioPart, ChatRequest, ImagePart, ReasoningPart, TextPart, Usage
+from ..types import (
+    NO_PARAMS,
+    AudioPart,
+    ChatRequest,
+    ImagePart,
+    ReasoningMap,
+    ReasoningPart,
+    TextPart,
+    Usage,
+)
 from .costs import Cost, rates_for
 from .profiles import EXTRA_RULE_PARAMS, ParamRule
 from .tokens import IMAGE_TOKENS, count_message_tokens, estimate_tokens, is_exact
@@ -81,6 +92,8 @@ class _Entry:
     audio: bool = True
     #: ``profile.id`` (read by every lifecycle check).
     profile_id: str = ""
+    #: How the model takes ``reasoning_effort`` (the row's ``reasoning``), for the adapter.
+    reasoning: ReasoningMap | None = None
 
 
 def _is_official(dep: Deployment) -> bool:
@@ -136,6 +149,7 @@ class Catalog:
                 _effort_first(p.rejected_params or _implied_rules(p, dep)),
                 "audio" in c.input_modalities,
                 p.id,
+                p.reasoning,
             )
         cache[key] = entry
         return entry
@@ -219,9 +233,12 @@ class Catalog:
             )
         max_tokens = params.max_tokens
         out = req
-        if params is not NO_PARAMS and e.rules:  # a call that sets nothing breaks no rule
-            out = _apply_rules(out, dep, e.rules, strict_params)
-            params = out.params
+        if params is not NO_PARAMS:  # a call that sets nothing breaks no rule
+            if e.rules:
+                out = _apply_rules(out, dep, e.rules, strict_params)
+                params = out.params
+            if e.reasoning is not None and params.reasoning_effort is not None:
+                out = ChatRequest(out.messages, params, out.stream, out.adjusted, e.reasoning)
         if max_tokens is not None and e.max_output is not None and max_tokens > e.max_output:
             max_tokens = e.max_output
             adjusted = {
@@ -233,6 +250,7 @@ class Catalog:
                 dataclasses.replace(params, max_tokens=e.max_output),
                 req.stream,
                 adjusted,
+                out.reasoning,
             )
         window = e.window
         if window is not None:

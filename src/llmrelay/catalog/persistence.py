@@ -16,11 +16,13 @@ A catalog document is ``{"schema_version": 1, "catalog_version": ..., "as_of": .
                         "end": "04:00", "multiplier": 2, "source": "https://..."}],
      "rejected_params": [{"param": "temperature", "when": "always", "source": "https://..."},
                          {"param": "reasoning_effort", "accepts": ["low", "medium", "high"]}],
-     "tools_api": null, "verified_at": "2026-12-03", "sources": ["https://..."]}
+     "tools_api": null, "verified_at": "2026-12-03", "sources": ["https://..."],
+     "reasoning": {"style": "level", "values": {"low": "LOW", "high": "HIGH"}, ...}}
 
 Schema version 2 added ``price_schedule``, ``retirement``, ``retired_tiers``,
-``rejected_params``, ``tools_api``, ``verified_at``, ``sources`` and the ``native_json_schema``
-capability. Version-1 files (none of these) are read as they are: every new field is optional.
+``rejected_params``, ``tools_api``, ``verified_at``, ``sources``, ``reasoning``
+(``llmrelay.types.ReasoningMap``) and the ``native_json_schema`` capability. Version-1 files
+(none of these) are read as they are: every new field is optional.
 A ``price_schedule`` period gives the prices that change; the others are the row's ``prices``.
 Schema version 3 added ``price_windows`` (recurring UTC time-of-day prices: weekdays, a start
 and an end ``HH:MM`` with the end exclusive and at most ``24:00``, and either a ``multiplier``
@@ -45,6 +47,7 @@ from typing import Any
 import orjson
 
 from ..errors import ConfigFileError, ConfigurationError, shown
+from ..types.reasoning import ReasoningMap
 from .pricing import period_row, schedule_from_list, window_row, windows_from_list
 from .profiles import (
     LLMCapabilities,
@@ -53,6 +56,7 @@ from .profiles import (
     ModelFamily,
     ParamRule,
     Pricing,
+    rules_from_rows,
 )
 
 __all__ = [
@@ -102,6 +106,7 @@ _ROW_KEYS = frozenset(
         "tools_api",
         "verified_at",
         "sources",
+        "reasoning",
     }
 )
 #: The ``prices`` table of a row holds the fields of ``Pricing``, by the same names.
@@ -118,7 +123,6 @@ _CAP_KEYS: dict[str, str] = {
     "prompt_caching": "supports_prompt_caching",
     "native_json_schema": "supports_native_json_schema",
 }
-_RULE_KEYS = frozenset(f.name for f in dataclasses.fields(ParamRule))
 _DOC_KEYS = frozenset({"schema_version", "catalog_version", "as_of", "notes", "models"})
 
 
@@ -221,10 +225,11 @@ def profile_from_row(
             price_windows=windows_from_list(row.get("price_windows")),
             retirement=retirement,
             retired_tiers=tuple(row.get("retired_tiers") or ()),
-            rejected_params=_rules(row.get("rejected_params")),
+            rejected_params=rules_from_rows(row.get("rejected_params")),
             tools_api=row.get("tools_api"),
             verified_at=row.get("verified_at"),
             sources=tuple(row.get("sources") or ()),
+            reasoning=ReasoningMap.of_row(row.get("reasoning")),
             provider=row["provider"],
             name=row["model"],
             capabilities=capabilities,
@@ -245,38 +250,6 @@ def profile_from_row(
     except ConfigurationError as exc:
         msg = exc.message.removeprefix(f"model {label}: ")
         raise _err(msg, path, key) from None
-
-
-def _rules(items: Any) -> tuple[ParamRule, ...]:
-    if items is None:
-        return ()
-    if not isinstance(items, list):
-        raise ConfigurationError(f"rejected_params must be a list of rules, not {items!r}")
-    out = []
-    for i, item in enumerate(items):
-        if not isinstance(item, Mapping) or not isinstance(item.get("param"), str):
-            raise ConfigurationError(
-                f"rejected_params[{i}] must be a table with a 'param' name, not {item!r}"
-            )
-        bad = set(item) - _RULE_KEYS
-        if bad:
-            raise ConfigurationError(
-                f"rejected_params[{i}]: unknown field(s) {', '.join(sorted(bad))}; known: "
-                f"{', '.join(sorted(_RULE_KEYS))}"
-            )
-        for f in ("when", "values", "source", "note"):
-            if item.get(f) is not None and not isinstance(item[f], str):
-                raise ConfigurationError(f"rejected_params[{i}].{f} must be a string")
-        fields = {k: v for k, v in item.items() if v is not None}
-        if "accepts" in fields:
-            accepts = fields["accepts"]
-            if not isinstance(accepts, list) or not all(isinstance(v, str) for v in accepts):
-                raise ConfigurationError(
-                    f"rejected_params[{i}].accepts must be a list of values, not {shown(accepts)}"
-                )
-            fields["accepts"] = tuple(accepts)
-        out.append(ParamRule(**fields))
-    return tuple(out)
 
 
 def _rule_row(r: ParamRule) -> dict[str, Any]:
@@ -322,6 +295,7 @@ def profile_to_row(p: LLMProfile) -> dict[str, Any]:
         "tools_api": p.tools_api,
         "verified_at": _iso(p.verified_at),
         "sources": list(p.sources),
+        "reasoning": None if p.reasoning is None else p.reasoning.to_row(),
     }
     return row
 

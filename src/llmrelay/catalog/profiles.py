@@ -10,14 +10,16 @@ publishes them; ``None`` means unknown (never silently $0).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, shown
 from ..types import PARAM_NAMES
 from ..types.params import REASONING_EFFORTS
+from ..types.reasoning import ReasoningMap
 from .pricing import (
     WEEKDAYS,
     PricePeriod,
@@ -44,6 +46,7 @@ __all__ = [
     "PricePeriod",
     "PriceWindow",
     "Pricing",
+    "rules_from_rows",
 ]
 
 
@@ -182,6 +185,43 @@ class ParamRule:
                 )
 
 
+_RULE_KEYS = frozenset(f.name for f in dataclasses.fields(ParamRule))
+
+
+def rules_from_rows(items: Any) -> tuple[ParamRule, ...]:
+    """A catalog row's ``rejected_params`` list as rules (``ConfigurationError`` naming the
+    rule and field that is wrong)."""
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise ConfigurationError(f"rejected_params must be a list of rules, not {items!r}")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping) or not isinstance(item.get("param"), str):
+            raise ConfigurationError(
+                f"rejected_params[{i}] must be a table with a 'param' name, not {item!r}"
+            )
+        bad = set(item) - _RULE_KEYS
+        if bad:
+            raise ConfigurationError(
+                f"rejected_params[{i}]: unknown field(s) {', '.join(sorted(bad))}; known: "
+                f"{', '.join(sorted(_RULE_KEYS))}"
+            )
+        for f in ("when", "values", "source", "note"):
+            if item.get(f) is not None and not isinstance(item[f], str):
+                raise ConfigurationError(f"rejected_params[{i}].{f} must be a string")
+        fields = {k: v for k, v in item.items() if v is not None}
+        if "accepts" in fields:
+            accepts = fields["accepts"]
+            if not isinstance(accepts, list) or not all(isinstance(v, str) for v in accepts):
+                raise ConfigurationError(
+                    f"rejected_params[{i}].accepts must be a list of values, not {shown(accepts)}"
+                )
+            fields["accepts"] = tuple(accepts)
+        out.append(ParamRule(**fields))
+    return tuple(out)
+
+
 #: What happens to a model after its shutdown date: ``refused`` (the provider answers with an
 #: error: llmrelay raises ``ModelRetiredError`` before sending), ``routed`` (the provider
 #: serves the request with ``replacement`` and bills it at the replacement's rate) or
@@ -313,6 +353,9 @@ class LLMProfile:
     verified_at: date | None = None
     #: Where the row's facts come from (the provider's pages first).
     sources: tuple[str, ...] = ()
+    #: How the model takes ``reasoning_effort`` (Anthropic thinking/effort, Gemini
+    #: thinkingConfig); None: the adapter's family defaults.
+    reasoning: ReasoningMap | None = None
 
     def __post_init__(self) -> None:
         where = f"model {self.provider}/{self.name}: "
@@ -369,6 +412,10 @@ class LLMProfile:
             )
         for rule in self.rejected_params:
             rule.validate(where)
+        if self.reasoning is not None:
+            if not isinstance(self.reasoning, ReasoningMap):
+                raise ConfigurationError(f"{where}reasoning must be a ReasoningMap")
+            self.reasoning.validate(where)
         last: date | None = None
         for period in self.price_schedule:
             period.pricing.validate(f"{where}price_schedule[{period.start}]: ")

@@ -48,6 +48,7 @@ _PARAMS = {
     "response_format": "response_format",
     "user": "user",
     "reasoning_effort": "reasoning_effort",
+    "prompt_cache_key": "prompt_cache_key",
 }
 _KNOWN = frozenset({"model", "messages", "stream", "stream_options", "n", *_PARAMS, *IGNORED})
 _FINISH = {

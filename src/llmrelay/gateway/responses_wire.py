@@ -56,7 +56,6 @@ IGNORED = frozenset(
         "include",
         "truncation",
         "service_tier",
-        "prompt_cache_key",
         "safety_identifier",
         "stream_options",
     }
@@ -82,6 +81,7 @@ _KNOWN = frozenset(
         "top_p",
         "reasoning",
         "user",
+        "prompt_cache_key",
         "stream",
         *IGNORED,
         *_STATEFUL,
@@ -408,15 +408,10 @@ def parse_responses_request(body: Any) -> ResponsesCall:
         raise _bad(
             f"max_output_tokens must be a positive integer, not {shown(cap)}", "max_output_tokens"
         )
-    params: dict[str, Any] = {}
-    for src, dst in (
-        ("temperature", "temperature"),
-        ("top_p", "top_p"),
-        ("max_output_tokens", "max_tokens"),
-        ("user", "user"),
-    ):
-        if body.get(src) is not None:
-            params[dst] = body[src]
+    params: dict[str, Any] = {"max_tokens": cap} if cap is not None else {}
+    for name in ("temperature", "top_p", "user", "prompt_cache_key"):
+        if body.get(name) is not None:
+            params[name] = body[name]
     tools = body.get("tools")
     if tools is not None:
         if not isinstance(tools, list):

@@ -257,7 +257,7 @@ class ResponseCache:
         try:
             if adapter is not None:
                 if req.stream:  # a stream and a plain call share the entry
-                    req = ChatRequest(req.messages, req.params, False, req.adjusted)
+                    req = ChatRequest(req.messages, req.params, False, req.adjusted, req.reasoning)
                 http = adapter.build_request(req, dep)
                 url = http.url
                 if dep.api_key is not None and dep.api_key.get():

@@ -34,12 +34,14 @@ from .messages import ToolCallDelta as ToolCallDelta
 from .messages import _Dumpable as _Dumpable
 from .messages import _json_default as _json_default
 from .messages import _kind as _kind
+from .params import MAX_PROMPT_CACHE_KEY as MAX_PROMPT_CACHE_KEY
 from .params import NO_PARAMS as NO_PARAMS
 from .params import PARAM_NAMES as PARAM_NAMES
 from .params import GenerationParams as GenerationParams
 from .params import ToolChoice as ToolChoice
 from .params import build_params as build_params
 from .params import merge_params as merge_params
+from .reasoning import ReasoningMap as ReasoningMap
 from .request import ChatRequest as ChatRequest
 from .request import MessagesInput as MessagesInput
 from .request import normalize_messages as normalize_messages
@@ -62,6 +64,7 @@ __all__ = [
     "ImagePart",
     "Message",
     "MessagesInput",
+    "ReasoningMap",
     "ReasoningPart",
     "Response",
     "Role",

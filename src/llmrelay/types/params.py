@@ -11,6 +11,7 @@ from ..errors import InvalidRequestError, finite, shown
 from .messages import Tool, _Dumpable
 
 __all__ = [
+    "MAX_PROMPT_CACHE_KEY",
     "NO_PARAMS",
     "PARAM_NAMES",
     "REASONING_EFFORTS",
@@ -27,6 +28,10 @@ ToolChoice = Literal["auto", "none", "required"] | str
 #: per the catalog's rows; ``"none"`` turns reasoning off where the model allows it.
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
 REASONING_EFFORTS: tuple[str, ...] = ("none", "minimal", "low", "medium", "high")
+#: The longest ``prompt_cache_key`` OpenAI takes (a longer one is a 400: "Invalid
+#: 'prompt_cache_key': string too long. Expected a string with maximum length 64"; Azure
+#: OpenAI answers the same).
+MAX_PROMPT_CACHE_KEY = 64
 
 
 @dataclass(slots=True, frozen=True)
@@ -49,6 +54,10 @@ class GenerationParams(_Dumpable):
     response_format: Mapping[str, Any] | None = None
     user: str | None = None
     reasoning_effort: ReasoningEffort | None = None
+    #: OpenAI's ``prompt_cache_key``: requests sharing a key are routed to the same prompt
+    #: cache (Chat Completions and Responses; providers that document no such field drop it
+    #: and say so in ``adjusted_params``).
+    prompt_cache_key: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -143,6 +152,15 @@ def build_params(values: Mapping[str, Any]) -> GenerationParams:
                 raise InvalidRequestError(
                     f"reasoning_effort must be one of {', '.join(REASONING_EFFORTS)}, not "
                     f"{shown(v)}"
+                )
+            out[k] = v
+        elif k == "prompt_cache_key":
+            if not isinstance(v, str) or not v or len(v) > MAX_PROMPT_CACHE_KEY:
+                got = f"a string of {len(v)} characters" if isinstance(v, str) else shown(v)
+                raise InvalidRequestError(
+                    "prompt_cache_key must be a non-empty string of at most "
+                    f"{MAX_PROMPT_CACHE_KEY} characters, not {got}; hash a longer key "
+                    "(e.g. hashlib.sha256(key.encode()).hexdigest()[:32])"
                 )
             out[k] = v
         elif k == "extra":

@@ -31,6 +31,7 @@ from .messages import (
     plain_message,
 )
 from .params import PARAM_NAMES, GenerationParams
+from .reasoning import ReasoningMap
 
 __all__ = ["ChatRequest", "MessagesInput", "normalize_messages", "unencodable_part"]
 
@@ -40,9 +41,11 @@ class ChatRequest:
 
     ``adjusted`` records parameters a layer dropped or translated before the adapter saw the
     request (``{name: what happened}``); it ends up in ``Response.adjusted_params``.
+    ``reasoning`` is how the model takes ``reasoning_effort``, from its catalog row (the catalog
+    layer sets it; None: the adapter's family defaults).
     """
 
-    __slots__ = ("adjusted", "messages", "params", "stream")
+    __slots__ = ("adjusted", "messages", "params", "reasoning", "stream")
 
     def __init__(
         self,
@@ -50,18 +53,24 @@ class ChatRequest:
         params: GenerationParams,
         stream: bool = False,
         adjusted: dict[str, str] | None = None,
+        reasoning: ReasoningMap | None = None,
     ):
         self.messages = messages
         self.params = params
         self.stream = stream
         self.adjusted = adjusted
+        self.reasoning = reasoning
 
     def with_messages(self, messages: list[Message]) -> ChatRequest:
-        return ChatRequest(messages, self.params, self.stream, self.adjusted)
+        return ChatRequest(messages, self.params, self.stream, self.adjusted, self.reasoning)
 
     def with_params(self, **changes: Any) -> ChatRequest:
         return ChatRequest(
-            self.messages, dataclasses.replace(self.params, **changes), self.stream, self.adjusted
+            self.messages,
+            dataclasses.replace(self.params, **changes),
+            self.stream,
+            self.adjusted,
+            self.reasoning,
         )
 
     def __repr__(self) -> str:

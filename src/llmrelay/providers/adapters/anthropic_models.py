@@ -20,9 +20,11 @@ Sources (read 2026-12-03):
   and for the later Opus/Sonnet/Haiku/Fable/Mythos families (Amazon Bedrock's Claude
   structured-outputs page). Older models get a forced tool instead.
 
-The catalog does not say this yet (its ``json_schema`` capability is true for every Claude model,
-tool-emulated or native, and it has no thinking-mode field); when it does, the adapter should
-read ``native_json_schema`` and ``thinking_mode`` from the catalog row instead.
+How a model takes ``reasoning_effort`` is catalog data: a row's ``reasoning`` field
+(``llmrelay.types.ReasoningMap``), which the catalog layer hands the adapter with the request.
+:func:`thinking_map` is the family default for a model the catalog does not know (a gateway's
+own name, a future model, an engine without the catalog layer); the bundled rows agree with it
+(tests/providers/test_reasoning_maps.py). JSON outputs are still decided here by name.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from typing import Any, Literal
 
 import orjson
 
+from ...types.reasoning import ReasoningMap
+
 __all__ = [
     "BUDGET_TOKENS",
     "EFFORT",
@@ -40,6 +44,7 @@ __all__ = [
     "ModelRules",
     "rules_for",
     "schema_recurses",
+    "thinking_map",
 ]
 
 ThinkingMode = Literal["adaptive", "budget", "none"]
@@ -97,6 +102,26 @@ BUDGET_TOKENS: dict[str, int] = {"minimal": 1024, "low": 2048, "medium": 8192, "
 MIN_BUDGET_TOKENS = 1024
 
 _ORDERED = sorted(RULES.items(), key=lambda kv: -len(kv[0]))
+
+_EFFORT_SOURCE = "https://platform.claude.com/docs/en/build-with-claude/effort"
+_BUDGET_SOURCE = "https://platform.claude.com/docs/en/build-with-claude/extended-thinking"
+_EFFORTS = {k: v for k, v in EFFORT.items() if k != "minimal"}
+#: The family defaults: adaptive thinking with ``output_config.effort`` (a model that always
+#: thinks sends ``none`` as ``low``), a thinking budget, or no thinking.
+_MAPS: dict[tuple[ThinkingMode, bool], ReasoningMap] = {
+    ("adaptive", False): ReasoningMap("effort", _EFFORTS, {"minimal": "low"}, None, _EFFORT_SOURCE),
+    ("adaptive", True): ReasoningMap(
+        "effort", _EFFORTS, {"minimal": "low", "none": "low"}, None, _EFFORT_SOURCE
+    ),
+    ("budget", False): ReasoningMap("budget", BUDGET_TOKENS, {}, None, _BUDGET_SOURCE),
+    ("none", False): ReasoningMap("none", source=_BUDGET_SOURCE),
+}
+
+
+def thinking_map(model: str) -> ReasoningMap:
+    """How ``model`` takes ``reasoning_effort`` when the catalog does not say (by name)."""
+    rules = rules_for(model)
+    return _MAPS[rules.thinking, rules.always_thinks]
 
 
 @lru_cache(maxsize=512)

@@ -26,19 +26,13 @@ from ...types import (
     GenerationParams,
     ImagePart,
     Message,
+    ReasoningMap,
     ReasoningPart,
     TextPart,
     ToolCall,
 )
 from ..table import Deployment
-from .anthropic_models import (
-    BUDGET_TOKENS,
-    EFFORT,
-    MIN_BUDGET_TOKENS,
-    ModelRules,
-    rules_for,
-    schema_recurses,
-)
+from .anthropic_models import MIN_BUDGET_TOKENS, rules_for, schema_recurses, thinking_map
 from .base import encode_body, json_schema_format, send_headers
 from .tool_args import tool_call_args
 
@@ -326,10 +320,11 @@ def _url(base_url: str) -> str:
 
 
 def _thinking(
-    p: GenerationParams, rules: ModelRules, body: dict[str, Any], adjusted: dict[str, str]
+    p: GenerationParams, rmap: ReasoningMap, body: dict[str, Any], adjusted: dict[str, str]
 ) -> dict[str, Any] | None:
-    """``thinking`` (and ``output_config.effort``, ``max_tokens``) for ``reasoning_effort``;
-    the thinking config sent, or None."""
+    """``thinking`` (and ``output_config.effort``, ``max_tokens``) for ``reasoning_effort`` as
+    ``rmap`` (the catalog row's, else the family default) says; the thinking config sent, or
+    None."""
     effort = p.reasoning_effort
     if effort is None:
         return None
@@ -340,24 +335,31 @@ def _thinking(
             "thinking then; it applies again from the next user turn"
         )
         return None
-    if rules.thinking == "none":
+    if rmap.style == "none":
         adjusted["reasoning_effort"] = "dropped: this model has no extended thinking"
         return None
-    if effort == "none":
-        if not rules.always_thinks:
-            return None  # thinking is off unless asked for
-        effort = "low"
-        adjusted["reasoning_effort"] = (
-            "sent as effort 'low': this model always thinks (thinking cannot be disabled)"
+    level = rmap.nearest.get(effort, effort)
+    if level == "none":
+        return None  # thinking is off unless asked for
+    if level not in rmap.values:
+        takes = ", ".join(rmap.values)
+        adjusted["reasoning_effort"] = f"dropped: this model takes no '{effort}' (only {takes})"
+        return None
+    value = rmap.values[level]
+    if level != effort:
+        sent = f"effort '{value}'" if rmap.style != "budget" else f"a {value}-token budget"
+        why = (
+            "this model always thinks (thinking cannot be disabled)"
+            if effort == "none"
+            else f"{'Anthropic has' if effort == 'minimal' else 'this model takes'} no '{effort}'"
         )
-    if rules.thinking == "adaptive":
-        body.setdefault("output_config", {})["effort"] = EFFORT[effort]
-        if effort == "minimal":
-            adjusted["reasoning_effort"] = "sent as effort 'low': Anthropic has no 'minimal'"
+        adjusted["reasoning_effort"] = f"sent as {sent}: {why}"
+    if rmap.style != "budget":
+        body.setdefault("output_config", {})["effort"] = value
         # Opus 4.7+ and Fable 5 omit the thinking text unless asked ("display" defaults to
         # "omitted" there): ask for the summary so Response.reasoning has it.
         return {"type": "adaptive", "display": "summarized"}
-    budget = BUDGET_TOKENS[effort]
+    budget = int(value)
     if p.max_tokens is None:
         body["max_tokens"] = DEFAULT_MAX_TOKENS + budget
     elif p.max_tokens <= budget:
@@ -448,7 +450,6 @@ def _tool_choice(tc: str) -> dict[str, Any]:
 def build_request(req: ChatRequest, dep: Deployment) -> HttpRequest:
     """The HTTP request for ``req`` (see the module docstring of ``anthropic_messages``)."""
     p = req.params
-    rules = rules_for(dep.model)
     adjusted: dict[str, str] = {}
     system, messages = _messages(req.messages)
     if not messages:
@@ -483,13 +484,13 @@ def build_request(req: ChatRequest, dep: Deployment) -> HttpRequest:
         body["top_p"] = p.top_p
     if p.stop:
         body["stop_sequences"] = list(p.stop)
-    for name in ("seed", "frequency_penalty", "presence_penalty"):
+    for name in ("seed", "frequency_penalty", "presence_penalty", "prompt_cache_key"):
         if getattr(p, name) is not None:
             adjusted[name] = "dropped: Anthropic does not support it"
     if p.user is not None:
         body["metadata"] = {"user_id": p.user}
     extra = dict(p.extra) if p.extra else {}
-    thinking = _thinking(p, rules, body, adjusted)
+    thinking = _thinking(p, req.reasoning or thinking_map(dep.model), body, adjusted)
     if thinking is not None:
         body["thinking"] = thinking
     thinking_on = _is_thinking(extra.get("thinking", thinking))

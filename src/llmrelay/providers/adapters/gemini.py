@@ -27,7 +27,6 @@ from __future__ import annotations
 import mimetypes
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import orjson
@@ -42,6 +41,7 @@ from ...types import (
     GenerationParams,
     ImagePart,
     Message,
+    ReasoningMap,
     ReasoningPart,
     Response,
     TextPart,
@@ -278,20 +278,9 @@ def _contents(messages: list[Message]) -> tuple[list[dict[str, Any]], list[dict[
     return contents, system
 
 
-@dataclass(frozen=True, slots=True)
-class _Thinking:
-    """How one model family takes ``reasoning_effort``: Gemini 3 as ``thinkingLevel``, 2.5 as
-    ``thinkingBudget`` (tokens). ``off`` is the setting that turns thinking off, where the
-    family has one."""
-
-    levels: Mapping[str, str | int]
-    off: str | int | None = None
-    #: What a level the family lacks is sent as (``minimal`` on 3 Pro is LOW).
-    nearest: Mapping[str, str] = field(default_factory=dict)
-
-
-# reasoning_effort -> generationConfig.thinkingConfig, by model family (the first pattern that
-# matches the start of the model name wins). Sources, read 2026-12-03:
+# reasoning_effort -> generationConfig.thinkingConfig: a catalog row's ``reasoning`` map when the
+# catalog knows the model, else these family defaults (the first pattern that matches the start
+# of the model name wins; the bundled rows agree with them). Sources, read 2026-12-03:
 #   https://ai.google.dev/gemini-api/docs/thinking (thinkingLevel for Gemini 3 and later: 3 Pro
 #   takes low and high and cannot turn thinking off, 3.x Pro takes no minimal, Flash takes
 #   minimal/low/medium/high, and minimal does not guarantee no thinking; thinkingBudget for
@@ -301,52 +290,80 @@ class _Thinking:
 #   2.5: low 1,024, medium 8,192, high 24,576 tokens; "none" turns thinking off);
 #   recording gemini-400-thinking-level-unsupported ("Thinking level MINIMAL is not supported
 #   for this model").
+_SOURCE = "https://ai.google.dev/gemini-api/docs/thinking"
 _BUDGETS = {"low": 1024, "medium": 8192, "high": 24576}
 _LEVELS = {"minimal": "MINIMAL", "low": "LOW", "medium": "MEDIUM", "high": "HIGH"}
-THINKING: tuple[tuple[str, _Thinking], ...] = (
+_PRO_LEVELS = {"low": "LOW", "medium": "MEDIUM", "high": "HIGH"}
+THINKING: tuple[tuple[str, ReasoningMap], ...] = (
     (
         r"gemini-3-pro",
-        _Thinking({"low": "LOW", "high": "HIGH"}, nearest={"minimal": "low", "medium": "high"}),
+        ReasoningMap(
+            "level",
+            {"low": "LOW", "high": "HIGH"},
+            {"minimal": "low", "medium": "high"},
+            source=_SOURCE,
+        ),
     ),
     (
         r"gemini-(?:[3-9]|\d\d)(?:\.\d+)?-pro",
-        _Thinking({"low": "LOW", "medium": "MEDIUM", "high": "HIGH"}, nearest={"minimal": "low"}),
+        ReasoningMap("level", _PRO_LEVELS, {"minimal": "low"}, source=_SOURCE),
     ),
-    (r"gemini-(?:[3-9]|\d\d)", _Thinking(_LEVELS)),
-    (r"gemini-2\.5-pro", _Thinking({"minimal": 128, **_BUDGETS})),
-    (r"gemini-2\.5-flash", _Thinking({"minimal": 512, **_BUDGETS}, off=0)),
+    (r"gemini-(?:[3-9]|\d\d)", ReasoningMap("level", _LEVELS, source=_SOURCE)),
+    (r"gemini-2\.5-pro", ReasoningMap("budget", {"minimal": 128, **_BUDGETS}, source=_SOURCE)),
+    (
+        r"gemini-2\.5-flash",
+        ReasoningMap("budget", {"minimal": 512, **_BUDGETS}, off=0, source=_SOURCE),
+    ),
 )
 
 
-def _thinking(effort: str, model: str, adjusted: dict[str, str]) -> dict[str, Any] | None:
-    """``thinkingConfig`` for ``reasoning_effort`` on ``model`` (thought summaries included, so
-    ``Response.reasoning`` has them), or None with the reason in ``adjusted``."""
+def thinking_map(model: str) -> ReasoningMap | None:
+    """How ``model`` takes ``reasoning_effort`` when the catalog does not say (by name), or
+    None for a model no family default covers."""
     name = model.removeprefix("models/").rsplit("/", 1)[-1]
-    rule = next((r for pattern, r in THINKING if re.match(pattern, name)), None)
+    return next((r for pattern, r in THINKING if re.match(pattern, name)), None)
+
+
+def _thinking(
+    effort: str, model: str, rule: ReasoningMap | None, adjusted: dict[str, str]
+) -> dict[str, Any] | None:
+    """``thinkingConfig`` for ``reasoning_effort`` on ``model`` as ``rule`` says (thought
+    summaries included, so ``Response.reasoning`` has them), or None with the reason in
+    ``adjusted``."""
+    name = model.removeprefix("models/").rsplit("/", 1)[-1]
     if rule is None:
         adjusted["reasoning_effort"] = (
             f"dropped: no known thinking setting for Gemini model {name}; pass "
             "extra={'generationConfig': {'thinkingConfig': {...}}} to set one"
         )
         return None
-    if effort == "none":
+    if rule.style == "none":
+        adjusted["reasoning_effort"] = f"dropped: {name} does not think"
+        return None
+    level = rule.nearest.get(effort, effort)
+    if level == "none":
         if rule.off is None:
             adjusted["reasoning_effort"] = f"dropped: {name} cannot turn thinking off"
             return None
         value: str | int = rule.off
+    elif level not in rule.values:
+        takes = ", ".join(rule.values)
+        adjusted["reasoning_effort"] = f"dropped: {name} takes no {effort} (only {takes})"
+        return None
     else:
-        level = rule.nearest.get(effort, effort)
         if level != effort:
-            adjusted["reasoning_effort"] = f"sent as {level}: {name} takes {', '.join(rule.levels)}"
-        value = rule.levels[level]
-    if isinstance(value, str):
+            adjusted["reasoning_effort"] = f"sent as {level}: {name} takes {', '.join(rule.values)}"
+        value = rule.values[level]
+    if rule.style == "level":
         return {"thinkingLevel": value, "includeThoughts": True}
     if value == 0:
         return {"thinkingBudget": 0}  # thinking off: there are no thoughts to include
     return {"thinkingBudget": value, "includeThoughts": True}
 
 
-def _generation_config(p: GenerationParams, model: str, adjusted: dict[str, str]) -> dict[str, Any]:
+def _generation_config(
+    p: GenerationParams, model: str, reasoning: ReasoningMap | None, adjusted: dict[str, str]
+) -> dict[str, Any]:
     gc: dict[str, Any] = {}
     if p.temperature is not None:
         gc["temperature"] = p.temperature
@@ -376,7 +393,7 @@ def _generation_config(p: GenerationParams, model: str, adjusted: dict[str, str]
                 "'json_object' or 'json_schema'"
             )
     if p.reasoning_effort is not None:
-        tc = _thinking(p.reasoning_effort, model, adjusted)
+        tc = _thinking(p.reasoning_effort, model, reasoning or thinking_map(model), adjusted)
         if tc is not None:
             gc["thinkingConfig"] = tc
     return gc
@@ -406,7 +423,7 @@ class GeminiAdapter:
         if system:
             body["systemInstruction"] = {"parts": system}
         adjusted: dict[str, str] = {}
-        gc = _generation_config(p, dep.model, adjusted)
+        gc = _generation_config(p, dep.model, req.reasoning, adjusted)
         if gc:
             body["generationConfig"] = gc
         if p.tools:
@@ -422,6 +439,8 @@ class GeminiAdapter:
             body["toolConfig"] = _tool_config(p.tool_choice)
         if p.user is not None:
             adjusted["user"] = "dropped: Google Gemini does not support it"
+        if p.prompt_cache_key is not None:
+            adjusted["prompt_cache_key"] = "dropped: Google Gemini does not support it"
         for k, v in p.extra.items():
             cur = body.get(k)
             # Merge objects one level deep, so extra={"generationConfig": {"thinkingConfig":

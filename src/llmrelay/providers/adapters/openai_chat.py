@@ -57,7 +57,7 @@ from .openai_answer import (
     reasoning_of,
     usage_from,
 )
-from .openai_request import encode_message, map_reasoning_effort, thought_signature
+from .openai_request import encode_message, map_reasoning_effort, thought_signature, vendor_of
 from .tool_args import args_text, call_id_prefix
 
 __all__ = ["OpenAIChatAdapter"]
@@ -168,8 +168,15 @@ class OpenAIChatAdapter:
             if spec is None or spec.stream_usage:
                 body["stream_options"] = {"include_usage": True}
         adjusted: dict[str, str] = {}
-        if p.reasoning_effort is not None:
-            map_reasoning_effort(body, p.reasoning_effort, dep, adjusted)
+        if p is not NO_PARAMS:
+            if p.prompt_cache_key is not None:
+                if vendor_of(dep).prompt_cache_key:
+                    body["prompt_cache_key"] = p.prompt_cache_key
+                else:
+                    who = (spec.display_name if spec else "") or dep.provider
+                    adjusted["prompt_cache_key"] = f"dropped: {who} does not document it"
+            if p.reasoning_effort is not None:
+                map_reasoning_effort(body, p.reasoning_effort, dep, adjusted)
         if spec is not None and (spec.unsupported_params or spec.param_renames):
             for name in spec.unsupported_params:
                 if name in body:

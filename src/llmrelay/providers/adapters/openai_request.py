@@ -64,6 +64,8 @@ class Vendor:
     effort: EffortStyle = ""
     #: Takes tool calls' thought signatures back in ``extra_content.google.thought_signature``.
     thought_signatures: bool = False
+    #: Takes ``prompt_cache_key`` (else dropped and reported).
+    prompt_cache_key: bool = False
 
 
 _WAV_MP3 = frozenset(("wav", "mp3"))
@@ -71,8 +73,10 @@ _WAV_MP3 = frozenset(("wav", "mp3"))
 #: Sources (checked 2026-12-03): OpenAI "File inputs" (Chat Completions takes PDF file parts,
 #: base64 or file id; no file URLs), "Audio" (input_audio wav/mp3), reasoning_effort
 #: none..high; Azure OpenAI "reasoning models" (developer messages, reasoning_effort) and
-#: audio models; OpenRouter "PDF Inputs" (file parts, data or URL), "Prompt caching"
-#: (cache_control on content parts), "Reasoning Tokens" (reasoning.effort none..xhigh);
+#: audio models; OpenAI "Prompt caching" (prompt_cache_key on Chat Completions and Responses;
+#: Azure OpenAI takes it too and enforces the same 64-character limit); OpenRouter "PDF
+#: Inputs" (file parts, data or URL), "Prompt caching" (cache_control on content parts),
+#: "Reasoning Tokens" (reasoning.effort none..xhigh);
 #: Groq "Reasoning" (reasoning_effort: none/default on Qwen 3, low/medium/high on GPT-OSS;
 #: mapped per model);
 #: DeepSeek "Thinking Mode" (reasoning_effort; thinking {type: disabled} turns it off);
@@ -87,9 +91,14 @@ VENDORS: dict[str, Vendor] = {
         audio=True,
         audio_formats=_WAV_MP3,
         effort="reasoning_effort",
+        prompt_cache_key=True,
     ),
     "azure": Vendor(
-        developer_role=True, audio=True, audio_formats=_WAV_MP3, effort="reasoning_effort"
+        developer_role=True,
+        audio=True,
+        audio_formats=_WAV_MP3,
+        effort="reasoning_effort",
+        prompt_cache_key=True,
     ),
     "openrouter": Vendor(
         documents="any", document_urls=True, audio=True, cache_control=True, effort="openrouter"

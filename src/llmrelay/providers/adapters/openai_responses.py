@@ -318,6 +318,8 @@ def build_body(req: ChatRequest, dep: Deployment) -> tuple[dict[str, Any], dict[
         )
     if p.user is not None:
         body["user"] = p.user
+    if p.prompt_cache_key is not None:
+        body["prompt_cache_key"] = p.prompt_cache_key
     body["store"] = False
     if reasoning:
         body["include"] = ["reasoning.encrypted_content"]
