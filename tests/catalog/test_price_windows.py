@@ -465,3 +465,19 @@ def test_an_infinite_multiplier_is_refused() -> None:
     w = {"days": ["mon"], "start": "01:00", "end": "02:00", "multiplier": float("inf")}
     with pytest.raises(ConfigurationError, match="positive finite"):
         r.register({**BASE, "price_windows": [w]})
+
+
+@pytest.mark.parametrize(
+    ("field", "where"),
+    [("multiplier", "price_windows"), ("input", "price_windows"), ("input", "prices")],
+)
+def test_an_int_too_large_for_a_float_is_refused_not_an_overflow(field: str, where: str) -> None:
+    huge = 10**400  # a TOML/JSON integer Python reads exactly; float(huge) overflows
+    r = registry_at(Clock(THU), bundled=False)
+    window = {"days": ["thu"], "start": "00:00", "end": "24:00", field: huge}
+    row: dict[str, Any] = {**BASE, "price_windows": [window]}
+    if where == "prices":
+        row = {**BASE, "prices": {"input": huge, "output": 2.0}}
+    with pytest.raises(ConfigurationError, match=r"number|positive"):
+        r.register(row)
+    assert r.lookup("vllm", "w") is None

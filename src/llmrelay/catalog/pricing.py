@@ -36,13 +36,22 @@ __all__ = [
 def check_price(where: str, name: str, v: Any) -> None:
     if v is None:
         return
-    if isinstance(v, bool) or not isinstance(v, int | float) or math.isnan(v) or v < 0:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not _float_ok(v) or v < 0:
         raise ConfigurationError(
             f"{where}price {name} must be a non-negative number of dollars per million tokens "
-            f"or null (unknown), not {v!r}"
+            f"or null (unknown), not {shown(v)}"
         )
     if math.isinf(v):
-        raise ConfigurationError(f"{where}price {name} must be finite, not {v!r}")
+        raise ConfigurationError(f"{where}price {name} must be finite, not {shown(v)}")
+
+
+def _float_ok(v: int | float) -> bool:
+    """Whether ``v`` is not NaN and converts to a float (an int past 1e308 does not: pricing
+    it would raise ``OverflowError`` at the first call instead of refusing the row)."""
+    try:
+        return not math.isnan(v)
+    except OverflowError:
+        return False
 
 
 #: The amounts of a :class:`Pricing` (dollars per million tokens).
@@ -170,7 +179,10 @@ class PriceWindow:
             )
         m = self.multiplier
         if m is not None and (
-            isinstance(m, bool) or not isinstance(m, int | float) or not 0 < m < math.inf
+            isinstance(m, bool)
+            or not isinstance(m, int | float)
+            or not _float_ok(m)
+            or not 0 < m < math.inf
         ):
             raise ConfigurationError(
                 f"{where}multiplier must be a positive finite number, not {shown(m)}"
@@ -233,7 +245,7 @@ def parse_date(value: Any, where: str) -> date:
             return date.fromisoformat(value)
         except ValueError:
             pass
-    raise ConfigurationError(f"{where} must be a date written YYYY-MM-DD, not {value!r}")
+    raise ConfigurationError(f"{where} must be a date written YYYY-MM-DD, not {shown(value)}")
 
 
 def check_windows(windows: tuple[PriceWindow, ...], where: str) -> None:
