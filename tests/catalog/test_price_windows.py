@@ -481,3 +481,22 @@ def test_an_int_too_large_for_a_float_is_refused_not_an_overflow(field: str, whe
     with pytest.raises(ConfigurationError, match=r"number|positive"):
         r.register(row)
     assert r.lookup("vllm", "w") is None
+
+
+@pytest.mark.parametrize("t", [float("nan"), float("inf"), -1e18, 1e30, -1.0])
+def test_a_clock_giving_no_real_time_is_a_typed_error(t: float) -> None:
+    """A registry's injected clock that returns NaN, infinity or a time outside 1970..9999:
+    pricing and budget reservations refuse it with a ConfigurationError, never a raw
+    ValueError / OverflowError / OSError from ``datetime``."""
+    r = registry_at(Clock(t))
+    dep = make_deployment("deepseek", "deepseek-flash", api_key="k")
+    req = ChatRequest([Message("user", "hello")], GenerationParams(max_tokens=10))
+    for attempt in (
+        lambda: rates_for(r, "deepseek", "deepseek-flash"),
+        lambda: highest_rates(r, "deepseek", "deepseek-flash"),
+        lambda: bound_request_cost(req, dep, registry=r),
+        lambda: Catalog(r).cost_at(dep, llmrelay.Usage(1, 1), 0.5),
+        lambda: llmrelay.calculate_cost("deepseek/deepseek-flash", USAGE, registry=r),
+    ):
+        with pytest.raises(ConfigurationError, match="now= must return epoch seconds"):
+            attempt()
