@@ -224,3 +224,20 @@ def test_bad_maps_are_refused_when_loaded(reasoning: Any, says: str) -> None:
     assert says in info.value.message
     with pytest.raises(ConfigurationError):
         LLMRegistry().register({**ROW, "reasoning": reasoning})
+
+
+def test_the_callers_dicts_changed_after_register_never_change_the_map() -> None:
+    values = {"low": "low", "medium": "medium", "high": "high"}
+    nearest = {"minimal": "low"}
+    registry = LLMRegistry()
+    registry.register(
+        {**ROW, "reasoning": {"style": "effort", "values": values, "nearest": nearest}}
+    )
+    values["low"] = 12345  # type: ignore[assignment]  # would never pass validation
+    values["bogus"] = "x"
+    nearest["none"] = "nope"
+    p = registry.lookup("anthropic", "claude-haiku-4-5")
+    assert p is not None
+    assert p.reasoning is not None
+    assert dict(p.reasoning.values) == {"low": "low", "medium": "medium", "high": "high"}
+    assert dict(p.reasoning.nearest) == {"minimal": "low"}

@@ -122,10 +122,11 @@ class ReasoningMap:
         source = row.get("source")
         if source is not None and not isinstance(source, str):
             raise ConfigurationError(f"{where}reasoning.source must be a string")
-        out = cls(
+        values, nearest = row.get("values") or {}, row.get("nearest") or {}
+        out = cls(  # copies: the caller's dicts changed later never change the catalog's map
             row.get("style"),  # type: ignore[arg-type]
-            row.get("values") or {},
-            row.get("nearest") or {},
+            dict(values) if isinstance(values, Mapping) else values,
+            dict(nearest) if isinstance(nearest, Mapping) else nearest,
             row.get("off"),
             source,
         )
