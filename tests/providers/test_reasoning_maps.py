@@ -241,3 +241,26 @@ def test_the_callers_dicts_changed_after_register_never_change_the_map() -> None
     assert p.reasoning is not None
     assert dict(p.reasoning.values) == {"low": "low", "medium": "medium", "high": "high"}
     assert dict(p.reasoning.nearest) == {"minimal": "low"}
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "rmap"),
+    [
+        ("anthropic", "claude-haiku-4-5", ReasoningMap("level", {"low": "LOW"})),
+        ("gemini", "gemini-2.5-flash", ReasoningMap("effort", {"low": "low"})),
+    ],
+)
+def test_a_map_of_another_apis_style_is_refused_before_sending(
+    provider: str, model: str, rmap: ReasoningMap
+) -> None:
+    """A row's map that validates but names a style the provider's API does not take (a
+    Gemini ``level`` map on an Anthropic row would send ``output_config.effort: "LOW"``; an
+    Anthropic ``effort`` map on a Gemini row ``thinkingBudget: "low"``)."""
+    registry = LLMRegistry()
+    registry.register({"provider": provider, "model": model, "reasoning": rmap.to_row()})
+    dep = make_deployment(provider, model, api_key="k")
+    req = Catalog(registry).prepare(request("low"), dep)
+    assert req.reasoning == rmap
+    build = anthropic if provider == "anthropic" else gemini_body
+    with pytest.raises(ConfigurationError, match=r"reasoning map .* style 'level'|style 'effort'"):
+        build(req, model)
