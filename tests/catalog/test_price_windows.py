@@ -292,6 +292,9 @@ BASE = {"provider": "vllm", "model": "w", "prices": {"input": 1.0, "output": 2.0
             "either a multiplier",
         ),
         ([{"days": ["mon"], "start": "01:00", "end": "02:00", "multiplier": 0}], "positive"),
+        # str.isdigit() is true of "²" (int() refuses it) and of full-width digits
+        ([{"days": ["mon"], "start": "0\u00b2:00", "end": "23:00", "multiplier": 2}], "HH:MM"),
+        ([{"days": ["mon"], "start": "\uff11\uff12:00", "end": "23:00", "multiplier": 2}], "HH:MM"),
         ([{"days": ["mon"], "start": "01:00", "end": "02:00", "multiplier": True}], "positive"),
         (
             [{"days": ["mon"], "start": "01:00", "end": "02:00", "multiplier": "2"}],

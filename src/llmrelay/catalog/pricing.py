@@ -336,7 +336,14 @@ def windows_from_list(items: Any) -> tuple[PriceWindow, ...]:
 
 def _parse_clock(v: Any, where: str) -> int:
     """``"HH:MM"`` (UTC, ``00:00`` to ``24:00``) as seconds after midnight."""
-    if isinstance(v, str) and len(v) == 5 and v[2] == ":" and (v[:2] + v[3:]).isdigit():
+    # ASCII digits only: str.isdigit() also takes "²" (which int() refuses) and "１２"
+    if (
+        isinstance(v, str)
+        and len(v) == 5
+        and v[2] == ":"
+        and v.isascii()
+        and (v[:2] + v[3:]).isdigit()
+    ):
         h, m = int(v[:2]), int(v[3:])
         if (h < 24 and m < 60) or (h == 24 and m == 0):
             return h * 3600 + m * 60
