@@ -200,6 +200,16 @@ def test_a_map_survives_the_row_form() -> None:
     assert again.reasoning == p.reasoning
 
 
+class _Hostile:
+    """A nearest key whose formatting raises (a register() caller's dict may hold anything)."""
+
+    def __format__(self, spec: str) -> str:
+        raise RuntimeError("formatted")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr'd")
+
+
 @pytest.mark.parametrize(
     ("reasoning", "says"),
     [
@@ -210,7 +220,8 @@ def test_a_map_survives_the_row_form() -> None:
         ({"style": "level", "values": {}}, "reasoning.values must map"),
         ({"style": "level", "values": {"huge": "X"}}, "unknown effort 'huge'"),
         ({"style": "level", "values": {"low": "L"}, "nearest": {"high": "max"}}, "nearest.high"),
-        ({"style": "level", "values": {"low": "L"}, "nearest": {"low": "low"}}, "nearest.low"),
+        ({"style": "level", "values": {"low": "L"}, "nearest": {"low": "low"}}, "nearest: 'low'"),
+        ({"style": "level", "values": {"low": "L"}, "nearest": {_Hostile(): "low"}}, "_Hostile"),
         ({"style": "effort", "values": {"low": "low"}, "off": "x"}, "off applies to"),
         ({"style": "none", "values": {"low": "low"}}, "style 'none' takes no values"),
         ({"style": "level", "values": {"low": "L"}, "budget": 3}, "unknown field(s) budget"),

@@ -75,11 +75,12 @@ class ReasoningMap:
         for k, v in self.nearest.items():
             if k not in ("none", *_EFFORTS) or k in self.values:
                 raise ConfigurationError(
-                    f"{w}.nearest.{k}: name an effort the model lacks (none, or one not in values)"
+                    f"{w}.nearest: {shown(k)} must name an effort the model lacks (none, or one "
+                    "not in values)"
                 )
             if v not in self.values:
                 raise ConfigurationError(
-                    f"{w}.nearest.{k} must be one of the efforts in values "
+                    f"{w}.nearest.{k} must be one of the efforts in values "  # k: an effort
                     f"({', '.join(self.values)}), not {shown(v)}"
                 )
 
