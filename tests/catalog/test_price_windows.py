@@ -503,3 +503,33 @@ def test_a_clock_giving_no_real_time_is_a_typed_error(t: float) -> None:
     ):
         with pytest.raises(ConfigurationError, match="now= must return epoch seconds"):
             attempt()
+
+
+class _Hostile:
+    """A dict key or value whose str, repr and format all raise (register() takes any dict)."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("str'd")
+
+    __repr__ = __str__
+
+    def __format__(self, spec: str) -> str:
+        raise RuntimeError("formatted")
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {**BASE, _Hostile(): 1},
+        {**BASE, "price_windows": [{_Hostile(): 1}]},
+        {**BASE, "price_schedule": [{_Hostile(): 1}]},
+        {**BASE, "reasoning": {_Hostile(): 1}},
+        {**BASE, "rejected_params": [{"param": "temperature", _Hostile(): 1}]},
+        {**BASE, "rejected_params": [_Hostile()]},
+        {**BASE, "provider": _Hostile()},
+    ],
+)
+def test_hostile_keys_and_values_in_a_row_get_a_typed_error(row: dict[Any, Any]) -> None:
+    r = registry_at(Clock(THU), bundled=False)
+    with pytest.raises(ConfigurationError, match="_Hostile"):
+        r.register(row)

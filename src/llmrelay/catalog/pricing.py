@@ -13,7 +13,7 @@ from datetime import date
 from functools import lru_cache
 from typing import Any
 
-from ..errors import ConfigurationError, shown
+from ..errors import ConfigurationError, shown, shown_names
 
 __all__ = [
     "PRICE_AMOUNTS",
@@ -307,7 +307,7 @@ def windows_from_list(items: Any) -> tuple[PriceWindow, ...]:
         bad = set(item) - WINDOW_KEYS
         if bad:
             raise ConfigurationError(
-                f"{where}: unknown field(s) {', '.join(sorted(map(str, bad)))}; known: "
+                f"{where}: unknown field(s) {shown_names(bad)}; known: "
                 f"{', '.join(sorted(WINDOW_KEYS))}"
             )
         days = item.get("days")
@@ -391,7 +391,7 @@ def schedule_from_list(items: Any, base: Mapping[str, Any]) -> tuple[PricePeriod
         bad = set(item) - PERIOD_KEYS
         if bad:
             raise ConfigurationError(
-                f"{where}: unknown field(s) {', '.join(sorted(map(str, bad)))}; known: "
+                f"{where}: unknown field(s) {shown_names(bad)}; known: "
                 f"{', '.join(sorted(PERIOD_KEYS))}"
             )
         if "from" not in item:

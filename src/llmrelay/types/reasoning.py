@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigurationError, shown
+from ..errors import ConfigurationError, shown, shown_names
 
 __all__ = ["REASONING_STYLES", "ReasoningMap"]
 
@@ -117,7 +117,7 @@ class ReasoningMap:
         bad = set(row) - {"style", "values", "nearest", "off", "source"}
         if bad:
             raise ConfigurationError(
-                f"{where}reasoning: unknown field(s) {', '.join(sorted(map(str, bad)))}; known: "
+                f"{where}reasoning: unknown field(s) {shown_names(bad)}; known: "
                 "nearest, off, source, style, values"
             )
         source = row.get("source")
