@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 __all__ = [
@@ -571,6 +571,13 @@ def shown(value: object) -> str:
     if t in (str, int, float, bool):
         return repr(value)[:80]
     return t.__name__
+
+
+def shown_names(keys: Iterable[object]) -> str:
+    """Field names for an "unknown field(s)" message, sorted and comma-separated: a plain
+    ``str`` as itself, anything else as :func:`shown` says (a caller's dict key may be any
+    object, whose ``str``/``format`` may raise or leak)."""
+    return ", ".join(sorted(k if type(k) is str else shown(k) for k in keys))
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -292,6 +292,9 @@ BASE = {"provider": "vllm", "model": "w", "prices": {"input": 1.0, "output": 2.0
             "either a multiplier",
         ),
         ([{"days": ["mon"], "start": "01:00", "end": "02:00", "multiplier": 0}], "positive"),
+        # str.isdigit() is true of "²" (int() refuses it) and of full-width digits
+        ([{"days": ["mon"], "start": "0\u00b2:00", "end": "23:00", "multiplier": 2}], "HH:MM"),
+        ([{"days": ["mon"], "start": "\uff11\uff12:00", "end": "23:00", "multiplier": 2}], "HH:MM"),
         ([{"days": ["mon"], "start": "01:00", "end": "02:00", "multiplier": True}], "positive"),
         (
             [{"days": ["mon"], "start": "01:00", "end": "02:00", "multiplier": "2"}],
@@ -465,3 +468,68 @@ def test_an_infinite_multiplier_is_refused() -> None:
     w = {"days": ["mon"], "start": "01:00", "end": "02:00", "multiplier": float("inf")}
     with pytest.raises(ConfigurationError, match="positive finite"):
         r.register({**BASE, "price_windows": [w]})
+
+
+@pytest.mark.parametrize(
+    ("field", "where"),
+    [("multiplier", "price_windows"), ("input", "price_windows"), ("input", "prices")],
+)
+def test_an_int_too_large_for_a_float_is_refused_not_an_overflow(field: str, where: str) -> None:
+    huge = 10**400  # a TOML/JSON integer Python reads exactly; float(huge) overflows
+    r = registry_at(Clock(THU), bundled=False)
+    window = {"days": ["thu"], "start": "00:00", "end": "24:00", field: huge}
+    row: dict[str, Any] = {**BASE, "price_windows": [window]}
+    if where == "prices":
+        row = {**BASE, "prices": {"input": huge, "output": 2.0}}
+    with pytest.raises(ConfigurationError, match=r"number|positive"):
+        r.register(row)
+    assert r.lookup("vllm", "w") is None
+
+
+@pytest.mark.parametrize("t", [float("nan"), float("inf"), -1e18, 1e30, -1.0])
+def test_a_clock_giving_no_real_time_is_a_typed_error(t: float) -> None:
+    """A registry's injected clock that returns NaN, infinity or a time outside 1970..9999:
+    pricing and budget reservations refuse it with a ConfigurationError, never a raw
+    ValueError / OverflowError / OSError from ``datetime``."""
+    r = registry_at(Clock(t))
+    dep = make_deployment("deepseek", "deepseek-flash", api_key="k")
+    req = ChatRequest([Message("user", "hello")], GenerationParams(max_tokens=10))
+    for attempt in (
+        lambda: rates_for(r, "deepseek", "deepseek-flash"),
+        lambda: highest_rates(r, "deepseek", "deepseek-flash"),
+        lambda: bound_request_cost(req, dep, registry=r),
+        lambda: Catalog(r).cost_at(dep, llmrelay.Usage(1, 1), 0.5),
+        lambda: llmrelay.calculate_cost("deepseek/deepseek-flash", USAGE, registry=r),
+    ):
+        with pytest.raises(ConfigurationError, match="now= must return epoch seconds"):
+            attempt()
+
+
+class _Hostile:
+    """A dict key or value whose str, repr and format all raise (register() takes any dict)."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("str'd")
+
+    __repr__ = __str__
+
+    def __format__(self, spec: str) -> str:
+        raise RuntimeError("formatted")
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {**BASE, _Hostile(): 1},
+        {**BASE, "price_windows": [{_Hostile(): 1}]},
+        {**BASE, "price_schedule": [{_Hostile(): 1}]},
+        {**BASE, "reasoning": {_Hostile(): 1}},
+        {**BASE, "rejected_params": [{"param": "temperature", _Hostile(): 1}]},
+        {**BASE, "rejected_params": [_Hostile()]},
+        {**BASE, "provider": _Hostile()},
+    ],
+)
+def test_hostile_keys_and_values_in_a_row_get_a_typed_error(row: dict[Any, Any]) -> None:
+    r = registry_at(Clock(THU), bundled=False)
+    with pytest.raises(ConfigurationError, match="_Hostile"):
+        r.register(row)

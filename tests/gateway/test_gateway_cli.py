@@ -50,6 +50,7 @@ def test_keys_create_list_update_revoke(cli: Run, tmp_path: Path) -> None:
         (["create", "--name", "x", "--rpm", "0"], "--rpm must be a positive integer"),
         (["create", "--name", "x", "--budget-usd", "-1"], "--budget-usd must be a positive"),
         (["create", "--name", "x", "--expires", "soon"], "--expires must be like 30d"),
+        (["create", "--name", "x", "--expires", "2\u00b2d"], "--expires must be like 30d"),
         (["create", "--name", " "], "non-empty --name"),
         (["revoke", "key_nope"], "no key with id"),
     ],

@@ -103,6 +103,33 @@ def test_a_long_key_is_not_echoed() -> None:
     assert "xxxx" not in str(info.value)
 
 
+class _Lying(str):
+    """A str subclass whose methods lie: a 100-character key claiming to be 1 long."""
+
+    def __len__(self) -> int:
+        return 1
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __str__(self) -> str:
+        return "short"
+
+
+def test_a_str_subclass_cannot_lie_its_way_past_the_limit() -> None:
+    with pytest.raises(InvalidRequestError, match="a string of 100 characters"):
+        build_params({"prompt_cache_key": _Lying("k" * 100)})
+    kept = build_params({"prompt_cache_key": _Lying("k" * 10), "user": _Lying("u" * 10)})
+    assert type(kept.prompt_cache_key) is str
+    assert kept.prompt_cache_key == "k" * 10
+    assert type(kept.user) is str
+    assert kept.user == "u" * 10
+    http = OpenAIChatAdapter().build_request(
+        chat("hi", prompt_cache_key=_Lying("k" * 10)), deployment("openai", "gpt-4.1-mini")
+    )
+    assert body_of(http)["prompt_cache_key"] == "k" * 10
+
+
 def test_the_longest_key_passes() -> None:
     key = "k" * MAX_PROMPT_CACHE_KEY
     assert build_params({"prompt_cache_key": key}).prompt_cache_key == key

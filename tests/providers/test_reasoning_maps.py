@@ -200,6 +200,16 @@ def test_a_map_survives_the_row_form() -> None:
     assert again.reasoning == p.reasoning
 
 
+class _Hostile:
+    """A nearest key whose formatting raises (a register() caller's dict may hold anything)."""
+
+    def __format__(self, spec: str) -> str:
+        raise RuntimeError("formatted")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr'd")
+
+
 @pytest.mark.parametrize(
     ("reasoning", "says"),
     [
@@ -210,7 +220,8 @@ def test_a_map_survives_the_row_form() -> None:
         ({"style": "level", "values": {}}, "reasoning.values must map"),
         ({"style": "level", "values": {"huge": "X"}}, "unknown effort 'huge'"),
         ({"style": "level", "values": {"low": "L"}, "nearest": {"high": "max"}}, "nearest.high"),
-        ({"style": "level", "values": {"low": "L"}, "nearest": {"low": "low"}}, "nearest.low"),
+        ({"style": "level", "values": {"low": "L"}, "nearest": {"low": "low"}}, "nearest: 'low'"),
+        ({"style": "level", "values": {"low": "L"}, "nearest": {_Hostile(): "low"}}, "_Hostile"),
         ({"style": "effort", "values": {"low": "low"}, "off": "x"}, "off applies to"),
         ({"style": "none", "values": {"low": "low"}}, "style 'none' takes no values"),
         ({"style": "level", "values": {"low": "L"}, "budget": 3}, "unknown field(s) budget"),
@@ -224,3 +235,43 @@ def test_bad_maps_are_refused_when_loaded(reasoning: Any, says: str) -> None:
     assert says in info.value.message
     with pytest.raises(ConfigurationError):
         LLMRegistry().register({**ROW, "reasoning": reasoning})
+
+
+def test_the_callers_dicts_changed_after_register_never_change_the_map() -> None:
+    values = {"low": "low", "medium": "medium", "high": "high"}
+    nearest = {"minimal": "low"}
+    registry = LLMRegistry()
+    registry.register(
+        {**ROW, "reasoning": {"style": "effort", "values": values, "nearest": nearest}}
+    )
+    values["low"] = 12345  # type: ignore[assignment]  # would never pass validation
+    values["bogus"] = "x"
+    nearest["none"] = "nope"
+    p = registry.lookup("anthropic", "claude-haiku-4-5")
+    assert p is not None
+    assert p.reasoning is not None
+    assert dict(p.reasoning.values) == {"low": "low", "medium": "medium", "high": "high"}
+    assert dict(p.reasoning.nearest) == {"minimal": "low"}
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "rmap"),
+    [
+        ("anthropic", "claude-haiku-4-5", ReasoningMap("level", {"low": "LOW"})),
+        ("gemini", "gemini-2.5-flash", ReasoningMap("effort", {"low": "low"})),
+    ],
+)
+def test_a_map_of_another_apis_style_is_refused_before_sending(
+    provider: str, model: str, rmap: ReasoningMap
+) -> None:
+    """A row's map that validates but names a style the provider's API does not take (a
+    Gemini ``level`` map on an Anthropic row would send ``output_config.effort: "LOW"``; an
+    Anthropic ``effort`` map on a Gemini row ``thinkingBudget: "low"``)."""
+    registry = LLMRegistry()
+    registry.register({"provider": provider, "model": model, "reasoning": rmap.to_row()})
+    dep = make_deployment(provider, model, api_key="k")
+    req = Catalog(registry).prepare(request("low"), dep)
+    assert req.reasoning == rmap
+    build = anthropic if provider == "anthropic" else gemini_body
+    with pytest.raises(ConfigurationError, match=r"reasoning map .* style 'level'|style 'effort'"):
+        build(req, model)

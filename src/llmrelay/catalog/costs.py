@@ -39,7 +39,7 @@ from datetime import UTC, date, datetime, time
 from time import time as time_now
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidRequestError, UnknownModelError, finite, shown
+from ..errors import ConfigurationError, InvalidRequestError, UnknownModelError, finite, shown
 from ..types import Usage
 from ..types.embed_request import EmbedRequest
 
@@ -271,6 +271,11 @@ def rates_for(
     if profile is None:
         cache[key] = (None, -math.inf, math.inf)
         return None
+    if not 0.0 <= t < _LAST_EPOCH:  # NaN too; only here: a cached span never holds one
+        raise ConfigurationError(
+            "the catalog's clock gave a time outside 1970-01-01 to 9999-12-30 (UTC): the "
+            "registry's now= must return epoch seconds (as time.time() does)"
+        )
     rates, lo, hi = resolve_rates(registry, profile, t)
     cache[key] = (rates, lo, hi)
     return rates

@@ -225,7 +225,12 @@ class LLMRegistry:
                     del self._names[n]
 
     def _put_row(self, row: Mapping[str, Any], *, origin: str, merge: bool) -> LLMProfile:
-        key = (str(row.get("provider")), str(row.get("model")))
+        provider, model = row.get("provider"), row.get("model")
+        if not isinstance(provider, str) or not isinstance(model, str):
+            # The row's own error names the field; never str() a caller's object.
+            persistence.profile_from_row(row, origin=origin)
+            raise ConfigurationError("a catalog row needs a provider and a model, as strings")
+        key = (str.__str__(provider), str.__str__(model))
         if merge and key in self._rows:
             row = persistence.merge_rows(self._rows[key], row)
         p = persistence.profile_from_row(row, origin=origin)

@@ -46,7 +46,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import ConfigFileError, ConfigurationError, shown
+from ..errors import ConfigFileError, ConfigurationError, shown, shown_names
 from ..types.reasoning import ReasoningMap
 from .pricing import period_row, schedule_from_list, window_row, windows_from_list
 from .profiles import (
@@ -132,7 +132,7 @@ def _err(msg: str, path: str | None, key: str | None = None) -> ConfigFileError:
 
 def _expect_str(v: Any, what: str, path: str | None, key: str) -> None:
     if v is not None and not isinstance(v, str):
-        raise _err(f"{what} must be a string, not {v!r}", path, key)
+        raise _err(f"{what} must be a string, not {shown(v)}", path, key)
 
 
 def profile_from_row(
@@ -142,19 +142,22 @@ def profile_from_row(
     where = f"models[{index}]" if index is not None else "model"
     if not isinstance(row, Mapping):
         raise _err(f"{where} must be a table/object, not {type(row).__name__}", path, where)
-    label = f"{row.get('provider')}/{row.get('model')}"
+    label = "/".join(  # never format a caller's object: its __format__ may raise or leak
+        v if type(v) is str else "None" if v is None else shown(v)
+        for v in (row.get("provider"), row.get("model"))
+    )
     key = f"{where} ({label})"
     unknown = set(row) - _ROW_KEYS
     if unknown:
         raise _err(
-            f"unknown field(s) {', '.join(sorted(unknown))}; known fields: "
+            f"unknown field(s) {shown_names(unknown)}; known fields: "
             f"{', '.join(sorted(_ROW_KEYS))}",
             path,
             key,
         )
     for req in ("provider", "model"):
         if not isinstance(row.get(req), str) or not row[req].strip():
-            raise _err(f"{req} must be a non-empty string, not {row.get(req)!r}", path, key)
+            raise _err(f"{req} must be a non-empty string, not {shown(row.get(req))}", path, key)
     prices = row.get("prices") or {}
     caps = row.get("capabilities") or {}
     mods = row.get("modalities") or {}
@@ -164,7 +167,7 @@ def profile_from_row(
         ("modalities", mods, frozenset({"input", "output"})),
     ):
         if not isinstance(table, Mapping):
-            raise _err(f"{name} must be a table/object, not {table!r}", path, key)
+            raise _err(f"{name} must be a table/object, not {shown(table)}", path, key)
         bad = set(table) - known
         if bad:
             raise _err(
@@ -175,10 +178,10 @@ def profile_from_row(
             )
     for c, v in caps.items():
         if not isinstance(v, bool):
-            raise _err(f"capabilities.{c} must be true or false, not {v!r}", path, key)
+            raise _err(f"capabilities.{c} must be true or false, not {shown(v)}", path, key)
     aliases = row.get("aliases") or []
     if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
-        raise _err(f"aliases must be a list of strings, not {aliases!r}", path, key)
+        raise _err(f"aliases must be a list of strings, not {shown(aliases)}", path, key)
     for f in (
         "display_name",
         "description",
@@ -192,7 +195,7 @@ def profile_from_row(
     for f in ("retired_tiers", "sources"):
         items = row.get(f) or []
         if not isinstance(items, list) or not all(isinstance(a, str) and a for a in items):
-            raise _err(f"{f} must be a list of strings, not {items!r}", path, key)
+            raise _err(f"{f} must be a list of strings, not {shown(items)}", path, key)
     retirement = row.get("retirement") or "refused"
     _expect_str(retirement, "retirement", path, key)
     for f in ("source", "as_of", "note", "promotion_source"):
@@ -205,7 +208,7 @@ def profile_from_row(
             if items is None:
                 return frozenset({MediaType.TEXT})
             if not isinstance(items, list):
-                raise ConfigurationError(f"modalities.{side} must be a list, not {items!r}")
+                raise ConfigurationError(f"modalities.{side} must be a list, not {shown(items)}")
             return frozenset(MediaType.parse(m, where=f"modalities.{side}: ") for m in items)
 
         in_mods = media("input")
@@ -341,7 +344,7 @@ def _document(data: Any, path: str | None) -> tuple[dict[str, Any], list[Any]]:
         )
     rows = data.get("models")
     if not isinstance(rows, list):
-        raise _err(f"'models' must be a list of model rows, not {rows!r}", path, "models")
+        raise _err(f"'models' must be a list of model rows, not {shown(rows)}", path, "models")
     meta = {k: v for k, v in data.items() if k != "models"}
     return meta, rows
 
@@ -521,7 +524,7 @@ def codec(path: str | os.PathLike[str], format: str | None = None) -> tuple[Load
     fmt = format or format_for(path)
     found = _CODECS.get(fmt)
     if found is None:
-        raise ConfigurationError(f"unknown catalog format {fmt!r}; use json, yaml or sqlite")
+        raise ConfigurationError(f"unknown catalog format {shown(fmt)}; use json, yaml or sqlite")
     return found
 
 

@@ -13,7 +13,7 @@ from datetime import date
 from functools import lru_cache
 from typing import Any
 
-from ..errors import ConfigurationError, shown
+from ..errors import ConfigurationError, shown, shown_names
 
 __all__ = [
     "PRICE_AMOUNTS",
@@ -36,13 +36,22 @@ __all__ = [
 def check_price(where: str, name: str, v: Any) -> None:
     if v is None:
         return
-    if isinstance(v, bool) or not isinstance(v, int | float) or math.isnan(v) or v < 0:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not _float_ok(v) or v < 0:
         raise ConfigurationError(
             f"{where}price {name} must be a non-negative number of dollars per million tokens "
-            f"or null (unknown), not {v!r}"
+            f"or null (unknown), not {shown(v)}"
         )
     if math.isinf(v):
-        raise ConfigurationError(f"{where}price {name} must be finite, not {v!r}")
+        raise ConfigurationError(f"{where}price {name} must be finite, not {shown(v)}")
+
+
+def _float_ok(v: int | float) -> bool:
+    """Whether ``v`` is not NaN and converts to a float (an int past 1e308 does not: pricing
+    it would raise ``OverflowError`` at the first call instead of refusing the row)."""
+    try:
+        return not math.isnan(v)
+    except OverflowError:
+        return False
 
 
 #: The amounts of a :class:`Pricing` (dollars per million tokens).
@@ -170,7 +179,10 @@ class PriceWindow:
             )
         m = self.multiplier
         if m is not None and (
-            isinstance(m, bool) or not isinstance(m, int | float) or not 0 < m < math.inf
+            isinstance(m, bool)
+            or not isinstance(m, int | float)
+            or not _float_ok(m)
+            or not 0 < m < math.inf
         ):
             raise ConfigurationError(
                 f"{where}multiplier must be a positive finite number, not {shown(m)}"
@@ -233,7 +245,7 @@ def parse_date(value: Any, where: str) -> date:
             return date.fromisoformat(value)
         except ValueError:
             pass
-    raise ConfigurationError(f"{where} must be a date written YYYY-MM-DD, not {value!r}")
+    raise ConfigurationError(f"{where} must be a date written YYYY-MM-DD, not {shown(value)}")
 
 
 def check_windows(windows: tuple[PriceWindow, ...], where: str) -> None:
@@ -295,7 +307,7 @@ def windows_from_list(items: Any) -> tuple[PriceWindow, ...]:
         bad = set(item) - WINDOW_KEYS
         if bad:
             raise ConfigurationError(
-                f"{where}: unknown field(s) {', '.join(sorted(map(str, bad)))}; known: "
+                f"{where}: unknown field(s) {shown_names(bad)}; known: "
                 f"{', '.join(sorted(WINDOW_KEYS))}"
             )
         days = item.get("days")
@@ -324,7 +336,14 @@ def windows_from_list(items: Any) -> tuple[PriceWindow, ...]:
 
 def _parse_clock(v: Any, where: str) -> int:
     """``"HH:MM"`` (UTC, ``00:00`` to ``24:00``) as seconds after midnight."""
-    if isinstance(v, str) and len(v) == 5 and v[2] == ":" and (v[:2] + v[3:]).isdigit():
+    # ASCII digits only: str.isdigit() also takes "²" (which int() refuses) and "１２"
+    if (
+        isinstance(v, str)
+        and len(v) == 5
+        and v[2] == ":"
+        and v.isascii()
+        and (v[:2] + v[3:]).isdigit()
+    ):
         h, m = int(v[:2]), int(v[3:])
         if (h < 24 and m < 60) or (h == 24 and m == 0):
             return h * 3600 + m * 60
@@ -372,7 +391,7 @@ def schedule_from_list(items: Any, base: Mapping[str, Any]) -> tuple[PricePeriod
         bad = set(item) - PERIOD_KEYS
         if bad:
             raise ConfigurationError(
-                f"{where}: unknown field(s) {', '.join(sorted(map(str, bad)))}; known: "
+                f"{where}: unknown field(s) {shown_names(bad)}; known: "
                 f"{', '.join(sorted(PERIOD_KEYS))}"
             )
         if "from" not in item:

@@ -16,7 +16,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from ..errors import ConfigurationError, shown
+from ..errors import ConfigurationError, shown, shown_names
 from ..types import PARAM_NAMES
 from ..types.params import REASONING_EFFORTS
 from ..types.reasoning import ReasoningMap
@@ -62,7 +62,7 @@ def _member(cls: type[_E], value: str | _E, unknown: str) -> _E:
         return cls(value)
     except ValueError:
         raise ConfigurationError(
-            f"{unknown} {value!r}; use one of {', '.join(m.value for m in cls)}"
+            f"{unknown} {shown(value)}; use one of {', '.join(m.value for m in cls)}"
         ) from None
 
 
@@ -110,12 +110,14 @@ class MediaType(StrEnum):
             return cls.PDF
         if major in ("image", "audio", "video", "text"):
             return cls(major)
-        raise ConfigurationError(f"no media type for MIME type {mime!r}")
+        raise ConfigurationError(f"no media type for MIME type {shown(mime)}")
 
 
 def _check_int(where: str, name: str, v: Any) -> None:
     if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
-        raise ConfigurationError(f"{where}{name} must be a positive integer or null, not {v!r}")
+        raise ConfigurationError(
+            f"{where}{name} must be a positive integer or null, not {shown(v)}"
+        )
 
 
 #: When a :class:`ParamRule` applies: ``always``; ``reasoning`` -- only when
@@ -153,18 +155,18 @@ class ParamRule:
     def validate(self, where: str = "") -> None:
         if self.param not in PARAM_NAMES and self.param not in EXTRA_RULE_PARAMS:
             raise ConfigurationError(
-                f"{where}rejected_params: unknown parameter {self.param!r}; use one of "
+                f"{where}rejected_params: unknown parameter {shown(self.param)}; use one of "
                 f"{', '.join(sorted(PARAM_NAMES | EXTRA_RULE_PARAMS))}"
             )
         if self.when not in PARAM_RULE_CONDITIONS:
             raise ConfigurationError(
                 f"{where}rejected_params.when must be one of {', '.join(PARAM_RULE_CONDITIONS)}, "
-                f"not {self.when!r}"
+                f"not {shown(self.when)}"
             )
         if self.values not in PARAM_RULE_VALUES:
             raise ConfigurationError(
                 f"{where}rejected_params.values must be one of {', '.join(PARAM_RULE_VALUES)}, "
-                f"not {self.values!r}"
+                f"not {shown(self.values)}"
             )
         if self.values == "forced" and self.param != "tool_choice":
             raise ConfigurationError(
@@ -194,17 +196,17 @@ def rules_from_rows(items: Any) -> tuple[ParamRule, ...]:
     if items is None:
         return ()
     if not isinstance(items, list):
-        raise ConfigurationError(f"rejected_params must be a list of rules, not {items!r}")
+        raise ConfigurationError(f"rejected_params must be a list of rules, not {shown(items)}")
     out = []
     for i, item in enumerate(items):
         if not isinstance(item, Mapping) or not isinstance(item.get("param"), str):
             raise ConfigurationError(
-                f"rejected_params[{i}] must be a table with a 'param' name, not {item!r}"
+                f"rejected_params[{i}] must be a table with a 'param' name, not {shown(item)}"
             )
         bad = set(item) - _RULE_KEYS
         if bad:
             raise ConfigurationError(
-                f"rejected_params[{i}]: unknown field(s) {', '.join(sorted(bad))}; known: "
+                f"rejected_params[{i}]: unknown field(s) {shown_names(bad)}; known: "
                 f"{', '.join(sorted(_RULE_KEYS))}"
             )
         for f in ("when", "values", "source", "note"):
@@ -358,11 +360,13 @@ class LLMProfile:
     reasoning: ReasoningMap | None = None
 
     def __post_init__(self) -> None:
-        where = f"model {self.provider}/{self.name}: "
         if not isinstance(self.provider, str) or not self.provider.strip():
-            raise ConfigurationError(f"a model profile needs a provider, not {self.provider!r}")
+            raise ConfigurationError(
+                f"a model profile needs a provider, not {shown(self.provider)}"
+            )
         if not isinstance(self.name, str) or not self.name.strip():
-            raise ConfigurationError(f"a model profile needs a model name, not {self.name!r}")
+            raise ConfigurationError(f"a model profile needs a model name, not {shown(self.name)}")
+        where = f"model {self.provider}/{self.name}: "
         if not isinstance(self.capabilities, LLMCapabilities):
             raise ConfigurationError(f"{where}capabilities must be an LLMCapabilities")
         self.capabilities.validate(where)
@@ -388,14 +392,14 @@ class LLMProfile:
         if self.tokenizer not in (None, "o200k_base", "cl100k_base"):
             raise ConfigurationError(
                 f"{where}tokenizer must be 'o200k_base', 'cl100k_base' or null, "
-                f"not {self.tokenizer!r}"
+                f"not {shown(self.tokenizer)}"
             )
 
     def _check_lifecycle_fields(self, where: str) -> None:
         if self.retirement not in RETIREMENT_KINDS:
             raise ConfigurationError(
                 f"{where}retirement must be one of {', '.join(RETIREMENT_KINDS)}, "
-                f"not {self.retirement!r}"
+                f"not {shown(self.retirement)}"
             )
         if self.retirement == "routed" and not self.replacement:
             raise ConfigurationError(
@@ -408,7 +412,7 @@ class LLMProfile:
             )
         if self.tools_api not in (None, "responses"):
             raise ConfigurationError(
-                f"{where}tools_api must be 'responses' or null, not {self.tools_api!r}"
+                f"{where}tools_api must be 'responses' or null, not {shown(self.tools_api)}"
             )
         for rule in self.rejected_params:
             rule.validate(where)

@@ -26,7 +26,7 @@ def parse_expiry(text: str, now: float | None = None) -> float:
     now = time.time() if now is None else now
     t = text.strip()
     units = {"d": 86400, "h": 3600, "m": 60}
-    if t[:-1].isdigit() and t[-1:] in units:
+    if t[:-1].isascii() and t[:-1].isdigit() and t[-1:] in units:  # not "2²d": int() refuses
         return now + int(t[:-1]) * units[t[-1]]
     try:
         when = dt.datetime.fromisoformat(t)

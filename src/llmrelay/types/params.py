@@ -146,7 +146,7 @@ def build_params(values: Mapping[str, Any]) -> GenerationParams:
         elif k == "user":
             if not isinstance(v, str):
                 raise InvalidRequestError(f"user must be a string, not {shown(v)}")
-            out[k] = v
+            out[k] = str.__str__(v)  # a plain copy of a str subclass: its methods never run
         elif k == "reasoning_effort":
             if not isinstance(v, str) or v not in REASONING_EFFORTS:
                 raise InvalidRequestError(
@@ -155,6 +155,8 @@ def build_params(values: Mapping[str, Any]) -> GenerationParams:
                 )
             out[k] = v
         elif k == "prompt_cache_key":
+            if isinstance(v, str):  # a plain copy: a subclass's __len__ cannot pass 65 chars
+                v = str.__str__(v)
             if not isinstance(v, str) or not v or len(v) > MAX_PROMPT_CACHE_KEY:
                 got = f"a string of {len(v)} characters" if isinstance(v, str) else shown(v)
                 raise InvalidRequestError(

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigurationError, shown
+from ..errors import ConfigurationError, shown, shown_names
 
 __all__ = ["REASONING_STYLES", "ReasoningMap"]
 
@@ -75,11 +75,12 @@ class ReasoningMap:
         for k, v in self.nearest.items():
             if k not in ("none", *_EFFORTS) or k in self.values:
                 raise ConfigurationError(
-                    f"{w}.nearest.{k}: name an effort the model lacks (none, or one not in values)"
+                    f"{w}.nearest: {shown(k)} must name an effort the model lacks (none, or one "
+                    "not in values)"
                 )
             if v not in self.values:
                 raise ConfigurationError(
-                    f"{w}.nearest.{k} must be one of the efforts in values "
+                    f"{w}.nearest.{k} must be one of the efforts in values "  # k: an effort
                     f"({', '.join(self.values)}), not {shown(v)}"
                 )
 
@@ -116,16 +117,17 @@ class ReasoningMap:
         bad = set(row) - {"style", "values", "nearest", "off", "source"}
         if bad:
             raise ConfigurationError(
-                f"{where}reasoning: unknown field(s) {', '.join(sorted(map(str, bad)))}; known: "
+                f"{where}reasoning: unknown field(s) {shown_names(bad)}; known: "
                 "nearest, off, source, style, values"
             )
         source = row.get("source")
         if source is not None and not isinstance(source, str):
             raise ConfigurationError(f"{where}reasoning.source must be a string")
-        out = cls(
+        values, nearest = row.get("values") or {}, row.get("nearest") or {}
+        out = cls(  # copies: the caller's dicts changed later never change the catalog's map
             row.get("style"),  # type: ignore[arg-type]
-            row.get("values") or {},
-            row.get("nearest") or {},
+            dict(values) if isinstance(values, Mapping) else values,
+            dict(nearest) if isinstance(nearest, Mapping) else nearest,
             row.get("off"),
             source,
         )

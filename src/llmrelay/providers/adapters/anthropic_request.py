@@ -16,7 +16,12 @@ from typing import Any
 
 import orjson
 
-from ...errors import InvalidRequestError, UnsupportedCapabilityError
+from ...errors import (
+    ConfigurationError,
+    InvalidRequestError,
+    UnsupportedCapabilityError,
+    shown,
+)
 from ...transport.base import HttpRequest
 from ...types import (
     AudioPart,
@@ -338,6 +343,11 @@ def _thinking(
     if rmap.style == "none":
         adjusted["reasoning_effort"] = "dropped: this model has no extended thinking"
         return None
+    if rmap.style not in ("effort", "budget"):  # a catalog row's map meant for another API
+        raise ConfigurationError(
+            f"the catalog's reasoning map for this model has style {shown(rmap.style)}, which "
+            "Anthropic does not take; fix the row's reasoning.style (effort, budget or none)"
+        )
     level = rmap.nearest.get(effort, effort)
     if level == "none":
         return None  # thinking is off unless asked for

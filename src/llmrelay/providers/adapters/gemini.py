@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from ...errors import APIError, InvalidRequestError, shown
+from ...errors import APIError, ConfigurationError, InvalidRequestError, shown
 from ...transport.base import HttpRequest, HttpResponse
 from ...types import (
     AudioPart,
@@ -340,6 +340,11 @@ def _thinking(
     if rule.style == "none":
         adjusted["reasoning_effort"] = f"dropped: {name} does not think"
         return None
+    if rule.style not in ("level", "budget"):  # a catalog row's map meant for another API
+        raise ConfigurationError(
+            f"the catalog's reasoning map for {name} has style {shown(rule.style)}, which "
+            "Gemini does not take; fix the row's reasoning.style (level, budget or none)"
+        )
     level = rule.nearest.get(effort, effort)
     if level == "none":
         if rule.off is None:
