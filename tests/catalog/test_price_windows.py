@@ -22,7 +22,7 @@ import llmrelay
 from llmrelay.catalog import layer as layer_mod
 from llmrelay.catalog import model_registry as registry_mod
 from llmrelay.catalog.check import check_catalog
-from llmrelay.catalog.costs import highest_rates, rates_for
+from llmrelay.catalog.costs import RESERVE_AHEAD_S, highest_rates, rates_for
 from llmrelay.catalog.layer import Catalog
 from llmrelay.catalog.model_registry import LLMRegistry, set_default_registry
 from llmrelay.catalog.persistence import profile_from_row, profile_to_row
@@ -533,3 +533,50 @@ def test_hostile_keys_and_values_in_a_row_get_a_typed_error(row: dict[Any, Any])
     r = registry_at(Clock(THU), bundled=False)
     with pytest.raises(ConfigurationError, match="_Hostile"):
         r.register(row)
+
+
+@pytest.mark.parametrize("before_midnight", [1.0, 3600.0, RESERVE_AHEAD_S])
+def test_a_reservation_before_a_dated_price_rise_covers_a_call_after_midnight(
+    before_midnight: float,
+) -> None:
+    """Reserved shortly before midnight under the old price; the call (or its retry) starts
+    after 00:00, when a dearer dated price is in force, and is billed at it (found by the
+    outside review: the reservation read only that day's prices)."""
+    row = {
+        "provider": "vllm",
+        "model": "rise",
+        "prices": {"input": 1.0, "output": 2.0},
+        "price_schedule": [{"from": "2026-12-04", "input": 5.0, "output": 10.0}],
+    }
+    midnight = THU + 86400  # Friday 2026-12-04 00:00 UTC
+    r = registry_at(Clock(midnight - before_midnight), bundled=False)
+    r.register(row)
+    dep = make_deployment("vllm", "rise", api_key="k", base_url="http://127.0.0.1:9")
+    req = ChatRequest([Message("user", "x" * 50)], GenerationParams(max_tokens=1000))
+    reserved = bound_request_cost(req, dep, registry=r)
+    assert reserved is not None
+    usage = {"input_tokens": prompt_token_bound(req), "output_tokens": 1000}
+    billed = llmrelay.calculate_cost("vllm/rise", usage, registry=r, at=midnight + 2)
+    assert billed.usd is not None
+    assert billed.usd <= reserved * (1 + 1e-12)
+    # what is billed now is still the old price
+    now = llmrelay.calculate_cost("vllm/rise", usage, registry=r).usd
+    assert now == pytest.approx(billed.usd / 5)
+
+
+def test_earlier_in_the_day_a_reservation_uses_that_days_prices() -> None:
+    """More than RESERVE_AHEAD_S before midnight the next day's rise is not reserved (a budget
+    is not refused for a whole day ahead of a price change)."""
+    row = {
+        "provider": "vllm",
+        "model": "rise2",
+        "prices": {"input": 1.0, "output": 2.0},
+        "price_schedule": [{"from": "2026-12-04", "input": 5.0, "output": 10.0}],
+    }
+    midnight = THU + 86400
+    r = registry_at(Clock(midnight - RESERVE_AHEAD_S - 1), bundled=False)
+    r.register(row)
+    dep = make_deployment("vllm", "rise2", api_key="k", base_url="http://127.0.0.1:9")
+    req = ChatRequest([Message("user", "x")], GenerationParams(max_tokens=1000))
+    reserved = bound_request_cost(req, dep, registry=r)
+    assert reserved == pytest.approx(prompt_token_bound(req) * 1e-6 + 1000 * 2e-6)

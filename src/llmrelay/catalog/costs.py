@@ -35,7 +35,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from time import time as time_now
 from typing import TYPE_CHECKING, Any
 
@@ -281,13 +281,21 @@ def rates_for(
     return rates
 
 
+#: How close to a UTC midnight a budget reservation also covers the next day's prices (a dated
+#: price rise or a promotion ending at midnight): a call reserved before midnight may start
+#: after it (a rate-limit wait, retries) and is billed at its start.
+RESERVE_AHEAD_S = 6 * 3600.0
+
+
 def highest_rates(
     registry: LLMRegistry, provider: str | None, model: str, at: float | None = None
 ) -> Rates | None:
     """The rates in force at ``at`` (default: the registry's clock; :func:`rates_for`),
-    raised amount by amount to the highest any time-of-day window of that day sets: what a
-    budget reserves, so a call that starts (or is retried) in a dearer window is still
-    covered. The same as :func:`rates_for` for a row without windows."""
+    raised amount by amount to the highest any time-of-day window of that day sets, and within
+    :data:`RESERVE_AHEAD_S` of midnight to the next day's highest too: what a budget reserves,
+    so a call that starts (or is retried) in a dearer window, or after midnight under a dearer
+    dated price, is still covered. The same as :func:`rates_for` for a row without windows or
+    price changes."""
     rates = rates_for(registry, provider, model, at)
     if rates is None or not rates.known:
         return rates
@@ -298,7 +306,37 @@ def highest_rates(
     if entry is not None and entry[1] <= t < entry[2]:
         return entry[0]  # type: ignore[no-any-return]
     day = utc_day(t)
-    top = rates
+    start, midnight = _epoch(day), _epoch(day) + _DAY_S
+    edge = midnight - RESERVE_AHEAD_S
+    top = _top_on(registry, provider, model, rates, day)
+    if t < edge:
+        cache[key] = (top, start, edge)
+        return top
+    if midnight < _LAST_EPOCH:
+        after = rates_for(registry, provider, model, midnight)
+        if after is not None and after.known:
+            after = _top_on(registry, provider, model, after, day + timedelta(days=1))
+            top = Rates(
+                _higher(top.input, after.input),
+                _higher(top.output, after.output),
+                _higher(top.cached, after.cached),
+                _higher(top.cache_write, after.cache_write),
+                _higher(top.reasoning, after.reasoning),
+                top.label,
+            )
+    cache[key] = (top, edge, midnight)
+    return top
+
+
+def _higher(a: float | None, b: float | None) -> float | None:
+    return b if a is None or (b is not None and b > a) else a
+
+
+def _top_on(
+    registry: LLMRegistry, provider: str | None, model: str, rates: Rates, day: date
+) -> Rates:
+    """``rates`` raised to the highest any time-of-day window of ``day`` sets (the row's, or
+    its replacement's once a routed row is past shutdown)."""
     profile = registry.lookup(provider, model)
     if profile is not None and profile.retirement == "routed":
         shutdown = profile.shutdown_date
@@ -307,11 +345,10 @@ def highest_rates(
             repl = registry.lookup(profile.provider, name) if name else None
             profile = repl if repl is not None and repl.retirement != "routed" else None
     if profile is not None and profile.price_windows:
-        top = dataclasses.replace(
+        return dataclasses.replace(
             Rates.of(profile, profile.highest_pricing_on(day)), label=rates.label
         )
-    cache[key] = (top, _epoch(day), _epoch(day) + _DAY_S)
-    return top
+    return rates
 
 
 #: The epoch times a price can be looked up for: 1970-01-01 up to 9999-12-30 (UTC).
