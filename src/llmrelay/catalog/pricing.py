@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -292,24 +292,32 @@ def highest_pricing(windows: tuple[PriceWindow, ...], base: Pricing) -> Pricing:
 WINDOW_KEYS = frozenset({"days", "start", "end", "multiplier", "source", "note", *PRICE_AMOUNTS})
 
 
+def _tables(
+    items: Any, name: str, what: str, keys: frozenset[str]
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """``(where, item)`` for each table of a row's ``name`` list (none when it is missing):
+    ``ConfigurationError`` for anything but a list of tables with only ``keys``."""
+    if items is None:
+        return
+    if not isinstance(items, list):
+        raise ConfigurationError(f"{name} must be a list of {what}, not {shown(items)}")
+    for i, item in enumerate(items):
+        where = f"{name}[{i}]"
+        if not isinstance(item, Mapping):
+            raise ConfigurationError(f"{where} must be a table/object, not {shown(item)}")
+        bad = set(item) - keys
+        if bad:
+            raise ConfigurationError(
+                f"{where}: unknown field(s) {shown_names(bad)}; known: {', '.join(sorted(keys))}"
+            )
+        yield where, item
+
+
 def windows_from_list(items: Any) -> tuple[PriceWindow, ...]:
     """A row's ``price_windows`` list as windows (each validated by the profile, overlaps
     too); ``ConfigurationError`` names the entry and the field."""
-    if items is None:
-        return ()
-    if not isinstance(items, list):
-        raise ConfigurationError(f"price_windows must be a list of windows, not {shown(items)}")
     out = []
-    for i, item in enumerate(items):
-        where = f"price_windows[{i}]"
-        if not isinstance(item, Mapping):
-            raise ConfigurationError(f"{where} must be a table/object, not {shown(item)}")
-        bad = set(item) - WINDOW_KEYS
-        if bad:
-            raise ConfigurationError(
-                f"{where}: unknown field(s) {shown_names(bad)}; known: "
-                f"{', '.join(sorted(WINDOW_KEYS))}"
-            )
+    for where, item in _tables(items, "price_windows", "windows", WINDOW_KEYS):
         days = item.get("days")
         if not isinstance(days, list) or not days or not all(d in WEEKDAYS for d in days):
             raise ConfigurationError(
@@ -379,38 +387,16 @@ PERIOD_KEYS = frozenset({"from", "until", *PRICE_FIELDS})
 def schedule_from_list(items: Any, base: Mapping[str, Any]) -> tuple[PricePeriod, ...]:
     """The ``price_schedule`` list as periods; a period's missing prices are the base ones
     (not its promotion flag: a sale is never inherited)."""
-    if items is None:
-        return ()
-    if not isinstance(items, list):
-        raise ConfigurationError(f"price_schedule must be a list of periods, not {shown(items)}")
     out = []
-    for i, item in enumerate(items):
-        where = f"price_schedule[{i}]"
-        if not isinstance(item, Mapping):
-            raise ConfigurationError(f"{where} must be a table/object, not {shown(item)}")
-        bad = set(item) - PERIOD_KEYS
-        if bad:
-            raise ConfigurationError(
-                f"{where}: unknown field(s) {shown_names(bad)}; known: "
-                f"{', '.join(sorted(PERIOD_KEYS))}"
-            )
+    for where, item in _tables(items, "price_schedule", "periods", PERIOD_KEYS):
         if "from" not in item:
             raise ConfigurationError(f"{where} needs 'from', the first day the price applies")
-        start = _parse_day(item["from"], f"{where}.from")
-        end = None if item.get("until") is None else _parse_day(item["until"], f"{where}.until")
+        start = parse_date(item["from"], f"{where}.from")
+        end = None if item.get("until") is None else parse_date(item["until"], f"{where}.until")
         fields = {f: item[f] if f in item else base.get(f) for f in PRICE_FIELDS}
         fields["promotion_source"] = item.get("promotion_source")
         out.append(PricePeriod(start, end, Pricing(**fields)))
     return tuple(out)
-
-
-def _parse_day(v: Any, where: str) -> date:
-    if isinstance(v, str):
-        try:
-            return date.fromisoformat(v)
-        except ValueError:
-            pass
-    raise ConfigurationError(f"{where} must be a date written YYYY-MM-DD, not {shown(v)}")
 
 
 def period_row(p: PricePeriod) -> dict[str, Any]:
