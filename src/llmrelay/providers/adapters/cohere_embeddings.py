@@ -31,7 +31,7 @@ from ...transport.base import HttpRequest, HttpResponse
 from ...types import Response, Usage
 from ...types.embeddings import EmbedBatch, EmbedRequest
 from ..table import Deployment
-from .base import as_int, decode_json, encode_body, invalid, send_headers
+from .base import as_int, decode_json, encode_body, invalid, openai_post
 from .embedding_errors import map_error
 
 __all__ = ["CohereEmbeddingsAdapter"]
@@ -57,10 +57,7 @@ class CohereEmbeddingsAdapter:
         if req.extra:
             self.check_extra(req.extra, dep.provider, dep.model)
             body.update(req.extra)
-        headers = send_headers(
-            {"content-type": "application/json", "accept": "application/json"}, dep, "bearer"
-        )
-        return HttpRequest("POST", dep.base_url + "/v2/embed", headers, encode_body(body, req, dep))
+        return openai_post(dep, "/v2/embed", encode_body(body, req, dep), False)
 
     @staticmethod
     def check_extra(extra: Mapping[str, Any], provider: str, model: str) -> None:

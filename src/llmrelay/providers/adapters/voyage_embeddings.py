@@ -24,7 +24,7 @@ from ...transport.base import HttpRequest, HttpResponse
 from ...types import Response
 from ...types.embeddings import EmbedRequest
 from ..table import Deployment
-from .base import decode_json, encode_body, send_headers
+from .base import decode_json, encode_body, openai_post
 from .embedding_errors import map_error
 from .openai_embeddings import data_answer
 
@@ -50,12 +50,7 @@ class VoyageEmbeddingsAdapter:
         if req.extra:
             self.check_extra(req.extra, dep.provider, dep.model)
             body.update(req.extra)
-        headers = send_headers(
-            {"content-type": "application/json", "accept": "application/json"}, dep, "bearer"
-        )
-        return HttpRequest(
-            "POST", dep.base_url + "/embeddings", headers, encode_body(body, req, dep)
-        )
+        return openai_post(dep, "/embeddings", encode_body(body, req, dep), False)
 
     @staticmethod
     def check_extra(extra: Mapping[str, Any], provider: str, model: str) -> None:
