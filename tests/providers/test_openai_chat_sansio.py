@@ -830,3 +830,23 @@ def test_made_up_tool_call_ids_differ_across_answers() -> None:
     assert state.finish().tool_calls[0].id == partial
     _, again = W.stream(chat("x", stream=True), frames)
     assert again.finish().tool_calls[0].id != partial
+
+
+@pytest.mark.parametrize("rid", [{"x": 1}, [1], 7, True, 1.5])
+@pytest.mark.parametrize("model", [[1, 2], 5, {"m": 1}])
+def test_hostile_id_and_model_never_reach_the_response_as_other_types(
+    rid: object, model: object
+) -> None:
+    # The answer is built without Response.__init__ (new_response) and the stream keeps what
+    # the first chunk sent: an id that is not a string is dropped, a model becomes a str, plain
+    # and streamed alike (a dict in Response.id reached repr, pickles and the cache codec).
+    choice = {"message": {"content": "hi"}, "finish_reason": "stop"}
+    r = W.parse(response({"id": rid, "model": model, "choices": [choice]}), chat("hi"))
+    frame = {"id": rid, "model": model, "choices": [{"delta": {"content": "hi"}}]}
+    end = {"choices": [{"delta": {}, "finish_reason": "stop"}]}
+    _, state = W.stream(chat("hi"), [sse(frame, end, done=True)])
+    s = state.finish()
+    for got in (r, s):
+        assert got.id is None
+        assert got.model.__class__ is str
+        assert got.model == str(model)
