@@ -197,3 +197,23 @@ def test_secrets_and_auth_headers_are_found_once_per_deployment() -> None:
     clean = Response(model="gpt-4.1-mini-2025", id="chatcmpl-1", raw_finish_reason="stop")
     scrub_answer(clean, dep)
     assert (clean.model, clean.id) == ("gpt-4.1-mini-2025", "chatcmpl-1")
+
+
+def test_the_shared_no_params_extra_cannot_be_written_into() -> None:
+    # build_params({}) is NO_PARAMS, one object for every call that sets nothing: a caller
+    # writing into its extra added the field to every later call in the process.
+    from llmrelay.types import NO_PARAMS, build_params
+
+    p = build_params({})
+    assert p is NO_PARAMS
+    for write in (
+        lambda: p.extra.__setitem__("x", 1),  # type: ignore[index]
+        lambda: p.extra.update(x=1),  # type: ignore[attr-defined]
+        lambda: p.extra.setdefault("x", 1),  # type: ignore[attr-defined]
+    ):
+        with pytest.raises(TypeError, match="read-only"):
+            write()
+    assert dict(build_params({}).extra) == {}
+    own = build_params({"extra": {"x": 1}})
+    own.extra["y"] = 2  # type: ignore[index]  # a caller's own params stay theirs
+    assert dict(NO_PARAMS.extra) == {}

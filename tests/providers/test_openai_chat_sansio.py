@@ -830,3 +830,52 @@ def test_made_up_tool_call_ids_differ_across_answers() -> None:
     assert state.finish().tool_calls[0].id == partial
     _, again = W.stream(chat("x", stream=True), frames)
     assert again.finish().tool_calls[0].id != partial
+
+
+@pytest.mark.parametrize("rid", [{"x": 1}, [1], 7, True, 1.5])
+@pytest.mark.parametrize("model", [[1, 2], 5, {"m": 1}])
+def test_hostile_id_and_model_never_reach_the_response_as_other_types(
+    rid: object, model: object
+) -> None:
+    # The answer is built without Response.__init__ (new_response) and the stream keeps what
+    # the first chunk sent: an id that is not a string is dropped, a model becomes a str, plain
+    # and streamed alike (a dict in Response.id reached repr, pickles and the cache codec).
+    choice = {"message": {"content": "hi"}, "finish_reason": "stop"}
+    r = W.parse(response({"id": rid, "model": model, "choices": [choice]}), chat("hi"))
+    frame = {"id": rid, "model": model, "choices": [{"delta": {"content": "hi"}}]}
+    end = {"choices": [{"delta": {}, "finish_reason": "stop"}]}
+    _, state = W.stream(chat("hi"), [sse(frame, end, done=True)])
+    s = state.finish()
+    for got in (r, s):
+        assert got.id is None
+        assert got.model.__class__ is str
+        assert got.model == str(model)
+
+
+@pytest.mark.parametrize(
+    "n", [2**64 - 1, 2**63, 2**53, -1, True, 1.0, "5", [5], {"n": 5}, None, 2**64 * 1.0]
+)
+def test_odd_token_counts_count_as_zero_plain_and_streamed(n: object) -> None:
+    # Usage is built without its __init__ (usage_from): every count must still be an exact int
+    # in 0 <= n < 2**53. A count up to 2**64 - 1 (what JSON integers reach) went into the
+    # request log's BIGINT columns (a whole batch of other calls' rows refused) and, summed
+    # over attempts, past what orjson encodes for the cache and the batch journal.
+    from llmrelay.core.codec import dumps, response_to_dict
+
+    u = {
+        "prompt_tokens": n,
+        "completion_tokens": n,
+        "prompt_tokens_details": {"cached_tokens": n, "cache_write_tokens": n},
+        "completion_tokens_details": {"reasoning_tokens": n},
+        "prompt_cache_hit_tokens": n,
+    }
+    choice = {"message": {"content": "hi"}, "finish_reason": "stop"}
+    r = W.parse(response({"id": "x", "model": "m", "choices": [choice], "usage": u}), chat("hi"))
+    end = {"choices": [{"delta": {"content": "hi"}, "finish_reason": "stop"}], "usage": u}
+    _, state = W.stream(chat("hi"), [sse(end, done=True)])
+    for got in (r.usage, state.finish().usage):
+        assert got == Usage()
+        for v in (got.input_tokens, got.output_tokens, got.cached_tokens):
+            assert v.__class__ is int
+    r.total_usage = r.usage + r.usage + r.usage
+    dumps(response_to_dict(r))

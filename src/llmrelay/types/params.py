@@ -67,6 +67,30 @@ PARAM_NAMES = frozenset(f.name for f in dataclasses.fields(GenerationParams)) - 
 NO_PARAMS = GenerationParams()
 
 
+class _SharedExtra(dict[str, Any]):
+    """``NO_PARAMS.extra``: empty and read-only. ``NO_PARAMS`` is one object shared by every
+    call that sets no parameter, so a caller writing into its ``extra`` would have added the
+    field to every later call in the process (and the adapters' ``p is NO_PARAMS`` fast path
+    would not have looked at it as a caller's own)."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            "NO_PARAMS.extra is shared by every call and read-only; pass extra={...} to the "
+            "call (or build_params({'extra': {...}})) for parameters of your own"
+        )
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self) -> Any:  # a copy or an unpickled one is a plain dict
+        return (dict, ())
+
+
+object.__setattr__(NO_PARAMS, "extra", _SharedExtra())
+
+
 def _number(name: str, v: Any, lo: float, hi: float) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise InvalidRequestError(

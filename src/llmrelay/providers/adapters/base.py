@@ -440,11 +440,19 @@ def invalid(
     )
 
 
+#: A token count at or above this is odd (no answer holds 9e15 tokens): it counts as 0. JSON
+#: gives integers up to 2**64 - 1, which a BIGINT request-log column, SQLite and orjson (once
+#: summed over attempts) refuse -- one hostile answer would fail a batch of other calls' rows.
+MAX_COUNT = 1 << 53
+
+
 def as_int(v: Any) -> int:
-    """A token count from a provider answer; anything odd counts as 0."""
+    """A token count from a provider answer; anything odd (negative, huge, not an int) is 0."""
     if v.__class__ is int:  # what JSON decoding gives: no isinstance checks
-        return v if v >= 0 else 0
-    return v if v is not None and isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
+        return v if 0 <= v < MAX_COUNT else 0
+    if v is not None and isinstance(v, int) and not isinstance(v, bool) and 0 <= v < MAX_COUNT:
+        return v
+    return 0
 
 
 # --------------------------------------------------------------------------- shared by adapters

@@ -11,7 +11,7 @@ from typing import Any
 from ...errors import ContentFilteredError
 from ...types import Usage, make_usage
 from ..table import Deployment
-from .base import as_int, make_error, redact
+from .base import MAX_COUNT, as_int, make_error, redact
 
 __all__ = [
     "filtered_categories",
@@ -34,11 +34,11 @@ def usage_from(u: Any) -> Usage:
     cached = written = 0
     if ptd.__class__ is dict:
         v = ptd.get("cached_tokens")
-        cached = v if v.__class__ is int and v >= 0 else 0 if v is None else as_int(v)
+        cached = v if v.__class__ is int and 0 <= v < MAX_COUNT else as_int(v)
         # OpenRouter: tokens written to the prompt cache, part of prompt_tokens like
         # cached_tokens (its "Usage Accounting" page); OpenAI and DeepSeek report none.
         v = ptd.get("cache_write_tokens")
-        written = v if v.__class__ is int and v >= 0 else 0 if v is None else as_int(v)
+        written = v if v.__class__ is int and 0 <= v < MAX_COUNT else as_int(v)
     if not cached:
         v = get("prompt_cache_hit_tokens")  # DeepSeek
         if v is not None:
@@ -46,12 +46,12 @@ def usage_from(u: Any) -> Usage:
     reasoning = 0
     if ctd.__class__ is dict:
         v = ctd.get("reasoning_tokens")
-        reasoning = v if v.__class__ is int and v >= 0 else 0 if v is None else as_int(v)
+        reasoning = v if v.__class__ is int and 0 <= v < MAX_COUNT else as_int(v)
     inp = get("prompt_tokens")
     out = get("completion_tokens")
     usage: Usage = _new(Usage)  # ``Usage(...)`` without its ``__init__`` (tests: equal)
-    usage.input_tokens = inp if inp.__class__ is int and inp >= 0 else as_int(inp)
-    usage.output_tokens = out if out.__class__ is int and out >= 0 else as_int(out)
+    usage.input_tokens = inp if inp.__class__ is int and 0 <= inp < MAX_COUNT else as_int(inp)
+    usage.output_tokens = out if out.__class__ is int and 0 <= out < MAX_COUNT else as_int(out)
     usage.cached_tokens = cached
     usage.cache_write_tokens = written
     usage.reasoning_tokens = reasoning

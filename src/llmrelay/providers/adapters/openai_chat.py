@@ -240,6 +240,7 @@ class OpenAIChatAdapter:
             )
         calls = msg.get("tool_calls")
         model = data.get("model")
+        rid = data.get("id")
         return new_response(  # Response(text=..., ..., reasoning=...), built directly
             text,
             _tool_calls(calls, data) if calls else [],
@@ -249,7 +250,7 @@ class OpenAIChatAdapter:
             dep.provider,
             model if model.__class__ is str and model else str(model or dep.model),
             dep.alias,
-            data.get("id"),
+            rid if rid.__class__ is str else None,  # a hostile id (a dict) never reaches .id
             answer_request_id(resp.headers, dep)
             or (groq_request_id(data) if dep.provider == "groq" else None),
             reasoning_of(msg)
@@ -358,12 +359,12 @@ class _OpenAIStream:
             # Azure opens with id "" / model "" (prompt filter results): take the first
             # chunk that has them.
             rid = obj.get("id")
-            if rid:
+            if rid and rid.__class__ is str:  # a hostile id (a dict) never reaches .id
                 self._id = rid
         if not self._model:
             model = obj.get("model")
-            if model:
-                self._model = model
+            if model:  # as parse_response: a str, whatever the upstream sent
+                self._model = model if model.__class__ is str else str(model)
         if self._rid is None:
             self._rid = groq_request_id(obj)
         out: list[StreamChunk] = []
