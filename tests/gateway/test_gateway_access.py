@@ -13,6 +13,7 @@ import aiohttp
 import orjson
 import pytest
 
+from llmrelay.errors import ConfigurationError
 from llmrelay.gateway.app import GatewaySettings
 from llmrelay.gateway.server import settings_from
 from llmrelay.testing.fake import FakeUpstream
@@ -178,3 +179,10 @@ async def test_a_large_chunked_body_is_counted_off_the_event_loop(
         assert r.status == 200, await r.text()
         assert "content-length" not in r.request_info.headers
     assert on_loop == [False]
+
+
+def test_the_event_loop_is_asyncio_or_uvloop() -> None:
+    assert settings_from({})[0].loop == "asyncio"
+    assert settings_from({"loop": "uvloop"})[0].loop == "uvloop"
+    with pytest.raises(ConfigurationError, match="loop must be"):
+        settings_from({"loop": "trio"})

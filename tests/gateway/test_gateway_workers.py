@@ -181,13 +181,18 @@ async def test_a_key_revoked_on_one_is_refused_by_the_other(
         await asyncio.sleep(0.05)
 
 
-async def test_sigterm_finishes_in_flight_requests_and_flushes_the_log(tmp_path: Path) -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_sigterm_finishes_in_flight_requests_and_flushes_the_log(
+    tmp_path: Path, loop: str
+) -> None:
     import signal
     import sqlite3
 
     log = tmp_path / "requests.db"
     config = tmp_path / "llmrelay.toml"
-    config.write_text(f'[server]\nlog = true\nshutdown_grace = 20\n\n[log]\npath = "{log}"\n')
+    config.write_text(
+        f'[server]\nlog = true\nshutdown_grace = 20\nloop = "{loop}"\n\n[log]\npath = "{log}"\n'
+    )
     with FakeUpstream.running(api_key=CANARY_KEY) as fake:
         fake.push(Reply.ok("slow answer", delay=1.0))
         env = _env(fake, config)

@@ -74,6 +74,8 @@ class GatewaySettings:
     #: Serve ``GET /metrics`` without the admin key (it names keys, teams and models: by
     #: default, with an admin key set, only the admin key may read it).
     metrics_public: bool = False
+    #: The event loop: ``"asyncio"`` or ``"uvloop"`` (installed by ``llmrelay[gateway]``).
+    loop: str = "asyncio"
 
 
 def check_bind(settings: GatewaySettings) -> None:

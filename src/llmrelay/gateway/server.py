@@ -16,6 +16,7 @@
     read_timeout = 30              # seconds to send the body (408 past it)
     log = true                     # the request log, as [log] configures it
     metrics_public = false         # true: GET /metrics without the admin key
+    loop = "asyncio"               # or "uvloop" (pip install 'llmrelay[gateway]')
 
 ``--workers N`` starts N processes on one port (``SO_REUSEPORT``); they share budgets, limits,
 breakers and the cache through ``LLMRELAY_REDIS_URL`` and keys (and the request log) through
@@ -24,6 +25,8 @@ PostgreSQL -- with SQLite, one host only.
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import multiprocessing
 import os
 import signal
@@ -49,6 +52,7 @@ _SERVER_KEYS = {
     "key_cache_ttl",
     "read_timeout",
     "metrics_public",
+    "loop",
 }
 
 
@@ -77,6 +81,12 @@ def settings_from(table: Mapping[str, Any], **overrides: Any) -> tuple[GatewaySe
         raise ConfigurationError("[server] read_timeout must be 0-3600 seconds")
     if not isinstance(s.metrics_public, bool):
         raise ConfigurationError("[server] metrics_public must be true or false")
+    if s.loop not in ("asyncio", "uvloop"):
+        raise ConfigurationError('[server] loop must be "asyncio" or "uvloop"')
+    if s.loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        raise ConfigurationError(
+            "[server] loop = \"uvloop\" needs uvloop: pip install 'llmrelay[gateway]'"
+        )
     if s.cache_scope not in ("team", "key", "shared"):
         raise ConfigurationError("[server] cache_scope must be team, key or shared")
     if isinstance(s.models, list):
@@ -141,9 +151,16 @@ def build_gateway(
 def _worker(settings: GatewaySettings, log: bool, reuse_port: bool) -> None:
     from aiohttp import web
 
+    loop = None
+    if settings.loop == "uvloop":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+        asyncio.set_event_loop(loop)
     gw = build_gateway(settings, log=log)
     web.run_app(
         gw.app(),
+        loop=loop,
         host=settings.host,
         port=settings.port,
         reuse_port=reuse_port,
