@@ -241,9 +241,9 @@ async def test_gemini3_streamed_tool_call_then_the_second_turn(client: llmrelay.
         r = s.response
         assert r is not None
         cid = "call_b36LacjwM668nsEP2tbsgQQ_0"
-        assert [(d.index, d.id, d.name, d.arguments) for d in deltas] == [
-            (0, cid, "weather", '{"location":"San Francisco"}')
-        ]
+        assert [(d.index, d.id, d.name, d.arguments, d.signature) for d in deltas] == [
+            (0, cid, "weather", '{"location":"San Francisco"}', signatures(rid)[0])
+        ]  # the delta that completes the call carries its signature (a relay passes it on)
         assert [(t.id, t.signature) for t in r.tool_calls] == [(cid, signatures(rid)[0])]
         assert r.finish_reason == "tool_calls"
         assert (r.usage.input_tokens, r.usage.output_tokens, r.usage.reasoning_tokens) == (
@@ -306,9 +306,14 @@ async def test_vertex_partial_args_stream(client: llmrelay.Client) -> None:
     rid = "vertex-gemini3-stream-thought-part-partial-args"
     async with ReplayServer(served(rid)) as server:
         s = client.astream("gemini/gemini-3-flash-preview", "read the screens", **kw(server))
-        reasoning = "".join([c.reasoning async for c in s])
+        chunks = [c async for c in s]
+        reasoning = "".join(c.reasoning for c in chunks)
     r = s.response
     assert r is not None
+    # Each call's signature arrives on the delta that completes it (with its arguments), even
+    # when the arguments came in partial pieces.
+    done = {d.index: d.signature for c in chunks for d in c.tool_calls if d.arguments}
+    assert done == {i: t.signature for i, t in enumerate(r.tool_calls)}
     assert reasoning.startswith("**Processing User Requests**")
     assert r.reasoning == reasoning
     assert [(t.name, t.parsed_arguments()) for t in r.tool_calls] == [

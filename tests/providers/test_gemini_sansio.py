@@ -225,14 +225,14 @@ def test_recorded_stream_with_a_tool_call(piece: int | None) -> None:
     chunks, state = W.stream(chat("x", stream=True), recorded_frames(rid), piece)
     deltas = [d for c in chunks for d in c.tool_calls]
     cid = "call_b36LacjwM668nsEP2tbsgQQ_0"
-    assert deltas == [ToolCallDelta(0, cid, "weather", '{"location":"San Francisco"}')]
+    sig = signatures(rid)[0]
+    assert deltas == [ToolCallDelta(0, cid, "weather", '{"location":"San Francisco"}', sig)]
     assert state.done  # the finishReason chunk ends a Gemini stream
     usage = Usage(input_tokens=29, output_tokens=15 + 45, reasoning_tokens=45)
     assert [(c.finish_reason, c.usage) for c in chunks if c.finish_reason] == [
         ("tool_calls", usage)
     ]
     r = state.finish()
-    sig = signatures(rid)[0]
     assert r.tool_calls == [ToolCall(cid, "weather", '{"location":"San Francisco"}', sig)]
     assert r.usage == usage
     assert r.id == "b36LacjwM668nsEP2tbsgQQ"

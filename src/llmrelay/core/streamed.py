@@ -233,6 +233,6 @@ def replay_chunks(resp: Response) -> list[StreamChunk]:
 
     out = [chunk(p) for p in re.findall(r"\s*\S+", resp.text)]
     for i, tc in enumerate(resp.tool_calls):
-        out.append(chunk(tool_calls=[ToolCallDelta(i, tc.id, tc.name, tc.arguments)]))
+        out.append(chunk(tool_calls=[ToolCallDelta(i, tc.id, tc.name, tc.arguments, tc.signature)]))
     out.append(chunk(done=True, response=resp, finish_reason=resp.finish_reason, usage=resp.usage))
     return out

@@ -75,7 +75,7 @@ class _DoubleBase(ABC):
         for piece in re.findall(r"\s*\S+", resp.text):
             yield chunk(piece)
         for i, tc in enumerate(resp.tool_calls):
-            yield chunk(tool_calls=[ToolCallDelta(i, tc.id, tc.name, tc.arguments)])
+            yield chunk(tool_calls=[ToolCallDelta(i, tc.id, tc.name, tc.arguments, tc.signature)])
         yield chunk(finish_reason=resp.finish_reason, usage=resp.usage)
         yield chunk(done=True, response=resp, finish_reason=resp.finish_reason, usage=resp.usage)
 

@@ -327,8 +327,9 @@ class Turn:
         for d in deltas:
             if d.index == call.index and not d.arguments:
                 d.arguments = tc.arguments  # opened and closed in the same chunk
+                d.signature = tc.signature
                 return
-        deltas.append(ToolCallDelta(call.index, None, None, tc.arguments))
+        deltas.append(ToolCallDelta(call.index, None, None, tc.arguments, tc.signature))
 
     def finish(self) -> None:
         """End of the answer: a thought run or a call still open is complete as it is."""
