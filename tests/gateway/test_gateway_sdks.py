@@ -273,3 +273,47 @@ async def test_openai_sdk_tool_loop_keeps_gemini_thought_signatures(gw: Running)
     assert c.choices[0].message.content
     model_turn = gw.fake.requests[-1].body["contents"][1]
     assert model_turn["parts"][0]["thoughtSignature"] == fake_signature("get_weather")
+
+
+async def test_openai_sdk_streamed_tool_loop_keeps_gemini_thought_signatures(
+    gw: Running,
+) -> None:
+    """Streamed, the signature rides on the tool-call delta that brings it, where Google's
+    OpenAI-compatible stream puts it; a client that keeps the delta's fields sends it back and
+    the next turn replays the real signature, not the stand-in."""
+    from llmrelay.testing.fake_gemini import fake_signature
+
+    gw.fake.push(Reply.tool_call("get_weather", {"city": "Paris"}))
+    client = oai(gw)
+    tools: Any = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
+    ask: Any = {"role": "user", "content": "weather?"}
+    stream = await client.chat.completions.create(
+        model="gemini/gemini-3.5-flash", messages=[ask], tools=tools, stream=True
+    )
+    call: dict[str, Any] = {"type": "function", "function": {"name": "", "arguments": ""}}
+    async for c in stream:
+        for d in c.choices[0].delta.tool_calls or [] if c.choices else []:
+            call["id"] = d.id or call.get("id")
+            if d.function is not None:
+                call["function"]["name"] += d.function.name or ""
+                call["function"]["arguments"] += d.function.arguments or ""
+            extra = (d.model_extra or {}).get("extra_content")
+            if extra is not None:
+                call["extra_content"] = extra
+    assert call["extra_content"] == {"google": {"thought_signature": fake_signature("get_weather")}}
+    message: Any = {"role": "assistant", "tool_calls": [call]}
+    answer: Any = {"role": "tool", "tool_call_id": call["id"], "content": "sunny"}
+    c = await client.chat.completions.create(
+        model="gemini/gemini-3.5-flash", messages=[ask, message, answer], tools=tools
+    )
+    assert c.choices[0].message.content
+    model_turn = gw.fake.requests[-1].body["contents"][1]
+    assert model_turn["parts"][0]["thoughtSignature"] == fake_signature("get_weather")

@@ -591,4 +591,9 @@ async def test_gemini_thought_signatures_come_back_where_they_came(
     await client.achat(model, [history[0], s.message()], **kw)
     calls = fake.requests[-1].body["messages"][1]["tool_calls"]
     assert [c.get("extra_content") for c in calls] == [sig["extra_content"], None]
+    # ... and the streamed delta that brought it carries it, once (a relay passes it on).
+    fake.push(Reply.raw(body, content_type="text/event-stream"))
+    stream = client.astream(model, ask, tools=[FLIGHT_TOOL], **kw)
+    deltas = [d async for c in stream for d in c.tool_calls]
+    assert [(d.index, d.signature) for d in deltas] == [(0, "<Signature B>"), (0, None), (1, None)]
     await client.aclose()

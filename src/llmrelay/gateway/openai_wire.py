@@ -204,6 +204,8 @@ def render_chunk(
                 item["type"] = "function"
             if d.name:
                 fn["name"] = d.name
+            if d.signature is not None:  # a Gemini thought signature, where Google puts it
+                item["extra_content"] = {"google": {"thought_signature": d.signature}}
             calls.append(item)
         delta["tool_calls"] = calls
     if not delta:

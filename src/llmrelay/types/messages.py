@@ -283,8 +283,9 @@ class ToolCallDelta(_Dumpable):
     id: str | None = None
     name: str | None = None
     arguments: str = ""
-    #: The call's opaque provider signature (a Gemini thought signature), on the delta that
-    #: completes the call: a relay passes it on so the next turn can send it back.
+    #: The call's opaque provider signature (a Gemini thought signature), once, on the delta
+    #: that brings it (Gemini's own API: the one completing the call): a relay passes it on so
+    #: the next turn can send it back.
     signature: str | None = None
 
 

@@ -460,8 +460,9 @@ class _OpenAIStream:
         slot = self._tools.get(idx)
         if slot is None:
             slot = self._tools[idx] = [None, "", [], None]
+        sig = None
         if slot[3] is None and "extra_content" in tc:
-            slot[3] = thought_signature(tc)
+            sig = slot[3] = thought_signature(tc)
         if new_id is not None:
             if slot[0] is None:
                 slot[0] = new_id
@@ -475,7 +476,7 @@ class _OpenAIStream:
         args = (fn.get("arguments") if isinstance(fn, dict) else None) or ""
         if args:
             slot[2].append(args)
-        return ToolCallDelta(idx, new_id, name, args)
+        return ToolCallDelta(idx, new_id, name, args, sig)
 
     def _response(self) -> Response:
         if self._prefix is None and any(v[0] is None for v in self._tools.values()):
