@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -153,8 +154,10 @@ def _server(
     tmp: Path,
     litellm: str | None = None,
     loop: str = "asyncio",
+    prefix: tuple[str, ...] = (),
 ) -> Iterator[tuple[str, str, int]]:
-    """Start one server; yield (base URL, key to send, pid)."""
+    """Start one server (its command after ``prefix``, e.g. valgrind's); yield (base URL, key
+    to send, pid)."""
     port = _free_port()
     env = dict(os.environ)
     for k in list(env):
@@ -229,28 +232,30 @@ def _server(
     # stderr to a file: a server logging each request would fill a pipe nobody reads and stop.
     err_file = tmp / "stderr.txt"
     with err_file.open("wb") as err:
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen([*prefix, *cmd], env=env, stdout=subprocess.DEVNULL, stderr=err)
     if cpu is not None and hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):
             os.sched_setaffinity(proc.pid, {cpu})
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait(url, proc, kind, err_file)
+        _wait(url, proc, kind, err_file, 600 if prefix else 120)
         yield url, key, proc.pid
     finally:
-        proc.terminate()
+        proc.send_signal(signal.SIGINT)  # a clean exit (valgrind writes its counts then)
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=600 if prefix else 30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
 
 
-def _wait(url: str, proc: subprocess.Popen[bytes], kind: str, err_file: Path) -> None:
+def _wait(
+    url: str, proc: subprocess.Popen[bytes], kind: str, err_file: Path, timeout: float = 120
+) -> None:
     import urllib.request
 
     path = "/health/liveliness" if kind == "litellm" else "/health/live"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             err = err_file.read_bytes().decode(errors="replace")
