@@ -32,6 +32,7 @@ from .access import loopback_host as _loopback_host
 from .access import metrics_refusal
 from .access import same_secret as _same
 from .keys import KeyCache, KeyStore, VirtualKey
+from .media import with_media
 from .observe import prometheus_text, readiness
 from .policy import KeyBudgets, KeyRateLimiter
 from .sse import EventStream, Frames
@@ -74,6 +75,10 @@ class GatewaySettings:
     #: Serve ``GET /metrics`` without the admin key (it names keys, teams and models: by
     #: default, with an admin key set, only the admin key may read it).
     metrics_public: bool = False
+    #: Which image and file URLs in requests reach the upstream, which fetches them:
+    #: ``"https"`` (public https URLs and data: URLs), ``"none"`` (data: URLs only) or
+    #: ``"any"`` (see ``gateway.media``).
+    media_urls: str = "https"
 
 
 def check_bind(settings: GatewaySettings) -> None:
@@ -154,6 +159,11 @@ class Gateway:
         #: Model names check_model passed (it resolves the name and reads the environment:
         #: both fixed for a worker's life), at most 4,096 of them.
         self._checked: set[str] = set()
+        media = settings.media_urls
+        self._parse_chat = with_media(openai_wire.parse_chat_request, media)
+        self._parse_messages = with_media(anthropic_wire.parse_messages_request, media)
+        self._parse_responses = with_media(responses_wire.parse_responses_request, media)
+        self._parse_count = with_media(anthropic_wire.parse_count_tokens_request, media)
 
     # ------------------------------------------------------------------ the application
 
@@ -359,9 +369,7 @@ class Gateway:
     # ------------------------------------------------------------------ OpenAI
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
-        return await self._serve(
-            request, "openai", openai_wire.parse_chat_request, self._openai_answer
-        )
+        return await self._serve(request, "openai", self._parse_chat, self._openai_answer)
 
     async def _openai_answer(
         self, request: web.Request, call: GatewayCall, opts: dict[str, Any], request_id: str
@@ -455,9 +463,7 @@ class Gateway:
     # ------------------------------------------------------------------ Anthropic
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
-        return await self._serve(
-            request, "anthropic", anthropic_wire.parse_messages_request, self._anthropic_answer
-        )
+        return await self._serve(request, "anthropic", self._parse_messages, self._anthropic_answer)
 
     async def _anthropic_answer(
         self, request: web.Request, call: GatewayCall, opts: dict[str, Any], request_id: str
@@ -488,7 +494,7 @@ class Gateway:
         request_id = new_request_id()
         try:
             caller = await self._authenticate(request)
-            call = await self._parse(request, _count_tokens_request)
+            call = await self._parse(request, self._parse_count)
             if caller.key is not None:
                 _check_allowed(caller.key, call.model)
             from ..catalog.tokens import count_message_tokens
@@ -511,9 +517,7 @@ class Gateway:
     # ------------------------------------------------------------------ Responses
 
     async def responses(self, request: web.Request) -> web.StreamResponse:
-        return await self._serve(
-            request, "openai", responses_wire.parse_responses_request, self._responses_answer
-        )
+        return await self._serve(request, "openai", self._parse_responses, self._responses_answer)
 
     async def _responses_answer(
         self, request: web.Request, call: GatewayCall, opts: dict[str, Any], request_id: str
@@ -586,10 +590,3 @@ class Gateway:
             return self._error("openai", refused, new_request_id())
         text = prometheus_text(self.stats, self.in_flight)
         return web.Response(text=text, content_type="text/plain")
-
-
-def _count_tokens_request(body: Any) -> GatewayCall:
-    """A ``count_tokens`` body: a Messages body without ``max_tokens``."""
-    if isinstance(body, dict):
-        body = {"max_tokens": 1, **body}
-    return anthropic_wire.parse_messages_request(body)

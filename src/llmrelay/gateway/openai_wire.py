@@ -18,6 +18,7 @@ import orjson
 
 from ..errors import InvalidRequestError, shown
 from ..types import Message, Response, StreamChunk, normalize_messages
+from .media import check_media_url
 from .wire import GatewayCall, HttpError, usage_of
 
 __all__ = [
@@ -59,8 +60,9 @@ _FINISH = {
 }
 
 
-def parse_chat_request(body: Any) -> GatewayCall:
-    """The call a Chat Completions body asks for; ``InvalidRequestError`` naming the field."""
+def parse_chat_request(body: Any, *, media: str = "https") -> GatewayCall:
+    """The call a Chat Completions body asks for; ``InvalidRequestError`` naming the field.
+    ``media``: which image and file URLs may be forwarded (``[server] media_urls``)."""
     if not isinstance(body, Mapping):
         raise InvalidRequestError("the request body must be a JSON object")
     unknown = sorted(k for k in body if k not in _KNOWN)
@@ -92,6 +94,10 @@ def parse_chat_request(body: Any) -> GatewayCall:
     if not isinstance(messages, list) or not messages:
         raise InvalidRequestError("`messages` must be a non-empty list of messages")
     msgs: list[Message] = normalize_messages(messages)
+    if media != "any":
+        for i, m in enumerate(msgs):  # one Message per message, one part per part
+            if m.content.__class__ is list:
+                _check_media(m.content, messages[i], i, media)
     params: dict[str, Any] = {}
     for field, name in _PARAMS.items():
         v = body.get(field)
@@ -104,6 +110,25 @@ def parse_chat_request(body: Any) -> GatewayCall:
     return GatewayCall(
         model=model, messages=msgs, params=params, stream=stream, include_usage=include_usage
     )
+
+
+def _check_media(parts: list[Any], raw: Any, i: int, media: str) -> None:
+    """Refuse a part's URL that ``media`` does not allow, naming the field as it was sent."""
+    for j, p in enumerate(parts):
+        url = getattr(p, "url", None)
+        if url is None:
+            continue
+        sent = raw["content"][j] if isinstance(raw, Mapping) else None
+        kind = sent.get("type") if isinstance(sent, Mapping) else None
+        where = f"messages[{i}].content[{j}]"
+        if kind == "image_url":
+            inner = sent.get("image_url") if isinstance(sent, Mapping) else None
+            where += ".image_url.url" if isinstance(inner, Mapping) else ".image_url"
+        elif kind == "file":
+            where += ".file.file_data"
+        else:
+            where += ".url"
+        check_media_url(url, media, where)
 
 
 # --------------------------------------------------------------------------- answers

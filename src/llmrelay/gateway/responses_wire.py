@@ -32,6 +32,7 @@ import orjson
 from ..errors import InvalidRequestError, shown
 from ..providers.adapters.openai_responses_output import WIRE, Output
 from ..types import Message, ReasoningPart, Response, TextPart, normalize_messages
+from .media import check_media_url
 from .wire import GatewayCall, usage_of
 
 __all__ = [
@@ -166,7 +167,7 @@ def _reasoning_part(item: Mapping[str, Any], where: str) -> ReasoningPart:
 _USER_PARTS = {"input_text", "input_image", "input_file", "input_audio", "output_text", "text"}
 
 
-def _chat_part(p: Any, where: str) -> dict[str, Any]:
+def _chat_part(p: Any, where: str, media: str) -> dict[str, Any]:
     """A Responses content part as the Chat Completions part ``normalize_messages`` reads."""
     if not isinstance(p, Mapping) or p.get("type") not in _USER_PARTS:
         kind = p.get("type") if isinstance(p, Mapping) else None
@@ -184,6 +185,7 @@ def _chat_part(p: Any, where: str) -> dict[str, Any]:
                 "portable across providers)",
                 "input",
             )
+        check_media_url(url, media, f"{where}.image_url")
         detail = p.get("detail")
         return {"type": "image_url", "image_url": {"url": url, "detail": detail}}
     if t == "input_file":
@@ -199,9 +201,9 @@ def _chat_part(p: Any, where: str) -> dict[str, Any]:
     return {"type": "input_audio", "input_audio": p.get("input_audio")}
 
 
-def _content_message(role: str, content: Any, where: str) -> Message:
+def _content_message(role: str, content: Any, where: str, media: str) -> Message:
     if isinstance(content, list):
-        content = [_chat_part(p, f"{where}.content[{j}]") for j, p in enumerate(content)]
+        content = [_chat_part(p, f"{where}.content[{j}]", media) for j, p in enumerate(content)]
     elif not isinstance(content, str):
         raise _bad(f"{where}.content must be a string or a list of content parts", "input")
     try:
@@ -264,7 +266,7 @@ class _Assistant:
         return Message("assistant", content, tool_calls=self.out.tool_calls or None)
 
 
-def _input(raw: Any) -> list[Message]:
+def _input(raw: Any, media: str) -> list[Message]:
     if isinstance(raw, str):
         if not raw:
             raise _bad("`input` is empty: give some text or input items", "input")
@@ -296,7 +298,7 @@ def _input(raw: Any) -> list[Message]:
                     f"{where}.role must be user, assistant, system or developer, not {shown(role)}",
                     "input",
                 )
-            out.append(_content_message(role, item.get("content"), where))
+            out.append(_content_message(role, item.get("content"), where, media))
         elif kind == "function_call_output":
             call_id, output = item.get("call_id"), item.get("output")
             if not isinstance(call_id, str):
@@ -379,8 +381,9 @@ def _response_format(text: Any) -> dict[str, Any] | None:
     )
 
 
-def parse_responses_request(body: Any) -> ResponsesCall:
-    """The call a Responses body asks for; ``InvalidRequestError`` naming the field."""
+def parse_responses_request(body: Any, *, media: str = "https") -> ResponsesCall:
+    """The call a Responses body asks for; ``InvalidRequestError`` naming the field.
+    ``media``: which image URLs may be forwarded (``[server] media_urls``)."""
     if not isinstance(body, Mapping):
         raise InvalidRequestError("the request body must be a JSON object")
     unknown = sorted(k for k in body if k not in _KNOWN)
@@ -402,7 +405,7 @@ def parse_responses_request(body: Any) -> ResponsesCall:
             raise _bad("`instructions` must be a string", "instructions")
         if instructions:
             messages.append(Message("system", instructions))
-    messages.extend(_input(body.get("input")))
+    messages.extend(_input(body.get("input"), media))
     cap = body.get("max_output_tokens")
     if cap is not None and (type(cap) is not int or cap < 1):
         raise _bad(

@@ -16,6 +16,7 @@
     read_timeout = 30              # seconds to send the body (408 past it)
     log = true                     # the request log, as [log] configures it
     metrics_public = false         # true: GET /metrics without the admin key
+    media_urls = "https"           # image/file URLs forwarded: https (public) | none | any
 
 ``--workers N`` starts N processes on one port (``SO_REUSEPORT``); they share budgets, limits,
 breakers and the cache through ``LLMRELAY_REDIS_URL`` and keys (and the request log) through
@@ -33,6 +34,7 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from .app import Gateway, GatewaySettings, check_bind
+from .media import MEDIA_POLICIES
 from .policy import KeyBudgets, KeyRateLimiter
 
 __all__ = ["build_gateway", "run", "settings_from"]
@@ -49,6 +51,7 @@ _SERVER_KEYS = {
     "key_cache_ttl",
     "read_timeout",
     "metrics_public",
+    "media_urls",
 }
 
 
@@ -77,6 +80,11 @@ def settings_from(table: Mapping[str, Any], **overrides: Any) -> tuple[GatewaySe
         raise ConfigurationError("[server] read_timeout must be 0-3600 seconds")
     if not isinstance(s.metrics_public, bool):
         raise ConfigurationError("[server] metrics_public must be true or false")
+    if s.media_urls not in MEDIA_POLICIES:
+        raise ConfigurationError(
+            '[server] media_urls must be "https" (public https and data: URLs), "none" '
+            '(data: URLs only) or "any"'
+        )
     if s.cache_scope not in ("team", "key", "shared"):
         raise ConfigurationError("[server] cache_scope must be team, key or shared")
     if isinstance(s.models, list):
