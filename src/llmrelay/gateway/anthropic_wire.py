@@ -334,11 +334,12 @@ def parse_messages_request(body: Any, *, media: str = "https") -> GatewayCall:
     return GatewayCall(model=model, messages=messages, params=params, stream=stream)
 
 
-def parse_count_tokens_request(body: Any, *, media: str = "https") -> GatewayCall:
-    """A ``count_tokens`` body: a Messages body without ``max_tokens``."""
+def parse_count_tokens_request(body: Any) -> GatewayCall:
+    """A ``count_tokens`` body: a Messages body without ``max_tokens``. Media URLs are not
+    checked: counting fetches nothing and sends nothing upstream."""
     if isinstance(body, dict):
         body = {"max_tokens": 1, **body}
-    return parse_messages_request(body, media=media)
+    return parse_messages_request(body, media="any")
 
 
 # --------------------------------------------------------------------------- answers

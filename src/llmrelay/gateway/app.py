@@ -35,6 +35,7 @@ from .keys import KeyCache, KeyStore, VirtualKey
 from .media import with_media
 from .observe import prometheus_text, readiness
 from .policy import KeyBudgets, KeyRateLimiter
+from .sealing import Sealer
 from .sse import EventStream, Frames
 from .wire import GatewayCall, HttpError, check_model, http_error, json_body, new_request_id
 
@@ -75,10 +76,10 @@ class GatewaySettings:
     #: Serve ``GET /metrics`` without the admin key (it names keys, teams and models: by
     #: default, with an admin key set, only the admin key may read it).
     metrics_public: bool = False
-    #: Which image and file URLs in requests reach the upstream, which fetches them:
-    #: ``"https"`` (public https URLs and data: URLs), ``"none"`` (data: URLs only) or
-    #: ``"any"`` (see ``gateway.media``).
+    #: Image/file URLs forwarded to the upstream: ``https`` | ``none`` | ``any`` (``media``).
     media_urls: str = "https"
+    #: ``LLMRELAY_SIGNING_SECRET``: signs reasoning items (else the admin key; ``sealing``).
+    signing_secret: str | None = field(default=None, repr=False)
 
 
 def check_bind(settings: GatewaySettings) -> None:
@@ -163,7 +164,7 @@ class Gateway:
         self._parse_chat = with_media(openai_wire.parse_chat_request, media)
         self._parse_messages = with_media(anthropic_wire.parse_messages_request, media)
         self._parse_responses = with_media(responses_wire.parse_responses_request, media)
-        self._parse_count = with_media(anthropic_wire.parse_count_tokens_request, media)
+        self.sealer = Sealer(settings.signing_secret or settings.admin_key)
 
     # ------------------------------------------------------------------ the application
 
@@ -494,7 +495,7 @@ class Gateway:
         request_id = new_request_id()
         try:
             caller = await self._authenticate(request)
-            call = await self._parse(request, self._parse_count)
+            call = await self._parse(request, anthropic_wire.parse_count_tokens_request)
             if caller.key is not None:
                 _check_allowed(caller.key, call.model)
             from ..catalog.tokens import count_message_tokens
@@ -524,12 +525,16 @@ class Gateway:
     ) -> web.StreamResponse:
         base = request_id[4:]
         echo = call.echo if isinstance(call, responses_wire.ResponsesCall) else {}
+        seal = self.sealer.bind(call, opts)  # replayed reasoning items checked: 400 if not ours
         if call.stream:
-            writer = responses_stream.StreamWriter(base, call.model, echo)
+            writer = responses_stream.StreamWriter(base, call.model, echo, seal)
             return await self._sse(request, request_id, call, opts, writer)
         resp, refusal = await self._achat(call, opts)
+        body = responses_wire.render_response(
+            resp, call.model, base, echo, seal=seal, refusal=refusal
+        )
         return web.Response(
-            body=responses_wire.render_response(resp, call.model, base, echo, refusal=refusal),
+            body=body,
             content_type="application/json",
             headers={"x-request-id": request_id, **self._trace_headers(request, resp)},
         )

@@ -68,6 +68,7 @@ def settings_from(table: Mapping[str, Any], **overrides: Any) -> tuple[GatewaySe
     values.update({k: v for k, v in overrides.items() if v is not None})
     s = GatewaySettings(**values)
     s.admin_key = os.environ.get("LLMRELAY_ADMIN_KEY") or None
+    s.signing_secret = os.environ.get("LLMRELAY_SIGNING_SECRET") or None
     if not isinstance(s.port, int) or not 0 <= s.port < 65536:
         raise ConfigurationError(f"[server] port must be 0-65535, not {s.port!r}")
     if not isinstance(s.max_body_bytes, int) or s.max_body_bytes < 1024:
@@ -168,6 +169,12 @@ def run(settings: GatewaySettings, *, workers: int = 1, log: bool = False) -> in
     where = f"http://{settings.host}:{settings.port}"
     note = "" if settings.admin_key else " (no LLMRELAY_ADMIN_KEY: loopback only)"
     sys.stderr.write(f"llmrelay gateway on {where} with {workers} worker(s){note}\n")
+    if workers > 1 and not (settings.signing_secret or settings.admin_key):
+        sys.stderr.write(
+            "note: without LLMRELAY_SIGNING_SECRET (or an admin key) each worker signs "
+            "/v1/responses reasoning items with its own secret: a replay reaching another "
+            "worker is refused\n"
+        )
     if workers <= 1:
         _worker(settings, log, False)
         return 0
