@@ -20,7 +20,7 @@ import orjson
 from aiohttp import web
 
 from ..client import Client
-from ..errors import ConfigurationError, ContentFilteredError, InvalidRequestError, LLMRelayError
+from ..errors import ConfigurationError, ContentFilteredError, LLMRelayError
 from ..providers.aliases import lookup
 from ..providers.resolve import known_aliases
 from ..types import Response, StreamChunk
@@ -163,7 +163,7 @@ class Gateway:
         media = settings.media_urls
         self._parse_chat = with_media(openai_wire.parse_chat_request, media)
         self._parse_messages = with_media(anthropic_wire.parse_messages_request, media)
-        self._parse_responses = with_media(responses_wire.parse_responses_request, media)
+        self._parse_resp = with_media(responses_wire.parse_responses_request, media)
         self.sealer = Sealer(settings.signing_secret or settings.admin_key)
 
     # ------------------------------------------------------------------ the application
@@ -341,9 +341,8 @@ class Gateway:
         except _Unauthorized as exc:
             out = self._error(wire, exc.error, request_id)
         except LLMRelayError as exc:
-            err = http_error(exc)
-            if isinstance(exc, InvalidRequestError) and isinstance(exc.body, dict):
-                err.param = exc.body.get("param")
+            err = http_error(exc)  # param: the field as the engine names it, then the wire
+            err.param = openai_wire.error_param(wire, err.param)
             out = self._error(wire, err, request_id)
         self._count(who, self._model_label(model, out.status), out.status, time.perf_counter() - t0)
         return out
@@ -518,7 +517,7 @@ class Gateway:
     # ------------------------------------------------------------------ Responses
 
     async def responses(self, request: web.Request) -> web.StreamResponse:
-        return await self._serve(request, "openai", self._parse_responses, self._responses_answer)
+        return await self._serve(request, "responses", self._parse_resp, self._responses_answer)
 
     async def _responses_answer(
         self, request: web.Request, call: GatewayCall, opts: dict[str, Any], request_id: str

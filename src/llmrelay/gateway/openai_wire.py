@@ -24,6 +24,7 @@ from .wire import GatewayCall, HttpError, usage_of
 __all__ = [
     "IGNORED",
     "StreamWriter",
+    "error_param",
     "parse_chat_request",
     "render_chunk",
     "render_response",
@@ -73,27 +74,30 @@ def parse_chat_request(body: Any, *, media: str = "https") -> GatewayCall:
         )
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise InvalidRequestError("`model` is required: the name of a model or alias")
+        raise _bad("`model` is required: the name of a model or alias", "model")
     n = body.get("n", 1)
     if n not in (1, None):
-        raise InvalidRequestError(f"n={shown(n)} is not supported; ask for one choice (n=1)")
+        raise _bad(f"n={shown(n)} is not supported; ask for one choice (n=1)", "n")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
-        raise InvalidRequestError(f"`stream` must be true or false, not {shown(stream)}")
+        raise _bad(f"`stream` must be true or false, not {shown(stream)}", "stream")
     opts = body.get("stream_options")
     include_usage = False
     if opts is not None:
         if not isinstance(opts, Mapping) or not isinstance(opts.get("include_usage", False), bool):
-            raise InvalidRequestError(
-                "stream_options must be an object like {'include_usage': true}"
+            raise _bad(
+                "stream_options must be an object like {'include_usage': true}", "stream_options"
             )
         include_usage = bool(opts.get("include_usage", False))
-    if "max_tokens" in body and "max_completion_tokens" in body:
-        raise InvalidRequestError("give max_tokens or max_completion_tokens, not both")
+    if "max_completion_tokens" in body:
+        _check_max_completion_tokens(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise InvalidRequestError("`messages` must be a non-empty list of messages")
-    msgs: list[Message] = normalize_messages(messages)
+        raise _bad("`messages` must be a non-empty list of messages", "messages")
+    try:
+        msgs: list[Message] = normalize_messages(messages)
+    except InvalidRequestError as exc:
+        raise _bad(exc.message, "messages") from None
     if media != "any":
         for i, m in enumerate(msgs):  # one Message per message, one part per part
             if m.content.__class__ is list:
@@ -110,6 +114,23 @@ def parse_chat_request(body: Any, *, media: str = "https") -> GatewayCall:
     return GatewayCall(
         model=model, messages=msgs, params=params, stream=stream, include_usage=include_usage
     )
+
+
+def _bad(message: str, param: str) -> InvalidRequestError:
+    return InvalidRequestError(message, body={"param": param})
+
+
+def _check_max_completion_tokens(body: Mapping[str, Any]) -> None:
+    """``max_completion_tokens`` is checked here, so an error names it (the engine knows it as
+    ``max_tokens``)."""
+    if "max_tokens" in body:
+        raise _bad("give max_tokens or max_completion_tokens, not both", "max_completion_tokens")
+    v = body["max_completion_tokens"]
+    if v is not None and (type(v) is not int or v < 1):
+        raise _bad(
+            f"max_completion_tokens must be a positive integer, not {shown(v)}",
+            "max_completion_tokens",
+        )
 
 
 def _check_media(parts: list[Any], raw: Any, i: int, media: str) -> None:
@@ -262,6 +283,24 @@ def stream_tail(
     if include_usage and resp is not None:
         out += _frame({**_chunk_obj(call_id, model, created, []), "usage": _usage(resp)})
     return out + b"data: [DONE]\n\n"
+
+
+#: Engine parameter names another OpenAI wire spells differently (``_serve``'s ``wire``).
+_WIRE_NAMES: dict[str, dict[str, str]] = {
+    "responses": {
+        "max_tokens": "max_output_tokens",
+        "response_format": "text",
+        "reasoning_effort": "reasoning",
+    },
+}
+
+
+def error_param(wire: str, param: Any) -> str | None:
+    """The request field an error's ``param`` (the engine's name for it) is on ``wire``."""
+    if not isinstance(param, str) or not param:
+        return None
+    names = _WIRE_NAMES.get(wire)
+    return param if names is None else names.get(param, param)
 
 
 def error_body(status: int, message: str, code: str | None, param: str | None = None) -> bytes:
