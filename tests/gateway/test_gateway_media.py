@@ -257,3 +257,38 @@ def test_https_forwards_public_https_and_data_urls(url: str) -> None:
     else:
         with pytest.raises(InvalidRequestError):
             check_media_url(url, "none", "x")
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+        [{"role": "user", "content": "hi", "name": "bob"}],
+        _chat(PUBLIC),
+        [{"role": "user", "content": [{"type": "image_url", "image_url": PNG}]}],
+        [
+            {"role": "assistant", "content": None, "tool_calls": [{"id": "c", "function": {}}]},
+            {"role": "tool", "content": "42", "tool_call_id": "c"},
+        ],
+    ],
+)
+def test_the_chat_parser_reads_messages_as_normalize_messages_does(messages: Any) -> None:
+    """Text-only messages take the parser's short way (no media to check): the same messages."""
+    from llmrelay.gateway.openai_wire import parse_chat_request
+    from llmrelay.types import normalize_messages
+
+    call = parse_chat_request({"model": GPT, "messages": messages})
+    assert call.messages == normalize_messages(messages)
+
+
+def test_a_chat_image_url_given_as_a_string_is_checked_too() -> None:
+    from llmrelay.gateway.openai_wire import parse_chat_request
+
+    body = {
+        "model": GPT,
+        "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": INTERNAL}]}],
+    }
+    with pytest.raises(InvalidRequestError) as e:
+        parse_chat_request(body)
+    assert e.value.body == {"param": "messages[0].content[0].image_url"}
+    assert parse_chat_request(body, media="any").messages[0].content[0].url == INTERNAL  # type: ignore[index,union-attr]

@@ -18,6 +18,7 @@ import orjson
 
 from ..errors import InvalidRequestError, shown
 from ..types import Message, Response, StreamChunk, normalize_messages
+from ..types.request import _plain_messages
 from .media import check_media_url
 from .wire import GatewayCall, HttpError, usage_of
 
@@ -94,14 +95,11 @@ def parse_chat_request(body: Any, *, media: str = "https") -> GatewayCall:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _bad("`messages` must be a non-empty list of messages", "messages")
-    try:
-        msgs: list[Message] = normalize_messages(messages)
-    except InvalidRequestError as exc:
-        raise _bad(exc.message, "messages") from None
-    if media != "any":
-        for i, m in enumerate(msgs):  # one Message per message, one part per part
-            if m.content.__class__ is list:
-                _check_media(m.content, messages[i], i, media)
+    # The common call, text messages only, as normalize_messages reads it first; anything
+    # else is read in full, and its media URLs checked.
+    msgs = _plain_messages(messages)
+    if msgs is None:
+        msgs = _full_messages(messages, media)
     params: dict[str, Any] = {}
     for field, name in _PARAMS.items():
         v = body.get(field)
@@ -131,6 +129,18 @@ def _check_max_completion_tokens(body: Mapping[str, Any]) -> None:
             f"max_completion_tokens must be a positive integer, not {shown(v)}",
             "max_completion_tokens",
         )
+
+
+def _full_messages(messages: list[Any], media: str) -> list[Message]:
+    try:
+        msgs: list[Message] = normalize_messages(messages)
+    except InvalidRequestError as exc:
+        raise _bad(exc.message, "messages") from None
+    if media != "any":
+        for i, m in enumerate(msgs):  # one Message per message, one part per part
+            if m.content.__class__ is list:
+                _check_media(m.content, messages[i], i, media)
+    return msgs
 
 
 def _check_media(parts: list[Any], raw: Any, i: int, media: str) -> None:
