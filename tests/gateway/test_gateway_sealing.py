@@ -192,3 +192,21 @@ def test_the_signing_secret_comes_from_the_environment(monkeypatch: pytest.Monke
     c = build_gateway(GatewaySettings(admin_key="adm")).sealer
     d = build_gateway(GatewaySettings(admin_key="adm")).sealer
     d.verify([("input[0]", c.seal(part, "admin"))], "admin")
+
+
+async def test_chat_takes_no_reasoning_parts(gw: Running) -> None:
+    """llmrelay's own ``reasoning`` part on the Chat Completions wire would replay a provider's
+    signature or encrypted content (read out of another team's item) unchecked: refused."""
+    key = await gw.key(team="ads")
+    part = {"type": "reasoning", "provider": "anthropic", "text": "t", "signature": "stolen"}
+    messages: Any = [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": [part, {"type": "text", "text": "y"}]},
+        {"role": "user", "content": "z"},
+    ]
+    with pytest.raises(openai.BadRequestError) as e:
+        await oai(gw, key).chat.completions.create(model=CLAUDE, messages=messages)
+    body: Any = e.value.body
+    assert body["param"] == "messages[1].content[0]"
+    assert "/v1/responses" in body["message"]
+    assert gw.fake.requests == []

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidRequestError, shown
-from ..types import Message, Response, StreamChunk, normalize_messages
+from ..types import Message, ReasoningPart, Response, StreamChunk, normalize_messages
 from ..types.request import _plain_messages
 from .media import check_media_url
 from .wire import GatewayCall, HttpError, usage_of
@@ -136,17 +136,25 @@ def _full_messages(messages: list[Any], media: str) -> list[Message]:
         msgs: list[Message] = normalize_messages(messages)
     except InvalidRequestError as exc:
         raise _bad(exc.message, "messages") from None
-    if media != "any":
-        for i, m in enumerate(msgs):  # one Message per message, one part per part
-            if m.content.__class__ is list:
-                _check_media(m.content, messages[i], i, media)
+    for i, m in enumerate(msgs):  # one Message per message, one part per part
+        if m.content.__class__ is list:
+            _check_parts(m.content, messages[i], i, media)
     return msgs
 
 
-def _check_media(parts: list[Any], raw: Any, i: int, media: str) -> None:
-    """Refuse a part's URL that ``media`` does not allow, naming the field as it was sent."""
+def _check_parts(parts: list[Any], raw: Any, i: int, media: str) -> None:
+    """Refuse a part's URL that ``media`` does not allow, naming the field as it was sent, and
+    reasoning parts: llmrelay's own shape, not OpenAI's, they would replay a provider's
+    signature or encrypted content unchecked (``/v1/responses`` signs what it hands out)."""
     for j, p in enumerate(parts):
-        url = getattr(p, "url", None)
+        if p.__class__ is ReasoningPart:
+            raise _bad(
+                f"messages[{i}].content[{j}]: reasoning parts are not part of the Chat "
+                "Completions API; replay reasoning through /v1/responses (its reasoning items) "
+                "or /v1/messages (thinking blocks)",
+                f"messages[{i}].content[{j}]",
+            )
+        url = getattr(p, "url", None) if media != "any" else None
         if url is None:
             continue
         sent = raw["content"][j] if isinstance(raw, Mapping) else None
