@@ -114,9 +114,9 @@ def _refusal(url: str, policy: str) -> str | None:
     return None if why is None else why + " (only public https URLs are forwarded)"
 
 
-def check_media_url(url: str, policy: str, where: str, *, param: str | None = None) -> None:
-    """Refuse (400, naming ``where``) a media URL ``policy`` does not allow; ``param`` is the
-    error's ``param`` (default: ``where``). The URL itself is never echoed."""
+def check_media_url(url: str, policy: str, where: str) -> None:
+    """Refuse (400, naming the field ``where`` in the message and as ``param``) a media URL
+    ``policy`` does not allow. The URL itself is never echoed."""
     if policy == "any":
         return
     why = _refusal(url, policy)
@@ -125,7 +125,7 @@ def check_media_url(url: str, policy: str, where: str, *, param: str | None = No
     raise InvalidRequestError(
         f"{where}: {why}. Send the file inline as a data: URL (base64), or ask the gateway's "
         'operator to allow more ([server] media_urls = "https" or "any")',
-        body={"param": param or where},
+        body={"param": where},
     )
 
 

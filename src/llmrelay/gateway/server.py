@@ -18,6 +18,9 @@
     metrics_public = false         # true: GET /metrics without the admin key
     media_urls = "https"           # image/file URLs forwarded: https (public) | none | any
 
+``LLMRELAY_SIGNING_SECRET`` (else ``LLMRELAY_ADMIN_KEY``) signs the reasoning items
+``/v1/responses`` hands out (``sealing``): give every worker and host the same one.
+
 ``--workers N`` starts N processes on one port (``SO_REUSEPORT``); they share budgets, limits,
 breakers and the cache through ``LLMRELAY_REDIS_URL`` and keys (and the request log) through
 PostgreSQL -- with SQLite, one host only.
