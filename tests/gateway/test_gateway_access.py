@@ -117,7 +117,7 @@ async def test_a_large_body_is_parsed_while_other_requests_are_answered(
             seen.append(answered.wait(20))
         return real(body)
 
-    monkeypatch.setattr(anthropic_wire, "parse_messages_request", parse)
+    monkeypatch.setattr(gw.gateway, "_parse_messages", parse)
     big = [{"role": "user", "content": "y" * (THREAD_PARSE_BYTES + 10)}]
     client = ant(gw)
     task = asyncio.create_task(client.messages.create(model=GPT, max_tokens=5, messages=big))

@@ -29,9 +29,11 @@ SMALL = "openai/text-embedding-3-small"
 _TOOL: Any = [{"type": "function", "name": "f", "parameters": {"type": "object"}}]
 
 
-def _sealed(**fields: Any) -> str:
-    """An ``encrypted_content`` as a client could forge it."""
-    return "llmrelay.v1." + base64.urlsafe_b64encode(orjson.dumps(fields)).decode()
+def _sealed(gw: Running, **fields: Any) -> str:
+    """An ``encrypted_content`` with any content, signed as the gateway signs for the admin key
+    (what a client could send were the signature no obstacle)."""
+    body = base64.urlsafe_b64encode(orjson.dumps(fields)).rstrip(b"=").decode()
+    return f"llmrelay.v2.{body}.{gw.gateway.sealer._mac('admin', body)}"
 
 
 def _turns(*reasoning: dict[str, Any]) -> list[dict[str, Any]]:
@@ -87,7 +89,7 @@ async def test_a_forged_gemini_signature_position_is_not_a_crash(gw: Running, en
     item = {
         "type": "reasoning",
         "summary": [],
-        "encrypted_content": _sealed(p="gemini", s="sig", i=end),
+        "encrypted_content": _sealed(gw, p="gemini", s="sig", i=end),
     }
     resp = await oai(gw).responses.create(model="gemini/gemini-2.5-flash", input=_turns(item))
     assert resp.status == "completed"
@@ -104,7 +106,7 @@ async def test_a_forged_gemini_signature_position_is_not_a_crash(gw: Running, en
             "type": "reasoning",
             "id": "rs_x",
             "summary": [],
-            "encrypted_content": _sealed(p="openai_responses", i="rs_someone_elses"),
+            "encrypted_content": {"p": "openai_responses", "i": "rs_someone_elses"},
         },
     ],
 )
@@ -113,6 +115,8 @@ async def test_a_reasoning_item_without_its_content_never_asks_openai_for_a_stor
 ) -> None:
     """An id alone makes OpenAI look the item up in what it stored: the gateway stores
     nothing (store=false), so that is another application's item or none."""
+    if "encrypted_content" in item:
+        item = {**item, "encrypted_content": _sealed(gw, **item["encrypted_content"])}
     await oai(gw).responses.create(model=SOL, input=_turns(item), tools=_TOOL)
     (sent,) = gw.fake.requests
     assert sent.body["store"] is False

@@ -43,7 +43,10 @@ _item = st.fixed_dictionaries(
         "arguments": st.text(max_size=5) | _json,
         "output": st.text(max_size=5) | _json,
         "summary": _json,
-        "encrypted_content": st.sampled_from(["llmrelay.v1.", "llmrelay.v1.e30=", "gAAA"]) | _json,
+        "encrypted_content": st.sampled_from(
+            ["llmrelay.v1.", "llmrelay.v1.e30=", "llmrelay.v2.e30.x", "llmrelay.v2.", "gAAA"]
+        )
+        | _json,
         "id": _json,
     },
 )

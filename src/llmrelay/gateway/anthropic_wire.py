@@ -29,9 +29,16 @@ from ..types import (
     TextPart,
     ToolCall,
 )
+from .media import check_media_url
 from .wire import GatewayCall, HttpError, usage_of
 
-__all__ = ["StreamWriter", "error_body", "parse_messages_request", "render_response"]
+__all__ = [
+    "StreamWriter",
+    "error_body",
+    "parse_count_tokens_request",
+    "parse_messages_request",
+    "render_response",
+]
 
 _KNOWN = frozenset(
     {
@@ -76,7 +83,7 @@ def _cache(block: Mapping[str, Any]) -> dict[str, Any] | None:
     return dict(cc)
 
 
-def _source_part(block: Mapping[str, Any], what: str) -> ContentPart:
+def _source_part(block: Mapping[str, Any], what: str, policy: str) -> ContentPart:
     src = block.get("source")
     if not isinstance(src, Mapping):
         raise InvalidRequestError(f"{what} needs a `source` object")
@@ -99,6 +106,7 @@ def _source_part(block: Mapping[str, Any], what: str) -> ContentPart:
         url = src.get("url")
         if not isinstance(url, str):
             raise InvalidRequestError(f"{what}: a url source needs `url` as a string")
+        check_media_url(url, policy, f"{what}.source.url")
         return (
             ImagePart(url=url) if is_image else DocumentPart(url=url, cache_control=_cache(block))
         )
@@ -124,7 +132,7 @@ def _text_of(content: Any, what: str) -> str:
     raise InvalidRequestError(f"{what} must be a string or a list of text blocks")
 
 
-def _messages(raw: list[Any]) -> list[Message]:
+def _messages(raw: list[Any], media: str) -> list[Message]:
     out: list[Message] = []
     for i, m in enumerate(raw):
         where = f"messages[{i}]"
@@ -154,7 +162,7 @@ def _messages(raw: list[Any]) -> list[Message]:
                     raise InvalidRequestError(f"{what}: a text block needs `text` as a string")
                 parts.append(TextPart(text, cache_control=_cache(b)))
             elif t in ("image", "document"):
-                parts.append(_source_part(b, what))
+                parts.append(_source_part(b, what, media))
             elif t == "tool_use" and role == "assistant":
                 tid, name = b.get("id"), b.get("name")
                 if not isinstance(tid, str) or not isinstance(name, str):
@@ -252,8 +260,9 @@ def _effort(thinking: Any) -> str | None:
     raise InvalidRequestError(f"thinking.type {shown(kind)} is not enabled, adaptive or disabled")
 
 
-def parse_messages_request(body: Any) -> GatewayCall:
-    """The call a Messages body asks for; ``InvalidRequestError`` naming the field."""
+def parse_messages_request(body: Any, *, media: str = "https") -> GatewayCall:
+    """The call a Messages body asks for; ``InvalidRequestError`` naming the field.
+    ``media``: which image and document URLs may be forwarded (``[server] media_urls``)."""
     if not isinstance(body, Mapping):
         raise InvalidRequestError("the request body must be a JSON object")
     if body.get("top_k") is not None:
@@ -299,7 +308,7 @@ def parse_messages_request(body: Any) -> GatewayCall:
                 messages.append(Message("system", blocks))
         else:
             raise InvalidRequestError("system must be a string or a list of text blocks")
-    messages.extend(_messages(raw))
+    messages.extend(_messages(raw, media))
     params: dict[str, Any] = {"max_tokens": max_tokens}
     for src, dst in (
         ("temperature", "temperature"),
@@ -323,6 +332,14 @@ def parse_messages_request(body: Any) -> GatewayCall:
     if isinstance(meta, Mapping) and isinstance(meta.get("user_id"), str):
         params["user"] = meta["user_id"]
     return GatewayCall(model=model, messages=messages, params=params, stream=stream)
+
+
+def parse_count_tokens_request(body: Any) -> GatewayCall:
+    """A ``count_tokens`` body: a Messages body without ``max_tokens``. Media URLs are not
+    checked: counting fetches nothing and sends nothing upstream."""
+    if isinstance(body, dict):
+        body = {"max_tokens": 1, **body}
+    return parse_messages_request(body, media="any")
 
 
 # --------------------------------------------------------------------------- answers

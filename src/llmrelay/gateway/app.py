@@ -20,7 +20,7 @@ import orjson
 from aiohttp import web
 
 from ..client import Client
-from ..errors import ConfigurationError, ContentFilteredError, InvalidRequestError, LLMRelayError
+from ..errors import ConfigurationError, ContentFilteredError, LLMRelayError
 from ..providers.aliases import lookup
 from ..providers.resolve import known_aliases
 from ..types import Response, StreamChunk
@@ -32,8 +32,10 @@ from .access import loopback_host as _loopback_host
 from .access import metrics_refusal
 from .access import same_secret as _same
 from .keys import KeyCache, KeyStore, VirtualKey
+from .media import with_media
 from .observe import prometheus_text, readiness
 from .policy import KeyBudgets, KeyRateLimiter
+from .sealing import Sealer
 from .sse import EventStream, Frames
 from .wire import GatewayCall, HttpError, check_model, http_error, json_body, new_request_id
 
@@ -76,6 +78,10 @@ class GatewaySettings:
     metrics_public: bool = False
     #: The event loop: ``"asyncio"`` or ``"uvloop"`` (installed by ``llmrelay[gateway]``).
     loop: str = "asyncio"
+    #: Image/file URLs forwarded to the upstream: ``https`` | ``none`` | ``any`` (``media``).
+    media_urls: str = "https"
+    #: ``LLMRELAY_SIGNING_SECRET``: signs reasoning items (else the admin key; ``sealing``).
+    signing_secret: str | None = field(default=None, repr=False)
 
 
 def check_bind(settings: GatewaySettings) -> None:
@@ -156,6 +162,11 @@ class Gateway:
         #: Model names check_model passed (it resolves the name and reads the environment:
         #: both fixed for a worker's life), at most 4,096 of them.
         self._checked: set[str] = set()
+        media = settings.media_urls
+        self._parse_chat = with_media(openai_wire.parse_chat_request, media)
+        self._parse_messages = with_media(anthropic_wire.parse_messages_request, media)
+        self._parse_resp = with_media(responses_wire.parse_responses_request, media)
+        self.sealer = Sealer(settings.signing_secret or settings.admin_key)
 
     # ------------------------------------------------------------------ the application
 
@@ -332,9 +343,8 @@ class Gateway:
         except _Unauthorized as exc:
             out = self._error(wire, exc.error, request_id)
         except LLMRelayError as exc:
-            err = http_error(exc)
-            if isinstance(exc, InvalidRequestError) and isinstance(exc.body, dict):
-                err.param = exc.body.get("param")
+            err = http_error(exc)  # param: the field as the engine names it, then the wire
+            err.param = openai_wire.error_param(wire, err.param)
             out = self._error(wire, err, request_id)
         self._count(who, self._model_label(model, out.status), out.status, time.perf_counter() - t0)
         return out
@@ -361,9 +371,7 @@ class Gateway:
     # ------------------------------------------------------------------ OpenAI
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
-        return await self._serve(
-            request, "openai", openai_wire.parse_chat_request, self._openai_answer
-        )
+        return await self._serve(request, "openai", self._parse_chat, self._openai_answer)
 
     async def _openai_answer(
         self, request: web.Request, call: GatewayCall, opts: dict[str, Any], request_id: str
@@ -457,9 +465,7 @@ class Gateway:
     # ------------------------------------------------------------------ Anthropic
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
-        return await self._serve(
-            request, "anthropic", anthropic_wire.parse_messages_request, self._anthropic_answer
-        )
+        return await self._serve(request, "anthropic", self._parse_messages, self._anthropic_answer)
 
     async def _anthropic_answer(
         self, request: web.Request, call: GatewayCall, opts: dict[str, Any], request_id: str
@@ -490,7 +496,7 @@ class Gateway:
         request_id = new_request_id()
         try:
             caller = await self._authenticate(request)
-            call = await self._parse(request, _count_tokens_request)
+            call = await self._parse(request, anthropic_wire.parse_count_tokens_request)
             if caller.key is not None:
                 _check_allowed(caller.key, call.model)
             from ..catalog.tokens import count_message_tokens
@@ -513,21 +519,23 @@ class Gateway:
     # ------------------------------------------------------------------ Responses
 
     async def responses(self, request: web.Request) -> web.StreamResponse:
-        return await self._serve(
-            request, "openai", responses_wire.parse_responses_request, self._responses_answer
-        )
+        return await self._serve(request, "responses", self._parse_resp, self._responses_answer)
 
     async def _responses_answer(
         self, request: web.Request, call: GatewayCall, opts: dict[str, Any], request_id: str
     ) -> web.StreamResponse:
         base = request_id[4:]
         echo = call.echo if isinstance(call, responses_wire.ResponsesCall) else {}
+        seal = self.sealer.bind(call, opts)  # replayed reasoning items checked: 400 if not ours
         if call.stream:
-            writer = responses_stream.StreamWriter(base, call.model, echo)
+            writer = responses_stream.StreamWriter(base, call.model, echo, seal)
             return await self._sse(request, request_id, call, opts, writer)
         resp, refusal = await self._achat(call, opts)
+        body = responses_wire.render_response(
+            resp, call.model, base, echo, seal=seal, refusal=refusal
+        )
         return web.Response(
-            body=responses_wire.render_response(resp, call.model, base, echo, refusal=refusal),
+            body=body,
             content_type="application/json",
             headers={"x-request-id": request_id, **self._trace_headers(request, resp)},
         )
@@ -588,10 +596,3 @@ class Gateway:
             return self._error("openai", refused, new_request_id())
         text = prometheus_text(self.stats, self.in_flight)
         return web.Response(text=text, content_type="text/plain")
-
-
-def _count_tokens_request(body: Any) -> GatewayCall:
-    """A ``count_tokens`` body: a Messages body without ``max_tokens``."""
-    if isinstance(body, dict):
-        body = {"max_tokens": 1, **body}
-    return anthropic_wire.parse_messages_request(body)

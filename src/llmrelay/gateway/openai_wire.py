@@ -17,12 +17,15 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidRequestError, shown
-from ..types import Message, Response, StreamChunk, normalize_messages
+from ..types import Message, ReasoningPart, Response, StreamChunk, normalize_messages
+from ..types.request import _plain_messages
+from .media import check_media_url
 from .wire import GatewayCall, HttpError, usage_of
 
 __all__ = [
     "IGNORED",
     "StreamWriter",
+    "error_param",
     "parse_chat_request",
     "render_chunk",
     "render_response",
@@ -59,8 +62,9 @@ _FINISH = {
 }
 
 
-def parse_chat_request(body: Any) -> GatewayCall:
-    """The call a Chat Completions body asks for; ``InvalidRequestError`` naming the field."""
+def parse_chat_request(body: Any, *, media: str = "https") -> GatewayCall:
+    """The call a Chat Completions body asks for; ``InvalidRequestError`` naming the field.
+    ``media``: which image and file URLs may be forwarded (``[server] media_urls``)."""
     if not isinstance(body, Mapping):
         raise InvalidRequestError("the request body must be a JSON object")
     unknown = sorted(k for k in body if k not in _KNOWN)
@@ -71,27 +75,31 @@ def parse_chat_request(body: Any) -> GatewayCall:
         )
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise InvalidRequestError("`model` is required: the name of a model or alias")
+        raise _bad("`model` is required: the name of a model or alias", "model")
     n = body.get("n", 1)
     if n not in (1, None):
-        raise InvalidRequestError(f"n={shown(n)} is not supported; ask for one choice (n=1)")
+        raise _bad(f"n={shown(n)} is not supported; ask for one choice (n=1)", "n")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
-        raise InvalidRequestError(f"`stream` must be true or false, not {shown(stream)}")
+        raise _bad(f"`stream` must be true or false, not {shown(stream)}", "stream")
     opts = body.get("stream_options")
     include_usage = False
     if opts is not None:
         if not isinstance(opts, Mapping) or not isinstance(opts.get("include_usage", False), bool):
-            raise InvalidRequestError(
-                "stream_options must be an object like {'include_usage': true}"
+            raise _bad(
+                "stream_options must be an object like {'include_usage': true}", "stream_options"
             )
         include_usage = bool(opts.get("include_usage", False))
-    if "max_tokens" in body and "max_completion_tokens" in body:
-        raise InvalidRequestError("give max_tokens or max_completion_tokens, not both")
+    if "max_completion_tokens" in body:
+        _check_max_completion_tokens(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise InvalidRequestError("`messages` must be a non-empty list of messages")
-    msgs: list[Message] = normalize_messages(messages)
+        raise _bad("`messages` must be a non-empty list of messages", "messages")
+    # The common call, text messages only, as normalize_messages reads it first; anything
+    # else is read in full, and its media URLs checked.
+    msgs = _plain_messages(messages)
+    if msgs is None:
+        msgs = _full_messages(messages, media)
     params: dict[str, Any] = {}
     for field, name in _PARAMS.items():
         v = body.get(field)
@@ -104,6 +112,62 @@ def parse_chat_request(body: Any) -> GatewayCall:
     return GatewayCall(
         model=model, messages=msgs, params=params, stream=stream, include_usage=include_usage
     )
+
+
+def _bad(message: str, param: str) -> InvalidRequestError:
+    return InvalidRequestError(message, body={"param": param})
+
+
+def _check_max_completion_tokens(body: Mapping[str, Any]) -> None:
+    """``max_completion_tokens`` is checked here, so an error names it (the engine knows it as
+    ``max_tokens``)."""
+    if "max_tokens" in body:
+        raise _bad("give max_tokens or max_completion_tokens, not both", "max_completion_tokens")
+    v = body["max_completion_tokens"]
+    if v is not None and (type(v) is not int or v < 1):
+        raise _bad(
+            f"max_completion_tokens must be a positive integer, not {shown(v)}",
+            "max_completion_tokens",
+        )
+
+
+def _full_messages(messages: list[Any], media: str) -> list[Message]:
+    try:
+        msgs: list[Message] = normalize_messages(messages)
+    except InvalidRequestError as exc:
+        raise _bad(exc.message, "messages") from None
+    for i, m in enumerate(msgs):  # one Message per message, one part per part
+        if m.content.__class__ is list:
+            _check_parts(m.content, messages[i], i, media)
+    return msgs
+
+
+def _check_parts(parts: list[Any], raw: Any, i: int, media: str) -> None:
+    """Refuse a part's URL that ``media`` does not allow, naming the field as it was sent, and
+    reasoning parts: llmrelay's own shape, not OpenAI's, they would replay a provider's
+    signature or encrypted content unchecked (``/v1/responses`` signs what it hands out)."""
+    for j, p in enumerate(parts):
+        if p.__class__ is ReasoningPart:
+            raise _bad(
+                f"messages[{i}].content[{j}]: reasoning parts are not part of the Chat "
+                "Completions API; replay reasoning through /v1/responses (its reasoning items) "
+                "or /v1/messages (thinking blocks)",
+                f"messages[{i}].content[{j}]",
+            )
+        url = getattr(p, "url", None) if media != "any" else None
+        if url is None:
+            continue
+        sent = raw["content"][j] if isinstance(raw, Mapping) else None
+        kind = sent.get("type") if isinstance(sent, Mapping) else None
+        where = f"messages[{i}].content[{j}]"
+        if kind == "image_url":
+            inner = sent.get("image_url") if isinstance(sent, Mapping) else None
+            where += ".image_url.url" if isinstance(inner, Mapping) else ".image_url"
+        elif kind == "file":
+            where += ".file.file_data"
+        else:
+            where += ".url"
+        check_media_url(url, media, where)
 
 
 # --------------------------------------------------------------------------- answers
@@ -239,6 +303,24 @@ def stream_tail(
     if include_usage and resp is not None:
         out += _frame({**_chunk_obj(call_id, model, created, []), "usage": _usage(resp)})
     return out + b"data: [DONE]\n\n"
+
+
+#: Engine parameter names another OpenAI wire spells differently (``_serve``'s ``wire``).
+_WIRE_NAMES: dict[str, dict[str, str]] = {
+    "responses": {
+        "max_tokens": "max_output_tokens",
+        "response_format": "text",
+        "reasoning_effort": "reasoning",
+    },
+}
+
+
+def error_param(wire: str, param: Any) -> str | None:
+    """The request field an error's ``param`` (the engine's name for it) is on ``wire``."""
+    if not isinstance(param, str) or not param:
+        return None
+    names = _WIRE_NAMES.get(wire)
+    return param if names is None else names.get(param, param)
 
 
 def error_body(status: int, message: str, code: str | None, param: str | None = None) -> bytes:

@@ -5,7 +5,7 @@ typed events (``response.created`` ... ``response.completed``), the items built 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -16,7 +16,6 @@ from .responses_wire import (
     message_item,
     reasoning_item,
     response_obj,
-    seal,
     status_of,
 )
 from .wire import HttpError
@@ -41,10 +40,19 @@ class StreamWriter:
         "created",
         "echo",
         "model",
+        "seal",
     )
 
-    def __init__(self, base: str, model: str, echo: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        base: str,
+        model: str,
+        echo: Mapping[str, Any],
+        seal: Callable[[ReasoningPart], str],
+    ) -> None:
         self.base = base
+        #: Signs a reasoning item's ``encrypted_content`` for the caller (``Sealer.bind``).
+        self.seal = seal
         self.model = model
         self.echo = echo
         self.created = int(time.time())
@@ -163,7 +171,7 @@ class StreamWriter:
             return b""
         out = self._close() + self._close_calls()
         if kind == "reasoning":
-            item = reasoning_item(f"rs_{self.base}_{self._reasoning_k}", None, "")
+            item = reasoning_item(f"rs_{self.base}_{self._reasoning_k}", None, "", self.seal)
             self._reasoning_k += 1
         else:
             n = sum(1 for it in self._items if it["type"] == "message")
@@ -214,7 +222,7 @@ class StreamWriter:
         assert self._open is not None
         item = self._items[self._open]
         if p.signature or p.data or p.id:
-            item["encrypted_content"] = seal(p)
+            item["encrypted_content"] = self.seal(p)
         return out + self._close()
 
     def _text(self, text: str) -> bytes:

@@ -14,16 +14,15 @@ answers. The gateway keeps nothing between calls: ``previous_response_id``, ``co
 tools (web search, file search, ...), which only OpenAI runs. Any model answers: a Claude or
 Gemini alias comes back as ``output`` items. A reasoning item's ``encrypted_content`` carries
 what the model behind needs replayed (an Anthropic thinking signature, a redacted block, an
-OpenAI reasoning item's id and encrypted content), so a tool loop with reasoning round-trips
-through the gateway whatever model answers.
+OpenAI reasoning item's id and encrypted content), signed for the caller's tenant
+(:mod:`.sealing`), so a tool loop with reasoning round-trips through the gateway whatever model
+answers.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,6 +31,8 @@ import orjson
 from ..errors import InvalidRequestError, shown
 from ..providers.adapters.openai_responses_output import WIRE, Output
 from ..types import Message, ReasoningPart, Response, TextPart, normalize_messages
+from .media import check_media_url
+from .sealing import read_sealed
 from .wire import GatewayCall, usage_of
 
 __all__ = [
@@ -42,7 +43,6 @@ __all__ = [
     "reasoning_item",
     "render_response",
     "response_obj",
-    "seal",
     "status_of",
 ]
 
@@ -87,8 +87,6 @@ _KNOWN = frozenset(
         *_STATEFUL,
     }
 )
-#: What a reasoning item's ``encrypted_content`` starts with when the gateway wrote it.
-_SEALED = "llmrelay.v1."
 
 
 @dataclass(slots=True)
@@ -96,6 +94,9 @@ class ResponsesCall(GatewayCall):
     """A Responses call, with the request fields its answer echoes."""
 
     echo: dict[str, Any] = field(default_factory=dict)
+    #: ``(where, encrypted_content)`` of the gateway-written reasoning items replayed: each
+    #: must pass ``Sealer.verify`` for the caller's tenant before the call is made.
+    sealed: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _bad(message: str, param: str) -> InvalidRequestError:
@@ -105,46 +106,22 @@ def _bad(message: str, param: str) -> InvalidRequestError:
 # --------------------------------------------------------------------------- reasoning items
 
 
-def seal(p: ReasoningPart) -> str:
-    """What the model behind needs of a reasoning part, as an opaque string."""
-    fields: dict[str, Any] = {
-        "p": p.provider,
-        "t": p.text,
-        "s": p.signature,
-        "d": p.data,
-        "i": p.id,
-    }
-    if p.redacted:
-        fields["r"] = True
-    packed = orjson.dumps({k: v for k, v in fields.items() if v not in (None, "")})
-    return _SEALED + base64.urlsafe_b64encode(packed).decode()
-
-
-def _unseal(sealed: str, where: str) -> ReasoningPart:
-    try:
-        f = orjson.loads(base64.urlsafe_b64decode(sealed[len(_SEALED) :]))
-        if not isinstance(f, dict):
-            raise ValueError
-        return ReasoningPart(
-            text=f.get("t") or "",
-            signature=f.get("s"),
-            data=f.get("d"),
-            id=f.get("i"),
-            provider=f.get("p"),
-            redacted=f.get("r") is True,
-        )
-    except (ValueError, binascii.Error, orjson.JSONDecodeError, InvalidRequestError):
-        raise _bad(
-            f"{where}.encrypted_content is not one this gateway wrote: replay reasoning items "
-            "as they came",
-            "input",
-        ) from None
-
-
-def _reasoning_part(item: Mapping[str, Any], where: str) -> ReasoningPart:
+def _reasoning_part(
+    item: Mapping[str, Any], where: str, sealed: list[tuple[str, str]]
+) -> ReasoningPart:
     enc = item.get("encrypted_content")
-    if isinstance(enc, str) and enc.startswith(_SEALED):
-        p = _unseal(enc, where)
+    if enc is not None and enc != "":
+        ours = read_sealed(enc, where) if isinstance(enc, str) else None
+        if ours is None:
+            # Only the gateway's own blobs are replayed: another one would reach the model
+            # unchecked (an OpenAI item's encrypted content taken from someone else's answer).
+            raise _bad(
+                f"{where}.encrypted_content is not one this gateway wrote: replay reasoning "
+                "items as the gateway returned them",
+                f"{where}.encrypted_content",
+            )
+        p, signed = ours
+        sealed.append((where, signed))  # checked against the caller's tenant before sending
     else:
         for name in ("summary", "content"):
             if item.get(name) is not None and not isinstance(item[name], list):
@@ -166,7 +143,7 @@ def _reasoning_part(item: Mapping[str, Any], where: str) -> ReasoningPart:
 _USER_PARTS = {"input_text", "input_image", "input_file", "input_audio", "output_text", "text"}
 
 
-def _chat_part(p: Any, where: str) -> dict[str, Any]:
+def _chat_part(p: Any, where: str, media: str) -> dict[str, Any]:
     """A Responses content part as the Chat Completions part ``normalize_messages`` reads."""
     if not isinstance(p, Mapping) or p.get("type") not in _USER_PARTS:
         kind = p.get("type") if isinstance(p, Mapping) else None
@@ -184,6 +161,7 @@ def _chat_part(p: Any, where: str) -> dict[str, Any]:
                 "portable across providers)",
                 "input",
             )
+        check_media_url(url, media, f"{where}.image_url")
         detail = p.get("detail")
         return {"type": "image_url", "image_url": {"url": url, "detail": detail}}
     if t == "input_file":
@@ -199,9 +177,9 @@ def _chat_part(p: Any, where: str) -> dict[str, Any]:
     return {"type": "input_audio", "input_audio": p.get("input_audio")}
 
 
-def _content_message(role: str, content: Any, where: str) -> Message:
+def _content_message(role: str, content: Any, where: str, media: str) -> Message:
     if isinstance(content, list):
-        content = [_chat_part(p, f"{where}.content[{j}]") for j, p in enumerate(content)]
+        content = [_chat_part(p, f"{where}.content[{j}]", media) for j, p in enumerate(content)]
     elif not isinstance(content, str):
         raise _bad(f"{where}.content must be a string or a list of content parts", "input")
     try:
@@ -228,16 +206,17 @@ class _Assistant:
     reasoning item directly followed by a function call names it (``before_call``), so the
     turn goes on to the model in its order."""
 
-    def __init__(self) -> None:
+    def __init__(self, sealed: list[tuple[str, str]]) -> None:
         self.out = Output()
         self.parts: list[ReasoningPart] = []
+        self.sealed = sealed
         self._after_reasoning = False
 
     def add(self, item: Mapping[str, Any], where: str) -> None:
         kind = item.get("type")
         after_reasoning, self._after_reasoning = self._after_reasoning, kind == "reasoning"
         if kind == "reasoning":
-            self.parts.append(_reasoning_part(item, where))
+            self.parts.append(_reasoning_part(item, where, self.sealed))
             return
         if kind == "function_call":
             call_id = item.get("call_id")
@@ -264,7 +243,7 @@ class _Assistant:
         return Message("assistant", content, tool_calls=self.out.tool_calls or None)
 
 
-def _input(raw: Any) -> list[Message]:
+def _input(raw: Any, media: str, sealed: list[tuple[str, str]]) -> list[Message]:
     if isinstance(raw, str):
         if not raw:
             raise _bad("`input` is empty: give some text or input items", "input")
@@ -284,7 +263,7 @@ def _input(raw: Any) -> list[Message]:
         )
         if assistant_side:
             if turn is None:
-                turn = _Assistant()
+                turn = _Assistant(sealed)
             turn.add(item, where)
             continue
         if turn is not None:
@@ -296,7 +275,7 @@ def _input(raw: Any) -> list[Message]:
                     f"{where}.role must be user, assistant, system or developer, not {shown(role)}",
                     "input",
                 )
-            out.append(_content_message(role, item.get("content"), where))
+            out.append(_content_message(role, item.get("content"), where, media))
         elif kind == "function_call_output":
             call_id, output = item.get("call_id"), item.get("output")
             if not isinstance(call_id, str):
@@ -379,8 +358,9 @@ def _response_format(text: Any) -> dict[str, Any] | None:
     )
 
 
-def parse_responses_request(body: Any) -> ResponsesCall:
-    """The call a Responses body asks for; ``InvalidRequestError`` naming the field."""
+def parse_responses_request(body: Any, *, media: str = "https") -> ResponsesCall:
+    """The call a Responses body asks for; ``InvalidRequestError`` naming the field.
+    ``media``: which image URLs may be forwarded (``[server] media_urls``)."""
     if not isinstance(body, Mapping):
         raise InvalidRequestError("the request body must be a JSON object")
     unknown = sorted(k for k in body if k not in _KNOWN)
@@ -402,7 +382,8 @@ def parse_responses_request(body: Any) -> ResponsesCall:
             raise _bad("`instructions` must be a string", "instructions")
         if instructions:
             messages.append(Message("system", instructions))
-    messages.extend(_input(body.get("input")))
+    sealed: list[tuple[str, str]] = []
+    messages.extend(_input(body.get("input"), media, sealed))
     cap = body.get("max_output_tokens")
     if cap is not None and (type(cap) is not int or cap < 1):
         raise _bad(
@@ -446,7 +427,9 @@ def parse_responses_request(body: Any) -> ResponsesCall:
         "metadata": body.get("metadata") or {},
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
     }
-    return ResponsesCall(model=model, messages=messages, params=params, stream=stream, echo=echo)
+    return ResponsesCall(
+        model=model, messages=messages, params=params, stream=stream, echo=echo, sealed=sealed
+    )
 
 
 # --------------------------------------------------------------------------- answers
@@ -474,7 +457,10 @@ def status_of(resp: Response | None, refusal: bool) -> tuple[str, dict[str, str]
     return "completed", None
 
 
-def reasoning_item(rid: str, p: ReasoningPart | None, text: str) -> dict[str, Any]:
+def reasoning_item(
+    rid: str, p: ReasoningPart | None, text: str, seal: Callable[[ReasoningPart], str]
+) -> dict[str, Any]:
+    """A reasoning output item; ``seal`` (``Sealer.bind``) signs what a replay needs."""
     item: dict[str, Any] = {
         "id": rid,
         "type": "reasoning",
@@ -511,7 +497,9 @@ def call_item(fid: str, call_id: str, name: str, args: str, status: str) -> dict
     }
 
 
-def _output(resp: Response, base: str, refusal: str | None) -> list[dict[str, Any]]:
+def _output(
+    resp: Response, base: str, refusal: str | None, seal: Callable[[ReasoningPart], str]
+) -> list[dict[str, Any]]:
     """The answer's output items: a reasoning part that came right before a call
     (``before_call``) is followed by that call, as the model produced them; then the text, then
     the other calls."""
@@ -525,7 +513,7 @@ def _output(resp: Response, base: str, refusal: str | None) -> list[dict[str, An
         placed.add(i)
 
     for k, p in enumerate(parts):
-        out.append(reasoning_item(f"rs_{base}_{k}", p, p.text))
+        out.append(reasoning_item(f"rs_{base}_{k}", p, p.text, seal))
         if p.before_call is not None:
             i = next(
                 (i for i, t in enumerate(calls) if t.id == p.before_call and i not in placed),
@@ -534,7 +522,7 @@ def _output(resp: Response, base: str, refusal: str | None) -> list[dict[str, An
             if i is not None:
                 call(i)
     if not parts and resp.reasoning:
-        out.append(reasoning_item(f"rs_{base}_0", None, resp.reasoning))
+        out.append(reasoning_item(f"rs_{base}_0", None, resp.reasoning, seal))
     if resp.text or refusal is not None or not calls:
         out.append(message_item(f"msg_{base}_0", resp.text, refusal))
     for i in range(len(calls)):
@@ -578,9 +566,11 @@ def render_response(
     base: str,
     echo: Mapping[str, Any],
     *,
+    seal: Callable[[ReasoningPart], str],
     refusal: str | None = None,
 ) -> bytes:
-    """``resp`` as a ``response`` object (``refusal`` set: the model refused, in its words)."""
+    """``resp`` as a ``response`` object (``refusal`` set: the model refused, in its words;
+    ``seal`` signs reasoning items for the caller's tenant)."""
     status, details = status_of(resp, refusal is not None)
     obj = response_obj(
         base,
@@ -588,7 +578,7 @@ def render_response(
         int(time.time()),
         echo,
         status,
-        _output(resp, base, refusal),
+        _output(resp, base, refusal, seal),
         resp,
         details,
     )

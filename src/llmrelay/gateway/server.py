@@ -17,6 +17,10 @@
     log = true                     # the request log, as [log] configures it
     metrics_public = false         # true: GET /metrics without the admin key
     loop = "asyncio"               # or "uvloop" (pip install 'llmrelay[gateway]')
+    media_urls = "https"           # image/file URLs forwarded: https (public) | none | any
+
+``LLMRELAY_SIGNING_SECRET`` (else ``LLMRELAY_ADMIN_KEY``) signs the reasoning items
+``/v1/responses`` hands out (``sealing``): give every worker and host the same one.
 
 ``--workers N`` starts N processes on one port (``SO_REUSEPORT``); they share budgets, limits,
 breakers and the cache through ``LLMRELAY_REDIS_URL`` and keys (and the request log) through
@@ -36,6 +40,7 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from .app import Gateway, GatewaySettings, check_bind
+from .media import MEDIA_POLICIES
 from .policy import KeyBudgets, KeyRateLimiter
 
 __all__ = ["build_gateway", "run", "settings_from"]
@@ -53,6 +58,7 @@ _SERVER_KEYS = {
     "read_timeout",
     "metrics_public",
     "loop",
+    "media_urls",
 }
 
 
@@ -69,6 +75,7 @@ def settings_from(table: Mapping[str, Any], **overrides: Any) -> tuple[GatewaySe
     values.update({k: v for k, v in overrides.items() if v is not None})
     s = GatewaySettings(**values)
     s.admin_key = os.environ.get("LLMRELAY_ADMIN_KEY") or None
+    s.signing_secret = os.environ.get("LLMRELAY_SIGNING_SECRET") or None
     if not isinstance(s.port, int) or not 0 <= s.port < 65536:
         raise ConfigurationError(f"[server] port must be 0-65535, not {s.port!r}")
     if not isinstance(s.max_body_bytes, int) or s.max_body_bytes < 1024:
@@ -86,6 +93,11 @@ def settings_from(table: Mapping[str, Any], **overrides: Any) -> tuple[GatewaySe
     if s.loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
         raise ConfigurationError(
             "[server] loop = \"uvloop\" needs uvloop: pip install 'llmrelay[gateway]'"
+        )
+    if s.media_urls not in MEDIA_POLICIES:
+        raise ConfigurationError(
+            '[server] media_urls must be "https" (public https and data: URLs), "none" '
+            '(data: URLs only) or "any"'
         )
     if s.cache_scope not in ("team", "key", "shared"):
         raise ConfigurationError("[server] cache_scope must be team, key or shared")
@@ -177,6 +189,12 @@ def run(settings: GatewaySettings, *, workers: int = 1, log: bool = False) -> in
     where = f"http://{settings.host}:{settings.port}"
     note = "" if settings.admin_key else " (no LLMRELAY_ADMIN_KEY: loopback only)"
     sys.stderr.write(f"llmrelay gateway on {where} with {workers} worker(s){note}\n")
+    if workers > 1 and not (settings.signing_secret or settings.admin_key):
+        sys.stderr.write(
+            "note: without LLMRELAY_SIGNING_SECRET (or an admin key) each worker signs "
+            "/v1/responses reasoning items with its own secret: a replay reaching another "
+            "worker is refused\n"
+        )
     if workers <= 1:
         _worker(settings, log, False)
         return 0

@@ -191,7 +191,10 @@ def http_error(exc: BaseException) -> HttpError:
     if isinstance(exc, MissingAPIKeyError):
         return _upstream(exc)
     if isinstance(exc, UnsupportedCapabilityError | ConfigurationError):
-        return HttpError(400, "invalid_request", exc.message)
+        body = exc.body  # an InvalidRequestError's names the field: {"param": ...}
+        named = isinstance(exc, InvalidRequestError) and isinstance(body, dict)
+        param = body.get("param") if named else None
+        return HttpError(400, "invalid_request", exc.message, param=param)
     if isinstance(exc, StructuredOutputError):
         return HttpError(502, "invalid_output", exc.message)
     if isinstance(exc, RateLimitedError) and _ours(exc):

@@ -91,15 +91,17 @@ class _SharedExtra(dict[str, Any]):
 object.__setattr__(NO_PARAMS, "extra", _SharedExtra())
 
 
+def _bad(name: str, message: str) -> InvalidRequestError:
+    """The error for parameter ``name``: its ``body`` names it (``{"param": name}``), as the
+    gateway's OpenAI-shaped errors and anything else reading ``param`` show it."""
+    return InvalidRequestError(message, body={"param": name})
+
+
 def _number(name: str, v: Any, lo: float, hi: float) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float):
-        raise InvalidRequestError(
-            f"{name} must be a number between {lo:g} and {hi:g}, not {shown(v)}"
-        )
+        raise _bad(name, f"{name} must be a number between {lo:g} and {hi:g}, not {shown(v)}")
     if not finite(v) or not lo <= v <= hi:
-        raise InvalidRequestError(
-            f"{name}={shown(v)} is out of range; use a value from {lo:g} to {hi:g}"
-        )
+        raise _bad(name, f"{name}={shown(v)} is out of range; use a value from {lo:g} to {hi:g}")
     return float(v)
 
 
@@ -109,9 +111,11 @@ def build_params(values: Mapping[str, Any]) -> GenerationParams:
         return NO_PARAMS
     unknown = [k for k in values if k not in PARAM_NAMES and k != "extra"]
     if unknown:
-        raise InvalidRequestError(
-            f"unknown parameter(s) {', '.join(sorted(unknown))}; known parameters are "
-            f"{', '.join(sorted(PARAM_NAMES))}. Pass provider-specific fields as extra={{...}}"
+        listed = sorted(unknown)
+        raise _bad(
+            listed[0],
+            f"unknown parameter(s) {', '.join(listed)}; known parameters are "
+            f"{', '.join(sorted(PARAM_NAMES))}. Pass provider-specific fields as extra={{...}}",
         )
     out: dict[str, Any] = {}
     for k, v in values.items():
@@ -125,35 +129,36 @@ def build_params(values: Mapping[str, Any]) -> GenerationParams:
             out[k] = _number(k, v, -2.0, 2.0)
         elif k == "max_tokens":
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise InvalidRequestError(f"max_tokens must be a positive integer, not {shown(v)}")
+                raise _bad(k, f"max_tokens must be a positive integer, not {shown(v)}")
             out[k] = v
         elif k == "seed":
             if isinstance(v, bool) or not isinstance(v, int):
-                raise InvalidRequestError(f"seed must be an integer, not {shown(v)}")
+                raise _bad(k, f"seed must be an integer, not {shown(v)}")
             out[k] = v
         elif k == "stop":
             stops = (v,) if isinstance(v, str) else tuple(v) if isinstance(v, Sequence) else None
             if stops is None or not all(isinstance(s, str) and s for s in stops):
-                raise InvalidRequestError(
-                    f"stop must be a string or a list of strings, not {shown(v)}"
-                )
+                raise _bad(k, f"stop must be a string or a list of strings, not {shown(v)}")
             out[k] = stops
         elif k == "tools":
             if not isinstance(v, Sequence) or isinstance(v, str | bytes):
-                raise InvalidRequestError("tools must be a list of tools")
-            out[k] = tuple(Tool.coerce(t) for t in v)
+                raise _bad(k, "tools must be a list of tools")
+            try:
+                out[k] = tuple(Tool.coerce(t) for t in v)
+            except InvalidRequestError as exc:
+                raise _bad(k, exc.message) from None
         elif k == "tool_choice":
             if isinstance(v, Mapping):
                 fn = v.get("function")
                 name = fn.get("name") if isinstance(fn, Mapping) else v.get("name")
                 if not isinstance(name, str):
-                    raise InvalidRequestError(
-                        "a dict tool_choice must name the tool: {'name': 'my_tool'}"
-                    )
+                    raise _bad(k, "a dict tool_choice must name the tool: {'name': 'my_tool'}")
                 v = name
             if not isinstance(v, str) or not v:
-                raise InvalidRequestError(
-                    f"tool_choice must be 'auto', 'none', 'required' or a tool name, not {shown(v)}"
+                raise _bad(
+                    k,
+                    f"tool_choice must be 'auto', 'none', 'required' or a tool name, not "
+                    f"{shown(v)}",
                 )
             out[k] = v
         elif k == "response_format":
@@ -162,20 +167,22 @@ def build_params(values: Mapping[str, Any]) -> GenerationParams:
             elif v == "text":
                 v = {"type": "text"}
             if not isinstance(v, Mapping) or "type" not in v:
-                raise InvalidRequestError(
+                raise _bad(
+                    k,
                     "response_format must be 'json', 'text' or a dict with a 'type' "
-                    "(or pass response_model=<pydantic model> for structured output)"
+                    "(or pass response_model=<pydantic model> for structured output)",
                 )
             out[k] = dict(v)
         elif k == "user":
             if not isinstance(v, str):
-                raise InvalidRequestError(f"user must be a string, not {shown(v)}")
+                raise _bad(k, f"user must be a string, not {shown(v)}")
             out[k] = str.__str__(v)  # a plain copy of a str subclass: its methods never run
         elif k == "reasoning_effort":
             if not isinstance(v, str) or v not in REASONING_EFFORTS:
-                raise InvalidRequestError(
+                raise _bad(
+                    k,
                     f"reasoning_effort must be one of {', '.join(REASONING_EFFORTS)}, not "
-                    f"{shown(v)}"
+                    f"{shown(v)}",
                 )
             out[k] = v
         elif k == "prompt_cache_key":
@@ -183,25 +190,25 @@ def build_params(values: Mapping[str, Any]) -> GenerationParams:
                 v = str.__str__(v)
             if not isinstance(v, str) or not v or len(v) > MAX_PROMPT_CACHE_KEY:
                 got = f"a string of {len(v)} characters" if isinstance(v, str) else shown(v)
-                raise InvalidRequestError(
+                raise _bad(
+                    k,
                     "prompt_cache_key must be a non-empty string of at most "
                     f"{MAX_PROMPT_CACHE_KEY} characters, not {got}; hash a longer key "
-                    "(e.g. hashlib.sha256(key.encode()).hexdigest()[:32])"
+                    "(e.g. hashlib.sha256(key.encode()).hexdigest()[:32])",
                 )
             out[k] = v
         elif k == "extra":
             if not isinstance(v, Mapping) or not all(isinstance(key, str) for key in v):
-                raise InvalidRequestError(
-                    "extra must be a dict of provider-specific fields with string keys"
-                )
+                raise _bad(k, "extra must be a dict of provider-specific fields with string keys")
             out[k] = dict(v)
     tc = out.get("tool_choice")
     if tc is not None and tc not in ("auto", "none", "required"):
         names = {t.name for t in out.get("tools", ())}
         if tc not in names:
-            raise InvalidRequestError(
-                f"tool_choice names {tc!r}, which is not among the tools given"
-                + (f" ({', '.join(sorted(names))})" if names else "")
+            raise _bad(
+                "tool_choice",
+                f"tool_choice names {shown(tc)}, which is not among the tools given"
+                + (f" ({', '.join(sorted(names))})" if names else ""),
             )
     return GenerationParams(**out) if out else NO_PARAMS
 

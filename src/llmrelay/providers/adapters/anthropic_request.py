@@ -377,7 +377,8 @@ def _thinking(
             raise InvalidRequestError(
                 f"max_tokens {p.max_tokens} leaves no room for thinking: Anthropic's thinking "
                 f"budget is at least {MIN_BUDGET_TOKENS} tokens and must be below max_tokens; "
-                "raise max_tokens or set reasoning_effort='none'"
+                "raise max_tokens or set reasoning_effort='none'",
+                body={"param": "max_tokens"},
             )
         budget = max(MIN_BUDGET_TOKENS, p.max_tokens // 2)
         adjusted["reasoning_effort"] = (
@@ -479,8 +480,9 @@ def build_request(req: ChatRequest, dep: Deployment) -> HttpRequest:
         )
     elif rf_type not in (None, "text", "json_schema"):
         raise InvalidRequestError(
-            f"response_format type {rf_type!r} is not supported for Anthropic; use "
-            "'json_object', 'json_schema' or 'text'"
+            f"response_format type {shown(rf_type)} is not supported for Anthropic; use "
+            "'json_object', 'json_schema' or 'text'",
+            body={"param": "response_format"},
         )
     if p.temperature is not None:
         if p.temperature > 1.0:

@@ -161,6 +161,9 @@ class _ThinkingSlot:
     texts: list[str]
     signature: str | None
     data: str | None = None
+    #: Its ``content_block_stop`` came: later events for the block (a repeated stop, a late
+    #: delta from a hostile or broken upstream) are ignored, so a block ends once.
+    stopped: bool = False
 
     def part(self) -> ReasoningPart:
         if self.data is not None:
@@ -272,6 +275,8 @@ class AnthropicStream:
             )
             self._tools[index] = slot
             return [chunk(tool_calls=[ToolCallDelta(slot.ordinal, slot.id, name, "")])]
+        elif index in self._thinking:
+            return []  # a reasoning block's index started again: the first block stands
         elif kind == "thinking":
             text, sig = block.get("thinking"), block.get("signature")
             first = text if isinstance(text, str) and text else ""
@@ -313,12 +318,14 @@ class AnthropicStream:
             if isinstance(thinking, str) and thinking:
                 t = self._thinking.get(index) if isinstance(index, int) else None
                 if t is not None:
+                    if t.stopped:
+                        return []
                     t.texts.append(thinking)
                 return [chunk(reasoning=thinking)]
         elif kind == "signature_delta":
             sig = delta.get("signature")
             t = self._thinking.get(index) if isinstance(index, int) else None
-            if t is not None and isinstance(sig, str):
+            if t is not None and not t.stopped and isinstance(sig, str):
                 t.signature = (t.signature or "") + sig
         return []  # citations_delta, ...
 
@@ -328,7 +335,8 @@ class AnthropicStream:
         if s is not None and s.wrapped and index == self._answer_block:
             return [chunk(s.text_from_raw("".join(self._answer)))]
         t = self._thinking.get(index) if isinstance(index, int) else None
-        if t is not None:  # the finished block, signed or redacted, for relays to pass on
+        if t is not None and not t.stopped:  # the finished block, for relays to pass on
+            t.stopped = True
             return [chunk(reasoning_part=t.part())]
         return []
 

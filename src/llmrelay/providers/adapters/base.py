@@ -532,7 +532,8 @@ def json_schema_format(rf: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mappin
     if not isinstance(js, Mapping) or not isinstance(schema, Mapping):
         raise InvalidRequestError(
             "response_format of type 'json_schema' needs "
-            "{'json_schema': {'name': ..., 'schema': {...}}}"
+            "{'json_schema': {'name': ..., 'schema': {...}}}",
+            body={"param": "response_format"},
         )
     return js, schema
 

@@ -394,8 +394,9 @@ def _generation_config(
             gc["responseMimeType"] = "application/json"
         elif kind != "text":
             raise InvalidRequestError(
-                f"response_format type {kind!r} is not supported by Gemini; use 'text', "
-                "'json_object' or 'json_schema'"
+                f"response_format type {shown(kind)} is not supported by Gemini; use 'text', "
+                "'json_object' or 'json_schema'",
+                body={"param": "response_format"},
             )
     if p.reasoning_effort is not None:
         tc = _thinking(p.reasoning_effort, model, reasoning or thinking_map(model), adjusted)

@@ -262,7 +262,8 @@ def _text_format(rf: Mapping[str, Any]) -> dict[str, Any]:
         return {"type": kind}
     raise InvalidRequestError(
         f"the Responses API takes response_format of type 'json_schema', 'json_object' or "
-        f"'text', not {shown(kind)}"
+        f"'text', not {shown(kind)}",
+        body={"param": "response_format"},
     )
 
 
