@@ -77,22 +77,30 @@ class MemoryLedger:
     def reserve_now(self, entries: Sequence[tuple[str, float]], amount: float) -> int | None:
         """:meth:`reserve`, as a plain function."""
         spent, reserved = self._spent, self._reserved
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # ``with self._lock``, at half the cost
+        try:
             for i, (key, limit) in enumerate(entries):
                 if spent.get(key, 0.0) + reserved.get(key, 0.0) + amount > limit + 1e-12:
                     return i
             for key, _ in entries:
                 reserved[key] = reserved.get(key, 0.0) + amount
             return None
+        finally:
+            lock.release()
 
     def settle_now(self, keys: Sequence[str], reserved: float, actual: float) -> None:
         """:meth:`settle`, as a plain function."""
         spent, held = self._spent, self._reserved
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             for key in keys:
                 left = held.get(key, 0.0) - reserved
                 held[key] = left if left > 0.0 else 0.0  # ``max(0.0, left)``, NaN too
                 spent[key] = spent.get(key, 0.0) + actual
+        finally:
+            lock.release()
 
     async def spent(self, key: str) -> tuple[float, float]:
         with self._lock:
