@@ -12,13 +12,17 @@ does.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.layers import CallContext
-from ..reliability.budgets import BudgetLimit, Budgets
+from ..reliability.budgets import BudgetLimit, Budgets, CallEntries
 from ..reliability.ratelimit import Limits, RateLimiter
 from .keys import VirtualKey
+
+if TYPE_CHECKING:
+    from ..providers.table import Deployment
 
 __all__ = ["KeyBudgets", "KeyRateLimiter", "TeamBudget"]
 
@@ -32,8 +36,25 @@ class TeamBudget:
         self.limit = BudgetLimit(budget_usd, period, scope="tag:team", match=team)
 
 
+class _KeyHold:
+    """A key's record, its budget limit, and what applies to its calls (``call_entries``'
+    answer) on one UTC day for one team."""
+
+    __slots__ = ("limit", "plan", "record")
+
+    def __init__(self, record: VirtualKey, limit: BudgetLimit) -> None:
+        self.record = record
+        self.limit = limit
+        #: (UTC day number, team tag, the answer).
+        self.plan: tuple[float, str | None, CallEntries] = (math.nan, None, ((), (), ()))
+
+
 class KeyBudgets(Budgets):
-    """Budgets per virtual key and per team (see the module docstring)."""
+    """Budgets per virtual key and per team (see the module docstring).
+
+    A key's limit is held with what applies to its calls, remembered for the day: a call's
+    ledger entries are a few dict lookups, and no string is built but once a day (or when the
+    key's record changes)."""
 
     limits_per_call = True
 
@@ -46,7 +67,7 @@ class KeyBudgets(Budgets):
     ) -> None:
         super().__init__(list(static), **kw)
         self._static = tuple(static)
-        self._keys: dict[str, tuple[VirtualKey, BudgetLimit]] = {}
+        self._keys: dict[str, _KeyHold] = {}
         self._teams = {t: b.limit for t, b in (teams or {}).items()}
 
     def limit_for(self, key: VirtualKey) -> BudgetLimit | None:
@@ -55,12 +76,12 @@ class KeyBudgets(Budgets):
             self._keys.pop(key.id, None)
             return None
         held = self._keys.get(key.id)
-        if held is not None and held[0] is key:
-            return held[1]
+        if held is not None and held.record is key:
+            return held.limit
         lim = BudgetLimit(key.budget_usd, key.budget_period, scope="tag:vkey", match=key.id)
         if len(self._keys) > 100_000:
             self._keys.clear()
-        self._keys[key.id] = (key, lim)
+        self._keys[key.id] = _KeyHold(key, lim)
         return lim
 
     def applicable(self, ctx: CallContext) -> Sequence[BudgetLimit]:
@@ -68,11 +89,32 @@ class KeyBudgets(Budgets):
         out = list(self._static)
         held = self._keys.get(tags.get("vkey", ""))
         if held is not None:
-            out.append(held[1])
+            out.append(held.limit)
         team = tags.get("team")
         if team is not None and team in self._teams:
             out.append(self._teams[team])
         return out
+
+    def call_entries(self, dep: Deployment, ctx: CallContext, now: float) -> CallEntries:
+        """``Budgets.call_entries``, remembered with the key for the day: without static
+        limits, what applies to a call of a key with a budget depends only on the key's limit
+        (whose ``match`` is the key id it is held under), the call's team and the day."""
+        tags = ctx.opts.tags  # ``ctx.tags``
+        if not tags or self._static:
+            return super().call_entries(dep, ctx, now)
+        vkey = tags.get("vkey")
+        held = self._keys.get(vkey) if vkey is not None else None
+        if held is None:
+            return super().call_entries(dep, ctx, now)
+        day = now // 86400.0
+        team = tags.get("team")
+        plan = held.plan
+        if plan[0] == day and plan[1] == team:
+            return plan[2]
+        entries, applied, keys = super().call_entries(dep, ctx, now)
+        answer = (tuple(entries), tuple(applied), tuple(keys))
+        held.plan = (day, team, answer)
+        return answer
 
 
 class KeyRateLimiter(RateLimiter):

@@ -47,18 +47,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
-import orjson
-
-from ..catalog.costs import _default_registry, estimate_request_cost, highest_rates
+from ..catalog.costs import estimate_request_cost
 from ..errors import BudgetExceededError, ConfigurationError, bad_number
 from ..errors import shown as shown_arg
 from ..state.base import key_id
-from ..types import AudioPart, DocumentPart, ImagePart, ReasoningPart, TextPart
-from ..types.embed_request import EmbedRequest
+from .budgets_bound import bound_request_cost, catalog_registry, prompt_token_bound
 from .budgets_ledger import Ledger, MemoryLedger, default_ledger
 
 if TYPE_CHECKING:
-    from ..catalog.model_registry import LLMRegistry
     from ..core.layers import CallContext
     from ..providers.table import Deployment
     from ..types import ChatRequest
@@ -66,10 +62,12 @@ if TYPE_CHECKING:
 __all__ = [
     "BudgetLimit",
     "Budgets",
+    "CallEntries",
     "Ledger",
     "MemoryLedger",
     "Reservation",
     "bound_request_cost",
+    "limit_entries",
     "prompt_token_bound",
 ]
 
@@ -180,116 +178,29 @@ class Reservation:
     mark_tokens: int = 0
 
 
+_new = object.__new__
+
+
+def _holding(keys: list[str], amount: float, limits: list[BudgetLimit]) -> Reservation:
+    """``Reservation(keys, amount, limits, held=dict.fromkeys(keys, amount), current=keys)``
+    without its ``__init__`` frame (``tests/reliability/test_budgets_cache.py`` holds the two
+    equal): the first candidate's reservation, made."""
+    r: Reservation = _new(Reservation)
+    r.keys = r.current = keys
+    r.amount = amount
+    r.limits = limits
+    r.held = dict.fromkeys(keys, amount)
+    r.spent = {}
+    r.mark_usd = 0.0
+    r.mark_tokens = 0
+    return r
+
+
+#: What applies to a call (:meth:`Budgets.call_entries`): the ledger entries ``(key, limit in
+#: dollars)``, their limits and their keys.
+CallEntries = tuple[Sequence[tuple[str, float]], Sequence[BudgetLimit], Sequence[str]]
+
 Estimator = Callable[["ChatRequest", "Deployment"], "float | None"]
-
-#: The bound's allowances, in tokens, for what a prompt holds beyond its text's bytes. A
-#: message: OpenAI's format spends 3 tokens plus the role's; the others a few special tokens.
-_PER_MESSAGE = 8
-_PRIMING = 8
-#: Each tool definition and the schema of ``response_format`` are bounded by their JSON's bytes
-#: plus this; a list of tools by this more (Anthropic's tool-use system prompt is 346 tokens).
-_PER_TOOL = 32
-_TOOLS = 512
-#: One image: above the documented per-image counts at the providers' default sizes (OpenAI
-#: 1,445 at high detail on tile-priced models, ~2,500 on patch-priced ones; Anthropic ~1,600;
-#: Gemini 258 per tile). gpt-4o-mini prices an image as ~36,000 tokens: the bound is short there.
-_IMAGE = 5_000
-#: One document: this plus twice its bytes (a PDF page costs its text and an image of it).
-_DOCUMENT = 5_000
-#: A tool, schema or ``extra`` value that is not JSON (the adapters refuse it before sending).
-_UNENCODABLE = 65_536
-
-
-def _utf8(s: str | None) -> int:
-    if not s:
-        return 0
-    return len(s) if s.isascii() else len(s.encode("utf-8", "surrogatepass"))
-
-
-def _json_bytes(value: Any) -> int:
-    try:
-        return len(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
-    except (TypeError, orjson.JSONEncodeError):
-        return _UNENCODABLE
-
-
-def prompt_token_bound(req: ChatRequest) -> int:
-    """An upper bound of a chat request's prompt tokens, for any provider, without a tokenizer:
-    the UTF-8 bytes of its text (no token is shorter than one byte) plus the allowances above
-    for message framing, tool calls, tool definitions, images and documents. See the module
-    docstring for why it holds."""
-    n = _PRIMING
-    for m in req.messages:
-        n += _PER_MESSAGE + _utf8(m.role) + _utf8(m.name) + _utf8(m.tool_call_id)
-        c = m.content
-        if isinstance(c, str):
-            n += _utf8(c)
-        elif c is not None:
-            for part in c:
-                if isinstance(part, TextPart):
-                    n += _utf8(part.text)
-                elif isinstance(part, ImagePart):
-                    n += _IMAGE
-                elif isinstance(part, DocumentPart):
-                    n += _DOCUMENT + 2 * len(part.data or b"") + 2 * _utf8(part.url)
-                elif isinstance(part, AudioPart):
-                    n += len(part.data)
-                elif isinstance(part, ReasoningPart):
-                    n += _utf8(part.text) + _utf8(part.signature) + _utf8(part.data)
-                else:  # a part type this bound does not know: the largest allowance
-                    n += _DOCUMENT + _UNENCODABLE
-        for tc in m.tool_calls or ():
-            n += _PER_MESSAGE + _utf8(tc.id) + _utf8(tc.name) + _utf8(tc.arguments)
-            n += _utf8(tc.signature)
-    p = req.params
-    if p.tools:
-        n += _TOOLS
-        for t in p.tools:
-            n += _PER_TOOL + _utf8(t.name) + _utf8(t.description) + _json_bytes(t.parameters)
-    if p.response_format:
-        n += _PER_TOOL + _json_bytes(p.response_format)
-    if p.extra:
-        n += _json_bytes(p.extra)
-    return n
-
-
-def bound_request_cost(
-    req: ChatRequest, dep: Deployment, *, registry: LLMRegistry | None = None
-) -> float | None:
-    """An upper bound of a call's cost for budget reservations (the default estimator):
-    :func:`prompt_token_bound` at the higher of the input and cache-write prices, plus
-    ``max_tokens`` (else the model's maximum output, else its context window) at the higher of
-    the output and reasoning prices -- the highest prices any time-of-day window of the day
-    sets (``highest_rates``: a call started off-peak and retried at peak is still covered).
-    None when the model or its price is unknown. An embeddings
-    request is its input tokens at the embedding model's price. No tokenizer is loaded.
-    ``registry`` prices it (default: the process-wide catalog)."""
-    if isinstance(req, EmbedRequest):
-        return estimate_request_cost(req, dep)
-    reg = registry or _default_registry()
-    rates = highest_rates(reg, dep.provider, dep.model)
-    if rates is None or rates.reason is not None:
-        return None
-    inp, outp = rates.input, rates.output
-    assert inp is not None
-    assert outp is not None
-    profile = reg.lookup(dep.provider, dep.model)
-    assert profile is not None
-    caps = profile.capabilities
-    out = req.params.max_tokens or caps.max_output_tokens or caps.max_context_window
-    if out is None:
-        return None
-    per_in = max(inp, rates.cache_write or 0.0)
-    per_out = max(outp, rates.reasoning or 0.0)
-    return prompt_token_bound(req) * per_in + out * per_out
-
-
-def _catalog_registry(ctx: CallContext) -> LLMRegistry | None:
-    """The registry of the call's engine catalog (None: the default one prices it)."""
-    from ..catalog.model_registry import LLMRegistry
-
-    reg = getattr(ctx.catalog, "registry", None)
-    return reg if isinstance(reg, LLMRegistry) else None
 
 
 class Budgets:
@@ -340,14 +251,25 @@ class Budgets:
         self.limits = list(limits)
         if ledger is None:
             ledger = default_ledger()  # Redis when configured (LLMRELAY_REDIS_URL), else memory
-        self.ledger: Ledger = ledger
-        #: An in-process ledger has no await point: its operations cannot be cut by a cancel.
-        self._local = type(ledger) is MemoryLedger
+        self.ledger = ledger
         self.estimator = estimator or bound_request_cost
         #: Our own estimate (not a caller's function): priced by the engine's own catalog.
         self._own_estimate = estimator is None
         self.unknown_cost = unknown_cost
         self.clock = clock
+
+    @property
+    def ledger(self) -> Ledger:
+        """Where spent and reserved dollars live."""
+        return self._ledger
+
+    @ledger.setter
+    def ledger(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        #: An in-process ledger has no await point: its operations cannot be cut by a cancel
+        #: (and are called as plain functions).
+        self._local = type(ledger) is MemoryLedger
+        self._memory = ledger if type(ledger) is MemoryLedger else None
 
     #: True in a subclass whose :meth:`applicable` builds the limits per call (so none need be
     #: given to the constructor).
@@ -358,6 +280,14 @@ class Budgets:
         them. A subclass with a limit per subject (the gateway's per-key budgets) returns only
         the call's own, so a call costs the same with ten keys or ten thousand."""
         return self.limits
+
+    def call_entries(self, dep: Deployment, ctx: CallContext, now: float) -> CallEntries:
+        """The ledger entries ``(key, limit in dollars)`` of the limits that apply to the call
+        at ``now``, those limits, and the entries' keys: each of :meth:`applicable` that
+        ``value_for`` gives a subject. (A subclass may answer from what it remembers, as the
+        gateway's does; the answer is only read.)"""
+        entries, applied = limit_entries(self.applicable(ctx), dep, ctx, now)
+        return entries, applied, [k for k, _ in entries]
 
     async def reserve(
         self, req: ChatRequest, dep: Deployment, ctx: CallContext
@@ -371,23 +301,16 @@ class Budgets:
         :class:`BudgetExceededError` when it would pass a limit. The common call (the first
         candidate answers) does exactly one ledger operation."""
         res: Reservation | None = ctx.reservation
-        now = self.clock()
-        entries: list[tuple[str, float]] = []
-        applied: list[BudgetLimit] = []
-        for lim in self.applicable(ctx):
-            v = lim.value_for(dep, ctx)
-            if v is not None:
-                entries.append((lim.ledger_key(v, now), float(lim.limit_usd)))
-                applied.append(lim)
+        entries, applied, keys = self.call_entries(dep, ctx, self.clock())
         if res is not None:
             _close_segment(res, ctx)
-            res.current = [k for k, _ in entries]
+            res.current = list(keys)
         if not entries:
             return res
         if self._own_estimate:  # priced by the engine's own catalog
-            estimate = bound_request_cost(req, dep, registry=_catalog_registry(ctx))
+            estimate = bound_request_cost(req, dep, registry=catalog_registry(ctx))
         elif self.estimator is estimate_request_cost:
-            estimate = estimate_request_cost(req, dep, registry=_catalog_registry(ctx))
+            estimate = estimate_request_cost(req, dep, registry=catalog_registry(ctx))
         else:
             estimate = self.estimator(req, dep)
         if estimate is None:
@@ -404,24 +327,31 @@ class Budgets:
             )
         if res is None:
             # The call's first reservation (the hot path): one ledger operation on all keys.
-            keys = [k for k, _ in entries]
-            res = Reservation([], 0.0, [], current=keys)
-            if ctx.cost is not None or ctx.usage.total_tokens:
+            # The reservation's own lists (a later candidate appends to them).
+            own, limits = list(keys), list(applied)
+            memory = self._memory
+            if memory is not None:  # no await point: nothing can cut it
+                failed = memory.reserve_now(entries, estimate)
+                res = (
+                    _holding(own, estimate, limits)
+                    if failed is None
+                    else Reservation([], 0.0, [], current=own)
+                )
+            else:
+                res = Reservation([], 0.0, [], current=own)
+            u = ctx.usage
+            if ctx.cost is not None or u.input_tokens + u.output_tokens:  # ``total_tokens``
                 _mark(res, ctx)
             ctx.reservation = res  # before any await: a cancelled call still settles it
-            first = res
+            if memory is None:
+                first = res
 
-            def hold_all(failed: int | None) -> None:
-                if failed is None:
-                    first.keys, first.limits, first.amount = keys, applied, estimate
-                    first.held = dict.fromkeys(keys, estimate)
+                def hold_all(failed: int | None) -> None:
+                    if failed is None:
+                        first.keys, first.limits, first.amount = own, limits, estimate
+                        first.held = dict.fromkeys(own, estimate)
 
-            op = self.ledger.reserve(entries, estimate)
-            if self._local:
-                failed = await op
-                hold_all(failed)
-            else:
-                failed = await self._ledger_op(op, hold_all)
+                failed = await self._ledger_op(self.ledger.reserve(entries, estimate), hold_all)
             if failed is not None:
                 await self._refuse(entries, applied, failed, estimate, dep, ctx)
             return res
@@ -452,8 +382,8 @@ class Budgets:
 
     async def _refuse(
         self,
-        entries: list[tuple[str, float]],
-        applied: list[BudgetLimit],
+        entries: Sequence[tuple[str, float]],
+        applied: Sequence[BudgetLimit],
         i: int,
         need: float,
         dep: Deployment,
@@ -489,17 +419,21 @@ class Budgets:
         if not res.spent and res.current == res.keys:
             # One candidate's keys, nothing spent before it (the usual call): every key holds
             # the same amount and is charged the same -- one ledger operation.
-            tokens = ctx.usage.total_tokens
-            usd = _known_usd(ctx)
-            if tokens == res.mark_tokens:
+            u = ctx.usage
+            if u.input_tokens + u.output_tokens == res.mark_tokens:  # ``total_tokens``
                 actual = 0.0  # no provider answered
-            elif usd is not None:
-                actual = max(usd - res.mark_usd, 0.0)
             else:
-                actual = res.amount  # tokens used at an unknown price: what was held
+                cost = ctx.cost  # ``_known_usd``, inline
+                if cost is not None and cost.known and cost.usd is not None:
+                    actual = max(cost.usd - res.mark_usd, 0.0)
+                else:
+                    actual = res.amount  # tokens used at an unknown price: what was held
             res.held = {}
-            op = self.ledger.settle(res.keys, res.amount, actual)
-            await (op if self._local else self._ledger_op(op))
+            memory = self._memory
+            if memory is not None:
+                memory.settle_now(res.keys, res.amount, actual)
+            else:
+                await self._ledger_op(self.ledger.settle(res.keys, res.amount, actual))
             return
         _close_segment(res, ctx)
         by_amounts: dict[tuple[float, float], list[str]] = {}
@@ -539,6 +473,20 @@ class Budgets:
         """Spent and reserved dollars of one budget in the current period."""
         spent, reserved = await self.ledger.spent(limit.ledger_key(value, self.clock()))
         return {"limit_usd": float(limit.limit_usd), "spent_usd": spent, "reserved_usd": reserved}
+
+
+def limit_entries(
+    limits: Sequence[BudgetLimit], dep: Deployment, ctx: CallContext, now: float
+) -> tuple[list[tuple[str, float]], list[BudgetLimit]]:
+    """The ledger entries of those of ``limits`` that apply to the call, and those limits."""
+    entries: list[tuple[str, float]] = []
+    applied: list[BudgetLimit] = []
+    for lim in limits:
+        v = lim.value_for(dep, ctx)
+        if v is not None:
+            entries.append((lim.ledger_key(v, now), float(lim.limit_usd)))
+            applied.append(lim)
+    return entries, applied
 
 
 def _retry_after(lim: BudgetLimit, spent: float, need: float, now: float) -> float | None:

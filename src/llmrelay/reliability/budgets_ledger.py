@@ -65,22 +65,42 @@ class MemoryLedger:
         self._lock = threading.Lock()
 
     async def reserve(self, entries: Sequence[tuple[str, float]], amount: float) -> int | None:
-        with self._lock:
-            for i, (key, limit) in enumerate(entries):
-                if (
-                    self._spent.get(key, 0.0) + self._reserved.get(key, 0.0) + amount
-                    > limit + 1e-12
-                ):
-                    return i
-            for key, _ in entries:
-                self._reserved[key] = self._reserved.get(key, 0.0) + amount
-            return None
+        return self.reserve_now(entries, amount)
 
     async def settle(self, keys: Sequence[str], reserved: float, actual: float) -> None:
-        with self._lock:
+        self.settle_now(keys, reserved, actual)
+
+    # ``Budgets`` calls these two directly (no coroutine to build and drive): with no await
+    # point, nothing can come between the check and the reservation but another thread, and
+    # the lock keeps that out.
+
+    def reserve_now(self, entries: Sequence[tuple[str, float]], amount: float) -> int | None:
+        """:meth:`reserve`, as a plain function."""
+        spent, reserved = self._spent, self._reserved
+        lock = self._lock
+        lock.acquire()  # ``with self._lock``, at half the cost
+        try:
+            for i, (key, limit) in enumerate(entries):
+                if spent.get(key, 0.0) + reserved.get(key, 0.0) + amount > limit + 1e-12:
+                    return i
+            for key, _ in entries:
+                reserved[key] = reserved.get(key, 0.0) + amount
+            return None
+        finally:
+            lock.release()
+
+    def settle_now(self, keys: Sequence[str], reserved: float, actual: float) -> None:
+        """:meth:`settle`, as a plain function."""
+        spent, held = self._spent, self._reserved
+        lock = self._lock
+        lock.acquire()
+        try:
             for key in keys:
-                self._reserved[key] = max(0.0, self._reserved.get(key, 0.0) - reserved)
-                self._spent[key] = self._spent.get(key, 0.0) + actual
+                left = held.get(key, 0.0) - reserved
+                held[key] = left if left > 0.0 else 0.0  # ``max(0.0, left)``, NaN too
+                spent[key] = spent.get(key, 0.0) + actual
+        finally:
+            lock.release()
 
     async def spent(self, key: str) -> tuple[float, float]:
         with self._lock:
