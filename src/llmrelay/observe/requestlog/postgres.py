@@ -146,7 +146,7 @@ def _no_nul(value: Any) -> Any:
 
 
 def _values(row: Sequence[Any], ts_index: int, json_at: Sequence[int]) -> tuple[Any, ...]:
-    v = list(row)
+    v = list(row[:])  # a namedtuple slice is a plain tuple: list() copies it at once
     v[ts_index] = _ts(v[ts_index])
     for i, x in enumerate(v):
         if isinstance(x, str) and "\x00" in x:

@@ -22,7 +22,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ...core.codec import dumps, messages_to_json
+import orjson
+
+from ...core.codec import json_default, messages_to_json
 from ..recorders import attempt_cost, call_cost
 
 if TYPE_CHECKING:
@@ -115,6 +117,13 @@ REQUEST_COLUMNS: tuple[str, ...] = RequestRow._fields
 ATTEMPT_COLUMNS: tuple[str, ...] = AttemptRow._fields
 
 
+#: The tags column: sorted keys, as ``core.codec.dumps(..., sort_keys=True)`` writes them.
+_SORTED = orjson.OPT_SORT_KEYS
+#: Builds a row from a tuple in column order without the namedtuple's Python ``__new__`` (its
+#: 25 keyword-capable arguments cost more than the rest of the row).
+_new = tuple.__new__
+
+
 def rows_from_record(
     rec: CallRecord, row_id: str | None = None
 ) -> tuple[RequestRow, list[AttemptRow]]:
@@ -125,66 +134,84 @@ def rows_from_record(
     u = rec.usage
     cost, known = call_cost(rec)
     tid, started = rec.trace_id, rec.started_at
-    attempts = []
+    attempts: list[AttemptRow] = []
     retries = 0
     for i, a in enumerate(rec.attempts, 1):
         provider, sep, model = a.deployment.partition("/")
         if not sep:
             provider, model = "", a.deployment
-        if a.is_retry:
+        if a.number > 1 and a.is_retry:  # a first attempt is never a retry
             retries += 1
         au = a.usage
         acost, aknown = attempt_cost(a)
+        if au is None:
+            a_in = a_out = a_cached = a_reasoning = 0
+        else:
+            a_in, a_out = au.input_tokens, au.output_tokens
+            a_cached, a_reasoning = au.cached_tokens, au.reasoning_tokens
         attempts.append(
-            AttemptRow(
-                f"{row_id}.{i}",
-                row_id,
-                tid,
-                started,
-                i,
-                provider,
-                model,
-                a.number,
-                a.outcome,
-                a.error,
-                a.status,
-                a.latency_s,
-                a.backoff_s,
-                a.reason,
-                a.message,
-                au.input_tokens if au is not None else 0,
-                au.output_tokens if au is not None else 0,
-                au.cached_tokens if au is not None else 0,
-                au.reasoning_tokens if au is not None else 0,
-                acost,
-                aknown,
+            _new(
+                AttemptRow,
+                (
+                    f"{row_id}.{i}",
+                    row_id,
+                    tid,
+                    started,
+                    i,
+                    provider,
+                    model,
+                    a.number,
+                    a.outcome,
+                    a.error,
+                    a.status,
+                    a.latency_s,
+                    a.backoff_s,
+                    a.reason,
+                    a.message,
+                    a_in,
+                    a_out,
+                    a_cached,
+                    a_reasoning,
+                    acost,
+                    aknown,
+                ),
             )
         )
-    req = RequestRow(
-        row_id,
-        tid,
-        started,
-        rec.alias,
-        rec.provider,
-        rec.model,
-        rec.outcome,
-        rec.error,
-        rec.status,
-        u.input_tokens,
-        u.output_tokens,
-        u.cached_tokens,
-        u.reasoning_tokens,
-        cost,
-        known,
-        rec.latency_s,
-        rec.time_to_first_token_s,
-        rec.cache_hit,
-        rec.stream,
-        len(attempts),
-        retries,
-        rec.tenant,
-        dumps(dict(rec.tags), sort_keys=True).decode() if rec.tags else "{}",
-        messages_to_json(rec.prompt) if rec.prompt is not None else None,
-        rec.response_text,
+    tags = rec.tags
+    if not tags:
+        tags_json = "{}"
+    else:
+        tags_json = orjson.dumps(
+            tags if type(tags) is dict else dict(tags), default=json_default, option=_SORTED
+        ).decode()
+    req = _new(
+        RequestRow,
+        (
+            row_id,
+            tid,
+            started,
+            rec.alias,
+            rec.provider,
+            rec.model,
+            rec.outcome,
+            rec.error,
+            rec.status,
+            u.input_tokens,
+            u.output_tokens,
+            u.cached_tokens,
+            u.reasoning_tokens,
+            cost,
+            known,
+            rec.latency_s,
+            rec.time_to_first_token_s,
+            rec.cache_hit,
+            rec.stream,
+            len(attempts),
+            retries,
+            rec.tenant,
+            tags_json,
+            messages_to_json(rec.prompt) if rec.prompt is not None else None,
+            rec.response_text,
+        ),
     )
     return req, attempts

@@ -147,7 +147,7 @@ class RequestLog:
             self._overflow += 1
             return
         q.append(rec)
-        if len(q) >= self.batch_size:
+        if len(q) >= self.batch_size and not self._wake.is_set():  # set() takes a lock
             self._wake.set()
 
     # ------------------------------------------------------------------ state
@@ -250,6 +250,7 @@ class RequestLog:
     def _drain(self) -> list[_Marker]:
         markers: list[_Marker] = []
         q, pending = self._queue, self._pending
+        token, ids = self._token, self._ids
         while True:
             try:
                 item = q.popleft()
@@ -259,10 +260,16 @@ class RequestLog:
                 item.target = self._seq_in
                 markers.append(item)
                 continue
-            unit = self._rows(item)
-            if unit is not None:
-                pending.append(unit)
-                self._seq_in += 1
+            try:
+                unit = rows_from_record(item, f"{token}{next(ids):010x}.{item.trace_id}")
+            except Exception as exc:  # e.g. content that cannot be encoded
+                logger.error(
+                    "request log: cannot build the rows of trace %s: %s", item.trace_id, exc
+                )
+                self.rejected += 1
+                continue
+            pending.append(unit)
+            self._seq_in += 1
         overflow, self._overflow = self._overflow, 0
         if overflow:
             self._note_dropped(overflow, "new calls were refused: the writer is behind")
@@ -273,14 +280,6 @@ class RequestLog:
             self._seq_out += excess
             self._note_dropped(excess, "dropping the oldest")
         return markers
-
-    def _rows(self, rec: CallRecord) -> Unit | None:
-        try:
-            return rows_from_record(rec, f"{self._token}{next(self._ids):010x}.{rec.trace_id}")
-        except Exception as exc:  # e.g. content that cannot be encoded
-            logger.error("request log: cannot build the rows of trace %s: %s", rec.trace_id, exc)
-            self.rejected += 1
-            return None
 
     def _note_dropped(self, n: int, how: str) -> None:
         self.dropped += n
@@ -296,7 +295,7 @@ class RequestLog:
     def _write_pending(self) -> None:
         while self._pending:
             pending = self._pending
-            units = [pending[i] for i in range(min(self.batch_size, len(pending)))]
+            units = list(itertools.islice(pending, self.batch_size))
             err = self._try(units)
             if err is not None:
                 if self._try([]) is not None:  # the store itself is down
