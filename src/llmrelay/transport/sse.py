@@ -136,6 +136,21 @@ class SSEDecoder:
                 return self._feed_slow(chunk)
             self._raw = chunk
             return []
+        if (
+            end == len(chunk) - 2
+            and chunk[:6] == b"data: "
+            and chunk.find(b"\n") == end
+            and end <= self._limit
+        ):
+            # The chunk is one single-line data event (how most upstreams send each one).
+            ev = _new(SSEEvent)
+            _set_data(ev, chunk[6:end].decode("utf-8", "replace"))
+            _set_event(ev, "message")
+            _set_id(ev, self._last_id)
+            _set_retry(ev, self._retry)
+            self._retry = None
+            self._raw = b""
+            return [ev]
         while end and chunk[end - 1] == 0x0A:  # the first of three or more LFs ends the text
             end -= 1
         rest = chunk[end + 2 :]
