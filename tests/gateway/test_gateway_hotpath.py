@@ -71,16 +71,23 @@ def _frames(out: _Out) -> Any:
     return sse.Frames(out)  # type: ignore[arg-type]
 
 
-async def test_frames_that_arrive_together_leave_in_one_write() -> None:
+async def _put(frames: Any, frame: bytes, nowait: bool) -> None:
+    """A frame added as the handler adds it (``add_nowait``, else ``add``) or by ``add``."""
+    if not (nowait and frames.add_nowait(frame)):
+        await frames.add(frame)
+
+
+@pytest.mark.parametrize("nowait", [False, True])
+async def test_frames_that_arrive_together_leave_in_one_write(nowait: bool) -> None:
     out = _Out()
     frames = _frames(out)
     for i in range(30):
-        await frames.add(b"f%d;" % i)
+        await _put(frames, b"f%d;" % i, nowait)
     assert out.writes == [b"f0;"]  # the first at once; the rest when the handler waits
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     assert out.writes == [b"f0;", b"".join(b"f%d;" % i for i in range(1, 30))]
-    await frames.add(b"late;")
+    await _put(frames, b"late;", nowait)
     await frames.close(b"end")
     assert out.eof in (b"late;end", b"end")
     assert (
@@ -89,7 +96,8 @@ async def test_frames_that_arrive_together_leave_in_one_write() -> None:
     )
 
 
-async def test_a_slow_client_holds_at_most_the_limit() -> None:
+@pytest.mark.parametrize("nowait", [False, True])
+async def test_a_slow_client_holds_at_most_the_limit(nowait: bool) -> None:
     out = _Out()
     out.block = asyncio.Event()
     frames = _frames(out)
@@ -101,7 +109,7 @@ async def test_a_slow_client_holds_at_most_the_limit() -> None:
     await asyncio.sleep(0)
     await asyncio.sleep(0)  # the write started and waits for the client
     held = 0
-    adding = asyncio.ensure_future(_fill(frames, big, 200))
+    adding = asyncio.ensure_future(_fill(frames, big, 200, nowait))
     for _ in range(50):
         await asyncio.sleep(0)
         held = max(held, frames._held)
@@ -113,21 +121,41 @@ async def test_a_slow_client_holds_at_most_the_limit() -> None:
     assert sum(map(len, out.writes)) + len(out.eof or b"") == 202 * len(big)
 
 
-async def _fill(frames: Any, frame: bytes, n: int) -> None:
+async def _fill(frames: Any, frame: bytes, n: int, nowait: bool) -> None:
     for _ in range(n):
-        await frames.add(frame)
+        await _put(frames, frame, nowait)
 
 
-async def test_a_failed_write_reaches_the_handler() -> None:
+@pytest.mark.parametrize("nowait", [False, True])
+async def test_a_failed_write_reaches_the_handler(nowait: bool) -> None:
     out = _Out()
     frames = _frames(out)
-    await frames.add(b"first")
+    await _put(frames, b"first", nowait)
     out.fail = ConnectionResetError("the client left")
-    await frames.add(b"a")
+    await _put(frames, b"a", nowait)
     await asyncio.sleep(0)
     await asyncio.sleep(0)
+    if nowait:
+        assert not frames.add_nowait(b"b")  # the failure is for ``add`` to raise
     with pytest.raises(ConnectionResetError):
         await frames.add(b"b")
+
+
+async def test_add_nowait_leaves_the_first_frame_and_a_full_buffer_to_add() -> None:
+    out = _Out()
+    frames = _frames(out)
+    assert not frames.add_nowait(b"first")  # written at once, with the headers, by add
+    assert out.writes == []
+    await frames.add(b"first")
+    assert frames.add_nowait(b"second")
+    assert not frames.add_nowait(b"x" * (sse._HOLD + 1))  # past the limit: add waits
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert out.writes == [b"first", b"second"]
+    assert frames.add_nowait(b"third")  # after a finished write, the next is scheduled
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert out.writes == [b"first", b"second", b"third"]
 
 
 def test_request_ids_are_unique_and_shaped_like_before() -> None:

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llmrelay.errors import ResponseTooLargeError
 from llmrelay.transport.sse import SSEDecoder, SSEEvent
 
 
@@ -326,3 +327,171 @@ def test_any_chunking_yields_the_same_events(
     cuts = data.draw(st.lists(st.integers(0, len(raw)), max_size=40))
     assert decode_split(raw, cuts) == whole
     assert bytewise(raw) == whole
+
+
+# --------------------------------------------------------------------------- fast path
+# Single-``data:``-line events and ``event:`` + ``data:`` pairs, LF-terminated, are cut from the
+# bytes directly; everything else is interpreted line by line. The property below compares the
+# decoder, under any chunking, with a whole-stream reading of the spec written out here.
+
+
+def reference(raw: bytes, limit: int | None = None) -> list[SSEEvent] | None:
+    """The events of a whole stream per the spec (None: a line or an event's data is over
+    ``limit`` characters)."""
+    text = raw.decode("utf-8", "replace").removeprefix("\ufeff")
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    unfinished = lines.pop()  # never interpreted, but limited too
+    if limit is not None and len(unfinished) > limit:
+        return None
+    out: list[SSEEvent] = []
+    data: list[str] = []
+    size = 0
+    name, last_id, retry = "", None, None
+    for line in lines:
+        if limit is not None and len(line) > limit:
+            return None
+        if not line:
+            if data:
+                out.append(SSEEvent("\n".join(data), name or "message", last_id, retry))
+                retry = None
+            data, size, name = [], 0, ""
+            continue
+        if line.startswith(":"):
+            continue
+        field, sep, value = line.partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if field == "data":
+            size += len(value) + 1
+            if limit is not None and size > limit:
+                return None
+            data.append(value)
+        elif field == "event":
+            name = value
+        elif field == "id" and "\x00" not in value:
+            last_id = value
+        elif field == "retry" and value.isascii() and value.isdigit():
+            retry = int(value)
+    return out
+
+
+_value = st.text(alphabet=_char, max_size=12).map(str.encode) | st.sampled_from(
+    [b"", b"[DONE]", b'{"a":"\xc3\xa9"}', b"\xff\xfe", b"\xe2\x82", b"x\x00y", b" lead"]
+)
+_block = st.one_of(
+    _value.map(lambda v: b"data: " + v),  # OpenAI
+    st.tuples(_value, _value).map(lambda p: b"event: " + p[0] + b"\ndata: " + p[1]),
+    _value.map(lambda v: b":" + v),  # a ping
+    st.sampled_from(
+        [
+            b"",
+            b"data:x",
+            b"data: a\ndata: b",
+            b"id: 7\ndata: i",
+            b"retry: 30\ndata: r",
+            b"retry: 5",
+            b"event: lonely",
+            b"data: a\r\ndata: b",
+            b"data: c\rdata: d",
+            b"data: e\n: ping\ndata: f",
+            b"data",
+            b"\n",
+            b"x" * 40,
+        ]
+    ),
+)
+
+
+@st.composite
+def fast_streams(draw: st.DrawFn) -> bytes:
+    """Streams mostly of the shapes the fast path takes, mixed with ones it hands over."""
+    blocks = draw(st.lists(_block, max_size=8))
+    seps = [
+        draw(st.sampled_from([b"\n\n", b"\n\n", b"\n\n\n", b"\r\n\r\n", b"\n\r\n"])) for _ in blocks
+    ]
+    raw = b"".join(b + s for b, s in zip(blocks, seps, strict=True))
+    raw += draw(st.sampled_from([b"", b"data: cut", b"data: cut\n", b": ping\n", b"\n", b"\xe2"]))
+    bom = draw(st.sampled_from([b"", b"", b"\xef\xbb\xbf", b"\xef\xbb"]))
+    return bom + raw
+
+
+def split_at(data: bytes, cuts: list[int], limit: int | None = None) -> list[SSEEvent] | None:
+    d = SSEDecoder() if limit is None else SSEDecoder(limit)
+    out: list[SSEEvent] = []
+    prev = 0
+    try:
+        for cut in [*sorted(set(cuts)), len(data)]:
+            out += d.feed(data[prev:cut])
+            prev = cut
+    except ResponseTooLargeError:
+        return None
+    return out + d.flush()
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=fast_streams(), data=st.data())
+def test_fast_path_matches_the_spec_for_any_chunking(raw: bytes, data: st.DataObject) -> None:
+    expected = reference(raw)
+    assert split_at(raw, []) == expected
+    cuts = data.draw(st.lists(st.integers(0, len(raw)), max_size=20))
+    assert split_at(raw, cuts) == expected
+    assert split_at(raw, list(range(len(raw)))) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=fast_streams(), limit=st.integers(1, 30), data=st.data())
+def test_fast_path_limits_match_the_spec(raw: bytes, limit: int, data: st.DataObject) -> None:
+    expected = reference(raw, limit)
+    cuts = data.draw(st.lists(st.integers(0, len(raw)), max_size=20))
+    for chunks in ([], cuts, list(range(len(raw)))):
+        got = split_at(raw, chunks, limit)
+        # A stream over the limit raises (wherever it is cut), one under it decodes in full.
+        assert (got is None) == (expected is None)
+        if expected is not None:
+            assert got == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=fast_streams(), data=st.data())
+def test_has_partial_does_not_depend_on_chunking(raw: bytes, data: st.DataObject) -> None:
+    cuts = sorted(set(data.draw(st.lists(st.integers(0, len(raw)), max_size=10))))
+    whole, split = SSEDecoder(), SSEDecoder()
+    events = whole.feed(raw)
+    prev = 0
+    for cut in [*cuts, len(raw)]:
+        events_split = split.feed(raw[prev:cut])
+        prev = cut
+        assert isinstance(events_split, list)
+    assert whole.has_partial == split.has_partial
+    assert events == events + whole.flush()
+    split.flush()
+    assert whole.has_partial == split.has_partial
+
+
+def test_fast_path_events_are_the_dataclass() -> None:
+    (ev,) = SSEDecoder().feed(b"data: x\n\n")
+    assert type(ev) is SSEEvent
+    assert ev == SSEEvent("x")
+    assert hash(ev) == hash(SSEEvent("x"))
+    with pytest.raises(AttributeError):
+        ev.data = "y"  # type: ignore[misc]
+
+
+def test_comment_after_the_last_event_is_not_partial_before_flush() -> None:
+    d = SSEDecoder()
+    assert d.feed(b"data: x\n\n: ping\n") == [SSEEvent("x")]
+    assert not d.has_partial
+    assert d.feed(b"data: y\n\n\n") == [SSEEvent("y")]
+    assert not d.has_partial
+    assert d.feed(b"data: z") == []
+    assert d.has_partial
+
+
+def test_handover_and_back_keeps_the_last_id_and_retry() -> None:
+    d = SSEDecoder()
+    assert d.feed(b"data: a\n\nid: 9\nretry: 12\n\n") == [SSEEvent("a")]
+    # The id and the retry were set on the line-by-line way; the fast path carries them on.
+    assert d.feed(b"data: b\n\ndata: c\n\n") == [
+        SSEEvent("b", id="9", retry=12),
+        SSEEvent("c", id="9"),
+    ]

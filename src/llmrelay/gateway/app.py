@@ -421,7 +421,7 @@ class Gateway:
                     last = writer.finish(c.response)
                     break
                 frame = writer.chunk(c)
-                if frame:
+                if frame and not frames.add_nowait(frame):
                     await frames.add(frame)
         except ContentFilteredError as exc:
             last = writer.finish(None, refusal=exc.explanation or _REFUSED)

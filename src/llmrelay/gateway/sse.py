@@ -63,6 +63,25 @@ class Frames:
             self._due = True
             self._loop.call_soon(self._kick)
 
+    def add_nowait(self, frame: bytes) -> bool:
+        """``add`` without a coroutine, for the common frame: queued for the next write, True.
+        False (nothing queued) when the frame needs ``add``: the first one (written at once),
+        one that fills the buffer past ``_HOLD`` (the handler waits for the client), or after
+        a failed write (``add`` raises it)."""
+        if not self._started or self._held + len(frame) > _HOLD:
+            return False
+        task = self._task
+        if task is not None and task.done():
+            if task.cancelled() or task.exception() is not None:
+                return False
+            self._task = task = None
+        self._buf.append(frame)
+        self._held += len(frame)
+        if not self._due and task is None:
+            self._due = True
+            self._loop.call_soon(self._kick)
+        return True
+
     def _kick(self) -> None:
         """Start the write task unless one is running (it takes what is added meanwhile)."""
         self._due = False

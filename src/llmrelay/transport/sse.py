@@ -15,6 +15,13 @@ Memory is bounded: a line, or the data of one event, longer than ``max_event_byt
 characters of decoded text (the byte count for ASCII, never more than it) raises
 ``ResponseTooLargeError`` as soon as it is seen, so an endless line is not buffered whole. The
 stream as a whole is not limited: it may run as long as its events stay small.
+
+Most events are one ``data:`` line (OpenAI) or an ``event:`` line and a ``data:`` line
+(Anthropic), LF-terminated. Those are cut from the bytes directly, one ``split`` per network
+chunk, and only their values are decoded; anything else (a CR, a comment, ``id``/``retry``,
+multi-line data, a BOM, a partial line carried over ...) goes through the line-by-line
+interpretation, which the fast path hands over to whenever it meets something it does not
+handle. Both give the same events for any chunking of the same bytes.
 """
 
 from __future__ import annotations
@@ -43,6 +50,23 @@ class SSEEvent:
     retry: int | None = None
 
 
+_new = object.__new__
+_set_data, _set_event, _set_id, _set_retry = (
+    SSEEvent.__dict__[name].__set__ for name in ("data", "event", "id", "retry")
+)
+
+
+def _event(data: str, event: str, id: str | None, retry: int | None) -> SSEEvent:
+    """``SSEEvent(data, event, id, retry)`` at half the cost: a frozen dataclass's ``__init__``
+    sets each field through ``object.__setattr__``; this sets the slots directly."""
+    ev: SSEEvent = _new(SSEEvent)
+    _set_data(ev, data)
+    _set_event(ev, event)
+    _set_id(ev, id)
+    _set_retry(ev, retry)
+    return ev
+
+
 class SSEDecoder:
     """Bytes in, :class:`SSEEvent` out. One decoder per stream."""
 
@@ -55,8 +79,10 @@ class SSEDecoder:
         "_last_id",
         "_limit",
         "_pending_cr",
+        "_raw",
         "_retry",
         "_size",
+        "_slow",
         "_started",
     )
 
@@ -76,16 +102,135 @@ class SSEDecoder:
         self._in_event = False
         self._last_id: str | None = None
         self._retry: int | None = None
+        #: The fast path's carried-over bytes: the start of an event (whole lines or not) whose
+        #: blank line has not come yet. Only ever set while ``_slow`` is false.
+        self._raw = b""
+        #: The line-by-line interpretation holds state (a partial line or event, a pending CR,
+        #: undecoded bytes) or the stream has not started (a BOM may come): it takes the bytes.
+        self._slow = True
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Decode a network chunk; return the events it completes (often none or one)."""
+        if self._slow:
+            if (
+                self._started
+                or not chunk
+                or chunk[0] == 0xEF  # perhaps a BOM
+                or self._decoder.getstate()[0]
+                or chunk.find(b"\r") >= 0
+            ):
+                return self._feed_slow(chunk)
+            self._started = True  # the first bytes, no BOM: the fast path can take them
+            self._slow = False
+        elif chunk.find(b"\r") >= 0:  # (``in`` costs more: it tries an int first)
+            return self._feed_slow(chunk)
+        raw = self._raw
+        if raw:
+            chunk = raw + chunk
+        end = chunk.rfind(b"\n\n")
+        if end < 0:  # no event ends here
+            if len(chunk) > self._limit:
+                # Perhaps a line past the limit: the line-by-line way says (it counts
+                # characters, and raises as soon as a line is too long).
+                self._raw = b""
+                return self._feed_slow(chunk)
+            self._raw = chunk
+            return []
+        if (
+            end == len(chunk) - 2
+            and chunk[:6] == b"data: "
+            and chunk.find(b"\n") == end
+            and end <= self._limit
+        ):
+            # The chunk is one single-line data event (how most upstreams send each one).
+            ev = _new(SSEEvent)
+            _set_data(ev, chunk[6:end].decode("utf-8", "replace"))
+            _set_event(ev, "message")
+            _set_id(ev, self._last_id)
+            _set_retry(ev, self._retry)
+            self._retry = None
+            self._raw = b""
+            return [ev]
+        while end and chunk[end - 1] == 0x0A:  # the first of three or more LFs ends the text
+            end -= 1
+        rest = chunk[end + 2 :]
+        # Whole events end at an LF (ASCII): no UTF-8 sequence is cut, so decoding them in one
+        # piece gives the characters the incremental decoder gives.
+        blocks = chunk[:end].decode("utf-8", "replace").split("\n\n")
+        limit = self._limit
+        events: list[SSEEvent] = []
+        append = events.append
+        for i, block in enumerate(blocks):
+            # Each block is an event's lines (no blank line among them) and the fast path
+            # holds no state, so leading empty lines dispatch nothing.
+            if block[:1] == "\n":
+                block = block.lstrip("\n")
+                if not block:
+                    continue
+            if len(block) <= limit:  # no line, and no event's data, is past the limit
+                if block[:6] == "data: " and block.find("\n") < 0:  # OpenAI
+                    ev = _new(SSEEvent)
+                    _set_data(ev, block[6:])
+                    _set_event(ev, "message")
+                    _set_id(ev, self._last_id)
+                    _set_retry(ev, self._retry)
+                    append(ev)
+                    self._retry = None
+                    continue
+                if block[:7] == "event: ":  # Anthropic: the event's name, then its data
+                    cut = block.find("\n")
+                    if block[cut + 1 : cut + 7] == "data: " and block.find("\n", cut + 1) < 0:
+                        append(
+                            _event(
+                                block[cut + 7 :],
+                                block[7:cut] or "message",
+                                self._last_id,
+                                self._retry,
+                            )
+                        )
+                        self._retry = None
+                        continue
+                elif block[:1] == ":" and block.find("\n") < 0:
+                    continue  # a comment (a keep-alive ping) alone
+            # Anything else, from here on, the line-by-line way (which hands back to the fast
+            # path once it holds no state).
+            self._raw = b""
+            events += self._feed_text("\n\n".join(blocks[i:]) + "\n\n")
+            events += self._feed_slow(rest)
+            return events
+        if len(rest) > limit:
+            # Perhaps a line past the limit: the line-by-line way says.
+            self._raw = b""
+            events += self._feed_slow(rest)
+            return events
+        self._raw = rest
+        return events
+
+    def _feed_slow(self, chunk: bytes) -> list[SSEEvent]:
+        raw = self._raw
+        if raw:
+            self._raw = b""
+            chunk = raw + chunk
         text = self._decoder.decode(chunk)
-        return self._feed_text(text) if text else []
+        events = self._feed_text(text) if text else []
+        # Back to the fast path when nothing is held (the stream has started: no BOM to come).
+        self._slow = not (
+            self._started
+            and not self._buf
+            and not self._in_event
+            and not self._pending_cr
+            and not self._decoder.getstate()[0]
+        )
+        return events
 
     def flush(self) -> list[SSEEvent]:
         """End of stream. Returns the events still to dispatch: always none, because the spec
         discards an event whose closing blank line never came. Check :attr:`has_partial` (before
         or after ``flush``) to tell such a cut from a clean end."""
+        if self._raw:
+            # The fast path's carried-over start of an event: the line-by-line state takes it
+            # (it is discarded as the spec says; ``has_partial`` tells).
+            self._feed_slow(b"")
         tail = self._decoder.decode(b"", final=True)
         if tail:
             # Only replacement characters for a truncated UTF-8 sequence: never a line end.
@@ -97,6 +242,10 @@ class SSEDecoder:
     def has_partial(self) -> bool:
         """True when the bytes fed so far end inside an event (a partial line, an undecoded
         UTF-8 sequence, or field lines without their closing blank line)."""
+        if self._raw:
+            # The fast path's carried-over bytes: the line-by-line state takes them, and says.
+            # They hold no blank line, so no event is dispatched (none is lost) by this.
+            self._feed_slow(b"")
         return bool(self._buf) or self._in_event or bool(self._decoder.getstate()[0])
 
     @property
@@ -169,12 +318,7 @@ class SSEDecoder:
             # No data: the spec resets the event type and dispatches nothing.
             self._event = ""
             return None
-        ev = SSEEvent(
-            data="\n".join(self._data),
-            event=self._event or "message",
-            id=self._last_id,
-            retry=self._retry,
-        )
+        ev = _event("\n".join(self._data), self._event or "message", self._last_id, self._retry)
         self._data = []
         self._size = 0
         self._event = ""

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import orjson
+from orjson import JSONDecodeError
+from orjson import loads as _loads
 
 from ...errors import (
     APIError,
@@ -354,7 +356,12 @@ class _OpenAIStream:
         if data == "[DONE]":
             self.done = True
             return []
-        obj = event_json(data, self._dep)
+        try:
+            obj = _loads(data)
+        except JSONDecodeError:
+            obj = None
+        if obj.__class__ is not dict:
+            obj = event_json(data, self._dep)  # raises what the event is instead
         if not self._id:
             # Azure opens with id "" / model "" (prompt filter results): take the first
             # chunk that has them.
@@ -367,11 +374,8 @@ class _OpenAIStream:
                 self._model = model if model.__class__ is str else str(model)
         if self._rid is None:
             self._rid = groq_request_id(obj)
-        out: list[StreamChunk] = []
         u = obj.get("usage")
         usage = usage_from(u) if u.__class__ is dict else None
-        if usage is not None:
-            self._usage = usage
         choices = obj.get("choices")
         if choices.__class__ is list and choices:
             ch = choices[0]
@@ -384,13 +388,24 @@ class _OpenAIStream:
                     and ch.get("finish_reason") is None
                     and (text := delta.get("content")).__class__ is str
                 ):
+                    if usage is None and not obj.get("error"):
+                        if not text:
+                            return []
+                        self._text.append(text)
+                        return [StreamChunk(text)]
+                    out: list[StreamChunk] = []
                     if text:
                         self._text.append(text)
-                        out.append(chunk(text))
+                        out.append(StreamChunk(text))
                 else:
                     c = self._choice(ch, delta)
-                    if c is not None:
-                        out.append(c)
+                    out = [] if c is None else [c]
+            else:
+                out = []
+        else:
+            out = []
+        if usage is not None:
+            self._usage = usage
         if obj.get("error"):
             # An error object next to (or without) choices: OpenRouter reports a failure
             # mid-stream this way. Typed; what came before it stays in ``partial()`` (the
