@@ -210,3 +210,47 @@ async def test_chat_takes_no_reasoning_parts(gw: Running) -> None:
     assert body["param"] == "messages[1].content[0]"
     assert "/v1/responses" in body["message"]
     assert gw.fake.requests == []
+
+
+def test_keyless_workers_share_one_signing_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``serve --workers N`` without a signing secret or an admin key: the workers (spawned
+    processes behind one port) sign with one secret drawn by the parent, so a follow-up turn
+    that reaches another worker replays (it was a 400 for about half of them)."""
+    from llmrelay.gateway import server
+
+    started: list[GatewaySettings] = []
+
+    class _Process:
+        exitcode = 0
+        pid = None
+
+        def __init__(self, target: Any, args: tuple[Any, ...], daemon: bool) -> None:
+            started.append(args[0])
+
+        def start(self) -> None: ...
+
+        def join(self) -> None: ...
+
+        def is_alive(self) -> bool:
+            return False
+
+    class _Ctx:
+        Process = _Process
+
+    monkeypatch.setattr(server.multiprocessing, "get_context", lambda _: _Ctx())
+    monkeypatch.setattr(server.signal, "signal", lambda *_: None)
+    settings = GatewaySettings(host="127.0.0.1", port=0)
+    assert server.run(settings, workers=3) == 0
+    assert len(started) == 3
+    assert settings.signing_secret is None  # the caller's settings are not changed
+    secrets = {s.signing_secret for s in started}
+    assert len(secrets) == 1
+    assert None not in secrets
+    part = ReasoningPart("t", signature="s", provider="anthropic")
+    a, b = (build_gateway(s).sealer for s in started[:2])
+    b.verify([("input[0]", a.seal(part, "admin"))], "admin")
+    assert "signing_secret=" not in repr(started[0])
+    # Every run draws its own: a restart still ends earlier items.
+    started.clear()
+    server.run(settings, workers=2)
+    assert started[0].signing_secret not in secrets
