@@ -343,3 +343,19 @@ async def test_a_refused_differential_url_sends_nothing(gw: Running, gw_url: str
     with pytest.raises(openai.BadRequestError):
         await oai(gw).responses.create(model=GPT, input=_responses(gw_url), stream=True)
     assert gw.fake.requests == []
+
+
+async def test_a_refused_url_spends_none_of_the_keys_limits(gw: Running) -> None:
+    key = await gw.key(rpm=1, budget_usd=1.0, budget_period="day")
+    for url in (INTERNAL, METADATA, "https://010.0.0.1/"):
+        with pytest.raises(openai.BadRequestError):
+            await oai(gw, key).chat.completions.create(model=GPT, messages=_chat(url), stream=True)
+        with pytest.raises(anthropic.BadRequestError):
+            await ant(gw, key).messages.create(
+                model=CLAUDE, max_tokens=16, messages=_anthropic(url)
+            )
+    assert gw.fake.requests == []
+    ok = await oai(gw, key).chat.completions.create(model=GPT, messages=_chat(PNG))
+    assert ok.choices[0].message.content
+    with pytest.raises(openai.RateLimitError):  # the rpm of 1 is real: now it is spent
+        await oai(gw, key).chat.completions.create(model=GPT, messages=_chat(PNG))

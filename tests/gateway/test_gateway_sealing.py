@@ -254,3 +254,25 @@ def test_keyless_workers_share_one_signing_secret(monkeypatch: pytest.MonkeyPatc
     started.clear()
     server.run(settings, workers=2)
     assert started[0].signing_secret not in secrets
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_refused_replay_spends_none_of_the_keys_limits(gw: Running, stream: bool) -> None:
+    """A stolen blob refused five times leaves the key's rpm (1) and budget untouched: its
+    next real call goes through."""
+    items = await _first_turn(gw, await gw.key(team="ads"))
+    thief = await gw.key(team="rival", rpm=1, budget_usd=0.01, budget_period="day")
+    client = oai(gw, thief)
+    sent = len(gw.fake.requests)
+    for _ in range(5):
+        with pytest.raises(openai.BadRequestError):
+            if stream:
+                async with client.responses.stream(input=_follow(items), **_KW) as s:
+                    await s.get_final_response()
+            else:
+                await client.responses.create(input=_follow(items), **_KW)
+    assert len(gw.fake.requests) == sent
+    resp = await client.responses.create(model=CLAUDE, input="hi", max_output_tokens=16)
+    assert resp.status == "completed"
+    with pytest.raises(openai.RateLimitError):  # the rpm of 1 is real: now it is spent
+        await client.responses.create(model=CLAUDE, input="hi", max_output_tokens=16)
