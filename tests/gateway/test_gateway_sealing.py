@@ -264,13 +264,17 @@ async def test_a_refused_replay_spends_none_of_the_keys_limits(gw: Running, stre
     thief = await gw.key(team="rival", rpm=1, budget_usd=0.01, budget_period="day")
     client = oai(gw, thief)
     sent = len(gw.fake.requests)
+
+    async def replay() -> None:
+        if stream:
+            async with client.responses.stream(input=_follow(items), **_KW) as s:
+                await s.get_final_response()
+        else:
+            await client.responses.create(input=_follow(items), **_KW)
+
     for _ in range(5):
         with pytest.raises(openai.BadRequestError):
-            if stream:
-                async with client.responses.stream(input=_follow(items), **_KW) as s:
-                    await s.get_final_response()
-            else:
-                await client.responses.create(input=_follow(items), **_KW)
+            await replay()
     assert len(gw.fake.requests) == sent
     resp = await client.responses.create(model=CLAUDE, input="hi", max_output_tokens=16)
     assert resp.status == "completed"
