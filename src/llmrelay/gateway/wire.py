@@ -13,6 +13,7 @@ import itertools
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +98,9 @@ class GatewayCall:
     params: dict[str, Any] = field(default_factory=dict)
     stream: bool = False
     include_usage: bool = False
+    #: Engine parameter names this request spelled otherwise (``max_tokens`` sent as
+    #: ``max_completion_tokens``): an error's ``param`` names the field as it was sent.
+    wire_names: Mapping[str, str] | None = None
 
 
 @dataclass(slots=True)
