@@ -280,3 +280,16 @@ async def test_a_refused_replay_spends_none_of_the_keys_limits(gw: Running, stre
     assert resp.status == "completed"
     with pytest.raises(openai.RateLimitError):  # the rpm of 1 is real: now it is spent
         await client.responses.create(model=CLAUDE, input="hi", max_output_tokens=16)
+
+
+@pytest.mark.parametrize("secret", ["adm\udcff-key", "\ud800"])
+def test_a_secret_that_is_not_utf8_still_signs(secret: str) -> None:
+    """An admin key or signing secret read from the environment with a byte that is not UTF-8
+    (Python hands it over as a lone surrogate) authenticates (``same_secret``): the gateway
+    must start with it too, not fail with an error showing a character of the secret."""
+    part = ReasoningPart("t", signature="s", provider="anthropic")
+    for settings in (GatewaySettings(admin_key=secret), GatewaySettings(signing_secret=secret)):
+        a, b = build_gateway(settings).sealer, build_gateway(settings).sealer
+        b.verify([("input[0]", a.seal(part, "admin"))], "admin")
+    with pytest.raises(InvalidRequestError):
+        Sealer(secret + "x").verify([("input[0]", Sealer(secret).seal(part, "admin"))], "admin")

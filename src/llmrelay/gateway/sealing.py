@@ -114,7 +114,7 @@ class Sealer:
     __slots__ = ("_key",)
 
     def __init__(self, secret: str | None) -> None:
-        raw = secret.encode() if secret else os.urandom(32)
+        raw = secret.encode("utf-8", "surrogatepass") if secret else os.urandom(32)
         self._key = hmac.new(raw, _LABEL, hashlib.sha256).digest()
 
     def _mac(self, tenant: str, body: str) -> str:
