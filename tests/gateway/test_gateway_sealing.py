@@ -12,6 +12,8 @@ from typing import Any
 import openai
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llmrelay.errors import InvalidRequestError
 from llmrelay.gateway.app import GatewaySettings
@@ -288,8 +290,47 @@ def test_a_secret_that_is_not_utf8_still_signs(secret: str) -> None:
     (Python hands it over as a lone surrogate) authenticates (``same_secret``): the gateway
     must start with it too, not fail with an error showing a character of the secret."""
     part = ReasoningPart("t", signature="s", provider="anthropic")
-    for settings in (GatewaySettings(admin_key=secret), GatewaySettings(signing_secret=secret)):
-        a, b = build_gateway(settings).sealer, build_gateway(settings).sealer
+    for given_ in (GatewaySettings(admin_key=secret), GatewaySettings(signing_secret=secret)):
+        a, b = build_gateway(given_).sealer, build_gateway(given_).sealer
         b.verify([("input[0]", a.seal(part, "admin"))], "admin")
     with pytest.raises(InvalidRequestError):
         Sealer(secret + "x").verify([("input[0]", Sealer(secret).seal(part, "admin"))], "admin")
+
+
+_B64 = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=.")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    tail=st.one_of(st.text(max_size=80), _B64),
+    fields=st.dictionaries(
+        st.sampled_from("tsdiprx"),
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(-(2**63), 2**63 - 1),
+            st.text(max_size=8),
+            st.lists(st.integers(0, 9), max_size=2),
+        ),
+    ),
+)
+def test_no_blob_a_client_makes_is_read_as_signed(tail: str, fields: dict[str, Any]) -> None:
+    """Whatever follows the prefix -- any text, base64 of any JSON object with any MAC -- is a
+    400 naming the field (never another error), and never verifies for any tenant."""
+    from llmrelay.gateway.responses_wire import parse_responses_request
+
+    body = base64.urlsafe_b64encode(orjson.dumps(fields)).rstrip(b"=").decode()
+    sealer = Sealer("k")
+    for enc in (PREFIX + tail, f"{PREFIX}{body}.{tail}"):
+        item = {"type": "reasoning", "encrypted_content": enc, "summary": []}
+        try:
+            call = parse_responses_request({"model": CLAUDE, "input": [item]})
+        except InvalidRequestError as exc:
+            refused: Any = exc.body
+            assert refused == {"param": "input[0].encrypted_content"}
+            continue
+        assert call.sealed == [("input[0]", enc)]
+        for tenant in ("admin", "team:a", ""):
+            with pytest.raises(InvalidRequestError) as e:
+                sealer.verify(call.sealed, tenant)
+            assert e.value.body == {"param": "input[0].encrypted_content"}
