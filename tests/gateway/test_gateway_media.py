@@ -333,6 +333,14 @@ def test_https_refuses_special_ipv6_ranges_on_every_python(url: str) -> None:
         check_media_url(url, "https", "x")
 
 
+def test_https_refuses_a_zone_id_even_on_a_global_address() -> None:
+    """The docs say a host with ``%`` is refused; a zone id (``%25eth0``, which WHATWG parsers
+    reject and others pass to the socket) on a global IPv6 address was forwarded."""
+    with pytest.raises(InvalidRequestError, match="zone"):
+        check_media_url("https://[2607:f8b0::1%25eth0]/a.png", "https", "x")
+    check_media_url("https://[2607:f8b0::1]/a.png", "https", "x")
+
+
 @pytest.mark.parametrize("gw_url", ["https://[64:ff9b:1::a00:1]/x.png", "https://010.0.0.1/"])
 async def test_a_refused_differential_url_sends_nothing(gw: Running, gw_url: str) -> None:
     with pytest.raises(openai.BadRequestError) as e:

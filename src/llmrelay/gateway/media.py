@@ -78,6 +78,8 @@ def _public_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 def _host_refusal(host: str) -> str | None:
     """Why an https URL's host (as written, lower-cased) is refused, or None."""
     if host.startswith("["):
+        if "%" in host:  # WHATWG refuses zone ids; other parsers hand them to the socket
+            return "its host carries an IPv6 zone id"
         try:
             ip6 = ipaddress.IPv6Address(host[1:-1] if host.endswith("]") else "")
         except ValueError:
