@@ -77,6 +77,8 @@ def _public_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 def _host_refusal(host: str) -> str | None:
     """Why an https URL's host (as written, lower-cased) is refused, or None."""
+    if len(host) - host.endswith(".") > 253:  # checked first: megabytes of labels cost seconds
+        return "its host is longer than a DNS name can be"
     if host.startswith("["):
         if "%" in host:  # WHATWG refuses zone ids; other parsers hand them to the socket
             return "its host carries an IPv6 zone id"
