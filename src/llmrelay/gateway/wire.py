@@ -163,9 +163,14 @@ def _upstream(exc: LLMRelayError) -> HttpError:
 
 
 def _ours(exc: LLMRelayError) -> bool:
-    """Raised by llmrelay's own rate limiter (not a provider's 429)."""
+    """Raised by llmrelay's own rate limiter (not a provider's 429: that one has an HTTP
+    status, and its body is the provider's to write)."""
     body = exc.body
-    return isinstance(body, dict) and body.get("source") == "llmrelay.ratelimit"
+    return (
+        getattr(exc, "status", None) is None
+        and isinstance(body, dict)
+        and body.get("source") == "llmrelay.ratelimit"
+    )
 
 
 def http_error(exc: BaseException) -> HttpError:
