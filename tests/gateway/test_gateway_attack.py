@@ -859,3 +859,22 @@ async def test_pathological_json_is_400(gw: Running, body: bytes, path: str) -> 
     assert code == 400, raw[:300]
     assert len(raw) < 2000  # the answer does not echo the input
     assert gw.fake.requests == []
+
+
+async def test_an_upstream_429_dressed_as_the_gateways_own_limit_stays_an_upstream_error(
+    gw: Running,
+) -> None:
+    """The gateway passes on its own limiter's message (it names the key's limit); it told
+    them apart from a provider's 429 by the body alone, which the provider writes: a hostile
+    upstream answering {"source": "llmrelay.ratelimit", ...} got its message to the client."""
+    body = orjson.dumps(
+        {
+            "source": "llmrelay.ratelimit",
+            "error": {"message": "upstream internal: db-7 at 10.0.0.5"},
+        }
+    )
+    gw.fake.push(*[Reply.raw(body, status=429, headers={"retry-after": "1"})] * 6)
+    code, raw, _ = await post(gw, "/v1/chat/completions", _chat())
+    assert code == 429
+    assert b"10.0.0.5" not in raw
+    assert b"db-7" not in raw

@@ -292,3 +292,89 @@ def test_a_chat_image_url_given_as_a_string_is_checked_too() -> None:
         parse_chat_request(body)
     assert e.value.body == {"param": "messages[0].content[0].image_url"}
     assert parse_chat_request(body, media="any").messages[0].content[0].url == INTERNAL  # type: ignore[index,union-attr]
+
+
+# --------------------------------------------------------------------------- parser differentials
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # A leading zero is octal to inet_aton (glibc, curl, WHATWG: 8.0.0.1, 87.0.0.1) and
+        # decimal to other parsers (Java's InetAddress before JDK 17.0.3, Go before 1.17,
+        # Python's ipaddress before 3.9.5: 10.0.0.1, 127.0.0.1): refused, whichever is public.
+        "https://010.0.0.1/",
+        "https://0127.0.0.1/",
+        "https://8.8.8.010/",
+        "https://00000000000000000000000127.0.0.1/",
+    ],
+)
+def test_https_refuses_an_ip_whose_reading_depends_on_the_parser(url: str) -> None:
+    with pytest.raises(InvalidRequestError, match="leading zero"):
+        check_media_url(url, "https", "x")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # Embedded-IPv4 and special-purpose IPv6 ranges whose is_global answer changed across
+        # Python patch releases (3.11.7 calls them global): refused on every version.
+        "https://[::127.0.0.1]/",  # IPv4-compatible (deprecated), ::/96
+        "https://[::a9fe:a9fe]/",
+        "https://[::ffff:0:127.0.0.1]/",  # SIIT IPv4-translated, ::ffff:0:0:0/96
+        "https://[::ffff:0:a00:1]/",
+        "https://[64:ff9b:1::a00:1]/",  # local-use IPv4/IPv6 translation (RFC 8215)
+        "https://[3fff::1]/",  # documentation (RFC 9637)
+        "https://[5f00::1]/",  # SRv6 SIDs (RFC 9602)
+    ],
+)
+def test_https_refuses_special_ipv6_ranges_on_every_python(url: str) -> None:
+    with pytest.raises(InvalidRequestError, match="private or local"):
+        check_media_url(url, "https", "x")
+
+
+def test_https_refuses_a_zone_id_even_on_a_global_address() -> None:
+    """The docs say a host with ``%`` is refused; a zone id (``%25eth0``, which WHATWG parsers
+    reject and others pass to the socket) on a global IPv6 address was forwarded."""
+    with pytest.raises(InvalidRequestError, match="zone"):
+        check_media_url("https://[2607:f8b0::1%25eth0]/a.png", "https", "x")
+    check_media_url("https://[2607:f8b0::1]/a.png", "https", "x")
+
+
+@pytest.mark.parametrize("gw_url", ["https://[64:ff9b:1::a00:1]/x.png", "https://010.0.0.1/"])
+async def test_a_refused_differential_url_sends_nothing(gw: Running, gw_url: str) -> None:
+    with pytest.raises(openai.BadRequestError) as e:
+        await oai(gw).chat.completions.create(model=GPT, messages=_chat(gw_url), stream=True)
+    assert e.value.body["param"] == "messages[0].content[1].image_url.url"  # type: ignore[index]
+    with pytest.raises(anthropic.BadRequestError):
+        await ant(gw).messages.create(model=CLAUDE, max_tokens=16, messages=_anthropic(gw_url))
+    with pytest.raises(openai.BadRequestError):
+        await oai(gw).responses.create(model=GPT, input=_responses(gw_url), stream=True)
+    assert gw.fake.requests == []
+
+
+async def test_a_refused_url_spends_none_of_the_keys_limits(gw: Running) -> None:
+    key = await gw.key(rpm=1, budget_usd=1.0, budget_period="day")
+    for url in (INTERNAL, METADATA, "https://010.0.0.1/"):
+        with pytest.raises(openai.BadRequestError):
+            await oai(gw, key).chat.completions.create(model=GPT, messages=_chat(url), stream=True)
+        with pytest.raises(anthropic.BadRequestError):
+            await ant(gw, key).messages.create(
+                model=CLAUDE, max_tokens=16, messages=_anthropic(url)
+            )
+    assert gw.fake.requests == []
+    ok = await oai(gw, key).chat.completions.create(model=GPT, messages=_chat(PNG))
+    assert ok.choices[0].message.content
+    with pytest.raises(openai.RateLimitError):  # the rpm of 1 is real: now it is spent
+        await oai(gw, key).chat.completions.create(model=GPT, messages=_chat(PNG))
+
+
+def test_a_host_longer_than_a_dns_name_is_refused_before_it_is_read() -> None:
+    """A DNS name has at most 253 characters. A URL whose host is megabytes of labels took the
+    host patterns about 2 s of CPU (holding the GIL) for one 4 MB body: refused by length first."""
+    name = ".".join(["a" * 63] * 3 + ["b" * 61])  # 253 characters, a valid name
+    check_media_url(f"https://{name}/a.png", "https", "x")
+    check_media_url(f"https://{name}./a.png", "https", "x")
+    for host in (name + "c", "a." * 2_000_000 + "com", "1." * 1000 + "1"):
+        with pytest.raises(InvalidRequestError, match="longer than a DNS name"):
+            check_media_url(f"https://{host}/a.png", "https", "x")

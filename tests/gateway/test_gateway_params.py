@@ -125,3 +125,26 @@ def test_a_named_error_inside_a_fallback_chain_keeps_its_param() -> None:
     err = http_error(AllAttemptsFailedError("all failed", [ServerError("x"), named]))
     assert (err.status, err.param) == (400, "response_format")
     assert http_error(InvalidRequestError("no field")).param is None
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_engine_refusal_of_max_completion_tokens_names_it_as_sent(
+    gw: Running, stream: bool
+) -> None:
+    """The engine knows ``max_completion_tokens`` as ``max_tokens``: a refusal of it (too small
+    for Claude's thinking budget, found by the adapter) names the field the client sent."""
+    with pytest.raises(openai.BadRequestError) as e:
+        await oai(gw).chat.completions.create(
+            model=CLAUDE,
+            messages=_MSGS,
+            reasoning_effort="high",
+            max_completion_tokens=100,
+            stream=stream,
+        )
+    assert e.value.param == "max_completion_tokens"
+    assert gw.fake.requests == []
+    with pytest.raises(openai.BadRequestError) as e:  # sent as max_tokens: named so
+        await oai(gw).chat.completions.create(
+            model=CLAUDE, messages=_MSGS, reasoning_effort="high", max_tokens=100, stream=stream
+        )
+    assert e.value.param == "max_tokens"

@@ -12,6 +12,8 @@ from typing import Any
 import openai
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llmrelay.errors import InvalidRequestError
 from llmrelay.gateway.app import GatewaySettings
@@ -210,3 +212,125 @@ async def test_chat_takes_no_reasoning_parts(gw: Running) -> None:
     assert body["param"] == "messages[1].content[0]"
     assert "/v1/responses" in body["message"]
     assert gw.fake.requests == []
+
+
+def test_keyless_workers_share_one_signing_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``serve --workers N`` without a signing secret or an admin key: the workers (spawned
+    processes behind one port) sign with one secret drawn by the parent, so a follow-up turn
+    that reaches another worker replays (it was a 400 for about half of them)."""
+    from llmrelay.gateway import server
+
+    started: list[GatewaySettings] = []
+
+    class _Process:
+        exitcode = 0
+        pid = None
+
+        def __init__(self, target: Any, args: tuple[Any, ...], daemon: bool) -> None:
+            started.append(args[0])
+
+        def start(self) -> None: ...
+
+        def join(self) -> None: ...
+
+        def is_alive(self) -> bool:
+            return False
+
+    class _Ctx:
+        Process = _Process
+
+    monkeypatch.setattr(server.multiprocessing, "get_context", lambda _: _Ctx())
+    monkeypatch.setattr(server.signal, "signal", lambda *_: None)
+    settings = GatewaySettings(host="127.0.0.1", port=0)
+    assert server.run(settings, workers=3) == 0
+    assert len(started) == 3
+    assert settings.signing_secret is None  # the caller's settings are not changed
+    secrets = {s.signing_secret for s in started}
+    assert len(secrets) == 1
+    assert None not in secrets
+    part = ReasoningPart("t", signature="s", provider="anthropic")
+    a, b = (build_gateway(s).sealer for s in started[:2])
+    b.verify([("input[0]", a.seal(part, "admin"))], "admin")
+    assert "signing_secret=" not in repr(started[0])
+    # Every run draws its own: a restart still ends earlier items.
+    started.clear()
+    server.run(settings, workers=2)
+    assert started[0].signing_secret not in secrets
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_refused_replay_spends_none_of_the_keys_limits(gw: Running, stream: bool) -> None:
+    """A stolen blob refused five times leaves the key's rpm (1) and budget untouched: its
+    next real call goes through."""
+    items = await _first_turn(gw, await gw.key(team="ads"))
+    thief = await gw.key(team="rival", rpm=1, budget_usd=0.01, budget_period="day")
+    client = oai(gw, thief)
+    sent = len(gw.fake.requests)
+
+    async def replay() -> None:
+        if stream:
+            async with client.responses.stream(input=_follow(items), **_KW) as s:
+                await s.get_final_response()
+        else:
+            await client.responses.create(input=_follow(items), **_KW)
+
+    for _ in range(5):
+        with pytest.raises(openai.BadRequestError):
+            await replay()
+    assert len(gw.fake.requests) == sent
+    resp = await client.responses.create(model=CLAUDE, input="hi", max_output_tokens=16)
+    assert resp.status == "completed"
+    with pytest.raises(openai.RateLimitError):  # the rpm of 1 is real: now it is spent
+        await client.responses.create(model=CLAUDE, input="hi", max_output_tokens=16)
+
+
+@pytest.mark.parametrize("secret", ["adm\udcff-key", "\ud800"])
+def test_a_secret_that_is_not_utf8_still_signs(secret: str) -> None:
+    """An admin key or signing secret read from the environment with a byte that is not UTF-8
+    (Python hands it over as a lone surrogate) authenticates (``same_secret``): the gateway
+    must start with it too, not fail with an error showing a character of the secret."""
+    part = ReasoningPart("t", signature="s", provider="anthropic")
+    for given_ in (GatewaySettings(admin_key=secret), GatewaySettings(signing_secret=secret)):
+        a, b = build_gateway(given_).sealer, build_gateway(given_).sealer
+        b.verify([("input[0]", a.seal(part, "admin"))], "admin")
+    with pytest.raises(InvalidRequestError):
+        Sealer(secret + "x").verify([("input[0]", Sealer(secret).seal(part, "admin"))], "admin")
+
+
+_B64 = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=.")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    tail=st.one_of(st.text(max_size=80), _B64),
+    fields=st.dictionaries(
+        st.sampled_from("tsdiprx"),
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(-(2**63), 2**63 - 1),
+            st.text(max_size=8),
+            st.lists(st.integers(0, 9), max_size=2),
+        ),
+    ),
+)
+def test_no_blob_a_client_makes_is_read_as_signed(tail: str, fields: dict[str, Any]) -> None:
+    """Whatever follows the prefix -- any text, base64 of any JSON object with any MAC -- is a
+    400 naming the field (never another error), and never verifies for any tenant."""
+    from llmrelay.gateway.responses_wire import parse_responses_request
+
+    body = base64.urlsafe_b64encode(orjson.dumps(fields)).rstrip(b"=").decode()
+    sealer = Sealer("k")
+    for enc in (PREFIX + tail, f"{PREFIX}{body}.{tail}"):
+        item = {"type": "reasoning", "encrypted_content": enc, "summary": []}
+        try:
+            call = parse_responses_request({"model": CLAUDE, "input": [item]})
+        except InvalidRequestError as exc:
+            refused: Any = exc.body
+            assert refused == {"param": "input[0].encrypted_content"}
+            continue
+        assert call.sealed == [("input[0]", enc)]
+        for tenant in ("admin", "team:a", ""):
+            with pytest.raises(InvalidRequestError) as e:
+                sealer.verify(call.sealed, tenant)
+            assert e.value.body == {"param": "input[0].encrypted_content"}

@@ -234,3 +234,58 @@ async def test_sigterm_finishes_in_flight_requests_and_flushes_the_log(
     with sqlite3.connect(log) as db:
         (n,) = db.execute("SELECT count(*) FROM requests").fetchone()
     assert n == 1
+
+
+async def test_a_reasoning_item_from_one_gateway_replays_on_the_other(
+    two_gateways: tuple[list[str], FakeUpstream, str],
+) -> None:
+    """Two processes with one admin key (no LLMRELAY_SIGNING_SECRET) derive one signing key: a
+    /v1/responses reasoning item one signed for a key's team replays on the other, for that
+    team's keys only; a changed blob is refused there too, and nothing reaches the upstream."""
+    urls, fake, dsn = two_gateways
+    ads, _ = await _create_key(dsn, team="ads")
+    ads2, _ = await _create_key(dsn, team="ads")
+    rival, _ = await _create_key(dsn, team="rival")
+    fake.push(Reply.tool_call("get_weather", {"city": "Rome"}, reasoning="pondering"))
+    tools = [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]
+    first = [{"role": "user", "content": "weather in Rome?"}]
+    base = {"model": "anthropic/claude-haiku-4-5", "tools": tools, "reasoning": {"effort": "low"}}
+
+    async def post(url: str, key: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:
+        headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+        raw = orjson.dumps(body)
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(url + "/v1/responses", data=raw, headers=headers) as r,
+        ):
+            return r.status, orjson.loads(await r.read())
+
+    status, resp = await post(urls[0], ads, {**base, "input": first})
+    assert status == 200, resp
+    items: list[dict[str, object]] = resp["output"]  # type: ignore[assignment]
+    assert any(i["type"] == "reasoning" and i.get("encrypted_content") for i in items)
+    call = next(i for i in items if i["type"] == "function_call")
+    follow = [
+        *first,
+        *items,
+        {"type": "function_call_output", "call_id": call["call_id"], "output": "warm"},
+    ]
+    sent = len(fake.requests)
+    status, err = await post(urls[1], rival, {**base, "input": follow})
+    assert status == 400, err
+
+    def tamper(enc: str) -> str:  # one character of the signed content changed
+        k = len("llmrelay.v2.") + 3
+        return enc[:k] + ("B" if enc[k] != "B" else "C") + enc[k + 1 :]
+
+    tampered = [
+        {**i, "encrypted_content": tamper(str(i["encrypted_content"]))}
+        if i.get("type") == "reasoning"
+        else i
+        for i in follow
+    ]
+    status, err = await post(urls[1], ads2, {**base, "input": tampered})
+    assert status == 400, err
+    assert len(fake.requests) == sent
+    status, resp = await post(urls[1], ads2, {**base, "input": follow})
+    assert status == 200, resp

@@ -324,6 +324,7 @@ class Gateway:
         request_id = new_request_id()
         t0 = time.perf_counter()
         who, model = "-", "-"
+        call: GatewayCall | None = None
         try:
             caller = await self._authenticate(request)
             who = caller.label
@@ -344,7 +345,8 @@ class Gateway:
             out = self._error(wire, exc.error, request_id)
         except LLMRelayError as exc:
             err = http_error(exc)  # param: the field as the engine names it, then the wire
-            err.param = openai_wire.error_param(wire, err.param)
+            sent = call.wire_names if call is not None else None
+            err.param = openai_wire.error_param(wire, err.param, sent)
             out = self._error(wire, err, request_id)
         self._count(who, self._model_label(model, out.status), out.status, time.perf_counter() - t0)
         return out

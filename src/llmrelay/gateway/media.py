@@ -12,7 +12,9 @@ before anything is sent:
   ``*.home.arpa``, or a literal IP address that is globally routable. Refused: any other
   scheme (``http:``, ``file:``, ``gs:``, ...), user info (``user@host``), literal private,
   loopback, link-local, shared or reserved addresses in any spelling the common URL parsers
-  accept (``127.1``, ``0x7f.0.0.1``, ``2130706433``, ``[::ffff:127.0.0.1]``), and hosts with
+  accept (``127.1``, ``0x7f.0.0.1``, ``2130706433``, ``[::ffff:127.0.0.1]``; IPv4-compatible,
+  SIIT and local-use NAT64 IPv6 ranges), IP literals with a leading zero (octal to some
+  parsers, decimal to others), and hosts with
   characters a URL parser could read differently (``%``, ``\\``, non-ASCII). A DNS name that
   resolves to a private address is not caught here: the upstream resolves it (use ``"none"``,
   or an egress proxy for the upstream, where that matters).
@@ -49,6 +51,14 @@ _NUMERIC = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}\
 _ODD = re.compile(r"[\x00-\x20\x7f\\]")
 #: NAT64's well-known prefix: the last 32 bits are an IPv4 address.
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+#: IPv6 ranges refused whatever ``is_global`` says (its table changed across Python patch
+#: releases: 3.11.7 calls all of these global): IPv4-compatible (``::a.b.c.d``) and SIIT
+#: (``::ffff:0:a.b.c.d``) addresses, which a translator maps to any IPv4 address, local-use
+#: NAT64 (RFC 8215: translated into the site's own IPv4 network), documentation, SRv6.
+_NOT_GLOBAL6 = tuple(
+    ipaddress.IPv6Network(n)
+    for n in ("::/96", "::ffff:0:0:0/96", "64:ff9b:1::/48", "3fff::/20", "5f00::/16")
+)
 #: Names that never leave the upstream's own network.
 _LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".home.arpa")
 
@@ -60,18 +70,28 @@ def _public_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
             embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if embedded is not None and not _public_ip(embedded):
             return False
+        if any(ip in net for net in _NOT_GLOBAL6):
+            return False
     return ip.is_global and not ip.is_multicast
 
 
 def _host_refusal(host: str) -> str | None:
     """Why an https URL's host (as written, lower-cased) is refused, or None."""
+    if len(host) - host.endswith(".") > 253:  # checked first: megabytes of labels cost seconds
+        return "its host is longer than a DNS name can be"
     if host.startswith("["):
+        if "%" in host:  # WHATWG refuses zone ids; other parsers hand them to the socket
+            return "its host carries an IPv6 zone id"
         try:
             ip6 = ipaddress.IPv6Address(host[1:-1] if host.endswith("]") else "")
         except ValueError:
             return "its host is not a valid IPv6 address"
         return None if _public_ip(ip6) else "its host is a private or local address"
     if _NUMERIC.fullmatch(host):
+        if any(len(x) > 1 and x[0] == "0" and x[1] != "x" for x in host.rstrip(".").split(".")):
+            # inet_aton (glibc, curl, browsers) reads 010 as octal 8; other parsers (older Go,
+            # Java, Python) as decimal 10: refused, whichever reading is public.
+            return "its host is an IP address with a leading zero, which parsers read differently"
         try:
             ip4 = ipaddress.IPv4Address(socket.inet_aton(host.rstrip(".")))
         except OSError:

@@ -110,8 +110,17 @@ def parse_chat_request(body: Any, *, media: str = "https") -> GatewayCall:
         fn = choice.get("function")
         params["tool_choice"] = fn.get("name") if isinstance(fn, Mapping) else None
     return GatewayCall(
-        model=model, messages=msgs, params=params, stream=stream, include_usage=include_usage
+        model=model,
+        messages=msgs,
+        params=params,
+        stream=stream,
+        include_usage=include_usage,
+        wire_names=_AS_SENT if body.get("max_completion_tokens") is not None else None,
     )
+
+
+#: ``max_tokens`` as a request that sent ``max_completion_tokens`` names it.
+_AS_SENT = {"max_tokens": "max_completion_tokens"}
 
 
 def _bad(message: str, param: str) -> InvalidRequestError:
@@ -315,10 +324,13 @@ _WIRE_NAMES: dict[str, dict[str, str]] = {
 }
 
 
-def error_param(wire: str, param: Any) -> str | None:
-    """The request field an error's ``param`` (the engine's name for it) is on ``wire``."""
+def error_param(wire: str, param: Any, sent: Mapping[str, str] | None = None) -> str | None:
+    """The request field an error's ``param`` (the engine's name for it) is on ``wire``
+    (``sent``: the call's own spellings, ``GatewayCall.wire_names``)."""
     if not isinstance(param, str) or not param:
         return None
+    if sent is not None and param in sent:
+        return sent[param]
     names = _WIRE_NAMES.get(wire)
     return param if names is None else names.get(param, param)
 

@@ -12,7 +12,8 @@ client that received it can read it, as it can read the answer.
 
 The MAC key is derived from ``LLMRELAY_SIGNING_SECRET``, else from ``LLMRELAY_ADMIN_KEY``
 (rotating it ends every conversation's replay), else -- keyless loopback mode -- from a random
-secret drawn per process: blobs then do not survive a restart or span ``--workers``. Blobs
+secret drawn at start (``server.run`` draws one for all its ``--workers``): blobs then do not
+survive a restart. Blobs
 older gateways wrote (``llmrelay.v1.``, unsigned) are refused with a message saying so.
 """
 
@@ -113,7 +114,7 @@ class Sealer:
     __slots__ = ("_key",)
 
     def __init__(self, secret: str | None) -> None:
-        raw = secret.encode() if secret else os.urandom(32)
+        raw = secret.encode("utf-8", "surrogatepass") if secret else os.urandom(32)
         self._key = hmac.new(raw, _LABEL, hashlib.sha256).digest()
 
     def _mac(self, tenant: str, body: str) -> str:

@@ -30,9 +30,11 @@ PostgreSQL -- with SQLite, one host only.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import multiprocessing
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Mapping
@@ -190,11 +192,9 @@ def run(settings: GatewaySettings, *, workers: int = 1, log: bool = False) -> in
     note = "" if settings.admin_key else " (no LLMRELAY_ADMIN_KEY: loopback only)"
     sys.stderr.write(f"llmrelay gateway on {where} with {workers} worker(s){note}\n")
     if workers > 1 and not (settings.signing_secret or settings.admin_key):
-        sys.stderr.write(
-            "note: without LLMRELAY_SIGNING_SECRET (or an admin key) each worker signs "
-            "/v1/responses reasoning items with its own secret: a replay reaching another "
-            "worker is refused\n"
-        )
+        # One secret for this run's workers (they share a port: a follow-up turn reaches any
+        # of them); drawn here, it still ends with the run, as a single process's does.
+        settings = dataclasses.replace(settings, signing_secret=secrets.token_urlsafe(32))
     if workers <= 1:
         _worker(settings, log, False)
         return 0

@@ -13,6 +13,7 @@ import itertools
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +98,9 @@ class GatewayCall:
     params: dict[str, Any] = field(default_factory=dict)
     stream: bool = False
     include_usage: bool = False
+    #: Engine parameter names this request spelled otherwise (``max_tokens`` sent as
+    #: ``max_completion_tokens``): an error's ``param`` names the field as it was sent.
+    wire_names: Mapping[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -159,9 +163,14 @@ def _upstream(exc: LLMRelayError) -> HttpError:
 
 
 def _ours(exc: LLMRelayError) -> bool:
-    """Raised by llmrelay's own rate limiter (not a provider's 429)."""
+    """Raised by llmrelay's own rate limiter (not a provider's 429: that one has an HTTP
+    status, and its body is the provider's to write)."""
     body = exc.body
-    return isinstance(body, dict) and body.get("source") == "llmrelay.ratelimit"
+    return (
+        getattr(exc, "status", None) is None
+        and isinstance(body, dict)
+        and body.get("source") == "llmrelay.ratelimit"
+    )
 
 
 def http_error(exc: BaseException) -> HttpError:
