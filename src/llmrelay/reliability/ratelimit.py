@@ -90,7 +90,7 @@ from ..state.base import (
 )
 from ..types import ChatRequest, Response
 from ..types.embed_request import EmbedRequest
-from .ratelimit_buckets import Buckets, MemoryBuckets, Refusal, Slot, settles_for
+from .ratelimit_buckets import Buckets, MemoryBuckets, Refusal, Slot
 from .ratelimit_headers import DEFAULT_MAX_BLOCK, limit_values
 from .ratelimit_limits import _NONE, Limits
 
@@ -528,8 +528,9 @@ class RateLimiter:
             told = limit_values(headers, rate_limited, self.max_block)
         try:
             if self._memory is not None:
-                settles = settles_for(permit.slots, deltas, permit.dep_scope, told)
-                self._memory.give_now(permit.slots, settles, permit.permit_id)
+                self._memory.give_now(
+                    permit.slots, deltas, permit.permit_id, permit.dep_scope, told
+                )
             else:
                 await self._buckets.give(
                     permit.slots, deltas, permit.permit_id, permit.dep_scope, told

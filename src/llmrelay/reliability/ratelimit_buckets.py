@@ -170,18 +170,6 @@ def _merge(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(sorted({*a, *b})) if a else b
 
 
-def settles_for(
-    slots: Sequence[Slot], deltas: Vector, learned_scope: str, told: Told | None
-) -> Sequence[tuple[Vector, float, Vector, Vector]]:
-    """What each slot settles (``give``): ``deltas`` (all of ``DIMS``); the slots named
-    ``learned_scope`` also what the provider's headers said (``told``)."""
-    plain = (_full(deltas), 0.0, _ZERO, _UNKNOWN)
-    if told is None:
-        return (plain,) * len(slots)
-    own = (plain[0], *told)
-    return [own if sl.scope == learned_scope else plain for sl in slots]
-
-
 def _any_positive(v: Vector) -> bool:
     if len(v) == _LEARNED:
         return v[0] > 0 or v[1] > 0 or v[2] > 0 or v[3] > 0
@@ -311,7 +299,7 @@ class MemoryBuckets:
         try:
             updates: list[tuple[_Scope, int, float]] = []
             worst: Refusal | None = None
-            for sl, costs in zip(slots, costs_of, strict=True):
+            for sl, costs in zip(slots, costs_of):  # noqa: B905 (the callers': as long)
                 s = (shared if sl.shared else own).get(sl.scope)
                 if s is None:
                     s = self._scope(sl.scope)
@@ -361,11 +349,12 @@ class MemoryBuckets:
             lock.release()
 
     async def release(self, settles: Sequence[Settle], permit_id: str) -> None:
-        self.give_now(
-            [Slot(st.scope, st.limits, 0) for st in settles],
-            [(_full(st.deltas), st.block, st.learned, st.used) for st in settles],
-            permit_id,
-        )
+        now = self.clock()
+        with self._lock:
+            for st in settles:
+                slot = Slot(st.scope, st.limits, 0)
+                deltas = _full(st.deltas)
+                self._settle(slot, deltas, st.block, st.learned, st.used, permit_id, now)
 
     async def give(
         self,
@@ -375,69 +364,87 @@ class MemoryBuckets:
         learned_scope: str,
         told: Told | None,
     ) -> None:
-        self.give_now(slots, settles_for(slots, deltas, learned_scope, told), permit_id)
+        self.give_now(slots, _full(deltas), permit_id, learned_scope, told)
 
     def give_now(
         self,
         slots: Sequence[Slot],
-        settles: Sequence[tuple[Vector, float, Vector, Vector]],
+        deltas: Vector,
         permit_id: str,
+        learned_scope: str,
+        told: Told | None,
     ) -> None:
-        """``give`` without a coroutine (nothing here waits), each slot with its own settle
-        (``settles``, in the same order; see :func:`settles_for`)."""
+        """``give`` without a coroutine (nothing here waits); ``deltas`` has all of
+        ``DIMS``."""
         now = self.clock()
-        own, shared = self._scopes, self._shared.scopes
         lock = self._lock
         lock.acquire()
         try:
-            for sl, (deltas, block, announced, used) in zip(slots, settles, strict=True):
-                s = (shared if sl.shared else own).get(sl.scope)
-                if s is None:
-                    s = self._scope(sl.scope)
-                if s.holders:
-                    s.holders.pop(permit_id, None)
-                limits = sl.limits
-                if announced is not _ZERO and _any_positive(announced):
-                    if s.learned_until <= now:  # relearned after expiry: forget stale counts
-                        for i in range(_LEARNED):
-                            if not limits[i]:
-                                s.tat[i] = 0.0
-                    s.learned_until = now + self.max_block
-                    known, grew = s.learned, False
-                    for i in range(_LEARNED):
-                        x = announced[i]
-                        if x > 0:
-                            grew = grew or not known[i] > 0
-                            known[i] = x
-                    if grew:  # learned limits are only ever replaced by positive ones
-                        s.ldims = tuple(i for i in range(_LEARNED) if known[i] > 0)
-                learned = s.learned_until > now
-                dims = sl.dims
-                if learned and s.ldims and s.ldims != dims:
-                    dims = _merge(dims, s.ldims)
-                for i in dims:
-                    header = i < _LEARNED
-                    lim = limits[i] or (s.learned[i] if learned and header else 0.0)
-                    if lim <= 0:
-                        continue
-                    w = WINDOWS[i]
-                    d = deltas[i]
-                    tat = s.tat[i]
-                    if d > 0:
-                        tat = (now if now > tat else tat) + d * w / lim  # max(tat, now) + ...
-                    elif d < 0 and tat > 0:
-                        tat += d * w / lim
-                    if header and used[i] >= 0:
-                        floor = now + used[i] * w / lim
-                        if floor > tat:  # max(tat, floor)
-                            tat = floor
-                    s.tat[i] = tat
-                if block:
-                    blocked = _block(block, self.max_block)
-                    if blocked > 0:
-                        s.blocked_until = max(s.blocked_until, now + blocked)
+            for sl in slots:
+                if told is not None and sl.scope == learned_scope:
+                    self._settle(sl, deltas, told[0], told[1], told[2], permit_id, now)
+                else:
+                    self._settle(sl, deltas, 0.0, _ZERO, _UNKNOWN, permit_id, now)
         finally:
             lock.release()
+
+    def _settle(
+        self,
+        sl: Slot,
+        deltas: Vector,
+        block: float,
+        announced: Vector,
+        used: Vector,
+        permit_id: str,
+        now: float,
+    ) -> None:
+        """Settle one scope (the caller holds the lock): its deltas, the block the provider
+        asked for, the limits it announced and what it counts as used."""
+        s = (self._shared.scopes if sl.shared else self._scopes).get(sl.scope)
+        if s is None:
+            s = self._scope(sl.scope)
+        if s.holders:
+            s.holders.pop(permit_id, None)
+        limits = sl.limits
+        if announced is not _ZERO and _any_positive(announced):
+            if s.learned_until <= now:  # relearned after expiry: forget stale counts
+                for i in range(_LEARNED):
+                    if not limits[i]:
+                        s.tat[i] = 0.0
+            s.learned_until = now + self.max_block
+            known, grew = s.learned, False
+            for i in range(_LEARNED):
+                x = announced[i]
+                if x > 0:
+                    grew = grew or not known[i] > 0
+                    known[i] = x
+            if grew:  # learned limits are only ever replaced by positive ones
+                s.ldims = tuple(i for i in range(_LEARNED) if known[i] > 0)
+        learned = s.learned_until > now
+        dims = sl.dims
+        if learned and s.ldims and s.ldims != dims:
+            dims = _merge(dims, s.ldims)
+        for i in dims:
+            header = i < _LEARNED
+            lim = limits[i] or (s.learned[i] if learned and header else 0.0)
+            if lim <= 0:
+                continue
+            w = WINDOWS[i]
+            d = deltas[i]
+            tat = s.tat[i]
+            if d > 0:
+                tat = (now if now > tat else tat) + d * w / lim  # max(tat, now) + ...
+            elif d < 0 and tat > 0:
+                tat += d * w / lim
+            if header and used[i] >= 0:
+                floor = now + used[i] * w / lim
+                if floor > tat:  # max(tat, floor)
+                    tat = floor
+            s.tat[i] = tat
+        if block:
+            blocked = _block(block, self.max_block)
+            if blocked > 0:
+                s.blocked_until = max(s.blocked_until, now + blocked)
 
 
 # --------------------------------------------------------------------------- Redis
