@@ -108,6 +108,25 @@ async def test_the_calls_alias_chooses_the_limits() -> None:
     assert await limiter.acquire(DEP, _req(), _ctx()) is not None  # 2 of 2
 
 
+async def test_a_per_call_scope_limiting_concurrency_gives_each_permit_an_id() -> None:
+    """The deployment's scope limits nothing, the user's limits concurrency: each call holds
+    a slot of its own (permits without ids would share one)."""
+    limiter = RateLimiter({"user:*": {"concurrent": 2}}, clock=FakeClock())
+    ctx = _ctx(tags={"user": "u"})
+    p1 = await limiter.acquire(DEP, _req(), ctx)
+    p2 = await limiter.acquire(DEP, _req(), ctx)
+    assert p1 is not None
+    assert p2 is not None
+    assert p1.permit_id != p2.permit_id
+    with pytest.raises(RateLimitedError, match="concurrent"):
+        await limiter.acquire(DEP, _req(), ctx)
+    await limiter.release(p1, None, None, None)
+    p3 = await limiter.acquire(DEP, _req(), ctx)
+    assert p3 is not None
+    assert (await limiter.acquire(DEP, _req(), _ctx())) is not None  # no user: no slot
+    assert (await limiter.acquire(DEP, _req(), _ctx())).permit_id == ""  # type: ignore[union-attr]
+
+
 async def test_the_caches_are_bounded_and_counts_outlive_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -259,15 +259,6 @@ class RateLimiter:
             self._declared[ck] = out
         return out
 
-    def _check_versions(self) -> None:
-        """Forget the scopes made from the provider registries when one of them changed."""
-        regs = self._registries
-        versions = (regs[0].version,) if len(regs) == 1 else tuple([r.version for r in regs])
-        if versions != self._declared_versions:
-            self._declared = {}
-            self._plans = {}
-            self._declared_versions = versions
-
     def __repr__(self) -> str:
         return f"RateLimiter({len(self.limits)} scopes, store={self.store!r})"
 
@@ -301,8 +292,12 @@ class RateLimiter:
     def _plan(self, dep: Deployment, ctx: CallContext) -> _Plan:
         """The scopes of calls to ``dep`` like ``ctx`` that do not depend on their user,
         tenant or tags (made once; remade when a provider registry changes)."""
-        if self._registries:
-            self._check_versions()
+        regs = self._registries
+        if regs:  # a registry changed: its declared limits may have
+            versions = (regs[0].version,) if len(regs) == 1 else tuple([r.version for r in regs])
+            if versions != self._declared_versions:
+                self._declared, self._plans = {}, {}
+                self._declared_versions = versions
         kid = key_id(dep.api_key)
         reg = ctx.providers
         ck = (dep.key, kid, ctx.alias, None if reg is None else id(reg), self.learn_from_headers)
@@ -341,12 +336,13 @@ class RateLimiter:
         kl = self.limits.get("key:*") if self._other_scopes and kid is not None else None
         return tuple(out), (() if kl is None else (_new_slot(f"key:{kid}", kl),))
 
-    def _call_slots(self, dep: Deployment, ctx: CallContext) -> tuple[Sequence[Slot], _Plan]:
-        """Every scope of the call, in order: the deployment's, the provider's, the user's,
-        the tenant's, the API key's and the call's own (``call_scopes``)."""
+    def _call_slots(self, dep: Deployment, ctx: CallContext) -> tuple[Sequence[Slot], str, bool]:
+        """Every scope of the call, in order (the deployment's, the provider's, the user's,
+        the tenant's, the API key's and the call's own, ``call_scopes``); the deployment's
+        scope ("" if none); whether a scope limits concurrency."""
         plan = self._plan(dep, ctx)
         if not self._other_scopes and not self.scopes_per_call:
-            return plan.slots, plan
+            return plan.slots, plan.dep_scope, plan.needs_id
         out = list(plan.head)
         if self._other_scopes:
             limits = self.limits
@@ -366,7 +362,15 @@ class RateLimiter:
         if self.scopes_per_call:
             for scope, lim in self.call_scopes(ctx):
                 out.append(self._slot(scope, lim))
-        return out, plan
+        needs_id = plan.needs_id
+        for sl in out:  # (a loop: cheaper than any() over a generator)
+            if sl.concurrent:
+                needs_id = True
+                break
+        if plan.head or not out:
+            return out, plan.dep_scope, needs_id
+        first = out[0].scope  # a call's scope named so would be the deployment's, as always
+        return out, first if first.startswith("dep:") else "", needs_id
 
     #: True in a subclass that adds scopes per call (:meth:`call_scopes`).
     scopes_per_call: ClassVar[bool] = False
@@ -401,18 +405,12 @@ class RateLimiter:
     async def acquire(
         self, dep: Deployment, req: ChatRequest, ctx: CallContext
     ) -> LimitPermit | None:
-        slots, plan = self._call_slots(dep, ctx)
+        slots, dep_scope, needs_id = self._call_slots(dep, ctx)
         if not slots:
             return None
         est_in, est_out = self._estimate(req)
         tokens = float(est_in + est_out)
         costs = (1.0, tokens, float(est_in), float(est_out), 1.0, 1.0, tokens)
-        if slots is plan.slots:
-            needs_id, dep_scope = plan.needs_id, plan.dep_scope
-        else:
-            needs_id = any(sl.concurrent for sl in slots)
-            first = slots[0].scope  # the deployment's when it has one (learned limits go there)
-            dep_scope = first if first.startswith("dep:") else ""
         permit_id = f"{self._pid}-{next(self._ids)}" if needs_id else ""
         permit = LimitPermit(slots, permit_id, est_in, est_out, dep_scope)
         wait: bool | None = None
