@@ -126,13 +126,11 @@ _MAX_CACHED = 10_000
 @dataclass(slots=True, frozen=True)
 class _Plan:
     """The scopes of calls to one deployment with one API key and alias (made once): the
-    deployment's and the provider's declared ones (``head``), then, after the call's user and
-    tenant, the API key's (``tail``)."""
+    deployment's and the provider's declared ones."""
 
-    head: tuple[Slot, ...]
-    tail: tuple[Slot, ...]
-    #: ``head + tail``: all of them when a call adds none of its own.
     slots: tuple[Slot, ...]
+    #: The API key's name in shared state (``key_id``).
+    kid: str | None
     #: The deployment's scope ("" when it has none), where learned limits go.
     dep_scope: str
     #: Some scope limits concurrency (the permit needs an id).
@@ -303,11 +301,10 @@ class RateLimiter:
         ck = (dep.key, kid, ctx.alias, None if reg is None else id(reg), self.learn_from_headers)
         plan = self._plans.get(ck)
         if plan is None:
-            head, tail = self._static_scopes(dep, ctx, kid)
+            head = self._static_scopes(dep, ctx, kid)
             first = head[0].scope if head else ""
             dep_scope = first if first.startswith("dep:") else ""
-            needs_id = any(sl.concurrent for sl in head + tail)
-            plan = _Plan(head, tail, head + tail, dep_scope, needs_id)
+            plan = _Plan(head, kid, dep_scope, any(sl.concurrent for sl in head))
             if len(self._plans) >= _MAX_CACHED:
                 self._plans.clear()
             self._plans[ck] = plan
@@ -315,8 +312,8 @@ class RateLimiter:
 
     def _static_scopes(
         self, dep: Deployment, ctx: CallContext, kid: str | None
-    ) -> tuple[tuple[Slot, ...], tuple[Slot, ...]]:
-        """The deployment's and the provider's declared scopes, and the API key's."""
+    ) -> tuple[Slot, ...]:
+        """The deployment's and the provider's declared scopes."""
         dep_scope = f"dep:{dep.key}" + (f"#{kid}" if kid else "")
         out = []
         dl = self._deployment_limits(dep, ctx.alias)
@@ -333,8 +330,7 @@ class RateLimiter:
                 suffix = f"#{kid}" if kid else ""
                 for scope, lim in self._declared_scopes(dep, ctx.providers):
                     out.append(_new_slot(scope + suffix, lim))
-        kl = self.limits.get("key:*") if self._other_scopes and kid is not None else None
-        return tuple(out), (() if kl is None else (_new_slot(f"key:{kid}", kl),))
+        return tuple(out)
 
     def _call_slots(self, dep: Deployment, ctx: CallContext) -> tuple[Sequence[Slot], str, bool]:
         """Every scope of the call, in order (the deployment's, the provider's, the user's,
@@ -343,7 +339,7 @@ class RateLimiter:
         plan = self._plan(dep, ctx)
         if not self._other_scopes and not self.scopes_per_call:
             return plan.slots, plan.dep_scope, plan.needs_id
-        out = list(plan.head)
+        out = list(plan.slots)
         if self._other_scopes:
             limits = self.limits
             user = ctx.tags.get("user")
@@ -358,7 +354,11 @@ class RateLimiter:
                 tl = limits.get(scope) or limits.get("tenant:*")
                 if tl is not None:
                     out.append(self._slot(scope, tl))
-            out.extend(plan.tail)
+            kid = plan.kid
+            if kid is not None:
+                kl = limits.get("key:*")
+                if kl is not None:
+                    out.append(self._slot(f"key:{kid}", kl))
         if self.scopes_per_call:
             for scope, lim in self.call_scopes(ctx):
                 out.append(self._slot(scope, lim))
@@ -367,7 +367,7 @@ class RateLimiter:
             if sl.concurrent:
                 needs_id = True
                 break
-        if plan.head or not out:
+        if plan.slots or not out:
             return out, plan.dep_scope, needs_id
         first = out[0].scope  # a call's scope named so would be the deployment's, as always
         return out, first if first.startswith("dep:") else "", needs_id
