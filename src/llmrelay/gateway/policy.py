@@ -124,7 +124,8 @@ class KeyRateLimiter(RateLimiter):
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
-        self._keys: dict[str, tuple[VirtualKey, Limits]] = {}
+        #: key id -> (its record, its scopes: one, ``vkey:<id>`` with its limits)
+        self._keys: dict[str, tuple[VirtualKey, tuple[tuple[str, Limits], ...]]] = {}
 
     def limits_for(self, key: VirtualKey) -> None:
         """Take the key's current limits (call with each authenticated request's record)."""
@@ -136,9 +137,9 @@ class KeyRateLimiter(RateLimiter):
             return
         if len(self._keys) > 100_000:
             self._keys.clear()
-        self._keys[key.id] = (key, Limits(rpm=key.rpm, tpm=key.tpm))
+        self._keys[key.id] = (key, ((f"vkey:{key.id}", Limits(rpm=key.rpm, tpm=key.tpm)),))
 
-    def call_scopes(self, ctx: CallContext) -> list[tuple[str, Limits]]:
+    def call_scopes(self, ctx: CallContext) -> Sequence[tuple[str, Limits]]:
         vkey = ctx.tags.get("vkey")
         held = self._keys.get(vkey) if vkey is not None else None
-        return [(f"vkey:{vkey}", held[1])] if held is not None else []
+        return held[1] if held is not None else ()

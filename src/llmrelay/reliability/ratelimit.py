@@ -68,8 +68,8 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import (
@@ -78,8 +78,6 @@ from ..errors import (
     RateLimitedError,
     StateStoreError,
     StreamInterruptedError,
-    finite,
-    shown,
 )
 from ..state.base import (
     FailMode,
@@ -92,8 +90,9 @@ from ..state.base import (
 )
 from ..types import ChatRequest, Response
 from ..types.embed_request import EmbedRequest
-from .ratelimit_buckets import Buckets, Charge, MemoryBuckets, Refusal, Settle
-from .ratelimit_headers import DEFAULT_MAX_BLOCK, HeaderInfo, read_limit_headers
+from .ratelimit_buckets import Buckets, MemoryBuckets, Refusal, Slot
+from .ratelimit_headers import DEFAULT_MAX_BLOCK, limit_values
+from .ratelimit_limits import _NONE, Limits
 
 if TYPE_CHECKING:
     from ..catalog.provider_registry import ProviderRegistry
@@ -104,101 +103,13 @@ __all__ = ["LimitPermit", "Limits", "RateLimiter"]
 
 log = logging.getLogger("llmrelay.ratelimit")
 
-_ALIASES = {
-    "requests_per_minute": "rpm",
-    "requests_per_second": "rps",
-    "requests_per_day": "rpd",
-    "tokens_per_minute": "tpm",
-    "tokens_per_day": "tpd",
-    "input_tokens_per_minute": "itpm",
-    "output_tokens_per_minute": "otpm",
-    "max_concurrent": "concurrent",
-    "concurrent_requests": "concurrent",
-    "max_concurrency": "concurrent",
-    "concurrency": "concurrent",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Limits of one scope; None means "no limit" for that dimension."""
-
-    rpm: float | None = None
-    tpm: float | None = None
-    itpm: float | None = None
-    otpm: float | None = None
-    concurrent: int | None = None
-    #: Requests per second; requests and tokens (input + output) per day.
-    rps: float | None = None
-    rpd: float | None = None
-    tpd: float | None = None
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if v is None:
-                continue
-            integer = f.name == "concurrent"
-            ok = (isinstance(v, int) if integer else isinstance(v, int | float)) and not isinstance(
-                v, bool
-            )
-            if not ok or not finite(v) or v <= 0:
-                kind = "a whole number" if integer else "a number"
-                raise ConfigurationError(
-                    f"rate limit {f.name}={shown(v)} is invalid: it must be {kind} greater than 0 "
-                    "(leave it out for no limit)"
-                )
-
-    @classmethod
-    def coerce(cls, value: Any, where: str = "limits") -> Limits:
-        """A ``Limits`` from itself or a mapping (seed 003's key names accepted)."""
-        if isinstance(value, Limits):
-            return value
-        if not isinstance(value, Mapping):
-            raise ConfigurationError(
-                f"{where} must be a table of limits like {{'rpm': 60}}, not {type(value).__name__}"
-            )
-        known = {f.name for f in fields(cls)}
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            name = _ALIASES.get(k, k)
-            if name not in known:
-                raise ConfigurationError(
-                    f"unknown rate limit {shown(k)} in {where}; use rpm, tpm, itpm, otpm, rps, "
-                    "rpd, tpd or concurrent"
-                )
-            out[name] = v
-        try:
-            return cls(**out)
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"{where}: {exc.message}") from None
-
-    @property
-    def vector(self) -> tuple[float, ...]:
-        """One limit per dimension of ``ratelimit_buckets.DIMS`` (0: none)."""
-        return (
-            self.rpm or 0.0,
-            self.tpm or 0.0,
-            self.itpm or 0.0,
-            self.otpm or 0.0,
-            self.rps or 0.0,
-            self.rpd or 0.0,
-            self.tpd or 0.0,
-        )
-
-    @property
-    def has_tokens(self) -> bool:
-        return bool(self.tpm or self.itpm or self.otpm or self.tpd)
-
-
-_NONE = Limits()
-
 
 @dataclass(slots=True)
 class LimitPermit:
     """What ``acquire`` handed out; ``release`` settles it."""
 
-    charges: list[Charge]
+    #: The scopes the call is charged to.
+    slots: Sequence[Slot]
     permit_id: str
     est_in: int
     est_out: int
@@ -208,6 +119,22 @@ class LimitPermit:
 
 
 _SCOPE_KINDS = ("user:", "tenant:", "key:")
+#: Past this many, the limiter's caches of scopes are emptied (they refill from calls).
+_MAX_CACHED = 10_000
+
+
+@dataclass(slots=True, frozen=True)
+class _Plan:
+    """The scopes of calls to one deployment with one API key and alias (made once): the
+    deployment's and the provider's declared ones."""
+
+    slots: tuple[Slot, ...]
+    #: The API key's name in shared state (``key_id``).
+    kid: str | None
+    #: The deployment's scope ("" when it has none), where learned limits go.
+    dep_scope: str
+    #: Some scope limits concurrency (the permit needs an id).
+    needs_id: bool
 
 
 class RateLimiter:
@@ -268,12 +195,17 @@ class RateLimiter:
         self.store = store
         self._buckets: Buckets = _buckets_for(store, clock, self.max_block)
         self._in_process = store is None or store.kind != "redis"
+        #: The in-process counters, called without a coroutine (None: in Redis).
+        self._memory = self._buckets if isinstance(self._buckets, MemoryBuckets) else None
         self._ids = itertools.count()
         self._pid = f"{os.getpid()}-{id(self):x}"
         self._warn_store = ThrottledWarning(log)
         #: Calls let through unlimited because the store failed (fail-open).
         self.store_errors = 0
         self._dep_cache: dict[tuple[str, str | None], Limits] = {}
+        self._plans: dict[tuple[object, ...], _Plan] = {}
+        #: Scope name -> (its limits, its slot): user, tenant and per-call scopes.
+        self._slots: dict[str, tuple[Limits, Slot]] = {}
         self._other_scopes = any(k.startswith(_SCOPE_KINDS) for k in self.limits)
         #: Provider registries whose declared limits apply (``use_providers``).
         self._registries: tuple[ProviderRegistry, ...] = ()
@@ -287,16 +219,13 @@ class RateLimiter:
         if all(r is not registry for r in self._registries):
             self._registries = (*self._registries, registry)
             self._declared = {}
+            self._plans = {}
 
     def _declared_scopes(self, dep: Deployment, registry: Any = None) -> list[tuple[str, Limits]]:
         """The scopes of the limits a provider registry declares for ``dep`` (cached until a
         registry changes): ``provider:<name>`` and ``provider:<name>/<model>``. ``registry``:
         the one the call's client uses -- only its limits apply (none when it declares none);
         None (a call from outside an engine): the first registry here that knows the provider."""
-        versions = tuple(r.version for r in self._registries)
-        if versions != self._declared_versions:
-            self._declared = {}
-            self._declared_versions = versions
         if registry is None:
             regs = self._registries
         elif any(r is registry for r in self._registries):
@@ -324,7 +253,7 @@ class RateLimiter:
                     )
                 )
             break
-        if len(self._declared) < 10_000:
+        if len(self._declared) < _MAX_CACHED:
             self._declared[ck] = out
         return out
 
@@ -343,62 +272,122 @@ class RateLimiter:
             if name and name in self.limits:
                 lim = self.limits[name]
                 break
-        if len(self._dep_cache) < 10_000:
+        if len(self._dep_cache) < _MAX_CACHED:
             self._dep_cache[ck] = lim
         return lim
 
-    def _scopes(self, dep: Deployment, ctx: CallContext) -> list[tuple[str, Limits]]:
-        limits = self.limits
+    def _slot(self, scope: str, lim: Limits) -> Slot:
+        """The slot of ``scope`` with ``lim`` (made once while its limits stay the same)."""
+        hit = self._slots.get(scope)
+        if hit is not None and hit[0] is lim:
+            return hit[1]
+        slot = _new_slot(scope, lim)
+        if len(self._slots) >= _MAX_CACHED:
+            self._slots.clear()
+        self._slots[scope] = (lim, slot)
+        return slot
+
+    def _plan(self, dep: Deployment, ctx: CallContext) -> _Plan:
+        """The scopes of calls to ``dep`` like ``ctx`` that do not depend on their user,
+        tenant or tags (made once; remade when a provider registry changes)."""
+        regs = self._registries
+        if regs:  # a registry changed: its declared limits may have
+            versions = (regs[0].version,) if len(regs) == 1 else tuple([r.version for r in regs])
+            if versions != self._declared_versions:
+                self._declared, self._plans = {}, {}
+                self._declared_versions = versions
         kid = key_id(dep.api_key)
+        reg = ctx.providers
+        ck = (dep.key, kid, ctx.alias, None if reg is None else id(reg), self.learn_from_headers)
+        plan = self._plans.get(ck)
+        if plan is None:
+            head = self._static_scopes(dep, ctx, kid)
+            first = head[0].scope if head else ""
+            dep_scope = first if first.startswith("dep:") else ""
+            plan = _Plan(head, kid, dep_scope, any(sl.concurrent for sl in head))
+            if len(self._plans) >= _MAX_CACHED:
+                self._plans.clear()
+            self._plans[ck] = plan
+        return plan
+
+    def _static_scopes(
+        self, dep: Deployment, ctx: CallContext, kid: str | None
+    ) -> tuple[Slot, ...]:
+        """The deployment's and the provider's declared scopes."""
         dep_scope = f"dep:{dep.key}" + (f"#{kid}" if kid else "")
         out = []
         dl = self._deployment_limits(dep, ctx.alias)
         if dl is not _NONE or self.learn_from_headers:
-            out.append((dep_scope, dl))
+            out.append(_new_slot(dep_scope, dl))
         if self._registries:
             # Providers count per API key. In process, one count per provider, base URL and
             # declared limits for every limiter (SHARED_PREFIX); in Redis, per provider.
             if self._in_process:
                 suffix = f"#{kid or ''}@{dep.base_url}"
                 for scope, lim in self._declared_scopes(dep, ctx.providers):
-                    out.append((f"{scope}{suffix}|{_spec(lim)}", lim))
+                    out.append(_new_slot(f"{scope}{suffix}|{_spec(lim)}", lim))
             else:
                 suffix = f"#{kid}" if kid else ""
                 for scope, lim in self._declared_scopes(dep, ctx.providers):
-                    out.append((scope + suffix, lim))
+                    out.append(_new_slot(scope + suffix, lim))
+        return tuple(out)
+
+    def _call_slots(self, dep: Deployment, ctx: CallContext) -> tuple[Sequence[Slot], str, bool]:
+        """Every scope of the call, in order (the deployment's, the provider's, the user's,
+        the tenant's, the API key's and the call's own, ``call_scopes``); the deployment's
+        scope ("" if none); whether a scope limits concurrency."""
+        plan = self._plan(dep, ctx)
+        if not self._other_scopes and not self.scopes_per_call:
+            return plan.slots, plan.dep_scope, plan.needs_id
+        out = list(plan.slots)
         if self._other_scopes:
+            limits = self.limits
             user = ctx.tags.get("user")
             if user is not None:
-                ul = limits.get(f"user:{user}") or limits.get("user:*")
+                scope = f"user:{user}"
+                ul = limits.get(scope) or limits.get("user:*")
                 if ul is not None:
-                    out.append((f"user:{user}", ul))
+                    out.append(self._slot(scope, ul))
             tenant = ctx.tenant
             if tenant is not None:
-                tl = limits.get(f"tenant:{tenant}") or limits.get("tenant:*")
+                scope = f"tenant:{tenant}"
+                tl = limits.get(scope) or limits.get("tenant:*")
                 if tl is not None:
-                    out.append((f"tenant:{tenant}", tl))
+                    out.append(self._slot(scope, tl))
+            kid = plan.kid
             if kid is not None:
                 kl = limits.get("key:*")
                 if kl is not None:
-                    out.append((f"key:{kid}", kl))
+                    out.append(self._slot(f"key:{kid}", kl))
         if self.scopes_per_call:
-            out.extend(self.call_scopes(ctx))
-        return out
+            for scope, lim in self.call_scopes(ctx):
+                out.append(self._slot(scope, lim))
+        needs_id = plan.needs_id
+        for sl in out:  # (a loop: cheaper than any() over a generator)
+            if sl.concurrent:
+                needs_id = True
+                break
+        if plan.slots or not out:
+            return out, plan.dep_scope, needs_id
+        first = out[0].scope  # a call's scope named so would be the deployment's, as always
+        return out, first if first.startswith("dep:") else "", needs_id
 
     #: True in a subclass that adds scopes per call (:meth:`call_scopes`).
     scopes_per_call: ClassVar[bool] = False
 
-    def call_scopes(self, ctx: CallContext) -> list[tuple[str, Limits]]:
+    def call_scopes(self, ctx: CallContext) -> Sequence[tuple[str, Limits]]:
         """Scopes a call belongs to beyond the configured ones (none here): the gateway adds
-        each virtual key's and team's own limits."""
-        return []
+        each virtual key's and team's own limits. A scope keeps its counts while its name
+        does; its limits are read on each call."""
+        return ()
 
     def _estimate(self, req: ChatRequest) -> tuple[int, int]:
         if isinstance(req, EmbedRequest):
             return req.tokens, 0  # embeddings: input tokens only
-        from ..catalog.tokens import estimate_tokens
-
-        text = " ".join(m.text() for m in req.messages)
+        estimate_tokens = _ESTIMATE[0] if _ESTIMATE else _estimator()
+        messages = req.messages
+        one = len(messages) == 1
+        text = messages[0].text() if one else " ".join([m.text() for m in messages])
         if not text.isascii():
             try:
                 text.encode("utf-8")
@@ -408,7 +397,7 @@ class RateLimiter:
                     "a message holds lone surrogates (not valid Unicode): it cannot be sent; "
                     "decode the text with errors='replace'"
                 ) from None
-        est_in = estimate_tokens(text) + 3 * len(req.messages) + 3
+        est_in = estimate_tokens(text) + 3 * len(messages) + 3
         return est_in, req.params.max_tokens or self.output_estimate
 
     # ------------------------------------------------------------------ acquire
@@ -416,30 +405,31 @@ class RateLimiter:
     async def acquire(
         self, dep: Deployment, req: ChatRequest, ctx: CallContext
     ) -> LimitPermit | None:
-        scopes = self._scopes(dep, ctx)
-        if not scopes:
+        slots, dep_scope, needs_id = self._call_slots(dep, ctx)
+        if not slots:
             return None
         est_in, est_out = self._estimate(req)
         tokens = float(est_in + est_out)
         costs = (1.0, tokens, float(est_in), float(est_out), 1.0, 1.0, tokens)
-        charges = [Charge(s, lim.vector, costs, lim.concurrent or 0) for s, lim in scopes]
-        needs_id = any(c.concurrent for c in charges)
         permit_id = f"{self._pid}-{next(self._ids)}" if needs_id else ""
-        first = scopes[0][0]  # the deployment's scope when it has one (learned limits go there)
-        permit = LimitPermit(
-            charges, permit_id, est_in, est_out, first if first.startswith("dep:") else ""
-        )
-        wait = ctx.opts.wait_for_rate_limit
-        if wait is None:
-            wait = self.wait
+        permit = LimitPermit(slots, permit_id, est_in, est_out, dep_scope)
+        wait: bool | None = None
         waited = 0.0
         while True:
             try:
-                refusal = await self._buckets.acquire(charges, permit_id, self.lease)
+                if self._memory is not None:
+                    costs_of = (costs,) * len(slots)
+                    refusal = self._memory.take_now(slots, costs_of, permit_id, self.lease)
+                else:
+                    refusal = await self._buckets.take(slots, costs, permit_id, self.lease)
             except StateStoreError as exc:
                 return self._store_failed(exc, permit)
             if refusal is None:
                 return permit
+            if wait is None:
+                wait = ctx.opts.wait_for_rate_limit
+                if wait is None:
+                    wait = self.wait
             delay = self._delay(refusal, dep, wait, waited, ctx)
             await self.sleep(delay)
             waited += delay
@@ -530,23 +520,19 @@ class RateLimiter:
         else:  # nothing known to be spent: give the tokens back (the request still counts)
             d_in, d_out = -float(permit.est_in), -float(permit.est_out)
         deltas = (0.0, d_in + d_out, d_in, d_out, 0.0, 0.0, d_in + d_out)
-        info: HeaderInfo | None = None
+        told = None
         if self.learn_from_headers and headers:
-            info = read_limit_headers(
-                headers,
-                rate_limited=getattr(exc, "status", None) == 429,
-                max_block=self.max_block,
-            )
-        settles = []
-        for c in permit.charges:
-            if info is not None and c.scope == permit.dep_scope:
-                settles.append(
-                    Settle(c.scope, c.limits, deltas, info.block, info.learned, info.used)
+            rate_limited = exc is not None and getattr(exc, "status", None) == 429
+            told = limit_values(headers, rate_limited, self.max_block)
+        try:
+            if self._memory is not None:
+                self._memory.give_now(
+                    permit.slots, deltas, permit.permit_id, permit.dep_scope, told
                 )
             else:
-                settles.append(Settle(c.scope, c.limits, deltas))
-        try:
-            await self._buckets.release(settles, permit.permit_id)
+                await self._buckets.give(
+                    permit.slots, deltas, permit.permit_id, permit.dep_scope, told
+                )
         except StateStoreError as err:
             self.store_errors += 1
             log.debug("rate-limit release failed: %s", err.message)
@@ -580,6 +566,21 @@ def _describe(scope: str) -> str:
         return "provider " + scope[9:].split("#", 1)[0] + " (its declared rate limits)"
     kind, _, name = scope.partition(":")
     return f"{kind} {name!r}"
+
+
+#: ``estimate_tokens``, once imported (the catalog is imported on the first estimate).
+_ESTIMATE: list[Callable[[str], int]] = []
+
+
+def _estimator() -> Callable[[str], int]:
+    from ..catalog.tokens import estimate_tokens
+
+    _ESTIMATE.append(estimate_tokens)
+    return estimate_tokens
+
+
+def _new_slot(scope: str, lim: Limits) -> Slot:
+    return Slot(scope, lim.vector, lim.concurrent or 0)
 
 
 def _spec(lim: Limits) -> str:

@@ -28,7 +28,16 @@ from ..state.base import hash_tag
 from ..state.redis_store import RedisStore
 from ..state.scripts import RL_ACQUIRE, RL_RELEASE
 
-__all__ = ["DIMS", "Buckets", "Charge", "MemoryBuckets", "RedisBuckets", "Refusal", "Settle"]
+__all__ = [
+    "DIMS",
+    "Buckets",
+    "Charge",
+    "MemoryBuckets",
+    "RedisBuckets",
+    "Refusal",
+    "Settle",
+    "Slot",
+]
 
 DIMS = ("rpm", "tpm", "itpm", "otpm", "rps", "rpd", "tpd")
 #: The window of each dimension of ``DIMS``, in seconds.
@@ -40,6 +49,9 @@ Vector = tuple[float, ...]
 #: Limits learned from headers and units used: the four per-minute dimensions only.
 _LEARNED = 4
 _ZERO: Vector = (0.0, 0.0, 0.0, 0.0)
+#: What a provider's headers said (``ratelimit_headers.limit_values``): the block, the limits
+#: it announced and the units it counts as used (the four per-minute dimensions).
+Told = tuple[float, Vector, Vector]
 _UNKNOWN: Vector = (-1.0, -1.0, -1.0, -1.0)
 _N = len(DIMS)
 
@@ -80,12 +92,51 @@ class Settle:
     used: Vector = _UNKNOWN  # units the provider counts as used in its window (-1 = unknown)
 
 
+class Slot:
+    """One scope a call is charged to, made once and reused by every call charged to it (the
+    limiter keeps them): its name, its limits per dimension (all of ``DIMS``, 0 = not
+    configured), its concurrency limit (0 = none) and the dimensions with a configured limit.
+    Treat it as immutable."""
+
+    __slots__ = ("concurrent", "dims", "limits", "scope", "shared")
+
+    def __init__(self, scope: str, limits: Vector, concurrent: int) -> None:
+        self.scope = scope
+        self.limits = full = _full(limits)
+        self.concurrent = concurrent
+        #: The dimensions a configured limit counts (the others only by a learned one).
+        self.dims = tuple(i for i in range(_N) if full[i])
+        #: Counted once per process (``SHARED_PREFIX``).
+        self.shared = scope.startswith(SHARED_PREFIX)
+
+    def __repr__(self) -> str:
+        return f"Slot({self.scope!r}, {self.limits!r}, {self.concurrent!r})"
+
+
 class Buckets(Protocol):
     async def acquire(
         self, charges: Sequence[Charge], permit_id: str, lease: float
     ) -> Refusal | None: ...
 
     async def release(self, settles: Sequence[Settle], permit_id: str) -> None: ...
+
+    async def take(
+        self, slots: Sequence[Slot], costs: Vector, permit_id: str, lease: float
+    ) -> Refusal | None:
+        """``acquire`` of one ``Charge`` per slot, each costing ``costs``."""
+        ...
+
+    async def give(
+        self,
+        slots: Sequence[Slot],
+        deltas: Vector,
+        permit_id: str,
+        learned_scope: str,
+        told: Told | None,
+    ) -> None:
+        """``release`` of one ``Settle`` per slot, each by ``deltas``; the slots named
+        ``learned_scope`` also take what the provider's headers said (``told``)."""
+        ...
 
 
 # --------------------------------------------------------------------------- in process
@@ -106,10 +157,23 @@ class _Scope:
     learned_until: float = 0.0
     blocked_until: float = 0.0
     holders: dict[str, float] = field(default_factory=dict)  # permit id -> lease expiry
+    #: The dimensions with a learned limit (``learned[i] > 0``), kept with ``learned``.
+    ldims: tuple[int, ...] = ()
 
 
 #: Blocks are at most this long (seconds) unless the limiter says otherwise.
 MAX_BLOCK = 60.0
+
+
+def _merge(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    """The dimensions of ``a`` and ``b``, in order."""
+    return tuple(sorted({*a, *b})) if a else b
+
+
+def _any_positive(v: Vector) -> bool:
+    if len(v) == _LEARNED:
+        return v[0] > 0 or v[1] > 0 or v[2] > 0 or v[3] > 0
+    return any(x > 0 for x in v)
 
 
 def _block(seconds: float, ceiling: float) -> float:
@@ -214,18 +278,41 @@ class MemoryBuckets:
     async def acquire(
         self, charges: Sequence[Charge], permit_id: str, lease: float
     ) -> Refusal | None:
+        slots = [Slot(c.scope, c.limits, c.concurrent) for c in charges]
+        return self.take_now(slots, [_full(c.costs) for c in charges], permit_id, lease)
+
+    async def take(
+        self, slots: Sequence[Slot], costs: Vector, permit_id: str, lease: float
+    ) -> Refusal | None:
+        return self.take_now(slots, (_full(costs),) * len(slots), permit_id, lease)
+
+    def take_now(
+        self, slots: Sequence[Slot], costs_of: Sequence[Vector], permit_id: str, lease: float
+    ) -> Refusal | None:
+        """``take`` without a coroutine (nothing here waits), each slot with its own costs
+        (``costs_of``, in the same order, all of ``DIMS``): charge every slot, or none of them
+        (the refusal with the longest wait, or the first that can never fit)."""
         now = self.clock()
-        with self._lock:
+        own, shared = self._scopes, self._shared.scopes
+        lock = self._lock
+        lock.acquire()
+        try:
             updates: list[tuple[_Scope, int, float]] = []
             worst: Refusal | None = None
-            for c in charges:
-                s = self._scope(c.scope)
+            for sl, costs in zip(slots, costs_of):  # noqa: B905 (the callers': as long)
+                s = (shared if sl.shared else own).get(sl.scope)
+                if s is None:
+                    s = self._scope(sl.scope)
                 if s.blocked_until > now:
-                    worst = _worse(worst, Refusal(c.scope, "blocked", s.blocked_until - now))
+                    worst = _worse(worst, Refusal(sl.scope, "blocked", s.blocked_until - now))
                     continue
                 learned = s.learned_until > now
-                limits, costs = _full(c.limits), _full(c.costs)
-                for i in range(_N):
+                limits = sl.limits
+                # Only the dimensions with a limit (configured, else learned) count.
+                dims = sl.dims
+                if learned and s.ldims and s.ldims != dims:
+                    dims = _merge(dims, s.ldims)
+                for i in dims:
                     configured = limits[i]
                     lim = configured or (s.learned[i] if learned and i < _LEARNED else 0.0)
                     cost = costs[i]
@@ -233,65 +320,131 @@ class MemoryBuckets:
                         continue
                     if cost > lim:
                         if configured:  # only a configured limit can say "never"
-                            return Refusal(c.scope, DIMS[i], None, lim)
+                            return Refusal(sl.scope, DIMS[i], None, lim)
                         continue  # above a learned one: send it, the provider decides
                     w = WINDOWS[i]
-                    nt = max(s.tat[i], now) + cost * w / lim
+                    tat = s.tat[i]
+                    nt = (now if now > tat else tat) + cost * w / lim  # max(tat, now) + ...
                     over = nt - now - w
                     if over > 1e-9:
                         if not configured:  # a learned limit is forgotten by then
                             over = min(over, s.learned_until - now)
-                        worst = _worse(worst, Refusal(c.scope, DIMS[i], over))
+                        worst = _worse(worst, Refusal(sl.scope, DIMS[i], over))
                     else:
                         updates.append((s, i, nt))
-                if c.concurrent:
+                if sl.concurrent:
                     for pid in [p for p, exp in s.holders.items() if exp <= now]:
                         del s.holders[pid]
-                    if len(s.holders) >= c.concurrent:
-                        worst = _worse(worst, Refusal(c.scope, "concurrent", 0.0))
+                    if len(s.holders) >= sl.concurrent:
+                        worst = _worse(worst, Refusal(sl.scope, "concurrent", 0.0))
             if worst is not None:
                 return worst
             for s, i, nt in updates:
                 s.tat[i] = nt
-            for c in charges:
-                if c.concurrent:
-                    self._scope(c.scope).holders[permit_id] = now + lease
+            for sl in slots:
+                if sl.concurrent:
+                    self._scope(sl.scope).holders[permit_id] = now + lease
             return None
+        finally:
+            lock.release()
 
     async def release(self, settles: Sequence[Settle], permit_id: str) -> None:
         now = self.clock()
         with self._lock:
             for st in settles:
-                s = self._scope(st.scope)
-                s.holders.pop(permit_id, None)
-                limits, deltas = _full(st.limits), _full(st.deltas)
-                if any(x > 0 for x in st.learned):
-                    if s.learned_until <= now:  # relearned after expiry: forget stale counts
-                        for i in range(_LEARNED):
-                            if not limits[i]:
-                                s.tat[i] = 0.0
-                    s.learned_until = now + self.max_block
-                learned = s.learned_until > now
-                for i in range(_N):
-                    header = i < _LEARNED
-                    if header and st.learned[i] > 0:
-                        s.learned[i] = st.learned[i]
-                    lim = limits[i] or (s.learned[i] if learned and header else 0.0)
-                    if lim <= 0:
-                        continue
-                    w = WINDOWS[i]
-                    d = deltas[i]
-                    tat = s.tat[i]
-                    if d > 0:
-                        tat = max(tat, now) + d * w / lim
-                    elif d < 0 and tat > 0:
-                        tat += d * w / lim
-                    if header and st.used[i] >= 0:
-                        tat = max(tat, now + st.used[i] * w / lim)
-                    s.tat[i] = tat
-                block = _block(st.block, self.max_block)
-                if block > 0:
-                    s.blocked_until = max(s.blocked_until, now + block)
+                slot = Slot(st.scope, st.limits, 0)
+                deltas = _full(st.deltas)
+                self._settle(slot, deltas, st.block, st.learned, st.used, permit_id, now)
+
+    async def give(
+        self,
+        slots: Sequence[Slot],
+        deltas: Vector,
+        permit_id: str,
+        learned_scope: str,
+        told: Told | None,
+    ) -> None:
+        self.give_now(slots, _full(deltas), permit_id, learned_scope, told)
+
+    def give_now(
+        self,
+        slots: Sequence[Slot],
+        deltas: Vector,
+        permit_id: str,
+        learned_scope: str,
+        told: Told | None,
+    ) -> None:
+        """``give`` without a coroutine (nothing here waits); ``deltas`` has all of
+        ``DIMS``."""
+        now = self.clock()
+        lock = self._lock
+        lock.acquire()
+        try:
+            for sl in slots:
+                if told is not None and sl.scope == learned_scope:
+                    self._settle(sl, deltas, told[0], told[1], told[2], permit_id, now)
+                else:
+                    self._settle(sl, deltas, 0.0, _ZERO, _UNKNOWN, permit_id, now)
+        finally:
+            lock.release()
+
+    def _settle(
+        self,
+        sl: Slot,
+        deltas: Vector,
+        block: float,
+        announced: Vector,
+        used: Vector,
+        permit_id: str,
+        now: float,
+    ) -> None:
+        """Settle one scope (the caller holds the lock): its deltas, the block the provider
+        asked for, the limits it announced and what it counts as used."""
+        s = (self._shared.scopes if sl.shared else self._scopes).get(sl.scope)
+        if s is None:
+            s = self._scope(sl.scope)
+        if s.holders:
+            s.holders.pop(permit_id, None)
+        limits = sl.limits
+        if announced is not _ZERO and _any_positive(announced):
+            if s.learned_until <= now:  # relearned after expiry: forget stale counts
+                for i in range(_LEARNED):
+                    if not limits[i]:
+                        s.tat[i] = 0.0
+            s.learned_until = now + self.max_block
+            known, grew = s.learned, False
+            for i in range(_LEARNED):
+                x = announced[i]
+                if x > 0:
+                    grew = grew or not known[i] > 0
+                    known[i] = x
+            if grew:  # learned limits are only ever replaced by positive ones
+                s.ldims = tuple(i for i in range(_LEARNED) if known[i] > 0)
+        learned = s.learned_until > now
+        dims = sl.dims
+        if learned and s.ldims and s.ldims != dims:
+            dims = _merge(dims, s.ldims)
+        for i in dims:
+            header = i < _LEARNED
+            lim = limits[i] or (s.learned[i] if learned and header else 0.0)
+            if lim <= 0:
+                continue
+            w = WINDOWS[i]
+            d = deltas[i]
+            tat = s.tat[i]
+            if d > 0:
+                tat = (now if now > tat else tat) + d * w / lim  # max(tat, now) + ...
+            elif d < 0 and tat > 0:
+                tat += d * w / lim
+            if header and used[i] >= 0:
+                floor = now + used[i] * w / lim
+                if floor > tat:  # max(tat, floor)
+                    tat = floor
+            s.tat[i] = tat
+        if block:
+            blocked = _block(block, self.max_block)
+            if blocked > 0:
+                s.blocked_until = max(s.blocked_until, now + blocked)
 
 
 # --------------------------------------------------------------------------- Redis
@@ -354,6 +507,28 @@ class RedisBuckets:
         for r in refusals[1:]:
             worst = _worse(worst, r)
         return worst
+
+    async def take(
+        self, slots: Sequence[Slot], costs: Vector, permit_id: str, lease: float
+    ) -> Refusal | None:
+        charges = [Charge(sl.scope, sl.limits, costs, sl.concurrent) for sl in slots]
+        return await self.acquire(charges, permit_id, lease)
+
+    async def give(
+        self,
+        slots: Sequence[Slot],
+        deltas: Vector,
+        permit_id: str,
+        learned_scope: str,
+        told: Told | None,
+    ) -> None:
+        settles = []
+        for sl in slots:
+            if told is not None and sl.scope == learned_scope:
+                settles.append(Settle(sl.scope, sl.limits, deltas, *told))
+            else:
+                settles.append(Settle(sl.scope, sl.limits, deltas))
+        await self.release(settles, permit_id)
 
     async def release(self, settles: Sequence[Settle], permit_id: str) -> None:
         calls = []

@@ -30,6 +30,7 @@ from ..transport.headers import MAX_HEADER_DELAY, parse_retry_after
 __all__ = [
     "DEFAULT_MAX_BLOCK",
     "HeaderInfo",
+    "limit_values",
     "parse_duration",
     "parse_reset",
     "read_limit_headers",
@@ -79,6 +80,16 @@ _FAMILIES: tuple[tuple[int, str, str, str, float], ...] = (
         for p, period in (("minute", _MINUTE), ("hour", _HOUR), ("day", _DAY))
     ),
 )
+
+#: Which family of ``_FAMILIES`` each of their header names belongs to.
+_FAMILY_OF: dict[str, int] = {name: n for n, family in enumerate(_FAMILIES) for name in family[1:4]}
+_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
+#: Header names as received (any case) -> when it is one of ours (starts with one of
+#: ``_PREFIXES``), the name in lower case and its family in ``_FAMILIES`` (-1: none), else ():
+#: answers repeat the same few names, so each is looked at once, not on every answer. At most
+#: ``_MAX_NAMES`` names are kept.
+_NAMES: dict[str, tuple[str, int] | tuple[()]] = {}
+_MAX_NAMES = 1024
 
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|us|µs|ns|h|m|s)")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
@@ -144,6 +155,15 @@ def _number(value: str | None) -> float | None:
     return f if math.isfinite(f) and f >= 0 else None
 
 
+def _our_name(name: str) -> tuple[str, int] | tuple[()]:
+    """``_NAMES[name]``, worked out (and remembered while there is room)."""
+    lower = name.lower()
+    ours = (lower, _FAMILY_OF.get(lower, -1)) if lower.startswith(_PREFIXES) else ()
+    if len(_NAMES) < _MAX_NAMES:
+        _NAMES[name] = ours
+    return ours
+
+
 def read_limit_headers(
     headers: Mapping[str, str],
     *,
@@ -156,24 +176,45 @@ def read_limit_headers(
     The block is at most the period of the limit that asked for it and at most ``max_block``
     seconds; a learned limit below one unit per minute is garbage and ignored.
     """
+    values = limit_values(headers, rate_limited, max_block, now)
+    return None if values is None else HeaderInfo(*values)
+
+
+def limit_values(
+    headers: Mapping[str, str],
+    rate_limited: bool = False,
+    max_block: float = DEFAULT_MAX_BLOCK,
+    now: Callable[[], float] = time.time,
+) -> tuple[float, Vector, Vector] | None:
+    """:func:`read_limit_headers`' answer as a tuple: ``(block, learned, used)``."""
     found: dict[str, str] = {}
+    families: list[int] = []  # the families with a header here: only they can say anything
+    names = _NAMES
     for k, v in headers.items():
-        lk = k.lower()
-        if lk.startswith(("x-ratelimit-", "anthropic-ratelimit-", "retry-after")):
-            found[lk] = v
+        ours = names.get(k)
+        if ours is None:
+            ours = _our_name(k)
+        if ours:
+            found[ours[0]] = v
+            if ours[1] >= 0 and ours[1] not in families:
+                families.append(ours[1])
     if not found:
         return None
     learned = [0.0, 0.0, 0.0, 0.0]
     used = [-1.0, -1.0, -1.0, -1.0]
     block = 0.0
-    for i, lim_h, rem_h, reset_h, period in _FAMILIES:
+    if len(families) > 1:
+        families.sort()  # in their order: a later family's limit replaces an earlier one's
+    for n in families:
+        i, lim_h, rem_h, reset_h, period = _FAMILIES[n]
         remaining = _number(found.get(rem_h))
         if i >= 0:
             limit = _number(found.get(lim_h))
             if limit is not None and limit >= 1:
                 learned[i] = limit
                 if remaining is not None:
-                    used[i] = max(0.0, limit - remaining)
+                    spent = limit - remaining
+                    used[i] = spent if spent > 0.0 else 0.0  # max(0.0, spent)
         if remaining is not None and remaining < 1:
             raw = found.get(reset_h)
             reset = parse_reset(raw, now) if raw is not None else None
@@ -185,5 +226,6 @@ def read_limit_headers(
         ra = parse_retry_after(found, now)
         if ra is not None:
             block = max(block, ra)
-    block = min(block, max_block)
-    return HeaderInfo(block, tuple(learned), tuple(used))  # type: ignore[arg-type]
+    if max_block < block:  # min(block, max_block)
+        block = max_block
+    return block, tuple(learned), tuple(used)  # type: ignore[return-value]
