@@ -535,3 +535,26 @@ async def test_concurrent_calls_on_one_key_never_pass_its_budget_in_redis(
     spent, reserved = await ledger.spent("tag:vkey|k1|total|total")
     assert spent == pytest.approx(25 * estimate)
     assert reserved == pytest.approx(0.0, abs=1e-12)
+
+
+def test_made_up_model_names_do_not_grow_the_registry_cache_without_bound() -> None:
+    """Any key holder may name models the catalog does not know (the gateway answers 429:
+    unknown price); each name was remembered in the registry's cache forever (the bound's,
+    the rates' and the catalog layer's entries), so a loop of made-up names grew a gateway
+    worker without bound. The cache holds only derived data: it starts afresh when full, and
+    what it answers afterwards is what it answered before."""
+    from llmrelay.catalog.derived_cache import MAX_ENTRIES
+    from llmrelay.reliability.budgets_bound import bound_rates
+
+    most = MAX_ENTRIES
+
+    clock = Clock(THU + 12 * HOUR)
+    reg = registry(clock)
+    req = request(100)
+    known = bound_request_cost(req, dep("rise"), registry=reg)
+    assert known is not None
+    for i in range(most + 1000):
+        assert bound_rates(reg, "vllm", f"made-up-{i}") is None
+        assert len(reg.cache) <= most
+    assert bound_request_cost(req, dep("rise"), registry=reg) == known
+    assert bound_request_cost(req, dep("made-up-1"), registry=reg) is None

@@ -42,6 +42,7 @@ from typing import Any
 from ..errors import ConfigFileError, ConfigurationError, UnknownModelError, finite, shown
 from ..settings.file import file_settings
 from . import lifecycle, persistence
+from .derived_cache import DerivedCache
 from .profiles import BLEND_INPUT_WEIGHT as BLEND_INPUT_WEIGHT
 from .profiles import BLEND_OUTPUT_WEIGHT as BLEND_OUTPUT_WEIGHT
 from .profiles import CAPABILITY_NAMES, LLMCapabilities, LLMProfile, blended_price_per_1k
@@ -126,8 +127,8 @@ class LLMRegistry:
         self._profiles: dict[_Key, LLMProfile] = {}
         self._names: dict[str, list[_Key]] = {}
         self._meta: dict[str, Any] = {}
-        #: Derived data (prices, layer lookups), cleared on every change.
-        self.cache: dict[Any, Any] = {}
+        #: Derived data (prices, layer lookups), cleared on every change (and when full).
+        self.cache: dict[Any, Any] = DerivedCache()
         self._want_bundled = bundled
         self._files = None if catalog_files is None else [str(f) for f in catalog_files]
         self._loaded = False
