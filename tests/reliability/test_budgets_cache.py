@@ -558,3 +558,38 @@ def test_made_up_model_names_do_not_grow_the_registry_cache_without_bound() -> N
         assert len(reg.cache) <= most
     assert bound_request_cost(req, dep("rise"), registry=reg) == known
     assert bound_request_cost(req, dep("made-up-1"), registry=reg) is None
+
+
+def test_a_price_registered_while_a_bound_is_computed_is_not_hidden_by_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another thread registers a dearer price while a call computes its bound (here: right
+    after the rates were resolved). The edit clears the cache; the computation, finishing
+    after it, stored what it had read of the old price (the rates, the day's top rates, the
+    bound) into the fresh cache, valid for the rest of the span -- hours of reservations at
+    the old price. A value computed across a change is now used once, not remembered."""
+    from llmrelay.catalog import costs
+
+    clock = Clock(THU + 12 * HOUR)
+    reg = registry(clock)
+    req = request(100)
+    real = costs.resolve_rates
+    edited = []
+
+    def resolve_then_edit(*a: Any, **kw: Any) -> Any:
+        out = real(*a, **kw)
+        if not edited:
+            edited.append(True)
+            reg.register({"provider": "vllm", "model": "rise", "prices": {"output": 200.0}})
+        return out
+
+    monkeypatch.setattr(costs, "resolve_rates", resolve_then_edit)
+    bound_request_cost(req, dep("rise"), registry=reg)  # computed across the edit
+    monkeypatch.setattr(costs, "resolve_rates", real)
+    assert edited
+    other = registry(Clock(clock.t))  # the same edit on a registry that saw nothing else
+    other.register({"provider": "vllm", "model": "rise", "prices": {"output": 200.0}})
+    fresh = bound_request_cost(req, dep("rise"), registry=other)
+    assert fresh is not None
+    assert fresh > uncached_bound(req, "rise", clock.t)  # type: ignore[operator]
+    assert bound_request_cost(req, dep("rise"), registry=reg) == fresh

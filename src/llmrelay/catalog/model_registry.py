@@ -128,7 +128,7 @@ class LLMRegistry:
         self._names: dict[str, list[_Key]] = {}
         self._meta: dict[str, Any] = {}
         #: Derived data (prices, layer lookups), cleared on every change (and when full).
-        self.cache: dict[Any, Any] = DerivedCache()
+        self.cache = DerivedCache(self._ensure)
         self._want_bundled = bundled
         self._files = None if catalog_files is None else [str(f) for f in catalog_files]
         self._loaded = False
