@@ -267,10 +267,11 @@ def rates_for(
     entry = cache.get(key)
     if entry is not None and entry[1] <= t < entry[2]:
         return entry[0]  # type: ignore[no-any-return]
-    gen = cache.generation  # a value computed across a change is not remembered
+    guard = registry.cache_guard
+    gen = guard.generation  # a value computed across a change is not remembered
     profile = registry.lookup(provider, model)
     if profile is None:
-        cache.put(key, (None, -math.inf, math.inf), gen)
+        guard.put(key, (None, -math.inf, math.inf), gen)
         return None
     if not 0.0 <= t < _LAST_EPOCH:  # NaN too; only here: a cached span never holds one
         raise ConfigurationError(
@@ -278,7 +279,7 @@ def rates_for(
             "registry's now= must return epoch seconds (as time.time() does)"
         )
     rates, lo, hi = resolve_rates(registry, profile, t)
-    cache.put(key, (rates, lo, hi), gen)
+    guard.put(key, (rates, lo, hi), gen)
     return rates
 
 
@@ -297,7 +298,8 @@ def highest_rates(
     so a call that starts (or is retried) in a dearer window, or after midnight under a dearer
     dated price, is still covered. The same as :func:`rates_for` for a row without windows or
     price changes."""
-    gen = registry.cache.generation  # a value computed across a change is not remembered
+    guard = registry.cache_guard
+    gen = guard.generation  # a value computed across a change is not remembered
     rates = rates_for(registry, provider, model, at)
     if rates is None or not rates.known:
         return rates
@@ -312,7 +314,7 @@ def highest_rates(
     edge = midnight - RESERVE_AHEAD_S
     top = _top_on(registry, provider, model, rates, day)
     if t < edge:
-        cache.put(key, (top, start, edge), gen)
+        guard.put(key, (top, start, edge), gen)
         return top
     if midnight < _LAST_EPOCH:
         after = rates_for(registry, provider, model, midnight)
@@ -326,7 +328,7 @@ def highest_rates(
                 _higher(top.reasoning, after.reasoning),
                 top.label,
             )
-    cache.put(key, (top, edge, midnight), gen)
+    guard.put(key, (top, edge, midnight), gen)
     return top
 
 
@@ -501,12 +503,12 @@ def calculate_cost(
     key = ("profile-by-name", model)
     profile = reg.cache.get(key)
     if profile is None:
-        gen = reg.cache.generation
+        gen = reg.cache_guard.generation
         try:
             profile = reg.get(model)
         except UnknownModelError as exc:
             return Cost.unknown(exc.message)
-        reg.cache.put(key, profile, gen)
+        reg.cache_guard.put(key, profile, gen)
     rates = rates_for(reg, profile.provider, profile.name, when)
     assert rates is not None
     return _cost_of(rates, u)
