@@ -593,3 +593,99 @@ def test_a_price_registered_while_a_bound_is_computed_is_not_hidden_by_it(
     assert fresh is not None
     assert fresh > uncached_bound(req, "rise", clock.t)  # type: ignore[operator]
     assert bound_request_cost(req, dep("rise"), registry=reg) == fresh
+
+
+_CHILD = """
+import asyncio, sys, time
+from pathlib import Path
+from tests.reliability.test_budgets_cache import (
+    THU, HOUR, Clock, _answered, _ctx, _key, dep, registry, request)
+from llmrelay.errors import BudgetExceededError
+from llmrelay.gateway.policy import KeyBudgets
+from llmrelay.reliability.budgets import bound_request_cost
+from llmrelay.reliability.budgets_ledger import RedisLedger
+from llmrelay.state import RedisStore
+
+url, prefix, mine, theirs = sys.argv[1:5]
+
+async def main() -> None:
+    reg = registry(Clock(THU + 12 * HOUR))
+    req = request(100)
+    estimate = bound_request_cost(req, dep("rise"), registry=reg)
+    store = RedisStore(url, prefix=prefix, retry_interval=0)
+    budgets = KeyBudgets(ledger=RedisLedger(store))
+    budgets.limit_for(_key(estimate * 50.5, "total"))
+    tried = 0
+    all_tried = asyncio.Event()
+
+    async def call() -> bool:
+        nonlocal tried
+        ctx = _ctx({"vkey": "k1"}, reg)
+        try:
+            res = await budgets.reserve(req, dep("rise"), ctx)
+        except BudgetExceededError:
+            return False
+        finally:
+            tried += 1
+            if tried == 250:
+                all_tried.set()
+        await all_tried.wait()
+        while not Path(theirs).exists():  # nothing settles before the other process tried
+            await asyncio.sleep(0.01)
+        _answered(ctx, estimate / 2)
+        await budgets.settle(res, ctx)
+        return True
+
+    async def mark() -> None:
+        await all_tried.wait()
+        Path(mine).touch()
+
+    out = await asyncio.gather(mark(), *(call() for _ in range(250)))
+    await store.aclose()
+    print(sum(out[1:]))
+
+asyncio.run(main())
+"""
+
+
+async def test_two_processes_on_one_key_never_pass_its_budget_in_redis(
+    redis_url: str, redis_prefix: str, tmp_path: Any
+) -> None:
+    """250 calls at once in each of two processes on one key, on real Redis, the prices
+    remembered in each: exactly as many are admitted as the budget holds (nothing settles
+    before both processes tried), and what they spend is recorded."""
+    import os
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, *sys.path])}
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _CHILD,
+            redis_url,
+            redis_prefix,
+            mine,
+            theirs,
+            env=env,
+            cwd=root,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for mine, theirs in ((a, b), (b, a))
+    ]
+    outs = [await asyncio.wait_for(p.communicate(), 120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    admitted = [int(o[0].decode().split()[-1]) for o in outs]
+    assert sum(admitted) == 50, admitted
+    estimate = bound_request_cost(request(100), dep("rise"), registry=registry(Clock(THU)))
+    assert estimate is not None
+    store = RedisStore(redis_url, prefix=redis_prefix, retry_interval=0)
+    try:
+        spent, reserved = await RedisLedger(store).spent("tag:vkey|k1|total|total")
+    finally:
+        await store.aclose()
+    assert spent == pytest.approx(25 * estimate)
+    assert reserved == pytest.approx(0.0, abs=1e-12)
