@@ -689,3 +689,18 @@ async def test_two_processes_on_one_key_never_pass_its_budget_in_redis(
         await store.aclose()
     assert spent == pytest.approx(25 * estimate)
     assert reserved == pytest.approx(0.0, abs=1e-12)
+
+
+async def test_a_call_in_flight_keeps_its_key_budget_when_the_key_table_starts_afresh() -> None:
+    """The gateway looks a key's limit up when the request comes in (``limit_for``) and the
+    budget layer finds it by the key id when the call reserves. Past 100,000 keys the table
+    was cleared: a call of a key looked up before the clearing and reserving after it found
+    no limit and was admitted past its key's budget. An emptied table is kept one more round."""
+    clock = Clock(THU + 12 * HOUR)
+    reg = registry(clock)
+    budgets = KeyBudgets(ledger=MemoryLedger(), clock=clock)
+    assert budgets.limit_for(_key(1e-9, "total")) is not None  # less than any call costs
+    for i in range(100_002):  # other keys' requests come in meanwhile
+        budgets.limit_for(dataclasses.replace(_key(1.0), id=f"other-{i}"))
+    with pytest.raises(BudgetExceededError):
+        await budgets.reserve(request(100), dep("rise"), _ctx({"vkey": "k1"}, reg))
