@@ -130,6 +130,26 @@ def test_periods_scopes_and_matches() -> None:
     assert BudgetLimit(1.0, period="total").ledger_key("*", now) == "global|*|total|total"
 
 
+def test_a_key_asked_a_hair_before_midnight_is_that_days_for_the_whole_day() -> None:
+    """The period ids are remembered per UTC day number (``now // 86400``). They were spelled
+    from ``datetime.fromtimestamp(now)``, which rounds to the microsecond: asked within half a
+    microsecond before a midnight (a clock stepped back, a test clock, another Budgets' clock)
+    they spelled the next day -- and the next month at a month's end -- and every later call
+    of that day was charged to the next period's key (spending the next period's budget and
+    escaping this one's)."""
+    import math
+
+    midnight = 1_701_388_800.0  # 2023-12-01 00:00 UTC
+    month = BudgetLimit(1.0, period="month", scope="user")
+    day = BudgetLimit(1.0, period="day", scope="user")
+    hair = math.nextafter(midnight, 0.0)
+    assert day.ledger_key("a", hair) == "user|a|day|2023-11-30"
+    assert month.ledger_key("a", hair) == "user|a|month|2023-11"
+    assert day.ledger_key("a", midnight - 3600.0) == "user|a|day|2023-11-30"
+    assert month.ledger_key("a", midnight - 3600.0) == "user|a|month|2023-11"
+    assert day.ledger_key("a", midnight) == "user|a|day|2023-12-01"
+
+
 async def test_each_user_has_their_own_daily_budget() -> None:
     budgets = Budgets([BudgetLimit(0.025, period="day", scope="user")], estimator=lambda r, d: 0.01)
     client, _ = make_client(budgets)

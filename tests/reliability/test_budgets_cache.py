@@ -535,3 +535,172 @@ async def test_concurrent_calls_on_one_key_never_pass_its_budget_in_redis(
     spent, reserved = await ledger.spent("tag:vkey|k1|total|total")
     assert spent == pytest.approx(25 * estimate)
     assert reserved == pytest.approx(0.0, abs=1e-12)
+
+
+def test_made_up_model_names_do_not_grow_the_registry_cache_without_bound() -> None:
+    """Any key holder may name models the catalog does not know (the gateway answers 429:
+    unknown price); each name was remembered in the registry's cache forever (the bound's,
+    the rates' and the catalog layer's entries), so a loop of made-up names grew a gateway
+    worker without bound. The cache holds only derived data: it starts afresh when full, and
+    what it answers afterwards is what it answered before."""
+    from llmrelay.catalog.derived_cache import MAX_ENTRIES
+    from llmrelay.reliability.budgets_bound import bound_rates
+
+    most = MAX_ENTRIES
+
+    clock = Clock(THU + 12 * HOUR)
+    reg = registry(clock)
+    req = request(100)
+    known = bound_request_cost(req, dep("rise"), registry=reg)
+    assert known is not None
+    for i in range(most + 1000):
+        assert bound_rates(reg, "vllm", f"made-up-{i}") is None
+        assert len(reg.cache) <= most
+    assert bound_request_cost(req, dep("rise"), registry=reg) == known
+    assert bound_request_cost(req, dep("made-up-1"), registry=reg) is None
+
+
+def test_a_price_registered_while_a_bound_is_computed_is_not_hidden_by_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another thread registers a dearer price while a call computes its bound (here: right
+    after the rates were resolved). The edit clears the cache; the computation, finishing
+    after it, stored what it had read of the old price (the rates, the day's top rates, the
+    bound) into the fresh cache, valid for the rest of the span -- hours of reservations at
+    the old price. A value computed across a change is now used once, not remembered."""
+    from llmrelay.catalog import costs
+
+    clock = Clock(THU + 12 * HOUR)
+    reg = registry(clock)
+    req = request(100)
+    real = costs.resolve_rates
+    edited = []
+
+    def resolve_then_edit(*a: Any, **kw: Any) -> Any:
+        out = real(*a, **kw)
+        if not edited:
+            edited.append(True)
+            reg.register({"provider": "vllm", "model": "rise", "prices": {"output": 200.0}})
+        return out
+
+    monkeypatch.setattr(costs, "resolve_rates", resolve_then_edit)
+    bound_request_cost(req, dep("rise"), registry=reg)  # computed across the edit
+    monkeypatch.setattr(costs, "resolve_rates", real)
+    assert edited
+    other = registry(Clock(clock.t))  # the same edit on a registry that saw nothing else
+    other.register({"provider": "vllm", "model": "rise", "prices": {"output": 200.0}})
+    fresh = bound_request_cost(req, dep("rise"), registry=other)
+    assert fresh is not None
+    assert fresh > uncached_bound(req, "rise", clock.t)  # type: ignore[operator]
+    assert bound_request_cost(req, dep("rise"), registry=reg) == fresh
+
+
+_CHILD = """
+import asyncio, sys, time
+from pathlib import Path
+from tests.reliability.test_budgets_cache import (
+    THU, HOUR, Clock, _answered, _ctx, _key, dep, registry, request)
+from llmrelay.errors import BudgetExceededError
+from llmrelay.gateway.policy import KeyBudgets
+from llmrelay.reliability.budgets import bound_request_cost
+from llmrelay.reliability.budgets_ledger import RedisLedger
+from llmrelay.state import RedisStore
+
+url, prefix, mine, theirs = sys.argv[1:5]
+
+async def main() -> None:
+    reg = registry(Clock(THU + 12 * HOUR))
+    req = request(100)
+    estimate = bound_request_cost(req, dep("rise"), registry=reg)
+    store = RedisStore(url, prefix=prefix, retry_interval=0)
+    budgets = KeyBudgets(ledger=RedisLedger(store))
+    budgets.limit_for(_key(estimate * 50.5, "total"))
+    tried = 0
+    all_tried = asyncio.Event()
+
+    async def call() -> bool:
+        nonlocal tried
+        ctx = _ctx({"vkey": "k1"}, reg)
+        try:
+            res = await budgets.reserve(req, dep("rise"), ctx)
+        except BudgetExceededError:
+            return False
+        finally:
+            tried += 1
+            if tried == 250:
+                all_tried.set()
+        await all_tried.wait()
+        while not Path(theirs).exists():  # nothing settles before the other process tried
+            await asyncio.sleep(0.01)
+        _answered(ctx, estimate / 2)
+        await budgets.settle(res, ctx)
+        return True
+
+    async def mark() -> None:
+        await all_tried.wait()
+        Path(mine).touch()
+
+    out = await asyncio.gather(mark(), *(call() for _ in range(250)))
+    await store.aclose()
+    print(sum(out[1:]))
+
+asyncio.run(main())
+"""
+
+
+async def test_two_processes_on_one_key_never_pass_its_budget_in_redis(
+    redis_url: str, redis_prefix: str, tmp_path: Any
+) -> None:
+    """250 calls at once in each of two processes on one key, on real Redis, the prices
+    remembered in each: exactly as many are admitted as the budget holds (nothing settles
+    before both processes tried), and what they spend is recorded."""
+    import os
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, *sys.path])}
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _CHILD,
+            redis_url,
+            redis_prefix,
+            mine,
+            theirs,
+            env=env,
+            cwd=root,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for mine, theirs in ((a, b), (b, a))
+    ]
+    outs = [await asyncio.wait_for(p.communicate(), 120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    admitted = [int(o[0].decode().split()[-1]) for o in outs]
+    assert sum(admitted) == 50, admitted
+    estimate = bound_request_cost(request(100), dep("rise"), registry=registry(Clock(THU)))
+    assert estimate is not None
+    store = RedisStore(redis_url, prefix=redis_prefix, retry_interval=0)
+    try:
+        spent, reserved = await RedisLedger(store).spent("tag:vkey|k1|total|total")
+    finally:
+        await store.aclose()
+    assert spent == pytest.approx(25 * estimate)
+    assert reserved == pytest.approx(0.0, abs=1e-12)
+
+
+async def test_a_call_in_flight_keeps_its_key_budget_when_the_key_table_starts_afresh() -> None:
+    """The gateway looks a key's limit up when the request comes in (``limit_for``) and the
+    budget layer finds it by the key id when the call reserves. Past 100,000 keys the table
+    was cleared: a call of a key looked up before the clearing and reserving after it found
+    no limit and was admitted past its key's budget. An emptied table is kept one more round."""
+    clock = Clock(THU + 12 * HOUR)
+    reg = registry(clock)
+    budgets = KeyBudgets(ledger=MemoryLedger(), clock=clock)
+    assert budgets.limit_for(_key(1e-9, "total")) is not None  # less than any call costs
+    for i in range(100_002):  # other keys' requests come in meanwhile
+        budgets.limit_for(dataclasses.replace(_key(1.0), id=f"other-{i}"))
+    with pytest.raises(BudgetExceededError):
+        await budgets.reserve(request(100), dep("rise"), _ctx({"vkey": "k1"}, reg))

@@ -267,9 +267,11 @@ def rates_for(
     entry = cache.get(key)
     if entry is not None and entry[1] <= t < entry[2]:
         return entry[0]  # type: ignore[no-any-return]
+    guard = registry.cache_guard
+    gen = guard.generation  # a value computed across a change is not remembered
     profile = registry.lookup(provider, model)
     if profile is None:
-        cache[key] = (None, -math.inf, math.inf)
+        guard.put(key, (None, -math.inf, math.inf), gen)
         return None
     if not 0.0 <= t < _LAST_EPOCH:  # NaN too; only here: a cached span never holds one
         raise ConfigurationError(
@@ -277,7 +279,7 @@ def rates_for(
             "registry's now= must return epoch seconds (as time.time() does)"
         )
     rates, lo, hi = resolve_rates(registry, profile, t)
-    cache[key] = (rates, lo, hi)
+    guard.put(key, (rates, lo, hi), gen)
     return rates
 
 
@@ -296,6 +298,8 @@ def highest_rates(
     so a call that starts (or is retried) in a dearer window, or after midnight under a dearer
     dated price, is still covered. The same as :func:`rates_for` for a row without windows or
     price changes."""
+    guard = registry.cache_guard
+    gen = guard.generation  # a value computed across a change is not remembered
     rates = rates_for(registry, provider, model, at)
     if rates is None or not rates.known:
         return rates
@@ -310,7 +314,7 @@ def highest_rates(
     edge = midnight - RESERVE_AHEAD_S
     top = _top_on(registry, provider, model, rates, day)
     if t < edge:
-        cache[key] = (top, start, edge)
+        guard.put(key, (top, start, edge), gen)
         return top
     if midnight < _LAST_EPOCH:
         after = rates_for(registry, provider, model, midnight)
@@ -324,7 +328,7 @@ def highest_rates(
                 _higher(top.reasoning, after.reasoning),
                 top.label,
             )
-    cache[key] = (top, edge, midnight)
+    guard.put(key, (top, edge, midnight), gen)
     return top
 
 
@@ -499,10 +503,12 @@ def calculate_cost(
     key = ("profile-by-name", model)
     profile = reg.cache.get(key)
     if profile is None:
+        gen = reg.cache_guard.generation
         try:
-            profile = reg.cache[key] = reg.get(model)
+            profile = reg.get(model)
         except UnknownModelError as exc:
             return Cost.unknown(exc.message)
+        reg.cache_guard.put(key, profile, gen)
     rates = rates_for(reg, profile.provider, profile.name, when)
     assert rates is not None
     return _cost_of(rates, u)

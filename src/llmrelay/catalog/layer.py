@@ -134,6 +134,7 @@ class Catalog:
             return cache[key]  # type: ignore[no-any-return]
         except KeyError:
             pass
+        gen = reg.cache_guard.generation  # a value computed across a change is not remembered
         p = reg.lookup(dep.provider, dep.model)
         entry = None
         if p is not None:
@@ -151,7 +152,7 @@ class Catalog:
                 p.id,
                 p.reasoning,
             )
-        cache[key] = entry
+        reg.cache_guard.put(key, entry, gen)
         return entry
 
     def _retired_elsewhere(self, e: _Entry, alias: str | None) -> bool:

@@ -42,6 +42,7 @@ from typing import Any
 from ..errors import ConfigFileError, ConfigurationError, UnknownModelError, finite, shown
 from ..settings.file import file_settings
 from . import lifecycle, persistence
+from .derived_cache import CacheGuard
 from .profiles import BLEND_INPUT_WEIGHT as BLEND_INPUT_WEIGHT
 from .profiles import BLEND_OUTPUT_WEIGHT as BLEND_OUTPUT_WEIGHT
 from .profiles import CAPABILITY_NAMES, LLMCapabilities, LLMProfile, blended_price_per_1k
@@ -126,8 +127,9 @@ class LLMRegistry:
         self._profiles: dict[_Key, LLMProfile] = {}
         self._names: dict[str, list[_Key]] = {}
         self._meta: dict[str, Any] = {}
-        #: Derived data (prices, layer lookups), cleared on every change.
+        #: Derived data (prices, layer lookups), cleared on every change (and when full).
         self.cache: dict[Any, Any] = {}
+        self.cache_guard = CacheGuard(self.cache, self._ensure)  # stores go through it
         self._want_bundled = bundled
         self._files = None if catalog_files is None else [str(f) for f in catalog_files]
         self._loaded = False
@@ -243,7 +245,7 @@ class LLMRegistry:
         self._rows[key] = row
         self._profiles[key] = p
         self._index(key, p)
-        self.cache.clear()
+        self.cache_guard.clear()
 
     def register(self, profile: LLMProfile | Mapping[str, Any]) -> LLMProfile:
         """Add or replace a model. A ``LLMProfile`` replaces the entry; a row dict (the catalog
@@ -273,7 +275,7 @@ class LLMRegistry:
             self._unindex(key)
             del self._rows[key]
             del self._profiles[key]
-            self.cache.clear()
+            self.cache_guard.clear()
 
     # ------------------------------------------------------------------ lookups
 

@@ -68,26 +68,38 @@ class KeyBudgets(Budgets):
         super().__init__(list(static), **kw)
         self._static = tuple(static)
         self._keys: dict[str, _KeyHold] = {}
+        #: The table before it last started afresh: a call looked up before then still finds
+        #: its key's limit when it reserves.
+        self._old: dict[str, _KeyHold] = {}
         self._teams = {t: b.limit for t, b in (teams or {}).items()}
 
     def limit_for(self, key: VirtualKey) -> BudgetLimit | None:
         """The key's budget limit (rebuilt when the key's record changed)."""
         if key.budget_usd is None:
             self._keys.pop(key.id, None)
+            self._old.pop(key.id, None)
             return None
         held = self._keys.get(key.id)
         if held is not None and held.record is key:
             return held.limit
-        lim = BudgetLimit(key.budget_usd, key.budget_period, scope="tag:vkey", match=key.id)
         if len(self._keys) > 100_000:
-            self._keys.clear()
-        self._keys[key.id] = _KeyHold(key, lim)
-        return lim
+            self._old, self._keys = self._keys, {}
+        if held is None:
+            held = self._old.get(key.id)
+        if held is None or held.record is not key:
+            lim = BudgetLimit(key.budget_usd, key.budget_period, scope="tag:vkey", match=key.id)
+            held = _KeyHold(key, lim)
+        self._keys[key.id] = held
+        return held.limit
+
+    def _held(self, vkey: str) -> _KeyHold | None:
+        held = self._keys.get(vkey)
+        return self._old.get(vkey) if held is None else held
 
     def applicable(self, ctx: CallContext) -> Sequence[BudgetLimit]:
         tags = ctx.tags
         out = list(self._static)
-        held = self._keys.get(tags.get("vkey", ""))
+        held = self._held(tags.get("vkey", ""))
         if held is not None:
             out.append(held.limit)
         team = tags.get("team")
@@ -104,6 +116,8 @@ class KeyBudgets(Budgets):
             return super().call_entries(dep, ctx, now)
         vkey = tags.get("vkey")
         held = self._keys.get(vkey) if vkey is not None else None
+        if held is None and vkey is not None:
+            held = self._old.get(vkey)  # ``_held``, inline
         if held is None:
             return super().call_entries(dep, ctx, now)
         day = now // 86400.0

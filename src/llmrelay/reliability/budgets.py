@@ -148,8 +148,11 @@ def _period_ids(now: float) -> tuple[float, str, str]:
     """The UTC day of ``now`` (days since the epoch) and its day and month ids, remembered:
     every call of a day shares them."""
     global _PERIOD_IDS
-    d = datetime.fromtimestamp(now, UTC)
-    _PERIOD_IDS = (now // 86400.0, d.strftime("%Y-%m-%d"), d.strftime("%Y-%m"))
+    day = now // 86400.0
+    # Spelled from the day number, not ``now``: ``fromtimestamp`` rounds to the microsecond,
+    # and half a microsecond before a midnight it is the next day's.
+    d = datetime.fromtimestamp(day * 86400.0, UTC)
+    _PERIOD_IDS = (day, d.strftime("%Y-%m-%d"), d.strftime("%Y-%m"))
     return _PERIOD_IDS
 
 

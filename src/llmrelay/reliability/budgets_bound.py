@@ -143,6 +143,7 @@ def bound_rates(registry: LLMRegistry | None, provider: str, model: str) -> Boun
         entry = reg.cache.get(key)
         if entry is not None and entry[1] <= t < entry[2]:
             return entry[0]  # type: ignore[no-any-return]
+    gen = reg.cache_guard.generation  # a value computed across a change is not remembered
     rates = highest_rates(reg, provider, model, t)  # a clock giving no real time raises
     value: BoundRates | None = None
     lo, hi = -math.inf, math.inf  # an unknown model stays unknown until the registry changes
@@ -170,7 +171,7 @@ def bound_rates(registry: LLMRegistry | None, provider: str, model: str) -> Boun
             lo, hi = max(lo, start), min(hi, edge)
         else:
             lo, hi = max(lo, edge), min(hi, start + 86400.0)
-    reg.cache[key] = (value, lo, hi)
+    reg.cache_guard.put(key, (value, lo, hi), gen)
     return value
 
 

@@ -262,9 +262,11 @@ class RequestLog:
                 continue
             try:
                 unit = rows_from_record(item, f"{token}{next(ids):010x}.{item.trace_id}")
-            except Exception as exc:  # e.g. content that cannot be encoded
+            except Exception as exc:  # e.g. content that cannot be encoded, or no CallRecord
                 logger.error(
-                    "request log: cannot build the rows of trace %s: %s", item.trace_id, exc
+                    "request log: cannot build the rows of trace %s: %s",
+                    getattr(item, "trace_id", "?"),
+                    exc,
                 )
                 self.rejected += 1
                 continue
