@@ -26,14 +26,22 @@ import gateway as g
 from _upstream import start_upstream
 
 
-def _count(kind: str, n: int, stream: bool, conc: int, loop: str) -> int:
+def _count(
+    kind: str, n: int, stream: bool, conc: int, loop: str, litellm: str | None = None
+) -> int:
     """Instructions a server process executed for ``n`` requests (plus start-up)."""
     with start_upstream(None) as up, tempfile.TemporaryDirectory() as tmp:
         where = Path(tmp)
         out = where / "callgrind.out"
-        valgrind = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}")
+        # Children too: LiteLLM's proxy serves from a worker process.
+        valgrind = (
+            "valgrind",
+            "--tool=callgrind",
+            "--trace-children=yes",
+            f"--callgrind-out-file={out}.%p",
+        )
         os.environ["PYTHONHASHSEED"] = "0"  # the same dict layouts in both runs
-        with g._server(kind, up.base_url, None, where, None, loop, valgrind) as (url, key, _):
+        with g._server(kind, up.base_url, None, where, litellm, loop, valgrind) as (url, key, _):
             body = g.STREAM_BODY if stream else g.BODY
             _, errors = asyncio.run(g._rps(url, key, n, conc, body))
         if errors:
@@ -55,16 +63,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n1", type=int, default=100)
     ap.add_argument("--n2", type=int, default=600)
     ap.add_argument("--conc", type=int, default=8)
+    ap.add_argument("--litellm", metavar="PATH", help="the litellm command (--servers litellm)")
     args = ap.parse_args(argv)
     per: dict[str, float] = {}
     for kind in args.servers.split(","):
-        a = _count(kind, args.n1, args.stream, args.conc, args.loop)
-        b = _count(kind, args.n2, args.stream, args.conc, args.loop)
+        a = _count(kind, args.n1, args.stream, args.conc, args.loop, args.litellm)
+        b = _count(kind, args.n2, args.stream, args.conc, args.loop, args.litellm)
         per[kind] = (b - a) / (args.n2 - args.n1)
         what = "streamed" if args.stream else "non-streamed"
         print(f"{kind:10} {per[kind]:>12,.0f} instructions per {what} request", flush=True)
     if "bare" in per and "llmrelay" in per:
         print(f"llmrelay / bare: {per['llmrelay'] / per['bare']:.2f}x")
+    if "litellm" in per and "llmrelay" in per:
+        print(f"litellm / llmrelay: {per['litellm'] / per['llmrelay']:.1f}x")
     return 0
 
 
