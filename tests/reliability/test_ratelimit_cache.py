@@ -80,6 +80,26 @@ async def test_a_keys_changed_limits_apply_on_its_next_call() -> None:
     assert await limiter.acquire(DEP, _req(), _ctx(tags={"vkey": "key_2"})) is not None
 
 
+async def test_a_call_in_flight_keeps_its_key_limit_when_the_key_table_starts_afresh() -> None:
+    """The gateway takes a key's limits when the request comes in (``limits_for``) and the
+    limiter finds them by key id when the call acquires, after awaits. Past 100,000 keys the
+    table was cleared: a call looked up just before and acquiring after found no limit and was
+    admitted past its key's rpm. An emptied table is kept one more round (as budgets do)."""
+    import dataclasses
+
+    limiter = KeyRateLimiter(clock=FakeClock())
+    ctx = _ctx(tags={"vkey": "key_1"})
+    limiter.limits_for(_key(rpm=1))
+    assert await limiter.acquire(DEP, _req(), ctx) is not None
+    limiter.limits_for(_key(rpm=1))  # the key's second request comes in ...
+    for i in range(100_002):  # ... and other keys' requests meanwhile
+        limiter.limits_for(dataclasses.replace(_key(rpm=5), id=f"other-{i}"))
+    with pytest.raises(RateLimitedError, match="vkey 'key_1'"):
+        await limiter.acquire(DEP, _req(), ctx)
+    limiter.limits_for(_key())  # the key's limits removed: from both tables
+    assert await limiter.acquire(DEP, _req(), ctx) is not None
+
+
 async def test_each_api_key_of_a_deployment_is_counted_apart() -> None:
     limiter = RateLimiter({"openai/gpt-4o-mini": {"rpm": 1}}, clock=FakeClock())
     dep_a = make_deployment("openai", "gpt-4o-mini", api_key="sk-a", base_url="http://x/v1")

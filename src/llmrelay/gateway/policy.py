@@ -140,20 +140,28 @@ class KeyRateLimiter(RateLimiter):
         super().__init__(*args, **kw)
         #: key id -> (its record, its scopes: one, ``vkey:<id>`` with its limits)
         self._keys: dict[str, tuple[VirtualKey, tuple[tuple[str, Limits], ...]]] = {}
+        #: The table before it last started afresh: a call looked up just before that still
+        #: finds its key's limits when it acquires (as ``KeyBudgets`` does).
+        self._old: dict[str, tuple[VirtualKey, tuple[tuple[str, Limits], ...]]] = {}
 
     def limits_for(self, key: VirtualKey) -> None:
         """Take the key's current limits (call with each authenticated request's record)."""
         if key.rpm is None and key.tpm is None:
             self._keys.pop(key.id, None)
+            self._old.pop(key.id, None)
             return
         held = self._keys.get(key.id)
         if held is not None and held[0] is key:
             return
         if len(self._keys) > 100_000:
-            self._keys.clear()
+            self._old, self._keys = self._keys, {}
         self._keys[key.id] = (key, ((f"vkey:{key.id}", Limits(rpm=key.rpm, tpm=key.tpm)),))
 
     def call_scopes(self, ctx: CallContext) -> Sequence[tuple[str, Limits]]:
         vkey = ctx.tags.get("vkey")
-        held = self._keys.get(vkey) if vkey is not None else None
+        if vkey is None:
+            return ()
+        held = self._keys.get(vkey)
+        if held is None:
+            held = self._old.get(vkey)
         return held[1] if held is not None else ()
