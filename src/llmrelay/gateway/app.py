@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-import orjson
 from aiohttp import web
 
 from ..client import Client
@@ -24,7 +23,6 @@ from ..errors import ConfigurationError, ContentFilteredError, LLMRelayError
 from ..providers.aliases import lookup
 from ..providers.resolve import known_aliases
 from ..types import Response, StreamChunk
-from ..types.embeddings import Embeddings
 from . import anthropic_wire, embeddings_wire, openai_wire, responses_stream, responses_wire
 from .access import NOT_LOCAL as _NOT_LOCAL
 from .access import local_client as _local
@@ -33,7 +31,7 @@ from .access import metrics_refusal
 from .access import same_secret as _same
 from .keys import KeyCache, KeyStore, VirtualKey
 from .media import with_media
-from .observe import prometheus_text, readiness
+from .observe import prometheus_text, readiness, trace_headers
 from .policy import KeyBudgets, KeyRateLimiter
 from .sealing import Sealer
 from .sse import EventStream, Frames
@@ -351,25 +349,6 @@ class Gateway:
         self._count(who, self._model_label(model, out.status), out.status, time.perf_counter() - t0)
         return out
 
-    def _trace_headers(
-        self, request: web.Request, resp: Response | Embeddings | None
-    ) -> dict[str, str]:
-        if resp is None or request.headers.get("x-llmrelay-trace") != "1":
-            return {}
-        trace = [
-            {
-                "deployment": a.deployment,
-                "outcome": a.outcome,
-                "number": a.number,
-                "error": a.error,
-                "status": a.status,
-                "latency_s": round(a.latency_s, 6),
-                "reason": a.reason,
-            }
-            for a in resp.trace
-        ]
-        return {"x-llmrelay-trace": orjson.dumps(trace).decode()}
-
     # ------------------------------------------------------------------ OpenAI
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
@@ -383,7 +362,7 @@ class Gateway:
             writer = openai_wire.StreamWriter(call_id, call.model, call.include_usage)
             return await self._sse(request, request_id, call, opts, writer)
         resp, refusal = await self._achat(call, opts)
-        headers = {"x-request-id": request_id, **self._trace_headers(request, resp)}
+        headers = {"x-request-id": request_id, **trace_headers(request.headers, resp)}
         return web.Response(
             body=openai_wire.render_response(resp, call.model, call_id, refusal=refusal),
             content_type="application/json",
@@ -486,7 +465,7 @@ class Gateway:
         headers = {
             "request-id": request_id,
             "x-request-id": request_id,
-            **self._trace_headers(request, resp),
+            **trace_headers(request.headers, resp),
         }
         return web.Response(
             body=anthropic_wire.render_response(resp, call.model, call_id, refusal=refused),
@@ -539,7 +518,7 @@ class Gateway:
         return web.Response(
             body=body,
             content_type="application/json",
-            headers={"x-request-id": request_id, **self._trace_headers(request, resp)},
+            headers={"x-request-id": request_id, **trace_headers(request.headers, resp)},
         )
 
     # ------------------------------------------------------------------ embeddings
@@ -558,7 +537,7 @@ class Gateway:
         return web.Response(
             body=embeddings_wire.render_embeddings(result, call.model, p["encoding_format"]),
             content_type="application/json",
-            headers={"x-request-id": request_id, **self._trace_headers(request, result)},
+            headers={"x-request-id": request_id, **trace_headers(request.headers, result)},
         )
 
     # ------------------------------------------------------------------ the rest

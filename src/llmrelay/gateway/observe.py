@@ -1,14 +1,38 @@
-"""What the gateway tells its operators: the readiness checks of ``GET /health/ready`` and the
-Prometheus text of ``GET /metrics``."""
+"""What the gateway tells its operators: the readiness checks of ``GET /health/ready``, the
+Prometheus text of ``GET /metrics`` and, asked with ``x-llmrelay-trace: 1``, a call's attempts."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from ..errors import LLMRelayError
+from ..types import Response
+from ..types.embeddings import Embeddings
 from .keys import KeyStore
 
-__all__ = ["prometheus_text", "readiness"]
+__all__ = ["prometheus_text", "readiness", "trace_headers"]
+
+
+def trace_headers(headers: Mapping[str, str], resp: Response | Embeddings | None) -> dict[str, str]:
+    """The ``x-llmrelay-trace`` header (the call's attempts) when the request asked for it."""
+    if resp is None or headers.get("x-llmrelay-trace") != "1":
+        return {}
+    trace = [
+        {
+            "deployment": a.deployment,
+            "outcome": a.outcome,
+            "number": a.number,
+            "error": a.error,
+            "status": a.status,
+            "latency_s": round(a.latency_s, 6),
+            "reason": a.reason,
+        }
+        for a in resp.trace
+    ]
+    return {"x-llmrelay-trace": orjson.dumps(trace).decode()}
 
 
 async def readiness(key_store: KeyStore | None, limiter: Any) -> tuple[dict[str, str], bool]:
