@@ -852,6 +852,25 @@ def test_hostile_id_and_model_never_reach_the_response_as_other_types(
         assert got.model == str(model)
 
 
+@pytest.mark.parametrize("fin", [{"x": 1}, ["stop"], 7, True, 1.5])
+def test_a_finish_reason_that_is_not_a_string_counts_as_absent(fin: object) -> None:
+    # An unhashable finish_reason (an object, a list) raised TypeError out of the adapter --
+    # no typed error, and in a stream the usage of the same chunk was lost with it -- and a
+    # number reached Response.raw_finish_reason. Like other malformed fields it counts as
+    # absent, plain and streamed.
+    u = {"prompt_tokens": 7, "completion_tokens": 3}
+    choice = {"message": {"content": "hi"}, "finish_reason": fin}
+    r = W.parse(response({"choices": [choice], "usage": u}), chat("hi"))
+    frame = {"choices": [{"delta": {"content": "hi"}, "finish_reason": fin}], "usage": u}
+    _, state = W.stream(chat("hi"), [sse(frame, done=True)])
+    s = state.finish()
+    for got in (r, s):
+        assert got.text == "hi"
+        assert got.finish_reason is None
+        assert got.raw_finish_reason is None
+        assert (got.usage.input_tokens, got.usage.output_tokens) == (7, 3)
+
+
 @pytest.mark.parametrize(
     "n", [2**64 - 1, 2**63, 2**53, -1, True, 1.0, "5", [5], {"n": 5}, None, 2**64 * 1.0]
 )

@@ -229,6 +229,8 @@ class OpenAIChatAdapter:
             else:
                 text = ""
         raw_finish = choice.get("finish_reason")
+        if raw_finish.__class__ is not str:  # malformed (an object, a number): absent
+            raw_finish = None
         refusal = msg.get("refusal")
         if (refusal and refusal.__class__ is str) or raw_finish == "content_filter":
             rid = data.get("id")
@@ -432,6 +434,8 @@ class _OpenAIStream:
                     if isinstance(tc, dict):
                         tdeltas.append(self._tool_delta(tc))
         raw_finish = ch.get("finish_reason")
+        if raw_finish.__class__ is not str:  # malformed (an object, a number): absent
+            raw_finish = None
         if raw_finish:
             self._raw_finish = raw_finish
             if raw_finish == "content_filter":
