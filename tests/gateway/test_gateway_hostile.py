@@ -234,3 +234,27 @@ async def test_answers_are_cached_per_team_not_across_teams(gw: Running) -> None
         )
         assert status == 200
     assert len(gw.fake.requests) == 2  # team a's second key hit team a's entry; team b did not
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_upstream_finish_reason_that_is_an_object_is_not_a_500(
+    gw: Running, stream: bool
+) -> None:
+    # finish_reason {"x": 1} raised TypeError (unhashable) in the OpenAI adapter: an untyped
+    # failure instead of the answer.
+    u = {"prompt_tokens": 7, "completion_tokens": 3}
+    choice: dict[str, Any] = {"index": 0, "finish_reason": {"x": 1}}
+    if stream:
+        choice["delta"] = {"content": "hi"}
+        frame = {"id": "c", "object": "chat.completion.chunk", "choices": [choice], "usage": u}
+        raw = b"data: " + orjson.dumps(frame) + b"\n\ndata: [DONE]\n\n"
+        gw.fake.push(Reply.raw(raw, content_type="text/event-stream"))
+    else:
+        choice["message"] = {"role": "assistant", "content": "hi"}
+        gw.fake.push(Reply.raw(orjson.dumps({"id": "c", "choices": [choice], "usage": u})))
+    body = {"model": GPT, "stream": stream, "messages": [{"role": "user", "content": "x"}]}
+    status, data, _ = await _post(gw, "/v1/chat/completions", orjson.dumps(body))
+    assert status == 200, data
+    text = data.decode() if isinstance(data, bytes) else orjson.dumps(data).decode()
+    assert '"hi"' in text
+    assert '"error"' not in text

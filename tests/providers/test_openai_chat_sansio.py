@@ -7,6 +7,7 @@ small reads.
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from llmrelay.errors import (
@@ -850,6 +851,51 @@ def test_hostile_id_and_model_never_reach_the_response_as_other_types(
         assert got.id is None
         assert got.model.__class__ is str
         assert got.model == str(model)
+
+
+@pytest.mark.parametrize("fin", [{"x": 1}, ["stop"], 7, True, 1.5])
+def test_a_finish_reason_that_is_not_a_string_counts_as_absent(fin: object) -> None:
+    # An unhashable finish_reason (an object, a list) raised TypeError out of the adapter --
+    # no typed error, and in a stream the usage of the same chunk was lost with it -- and a
+    # number reached Response.raw_finish_reason. Like other malformed fields it counts as
+    # absent, plain and streamed.
+    u = {"prompt_tokens": 7, "completion_tokens": 3}
+    choice = {"message": {"content": "hi"}, "finish_reason": fin}
+    r = W.parse(response({"choices": [choice], "usage": u}), chat("hi"))
+    frame = {"choices": [{"delta": {"content": "hi"}, "finish_reason": fin}], "usage": u}
+    _, state = W.stream(chat("hi"), [sse(frame, done=True)])
+    s = state.finish()
+    for got in (r, s):
+        assert got.text == "hi"
+        assert got.finish_reason is None
+        assert got.raw_finish_reason is None
+        assert (got.usage.input_tokens, got.usage.output_tokens) == (7, 3)
+
+
+@pytest.mark.parametrize("value", [7, 1.5, True, {"x": 1}, ["s"], [1], [{"type": "text"}]])
+def test_streamed_content_and_arguments_that_are_not_strings_are_not_a_type_error(
+    value: object,
+) -> None:
+    # A delta's content or a tool call's arguments of another type was kept as it came and
+    # "".join raised TypeError in partial() and finish() -- an untyped failure (a gateway
+    # 500) and a StreamChunk.delta that was not a str. As in a plain answer: content parts
+    # give their text, anything else no text; arguments that are an object are encoded.
+    frame = {"choices": [{"delta": {"role": "assistant", "content": value}}]}
+    end = {"choices": [{"delta": {}, "finish_reason": "stop"}]}
+    chunks, state = W.stream(chat("hi"), [sse(frame, end, done=True)])
+    assert all(c.delta.__class__ is str for c in chunks)
+    assert state.partial().text == state.finish().text == ""
+    parts = [{"type": "text", "text": "a"}, {"type": "image"}, {"type": "text", "text": "b"}]
+    frame = {"choices": [{"delta": {"role": "assistant", "content": parts}}]}
+    _, state = W.stream(chat("hi"), [sse(frame, end, done=True)])
+    assert state.finish().text == "ab"
+    tc = {"index": 0, "id": "c1", "function": {"name": "f", "arguments": value}}
+    frame = {"choices": [{"delta": {"tool_calls": [tc]}, "finish_reason": "tool_calls"}]}
+    chunks, state = W.stream(chat("hi"), [sse(frame, done=True)])
+    [call] = state.finish().tool_calls
+    assert call.arguments == orjson.dumps(value).decode()
+    assert state.partial().tool_calls[0].arguments == call.arguments
+    assert all(d.arguments.__class__ is str for c in chunks for d in c.tool_calls)
 
 
 @pytest.mark.parametrize(

@@ -219,16 +219,11 @@ class OpenAIChatAdapter:
         if msg.__class__ is not dict:
             raise invalid("the first choice has no message", dep, resp.headers)
         text = msg.get("content")
-        if text.__class__ is not str:
-            if text.__class__ is list:  # some vendors answer with parts
-                text = "".join(
-                    p.get("text", "")
-                    for p in text
-                    if isinstance(p, dict) and p.get("type") == "text"
-                )
-            else:
-                text = ""
+        if text.__class__ is not str:  # some vendors answer with parts
+            text = _parts_text(text) if text.__class__ is list else ""
         raw_finish = choice.get("finish_reason")
+        if raw_finish.__class__ is not str:  # malformed (an object, a number): absent
+            raw_finish = None
         refusal = msg.get("refusal")
         if (refusal and refusal.__class__ is str) or raw_finish == "content_filter":
             rid = data.get("id")
@@ -420,6 +415,8 @@ class _OpenAIStream:
         tdeltas: list[ToolCallDelta] = []
         if isinstance(delta, dict) and delta:
             text = delta.get("content")
+            if text.__class__ is not str:  # as in a plain answer: parts give their text
+                text = _parts_text(text) if text.__class__ is list else None
             reasoning = reasoning_of(delta)
             refusal = delta.get("refusal")
             if refusal and isinstance(refusal, str):
@@ -432,6 +429,8 @@ class _OpenAIStream:
                     if isinstance(tc, dict):
                         tdeltas.append(self._tool_delta(tc))
         raw_finish = ch.get("finish_reason")
+        if raw_finish.__class__ is not str:  # malformed (an object, a number): absent
+            raw_finish = None
         if raw_finish:
             self._raw_finish = raw_finish
             if raw_finish == "content_filter":
@@ -489,6 +488,8 @@ class _OpenAIStream:
         else:
             name = None
         args = (fn.get("arguments") if isinstance(fn, dict) else None) or ""
+        if args.__class__ is not str:  # an object (some servers): encoded, as in a plain answer
+            args = args_text(args)
         if args:
             slot[2].append(args)
         return ToolCallDelta(idx, new_id, name, args, sig)
@@ -534,3 +535,13 @@ class _OpenAIStream:
 
     def partial(self) -> Response:
         return self._response()
+
+
+def _parts_text(parts: list[Any]) -> str:
+    """The text of content given as parts (``[{"type": "text", "text": ...}, ...]``)."""
+    return "".join(
+        t
+        for p in parts
+        if isinstance(p, dict) and p.get("type") == "text"
+        if (t := p.get("text", "")).__class__ is str
+    )
