@@ -1,14 +1,16 @@
 """Instructions per gateway request, counted by valgrind (robust on a busy machine).
 
-    python benchmarks/gateway_instructions.py [--servers bare,llmrelay] [--stream]
-        [--loop asyncio|uvloop] [--n1 100] [--n2 600] [--conc 8]
+    python benchmarks/gateway_instructions.py [--servers bare,llmrelay,litellm] [--stream]
+        [--loop asyncio|uvloop] [--n1 100] [--n2 600] [--conc 8] [--litellm PATH]
 
-Each server runs under ``valgrind --tool=callgrind`` (all its threads counted: the request log's
-writer too) behind the fast local upstream (``_upstream.py``, not counted) and answers ``--n1``
-and then, in a second run, ``--n2`` requests from ``--conc`` connections; per request =
+Each server runs under ``valgrind --tool=callgrind`` (all its threads and child processes
+counted: the request log's writer too, and LiteLLM's worker process) behind the fast local
+upstream (``_upstream.py``, not counted) and answers ``--n1`` and then, in a second run,
+``--n2`` requests from ``--conc`` connections; per request =
 (Ir at n2 - Ir at n1) / (n2 - n1), so start-up and shutdown cancel out. ``bare`` is the bare
 aiohttp pass-through proxy of ``gateway.py``; ``llmrelay`` is ``llmrelay serve`` as
-``gateway.py`` runs it (a virtual key with a budget and an rpm limit, the request log on).
+``gateway.py`` runs it (a virtual key with a budget and an rpm limit, the request log on);
+``litellm`` is LiteLLM's proxy as ``gateway.py`` runs it (``--litellm``: its command).
 Timing on a shared 2-CPU machine moves by 3x from run to run; these counts move by about 1%.
 """
 

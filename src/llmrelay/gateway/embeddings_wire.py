@@ -23,6 +23,7 @@ import orjson
 from ..errors import InvalidRequestError, shown
 from ..types.embeddings import Embeddings
 from .wire import GatewayCall
+from .wire import param_error as _bad
 
 __all__ = ["parse_embeddings_request", "render_embeddings"]
 
@@ -30,10 +31,6 @@ _KNOWN = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
 #: Inputs one request may hold, as OpenAI's API allows: a 4 MB body of one-letter inputs
 #: would otherwise be a million vectors (gigabytes) to hold and render for a cent of tokens.
 MAX_INPUTS = 2048
-
-
-def _bad(message: str, param: str) -> InvalidRequestError:
-    return InvalidRequestError(message, body={"param": param})
 
 
 def _inputs(raw: Any) -> list[str]:

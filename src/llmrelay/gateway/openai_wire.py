@@ -21,6 +21,7 @@ from ..types import Message, ReasoningPart, Response, StreamChunk, normalize_mes
 from ..types.request import _plain_messages
 from .media import check_media_url
 from .wire import GatewayCall, HttpError, usage_of
+from .wire import param_error as _bad
 
 __all__ = [
     "IGNORED",
@@ -121,10 +122,6 @@ def parse_chat_request(body: Any, *, media: str = "https") -> GatewayCall:
 
 #: ``max_tokens`` as a request that sent ``max_completion_tokens`` names it.
 _AS_SENT = {"max_tokens": "max_completion_tokens"}
-
-
-def _bad(message: str, param: str) -> InvalidRequestError:
-    return InvalidRequestError(message, body={"param": param})
 
 
 def _check_max_completion_tokens(body: Mapping[str, Any]) -> None:

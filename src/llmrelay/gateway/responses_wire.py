@@ -34,6 +34,7 @@ from ..types import Message, ReasoningPart, Response, TextPart, normalize_messag
 from .media import check_media_url
 from .sealing import read_sealed
 from .wire import GatewayCall, usage_of
+from .wire import param_error as _bad
 
 __all__ = [
     "ResponsesCall",
@@ -97,10 +98,6 @@ class ResponsesCall(GatewayCall):
     #: ``(where, encrypted_content)`` of the gateway-written reasoning items replayed: each
     #: must pass ``Sealer.verify`` for the caller's tenant before the call is made.
     sealed: list[tuple[str, str]] = field(default_factory=list)
-
-
-def _bad(message: str, param: str) -> InvalidRequestError:
-    return InvalidRequestError(message, body={"param": param})
 
 
 # --------------------------------------------------------------------------- reasoning items

@@ -13,8 +13,8 @@ client that received it can read it, as it can read the answer.
 The MAC key is derived from ``LLMRELAY_SIGNING_SECRET``, else from ``LLMRELAY_ADMIN_KEY``
 (rotating it ends every conversation's replay), else -- keyless loopback mode -- from a random
 secret drawn at start (``server.run`` draws one for all its ``--workers``): blobs then do not
-survive a restart. Blobs
-older gateways wrote (``llmrelay.v1.``, unsigned) are refused with a message saying so.
+survive a restart. Blobs older gateways wrote (``llmrelay.v1.``, unsigned) are refused with a
+message saying so.
 """
 
 from __future__ import annotations

@@ -55,6 +55,7 @@ __all__ = [
     "http_error",
     "json_body",
     "new_request_id",
+    "param_error",
     "usage_of",
 ]
 
@@ -63,6 +64,12 @@ __all__ = [
 #: ``?``, ``#``, ``%``, ``\``, whitespace and ``..`` segments would steer a URL that carries
 #: the model in its path (Gemini's ``models/{model}:generateContent``) to another endpoint.
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+/-]{0,255}")
+
+
+def param_error(message: str, param: str) -> InvalidRequestError:
+    """A 400 for one request field: ``param`` names it as the client spelled it (the OpenAI
+    error's ``param``, kept by :func:`http_error`)."""
+    return InvalidRequestError(message, body={"param": param})
 
 
 def check_model(name: str) -> None:
