@@ -456,3 +456,26 @@ async def test_a_shared_limiter_applies_each_clients_own_registry(openai: FakeUp
         await b.achat(MODEL, f"b{i}")
         await c.achat(MODEL, f"c{i}")
     assert len(openai.requests) == 7
+
+
+async def test_idle_scopes_of_one_limiter_are_dropped_past_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A limiter's own scopes (a user, tenant or virtual key each, a deployment per model name
+    a caller sends) were never dropped: every name a caller made up stayed for the process's
+    life. They are pruned like the process-wide ones, and the ones still counting stay."""
+    from llmrelay.reliability import ratelimit_buckets as rb
+
+    monkeypatch.setattr(rb, "MAX_SHARED_SCOPES", 3)
+    clock = Clock()
+    buckets = rb.MemoryBuckets(clock)
+    buckets._prune_at = 3
+    limits = (60.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    costs = (1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    for i in range(1000):
+        clock.advance(1.0)  # each user's request holds one second of its minute
+        assert await buckets.acquire([rb.Charge(f"user:u{i}", limits, costs, 0)], "", 1) is None
+    assert len(buckets._scopes) <= 120  # the last minute's users at most, not all 1,000
+    one_a_minute = (1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    # the last user's request still holds a second of its minute: it was kept and counts
+    assert await buckets.acquire([rb.Charge("user:u999", one_a_minute, costs, 0)], "", 1)

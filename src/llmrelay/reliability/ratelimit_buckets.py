@@ -203,17 +203,24 @@ class _SharedScopes:
 
     def prune(self, now: float) -> None:
         """Drop the scopes in the state a new one would have (caller holds the lock)."""
-        idle = [
-            name
-            for name, s in self.scopes.items()
-            if not s.holders
-            and s.blocked_until <= now
-            and s.learned_until <= now
-            and all(t <= now for t in s.tat)
-        ]
-        for name in idle:
-            del self.scopes[name]
-        self.prune_at = max(MAX_SHARED_SCOPES, 2 * len(self.scopes))
+        self.prune_at = _prune_idle(self.scopes, now)
+
+
+def _prune_idle(scopes: dict[str, _Scope], now: float) -> int:
+    """Drop the scopes in the state a new one would have (nothing held, blocked, learned or
+    counted): the size at which to prune next (doubled while nothing can go, so a table of busy
+    scopes is not swept on every new scope)."""
+    idle = [
+        name
+        for name, s in scopes.items()
+        if not s.holders
+        and s.blocked_until <= now
+        and s.learned_until <= now
+        and all(t <= now for t in s.tat)
+    ]
+    for name in idle:
+        del scopes[name]
+    return max(MAX_SHARED_SCOPES, 2 * len(scopes))
 
 
 _SHARED_LOCK = threading.Lock()
@@ -263,6 +270,9 @@ class MemoryBuckets:
         self.clock = clock
         self.max_block = max_block
         self._scopes: dict[str, _Scope] = {}
+        #: This object's scopes are pruned like the shared ones: a scope per user, tenant,
+        #: key or model name a caller makes up would otherwise stay for the process's life.
+        self._prune_at = MAX_SHARED_SCOPES
         self._shared = shared_scopes(clock)
         self._lock = self._shared.lock
 
@@ -270,8 +280,11 @@ class MemoryBuckets:
         table = self._shared.scopes if name.startswith(SHARED_PREFIX) else self._scopes
         s = table.get(name)
         if s is None:
-            if table is self._shared.scopes and len(table) >= self._shared.prune_at:
-                self._shared.prune(self.clock())
+            if table is self._shared.scopes:
+                if len(table) >= self._shared.prune_at:
+                    self._shared.prune(self.clock())
+            elif len(table) >= self._prune_at:
+                self._prune_at = _prune_idle(table, self.clock())
             s = table[name] = _Scope()
         return s
 
