@@ -237,6 +237,16 @@ async def test_upstream_failure_is_502_without_upstream_details(gw: Running) -> 
     assert CANARY_KEY not in ei.value.response.text
 
 
+#: The tool both Gemini thought-signature loops below offer.
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+
+
 async def test_openai_sdk_tool_loop_keeps_gemini_thought_signatures(gw: Running) -> None:
     """A Gemini 3 function call through the OpenAI endpoint carries its thought signature as
     Google's OpenAI-compatible API does (``extra_content.google.thought_signature``); the SDK
@@ -246,15 +256,7 @@ async def test_openai_sdk_tool_loop_keeps_gemini_thought_signatures(gw: Running)
 
     gw.fake.push(Reply.tool_call("get_weather", {"city": "Paris"}))
     client = oai(gw)
-    tools: Any = [
-        {
-            "type": "function",
-            "function": {
-                "name": "get_weather",
-                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-            },
-        }
-    ]
+    tools: Any = [WEATHER_TOOL]
     ask: Any = {"role": "user", "content": "weather?"}
     c = await client.chat.completions.create(
         model="gemini/gemini-3.5-flash", messages=[ask], tools=tools
@@ -285,15 +287,7 @@ async def test_openai_sdk_streamed_tool_loop_keeps_gemini_thought_signatures(
 
     gw.fake.push(Reply.tool_call("get_weather", {"city": "Paris"}))
     client = oai(gw)
-    tools: Any = [
-        {
-            "type": "function",
-            "function": {
-                "name": "get_weather",
-                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-            },
-        }
-    ]
+    tools: Any = [WEATHER_TOOL]
     ask: Any = {"role": "user", "content": "weather?"}
     stream = await client.chat.completions.create(
         model="gemini/gemini-3.5-flash", messages=[ask], tools=tools, stream=True
