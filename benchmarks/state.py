@@ -38,7 +38,7 @@ from llmrelay.reliability.cache import ResponseCache
 from llmrelay.reliability.ratelimit import RateLimiter
 from llmrelay.state import RedisStore
 from llmrelay.state.memory import MemoryStore
-from llmrelay.transport.http import default_transport
+from llmrelay.transport.native import default_transport
 from llmrelay.types import ChatRequest, Message, Response, Usage, build_params
 
 DEP = make_deployment("openai", "gpt-4.1-mini", api_key="sk-bench", base_url="http://x/v1")

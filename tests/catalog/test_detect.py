@@ -15,7 +15,7 @@ from llmrelay.catalog.model_registry import LLMRegistry
 from llmrelay.errors import AllAttemptsFailedError, AuthenticationError, InvalidResponseError
 from llmrelay.testing.fake import FakeUpstream
 from llmrelay.transport.base import HttpRequest, HttpResponse, MockTransport, Transport
-from llmrelay.transport.http import default_transport
+from llmrelay.transport.native import default_transport
 
 from ..conftest import CANARY_KEY
 

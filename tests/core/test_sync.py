@@ -17,7 +17,7 @@ import llmrelay
 from llmrelay import _sync
 from llmrelay.errors import LLMRelayError
 from llmrelay.testing.fake import FakeUpstream, Reply
-from llmrelay.transport.http import default_transport
+from llmrelay.transport.native import default_transport
 
 from ..conftest import CANARY_KEY
 from ..edge_server import EdgeServer
@@ -50,7 +50,7 @@ def summary(chunks: list[llmrelay.StreamChunk]) -> list[tuple[Any, ...]]:
 
 
 def session_of(loop: asyncio.AbstractEventLoop) -> Any:
-    return default_transport()._sessions[loop][0]
+    return default_transport()._pools[loop][0]
 
 
 # --------------------------------------------------------------------------- plain sync code
@@ -153,7 +153,7 @@ async def test_sync_chat_inside_a_running_loop(fake_thread: FakeUpstream) -> Non
     bg = _sync._background_loop()
     assert bg is not here
     assert not session_of(bg).closed
-    assert here not in default_transport()._sessions  # the caller's loop was not used
+    assert here not in default_transport()._pools  # the caller's loop was not used
 
 
 async def test_sync_stream_inside_a_running_loop(fake_thread: FakeUpstream) -> None:

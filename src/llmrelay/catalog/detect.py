@@ -403,7 +403,7 @@ async def _transport(given: Transport | None) -> AsyncIterator[Transport]:
     if given is not None:
         yield given
         return
-    from ..transport.http import default_transport
+    from ..transport.native import default_transport
 
     own = default_transport()
     try:

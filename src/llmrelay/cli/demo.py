@@ -360,7 +360,7 @@ def _handler(tour: Tour) -> None:
     """Seed 000's sync ``ModelHandler`` (run outside the tour's event loop)."""
     from .._sync import run_sync
     from ..seeds.seed000_handler import ModelHandler
-    from ..transport.http import default_transport
+    from ..transport.native import default_transport
 
     tour.step(9, "Seed 000: ModelHandler, alias in, text out (sync)")
     prompt = "Hello from seed 000"

@@ -120,7 +120,7 @@ class Engine:
         self.max_response_bytes = size_limit("max_response_bytes", max_response_bytes)
         self.max_event_bytes = size_limit("max_event_bytes", max_event_bytes)
         if transport is None:
-            from ..transport.http import default_transport
+            from ..transport.native import default_transport
 
             transport = default_transport()
         positive_option("deadline", deadline)

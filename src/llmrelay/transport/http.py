@@ -28,7 +28,7 @@ import aiohttp
 from ..errors import APIConnectionError, APITimeoutError, ConfigurationError, LLMRelayError
 from .base import HttpRequest, HttpResponse, StreamingResponse, Timeouts, response_too_large
 
-__all__ = ["AiohttpTransport", "default_transport", "safe_cause", "translate_io_error"]
+__all__ = ["AiohttpTransport", "safe_cause", "translate_io_error"]
 
 _NON_HTTP_URL: type[Exception] = getattr(aiohttp, "NonHttpUrlClientError", aiohttp.InvalidURL)
 
@@ -356,17 +356,3 @@ class AiohttpTransport:
             await closer.aclose()
             if not session.closed:
                 await session.close()
-
-
-_default: AiohttpTransport | None = None
-_default_lock = threading.Lock()
-
-
-def default_transport() -> AiohttpTransport:
-    """The process-wide shared transport."""
-    global _default
-    if _default is None:
-        with _default_lock:
-            if _default is None:
-                _default = AiohttpTransport()
-    return _default

@@ -1,0 +1,308 @@
+"""The native transport's connections and their keep-alive pool (one pool per event loop).
+
+A :class:`Connection` is the asyncio protocol of one TCP (or TLS) connection: it feeds what it
+reads to the current exchange's parser and wakes whoever waits. The :class:`Pool` keeps idle
+connections per origin (last in, first out), opens new ones within ``max_connections`` (and
+``max_connections_per_host`` when set), queues callers past the limit, and closes connections
+idle longer than ``keepalive_timeout``, or closed by the server, instead of reusing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Protocol, cast
+
+from .h1 import BodyTooLarge, ProtocolError
+
+if TYPE_CHECKING:
+    from .h1 import ResponseParser
+
+__all__ = ["Connection", "Pool", "closer"]
+
+Origin = tuple[str, str, int]
+
+#: Bytes a stream may hold unread before the connection stops reading (back-pressure).
+HIGH_WATER = 256 * 1024
+
+
+class Exchange(Protocol):
+    """What a connection needs of the request it carries (``native._Exchange``)."""
+
+    parser: ResponseParser
+    waiter: asyncio.Future[None] | None
+    read: float | None
+    last: float
+    stream: bool
+
+
+class Connection(asyncio.Protocol):
+    __slots__ = (
+        "closed",
+        "error",
+        "exchange",
+        "idle_since",
+        "origin",
+        "paused",
+        "pool",
+        "transport",
+    )
+
+    def __init__(self, pool: Pool, origin: Origin) -> None:
+        self.pool = pool
+        self.origin = origin
+        self.transport: asyncio.Transport = cast("asyncio.Transport", None)
+        self.exchange: Exchange | None = None
+        self.error: BaseException | None = None
+        self.closed = False
+        self.paused = False
+        self.idle_since = 0.0
+
+    # -- asyncio protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast("asyncio.Transport", transport)
+
+    def data_received(self, data: bytes) -> None:
+        ex = self.exchange
+        if ex is None:  # bytes nobody asked for: this connection is out of step
+            self.transport.close()
+            return
+        parser = ex.parser
+        try:
+            parser.feed(data)
+        except (ProtocolError, BodyTooLarge) as exc:
+            self.fail(exc)
+            return
+        if ex.read is not None:
+            ex.last = self.pool.loop.time()
+        if parser.done or (ex.stream and parser.head_done):
+            waiter = ex.waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+            if ex.stream and parser.buffered > HIGH_WATER and not parser.done:
+                self.paused = True
+                self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        ex = self.exchange
+        if ex is not None:
+            parser = ex.parser
+            try:
+                parser.feed_eof()
+            except ProtocolError as exc:
+                self.fail(exc)
+                return False
+            waiter = ex.waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        ex = self.exchange
+        if ex is None:
+            self.pool.forget(self)
+            return
+        if not ex.parser.done and self.error is None:
+            if exc is None:
+                try:
+                    ex.parser.feed_eof()
+                except ProtocolError as err:
+                    self.fail(err)
+                    return
+            else:
+                self.fail(exc)
+                return
+        waiter = ex.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- used by the transport ---------------------------------------------------------------
+
+    def begin(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+        self.error = None
+
+    def fail(self, exc: BaseException) -> None:
+        """End the exchange with ``exc`` (kept in ``error``) and close the connection."""
+        if self.error is None:
+            self.error = exc
+        ex = self.exchange
+        if ex is not None:
+            waiter = ex.waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(self.error)
+        self.transport.close()
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def finish(self, keep_alive: bool) -> None:
+        """The answer is read: pool the connection, or close it."""
+        self.exchange = None
+        if keep_alive and not self.closed and self.error is None:
+            self.pool.put(self)
+        else:
+            self.abort()
+
+    def abort(self) -> None:
+        """Close and forget: the answer was not read to its end (or cannot be trusted)."""
+        self.exchange = None
+        self.closed = True
+        self.transport.close()
+        self.pool.forget(self)
+
+
+class Pool:
+    """Connections of one event loop."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, limit: int, per_host: int, keepalive: float
+    ) -> None:
+        self.loop = loop
+        self.limit = limit if limit > 0 else 1 << 62
+        self.per_host = per_host
+        self.keepalive = keepalive
+        self.closed = False
+        self.idle: dict[Origin, list[Connection]] = {}
+        self.open: set[Connection] = set()
+        self.per_origin: dict[Origin, int] = {}
+        self.waiters: deque[asyncio.Future[None]] = deque()
+        self._sweep: asyncio.TimerHandle | None = None
+
+    def take(self, origin: Origin) -> Connection | None:
+        """An idle connection to ``origin`` still fit for use, or None."""
+        conns = self.idle.get(origin)
+        if not conns:
+            return None
+        oldest = self.loop.time() - self.keepalive
+        while conns:
+            conn = conns.pop()
+            if conn.closed or conn.transport.is_closing() or conn.idle_since < oldest:
+                conn.abort()
+                continue
+            return conn
+        return None
+
+    def put(self, conn: Connection) -> None:
+        conn.idle_since = self.loop.time()
+        conns = self.idle.get(conn.origin)
+        if conns is None:
+            conns = self.idle[conn.origin] = []
+        conns.append(conn)
+        if self._sweep is None:
+            self._sweep = self.loop.call_later(self.keepalive, self._sweep_idle)
+        self._wake()
+
+    def forget(self, conn: Connection) -> None:
+        if conn in self.open:
+            self.open.discard(conn)
+            left = self.per_origin[conn.origin] - 1
+            if left:
+                self.per_origin[conn.origin] = left
+            else:
+                del self.per_origin[conn.origin]
+            self._wake()
+        conns = self.idle.get(conn.origin)
+        if conns and conn in conns:
+            conns.remove(conn)
+
+    def _wake(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _room(self, origin: Origin) -> bool:
+        if len(self.open) >= self.limit:
+            # Full: close an idle connection to another origin to make room, if there is one.
+            for other, conns in self.idle.items():
+                if other != origin and conns:
+                    conns.pop(0).abort()
+                    return len(self.open) < self.limit
+            return False
+        return not self.per_host or self.per_origin.get(origin, 0) < self.per_host
+
+    async def connect(
+        self,
+        origin: Origin,
+        host: str,
+        port: int,
+        context: ssl.SSLContext | None,
+        wait: float | None,
+    ) -> Connection:
+        """An idle connection or a new one, waiting at most ``wait`` seconds (TimeoutError)."""
+        async with asyncio.timeout(wait):
+            while True:
+                if self.closed:
+                    raise ConnectionError("the transport was closed")
+                conn = self.take(origin)
+                if conn is not None:
+                    return conn
+                if self._room(origin):
+                    break
+                waiter = self.loop.create_future()
+                self.waiters.append(waiter)
+                try:
+                    await waiter
+                except BaseException:
+                    if waiter.done() and not waiter.cancelled():
+                        self._wake()  # pass the turn on
+                    raise
+            conn = Connection(self, origin)
+            self.open.add(conn)
+            self.per_origin[origin] = self.per_origin.get(origin, 0) + 1
+            try:
+                await self.loop.create_connection(
+                    lambda: conn,
+                    host,
+                    port,
+                    ssl=context,
+                    server_hostname=host if context is not None else None,
+                )
+            except BaseException:
+                conn.closed = True
+                self.forget(conn)
+                raise
+            return conn
+
+    def _sweep_idle(self) -> None:
+        self._sweep = None
+        oldest = self.loop.time() - self.keepalive
+        left = False
+        for conns in self.idle.values():
+            for conn in [c for c in conns if c.idle_since <= oldest]:
+                conn.abort()
+            left = left or bool(conns)
+        self.idle = {origin: conns for origin, conns in self.idle.items() if conns}
+        if left:
+            self._sweep = self.loop.call_later(self.keepalive, self._sweep_idle)
+
+    def close(self) -> None:
+        self.closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        for conn in list(self.open):
+            conn.abort()
+        self.idle.clear()
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.waiters.clear()
+
+
+async def closer(pool: Pool, forget: Callable[[Pool], None]) -> AsyncIterator[None]:
+    """Parked async generator: ``asyncio.run`` finalises it at shutdown, closing the pool and
+    calling ``forget(pool)`` (the transport drops its entry for the loop)."""
+    try:
+        yield
+    finally:
+        pool.close()
+        forget(pool)
