@@ -80,6 +80,30 @@ async def test_idle_connection_closed_by_the_server_is_not_used(
         assert up.accepts == 2
 
 
+async def test_post_on_a_reused_connection_closed_unanswered_is_not_resent(
+    transport_factory: TransportFactory,
+) -> None:
+    """A kept-alive connection whose server reads the next POST and closes without answering:
+    APIConnectionError, and the POST is not sent again on a new connection (the server may
+    have acted on it: an LLM call would be paid twice)."""
+    requests = 0
+
+    async def handler(conn: Conn) -> None:
+        nonlocal requests
+        while await conn.read_request() is not None:
+            requests += 1
+            if requests > 1:
+                await conn.close()
+                return
+            await conn.send(FIRST)
+
+    async with raw_upstream(handler) as up, opened(transport_factory) as t:
+        assert (await t.send(req(up.url(), "POST", b"{}"), SAFETY)).body == b"first answer"
+        await raises(APIConnectionError, t.send(req(up.url(), "POST", b"{}"), SAFETY))
+        assert requests == 2
+        assert up.accepts == 1
+
+
 async def test_pool_limit_holds_under_concurrent_requests(
     transport_factory: TransportFactory,
 ) -> None:
