@@ -23,6 +23,7 @@ from _pytest.mark.structures import ParameterSet
 
 from llmrelay.transport import HttpRequest, HttpResponse, Timeouts, Transport
 from llmrelay.transport.http import AiohttpTransport
+from llmrelay.transport.native import NativeTransport
 
 from .raw_upstream import SECRET_KEY, SECRET_QUERY, WAIT
 
@@ -30,6 +31,7 @@ TransportFactory = Callable[..., Transport]
 
 TRANSPORTS: list[tuple[str, TransportFactory]] = [
     ("aiohttp", AiohttpTransport),
+    ("native", NativeTransport),
 ]
 
 

@@ -40,6 +40,7 @@ MAX_HEAD = 64 * 1024
 STREAM_EXPANSION = 8 * 1024 * 1024
 
 _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _TO_CLOSE, _DONE = range(8)
+_VERSION = b"HTTP/1."
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _DIGITS = re.compile(rb"[0-9]{1,18}")
@@ -113,6 +114,8 @@ class ResponseParser:
                 if end < 0:
                     if len(buf) > MAX_HEAD:
                         raise ProtocolError(f"the response head is over {MAX_HEAD} bytes")
+                    if not _VERSION.startswith(buf[:7]):  # not HTTP: no need to wait for more
+                        raise ProtocolError("the answer does not start with an HTTP status line")
                     self._buf = buf
                     self._scanned = max(0, len(buf) - 3)
                     return

@@ -362,6 +362,9 @@ class _Stream:
         limit = self._request.max_response_bytes
         parser = self._ex.parser
         parser.limit = limit
+        length = self.headers.get("content-length")
+        if length is not None and int(length) > limit and "content-encoding" not in self.headers:
+            raise response_too_large(self._where, limit)
         if parser.received > limit:
             raise response_too_large(self._where, limit)
         chunks: list[bytes] = []
