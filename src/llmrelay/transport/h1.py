@@ -43,7 +43,7 @@ _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _TO_CLOSE, _DON
 _VERSION = b"HTTP/1."
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_DIGITS = re.compile(rb"[0-9]{1,18}")
+_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 class ProtocolError(Exception):
@@ -167,6 +167,10 @@ class ResponseParser:
 
     def _parse_head(self, head: bytes) -> None:
         lines = head.split(b"\r\n")
+        # Every CR before an LF and every LF after a CR (split took those), no NUL.
+        crlf = len(lines) - 1
+        if head.count(b"\r") != crlf or head.count(b"\n") != crlf or head.find(b"\0") >= 0:
+            raise ProtocolError("a response header holds a bare CR, LF or NUL")
         parts = lines[0].split(b" ", 2)
         version = parts[0]
         if len(parts) < 2 or version not in (b"HTTP/1.1", b"HTTP/1.0"):
@@ -178,41 +182,43 @@ class ResponseParser:
         if status < 100:
             raise ProtocolError(f"the status code {status} is not valid")
         pairs: list[tuple[str, str]] = []
-        length: bytes | None = None
+        length: str | None = None
         chunked = False
-        coding = b""
+        coding = ""
         close = version == b"HTTP/1.0"
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep or not _TOKEN.fullmatch(name):
+        names = _NAMES
+        for line in head.decode("latin-1").split("\r\n")[1:]:
+            name, sep, value = line.partition(":")
+            if not sep:
                 raise ProtocolError("a response header line is malformed")
-            value = value.strip(b" \t")
-            if b"\r" in value or b"\n" in value or b"\x00" in value:
-                raise ProtocolError("a response header value holds a control character")
-            low = name.lower()
-            if low == b"content-length":
-                if not _DIGITS.fullmatch(value) or (length is not None and length != value):
-                    raise ProtocolError("the Content-Length header is not a single number")
-                length = value
-            elif low == b"transfer-encoding":
-                chunked = value.lower().rsplit(b",", 1)[-1].strip() == b"chunked"
-                if not chunked:
-                    close = True  # a body framed by the connection's end
-            elif low == b"connection":
-                tokens = value.lower()
-                if b"close" in tokens:
-                    close = True
-                elif b"keep-alive" in tokens and version == b"HTTP/1.0":
-                    close = False
-            elif low == b"content-encoding":
-                coding = value.lower()
-            pairs.append((name.decode("latin-1"), value.decode("latin-1")))
+            kind = names.get(name)
+            if kind is None:
+                kind = _name(name)
+            value = value.strip(" \t")
+            if kind:
+                if kind == _CONTENT_LENGTH:
+                    if not _DIGITS.fullmatch(value) or (length is not None and length != value):
+                        raise ProtocolError("the Content-Length header is not a single number")
+                    length = value
+                elif kind == _TRANSFER_ENCODING:
+                    chunked = value.lower().rsplit(",", 1)[-1].strip() == "chunked"
+                    if not chunked:
+                        close = True  # a body framed by the connection's end
+                elif kind == _CONNECTION:
+                    tokens = value.lower()
+                    if "close" in tokens:
+                        close = True
+                    elif "keep-alive" in tokens and version == b"HTTP/1.0":
+                        close = False
+                else:
+                    coding = value.lower()
+            pairs.append((name, value))
         if status < 200 and status != 101:
             return  # interim answer: the final one follows
         self.status = status
         self.headers = CIMultiDictProxy(CIMultiDict(pairs))
         self.head_done = True
-        if coding and coding != b"identity":
+        if coding and coding != "identity":
             self._decoder = _decoder(coding)
         if not self._expect_body or status in (204, 304) or status < 200:
             self.keep_alive = not close
@@ -320,14 +326,36 @@ class ResponseParser:
 
 _EMPTY: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 
+_CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _CONTENT_ENCODING = 1, 2, 3, 4
+_KINDS = {
+    "content-length": _CONTENT_LENGTH,
+    "transfer-encoding": _TRANSFER_ENCODING,
+    "connection": _CONNECTION,
+    "content-encoding": _CONTENT_ENCODING,
+}
+#: Header names seen, as they were spelled, and what the parser does with each (0: nothing).
+#: Servers send the same few dozen names; each is checked once. Bounded.
+_NAMES: dict[str, int] = {}
+_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
-def _decoder(coding: bytes) -> zlib._Decompress:
-    if coding in (b"gzip", b"x-gzip"):
+
+def _name(name: str) -> int:
+    """A header name checked (an HTTP token) and classified, remembered for the next answer."""
+    if not _NAME.fullmatch(name):
+        raise ProtocolError("a response header line is malformed")
+    kind = _KINDS.get(name.lower(), 0)
+    if len(_NAMES) < 4096:
+        _NAMES[name] = kind
+    return kind
+
+
+def _decoder(coding: str) -> zlib._Decompress:
+    if coding in ("gzip", "x-gzip"):
         return zlib.decompressobj(16 + zlib.MAX_WBITS)
-    if coding == b"deflate":
+    if coding == "deflate":
         return _Deflate()  # type: ignore[return-value]
     raise ProtocolError(
-        f"the response body is encoded as {coding.decode('latin-1')[:20]!r}, which this client "
+        f"the response body is encoded as {coding[:20]!r}, which this client "
         "does not decode (it asks for gzip or deflate)"
     )
 
