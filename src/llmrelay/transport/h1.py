@@ -193,7 +193,7 @@ class ResponseParser:
                 raise ProtocolError("a response header line is malformed")
             kind = names.get(name)
             if kind is None:
-                kind = _name(name)
+                kind = _header_kind(name)
             value = value.strip(" \t")
             if kind:
                 if kind == _CONTENT_LENGTH:
@@ -339,7 +339,7 @@ _NAMES: dict[str, int] = {}
 _NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
-def _name(name: str) -> int:
+def _header_kind(name: str) -> int:
     """A header name checked (an HTTP token) and classified, remembered for the next answer."""
     if not _NAME.fullmatch(name):
         raise ProtocolError("a response header line is malformed")
