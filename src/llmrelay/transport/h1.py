@@ -62,6 +62,7 @@ class ResponseParser:
 
     __slots__ = (
         "_buf",
+        "_compressed",
         "_decoder",
         "_expect_body",
         "_remaining",
@@ -91,6 +92,7 @@ class ResponseParser:
         self._remaining = 0
         self._scanned = 0
         self._decoder: zlib._Decompress | None = None
+        self._compressed = False  # compressed body bytes were fed to the decoder
         self._expect_body = expect_body
         self.limit = limit
         self.stream_cap = stream_cap
@@ -215,7 +217,7 @@ class ResponseParser:
         if coding and coding != b"identity":
             self._decoder = _decoder(coding)
         if not self._expect_body or status in (204, 304) or status < 200:
-            self.keep_alive = not close
+            self.keep_alive = not close and status != 101  # after 101 it is not HTTP any more
             self._finish()
             return
         if chunked:
@@ -294,6 +296,7 @@ class ResponseParser:
             return
         decoder = self._decoder
         if decoder is not None:
+            self._compressed = True
             limit = self.limit
             room = self.stream_cap if limit is None else limit - self.received + 1
             try:
@@ -314,7 +317,9 @@ class ResponseParser:
         self._state = _DONE
         self.done = True
         decoder = self._decoder
-        if decoder is not None and not decoder.eof and decoder.unconsumed_tail:
+        if decoder is not None and self._compressed and not decoder.eof:
+            # Bytes were fed but the compressed stream never ended (its last block or the gzip
+            # trailer is missing): data was lost, the answer is not complete.
             raise ProtocolError("the compressed response body is incomplete")
 
 
@@ -336,21 +341,26 @@ class _Deflate:
     """``deflate`` as servers send it: zlib-wrapped (the standard) or raw (common in practice);
     which one is told by the first two bytes."""
 
-    __slots__ = ("_inner",)
+    __slots__ = ("_first", "_inner")
 
     def __init__(self) -> None:
         self._inner: zlib._Decompress | None = None
+        self._first = b""
 
     def decompress(self, data: bytes, max_length: int = 0) -> bytes:
         inner = self._inner
         if inner is None:
+            data = self._first + data
+            if len(data) < 2:  # the flavour is told by two bytes: wait for the second
+                self._first = data
+                return b""
             wrapped = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
             inner = self._inner = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
         return inner.decompress(data, max_length)
 
     @property
     def eof(self) -> bool:
-        return self._inner is None or self._inner.eof
+        return not self._first if self._inner is None else self._inner.eof
 
     @property
     def unconsumed_tail(self) -> bytes:
@@ -430,7 +440,10 @@ def request_head(method: str, target: Target, headers: dict[str, str], has_body:
     """The request line and headers, without ``Content-Length`` and the final CRLF (added per
     request); ``ValueError`` for a header name or value that would break the head (a newline,
     a carriage return or a NUL: the usual cause is a key read with its trailing newline). The
-    error never holds the value."""
+    error never holds the value. A method that is not a token (a space, a line break: it would
+    rewrite the request line) is a ``ValueError`` too."""
+    if not _TOKEN.fullmatch(method.encode("utf-8", "replace")):
+        raise ValueError(f"the method {method[:20]!r} is not a valid HTTP token")
     lines = [f"{method} {target.target} HTTP/1.1", f"Host: {target.host_header}"]
     seen = {"host", "content-length"}
     for name, value in headers.items():

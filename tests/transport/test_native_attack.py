@@ -1,0 +1,104 @@
+"""Attacks on the native transport's HTTP/1.1 layer (``transport/h1.py``) that found real faults:
+the request line, interim answers and compressed bodies. Each test names the promise it checks;
+a request-side promise runs over every transport of ``conftest.TRANSPORTS`` (aiohttp is the
+reference), a parser-only one on :class:`ResponseParser` alone.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from llmrelay.errors import ConfigurationError
+from llmrelay.transport import HttpRequest
+from llmrelay.transport.h1 import ProtocolError, ResponseParser
+
+from .conftest import SAFETY, TransportFactory, opened, raises, xfail_case
+from .raw_upstream import in_turn, raw_upstream, reply
+
+# --------------------------------------------------------------------------- request head
+
+
+METHODS = {
+    "request-line-injection": "GET / HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET",
+    "space": "GET /x",
+    "nul": "PO\x00ST",
+    "non-ascii": "GÉT",
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("case", list(METHODS))
+async def test_a_method_that_is_not_a_token_is_a_configuration_error(
+    transport_factory: TransportFactory, case: str, request: pytest.FixtureRequest
+) -> None:
+    """The method goes into the request line as it is: one with a space, CR/LF or NUL would
+    inject a request line or headers. It is refused before anything is sent."""
+    xfail_case(request, case, {("aiohttp", "empty"): "aiohttp sends an empty method"})
+    method = METHODS[case]
+    async with raw_upstream(in_turn(reply(b"ok"))) as up, opened(transport_factory) as t:
+        bad = HttpRequest(method, up.url(), {"authorization": "Bearer sk-secret-XYZ"})
+        await raises(ConfigurationError, t.send(bad, SAFETY))
+        assert up.accepts == 0 or all(not c.received for c in up.conns)
+
+
+def test_a_switching_protocols_answer_is_never_pooled() -> None:
+    """After ``101`` the connection speaks another protocol: it is not kept alive for HTTP."""
+    parser = ResponseParser(1000)
+    parser.feed(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
+    assert parser.done
+    assert not parser.keep_alive
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _head(coding: bytes, length: int) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Encoding: %s\r\nContent-Length: %d\r\n\r\n" % (
+        coding,
+        length,
+    )
+
+
+@given(st.lists(st.integers(min_value=0, max_value=200), max_size=8), st.booleans())
+def test_a_deflate_body_decodes_however_the_network_splits_it(cuts: list[int], raw: bool) -> None:
+    """Which deflate flavour a body is (zlib-wrapped or raw) is told by its first two bytes:
+    a first piece of one byte (a 1-byte chunk, a split read) must not make it corrupt."""
+    data = b'{"choices":[{"text":"' + b"hello " * 30 + b'"}]}'
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
+    body = packer.compress(data) + packer.flush()
+    wire = _head(b"deflate", len(body)) + body
+    start = len(wire) - len(body)
+    parser = ResponseParser(10_000)
+    parser.feed(wire[: start + 1])  # the body's first byte alone
+    last = start + 1
+    for cut in sorted({start + 1 + c % len(body) for c in cuts}):
+        parser.feed(wire[last:cut])
+        last = cut
+    parser.feed(wire[last:])
+    assert parser.done
+    assert b"".join(parser.body) == data
+
+
+@pytest.mark.parametrize("coding", [b"gzip", b"deflate"])
+def test_a_compressed_body_cut_short_is_a_protocol_error(coding: bytes) -> None:
+    """A compressed body whose framing is complete but whose compressed stream is not (the
+    gzip trailer or the last deflate block missing) has lost data: ProtocolError, never a
+    silently shortened answer."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31 if coding == b"gzip" else zlib.MAX_WBITS)
+    body = (packer.compress(b"abc" * 1000) + packer.flush())[:-10]
+    parser = ResponseParser(100_000)
+    with pytest.raises(ProtocolError, match="incomplete"):
+        parser.feed(_head(coding, len(body)) + body)
+
+
+@pytest.mark.parametrize("coding", [b"gzip", b"deflate"])
+def test_an_empty_body_labelled_compressed_is_empty(coding: bytes) -> None:
+    """``Content-Length: 0`` with a Content-Encoding is an empty answer, not a broken one."""
+    parser = ResponseParser(1000)
+    parser.feed(_head(coding, 0))
+    assert parser.done
+    assert b"".join(parser.body) == b""
