@@ -82,6 +82,8 @@ class _Exchange:
     def _on_timer(self) -> None:
         self.timer = None
         now = self.loop.time()
+        if self.conn.paused:  # waiting on our reader, not on the server: no silence
+            self.last = now
         deadline = self.deadline
         if (deadline is not None and now >= deadline) or (
             self.read is not None and now - self.last >= self.read
@@ -144,7 +146,7 @@ class NativeTransport:
 
     def _head(self, request: HttpRequest) -> tuple[Target, bytes]:
         headers = request.headers
-        key = (request.method, request.url, *headers.items())
+        key = (request.method, request.url, request.body is not None, *headers.items())
         hit = self._heads.get(key)
         if hit is not None:
             return hit
@@ -290,6 +292,7 @@ class NativeTransport:
         try:
             yield stream
         finally:
+            stream._ended = True
             ex.stop_timer()
             if parser.done and not parser.body:
                 ex.conn.finish(parser.keep_alive)
@@ -317,9 +320,10 @@ def _cause(exc: BaseException) -> BaseException | None:
 
 
 class _Stream:
-    __slots__ = ("_ex", "_request", "_where", "headers", "status")
+    __slots__ = ("_ended", "_ex", "_request", "_where", "headers", "status")
 
     def __init__(self, ex: _Exchange, where: str, request: HttpRequest) -> None:
+        self._ended = False  # its ``async with`` block is over: the connection is gone
         self._ex = ex
         self._where = where
         self._request = request
@@ -342,6 +346,11 @@ class _Stream:
             conn = ex.conn
             if conn.error is not None:
                 raise self._error(conn.error) from _cause(conn.error)
+            if self._ended:  # nothing can come any more (and no timer would end the wait)
+                raise APIConnectionError(
+                    f"the stream from {self._where} was read after its block ended: "
+                    "the connection is closed"
+                )
             conn.resume()
             waiter = ex.waiter = ex.loop.create_future()
             try:

@@ -140,12 +140,22 @@ class Connection(asyncio.Protocol):
     def resume(self) -> None:
         if self.paused:
             self.paused = False
+            ex = self.exchange
+            if ex is not None:  # the server's silence counts from now, not from the pause
+                ex.last = self.pool.loop.time()
             self.transport.resume_reading()
 
     def finish(self, keep_alive: bool) -> None:
         """The answer is read: pool the connection, or close it."""
         self.exchange = None
-        if keep_alive and not self.closed and self.error is None:
+        # Part of the request body still unsent means the server answered before reading it:
+        # the next request would be read behind those bytes (as garbage), so never reuse.
+        if (
+            keep_alive
+            and not self.closed
+            and self.error is None
+            and not self.transport.get_write_buffer_size()
+        ):
             self.pool.put(self)
         else:
             self.abort()

@@ -1,0 +1,114 @@
+"""Attacks on the native transport's I/O (``native.py``, ``pool.py``) that found real faults:
+pooled connections reused when unsafe, the head cache, streams and back-pressure. Each test
+names the promise it checks; a contract promise runs over every transport of
+``conftest.TRANSPORTS`` (aiohttp is the reference). No sleeps: a timer's expiry is simulated by
+moving the exchange's clock marks, never by waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from llmrelay.errors import APIConnectionError
+from llmrelay.transport import HttpRequest, Timeouts
+from llmrelay.transport.native import NativeTransport
+
+from .conftest import SAFETY, TransportFactory, opened, raises, req
+from .raw_upstream import WAIT, Conn, RawRequest, in_turn, raw_upstream, reply, respond_each
+
+# --------------------------------------------------------------------------- pool desync
+
+
+# aiohttp warns about any bytes body over 1 MiB (a ResourceWarning, an error under -W error).
+@pytest.mark.filterwarnings("ignore:Sending a large body directly:ResourceWarning")
+async def test_connection_answered_before_its_body_was_sent_is_not_reused(
+    transport_factory: TransportFactory,
+) -> None:
+    """A server that answers (keep-alive) before reading the request body leaves the rest of
+    the body in the client's write buffer: reusing that connection would put the next request
+    behind those bytes (the server reads them as a request, and the next caller gets the
+    answer to garbage, or waits forever). The next request goes over a new connection."""
+    release = asyncio.Event()
+
+    async def handler(conn: Conn) -> None:
+        if conn.index == 0:
+            await conn.reader.readuntil(b"\r\n\r\n")  # the head only, never the body
+            await conn.send(reply(b"early answer"))
+            await release.wait()
+            return
+        while (request := await conn.read_request()) is not None:
+            await conn.send(reply(request.target.split("?")[0].encode()))
+
+    body = b"x" * (16 * 1024 * 1024)  # more than the kernel buffers of both ends can hold
+    async with raw_upstream(handler, rcvbuf=4096) as up, opened(transport_factory) as t:
+        first = await t.send(req(up.url(), "POST", body), SAFETY)
+        assert first.body == b"early answer"
+        second = await t.send(req(up.url("/second")), SAFETY)
+        release.set()
+        assert second.body == b"/second"
+        assert up.accepts == 2
+
+
+# --------------------------------------------------------------------------- request head
+
+
+async def test_the_head_cache_tells_requests_with_and_without_a_body_apart() -> None:
+    """The cached request head depends on whether there is a body (a default Content-Type is
+    added only then): a body-less POST must not fix the head of a later POST with a body."""
+    seen: list[str | None] = []
+
+    async def respond(conn: Conn, request: RawRequest) -> None:
+        seen.append(request.header("content-type"))
+        await conn.send(reply(b"ok"))
+
+    async with raw_upstream(respond_each(respond)) as up, opened(NativeTransport) as t:
+        await t.send(HttpRequest("POST", up.url(), {}), SAFETY)
+        await t.send(HttpRequest("POST", up.url(), {}, b"data"), SAFETY)
+        await t.send(HttpRequest("POST", up.url(), {}), SAFETY)
+    assert seen == [None, "application/octet-stream", None]
+
+
+# --------------------------------------------------------------------------- streams
+
+
+async def test_a_stream_read_after_its_block_ended_raises_instead_of_hanging(
+    transport_factory: TransportFactory,
+) -> None:
+    """Iterating a stream after its ``async with`` block ended (the connection is gone) raises
+    APIConnectionError at once, as aiohttp does; it must not wait forever for bytes that can no
+    longer come (no timer runs any more)."""
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+    async with raw_upstream(in_turn(head)) as up, opened(transport_factory) as t:
+        async with t.stream(req(up.url()), SAFETY) as s:
+            pieces = s.aiter_bytes()
+            assert await pieces.__anext__() == b"hello"
+        await raises(APIConnectionError, asyncio.wait_for(pieces.__anext__(), WAIT))
+
+
+async def test_a_paused_stream_does_not_count_its_readers_delay_as_server_silence() -> None:
+    """Back-pressure stops reading while the caller has 256 KiB unread: the server is then
+    waiting on us, so the read timeout (the server's silence) must not fire for that time, as
+    with aiohttp (which stops its read timer while paused). The timer's expiry is simulated by
+    moving the exchange's last-read mark back past the read timeout."""
+    big = b"x" * (1024 * 1024)
+
+    async def respond(conn: Conn, request: RawRequest) -> None:
+        await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(big) + big)
+
+    read = 30.0
+    async with raw_upstream(respond_each(respond)) as up, opened(NativeTransport) as t:
+        async with t.stream(req(up.url()), Timeouts(connect=WAIT, read=read, total=None)) as s:
+            pieces = s.aiter_bytes()
+            got = [await pieces.__anext__()]
+            ex = s._ex  # type: ignore[attr-defined]
+            while not ex.conn.paused:  # the server fills our buffer: reading stops
+                assert not ex.parser.done
+                ex.waiter = ex.loop.create_future()
+                await asyncio.wait_for(ex.waiter, WAIT)
+            ex.last -= 2 * read  # the reader took longer than the read timeout
+            ex.stop_timer()
+            ex._on_timer()
+            got += [piece async for piece in pieces]
+        assert b"".join(got) == big
