@@ -16,8 +16,8 @@ from llmrelay.errors import ConfigurationError
 from llmrelay.transport import HttpRequest
 from llmrelay.transport.h1 import ProtocolError, ResponseParser
 
-from .conftest import SAFETY, TransportFactory, opened, raises, xfail_case
-from .raw_upstream import in_turn, raw_upstream, reply
+from .conftest import SAFETY, TransportFactory, answer, opened, raises, xfail_case
+from .raw_upstream import SECRET_KEY, in_turn, raw_upstream, reply
 
 # --------------------------------------------------------------------------- request head
 
@@ -102,3 +102,35 @@ def test_an_empty_body_labelled_compressed_is_empty(coding: bytes) -> None:
     parser.feed(_head(coding, 0))
     assert parser.done
     assert b"".join(parser.body) == b""
+
+
+# --------------------------------------------------------------------------- secrets
+
+#: Headers a caller may get wrong, each with the key where a careless error text would show it.
+_SECRET_HEADERS = {
+    # A lone surrogate cannot be encoded: the encoder's error holds the whole head, key included.
+    "surrogate-in-the-key": {"authorization": f"Bearer {SECRET_KEY}\ud800"},
+    "surrogate-in-another-header": {"authorization": f"Bearer {SECRET_KEY}", "x-a": "a\udcffb"},
+    # A whole header line passed as a name: the part after the colon is the key.
+    "header-line-as-name": {f"Authorization: Bearer {SECRET_KEY}": ""},
+    "key-as-name": {f"{SECRET_KEY} x": "v"},
+}
+
+
+@pytest.mark.parametrize("case", list(_SECRET_HEADERS))
+@pytest.mark.parametrize("mode", ["send", "aread"])
+async def test_a_header_that_cannot_be_written_is_refused_without_showing_the_key(
+    transport_factory: TransportFactory, case: str, mode: str, request: pytest.FixtureRequest
+) -> None:
+    """A header value that is not encodable text (a lone surrogate) or a name that is not a
+    token is a ConfigurationError naming the header, nothing is sent, and no exception of the
+    chain (``__context__`` included) shows the key or the query."""
+    xfail_case(
+        request,
+        case,
+        {("aiohttp", c): "aiohttp sends it as given" for c in _SECRET_HEADERS},
+    )
+    async with raw_upstream(in_turn(reply(b"sent"))) as up, opened(transport_factory) as t:
+        bad = HttpRequest("POST", up.url(), _SECRET_HEADERS[case], b"{}")
+        await raises(ConfigurationError, answer(t, bad, mode))
+        assert not any(c.received for c in up.conns), "the request was sent"

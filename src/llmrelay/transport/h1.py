@@ -451,9 +451,13 @@ def request_head(method: str, target: Target, headers: dict[str, str], has_body:
         if low in ("host", "content-length", "transfer-encoding", "connection"):
             continue  # framing and origin are the transport's, never the caller's
         if not _TOKEN.fullmatch(name.encode("utf-8", "replace")):
-            raise ValueError(f"the header name {name[:40]!r} is not a valid HTTP token")
+            raise ValueError(f"the header name {_name(name)} is not a valid HTTP token")
         if "\r" in value or "\n" in value or "\x00" in value:
-            raise ValueError(f"the value of the {name[:40]!r} header holds a newline or NUL")
+            raise ValueError(f"the value of the {_name(name)} header holds a newline or NUL")
+        if not value.isascii() and not _encodable(value):
+            raise ValueError(
+                f"the value of the {_name(name)} header is not valid text (a lone surrogate)"
+            )
         seen.add(low)
         lines.append(f"{name}: {value}")
     for name, value in _DEFAULTS:
@@ -463,3 +467,18 @@ def request_head(method: str, target: Target, headers: dict[str, str], has_body:
         lines.append("Content-Type: application/octet-stream")
     lines.append("")
     return "\r\n".join(lines).encode("utf-8")
+
+
+def _name(name: str) -> str:
+    """A header name as an error may show it: a long "name" may be a key pasted in the wrong
+    place (or a whole ``Authorization: Bearer ...`` line), so only its start."""
+    return repr(name) if len(name) <= 20 else f"{name[:8]!r}... ({len(name)} characters)"
+
+
+def _encodable(value: str) -> bool:
+    # The encoder's error would hold the whole text (a key among it): report only a bool.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
