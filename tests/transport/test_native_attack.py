@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from llmrelay.errors import ConfigurationError
 from llmrelay.transport import HttpRequest
-from llmrelay.transport.h1 import ProtocolError, ResponseParser
+from llmrelay.transport.h1 import MAX_HEAD, ProtocolError, ResponseParser
 
 from .conftest import SAFETY, TransportFactory, answer, opened, raises, xfail_case
 from .raw_upstream import SECRET_KEY, in_turn, raw_upstream, reply
@@ -134,3 +134,47 @@ async def test_a_header_that_cannot_be_written_is_refused_without_showing_the_ke
         bad = HttpRequest("POST", up.url(), _SECRET_HEADERS[case], b"{}")
         await raises(ConfigurationError, answer(t, bad, mode))
         assert not any(c.received for c in up.conns), "the request was sent"
+
+
+# --------------------------------------------------------------------------- bounded memory
+
+
+def test_tiny_chunks_do_not_multiply_the_memory_a_body_holds() -> None:
+    """A body sent as 2-byte chunks must not become one object per chunk: each bytes object
+    costs ~35 bytes of overhead, so 32 MiB (the default limit) of 2-byte chunks held ~20x the
+    limit in memory. What one read brings is handed on as one piece."""
+    parser = ResponseParser(10_000_000)
+    parser.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    for _ in range(10):
+        parser.feed(b"2\r\nab\r\n" * 5000)
+    parser.feed(b"0\r\n\r\n")
+    assert parser.done
+    assert parser.buffered == 100_000
+    assert len(parser.body) <= 11
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_the_trailers_are_capped_as_a_whole(split: bool) -> None:
+    """Trailers are skipped, but only up to the head limit in all (as the head itself): a
+    server must not keep the client parsing an endless trailer section line by line."""
+    parser = ResponseParser(1000)
+    parser.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n")
+    line = b"X-T: " + b"v" * 1000 + b"\r\n"
+    pieces = [line[:500], line[500:]] if split else [line]
+
+    def feed_trailers() -> None:
+        for _ in range(MAX_HEAD // len(line) + 2):
+            for piece in pieces:
+                parser.feed(piece)
+
+    with pytest.raises(ProtocolError, match="trailers"):
+        feed_trailers()
+
+
+def test_trailers_within_the_limit_are_read_past() -> None:
+    """Many short trailer lines under the limit are fine (the cap is on bytes, not lines)."""
+    parser = ResponseParser(1000)
+    parser.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n")
+    parser.feed(b"T: v\r\n" * 1000 + b"\r\n")
+    assert parser.done
+    assert b"".join(parser.body) == b"a"

@@ -237,6 +237,21 @@ class ResponseParser:
             self._state = _TO_CLOSE
 
     def _chunked(self, buf: bytes) -> None:
+        # The data of all chunks in ``buf`` is handed on as one piece (``_emit`` once): tiny
+        # chunks must not become one object each (~35 bytes of overhead per object).
+        out: list[bytes] = []
+        try:
+            pos = self._chunks(buf, out)
+        except ProtocolError:
+            self._emit(b"".join(out))  # what came before the fault is still delivered
+            raise
+        self._buf = buf[pos:] if pos < len(buf) else b""
+        self._emit(out[0] if len(out) == 1 else b"".join(out))
+        if self._state == _DONE and not self.done:
+            self._finish()
+
+    def _chunks(self, buf: bytes, out: list[bytes]) -> int:
+        """Walk ``buf``: chunk data goes to ``out``; the position reached is returned."""
         pos = 0
         n = len(buf)
         state = self._state
@@ -245,7 +260,7 @@ class ResponseParser:
                 take = self._remaining
                 if n - pos < take:
                     take = n - pos
-                self._emit(buf[pos : pos + take])
+                out.append(buf[pos : pos + take])
                 pos += take
                 self._remaining -= take
                 if self._remaining == 0:
@@ -260,7 +275,7 @@ class ResponseParser:
                 if not _HEX.fullmatch(size):
                     raise ProtocolError("a chunk size is not a hexadecimal number")
                 pos = eol + 2
-                self._remaining = int(size, 16)
+                self._remaining = int(size, 16)  # the last chunk: trailer bytes count from 0
                 state = _CHUNK_DATA if self._remaining else _TRAILERS
             elif state == _CHUNK_END:
                 if n - pos < 2:
@@ -271,25 +286,21 @@ class ResponseParser:
                 state = _CHUNK_SIZE
             elif state == _TRAILERS:
                 eol = buf.find(b"\r\n", pos)
+                if (eol - pos if eol >= 0 else n - pos) + self._remaining > MAX_HEAD:
+                    raise ProtocolError(f"the trailers are over {MAX_HEAD} bytes")
                 if eol < 0:
-                    if n - pos > MAX_HEAD:
-                        raise ProtocolError(f"the trailers are over {MAX_HEAD} bytes")
                     break
                 if eol == pos:
                     pos += 2
                     state = _DONE
-                    self._finish()
                 else:
+                    self._remaining += eol + 2 - pos
                     pos = eol + 2
-                    self._remaining += 1
-                    if self._remaining > 256:
-                        raise ProtocolError("the response has over 256 trailer lines")
             else:  # _DONE: bytes after the answer
                 self.keep_alive = False
                 break
-        if state != _DONE:
-            self._state = state
-        self._buf = buf[pos:] if pos < n else b""
+        self._state = state
+        return pos
 
     def _emit(self, data: bytes) -> None:
         if not data:
