@@ -8,6 +8,7 @@ moving the exchange's clock marks, never by waiting.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -16,7 +17,16 @@ from llmrelay.transport import HttpRequest, Timeouts
 from llmrelay.transport.native import NativeTransport
 
 from .conftest import SAFETY, TransportFactory, opened, raises, req
-from .raw_upstream import WAIT, Conn, RawRequest, in_turn, raw_upstream, reply, respond_each
+from .raw_upstream import (
+    WAIT,
+    Conn,
+    Handler,
+    RawRequest,
+    in_turn,
+    raw_upstream,
+    reply,
+    respond_each,
+)
 
 # --------------------------------------------------------------------------- pool desync
 
@@ -112,3 +122,100 @@ async def test_a_paused_stream_does_not_count_its_readers_delay_as_server_silenc
             ex._on_timer()
             got += [piece async for piece in pieces]
         assert b"".join(got) == big
+
+
+# --------------------------------------------------------------------------- pool waiters
+
+
+def _held_first(release: asyncio.Event) -> Handler:
+    """Answers every request at once, except the very first one, held until ``release``."""
+    first = True
+
+    async def respond(conn: Conn, request: RawRequest) -> None:
+        nonlocal first
+        if first:
+            first = False
+            await release.wait()
+        await conn.send(reply(request.target.split("?")[0].encode()))
+
+    return respond_each(respond)
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    """Yield to the loop until ``check()`` holds (each turn lets the others run a step)."""
+    for _ in range(10_000):
+        if check():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("never happened")
+
+
+async def test_a_released_connection_wakes_a_caller_waiting_for_its_origin() -> None:
+    """With a per-host limit, a connection put back in the pool must reach a caller waiting
+    for that origin, even when a caller for another (still full) origin waits before it: the
+    wake-up went to the first waiter, which could not use it and waited again, and the right
+    caller slept until its connect timeout although a connection to its origin sat idle."""
+    release_a, release_c = asyncio.Event(), asyncio.Event()
+    async with (
+        raw_upstream(_held_first(release_a)) as a,
+        raw_upstream(_held_first(release_c)) as c,
+        opened(NativeTransport, max_connections_per_host=1) as t,
+    ):
+        held_c = asyncio.ensure_future(t.send(req(c.url("/c1")), SAFETY))
+        held_a = asyncio.ensure_future(t.send(req(a.url("/a1")), SAFETY))
+        await _until(lambda: a.accepts == 1 and c.accepts == 1)
+        pool = t._pools[asyncio.get_running_loop()][0]
+        waiting_c = asyncio.ensure_future(t.send(req(c.url("/c2")), SAFETY))
+        await _until(lambda: len(pool.waiters) == 1)
+        waiting_a = asyncio.ensure_future(t.send(req(a.url("/a2")), SAFETY))
+        await _until(lambda: len(pool.waiters) == 2)
+        release_a.set()
+        assert (await held_a).body == b"/a1"
+        assert (await asyncio.wait_for(waiting_a, WAIT)).body == b"/a2"
+        assert not waiting_c.done()
+        release_c.set()
+        assert [(await f).body for f in (held_c, waiting_c)] == [b"/c1", b"/c2"]
+        assert (a.accepts, c.accepts) == (1, 1)
+
+
+async def test_making_room_never_breaks_the_per_host_limit() -> None:
+    """When the pool is full, a caller may close another origin's idle connection to make
+    room, but only if its own origin is under its per-host limit: otherwise it waits."""
+    release = asyncio.Event()
+    async with (
+        raw_upstream(_held_first(release)) as a,
+        raw_upstream(in_turn(reply(b"b"))) as b,
+        opened(NativeTransport, max_connections=2, max_connections_per_host=1) as t,
+    ):
+        await t.send(req(b.url()), SAFETY)  # an idle connection to b: the pool is half full
+        held = asyncio.ensure_future(t.send(req(a.url("/a1")), SAFETY))
+        await _until(lambda: a.accepts == 1)  # the pool is full: a's one, b's idle one
+        second = asyncio.ensure_future(t.send(req(a.url("/a2")), SAFETY))
+        pool = t._pools[asyncio.get_running_loop()][0]
+        await _until(lambda: len(pool.waiters) == 1 or second.done())
+        assert a.max_active == 1
+        release.set()
+        assert [(await f).body for f in (held, second)] == [b"/a1", b"/a2"]
+        assert a.accepts == 1
+
+
+async def test_a_caller_cancelled_in_line_leaves_the_line() -> None:
+    """A caller cancelled (or timed out) while waiting for room leaves the waiters' line at
+    once: dead entries must not pile up behind live ones for the pool's lifetime."""
+    release = asyncio.Event()
+    async with (
+        raw_upstream(_held_first(release)) as a,
+        opened(NativeTransport, max_connections_per_host=1) as t,
+    ):
+        held = asyncio.ensure_future(t.send(req(a.url("/a1")), SAFETY))
+        await _until(lambda: a.accepts == 1)
+        pool = t._pools[asyncio.get_running_loop()][0]
+        waiting = [asyncio.ensure_future(t.send(req(a.url(f"/w{i}")), SAFETY)) for i in range(3)]
+        await _until(lambda: len(pool.waiters) == 3)
+        waiting[1].cancel()
+        await asyncio.gather(waiting[1], return_exceptions=True)
+        assert len(pool.waiters) == 2
+        release.set()
+        assert (await held).body == b"/a1"
+        assert [(await waiting[i]).body for i in (0, 2)] == [b"/w0", b"/w2"]
+        assert not pool.waiters
