@@ -16,7 +16,7 @@ from llmrelay.errors import APIConnectionError
 from llmrelay.transport import HttpRequest, Timeouts
 from llmrelay.transport.native import NativeTransport
 
-from .conftest import SAFETY, TransportFactory, opened, raises, req
+from .conftest import SAFETY, TransportFactory, answer, opened, raises, req
 from .raw_upstream import (
     WAIT,
     Conn,
@@ -219,3 +219,26 @@ async def test_a_caller_cancelled_in_line_leaves_the_line() -> None:
         assert (await held).body == b"/a1"
         assert [(await waiting[i]).body for i in (0, 2)] == [b"/w0", b"/w2"]
         assert not pool.waiters
+
+
+# --------------------------------------------------------------------------- secrets in URLs
+
+_PASSWORD = "pw-4d1e8c3b9a7f"
+
+
+@pytest.mark.parametrize("mode", ["send", "aread"])
+async def test_an_error_never_shows_the_password_of_a_url(
+    transport_factory: TransportFactory, mode: str
+) -> None:
+    """A base URL may carry ``user:password@`` (a proxy's credentials): an error's text shows
+    the URL without it, as it leaves out the query."""
+    async with (
+        raw_upstream(in_turn(b"SSH-2.0-not-http\r\n\r\n")) as up,
+        opened(transport_factory) as t,
+    ):
+        url = up.url().replace("http://", f"http://user:{_PASSWORD}@")
+        bare = HttpRequest("GET", url, {})  # aiohttp refuses URL credentials beside a key
+        err = await raises(APIConnectionError, answer(t, bare, mode))
+        chain: list[BaseException | None] = [err, err.__cause__, err.__context__]
+        for e in chain:
+            assert e is None or _PASSWORD not in f"{e} {e!r}", e

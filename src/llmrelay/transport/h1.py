@@ -22,6 +22,7 @@ from urllib.parse import quote, urlsplit
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..errors import ConfigurationError
+from .base import shown_url
 
 __all__ = [
     "MAX_HEAD",
@@ -404,7 +405,7 @@ _QUERY_SAFE = _PATH_SAFE + "?"
 def split_url(url: str) -> Target:
     """The parts of an ``http://`` or ``https://`` URL a request needs; ``ConfigurationError``
     for anything else. The text of errors leaves out the query (it may hold a key)."""
-    where = url.split("?", 1)[0]
+    where = shown_url(url)
     try:
         parts = urlsplit(url)
         port = parts.port

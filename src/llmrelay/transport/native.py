@@ -24,7 +24,14 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from ..errors import APIConnectionError, APITimeoutError, ConfigurationError, LLMRelayError
-from .base import HttpRequest, HttpResponse, StreamingResponse, Timeouts, response_too_large
+from .base import (
+    HttpRequest,
+    HttpResponse,
+    StreamingResponse,
+    Timeouts,
+    response_too_large,
+    shown_url,
+)
 from .h1 import BodyTooLarge, ProtocolError, ResponseParser, Target, request_head, split_url
 from .pool import Connection, Pool, closer
 
@@ -242,7 +249,7 @@ class NativeTransport:
     def _translate(
         exc: BaseException, request: HttpRequest, ex: _Exchange | None, limit: int | None
     ) -> LLMRelayError:
-        where = request.url.split("?", 1)[0]
+        where = shown_url(request.url)
         if isinstance(exc, BodyTooLarge):
             return response_too_large(where, request.max_response_bytes if limit is None else limit)
         if isinstance(exc, TimeoutError) or (isinstance(exc, _Failed) and str(exc) == "timeout"):
