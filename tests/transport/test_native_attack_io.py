@@ -8,11 +8,12 @@ moving the exchange's clock marks, never by waiting.
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Callable
 
 import pytest
 
-from llmrelay.errors import APIConnectionError
+from llmrelay.errors import APIConnectionError, ConfigurationError
 from llmrelay.transport import HttpRequest, Timeouts
 from llmrelay.transport.native import NativeTransport
 
@@ -242,3 +243,22 @@ async def test_an_error_never_shows_the_password_of_a_url(
         chain: list[BaseException | None] = [err, err.__cause__, err.__context__]
         for e in chain:
             assert e is None or _PASSWORD not in f"{e} {e!r}", e
+
+
+async def test_credentials_in_the_url_are_sent_as_basic_auth(
+    transport_factory: TransportFactory,
+) -> None:
+    """``http://user:password@host/`` sends ``Authorization: Basic`` (percent-escapes decoded),
+    as aiohttp does; silently dropping them turned a working proxy URL into 401s."""
+    seen: list[str | None] = []
+
+    async def respond(conn: Conn, request: RawRequest) -> None:
+        seen.append(request.header("authorization"))
+        await conn.send(reply(b"ok"))
+
+    async with raw_upstream(respond_each(respond)) as up, opened(transport_factory) as t:
+        url = up.url().replace("http://", "http://us%40er:p%3Aw@")
+        assert (await t.send(HttpRequest("GET", url, {}), SAFETY)).body == b"ok"
+        both = HttpRequest("GET", url, {"authorization": "Bearer x"})
+        await raises(ConfigurationError, t.send(both, SAFETY))
+    assert seen == ["Basic " + base64.b64encode(b"us@er:p:w").decode()]

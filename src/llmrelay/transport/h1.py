@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import re
 import zlib
+from base64 import b64encode
 from collections import deque
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -386,9 +387,19 @@ class Target:
     """Where a URL's request goes: the origin (``scheme``, ``host``, ``port``), the bytes of the
     request line's target and the ``Host`` header."""
 
-    __slots__ = ("host", "host_header", "origin", "port", "ssl", "target", "where")
+    __slots__ = ("auth", "host", "host_header", "origin", "port", "ssl", "target", "where")
 
-    def __init__(self, scheme: str, host: str, port: int, target: str, host_header: str) -> None:
+    def __init__(
+        self,
+        scheme: str,
+        host: str,
+        port: int,
+        target: str,
+        host_header: str,
+        auth: str | None = None,
+    ) -> None:
+        #: ``Authorization`` value from the URL's ``user:password@``, if any (never shown).
+        self.auth = auth
         self.ssl = scheme == "https"
         self.host = host
         self.port = port
@@ -441,7 +452,11 @@ def split_url(url: str) -> Target:
     target = quote(parts.path or "/", safe=_PATH_SAFE)
     if parts.query:
         target = f"{target}?{quote(parts.query, safe=_QUERY_SAFE)}"
-    return Target(scheme, host, port, target, host_header)
+    auth = None
+    if parts.username is not None or parts.password is not None:  # as aiohttp: Basic auth
+        pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+        auth = "Basic " + b64encode(pair.encode("utf-8")).decode("ascii")
+    return Target(scheme, host, port, target, host_header, auth)
 
 
 #: Headers a client adds when the caller did not: what aiohttp sends (User-Agent left out).
@@ -472,6 +487,13 @@ def request_head(method: str, target: Target, headers: dict[str, str], has_body:
             )
         seen.add(low)
         lines.append(f"{name}: {value}")
+    if target.auth is not None:
+        if "authorization" in seen:
+            raise ValueError(
+                "the URL holds credentials (user:password@) and the request an Authorization "
+                "header: only one may be given"
+            )
+        lines.append(f"Authorization: {target.auth}")
     for name, value in _DEFAULTS:
         if name not in seen:
             lines.append(f"{name}: {value}")
