@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from llmrelay.errors import APIConnectionError, ConfigurationError
+from llmrelay.errors import APIConnectionError, APITimeoutError, ConfigurationError
 from llmrelay.transport import HttpRequest, Timeouts
 from llmrelay.transport.native import NativeTransport
 
@@ -262,3 +262,30 @@ async def test_credentials_in_the_url_are_sent_as_basic_auth(
         both = HttpRequest("GET", url, {"authorization": "Bearer x"})
         await raises(ConfigurationError, t.send(both, SAFETY))
     assert seen == ["Basic " + base64.b64encode(b"us@er:p:w").decode()]
+
+
+# --------------------------------------------------------------------------- timeouts
+
+
+@pytest.mark.parametrize("mode", ["send", "aiter"])
+async def test_a_server_that_never_stops_dripping_is_ended_by_the_total_timeout(
+    transport_factory: TransportFactory, mode: str
+) -> None:
+    """A body that keeps coming (a chunk at every turn of the server's loop, so the read
+    timeout never fires) is ended by the total timeout, for a stream too (total covers the
+    whole stream, as with aiohttp), and the connection is dropped."""
+    stop = asyncio.Event()
+
+    async def respond(conn: Conn, request: RawRequest) -> None:
+        await conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        while not stop.is_set():
+            await conn.send(b"1\r\na\r\n")
+            await asyncio.sleep(0)  # a yield, not a delay
+
+    limits = Timeouts(connect=WAIT, read=WAIT, total=0.2)
+    async with raw_upstream(respond_each(respond)) as up, opened(transport_factory) as t:
+        try:
+            await raises(APITimeoutError, answer(t, req(up.url()), mode, limits))
+        finally:
+            stop.set()
+        await asyncio.wait_for(up.conns[0].eof.wait(), WAIT)

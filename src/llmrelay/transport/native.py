@@ -8,10 +8,11 @@ one write, and the answer is parsed by :mod:`.h1` from the bytes the protocol is
 stream reader, no per-request session object and no timer per read.
 
 Timeouts: ``connect`` bounds opening a connection; ``total`` the whole request (connecting
-included) for ``send`` and the head for ``stream``; ``read`` the silence between two pieces of
-the answer. One timer per request checks them lazily (a read resets nothing; the timer looks at
-when data last came). Each loop's pool is closed when the loop shuts down its async generators
-(``asyncio.run`` does), or by :meth:`NativeTransport.aclose` on that loop.
+included), for a stream until its block ends (as aiohttp); ``read`` the server's silence between
+two pieces of the answer (not counted while a stream is paused because its reader is behind:
+then the server waits on us). One timer per request checks them lazily (a read resets nothing;
+the timer looks at when data last came). Each loop's pool is closed when the loop shuts down
+its async generators (``asyncio.run`` does), or by :meth:`NativeTransport.aclose` on that loop.
 """
 
 from __future__ import annotations
