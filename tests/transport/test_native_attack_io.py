@@ -289,3 +289,47 @@ async def test_a_server_that_never_stops_dripping_is_ended_by_the_total_timeout(
         finally:
             stop.set()
         await asyncio.wait_for(up.conns[0].eof.wait(), WAIT)
+
+
+# --------------------------------------------------------------------------- aclose
+
+
+@pytest.mark.parametrize("mode", ["send", "aiter"])
+async def test_aclose_ends_requests_in_flight_with_a_connection_error(
+    transport_factory: TransportFactory, mode: str
+) -> None:
+    """``aclose`` while a request waits for its answer ends that request at once with
+    APIConnectionError (the connection is gone): it must not wait forever (the closed
+    connection's timer could no longer reach it)."""
+
+    async def handler(conn: Conn) -> None:
+        request = await conn.read_request()
+        if request is not None and mode == "aiter":
+            await conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n")
+
+    t = transport_factory(max_connections=1)
+    async with raw_upstream(handler) as up:
+        flight = asyncio.ensure_future(answer(t, req(up.url()), mode, SAFETY))
+        await _until(lambda: bool(up.conns) and bool(up.conns[0].received))
+        if mode == "aiter":  # the head and a first piece are in: the stream waits for more
+            await _until(lambda: not up.conns[0].writer.transport.get_write_buffer_size())
+        await t.aclose()
+        await raises(APIConnectionError, asyncio.wait_for(flight, WAIT))
+
+
+async def test_aclose_ends_callers_waiting_for_room_with_a_connection_error() -> None:
+    """Callers queued for room when ``aclose`` runs get APIConnectionError. (aiohttp raises
+    CancelledError into them, though nobody cancelled them.)"""
+
+    async def handler(conn: Conn) -> None:
+        await conn.read_request()
+
+    t = NativeTransport(max_connections=1)
+    async with raw_upstream(handler) as up:
+        flight = asyncio.ensure_future(t.send(req(up.url()), SAFETY))
+        await _until(lambda: up.accepts == 1)
+        queued = asyncio.ensure_future(t.send(req(up.url()), SAFETY))
+        await _until(lambda: bool(t._pools[asyncio.get_running_loop()][0].waiters))
+        await t.aclose()
+        for f in (flight, queued):
+            await raises(APIConnectionError, asyncio.wait_for(f, WAIT))

@@ -318,6 +318,8 @@ class Pool:
             self._sweep.cancel()
             self._sweep = None
         for conn in list(self.open):
+            if conn.exchange is not None:  # in flight: its caller must hear of it (no timer will)
+                conn.fail(ConnectionError("the transport was closed"))
             conn.abort()
         self.idle.clear()
         for _, waiter in self.waiters:
