@@ -25,6 +25,7 @@ __all__ = [
     "Timeouts",
     "Transport",
     "response_too_large",
+    "shown_url",
 ]
 
 
@@ -110,6 +111,17 @@ class Transport(Protocol):
     async def aclose(self) -> None: ...
 
 
+def shown_url(url: str) -> str:
+    """``url`` as an error may show it: without the query (some providers put the key there),
+    the fragment, or a ``user:password@`` part."""
+    where = url.split("?", 1)[0].split("#", 1)[0]
+    scheme, sep, rest = where.partition("://")
+    if sep:
+        authority, slash, path = rest.partition("/")
+        where = f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
+    return where
+
+
 def response_too_large(where: str, limit: int) -> ResponseTooLargeError:
     """The error for a body found larger than ``limit`` decoded bytes (reading stopped there)."""
     return ResponseTooLargeError(
@@ -140,7 +152,7 @@ class _MockStream:
         body = b"".join(self.chunks)
         limit = self.request.max_response_bytes
         if len(body) > limit:
-            raise response_too_large(self.request.url.split("?", 1)[0], limit)
+            raise response_too_large(shown_url(self.request.url), limit)
         return body
 
 
@@ -168,7 +180,7 @@ class MockTransport:
     async def send(self, request: HttpRequest, timeouts: Timeouts) -> HttpResponse:
         resp = await self._call(request)
         if len(resp.body) > request.max_response_bytes:
-            raise response_too_large(request.url.split("?", 1)[0], request.max_response_bytes)
+            raise response_too_large(shown_url(request.url), request.max_response_bytes)
         return resp
 
     def stream(

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import re
 import zlib
+from base64 import b64encode
 from collections import deque
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..errors import ConfigurationError
+from .base import shown_url
 
 __all__ = [
     "MAX_HEAD",
@@ -62,6 +64,7 @@ class ResponseParser:
 
     __slots__ = (
         "_buf",
+        "_compressed",
         "_decoder",
         "_expect_body",
         "_remaining",
@@ -91,6 +94,7 @@ class ResponseParser:
         self._remaining = 0
         self._scanned = 0
         self._decoder: zlib._Decompress | None = None
+        self._compressed = False  # compressed body bytes were fed to the decoder
         self._expect_body = expect_body
         self.limit = limit
         self.stream_cap = stream_cap
@@ -221,7 +225,7 @@ class ResponseParser:
         if coding and coding != "identity":
             self._decoder = _decoder(coding)
         if not self._expect_body or status in (204, 304) or status < 200:
-            self.keep_alive = not close
+            self.keep_alive = not close and status != 101  # after 101 it is not HTTP any more
             self._finish()
             return
         if chunked:
@@ -241,6 +245,21 @@ class ResponseParser:
             self._state = _TO_CLOSE
 
     def _chunked(self, buf: bytes) -> None:
+        # The data of all chunks in ``buf`` is handed on as one piece (``_emit`` once): tiny
+        # chunks must not become one object each (~35 bytes of overhead per object).
+        out: list[bytes] = []
+        try:
+            pos = self._chunks(buf, out)
+        except ProtocolError:
+            self._emit(b"".join(out))  # what came before the fault is still delivered
+            raise
+        self._buf = buf[pos:] if pos < len(buf) else b""
+        self._emit(out[0] if len(out) == 1 else b"".join(out))
+        if self._state == _DONE and not self.done:
+            self._finish()
+
+    def _chunks(self, buf: bytes, out: list[bytes]) -> int:
+        """Walk ``buf``: chunk data goes to ``out``; the position reached is returned."""
         pos = 0
         n = len(buf)
         state = self._state
@@ -249,7 +268,7 @@ class ResponseParser:
                 take = self._remaining
                 if n - pos < take:
                     take = n - pos
-                self._emit(buf[pos : pos + take])
+                out.append(buf[pos : pos + take])
                 pos += take
                 self._remaining -= take
                 if self._remaining == 0:
@@ -264,7 +283,7 @@ class ResponseParser:
                 if not _HEX.fullmatch(size):
                     raise ProtocolError("a chunk size is not a hexadecimal number")
                 pos = eol + 2
-                self._remaining = int(size, 16)
+                self._remaining = int(size, 16)  # the last chunk: trailer bytes count from 0
                 state = _CHUNK_DATA if self._remaining else _TRAILERS
             elif state == _CHUNK_END:
                 if n - pos < 2:
@@ -275,31 +294,28 @@ class ResponseParser:
                 state = _CHUNK_SIZE
             elif state == _TRAILERS:
                 eol = buf.find(b"\r\n", pos)
+                if (eol - pos if eol >= 0 else n - pos) + self._remaining > MAX_HEAD:
+                    raise ProtocolError(f"the trailers are over {MAX_HEAD} bytes")
                 if eol < 0:
-                    if n - pos > MAX_HEAD:
-                        raise ProtocolError(f"the trailers are over {MAX_HEAD} bytes")
                     break
                 if eol == pos:
                     pos += 2
                     state = _DONE
-                    self._finish()
                 else:
+                    self._remaining += eol + 2 - pos
                     pos = eol + 2
-                    self._remaining += 1
-                    if self._remaining > 256:
-                        raise ProtocolError("the response has over 256 trailer lines")
             else:  # _DONE: bytes after the answer
                 self.keep_alive = False
                 break
-        if state != _DONE:
-            self._state = state
-        self._buf = buf[pos:] if pos < n else b""
+        self._state = state
+        return pos
 
     def _emit(self, data: bytes) -> None:
         if not data:
             return
         decoder = self._decoder
         if decoder is not None:
+            self._compressed = True
             limit = self.limit
             room = self.stream_cap if limit is None else limit - self.received + 1
             try:
@@ -320,7 +336,9 @@ class ResponseParser:
         self._state = _DONE
         self.done = True
         decoder = self._decoder
-        if decoder is not None and not decoder.eof and decoder.unconsumed_tail:
+        if decoder is not None and self._compressed and not decoder.eof:
+            # Bytes were fed but the compressed stream never ended (its last block or the gzip
+            # trailer is missing): data was lost, the answer is not complete.
             raise ProtocolError("the compressed response body is incomplete")
 
 
@@ -364,21 +382,26 @@ class _Deflate:
     """``deflate`` as servers send it: zlib-wrapped (the standard) or raw (common in practice);
     which one is told by the first two bytes."""
 
-    __slots__ = ("_inner",)
+    __slots__ = ("_first", "_inner")
 
     def __init__(self) -> None:
         self._inner: zlib._Decompress | None = None
+        self._first = b""
 
     def decompress(self, data: bytes, max_length: int = 0) -> bytes:
         inner = self._inner
         if inner is None:
+            data = self._first + data
+            if len(data) < 2:  # the flavour is told by two bytes: wait for the second
+                self._first = data
+                return b""
             wrapped = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
             inner = self._inner = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
         return inner.decompress(data, max_length)
 
     @property
     def eof(self) -> bool:
-        return self._inner is None or self._inner.eof
+        return not self._first if self._inner is None else self._inner.eof
 
     @property
     def unconsumed_tail(self) -> bytes:
@@ -392,9 +415,19 @@ class Target:
     """Where a URL's request goes: the origin (``scheme``, ``host``, ``port``), the bytes of the
     request line's target and the ``Host`` header."""
 
-    __slots__ = ("host", "host_header", "origin", "port", "ssl", "target", "where")
+    __slots__ = ("auth", "host", "host_header", "origin", "port", "ssl", "target", "where")
 
-    def __init__(self, scheme: str, host: str, port: int, target: str, host_header: str) -> None:
+    def __init__(
+        self,
+        scheme: str,
+        host: str,
+        port: int,
+        target: str,
+        host_header: str,
+        auth: str | None = None,
+    ) -> None:
+        #: ``Authorization`` value from the URL's ``user:password@``, if any (never shown).
+        self.auth = auth
         self.ssl = scheme == "https"
         self.host = host
         self.port = port
@@ -411,7 +444,7 @@ _QUERY_SAFE = _PATH_SAFE + "?"
 def split_url(url: str) -> Target:
     """The parts of an ``http://`` or ``https://`` URL a request needs; ``ConfigurationError``
     for anything else. The text of errors leaves out the query (it may hold a key)."""
-    where = url.split("?", 1)[0]
+    where = shown_url(url)
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -447,7 +480,11 @@ def split_url(url: str) -> Target:
     target = quote(parts.path or "/", safe=_PATH_SAFE)
     if parts.query:
         target = f"{target}?{quote(parts.query, safe=_QUERY_SAFE)}"
-    return Target(scheme, host, port, target, host_header)
+    auth = None
+    if parts.username is not None or parts.password is not None:  # as aiohttp: Basic auth
+        pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+        auth = "Basic " + b64encode(pair.encode("utf-8")).decode("ascii")
+    return Target(scheme, host, port, target, host_header, auth)
 
 
 #: Headers a client adds when the caller did not: what aiohttp sends (User-Agent left out).
@@ -458,7 +495,10 @@ def request_head(method: str, target: Target, headers: dict[str, str], has_body:
     """The request line and headers, without ``Content-Length`` and the final CRLF (added per
     request); ``ValueError`` for a header name or value that would break the head (a newline,
     a carriage return or a NUL: the usual cause is a key read with its trailing newline). The
-    error never holds the value."""
+    error never holds the value. A method that is not a token (a space, a line break: it would
+    rewrite the request line) is a ``ValueError`` too."""
+    if not _TOKEN.fullmatch(method.encode("utf-8", "replace")):
+        raise ValueError(f"the method {method[:20]!r} is not a valid HTTP token")
     lines = [f"{method} {target.target} HTTP/1.1", f"Host: {target.host_header}"]
     seen = {"host", "content-length"}
     for name, value in headers.items():
@@ -466,11 +506,22 @@ def request_head(method: str, target: Target, headers: dict[str, str], has_body:
         if low in ("host", "content-length", "transfer-encoding", "connection"):
             continue  # framing and origin are the transport's, never the caller's
         if not _TOKEN.fullmatch(name.encode("utf-8", "replace")):
-            raise ValueError(f"the header name {name[:40]!r} is not a valid HTTP token")
+            raise ValueError(f"the header name {_name(name)} is not a valid HTTP token")
         if "\r" in value or "\n" in value or "\x00" in value:
-            raise ValueError(f"the value of the {name[:40]!r} header holds a newline or NUL")
+            raise ValueError(f"the value of the {_name(name)} header holds a newline or NUL")
+        if not value.isascii() and not _encodable(value):
+            raise ValueError(
+                f"the value of the {_name(name)} header is not valid text (a lone surrogate)"
+            )
         seen.add(low)
         lines.append(f"{name}: {value}")
+    if target.auth is not None:
+        if "authorization" in seen:
+            raise ValueError(
+                "the URL holds credentials (user:password@) and the request an Authorization "
+                "header: only one may be given"
+            )
+        lines.append(f"Authorization: {target.auth}")
     for name, value in _DEFAULTS:
         if name not in seen:
             lines.append(f"{name}: {value}")
@@ -478,3 +529,18 @@ def request_head(method: str, target: Target, headers: dict[str, str], has_body:
         lines.append("Content-Type: application/octet-stream")
     lines.append("")
     return "\r\n".join(lines).encode("utf-8")
+
+
+def _name(name: str) -> str:
+    """A header name as an error may show it: a long "name" may be a key pasted in the wrong
+    place (or a whole ``Authorization: Bearer ...`` line), so only its start."""
+    return repr(name) if len(name) <= 20 else f"{name[:8]!r}... ({len(name)} characters)"
+
+
+def _encodable(value: str) -> bool:
+    # The encoder's error would hold the whole text (a key among it): report only a bool.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

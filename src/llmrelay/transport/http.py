@@ -26,7 +26,14 @@ from typing import Any
 import aiohttp
 
 from ..errors import APIConnectionError, APITimeoutError, ConfigurationError, LLMRelayError
-from .base import HttpRequest, HttpResponse, StreamingResponse, Timeouts, response_too_large
+from .base import (
+    HttpRequest,
+    HttpResponse,
+    StreamingResponse,
+    Timeouts,
+    response_too_large,
+    shown_url,
+)
 
 __all__ = ["AiohttpTransport", "safe_cause", "translate_io_error"]
 
@@ -35,7 +42,7 @@ _NON_HTTP_URL: type[Exception] = getattr(aiohttp, "NonHttpUrlClientError", aioht
 
 def _where(url: str) -> str:
     # Never echo a query string: some providers (Gemini) may carry a key there.
-    return url.split("?", 1)[0]
+    return shown_url(url)
 
 
 def translate_io_error(exc: BaseException, request: HttpRequest) -> LLMRelayError:

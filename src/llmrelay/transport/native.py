@@ -8,10 +8,11 @@ one write, and the answer is parsed by :mod:`.h1` from the bytes the protocol is
 stream reader, no per-request session object and no timer per read.
 
 Timeouts: ``connect`` bounds opening a connection; ``total`` the whole request (connecting
-included) for ``send`` and the head for ``stream``; ``read`` the silence between two pieces of
-the answer. One timer per request checks them lazily (a read resets nothing; the timer looks at
-when data last came). Each loop's pool is closed when the loop shuts down its async generators
-(``asyncio.run`` does), or by :meth:`NativeTransport.aclose` on that loop.
+included), for a stream until its block ends (as aiohttp); ``read`` the server's silence between
+two pieces of the answer (not counted while a stream is paused because its reader is behind:
+then the server waits on us). One timer per request checks them lazily (a read resets nothing;
+the timer looks at when data last came). Each loop's pool is closed when the loop shuts down
+its async generators (``asyncio.run`` does), or by :meth:`NativeTransport.aclose` on that loop.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from ..errors import APIConnectionError, APITimeoutError, ConfigurationError, LLMRelayError
-from .base import HttpRequest, HttpResponse, StreamingResponse, Timeouts, response_too_large
+from .base import (
+    HttpRequest,
+    HttpResponse,
+    StreamingResponse,
+    Timeouts,
+    response_too_large,
+    shown_url,
+)
 from .h1 import BodyTooLarge, ProtocolError, ResponseParser, Target, request_head, split_url
 from .pool import Connection, Pool, closer
 
@@ -82,6 +90,8 @@ class _Exchange:
     def _on_timer(self) -> None:
         self.timer = None
         now = self.loop.time()
+        if self.conn.paused:  # waiting on our reader, not on the server: no silence
+            self.last = now
         deadline = self.deadline
         if (deadline is not None and now >= deadline) or (
             self.read is not None and now - self.last >= self.read
@@ -144,7 +154,7 @@ class NativeTransport:
 
     def _head(self, request: HttpRequest) -> tuple[Target, bytes]:
         headers = request.headers
-        key = (request.method, request.url, *headers.items())
+        key = (request.method, request.url, request.body is not None, *headers.items())
         hit = self._heads.get(key)
         if hit is not None:
             return hit
@@ -240,7 +250,7 @@ class NativeTransport:
     def _translate(
         exc: BaseException, request: HttpRequest, ex: _Exchange | None, limit: int | None
     ) -> LLMRelayError:
-        where = request.url.split("?", 1)[0]
+        where = shown_url(request.url)
         if isinstance(exc, BodyTooLarge):
             return response_too_large(where, request.max_response_bytes if limit is None else limit)
         if isinstance(exc, TimeoutError) or (isinstance(exc, _Failed) and str(exc) == "timeout"):
@@ -290,6 +300,7 @@ class NativeTransport:
         try:
             yield stream
         finally:
+            stream._ended = True
             ex.stop_timer()
             if parser.done and not parser.body:
                 ex.conn.finish(parser.keep_alive)
@@ -317,9 +328,10 @@ def _cause(exc: BaseException) -> BaseException | None:
 
 
 class _Stream:
-    __slots__ = ("_ex", "_request", "_where", "headers", "status")
+    __slots__ = ("_ended", "_ex", "_request", "_where", "headers", "status")
 
     def __init__(self, ex: _Exchange, where: str, request: HttpRequest) -> None:
+        self._ended = False  # its ``async with`` block is over: the connection is gone
         self._ex = ex
         self._where = where
         self._request = request
@@ -342,6 +354,11 @@ class _Stream:
             conn = ex.conn
             if conn.error is not None:
                 raise self._error(conn.error) from _cause(conn.error)
+            if self._ended:  # nothing can come any more (and no timer would end the wait)
+                raise APIConnectionError(
+                    f"the stream from {self._where} was read after its block ended: "
+                    "the connection is closed"
+                )
             conn.resume()
             waiter = ex.waiter = ex.loop.create_future()
             try:

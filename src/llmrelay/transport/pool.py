@@ -140,12 +140,22 @@ class Connection(asyncio.Protocol):
     def resume(self) -> None:
         if self.paused:
             self.paused = False
+            ex = self.exchange
+            if ex is not None:  # the server's silence counts from now, not from the pause
+                ex.last = self.pool.loop.time()
             self.transport.resume_reading()
 
     def finish(self, keep_alive: bool) -> None:
         """The answer is read: pool the connection, or close it."""
         self.exchange = None
-        if keep_alive and not self.closed and self.error is None:
+        # Part of the request body still unsent means the server answered before reading it:
+        # the next request would be read behind those bytes (as garbage), so never reuse.
+        if (
+            keep_alive
+            and not self.closed
+            and self.error is None
+            and not self.transport.get_write_buffer_size()
+        ):
             self.pool.put(self)
         else:
             self.abort()
@@ -172,7 +182,8 @@ class Pool:
         self.idle: dict[Origin, list[Connection]] = {}
         self.open: set[Connection] = set()
         self.per_origin: dict[Origin, int] = {}
-        self.waiters: deque[asyncio.Future[None]] = deque()
+        #: Callers waiting for room, in turn, with the origin each one wants.
+        self.waiters: deque[tuple[Origin, asyncio.Future[None]]] = deque()
         self._sweep: asyncio.TimerHandle | None = None
 
     def take(self, origin: Origin) -> Connection | None:
@@ -213,13 +224,28 @@ class Pool:
             conns.remove(conn)
 
     def _wake(self) -> None:
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
+        """Wake the first waiting caller that can go on now: one with an idle connection to
+        its origin or room to open one. (Waking the first in line whatever its origin lost the
+        turn when that caller's own origin was still at its per-host limit.)"""
+        waiters = self.waiters
+        for i, (origin, waiter) in enumerate(waiters):
+            if not waiter.done() and (self.idle.get(origin) or self._could_open(origin)):
+                del waiters[i]
                 waiter.set_result(None)
                 return
+        while waiters and waiters[0][1].done():
+            waiters.popleft()
+
+    def _could_open(self, origin: Origin) -> bool:
+        if self.per_host and self.per_origin.get(origin, 0) >= self.per_host:
+            return False
+        return len(self.open) < self.limit or any(
+            conns for other, conns in self.idle.items() if other != origin
+        )
 
     def _room(self, origin: Origin) -> bool:
+        if self.per_host and self.per_origin.get(origin, 0) >= self.per_host:
+            return False  # never close another origin's connection for a caller that must wait
         if len(self.open) >= self.limit:
             # Full: close an idle connection to another origin to make room, if there is one.
             for other, conns in self.idle.items():
@@ -227,7 +253,7 @@ class Pool:
                     conns.pop(0).abort()
                     return len(self.open) < self.limit
             return False
-        return not self.per_host or self.per_origin.get(origin, 0) < self.per_host
+        return True
 
     async def connect(
         self,
@@ -248,12 +274,14 @@ class Pool:
                 if self._room(origin):
                     break
                 waiter = self.loop.create_future()
-                self.waiters.append(waiter)
+                self.waiters.append((origin, waiter))
                 try:
                     await waiter
                 except BaseException:
                     if waiter.done() and not waiter.cancelled():
                         self._wake()  # pass the turn on
+                    elif (origin, waiter) in self.waiters:  # timed out or cancelled in line
+                        self.waiters.remove((origin, waiter))
                     raise
             conn = Connection(self, origin)
             self.open.add(conn)
@@ -290,9 +318,11 @@ class Pool:
             self._sweep.cancel()
             self._sweep = None
         for conn in list(self.open):
+            if conn.exchange is not None:  # in flight: its caller must hear of it (no timer will)
+                conn.fail(ConnectionError("the transport was closed"))
             conn.abort()
         self.idle.clear()
-        for waiter in self.waiters:
+        for _, waiter in self.waiters:
             if not waiter.done():
                 waiter.set_result(None)
         self.waiters.clear()
