@@ -91,3 +91,26 @@ def test_the_environment_is_read_on_every_call(monkeypatch: pytest.MonkeyPatch) 
         make_deployment("openai", "gpt-4o")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-two")
     assert make_deployment("openai", "gpt-4o").api_key is not None
+
+
+def test_an_engines_deployment_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmrelay.core.engine import Engine
+    from llmrelay.core.options import NO_OPTIONS
+    from llmrelay.providers.resolve import resolve_target
+
+    engine = Engine()
+    t = resolve_target("openai/gpt-4o")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-one")
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    first = engine.deployment(t, NO_OPTIONS, True)
+    assert engine.deployment(t, NO_OPTIONS, True) is first  # nothing changed: kept
+    assert first.base_url == "https://api.openai.com/v1"
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://proxy/v1")  # an unset variable set
+    assert engine.deployment(t, NO_OPTIONS, True).base_url == "http://proxy/v1"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-two")
+    dep = engine.deployment(t, NO_OPTIONS, True)
+    assert dep.api_key is not None
+    assert dep.api_key.get() == "sk-two"
+    monkeypatch.delenv("OPENAI_API_KEY")
+    with pytest.raises(MissingAPIKeyError):
+        engine.deployment(t, NO_OPTIONS, True)

@@ -337,6 +337,29 @@ _ENV_KEY: Callable[[str], Any] | None = getattr(os.environ, "encodekey", None)
 _ENV_READ: dict[str, tuple[Any, Any, str | None]] = {}
 
 
+def env_reads(
+    spec: ProviderSpec, api_key_env: str | None, key_given: bool, url_given: bool
+) -> tuple[Any, ...] | None:
+    """How ``os.environ`` names (encoded) every variable ``make_deployment`` may read for a
+    deployment of ``spec`` (the base URL's unless ``url_given``, the key's unless
+    ``key_given``); None when ``os.environ`` is not CPython's."""
+    if _ENV_DATA is None or _ENV_KEY is None:
+        return None
+    names: tuple[str | None, ...] = (
+        () if url_given else (spec.base_url_var, *spec.alt_base_url_envs)
+    )
+    if not key_given:
+        names += (api_key_env or spec.key_env, *spec.alt_key_envs)
+    return tuple([_ENV_KEY(n) for n in names if n])
+
+
+def env_values(reads: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The (encoded) values of the variables ``reads`` names, None for an unset one: equal
+    values, the same deployment."""
+    assert _ENV_DATA is not None
+    return tuple(map(_ENV_DATA.get, reads))
+
+
 def _env(name: str) -> str | None:
     """``os.environ.get(name)``, stripped (keys and URLs pasted with a trailing newline still
     work); None when unset or blank. Read on every call (a variable set later counts), but
