@@ -512,8 +512,11 @@ class RateLimiter:
             rate_limited = exc is not None and getattr(exc, "status", None) == 429
             told = limit_values(headers, rate_limited, self.max_block)
         memory, deferred = self._memory, permit.req
-        if deferred is not None and memory is not None and memory.counts_tokens(permit.slots, told):
-            permit.est_in, permit.est_out = self._estimate(deferred)  # a limit learned meanwhile
+        if deferred is not None and memory is not None:
+            if memory.counts_tokens(permit.slots, told):  # a limit learned meanwhile
+                permit.est_in, permit.est_out = self._estimate(deferred)
+            elif told is None and not permit.permit_id:
+                return  # no token counted, no lease held, nothing learned: nothing to settle
         usage = resp.usage if resp is not None else None
         if usage is None and isinstance(exc, StreamInterruptedError):
             partial = exc.partial
