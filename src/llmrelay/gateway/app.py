@@ -374,18 +374,18 @@ class Gateway:
             refusal = exc.explanation or _REFUSED
             return Response(text=exc.partial_text, finish_reason="stop"), refusal
 
-    async def _complete(self, call: GatewayCall, opts: dict[str, Any]) -> Response:
+    def _complete(self, call: GatewayCall, opts: dict[str, Any]) -> Awaitable[Response]:
         """``client.achat(call.model, call.messages, **call.params, **opts)``, with the options
-        the gateway made once for the caller (``calls``)."""
+        the gateway made once for the caller (``calls``); the engine's coroutine itself."""
         args = (
             engine_args(call, opts.checked, opts["trace_id"])
             if isinstance(opts, RequestOptions)
             else None
         )
         if args is None:
-            return await self.client.achat(call.model, call.messages, **call.params, **opts)
+            return self.client.achat(call.model, call.messages, **call.params, **opts)
         msgs, params, options = args
-        return await self.client.engine.complete_messages(call.model, msgs, params, options)
+        return self.client.engine.complete_messages(call.model, msgs, params, options)
 
     async def _sse(
         self,
