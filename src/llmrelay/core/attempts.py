@@ -382,7 +382,15 @@ class AttemptRunner:
                 to = self._attempt_timeouts(timeouts, deadline_at - clock())
             tr.t0 = clock()
             try:
-                resp = await backend.complete(req, dep, to)
+                if backend.__class__ is HttpBackend:  # its ``complete``, inline
+                    http_req = backend.request(req, dep)
+                    try:
+                        sent = await backend.transport.send(http_req, to)
+                    except Exception as exc:
+                        send_failed(exc, dep)
+                    resp = backend.answer(sent, req, http_req, dep)
+                else:
+                    resp = await backend.complete(req, dep, to)
             except Exception as exc:
                 if isinstance(exc, APITimeoutError):
                     exc.caller_limited = caller_limited(ctx.opts, timeouts, to, host.timeouts)

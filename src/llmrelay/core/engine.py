@@ -30,7 +30,7 @@ from ..catalog.provider_registry import ProviderRegistry, default_providers
 from ..errors import InvalidRequestError, LLMRelayError, UnknownModelError
 from ..providers.backends import Backend, HttpBackend, get_adapter, size_limit
 from ..providers.resolve import Target, resolve_target, to_deployment
-from ..providers.table import PROVIDERS, Deployment
+from ..providers.table import PROVIDERS, Deployment, env_reads, env_values
 from ..reliability.breaker import BreakerRegistry
 from ..transport.base import (
     DEFAULT_MAX_EVENT_BYTES,
@@ -156,6 +156,9 @@ class Engine:
         self._http_backends: dict[str, HttpBackend] = {}
         #: (id(target), api_key, base_url) -> (target, deployment), see ``deployment``.
         self._deployments: dict[tuple[int, Any, Any], tuple[Target, Deployment]] = {}
+        #: id(target) -> (target, deployment, the variables it read, their values), see
+        #: ``_env_deployment``.
+        self._env_deployments: dict[int, tuple[Target, Deployment, tuple[Any, ...], Any]] = {}
         #: (target, api_key, base_url, deployment) of the last ``deployment`` found above.
         self._last_deployment: tuple[Target, Any, Any, Deployment] | None = None
         #: id(target) -> the plan of a call with no fallbacks on it, see ``plan``.
@@ -318,6 +321,8 @@ class Engine:
         ):
             # The environment (or the client's own provider registry) may supply the key or
             # URL: read it on every call.
+            if spec is None and api_key is None and base_url is None and not opts.headers:
+                return self._env_deployment(t)
             return to_deployment(
                 t, api_key=api_key, base_url=base_url, headers=opts.headers, spec=spec
             )
@@ -338,6 +343,27 @@ class Engine:
                 self._deployments.clear()
             self._deployments[ck] = (t, dep)
         self._last_deployment = (t, api_key, base_url, dep)
+        return dep
+
+    def _env_deployment(self, t: Target) -> Deployment:
+        """``to_deployment(t)`` for a target whose key or URL comes from the environment: the
+        same while the variables it reads hold the same values (compared on every call) and
+        the provider's row is the same."""
+        held = self._env_deployments.get(id(t))
+        if held is not None and held[0] is t:
+            kept = held[1]
+            if PROVIDERS.get(t.provider) is kept.spec and env_values(held[2]) == held[3]:
+                return kept
+        spec = PROVIDERS.get(t.provider)
+        reads: tuple[Any, ...] | None = None
+        if spec is not None:  # (read before: a variable set meanwhile is read next time)
+            reads = env_reads(spec, t.api_key_env, bool(t.api_key), bool(t.base_url))
+        values = env_values(reads) if reads is not None else None
+        dep = to_deployment(t)
+        if reads is not None and dep.spec is spec:
+            if len(self._env_deployments) >= 256:
+                self._env_deployments.clear()
+            self._env_deployments[id(t)] = (t, dep, reads, values)
         return dep
 
     def context(self, plan: Plan, opts: CallOptions) -> CallContext:

@@ -29,6 +29,7 @@ from .access import local_client as _local
 from .access import loopback_host as _loopback_host
 from .access import metrics_refusal
 from .access import same_secret as _same
+from .calls import KeyOptions, RequestOptions, engine_args
 from .keys import KeyCache, KeyStore, VirtualKey
 from .media import with_media
 from .observe import prometheus_text, readiness, trace_headers
@@ -165,6 +166,7 @@ class Gateway:
         self._parse_messages = with_media(anthropic_wire.parse_messages_request, media)
         self._parse_resp = with_media(responses_wire.parse_responses_request, media)
         self.sealer = Sealer(settings.signing_secret or settings.admin_key)
+        self._key_options = KeyOptions()
 
     # ------------------------------------------------------------------ the application
 
@@ -254,21 +256,15 @@ class Gateway:
             raise _Unauthorized(HttpError(401, f"key_{why}", f"the API key is {why}"))
         return _Caller(key, key.id)
 
-    def _options(self, caller: _Caller, call: GatewayCall, request_id: str) -> dict[str, Any]:
+    def _options(self, caller: _Caller, call: GatewayCall, request_id: str) -> RequestOptions:
         key = caller.key
-        opts: dict[str, Any] = {"trace_id": request_id}
+        if key is not None:
+            _check_allowed(key, call.model)
+        kwargs, checked = self._key_options.of(key, self.settings.cache_scope)
+        opts = RequestOptions(kwargs, checked)
+        opts["trace_id"] = request_id
         if key is None:
             return opts
-        _check_allowed(key, call.model)
-        tags = {"vkey": key.id}
-        if key.team:
-            tags["team"] = key.team
-        opts["tags"] = tags
-        scope = self.settings.cache_scope
-        if scope == "team":
-            opts["tenant"] = f"team:{key.team}" if key.team else f"key:{key.id}"
-        elif scope == "key":
-            opts["tenant"] = f"key:{key.id}"
         if self.budgets is not None:
             self.budgets.limit_for(key)
         if self.limiter is not None:
@@ -373,10 +369,23 @@ class Gateway:
         """The answer, and the refusal's words when the model refused (OpenAI's wires carry a
         refusal in the answer; it is not an error)."""
         try:
-            return await self.client.achat(call.model, call.messages, **call.params, **opts), None
+            return await self._complete(call, opts), None
         except ContentFilteredError as exc:
             refusal = exc.explanation or _REFUSED
             return Response(text=exc.partial_text, finish_reason="stop"), refusal
+
+    def _complete(self, call: GatewayCall, opts: dict[str, Any]) -> Awaitable[Response]:
+        """``client.achat(call.model, call.messages, **call.params, **opts)``, with the options
+        the gateway made once for the caller (``calls``); the engine's coroutine itself."""
+        args = (
+            engine_args(call, opts.checked, opts["trace_id"])
+            if isinstance(opts, RequestOptions)
+            else None
+        )
+        if args is None:
+            return self.client.achat(call.model, call.messages, **call.params, **opts)
+        msgs, params, options = args
+        return self.client.engine.complete_messages(call.model, msgs, params, options)
 
     async def _sse(
         self,
@@ -458,7 +467,7 @@ class Gateway:
             )
         refused = False
         try:
-            resp = await self.client.achat(call.model, call.messages, **call.params, **opts)
+            resp = await self._complete(call, opts)
         except ContentFilteredError as exc:
             refused = True
             resp = Response(text=exc.partial_text, finish_reason="content_filter")

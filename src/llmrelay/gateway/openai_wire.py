@@ -54,6 +54,7 @@ _PARAMS = {
     "reasoning_effort": "reasoning_effort",
     "prompt_cache_key": "prompt_cache_key",
 }
+_ORDER = {field: i for i, field in enumerate(_PARAMS)}
 _KNOWN = frozenset({"model", "messages", "stream", "stream_options", "n", *_PARAMS, *IGNORED})
 _FINISH = {
     "stop": "stop",
@@ -68,7 +69,7 @@ def parse_chat_request(body: Any, *, media: str = "https") -> GatewayCall:
     ``media``: which image and file URLs may be forwarded (``[server] media_urls``)."""
     if not isinstance(body, Mapping):
         raise InvalidRequestError("the request body must be a JSON object")
-    unknown = sorted(k for k in body if k not in _KNOWN)
+    unknown = None if _KNOWN.issuperset(body) else sorted(k for k in body if k not in _KNOWN)
     if unknown:
         raise InvalidRequestError(
             f"Unrecognized request argument supplied: {shown(unknown[0])}",
@@ -102,10 +103,13 @@ def parse_chat_request(body: Any, *, media: str = "https") -> GatewayCall:
     if msgs is None:
         msgs = _full_messages(messages, media)
     params: dict[str, Any] = {}
-    for field, name in _PARAMS.items():
-        v = body.get(field)
+    sent = [f for f in body if f in _PARAMS]  # in _PARAMS' order: the first bad one is named
+    if len(sent) > 1:
+        sent.sort(key=_ORDER.__getitem__)
+    for field in sent:
+        v = body[field]
         if v is not None:
-            params[name] = v
+            params[_PARAMS[field]] = v
     choice = params.get("tool_choice")
     if isinstance(choice, Mapping) and choice.get("type") == "function":
         fn = choice.get("function")

@@ -9,7 +9,7 @@ overridden per config and per call.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -324,10 +324,63 @@ class Deployment:
 def _env_first(names: tuple[str | None, ...]) -> str | None:
     for n in names:
         if n:
-            v = os.environ.get(n)
-            if v and v.strip():
-                return v.strip()  # keys and URLs pasted with a trailing newline still work
+            v = _env(n)
+            if v is not None:
+                return v
     return None
+
+
+#: ``os.environ``'s own table (encoded name -> encoded value) and how it encodes a name.
+_ENV_DATA: Mapping[Any, Any] | None = getattr(os.environ, "_data", None)
+_ENV_KEY: Callable[[str], Any] | None = getattr(os.environ, "encodekey", None)
+#: name -> (its encoded form, the encoded value last read, that value stripped or None).
+_ENV_READ: dict[str, tuple[Any, Any, str | None]] = {}
+
+
+def env_reads(
+    spec: ProviderSpec, api_key_env: str | None, key_given: bool, url_given: bool
+) -> tuple[Any, ...] | None:
+    """How ``os.environ`` names (encoded) every variable ``make_deployment`` may read for a
+    deployment of ``spec`` (the base URL's unless ``url_given``, the key's unless
+    ``key_given``); None when ``os.environ`` is not CPython's."""
+    if _ENV_DATA is None or _ENV_KEY is None:
+        return None
+    names: tuple[str | None, ...] = (
+        () if url_given else (spec.base_url_var, *spec.alt_base_url_envs)
+    )
+    if not key_given:
+        names += (api_key_env or spec.key_env, *spec.alt_key_envs)
+    return tuple([_ENV_KEY(n) for n in names if n])
+
+
+def env_values(reads: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The (encoded) values of the variables ``reads`` names, None for an unset one: equal
+    values, the same deployment."""
+    assert _ENV_DATA is not None
+    return tuple(map(_ENV_DATA.get, reads))
+
+
+def _env(name: str) -> str | None:
+    """``os.environ.get(name)``, stripped (keys and URLs pasted with a trailing newline still
+    work); None when unset or blank. Read on every call (a variable set later counts), but
+    decoded only when its value changed: setting a variable stores a new object, so the one
+    read last time, if it is still there, still says the same."""
+    data, encode = _ENV_DATA, _ENV_KEY
+    if data is None or encode is None:  # not CPython's os.environ
+        v = os.environ.get(name)
+        return v.strip() if v and v.strip() else None
+    read = _ENV_READ.get(name)
+    if read is None:
+        read = (encode(name), object(), None)
+    raw = data.get(read[0])
+    if raw is read[1]:
+        return read[2]
+    v = os.environ.get(name)
+    value = v.strip() if v and v.strip() else None
+    if len(_ENV_READ) >= 256:
+        _ENV_READ.clear()
+    _ENV_READ[name] = (read[0], raw, value)
+    return value
 
 
 def make_deployment(

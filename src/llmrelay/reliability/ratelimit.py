@@ -74,7 +74,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import (
     ConfigurationError,
-    InvalidRequestError,
     RateLimitedError,
     StateStoreError,
     StreamInterruptedError,
@@ -93,6 +92,7 @@ from ..types.embed_request import EmbedRequest
 from .ratelimit_buckets import Buckets, MemoryBuckets, Refusal, Slot
 from .ratelimit_headers import DEFAULT_MAX_BLOCK, limit_values
 from .ratelimit_limits import _NONE, Limits
+from .ratelimit_tokens import checked_text, estimate
 
 if TYPE_CHECKING:
     from ..catalog.provider_registry import ProviderRegistry
@@ -116,9 +116,14 @@ class LimitPermit:
     dep_scope: str
     #: False when the store failed and the limiter let the call through unlimited.
     enforced: bool = True
+    #: The request, when it was admitted without its token estimate (``ratelimit_tokens``):
+    #: the estimate is made when the call settles, if a scope counts tokens by then.
+    req: ChatRequest | None = None
 
 
 _SCOPE_KINDS = ("user:", "tenant:", "key:")
+#: A call's costs before its token estimate: one request, no tokens (``ratelimit_tokens``).
+_NO_TOKENS = (1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0)
 #: Past this many, the limiter's caches of scopes are emptied (they refill from calls).
 _MAX_CACHED = 10_000
 
@@ -382,23 +387,7 @@ class RateLimiter:
         return ()
 
     def _estimate(self, req: ChatRequest) -> tuple[int, int]:
-        if isinstance(req, EmbedRequest):
-            return req.tokens, 0  # embeddings: input tokens only
-        estimate_tokens = _ESTIMATE[0] if _ESTIMATE else _estimator()
-        messages = req.messages
-        one = len(messages) == 1
-        text = messages[0].text() if one else " ".join([m.text() for m in messages])
-        if not text.isascii():
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                # Refused before a slot is taken: the request could not be sent anyway.
-                raise InvalidRequestError(
-                    "a message holds lone surrogates (not valid Unicode): it cannot be sent; "
-                    "decode the text with errors='replace'"
-                ) from None
-        est_in = estimate_tokens(text) + 3 * len(messages) + 3
-        return est_in, req.params.max_tokens or self.output_estimate
+        return estimate(req, self.output_estimate)
 
     # ------------------------------------------------------------------ acquire
 
@@ -408,18 +397,29 @@ class RateLimiter:
         slots, dep_scope, needs_id = self._call_slots(dep, ctx)
         if not slots:
             return None
-        est_in, est_out = self._estimate(req)
+        memory = self._memory
+        if memory is not None and req.__class__ is not EmbedRequest:
+            # In process, a call no scope counts tokens of is charged without its estimate
+            # (``ratelimit_tokens``): its text is only checked.
+            text = checked_text(req)
+            permit_id = f"{self._pid}-{next(self._ids)}" if needs_id else ""
+            no_tokens = (_NO_TOKENS,) * len(slots)
+            if memory.take_now(slots, no_tokens, permit_id, self.lease, True) is None:
+                return LimitPermit(slots, permit_id, 0, 0, dep_scope, req=req)
+            est_in, est_out = estimate(req, self.output_estimate, text)
+        else:
+            est_in, est_out = self._estimate(req)
+            permit_id = f"{self._pid}-{next(self._ids)}" if needs_id else ""
         tokens = float(est_in + est_out)
         costs = (1.0, tokens, float(est_in), float(est_out), 1.0, 1.0, tokens)
-        permit_id = f"{self._pid}-{next(self._ids)}" if needs_id else ""
         permit = LimitPermit(slots, permit_id, est_in, est_out, dep_scope)
         wait: bool | None = None
         waited = 0.0
         while True:
             try:
-                if self._memory is not None:
+                if memory is not None:
                     costs_of = (costs,) * len(slots)
-                    refusal = self._memory.take_now(slots, costs_of, permit_id, self.lease)
+                    refusal = memory.take_now(slots, costs_of, permit_id, self.lease)
                 else:
                     refusal = await self._buckets.take(slots, costs, permit_id, self.lease)
             except StateStoreError as exc:
@@ -507,6 +507,16 @@ class RateLimiter:
     ) -> None:
         if not isinstance(permit, LimitPermit) or not permit.enforced:
             return
+        told = None
+        if self.learn_from_headers and headers:
+            rate_limited = exc is not None and getattr(exc, "status", None) == 429
+            told = limit_values(headers, rate_limited, self.max_block)
+        memory, deferred = self._memory, permit.req
+        if deferred is not None and memory is not None:
+            if memory.counts_tokens(permit.slots, told):  # a limit learned meanwhile
+                permit.est_in, permit.est_out = self._estimate(deferred)
+            elif told is None and not permit.permit_id:
+                return  # no token counted, no lease held, nothing learned: nothing to settle
         usage = resp.usage if resp is not None else None
         if usage is None and isinstance(exc, StreamInterruptedError):
             partial = exc.partial
@@ -520,10 +530,6 @@ class RateLimiter:
         else:  # nothing known to be spent: give the tokens back (the request still counts)
             d_in, d_out = -float(permit.est_in), -float(permit.est_out)
         deltas = (0.0, d_in + d_out, d_in, d_out, 0.0, 0.0, d_in + d_out)
-        told = None
-        if self.learn_from_headers and headers:
-            rate_limited = exc is not None and getattr(exc, "status", None) == 429
-            told = limit_values(headers, rate_limited, self.max_block)
         try:
             if self._memory is not None:
                 self._memory.give_now(
@@ -566,17 +572,6 @@ def _describe(scope: str) -> str:
         return "provider " + scope[9:].split("#", 1)[0] + " (its declared rate limits)"
     kind, _, name = scope.partition(":")
     return f"{kind} {name!r}"
-
-
-#: ``estimate_tokens``, once imported (the catalog is imported on the first estimate).
-_ESTIMATE: list[Callable[[str], int]] = []
-
-
-def _estimator() -> Callable[[str], int]:
-    from ..catalog.tokens import estimate_tokens
-
-    _ESTIMATE.append(estimate_tokens)
-    return estimate_tokens
 
 
 def _new_slot(scope: str, lim: Limits) -> Slot:

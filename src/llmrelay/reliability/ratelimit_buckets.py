@@ -54,6 +54,7 @@ _ZERO: Vector = (0.0, 0.0, 0.0, 0.0)
 Told = tuple[float, Vector, Vector]
 _UNKNOWN: Vector = (-1.0, -1.0, -1.0, -1.0)
 _N = len(DIMS)
+_TOKEN_DIMS = (1, 2, 3, 6)  # the dimensions of DIMS that count tokens
 
 
 def _full(v: Vector) -> Vector:
@@ -98,7 +99,7 @@ class Slot:
     configured), its concurrency limit (0 = none) and the dimensions with a configured limit.
     Treat it as immutable."""
 
-    __slots__ = ("concurrent", "dims", "limits", "scope", "shared")
+    __slots__ = ("concurrent", "dims", "limits", "scope", "shared", "tokens")
 
     def __init__(self, scope: str, limits: Vector, concurrent: int) -> None:
         self.scope = scope
@@ -106,6 +107,7 @@ class Slot:
         self.concurrent = concurrent
         #: The dimensions a configured limit counts (the others only by a learned one).
         self.dims = tuple(i for i in range(_N) if full[i])
+        self.tokens = any(full[i] for i in _TOKEN_DIMS)  # a configured limit counts tokens
         #: Counted once per process (``SHARED_PREFIX``).
         self.shared = scope.startswith(SHARED_PREFIX)
 
@@ -257,6 +259,10 @@ def shared_scopes(clock: Callable[[], float]) -> _SharedScopes:
         return _SharedScopes()
 
 
+#: ``take_now(..., no_tokens=True)``'s answer when a scope counts tokens.
+_NEEDS_ESTIMATE = Refusal("", "tpm", 0.0)
+
+
 class MemoryBuckets:
     """Counters in this process (every operation is a few dict lookups under a lock).
 
@@ -300,11 +306,17 @@ class MemoryBuckets:
         return self.take_now(slots, (_full(costs),) * len(slots), permit_id, lease)
 
     def take_now(
-        self, slots: Sequence[Slot], costs_of: Sequence[Vector], permit_id: str, lease: float
+        self,
+        slots: Sequence[Slot],
+        costs_of: Sequence[Vector],
+        permit_id: str,
+        lease: float,
+        no_tokens: bool = False,
     ) -> Refusal | None:
         """``take`` without a coroutine (nothing here waits), each slot with its own costs
         (``costs_of``, in the same order, all of ``DIMS``): charge every slot, or none of them
-        (the refusal with the longest wait, or the first that can never fit)."""
+        (the refusal with the longest wait, or the first that can never fit). ``no_tokens``:
+        the costs hold no token estimate; a scope that counts tokens refuses (charging none)."""
         now = self.clock()
         own, shared = self._scopes, self._shared.scopes
         lock = self._lock
@@ -330,6 +342,8 @@ class MemoryBuckets:
                     lim = configured or (s.learned[i] if learned and i < _LEARNED else 0.0)
                     cost = costs[i]
                     if lim <= 0 or cost <= 0:
+                        if no_tokens and lim > 0:  # a token limit: the call needs its estimate
+                            return _NEEDS_ESTIMATE
                         continue
                     if cost > lim:
                         if configured:  # only a configured limit can say "never"
@@ -360,6 +374,20 @@ class MemoryBuckets:
             return None
         finally:
             lock.release()
+
+    def counts_tokens(self, slots: Sequence[Slot], told: Told | None) -> bool:
+        """Might settling a call on ``slots`` (with what the provider ``told``) count tokens?
+        True when a slot has a token limit, configured, learned or announced now."""
+        if told is not None and (told[1][1] > 0 or told[1][2] > 0 or told[1][3] > 0):
+            return True
+        own, shared = self._scopes, self._shared.scopes
+        for sl in slots:
+            if sl.tokens:
+                return True
+            s = (shared if sl.shared else own).get(sl.scope)
+            if s is not None and s.ldims and s.ldims != (0,):  # a learned (i)tpm or otpm
+                return True
+        return False
 
     async def release(self, settles: Sequence[Settle], permit_id: str) -> None:
         now = self.clock()
