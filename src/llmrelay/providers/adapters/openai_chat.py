@@ -85,6 +85,10 @@ _CONTEXT_MARKERS = (
 _new = object.__new__
 _NOT_JSON = object()  # ``parse_response``'s mark for a body that is not JSON
 
+#: What ``_OpenAIStream._template`` puts in place of a text to find where the text goes.
+_MARK_TEXT = "\x00llmrelay text\x00"
+_MARK = orjson.dumps(_MARK_TEXT).decode()
+
 _FILTER_CODES = ("content_filter", "content_policy_violation", "responsibleaipolicyviolation")
 
 
@@ -313,6 +317,8 @@ class _OpenAIStream:
         "_filter",
         "_id",
         "_model",
+        "_post",
+        "_pre",
         "_prefix",
         "_raw_finish",
         "_reasoning",
@@ -344,10 +350,28 @@ class _OpenAIStream:
         self._prefix: str | None = None
         #: The request id a Groq stream carries in ``x_groq.id`` (other vendors: headers only).
         self._rid: str | None = None if dep.provider == "groq" else ""
+        #: What a text-only event holds before and after its text, once one has been read
+        #: whole (``_template``): an event that is the same but for its text is not parsed
+        #: whole again. None: none yet ("": none will be).
+        self._pre: str | None = None
+        self._post = ""
         self.done = False
 
     def feed(self, event: SSEEvent) -> list[StreamChunk]:
         data = event.data
+        pre = self._pre
+        if pre and data.startswith(pre) and data.endswith(self._post):
+            # The same event as the text-only one ``_template`` read, but for its text: it
+            # parses to that event with this text in place of that one, or not at all.
+            try:
+                text = _loads(data[len(pre) : len(data) - len(self._post)])
+            except JSONDecodeError:
+                text = None
+            if text.__class__ is str:
+                if not text:
+                    return []
+                self._text.append(text)
+                return [StreamChunk(text)]
         if data == "[DONE]":
             self.done = True
             return []
@@ -387,6 +411,8 @@ class _OpenAIStream:
                         if not text:
                             return []
                         self._text.append(text)
+                        if pre is None:
+                            self._template(data, obj, text)
                         return [StreamChunk(text)]
                     out: list[StreamChunk] = []
                     if text:
@@ -409,6 +435,33 @@ class _OpenAIStream:
         if usage is not None:
             out.append(chunk(usage=usage))
         return out
+
+    def _template(self, data: str, obj: dict[str, Any], text: str) -> None:
+        """Keep what the text-only event ``data`` (parsed: ``obj``, its text ``text``) holds
+        around its text, when it is sure to be that: the event with a marker in place of the
+        text parses to ``obj`` with the marker as its text. Another event made of the same
+        two parts around any JSON string is then this event with that string as its text --
+        the same id, model, choice and no usage or error, which ``feed`` has read already --
+        so only its text is decoded (most streams send every text event this way)."""
+        self._pre = ""  # tried: once per stream
+        at = data.find('"content":')
+        if at < 0 or text == _MARK_TEXT:
+            return
+        at += 10
+        enc = orjson.dumps(text).decode()  # as most upstreams encode it; else no template
+        if data[at : at + len(enc)] != enc:
+            return
+        pre, post = data[:at], data[at + len(enc) :]
+        try:
+            probe = _loads(pre + _MARK + post)
+            delta = probe["choices"][0]["delta"]
+            if delta.get("content") != _MARK_TEXT:
+                return
+            delta["content"] = text
+        except (JSONDecodeError, LookupError, TypeError, AttributeError):
+            return
+        if probe == obj:
+            self._pre, self._post = pre, post
 
     def _choice(self, ch: dict[str, Any], delta: Any) -> StreamChunk | None:
         text = reasoning = None
