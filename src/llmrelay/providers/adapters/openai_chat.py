@@ -358,7 +358,11 @@ class _OpenAIStream:
         self.done = False
 
     def feed(self, event: SSEEvent) -> list[StreamChunk]:
-        data = event.data
+        return self.feed_data(event.data)
+
+    def feed_data(self, data: str) -> list[StreamChunk]:
+        """``feed`` for an event's data: the event's name, id and retry say nothing here (the
+        backend then takes the data alone from the decoder: ``SSEDecoder.feed_data``)."""
         pre = self._pre
         if pre and data.startswith(pre) and data.endswith(self._post):
             # The same event as the text-only one ``_template`` read, but for its text: it
