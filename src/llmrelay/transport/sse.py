@@ -228,10 +228,11 @@ class SSEDecoder:
                 rest = whole[end + 2 :]
                 limit = self._limit
                 if (
-                    # No LF but the separators': every event is one "data: " line.
-                    text.count("\n") == 2 * len(values) - 2
-                    and end <= limit  # bytes: no line is over the limit in characters
+                    end <= limit  # bytes: no line is over the limit in characters
                     and len(rest) <= limit
+                    # No LF but the separators': every event is one "data: " line. (``in``
+                    # is a memchr; ``count`` of a character is a loop over every one.)
+                    and "\n" not in "".join(values)
                 ):
                     self._raw = rest
                     self._retry = None  # the first event carried it
