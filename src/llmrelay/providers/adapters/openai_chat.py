@@ -35,6 +35,7 @@ from ...types import (
     chunk,
     make_usage,
     new_response,
+    text_chunk,
 )
 from ..table import Deployment, ProviderSpec
 from .base import (
@@ -375,7 +376,7 @@ class _OpenAIStream:
                 if not text:
                     return []
                 self._text.append(text)
-                return [StreamChunk(text)]
+                return [text_chunk(text)]
         if data == "[DONE]":
             self.done = True
             return []
