@@ -51,6 +51,8 @@ class SSEEvent:
 
 
 _new = object.__new__
+#: The UTF-8 incremental decoder's class (looked up once, not per stream).
+_UTF8 = codecs.getincrementaldecoder("utf-8")
 _set_data, _set_event, _set_id, _set_retry = (
     SSEEvent.__dict__[name].__set__ for name in ("data", "event", "id", "retry")
 )
@@ -90,7 +92,7 @@ class SSEDecoder:
         self._limit = max_event_bytes
         #: Characters of data in the current event so far.
         self._size = 0
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._decoder = _UTF8(errors="replace")
         #: The unfinished last line (never holds a CR or LF).
         self._buf = ""
         #: The previous text ended with CR: an LF starting the next text belongs to it.
