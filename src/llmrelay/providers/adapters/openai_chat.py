@@ -351,9 +351,8 @@ class _OpenAIStream:
         self._prefix: str | None = None
         #: The request id a Groq stream carries in ``x_groq.id`` (other vendors: headers only).
         self._rid: str | None = None if dep.provider == "groq" else ""
-        #: What a text-only event holds before and after its text, once one has been read
-        #: whole (``_template``): an event that is the same but for its text is not parsed
-        #: whole again. None: none yet ("": none will be).
+        #: What a text-only event holds around its text (``_template``): an event the same
+        #: but for its text is not parsed whole. None: none yet ("": none will be).
         self._pre: str | None = None
         self._post = ""
         self.done = False
@@ -362,8 +361,7 @@ class _OpenAIStream:
         return self.feed_data(event.data)
 
     def feed_data(self, data: str) -> list[StreamChunk]:
-        """``feed`` for an event's data: the event's name, id and retry say nothing here (the
-        backend then takes the data alone from the decoder: ``SSEDecoder.feed_data``)."""
+        """``feed`` for an event's data, all it reads (``SSEDecoder.feed_data`` gives it)."""
         pre = self._pre
         if pre and data.startswith(pre) and data.endswith(self._post):
             # The same event as the text-only one ``_template`` read, but for its text: it
@@ -442,12 +440,9 @@ class _OpenAIStream:
         return out
 
     def _template(self, data: str, obj: dict[str, Any], text: str) -> None:
-        """Keep what the text-only event ``data`` (parsed: ``obj``, its text ``text``) holds
-        around its text, when it is sure to be that: the event with a marker in place of the
-        text parses to ``obj`` with the marker as its text. Another event made of the same
-        two parts around any JSON string is then this event with that string as its text --
-        the same id, model, choice and no usage or error, which ``feed`` has read already --
-        so only its text is decoded (most streams send every text event this way)."""
+        """Keep what the text-only event ``data`` (``obj``, its text ``text``) holds around its
+        text if a marker in its place parses to ``obj`` with the marker as text: an event of
+        the same parts around any JSON string is then this one (read already) with that text."""
         self._pre = ""  # tried: once per stream
         at = data.find('"content":')
         if at < 0 or text == _MARK_TEXT:
