@@ -21,7 +21,7 @@ from llmrelay.providers.table import make_deployment
 from llmrelay.testing.fake import FakeUpstream
 from llmrelay.types import ImagePart, Message, Response, TextPart, Usage, normalize_messages
 from llmrelay.types.messages import plain_message
-from llmrelay.types.response import new_response
+from llmrelay.types.response import StreamChunk, new_response, text_chunk
 
 from ..conftest import CANARY_KEY
 
@@ -50,6 +50,14 @@ def test_new_response_is_the_dataclass_response_with_every_field_set() -> None:
     other = new_response(*args)  # type: ignore[arg-type]
     for name in ("trace", "adjusted_params", "reasoning_parts"):
         assert getattr(other, name) is not getattr(fast, name)
+
+
+def test_text_chunk_is_the_dataclass_chunk_with_every_field_set() -> None:
+    fast, full = text_chunk("hi"), StreamChunk("hi")
+    assert fast == full
+    for f in dataclasses.fields(StreamChunk):  # a new field must be set by text_chunk too
+        assert getattr(fast, f.name) == getattr(full, f.name), f.name
+    assert text_chunk("hi").tool_calls is not fast.tool_calls  # a fresh list each
 
 
 def test_the_engine_context_is_the_dataclass_context_with_every_field_set() -> None:

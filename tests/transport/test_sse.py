@@ -495,3 +495,63 @@ def test_handover_and_back_keeps_the_last_id_and_retry() -> None:
         SSEEvent("b", id="9", retry=12),
         SSEEvent("c", id="9"),
     ]
+
+
+# --------------------------------------------------------------------------- feed_data
+
+
+def data_at(
+    data: bytes, cuts: list[int], limit: int | None = None, mixed: bool = False
+) -> tuple[list[str], bool, str | None] | None:
+    """``feed_data`` over the pieces (``mixed``: every other piece through ``feed``): the data
+    values, then ``has_partial`` and ``last_event_id`` at the end (None: over ``limit``)."""
+    d = SSEDecoder() if limit is None else SSEDecoder(limit)
+    out: list[str] = []
+    prev = 0
+    try:
+        for i, cut in enumerate([*sorted(set(cuts)), len(data)]):
+            piece = data[prev:cut]
+            if mixed and i % 2:
+                out += [ev.data for ev in d.feed(piece)]
+            else:
+                out += d.feed_data(piece)
+            prev = cut
+    except ResponseTooLargeError:
+        return None
+    out += [ev.data for ev in d.flush()]
+    return out, d.has_partial, d.last_event_id
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=fast_streams(), limit=st.sampled_from([None, 8, 30]), data=st.data())
+def test_feed_data_is_the_data_of_feed(raw: bytes, limit: int | None, data: st.DataObject) -> None:
+    expected = split_at(raw, [], limit)
+    d = SSEDecoder() if limit is None else SSEDecoder(limit)
+    ok = expected is not None and d.feed(raw) is not None
+    want = (
+        ([ev.data for ev in expected], d.has_partial, d.last_event_id)
+        if ok and expected is not None
+        else None
+    )
+    cuts = data.draw(st.lists(st.integers(0, len(raw)), max_size=20))
+    for chunks in ([], cuts, list(range(len(raw)))):
+        assert data_at(raw, chunks, limit) == want
+        assert data_at(raw, chunks, limit, mixed=True) == want
+
+
+def test_feed_data_cuts_whole_data_events_and_keeps_the_rest() -> None:
+    d = SSEDecoder()
+    first = b'data: a\n\ndata: \n\ndata: {"b": 1}\n\ndata: par'
+    assert d.feed_data(first) == ["a", "", '{"b": 1}']
+    assert d.has_partial
+    assert d.feed_data(b"tial\n\nid: 4\n\ndata: x\n\n") == ["partial", "x"]
+    assert d.last_event_id == "4"
+    assert d.feed_data(b"data: y\n\n") == ["y"]
+    assert not d.has_partial
+    # A line of 11 characters, "data: " counted: over a limit of 10.
+    for chunk in (b"data: 01234\n\n", b"data: 0123\n\ndata: 01234\n\n"):
+        d = SSEDecoder(10)
+        assert d.feed_data(b"data: a\n\n") == ["a"]  # started: past the first chunk's checks
+        with pytest.raises(ResponseTooLargeError):
+            d.feed_data(chunk)
+    assert SSEDecoder(10).feed_data(b"data: 0123\n\n") == ["0123"]

@@ -64,7 +64,7 @@ from .options import timeouts_from as timeouts_from  # re-exported
 from .retry import RetryPolicy
 from .routing import Plan, validate_chain
 from .streamed import replay_chunks as replay_chunks  # re-exported
-from .streamed import stream_call
+from .streamed import stream_call, stream_candidates
 from .streaming import ResponseStream
 
 __all__ = ["DEFAULT_TIMEOUTS", "CallOptions", "Engine", "ModelRef"]
@@ -477,7 +477,11 @@ class Engine:
         positive_option("first_token_timeout", opts.first_token_timeout)
         msgs = normalize_messages(messages, opts.system)
         call = Call(self, self.plan(model, opts), msgs, params, opts, stream=True, spec=spec)
-        return ResponseStream(stream_call(call))  # a missing key failed in Call()
+        # A missing key failed in Call(). Without a cache or a response model the candidates'
+        # generator is the whole call (one generator fewer for every chunk).
+        if self.cache is None and spec is None:
+            return ResponseStream(stream_candidates(call, top=True))
+        return ResponseStream(stream_call(call))
 
     # ------------------------------------------------------------------ recording
 

@@ -117,99 +117,118 @@ async def stream_structured(call: Call) -> AsyncGenerator[StreamChunk, None]:
 
 
 async def stream_candidates(
-    call: Call, started: list[_Streamed] | None = None, *, record: bool = True
+    call: Call,
+    started: list[_Streamed] | None = None,
+    *,
+    record: bool = True,
+    top: bool = False,
 ) -> AsyncGenerator[StreamChunk, None]:
     """The candidates until one starts streaming, then its output (``started`` receives what
-    started; ``record=False`` leaves recording the call to the caller)."""
-    engine = call.engine
-    attempts = engine.attempts
-    clock = engine.clock
-    ctx = call.ctx
-    trace = ctx.trace
-    (agen, head, t0, lim, permit), dep, t, req = await call.candidates(attempts.open_stream)
-    # Output reaches the caller from here on: no more retries or fallbacks.
-    s = _Streamed(dep, req, t, t0, clock() - ctx.start)
-    if started is not None:
-        started.append(s)
-    text: list[str] = []
-    usage: Usage | None = None
-    final: Response | None = None
-    failure: BaseException | None = None
+    started; ``record=False`` leaves recording the call to the caller). ``top``: the whole
+    call, for one without a cache or a response model (``Engine.stream``): what
+    ``stream_call`` does around it is done here (begin, record a failure, settle), so each
+    chunk passes one generator fewer."""
+    if top:
+        call.begin()
     try:
-        for c in head:
-            text.append(c.delta)
-            usage = c.usage or usage
-            if c.done:
-                final = finish_stream(call, c, s)
-            yield c
-        if final is None:
-            async for c in agen:
+        engine = call.engine
+        attempts = engine.attempts
+        clock = engine.clock
+        ctx = call.ctx
+        trace = ctx.trace
+        (agen, head, t0, lim, permit), dep, t, req = await call.candidates(attempts.open_stream)
+        # Output reaches the caller from here on: no more retries or fallbacks.
+        s = _Streamed(dep, req, t, t0, clock() - ctx.start)
+        if started is not None:
+            started.append(s)
+        text: list[str] = []
+        usage: Usage | None = None
+        final: Response | None = None
+        failure: BaseException | None = None
+        try:
+            for c in head:
                 text.append(c.delta)
                 usage = c.usage or usage
                 if c.done:
                     final = finish_stream(call, c, s)
                 yield c
-        if final is not None and record and engine.recorder is not None:
-            call.record(final, dep, req)
-    except Exception as exc:
-        failure = exc
-        ok = trace[-1]
-        ok.outcome, ok.error, ok.latency_s = "error", type(exc).__name__, clock() - t0
-        ok.status, ok.reason = getattr(exc, "status", None), "failed after output was sent"
-        err: LLMRelayError
-        if isinstance(exc, StreamInterruptedError):
-            partial = exc.partial
-            err = exc
-        else:
-            partial = Response(
-                text="".join(text),
-                usage=usage or Usage(),
-                provider=dep.provider,
-                model=dep.model,
-                alias=t.alias,
-            )
-            message = f"the stream failed after output was sent: {type(exc).__name__}: {exc}"
-            if isinstance(exc, ContentFilteredError):
-                # A refusal ends the answer: raised as it is, after the text already streamed.
-                ok.reason = "refused after output was sent"
-                exc.partial_text = exc.partial_text or partial.text
-                exc.provider = exc.provider or dep.provider
-                exc.model = exc.model or dep.model
+            if final is None:
+                async for c in agen:
+                    text.append(c.delta)
+                    usage = c.usage or usage
+                    if c.done:
+                        final = finish_stream(call, c, s)
+                    yield c
+            if final is not None and record and engine.recorder is not None:
+                call.record(final, dep, req)
+        except Exception as exc:
+            failure = exc
+            ok = trace[-1]
+            ok.outcome, ok.error, ok.latency_s = "error", type(exc).__name__, clock() - t0
+            ok.status, ok.reason = getattr(exc, "status", None), "failed after output was sent"
+            err: LLMRelayError
+            if isinstance(exc, StreamInterruptedError):
+                partial = exc.partial
                 err = exc
-            elif isinstance(exc, APIError):
-                # An error the provider sent mid-stream stays that error (an OverloadedError,
-                # a RateLimitedError ...) and is a StreamInterruptedError too.
-                err = interrupted_by(exc, message, partial)
-                err.provider = err.provider or dep.provider
-                err.model = err.model or dep.model
             else:
-                err = StreamInterruptedError(
-                    message,
+                partial = Response(
+                    text="".join(text),
+                    usage=usage or Usage(),
                     provider=dep.provider,
                     model=dep.model,
-                    status=getattr(exc, "status", None),
-                    partial=partial,
+                    alias=t.alias,
                 )
-        if isinstance(partial, Response):
-            # Tokens spent on a cut stream still count (counted here when not reported).
-            attempts.account(dep, partial, ctx, ok, req)
-        err.trace = trace
-        if err is exc:
+                message = f"the stream failed after output was sent: {type(exc).__name__}: {exc}"
+                if isinstance(exc, ContentFilteredError):
+                    # A refusal ends the answer: raised as it is, after the text already streamed.
+                    ok.reason = "refused after output was sent"
+                    exc.partial_text = exc.partial_text or partial.text
+                    exc.provider = exc.provider or dep.provider
+                    exc.model = exc.model or dep.model
+                    err = exc
+                elif isinstance(exc, APIError):
+                    # An error the provider sent mid-stream stays that error (an OverloadedError,
+                    # a RateLimitedError ...) and is a StreamInterruptedError too.
+                    err = interrupted_by(exc, message, partial)
+                    err.provider = err.provider or dep.provider
+                    err.model = err.model or dep.model
+                else:
+                    err = StreamInterruptedError(
+                        message,
+                        provider=dep.provider,
+                        model=dep.model,
+                        status=getattr(exc, "status", None),
+                        partial=partial,
+                    )
+            if isinstance(partial, Response):
+                # Tokens spent on a cut stream still count (counted here when not reported).
+                attempts.account(dep, partial, ctx, ok, req)
+            err.trace = trace
+            if err is exc:
+                raise
+            raise err from exc
+        except BaseException:
+            if final is None:
+                # The caller left early, or the call was cancelled: what was streamed so far
+                # was still spent (counted here when not reported).
+                cut = Response(text="".join(text), usage=usage or Usage())
+                attempts.account(dep, cut, ctx, trace[-1], req)
             raise
-        raise err from exc
-    except BaseException:
-        if final is None:
-            # The caller left early, or the call was cancelled: what was streamed so far
-            # was still spent (counted here when not reported).
-            cut = Response(text="".join(text), usage=usage or Usage())
-            attempts.account(dep, cut, ctx, trace[-1], req)
+        finally:
+            await agen.aclose()
+            await attempts.stream_outcome(dep, permit, failure)
+            limiter = engine.limiter
+            if limiter is not None:
+                await limiter.release(
+                    lim, final, final.headers if final is not None else None, failure
+                )
+    except BaseException as exc:
+        if top:
+            call.record_failure(exc)
         raise
     finally:
-        await agen.aclose()
-        await attempts.stream_outcome(dep, permit, failure)
-        limiter = engine.limiter
-        if limiter is not None:
-            await limiter.release(lim, final, final.headers if final is not None else None, failure)
+        if top:
+            await call.settle()
 
 
 def finish_stream(call: Call, c: StreamChunk, s: _Streamed) -> Response:

@@ -55,6 +55,13 @@ class ResponseStream:
                 await self._agen.aclose()
         return c
 
+    def chunks(self) -> AsyncGenerator[StreamChunk, None]:
+        """The pipeline's own generator, for a relay that passes every chunk on (the gateway):
+        no wrapper to go through per chunk. Unlike iterating the stream, nothing is done at the
+        final chunk: ask for one more (it stops) to let the call finish, as iterating does, and
+        ``response`` is not set. ``aclose()`` still stops it."""
+        return self._agen
+
     async def aclose(self) -> None:
         """Stop the stream and close its connection."""
         if not self._closed:

@@ -11,6 +11,7 @@ field for a base URL, a key or a header, and the call options the gateway passes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -400,11 +401,18 @@ class Gateway:
         before it is a plain error response. A client that leaves cancels the upstream (the
         stream is closed): only what was produced is charged."""
         stream = self.client.astream(call.model, call.messages, **call.params, **opts)
+        chunks = stream.chunks()  # the engine's generator: no wrapper per chunk
         out: web.StreamResponse | None = None
         frames: Frames | None = None
         last = b""
         try:
-            async for c in stream:
+            async for c in chunks:
+                if c.done:
+                    # As iterating the stream does: the call finishes (recorded, settled, its
+                    # connection released) before the final chunk is used.
+                    with contextlib.suppress(StopAsyncIteration):
+                        await chunks.__anext__()
+                        await chunks.aclose()  # pragma: no cover - nothing follows the final chunk
                 if frames is None:
                     out, frames = await self._start_sse(request, request_id, writer)
                 if c.done:

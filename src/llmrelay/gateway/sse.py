@@ -68,16 +68,21 @@ class Frames:
         False (nothing queued) when the frame needs ``add``: the first one (written at once),
         one that fills the buffer past ``_HOLD`` (the handler waits for the client), or after
         a failed write (``add`` raises it)."""
-        if not self._started or self._held + len(frame) > _HOLD:
+        held = self._held + len(frame)
+        if held > _HOLD or not self._started:
             return False
         task = self._task
-        if task is not None and task.done():
+        if task is not None:
+            if not task.done():  # a write is under way: it takes this frame too
+                self._buf.append(frame)
+                self._held = held
+                return True
             if task.cancelled() or task.exception() is not None:
                 return False
-            self._task = task = None
+            self._task = None
         self._buf.append(frame)
-        self._held += len(frame)
-        if not self._due and task is None:
+        self._held = held
+        if not self._due:
             self._due = True
             self._loop.call_soon(self._kick)
         return True

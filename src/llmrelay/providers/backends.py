@@ -177,13 +177,22 @@ class HttpBackend:
                     return
                 state = adapter.stream_state(req, dep)
                 decoder = SSEDecoder(self.max_event_bytes)
+                feed_data = getattr(state, "feed_data", None)
                 try:
-                    async for data in s.aiter_bytes():
-                        for ev in decoder.feed(data):
-                            for c in state.feed(ev):
-                                yield c
-                        if state.done:
-                            break
+                    if feed_data is not None:  # the state reads the events' data alone
+                        async for data in s.aiter_bytes():
+                            for value in decoder.feed_data(data):
+                                for c in feed_data(value):
+                                    yield c
+                            if state.done:
+                                break
+                    else:
+                        async for data in s.aiter_bytes():
+                            for ev in decoder.feed(data):
+                                for c in state.feed(ev):
+                                    yield c
+                            if state.done:
+                                break
                     for ev in decoder.flush():
                         for c in state.feed(ev):
                             yield c

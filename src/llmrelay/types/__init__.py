@@ -53,6 +53,7 @@ from .response import Usage as Usage
 from .response import chunk as chunk
 from .response import make_usage as make_usage
 from .response import new_response as new_response
+from .response import text_chunk as text_chunk
 
 __all__ = [
     "AudioPart",

@@ -64,7 +64,11 @@ __all__ = [
 
 
 class StreamState(Protocol):
-    """Per-stream parser state: feed it SSE events, then ask for the final response."""
+    """Per-stream parser state: feed it SSE events, then ask for the final response.
+
+    A state that reads nothing but the events' data may also have ``feed_data(data: str)``,
+    which ``feed(event)`` is the same as for ``event.data``: the backend then has the decoder
+    hand it the data alone (``SSEDecoder.feed_data``, no event object per event)."""
 
     #: True once the wire format's terminal event was seen.
     done: bool

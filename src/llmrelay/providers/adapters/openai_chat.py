@@ -35,6 +35,7 @@ from ...types import (
     chunk,
     make_usage,
     new_response,
+    text_chunk,
 )
 from ..table import Deployment, ProviderSpec
 from .base import (
@@ -84,6 +85,10 @@ _CONTEXT_MARKERS = (
 )
 _new = object.__new__
 _NOT_JSON = object()  # ``parse_response``'s mark for a body that is not JSON
+
+#: What ``_OpenAIStream._template`` puts in place of a text to find where the text goes.
+_MARK_TEXT = "\x00llmrelay text\x00"
+_MARK = orjson.dumps(_MARK_TEXT).decode()
 
 _FILTER_CODES = ("content_filter", "content_policy_violation", "responsibleaipolicyviolation")
 
@@ -313,6 +318,8 @@ class _OpenAIStream:
         "_filter",
         "_id",
         "_model",
+        "_post",
+        "_pre",
         "_prefix",
         "_raw_finish",
         "_reasoning",
@@ -344,10 +351,30 @@ class _OpenAIStream:
         self._prefix: str | None = None
         #: The request id a Groq stream carries in ``x_groq.id`` (other vendors: headers only).
         self._rid: str | None = None if dep.provider == "groq" else ""
+        #: What a text-only event holds around its text (``_template``): an event the same
+        #: but for its text is not parsed whole. None: none yet ("": none will be).
+        self._pre: str | None = None
+        self._post = ""
         self.done = False
 
     def feed(self, event: SSEEvent) -> list[StreamChunk]:
-        data = event.data
+        return self.feed_data(event.data)
+
+    def feed_data(self, data: str) -> list[StreamChunk]:
+        """``feed`` for an event's data, all it reads (``SSEDecoder.feed_data`` gives it)."""
+        pre = self._pre
+        if pre and data.startswith(pre) and data.endswith(self._post):
+            # The same event as the text-only one ``_template`` read, but for its text: it
+            # parses to that event with this text in place of that one, or not at all.
+            try:
+                text = _loads(data[len(pre) : len(data) - len(self._post)])
+            except JSONDecodeError:
+                text = None
+            if text.__class__ is str:
+                if not text:
+                    return []
+                self._text.append(text)
+                return [text_chunk(text)]
         if data == "[DONE]":
             self.done = True
             return []
@@ -387,6 +414,8 @@ class _OpenAIStream:
                         if not text:
                             return []
                         self._text.append(text)
+                        if pre is None:
+                            self._template(data, obj, text)
                         return [StreamChunk(text)]
                     out: list[StreamChunk] = []
                     if text:
@@ -409,6 +438,30 @@ class _OpenAIStream:
         if usage is not None:
             out.append(chunk(usage=usage))
         return out
+
+    def _template(self, data: str, obj: dict[str, Any], text: str) -> None:
+        """Keep what the text-only event ``data`` (``obj``, its text ``text``) holds around its
+        text if a marker in its place parses to ``obj`` with the marker as text: an event of
+        the same parts around any JSON string is then this one (read already) with that text."""
+        self._pre = ""  # tried: once per stream
+        at = data.find('"content":')
+        if at < 0 or text == _MARK_TEXT:
+            return
+        at += 10
+        enc = orjson.dumps(text).decode()  # as most upstreams encode it; else no template
+        if data[at : at + len(enc)] != enc:
+            return
+        pre, post = data[:at], data[at + len(enc) :]
+        try:
+            probe = _loads(pre + _MARK + post)
+            delta = probe["choices"][0]["delta"]
+            if delta.get("content") != _MARK_TEXT:
+                return
+            delta["content"] = text
+        except (JSONDecodeError, LookupError, TypeError, AttributeError):
+            return
+        if probe == obj:
+            self._pre, self._post = pre, post
 
     def _choice(self, ch: dict[str, Any], delta: Any) -> StreamChunk | None:
         text = reasoning = None
