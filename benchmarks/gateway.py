@@ -1,10 +1,13 @@
 """The gateway side by side with a bare aiohttp pass-through proxy and LiteLLM's proxy.
 
     python benchmarks/gateway.py [--requests 20000] [--json out.json] [--rss-requests 100000]
+        [--rounds 5]
 
-One run starts the fast local upstream (``_upstream.py``) and, one at a time, each server on
-the same CPU (``taskset``-style affinity: the server alone on one core; the upstream and the load
-generator on the other), then measures:
+One run starts the fast local upstream (``_upstream.py``) and every server on the same CPU
+(``taskset``-style affinity: the servers on one core, measured one at a time; the upstream and
+the load generator on the other), then measures, in each of ``--rounds`` interleaved rounds
+(each metric reported is the median of the rounds; a burst of load from other programs then
+spoils one round of each server, not one server's whole result):
 
 - requests/s, non-streamed, 32 connections (``--requests`` calls);
 - added latency at concurrency 1: p50 and p99 of a call through the server minus p50 of the
@@ -419,6 +422,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="PATH")
     ap.add_argument("--no-pin", action="store_true")
     ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every server this many times, interleaved; report the medians",
+    )
+    ap.add_argument(
         "--loop",
         choices=("asyncio", "uvloop"),
         default="asyncio",
@@ -435,31 +444,70 @@ def main(argv: list[str] | None = None) -> int:
     if up_cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {up_cpu})  # the load generator shares the upstream's core
     results: dict[str, Any] = {}
+    kinds = args.servers.split(",")
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
     with start_upstream(up_cpu) as up, tempfile.TemporaryDirectory() as tmp:
-        direct = asyncio.run(direct_baseline(up.base_url, args.latency_calls))
-        results["direct"] = direct
-        for kind in args.servers.split(","):
+
+        def start(kind: str, stack: contextlib.ExitStack) -> tuple[str, str, int] | None:
             try:
                 where = Path(tmp) / kind
                 where.mkdir()
-                with _server(kind, up.base_url, server_cpu, where, args.litellm, args.loop) as (
-                    url,
-                    key,
-                    pid,
-                ):
-                    n, lat = args.requests, args.latency_calls
-                    if kind == "litellm":
-                        n, lat = min(n, args.litellm_requests), min(lat, 500)
-                    # LiteLLM: 100,000 calls would take an hour; its RSS after warm-up is shown.
-                    run = measure(url, key, args, direct, pid, n, lat, kind != "litellm")
-                    results[kind] = asyncio.run(run)
+                return stack.enter_context(
+                    _server(kind, up.base_url, server_cpu, where, args.litellm, args.loop)
+                )
             except (RuntimeError, FileNotFoundError, subprocess.CalledProcessError) as exc:
                 results[kind] = {"unavailable": str(exc)[-500:]}
-            print(kind, orjson.dumps(results[kind]).decode(), flush=True)
+                print(kind, orjson.dumps(results[kind]).decode(), flush=True)
+                return None
+
+        def one(kind: str, where: tuple[str, str, int], last: bool) -> None:
+            url, key, pid = where
+            direct = asyncio.run(direct_baseline(up.base_url, args.latency_calls))
+            results.setdefault("direct", direct)
+            n, lat = args.requests, args.latency_calls
+            if kind == "litellm":
+                n, lat = min(n, args.litellm_requests), min(lat, 500)
+            # LiteLLM: 100,000 calls would take an hour; its RSS after warm-up is shown.
+            run = measure(url, key, args, direct, pid, n, lat, kind != "litellm" and last)
+            runs[kind].append(asyncio.run(run))
+            print(kind, f"round {len(runs[kind])}", orjson.dumps(runs[kind][-1]).decode())
+
+        # The bare proxy and llmrelay run side by side in interleaved rounds (both started, one
+        # measured at a time, each measurement with its own direct baseline), so a burst of load
+        # from other programs spoils one round of each, not one server's whole result; each
+        # metric is the median of the rounds. LiteLLM's proxy runs alone afterwards (it keeps
+        # working while idle, which would slow the others on the shared core), rounds too.
+        with contextlib.ExitStack() as stack:
+            live = {k: w for k in kinds if k != "litellm" and (w := start(k, stack)) is not None}
+            for r in range(args.rounds):
+                for kind, where in live.items():
+                    one(kind, where, r == args.rounds - 1)
+        if "litellm" in kinds:
+            with contextlib.ExitStack() as stack:
+                lite = start("litellm", stack)
+                for _ in range(args.rounds if lite is not None else 0):
+                    one("litellm", lite, False)  # type: ignore[arg-type]
+    for kind, measured in runs.items():
+        if measured:
+            results[kind] = _median(measured)
     _report(results)
     if args.json:
         Path(args.json).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     return 0
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each number the median of the rounds (errors: their sum; RSS after N requests: the last
+    round's, the only one that runs them)."""
+    out: dict[str, Any] = dict(runs[-1])
+    for name in runs[0]:
+        values = [run[name] for run in runs if name in run]
+        if name == "errors":
+            out[name] = sum(values)
+        elif not name.startswith("rss_mb_") and name != "rss_requests":
+            out[name] = statistics.median(values)
+    out["rounds"] = len(runs)
+    return out
 
 
 def _report(r: dict[str, Any]) -> None:
