@@ -25,6 +25,11 @@ def edge() -> Iterator[EdgeServer]:
         yield server
 
 
+def pool_of_closed(t: NativeTransport) -> bool:
+    """Whether the running loop still has a pool in ``t`` (False after ``aclose``)."""
+    return asyncio.get_running_loop() in t._pools
+
+
 def pool_of(t: NativeTransport) -> Pool:
     return t._pools[asyncio.get_running_loop()][0]
 
@@ -158,3 +163,82 @@ async def test_a_bad_header_is_a_configuration_error_and_nothing_is_sent(edge: E
     assert info.value.__cause__ is None
     assert t._pools == {} or not pool_of(t).open
     await t.aclose()
+
+
+async def test_aclose_while_a_connection_is_being_opened() -> None:
+    """A connect still in progress (here: a TLS handshake the server never answers) when the
+    pool closes: closing works, and the connect ends in a connection error, not a closed
+    connection handed out of a closed pool."""
+    from llmrelay.errors import APIConnectionError
+
+    accepted = asyncio.Event()
+    held: list[asyncio.BaseTransport] = []
+
+    class Silent(asyncio.Protocol):  # accepts, never answers the handshake
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            held.append(transport)
+            accepted.set()
+
+    server = await asyncio.get_running_loop().create_server(Silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    t = NativeTransport()
+    task = asyncio.create_task(
+        t.send(HttpRequest("GET", f"https://127.0.0.1:{port}/", {}), Timeouts(connect=30))
+    )
+    await asyncio.wait_for(accepted.wait(), 5)
+    (conn,) = pool_of(t).open
+    assert conn.transport is None  # the handshake is under way
+    await t.aclose()
+    with pytest.raises(APIConnectionError, match="closed"):
+        await asyncio.wait_for(task, 5)
+    assert not pool_of_closed(t)
+    for transport in held:
+        transport.close()
+    server.close()
+    await server.wait_closed()
+    for _ in range(3):
+        await asyncio.sleep(0)  # the closes run their callbacks
+    await server.wait_closed()
+
+
+@pytest.mark.parametrize("mode", ["send", "aiter", "aread"])
+async def test_a_compressed_body_cut_short_is_an_error_in_every_mode(mode: str) -> None:
+    """The framing is complete but the gzip stream is not: never a silently shorter answer."""
+    import zlib
+
+    from llmrelay.errors import APIConnectionError
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    body = (packer.compress(b"abc" * 1000) + packer.flush())[:-10]  # the trailer cut off
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body)
+    done = asyncio.Event()
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(head + body)
+        await writer.drain()
+        await reader.read()  # until the client closes
+        writer.close()
+        done.set()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/x"
+    t = NativeTransport()
+
+    async def read() -> None:
+        if mode == "send":
+            await t.send(HttpRequest("GET", url, {}), Timeouts(total=10))
+            return
+        async with t.stream(HttpRequest("GET", url, {}), Timeouts(total=10)) as s:
+            if mode == "aread":
+                await s.aread()
+            else:
+                async for _ in s.aiter_bytes():
+                    pass
+
+    with pytest.raises(APIConnectionError):
+        await read()
+    await t.aclose()
+    await asyncio.wait_for(done.wait(), 5)
+    server.close()
+    await server.wait_closed()

@@ -403,10 +403,6 @@ class _Deflate:
     def eof(self) -> bool:
         return not self._first if self._inner is None else self._inner.eof
 
-    @property
-    def unconsumed_tail(self) -> bytes:
-        return b"" if self._inner is None else self._inner.unconsumed_tail
-
 
 # -- requests ----------------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from .base import (
     shown_url,
 )
 
-__all__ = ["AiohttpTransport", "safe_cause", "translate_io_error"]
+__all__ = ["AiohttpTransport", "default_transport", "safe_cause", "translate_io_error"]
 
 _NON_HTTP_URL: type[Exception] = getattr(aiohttp, "NonHttpUrlClientError", aiohttp.InvalidURL)
 
@@ -363,3 +363,11 @@ class AiohttpTransport:
             await closer.aclose()
             if not session.closed:
                 await session.close()
+
+
+def default_transport() -> Any:
+    """The process-wide shared transport: since the native transport became the default, this
+    is :func:`llmrelay.transport.native.default_transport` (kept here for old imports)."""
+    from .native import default_transport as native_default
+
+    return native_default()

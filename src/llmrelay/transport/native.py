@@ -89,6 +89,8 @@ class _Exchange:
 
     def _on_timer(self) -> None:
         self.timer = None
+        if self.parser.done:  # all read: nothing left to time (a slow reader is not a failure)
+            return
         now = self.loop.time()
         if self.conn.paused:  # waiting on our reader, not on the server: no silence
             self.last = now
@@ -349,11 +351,12 @@ class _Stream:
         parser = ex.parser
         body = parser.body
         while not body:
-            if parser.done:
-                raise StopAsyncIteration
             conn = ex.conn
+            # The error first: a compressed body found incomplete at its end is done and failed.
             if conn.error is not None:
                 raise self._error(conn.error) from _cause(conn.error)
+            if parser.done:
+                raise StopAsyncIteration
             if self._ended:  # nothing can come any more (and no timer would end the wait)
                 raise APIConnectionError(
                     f"the stream from {self._where} was read after its block ended: "
@@ -385,11 +388,8 @@ class _Stream:
         if parser.received > limit:
             raise response_too_large(self._where, limit)
         chunks: list[bytes] = []
-        try:
-            async for data in self:
-                chunks.append(data)
-        except LLMRelayError:
-            raise
+        async for data in self:
+            chunks.append(data)
         return b"".join(chunks)
 
 

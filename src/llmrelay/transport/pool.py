@@ -41,6 +41,7 @@ class Exchange(Protocol):
 class Connection(asyncio.Protocol):
     __slots__ = (
         "closed",
+        "connecting",
         "error",
         "exchange",
         "idle_since",
@@ -57,6 +58,8 @@ class Connection(asyncio.Protocol):
         self.exchange: Exchange | None = None
         self.error: BaseException | None = None
         self.closed = False
+        #: The task opening the connection (TCP, TLS handshake), so closing the pool ends it.
+        self.connecting: asyncio.Task[object] | None = None
         self.paused = False
         self.idle_since = 0.0
 
@@ -135,7 +138,8 @@ class Connection(asyncio.Protocol):
             waiter = ex.waiter
             if waiter is not None and not waiter.done():
                 waiter.set_exception(self.error)
-        self.transport.close()
+        if self.transport is not None:  # None while still connecting
+            self.transport.close()
 
     def resume(self) -> None:
         if self.paused:
@@ -164,7 +168,8 @@ class Connection(asyncio.Protocol):
         """Close and forget: the answer was not read to its end (or cannot be trusted)."""
         self.exchange = None
         self.closed = True
-        self.transport.close()
+        if self.transport is not None:  # None while still connecting: the connect checks
+            self.transport.close()
         self.pool.forget(self)
 
 
@@ -286,18 +291,33 @@ class Pool:
             conn = Connection(self, origin)
             self.open.add(conn)
             self.per_origin[origin] = self.per_origin.get(origin, 0) + 1
-            try:
-                await self.loop.create_connection(
+            opening = conn.connecting = self.loop.create_task(
+                self.loop.create_connection(
                     lambda: conn,
                     host,
                     port,
                     ssl=context,
                     server_hostname=host if context is not None else None,
                 )
-            except BaseException:
+            )
+            try:
+                await opening
+            except BaseException as exc:
                 conn.closed = True
                 self.forget(conn)
+                task = asyncio.current_task()
+                if (
+                    isinstance(exc, asyncio.CancelledError)
+                    and self.closed
+                    and (task is None or not task.cancelling())
+                ):  # cancelled by close(), not by our caller
+                    raise ConnectionError("the transport was closed") from None
                 raise
+            finally:
+                conn.connecting = None
+            if self.closed or conn.closed:  # the pool was closed while this one connected
+                conn.abort()
+                raise ConnectionError("the transport was closed")
             return conn
 
     def _sweep_idle(self) -> None:
@@ -318,6 +338,8 @@ class Pool:
             self._sweep.cancel()
             self._sweep = None
         for conn in list(self.open):
+            if conn.connecting is not None:
+                conn.connecting.cancel()
             if conn.exchange is not None:  # in flight: its caller must hear of it (no timer will)
                 conn.fail(ConnectionError("the transport was closed"))
             conn.abort()
