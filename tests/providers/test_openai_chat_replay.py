@@ -22,7 +22,14 @@ import llmrelay
 from llmrelay.types import StreamChunk, ToolCall, Usage
 
 from ..conftest import CANARY_KEY, FakeClock
-from ..recordings.replay import ReplayServer, entry, events, exchanges, load_manifest
+from ..recordings.replay import (
+    RecordedResponse,
+    ReplayServer,
+    entry,
+    events,
+    exchanges,
+    load_manifest,
+)
 
 
 def covers(rid: str) -> str:
@@ -490,8 +497,161 @@ async def test_openrouter_cache_control_and_cache_write_usage(client: llmrelay.C
     same_body(srv.received[0].json(), rec)  # cache_control kept on both text parts
 
 
+# ------------------------------------------------------------ OpenAI streams with "obfuscation"
+#
+# api.openai.com's Chat Completions chunks (since August 2025) end with a random-length
+# ``"obfuscation"`` string, on the usage-only chunk too. These recordings are served twice: as
+# recorded (the whole body in one write, so all its events can arrive in one read), and written
+# in 13-byte pieces (each its own HTTP chunk, so events, JSON strings and the padding can
+# arrive split). Either way a caller must see each recorded content delta as one chunk: none
+# merged, none split.
+
+
+def split_every(n: int) -> Any:
+    def reframe(resp: RecordedResponse) -> RecordedResponse:
+        body = resp.body
+        return RecordedResponse(
+            resp.status, resp.headers, tuple(body[i : i + n] for i in range(0, len(body), n))
+        )
+
+    return reframe
+
+
+FRAMINGS = pytest.mark.parametrize(
+    "reframe", [lambda r: r, split_every(13)], ids=["as-recorded", "split-every-13-bytes"]
+)
+
+
+def obfuscated_server(rid: str, reframe: Any) -> ReplayServer:
+    return ReplayServer([reframe(x.response) for x in exchanges(entry(rid))])
+
+
+def content_deltas(ev_list: list[Any]) -> list[str]:
+    """Every non-empty ``delta.content`` of a recorded stream, in order."""
+    out = []
+    for ev in ev_list:
+        for ch in ev.get("choices") or []:
+            v = (ch.get("delta") or {}).get("content")
+            if isinstance(v, str) and v:
+                out.append(v)
+    return out
+
+
+def recorded_usage(ev_list: list[Any]) -> Usage:
+    """The usage of the recording's usage-only chunk, read as llmrelay maps OpenAI's fields."""
+    (u,) = [ev["usage"] for ev in ev_list if ev.get("choices") == [] and ev.get("usage")]
+    return Usage(
+        input_tokens=u["prompt_tokens"],
+        output_tokens=u["completion_tokens"],
+        cached_tokens=u["prompt_tokens_details"]["cached_tokens"],
+        reasoning_tokens=u["completion_tokens_details"]["reasoning_tokens"],
+    )
+
+
+def finish_of(ev_list: list[Any]) -> str:
+    (f,) = [c["finish_reason"] for ev in ev_list for c in ev["choices"] if c.get("finish_reason")]
+    return f  # type: ignore[no-any-return]
+
+
+@FRAMINGS
+async def test_openai_stream_with_obfuscation_tool_call_then_text(
+    client: llmrelay.Client, reframe: Any
+) -> None:
+    """pydantic-ai's recorded tool loop, replayed turn by turn. llmrelay's bodies match the
+    recorded ones field by field, except that it does not send the tool's empty description."""
+    rid = covers("openai-chat-stream-obfuscation-tool-loop")
+    ev1, ev2 = evs(rid, 0), evs(rid, 1)
+    assert all(isinstance(ev["obfuscation"], str) for ev in ev1 + ev2)
+    rec = [recorded_body(rid, i) for i in range(2)]
+    tool = dict(rec[0]["tools"][0]["function"])
+    assert tool.pop("description") == ""
+    question = rec[0]["messages"][0]["content"]
+    model = "openai/gpt-4o-mini"
+    kw = key(tools=[tool], tool_choice="auto")
+
+    async with obfuscated_server(rid, reframe) as srv:
+        kw["base_url"] = srv.url + "/v1"
+        chunks1, r1 = await drain(client.astream(model, question, **kw))
+        messages = [
+            llmrelay.Message("user", question),
+            r1.message(),
+            llmrelay.Message.tool(r1.tool_calls[0].id, rec[1]["messages"][2]["content"]),
+        ]
+        chunks2, r2 = await drain(client.astream(model, messages, **kw))
+
+    # Turn 1: a tool call, its arguments in five pieces, no text.
+    recorded_calls = [
+        tc for ev in ev1 for c in ev["choices"] for tc in c["delta"].get("tool_calls", [])
+    ]
+    pieces = [tc["function"]["arguments"] for tc in recorded_calls if tc["function"]["arguments"]]
+    assert pieces == ['{"', "country", '":"', "UK", '"}']
+    deltas = [d for c in chunks1 for d in c.tool_calls]
+    assert [d.arguments for d in deltas if d.arguments] == pieces
+    assert [(d.id, d.name) for d in deltas if d.name] == [(recorded_calls[0]["id"], "get_capital")]
+    assert r1.tool_calls == [
+        ToolCall("call_ZR5UUuTt3pf61kjwAJIYdVMj", "get_capital", "".join(pieces))
+    ]
+    assert [c.delta for c in chunks1 if c.delta] == []
+    assert r1.text == ""
+    assert r1.finish_reason == finish_of(ev1) == "tool_calls"
+    assert r1.usage == recorded_usage(ev1) == Usage(input_tokens=53, output_tokens=15)
+    assert not r1.usage.estimated
+    assert (r1.id, r1.model) == (ev1[0]["id"], ev1[0]["model"])
+
+    # Turn 2: text, one caller-visible chunk per recorded content delta.
+    text = content_deltas(ev2)
+    assert text == ["The", " capital", " of", " the", " UK", " is", " London", "."]
+    assert ev2[0]["choices"][0]["delta"]["content"] == ""  # the role chunk: no text chunk
+    assert [c.delta for c in chunks2 if c.delta] == text
+    assert "".join(c.delta for c in chunks2) == "".join(text) == r2.text
+    assert r2.tool_calls == []
+    assert r2.finish_reason == finish_of(ev2) == "stop"
+    assert r2.usage == recorded_usage(ev2) == Usage(input_tokens=78, output_tokens=9)
+    assert (r2.id, r2.model) == (ev2[0]["id"], "gpt-4o-mini-2024-07-18")
+
+    sent = [q.json() for q in srv.received]
+    assert len(sent) == 2
+    for i in range(2):
+        want = json.loads(json.dumps(rec[i]))
+        del want["tools"][0]["function"]["description"]
+        same_body(sent[i], want)
+
+
+@FRAMINGS
+async def test_openai_stream_with_obfuscation_chunk_after_usage(
+    client: llmrelay.Client, reframe: Any
+) -> None:
+    """After the usage-only chunk OpenAI sends one more chunk (``choices: []``, ``usage:
+    null``, the moderation results the request asked for): the usage must survive it."""
+    rid = covers("openai-chat-stream-obfuscation-moderation-after-usage")
+    ev = evs(rid)
+    assert all(isinstance(e["obfuscation"], str) for e in ev)
+    assert ev[-1]["usage"] is None
+    assert ev[-1]["choices"] == []
+    assert "moderation" in ev[-1]
+    rec = recorded_body(rid)
+    async with obfuscated_server(rid, reframe) as srv:
+        s = client.astream(
+            "openai/gpt-5",
+            rec["messages"][0]["content"],
+            **key(base_url=srv.url + "/v1", extra={"moderation": rec["moderation"]}),
+        )
+        chunks, r = await drain(s)
+    text = content_deltas(ev)
+    assert text == ["Paris", "."]
+    assert [c.delta for c in chunks if c.delta] == text
+    assert r.text == "Paris."
+    assert r.finish_reason == finish_of(ev) == "stop"
+    assert r.usage == recorded_usage(ev) == Usage(input_tokens=13, output_tokens=11)
+    assert not r.usage.estimated
+    assert [c.usage for c in chunks if c.usage is not None][-1] == r.usage
+    assert (r.id, r.model) == (ev[0]["id"], "gpt-5-2025-08-07")
+    assert len(srv.received) == 1
+    same_body(srv.received[0].json(), rec)
+
+
 def test_every_openai_chat_recording_is_replayed() -> None:
     source = Path(__file__).read_text()
     wanted = {e.id for e in load_manifest() if e.wire == "openai_chat"}
-    assert len(wanted) >= 19
+    assert len(wanted) >= 21
     assert {rid for rid in wanted if f'"{rid}"' not in source} == set()

@@ -145,6 +145,18 @@ TAG_CHECKS: dict[str, Callable[[list[Any], list[int]], bool]] = {
         for d in _dicts(e)
     ),
     "embedding": lambda e, s: _has_key(e, "embedding") or _has_key(e, "embeddings"),
+    "obfuscation": lambda e, s: any(isinstance(ev.get("obfuscation"), str) for ev in e),
+    # A chunk of the same stream after its usage-only chunk (one that says ``usage: null``).
+    "chunk_after_usage": lambda e, s: any(
+        ev.get("choices") == []
+        and isinstance(ev.get("usage"), dict)
+        and any(
+            later.get("id") == ev.get("id") and later.get("usage", 0) is None
+            for later in e[i + 1 :]
+        )
+        for i, ev in enumerate(e)
+    ),
+    "moderation": lambda e, s: _has_key(e, "moderation", lambda v: isinstance(v, dict)),
 }
 for _code in (400, 401, 403, 404, 429, 500, 503, 529):
     TAG_CHECKS[f"error_{_code}"] = lambda e, s, c=_code: c in s  # type: ignore[misc]
