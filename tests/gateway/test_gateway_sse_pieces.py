@@ -17,7 +17,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import GPT, Running, chat_chunk, oai
+from .conftest import GPT, Running, ant, chat_chunk, oai
 
 _pieces = st.sampled_from(["a", "é", "€", "😀", " b", "x\n", "\u2028"])
 _texts = st.lists(_pieces, min_size=1, max_size=4).map("".join)
@@ -126,3 +126,36 @@ async def test_any_cut_of_any_framing_reaches_the_sdk_whole(
             finish = c.choices[0].finish_reason or finish
     assert "".join(got) == "".join(texts)
     assert finish == "stop"
+
+
+@pytest.mark.parametrize("pad", [False, True])
+@pytest.mark.parametrize("client_wire", ["openai", "anthropic"])
+async def test_events_that_arrive_together_leave_one_for_one(
+    gw: Running, pieces: _Pieces, client_wire: str, pad: bool
+) -> None:
+    # The whole stream in one write: the gateway reads its text events together (one
+    # TextRun through the engine) and must still send each as its own event, in order.
+    texts = ["Hello", ",", " wörld", ' "q"', "\n", "😀", " end"]
+    objs = [chat_chunk({"role": "assistant", "content": ""})]
+    objs += [chat_chunk({"content": t}) for t in texts]
+    if pad:  # OpenAI's random padding on every event
+        objs = [{**o, "obfuscation": "p" * (i % 5)} for i, o in enumerate(objs)]
+    objs.append(chat_chunk({}, finish="stop"))
+    pieces.pieces = [b"".join(b"data: " + orjson.dumps(o) + b"\n\n" for o in objs)]
+    pieces.pieces[0] += b"data: [DONE]\n\n"
+    got: list[str] = []
+    if client_wire == "openai":
+        stream = await oai(gw).chat.completions.create(
+            model=GPT, messages=[{"role": "user", "content": "x"}], stream=True
+        )
+        async for c in stream:
+            if c.choices and c.choices[0].delta.content:
+                got.append(c.choices[0].delta.content)
+    else:
+        async with ant(gw).messages.stream(
+            model=GPT, max_tokens=64, messages=[{"role": "user", "content": "x"}]
+        ) as s:
+            async for ev in s:
+                if ev.type == "content_block_delta" and ev.delta.type == "text_delta":
+                    got.append(ev.delta.text)
+    assert got == texts

@@ -57,6 +57,11 @@ FRAMINGS = {
         + chunked(BODY, 7, b";name=value", b"X-Trailer: 1\r\n"),
         True,
     ),
+    # Plain size lines, several chunks per read: the whole-chunk path and its size cache.
+    "chunked-plain": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(BODY, 5),
+        True,
+    ),
     "interim-then-length": (
         b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BODY)
         + BODY,
@@ -144,6 +149,11 @@ def test_both_framings_chunked_wins_and_the_connection_is_not_reused() -> None:
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1_0\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokXX",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\rX0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\nX0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\nok\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n+2\r\nok\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-2\r\nok\r\n0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 1\r\n\r\nx",
         b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nnope",
     ],
@@ -285,3 +295,18 @@ def test_unusable_urls_are_configuration_errors_without_the_query(url: str) -> N
     with pytest.raises(ConfigurationError) as info:
         split_url(url + "?key=secret-q")
     assert "secret-q" not in str(info.value)
+
+
+def test_a_size_line_seen_before_does_not_make_a_malformed_one_pass() -> None:
+    # The parser keeps the values of size lines it has read: only exact hexadecimal lines.
+    ok = ResponseParser()
+    ok.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+    assert b"".join(ok.body) == b"ok"
+    for line in (b"0x2", b"2 x", b"\xd9\xa2"):
+        parser = ResponseParser()
+        with pytest.raises(ProtocolError):
+            parser.feed(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + line
+                + b"\r\nok\r\n0\r\n\r\n"
+            )

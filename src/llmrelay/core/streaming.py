@@ -11,7 +11,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from types import TracebackType
 
 from .._sync import Runner, runner
-from ..types import Response, StreamChunk
+from ..types import Response, StreamChunk, TextRun, text_chunk
 
 __all__ = ["ResponseStream", "SyncResponseStream"]
 
@@ -19,11 +19,13 @@ __all__ = ["ResponseStream", "SyncResponseStream"]
 class ResponseStream:
     """An async iterator of chunks (``async for chunk in stream``)."""
 
-    __slots__ = ("_agen", "_closed", "response")
+    __slots__ = ("_agen", "_closed", "_pieces", "response")
 
     def __init__(self, agen: AsyncGenerator[StreamChunk, None]) -> None:
         self._agen = agen
         self._closed = False
+        #: The chunks still to give of a ``TextRun`` (last first): one per event, as sent.
+        self._pieces: list[StreamChunk] = []
         self.response: Response | None = None
 
     def __aiter__(self) -> AsyncIterator[StreamChunk]:
@@ -35,6 +37,9 @@ class ResponseStream:
         return self._closed
 
     async def __anext__(self) -> StreamChunk:
+        pieces = self._pieces
+        if pieces:
+            return pieces.pop()
         if self._closed:
             raise StopAsyncIteration
         try:
@@ -42,6 +47,9 @@ class ResponseStream:
         except BaseException:
             self._closed = True
             raise
+        if c.__class__ is TextRun:
+            pieces.extend([text_chunk(p) for p in reversed(c.pieces)])
+            return pieces.pop()
         if c.done:
             self.response = c.response
             self._closed = True
@@ -59,11 +67,14 @@ class ResponseStream:
         """The pipeline's own generator, for a relay that passes every chunk on (the gateway):
         no wrapper to go through per chunk. Unlike iterating the stream, nothing is done at the
         final chunk: ask for one more (it stops) to let the call finish, as iterating does, and
-        ``response`` is not set. ``aclose()`` still stops it."""
+        ``response`` is not set. Text events that one read delivered may come as one
+        :class:`~llmrelay.types.TextRun` (its ``pieces`` are the events' texts). ``aclose()``
+        still stops it."""
         return self._agen
 
     async def aclose(self) -> None:
         """Stop the stream and close its connection."""
+        self._pieces.clear()
         if not self._closed:
             self._closed = True
             await self._agen.aclose()

@@ -30,6 +30,7 @@ from ..types import (
     ToolCall,
 )
 from .media import check_media_url
+from .sse import each_text
 from .wire import GatewayCall, HttpError, usage_of
 
 __all__ = [
@@ -440,6 +441,9 @@ class StreamWriter:
         self._index += 1
         self._open = kind
         return out + _event("content_block_start", {"index": self._index, "content_block": block})
+
+    def text_run(self, pieces: list[str]) -> bytes:
+        return each_text(self, pieces)
 
     def chunk(self, c: StreamChunk) -> bytes:
         out = b""

@@ -15,7 +15,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -23,7 +23,7 @@ from ..client import Client
 from ..errors import ConfigurationError, ContentFilteredError, LLMRelayError
 from ..providers.aliases import lookup
 from ..providers.resolve import known_aliases
-from ..types import Response, StreamChunk
+from ..types import Response, TextRun
 from . import anthropic_wire, embeddings_wire, openai_wire, responses_stream, responses_wire
 from .access import NOT_LOCAL as _NOT_LOCAL
 from .access import local_client as _local
@@ -36,7 +36,7 @@ from .media import with_media
 from .observe import prometheus_text, readiness, trace_headers
 from .policy import KeyBudgets, KeyRateLimiter
 from .sealing import Sealer
-from .sse import EventStream, Frames
+from .sse import EventStream, Frames, StreamWriter
 from .wire import GatewayCall, HttpError, check_model, http_error, json_body, new_request_id
 
 __all__ = ["THREAD_PARSE_BYTES", "Gateway", "GatewaySettings", "check_bind"]
@@ -98,18 +98,6 @@ def check_bind(settings: GatewaySettings) -> None:
 
 #: What a refusal says when the provider gave no words for it.
 _REFUSED = "I can't help with that."
-
-
-class _StreamWriter(Protocol):
-    """Renders a stream in one wire shape (``openai_wire`` / ``anthropic_wire``)."""
-
-    def start(self) -> bytes: ...
-
-    def chunk(self, c: StreamChunk) -> bytes: ...
-
-    def finish(self, resp: Response | None, *, refusal: str | None = None) -> bytes: ...
-
-    def error(self, err: HttpError) -> bytes: ...
 
 
 @dataclass(slots=True)
@@ -394,7 +382,7 @@ class Gateway:
         request_id: str,
         call: GatewayCall,
         opts: dict[str, Any],
-        writer: _StreamWriter,
+        writer: StreamWriter,
     ) -> web.StreamResponse:
         """A streamed answer in either wire shape (``writer`` renders the frames). A refusal
         ends the stream as a refusal; an error after the first frame ends it in band; an error
@@ -407,6 +395,13 @@ class Gateway:
         last = b""
         try:
             async for c in chunks:
+                if c.__class__ is TextRun:  # text events that came together: one frame each
+                    if frames is None:
+                        out, frames = await self._start_sse(request, request_id, writer)
+                    frame = writer.text_run(c.pieces)
+                    if not frames.add_nowait(frame):
+                        await frames.add(frame)
+                    continue
                 if c.done:
                     # As iterating the stream does: the call finishes (recorded, settled, its
                     # connection released) before the final chunk is used.
@@ -444,7 +439,7 @@ class Gateway:
         return out
 
     async def _start_sse(
-        self, request: web.Request, request_id: str, writer: _StreamWriter
+        self, request: web.Request, request_id: str, writer: StreamWriter
     ) -> tuple[web.StreamResponse, Frames]:
         out = EventStream(
             headers={

@@ -17,9 +17,16 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidRequestError, shown
-from ..types import Message, ReasoningPart, Response, StreamChunk, normalize_messages
+from ..types import (
+    Message,
+    ReasoningPart,
+    Response,
+    StreamChunk,
+    normalize_messages,
+)
 from ..types.request import _plain_messages
 from .media import check_media_url
+from .sse import each_text
 from .wire import GatewayCall, HttpError, usage_of
 from .wire import param_error as _bad
 
@@ -389,6 +396,17 @@ class StreamWriter:
         if frame:
             self.first = False
         return frame
+
+    def text_run(self, pieces: list[str]) -> bytes:
+        """The frames of a ``TextRun``: one per piece, as ``chunk`` renders a text chunk."""
+        if self.first:
+            return each_text(self, pieces)
+        around = self._around
+        if around is None:
+            around = self._around = self._text_frame()
+        before, after = around
+        dumps = orjson.dumps
+        return before + (after + before).join([dumps(p) for p in pieces]) + after
 
     def _text_frame(self) -> tuple[bytes, bytes]:
         """What ``render_chunk`` writes before and after a text delta (split at a marker)."""

@@ -18,6 +18,7 @@ from .responses_wire import (
     response_obj,
     status_of,
 )
+from .sse import each_text
 from .wire import HttpError
 
 __all__ = ["StreamWriter"]
@@ -181,6 +182,9 @@ class StreamWriter:
         return out + ev
 
     # ------------------------------------------------------------------ chunks
+
+    def text_run(self, pieces: list[str]) -> bytes:
+        return each_text(self, pieces)
 
     def chunk(self, c: StreamChunk) -> bytes:
         out = b""

@@ -10,10 +10,36 @@ as the handler waits for the upstream.
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 from aiohttp import web
 
-__all__ = ["EventStream", "Frames"]
+from ..types import Response, StreamChunk, text_chunk
+from .wire import HttpError
+
+__all__ = ["EventStream", "Frames", "StreamWriter", "each_text"]
+
+
+class StreamWriter(Protocol):
+    """Renders a stream in one wire shape (``openai_wire``, ``anthropic_wire``,
+    ``responses_stream``): the frames of its start, of each chunk, of its end or error."""
+
+    def start(self) -> bytes: ...
+
+    def chunk(self, c: StreamChunk) -> bytes: ...
+
+    def text_run(self, pieces: list[str]) -> bytes:
+        """The frames of a ``TextRun``: one event per piece, as ``chunk`` renders each."""
+        ...
+
+    def finish(self, resp: Response | None, *, refusal: str | None = None) -> bytes: ...
+
+    def error(self, err: HttpError) -> bytes: ...
+
+
+def each_text(writer: StreamWriter, pieces: list[str]) -> bytes:
+    """``text_run`` as any writer can: ``chunk`` for a text chunk of each piece."""
+    return b"".join([writer.chunk(text_chunk(p)) for p in pieces])
 
 
 class EventStream(web.StreamResponse):

@@ -177,13 +177,12 @@ class HttpBackend:
                     return
                 state = adapter.stream_state(req, dep)
                 decoder = SSEDecoder(self.max_event_bytes)
-                feed_data = getattr(state, "feed_data", None)
+                feed_values = getattr(state, "feed_values", None)
                 try:
-                    if feed_data is not None:  # the state reads the events' data alone
+                    if feed_values is not None:  # the state reads the events' data alone
                         async for data in s.aiter_bytes():
-                            for value in decoder.feed_data(data):
-                                for c in feed_data(value):
-                                    yield c
+                            for c in feed_values(decoder.feed_data(data)):
+                                yield c
                             if state.done:
                                 break
                     else:

@@ -44,6 +44,23 @@ STREAM_EXPANSION = 8 * 1024 * 1024
 _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _TO_CLOSE, _DONE = range(8)
 _VERSION = b"HTTP/1."
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
+#: Chunk size lines seen (hexadecimal digits alone) and their values: a stream's chunks are
+#: mostly of a few sizes. Bounded: a hostile upstream cannot grow it past ``_SIZES_MAX``.
+_SIZES: dict[bytes, int] = {}
+_SIZES_MAX = 4096
+
+
+def _chunk_size(line: bytes) -> int:
+    """The size a chunk size line gives (extensions after ``;`` ignored), or ProtocolError."""
+    size = line.split(b";", 1)[0].strip(b" \t")
+    if not _HEX.fullmatch(size):
+        raise ProtocolError("a chunk size is not a hexadecimal number")
+    value = int(size, 16)
+    if size == line and len(_SIZES) < _SIZES_MAX:  # nothing stripped: the line is the number
+        _SIZES[line] = value
+    return value
+
+
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _DIGITS = re.compile(r"[0-9]{1,18}")
 
@@ -279,12 +296,19 @@ class ResponseParser:
                     if n - pos > 4096:
                         raise ProtocolError("a chunk size line is over 4096 bytes")
                     break
-                size = buf[pos:eol].split(b";", 1)[0].strip(b" \t")
-                if not _HEX.fullmatch(size):
-                    raise ProtocolError("a chunk size is not a hexadecimal number")
+                line = buf[pos:eol]
+                size = _SIZES.get(line)
+                if size is None:
+                    size = _chunk_size(line)
                 pos = eol + 2
-                self._remaining = int(size, 16)  # the last chunk: trailer bytes count from 0
-                state = _CHUNK_DATA if self._remaining else _TRAILERS
+                end = pos + size
+                if size and end + 2 <= n and buf[end] == 13 and buf[end + 1] == 10:
+                    # The whole chunk and its CRLF are here (the common case): taken at once.
+                    out.append(buf[pos:end])
+                    pos = end + 2
+                    continue
+                self._remaining = size  # the last chunk: trailer bytes count from 0
+                state = _CHUNK_DATA if size else _TRAILERS
             elif state == _CHUNK_END:
                 if n - pos < 2:
                     break

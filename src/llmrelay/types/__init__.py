@@ -49,11 +49,13 @@ from .request import unencodable_part as unencodable_part
 from .response import FinishReason as FinishReason
 from .response import Response as Response
 from .response import StreamChunk as StreamChunk
+from .response import TextRun as TextRun
 from .response import Usage as Usage
 from .response import chunk as chunk
 from .response import make_usage as make_usage
 from .response import new_response as new_response
 from .response import text_chunk as text_chunk
+from .response import text_run as text_run
 
 __all__ = [
     "AudioPart",
@@ -71,6 +73,7 @@ __all__ = [
     "Role",
     "StreamChunk",
     "TextPart",
+    "TextRun",
     "Tool",
     "ToolCall",
     "ToolCallDelta",

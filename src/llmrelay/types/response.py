@@ -242,3 +242,29 @@ def text_chunk(delta: str) -> StreamChunk:
     c.response = None
     c.reasoning_part = None
     return c
+
+
+@dataclass(slots=True)
+class TextRun(StreamChunk):
+    """Text events that one read of a stream delivered together, passed on as one chunk:
+    ``delta`` is their text joined, ``pieces`` each event's text, in order. Only a relay reading
+    the pipeline's own chunks (``ResponseStream.chunks``) meets one, and renders one event per
+    piece; iterating a stream yields a chunk per piece, as the provider sent them."""
+
+    pieces: list[str] = field(default_factory=list)
+
+
+def text_run(pieces: list[str]) -> TextRun:
+    """The :class:`TextRun` of ``pieces`` (two or more non-empty texts), made as
+    ``text_chunk`` makes a chunk."""
+    c: TextRun = _new(TextRun)
+    c.delta = "".join(pieces)
+    c.tool_calls = []
+    c.reasoning = ""
+    c.finish_reason = None
+    c.usage = None
+    c.done = False
+    c.response = None
+    c.reasoning_part = None
+    c.pieces = pieces
+    return c

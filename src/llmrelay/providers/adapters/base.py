@@ -66,9 +66,11 @@ __all__ = [
 class StreamState(Protocol):
     """Per-stream parser state: feed it SSE events, then ask for the final response.
 
-    A state that reads nothing but the events' data may also have ``feed_data(data: str)``,
-    which ``feed(event)`` is the same as for ``event.data``: the backend then has the decoder
-    hand it the data alone (``SSEDecoder.feed_data``, no event object per event)."""
+    A state that reads nothing but the events' data may also have ``feed_values(values:
+    list[str])``, an iterator of the chunks ``feed`` gives for events with those data, in
+    order (text events that arrive together may come as one ``TextRun``): the backend then
+    has the decoder hand it the data of each read alone (``SSEDecoder.feed_data``, no event
+    object per event)."""
 
     #: True once the wire format's terminal event was seen.
     done: bool

@@ -9,19 +9,31 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ContentFilteredError
-from ...types import Usage, make_usage
+from ...types import FinishReason, Usage, make_usage
 from ..table import Deployment
 from .base import MAX_COUNT, as_int, make_error, redact
 
 __all__ = [
+    "FINISH",
     "filtered_categories",
     "filtered_error",
     "groq_request_id",
+    "parts_text",
     "reasoning_of",
     "usage_from",
 ]
 
 _new = object.__new__
+
+#: Finish reasons as OpenAI-style servers name them, ours.
+FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+    "eos": "stop",
+}
 
 
 def usage_from(u: Any) -> Usage:
@@ -132,3 +144,13 @@ def filtered_error(
     err.explanation = redact(explanation, dep) if explanation else None
     err.partial_text = redact(partial_text, dep) if partial_text else ""
     return err
+
+
+def parts_text(parts: list[Any]) -> str:
+    """The text of content given as parts (``[{"type": "text", "text": ...}, ...]``)."""
+    return "".join(
+        t
+        for p in parts
+        if isinstance(p, dict) and p.get("type") == "text"
+        if (t := p.get("text", "")).__class__ is str
+    )
