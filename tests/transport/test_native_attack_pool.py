@@ -1,7 +1,8 @@
 """Attacks on the native transport's pool (``pool.py``): closing it, or cancelling the caller,
 while a connection is being opened or while callers wait for room; compressed bodies cut short
-and the pool reused afterwards. Real sockets throughout; no sleeps (``asyncio.sleep(0)`` only
-yields a turn of the loop). Leaks are counted as file descriptors of this process.
+(the pool reused afterwards) or made of several concatenated streams. Real sockets throughout;
+no sleeps (``asyncio.sleep(0)`` only yields a turn of the loop). Leaks are counted as file
+descriptors of this process.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from llmrelay.transport import HttpRequest, Timeouts
 from llmrelay.transport.native import NativeTransport
 from llmrelay.transport.pool import Connection, Pool
 
-from .conftest import MODES, SAFETY, answer, opened, raises, req
-from .raw_upstream import WAIT, Conn, RawRequest, raw_upstream, reply, respond_each
+from .conftest import MODES, SAFETY, TransportFactory, answer, opened, raises, req
+from .raw_upstream import WAIT, Conn, RawRequest, in_turn, raw_upstream, reply, respond_each
 
 
 def fds() -> int:
@@ -515,3 +516,69 @@ async def test_aclose_during_a_connect_of_a_task_that_once_swallowed_a_cancellat
         await until(lambda: opening(t) is not None, "a connection being opened")
         await t.aclose()
         assert isinstance(await task, APIConnectionError)
+
+
+# --------------------------------------------------------------------------- concatenated members
+
+
+def _member(wbits: int, data: bytes) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    return packer.compress(data) + packer.flush()
+
+
+#: Bodies of compressed members one after another (RFC 1952 allows several gzip members; a
+#: server that compresses each flush separately sends them): the answer is all of them.
+MEMBERS = {
+    "gzip-two": ("gzip", _member(31, b"first ") + _member(31, b"second"), b"first second"),
+    "gzip-three-one-empty": (
+        "gzip",
+        _member(31, b"a") + _member(31, b"") + _member(31, b"b"),
+        b"ab",
+    ),
+    "deflate-two": ("deflate", _member(15, b"first ") + _member(15, b"second"), b"first second"),
+    "raw-deflate-two": (
+        "deflate",
+        _member(-15, b"first ") + _member(-15, b"second"),
+        b"first second",
+    ),
+}
+#: Bytes after the end of the compressed data that start no member: corrupt, not ignored.
+TRAILING = {
+    "gzip-garbage": ("gzip", _member(31, b"whole") + b"garbage!!"),
+    "gzip-zeros": ("gzip", _member(31, b"whole") + bytes(8)),
+    "deflate-garbage": ("deflate", _member(15, b"whole") + b"garbage!!"),
+    "raw-deflate-garbage": ("deflate", _member(-15, b"whole") + b"garbage!!"),
+}
+
+
+@pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "bytewise"])
+@pytest.mark.parametrize("case", list(MEMBERS))
+@pytest.mark.parametrize("mode", MODES)
+async def test_concatenated_compressed_members_are_all_decoded(
+    transport_factory: TransportFactory, mode: str, case: str, bytewise: bool
+) -> None:
+    """Only the first member was decoded: the rest of the answer silently dropped."""
+    coding, packed, expected = MEMBERS[case]
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: %s\r\nContent-Length: %d\r\n\r\n"
+    answer_bytes = head % (coding.encode(), len(packed)) + packed
+    async with (
+        raw_upstream(in_turn(answer_bytes, bytewise=bytewise)) as up,
+        opened(transport_factory) as t,
+    ):
+        assert (await answer(t, req(up.url()), mode)).body == expected
+
+
+@pytest.mark.parametrize("case", list(TRAILING))
+@pytest.mark.parametrize("mode", MODES)
+async def test_bytes_after_the_compressed_data_are_an_error(
+    transport_factory: TransportFactory, mode: str, case: str
+) -> None:
+    """They were dropped without a word: an answer with trailing bytes the client did not
+    read is not the answer the server meant."""
+    coding, packed = TRAILING[case]
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: %s\r\nContent-Length: %d\r\n\r\n"
+    async with (
+        raw_upstream(in_turn(head % (coding.encode(), len(packed)) + packed)) as up,
+        opened(transport_factory) as t,
+    ):
+        await raises(APIConnectionError, answer(t, req(up.url()), mode))
