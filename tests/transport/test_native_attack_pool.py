@@ -582,3 +582,22 @@ async def test_bytes_after_the_compressed_data_are_an_error(
         opened(transport_factory) as t,
     ):
         await raises(APIConnectionError, answer(t, req(up.url()), mode))
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_compressed_body_of_exactly_max_response_bytes_is_read(
+    transport_factory: TransportFactory, mode: str, coding: str
+) -> None:
+    """The limit is the most a body may hold: a streamed compressed body that decodes to
+    exactly ``max_response_bytes`` in one read failed as too large (what one read may expand
+    to, in a stream, was capped one byte short of the limit), where ``send`` returned it."""
+    text = b"x" * 1000
+    packed = _member(31 if coding == "gzip" else 15, text)
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: %s\r\nContent-Length: %d\r\n\r\n"
+    async with (
+        raw_upstream(in_turn(head % (coding.encode(), len(packed)) + packed)) as up,
+        opened(transport_factory) as t,
+    ):
+        got = await answer(t, req(up.url(), max_response_bytes=len(text)), mode)
+        assert got.body == text

@@ -317,7 +317,7 @@ class ResponseParser:
         if decoder is not None:
             self._compressed = True
             limit = self.limit
-            room = self.stream_cap if limit is None else limit - self.received + 1
+            room = (self.stream_cap if limit is None else limit - self.received) + 1
             try:
                 data = decoder.decompress(data, room)
                 # Bytes after the end of one compressed stream start another (a server may
