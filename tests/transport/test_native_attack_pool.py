@@ -146,6 +146,41 @@ async def test_aclose_during_many_tls_handshakes_leaks_nothing() -> None:
     assert not others()
 
 
+async def test_aclose_during_tcp_connects_that_get_no_answer_leaks_nothing() -> None:
+    """Connects still waiting for the server's SYN-ACK (its accept queue is full, so Linux
+    drops their SYNs) when the pool closes: each caller gets APIConnectionError and every
+    socket is closed."""
+    listener = socket.socket()
+    fill: list[socket.socket] = []
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(3):  # fill the accept queue (never accepted)
+            s = socket.socket()
+            fill.append(s)
+            s.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                s.connect(("127.0.0.1", port))
+        base = fds()
+        t = NativeTransport()
+        url = f"http://127.0.0.1:{port}/x"
+        tasks = [
+            asyncio.create_task(t.send(HttpRequest("GET", url, {}), Timeouts(connect=60)))
+            for _ in range(5)
+        ]
+        await until(lambda: fds() == base + 5, "five sockets connecting")
+        await t.aclose()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(r, APIConnectionError) for r in results), results
+        await until(lambda: fds() == base, "every socket is closed")
+        assert not others()
+    finally:
+        for s in fill:
+            s.close()
+        listener.close()
+
+
 @pytest.mark.parametrize("how", ["cancel", "timeout", "cancel-then-aclose", "aclose-then-cancel"])
 async def test_a_caller_cancelled_during_a_tls_handshake_keeps_its_cancellation(how: str) -> None:
     """Cancelling the caller (``task.cancel()``, or its own ``asyncio.timeout``) in the middle
