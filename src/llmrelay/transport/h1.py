@@ -341,9 +341,16 @@ class ResponseParser:
         if decoder is not None:
             self._compressed = True
             limit = self.limit
-            room = self.stream_cap if limit is None else limit - self.received + 1
+            room = (self.stream_cap if limit is None else limit - self.received) + 1
             try:
                 data = decoder.decompress(data, room)
+                # Bytes after the end of one compressed stream start another (a server may
+                # compress each flush apart; aiohttp decodes them all): anything else there
+                # fails as corrupt, never dropped unread.
+                while decoder.eof and decoder.unused_data and len(data) < room:
+                    rest = decoder.unused_data
+                    decoder = self._decoder = _next_member(decoder)
+                    data += decoder.decompress(rest, room - len(data))
             except zlib.error:
                 raise ProtocolError("the compressed response body is corrupt") from None
             if len(data) >= room:
@@ -402,14 +409,22 @@ def _decoder(coding: str) -> zlib._Decompress:
     )
 
 
+def _next_member(decoder: object) -> zlib._Decompress:
+    """A decoder for the compressed stream that follows the one ``decoder`` has ended."""
+    if isinstance(decoder, _Deflate):  # (typed as zlib's, so ``object`` here: see _decoder)
+        return _Deflate(decoder.wbits)  # type: ignore[return-value]
+    return zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+
 class _Deflate:
     """``deflate`` as servers send it: zlib-wrapped (the standard) or raw (common in practice);
-    which one is told by the first two bytes."""
+    which one is told by the first two bytes (or by ``wbits``, for a stream after the first)."""
 
-    __slots__ = ("_first", "_inner")
+    __slots__ = ("_first", "_inner", "wbits")
 
-    def __init__(self) -> None:
-        self._inner: zlib._Decompress | None = None
+    def __init__(self, wbits: int = 0) -> None:
+        self.wbits = wbits
+        self._inner: zlib._Decompress | None = zlib.decompressobj(wbits) if wbits else None
         self._first = b""
 
     def decompress(self, data: bytes, max_length: int = 0) -> bytes:
@@ -420,12 +435,17 @@ class _Deflate:
                 self._first = data
                 return b""
             wrapped = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
-            inner = self._inner = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+            self.wbits = zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS
+            inner = self._inner = zlib.decompressobj(self.wbits)
         return inner.decompress(data, max_length)
 
     @property
     def eof(self) -> bool:
         return not self._first if self._inner is None else self._inner.eof
+
+    @property
+    def unused_data(self) -> bytes:
+        return b"" if self._inner is None else self._inner.unused_data
 
 
 # -- requests ----------------------------------------------------------------------------------

@@ -300,16 +300,20 @@ class Pool:
                     server_hostname=host if context is not None else None,
                 )
             )
+            task = asyncio.current_task()
+            # Cancellations asked of the caller before now (one it caught and went on from)
+            # are not its answer to this connect: only those asked while it runs.
+            cancels = 0 if task is None else task.cancelling()
             try:
                 await opening
             except BaseException as exc:
-                conn.closed = True
-                self.forget(conn)
-                task = asyncio.current_task()
+                # Cancelled just after the connection was made (the task done, this caller not
+                # yet resumed): the new socket is ours to close, or it is left open, forgotten.
+                conn.abort()
                 if (
                     isinstance(exc, asyncio.CancelledError)
                     and self.closed
-                    and (task is None or not task.cancelling())
+                    and (task is None or task.cancelling() <= cancels)
                 ):  # cancelled by close(), not by our caller
                     raise ConnectionError("the transport was closed") from None
                 raise
@@ -340,8 +344,13 @@ class Pool:
         for conn in list(self.open):
             if conn.connecting is not None:
                 conn.connecting.cancel()
-            if conn.exchange is not None:  # in flight: its caller must hear of it (no timer will)
+            ex = conn.exchange
+            # In flight: its caller must hear of it (no timer will). An answer already read in
+            # full is not failed: its stream still gives the rest, as send would return it.
+            if ex is not None and not ex.parser.done:
                 conn.fail(ConnectionError("the transport was closed"))
+            if conn.transport is not None:  # at once: no TLS shutdown waiting on the peer (as
+                conn.transport.abort()  # aiohttp's connector), the socket gone when this returns
             conn.abort()
         self.idle.clear()
         for _, waiter in self.waiters:
