@@ -10,10 +10,13 @@ idle longer than ``keepalive_timeout``, or closed by the server, instead of reus
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, cast
+
+import aiohappyeyeballs
 
 from .h1 import BodyTooLarge, ProtocolError
 
@@ -26,6 +29,24 @@ Origin = tuple[str, str, int]
 
 #: Bytes a stream may hold unread before the connection stops reading (back-pressure).
 HIGH_WATER = 256 * 1024
+#: How long a connection attempt to one address runs alone before the next address is tried
+#: too (RFC 8305's recommended 250 ms, as aiohttp).
+HAPPY_EYEBALLS_DELAY = 0.25
+
+
+async def resolve(
+    loop: asyncio.AbstractEventLoop, host: str, port: int
+) -> Sequence[aiohappyeyeballs.AddrInfoType]:
+    """The addresses to try for ``host``: an IP literal as it is (no lookup, no thread), a
+    name through the resolver (``getaddrinfo`` in the loop's executor)."""
+    try:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        pass
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    if not infos:
+        raise OSError(f"{host} has no address")
+    return infos
 
 
 class Exchange(Protocol):
@@ -291,15 +312,7 @@ class Pool:
             conn = Connection(self, origin)
             self.open.add(conn)
             self.per_origin[origin] = self.per_origin.get(origin, 0) + 1
-            opening = conn.connecting = self.loop.create_task(
-                self.loop.create_connection(
-                    lambda: conn,
-                    host,
-                    port,
-                    ssl=context,
-                    server_hostname=host if context is not None else None,
-                )
-            )
+            opening = conn.connecting = self.loop.create_task(self._open(conn, host, port, context))
             task = asyncio.current_task()
             # Cancellations asked of the caller before now (one it caught and went on from)
             # are not its answer to this connect: only those asked while it runs.
@@ -323,6 +336,27 @@ class Pool:
                 conn.abort()
                 raise ConnectionError("the transport was closed")
             return conn
+
+    async def _open(
+        self, conn: Connection, host: str, port: int, context: ssl.SSLContext | None
+    ) -> None:
+        """Connect ``conn`` to ``host``: its addresses raced as RFC 8305 says (a host whose first
+        address never answers, an IPv6 route that drops packets, costs a quarter second, not
+        the connect timeout), then TLS when ``context`` is given."""
+        infos = await resolve(self.loop, host, port)
+        sock = await aiohappyeyeballs.start_connection(
+            infos, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY, interleave=1
+        )
+        try:
+            await self.loop.create_connection(
+                lambda: conn,
+                sock=sock,
+                ssl=context,
+                server_hostname=host if context is not None else None,
+            )
+        except BaseException:
+            sock.close()
+            raise
 
     def _sweep_idle(self) -> None:
         self._sweep = None
