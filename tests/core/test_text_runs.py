@@ -54,3 +54,21 @@ def test_a_sync_stream_gives_one_chunk_per_piece_too() -> None:
     stream = SyncResponseStream(ResponseStream(_pipeline(closed)))
     assert list(stream.text_deltas()) == ["a", "b", "c", "d", "e", "f"]
     assert closed == [True]
+
+
+async def test_a_relay_reading_chunks_finishes_the_call_at_the_final_chunk() -> None:
+    # ``chunks()`` is the pipeline itself (runs and all); ``finish`` at the final chunk ends the
+    # call as iterating does: the pipeline runs to its end, ``response`` is set.
+    closed: list[bool] = []
+    stream = ResponseStream(_pipeline(closed))
+    seen: list[StreamChunk] = []
+    async for c in stream.chunks():
+        seen.append(c)
+        if c.done:
+            await stream.finish(c)
+            break
+    assert [type(c) for c in seen] == [StreamChunk, TextRun, TextRun, StreamChunk]
+    assert closed == [True]
+    assert stream.closed
+    assert stream.response is not None
+    assert stream.response.text == "abcdef"

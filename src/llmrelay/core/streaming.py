@@ -51,25 +51,31 @@ class ResponseStream:
             pieces.extend([text_chunk(p) for p in reversed(c.pieces)])
             return pieces.pop()
         if c.done:
-            self.response = c.response
-            self._closed = True
-            # The final chunk: let the pipeline finish now, so the connection is released even
-            # if the caller stops here instead of asking for the (nonexistent) next chunk.
-            try:
-                await self._agen.__anext__()
-            except StopAsyncIteration:
-                pass
-            else:  # pragma: no cover - the engine never yields after the final chunk
-                await self._agen.aclose()
+            # Now, so the connection is released even if the caller stops here instead of
+            # asking for the (nonexistent) next chunk.
+            await self.finish(c)
         return c
+
+    async def finish(self, final: StreamChunk) -> None:
+        """The final chunk (``done``) came: let the call finish -- recorded, settled, its
+        connection released -- and set ``response``. Iterating the stream does this itself; a
+        reader of ``chunks()`` calls it when the final chunk comes (until then the call is
+        still open: its budget reserved, its connection held)."""
+        self.response = final.response
+        self._closed = True
+        self._pieces.clear()
+        try:
+            await self._agen.__anext__()
+        except StopAsyncIteration:
+            return
+        await self._agen.aclose()  # pragma: no cover - the engine never yields after it
 
     def chunks(self) -> AsyncGenerator[StreamChunk, None]:
         """The pipeline's own generator, for a relay that passes every chunk on (the gateway):
         no wrapper to go through per chunk. Unlike iterating the stream, nothing is done at the
-        final chunk: ask for one more (it stops) to let the call finish, as iterating does, and
-        ``response`` is not set. Text events that one read delivered may come as one
-        :class:`~llmrelay.types.TextRun` (its ``pieces`` are the events' texts). ``aclose()``
-        still stops it."""
+        final chunk: call ``finish(final)`` then, as iterating does. Text events that one read
+        delivered may come as one :class:`~llmrelay.types.TextRun` (its ``pieces`` are the
+        events' texts). ``aclose()`` still stops it."""
         return self._agen
 
     async def aclose(self) -> None:

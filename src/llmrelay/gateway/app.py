@@ -11,7 +11,6 @@ field for a base URL, a key or a header, and the call options the gateway passes
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -402,12 +401,8 @@ class Gateway:
                     if not frames.add_nowait(frame):
                         await frames.add(frame)
                     continue
-                if c.done:
-                    # As iterating the stream does: the call finishes (recorded, settled, its
-                    # connection released) before the final chunk is used.
-                    with contextlib.suppress(StopAsyncIteration):
-                        await chunks.__anext__()
-                        await chunks.aclose()  # pragma: no cover - nothing follows the final chunk
+                if c.done:  # the call finishes (recorded, settled) before its answer is used
+                    await stream.finish(c)
                 if frames is None:
                     out, frames = await self._start_sse(request, request_id, writer)
                 if c.done:
