@@ -151,6 +151,10 @@ class OpenAIChatStream:
                 yield self._run(run)
                 run = None
             yield from self._parse(data)
+            if self.done:
+                # [DONE] ends the answer: what a server sends after it in the same read is not
+                # part of it (a later read is not read at all: the backend stops at ``done``).
+                return
             pre, mid, post = self._pre, self._mid, self._post  # the template may be new
         if run is not None:
             yield self._run(run)
