@@ -97,6 +97,8 @@ def check_bind(settings: GatewaySettings) -> None:
 
 #: What a refusal says when the provider gave no words for it.
 _REFUSED = "I can't help with that."
+#: The most frames of a ``TextRun`` rendered into one write (``Gateway._sse``).
+_RUN_FRAMES = 64
 
 
 @dataclass(slots=True)
@@ -397,9 +399,16 @@ class Gateway:
                 if c.__class__ is TextRun:  # text events that came together: one frame each
                     if frames is None:
                         out, frames = await self._start_sse(request, request_id, writer)
-                    frame = writer.text_run(c.pieces)
-                    if not frames.add_nowait(frame):
-                        await frames.add(frame)
+                    pieces = c.pieces
+                    # Rendered ``_RUN_FRAMES`` at a time: a run is up to a whole read of tiny
+                    # events (thousands), and a slow client's backpressure (``Frames``) must
+                    # still apply between them, not after all of them are held in one write.
+                    for i in range(0, len(pieces), _RUN_FRAMES):
+                        frame = writer.text_run(
+                            pieces if len(pieces) <= _RUN_FRAMES else pieces[i : i + _RUN_FRAMES]
+                        )
+                        if not frames.add_nowait(frame):
+                            await frames.add(frame)
                     continue
                 if c.done:  # the call finishes (recorded, settled) before its answer is used
                     await stream.finish(c)
