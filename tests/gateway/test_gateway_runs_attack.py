@@ -160,6 +160,9 @@ _ENDS = {
     # An error next to choices, the text before it in the same event.
     "error-with-text": b'data: {"choices":[{"index":0,"delta":{"content":"!"}}],'
     b'"error":{"message":"upstream boom","code":502}}\n\n',
+    # A refusal after the text: the stream ends as a refusal.
+    "refusal": b'data: {"choices":[{"index":0,"delta":{"refusal":"I will not."}}]}\n\n'
+    b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n',
     # The upstream closes without its final event.
     "cut": b"",
     # A cut inside an event.
@@ -183,7 +186,8 @@ async def test_what_came_before_a_failure_reaches_the_client_before_it(
     if wire.startswith("chat"):
         texts = _chat_texts(runs)
         assert texts == TEXTS
-        assert b'"error"' in runs.split(b'" end"', 1)[1]  # the error comes after the text
+        after = runs.split(b'" end"', 1)[1]
+        assert (b'"refusal"' if end == "refusal" else b'"error"') in after  # after the text
 
 
 _word = st.text(

@@ -5,7 +5,8 @@ one chunk per event, the same answer, the same failures, and nothing after ``[DO
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import orjson
@@ -258,3 +259,42 @@ async def test_a_fallback_before_the_first_token_then_runs_from_the_next(
     assert stream.response is not None
     assert stream.response.text == "".join(TEXTS)
     assert [a.outcome for a in stream.response.trace] == ["error", "success"]
+
+
+@pytest.fixture
+def up_thread() -> Iterator[RawUpstream]:
+    """``RawUpstream`` on a loop of its own thread, for sync clients."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    server = RawUpstream()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.__aenter__())
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(server.__aexit__())
+        loop.close()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    ready.wait()
+    try:
+        yield server
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        t.join()
+
+
+def test_a_sync_stream_left_in_the_middle_of_a_run(up_thread: RawUpstream) -> None:
+    up_thread.body = sse(*_texts(True), *FINAL) + b"data: [DONE]\n\n"
+    client = _client()
+    with client.stream(MODEL, "hi", **_kw(up_thread)) as s:
+        got = [next(s).delta for _ in range(3)]
+    assert got == TEXTS[:3]
+    assert s.closed
+    assert list(s) == []
+    again = client.stream(MODEL, "hi", **_kw(up_thread))
+    assert list(again.text_deltas()) == TEXTS
+    assert again.response is not None
+    assert again.response.text == "".join(TEXTS)
