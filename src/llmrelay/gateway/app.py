@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from ..client import Client
+from ..core.streaming import ResponseStream
 from ..errors import ConfigurationError, ContentFilteredError, LLMRelayError
 from ..providers.aliases import lookup
 from ..providers.resolve import known_aliases
@@ -29,7 +30,7 @@ from .access import local_client as _local
 from .access import loopback_host as _loopback_host
 from .access import metrics_refusal
 from .access import same_secret as _same
-from .calls import KeyOptions, RequestOptions, engine_args
+from .calls import KeyOptions, RequestOptions, prepared_args
 from .keys import KeyCache, KeyStore, VirtualKey
 from .media import with_media
 from .observe import prometheus_text, readiness, trace_headers
@@ -367,15 +368,19 @@ class Gateway:
     def _complete(self, call: GatewayCall, opts: dict[str, Any]) -> Awaitable[Response]:
         """``client.achat(call.model, call.messages, **call.params, **opts)``, with the options
         the gateway made once for the caller (``calls``); the engine's coroutine itself."""
-        args = (
-            engine_args(call, opts.checked, opts["trace_id"])
-            if isinstance(opts, RequestOptions)
-            else None
-        )
+        args = prepared_args(call, opts)
         if args is None:
             return self.client.achat(call.model, call.messages, **call.params, **opts)
         msgs, params, options = args
         return self.client.engine.complete_messages(call.model, msgs, params, options)
+
+    def _stream(self, call: GatewayCall, opts: dict[str, Any]) -> ResponseStream:
+        """``client.astream(...)`` as ``_complete`` is ``client.achat(...)``."""
+        args = prepared_args(call, opts)
+        if args is None:
+            return self.client.astream(call.model, call.messages, **call.params, **opts)
+        msgs, params, options = args
+        return self.client.engine.stream(call.model, msgs, params, options)
 
     async def _sse(
         self,
@@ -389,7 +394,7 @@ class Gateway:
         ends the stream as a refusal; an error after the first frame ends it in band; an error
         before it is a plain error response. A client that leaves cancels the upstream (the
         stream is closed): only what was produced is charged."""
-        stream = self.client.astream(call.model, call.messages, **call.params, **opts)
+        stream = self._stream(call, opts)
         chunks = stream.chunks()  # the engine's generator: no wrapper per chunk
         out: web.StreamResponse | None = None
         frames: Frames | None = None

@@ -11,6 +11,7 @@ id always misses).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..core.options import NO_OPTIONS, CallOptions, split_kwargs, with_trace_id
@@ -18,7 +19,7 @@ from ..types import GenerationParams, Message, normalize_messages
 from .keys import VirtualKey
 from .wire import GatewayCall
 
-__all__ = ["KeyOptions", "RequestOptions", "engine_args"]
+__all__ = ["KeyOptions", "RequestOptions", "engine_args", "prepared_args"]
 
 
 class RequestOptions(dict[str, Any]):
@@ -84,3 +85,13 @@ def engine_args(
     if not msgs:
         msgs = normalize_messages(msgs)  # raises as the engine would: no messages
     return msgs, params, with_trace_id(base, request_id)
+
+
+def prepared_args(
+    call: GatewayCall, opts: Mapping[str, Any]
+) -> tuple[list[Message], GenerationParams, CallOptions] | None:
+    """``engine_args`` when ``opts`` are the options made once per key (``RequestOptions``),
+    else None: the client's general path then takes the keyword arguments."""
+    if isinstance(opts, RequestOptions):
+        return engine_args(call, opts.checked, opts["trace_id"])
+    return None
