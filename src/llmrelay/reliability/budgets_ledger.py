@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from datetime import date, timedelta
 from typing import Any, Protocol
 
 from ..errors import StateStoreError
@@ -57,12 +58,18 @@ class Ledger(Protocol):
 
 
 class MemoryLedger:
-    """An in-process ledger (one lock; operations are tiny)."""
+    """An in-process ledger (one lock; operations are tiny). Day and month accounts are dropped
+    as Redis expires them (``_TTL_MS``: 3 days after a day, 70 after a month; never while a
+    reservation is held there): when an account of a newer day or month than any before
+    appears, the ones past their time go. A long-running process keeps a few periods, not all."""
 
     def __init__(self) -> None:
         self._spent: dict[str, float] = {}
         self._reserved: dict[str, float] = {}
         self._lock = threading.Lock()
+        #: The newest day (``YYYY-MM-DD``) and month (``YYYY-MM``) an account was opened for.
+        self._day = ""
+        self._month = ""
 
     async def reserve(self, entries: Sequence[tuple[str, float]], amount: float) -> int | None:
         return self.reserve_now(entries, amount)
@@ -84,10 +91,37 @@ class MemoryLedger:
                 if spent.get(key, 0.0) + reserved.get(key, 0.0) + amount > limit + 1e-12:
                     return i
             for key, _ in entries:
-                reserved[key] = reserved.get(key, 0.0) + amount
+                held = reserved.get(key)
+                if held is None:
+                    self._opened(key)
+                    held = 0.0
+                reserved[key] = held + amount
             return None
         finally:
             lock.release()
+
+    def _opened(self, key: str) -> None:
+        """A new account ``key``: if it is of a newer period than any before, drop the ones
+        past their time (under the lock)."""
+        parts = key.split("|")
+        if len(parts) < 4:
+            return
+        period, pid = parts[-2], parts[-1]
+        if period == "day" and pid > self._day and _is_day(pid):
+            self._day = pid
+        elif period == "month" and pid > self._month and _is_month(pid):
+            self._month = pid
+        else:
+            return
+        day_cut, month_cut = _cutoffs(self._day, self._month)
+        spent, reserved = self._spent, self._reserved
+        for k in [k for k in reserved if not reserved[k]] + [k for k in spent if k not in reserved]:
+            p = k.split("|")
+            if len(p) < 4:
+                continue
+            if (p[-2] == "day" and p[-1] < day_cut) or (p[-2] == "month" and p[-1] < month_cut):
+                spent.pop(k, None)
+                reserved.pop(k, None)
 
     def settle_now(self, keys: Sequence[str], reserved: float, actual: float) -> None:
         """:meth:`settle`, as a plain function."""
@@ -110,6 +144,32 @@ class MemoryLedger:
 _DAY_MS = 86_400_000
 #: How long an account outlives its period (so a late settle still lands in it).
 _TTL_MS = {"day": 3 * _DAY_MS, "month": 70 * _DAY_MS, "total": 0}
+
+
+def _is_day(pid: str) -> bool:
+    try:
+        date.fromisoformat(pid)
+    except ValueError:
+        return False
+    return len(pid) == 10
+
+
+def _is_month(pid: str) -> bool:
+    return len(pid) == 7 and _is_day(pid + "-01")
+
+
+def _cutoffs(day: str, month: str) -> tuple[str, str]:
+    """The oldest day and month ids still kept, given the newest ones seen: an account lives
+    as long after its period as Redis keeps it (``_TTL_MS``: its last write is near the
+    period's end). Without a day, the newest month's first day stands for today."""
+    today = date.fromisoformat(day) if day else None
+    if month:
+        start = date.fromisoformat(month + "-01")
+        today = start if today is None or start > today else today
+    if today is None:
+        return "", ""
+    day_cut = (today - timedelta(days=3)).isoformat() if day else ""
+    return day_cut, (today - timedelta(days=70)).isoformat()[:7]
 
 
 def _ttl_ms(key: str) -> int:

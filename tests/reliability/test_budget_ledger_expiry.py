@@ -1,0 +1,84 @@
+"""The in-memory budget ledger forgets accounts of past periods as Redis expires them (3 days
+after a day, 70 after a month), so a long-running process holds a few periods per budgeted
+key, not one more every day; an account where a reservation is still held is never dropped;
+keys that are not of a day or month (``total``, malformed ids) are never dropped and never
+move the ledger's idea of today."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from llmrelay.reliability.budgets import BudgetLimit, MemoryLedger
+
+
+def _day(d: date, who: str = "k1") -> str:
+    return f"key|{who}|day|{d.isoformat()}"
+
+
+def _month(d: date, who: str = "k1") -> str:
+    return f"key|{who}|month|{d.isoformat()[:7]}"
+
+
+def _spend(ledger: MemoryLedger, key: str, usd: float = 1.0) -> None:
+    assert ledger.reserve_now([(key, 1e9)], usd) is None
+    ledger.settle_now([key], usd, usd)
+
+
+def _keys(ledger: MemoryLedger) -> set[str]:
+    return set(ledger._spent) | set(ledger._reserved)
+
+
+def test_a_year_of_days_keeps_the_last_few_days_and_months() -> None:
+    ledger = MemoryLedger()
+    start = date(2026, 1, 1)
+    for i in range(365):
+        d = start + timedelta(days=i)
+        for who in ("k1", "k2"):
+            _spend(ledger, _day(d, who))
+            _spend(ledger, _month(d, who))
+            _spend(ledger, f"key|{who}|total|all")
+    last = start + timedelta(days=364)
+    days = {k.rsplit("|", 1)[1] for k in _keys(ledger) if "|day|" in k}
+    assert days == {(last - timedelta(days=n)).isoformat() for n in range(4)}
+    months = {k.rsplit("|", 1)[1] for k in _keys(ledger) if "|month|" in k}
+    assert months == {"2026-10", "2026-11", "2026-12"}
+    assert {k for k in _keys(ledger) if "|total|" in k} == {"key|k1|total|all", "key|k2|total|all"}
+    # What is kept is still right: today's spending.
+    assert ledger._spent[_day(last)] == 1.0
+
+
+def test_an_account_with_a_reservation_held_is_kept_until_it_settles() -> None:
+    ledger = MemoryLedger()
+    old = date(2026, 3, 1)
+    assert ledger.reserve_now([(_day(old), 10.0)], 2.0) is None  # a long call, still running
+    _spend(ledger, _day(old + timedelta(days=10)))
+    assert _day(old) in ledger._reserved
+    ledger.settle_now([_day(old)], 2.0, 1.5)  # a late settle lands, as in Redis
+    assert ledger._spent[_day(old)] == 1.5
+    _spend(ledger, _day(old + timedelta(days=11)))
+    assert _day(old) not in _keys(ledger)
+
+
+def test_keys_of_no_day_or_month_never_move_today_or_go() -> None:
+    ledger = MemoryLedger()
+    for key in ("a|b|day|9999-99-99", "a|b|day|zzzz", "a|b|month|2026-13", "x", "a|b|week|w"):
+        _spend(ledger, key)
+    _spend(ledger, _day(date(2026, 5, 1)))
+    _spend(ledger, _day(date(2026, 6, 1)))
+    assert ledger._day == "2026-06-01"
+    assert {"a|b|day|9999-99-99", "a|b|day|zzzz", "x", "a|b|week|w"} <= _keys(ledger)
+
+
+def test_a_clock_going_back_drops_nothing() -> None:
+    ledger = MemoryLedger()
+    _spend(ledger, _day(date(2026, 8, 20)))
+    _spend(ledger, _day(date(2026, 8, 1)))  # an earlier day: not newer, nothing swept
+    assert _day(date(2026, 8, 1)) in _keys(ledger)
+
+
+def test_budget_keys_are_what_the_ledger_reads() -> None:
+    # The ledger reads the period and its id from the key Budgets writes.
+    key = BudgetLimit(5.0, "day", scope="key").ledger_key("k1", 1_796_400_000.0)
+    assert key.split("|")[-2:] == ["day", "2026-12-04"]
+    key = BudgetLimit(5.0, "month", scope="key").ledger_key("k1", 1_796_400_000.0)
+    assert key.split("|")[-2:] == ["month", "2026-12"]
