@@ -82,3 +82,67 @@ def test_budget_keys_are_what_the_ledger_reads() -> None:
     assert key.split("|")[-2:] == ["day", "2026-12-04"]
     key = BudgetLimit(5.0, "month", scope="key").ledger_key("k1", 1_796_400_000.0)
     assert key.split("|")[-2:] == ["month", "2026-12"]
+
+
+def test_a_clock_far_ahead_for_one_call_drops_no_account_of_now() -> None:
+    """A clock set wrong for a moment (a year ahead, then back) must not drop today's and this
+    month's accounts: Redis expires by its own clock, not by the periods callers name, so
+    there the spending stays and the budget holds. (Dropping them let a month's budget be
+    spent again in full.)"""
+    ledger = MemoryLedger()
+    today = date(2026, 12, 4)
+    month, day = _month(today), _day(today)
+    _spend(ledger, month, 9.0)
+    _spend(ledger, day, 9.0)
+    ahead = date(2027, 12, 4)
+    _spend(ledger, _month(ahead), 0.5)
+    _spend(ledger, _day(ahead), 0.5)
+    # The clock is back: $9 of $10 spent, so $5 more does not fit either budget.
+    assert ledger.reserve_now([(month, 10.0)], 5.0) == 0
+    assert ledger.reserve_now([(day, 10.0)], 5.0) == 0
+
+
+def test_the_first_of_next_month_for_a_moment_keeps_todays_day_account() -> None:
+    ledger = MemoryLedger()
+    today = date(2026, 12, 4)
+    for d in (today - timedelta(days=1), today):
+        _spend(ledger, _day(d))
+        _spend(ledger, _month(d))
+    _spend(ledger, _day(today), 8.0)  # $9 today
+    _spend(ledger, _month(date(2027, 1, 1)), 0.1)  # one call with a clock a month ahead
+    assert ledger.reserve_now([(_day(today), 10.0)], 5.0) == 0
+
+
+def test_an_idle_week_then_days_in_a_row_still_drops_the_old() -> None:
+    ledger = MemoryLedger()
+    start = date(2026, 3, 1)
+    _spend(ledger, _day(start))
+    _spend(ledger, _day(start + timedelta(days=1)))
+    later = start + timedelta(days=9)
+    _spend(ledger, _day(later))  # a leap: nothing dropped yet
+    _spend(ledger, _day(later + timedelta(days=1)))  # the next day: the old days go
+    days = {k.rsplit("|", 1)[1] for k in _keys(ledger)}
+    assert days == {later.isoformat(), (later + timedelta(days=1)).isoformat()}
+
+
+def test_scope_values_a_caller_chooses_do_not_move_today() -> None:
+    """A tag value (a user id, a team) with ``|`` and a date in it: the period and its id are
+    the key's last two fields, which ``ledger_key`` writes, so nothing a value holds is read."""
+    ledger = MemoryLedger()
+    _spend(ledger, _day(date(2026, 12, 4)))
+    _spend(ledger, _month(date(2026, 12, 4)))
+    now = 1_796_400_000.0  # 2026-12-04
+    for value in ("x|day|9999-12-31", "x|month|9999-12", "9999-12-31|day", "|", "a|b|c|d"):
+        for period in ("day", "month"):
+            key = BudgetLimit(5.0, period, scope="user").ledger_key(value, now)  # type: ignore[arg-type]
+            _spend(ledger, key)
+    assert (ledger._day, ledger._month) == ("2026-12-04", "2026-12")
+    assert _day(date(2026, 12, 4)) in _keys(ledger)
+
+
+def test_an_iso_week_date_is_not_a_day() -> None:
+    # ``date.fromisoformat`` reads ``2026-W49-5`` too; it sorts after every real day.
+    ledger = MemoryLedger()
+    _spend(ledger, _day(date(2026, 12, 4)))
+    _spend(ledger, "key|k1|day|2026-W49-5")
+    assert ledger._day == "2026-12-04"

@@ -108,12 +108,25 @@ class MemoryLedger:
             return
         period, pid = parts[-2], parts[-1]
         if period == "day" and pid > self._day and _is_day(pid):
+            step = self._day and _next_day(self._day) == pid
             self._day = pid
+            today = date.fromisoformat(pid)
         elif period == "month" and pid > self._month and _is_month(pid):
+            step = self._month and _next_month(self._month) == pid
             self._month = pid
+            today = date.fromisoformat(pid + "-01")
         else:
             return
-        day_cut, month_cut = _cutoffs(self._day, self._month)
+        if not step:
+            # The first period seen, or a leap of more than one (a process idle for days, or a
+            # clock set wrong for a moment): nothing is dropped, the next one-period step does
+            # it. Else a clock a year ahead for one call would drop this month's and today's
+            # accounts, and their budgets would start again from nothing.
+            return
+        # A day's step moves the day and month cutoffs; a month's only the month's (the first
+        # of a month seen for a moment does not say that today's account is days old).
+        day_cut = (today - timedelta(days=3)).isoformat() if period == "day" else ""
+        month_cut = (today - timedelta(days=70)).isoformat()[:7]
         spent, reserved = self._spent, self._reserved
         for k in [k for k in reserved if not reserved[k]] + [k for k in spent if k not in reserved]:
             p = k.split("|")
@@ -147,29 +160,25 @@ _TTL_MS = {"day": 3 * _DAY_MS, "month": 70 * _DAY_MS, "total": 0}
 
 
 def _is_day(pid: str) -> bool:
+    """``pid`` is a day as ``ledger_key`` spells one (``YYYY-MM-DD``; not another ISO form
+    such as ``2026-W49-5``, which would sort after every real day and stop all dropping)."""
     try:
-        date.fromisoformat(pid)
+        return date.fromisoformat(pid).isoformat() == pid
     except ValueError:
         return False
-    return len(pid) == 10
 
 
 def _is_month(pid: str) -> bool:
     return len(pid) == 7 and _is_day(pid + "-01")
 
 
-def _cutoffs(day: str, month: str) -> tuple[str, str]:
-    """The oldest day and month ids still kept, given the newest ones seen: an account lives
-    as long after its period as Redis keeps it (``_TTL_MS``: its last write is near the
-    period's end). Without a day, the newest month's first day stands for today."""
-    today = date.fromisoformat(day) if day else None
-    if month:
-        start = date.fromisoformat(month + "-01")
-        today = start if today is None or start > today else today
-    if today is None:
-        return "", ""
-    day_cut = (today - timedelta(days=3)).isoformat() if day else ""
-    return day_cut, (today - timedelta(days=70)).isoformat()[:7]
+def _next_day(day: str) -> str:
+    return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+
+
+def _next_month(month: str) -> str:
+    y, m = int(month[:4]), int(month[5:7])
+    return f"{y + m // 12:04d}-{m % 12 + 1:02d}"
 
 
 def _ttl_ms(key: str) -> int:
