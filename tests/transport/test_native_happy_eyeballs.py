@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from llmrelay.errors import APIConnectionError
+from llmrelay.errors import APIConnectionError, APITimeoutError
 from llmrelay.transport import HttpRequest, Timeouts
 from llmrelay.transport import pool as pool_module
 from llmrelay.transport.native import NativeTransport
@@ -152,3 +152,93 @@ async def test_a_caller_cancelled_during_the_race_leaves_no_socket(
                 break
             await asyncio.sleep(0)
         assert _fds() == base
+
+
+def _ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6(), reason="no IPv6 loopback")
+async def test_an_ipv6_literal_url_connects_without_a_lookup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def no_lookup(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an IP literal went to the resolver")
+
+    async with raw_upstream(in_turn(reply(b"v6")), host="::1") as up:
+        monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", no_lookup)
+        t = NativeTransport()
+        try:
+            r = await t.send(
+                HttpRequest("GET", f"http://[::1]:{up.port}/x", {}), Timeouts(connect=10)
+            )
+        finally:
+            await t.aclose()
+    assert r.body == b"v6"
+
+
+async def test_a_name_of_no_address_is_a_connection_error_naming_no_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A resolver that answers nothing, or fails: a typed connection error that names the
+    host, not the URL's password or query."""
+
+    async def nothing(*args: Any, **kwargs: Any) -> list[Any]:
+        return []
+
+    async def fails(*args: Any, **kwargs: Any) -> list[Any]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    for lookup in (nothing, fails):
+        monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", lookup)
+        t = NativeTransport()
+        try:
+            with pytest.raises(APIConnectionError) as e:
+                await t.send(
+                    HttpRequest("GET", "http://u:pw-s3cret@nowhere.test:81/x?key=q-s3cret", {}),
+                    Timeouts(connect=10),
+                )
+        finally:
+            await t.aclose()
+        assert "nowhere.test" in str(e.value)
+        assert "s3cret" not in str(e.value)
+
+
+async def test_a_lookup_that_never_answers_is_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    never: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def hangs(*args: Any, **kwargs: Any) -> Any:
+        return await never
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", hangs)
+    t = NativeTransport()
+    try:
+        with pytest.raises(APITimeoutError):
+            await t.send(HttpRequest("GET", "http://slow.test/x", {}), Timeouts(connect=0.05))
+        assert not t._pools or all(not p.open for p, *_ in t._pools.values())
+    finally:
+        await t.aclose()
+
+
+async def test_aclose_during_a_lookup_ends_the_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    started = asyncio.Event()
+    never: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def hangs(*args: Any, **kwargs: Any) -> Any:
+        started.set()
+        return await never
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", hangs)
+    t = NativeTransport()
+    task = asyncio.create_task(
+        t.send(HttpRequest("GET", "http://slow.test/x", {}), Timeouts(connect=60))
+    )
+    await started.wait()
+    await t.aclose()
+    with pytest.raises(APIConnectionError):
+        await task
