@@ -60,8 +60,9 @@ class Ledger(Protocol):
 class MemoryLedger:
     """An in-process ledger (one lock; operations are tiny). Day and month accounts are dropped
     as Redis expires them (``_TTL_MS``: 3 days after a day, 70 after a month; never while a
-    reservation is held there): when an account of a newer day or month than any before
-    appears, the ones past their time go. A long-running process keeps a few periods, not all."""
+    reservation is held there): when the first account of the day (or month) after the newest
+    seen opens, the ones past their time go; a leap further (a clock set ahead for a moment)
+    drops nothing. A long-running process keeps a few periods, not all."""
 
     def __init__(self) -> None:
         self._spent: dict[str, float] = {}
