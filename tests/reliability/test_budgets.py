@@ -641,3 +641,26 @@ def test_a_refusal_says_when_the_call_may_fit(
 
     t = datetime.fromisoformat(now).replace(tzinfo=UTC).timestamp()
     assert _retry_after(BudgetLimit(1.0, period), spent, need, t) == after
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -0.01, "0.01", True, [0.01]], ids=repr)
+async def test_an_estimator_returning_no_price_is_refused_and_the_ledger_untouched(
+    bad: Any,
+) -> None:
+    # A NaN held in the ledger would pass every later check (NaN > limit is false): the budget
+    # would be off for every caller. The estimator's answer is checked before the ledger.
+    ledger = MemoryLedger()
+    budgets = Budgets(
+        [BudgetLimit(0.05, period="total")], ledger=ledger, estimator=lambda r, d: bad
+    )
+    client, calls = make_client(budgets, usd=0.01)
+    with pytest.raises(llmrelay.ConfigurationError, match="estimator returned"):
+        await client.achat(client.model, "hi")  # type: ignore[attr-defined]
+    assert calls == []
+    assert ledger._reserved == {}
+    assert ledger._spent == {}
+    # A good estimator on the same ledger still counts from nothing.
+    good = Budgets([BudgetLimit(0.05, period="total")], ledger=ledger, estimator=lambda r, d: 0.01)
+    client, calls = make_client(good, usd=0.01)
+    await client.achat(client.model, "hi")  # type: ignore[attr-defined]
+    assert await ledger.spent(next(iter(ledger._spent))) == (0.01, 0.0)

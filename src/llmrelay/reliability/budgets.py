@@ -144,6 +144,26 @@ class BudgetLimit:
         return f"{self.scope}|{value}|{period}|{pid}"
 
 
+def _checked_estimate(value: Any) -> float | None:
+    """What a custom ``estimator`` returned, if it is a price: None (unknown) or a number of
+    dollars, 0 or more (``inf``: no bound, so the call is refused as over any budget). Anything
+    else is a ConfigurationError raised before the ledger is touched: a NaN held in a ledger
+    passes every later check (NaN > limit is false) and would switch the budget off for every
+    caller."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or bad_number(value):
+        raise ConfigurationError(
+            f"a budget estimator returned {shown_arg(value)}: it must return a number of "
+            "dollars (0 or more) or None for an unknown price"
+        )
+    if value < 0:
+        raise ConfigurationError(
+            f"a budget estimator returned {value!r}: a price cannot be negative"
+        )
+    return float(value)
+
+
 def _period_ids(now: float) -> tuple[float, str, str]:
     """The UTC day of ``now`` (days since the epoch) and its day and month ids, remembered:
     every call of a day shares them."""
@@ -315,7 +335,7 @@ class Budgets:
         elif self.estimator is estimate_request_cost:
             estimate = estimate_request_cost(req, dep, registry=catalog_registry(ctx))
         else:
-            estimate = self.estimator(req, dep)
+            estimate = _checked_estimate(self.estimator(req, dep))
         if estimate is None:
             if self.unknown_cost == "allow":
                 return res
