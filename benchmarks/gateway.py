@@ -20,7 +20,8 @@ spoils one round of each server, not one server's whole result):
 
 Servers: ``bare`` (parse the request JSON, forward it with one aiohttp session, parse the
 answer, return it: the floor), ``llmrelay`` (``llmrelay serve`` with a virtual key carrying a
-budget and an rpm limit, and the request log on), ``litellm`` (LiteLLM's proxy, ``litellm
+budget and an rpm limit, and the request log on), ``llmrelay-nolog`` (the same without the
+request log, only when named in ``--servers``), ``litellm`` (LiteLLM's proxy, ``litellm
 --config`` with a generated config naming the same upstream, a master key, no database; ``make
 bench`` installs ``litellm[proxy]``; ``--litellm PATH`` names another installation's
 ``litellm`` command, e.g. one in its own virtualenv, since its pins can clash with the test
@@ -170,10 +171,12 @@ def _server(
     if kind == "bare":
         cmd = [sys.executable, __file__, "--bare-proxy", str(port), "--upstream", upstream]
         cmd += ["--loop", loop]
-    elif kind == "llmrelay":
+    elif kind in ("llmrelay", "llmrelay-nolog"):
+        # ``llmrelay-nolog``: the same without the request log, to show what the log costs.
+        log = "false" if kind == "llmrelay-nolog" else "true"
         config = tmp / "llmrelay.toml"
         config.write_text(
-            f'[server]\nkey_store = "{tmp / "keys.db"}"\nlog = true\nloop = "{loop}"\n\n'
+            f'[server]\nkey_store = "{tmp / "keys.db"}"\nlog = {log}\nloop = "{loop}"\n\n'
             f'[log]\npath = "{tmp / "requests.db"}"\n'
         )
         env.update(
@@ -534,7 +537,7 @@ def _report(r: dict[str, Any]) -> None:
         if kind != "direct" and m.get("errors"):
             print(f"{kind}: {m['errors']} requests were not answered 200: its numbers are void")
     bare, lite = r.get("bare", {}), r.get("litellm", {})
-    for name in ("llmrelay",):
+    for name in ("llmrelay", "llmrelay-nolog"):
         ours = r.get(name, {})
         if "rps" in ours and "rps" in bare:
             print(f"\n{name} / bare rps: {ours['rps'] / bare['rps']:.2f}x (target >= 0.7x)")
