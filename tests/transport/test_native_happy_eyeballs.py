@@ -20,7 +20,7 @@ from llmrelay.transport import HttpRequest, Timeouts
 from llmrelay.transport import pool as pool_module
 from llmrelay.transport.native import NativeTransport
 
-from .raw_upstream import in_turn, raw_upstream, reply
+from .raw_upstream import in_turn, raw_upstream, reply, respond_each
 
 
 def _fds() -> int:
@@ -62,6 +62,7 @@ def _addresses(monkeypatch: pytest.MonkeyPatch, ports: list[int]) -> list[str]:
 
     async def resolve(loop: Any, host: str, port: int) -> Sequence[Any]:
         asked.append(host)
+        await asyncio.sleep(0)  # as a lookup does: others may ask meanwhile
         return [
             (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", p))
             for p in ports
@@ -242,3 +243,57 @@ async def test_aclose_during_a_lookup_ends_the_call(monkeypatch: pytest.MonkeyPa
     await t.aclose()
     with pytest.raises(APIConnectionError):
         await task
+
+
+async def test_a_burst_of_connections_to_one_name_looks_it_up_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Three requests at once open three connections: they wait for one lookup, not three.
+    gate = asyncio.Event()
+
+    async def respond(conn: Any, req: Any) -> None:
+        await gate.wait()  # every request holds its connection until all three are open
+        await conn.send(reply(b"ok"))
+
+    async with raw_upstream(respond_each(respond)) as up:
+        asked = _addresses(monkeypatch, [up.port])
+        t = NativeTransport()
+        try:
+            tasks = [
+                asyncio.create_task(
+                    t.send(HttpRequest("GET", f"http://multi.test:{up.port}/x", {}), Timeouts())
+                )
+                for _ in range(3)
+            ]
+            for _ in range(100_000):
+                if len(up.conns) == 3:
+                    break
+                await asyncio.sleep(0)
+            gate.set()
+            answers = await asyncio.gather(*tasks)
+        finally:
+            await t.aclose()
+    assert [a.body for a in answers] == [b"ok"] * 3
+    assert len(up.conns) == 3
+    assert asked == ["multi.test"]
+
+
+@pytest.mark.parametrize("ttl", [10.0, 0.0])
+async def test_a_name_is_kept_for_its_time_then_asked_again(
+    monkeypatch: pytest.MonkeyPatch, ttl: float
+) -> None:
+    # Each answer closes its connection, so every request opens a new one.
+    monkeypatch.setattr(pool_module, "NAMES_TTL", ttl)
+    async with raw_upstream(in_turn(reply(b"ok", headers="Connection: close\r\n"))) as up:
+        asked = _addresses(monkeypatch, [up.port])
+        t = NativeTransport()
+        try:
+            for _ in range(2):
+                r = await t.send(
+                    HttpRequest("GET", f"http://multi.test:{up.port}/x", {}), Timeouts()
+                )
+                assert r.body == b"ok"
+        finally:
+            await t.aclose()
+    assert len(up.conns) == 2
+    assert len(asked) == (1 if ttl else 2)

@@ -34,6 +34,12 @@ HIGH_WATER = 256 * 1024
 HAPPY_EYEBALLS_DELAY = 0.25
 
 
+#: How long a looked-up name's addresses are reused (aiohttp's default), and for how many
+#: names at most.
+NAMES_TTL = 10.0
+NAMES_MAX = 1024
+
+
 async def resolve(
     loop: asyncio.AbstractEventLoop, host: str, port: int
 ) -> Sequence[aiohappyeyeballs.AddrInfoType]:
@@ -211,6 +217,12 @@ class Pool:
         #: Callers waiting for room, in turn, with the origin each one wants.
         self.waiters: deque[tuple[Origin, asyncio.Future[None]]] = deque()
         self._sweep: asyncio.TimerHandle | None = None
+        #: Names looked up: (host, port) -> (until when, addresses), as aiohttp keeps them.
+        self._names: dict[tuple[str, int], tuple[float, Sequence[aiohappyeyeballs.AddrInfoType]]]
+        self._names = {}
+        #: Lookups under way: the callers who want the same name wait for the same one.
+        self._looking: dict[tuple[str, int], asyncio.Task[Sequence[aiohappyeyeballs.AddrInfoType]]]
+        self._looking = {}
 
     def take(self, origin: Origin) -> Connection | None:
         """An idle connection to ``origin`` still fit for use, or None."""
@@ -343,7 +355,7 @@ class Pool:
         """Connect ``conn`` to ``host``: its addresses raced as RFC 8305 says (a host whose first
         address never answers, an IPv6 route that drops packets, costs a quarter second, not
         the connect timeout), then TLS when ``context`` is given."""
-        infos = await resolve(self.loop, host, port)
+        infos = await self._addresses(host, port)
         sock = await aiohappyeyeballs.start_connection(
             infos, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY, interleave=1
         )
@@ -357,6 +369,31 @@ class Pool:
         except BaseException:
             sock.close()
             raise
+
+    async def _addresses(self, host: str, port: int) -> Sequence[aiohappyeyeballs.AddrInfoType]:
+        """``resolve``, its answer kept ``NAMES_TTL`` seconds: the connections a burst opens
+        to one host do not each ask the resolver (a thread each)."""
+        key = (host, port)
+        kept = self._names.get(key)
+        if kept is not None and kept[0] > self.loop.time():
+            return kept[1]
+        looking = self._looking.get(key)
+        if looking is None:
+            looking = self._looking[key] = self.loop.create_task(self._look_up(host, port))
+        # Shielded: a caller that gives up (cancelled, timed out) leaves the lookup to the others.
+        return await asyncio.shield(looking)
+
+    async def _look_up(self, host: str, port: int) -> Sequence[aiohappyeyeballs.AddrInfoType]:
+        key = (host, port)
+        try:
+            infos = await resolve(self.loop, host, port)
+        finally:
+            self._looking.pop(key, None)
+        names = self._names
+        if len(names) >= NAMES_MAX:  # many hosts: start again rather than grow
+            names.clear()
+        names[key] = (self.loop.time() + NAMES_TTL, infos)
+        return infos
 
     def _sweep_idle(self) -> None:
         self._sweep = None
@@ -375,6 +412,8 @@ class Pool:
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
+        for looking in list(self._looking.values()):
+            looking.cancel()  # its callers' connects are cancelled below
         for conn in list(self.open):
             if conn.connecting is not None:
                 conn.connecting.cancel()
