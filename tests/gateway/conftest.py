@@ -148,6 +148,26 @@ def ant(gw: Running, key: str = ADMIN) -> anthropic.AsyncAnthropic:
 # --------------------------------------------------------------------------- upstream streams
 
 
+@asynccontextmanager
+async def chat_upstream(
+    handle: Callable[[web.Request], Any], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[None]:
+    """``handle`` serving ``POST /v1/chat/completions`` on a free loopback port, and
+    ``OPENAI_BASE_URL`` pointing at it (for hand-made upstream streams)."""
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
 def chat_chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
     """One Chat Completions stream chunk (for hand-made upstream streams)."""
     return {

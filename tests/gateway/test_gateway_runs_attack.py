@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from llmrelay.gateway import sse as gw_sse
 
-from .conftest import AUTH, GPT, Running, chat_chunk, oai
+from .conftest import AUTH, GPT, Running, chat_chunk, chat_upstream, oai
 
 TEXTS = ["Hello", ",", " wörld", ' "q"', "\n", "😀", " end", "\u2028", "\\"]
 
@@ -43,18 +43,8 @@ class _Upstream:
 @pytest.fixture
 async def upstream(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[_Upstream]:
     up = _Upstream()
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", up.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
-    try:
+    async with chat_upstream(up.handle, monkeypatch):
         yield up
-    finally:
-        await runner.cleanup()
 
 
 def _body(objs: list[dict[str, object]], *, spaced: bool) -> bytes:

@@ -17,7 +17,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import GPT, Running, ant, chat_chunk, oai
+from .conftest import GPT, Running, ant, chat_chunk, chat_upstream, oai
 
 _pieces = st.sampled_from(["a", "é", "€", "😀", " b", "x\n", "\u2028"])
 _texts = st.lists(_pieces, min_size=1, max_size=4).map("".join)
@@ -75,18 +75,8 @@ class _Pieces:
 @pytest.fixture
 async def pieces(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[_Pieces]:
     up = _Pieces()
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", up.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
-    try:
+    async with chat_upstream(up.handle, monkeypatch):
         yield up
-    finally:
-        await runner.cleanup()
 
 
 @settings(

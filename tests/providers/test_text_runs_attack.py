@@ -5,6 +5,7 @@ one chunk per event, the same answer, the same failures, and nothing after ``[DO
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -17,6 +18,8 @@ from llmrelay.errors import StreamInterruptedError
 from llmrelay.types import StreamChunk
 
 from ..conftest import CANARY_KEY
+from ..transport.raw_upstream import Conn, RawRequest, chunked, raw_upstream, respond_each
+from ..transport.raw_upstream import RawUpstream as Served
 
 MODEL = "openai/gpt-4.1-mini"
 
@@ -39,52 +42,42 @@ def sse(*objs: Any) -> bytes:
 
 
 class RawUpstream:
-    """An HTTP/1.1 server that answers each request with ``body`` (SSE) in one write, chunked
-    (``chunk``: bytes per chunk) or delimited by the connection's close."""
+    """Answers each request with ``body`` (SSE) in one write, chunked (``chunk``: bytes per
+    chunk) or delimited by the connection's close: ``tests/transport/raw_upstream`` serving."""
 
     def __init__(self) -> None:
         self.body = b""
         #: Bodies for the next requests, in turn (then ``body``).
         self.bodies: list[bytes] = []
         self.chunk: int | None = None
-        self.server: asyncio.Server | None = None
+        self._serving: contextlib.AbstractAsyncContextManager[Served] | None = None
+        self._served: Served | None = None
 
     async def __aenter__(self) -> RawUpstream:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self._serving = raw_upstream(respond_each(self._respond))
+        self._served = await self._serving.__aenter__()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
+    async def __aexit__(self, *exc: Any) -> None:
+        assert self._serving is not None
+        await self._serving.__aexit__(*(exc or (None, None, None)))
 
     @property
     def base_url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1"
+        assert self._served is not None
+        return f"http://127.0.0.1:{self._served.port}/v1"
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":", 1)[1])
-        await reader.readexactly(length)
+    async def _respond(self, conn: Conn, req: RawRequest) -> None:
         body = self.bodies.pop(0) if self.bodies else self.body
+        out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
         if self.chunk is None:
-            out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"
-            out += body
+            out += b"connection: close\r\n\r\n" + body
         else:
-            out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            size = self.chunk
             out += b"transfer-encoding: chunked\r\n\r\n"
-            for i in range(0, len(body), self.chunk):
-                part = body[i : i + self.chunk]
-                out += b"%x\r\n%s\r\n" % (len(part), part)
-            out += b"0\r\n\r\n"
-        writer.write(out)
-        await writer.drain()
-        writer.close()
-        await writer.wait_closed()
+            out += chunked(*(body[i : i + size] for i in range(0, len(body), size)))
+        await conn.send(out)
+        await conn.close()
 
 
 @pytest.fixture

@@ -409,9 +409,7 @@ class Gateway:
                     # events (thousands), and a slow client's backpressure (``Frames``) must
                     # still apply between them, not after all of them are held in one write.
                     for i in range(0, len(pieces), _RUN_FRAMES):
-                        frame = writer.text_run(
-                            pieces if len(pieces) <= _RUN_FRAMES else pieces[i : i + _RUN_FRAMES]
-                        )
+                        frame = writer.text_run(pieces[i : i + _RUN_FRAMES])
                         if not frames.add_nowait(frame):
                             await frames.add(frame)
                     continue

@@ -10,6 +10,7 @@ idle longer than ``keepalive_timeout``, or closed by the server, instead of reus
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 from collections import deque
@@ -34,21 +35,18 @@ HIGH_WATER = 256 * 1024
 HAPPY_EYEBALLS_DELAY = 0.25
 
 
+Addresses = Sequence[aiohappyeyeballs.AddrInfoType]
 #: How long a looked-up name's addresses are reused (aiohttp's default), and for how many
 #: names at most.
 NAMES_TTL = 10.0
 NAMES_MAX = 1024
 
 
-async def resolve(
-    loop: asyncio.AbstractEventLoop, host: str, port: int
-) -> Sequence[aiohappyeyeballs.AddrInfoType]:
+async def resolve(loop: asyncio.AbstractEventLoop, host: str, port: int) -> Addresses:
     """The addresses to try for ``host``: an IP literal as it is (no lookup, no thread), a
     name through the resolver (``getaddrinfo`` in the loop's executor)."""
-    try:
+    with contextlib.suppress(socket.gaierror):
         return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
-    except socket.gaierror:
-        pass
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     if not infos:
         raise OSError(f"{host} has no address")
@@ -218,11 +216,9 @@ class Pool:
         self.waiters: deque[tuple[Origin, asyncio.Future[None]]] = deque()
         self._sweep: asyncio.TimerHandle | None = None
         #: Names looked up: (host, port) -> (until when, addresses), as aiohttp keeps them.
-        self._names: dict[tuple[str, int], tuple[float, Sequence[aiohappyeyeballs.AddrInfoType]]]
-        self._names = {}
+        self._names: dict[tuple[str, int], tuple[float, Addresses]] = {}
         #: Lookups under way: the callers who want the same name wait for the same one.
-        self._looking: dict[tuple[str, int], asyncio.Task[Sequence[aiohappyeyeballs.AddrInfoType]]]
-        self._looking = {}
+        self._looking: dict[tuple[str, int], asyncio.Task[Addresses]] = {}
 
     def take(self, origin: Origin) -> Connection | None:
         """An idle connection to ``origin`` still fit for use, or None."""
@@ -370,7 +366,7 @@ class Pool:
             sock.close()
             raise
 
-    async def _addresses(self, host: str, port: int) -> Sequence[aiohappyeyeballs.AddrInfoType]:
+    async def _addresses(self, host: str, port: int) -> Addresses:
         """``resolve``, its answer kept ``NAMES_TTL`` seconds: the connections a burst opens
         to one host do not each ask the resolver (a thread each)."""
         key = (host, port)
@@ -383,7 +379,7 @@ class Pool:
         # Shielded: a caller that gives up (cancelled, timed out) leaves the lookup to the others.
         return await asyncio.shield(looking)
 
-    async def _look_up(self, host: str, port: int) -> Sequence[aiohappyeyeballs.AddrInfoType]:
+    async def _look_up(self, host: str, port: int) -> Addresses:
         key = (host, port)
         try:
             infos = await resolve(self.loop, host, port)
