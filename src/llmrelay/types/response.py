@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import orjson
 
@@ -232,10 +232,16 @@ def chunk(
 def text_chunk(delta: str) -> StreamChunk:
     """``StreamChunk(delta)`` at a quarter less: the chunk most stream events become, made
     without the dataclass's ``__init__`` (every field set here, as it sets them)."""
-    return _text_only(_new(StreamChunk), delta)
-
-
-_C = TypeVar("_C", bound=StreamChunk)
+    c: StreamChunk = _new(StreamChunk)
+    c.delta = delta
+    c.tool_calls = []
+    c.reasoning = ""
+    c.finish_reason = None
+    c.usage = None
+    c.done = False
+    c.response = None
+    c.reasoning_part = None
+    return c
 
 
 @dataclass(slots=True)
@@ -250,15 +256,10 @@ class TextRun(StreamChunk):
 
 def text_run(pieces: list[str]) -> TextRun:
     """The :class:`TextRun` of ``pieces`` (two or more non-empty texts), made as
-    ``text_chunk`` makes a chunk."""
-    c: TextRun = _text_only(_new(TextRun), "".join(pieces))
-    c.pieces = pieces
-    return c
-
-
-def _text_only(c: _C, delta: str) -> _C:
-    """``c`` (made without ``__init__``) given every field of a chunk of text ``delta`` alone."""
-    c.delta = delta
+    ``text_chunk`` makes a chunk (its field setting is written out in both on purpose: a shared
+    setter costs ``text_chunk``, called for every stream event, ~13% more)."""
+    c: TextRun = _new(TextRun)
+    c.delta = "".join(pieces)
     c.tool_calls = []
     c.reasoning = ""
     c.finish_reason = None
@@ -266,4 +267,5 @@ def _text_only(c: _C, delta: str) -> _C:
     c.done = False
     c.response = None
     c.reasoning_part = None
+    c.pieces = pieces
     return c
