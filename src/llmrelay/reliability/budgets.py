@@ -41,6 +41,7 @@ pass a limit together. Pass ``estimator=`` to choose another estimate (e.g.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -152,6 +153,12 @@ def _checked_estimate(value: Any) -> float | None:
     caller."""
     if value is None:
         return None
+    if inspect.iscoroutine(value):  # an async estimator: closed, or it warns as never awaited
+        value.close()
+        raise ConfigurationError(
+            "a budget estimator returned a coroutine: it must be a plain function (it runs "
+            "before the call, with no await), not an async one"
+        )
     if isinstance(value, bool) or not isinstance(value, int | float) or bad_number(value):
         raise ConfigurationError(
             f"a budget estimator returned {shown_arg(value)}: it must return a number of "

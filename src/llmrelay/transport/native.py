@@ -223,7 +223,12 @@ class NativeTransport:
         except TimeoutError:
             raise _Failed("timeout") from None
         except OSError as exc:
-            raise APIConnectionError(f"could not connect to {target.where}: {exc}") from exc
+            # Every address of a name tried and refused: the race's error lists them all (a name
+            # of hundreds of addresses, a message of kilobytes); the chained error keeps them.
+            detail = str(exc)
+            if len(detail) > 300:
+                detail = detail[:300] + "..."
+            raise APIConnectionError(f"could not connect to {target.where}: {detail}") from exc
 
     async def send(self, request: HttpRequest, timeouts: Timeouts) -> HttpResponse:
         limit = request.max_response_bytes

@@ -53,6 +53,11 @@ async def resolve(loop: asyncio.AbstractEventLoop, host: str, port: int) -> Addr
     return infos
 
 
+def _heard(task: asyncio.Task[Addresses]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 class Exchange(Protocol):
     """What a connection needs of the request it carries (``native._Exchange``)."""
 
@@ -376,6 +381,10 @@ class Pool:
         looking = self._looking.get(key)
         if looking is None:
             looking = self._looking[key] = self.loop.create_task(self._look_up(host, port))
+            # Its error is heard by the callers still waiting; when every one gave up (a connect
+            # timeout shorter than the resolver's), shield no longer asks for it, and each
+            # failed lookup would be logged as "Task exception was never retrieved".
+            looking.add_done_callback(_heard)
         # Shielded: a caller that gives up (cancelled, timed out) leaves the lookup to the others.
         return await asyncio.shield(looking)
 
