@@ -146,3 +146,19 @@ def test_an_iso_week_date_is_not_a_day() -> None:
     _spend(ledger, _day(date(2026, 12, 4)))
     _spend(ledger, "key|k1|day|2026-W49-5")
     assert ledger._day == "2026-12-04"
+
+
+def test_an_account_of_overlapping_calls_settled_in_full_is_dropped_despite_float_residue() -> None:
+    # Two calls overlap on one day's account: 0.1 + 0.2 reserved, each settled. In floats the
+    # hold is left at 0.30000000000000004 - 0.1 - 0.2 = 5.5e-17, not 0: the account would look
+    # held for ever and never be dropped (most busy accounts have overlapping calls).
+    ledger = MemoryLedger()
+    old = date(2026, 3, 1)
+    assert ledger.reserve_now([(_day(old), 10.0)], 0.1) is None
+    assert ledger.reserve_now([(_day(old), 10.0)], 0.2) is None
+    ledger.settle_now([_day(old)], 0.1, 0.1)
+    ledger.settle_now([_day(old)], 0.2, 0.2)
+    assert ledger._reserved[_day(old)] == 0.0
+    for n in (1, 2, 3, 4, 5):
+        _spend(ledger, _day(old + timedelta(days=n)))
+    assert _day(old) not in _keys(ledger)

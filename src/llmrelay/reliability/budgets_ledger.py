@@ -145,7 +145,9 @@ class MemoryLedger:
         try:
             for key in keys:
                 left = held.get(key, 0.0) - reserved
-                held[key] = left if left > 0.0 else 0.0  # ``max(0.0, left)``, NaN too
+                # ``max(0.0, left)``, NaN too; and a float residue (0.1 + 0.2 held, both settled,
+                # leaves 2.8e-17) is nothing held, or the account is never dropped (``_opened``).
+                held[key] = left if left > 1e-12 else 0.0
                 spent[key] = spent.get(key, 0.0) + actual
         finally:
             lock.release()
