@@ -25,8 +25,9 @@ from llmrelay.core.retry import RetryPolicy
 from llmrelay.errors import ConfigFileError, ConfigurationError, RateLimitedError
 from llmrelay.providers.table import make_deployment
 from llmrelay.reliability.ratelimit import RateLimiter
-from llmrelay.reliability.ratelimit_buckets import Charge, MemoryBuckets, RedisBuckets, Settle
+from llmrelay.reliability.ratelimit_buckets import Charge, MemoryBuckets, Settle
 from llmrelay.reliability.ratelimit_headers import DEFAULT_MAX_BLOCK, read_limit_headers
+from llmrelay.reliability.ratelimit_redis import RedisBuckets
 from llmrelay.state import RedisStore
 from llmrelay.testing.fake import FakeUpstream, Reply
 from llmrelay.types import ChatRequest, Message, build_params

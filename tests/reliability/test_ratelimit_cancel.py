@@ -11,12 +11,15 @@ from typing import Any
 import pytest
 
 import llmrelay
-from llmrelay.core.engine import Engine
+from llmrelay.core.engine import CallOptions, Engine
+from llmrelay.core.layers import CallContext
 from llmrelay.core.retry import RetryPolicy
 from llmrelay.errors import RateLimitedError
+from llmrelay.providers.table import make_deployment
 from llmrelay.reliability.ratelimit import RateLimiter
 from llmrelay.state import RedisStore
 from llmrelay.testing.fake import FakeUpstream, Reply
+from llmrelay.types import ChatRequest, Message, build_params
 
 from .. import redis_services
 from ..conftest import CANARY_KEY
@@ -80,3 +83,50 @@ async def test_a_cancelled_call_frees_its_slots_on_redis(
     fake: FakeUpstream, redis_store: RedisStore
 ) -> None:
     await _cancelled_calls(_client(RateLimiter(LIMITS, store=redis_store)), fake)
+
+
+@pytest.mark.services
+async def test_an_acquire_cancelled_after_redis_admitted_it_frees_its_slot(
+    redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Redis ran the admitting script (the slot is taken, with a 900 s lease) but its answer
+    # came after the caller gave up -- a client that disconnects at that moment. The slot must
+    # be free again at once, not after the lease: else every such client holds one for 15
+    # minutes, and a handful of them stop a deployment of few concurrent slots.
+    dep = make_deployment("openai", "gpt-4o-mini", api_key="sk-test", base_url="http://x/v1")
+    limiter = RateLimiter({"openai/gpt-4o-mini": {"concurrent": 1}}, store=redis_store)
+
+    def req() -> ChatRequest:
+        return ChatRequest([Message("user", "hi")], build_params({"max_tokens": 10}))
+
+    def ctx() -> CallContext:
+        return CallContext(CallOptions(), "t", 0.0)
+
+    real = redis_store.eval_many
+    ran, never = asyncio.Event(), asyncio.Event()
+    late = [True]
+
+    async def answer_late(calls: Any) -> Any:
+        out = await real(calls)
+        if late[0]:
+            late[0] = False
+            ran.set()
+            await never.wait()
+        return out
+
+    monkeypatch.setattr(redis_store, "eval_many", answer_late)
+    task = asyncio.ensure_future(limiter.acquire(dep, req(), ctx()))
+    await asyncio.wait_for(ran.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(200):  # the give-back is one more round trip, made in the background
+        try:
+            permit = await limiter.acquire(dep, req(), ctx())
+        except RateLimitedError:
+            await asyncio.sleep(0.01)
+            continue
+        await limiter.release(permit, None, None, None)
+        break
+    else:
+        pytest.fail("the cancelled acquire still holds the deployment's only slot")

@@ -587,7 +587,7 @@ def _buckets_for(store: Store | None, clock: Callable[[], float], max_block: flo
     if store is None or store.kind != "redis":
         return MemoryBuckets(clock, max_block)
     from ..state.redis_store import RedisStore
-    from .ratelimit_buckets import RedisBuckets
+    from .ratelimit_redis import RedisBuckets
 
     assert isinstance(store, RedisStore)
     return RedisBuckets(store, max_block)

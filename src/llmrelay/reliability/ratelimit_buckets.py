@@ -24,16 +24,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..state.base import hash_tag
-from ..state.redis_store import RedisStore
-from ..state.scripts import RL_ACQUIRE, RL_RELEASE
-
 __all__ = [
     "DIMS",
     "Buckets",
     "Charge",
     "MemoryBuckets",
-    "RedisBuckets",
     "Refusal",
     "Settle",
     "Slot",
@@ -486,114 +481,3 @@ class MemoryBuckets:
             blocked = _block(block, self.max_block)
             if blocked > 0:
                 s.blocked_until = max(s.blocked_until, now + blocked)
-
-
-# --------------------------------------------------------------------------- Redis
-
-_KEY_TTL_MS = 3_600_000  # counters of a scope unused for an hour are dropped
-_DAY_TTL_MS = 86_460_000  # ... a day and a minute when it counts per day
-
-
-def _ttl_ms(limits: Vector) -> int:
-    """How long a scope's counters must outlive its last use: the longest window it counts."""
-    full = _full(limits)
-    return _DAY_TTL_MS if full[5] or full[6] else _KEY_TTL_MS
-
-
-class RedisBuckets:
-    """Counters in Redis, shared by every process using the same server and prefix."""
-
-    def __init__(self, store: RedisStore, max_block: float = MAX_BLOCK) -> None:
-        self.store = store
-        self.max_block = max_block
-        self._max_block_ms = _num(max_block * 1000)
-
-    def _keys(self, scope: str) -> list[str]:
-        base = f"{self.store.prefix}rl:{{{hash_tag(scope)}}}"
-        return [base, base + ":c"]
-
-    async def acquire(
-        self, charges: Sequence[Charge], permit_id: str, lease: float
-    ) -> Refusal | None:
-        calls = []
-        for c in charges:
-            args: list[object] = [permit_id, max(1, round(lease * 1000)), c.concurrent]
-            limits, costs = _full(c.limits), _full(c.costs)
-            for i in range(_N):
-                args += [_num(limits[i]), _num(costs[i])]
-            args += [_ttl_ms(c.limits), self._max_block_ms]
-            calls.append((RL_ACQUIRE, self._keys(c.scope), args))
-        results = await self.store.eval_many(calls)
-        refusals: list[Refusal] = []
-        admitted: list[Charge] = []
-        for c, r in zip(charges, results, strict=True):
-            status, value, dim = int(r[0]), float(r[1]), _text(r[2])
-            if status == 1:
-                admitted.append(c)
-            elif status == -1:
-                refusals.append(Refusal(c.scope, dim, None, value))
-            else:
-                refusals.append(Refusal(c.scope, dim, value / 1000))
-        if not refusals:
-            return None
-        if admitted:  # all-or-nothing: give back what the other scopes took
-            await self.release(
-                [Settle(c.scope, c.limits, _neg(c.costs)) for c in admitted],
-                permit_id,
-            )
-        never = next((r for r in refusals if r.retry_after is None), None)
-        if never is not None:
-            return never
-        worst = refusals[0]
-        for r in refusals[1:]:
-            worst = _worse(worst, r)
-        return worst
-
-    async def take(
-        self, slots: Sequence[Slot], costs: Vector, permit_id: str, lease: float
-    ) -> Refusal | None:
-        charges = [Charge(sl.scope, sl.limits, costs, sl.concurrent) for sl in slots]
-        return await self.acquire(charges, permit_id, lease)
-
-    async def give(
-        self,
-        slots: Sequence[Slot],
-        deltas: Vector,
-        permit_id: str,
-        learned_scope: str,
-        told: Told | None,
-    ) -> None:
-        settles = []
-        for sl in slots:
-            if told is not None and sl.scope == learned_scope:
-                settles.append(Settle(sl.scope, sl.limits, deltas, *told))
-            else:
-                settles.append(Settle(sl.scope, sl.limits, deltas))
-        await self.release(settles, permit_id)
-
-    async def release(self, settles: Sequence[Settle], permit_id: str) -> None:
-        calls = []
-        for st in settles:
-            args: list[object] = [permit_id]
-            limits, deltas = _full(st.limits), _full(st.deltas)
-            for i in range(_N):
-                args += [_num(limits[i]), _num(deltas[i])]
-            args.append(_num(_block(st.block, self.max_block) * 1000))
-            args += [_num(x) for x in st.learned[:_LEARNED]]
-            args += [_num(x) for x in st.used[:_LEARNED]]
-            args += [_ttl_ms(st.limits), self._max_block_ms]
-            calls.append((RL_RELEASE, self._keys(st.scope), args))
-        if calls:
-            await self.store.eval_many(calls)
-
-
-def _neg(v: Vector) -> Vector:
-    return tuple(-x for x in v)
-
-
-def _num(x: float) -> str:
-    return repr(float(x)) if x != int(x) else str(int(x))
-
-
-def _text(v: object) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
