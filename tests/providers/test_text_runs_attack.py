@@ -180,6 +180,27 @@ async def test_an_error_event_after_a_run_comes_after_its_pieces(up: RawUpstream
     assert info.value.partial.text == "".join(TEXTS)
 
 
+@pytest.mark.parametrize("chunk", [None, 7])
+async def test_an_event_past_the_limit_comes_after_the_pieces_before_it(
+    up: RawUpstream, chunk: int | None
+) -> None:
+    # A read holding text events and then one event past max_event_bytes: the text before it
+    # reaches the caller and the cut answer; the stream fails at the long event, naming the
+    # setting. (It used to fail at once, the read's earlier text lost.)
+    long = chat_chunk({"content": "x" * 3000})
+    up.body = sse(*_texts(True), long, *FINAL) + b"data: [DONE]\n\n"
+    up.chunk = chunk
+    client = llmrelay.Client(max_event_bytes=2000)
+    stream = client.astream(MODEL, "hi", **_kw(up))
+    got: list[str] = []
+    with pytest.raises(StreamInterruptedError) as info:
+        await _read_into(stream, got)
+    assert [g for g in got if g] == TEXTS
+    assert "max_event_bytes" in str(info.value)
+    assert info.value.partial is not None
+    assert info.value.partial.text == "".join(TEXTS)
+
+
 async def test_leaving_in_the_middle_of_a_run(up: RawUpstream) -> None:
     up.body = sse(*_texts(True), *FINAL) + b"data: [DONE]\n\n"
     client = _client()

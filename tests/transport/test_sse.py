@@ -423,9 +423,10 @@ def split_at(data: bytes, cuts: list[int], limit: int | None = None) -> list[SSE
         for cut in [*sorted(set(cuts)), len(data)]:
             out += d.feed(data[prev:cut])
             prev = cut
+        # An event past the limit right after others of the last piece raises here.
+        return out + d.flush()
     except ResponseTooLargeError:
         return None
-    return out + d.flush()
 
 
 @settings(max_examples=300, deadline=None)
@@ -516,9 +517,9 @@ def data_at(
             else:
                 out += d.feed_data(piece)
             prev = cut
+        out += [ev.data for ev in d.flush()]
     except ResponseTooLargeError:
         return None
-    out += [ev.data for ev in d.flush()]
     return out, d.has_partial, d.last_event_id
 
 
@@ -549,9 +550,35 @@ def test_feed_data_cuts_whole_data_events_and_keeps_the_rest() -> None:
     assert d.feed_data(b"data: y\n\n") == ["y"]
     assert not d.has_partial
     # A line of 11 characters, "data: " counted: over a limit of 10.
-    for chunk in (b"data: 01234\n\n", b"data: 0123\n\ndata: 01234\n\n"):
+    for chunk, before in ((b"data: 01234\n\n", []), (b"data: 0123\n\ndata: 01234\n\n", ["0123"])):
         d = SSEDecoder(10)
         assert d.feed_data(b"data: a\n\n") == ["a"]  # started: past the first chunk's checks
+        if before:  # the events before it first; the next read raises
+            assert d.feed_data(chunk) == before
         with pytest.raises(ResponseTooLargeError):
             d.feed_data(chunk)
     assert SSEDecoder(10).feed_data(b"data: 0123\n\n") == ["0123"]
+
+
+@pytest.mark.parametrize("how", ["feed", "feed_data"])
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        b"data: one\n\ndata: two\n\ndata: " + b"x" * 50 + b"\n\ndata: after\n\n",
+        b"data: one\n\ndata: two\n\ndata: " + b"x" * 50,  # the long line not yet ended
+        b"data: one\n\ndata: two\n\n: ping\nid: 3\ndata: " + b"x" * 50 + b"\n\n",  # slow path
+        b"data: one\n\ndata: two\n\n" + b"data: xxxxxxxx\n" * 8 + b"\n",  # many lines
+    ],
+)
+def test_events_before_one_past_the_limit_in_the_same_read_are_kept(chunk: bytes, how: str) -> None:
+    # A read holding good events and then one past the limit: the good ones are the stream's
+    # (a caller sees their text, a cut stream's partial answer holds it); reading stops at the
+    # bad one, which the next read -- or the end of the stream -- raises. Nothing after it.
+    for end in ("feed", "flush"):
+        d = SSEDecoder(40)
+        got = d.feed(chunk) if how == "feed" else d.feed_data(chunk)
+        assert [e if isinstance(e, str) else e.data for e in got] == ["one", "two"]
+        later = d.feed if how == "feed" else d.feed_data
+        with pytest.raises(ResponseTooLargeError) as info:
+            later(b"data: later\n\n") if end == "feed" else d.flush()
+        assert info.value.setting == "max_event_bytes"

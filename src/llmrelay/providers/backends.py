@@ -192,9 +192,10 @@ class HttpBackend:
                                     yield c
                             if state.done:
                                 break
-                    for ev in decoder.flush():
-                        for c in state.feed(ev):
-                            yield c
+                    if not state.done:  # (after the end nothing counts, a bad event neither)
+                        for ev in decoder.flush():
+                            for c in state.feed(ev):
+                                yield c
                 except (APIConnectionError, APITimeoutError) as exc:
                     # Both a StreamInterruptedError and the connection error or timeout it is.
                     partial = scrub_answer(state.partial(), dep)

@@ -77,6 +77,7 @@ class SSEDecoder:
         "_data",
         "_decoder",
         "_event",
+        "_failed",
         "_in_event",
         "_last_id",
         "_limit",
@@ -110,9 +111,23 @@ class SSEDecoder:
         #: The line-by-line interpretation holds state (a partial line or event, a pending CR,
         #: undecoded bytes) or the stream has not started (a BOM may come): it takes the bytes.
         self._slow = True
+        #: An event or line past the limit, met after events of the same chunk: those are
+        #: returned first, and this is raised by the next ``feed``/``feed_data``/``flush``.
+        self._failed: ResponseTooLargeError | None = None
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        """Decode a network chunk; return the events it completes (often none or one)."""
+        """Decode a network chunk; return the events it completes (often none or one). An event
+        or line past the limit raises ``ResponseTooLargeError`` -- after the events before it:
+        when the same chunk completed some, they are returned and the next call raises."""
+        failed = self._failed
+        if failed is None:
+            events = self._feed(chunk)
+            failed = self._failed
+            if failed is None or events:
+                return events
+        raise failed
+
+    def _feed(self, chunk: bytes) -> list[SSEEvent]:
         if self._slow:
             if (
                 self._started
@@ -213,6 +228,8 @@ class SSEDecoder:
         (OpenAI's streams; the decoder's state is the same as after ``feed``). A chunk of whole
         single-line ``data:`` events, LF-terminated -- what most upstreams send -- is cut in
         one ``split``, with no event object made."""
+        if self._failed is not None:
+            raise self._failed
         if (
             (
                 not self._slow
@@ -263,7 +280,11 @@ class SSEDecoder:
     def flush(self) -> list[SSEEvent]:
         """End of stream. Returns the events still to dispatch: always none, because the spec
         discards an event whose closing blank line never came. Check :attr:`has_partial` (before
-        or after ``flush``) to tell such a cut from a clean end."""
+        or after ``flush``) to tell such a cut from a clean end. Raises the
+        ``ResponseTooLargeError`` of an event past the limit that came after the events the
+        last ``feed`` returned."""
+        if self._failed is not None:
+            raise self._failed
         if self._raw:
             # The fast path's carried-over start of an event: the line-by-line state takes it
             # (it is discarded as the spec says; ``has_partial`` tells).
@@ -291,6 +312,8 @@ class SSEDecoder:
         return self._last_id
 
     def _feed_text(self, text: str) -> list[SSEEvent]:
+        if self._failed is not None:  # reading stopped at an event past the limit
+            return []
         if not self._started:
             self._started = True
             if text[0] == "\ufeff":
@@ -310,21 +333,26 @@ class SSEDecoder:
             buf = buf.replace("\r\n", "\n").replace("\r", "\n")
         lines = buf.split("\n")
         self._buf = lines.pop()
-        if len(self._buf) > self._limit:
-            self._buf = ""
-            raise self._too_large("line")
-        if not lines:
-            return []
         events: list[SSEEvent] = []
-        for line in lines:
-            if len(line) > self._limit:
+        try:
+            # The whole lines first: events before one past the limit are the stream's.
+            for line in lines:
+                if len(line) > self._limit:
+                    raise self._too_large("line")
+                if not line:
+                    ev = self._dispatch()
+                    if ev is not None:
+                        events.append(ev)
+                elif line[0] != ":":  # a leading colon is a comment / keep-alive ping
+                    self._field(line)
+            if len(self._buf) > self._limit:
+                self._buf = ""
                 raise self._too_large("line")
-            if not line:
-                ev = self._dispatch()
-                if ev is not None:
-                    events.append(ev)
-            elif line[0] != ":":  # a leading colon is a comment / keep-alive ping
-                self._field(line)
+        except ResponseTooLargeError as exc:
+            # Reading stops here: what came before is returned, this is raised next (``feed``
+            # raises it at once when there is nothing before it).
+            self._failed = exc
+            self._buf, self._data, self._raw = "", [], b""
         return events
 
     def _field(self, line: str) -> None:
