@@ -83,10 +83,17 @@ class RedisBuckets:
         if not refusals:
             return None
         if admitted:  # all-or-nothing: give back what the other scopes took
-            await self.release(
-                [Settle(c.scope, c.limits, _neg(c.costs)) for c in admitted],
-                permit_id,
-            )
+            try:
+                await self.release(
+                    [Settle(c.scope, c.limits, _neg(c.costs)) for c in admitted],
+                    permit_id,
+                )
+            except asyncio.CancelledError:
+                # Redis may not have run the give-back: free the slots at least (giving the
+                # costs back twice, were it run, would undercount them).
+                if permit_id:
+                    self._give_back_holds(admitted, permit_id)
+                raise
         never = next((r for r in refusals if r.retry_after is None), None)
         if never is not None:
             return never
