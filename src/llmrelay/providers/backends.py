@@ -185,6 +185,8 @@ class HttpBackend:
                                 yield c
                             if state.done:
                                 break
+                            if decoder.failed is not None:  # no waiting for the next read
+                                raise decoder.failed
                     else:
                         async for data in s.aiter_bytes():
                             for ev in decoder.feed(data):
@@ -192,6 +194,8 @@ class HttpBackend:
                                     yield c
                             if state.done:
                                 break
+                            if decoder.failed is not None:  # no waiting for the next read
+                                raise decoder.failed
                     if not state.done:  # (after the end nothing counts, a bad event neither)
                         for ev in decoder.flush():
                             for c in state.feed(ev):

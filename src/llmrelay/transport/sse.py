@@ -307,6 +307,13 @@ class SSEDecoder:
         return bool(self._buf) or self._in_event or bool(self._decoder.getstate()[0])
 
     @property
+    def failed(self) -> ResponseTooLargeError | None:
+        """The error of an event past the limit that the last ``feed``/``feed_data`` met after
+        the events it returned (raised by the next call): a reader raises it at once instead of
+        waiting on the network for another read."""
+        return self._failed
+
+    @property
     def last_event_id(self) -> str | None:
         """The last ``id`` the stream set (what a reconnect would send as Last-Event-ID)."""
         return self._last_id
