@@ -71,3 +71,22 @@ async def test_an_event_past_the_limit_fails_the_stream_without_waiting_for_the_
         await client.aclose()
     assert [g for g in got if g] == TEXTS
     assert "max_event_bytes" in str(info.value)
+
+
+@pytest.mark.parametrize("chunk", [None, 7])
+async def test_done_before_an_event_past_the_limit_in_the_same_read_succeeds(
+    chunk: int | None,
+) -> None:
+    # [DONE] ends the stream: an event past the limit after it, in the same read or not, is
+    # not the stream's (it is never read as an error).
+    from .test_text_runs_attack import FINAL, RawUpstream
+
+    async with RawUpstream() as up:
+        long = chat_chunk({"content": "x" * 3000})
+        up.body = sse(*_texts(False), *FINAL) + b"data: [DONE]\n\n" + sse(long)
+        up.chunk = chunk
+        client = llmrelay.Client(max_event_bytes=2000)
+        kw: dict[str, Any] = {"api_key": CANARY_KEY, "base_url": up.base_url}
+        got = [c.delta async for c in client.astream("openai/gpt-4.1-mini", "hi", **kw)]
+        await client.aclose()
+    assert "".join(got) == "".join(TEXTS)
