@@ -9,6 +9,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
+from ..errors import StateStoreError
 from ..state.base import hash_tag
 from ..state.redis_store import RedisStore
 from ..state.scripts import RL_ACQUIRE, RL_RELEASE
@@ -64,10 +65,19 @@ class RedisBuckets:
                 args += [_num(limits[i]), _num(costs[i])]
             args += [_ttl_ms(c.limits), self._max_block_ms]
             calls.append((RL_ACQUIRE, self._keys(c.scope), args))
+        # A store waiting out a failure refuses at once, without running anything.
+        reached = self.store.available
         try:
             results = await self.store.eval_many(calls)
         except asyncio.CancelledError:
             if permit_id:
+                self._give_back_holds(charges, permit_id)
+            raise
+        except StateStoreError:
+            # The answer may be what was lost (a timeout, a broken connection after the
+            # scripts ran): the caller goes on unlimited (fail-open) or refused, and nothing
+            # would ever release what the scripts took.
+            if permit_id and reached:
                 self._give_back_holds(charges, permit_id)
             raise
         refusals: list[Refusal] = []
@@ -88,7 +98,7 @@ class RedisBuckets:
                     [Settle(c.scope, c.limits, _neg(c.costs)) for c in admitted],
                     permit_id,
                 )
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, StateStoreError):
                 # Redis may not have run the give-back: free the slots at least (giving the
                 # costs back twice, were it run, would undercount them).
                 if permit_id:
@@ -103,19 +113,32 @@ class RedisBuckets:
         return worst
 
     def _give_back_holds(self, charges: Sequence[Charge], permit_id: str) -> None:
-        """The caller gave up while the scripts were under way: Redis may have run them, so
-        the permit may hold a concurrency slot in each scope -- for ``lease`` seconds (15
-        minutes by default), as a process that died would. Release those holds now, in the
-        background (the caller is cancelled; its cancellation is not delayed). Releasing a
-        hold never taken changes nothing (a ``ZREM`` of an absent member); the request and
-        token counts the scripts may have charged stay charged, as for any call that did not
-        finish."""
+        """The caller gave up, or the answer was lost, while the scripts were under way: Redis
+        may have run them, so the permit may hold a concurrency slot in each scope -- for
+        ``lease`` seconds (15 minutes by default), as a process that died would. Release those
+        holds now, in the background (the caller's cancellation or error is not delayed),
+        trying again after the store's ``retry_interval`` when it failed. Releasing a hold
+        never taken changes nothing (a ``ZREM`` of an absent member); the request and token
+        counts the scripts may have charged stay charged, as for any call that did not
+        finish. At most ``_MAX_GIVING_BACK`` are under way (a store that is down for long:
+        the rest end with their lease)."""
         zero = (0.0,) * _N
         settles = [Settle(c.scope, c.limits, zero) for c in charges if c.concurrent]
-        if settles:
-            task = asyncio.get_running_loop().create_task(self.release(settles, permit_id))
+        if settles and len(_giving_back) < _MAX_GIVING_BACK:
+            task = asyncio.get_running_loop().create_task(self._give_back(settles, permit_id))
             _giving_back.add(task)
             task.add_done_callback(_given_back)
+
+    async def _give_back(self, settles: list[Settle], permit_id: str) -> None:
+        for attempt in range(_GIVE_BACK_TRIES):
+            try:
+                await self.release(settles, permit_id)
+                return
+            except StateStoreError:
+                if attempt == _GIVE_BACK_TRIES - 1:
+                    raise
+            # After the store's pause (it refuses at once until then), at least 50 ms.
+            await asyncio.sleep(max(self.store.retry_interval, 0.05))
 
     async def take(
         self, slots: Sequence[Slot], costs: Vector, permit_id: str, lease: float
@@ -169,6 +192,9 @@ def _text(v: object) -> str:
 
 #: Background give-backs under way (held so they are not collected before they finish).
 _giving_back: set[asyncio.Task[None]] = set()
+_MAX_GIVING_BACK = 1000
+#: Tries of one give-back, ``retry_interval`` apart.
+_GIVE_BACK_TRIES = 3
 
 
 def _given_back(task: asyncio.Task[None]) -> None:
