@@ -104,6 +104,11 @@ FINAL = [
 ]
 
 
+async def _collect(stream: llmrelay.ResponseStream, seen: list[StreamChunk]) -> None:
+    async for c in stream:
+        seen.append(c)
+
+
 async def _read_into(stream: llmrelay.ResponseStream, got: list[str]) -> None:
     async for c in stream:
         got.append(c.delta)
@@ -178,6 +183,30 @@ async def test_an_error_event_after_a_run_comes_after_its_pieces(up: RawUpstream
     assert [g for g in got if g] == TEXTS
     assert info.value.partial is not None
     assert info.value.partial.text == "".join(TEXTS)
+
+
+@pytest.mark.parametrize("chunk", [None, 7])
+async def test_text_beside_an_in_band_error_is_streamed_before_the_error(
+    up: RawUpstream, chunk: int | None
+) -> None:
+    # An event carrying text and an error object (OpenRouter reports mid-stream failures with
+    # an ``error`` beside ``choices``): the text is part of the answer -- the caller receives
+    # it as a chunk, then the error; the cut answer holds exactly what the caller received.
+    failing = {
+        **chat_chunk({"content": " and then"}),
+        "error": {"message": "the upstream died", "code": 502},
+    }
+    up.body = sse(*_texts(True), failing)
+    up.chunk = chunk
+    client = _client()
+    stream = client.astream(MODEL, "hi", **_kw(up))
+    got: list[str] = []
+    with pytest.raises(StreamInterruptedError) as info:
+        await _read_into(stream, got)
+    assert [g for g in got if g] == [*TEXTS, " and then"]
+    assert info.value.partial is not None
+    assert info.value.partial.text == "".join(got)
+    assert "the upstream died" in str(info.value)
 
 
 @pytest.mark.parametrize("chunk", [None, 7])
@@ -312,3 +341,24 @@ def test_a_sync_stream_left_in_the_middle_of_a_run(up_thread: RawUpstream) -> No
     assert list(again.text_deltas()) == TEXTS
     assert again.response is not None
     assert again.response.text == "".join(TEXTS)
+
+
+async def test_an_in_band_error_with_a_finish_reason_and_no_text_is_only_the_error(
+    up: RawUpstream,
+) -> None:
+    # OpenRouter's shape: an empty delta, finish_reason "error" and the error object. No
+    # finish chunk reaches the caller before the error.
+    failing = {
+        **chat_chunk({"content": ""}, "error"),
+        "error": {"message": "the upstream died", "code": 502},
+    }
+    up.body = sse(*_texts(True), failing)
+    client = _client()
+    stream = client.astream(MODEL, "hi", **_kw(up))
+    seen: list[StreamChunk] = []
+    with pytest.raises(StreamInterruptedError) as info:
+        await _collect(stream, seen)
+    assert [c.delta for c in seen if c.delta] == TEXTS
+    assert all(c.finish_reason is None for c in seen)
+    assert info.value.partial is not None
+    assert info.value.partial.text == "".join(TEXTS)

@@ -56,6 +56,7 @@ class OpenAIChatStream:
 
     __slots__ = (
         "_dep",
+        "_failed",
         "_filter",
         "_id",
         "_map_error",
@@ -102,6 +103,9 @@ class OpenAIChatStream:
         self._mid: str | None = None
         self._post = ""
         self.done = False
+        #: The in-band error of an event that also carried output: raised once that output
+        #: has been given (``feed_values``).
+        self._failed: Exception | None = None
 
     def feed(self, event: SSEEvent) -> list[StreamChunk]:
         return self.feed_data(event.data)
@@ -151,6 +155,8 @@ class OpenAIChatStream:
                 yield self._run(run)
                 run = None
             yield from self._parse(data)
+            if self._failed is not None:  # an error beside output: the output went first
+                raise self._failed
             if self.done:
                 # [DONE] ends the answer: what a server sends after it in the same read is not
                 # part of it (a later read is not read at all: the backend stops at ``done``).
@@ -227,8 +233,18 @@ class OpenAIChatStream:
         if obj.get("error"):
             # An error object next to (or without) choices: OpenRouter reports a failure
             # mid-stream this way. Typed; what came before it stays in ``partial()`` (the
-            # engine makes it a StreamInterruptedError carrying the partial answer).
-            raise in_band_error(self._map_error, obj, data.encode(), {}, self._dep)
+            # engine makes it a StreamInterruptedError carrying the partial answer). Output in
+            # the same event is part of the answer: given first, then the error is raised.
+            err = in_band_error(self._map_error, obj, data.encode(), {}, self._dep)
+            given = [
+                chunk(c.delta, tool_calls=c.tool_calls, reasoning=c.reasoning)
+                for c in out
+                if c.delta or c.tool_calls or c.reasoning  # output, not its finish reason
+            ]
+            if not given:
+                raise err
+            self._failed = err
+            return given
         if usage is not None:
             out.append(chunk(usage=usage))
         return out
