@@ -187,8 +187,16 @@ class SharedCircuitBreaker(CircuitBreaker):
         """Admit one call or raise ``CircuitOpenError`` (one round trip)."""
         now = self.clock()
         token = self._token_prefix + str(next(self._tokens))
+        answer = asyncio.ensure_future(
+            self.store.eval(CB_ACQUIRE, self._keys, [*self._args, token])
+        )
         try:
-            snap = await self.store.eval(CB_ACQUIRE, self._keys, [*self._args, token])
+            snap = await asyncio.shield(answer)
+        except asyncio.CancelledError:
+            # Redis may grant this caller the probe: give it back (else no one probes until
+            # ``probe_lease`` ends).
+            self._spawn(self._give_back_probe(answer, token))
+            raise
         except StateStoreError:
             self._remote_ok = False
             return super().acquire()
@@ -204,6 +212,16 @@ class SharedCircuitBreaker(CircuitBreaker):
             permit.renewer = task
             return permit
         raise self._open_error(int(snap[0]), float(snap[2]) / 1000)
+
+    async def _give_back_probe(self, answer: asyncio.Future[Any], token: str) -> None:
+        """Release the probe Redis granted to a caller cancelled before it got the answer."""
+        try:
+            snap = await answer
+        except StateStoreError:
+            return
+        if int(snap[4]) == 2:
+            permit = SharedPermit(int(snap[1]), True, self.clock(), token=token)
+            await self._outcome("r", permit, None)
 
     async def _renew(self, ref: weakref.ref[SharedPermit], token: str) -> None:
         """Keep a live probe's lease: every third of ``probe_lease`` while the probe runs. A

@@ -470,9 +470,14 @@ class Budgets:
         for key, held in res.held.items():
             by_amounts.setdefault((held, res.spent.get(key, 0.0)), []).append(key)
         res.held = {}  # settled once, even if settle is called again
-        for (held, actual), keys in by_amounts.items():
-            op = self.ledger.settle(keys, held, actual)
-            await (op if self._local else self._ledger_op(op))
+        ledger = self.ledger
+
+        async def settle_all() -> None:
+            for (held, actual), keys in by_amounts.items():
+                await ledger.settle(keys, held, actual)
+
+        # One operation: a cancel during the first group does not leave the others held.
+        await (settle_all() if self._local else self._ledger_op(settle_all()))
 
     async def _ledger_op(
         self, op: Coroutine[Any, Any, T], done: Callable[[T], None] | None = None

@@ -160,7 +160,17 @@ class RedisBuckets:
                 settles.append(Settle(sl.scope, sl.limits, deltas, *told))
             else:
                 settles.append(Settle(sl.scope, sl.limits, deltas))
-        await self.release(settles, permit_id)
+        try:
+            await self.release(settles, permit_id)
+        except asyncio.CancelledError:
+            # The caller left while the release was under way (it may not have been sent):
+            # free the slots at least, as a cancelled acquire does.
+            if permit_id:
+                zero = (0.0,) * _N
+                self._give_back_holds(
+                    [Charge(sl.scope, sl.limits, zero, sl.concurrent) for sl in slots], permit_id
+                )
+            raise
 
     async def release(self, settles: Sequence[Settle], permit_id: str) -> None:
         calls = []
