@@ -160,3 +160,85 @@ async def test_a_probe_acquire_cancelled_during_its_round_trip_gives_the_probe_b
         break
     else:
         pytest.fail("a cancelled probe acquire holds the probe until probe_lease")
+
+
+async def _outcome_stalls_then_call_is_cancelled(
+    fake: Any, redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    # A shared breaker that saw a failure sends the next success to Redis (``aon_success``):
+    # a caller cancelled while that round trip waits (a client disconnecting as its answer
+    # arrives) must still give back its rate-limit slot -- the limiter's release comes after
+    # the breaker's outcome, on the success path of ``run`` and in the ``finally`` of a stream.
+    import llmrelay
+    from llmrelay.core.engine import Engine
+    from llmrelay.core.retry import RetryPolicy
+    from llmrelay.reliability.breaker_shared import SharedBreakerRegistry
+    from llmrelay.state.scripts import CB_OUTCOME
+    from llmrelay.testing.fake import Reply
+
+    from ..conftest import CANARY_KEY
+
+    limiter = RateLimiter({"openai/gpt-4o-mini": {"concurrent": 1}}, store=redis_store)
+    shared = SharedBreakerRegistry(redis_store, failure_threshold=5, recovery_timeout=30)
+    engine = Engine(limiter=limiter, breakers=shared, retry=RetryPolicy(max_retries=0))
+    client = llmrelay.Client(engine=engine)
+    kw: dict[str, Any] = {"api_key": CANARY_KEY, "base_url": fake.openai_base_url}
+    try:
+        fake.push(Reply.error(500))
+        with pytest.raises(llmrelay.errors.APIError):
+            await client.achat("openai/gpt-4o-mini", "fails", **kw)  # the breaker saw one
+        real = redis_store.eval_many
+        stuck, go = asyncio.Event(), asyncio.Event()
+
+        async def outcome_waits(batch: Any) -> Any:
+            if batch[0][0] is CB_OUTCOME and not stuck.is_set():
+                stuck.set()
+                await go.wait()
+            return await real(batch)
+
+        monkeypatch.setattr(redis_store, "eval_many", outcome_waits)
+        fake.push(Reply.ok("answer"))
+
+        async def call() -> None:
+            if stream:
+                async for _ in client.astream("openai/gpt-4o-mini", "hi", **kw):
+                    pass
+            else:
+                await client.achat("openai/gpt-4o-mini", "hi", **kw)
+
+        task = asyncio.ensure_future(call())
+        await asyncio.wait_for(stuck.wait(), 5)
+        task.cancel()
+        go.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        monkeypatch.setattr(redis_store, "eval_many", real)
+        fake.push(*[Reply.ok("next")] * 100)
+        for _ in range(100):
+            try:
+                r = await client.achat(
+                    "openai/gpt-4o-mini", "next", wait_for_rate_limit=False, **kw
+                )
+            except RateLimitedError:
+                await asyncio.sleep(0.01)
+                continue
+            assert r.text == "next"
+            break
+        else:
+            pytest.fail("a call cancelled during its breaker outcome left its slot held")
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.services
+async def test_a_call_cancelled_during_its_breaker_success_frees_its_slot(
+    fake: Any, redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _outcome_stalls_then_call_is_cancelled(fake, redis_store, monkeypatch, False)
+
+
+@pytest.mark.services
+async def test_a_stream_cancelled_during_its_breaker_outcome_frees_its_slot(
+    fake: Any, redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _outcome_stalls_then_call_is_cancelled(fake, redis_store, monkeypatch, True)

@@ -270,11 +270,13 @@ class AttemptRunner:
         when there is no next attempt.
         """
         breaker, dep = tr.breaker, tr.dep
-        if breaker is not None and tr.permit is not None:
-            await _on_failure(breaker, tr.permit, exc)
         limiter = self.host.limiter
-        if limiter is not None:
-            await limiter.release(tr.lim, None, getattr(exc, "headers", None), exc)
+        try:
+            if breaker is not None and tr.permit is not None:
+                await _on_failure(breaker, tr.permit, exc)
+        finally:  # (a cancel during the breaker's round trip still releases the slot)
+            if limiter is not None:
+                await limiter.release(tr.lim, None, getattr(exc, "headers", None), exc)
         if tr.budget is not None and tr.policy.is_retryable(exc):
             tr.budget.on_failure()
         trace = tr.ctx.trace
@@ -400,16 +402,18 @@ class AttemptRunner:
                 await self._abandoned(tr)
                 raise
             permit = tr.permit
-            if breaker is not None and permit is not None:
-                if breaker.asynchronous:
-                    await breaker.aon_success(permit)  # shared (Redis) breakers
-                else:
-                    breaker.on_success(permit)  # no coroutine for an in-process one
             if tr.budget is not None:
                 tr.budget.on_success()
             limiter = host.limiter
-            if limiter is not None:
-                await limiter.release(tr.lim, resp, resp.headers, None)
+            try:
+                if breaker is not None and permit is not None:
+                    if breaker.asynchronous:
+                        await breaker.aon_success(permit)  # shared (Redis) breakers
+                    else:
+                        breaker.on_success(permit)  # no coroutine for an in-process one
+            finally:  # (a cancel during the breaker's round trip still releases the slot)
+                if limiter is not None:
+                    await limiter.release(tr.lim, resp, resp.headers, None)
             # (deployment, outcome, number, error, status, latency_s, backoff_s)
             attempt = Attempt(
                 dep.label, "success", tr.retries + 1, None, None, clock() - tr.t0, tr.slept

@@ -215,13 +215,18 @@ async def stream_candidates(
                 attempts.account(dep, cut, ctx, trace[-1], req)
             raise
         finally:
-            await agen.aclose()
-            await attempts.stream_outcome(dep, permit, failure)
-            limiter = engine.limiter
-            if limiter is not None:
-                await limiter.release(
-                    lim, final, final.headers if final is not None else None, failure
-                )
+            # Each step runs even when the caller is cancelled during the one before.
+            try:
+                await agen.aclose()
+            finally:
+                try:
+                    await attempts.stream_outcome(dep, permit, failure)
+                finally:
+                    limiter = engine.limiter
+                    if limiter is not None:
+                        await limiter.release(
+                            lim, final, final.headers if final is not None else None, failure
+                        )
     except BaseException as exc:
         if top:
             call.record_failure(exc)
