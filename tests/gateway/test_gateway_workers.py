@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import aiohttp
@@ -52,10 +53,20 @@ def two_gateways(
     redis_prefix: str,
     postgres_dsn: str,
 ) -> Iterator[tuple[list[str], FakeUpstream, str]]:
+    with gateways(tmp_path, redis_url, redis_prefix, postgres_dsn) as running:
+        yield running
+
+
+@contextmanager
+def gateways(
+    tmp_path: Path, redis_url: str, redis_prefix: str, postgres_dsn: str, extra: str = ""
+) -> Iterator[tuple[list[str], FakeUpstream, str]]:
+    """Two ``llmrelay serve`` processes sharing Redis (state) and PostgreSQL (keys), in front
+    of one fake upstream; ``extra``: more of their ``llmrelay.toml``."""
     config = tmp_path / "llmrelay.toml"
     config.write_text(
         f'[state]\nbackend = "redis"\nurl = "{redis_url}"\nprefix = "{redis_prefix}"\n\n'
-        f'[server]\nkey_store = "{postgres_dsn}"\nkey_cache_ttl = 0.25\n'
+        f'[server]\nkey_store = "{postgres_dsn}"\nkey_cache_ttl = 0.25\n\n{extra}'
     )
     with FakeUpstream.running(api_key=CANARY_KEY) as fake:
         env = _env(fake, config)

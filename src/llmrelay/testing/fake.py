@@ -58,6 +58,8 @@ class Reply:
     content_type: str = "application/json"
     after_chunks: int = 0
     delay: float = 0.0
+    #: Seconds between a stream's frames (a slow model); the first frame goes at once.
+    pace: float = 0.0
     input_tokens: int | None = None
     output_tokens: int | None = None
     cached_tokens: int = 0
@@ -202,6 +204,10 @@ class FakeUpstream:
         self.api_key = api_key
         self.models = list(models or self.DEFAULT_MODELS)
         self.requests: list[RecordedRequest] = []
+        #: Stream frames written in full (scripted cuts and errors aside): what was produced.
+        self.frames_sent = 0
+        #: Streams being written now (a paced one ends when its client hangs up).
+        self.streaming = 0
         self._script: deque[Reply] = deque()
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -517,7 +523,16 @@ class FakeUpstream:
             await resp.write(dialect.stream_error(reply.message, reply.error_type))
             await resp.write_eof()
             return resp
-        for f in frames:
-            await resp.write(f)
+        self.streaming += 1
+        try:
+            for i, f in enumerate(frames):
+                if reply.pace and i:
+                    await asyncio.sleep(reply.pace)
+                    if request.transport is None or request.transport.is_closing():
+                        return resp  # the client hung up: the model stops
+                await resp.write(f)
+                self.frames_sent += 1
+        finally:
+            self.streaming -= 1
         await resp.write_eof()
         return resp
