@@ -242,3 +242,44 @@ async def test_a_stream_cancelled_during_its_breaker_outcome_frees_its_slot(
     fake: Any, redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await _outcome_stalls_then_call_is_cancelled(fake, redis_store, monkeypatch, True)
+
+
+@pytest.mark.services
+async def test_a_probe_outcome_cancelled_during_its_round_trip_is_still_recorded(
+    redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The probe succeeded and its caller is cancelled while the outcome waits to be sent (a
+    # client disconnects as the answer is done): the outcome must still reach Redis -- else
+    # the probe stays held until ``probe_lease`` ends and every caller is refused.
+    now = [1000.0]
+    b = SharedCircuitBreaker(
+        "dep:outcome-attack",
+        redis_store,
+        failure_threshold=1,
+        recovery_timeout=0.05,
+        probe_lease=30.0,
+        clock=lambda: now[0],
+    )
+    permit = await b.aacquire()
+    await b.aon_failure(permit, RuntimeError("boom"))  # opens (one failure)
+    await asyncio.sleep(0.1)  # Redis TIME: recovery_timeout has passed, half-open now
+    probe = await b.aacquire()
+    assert probe.probe
+    stuck, go, _ = _stall_once(redis_store, monkeypatch)
+    task = asyncio.ensure_future(b.aon_success(probe))
+    await asyncio.wait_for(stuck.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    go.set()
+    for _ in range(100):
+        try:
+            after = await b.aacquire()
+        except CircuitOpenError:
+            await asyncio.sleep(0.01)
+            continue
+        assert not after.probe  # closed by the probe's success
+        await b.arelease(after)
+        break
+    else:
+        pytest.fail("a probe whose outcome was cancelled in flight holds the probe")

@@ -276,8 +276,15 @@ class SharedCircuitBreaker(CircuitBreaker):
             with self._v_lock:
                 self._local_probes = max(0, self._local_probes - 1)
         args = [*self._args, kind, permit.generation, "1" if permit.probe else "0", permit.token]
+        answer = asyncio.ensure_future(self.store.eval(CB_OUTCOME, self._keys, args))
         try:
-            snap = await self.store.eval(CB_OUTCOME, self._keys, args)
+            snap = await asyncio.shield(answer)
+        except asyncio.CancelledError:
+            # The outcome is recorded all the same, in the background: a probe's would else
+            # stay held until ``probe_lease`` ends (its renewer is stopped), refusing everyone.
+            self._tasks.add(answer)
+            answer.add_done_callback(self._outcome_done)
+            raise
         except StateStoreError:
             self._remote_ok = False
             if exc is not None:  # keep this process protected while Redis is away
@@ -288,6 +295,16 @@ class SharedCircuitBreaker(CircuitBreaker):
                 super().on_failure(local, exc)
             return
         self._apply(snap, self.clock())
+
+    def _outcome_done(self, answer: asyncio.Task[Any]) -> None:
+        """An outcome whose caller was cancelled has reached Redis (or failed)."""
+        self._tasks.discard(answer)
+        if answer.cancelled():
+            return
+        if answer.exception() is not None:
+            self._remote_ok = False
+            return
+        self._apply(answer.result(), self.clock())
 
     async def areset(self) -> None:
         """Close the breaker for every process."""
