@@ -20,6 +20,7 @@ from llmrelay.state import RedisStore
 from llmrelay.types import ChatRequest, Message, build_params
 
 from .. import redis_services
+from .slot_again import slot_free_again
 
 # pytest fixtures
 redis_prefix = redis_services.redis_prefix
@@ -70,16 +71,13 @@ async def test_a_release_cancelled_during_its_round_trip_frees_the_concurrency_s
     with pytest.raises(asyncio.CancelledError):
         await task
     monkeypatch.setattr(redis_store, "eval_many", real)
-    for _ in range(100):  # a give-back in the background is allowed its round trip
-        try:
-            permit = await limiter.acquire(dep, req, ctx)
-        except RateLimitedError:
-            await asyncio.sleep(0.01)
-            continue
-        await limiter.release(permit, None, None, None)
-        break
-    else:
-        pytest.fail("a release cancelled during its round trip left the only slot held")
+    await slot_free_again(
+        limiter,
+        dep,
+        lambda: req,
+        lambda: ctx,
+        "a release cancelled during its round trip left the only slot held",
+    )
 
 
 @pytest.mark.services

@@ -23,6 +23,7 @@ from llmrelay.types import ChatRequest, Message, build_params
 
 from .. import redis_services
 from ..conftest import CANARY_KEY
+from .slot_again import slot_free_again
 
 # pytest fixtures
 redis_prefix = redis_services.redis_prefix
@@ -120,13 +121,6 @@ async def test_an_acquire_cancelled_after_redis_admitted_it_frees_its_slot(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    for _ in range(200):  # the give-back is one more round trip, made in the background
-        try:
-            permit = await limiter.acquire(dep, req(), ctx())
-        except RateLimitedError:
-            await asyncio.sleep(0.01)
-            continue
-        await limiter.release(permit, None, None, None)
-        break
-    else:
-        pytest.fail("the cancelled acquire still holds the deployment's only slot")
+    await slot_free_again(
+        limiter, dep, req, ctx, "the cancelled acquire still holds the deployment's only slot"
+    )

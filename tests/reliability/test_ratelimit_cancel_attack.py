@@ -10,7 +10,7 @@ import pytest
 
 from llmrelay.core.engine import CallOptions
 from llmrelay.core.layers import CallContext
-from llmrelay.errors import RateLimitedError, StateStoreError
+from llmrelay.errors import StateStoreError
 from llmrelay.providers.table import make_deployment
 from llmrelay.reliability.ratelimit import RateLimiter
 from llmrelay.reliability.ratelimit_buckets import Charge
@@ -19,6 +19,7 @@ from llmrelay.state import RedisStore
 from llmrelay.types import ChatRequest, Message, build_params
 
 from .. import redis_services
+from .slot_again import slot_free_again
 
 # pytest fixtures
 redis_prefix = redis_services.redis_prefix
@@ -96,16 +97,9 @@ async def test_an_acquire_whose_answer_was_lost_after_redis_admitted_it_frees_it
     permit = await limiter.acquire(dep, req(), ctx())  # fail-open: unenforced
     monkeypatch.setattr(redis_store, "eval_many", real)
     await limiter.release(permit, None, None, None)  # the call is over
-    for _ in range(100):
-        try:
-            permit = await limiter.acquire(dep, req(), ctx())
-        except RateLimitedError:
-            await asyncio.sleep(0.01)
-            continue
-        await limiter.release(permit, None, None, None)
-        break
-    else:
-        pytest.fail("a call whose admission answer was lost still holds the only slot")
+    await slot_free_again(
+        limiter, dep, req, ctx, "a call whose admission answer was lost still holds the only slot"
+    )
 
 
 @pytest.mark.services
@@ -140,18 +134,14 @@ async def test_a_timeout_after_redis_admitted_frees_the_slot_once_the_store_is_b
         ctx = CallContext(CallOptions(wait_for_rate_limit=False), "t", 0.0)
         while not store.available:  # (while it is down, calls go ahead unenforced)
             await asyncio.sleep(0.01)
-        for _ in range(200):
-            try:
-                permit = await limiter.acquire(dep, req, ctx)
-            except RateLimitedError:
-                await asyncio.sleep(0.01)
-                continue
-            assert permit is not None
-            assert permit.enforced
-            await limiter.release(permit, None, None, None)
-            break
-        else:
-            pytest.fail("the slot a lost answer took is still held after the store came back")
+        await slot_free_again(
+            limiter,
+            dep,
+            lambda: req,
+            lambda: ctx,
+            "the slot a lost answer took is still held after the store came back",
+            enforced=True,
+        )
         assert limiter.store_errors == 1
     finally:
         await store.aclose()
