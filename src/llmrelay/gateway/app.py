@@ -13,24 +13,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiohttp import web
 
 from ..client import Client
 from ..core.streaming import ResponseStream
-from ..errors import ConfigurationError, ContentFilteredError, LLMRelayError
+from ..errors import ContentFilteredError, LLMRelayError
 from ..providers.aliases import lookup
 from ..providers.resolve import known_aliases
 from ..types import Response, TextRun
 from . import anthropic_wire, embeddings_wire, openai_wire, responses_stream, responses_wire
 from .access import NOT_LOCAL as _NOT_LOCAL
 from .access import local_client as _local
-from .access import loopback_host as _loopback_host
 from .access import metrics_refusal
 from .access import same_secret as _same
 from .calls import KeyOptions, RequestOptions, prepared_args
+from .config import GatewaySettings, check_bind
 from .keys import KeyCache, KeyStore, VirtualKey
 from .media import with_media
 from .observe import prometheus_text, readiness, trace_headers
@@ -45,55 +45,6 @@ __all__ = ["THREAD_PARSE_BYTES", "Gateway", "GatewaySettings", "check_bind"]
 #: documents), not on the event loop that serves every other request.
 THREAD_PARSE_BYTES = 256 * 1024
 _T = TypeVar("_T")
-
-
-@dataclass(slots=True)
-class GatewaySettings:
-    """The ``[server]`` table."""
-
-    host: str = "127.0.0.1"
-    port: int = 4000
-    #: Largest request body accepted, in bytes (413 past it).
-    max_body_bytes: int = 4 * 1024 * 1024
-    #: Where virtual keys live: a SQLite path or a ``postgresql://`` DSN (None: no keys).
-    key_store: str | None = None
-    #: ``LLMRELAY_ADMIN_KEY``: the key that may call anything (and is required to bind beyond
-    #: loopback).
-    admin_key: str | None = field(default=None, repr=False)
-    #: Whose answers the response cache shares: ``"team"`` (the key's team, else the key),
-    #: ``"key"`` or ``"shared"``.
-    cache_scope: str = "team"
-    #: Seconds in-flight requests get to finish after SIGTERM.
-    shutdown_grace: float = 30.0
-    #: Models listed by ``GET /v1/models`` (default: every known alias).
-    models: tuple[str, ...] = ()
-    #: Seconds a worker trusts what it read of a key: revocations and policy changes made
-    #: anywhere take effect on every instance within this time.
-    key_cache_ttl: float = 1.0
-    #: Seconds a client has to send its whole body once its headers arrived (408 past it; a
-    #: client that never finishes its headers is closed after aiohttp's keep-alive timeout).
-    read_timeout: float = 30.0
-    #: Serve ``GET /metrics`` without the admin key (it names keys, teams and models: by
-    #: default, with an admin key set, only the admin key may read it).
-    metrics_public: bool = False
-    #: The event loop: ``"asyncio"`` or ``"uvloop"`` (installed by ``llmrelay[gateway]``).
-    loop: str = "asyncio"
-    #: Image/file URLs forwarded to the upstream: ``https`` | ``none`` | ``any`` (``media``).
-    media_urls: str = "https"
-    #: ``LLMRELAY_SIGNING_SECRET``: signs reasoning items (else the admin key; ``sealing``).
-    signing_secret: str | None = field(default=None, repr=False)
-
-
-def check_bind(settings: GatewaySettings) -> None:
-    """Refuse to listen beyond loopback without an admin key."""
-    if settings.admin_key:
-        return
-    host = settings.host
-    if not _loopback_host(host):
-        raise ConfigurationError(
-            f"refusing to listen on {host} without an admin key: set LLMRELAY_ADMIN_KEY (and "
-            "create virtual keys with `llmrelay keys create`), or bind to 127.0.0.1"
-        )
 
 
 #: What a refusal says when the provider gave no words for it.

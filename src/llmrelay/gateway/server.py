@@ -18,6 +18,7 @@
     metrics_public = false         # true: GET /metrics without the admin key
     loop = "asyncio"               # or "uvloop" (pip install 'llmrelay[gateway]')
     media_urls = "https"           # image/file URLs forwarded: https (public) | none | any
+    gc = "tuned"                   # or "python": the interpreter's garbage-collector defaults
 
 ``LLMRELAY_SIGNING_SECRET`` (else ``LLMRELAY_ADMIN_KEY``) signs the reasoning items
 ``/v1/responses`` hands out (``sealing``): give every worker and host the same one.
@@ -38,14 +39,18 @@ import secrets
 import signal
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
-from .app import Gateway, GatewaySettings, check_bind
+from .app import Gateway
+from .config import GC_MODES, GatewaySettings, check_bind, tune_gc
 from .media import MEDIA_POLICIES
 from .policy import KeyBudgets, KeyRateLimiter
 
-__all__ = ["build_gateway", "run", "settings_from"]
+if TYPE_CHECKING:
+    from aiohttp import web
+
+__all__ = ["build_gateway", "run", "settings_from", "worker_app"]
 
 _SERVER_KEYS = {
     "host",
@@ -61,6 +66,7 @@ _SERVER_KEYS = {
     "metrics_public",
     "loop",
     "media_urls",
+    "gc",
 }
 
 
@@ -100,6 +106,11 @@ def settings_from(table: Mapping[str, Any], **overrides: Any) -> tuple[GatewaySe
         raise ConfigurationError(
             '[server] media_urls must be "https" (public https and data: URLs), "none" '
             '(data: URLs only) or "any"'
+        )
+    if s.gc not in GC_MODES:
+        raise ConfigurationError(
+            '[server] gc must be "tuned" (start-up objects frozen, fewer collections) or '
+            '"python" (the interpreter\'s defaults)'
         )
     if s.cache_scope not in ("team", "key", "shared"):
         raise ConfigurationError("[server] cache_scope must be team, key or shared")
@@ -162,6 +173,18 @@ def build_gateway(
     )
 
 
+def worker_app(settings: GatewaySettings, log: bool) -> web.Application:
+    """One worker's application: the gateway, and ``[server] gc`` applied once it has started
+    (what start-up built is then frozen out of collections)."""
+    app = build_gateway(settings, log=log).app()
+
+    async def tuned(_: web.Application) -> None:
+        tune_gc(settings.gc)
+
+    app.on_startup.append(tuned)
+    return app
+
+
 def _worker(settings: GatewaySettings, log: bool, reuse_port: bool) -> None:
     from aiohttp import web
 
@@ -171,9 +194,8 @@ def _worker(settings: GatewaySettings, log: bool, reuse_port: bool) -> None:
 
         loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
-    gw = build_gateway(settings, log=log)
     web.run_app(
-        gw.app(),
+        worker_app(settings, log),
         loop=loop,
         host=settings.host,
         port=settings.port,

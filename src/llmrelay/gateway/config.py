@@ -1,0 +1,91 @@
+"""The gateway's ``[server]`` settings, the bind check, and the worker's garbage-collector tuning.
+
+Why the collector is tuned: Python collects its youngest objects every 700 net allocations of
+containers, and every object it holds (imports, the catalog, the app: ~45,000 in a started
+worker) on every tenth of the next generation's runs. A streamed request allocates a few dozen
+containers that live until it ends, so a worker under load ran a young collection every ~20
+requests and a full one (~15 ms, a stall every request in flight waits out) every ~2,500:
+~14 µs of CPU per streamed request, 4% of it (``benchmarks/RESULTS.md``, 2026-12-04 night).
+Frozen at start (``gc.freeze``) the start-up objects are never traversed again; with a young
+collection every :data:`GC_THRESHOLD` objects, the objects of finished requests are mostly
+freed by reference counting before a collection sees them. Reference cycles are still
+collected, only in larger batches.
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass, field
+
+from ..errors import ConfigurationError
+from .access import loopback_host as _loopback_host
+
+__all__ = ["GC_MODES", "GC_THRESHOLD", "GatewaySettings", "check_bind", "tune_gc"]
+
+#: Net new container objects between two young collections in a tuned worker (Python: 700).
+GC_THRESHOLD = 10_000
+GC_MODES = ("tuned", "python")
+
+
+@dataclass(slots=True)
+class GatewaySettings:
+    """The ``[server]`` table."""
+
+    host: str = "127.0.0.1"
+    port: int = 4000
+    #: Largest request body accepted, in bytes (413 past it).
+    max_body_bytes: int = 4 * 1024 * 1024
+    #: Where virtual keys live: a SQLite path or a ``postgresql://`` DSN (None: no keys).
+    key_store: str | None = None
+    #: ``LLMRELAY_ADMIN_KEY``: the key that may call anything (and is required to bind beyond
+    #: loopback).
+    admin_key: str | None = field(default=None, repr=False)
+    #: Whose answers the response cache shares: ``"team"`` (the key's team, else the key),
+    #: ``"key"`` or ``"shared"``.
+    cache_scope: str = "team"
+    #: Seconds in-flight requests get to finish after SIGTERM.
+    shutdown_grace: float = 30.0
+    #: Models listed by ``GET /v1/models`` (default: every known alias).
+    models: tuple[str, ...] = ()
+    #: Seconds a worker trusts what it read of a key: revocations and policy changes made
+    #: anywhere take effect on every instance within this time.
+    key_cache_ttl: float = 1.0
+    #: Seconds a client has to send its whole body once its headers arrived (408 past it; a
+    #: client that never finishes its headers is closed after aiohttp's keep-alive timeout).
+    read_timeout: float = 30.0
+    #: Serve ``GET /metrics`` without the admin key (it names keys, teams and models: by
+    #: default, with an admin key set, only the admin key may read it).
+    metrics_public: bool = False
+    #: The event loop: ``"asyncio"`` or ``"uvloop"`` (installed by ``llmrelay[gateway]``).
+    loop: str = "asyncio"
+    #: Image/file URLs forwarded to the upstream: ``https`` | ``none`` | ``any`` (``media``).
+    media_urls: str = "https"
+    #: ``LLMRELAY_SIGNING_SECRET``: signs reasoning items (else the admin key; ``sealing``).
+    signing_secret: str | None = field(default=None, repr=False)
+    #: Python's cyclic garbage collector: ``"tuned"`` (what the worker holds at start is frozen
+    #: out of collections, and a collection waits for :data:`GC_THRESHOLD` new objects) or
+    #: ``"python"`` (the interpreter's defaults). See :func:`tune_gc`.
+    gc: str = "tuned"
+
+
+def check_bind(settings: GatewaySettings) -> None:
+    """Refuse to listen beyond loopback without an admin key."""
+    if settings.admin_key:
+        return
+    host = settings.host
+    if not _loopback_host(host):
+        raise ConfigurationError(
+            f"refusing to listen on {host} without an admin key: set LLMRELAY_ADMIN_KEY (and "
+            "create virtual keys with `llmrelay keys create`), or bind to 127.0.0.1"
+        )
+
+
+def tune_gc(mode: str) -> None:
+    """Apply ``[server] gc`` to this process: for ``"tuned"``, collect once, freeze what
+    survives (start-up state is never traversed again) and raise the young threshold."""
+    if mode != "tuned":
+        return
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_THRESHOLD, older, oldest)
