@@ -19,7 +19,10 @@ spoils one round of each server, not one server's whole result):
   LiteLLM, which would take an hour).
 
 Servers: ``bare`` (parse the request JSON, forward it with one aiohttp session, parse the
-answer, return it: the floor), ``llmrelay`` (``llmrelay serve`` with a virtual key carrying a
+answer, return it: the floor; a stream's bytes are passed on unparsed), ``bare-parse`` (the
+same, but each streamed event's JSON is parsed and written again, as the issue's "parse the
+answer, return it" reads for a stream; only when named in ``--servers``, and reported beside
+``bare``, never instead of it), ``llmrelay`` (``llmrelay serve`` with a virtual key carrying a
 budget and an rpm limit, and the request log on), ``llmrelay-nolog`` (the same without the
 request log, only when named in ``--servers``), ``litellm`` (LiteLLM's proxy, ``litellm
 --config`` with a generated config naming the same upstream, a master key, no database; ``make
@@ -71,8 +74,12 @@ ADMIN = "sk-admin-bench"
 # --------------------------------------------------------------------------- the bare proxy
 
 
-def bare_proxy(port: int, upstream: str, loop_name: str = "asyncio") -> None:
-    """The floor: parse, forward, parse, return -- nothing else."""
+def bare_proxy(
+    port: int, upstream: str, loop_name: str = "asyncio", parse_stream: bool = False
+) -> None:
+    """The floor: parse, forward, parse, return -- nothing else. A stream's bytes are passed
+    on as they come; with ``parse_stream`` (``bare-parse``) each event's JSON is parsed and
+    written again, one write per read, as "parse the answer, return it" reads for a stream."""
     from aiohttp import web
 
     loop = None
@@ -104,8 +111,11 @@ def bare_proxy(port: int, upstream: str, loop_name: str = "asyncio") -> None:
                 if body.get("stream"):
                     out = web.StreamResponse(headers={"content-type": "text/event-stream"})
                     await out.prepare(request)
-                    async for piece in r.content.iter_any():
-                        await out.write(piece)
+                    if parse_stream:
+                        await _parsed_events(r.content.iter_any(), out)
+                    else:
+                        async for piece in r.content.iter_any():
+                            await out.write(piece)
                     await out.write_eof()
                     return out
                 answer = orjson.loads(await r.read())
@@ -118,6 +128,24 @@ def bare_proxy(port: int, upstream: str, loop_name: str = "asyncio") -> None:
         return app
 
     web.run_app(make(), host="127.0.0.1", port=port, print=None, access_log=None, loop=loop)
+
+
+async def _parsed_events(pieces: Any, out: Any) -> None:
+    """Each ``data:`` event of the stream parsed (JSON) and rendered again; what one read
+    delivered goes out in one write."""
+    held = b""
+    async for piece in pieces:
+        events = (held + piece).split(b"\n\n")
+        held = events.pop()
+        frames = []
+        for ev in events:
+            data = ev[6:] if ev.startswith(b"data: ") else b""
+            if data and data != b"[DONE]":
+                frames.append(b"data: " + orjson.dumps(orjson.loads(data)) + b"\n\n")
+            else:
+                frames.append(ev + b"\n\n")
+        if frames:
+            await out.write(b"".join(frames))
 
 
 # --------------------------------------------------------------------------- servers
@@ -168,9 +196,9 @@ def _server(
         if k.startswith("LLMRELAY_") or k.endswith(("_API_KEY", "_BASE_URL")):
             env.pop(k)
     key = "sk-none"
-    if kind == "bare":
+    if kind in ("bare", "bare-parse"):
         cmd = [sys.executable, __file__, "--bare-proxy", str(port), "--upstream", upstream]
-        cmd += ["--loop", loop]
+        cmd += ["--loop", loop] + (["--parse-stream"] if kind == "bare-parse" else [])
     elif kind in ("llmrelay", "llmrelay-nolog"):
         # ``llmrelay-nolog``: the same without the request log, to show what the log costs.
         log = "false" if kind == "llmrelay-nolog" else "true"
@@ -438,9 +466,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--bare-proxy", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--upstream", help=argparse.SUPPRESS)
+    ap.add_argument("--parse-stream", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.bare_proxy:
-        bare_proxy(args.bare_proxy, args.upstream, args.loop)
+        bare_proxy(args.bare_proxy, args.upstream, args.loop, args.parse_stream)
         return 0
     raise_fd_limit()
     up_cpu, server_cpu = pick_cpus(not args.no_pin)
@@ -556,6 +585,13 @@ def _report(r: dict[str, Any]) -> None:
                 f"  stream TTFB added: {ttfb:.2f}x (target <= 1.5x); stream rps "
                 f"{ours['stream_rps'] / bare['stream_rps']:.2f}x"
             )
+            parsing = r.get("bare-parse", {})
+            if "stream_rps" in parsing:
+                print(
+                    f"  stream rps against a bare proxy that parses each event: "
+                    f"{ours['stream_rps'] / parsing['stream_rps']:.2f}x (its streamed CPU "
+                    f"{parsing['stream_cpu_ms_per_request']:.3f} ms)"
+                )
         if "rps" in ours and "rps" in lite:
             print(f"  {name} / litellm rps: {ours['rps'] / lite['rps']:.1f}x (target >= 30x)")
             cpu = lite["cpu_ms_per_request"] / ours["cpu_ms_per_request"]
