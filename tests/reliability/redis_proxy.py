@@ -59,7 +59,9 @@ class RedisProxy:
             cw.close()
             self._tasks.discard(task)
 
-    async def _up(self, cr: asyncio.StreamReader, sw: asyncio.StreamWriter, lose: list[bool]) -> None:
+    async def _up(
+        self, cr: asyncio.StreamReader, sw: asyncio.StreamWriter, lose: list[bool]
+    ) -> None:
         while data := await cr.read(65536):
             if self.hold is not None and self.hold in data:
                 self.hold = None
@@ -73,7 +75,9 @@ class RedisProxy:
             sw.write(data)
             await sw.drain()
 
-    async def _down(self, sr: asyncio.StreamReader, cw: asyncio.StreamWriter, lose: list[bool]) -> None:
+    async def _down(
+        self, sr: asyncio.StreamReader, cw: asyncio.StreamWriter, lose: list[bool]
+    ) -> None:
         while data := await sr.read(65536):
             if lose[0] or self.refuse:
                 self.lost += 1

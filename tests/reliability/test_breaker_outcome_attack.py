@@ -101,7 +101,8 @@ async def test_a_probe_success_whose_reply_is_lost_is_counted_once(
     )
     await _half_open(b)
     first, second = await b.aacquire(), await b.aacquire()
-    assert first.probe and second.probe
+    assert first.probe
+    assert second.probe
     proxy.lose_reply_to = OUTCOME
     await b.aon_success(first)
     assert proxy.lost == 1
@@ -170,7 +171,8 @@ async def test_a_probe_acquire_cancelled_at_any_point_never_holds_the_probe(
             assert permit.probe
             await b.arelease(permit)
         await b.flush()
-        assert not b._tasks and not b._renewals, f"tasks left after a cancel at {n}"
+        assert not b._tasks, f"tasks left after a cancel at {n}"
+        assert not b._renewals, f"renewers left after a cancel at {n}"
         assert await _probes_held(redis_store, b) == 0, f"probe held after a cancel at {n}"
     assert 0 < finished < 40  # the sweep covered cancels before, during and after the trip
 
@@ -183,7 +185,7 @@ async def test_a_failure_cancelled_at_any_point_counts_exactly_once(
     sent = 0
     for n in range(30):
         permit = await b.aacquire()
-        done, _ = await _cancel_after(b.aon_failure(permit, RuntimeError("boom")), n)
+        await _cancel_after(b.aon_failure(permit, RuntimeError("boom")), n)
         sent += n > 0  # cancelled before it started (n == 0): the outcome was never sent
         await b.flush()
         assert not b._tasks
@@ -275,7 +277,9 @@ def test_a_loop_closed_with_an_outcome_in_flight_leaves_no_pending_task(
     breakers: list[SharedCircuitBreaker] = []
 
     async def main(n: int) -> None:
-        b = SharedCircuitBreaker(f"dep:closing{n}", store, failure_threshold=1, recovery_timeout=0.02)
+        b = SharedCircuitBreaker(
+            f"dep:closing{n}", store, failure_threshold=1, recovery_timeout=0.02
+        )
         breakers.append(b)
         await _half_open(b)
         permit = await b.aacquire()
