@@ -96,6 +96,7 @@ class SharedCircuitBreaker(CircuitBreaker):
         self.sync_interval = sync_interval
         base = f"{store.prefix}cb:{{{hash_tag(key)}}}"
         self._keys = [base, base + ":p"]
+        self._outcome_keys = [*self._keys, base + ":o"]
         rec_ms = max(1, round(self.recovery_timeout * 1000))
         ttl_ms = max(86_400_000, 2 * rec_ms)
         self._args: list[object] = [
@@ -120,7 +121,9 @@ class SharedCircuitBreaker(CircuitBreaker):
         self._renewals: set[asyncio.Task[None]] = set()
         #: False after a Redis operation failed, until one succeeds: the local state rules.
         self._remote_ok = True
-        self._token_prefix = f"{os.getpid()}-{next(_ids)}-"
+        # Random: replicas in containers share their pid and build their breakers in the same
+        # order, and a token another process also uses lets both probes in as one.
+        self._token_prefix = f"{os.urandom(6).hex()}-{next(_ids)}-"
         self._tokens = itertools.count()
 
     # ------------------------------------------------------------------ the view
@@ -275,34 +278,41 @@ class SharedCircuitBreaker(CircuitBreaker):
         if permit.probe and not permit.token and kind != "s":
             with self._v_lock:
                 self._local_probes = max(0, self._local_probes - 1)
+        oid = self._token_prefix + str(next(self._tokens))  # applied once if sent twice
         args = [*self._args, kind, permit.generation, "1" if permit.probe else "0", permit.token]
-        answer = asyncio.ensure_future(self.store.eval(CB_OUTCOME, self._keys, args))
+        call = self.store.eval(CB_OUTCOME, self._outcome_keys, [*args, oid])
+        answer = asyncio.ensure_future(call)
         try:
             snap = await asyncio.shield(answer)
         except asyncio.CancelledError:
             # The outcome is recorded all the same, in the background: a probe's would else
             # stay held until ``probe_lease`` ends (its renewer is stopped), refusing everyone.
             self._tasks.add(answer)
-            answer.add_done_callback(self._outcome_done)
+            answer.add_done_callback(lambda done: self._outcome_done(done, exc))
             raise
         except StateStoreError:
-            self._remote_ok = False
-            if exc is not None:  # keep this process protected while Redis is away
-                try:
-                    local = super().acquire()
-                except CircuitOpenError:
-                    return
-                super().on_failure(local, exc)
+            self._redis_failed(exc)
             return
         self._apply(snap, self.clock())
 
-    def _outcome_done(self, answer: asyncio.Task[Any]) -> None:
+    def _redis_failed(self, exc: BaseException | None) -> None:
+        """An outcome could not reach Redis: a failure counts in this process's own breaker,
+        keeping the process protected while Redis is away."""
+        self._remote_ok = False
+        if exc is not None:
+            try:
+                local = super().acquire()
+            except CircuitOpenError:
+                return
+            super().on_failure(local, exc)
+
+    def _outcome_done(self, answer: asyncio.Task[Any], exc: BaseException | None) -> None:
         """An outcome whose caller was cancelled has reached Redis (or failed)."""
         self._tasks.discard(answer)
         if answer.cancelled():
             return
         if answer.exception() is not None:
-            self._remote_ok = False
+            self._redis_failed(exc)
             return
         self._apply(answer.result(), self.clock())
 
@@ -387,7 +397,8 @@ class SharedCircuitBreaker(CircuitBreaker):
         """Wait for the outcomes sent in the background from this event loop."""
         loop = asyncio.get_running_loop()
         while True:
-            pending = [t for t in self._tasks if t.get_loop() is loop and not t.done()]
+            # Done tasks too: an answered outcome is applied by its callback, maybe not run yet.
+            pending = [t for t in self._tasks if t.get_loop() is loop]
             if not pending:
                 return
             await asyncio.gather(*pending, return_exceptions=True)

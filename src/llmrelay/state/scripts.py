@@ -250,12 +250,19 @@ return snap(2)
 
 #: ARGV[6]: 's' success, 'f' failure, 'r' release; ARGV[7]: the permit's generation;
 #: ARGV[8]: '1' for a probe; ARGV[9]: its token ('' for a probe a process admitted from its
-#: local view of an expired open state).
+#: local view of an expired open state); ARGV[10]: the outcome's unique id. KEYS[3]: the ids
+#: applied in the last minute -- redis-py sends a command again when the connection drops
+#: before the answer, and an outcome seen twice is applied once.
 CB_OUTCOME = Script(
     "cb_outcome",
     _NOW
     + _CB_LOAD
     + """
+local o = KEYS[3]
+if redis.call('ZSCORE', o, ARGV[10]) then return snap(0) end
+redis.call('ZREMRANGEBYSCORE', o, '-inf', now)
+redis.call('ZADD', o, now + 60000, ARGV[10])
+redis.call('PEXPIRE', o, 60000)
 local kind, pgen, probe, token = ARGV[6], tonumber(ARGV[7]), ARGV[8] == '1', ARGV[9]
 if probe and token == '' then
   if st == 1 and pgen == gen and op + rec <= now then
