@@ -13,12 +13,19 @@
   ``StateStoreError`` at once, without touching the network, for ``retry_interval`` seconds;
   then the next operation tries the server again, so sharing resumes by itself once Redis is
   back. A pooled connection broken by a restart is retried once on a fresh connection.
+- **Counted once.** That retry sends a command again when the connection dropped after Redis
+  ran it but before its answer came: a script that counts (a budget reserve or settle, a rate
+  limit's admission or give-back) would count twice. Such scripts are made with ``once=True``:
+  each call carries an id, the first run stores its answer under it for :data:`ONCE_TTL_MS`,
+  and a second run of the same call returns that answer without running again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
+import os
 import threading
 import time
 import weakref
@@ -47,16 +54,58 @@ def import_redis() -> Any:
     return redis_asyncio
 
 
+#: How long the answer of a ``once`` script call is kept for a resend of the same call
+#: (redis-py resends at once, after at most the store's ``timeout``).
+ONCE_TTL_MS = 10_000
+
+#: A ``once`` script: the caller's script runs as a function of KEYS and ARGV from which the
+#: call's id key (the last key) and the answer's lifetime (the last argument) were taken, so
+#: ``#KEYS`` and ``#ARGV`` are what the caller passed.
+_ONCE = """local __once = table.remove(KEYS)
+local __ttl = table.remove(ARGV)
+local __done = redis.call('GET', __once)
+if __done then return cjson.decode(__done)[1] end
+local __answer = (function(KEYS, ARGV)
+%s
+end)(KEYS, ARGV)
+redis.call('SET', __once, cjson.encode({__answer}), 'PX', __ttl)
+return __answer
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Script:
-    """A Lua script, called by its SHA-1."""
+    """A Lua script, called by its SHA-1. ``once``: a call Redis runs twice (a resend after a
+    lost answer) counts once -- the store gives each call an id (see the module's notes)."""
 
     name: str
     source: str
+    once: bool = False
     sha: str = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.once:
+            object.__setattr__(self, "source", _ONCE % self.source.strip("\n"))
         object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
+
+
+#: Ids of ``once`` calls: random per process (replicas in containers share pids), then a count.
+_CALL_PREFIX = os.urandom(6).hex()
+_calls = itertools.count()
+
+
+def _with_once(
+    calls: Sequence[tuple[Script, Sequence[str], Sequence[Any]]],
+) -> list[tuple[Script, Sequence[str], Sequence[Any]]]:
+    """``calls`` with each ``once`` script's id key (beside its first key: the same hash tag,
+    the same Cluster slot) and answer lifetime appended."""
+    out: list[tuple[Script, Sequence[str], Sequence[Any]]] = []
+    for script, keys, args in calls:
+        if script.once:
+            key = f"{keys[0]}:once:{_CALL_PREFIX}{next(_calls)}"
+            keys, args = [*keys, key], [*args, ONCE_TTL_MS]
+        out.append((script, keys, args))
+    return out
 
 
 def check_redis_url(url: object) -> str:
@@ -270,6 +319,7 @@ class RedisStore:
         self._check_up()
         from redis.exceptions import NoScriptError
 
+        calls = _with_once(calls)  # ids made once: the NOSCRIPT rerun below reuses them
         try:
             client = await self._client()
             results = await self._pipeline(client, calls)

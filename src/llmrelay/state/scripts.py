@@ -108,6 +108,7 @@ if #upd > 0 then redis.call('HSET', h, unpack(upd)) end
 redis.call('PEXPIRE', h, tonumber(ARGV[18]))
 return {1, '0', ''}
 """,
+    once=True,
 )
 
 #: ARGV: permit id ('' when it holds no slot), (limit, delta) x 7, block ms, learned limit x 4
@@ -177,6 +178,7 @@ end
 redis.call('PEXPIRE', h, tonumber(ARGV[25]))
 return 1
 """,
+    once=True,
 )
 
 # --------------------------------------------------------------------------- breakers
@@ -369,6 +371,7 @@ for i = 1, #KEYS do
 end
 return -1
 """,
+    once=True,
 )
 
 #: ARGV: reserved amount to release, actual amount spent, then a ttl ms per key.
@@ -386,4 +389,5 @@ for i = 1, #KEYS do
 end
 return 1
 """,
+    once=True,
 )
