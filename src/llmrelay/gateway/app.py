@@ -37,7 +37,15 @@ from .observe import prometheus_text, readiness, trace_headers
 from .policy import KeyBudgets, KeyRateLimiter
 from .sealing import Sealer
 from .sse import EventStream, Frames, StreamWriter
-from .wire import GatewayCall, HttpError, check_model, http_error, json_body, new_request_id
+from .wire import (
+    GatewayCall,
+    HttpError,
+    check_model,
+    forget,
+    http_error,
+    json_body,
+    new_request_id,
+)
 
 __all__ = ["THREAD_PARSE_BYTES", "Gateway", "GatewaySettings", "check_bind"]
 
@@ -281,6 +289,7 @@ class Gateway:
             out = self._error(wire, exc.error, request_id)
         except LLMRelayError as exc:
             err = http_error(exc)  # param: the field as the engine names it, then the wire
+            forget(exc)
             sent = call.wire_names if call is not None else None
             err.param = openai_wire.error_param(wire, err.param, sent)
             out = self._error(wire, err, request_id)
@@ -313,6 +322,7 @@ class Gateway:
         try:
             return await self._complete(call, opts), None
         except ContentFilteredError as exc:
+            forget(exc)
             refusal = exc.explanation or _REFUSED
             return Response(text=exc.partial_text, finish_reason="stop"), refusal
 
@@ -375,11 +385,13 @@ class Gateway:
                 if frame and not frames.add_nowait(frame):
                     await frames.add(frame)
         except ContentFilteredError as exc:
+            forget(exc)
             last = writer.finish(None, refusal=exc.explanation or _REFUSED)
         except LLMRelayError as exc:
             if frames is None:
                 raise  # nothing sent yet: a plain error response
             last = writer.error(http_error(exc))
+            forget(exc)
         except BaseException:
             if frames is not None:
                 frames.cancel()
@@ -430,6 +442,7 @@ class Gateway:
         try:
             resp = await self._complete(call, opts)
         except ContentFilteredError as exc:
+            forget(exc)
             refused = True
             resp = Response(text=exc.partial_text, finish_reason="content_filter")
         headers = {
