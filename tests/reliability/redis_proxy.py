@@ -15,10 +15,15 @@ class RedisProxy:
         #: The next request containing these bytes reaches Redis; its reply is dropped and the
         #: connection closed.
         self.lose_reply_to: bytes | None = None
+        #: The next request containing these bytes reaches Redis; its reply never comes back
+        #: (the connection stays open: the client's read times out).
+        self.mute_reply_to: bytes | None = None
         #: The next request containing these bytes is held until ``release`` is set; then it is
         #: sent on -- or, with ``refuse`` set by then, dropped with its connection.
         self.hold: bytes | None = None
         self.held = asyncio.Event()
+        #: Set when Redis answered the held request (after ``release``).
+        self.held_answered = asyncio.Event()
         self.release = asyncio.Event()
         #: Close every connection at once (Redis unreachable).
         self.refuse = False
@@ -45,7 +50,7 @@ class RedisProxy:
                 return
             sr, sw = await asyncio.open_connection(*self.target)
             self._writers.add(sw)
-            lose = [False]
+            lose = [False, False, False]
             up = asyncio.ensure_future(self._up(cr, sw, lose))
             down = asyncio.ensure_future(self._down(sr, cw, lose))
             await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
@@ -67,21 +72,32 @@ class RedisProxy:
                 self.hold = None
                 self.held.set()
                 await self.release.wait()
+                lose[2] = True
             if self.refuse:
                 return
             if self.lose_reply_to is not None and self.lose_reply_to in data:
                 self.lose_reply_to = None
                 lose[0] = True
+            if self.mute_reply_to is not None and self.mute_reply_to in data:
+                self.mute_reply_to = None
+                lose[1] = True
             sw.write(data)
             await sw.drain()
+            if lose[2]:  # the client may be gone: keep the connection to Redis for the answer
+                await self.held_answered.wait()
 
     async def _down(
         self, sr: asyncio.StreamReader, cw: asyncio.StreamWriter, lose: list[bool]
     ) -> None:
         while data := await sr.read(65536):
+            if lose[2]:
+                self.held_answered.set()
             if lose[0] or self.refuse:
                 self.lost += 1
                 return
+            if lose[1]:
+                self.lost += 1
+                continue
             cw.write(data)
             await cw.drain()
 

@@ -43,7 +43,7 @@ from typing import Any
 
 from ..errors import CircuitOpenError, ConfigurationError, StateStoreError
 from ..state.base import check_positive, hash_tag
-from ..state.redis_store import RedisStore
+from ..state.redis_store import RedisStore, process_tag
 from ..state.scripts import CB_ACQUIRE, CB_OUTCOME, CB_READ, CB_RENEW, CB_RESET
 from .breaker import BreakerRegistry, CircuitBreaker, Permit, State, counts_as_failure
 
@@ -122,7 +122,8 @@ class SharedCircuitBreaker(CircuitBreaker):
         #: False after a Redis operation failed, until one succeeds: the local state rules.
         self._remote_ok = True
         # Random: replicas in containers share their pid and build their breakers in the same
-        # order, and a token another process also uses lets both probes in as one.
+        # order, and a token another process also uses lets both probes in as one (and
+        # process_tag(): workers forked after the breaker was made share this prefix).
         self._token_prefix = f"{os.urandom(6).hex()}-{next(_ids)}-"
         self._tokens = itertools.count()
 
@@ -189,7 +190,7 @@ class SharedCircuitBreaker(CircuitBreaker):
     async def aacquire(self) -> Permit:
         """Admit one call or raise ``CircuitOpenError`` (one round trip)."""
         now = self.clock()
-        token = self._token_prefix + str(next(self._tokens))
+        token = process_tag() + self._token_prefix + str(next(self._tokens))
         answer = asyncio.ensure_future(
             self.store.eval(CB_ACQUIRE, self._keys, [*self._args, token])
         )
@@ -278,7 +279,7 @@ class SharedCircuitBreaker(CircuitBreaker):
         if permit.probe and not permit.token and kind != "s":
             with self._v_lock:
                 self._local_probes = max(0, self._local_probes - 1)
-        oid = self._token_prefix + str(next(self._tokens))  # applied once if sent twice
+        oid = process_tag() + self._token_prefix + str(next(self._tokens))  # applied once
         args = [*self._args, kind, permit.generation, "1" if permit.probe else "0", permit.token]
         call = self.store.eval(CB_OUTCOME, self._outcome_keys, [*args, oid])
         answer = asyncio.ensure_future(call)

@@ -87,6 +87,7 @@ from ..state.base import (
     key_id,
     refused,
 )
+from ..state.redis_store import process_tag
 from ..types import ChatRequest, Response
 from ..types.embed_request import EmbedRequest
 from .ratelimit_buckets import Buckets, MemoryBuckets, Refusal, Slot
@@ -409,7 +410,7 @@ class RateLimiter:
             est_in, est_out = estimate(req, self.output_estimate, text)
         else:
             est_in, est_out = self._estimate(req)
-            permit_id = f"{self._pid}-{next(self._ids)}" if needs_id else ""
+            permit_id = f"{process_tag()}{self._pid}-{next(self._ids)}" if needs_id else ""
         tokens = float(est_in + est_out)
         costs = (1.0, tokens, float(est_in), float(est_out), 1.0, 1.0, tokens)
         permit = LimitPermit(slots, permit_id, est_in, est_out, dep_scope)

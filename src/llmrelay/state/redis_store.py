@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import math
 import os
 import threading
 import time
@@ -54,8 +55,9 @@ def import_redis() -> Any:
     return redis_asyncio
 
 
-#: How long the answer of a ``once`` script call is kept for a resend of the same call
-#: (redis-py resends at once, after at most the store's ``timeout``).
+#: How long the answer of a ``once`` script call is kept for a resend of the same call, at
+#: least: redis-py resends after at most the store's ``timeout`` (an answer that never came)
+#: plus a reconnect (``timeout`` again), so a store keeps answers for 3 x ``timeout`` if longer.
 ONCE_TTL_MS = 10_000
 
 #: A ``once`` script: the caller's script runs as a function of KEYS and ARGV from which the
@@ -89,13 +91,30 @@ class Script:
         object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
 
 
-#: Ids of ``once`` calls: random per process (replicas in containers share pids), then a count.
+#: Ids of ``once`` calls: random per process (replicas in containers share pids; a forked
+#: worker, sharing its parent's memory, draws its own), then a count.
 _CALL_PREFIX = os.urandom(6).hex()
 _calls = itertools.count()
 
 
+def process_tag() -> str:
+    """12 random hex digits of this process, drawn again in a forked child: ids made of it and
+    a count are never another process's (a gunicorn ``--preload`` or multiprocessing worker
+    would else reuse its siblings' ids, and a ``once`` call would get another's answer)."""
+    return _CALL_PREFIX
+
+
+def _after_fork_in_child() -> None:
+    global _CALL_PREFIX
+    _CALL_PREFIX = os.urandom(6).hex()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _with_once(
-    calls: Sequence[tuple[Script, Sequence[str], Sequence[Any]]],
+    calls: Sequence[tuple[Script, Sequence[str], Sequence[Any]]], ttl_ms: int
 ) -> list[tuple[Script, Sequence[str], Sequence[Any]]]:
     """``calls`` with each ``once`` script's id key (beside its first key: the same hash tag,
     the same Cluster slot) and answer lifetime appended."""
@@ -103,7 +122,7 @@ def _with_once(
     for script, keys, args in calls:
         if script.once:
             key = f"{keys[0]}:once:{_CALL_PREFIX}{next(_calls)}"
-            keys, args = [*keys, key], [*args, ONCE_TTL_MS]
+            keys, args = [*keys, key], [*args, ttl_ms]
         out.append((script, keys, args))
     return out
 
@@ -176,6 +195,8 @@ class RedisStore:
         self.timeout = float(timeout)
         self.retry_interval = float(retry_interval)
         self.max_connections = max_connections
+        #: A ``once`` call's answer outlives the resend of that call (see ONCE_TTL_MS).
+        self.once_ttl_ms = max(ONCE_TTL_MS, math.ceil(3000 * self.timeout))
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, Any]] = (
             weakref.WeakKeyDictionary()
         )
@@ -319,7 +340,9 @@ class RedisStore:
         self._check_up()
         from redis.exceptions import NoScriptError
 
-        calls = _with_once(calls)  # ids made once: the NOSCRIPT rerun below reuses them
+        calls = _with_once(
+            calls, self.once_ttl_ms
+        )  # ids made once: the NOSCRIPT rerun below reuses them
         try:
             client = await self._client()
             results = await self._pipeline(client, calls)
