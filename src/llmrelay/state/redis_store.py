@@ -340,9 +340,8 @@ class RedisStore:
         self._check_up()
         from redis.exceptions import NoScriptError
 
-        calls = _with_once(
-            calls, self.once_ttl_ms
-        )  # ids made once: the NOSCRIPT rerun below reuses them
+        # Ids made once: the NOSCRIPT rerun below reuses them.
+        calls = _with_once(calls, self.once_ttl_ms)
         try:
             client = await self._client()
             results = await self._pipeline(client, calls)
