@@ -13,8 +13,9 @@ class RedisProxy:
         self.target = (host, port)
         self.port = 0
         #: The next request containing these bytes reaches Redis; its reply is dropped and the
-        #: connection closed.
+        #: connection closed (the next ``lose_times`` such requests: a resend's too).
         self.lose_reply_to: bytes | None = None
+        self.lose_times = 1
         #: The next request containing these bytes reaches Redis; its reply never comes back
         #: (the connection stays open: the client's read times out).
         self.mute_reply_to: bytes | None = None
@@ -76,7 +77,9 @@ class RedisProxy:
             if self.refuse:
                 return
             if self.lose_reply_to is not None and self.lose_reply_to in data:
-                self.lose_reply_to = None
+                self.lose_times -= 1
+                if self.lose_times <= 0:
+                    self.lose_reply_to, self.lose_times = None, 1
                 lose[0] = True
             if self.mute_reply_to is not None and self.mute_reply_to in data:
                 self.mute_reply_to = None

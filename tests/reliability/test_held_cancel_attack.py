@@ -37,12 +37,12 @@ def _stall_once(
     stuck, go = asyncio.Event(), asyncio.Event()
     calls = [0]
 
-    async def stalls(batch: Any) -> Any:
+    async def stalls(batch: Any, **kw: Any) -> Any:
         calls[0] += 1
         if calls[0] == 1:
             stuck.set()
             await go.wait()
-        return await real(batch)
+        return await real(batch, **kw)
 
     monkeypatch.setattr(store, "eval_many", stalls)
     return stuck, go, real
@@ -133,8 +133,8 @@ async def test_a_probe_acquire_cancelled_during_its_round_trip_gives_the_probe_b
     real = redis_store.eval_many
     ran, go = asyncio.Event(), asyncio.Event()
 
-    async def answer_late(batch: Any) -> Any:
-        out = await real(batch)  # Redis granted the probe ...
+    async def answer_late(batch: Any, **kw: Any) -> Any:
+        out = await real(batch, **kw)  # Redis granted the probe ...
         ran.set()
         await go.wait()  # ... and the caller is cancelled before the answer arrives
         return out
@@ -188,11 +188,11 @@ async def _outcome_stalls_then_call_is_cancelled(
         real = redis_store.eval_many
         stuck, go = asyncio.Event(), asyncio.Event()
 
-        async def outcome_waits(batch: Any) -> Any:
+        async def outcome_waits(batch: Any, **kw: Any) -> Any:
             if batch[0][0] is CB_OUTCOME and not stuck.is_set():
                 stuck.set()
                 await go.wait()
-            return await real(batch)
+            return await real(batch, **kw)
 
         monkeypatch.setattr(redis_store, "eval_many", outcome_waits)
         fake.push(Reply.ok("answer"))

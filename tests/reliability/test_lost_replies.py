@@ -5,13 +5,14 @@ proxy that drops the answer)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
 from llmrelay.core.engine import CallOptions
 from llmrelay.core.layers import CallContext
-from llmrelay.errors import RateLimitedError
+from llmrelay.errors import RateLimitedError, StateStoreError
 from llmrelay.providers.table import make_deployment
 from llmrelay.reliability.budgets_ledger import RedisLedger
 from llmrelay.reliability.ratelimit import RateLimiter
@@ -144,3 +145,28 @@ async def test_a_release_whose_answer_is_lost_gives_back_once(
         admitted += 1
     # 450 used: another ~600 does not fit in the minute's 1,000 (given back twice, it did).
     assert admitted == 0, f"{admitted} more calls of ~600 tokens admitted after 450 of 1,000"
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("on_store_error", ["closed", "open"])
+async def test_a_reservation_whose_answer_and_resend_are_both_lost_is_released(
+    proxied: RedisStore, redis_store: RedisStore, proxy: RedisProxy, on_store_error: str
+) -> None:
+    # Both the call and redis-py's one resend lose their answer: the caller is refused (or,
+    # failing open, goes on unreserved), yet Redis reserved the dollar -- which nobody settles
+    # (a "total" budget's keys never expire). The ledger asks again under the same call id in
+    # the background and releases what that call reserved.
+    seen = RedisLedger(redis_store)
+    ledger = RedisLedger(proxied, on_store_error=on_store_error)  # type: ignore[arg-type]
+    proxy.lose_reply_to, proxy.lose_times = LEDGER_RESERVE.sha.encode(), 2
+    if on_store_error == "closed":
+        with pytest.raises(StateStoreError):
+            await ledger.reserve([("k", 10.0)], 1.0)
+    else:
+        assert await ledger.reserve([("k", 10.0)], 1.0) is None
+    assert proxy.lost == 2
+    for _ in range(300):
+        if await seen.spent("k") == (0.0, 0.0):
+            break
+        await asyncio.sleep(0.01)
+    assert await seen.spent("k") == (0.0, 0.0), "a reservation nobody will settle stayed held"

@@ -107,8 +107,8 @@ async def test_an_acquire_cancelled_after_redis_admitted_it_frees_its_slot(
     ran, never = asyncio.Event(), asyncio.Event()
     late = [True]
 
-    async def answer_late(calls: Any) -> Any:
-        out = await real(calls)
+    async def answer_late(calls: Any, **kw: Any) -> Any:
+        out = await real(calls, **kw)
         if late[0]:
             late[0] = False
             ran.set()

@@ -47,12 +47,12 @@ async def test_an_acquire_cancelled_during_its_all_or_nothing_rollback_frees_its
     calls = [0]
     stuck, never = asyncio.Event(), asyncio.Event()
 
-    async def rollback_waits(batch: Any) -> Any:
+    async def rollback_waits(batch: Any, **kw: Any) -> Any:
         calls[0] += 1
         if calls[0] == 2:  # the rollback release: not sent yet when the caller leaves
             stuck.set()
             await never.wait()
-        return await real(batch)
+        return await real(batch, **kw)
 
     monkeypatch.setattr(redis_store, "eval_many", rollback_waits)
     task = asyncio.ensure_future(buckets.acquire([a, b], "leaver", 900.0))
@@ -89,8 +89,8 @@ async def test_an_acquire_whose_answer_was_lost_after_redis_admitted_it_frees_it
 
     real = redis_store.eval_many
 
-    async def answer_lost(calls: Any) -> Any:
-        await real(calls)
+    async def answer_lost(calls: Any, **kw: Any) -> Any:
+        await real(calls, **kw)
         raise StateStoreError("Redis at 127.0.0.1:6379 failed: Timeout reading from socket")
 
     monkeypatch.setattr(redis_store, "eval_many", answer_lost)

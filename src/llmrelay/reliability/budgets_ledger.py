@@ -21,6 +21,7 @@ failure to record is logged as an error.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Sequence
@@ -31,12 +32,27 @@ from ..errors import StateStoreError
 from ..settings.state import StateSettings, settings_from_config
 from ..state.base import FailMode, Store, ThrottledWarning, check_fail_mode, refused
 from ..state.open import open_store
-from ..state.redis_store import RedisStore
+from ..state.redis_store import RedisStore, call_id
 from ..state.scripts import LEDGER_RESERVE, LEDGER_SETTLE
 
 __all__ = ["Ledger", "MemoryLedger", "RedisLedger", "default_ledger", "ledger_for"]
 
 log = logging.getLogger("llmrelay.budgets")
+
+#: Reservations whose answer was lost, being released in the background (``RedisLedger``).
+_releasing: set[asyncio.Task[None]] = set()
+_MAX_RELEASING = 1000
+_RELEASE_TRIES = 3
+
+
+def _released(task: asyncio.Task[None]) -> None:
+    _releasing.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "a budget reservation whose answer was lost could not be released (the store "
+            "failed %d times): it stays held until its key expires",
+            _RELEASE_TRIES,
+        )
 
 
 class Ledger(Protocol):
@@ -217,12 +233,43 @@ class RedisLedger:
         args: list[object] = [repr(float(amount))]
         for k, limit in entries:
             args += [repr(float(limit)), _ttl_ms(k)]
+        cid = call_id()
         try:
-            failed = int(await self.store.eval(LEDGER_RESERVE, keys, args))
+            failed = int(await self.store.eval(LEDGER_RESERVE, keys, args, call_id=cid))
         except StateStoreError as exc:
+            # The answer may be what was lost (both the call's and redis-py's resend): Redis
+            # may hold a reservation this caller will never settle.
+            self._release_lost(entries, keys, args, cid)
             self._failed(exc, "reserve")
             return None
         return None if failed < 0 else failed
+
+    def _release_lost(
+        self, entries: Sequence[tuple[str, float]], keys: list[str], args: list[object], cid: str
+    ) -> None:
+        """Ask again, in the background, for the answer of the reserve ``cid`` whose answer was
+        lost (the store keeps it ``once_ttl_ms``; a call that never ran runs now) and release
+        what it reserved. Tried ``_RELEASE_TRIES`` times, the store's ``retry_interval`` apart
+        (at least 50 ms); past its answer's lifetime a reservation stays held (see docs)."""
+        if len(_releasing) >= _MAX_RELEASING:
+            return
+        settle = [args[0], repr(0.0), *[_ttl_ms(k) for k, _ in entries]]
+        task = asyncio.get_running_loop().create_task(self._release(keys, args, settle, cid))
+        _releasing.add(task)
+        task.add_done_callback(_released)
+
+    async def _release(
+        self, keys: list[str], args: list[object], settle: list[object], cid: str
+    ) -> None:
+        for attempt in range(_RELEASE_TRIES):
+            await asyncio.sleep(max(self.store.retry_interval, 0.05))
+            try:
+                if int(await self.store.eval(LEDGER_RESERVE, keys, args, call_id=cid)) < 0:
+                    await self.store.eval(LEDGER_SETTLE, keys, settle, call_id=cid + "r")
+                return
+            except StateStoreError:
+                if attempt == _RELEASE_TRIES - 1:
+                    raise
 
     async def settle(self, keys: Sequence[str], reserved: float, actual: float) -> None:
         args: list[object] = [repr(float(reserved)), repr(float(actual))]

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 from ..errors import ConfigurationError, StateStoreError
 from .base import check_positive, redact_url
 
-__all__ = ["RedisStore", "Script", "import_redis"]
+__all__ = ["RedisStore", "Script", "call_id", "import_redis", "process_tag"]
 
 _SCHEMES = ("redis", "rediss", "unix")
 
@@ -113,15 +113,25 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def call_id() -> str:
+    """A new id for a ``once`` call, never another process's: to ask again later for the
+    answer of a call whose answer was lost (``RedisStore.eval(..., call_id=...)``)."""
+    return f"{_CALL_PREFIX}{next(_calls)}"
+
+
 def _with_once(
-    calls: Sequence[tuple[Script, Sequence[str], Sequence[Any]]], ttl_ms: int
+    calls: Sequence[tuple[Script, Sequence[str], Sequence[Any]]],
+    ttl_ms: int,
+    ids: Sequence[str | None] | None = None,
 ) -> list[tuple[Script, Sequence[str], Sequence[Any]]]:
     """``calls`` with each ``once`` script's id key (beside its first key: the same hash tag,
-    the same Cluster slot) and answer lifetime appended."""
+    the same Cluster slot; ``ids``: the caller's ids, a new one where None) and answer
+    lifetime appended."""
     out: list[tuple[Script, Sequence[str], Sequence[Any]]] = []
-    for script, keys, args in calls:
+    for i, (script, keys, args) in enumerate(calls):
         if script.once:
-            key = f"{keys[0]}:once:{_CALL_PREFIX}{next(_calls)}"
+            cid = ids[i] if ids is not None else None
+            key = f"{keys[0]}:once:{cid or call_id()}"
             keys, args = [*keys, key], [*args, ttl_ms]
         out.append((script, keys, args))
     return out
@@ -327,13 +337,26 @@ class RedisStore:
 
     # ------------------------------------------------------------------ scripts
 
-    async def eval(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def eval(
+        self,
+        script: Script,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        *,
+        call_id: str | None = None,
+    ) -> Any:
         """Run one script atomically (one round trip; two after a restart emptied the script
-        cache)."""
-        return (await self.eval_many([(script, keys, args)]))[0]
+        cache). ``call_id`` (a ``once`` script): the id of a call made before whose answer was
+        lost -- its answer is returned if Redis ran it (while it keeps answers), else it runs."""
+        if call_id is None:
+            return (await self.eval_many([(script, keys, args)]))[0]
+        return (await self.eval_many([(script, keys, args)], ids=[call_id]))[0]
 
     async def eval_many(
-        self, calls: Sequence[tuple[Script, Sequence[str], Sequence[Any]]]
+        self,
+        calls: Sequence[tuple[Script, Sequence[str], Sequence[Any]]],
+        *,
+        ids: Sequence[str | None] | None = None,
     ) -> list[Any]:
         """Run several scripts in one pipelined round trip. Each script is atomic on its own;
         results come back in order. Raises StateStoreError if any call failed."""
@@ -341,7 +364,7 @@ class RedisStore:
         from redis.exceptions import NoScriptError
 
         # Ids made once: the NOSCRIPT rerun below reuses them.
-        calls = _with_once(calls, self.once_ttl_ms)
+        calls = _with_once(calls, self.once_ttl_ms, ids)
         try:
             client = await self._client()
             results = await self._pipeline(client, calls)
