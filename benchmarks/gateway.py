@@ -24,7 +24,9 @@ same, but each streamed event's JSON is parsed and written again, as the issue's
 answer, return it" reads for a stream; only when named in ``--servers``, and reported beside
 ``bare``, never instead of it), ``llmrelay`` (``llmrelay serve`` with a virtual key carrying a
 budget and an rpm limit, and the request log on), ``llmrelay-nolog`` (the same without the
-request log, only when named in ``--servers``), ``litellm`` (LiteLLM's proxy, ``litellm
+request log, only when named in ``--servers``), ``llmrelay-gc-python`` (the same as ``llmrelay``
+with ``[server] gc = "python"``: the interpreter's collector settings; only when named),
+``litellm`` (LiteLLM's proxy, ``litellm
 --config`` with a generated config naming the same upstream, a master key, no database; ``make
 bench`` installs ``litellm[proxy]``; ``--litellm PATH`` names another installation's
 ``litellm`` command, e.g. one in its own virtualenv, since its pins can clash with the test
@@ -199,13 +201,15 @@ def _server(
     if kind in ("bare", "bare-parse"):
         cmd = [sys.executable, __file__, "--bare-proxy", str(port), "--upstream", upstream]
         cmd += ["--loop", loop] + (["--parse-stream"] if kind == "bare-parse" else [])
-    elif kind in ("llmrelay", "llmrelay-nolog"):
-        # ``llmrelay-nolog``: the same without the request log, to show what the log costs.
+    elif kind in ("llmrelay", "llmrelay-nolog", "llmrelay-gc-python"):
+        # ``llmrelay-nolog``: the same without the request log, to show what the log costs;
+        # ``llmrelay-gc-python``: with the interpreter's garbage-collector settings.
         log = "false" if kind == "llmrelay-nolog" else "true"
+        gc = "python" if kind == "llmrelay-gc-python" else "tuned"
         config = tmp / "llmrelay.toml"
         config.write_text(
-            f'[server]\nkey_store = "{tmp / "keys.db"}"\nlog = {log}\nloop = "{loop}"\n\n'
-            f'[log]\npath = "{tmp / "requests.db"}"\n'
+            f'[server]\nkey_store = "{tmp / "keys.db"}"\nlog = {log}\nloop = "{loop}"\n'
+            f'gc = "{gc}"\n\n[log]\npath = "{tmp / "requests.db"}"\n'
         )
         env.update(
             LLMRELAY_CONFIG=str(config),
@@ -566,7 +570,7 @@ def _report(r: dict[str, Any]) -> None:
         if kind != "direct" and m.get("errors"):
             print(f"{kind}: {m['errors']} requests were not answered 200: its numbers are void")
     bare, lite = r.get("bare", {}), r.get("litellm", {})
-    for name in ("llmrelay", "llmrelay-nolog"):
+    for name in ("llmrelay", "llmrelay-nolog", "llmrelay-gc-python"):
         ours = r.get(name, {})
         if "rps" in ours and "rps" in bare:
             print(f"\n{name} / bare rps: {ours['rps'] / bare['rps']:.2f}x (target >= 0.7x)")
