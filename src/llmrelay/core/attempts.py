@@ -426,12 +426,10 @@ class AttemptRunner:
         self, call: CallState, dep: Deployment, req: ChatRequest, t: Target
     ) -> tuple[AsyncGenerator[StreamChunk, None], list[StreamChunk], float, Any, Any]:
         """Start a stream on ``dep`` and read up to its first content chunk, with retries.
-
         Returns the live generator, the chunks read so far, the attempt's start time, the rate
         limiter's permit (released when the stream ends) and the breaker's permit: the stream's
         outcome for the breaker is only known when it ends (``stream_outcome``), so a stream
-        cut after its first chunks counts as the failure it is.
-        """
+        cut after its first chunks counts as the failure it is."""
         backend = self.host.backend_for(dep)
         tr = self._start(call, dep, req, t)
         timeouts = self.timeouts(t, call.opts)
@@ -443,19 +441,17 @@ class AttemptRunner:
             remaining = self._remaining(ctx.deadline_at)
             tr.t0 = clock()
             sent = self._attempt_timeouts(timeouts, remaining)
-            agen: AsyncGenerator[StreamChunk, None] = backend.stream(  # type: ignore[assignment]
-                req, dep, sent
-            )
+            agen: AsyncGenerator[StreamChunk, None] = backend.stream(req, dep, sent)  # type: ignore[assignment]
             head: list[StreamChunk] = []
             limit = first_token_timeout
             if remaining is not None:
                 limit = remaining if limit is None else min(limit, remaining)
             try:
-                async with asyncio.timeout(limit):
-                    async for c in agen:
-                        head.append(c)
-                        if c.delta or c.tool_calls or c.reasoning or c.done:
-                            break
+                if limit is None:  # (``asyncio.timeout(None)`` still costs ~2 µs a stream)
+                    await _read_head(agen, head)
+                else:
+                    async with asyncio.timeout(limit):
+                        await _read_head(agen, head)
             except Exception as caught:
                 await agen.aclose()
                 exc: Exception = caught
@@ -593,3 +589,11 @@ async def _on_failure(breaker: Breaker, permit: Any, exc: BaseException) -> None
         await breaker.aon_failure(permit, exc)
     else:
         breaker.on_failure(permit, exc)
+
+
+async def _read_head(agen: AsyncGenerator[StreamChunk, None], head: list[StreamChunk]) -> None:
+    """Read ``agen`` into ``head`` up to its first output or its end (a stream has started)."""
+    async for c in agen:
+        head.append(c)
+        if c.delta or c.tool_calls or c.reasoning or c.done:
+            break

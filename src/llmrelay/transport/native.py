@@ -22,7 +22,7 @@ import ssl
 import threading
 import weakref
 from collections.abc import AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
 from ..errors import APIConnectionError, APITimeoutError, ConfigurationError, LLMRelayError
 from .base import (
@@ -276,12 +276,10 @@ class NativeTransport:
     def stream(
         self, request: HttpRequest, timeouts: Timeouts
     ) -> AbstractAsyncContextManager[StreamingResponse]:
-        return self._stream(request, timeouts)
+        return _Opening(self, request, timeouts)
 
-    @asynccontextmanager
-    async def _stream(
-        self, request: HttpRequest, timeouts: Timeouts
-    ) -> AsyncIterator[StreamingResponse]:
+    async def _start(self, request: HttpRequest, timeouts: Timeouts) -> _Stream:
+        """Send ``request`` and read up to the end of the answer's head."""
         ex: _Exchange | None = None
         try:
             ex, target = await self._open(request, timeouts, None, stream=True)
@@ -303,16 +301,7 @@ class NativeTransport:
                 raise
             err = self._translate(exc, request, ex, None)
             raise err from _cause(exc)
-        stream = _Stream(ex, target.where, request)
-        try:
-            yield stream
-        finally:
-            stream._ended = True
-            ex.stop_timer()
-            if parser.done and not parser.body:
-                ex.conn.finish(parser.keep_alive)
-            else:
-                ex.conn.abort()  # left early: never pool a half-read connection
+        return _Stream(ex, target.where, request)
 
     async def aclose(self) -> None:
         """Close the pool of the running loop (other loops close with their loop)."""
@@ -332,6 +321,41 @@ def _cause(exc: BaseException) -> BaseException | None:
     if isinstance(exc, OSError | TimeoutError | ProtocolError):
         return exc
     return None
+
+
+class _Opening:
+    """``NativeTransport.stream``'s block: the answer's head is read on entry; on exit the
+    connection goes back to the pool when the body was read to its end, and is closed when not
+    (never pool a half-read connection). A class, not ``@asynccontextmanager``: that costs a
+    generator and its steps on every stream."""
+
+    __slots__ = ("_request", "_stream", "_timeouts", "_transport")
+
+    def __init__(
+        self, transport: NativeTransport, request: HttpRequest, timeouts: Timeouts
+    ) -> None:
+        self._transport = transport
+        self._request = request
+        self._timeouts = timeouts
+        self._stream: _Stream | None = None
+
+    async def __aenter__(self) -> _Stream:
+        stream = self._stream = await self._transport._start(self._request, self._timeouts)
+        return stream
+
+    async def __aexit__(self, *exc: object) -> None:
+        stream = self._stream
+        if stream is None:
+            return
+        self._stream = None
+        stream._ended = True
+        ex = stream._ex
+        ex.stop_timer()
+        parser = ex.parser
+        if parser.done and not parser.body:
+            ex.conn.finish(parser.keep_alive)
+        else:
+            ex.conn.abort()  # left early: never pool a half-read connection
 
 
 class _Stream:
