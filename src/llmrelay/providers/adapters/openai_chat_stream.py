@@ -151,10 +151,23 @@ class OpenAIChatStream:
                         else:
                             run.append(text)
                     continue
+            try:
+                out = self._parse(data)
+            except Exception:
+                if run is not None:  # the text before the event that failed goes first
+                    yield self._run(run)
+                raise
+            if isinstance(out, str):  # a text event, parsed whole (the template is new)
+                if run is None:
+                    run = [out]
+                else:
+                    run.append(out)
+                pre, mid, post = self._pre, self._mid, self._post
+                continue
             if run is not None:
                 yield self._run(run)
                 run = None
-            yield from self._parse(data)
+            yield from out
             if self._failed is not None:  # an error beside output: the output went first
                 raise self._failed
             if self.done:
@@ -172,8 +185,9 @@ class OpenAIChatStream:
         self._text.extend(pieces)
         return text_run(pieces)
 
-    def _parse(self, data: str) -> list[StreamChunk]:
-        """``feed_data`` for an event the template does not match: parsed whole."""
+    def _parse(self, data: str) -> list[StreamChunk] | str:
+        """``feed_data`` for an event the template does not match: parsed whole. An event of
+        text alone gives the text (``feed_values`` adds it to the run it is in)."""
         pre = self._pre
         if data == "[DONE]":
             self.done = True
@@ -213,10 +227,9 @@ class OpenAIChatStream:
                     if usage is None and not obj.get("error"):
                         if not text:
                             return []
-                        self._text.append(text)
                         if pre is None:
                             self._template(data, obj, text)
-                        return [StreamChunk(text)]
+                        return text
                     out: list[StreamChunk] = []
                     if text:
                         self._text.append(text)
