@@ -11,7 +11,7 @@ import gc
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -31,15 +31,23 @@ def _info(port: int) -> tuple[Any, ...]:
     return (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", port))
 
 
-def _refused_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
+@pytest.fixture
+def refused_ports() -> Iterator[Callable[[int], list[int]]]:
+    """Ports of 127.0.0.1 that refuse connections: bound, never listening, and held until the
+    test ends. (A port freed at once can be taken by another program before the test connects
+    to it: seen with two test runs side by side.)"""
+    held: list[socket.socket] = []
+
+    def make(n: int) -> list[int]:
+        for _ in range(n):
+            s = socket.socket()
+            held.append(s)
             s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+        return [int(s.getsockname()[1]) for s in held[-n:]]
+
+    yield make
+    for s in held:
+        s.close()
 
 
 def _script(
@@ -155,10 +163,10 @@ async def test_a_shared_lookup_that_fails_fails_each_caller_and_poisons_nothing(
 
 
 async def test_a_name_of_many_refused_addresses_then_a_live_one_connects_and_leaks_nothing(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, refused_ports: Callable[[int], list[int]]
 ) -> None:
     loop = asyncio.get_running_loop()
-    dead = _refused_ports(40)
+    dead = refused_ports(40)
     before = _fds()
     async with raw_upstream(in_turn(reply(b"ok"))) as up:
 
@@ -175,10 +183,10 @@ async def test_a_name_of_many_refused_addresses_then_a_live_one_connects_and_lea
 
 
 async def test_a_name_of_only_refused_addresses_is_a_short_connection_error(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, refused_ports: Callable[[int], list[int]]
 ) -> None:
     loop = asyncio.get_running_loop()
-    dead = _refused_ports(200)
+    dead = refused_ports(200)
 
     async def getaddrinfo(host: str, port: int, **kwargs: Any) -> Any:
         return [_info(p) for p in dead]
