@@ -123,6 +123,7 @@ class OpenAIChatStream:
         piece). Every other event is read by ``_parse``; what came before an event that raises
         has been yielded already."""
         run: list[str] | None = None
+        texts = self._text
         pre, mid, post = self._pre, self._mid, self._post
         for data in values:
             # ``removeprefix``/``removesuffix`` give back the very string when it does not
@@ -146,6 +147,7 @@ class OpenAIChatStream:
                     text = None
                 if text.__class__ is str:
                     if text:
+                        texts.append(text)  # kept in the order the events came
                         if run is None:
                             run = [text]
                         else:
@@ -158,6 +160,7 @@ class OpenAIChatStream:
                     yield self._run(run)
                 raise
             if isinstance(out, str):  # a text event, parsed whole (the template is new)
+                texts.append(out)
                 if run is None:
                     run = [out]
                 else:
@@ -178,12 +181,9 @@ class OpenAIChatStream:
         if run is not None:
             yield self._run(run)
 
-    def _run(self, pieces: list[str]) -> StreamChunk:
-        if len(pieces) == 1:
-            self._text.append(pieces[0])
-            return text_chunk(pieces[0])
-        self._text.extend(pieces)
-        return text_run(pieces)
+    @staticmethod
+    def _run(pieces: list[str]) -> StreamChunk:
+        return text_chunk(pieces[0]) if len(pieces) == 1 else text_run(pieces)
 
     def _parse(self, data: str) -> list[StreamChunk] | str:
         """``feed_data`` for an event the template does not match: parsed whole. An event of
