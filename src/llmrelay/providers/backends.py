@@ -7,7 +7,7 @@ provider, user functions) answer without a network. The engine picks one per dep
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, NoReturn, Protocol, runtime_checkable
 
 from ..errors import (
@@ -33,9 +33,24 @@ from ..transport.base import (
     Transport,
 )
 from ..transport.headers import get_header
-from ..transport.sse import SSEDecoder
-from ..types import PARAM_NAMES, ChatRequest, Response, StreamChunk, Usage, chunk
-from .adapters.base import WireAdapter, answer_request_id, scrub_answer, status_error
+from ..transport.sse import SSEDecoder, SSEEvent
+from ..types import (
+    PARAM_NAMES,
+    ChatRequest,
+    Response,
+    StreamChunk,
+    Usage,
+    chunk,
+    text_chunk,
+    text_run,
+)
+from .adapters.base import (
+    StreamState,
+    WireAdapter,
+    answer_request_id,
+    scrub_answer,
+    status_error,
+)
 from .table import EMBEDDINGS_ONLY_WIRES, Deployment
 
 __all__ = [
@@ -189,9 +204,8 @@ class HttpBackend:
                                 raise decoder.failed
                     else:
                         async for data in s.aiter_bytes():
-                            for ev in decoder.feed(data):
-                                for c in state.feed(ev):
-                                    yield c
+                            for c in _in_runs(state, decoder.feed(data)):
+                                yield c
                             if state.done:
                                 break
                             if decoder.failed is not None:  # no waiting for the next read
@@ -228,6 +242,43 @@ class HttpBackend:
             if sent:
                 raise
             raise unbuildable(exc, dep) from None
+
+
+def _in_runs(state: StreamState, events: list[SSEEvent]) -> Iterator[StreamChunk]:
+    """The chunks ``state`` gives for ``events`` (one read's), text chunks that follow each
+    other as one ``TextRun`` (one chunk through the pipeline, not one each; iterating the
+    stream still gives one per event). What came before an event that fails is given first."""
+    run: list[str] | None = None
+    for ev in events:
+        try:
+            out = state.feed(ev)
+        except Exception:
+            if run is not None:
+                yield _run(run)
+            raise
+        for c in out:
+            if (
+                c.delta
+                and c.__class__ is StreamChunk
+                and not (c.tool_calls or c.reasoning or c.finish_reason or c.usage or c.done)
+                and c.response is None
+                and c.reasoning_part is None
+            ):
+                if run is None:
+                    run = [c.delta]
+                else:
+                    run.append(c.delta)
+                continue
+            if run is not None:
+                yield _run(run)
+                run = None
+            yield c
+    if run is not None:
+        yield _run(run)
+
+
+def _run(pieces: list[str]) -> StreamChunk:
+    return text_chunk(pieces[0]) if len(pieces) == 1 else text_run(pieces)
 
 
 def send_failed(exc: Exception, dep: Deployment) -> NoReturn:

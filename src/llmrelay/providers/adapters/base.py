@@ -70,7 +70,8 @@ class StreamState(Protocol):
     list[str])``, an iterator of the chunks ``feed`` gives for events with those data, in
     order (text events that arrive together may come as one ``TextRun``): the backend then
     has the decoder hand it the data of each read alone (``SSEDecoder.feed_data``, no event
-    object per event)."""
+    object per event). For a state without it, the backend makes the runs itself: the plain
+    text chunks ``feed`` gives for the events of one read pass on as one ``TextRun``."""
 
     #: True once the wire format's terminal event was seen.
     done: bool
