@@ -14,6 +14,7 @@ from llmrelay.core.engine import CallOptions
 from llmrelay.core.layers import CallContext
 from llmrelay.errors import RateLimitedError, StateStoreError
 from llmrelay.providers.table import make_deployment
+from llmrelay.reliability import budgets_ledger
 from llmrelay.reliability.budgets_ledger import RedisLedger
 from llmrelay.reliability.ratelimit import RateLimiter
 from llmrelay.state import RedisStore
@@ -148,25 +149,106 @@ async def test_a_release_whose_answer_is_lost_gives_back_once(
 
 
 @pytest.mark.services
-@pytest.mark.parametrize("on_store_error", ["closed", "open"])
 async def test_a_reservation_whose_answer_and_resend_are_both_lost_is_released(
-    proxied: RedisStore, redis_store: RedisStore, proxy: RedisProxy, on_store_error: str
+    proxied: RedisStore, redis_store: RedisStore, proxy: RedisProxy
 ) -> None:
-    # Both the call and redis-py's one resend lose their answer: the caller is refused (or,
-    # failing open, goes on unreserved), yet Redis reserved the dollar -- which nobody settles
-    # (a "total" budget's keys never expire). The ledger asks again under the same call id in
-    # the background and releases what that call reserved.
+    # Both the call and redis-py's one resend lose their answer: the caller is refused with
+    # StateStoreError, yet Redis reserved the dollar -- which nobody settles (a "total"
+    # budget's keys never expire). The ledger asks again under the same call id in the
+    # background and releases what that call reserved.
     seen = RedisLedger(redis_store)
-    ledger = RedisLedger(proxied, on_store_error=on_store_error)  # type: ignore[arg-type]
+    ledger = RedisLedger(proxied)
     proxy.lose_reply_to, proxy.lose_times = LEDGER_RESERVE.sha.encode(), 2
-    if on_store_error == "closed":
-        with pytest.raises(StateStoreError):
-            await ledger.reserve([("k", 10.0)], 1.0)
-    else:
-        assert await ledger.reserve([("k", 10.0)], 1.0) is None
+    with pytest.raises(StateStoreError):
+        await ledger.reserve([("k", 10.0)], 1.0)
     assert proxy.lost == 2
-    for _ in range(300):
-        if await seen.spent("k") == (0.0, 0.0):
-            break
-        await asyncio.sleep(0.01)
+    await _background_done()
     assert await seen.spent("k") == (0.0, 0.0), "a reservation nobody will settle stayed held"
+
+
+async def _background_done() -> None:
+    """Wait for the ledger's background work on lost reservations (it raises what failed)."""
+    await asyncio.gather(*list(budgets_ledger._releasing))
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("job_first", [False, True], ids=["settle-first", "job-first"])
+async def test_failing_open_a_reservation_whose_answers_are_lost_is_settled_once(
+    proxied: RedisStore, redis_store: RedisStore, proxy: RedisProxy, job_first: bool
+) -> None:
+    # Failing open, the call goes on, holding (as far as it knows) what it reserved, and its
+    # settle releases that. The background job must not release it too: released twice, the
+    # second release takes the $2 another call in flight holds, and the budget lets $2 more
+    # through than its limit. Whichever comes first, the call's dollar is settled once.
+    seen = RedisLedger(redis_store)
+    assert await seen.reserve([("k", 10.0)], 2.0) is None  # another call in flight
+    ledger = RedisLedger(proxied, on_store_error="open")
+    proxy.lose_reply_to, proxy.lose_times = LEDGER_RESERVE.sha.encode(), 2
+    assert await ledger.reserve([("k", 10.0)], 1.0) is None
+    assert proxy.lost == 2
+    if job_first:
+        await _background_done()
+        assert await seen.spent("k") == (0.0, 3.0)  # held until the call settles
+    await ledger.settle(["k"], 1.0, 0.75)
+    await _background_done()
+    assert await seen.spent("k") == (0.75, 2.0)
+    await seen.settle(["k"], 2.0, 2.0)
+    assert await seen.spent("k") == (2.75, 0.0)
+
+
+@pytest.mark.services
+async def test_failing_open_a_refusal_whose_answers_are_lost_is_held_until_settled(
+    proxied: RedisStore, redis_store: RedisStore, proxy: RedisProxy
+) -> None:
+    # Redis refused the reservation (the budget was full) but both answers were lost: failing
+    # open, the call went on all the same and its settle releases the $1 it believes held. The
+    # background job makes that dollar held, so the release takes nothing another call holds.
+    seen = RedisLedger(redis_store)
+    assert await seen.reserve([("k", 10.0)], 9.5) is None
+    ledger = RedisLedger(proxied, on_store_error="open")
+    proxy.lose_reply_to, proxy.lose_times = LEDGER_RESERVE.sha.encode(), 2
+    assert await ledger.reserve([("k", 10.0)], 1.0) is None
+    assert proxy.lost == 2
+    await ledger.settle(["k"], 1.0, 0.5)
+    await _background_done()
+    assert await seen.spent("k") == (0.5, 9.5)
+    # Still refused: $10 of $10 (0.5 spent, 9.5 held) leaves no room for another cent.
+    assert await seen.reserve([("k", 10.0)], 0.01) == 0
+
+
+@pytest.mark.services
+async def test_failing_open_a_reservation_redis_never_saw_is_held_once_it_is_back(
+    proxied: RedisStore, redis_store: RedisStore, proxy: RedisProxy
+) -> None:
+    # Redis unreachable: the reserve never ran and the call goes on. Once Redis is back, the
+    # background job runs it (same call id), and the call's settle releases it: once.
+    seen = RedisLedger(redis_store)
+    assert await seen.reserve([("k", 10.0)], 2.0) is None
+    ledger = RedisLedger(proxied, on_store_error="open")
+    proxy.refuse = True
+    assert await ledger.reserve([("k", 10.0)], 1.0) is None
+    proxy.refuse = False  # before the job's first try
+    await _background_done()
+    assert await seen.spent("k") == (0.0, 3.0)
+    await ledger.settle(["k"], 1.0, 0.25)
+    assert await seen.spent("k") == (0.25, 2.0)
+
+
+@pytest.mark.services
+async def test_failing_open_a_lost_reservation_the_job_could_not_confirm_is_settled_once(
+    proxied: RedisStore, redis_store: RedisStore, proxy: RedisProxy
+) -> None:
+    # Redis refuses the reservation (full budget), both answers are lost, and Redis stays
+    # unreachable through the background job's tries. Back before the answer's lifetime ends,
+    # the call's settle asks once more under the same ids, so what it releases is held.
+    seen = RedisLedger(redis_store)
+    assert await seen.reserve([("k", 10.0)], 9.5) is None
+    ledger = RedisLedger(proxied, on_store_error="open")
+    proxy.lose_reply_to, proxy.lose_times = LEDGER_RESERVE.sha.encode(), 2
+    assert await ledger.reserve([("k", 10.0)], 1.0) is None
+    proxy.refuse = True
+    (failed,) = await asyncio.gather(*list(budgets_ledger._releasing), return_exceptions=True)
+    assert isinstance(failed, StateStoreError)
+    proxy.refuse = False
+    await ledger.settle(["k"], 1.0, 0.5)
+    assert await seen.spent("k") == (0.5, 9.5)

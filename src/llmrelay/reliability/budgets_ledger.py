@@ -14,9 +14,17 @@ a while after their period. The period of an account is chosen by the caller's c
 
 **Failure of the store** fails **closed** by default: a reservation that cannot be checked is
 refused with :class:`StateStoreError` (a budget that cannot be enforced is not a budget).
-``on_store_error="open"`` lets such calls through instead (logged), and their spending is then
-not recorded. Recording what a finished call spent never raises: its answer is delivered and a
-failure to record is logged as an error.
+``on_store_error="open"`` lets such calls through instead (logged). Recording what a finished
+call spent never raises: its answer is delivered and a failure to record is logged as an error.
+
+**A reservation whose answer was lost** (the connection dropped after Redis ran it, or the store
+was down) may be held in Redis or not. The ledger asks again in the background under the same
+call id (the store keeps the answer ``once_ttl_ms``; a call that never ran runs then). Failing
+closed, the caller was refused, so the job releases what that call reserved. Failing open, the
+caller went on and its settle releases what it reserved: the job makes that reservation held,
+exactly once (forced past the limit when Redis refused it: the call is running all the same),
+and never releases it; a settle of a key with such a job in flight waits for it first. So the
+reservation is released once, by its settle, and never takes what another call holds.
 """
 
 from __future__ import annotations
@@ -24,7 +32,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Protocol
 
@@ -39,7 +49,8 @@ __all__ = ["Ledger", "MemoryLedger", "RedisLedger", "default_ledger", "ledger_fo
 
 log = logging.getLogger("llmrelay.budgets")
 
-#: Reservations whose answer was lost, being released in the background (``RedisLedger``).
+#: Reservations whose answer was lost, being released (failing closed) or made held (failing
+#: open) in the background (``RedisLedger``).
 _releasing: set[asyncio.Task[None]] = set()
 _MAX_RELEASING = 1000
 _RELEASE_TRIES = 3
@@ -53,6 +64,34 @@ def _released(task: asyncio.Task[None]) -> None:
             "failed %d times): it stays held until its key expires",
             _RELEASE_TRIES,
         )
+
+
+def _unsure_done(task: asyncio.Task[None]) -> None:
+    _releasing.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "a budget reservation whose answer was lost could not be confirmed (the store "
+            "failed %d times): the settle of its call asks again, and past the answer's "
+            "lifetime releases it though it may never have been held",
+            _RELEASE_TRIES,
+        )
+
+
+@dataclass(eq=False, slots=True)
+class _Unsure:
+    """A reservation whose answer was lost while failing open: the caller went on as if it
+    were held, and its settle will release it (``RedisLedger._hold_lost``)."""
+
+    keys: list[str]
+    args: list[object]
+    #: LEDGER_SETTLE's arguments that hold the amount (a release of minus it).
+    hold: list[object]
+    cid: str
+    #: ``time.monotonic()`` past which the store no longer keeps the reserve's answer: asking
+    #: again could reserve a second time, so nobody does.
+    until: float
+    #: The background job making it held (on the caller's loop, where its settle runs too).
+    task: asyncio.Task[None] | None = None
 
 
 class Ledger(Protocol):
@@ -214,6 +253,10 @@ class RedisLedger:
         self.on_store_error = check_fail_mode(on_store_error, "on_store_error")
         self._tag = f"{{{store.prefix}budget}}:"
         self._warn_store = ThrottledWarning(log)
+        #: Failing open: reservations whose answer was lost, not yet known to be held (any
+        #: thread's loop may add one).
+        self._unsure: list[_Unsure] = []
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"RedisLedger({self.store!r})"
@@ -238,8 +281,12 @@ class RedisLedger:
             failed = int(await self.store.eval(LEDGER_RESERVE, keys, args, call_id=cid))
         except StateStoreError as exc:
             # The answer may be what was lost (both the call's and redis-py's resend): Redis
-            # may hold a reservation this caller will never settle.
-            self._release_lost(entries, keys, args, cid)
+            # may hold a reservation -- that this caller, refused, will never settle; or that
+            # this caller, let through, will settle as if it were held.
+            if self.on_store_error == "closed":
+                self._release_lost(entries, keys, args, cid)
+            else:
+                self._hold_lost(entries, amount, keys, args, cid)
             self._failed(exc, "reserve")
             return None
         return None if failed < 0 else failed
@@ -271,11 +318,85 @@ class RedisLedger:
                 if attempt == _RELEASE_TRIES - 1:
                     raise
 
+    def _hold_lost(
+        self,
+        entries: Sequence[tuple[str, float]],
+        amount: float,
+        keys: list[str],
+        args: list[object],
+        cid: str,
+    ) -> None:
+        """Failing open: make the reserve ``cid`` whose answer was lost held, once, in the
+        background (``_hold``, tried like ``_release_lost``); a settle of its keys waits for it
+        (``_settled_unsure``). Never released here: the caller's settle releases it."""
+        now = time.monotonic()
+        hold = [repr(-float(amount)), repr(0.0), *[_ttl_ms(k) for k, _ in entries]]
+        # The reserve ran at most ~3 timeouts (the send, a reconnect, the resend) ago.
+        until = now + self.store.once_ttl_ms / 1000 - 3 * self.store.timeout
+        unsure = _Unsure(keys, args, hold, cid, until)
+        with self._lock:
+            self._unsure = [u for u in self._unsure if u.until > now]
+            if len(_releasing) >= _MAX_RELEASING or len(self._unsure) >= _MAX_RELEASING:
+                return
+            # Made before it is listed: a settle on another thread never sees it without one.
+            task = unsure.task = asyncio.get_running_loop().create_task(self._held(unsure))
+            self._unsure.append(unsure)
+        _releasing.add(task)
+        task.add_done_callback(_unsure_done)
+
+    async def _held(self, unsure: _Unsure) -> None:
+        for attempt in range(_RELEASE_TRIES):
+            await asyncio.sleep(max(self.store.retry_interval, 0.05))
+            try:
+                await self._hold(unsure)
+                return
+            except StateStoreError:
+                if attempt == _RELEASE_TRIES - 1:
+                    raise
+
+    async def _hold(self, unsure: _Unsure) -> None:
+        """The reserve's answer (run now if it never ran); a refusal is then held all the same
+        (a release of minus its amount): the call went on, and its settle releases it. Both
+        under ids of this reservation, so that asked again (by a settle, after the background
+        tries failed) nothing is held twice."""
+        keys, cid = unsure.keys, unsure.cid
+        if int(await self.store.eval(LEDGER_RESERVE, keys, unsure.args, call_id=cid)) >= 0:
+            await self.store.eval(LEDGER_SETTLE, keys, unsure.hold, call_id=cid + "h")
+        self._forget(unsure)
+
+    def _forget(self, unsure: _Unsure) -> None:
+        with self._lock:
+            if unsure in self._unsure:
+                self._unsure.remove(unsure)
+
+    async def _settled_unsure(self, keys: list[str]) -> None:
+        """Before a settle of ``keys``: every reservation on them whose answer was lost (made
+        on this loop: the settle that releases it runs where it was made) is held. Waits for
+        its background job; asks once more when the job failed (StateStoreError if that fails
+        too); past the answer's lifetime, gives up (the job logged it)."""
+        loop, settled = asyncio.get_running_loop(), set(keys)
+        with self._lock:
+            mine = [(u, u.task) for u in self._unsure if not settled.isdisjoint(u.keys)]
+        for unsure, task in mine:
+            if task is None or task.get_loop() is not loop:
+                continue
+            await asyncio.wait([task])  # never cancels the job, never raises its error
+            with self._lock:
+                if unsure not in self._unsure:
+                    continue  # the job made it held
+            if time.monotonic() >= unsure.until:
+                self._forget(unsure)
+            else:
+                await self._hold(unsure)
+
     async def settle(self, keys: Sequence[str], reserved: float, actual: float) -> None:
         args: list[object] = [repr(float(reserved)), repr(float(actual))]
         args += [_ttl_ms(k) for k in keys]
+        full = [self._key(k) for k in keys]
         try:
-            await self.store.eval(LEDGER_SETTLE, [self._key(k) for k in keys], args)
+            if self._unsure:
+                await self._settled_unsure(full)
+            await self.store.eval(LEDGER_SETTLE, full, args)
         except StateStoreError as exc:
             # The call already ran: its answer is delivered, and the failure is logged loudly.
             log.error(
