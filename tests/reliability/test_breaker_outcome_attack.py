@@ -18,7 +18,7 @@ from llmrelay.errors import CircuitOpenError, StateStoreError
 from llmrelay.reliability import breaker_shared
 from llmrelay.reliability.breaker_shared import SharedCircuitBreaker, SharedPermit
 from llmrelay.state import RedisStore
-from llmrelay.state.scripts import CB_OUTCOME
+from llmrelay.state.scripts import CB_ACQUIRE, CB_OUTCOME
 
 from .. import redis_services
 from .redis_proxy import RedisProxy
@@ -29,6 +29,7 @@ redis_store = redis_services.redis_store
 redis_url = redis_services.redis_url
 
 OUTCOME = CB_OUTCOME.sha.encode()
+ACQUIRE = CB_ACQUIRE.sha.encode()
 
 
 @pytest.fixture
@@ -109,6 +110,59 @@ async def test_a_probe_success_whose_reply_is_lost_is_counted_once(
     assert await b.refresh() == "half-open", "one probe's success closed a two-probe breaker"
     await b.aon_failure(second, RuntimeError("still down"))
     assert await b.refresh() == "open"
+
+
+@pytest.mark.services
+async def test_a_probe_acquire_whose_reply_is_lost_still_gets_the_probe(
+    proxied: RedisStore, redis_store: RedisStore, proxy: RedisProxy
+) -> None:
+    # Half-open, one probe: the acquire ran on Redis (the caller's token holds the probe) and
+    # its answer was lost; redis-py sends it again with the same token. Refused as if another
+    # caller held the probe, the caller gets CircuitOpenError, no probe runs, and every caller
+    # is refused until the lease (30 s here) runs out: the breaker stays locked half-open.
+    b = SharedCircuitBreaker(
+        "dep:lost-acquire",
+        proxied,
+        failure_threshold=1,
+        recovery_timeout=0.02,
+        probe_lease=30.0,
+    )
+    await _half_open(b)
+    proxy.lose_reply_to = ACQUIRE
+    permit = await b.aacquire()
+    assert proxy.lost == 1
+    assert permit.probe
+    assert await _probes_held(redis_store, b) == 1  # one probe, held once
+    with pytest.raises(CircuitOpenError):
+        await b.aacquire()  # another caller: the probe is taken
+    await b.aon_success(permit)
+    assert await b.refresh() == "closed"
+    assert await _probes_held(redis_store, b) == 0
+
+
+@pytest.mark.services
+async def test_a_probe_token_asking_again_is_readmitted_and_no_other_is(
+    redis_store: RedisStore,
+) -> None:
+    # The script itself: the token that holds the live probe is admitted again (its lease
+    # renewed), any other token is refused; once the probe's outcome is in, the token is
+    # nobody's and a new one gets the next probe of the generation.
+    b = SharedCircuitBreaker(
+        "dep:reacquire", redis_store, failure_threshold=1, recovery_timeout=0.02, probe_lease=30.0
+    )
+    await _half_open(b)
+
+    async def admitted(token: str) -> int:
+        return int((await redis_store.eval(CB_ACQUIRE, b._keys, [*b._args, token]))[4])
+
+    assert await admitted("t1") == 2
+    assert await admitted("t1") == 2
+    assert await admitted("t2") == 0
+    assert await _probes_held(redis_store, b) == 1
+    await b.arelease(SharedPermit(await _field(redis_store, b, "gen"), True, 0.0, token="t1"))
+    assert await _probes_held(redis_store, b) == 0
+    assert await admitted("t2") == 2
+    assert await admitted("t1") == 0
 
 
 # --------------------------------------------------------------------------- Redis fails

@@ -223,7 +223,10 @@ end
 if epoch == '0' then bump() end
 """
 
-#: ARGV[6]: probe token. admitted: 1 a normal call, 2 a probe, 0 refused.
+#: ARGV[6]: probe token. admitted: 1 a normal call, 2 a probe, 0 refused. A token that holds a
+#: live probe is admitted again (its lease renewed): redis-py sends the acquire again when its
+#: answer is lost, and refused then, the caller would run no probe while its token held the
+#: only one -- every caller refused until the lease ran out.
 CB_ACQUIRE = Script(
     "cb_acquire",
     _NOW
@@ -238,6 +241,11 @@ if st == 1 then
   bump()
 end
 redis.call('ZREMRANGEBYSCORE', p, '-inf', now)
+if redis.call('ZSCORE', p, ARGV[6]) then
+  redis.call('ZADD', p, 'XX', now + tonumber(ARGV[4]), ARGV[6])
+  redis.call('PEXPIRE', p, tonumber(ARGV[4]) + 1000)
+  return snap(2)
+end
 if redis.call('ZCARD', p) + s >= tonumber(ARGV[3]) then
   local r = snap(0)
   r[3] = tostring(math.min(1000, rec))
