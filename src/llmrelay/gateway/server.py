@@ -30,7 +30,6 @@ PostgreSQL -- with SQLite, one host only.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import importlib.util
 import multiprocessing
@@ -44,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigurationError
 from .app import Gateway
 from .config import GC_MODES, GatewaySettings, check_bind, tune_gc
+from .lifecycle import run_worker
 from .media import MEDIA_POLICIES
 from .policy import KeyBudgets, KeyRateLimiter
 
@@ -51,6 +51,9 @@ if TYPE_CHECKING:
     from aiohttp import web
 
 __all__ = ["build_gateway", "run", "settings_from", "worker_app"]
+
+#: prctl(2): the signal a process gets when its parent dies.
+_PR_SET_PDEATHSIG = 1
 
 _SERVER_KEYS = {
     "host",
@@ -185,30 +188,37 @@ def worker_app(settings: GatewaySettings, log: bool) -> web.Application:
     return app
 
 
-def _worker(settings: GatewaySettings, log: bool, reuse_port: bool) -> None:
-    from aiohttp import web
-
+def _worker(
+    settings: GatewaySettings, log: bool, reuse_port: bool, parent: int | None = None
+) -> None:
+    """Serve one worker (``lifecycle``); ``parent``: the pid of the process that started this
+    one of several."""
+    if parent is not None and not _follow(parent):
+        return
     loop = None
     if settings.loop == "uvloop":
         import uvloop
 
         loop = uvloop.new_event_loop()
-        asyncio.set_event_loop(loop)
-    web.run_app(
-        worker_app(settings, log),
-        loop=loop,
-        host=settings.host,
-        port=settings.port,
-        reuse_port=reuse_port,
-        shutdown_timeout=settings.shutdown_grace,
-        handler_cancellation=True,
-        access_log=None,
-        print=None,
-    )
+    run_worker(worker_app(settings, log), settings, reuse_port=reuse_port, loop=loop)
+
+
+def _follow(parent: int) -> bool:
+    """One worker of several: in a process group of its own, so a terminal's Ctrl-C reaches
+    only the parent, which forwards it once (a worker counts SIGINTs: the second cuts); on
+    Linux, SIGTERM when the parent dies. False when the parent is already gone."""
+    os.setpgid(0, 0)
+    if sys.platform == "linux":
+        import ctypes
+
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    return os.getppid() == parent
 
 
 def run(settings: GatewaySettings, *, workers: int = 1, log: bool = False) -> int:
-    """Serve until SIGTERM/SIGINT (each worker finishes in-flight requests within the grace)."""
+    """Serve until SIGTERM/SIGINT (each worker finishes in-flight requests within the grace;
+    ``lifecycle``). With several workers this process only starts them and forwards the
+    signals it gets."""
     check_bind(settings)
     where = f"http://{settings.host}:{settings.port}"
     note = "" if settings.admin_key else " (no LLMRELAY_ADMIN_KEY: loopback only)"
@@ -221,12 +231,7 @@ def run(settings: GatewaySettings, *, workers: int = 1, log: bool = False) -> in
         _worker(settings, log, False)
         return 0
     ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(target=_worker, args=(settings, log, True), daemon=False)
-        for _ in range(workers)
-    ]
-    for p in procs:
-        p.start()
+    procs: list[Any] = []
 
     def forward(signum: int, _: Any) -> None:
         for p in procs:
@@ -235,6 +240,13 @@ def run(settings: GatewaySettings, *, workers: int = 1, log: bool = False) -> in
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    me = os.getpid()
+    procs.extend(
+        ctx.Process(target=_worker, args=(settings, log, True, me), daemon=False)
+        for _ in range(workers)
+    )
+    for p in procs:
+        p.start()
     for p in procs:
         p.join()
     return 0 if all(p.exitcode == 0 for p in procs) else 1

@@ -1,0 +1,114 @@
+"""One gateway worker's life: listen, serve, stop on a signal.
+
+**Stopping.** SIGTERM stops gracefully: the port closes, requests and streams in flight get
+``shutdown_grace`` seconds to finish, the application's cleanup (the request log flushed) runs,
+and the process exits 0. It is idempotent: a SIGTERM that comes again while the worker stops
+changes nothing. That matters because one stop often delivers it twice -- systemd's default
+``KillMode=control-group`` sends it to every process of the service, so a worker gets it
+directly and once more from the parent that forwards its own (aiohttp's ``run_app`` took the
+second one as an exit: streams cut, exit status 1). SIGINT stops the same way the first time;
+a second SIGINT (Ctrl-C twice) cuts what is in flight at once -- the connections are closed,
+their handlers cancelled (the upstream calls end and only what was produced is charged) -- and
+the cleanup still runs. After that, SIGINT is Python's again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from .config import GatewaySettings
+
+__all__ = ["serve"]
+
+#: Seconds an idle keep-alive connection is kept (aiohttp's ``run_app`` default).
+KEEPALIVE_TIMEOUT = 75.0
+
+
+class _Stop:
+    """What the stop signals asked for: ``requested`` (set once), then maybe ``forced``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, runner: web.AppRunner) -> None:
+        self.requested = asyncio.Event()
+        self._loop = loop
+        self._runner = runner
+        self._interrupts = 0
+
+    def install(self) -> None:
+        self._loop.add_signal_handler(signal.SIGTERM, self.requested.set)
+        self._loop.add_signal_handler(signal.SIGINT, self._interrupt)
+
+    def uninstall(self) -> None:
+        self._loop.remove_signal_handler(signal.SIGTERM)
+        self._loop.remove_signal_handler(signal.SIGINT)
+
+    def _interrupt(self) -> None:
+        self._interrupts += 1
+        if self._interrupts == 1:
+            self.requested.set()
+            return
+        self._loop.remove_signal_handler(signal.SIGINT)  # a third: Python's KeyboardInterrupt
+        server = self._runner.server
+        if server is not None:
+            for conn in server.connections:
+                conn.force_close()  # connection_lost cancels the handler (handler_cancellation)
+
+
+async def serve(app: web.Application, settings: GatewaySettings, *, reuse_port: bool) -> None:
+    """Serve ``app`` on ``settings.host:port`` until SIGTERM or SIGINT, then stop (see the
+    module docs)."""
+    loop = asyncio.get_running_loop()
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        handler_cancellation=True,
+        shutdown_timeout=settings.shutdown_grace,
+        keepalive_timeout=KEEPALIVE_TIMEOUT,
+        access_log=None,
+    )
+    stop = _Stop(loop, runner)
+    stop.install()
+    try:
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port)
+            await site.start()
+            await stop.requested.wait()
+        finally:
+            await runner.cleanup()  # the port closes, in-flight work gets the grace
+    finally:
+        stop.uninstall()
+
+
+def run_worker(
+    app: web.Application,
+    settings: GatewaySettings,
+    *,
+    reuse_port: bool,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> None:
+    """:func:`serve` on ``loop`` (a new asyncio loop by default), closing it afterwards; for a
+    process that ends with it: once served, SIGTERM and SIGINT are ignored (a worker that
+    finished early, having nothing in flight, still gets the parent's forward of the signal
+    that stopped it, or a sibling's second Ctrl-C: it must still exit 0)."""
+    loop = loop or asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(serve(app, settings, reuse_port=reuse_port))
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            left = asyncio.all_tasks(loop)
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
