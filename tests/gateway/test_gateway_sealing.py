@@ -241,6 +241,7 @@ def test_keyless_workers_share_one_signing_secret(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(server.multiprocessing, "get_context", lambda _: _Ctx())
     monkeypatch.setattr(server.signal, "signal", lambda *_: None)
+    monkeypatch.setenv("LLMRELAY_REDIS_URL", "redis://127.0.0.1:6379/0")  # several workers
     settings = GatewaySettings(host="127.0.0.1", port=0)
     assert server.run(settings, workers=3) == 0
     assert len(started) == 3

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -300,3 +301,92 @@ async def test_a_reasoning_item_from_one_gateway_replays_on_the_other(
     assert len(fake.requests) == sent
     status, resp = await post(urls[1], ads2, {**base, "input": follow})
     assert status == 200, resp
+
+
+def _serve(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "llmrelay.cli", "serve", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("state", ["", '[state]\nbackend = "sqlite"\npath = "state.db"\n'])
+def test_several_workers_without_shared_state_refuse_to_start(tmp_path: Path, state: str) -> None:
+    """Each worker would keep its own rate-limit counters, budget ledger and breakers: a key
+    would get N times its rpm and budget. ``serve --workers 2`` says so and binds nothing."""
+    config = tmp_path / "llmrelay.toml"
+    config.write_text(state)
+    with FakeUpstream.running(api_key=CANARY_KEY) as fake:
+        env = _env(fake, config)
+    port = free_port()
+    done = _serve(env, "--workers", "2", "--port", str(port))
+    assert done.returncode == 2, done.stderr
+    assert "LLMRELAY_REDIS_URL" in done.stderr
+    assert "--workers 1" in done.stderr
+    assert "2 times" in done.stderr
+    assert "gateway on" not in done.stderr  # refused before anything started
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # nothing was listening there
+
+
+async def test_workers_share_a_sqlite_key_store_and_request_log(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    """Several workers on one host with Redis for state and SQLite (WAL) for keys and the
+    request log: both files made by the workers starting at once, a key created and revoked
+    with `llmrelay keys` reaches every worker, every answered call is logged once."""
+    import signal
+    import sqlite3
+
+    keys_db, log_db = tmp_path / "keys.db", tmp_path / "requests.db"
+    config = tmp_path / "llmrelay.toml"
+    config.write_text(
+        f'[state]\nbackend = "redis"\nurl = "{redis_url}"\nprefix = "{redis_prefix}"\n\n'
+        f'[server]\nkey_store = "{keys_db}"\nkey_cache_ttl = 0.25\nlog = true\n\n'
+        f'[log]\npath = "{log_db}"\n'
+    )
+    with FakeUpstream.running(api_key=CANARY_KEY) as fake:
+        env = _env(fake, config)
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llmrelay.cli", "serve", "--port", str(port), "--workers", "3"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_live([url], [proc])
+            made = subprocess.run(
+                [sys.executable, "-m", "llmrelay.cli", "keys", "--key-store", str(keys_db),
+                 "--json", "create", "--name", "w"],
+                env=env, capture_output=True, text=True, timeout=60, check=True,
+            )  # fmt: skip
+            key = orjson.loads(made.stdout)
+            # One connection per request: the kernel spreads them over the workers.
+            statuses = [s for _ in range(30) for s in await _fire([url, url], key["key"], 1)]
+            assert statuses == [200] * 30
+            subprocess.run(
+                [sys.executable, "-m", "llmrelay.cli", "keys", "--key-store", str(keys_db),
+                 "revoke", key["id"]],
+                env=env, capture_output=True, timeout=60, check=True,
+            )  # fmt: skip
+            t0 = time.monotonic()
+            while set(await _fire([url, url], key["key"], 30)) != {401}:
+                assert time.monotonic() - t0 < 2.0, "a worker still accepts the revoked key"
+                await asyncio.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(proc.wait, 60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            assert proc.stderr is not None
+            proc.stderr.close()
+        answered = len(fake.requests)
+    with sqlite3.connect(log_db) as db:
+        (n,) = db.execute("SELECT count(*) FROM requests").fetchone()
+    assert n == answered >= 30

@@ -18,9 +18,17 @@ import gc
 from dataclasses import dataclass, field
 
 from ..errors import ConfigurationError
+from ..settings.state import ENV_REDIS_URL, StateSettings
 from .access import loopback_host as _loopback_host
 
-__all__ = ["GC_MODES", "GC_THRESHOLD", "GatewaySettings", "check_bind", "tune_gc"]
+__all__ = [
+    "GC_MODES",
+    "GC_THRESHOLD",
+    "GatewaySettings",
+    "check_bind",
+    "check_workers",
+    "tune_gc",
+]
 
 #: Net new container objects between two young collections in a tuned worker (Python: 700).
 GC_THRESHOLD = 10_000
@@ -78,6 +86,24 @@ def check_bind(settings: GatewaySettings) -> None:
             f"refusing to listen on {host} without an admin key: set LLMRELAY_ADMIN_KEY (and "
             "create virtual keys with `llmrelay keys create`), or bind to 127.0.0.1"
         )
+
+
+def check_workers(workers: int, state: StateSettings | None) -> None:
+    """Refuse several workers without Redis for their state (``state``: ``[state]`` and
+    ``LLMRELAY_REDIS_URL`` as read): each would keep its own rate-limit counters, budget
+    ledger and circuit breakers, and a key would get ``workers`` times its limits and budget.
+    (Keys and the request log in SQLite are fine on one host: WAL, several processes.)"""
+    if workers <= 1 or (state is not None and state.backend == "redis"):
+        return
+    kept = ""
+    if state is not None and state.backend == "sqlite":
+        kept = ' ([state] backend = "sqlite" shares only the response cache)'
+    raise ConfigurationError(
+        f"--workers {workers} needs shared state{kept}: each worker would keep its own "
+        "rate-limit counters, budget ledger and circuit breakers, so a key would get "
+        f"{workers} times its rpm, tpm and budget. Set {ENV_REDIS_URL}=redis://host:6379/0 (or "
+        '[state] backend = "redis" in llmrelay.toml), or serve with --workers 1'
+    )
 
 
 def tune_gc(mode: str) -> None:

@@ -24,8 +24,9 @@
 ``/v1/responses`` hands out (``sealing``): give every worker and host the same one.
 
 ``--workers N`` starts N processes on one port (``SO_REUSEPORT``); they share budgets, limits,
-breakers and the cache through ``LLMRELAY_REDIS_URL`` and keys (and the request log) through
-PostgreSQL -- with SQLite, one host only.
+breakers and the cache through ``LLMRELAY_REDIS_URL`` (or a ``[state]`` Redis: with N > 1 the
+gateway refuses to start without one) and keys (and the request log) through PostgreSQL -- or
+SQLite on one host.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
 from .app import Gateway
-from .config import GC_MODES, GatewaySettings, check_bind, tune_gc
+from .config import GC_MODES, GatewaySettings, check_bind, check_workers, tune_gc
 from .lifecycle import run_worker
 from .media import MEDIA_POLICIES
 from .policy import KeyBudgets, KeyRateLimiter
@@ -218,7 +219,10 @@ def _follow(parent: int) -> bool:
 def run(settings: GatewaySettings, *, workers: int = 1, log: bool = False) -> int:
     """Serve until SIGTERM/SIGINT (each worker finishes in-flight requests within the grace;
     ``lifecycle``). With several workers this process only starts them and forwards the
-    signals it gets."""
+    signals it gets; they need Redis for their state (``check_workers``)."""
+    from ..settings.state import settings_from_config
+
+    check_workers(workers, settings_from_config())
     check_bind(settings)
     where = f"http://{settings.host}:{settings.port}"
     note = "" if settings.admin_key else " (no LLMRELAY_ADMIN_KEY: loopback only)"
