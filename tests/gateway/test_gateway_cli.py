@@ -96,3 +96,25 @@ async def test_a_key_is_stored_only_as_its_hash(tmp_path: Path) -> None:
     assert "key_hash" not in repr(rec)
     assert rec.key_hash not in repr(rec)
     await store.close()
+
+
+def test_the_documented_systemd_unit_is_valid_as_written() -> None:
+    """docs/gateway.md's unit: systemd has no end-of-line comments (a ``#`` after a value is
+    part of the value), and it gives the stop more time than the grace before SIGKILL."""
+    from llmrelay.gateway.config import GatewaySettings
+
+    doc = (Path(__file__).parents[2] / "docs" / "gateway.md").read_text()
+    unit = doc.split("```ini\n", 1)[1].split("```", 1)[0]
+    values: dict[str, str] = {}
+    for line in unit.splitlines():
+        if not line or line.startswith(("#", ";", "[")):
+            continue
+        key, _, value = line.partition("=")
+        assert key, line
+        assert value, line
+        assert "#" not in value, line
+        values[key] = value
+    assert values["KillSignal"] == "SIGTERM"
+    assert values["KillMode"] in ("mixed", "control-group")
+    assert int(values["TimeoutStopSec"]) > GatewaySettings().shutdown_grace + 10
+    assert "LLMRELAY_ADMIN_KEY" in doc.split("```dockerfile", 1)[0].rsplit("A container", 1)[1]
