@@ -118,3 +118,13 @@ def test_the_documented_systemd_unit_is_valid_as_written() -> None:
     assert values["KillMode"] in ("mixed", "control-group")
     assert int(values["TimeoutStopSec"]) > GatewaySettings().shutdown_grace + 10
     assert "LLMRELAY_ADMIN_KEY" in doc.split("```dockerfile", 1)[0].rsplit("A container", 1)[1]
+
+
+@pytest.mark.parametrize("value", [0, -1, 3601, True, "10"])
+def test_a_bad_header_timeout_is_named(value: object) -> None:
+    from llmrelay.gateway.server import settings_from
+
+    with pytest.raises(ConfigurationError, match="header_timeout must be 0-3600 seconds"):
+        settings_from({"header_timeout": value})
+    settings, _ = settings_from({"header_timeout": 2.5})
+    assert settings.header_timeout == 2.5

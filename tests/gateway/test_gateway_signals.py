@@ -215,3 +215,82 @@ async def test_a_second_sigint_cuts_the_streams_at_once(tmp_path: Path) -> None:
                     await _rest(content)
             assert await asyncio.to_thread(proc.wait, 30) == 0
         assert _logged(log) == 1
+
+
+@contextmanager
+def _header_timeout_gateway(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    config = str(_config(tmp_path))
+    with (
+        FakeUpstream.running(api_key=CANARY_KEY) as fake,
+        _serving(tmp_path, fake, "--config", config) as (_, url, _log),
+    ):
+        host, port = url.removeprefix("http://").split(":")
+        yield host, int(port)
+
+
+def _config(tmp_path: Path) -> Path:
+    config = tmp_path / "timeouts.toml"
+    config.write_text("[server]\nheader_timeout = 0.5\n")
+    return config
+
+
+def _closed_while_dribbling(sock: socket.socket, lines: int = 200) -> bool:
+    """Send one more byte of a header's value every 0.1 s (well within aiohttp's limits on
+    a head's size): True once the server closed the connection."""
+    sock.settimeout(0.1)
+    for _ in range(lines):
+        try:
+            if sock.recv(1024) == b"":
+                return True
+        except TimeoutError:
+            pass  # still open: the next line
+        except ConnectionResetError:
+            return True
+        try:
+            sock.sendall(b"a")
+        except (BrokenPipeError, ConnectionResetError):
+            return True
+    return False
+
+
+def test_a_client_that_dribbles_its_headers_is_closed_after_header_timeout(
+    tmp_path: Path,
+) -> None:
+    """Slowloris: a request head that never ends (a byte every 0.1 s) is closed after
+    ``[server] header_timeout`` -- on a new connection and on a kept-alive one -- while an idle
+    kept-alive connection that has sent nothing of its next request is not."""
+    with _header_timeout_gateway(tmp_path) as (host, port):
+        with socket.create_connection((host, port)) as sock:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nx-slow: ")
+            assert _closed_while_dribbling(sock)
+        with socket.create_connection((host, port)) as sock:
+            get = b"GET /health/live HTTP/1.1\r\nhost: x\r\n\r\n"
+            sock.sendall(get)
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+            # Idle past the timeout (sent nothing of its next request): still served.
+            sock.settimeout(1.5)
+            with pytest.raises(TimeoutError):
+                sock.recv(1)
+            sock.sendall(get)
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+            sock.sendall(b"GET /health/live HTTP/1.1\r\nx-slow: ")
+            assert _closed_while_dribbling(sock)
+        with socket.create_connection((host, port)) as sock:  # connected, sends nothing
+            sock.settimeout(20)
+            assert sock.recv(1) == b""
+        # A body is read_timeout's: one sent over longer than header_timeout is answered.
+        body = orjson.dumps({"model": MODEL, "messages": [{"role": "user", "content": "x"}]})
+        with socket.create_connection((host, port)) as sock:
+            sock.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:%d\r\n"
+                b"content-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n" % (port, len(body))
+            )
+            sock.settimeout(0.1)
+            for i in range(15):  # 1.5 s
+                with pytest.raises(TimeoutError):
+                    sock.recv(1)
+                sock.sendall(body[i : i + 1])
+            sock.sendall(body[15:])
+            sock.settimeout(20)
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")

@@ -58,9 +58,11 @@ class GatewaySettings:
     #: Seconds a worker trusts what it read of a key: revocations and policy changes made
     #: anywhere take effect on every instance within this time.
     key_cache_ttl: float = 1.0
-    #: Seconds a client has to send its whole body once its headers arrived (408 past it; a
-    #: client that never finishes its headers is closed after aiohttp's keep-alive timeout).
+    #: Seconds a client has to send its whole body once its headers arrived (408 past it).
     read_timeout: float = 30.0
+    #: Seconds a client has to send a request's head (request line and headers), from the
+    #: connection (its first request) or the head's first byte (later ones); closed past it.
+    header_timeout: float = 15.0
     #: Serve ``GET /metrics`` without the admin key (it names keys, teams and models: by
     #: default, with an admin key set, only the admin key may read it).
     metrics_public: bool = False

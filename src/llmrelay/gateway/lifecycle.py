@@ -10,13 +10,21 @@ second one as an exit: streams cut, exit status 1). SIGINT stops the same way th
 a second SIGINT (Ctrl-C twice) cuts what is in flight at once -- the connections are closed,
 their handlers cancelled (the upstream calls end and only what was produced is charged) -- and
 the cleanup still runs. After that, SIGINT is Python's again.
+
+**Request heads.** A client has ``header_timeout`` seconds to send a request's head (the
+request line and headers): counted from the connection for its first request, from the first
+byte of each later one (an idle kept-alive connection that has sent nothing is aiohttp's
+keep-alive timeout's, 75 s). A client that dribbles its headers (slowloris) is closed past it;
+aiohttp alone closes it only at the keep-alive timeout. The cost on the hot path: a note of the
+time in the connection's ``data_received`` when a new head begins; one timer per worker sweeps
+the connections every ``header_timeout / 2`` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -27,6 +35,50 @@ __all__ = ["serve"]
 
 #: Seconds an idle keep-alive connection is kept (aiohttp's ``run_app`` default).
 KEEPALIVE_TIMEOUT = 75.0
+
+
+class _Connection(web.RequestHandler):
+    """aiohttp's connection protocol, noting when the head of the request it waits for began
+    (``head_since``; 0 while none is coming or a request is being handled)."""
+
+    __slots__ = ("head_since",)
+
+    def __init__(self, manager: web.Server, *, loop: asyncio.AbstractEventLoop) -> None:
+        # access_log=None: no access log (what run_app(access_log=None) passes; typed Logger).
+        no_log: Any = None
+        super().__init__(manager, loop=loop, keepalive_timeout=KEEPALIVE_TIMEOUT, access_log=no_log)
+        self.head_since = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.head_since = self._loop.time()  # its first head, from now
+
+    def data_received(self, data: bytes) -> None:
+        if not self.head_since and self._waiter is not None:  # waiting: a new head begins
+            self.head_since = self._loop.time()
+        super().data_received(data)
+        if self._messages:  # the head is whole (its request is queued)
+            self.head_since = 0.0
+
+
+class _HeadWatch:
+    """Closes the connections whose request head is older than ``timeout`` seconds."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, server: web.Server, timeout: float):
+        self._loop = loop
+        self._server = server
+        self._timeout = timeout
+        self._handle = loop.call_later(timeout / 2, self._sweep)
+
+    def _sweep(self) -> None:
+        before = self._loop.time() - self._timeout
+        for conn in self._server.connections:
+            if isinstance(conn, _Connection) and 0 < conn.head_since < before:
+                conn.force_close()
+        self._handle = self._loop.call_later(self._timeout / 2, self._sweep)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 class _Stop:
@@ -74,12 +126,24 @@ async def serve(app: web.Application, settings: GatewaySettings, *, reuse_port: 
     stop.install()
     try:
         await runner.setup()
+        server = runner.server
+        assert server is not None
+        watch = _HeadWatch(loop, server, settings.header_timeout)
+        listening = None
         try:
-            site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port)
-            await site.start()
+            listening = await loop.create_server(
+                lambda: _Connection(server, loop=loop),
+                settings.host,
+                settings.port,
+                reuse_port=reuse_port or None,
+                backlog=128,
+            )
             await stop.requested.wait()
         finally:
-            await runner.cleanup()  # the port closes, in-flight work gets the grace
+            if listening is not None:
+                listening.close()  # the port closes; in-flight work gets the grace:
+            await runner.cleanup()
+            watch.cancel()
     finally:
         stop.uninstall()
 

@@ -14,6 +14,7 @@
     cache_scope = "team"           # team | key | shared
     shutdown_grace = 30
     read_timeout = 30              # seconds to send the body (408 past it)
+    header_timeout = 15            # seconds to send a request's headers (closed past it)
     log = true                     # the request log, as [log] configures it
     metrics_public = false         # true: GET /metrics without the admin key
     loop = "asyncio"               # or "uvloop" (pip install 'llmrelay[gateway]')
@@ -67,6 +68,7 @@ _SERVER_KEYS = {
     "log",
     "key_cache_ttl",
     "read_timeout",
+    "header_timeout",
     "metrics_public",
     "loop",
     "media_urls",
@@ -98,6 +100,9 @@ def settings_from(table: Mapping[str, Any], **overrides: Any) -> tuple[GatewaySe
     rt = s.read_timeout
     if isinstance(rt, bool) or not isinstance(rt, int | float) or not 0 < rt <= 3600:
         raise ConfigurationError("[server] read_timeout must be 0-3600 seconds")
+    ht = s.header_timeout
+    if isinstance(ht, bool) or not isinstance(ht, int | float) or not 0 < ht <= 3600:
+        raise ConfigurationError("[server] header_timeout must be 0-3600 seconds")
     if not isinstance(s.metrics_public, bool):
         raise ConfigurationError("[server] metrics_public must be true or false")
     if s.loop not in ("asyncio", "uvloop"):
