@@ -12,7 +12,7 @@ import pytest
 from llmrelay.testing.fake import Reply
 
 from ..conftest import CANARY_KEY, FakeClock
-from .conftest import CLAUDE, GPT, Running, ant, oai
+from .conftest import ADMIN, CLAUDE, GPT, Running, ant, oai
 
 
 async def test_openai_sdk_plain_call(gw: Running) -> None:
@@ -134,11 +134,35 @@ async def test_anthropic_sdk_tool_use_round_trip(gw: Running) -> None:
 
 
 async def test_models_are_listed_for_the_key(gw: Running) -> None:
-    key = await gw.key(models=["claude-*", GPT])
-    page = await oai(gw, key).models.list()
+    exact = [GPT, "gpt-4o-2024-08-06", "mistral/mistral-small-latest"]  # none is an alias
+    unusable = ["no-such-model-anywhere", "test/echo"]  # unresolvable; a test double (404)
+    key = await gw.key(models=["claude-*", *exact, *unusable])
+    client = oai(gw, key)
+    page = await client.models.list()
     names = [m.id for m in page.data]
-    assert names
-    assert all(n == GPT or n.startswith("claude-") for n in names)
+    assert all(n in exact or n.startswith("claude-") for n in names)
+    assert [n for n in names if not n.startswith("claude-")] == exact  # in the key's order
+    assert len(names) == len(set(names))
+    assert any(n.startswith("claude-") for n in names)  # the aliases the glob allows
+    assert {m.object for m in page.data} == {"model"}
+    for name in names:  # every id listed can be called with this key
+        c = await client.chat.completions.create(
+            model=name, messages=[{"role": "user", "content": "x"}]
+        )
+        assert c.choices[0].message.content == "Echo: x"
+    for name in unusable:
+        with pytest.raises(openai.NotFoundError):
+            await client.chat.completions.create(
+                model=name, messages=[{"role": "user", "content": "x"}]
+            )
+
+
+async def test_models_of_a_key_without_an_allow_list_are_every_alias(gw: Running) -> None:
+    from llmrelay.providers.resolve import known_aliases
+
+    for key in (await gw.key(), None):  # a key that may call anything; the admin key
+        page = await oai(gw, key or ADMIN).models.list()
+        assert [m.id for m in page.data] == sorted(known_aliases())
 
 
 # --------------------------------------------------------------------------- keys

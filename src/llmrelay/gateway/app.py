@@ -79,6 +79,22 @@ def _check_allowed(key: VirtualKey, model: str) -> None:
         )
 
 
+def _exact_models(allowed: tuple[str, ...]) -> list[str]:
+    """The entries of a key's allow-list that name one model the gateway can call (an alias,
+    ``provider/model`` or a bare model name it resolves), in the list's order. Patterns
+    (``claude-*``) cannot be listed: what they allow is not a finite set."""
+    out = []
+    for m in allowed:
+        if any(c in m for c in "*?["):
+            continue
+        try:
+            check_model(m)
+        except LLMRelayError:
+            continue
+        out.append(m)
+    return out
+
+
 class Gateway:
     """One worker's application. ``client`` is the engine every call goes through; build it
     with :meth:`build_client` so the key budgets and limits are its layers."""
@@ -532,8 +548,9 @@ class Gateway:
         except _Unauthorized as exc:
             return self._error("openai", exc.error, request_id)
         names = list(self.settings.models) or sorted(known_aliases())
-        if caller.key is not None:
+        if caller.key is not None and caller.key.models:
             names = [n for n in names if caller.key.allows(n)]
+            names = list(dict.fromkeys([*names, *_exact_models(caller.key.models)]))
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "llmrelay"} for n in names]
         return web.json_response({"object": "list", "data": data})
 
