@@ -20,7 +20,7 @@ from aiohttp import web
 
 from ..client import Client
 from ..core.streaming import ResponseStream
-from ..errors import ContentFilteredError, LLMRelayError
+from ..errors import ContentFilteredError, LLMRelayError, StateStoreError
 from ..providers.aliases import lookup
 from ..providers.resolve import known_aliases
 from ..types import Response, TextRun
@@ -65,6 +65,15 @@ _RUN_FRAMES = 64
 class _Caller:
     key: VirtualKey | None  # None: the admin key, or open loopback mode
     label: str
+
+
+#: What a caller gets while the key store cannot be read (down, or failing its queries).
+_KEY_STORE_DOWN = HttpError(
+    503,
+    "key_store_unavailable",
+    "the gateway's key store is unavailable, so the API key cannot be checked; try again shortly",
+    retry_after=1.0,
+)
 
 
 class _Unauthorized(Exception):
@@ -214,7 +223,12 @@ class Gateway:
             )
         if admin is not None and _same(presented, admin):
             return _Caller(None, "admin")
-        key = await self.keys.lookup(presented) if self.keys is not None else None
+        try:
+            key = await self.keys.lookup(presented) if self.keys is not None else None
+        except StateStoreError:
+            # Our own dependency is down, no provider failed: 503, and nothing of the store's
+            # error (its DSN, host, schema) reaches the caller.
+            raise _Unauthorized(_KEY_STORE_DOWN) from None
         if key is None:
             raise _Unauthorized(HttpError(401, "invalid_api_key", "the API key is not valid"))
         why = key.state(self.clock())
