@@ -327,6 +327,9 @@ async def test_headers_block_the_deployment_until_their_reset(fake: FakeUpstream
     with pytest.raises(RateLimitedError, match="provider asked us to pause") as ei:
         await client.achat("openai/gpt-4o-mini", "b", **kw)
     assert ei.value.retry_after == pytest.approx(20.0)
+    # Named by provider/model: a gateway shows this message to callers, never the base URL.
+    assert "deployment openai/gpt-4o-mini;" in ei.value.message
+    assert fake.openai_base_url not in str(ei.value) + str(ei.value.body)
     assert len(fake.requests) == 1  # the blocked call never left
     clock.t += 20
     fake.push(Reply.error(429, "slow down", headers={"retry-after": "7"}))

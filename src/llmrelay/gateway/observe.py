@@ -12,6 +12,7 @@ from ..errors import LLMRelayError
 from ..types import Response
 from ..types.embeddings import Embeddings
 from .keys import KeyStore
+from .wire import no_urls
 
 __all__ = ["prometheus_text", "readiness", "trace_headers"]
 
@@ -28,7 +29,7 @@ def trace_headers(headers: Mapping[str, str], resp: Response | Embeddings | None
             "error": a.error,
             "status": a.status,
             "latency_s": round(a.latency_s, 6),
-            "reason": a.reason,
+            "reason": a.reason if a.reason is None else no_urls(a.reason),
         }
         for a in resp.trace
     ]

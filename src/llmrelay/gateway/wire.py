@@ -57,6 +57,7 @@ __all__ = [
     "http_error",
     "json_body",
     "new_request_id",
+    "no_urls",
     "param_error",
     "usage_of",
 ]
@@ -206,8 +207,32 @@ def forget(exc: BaseException) -> None:
             todo += [x for x in group if isinstance(x, BaseException)]
 
 
+#: A URL in an error's text: a provider's base URL (a misconfigured one, one an upstream
+#: echoed, one in a message written for the library's user), with or without its quotes.
+#: (A space inside a quoted URL is part of it: ``'http://bad host/v1'``.)
+_URL = re.compile(
+    r"\b[A-Za-z][A-Za-z0-9+.-]*://(?:[^\s'\"]*\s+[^\s'\"]*(?=['\"])|[^\s'\"]*[^\s'\".,:;)])"
+)
+
+
+def no_urls(text: str, provider: str | None = None) -> str:
+    """``text`` with every URL in it replaced by what it names: ``provider``'s URL (a gateway
+    caller never learns where the gateway sends its calls, nor a credential in that URL)."""
+    if "://" not in text:
+        return text
+    return _URL.sub(f"[{provider} URL]" if provider else "[provider URL]", text)
+
+
 def http_error(exc: BaseException) -> HttpError:
-    """The status, code and message a gateway client gets for ``exc``."""
+    """The status, code and message a gateway client gets for ``exc``; no URL in the message
+    (``no_urls``): an upstream's text, or a message written for the library's user, may hold
+    the base URL the gateway calls."""
+    err = _http_error(exc)
+    err.message = no_urls(err.message, getattr(exc, "provider", None))
+    return err
+
+
+def _http_error(exc: BaseException) -> HttpError:
     if isinstance(exc, AllAttemptsFailedError):
         # The most telling failure: a caller error beats an upstream one, the last otherwise.
         errors = [e for e in exc.exceptions if isinstance(e, LLMRelayError)]

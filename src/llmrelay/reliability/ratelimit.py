@@ -67,6 +67,7 @@ import asyncio
 import itertools
 import logging
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -564,9 +565,16 @@ _DIM_NAMES = {
 _PERIODS = {"rps": "per second", "rpd": "per day", "tpd": "per day"}
 
 
+#: ``@`` and the base URL that end a deployment's key (``provider/model@base_url``).
+_AT_URL = re.compile(r"@[A-Za-z][A-Za-z0-9+.-]*://.*\Z", re.S)
+
+
 def _describe(scope: str) -> str:
+    """A scope as an error names it: a deployment by its ``provider/model``, never the base
+    URL in its key (a gateway's callers see these messages: they must not learn where the
+    gateway sends its calls)."""
     if scope.startswith("dep:"):
-        return "deployment " + scope[4:].split("#", 1)[0]
+        return "deployment " + _AT_URL.sub("", scope[4:].split("#", 1)[0])
     if scope.startswith("key:"):
         return "the API key"
     if scope.startswith("provider:"):
