@@ -122,6 +122,14 @@ class Call:
         return req
 
     @property
+    def trace(self) -> list[Attempt]:
+        """The attempts so far (none before the call began)."""
+        try:
+            return self.ctx.trace
+        except AttributeError:  # not begun: no context yet
+            return []
+
+    @property
     def reservation(self) -> Any:
         """What the budget holds for the call (kept on the context: the budget layer sets it
         before any await, so a cancelled call still settles it)."""

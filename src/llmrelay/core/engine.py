@@ -480,8 +480,8 @@ class Engine:
         # A missing key failed in Call(). Without a cache or a response model the candidates'
         # generator is the whole call (one generator fewer for every chunk).
         if self.cache is None and spec is None:
-            return ResponseStream(stream_candidates(call, top=True))
-        return ResponseStream(stream_call(call))
+            return ResponseStream(stream_candidates(call, top=True), call)
+        return ResponseStream(stream_call(call), call)
 
     # ------------------------------------------------------------------ recording
 

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from .._sync import Runner, runner
 from ..types import Response, StreamChunk, TextRun, text_chunk
+
+if TYPE_CHECKING:
+    from .call import Call
+    from .trace import Attempt
 
 __all__ = ["ResponseStream", "SyncResponseStream"]
 
@@ -19,14 +24,21 @@ __all__ = ["ResponseStream", "SyncResponseStream"]
 class ResponseStream:
     """An async iterator of chunks (``async for chunk in stream``)."""
 
-    __slots__ = ("_agen", "_closed", "_pieces", "response")
+    __slots__ = ("_agen", "_call", "_closed", "_pieces", "response")
 
-    def __init__(self, agen: AsyncGenerator[StreamChunk, None]) -> None:
+    def __init__(self, agen: AsyncGenerator[StreamChunk, None], call: Call | None = None) -> None:
         self._agen = agen
+        self._call = call
         self._closed = False
         #: The chunks still to give of a ``TextRun`` (last first): one per event, as sent.
         self._pieces: list[StreamChunk] = []
         self.response: Response | None = None
+
+    @property
+    def trace(self) -> list[Attempt]:
+        """The call's attempts so far: none before it is first iterated; at its first chunk,
+        the attempts that failed and the one streaming; at its end, every one."""
+        return self._call.trace if self._call is not None else []
 
     def __aiter__(self) -> AsyncIterator[StreamChunk]:
         return self

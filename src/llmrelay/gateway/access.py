@@ -11,6 +11,7 @@ from aiohttp import web
 from .wire import HttpError
 
 __all__ = [
+    "KEY_STORE_DOWN",
     "NOT_LOCAL",
     "local_client",
     "loopback_host",
@@ -25,6 +26,14 @@ NOT_LOCAL = HttpError(
     "not_local",
     "without keys the gateway answers only local clients (Host and Origin must be loopback); "
     "create a key with `llmrelay keys create`",
+)
+
+#: What a caller gets while the key store cannot be read (down, or failing its queries).
+KEY_STORE_DOWN = HttpError(
+    503,
+    "key_store_unavailable",
+    "the gateway's key store is unavailable, so the API key cannot be checked; try again shortly",
+    retry_after=1.0,
 )
 
 

@@ -25,9 +25,9 @@ from ..providers.aliases import lookup
 from ..providers.resolve import known_aliases
 from ..types import Response, TextRun
 from . import anthropic_wire, embeddings_wire, openai_wire, responses_stream, responses_wire
+from .access import KEY_STORE_DOWN, metrics_refusal
 from .access import NOT_LOCAL as _NOT_LOCAL
 from .access import local_client as _local
-from .access import metrics_refusal
 from .access import same_secret as _same
 from .calls import KeyOptions, RequestOptions, prepared_args
 from .config import GatewaySettings, check_bind
@@ -40,6 +40,7 @@ from .sse import EventStream, Frames, StreamWriter
 from .wire import (
     GatewayCall,
     HttpError,
+    callable_models,
     check_model,
     forget,
     http_error,
@@ -67,15 +68,6 @@ class _Caller:
     label: str
 
 
-#: What a caller gets while the key store cannot be read (down, or failing its queries).
-_KEY_STORE_DOWN = HttpError(
-    503,
-    "key_store_unavailable",
-    "the gateway's key store is unavailable, so the API key cannot be checked; try again shortly",
-    retry_after=1.0,
-)
-
-
 class _Unauthorized(Exception):
     def __init__(self, error: HttpError) -> None:
         self.error = error
@@ -86,22 +78,6 @@ def _check_allowed(key: VirtualKey, model: str) -> None:
         raise _Unauthorized(
             HttpError(403, "model_not_allowed", f"this key may not call {model[:100]}")
         )
-
-
-def _exact_models(allowed: tuple[str, ...]) -> list[str]:
-    """The entries of a key's allow-list that name one model the gateway can call (an alias,
-    ``provider/model`` or a bare model name it resolves), in the list's order. Patterns
-    (``claude-*``) cannot be listed: what they allow is not a finite set."""
-    out = []
-    for m in allowed:
-        if any(c in m for c in "*?["):
-            continue
-        try:
-            check_model(m)
-        except LLMRelayError:
-            continue
-        out.append(m)
-    return out
 
 
 class Gateway:
@@ -228,7 +204,7 @@ class Gateway:
         except StateStoreError:
             # Our own dependency is down, no provider failed: 503, and nothing of the store's
             # error (its DSN, host, schema) reaches the caller.
-            raise _Unauthorized(_KEY_STORE_DOWN) from None
+            raise _Unauthorized(KEY_STORE_DOWN) from None
         if key is None:
             raise _Unauthorized(HttpError(401, "invalid_api_key", "the API key is not valid"))
         why = key.state(self.clock())
@@ -274,11 +250,12 @@ class Gateway:
     def _error(
         self, wire: str, err: HttpError, request_id: str, headers: dict[str, str] | None = None
     ) -> web.Response:
+        hdrs = {"x-request-id": request_id, **err.headers(), **(headers or {})}
         if wire == "anthropic":
             body = anthropic_wire.error_body(err.status, err.message)
+            hdrs["request-id"] = request_id  # as Anthropic's API names it
         else:
             body = openai_wire.error_body(err.status, err.message, err.code, err.param)
-        hdrs = {"x-request-id": request_id, **err.headers(), **(headers or {})}
         out = web.Response(
             body=body, status=err.status, content_type="application/json", headers=hdrs
         )
@@ -319,10 +296,11 @@ class Gateway:
             out = self._error(wire, exc.error, request_id)
         except LLMRelayError as exc:
             err = http_error(exc)  # param: the field as the engine names it, then the wire
+            traced = trace_headers(request.headers, exc.trace)  # the attempts that failed
             forget(exc)
             sent = call.wire_names if call is not None else None
             err.param = openai_wire.error_param(wire, err.param, sent)
-            out = self._error(wire, err, request_id)
+            out = self._error(wire, err, request_id, traced)
         self._count(who, self._model_label(model, out.status), out.status, time.perf_counter() - t0)
         return out
 
@@ -339,7 +317,7 @@ class Gateway:
             writer = openai_wire.StreamWriter(call_id, call.model, call.include_usage)
             return await self._sse(request, request_id, call, opts, writer)
         resp, refusal = await self._achat(call, opts)
-        headers = {"x-request-id": request_id, **trace_headers(request.headers, resp)}
+        headers = {"x-request-id": request_id, **trace_headers(request.headers, resp.trace)}
         return web.Response(
             body=openai_wire.render_response(resp, call.model, call_id, refusal=refusal),
             content_type="application/json",
@@ -394,7 +372,7 @@ class Gateway:
             async for c in chunks:
                 if c.__class__ is TextRun:  # text events that came together: one frame each
                     if frames is None:
-                        out, frames = await self._start_sse(request, request_id, writer)
+                        out, frames = await self._start_sse(request, request_id, writer, stream)
                     pieces = c.pieces
                     # Rendered ``_RUN_FRAMES`` at a time: a run is up to a whole read of tiny
                     # events (thousands), and a slow client's backpressure (``Frames``) must
@@ -407,7 +385,7 @@ class Gateway:
                 if c.done:  # the call finishes (recorded, settled) before its answer is used
                     await stream.finish(c)
                 if frames is None:
-                    out, frames = await self._start_sse(request, request_id, writer)
+                    out, frames = await self._start_sse(request, request_id, writer, stream)
                 if c.done:
                     last = writer.finish(c.response)
                     break
@@ -429,7 +407,7 @@ class Gateway:
         finally:
             await stream.aclose()
         if out is None or frames is None:  # a refusal or an empty stream: still a stream
-            out, frames = await self._start_sse(request, request_id, writer)
+            out, frames = await self._start_sse(request, request_id, writer, stream)
             last = last or writer.finish(None)
         try:
             await frames.close(last)
@@ -439,15 +417,22 @@ class Gateway:
         return out
 
     async def _start_sse(
-        self, request: web.Request, request_id: str, writer: StreamWriter
+        self, request: web.Request, request_id: str, writer: StreamWriter, stream: ResponseStream
     ) -> tuple[web.StreamResponse, Frames]:
-        out = EventStream(
-            headers={
-                "content-type": "text/event-stream; charset=utf-8",
-                "cache-control": "no-cache",
-                "x-request-id": request_id,
-            }
-        )
+        """The stream's response, started: its headers carry the request id (Anthropic's
+        ``request-id`` too, as a plain answer's) and, when asked for, the attempts made until
+        now: the first byte (the failed attempts, retries and fallbacks before the stream
+        started, and the one streaming; not what happens after)."""
+        headers = {
+            "content-type": "text/event-stream; charset=utf-8",
+            "cache-control": "no-cache",
+            "x-request-id": request_id,
+        }
+        if isinstance(writer, anthropic_wire.StreamWriter):
+            headers["request-id"] = request_id
+        if request.headers.get("x-llmrelay-trace") == "1":
+            headers.update(trace_headers(request.headers, stream.trace))
+        out = EventStream(headers=headers)
         await out.prepare(request)
         frames = Frames(out)
         opening = writer.start()
@@ -478,7 +463,7 @@ class Gateway:
         headers = {
             "request-id": request_id,
             "x-request-id": request_id,
-            **trace_headers(request.headers, resp),
+            **trace_headers(request.headers, resp.trace),
         }
         return web.Response(
             body=anthropic_wire.render_response(resp, call.model, call_id, refusal=refused),
@@ -508,7 +493,9 @@ class Gateway:
             return self._error("anthropic", exc.error, request_id)
         except LLMRelayError as exc:
             return self._error("anthropic", http_error(exc), request_id)
-        return web.json_response({"input_tokens": n}, headers={"request-id": request_id})
+        return web.json_response(
+            {"input_tokens": n}, headers={"request-id": request_id, "x-request-id": request_id}
+        )
 
     # ------------------------------------------------------------------ Responses
 
@@ -531,7 +518,7 @@ class Gateway:
         return web.Response(
             body=body,
             content_type="application/json",
-            headers={"x-request-id": request_id, **trace_headers(request.headers, resp)},
+            headers={"x-request-id": request_id, **trace_headers(request.headers, resp.trace)},
         )
 
     # ------------------------------------------------------------------ embeddings
@@ -550,7 +537,7 @@ class Gateway:
         return web.Response(
             body=embeddings_wire.render_embeddings(result, call.model, p["encoding_format"]),
             content_type="application/json",
-            headers={"x-request-id": request_id, **trace_headers(request.headers, result)},
+            headers={"x-request-id": request_id, **trace_headers(request.headers, result.trace)},
         )
 
     # ------------------------------------------------------------------ the rest
@@ -564,9 +551,11 @@ class Gateway:
         names = list(self.settings.models) or sorted(known_aliases())
         if caller.key is not None and caller.key.models:
             names = [n for n in names if caller.key.allows(n)]
-            names = list(dict.fromkeys([*names, *_exact_models(caller.key.models)]))
+            names = list(dict.fromkeys([*names, *callable_models(caller.key.models)]))
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "llmrelay"} for n in names]
-        return web.json_response({"object": "list", "data": data})
+        return web.json_response(
+            {"object": "list", "data": data}, headers={"x-request-id": request_id}
+        )
 
     async def unknown(self, request: web.Request) -> web.StreamResponse:
         """A path or method the gateway does not serve (``GET /v1/responses/{id}``, ...): 404
@@ -577,12 +566,14 @@ class Gateway:
         return self._error(wire, err, new_request_id())
 
     async def live(self, _: web.Request) -> web.StreamResponse:
-        return web.json_response({"status": "ok"})
+        return web.json_response({"status": "ok"}, headers={"x-request-id": new_request_id()})
 
     async def ready(self, _: web.Request) -> web.StreamResponse:
         checks, ok = await readiness(self.key_store, self.client.engine.limiter)
         return web.json_response(
-            {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
+            {"status": "ok" if ok else "unavailable", "checks": checks},
+            status=200 if ok else 503,
+            headers={"x-request-id": new_request_id()},
         )
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
@@ -590,4 +581,6 @@ class Gateway:
         if refused is not None:
             return self._error("openai", refused, new_request_id())
         text = prometheus_text(self.stats, self.in_flight)
-        return web.Response(text=text, content_type="text/plain")
+        return web.Response(
+            text=text, content_type="text/plain", headers={"x-request-id": new_request_id()}
+        )

@@ -3,23 +3,23 @@ Prometheus text of ``GET /metrics`` and, asked with ``x-llmrelay-trace: 1``, a c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
+from ..core.trace import Attempt
 from ..errors import LLMRelayError
-from ..types import Response
-from ..types.embeddings import Embeddings
 from .keys import KeyStore
 from .wire import no_urls
 
 __all__ = ["prometheus_text", "readiness", "trace_headers"]
 
 
-def trace_headers(headers: Mapping[str, str], resp: Response | Embeddings | None) -> dict[str, str]:
-    """The ``x-llmrelay-trace`` header (the call's attempts) when the request asked for it."""
-    if resp is None or headers.get("x-llmrelay-trace") != "1":
+def trace_headers(headers: Mapping[str, str], attempts: Sequence[Attempt]) -> dict[str, str]:
+    """The ``x-llmrelay-trace`` header (``attempts``: a call's, an answer's or a failure's
+    ``trace``) when the request asked for it."""
+    if headers.get("x-llmrelay-trace") != "1":
         return {}
     trace = [
         {
@@ -31,7 +31,7 @@ def trace_headers(headers: Mapping[str, str], resp: Response | Embeddings | None
             "latency_s": round(a.latency_s, 6),
             "reason": a.reason if a.reason is None else no_urls(a.reason),
         }
-        for a in resp.trace
+        for a in attempts
     ]
     return {"x-llmrelay-trace": orjson.dumps(trace).decode()}
 

@@ -52,6 +52,7 @@ from ..types import Message, Response, Usage
 __all__ = [
     "GatewayCall",
     "HttpError",
+    "callable_models",
     "check_model",
     "forget",
     "http_error",
@@ -97,6 +98,22 @@ def check_model(name: str) -> None:
             f"provider {spec.name} is not configured on this gateway",
             provider=spec.name,
         )
+
+
+def callable_models(allowed: tuple[str, ...]) -> list[str]:
+    """The entries of a key's allow-list that name one model the gateway can call (an alias,
+    ``provider/model`` or a bare model name it resolves), in the list's order. Patterns
+    (``claude-*``) cannot be listed: what they allow is not a finite set."""
+    out = []
+    for m in allowed:
+        if any(c in m for c in "*?["):
+            continue
+        try:
+            check_model(m)
+        except LLMRelayError:
+            continue
+        out.append(m)
+    return out
 
 
 @dataclass(slots=True)

@@ -570,9 +570,7 @@ _AT_URL = re.compile(r"@[A-Za-z][A-Za-z0-9+.-]*://.*\Z", re.S)
 
 
 def _describe(scope: str) -> str:
-    """A scope as an error names it: a deployment by its ``provider/model``, never the base
-    URL in its key (a gateway's callers see these messages: they must not learn where the
-    gateway sends its calls)."""
+    """A scope as errors name it: a deployment by ``provider/model``, not its base URL."""
     if scope.startswith("dep:"):
         return "deployment " + _AT_URL.sub("", scope[4:].split("#", 1)[0])
     if scope.startswith("key:"):
