@@ -15,11 +15,14 @@ collected, only in larger batches.
 from __future__ import annotations
 
 import gc
+import math
 from dataclasses import dataclass, field
+from typing import Any
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, shown
 from ..settings.state import ENV_REDIS_URL, StateSettings
 from .access import loopback_host as _loopback_host
+from .policy import TeamBudget
 
 __all__ = [
     "GC_MODES",
@@ -27,6 +30,7 @@ __all__ = [
     "GatewaySettings",
     "check_bind",
     "check_workers",
+    "team_budgets",
     "tune_gc",
 ]
 
@@ -76,6 +80,47 @@ class GatewaySettings:
     #: out of collections, and a collection waits for :data:`GC_THRESHOLD` new objects) or
     #: ``"python"`` (the interpreter's defaults). See :func:`tune_gc`.
     gc: str = "tuned"
+    #: Team budgets (``[server.teams.NAME]``): what every key of the team spends together.
+    teams: dict[str, TeamBudget] = field(default_factory=dict)
+
+
+_TEAM_KEYS = ("budget_period", "budget_usd")
+
+
+def team_budgets(table: Any) -> dict[str, TeamBudget]:
+    """The ``[server.teams]`` tables: ``[server.teams.NAME] budget_usd = 25.0`` (and
+    ``budget_period = "day" | "month" | "total"``, a month by default) for the keys whose team
+    is NAME (``llmrelay keys create --team NAME``)."""
+    if not isinstance(table, dict):
+        raise ConfigurationError(
+            "[server.teams] must be a table of teams: [server.teams.NAME] budget_usd = ..."
+        )
+    out = {}
+    for name, entry in table.items():
+        where = f"[server.teams.{name}]"
+        if not name.strip():
+            raise ConfigurationError("[server.teams]: team names must be non-empty")
+        if not isinstance(entry, dict):
+            raise ConfigurationError(f"{where} must be a table with budget_usd (and budget_period)")
+        unknown = sorted(set(entry) - set(_TEAM_KEYS))
+        if unknown:
+            raise ConfigurationError(
+                f"{where} has unknown key {unknown[0]!r}; known keys: {', '.join(_TEAM_KEYS)}"
+            )
+        usd = entry.get("budget_usd")
+        if usd is None:
+            raise ConfigurationError(f"{where} budget_usd is missing: the team's budget in USD")
+        if isinstance(usd, bool) or not isinstance(usd, int | float) or not 0 < usd < math.inf:
+            raise ConfigurationError(
+                f"{where} budget_usd must be a positive number of dollars, not {shown(usd)}"
+            )
+        period = entry.get("budget_period", "month")
+        if period not in ("day", "month", "total"):
+            raise ConfigurationError(
+                f"{where} budget_period must be day, month or total, not {shown(period)}"
+            )
+        out[name] = TeamBudget(name, float(usd), period)
+    return out
 
 
 def check_bind(settings: GatewaySettings) -> None:

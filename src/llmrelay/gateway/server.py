@@ -21,6 +21,10 @@
     media_urls = "https"           # image/file URLs forwarded: https (public) | none | any
     gc = "tuned"                   # or "python": the interpreter's garbage-collector defaults
 
+    [server.teams.research]        # what every key of team "research" spends together
+    budget_usd = 250.0
+    budget_period = "month"        # day | month | total
+
 ``LLMRELAY_SIGNING_SECRET`` (else ``LLMRELAY_ADMIN_KEY``) signs the reasoning items
 ``/v1/responses`` hands out (``sealing``): give every worker and host the same one.
 
@@ -44,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
 from .app import Gateway
-from .config import GC_MODES, GatewaySettings, check_bind, check_workers, tune_gc
+from .config import GC_MODES, GatewaySettings, check_bind, check_workers, team_budgets, tune_gc
 from .lifecycle import run_worker
 from .media import MEDIA_POLICIES
 from .policy import KeyBudgets, KeyRateLimiter
@@ -73,6 +77,7 @@ _SERVER_KEYS = {
     "loop",
     "media_urls",
     "gc",
+    "teams",
 }
 
 
@@ -85,9 +90,11 @@ def settings_from(table: Mapping[str, Any], **overrides: Any) -> tuple[GatewaySe
             f"[server] has unknown key {unknown[0]!r}; known keys: "
             f"{', '.join(sorted(_SERVER_KEYS))}"
         )
-    values = {k: v for k, v in table.items() if k != "log"}
+    values = {k: v for k, v in table.items() if k not in ("log", "teams")}
     values.update({k: v for k, v in overrides.items() if v is not None})
     s = GatewaySettings(**values)
+    if "teams" in table:
+        s.teams = team_budgets(table["teams"])
     s.admin_key = os.environ.get("LLMRELAY_ADMIN_KEY") or None
     s.signing_secret = os.environ.get("LLMRELAY_SIGNING_SECRET") or None
     if not isinstance(s.port, int) or not 0 <= s.port < 65536:
@@ -153,6 +160,7 @@ def build_gateway(
         static=static.limits if static is not None else (),
         ledger=static.ledger if static is not None else ledger_for(layers.store),
         unknown_cost=static.unknown_cost if static is not None else "deny",
+        teams=settings.teams,
     )
     recorder = None
     request_log = None
