@@ -31,7 +31,10 @@ from aiohttp import web
 if TYPE_CHECKING:
     from .config import GatewaySettings
 
-__all__ = ["serve"]
+__all__ = ["STOP_SIGNALS", "serve"]
+
+#: The signals that stop a worker.
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 
 #: Seconds an idle keep-alive connection is kept (aiohttp's ``run_app`` default).
 KEEPALIVE_TIMEOUT = 75.0
@@ -93,6 +96,9 @@ class _Stop:
     def install(self) -> None:
         self._loop.add_signal_handler(signal.SIGTERM, self.requested.set)
         self._loop.add_signal_handler(signal.SIGINT, self._interrupt)
+        # A worker of several starts with them blocked (``server.run``): one that came while it
+        # started is taken now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
     def uninstall(self) -> None:
         self._loop.remove_signal_handler(signal.SIGTERM)

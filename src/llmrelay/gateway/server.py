@@ -44,12 +44,16 @@ import secrets
 import signal
 import sys
 from collections.abc import Mapping
+from multiprocessing import resource_tracker
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
 from .app import Gateway
 from .config import GC_MODES, GatewaySettings, check_bind, check_workers, team_budgets, tune_gc
 from .lifecycle import run_worker
+
+from .config import GC_MODES, GatewaySettings, check_bind, check_workers, tune_gc
+from .lifecycle import STOP_SIGNALS, run_worker
 from .media import MEDIA_POLICIES
 from .policy import KeyBudgets, KeyRateLimiter
 
@@ -262,8 +266,17 @@ def run(settings: GatewaySettings, *, workers: int = 1, log: bool = False) -> in
         ctx.Process(target=_worker, args=(settings, log, True, me), daemon=False)
         for _ in range(workers)
     )
-    for p in procs:
-        p.start()
+    # A stop that comes while the workers start waits (blocked, pending) until every one is
+    # started: forwarded earlier, it missed the later ones. The workers inherit the block and
+    # lift it once their loop handles the signals (lifecycle): before, it killed them (exit 1).
+    # multiprocessing's resource tracker is started first: its start lifts the block.
+    resource_tracker.ensure_running()
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        for p in procs:
+            p.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     for p in procs:
         p.join()
     return 0 if all(p.exitcode == 0 for p in procs) else 1
