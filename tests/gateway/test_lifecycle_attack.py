@@ -1,9 +1,11 @@
-"""ATTACK (adversarial tests of gateway/lifecycle.py and serve --workers): stop signals that
-come while the workers are still starting, on real processes."""
+"""ATTACK (adversarial tests of gateway/lifecycle.py and serve --workers), on real processes:
+stop signals that come while the workers are still starting, or while a body is uploading."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,11 +13,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import orjson
+import pytest
+
 from llmrelay.testing.fake import FakeUpstream
 
 from ..conftest import CANARY_KEY
 from ..redis_services import free_port, redis_prefix, redis_url  # noqa: F401
-from .test_gateway_workers import _env
+from .test_gateway_signals import _serving, _until_refused
+from .test_gateway_workers import MODEL, _env
 
 # ruff: noqa: F811  (pytest fixtures imported above are parameters below)
 
@@ -90,4 +96,33 @@ def test_sigterm_while_the_workers_start_is_a_clean_stop(
     with _starting(tmp_path, redis_url, redis_prefix) as proc:
         _until_children(proc, WORKERS + 1)  # the workers and multiprocessing's tracker
         proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_request_whose_body_is_on_its_way_at_sigterm_is_answered(
+    tmp_path: Path, loop: str
+) -> None:
+    """ATTACK: a request in flight at SIGTERM gets the grace to finish -- one whose body was
+    still on its way too. aiohttp's shutdown marks every connection closing, and a closing
+    connection dropped what it received: the body sent right after the stop never reached the
+    handler, which answered 408 at read_timeout (30 s) though all of it had arrived."""
+    body = orjson.dumps({"model": MODEL, "messages": [{"role": "user", "content": "x"}]})
+    with (
+        FakeUpstream.running(api_key=CANARY_KEY) as fake,
+        _serving(tmp_path, fake, loop=loop) as (proc, url, _log),
+    ):
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nhost: %s:%s\r\n"
+                b"content-type: application/json\r\nexpect: 100-continue\r\n"
+                b"content-length: %d\r\n\r\n" % (host.encode(), port.encode(), len(body))
+            )
+            sock.settimeout(20)
+            assert sock.recv(4096).startswith(b"HTTP/1.1 100")  # its handler reads the body
+            proc.send_signal(signal.SIGTERM)
+            asyncio.run(_until_refused(url))
+            sock.sendall(body)
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
         assert proc.wait(60) == 0

@@ -1,15 +1,16 @@
 """One gateway worker's life: listen, serve, stop on a signal.
 
 **Stopping.** SIGTERM stops gracefully: the port closes, requests and streams in flight get
-``shutdown_grace`` seconds to finish, the application's cleanup (the request log flushed) runs,
-and the process exits 0. It is idempotent: a SIGTERM that comes again while the worker stops
-changes nothing. That matters because one stop often delivers it twice -- systemd's default
-``KillMode=control-group`` sends it to every process of the service, so a worker gets it
-directly and once more from the parent that forwards its own (aiohttp's ``run_app`` took the
-second one as an exit: streams cut, exit status 1). SIGINT stops the same way the first time;
-a second SIGINT (Ctrl-C twice) cuts what is in flight at once -- the connections are closed,
-their handlers cancelled (the upstream calls end and only what was produced is charged) -- and
-the cleanup still runs. After that, SIGINT is Python's again.
+``shutdown_grace`` seconds to finish (a request still receiving its body keeps receiving it:
+aiohttp alone drops what a stopping connection receives), the application's cleanup (the
+request log flushed) runs, and the process exits 0. It is idempotent: a SIGTERM that comes
+again while the worker stops changes nothing. That matters because one stop often delivers it
+twice -- systemd's default ``KillMode=control-group`` sends it to every process of the service,
+so a worker gets it directly and once more from the parent that forwards its own (aiohttp's
+``run_app`` took the second one as an exit: streams cut, exit status 1). SIGINT stops the same
+way the first time; a second SIGINT (Ctrl-C twice) cuts what is in flight at once -- the
+connections are closed, their handlers cancelled (the upstream calls end and only what was
+produced is charged) -- and the cleanup still runs. After that, SIGINT is Python's again.
 
 **Request heads.** A client has ``header_timeout`` seconds to send a request's head (the
 request line and headers): counted from the connection for its first request, from the first
@@ -59,7 +60,17 @@ class _Connection(web.RequestHandler):
     def data_received(self, data: bytes) -> None:
         if not self.head_since and self._waiter is not None:  # waiting: a new head begins
             self.head_since = self._loop.time()
-        super().data_received(data)
+        stopping = self._close, self._force_close
+        if any(stopping) and self._request_in_progress and self.transport is not None:
+            # The worker stops (aiohttp's shutdown marks its connections closing, and a closing
+            # one drops what it receives): the request being handled still gets its body.
+            self._close = self._force_close = False
+            try:
+                super().data_received(data)
+            finally:
+                self._close, self._force_close = stopping
+        else:
+            super().data_received(data)
         if self._messages:  # the head is whole (its request is queued)
             self.head_since = 0.0
 
