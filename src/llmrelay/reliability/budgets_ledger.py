@@ -389,6 +389,18 @@ class RedisLedger:
             else:
                 await self._hold(unsure)
 
+    def _abandon(self, keys: list[str], reserved: float) -> None:
+        """A settle of ``keys`` releasing ``reserved`` failed: that release never happens, so
+        one lost reservation of the same keys and amount not yet made held (its job done) is
+        never made held -- by a later settle of these keys, after its caller's failed. Amounts
+        are alike: if it was another call's, that call's release makes up for this one."""
+        hold = repr(-float(reserved))
+        with self._lock:
+            for u in self._unsure:
+                if u.keys == keys and u.hold[0] == hold and (u.task is None or u.task.done()):
+                    self._unsure.remove(u)
+                    return
+
     async def settle(self, keys: Sequence[str], reserved: float, actual: float) -> None:
         args: list[object] = [repr(float(reserved)), repr(float(actual))]
         args += [_ttl_ms(k) for k in keys]
@@ -398,6 +410,7 @@ class RedisLedger:
                 await self._settled_unsure(full)
             await self.store.eval(LEDGER_SETTLE, full, args)
         except StateStoreError as exc:
+            self._abandon(full, reserved)
             # The call already ran: its answer is delivered, and the failure is logged loudly.
             log.error(
                 "could not record $%.6f spent against budget(s) %s: %s",
