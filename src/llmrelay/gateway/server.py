@@ -259,8 +259,6 @@ def run(settings: GatewaySettings, *, workers: int = 1, log: bool = False) -> in
             if p.pid is not None and p.is_alive():
                 os.kill(p.pid, signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
     me = os.getpid()
     procs.extend(
         ctx.Process(target=_worker, args=(settings, log, True, me), daemon=False)
@@ -269,10 +267,13 @@ def run(settings: GatewaySettings, *, workers: int = 1, log: bool = False) -> in
     # A stop that comes while the workers start waits (blocked, pending) until every one is
     # started: forwarded earlier, it missed the later ones. The workers inherit the block and
     # lift it once their loop handles the signals (lifecycle): before, it killed them (exit 1).
-    # multiprocessing's resource tracker is started first: its start lifts the block.
+    # multiprocessing's resource tracker is started first (its start lifts the block), and the
+    # handlers installed once blocked (one taken before would forward to no worker).
     resource_tracker.ensure_running()
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
         for p in procs:
             p.start()
     finally:
