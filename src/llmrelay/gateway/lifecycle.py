@@ -60,10 +60,14 @@ class _Connection(web.RequestHandler):
     def data_received(self, data: bytes) -> None:
         if not self.head_since and self._waiter is not None:  # waiting: a new head begins
             self.head_since = self._loop.time()
-        stopping = self._close, self._force_close
-        if any(stopping) and self._request_in_progress and self.transport is not None:
+        if (
+            (self._close or self._force_close)
+            and self._request_in_progress
+            and self.transport is not None
+        ):
             # The worker stops (aiohttp's shutdown marks its connections closing, and a closing
             # one drops what it receives): the request being handled still gets its body.
+            stopping = self._close, self._force_close
             self._close = self._force_close = False
             try:
                 super().data_received(data)

@@ -50,9 +50,6 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigurationError
 from .app import Gateway
 from .config import GC_MODES, GatewaySettings, check_bind, check_workers, team_budgets, tune_gc
-from .lifecycle import run_worker
-
-from .config import GC_MODES, GatewaySettings, check_bind, check_workers, tune_gc
 from .lifecycle import STOP_SIGNALS, run_worker
 from .media import MEDIA_POLICIES
 from .policy import KeyBudgets, KeyRateLimiter
