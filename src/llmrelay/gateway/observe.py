@@ -29,11 +29,22 @@ def trace_headers(headers: Mapping[str, str], attempts: Sequence[Attempt]) -> di
             "error": a.error,
             "status": a.status,
             "latency_s": round(a.latency_s, 6),
-            "reason": a.reason if a.reason is None else no_urls(a.reason),
+            "reason": _reason(a),
         }
         for a in attempts
     ]
     return {"x-llmrelay-trace": orjson.dumps(trace).decode()}
+
+
+def _reason(a: Attempt) -> str | None:
+    """An attempt's reason as a caller may see it: no URL; and for a candidate the shared state
+    store refused, not the store's error (its host and port: Redis' own connection errors name
+    them)."""
+    if a.reason is None:
+        return None
+    if a.error == "StateStoreError":
+        return "the shared state store is unavailable"
+    return no_urls(a.reason)
 
 
 async def readiness(key_store: KeyStore | None, limiter: Any) -> tuple[dict[str, str], bool]:

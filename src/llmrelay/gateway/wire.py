@@ -4,7 +4,9 @@
 message safe to show a gateway client: upstream errors keep their kind (429 with
 ``retry-after``, 5xx as 502, timeouts as 504) but never the upstream's headers, body or
 request id, and a failure of the gateway's own provider credentials (401/403 from upstream) is
-a 502 that does not say more -- the client did nothing wrong and must not learn about keys.
+a 502 that does not say more -- the client did nothing wrong and must not learn about keys. The
+shared state store failing (a budget or rate limit that fails closed) is the gateway's own
+dependency down: a 503 that does not name the store's URL.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import re
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -41,6 +43,7 @@ from ..errors import (
     PermissionDeniedError,
     QuotaExhaustedError,
     RateLimitedError,
+    StateStoreError,
     StructuredOutputError,
     UnknownModelError,
     UnsupportedCapabilityError,
@@ -50,6 +53,7 @@ from ..providers.table import PROVIDERS
 from ..types import Message, Response, Usage
 
 __all__ = [
+    "STATE_STORE_DOWN",
     "GatewayCall",
     "HttpError",
     "callable_models",
@@ -147,6 +151,19 @@ class HttpError:
         if self.retry_after is None:
             return {} if self.retry else {"x-should-retry": "false"}
         return {"retry-after": str(max(1, math.ceil(self.retry_after)))}
+
+
+#: What a caller gets while the shared state store (Redis) fails and a layer that fails closed
+#: (the key's budget; rate limits with ``on_store_error = "closed"``) refuses the call: our own
+#: dependency is down, no provider failed. Nothing of the store's error (its URL, host, port,
+#: password) is shown.
+STATE_STORE_DOWN = HttpError(
+    503,
+    "state_store_unavailable",
+    "the gateway's shared state store is unavailable, so the key's budget and rate limits "
+    "cannot be checked; try again shortly",
+    retry_after=1.0,
+)
 
 
 def usage_of(resp: Response) -> Usage:
@@ -251,16 +268,20 @@ def http_error(exc: BaseException) -> HttpError:
 
 def _http_error(exc: BaseException) -> HttpError:
     if isinstance(exc, AllAttemptsFailedError):
-        # The most telling failure: a caller error beats an upstream one, the last otherwise.
+        # The most telling failure: a caller error, then our own state store (a candidate it
+        # refused was never tried), then the last upstream one.
         errors = [e for e in exc.exceptions if isinstance(e, LLMRelayError)]
-        for e in errors:
-            if isinstance(e, ConfigurationError):
-                return http_error(e)
+        for kind in (ConfigurationError, StateStoreError):
+            for e in errors:
+                if isinstance(e, kind):
+                    return http_error(e)
         return (
             http_error(errors[-1])
             if errors
             else HttpError(502, "upstream_error", "every attempt failed")
         )
+    if isinstance(exc, StateStoreError):
+        return replace(STATE_STORE_DOWN)  # (a copy: the caller sets its message and param)
     if isinstance(exc, BudgetExceededError):
         ra = exc.retry_after
         return HttpError(429, "budget_exceeded", exc.message, ra, retry=ra is not None)
