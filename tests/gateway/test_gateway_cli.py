@@ -128,3 +128,16 @@ def test_a_bad_header_timeout_is_named(value: object) -> None:
         settings_from({"header_timeout": value})
     settings, _ = settings_from({"header_timeout": 2.5})
     assert settings.header_timeout == 2.5
+
+
+@pytest.mark.parametrize("value", [0, -1, 61, True, "5"])
+def test_a_bad_key_store_timeout_is_named(value: object) -> None:
+    from llmrelay.gateway.keys import PostgresKeyStore
+    from llmrelay.gateway.server import settings_from
+
+    with pytest.raises(ConfigurationError, match="key_store_timeout must be 0-60 seconds"):
+        settings_from({"key_store_timeout": value})
+    settings, _ = settings_from({"key_store_timeout": 0.5})
+    assert settings.key_store_timeout == 0.5
+    with pytest.raises(ConfigurationError, match="key store timeout must be more than 0"):
+        PostgresKeyStore("postgresql://u@127.0.0.1/db", timeout=value)  # type: ignore[arg-type]

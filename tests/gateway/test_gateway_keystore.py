@@ -4,18 +4,21 @@ shape of the endpoint's API, and never the store's DSN, password, host or port."
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 import pytest
 
 from llmrelay.gateway.app import GatewaySettings
+from llmrelay.gateway.keys import PostgresKeyStore, open_key_store
 from llmrelay.testing.fake import FakeUpstream
 
-from ..conftest import CANARY_KEY
+from ..conftest import CANARY_KEY, FakeClock
 from ..services import pg_execute, pg_schema, postgres_dsn  # noqa: F401  (pytest fixtures)
 from .conftest import ADMIN, GPT, Running, post, serving
 
@@ -130,3 +133,123 @@ async def test_a_sqlite_key_store_that_errors_is_503(
         db.commit()
         db.close()
         await _refused_everywhere(gw, key, str(tmp_path))
+
+
+#: The code of PostgreSQL's CancelRequest message (bytes 4-8 of it).
+_CANCEL_REQUEST = (80877102).to_bytes(4, "big")
+
+
+class _Dark:
+    """A TCP front for the test PostgreSQL that a test can turn dark: while dark it accepts
+    connections and reads what comes, but neither forwards nor answers anything (a host that
+    drops packets: no refusal, every wait runs out), on new and open connections alike."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.dark = True
+        #: Connections opened to the server (not counting the requests cancelling a query).
+        self.connects = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def __aenter__(self) -> _Dark:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for w in self._writers:
+            w.close()
+        await self._server.wait_closed()
+
+    async def _accept(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        self._writers.add(cw)
+        try:
+            first = await cr.read(65536)
+            if first[4:8] != _CANCEL_REQUEST:  # (asyncpg cancels a timed-out query so)
+                self.connects += 1
+            if self.dark:
+                while await cr.read(65536):
+                    pass
+                return
+            sr, sw = await asyncio.open_connection(*self.target)
+            self._writers.add(sw)
+            sw.write(first)
+            await asyncio.gather(self._pipe(cr, sw), self._pipe(sr, cw))
+        except OSError:
+            pass
+        finally:
+            cw.close()
+
+    async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            while data := await r.read(65536):
+                if not self.dark:
+                    w.write(data)
+                    await w.drain()
+        finally:
+            w.close()
+
+
+async def test_an_unreachable_postgres_key_store_fails_fast_and_recovers(
+    fake: FakeUpstream,
+    point_at: object,
+    postgres_dsn: str,  # noqa: F811
+    pg_schema: str,  # noqa: F811
+) -> None:
+    """A PostgreSQL host that drops packets: a request waits at most ``key_store_timeout``
+    (not asyncpg's 60 s connect timeout) for its 503, and while the store stays unreachable
+    the next requests get it at once, without a new connection each; once the host answers
+    again (and the retry interval has passed: a fake clock), calls go through -- and again
+    after the store goes dark under a pool that had connected."""
+    point_at(fake)  # type: ignore[operator]
+    await pg_execute(postgres_dsn, f"CREATE SCHEMA {pg_schema}")
+    real = f"{postgres_dsn}?search_path={pg_schema}"
+    writer = open_key_store(real)
+    key, _ = await writer.create(name="k")
+    await writer.close()
+    clock = FakeClock()
+    target = urlsplit(postgres_dsn)
+    async with _Dark((target.hostname or "127.0.0.1", target.port or 5432)) as dark:
+        dsn = real.replace(f"@{target.netloc.rpartition('@')[2]}/", f"@127.0.0.1:{dark.port}/")
+        settings = GatewaySettings(
+            host="127.0.0.1",
+            port=0,
+            key_store=dsn,
+            admin_key=ADMIN,
+            key_cache_ttl=0,
+            key_store_timeout=0.2,
+        )
+        async with serving(settings, fake) as gw:
+            assert gw.gateway.keys is not None
+            store = gw.gateway.keys.store
+            assert isinstance(store, PostgresKeyStore)
+            store.clock = clock
+            auth = {"authorization": f"Bearer {key}"}
+
+            async def call() -> int:
+                # Bounded far below asyncpg's default connect timeout (60 s).
+                async with asyncio.timeout(30):
+                    status, raw, got = await post(gw, "/v1/chat/completions", _CHAT, auth=auth)
+                if status == 503:
+                    assert orjson.loads(raw)["error"]["code"] == "key_store_unavailable"
+                    assert got["retry-after"] == "1"
+                    assert str(dark.port) not in raw.decode()
+                return status
+
+            for _ in range(2):  # down, then back
+                assert await call() == 503
+                tried = dark.connects
+                assert tried >= 1
+                assert [await call() for _ in range(5)] == [503] * 5
+                assert dark.connects == tried  # failed at once: no connection tried
+                dark.dark = False
+                assert await call() == 503  # until the retry interval has passed
+                clock.advance(1.0)
+                assert await call() == 200
+                assert await call() == 200
+                dark.dark = True  # under the pool's open connections
+                clock.advance(1.0)

@@ -62,6 +62,10 @@ class GatewaySettings:
     #: Seconds a worker trusts what it read of a key: revocations and policy changes made
     #: anywhere take effect on every instance within this time.
     key_cache_ttl: float = 1.0
+    #: Seconds a PostgreSQL key store may take to connect, run a query or give a pooled
+    #: connection; past it the request is a 503 ``key_store_unavailable``, and for the next
+    #: second requests get it at once (no new connection each).
+    key_store_timeout: float = 5.0
     #: Seconds a client has to send its whole body once its headers arrived (408 past it).
     read_timeout: float = 30.0
     #: Seconds a client has to send a request's head (request line and headers), from the

@@ -19,6 +19,7 @@ import asyncio
 import fnmatch
 import hashlib
 import hmac
+import math
 import secrets
 import sqlite3
 import threading
@@ -329,9 +330,24 @@ class SqliteKeyStore(KeyStore):
 
 
 class PostgresKeyStore(KeyStore):
-    """Keys in PostgreSQL (``asyncpg``), shared by every gateway instance."""
+    """Keys in PostgreSQL (``asyncpg``), shared by every gateway instance.
 
-    def __init__(self, dsn: str) -> None:
+    Every wait is bounded by ``timeout`` seconds: a connection (asyncpg's default waits 60 s
+    for a host that drops packets), a query, taking a connection from the pool. After a
+    failure to reach the server (refused, timed out, the connection lost) the pool is dropped
+    and every operation fails at once with ``StateStoreError``, without touching the network,
+    for ``retry_interval`` seconds; the next one then connects again. So while the store is
+    unreachable a gateway answers its 503 at once instead of each request waiting out a
+    connect, and it recovers by itself once the server is back."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        timeout: float = 5.0,
+        retry_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         try:
             import asyncpg  # noqa: F401
         except ImportError:
@@ -342,18 +358,47 @@ class PostgresKeyStore(KeyStore):
         from ..observe.requestlog.postgres import redact_dsn
 
         self.description = f"PostgreSQL {redact_dsn(dsn)}"
+        self.timeout = _seconds("the key store timeout", timeout)
+        self.retry_interval = retry_interval
+        self.clock = clock
+        self._down_until = -math.inf
         self._pool: Any = None
         self._init = asyncio.Lock()
 
+    def _check_up(self) -> None:
+        if self.clock() < self._down_until:
+            raise StateStoreError(
+                f"key store ({self.description}): unreachable at the last try; tried again "
+                f"{self.retry_interval:g} s after it"
+            )
+
+    def _unreachable(self, pool: Any) -> None:
+        """The server could not be reached: drop ``pool`` (its connections may hang) and fail
+        fast for ``retry_interval`` seconds."""
+        self._down_until = self.clock() + self.retry_interval
+        if pool is not None:
+            pool.terminate()
+        if self._pool is pool:
+            self._pool = None
+
     async def _conn(self) -> Any:
+        self._check_up()
         if self._pool is None:
             async with self._init:
+                self._check_up()  # (a request that waited here while a connect failed)
                 if self._pool is None:
                     import asyncpg
 
+                    pool = None
                     try:
-                        pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=4)
-                        async with pool.acquire() as c:
+                        pool = await asyncpg.create_pool(
+                            self.dsn,
+                            min_size=1,
+                            max_size=4,
+                            timeout=self.timeout,
+                            command_timeout=self.timeout,
+                        )
+                        async with pool.acquire(timeout=self.timeout) as c:
                             await c.execute(
                                 "CREATE TABLE IF NOT EXISTS llmrelay_keys (id TEXT PRIMARY KEY,"
                                 " name TEXT NOT NULL, key_hash TEXT NOT NULL UNIQUE, team TEXT,"
@@ -362,6 +407,7 @@ class PostgresKeyStore(KeyStore):
                                 " revoked_at DOUBLE PRECISION, created_at DOUBLE PRECISION)"
                             )
                     except Exception as exc:
+                        self._unreachable(pool)
                         raise StateStoreError(
                             f"key store ({self.description}): {type(exc).__name__}"
                         ) from None
@@ -371,9 +417,11 @@ class PostgresKeyStore(KeyStore):
     async def _q(self, sql: str, *args: Any) -> list[Any]:
         pool = await self._conn()
         try:
-            async with pool.acquire() as c:
+            async with pool.acquire(timeout=self.timeout) as c:  # (released within it too)
                 return list(await c.fetch(sql, *args))
         except Exception as exc:
+            if _lost(exc):
+                self._unreachable(pool)
             raise StateStoreError(
                 f"key store ({self.description}): {type(exc).__name__}: {exc}"
             ) from None
@@ -405,17 +453,38 @@ class PostgresKeyStore(KeyStore):
         await self._q(f"UPDATE llmrelay_keys SET {sets} WHERE id = $1", key.id, *_row(key)[1:])
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                async with asyncio.timeout(self.timeout):  # an unreachable server: not forever
+                    await pool.close()
+            except TimeoutError:
+                pool.terminate()
 
 
-def open_key_store(where: str) -> KeyStore:
-    """A key store: a ``postgresql://`` DSN, or a SQLite file path."""
+def _lost(exc: BaseException) -> bool:
+    """Did ``exc`` come from not reaching the server (refused, timed out, the connection
+    lost), not from the server answering an error?"""
+    import asyncpg
+
+    return isinstance(
+        exc, OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError
+    )
+
+
+def _seconds(what: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 60:
+        raise ConfigurationError(f"{what} must be more than 0 and at most 60 seconds, not {v!r}")
+    return float(v)
+
+
+def open_key_store(where: str, *, timeout: float = 5.0) -> KeyStore:
+    """A key store: a ``postgresql://`` DSN, or a SQLite file path. ``timeout``: the longest
+    a PostgreSQL store waits to connect, for a query or for a pooled connection."""
     if not isinstance(where, str) or not where:
         raise ConfigurationError("the key store must be a SQLite path or a postgresql:// DSN")
     if where.startswith(("postgres://", "postgresql://")):
-        return PostgresKeyStore(where)
+        return PostgresKeyStore(where, timeout=timeout)
     return SqliteKeyStore(where.removeprefix("sqlite:///"))
 
 

@@ -10,6 +10,7 @@
     port = 4000
     key_store = "keys.db"          # or "postgresql://..." for several hosts
     key_cache_ttl = 1.0            # revocations reach every instance within this time
+    key_store_timeout = 5.0        # PostgreSQL: connect/query bound (503 past it)
     max_body_bytes = 4194304
     cache_scope = "team"           # team | key | shared
     shutdown_grace = 30
@@ -72,6 +73,7 @@ _SERVER_KEYS = {
     "models",
     "log",
     "key_cache_ttl",
+    "key_store_timeout",
     "read_timeout",
     "header_timeout",
     "metrics_public",
@@ -105,6 +107,9 @@ def settings_from(table: Mapping[str, Any], **overrides: Any) -> tuple[GatewaySe
     ttl = s.key_cache_ttl
     if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 <= ttl <= 60:
         raise ConfigurationError("[server] key_cache_ttl must be 0-60 seconds")
+    kt = s.key_store_timeout
+    if isinstance(kt, bool) or not isinstance(kt, int | float) or not 0 < kt <= 60:
+        raise ConfigurationError("[server] key_store_timeout must be 0-60 seconds")
     rt = s.read_timeout
     if isinstance(rt, bool) or not isinstance(rt, int | float) or not 0 < rt <= 3600:
         raise ConfigurationError("[server] read_timeout must be 0-3600 seconds")
@@ -180,7 +185,11 @@ def build_gateway(
         budget=budgets,
         **kwargs,
     )
-    keys = open_key_store(settings.key_store) if settings.key_store else None
+    keys = (
+        open_key_store(settings.key_store, timeout=settings.key_store_timeout)
+        if settings.key_store
+        else None
+    )
     return Gateway(
         Client(engine=engine),
         settings,
