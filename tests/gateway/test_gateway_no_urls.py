@@ -8,10 +8,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from llmrelay.errors import BadRequestError
+from llmrelay.gateway import wire
+from llmrelay.gateway.wire import http_error, no_urls
 from llmrelay.testing.fake import Reply
 
 from .conftest import CLAUDE, GPT, Running, post
@@ -99,3 +105,95 @@ async def test_a_misconfigured_base_url_is_not_shown(
     code, raw, headers = await post(gw, path, _body(path, GPT, False), _TRACE)
     assert code >= 400, raw
     _no_url(gw, _shown(raw, headers), "127.0.0.1", "ftp://", "pw-canary", "bad host")
+
+
+# --------------------------------------------------------------------------- addresses
+
+
+@pytest.mark.parametrize(
+    ("text", "hidden"),
+    [
+        ("POST http:\\/\\/10.0.0.5:8080\\/v1 failed", "10.0.0.5"),  # JSON-escaped
+        ('{"url":"https:\\/\\/api.internal\\/v1"}', "api.internal"),
+        ("POST http:\\\\\\/\\\\\\/gw.corp\\\\\\/v1", "gw.corp"),  # escaped twice
+        ("see http:\\u002f\\u002fgw.corp\\u002fv1", "gw.corp"),
+        ("redirect=http%3A%2F%2Fhost.corp%2Fv1 refused", "host.corp"),  # percent-encoded
+        ("next=https%253A%252F%252Fhost.corp%252Fv1", "host.corp"),  # twice
+        ("upstream api.internal:8443 refused the call", "api.internal"),
+        ("connect to localhost:1234 failed", "localhost"),
+        ("no route to 10.1.2.3", "10.1.2.3"),
+        ("no route to 10.1.2.3:8080.", "10.1.2.3"),
+        ("reset by [::1]:8080", "::1"),
+        ("reset by [fe80::1%eth0]:443", "fe80"),
+        ("reset by [2001:db8::7]", "2001:db8"),
+        ("host=vllm.svc.cluster.local%3A8000", "vllm.svc"),
+    ],
+)
+def test_no_urls_hides_addresses_written_without_a_plain_scheme(text: str, hidden: str) -> None:
+    out = no_urls(text)
+    assert hidden not in out, out
+    assert "[provider URL]" in out
+    assert no_urls(text, "openai").count("[openai URL]") == out.count("[provider URL]")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the ratio 3:1 is not allowed",
+        "retry at 12:30 or 12:30:45 UTC",
+        "model gpt-4.1-mini is not available",
+        "openai/gpt-4.1-mini does not support audio",
+        "claude-3-5-sonnet@20240620 is retired",
+        "llama3.1:8b and qwen2.5:14b are pulled",
+        "anthropic.claude-3-haiku-20240307-v1:0 and amazon.titan-embed-text-v2:0",
+        "ft:gpt-4o-mini:my-org::abc123 is fine-tuned",
+        "models/gemini-1.5-pro:generateContent",
+        "Python 3.12, version v1.2.3.4, $12.30 spent",
+        "messages[1:2] has no content; max_tokens: 4096 is too large",
+    ],
+)
+def test_no_urls_leaves_prose_times_and_model_names(text: str) -> None:
+    assert no_urls(text) == text
+
+
+# Only the characters that make up an address (and some around them): the quick check before
+# the search never skips a text the search would change.
+_PIECES = st.sampled_from(
+    [*"aZ019.:/\\%-_[]@ \"'", "3A", "2F", "25", "u003a", "u002f", "localhost", "api.internal"]
+)
+
+
+@given(st.lists(_PIECES, max_size=24).map("".join))
+def test_the_quick_check_never_skips_what_the_search_finds(text: str) -> None:
+    assert no_urls(text) == wire._URL.sub("[provider URL]", text)
+
+
+async def test_an_upstream_400_naming_its_address_does_not_show_it(gw: Running) -> None:
+    url = gw.fake.url
+    host = url.split("://", 1)[1]
+    said = [
+        f"POST {url.replace('/', chr(92) + '/')}/v1/chat/completions: bad",  # JSON-escaped
+        f"redirect to {quote(url + '/v1', safe='')} refused",  # percent-encoded
+        f"upstream {host} refused",  # bare host:port
+        "upstream api.internal:8443, localhost:1234, 10.1.2.3 and [::1]:8080 refused",
+    ]
+    for path, model in (("/v1/chat/completions", GPT), ("/v1/messages", CLAUDE)):
+        for stream in (False, True):
+            for message in said:
+                gw.fake.clear()
+                gw.fake.push(Reply.error(400, message))
+                code, raw, headers = await post(gw, path, _body(path, model, stream), _TRACE)
+                assert code == 400, raw
+                assert b"refused" in raw or b"bad" in raw  # the upstream's words are shown
+                _no_url(gw, _shown(raw, headers), "api.internal", "localhost", "10.1.2.3", "::1")
+
+
+def test_an_upstream_400_is_cleaned_before_it_is_cut() -> None:
+    # The message shown is cut at 300 characters: an address cut in two is no longer an
+    # address, so it is replaced first.
+    for pad in range(280, 300):
+        exc = BadRequestError("x" * pad + " at 10.20.30.40:8080/v1 and gw.corp:8443", status=400)
+        err = http_error(exc)
+        assert err.status == 400
+        assert "10.20" not in err.message, err.message
+        assert "gw.co" not in err.message, err.message

@@ -199,7 +199,9 @@ def _upstream(exc: LLMRelayError) -> HttpError:
         return HttpError(
             400,
             "invalid_request",
-            f"the upstream provider rejected the request: {exc.message[:300]}",
+            # Cleaned before it is cut: a cut address is no longer found.
+            f"the upstream provider rejected the request: "
+            f"{no_urls(exc.message, exc.provider)[:300]}",
         )
     if isinstance(exc, APIConnectionError):
         return HttpError(502, "upstream_unreachable", "the upstream provider could not be reached")
@@ -241,26 +243,46 @@ def forget(exc: BaseException) -> None:
             todo += [x for x in group if isinstance(x, BaseException)]
 
 
-#: A URL in an error's text: a provider's base URL (a misconfigured one, one an upstream
-#: echoed, one in a message written for the library's user), with or without its quotes.
-#: (A space inside a quoted URL is part of it: ``'http://bad host/v1'``.)
+#: A URL's ``://`` as an error's text may spell it: plain, JSON-escaped (``:\/\/``, twice
+#: escaped ``:\\\/\\\/``), ``\u``-escaped, percent-encoded (``%3A%2F%2F``, twice: ``%253A...``).
+_SEP = r"(?::|%(?:25)?3[Aa]|\\u003[Aa])(?:\\{0,3}/|%(?:25)?2[Ff]|\\u002[Ff]){2}"
+#: What names where the gateway sends its calls in an error's text: a URL (a provider's base
+#: URL: a misconfigured one, one an upstream echoed, one in a message written for the library's
+#: user; with or without its quotes -- a space inside a quoted URL is part of it: ``'http://bad
+#: host/v1'``), and without a scheme: a bracketed IPv6 address (``[::1]:8080``), an IPv4
+#: address (``10.1.2.3``, ``10.1.2.3:8080``), a host name with a port (``api.internal:8443``,
+#: ``localhost:1234``). Not prose: a ratio (``3:1``), a time (``12:30``), a model name
+#: (``gpt-4.1-mini``, ``claude-3-5-sonnet@20240620``, ``llama3.1:8b``, Bedrock's
+#: ``anthropic.claude-3-haiku-20240307-v1:0``): a host name ends in a label of letters only and
+#: its port has two digits or more.
 _URL = re.compile(
-    r"\b[A-Za-z][A-Za-z0-9+.-]*://(?:[^\s'\"]*\s+[^\s'\"]*(?=['\"])|[^\s'\"]*[^\s'\".,:;)])"
+    r"\b[A-Za-z][A-Za-z0-9+.-]*"
+    + _SEP
+    + r"(?:[^\s'\"]*\s+[^\s'\"]*(?=['\"])|[^\s'\"]*[^\s'\".,:;)])"
+    r"|\[(?=[0-9A-Fa-f.]*:[0-9A-Fa-f.]*:)[0-9A-Fa-f:.]+(?:%[\w.-]+)?\](?:(?::|%3[Aa])\d{1,5})?"
+    r"|(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?:(?::|%3[Aa])\d{1,5})?(?!\w|\.\d)"
+    r"|(?<![\w.-])(?:localhost|(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})"
+    r"(?::|%3[Aa])\d{2,5}(?!\w)"
 )
+#: What every address ``_URL`` finds has (a colon before a digit, a slash, a backslash, a colon
+#: or a percent sign; an encoded colon; two dots between digits; ``[`` and hex digits before a
+#: colon): a text without it (most errors) costs one quick scan, not the search.
+_MAYBE_URL = re.compile(r":[\d/\\:%]|%(?:25)?3[Aa]|\\u003[Aa]|\d\.\d{1,3}\.\d|\[[0-9A-Fa-f]{1,4}:")
 
 
 def no_urls(text: str, provider: str | None = None) -> str:
-    """``text`` with every URL in it replaced by what it names: ``provider``'s URL (a gateway
-    caller never learns where the gateway sends its calls, nor a credential in that URL)."""
-    if "://" not in text:
+    """``text`` with every URL or network address in it (``_URL``) replaced by what it names:
+    ``provider``'s URL (a gateway caller never learns where the gateway sends its calls, nor a
+    credential in that URL)."""
+    if _MAYBE_URL.search(text) is None:
         return text
     return _URL.sub(f"[{provider} URL]" if provider else "[provider URL]", text)
 
 
 def http_error(exc: BaseException) -> HttpError:
-    """The status, code and message a gateway client gets for ``exc``; no URL in the message
-    (``no_urls``): an upstream's text, or a message written for the library's user, may hold
-    the base URL the gateway calls."""
+    """The status, code and message a gateway client gets for ``exc``; no URL or address in the
+    message (``no_urls``): an upstream's text, or a message written for the library's user, may
+    hold the base URL the gateway calls."""
     err = _http_error(exc)
     err.message = no_urls(err.message, getattr(exc, "provider", None))
     return err
