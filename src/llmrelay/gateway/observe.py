@@ -11,7 +11,7 @@ import orjson
 from ..core.trace import Attempt
 from ..errors import LLMRelayError
 from .keys import KeyStore
-from .wire import no_urls
+from .wire import shown
 
 __all__ = ["prometheus_text", "readiness", "trace_headers"]
 
@@ -37,14 +37,14 @@ def trace_headers(headers: Mapping[str, str], attempts: Sequence[Attempt]) -> di
 
 
 def _reason(a: Attempt) -> str | None:
-    """An attempt's reason as a caller may see it: no URL; and for a candidate the shared state
-    store refused, not the store's error (its host and port: Redis' own connection errors name
-    them)."""
+    """An attempt's reason as a caller may see it: no URL, address or key (``shown``); and for
+    a candidate the shared state store refused, not the store's error (its host and port:
+    Redis' own connection errors name them)."""
     if a.reason is None:
         return None
     if a.error == "StateStoreError":
         return "the shared state store is unavailable"
-    return no_urls(a.reason)
+    return shown(a.reason)
 
 
 async def readiness(key_store: KeyStore | None, limiter: Any) -> tuple[dict[str, str], bool]:

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from ..errors import (
+    REDACTED,
     AllAttemptsFailedError,
     APIConnectionError,
     APITimeoutError,
@@ -62,8 +63,10 @@ __all__ = [
     "http_error",
     "json_body",
     "new_request_id",
+    "no_keys",
     "no_urls",
     "param_error",
+    "shown",
     "usage_of",
 ]
 
@@ -199,9 +202,8 @@ def _upstream(exc: LLMRelayError) -> HttpError:
         return HttpError(
             400,
             "invalid_request",
-            # Cleaned before it is cut: a cut address is no longer found.
-            f"the upstream provider rejected the request: "
-            f"{no_urls(exc.message, exc.provider)[:300]}",
+            # Cleaned before it is cut: a cut address or key is no longer found.
+            f"the upstream provider rejected the request: {shown(exc.message, exc.provider)[:300]}",
         )
     if isinstance(exc, APIConnectionError):
         return HttpError(502, "upstream_unreachable", "the upstream provider could not be reached")
@@ -279,12 +281,79 @@ def no_urls(text: str, provider: str | None = None) -> str:
     return _URL.sub(f"[{provider} URL]" if provider else "[provider URL]", text)
 
 
+#: A credential in an error's text (an upstream's 400 may echo the key it was sent, whole or
+#: masked -- OpenAI's "Incorrect API key provided: sk-proj-****abcd" -- and a proxy the header
+#: it got): what follows ``Bearer``/``Basic``, or an ``x-api-key``, ``api-key``, ``api_key``,
+#: ``x-goog-api-key``, ``access_token``, ``authorization`` or ``key=`` (8 characters or more,
+#: a digit or a mask among them); a token with a key's prefix (``sk-``, ``sk_``, ``pk-``,
+#: ``rk_``, ``AIza``, ``xai-``, ``gsk_``, ``key-``, ``pplx-``, ``nvapi-``; not ``key_``: the
+#: gateway's own key ids, which its budget errors name) and 8 characters or more after it, or
+#: a mask (``****``, ``...``, ``…``: ``_key_shown`` decides); any token with a masked run (3
+#: ``*`` or ``•`` or more) next to a key's characters.
+_KEY = re.compile(
+    r"(?P<lead>(?:(?i:\b(?:bearer|basic))\s+"
+    r"|(?i:\b(?:x-api-key|x-goog-api-key|api[-_ ]?key|access[-_]?token|authorization)\b|\bkey(?==))"
+    r"[\"']?\s*[:=]\s*[\"']?)"
+    r"(?=[^\s'\",;]*[\d*\u2022\u2026])(?=[^\s'\",;]{8}))[^\s'\",;]+"
+    r"|(?<![\w-])(?:(?:sk|pk|rk|gsk|xai|pplx|nvapi)[-_]|key-|AIza)"
+    r"(?P<body>(?:[\w*\u2022\u2026-]|\.{2,}(?=[\w*\u2022]))+)"
+    r"|(?<![\w-])(?:[\w-]+[*\u2022]{3,}|[*\u2022]{3,}[\w-])[\w*\u2022-]*"
+)
+#: What every credential ``_KEY`` finds holds, lower-cased: a text with none of these (most
+#: errors) is not searched.
+_KEY_HINTS = (
+    "key",
+    "sk-",
+    "sk_",
+    "pk-",
+    "pk_",
+    "rk-",
+    "rk_",
+    "xai-",
+    "pplx-",
+    "nvapi-",
+    "aiza",
+    "***",
+    "\u2022\u2022\u2022",
+    "bearer",
+    "basic",
+    "token",
+    "authoriz",
+)
+
+
+def _key_shown(m: re.Match[str]) -> str:
+    lead, body = m.group("lead"), m.group("body")
+    if lead is not None:
+        return lead + REDACTED
+    if body is not None and len(body) < 8 and not any(c in body for c in "*.\u2022\u2026"):
+        return m.group(0)  # ``key-value``, ``sk-learn``: a word, not a key
+    return REDACTED
+
+
+def no_keys(text: str) -> str:
+    """``text`` with every credential in it (``_KEY``: whole or masked, after ``Bearer``, a
+    header's value) replaced by ``[REDACTED]``."""
+    low = text.lower()
+    for hint in _KEY_HINTS:
+        if hint in low:
+            return _KEY.sub(_key_shown, text)
+    return text
+
+
+def shown(text: str, provider: str | None = None) -> str:
+    """What a gateway caller may be shown of an error's text (an upstream's message, an
+    attempt's reason, an in-band stream error): no URL or network address (``no_urls``), no
+    credential (``no_keys``)."""
+    return no_keys(no_urls(text, provider))
+
+
 def http_error(exc: BaseException) -> HttpError:
-    """The status, code and message a gateway client gets for ``exc``; no URL or address in the
-    message (``no_urls``): an upstream's text, or a message written for the library's user, may
-    hold the base URL the gateway calls."""
+    """The status, code and message a gateway client gets for ``exc``; no URL, address or key
+    in the message (``shown``): an upstream's text, or a message written for the library's
+    user, may hold the base URL the gateway calls or the key it sent."""
     err = _http_error(exc)
-    err.message = no_urls(err.message, getattr(exc, "provider", None))
+    err.message = shown(err.message, getattr(exc, "provider", None))
     return err
 
 

@@ -8,6 +8,7 @@ point; everything it raises names the provider and model and never contains the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Protocol
 
@@ -175,6 +176,9 @@ def _redact(text: str, secrets: tuple[str, ...]) -> str:
     for s in secrets:
         if s in text:
             text = text.replace(s, REDACTED)
+        if len(s) >= 12 and s[-4:] in text:  # masked, its last 4 after: sk-proj-****abcd, ...abcd
+            masked = r"[\w-]*(?:[*\u2022\u2026]+|\.{2,})[\w-]*" + re.escape(s[-4:]) + r"(?![\w-])"
+            text = re.sub(masked, REDACTED, text)
     return text
 
 
