@@ -3,7 +3,8 @@ it was sent (OpenAI: "Incorrect API key provided: sk-proj-****abcd"; Gemini's ke
 echoing the ``Authorization`` header), and that text is what the gateway passes on -- in the
 error body, plain or streamed, in an in-band stream error -- so every credential in it is
 ``[REDACTED]``: a token with a key's prefix, a masked run, a header's value, and the configured
-key's own last characters after a mask, whatever its prefix."""
+key's own last characters after a mask, whatever its prefix. Nor is the upstream's request id
+shown in an in-band error."""
 
 from __future__ import annotations
 
@@ -164,6 +165,21 @@ async def test_an_in_band_stream_error_echoing_a_key_does_not_show_it(
         assert code == 200, raw
         assert b"rejected the request" in raw  # the in-band error, with the upstream's words
         _no_key(_shown(raw, headers), secret)
+
+
+async def test_an_in_band_stream_error_does_not_show_the_upstreams_request_id(
+    gw: Running,
+) -> None:
+    # The engine's message for an error after output was sent holds the upstream error's
+    # ``str()``: "... (status 400, request id req_fake_000001)".
+    for path, _ in _PATHS:
+        gw.fake.clear()
+        gw.fake.push(Reply.stream_error(after_chunks=1, message="no", type="invalid_request_error"))
+        code, raw, _ = await post(gw, path, _body(path, CLAUDE, True))
+        assert code == 200, raw
+        assert b"rejected the request" in raw
+        assert b"req_fake" not in raw, raw
+        assert b"(status 400)" in raw, raw
 
 
 #: A provider key with no prefix any rule knows: only its own last characters find it masked.

@@ -203,11 +203,23 @@ def _upstream(exc: LLMRelayError) -> HttpError:
             400,
             "invalid_request",
             # Cleaned before it is cut: a cut address or key is no longer found.
-            f"the upstream provider rejected the request: {shown(exc.message, exc.provider)[:300]}",
+            f"the upstream provider rejected the request: "
+            f"{shown(_no_request_id(exc), exc.provider)[:300]}",
         )
     if isinstance(exc, APIConnectionError):
         return HttpError(502, "upstream_unreachable", "the upstream provider could not be reached")
     return HttpError(502, "upstream_error", "the upstream provider failed")
+
+
+def _no_request_id(exc: LLMRelayError) -> str:
+    """``exc``'s message without the upstream's request id: the message of an error after a
+    stream's output was sent holds the upstream error's ``str()``, ``(status 400, request id
+    req_...)``."""
+    text, rid = exc.message, exc.request_id
+    if not rid or rid not in text:
+        return text
+    text = text.replace(f", request id {rid})", ")").replace(f" (request id {rid})", "")
+    return text.replace(rid, "-")
 
 
 def _ours(exc: LLMRelayError) -> bool:
