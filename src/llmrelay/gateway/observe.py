@@ -13,38 +13,83 @@ from ..errors import LLMRelayError
 from .keys import KeyStore
 from .wire import shown
 
-__all__ = ["prometheus_text", "readiness", "trace_headers"]
+__all__ = [
+    "TRACE_HEADER_BYTES",
+    "TRACE_REASON_CHARS",
+    "prometheus_text",
+    "readiness",
+    "trace_headers",
+]
+
+
+#: The most bytes of an ``x-llmrelay-trace`` value: a header line over 8,190 bytes is refused by
+#: aiohttp's client (and others'), which would lose the whole answer; a long fallback chain
+#: with long reasons passes it. Each reason is cut to ``TRACE_REASON_CHARS`` characters, and the
+#: attempts that do not fit after that are left out, counted in a last entry: outcome
+#: ``omitted``, ``deployment`` "+N more", ``number`` N.
+TRACE_HEADER_BYTES = 4096
+TRACE_REASON_CHARS = 200
 
 
 def trace_headers(headers: Mapping[str, str], attempts: Sequence[Attempt]) -> dict[str, str]:
     """The ``x-llmrelay-trace`` header (``attempts``: a call's, an answer's or a failure's
-    ``trace``) when the request asked for it."""
+    ``trace``) when the request asked for it: at most ``TRACE_HEADER_BYTES``."""
     if headers.get("x-llmrelay-trace") != "1":
         return {}
-    trace = [
-        {
-            "deployment": a.deployment,
-            "outcome": a.outcome,
-            "number": a.number,
-            "error": a.error,
-            "status": a.status,
-            "latency_s": round(a.latency_s, 6),
-            "reason": _reason(a),
-        }
+    parts = [
+        orjson.dumps(
+            {
+                "deployment": a.deployment,
+                "outcome": a.outcome,
+                "number": a.number,
+                "error": a.error,
+                "status": a.status,
+                "latency_s": round(a.latency_s, 6),
+                "reason": _reason(a),
+            }
+        )
         for a in attempts
     ]
-    return {"x-llmrelay-trace": orjson.dumps(trace).decode()}
+    size = sum(len(p) for p in parts) + len(parts) + 1  # the brackets and commas
+    if size > TRACE_HEADER_BYTES:
+        room = TRACE_HEADER_BYTES - 2 - len(_omitted(len(parts)))  # brackets, largest marker
+        kept = 0
+        for p in parts:
+            room -= len(p) + 1
+            if room < 0:
+                break
+            kept += 1
+        parts = [*parts[:kept], _omitted(len(parts) - kept)]
+    return {"x-llmrelay-trace": (b"[" + b",".join(parts) + b"]").decode()}
+
+
+def _omitted(n: int) -> bytes:
+    """The last entry of a trace the header's size cut: ``n`` attempts are not shown."""
+    return orjson.dumps(
+        {
+            "deployment": f"+{n} more",
+            "outcome": "omitted",
+            "number": n,
+            "error": None,
+            "status": None,
+            "latency_s": 0.0,
+            "reason": f"{n} more attempts do not fit the header ({TRACE_HEADER_BYTES} bytes)",
+        }
+    )
 
 
 def _reason(a: Attempt) -> str | None:
-    """An attempt's reason as a caller may see it: no URL, address or key (``shown``); and for
-    a candidate the shared state store refused, not the store's error (its host and port:
-    Redis' own connection errors name them)."""
+    """An attempt's reason as a caller may see it: no URL, address or key (``shown``), at most
+    ``TRACE_REASON_CHARS`` characters; and for a candidate the shared state store refused, not
+    the store's error (its host and port: Redis' own connection errors name them)."""
     if a.reason is None:
         return None
     if a.error == "StateStoreError":
         return "the shared state store is unavailable"
-    return shown(a.reason)
+    reason = shown(a.reason)
+    if len(reason) > TRACE_REASON_CHARS:
+        reason = reason[: TRACE_REASON_CHARS - 3] + "..."
+    return reason
 
 
 async def readiness(key_store: KeyStore | None, limiter: Any) -> tuple[dict[str, str], bool]:
