@@ -10,6 +10,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from aiohttp import web
 
 from llmrelay.errors import ConfigurationError
 from llmrelay.gateway.app import GatewaySettings
@@ -17,7 +18,7 @@ from llmrelay.gateway.policy import TeamBudget
 from llmrelay.gateway.server import settings_from
 from llmrelay.testing.fake import FakeUpstream, Reply
 
-from .conftest import ADMIN, GPT, post, serving
+from .conftest import ADMIN, GPT, chat_upstream, post, serving
 
 #: What the team may spend in a day: a few dozen of the calls below (their real cost is close
 #: to what each reserves: the fake reports all the max_tokens as used).
@@ -136,3 +137,71 @@ async def test_concurrent_calls_of_a_teams_keys_never_pass_its_budget(
             gw, "/v1/chat/completions", _CALL, auth={"authorization": f"Bearer {other}"}
         )
         assert status == 200, raw
+
+
+async def test_a_key_moved_to_another_team_mid_call_settles_where_it_reserved(
+    keys: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A call reserves on the team its key had when it was authenticated, and settles there,
+    though the key moves to another team (and gets another budget) while the call runs; the
+    key's next call is the new team's. Nothing stays reserved, nothing is charged twice."""
+    arrived, release = asyncio.Event(), asyncio.Event()
+    seen = 0
+
+    async def handle(request: web.Request) -> web.Response:
+        nonlocal seen
+        seen += 1
+        if seen == 1:  # the first call waits in the upstream while the key changes
+            arrived.set()
+            await release.wait()
+        usage = {"prompt_tokens": 1000, "completion_tokens": 1000, "total_tokens": 2000}
+        return web.json_response(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 1,
+                "model": "gpt-4.1-mini",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "y"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": usage,
+            }
+        )
+
+    teams = {t: TeamBudget(t, 10.0, "day") for t in ("research", "ops")}
+    settings = GatewaySettings(
+        host="127.0.0.1",
+        port=0,
+        key_store=str(tmp_path / "keys.db"),
+        admin_key=ADMIN,
+        teams=teams,
+        key_cache_ttl=0,  # every request reads the key's record
+    )
+    fake = FakeUpstream()
+    async with chat_upstream(handle, monkeypatch), serving(settings, fake) as gw:
+        store, budgets = gw.gateway.key_store, gw.gateway.budgets
+        assert store is not None
+        assert budgets is not None
+        secret, key = await store.create(name="mover", team="research", budget_usd=5.0)
+        auth = {"authorization": f"Bearer {secret}"}
+        first = asyncio.create_task(post(gw, "/v1/chat/completions", _CALL, auth=auth))
+        async with asyncio.timeout(30):
+            await arrived.wait()
+        moved = await store.update(key.id, team="ops", budget_usd=6.0)
+        assert moved.team == "ops"
+        status, raw, _ = await post(gw, "/v1/chat/completions", _CALL, auth=auth)
+        assert status == 200, raw
+        release.set()
+        status, raw, _ = await first
+        assert status == 200, raw
+        research = await budgets.status(teams["research"].limit, "research")
+        ops = await budgets.status(teams["ops"].limit, "ops")
+        own = await budgets.status(budgets.limit_for(moved) or teams["ops"].limit, key.id)
+        assert research["reserved_usd"] == ops["reserved_usd"] == own["reserved_usd"] == 0
+        assert research["spent_usd"] > 0  # the first call, on the team it reserved on
+        assert ops["spent_usd"] == pytest.approx(research["spent_usd"])  # the second: the same
+        assert own["spent_usd"] == pytest.approx(research["spent_usd"] + ops["spent_usd"])
