@@ -270,7 +270,7 @@ _SEP = r"(?::|%(?:25)?3[Aa]|\\u003[Aa])(?:\\{0,3}/|%(?:25)?2[Ff]|\\u002[Ff]){2}"
 #: ``anthropic.claude-3-haiku-20240307-v1:0``): a host name ends in a label of letters only and
 #: its port has two digits or more.
 _URL = re.compile(
-    r"\b[A-Za-z][A-Za-z0-9+.-]*"
+    r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*"  # (from a scheme's start only: not quadratic)
     + _SEP
     + r"(?:[^\s'\"]*\s+[^\s'\"]*(?=['\"])|[^\s'\"]*[^\s'\".,:;)])"
     r"|\[(?=[0-9A-Fa-f.]*:[0-9A-Fa-f.]*:)[0-9A-Fa-f:.]+(?:%[\w.-]+)?\](?:(?::|%3[Aa])\d{1,5})?"
@@ -306,7 +306,7 @@ _KEY = re.compile(
     r"(?P<lead>(?:(?i:\b(?:bearer|basic))\s+"
     r"|(?i:\b(?:x-api-key|x-goog-api-key|api[-_ ]?key|access[-_]?token|authorization)\b|\bkey(?==))"
     r"[\"']?\s*[:=]\s*[\"']?)"
-    r"(?=[^\s'\",;]*[\d*\u2022\u2026])(?=[^\s'\",;]{8}))[^\s'\",;]+"
+    r"(?=[^\s'\",;]{0,255}[\d*\u2022\u2026])(?=[^\s'\",;]{8}))[^\s'\",;]+"
     r"|(?<![\w-])(?:(?:sk|pk|rk|gsk|xai|pplx|nvapi)[-_]|key-|AIza)"
     r"(?P<body>(?:[\w*\u2022\u2026-]|\.{2,}(?=[\w*\u2022]))+)"
     r"|(?<![\w-])(?:[\w-]+[*\u2022]{3,}|[*\u2022]{3,}[\w-])[\w*\u2022-]*"
