@@ -114,7 +114,7 @@ async def _run(n: int, events: int | None, chunk: int | None) -> int:
     gw = build_gateway(GatewaySettings(), transport=_Memory(_body(events), chunk))
     outs: list[_Out] = []
 
-    async def start(request: Any, request_id: str, writer: Any) -> tuple[Any, Frames]:
+    async def start(request: Any, request_id: str, writer: Any, stream: Any) -> tuple[Any, Frames]:
         out = _Out()
         outs.append(out)
         frames = Frames(out)  # type: ignore[arg-type]
