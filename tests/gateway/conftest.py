@@ -179,6 +179,24 @@ def chat_chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, An
     }
 
 
+def chat_answer(content: str, usage: dict[str, int]) -> dict[str, Any]:
+    """A whole Chat Completions answer (for hand-made upstreams)."""
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4.1-mini",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": usage,
+    }
+
+
 def chat_sse(*objs: Any) -> bytes:
     """``objs`` as a Chat Completions SSE body, ``[DONE]`` last."""
     return b"".join(b"data: " + orjson.dumps(o) + b"\n\n" for o in objs) + b"data: [DONE]\n\n"

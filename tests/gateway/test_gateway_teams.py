@@ -18,7 +18,7 @@ from llmrelay.gateway.policy import TeamBudget
 from llmrelay.gateway.server import settings_from
 from llmrelay.testing.fake import FakeUpstream, Reply
 
-from .conftest import ADMIN, GPT, chat_upstream, post, serving
+from .conftest import ADMIN, GPT, chat_answer, chat_upstream, post, serving
 
 #: What the team may spend in a day: a few dozen of the calls below (their real cost is close
 #: to what each reserves: the fake reports all the max_tokens as used).
@@ -155,22 +155,7 @@ async def test_a_key_moved_to_another_team_mid_call_settles_where_it_reserved(
             arrived.set()
             await release.wait()
         usage = {"prompt_tokens": 1000, "completion_tokens": 1000, "total_tokens": 2000}
-        return web.json_response(
-            {
-                "id": "chatcmpl-1",
-                "object": "chat.completion",
-                "created": 1,
-                "model": "gpt-4.1-mini",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": "y"},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": usage,
-            }
-        )
+        return web.json_response(chat_answer("y", usage))
 
     teams = {t: TeamBudget(t, 10.0, "day") for t in ("research", "ops")}
     settings = GatewaySettings(
