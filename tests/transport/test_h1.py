@@ -11,7 +11,7 @@ import gzip
 import zlib
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from llmrelay.errors import ConfigurationError
@@ -310,3 +310,81 @@ def test_a_size_line_seen_before_does_not_make_a_malformed_one_pass() -> None:
                 + line
                 + b"\r\nok\r\n0\r\n\r\n"
             )
+
+
+def _reference_chunked(data: bytes) -> tuple[bytes, bool, bool] | None:
+    """RFC 9112 §7.1 read plainly, one chunk at a time (extensions after ``;`` ignored):
+    (body, complete, bytes after the end) or None when malformed."""
+    body, pos = b"", 0
+    while True:
+        eol = data.find(b"\r\n", pos)
+        if eol < 0:
+            return body, False, False
+        line = data[pos:eol].split(b";", 1)[0]
+        if not line or len(line) > 15 or any(c not in b"0123456789abcdefABCDEF" for c in line):
+            return None
+        size, pos = int(line, 16), eol + 2
+        if size == 0:
+            while True:  # trailer lines up to an empty one
+                eol = data.find(b"\r\n", pos)
+                if eol < 0:
+                    return body, False, False
+                if eol == pos:
+                    return body, True, eol + 2 < len(data)
+                pos = eol + 2
+        if len(data) < pos + size + 2:
+            return body + data[pos : pos + size], False, False
+        if data[pos + size : pos + size + 2] != b"\r\n":
+            return None
+        body += data[pos : pos + size]
+        pos += size + 2
+
+
+_PIECE = st.binary(max_size=40) | st.sampled_from([b"\r\n", b"a\r\nb", b"\r", b"\n", b"0\r\n"])
+
+
+@given(
+    pieces=st.lists(_PIECE.filter(bool), max_size=8),
+    trailers=st.just(b"") | st.just(b"X-T: 1\r\n"),
+    end=st.booleans(),
+    after=st.just(b"") | st.sampled_from([b"5\r\nhello\r\n", b"0\r\n\r\n", b"x"]),
+    spoil=st.none() | st.sampled_from([b"3\r\n", b"zz\r\n", b"\r\n", b"1;x\r\n", b"0\r\n\r\n"]),
+    where=st.integers(min_value=0, max_value=8),
+)
+@example(pieces=[b"a", b"bc"], trailers=b"", end=True, after=b"", spoil=None, where=0)
+@example(pieces=[b"a"], trailers=b"", end=True, after=b"5\r\nhello\r\n", spoil=None, where=0)
+@example(pieces=[b"a", b"b"], trailers=b"", end=False, after=b"", spoil=b"0\r\n\r\n", where=1)
+@example(pieces=[b"a"], trailers=b"", end=True, after=b"x", spoil=None, where=0)
+@example(
+    pieces=[b"x", b"1\r\n1", b"1\r\n1"], trailers=b"", end=False, after=b"", spoil=None, where=0
+)
+def test_chunks_read_in_one_piece_match_a_plain_reading(
+    pieces: list[bytes],
+    trailers: bytes,
+    end: bool,
+    after: bytes,
+    spoil: bytes | None,
+    where: int,
+) -> None:
+    # Many chunks in one read: the parser reads exactly what a plain chunk-at-a-time reading
+    # does, whatever the data holds (CRLF, a lone CR or LF, what looks like a size line), with
+    # a wrong size, a malformed line, trailers, an early last chunk or bytes after the end.
+    # The body is read twice: the second time, the parser knows the size lines (its cache).
+    chunks = [b"%x\r\n%s\r\n" % (len(p), p) for p in pieces]
+    if spoil is not None:
+        chunks.insert(where % (len(chunks) + 1), spoil)
+    data = b"".join(chunks) + ((b"0\r\n" + trailers + b"\r\n" + after) if end else b"")
+    want = _reference_chunked(data)
+    for _ in range(2):
+        parser = ResponseParser(1 << 20)
+        parser.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        if want is None:
+            with pytest.raises(ProtocolError):
+                parser.feed(data)
+            continue
+        body, complete, extra = want
+        parser.feed(data)
+        assert b"".join(parser.body) == body
+        assert parser.done is complete
+        if complete:
+            assert parser.keep_alive is not extra
