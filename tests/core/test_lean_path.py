@@ -90,6 +90,32 @@ def test_the_engine_context_is_the_dataclass_context_with_every_field_set() -> N
     assert int(other.trace_id, 16) >= 0
 
 
+def test_trace_ids_start_with_the_time_and_end_random(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The request log's trace_id index grows at its end when ids are made in time order; the
+    # right-most 80 bits stay random (W3C Trace Context Level 2 asks for 56).
+    import llmrelay.core.engine as engine_module
+    from llmrelay.core.options import CallOptions
+    from llmrelay.core.routing import Plan
+    from llmrelay.providers.resolve import Target
+
+    engine = llmrelay.Engine(clock=lambda: 1.0)
+    plan = Plan(Target("openai", "m"), [], [], [])
+    ids = []
+    for now in (1_764_900_000.0, 1_764_900_000.0015, 1_764_900_001.25):
+        monkeypatch.setattr(engine_module, "_now", lambda now=now: now)
+        ids.append(engine.context(plan, CallOptions()).trace_id)
+    assert [int(i[:12], 16) for i in ids] == [
+        1_764_900_000_000,
+        1_764_900_000_001,
+        1_764_900_001_250,
+    ]
+    assert all(len(i) == 32 and i == i.lower() and int(i, 16) for i in ids)
+    assert len({i[12:] for i in ids}) == 3  # the random part differs in the same millisecond
+    assert ids == sorted(ids)
+    given = engine.context(plan, CallOptions(trace_id="4bf92f3577b34da6a3ce929d0e0e4736"))
+    assert given.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"  # a caller's id is kept
+
+
 def test_usage_from_builds_the_dataclass_usage_with_every_field_set() -> None:
     from llmrelay.providers.adapters.openai_answer import usage_from
 

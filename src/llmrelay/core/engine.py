@@ -74,6 +74,7 @@ logger = logging.getLogger("llmrelay.engine")
 _randbits = random.getrandbits
 _new = object.__new__
 _now = time.time
+_MS48 = (1 << 48) - 1
 
 #: What a caller may name as the model: an alias or "provider/model", a Target, or a backend.
 ModelRef = str | Target | Backend
@@ -380,10 +381,14 @@ class Engine:
         # default factories), every field set.
         c: CallContext = _new(CallContext)
         c.opts = opts
-        # 32 hex digits, as f"{getrandbits(128):032x}" (uuid4 costs a syscall)
-        c.trace_id = opts.trace_id or _randbits(128).to_bytes(16).hex()
+        c.started_at = now = _now()
+        # 32 hex digits: 48 bits of Unix milliseconds, then 80 random bits (random.getrandbits:
+        # uuid4 costs a syscall). Time first, as AWS X-Ray's trace ids in W3C form: the request
+        # log's trace_id index then grows at its end instead of at a random page per call (a
+        # third of the log's write cost at 60,000 rows, and more as it grows); the right-most 56
+        # bits stay random, as W3C Trace Context Level 2 asks of a random trace id.
+        c.trace_id = opts.trace_id or f"{int(now * 1000) & _MS48:012x}{_randbits(80):020x}"
         c.start = start
-        c.started_at = _now()
         c.deadline_at = start + deadline if deadline is not None else None
         c.alias = plan.primary.alias
         c.trace = []
