@@ -80,7 +80,10 @@ def _stream_pieces() -> list[str]:
 STREAM_TEXT = "".join(_stream_pieces())
 
 
-def _stream_events() -> list[bytes]:
+def _stream_events(count: int | None = None) -> list[bytes]:
+    """The stream's events (``data: ...`` and a blank line each). ``count``: that many in all,
+    at least 4: the text events cut short, or made longer with the text's pieces again, then
+    the final, usage and ``[DONE]`` events."""
     base = {
         "id": COMPLETION["id"],
         "object": "chat.completion.chunk",
@@ -96,6 +99,9 @@ def _stream_events() -> list[bytes]:
             delta = {"role": "assistant", "content": piece, "refusal": None}
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
         events.append({**base, "choices": [choice], "usage": None})
+    if count is not None:  # the first (with the role), then the others as often as needed
+        more = max(count, 4) - 4
+        events = events[:1] + [events[1 + i % (len(events) - 1)] for i in range(more)]
     final = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}
     events.append({**base, "choices": [final], "usage": None})
     events.append({**base, "choices": [], "usage": COMPLETION["usage"]})
@@ -126,12 +132,18 @@ RESPONSE = (
     + b"content-length: %d\r\n\r\n" % len(_BODY)
     + _BODY
 )
-STREAM_RESPONSE = (
-    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
-    + _COMMON
-    + b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n"
-    + _chunked(_stream_events())
-)
+
+
+def _stream_response(events: list[bytes]) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+        + _COMMON
+        + b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n"
+        + _chunked(events)
+    )
+
+
+STREAM_RESPONSE = _stream_response(_stream_events())
 _RBODY = RESPONSE_BODY(MODEL, TEXT)
 #: ``POST /v1/responses`` (``overhead.py --api responses``): the same text, Responses shapes.
 RESPONSES_RESPONSE = (
@@ -249,11 +261,14 @@ def pick_cpus(pin: bool) -> tuple[int | None, int | None]:
 
 
 @contextlib.contextmanager
-def start_upstream(cpu: int | None = None) -> Iterator[Upstream]:
-    """Start the upstream in a child process (optionally pinned to one CPU); stop it on exit."""
+def start_upstream(cpu: int | None = None, stream_events: int | None = None) -> Iterator[Upstream]:
+    """Start the upstream in a child process (optionally pinned to one CPU; ``stream_events``:
+    events in a streamed answer, default 33); stop it on exit."""
     cmd = [sys.executable, os.path.abspath(__file__), "--port", "0"]
     if cpu is not None:
         cmd += ["--cpu", str(cpu)]
+    if stream_events is not None:
+        cmd += ["--stream-events", str(stream_events)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -272,7 +287,13 @@ def main() -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     ap.add_argument("--cpu", type=int, default=None, help="pin the server to this CPU")
+    ap.add_argument(
+        "--stream-events", type=int, default=None, help="events in a streamed answer (>= 4)"
+    )
     args = ap.parse_args()
+    if args.stream_events is not None:
+        global STREAM_RESPONSE
+        STREAM_RESPONSE = _stream_response(_stream_events(args.stream_events))
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
     raise_fd_limit()

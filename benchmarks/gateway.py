@@ -32,7 +32,9 @@ bench`` installs ``litellm[proxy]``; ``--litellm PATH`` names another installati
 ``litellm`` command, e.g. one in its own virtualenv, since its pins can clash with the test
 dependencies). LiteLLM gets ``--litellm-requests`` calls (it is ~50x slower).
 Ratios are printed against ``bare`` and ``litellm``. ``--loop uvloop`` runs ``llmrelay serve``
-(``[server] loop``) and the bare proxy alike on uvloop.
+(``[server] loop``) and the bare proxy alike on uvloop. ``--stream-events K``: the upstream
+streams K events in all (at least 4; default 36, a ~30-word answer), to see how the streamed
+ratios move with an answer's length.
 """
 
 from __future__ import annotations
@@ -468,6 +470,12 @@ def main(argv: list[str] | None = None) -> int:
         default="asyncio",
         help="the event loop of llmrelay serve ([server] loop) and of the bare proxy alike",
     )
+    ap.add_argument(
+        "--stream-events",
+        type=int,
+        default=None,
+        help="events in the upstream's streamed answer, in all (default 36: a ~30-word answer)",
+    )
     ap.add_argument("--bare-proxy", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--upstream", help=argparse.SUPPRESS)
     ap.add_argument("--parse-stream", action="store_true", help=argparse.SUPPRESS)
@@ -482,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     kinds = args.servers.split(",")
     runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
-    with start_upstream(up_cpu) as up, tempfile.TemporaryDirectory() as tmp:
+    with start_upstream(up_cpu, args.stream_events) as up, tempfile.TemporaryDirectory() as tmp:
 
         def start(kind: str, stack: contextlib.ExitStack) -> tuple[str, str, int] | None:
             try:
