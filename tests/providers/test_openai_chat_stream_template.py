@@ -257,3 +257,26 @@ def test_events_read_together_give_what_each_event_parsed_whole_gives(
     slow_state._pre = ""  # the template never made: every event parsed whole, one by one
     slow = _expanded(slow_state, [body])
     assert fast == slow
+
+
+#: Middles that are valid inside a JSON array but not one string alone.
+ARRAY_MIDDLES = ['"a","b"', '"a",1', "1", "null", '"a"]', '["b"', "[]", '"a",["b"]', '"\\ud800"']
+
+
+@pytest.mark.parametrize("layout", sorted(PAD_LAYOUTS))
+@pytest.mark.parametrize("middle", MIDDLES + ARRAY_MIDDLES)
+@pytest.mark.parametrize("at", [0, 2, 5])
+def test_a_run_read_together_gives_what_each_event_parsed_whole_gives(
+    layout: str, middle: str, at: int
+) -> None:
+    # Six text events in one read after the first, with one odd middle at the start of the
+    # run, inside it or at its end.
+    words = ['"one"', '" two"', '""', '" th\\"ree"', '" f\\u00f6ur"', '" five"']
+    middles = [*words[:at], middle, *words[at:]]
+    body = b"".join(
+        [_padded(layout, '"first"', "A"), *(_padded(layout, m, "Pd7") for m in middles), *FINAL]
+    )
+    fast = _expanded(A.stream_state(chat("x", stream=True), DEP), [body])
+    slow_state = A.stream_state(chat("x", stream=True), DEP)
+    slow_state._pre = ""  # the template never made: every event parsed whole, one by one
+    assert fast == _expanded(slow_state, [body])
