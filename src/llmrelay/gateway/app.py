@@ -32,6 +32,7 @@ from .access import same_secret as _same
 from .calls import KeyOptions, RequestOptions, prepared_args
 from .config import GatewaySettings, check_bind
 from .keys import KeyCache, KeyStore, VirtualKey
+from .known import KnownValues, known_values
 from .media import with_media
 from .observe import prometheus_text, readiness, trace_headers
 from .policy import KeyBudgets, KeyRateLimiter
@@ -94,8 +95,11 @@ class Gateway:
         limiter: KeyRateLimiter | None = None,
         request_log: Any = None,
         clock: Callable[[], float] = time.time,
+        known: KnownValues | None = None,
     ) -> None:
         self.client = client
+        #: The configured upstream hosts and keys no error text shows (``known``).
+        self.known = known_values() if known is None else known
         self.settings = settings
         self.keys = KeyCache(keys, ttl=settings.key_cache_ttl) if keys is not None else None
         self.key_store = keys
@@ -295,8 +299,8 @@ class Gateway:
         except _Unauthorized as exc:
             out = self._error(wire, exc.error, request_id)
         except LLMRelayError as exc:
-            err = http_error(exc)  # param: the field as the engine names it, then the wire
-            traced = trace_headers(request.headers, exc.trace)  # the attempts that failed
+            err = http_error(exc, self.known)  # param: as the engine names it, then the wire
+            traced = trace_headers(request.headers, exc.trace, self.known)  # attempts that failed
             forget(exc)
             sent = call.wire_names if call is not None else None
             err.param = openai_wire.error_param(wire, err.param, sent)
@@ -317,7 +321,8 @@ class Gateway:
             writer = openai_wire.StreamWriter(call_id, call.model, call.include_usage)
             return await self._sse(request, request_id, call, opts, writer)
         resp, refusal = await self._achat(call, opts)
-        headers = {"x-request-id": request_id, **trace_headers(request.headers, resp.trace)}
+        traced = trace_headers(request.headers, resp.trace, self.known)
+        headers = {"x-request-id": request_id, **traced}
         return web.Response(
             body=openai_wire.render_response(resp, call.model, call_id, refusal=refusal),
             content_type="application/json",
@@ -398,7 +403,7 @@ class Gateway:
         except LLMRelayError as exc:
             if frames is None:
                 raise  # nothing sent yet: a plain error response
-            last = writer.error(http_error(exc))
+            last = writer.error(http_error(exc, self.known))
             forget(exc)
         except BaseException:
             if frames is not None:
@@ -431,7 +436,7 @@ class Gateway:
         if isinstance(writer, anthropic_wire.StreamWriter):
             headers["request-id"] = request_id
         if request.headers.get("x-llmrelay-trace") == "1":
-            headers.update(trace_headers(request.headers, stream.trace))
+            headers.update(trace_headers(request.headers, stream.trace, self.known))
         out = EventStream(headers=headers)
         await out.prepare(request)
         frames = Frames(out)
@@ -463,7 +468,7 @@ class Gateway:
         headers = {
             "request-id": request_id,
             "x-request-id": request_id,
-            **trace_headers(request.headers, resp.trace),
+            **trace_headers(request.headers, resp.trace, self.known),
         }
         return web.Response(
             body=anthropic_wire.render_response(resp, call.model, call_id, refusal=refused),
@@ -492,7 +497,7 @@ class Gateway:
         except _Unauthorized as exc:
             return self._error("anthropic", exc.error, request_id)
         except LLMRelayError as exc:
-            return self._error("anthropic", http_error(exc), request_id)
+            return self._error("anthropic", http_error(exc, self.known), request_id)
         return web.json_response(
             {"input_tokens": n}, headers={"request-id": request_id, "x-request-id": request_id}
         )
@@ -515,10 +520,11 @@ class Gateway:
         body = responses_wire.render_response(
             resp, call.model, base, echo, seal=seal, refusal=refusal
         )
+        traced = trace_headers(request.headers, resp.trace, self.known)
         return web.Response(
             body=body,
             content_type="application/json",
-            headers={"x-request-id": request_id, **trace_headers(request.headers, resp.trace)},
+            headers={"x-request-id": request_id, **traced},
         )
 
     # ------------------------------------------------------------------ embeddings
@@ -534,10 +540,11 @@ class Gateway:
         p = call.params
         kw = {k: p[k] for k in ("dimensions", "user") if k in p}
         result = await self.client.aembed(call.model, p["inputs"], **kw, **opts)
+        traced = trace_headers(request.headers, result.trace, self.known)
         return web.Response(
             body=embeddings_wire.render_embeddings(result, call.model, p["encoding_format"]),
             content_type="application/json",
-            headers={"x-request-id": request_id, **trace_headers(request.headers, result.trace)},
+            headers={"x-request-id": request_id, **traced},
         )
 
     # ------------------------------------------------------------------ the rest

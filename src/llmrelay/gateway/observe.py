@@ -11,6 +11,7 @@ import orjson
 from ..core.trace import Attempt
 from ..errors import LLMRelayError
 from .keys import KeyStore
+from .known import KnownValues
 from .wire import shown
 
 __all__ = [
@@ -31,9 +32,12 @@ TRACE_HEADER_BYTES = 4096
 TRACE_REASON_CHARS = 200
 
 
-def trace_headers(headers: Mapping[str, str], attempts: Sequence[Attempt]) -> dict[str, str]:
+def trace_headers(
+    headers: Mapping[str, str], attempts: Sequence[Attempt], known: KnownValues | None = None
+) -> dict[str, str]:
     """The ``x-llmrelay-trace`` header (``attempts``: a call's, an answer's or a failure's
-    ``trace``) when the request asked for it: at most ``TRACE_HEADER_BYTES``."""
+    ``trace``) when the request asked for it: at most ``TRACE_HEADER_BYTES``; the reasons
+    ``shown`` with the gateway's ``known`` values."""
     if headers.get("x-llmrelay-trace") != "1":
         return {}
     parts = [
@@ -45,7 +49,7 @@ def trace_headers(headers: Mapping[str, str], attempts: Sequence[Attempt]) -> di
                 "error": a.error,
                 "status": a.status,
                 "latency_s": round(a.latency_s, 6),
-                "reason": _reason(a),
+                "reason": _reason(a, known),
             }
         )
         for a in attempts
@@ -78,7 +82,7 @@ def _omitted(n: int) -> bytes:
     )
 
 
-def _reason(a: Attempt) -> str | None:
+def _reason(a: Attempt, known: KnownValues | None) -> str | None:
     """An attempt's reason as a caller may see it: no URL, address or key (``shown``), at most
     ``TRACE_REASON_CHARS`` characters; and for a candidate the shared state store refused, not
     the store's error (its host and port: Redis' own connection errors name them)."""
@@ -86,7 +90,7 @@ def _reason(a: Attempt) -> str | None:
         return None
     if a.error == "StateStoreError":
         return "the shared state store is unavailable"
-    reason = shown(a.reason)
+    reason = shown(a.reason, None, known)
     if len(reason) > TRACE_REASON_CHARS:
         reason = reason[: TRACE_REASON_CHARS - 3] + "..."
     return reason

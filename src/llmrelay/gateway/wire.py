@@ -52,6 +52,7 @@ from ..errors import (
 from ..providers.resolve import resolve_target
 from ..providers.table import PROVIDERS
 from ..types import Message, Response, Usage
+from .known import KnownValues
 
 __all__ = [
     "STATE_STORE_DOWN",
@@ -174,7 +175,7 @@ def usage_of(resp: Response) -> Usage:
     return resp.usage
 
 
-def _upstream(exc: LLMRelayError) -> HttpError:
+def _upstream(exc: LLMRelayError, known: KnownValues | None) -> HttpError:
     """A provider's failure after our retries and fallbacks."""
     if isinstance(exc, AuthenticationError | PermissionDeniedError | MissingAPIKeyError):
         return HttpError(
@@ -204,7 +205,7 @@ def _upstream(exc: LLMRelayError) -> HttpError:
             "invalid_request",
             # Cleaned before it is cut: a cut address or key is no longer found.
             f"the upstream provider rejected the request: "
-            f"{shown(_no_request_id(exc), exc.provider)[:300]}",
+            f"{shown(_no_request_id(exc), exc.provider, known)[:300]}",
         )
     if isinstance(exc, APIConnectionError):
         return HttpError(502, "upstream_unreachable", "the upstream provider could not be reached")
@@ -353,23 +354,26 @@ def no_keys(text: str) -> str:
     return text
 
 
-def shown(text: str, provider: str | None = None) -> str:
+def shown(text: str, provider: str | None = None, known: KnownValues | None = None) -> str:
     """What a gateway caller may be shown of an error's text (an upstream's message, an
     attempt's reason, an in-band stream error): no URL or network address (``no_urls``), no
-    credential (``no_keys``)."""
-    return no_keys(no_urls(text, provider))
+    credential (``no_keys``), and none of the gateway's own upstream hosts, addresses and keys
+    (``known``: what the shapes above cannot tell from ordinary text)."""
+    text = no_keys(no_urls(text, provider))
+    return text if known is None else known.hide(text, provider)
 
 
-def http_error(exc: BaseException) -> HttpError:
+def http_error(exc: BaseException, known: KnownValues | None = None) -> HttpError:
     """The status, code and message a gateway client gets for ``exc``; no URL, address or key
-    in the message (``shown``): an upstream's text, or a message written for the library's
-    user, may hold the base URL the gateway calls or the key it sent."""
-    err = _http_error(exc)
-    err.message = shown(err.message, getattr(exc, "provider", None))
+    in the message (``shown``, with the gateway's ``known`` values): an upstream's text, or a
+    message written for the library's user, may hold the base URL the gateway calls or the key
+    it sent."""
+    err = _http_error(exc, known)
+    err.message = shown(err.message, getattr(exc, "provider", None), known)
     return err
 
 
-def _http_error(exc: BaseException) -> HttpError:
+def _http_error(exc: BaseException, known: KnownValues | None) -> HttpError:
     if isinstance(exc, AllAttemptsFailedError):
         # The most telling failure: a caller error, then our own state store (a candidate it
         # refused was never tried), then the last upstream one.
@@ -377,9 +381,9 @@ def _http_error(exc: BaseException) -> HttpError:
         for kind in (ConfigurationError, StateStoreError):
             for e in errors:
                 if isinstance(e, kind):
-                    return http_error(e)
+                    return http_error(e, known)
         return (
-            http_error(errors[-1])
+            http_error(errors[-1], known)
             if errors
             else HttpError(502, "upstream_error", "every attempt failed")
         )
@@ -397,7 +401,7 @@ def _http_error(exc: BaseException) -> HttpError:
     if isinstance(exc, ModelRetiredError):
         return HttpError(404, "model_retired", exc.message)
     if isinstance(exc, MissingAPIKeyError):
-        return _upstream(exc)
+        return _upstream(exc, known)
     if isinstance(exc, UnsupportedCapabilityError | ConfigurationError):
         body = exc.body  # an InvalidRequestError's names the field: {"param": ...}
         named = isinstance(exc, InvalidRequestError) and isinstance(body, dict)
@@ -411,7 +415,7 @@ def _http_error(exc: BaseException) -> HttpError:
     if isinstance(exc, ContentFilteredError):
         return HttpError(400, "content_filter", "the provider refused the content")
     if isinstance(exc, LLMRelayError):
-        return _upstream(exc)
+        return _upstream(exc, known)
     return HttpError(500, "internal_error", "the gateway failed")
 
 
